@@ -1,0 +1,105 @@
+/* clock.c -- record ids from the kernel's random source, and our one
+ * timestamp format. */
+#include "clock.h"
+
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* getrandom() per id is a syscall per create; a small pool amortizes it.
+ * Ids need uniqueness, not secrecy, but the pool is still refilled only
+ * from the kernel. */
+static unsigned char pool[256];
+static size_t pool_left;
+
+int lf_id_new(char out[LF_ID_LEN + 1]) {
+    static const char hex[] = "0123456789abcdef";
+    if (pool_left < 8) {
+        size_t got = 0;
+        while (got < sizeof pool) {
+            ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+            if (n <= 0) return -1;
+            got += (size_t)n;
+        }
+        pool_left = sizeof pool;
+    }
+    const unsigned char *r = pool + sizeof pool - pool_left;
+    memcpy(out, "loop-", 5);
+    for (int i = 0; i < 8; i++) {
+        out[5 + 2 * i] = hex[r[i] >> 4];
+        out[6 + 2 * i] = hex[r[i] & 15];
+    }
+    out[LF_ID_LEN] = '\0';
+    pool_left -= 8;
+    return 0;
+}
+
+int lf_id_valid(const char *s) {
+    if (strncmp(s, "loop-", 5) != 0 || strlen(s) != LF_ID_LEN) return 0;
+    for (const char *p = s + 5; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+    return 1;
+}
+
+int64_t lf_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void put_digits(char *p, long v, int n) {
+    for (int i = n - 1; i >= 0; i--) { p[i] = (char)('0' + v % 10); v /= 10; }
+}
+
+/* Formatting runs once per transition; gmtime_r only when the second
+ * changes, the rest is digit arithmetic. */
+void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]) {
+    static __thread time_t last_sec = -1;
+    static __thread char prefix[20];        /* YYYY-MM-DDTHH:MM:SS */
+    time_t sec = (time_t)(us / 1000000);
+    long frac = (long)(us % 1000000);
+    if (frac < 0) { frac += 1000000; sec--; }
+    if (sec != last_sec) {
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        put_digits(prefix, tm.tm_year + 1900, 4); prefix[4] = '-';
+        put_digits(prefix + 5, tm.tm_mon + 1, 2); prefix[7] = '-';
+        put_digits(prefix + 8, tm.tm_mday, 2);    prefix[10] = 'T';
+        put_digits(prefix + 11, tm.tm_hour, 2);   prefix[13] = ':';
+        put_digits(prefix + 14, tm.tm_min, 2);    prefix[16] = ':';
+        put_digits(prefix + 17, tm.tm_sec, 2);
+        last_sec = sec;
+    }
+    memcpy(out, prefix, 19);
+    out[19] = '.';
+    put_digits(out + 20, frac, 6);
+    out[26] = 'Z';
+    out[27] = '\0';
+}
+
+static int get_digits(const char *p, int n, int *v) {
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        *v = *v * 10 + (p[i] - '0');
+    }
+    return 0;
+}
+
+int lf_ts_parse(const char *s, int64_t *us) {
+    int Y, M, D, h, m, sec, frac;
+    if (strlen(s) != LF_TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+        s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z')
+        return -1;
+    if (get_digits(s, 4, &Y) || get_digits(s + 5, 2, &M) ||
+        get_digits(s + 8, 2, &D) || get_digits(s + 11, 2, &h) ||
+        get_digits(s + 14, 2, &m) || get_digits(s + 17, 2, &sec) ||
+        get_digits(s + 20, 6, &frac))
+        return -1;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+        return -1;
+    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
+                    .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    *us = (int64_t)timegm(&tm) * 1000000 + frac;
+    return 0;
+}

@@ -1,0 +1,27 @@
+/* clock.h -- record ids and timestamps.
+ *
+ * The two places where core asks the kernel for something (the clock and
+ * the random source); everything else in core is pure. Ids are "loop-" +
+ * 16 lowercase hex characters (64 random bits: LoopForge's 32-bit ids
+ * collide). Timestamps are ISO 8601 UTC with exactly six fractional digits
+ * and a "Z", e.g. 2026-11-23T01:48:57.000120Z. */
+#ifndef LF_CLOCK_H
+#define LF_CLOCK_H
+
+#include <stdint.h>
+
+#define LF_ID_LEN 21            /* "loop-" + 16 hex */
+#define LF_TS_LEN 27            /* YYYY-MM-DDTHH:MM:SS.ffffffZ */
+
+/* Writes a fresh id (NUL-terminated). Returns 0, or -1 if the kernel's
+ * random source failed. */
+int lf_id_new(char out[LF_ID_LEN + 1]);
+/* True if s looks like an id we issue. */
+int lf_id_valid(const char *s);
+
+int64_t lf_now_us(void);        /* microseconds since the epoch, UTC */
+void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]);
+/* Parses our own format back; returns 0 or -1. */
+int lf_ts_parse(const char *s, int64_t *us);
+
+#endif

@@ -1,0 +1,290 @@
+/* entry.c -- audit entries: canonical serialization, sealing (seq, prev,
+ * sha256), parsing, and chain verification over stored bytes. */
+#include "entry.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+
+static const char *kind_names[LF_ENTRY__COUNT] = {
+    "created", "transition", "denied", "deleted", "policy_loaded",
+};
+
+const char *lf_entry_kind_name(lf_entry_kind k) {
+    return (unsigned)k < LF_ENTRY__COUNT ? kind_names[k] : "unknown";
+}
+
+int lf_entry_kind_parse(const char *s) {
+    for (int i = 0; i < LF_ENTRY__COUNT; i++)
+        if (strcmp(s, kind_names[i]) == 0) return i;
+    return -1;
+}
+
+void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
+    lf_buf_puts(b, "{\"seq\":");
+    lf_buf_json_int(b, (int64_t)e->seq);
+    lf_buf_puts(b, ",\"record_id\":");
+    lf_buf_json_str(b, e->record_id);
+    lf_buf_puts(b, ",\"kind\":\"");
+    lf_buf_puts(b, lf_entry_kind_name(e->kind));
+    lf_buf_puts(b, "\",\"version\":");
+    lf_buf_json_int(b, (int64_t)e->version);
+    lf_buf_puts(b, ",\"from_state\":");
+    lf_buf_json_str(b, e->from_state);
+    lf_buf_puts(b, ",\"to_state\":");
+    lf_buf_json_str(b, e->to_state);
+    lf_buf_puts(b, ",\"trigger\":");
+    lf_buf_json_str(b, e->trigger);
+    lf_buf_puts(b, ",\"actor\":");
+    lf_buf_json_str(b, e->actor);
+    lf_buf_puts(b, ",\"timestamp\":\"");
+    lf_buf_add(b, e->timestamp, LF_TS_LEN);
+    lf_buf_puts(b, "\",\"metadata\":");
+    lf_buf_json_raw(b, e->metadata, "{}");
+    lf_buf_puts(b, ",\"decisions\":");
+    lf_buf_json_raw(b, e->decisions, "[]");
+    lf_buf_puts(b, ",\"policy_set\":");
+    lf_buf_json_str(b, e->policy_set);
+    if (e->record) {
+        lf_buf_puts(b, ",\"record\":");
+        lf_buf_puts(b, e->record);
+    }
+    if (e->changes) {
+        lf_buf_puts(b, ",\"changes\":");
+        lf_buf_puts(b, e->changes);
+    }
+    lf_buf_puts(b, ",\"prev\":\"");
+    lf_buf_add(b, e->prev, LF_HASH_LEN);
+    lf_buf_puts(b, "\"}");
+}
+
+/* sha256 of buf, as 64 lowercase hex characters. The digest and its
+ * context are fetched once per thread: EVP's implicit fetch on every call
+ * costs more than hashing a short line. */
+static void sha256_hex(const void *p, size_t n, char out[LF_HASH_LEN + 1]) {
+    static __thread EVP_MD *md;
+    static __thread EVP_MD_CTX *ctx;
+    static const char hex[] = "0123456789abcdef";
+    unsigned char d[32];
+    unsigned int dl = 0;
+    if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!ctx) ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, md, NULL);
+    EVP_DigestUpdate(ctx, p, n);
+    EVP_DigestFinal_ex(ctx, d, &dl);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[LF_HASH_LEN] = '\0';
+}
+
+void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
+    e->seq = seq;
+    memcpy(e->prev, prev, LF_HASH_LEN);
+    e->prev[LF_HASH_LEN] = '\0';
+    lf_buf_reset(line);
+    lf_entry_write_canonical(e, line);
+    sha256_hex(line->p, line->len, e->hash);
+    /* Replace the closing brace by the hash key: the hashed bytes are the
+     * line minus `,"hash":"…"`. */
+    line->len--;
+    lf_buf_puts(line, ",\"hash\":\"");
+    lf_buf_add(line, e->hash, LF_HASH_LEN);
+    lf_buf_puts(line, "\"}");
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *msg, const char *key) {
+    if (key) snprintf(err, errlen, "%s '%s'", msg, key);
+    else snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+static int is_hex64(const char *s) {
+    if (!s || strlen(s) != LF_HASH_LEN) return 0;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
+    return 1;
+}
+
+/* A string field, or NULL when the value is null and nullable. */
+static int get_str(cJSON *o, const char *key, int nullable, const char **out,
+                   char *err, size_t errlen) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return fail(err, errlen, "missing key", key);
+    if (cJSON_IsNull(v) && nullable) { *out = NULL; return 0; }
+    if (!cJSON_IsString(v)) return fail(err, errlen, "wrong type for", key);
+    *out = v->valuestring;
+    return 0;
+}
+
+static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err,
+                   size_t errlen) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return fail(err, errlen, "missing key", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
+        v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != (double)(uint64_t)v->valuedouble)
+        return fail(err, errlen, "wrong type for", key);
+    *out = (uint64_t)v->valuedouble;
+    return 0;
+}
+
+/* A JSON subdocument, re-printed compactly; absent is allowed only when
+ * `optional`. */
+static int get_doc(cJSON *o, const char *key, int array, int optional,
+                   char **out, char *err, size_t errlen) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!v) return optional ? 0 : fail(err, errlen, "missing key", key);
+    if (array ? !cJSON_IsArray(v) : !cJSON_IsObject(v))
+        return fail(err, errlen, "wrong type for", key);
+    *out = cJSON_PrintUnformatted(v);
+    return *out ? 0 : fail(err, errlen, "out of memory", NULL);
+}
+
+int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
+                   size_t errlen) {
+    memset(doc, 0, sizeof *doc);
+    cJSON *root = cJSON_ParseWithLength(line, len);
+    if (!root) return fail(err, errlen, "not valid JSON", NULL);
+    doc->json = root;
+    lf_entry *e = &doc->e;
+    const char *kind, *ts, *prev, *hash;
+    if (!cJSON_IsObject(root)) goto bad_type;
+    if (get_u64(root, "seq", &e->seq, err, errlen) ||
+        get_str(root, "record_id", 1, &e->record_id, err, errlen) ||
+        get_str(root, "kind", 0, &kind, err, errlen) ||
+        get_u64(root, "version", &e->version, err, errlen) ||
+        get_str(root, "from_state", 1, &e->from_state, err, errlen) ||
+        get_str(root, "to_state", 1, &e->to_state, err, errlen) ||
+        get_str(root, "trigger", 1, &e->trigger, err, errlen) ||
+        get_str(root, "actor", 1, &e->actor, err, errlen) ||
+        get_str(root, "timestamp", 0, &ts, err, errlen) ||
+        get_str(root, "policy_set", 1, &e->policy_set, err, errlen) ||
+        get_str(root, "prev", 0, &prev, err, errlen) ||
+        get_str(root, "hash", 0, &hash, err, errlen) ||
+        get_doc(root, "metadata", 0, 0, &doc->metadata, err, errlen) ||
+        get_doc(root, "decisions", 1, 0, &doc->decisions, err, errlen) ||
+        get_doc(root, "record", 0, 1, &doc->record, err, errlen) ||
+        get_doc(root, "changes", 0, 1, &doc->changes, err, errlen))
+        goto bad;
+    int k = lf_entry_kind_parse(kind);
+    if (k < 0) { fail(err, errlen, "unknown kind", kind); goto bad; }
+    e->kind = (lf_entry_kind)k;
+    int64_t us;
+    if (lf_ts_parse(ts, &us)) { fail(err, errlen, "bad timestamp", ts); goto bad; }
+    memcpy(e->timestamp, ts, LF_TS_LEN + 1);
+    if (!is_hex64(prev) || !is_hex64(hash)) {
+        fail(err, errlen, "bad hash", NULL);
+        goto bad;
+    }
+    memcpy(e->prev, prev, LF_HASH_LEN + 1);
+    memcpy(e->hash, hash, LF_HASH_LEN + 1);
+    if (e->kind != LF_ENTRY_POLICY_LOADED && !e->record_id) {
+        fail(err, errlen, "missing record_id", NULL);
+        goto bad;
+    }
+    if (e->kind == LF_ENTRY_CREATED && !doc->record) {
+        fail(err, errlen, "created entry without record", NULL);
+        goto bad;
+    }
+    e->metadata = doc->metadata;
+    e->decisions = doc->decisions;
+    e->record = doc->record;
+    e->changes = doc->changes;
+    return 0;
+bad_type:
+    fail(err, errlen, "not a JSON object", NULL);
+bad:
+    lf_entry_doc_free(doc);
+    return -1;
+}
+
+void lf_entry_doc_free(lf_entry_doc *doc) {
+    cJSON_Delete(doc->json);
+    cJSON_free(doc->metadata);
+    cJSON_free(doc->decisions);
+    cJSON_free(doc->record);
+    cJSON_free(doc->changes);
+    memset(doc, 0, sizeof *doc);
+}
+
+/* ---- chain verification ------------------------------------------------ */
+
+void lf_chain_init(lf_chain *c) {
+    c->next_seq = 1;
+    memcpy(c->prev, LF_GENESIS, LF_HASH_LEN + 1);
+    c->count = 0;
+}
+
+#define HASH_SUFFIX_LEN (sizeof(",\"hash\":\"") - 1 + LF_HASH_LEN + 2)
+
+int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
+                  size_t errlen) {
+    lf_entry_doc doc;
+    char why[160];
+    if (lf_entry_parse(line, len, &doc, why, sizeof why)) {
+        snprintf(err, errlen, "seq %llu: unreadable entry (%s)",
+                 (unsigned long long)c->next_seq, why);
+        return -1;
+    }
+    const lf_entry *e = &doc.e;
+    int rc = -1;
+    if (e->seq != c->next_seq) {
+        snprintf(err, errlen, "seq %llu: expected seq %llu (entry missing, "
+                 "inserted or reordered)", (unsigned long long)e->seq,
+                 (unsigned long long)c->next_seq);
+        goto out;
+    }
+    if (strcmp(e->prev, c->prev) != 0) {
+        snprintf(err, errlen, "seq %llu: prev does not match the hash of "
+                 "seq %llu", (unsigned long long)e->seq,
+                 (unsigned long long)(e->seq - 1));
+        goto out;
+    }
+    /* The stored hash must be the line's last key, and equal the sha256
+     * of everything before it (plus the closing brace). */
+    const char *suffix = line + len - HASH_SUFFIX_LEN;
+    if (len < HASH_SUFFIX_LEN + 2 ||
+        memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
+        memcmp(suffix + 9, e->hash, LF_HASH_LEN) != 0 ||
+        memcmp(line + len - 2, "\"}", 2) != 0) {
+        snprintf(err, errlen, "seq %llu: hash is not the entry's last key",
+                 (unsigned long long)e->seq);
+        goto out;
+    }
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_add(&b, line, len - HASH_SUFFIX_LEN);
+    lf_buf_putc(&b, '}');
+    char h[LF_HASH_LEN + 1];
+    sha256_hex(b.p, b.len, h);
+    lf_buf_free(&b);
+    if (strcmp(h, e->hash) != 0) {
+        snprintf(err, errlen, "seq %llu: hash mismatch (entry modified)",
+                 (unsigned long long)e->seq);
+        goto out;
+    }
+    c->next_seq = e->seq + 1;
+    memcpy(c->prev, e->hash, LF_HASH_LEN + 1);
+    c->count++;
+    rc = 0;
+out:
+    lf_entry_doc_free(&doc);
+    return rc;
+}
+
+char *lf_json_object_normalize(const char *text, char *err, size_t errlen) {
+    cJSON *v = cJSON_Parse(text);
+    if (!v || !cJSON_IsObject(v)) {
+        cJSON_Delete(v);
+        fail(err, errlen, "not a JSON object", NULL);
+        return NULL;
+    }
+    char *s = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    return s;
+}

@@ -1,0 +1,104 @@
+/* entry.h -- audit entries: their canonical serialization and the hash
+ * chain.
+ *
+ * An entry is the unit of truth: every store persists entries, and a
+ * record is nothing but the fold of its entries (see lf_record_apply).
+ * The canonical serialization is one line of JSON with keys in a fixed
+ * order, written by lf_entry_write_canonical; `hash` is the sha256 of
+ * exactly those bytes (the line without its hash key), and `prev`
+ * is the hash of the entry before it in the global log, so modifying,
+ * deleting, inserting or reordering any entry breaks the chain.
+ *
+ * The line layout (keys in this order; optional keys omitted when absent):
+ *   seq record_id kind version from_state to_state trigger actor timestamp
+ *   metadata decisions policy_set [record] [changes] prev hash
+ */
+#ifndef LF_ENTRY_H
+#define LF_ENTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "buf.h"
+#include "clock.h"
+
+#define LF_HASH_LEN 64
+#define LF_GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+
+typedef enum lf_entry_kind {
+    LF_ENTRY_CREATED = 0,
+    LF_ENTRY_TRANSITION,
+    LF_ENTRY_DENIED,        /* an attempt a policy refused: no record change */
+    LF_ENTRY_DELETED,       /* tombstone: the record leaves every index */
+    LF_ENTRY_POLICY_LOADED, /* no record */
+    LF_ENTRY__COUNT
+} lf_entry_kind;
+
+/* All pointers are borrowed: the entry never owns its strings, so the
+ * engine can build one on the stack without copying. lf_entry_parse
+ * gives them a home (lf_entry_doc). */
+typedef struct lf_entry {
+    uint64_t seq;                   /* set by the store when sealing */
+    const char *record_id;          /* NULL for policy_loaded */
+    lf_entry_kind kind;
+    uint64_t version;               /* record version after this entry */
+    const char *from_state;         /* NULL for created */
+    const char *to_state;
+    const char *trigger;
+    const char *actor;
+    char timestamp[LF_TS_LEN + 1];
+    const char *metadata;           /* JSON object text; NULL means {} */
+    const char *decisions;          /* JSON array text; NULL means [] */
+    const char *policy_set;         /* generation id, or NULL */
+    const char *record;             /* created: initial fields (JSON object) */
+    const char *changes;            /* record fields this entry sets (JSON
+                                       object: closed_at, pr_url, pr_number,
+                                       ci_status, labels), or NULL */
+    char prev[LF_HASH_LEN + 1];
+    char hash[LF_HASH_LEN + 1];
+} lf_entry;
+
+const char *lf_entry_kind_name(lf_entry_kind k);
+int lf_entry_kind_parse(const char *s);    /* -1 if unknown */
+
+/* Canonical serialization without the hash key (what gets hashed). */
+void lf_entry_write_canonical(const lf_entry *e, lf_buf *out);
+
+/* Assigns seq and prev, computes hash, and writes the full line (with the
+ * hash, without a newline) to `line` (replacing its contents). */
+void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line);
+
+/* A parsed line. Strings in `e` point into this document. */
+typedef struct lf_entry_doc {
+    lf_entry e;
+    void *json;                 /* cJSON root */
+    char *metadata, *decisions, *record, *changes;  /* normalized text */
+} lf_entry_doc;
+
+/* Parses one line. Returns 0, or -1 with a message in err. The strict
+ * parse refuses unknown kinds, missing keys and wrong types. */
+int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc,
+                   char *err, size_t errlen);
+void lf_entry_doc_free(lf_entry_doc *doc);
+
+/* Walks the global log in order and checks the chain. Verification works
+ * on the stored bytes: hash must equal sha256 of the line with its
+ * trailing `,"hash":"…"` removed (and the closing brace kept), so no
+ * re-serialization can mask or invent a difference. */
+typedef struct lf_chain {
+    uint64_t next_seq;              /* seq the next line must carry */
+    char prev[LF_HASH_LEN + 1];     /* hash the next line must name */
+    uint64_t count;                 /* lines verified so far */
+} lf_chain;
+
+void lf_chain_init(lf_chain *c);
+/* Returns 0, or -1 with err ("seq N: reason"; the line number when the
+ * seq cannot be read) and the chain left unchanged. */
+int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
+                  size_t errlen);
+
+/* Normalizes a JSON object text (as cJSON prints it, compact), so the
+ * canonical form is stable under parse/print. Returns a malloc'd string
+ * or NULL with err set if the text is not a JSON object. */
+char *lf_json_object_normalize(const char *text, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,393 @@
+/* record.c -- LoopForge's record: the fold of audit entries into a
+ * record, and its JSON form (LoopForge's key order, then ours). */
+#include "record.h"
+#include "../loopforge.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+
+static void hist_free(lf_hist *h) { free(h->to_state); }
+
+/* One allocation per history entry: to_state, from_state, trigger, actor
+ * and metadata live in one block owned through to_state. Transitions are
+ * the hot path and this turns five mallocs into one. */
+static int hist_set(lf_hist *h, const char *from, const char *to,
+                    const char *trigger, const char *actor,
+                    const char *metadata, const char *ts) {
+    if (!metadata) metadata = "{}";
+    if (!trigger) trigger = "";
+    if (!actor) actor = "";
+    size_t lt = strlen(to) + 1, lf = from ? strlen(from) + 1 : 0;
+    size_t lg = strlen(trigger) + 1, la = strlen(actor) + 1;
+    size_t lm = strlen(metadata) + 1;
+    char *p = malloc(lt + lf + lg + la + lm);
+    if (!p) return -1;
+    h->to_state = memcpy(p, to, lt); p += lt;
+    h->from_state = from ? memcpy(p, from, lf) : NULL; p += lf;
+    h->trigger = memcpy(p, trigger, lg); p += lg;
+    h->actor = memcpy(p, actor, la); p += la;
+    h->metadata = memcpy(p, metadata, lm);
+    memcpy(h->timestamp, ts, LF_TS_LEN + 1);
+    return 0;
+}
+
+static int hist_push(lf_record *r, const lf_hist *src) {
+    if (r->nhist == r->caphist) {
+        size_t cap = r->caphist ? r->caphist * 2 : 8;
+        lf_hist *n = realloc(r->hist, cap * sizeof *n);
+        if (!n) return -1;
+        r->hist = n;
+        r->caphist = cap;
+    }
+    r->hist[r->nhist++] = *src;
+    return 0;
+}
+
+void lf_record_free(lf_record *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->nhist; i++) hist_free(&r->hist[i]);
+    free(r->hist);
+    free(r->ref); free(r->repo); free(r->pr_url); free(r->state);
+    free(r->ci_status); free(r->labels); free(r->workflow); free(r->metadata);
+    free(r);
+}
+
+lf_record *lf_record_dup(const lf_record *s) {
+    lf_record *r = malloc(sizeof *r);
+    if (!r) return NULL;
+    *r = *s;
+    r->hist = NULL; r->nhist = r->caphist = 0;
+    r->ref = xstrdup(s->ref); r->repo = xstrdup(s->repo);
+    r->pr_url = xstrdup(s->pr_url); r->state = xstrdup(s->state);
+    r->ci_status = xstrdup(s->ci_status); r->labels = xstrdup(s->labels);
+    r->workflow = xstrdup(s->workflow); r->metadata = xstrdup(s->metadata);
+    for (size_t i = 0; i < s->nhist; i++) {
+        const lf_hist *h = &s->hist[i];
+        lf_hist c;
+        if (hist_set(&c, h->from_state, h->to_state, h->trigger, h->actor,
+                     h->metadata, h->timestamp) || hist_push(r, &c)) {
+            lf_record_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* ---- the fold ---------------------------------------------------------- */
+
+static int bad(char *err, size_t errlen, const char *msg, const char *detail) {
+    snprintf(err, errlen, "%s%s%s", msg, detail ? ": " : "", detail ? detail : "");
+    return -1;
+}
+
+static char *print_obj(const cJSON *o, const char *dflt) {
+    return o ? cJSON_PrintUnformatted(o) : strdup(dflt);
+}
+
+static int get_int(const cJSON *v, int64_t *out) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+        return -1;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static int apply_created(lf_record **rp, const lf_entry *e, char *err,
+                         size_t errlen) {
+    if (*rp) return bad(err, errlen, "record already exists", e->record_id);
+    if (e->version != 1 || !e->to_state || !e->record)
+        return bad(err, errlen, "malformed created entry", e->record_id);
+    if (strlen(e->record_id) > LF_ID_LEN)
+        return bad(err, errlen, "record id too long", e->record_id);
+    cJSON *o = cJSON_Parse(e->record);
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "ref");
+    const cJSON *num = cJSON_GetObjectItemCaseSensitive(o, "ref_number");
+    const cJSON *repo = cJSON_GetObjectItemCaseSensitive(o, "repo");
+    const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "labels");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+    const cJSON *wf = cJSON_GetObjectItemCaseSensitive(o, "workflow");
+    int64_t n = 0;
+    if (!cJSON_IsObject(o) || !cJSON_IsString(ref) || !cJSON_IsString(wf) ||
+        (num && !cJSON_IsNull(num) && get_int(num, &n)) ||
+        (repo && !cJSON_IsNull(repo) && !cJSON_IsString(repo)) ||
+        (am && !cJSON_IsBool(am)) || (labels && !cJSON_IsObject(labels)) ||
+        (meta && !cJSON_IsObject(meta))) {
+        cJSON_Delete(o);
+        return bad(err, errlen, "malformed record in created entry", e->record_id);
+    }
+    lf_record *r = calloc(1, sizeof *r);
+    lf_hist h;
+    if (!r) { cJSON_Delete(o); return bad(err, errlen, "out of memory", NULL); }
+    memcpy(r->id, e->record_id, strlen(e->record_id) + 1);
+    r->ref = strdup(ref->valuestring);
+    r->has_ref_number = num && !cJSON_IsNull(num);
+    r->ref_number = n;
+    r->repo = cJSON_IsString(repo) ? strdup(repo->valuestring) : NULL;
+    r->state = strdup(e->to_state);
+    r->auto_merge = cJSON_IsTrue(am);
+    r->ci_status = strdup("{}");
+    r->labels = print_obj(labels, "{}");
+    r->metadata = print_obj(meta, "{}");
+    r->workflow = strdup(wf->valuestring);
+    memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
+    memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
+    r->version = 1;
+    cJSON_Delete(o);
+    if (hist_set(&h, NULL, e->to_state, e->trigger, e->actor, e->metadata,
+                 e->timestamp) || hist_push(r, &h)) {
+        lf_record_free(r);
+        return bad(err, errlen, "out of memory", NULL);
+    }
+    *rp = r;
+    return 0;
+}
+
+/* The record fields an entry may set, validated before anything moves so
+ * that a bad entry leaves the record untouched. */
+typedef struct changes {
+    cJSON *json;
+    const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels;
+} changes;
+
+static int changes_parse(const char *text, changes *c, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    if (!text) return 0;
+    c->json = cJSON_Parse(text);
+    if (!cJSON_IsObject(c->json)) goto bad;
+    c->closed_at = cJSON_GetObjectItemCaseSensitive(c->json, "closed_at");
+    c->pr_url = cJSON_GetObjectItemCaseSensitive(c->json, "pr_url");
+    c->pr_number = cJSON_GetObjectItemCaseSensitive(c->json, "pr_number");
+    c->ci_status = cJSON_GetObjectItemCaseSensitive(c->json, "ci_status");
+    c->labels = cJSON_GetObjectItemCaseSensitive(c->json, "labels");
+    int64_t n, us;
+    if ((c->closed_at && (!cJSON_IsString(c->closed_at) ||
+                          lf_ts_parse(c->closed_at->valuestring, &us))) ||
+        (c->pr_url && !cJSON_IsString(c->pr_url) && !cJSON_IsNull(c->pr_url)) ||
+        (c->pr_number && !cJSON_IsNull(c->pr_number) && get_int(c->pr_number, &n)) ||
+        (c->ci_status && !cJSON_IsObject(c->ci_status)) ||
+        (c->labels && !cJSON_IsObject(c->labels)))
+        goto bad;
+    return 0;
+bad:
+    cJSON_Delete(c->json);
+    return bad(err, errlen, "malformed changes", text);
+}
+
+static void changes_apply(lf_record *r, const changes *c) {
+    if (c->closed_at) memcpy(r->closed_at, c->closed_at->valuestring, LF_TS_LEN + 1);
+    if (c->pr_url) {
+        free(r->pr_url);
+        r->pr_url = cJSON_IsString(c->pr_url) ? strdup(c->pr_url->valuestring) : NULL;
+    }
+    if (c->pr_number) {
+        r->has_pr_number = !cJSON_IsNull(c->pr_number);
+        if (r->has_pr_number) get_int(c->pr_number, &r->pr_number);
+    }
+    if (c->ci_status) { free(r->ci_status); r->ci_status = print_obj(c->ci_status, "{}"); }
+    if (c->labels) { free(r->labels); r->labels = print_obj(c->labels, "{}"); }
+}
+
+int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
+    if (e->kind == LF_ENTRY_CREATED) return apply_created(rp, e, err, errlen);
+    lf_record *r = *rp;
+    if (e->kind == LF_ENTRY_POLICY_LOADED) return 0;
+    if (!r) return bad(err, errlen, "no such record", e->record_id);
+    if (e->kind == LF_ENTRY_DENIED) return 0;
+    if (e->version != r->version + 1)
+        return bad(err, errlen, "version out of sequence", r->id);
+    if (e->kind == LF_ENTRY_DELETED) {
+        r->deleted = true;
+        r->version = e->version;
+        memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
+        return 0;
+    }
+    if (e->kind != LF_ENTRY_TRANSITION || !e->to_state || !e->from_state ||
+        strcmp(e->from_state, r->state) != 0)
+        return bad(err, errlen, "entry does not follow the record's state", r->id);
+    changes c;
+    if (changes_parse(e->changes, &c, err, errlen)) return -1;
+    lf_hist h;
+    char *state = strdup(e->to_state);
+    if (!state || hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor,
+                           e->metadata, e->timestamp) || hist_push(r, &h)) {
+        free(state);
+        cJSON_Delete(c.json);
+        return bad(err, errlen, "out of memory", NULL);
+    }
+    free(r->state);
+    r->state = state;
+    r->version = e->version;
+    memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
+    changes_apply(r, &c);
+    cJSON_Delete(c.json);
+    return 0;
+}
+
+/* ---- JSON -------------------------------------------------------------- */
+
+static void put_ts(lf_buf *b, const char *ts) {
+    if (!ts[0]) { lf_buf_puts(b, "null"); return; }
+    lf_buf_putc(b, '"');
+    lf_buf_add(b, ts, LF_TS_LEN);
+    lf_buf_putc(b, '"');
+}
+
+void lf_record_to_json(const lf_record *r, lf_buf *b) {
+    lf_buf_puts(b, "{\"record_id\":");
+    lf_buf_json_str(b, r->id);
+    lf_buf_puts(b, ",\"ref\":");
+    lf_buf_json_str(b, r->ref);
+    lf_buf_puts(b, ",\"ref_number\":");
+    if (r->has_ref_number) lf_buf_json_int(b, r->ref_number);
+    else lf_buf_puts(b, "null");
+    lf_buf_puts(b, ",\"repo\":");
+    lf_buf_json_str(b, r->repo);
+    lf_buf_puts(b, ",\"pr_url\":");
+    lf_buf_json_str(b, r->pr_url);
+    lf_buf_puts(b, ",\"pr_number\":");
+    if (r->has_pr_number) lf_buf_json_int(b, r->pr_number);
+    else lf_buf_puts(b, "null");
+    lf_buf_puts(b, ",\"state\":");
+    lf_buf_json_str(b, r->state);
+    lf_buf_puts(b, r->auto_merge ? ",\"auto_merge\":true" : ",\"auto_merge\":false");
+    lf_buf_puts(b, ",\"ci_status\":");
+    lf_buf_json_raw(b, r->ci_status, "{}");
+    lf_buf_puts(b, ",\"transitions\":[");
+    for (size_t i = 0; i < r->nhist; i++) {
+        const lf_hist *h = &r->hist[i];
+        lf_buf_puts(b, i ? ",{\"from_state\":" : "{\"from_state\":");
+        lf_buf_json_str(b, h->from_state);
+        lf_buf_puts(b, ",\"to_state\":");
+        lf_buf_json_str(b, h->to_state);
+        lf_buf_puts(b, ",\"trigger\":");
+        lf_buf_json_str(b, h->trigger);
+        lf_buf_puts(b, ",\"timestamp\":");
+        put_ts(b, h->timestamp);
+        lf_buf_puts(b, ",\"metadata\":");
+        lf_buf_json_raw(b, h->metadata, "{}");
+        lf_buf_puts(b, ",\"actor\":");
+        lf_buf_json_str(b, h->actor);
+        lf_buf_putc(b, '}');
+    }
+    lf_buf_puts(b, "],\"labels\":");
+    lf_buf_json_raw(b, r->labels, "{}");
+    lf_buf_puts(b, ",\"created_at\":");
+    put_ts(b, r->created_at);
+    lf_buf_puts(b, ",\"updated_at\":");
+    put_ts(b, r->updated_at);
+    lf_buf_puts(b, ",\"closed_at\":");
+    put_ts(b, r->closed_at);
+    lf_buf_puts(b, ",\"workflow\":");
+    lf_buf_json_str(b, r->workflow);
+    lf_buf_puts(b, ",\"version\":");
+    lf_buf_json_int(b, (int64_t)r->version);
+    lf_buf_puts(b, ",\"metadata\":");
+    lf_buf_json_raw(b, r->metadata, "{}");
+    lf_buf_putc(b, '}');
+}
+
+static int json_ts(const cJSON *o, const char *key, int nullable, char out[LF_TS_LEN + 1]) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    int64_t us;
+    out[0] = '\0';
+    if (nullable && cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsString(v) || lf_ts_parse(v->valuestring, &us)) return -1;
+    memcpy(out, v->valuestring, LF_TS_LEN + 1);
+    return 0;
+}
+
+static int json_str(const cJSON *o, const char *key, int nullable, char **out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (nullable && cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsString(v)) return -1;
+    return (*out = strdup(v->valuestring)) ? 0 : -1;
+}
+
+static int json_num(const cJSON *o, const char *key, bool *has, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *has = false;
+    if (cJSON_IsNull(v)) return 0;
+    if (get_int(v, out)) return -1;
+    *has = true;
+    return 0;
+}
+
+static int json_obj(const cJSON *o, const char *key, char **out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    *out = NULL;
+    if (!cJSON_IsObject(v)) return -1;
+    return (*out = cJSON_PrintUnformatted(v)) ? 0 : -1;
+}
+
+static int json_hist(lf_record *r, const cJSON *arr) {
+    const cJSON *t;
+    if (!cJSON_IsArray(arr)) return -1;
+    cJSON_ArrayForEach(t, arr) {
+        char *from = NULL, *to = NULL, *trig = NULL, *actor = NULL, *meta = NULL;
+        char ts[LF_TS_LEN + 1];
+        lf_hist h;
+        int rc = -1;
+        if (!json_str(t, "from_state", 1, &from) && !json_str(t, "to_state", 0, &to) &&
+            !json_str(t, "trigger", 0, &trig) && !json_str(t, "actor", 0, &actor) &&
+            !json_obj(t, "metadata", &meta) && !json_ts(t, "timestamp", 0, ts) &&
+            !hist_set(&h, from, to, trig, actor, meta, ts))
+            rc = hist_push(r, &h);
+        free(from); free(to); free(trig); free(actor); free(meta);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+lf_record *lf_record_from_json(const char *json, size_t len, char *err,
+                               size_t errlen) {
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    lf_record *r = calloc(1, sizeof *r);
+    char *id = NULL;
+    double version = 0;
+    const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
+    if (!r || !cJSON_IsObject(o) || json_str(o, "record_id", 0, &id) ||
+        strlen(id) > LF_ID_LEN || json_str(o, "ref", 0, &r->ref) ||
+        json_num(o, "ref_number", &r->has_ref_number, &r->ref_number) ||
+        json_str(o, "repo", 1, &r->repo) || json_str(o, "pr_url", 1, &r->pr_url) ||
+        json_num(o, "pr_number", &r->has_pr_number, &r->pr_number) ||
+        json_str(o, "state", 0, &r->state) || !cJSON_IsBool(am) ||
+        json_obj(o, "ci_status", &r->ci_status) ||
+        json_hist(r, cJSON_GetObjectItemCaseSensitive(o, "transitions")) ||
+        json_obj(o, "labels", &r->labels) ||
+        json_ts(o, "created_at", 0, r->created_at) ||
+        json_ts(o, "updated_at", 0, r->updated_at) ||
+        json_ts(o, "closed_at", 1, r->closed_at) ||
+        json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
+        (version = ver->valuedouble) < 1 ||
+        json_obj(o, "metadata", &r->metadata)) {
+        free(id);
+        cJSON_Delete(o);
+        lf_record_free(r);
+        bad(err, errlen, "not a loopforge record", NULL);
+        return NULL;
+    }
+    memcpy(r->id, id, strlen(id) + 1);
+    r->auto_merge = cJSON_IsTrue(am);
+    r->version = (uint64_t)version;
+    free(id);
+    cJSON_Delete(o);
+    return r;
+}
+
+/* ---- public accessors (loopforge.h) ------------------------------------ */
+
+const char *lf_record_id(const lf_record *r) { return r->id; }
+const char *lf_record_state(const lf_record *r) { return r->state; }
+uint64_t lf_record_version(const lf_record *r) { return r->version; }
+
+char *lf_record_json(const lf_record *r) {
+    lf_buf b = LF_BUF_INIT;
+    lf_record_to_json(r, &b);
+    return lf_buf_steal(&b);
+}

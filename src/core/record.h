@@ -1,0 +1,67 @@
+/* record.h -- a lifecycle record (LoopForge's LoopRecord) and the fold
+ * that builds it from audit entries.
+ *
+ * The JSON form keeps LoopForge's `to_dict` key order exactly:
+ *   record_id ref ref_number repo pr_url pr_number state auto_merge
+ *   ci_status transitions labels created_at updated_at closed_at
+ * followed by our additions: workflow version metadata. Each transition
+ * is {from_state, to_state, trigger, timestamp, metadata, actor}. */
+#ifndef LF_RECORD_H
+#define LF_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+#include "clock.h"
+#include "entry.h"
+
+typedef struct lf_hist {
+    char *from_state;               /* NULL for the creation entry */
+    char *to_state;
+    char *trigger;
+    char *actor;
+    char *metadata;                 /* JSON object text, never NULL */
+    char timestamp[LF_TS_LEN + 1];
+} lf_hist;
+
+typedef struct lf_record {
+    char id[LF_ID_LEN + 1];
+    char *ref;
+    bool has_ref_number;
+    int64_t ref_number;
+    char *repo;                     /* NULL = null */
+    char *pr_url;                   /* NULL = null */
+    bool has_pr_number;
+    int64_t pr_number;
+    char *state;
+    bool auto_merge;
+    char *ci_status;                /* JSON object text, never NULL */
+    lf_hist *hist;
+    size_t nhist, caphist;
+    char *labels;                   /* JSON object text, never NULL */
+    char created_at[LF_TS_LEN + 1];
+    char updated_at[LF_TS_LEN + 1];
+    char closed_at[LF_TS_LEN + 1];  /* "" = null */
+    char *workflow;
+    uint64_t version;
+    char *metadata;                 /* JSON object text, never NULL */
+    bool deleted;                   /* a tombstone has been applied */
+} lf_record;
+
+void lf_record_free(lf_record *r);
+lf_record *lf_record_dup(const lf_record *r);
+
+/* Folds one entry into a record. For `created`, *rp must be NULL and a
+ * new record is allocated; for the other record kinds *rp must be the
+ * record, whose version must be e->version - 1 (denied: e->version).
+ * Returns 0, or -1 with err set (the record is then unchanged). */
+int lf_record_apply(lf_record **rp, const lf_entry *e, char *err,
+                    size_t errlen);
+
+void lf_record_to_json(const lf_record *r, lf_buf *out);
+/* Parses the JSON form back (round trip). Returns NULL with err set. */
+lf_record *lf_record_from_json(const char *json, size_t len, char *err,
+                               size_t errlen);
+
+#endif

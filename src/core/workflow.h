@@ -1,0 +1,57 @@
+/* workflow.h -- a compiled workflow graph: states, ordered edges, the
+ * initial state and the terminal states.
+ *
+ * Workflows are data, written in Lua (policies/workflows/<name>.lua) and
+ * compiled by src/rules into this structure. The core only answers
+ * questions about the graph; it never sees Lua. Edge order is preserved
+ * because LoopForge's "Allowed from" message lists targets in table order. */
+#ifndef LF_WORKFLOW_H
+#define LF_WORKFLOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "buf.h"
+
+typedef struct lf_edge { int from, to; } lf_edge;
+
+typedef struct lf_workflow {
+    char *name;
+    char **states;          /* index is the state id, declaration order */
+    bool *terminal;         /* per state */
+    int nstates;
+    int initial;            /* state id, -1 until set */
+    lf_edge *edges;         /* declaration order */
+    int nedges;
+} lf_workflow;
+
+lf_workflow *lf_workflow_new(const char *name);
+void lf_workflow_free(lf_workflow *wf);
+
+/* Returns the new state's id, or -1 if the name is empty or already used. */
+int lf_workflow_add_state(lf_workflow *wf, const char *name);
+/* State id by name, -1 if unknown. */
+int lf_workflow_state(const lf_workflow *wf, const char *name);
+/* Returns 0, or -1 if either id is out of range or the edge exists. */
+int lf_workflow_add_edge(lf_workflow *wf, int from, int to);
+bool lf_workflow_has_edge(const lf_workflow *wf, int from, int to);
+bool lf_workflow_is_terminal(const lf_workflow *wf, int state);
+
+/* Structural checks a loadable workflow must pass: an initial state, no
+ * self-loops, no edge into the initial state, no edge out of a terminal
+ * state, every state reachable from the initial one, every non-terminal
+ * state has a way out. Appends one line per problem ("message\n") to
+ * `problems` and returns how many there were. */
+int lf_workflow_check(const lf_workflow *wf, lf_buf *problems);
+
+/* LoopForge's message, byte for byte:
+ *   "Invalid transition: A → B. Allowed from A: x, y"
+ * with "none (terminal)" when A has no outgoing edge. `to` is a name
+ * because the caller may ask for a state this workflow does not have. */
+void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,
+                             lf_buf *out);
+
+/* Renderings for `loopforge graph`. */
+void lf_workflow_dot(const lf_workflow *wf, lf_buf *out);
+void lf_workflow_mermaid(const lf_workflow *wf, lf_buf *out);
+
+#endif

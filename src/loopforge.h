@@ -1,0 +1,151 @@
+/* loopforge.h -- the public interface of the loopforge engine.
+ *
+ * An engine owns a store (memory:, file:PATH) and a policy set (a
+ * directory of Lua files). Every operation completes through a callback,
+ * exactly once, in the hiredis-async style; the memory and journal
+ * stores complete before the call returns, asynchronous stores later on
+ * the event base given at creation. Pointers handed to a callback are
+ * valid only until the callback returns: copy what you keep. */
+#ifndef LOOPFORGE_H
+#define LOOPFORGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LF_VERSION_MAJOR 0
+#define LF_VERSION_MINOR 1
+#define LF_VERSION_PATCH 0
+#define LF_VERSION_STRING "0.1.0"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+/* Result codes. Their names (lf_code_name) are the stable codes of the
+ * CLI's --json output and the HTTP API. */
+typedef enum lf_code {
+    LF_OK = 0,
+    LF_NOT_FOUND,
+    LF_INVALID_TRANSITION,
+    LF_DENIED,
+    LF_CONFLICT,
+    LF_INVALID_REQUEST,
+    LF_UNAVAILABLE,
+    LF_DUPLICATE_REF,
+    LF_CODE__COUNT
+} lf_code;
+
+const char *lf_code_name(lf_code code);
+const char *lf_version(void);
+
+typedef struct lf_engine lf_engine;
+typedef struct lf_record lf_record;
+
+/* Record accessors (the struct is private). */
+const char *lf_record_id(const lf_record *r);
+const char *lf_record_state(const lf_record *r);
+uint64_t lf_record_version(const lf_record *r);
+/* The record as JSON (LoopForge's key order); caller frees. */
+char *lf_record_json(const lf_record *r);
+
+typedef struct lf_engine_config {
+    const char *store;          /* URL; NULL: $LOOPFORGE_STORE, else
+                                   "file:./var/loopforge.journal" */
+    const char *policies;       /* directory; NULL: $LOOPFORGE_POLICIES,
+                                   else "./policies" */
+    struct event_base *base;    /* needed by asynchronous stores only */
+} lf_engine_config;
+
+/* Returns NULL with a message in err (and *code set, if code is not
+ * NULL: LF_UNAVAILABLE for a store that cannot be opened,
+ * LF_INVALID_REQUEST for a bad URL or a broken policy set). */
+lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err,
+                         size_t errlen, lf_code *code);
+void lf_engine_free(lf_engine *e);
+
+/* The outcome of a request. */
+typedef struct lf_result {
+    bool success;
+    lf_code code;
+    const char *error;          /* NULL on success */
+    const char *previous_state; /* NULL when unknown */
+    const char *new_state;      /* NULL unless the state changed */
+    const lf_record *record;    /* the record after the request, or NULL */
+    const char *decisions;      /* JSON array text ("[]" without policies) */
+} lf_result;
+
+typedef void lf_result_cb(const lf_result *res, void *arg);
+
+/* The result as a JSON object; caller frees. Keys: success, code, error,
+ * previous_state, new_state, record, decisions. */
+char *lf_result_json(const lf_result *res);
+
+typedef struct lf_create_req {
+    const char *ref;            /* required */
+    const char *repo;           /* NULL = null */
+    bool has_ref_number;
+    int64_t ref_number;
+    bool auto_merge;
+    const char *labels;         /* JSON object of strings, NULL = {} */
+    const char *metadata;       /* JSON object, NULL = {} */
+    const char *actor;          /* NULL = "anonymous" */
+    const char *workflow;       /* NULL = "loopforge" */
+} lf_create_req;
+
+typedef struct lf_transition_req {
+    const char *id;             /* record id */
+    const char *to;             /* target state */
+    const char *trigger;        /* required, e.g. "pr.opened" */
+    const char *metadata;       /* JSON object, NULL = {}; the keys pr_url
+                                   (string) and pr_number (integer) also
+                                   set the record's fields */
+    const char *actor;          /* NULL = "anonymous" */
+} lf_transition_req;
+
+void lf_engine_create(lf_engine *e, const lf_create_req *req,
+                      lf_result_cb *cb, void *arg);
+void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
+                          lf_result_cb *cb, void *arg);
+void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb,
+                   void *arg);
+void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
+                           void *arg);
+/* An audited tombstone: later reads find nothing; history stays in the
+ * audit log. */
+void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
+                      lf_result_cb *cb, void *arg);
+
+typedef struct lf_list_query {
+    const char *state;          /* NULL = any */
+    const char *repo;           /* NULL = any */
+    size_t limit;               /* 0 = 100 */
+    const char *cursor;         /* from a previous page, or NULL */
+} lf_list_query;
+
+/* Newest updated_at first. next_cursor is NULL on the last page. */
+typedef void lf_list_cb(lf_code code, const char *error,
+                        const lf_record *const *records, size_t n,
+                        const char *next_cursor, void *arg);
+void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
+                    void *arg);
+
+/* A page of the audit log as NDJSON lines (without newlines), in seq
+ * order: entries with seq > after, at most limit (0 = 1000); for one
+ * record when record_id is not NULL. `last_seq` is the seq of the last
+ * line given (pass it as `after` for the next page); n == 0 at the end. */
+typedef void lf_audit_cb(lf_code code, const char *error,
+                         const char *const *lines, const size_t *lens,
+                         size_t n, uint64_t last_seq, void *arg);
+void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
+                     size_t limit, lf_audit_cb *cb, void *arg);
+
+/* The loaded policy set: generation id (sha256 hex). */
+const char *lf_engine_generation(const lf_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

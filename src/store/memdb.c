@@ -1,0 +1,291 @@
+/* memdb.c -- the global log, the records folded from it, and the id and
+ * ref indexes: everything memory: is, and what file: replays into. */
+#include "memdb.h"
+#include "../core/map.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+/* A record and the seqs of its entries (for per-record audit). */
+typedef struct slot {
+    lf_record *rec;
+    uint64_t *seqs;
+    size_t nseq, capseq;
+} slot;
+
+struct lf_memdb {
+    lf_map by_id;           /* id -> slot, deleted records included: an id
+                               is never reused */
+    lf_map by_ref;          /* ref -> slot, live records only */
+    char **lines;           /* lines[seq - 1] */
+    size_t *lens;
+    size_t nlines, caplines;
+    char last_hash[LF_HASH_LEN + 1];
+};
+
+lf_memdb *lf_memdb_new(void) {
+    lf_memdb *db = calloc(1, sizeof *db);
+    if (db) memcpy(db->last_hash, LF_GENESIS, LF_HASH_LEN + 1);
+    return db;
+}
+
+void lf_memdb_free(lf_memdb *db) {
+    if (!db) return;
+    for (size_t i = 0; i < db->by_id.cap; i++) {
+        slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
+        if (!s) continue;
+        lf_record_free(s->rec);
+        free(s->seqs);
+        free(s);
+    }
+    lf_map_free(&db->by_id);
+    lf_map_free(&db->by_ref);
+    for (size_t i = 0; i < db->nlines; i++) free(db->lines[i]);
+    free(db->lines);
+    free(db->lens);
+    free(db);
+}
+
+static slot *live(const lf_memdb *db, const char *id) {
+    slot *s = id ? lf_map_get(&db->by_id, id) : NULL;
+    return s && !s->rec->deleted ? s : NULL;
+}
+
+const lf_record *lf_memdb_get(const lf_memdb *db, const char *id) {
+    slot *s = live(db, id);
+    return s ? s->rec : NULL;
+}
+
+const lf_record *lf_memdb_find_ref(const lf_memdb *db, const char *ref) {
+    slot *s = lf_map_get(&db->by_ref, ref);
+    return s ? s->rec : NULL;
+}
+
+/* The ref a created entry claims. Parsing the initial fields twice (here
+ * and in the fold) only costs on create, never on a transition. */
+static char *created_ref(const lf_entry *e) {
+    cJSON *o = e->record ? cJSON_Parse(e->record) : NULL;
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "ref");
+    char *s = cJSON_IsString(ref) ? strdup(ref->valuestring) : NULL;
+    cJSON_Delete(o);
+    return s;
+}
+
+lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
+                       size_t errlen) {
+    if (e->kind == LF_ENTRY_POLICY_LOADED) return LF_OK;
+    if (e->kind == LF_ENTRY_CREATED) {
+        if (lf_map_get(&db->by_id, e->record_id)) {
+            snprintf(err, errlen, "Record id already exists: %s", e->record_id);
+            return LF_CONFLICT;
+        }
+        char *ref = created_ref(e);
+        if (!ref) {
+            snprintf(err, errlen, "Created entry has no ref");
+            return LF_INVALID_REQUEST;
+        }
+        const lf_record *other = lf_memdb_find_ref(db, ref);
+        if (other)
+            snprintf(err, errlen, "Duplicate ref: %s already has record %s",
+                     ref, other->id);
+        free(ref);
+        return other ? LF_DUPLICATE_REF : LF_OK;
+    }
+    slot *s = live(db, e->record_id);
+    if (!s) {
+        snprintf(err, errlen, "Record not found: %s", e->record_id);
+        return LF_NOT_FOUND;
+    }
+    if (e->kind == LF_ENTRY_DENIED) return LF_OK;
+    if (s->rec->version + 1 != e->version) {
+        snprintf(err, errlen, "Version conflict on %s: expected version %llu, "
+                 "found %llu", e->record_id,
+                 (unsigned long long)(e->version - 1),
+                 (unsigned long long)s->rec->version);
+        return LF_CONFLICT;
+    }
+    return LF_OK;
+}
+
+void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
+    lf_entry_seal(e, db->nlines + 1, db->last_hash, line);
+}
+
+static int push_line(lf_memdb *db, const char *line, size_t len) {
+    if (db->nlines == db->caplines) {
+        size_t cap = db->caplines ? db->caplines * 2 : 1024;
+        char **l = realloc(db->lines, cap * sizeof *l);
+        if (!l) return -1;
+        db->lines = l;
+        size_t *n = realloc(db->lens, cap * sizeof *n);
+        if (!n) return -1;
+        db->lens = n;
+        db->caplines = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return -1;
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    db->lines[db->nlines] = copy;
+    db->lens[db->nlines++] = len;
+    return 0;
+}
+
+static int push_seq(slot *s, uint64_t seq) {
+    if (s->nseq == s->capseq) {
+        size_t cap = s->capseq ? s->capseq * 2 : 8;
+        uint64_t *n = realloc(s->seqs, cap * sizeof *n);
+        if (!n) return -1;
+        s->seqs = n;
+        s->capseq = cap;
+    }
+    s->seqs[s->nseq++] = seq;
+    return 0;
+}
+
+int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
+                   size_t len, char *err, size_t errlen) {
+    if (e->seq != db->nlines + 1) {
+        snprintf(err, errlen, "seq %llu out of order (expected %llu)",
+                 (unsigned long long)e->seq, (unsigned long long)db->nlines + 1);
+        return -1;
+    }
+    slot *s = NULL;
+    if (e->kind == LF_ENTRY_CREATED) {
+        lf_record *r = NULL;
+        if (lf_map_get(&db->by_id, e->record_id)) {
+            snprintf(err, errlen, "record %s created twice", e->record_id);
+            return -1;
+        }
+        if (lf_record_apply(&r, e, err, errlen)) return -1;
+        s = calloc(1, sizeof *s);
+        if (!s || lf_map_put(&db->by_id, r->id, s) ||
+            lf_map_put(&db->by_ref, r->ref, s)) {
+            if (s) lf_map_del(&db->by_id, r->id);
+            free(s);
+            lf_record_free(r);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        s->rec = r;
+    } else if (e->kind != LF_ENTRY_POLICY_LOADED) {
+        s = live(db, e->record_id);
+        if (!s) {
+            snprintf(err, errlen, "entry for unknown record %s", e->record_id);
+            return -1;
+        }
+        if (lf_record_apply(&s->rec, e, err, errlen)) return -1;
+        if (s->rec->deleted) lf_map_del(&db->by_ref, s->rec->ref);
+    }
+    if ((s && push_seq(s, e->seq)) || push_line(db, line, len)) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
+    return 0;
+}
+
+lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
+                        char *err, size_t errlen) {
+    static __thread lf_buf line;
+    lf_code code = lf_memdb_check(db, e, err, errlen);
+    *rec = NULL;
+    if (code != LF_OK) return code;
+    lf_memdb_seal(db, e, &line);
+    if (lf_memdb_apply(db, e, line.p, line.len, err, errlen))
+        return LF_INVALID_REQUEST;
+    if (e->record_id) {
+        slot *s = lf_map_get(&db->by_id, e->record_id);
+        *rec = s ? s->rec : NULL;
+    }
+    return LF_OK;
+}
+
+uint64_t lf_memdb_last_seq(const lf_memdb *db) { return db->nlines; }
+const char *lf_memdb_last_hash(const lf_memdb *db) { return db->last_hash; }
+
+/* ---- list --------------------------------------------------------------- */
+
+/* Newest updated_at first; ties broken by id so the order is total and a
+ * cursor ("updated_at|id") names one position exactly. */
+static int newer_first(const void *a, const void *b) {
+    const lf_record *x = *(const lf_record *const *)a;
+    const lf_record *y = *(const lf_record *const *)b;
+    int c = strcmp(y->updated_at, x->updated_at);
+    return c ? c : strcmp(y->id, x->id);
+}
+
+static int after_cursor(const lf_record *r, const char *cursor) {
+    size_t n = strlen(r->updated_at);
+    int c = strncmp(r->updated_at, cursor, n);
+    if (c) return c < 0;
+    return cursor[n] == '|' && strcmp(r->id, cursor + n + 1) < 0;
+}
+
+void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
+                   void *arg) {
+    size_t limit = q->limit ? q->limit : 100, n = 0;
+    const lf_record **all = malloc((db->by_id.len + 1) * sizeof *all);
+    if (!all) { cb(LF_UNAVAILABLE, "out of memory", NULL, 0, NULL, arg); return; }
+    for (size_t i = 0; i < db->by_id.cap; i++) {
+        slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
+        if (!s || s->rec->deleted) continue;
+        const lf_record *r = s->rec;
+        if (q->state && strcmp(r->state, q->state) != 0) continue;
+        if (q->repo && (!r->repo || strcmp(r->repo, q->repo) != 0)) continue;
+        if (q->cursor && !after_cursor(r, q->cursor)) continue;
+        all[n++] = r;
+    }
+    qsort(all, n, sizeof *all, newer_first);
+    char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
+    if (n > limit) {
+        const lf_record *last = all[limit - 1];
+        snprintf(cursor, sizeof cursor, "%s|%s", last->updated_at, last->id);
+        next = cursor;
+        n = limit;
+    }
+    cb(LF_OK, NULL, all, n, next, arg);
+    free(all);
+}
+
+/* ---- audit -------------------------------------------------------------- */
+
+void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
+                    size_t limit, lf_audit_cb *cb, void *arg) {
+    if (!limit) limit = 1000;
+    const slot *s = NULL;
+    if (record_id && !(s = lf_map_get(&db->by_id, record_id))) {
+        char err[128];
+        snprintf(err, sizeof err, "Record not found: %s", record_id);
+        cb(LF_NOT_FOUND, err, NULL, NULL, 0, after, arg);
+        return;
+    }
+    const char **lines = malloc(limit * sizeof *lines);
+    size_t *lens = malloc(limit * sizeof *lens), n = 0;
+    uint64_t last = after;
+    if (!lines || !lens) {
+        free(lines); free(lens);
+        cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, 0, after, arg);
+        return;
+    }
+    if (s) {
+        for (size_t i = 0; i < s->nseq && n < limit; i++) {
+            uint64_t seq = s->seqs[i];
+            if (seq <= after) continue;
+            lines[n] = db->lines[seq - 1];
+            lens[n++] = db->lens[seq - 1];
+            last = seq;
+        }
+    } else {
+        for (uint64_t seq = after + 1; seq <= db->nlines && n < limit; seq++) {
+            lines[n] = db->lines[seq - 1];
+            lens[n++] = db->lens[seq - 1];
+            last = seq;
+        }
+    }
+    cb(LF_OK, NULL, lines, lens, n, last, arg);
+    free(lines);
+    free(lens);
+}

@@ -1,0 +1,28 @@
+/* store.c -- opens a store by URL. */
+#include "store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+lf_store *lf_store_open(const char *url, struct event_base *base,
+                        lf_code *code, char *err, size_t errlen) {
+    (void)base;
+    lf_code dummy;
+    if (!code) code = &dummy;
+    *code = LF_OK;
+    if (strcmp(url, "memory:") == 0 || strcmp(url, "memory") == 0) {
+        lf_store *s = lf_memory_open();
+        if (!s) { *code = LF_UNAVAILABLE; snprintf(err, errlen, "out of memory"); }
+        return s;
+    }
+    if (strncmp(url, "file:", 5) == 0 && url[5]) {
+        const char *path = url + 5;
+        /* Accept file:///abs/path as well as file:relative/path. */
+        if (strncmp(path, "//", 2) == 0) path += 2;
+        return lf_journal_open(path, code, err, errlen);
+    }
+    *code = LF_INVALID_REQUEST;
+    snprintf(err, errlen, "unknown store URL '%s' (expected memory: or "
+             "file:PATH)", url);
+    return NULL;
+}

@@ -1,0 +1,75 @@
+/* store.h -- the asynchronous storage interface every backend implements.
+ *
+ * A store persists audit entries and keeps the records they fold into
+ * (lf_record_apply). Every operation completes through its callback
+ * exactly once; memory: and file: call it before returning. Pointers
+ * passed to a callback are valid only during the callback.
+ *
+ * commit is the single write path: creates, transitions, denials and
+ * tombstones are all entries. The store assigns seq and prev, computes
+ * the hash (lf_entry_seal), and writes the entry, the record and its
+ * indexes atomically, after checking:
+ *   created     no record with this id, no live record with this ref
+ *               (LF_DUPLICATE_REF, err names the existing id)
+ *   transition,
+ *   deleted     the record exists and its version is e->version - 1
+ *               (LF_NOT_FOUND / LF_CONFLICT)
+ *   denied      the record exists (version unchanged, no CAS)
+ *   policy_loaded  nothing (no record)
+ */
+#ifndef LF_STORE_H
+#define LF_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../loopforge.h"
+#include "../core/entry.h"
+#include "../core/record.h"
+
+typedef struct lf_store lf_store;
+
+/* rec: the record after the operation (commit) or as found (get); NULL
+ * when there is none. e: the sealed entry (commit only), else NULL. */
+typedef void lf_store_cb(lf_code code, const char *err, const lf_record *rec,
+                         const lf_entry *e, void *arg);
+
+typedef struct lf_store_type {
+    const char *scheme;         /* "memory", "file", ... */
+    void (*get)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
+    void (*find_by_ref)(lf_store *s, const char *ref, lf_store_cb *cb,
+                        void *arg);
+    void (*commit)(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg);
+    void (*list)(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
+                 void *arg);
+    void (*audit)(lf_store *s, const char *record_id, uint64_t after,
+                  size_t limit, lf_audit_cb *cb, void *arg);
+    void (*free)(lf_store *s);
+} lf_store_type;
+
+struct lf_store {
+    const lf_store_type *type;
+};
+
+/* Opens a store by URL: "memory:" or "file:PATH". Returns NULL with err
+ * set; *code is LF_INVALID_REQUEST for a URL we do not understand and
+ * LF_UNAVAILABLE when the store cannot be opened. */
+lf_store *lf_store_open(const char *url, struct event_base *base,
+                        lf_code *code, char *err, size_t errlen);
+
+/* Backends (lf_store_open dispatches on the URL scheme). */
+lf_store *lf_memory_open(void);
+/* Opens or creates the journal at path (creating missing parent
+ * directories), replays it, and cuts off a torn last line with a warning
+ * on stderr. A corrupt line elsewhere is an error naming its line number. */
+lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
+                          size_t errlen);
+
+/* Convenience wrappers. */
+#define lf_store_get(s, id, cb, a)       ((s)->type->get((s), (id), (cb), (a)))
+#define lf_store_find_by_ref(s, r, cb, a) ((s)->type->find_by_ref((s), (r), (cb), (a)))
+#define lf_store_commit(s, e, cb, a)     ((s)->type->commit((s), (e), (cb), (a)))
+#define lf_store_list(s, q, cb, a)       ((s)->type->list((s), (q), (cb), (a)))
+#define lf_store_audit(s, id, af, l, cb, a) ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
+#define lf_store_free(s)                 ((s)->type->free(s))
+
+#endif

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Runs every test and prints one closing line "N passed, N failed".
+#
+# Each suite speaks TAP ("ok N - name" / "not ok N - name"): cmocka via
+# CMOCKA_MESSAGE_OUTPUT=TAP, busted via -o TAP, the shell suites by hand.
+# A suite that exits non-zero without reporting a failure (a crash, an
+# ASan report) counts as one failure, so nothing fails silently.
+# Usage: tests/run.sh C-TEST-BINARY...   (LOOPFORGE_BIN names the CLI)
+cd "$(dirname "$0")/.." || exit 1
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+log=$(mktemp -d)
+passed=0 failed=0
+
+run_suite() {       # name, command...
+    name=$1; shift
+    out="$log/$(echo "$name" | tr '/ ' '__').out"
+    "$@" >"$out" 2>&1
+    rc=$?
+    p=$(grep -c '^ok ' "$out")
+    f=$(grep -c '^not ok ' "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "not ok - $name exited $rc" >>"$out"; fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then f=1; echo "not ok - $name ran no test" >>"$out"; fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+        echo "FAIL $name ($p passed, $f failed)"; grep -v '^ok ' "$out" | tail -40 | sed 's/^/    /'
+    else
+        echo "ok   $name ($p passed)"
+    fi
+}
+
+for t in "$@"; do run_suite "$(basename "$t")" "$t"; done
+for t in tests/cli/*.sh; do [ -f "$t" ] && run_suite "cli/$(basename "$t" .sh)" sh "$t"; done
+if ls spec/*_spec.lua >/dev/null 2>&1; then
+    run_suite busted busted --lua=lua5.4 -o TAP spec
+fi
+rm -rf "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
