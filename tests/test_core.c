@@ -1,0 +1,244 @@
+/* test_core.c -- unit tests of src/core: the hash chain under every kind
+ * of tampering, timestamps, ids, the string map, entry parsing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/core/buf.h"
+#include "../src/core/clock.h"
+#include "../src/core/entry.h"
+#include "../src/core/map.h"
+#include "../src/core/record.h"
+
+#define N 6
+
+/* A chain of N sealed lines: one created entry and N-1 transitions. */
+static void build_chain(char *lines[N]) {
+    static const char *states[N] = {"issue_created", "task_queued", "pr_created",
+                                    "ci_pending", "ci_passed", "merged"};
+    char prev[LF_HASH_LEN + 1];
+    memcpy(prev, LF_GENESIS, sizeof prev);
+    for (int i = 0; i < N; i++) {
+        lf_entry e = {0};
+        lf_buf line = LF_BUF_INIT;
+        e.record_id = "loop-0123456789abcdef";
+        e.kind = i ? LF_ENTRY_TRANSITION : LF_ENTRY_CREATED;
+        e.version = (uint64_t)i + 1;
+        e.from_state = i ? states[i - 1] : NULL;
+        e.to_state = states[i];
+        e.trigger = i ? "t" : "created";
+        e.actor = "tester";
+        lf_ts_format(1700000000000000LL + i, e.timestamp);
+        e.metadata = i == 2 ? "{\"k\":\"v \\\"q\\\"\"}" : NULL;
+        e.record = i ? NULL : "{\"ref\":\"r\",\"workflow\":\"loopforge\"}";
+        lf_entry_seal(&e, (uint64_t)i + 1, prev, &line);
+        memcpy(prev, e.hash, sizeof prev);
+        lines[i] = lf_buf_steal(&line);
+    }
+}
+
+/* Feeds lines; returns the index of the first refused line or -1. */
+static int verify(char **lines, int n, char *err, size_t errlen) {
+    lf_chain c;
+    lf_chain_init(&c);
+    for (int i = 0; i < n; i++)
+        if (lf_chain_feed(&c, lines[i], strlen(lines[i]), err, errlen)) return i;
+    return -1;
+}
+
+static void free_lines(char **lines, int n) {
+    for (int i = 0; i < n; i++) free(lines[i]);
+}
+
+static void chain_intact(void **state) {
+    (void)state;
+    char *lines[N], err[256];
+    build_chain(lines);
+    assert_int_equal(verify(lines, N, err, sizeof err), -1);
+    free_lines(lines, N);
+}
+
+/* Every single byte of every line, changed, is caught at that line. */
+static void chain_modified_byte(void **state) {
+    (void)state;
+    char *lines[N], err[256];
+    build_chain(lines);
+    for (int i = 0; i < N; i++) {
+        size_t len = strlen(lines[i]);
+        for (size_t k = 0; k < len; k++) {
+            char was = lines[i][k];
+            lines[i][k] = was == 'a' ? 'b' : (was == '1' ? '2' : 'a');
+            int bad = verify(lines, N, err, sizeof err);
+            /* A changed hash digit is caught by the line itself (hash
+             * mismatch) or, at worst, by the next line's prev. */
+            assert_true(bad == i || bad == i + 1);
+            assert_true(bad >= 0);
+            lines[i][k] = was;
+        }
+    }
+    free_lines(lines, N);
+}
+
+static void chain_deleted_swapped_inserted(void **state) {
+    (void)state;
+    char *lines[N], *t[N + 1], err[256];
+    build_chain(lines);
+    /* deleted */
+    for (int d = 0; d < N - 1; d++) {
+        int n = 0;
+        for (int i = 0; i < N; i++) if (i != d) t[n++] = lines[i];
+        assert_int_equal(verify(t, n, err, sizeof err), d);
+        assert_non_null(strstr(err, "seq"));
+    }
+    /* swapped neighbours */
+    for (int s = 0; s < N - 1; s++) {
+        memcpy(t, lines, sizeof lines);
+        t[s] = lines[s + 1];
+        t[s + 1] = lines[s];
+        assert_int_equal(verify(t, N, err, sizeof err), s);
+    }
+    /* a duplicated line inserted */
+    for (int s = 0; s < N; s++) {
+        int n = 0;
+        for (int i = 0; i < N; i++) {
+            t[n++] = lines[i];
+            if (i == s) t[n++] = lines[i];
+        }
+        assert_int_equal(verify(t, n, err, sizeof err), s + 1);
+    }
+    free_lines(lines, N);
+}
+
+/* Re-sealing a modified entry with a fresh hash still breaks the next
+ * link: the forger would have to rewrite the whole tail. */
+static void chain_resealed_forgery(void **state) {
+    (void)state;
+    char *lines[N], err[256];
+    build_chain(lines);
+    lf_entry_doc doc;
+    assert_int_equal(lf_entry_parse(lines[2], strlen(lines[2]), &doc, err, sizeof err), 0);
+    doc.e.actor = "mallory";
+    lf_buf line = LF_BUF_INIT;
+    char prev[LF_HASH_LEN + 1];
+    memcpy(prev, doc.e.prev, sizeof prev);
+    lf_entry_seal(&doc.e, doc.e.seq, prev, &line);
+    free(lines[2]);
+    lines[2] = lf_buf_steal(&line);
+    lf_entry_doc_free(&doc);
+    assert_int_equal(verify(lines, N, err, sizeof err), 3);
+    assert_non_null(strstr(err, "seq 4"));
+    free_lines(lines, N);
+}
+
+static void entry_parse_rejects(void **state) {
+    (void)state;
+    static const char *bad[] = {
+        "", "{", "[]", "{\"seq\":1}",
+        "{\"seq\":-1,\"record_id\":\"x\",\"kind\":\"created\"}",
+    };
+    lf_entry_doc doc;
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(lf_entry_parse(bad[i], strlen(bad[i]), &doc, err, sizeof err), -1);
+    char *lines[N];
+    build_chain(lines);
+    /* A known line parses; with its kind renamed it does not. */
+    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err), 0);
+    assert_string_equal(doc.e.trigger, "t");
+    assert_int_equal(doc.e.kind, LF_ENTRY_TRANSITION);
+    lf_entry_doc_free(&doc);
+    char *k = strstr(lines[1], "\"transition\"");
+    memcpy(k, "\"transitiox\"", 12);
+    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err), -1);
+    assert_non_null(strstr(err, "kind"));
+    free_lines(lines, N);
+}
+
+static void timestamps(void **state) {
+    (void)state;
+    char ts[LF_TS_LEN + 1];
+    int64_t us;
+    lf_ts_format(0, ts);
+    assert_string_equal(ts, "1970-01-01T00:00:00.000000Z");
+    lf_ts_format(1763862537000120LL, ts);
+    assert_string_equal(ts, "2025-11-23T01:48:57.000120Z");
+    assert_int_equal(lf_ts_parse(ts, &us), 0);
+    assert_true(us == 1763862537000120LL);
+    /* Same second twice (cached prefix), then another second. */
+    lf_ts_format(1763862537999999LL, ts);
+    assert_string_equal(ts, "2025-11-23T01:48:57.999999Z");
+    lf_ts_format(1763862538000000LL, ts);
+    assert_string_equal(ts, "2025-11-23T01:48:58.000000Z");
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58Z", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-13-23T01:48:58.000000Z", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-11-23 01:48:58.000000Z", &us), -1);
+}
+
+static void ids(void **state) {
+    (void)state;
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(lf_id_new(a), 0);
+        assert_int_equal(lf_id_new(b), 0);
+        assert_true(lf_id_valid(a));
+        assert_string_not_equal(a, b);
+    }
+    assert_false(lf_id_valid("loop-0123"));
+    assert_false(lf_id_valid("loop-0123456789ABCDEF"));
+    assert_false(lf_id_valid("pool-0123456789abcdef"));
+}
+
+static void map_many(void **state) {
+    (void)state;
+    enum { M = 5000 };
+    lf_map m = LF_MAP_INIT;
+    static char keys[M][16];
+    for (int i = 0; i < M; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        assert_int_equal(lf_map_put(&m, keys[i], &keys[i]), 0);
+    }
+    assert_int_equal(m.len, M);
+    for (int i = 0; i < M; i += 2) assert_ptr_equal(lf_map_del(&m, keys[i]), &keys[i]);
+    for (int i = 0; i < M; i++) {
+        void *v = lf_map_get(&m, keys[i]);
+        if (i % 2) assert_ptr_equal(v, &keys[i]);
+        else assert_null(v);
+    }
+    assert_null(lf_map_del(&m, "absent"));
+    assert_int_equal(m.len, M / 2);
+    lf_map_free(&m);
+}
+
+static void json_escaping_round_trip(void **state) {
+    (void)state;
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_json_str(&b, "a\"b\\c\n\t\x01 \xc3\xa9");
+    assert_string_equal(lf_buf_str(&b), "\"a\\\"b\\\\c\\n\\t\\u0001 \xc3\xa9\"");
+    lf_buf_reset(&b);
+    lf_buf_json_str(&b, NULL);
+    assert_string_equal(lf_buf_str(&b), "null");
+    lf_buf_reset(&b);
+    lf_buf_json_int(&b, INT64_MIN);
+    assert_string_equal(lf_buf_str(&b), "-9223372036854775808");
+    lf_buf_free(&b);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(chain_intact),
+        cmocka_unit_test(chain_modified_byte),
+        cmocka_unit_test(chain_deleted_swapped_inserted),
+        cmocka_unit_test(chain_resealed_forgery),
+        cmocka_unit_test(entry_parse_rejects),
+        cmocka_unit_test(timestamps),
+        cmocka_unit_test(ids),
+        cmocka_unit_test(map_many),
+        cmocka_unit_test(json_escaping_round_trip),
+    };
+    return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}

@@ -1,0 +1,494 @@
+/* test_engine.c -- the LoopForge reference behaviours (shared/conformance/
+ * loopforge.md) through the engine API, on the memory: store. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+
+#include "engine_sync.h"
+#include "../src/core/entry.h"
+
+static const char *HAPPY[6][2] = {
+    {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
+    {"ci_pending", "ci.started"}, {"ci_passed", "ci.completed"},
+    {"merged", "auto.merged"}, {"closed", "issue.closed"},
+};
+
+static int setup(void **state) {
+    char err[512];
+    lf_engine_config cfg = {"memory:", "policies", NULL};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) { fprintf(stderr, "engine: %s\n", err); return -1; }
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state) {
+    lf_engine_free(*state);
+    return 0;
+}
+
+/* Creates a record with ref/repo and returns its id (static storage). */
+static const char *new_record(lf_engine *e, const char *ref) {
+    static char id[LF_ID_LEN + 1];
+    lf_create_req req = {.ref = ref, .repo = "org/repo", .actor = "tester"};
+    res r = do_create(e, &req);
+    assert_true(r.success);
+    snprintf(id, sizeof id, "%s", r.rec->id);
+    res_clear(&r);
+    return id;
+}
+
+static void walk(lf_engine *e, const char *id, const char *const (*steps)[2], int n) {
+    for (int i = 0; i < n; i++) {
+        res r = do_transition(e, id, steps[i][0], steps[i][1], NULL, "tester");
+        assert_true(r.success);
+        res_clear(&r);
+    }
+}
+
+/* 4. */
+static void new_record_shape(void **state) {
+    lf_create_req req = {.ref = "https://github.com/org/repo/issues/42", .repo = "org/repo"};
+    res r = do_create(*state, &req);
+    assert_int_equal(r.fired, 1);
+    assert_true(r.success);
+    assert_string_equal(r.rec->state, "issue_created");
+    assert_true(lf_id_valid(r.rec->id));
+    assert_int_equal(strlen(r.rec->id), 21);
+    assert_int_equal(r.rec->nhist, 1);
+    assert_null(r.rec->hist[0].from_state);
+    assert_string_equal(r.rec->hist[0].to_state, "issue_created");
+    assert_string_equal(r.rec->hist[0].trigger, "created");
+    assert_string_equal(r.rec->hist[0].metadata,
+                        "{\"ref\":\"https://github.com/org/repo/issues/42\",\"repo\":\"org/repo\"}");
+    assert_string_equal(r.rec->closed_at, "");
+    assert_int_equal(r.rec->version, 1);
+    assert_string_equal(r.next, "issue_created");
+    res_clear(&r);
+}
+
+/* 5. */
+static void creation_fields_stored(void **state) {
+    lf_create_req req = {.ref = "T-5", .repo = "o/r", .has_ref_number = true,
+                         .ref_number = 5000000000LL, .auto_merge = true,
+                         .labels = "{\"team\": \"core\", \"prio\": \"p1\"}"};
+    res r = do_create(*state, &req);
+    assert_true(r.success);
+    res g = do_get(*state, r.rec->id);
+    assert_true(g.success);
+    assert_string_equal(g.rec->ref, "T-5");
+    assert_string_equal(g.rec->repo, "o/r");
+    assert_true(g.rec->has_ref_number);
+    assert_true(g.rec->ref_number == 5000000000LL);
+    assert_true(g.rec->auto_merge);
+    assert_string_equal(g.rec->labels, "{\"team\":\"core\",\"prio\":\"p1\"}");
+    res_clear(&r);
+    res_clear(&g);
+}
+
+/* 6. */
+static void valid_appends_invalid_changes_nothing(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-6");
+    res ok = do_transition(e, id, "task_queued", "worker.picked_up", NULL, "w");
+    assert_true(ok.success);
+    assert_int_equal(ok.rec->nhist, 2);
+    assert_string_equal(ok.rec->state, "task_queued");
+    size_t entries = audit_len(e);
+    res bad = do_transition(e, id, "merged", "yolo", NULL, "w");
+    assert_false(bad.success);
+    assert_int_equal(bad.code, LF_INVALID_TRANSITION);
+    res g = do_get(e, id);
+    assert_string_equal(g.rec->state, "task_queued");
+    assert_int_equal(g.rec->nhist, 2);
+    assert_int_equal(g.rec->version, 2);
+    assert_int_equal(audit_len(e), entries);
+    res_clear(&ok); res_clear(&bad); res_clear(&g);
+}
+
+/* 7. and 11. */
+static void happy_path_and_timestamps(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-7");
+    walk(e, id, HAPPY, 6);
+    res g = do_get(e, id);
+    assert_string_equal(g.rec->state, "closed");
+    assert_int_equal(g.rec->nhist, 7);
+    assert_int_equal(g.rec->version, 7);
+    assert_int_equal(strlen(g.rec->closed_at), LF_TS_LEN);
+    for (size_t i = 0; i < g.rec->nhist; i++) {
+        const char *ts = g.rec->hist[i].timestamp;
+        int64_t us;
+        assert_int_equal(lf_ts_parse(ts, &us), 0);
+        assert_int_equal(ts[LF_TS_LEN - 1], 'Z');
+        assert_int_equal(ts[19], '.');
+        assert_true(strcmp(ts, g.rec->updated_at) <= 0);
+        if (i) assert_true(strcmp(g.rec->hist[i - 1].timestamp, ts) <= 0);
+        assert_string_equal(g.rec->hist[i].actor, i ? "tester" : "tester");
+    }
+    assert_true(strcmp(g.rec->updated_at, g.rec->closed_at) <= 0);
+    assert_string_equal(g.rec->hist[6].to_state, "closed");
+    assert_string_equal(g.rec->hist[6].trigger, "issue.closed");
+    res_clear(&g);
+}
+
+/* 8. */
+static void retry_path(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-8");
+    const char *const steps[][2] = {
+        {"task_queued", "a"}, {"pr_created", "b"}, {"ci_pending", "c"},
+        {"ci_failed", "ci.completed"}, {"ci_pending", "ci.retry"}, {"ci_passed", "ok"},
+    };
+    walk(e, id, steps, 6);
+    res g = do_get(e, id);
+    assert_string_equal(g.rec->state, "ci_passed");
+    assert_string_equal(g.rec->hist[5].trigger, "ci.retry");
+    res_clear(&g);
+}
+
+/* 9. */
+static void review_path(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-9");
+    const char *const steps[][2] = {
+        {"task_queued", "a"}, {"pr_created", "b"}, {"ci_pending", "c"}, {"ci_passed", "d"},
+        {"awaiting_review", "review.requested"}, {"approved", "review.approved"},
+        {"merged", "pr.merged"},
+    };
+    walk(e, id, steps, 7);
+    res g = do_get(e, id);
+    assert_string_equal(g.rec->state, "merged");
+    assert_string_equal(g.rec->closed_at, "");
+    res_clear(&g);
+}
+
+/* 10. */
+static void json_round_trip_and_key_order(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-10");
+    res t = do_transition(e, id, "task_queued", "x", "{\"why\": \"unicode \\u00e9 \\\"q\\\"\", \"n\": 1.5}", "a");
+    assert_true(t.success);
+    char *j1 = lf_record_json(t.rec);
+    char err[128];
+    lf_record *back = lf_record_from_json(j1, strlen(j1), err, sizeof err);
+    assert_non_null(back);
+    char *j2 = lf_record_json(back);
+    assert_string_equal(j1, j2);
+    static const char *keys[] = {"record_id", "ref", "ref_number", "repo", "pr_url",
+        "pr_number", "state", "auto_merge", "ci_status", "transitions", "labels",
+        "created_at", "updated_at", "closed_at", "workflow", "version", "metadata"};
+    cJSON *o = cJSON_Parse(j1);
+    const cJSON *k = o->child;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++, k = k->next) {
+        assert_non_null(k);
+        assert_string_equal(k->string, keys[i]);
+    }
+    assert_null(k);
+    static const char *tkeys[] = {"from_state", "to_state", "trigger", "timestamp",
+                                  "metadata", "actor"};
+    k = cJSON_GetObjectItem(o, "transitions")->child->child;
+    for (size_t i = 0; i < 6; i++, k = k->next) assert_string_equal(k->string, tkeys[i]);
+    cJSON_Delete(o);
+    free(j1); free(j2);
+    lf_record_free(back);
+    res_clear(&t);
+}
+
+/* 12. and 13. */
+static void create_get_and_result_shape(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-12");
+    res g = do_get(e, id);
+    assert_true(g.success);
+    assert_string_equal(g.rec->ref, "ref-12");
+    assert_string_equal(g.rec->state, "issue_created");
+    res t = do_transition(e, id, "task_queued", "worker.picked_up", NULL, "w");
+    assert_true(t.success);
+    assert_int_equal(t.code, LF_OK);
+    assert_null(t.error);
+    assert_string_equal(t.prev, "issue_created");
+    assert_string_equal(t.next, "task_queued");
+    assert_string_equal(t.rec->state, "task_queued");
+    res f = do_get(e, id);
+    assert_string_equal(f.rec->state, "task_queued");
+    res_clear(&g); res_clear(&t); res_clear(&f);
+}
+
+/* 14. */
+static void unknown_id(void **state) {
+    lf_engine *e = *state;
+    size_t before = audit_len(e);
+    res r = do_transition(e, "loop-0000000000000000", "task_queued", "x", NULL, "w");
+    assert_int_equal(r.fired, 1);
+    assert_false(r.success);
+    assert_int_equal(r.code, LF_NOT_FOUND);
+    assert_string_equal(r.error, "Record not found: loop-0000000000000000");
+    assert_null(r.prev);
+    assert_null(r.next);
+    assert_int_equal(audit_len(e), before);
+    res_clear(&r);
+}
+
+/* 15. */
+static void invalid_messages(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-15");
+    char keep[LF_ID_LEN + 1];
+    snprintf(keep, sizeof keep, "%s", id);
+    res r = do_transition(e, keep, "merged", "x", NULL, "w");
+    assert_string_equal(r.error, "Invalid transition: issue_created \xe2\x86\x92 merged. "
+                                 "Allowed from issue_created: task_queued");
+    assert_string_equal(r.prev, "issue_created");
+    assert_null(r.next);
+    res_clear(&r);
+    const char *const to_passed[][2] = {{"task_queued", "a"}, {"pr_created", "b"},
+                                        {"ci_pending", "c"}, {"ci_passed", "d"}};
+    walk(e, keep, to_passed, 4);
+    r = do_transition(e, keep, "issue_created", "x", NULL, "w");
+    assert_string_equal(r.error, "Invalid transition: ci_passed \xe2\x86\x92 issue_created. "
+                                 "Allowed from ci_passed: merged, awaiting_review");
+    res_clear(&r);
+    const char *const to_closed[][2] = {{"merged", "a"}, {"closed", "b"}};
+    walk(e, keep, to_closed, 2);
+    r = do_transition(e, keep, "issue_created", "x", NULL, "w");
+    assert_string_equal(r.error, "Invalid transition: closed \xe2\x86\x92 issue_created. "
+                                 "Allowed from closed: none (terminal)");
+    assert_string_equal(r.prev, "closed");
+    res_clear(&r);
+}
+
+/* 16. and pr fields from metadata. */
+static void metadata_on_history(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-16");
+    res r = do_transition(e, id, "task_queued", "x", "{\"worker\":\"w-7\",\"attempt\":2}", "w");
+    assert_true(r.success);
+    assert_string_equal(r.rec->hist[1].metadata, "{\"worker\":\"w-7\",\"attempt\":2}");
+    res_clear(&r);
+    r = do_transition(e, id, "pr_created", "pr.opened",
+                      "{\"pr_url\":\"https://github.com/o/r/pull/9\",\"pr_number\":9}", "w");
+    assert_true(r.success);
+    assert_string_equal(r.rec->pr_url, "https://github.com/o/r/pull/9");
+    assert_true(r.rec->has_pr_number);
+    assert_int_equal(r.rec->pr_number, 9);
+    res_clear(&r);
+}
+
+/* Bad input: a clear error, a stable code, nothing written. */
+static void bad_input_changes_nothing(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-bad");
+    char keep[LF_ID_LEN + 1];
+    snprintf(keep, sizeof keep, "%s", id);
+    size_t before = audit_len(e);
+    res r = do_transition(e, keep, "task_queued", "x", "{not json", "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    assert_non_null(strstr(r.error, "metadata"));
+    res_clear(&r);
+    r = do_transition(e, keep, "task_queued", "x", "[1,2]", "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    r = do_transition(e, keep, "no_such_state", "x", NULL, "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    assert_string_equal(r.error, "Unknown state 'no_such_state' in workflow loopforge");
+    res_clear(&r);
+    r = do_transition(e, keep, "task_queued", "", NULL, "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    r = do_transition(e, keep, "pr_created", "x", "{\"pr_number\":\"nine\"}", "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    lf_create_req c1 = {.ref = ""};
+    r = do_create(e, &c1);
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    lf_create_req c2 = {.ref = "x", .labels = "{\"a\":1}"};
+    r = do_create(e, &c2);
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    assert_non_null(strstr(r.error, "labels"));
+    res_clear(&r);
+    lf_create_req c3 = {.ref = "x", .workflow = "nope"};
+    r = do_create(e, &c3);
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    assert_int_equal(audit_len(e), before);
+    res g = do_get(e, keep);
+    assert_int_equal(g.rec->version, 1);
+    res_clear(&g);
+}
+
+static void duplicate_ref(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "https://github.com/o/r/issues/77");
+    char keep[LF_ID_LEN + 1];
+    snprintf(keep, sizeof keep, "%s", id);
+    lf_create_req req = {.ref = "https://github.com/o/r/issues/77"};
+    res r = do_create(e, &req);
+    assert_false(r.success);
+    assert_int_equal(r.code, LF_DUPLICATE_REF);
+    assert_non_null(strstr(r.error, keep));
+    res_clear(&r);
+    res f = {0};
+    lf_engine_find_by_ref(e, "https://github.com/o/r/issues/77", res_keep, &f);
+    assert_true(f.success);
+    assert_string_equal(f.rec->id, keep);
+    res_clear(&f);
+}
+
+/* 21. */
+typedef struct listed { int n; char ids[8][LF_ID_LEN + 1]; char states[8][32];
+                        char updated[8][LF_TS_LEN + 1]; char *cursor; } listed;
+static void list_keep(lf_code c, const char *err, const lf_record *const *recs,
+                      size_t n, const char *next, void *arg) {
+    listed *l = arg;
+    (void)err;
+    assert_int_equal(c, LF_OK);
+    l->n = (int)n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        snprintf(l->ids[i], sizeof l->ids[i], "%s", recs[i]->id);
+        snprintf(l->states[i], sizeof l->states[i], "%s", recs[i]->state);
+        memcpy(l->updated[i], recs[i]->updated_at, LF_TS_LEN + 1);
+    }
+    l->cursor = next ? strdup(next) : NULL;
+}
+
+static void list_by_state(void **state) {
+    lf_engine *e;
+    char err[256];
+    lf_engine_config cfg = {"memory:", "policies", NULL};
+    e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    char ids[5][LF_ID_LEN + 1];
+    (void)state;
+    for (int i = 0; i < 5; i++) {
+        char ref[16];
+        snprintf(ref, sizeof ref, "L-%d", i);
+        snprintf(ids[i], sizeof ids[i], "%s", new_record(e, ref));
+    }
+    /* ids 1, 3, 4 move to task_queued in the order 3, 1, 4. */
+    int order[3] = {3, 1, 4};
+    for (int i = 0; i < 3; i++) {
+        res r = do_transition(e, ids[order[i]], "task_queued", "x", NULL, "w");
+        assert_true(r.success);
+        res_clear(&r);
+    }
+    listed l = {0};
+    lf_list_query q = {.state = "task_queued"};
+    lf_engine_list(e, &q, list_keep, &l);
+    assert_int_equal(l.n, 3);
+    /* Newest updated_at first (ties by id): sorted descending, and when
+     * the clock told the three apart, exactly the reverse of the moves. */
+    for (int i = 1; i < 3; i++) {
+        int c = strcmp(l.updated[i - 1], l.updated[i]);
+        assert_true(c > 0 || (c == 0 && strcmp(l.ids[i - 1], l.ids[i]) > 0));
+    }
+    if (strcmp(l.updated[0], l.updated[1]) && strcmp(l.updated[1], l.updated[2])) {
+        assert_string_equal(l.ids[0], ids[4]);
+        assert_string_equal(l.ids[1], ids[1]);
+        assert_string_equal(l.ids[2], ids[3]);
+    }
+    for (int i = 0; i < 3; i++) assert_string_equal(l.states[i], "task_queued");
+    char all[3][LF_ID_LEN + 1];
+    memcpy(all, l.ids, sizeof all);
+    assert_null(l.cursor);
+    q.limit = 2;
+    memset(&l, 0, sizeof l);
+    lf_engine_list(e, &q, list_keep, &l);
+    assert_int_equal(l.n, 2);
+    assert_non_null(l.cursor);
+    assert_string_equal(l.ids[0], all[0]);
+    assert_string_equal(l.ids[1], all[1]);
+    listed p2 = {0};
+    q.cursor = l.cursor;
+    lf_engine_list(e, &q, list_keep, &p2);
+    assert_int_equal(p2.n, 1);
+    assert_string_equal(p2.ids[0], all[2]);
+    assert_null(p2.cursor);
+    free(l.cursor);
+    lf_list_query q2 = {.state = "issue_created"};
+    memset(&l, 0, sizeof l);
+    lf_engine_list(e, &q2, list_keep, &l);
+    assert_int_equal(l.n, 2);
+    lf_engine_free(e);
+}
+
+/* 22. */
+static void delete_semantics(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-22");
+    char keep[LF_ID_LEN + 1];
+    snprintf(keep, sizeof keep, "%s", id);
+    res d = {0};
+    lf_engine_delete(e, keep, "admin", res_keep, &d);
+    assert_true(d.success);
+    res_clear(&d);
+    res g = do_get(e, keep);
+    assert_int_equal(g.code, LF_NOT_FOUND);
+    res_clear(&g);
+    lf_engine_delete(e, "loop-ffffffffffffffff", "admin", res_keep, &d);
+    assert_false(d.success);
+    assert_int_equal(d.code, LF_NOT_FOUND);
+    res_clear(&d);
+    /* The ref is free again, and the tombstone stays in the audit log. */
+    lf_create_req req = {.ref = "ref-22"};
+    res again = do_create(e, &req);
+    assert_true(again.success);
+    res_clear(&again);
+}
+
+/* 24. and the chain over everything the engine wrote. */
+typedef struct chain_ctx { lf_chain c; int bad; int actors; char err[256]; } chain_ctx;
+static void chain_cb(lf_code code, const char *err, const char *const *lines,
+                     const size_t *lens, size_t n, uint64_t last, void *arg) {
+    chain_ctx *c = arg;
+    (void)err; (void)last;
+    assert_int_equal(code, LF_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (lf_chain_feed(&c->c, lines[i], lens[i], c->err, sizeof c->err)) c->bad++;
+        cJSON *o = cJSON_ParseWithLength(lines[i], lens[i]);
+        const cJSON *a = cJSON_GetObjectItem(o, "actor");
+        if (cJSON_IsString(a) && a->valuestring[0]) c->actors++;
+        cJSON_Delete(o);
+    }
+}
+
+static void actors_and_chain(void **state) {
+    lf_engine *e = *state;
+    const char *id = new_record(e, "ref-24");
+    walk(e, id, HAPPY, 6);
+    res g = do_get(e, id);
+    for (size_t i = 0; i < g.rec->nhist; i++) assert_string_equal(g.rec->hist[i].actor, "tester");
+    res_clear(&g);
+    chain_ctx c = {0};
+    lf_chain_init(&c.c);
+    lf_engine_audit(e, NULL, 0, 100000, chain_cb, &c);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.c.count, 7);
+    assert_int_equal((uint64_t)c.actors, c.c.count);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
+        cmocka_unit_test_setup_teardown(creation_fields_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(valid_appends_invalid_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(happy_path_and_timestamps, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(review_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(json_round_trip_and_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(create_get_and_result_shape, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(invalid_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(metadata_on_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_input_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(duplicate_ref, setup, teardown),
+        cmocka_unit_test(list_by_state),
+        cmocka_unit_test_setup_teardown(delete_semantics, setup, teardown),
+        cmocka_unit_test_setup_teardown(actors_and_chain, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+}
