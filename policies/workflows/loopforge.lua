@@ -1,0 +1,72 @@
+-- loopforge.lua -- the default workflow: LoopForge's lifecycle of a work
+-- item, issue -> task -> PR -> CI -> review -> merge -> close.
+--
+-- How workflow files work
+-- -----------------------
+-- Every *.lua file under policies/workflows/ (subdirectories included, dot
+-- files skipped) is loaded, in path order, into a sandbox: string, table,
+-- math, utf8 and os.time/date/clock; no io, no require, no load. Each file
+-- has its own globals. A file returns one workflow, or a list of them:
+--
+--     return workflow { ... }
+--     return { workflow { ... }, workflow { ... } }
+--
+-- `workflow` is a built-in that remembers the line it was called on, so
+-- every problem found later is reported as "file:line: message" pointing at
+-- the `workflow {` line. A broken file rejects the whole policy directory:
+-- the previous generation keeps serving until the files are fixed.
+--
+-- Fields (any other field is an error, which catches typos):
+--   name      unique across all files; records name their workflow by it.
+--             "loopforge" is the default workflow.
+--   states    every state, as a list of names. Order is kept for display.
+--   initial   the state a new record starts in. No edge may lead into it.
+--   terminal  states a record never leaves (optional). No edge may leave
+--             them; every other state needs at least one way out.
+--   edges     the allowed transitions, as {from, to} pairs. Their order is
+--             significant: an invalid transition's message lists the allowed
+--             targets of a state in the order its edges appear here, e.g.
+--             "Invalid transition: ci_passed → issue_created. Allowed from
+--             ci_passed: merged, awaiting_review".
+--
+-- The loader also checks that every state is reachable from `initial`, that
+-- there are no self-loops and no duplicate states or edges.
+--
+-- This file must behave exactly like the reference, LoopForge v0.1.0: the
+-- same 10 states and the same 12 edges in the same order (tests/
+-- test_workflow.c checks all 100 from/to pairs and every message).
+
+return workflow {
+  name = "loopforge",
+
+  states = {
+    "issue_created",    -- an issue exists; nothing has picked it up yet
+    "task_queued",      -- a worker has queued the task
+    "pr_created",       -- a pull request is open
+    "ci_pending",       -- CI is running on the PR
+    "ci_passed",
+    "ci_failed",
+    "awaiting_review",  -- CI passed but a human review is required
+    "approved",
+    "merged",
+    "closed",           -- the issue is closed: the end of the line
+  },
+
+  initial = "issue_created",
+  terminal = { "closed" },
+
+  edges = {
+    { "issue_created",   "task_queued" },
+    { "task_queued",     "pr_created" },
+    { "pr_created",      "ci_pending" },
+    { "ci_pending",      "ci_passed" },
+    { "ci_pending",      "ci_failed" },
+    { "ci_passed",       "merged" },          -- auto-merge
+    { "ci_passed",       "awaiting_review" },
+    { "ci_failed",       "ci_pending" },      -- retry after a fix
+    { "awaiting_review", "approved" },
+    { "awaiting_review", "ci_pending" },      -- changes requested, CI again
+    { "approved",        "merged" },
+    { "merged",          "closed" },
+  },
+}

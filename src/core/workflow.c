@@ -1,0 +1,299 @@
+/* workflow.c -- the compiled workflow graph.
+ *
+ * Owns lf_workflow: adding states and edges, answering "is this edge
+ * allowed", the structural lint every loadable workflow must pass,
+ * LoopForge's exact invalid-transition message, and the dot / mermaid
+ * renderings. Pure C: no I/O, no Lua. Graphs are small (tens of states),
+ * so plain arrays and linear scans beat anything cleverer. */
+#include "workflow.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Same policy as buf.c: a half-built graph is worse than no process. */
+static void *xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) abort();
+    return q;
+}
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(xrealloc(NULL, n), s, n);
+}
+
+static bool valid_state(const lf_workflow *wf, int s) {
+    return s >= 0 && s < wf->nstates;
+}
+
+lf_workflow *lf_workflow_new(const char *name) {
+    lf_workflow *wf = xrealloc(NULL, sizeof *wf);
+    memset(wf, 0, sizeof *wf);
+    wf->name = xstrdup(name ? name : "");
+    wf->initial = -1;
+    return wf;
+}
+
+void lf_workflow_free(lf_workflow *wf) {
+    if (!wf) return;
+    for (int i = 0; i < wf->nstates; i++) free(wf->states[i]);
+    free(wf->states);
+    free(wf->terminal);
+    free(wf->edges);
+    free(wf->name);
+    free(wf);
+}
+
+int lf_workflow_add_state(lf_workflow *wf, const char *name) {
+    if (!name || !*name || lf_workflow_state(wf, name) >= 0) return -1;
+    int id = wf->nstates;
+    /* Grow one at a time: states are added once, at load. */
+    wf->states = xrealloc(wf->states, (size_t)(id + 1) * sizeof *wf->states);
+    wf->terminal = xrealloc(wf->terminal, (size_t)(id + 1) * sizeof *wf->terminal);
+    wf->states[id] = xstrdup(name);
+    wf->terminal[id] = false;
+    wf->nstates = id + 1;
+    return id;
+}
+
+int lf_workflow_state(const lf_workflow *wf, const char *name) {
+    if (!name) return -1;
+    for (int i = 0; i < wf->nstates; i++)
+        if (strcmp(wf->states[i], name) == 0) return i;
+    return -1;
+}
+
+int lf_workflow_add_edge(lf_workflow *wf, int from, int to) {
+    if (!valid_state(wf, from) || !valid_state(wf, to)) return -1;
+    if (lf_workflow_has_edge(wf, from, to)) return -1;
+    wf->edges = xrealloc(wf->edges, (size_t)(wf->nedges + 1) * sizeof *wf->edges);
+    wf->edges[wf->nedges++] = (lf_edge){from, to};
+    return 0;
+}
+
+bool lf_workflow_has_edge(const lf_workflow *wf, int from, int to) {
+    for (int i = 0; i < wf->nedges; i++)
+        if (wf->edges[i].from == from && wf->edges[i].to == to) return true;
+    return false;
+}
+
+bool lf_workflow_is_terminal(const lf_workflow *wf, int state) {
+    return valid_state(wf, state) && wf->terminal[state];
+}
+
+/* ---- structural checks --------------------------------------------------- */
+
+static bool has_outgoing(const lf_workflow *wf, int s) {
+    for (int i = 0; i < wf->nedges; i++)
+        if (wf->edges[i].from == s) return true;
+    return false;
+}
+
+/* Marks in `seen` every state reachable from `start`. The graph is tiny,
+ * so a worklist that rescans the edge array is simpler than adjacency
+ * lists and fast enough. */
+static void mark_reachable(const lf_workflow *wf, int start, bool *seen) {
+    int *stack = xrealloc(NULL, (size_t)wf->nstates * sizeof *stack);
+    int top = 0;
+    seen[start] = true;
+    stack[top++] = start;
+    while (top) {
+        int s = stack[--top];
+        for (int i = 0; i < wf->nedges; i++) {
+            int t = wf->edges[i].to;
+            if (wf->edges[i].from == s && !seen[t]) {
+                seen[t] = true;
+                stack[top++] = t;
+            }
+        }
+    }
+    free(stack);
+}
+
+int lf_workflow_check(const lf_workflow *wf, lf_buf *problems) {
+    int n = 0;
+    if (wf->nstates == 0) {
+        lf_buf_puts(problems, "no states\n");
+        n++;
+    }
+    bool has_initial = valid_state(wf, wf->initial);
+    if (!has_initial) {
+        lf_buf_puts(problems, "no initial state\n");
+        n++;
+    }
+    /* Edge-level problems, reported in edge order so the author can walk
+     * the edges table alongside the messages. */
+    for (int i = 0; i < wf->nedges; i++) {
+        const lf_edge *e = &wf->edges[i];
+        const char *from = wf->states[e->from], *to = wf->states[e->to];
+        if (e->from == e->to) {
+            lf_buf_printf(problems, "self-loop on state '%s'\n", from);
+            n++;
+        }
+        if (has_initial && e->to == wf->initial) {
+            lf_buf_printf(problems, "edge %s -> %s leads into the initial state\n",
+                          from, to);
+            n++;
+        }
+        if (wf->terminal[e->from]) {
+            lf_buf_printf(problems, "edge %s -> %s leaves terminal state '%s'\n",
+                          from, to, from);
+            n++;
+        }
+    }
+    /* State-level problems, in declaration order. */
+    bool *seen = xrealloc(NULL, (size_t)wf->nstates * sizeof *seen);
+    memset(seen, 0, (size_t)wf->nstates * sizeof *seen);
+    if (has_initial) mark_reachable(wf, wf->initial, seen);
+    for (int s = 0; s < wf->nstates; s++) {
+        if (has_initial && !seen[s]) {
+            lf_buf_printf(problems, "state '%s' is unreachable from initial state '%s'\n",
+                          wf->states[s], wf->states[wf->initial]);
+            n++;
+        }
+        if (!wf->terminal[s] && !has_outgoing(wf, s)) {
+            lf_buf_printf(problems,
+                          "state '%s' has no outgoing edge and is not terminal\n",
+                          wf->states[s]);
+            n++;
+        }
+    }
+    free(seen);
+    return n;
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,
+                             lf_buf *out) {
+    /* An unknown `from` cannot come from a stored record, but a message is
+     * still better than a crash if one ever does. */
+    const char *fname = valid_state(wf, from) ? wf->states[from] : "?";
+    lf_buf_puts(out, "Invalid transition: ");
+    lf_buf_puts(out, fname);
+    lf_buf_puts(out, " \xe2\x86\x92 ");              /* U+2192 RIGHTWARDS ARROW */
+    lf_buf_puts(out, to ? to : "?");
+    lf_buf_puts(out, ". Allowed from ");
+    lf_buf_puts(out, fname);
+    lf_buf_puts(out, ": ");
+    int k = 0;
+    for (int i = 0; i < wf->nedges; i++) {
+        if (wf->edges[i].from != from) continue;
+        if (k++) lf_buf_puts(out, ", ");
+        lf_buf_puts(out, wf->states[wf->edges[i].to]);
+    }
+    /* LoopForge says "terminal" for any state with an empty list. */
+    if (!k) lf_buf_puts(out, "none (terminal)");
+}
+
+/* ---- renderings ---------------------------------------------------------- */
+
+/* DOT quoted ID: only '"' and '\' need a backslash. */
+static void dot_id(lf_buf *out, const char *s) {
+    lf_buf_putc(out, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') lf_buf_putc(out, '\\');
+        lf_buf_putc(out, *s);
+    }
+    lf_buf_putc(out, '"');
+}
+
+void lf_workflow_dot(const lf_workflow *wf, lf_buf *out) {
+    lf_buf_puts(out, "digraph ");
+    dot_id(out, wf->name);
+    lf_buf_puts(out, " {\n  rankdir=LR;\n  node [shape=circle];\n");
+    if (valid_state(wf, wf->initial)) {
+        /* The start dot must not share an ID with a real state. */
+        lf_buf start = LF_BUF_INIT;
+        lf_buf_puts(&start, "__start");
+        while (lf_workflow_state(wf, lf_buf_str(&start)) >= 0) lf_buf_putc(&start, '_');
+        lf_buf_puts(out, "  ");
+        dot_id(out, lf_buf_str(&start));
+        lf_buf_puts(out, " [shape=point, label=\"\"];\n  ");
+        dot_id(out, lf_buf_str(&start));
+        lf_buf_puts(out, " -> ");
+        dot_id(out, wf->states[wf->initial]);
+        lf_buf_puts(out, ";\n  ");
+        dot_id(out, wf->states[wf->initial]);
+        lf_buf_puts(out, " [style=bold];\n");
+        lf_buf_free(&start);
+    }
+    for (int s = 0; s < wf->nstates; s++) {
+        if (!wf->terminal[s]) continue;
+        lf_buf_puts(out, "  ");
+        dot_id(out, wf->states[s]);
+        lf_buf_puts(out, " [shape=doublecircle];\n");
+    }
+    for (int i = 0; i < wf->nedges; i++) {
+        lf_buf_puts(out, "  ");
+        dot_id(out, wf->states[wf->edges[i].from]);
+        lf_buf_puts(out, " -> ");
+        dot_id(out, wf->states[wf->edges[i].to]);
+        lf_buf_puts(out, ";\n");
+    }
+    lf_buf_puts(out, "}\n");
+}
+
+/* Mermaid state IDs cannot be quoted, so a name is used as is only when
+ * it is a plain identifier; anything else gets the alias lf__<id> and a
+ * label. Names starting "lf__" are aliased too, so aliases never collide
+ * with a real name. */
+static bool mermaid_plain(const char *s) {
+    if (strncmp(s, "lf__", 4) == 0) return false;
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return true;
+}
+
+static void mermaid_id(const lf_workflow *wf, int s, lf_buf *out) {
+    if (mermaid_plain(wf->states[s])) lf_buf_puts(out, wf->states[s]);
+    else lf_buf_printf(out, "lf__%d", s);
+}
+
+void lf_workflow_mermaid(const lf_workflow *wf, lf_buf *out) {
+    lf_buf_puts(out, "stateDiagram-v2\n");
+    for (int s = 0; s < wf->nstates; s++) {
+        if (mermaid_plain(wf->states[s])) continue;
+        lf_buf_puts(out, "    state \"");
+        for (const char *p = wf->states[s]; *p; p++) {
+            if (*p == '"') lf_buf_puts(out, "#quot;");
+            else lf_buf_putc(out, *p);
+        }
+        lf_buf_printf(out, "\" as lf__%d\n", s);
+    }
+    if (valid_state(wf, wf->initial)) {
+        lf_buf_puts(out, "    [*] --> ");
+        mermaid_id(wf, wf->initial, out);
+        lf_buf_putc(out, '\n');
+    }
+    for (int i = 0; i < wf->nedges; i++) {
+        lf_buf_puts(out, "    ");
+        mermaid_id(wf, wf->edges[i].from, out);
+        lf_buf_puts(out, " --> ");
+        mermaid_id(wf, wf->edges[i].to, out);
+        lf_buf_putc(out, '\n');
+    }
+    /* Terminal states: an arrow to the end marker plus a class, so they
+     * stand out both structurally and visually. */
+    bool any = false;
+    for (int s = 0; s < wf->nstates; s++) {
+        if (!wf->terminal[s]) continue;
+        lf_buf_puts(out, "    ");
+        mermaid_id(wf, s, out);
+        lf_buf_puts(out, " --> [*]\n");
+        any = true;
+    }
+    if (any) {
+        lf_buf_puts(out, "    classDef terminal stroke-width:3px,font-weight:bold\n");
+        for (int s = 0; s < wf->nstates; s++) {
+            if (!wf->terminal[s]) continue;
+            lf_buf_puts(out, "    class ");
+            mermaid_id(wf, s, out);
+            lf_buf_puts(out, " terminal\n");
+        }
+    }
+}
