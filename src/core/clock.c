@@ -4,16 +4,23 @@
 
 #include <string.h>
 #include <sys/random.h>
+#include <pthread.h>
 #include <time.h>
 
 /* getrandom() per id is a syscall per create; a small pool amortizes it.
  * Ids need uniqueness, not secrecy, but the pool is still refilled only
  * from the kernel. */
-static unsigned char pool[256];
-static size_t pool_left;
+static __thread unsigned char pool[256];
+static __thread size_t pool_left;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+/* A forked child must not hand out its parent's remaining ids. */
+static void pool_drop(void) { pool_left = 0; }
+static void pool_init(void) { pthread_atfork(NULL, NULL, pool_drop); }
 
 int lf_id_new(char out[LF_ID_LEN + 1]) {
     static const char hex[] = "0123456789abcdef";
+    pthread_once(&pool_once, pool_init);
     if (pool_left < 8) {
         size_t got = 0;
         while (got < sizeof pool) {

@@ -54,7 +54,8 @@ lf_record *lf_record_dup(const lf_record *r);
 
 /* Folds one entry into a record. For `created`, *rp must be NULL and a
  * new record is allocated; for the other record kinds *rp must be the
- * record, whose version must be e->version - 1 (denied: e->version).
+ * record, whose version must be e->version - 1 (denied entries do not
+ * touch the record at all).
  * Returns 0, or -1 with err set (the record is then unchanged). */
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err,
                     size_t errlen);

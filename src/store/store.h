@@ -9,13 +9,16 @@
  * tombstones are all entries. The store assigns seq and prev, computes
  * the hash (lf_entry_seal), and writes the entry, the record and its
  * indexes atomically, after checking:
- *   created     no record with this id, no live record with this ref
- *               (LF_DUPLICATE_REF, err names the existing id)
+ *   created     no record with this id (LF_CONFLICT), no live record
+ *               with this ref (LF_DUPLICATE_REF, err names the existing id)
  *   transition,
  *   deleted     the record exists and its version is e->version - 1
  *               (LF_NOT_FOUND / LF_CONFLICT)
  *   denied      the record exists (version unchanged, no CAS)
  *   policy_loaded  nothing (no record)
+ * An entry the fold refuses (malformed) is LF_INVALID_REQUEST and leaves
+ * nothing behind. A store call made from inside a callback may change
+ * the record that callback was handed: copy what you need first.
  */
 #ifndef LF_STORE_H
 #define LF_STORE_H

@@ -1,0 +1,369 @@
+/* store_helpers.h -- what test_store.c and test_journal.c share: entries
+ * built by hand, callbacks that copy what a store hands them (its
+ * pointers die with the callback), a deterministic clock, chain checks
+ * and temp directories.
+ *
+ * Header-only (static inline functions) because the Makefile builds each
+ * tests/test_*.c as its own program. Include after <cmocka.h>. */
+#ifndef LF_TEST_STORE_HELPERS_H
+#define LF_TEST_STORE_HELPERS_H
+
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "../src/store/store.h"
+
+/* ---- a clock the tests control ----------------------------------------- */
+
+/* Every entry gets a timestamp one second after the previous one, so
+ * "newest updated_at first" has exactly one right answer. */
+static int64_t t_clock_us = 1795000000LL * 1000000;
+
+static inline void t_stamp(char out[LF_TS_LEN + 1])
+{
+    t_clock_us += 1000000;
+    lf_ts_format(t_clock_us, out);
+}
+
+/* ---- capturing results ------------------------------------------------- */
+
+typedef struct t_got {
+    int calls;
+    lf_code code;
+    char err[512];
+    bool has_rec;
+    char id[LF_ID_LEN + 1];
+    char state[64];
+    uint64_t version;
+    size_t nhist;
+    char *json;                     /* the record as JSON, malloc'd */
+    uint64_t seq;                   /* the sealed entry's, commit only */
+    char hash[LF_HASH_LEN + 1];
+} t_got;
+
+static inline void t_got_reset(t_got *g)
+{
+    free(g->json);
+    memset(g, 0, sizeof *g);
+}
+
+static inline void t_store_cb(lf_code code, const char *err,
+                              const lf_record *rec, const lf_entry *e,
+                              void *arg)
+{
+    t_got *g = arg;
+    t_got_reset(g);
+    g->calls = 1;
+    g->code = code;
+    if (err) snprintf(g->err, sizeof g->err, "%s", err);
+    if (rec) {
+        g->has_rec = true;
+        snprintf(g->id, sizeof g->id, "%s", rec->id);
+        snprintf(g->state, sizeof g->state, "%s", rec->state);
+        g->version = rec->version;
+        g->nhist = rec->nhist;
+        g->json = lf_record_json(rec);
+    }
+    if (e) {
+        g->seq = e->seq;
+        memcpy(g->hash, e->hash, sizeof g->hash);
+    }
+}
+
+/* ---- entries ----------------------------------------------------------- */
+
+static inline void t_id(char out[LF_ID_LEN + 1], unsigned n)
+{
+    snprintf(out, LF_ID_LEN + 1, "loop-%016x", n);
+}
+
+/* Commits e and returns the code; the callback must fire exactly once. */
+static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g)
+{
+    t_got_reset(g);
+    lf_store_commit(s, e, t_store_cb, g);
+    assert_int_equal(g->calls, 1);
+    return g->code;
+}
+
+static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
+                               const char *repo, t_got *g)
+{
+    char rec[512], meta[256];
+    lf_entry e = {0};
+
+    snprintf(rec, sizeof rec,
+             "{\"ref\":\"%s\",\"ref_number\":42,\"repo\":\"%s\","
+             "\"auto_merge\":false,\"labels\":{\"team\":\"core\"},"
+             "\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
+    snprintf(meta, sizeof meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
+    e.record_id = id;
+    e.kind = LF_ENTRY_CREATED;
+    e.version = 1;
+    e.to_state = "issue_created";
+    e.trigger = "created";
+    e.actor = "tester";
+    t_stamp(e.timestamp);
+    e.metadata = meta;
+    e.record = rec;
+    return t_commit(s, &e, g);
+}
+
+/* A transition (or, with kind LF_ENTRY_DENIED, a refused attempt) built
+ * on the record as the caller last saw it, at `version`. */
+static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
+                             const char *from, const char *to,
+                             uint64_t version, t_got *g)
+{
+    lf_entry e = {0};
+    e.record_id = id;
+    e.kind = kind;
+    e.version = kind == LF_ENTRY_DENIED ? version : version + 1;
+    e.from_state = from;
+    e.to_state = to;
+    e.trigger = kind == LF_ENTRY_DENIED ? "test.denied" : "test.moved";
+    e.actor = "tester";
+    t_stamp(e.timestamp);
+    e.metadata = "{\"why\":\"test\"}";
+    if (kind == LF_ENTRY_DENIED)
+        e.decisions = "[{\"policy\":\"no-way\",\"verdict\":\"deny\","
+                      "\"reason\":\"not today\"}]";
+    return t_commit(s, &e, g);
+}
+
+static inline lf_code t_transition(lf_store *s, const char *id,
+                                   const char *from, const char *to,
+                                   uint64_t version, t_got *g)
+{
+    return t_move(s, LF_ENTRY_TRANSITION, id, from, to, version, g);
+}
+
+static inline lf_code t_delete(lf_store *s, const char *id, const char *state,
+                               uint64_t version, t_got *g)
+{
+    lf_entry e = {0};
+    e.record_id = id;
+    e.kind = LF_ENTRY_DELETED;
+    e.version = version + 1;
+    e.from_state = state;
+    e.trigger = "deleted";
+    e.actor = "tester";
+    t_stamp(e.timestamp);
+    return t_commit(s, &e, g);
+}
+
+static inline lf_code t_policy_loaded(lf_store *s, t_got *g)
+{
+    lf_entry e = {0};
+    e.kind = LF_ENTRY_POLICY_LOADED;
+    e.trigger = "policy.loaded";
+    e.actor = "tester";
+    e.policy_set = "0123456789abcdef0123456789abcdef"
+                   "0123456789abcdef0123456789abcdef";
+    t_stamp(e.timestamp);
+    return t_commit(s, &e, g);
+}
+
+static inline lf_code t_get(lf_store *s, const char *id, t_got *g)
+{
+    t_got_reset(g);
+    lf_store_get(s, id, t_store_cb, g);
+    assert_int_equal(g->calls, 1);
+    return g->code;
+}
+
+static inline lf_code t_find_ref(lf_store *s, const char *ref, t_got *g)
+{
+    t_got_reset(g);
+    lf_store_find_by_ref(s, ref, t_store_cb, g);
+    assert_int_equal(g->calls, 1);
+    return g->code;
+}
+
+/* ---- lists ------------------------------------------------------------- */
+
+typedef struct t_page {
+    int calls;
+    lf_code code;
+    size_t n;
+    char (*ids)[LF_ID_LEN + 1];
+    char (*updated)[LF_TS_LEN + 1];
+    char *cursor;                   /* NULL on the last page */
+} t_page;
+
+static inline void t_page_reset(t_page *p)
+{
+    free(p->ids);
+    free(p->updated);
+    free(p->cursor);
+    memset(p, 0, sizeof *p);
+}
+
+static inline void t_list_cb(lf_code code, const char *error,
+                             const lf_record *const *records, size_t n,
+                             const char *next_cursor, void *arg)
+{
+    t_page *p = arg;
+    (void)error;
+    t_page_reset(p);
+    p->calls = 1;
+    p->code = code;
+    p->n = n;
+    p->ids = calloc(n + 1, sizeof *p->ids);
+    p->updated = calloc(n + 1, sizeof *p->updated);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p->ids[i], records[i]->id, sizeof p->ids[i]);
+        memcpy(p->updated[i], records[i]->updated_at, sizeof p->updated[i]);
+    }
+    p->cursor = next_cursor ? strdup(next_cursor) : NULL;
+}
+
+static inline void t_list(lf_store *s, const char *state, const char *repo,
+                          size_t limit, const char *cursor, t_page *p)
+{
+    lf_list_query q = {state, repo, limit, cursor};
+    char *cur = cursor ? strdup(cursor) : NULL;  /* p->cursor dies below */
+    q.cursor = cur;
+    t_page_reset(p);
+    lf_store_list(s, &q, t_list_cb, p);
+    free(cur);
+    assert_int_equal(p->calls, 1);
+    assert_int_equal(p->code, LF_OK);
+}
+
+static inline bool t_page_has(const t_page *p, const char *id)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->ids[i], id) == 0) return true;
+    return false;
+}
+
+/* ---- audit ------------------------------------------------------------- */
+
+typedef struct t_audit {
+    int calls;
+    lf_code code;
+    size_t n;
+    char **lines;                   /* NUL-terminated copies */
+    size_t *lens;
+    uint64_t last_seq;
+} t_audit;
+
+static inline void t_audit_reset(t_audit *a)
+{
+    for (size_t i = 0; i < a->n; i++) free(a->lines[i]);
+    free(a->lines);
+    free(a->lens);
+    memset(a, 0, sizeof *a);
+}
+
+static inline void t_audit_cb(lf_code code, const char *error,
+                              const char *const *lines, const size_t *lens,
+                              size_t n, uint64_t last_seq, void *arg)
+{
+    t_audit *a = arg;
+    (void)error;
+    t_audit_reset(a);
+    a->calls = 1;
+    a->code = code;
+    a->n = n;
+    a->last_seq = last_seq;
+    a->lines = calloc(n + 1, sizeof *a->lines);
+    a->lens = calloc(n + 1, sizeof *a->lens);
+    for (size_t i = 0; i < n; i++) {
+        a->lines[i] = strndup(lines[i], lens[i]);
+        a->lens[i] = lens[i];
+    }
+}
+
+static inline void t_audit_page(lf_store *s, const char *id, uint64_t after,
+                                size_t limit, t_audit *a)
+{
+    t_audit_reset(a);
+    lf_store_audit(s, id, after, limit, t_audit_cb, a);
+    assert_int_equal(a->calls, 1);
+    assert_int_equal(a->code, LF_OK);
+}
+
+/* A field of an audit line, parsed (numbers as double, strings copied
+ * into out). */
+static inline uint64_t t_line_seq(const char *line)
+{
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "seq");
+    uint64_t seq = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
+    cJSON_Delete(o);
+    return seq;
+}
+
+static inline void t_line_str(const char *line, const char *key, char *out,
+                              size_t outlen)
+{
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    snprintf(out, outlen, "%s", cJSON_IsString(v) ? v->valuestring : "");
+    cJSON_Delete(o);
+}
+
+/* Feeds the whole global log, page by page, through the hash chain.
+ * Returns the number of entries, or fails the test with the chain's
+ * complaint. When `why` is given, a broken chain is reported there
+ * (and -1 returned) instead of failing. */
+static inline long t_verify_chain(lf_store *s, char *why, size_t whylen)
+{
+    lf_chain c;
+    t_audit a = {0};
+    uint64_t after = 0;
+    char err[256];
+
+    lf_chain_init(&c);
+    for (;;) {
+        t_audit_page(s, NULL, after, 3, &a);   /* small pages on purpose */
+        if (a.n == 0) break;
+        for (size_t i = 0; i < a.n; i++) {
+            if (lf_chain_feed(&c, a.lines[i], a.lens[i], err, sizeof err) < 0) {
+                t_audit_reset(&a);
+                if (why) {
+                    snprintf(why, whylen, "%s", err);
+                    return -1;
+                }
+                fail_msg("chain broken: %s", err);
+            }
+        }
+        after = a.last_seq;
+    }
+    t_audit_reset(&a);
+    return (long)c.count;
+}
+
+/* ---- temp directories -------------------------------------------------- */
+
+static inline int t_rm_one(const char *path, const struct stat *st, int flag,
+                           struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static inline void t_rmtree(const char *dir)
+{
+    nftw(dir, t_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh directory under $TMPDIR (or /tmp); caller frees and removes. */
+static inline char *t_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *dir;
+    if (!base || !*base) base = "/tmp";
+    assert_true(asprintf(&dir, "%s/loopforge-test-XXXXXX", base) > 0);
+    assert_non_null(mkdtemp(dir));
+    return dir;
+}
+
+#endif

@@ -1,0 +1,631 @@
+/* test_store.c -- the store conformance suite.
+ *
+ * Every test runs once per backend: the cmocka state names the URL
+ * ("memory:" or "file:"; the file: setup gives each test its own journal
+ * in a fresh temp directory). A new backend is done when it passes this
+ * file unchanged. The entries are built by hand, the way the engine
+ * builds them, so the suite tests the store and nothing above it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store_helpers.h"
+
+typedef struct fixture {
+    const char *scheme;             /* "memory:" or "file:" */
+    char *dir;                      /* file: only */
+    char *url;
+    lf_store *s;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char err[512];
+    lf_code code;
+
+    assert_non_null(f);
+    f->scheme = *state;
+    if (strcmp(f->scheme, "file:") == 0) {
+        f->dir = t_tmpdir();
+        assert_true(asprintf(&f->url, "file:%s/var/store.journal", f->dir) > 0);
+    } else {
+        f->url = strdup(f->scheme);
+    }
+    f->s = lf_store_open(f->url, NULL, &code, err, sizeof err);
+    if (!f->s) fail_msg("open %s: %s", f->url, err);
+    assert_int_equal(code, LF_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    lf_store_free(f->s);
+    if (f->dir) t_rmtree(f->dir);
+    free(f->dir);
+    free(f->url);
+    free(f);
+    return 0;
+}
+
+#define S(state) (((fixture *)*(state))->s)
+
+static uint64_t last_seq(lf_store *s)
+{
+    t_audit a = {0};
+    uint64_t seq = 0, after = 0;
+    for (;;) {
+        t_audit_page(s, NULL, after, 0, &a);
+        if (a.n == 0) break;
+        seq = t_line_seq(a.lines[a.n - 1]);
+        after = a.last_seq;
+    }
+    t_audit_reset(&a);
+    return seq;
+}
+
+/* ---- create / get ------------------------------------------------------ */
+
+static void create_then_get(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "acme/app#1", "acme/app", &g), LF_OK);
+    assert_true(g.has_rec);
+    assert_string_equal(g.id, id);
+    assert_string_equal(g.state, "issue_created");
+    assert_int_equal(g.version, 1);
+    assert_int_equal(g.nhist, 1);
+    assert_int_equal(g.seq, 1);
+    assert_int_equal(strlen(g.hash), LF_HASH_LEN);
+
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_string_equal(g.id, id);
+    assert_string_equal(g.state, "issue_created");
+    assert_int_equal(g.version, 1);
+    assert_non_null(strstr(g.json, "\"ref\":\"acme/app#1\""));
+    assert_non_null(strstr(g.json, "\"ref_number\":42"));
+    assert_non_null(strstr(g.json, "\"repo\":\"acme/app\""));
+    assert_non_null(strstr(g.json, "\"labels\":{\"team\":\"core\"}"));
+
+    assert_int_equal(t_find_ref(s, "acme/app#1", &g), LF_OK);
+    assert_string_equal(g.id, id);
+
+    t_id(id, 2);
+    assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+    assert_false(g.has_rec);
+    assert_non_null(strstr(g.err, id));
+    assert_int_equal(t_find_ref(s, "acme/app#2", &g), LF_NOT_FOUND);
+    t_got_reset(&g);
+}
+
+static void duplicate_id_refused(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_create(s, id, "r2", "acme/app", &g), LF_CONFLICT);
+    assert_false(g.has_rec);
+    assert_non_null(strstr(g.err, id));
+    /* Nothing was written, and the loser's ref was not claimed. */
+    assert_int_equal(last_seq(s), 1);
+    assert_int_equal(t_find_ref(s, "r2", &g), LF_NOT_FOUND);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_non_null(strstr(g.json, "\"ref\":\"r1\""));
+    t_got_reset(&g);
+}
+
+static void duplicate_ref_refused(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+
+    t_id(a, 1);
+    t_id(b, 2);
+    assert_int_equal(t_create(s, a, "acme/app#7", "acme/app", &g), LF_OK);
+    assert_int_equal(t_create(s, b, "acme/app#7", "acme/app", &g),
+                     LF_DUPLICATE_REF);
+    assert_false(g.has_rec);
+    assert_non_null(strstr(g.err, a));      /* names the existing id */
+    assert_int_equal(t_get(s, b, &g), LF_NOT_FOUND);
+    assert_int_equal(last_seq(s), 1);
+    t_got_reset(&g);
+}
+
+/* A created entry the fold cannot read (no workflow) is the caller's
+ * mistake: refused, and nothing of it stays in the log. */
+static void malformed_create_refused(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    lf_entry e = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    e.record_id = id;
+    e.kind = LF_ENTRY_CREATED;
+    e.version = 1;
+    e.to_state = "issue_created";
+    e.trigger = "created";
+    e.actor = "tester";
+    t_stamp(e.timestamp);
+    e.record = "{\"ref\":\"r1\"}";
+    assert_int_equal(t_commit(s, &e, &g), LF_INVALID_REQUEST);
+    assert_int_equal(last_seq(s), 0);
+    assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+    /* The next good entry is seq 1, chained to genesis. */
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(g.seq, 1);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 1);
+    t_got_reset(&g);
+}
+
+/* ---- transitions ------------------------------------------------------- */
+
+static void transition_cas(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_OK);
+    assert_string_equal(g.state, "task_queued");
+    assert_int_equal(g.version, 2);
+    assert_int_equal(g.nhist, 2);
+    assert_int_equal(g.seq, 2);
+
+    /* A writer that read version 1 lost the race. */
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_CONFLICT);
+    assert_false(g.has_rec);
+    /* A version from the future is a conflict too, not a gap. */
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 5, &g),
+                     LF_CONFLICT);
+
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_string_equal(g.state, "task_queued");
+    assert_int_equal(g.version, 2);
+    assert_int_equal(g.nhist, 2);
+    assert_int_equal(last_seq(s), 2);
+
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g),
+                     LF_OK);
+    assert_int_equal(g.version, 3);
+    assert_int_equal(g.seq, 3);
+    t_got_reset(&g);
+}
+
+static void transition_unknown_id(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 9);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_NOT_FOUND);
+    assert_false(g.has_rec);
+    assert_non_null(strstr(g.err, id));
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "issue_created", "merged",
+                            1, &g), LF_NOT_FOUND);
+    assert_int_equal(t_delete(s, id, "issue_created", 1, &g), LF_NOT_FOUND);
+    assert_int_equal(last_seq(s), 0);
+    t_got_reset(&g);
+}
+
+static void denied_changes_nothing(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1], kind[32];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    char *before = strdup(g.json);
+
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "issue_created",
+                            "task_queued", 1, &g), LF_OK);
+    assert_int_equal(g.seq, 2);
+    assert_true(g.has_rec);
+    assert_int_equal(g.version, 1);
+    assert_string_equal(g.state, "issue_created");
+
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_string_equal(g.json, before);        /* byte for byte */
+    free(before);
+
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 2);
+    t_line_str(a.lines[1], "kind", kind, sizeof kind);
+    assert_string_equal(kind, "denied");
+    assert_non_null(strstr(a.lines[1], "\"reason\":\"not today\""));
+    assert_non_null(strstr(a.lines[1], "\"policy\":\"no-way\""));
+    t_audit_reset(&a);
+
+    /* The version did not move, so a transition from 1 still commits. */
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_OK);
+    assert_int_equal(g.version, 2);
+    t_got_reset(&g);
+}
+
+/* ---- delete ------------------------------------------------------------ */
+
+static void delete_leaves_audit(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    t_audit a = {0};
+    t_page p = {0};
+    char id[LF_ID_LEN + 1], id2[LF_ID_LEN + 1], kind[32];
+
+    t_id(id, 1);
+    t_id(id2, 2);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_OK);
+    /* A stale delete loses like any other write. */
+    assert_int_equal(t_delete(s, id, "issue_created", 1, &g), LF_CONFLICT);
+    assert_int_equal(t_delete(s, id, "task_queued", 2, &g), LF_OK);
+    assert_int_equal(g.seq, 3);
+
+    assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+    assert_int_equal(t_find_ref(s, "r1", &g), LF_NOT_FOUND);
+    t_list(s, NULL, NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 0);
+    t_list(s, "task_queued", NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 0);
+    t_page_reset(&p);
+
+    /* Gone means gone for writers too. */
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 3, &g),
+                     LF_NOT_FOUND);
+    assert_int_equal(t_delete(s, id, "task_queued", 3, &g), LF_NOT_FOUND);
+    /* ... and its id is never handed out again. */
+    assert_int_equal(t_create(s, id, "r9", "acme/app", &g), LF_CONFLICT);
+
+    /* The ref is free for a new record. */
+    assert_int_equal(t_create(s, id2, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_find_ref(s, "r1", &g), LF_OK);
+    assert_string_equal(g.id, id2);
+
+    /* The history stays. */
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 3);
+    t_line_str(a.lines[2], "kind", kind, sizeof kind);
+    assert_string_equal(kind, "deleted");
+    t_audit_reset(&a);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 4);
+    t_got_reset(&g);
+}
+
+/* ---- list -------------------------------------------------------------- */
+
+/* n records, r1..rn, created in order (so rn is the newest); the ones
+ * in `move` (a bitmask over 1..n) then go to task_queued, oldest first. */
+static void populate(lf_store *s, unsigned n, unsigned move)
+{
+    t_got g = {0};
+    char id[LF_ID_LEN + 1], ref[32];
+
+    for (unsigned i = 1; i <= n; i++) {
+        t_id(id, i);
+        snprintf(ref, sizeof ref, "r%u", i);
+        assert_int_equal(t_create(s, id, ref, i % 2 ? "acme/odd" : "acme/even",
+                                  &g), LF_OK);
+    }
+    for (unsigned i = 1; i <= n; i++) {
+        if (!(move & (1u << i))) continue;
+        t_id(id, i);
+        assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1,
+                                      &g), LF_OK);
+    }
+    t_got_reset(&g);
+}
+
+static void assert_newest_first(const t_page *p)
+{
+    for (size_t i = 1; i < p->n; i++)
+        assert_true(strcmp(p->updated[i - 1], p->updated[i]) >= 0);
+}
+
+static void list_by_state(void **state)
+{
+    lf_store *s = S(state);
+    t_page p = {0};
+    char id[LF_ID_LEN + 1];
+
+    populate(s, 6, (1u << 2) | (1u << 5));
+
+    t_list(s, "task_queued", NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 2);
+    t_id(id, 5);                    /* moved last: newest */
+    assert_string_equal(p.ids[0], id);
+    t_id(id, 2);
+    assert_string_equal(p.ids[1], id);
+    assert_null(p.cursor);
+
+    t_list(s, "issue_created", NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 4);
+    unsigned want[] = {6, 4, 3, 1};
+    for (size_t i = 0; i < 4; i++) {
+        t_id(id, want[i]);
+        assert_string_equal(p.ids[i], id);
+    }
+    assert_newest_first(&p);
+
+    t_list(s, "issue_created", NULL, 2, NULL, &p);
+    assert_int_equal(p.n, 2);
+    t_id(id, 6);
+    assert_string_equal(p.ids[0], id);
+    assert_non_null(p.cursor);
+
+    t_list(s, "merged", NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 0);
+    assert_null(p.cursor);
+
+    /* By repo, and by both. */
+    t_list(s, NULL, "acme/even", 0, NULL, &p);
+    assert_int_equal(p.n, 3);
+    for (size_t i = 0; i < p.n; i++) {
+        unsigned k = (unsigned)strtoul(p.ids[i] + 5, NULL, 16);
+        assert_int_equal(k % 2, 0);
+    }
+    t_list(s, "issue_created", "acme/odd", 0, NULL, &p);
+    assert_int_equal(p.n, 2);       /* r1, r3 (r5 moved) */
+    t_id(id, 3);
+    assert_string_equal(p.ids[0], id);
+    t_page_reset(&p);
+}
+
+static void list_pagination(void **state)
+{
+    lf_store *s = S(state);
+    t_page p = {0};
+    unsigned seen[32] = {0};
+    size_t total = 0, pages = 0;
+    char last[LF_TS_LEN + 1] = "9999";
+    char *cursor = NULL;
+
+    populate(s, 11, (1u << 3) | (1u << 4) | (1u << 9));
+
+    do {
+        t_list(s, NULL, NULL, 4, cursor, &p);
+        free(cursor);
+        cursor = p.cursor ? strdup(p.cursor) : NULL;
+        pages++;
+        assert_true(p.n <= 4);
+        for (size_t i = 0; i < p.n; i++) {
+            unsigned k = (unsigned)strtoul(p.ids[i] + 5, NULL, 16);
+            assert_true(k >= 1 && k <= 11);
+            seen[k]++;
+            /* Newest first across page boundaries too. */
+            assert_true(strcmp(last, p.updated[i]) >= 0);
+            memcpy(last, p.updated[i], sizeof last);
+            total++;
+        }
+    } while (cursor);
+    assert_int_equal(pages, 3);     /* 4 + 4 + 3 */
+    assert_int_equal(total, 11);
+    for (unsigned k = 1; k <= 11; k++) assert_int_equal(seen[k], 1);
+
+    /* A page size that divides the set: the last full page may or may
+     * not carry a cursor, but what follows it must be empty. */
+    memset(seen, 0, sizeof seen);
+    total = 0;
+    do {
+        t_list(s, "issue_created", NULL, 4, cursor, &p);
+        free(cursor);
+        cursor = p.cursor ? strdup(p.cursor) : NULL;
+        for (size_t i = 0; i < p.n; i++) {
+            unsigned k = (unsigned)strtoul(p.ids[i] + 5, NULL, 16);
+            seen[k]++;
+            total++;
+        }
+    } while (cursor);
+    assert_int_equal(total, 8);
+    assert_int_equal(seen[3] + seen[4] + seen[9], 0);
+    t_page_reset(&p);
+}
+
+/* ---- audit ------------------------------------------------------------- */
+
+/* Builds a small mixed history: 2 records, transitions, a denial, a
+ * deletion, a policy_loaded. Returns the number of entries. */
+static uint64_t history(lf_store *s)
+{
+    t_got g = {0};
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+    t_id(a, 1);
+    t_id(b, 2);
+    assert_int_equal(t_policy_loaded(s, &g), LF_OK);                 /* 1 */
+    assert_false(g.has_rec);
+    assert_int_equal(t_create(s, a, "ra", "acme/app", &g), LF_OK);   /* 2 */
+    assert_int_equal(t_create(s, b, "rb", "acme/app", &g), LF_OK);   /* 3 */
+    assert_int_equal(t_transition(s, a, "issue_created", "task_queued", 1, &g),
+                     LF_OK);                                          /* 4 */
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, b, "issue_created", "merged",
+                            1, &g), LF_OK);                           /* 5 */
+    assert_int_equal(t_transition(s, a, "task_queued", "pr_created", 2, &g),
+                     LF_OK);                                          /* 6 */
+    assert_int_equal(t_delete(s, b, "issue_created", 1, &g), LF_OK); /* 7 */
+    assert_int_equal(t_transition(s, a, "pr_created", "ci_pending", 3, &g),
+                     LF_OK);                                          /* 8 */
+    assert_int_equal(g.seq, 8);
+    t_got_reset(&g);
+    return 8;
+}
+
+static void audit_pages(void **state)
+{
+    lf_store *s = S(state);
+    t_audit a = {0};
+    uint64_t n = history(s), after = 0, want = 1;
+    size_t pages = 0;
+
+    t_audit_page(s, NULL, 0, 0, &a);
+    assert_int_equal(a.n, n);
+    assert_int_equal(a.last_seq, n);
+    for (size_t i = 0; i < a.n; i++) {
+        assert_int_equal(t_line_seq(a.lines[i]), i + 1);
+        assert_null(memchr(a.lines[i], '\n', a.lens[i]));
+        assert_int_equal(strlen(a.lines[i]), a.lens[i]);
+    }
+
+    for (;;) {
+        t_audit_page(s, NULL, after, 3, &a);
+        if (a.n == 0) break;
+        pages++;
+        assert_true(a.n <= 3);
+        for (size_t i = 0; i < a.n; i++)
+            assert_int_equal(t_line_seq(a.lines[i]), want++);
+        assert_int_equal(a.last_seq, want - 1);
+        after = a.last_seq;
+    }
+    assert_int_equal(pages, 3);
+    assert_int_equal(want, n + 1);
+
+    /* Past the end: nothing. */
+    t_audit_page(s, NULL, n, 10, &a);
+    assert_int_equal(a.n, 0);
+    t_audit_reset(&a);
+}
+
+static void audit_per_record(void **state)
+{
+    lf_store *s = S(state);
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1], rid[LF_ID_LEN + 1];
+    uint64_t want_a[] = {2, 4, 6, 8}, want_b[] = {3, 5, 7};
+
+    history(s);
+    t_id(id, 1);
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 4);
+    for (size_t i = 0; i < a.n; i++) {
+        assert_int_equal(t_line_seq(a.lines[i]), want_a[i]);
+        t_line_str(a.lines[i], "record_id", rid, sizeof rid);
+        assert_string_equal(rid, id);
+    }
+    assert_int_equal(a.last_seq, 8);
+
+    /* Paged: after is a global seq. */
+    t_audit_page(s, id, 0, 2, &a);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(a.last_seq, 4);
+    t_audit_page(s, id, a.last_seq, 2, &a);
+    assert_int_equal(a.n, 2);
+    assert_int_equal(t_line_seq(a.lines[0]), 6);
+    assert_int_equal(a.last_seq, 8);
+    t_audit_page(s, id, a.last_seq, 2, &a);
+    assert_int_equal(a.n, 0);
+
+    /* A deleted record keeps its history. */
+    t_id(id, 2);
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 3);
+    for (size_t i = 0; i < a.n; i++)
+        assert_int_equal(t_line_seq(a.lines[i]), want_b[i]);
+    t_audit_reset(&a);
+
+    /* An id the store never saw. */
+    t_id(id, 77);
+    lf_store_audit(s, id, 0, 0, t_audit_cb, &a);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.code, LF_NOT_FOUND);
+    t_audit_reset(&a);
+}
+
+static void chain_verifies(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    t_audit a = {0};
+    char prev[LF_HASH_LEN + 1] = LF_GENESIS, field[LF_HASH_LEN + 1];
+
+    uint64_t n = history(s);
+    /* lf_chain_feed also insists on seq = 1, 2, 3 ... */
+    assert_int_equal(t_verify_chain(s, NULL, 0), (long)n);
+
+    /* ... and the commit callback reports the hash that went in. */
+    t_audit_page(s, NULL, 0, 0, &a);
+    for (size_t i = 0; i < a.n; i++) {
+        t_line_str(a.lines[i], "prev", field, sizeof field);
+        assert_string_equal(field, prev);
+        t_line_str(a.lines[i], "hash", prev, sizeof prev);
+    }
+    char id[LF_ID_LEN + 1];
+    t_id(id, 3);
+    assert_int_equal(t_create(s, id, "rc", "acme/app", &g), LF_OK);
+    assert_int_equal(g.seq, n + 1);
+    t_audit_page(s, NULL, n, 0, &a);
+    assert_int_equal(a.n, 1);
+    t_line_str(a.lines[0], "prev", field, sizeof field);
+    assert_string_equal(field, prev);
+    t_line_str(a.lines[0], "hash", field, sizeof field);
+    assert_string_equal(field, g.hash);
+    t_audit_reset(&a);
+    t_got_reset(&g);
+}
+
+/* Failed commits must not burn a seq: the log stays contiguous. */
+static void refusals_keep_seq_contiguous(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+
+    t_id(a, 1);
+    t_id(b, 2);
+    assert_int_equal(t_create(s, a, "ra", "acme/app", &g), LF_OK);
+    assert_int_equal(t_create(s, b, "ra", "acme/app", &g), LF_DUPLICATE_REF);
+    assert_int_equal(t_transition(s, b, "issue_created", "task_queued", 1, &g),
+                     LF_NOT_FOUND);
+    assert_int_equal(t_transition(s, a, "issue_created", "task_queued", 0, &g),
+                     LF_CONFLICT);
+    assert_int_equal(t_create(s, b, "rb", "acme/app", &g), LF_OK);
+    assert_int_equal(g.seq, 2);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 2);
+    t_got_reset(&g);
+}
+
+/* Each test twice: once per backend, named after it. */
+#define BOTH(f) \
+    {"memory: " #f, f, setup, teardown, (void *)"memory:"}, \
+    {"file: " #f, f, setup, teardown, (void *)"file:"}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(create_then_get),
+        BOTH(duplicate_id_refused),
+        BOTH(duplicate_ref_refused),
+        BOTH(malformed_create_refused),
+        BOTH(transition_cas),
+        BOTH(transition_unknown_id),
+        BOTH(denied_changes_nothing),
+        BOTH(delete_leaves_audit),
+        BOTH(list_by_state),
+        BOTH(list_pagination),
+        BOTH(audit_pages),
+        BOTH(audit_per_record),
+        BOTH(chain_verifies),
+        BOTH(refusals_keep_seq_contiguous),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
