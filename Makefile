@@ -24,6 +24,7 @@ LIBS    := $(PKG_LIBS) -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/store/*.c src/rules/*.c src/engine/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
+LUAMOD_SRC := $(sort $(wildcard src/lua/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 
 B := build
@@ -32,10 +33,12 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(B)/obj/%.o)
 ALIB_OBJ := $(LIB_SRC:%.c=$(A)/obj/%.o)
 ACLI_OBJ := $(CLI_SRC:%.c=$(A)/obj/%.o)
+LUAMOD_OBJ := $(LUAMOD_SRC:%.c=$(B)/obj/%.o)
+LUAMOD  := $(if $(LUAMOD_SRC),$(B)/lua/loopforge/core.so)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(A)/tests/%)
 
 .PHONY: all deps test run bench install clean
-all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so
+all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD)
 
 deps:
 	@sh contrib/install-deps.sh
@@ -57,6 +60,12 @@ $(B)/libloopforge.so: $(LIB_OBJ)
 $(B)/loopforge: $(CLI_OBJ) $(B)/libloopforge.a
 	$(CC) -o $@ $(CLI_OBJ) $(B)/libloopforge.a $(LIBS)
 
+# loopforge.core for Lua hosts and busted (optimized build: a sanitized
+# module cannot load into a plain lua5.4).
+$(B)/lua/loopforge/core.so: $(LUAMOD_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(LUAMOD_OBJ) $(LIB_OBJ) $(filter-out -llua5.4,$(LIBS))
+
 $(A)/libloopforge.a: $(ALIB_OBJ)
 	@mkdir -p $(A); rm -f $@; ar rcs $@ $^
 
@@ -67,7 +76,7 @@ $(A)/tests/%: tests/%.c $(A)/libloopforge.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(A)/libloopforge.a $(LIBS) -lcmocka
 
-test: deps $(A)/loopforge $(TEST_BIN)
+test: deps $(A)/loopforge $(TEST_BIN) $(LUAMOD)
 	@LOOPFORGE_BIN=$(CURDIR)/$(A)/loopforge sh tests/run.sh $(TEST_BIN)
 
 run: deps all

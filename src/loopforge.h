@@ -48,6 +48,8 @@ typedef struct lf_record lf_record;
 const char *lf_record_id(const lf_record *r);
 const char *lf_record_state(const lf_record *r);
 uint64_t lf_record_version(const lf_record *r);
+const char *lf_record_ref(const lf_record *r);
+const char *lf_record_updated_at(const lf_record *r);  /* ISO 8601 UTC */
 /* The record as JSON (LoopForge's key order); caller frees. */
 char *lf_record_json(const lf_record *r);
 
@@ -57,6 +59,8 @@ typedef struct lf_engine_config {
     const char *policies;       /* directory; NULL: $LOOPFORGE_POLICIES,
                                    else "./policies" */
     struct event_base *base;    /* needed by asynchronous stores only */
+    size_t lua_instructions;    /* budget per guard/hook call; 0 = default */
+    size_t lua_memory;          /* bytes per policy set; 0 = default */
 } lf_engine_config;
 
 /* Returns NULL with a message in err (and *code set, if code is not
@@ -74,13 +78,15 @@ typedef struct lf_result {
     const char *previous_state; /* NULL when unknown */
     const char *new_state;      /* NULL unless the state changed */
     const lf_record *record;    /* the record after the request, or NULL */
-    const char *decisions;      /* JSON array text ("[]" without policies) */
+    const char *decisions;      /* JSON array text: every guard that was
+                                   consulted, [{policy, verdict, reason}] */
+    bool dry_run;               /* nothing was committed */
 } lf_result;
 
 typedef void lf_result_cb(const lf_result *res, void *arg);
 
 /* The result as a JSON object; caller frees. Keys: success, code, error,
- * previous_state, new_state, record, decisions. */
+ * previous_state, new_state, record, decisions, dry_run. */
 char *lf_result_json(const lf_result *res);
 
 typedef struct lf_create_req {
@@ -103,6 +109,9 @@ typedef struct lf_transition_req {
                                    (string) and pr_number (integer) also
                                    set the record's fields */
     const char *actor;          /* NULL = "anonymous" */
+    bool dry_run;               /* evaluate everything, commit nothing: the
+                                   result (and its code) is what a real
+                                   request would get now */
 } lf_transition_req;
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req,
@@ -144,6 +153,34 @@ void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
 
 /* The loaded policy set: generation id (sha256 hex). */
 const char *lf_engine_generation(const lf_engine *e);
+
+/* Reloads the policy directory into a fresh sandbox. The new generation
+ * replaces the old only if it loads and lints whole; otherwise the old
+ * keeps serving and `error` lists every problem as "file:line: message"
+ * (code LF_INVALID_REQUEST). A successful reload is an audit entry
+ * (kind policy_loaded, naming old and new generation ids). */
+typedef void lf_reload_cb(lf_code code, const char *error,
+                          const char *old_generation,
+                          const char *new_generation, void *arg);
+void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
+                      void *arg);
+
+/* Where the engine reports what no result carries: hook errors and
+ * follow-up outcomes. Default: one line on stderr. Never stdout. */
+typedef enum lf_log_level { LF_LOG_DEBUG, LF_LOG_INFO, LF_LOG_WARN, LF_LOG_ERROR } lf_log_level;
+typedef void lf_log_fn(lf_log_level level, const char *msg, void *ud);
+void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
+
+/* Counters since the engine was created. */
+typedef struct lf_stats {
+    uint64_t transitions[LF_CODE__COUNT];   /* requests by outcome code */
+    uint64_t guard_evals;                   /* guard calls */
+    uint64_t guard_ns;                      /* time spent in them */
+    uint64_t hooks_run, hook_errors;
+    uint64_t followups;
+    uint64_t reloads_ok, reloads_failed;
+} lf_stats;
+void lf_engine_stats(const lf_engine *e, lf_stats *out);
 
 #ifdef __cplusplus
 }

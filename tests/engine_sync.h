@@ -45,7 +45,8 @@ static res do_create(lf_engine *e, const lf_create_req *req) {
 static res do_transition(lf_engine *e, const char *id, const char *to,
                          const char *trigger, const char *meta, const char *actor) {
     res o = {0};
-    lf_transition_req t = {id, to, trigger, meta, actor};
+    lf_transition_req t = {.id = id, .to = to, .trigger = trigger,
+                           .metadata = meta, .actor = actor};
     lf_engine_transition(e, &t, res_keep, &o);
     return o;
 }

@@ -30,6 +30,8 @@ typedef enum lf_entry_kind {
     LF_ENTRY_DENIED,        /* an attempt a policy refused: no record change */
     LF_ENTRY_DELETED,       /* tombstone: the record leaves every index */
     LF_ENTRY_POLICY_LOADED, /* no record */
+    LF_ENTRY_REJECTED,      /* an attempt the workflow graph refused: no
+                               record change */
     LF_ENTRY__COUNT
 } lf_entry_kind;
 

@@ -196,7 +196,7 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     lf_record *r = *rp;
     if (e->kind == LF_ENTRY_POLICY_LOADED) return 0;
     if (!r) return bad(err, errlen, "no such record", e->record_id);
-    if (e->kind == LF_ENTRY_DENIED) return 0;
+    if (e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED) return 0;
     if (e->version != r->version + 1)
         return bad(err, errlen, "version out of sequence", r->id);
     if (e->kind == LF_ENTRY_DELETED) {
@@ -385,6 +385,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
 const char *lf_record_id(const lf_record *r) { return r->id; }
 const char *lf_record_state(const lf_record *r) { return r->state; }
 uint64_t lf_record_version(const lf_record *r) { return r->version; }
+const char *lf_record_ref(const lf_record *r) { return r->ref; }
+const char *lf_record_updated_at(const lf_record *r) { return r->updated_at; }
 
 char *lf_record_json(const lf_record *r) {
     lf_buf b = LF_BUF_INIT;

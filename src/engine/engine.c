@@ -13,20 +13,45 @@
 #include "../rules/rules.h"
 #include "../store/store.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 
 #define MAX_ATTEMPTS 8          /* commit retries after a version conflict */
+#define MAX_CHAIN 8             /* follow-ups a follow-up may cause, in a row */
 #define DEFAULT_STORE "file:./var/loopforge.journal"
 #define DEFAULT_POLICIES "./policies"
 
+/* A loaded policy set, shared by the engine and every request in flight
+ * that started under it: a reload swaps the engine's pointer, and the old
+ * set lives on until its last request completes. */
+typedef struct gen {
+    lf_rules *rules;
+    int refs;
+} gen;
+
 struct lf_engine {
     lf_store *store;
-    lf_rules *rules;
+    gen *gen;
     struct event_base *base;
+    char *policies;             /* directory, for reloads */
+    lf_rules_limits limits;
+    lf_log_fn *log;
+    void *log_ud;
+    lf_stats stats;
 };
+
+static gen *gen_hold(gen *g) { g->refs++; return g; }
+
+static void gen_drop(gen *g) {
+    if (g && --g->refs == 0) {
+        lf_rules_free(g->rules);
+        free(g);
+    }
+}
 
 static const char *code_names[LF_CODE__COUNT] = {
     "ok", "not_found", "invalid_transition", "denied", "conflict",
@@ -39,11 +64,46 @@ const char *lf_code_name(lf_code c) {
 
 const char *lf_version(void) { return LF_VERSION_STRING; }
 
+/* The caller's value (even an empty one: that is an error to report, not
+ * a request for the default), else the environment, else the default. */
 static const char *pick(const char *a, const char *env, const char *dflt) {
     const char *e;
-    if (a && *a) return a;
+    if (a) return a;
     if ((e = getenv(env)) && *e) return e;
     return dflt;
+}
+
+static void log_stderr(lf_log_level level, const char *msg, void *ud) {
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    (void)ud;
+    fprintf(stderr, "loopforge: %s: %s\n", names[level], msg);
+}
+
+static void logf_(lf_engine *e, lf_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(lf_engine *e, lf_log_level level, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    e->log(level, msg, e->log_ud);
+}
+
+void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud) {
+    e->log = fn ? fn : log_stderr;
+    e->log_ud = fn ? ud : NULL;
+}
+
+void lf_engine_stats(const lf_engine *e, lf_stats *out) { *out = e->stats; }
+
+/* Loads the policy set; on failure returns NULL with every problem, one
+ * per line, in `problems` (no trailing newline). */
+static lf_rules *load_rules(lf_engine *e, lf_buf *problems) {
+    lf_rules *r = lf_rules_load_opts(e->policies, &e->limits, NULL, problems);
+    if (!r && problems->len && problems->p[problems->len - 1] == '\n')
+        problems->p[--problems->len] = '\0';
+    return r;
 }
 
 lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
@@ -53,25 +113,36 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     if (!cfg) cfg = &none;
     if (!code) code = &dummy;
     lf_engine *e = calloc(1, sizeof *e);
-    if (!e) { *code = LF_UNAVAILABLE; snprintf(err, errlen, "out of memory"); return NULL; }
+    if (!e || !(e->policies = strdup(pick(cfg->policies, "LOOPFORGE_POLICIES",
+                                          DEFAULT_POLICIES)))) {
+        free(e);
+        *code = LF_UNAVAILABLE;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     e->base = cfg->base;
+    e->limits.instructions = cfg->lua_instructions;
+    e->limits.memory = cfg->lua_memory;
+    e->log = log_stderr;
     lf_buf problems = LF_BUF_INIT;
-    e->rules = lf_rules_load(pick(cfg->policies, "LOOPFORGE_POLICIES",
-                                  DEFAULT_POLICIES), &problems);
-    if (!e->rules) {
+    lf_rules *rules = load_rules(e, &problems);
+    if (!rules || !(e->gen = calloc(1, sizeof *e->gen))) {
         *code = LF_INVALID_REQUEST;
-        /* One line per problem; drop the trailing newline. */
-        if (problems.len && problems.p[problems.len - 1] == '\n') problems.p[--problems.len] = '\0';
-        snprintf(err, errlen, "%s", lf_buf_str(&problems));
+        snprintf(err, errlen, "%s", rules ? "out of memory" : lf_buf_str(&problems));
+        lf_rules_free(rules);
         lf_buf_free(&problems);
+        free(e->policies);
         free(e);
         return NULL;
     }
     lf_buf_free(&problems);
+    e->gen->rules = rules;
+    e->gen->refs = 1;
     e->store = lf_store_open(pick(cfg->store, "LOOPFORGE_STORE", DEFAULT_STORE),
                              cfg->base, code, err, errlen);
     if (!e->store) {
-        lf_rules_free(e->rules);
+        gen_drop(e->gen);
+        free(e->policies);
         free(e);
         return NULL;
     }
@@ -82,21 +153,27 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
 void lf_engine_free(lf_engine *e) {
     if (!e) return;
     lf_store_free(e->store);
-    lf_rules_free(e->rules);
+    gen_drop(e->gen);
+    free(e->policies);
     free(e);
 }
 
 const char *lf_engine_generation(const lf_engine *e) {
-    return lf_rules_generation(e->rules);
+    return lf_rules_generation(e->gen->rules);
 }
 
 /* ---- results ------------------------------------------------------------ */
 
-static void finish(lf_result_cb *cb, void *arg, lf_code code, const char *error,
-                   const char *prev, const char *next, const lf_record *rec) {
-    lf_result r = {code == LF_OK, code, code == LF_OK ? NULL : error, prev,
-                   next, rec, "[]"};
+/* Completes a request: success follows the code, errors only on failure. */
+static void reply(lf_result_cb *cb, void *arg, lf_result r) {
+    r.success = r.code == LF_OK;
+    if (r.success) r.error = NULL;
+    if (!r.decisions) r.decisions = "[]";
     cb(&r, arg);
+}
+
+static void fail(lf_result_cb *cb, void *arg, lf_code code, const char *error) {
+    reply(cb, arg, (lf_result){.code = code, .error = error});
 }
 
 char *lf_result_json(const lf_result *r) {
@@ -115,7 +192,7 @@ char *lf_result_json(const lf_result *r) {
     else lf_buf_puts(&b, "null");
     lf_buf_puts(&b, ",\"decisions\":");
     lf_buf_json_raw(&b, r->decisions, "[]");
-    lf_buf_putc(&b, '}');
+    lf_buf_puts(&b, r->dry_run ? ",\"dry_run\":true}" : ",\"dry_run\":false}");
     return lf_buf_steal(&b);
 }
 
@@ -155,18 +232,26 @@ static int take_object(const char *text, const char *what, int strings,
     return 0;
 }
 
-static const lf_workflow *workflow_of(lf_engine *e, const char *name,
+static const lf_workflow *workflow_of(const gen *g, const char *name,
                                       char *err, size_t errlen) {
-    const lf_workflow *wf = lf_rules_workflow(e->rules, name);
+    const lf_workflow *wf = lf_rules_workflow(g->rules, name);
     if (!wf) snprintf(err, errlen, "Unknown workflow: %s", name ? name : "loopforge");
     return wf;
 }
 
 /* now, but never before `floor`: a record's history stays ordered even
  * if the clock steps back. */
-static void stamp(char ts[LF_TS_LEN + 1], const char *floor) {
-    lf_ts_format(lf_now_us(), ts);
+static int64_t stamp(char ts[LF_TS_LEN + 1], const char *floor) {
+    int64_t now = lf_now_us();
+    lf_ts_format(now, ts);
     if (floor && floor[0] && strcmp(ts, floor) < 0) memcpy(ts, floor, LF_TS_LEN + 1);
+    return now;
+}
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- create ------------------------------------------------------------- */
@@ -174,62 +259,74 @@ static void stamp(char ts[LF_TS_LEN + 1], const char *floor) {
 typedef struct create_ctx {
     lf_result_cb *cb;
     void *arg;
-    const char *initial;
+    gen *g;
+    const char *initial;        /* owned by g */
 } create_ctx;
 
 static void created(lf_code code, const char *err, const lf_record *rec,
                     const lf_entry *e, void *arg) {
     create_ctx *c = arg;
     (void)e;
-    finish(c->cb, c->arg, code, err, NULL, code == LF_OK ? c->initial : NULL,
-           code == LF_OK ? rec : NULL);
+    reply(c->cb, c->arg, (lf_result){.code = code, .error = err,
+          .new_state = code == LF_OK ? c->initial : NULL,
+          .record = code == LF_OK ? rec : NULL});
+    gen_drop(c->g);
+    free(c);
+}
+
+/* The initial fields a created entry carries (the fold rebuilds the
+ * record from them), and LoopForge's first history metadata. */
+static void initial_fields(const lf_create_req *req, const char *labels,
+                           const char *meta, const char *workflow,
+                           lf_buf *rec, lf_buf *hist) {
+    lf_buf_puts(rec, "{\"ref\":");
+    lf_buf_json_str(rec, req->ref);
+    lf_buf_puts(rec, ",\"ref_number\":");
+    if (req->has_ref_number) lf_buf_json_int(rec, req->ref_number);
+    else lf_buf_puts(rec, "null");
+    lf_buf_puts(rec, ",\"repo\":");
+    lf_buf_json_str(rec, req->repo);
+    lf_buf_puts(rec, req->auto_merge ? ",\"auto_merge\":true" : ",\"auto_merge\":false");
+    lf_buf_puts(rec, ",\"labels\":");
+    lf_buf_json_raw(rec, labels, "{}");
+    lf_buf_puts(rec, ",\"metadata\":");
+    lf_buf_json_raw(rec, meta, "{}");
+    lf_buf_puts(rec, ",\"workflow\":");
+    lf_buf_json_str(rec, workflow);
+    lf_buf_putc(rec, '}');
+    lf_buf_puts(hist, "{\"ref\":");
+    lf_buf_json_str(hist, req->ref);
+    lf_buf_puts(hist, ",\"repo\":");
+    lf_buf_json_str(hist, req->repo);
+    lf_buf_putc(hist, '}');
 }
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
                       void *arg) {
-    char err[512];
+    char err[512], id[LF_ID_LEN + 1];
     char *labels = NULL, *meta = NULL;
     const lf_workflow *wf;
     if (!req->ref || !req->ref[0]) {
-        finish(cb, arg, LF_INVALID_REQUEST, "ref is required", NULL, NULL, NULL);
+        fail(cb, arg, LF_INVALID_REQUEST, "ref is required");
         return;
     }
-    if (!(wf = workflow_of(e, req->workflow, err, sizeof err)) ||
+    if (!(wf = workflow_of(e->gen, req->workflow, err, sizeof err)) ||
         take_object(req->labels, "labels", 1, &labels, NULL, err, sizeof err) ||
         take_object(req->metadata, "metadata", 0, &meta, NULL, err, sizeof err)) {
         cJSON_free(labels);
-        finish(cb, arg, LF_INVALID_REQUEST, err, NULL, NULL, NULL);
+        fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
-    char id[LF_ID_LEN + 1];
-    if (lf_id_new(id)) {
-        cJSON_free(labels); cJSON_free(meta);
-        finish(cb, arg, LF_UNAVAILABLE, "no randomness for a record id", NULL, NULL, NULL);
+    create_ctx *c = malloc(sizeof *c);
+    if (!c || lf_id_new(id)) {
+        free(c);
+        cJSON_free(labels);
+        cJSON_free(meta);
+        fail(cb, arg, LF_UNAVAILABLE, "no memory or randomness for a new record");
         return;
     }
-    /* The initial fields, and LoopForge's first history metadata. */
     lf_buf rec = LF_BUF_INIT, hist = LF_BUF_INIT;
-    lf_buf_puts(&rec, "{\"ref\":");
-    lf_buf_json_str(&rec, req->ref);
-    lf_buf_puts(&rec, ",\"ref_number\":");
-    if (req->has_ref_number) lf_buf_json_int(&rec, req->ref_number);
-    else lf_buf_puts(&rec, "null");
-    lf_buf_puts(&rec, ",\"repo\":");
-    lf_buf_json_str(&rec, req->repo);
-    lf_buf_puts(&rec, req->auto_merge ? ",\"auto_merge\":true" : ",\"auto_merge\":false");
-    lf_buf_puts(&rec, ",\"labels\":");
-    lf_buf_json_raw(&rec, labels, "{}");
-    lf_buf_puts(&rec, ",\"metadata\":");
-    lf_buf_json_raw(&rec, meta, "{}");
-    lf_buf_puts(&rec, ",\"workflow\":");
-    lf_buf_json_str(&rec, wf->name);
-    lf_buf_putc(&rec, '}');
-    lf_buf_puts(&hist, "{\"ref\":");
-    lf_buf_json_str(&hist, req->ref);
-    lf_buf_puts(&hist, ",\"repo\":");
-    lf_buf_json_str(&hist, req->repo);
-    lf_buf_putc(&hist, '}');
-
+    initial_fields(req, labels, meta, wf->name, &rec, &hist);
     lf_entry en = {0};
     en.record_id = id;
     en.kind = LF_ENTRY_CREATED;
@@ -239,12 +336,12 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     en.actor = req->actor ? req->actor : "anonymous";
     stamp(en.timestamp, NULL);
     en.metadata = hist.p;
-    en.policy_set = lf_rules_generation(e->rules);
+    en.policy_set = lf_rules_generation(e->gen->rules);
     en.record = rec.p;
-    create_ctx c = {cb, arg, wf->states[wf->initial]};
-    /* Inline stores finish before returning; an asynchronous store copies
-     * the entry when it serializes it, before returning, too. */
-    lf_store_commit(e->store, &en, created, &c);
+    *c = (create_ctx){cb, arg, gen_hold(e->gen), wf->states[wf->initial]};
+    /* A store serializes the entry before commit returns, so the
+     * borrowed strings may go right after. */
+    lf_store_commit(e->store, &en, created, c);
     lf_buf_free(&rec);
     lf_buf_free(&hist);
     cJSON_free(labels);
@@ -255,41 +352,119 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
 
 typedef struct txn {
     lf_engine *eng;
+    gen *g;                     /* the policy set this request runs under */
     lf_result_cb *cb;
     void *arg;
     lf_entry_kind kind;         /* transition or deleted */
+    bool dry_run;
+    int depth;                  /* 0 for a request, n for a follow-up chain */
+    int attempts;
     char *id, *to, *trigger, *actor;
     char *metadata;             /* normalized, or NULL */
     char *pr_changes;           /* "pr_url":…,"pr_number":… or NULL */
-    int attempts;
-    const char *from_name, *to_name;    /* workflow-owned, stable */
+    char *decisions;            /* JSON array of the last evaluation */
+    char *denial;               /* "Denied by policy …: …" */
+    const char *from_name, *to_name;    /* owned by g */
 } txn;
 
 static void txn_free(txn *t) {
+    gen_drop(t->g);
     cJSON_free(t->metadata);
     free(t->pr_changes);
+    free(t->decisions);
+    free(t->denial);
     free(t);
 }
 
 static void txn_load(txn *t);
 
-static void txn_done(txn *t, lf_code code, const char *err, const char *prev,
-                     const char *next, const lf_record *rec) {
-    finish(t->cb, t->arg, code, err, prev, next, rec);
+static void txn_done(txn *t, lf_code code, const char *err, const char *next,
+                     const lf_record *rec) {
+    if (t->kind == LF_ENTRY_TRANSITION) t->eng->stats.transitions[code]++;
+    reply(t->cb, t->arg, (lf_result){.code = code, .error = err,
+          .previous_state = t->from_name, .new_state = next, .record = rec,
+          .decisions = t->decisions, .dry_run = t->dry_run});
     txn_free(t);
 }
 
+static void followup_done(const lf_result *r, void *arg) {
+    lf_engine *e = arg;
+    if (r->success)
+        logf_(e, LF_LOG_INFO, "follow-up: %s: %s \xe2\x86\x92 %s",
+              lf_record_id(r->record), r->previous_state, r->new_state);
+    else
+        logf_(e, LF_LOG_WARN, "follow-up refused: %s", r->error);
+}
+
+static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
+                    const char *to, const char *trigger, const char *actor,
+                    lf_result_cb *cb, void *arg);
+
+/* Hooks see the committed record; what they ask for runs next, as its
+ * own request with the hook as actor, one link further down the chain. */
+static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
+    lf_engine *e = t->eng;
+    lf_hook_event ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
+                        en->metadata, t->decisions, false};
+    lf_hook_report rep;
+    lf_rules_run_hooks(t->g->rules, &ev, &rep);
+    e->stats.hooks_run += rep.ran;
+    e->stats.hook_errors += rep.errors;
+    /* One log line per failed hook, so a host's log stays greppable. */
+    for (char *line = rep.messages, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        if (*line) logf_(e, LF_LOG_ERROR, "%s", line);
+    }
+    for (size_t i = 0; i < rep.nfollowups; i++) {
+        lf_followup *f = &rep.followups[i];
+        if (t->depth + 1 > MAX_CHAIN) {
+            logf_(e, LF_LOG_ERROR, "hook %s: follow-up to %s dropped: chain of "
+                  "%d follow-ups reached (hooks looping?)", f->hook, f->to, MAX_CHAIN);
+            continue;
+        }
+        char actor[256], err[128];
+        char *meta = NULL;
+        if (f->metadata && !(meta = lf_json_object_normalize(f->metadata, err, sizeof err))) {
+            logf_(e, LF_LOG_ERROR, "hook %s: follow-up to %s dropped: metadata %s",
+                  f->hook, f->to, err);
+            continue;
+        }
+        snprintf(actor, sizeof actor, "hook:%s", f->hook);
+        txn *n = txn_new(e, LF_ENTRY_TRANSITION, rec->id, f->to, f->trigger,
+                         actor, followup_done, e);
+        if (!n) { cJSON_free(meta); continue; }
+        n->depth = t->depth + 1;
+        n->metadata = meta;
+        e->stats.followups++;
+        txn_load(n);
+    }
+    lf_hook_report_free(&rep);
+}
+
 static void txn_committed(lf_code code, const char *err, const lf_record *rec,
-                          const lf_entry *e, void *arg) {
+                          const lf_entry *en, void *arg) {
     txn *t = arg;
-    (void)e;
     if (code == LF_CONFLICT && ++t->attempts < MAX_ATTEMPTS) {
         txn_load(t);            /* somebody else moved it: re-validate */
         return;
     }
-    if (code != LF_OK) { txn_done(t, code, err, t->from_name, NULL, NULL); return; }
-    txn_done(t, LF_OK, NULL, t->from_name, t->to_name,
-             t->kind == LF_ENTRY_DELETED ? NULL : rec);
+    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    if (t->kind == LF_ENTRY_DELETED) { txn_done(t, LF_OK, NULL, NULL, NULL); return; }
+    /* The caller hears first; hooks and follow-ups come after. */
+    t->eng->stats.transitions[LF_OK]++;
+    reply(t->cb, t->arg, (lf_result){.code = LF_OK, .previous_state = t->from_name,
+          .new_state = t->to_name, .record = rec, .decisions = t->decisions});
+    run_hooks(t, rec, en);
+    txn_free(t);
+}
+
+static void txn_denied(lf_code code, const char *err, const lf_record *rec,
+                       const lf_entry *en, void *arg) {
+    txn *t = arg;
+    (void)en;
+    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    txn_done(t, LF_DENIED, t->denial, NULL, rec);
 }
 
 /* The record fields this transition sets: closed_at on entering a
@@ -311,54 +486,140 @@ static char *txn_changes(const txn *t, bool terminal, const char *ts) {
     return lf_buf_steal(&b);
 }
 
+/* Request metadata with the guards' annotations merged in (annotations
+ * win: they are what the policy set decided). */
+static char *merge_annotations(const char *meta, const char *ann) {
+    cJSON *m = cJSON_Parse(meta ? meta : "{}"), *a = cJSON_Parse(ann), *it;
+    char *out = NULL;
+    if (cJSON_IsObject(m) && cJSON_IsObject(a)) {
+        while ((it = a->child)) {
+            cJSON_DetachItemViaPointer(a, it);
+            cJSON_DeleteItemFromObjectCaseSensitive(m, it->string);
+            cJSON_AddItemToObject(m, it->string, it);
+        }
+        out = cJSON_PrintUnformatted(m);
+    }
+    cJSON_Delete(m);
+    cJSON_Delete(a);
+    return out;
+}
+
+/* Guards: returns true when the transition may go ahead. On a denial the
+ * request is finished here (dry run) or a `denied` entry is on its way. */
+static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
+                      char **merged) {
+    lf_engine *e = t->eng;
+    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
+                  t->metadata, now};
+    lf_verdict v;
+    uint64_t t0 = mono_ns();
+    lf_rules_evaluate(t->g->rules, &ev, &v);
+    e->stats.guard_ns += mono_ns() - t0;
+    e->stats.guard_evals += v.ndecisions;
+    lf_buf b = LF_BUF_INIT;
+    lf_verdict_json(&v, &b);
+    free(t->decisions);
+    t->decisions = lf_buf_steal(&b);
+    *merged = v.allow && v.annotations ? merge_annotations(t->metadata, v.annotations) : NULL;
+    if (v.allow) { lf_verdict_free(&v); return true; }
+    const lf_decision *d = &v.decisions[v.denied_by];
+    lf_buf_printf(&b, "Denied by policy %s: %s", d->policy, d->reason ? d->reason : "denied");
+    free(t->denial);
+    t->denial = lf_buf_steal(&b);
+    lf_verdict_free(&v);
+    if (t->dry_run) { txn_done(t, LF_DENIED, t->denial, NULL, rec); return false; }
+    /* The attempt itself goes on record, the record does not move. */
+    en->kind = LF_ENTRY_DENIED;
+    en->version = rec->version;
+    en->decisions = t->decisions;
+    lf_store_commit(e->store, en, txn_denied, t);
+    return false;
+}
+
+static void txn_rejected(lf_code code, const char *err, const lf_record *rec,
+                         const lf_entry *en, void *arg) {
+    txn *t = arg;
+    (void)en;
+    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec);
+}
+
+/* An edge the workflow does not have. The attempt is recorded (kind
+ * rejected, the workflow as the deciding rule) so the log proves what was
+ * tried; the record does not move. A dry run records nothing. */
+static void txn_reject(txn *t, const lf_workflow *wf, int from,
+                       const lf_record *rec, lf_entry *en) {
+    lf_buf b = LF_BUF_INIT;
+    lf_workflow_invalid_msg(wf, from, t->to, &b);
+    free(t->denial);
+    t->denial = lf_buf_steal(&b);
+    if (t->dry_run) { txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec); return; }
+    lf_buf_puts(&b, "[{\"policy\":");
+    lf_buf_printf(&b, "\"workflow:%s\"", wf->name);
+    lf_buf_puts(&b, ",\"verdict\":\"deny\",\"reason\":");
+    lf_buf_json_str(&b, t->denial);
+    lf_buf_puts(&b, "}]");
+    free(t->decisions);
+    t->decisions = lf_buf_steal(&b);
+    en->kind = LF_ENTRY_REJECTED;
+    en->version = rec->version;
+    en->to_state = t->to;
+    en->decisions = t->decisions;
+    lf_store_commit(t->eng->store, en, txn_rejected, t);
+}
+
 static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
                        const lf_entry *unused, void *arg) {
     txn *t = arg;
     char msg[512];
     (void)unused;
-    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL, NULL); return; }
-    const lf_workflow *wf = workflow_of(t->eng, rec->workflow, msg, sizeof msg);
-    if (!wf) { txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL, NULL); return; }
+    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    const lf_workflow *wf = workflow_of(t->g, rec->workflow, msg, sizeof msg);
+    if (!wf) { txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL); return; }
     int from = lf_workflow_state(wf, rec->state);
     if (from < 0) {
         snprintf(msg, sizeof msg, "Record %s is in state '%s', which workflow "
                  "%s does not have", rec->id, rec->state, wf->name);
-        txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL, NULL);
+        txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
         return;
     }
     t->from_name = wf->states[from];
+    /* Borrow nothing from `rec` for the entry: a store may catch up on
+     * other writers inside commit, and that can change the record. */
     lf_entry en = {0};
-    en.record_id = rec->id;
+    en.record_id = t->id;
     en.kind = t->kind;
     en.version = rec->version + 1;
-    en.from_state = rec->state;
+    en.from_state = t->from_name;
     en.trigger = t->trigger;
     en.actor = t->actor;
     en.metadata = t->metadata;
-    en.policy_set = lf_rules_generation(t->eng->rules);
-    stamp(en.timestamp, rec->updated_at);
-    char *changes = NULL;
+    en.policy_set = lf_rules_generation(t->g->rules);
+    int64_t now = stamp(en.timestamp, rec->updated_at);
+    char *changes = NULL, *merged = NULL;
     if (t->kind == LF_ENTRY_TRANSITION) {
         int to = lf_workflow_state(wf, t->to);
         if (to < 0) {
             snprintf(msg, sizeof msg, "Unknown state '%s' in workflow %s",
                      t->to, wf->name);
-            txn_done(t, LF_INVALID_REQUEST, msg, t->from_name, NULL, NULL);
+            txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
             return;
         }
         if (!lf_workflow_has_edge(wf, from, to)) {
-            lf_buf b = LF_BUF_INIT;
-            lf_workflow_invalid_msg(wf, from, t->to, &b);
-            txn_done(t, LF_INVALID_TRANSITION, lf_buf_str(&b), t->from_name, NULL, rec);
-            lf_buf_free(&b);
+            txn_reject(t, wf, from, rec, &en);
             return;
         }
         t->to_name = en.to_state = wf->states[to];
+        if (!txn_guard(t, rec, now, &en, &merged)) return;
+        if (t->dry_run) { txn_done(t, LF_OK, NULL, t->to_name, rec); return; }
+        if (merged) en.metadata = merged;
+        en.decisions = t->decisions;
         en.changes = changes = txn_changes(t, lf_workflow_is_terminal(wf, to),
                                            en.timestamp);
     }
     lf_store_commit(t->eng->store, &en, txn_committed, t);
     free(changes);
+    cJSON_free(merged);
 }
 
 static void txn_load(txn *t) {
@@ -379,7 +640,7 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
     t->to = memcpy(p, to, lt); p += lt;
     t->trigger = memcpy(p, trigger, lg); p += lg;
     t->actor = memcpy(p, actor, la);
-    t->eng = e; t->kind = kind; t->cb = cb; t->arg = arg;
+    t->eng = e; t->g = gen_hold(e->gen); t->kind = kind; t->cb = cb; t->arg = arg;
     return t;
 }
 
@@ -419,18 +680,19 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
                           !req->trigger || !*req->trigger ? "trigger" : NULL;
     if (missing) {
         snprintf(err, sizeof err, "%s is required", missing);
-        finish(cb, arg, LF_INVALID_REQUEST, err, NULL, NULL, NULL);
+        e->stats.transitions[LF_INVALID_REQUEST]++;
+        fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
     txn *t = txn_new(e, LF_ENTRY_TRANSITION, req->id, req->to, req->trigger,
                      req->actor ? req->actor : "anonymous", cb, arg);
-    if (!t) { finish(cb, arg, LF_UNAVAILABLE, "out of memory", NULL, NULL, NULL); return; }
+    if (!t) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
+    t->dry_run = req->dry_run;
     cJSON *tree = NULL;
     if (take_object(req->metadata, "metadata", 0, &t->metadata, &tree, err, sizeof err) ||
         (tree && pr_fields(tree, &t->pr_changes, err, sizeof err))) {
         cJSON_Delete(tree);
-        txn_free(t);
-        finish(cb, arg, LF_INVALID_REQUEST, err, NULL, NULL, NULL);
+        txn_done(t, LF_INVALID_REQUEST, err, NULL, NULL);
         return;
     }
     cJSON_Delete(tree);
@@ -440,13 +702,80 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
 void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
                       lf_result_cb *cb, void *arg) {
     if (!id || !*id) {
-        finish(cb, arg, LF_INVALID_REQUEST, "record id is required", NULL, NULL, NULL);
+        fail(cb, arg, LF_INVALID_REQUEST, "record id is required");
         return;
     }
     txn *t = txn_new(e, LF_ENTRY_DELETED, id, "", "deleted",
                      actor ? actor : "anonymous", cb, arg);
-    if (!t) { finish(cb, arg, LF_UNAVAILABLE, "out of memory", NULL, NULL, NULL); return; }
+    if (!t) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
     txn_load(t);
+}
+
+/* ---- reload ------------------------------------------------------------- */
+
+typedef struct reload_ctx {
+    lf_engine *eng;
+    gen *next;
+    char old[LF_HASH_LEN + 1];
+    lf_reload_cb *cb;
+    void *arg;
+} reload_ctx;
+
+/* The new generation serves only once its policy_loaded entry is in the
+ * log: every generation that ever decided anything is on record. */
+static void reload_logged(lf_code code, const char *err, const lf_record *rec,
+                          const lf_entry *en, void *arg) {
+    reload_ctx *c = arg;
+    lf_engine *e = c->eng;
+    (void)rec; (void)en;
+    if (code == LF_OK) {
+        gen *old = e->gen;
+        e->gen = c->next;
+        gen_drop(old);
+        e->stats.reloads_ok++;
+        c->cb(LF_OK, NULL, c->old, lf_rules_generation(e->gen->rules), c->arg);
+    } else {
+        e->stats.reloads_failed++;
+        gen_drop(c->next);
+        c->cb(code, err, c->old, NULL, c->arg);
+    }
+    free(c);
+}
+
+void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
+                      void *arg) {
+    lf_buf problems = LF_BUF_INIT;
+    lf_rules *rules = load_rules(e, &problems);
+    reload_ctx *c = rules ? calloc(1, sizeof *c) : NULL;
+    gen *next = c ? calloc(1, sizeof *next) : NULL;
+    if (!next) {
+        e->stats.reloads_failed++;
+        cb(rules ? LF_UNAVAILABLE : LF_INVALID_REQUEST,
+           rules ? "out of memory" : lf_buf_str(&problems),
+           lf_rules_generation(e->gen->rules), NULL, arg);
+        lf_rules_free(rules);
+        free(c);
+        lf_buf_free(&problems);
+        return;
+    }
+    lf_buf_free(&problems);
+    next->rules = rules;
+    next->refs = 1;
+    *c = (reload_ctx){e, next, "", cb, arg};
+    memcpy(c->old, lf_rules_generation(e->gen->rules), LF_HASH_LEN + 1);
+    lf_buf meta = LF_BUF_INIT;
+    lf_buf_printf(&meta, "{\"old_generation\":\"%s\",\"new_generation\":\"%s\","
+                  "\"files\":%d}", c->old, lf_rules_generation(rules),
+                  lf_rules_nfiles(rules));
+    lf_entry en = {0};
+    en.kind = LF_ENTRY_POLICY_LOADED;
+    en.trigger = "reload";
+    en.actor = actor ? actor : "anonymous";
+    en.metadata = meta.p;
+    en.policy_set = lf_rules_generation(rules);
+    stamp(en.timestamp, NULL);
+    lf_store_commit(e->store, &en, reload_logged, c);
+    lf_buf_free(&meta);
 }
 
 /* ---- reads -------------------------------------------------------------- */
@@ -457,19 +786,20 @@ static void read_done(lf_code code, const char *err, const lf_record *rec,
                       const lf_entry *e, void *arg) {
     read_ctx *c = arg;
     (void)e;
-    finish(c->cb, c->arg, code, err, rec ? rec->state : NULL, NULL, rec);
+    reply(c->cb, c->arg, (lf_result){.code = code, .error = err,
+          .previous_state = rec ? rec->state : NULL, .record = rec});
     free(c);
 }
 
 static void read_one(lf_engine *e, const char *key, int by_ref,
                      lf_result_cb *cb, void *arg) {
     if (!key || !*key) {
-        finish(cb, arg, LF_INVALID_REQUEST, by_ref ? "ref is required" :
-               "record id is required", NULL, NULL, NULL);
+        fail(cb, arg, LF_INVALID_REQUEST, by_ref ? "ref is required" :
+             "record id is required");
         return;
     }
     read_ctx *c = malloc(sizeof *c);
-    if (!c) { finish(cb, arg, LF_UNAVAILABLE, "out of memory", NULL, NULL, NULL); return; }
+    if (!c) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
     c->cb = cb;
     c->arg = arg;
     if (by_ref) lf_store_find_by_ref(e->store, key, read_done, c);

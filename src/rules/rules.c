@@ -1,13 +1,23 @@
-/* rules.c -- the Lua host: sandboxed lua_State, workflow loading, policy
- * set generations.
+/* rules.c -- loading a policy directory into a policy set generation.
  *
- * Owns every lua_State in loopforge. lf_rules_load() builds a fresh
- * sandbox, runs each DIR/workflows/<name>.lua file in it, compiles what the
- * files return into lf_workflow graphs and lints them. Loading is all or
- * nothing: every problem in every file is collected as "file:line:
- * message" and a single problem means no rule set, so a reload can never
- * half-apply a broken policy directory. */
-#include "rules.h"
+ * A policy directory DIR holds (each directory searched recursively)
+ *   DIR/config.lua           settings of policies and hooks (optional)
+ *   DIR/guards/NAME.lua      policies: may veto a transition
+ *   DIR/hooks/NAME.lua       hooks: run after a commit
+ *   DIR/lib/NAME.lua         modules the others may require
+ *   DIR/workflows/NAME.lua   workflows (required)
+ * Every one of these files is part of the generation: its id is the
+ * sha256 of their contents in path order, which is also the order they
+ * are reported in and loaded in (config.lua, guards, hooks, workflows;
+ * lib modules are compiled first, so any file can require them, and run
+ * when required).
+ *
+ * Loading is all or nothing: every problem in every file is collected as
+ * "file:line: message" and a single problem means no rule set, so a
+ * reload can never half-apply a broken policy directory. This file owns
+ * the order of things and the workflow DSL; sandbox.c the lua_State,
+ * dsl.c policies, hooks and config. */
+#include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,158 +32,37 @@
 #include <lualib.h>
 #include <openssl/evp.h>
 
-/* Budgets for running the policy files themselves. They only exist so a
- * runaway file (an endless loop, a string doubling forever) becomes a
- * load error instead of a hung or swapping daemon. */
-#define LF_RULES_MEM_LIMIT      (64u << 20)     /* bytes per lua_State */
-#define LF_RULES_HOOK_EVERY     10000           /* instructions per tick */
-#define LF_RULES_LOAD_TICKS     1000            /* ticks per file */
+#ifndef LF_DATADIR
+#define LF_DATADIR "/usr/local/share/loopforge"
+#endif
+
 #define LF_RULES_MAX_DEPTH      8               /* subdirectory nesting */
 
-/* Registry key of the weak table mapping workflow{} tables to the line
- * of the workflow{} call that produced them. */
-#define LF_WF_LINES "lf.workflow_lines"
-
-struct lf_rules {
-    lua_State *L;
-    size_t mem_used, mem_limit;   /* custom allocator accounting */
-    long ticks_left;              /* instruction budget of the running file */
-
-    lf_workflow **wfs;
-    int *wf_line;                 /* workflow{} line, per workflow */
-    int *wf_file;                 /* index into files, per workflow */
-    int nwfs;
-
-    char **files;                 /* load order */
-    int nfiles;
-
-    char generation[65];
-};
-
-/* Per-file loading state. */
-typedef struct load_ctx {
-    lf_rules *r;
-    const char *path;
-    int file;                     /* index into r->files */
-    int last_line;                /* for problems with no better line */
-    lf_buf *errors;
-    int nerr;
-} load_ctx;
-
-static void *xrealloc(void *p, size_t n) {
+void *lf_xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) abort();
     return q;
 }
 
-static void problem(load_ctx *c, int line, const char *msg) {
+char *lf_xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    return memcpy(lf_xrealloc(NULL, n), s, n);
+}
+
+#define xrealloc lf_xrealloc
+
+void lf_problem(load_ctx *c, int line, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     lf_buf_printf(c->errors, "%s:%d: %s\n", c->path, line, msg);
     c->nerr++;
 }
 
-/* ---- the sandbox --------------------------------------------------------- */
-
-/* Counts bytes so one lua_State cannot take the machine down. Only growth
- * is refused: Lua copes with a failed allocation but a failed shrink
- * or free would leave its accounting wrong. */
-static void *lf_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-    lf_rules *r = ud;
-    if (!ptr) osize = 0;            /* osize is then a type tag, not a size */
-    if (nsize == 0) {
-        free(ptr);
-        r->mem_used -= osize;
-        return NULL;
-    }
-    if (nsize > osize && r->mem_used - osize + nsize > r->mem_limit) return NULL;
-    void *p = realloc(ptr, nsize);
-    if (p) r->mem_used = r->mem_used - osize + nsize;
-    return p;
-}
-
-static void budget_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
-    void *ud;
-    lua_getallocf(L, &ud);
-    lf_rules *r = ud;
-    if (--r->ticks_left < 0) {
-        lua_pushliteral(L, "instruction budget exceeded");
-        lua_error(L);
-    }
-}
-
-/* workflow { ... }: tags the table with the line it was written on, so
- * every later problem with it can point there, and returns it. */
-static int l_workflow(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    int line = 0;
-    lua_Debug ar;
-    /* The first Lua frame up the stack is the caller, even when it got
-     * here through pcall or another C function. */
-    for (int level = 1; lua_getstack(L, level, &ar); level++) {
-        lua_getinfo(L, "Sl", &ar);
-        if (ar.currentline > 0) { line = ar.currentline; break; }
-    }
-    lua_getfield(L, LUA_REGISTRYINDEX, LF_WF_LINES);
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, line);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-    return 1;
-}
-
-static void open_lib(lua_State *L, const char *name, lua_CFunction open) {
-    luaL_requiref(L, name, open, 1);
-    lua_pop(L, 1);
-}
-
-static void sandbox(lua_State *L) {
-    open_lib(L, LUA_GNAME, luaopen_base);
-    open_lib(L, LUA_STRLIBNAME, luaopen_string);
-    open_lib(L, LUA_TABLIBNAME, luaopen_table);
-    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
-    open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);
-
-    /* os: only the clock functions. Open the real library off to the side
-     * and copy the safe entries into a fresh table. */
-    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
-    lua_newtable(L);
-    static const char *const os_keep[] = {"time", "date", "clock"};
-    for (size_t i = 0; i < sizeof os_keep / sizeof *os_keep; i++) {
-        lua_getfield(L, -2, os_keep[i]);
-        lua_setfield(L, -2, os_keep[i]);
-    }
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, LUA_OSLIBNAME);
-    /* package.loaded.os must not keep the full library reachable. */
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, LUA_OSLIBNAME);
-    lua_pop(L, 2);
-
-    /* Anything that loads code from outside the policy directory, or
-     * turns functions into bytes, or lets a file steer the collector. */
-    static const char *const drop[] = {
-        "dofile", "loadfile", "load", "require", "collectgarbage"};
-    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) {
-        lua_pushnil(L);
-        lua_setglobal(L, drop[i]);
-    }
-    lua_getglobal(L, LUA_STRLIBNAME);
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
-    lua_pop(L, 1);
-
-    /* The workflow{} tags: weak keys, so they never keep a table alive. */
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, LF_WF_LINES);
-
-    lua_pushcfunction(L, l_workflow);
-    lua_setglobal(L, "workflow");
+static void problem(load_ctx *c, int line, const char *msg) {
+    lf_problem(c, line, "%s", msg);
 }
 
 /* ---- running one file ------------------------------------------------------ */
@@ -442,18 +331,6 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     return w.wf;
 }
 
-/* Line of the workflow{} call that produced the value at idx, or 0 if
- * the value is not a workflow{} table. */
-static int workflow_line(lua_State *L, int idx) {
-    if (lua_type(L, idx) != LUA_TTABLE) return 0;
-    lua_getfield(L, LUA_REGISTRYINDEX, LF_WF_LINES);
-    lua_pushvalue(L, idx);
-    lua_rawget(L, -2);
-    int line = (int)lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    return line;
-}
-
 static void add_workflow(load_ctx *c, lf_workflow *wf, int line) {
     lf_rules *r = c->r;
     /* Names are the handle records and the CLI use: they must be unique
@@ -477,43 +354,72 @@ static void add_workflow(load_ctx *c, lf_workflow *wf, int line) {
     r->nwfs++;
 }
 
-/* Protected part of compiling a file's return value (index 2; the
- * load_ctx is a light userdata at index 1): any Lua memory error while
- * walking the tables becomes a load error instead of a panic. */
+static const char *const tag_word[] = {"?", "workflow", "policy", "hook"};
+
+static void compile_one(load_ctx *c, int idx, int tag, int line) {
+    if (tag == LF_TAG_WORKFLOW) {
+        lf_workflow *wf = compile(c->r->L, c, idx, line);
+        if (wf) add_workflow(c, wf, line);
+    } else {
+        lf_dsl_compile(c, idx, tag, line);
+    }
+}
+
+/* What a file returned (index 2; the load_ctx is a light userdata at
+ * index 1): one DSL table of the kind its directory holds, or a list of
+ * them. Runs in protected mode, so a memory error while walking the
+ * tables becomes a load error instead of a panic. */
 static int compile_results(lua_State *L) {
     load_ctx *c = lua_touserdata(L, 1);
-    int line = workflow_line(L, 2);
-    if (line) {
-        lf_workflow *wf = compile(L, c, 2, line);
-        if (wf) add_workflow(c, wf, line);
+    const char *want = tag_word[c->expect];
+    int line, tag = lf_tag_of(L, 2, &line);
+    if (tag == c->expect) {
+        compile_one(c, 2, tag, line);
         return 0;
     }
-    lua_Integer n = lua_type(L, 2) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, 2) : 0;
+    lua_Integer n = !tag && lua_type(L, 2) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, 2) : 0;
     if (n == 0) {
-        problem(c, c->last_line,
-                "file does not return a workflow (expected `return workflow { ... }` "
-                "or a list of them)");
+        lf_problem(c, c->last_line, "file does not return a %s (expected `return %s { ... }` "
+                   "or a list of them)", want, want);
         return 0;
     }
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, 2, i);
         int top = lua_gettop(L);
-        if (!(line = workflow_line(L, top))) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "item %lld of the returned list is not a workflow",
-                     (long long)i);
-            problem(c, c->last_line, msg);
-        } else {
-            lf_workflow *wf = compile(L, c, top, line);
-            if (wf) add_workflow(c, wf, line);
-        }
+        if ((tag = lf_tag_of(L, top, &line)) != c->expect)
+            lf_problem(c, c->last_line, "item %lld of the returned list is not a %s",
+                       (long long)i, want);
+        else
+            compile_one(c, top, tag, line);
         lua_settop(L, top - 1);
     }
     return 0;
 }
 
-static void run_file(load_ctx *c, const char *src, size_t len) {
-    lua_State *L = c->r->L;
+/* config.lua returns plain data: a table keyed by policy or hook name. */
+static int config_result(lua_State *L) {
+    load_ctx *c = lua_touserdata(L, 1);
+    int *ref = lua_touserdata(L, 3);
+    if (lua_type(L, 2) != LUA_TTABLE || lf_tag_of(L, 2, &(int){0})) {
+        problem(c, c->last_line, "config.lua must return a table of settings keyed by "
+                "policy or hook name");
+        return 0;
+    }
+    lua_pushvalue(L, 2);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+typedef struct file_job {
+    load_ctx *c;
+    const char *src;
+    size_t len;
+    int *config_ref;            /* for config.lua */
+} file_job;
+
+static int run_file_p(lua_State *L) {
+    file_job *j = lua_touserdata(L, 1);
+    load_ctx *c = j->c;
     int base = lua_gettop(L);
     lua_pushfstring(L, "@%s", c->path);
     const char *chunk = lua_tostring(L, -1);
@@ -521,44 +427,99 @@ static void run_file(load_ctx *c, const char *src, size_t len) {
     const char *shortsrc = lua_tostring(L, -1);
 
     /* Text only: a precompiled chunk can crash the VM on purpose. */
-    if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) {
+    if (luaL_loadbufferx(L, j->src, j->len, chunk, "t") != LUA_OK) {
         lua_problem(c, shortsrc, lua_tostring(L, -1), 1);
-        lua_settop(L, base);
-        return;
+        return 0;
     }
     int fn = lua_gettop(L);
-
-    /* Each file gets its own globals, falling back to the shared sandbox,
-     * so a stray global in one file cannot change the meaning of the next. */
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushglobaltable(L);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    if (!lua_setupvalue(L, fn, 1)) lua_pop(L, 1);
+    lf_set_env(L, fn);
 
     lua_pushvalue(L, base + 1);
     lua_pushvalue(L, base + 2);
     lua_pushcclosure(L, on_error, 2);
     lua_insert(L, fn);                                  /* handler below fn */
-    c->r->ticks_left = LF_RULES_LOAD_TICKS;
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
+    lf_budget_reset(c->r, LF_RULES_LOAD_BUDGET);
     int st = lua_pcall(L, 0, 1, fn);
-    lua_sethook(L, NULL, 0, 0);
     if (st != LUA_OK) {
         const char *m = lua_tostring(L, -1);
         if (st == LUA_ERRMEM) m = "not enough memory (the policy memory limit was reached)";
         lua_problem(c, shortsrc, m, 1);
-        lua_settop(L, base);
-        return;
+        return 0;
     }
 
-    lua_pushcfunction(L, compile_results);
+    lua_pushcfunction(L, j->config_ref ? config_result : compile_results);
     lua_pushlightuserdata(L, c);
     lua_pushvalue(L, -3);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+    lua_pushlightuserdata(L, j->config_ref);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK)
         problem(c, c->last_line, lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
-    lua_settop(L, base);
+    return 0;
+}
+
+/* Runs one file. Even the bookkeeping around it runs protected: a file
+ * that leaves the heap full must not panic the next one's pushes. */
+static void run_file(load_ctx *c, const char *src, size_t len, int *config_ref) {
+    lua_State *L = c->r->L;
+    file_job j = {c, src, len, config_ref};
+    c->last_line = last_code_line(src, len);
+    lua_pushcfunction(L, run_file_p);
+    lua_pushlightuserdata(L, &j);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        problem(c, 1, "not enough memory (the policy memory limit was reached)");
+        lua_pop(L, 1);
+    }
+}
+
+/* A lib module: compiled now (so a syntax error is a lint error and the
+ * bytes hashed are the bytes run), run on its first require. Its name is
+ * its path under lib/ without ".lua", with dots for slashes. */
+static int compile_lib_p(lua_State *L) {
+    file_job *j = lua_touserdata(L, 1);
+    const char *modname = lua_touserdata(L, 2);
+    load_ctx *c = j->c;
+    lua_pushfstring(L, "@%s", c->path);
+    push_short_src(L, lua_tostring(L, -1));
+    const char *shortsrc = lua_tostring(L, -1);
+    if (luaL_loadbufferx(L, j->src, j->len, lua_tostring(L, -2), "t") != LUA_OK) {
+        lua_problem(c, shortsrc, lua_tostring(L, -1), 1);
+        return 0;
+    }
+    lf_set_env(L, lua_gettop(L));
+    lua_getfield(L, LUA_REGISTRYINDEX, LF_REG_LIBS);
+    if (lua_getfield(L, -1, modname) != LUA_TNIL) {
+        lf_problem(c, 1, "duplicate module name '%s'", modname);
+        return 0;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, modname);
+    return 0;
+}
+
+static void compile_lib(load_ctx *c, const char *libdir, const char *src, size_t len) {
+    lua_State *L = c->r->L;
+    lf_buf name = LF_BUF_INIT;
+    const char *rel = c->path + strlen(libdir) + 1;
+    for (const char *p = rel; p < rel + strlen(rel) - 4; p++) lf_buf_putc(&name, *p == '/' ? '.' : *p);
+    for (const char *p = lf_buf_str(&name); *p; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.';
+        if (!ok) {
+            lf_problem(c, 1, "'%s' is not a valid module name (letters, digits, '-', '_')",
+                       lf_buf_str(&name));
+            lf_buf_free(&name);
+            return;
+        }
+    }
+    file_job j = {c, src, len, NULL};
+    lua_pushcfunction(L, compile_lib_p);
+    lua_pushlightuserdata(L, &j);
+    lua_pushlightuserdata(L, (void *)lf_buf_str(&name));
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        problem(c, 1, "not enough memory (the policy memory limit was reached)");
+        lua_pop(L, 1);
+    }
+    lf_buf_free(&name);
 }
 
 /* ---- the directory --------------------------------------------------------- */
@@ -568,11 +529,22 @@ static bool has_lua_suffix(const char *name) {
     return n > 4 && strcmp(name + n - 4, ".lua") == 0;
 }
 
-typedef struct path_list { char **v; int n; } path_list;
+typedef struct path_list {
+    char **v;
+    lf_file_kind *kind;
+    int n;
+} path_list;
+
+static void add_path(path_list *out, char *path, lf_file_kind kind) {
+    out->v = xrealloc(out->v, (size_t)(out->n + 1) * sizeof *out->v);
+    out->kind = xrealloc(out->kind, (size_t)(out->n + 1) * sizeof *out->kind);
+    out->v[out->n] = path;
+    out->kind[out->n++] = kind;
+}
 
 /* Collects *.lua files below dir, recursively; dot-entries (editor
  * droppings, VCS metadata) are skipped. Returns -1 if dir can't be opened. */
-static int scan(const char *dir, path_list *out, int depth) {
+static int scan(const char *dir, path_list *out, lf_file_kind kind, int depth) {
     DIR *d = opendir(dir);
     if (!d) return -1;
     struct dirent *de;
@@ -583,10 +555,9 @@ static int scan(const char *dir, path_list *out, int depth) {
         struct stat st;
         if (stat(lf_buf_str(&p), &st) == 0) {
             if (S_ISDIR(st.st_mode) && depth < LF_RULES_MAX_DEPTH) {
-                scan(lf_buf_str(&p), out, depth + 1);
+                scan(lf_buf_str(&p), out, kind, depth + 1);
             } else if (S_ISREG(st.st_mode) && has_lua_suffix(de->d_name)) {
-                out->v = xrealloc(out->v, (size_t)(out->n + 1) * sizeof *out->v);
-                out->v[out->n++] = lf_buf_steal(&p);
+                add_path(out, lf_buf_steal(&p), kind);
             }
         }
         lf_buf_free(&p);
@@ -595,8 +566,44 @@ static int scan(const char *dir, path_list *out, int depth) {
     return 0;
 }
 
-static int cmp_path(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+/* The optional parts of DIR; an unreadable one is a problem, a missing
+ * one is not. Returns the number of problems. */
+static int scan_optional(const char *dir, path_list *out, lf_buf *errors) {
+    static const struct { const char *sub; lf_file_kind kind; } parts[] = {
+        {"guards", LF_FILE_GUARD}, {"hooks", LF_FILE_HOOK}, {"lib", LF_FILE_LIB}};
+    int nerr = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        lf_buf p = LF_BUF_INIT;
+        lf_buf_printf(&p, "%s/%s", dir, parts[i].sub);
+        if (scan(lf_buf_str(&p), out, parts[i].kind, 0) < 0 && errno != ENOENT &&
+            errno != ENOTDIR) {
+            lf_buf_printf(errors, "%s: %s\n", lf_buf_str(&p), strerror(errno));
+            nerr++;
+        }
+        lf_buf_free(&p);
+    }
+    lf_buf p = LF_BUF_INIT;
+    lf_buf_printf(&p, "%s/config.lua", dir);
+    struct stat st;
+    if (stat(lf_buf_str(&p), &st) == 0 && S_ISREG(st.st_mode))
+        add_path(out, lf_buf_steal(&p), LF_FILE_CONFIG);
+    lf_buf_free(&p);
+    return nerr;
+}
+
+/* Path order, carrying each path's kind along. */
+static void sort_paths(path_list *l) {
+    for (int i = 1; i < l->n; i++) {
+        char *v = l->v[i];
+        lf_file_kind k = l->kind[i];
+        int j = i;
+        for (; j > 0 && strcmp(l->v[j - 1], v) > 0; j--) {
+            l->v[j] = l->v[j - 1];
+            l->kind[j] = l->kind[j - 1];
+        }
+        l->v[j] = v;
+        l->kind[j] = k;
+    }
 }
 
 static char *read_file(const char *path, size_t *len) {
@@ -614,7 +621,7 @@ static char *read_file(const char *path, size_t *len) {
         return NULL;
     }
     *len = b.len;
-    return lf_buf_steal(&b);
+    return b.p ? lf_buf_steal(&b) : lf_xstrdup("");
 }
 
 static void hex(const unsigned char *in, size_t n, char *out) {
@@ -626,61 +633,112 @@ static void hex(const unsigned char *in, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
-    lf_rules *r = xrealloc(NULL, sizeof *r);
-    memset(r, 0, sizeof *r);
-    r->mem_limit = LF_RULES_MEM_LIMIT;
-    int nerr = 0;
+/* $LOOPFORGE_LUA_PATH, else ./lua if it is there, else the installed one. */
+static char *resolve_lua_dir(const char *given) {
+    if (given) return lf_xstrdup(given);
+    const char *env = getenv("LOOPFORGE_LUA_PATH");
+    if (env && *env) return lf_xstrdup(env);
+    struct stat st;
+    if (stat("lua", &st) == 0 && S_ISDIR(st.st_mode)) return lf_xstrdup("lua");
+    return lf_xstrdup(LF_DATADIR "/lua");
+}
 
-    lf_buf wdir = LF_BUF_INIT;
-    size_t dlen = strlen(dir);
-    while (dlen > 1 && dir[dlen - 1] == '/') dlen--;   /* no "dir//workflows" */
-    lf_buf_add(&wdir, dir, dlen);
-    lf_buf_puts(&wdir, "/workflows");
-
-    path_list files = {NULL, 0};
-    int scanned = scan(lf_buf_str(&wdir), &files, 0);
-    if (files.n == 0) {
-        if (scanned < 0 && errno != ENOENT)
-            lf_buf_printf(errors, "%s: %s\n", lf_buf_str(&wdir), strerror(errno));
-        else
-            lf_buf_printf(errors, "%s: no workflow files\n", lf_buf_str(&wdir));
-        lf_buf_free(&wdir);
-        free(files.v);
-        free(r);
-        return NULL;
-    }
-    lf_buf_free(&wdir);
-    qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_path);
-    r->files = files.v;
-    r->nfiles = files.n;
-
-    r->L = lua_newstate(lf_alloc, r);
-    if (!r->L) abort();
-    sandbox(r->L);
-
+/* Reads every file (hashing them in order) and runs what runs at load. */
+static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
+                      lf_buf *errors) {
+    int nerr = 0, config_file = -1, config_ref = LUA_NOREF;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) abort();
     for (int i = 0; i < r->nfiles; i++) {
-        load_ctx c = {r, r->files[i], i, 1, errors, 0};
-        size_t len = 0;
-        char *src = read_file(c.path, &len);
-        if (!src) {
-            lf_buf_printf(errors, "%s: %s\n", c.path, strerror(errno));
+        if (!(srcs[i] = read_file(r->files[i], &lens[i]))) {
+            lf_buf_printf(errors, "%s: %s\n", r->files[i], strerror(errno));
             nerr++;
             continue;
         }
-        EVP_DigestUpdate(md, src, len);
-        c.last_line = last_code_line(src, len);
-        run_file(&c, src, len);
-        nerr += c.nerr;
-        free(src);
+        EVP_DigestUpdate(md, srcs[i], lens[i]);
     }
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dn = 0;
     EVP_DigestFinal_ex(md, digest, &dn);
     EVP_MD_CTX_free(md);
     hex(digest, dn, r->generation);
+
+    lf_buf libdir = LF_BUF_INIT;
+    lf_buf_printf(&libdir, "%s/lib", dir);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < r->nfiles; i++) {
+            if (!srcs[i] || (pass == 0) != (r->file_kind[i] == LF_FILE_LIB)) continue;
+            static const int expect[] = {0, LF_TAG_POLICY, LF_TAG_HOOK, 0, LF_TAG_WORKFLOW};
+            load_ctx c = {r, r->files[i], i, 1, errors, 0, expect[r->file_kind[i]]};
+            if (pass == 0) {
+                compile_lib(&c, lf_buf_str(&libdir), srcs[i], lens[i]);
+            } else if (r->file_kind[i] == LF_FILE_CONFIG) {
+                config_file = i;
+                run_file(&c, srcs[i], lens[i], &config_ref);
+            } else {
+                run_file(&c, srcs[i], lens[i], NULL);
+            }
+            nerr += c.nerr;
+        }
+    }
+    lf_buf_free(&libdir);
+    /* Cross-file checks only make sense once every file compiled. */
+    if (!nerr)
+        lf_dsl_finish(r, errors, &nerr, config_file,
+                      config_file >= 0 ? srcs[config_file] : NULL, config_ref);
+    return nerr;
+}
+
+lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
+                             const char *lua_dir, lf_buf *errors) {
+    lf_rules *r = xrealloc(NULL, sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->mem_limit = limits && limits->memory ? limits->memory : LF_RULES_MEM_LIMIT;
+    r->call_budget = limits && limits->instructions ? (long)limits->instructions
+                                                   : LF_RULES_CALL_BUDGET;
+
+    lf_buf root = LF_BUF_INIT, wdir = LF_BUF_INIT;
+    size_t dlen = strlen(dir);
+    while (dlen > 1 && dir[dlen - 1] == '/') dlen--;   /* no "dir//workflows" */
+    lf_buf_add(&root, dir, dlen);
+    lf_buf_printf(&wdir, "%s/workflows", lf_buf_str(&root));
+
+    path_list files = {NULL, NULL, 0};
+    int scanned = scan(lf_buf_str(&wdir), &files, LF_FILE_WORKFLOW, 0);
+    if (files.n == 0) {
+        if (scanned < 0 && errno != ENOENT)
+            lf_buf_printf(errors, "%s: %s\n", lf_buf_str(&wdir), strerror(errno));
+        else
+            lf_buf_printf(errors, "%s: no workflow files\n", lf_buf_str(&wdir));
+        lf_buf_free(&wdir);
+        lf_buf_free(&root);
+        free(files.v);
+        free(files.kind);
+        free(r);
+        return NULL;
+    }
+    lf_buf_free(&wdir);
+    int nerr = scan_optional(lf_buf_str(&root), &files, errors);
+    sort_paths(&files);
+    r->files = files.v;
+    r->file_kind = files.kind;
+    r->nfiles = files.n;
+    r->lua_dir = resolve_lua_dir(lua_dir);
+
+    if (!lf_sandbox_new(r)) {
+        lf_buf_printf(errors, "%s: the policy memory limit (%zu bytes) leaves no room to "
+                      "start Lua\n", lf_buf_str(&root), r->mem_limit);
+        lf_buf_free(&root);
+        lf_rules_free(r);
+        return NULL;
+    }
+    char **srcs = xrealloc(NULL, (size_t)r->nfiles * sizeof *srcs);
+    size_t *lens = xrealloc(NULL, (size_t)r->nfiles * sizeof *lens);
+    nerr += load_files(r, lf_buf_str(&root), srcs, lens, errors);
+    for (int i = 0; i < r->nfiles; i++) free(srcs[i]);
+    free(srcs);
+    free(lens);
+    lf_buf_free(&root);
 
     if (nerr) {
         lf_rules_free(r);
@@ -691,9 +749,19 @@ lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
     return r;
 }
 
+lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
+    return lf_rules_load_opts(dir, NULL, NULL, errors);
+}
+
 void lf_rules_free(lf_rules *r) {
     if (!r) return;
     if (r->L) lua_close(r->L);
+    for (int i = 0; i < r->nrules; i++) lf_rule_free(&r->rules[i]);
+    free(r->rules);
+    free(r->guards);
+    free(r->hooks);
+    free(r->file_kind);
+    free(r->lua_dir);
     for (int i = 0; i < r->nwfs; i++) lf_workflow_free(r->wfs[i]);
     free(r->wfs);
     free(r->wf_line);

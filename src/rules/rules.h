@@ -7,13 +7,17 @@
 #ifndef LF_RULES_H
 #define LF_RULES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "../core/buf.h"
+#include "../core/record.h"
 #include "../core/workflow.h"
 
 typedef struct lf_rules lf_rules;
 
-/* Loads every *.lua file under DIR/workflows/ (sorted by path). On any
+/* Loads every *.lua file under DIR/workflows, DIR/guards, DIR/hooks,
+ * DIR/lib and DIR/config.lua (sorted by path; only workflows/ is
+ * required); the generation id covers all of them. On any
  * problem returns NULL and appends every problem found to `errors`, one
  * per line, as "file:line: message". A broken file never yields a
  * partial rule set. */
@@ -25,6 +29,100 @@ void lf_rules_free(lf_rules *r);
 const lf_workflow *lf_rules_workflow(const lf_rules *r, const char *name);
 int lf_rules_nworkflows(const lf_rules *r);
 const lf_workflow *lf_rules_workflow_at(const lf_rules *r, int i);
+
+/* ---- policies (guards) and hooks -------------------------------------- *
+ *
+ * Besides DIR/workflows, a policy set holds DIR/guards/NAME.lua (policies
+ * that may veto a transition) and DIR/hooks/NAME.lua (run after a commit),
+ * plus DIR/config.lua (settings of the shipped policies, see
+ * docs/policies.md) and DIR/lib/NAME.lua (modules policies may require, as
+ * may modules under the Lua library directory lua/). Guards and hooks
+ * run in load order (sorted path, then order within the file). */
+
+typedef struct lf_rules_limits {
+    size_t instructions;        /* per guard or hook call; 0 = default */
+    size_t memory;              /* bytes per lua_State; 0 = default */
+} lf_rules_limits;
+
+/* lf_rules_load with explicit limits (NULL = defaults) and the Lua library
+ * directory for require (NULL = $LOOPFORGE_LUA_PATH, else ./lua, else
+ * LF_DATADIR/lua). */
+lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
+                             const char *lua_dir, lf_buf *errors);
+
+/* A transition as guards see it. Everything Lua gets is a read-only view
+ * or a copy: a guard cannot change the record. */
+typedef struct lf_eval {
+    const lf_record *record;    /* as loaded, before the transition */
+    const char *from, *to, *trigger, *actor;
+    const char *metadata;       /* JSON object text of the request; NULL = {} */
+    int64_t now_us;             /* the engine's clock for this request */
+} lf_eval;
+
+typedef struct lf_decision {
+    char *policy;
+    bool allow;
+    char *reason;               /* NULL when allowed without a reason */
+} lf_decision;
+
+typedef struct lf_verdict {
+    bool allow;                 /* true unless some guard denied */
+    lf_decision *decisions;     /* one per guard that matched, in order */
+    size_t ndecisions;
+    int denied_by;              /* index of the first deny, or -1 */
+    char *annotations;          /* merged JSON object text, or NULL */
+} lf_verdict;
+
+/* Runs every guard whose `on` filter matches, in order, all of them (so
+ * the audit shows every reason), each under the instruction budget and
+ * the memory cap. Fail closed: a guard that raises, runs out of budget
+ * or returns something that is not a verdict denies, with the error as
+ * the reason. Never fails itself; *out must be freed. */
+void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out);
+void lf_verdict_free(lf_verdict *v);
+/* [{"policy":…,"verdict":"allow"|"deny","reason":…|null},…] */
+void lf_verdict_json(const lf_verdict *v, lf_buf *out);
+
+/* After a commit. */
+typedef struct lf_hook_event {
+    const lf_record *record;    /* as committed */
+    const char *previous, *state, *trigger, *actor;
+    const char *metadata;       /* the committed entry's metadata */
+    const char *decisions;      /* JSON array text */
+    bool violation;             /* an observation the rules would refuse */
+} lf_hook_event;
+
+/* A transition a hook asks for; the engine runs it after the hooks, with
+ * "hook:<name>" as actor. */
+typedef struct lf_followup {
+    char *hook, *to, *trigger, *metadata;   /* metadata: JSON text or NULL */
+} lf_followup;
+
+typedef struct lf_hook_report {
+    size_t ran;                 /* hooks whose filter matched */
+    size_t errors;              /* of those, how many raised or ran out */
+    char *messages;             /* one "hook NAME: error" line per error */
+    lf_followup *followups;
+    size_t nfollowups;
+} lf_hook_report;
+
+/* Runs every matching hook in order; an error in one is recorded and the
+ * next still runs. Never fails itself; *out must be freed. */
+void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out);
+void lf_hook_report_free(lf_hook_report *rep);
+
+/* Listing for `loopforge policies` and GET /v1/policies. */
+typedef enum lf_rule_kind { LF_RULE_GUARD, LF_RULE_HOOK } lf_rule_kind;
+typedef struct lf_rule_info {
+    lf_rule_kind kind;
+    const char *name, *file;
+    int line;
+    const char *on;             /* the filter, readable: "to=merged" */
+    const char *description;    /* or NULL */
+    bool enabled;               /* false: turned off in config.lua */
+} lf_rule_info;
+int lf_rules_count(const lf_rules *r, lf_rule_kind kind);
+void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out);
 
 /* 64 lowercase hex characters. */
 const char *lf_rules_generation(const lf_rules *r);

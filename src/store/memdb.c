@@ -98,7 +98,7 @@ lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
         snprintf(err, errlen, "Record not found: %s", e->record_id);
         return LF_NOT_FOUND;
     }
-    if (e->kind == LF_ENTRY_DENIED) return LF_OK;
+    if (e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED) return LF_OK;
     if (s->rec->version + 1 != e->version) {
         snprintf(err, errlen, "Version conflict on %s: expected version %llu, "
                  "found %llu", e->record_id,

@@ -5,7 +5,7 @@
  * exactly once; memory: and file: call it before returning. Pointers
  * passed to a callback are valid only during the callback.
  *
- * commit is the single write path: creates, transitions, denials and
+ * commit is the single write path: creates, transitions, refusals and
  * tombstones are all entries. The store assigns seq and prev, computes
  * the hash (lf_entry_seal), and writes the entry, the record and its
  * indexes atomically, after checking:
@@ -14,7 +14,8 @@
  *   transition,
  *   deleted     the record exists and its version is e->version - 1
  *               (LF_NOT_FOUND / LF_CONFLICT)
- *   denied      the record exists (version unchanged, no CAS)
+ *   denied,
+ *   rejected    the record exists (version unchanged, no CAS)
  *   policy_loaded  nothing (no record)
  * An entry the fold refuses (malformed) is LF_INVALID_REQUEST and leaves
  * nothing behind. A store call made from inside a callback may change

@@ -1,0 +1,935 @@
+/* core.c -- the `loopforge.core` Lua module: the engine for Lua hosts and
+ * for the busted kit (lua/loopforge/testing.lua).
+ *
+ * Owns the translation between Lua values and loopforge.h, nothing more:
+ * every rule, check and message comes from the C engine itself, so a spec
+ * runs the same pipeline, sandbox and stores as production.
+ *
+ *   local core = require "loopforge.core"
+ *   local eng, err = core.engine{ policies = "policies", store = "memory:" }
+ *   local res = eng:create{ ref = "acme/app#1" }
+ *   res = eng:transition(res.record.record_id, "task_queued", "worker.picked_up")
+ *
+ * Results are built by decoding lf_result_json(), so the Lua view of a
+ * result is exactly what the CLI's --json and the HTTP API print. Bad
+ * arguments raise Lua errors; engine refusals (not found, denied, ...) are
+ * results.
+ *
+ * Engine calls complete through callbacks. The module accepts only stores
+ * that complete before the call returns (memory:, file:), and callbacks
+ * never touch the Lua state: they copy what they are given into C memory,
+ * and the Lua values are built after the engine call has returned. A Lua
+ * error raised inside a callback would longjmp through the engine's frames
+ * and leave its request contexts half done. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+#include "../loopforge.h"
+#include "../core/buf.h"
+#include "../core/entry.h"
+
+#define ENGINE_MT   "loopforge.engine"
+#define BOX_MT      "loopforge.box"
+#define AUDIT_PAGE  1000
+#define MAX_DEPTH   100     /* nesting of tables given as JSON */
+
+/* The sentinel for JSON null inside arrays (an array keeps its length;
+ * in objects a null key is simply absent). */
+static const char null_sentinel = 0;
+#define JSON_NULL ((void *)&null_sentinel)
+
+/* ---- boxes: C memory owned by the Lua GC -------------------------------- *
+ *
+ * Anything malloc'd while Lua code may raise (a cJSON tree being
+ * converted, a buffer being encoded into) lives in a box on the stack, so
+ * an error frees it at the next collection instead of leaking it. */
+
+typedef struct box {
+    void *p;
+    void (*free)(void *);
+} box;
+
+static int box_gc(lua_State *L) {
+    box *b = luaL_checkudata(L, 1, BOX_MT);
+    if (b->p) b->free(b->p);
+    b->p = NULL;
+    return 0;
+}
+
+static box *box_push(lua_State *L, void *p, void (*fr)(void *)) {
+    box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->p = NULL;
+    b->free = fr;
+    luaL_setmetatable(L, BOX_MT);
+    b->p = p;       /* only now: a failed allocation above must not free p */
+    return b;
+}
+
+/* Frees the box's contents now and drops it from the stack at idx. */
+static void box_drop(lua_State *L, int idx) {
+    box *b = lua_touserdata(L, idx);
+    if (b->p) b->free(b->p);
+    b->p = NULL;
+    lua_remove(L, idx);
+}
+
+static void free_cjson(void *p) { cJSON_Delete(p); }
+static void free_buf(void *p) { lf_buf_free(p); free(p); }
+
+/* ---- JSON -> Lua ------------------------------------------------------- */
+
+static void push_json(lua_State *L, const cJSON *v);
+
+static void push_number(lua_State *L, const cJSON *v) {
+    double d = v->valuedouble;
+    /* cJSON keeps every number as a double; integral values within the
+     * exactly representable range become Lua integers, so versions,
+     * seq numbers and counts compare equal to integer literals. */
+    if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+        lua_pushinteger(L, (lua_Integer)d);
+    else
+        lua_pushnumber(L, d);
+}
+
+static void push_json(lua_State *L, const cJSON *v) {
+    luaL_checkstack(L, 4, "JSON nested too deeply");
+    if (cJSON_IsObject(v)) {
+        lua_createtable(L, 0, cJSON_GetArraySize(v));
+        for (const cJSON *c = v->child; c; c = c->next) {
+            if (cJSON_IsNull(c)) continue;
+            push_json(L, c);
+            lua_setfield(L, -2, c->string);
+        }
+    } else if (cJSON_IsArray(v)) {
+        lua_createtable(L, cJSON_GetArraySize(v), 0);
+        lua_Integer i = 1;
+        for (const cJSON *c = v->child; c; c = c->next, i++) {
+            if (cJSON_IsNull(c)) lua_pushlightuserdata(L, JSON_NULL);
+            else push_json(L, c);
+            lua_rawseti(L, -2, i);
+        }
+    } else if (cJSON_IsString(v)) {
+        lua_pushstring(L, v->valuestring);
+    } else if (cJSON_IsNumber(v)) {
+        push_number(L, v);
+    } else if (cJSON_IsBool(v)) {
+        lua_pushboolean(L, cJSON_IsTrue(v));
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+/* Decodes JSON text (which the engine wrote, so malformed text is a bug)
+ * and pushes the value. */
+static void push_json_text(lua_State *L, const char *text, size_t len) {
+    cJSON *tree = cJSON_ParseWithLength(text, len);
+    if (!tree) luaL_error(L, "loopforge.core: engine returned malformed JSON: %.80s", text);
+    box_push(L, tree, free_cjson);
+    push_json(L, tree);
+    box_drop(L, -2);
+}
+
+/* ---- Lua -> JSON ------------------------------------------------------- *
+ *
+ * Labels and metadata arrive as Lua tables and go to the engine as JSON
+ * text. Object keys are sorted so the same table always produces the same
+ * bytes in the audit log (Lua's iteration order is not stable). */
+
+typedef struct enc {
+    lua_State *L;
+    lf_buf *b;
+    int arg;                /* the argument being encoded, for messages */
+    int seen;               /* stack index of the tables being encoded */
+    char path[256];         /* where we are, for error messages */
+    size_t plen;
+    int depth;
+} enc;
+
+static int enc_error(enc *x, const char *what) {
+    lua_pushfstring(x->L, "%s: %s", x->path, what);
+    return luaL_argerror(x->L, x->arg, lua_tostring(x->L, -1));
+}
+
+static void enc_string(lf_buf *b, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    lf_buf_putc(b, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            lf_buf_putc(b, '\\');
+            lf_buf_putc(b, (char)c);
+        } else if (c < 0x20) {
+            /* lf_buf_json_str stops at NUL; Lua strings may hold one. */
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            lf_buf_add(b, u, sizeof u);
+        } else {
+            lf_buf_putc(b, (char)c);
+        }
+    }
+    lf_buf_putc(b, '"');
+}
+
+static void enc_number(enc *x, int idx) {
+    lua_State *L = x->L;
+    if (lua_isinteger(L, idx)) {
+        lf_buf_json_int(x->b, (int64_t)lua_tointeger(L, idx));
+        return;
+    }
+    double d = lua_tonumber(L, idx);
+    if (!isfinite(d)) enc_error(x, "cannot encode NaN or infinity as JSON");
+    /* Shortest form that reads back as the same double. */
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.15g", d);
+    if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
+    lf_buf_puts(x->b, tmp);
+}
+
+/* Extends the error path by a key or an index; returns the old length. */
+static size_t path_push(enc *x, lua_State *L, int key) {
+    size_t old = x->plen;
+    int n = lua_type(L, key) == LUA_TNUMBER
+        ? snprintf(x->path + old, sizeof x->path - old, "[%lld]",
+                   (long long)lua_tointeger(L, key))
+        : snprintf(x->path + old, sizeof x->path - old, ".%s", lua_tostring(L, key));
+    if (n > 0) x->plen = old + (size_t)n < sizeof x->path ? old + (size_t)n
+                                                          : sizeof x->path - 1;
+    return old;
+}
+
+static void path_pop(enc *x, size_t old) {
+    x->plen = old;
+    x->path[old] = '\0';
+}
+
+static void enc_value(enc *x, int idx);
+
+static int cmp_keys(const void *a, const void *b) {
+    const char *const *x = a, *const *y = b;
+    return strcmp(*x, *y);
+}
+
+/* A table is a JSON array when its keys are exactly 1..n (n > 0); an
+ * empty table is an object, since labels and metadata are objects. */
+static lua_Integer array_length(lua_State *L, int t) {
+    lua_Integer n = 0, max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
+        n++;
+    }
+    return n == max ? n : 0;
+}
+
+static void enc_array(enc *x, int t, lua_Integer n) {
+    lua_State *L = x->L;
+    lf_buf_putc(x->b, '[');
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) lf_buf_putc(x->b, ',');
+        lua_pushinteger(L, i);
+        size_t old = path_push(x, L, -1);
+        lua_pop(L, 1);
+        lua_rawgeti(L, t, i);
+        enc_value(x, lua_gettop(L));
+        lua_pop(L, 1);
+        path_pop(x, old);
+    }
+    lf_buf_putc(x->b, ']');
+}
+
+static void enc_object(enc *x, int t) {
+    lua_State *L = x->L;
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "cannot encode a table with a %s key as JSON "
+                     "(object keys must be strings; lists must be 1..n)",
+                     luaL_typename(L, -1));
+            enc_error(x, msg);
+        }
+        n++;
+    }
+    /* The keys are strings owned by table t, which stays on the stack. */
+    const char **keys = lua_newuserdatauv(L, n * sizeof *keys + 1, 0);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        keys[i++] = lua_tostring(L, -1);
+    }
+    qsort(keys, n, sizeof *keys, cmp_keys);
+    lf_buf_putc(x->b, '{');
+    for (i = 0; i < n; i++) {
+        if (i) lf_buf_putc(x->b, ',');
+        enc_string(x->b, keys[i], strlen(keys[i]));
+        lf_buf_putc(x->b, ':');
+        lua_pushstring(L, keys[i]);
+        size_t old = path_push(x, L, -1);
+        lua_rawget(L, t);
+        enc_value(x, lua_gettop(L));
+        lua_pop(L, 1);
+        path_pop(x, old);
+    }
+    lf_buf_putc(x->b, '}');
+    lua_pop(L, 1);                  /* keys */
+}
+
+static void enc_table(enc *x, int t) {
+    lua_State *L = x->L;
+    if (++x->depth > MAX_DEPTH) enc_error(x, "tables nested too deeply to encode as JSON");
+    luaL_checkstack(L, 8, "tables nested too deeply");
+    lua_pushvalue(L, t);
+    if (lua_rawget(L, x->seen) != LUA_TNIL)
+        enc_error(x, "cannot encode a table that contains itself (a cycle) as JSON");
+    lua_pop(L, 1);
+    lua_pushvalue(L, t);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, x->seen);
+
+    lua_Integer n = array_length(L, t);
+    if (n > 0) enc_array(x, t, n);
+    else enc_object(x, t);
+
+    lua_pushvalue(L, t);        /* the same table may appear twice, not nested */
+    lua_pushnil(L);
+    lua_rawset(L, x->seen);
+    x->depth--;
+}
+
+static void enc_value(enc *x, int idx) {
+    lua_State *L = x->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        enc_string(x->b, s, len);
+        break;
+    }
+    case LUA_TNUMBER: enc_number(x, idx); break;
+    case LUA_TBOOLEAN: lf_buf_puts(x->b, lua_toboolean(L, idx) ? "true" : "false"); break;
+    case LUA_TTABLE: enc_table(x, idx); break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == JSON_NULL) { lf_buf_puts(x->b, "null"); break; }
+        /* fall through */
+    default: {
+        char msg[80];
+        snprintf(msg, sizeof msg, "cannot encode a %s as JSON", luaL_typename(L, idx));
+        enc_error(x, msg);
+    }
+    }
+}
+
+/* Encodes the table field `name` of the options table at `opts` as a JSON
+ * object and pushes the text (or nil when the field is absent). */
+static const char *opt_json(lua_State *L, int opts, const char *name) {
+    int t = lua_getfield(L, opts, name);
+    if (t == LUA_TNIL) return NULL;     /* the nil stays pushed */
+    if (t != LUA_TTABLE)
+        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a table, got %s",
+                                               name, luaL_typename(L, -1)));
+    int val = lua_gettop(L);
+    lf_buf *b = calloc(1, sizeof *b);
+    if (!b) luaL_error(L, "out of memory");
+    box_push(L, b, free_buf);
+    lua_newtable(L);
+    enc x = {.L = L, .b = b, .arg = opts, .seen = lua_gettop(L)};
+    x.plen = (size_t)snprintf(x.path, sizeof x.path, "%s", name);
+    enc_value(&x, val);
+    lua_pop(L, 1);                      /* seen */
+    lua_pushlstring(L, b->p, b->len);
+    box_drop(L, -2);
+    lua_remove(L, val);                 /* keep one value pushed per field */
+    return lua_tostring(L, -1);
+}
+
+/* ---- option tables ----------------------------------------------------- */
+
+/* Refuses unknown keys: a typo ("automerge") would otherwise silently
+ * become a default and make a spec pass for the wrong reason. */
+static void check_keys(lua_State *L, int opts, const char *const *known) {
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+        lua_pop(L, 1);
+        int ok = 0;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (const char *const *k = known; *k && !ok; k++)
+                ok = strcmp(*k, lua_tostring(L, -1)) == 0;
+        if (!ok)
+            luaL_argerror(L, opts, lua_pushfstring(L, "unknown option '%s'",
+                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                         : luaL_typename(L, -1)));
+    }
+}
+
+/* Pushes opts[name] and returns it as a string, or NULL when nil. */
+static const char *opt_string(lua_State *L, int opts, const char *name) {
+    int t = lua_getfield(L, opts, name);
+    if (t == LUA_TNIL) return NULL;
+    if (t != LUA_TSTRING)
+        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a string, got %s",
+                                               name, luaL_typename(L, -1)));
+    return lua_tostring(L, -1);
+}
+
+static int opt_bool(lua_State *L, int opts, const char *name) {
+    int t = lua_getfield(L, opts, name);
+    int v = lua_toboolean(L, -1);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a boolean, got %s",
+                                               name, luaL_typename(L, -1)));
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Returns opts[name] as a non-negative integer, or -1 when nil. */
+static lua_Integer opt_count(lua_State *L, int opts, const char *name) {
+    int isint;
+    lua_getfield(L, opts, name);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); return -1; }
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < 0)
+        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a non-negative integer", name));
+    lua_pop(L, 1);
+    return v;
+}
+
+/* ---- the engine object ------------------------------------------------- */
+
+typedef struct lua_engine {
+    lf_engine *e;           /* NULL once closed */
+    char **logs;            /* lines logged since the last eng:logs() */
+    size_t nlogs, caplogs;
+} lua_engine;
+
+static lua_engine *check_engine(lua_State *L) {
+    lua_engine *le = luaL_checkudata(L, 1, ENGINE_MT);
+    if (!le->e) luaL_error(L, "loopforge.core: the engine is closed");
+    return le;
+}
+
+static const char *level_name(lf_log_level lv) {
+    switch (lv) {
+    case LF_LOG_DEBUG: return "debug";
+    case LF_LOG_INFO: return "info";
+    case LF_LOG_WARN: return "warn";
+    default: return "error";
+    }
+}
+
+static void keep_line(lua_engine *le, const char *level, const char *msg, size_t len) {
+    if (le->nlogs == le->caplogs) {
+        size_t cap = le->caplogs ? le->caplogs * 2 : 16;
+        char **p = realloc(le->logs, cap * sizeof *p);
+        if (!p) return;
+        le->logs = p;
+        le->caplogs = cap;
+    }
+    size_t n = strlen(level) + 2 + len + 1;
+    char *line = malloc(n);
+    if (!line) return;
+    snprintf(line, n, "%s: %.*s", level, (int)len, msg);
+    le->logs[le->nlogs++] = line;
+}
+
+/* Called by the engine, possibly deep inside a request: C memory only. A
+ * line that cannot be kept is dropped rather than failing the request.
+ * One message may hold several lines (every failed hook of a commit);
+ * each becomes a line of its own, with the level. */
+static void capture_log(lf_log_level lv, const char *msg, void *ud) {
+    lua_engine *le = ud;
+    for (const char *p = msg; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len) keep_line(le, level_name(lv), p, len);
+        p += len + (nl != NULL);
+    }
+}
+
+static void drop_logs(lua_engine *le) {
+    for (size_t i = 0; i < le->nlogs; i++) free(le->logs[i]);
+    free(le->logs);
+    le->logs = NULL;
+    le->nlogs = le->caplogs = 0;
+}
+
+static int engine_close(lua_State *L) {
+    lua_engine *le = luaL_checkudata(L, 1, ENGINE_MT);
+    if (le->e) lf_engine_free(le->e);
+    le->e = NULL;
+    drop_logs(le);
+    return 0;
+}
+
+static int engine_tostring(lua_State *L) {
+    lua_engine *le = luaL_checkudata(L, 1, ENGINE_MT);
+    if (le->e) lua_pushfstring(L, "loopforge.engine (%p)", (void *)le);
+    else lua_pushliteral(L, "loopforge.engine (closed)");
+    return 1;
+}
+
+/* core.engine{ policies=, store=, instructions=, memory= }
+ *   --> engine | nil, message, code */
+static int l_engine(lua_State *L) {
+    static const char *const known[] = {"policies", "store", "instructions", "memory", NULL};
+    lf_engine_config cfg = {0};
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        check_keys(L, 1, known);
+        cfg.policies = opt_string(L, 1, "policies");
+        cfg.store = opt_string(L, 1, "store");
+        lua_Integer n = opt_count(L, 1, "instructions");
+        if (n > 0) cfg.lua_instructions = (size_t)n;
+        n = opt_count(L, 1, "memory");
+        if (n > 0) cfg.lua_memory = (size_t)n;
+    }
+    /* No event base: an asynchronous store cannot open, which is the
+     * point -- this module only drives stores that complete inline. */
+    lua_engine *le = lua_newuserdatauv(L, sizeof *le, 0);
+    memset(le, 0, sizeof *le);
+    luaL_setmetatable(L, ENGINE_MT);
+    char err[4096];
+    lf_code code = LF_OK;
+    le->e = lf_engine_new(&cfg, err, sizeof err, &code);
+    if (!le->e) {
+        luaL_pushfail(L);
+        lua_pushstring(L, err);
+        lua_pushstring(L, lf_code_name(code));
+        return 3;
+    }
+    lf_engine_set_log(le->e, capture_log, le);
+    return 1;
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+typedef struct sync_result {
+    int done;
+    char *json;             /* lf_result_json(), or NULL if it failed */
+} sync_result;
+
+static void keep_result(const lf_result *r, void *arg) {
+    sync_result *s = arg;
+    s->done++;
+    s->json = lf_result_json(r);
+}
+
+/* Turns a finished engine call into the result table. */
+static int push_result(lua_State *L, sync_result *s) {
+    if (!s->done)
+        return luaL_error(L, "loopforge.core: the store did not complete inline "
+                          "(only memory: and file: stores are supported)");
+    box_push(L, s->json, free);
+    push_json_text(L, s->json, strlen(s->json));
+    box_drop(L, -2);
+    return 1;
+}
+
+/* eng:create{ ref=, repo=, ref_number=, auto_merge=, labels=, metadata=,
+ *             actor=, workflow= } --> result */
+static int l_create(lua_State *L) {
+    static const char *const known[] = {"ref", "repo", "ref_number", "auto_merge",
+                                        "labels", "metadata", "actor", "workflow", NULL};
+    lua_engine *le = check_engine(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    check_keys(L, 2, known);
+    lf_create_req req = {0};
+    req.ref = opt_string(L, 2, "ref");
+    req.repo = opt_string(L, 2, "repo");
+    req.actor = opt_string(L, 2, "actor");
+    req.workflow = opt_string(L, 2, "workflow");
+    req.auto_merge = opt_bool(L, 2, "auto_merge");
+    lua_Integer num = opt_count(L, 2, "ref_number");
+    if (num >= 0) { req.has_ref_number = true; req.ref_number = num; }
+    req.labels = opt_json(L, 2, "labels");
+    req.metadata = opt_json(L, 2, "metadata");
+    sync_result s = {0};
+    lf_engine_create(le->e, &req, keep_result, &s);
+    return push_result(L, &s);
+}
+
+/* eng:transition(id, to, trigger, { actor=, metadata=, dry_run= })
+ *   --> result */
+static int l_transition(lua_State *L) {
+    static const char *const known[] = {"actor", "metadata", "dry_run", NULL};
+    lua_engine *le = check_engine(L);
+    lf_transition_req req = {0};
+    req.id = luaL_checkstring(L, 2);
+    req.to = luaL_checkstring(L, 3);
+    req.trigger = luaL_checkstring(L, 4);
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        check_keys(L, 5, known);
+        req.actor = opt_string(L, 5, "actor");
+        req.metadata = opt_json(L, 5, "metadata");
+        req.dry_run = opt_bool(L, 5, "dry_run");
+    }
+    sync_result s = {0};
+    lf_engine_transition(le->e, &req, keep_result, &s);
+    return push_result(L, &s);
+}
+
+static int l_get(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    sync_result s = {0};
+    lf_engine_get(le->e, luaL_checkstring(L, 2), keep_result, &s);
+    return push_result(L, &s);
+}
+
+static int l_find_by_ref(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    sync_result s = {0};
+    lf_engine_find_by_ref(le->e, luaL_checkstring(L, 2), keep_result, &s);
+    return push_result(L, &s);
+}
+
+/* eng:delete(id, actor?) --> result */
+static int l_delete(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    const char *id = luaL_checkstring(L, 2);
+    const char *actor = luaL_optstring(L, 3, NULL);
+    sync_result s = {0};
+    lf_engine_delete(le->e, id, actor, keep_result, &s);
+    return push_result(L, &s);
+}
+
+/* ---- list ---------------------------------------------------------------- */
+
+typedef struct sync_list {
+    int done;
+    lf_code code;
+    lf_buf json;            /* "[record,record,...]" */
+    char *error, *cursor;
+} sync_list;
+
+static void free_list(void *p) {
+    sync_list *s = p;
+    lf_buf_free(&s->json);
+    free(s->error);
+    free(s->cursor);
+    free(s);
+}
+
+static void keep_list(lf_code code, const char *error,
+                      const lf_record *const *records, size_t n,
+                      const char *next_cursor, void *arg) {
+    sync_list *s = arg;
+    s->done++;
+    s->code = code;
+    s->error = error ? strdup(error) : NULL;
+    s->cursor = next_cursor ? strdup(next_cursor) : NULL;
+    lf_buf_putc(&s->json, '[');
+    for (size_t i = 0; i < n; i++) {
+        char *j = lf_record_json(records[i]);
+        if (i) lf_buf_putc(&s->json, ',');
+        lf_buf_puts(&s->json, j);
+        free(j);
+    }
+    lf_buf_putc(&s->json, ']');
+}
+
+/* eng:list{ state=, repo=, limit=, cursor= }
+ *   --> { records = {...}, next_cursor = ... } | nil, message, code */
+static int l_list(lua_State *L) {
+    static const char *const known[] = {"state", "repo", "limit", "cursor", NULL};
+    lua_engine *le = check_engine(L);
+    lf_list_query q = {0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        check_keys(L, 2, known);
+        q.state = opt_string(L, 2, "state");
+        q.repo = opt_string(L, 2, "repo");
+        q.cursor = opt_string(L, 2, "cursor");
+        lua_Integer n = opt_count(L, 2, "limit");
+        if (n > 0) q.limit = (size_t)n;
+    }
+    sync_list *s = calloc(1, sizeof *s);
+    if (!s) return luaL_error(L, "out of memory");
+    box_push(L, s, free_list);
+    int b = lua_gettop(L);
+    lf_engine_list(le->e, &q, keep_list, s);
+    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (s->code != LF_OK) {
+        luaL_pushfail(L);
+        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
+        lua_pushstring(L, lf_code_name(s->code));
+        return 3;
+    }
+    lua_createtable(L, 0, 2);
+    push_json_text(L, lf_buf_str(&s->json), s->json.len);
+    lua_setfield(L, -2, "records");
+    if (s->cursor) {
+        lua_pushstring(L, s->cursor);
+        lua_setfield(L, -2, "next_cursor");
+    }
+    box_drop(L, b);
+    return 1;
+}
+
+/* ---- audit and verify --------------------------------------------------- */
+
+/* One page of the audit log, copied. Pages are read until one comes back
+ * empty; `after` carries on from the last seq seen. */
+typedef struct sync_page {
+    int done;
+    lf_code code;
+    char *error;
+    uint64_t last;
+    size_t n;
+    lf_buf lines;           /* NUL-separated */
+    lf_chain *chain;        /* verify: feed lines here instead */
+    char chain_err[512];
+    int broken;
+} sync_page;
+
+static void free_page(void *p) {
+    sync_page *s = p;
+    lf_buf_free(&s->lines);
+    free(s->error);
+    free(s);
+}
+
+static void keep_page(lf_code code, const char *error, const char *const *lines,
+                      const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
+    sync_page *s = arg;
+    s->done++;
+    s->code = code;
+    s->error = error ? strdup(error) : NULL;
+    s->last = last_seq;
+    s->n = n;
+    for (size_t i = 0; i < n && !s->broken; i++) {
+        if (s->chain) {
+            if (lf_chain_feed(s->chain, lines[i], lens[i], s->chain_err,
+                              sizeof s->chain_err) != 0)
+                s->broken = 1;
+        } else {
+            lf_buf_add(&s->lines, lines[i], lens[i]);
+            lf_buf_add(&s->lines, "", 1);
+        }
+    }
+}
+
+/* Reads the next page into a fresh boxed sync_page (pushed). Returns it,
+ * or NULL after pushing fail, message, code. */
+static sync_page *next_page(lua_State *L, lua_engine *le, const char *id,
+                            uint64_t after, lf_chain *chain) {
+    sync_page *s = calloc(1, sizeof *s);
+    if (!s) luaL_error(L, "out of memory");
+    box_push(L, s, free_page);
+    s->chain = chain;
+    lf_engine_audit(le->e, id, after, AUDIT_PAGE, keep_page, s);
+    if (!s->done) luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (s->code != LF_OK) {
+        luaL_pushfail(L);
+        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
+        lua_pushstring(L, lf_code_name(s->code));
+        return NULL;
+    }
+    return s;
+}
+
+/* eng:audit(id?) --> { entry, ... } (every page, decoded)
+ *                  | nil, message, code */
+static int l_audit(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    const char *id = luaL_optstring(L, 2, NULL);
+    lua_newtable(L);
+    int out = lua_gettop(L);
+    lua_Integer k = 1;
+    uint64_t after = 0;
+    for (;;) {
+        sync_page *s = next_page(L, le, id, after, NULL);
+        if (!s) return 3;
+        if (s->n == 0) break;
+        const char *p = s->lines.p;
+        for (size_t i = 0; i < s->n; i++) {
+            size_t len = strlen(p);
+            push_json_text(L, p, len);
+            lua_rawseti(L, out, k++);
+            p += len + 1;
+        }
+        after = s->last;
+        box_drop(L, -1);
+    }
+    lua_settop(L, out);
+    return 1;
+}
+
+/* eng:verify() --> true, count | false, message
+ * Walks the whole log through the same hash-chain check as
+ * `loopforge audit --verify`. */
+static int l_verify(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    lf_chain chain;
+    lf_chain_init(&chain);
+    uint64_t after = 0;
+    for (;;) {
+        sync_page *s = next_page(L, le, NULL, after, &chain);
+        if (!s) return 3;
+        if (s->broken) {
+            lua_pushboolean(L, 0);
+            lua_pushstring(L, s->chain_err);
+            return 2;
+        }
+        if (s->n == 0) break;
+        after = s->last;
+        box_drop(L, -1);
+    }
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, (lua_Integer)chain.count);
+    return 2;
+}
+
+/* ---- policies, counters, logs ---------------------------------------------- */
+
+typedef struct sync_reload {
+    int done;
+    lf_code code;
+    char *error, *generation;
+} sync_reload;
+
+static void keep_reload(lf_code code, const char *error, const char *old_gen,
+                        const char *new_gen, void *arg) {
+    sync_reload *s = arg;
+    (void)old_gen;
+    s->done++;
+    s->code = code;
+    s->error = error ? strdup(error) : NULL;
+    s->generation = new_gen ? strdup(new_gen) : NULL;
+}
+
+/* eng:reload(actor?) --> true, new_generation | false, "file:line: ...", code */
+static int l_reload(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    sync_reload s = {0};
+    lf_engine_reload(le->e, luaL_optstring(L, 2, NULL), keep_reload, &s);
+    if (!s.done) return luaL_error(L, "loopforge.core: reload did not complete inline");
+    int n;
+    if (s.code == LF_OK) {
+        lua_pushboolean(L, 1);
+        lua_pushstring(L, s.generation ? s.generation : lf_engine_generation(le->e));
+        n = 2;
+    } else {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, s.error ? s.error : lf_code_name(s.code));
+        lua_pushstring(L, lf_code_name(s.code));
+        n = 3;
+    }
+    free(s.error);
+    free(s.generation);
+    return n;
+}
+
+static int l_generation(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    lua_pushstring(L, lf_engine_generation(le->e));
+    return 1;
+}
+
+static void set_count(lua_State *L, const char *k, uint64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+/* eng:stats() --> { transitions = { ok=n, denied=n, ... }, guard_evals=,
+ *                  guard_ns=, hooks_run=, hook_errors=, followups=,
+ *                  reloads_ok=, reloads_failed= } */
+static int l_stats(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    lf_stats st;
+    memset(&st, 0, sizeof st);
+    lf_engine_stats(le->e, &st);
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, LF_CODE__COUNT);
+    for (int c = 0; c < LF_CODE__COUNT; c++) set_count(L, lf_code_name(c), st.transitions[c]);
+    lua_setfield(L, -2, "transitions");
+    set_count(L, "guard_evals", st.guard_evals);
+    set_count(L, "guard_ns", st.guard_ns);
+    set_count(L, "hooks_run", st.hooks_run);
+    set_count(L, "hook_errors", st.hook_errors);
+    set_count(L, "followups", st.followups);
+    set_count(L, "reloads_ok", st.reloads_ok);
+    set_count(L, "reloads_failed", st.reloads_failed);
+    return 1;
+}
+
+/* eng:logs() --> { "warn: hook x: ...", ... }, and forgets them. */
+static int l_logs(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    lua_createtable(L, (int)le->nlogs, 0);
+    for (size_t i = 0; i < le->nlogs; i++) {
+        lua_pushstring(L, le->logs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    /* Free only after every line is safely in Lua (pushing may raise). */
+    for (size_t i = 0; i < le->nlogs; i++) free(le->logs[i]);
+    le->nlogs = 0;
+    return 1;
+}
+
+/* ---- the module ---------------------------------------------------------- */
+
+static const luaL_Reg engine_methods[] = {
+    {"create", l_create},
+    {"transition", l_transition},
+    {"get", l_get},
+    {"find_by_ref", l_find_by_ref},
+    {"delete", l_delete},
+    {"list", l_list},
+    {"audit", l_audit},
+    {"verify", l_verify},
+    {"reload", l_reload},
+    {"generation", l_generation},
+    {"stats", l_stats},
+    {"logs", l_logs},
+    {"close", engine_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg engine_meta[] = {
+    {"__gc", engine_close},
+    {"__close", engine_close},
+    {"__tostring", engine_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg module_funcs[] = {
+    {"engine", l_engine},
+    {NULL, NULL},
+};
+
+int luaopen_loopforge_core(lua_State *L);
+
+int luaopen_loopforge_core(lua_State *L) {
+    luaL_checkversion(L);
+    luaL_newmetatable(L, BOX_MT);
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, ENGINE_MT);
+    luaL_setfuncs(L, engine_meta, 0);
+    luaL_newlib(L, engine_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, module_funcs);
+    lua_pushstring(L, lf_version());
+    lua_setfield(L, -2, "version");
+    /* Stands for JSON null inside arrays; comparable with ==. */
+    lua_pushlightuserdata(L, JSON_NULL);
+    lua_setfield(L, -2, "null");
+    return 1;
+}

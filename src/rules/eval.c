@@ -1,0 +1,425 @@
+/* eval.c -- running guards before a commit and hooks after it.
+ *
+ * The hot path of the product: every transition runs lf_rules_evaluate.
+ * Filters are matched in C, so a guard that does not apply costs no Lua
+ * at all; a guard that does costs one protected call with values that
+ * were made at load (function, settings, the `t` proxy) plus a handful of
+ * field stores. Each call gets the instruction budget afresh; the memory
+ * cap is the lua_State's. Whatever goes wrong in a guard -- an error, the
+ * budget, the cap, a result that is not a verdict -- is a deny with the
+ * error as its reason (fail closed), and the state keeps serving.
+ *
+ * Hooks run the same way after a commit; their errors are counted and
+ * reported, never propagated, and never stop the hooks after them. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+/* Stack slots of the protected runner (1 is its light userdata). */
+enum { S_ALLOW = 2, S_VERDICT_MT, S_REQUEST_MT, S_FIELDS, S_PROXY };
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *xprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = lf_xrealloc(NULL, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* "<kind> NAME: <what went wrong>", from a failed lua_pcall. */
+static char *call_error(lua_State *L, int st, const char *kind, const char *name) {
+    if (st == LUA_ERRMEM)
+        return xprintf("%s %s: not enough memory (the policy memory limit was reached)",
+                       kind, name);
+    if (lua_type(L, -1) == LUA_TSTRING)
+        return xprintf("%s %s: %s", kind, name, lua_tostring(L, -1));
+    return xprintf("%s %s: (error object is a %s value)", kind, name, luaL_typename(L, -1));
+}
+
+static bool has_mt(lua_State *L, int idx, int mt_slot) {
+    if (!lua_getmetatable(L, idx)) return false;
+    bool yes = lua_rawequal(L, -1, mt_slot);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Pushes everything every call shares, once per evaluation / hooks run.
+ * The fields of t / e themselves are made on demand (view.c). */
+static void push_common(lf_rules *r, bool hooks) {
+    lua_State *L = r->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_allow);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_verdict_mt);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_request_mt);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_ef : r->ref_tf);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_e : r->ref_t);
+    lf_ctx_reset(r);
+}
+
+/* Calls rule->fn(proxy, cfg) with a fresh budget; leaves one result (or
+ * the error) on the stack and returns the pcall status. */
+static int call_rule(lf_rules *r, const lf_rule *rule) {
+    lua_State *L = r->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rule->fn);
+    lua_pushvalue(L, S_PROXY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rule->cfg);
+    lf_budget_reset(r, r->call_budget);
+    return lua_pcall(L, 2, 1, 0);
+}
+
+/* After a call, successful or not: per-call caches go, and after a
+ * memory error the garbage it left goes too, so the next call has room. */
+static void after_call(lf_rules *r, int st) {
+    lua_settop(r->L, S_PROXY);
+    lf_call_done(r);
+    if (st == LUA_ERRMEM) lua_gc(r->L, LUA_GCCOLLECT);
+}
+
+/* ---- guards -------------------------------------------------------------------- */
+
+typedef struct eval_job {
+    lf_rules *r;
+    const lf_eval *in;
+    lf_verdict *out;
+    cJSON *ann;                 /* annotations so far */
+} eval_job;
+
+static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
+    lf_verdict *v = j->out;
+    lf_decision *d = &v->decisions[v->ndecisions];
+    d->policy = lf_xstrdup(g->name);
+    d->allow = allow;
+    d->reason = reason;
+    if (!allow && v->denied_by < 0) {
+        v->denied_by = (int)v->ndecisions;
+        v->allow = false;
+    }
+    v->ndecisions++;
+}
+
+/* Later guards' keys replace earlier ones; the order is first-seen. */
+static void merge(eval_job *j, cJSON *a) {
+    if (!j->ann) {
+        j->ann = a;
+        return;
+    }
+    cJSON *it;
+    while ((it = a->child)) {
+        cJSON_DetachItemViaPointer(a, it);
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(j->ann, it->string);
+        /* it keeps its own name: ReplaceItemInObject would free and copy it */
+        if (old) cJSON_ReplaceItemViaPointer(j->ann, old, it);
+        else cJSON_AddItemToObject(j->ann, it->string, it);
+    }
+    cJSON_Delete(a);
+}
+
+/* Reads the verdict at the top of the stack into a decision. */
+static void take_verdict(eval_job *j, const lf_rule *g) {
+    lua_State *L = j->r->L;
+    int v = lua_gettop(L);
+    if (lua_rawequal(L, v, S_ALLOW)) {
+        decide(j, g, true, NULL);
+        return;
+    }
+    if (!has_mt(L, v, S_VERDICT_MT)) {
+        decide(j, g, false, xprintf("guard %s: returned %s%s, not a verdict "
+                                    "(return allow() or deny(reason))", g->name,
+                                    lua_isnil(L, v) ? "" : "a ",
+                                    lua_isnil(L, v) ? "nothing" : luaL_typename(L, v)));
+        return;
+    }
+    lua_getfield(L, v, "allow");
+    lua_getfield(L, v, "reason");
+    lua_getfield(L, v, "annotations");
+    bool allow = lua_toboolean(L, v + 1);
+    char *reason = lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
+    if (lua_type(L, v + 3) == LUA_TTABLE) {
+        char err[160];
+        cJSON *a = lf_to_json(L, v + 3, err, sizeof err);
+        if (a && !cJSON_IsObject(a)) {
+            cJSON_Delete(a);
+            a = NULL;
+            snprintf(err, sizeof err, "must be a table of names to values, not a list");
+        }
+        if (!a) {
+            free(reason);
+            decide(j, g, false, xprintf("guard %s: annotations: %s", g->name, err));
+            return;
+        }
+        if (a->child) merge(j, a);
+        else cJSON_Delete(a);
+    }
+    decide(j, g, allow, reason);
+}
+
+static int evaluate_p(lua_State *L) {
+    eval_job *j = lua_touserdata(L, 1);
+    lf_rules *r = j->r;
+    const lf_eval *in = j->in;
+    push_common(r, false);
+    const char *wf = in->record ? in->record->workflow : NULL;
+    for (int i = 0; i < r->nguards; i++) {
+        const lf_rule *g = &r->rules[r->guards[i]];
+        if (!g->enabled || !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
+            continue;
+        int st = call_rule(r, g);
+        if (st == LUA_OK) take_verdict(j, g);
+        else decide(j, g, false, call_error(L, st, "guard", g->name));
+        after_call(r, st);
+    }
+    lf_ctx_reset(r);                /* and let the view be collected */
+    return 0;
+}
+
+static int count_matching(lf_rules *r, const int *list, int n, const char *from,
+                          const char *to, const char *trigger, const char *wf) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const lf_rule *x = &r->rules[list[i]];
+        k += x->enabled && lf_filter_match(&x->filter, from, to, trigger, wf);
+    }
+    return k;
+}
+
+void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
+    memset(out, 0, sizeof *out);
+    out->allow = true;
+    out->denied_by = -1;
+    const char *wf = in->record ? in->record->workflow : NULL;
+    int n = count_matching(r, r->guards, r->nguards, in->from, in->to, in->trigger, wf);
+    if (n == 0) return;                     /* no Lua at all */
+    /* One slot spare for a failure of the runner itself. */
+    out->decisions = lf_xrealloc(NULL, (size_t)(n + 1) * sizeof *out->decisions);
+    eval_job j = {r, in, out, NULL};
+    static const lf_rule runner = {.name = "rules"};
+    if (!in->record) {                      /* nothing to show the guards: closed */
+        decide(&j, &runner, false, xprintf("policy engine: no record to evaluate"));
+        return;
+    }
+    lua_State *L = r->L;
+    lf_scope sc = {.rec = in->record, .from = in->from, .to = in->to, .trigger = in->trigger,
+                   .actor = in->actor, .now_us = in->now_us, .meta = in->metadata};
+    lf_scope_enter(r, &sc);
+    lua_pushcfunction(L, evaluate_p);
+    lua_pushlightuserdata(L, &j);
+    int st = lua_pcall(L, 1, 0, 0);
+    if (st != LUA_OK) {
+        /* Only the bookkeeping between guards can get here (a full heap):
+         * still a decision, and still a deny. */
+        decide(&j, &runner, false, call_error(L, st, "policy", "engine"));
+        lua_settop(L, 0);
+        lua_gc(L, LUA_GCCOLLECT);
+    }
+    lf_scope_leave(r);
+    if (j.ann) {
+        out->annotations = cJSON_PrintUnformatted(j.ann);
+        cJSON_Delete(j.ann);
+    }
+}
+
+void lf_verdict_free(lf_verdict *v) {
+    for (size_t i = 0; i < v->ndecisions; i++) {
+        free(v->decisions[i].policy);
+        free(v->decisions[i].reason);
+    }
+    free(v->decisions);
+    free(v->annotations);
+    memset(v, 0, sizeof *v);
+    v->denied_by = -1;
+}
+
+void lf_verdict_json(const lf_verdict *v, lf_buf *out) {
+    lf_buf_putc(out, '[');
+    for (size_t i = 0; i < v->ndecisions; i++) {
+        const lf_decision *d = &v->decisions[i];
+        lf_buf_puts(out, i ? ",{\"policy\":" : "{\"policy\":");
+        lf_buf_json_str(out, d->policy);
+        lf_buf_puts(out, d->allow ? ",\"verdict\":\"allow\",\"reason\":"
+                                  : ",\"verdict\":\"deny\",\"reason\":");
+        lf_buf_json_str(out, d->reason);
+        lf_buf_putc(out, '}');
+    }
+    lf_buf_putc(out, ']');
+}
+
+/* ---- hooks ------------------------------------------------------------------------ */
+
+typedef struct hook_job {
+    lf_rules *r;
+    const lf_hook_event *ev;
+    lf_hook_report *out;
+    lf_buf messages;
+} hook_job;
+
+static void hook_error(hook_job *j, char *msg) {
+    j->out->errors++;
+    lf_buf_printf(&j->messages, "%s\n", msg);
+    free(msg);
+}
+
+/* A request at idx as a follow-up; false (with *err set) if it is not. */
+static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f,
+                         char **err, lua_Integer item) {
+    if (!has_mt(L, idx, S_REQUEST_MT) && item) {
+        *err = xprintf("hook %s: item %lld of the returned list is not a request",
+                       h->name, (long long)item);
+        return false;
+    }
+    if (!has_mt(L, idx, S_REQUEST_MT)) {
+        *err = xprintf("hook %s: returned %s%s, not nil, a request or a list of requests",
+                       h->name, lua_isnil(L, idx) ? "" : "a ",
+                       lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
+        return false;
+    }
+    memset(f, 0, sizeof *f);
+    lua_getfield(L, idx, "metadata");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        char msg[160];
+        cJSON *m = lf_to_json(L, -1, msg, sizeof msg);
+        if (m && !cJSON_IsObject(m)) {
+            cJSON_Delete(m);
+            m = NULL;
+            snprintf(msg, sizeof msg, "must be a table of names to values, not a list");
+        }
+        if (!m) {
+            *err = xprintf("hook %s: request metadata: %s", h->name, msg);
+            lua_pop(L, 1);
+            return false;
+        }
+        f->metadata = cJSON_PrintUnformatted(m);
+        cJSON_Delete(m);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "to");
+    lua_getfield(L, idx, "trigger");
+    f->hook = lf_xstrdup(h->name);
+    f->to = lf_xstrdup(lua_tostring(L, -2));
+    f->trigger = lf_xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return true;
+}
+
+static void free_followup(lf_followup *f) {
+    free(f->hook);
+    free(f->to);
+    free(f->trigger);
+    free(f->metadata);
+}
+
+/* nil, a request, or a list of them. All or nothing: one bad element
+ * makes the hook's whole result an error. */
+static void take_requests(hook_job *j, const lf_rule *h) {
+    lua_State *L = j->r->L;
+    int v = lua_gettop(L);
+    if (lua_isnil(L, v)) return;
+    bool list = false;
+    if (lua_type(L, v) == LUA_TTABLE) {
+        if (lua_getmetatable(L, v)) lua_pop(L, 1);
+        else list = true;
+    }
+    lua_Integer n = list ? (lua_Integer)lua_rawlen(L, v) : 1;
+    lf_followup *got = lf_xrealloc(NULL, (size_t)n * sizeof *got);
+    lua_Integer k = 0;
+    char *err = NULL;
+    for (; k < n; k++) {
+        if (list) lua_rawgeti(L, v, k + 1);
+        else lua_pushvalue(L, v);
+        bool ok = take_request(L, lua_gettop(L), h, &got[k], &err, list ? k + 1 : 0);
+        lua_pop(L, 1);
+        if (!ok) break;
+    }
+    if (err) {
+        for (lua_Integer i = 0; i < k; i++) free_followup(&got[i]);
+        hook_error(j, err);
+    } else if (n) {
+        lf_hook_report *o = j->out;
+        o->followups = lf_xrealloc(o->followups, (o->nfollowups + (size_t)n) * sizeof *got);
+        memcpy(o->followups + o->nfollowups, got, (size_t)n * sizeof *got);
+        o->nfollowups += (size_t)n;
+    }
+    free(got);
+}
+
+static int hooks_p(lua_State *L) {
+    hook_job *j = lua_touserdata(L, 1);
+    lf_rules *r = j->r;
+    const lf_hook_event *ev = j->ev;
+    push_common(r, true);
+    const char *wf = ev->record->workflow;
+    for (int i = 0; i < r->nhooks; i++) {
+        const lf_rule *h = &r->rules[r->hooks[i]];
+        if (!h->enabled ||
+            !lf_filter_match(&h->filter, ev->previous, ev->state, ev->trigger, wf))
+            continue;
+        j->out->ran++;
+        int st = call_rule(r, h);
+        if (st == LUA_OK) take_requests(j, h);
+        else hook_error(j, call_error(L, st, "hook", h->name));
+        after_call(r, st);
+    }
+    lf_ctx_reset(r);
+    return 0;
+}
+
+void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out) {
+    memset(out, 0, sizeof *out);
+    const char *wf = ev->record ? ev->record->workflow : NULL;
+    if (!ev->record ||
+        !count_matching(r, r->hooks, r->nhooks, ev->previous, ev->state, ev->trigger, wf))
+        return;
+    hook_job j = {r, ev, out, LF_BUF_INIT};
+    lua_State *L = r->L;
+    lf_scope sc = {.hooks = true, .rec = ev->record, .from = ev->previous, .to = ev->state,
+                   .trigger = ev->trigger, .actor = ev->actor, .violation = ev->violation,
+                   .meta = ev->metadata, .decisions = ev->decisions};
+    lf_scope_enter(r, &sc);
+    lua_pushcfunction(L, hooks_p);
+    lua_pushlightuserdata(L, &j);
+    int st = lua_pcall(L, 1, 0, 0);
+    if (st != LUA_OK) {
+        hook_error(&j, call_error(L, st, "hooks", "runner"));
+        lua_settop(L, 0);
+        lua_gc(L, LUA_GCCOLLECT);
+    }
+    lf_scope_leave(r);
+    out->messages = j.messages.len ? lf_buf_steal(&j.messages) : NULL;
+    lf_buf_free(&j.messages);
+}
+
+void lf_hook_report_free(lf_hook_report *rep) {
+    for (size_t i = 0; i < rep->nfollowups; i++) free_followup(&rep->followups[i]);
+    free(rep->followups);
+    free(rep->messages);
+    memset(rep, 0, sizeof *rep);
+}
+
+/* ---- listing ------------------------------------------------------------------------ */
+
+int lf_rules_count(const lf_rules *r, lf_rule_kind kind) {
+    return kind == LF_RULE_GUARD ? r->nguards : r->nhooks;
+}
+
+void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out) {
+    memset(out, 0, sizeof *out);
+    const int *list = kind == LF_RULE_GUARD ? r->guards : r->hooks;
+    if (i < 0 || i >= lf_rules_count(r, kind)) return;
+    const lf_rule *x = &r->rules[list[i]];
+    out->kind = kind;
+    out->name = x->name;
+    out->file = r->files[x->file];
+    out->line = x->line;
+    out->on = x->on;
+    out->description = x->description;
+    out->enabled = x->enabled;
+}

@@ -1,0 +1,167 @@
+/* internal.h -- what the modules of src/rules share: the lf_rules
+ * structure, compiled rules and filters, and the entry points each module
+ * offers the others. Never installed, never included outside src/rules.
+ *
+ *   rules.c    loading a policy directory: files, generation id, workflows,
+ *              the order everything happens in
+ *   sandbox.c  the lua_State: allocator, budgets, safe libraries, require,
+ *              the DSL built-ins (workflow, policy, hook, allow, deny, ...)
+ *   dsl.c      compiling policy{} / hook{} tables and config.lua
+ *   view.c     what Lua sees of a record and a request
+ *   luajson.c  JSON <-> Lua values
+ *   eval.c     running guards and hooks, verdicts, listing */
+#ifndef LF_RULES_INTERNAL_H
+#define LF_RULES_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <lua.h>
+
+#include "rules.h"
+
+#define LF_RULES_MEM_LIMIT      (64u << 20)     /* bytes per lua_State */
+#define LF_RULES_CALL_BUDGET    1000000         /* instructions per call */
+#define LF_RULES_LOAD_BUDGET    10000000        /* instructions per file */
+#define LF_RULES_HOOK_EVERY     1000            /* instructions per tick */
+
+/* Registry keys (light userdata would do as well; strings read better in
+ * a debugger and cost nothing at run time: they are only used at load). */
+#define LF_REG_TAGS     "lf.tags"       /* weak: DSL table -> line*4 + kind */
+#define LF_REG_LIBS     "lf.libs"       /* module name -> compiled lib chunk */
+#define LF_REG_LOADED   "lf.loaded"     /* module name -> its value */
+
+/* What a DSL call tagged a table as. */
+enum { LF_TAG_WORKFLOW = 1, LF_TAG_POLICY = 2, LF_TAG_HOOK = 3 };
+
+/* The kinds of file in a policy directory, in the order of their
+ * directories' names (the load order is the path order). */
+typedef enum lf_file_kind {
+    LF_FILE_CONFIG, LF_FILE_GUARD, LF_FILE_HOOK, LF_FILE_LIB, LF_FILE_WORKFLOW
+} lf_file_kind;
+
+/* One field of an `on` filter: n == 0 matches anything. A trigger pattern
+ * may end in '*' (prefix[i]: match v[i] as a prefix). */
+typedef struct lf_strset {
+    char **v;
+    bool *prefix;
+    int n;
+} lf_strset;
+
+typedef struct lf_filter {
+    lf_strset from, to, trigger, workflow;
+} lf_filter;
+
+/* A compiled policy (guard) or hook. Lua values live in the registry. */
+typedef struct lf_rule {
+    lf_rule_kind kind;
+    char *name, *description, *on;
+    int file, line;
+    lf_filter filter;
+    int fn;                     /* check / run */
+    int validate;               /* or LUA_NOREF */
+    int defaults;               /* raw defaults table, or LUA_NOREF */
+    int cfg;                    /* frozen settings passed to fn */
+    bool enabled;
+} lf_rule;
+
+/* What Lua may look at right now: one evaluation or one hooks run. */
+typedef struct lf_scope {
+    bool hooks;                 /* e (after a commit) rather than t */
+    const lf_record *rec;
+    const char *from, *to, *trigger, *actor;    /* e: previous, state */
+    int64_t now_us;
+    bool violation;
+    const char *meta;           /* request / committed entry metadata */
+    const char *decisions;      /* hooks only */
+} lf_scope;
+
+struct lf_rules {
+    lua_State *L;
+    size_t mem_used, mem_limit;   /* custom allocator accounting */
+    long ticks_left;              /* budget of the running call, in ticks */
+    long call_budget;             /* instructions per guard or hook call */
+    char *lua_dir;                /* for require; NULL = none usable */
+
+    lf_workflow **wfs;
+    int *wf_line;                 /* workflow{} line, per workflow */
+    int *wf_file;                 /* index into files, per workflow */
+    int nwfs;
+
+    char **files;                 /* load order */
+    lf_file_kind *file_kind;
+    int nfiles;
+
+    lf_rule *rules;               /* guards and hooks, in load order */
+    int nrules;
+    int *guards, nguards;         /* indexes into rules, enabled or not */
+    int *hooks, nhooks;
+
+    char generation[65];
+
+    /* Run time. Views of a record carry the epoch they were made in and
+     * are dead once it has passed; per-call caches carry the call. */
+    uint32_t epoch, call;
+    lf_scope scope;
+    bool in_scope;
+    unsigned lazy[2];             /* fields cached in t's / e's field table */
+    int ref_t, ref_e;             /* the proxies handed to guards / hooks */
+    int ref_tf, ref_ef;           /* their field tables */
+    int ref_allow;                /* the shared result of allow() */
+    int ref_verdict_mt, ref_request_mt, ref_view_mt, ref_hist_mt;
+};
+
+/* Per-file loading state. */
+typedef struct load_ctx {
+    lf_rules *r;
+    const char *path;
+    int file;                     /* index into r->files */
+    int last_line;                /* for problems with no better line */
+    lf_buf *errors;
+    int nerr;
+    int expect;                   /* LF_TAG_* the file must return */
+} load_ctx;
+
+void *lf_xrealloc(void *p, size_t n);
+char *lf_xstrdup(const char *s);
+void lf_problem(load_ctx *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* sandbox.c */
+lua_State *lf_sandbox_new(lf_rules *r);
+void lf_budget_reset(lf_rules *r, long instructions);
+void lf_freeze_top(lua_State *L);                    /* read-only proxy */
+int lf_tag_of(lua_State *L, int idx, int *line);     /* LF_TAG_* or 0 */
+/* Gives the function at fn its own globals (reading through to the
+ * sandbox's). */
+void lf_set_env(lua_State *L, int fn);
+
+/* dsl.c */
+void lf_dsl_compile(load_ctx *c, int idx, int tag, int line);
+void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr,
+                   int config_file, const char *config_src, int config_ref);
+void lf_rule_free(lf_rule *rule);
+bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
+                     const char *trigger, const char *workflow);
+
+/* view.c */
+void lf_views_init(lf_rules *r);
+void lf_scope_enter(lf_rules *r, const lf_scope *s);
+void lf_scope_leave(lf_rules *r);
+void lf_push_record_view(lf_rules *r);
+void lf_call_done(lf_rules *r);
+void lf_ctx_reset(lf_rules *r);
+
+/* luajson.c */
+/* The table (or value) at idx as JSON; NULL with err set if it has
+ * something JSON cannot say. Never raises. */
+cJSON *lf_to_json(lua_State *L, int idx, char *err, size_t errlen);
+bool lf_json_push(lua_State *L, const char *json);
+/* True if name is a string value (or, with keys, a key) of the top-level
+ * object or array of json. */
+bool lf_json_mentions(const char *json, const char *name, bool keys);
+/* Where the value of member `key` of the top-level object starts, or NULL. */
+const char *lf_json_member(const char *json, const char *key);
+
+#endif

@@ -1,0 +1,426 @@
+/* view.c -- what Lua sees of a record and of a request.
+ *
+ * Guards run on every transition, so nothing here is built eagerly. The
+ * record is a userdata whose __index reads the C lf_record directly;
+ * JSON-valued fields (labels, metadata, ci_status, each history entry's
+ * metadata) are parsed only when a guard reads them, and the tables made
+ * from them are cached for that one call only, so a guard that changes
+ * one cannot change what the next guard sees.
+ *
+ * A view is valid for one evaluation (an "epoch"): the record it points
+ * to belongs to the caller and is gone afterwards. A guard that keeps a
+ * view and uses it later gets an error, never a dangling pointer.
+ *
+ * `t` (guards) and `e` (hooks) are made once per rule set: an empty proxy
+ * table whose __index is a table of fields, each field made on first
+ * access and kept for the evaluation (or, for tables, the call), so a
+ * guard pays only for what it reads. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_HIST, NSLOTS = SLOT_HIST };
+
+typedef struct lf_view {
+    const lf_record *rec;
+    uint32_t epoch;
+    uint32_t stamp[NSLOTS + 1];   /* r->call when a slot's table was made */
+} lf_view;
+
+static lf_rules *rules_of(lua_State *L) {
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* ---- JSON -> Lua ------------------------------------------------------------ */
+
+/* A JSON object field as a table; anything else (there should be
+ * nothing else) as an empty one. */
+static void push_object(lua_State *L, const char *text) {
+    lf_json_push(L, text);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 0);
+    }
+}
+
+/* ---- the record view ---------------------------------------------------------- */
+
+/* The record behind a view, or an error if its call is over. */
+static const lf_record *live(lua_State *L, lf_rules *r, const lf_view *v) {
+    if (!r->in_scope || v->epoch != r->epoch)
+        luaL_error(L, "record view used after the call that received it returned "
+                      "(copy the values you need instead of keeping the record)");
+    return v->rec;
+}
+
+static void push_str(lua_State *L, const char *s) {
+    if (s) lua_pushstring(L, s);
+    else lua_pushnil(L);
+}
+
+/* One history entry as a fresh table (the caller's to keep or change). */
+static void push_entry(lua_State *L, const lf_hist *h) {
+    lua_createtable(L, 0, 6);
+    push_str(L, h->from_state);
+    lua_setfield(L, -2, "from_state");
+    push_str(L, h->to_state);
+    lua_setfield(L, -2, "to_state");
+    push_str(L, h->trigger);
+    lua_setfield(L, -2, "trigger");
+    push_str(L, h->actor);
+    lua_setfield(L, -2, "actor");
+    lua_pushstring(L, h->timestamp);
+    lua_setfield(L, -2, "timestamp");
+    push_object(L, h->metadata);
+    lua_setfield(L, -2, "metadata");
+}
+
+/* A JSON field of the record, as a table cached in the view for this call. */
+static int push_cached(lua_State *L, lf_rules *r, lf_view *v, int slot, const char *text) {
+    if (v->stamp[slot] == r->call) {
+        lua_getiuservalue(L, 1, slot);
+        return 1;
+    }
+    push_object(L, text);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, slot);
+    v->stamp[slot] = r->call;
+    return 1;
+}
+
+/* transitions: a read-only list view; `#` and ipairs work, each element
+ * is a fresh table. */
+static int hist_index(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    const lf_record *rec = live(L, r, lua_touserdata(L, 1));
+    lua_Integer i = lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 0;
+    if (i < 1 || (size_t)i > rec->nhist) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_entry(L, &rec->hist[i - 1]);
+    return 1;
+}
+
+static int hist_len(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    lua_pushinteger(L, (lua_Integer)live(L, r, lua_touserdata(L, 1))->nhist);
+    return 1;
+}
+
+static int view_newindex(lua_State *L) {
+    return luaL_error(L, "the record is read-only (a guard changes nothing by writing "
+                         "to it; return annotations or request a transition instead)");
+}
+
+/* Made once per view: a view lives for one epoch anyway. */
+static int push_hist(lua_State *L, lf_view *v) {
+    if (v->stamp[SLOT_HIST]) {
+        lua_getiuservalue(L, 1, SLOT_HIST);
+        return 1;
+    }
+    lf_view *h = lua_newuserdatauv(L, sizeof *h, 0);
+    *h = *v;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rules_of(L)->ref_hist_mt);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, SLOT_HIST);
+    v->stamp[SLOT_HIST] = 1;
+    return 1;
+}
+
+static int push_int_or_nil(lua_State *L, bool has, int64_t v) {
+    if (has) lua_pushinteger(L, (lua_Integer)v);
+    else lua_pushnil(L);
+    return 1;
+}
+
+#define KEY(lit) (n == sizeof(lit) - 1 && memcmp(k, lit, n) == 0)
+
+static int view_index(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    lf_view *v = lua_touserdata(L, 1);
+    const lf_record *rec = live(L, r, v);
+    size_t n = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : "";
+    if (KEY("state")) { push_str(L, rec->state); return 1; }
+    if (KEY("auto_merge")) { lua_pushboolean(L, rec->auto_merge); return 1; }
+    if (KEY("metadata"))
+        return push_cached(L, r, v, SLOT_META, rec->metadata);
+    if (KEY("labels"))
+        return push_cached(L, r, v, SLOT_LABELS, rec->labels);
+    if (KEY("transitions")) return push_hist(L, v);
+    if (KEY("ci_status"))
+        return push_cached(L, r, v, SLOT_CI, rec->ci_status);
+    if (KEY("record_id")) { lua_pushstring(L, rec->id); return 1; }
+    if (KEY("ref")) { push_str(L, rec->ref); return 1; }
+    if (KEY("ref_number")) return push_int_or_nil(L, rec->has_ref_number, rec->ref_number);
+    if (KEY("repo")) { push_str(L, rec->repo); return 1; }
+    if (KEY("pr_url")) { push_str(L, rec->pr_url); return 1; }
+    if (KEY("pr_number")) return push_int_or_nil(L, rec->has_pr_number, rec->pr_number);
+    if (KEY("created_at")) { lua_pushstring(L, rec->created_at); return 1; }
+    if (KEY("updated_at")) { lua_pushstring(L, rec->updated_at); return 1; }
+    if (KEY("closed_at")) { push_str(L, rec->closed_at[0] ? rec->closed_at : NULL); return 1; }
+    if (KEY("workflow")) { push_str(L, rec->workflow); return 1; }
+    if (KEY("version")) { lua_pushinteger(L, (lua_Integer)rec->version); return 1; }
+    /* A misspelt field would otherwise read as nil and quietly change what
+     * the policy decides. */
+    return luaL_error(L, "the record has no field '%s'",
+                      lua_type(L, 2) == LUA_TSTRING ? k : luaL_typename(L, 2));
+}
+
+static int view_tostring(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    lf_view *v = lua_touserdata(L, 1);
+    if (!r->in_scope || v->epoch != r->epoch) lua_pushliteral(L, "record (expired)");
+    else lua_pushfstring(L, "record %s", v->rec->id);
+    return 1;
+}
+
+void lf_push_record_view(lf_rules *r) {
+    lua_State *L = r->L;
+    lf_view *v = lua_newuserdatauv(L, sizeof *v, NSLOTS);
+    memset(v, 0, sizeof *v);
+    v->rec = r->scope.rec;
+    v->epoch = r->epoch;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_view_mt);
+    lua_setmetatable(L, -2);
+}
+
+/* ---- helpers on t and e --------------------------------------------------------- */
+
+static const lf_record *scope_rec(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    if (!r->in_scope) luaL_error(L, "called outside a guard or hook call");
+    return r->scope.rec;
+}
+
+static bool same(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* t:count_entered(state): history entries whose to_state is state. */
+static int l_count_entered(lua_State *L) {
+    const lf_record *rec = scope_rec(L);
+    const char *st = luaL_checkstring(L, 2);
+    lua_Integer n = 0;
+    for (size_t i = 0; i < rec->nhist; i++) n += same(rec->hist[i].to_state, st);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* t:count_transitions(from, to): entries from -> to; nil matches any. */
+static int l_count_transitions(lua_State *L) {
+    const lf_record *rec = scope_rec(L);
+    const char *from = luaL_optstring(L, 2, NULL), *to = luaL_optstring(L, 3, NULL);
+    lua_Integer n = 0;
+    for (size_t i = 0; i < rec->nhist; i++)
+        n += (!from || same(rec->hist[i].from_state, from)) &&
+             (!to || same(rec->hist[i].to_state, to));
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* t:last_entry(state): the last entry into state (nil: the last entry). */
+static int l_last_entry(lua_State *L) {
+    const lf_record *rec = scope_rec(L);
+    const char *st = luaL_optstring(L, 2, NULL);
+    for (size_t i = rec->nhist; i-- > 0;) {
+        if (!st || same(rec->hist[i].to_state, st)) {
+            push_entry(L, &rec->hist[i]);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+/* t:has_label(name): the record's labels ({name: ...}, or name as a
+ * value), or the request metadata's `labels` list. Read from the JSON
+ * text itself: nothing is decoded. */
+static int l_has_label(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    const lf_record *rec = scope_rec(L);
+    const char *name = luaL_checkstring(L, 2);
+    bool yes = lf_json_mentions(rec->labels, name, true);
+    if (!yes) {
+        const char *list = lf_json_member(r->scope.meta, "labels");
+        yes = list && *list == '[' && lf_json_mentions(list, name, false);
+    }
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
+/* ---- t and e ---------------------------------------------------------------------- */
+
+/* The fields of t and e. None is stored up front: each is made on first
+ * access and then kept in the field table, for the rest of the evaluation
+ * (values that cannot change: F_FROM..F_RECORD) or of the call (tables a
+ * guard could scribble on: F_META, F_DECISIONS). Most guards read two or
+ * three fields; the rest then cost nothing. */
+enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, NFIELDS };
+#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS))
+
+static const char *const t_names[NFIELDS] = {
+    "from", "to", "trigger", "actor", "now", "record", "metadata", NULL};
+static const char *const e_names[NFIELDS] = {
+    "previous", "state", "trigger", "actor", "violation", "record", "metadata", "decisions"};
+
+static int field_id(const char *const *names, const char *k, size_t n) {
+    for (int i = 0; i < NFIELDS; i++)
+        if (names[i] && names[i][0] == k[0] && strcmp(names[i], k) == 0 && n == strlen(k))
+            return i;
+    return -1;
+}
+
+/* Pushes field f of the current scope. */
+static void push_field(lua_State *L, lf_rules *r, int f, bool hooks) {
+    lf_scope *s = &r->scope;
+    switch (f) {
+    case F_FROM: push_str(L, s->from); break;
+    case F_TO: push_str(L, s->to); break;
+    case F_TRIGGER: push_str(L, s->trigger); break;
+    case F_ACTOR: push_str(L, s->actor); break;
+    case F_NOW:       /* e.violation shares the slot: both are scalars */
+        if (hooks) lua_pushboolean(L, s->violation);
+        else lua_pushnumber(L, (lua_Number)s->now_us / 1e6);
+        break;
+    case F_RECORD: lf_push_record_view(r); break;
+    case F_META: push_object(L, s->meta); break;
+    default: lf_json_push(L, s->decisions ? s->decisions : "[]"); break;
+    }
+}
+
+/* __index of the field table (upvalue: true for e). A name that is not a
+ * field at all is an error: `t.metdata` must not quietly read as nil. */
+static int ctx_index(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    bool hooks = lua_toboolean(L, lua_upvalueindex(1));
+    size_t n = 0;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : "";
+    int f = field_id(hooks ? e_names : t_names, k, n);
+    if (f < 0)
+        return luaL_error(L, "%s has no field '%s'", hooks ? "the event" : "the transition",
+                          lua_type(L, 2) == LUA_TSTRING ? k : luaL_typename(L, 2));
+    if (!r->in_scope) return luaL_error(L, "called outside a guard or hook call");
+    push_field(L, r, f, hooks);
+    if (lua_isnil(L, -1)) return 1;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    r->lazy[hooks] |= 1u << f;
+    return 1;
+}
+
+/* Removes the cached fields in `mask` from the field table of t (hooks
+ * false) or e. */
+static void ctx_clear(lf_rules *r, bool hooks, unsigned mask) {
+    lua_State *L = r->L;
+    const char *const *names = hooks ? e_names : t_names;
+    if (!(r->lazy[hooks] & mask)) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_ef : r->ref_tf);
+    for (int f = 0; f < NFIELDS; f++) {
+        if (!(r->lazy[hooks] & mask & (1u << f))) continue;
+        lua_pushnil(L);
+        lua_setfield(L, -2, names[f]);
+    }
+    lua_pop(L, 1);
+    r->lazy[hooks] &= ~mask;
+}
+
+static int ctx_newindex(lua_State *L) {
+    return luaL_error(L, "attempt to modify a read-only table (field '%s')",
+                      lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?");
+}
+
+/* Makes the proxy (registry ref *proxy) and its field table (*fields). */
+static void make_ctx(lua_State *L, bool hooks, int *proxy, int *fields) {
+    static const luaL_Reg methods[] = {
+        {"count_entered", l_count_entered},
+        {"count_transitions", l_count_transitions},
+        {"last_entry", l_last_entry},
+        {"has_label", l_has_label},
+        {NULL, NULL}};
+    lua_createtable(L, 0, 16);                         /* fields */
+    luaL_setfuncs(L, methods, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, hooks);
+    lua_pushcclosure(L, ctx_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+
+    lua_createtable(L, 0, 0);                          /* proxy */
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ctx_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    *proxy = luaL_ref(L, LUA_REGISTRYINDEX);
+    *fields = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void lf_views_init(lf_rules *r) {
+    lua_State *L = r->L;
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, view_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, view_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, view_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "record");
+    lua_setfield(L, -2, "__metatable");
+    r->ref_view_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    lua_createtable(L, 0, 4);
+    lua_pushcfunction(L, hist_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, hist_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, view_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "transitions");
+    lua_setfield(L, -2, "__metatable");
+    r->ref_hist_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    make_ctx(L, false, &r->ref_t, &r->ref_tf);
+    make_ctx(L, true, &r->ref_e, &r->ref_ef);
+    r->call = 1;
+}
+
+/* ---- scopes and calls ------------------------------------------------------------- */
+
+void lf_scope_enter(lf_rules *r, const lf_scope *s) {
+    r->scope = *s;
+    r->in_scope = true;
+}
+
+/* Every view made in this scope dies with it. */
+void lf_scope_leave(lf_rules *r) {
+    lf_scope *s = &r->scope;
+    memset(s, 0, sizeof *s);
+    r->in_scope = false;
+    r->epoch++;
+}
+
+/* After each guard or hook call: per-call caches expire, so the next
+ * call starts from what the record says, whatever this one did. */
+void lf_call_done(lf_rules *r) {
+    if (++r->call == 0) r->call = 1;
+    ctx_clear(r, r->scope.hooks, PER_CALL);
+}
+
+/* At both ends of an evaluation or a hooks run (inside its protected
+ * call): nothing of another transition may be left in the fields. */
+void lf_ctx_reset(lf_rules *r) {
+    ctx_clear(r, false, ~0u);
+    ctx_clear(r, true, ~0u);
+}

@@ -1,0 +1,98 @@
+#!/bin/sh
+# The policy directory through the CLI: lint (ok, and file:line problems),
+# graph in dot and mermaid, and the --policies / install-dir fallback.
+. tests/cli/tap.inc
+
+run --policies "$SHIPPED" lint
+expect_rc "lint of the shipped policies exits 0" 0
+match_out "lint says ok with the file count and generation" \
+    '^ok: [0-9]+ files?, generation [0-9a-f]{64}$'
+gen=$(printf '%s' "$out" | sed 's/.*generation //')
+run --policies "$SHIPPED" lint --json
+expect_json "lint --json: ok" ok true
+expect_json "lint --json: the same generation" generation "$gen"
+expect_json "lint --json: the default workflow is loaded" workflows/1 loopforge
+match_out "lint --json lists the guards" '"guards":\["'
+run --policies "$POLICIES" lint
+expect_out "lint counts the files of a directory" \
+    "ok: 1 file, generation $(sha256sum "$POLICIES/workflows/loopforge.lua" | cut -c1-64)"
+
+# A broken workflow directory: every problem as file:line: message.
+mkdir -p "$tmp/bad/workflows"
+cp "$POLICIES"/workflows/*.lua "$tmp/bad/workflows/"
+cat >"$tmp/bad/workflows/zz_broken.lua" <<'LUA'
+return workflow {
+  name = "broken",
+  states = { "open", "done" },
+  initial = "open",
+  terminal = { "done" },
+  edges = { { "open", "nowhere" } },
+}
+LUA
+run --policies "$tmp/bad" lint
+expect_rc "lint of a broken directory exits 2" 2
+match_err "lint reports file:line: message" 'zz_broken\.lua:[0-9]+: .*nowhere'
+expect_out "lint of a broken directory prints nothing on stdout" ""
+
+printf 'return workflow {\n  name = "syntax",\n  states = { "a" \n' >"$tmp/bad/workflows/zz_broken.lua"
+run --policies "$tmp/bad" lint
+expect_rc "a Lua syntax error exits 2" 2
+match_err "a Lua syntax error is reported as file:line:" 'zz_broken\.lua:[0-9]+:'
+
+run --policies "$tmp/bad" --store memory: create --ref x
+expect_rc "the engine refuses a broken policy directory too" 2
+match_err "… with the same file:line message" 'zz_broken\.lua:[0-9]+:'
+
+run --policies "$tmp/nonexistent" lint
+expect_rc "lint of a missing directory exits 2" 2
+
+# ---- graph ----
+run --policies "$POLICIES" graph
+expect_rc "graph exits 0" 0
+match_out "graph defaults to dot" '^digraph '
+for e in "issue_created -> task_queued" "task_queued -> pr_created" \
+         "pr_created -> ci_pending" "ci_pending -> ci_passed" "ci_pending -> ci_failed" \
+         "ci_passed -> merged" "ci_passed -> awaiting_review" "ci_failed -> ci_pending" \
+         "awaiting_review -> approved" "awaiting_review -> ci_pending" \
+         "approved -> merged" "merged -> closed"; do
+    match_out "dot has the edge $e" "^  \"?${e%% *}\"? -> \"?${e##* }\"?;"
+done
+check "dot has exactly the 12 edges of the workflow (plus the start arrow)" \
+    test "$(printf '%s\n' "$out" | grep -c -- '->')" -eq 13
+match_out "dot marks the terminal state" 'closed"? \[shape=doublecircle\]'
+
+run --policies "$POLICIES" graph --format mermaid
+expect_rc "graph --format mermaid exits 0" 0
+match_out "mermaid output is a state diagram" '^stateDiagram-v2$'
+match_out "mermaid starts at the initial state" '\[\*\] --> issue_created$'
+match_out "mermaid has the edges" '^    ci_passed --> awaiting_review$'
+match_out "mermaid has the terminal state" '^    closed --> \[\*\]$'
+run --policies "$POLICIES" graph --workflow loopforge --format=dot
+match_out "graph --workflow loopforge" '^digraph '
+run --policies "$POLICIES" graph --workflow nope
+expect_rc "graph of an unknown workflow exits 3" 3
+match_err "graph names the unknown workflow" 'Unknown workflow: nope'
+run --policies "$tmp/bad" graph
+expect_rc "graph of a broken directory exits 2" 2
+
+# A second workflow file is loaded and drawable by name.
+mkdir -p "$tmp/two/workflows"
+cp "$POLICIES"/workflows/*.lua "$tmp/two/workflows/"
+cat >"$tmp/two/workflows/gate.lua" <<'LUA'
+return workflow {
+  name = "gate",
+  states = { "new", "draft", "review", "done" },
+  initial = "new",
+  terminal = { "done" },
+  edges = { { "new", "draft" }, { "draft", "review" }, { "review", "draft" },
+            { "review", "done" } },
+}
+LUA
+run --policies "$tmp/two" lint
+match_out "lint counts both files" '^ok: 2 files, '
+run --policies "$tmp/two" graph --workflow gate --format mermaid
+match_out "graph --workflow draws the named workflow" '^    review --> draft$'
+run --policies "$tmp/two" --store memory: create --ref g --workflow gate --json
+expect_json "create --workflow uses it" state new
+
+done_testing
