@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "cli.h"
 #include "../core/record.h"   /* list reads ref and updated_at */
 
@@ -89,12 +90,50 @@ static void print_transition(lf_cli *c, const lf_result *res) {
            c->args.pos[2]);
 }
 
+/* --dry-run: the verdict first ("would allow" / "would deny: …"), then one
+ * line per guard consulted; the exit code is the one a real request gets. */
+static void print_decisions(const lf_result *res) {
+    cJSON *d = cJSON_Parse(res->decisions ? res->decisions : "[]"), *it;
+    cJSON_ArrayForEach(it, d) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "policy");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "verdict");
+        const cJSON *why = cJSON_GetObjectItemCaseSensitive(it, "reason");
+        printf("  %-5s %s%s%s\n", cJSON_IsString(v) ? v->valuestring : "?",
+               cJSON_IsString(p) ? p->valuestring : "?",
+               cJSON_IsString(why) ? ": " : "",
+               cJSON_IsString(why) ? why->valuestring : "");
+    }
+    cJSON_Delete(d);
+}
+
+static void dry_run_cb(const lf_result *res, void *arg) {
+    lf_reply *r = arg;
+    lf_cli *c = r->c;
+    if (c->json || res->code == LF_NOT_FOUND || res->code == LF_INVALID_REQUEST ||
+        res->code == LF_UNAVAILABLE) {
+        lf_cli_result_cb(res, arg);
+        return;
+    }
+    r->done = true;
+    r->rc = res->success ? LF_EXIT_OK : lf_cli_exit_code(res->code);
+    if (res->success)
+        printf("would allow: %s: %s \u2192 %s (%s)\n", lf_record_id(res->record),
+               res->previous_state, res->new_state, c->args.pos[2]);
+    else if (res->code == LF_DENIED)
+        /* "Denied by policy NAME: reason" -> "would deny: NAME: reason" */
+        printf("would deny: %s\n", strncmp(res->error, "Denied by policy ", 17) == 0
+                                        ? res->error + 17 : res->error);
+    else
+        printf("would refuse: %s\n", res->error);
+    print_decisions(res);
+}
+
 static int run_transition(lf_cli *c) {
     int rc = lf_cli_npos(c, 3, 3, "arguments: transition ID STATE TRIGGER");
     if (rc) return rc;
     lf_transition_req req = {
         .id = c->args.pos[0], .to = c->args.pos[1], .trigger = c->args.pos[2],
-        .actor = lf_cli_actor(c),
+        .actor = lf_cli_actor(c), .dry_run = lf_args_has(&c->args, "dry-run"),
     };
     if (!*req.id || !*req.to || !*req.trigger)
         return lf_cli_usage(c, "ID, STATE and TRIGGER must not be empty");
@@ -104,7 +143,7 @@ static int run_transition(lf_cli *c) {
     lf_engine *e = lf_cli_engine(c, &rc);
     if (e) {
         lf_reply r = {.c = c, .print = print_transition};
-        lf_engine_transition(e, &req, lf_cli_result_cb, &r);
+        lf_engine_transition(e, &req, req.dry_run ? dry_run_cb : lf_cli_result_cb, &r);
         rc = lf_cli_reply_wait(&r);
     }
     free(meta);
@@ -112,7 +151,8 @@ static int run_transition(lf_cli *c) {
 }
 
 static const lf_optspec transition_opts[] = {
-    {"meta", true}, {"meta-json", true}, {"actor", true}, {NULL, false}
+    {"meta", true}, {"meta-json", true}, {"actor", true}, {"dry-run", false},
+    {NULL, false}
 };
 
 const lf_command lf_cmd_transition = {
@@ -125,7 +165,9 @@ const lf_command lf_cmd_transition = {
     "  --meta K=V           metadata for this history entry (repeatable);\n"
     "                       pr_url also sets the record's pr_url\n"
     "  --meta-json K=JSON   metadata with any JSON value, e.g. pr_number=17\n"
-    "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
+    "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
+    "  --dry-run            evaluate the edge and every guard, print each\n"
+    "                       decision, commit nothing; exits as a real request would\n",
     transition_opts, run_transition
 };
 

@@ -95,4 +95,43 @@ match_out "graph --workflow draws the named workflow" '^    review --> draft$'
 run --policies "$tmp/two" --store memory: create --ref g --workflow gate --json
 expect_json "create --workflow uses it" state new
 
+# `policies` lists what the shipped set loads, in evaluation order.
+run --policies "$SHIPPED" policies
+expect_rc "policies exits 0" 0
+match_out "policies names the generation" '^generation [0-9a-f]{64} \(9 files in '
+match_out "policies lists a guard with its filter" '^  high-risk-merge-needs-approval +to=merged '
+match_out "policies lists the hook" '^  route-to-review +to=ci_passed '
+run --policies "$SHIPPED" policies --json
+expect_json "policies --json has the guards in order" 'guards/6/name' review-unless-auto-merge
+run --policies "$tmp/bad" policies
+expect_rc "policies of a broken directory exits 2" 2
+
+# --dry-run: the verdict and every decision, nothing committed, the exit
+# code a real request would get.
+STORE="file:$tmp/dry.journal"
+run --policies "$SHIPPED" --store "$STORE" create --ref dry-1 --auto-merge
+id=$out
+for s in task_queued pr_created ci_pending ci_passed; do
+    run --policies "$SHIPPED" --store "$STORE" transition "$id" "$s" t --actor dev
+done
+run --policies "$SHIPPED" --store "$STORE" audit --verify
+before=$out
+run --policies "$SHIPPED" --store "$STORE" transition "$id" merged pr.merged --actor bot --meta risk_tier=high --dry-run
+expect_rc "dry-run of a denied merge exits 5" 5
+match_out "dry-run says who would deny and why" '^would deny: high-risk-merge-needs-approval: high-risk merge requires governance approval$'
+match_out "dry-run prints every decision" '^  allow blocking-labels$'
+run --policies "$SHIPPED" --store "$STORE" audit --verify
+expect_out "dry-run commits nothing (same audit)" "$before"
+run --policies "$SHIPPED" --store "$STORE" transition "$id" merged pr.merged --actor bot --dry-run
+expect_rc "dry-run of an allowed merge exits 0" 0
+match_out "dry-run says it would allow" "^would allow: $id: ci_passed → merged \\(pr.merged\\)$"
+run --policies "$SHIPPED" --store "$STORE" show "$id" --json
+expect_json "the record did not move" state ci_passed
+run --policies "$SHIPPED" --store "$STORE" transition "$id" closed x --dry-run
+expect_rc "dry-run of an invalid edge exits 4" 4
+match_out "dry-run of an invalid edge says so" '^would refuse: Invalid transition: ci_passed → closed'
+run --policies "$SHIPPED" --store "$STORE" transition "$id" merged pr.merged --actor bot --meta risk_tier=high
+expect_rc "the real denied merge exits 5" 5
+match_err "the real denial names the policy" '^Denied by policy high-risk-merge-needs-approval: high-risk merge requires governance approval$'
+
 done_testing
