@@ -172,15 +172,24 @@ typedef void lf_log_fn(lf_log_level level, const char *msg, void *ud);
 void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
 
 /* Counters since the engine was created. */
+#define LF_LATENCY_BUCKETS 12
 typedef struct lf_stats {
     uint64_t transitions[LF_CODE__COUNT];   /* requests by outcome code */
     uint64_t guard_evals;                   /* guard calls */
-    uint64_t guard_ns;                      /* time spent in them */
+    uint64_t guard_ns;                      /* time spent evaluating guards */
+    uint64_t evaluations;                   /* transitions that ran >= 1 guard */
+    /* Those evaluations by latency: bucket i counts the ones that took at
+     * most lf_latency_bound_us(i) microseconds (and more than bucket
+     * i-1's bound); the last bucket is unbounded. */
+    uint64_t evaluation_hist[LF_LATENCY_BUCKETS];
     uint64_t hooks_run, hook_errors;
     uint64_t followups;
     uint64_t reloads_ok, reloads_failed;
 } lf_stats;
 void lf_engine_stats(const lf_engine *e, lf_stats *out);
+/* Upper bound of latency bucket i in microseconds (+infinity for the last):
+ * 1 2 5 10 20 50 100 200 500 1000 5000 +inf. */
+double lf_latency_bound_us(int i);
 
 #ifdef __cplusplus
 }

@@ -6,11 +6,22 @@
  * figure (about 60,000 transitions/s) is counted. Every request goes
  * through the public engine API, the same path the CLI and the server
  * take, with the policy set's guards and hooks evaluated and the
- * hash-chained audit entry sealed for each one. Runs on
- * memory: (best of several runs, to shed warm-up noise) and on a file:
- * journal in a temporary directory, removed afterwards. */
+ * hash-chained audit entry sealed for each one.
+ *
+ * By default it runs three configurations: memory: with the workflows
+ * only (the state machine and the audit chain, LoopForge's own figure),
+ * memory: with the whole policy set plus one no-op hook (the cost of
+ * governance), and a file: journal with the whole set. Memory runs are
+ * repeated and the best is reported beside the first: the first pays for
+ * a cold heap (page faults, which are costly on virtual machines), the
+ * later ones show the steady state of a long-running process, so the
+ * heap is not trimmed between runs. */
 #include <dirent.h>
+#include <ftw.h>
+#include <limits.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +109,9 @@ static long heap_bytes(void) {
 
 typedef struct bench_result {
     double seconds;         /* best run */
+    double first;           /* the first run (cold heap) */
     long mem_delta;         /* heap growth over the first run */
+    lf_stats stats;         /* of the best run's engine */
 } bench_result;
 
 /* The workload itself: create N records, walk each through the path. */
@@ -149,8 +162,8 @@ static int check_closed(lf_cli *c, lf_engine *e, size_t n, bench_id *ids) {
     return 0;
 }
 
-static int bench_store(lf_cli *c, const char *url, size_t n, unsigned runs,
-                       bench_result *out) {
+static int bench_store(lf_cli *c, const char *url, const char *policies,
+                       size_t n, unsigned runs, bench_result *out) {
     bench_id *ids = calloc(n, sizeof(*ids));
     if (!ids) {
         fputs("bench: out of memory\n", stderr);
@@ -159,7 +172,7 @@ static int bench_store(lf_cli *c, const char *url, size_t n, unsigned runs,
     out->seconds = 0;
     int rc = LF_EXIT_OK;
     for (unsigned run = 0; run < runs && rc == LF_EXIT_OK; run++) {
-        lf_engine_config cfg = {.store = url, .policies = c->policies,
+        lf_engine_config cfg = {.store = url, .policies = policies,
                                 .base = c->base};
         char err[512] = "";
         lf_code code = LF_UNAVAILABLE;
@@ -176,45 +189,106 @@ static int bench_store(lf_cli *c, const char *url, size_t n, unsigned runs,
         long mem1 = heap_bytes();
         if (rc == LF_EXIT_OK && check_closed(c, e, n, ids) != 0)
             rc = LF_EXIT_FAILURE;
-        if (rc == LF_EXIT_OK && (out->seconds == 0 || dt < out->seconds))
+        if (rc == LF_EXIT_OK && (out->seconds == 0 || dt < out->seconds)) {
             out->seconds = dt;
-        if (run == 0) out->mem_delta = mem1 - mem0;
+            lf_engine_stats(e, &out->stats);
+        }
+        if (run == 0) {
+            out->mem_delta = mem1 - mem0;
+            out->first = dt;
+        }
         lf_engine_free(e);
     }
     free(ids);
     return rc;
 }
 
-/* Removes the temporary journal directory and whatever the journal put in
- * it (the journal, its lock file). */
-static void remove_tmpdir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            unlinkat(dirfd(d), de->d_name, 0);
-        }
-        closedir(d);
-    }
-    if (rmdir(dir) != 0) fprintf(stderr, "bench: could not remove %s\n", dir);
+/* Removes the bench's temporary directory: the journal, its lock file and
+ * the policy sets (symlinks are removed, never followed). */
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw) {
+    (void)st; (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
-static void print_result(lf_cli *c, const char *url, size_t n, unsigned runs,
+static void remove_tmpdir(const char *dir) {
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "bench: could not remove %s\n", dir);
+}
+
+static int link_into(const char *from_dir, const char *name, const char *to_dir) {
+    char src[PATH_MAX + 64], dst[PATH_MAX + 64];
+    struct stat st;
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    if (stat(src, &st) != 0) return 0;      /* optional part */
+    return symlink(src, dst);
+}
+
+/* The two policy sets, made of symlinks into the user's directory:
+ * tmp/bare (its workflows only) and tmp/full (everything, with the hooks
+ * linked one by one beside a no-op hook that matches every transition). */
+static int make_sets(const char *policies, const char *tmp, char *bare,
+                     char *full, size_t cap) {
+    char abs[PATH_MAX], hooks[4300], src_hooks[PATH_MAX + 64];
+    static const char *parts[] = {"config.lua", "guards", "lib", "workflows"};
+    if (!realpath(policies, abs)) return -1;
+    snprintf(bare, cap, "%s/bare", tmp);
+    snprintf(full, cap, "%s/full", tmp);
+    snprintf(hooks, sizeof hooks, "%s/hooks", full);
+    snprintf(src_hooks, sizeof src_hooks, "%s/hooks", abs);
+    if (mkdir(bare, 0700) || link_into(abs, "workflows", bare) ||
+        mkdir(full, 0700) || mkdir(hooks, 0700))
+        return -1;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+        if (link_into(abs, parts[i], full)) return -1;
+    DIR *d = opendir(src_hooks);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.' && link_into(src_hooks, de->d_name, hooks)) break;
+    if (d) closedir(d);
+    char noop[4400];
+    snprintf(noop, sizeof noop, "%s/zz-bench-noop.lua", hooks);
+    FILE *f = fopen(noop, "w");
+    if (!f) return -1;
+    fputs("-- written by `loopforge bench`: the cost of one hook on every commit\n"
+          "return hook { name = \"bench-noop\", run = function(e, cfg) end }\n", f);
+    return fclose(f);
+}
+
+static void print_result(lf_cli *c, const char *label, size_t n, unsigned runs,
                          const bench_result *r, bool first) {
     double transitions = (double)(n * NSTEPS);
     double rate = transitions / r->seconds;
     double ns = r->seconds * 1e9 / transitions;
-    int label = (int)strcspn(url, ":");
+    const lf_stats *st = &r->stats;
+    double eval_ns = st->evaluations ? (double)st->guard_ns / (double)st->evaluations : 0;
+    double call_ns = st->guard_evals ? (double)st->guard_ns / (double)st->guard_evals : 0;
+    /* p99 as the bound of the bucket holding the 99th percentile. */
+    double p99 = 0;
+    uint64_t seen = 0;
+    for (int i = 0; i < LF_LATENCY_BUCKETS && st->evaluations; i++) {
+        seen += st->evaluation_hist[i];
+        if (seen * 100 >= st->evaluations * 99) { p99 = lf_latency_bound_us(i); break; }
+    }
     if (c->json) {
-        printf("%s{\"store\":\"%.*s\",\"runs\":%u,\"seconds\":%.6f,"
+        printf("%s{\"store\":\"%s\",\"runs\":%u,\"seconds\":%.6f,"
                "\"transitions_per_s\":%.0f,\"ns_per_transition\":%.0f,"
-               "\"memory_delta_bytes\":%ld}", first ? "" : ",", label, url, runs,
-               r->seconds, rate, ns, r->mem_delta);
+               "\"first_run_transitions_per_s\":%.0f,"
+               "\"guard_evaluations\":%" PRIu64 ",\"guard_calls\":%" PRIu64 ","
+               "\"ns_per_evaluation\":%.0f,\"ns_per_guard_call\":%.0f,"
+               "\"evaluation_p99_us_le\":%g,\"memory_delta_bytes\":%ld}",
+               first ? "" : ",", label, runs, r->seconds, rate, ns,
+               transitions / r->first, st->evaluations, st->guard_evals, eval_ns,
+               call_ns, p99, r->mem_delta);
     } else {
-        printf("%.*s: %.0f transitions/s (%.0f ns/transition)\n", label, url,
-               rate, ns);
+        printf("%s: %.0f transitions/s (%.0f ns/transition)", label, rate, ns);
+        if (runs > 1) printf("; first run %.0f/s", transitions / r->first);
+        putchar('\n');
+        if (st->evaluations)
+            printf("  guards: %" PRIu64 " evaluations, %.0f ns each (%.0f ns per "
+                   "guard call), p99 <= %g us\n", st->evaluations, eval_ns,
+                   call_ns, p99);
     }
     fflush(stdout);
 }
@@ -233,16 +307,16 @@ static int run_bench(lf_cli *c) {
     if (!c->base && !(c->base = event_base_new()))
         return lf_cli_fail(c, LF_UNAVAILABLE, "cannot create an event loop");
 
-    /* The stores: every --store given, else memory: and a fresh journal.
+    /* The default runs, or every --store given (on the user's policy set).
      * $LOOPFORGE_STORE is deliberately ignored: a benchmark should not
      * write thousands of records into the store a user works in. */
-    char tmpdir[4096] = "", journal[4200];
-    const char *dflt[2] = {"memory:", journal};
+    char tmpdir[2048] = "", journal[4200], bare[4200], full[4200];
     const char *tmp = getenv("TMPDIR");
     size_t nstores = 0;
     while (lf_args_nth(&c->args, "store", nstores)) nstores++;
     if (nstores > MAX_STORES)
         return lf_cli_usage(c, "at most %d --store options", MAX_STORES);
+    const char *urls[MAX_STORES], *sets[MAX_STORES], *labels[MAX_STORES];
     if (nstores == 0) {
         snprintf(tmpdir, sizeof(tmpdir), "%s/loopforge-bench.XXXXXX",
                  tmp && *tmp ? tmp : "/tmp");
@@ -250,9 +324,26 @@ static int run_bench(lf_cli *c) {
             perror("bench: mkdtemp");
             return LF_EXIT_UNAVAILABLE;
         }
+        if (make_sets(c->policies, tmpdir, bare, full, sizeof bare) != 0) {
+            fprintf(stderr, "bench: cannot prepare policy sets from %s\n", c->policies);
+            remove_tmpdir(tmpdir);
+            return LF_EXIT_UNAVAILABLE;
+        }
         snprintf(journal, sizeof(journal), "file:%s/bench.journal", tmpdir);
-        nstores = 2;
+        urls[0] = "memory:"; sets[0] = bare; labels[0] = "memory";
+        urls[1] = "memory:"; sets[1] = full; labels[1] = "memory+policies";
+        urls[2] = journal;   sets[2] = full; labels[2] = "file+policies";
+        nstores = 3;
+    } else {
+        for (size_t i = 0; i < nstores; i++) {
+            urls[i] = lf_args_nth(&c->args, "store", i);
+            sets[i] = c->policies;
+            labels[i] = urls[i];
+        }
     }
+    /* Keep freed memory in the process between runs (see the top). */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
 
     if (c->json)
         printf("{\"records\":%" PRIu64 ",\"transitions\":%" PRIu64 ",\"stores\":[",
@@ -260,20 +351,20 @@ static int run_bench(lf_cli *c) {
     else
         printf("bench: %" PRIu64 " records x %zu transitions = %" PRIu64
                " transitions per run (time includes the %" PRIu64 " creates); "
-               "memory: best of %" PRIu64 " runs\n",
-               n, NSTEPS, n * NSTEPS, n, runs);
+               "memory: best of %" PRIu64 " runs\n"
+               "  memory: workflows only; +policies: every guard and hook of %s "
+               "plus one no-op hook\n",
+               n, NSTEPS, n * NSTEPS, n, runs, c->policies);
     fflush(stdout);
 
     bench_result res[MAX_STORES];
-    const char *urls[MAX_STORES];
     size_t done = 0;
     for (size_t i = 0; i < nstores; i++) {
-        const char *url = tmpdir[0] ? dflt[i] : lf_args_nth(&c->args, "store", i);
-        unsigned r = strncmp(url, "memory:", 7) == 0 ? (unsigned)runs : 1;
-        rc = bench_store(c, url, (size_t)n, r, &res[i]);
+        unsigned r = strncmp(urls[i], "memory:", 7) == 0 ? (unsigned)runs : 1;
+        rc = bench_store(c, urls[i], sets[i], (size_t)n, r, &res[i]);
         if (rc != LF_EXIT_OK) break;
-        urls[done++] = url;
-        print_result(c, url, (size_t)n, r, &res[i], i == 0);
+        done++;
+        print_result(c, labels[i], (size_t)n, r, &res[i], i == 0);
     }
     if (tmpdir[0]) remove_tmpdir(tmpdir);
 
@@ -285,8 +376,8 @@ static int run_bench(lf_cli *c) {
     } else if (rc == LF_EXIT_OK) {
         printf("memory held by the records:");
         for (size_t i = 0; i < done; i++)
-            printf("%s %.*s %.1f MiB", i ? "," : "", (int)strcspn(urls[i], ":"),
-                   urls[i], (double)res[i].mem_delta / (1024.0 * 1024.0));
+            printf("%s %s %.1f MiB", i ? "," : "", labels[i],
+                   (double)res[i].mem_delta / (1024.0 * 1024.0));
         printf("; peak rss %.1f MiB\n", (double)peak_kib / 1024.0);
         printf("ok: all %" PRIu64 " records closed on every store\n", n);
     }
@@ -306,9 +397,12 @@ const lf_command lf_cmd_bench = {
     "line per store:\n"
     "  memory: 1234567 transitions/s (810 ns/transition)\n"
     "where the time covers the whole workload, creates included, and\n"
-    "transitions = 6 x N. By default runs on memory: (best of R runs, default\n"
-    "5) and on a file: journal in a temporary directory that is removed\n"
-    "afterwards; each --store URL (repeatable) replaces that pair.\n\n"
+    "transitions = 6 x N. By default: memory: with the workflows only,\n"
+    "memory: with every guard and hook of the policy directory plus one no-op\n"
+    "hook (with the guards' evaluation cost and p99), each the best of R runs\n"
+    "(default 5) beside the first, cold-heap run; and a file: journal in a\n"
+    "temporary directory that is removed afterwards. Each --store URL\n"
+    "(repeatable) replaces those, run on the policy directory as it is.\n\n"
     "  --records N          records per run (default 1000)\n"
     "  --runs R             runs on memory: stores; the best is reported\n",
     bench_opts, run_bench

@@ -50,32 +50,20 @@ void lf_buf_reset(lf_buf *b) {
     if (b->p) b->p[0] = '\0';
 }
 
-void lf_buf_add(lf_buf *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap || !b->p) {
-        /* A caller may append a slice of the buffer to itself; growing
-         * moves the memory, so keep the source as an offset. Compared as
-         * integers: relational operators on unrelated pointers are UB. */
-        uintptr_t src = (uintptr_t)p, lo = (uintptr_t)b->p;
-        if (b->p && src >= lo && src < lo + b->cap) {
-            size_t off = (size_t)(src - lo);
-            lf_buf_reserve(b, n);
-            p = b->p + off;
-        } else {
-            lf_buf_reserve(b, n);
-        }
+void lf_buf_add_slow(lf_buf *b, const void *p, size_t n) {
+    /* A caller may append a slice of the buffer to itself; growing moves
+     * the memory, so keep the source as an offset. Compared as integers:
+     * relational operators on unrelated pointers are UB. */
+    uintptr_t src = (uintptr_t)p, lo = (uintptr_t)b->p;
+    if (b->p && src >= lo && src < lo + b->cap) {
+        size_t off = (size_t)(src - lo);
+        lf_buf_reserve(b, n);
+        p = b->p + off;
+    } else {
+        lf_buf_reserve(b, n);
     }
     if (n) memcpy(b->p + b->len, p, n);
     b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void lf_buf_puts(lf_buf *b, const char *s) {
-    lf_buf_add(b, s, strlen(s));
-}
-
-void lf_buf_putc(lf_buf *b, char c) {
-    lf_buf_reserve(b, 1);
-    b->p[b->len++] = c;
     b->p[b->len] = '\0';
 }
 

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct lf_buf {
     char *p;        /* NUL-terminated contents (NULL until first write) */
@@ -19,9 +20,29 @@ typedef struct lf_buf {
 
 void lf_buf_free(lf_buf *b);
 void lf_buf_reset(lf_buf *b);                      /* len = 0, keeps memory */
-void lf_buf_add(lf_buf *b, const void *p, size_t n);
-void lf_buf_puts(lf_buf *b, const char *s);
-void lf_buf_putc(lf_buf *b, char c);
+/* Appends when the buffer must grow (and when p points into it). */
+void lf_buf_add_slow(lf_buf *b, const void *p, size_t n);
+
+/* The appenders are inline: serializers call them for every key and
+ * value, and with the room check inline a literal's strlen folds away and
+ * the common case is one memcpy. */
+static inline void lf_buf_add(lf_buf *b, const void *p, size_t n) {
+    if (b->len + n + 1 > b->cap) { lf_buf_add_slow(b, p, n); return; }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static inline void lf_buf_puts(lf_buf *b, const char *s) {
+    lf_buf_add(b, s, strlen(s));
+}
+
+static inline void lf_buf_putc(lf_buf *b, char c) {
+    if (b->len + 2 > b->cap) { lf_buf_add_slow(b, &c, 1); return; }
+    b->p[b->len++] = c;
+    b->p[b->len] = '\0';
+}
+
 void lf_buf_printf(lf_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 const char *lf_buf_str(const lf_buf *b);           /* "" when empty */

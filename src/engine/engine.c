@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <time.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -96,6 +97,22 @@ void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud) {
 }
 
 void lf_engine_stats(const lf_engine *e, lf_stats *out) { *out = e->stats; }
+
+static const double bounds_us[LF_LATENCY_BUCKETS] = {
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, HUGE_VAL,
+};
+
+double lf_latency_bound_us(int i) {
+    return i >= 0 && i < LF_LATENCY_BUCKETS ? bounds_us[i] : HUGE_VAL;
+}
+
+static void observe_evaluation(lf_stats *st, uint64_t ns) {
+    int i = 0;
+    while (i < LF_LATENCY_BUCKETS - 1 && (double)ns > bounds_us[i] * 1000.0) i++;
+    st->evaluation_hist[i]++;
+    st->evaluations++;
+    st->guard_ns += ns;
+}
 
 /* Loads the policy set; on failure returns NULL with every problem, one
  * per line, in `problems` (no trailing newline). */
@@ -514,12 +531,16 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     lf_verdict v;
     uint64_t t0 = mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
-    e->stats.guard_ns += mono_ns() - t0;
-    e->stats.guard_evals += v.ndecisions;
+    uint64_t took = mono_ns() - t0;
     lf_buf b = LF_BUF_INIT;
-    lf_verdict_json(&v, &b);
     free(t->decisions);
-    t->decisions = lf_buf_steal(&b);
+    t->decisions = NULL;            /* NULL reads as [] */
+    if (v.ndecisions) {
+        observe_evaluation(&e->stats, took);
+        e->stats.guard_evals += v.ndecisions;
+        lf_verdict_json(&v, &b);
+        t->decisions = lf_buf_steal(&b);
+    }
     *merged = v.allow && v.annotations ? merge_annotations(t->metadata, v.annotations) : NULL;
     if (v.allow) { lf_verdict_free(&v); return true; }
     const lf_decision *d = &v.decisions[v.denied_by];

@@ -15,11 +15,22 @@ typedef struct slot {
     size_t nseq, capseq;
 } slot;
 
+/* Lines are never freed one by one, so they live in large chunks: one
+ * allocation per ~64 KiB of log instead of one per entry. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    char data[];
+} chunk;
+
+#define CHUNK_SIZE (64 * 1024 - sizeof(chunk))
+
 struct lf_memdb {
     lf_map by_id;           /* id -> slot, deleted records included: an id
                                is never reused */
     lf_map by_ref;          /* ref -> slot, live records only */
-    char **lines;           /* lines[seq - 1] */
+    chunk *arena;           /* newest first */
+    char **lines;           /* lines[seq - 1], in the arena */
     size_t *lens;
     size_t nlines, caplines;
     char last_hash[LF_HASH_LEN + 1];
@@ -42,7 +53,10 @@ void lf_memdb_free(lf_memdb *db) {
     }
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
-    for (size_t i = 0; i < db->nlines; i++) free(db->lines[i]);
+    for (chunk *c = db->arena, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
     free(db->lines);
     free(db->lens);
     free(db);
@@ -63,21 +77,35 @@ const lf_record *lf_memdb_find_ref(const lf_memdb *db, const char *ref) {
     return s ? s->rec : NULL;
 }
 
-/* The ref a created entry claims. Parsing the initial fields twice (here
- * and in the fold) only costs on create, never on a transition. */
+/* The ref a created entry claims. The engine writes `ref` first and most
+ * refs need no escaping, so read it straight off the text when that is
+ * exactly what is there; anything else goes through the JSON parser. The
+ * fold parses the initial fields anyway, so this only saves a parse. */
 static char *created_ref(const lf_entry *e) {
-    cJSON *o = e->record ? cJSON_Parse(e->record) : NULL;
+    static const char head[] = "{\"ref\":\"";
+    const char *r = e->record;
+    if (r && strncmp(r, head, sizeof head - 1) == 0) {
+        const char *v = r + sizeof head - 1, *end = strpbrk(v, "\"\\");
+        if (end && *end == '"') return strndup(v, (size_t)(end - v));
+    }
+    cJSON *o = r ? cJSON_Parse(r) : NULL;
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "ref");
     char *s = cJSON_IsString(ref) ? strdup(ref->valuestring) : NULL;
     cJSON_Delete(o);
     return s;
 }
 
-lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
-                       size_t errlen) {
+/* The slot an entry names (deleted records included), or NULL. Commit
+ * looks it up once and hands it to both check and apply. */
+static slot *slot_of(const lf_memdb *db, const lf_entry *e) {
+    return e->record_id ? lf_map_get(&db->by_id, e->record_id) : NULL;
+}
+
+static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s,
+                          char *err, size_t errlen) {
     if (e->kind == LF_ENTRY_POLICY_LOADED) return LF_OK;
     if (e->kind == LF_ENTRY_CREATED) {
-        if (lf_map_get(&db->by_id, e->record_id)) {
+        if (s) {
             snprintf(err, errlen, "Record id already exists: %s", e->record_id);
             return LF_CONFLICT;
         }
@@ -93,8 +121,7 @@ lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
         free(ref);
         return other ? LF_DUPLICATE_REF : LF_OK;
     }
-    slot *s = live(db, e->record_id);
-    if (!s) {
+    if (!s || s->rec->deleted) {
         snprintf(err, errlen, "Record not found: %s", e->record_id);
         return LF_NOT_FOUND;
     }
@@ -107,6 +134,11 @@ lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
         return LF_CONFLICT;
     }
     return LF_OK;
+}
+
+lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
+                       size_t errlen) {
+    return check_slot(db, e, slot_of(db, e), err, errlen);
 }
 
 void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
@@ -124,8 +156,17 @@ static int push_line(lf_memdb *db, const char *line, size_t len) {
         db->lens = n;
         db->caplines = cap;
     }
-    char *copy = malloc(len + 1);
-    if (!copy) return -1;
+    chunk *c = db->arena;
+    if (!c || c->cap - c->used < len + 1) {
+        size_t cap = len + 1 > CHUNK_SIZE ? len + 1 : CHUNK_SIZE;
+        if (!(c = malloc(sizeof *c + cap))) return -1;
+        c->next = db->arena;
+        c->used = 0;
+        c->cap = cap;
+        db->arena = c;
+    }
+    char *copy = c->data + c->used;
+    c->used += len + 1;
     memcpy(copy, line, len);
     copy[len] = '\0';
     db->lines[db->nlines] = copy;
@@ -145,17 +186,18 @@ static int push_seq(slot *s, uint64_t seq) {
     return 0;
 }
 
-int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
-                   size_t len, char *err, size_t errlen) {
+/* Folds e into slot s (NULL for created and policy_loaded) and appends
+ * its line; returns the record's slot (NULL for policy_loaded). */
+static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
+                      size_t len, slot **out, char *err, size_t errlen) {
     if (e->seq != db->nlines + 1) {
         snprintf(err, errlen, "seq %llu out of order (expected %llu)",
                  (unsigned long long)e->seq, (unsigned long long)db->nlines + 1);
         return -1;
     }
-    slot *s = NULL;
     if (e->kind == LF_ENTRY_CREATED) {
         lf_record *r = NULL;
-        if (lf_map_get(&db->by_id, e->record_id)) {
+        if (s) {
             snprintf(err, errlen, "record %s created twice", e->record_id);
             return -1;
         }
@@ -171,8 +213,7 @@ int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
         }
         s->rec = r;
     } else if (e->kind != LF_ENTRY_POLICY_LOADED) {
-        s = live(db, e->record_id);
-        if (!s) {
+        if (!s || s->rec->deleted) {
             snprintf(err, errlen, "entry for unknown record %s", e->record_id);
             return -1;
         }
@@ -184,22 +225,27 @@ int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
         return -1;
     }
     memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
+    *out = s;
     return 0;
+}
+
+int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
+                   size_t len, char *err, size_t errlen) {
+    slot *s;
+    return apply_slot(db, e, slot_of(db, e), line, len, &s, err, errlen);
 }
 
 lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
                         char *err, size_t errlen) {
     static __thread lf_buf line;
-    lf_code code = lf_memdb_check(db, e, err, errlen);
+    slot *s = slot_of(db, e);
+    lf_code code = check_slot(db, e, s, err, errlen);
     *rec = NULL;
     if (code != LF_OK) return code;
     lf_memdb_seal(db, e, &line);
-    if (lf_memdb_apply(db, e, line.p, line.len, err, errlen))
+    if (apply_slot(db, e, s, line.p, line.len, &s, err, errlen))
         return LF_INVALID_REQUEST;
-    if (e->record_id) {
-        slot *s = lf_map_get(&db->by_id, e->record_id);
-        *rec = s ? s->rec : NULL;
-    }
+    *rec = s ? s->rec : NULL;
     return LF_OK;
 }
 
