@@ -11,19 +11,21 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := lua5.4 libcjson libevent openssl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKGS    := lua5.4 libcjson libevent openssl hiredis
+# Deferred (=, not :=): on a fresh machine `make test` first runs `deps`,
+# which installs these packages, and only then compiles.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
               -DLF_DATADIR='"$(PREFIX)/share/loopforge"'
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS    := $(PKG_LIBS) -lm
+LIBS    = $(PKG_LIBS) -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/store/*.c src/rules/*.c src/engine/*.c))
-CLI_SRC := $(sort $(wildcard src/cli/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c src/http/*.c))
 LUAMOD_SRC := $(sort $(wildcard src/lua/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 
@@ -87,7 +89,8 @@ bench: deps all
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/loopforge
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/loopforge \
+	    $(DESTDIR)$(PREFIX)/lib/lua/5.4/loopforge $(DESTDIR)$(PREFIX)/share/lua/5.4/loopforge
 	install -m 755 $(B)/loopforge $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(B)/libloopforge.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/libloopforge.so $(DESTDIR)$(PREFIX)/lib/libloopforge.so.0
@@ -95,6 +98,9 @@ install: all
 	install -m 644 src/loopforge.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' contrib/loopforge.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loopforge.pc
+	install -m 755 $(B)/lua/loopforge/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/loopforge/
+	install -m 644 lua/loopforge/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/loopforge/
+	rm -rf $(DESTDIR)$(PREFIX)/share/loopforge/policies $(DESTDIR)$(PREFIX)/share/loopforge/lua
 	cp -R lua policies $(DESTDIR)$(PREFIX)/share/loopforge/
 
 clean:

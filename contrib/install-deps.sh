@@ -3,7 +3,7 @@
 # Runs apt-get as root; as another user it only says what is missing.
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
-libssl-dev libcmocka-dev lua-busted"
+libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

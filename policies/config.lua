@@ -1,6 +1,6 @@
--- config.lua -- settings of the shipped policies and hooks.
+-- config.lua -- settings of the shipped policies, hooks and routes.
 --
--- One entry per policy or hook, by name. Every entry may say
+-- One entry per policy, hook or route, by name. Every entry may say
 --     enabled = false        -- turn it off (it is then never run)
 -- and may override any of the settings the policy declares in its
 -- `defaults`, key by key; a setting not given keeps its default. Naming a
@@ -56,4 +56,29 @@ return {
   ["route-to-review"] = {
     -- enabled = false,
   },
+
+  -- Routes (routes/github.lua): GitHub webhooks become observations. Each
+  -- can be turned off; docs/policies.md ("Routes") describes them.
+  ["issue-opened"] = {},
+  -- issues.assigned, or issues.labeled with this label, queues the issue.
+  ["issue-queued"] = {
+    label = "loopforge:queued",
+  },
+  ["pr-opened"] = {},
+  ["pr-synchronize"] = {},
+  -- Only check suites of these GitHub Apps (slug or name) count as CI;
+  -- empty: every app. If your CI is GitHub Actions and the webhook also
+  -- sends workflow_run, turn one of the two routes off.
+  ["ci-check-suite"] = {
+    apps = {},
+  },
+  -- Only these workflows (by name) count as CI; empty: every workflow.
+  ["ci-workflow-run"] = {
+    workflows = {},
+  },
+  ["check-run"] = {},
+  ["review-submitted"] = {},
+  ["pr-closed"] = {},
+  ["issue-closed"] = {},
+  ["ping"] = {},
 }

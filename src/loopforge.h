@@ -81,12 +81,17 @@ typedef struct lf_result {
     const char *decisions;      /* JSON array text: every guard that was
                                    consulted, [{policy, verdict, reason}] */
     bool dry_run;               /* nothing was committed */
+    bool duplicate;             /* a repeated idempotency key: this is the
+                                   first request's result; nothing changed */
+    const char *violation;      /* an observation the rules would have
+                                   refused: {"rule":…,"reason":…}, or NULL */
 } lf_result;
 
 typedef void lf_result_cb(const lf_result *res, void *arg);
 
 /* The result as a JSON object; caller frees. Keys: success, code, error,
- * previous_state, new_state, record, decisions, dry_run. */
+ * previous_state, new_state, record, decisions, dry_run, duplicate,
+ * violation. */
 char *lf_result_json(const lf_result *res);
 
 typedef struct lf_create_req {
@@ -99,6 +104,7 @@ typedef struct lf_create_req {
     const char *metadata;       /* JSON object, NULL = {} */
     const char *actor;          /* NULL = "anonymous" */
     const char *workflow;       /* NULL = "loopforge" */
+    const char *idempotency_key;    /* a repeat returns the first result */
 } lf_create_req;
 
 typedef struct lf_transition_req {
@@ -112,6 +118,14 @@ typedef struct lf_transition_req {
     bool dry_run;               /* evaluate everything, commit nothing: the
                                    result (and its code) is what a real
                                    request would get now */
+    const char *idempotency_key;    /* a repeat (same key) returns the first
+                                   result and changes nothing, across
+                                   restarts and processes sharing a store */
+    bool observed;              /* a fact, not a request (a webhook saying a
+                                   PR *was* merged): the record follows it
+                                   even where the workflow has no edge or a
+                                   guard denies; the entry then carries a
+                                   `violation` naming the rule and reason */
 } lf_transition_req;
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req,
@@ -183,6 +197,8 @@ typedef struct lf_stats {
      * i-1's bound); the last bucket is unbounded. */
     uint64_t evaluation_hist[LF_LATENCY_BUCKETS];
     uint64_t hooks_run, hook_errors;
+    uint64_t violations;                    /* observations the rules refused */
+    uint64_t duplicates;                    /* repeated idempotency keys */
     uint64_t followups;
     uint64_t reloads_ok, reloads_failed;
 } lf_stats;

@@ -1,7 +1,11 @@
-/* store_helpers.h -- what test_store.c and test_journal.c share: entries
- * built by hand, callbacks that copy what a store hands them (its
- * pointers die with the callback), a deterministic clock, chain checks
- * and temp directories.
+/* store_helpers.h -- what test_store.c, test_journal.c and test_redis.c
+ * share: entries built by hand, callbacks that copy what a store hands
+ * them (its pointers die with the callback), a deterministic clock, chain
+ * checks and temp directories.
+ *
+ * Asynchronous stores (redis) complete on an event base: when t_base is
+ * set, every helper runs it until the callback has fired (t_settle), and
+ * the callbacks count, so a second call for one request is caught.
  *
  * Header-only (static inline functions) because the Makefile builds each
  * tests/test_*.c as its own program. Include after <cmocka.h>. */
@@ -15,8 +19,37 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 
 #include "../src/store/store.h"
+
+/* ---- waiting for asynchronous stores ------------------------------------ */
+
+static struct event_base *t_base;   /* NULL: the store completes inline */
+static bool t_timed_out;
+
+static inline void t_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    t_timed_out = true;
+}
+
+/* Runs the event base until *calls is non-zero (and a little more, so a
+ * callback that fires twice has the chance to). A store that never calls
+ * back fails the test after 30 s instead of hanging it. */
+static inline void t_settle(const int *calls)
+{
+    if (!t_base) return;
+    struct event *dog = evtimer_new(t_base, t_watchdog_cb, NULL);
+    struct timeval tv = {30, 0};
+    t_timed_out = false;
+    evtimer_add(dog, &tv);
+    while (!*calls && !t_timed_out)
+        if (event_base_loop(t_base, EVLOOP_ONCE) != 0) break;
+    event_free(dog);
+    event_base_loop(t_base, EVLOOP_NONBLOCK);
+    if (!*calls) fail_msg("the store never called back");
+}
 
 /* ---- a clock the tests control ----------------------------------------- */
 
@@ -57,8 +90,9 @@ static inline void t_store_cb(lf_code code, const char *err,
                               void *arg)
 {
     t_got *g = arg;
+    int calls = g->calls;
     t_got_reset(g);
-    g->calls = 1;
+    g->calls = calls + 1;
     g->code = code;
     if (err) snprintf(g->err, sizeof g->err, "%s", err);
     if (rec) {
@@ -87,6 +121,7 @@ static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g)
 {
     t_got_reset(g);
     lf_store_commit(s, e, t_store_cb, g);
+    t_settle(&g->calls);
     assert_int_equal(g->calls, 1);
     return g->code;
 }
@@ -173,6 +208,7 @@ static inline lf_code t_get(lf_store *s, const char *id, t_got *g)
 {
     t_got_reset(g);
     lf_store_get(s, id, t_store_cb, g);
+    t_settle(&g->calls);
     assert_int_equal(g->calls, 1);
     return g->code;
 }
@@ -181,6 +217,7 @@ static inline lf_code t_find_ref(lf_store *s, const char *ref, t_got *g)
 {
     t_got_reset(g);
     lf_store_find_by_ref(s, ref, t_store_cb, g);
+    t_settle(&g->calls);
     assert_int_equal(g->calls, 1);
     return g->code;
 }
@@ -194,6 +231,7 @@ typedef struct t_page {
     char (*ids)[LF_ID_LEN + 1];
     char (*updated)[LF_TS_LEN + 1];
     char *cursor;                   /* NULL on the last page */
+    char err[512];
 } t_page;
 
 static inline void t_page_reset(t_page *p)
@@ -209,9 +247,10 @@ static inline void t_list_cb(lf_code code, const char *error,
                              const char *next_cursor, void *arg)
 {
     t_page *p = arg;
-    (void)error;
+    int calls = p->calls;
     t_page_reset(p);
-    p->calls = 1;
+    p->calls = calls + 1;
+    if (error) snprintf(p->err, sizeof p->err, "%s", error);
     p->code = code;
     p->n = n;
     p->ids = calloc(n + 1, sizeof *p->ids);
@@ -231,6 +270,7 @@ static inline void t_list(lf_store *s, const char *state, const char *repo,
     q.cursor = cur;
     t_page_reset(p);
     lf_store_list(s, &q, t_list_cb, p);
+    t_settle(&p->calls);
     free(cur);
     assert_int_equal(p->calls, 1);
     assert_int_equal(p->code, LF_OK);
@@ -252,6 +292,7 @@ typedef struct t_audit {
     char **lines;                   /* NUL-terminated copies */
     size_t *lens;
     uint64_t last_seq;
+    char err[512];
 } t_audit;
 
 static inline void t_audit_reset(t_audit *a)
@@ -267,9 +308,10 @@ static inline void t_audit_cb(lf_code code, const char *error,
                               size_t n, uint64_t last_seq, void *arg)
 {
     t_audit *a = arg;
-    (void)error;
+    int calls = a->calls;
     t_audit_reset(a);
-    a->calls = 1;
+    a->calls = calls + 1;
+    if (error) snprintf(a->err, sizeof a->err, "%s", error);
     a->code = code;
     a->n = n;
     a->last_seq = last_seq;
@@ -286,6 +328,7 @@ static inline void t_audit_page(lf_store *s, const char *id, uint64_t after,
 {
     t_audit_reset(a);
     lf_store_audit(s, id, after, limit, t_audit_cb, a);
+    t_settle(&a->calls);
     assert_int_equal(a->calls, 1);
     assert_int_equal(a->code, LF_OK);
 }

@@ -205,7 +205,8 @@ static void json_round_trip_and_key_order(void **state) {
     assert_string_equal(j1, j2);
     static const char *keys[] = {"record_id", "ref", "ref_number", "repo", "pr_url",
         "pr_number", "state", "auto_merge", "ci_status", "transitions", "labels",
-        "created_at", "updated_at", "closed_at", "workflow", "version", "metadata"};
+        "created_at", "updated_at", "closed_at", "workflow", "version", "metadata",
+        "aliases"};
     cJSON *o = cJSON_Parse(j1);
     const cJSON *k = o->child;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++, k = k->next) {
@@ -495,6 +496,119 @@ static void actors_and_chain(void **state) {
     assert_int_equal((uint64_t)c.actors, c.c.count);
 }
 
+/* A repeated idempotency key answers with the first result and writes
+ * nothing, for successes and refusals alike. */
+static void idempotency(void **state) {
+    lf_engine *e = *state;
+    const char *id0 = new_record(e, "ref-idem");
+    char id[LF_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", id0);
+    lf_transition_req t = {.id = id, .to = "task_queued", .trigger = "x",
+                           .actor = "w", .idempotency_key = "delivery-1"};
+    res a = {0}, b = {0};
+    lf_engine_transition(e, &t, res_keep, &a);
+    assert_true(a.success);
+    size_t n = audit_len(e);
+    lf_engine_transition(e, &t, res_keep, &b);
+    assert_true(b.success);
+    assert_non_null(strstr(b.json, "\"duplicate\":true"));
+    assert_string_equal(b.prev, "issue_created");
+    assert_string_equal(b.next, "task_queued");
+    assert_int_equal(b.rec->version, 2);
+    assert_int_equal(audit_len(e), n);
+    res_clear(&a); res_clear(&b);
+    /* The same key for another request still means "already done". */
+    t.to = "pr_created";
+    lf_engine_transition(e, &t, res_keep, &b);
+    assert_true(b.success);
+    assert_string_equal(b.next, "task_queued");
+    assert_int_equal(audit_len(e), n);
+    res_clear(&b);
+    /* A refused attempt repeats as the same refusal. */
+    lf_transition_req bad = {.id = id, .to = "merged", .trigger = "x",
+                             .idempotency_key = "delivery-2"};
+    lf_engine_transition(e, &bad, res_keep, &a);
+    assert_int_equal(a.code, LF_INVALID_TRANSITION);
+    n = audit_len(e);
+    lf_engine_transition(e, &bad, res_keep, &b);
+    assert_int_equal(b.code, LF_INVALID_TRANSITION);
+    assert_string_equal(a.error, b.error);
+    assert_non_null(strstr(b.json, "\"duplicate\":true"));
+    assert_int_equal(audit_len(e), n);
+    res_clear(&a); res_clear(&b);
+    /* Creates too. */
+    lf_create_req c = {.ref = "ref-idem-2", .idempotency_key = "delivery-3"};
+    a = do_create(e, &c);
+    b = do_create(e, &c);
+    assert_true(a.success && b.success);
+    assert_string_equal(a.rec->id, b.rec->id);
+    assert_non_null(strstr(b.json, "\"duplicate\":true"));
+    res_clear(&a); res_clear(&b);
+    lf_stats st;
+    lf_engine_stats(e, &st);
+    assert_int_equal(st.duplicates, 4);
+}
+
+/* An observation follows reality where a request would be refused, and
+ * says what it violated. */
+static void observation_records_violation(void **state) {
+    lf_engine *e = *state;
+    const char *id0 = new_record(e, "ref-obs");
+    char id[LF_ID_LEN + 1];
+    snprintf(id, sizeof id, "%s", id0);
+    lf_transition_req t = {.id = id, .to = "merged", .trigger = "pr.merged",
+                           .actor = "github:octocat", .observed = true};
+    res r = {0};
+    lf_engine_transition(e, &t, res_keep, &r);
+    assert_true(r.success);
+    assert_string_equal(r.rec->state, "merged");
+    assert_non_null(strstr(r.json, "\"violation\":{\"rule\":\"workflow:loopforge\","
+                                   "\"reason\":\"Invalid transition: issue_created"));
+    res_clear(&r);
+    lf_stats st;
+    lf_engine_stats(e, &st);
+    assert_int_equal(st.violations, 1);
+    /* A request for the same edge elsewhere is still refused. */
+    const char *other = new_record(e, "ref-obs-2");
+    r = do_transition(e, other, "merged", "x", NULL, "w");
+    assert_int_equal(r.code, LF_INVALID_TRANSITION);
+    res_clear(&r);
+}
+
+/* Aliases from metadata find the record like its ref; the newest claim
+ * of an alias wins; a deleted record releases its aliases. */
+static void aliases_find_records(void **state) {
+    lf_engine *e = *state;
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+    snprintf(a, sizeof a, "%s", new_record(e, "ref-al-a"));
+    snprintf(b, sizeof b, "%s", new_record(e, "ref-al-b"));
+    res r = do_transition(e, a, "task_queued", "x", "{\"aliases\":[\"pr:o/r#2\",\"sha:abc\"]}", "w");
+    assert_true(r.success);
+    assert_int_equal(r.rec->naliases, 2);
+    res_clear(&r);
+    res f = {0};
+    lf_engine_find_by_ref(e, "pr:o/r#2", res_keep, &f);
+    assert_true(f.success);
+    assert_string_equal(f.rec->id, a);
+    res_clear(&f);
+    r = do_transition(e, b, "task_queued", "x", "{\"aliases\":[\"sha:abc\"]}", "w");
+    res_clear(&r);
+    lf_engine_find_by_ref(e, "sha:abc", res_keep, &f);
+    assert_string_equal(f.rec->id, b);
+    res_clear(&f);
+    r = do_transition(e, a, "pr_created", "x", "{\"aliases\":[\"\"]}", "w");
+    assert_int_equal(r.code, LF_INVALID_REQUEST);
+    res_clear(&r);
+    lf_engine_delete(e, a, "admin", res_keep, &f);
+    res_clear(&f);
+    lf_engine_find_by_ref(e, "pr:o/r#2", res_keep, &f);
+    assert_int_equal(f.code, LF_NOT_FOUND);
+    res_clear(&f);
+    lf_engine_find_by_ref(e, "sha:abc", res_keep, &f);
+    assert_string_equal(f.rec->id, b);
+    res_clear(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
@@ -513,6 +627,9 @@ int main(void) {
         cmocka_unit_test(list_by_state),
         cmocka_unit_test_setup_teardown(delete_semantics, setup, teardown),
         cmocka_unit_test_setup_teardown(actors_and_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(observation_records_violation, setup, teardown),
+        cmocka_unit_test_setup_teardown(aliases_find_records, setup, teardown),
     };
     return cmocka_run_group_tests_name("engine", tests, make_bare, remove_bare);
 }

@@ -228,14 +228,14 @@ static void expect_eval(lf_rules *r, const lf_record *rec, const char *to, const
 static void test_shipped_set(void **state) {
     (void)state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    assert_int_equal(lf_rules_nfiles(r), 9);
+    assert_int_equal(lf_rules_nfiles(r), 10);        /* and routes/github.lua */
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
     for (size_t i = 0; i < NSHIPPED; i++) {
         char p[128];
         snprintf(p, sizeof p, "policies/%s", SHIPPED[i]);
         assert_string_equal(lf_rules_file_at(r, (int)i + 1), p);
     }
-    assert_string_equal(lf_rules_file_at(r, 8), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
 
     static const char *const guards[][2] = {
         {"blocking-labels", "to=merged"},
@@ -393,14 +393,14 @@ static void test_lint_config(void **state) {
         "}\n");
     expect_errors(d,
         "%s/config.lua:2: config for 'a': enabled must be true or false\n"
-        "%s/config.lua:3: config for unknown policy or hook 'nope'\n"
+        "%s/config.lua:3: config for unknown policy, hook or route 'nope'\n"
         "%s/config.lua:4: config for 'b' must be a table of settings\n"
         "%s/config.lua:6: config for 'c': setting 'limit' must be a number "
         "(like its default), not a string\n"
         "%s/config.lua:7: config for 'c': unknown setting 'limt'\n");
     put(d, "config.lua", "-- nothing\nreturn 5\n");
     expect_errors(d, "%s/config.lua:2: config.lua must return a table of settings keyed "
-                     "by policy or hook name\n");
+                     "by policy, hook or route name\n");
 }
 
 /* validate(cfg) refuses settings at load, pointing at where they came

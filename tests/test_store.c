@@ -1,10 +1,13 @@
 /* test_store.c -- the store conformance suite.
  *
  * Every test runs once per backend: the cmocka state names the URL
- * ("memory:" or "file:"; the file: setup gives each test its own journal
- * in a fresh temp directory). A new backend is done when it passes this
- * file unchanged. The entries are built by hand, the way the engine
- * builds them, so the suite tests the store and nothing above it. */
+ * ("memory:", "file:" or "redis"; the file: setup gives each test its own
+ * journal in a fresh temp directory; the redis leg runs on a private
+ * redis-server this file starts on a unix socket, flushed before each
+ * test, and on an event base the helpers run until each callback fires).
+ * A new backend is done when it passes this file unchanged. The entries
+ * are built by hand, the way the engine builds them, so the suite tests
+ * the store and nothing above it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,13 +15,31 @@
 #include <cmocka.h>
 
 #include "store_helpers.h"
+#include "redis_helpers.h"
+
+static t_redis server;              /* the redis leg's, for the whole run */
 
 typedef struct fixture {
-    const char *scheme;             /* "memory:" or "file:" */
+    const char *scheme;             /* "memory:", "file:" or "redis" */
     char *dir;                      /* file: only */
     char *url;
+    struct event_base *base;        /* redis only */
     lf_store *s;
 } fixture;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    t_redis_start(&server);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    t_redis_free(&server);
+    return 0;
+}
 
 static int setup(void **state)
 {
@@ -31,10 +52,14 @@ static int setup(void **state)
     if (strcmp(f->scheme, "file:") == 0) {
         f->dir = t_tmpdir();
         assert_true(asprintf(&f->url, "file:%s/var/store.journal", f->dir) > 0);
+    } else if (strcmp(f->scheme, "redis") == 0) {
+        t_redis_ok(&server, "FLUSHALL");
+        f->url = strdup(server.url);
+        assert_non_null(t_base = f->base = event_base_new());
     } else {
         f->url = strdup(f->scheme);
     }
-    f->s = lf_store_open(f->url, NULL, &code, err, sizeof err);
+    f->s = lf_store_open(f->url, f->base, &code, err, sizeof err);
     if (!f->s) fail_msg("open %s: %s", f->url, err);
     assert_int_equal(code, LF_OK);
     *state = f;
@@ -45,6 +70,8 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     lf_store_free(f->s);
+    if (f->base) event_base_free(f->base);
+    t_base = NULL;
     if (f->dir) t_rmtree(f->dir);
     free(f->dir);
     free(f->url);
@@ -546,6 +573,7 @@ static void audit_per_record(void **state)
     /* An id the store never saw. */
     t_id(id, 77);
     lf_store_audit(s, id, 0, 0, t_audit_cb, &a);
+    t_settle(&a.calls);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.code, LF_NOT_FOUND);
     t_audit_reset(&a);
@@ -604,28 +632,148 @@ static void refusals_keep_seq_contiguous(void **state)
     t_got_reset(&g);
 }
 
-/* Each test twice: once per backend, named after it. */
-#define BOTH(f) \
+/* ---- idempotency keys and aliases ------------------------------------- */
+
+static lf_code t_find_key(lf_store *s, const char *key, t_got *g)
+{
+    t_got_reset(g);
+    lf_store_find_key(s, key, t_store_cb, g);
+    t_settle(&g->calls);
+    assert_int_equal(g->calls, 1);
+    return g->code;
+}
+
+/* A key is spent by the entry that carries it, whatever its kind; the
+ * refusal costs no seq; find_key answers with that entry and the record
+ * as it is now. */
+static void idempotency_key_once(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+    lf_entry e = {0};
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    e.record_id = id;
+    e.kind = LF_ENTRY_TRANSITION;
+    e.version = 2;
+    e.from_state = "issue_created";
+    e.to_state = "task_queued";
+    e.trigger = "github.delivery";
+    e.actor = "tester";
+    e.idempotency_key = "delivery-1";
+    t_stamp(e.timestamp);
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(g.seq, 2);
+
+    /* The same delivery again, even as another kind of entry. */
+    e.version = 3;
+    e.from_state = "task_queued";
+    e.to_state = "pr_created";
+    t_stamp(e.timestamp);
+    assert_int_equal(t_commit(s, &e, &g), LF_CONFLICT);
+    assert_non_null(strstr(g.err, "delivery-1"));
+    e.kind = LF_ENTRY_POLICY_LOADED;
+    e.record_id = NULL;
+    e.policy_set = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal(t_commit(s, &e, &g), LF_CONFLICT);
+
+    assert_int_equal(t_find_key(s, "delivery-1", &g), LF_OK);
+    assert_int_equal(g.seq, 2);
+    assert_true(g.has_rec);
+    assert_string_equal(g.id, id);
+    assert_string_equal(g.state, "task_queued");
+    assert_int_equal(t_find_key(s, "delivery-2", &g), LF_NOT_FOUND);
+
+    /* A global entry with a key: found, with no record. */
+    e.idempotency_key = "reload-7";
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(g.seq, 3);         /* the refusals cost nothing */
+    assert_int_equal(t_find_key(s, "reload-7", &g), LF_OK);
+    assert_int_equal(g.seq, 3);
+    assert_false(g.has_rec);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 3);
+    t_got_reset(&g);
+}
+
+static lf_code t_add_alias(lf_store *s, const char *id, const char *alias,
+                           uint64_t version, t_got *g)
+{
+    char changes[128];
+    lf_entry e = {0};
+    snprintf(changes, sizeof changes, "{\"aliases\":[\"%s\"]}", alias);
+    e.record_id = id;
+    e.kind = LF_ENTRY_TRANSITION;
+    e.version = version + 1;
+    e.from_state = version % 2 ? "issue_created" : "task_queued";
+    e.to_state = version % 2 ? "task_queued" : "issue_created";
+    e.trigger = "pr.opened";
+    e.actor = "tester";
+    e.changes = changes;
+    t_stamp(e.timestamp);
+    return t_commit(s, &e, g);
+}
+
+/* find_by_ref by alias: the record that added it last, while it lives. */
+static void aliases_find_records(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+
+    t_id(a, 1);
+    t_id(b, 2);
+    assert_int_equal(t_create(s, a, "ra", "acme/app", &g), LF_OK);
+    assert_int_equal(t_create(s, b, "rb", "acme/app", &g), LF_OK);
+    assert_int_equal(t_add_alias(s, a, "pr:acme/app#5", 1, &g), LF_OK);
+    assert_int_equal(t_find_ref(s, "pr:acme/app#5", &g), LF_OK);
+    assert_string_equal(g.id, a);
+    assert_non_null(strstr(g.json, "\"aliases\":[\"pr:acme/app#5\"]"));
+    assert_int_equal(t_find_ref(s, "ra", &g), LF_OK);   /* the ref still works */
+    assert_string_equal(g.id, a);
+
+    /* The latest claim wins. */
+    assert_int_equal(t_add_alias(s, b, "pr:acme/app#5", 1, &g), LF_OK);
+    assert_int_equal(t_find_ref(s, "pr:acme/app#5", &g), LF_OK);
+    assert_string_equal(g.id, b);
+    /* An alias is taken like a ref: no new record may claim it as one. */
+    assert_int_equal(t_create(s, "loop-00000000000000ff", "pr:acme/app#5",
+                              "acme/app", &g), LF_DUPLICATE_REF);
+
+    /* A tombstone releases what names it. */
+    assert_int_equal(t_delete(s, b, "task_queued", 2, &g), LF_OK);
+    assert_int_equal(t_find_ref(s, "pr:acme/app#5", &g), LF_NOT_FOUND);
+    assert_int_equal(t_find_ref(s, "rb", &g), LF_NOT_FOUND);
+    assert_int_equal(t_find_ref(s, "ra", &g), LF_OK);
+    t_got_reset(&g);
+}
+
+/* Each test once per backend, named after it. */
+#define EACH(f) \
     {"memory: " #f, f, setup, teardown, (void *)"memory:"}, \
-    {"file: " #f, f, setup, teardown, (void *)"file:"}
+    {"file: " #f, f, setup, teardown, (void *)"file:"}, \
+    {"redis: " #f, f, setup, teardown, (void *)"redis"}
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(create_then_get),
-        BOTH(duplicate_id_refused),
-        BOTH(duplicate_ref_refused),
-        BOTH(malformed_create_refused),
-        BOTH(transition_cas),
-        BOTH(transition_unknown_id),
-        BOTH(denied_changes_nothing),
-        BOTH(delete_leaves_audit),
-        BOTH(list_by_state),
-        BOTH(list_pagination),
-        BOTH(audit_pages),
-        BOTH(audit_per_record),
-        BOTH(chain_verifies),
-        BOTH(refusals_keep_seq_contiguous),
+        EACH(create_then_get),
+        EACH(duplicate_id_refused),
+        EACH(duplicate_ref_refused),
+        EACH(malformed_create_refused),
+        EACH(transition_cas),
+        EACH(transition_unknown_id),
+        EACH(denied_changes_nothing),
+        EACH(delete_leaves_audit),
+        EACH(list_by_state),
+        EACH(list_pagination),
+        EACH(audit_pages),
+        EACH(audit_per_record),
+        EACH(chain_verifies),
+        EACH(refusals_keep_seq_contiguous),
+        EACH(idempotency_key_once),
+        EACH(aliases_find_records),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -237,11 +237,12 @@ end
 ---
 ---   kit.policy_dir{
 ---     from    = DIR,           -- where to copy from (default kit.policies)
----     shipped = false,         -- true: also copy DIR's guards/ and hooks/;
+---     shipped = false,         -- true: also copy DIR's guards/, hooks/, routes/;
 ---                              -- a list ("guards/merge-freeze.lua", ...):
 ---                              -- copy just those files
 ---     guards  = { name = source, ... },   -- written to guards/name.lua
 ---     hooks   = { name = source, ... },   -- written to hooks/name.lua
+---     routes  = { name = source, ... },   -- written to routes/name.lua
 ---     lib     = { name = source, ... },   -- written to lib/name.lua
 ---     config  = table | source,           -- table: with shipped = true,
 ---                                         -- merged over DIR's config.lua
@@ -267,7 +268,7 @@ function kit.policy_dir(opts)
     end
   end
   if opts.shipped == true then
-    for _, sub in ipairs{ "guards", "hooks" } do
+    for _, sub in ipairs{ "guards", "hooks", "routes" } do
       if is_dir(from .. "/" .. sub) then
         mkdir_p(d.path .. "/" .. sub)
         copy_tree(from .. "/" .. sub, d.path .. "/" .. sub)
@@ -282,6 +283,7 @@ function kit.policy_dir(opts)
   end
   add_sources(d, "guards", opts.guards)
   add_sources(d, "hooks", opts.hooks)
+  add_sources(d, "routes", opts.routes)
   add_sources(d, "lib", opts.lib)
   -- config.lua may only name policies that are loaded (anything else is
   -- a lint error), so the directory's own settings come along only with
@@ -310,9 +312,9 @@ local owned = setmetatable({}, { __mode = "k" })
 ---   kit.engine()                                  -- the repository's policies
 ---   kit.engine{ policies = DIR }                  -- another directory, as is
 ---   kit.engine{ config = { ["ci-retry-budget"] = { max_retries = 1 } } }
----   kit.engine{ guards = {...}, hooks = {...}, shipped = false }
+---   kit.engine{ guards = {...}, hooks = {...}, routes = {...}, shipped = false }
 ---
---- With config, guards, hooks or lib, the engine runs on a temporary copy
+--- With config, guards, hooks, routes or lib, the engine runs on a temporary copy
 --- (see kit.policy_dir; shipped defaults to true here, so the repository's
 --- policies stay loaded unless shipped = false). instructions and memory
 --- set the Lua budgets. Returns the engine and the directory handle (nil
@@ -321,11 +323,13 @@ local owned = setmetatable({}, { __mode = "k" })
 function kit.engine(opts)
   opts = opts or {}
   local dir, handle = opts.policies or kit.policies, nil
-  if opts.config or opts.guards or opts.hooks or opts.lib or opts.shipped ~= nil then
+  if opts.config or opts.guards or opts.hooks or opts.routes or opts.lib
+     or opts.shipped ~= nil then
     local shipped = opts.shipped
     if shipped == nil then shipped = true end
     handle = kit.policy_dir{ from = dir, shipped = shipped, guards = opts.guards,
-                             hooks = opts.hooks, lib = opts.lib, config = opts.config }
+                             hooks = opts.hooks, routes = opts.routes, lib = opts.lib,
+                             config = opts.config }
     dir = handle.path
   end
   local eng, err = core.engine{ policies = dir, store = opts.store or "memory:",
@@ -469,6 +473,52 @@ function kit.to_state(eng, id, state, opts)
     if not ok then error((tostring(err):gsub("^kit%.walk", "kit.to_state")), 2) end
   end
   error("kit.to_state: record " .. id .. " never reached " .. state, 2)
+end
+
+---------------------------------------------------------------------------
+-- Webhooks: routes and deliveries
+---------------------------------------------------------------------------
+
+-- Where kit.fixture finds webhook payloads: $LOOPFORGE_FIXTURES, else the
+-- shared GitHub examples next to the repository.
+kit.fixtures = os.getenv("LOOPFORGE_FIXTURES") or "../shared/fixtures/github"
+
+--- The bytes of a webhook payload file, kit.fixtures/NAME.json, and its
+--- event name (the part of NAME before the first dot, as the fixtures
+--- are named: "pull_request.opened" -> "pull_request").
+function kit.fixture(name)
+  local path = kit.fixtures .. "/" .. name .. ".json"
+  local body, err = read_file(path)
+  if not body then error("kit.fixture: " .. tostring(err), 2) end
+  return body, name:match("^[^.]+")
+end
+
+--- Delivers a webhook as `loopforge serve` does once the signature
+--- checks out: eng:route(event, payload, delivery), then each request in
+--- order -- a create as it is; a transition to the record its ref (or
+--- alias) names, as an observation, or a not_found result if no record
+--- has that ref. With a delivery id, request i carries the idempotency
+--- key "<delivery>:<i>", so a redelivery changes nothing. Returns the
+--- routing ({ requests, ignored, error }) and one result per request.
+function kit.deliver(eng, event, payload, delivery)
+  local routed = eng:route(event, payload, delivery)
+  local results = {}
+  for i, q in ipairs(routed.requests) do
+    local key = delivery and (delivery .. ":" .. i) or nil
+    if q.op == "create" then
+      results[i] = eng:create{ ref = q.ref, repo = q.repo, ref_number = q.ref_number,
+                               labels = q.labels, metadata = q.metadata, actor = q.actor,
+                               idempotency_key = key }
+    else
+      local found = eng:find_by_ref(q.ref)
+      results[i] = found.success
+        and eng:transition(found.record.record_id, q.to, q.trigger,
+                           { actor = q.actor, metadata = q.metadata, observed = true,
+                             idempotency_key = key })
+        or found
+    end
+  end
+  return routed, results
 end
 
 ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 
 /* ---- lint ------------------------------------------------------------ */
 
-/* A JSON array of the names of the loaded guards or hooks. */
+/* A JSON array of the names of the loaded guards, hooks or routes. */
 static void rule_names(const lf_rules *r, lf_rule_kind kind, lf_buf *b) {
     lf_buf_putc(b, '[');
     for (int i = 0; i < lf_rules_count(r, kind); i++) {
@@ -54,6 +54,8 @@ static int run_lint(lf_cli *c) {
         rule_names(r, LF_RULE_GUARD, &b);
         lf_buf_puts(&b, ",\"hooks\":");
         rule_names(r, LF_RULE_HOOK, &b);
+        lf_buf_puts(&b, ",\"routes\":");
+        rule_names(r, LF_RULE_ROUTE, &b);
         lf_buf_putc(&b, '}');
         lf_cli_puts_free(lf_buf_steal(&b));
         lf_buf_free(&b);
@@ -76,40 +78,9 @@ const lf_command lf_cmd_lint = {
 
 /* ---- policies -------------------------------------------------------- */
 
-static void rules_json(const lf_rules *r, lf_rule_kind kind, lf_buf *b) {
-    lf_buf_putc(b, '[');
-    for (int i = 0; i < lf_rules_count(r, kind); i++) {
-        lf_rule_info in;
-        lf_rules_info(r, kind, i, &in);
-        lf_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-        lf_buf_json_str(b, in.name);
-        lf_buf_puts(b, ",\"file\":");
-        lf_buf_json_str(b, in.file);
-        lf_buf_printf(b, ",\"line\":%d,\"on\":", in.line);
-        lf_buf_json_str(b, in.on);
-        lf_buf_puts(b, ",\"description\":");
-        lf_buf_json_str(b, in.description);
-        lf_buf_puts(b, in.enabled ? ",\"enabled\":true}" : ",\"enabled\":false}");
-    }
-    lf_buf_putc(b, ']');
-}
-
 static void policies_json(const lf_rules *r) {
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"generation\":");
-    lf_buf_json_str(&b, lf_rules_generation(r));
-    lf_buf_puts(&b, ",\"workflows\":[");
-    for (int i = 0; i < lf_rules_nworkflows(r); i++) {
-        const lf_workflow *wf = lf_rules_workflow_at(r, i);
-        lf_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
-        lf_buf_json_str(&b, wf->name);
-        lf_buf_printf(&b, ",\"states\":%d,\"edges\":%d}", wf->nstates, wf->nedges);
-    }
-    lf_buf_puts(&b, "],\"guards\":");
-    rules_json(r, LF_RULE_GUARD, &b);
-    lf_buf_puts(&b, ",\"hooks\":");
-    rules_json(r, LF_RULE_HOOK, &b);
-    lf_buf_putc(&b, '}');
+    lf_rules_json(r, &b);
     lf_cli_puts_free(lf_buf_steal(&b));
 }
 
@@ -148,18 +119,19 @@ static int run_policies(lf_cli *c) {
         }
         rules_text(r, LF_RULE_GUARD, "guards");
         rules_text(r, LF_RULE_HOOK, "hooks");
+        rules_text(r, LF_RULE_ROUTE, "routes");
     }
     lf_rules_free(r);
     return LF_EXIT_OK;
 }
 
 const lf_command lf_cmd_policies = {
-    "policies", "list the loaded workflows, guards and hooks",
+    "policies", "list the loaded workflows, guards, hooks and routes",
     "Usage: loopforge policies\n\n"
     "Loads the policy directory and lists its generation id, workflows,\n"
-    "guards and hooks in evaluation order, each with its filter and where\n"
-    "it is defined (--json: the same as an object). A directory that does\n"
-    "not load exits 2 with every problem, as `lint` does.\n",
+    "guards, hooks and routes in evaluation order, each with its filter and\n"
+    "where it is defined (--json: the same as an object). A directory that\n"
+    "does not load exits 2 with every problem, as `lint` does.\n",
     NULL, run_policies
 };
 

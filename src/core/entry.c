@@ -54,6 +54,14 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
         lf_buf_puts(b, ",\"changes\":");
         lf_buf_puts(b, e->changes);
     }
+    if (e->violation) {
+        lf_buf_puts(b, ",\"violation\":");
+        lf_buf_puts(b, e->violation);
+    }
+    if (e->idempotency_key) {
+        lf_buf_puts(b, ",\"idempotency_key\":");
+        lf_buf_json_str(b, e->idempotency_key);
+    }
     lf_buf_puts(b, ",\"prev\":\"");
     lf_buf_add(b, e->prev, LF_HASH_LEN);
     lf_buf_puts(b, "\"}");
@@ -170,8 +178,15 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
         get_doc(root, "metadata", 0, 0, &doc->metadata, err, errlen) ||
         get_doc(root, "decisions", 1, 0, &doc->decisions, err, errlen) ||
         get_doc(root, "record", 0, 1, &doc->record, err, errlen) ||
-        get_doc(root, "changes", 0, 1, &doc->changes, err, errlen))
+        get_doc(root, "changes", 0, 1, &doc->changes, err, errlen) ||
+        get_doc(root, "violation", 0, 1, &doc->violation, err, errlen))
         goto bad;
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(root, "idempotency_key");
+    if (key && !cJSON_IsString(key)) {
+        fail(err, errlen, "wrong type for", "idempotency_key");
+        goto bad;
+    }
+    e->idempotency_key = key ? key->valuestring : NULL;
     int k = lf_entry_kind_parse(kind);
     if (k < 0) { fail(err, errlen, "unknown kind", kind); goto bad; }
     e->kind = (lf_entry_kind)k;
@@ -196,6 +211,7 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
     e->decisions = doc->decisions;
     e->record = doc->record;
     e->changes = doc->changes;
+    e->violation = doc->violation;
     return 0;
 bad_type:
     fail(err, errlen, "not a JSON object", NULL);
@@ -210,6 +226,7 @@ void lf_entry_doc_free(lf_entry_doc *doc) {
     cJSON_free(doc->decisions);
     cJSON_free(doc->record);
     cJSON_free(doc->changes);
+    cJSON_free(doc->violation);
     memset(doc, 0, sizeof *doc);
 }
 

@@ -11,7 +11,8 @@
  *
  * The line layout (keys in this order; optional keys omitted when absent):
  *   seq record_id kind version from_state to_state trigger actor timestamp
- *   metadata decisions policy_set [record] [changes] prev hash
+ *   metadata decisions policy_set [record] [changes] [violation]
+ *   [idempotency_key] prev hash
  */
 #ifndef LF_ENTRY_H
 #define LF_ENTRY_H
@@ -54,7 +55,10 @@ typedef struct lf_entry {
     const char *record;             /* created: initial fields (JSON object) */
     const char *changes;            /* record fields this entry sets (JSON
                                        object: closed_at, pr_url, pr_number,
-                                       ci_status, labels), or NULL */
+                                       ci_status, labels, aliases), or NULL */
+    const char *violation;          /* an observation the rules refused:
+                                       {"rule":…,"reason":…}, or NULL */
+    const char *idempotency_key;    /* the request's key, or NULL */
     char prev[LF_HASH_LEN + 1];
     char hash[LF_HASH_LEN + 1];
 } lf_entry;
@@ -73,7 +77,7 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line);
 typedef struct lf_entry_doc {
     lf_entry e;
     void *json;                 /* cJSON root */
-    char *metadata, *decisions, *record, *changes;  /* normalized text */
+    char *metadata, *decisions, *record, *changes, *violation;  /* normalized */
 } lf_entry_doc;
 
 /* Parses one line. Returns 0, or -1 with a message in err. The strict

@@ -53,7 +53,21 @@ void lf_record_free(lf_record *r) {
     free(r->hist);
     free(r->ref); free(r->repo); free(r->pr_url); free(r->state);
     free(r->ci_status); free(r->labels); free(r->workflow); free(r->metadata);
+    for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
+    free(r->aliases);
     free(r);
+}
+
+/* Adds an alias unless the record has it already. */
+static int alias_add(lf_record *r, const char *a) {
+    for (size_t i = 0; i < r->naliases; i++)
+        if (strcmp(r->aliases[i], a) == 0) return 0;
+    char **n = realloc(r->aliases, (r->naliases + 1) * sizeof *n);
+    if (!n) return -1;
+    r->aliases = n;
+    if (!(n[r->naliases] = strdup(a))) return -1;
+    r->naliases++;
+    return 0;
 }
 
 lf_record *lf_record_dup(const lf_record *s) {
@@ -65,6 +79,9 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->pr_url = xstrdup(s->pr_url); r->state = xstrdup(s->state);
     r->ci_status = xstrdup(s->ci_status); r->labels = xstrdup(s->labels);
     r->workflow = xstrdup(s->workflow); r->metadata = xstrdup(s->metadata);
+    r->aliases = NULL; r->naliases = 0;
+    for (size_t i = 0; i < s->naliases; i++)
+        if (alias_add(r, s->aliases[i])) { lf_record_free(r); return NULL; }
     for (size_t i = 0; i < s->nhist; i++) {
         const lf_hist *h = &s->hist[i];
         lf_hist c;
@@ -150,8 +167,15 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err,
  * that a bad entry leaves the record untouched. */
 typedef struct changes {
     cJSON *json;
-    const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels;
+    const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels, *aliases;
 } changes;
+
+static int string_array(const cJSON *a) {
+    const cJSON *it;
+    if (!cJSON_IsArray(a)) return 0;
+    cJSON_ArrayForEach(it, a) if (!cJSON_IsString(it) || !it->valuestring[0]) return 0;
+    return 1;
+}
 
 static int changes_parse(const char *text, changes *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
@@ -163,13 +187,15 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
     c->pr_number = cJSON_GetObjectItemCaseSensitive(c->json, "pr_number");
     c->ci_status = cJSON_GetObjectItemCaseSensitive(c->json, "ci_status");
     c->labels = cJSON_GetObjectItemCaseSensitive(c->json, "labels");
+    c->aliases = cJSON_GetObjectItemCaseSensitive(c->json, "aliases");
     int64_t n, us;
     if ((c->closed_at && (!cJSON_IsString(c->closed_at) ||
                           lf_ts_parse(c->closed_at->valuestring, &us))) ||
         (c->pr_url && !cJSON_IsString(c->pr_url) && !cJSON_IsNull(c->pr_url)) ||
         (c->pr_number && !cJSON_IsNull(c->pr_number) && get_int(c->pr_number, &n)) ||
         (c->ci_status && !cJSON_IsObject(c->ci_status)) ||
-        (c->labels && !cJSON_IsObject(c->labels)))
+        (c->labels && !cJSON_IsObject(c->labels)) ||
+        (c->aliases && !string_array(c->aliases)))
         goto bad;
     return 0;
 bad:
@@ -177,7 +203,9 @@ bad:
     return bad(err, errlen, "malformed changes", text);
 }
 
-static void changes_apply(lf_record *r, const changes *c) {
+static int changes_apply(lf_record *r, const changes *c) {
+    const cJSON *a;
+    cJSON_ArrayForEach(a, c->aliases) if (alias_add(r, a->valuestring)) return -1;
     if (c->closed_at) memcpy(r->closed_at, c->closed_at->valuestring, LF_TS_LEN + 1);
     if (c->pr_url) {
         free(r->pr_url);
@@ -189,6 +217,7 @@ static void changes_apply(lf_record *r, const changes *c) {
     }
     if (c->ci_status) { free(r->ci_status); r->ci_status = print_obj(c->ci_status, "{}"); }
     if (c->labels) { free(r->labels); r->labels = print_obj(c->labels, "{}"); }
+    return 0;
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -222,9 +251,9 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     r->state = state;
     r->version = e->version;
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
-    changes_apply(r, &c);
+    int rc = changes_apply(r, &c);
     cJSON_Delete(c.json);
-    return 0;
+    return rc ? bad(err, errlen, "out of memory", NULL) : 0;
 }
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -287,7 +316,12 @@ void lf_record_to_json(const lf_record *r, lf_buf *b) {
     lf_buf_json_int(b, (int64_t)r->version);
     lf_buf_puts(b, ",\"metadata\":");
     lf_buf_json_raw(b, r->metadata, "{}");
-    lf_buf_putc(b, '}');
+    lf_buf_puts(b, ",\"aliases\":[");
+    for (size_t i = 0; i < r->naliases; i++) {
+        if (i) lf_buf_putc(b, ',');
+        lf_buf_json_str(b, r->aliases[i]);
+    }
+    lf_buf_puts(b, "]}");
 }
 
 static int json_ts(const cJSON *o, const char *key, int nullable, char out[LF_TS_LEN + 1]) {
@@ -375,6 +409,15 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
     memcpy(r->id, id, strlen(id) + 1);
     r->auto_merge = cJSON_IsTrue(am);
     r->version = (uint64_t)version;
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
+    if (al && !string_array(al)) {
+        free(id);
+        cJSON_Delete(o);
+        lf_record_free(r);
+        bad(err, errlen, "not a loopforge record", "aliases");
+        return NULL;
+    }
+    cJSON_ArrayForEach(a, al) alias_add(r, a->valuestring);
     free(id);
     cJSON_Delete(o);
     return r;

@@ -4,8 +4,10 @@
  * The JSON form keeps LoopForge's `to_dict` key order exactly:
  *   record_id ref ref_number repo pr_url pr_number state auto_merge
  *   ci_status transitions labels created_at updated_at closed_at
- * followed by our additions: workflow version metadata. Each transition
- * is {from_state, to_state, trigger, timestamp, metadata, actor}. */
+ * followed by our additions: workflow version metadata aliases. Each
+ * transition is {from_state, to_state, trigger, timestamp, metadata, actor}.
+ * Aliases are other names a record is found by besides its ref (e.g.
+ * "pr:owner/repo#2", "sha:<head sha>"), added by transitions. */
 #ifndef LF_RECORD_H
 #define LF_RECORD_H
 
@@ -46,6 +48,8 @@ typedef struct lf_record {
     char *workflow;
     uint64_t version;
     char *metadata;                 /* JSON object text, never NULL */
+    char **aliases;                 /* in the order they were added */
+    size_t naliases;
     bool deleted;                   /* a tombstone has been applied */
 } lf_record;
 

@@ -12,6 +12,7 @@
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
+#include "engine_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -179,6 +180,16 @@ const char *lf_engine_generation(const lf_engine *e) {
     return lf_rules_generation(e->gen->rules);
 }
 
+void lf_engine_route(lf_engine *e, const lf_event *ev, lf_route_result *out) {
+    lf_rules_route(e->gen->rules, ev, out);
+}
+
+char *lf_engine_policies_json(lf_engine *e) {
+    lf_buf b = LF_BUF_INIT;
+    lf_rules_json(e->gen->rules, &b);
+    return lf_buf_steal(&b);
+}
+
 /* ---- results ------------------------------------------------------------ */
 
 /* Completes a request: success follows the code, errors only on failure. */
@@ -209,7 +220,11 @@ char *lf_result_json(const lf_result *r) {
     else lf_buf_puts(&b, "null");
     lf_buf_puts(&b, ",\"decisions\":");
     lf_buf_json_raw(&b, r->decisions, "[]");
-    lf_buf_puts(&b, r->dry_run ? ",\"dry_run\":true}" : ",\"dry_run\":false}");
+    lf_buf_puts(&b, r->dry_run ? ",\"dry_run\":true" : ",\"dry_run\":false");
+    lf_buf_puts(&b, r->duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false");
+    lf_buf_puts(&b, ",\"violation\":");
+    lf_buf_json_raw(&b, r->violation, "null");
+    lf_buf_putc(&b, '}');
     return lf_buf_steal(&b);
 }
 
@@ -271,24 +286,110 @@ static uint64_t mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- idempotency ------------------------------------------------------- */
+
+/* The first reason a decisions array gives for a deny. */
+static void first_denial(const char *decisions, lf_buf *out) {
+    cJSON *d = cJSON_Parse(decisions ? decisions : "[]"), *it;
+    cJSON_ArrayForEach(it, d) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "verdict");
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(it, "policy");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "reason");
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, "deny") != 0) continue;
+        lf_buf_printf(out, "%s", cJSON_IsString(r) ? r->valuestring : "denied");
+        if (cJSON_IsString(p) && strncmp(p->valuestring, "workflow:", 9) != 0) {
+            lf_buf_reset(out);
+            lf_buf_printf(out, "Denied by policy %s: %s", p->valuestring,
+                          cJSON_IsString(r) ? r->valuestring : "denied");
+        }
+        break;
+    }
+    cJSON_Delete(d);
+}
+
+/* Answers a repeated request with what its first attempt got, rebuilt
+ * from the entry that attempt left in the log. Nothing is written. */
+static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
+                        const lf_record *rec, const lf_entry *en) {
+    lf_buf why = LF_BUF_INIT;
+    lf_code code = LF_OK;
+    if (en->kind == LF_ENTRY_DENIED) code = LF_DENIED;
+    else if (en->kind == LF_ENTRY_REJECTED) code = LF_INVALID_TRANSITION;
+    if (code != LF_OK) first_denial(en->decisions, &why);
+    e->stats.duplicates++;
+    reply(cb, arg, (lf_result){.code = code, .error = lf_buf_str(&why),
+          .previous_state = en->from_state,
+          .new_state = code == LF_OK ? en->to_state : NULL, .record = rec,
+          .decisions = en->decisions, .duplicate = true,
+          .violation = en->violation});
+    lf_buf_free(&why);
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 typedef struct create_ctx {
+    lf_engine *eng;
     lf_result_cb *cb;
     void *arg;
     gen *g;
     const char *initial;        /* owned by g */
+    char id[LF_ID_LEN + 1];
+    char *record, *hist;        /* the entry's record and metadata JSON */
+    char *actor, *key;          /* key: idempotency key, or NULL */
+    bool looked_up;             /* the key was looked up after a race */
 } create_ctx;
+
+static void create_ctx_free(create_ctx *c) {
+    gen_drop(c->g);
+    free(c->record);
+    free(c->hist);
+    free(c->actor);
+    free(c->key);
+    free(c);
+}
+
+static void create_commit(create_ctx *c);
+
+static void create_keyed(lf_code code, const char *err, const lf_record *rec,
+                         const lf_entry *en, void *arg) {
+    create_ctx *c = arg;
+    if (code == LF_OK) reply_first(c->eng, c->cb, c->arg, rec, en);
+    else if (code != LF_NOT_FOUND) fail(c->cb, c->arg, code, err);
+    else { create_commit(c); return; }
+    create_ctx_free(c);
+}
 
 static void created(lf_code code, const char *err, const lf_record *rec,
                     const lf_entry *e, void *arg) {
     create_ctx *c = arg;
     (void)e;
+    if (code == LF_CONFLICT && c->key && !c->looked_up) {
+        /* Another request with this key got there first: answer with
+         * its result. */
+        c->looked_up = true;
+        lf_store_find_key(c->eng->store, c->key, create_keyed, c);
+        return;
+    }
     reply(c->cb, c->arg, (lf_result){.code = code, .error = err,
           .new_state = code == LF_OK ? c->initial : NULL,
           .record = code == LF_OK ? rec : NULL});
-    gen_drop(c->g);
-    free(c);
+    create_ctx_free(c);
+}
+
+static void create_commit(create_ctx *c) {
+    lf_entry en = {0};
+    en.record_id = c->id;
+    en.kind = LF_ENTRY_CREATED;
+    en.version = 1;
+    en.to_state = c->initial;
+    en.trigger = "created";
+    en.actor = c->actor;
+    stamp(en.timestamp, NULL);
+    en.metadata = c->hist;
+    en.policy_set = lf_rules_generation(c->g->rules);
+    en.record = c->record;
+    en.idempotency_key = c->key;
+    lf_store_commit(c->eng->store, &en, created, c);
 }
 
 /* The initial fields a created entry carries (the fold rebuilds the
@@ -320,7 +421,7 @@ static void initial_fields(const lf_create_req *req, const char *labels,
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
                       void *arg) {
-    char err[512], id[LF_ID_LEN + 1];
+    char err[512];
     char *labels = NULL, *meta = NULL;
     const lf_workflow *wf;
     if (!req->ref || !req->ref[0]) {
@@ -334,35 +435,30 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
-    create_ctx *c = malloc(sizeof *c);
-    if (!c || lf_id_new(id)) {
+    lf_buf rec = LF_BUF_INIT, hist = LF_BUF_INIT;
+    initial_fields(req, labels, meta, wf->name, &rec, &hist);
+    cJSON_free(labels);
+    cJSON_free(meta);
+    create_ctx *c = calloc(1, sizeof *c);
+    if (!c || lf_id_new(c->id) ||
+        !(c->actor = strdup(req->actor ? req->actor : "anonymous")) ||
+        (req->idempotency_key && !(c->key = strdup(req->idempotency_key)))) {
+        if (c) free(c->actor);
         free(c);
-        cJSON_free(labels);
-        cJSON_free(meta);
+        lf_buf_free(&rec);
+        lf_buf_free(&hist);
         fail(cb, arg, LF_UNAVAILABLE, "no memory or randomness for a new record");
         return;
     }
-    lf_buf rec = LF_BUF_INIT, hist = LF_BUF_INIT;
-    initial_fields(req, labels, meta, wf->name, &rec, &hist);
-    lf_entry en = {0};
-    en.record_id = id;
-    en.kind = LF_ENTRY_CREATED;
-    en.version = 1;
-    en.to_state = wf->states[wf->initial];
-    en.trigger = "created";
-    en.actor = req->actor ? req->actor : "anonymous";
-    stamp(en.timestamp, NULL);
-    en.metadata = hist.p;
-    en.policy_set = lf_rules_generation(e->gen->rules);
-    en.record = rec.p;
-    *c = (create_ctx){cb, arg, gen_hold(e->gen), wf->states[wf->initial]};
-    /* A store serializes the entry before commit returns, so the
-     * borrowed strings may go right after. */
-    lf_store_commit(e->store, &en, created, c);
-    lf_buf_free(&rec);
-    lf_buf_free(&hist);
-    cJSON_free(labels);
-    cJSON_free(meta);
+    c->eng = e;
+    c->cb = cb;
+    c->arg = arg;
+    c->g = gen_hold(e->gen);
+    c->initial = wf->states[wf->initial];
+    c->record = lf_buf_steal(&rec);
+    c->hist = lf_buf_steal(&hist);
+    if (c->key) lf_store_find_key(e->store, c->key, create_keyed, c);
+    else create_commit(c);
 }
 
 /* ---- transition and delete ---------------------------------------------- */
@@ -381,6 +477,9 @@ typedef struct txn {
     char *pr_changes;           /* "pr_url":…,"pr_number":… or NULL */
     char *decisions;            /* JSON array of the last evaluation */
     char *denial;               /* "Denied by policy …: …" */
+    char *key;                  /* idempotency key, or NULL */
+    bool observed;              /* a fact: commit it, mark what objects */
+    char *violation;            /* {"rule":…,"reason":…} of an observation */
     const char *from_name, *to_name;    /* owned by g */
 } txn;
 
@@ -390,10 +489,14 @@ static void txn_free(txn *t) {
     free(t->pr_changes);
     free(t->decisions);
     free(t->denial);
+    free(t->key);
+    free(t->violation);
     free(t);
 }
 
 static void txn_load(txn *t);
+static void txn_start(txn *t);
+static void set_violation(txn *t, const char *rule, const char *reason);
 
 static void txn_done(txn *t, lf_code code, const char *err, const char *next,
                      const lf_record *rec) {
@@ -422,7 +525,7 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
 static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
     lf_engine *e = t->eng;
     lf_hook_event ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
-                        en->metadata, t->decisions, false};
+                        en->metadata, t->decisions, t->violation != NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -463,15 +566,17 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
                           const lf_entry *en, void *arg) {
     txn *t = arg;
     if (code == LF_CONFLICT && ++t->attempts < MAX_ATTEMPTS) {
-        txn_load(t);            /* somebody else moved it: re-validate */
+        txn_start(t);           /* somebody else moved it: re-validate */
         return;
     }
     if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
     if (t->kind == LF_ENTRY_DELETED) { txn_done(t, LF_OK, NULL, NULL, NULL); return; }
     /* The caller hears first; hooks and follow-ups come after. */
     t->eng->stats.transitions[LF_OK]++;
+    if (t->violation) t->eng->stats.violations++;
     reply(t->cb, t->arg, (lf_result){.code = LF_OK, .previous_state = t->from_name,
-          .new_state = t->to_name, .record = rec, .decisions = t->decisions});
+          .new_state = t->to_name, .record = rec, .decisions = t->decisions,
+          .violation = t->violation});
     run_hooks(t, rec, en);
     txn_free(t);
 }
@@ -480,6 +585,10 @@ static void txn_denied(lf_code code, const char *err, const lf_record *rec,
                        const lf_entry *en, void *arg) {
     txn *t = arg;
     (void)en;
+    if (code == LF_CONFLICT && t->key && ++t->attempts < MAX_ATTEMPTS) {
+        txn_start(t);           /* the key was used meanwhile */
+        return;
+    }
     if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
     txn_done(t, LF_DENIED, t->denial, NULL, rec);
 }
@@ -544,6 +653,12 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     *merged = v.allow && v.annotations ? merge_annotations(t->metadata, v.annotations) : NULL;
     if (v.allow) { lf_verdict_free(&v); return true; }
     const lf_decision *d = &v.decisions[v.denied_by];
+    if (t->observed) {
+        /* It happened anyway: record it, with who objected. */
+        if (!t->violation) set_violation(t, d->policy, d->reason ? d->reason : "denied");
+        lf_verdict_free(&v);
+        return true;
+    }
     lf_buf_printf(&b, "Denied by policy %s: %s", d->policy, d->reason ? d->reason : "denied");
     free(t->denial);
     t->denial = lf_buf_steal(&b);
@@ -561,8 +676,24 @@ static void txn_rejected(lf_code code, const char *err, const lf_record *rec,
                          const lf_entry *en, void *arg) {
     txn *t = arg;
     (void)en;
+    if (code == LF_CONFLICT && t->key && ++t->attempts < MAX_ATTEMPTS) {
+        txn_start(t);
+        return;
+    }
     if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
     txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec);
+}
+
+/* What an observation would have been refused by. */
+static void set_violation(txn *t, const char *rule, const char *reason) {
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_puts(&b, "{\"rule\":");
+    lf_buf_json_str(&b, rule);
+    lf_buf_puts(&b, ",\"reason\":");
+    lf_buf_json_str(&b, reason);
+    lf_buf_putc(&b, '}');
+    free(t->violation);
+    t->violation = lf_buf_steal(&b);
 }
 
 /* An edge the workflow does not have. The attempt is recorded (kind
@@ -616,6 +747,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     en.actor = t->actor;
     en.metadata = t->metadata;
     en.policy_set = lf_rules_generation(t->g->rules);
+    en.idempotency_key = t->key;
     int64_t now = stamp(en.timestamp, rec->updated_at);
     char *changes = NULL, *merged = NULL;
     if (t->kind == LF_ENTRY_TRANSITION) {
@@ -626,15 +758,34 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
             return;
         }
+        free(t->violation);
+        t->violation = NULL;
         if (!lf_workflow_has_edge(wf, from, to)) {
-            txn_reject(t, wf, from, rec, &en);
-            return;
+            if (!t->observed) {
+                txn_reject(t, wf, from, rec, &en);
+                return;
+            }
+            /* GitHub merged it whatever our graph says: follow reality. */
+            lf_buf b = LF_BUF_INIT, rule = LF_BUF_INIT;
+            lf_workflow_invalid_msg(wf, from, t->to, &b);
+            lf_buf_printf(&rule, "workflow:%s", wf->name);
+            set_violation(t, lf_buf_str(&rule), lf_buf_str(&b));
+            lf_buf_free(&b);
+            lf_buf_free(&rule);
         }
         t->to_name = en.to_state = wf->states[to];
         if (!txn_guard(t, rec, now, &en, &merged)) return;
-        if (t->dry_run) { txn_done(t, LF_OK, NULL, t->to_name, rec); return; }
+        if (t->dry_run) {
+            reply(t->cb, t->arg, (lf_result){.code = LF_OK, .previous_state = t->from_name,
+                  .new_state = t->to_name, .record = rec, .decisions = t->decisions,
+                  .dry_run = true, .violation = t->violation});
+            t->eng->stats.transitions[LF_OK]++;
+            txn_free(t);
+            return;
+        }
         if (merged) en.metadata = merged;
         en.decisions = t->decisions;
+        en.violation = t->violation;
         en.changes = changes = txn_changes(t, lf_workflow_is_terminal(wf, to),
                                            en.timestamp);
     }
@@ -645,6 +796,24 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
 
 static void txn_load(txn *t) {
     lf_store_get(t->eng->store, t->id, txn_loaded, t);
+}
+
+static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
+                      const lf_entry *en, void *arg) {
+    txn *t = arg;
+    if (code == LF_NOT_FOUND) { txn_load(t); return; }
+    if (code == LF_OK) {
+        reply_first(t->eng, t->cb, t->arg, rec, en);
+        txn_free(t);
+        return;
+    }
+    txn_done(t, code, err, NULL, NULL);
+}
+
+/* A keyed request first asks whether the key was used before. */
+static void txn_start(txn *t) {
+    if (t->key) lf_store_find_key(t->eng->store, t->key, txn_keyed, t);
+    else txn_load(t);
 }
 
 /* One allocation for the context and every string it keeps. */
@@ -665,32 +834,51 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
     return t;
 }
 
-/* pr_url (string or null) and pr_number (integer or null) in a
- * transition's metadata also set the record's fields, so a route that
- * links a PR needs no second request. */
-static int pr_fields(cJSON *meta, char **out, char *err, size_t errlen) {
+/* pr_url (string or null), pr_number (integer or null) and aliases (an
+ * array of non-empty strings) in a transition's metadata also set the
+ * record's fields, so a route that links a PR needs no second request. */
+static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(meta, "pr_url");
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(meta, "pr_number");
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(meta, "aliases"), *a;
     *out = NULL;
-    if (!u && !n) return 0;
+    if (!u && !n && !al) return 0;
     if ((u && !cJSON_IsString(u) && !cJSON_IsNull(u)) ||
         (n && !cJSON_IsNull(n) && (!cJSON_IsNumber(n) ||
                                    n->valuedouble != (double)(int64_t)n->valuedouble))) {
         snprintf(err, errlen, "metadata: pr_url must be a string and pr_number an integer");
         return -1;
     }
+    if (al && !cJSON_IsArray(al)) goto bad_aliases;
+    cJSON_ArrayForEach(a, al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
     lf_buf b = LF_BUF_INIT;
+    const char *sep = "";
     if (u) {
         lf_buf_puts(&b, "\"pr_url\":");
         lf_buf_json_str(&b, cJSON_IsString(u) ? u->valuestring : NULL);
+        sep = ",";
     }
     if (n) {
-        lf_buf_puts(&b, u ? ",\"pr_number\":" : "\"pr_number\":");
+        lf_buf_printf(&b, "%s\"pr_number\":", sep);
         if (cJSON_IsNull(n)) lf_buf_puts(&b, "null");
         else lf_buf_json_int(&b, (int64_t)n->valuedouble);
+        sep = ",";
+    }
+    if (al) {
+        lf_buf_printf(&b, "%s\"aliases\":[", sep);
+        sep = "";
+        cJSON_ArrayForEach(a, al) {
+            lf_buf_puts(&b, sep);
+            lf_buf_json_str(&b, a->valuestring);
+            sep = ",";
+        }
+        lf_buf_putc(&b, ']');
     }
     *out = lf_buf_steal(&b);
     return 0;
+bad_aliases:
+    snprintf(err, errlen, "metadata: aliases must be an array of non-empty strings");
+    return -1;
 }
 
 void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
@@ -709,15 +897,17 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
                      req->actor ? req->actor : "anonymous", cb, arg);
     if (!t) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
     t->dry_run = req->dry_run;
+    t->observed = req->observed;
     cJSON *tree = NULL;
     if (take_object(req->metadata, "metadata", 0, &t->metadata, &tree, err, sizeof err) ||
-        (tree && pr_fields(tree, &t->pr_changes, err, sizeof err))) {
+        (tree && record_fields(tree, &t->pr_changes, err, sizeof err)) ||
+        (req->idempotency_key && !(t->key = strdup(req->idempotency_key)))) {
         cJSON_Delete(tree);
         txn_done(t, LF_INVALID_REQUEST, err, NULL, NULL);
         return;
     }
     cJSON_Delete(tree);
-    txn_load(t);
+    txn_start(t);
 }
 
 void lf_engine_delete(lf_engine *e, const char *id, const char *actor,

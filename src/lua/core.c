@@ -9,6 +9,7 @@
  *   local eng, err = core.engine{ policies = "policies", store = "memory:" }
  *   local res = eng:create{ ref = "acme/app#1" }
  *   res = eng:transition(res.record.record_id, "task_queued", "worker.picked_up")
+ *   local routed = eng:route("issues", body, "delivery-guid")   -- GitHub webhook
  *
  * Results are built by decoding lf_result_json(), so the Lua view of a
  * result is exactly what the CLI's --json and the HTTP API print. Bad
@@ -33,6 +34,7 @@
 #include "../loopforge.h"
 #include "../core/buf.h"
 #include "../core/entry.h"
+#include "../engine/engine_internal.h"
 
 #define ENGINE_MT   "loopforge.engine"
 #define BOX_MT      "loopforge.box"
@@ -538,10 +540,11 @@ static int push_result(lua_State *L, sync_result *s) {
 }
 
 /* eng:create{ ref=, repo=, ref_number=, auto_merge=, labels=, metadata=,
- *             actor=, workflow= } --> result */
+ *             actor=, workflow=, idempotency_key= } --> result */
 static int l_create(lua_State *L) {
     static const char *const known[] = {"ref", "repo", "ref_number", "auto_merge",
-                                        "labels", "metadata", "actor", "workflow", NULL};
+                                        "labels", "metadata", "actor", "workflow",
+                                        "idempotency_key", NULL};
     lua_engine *le = check_engine(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     check_keys(L, 2, known);
@@ -550,6 +553,7 @@ static int l_create(lua_State *L) {
     req.repo = opt_string(L, 2, "repo");
     req.actor = opt_string(L, 2, "actor");
     req.workflow = opt_string(L, 2, "workflow");
+    req.idempotency_key = opt_string(L, 2, "idempotency_key");
     req.auto_merge = opt_bool(L, 2, "auto_merge");
     lua_Integer num = opt_count(L, 2, "ref_number");
     if (num >= 0) { req.has_ref_number = true; req.ref_number = num; }
@@ -560,10 +564,11 @@ static int l_create(lua_State *L) {
     return push_result(L, &s);
 }
 
-/* eng:transition(id, to, trigger, { actor=, metadata=, dry_run= })
- *   --> result */
+/* eng:transition(id, to, trigger, { actor=, metadata=, dry_run=, observed=,
+ *                                   idempotency_key= }) --> result */
 static int l_transition(lua_State *L) {
-    static const char *const known[] = {"actor", "metadata", "dry_run", NULL};
+    static const char *const known[] = {"actor", "metadata", "dry_run", "observed",
+                                        "idempotency_key", NULL};
     lua_engine *le = check_engine(L);
     lf_transition_req req = {0};
     req.id = luaL_checkstring(L, 2);
@@ -575,6 +580,8 @@ static int l_transition(lua_State *L) {
         req.actor = opt_string(L, 5, "actor");
         req.metadata = opt_json(L, 5, "metadata");
         req.dry_run = opt_bool(L, 5, "dry_run");
+        req.observed = opt_bool(L, 5, "observed");
+        req.idempotency_key = opt_string(L, 5, "idempotency_key");
     }
     sync_result s = {0};
     lf_engine_transition(le->e, &req, keep_result, &s);
@@ -603,6 +610,80 @@ static int l_delete(lua_State *L) {
     sync_result s = {0};
     lf_engine_delete(le->e, id, actor, keep_result, &s);
     return push_result(L, &s);
+}
+
+/* ---- routes --------------------------------------------------------------- */
+
+static void free_routed(void *p) {
+    lf_route_result_free(p);
+    free(p);
+}
+
+static void set_string(lua_State *L, const char *k, const char *v) {
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_json(lua_State *L, const char *k, const char *json) {
+    if (!json) return;
+    push_json_text(L, json, strlen(json));
+    lua_setfield(L, -2, k);
+}
+
+static void push_route_request(lua_State *L, const lf_route_request *q) {
+    lua_createtable(L, 0, 10);
+    set_string(L, "op", q->op == LF_ROUTE_CREATE ? "create" : "transition");
+    set_string(L, "route", q->route);
+    set_string(L, "ref", q->ref);
+    set_string(L, "repo", q->repo);
+    if (q->has_ref_number) {
+        lua_pushinteger(L, (lua_Integer)q->ref_number);
+        lua_setfield(L, -2, "ref_number");
+    }
+    set_json(L, "labels", q->labels);
+    set_string(L, "to", q->to);
+    set_string(L, "trigger", q->trigger);
+    set_json(L, "metadata", q->metadata);
+    set_string(L, "actor", q->actor);
+}
+
+/* eng:route(event, payload [, delivery]) --> { requests = {...}, ignored =, error = }
+ * Runs the policy set's routes over a GitHub webhook, as the server does:
+ * `event` is the X-GitHub-Event header, `payload` the body (a string, its
+ * bytes as they are, or a table, sent as JSON). Nothing is committed: the
+ * requests are what the server would submit. Each is { op = "create" |
+ * "transition", route, ref, repo, ref_number, labels, to, trigger,
+ * metadata, actor }, absent fields left out. */
+static int l_route(lua_State *L) {
+    lua_engine *le = check_engine(L);
+    lf_event ev = {.source = "github", .name = luaL_checkstring(L, 2),
+                   .delivery = luaL_optstring(L, 4, NULL)};
+    if (lua_type(L, 3) == LUA_TTABLE) {
+        lua_settop(L, 4);
+        lua_createtable(L, 0, 1);           /* 5: { payload = <table> } */
+        lua_pushvalue(L, 3);
+        lua_setfield(L, 5, "payload");
+        opt_json(L, 5, "payload");
+        lua_replace(L, 3);
+    }
+    ev.payload = luaL_checklstring(L, 3, &ev.payload_len);
+    lf_route_result *res = calloc(1, sizeof *res);
+    if (!res) return luaL_error(L, "out of memory");
+    box_push(L, res, free_routed);
+    int b = lua_gettop(L);
+    lf_engine_route(le->e, &ev, res);
+    lua_createtable(L, 0, 3);
+    lua_createtable(L, (int)res->nrequests, 0);
+    for (size_t i = 0; i < res->nrequests; i++) {
+        push_route_request(L, &res->requests[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "requests");
+    set_string(L, "ignored", res->ignored);
+    set_string(L, "error", res->error);
+    box_drop(L, b);
+    return 1;
 }
 
 /* ---- list ---------------------------------------------------------------- */
@@ -887,6 +968,7 @@ static const luaL_Reg engine_methods[] = {
     {"get", l_get},
     {"find_by_ref", l_find_by_ref},
     {"delete", l_delete},
+    {"route", l_route},
     {"list", l_list},
     {"audit", l_audit},
     {"verify", l_verify},

@@ -1,5 +1,5 @@
-/* dsl.c -- compiling policy{} and hook{} tables, their `on` filters, and
- * config.lua.
+/* dsl.c -- compiling policy{}, hook{} and route{} tables, their `on`
+ * filters, and config.lua.
  *
  *   return policy {
  *     name = "...", description = "...",
@@ -8,6 +8,9 @@
  *     check = function(t, cfg) return allow() end,     -- hook{}: run(e, cfg)
  *     validate = function(cfg) ... end,                -- optional
  *   }
+ *
+ * A route{} has the same fields, with `run(ev, cfg)` and a filter on the
+ * inbound event instead: on = { event = ..., action = ..., source = ... }.
  *
  * Everything that can be checked before a transition arrives is checked
  * here, so that a typo is a lint error with file:line rather than a
@@ -29,7 +32,7 @@ typedef struct rule_ctx {
     lua_State *L;
     load_ctx *c;
     int t, line;
-    const char *what;           /* "policy" or "hook" */
+    const char *what;           /* "policy", "hook" or "route" */
     const char *fnkey;          /* "check" or "run" */
 } rule_ctx;
 
@@ -86,6 +89,14 @@ bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
            strset_match(&f->trigger, trigger) && strset_match(&f->workflow, workflow);
 }
 
+/* An event without an action (push, ping) matches only routes that do
+ * not filter on the action. */
+bool lf_event_match(const lf_filter *f, const char *source, const char *event,
+                    const char *action) {
+    return strset_match(&f->event, event) && strset_match(&f->action, action) &&
+           strset_match(&f->source, source);
+}
+
 /* One field of `on` (the value at the top of the stack): a name or a
  * non-empty list of names. Only triggers take patterns ("ci.*"). */
 static void get_names(rule_ctx *x, const char *key, lf_strset *set, lf_buf *text) {
@@ -118,28 +129,41 @@ static void get_names(rule_ctx *x, const char *key, lf_strset *set, lf_buf *text
 
 static void get_filter(rule_ctx *x, lf_rule *rule) {
     lua_State *L = x->L;
-    static const char *const keys[] = {"from", "to", "trigger", "workflow"};
-    lf_strset *sets[] = {&rule->filter.from, &rule->filter.to, &rule->filter.trigger,
-                         &rule->filter.workflow};
+    static const char *const tkeys[] = {"from", "to", "trigger", "workflow"};
+    static const char *const ekeys[] = {"event", "action", "source"};
+    lf_filter *f = &rule->filter;
+    bool route = rule->kind == LF_RULE_ROUTE;
+    const char *const *keys = route ? ekeys : tkeys;
+    int nkeys = route ? 3 : 4;
+    const char *expected = route ? "event, action or source" : "from, to, trigger or workflow";
+    const char *fields = route ? "event, action, source" : "from, to, trigger, workflow";
+    lf_strset *sets[4] = {&f->from, &f->to, &f->trigger, &f->workflow};
+    if (route) {
+        sets[0] = &f->event;
+        sets[1] = &f->action;
+        sets[2] = &f->source;
+    }
     lf_buf text = LF_BUF_INIT;
+    bool has_event = false;
     int ty = rawfield(L, x->t, "on"), on = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE) {
-        rproblem(x, "on must be a table (of from, to, trigger, workflow)");
+        rproblem(x, "on must be a table (of %s)", fields);
     } else if (ty == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, on)) {
             lua_pop(L, 1);
             bool known = false;
-            for (int i = 0; i < 4 && lua_type(L, -1) == LUA_TSTRING; i++)
+            for (int i = 0; i < nkeys && lua_type(L, -1) == LUA_TSTRING; i++)
                 known |= strcmp(lua_tostring(L, -1), keys[i]) == 0;
             if (!known)
-                rproblem(x, "on: unknown filter '%s' (expected from, to, trigger or workflow)",
+                rproblem(x, "on: unknown filter '%s' (expected %s)",
                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : luaL_typename(L, -1));
+                                                       : luaL_typename(L, -1), expected);
         }
         /* In a fixed order, so the readable form is stable. */
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < nkeys; i++) {
             if (rawfield(L, on, keys[i]) != LUA_TNIL) {
+                has_event |= route && i == 0;
                 lf_buf_puts(&text, text.len ? " " : "");
                 lf_buf_printf(&text, "%s=", keys[i]);
                 get_names(x, keys[i], sets[i], &text);
@@ -148,11 +172,15 @@ static void get_filter(rule_ctx *x, lf_rule *rule) {
         }
     }
     lua_pop(L, 1);
+    /* A route for every event would be asked about pings and pushes it
+     * never meant to handle, and would hide "no route for X". */
+    if (route && !has_event && (ty == LUA_TNIL || ty == LUA_TTABLE))
+        rproblem(x, "route has no on.event (name the events it handles)");
     rule->on = text.len ? lf_buf_steal(&text) : lf_xstrdup("any");
     lf_buf_free(&text);
 }
 
-/* ---- one policy{} / hook{} ---------------------------------------------------- */
+/* ---- one policy{} / hook{} / route{} ------------------------------------------ */
 
 static void check_fields(rule_ctx *x) {
     lua_State *L = x->L;
@@ -251,12 +279,17 @@ void lf_rule_free(lf_rule *rule) {
     strset_free(&rule->filter.to);
     strset_free(&rule->filter.trigger);
     strset_free(&rule->filter.workflow);
+    strset_free(&rule->filter.event);
+    strset_free(&rule->filter.action);
+    strset_free(&rule->filter.source);
 }
 
-static const char *kind_word(lf_rule_kind k) { return k == LF_RULE_GUARD ? "policy" : "hook"; }
+static const char *kind_word(lf_rule_kind k) {
+    return k == LF_RULE_GUARD ? "policy" : k == LF_RULE_HOOK ? "hook" : "route";
+}
 
 /* Names key config.lua and the audit trail: unique across the set,
- * policies and hooks together. */
+ * policies, hooks and routes together. */
 static bool unique(load_ctx *c, const lf_rule *rule) {
     lf_rules *r = c->r;
     for (int i = 0; i < r->nrules; i++) {
@@ -272,22 +305,24 @@ static bool unique(load_ctx *c, const lf_rule *rule) {
 static void add_rule(lf_rules *r, const lf_rule *rule) {
     r->rules = lf_xrealloc(r->rules, (size_t)(r->nrules + 1) * sizeof *r->rules);
     r->rules[r->nrules] = *rule;
-    int **list = rule->kind == LF_RULE_GUARD ? &r->guards : &r->hooks;
-    int *n = rule->kind == LF_RULE_GUARD ? &r->nguards : &r->nhooks;
+    int **list = rule->kind == LF_RULE_GUARD ? &r->guards
+               : rule->kind == LF_RULE_HOOK ? &r->hooks : &r->routes;
+    int *n = rule->kind == LF_RULE_GUARD ? &r->nguards
+           : rule->kind == LF_RULE_HOOK ? &r->nhooks : &r->nroutes;
     *list = lf_xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
     (*list)[(*n)++] = r->nrules++;
 }
 
-/* Compiles the policy{} / hook{} table at idx (tagged `tag`, written at
- * `line`); runs in protected mode. */
+/* Compiles the policy{} / hook{} / route{} table at idx (tagged `tag`,
+ * written at `line`); runs in protected mode. */
 void lf_dsl_compile(load_ctx *c, int idx, int tag, int line) {
     lua_State *L = c->r->L;
-    bool guard = tag == LF_TAG_POLICY;
-    rule_ctx x = {L, c, lua_absindex(L, idx), line, guard ? "policy" : "hook",
-                  guard ? "check" : "run"};
+    lf_rule_kind kind = tag == LF_TAG_POLICY ? LF_RULE_GUARD
+                      : tag == LF_TAG_HOOK ? LF_RULE_HOOK : LF_RULE_ROUTE;
+    rule_ctx x = {L, c, lua_absindex(L, idx), line, kind_word(kind),
+                  kind == LF_RULE_GUARD ? "check" : "run"};
     int before = c->nerr;
-    lf_rule rule = {.kind = guard ? LF_RULE_GUARD : LF_RULE_HOOK, .file = c->file,
-                    .line = line, .enabled = true};
+    lf_rule rule = {.kind = kind, .file = c->file, .line = line, .enabled = true};
     check_fields(&x);
     rule.name = get_name(&x);
     rule.description = get_description(&x);
@@ -457,8 +492,8 @@ static void check_config(fin *f) {
         lf_rule *rule = rule_named(f->r, keys[i].name);
         lua_getfield(L, cfg, keys[i].name);
         if (!rule)
-            fproblem(f, f->config_file, keys[i].line, "config for unknown policy or hook '%s'",
-                     keys[i].name);
+            fproblem(f, f->config_file, keys[i].line,
+                     "config for unknown policy, hook or route '%s'", keys[i].name);
         else if (lua_type(L, -1) != LUA_TTABLE)
             fproblem(f, f->config_file, keys[i].line,
                      "config for '%s' must be a table of settings", keys[i].name);

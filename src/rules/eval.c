@@ -407,12 +407,13 @@ void lf_hook_report_free(lf_hook_report *rep) {
 /* ---- listing ------------------------------------------------------------------------ */
 
 int lf_rules_count(const lf_rules *r, lf_rule_kind kind) {
-    return kind == LF_RULE_GUARD ? r->nguards : r->nhooks;
+    return kind == LF_RULE_GUARD ? r->nguards : kind == LF_RULE_HOOK ? r->nhooks : r->nroutes;
 }
 
 void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out) {
     memset(out, 0, sizeof *out);
-    const int *list = kind == LF_RULE_GUARD ? r->guards : r->hooks;
+    const int *list = kind == LF_RULE_GUARD ? r->guards
+                    : kind == LF_RULE_HOOK ? r->hooks : r->routes;
     if (i < 0 || i >= lf_rules_count(r, kind)) return;
     const lf_rule *x = &r->rules[list[i]];
     out->kind = kind;

@@ -6,10 +6,12 @@
  *              the order everything happens in
  *   sandbox.c  the lua_State: allocator, budgets, safe libraries, require,
  *              the DSL built-ins (workflow, policy, hook, allow, deny, ...)
- *   dsl.c      compiling policy{} / hook{} tables and config.lua
+ *   dsl.c      compiling policy{} / hook{} / route{} tables and config.lua
  *   view.c     what Lua sees of a record and a request
  *   luajson.c  JSON <-> Lua values
- *   eval.c     running guards and hooks, verdicts, listing */
+ *   eval.c     running guards and hooks, verdicts, listing
+ *   route.c    running routes: inbound events become requests
+ *   describe.c the set as JSON, for the CLI and the server */
 #ifndef LF_RULES_INTERNAL_H
 #define LF_RULES_INTERNAL_H
 
@@ -32,13 +34,16 @@
 #define LF_REG_LIBS     "lf.libs"       /* module name -> compiled lib chunk */
 #define LF_REG_LOADED   "lf.loaded"     /* module name -> its value */
 
-/* What a DSL call tagged a table as. */
-enum { LF_TAG_WORKFLOW = 1, LF_TAG_POLICY = 2, LF_TAG_HOOK = 3 };
+/* What a DSL call tagged a table as; a tag is stored as
+ * line * LF_TAG_KINDS + kind. */
+enum { LF_TAG_WORKFLOW = 1, LF_TAG_POLICY = 2, LF_TAG_HOOK = 3, LF_TAG_ROUTE = 4 };
+#define LF_TAG_KINDS 8
 
 /* The kinds of file in a policy directory, in the order of their
  * directories' names (the load order is the path order). */
 typedef enum lf_file_kind {
-    LF_FILE_CONFIG, LF_FILE_GUARD, LF_FILE_HOOK, LF_FILE_LIB, LF_FILE_WORKFLOW
+    LF_FILE_CONFIG, LF_FILE_GUARD, LF_FILE_HOOK, LF_FILE_LIB, LF_FILE_ROUTE,
+    LF_FILE_WORKFLOW
 } lf_file_kind;
 
 /* One field of an `on` filter: n == 0 matches anything. A trigger pattern
@@ -49,17 +54,21 @@ typedef struct lf_strset {
     int n;
 } lf_strset;
 
+/* Guards and hooks filter transitions (from .. workflow); routes filter
+ * inbound events (event .. source). */
 typedef struct lf_filter {
     lf_strset from, to, trigger, workflow;
+    lf_strset event, action, source;
 } lf_filter;
 
-/* A compiled policy (guard) or hook. Lua values live in the registry. */
+/* A compiled policy (guard), hook or route. Lua values live in the
+ * registry. */
 typedef struct lf_rule {
     lf_rule_kind kind;
     char *name, *description, *on;
     int file, line;
     lf_filter filter;
-    int fn;                     /* check / run */
+    int fn;                     /* check / run (hooks and routes) */
     int validate;               /* or LUA_NOREF */
     int defaults;               /* raw defaults table, or LUA_NOREF */
     int cfg;                    /* frozen settings passed to fn */
@@ -93,10 +102,11 @@ struct lf_rules {
     lf_file_kind *file_kind;
     int nfiles;
 
-    lf_rule *rules;               /* guards and hooks, in load order */
+    lf_rule *rules;               /* guards, hooks, routes, in load order */
     int nrules;
     int *guards, nguards;         /* indexes into rules, enabled or not */
     int *hooks, nhooks;
+    int *routes, nroutes;
 
     char generation[65];
 
@@ -110,6 +120,7 @@ struct lf_rules {
     int ref_tf, ref_ef;           /* their field tables */
     int ref_allow;                /* the shared result of allow() */
     int ref_verdict_mt, ref_request_mt, ref_view_mt, ref_hist_mt;
+    int ref_route_req_mt, ref_ignore_mt;    /* create{}/transition{}, ignore() */
 };
 
 /* Per-file loading state. */
@@ -144,6 +155,11 @@ void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr,
 void lf_rule_free(lf_rule *rule);
 bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
                      const char *trigger, const char *workflow);
+bool lf_event_match(const lf_filter *f, const char *source, const char *event,
+                    const char *action);
+
+/* route.c */
+void lf_route_builtins(lf_rules *r);   /* create{}, transition{}, ignore() */
 
 /* view.c */
 void lf_views_init(lf_rules *r);
@@ -158,6 +174,15 @@ void lf_ctx_reset(lf_rules *r);
  * something JSON cannot say. Never raises. */
 cJSON *lf_to_json(lua_State *L, int idx, char *err, size_t errlen);
 bool lf_json_push(lua_State *L, const char *json);
+/* Pushes the value of the JSON text s[0..len) and returns true; on
+ * malformed text pushes nothing, returns false and sets *errpos to the
+ * offset of the byte where it went wrong. May raise a memory error. */
+bool lf_json_decode(lua_State *L, const char *s, size_t len, size_t *errpos);
+/* The string member `key` of the top-level object of json[0..len),
+ * unescaped into out (NUL-terminated); false if there is none, it is not
+ * a string, or it does not fit in cap bytes. Decodes nothing else. */
+bool lf_json_member_string(const char *json, size_t len, const char *key,
+                           char *out, size_t cap);
 /* True if name is a string value (or, with keys, a key) of the top-level
  * object or array of json. */
 bool lf_json_mentions(const char *json, const char *name, bool keys);

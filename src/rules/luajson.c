@@ -1,12 +1,13 @@
 /* luajson.c -- JSON and Lua values, both ways.
  *
  * JSON -> Lua: text straight onto the Lua stack.
- * Guards read record and request metadata on almost every evaluation.
- * Going through a cJSON tree costs a malloc and a free per node and per
- * string before Lua copies everything again; decoding the text directly
- * onto the Lua stack costs only what Lua allocates. The input is JSON the
- * core has already validated and normalised, but the decoder still
- * refuses anything malformed rather than trusting it.
+ * Guards read record and request metadata on almost every evaluation, and
+ * routes decode whole webhook payloads. Going through a cJSON tree costs a
+ * malloc and a free per node and per string before Lua copies everything
+ * again; decoding the text directly onto the Lua stack costs only what Lua
+ * allocates. Metadata is JSON the core has already validated and
+ * normalised; payloads come from the network. The decoder refuses
+ * anything malformed either way.
  *
  * Mapping: objects and arrays become tables (arrays 1-based), strings
  * strings, integral numbers integers when they fit, other numbers floats,
@@ -198,13 +199,9 @@ static bool value(jd *d) {
     }
 }
 
-/* Pushes the value of JSON text s (NULL: an empty object). Malformed
- * text pushes an empty table and returns false. May raise a memory error
- * (only ever from Lua, so nothing leaks). */
-bool lf_json_push(lua_State *L, const char *s) {
+bool lf_json_decode(lua_State *L, const char *s, size_t len, size_t *errpos) {
     int top = lua_gettop(L);
-    if (!s) s = "{}";
-    jd d = {L, s, s + strlen(s), 0};
+    jd d = {L, s, s + len, 0};
     ws(&d);
     bool ok = value(&d);
     ws(&d);
@@ -213,6 +210,17 @@ bool lf_json_push(lua_State *L, const char *s) {
         return true;
     }
     lua_settop(L, top);
+    *errpos = (size_t)(d.p - s);
+    return false;
+}
+
+/* Pushes the value of JSON text s (NULL: an empty object). Malformed
+ * text pushes an empty table and returns false. May raise a memory error
+ * (only ever from Lua, so nothing leaks). */
+bool lf_json_push(lua_State *L, const char *s) {
+    size_t pos;
+    if (!s) s = "{}";
+    if (lf_json_decode(L, s, strlen(s), &pos)) return true;
     lua_createtable(L, 0, 0);
     return false;
 }
@@ -262,12 +270,12 @@ static bool skip(jd *d) {
     return depth == 0;
 }
 
-/* Walks the top-level object or array of json. For an object with `key`,
- * returns where that member's value starts; otherwise returns NULL, with
- * *found set if `name` is a key (keys) or a string value. */
-static const char *walk(const char *json, const char *key, const char *name, bool keys,
-                        bool *found) {
-    jd d = {NULL, json, json + strlen(json), 0};
+/* Walks the top-level object or array of json[0..len). For an object
+ * with `key`, returns where that member's value starts; otherwise returns
+ * NULL, with *found set if `name` is a key (keys) or a string value. */
+static const char *walk(const char *json, size_t len, const char *key, const char *name,
+                        bool keys, bool *found) {
+    jd d = {NULL, json, json + len, 0};
     *found = false;
     ws(&d);
     if (d.p >= d.end || (*d.p != '{' && *d.p != '[')) return NULL;
@@ -303,13 +311,39 @@ static const char *walk(const char *json, const char *key, const char *name, boo
 
 bool lf_json_mentions(const char *json, const char *name, bool keys) {
     bool found = false;
-    if (json) walk(json, NULL, name, keys, &found);
+    if (json) walk(json, strlen(json), NULL, name, keys, &found);
     return found;
 }
 
 const char *lf_json_member(const char *json, const char *key) {
     bool found;
-    return json ? walk(json, key, NULL, false, &found) : NULL;
+    return json ? walk(json, strlen(json), key, NULL, false, &found) : NULL;
+}
+
+bool lf_json_member_string(const char *json, size_t len, const char *key,
+                           char *out, size_t cap) {
+    bool found;
+    const char *v = walk(json, len, key, NULL, false, &found);
+    if (!v || *v != '"' || cap == 0) return false;
+    jd d = {NULL, v + 1, json + len, 0};
+    size_t n = 0;
+    while (d.p < d.end && *d.p != '"') {
+        char u[4];
+        int k = 1;
+        if (*d.p == '\\') {
+            d.p++;
+            if ((k = unescape(&d, u)) < 0) return false;
+        } else if ((unsigned char)*d.p < 0x20) {
+            return false;
+        } else {
+            u[0] = *d.p++;
+        }
+        if (n + (size_t)k >= cap) return false;
+        memcpy(out + n, u, (size_t)k);
+        n += (size_t)k;
+    }
+    out[n] = '\0';
+    return d.p < d.end;
 }
 
 /* ---- Lua -> JSON -------------------------------------------------------------- */

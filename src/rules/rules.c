@@ -5,18 +5,19 @@
  *   DIR/guards/NAME.lua      policies: may veto a transition
  *   DIR/hooks/NAME.lua       hooks: run after a commit
  *   DIR/lib/NAME.lua         modules the others may require
+ *   DIR/routes/NAME.lua      routes: inbound events become requests
  *   DIR/workflows/NAME.lua   workflows (required)
  * Every one of these files is part of the generation: its id is the
  * sha256 of their contents in path order, which is also the order they
- * are reported in and loaded in (config.lua, guards, hooks, workflows;
- * lib modules are compiled first, so any file can require them, and run
- * when required).
+ * are reported in and loaded in (config.lua, guards, hooks, routes,
+ * workflows; lib modules are compiled first, so any file can require
+ * them, and run when required).
  *
  * Loading is all or nothing: every problem in every file is collected as
  * "file:line: message" and a single problem means no rule set, so a
  * reload can never half-apply a broken policy directory. This file owns
  * the order of things and the workflow DSL; sandbox.c the lua_State,
- * dsl.c policies, hooks and config. */
+ * dsl.c policies, hooks, routes and config. */
 #include "internal.h"
 
 #include <dirent.h>
@@ -354,7 +355,7 @@ static void add_workflow(load_ctx *c, lf_workflow *wf, int line) {
     r->nwfs++;
 }
 
-static const char *const tag_word[] = {"?", "workflow", "policy", "hook"};
+static const char *const tag_word[] = {"?", "workflow", "policy", "hook", "route"};
 
 static void compile_one(load_ctx *c, int idx, int tag, int line) {
     if (tag == LF_TAG_WORKFLOW) {
@@ -396,13 +397,14 @@ static int compile_results(lua_State *L) {
     return 0;
 }
 
-/* config.lua returns plain data: a table keyed by policy or hook name. */
+/* config.lua returns plain data: a table keyed by policy, hook or route
+ * name. */
 static int config_result(lua_State *L) {
     load_ctx *c = lua_touserdata(L, 1);
     int *ref = lua_touserdata(L, 3);
     if (lua_type(L, 2) != LUA_TTABLE || lf_tag_of(L, 2, &(int){0})) {
         problem(c, c->last_line, "config.lua must return a table of settings keyed by "
-                "policy or hook name");
+                "policy, hook or route name");
         return 0;
     }
     lua_pushvalue(L, 2);
@@ -570,7 +572,8 @@ static int scan(const char *dir, path_list *out, lf_file_kind kind, int depth) {
  * one is not. Returns the number of problems. */
 static int scan_optional(const char *dir, path_list *out, lf_buf *errors) {
     static const struct { const char *sub; lf_file_kind kind; } parts[] = {
-        {"guards", LF_FILE_GUARD}, {"hooks", LF_FILE_HOOK}, {"lib", LF_FILE_LIB}};
+        {"guards", LF_FILE_GUARD}, {"hooks", LF_FILE_HOOK}, {"lib", LF_FILE_LIB},
+        {"routes", LF_FILE_ROUTE}};
     int nerr = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
         lf_buf p = LF_BUF_INIT;
@@ -668,7 +671,8 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < r->nfiles; i++) {
             if (!srcs[i] || (pass == 0) != (r->file_kind[i] == LF_FILE_LIB)) continue;
-            static const int expect[] = {0, LF_TAG_POLICY, LF_TAG_HOOK, 0, LF_TAG_WORKFLOW};
+            static const int expect[] = {0, LF_TAG_POLICY, LF_TAG_HOOK, 0, LF_TAG_ROUTE,
+                                         LF_TAG_WORKFLOW};
             load_ctx c = {r, r->files[i], i, 1, errors, 0, expect[r->file_kind[i]]};
             if (pass == 0) {
                 compile_lib(&c, lf_buf_str(&libdir), srcs[i], lens[i]);
@@ -760,6 +764,7 @@ void lf_rules_free(lf_rules *r) {
     free(r->rules);
     free(r->guards);
     free(r->hooks);
+    free(r->routes);
     free(r->file_kind);
     free(r->lua_dir);
     for (int i = 0; i < r->nwfs; i++) lf_workflow_free(r->wfs[i]);

@@ -111,8 +111,52 @@ typedef struct lf_hook_report {
 void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out);
 void lf_hook_report_free(lf_hook_report *rep);
 
+/* ---- routes: inbound events become engine requests -------------------- *
+ *
+ * DIR/routes/NAME.lua files hold `route{}` definitions: a filter on the
+ * event (name, action) and a function from the decoded payload to
+ * requests. Routes load, lint and hot-reload with the rest of the set. */
+
+typedef struct lf_event {
+    const char *source;         /* "github" */
+    const char *name;           /* e.g. the X-GitHub-Event header */
+    const char *delivery;       /* e.g. X-GitHub-Delivery, or NULL */
+    const char *payload;        /* the raw JSON body */
+    size_t payload_len;
+} lf_event;
+
+typedef enum lf_route_op { LF_ROUTE_CREATE, LF_ROUTE_TRANSITION } lf_route_op;
+
+/* One request a route asks for. Strings are owned by the result. */
+typedef struct lf_route_request {
+    lf_route_op op;
+    char *route;                /* the route's name */
+    char *ref;                  /* create: the new record's ref; transition:
+                                   the record's ref or one of its aliases */
+    char *repo;                 /* create */
+    bool has_ref_number;        /* create */
+    int64_t ref_number;
+    char *labels;               /* create: JSON object, or NULL */
+    char *to, *trigger;         /* transition */
+    char *metadata;             /* JSON object or NULL; may carry pr_url,
+                                   pr_number and aliases */
+    char *actor;                /* e.g. "github:<sender.login>" */
+} lf_route_request;
+
+typedef struct lf_route_result {
+    lf_route_request *requests; /* in the order the routes produced them */
+    size_t nrequests;
+    char *ignored;              /* why nothing was asked for, or NULL */
+    char *error;                /* "route NAME: message" if one raised */
+} lf_route_result;
+
+/* Runs every route whose filter matches the event, in load order, each
+ * under the budgets. Never fails itself; *out must be freed. */
+void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out);
+void lf_route_result_free(lf_route_result *out);
+
 /* Listing for `loopforge policies` and GET /v1/policies. */
-typedef enum lf_rule_kind { LF_RULE_GUARD, LF_RULE_HOOK } lf_rule_kind;
+typedef enum lf_rule_kind { LF_RULE_GUARD, LF_RULE_HOOK, LF_RULE_ROUTE } lf_rule_kind;
 typedef struct lf_rule_info {
     lf_rule_kind kind;
     const char *name, *file;
@@ -122,6 +166,9 @@ typedef struct lf_rule_info {
     bool enabled;               /* false: turned off in config.lua */
 } lf_rule_info;
 int lf_rules_count(const lf_rules *r, lf_rule_kind kind);
+/* The whole set as JSON: {generation, files, workflows, guards, hooks,
+ * routes}, each rule with name, file, line, on, description, enabled. */
+void lf_rules_json(const lf_rules *r, lf_buf *out);
 void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out);
 
 /* 64 lowercase hex characters. */

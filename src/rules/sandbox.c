@@ -4,8 +4,9 @@
  * instruction budget enforced by a count hook, the safe subset of the
  * standard libraries (read-only, so one policy cannot change them under
  * another), a require() that only finds DIR/lib and the Lua library
- * directory, and the DSL built-ins: workflow{}, policy{}, hook{}, allow(),
- * deny(), request() and parse_time(). */
+ * directory, and the DSL built-ins: workflow{}, policy{}, hook{}, route{},
+ * allow(), deny(), request() and parse_time() (route.c adds the routes'
+ * create{}, transition{} and ignore()). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -124,14 +125,14 @@ static int caller_line(lua_State *L) {
     return 0;
 }
 
-/* workflow{} / policy{} / hook{}: tag the table with its kind and the line
+/* workflow{} / policy{} / hook{} / route{}: tag the table with its kind and the line
  * it was written on, so every later problem with it can point there. */
 static int tag_table(lua_State *L, int kind) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     lua_getfield(L, LUA_REGISTRYINDEX, LF_REG_TAGS);
     lua_pushvalue(L, 1);
-    lua_pushinteger(L, (lua_Integer)caller_line(L) * 4 + kind);
+    lua_pushinteger(L, (lua_Integer)caller_line(L) * LF_TAG_KINDS + kind);
     lua_rawset(L, -3);
     lua_pop(L, 1);
     return 1;
@@ -140,6 +141,7 @@ static int tag_table(lua_State *L, int kind) {
 static int l_workflow(lua_State *L) { return tag_table(L, LF_TAG_WORKFLOW); }
 static int l_policy(lua_State *L) { return tag_table(L, LF_TAG_POLICY); }
 static int l_hook(lua_State *L) { return tag_table(L, LF_TAG_HOOK); }
+static int l_route(lua_State *L) { return tag_table(L, LF_TAG_ROUTE); }
 
 int lf_tag_of(lua_State *L, int idx, int *line) {
     *line = 0;
@@ -150,8 +152,8 @@ int lf_tag_of(lua_State *L, int idx, int *line) {
     lua_rawget(L, -2);
     lua_Integer tag = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    *line = (int)(tag / 4);
-    return (int)(tag % 4);
+    *line = (int)(tag / LF_TAG_KINDS);
+    return (int)(tag % LF_TAG_KINDS);
 }
 
 static void check_opt_table(lua_State *L, int arg, const char *fn, const char *what) {
@@ -464,6 +466,7 @@ static void dsl_builtins(lf_rules *r) {
     set_fn(L, "workflow", l_workflow, 0);
     set_fn(L, "policy", l_policy, 0);
     set_fn(L, "hook", l_hook, 0);
+    set_fn(L, "route", l_route, 0);
     set_fn(L, "require", l_require, 0);
     set_fn(L, "parse_time", l_parse_time, 0);
     set_fn(L, "print", l_print, 0);
@@ -497,6 +500,7 @@ static void dsl_builtins(lf_rules *r) {
     lua_pushvalue(L, -1);
     r->ref_request_mt = luaL_ref(L, LUA_REGISTRYINDEX);
     set_fn(L, "request", l_request, 1);
+    lf_route_builtins(r);
 }
 
 static void registry_tables(lua_State *L) {

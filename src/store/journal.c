@@ -456,6 +456,19 @@ static void journal_find_by_ref(lf_store *s, const char *ref,
     cb(LF_OK, NULL, r, NULL, arg);
 }
 
+static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb,
+                             void *arg)
+{
+    lf_journal *j = (lf_journal *)s;
+    char err[1024];
+
+    if (journal_refresh(j, err, sizeof err) < 0) {
+        cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
+        return;
+    }
+    lf_memdb_find_key(j->db, key, cb, arg);
+}
+
 static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
                          void *arg)
 {
@@ -552,5 +565,6 @@ static const lf_store_type journal_type = {
     .commit = journal_commit,
     .list = journal_list,
     .audit = journal_audit,
+    .find_key = journal_find_key,
     .free = journal_free,
 };

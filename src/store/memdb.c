@@ -3,6 +3,7 @@
 #include "memdb.h"
 #include "../core/map.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ typedef struct chunk {
 struct lf_memdb {
     lf_map by_id;           /* id -> slot, deleted records included: an id
                                is never reused */
-    lf_map by_ref;          /* ref -> slot, live records only */
+    lf_map by_ref;          /* ref or alias -> slot, live records only */
+    lf_map by_key;          /* idempotency key (owned copy) -> seq */
     chunk *arena;           /* newest first */
     char **lines;           /* lines[seq - 1], in the arena */
     size_t *lens;
@@ -51,8 +53,11 @@ void lf_memdb_free(lf_memdb *db) {
         free(s->seqs);
         free(s);
     }
+    for (size_t i = 0; i < db->by_key.cap; i++)
+        free((char *)db->by_key.slots[i].key);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
+    lf_map_free(&db->by_key);
     for (chunk *c = db->arena, *next; c; c = next) {
         next = c->next;
         free(c);
@@ -103,6 +108,10 @@ static slot *slot_of(const lf_memdb *db, const lf_entry *e) {
 
 static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s,
                           char *err, size_t errlen) {
+    if (e->idempotency_key && lf_map_get(&db->by_key, e->idempotency_key)) {
+        snprintf(err, errlen, "Idempotency key already used: %s", e->idempotency_key);
+        return LF_CONFLICT;
+    }
     if (e->kind == LF_ENTRY_POLICY_LOADED) return LF_OK;
     if (e->kind == LF_ENTRY_CREATED) {
         if (s) {
@@ -186,6 +195,14 @@ static int push_seq(slot *s, uint64_t seq) {
     return 0;
 }
 
+/* A deleted record leaves the ref index, with every alias still naming it. */
+static void unindex(lf_memdb *db, slot *s) {
+    lf_map_del(&db->by_ref, s->rec->ref);
+    for (size_t i = 0; i < s->rec->naliases; i++)
+        if (lf_map_get(&db->by_ref, s->rec->aliases[i]) == s)
+            lf_map_del(&db->by_ref, s->rec->aliases[i]);
+}
+
 /* Folds e into slot s (NULL for created and policy_loaded) and appends
  * its line; returns the record's slot (NULL for policy_loaded). */
 static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
@@ -217,8 +234,20 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
             snprintf(err, errlen, "entry for unknown record %s", e->record_id);
             return -1;
         }
+        size_t had = s->rec->naliases;
         if (lf_record_apply(&s->rec, e, err, errlen)) return -1;
-        if (s->rec->deleted) lf_map_del(&db->by_ref, s->rec->ref);
+        if (s->rec->deleted) unindex(db, s);
+        /* A new alias names this record from now on, even if another
+         * record had it: the latest claim is the live one. */
+        for (size_t i = had; i < s->rec->naliases && !s->rec->deleted; i++)
+            lf_map_put(&db->by_ref, s->rec->aliases[i], s);
+    }
+    char *key = NULL;
+    if (e->idempotency_key && (!(key = strdup(e->idempotency_key)) ||
+                               lf_map_put(&db->by_key, key, (void *)(uintptr_t)e->seq))) {
+        free(key);
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     if ((s && push_seq(s, e->seq)) || push_line(db, line, len)) {
         snprintf(err, errlen, "out of memory");
@@ -247,6 +276,25 @@ lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
         return LF_INVALID_REQUEST;
     *rec = s ? s->rec : NULL;
     return LF_OK;
+}
+
+void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
+                       void *arg) {
+    uint64_t seq = (uint64_t)(uintptr_t)lf_map_get(&db->by_key, key);
+    char err[256];
+    lf_entry_doc doc;
+    if (!seq) {
+        snprintf(err, sizeof err, "No entry with idempotency key %s", key);
+        cb(LF_NOT_FOUND, err, NULL, NULL, arg);
+        return;
+    }
+    if (lf_entry_parse(db->lines[seq - 1], db->lens[seq - 1], &doc, err, sizeof err)) {
+        cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
+        return;
+    }
+    slot *s = doc.e.record_id ? lf_map_get(&db->by_id, doc.e.record_id) : NULL;
+    cb(LF_OK, NULL, s ? s->rec : NULL, &doc.e, arg);
+    lf_entry_doc_free(&doc);
 }
 
 uint64_t lf_memdb_last_seq(const lf_memdb *db) { return db->nlines; }

@@ -46,6 +46,11 @@ static void mem_audit(lf_store *s, const char *id, uint64_t after, size_t limit,
     lf_memdb_audit(DB(s), id, after, limit, cb, arg);
 }
 
+static void mem_find_key(lf_store *s, const char *key, lf_store_cb *cb,
+                         void *arg) {
+    lf_memdb_find_key(DB(s), key, cb, arg);
+}
+
 static void mem_free(lf_store *s) {
     if (!s) return;
     lf_memdb_free(DB(s));
@@ -53,7 +58,9 @@ static void mem_free(lf_store *s) {
 }
 
 static const lf_store_type memory_type = {
-    "memory", mem_get, mem_find_ref, mem_commit, mem_list, mem_audit, mem_free,
+    .scheme = "memory", .get = mem_get, .find_by_ref = mem_find_ref,
+    .commit = mem_commit, .list = mem_list, .audit = mem_audit,
+    .find_key = mem_find_key, .free = mem_free,
 };
 
 lf_store *lf_memory_open(void) {

@@ -17,6 +17,10 @@
  *   denied,
  *   rejected    the record exists (version unchanged, no CAS)
  *   policy_loaded  nothing (no record)
+ * and, for any kind, that no entry holds e->idempotency_key yet (else
+ * LF_CONFLICT: the caller looks the key up and answers with that entry).
+ * find_by_ref finds a live record by its ref or by one of its aliases (an
+ * alias names the record that added it last).
  * An entry the fold refuses (malformed) is LF_INVALID_REQUEST and leaves
  * nothing behind. A store call made from inside a callback may change
  * the record that callback was handed: copy what you need first.
@@ -47,6 +51,9 @@ typedef struct lf_store_type {
                  void *arg);
     void (*audit)(lf_store *s, const char *record_id, uint64_t after,
                   size_t limit, lf_audit_cb *cb, void *arg);
+    /* The entry committed with this idempotency key (cb's e, parsed from
+     * the log) and its record as it is now; LF_NOT_FOUND if none. */
+    void (*find_key)(lf_store *s, const char *key, lf_store_cb *cb, void *arg);
     void (*free)(lf_store *s);
 } lf_store_type;
 
@@ -54,9 +61,13 @@ struct lf_store {
     const lf_store_type *type;
 };
 
-/* Opens a store by URL: "memory:" or "file:PATH". Returns NULL with err
- * set; *code is LF_INVALID_REQUEST for a URL we do not understand and
- * LF_UNAVAILABLE when the store cannot be opened. */
+/* Opens a store by URL: "memory:", "file:PATH",
+ * "redis://[:password@]host:port/db" or "unix:///path/redis.sock?db=N"
+ * (see docs/redis.md for the options). Returns NULL with err set; *code
+ * is LF_INVALID_REQUEST for a URL we do not understand (or a redis URL
+ * without an event base) and LF_UNAVAILABLE when the store cannot be
+ * opened (a redis server that cannot be reached within the connect
+ * timeout, a wrong password). */
 lf_store *lf_store_open(const char *url, struct event_base *base,
                         lf_code *code, char *err, size_t errlen);
 
@@ -68,12 +79,20 @@ lf_store *lf_memory_open(void);
 lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
                           size_t errlen);
 
+/* The redis store: asynchronous, on `base`, which the caller dispatches
+ * (callbacks fire from it, never before the call returns). The caller
+ * keeps the base alive until the store is freed. Opening checks the
+ * server once, synchronously, bounded by the connect timeout. */
+lf_store *lf_redis_open(const char *url, struct event_base *base,
+                        lf_code *code, char *err, size_t errlen);
+
 /* Convenience wrappers. */
 #define lf_store_get(s, id, cb, a)       ((s)->type->get((s), (id), (cb), (a)))
 #define lf_store_find_by_ref(s, r, cb, a) ((s)->type->find_by_ref((s), (r), (cb), (a)))
 #define lf_store_commit(s, e, cb, a)     ((s)->type->commit((s), (e), (cb), (a)))
 #define lf_store_list(s, q, cb, a)       ((s)->type->list((s), (q), (cb), (a)))
 #define lf_store_audit(s, id, af, l, cb, a) ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
+#define lf_store_find_key(s, k, cb, a)   ((s)->type->find_key((s), (k), (cb), (a)))
 #define lf_store_free(s)                 ((s)->type->free(s))
 
 #endif

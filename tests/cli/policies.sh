@@ -98,11 +98,17 @@ expect_json "create --workflow uses it" state new
 # `policies` lists what the shipped set loads, in evaluation order.
 run --policies "$SHIPPED" policies
 expect_rc "policies exits 0" 0
-match_out "policies names the generation" '^generation [0-9a-f]{64} \(9 files in '
+match_out "policies names the generation" '^generation [0-9a-f]{64} \(10 files in '
 match_out "policies lists a guard with its filter" '^  high-risk-merge-needs-approval +to=merged '
 match_out "policies lists the hook" '^  route-to-review +to=ci_passed '
+match_out "policies lists the routes" '^routes \(11\):$'
+match_out "policies lists a route with its filter" '^  issue-opened +event=issues action=opened +.*/routes/github\.lua:[0-9]+$'
 run --policies "$SHIPPED" policies --json
 expect_json "policies --json has the guards in order" 'guards/6/name' review-unless-auto-merge
+expect_json "policies --json has the routes in order" 'routes/1/name' issue-opened
+expect_json "… with their filters" 'routes/1/on' 'event=issues action=opened'
+run --policies "$SHIPPED" lint --json
+expect_json "lint --json lists the routes" 'routes/11' ping
 run --policies "$tmp/bad" policies
 expect_rc "policies of a broken directory exits 2" 2
 

@@ -1,0 +1,857 @@
+/* redis.c -- the redis store: the global audit log, the records folded
+ * from it and their indexes, in Redis, through hiredis's asynchronous API
+ * on the caller's event base. This file has the reads, opening and
+ * closing, and what the modules share (keys, the fold-base cache, record
+ * replies); redis_commit.c has the only write, redis_conn.c the
+ * connection, redis_lua.c the scripts, redis_url.c the URLs.
+ *
+ * Every read is one command: a plain HMGET, or a read script that gathers
+ * a page (the index's ids and their records, or a run of log lines) in
+ * one round trip. Key layout, Cluster notes and outage behavior:
+ * docs/redis.md. */
+#include "redis.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+
+#define CACHE_MAX 4096          /* fold bases kept */
+#define LIST_MAX 1000           /* records per list page */
+#define AUDIT_MAX 4096          /* lines per audit page (Lua's unpack) */
+
+/* ---- keys -------------------------------------------------------------- */
+
+/* Keys of one record share the {id} hash tag: a Redis Cluster would keep
+ * a record's hash and its entry list on one slot. */
+void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b)
+{
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%srec:{%s}", s->url.prefix, id);
+}
+
+void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b)
+{
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%srec:{%s}:log", s->url.prefix, id);
+}
+
+void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
+                      lf_buf *b)
+{
+    lf_buf_reset(b);
+    if (state && repo)
+        /* The length makes the name unambiguous whatever the strings
+         * hold: state and repo names are the workflow's and the user's. */
+        lf_buf_printf(b, "%ssr:%zu:%s:%s", s->url.prefix, strlen(state), state, repo);
+    else if (state)
+        lf_buf_printf(b, "%sstate:%s", s->url.prefix, state);
+    else if (repo)
+        lf_buf_printf(b, "%srepo:%s", s->url.prefix, repo);
+    else
+        lf_buf_puts(b, s->k_all);
+}
+
+/* ---- the fold-base cache ------------------------------------------------ */
+
+/* Records as last read from (or confirmed by) Redis: only ever what the
+ * server holds or held at that version, never a guess, so folding the
+ * next entry onto one is exact when its version is the entry's - 1. A
+ * record handed to a callback stays valid during it: entries are added
+ * only while answering a reply, before that reply's callback runs. */
+lf_record *lf_redis_cache_get(lf_redis *s, const char *id)
+{
+    return lf_map_get(&s->cache.map, id);
+}
+
+static void cache_evict_one(lf_redis *s)
+{
+    lf_map *m = &s->cache.map;
+    for (size_t i = 0; i < m->cap; i++) {
+        size_t j = (s->cache.hand + i) & (m->cap - 1);
+        if (!m->slots[j].key) continue;
+        lf_record *r = m->slots[j].val;
+        lf_map_del(m, r->id);
+        lf_record_free(r);
+        s->cache.hand = j + 1;
+        return;
+    }
+}
+
+/* Takes r; returns false if it could not be kept (the caller frees it). */
+bool lf_redis_cache_put(lf_redis *s, lf_record *r)
+{
+    lf_record *old = lf_redis_cache_get(s, r->id);
+    if (old == r) return true;
+    if (!old && s->cache.map.len >= CACHE_MAX) cache_evict_one(s);
+    if (lf_map_put(&s->cache.map, r->id, r) < 0) return false;
+    lf_record_free(old);
+    return true;
+}
+
+void lf_redis_cache_del(lf_redis *s, const char *id)
+{
+    lf_record_free(lf_map_del(&s->cache.map, id));
+}
+
+static void cache_free(lf_redis *s)
+{
+    lf_map *m = &s->cache.map;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key) lf_record_free(m->slots[i].val);
+    lf_map_free(m);
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+bool lf_redis_is_str(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_STRING;
+}
+
+/* A record hash's HMGET {j, d}: LF_OK with *out (the caller's),
+ * LF_NOT_FOUND for none or a tombstone, or LF_UNAVAILABLE naming the key
+ * when what is there is not a loopforge record. */
+lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
+                            lf_record **out, char *msg, size_t len)
+{
+    char why[256];
+    lf_buf key = LF_BUF_INIT;
+    lf_code code = LF_UNAVAILABLE;
+
+    *out = NULL;
+    lf_redis_key_rec(s, id, &key);
+    if (r->type == REDIS_REPLY_ERROR) {
+        lf_redis_errf(s, msg, len, "key %s: %s", key.p, r->str);
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        lf_redis_errf(s, msg, len, "key %s: unexpected reply", key.p);
+    } else if (!lf_redis_is_str(r->element[0]) || r->element[1]->type != REDIS_REPLY_NIL) {
+        snprintf(msg, len, "Record not found: %s", id);
+        code = LF_NOT_FOUND;
+    } else if (!(*out = lf_record_from_json(r->element[0]->str,
+                                            r->element[0]->len, why, sizeof why))) {
+        lf_redis_errf(s, msg, len, "key %s does not hold a loopforge record "
+                      "(%s)", key.p, why);
+    } else if (strcmp((*out)->id, id) != 0) {
+        lf_redis_errf(s, msg, len, "key %s holds record %s", key.p, (*out)->id);
+        lf_record_free(*out);
+        *out = NULL;
+    } else {
+        code = LF_OK;
+    }
+    lf_buf_free(&key);
+    return code;
+}
+
+/* ---- get and find_by_ref ------------------------------------------------ */
+
+typedef struct get_op {
+    lf_rop op;
+    lf_store_cb *cb;
+    void *arg;
+    char *id;                   /* NULL until find_by_ref learned it */
+    char *ref;                  /* find_by_ref only */
+} get_op;
+
+static void get_notify(lf_rop *op, lf_code code, const char *why)
+{
+    get_op *g = (get_op *)op;
+    g->cb(code, why, NULL, NULL, g->arg);
+}
+
+static void get_destroy(lf_rop *op)
+{
+    get_op *g = (get_op *)op;
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(g->id);
+    free(g->ref);
+    free(g);
+}
+
+static void get_fail(get_op *g, lf_code code, const char *why)
+{
+    get_notify(&g->op, code, why);
+    get_destroy(&g->op);
+}
+
+static int get_format_record(get_op *g)
+{
+    lf_buf key = LF_BUF_INIT;
+    lf_redis_key_rec(g->op.s, g->id, &key);
+    const char *argv[] = {"HMGET", key.p, "j", "d"};
+    int rc = lf_redis_format(&g->op, 4, argv, NULL);
+    lf_buf_free(&key);
+    return rc;
+}
+
+/* find_by_ref's first step answered: the id the ref names, if any. */
+static void get_ref_reply(get_op *g, redisReply *r)
+{
+    char msg[600];
+    if (r->type == REDIS_REPLY_ERROR) {
+        lf_redis_errf(g->op.s, msg, sizeof msg, "key %s: %s", g->op.s->k_ref, r->str);
+        get_fail(g, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (!lf_redis_is_str(r)) {
+        snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
+        get_fail(g, LF_NOT_FOUND, msg);
+        return;
+    }
+    if (!(g->id = strdup(r->str)) || get_format_record(g) < 0) {
+        get_fail(g, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    lf_redis_send(&g->op);
+}
+
+static void get_reply(lf_rop *op, redisReply *r)
+{
+    get_op *g = (get_op *)op;
+    lf_redis *s = op->s;
+    char msg[600];
+    lf_record *rec;
+
+    if (!g->id) { get_ref_reply(g, r); return; }
+    lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
+    if (code == LF_NOT_FOUND && g->ref)
+        snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
+    if (code != LF_OK) {
+        lf_redis_cache_del(s, g->id);    /* whatever we knew of it is stale now */
+        get_fail(g, code, msg);
+        return;
+    }
+    bool kept = lf_redis_cache_put(s, rec);
+    g->cb(LF_OK, NULL, rec, NULL, g->arg);
+    if (!kept) lf_record_free(rec);
+    get_destroy(op);
+}
+
+static const lf_rop_type get_type = {
+    .send = lf_redis_send, .reply = get_reply, .notify = get_notify,
+    .destroy = get_destroy,
+};
+
+static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg)
+{
+    get_op *g = calloc(1, sizeof *g);
+    if (!g) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return NULL; }
+    g->op.type = &get_type;
+    g->op.s = s;
+    g->op.script = -1;
+    g->cb = cb;
+    g->arg = arg;
+    return g;
+}
+
+static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg)
+{
+    get_op *g = get_new((lf_redis *)st, cb, arg);
+    if (!g) return;
+    if (!(g->id = strdup(id)) || get_format_record(g) < 0) {
+        get_fail(g, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    lf_redis_send(&g->op);
+}
+
+static void redis_find_by_ref(lf_store *st, const char *ref, lf_store_cb *cb,
+                              void *arg)
+{
+    lf_redis *s = (lf_redis *)st;
+    get_op *g = get_new(s, cb, arg);
+    if (!g) return;
+    const char *argv[] = {"HGET", s->k_ref, ref};
+    if (!(g->ref = strdup(ref)) || lf_redis_format(&g->op, 3, argv, NULL) < 0) {
+        get_fail(g, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    lf_redis_send(&g->op);
+}
+
+/* ---- find_key ------------------------------------------------------------ */
+
+typedef struct key_op {
+    lf_rop op;
+    lf_store_cb *cb;
+    void *arg;
+    char *key;
+} key_op;
+
+static void key_notify(lf_rop *op, lf_code code, const char *why)
+{
+    key_op *k = (key_op *)op;
+    k->cb(code, why, NULL, NULL, k->arg);
+}
+
+static void key_destroy(lf_rop *op)
+{
+    key_op *k = (key_op *)op;
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(k->key);
+    free(k);
+}
+
+static void key_fail(key_op *k, lf_code code, const char *why)
+{
+    key_notify(&k->op, code, why);
+    key_destroy(&k->op);
+}
+
+/* {seq, line, {j, d}}: the entry, parsed from the stored line, and its
+ * record as it is now (none for a tombstone or a global entry). */
+static void key_reply(lf_rop *op, redisReply *r)
+{
+    key_op *k = (key_op *)op;
+    lf_redis *s = op->s;
+    char msg[600], why[256];
+    lf_entry_doc doc;
+    lf_record *rec = NULL;
+    bool kept = true;
+
+    if (r->type != REDIS_REPLY_ARRAY) {
+        lf_redis_errf(s, msg, sizeof msg, "key %s: %s", s->k_idem,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        key_fail(k, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (r->elements == 0) {
+        snprintf(msg, sizeof msg, "No entry with idempotency key %s", k->key);
+        key_fail(k, LF_NOT_FOUND, msg);
+        return;
+    }
+    if (r->elements < 2 || !lf_redis_is_str(r->element[0]) || !lf_redis_is_str(r->element[1])) {
+        lf_redis_errf(s, msg, sizeof msg, "%s names an entry %s does not hold",
+                      s->k_idem, s->k_log);
+        key_fail(k, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (lf_entry_parse(r->element[1]->str, r->element[1]->len, &doc, why, sizeof why)) {
+        lf_redis_errf(s, msg, sizeof msg, "%s entry %s: %s", s->k_log,
+                      r->element[0]->str, why);
+        key_fail(k, LF_UNAVAILABLE, msg);
+        return;
+    }
+    const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
+    if (doc.e.record_id && rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 2 &&
+        lf_redis_is_str(rr->element[0]) && rr->element[1]->type == REDIS_REPLY_NIL &&
+        (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len,
+                                   why, sizeof why)))
+        kept = lf_redis_cache_put(s, rec);
+    k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
+    if (!kept) lf_record_free(rec);
+    lf_entry_doc_free(&doc);
+    key_destroy(op);
+}
+
+static const lf_rop_type key_type = {
+    .send = lf_redis_send, .reply = key_reply, .notify = key_notify,
+    .destroy = key_destroy,
+};
+
+static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
+                           void *arg)
+{
+    lf_redis *s = (lf_redis *)st;
+    char prefix[512];
+    key_op *k = calloc(1, sizeof *k);
+    if (!k) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return; }
+    k->op.type = &key_type;
+    k->op.s = s;
+    k->op.script = LF_SCRIPT_FIND_KEY;
+    k->cb = cb;
+    k->arg = arg;
+    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem,
+                          s->k_log, key, prefix};
+    if (!(k->key = strdup(key)) || lf_redis_format(&k->op, 7, argv, NULL) < 0) {
+        key_fail(k, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    lf_redis_send(&k->op);
+}
+
+/* ---- list --------------------------------------------------------------- */
+
+typedef struct list_op {
+    lf_rop op;
+    lf_list_cb *cb;
+    void *arg;
+    size_t limit;
+    char *index;                /* the zset, for messages */
+} list_op;
+
+static void list_notify(lf_rop *op, lf_code code, const char *why)
+{
+    list_op *l = (list_op *)op;
+    l->cb(code, why, NULL, 0, NULL, l->arg);
+}
+
+static void list_destroy(lf_rop *op)
+{
+    list_op *l = (list_op *)op;
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(l->index);
+    free(l);
+}
+
+static void list_fail(list_op *l, lf_code code, const char *why)
+{
+    list_notify(&l->op, code, why);
+    list_destroy(&l->op);
+}
+
+/* {id, json, id, json, ...}: parsed in order, each checked. */
+static void list_reply(lf_rop *op, redisReply *r)
+{
+    list_op *l = (list_op *)op;
+    lf_redis *s = op->s;
+    char msg[600], why[256], cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
+    size_t n = 0, got;
+    lf_record **recs = NULL;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+        lf_redis_errf(s, msg, sizeof msg, "index %s: %s", l->index,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        list_fail(l, LF_UNAVAILABLE, msg);
+        return;
+    }
+    got = r->elements / 2;
+    if (!(recs = calloc(got + 1, sizeof *recs))) {
+        list_fail(l, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    for (; n < got; n++) {
+        const redisReply *id = r->element[2 * n], *j = r->element[2 * n + 1];
+        const char *bad = NULL;
+        if (!lf_redis_is_str(id) || !lf_redis_is_str(j))
+            bad = "no record there";
+        else if (!(recs[n] = lf_record_from_json(j->str, j->len, why, sizeof why)))
+            bad = why;
+        else if (strcmp(recs[n]->id, id->str) != 0)
+            bad = "another record there";
+        if (bad) {
+            lf_redis_errf(s, msg, sizeof msg, "index %s lists %s, but %srec:{%s} "
+                          "does not hold it: %s", l->index, lf_redis_is_str(id) ? id->str : "?",
+                          s->url.prefix, lf_redis_is_str(id) ? id->str : "?", bad);
+            for (size_t i = 0; i <= n; i++) lf_record_free(recs[i]);
+            free(recs);
+            list_fail(l, LF_UNAVAILABLE, msg);
+            return;
+        }
+    }
+    if (got > l->limit) {
+        const lf_record *last = recs[l->limit - 1];
+        snprintf(cursor, sizeof cursor, "%s|%s", last->updated_at, last->id);
+        next = cursor;
+        n = l->limit;
+    }
+    l->cb(LF_OK, NULL, (const lf_record *const *)recs, n, next, l->arg);
+    for (size_t i = 0; i < got; i++) lf_record_free(recs[i]);
+    free(recs);
+    list_destroy(op);
+}
+
+static const lf_rop_type list_type = {
+    .send = lf_redis_send, .reply = list_reply, .notify = list_notify,
+    .destroy = list_destroy,
+};
+
+/* "updated_at|id", as memdb's cursors: pages move between stores. */
+static int cursor_parse(const char *cursor, char score[24], const char **id)
+{
+    int64_t us;
+    char ts[LF_TS_LEN + 1];
+    const char *bar = strchr(cursor, '|');
+    if (!bar || bar - cursor != LF_TS_LEN || !bar[1]) return -1;
+    memcpy(ts, cursor, LF_TS_LEN);
+    ts[LF_TS_LEN] = '\0';
+    if (lf_ts_parse(ts, &us) < 0) return -1;
+    snprintf(score, 24, "%" PRId64, us);
+    *id = bar + 1;
+    return 0;
+}
+
+static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
+                       void *arg)
+{
+    lf_redis *s = (lf_redis *)st;
+    char score[24] = "", limit[24], prefix[512];
+    const char *cid = "";
+    list_op *l;
+    lf_buf key = LF_BUF_INIT;
+
+    if (q->cursor && cursor_parse(q->cursor, score, &cid) < 0) {
+        cb(LF_INVALID_REQUEST, "invalid list cursor", NULL, 0, NULL, arg);
+        return;
+    }
+    if (!(l = calloc(1, sizeof *l))) {
+        cb(LF_UNAVAILABLE, "out of memory", NULL, 0, NULL, arg);
+        return;
+    }
+    l->op.type = &list_type;
+    l->op.s = s;
+    l->op.script = LF_SCRIPT_LIST;
+    l->cb = cb;
+    l->arg = arg;
+    l->limit = q->limit ? q->limit : 100;
+    if (l->limit > LIST_MAX) l->limit = LIST_MAX;
+    snprintf(limit, sizeof limit, "%zu", l->limit);
+    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
+    lf_redis_key_index(s, q->state, q->repo, &key);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score,
+                          cid, limit, prefix};
+    int rc = lf_redis_format(&l->op, 8, argv, NULL);
+    l->index = lf_buf_steal(&key);
+    if (rc < 0 || !l->index) { list_fail(l, LF_UNAVAILABLE, "out of memory"); return; }
+    lf_redis_send(&l->op);
+}
+
+/* ---- audit -------------------------------------------------------------- */
+
+typedef struct audit_op {
+    lf_rop op;
+    lf_audit_cb *cb;
+    void *arg;
+    char *id;                   /* NULL: the global log */
+    uint64_t after;
+    size_t limit;
+} audit_op;
+
+static void audit_notify(lf_rop *op, lf_code code, const char *why)
+{
+    audit_op *a = (audit_op *)op;
+    a->cb(code, why, NULL, NULL, 0, a->after, a->arg);
+}
+
+static void audit_destroy(lf_rop *op)
+{
+    audit_op *a = (audit_op *)op;
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(a->id);
+    free(a);
+}
+
+static void audit_fail(audit_op *a, lf_code code, const char *why)
+{
+    audit_notify(&a->op, code, why);
+    audit_destroy(&a->op);
+}
+
+static int audit_format(audit_op *a)
+{
+    lf_redis *s = a->op.s;
+    lf_buf k1 = LF_BUF_INIT, k3 = LF_BUF_INIT;
+    char after[24], limit[24];
+    int rc;
+    snprintf(after, sizeof after, "%" PRIu64, a->after);
+    snprintf(limit, sizeof limit, "%zu", a->limit);
+    if (a->id) {
+        lf_redis_key_reclog(s, a->id, &k1);
+        lf_redis_key_rec(s, a->id, &k3);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p,
+                              s->k_log, k3.p, after, limit};
+        rc = lf_redis_format(&a->op, 8, argv, NULL);
+    } else {
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2",
+                              s->k_head, s->k_log, after, limit};
+        rc = lf_redis_format(&a->op, 7, argv, NULL);
+    }
+    lf_buf_free(&k1);
+    lf_buf_free(&k3);
+    return rc;
+}
+
+static void audit_deliver(audit_op *a, const char **lines, size_t *lens,
+                          size_t n, uint64_t last)
+{
+    a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
+    free(lines);
+    free(lens);
+    audit_destroy(&a->op);
+}
+
+/* {head, last, line...}: the lines for seq after+1 .. last. A missing
+ * line (deleted behind our back) is skipped, so the chain check sees the
+ * gap in seq; missing lines at the very end of the log would leave no
+ * gap to see, so they are an error of their own. */
+static void audit_log_reply(audit_op *a, redisReply *r)
+{
+    lf_redis *s = a->op.s;
+    char msg[600];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER ||
+        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        lf_redis_errf(s, msg, sizeof msg, "audit log: %s",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        audit_fail(a, LF_UNAVAILABLE, msg);
+        return;
+    }
+    uint64_t head = (uint64_t)r->element[0]->integer;
+    uint64_t last = (uint64_t)r->element[1]->integer, seen = 0;
+    size_t n = 0, k = r->elements - 2;
+    const char **lines = malloc((k + 1) * sizeof *lines);
+    size_t *lens = malloc((k + 1) * sizeof *lens);
+    if (!lines || !lens) {
+        free(lines);
+        free(lens);
+        audit_fail(a, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        const redisReply *l = r->element[i + 2];
+        if (!lf_redis_is_str(l)) continue;
+        lines[n] = l->str;
+        lens[n++] = l->len;
+        seen = a->after + i + 1;
+    }
+    if (last > a->after && seen < last && last == head) {
+        lf_redis_errf(s, msg, sizeof msg, "%s has no entries %" PRIu64 "..%"
+                      PRIu64 " although %s is at seq %" PRIu64 " (deleted?)",
+                      s->k_log, (seen ? seen : a->after) + 1, head, s->k_head, head);
+        free(lines);
+        free(lens);
+        audit_fail(a, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (n == 0 && last > a->after) {
+        /* A whole page gone: look further, so the gap shows. */
+        free(lines);
+        free(lens);
+        a->after = last;
+        if (audit_format(a) < 0) { audit_fail(a, LF_UNAVAILABLE, "out of memory"); return; }
+        lf_redis_send(&a->op);
+        return;
+    }
+    audit_deliver(a, lines, lens, n, seen);
+}
+
+/* {0} for an unknown record, else {1, seq, line, ...}. */
+static void audit_rec_reply(audit_op *a, redisReply *r)
+{
+    lf_redis *s = a->op.s;
+    char msg[600];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements % 2 == 0 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        lf_redis_errf(s, msg, sizeof msg, "audit of %s: %s", a->id,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        audit_fail(a, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (r->element[0]->integer == 0) {
+        snprintf(msg, sizeof msg, "Record not found: %s", a->id);
+        audit_fail(a, LF_NOT_FOUND, msg);
+        return;
+    }
+    size_t k = (r->elements - 1) / 2;
+    uint64_t last = a->after;
+    const char **lines = malloc((k + 1) * sizeof *lines);
+    size_t *lens = malloc((k + 1) * sizeof *lens);
+    if (!lines || !lens) {
+        free(lines);
+        free(lens);
+        audit_fail(a, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < k; i++) {
+        const redisReply *seq = r->element[1 + 2 * i], *l = r->element[2 + 2 * i];
+        if (!lf_redis_is_str(seq) || !lf_redis_is_str(l)) {
+            lf_redis_errf(s, msg, sizeof msg, "%s has no entry %s, which "
+                          "%srec:{%s}:log lists", s->k_log,
+                          lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix, a->id);
+            free(lines);
+            free(lens);
+            audit_fail(a, LF_UNAVAILABLE, msg);
+            return;
+        }
+        lines[i] = l->str;
+        lens[i] = l->len;
+        last = strtoull(seq->str, NULL, 10);
+    }
+    audit_deliver(a, lines, lens, k, last);
+}
+
+static void audit_reply(lf_rop *op, redisReply *r)
+{
+    audit_op *a = (audit_op *)op;
+    if (a->id) audit_rec_reply(a, r);
+    else audit_log_reply(a, r);
+}
+
+static const lf_rop_type audit_type = {
+    .send = lf_redis_send, .reply = audit_reply, .notify = audit_notify,
+    .destroy = audit_destroy,
+};
+
+static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
+                        size_t limit, lf_audit_cb *cb, void *arg)
+{
+    lf_redis *s = (lf_redis *)st;
+    audit_op *a = calloc(1, sizeof *a);
+    if (!a) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, 0, after, arg); return; }
+    a->op.type = &audit_type;
+    a->op.s = s;
+    a->op.script = record_id ? LF_SCRIPT_AUDIT_REC : LF_SCRIPT_AUDIT_LOG;
+    a->cb = cb;
+    a->arg = arg;
+    a->after = after;
+    a->limit = limit ? limit : 1000;
+    if (a->limit > AUDIT_MAX) a->limit = AUDIT_MAX;
+    if ((record_id && !(a->id = strdup(record_id))) || audit_format(a) < 0) {
+        audit_fail(a, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    lf_redis_send(&a->op);
+}
+
+/* ---- open / free -------------------------------------------------------- */
+
+void lf_redis_destroy(lf_redis *s)
+{
+    if (s->t_connect) event_free(s->t_connect);
+    if (s->t_cmd) event_free(s->t_cmd);
+    if (s->t_retry) event_free(s->t_retry);
+    cache_free(s);
+    lf_redis_recq_free(s);
+    free(s->k_head);
+    free(s->k_log);
+    free(s->k_ref);
+    free(s->k_all);
+    free(s->k_idem);
+    lf_redis_url_free(&s->url);
+    free(s);
+}
+
+static void redis_free(lf_store *st)
+{
+    lf_redis *s = (lf_redis *)st;
+    char why[600];
+    if (!s) return;
+    s->closing = true;
+    lf_redis_errf(s, why, sizeof why, "the store was closed");
+    lf_redis_recq_fail_all(s, why);
+    lf_redis_conn_close(s);
+    if (s->busy == 0) lf_redis_destroy(s);
+}
+
+static struct timeval ms_tv(int ms)
+{
+    return (struct timeval){ms / 1000, (ms % 1000) * 1000};
+}
+
+/* One bounded, synchronous look at the server before the store exists,
+ * so that a wrong address, password or db fails the open with a clear
+ * message instead of every later request. Never on the request path:
+ * requests only ever use the asynchronous connection. */
+static int probe(const lf_redis_url *u, char *err, size_t errlen)
+{
+    redisContext *c = u->path ?
+        redisConnectUnixWithTimeout(u->path, ms_tv(u->connect_timeout_ms)) :
+        redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms));
+    redisReply *r = NULL;
+    char db[16];
+    int rc = -1;
+
+    if (!c || c->err) {
+        snprintf(err, errlen, "redis %s: cannot connect: %s", u->addr,
+                 c ? c->errstr : "out of memory");
+        goto out;
+    }
+    redisSetTimeout(c, ms_tv(u->timeout_ms));
+    if (u->password) {
+        const char *argv[] = {"AUTH", u->user ? u->user : u->password, u->password};
+        r = redisCommandArgv(c, u->user ? 3 : 2, argv, NULL);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis %s: AUTH failed: %s", u->addr,
+                     r ? r->str : c->errstr);
+            goto out;
+        }
+        freeReplyObject(r);
+    }
+    snprintf(db, sizeof db, "%d", u->db);
+    const char *argv[] = {"SELECT", db};
+    r = redisCommandArgv(c, 2, argv, NULL);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: SELECT %d failed: %s", u->addr, u->db,
+                 r ? r->str : c->errstr);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (r) freeReplyObject(r);
+    if (c) redisFree(c);
+    return rc;
+}
+
+static const lf_store_type redis_type = {
+    .scheme = "redis",
+    .get = redis_get,
+    .find_by_ref = redis_find_by_ref,
+    .commit = lf_redis_commit,
+    .list = redis_list,
+    .audit = redis_audit,
+    .find_key = redis_find_key,
+    .free = redis_free,
+};
+
+static char *key_fixed(const char *prefix, const char *name)
+{
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_printf(&b, "%s%s", prefix, name);
+    return lf_buf_steal(&b);
+}
+
+lf_store *lf_redis_open(const char *url, struct event_base *base,
+                        lf_code *code, char *err, size_t errlen)
+{
+    lf_redis *s;
+    lf_code dummy;
+    struct sigaction sa;
+
+    if (!code) code = &dummy;
+    *code = LF_INVALID_REQUEST;
+    if (!base) {
+        snprintf(err, errlen, "redis store needs an event loop (an event_base)");
+        return NULL;
+    }
+    if (!(s = calloc(1, sizeof *s))) {
+        *code = LF_UNAVAILABLE;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (lf_redis_url_parse(url, &s->url, err, errlen) < 0) {
+        free(s);
+        return NULL;
+    }
+    *code = LF_UNAVAILABLE;
+    if (probe(&s->url, err, errlen) < 0) {
+        lf_redis_destroy(s);
+        return NULL;
+    }
+    /* hiredis writes with write(2): a server that closed the socket would
+     * kill the process with SIGPIPE instead of failing the request. */
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+
+    s->base.type = &redis_type;
+    s->evb = base;
+    for (int i = 0; i < LF_SCRIPT__COUNT; i++)
+        lf_redis_script_sha((lf_redis_script)i, s->sha[i]);
+    s->k_head = key_fixed(s->url.prefix, "head");
+    s->k_log = key_fixed(s->url.prefix, "log");
+    s->k_ref = key_fixed(s->url.prefix, "ref");
+    s->k_all = key_fixed(s->url.prefix, "all");
+    s->k_idem = key_fixed(s->url.prefix, "idem");
+    lf_redis_conn_init(s);
+    if (!s->k_head || !s->k_log || !s->k_ref || !s->k_all || !s->k_idem || !s->t_connect ||
+        !s->t_cmd || !s->t_retry) {
+        lf_redis_destroy(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    lf_redis_conn_start(s);         /* warm: requests queue behind it */
+    *code = LF_OK;
+    return &s->base;
+}

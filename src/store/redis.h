@@ -1,0 +1,217 @@
+/* redis.h -- the redis store's internals, shared by its modules (never
+ * installed):
+ *
+ *   redis_url.c    the store URLs (redis://, unix://) and their options
+ *   redis_lua.c    the server-side scripts and their SHA1s
+ *   redis_conn.c   the one connection: handshake, pipelining, timeouts,
+ *                  reconnects with backoff, the queues ops wait in
+ *   redis_commit.c the only write: seal, check the head, pipeline
+ *   redis.c        the reads, open and free, and what they all share:
+ *                  key names, the fold-base cache, record replies
+ *
+ * docs/redis.md describes the key layout and the commit protocol. */
+#ifndef LF_REDIS_H
+#define LF_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "store.h"
+#include "../core/buf.h"
+#include "../core/map.h"
+
+/* ---- URLs (redis_url.c) ------------------------------------------------ */
+
+#define LF_REDIS_DEFAULT_PORT 6379
+#define LF_REDIS_DEFAULT_PREFIX "lf:"
+#define LF_REDIS_CONNECT_TIMEOUT_MS 2000
+#define LF_REDIS_TIMEOUT_MS 5000
+
+typedef struct lf_redis_url {
+    char *host;                 /* TCP: host or IP (NULL for a socket) */
+    int port;
+    char *path;                 /* unix socket path (NULL for TCP) */
+    char *user;                 /* ACL user for AUTH, or NULL */
+    char *password;             /* NULL: no AUTH */
+    int db;
+    char *prefix;               /* key prefix, "lf:" by default */
+    int connect_timeout_ms;
+    int timeout_ms;             /* per command */
+    char addr[320];             /* for messages: "host:port" or
+                                   "unix:/path", never the password */
+} lf_redis_url;
+
+/* Returns 0, or -1 with err set (the URL is then a usage error). */
+int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
+                       size_t errlen);
+void lf_redis_url_free(lf_redis_url *u);
+/* True for the URLs lf_redis_url_parse is meant for. */
+bool lf_redis_url_is(const char *url);
+
+/* ---- scripts (redis_lua.c) --------------------------------------------- */
+
+typedef enum lf_redis_script {
+    LF_SCRIPT_COMMIT = 0,       /* check + write one entry */
+    LF_SCRIPT_LIST,             /* one page of an index, with the records */
+    LF_SCRIPT_AUDIT_LOG,        /* a page of the global log */
+    LF_SCRIPT_AUDIT_REC,        /* a page of one record's entries */
+    LF_SCRIPT_FIND_KEY,         /* the entry an idempotency key names */
+    LF_SCRIPT__COUNT
+} lf_redis_script;
+
+const char *lf_redis_script_src(lf_redis_script id);
+/* The script's SHA1 (40 hex + NUL), as EVALSHA and SCRIPT LOAD name it. */
+void lf_redis_script_sha(lf_redis_script id, char out[41]);
+
+/* ---- the connection (redis_conn.c) ------------------------------------- */
+
+typedef struct lf_redis lf_redis;
+typedef struct lf_rop lf_rop;
+
+/* What an operation does at each event. Every op completes (calls its
+ * user's callback) exactly once: from reply, or through notify. */
+typedef struct lf_rop_type {
+    /* Issues the op's current command: lf_redis_write when a connection
+     * is up, else lf_redis_wait. Called again after a reconnect. */
+    void (*send)(lf_rop *op);
+    /* A reply to the op's command (never NULL). */
+    void (*reply)(lf_rop *op, redisReply *r);
+    /* Completes the op with an error: calls the user's callback, frees
+     * nothing (destroy follows, at once or -- for an op hiredis still
+     * holds when the store closes -- when hiredis lets go of it). */
+    void (*notify)(lf_rop *op, lf_code code, const char *why);
+    /* NOSCRIPT on the op's EVALSHA; the script is being reloaded. NULL:
+     * the command is simply sent again. */
+    void (*noscript)(lf_rop *op);
+    void (*destroy)(lf_rop *op);    /* frees the op, calls nobody */
+} lf_rop_type;
+
+/* The part every op starts with. */
+struct lf_rop {
+    const lf_rop_type *type;
+    lf_redis *s;
+    lf_rop *prev, *next;        /* in one of the store's queues */
+    int64_t sent_us;            /* when its command went out */
+    char *cmd;                  /* the formatted command (RESP), kept so
+                                   it can be sent again */
+    size_t cmdlen;
+    int script;                 /* its EVALSHA's script, or -1 */
+    int reloads;                /* NOSCRIPT recoveries so far */
+    bool orphan;                /* the store is gone; only free it */
+};
+
+typedef struct lf_rop_list { lf_rop *head, *tail; } lf_rop_list;
+
+/* An op is in at most one list at a time. */
+void lf_redis_q_push(lf_rop_list *q, lf_rop *op);
+void lf_redis_q_remove(lf_rop_list *q, lf_rop *op);
+lf_rop *lf_redis_q_pop(lf_rop_list *q);
+
+/* A record the store has seen in Redis at a given version: the base the
+ * client folds the next entry onto. */
+typedef struct lf_redis_cache {
+    lf_map map;                 /* id -> lf_record* (key: rec->id) */
+    size_t hand;                /* eviction scan position */
+} lf_redis_cache;
+
+struct lf_redis {
+    lf_store base;
+    lf_redis_url url;
+    struct event_base *evb;
+
+    redisAsyncContext *ac;      /* NULL while there is no connection */
+    bool connected;             /* connect(2) completed on ac */
+    bool ready;                 /* the handshake answered: tip is known */
+    int64_t connected_us;
+    char down[512];             /* why the last connection went away */
+
+    lf_rop_list sent;           /* commands on the wire, oldest first */
+    lf_rop_list waiting;        /* ops waiting for a connection */
+    lf_rop_list unsealed;       /* commits waiting for the chain's tip */
+
+    /* The head of the global log as this process last sent it: each new
+     * commit is sealed on it, so commits pipeline. `epoch` changes
+     * whenever that pipeline broke (see redis.c, commit). */
+    bool tip_known;
+    uint64_t tip_seq;
+    char tip_hash[LF_HASH_LEN + 1];
+    uint64_t epoch;
+
+    struct event *t_connect, *t_cmd, *t_retry;
+    int backoff_ms;             /* before the next connection attempt */
+    int64_t next_attempt_us;
+
+    lf_redis_cache cache;
+    lf_map recq;                /* id -> the record's commits in order
+                                   (redis.c, rec_queue) */
+    char sha[LF_SCRIPT__COUNT][41];
+    char *k_head, *k_log, *k_ref, *k_all, *k_idem;  /* prefix + fixed names */
+
+    int busy;                   /* event-loop entries into the store in
+                                   progress (callbacks on the stack) */
+    bool closing;               /* lf_store_free was called */
+};
+
+/* Connection lifecycle. */
+void lf_redis_conn_init(lf_redis *s);
+void lf_redis_conn_start(lf_redis *s);
+void lf_redis_conn_close(lf_redis *s);     /* from lf_store_free */
+/* Releases one `busy` hold; frees the store when it was the last one of
+ * a store being closed. Returns true if the store is gone. */
+bool lf_redis_release(lf_redis *s);
+void lf_redis_destroy(lf_redis *s);        /* the memory, in redis.c */
+
+/* Sends op->cmd now (a connection must exist). On a local failure the
+ * op is failed right here. */
+void lf_redis_write(lf_rop *op);
+/* Parks op until the next connection (or the tip) is there. */
+void lf_redis_wait(lf_rop *op);
+void lf_redis_wait_tip(lf_rop *op);
+/* Issues op: write if connected, else wait. The usual `send`. */
+void lf_redis_send(lf_rop *op);
+/* Formats argv into op->cmd (replacing any previous command). */
+int lf_redis_format(lf_rop *op, int argc, const char **argv,
+                    const size_t *lens);
+/* Asks the server to load script id again (after NOSCRIPT). */
+void lf_redis_load_script(lf_redis *s, lf_redis_script id);
+
+/* Called when the handshake learned the head of the log. */
+void lf_redis_on_ready(lf_redis *s);
+
+/* "redis ADDR: " + message, for errors. */
+void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+int64_t lf_redis_now_us(void);     /* monotonic */
+
+/* ---- shared by redis.c and redis_commit.c ------------------------------- */
+
+/* Key names (P = prefix): P rec:{id}, P rec:{id}:log, and the index a
+ * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
+void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
+void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
+void lf_redis_key_index(const lf_redis *s, const char *state,
+                        const char *repo, lf_buf *b);
+
+/* Records as last read from (or confirmed by) Redis, by id. put takes r
+ * and returns false if it could not keep it (the caller frees it). */
+lf_record *lf_redis_cache_get(lf_redis *s, const char *id);
+bool lf_redis_cache_put(lf_redis *s, lf_record *r);
+void lf_redis_cache_del(lf_redis *s, const char *id);
+
+bool lf_redis_is_str(const redisReply *r);
+/* A record hash's HMGET {j, d}: LF_OK with *out (the caller's),
+ * LF_NOT_FOUND, or LF_UNAVAILABLE with a message naming the key. */
+lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
+                              lf_record **out, char *msg, size_t len);
+
+/* redis_commit.c */
+void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg);
+/* Fails the commits still waiting for their record's turn (store closing). */
+void lf_redis_recq_fail_all(lf_redis *s, const char *why);
+void lf_redis_recq_free(lf_redis *s);
+
+#endif

@@ -1,0 +1,561 @@
+/* redis_commit.c -- the redis store's only write: one audit entry,
+ * checked and written by one EVALSHA of the commit script.
+ *
+ * Redis's Lua has no sha256 and the audit chain needs prev = the hash of
+ * the previous entry, so: the client seals, the script checks the head.
+ *
+ * The client folds the entry into its copy of the record (lf_record_apply
+ * on a base read from Redis at version - 1: the store's cache, filled by
+ * the get the engine always makes first, or a read of its own), seals the
+ * entry on the tip of the log as it last sent it, and the script
+ * compares: the record's version, and head == (seq - 1, prev). If the
+ * head moved (another process committed), nothing is written and the
+ * script answers with the head: the client re-seals on it and sends
+ * again. A race for a place in the log is not the caller's conflict, so it
+ * retries up to MAX_RACES times before giving up with LF_UNAVAILABLE. A
+ * version mismatch is a real LF_CONFLICT: the engine re-validates.
+ *
+ * Pipelining: each commit is sealed on the one sent before it, so a
+ * process never races itself and many commits are in flight at once. When
+ * one of them is not written (refused, raced, NOSCRIPT), the ones sent
+ * after it were chained on a hash that never made it into the log and
+ * come back "head moved": `epoch` marks such a break, so that only the
+ * first reply of a broken pipeline moves the tip back and the others are
+ * re-sealed behind it, in order. Whatever the bookkeeping, the script's
+ * head check is what keeps the chain whole. Commits on one record are
+ * kept in order (rec_queue), so each folds on what the previous one left.
+ *
+ * docs/redis.md has the whole protocol and the key layout. */
+#include "redis.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_RACES 64            /* head-moved retries per commit */
+
+/* What a commit does to the record, whatever its entry's kind is called:
+ * the script knows modes, not kinds (redis_lua.c). */
+typedef enum commit_mode {
+    MODE_CREATE, MODE_MOVE, MODE_NOTE, MODE_DELETE, MODE_GLOBAL
+} commit_mode;
+
+static const char *const mode_names[] = {"create", "move", "note", "delete",
+                                         "global"};
+
+/* -1 for a kind this store does not know: refused, never guessed at. */
+static int commit_mode_of(lf_entry_kind k)
+{
+    switch (k) {
+    case LF_ENTRY_CREATED: return MODE_CREATE;
+    case LF_ENTRY_TRANSITION: return MODE_MOVE;
+    case LF_ENTRY_DENIED:
+    case LF_ENTRY_REJECTED: return MODE_NOTE;
+    case LF_ENTRY_DELETED: return MODE_DELETE;
+    case LF_ENTRY_POLICY_LOADED: return MODE_GLOBAL;
+    default: return -1;
+    }
+}
+
+typedef struct commit_op {
+    lf_rop op;
+    lf_store_cb *cb;
+    void *arg;
+    commit_mode mode;
+    lf_entry e;                 /* our copy; its strings live in strs */
+    char *strs;
+    bool fetching;              /* the command out is the base's HMGET */
+    lf_record *next;            /* the record after the entry */
+    lf_buf json;                /* next as JSON (created, transition) */
+    char *before;               /* the record's state before */
+    size_t had_aliases;         /* how many aliases the base had */
+    char score[24];             /* next's updated_at, us since the epoch */
+    lf_buf line;                /* the sealed line */
+    uint64_t epoch;             /* s->epoch when it was sealed */
+    int races;
+    bool ordered;               /* holds its record's turn (rec_queue) */
+} commit_op;
+
+static void commit_send(lf_rop *op);
+static void commit_start(commit_op *c);
+
+/* One record's commits from this store, in the order they were made. At
+ * most one is under way (reading its base, queued, on the wire); the
+ * others wait here and each starts when the one before it is answered,
+ * folding on what it left. Without this, a commit made before the
+ * previous one on the same record landed would read a base that is
+ * about to be outdated, and a single writer would conflict with itself.
+ * Commits on different records are not held back. */
+typedef struct rec_queue {
+    bool busy;
+    lf_rop_list waiting;
+    char id[];                  /* the map's key */
+} rec_queue;
+
+/* True if c must wait for an earlier commit on its record. */
+static bool recq_enter(lf_redis *s, commit_op *c)
+{
+    rec_queue *q = lf_map_get(&s->recq, c->e.record_id);
+    if (!q) {
+        size_t n = strlen(c->e.record_id) + 1;
+        if (!(q = calloc(1, sizeof *q + n))) return false;  /* unordered, still correct */
+        memcpy(q->id, c->e.record_id, n);
+        if (lf_map_put(&s->recq, q->id, q) < 0) { free(q); return false; }
+    }
+    if (q->busy) {
+        lf_redis_q_push(&q->waiting, &c->op);
+        return true;
+    }
+    q->busy = c->ordered = true;
+    return false;
+}
+
+/* c is answered: the next commit on its record may start. */
+static void recq_leave(commit_op *c)
+{
+    lf_redis *s = c->op.s;
+    if (!c->ordered) return;
+    c->ordered = false;
+    rec_queue *q = lf_map_get(&s->recq, c->e.record_id);
+    if (!q) return;
+    q->busy = false;
+    if (s->closing) return;     /* redis_free fails the waiting ones */
+    commit_op *next = (commit_op *)lf_redis_q_pop(&q->waiting);
+    if (!next) {
+        lf_map_del(&s->recq, q->id);
+        free(q);
+        return;
+    }
+    q->busy = next->ordered = true;
+    commit_start(next);
+}
+
+void lf_redis_recq_fail_all(lf_redis *s, const char *why)
+{
+    lf_map *m = &s->recq;
+    for (size_t i = 0; i < m->cap; i++) {
+        rec_queue *q = m->slots[i].key ? m->slots[i].val : NULL;
+        lf_rop *op;
+        while (q && (op = lf_redis_q_pop(&q->waiting))) {
+            op->type->notify(op, LF_UNAVAILABLE, why);
+            op->type->destroy(op);
+        }
+    }
+}
+
+void lf_redis_recq_free(lf_redis *s)
+{
+    lf_map *m = &s->recq;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key) free(m->slots[i].val);
+    lf_map_free(m);
+}
+
+static void commit_notify(lf_rop *op, lf_code code, const char *why)
+{
+    commit_op *c = (commit_op *)op;
+    c->cb(code, why, NULL, NULL, c->arg);
+    recq_leave(c);
+}
+
+static void commit_destroy(lf_rop *op)
+{
+    commit_op *c = (commit_op *)op;
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(c->strs);
+    lf_record_free(c->next);
+    lf_buf_free(&c->json);
+    lf_buf_free(&c->line);
+    free(c->before);
+    free(c);
+}
+
+static void commit_fail(commit_op *c, lf_code code, const char *why)
+{
+    commit_notify(&c->op, code, why);
+    commit_destroy(&c->op);
+}
+
+/* The entry's strings are borrowed from the caller (often from its
+ * stack): they get a home of their own, in one block, before commit
+ * returns. */
+static int commit_own(commit_op *c, const lf_entry *e)
+{
+    c->e = *e;
+    const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
+                        &c->e.trigger, &c->e.actor, &c->e.metadata,
+                        &c->e.decisions, &c->e.policy_set, &c->e.record,
+                        &c->e.changes, &c->e.violation,
+                        &c->e.idempotency_key};
+    size_t n = 1;
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (*f[i]) n += strlen(*f[i]) + 1;
+    char *p = c->strs = malloc(n);
+    if (!p) return -1;
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        if (!*f[i]) continue;
+        size_t len = strlen(*f[i]) + 1;
+        *f[i] = memcpy(p, *f[i], len);
+        p += len;
+    }
+    return 0;
+}
+
+/* Folds the entry onto base (NULL for created): the record the script
+ * will store. A fold the core refuses is the caller's malformed entry.
+ * Returns 0, or -1 after failing the op. */
+static int commit_fold(commit_op *c, const lf_record *base)
+{
+    char err[256];
+    int64_t us;
+    lf_record *r = base ? lf_record_dup(base) : NULL;
+
+    if (base && !r) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return -1; }
+    if (lf_record_apply(&r, &c->e, err, sizeof err) < 0) {
+        lf_record_free(r);
+        commit_fail(c, LF_INVALID_REQUEST, err);
+        return -1;
+    }
+    c->next = r;
+    c->had_aliases = base ? base->naliases : 0;
+    if (base && !(c->before = strdup(base->state))) {
+        commit_fail(c, LF_UNAVAILABLE, "out of memory");
+        return -1;
+    }
+    if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
+    if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
+    snprintf(c->score, sizeof c->score, "%" PRId64, us);
+    return 0;
+}
+
+/* The base the engine's get put in the cache, or a read of it. */
+static void commit_prepare(commit_op *c)
+{
+    lf_redis *s = c->op.s;
+    const lf_record *base = lf_redis_cache_get(s, c->e.record_id);
+    if (base && base->version + 1 == c->e.version) {
+        if (commit_fold(c, base) == 0) commit_send(&c->op);
+        return;
+    }
+    lf_buf key = LF_BUF_INIT;
+    lf_redis_key_rec(s, c->e.record_id, &key);
+    const char *argv[] = {"HMGET", key.p, "j", "d"};
+    int rc = lf_redis_format(&c->op, 4, argv, NULL);
+    lf_buf_free(&key);
+    if (rc < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
+    c->fetching = true;
+    c->op.script = -1;
+    commit_send(&c->op);
+}
+
+/* The base read from Redis: a conflict decided on fresh data is final
+ * (versions only grow); otherwise fold and commit. */
+static void commit_fetched(commit_op *c, redisReply *r)
+{
+    lf_redis *s = c->op.s;
+    char msg[600];
+    lf_record *base;
+    lf_code code = lf_redis_record_reply(s, c->e.record_id, r, &base, msg, sizeof msg);
+
+    c->fetching = false;
+    c->op.script = LF_SCRIPT_COMMIT;
+    if (code != LF_OK) {
+        lf_redis_cache_del(s, c->e.record_id);
+        commit_fail(c, code, msg);
+        return;
+    }
+    if (!lf_redis_cache_put(s, base)) {
+        lf_record_free(base);
+        commit_fail(c, LF_UNAVAILABLE, "out of memory");
+        return;
+    }
+    if (base->version + 1 != c->e.version) {
+        snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
+                 "%" PRIu64 ", found %" PRIu64, c->e.record_id,
+                 c->e.version - 1, base->version);
+        commit_fail(c, LF_CONFLICT, msg);
+        return;
+    }
+    if (commit_fold(c, base) == 0) commit_send(&c->op);
+}
+
+/* EVALSHA commit with the sealed entry (layout in redis_lua.c). */
+static int commit_format(commit_op *c)
+{
+    lf_redis *s = c->op.s;
+    const lf_entry *e = &c->e;
+    const lf_record *r = c->next;
+    lf_buf k[9] = {LF_BUF_INIT};
+    char seq[24], ver[24], nkeys[4];
+    size_t extra = 0, first_extra = 0;
+    int argc = 0, keys = 3, rc = -1;
+
+    /* ARGV 13...: a move's new aliases; a tombstone's ref and aliases. */
+    if (r && c->mode == MODE_MOVE) {
+        first_extra = c->had_aliases;
+        extra = r->naliases - first_extra;
+    } else if (r && c->mode == MODE_DELETE) {
+        extra = r->naliases + 1;
+    }
+    const char **argv = malloc((3 + 12 + 12 + extra) * sizeof *argv);
+    size_t *lens = malloc((3 + 12 + 12 + extra) * sizeof *lens);
+    if (!argv || !lens) goto out;
+
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
+    argv[argc++] = nkeys;
+    argv[argc++] = s->k_head;
+    argv[argc++] = s->k_log;
+    argv[argc++] = s->k_idem;
+    if (c->mode != MODE_GLOBAL) {
+        lf_redis_key_rec(s, e->record_id, &k[0]);
+        lf_redis_key_reclog(s, e->record_id, &k[1]);
+        argv[argc++] = k[0].p;
+        argv[argc++] = k[1].p;
+        keys = 5;
+    }
+    if (r) {                    /* create, move, delete */
+        const char *after = c->mode == MODE_DELETE ? r->state : e->to_state;
+        const char *before = c->before ? c->before : after;
+        lf_redis_key_index(s, before, NULL, &k[2]);
+        lf_redis_key_index(s, after, NULL, &k[3]);
+        argv[argc++] = s->k_ref;
+        argv[argc++] = s->k_all;
+        argv[argc++] = k[2].p;
+        argv[argc++] = k[3].p;
+        keys = 9;
+        if (r->repo) {
+            lf_redis_key_index(s, NULL, r->repo, &k[4]);
+            lf_redis_key_index(s, before, r->repo, &k[5]);
+            lf_redis_key_index(s, after, r->repo, &k[6]);
+            argv[argc++] = k[4].p;
+            argv[argc++] = k[5].p;
+            argv[argc++] = k[6].p;
+            keys = 12;
+        }
+    }
+    snprintf(nkeys, sizeof nkeys, "%d", keys);
+    snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
+    snprintf(ver, sizeof ver, "%" PRIu64, e->version);
+    int line_at = argc + 4;
+    argv[argc++] = mode_names[c->mode];
+    argv[argc++] = seq;
+    argv[argc++] = e->prev;
+    argv[argc++] = e->hash;
+    argv[argc++] = c->line.p;
+    argv[argc++] = ver;
+    argv[argc++] = c->json.p ? c->json.p : "";
+    argv[argc++] = c->score;
+    argv[argc++] = e->record_id ? e->record_id : "";
+    argv[argc++] = r ? r->ref : "";
+    argv[argc++] = r && r->repo ? "1" : "0";
+    argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
+    if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
+    if (extra)
+        for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    lens[line_at] = c->line.len;
+    rc = lf_redis_format(&c->op, argc, argv, lens);
+out:
+    free(argv);
+    free(lens);
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
+    return rc;
+}
+
+/* Seals the entry on the tip and sends it; the tip moves to it, so the
+ * next commit chains on this one before it has even been answered. */
+static void commit_send(lf_rop *op)
+{
+    commit_op *c = (commit_op *)op;
+    lf_redis *s = op->s;
+    if (!s->ac) { lf_redis_wait(op); return; }
+    if (c->fetching) { lf_redis_write(op); return; }
+    if (!s->tip_known) { lf_redis_wait_tip(op); return; }
+    lf_entry_seal(&c->e, s->tip_seq + 1, s->tip_hash, &c->line);
+    if (commit_format(c) < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
+    c->epoch = s->epoch;
+    s->tip_seq = c->e.seq;
+    memcpy(s->tip_hash, c->e.hash, sizeof s->tip_hash);
+    lf_redis_write(op);
+}
+
+/* The entry was not written. If it was the first of its pipeline to come
+ * back so, everything sent after it is chained on a hash that is not in
+ * the log: the tip goes back to where this one was sealed (or to the
+ * head the server reported), and a new epoch tells the others that they
+ * are fallout, to be re-sealed, not news about the head. */
+static void commit_not_written(commit_op *c, uint64_t hseq, const char *hhash)
+{
+    lf_redis *s = c->op.s;
+    if (c->epoch != s->epoch || !s->tip_known) return;
+    s->epoch++;
+    if (hhash) {
+        s->tip_seq = hseq;
+        memcpy(s->tip_hash, hhash, LF_HASH_LEN);
+    } else {
+        s->tip_seq = c->e.seq - 1;
+        memcpy(s->tip_hash, c->e.prev, LF_HASH_LEN);
+    }
+    s->tip_hash[LF_HASH_LEN] = '\0';
+}
+
+static void commit_noscript(lf_rop *op)
+{
+    commit_op *c = (commit_op *)op;
+    commit_not_written(c, 0, NULL);
+    commit_send(op);
+}
+
+/* {'head', seq, hash}: somebody else took the place; re-seal. */
+static void commit_raced(commit_op *c, const redisReply *r)
+{
+    lf_redis *s = c->op.s;
+    char msg[600], *end = NULL;
+    bool news = c->epoch == s->epoch;
+    if (r->elements != 3 || !lf_redis_is_str(r->element[1]) || !lf_redis_is_str(r->element[2]) ||
+        r->element[2]->len != LF_HASH_LEN) {
+        commit_not_written(c, 0, NULL);
+        lf_redis_errf(s, msg, sizeof msg, "%s does not hold a log head", s->k_head);
+        commit_fail(c, LF_UNAVAILABLE, msg);
+        return;
+    }
+    uint64_t hseq = strtoull(r->element[1]->str, &end, 10);
+    commit_not_written(c, hseq, r->element[2]->str);
+    if (news && ++c->races > MAX_RACES) {
+        lf_redis_errf(s, msg, sizeof msg, "gave up after %d attempts to append "
+                      "to the audit log: other writers kept moving its head",
+                      MAX_RACES);
+        commit_fail(c, LF_UNAVAILABLE, msg);
+        return;
+    }
+    commit_send(&c->op);
+}
+
+/* {'ok'}: the entry, the record and the indexes are in. */
+static void commit_done(commit_op *c, const redisReply *r)
+{
+    lf_redis *s = c->op.s;
+    lf_record *rec = NULL;
+    bool kept = true;
+    char why[256];
+
+    switch (c->mode) {
+    case MODE_GLOBAL:
+        break;
+    case MODE_NOTE:
+        /* The record did not move; the script read it for us. */
+        if (r->elements > 1 && lf_redis_is_str(r->element[1]))
+            rec = lf_record_from_json(r->element[1]->str, r->element[1]->len,
+                                      why, sizeof why);
+        if (rec) kept = lf_redis_cache_put(s, rec);
+        break;
+    case MODE_DELETE:
+        lf_redis_cache_del(s, c->e.record_id);
+        rec = c->next;          /* the tombstoned record; freed with c */
+        break;
+    default:
+        rec = c->next;
+        c->next = NULL;
+        kept = lf_redis_cache_put(s, rec);
+    }
+    c->cb(LF_OK, NULL, rec, &c->e, c->arg);
+    if (!kept) lf_record_free(rec);
+    recq_leave(c);
+    commit_destroy(&c->op);
+}
+
+static void commit_reply(lf_rop *op, redisReply *r)
+{
+    commit_op *c = (commit_op *)op;
+    lf_redis *s = op->s;
+    char msg[600];
+
+    if (c->fetching) { commit_fetched(c, r); return; }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !lf_redis_is_str(r->element[0])) {
+        commit_not_written(c, 0, NULL);
+        lf_redis_errf(s, msg, sizeof msg, "commit script: %s",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        commit_fail(c, LF_UNAVAILABLE, msg);
+        return;
+    }
+    const char *st = r->element[0]->str;
+    if (strcmp(st, "ok") == 0) { commit_done(c, r); return; }
+    if (strcmp(st, "head") == 0) { commit_raced(c, r); return; }
+
+    commit_not_written(c, 0, NULL);
+    lf_code code = LF_CONFLICT;
+    if (strcmp(st, "idem") == 0) {
+        snprintf(msg, sizeof msg, "Idempotency key already used: %s",
+                 c->e.idempotency_key ? c->e.idempotency_key : "");
+    } else if (strcmp(st, "exists") == 0) {
+        snprintf(msg, sizeof msg, "Record id already exists: %s", c->e.record_id);
+    } else if (strcmp(st, "dupref") == 0 && r->elements == 2 && lf_redis_is_str(r->element[1])) {
+        snprintf(msg, sizeof msg, "Duplicate ref: %s already has record %s",
+                 c->next ? c->next->ref : "?", r->element[1]->str);
+        code = LF_DUPLICATE_REF;
+    } else if (strcmp(st, "notfound") == 0) {
+        lf_redis_cache_del(s, c->e.record_id);
+        snprintf(msg, sizeof msg, "Record not found: %s", c->e.record_id);
+        code = LF_NOT_FOUND;
+    } else if (strcmp(st, "version") == 0 && r->elements == 2 && lf_redis_is_str(r->element[1])) {
+        lf_redis_cache_del(s, c->e.record_id);   /* our base is stale */
+        snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
+                 "%" PRIu64 ", found %s", c->e.record_id, c->e.version - 1,
+                 r->element[1]->str);
+    } else {
+        lf_redis_errf(s, msg, sizeof msg, "commit script: unexpected answer '%s'", st);
+        code = LF_UNAVAILABLE;
+    }
+    commit_fail(c, code, msg);
+}
+
+static const lf_rop_type commit_type = {
+    .send = commit_send, .reply = commit_reply, .notify = commit_notify,
+    .noscript = commit_noscript, .destroy = commit_destroy,
+};
+
+void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg)
+{
+    lf_redis *s = (lf_redis *)st;
+    commit_op *c = calloc(1, sizeof *c);
+    if (!c) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return; }
+    c->op.type = &commit_type;
+    c->op.s = s;
+    c->op.script = LF_SCRIPT_COMMIT;
+    c->cb = cb;
+    c->arg = arg;
+    if (commit_own(c, e) < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
+    int mode = commit_mode_of(e->kind);
+    if (mode < 0) {
+        commit_fail(c, LF_INVALID_REQUEST, "the redis store does not know this "
+                    "kind of audit entry");
+        return;
+    }
+    c->mode = (commit_mode)mode;
+    if (c->mode != MODE_GLOBAL &&
+        (!e->record_id || !*e->record_id || strpbrk(e->record_id, "{}"))) {
+        commit_fail(c, LF_INVALID_REQUEST, "entry without a valid record id");
+        return;
+    }
+    /* Refusals and global entries change no record: no turn to wait. */
+    if (c->mode != MODE_GLOBAL && c->mode != MODE_NOTE && recq_enter(s, c))
+        return;
+    commit_start(c);
+}
+
+static void commit_start(commit_op *c)
+{
+    switch (c->mode) {
+    case MODE_GLOBAL:
+    case MODE_NOTE:             /* no fold: the record does not move */
+        commit_send(&c->op);
+        break;
+    case MODE_CREATE:
+        if (commit_fold(c, NULL) == 0) commit_send(&c->op);
+        break;
+    default:                    /* move, delete: fold onto the base */
+        commit_prepare(c);
+    }
+}

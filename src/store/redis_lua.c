@@ -1,0 +1,206 @@
+/* redis_lua.c -- the scripts the redis store runs inside Redis, and
+ * their SHA1s (computed here, so EVALSHA can go out before SCRIPT LOAD
+ * has answered).
+ *
+ * They hold no policy logic: the host's engine decided everything. The
+ * commit script only compares (record version, head of the log) and
+ * then writes; the read scripts only gather a page in one round trip.
+ * Every check comes before the first write, because Redis does not roll
+ * back a script that fails halfway. Key layout: docs/redis.md. */
+#include "redis.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <openssl/evp.h>
+
+#define GENESIS_LUA "'" LF_GENESIS "'"
+
+/* ARGV[1] is the commit's mode, which the client derives from the entry's
+ * kind: create, move (a transition), note (a refused attempt: the record
+ * must exist and does not change), delete, global (no record).
+ * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
+ *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
+ *       12 state+repo(after)
+ *       (global passes 1-3, note 1-5; 10-12 only when the record has a
+ *       repo)
+ * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
+ *       8 score (updated_at in us)  9 id  10 ref  11 has repo (1/0)
+ *       12 idempotency key ('' for none)
+ *       13... move: the aliases the entry adds (the latest claim wins);
+ *             delete: the ref and every alias, released where they
+ *             still name this record
+ * Returns {'ok'} (note: {'ok', record JSON}), or why nothing was
+ * written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
+ * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
+ * that head). */
+static const char commit_lua[] =
+"local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[9]\n"
+"if ARGV[12] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[12]) == 1 then\n"
+"  return {'idem'}\n"
+"end\n"
+"if mode == 'create' then\n"
+"  if redis.call('EXISTS', KEYS[4]) == 1 then return {'exists'} end\n"
+"  local other = redis.call('HGET', KEYS[6], ARGV[10])\n"
+"  if other then return {'dupref', other} end\n"
+"elseif mode ~= 'global' then\n"
+"  local cur = redis.call('HMGET', KEYS[4], 'v', 'd')\n"
+"  if not cur[1] or cur[2] then return {'notfound'} end\n"
+"  if mode ~= 'note' and tonumber(cur[1]) ~= ver - 1 then\n"
+"    return {'version', cur[1]}\n"
+"  end\n"
+"end\n"
+"local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
+"local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
+"if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
+"  return {'head', hseq, hhash}\n"
+"end\n"
+"redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])\n"
+"redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
+"if ARGV[12] ~= '' then redis.call('HSET', KEYS[3], ARGV[12], ARGV[2]) end\n"
+"if mode == 'global' then return {'ok'} end\n"
+"redis.call('RPUSH', KEYS[5], ARGV[2])\n"
+"if mode == 'note' then return {'ok', redis.call('HGET', KEYS[4], 'j')} end\n"
+"local repo = ARGV[11] == '1'\n"
+"if mode == 'delete' then\n"
+"  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
+"  redis.call('HDEL', KEYS[4], 'j')\n"
+"  for i = 13, #ARGV do\n"
+"    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
+"      redis.call('HDEL', KEYS[6], ARGV[i])\n"
+"    end\n"
+"  end\n"
+"  redis.call('ZREM', KEYS[7], id)\n"
+"  redis.call('ZREM', KEYS[8], id)\n"
+"  if repo then\n"
+"    redis.call('ZREM', KEYS[10], id)\n"
+"    redis.call('ZREM', KEYS[11], id)\n"
+"  end\n"
+"  return {'ok'}\n"
+"end\n"
+"redis.call('HSET', KEYS[4], 'v', ARGV[6], 'j', ARGV[7])\n"
+"if mode == 'create' then\n"
+"  redis.call('HSET', KEYS[6], ARGV[10], id)\n"
+"elseif KEYS[8] ~= KEYS[9] then\n"
+"  redis.call('ZREM', KEYS[8], id)\n"
+"  if repo then redis.call('ZREM', KEYS[11], id) end\n"
+"end\n"
+"for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
+"redis.call('ZADD', KEYS[7], ARGV[8], id)\n"
+"redis.call('ZADD', KEYS[9], ARGV[8], id)\n"
+"if repo then\n"
+"  redis.call('ZADD', KEYS[10], ARGV[8], id)\n"
+"  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
+"end\n"
+"return {'ok'}\n";
+
+/* KEYS  1 an index (zset of ids scored by updated_at in us)
+ * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
+ *       4 record key prefix ("lf:rec:{")
+ * Returns {id, record JSON or nil, ...}: up to limit + 1 records (one
+ * more than asked tells the caller there is a next page), newest first,
+ * ties by id descending. After a cursor: records strictly below it in
+ * that order. The JSONs are read from keys derived here, which a Redis
+ * Cluster would refuse (docs/redis.md). */
+static const char list_lua[] =
+"local z, cs, cid, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+"local function below(a, b)\n"   /* bytewise, whatever the server's locale */
+"  for i = 1, math.min(#a, #b) do\n"
+"    local x, y = a:byte(i), b:byte(i)\n"
+"    if x ~= y then return x < y end\n"
+"  end\n"
+"  return #a < #b\n"
+"end\n"
+"local ids, max = {}, '+inf'\n"
+"if cs ~= '' then\n"
+"  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', z, cs, cs)) do\n"
+"    if below(id, cid) then\n"
+"      ids[#ids + 1] = id\n"
+"      if #ids > limit then break end\n"
+"    end\n"
+"  end\n"
+"  max = '(' .. cs\n"
+"end\n"
+"if #ids <= limit then\n"
+"  local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'LIMIT', 0, limit + 1 - #ids)\n"
+"  for _, id in ipairs(more) do ids[#ids + 1] = id end\n"
+"end\n"
+"local out = {}\n"
+"for i, id in ipairs(ids) do\n"
+"  out[2 * i - 1] = id\n"
+"  out[2 * i] = redis.call('HGET', ARGV[4] .. id .. '}', 'j')\n"
+"end\n"
+"return out\n";
+
+/* KEYS 1 head  2 log;  ARGV 1 after  2 limit
+ * Returns {head seq, last, line(after+1), ..., line(last)} where last =
+ * min(head, after + limit); a missing line is nil. */
+static const char audit_log_lua[] =
+"local head = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')\n"
+"local after = tonumber(ARGV[1])\n"
+"local last = math.min(head, after + tonumber(ARGV[2]))\n"
+"local out = {head, last}\n"
+"if last <= after then return out end\n"
+"local f = {}\n"
+"for s = after + 1, last do f[#f + 1] = s end\n"
+"local lines = redis.call('HMGET', KEYS[2], unpack(f))\n"
+"for i = 1, #f do out[i + 2] = lines[i] end\n"
+"return out\n";
+
+/* KEYS 1 rec:log  2 log  3 rec;  ARGV 1 after  2 limit
+ * Returns {0} for a record that never existed, else {1, seq, line, ...}
+ * for the record's first `limit` entries with seq > after. */
+static const char audit_rec_lua[] =
+"local seqs = redis.call('LRANGE', KEYS[1], 0, -1)\n"
+"if #seqs == 0 and redis.call('EXISTS', KEYS[3]) == 0 then return {0} end\n"
+"local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+"local pick = {}\n"
+"for _, s in ipairs(seqs) do\n"
+"  if tonumber(s) > after then\n"
+"    pick[#pick + 1] = s\n"
+"    if #pick == limit then break end\n"
+"  end\n"
+"end\n"
+"local out = {1}\n"
+"if #pick == 0 then return out end\n"
+"local lines = redis.call('HMGET', KEYS[2], unpack(pick))\n"
+"for i, s in ipairs(pick) do\n"
+"  out[2 * i] = s\n"
+"  out[2 * i + 1] = lines[i]\n"
+"end\n"
+"return out\n";
+
+/* KEYS 1 idem  2 log;  ARGV 1 idempotency key  2 record key prefix
+ * Returns {} if no entry holds the key, else {seq, line, {j, d}}: the
+ * entry and its record as it is now (nil line: the log lost it; nil
+ * record part: a policy_loaded entry). */
+static const char find_key_lua[] =
+"local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
+"if not seq then return {} end\n"
+"local line = redis.call('HGET', KEYS[2], seq)\n"
+"if not line then return {seq} end\n"
+"local ok, e = pcall(cjson.decode, line)\n"
+"local rid = ok and type(e) == 'table' and e.record_id\n"
+"if type(rid) ~= 'string' then return {seq, line} end\n"
+"return {seq, line, redis.call('HMGET', ARGV[2] .. rid .. '}', 'j', 'd')}\n";
+
+static const char *const sources[LF_SCRIPT__COUNT] = {
+    commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua,
+};
+
+const char *lf_redis_script_src(lf_redis_script id)
+{
+    return sources[id];
+}
+
+void lf_redis_script_sha(lf_redis_script id, char out[41])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(sources[id], strlen(sources[id]), d, &n, EVP_sha1(), NULL);
+    for (unsigned i = 0; i < 20; i++) {
+        out[2 * i] = hex[i < n ? d[i] >> 4 : 0];
+        out[2 * i + 1] = hex[i < n ? d[i] & 15 : 0];
+    }
+    out[40] = '\0';
+}

@@ -1,0 +1,974 @@
+/* test_redis.c -- what only the redis store has: URLs and opening, many
+ * commits in flight on one connection, several processes racing for the
+ * head of one log, NOSCRIPT, outages and restarts, cursors across ties,
+ * corrupted values, tampering, and closing with requests in flight.
+ *
+ * The store conformance suite (test_store.c) covers the behavior every
+ * store shares. These tests run on a private redis-server on a unix
+ * socket, flushed before each test; the restart test starts its own
+ * server with an fsync'ed append-only file, so it can kill it and find
+ * every acknowledged write after the restart. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#include "store_helpers.h"
+#include "redis_helpers.h"
+#include "../src/loopforge.h"
+
+static t_redis server;
+
+typedef struct fixture {
+    struct event_base *base;
+    lf_store *s;
+} fixture;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    t_redis_start(&server);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    t_redis_free(&server);
+    return 0;
+}
+
+static lf_store *open_url(const char *url, struct event_base *base)
+{
+    char err[512];
+    lf_code code;
+    lf_store *s = lf_store_open(url, base, &code, err, sizeof err);
+    if (!s) fail_msg("open %s: %s", url, err);
+    assert_int_equal(code, LF_OK);
+    return s;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    t_redis_ok(&server, "FLUSHALL");
+    assert_non_null(t_base = f->base = event_base_new());
+    f->s = open_url(server.url, f->base);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->s) lf_store_free(f->s);
+    event_base_free(f->base);
+    t_base = NULL;
+    free(f);
+    return 0;
+}
+
+#define F(state) ((fixture *)*(state))
+
+/* ---- entries built without waiting ----------------------------------- */
+
+typedef struct created_buf { char rec[512], meta[256]; } created_buf;
+
+static void build_created(lf_entry *e, created_buf *b, const char *id,
+                          const char *ref, const char *repo)
+{
+    snprintf(b->rec, sizeof b->rec,
+             "{\"ref\":\"%s\",\"ref_number\":1,\"repo\":\"%s\",\"auto_merge\":false,"
+             "\"labels\":{},\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
+    snprintf(b->meta, sizeof b->meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
+    memset(e, 0, sizeof *e);
+    e->record_id = id;
+    e->kind = LF_ENTRY_CREATED;
+    e->version = 1;
+    e->to_state = "issue_created";
+    e->trigger = "created";
+    e->actor = "tester";
+    t_stamp(e->timestamp);
+    e->metadata = b->meta;
+    e->record = b->rec;
+}
+
+/* Sends a create and returns at once: the entry is ours to reuse as soon
+ * as commit returns, which is part of what this checks. */
+static void create_async(lf_store *s, unsigned n, const char *ref, t_got *g)
+{
+    char id[LF_ID_LEN + 1];
+    created_buf b;
+    lf_entry e;
+    t_id(id, n);
+    build_created(&e, &b, id, ref, "acme/app");
+    t_got_reset(g);
+    lf_store_commit(s, &e, t_store_cb, g);
+    memset(&b, 'x', sizeof b);          /* borrowed strings die here */
+}
+
+static void settle_all(t_got *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) t_settle(&g[i].calls);
+    for (size_t i = 0; i < n; i++) assert_int_equal(g[i].calls, 1);
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+static void expect_open_error(const char *url, struct event_base *base,
+                              lf_code want, const char *needle)
+{
+    char err[512] = "";
+    lf_code code = LF_OK;
+    lf_store *s = lf_store_open(url, base, &code, err, sizeof err);
+    if (s) { lf_store_free(s); fail_msg("%s opened", url); }
+    assert_int_equal(code, want);
+    if (needle && !strstr(err, needle))
+        fail_msg("open %s: '%s' does not mention '%s'", url, err, needle);
+}
+
+static void bad_urls_are_usage_errors(void **state)
+{
+    struct event_base *base = F(state)->base;
+    const char *bad[] = {
+        "redis://", "redis://:pw@", "redis://host:0", "redis://host:65536",
+        "redis://host:12ab", "redis://host/x", "redis://[::1", "unix:",
+        "unix:relative.sock", "unix://relative.sock", "redis://h?bogus=1",
+        "redis://h?timeout_ms=0", "redis://h?connect_timeout_ms=x",
+        "redis://h?prefix=a{b}", "redis://h/1?db=2", "redis://h?db",
+        "redis://h%zz", "redis:/h",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        expect_open_error(bad[i], base, LF_INVALID_REQUEST, NULL);
+    /* What is wrong is named; a password never is. */
+    expect_open_error("redis://:s3cret@host:99999", base, LF_INVALID_REQUEST, "port");
+    char err[512];
+    lf_code code;
+    assert_null(lf_store_open("redis://:s3cret@host:99999", base, &code, err, sizeof err));
+    assert_null(strstr(err, "s3cret"));
+    /* An asynchronous store without a loop to run on. */
+    expect_open_error(server.url, NULL, LF_INVALID_REQUEST, "event loop");
+}
+
+static void unreachable_is_unavailable(void **state)
+{
+    struct event_base *base = F(state)->base;
+    char url[4300], *dir = t_tmpdir();
+
+    /* No socket there: the path is in the message. */
+    snprintf(url, sizeof url, "unix://%s/nobody.sock", dir);
+    expect_open_error(url, base, LF_UNAVAILABLE, "nobody.sock");
+    t_rmtree(dir);
+    free(dir);
+
+    /* A closed TCP port. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);                          /* bound once, now nobody listens */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", ntohs(a.sin_port));
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    expect_open_error(url, base, LF_UNAVAILABLE, addr);
+
+    /* A listener that never answers: bounded by the timeouts, no hang. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    a.sin_port = 0;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 0), 0);
+    len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?connect_timeout_ms=200"
+             "&timeout_ms=200", ntohs(a.sin_port));
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
+    int64_t t0 = t_mono_ms();
+    expect_open_error(url, base, LF_UNAVAILABLE, addr);
+    assert_true(t_mono_ms() - t0 < 10000);
+    close(fd);
+}
+
+static void auth_and_db_errors(void **state)
+{
+    struct event_base *base = F(state)->base;
+    char url[4300];
+    /* This server has no password, so any AUTH is refused. */
+    snprintf(url, sizeof url, "unix://:wrong@%s", server.sock);
+    expect_open_error(url, base, LF_UNAVAILABLE, "AUTH");
+    snprintf(url, sizeof url, "%s?db=9999", server.url);
+    expect_open_error(url, base, LF_UNAVAILABLE, "SELECT 9999");
+}
+
+/* Two prefixes in one db, and a second db: three stores that share
+ * nothing. */
+static void prefix_and_db_separate_stores(void **state)
+{
+    struct event_base *base = F(state)->base;
+    char u1[4300], u2[4300];
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+
+    snprintf(u1, sizeof u1, "%s?prefix=app1:", server.url);
+    snprintf(u2, sizeof u2, "%s?db=3&prefix=app2%%3A", server.url);
+    lf_store *a = open_url(u1, base), *b = open_url(u2, base);
+    t_id(id, 1);
+    assert_int_equal(t_create(a, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_get(b, id, &g), LF_NOT_FOUND);
+    assert_int_equal(t_get(F(state)->s, id, &g), LF_NOT_FOUND);
+    assert_int_equal(t_create(b, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(g.seq, 1);         /* b's log is its own */
+
+    redisReply *r = t_redis_cmd(&server, "EXISTS app1:rec:{%s}", id);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "EXISTS app2:rec:{%s}", id);
+    assert_int_equal(r->integer, 0);    /* db 0 */
+    freeReplyObject(r);
+    lf_store_free(a);
+    lf_store_free(b);
+    t_got_reset(&g);
+}
+
+/* ---- pipelining ------------------------------------------------------- */
+
+/* Hundreds of commits in flight on one connection, each sealed on the one
+ * before it: all land, in a contiguous chain. */
+static void pipelined_commits(void **state)
+{
+    lf_store *s = F(state)->s;
+    enum { N = 400 };
+    t_got *g = calloc(N, sizeof *g);
+    char ref[32];
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(ref, sizeof ref, "p%u", i);
+        create_async(s, i + 1, ref, &g[i]);
+    }
+    settle_all(g, N);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(g[i].code, LF_OK);
+        assert_int_equal(g[i].seq, i + 1);  /* sent in order, sealed in order */
+    }
+    assert_int_equal(t_verify_chain(s, NULL, 0), N);
+    for (unsigned i = 0; i < N; i++) t_got_reset(&g[i]);
+    free(g);
+}
+
+/* Refusals in the middle of a pipeline: everything sent after one was
+ * chained on an entry that never made it, and must be re-sealed, in order,
+ * without a gap in the log. */
+static void pipeline_survives_refusals(void **state)
+{
+    lf_store *s = F(state)->s;
+    enum { N = 60 };
+    t_got g[N];
+    char ref[32];
+    memset(g, 0, sizeof g);
+    for (unsigned i = 0; i < N; i++) {
+        /* every 7th reuses the ref of the first: a duplicate */
+        if (i % 7 == 3) snprintf(ref, sizeof ref, "p0");
+        else snprintf(ref, sizeof ref, "p%u", i);
+        create_async(s, i % 11 == 5 ? 1 : i + 1, ref, &g[i]);  /* and id 1 again */
+    }
+    settle_all(g, N);
+    unsigned ok = 0, dup = 0, conflict = 0;
+    uint64_t last = 0;
+    for (unsigned i = 0; i < N; i++) {
+        if (g[i].code == LF_OK) {
+            ok++;
+            assert_true(g[i].seq > last);   /* order kept */
+            last = g[i].seq;
+        } else if (g[i].code == LF_DUPLICATE_REF) {
+            dup++;
+        } else {
+            assert_int_equal(g[i].code, LF_CONFLICT);
+            conflict++;
+        }
+    }
+    assert_true(dup > 0 && conflict > 0);
+    assert_int_equal(ok + dup + conflict, N);
+    assert_int_equal(last, ok);
+    assert_int_equal(t_verify_chain(s, NULL, 0), (long)ok);
+    for (unsigned i = 0; i < N; i++) t_got_reset(&g[i]);
+}
+
+/* A record's own commits, pipelined one after the other: each is folded
+ * on what the one before it left, read after it on the same wire. */
+static void pipelined_transitions_of_one_record(void **state)
+{
+    lf_store *s = F(state)->s;
+    t_got g = {0}, m[10];
+    char id[LF_ID_LEN + 1];
+    memset(m, 0, sizeof m);
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (unsigned v = 1; v <= 10; v++) {
+        lf_entry e = {0};
+        e.record_id = id;
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = v + 1;
+        e.from_state = v % 2 ? "issue_created" : "task_queued";
+        e.to_state = v % 2 ? "task_queued" : "issue_created";
+        e.trigger = "test.moved";
+        e.actor = "tester";
+        t_stamp(e.timestamp);
+        lf_store_commit(s, &e, t_store_cb, &m[v - 1]);
+    }
+    settle_all(m, 10);
+    for (unsigned v = 1; v <= 10; v++) {
+        assert_int_equal(m[v - 1].code, LF_OK);
+        assert_int_equal(m[v - 1].version, v + 1);
+    }
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_int_equal(g.version, 11);
+    assert_int_equal(g.nhist, 11);
+    for (unsigned i = 0; i < 10; i++) t_got_reset(&m[i]);
+    t_got_reset(&g);
+}
+
+/* ---- processes racing ------------------------------------------------- */
+
+enum { KID_CREATES = 150, TARGET_VERSION = 60 };
+
+typedef struct kid_report {
+    int creates_ok, contested_ok, contested_dup, moves_ok, conflicts, errors;
+    char err[600];
+} kid_report;
+
+static bool kid_wait(struct event_base *b, const int *calls)
+{
+    int64_t deadline = t_mono_ms() + 60000;
+    while (!*calls && t_mono_ms() < deadline)
+        if (event_base_loop(b, EVLOOP_ONCE) != 0) return false;
+    return *calls != 0;
+}
+
+static void kid_error(kid_report *r, const char *what, const t_got *g)
+{
+    if (!r->errors++)
+        snprintf(r->err, sizeof r->err, "%s: %s %s", what, lf_code_name(g->code), g->err);
+}
+
+/* A child: its own event base and store (its own connection), no cmocka.
+ * Waits for the go byte, then races the other child. */
+static void kid_main(int k, int go, int out, const char *shared)
+{
+    kid_report r = {0};
+    char err[512], id[LF_ID_LEN + 1], ref[32], c;
+    lf_code code;
+    struct event_base *b = event_base_new();
+    lf_store *s = b ? lf_store_open(server.url, b, &code, err, sizeof err) : NULL;
+    t_got *g = calloc(KID_CREATES, sizeof *g), one = {0};
+
+    if (!s || !g || read(go, &c, 1) != 1) _exit(2);
+    /* 1. Many creates in flight, interleaving with the other's. */
+    for (unsigned i = 0; i < KID_CREATES; i++) {
+        created_buf cb;
+        lf_entry e;
+        t_id(id, 1000u * (unsigned)(k + 1) + i);
+        snprintf(ref, sizeof ref, "kid%d-%u", k, i);
+        build_created(&e, &cb, id, ref, "acme/app");
+        lf_store_commit(s, &e, t_store_cb, &g[i]);
+    }
+    for (unsigned i = 0; i < KID_CREATES; i++) {
+        if (!kid_wait(b, &g[i].calls) || g[i].code != LF_OK) kid_error(&r, "create", &g[i]);
+        else r.creates_ok++;
+        t_got_reset(&g[i]);
+    }
+    /* 2. One ref, two creates: one record. */
+    {
+        created_buf cb;
+        lf_entry e;
+        t_id(id, 9000u + (unsigned)k);
+        build_created(&e, &cb, id, "contested", "acme/app");
+        lf_store_commit(s, &e, t_store_cb, &one);
+        if (!kid_wait(b, &one.calls)) kid_error(&r, "contested", &one);
+        else if (one.code == LF_OK) r.contested_ok++;
+        else if (one.code == LF_DUPLICATE_REF) r.contested_dup++;
+        else kid_error(&r, "contested", &one);
+        t_got_reset(&one);
+    }
+    /* 3. One record, both moving it: read, then write on what was read. */
+    for (;;) {
+        lf_store_get(s, shared, t_store_cb, &one);
+        if (!kid_wait(b, &one.calls) || one.code != LF_OK) { kid_error(&r, "get", &one); break; }
+        uint64_t v = one.version;
+        if (v >= TARGET_VERSION) break;
+        bool in_first = strcmp(one.state, "issue_created") == 0;
+        lf_entry e = {0};
+        e.record_id = shared;
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = v + 1;
+        e.from_state = in_first ? "issue_created" : "task_queued";
+        e.to_state = in_first ? "task_queued" : "issue_created";
+        e.trigger = k ? "kid.one" : "kid.zero";
+        e.actor = k ? "kid1" : "kid0";
+        t_stamp(e.timestamp);
+        t_got_reset(&one);
+        lf_store_commit(s, &e, t_store_cb, &one);
+        if (!kid_wait(b, &one.calls)) { kid_error(&r, "move", &one); break; }
+        if (one.code == LF_OK) r.moves_ok++;
+        else if (one.code == LF_CONFLICT) r.conflicts++;
+        else { kid_error(&r, "move", &one); break; }
+        t_got_reset(&one);
+    }
+    t_got_reset(&one);
+    ssize_t n = write(out, &r, sizeof r);
+    lf_store_free(s);
+    event_base_free(b);
+    free(g);
+    _exit(n == (ssize_t)sizeof r ? 0 : 3);
+}
+
+static void processes_race_for_the_log(void **state)
+{
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_audit a = {0};
+    char shared[LF_ID_LEN + 1];
+    int go[2], out[2];
+    pid_t kids[2];
+    kid_report rep[2];
+
+    t_id(shared, 1);
+    assert_int_equal(t_create(s, shared, "shared", "acme/app", &g), LF_OK);
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(out), 0);
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            close(go[1]);
+            close(out[0]);
+            kid_main(k, go[0], out[1], shared);
+        }
+    }
+    close(go[0]);
+    close(out[1]);
+    assert_int_equal(write(go[1], "gg", 2), 2);     /* both start at once */
+    close(go[1]);
+    for (int k = 0; k < 2; k++) {
+        int st;
+        assert_int_equal(read(out[0], &rep[k], sizeof rep[k]), (ssize_t)sizeof rep[k]);
+        assert_int_equal(waitpid(kids[k], &st, 0), kids[k]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    close(out[0]);
+    for (int k = 0; k < 2; k++) {
+        if (rep[k].errors) fail_msg("kid %d: %d errors, first: %s", k, rep[k].errors, rep[k].err);
+        assert_int_equal(rep[k].creates_ok, KID_CREATES);
+    }
+    /* One ref, one record. */
+    assert_int_equal(rep[0].contested_ok + rep[1].contested_ok, 1);
+    assert_int_equal(rep[0].contested_dup + rep[1].contested_dup, 1);
+    /* Exactly one commit per version of the shared record. */
+    assert_int_equal(rep[0].moves_ok + rep[1].moves_ok, TARGET_VERSION - 1);
+    assert_int_equal(t_get(s, shared, &g), LF_OK);
+    assert_int_equal(g.version, TARGET_VERSION);
+    t_audit_page(s, shared, 0, 0, &a);
+    assert_int_equal(a.n, TARGET_VERSION);
+    for (size_t i = 0; i < a.n; i++) {
+        cJSON *o = cJSON_Parse(a.lines[i]);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "version");
+        assert_int_equal((uint64_t)v->valuedouble, i + 1);
+        cJSON_Delete(o);
+    }
+    t_audit_reset(&a);
+    /* And one chain through all of it, seq 1, 2, 3 ... */
+    assert_int_equal(t_verify_chain(s, NULL, 0),
+                     1 + 2 * KID_CREATES + 1 + (TARGET_VERSION - 1));
+    t_got_reset(&g);
+}
+
+/* ---- NOSCRIPT ---------------------------------------------------------- */
+
+static void noscript_recovery(void **state)
+{
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_page p = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    /* Every script gone, behind the store's back. */
+    t_redis_ok(&server, "SCRIPT FLUSH");
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
+    t_redis_ok(&server, "SCRIPT FLUSH");
+    t_list(s, "task_queued", NULL, 0, NULL, &p);
+    assert_int_equal(p.n, 1);
+    t_redis_ok(&server, "SCRIPT FLUSH");
+    assert_int_equal(t_verify_chain(s, NULL, 0), 2);
+
+    /* ... and in the middle of a pipeline. */
+    enum { N = 80 };
+    t_got *m = calloc(N, sizeof *m);
+    char ref[32];
+    for (unsigned i = 0; i < N / 2; i++) {
+        snprintf(ref, sizeof ref, "n%u", i);
+        create_async(s, 100 + i, ref, &m[i]);
+    }
+    while (!m[5].calls) event_base_loop(t_base, EVLOOP_ONCE);
+    t_redis_ok(&server, "SCRIPT FLUSH");
+    for (unsigned i = N / 2; i < N; i++) {
+        snprintf(ref, sizeof ref, "n%u", i);
+        create_async(s, 100 + i, ref, &m[i]);
+    }
+    settle_all(m, N);
+    for (unsigned i = 0; i < N; i++) {
+        if (m[i].code != LF_OK) fail_msg("create %u: %s", i, m[i].err);
+        t_got_reset(&m[i]);
+    }
+    free(m);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 2 + N);
+    t_page_reset(&p);
+    t_got_reset(&g);
+}
+
+/* ---- outages ------------------------------------------------------------ */
+
+static void restart_in_the_middle(void **state)
+{
+    struct event_base *base = F(state)->base;
+    t_redis own = {.persist = true};
+    t_got g = {0};
+    char id[LF_ID_LEN + 1], ref[32];
+    enum { N = 60 };
+    t_got m[N];
+
+    t_redis_start(&own);
+    lf_store *s = open_url(own.url, base);
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
+
+    /* Commits in flight when the server dies. */
+    memset(m, 0, sizeof m);
+    for (unsigned i = 0; i < N; i++) {
+        snprintf(ref, sizeof ref, "x%u", i);
+        create_async(s, 100 + i, ref, &m[i]);
+    }
+    while (!m[3].calls) event_base_loop(base, EVLOOP_ONCE);
+    t_redis_stop(&own, SIGKILL);
+    settle_all(m, N);               /* each exactly once */
+    unsigned ok = 0, down = 0;
+    for (unsigned i = 0; i < N; i++) {
+        if (m[i].code == LF_OK) { ok++; continue; }
+        assert_int_equal(m[i].code, LF_UNAVAILABLE);
+        assert_non_null(strstr(m[i].err, own.sock));
+        down++;
+    }
+    assert_true(ok >= 4 && down > 0);
+
+    /* While it is down: unavailable, once, naming the address. */
+    assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, own.sock));
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g),
+                     LF_UNAVAILABLE);
+
+    /* Back on the same socket: the next request goes through. */
+    t_redis_start(&own);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_int_equal(g.version, 2);
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);
+    /* Every acknowledged create survived; nothing half-written. */
+    for (unsigned i = 0; i < N; i++) {
+        char mid[LF_ID_LEN + 1];
+        t_id(mid, 100 + i);
+        lf_code c = t_get(s, mid, &g);
+        if (m[i].code == LF_OK) assert_int_equal(c, LF_OK);
+        else assert_true(c == LF_OK || c == LF_NOT_FOUND);  /* unknown outcome */
+    }
+    long n = t_verify_chain(s, NULL, 0);
+    assert_true(n >= 3 + (long)ok);
+    for (unsigned i = 0; i < N; i++) t_got_reset(&m[i]);
+    lf_store_free(s);
+    t_redis_free(&own);
+    t_got_reset(&g);
+}
+
+/* No reply within timeout_ms: the connection is dropped, the request
+ * fails; once the server answers again, so do we. */
+static void command_timeout(void **state)
+{
+    struct event_base *base = F(state)->base;
+    char url[4300], id[LF_ID_LEN + 1];
+    t_got g = {0};
+
+    snprintf(url, sizeof url, "%s?timeout_ms=150", server.url);
+    lf_store *s = open_url(url, base);
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    t_redis_ok(&server, "CLIENT PAUSE 1000 ALL");
+    assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, "no reply within 150 ms"));
+    int64_t deadline = t_mono_ms() + 20000;
+    while (t_get(s, id, &g) != LF_OK) {
+        assert_int_equal(g.code, LF_UNAVAILABLE);
+        assert_true(t_mono_ms() < deadline);
+    }
+    assert_int_equal(g.version, 1);
+    lf_store_free(s);
+    t_got_reset(&g);
+}
+
+/* Closing the store answers everything still in flight, once. */
+static void free_with_requests_in_flight(void **state)
+{
+    fixture *f = F(state);
+    t_got m[20];
+    char ref[32];
+    memset(m, 0, sizeof m);
+    for (unsigned i = 0; i < 20; i++) {
+        snprintf(ref, sizeof ref, "f%u", i);
+        create_async(f->s, i + 1, ref, &m[i]);
+    }
+    lf_store_free(f->s);
+    f->s = NULL;
+    for (unsigned i = 0; i < 20; i++) {
+        assert_int_equal(m[i].calls, 1);
+        assert_int_equal(m[i].code, LF_UNAVAILABLE);
+        t_got_reset(&m[i]);
+    }
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+}
+
+/* ... also when a callback is the one closing it. */
+typedef struct closer { lf_store **s; int calls; lf_code code; } closer;
+
+static void close_in_callback(lf_code code, const char *err, const lf_record *rec,
+                              const lf_entry *e, void *arg)
+{
+    closer *c = arg;
+    (void)err; (void)rec; (void)e;
+    c->calls++;
+    c->code = code;
+    if (*c->s) {
+        lf_store_free(*c->s);
+        *c->s = NULL;
+    }
+}
+
+static void free_from_a_callback(void **state)
+{
+    fixture *f = F(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+    closer c[10];
+    t_id(id, 1);
+    assert_int_equal(t_create(f->s, id, "r1", "acme/app", &g), LF_OK);
+    for (int i = 0; i < 10; i++) {
+        c[i] = (closer){&f->s, 0, LF_OK};
+        lf_store_get(f->s, id, close_in_callback, &c[i]);
+    }
+    t_settle(&c[0].calls);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_null(f->s);
+    assert_int_equal(c[0].code, LF_OK);
+    for (int i = 0; i < 10; i++) assert_int_equal(c[i].calls, 1);
+    for (int i = 1; i < 10; i++) assert_int_equal(c[i].code, LF_UNAVAILABLE);
+    t_got_reset(&g);
+}
+
+/* ---- two stores, one Redis --------------------------------------------- */
+
+static void another_process_moved_it(void **state)
+{
+    fixture *f = F(state);
+    lf_store *other = open_url(server.url, f->base);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+    t_id(id, 1);
+    assert_int_equal(t_create(f->s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_find_ref(other, "r1", &g), LF_OK);
+    assert_string_equal(g.id, id);
+    assert_int_equal(t_transition(other, id, "issue_created", "task_queued", 1, &g), LF_OK);
+    /* f->s still holds version 1 from its create: the script says no. */
+    assert_int_equal(t_transition(f->s, id, "issue_created", "task_queued", 1, &g),
+                     LF_CONFLICT);
+    assert_int_equal(t_get(f->s, id, &g), LF_OK);
+    assert_string_equal(g.state, "task_queued");
+    assert_int_equal(t_transition(f->s, id, "task_queued", "pr_created", 2, &g), LF_OK);
+    assert_int_equal(t_verify_chain(other, NULL, 0), 3);
+    lf_store_free(other);
+    t_got_reset(&g);
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+/* Records sharing one updated_at, pages cutting through the ties: the
+ * order (newest first, then id descending) and the pages are exactly
+ * memory:'s. */
+static void pages_through_ties_like_memory(void **state)
+{
+    lf_store *r = F(state)->s, *m = lf_memory_open();
+    lf_store *both[2] = {r, m};
+    t_got g = {0};
+    char id[LF_ID_LEN + 1], ref[32];
+    enum { N = 31 };
+
+    for (unsigned i = 0; i < N; i++) {
+        created_buf b;
+        lf_entry e;
+        t_id(id, (i * 7919u) % 1000u);      /* ids not in creation order */
+        snprintf(ref, sizeof ref, "t%u", i);
+        build_created(&e, &b, id, ref, i % 3 ? "acme/app" : "acme/other");
+        if (i % 4) t_clock_us -= 1000000;   /* groups of one timestamp */
+        for (int k = 0; k < 2; k++) assert_int_equal(t_commit(both[k], &e, &g), LF_OK);
+    }
+    const char *filters[][2] = {{NULL, NULL}, {"issue_created", NULL},
+                                {NULL, "acme/app"}, {"issue_created", "acme/other"}};
+    for (size_t fi = 0; fi < 4; fi++) {
+        for (size_t limit = 1; limit <= 5; limit++) {
+            char *cur[2] = {NULL, NULL};
+            size_t seen = 0;
+            do {
+                t_page p[2] = {{0}};
+                for (int k = 0; k < 2; k++)
+                    t_list(both[k], filters[fi][0], filters[fi][1], limit, cur[k], &p[k]);
+                assert_int_equal(p[0].n, p[1].n);
+                for (size_t i = 0; i < p[0].n; i++)
+                    assert_string_equal(p[0].ids[i], p[1].ids[i]);
+                seen += p[0].n;
+                assert_true((p[0].cursor == NULL) == (p[1].cursor == NULL));
+                for (int k = 0; k < 2; k++) {
+                    free(cur[k]);
+                    cur[k] = p[k].cursor ? strdup(p[k].cursor) : NULL;
+                    t_page_reset(&p[k]);
+                }
+            } while (cur[0]);
+            assert_true(seen > 0 && seen <= N);
+        }
+    }
+    t_page p = {0};
+    lf_list_query q = {NULL, NULL, 0, "not a cursor"};
+    lf_store_list(r, &q, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_INVALID_REQUEST);
+    t_page_reset(&p);
+    lf_store_free(m);
+    t_got_reset(&g);
+}
+
+/* ---- corruption and tampering ---------------------------------------- */
+
+static void corrupted_record_value(void **state)
+{
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_page p = {0};
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1], key[64];
+
+    t_id(id, 1);
+    snprintf(key, sizeof key, "lf:rec:{%s}", id);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    t_redis_ok(&server, "HSET %s j %s", key, "{not json");
+
+    assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, key));
+    assert_int_equal(t_find_ref(s, "r1", &g), LF_UNAVAILABLE);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                     LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, key));
+    lf_list_query q = {0};
+    lf_store_list(s, &q, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_UNAVAILABLE);
+    assert_non_null(strstr(p.err, key));
+    t_page_reset(&p);
+    /* The log is intact and still reads. */
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 1);
+    t_audit_reset(&a);
+
+    /* A value of the wrong type altogether. */
+    t_redis_ok(&server, "DEL %s", key);
+    t_redis_ok(&server, "SET %s garbage", key);
+    assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, key));
+    assert_non_null(strstr(g.err, "WRONGTYPE"));
+
+    /* The log's head overwritten: commits fail cleanly, nothing written. */
+    t_redis_ok(&server, "SET lf:head garbage");
+    t_id(id, 2);
+    assert_int_equal(t_create(s, id, "r2", "acme/app", &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, "redis"));
+    redisReply *r = t_redis_cmd(&server, "EXISTS lf:rec:{%s}", id);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    t_got_reset(&g);
+}
+
+static char *hget_line(uint64_t seq)
+{
+    redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    char *line = strdup(r->str);
+    freeReplyObject(r);
+    return line;
+}
+
+static void hset_line(uint64_t seq, const char *line)
+{
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    const char *argv[] = {"HSET", "lf:log", s, line};
+    freeReplyObject(t_redis_cmdv(&server, 4, argv, NULL));
+}
+
+static void expect_broken(lf_store *s, const char *needle)
+{
+    char why[256] = "";
+    assert_int_equal(t_verify_chain(s, why, sizeof why), -1);
+    if (!strstr(why, needle)) fail_msg("chain error '%s' lacks '%s'", why, needle);
+}
+
+/* `audit --verify` on Redis: modified, deleted and reordered entries are
+ * caught at their seq; a deleted tail, which leaves no gap, is reported
+ * against the head. Each tampering is undone before the next. */
+static void tampering_is_detected(void **state)
+{
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (unsigned v = 1; v <= 6; v++)
+        assert_int_equal(t_transition(s, id, v % 2 ? "issue_created" : "task_queued",
+                                      v % 2 ? "task_queued" : "issue_created", v, &g),
+                         LF_OK);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 7);
+    char *l2 = hget_line(2), *l3 = hget_line(3), *l4 = hget_line(4), *l7 = hget_line(7);
+
+    /* Modified: one byte of seq 3. */
+    char *bad = strdup(l3), *p = strstr(bad, "tester");
+    assert_non_null(p);
+    p[0] = 'T';
+    hset_line(3, bad);
+    expect_broken(s, "seq 3: hash mismatch");
+    hset_line(3, l3);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 7);
+
+    /* Deleted from the middle: the gap shows at the next entry. */
+    t_redis_ok(&server, "HDEL lf:log 4");
+    expect_broken(s, "seq 5: expected seq 4");
+    hset_line(4, l4);
+
+    /* Reordered: seq 2 and seq 3 swapped. */
+    hset_line(2, l3);
+    hset_line(3, l2);
+    expect_broken(s, "seq 3: expected seq 2");
+    hset_line(2, l2);
+    hset_line(3, l3);
+
+    /* Replaced by a well-formed entry chained elsewhere. */
+    hset_line(4, l2);
+    expect_broken(s, "seq 2: expected seq 4");
+    hset_line(4, l4);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 7);
+
+    /* The tail deleted: no later entry shows a gap, the head does. */
+    t_redis_ok(&server, "HDEL lf:log 7");
+    lf_store_audit(s, NULL, 3, 0, t_audit_cb, &a);
+    t_settle(&a.calls);
+    assert_int_equal(a.code, LF_UNAVAILABLE);
+    if (!strstr(a.err, "no entries 7..7")) fail_msg("tail error: %s", a.err);
+    t_audit_reset(&a);
+    hset_line(7, l7);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 7);
+    free(l2);
+    free(l3);
+    free(l4);
+    free(l7);
+    free(bad);
+    t_got_reset(&g);
+}
+
+/* ---- the engine on redis ------------------------------------------------ */
+
+typedef struct res { int calls; lf_code code; char state[64]; char id[LF_ID_LEN + 1]; } res;
+
+static void on_res(const lf_result *r, void *arg)
+{
+    res *x = arg;
+    x->calls++;
+    x->code = r->code;
+    if (r->record) {
+        snprintf(x->state, sizeof x->state, "%s", lf_record_state(r->record));
+        snprintf(x->id, sizeof x->id, "%s", lf_record_id(r->record));
+    }
+}
+
+/* The public API, guards and all, completing on the event base. */
+static void engine_runs_on_redis(void **state)
+{
+    fixture *f = F(state);
+    char err[512];
+    lf_code code;
+    lf_engine_config cfg = {.store = server.url, .policies = "policies",
+                            .base = f->base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, &code);
+    if (!e) fail_msg("engine: %s", err);
+
+    res r = {0};
+    lf_create_req c = {.ref = "https://github.com/acme/app/issues/1", .repo = "acme/app",
+                       .auto_merge = true, .actor = "t"};
+    lf_engine_create(e, &c, on_res, &r);
+    t_settle(&r.calls);
+    assert_int_equal(r.code, LF_OK);
+    char id[LF_ID_LEN + 1];
+    memcpy(id, r.id, sizeof id);
+    const char *path[][2] = {{"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
+                             {"ci_pending", "ci.started"}, {"merged", "yolo"}};
+    for (size_t i = 0; i < 4; i++) {
+        memset(&r, 0, sizeof r);
+        lf_transition_req t = {.id = id, .to = path[i][0], .trigger = path[i][1], .actor = "t"};
+        lf_engine_transition(e, &t, on_res, &r);
+        t_settle(&r.calls);
+        assert_int_equal(r.code, i < 3 ? LF_OK : LF_INVALID_TRANSITION);
+    }
+    memset(&r, 0, sizeof r);
+    lf_engine_find_by_ref(e, c.ref, on_res, &r);
+    t_settle(&r.calls);
+    assert_int_equal(r.code, LF_OK);
+    assert_string_equal(r.state, "ci_pending");
+    lf_engine_free(e);
+    /* created, three transitions, one rejected attempt */
+    assert_int_equal(t_verify_chain(f->s, NULL, 0), 5);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(bad_urls_are_usage_errors),
+        T(unreachable_is_unavailable),
+        T(auth_and_db_errors),
+        T(prefix_and_db_separate_stores),
+        T(pipelined_commits),
+        T(pipeline_survives_refusals),
+        T(pipelined_transitions_of_one_record),
+        T(processes_race_for_the_log),
+        T(noscript_recovery),
+        T(restart_in_the_middle),
+        T(command_timeout),
+        T(free_with_requests_in_flight),
+        T(free_from_a_callback),
+        T(another_process_moved_it),
+        T(pages_through_ties_like_memory),
+        T(corrupted_record_value),
+        T(tampering_is_detected),
+        T(engine_runs_on_redis),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
