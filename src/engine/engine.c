@@ -44,7 +44,10 @@ struct lf_engine {
     lf_log_fn *log;
     void *log_ud;
     lf_stats stats;
+    bool closing;               /* lf_engine_free is running */
 };
+
+#define CLOSING_MSG "engine is shutting down"
 
 static gen *gen_hold(gen *g) { g->refs++; return g; }
 
@@ -168,8 +171,13 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     return e;
 }
 
+/* Freeing the store completes every request still waiting on it with
+ * LF_UNAVAILABLE (its callbacks run here, before we return); `closing`
+ * makes sure none of them, nor anything their callers start from inside
+ * a callback, reaches the store again. */
 void lf_engine_free(lf_engine *e) {
     if (!e) return;
+    e->closing = true;
     lf_store_free(e->store);
     gen_drop(e->gen);
     free(e->policies);
@@ -377,6 +385,11 @@ static void created(lf_code code, const char *err, const lf_record *rec,
 }
 
 static void create_commit(create_ctx *c) {
+    if (c->eng->closing) {
+        fail(c->cb, c->arg, LF_UNAVAILABLE, CLOSING_MSG);
+        create_ctx_free(c);
+        return;
+    }
     lf_entry en = {0};
     en.record_id = c->id;
     en.kind = LF_ENTRY_CREATED;
@@ -421,6 +434,7 @@ static void initial_fields(const lf_create_req *req, const char *labels,
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
                       void *arg) {
+    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
     char err[512];
     char *labels = NULL, *meta = NULL;
     const lf_workflow *wf;
@@ -536,7 +550,7 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
         if (nl) *nl = '\0';
         if (*line) logf_(e, LF_LOG_ERROR, "%s", line);
     }
-    for (size_t i = 0; i < rep.nfollowups; i++) {
+    for (size_t i = 0; i < rep.nfollowups && !e->closing; i++) {
         lf_followup *f = &rep.followups[i];
         if (t->depth + 1 > MAX_CHAIN) {
             logf_(e, LF_LOG_ERROR, "hook %s: follow-up to %s dropped: chain of "
@@ -795,6 +809,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
 }
 
 static void txn_load(txn *t) {
+    if (t->eng->closing) { txn_done(t, LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL); return; }
     lf_store_get(t->eng->store, t->id, txn_loaded, t);
 }
 
@@ -812,7 +827,7 @@ static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
 
 /* A keyed request first asks whether the key was used before. */
 static void txn_start(txn *t) {
-    if (t->key) lf_store_find_key(t->eng->store, t->key, txn_keyed, t);
+    if (t->key && !t->eng->closing) lf_store_find_key(t->eng->store, t->key, txn_keyed, t);
     else txn_load(t);
 }
 
@@ -883,6 +898,7 @@ bad_aliases:
 
 void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
                           lf_result_cb *cb, void *arg) {
+    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
     char err[512];
     const char *missing = !req->id || !*req->id ? "record id" :
                           !req->to || !*req->to ? "target state" :
@@ -912,6 +928,7 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
 
 void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
                       lf_result_cb *cb, void *arg) {
+    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
     if (!id || !*id) {
         fail(cb, arg, LF_INVALID_REQUEST, "record id is required");
         return;
@@ -955,6 +972,7 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
 
 void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
                       void *arg) {
+    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, lf_engine_generation(e), NULL, arg); return; }
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);
     reload_ctx *c = rules ? calloc(1, sizeof *c) : NULL;
@@ -1004,6 +1022,7 @@ static void read_done(lf_code code, const char *err, const lf_record *rec,
 
 static void read_one(lf_engine *e, const char *key, int by_ref,
                      lf_result_cb *cb, void *arg) {
+    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
     if (!key || !*key) {
         fail(cb, arg, LF_INVALID_REQUEST, by_ref ? "ref is required" :
              "record id is required");
@@ -1028,10 +1047,12 @@ void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
 
 void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
                     void *arg) {
+    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg); return; }
     lf_store_list(e->store, q, cb, arg);
 }
 
 void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
                      size_t limit, lf_audit_cb *cb, void *arg) {
+    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, 0, after, arg); return; }
     lf_store_audit(e->store, record_id, after, limit, cb, arg);
 }
