@@ -497,14 +497,15 @@ end
 --- checks out: eng:route(event, payload, delivery), then each request in
 --- order -- a create as it is; a transition to the record its ref (or
 --- alias) names, as an observation, or a not_found result if no record
---- has that ref. With a delivery id, request i carries the idempotency
---- key "<delivery>:<i>", so a redelivery changes nothing. Returns the
+--- has that ref. With a delivery id, the i-th request carries the
+--- idempotency key "<delivery>:<i - 1>" (the server's), so a redelivery
+--- changes nothing. Returns the
 --- routing ({ requests, ignored, error }) and one result per request.
 function kit.deliver(eng, event, payload, delivery)
   local routed = eng:route(event, payload, delivery)
   local results = {}
   for i, q in ipairs(routed.requests) do
-    local key = delivery and (delivery .. ":" .. i) or nil
+    local key = delivery and (delivery .. ":" .. (i - 1)) or nil
     if q.op == "create" then
       results[i] = eng:create{ ref = q.ref, repo = q.repo, ref_number = q.ref_number,
                                labels = q.labels, metadata = q.metadata, actor = q.actor,
