@@ -1,6 +1,7 @@
 # loopforge -- build, test, run, bench, install.
 #
-#   make            build/loopforge, build/libloopforge.a, build/libloopforge.so
+#   make            build/loopforge, build/libloopforge.a, build/libloopforge.so,
+#                   build/lfbot (the embedding example, contrib/embed/)
 #   make test       every test (C, busted, CLI integration) under ASan+UBSan
 #   make run        the guided walk of one record on the embedded store
 #   make bench      the benchmarks (optimized build)
@@ -40,7 +41,7 @@ LUAMOD  := $(if $(LUAMOD_SRC),$(B)/lua/loopforge/core.so)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(A)/tests/%)
 
 .PHONY: all deps test run bench install clean
-all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD)
+all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbot
 
 deps:
 	@sh contrib/install-deps.sh
@@ -61,6 +62,12 @@ $(B)/libloopforge.so: $(LIB_OBJ)
 
 $(B)/loopforge: $(CLI_OBJ) $(B)/libloopforge.a
 	$(CC) -o $@ $(CLI_OBJ) $(B)/libloopforge.a $(LIBS)
+
+# The embedding example (contrib/embed/), against the in-tree library and
+# the public header only; tests/cli/embed.sh builds it again against an
+# installed prefix through pkg-config.
+$(B)/lfbot: contrib/embed/lfbot.c src/loopforge.h $(B)/libloopforge.a
+	$(CC) -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -Isrc -o $@ $< $(B)/libloopforge.a $(LIBS)
 
 # loopforge.core for Lua hosts and busted (optimized build: a sanitized
 # module cannot load into a plain lua5.4).

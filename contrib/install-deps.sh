@@ -1,9 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages loopforge needs, only those missing.
 # Runs apt-get as root; as another user it only says what is missing.
+#   sh contrib/install-deps.sh          build and test (curl and openssl: the
+#                                       HTTP suites talk to a real server)
+#   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk)
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
-libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools"
+libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools
+curl openssl"
+[ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

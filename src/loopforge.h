@@ -58,7 +58,9 @@ typedef struct lf_engine_config {
                                    "file:./var/loopforge.journal" */
     const char *policies;       /* directory; NULL: $LOOPFORGE_POLICIES,
                                    else "./policies" */
-    struct event_base *base;    /* needed by asynchronous stores only */
+    struct event_base *base;    /* needed by asynchronous stores, and by
+                                   hooks' notify{} POSTs (without a base
+                                   they are skipped, with a warning) */
     size_t lua_instructions;    /* budget per guard/hook call; 0 = default */
     size_t lua_memory;          /* bytes per policy set; 0 = default */
 } lf_engine_config;
@@ -179,8 +181,10 @@ typedef void lf_reload_cb(lf_code code, const char *error,
 void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
                       void *arg);
 
-/* Where the engine reports what no result carries: hook errors and
- * follow-up outcomes. Default: one line on stderr. Never stdout. */
+/* Where the engine reports what no result carries: hook errors,
+ * follow-up outcomes and what became of hooks' notifications. Default:
+ * one line on stderr. Never stdout. Called on the engine's thread, from
+ * inside engine calls and event callbacks: it must not free the engine. */
 typedef enum lf_log_level { LF_LOG_DEBUG, LF_LOG_INFO, LF_LOG_WARN, LF_LOG_ERROR } lf_log_level;
 typedef void lf_log_fn(lf_log_level level, const char *msg, void *ud);
 void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
@@ -201,6 +205,9 @@ typedef struct lf_stats {
     uint64_t duplicates;                    /* repeated idempotency keys */
     uint64_t followups;
     uint64_t reloads_ok, reloads_failed;
+    /* Hooks' notify{} POSTs: answered 2xx, or not (an error status, a
+     * timeout, no connection, a bad URL, no event base, cancelled). */
+    uint64_t notify_sent, notify_failed;
 } lf_stats;
 void lf_engine_stats(const lf_engine *e, lf_stats *out);
 /* Upper bound of latency bucket i in microseconds (+infinity for the last):

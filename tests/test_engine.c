@@ -568,6 +568,15 @@ static void observation_records_violation(void **state) {
     lf_stats st;
     lf_engine_stats(e, &st);
     assert_int_equal(st.violations, 1);
+    /* The same fact observed again changes and records nothing. */
+    size_t n = audit_len(e);
+    lf_engine_transition(e, &t, res_keep, &r);
+    assert_true(r.success);
+    assert_string_equal(r.next, "merged");
+    assert_null(strstr(r.json, "\"violation\":{"));
+    assert_int_equal(r.rec->version, 2);
+    assert_int_equal(audit_len(e), n);
+    res_clear(&r);
     /* A request for the same edge elsewhere is still refused. */
     const char *other = new_record(e, "ref-obs-2");
     r = do_transition(e, other, "merged", "x", NULL, "w");

@@ -1020,9 +1020,9 @@ static void test_hooks(void **state) {
         char want[2048];
         expand(d,
             "hook h2: %s/hooks/2.lua:3: kaput\n"
-            "hook h5: returned a number, not nil, a request or a list of requests\n"
+            "hook h5: returned a number, not nil, a request, a notification or a list of them\n"
             "hook h6: %s/hooks/6.lua:3: instruction budget exceeded\n"
-            "hook h7: item 2 of the returned list is not a request\n"
+            "hook h7: item 2 of the returned list is not a request or a notification\n"
             "hook h8: request metadata: cannot encode a function value\n",
             want, sizeof want);
         assert_string_equal(rep.messages, want);

@@ -16,7 +16,7 @@
 static const lf_command *const commands[] = {
     &lf_cmd_create, &lf_cmd_transition, &lf_cmd_show, &lf_cmd_list,
     &lf_cmd_delete, &lf_cmd_audit, &lf_cmd_lint, &lf_cmd_policies,
-    &lf_cmd_graph, &lf_cmd_bench, NULL
+    &lf_cmd_graph, &lf_cmd_bench, &lf_cmd_serve, &lf_cmd_token, NULL
 };
 
 static const lf_optspec global_opts[] = {

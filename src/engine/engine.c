@@ -13,6 +13,7 @@
 #include "../rules/rules.h"
 #include "../store/store.h"
 #include "engine_internal.h"
+#include "notify.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ struct lf_engine {
     void *log_ud;
     lf_stats stats;
     bool closing;               /* lf_engine_free is running */
+    lf_notifier *notify;        /* hooks' POSTs in flight (notify.c), or NULL */
 };
 
 #define CLOSING_MSG "engine is shutting down"
@@ -179,6 +181,7 @@ void lf_engine_free(lf_engine *e) {
     if (!e) return;
     e->closing = true;
     lf_store_free(e->store);
+    lf_notify_free(e->notify);  /* cancels POSTs in flight, a log line each */
     gen_drop(e->gen);
     free(e->policies);
     free(e);
@@ -573,6 +576,11 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
         e->stats.followups++;
         txn_load(n);
     }
+    /* Sent on the host's loop; their outcomes only ever reach the log. */
+    if (rep.nnotifications && !e->closing)
+        lf_notify_send(&e->notify, e->base,
+                       &(lf_notify_sink){&e->log, &e->log_ud, &e->stats},
+                       rep.notifications, rep.nnotifications);
     lf_hook_report_free(&rep);
 }
 
@@ -774,6 +782,13 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         }
         free(t->violation);
         t->violation = NULL;
+        if (t->observed && to == from) {
+            /* Reality repeating itself (a second CI run for the same push,
+             * another assignee): nothing new happened, nothing to record. */
+            t->to_name = t->from_name;
+            txn_done(t, LF_OK, NULL, t->to_name, rec);
+            return;
+        }
         if (!lf_workflow_has_edge(wf, from, to)) {
             if (!t->observed) {
                 txn_reject(t, wf, from, rec, &en);

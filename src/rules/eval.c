@@ -10,7 +10,9 @@
  * error as its reason (fail closed), and the state keeps serving.
  *
  * Hooks run the same way after a commit; their errors are counted and
- * reported, never propagated, and never stop the hooks after them. */
+ * reported, never propagated, and never stop the hooks after them. What
+ * they ask for -- request() follow-ups and notify{} POSTs -- is handed
+ * back to the engine in the report; nothing here does any I/O. */
 #include "internal.h"
 
 #include <stdarg.h>
@@ -268,20 +270,27 @@ static void hook_error(hook_job *j, char *msg) {
     free(msg);
 }
 
-/* A request at idx as a follow-up; false (with *err set) if it is not. */
+/* What one hook returned, gathered before any of it is kept. */
+typedef struct hook_asks {
+    lf_followup *f;
+    size_t nf;
+    lf_notification *n;
+    size_t nn;
+} hook_asks;
+
+static bool is_notify(lf_rules *r, int idx) {
+    lua_State *L = r->L;
+    if (!lua_getmetatable(L, idx)) return false;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_notify_mt);
+    bool yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* A request() at idx as a follow-up; false (with *err set) if its
+ * metadata cannot be encoded. */
 static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f,
-                         char **err, lua_Integer item) {
-    if (!has_mt(L, idx, S_REQUEST_MT) && item) {
-        *err = xprintf("hook %s: item %lld of the returned list is not a request",
-                       h->name, (long long)item);
-        return false;
-    }
-    if (!has_mt(L, idx, S_REQUEST_MT)) {
-        *err = xprintf("hook %s: returned %s%s, not nil, a request or a list of requests",
-                       h->name, lua_isnil(L, idx) ? "" : "a ",
-                       lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
-        return false;
-    }
+                         char **err) {
     memset(f, 0, sizeof *f);
     lua_getfield(L, idx, "metadata");
     if (lua_type(L, -1) == LUA_TTABLE) {
@@ -310,6 +319,45 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
     return true;
 }
 
+/* A notify{} at idx (checked when it was made) as a notification; false
+ * (with *err set) if its body table cannot be encoded. A table goes out
+ * as JSON, a string as it is. */
+static bool take_notification(lua_State *L, int idx, const lf_rule *h,
+                              lf_notification *n, char **err) {
+    memset(n, 0, sizeof *n);
+    lua_getfield(L, idx, "body");
+    lua_getfield(L, idx, "content_type");
+    const char *type = lua_tostring(L, -1);
+    if (lua_type(L, -2) == LUA_TTABLE) {
+        char msg[160];
+        cJSON *b = lf_to_json(L, -2, msg, sizeof msg);
+        if (b && !(n->body = cJSON_PrintUnformatted(b))) snprintf(msg, sizeof msg, "out of memory");
+        cJSON_Delete(b);
+        if (!n->body) {
+            *err = xprintf("hook %s: notify body: %s", h->name, msg);
+            lua_pop(L, 2);
+            return false;
+        }
+        n->body_len = strlen(n->body);
+        if (!type) type = "application/json";
+    } else {
+        const char *body = lua_tolstring(L, -2, &n->body_len);     /* or nil */
+        n->body = lf_xrealloc(NULL, n->body_len + 1);
+        if (n->body_len) memcpy(n->body, body, n->body_len);
+        n->body[n->body_len] = '\0';
+        if (!type) type = "text/plain; charset=utf-8";
+    }
+    n->content_type = lf_xstrdup(type);
+    lua_pop(L, 2);
+    lua_getfield(L, idx, "url");
+    lua_getfield(L, idx, "timeout_ms");
+    n->url = lf_xstrdup(lua_tostring(L, -2));
+    n->timeout_ms = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    n->hook = lf_xstrdup(h->name);
+    return true;
+}
+
 static void free_followup(lf_followup *f) {
     free(f->hook);
     free(f->to);
@@ -317,8 +365,55 @@ static void free_followup(lf_followup *f) {
     free(f->metadata);
 }
 
-/* nil, a request, or a list of them. All or nothing: one bad element
- * makes the hook's whole result an error. */
+static void free_notification(lf_notification *n) {
+    free(n->hook);
+    free(n->url);
+    free(n->body);
+    free(n->content_type);
+}
+
+static void free_asks(hook_asks *a) {
+    for (size_t i = 0; i < a->nf; i++) free_followup(&a->f[i]);
+    for (size_t i = 0; i < a->nn; i++) free_notification(&a->n[i]);
+    free(a->f);
+    free(a->n);
+}
+
+/* One item of a hook's result: a request() or a notify{}. `item` is its
+ * place in the returned list, 0 when the hook returned it alone. */
+static bool take_item(hook_job *j, const lf_rule *h, int idx, lua_Integer item,
+                      hook_asks *a, char **err) {
+    lua_State *L = j->r->L;
+    if (has_mt(L, idx, S_REQUEST_MT)) {
+        if (!take_request(L, idx, h, &a->f[a->nf], err)) return false;
+        a->nf++;
+        return true;
+    }
+    if (is_notify(j->r, idx)) {
+        if (!take_notification(L, idx, h, &a->n[a->nn], err)) return false;
+        a->nn++;
+        return true;
+    }
+    if (item)
+        *err = xprintf("hook %s: item %lld of the returned list is not a request "
+                       "or a notification", h->name, (long long)item);
+    else
+        *err = xprintf("hook %s: returned %s%s, not nil, a request, a notification "
+                       "or a list of them", h->name, lua_isnil(L, idx) ? "" : "a ",
+                       lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
+    return false;
+}
+
+/* Appends n items of `from` to the report's array `*to` (of *nto). */
+static void append(void **to, size_t *nto, void *from, size_t n, size_t size) {
+    if (!n) return;
+    *to = lf_xrealloc(*to, (*nto + n) * size);
+    memcpy((char *)*to + *nto * size, from, n * size);
+    *nto += n;
+}
+
+/* nil, a request or a notification, or a list of them. All or nothing:
+ * one bad element makes the hook's whole result an error. */
 static void take_requests(hook_job *j, const lf_rule *h) {
     lua_State *L = j->r->L;
     int v = lua_gettop(L);
@@ -329,26 +424,26 @@ static void take_requests(hook_job *j, const lf_rule *h) {
         else list = true;
     }
     lua_Integer n = list ? (lua_Integer)lua_rawlen(L, v) : 1;
-    lf_followup *got = lf_xrealloc(NULL, (size_t)n * sizeof *got);
-    lua_Integer k = 0;
+    hook_asks a = {lf_xrealloc(NULL, (size_t)n * sizeof *a.f), 0,
+                   lf_xrealloc(NULL, (size_t)n * sizeof *a.n), 0};
     char *err = NULL;
-    for (; k < n; k++) {
+    for (lua_Integer k = 0; k < n; k++) {
         if (list) lua_rawgeti(L, v, k + 1);
         else lua_pushvalue(L, v);
-        bool ok = take_request(L, lua_gettop(L), h, &got[k], &err, list ? k + 1 : 0);
+        bool ok = take_item(j, h, lua_gettop(L), list ? k + 1 : 0, &a, &err);
         lua_pop(L, 1);
         if (!ok) break;
     }
     if (err) {
-        for (lua_Integer i = 0; i < k; i++) free_followup(&got[i]);
+        free_asks(&a);
         hook_error(j, err);
-    } else if (n) {
-        lf_hook_report *o = j->out;
-        o->followups = lf_xrealloc(o->followups, (o->nfollowups + (size_t)n) * sizeof *got);
-        memcpy(o->followups + o->nfollowups, got, (size_t)n * sizeof *got);
-        o->nfollowups += (size_t)n;
+        return;
     }
-    free(got);
+    lf_hook_report *o = j->out;
+    append((void **)&o->followups, &o->nfollowups, a.f, a.nf, sizeof *a.f);
+    append((void **)&o->notifications, &o->nnotifications, a.n, a.nn, sizeof *a.n);
+    free(a.f);
+    free(a.n);
 }
 
 static int hooks_p(lua_State *L) {
@@ -399,7 +494,10 @@ void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *ou
 
 void lf_hook_report_free(lf_hook_report *rep) {
     for (size_t i = 0; i < rep->nfollowups; i++) free_followup(&rep->followups[i]);
+    for (size_t i = 0; i < rep->nnotifications; i++)
+        free_notification(&rep->notifications[i]);
     free(rep->followups);
+    free(rep->notifications);
     free(rep->messages);
     memset(rep, 0, sizeof *rep);
 }

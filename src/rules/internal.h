@@ -121,6 +121,7 @@ struct lf_rules {
     int ref_allow;                /* the shared result of allow() */
     int ref_verdict_mt, ref_request_mt, ref_view_mt, ref_hist_mt;
     int ref_route_req_mt, ref_ignore_mt;    /* create{}/transition{}, ignore() */
+    int ref_notify_mt;            /* what notify{} returns */
 };
 
 /* Per-file loading state. */

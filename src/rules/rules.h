@@ -16,8 +16,8 @@
 typedef struct lf_rules lf_rules;
 
 /* Loads every *.lua file under DIR/workflows, DIR/guards, DIR/hooks,
- * DIR/lib and DIR/config.lua (sorted by path; only workflows/ is
- * required); the generation id covers all of them. On any
+ * DIR/lib, DIR/routes and DIR/config.lua (sorted by path; only
+ * workflows/ is required); the generation id covers all of them. On any
  * problem returns NULL and appends every problem found to `errors`, one
  * per line, as "file:line: message". A broken file never yields a
  * partial rule set. */
@@ -98,12 +98,28 @@ typedef struct lf_followup {
     char *hook, *to, *trigger, *metadata;   /* metadata: JSON text or NULL */
 } lf_followup;
 
+/* An HTTP POST a hook asks for with notify{}: the engine sends it on the
+ * host's event loop after the hooks and never waits for it
+ * (src/engine/notify.c). http:// only: no TLS. */
+#define LF_NOTIFY_TIMEOUT_MS 5000       /* when the hook gives none */
+#define LF_NOTIFY_MAX_TIMEOUT_MS 60000
+typedef struct lf_notification {
+    char *hook;                 /* the hook's name, for the log */
+    char *url;                  /* http://HOST[:PORT][/PATH][?QUERY] */
+    char *body;                 /* body_len bytes (and a NUL after them) */
+    size_t body_len;
+    char *content_type;
+    int timeout_ms;             /* the whole exchange: connect to reply */
+} lf_notification;
+
 typedef struct lf_hook_report {
     size_t ran;                 /* hooks whose filter matched */
     size_t errors;              /* of those, how many raised or ran out */
     char *messages;             /* one "hook NAME: error" line per error */
     lf_followup *followups;
     size_t nfollowups;
+    lf_notification *notifications;     /* in the order hooks asked */
+    size_t nnotifications;
 } lf_hook_report;
 
 /* Runs every matching hook in order; an error in one is recorded and the
@@ -146,8 +162,13 @@ typedef struct lf_route_request {
 typedef struct lf_route_result {
     lf_route_request *requests; /* in the order the routes produced them */
     size_t nrequests;
-    char *ignored;              /* why nothing was asked for, or NULL */
-    char *error;                /* "route NAME: message" if one raised */
+    char *ignored;              /* why nothing was asked for, or NULL:
+                                   "no route for EVENT[.ACTION]", else the
+                                   matching routes' reasons, "; "-joined */
+    char *error;                /* "route NAME: message" for each route that
+                                   failed ("; "-joined; its requests are
+                                   dropped, the others' kept), or
+                                   "payload: ..." (no route ran); or NULL */
 } lf_route_result;
 
 /* Runs every route whose filter matches the event, in load order, each

@@ -5,13 +5,14 @@
  * standard libraries (read-only, so one policy cannot change them under
  * another), a require() that only finds DIR/lib and the Lua library
  * directory, and the DSL built-ins: workflow{}, policy{}, hook{}, route{},
- * allow(), deny(), request() and parse_time() (route.c adds the routes'
- * create{}, transition{} and ignore()). */
+ * allow(), deny(), request(), notify{} and parse_time() (route.c adds the
+ * routes' create{}, transition{} and ignore()). */
 #include "internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <lauxlib.h>
@@ -212,6 +213,57 @@ static int l_request(lua_State *L) {
     lua_setfield(L, -2, "trigger");
     lua_pushvalue(L, 3);
     lua_setfield(L, -2, "metadata");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* notify{ url = "http://...", body = string or table, content_type = ...,
+ * timeout_ms = ... }: an HTTP POST a hook asks for. Everything that can
+ * be checked is checked here, so a mistake names the hook's line; a body
+ * table is encoded after the call, like request() metadata. */
+static int l_notify(lua_State *L) {
+    static const char *const fields[] = {"url", "body", "content_type", "timeout_ms"};
+    if (lua_gettop(L) != 1 || lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, "notify: expects one table: notify{ url = ..., body = ... }");
+    lua_settop(L, 1);
+    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+        size_t i = 0, n = sizeof fields / sizeof *fields;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        while (i < n && strcmp(k, fields[i]) != 0) i++;
+        if (i == n)     /* a typo would otherwise silently drop a setting */
+            return luaL_error(L, "notify: unknown field '%s' (fields: url, body, "
+                              "content_type, timeout_ms)", lua_type(L, -2) == LUA_TSTRING ?
+                              k : luaL_typename(L, -2));
+    }
+    lua_getfield(L, 1, "url");                                  /* 2 */
+    const char *url = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    if (!url || strncasecmp(url, "http://", 7) != 0 || !url[7] || url[7] == '/')
+        return luaL_error(L, "notify: url must be an http://HOST[:PORT]/PATH string "
+                          "(https is not supported)");
+    int bt = lua_getfield(L, 1, "body");                        /* 3 */
+    if (bt != LUA_TNIL && bt != LUA_TSTRING && bt != LUA_TTABLE)
+        return luaL_error(L, "notify: body must be a string or a table, not a %s",
+                          luaL_typename(L, 3));
+    int ct = lua_getfield(L, 1, "content_type");                /* 4 */
+    if (ct != LUA_TNIL && (ct != LUA_TSTRING || lua_rawlen(L, 4) == 0))
+        return luaL_error(L, "notify: content_type must be a non-empty string");
+    int isint = 1;
+    lua_Integer ms = LF_NOTIFY_TIMEOUT_MS;
+    if (lua_getfield(L, 1, "timeout_ms") != LUA_TNIL)           /* 5 */
+        ms = lua_tointegerx(L, 5, &isint);
+    if (!isint || ms < 1 || ms > LF_NOTIFY_MAX_TIMEOUT_MS)
+        return luaL_error(L, "notify: timeout_ms must be a whole number from 1 to %d",
+                          LF_NOTIFY_MAX_TIMEOUT_MS);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "url");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "body");
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "content_type");
+    lua_pushinteger(L, ms);
+    lua_setfield(L, -2, "timeout_ms");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setmetatable(L, -2);
     return 1;
@@ -500,6 +552,15 @@ static void dsl_builtins(lf_rules *r) {
     lua_pushvalue(L, -1);
     r->ref_request_mt = luaL_ref(L, LUA_REGISTRYINDEX);
     set_fn(L, "request", l_request, 1);
+
+    lua_createtable(L, 0, 2);                          /* notify metatable */
+    lua_pushliteral(L, "notify");
+    lua_setfield(L, -2, "__metatable");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, -1);
+    r->ref_notify_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    set_fn(L, "notify", l_notify, 1);
     lf_route_builtins(r);
 }
 

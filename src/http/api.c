@@ -1,0 +1,354 @@
+/* api.c -- the /v1 JSON API and the probes: each handler turns a request
+ * into one engine call and its result into a reply (status from the
+ * result code, body from lf_result_json or the record).
+ *
+ * Bodies are validated strictly (types, unknown fields) before the engine
+ * sees them: a typo in a field name is a 400 that says so, not a request
+ * that quietly does something else. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "internal.h"
+#include "../engine/engine_internal.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static bool is_integer(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+
+/* A body field of the wrong type: reply 400 and say which. */
+static bool bad_field(lf_req *r, const cJSON *f, const char *want) {
+    lf_reply_error(r, 400, "invalid_request", "field '%s' must be %s", f->string, want);
+    return false;
+}
+
+/* The compact text of an object field (labels, metadata); NULL if absent. */
+static bool object_text(lf_req *r, const cJSON *f, char **out) {
+    if (cJSON_IsNull(f)) return true;
+    if (!cJSON_IsObject(f)) return bad_field(r, f, "an object");
+    if (!(*out = cJSON_PrintUnformatted(f))) {
+        lf_reply_error(r, 503, "unavailable", "out of memory");
+        return false;
+    }
+    return true;
+}
+
+static bool string_field(lf_req *r, const cJSON *f, const char **out, bool nullable) {
+    if (nullable && cJSON_IsNull(f)) return true;
+    if (!cJSON_IsString(f)) return bad_field(r, f, nullable ? "a string or null" : "a string");
+    *out = f->valuestring;
+    return true;
+}
+
+/* `actor` in a body names who acts only when there are no tokens: with
+ * tokens, the token's name is the actor and cannot be claimed otherwise. */
+static bool actor_field(lf_req *r, const cJSON *f) {
+    const char *a;
+    if (!string_field(r, f, &a, false)) return false;
+    if (r->srv->tokens) {
+        lf_reply_error(r, 400, "invalid_request", "field 'actor' is not accepted with "
+                       "tokens: the token's name (%s) is the actor", r->actor);
+        return false;
+    }
+    if (!*a || strlen(a) >= sizeof r->actor) return bad_field(r, f, "a string of 1-79 bytes");
+    snprintf(r->actor, sizeof r->actor, "%s", a);
+    return true;
+}
+
+static bool unknown_field(lf_req *r, const cJSON *f) {
+    lf_reply_error(r, 400, "invalid_request", "unknown field '%s'", f->string);
+    return false;
+}
+
+/* ---- probes and metrics ------------------------------------------------ */
+
+void lf_api_healthz(lf_req *r) {
+    char body[96];
+    snprintf(body, sizeof body, "{\"status\":\"ok\",\"version\":\"%s\"}", lf_version());
+    lf_reply_json(r, 200, body);
+}
+
+static void readyz_done(const lf_result *res, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_GET);
+    /* Any answer from the store but "unavailable" means it is there. */
+    if (res->code == LF_UNAVAILABLE) {
+        lf_reply_error(r, 503, "unavailable", "store: %s", res->error ? res->error : "down");
+        return;
+    }
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_puts(&b, "{\"status\":\"ready\",\"generation\":");
+    lf_buf_json_str(&b, lf_engine_generation(r->srv->engine));
+    lf_buf_putc(&b, '}');
+    lf_reply_json(r, 200, b.p);
+    lf_buf_free(&b);
+}
+
+void lf_api_readyz(lf_req *r) {
+    if (r->srv->draining) {
+        lf_reply_error(r, 503, "unavailable", "shutting down");
+        return;
+    }
+    if (!lf_engine_generation(r->srv->engine)) {
+        lf_reply_error(r, 503, "unavailable", "no policy generation loaded");
+        return;
+    }
+    /* A read of an id that cannot exist: a real round trip to the store. */
+    lf_op_begin(r);
+    lf_engine_get(r->srv->engine, "loop-0000000000000000", readyz_done, r);
+}
+
+void lf_api_metrics(lf_req *r) {
+    lf_buf b = LF_BUF_INIT;
+    lf_metrics_render(r->srv, &b);
+    size_t len = b.len;
+    lf_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8", lf_buf_steal(&b), len);
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static void reply_record(lf_req *r, int status, const lf_record *rec) {
+    char *json = lf_record_json(rec);
+    if (!json) {
+        lf_reply_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    lf_reply_take(r, status, "application/json", json, strlen(json));
+}
+
+typedef struct create_ctx {
+    lf_req *r;
+    char *ref;
+    char *error;        /* the duplicate_ref message, while we look up */
+} create_ctx;
+
+/* 409 duplicate_ref: the engine's message names the existing record; the
+ * result carries it whole, so a client can go on with its id. */
+static void duplicate_found(const lf_result *found, void *arg) {
+    create_ctx *c = arg;
+    lf_result res = {.success = false, .code = LF_DUPLICATE_REF, .error = c->error,
+                     .record = found->success ? found->record : NULL, .decisions = "[]"};
+    lf_op_end(c->r, LF_OP_FIND);
+    lf_reply_result(c->r, &res, 200);
+    free(c->error);
+    free(c->ref);
+    free(c);
+}
+
+static void created(const lf_result *res, void *arg) {
+    create_ctx *c = arg;
+    lf_req *r = c->r;
+    lf_op_end(r, LF_OP_CREATE);
+    if (res->success) {
+        char loc[200];
+        snprintf(loc, sizeof loc, "/v1/records/%s", lf_record_id(res->record));
+        lf_add_header(r, "Location", loc);
+        /* A replayed create answers like the first one, minus the 201. */
+        if (res->duplicate) lf_add_header(r, "Idempotent-Replayed", "true");
+        reply_record(r, res->duplicate ? 200 : 201, res->record);
+    } else if (res->code == LF_DUPLICATE_REF && (c->error = strdup(res->error ? res->error : ""))) {
+        lf_op_begin(r);
+        lf_engine_find_by_ref(r->srv->engine, c->ref, duplicate_found, c);
+        return;
+    } else {
+        lf_reply_result(r, res, 201);
+    }
+    free(c->ref);
+    free(c);
+}
+
+/* Reads the create body into req (pointing into j); false after replying. */
+static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req,
+                          char **labels, char **meta) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, j) {
+        const char *k = f->string;
+        bool ok = true;
+        if (strcmp(k, "ref") == 0) ok = string_field(r, f, &req->ref, false);
+        else if (strcmp(k, "repo") == 0) ok = string_field(r, f, &req->repo, true);
+        else if (strcmp(k, "workflow") == 0) ok = string_field(r, f, &req->workflow, false);
+        else if (strcmp(k, "idempotency_key") == 0)
+            ok = string_field(r, f, &req->idempotency_key, false);
+        else if (strcmp(k, "ref_number") == 0) {
+            if (cJSON_IsNull(f)) continue;
+            if (!is_integer(f)) return bad_field(r, f, "an integer or null");
+            req->has_ref_number = true;
+            req->ref_number = (int64_t)f->valuedouble;
+        } else if (strcmp(k, "auto_merge") == 0) {
+            if (!cJSON_IsBool(f)) return bad_field(r, f, "true or false");
+            req->auto_merge = cJSON_IsTrue(f);
+        } else if (strcmp(k, "labels") == 0) ok = object_text(r, f, labels);
+        else if (strcmp(k, "metadata") == 0) ok = object_text(r, f, meta);
+        else if (strcmp(k, "actor") == 0) ok = actor_field(r, f);
+        else ok = unknown_field(r, f);
+        if (!ok) return false;
+    }
+    if (!req->ref) {
+        lf_reply_error(r, 400, "invalid_request", "field 'ref' is required");
+        return false;
+    }
+    return true;
+}
+
+void lf_api_create(lf_req *r) {
+    cJSON *j = lf_parse_body(r);
+    if (!j) return;
+    lf_create_req req = {0};
+    char *labels = NULL, *meta = NULL;
+    create_ctx *c = NULL;
+    if (create_fields(r, j, &req, &labels, &meta)) {
+        if (!(c = calloc(1, sizeof *c)) || !(c->ref = strdup(req.ref))) {
+            free(c);
+            lf_reply_error(r, 503, "unavailable", "out of memory");
+        } else {
+            c->r = r;
+            req.labels = labels;
+            req.metadata = meta;
+            req.actor = r->actor;
+            lf_op_begin(r);
+            lf_engine_create(r->srv->engine, &req, created, c);
+        }
+    }
+    cJSON_free(labels);
+    cJSON_free(meta);
+    cJSON_Delete(j);
+}
+
+static void got(const lf_result *res, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_GET);
+    if (res->success) reply_record(r, 200, res->record);
+    else lf_reply_result(r, res, 200);
+}
+
+void lf_api_get(lf_req *r) {
+    lf_op_begin(r);
+    lf_engine_get(r->srv->engine, r->param, got, r);
+}
+
+static void listed(lf_code code, const char *error, const lf_record *const *recs,
+                   size_t n, const char *next_cursor, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_LIST);
+    if (code != LF_OK) {
+        lf_reply_error(r, lf_status_of(code), lf_code_name(code), "%s",
+                       error ? error : lf_code_name(code));
+        return;
+    }
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_puts(&b, "{\"records\":[");
+    for (size_t i = 0; i < n; i++) {
+        char *json = lf_record_json(recs[i]);
+        if (i) lf_buf_putc(&b, ',');
+        lf_buf_json_raw(&b, json, "null");
+        free(json);
+    }
+    lf_buf_puts(&b, "],\"next_cursor\":");
+    lf_buf_json_str(&b, next_cursor);
+    lf_buf_putc(&b, '}');
+    size_t len = b.len;
+    lf_reply_take(r, 200, "application/json", lf_buf_steal(&b), len);
+}
+
+void lf_api_list(lf_req *r) {
+    static const char *const allowed[] = {"state", "repo", "limit", "cursor", NULL};
+    uint64_t limit = 100;
+    if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
+    lf_list_query q = {.state = lf_req_query(r, "state"), .repo = lf_req_query(r, "repo"),
+                       .limit = (size_t)limit, .cursor = lf_req_query(r, "cursor")};
+    lf_op_begin(r);
+    lf_engine_list(r->srv->engine, &q, listed, r);
+}
+
+/* ---- transitions ------------------------------------------------------- */
+
+static void transitioned(const lf_result *res, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_TRANSITION);
+    lf_reply_result(r, res, 200);
+}
+
+void lf_api_transition(lf_req *r) {
+    cJSON *j = lf_parse_body(r);
+    if (!j) return;
+    lf_transition_req req = {.id = r->param};
+    char *meta = NULL;
+    const cJSON *f;
+    bool ok = true;
+    cJSON_ArrayForEach(f, j) {
+        const char *k = f->string;
+        if (strcmp(k, "to") == 0) ok = string_field(r, f, &req.to, false);
+        else if (strcmp(k, "trigger") == 0) ok = string_field(r, f, &req.trigger, false);
+        else if (strcmp(k, "idempotency_key") == 0)
+            ok = string_field(r, f, &req.idempotency_key, false);
+        else if (strcmp(k, "metadata") == 0) ok = object_text(r, f, &meta);
+        else if (strcmp(k, "dry_run") == 0) {
+            if (!cJSON_IsBool(f)) ok = bad_field(r, f, "true or false");
+            else req.dry_run = cJSON_IsTrue(f);
+        } else if (strcmp(k, "actor") == 0) ok = actor_field(r, f);
+        else ok = unknown_field(r, f);
+        if (!ok) break;
+    }
+    if (ok && (!req.to || !req.trigger)) {
+        lf_reply_error(r, 400, "invalid_request", "fields 'to' and 'trigger' are required");
+        ok = false;
+    }
+    if (ok) {
+        /* The API asks; only webhooks observe (see webhook.c). */
+        req.metadata = meta;
+        req.actor = r->actor;
+        lf_op_begin(r);
+        lf_engine_transition(r->srv->engine, &req, transitioned, r);
+    }
+    cJSON_free(meta);
+    cJSON_Delete(j);
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+void lf_api_policies(lf_req *r) {
+    char *json = lf_engine_policies_json(r->srv->engine);
+    if (!json) {
+        lf_reply_error(r, 503, "unavailable", "out of memory");
+        return;
+    }
+    lf_reply_take(r, 200, "application/json", json, strlen(json));
+}
+
+static void reloaded(lf_code code, const char *error, const char *old_gen,
+                     const char *new_gen, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_RELOAD);
+    lf_buf b = LF_BUF_INIT;
+    if (code == LF_OK) {
+        lf_logf(LF_LOG_INFO, "policies reloaded by %s: %s -> %s", r->actor, old_gen, new_gen);
+        lf_buf_puts(&b, "{\"success\":true,\"generation\":");
+        lf_buf_json_str(&b, new_gen);
+        lf_buf_puts(&b, ",\"previous_generation\":");
+        lf_buf_json_str(&b, old_gen);
+        lf_buf_putc(&b, '}');
+        lf_reply_json(r, 200, b.p);
+    } else {
+        /* A broken policy set is the caller's to fix: 422 with every
+         * problem as file:line: message; the old set keeps serving. */
+        lf_logf(LF_LOG_WARN, "reload by %s refused, %s keeps serving: %s", r->actor,
+                old_gen, error ? error : lf_code_name(code));
+        lf_buf_puts(&b, "{\"success\":false,\"code\":");
+        lf_buf_json_str(&b, lf_code_name(code));
+        lf_buf_puts(&b, ",\"error\":");
+        lf_buf_json_str(&b, error ? error : lf_code_name(code));
+        lf_buf_puts(&b, ",\"generation\":");
+        lf_buf_json_str(&b, old_gen);
+        lf_buf_putc(&b, '}');
+        lf_reply_json(r, code == LF_INVALID_REQUEST ? 422 : lf_status_of(code), b.p);
+    }
+    lf_buf_free(&b);
+}
+
+void lf_api_reload(lf_req *r) {
+    lf_op_begin(r);
+    lf_server_reload(r->srv, r->actor, reloaded, r);
+}

@@ -1,0 +1,218 @@
+/* auth.c -- who may call the API: the tokens file, bearer checks, and the
+ * webhook secret.
+ *
+ * The tokens file holds one token per line, "NAME ROLE SHA256HEX", where
+ * the digest is sha256 of the token string; '#' starts a comment. The
+ * server never sees a token in clear except in the request that presents
+ * it, and keeps only digests, so a leaked tokens file leaks no credential.
+ * `loopforge token NAME ROLE` makes a token and its line. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include "internal.h"
+
+typedef struct lf_token {
+    char name[65];
+    lf_role role;
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+} lf_token;
+
+struct lf_tokens {
+    lf_token *v;
+    size_t n;
+};
+
+static const char *const role_names[] = {"none", "read", "write", "admin"};
+
+const char *lf_role_name(lf_role r) {
+    return (unsigned)r <= LF_ROLE_ADMIN ? role_names[r] : "none";
+}
+
+int lf_role_parse(const char *s, lf_role *out) {
+    for (int i = LF_ROLE_READ; i <= LF_ROLE_ADMIN; i++)
+        if (strcmp(s, role_names[i]) == 0) {
+            *out = (lf_role)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* No ':' on purpose: "github:…" and "hook:…" actors stay unforgeable. */
+bool lf_token_name_valid(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+    }
+    return true;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            v <<= 4;
+            if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+            else return -1;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return s[2 * n] == '\0' ? 0 : -1;
+}
+
+static void tohex(const unsigned char *p, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* One line of the file into t (fields separated by blanks). */
+static int parse_line(char *line, lf_token *t, const char **why) {
+    char *save = NULL;
+    char *name = strtok_r(line, " \t", &save);
+    char *role = strtok_r(NULL, " \t", &save);
+    char *hex = strtok_r(NULL, " \t", &save);
+    if (!name || !role || !hex || strtok_r(NULL, " \t", &save))
+        return *why = "expected NAME ROLE SHA256HEX", -1;
+    if (!lf_token_name_valid(name))
+        return *why = "token name must be 1-64 of [A-Za-z0-9._-]", -1;
+    if (lf_role_parse(role, &t->role))
+        return *why = "role must be read, write or admin", -1;
+    if (strlen(hex) != 2 * SHA256_DIGEST_LENGTH ||
+        unhex(hex, t->digest, SHA256_DIGEST_LENGTH))
+        return *why = "digest must be 64 hex digits (sha256 of the token)", -1;
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return 0;
+}
+
+lf_tokens *lf_tokens_load(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    lf_tokens *ts = calloc(1, sizeof *ts);
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    while (ts && getline(&line, &cap, f) >= 0) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[strspn(line, " \t")] == '\0') continue;
+        lf_token t;
+        const char *why = NULL;
+        lf_token *v;
+        if (parse_line(line, &t, &why)) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            goto fail;
+        }
+        for (size_t i = 0; i < ts->n; i++)
+            if (strcmp(ts->v[i].name, t.name) == 0) {
+                snprintf(err, errlen, "%s:%d: token name '%s' given twice",
+                         path, lineno, t.name);
+                goto fail;
+            }
+        if (!(v = realloc(ts->v, (ts->n + 1) * sizeof *v))) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        ts->v = v;
+        ts->v[ts->n++] = t;
+    }
+    free(line);
+    fclose(f);
+    if (!ts) snprintf(err, errlen, "out of memory");
+    return ts;
+fail:
+    free(line);
+    fclose(f);
+    lf_tokens_free(ts);
+    return NULL;
+}
+
+void lf_tokens_free(lf_tokens *t) {
+    if (!t) return;
+    OPENSSL_cleanse(t->v, t->n * sizeof *t->v);
+    free(t->v);
+    free(t);
+}
+
+size_t lf_tokens_count(const lf_tokens *t) { return t ? t->n : 0; }
+
+const char *lf_tokens_check(const lf_tokens *t, const char *authz,
+                            lf_role *role) {
+    if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
+    const char *tok = authz + 7;
+    while (*tok == ' ') tok++;
+    size_t len = strlen(tok);
+    while (len && tok[len - 1] == ' ') len--;
+    if (!len) return NULL;
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, len, d);
+    /* Compare with every entry, each in constant time: neither the match
+     * nor its position shows in the timing. */
+    const lf_token *hit = NULL;
+    for (size_t i = 0; i < t->n; i++)
+        if (CRYPTO_memcmp(d, t->v[i].digest, sizeof d) == 0) hit = &t->v[i];
+    if (!hit) return NULL;
+    *role = hit->role;
+    return hit->name;
+}
+
+int lf_token_new(const char *name, lf_role role, char token[64], char line[160]) {
+    unsigned char raw[24], d[SHA256_DIGEST_LENGTH];
+    char hex[2 * SHA256_DIGEST_LENGTH + 1];
+    if (RAND_bytes(raw, sizeof raw) != 1) return -1;
+    memcpy(token, "lf_", 3);
+    tohex(raw, sizeof raw, token + 3);
+    OPENSSL_cleanse(raw, sizeof raw);
+    SHA256((const unsigned char *)token, strlen(token), d);
+    tohex(d, sizeof d, hex);
+    snprintf(line, 160, "%s %s %s", name, lf_role_name(role), hex);
+    return 0;
+}
+
+#define MAX_SECRET 4096
+
+unsigned char *lf_secret_load(const char *path, size_t *len, char *err,
+                              size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    unsigned char *buf = malloc(MAX_SECRET + 1);
+    size_t n = buf ? fread(buf, 1, MAX_SECRET + 1, f) : 0;
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad || n > MAX_SECRET) {
+        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" :
+                 bad ? "cannot read" : "longer than 4096 bytes");
+        free(buf);
+        return NULL;
+    }
+    /* Editors add a final newline; GitHub's secret field has none. */
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) n--;
+    if (n == 0) {
+        snprintf(err, errlen, "%s: the webhook secret is empty", path);
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}

@@ -1,0 +1,391 @@
+/* webhook.c -- GitHub intake: POST /v1/webhooks/github.
+ *
+ *   1. X-Hub-Signature-256 must be HMAC-SHA256 of the raw body under the
+ *      webhook secret (compared in constant time); otherwise 401 and
+ *      nothing else happens.
+ *   2. `ping` is answered 200.
+ *   3. The current policy generation's routes (policies/routes/, Lua) turn
+ *      the event into requests: create a record, or move the record a ref
+ *      or alias names (pr:owner/repo#N, sha:…).
+ *   4. Each request runs in order, as an *observation*: GitHub reports what
+ *      already happened, so the engine records it even where the rules
+ *      would refuse, marking the entry a violation. Its idempotency key is
+ *      "<X-GitHub-Delivery>:<index>", so a redelivery -- minutes or days
+ *      later, after a restart, on another server sharing the store --
+ *      changes nothing and is answered {"duplicate":true}.
+ *
+ * GitHub gives up on a delivery after 10 s. Requests run one after the
+ * other; hooks run after each commit, on the loop, under their instruction
+ * budgets. If the whole delivery is not done by --webhook-deadline (8 s),
+ * it is answered 202 {"accepted":true} and finishes in the background; the
+ * outcome is logged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include "internal.h"
+#include "../engine/engine_internal.h"
+
+typedef struct delivery {
+    lf_server *srv;
+    lf_req *r;                  /* NULL once answered early */
+    char id[129];               /* X-GitHub-Delivery */
+    char event[64];
+    char action[64];
+    lf_route_result rr;
+    size_t next;                /* the request running now */
+    char key[200];              /* its idempotency key */
+    lf_buf results;             /* JSON objects, comma-separated */
+    size_t applied, duplicates, ignored, errors, unavailable, violations;
+    char *why_ignored;          /* the first reason */
+    char *error;                /* the first error */
+    struct event *deadline;
+    uint64_t start_ns;
+} delivery;
+
+static void run_next(delivery *d);
+
+/* ---- the signature ----------------------------------------------------- */
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* NULL if the body is signed with our secret, else why not. */
+static const char *signature_problem(lf_req *r, const char *body, size_t len) {
+    const char *sig = lf_req_header(r, "X-Hub-Signature-256");
+    if (!sig) return "missing X-Hub-Signature-256";
+    unsigned char want[32], got[EVP_MAX_MD_SIZE];
+    if (strncmp(sig, "sha256=", 7) != 0 || strlen(sig) != 7 + 64)
+        return "malformed X-Hub-Signature-256 (want sha256=<64 hex digits>)";
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(sig[7 + 2 * i]), lo = hexval(sig[8 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return "malformed X-Hub-Signature-256 (want sha256=<64 hex digits>)";
+        want[i] = (unsigned char)(hi << 4 | lo);
+    }
+    unsigned int glen = 0;
+    lf_server *s = r->srv;
+    if (!HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)body,
+              len, got, &glen) || glen != 32)
+        return "cannot compute HMAC-SHA256";
+    if (CRYPTO_memcmp(want, got, 32) != 0)
+        return "X-Hub-Signature-256 does not match the body (wrong secret?)";
+    return NULL;
+}
+
+static bool delivery_id_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 128) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+static void result_head(delivery *d, const lf_route_request *q) {
+    lf_buf *b = &d->results;
+    if (b->len) lf_buf_putc(b, ',');
+    lf_buf_puts(b, "{\"route\":");
+    lf_buf_json_str(b, q->route);
+    lf_buf_puts(b, q->op == LF_ROUTE_CREATE ? ",\"op\":\"create\",\"ref\":"
+                                            : ",\"op\":\"transition\",\"ref\":");
+    lf_buf_json_str(b, q->ref);
+}
+
+static void note_ignored(delivery *d, const lf_route_request *q, const char *why) {
+    result_head(d, q);
+    lf_buf_puts(&d->results, ",\"ignored\":");
+    lf_buf_json_str(&d->results, why);
+    lf_buf_putc(&d->results, '}');
+    d->ignored++;
+    if (!d->why_ignored) d->why_ignored = strdup(why);
+}
+
+/* Sorts one engine result into applied / duplicate / ignored / error. */
+static void note_result(delivery *d, const lf_route_request *q, const lf_result *res) {
+    lf_buf *b = &d->results;
+    if (res->code == LF_DUPLICATE_REF) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", res->error ? res->error : "duplicate ref");
+        note_ignored(d, q, why);
+        return;
+    }
+    result_head(d, q);
+    lf_buf_puts(b, ",\"code\":");
+    lf_buf_json_str(b, lf_code_name(res->code));
+    lf_buf_puts(b, ",\"record_id\":");
+    lf_buf_json_str(b, res->record ? lf_record_id(res->record) : NULL);
+    lf_buf_puts(b, ",\"from\":");
+    lf_buf_json_str(b, res->previous_state);
+    lf_buf_puts(b, ",\"to\":");
+    lf_buf_json_str(b, res->new_state);
+    lf_buf_puts(b, res->duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false");
+    lf_buf_puts(b, ",\"violation\":");
+    lf_buf_json_raw(b, res->violation, "null");
+    if (!res->success) {
+        lf_buf_puts(b, ",\"error\":");
+        lf_buf_json_str(b, res->error);
+    }
+    lf_buf_putc(b, '}');
+    if (res->success && res->duplicate) d->duplicates++;
+    else if (res->success) d->applied++;
+    else if (res->code == LF_UNAVAILABLE || res->code == LF_CONFLICT) d->unavailable++;
+    else d->errors++;
+    if (res->violation && !res->duplicate) d->violations++;
+    if (!res->success && !d->error) d->error = strdup(res->error ? res->error : "");
+}
+
+/* ---- the reply --------------------------------------------------------- */
+
+static void delivery_free(delivery *d) {
+    if (d->deadline) event_free(d->deadline);
+    lf_route_result_free(&d->rr);
+    lf_buf_free(&d->results);
+    free(d->why_ignored);
+    free(d->error);
+    free(d);
+}
+
+static void body_head(delivery *d, lf_buf *b, bool success) {
+    lf_buf_puts(b, success ? "{\"success\":true" : "{\"success\":false");
+    lf_buf_puts(b, ",\"delivery\":");
+    lf_buf_json_str(b, d->id);
+    lf_buf_puts(b, ",\"event\":");
+    lf_buf_json_str(b, d->event);
+    lf_buf_puts(b, ",\"action\":");
+    lf_buf_json_str(b, d->action[0] ? d->action : NULL);
+}
+
+static void finish(delivery *d) {
+    lf_buf b = LF_BUF_INIT;
+    int status, result;
+    if (d->unavailable) {
+        status = 503, result = LF_WH_ERROR;
+        body_head(d, &b, false);
+        lf_buf_puts(&b, ",\"code\":\"unavailable\",\"error\":");
+        lf_buf_json_str(&b, d->error);
+    } else if (d->errors) {
+        /* A route asked for something impossible (an unknown state, …):
+         * a policy bug. Not 2xx, so it shows in GitHub's delivery log and
+         * can be redelivered once the routes are fixed. */
+        status = 500, result = LF_WH_ERROR;
+        body_head(d, &b, false);
+        lf_buf_puts(&b, ",\"code\":\"route_error\",\"error\":");
+        lf_buf_json_str(&b, d->error);
+    } else if (d->applied || d->duplicates) {
+        status = 200, result = d->applied ? LF_WH_OK : LF_WH_DUPLICATE;
+        body_head(d, &b, true);
+        lf_buf_puts(&b, d->applied ? ",\"duplicate\":false" : ",\"duplicate\":true");
+        lf_buf_printf(&b, ",\"violations\":%zu", d->violations);
+    } else {
+        status = 202, result = LF_WH_IGNORED;
+        body_head(d, &b, true);
+        lf_buf_puts(&b, ",\"ignored\":");
+        lf_buf_json_str(&b, d->why_ignored ? d->why_ignored : "nothing to do");
+    }
+    lf_buf_puts(&b, ",\"results\":[");
+    lf_buf_add(&b, d->results.p ? d->results.p : "", d->results.len);
+    lf_buf_puts(&b, "]}");
+    if (d->r) {
+        lf_metrics_webhook(&d->srv->metrics, d->event, result);
+        lf_reply_json(d->r, status, b.p);
+    } else {
+        lf_logf(status < 300 ? LF_LOG_INFO : LF_LOG_ERROR,
+                "delivery %s finished after its early reply (%d): %s", d->id, status, b.p);
+    }
+    lf_buf_free(&b);
+    delivery_free(d);
+}
+
+/* GitHub stops waiting at 10 s: answer before that, keep working. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+    delivery *d = arg;
+    (void)fd; (void)what;
+    if (!d->r) return;
+    lf_buf b = LF_BUF_INIT;
+    body_head(d, &b, true);
+    lf_buf_printf(&b, ",\"accepted\":true,\"pending\":%zu}", d->rr.nrequests - d->next);
+    lf_metrics_webhook(&d->srv->metrics, d->event, LF_WH_LATE);
+    lf_logf(LF_LOG_WARN, "delivery %s: answered 202 at the %d ms deadline, %zu request(s) "
+            "still running", d->id, d->srv->cfg.webhook_deadline_ms, d->rr.nrequests - d->next);
+    lf_reply_json(d->r, 202, b.p);
+    d->r = NULL;
+    lf_buf_free(&b);
+}
+
+/* ---- running the requests ---------------------------------------------- */
+
+static const lf_route_request *current(delivery *d) { return &d->rr.requests[d->next]; }
+
+static void advance(delivery *d) {
+    d->next++;
+    run_next(d);
+}
+
+static void on_applied(const lf_result *res, void *arg) {
+    delivery *d = arg;
+    note_result(d, current(d), res);
+    advance(d);
+}
+
+static void on_found(const lf_result *res, void *arg) {
+    delivery *d = arg;
+    const lf_route_request *q = current(d);
+    if (!res->success) {
+        if (res->code == LF_NOT_FOUND) {
+            char why[600];
+            snprintf(why, sizeof why, "no record for %s", q->ref);
+            note_ignored(d, q, why);
+        } else {
+            note_result(d, q, res);
+        }
+        advance(d);
+        return;
+    }
+    lf_transition_req t = {
+        .id = lf_record_id(res->record), .to = q->to, .trigger = q->trigger,
+        .metadata = q->metadata, .actor = q->actor ? q->actor : "github:unknown",
+        .idempotency_key = d->key, .observed = true,
+    };
+    lf_engine_transition(d->srv->engine, &t, on_applied, d);
+}
+
+static void run_next(delivery *d) {
+    if (d->next == d->rr.nrequests) {
+        finish(d);
+        return;
+    }
+    const lf_route_request *q = current(d);
+    snprintf(d->key, sizeof d->key, "%s:%zu", d->id, d->next);
+    if (q->op == LF_ROUTE_CREATE) {
+        lf_create_req c = {
+            .ref = q->ref, .repo = q->repo, .has_ref_number = q->has_ref_number,
+            .ref_number = q->ref_number, .labels = q->labels, .metadata = q->metadata,
+            .actor = q->actor ? q->actor : "github:unknown", .idempotency_key = d->key,
+        };
+        lf_engine_create(d->srv->engine, &c, on_applied, d);
+    } else {
+        /* Address the record by ref or alias, then by id. */
+        lf_engine_find_by_ref(d->srv->engine, q->ref, on_found, d);
+    }
+}
+
+/* ---- the handler ------------------------------------------------------- */
+
+static void reject(lf_req *r, const char *event, int result, int status, const char *code,
+                   const char *msg) {
+    lf_metrics_webhook(&r->srv->metrics, event, result);
+    if (status == 401)
+        lf_logf(LF_LOG_WARN, "webhook refused (%s): %s", r->id, msg);
+    lf_reply_error(r, status, code, "%s", msg);
+}
+
+/* The payload's "action", if any: for the log and the reply. */
+static bool parse_payload(lf_req *r, delivery *d, const char *body, size_t len) {
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (!cJSON_IsObject(j)) {
+        char msg[160];
+        if (j) snprintf(msg, sizeof msg, "the payload must be a JSON object");
+        else lf_json_error(body, len, end, msg, sizeof msg);
+        cJSON_Delete(j);
+        reject(r, d->event, LF_WH_INVALID, 400, "invalid_request", msg);
+        return false;
+    }
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
+    if (cJSON_IsString(a)) snprintf(d->action, sizeof d->action, "%s", a->valuestring);
+    cJSON_Delete(j);
+    return true;
+}
+
+static void ping(lf_req *r, const char *event, const char *id) {
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_puts(&b, "{\"success\":true,\"event\":\"ping\",\"delivery\":");
+    lf_buf_json_str(&b, id);
+    lf_buf_puts(&b, ",\"pong\":true}");
+    lf_metrics_webhook(&r->srv->metrics, event, LF_WH_PING);
+    lf_reply_json(r, 200, b.p);
+    lf_buf_free(&b);
+}
+
+void lf_webhook_github(lf_req *r) {
+    lf_server *s = r->srv;
+    const char *event = lf_req_header(r, "X-GitHub-Event");
+    const char *id = lf_req_header(r, "X-GitHub-Delivery");
+    if (!s->secret) {
+        reject(r, event, LF_WH_INVALID, 404, "not_found", "webhook intake is off: start "
+               "'loopforge serve' with --webhook-secret-file");
+        return;
+    }
+    size_t len;
+    const char *body = lf_req_body(r, &len);
+    const char *why = signature_problem(r, body, len);
+    if (why) {
+        reject(r, event, LF_WH_UNAUTHORIZED, 401, "unauthorized", why);
+        return;
+    }
+    snprintf(r->actor, sizeof r->actor, "github");
+    if (!event || !*event || strlen(event) >= 64) {
+        reject(r, event, LF_WH_INVALID, 400, "invalid_request", "missing X-GitHub-Event");
+        return;
+    }
+    if (!id || !delivery_id_ok(id)) {
+        reject(r, event, LF_WH_INVALID, 400, "invalid_request", "missing or malformed "
+               "X-GitHub-Delivery (the idempotency key of a delivery)");
+        return;
+    }
+    if (strcmp(event, "ping") == 0) {
+        ping(r, event, id);
+        return;
+    }
+    delivery *d = calloc(1, sizeof *d);
+    if (!d) {
+        reject(r, event, LF_WH_ERROR, 503, "unavailable", "out of memory");
+        return;
+    }
+    d->srv = s;
+    d->r = r;
+    d->start_ns = lf_mono_ns();
+    snprintf(d->id, sizeof d->id, "%s", id);
+    snprintf(d->event, sizeof d->event, "%s", event);
+    if (!parse_payload(r, d, body, len)) {
+        free(d);
+        return;
+    }
+    lf_event ev = {.source = "github", .name = d->event, .delivery = d->id,
+                   .payload = body, .payload_len = len};
+    lf_engine_route(s->engine, &ev, &d->rr);
+    if (d->rr.error) {
+        lf_logf(LF_LOG_ERROR, "delivery %s (%s): %s", d->id, d->event, d->rr.error);
+        reject(r, d->event, LF_WH_ERROR, 500, "route_error", d->rr.error);
+        delivery_free(d);
+        return;
+    }
+    if (d->rr.nrequests == 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", d->rr.ignored ? d->rr.ignored : "");
+        if (!msg[0])
+            snprintf(msg, sizeof msg, "no route for %s%s%s", d->event,
+                     d->action[0] ? "." : "", d->action);
+        d->why_ignored = strdup(msg);
+        finish(d);
+        return;
+    }
+    struct timeval tv = {s->cfg.webhook_deadline_ms / 1000,
+                         (s->cfg.webhook_deadline_ms % 1000) * 1000};
+    if ((d->deadline = evtimer_new(s->base, on_deadline, d))) evtimer_add(d->deadline, &tv);
+    run_next(d);
+}
