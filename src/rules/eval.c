@@ -25,28 +25,15 @@
 /* Stack slots of the protected runner (1 is its light userdata). */
 enum { S_ALLOW = 2, S_VERDICT_MT, S_REQUEST_MT, S_FIELDS, S_PROXY };
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = lf_xrealloc(NULL, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 /* "<kind> NAME: <what went wrong>", from a failed lua_pcall. */
 static char *call_error(lua_State *L, int st, const char *kind, const char *name) {
     if (st == LUA_ERRMEM)
-        return xprintf("%s %s: not enough memory (the policy memory limit was reached)",
+        return lf_xprintf("%s %s: not enough memory (the policy memory limit was reached)",
                        kind, name);
     if (lua_type(L, -1) == LUA_TSTRING)
-        return xprintf("%s %s: %s", kind, name, lua_tostring(L, -1));
-    return xprintf("%s %s: (error object is a %s value)", kind, name, luaL_typename(L, -1));
+        return lf_xprintf("%s %s: %s", kind, name, lua_tostring(L, -1));
+    return lf_xprintf("%s %s: (error object is a %s value)", kind, name, luaL_typename(L, -1));
 }
 
 static bool has_mt(lua_State *L, int idx, int mt_slot) {
@@ -135,7 +122,7 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
         return;
     }
     if (!has_mt(L, v, S_VERDICT_MT)) {
-        decide(j, g, false, xprintf("guard %s: returned %s%s, not a verdict "
+        decide(j, g, false, lf_xprintf("guard %s: returned %s%s, not a verdict "
                                     "(return allow() or deny(reason))", g->name,
                                     lua_isnil(L, v) ? "" : "a ",
                                     lua_isnil(L, v) ? "nothing" : luaL_typename(L, v)));
@@ -156,7 +143,7 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
         }
         if (!a) {
             free(reason);
-            decide(j, g, false, xprintf("guard %s: annotations: %s", g->name, err));
+            decide(j, g, false, lf_xprintf("guard %s: annotations: %s", g->name, err));
             return;
         }
         if (a->child) merge(j, a);
@@ -206,7 +193,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     eval_job j = {r, in, out, NULL};
     static const lf_rule runner = {.name = "rules"};
     if (!in->record) {                      /* nothing to show the guards: closed */
-        decide(&j, &runner, false, xprintf("policy engine: no record to evaluate"));
+        decide(&j, &runner, false, lf_xprintf("policy engine: no record to evaluate"));
         return;
     }
     lua_State *L = r->L;
@@ -302,7 +289,7 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
             snprintf(msg, sizeof msg, "must be a table of names to values, not a list");
         }
         if (!m) {
-            *err = xprintf("hook %s: request metadata: %s", h->name, msg);
+            *err = lf_xprintf("hook %s: request metadata: %s", h->name, msg);
             lua_pop(L, 1);
             return false;
         }
@@ -334,7 +321,7 @@ static bool take_notification(lua_State *L, int idx, const lf_rule *h,
         if (b && !(n->body = cJSON_PrintUnformatted(b))) snprintf(msg, sizeof msg, "out of memory");
         cJSON_Delete(b);
         if (!n->body) {
-            *err = xprintf("hook %s: notify body: %s", h->name, msg);
+            *err = lf_xprintf("hook %s: notify body: %s", h->name, msg);
             lua_pop(L, 2);
             return false;
         }
@@ -395,10 +382,10 @@ static bool take_item(hook_job *j, const lf_rule *h, int idx, lua_Integer item,
         return true;
     }
     if (item)
-        *err = xprintf("hook %s: item %lld of the returned list is not a request "
+        *err = lf_xprintf("hook %s: item %lld of the returned list is not a request "
                        "or a notification", h->name, (long long)item);
     else
-        *err = xprintf("hook %s: returned %s%s, not nil, a request, a notification "
+        *err = lf_xprintf("hook %s: returned %s%s, not nil, a request, a notification "
                        "or a list of them", h->name, lua_isnil(L, idx) ? "" : "a ",
                        lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
     return false;

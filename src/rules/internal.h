@@ -137,6 +137,8 @@ typedef struct load_ctx {
 
 void *lf_xrealloc(void *p, size_t n);
 char *lf_xstrdup(const char *s);
+char *lf_xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *lf_read_file(const char *path, size_t *len);
 void lf_problem(load_ctx *c, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -165,19 +165,6 @@ void lf_route_builtins(lf_rules *r) {
 
 /* ---- running the routes ---------------------------------------------------- */
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *xprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = lf_xrealloc(NULL, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 typedef struct route_job {
     lf_rules *r;
@@ -201,11 +188,11 @@ static char *pcall_message(lua_State *L, int st) {
     if (st == LUA_ERRMEM)
         return lf_xstrdup("not enough memory (the policy memory limit was reached)");
     if (lua_type(L, -1) == LUA_TSTRING) return lf_xstrdup(lua_tostring(L, -1));
-    return xprintf("(error object is a %s value)", luaL_typename(L, -1));
+    return lf_xprintf("(error object is a %s value)", luaL_typename(L, -1));
 }
 
 static void route_error(route_job *j, const lf_rule *rt, char *msg) {
-    add_line(&j->errors, xprintf("route %s: %s", rt->name, msg));
+    add_line(&j->errors, lf_xprintf("route %s: %s", rt->name, msg));
     free(msg);
 }
 
@@ -278,17 +265,17 @@ static char *field_object(lua_State *L, int req, const char *k, bool strings, ch
     }
     cJSON *o = lf_to_json(L, -1, err, sizeof err);
     lua_pop(L, 1);
-    if (!o) return xprintf("%s: %s", k, err);
+    if (!o) return lf_xprintf("%s: %s", k, err);
     /* An empty table is an empty object; a list is never one. */
     if (cJSON_IsArray(o) && !o->child) {
         cJSON_Delete(o);
         o = cJSON_CreateObject();
     }
     if (!cJSON_IsObject(o))
-        msg = xprintf("%s: must be a table of names to values, not a list", k);
+        msg = lf_xprintf("%s: must be a table of names to values, not a list", k);
     for (cJSON *it = o->child; !msg && strings && it; it = it->next)
         if (!cJSON_IsString(it))
-            msg = xprintf("%s: '%s' must map to a string", k, it->string);
+            msg = lf_xprintf("%s: '%s' must map to a string", k, it->string);
     if (!msg) *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return msg;
@@ -326,7 +313,7 @@ static char *take_request(route_job *j, const lf_rule *rt, int sealed, lf_route_
     q->ref = field_str(L, idx, "ref");
     q->actor = field_str(L, idx, "actor");
     /* Every change has an actor; a route that names none acts itself. */
-    if (!q->actor) q->actor = xprintf("route:%s", rt->name);
+    if (!q->actor) q->actor = lf_xprintf("route:%s", rt->name);
     char *err = field_object(L, idx, "metadata", false, &q->metadata);
     if (create) {
         q->repo = field_str(L, idx, "repo");
@@ -342,11 +329,11 @@ static char *take_request(route_job *j, const lf_rule *rt, int sealed, lf_route_
         /* Caught here, the route's author sees the typo in the route's
          * own error rather than as an engine refusal much later. */
         if (!err && !known_state(j->r, q->to))
-            err = xprintf("unknown state '%s'", q->to);
+            err = lf_xprintf("unknown state '%s'", q->to);
     }
     lua_settop(L, idx - 1);
     if (err) {
-        char *msg = xprintf("%s: %s", create ? "create" : "transition", err);
+        char *msg = lf_xprintf("%s: %s", create ? "create" : "transition", err);
         free(err);
         return msg;
     }
@@ -366,7 +353,7 @@ static void take_result(route_job *j, const lf_rule *rt) {
     lua_State *L = j->r->L;
     int v = lua_gettop(L);
     if (lua_isnil(L, v)) {
-        add_line(&j->reasons, xprintf("route %s returned no request", rt->name));
+        add_line(&j->reasons, lf_xprintf("route %s returned no request", rt->name));
         return;
     }
     if (has_mt(L, v, S_IGNORE_MT)) {
@@ -379,13 +366,13 @@ static void take_result(route_job *j, const lf_rule *rt) {
     bool list = lua_type(L, v) == LUA_TTABLE && !lua_getmetatable(L, v);
     if (!list) lua_settop(L, v);
     if (!list && !has_mt(L, v, S_REQ_MT)) {
-        route_error(j, rt, xprintf("returned a %s, not a request, a list of requests or "
+        route_error(j, rt, lf_xprintf("returned a %s, not a request, a list of requests or "
                                    "ignore(reason)", luaL_typename(L, v)));
         return;
     }
     lua_Integer n = list ? (lua_Integer)lua_rawlen(L, v) : 1;
     if (n == 0) {
-        add_line(&j->reasons, xprintf("route %s returned no request", rt->name));
+        add_line(&j->reasons, lf_xprintf("route %s returned no request", rt->name));
         return;
     }
     lf_route_request *got = lf_xrealloc(NULL, (size_t)n * sizeof *got);
@@ -397,7 +384,7 @@ static void take_result(route_job *j, const lf_rule *rt) {
         if (has_mt(L, -1, S_REQ_MT)) {
             if ((err = take_request(j, rt, lua_gettop(L), &got[k]))) free_request(&got[k]);
         } else {
-            err = xprintf("item %lld of the returned list is not a request (create{} or "
+            err = lf_xprintf("item %lld of the returned list is not a request (create{} or "
                           "transition{})", (long long)k + 1);
         }
         lua_pop(L, 1);
@@ -423,7 +410,7 @@ static int routes_p(lua_State *L) {
     int st = lua_pcall(L, 1, 1, 0);
     if (st != LUA_OK) {
         char *m = pcall_message(L, st);
-        add_line(&j->errors, xprintf("payload: %s", m));
+        add_line(&j->errors, lf_xprintf("payload: %s", m));
         free(m);
         return 0;
     }
@@ -478,7 +465,7 @@ void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out) {
                                             action, sizeof action);
     route_job j = {r, ev, has_action ? action : NULL, out, LF_BUF_INIT, LF_BUF_INIT};
     if (!count_matching(r, ev, j.action)) {     /* no Lua at all */
-        out->ignored = xprintf("no route for %s%s%s", ev->name ? ev->name : "(unnamed event)",
+        out->ignored = lf_xprintf("no route for %s%s%s", ev->name ? ev->name : "(unnamed event)",
                                j.action ? "." : "", j.action ? j.action : "");
         return;
     }
@@ -489,7 +476,7 @@ void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out) {
     if (st != LUA_OK) {
         /* Only the bookkeeping between routes can get here (a full heap). */
         char *m = pcall_message(L, st);
-        add_line(&j.errors, xprintf("routes: %s", m));
+        add_line(&j.errors, lf_xprintf("routes: %s", m));
         free(m);
         lua_settop(L, 0);
     }

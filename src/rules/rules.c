@@ -45,6 +45,18 @@ void *lf_xrealloc(void *p, size_t n) {
     return q;
 }
 
+char *lf_xprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = lf_xrealloc(NULL, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 char *lf_xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
     return memcpy(lf_xrealloc(NULL, n), s, n);
@@ -609,7 +621,8 @@ static void sort_paths(path_list *l) {
     }
 }
 
-static char *read_file(const char *path, size_t *len) {
+/* A whole file, NUL-terminated; NULL with errno set if it cannot be read. */
+char *lf_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     lf_buf b = LF_BUF_INIT;
@@ -653,7 +666,7 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) abort();
     for (int i = 0; i < r->nfiles; i++) {
-        if (!(srcs[i] = read_file(r->files[i], &lens[i]))) {
+        if (!(srcs[i] = lf_read_file(r->files[i], &lens[i]))) {
             lf_buf_printf(errors, "%s: %s\n", r->files[i], strerror(errno));
             nerr++;
             continue;

@@ -366,19 +366,6 @@ static bool valid_modname(const char *s) {
     return seg;
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    lf_buf b = LF_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) lf_buf_add(&b, chunk, n);
-    bool err = ferror(f);
-    fclose(f);
-    if (err) { lf_buf_free(&b); return NULL; }
-    *len = b.len;
-    return b.p ? lf_buf_steal(&b) : lf_xstrdup("");
-}
 
 /* Pushes the chunk of module `name` from the Lua library directory, or
  * returns false (nothing pushed) if there is none. Syntax errors raise. */
@@ -389,7 +376,7 @@ static bool lua_dir_module(lua_State *L, lf_rules *r, const char *name) {
     for (const char *s = name; *s; s++) lf_buf_putc(&p, *s == '.' ? '/' : *s);
     lf_buf_puts(&p, ".lua");
     size_t len = 0;
-    char *src = slurp(lf_buf_str(&p), &len);
+    char *src = lf_read_file(lf_buf_str(&p), &len);
     if (!src) { lf_buf_free(&p); return false; }
     bool ok = load_chunk(L, src, len, lf_buf_str(&p));
     free(src);

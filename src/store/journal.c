@@ -418,55 +418,38 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
 
 /* ---- reads ------------------------------------------------------------- */
 
-static void journal_get(lf_store *s, const char *id, lf_store_cb *cb,
-                        void *arg)
+/* Reads see what other processes appended first; a journal that cannot
+ * be read answers LF_UNAVAILABLE. */
+static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg)
 {
-    lf_journal *j = (lf_journal *)s;
     char err[1024];
 
     if (journal_refresh(j, err, sizeof err) < 0) {
         cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
-        return;
+        return false;
     }
-    const lf_record *r = lf_memdb_get(j->db, id);
-    if (!r) {
-        seterr(err, sizeof err, "Record not found: %s", id);
-        cb(LF_NOT_FOUND, err, NULL, NULL, arg);
-        return;
-    }
-    cb(LF_OK, NULL, r, NULL, arg);
+    return true;
+}
+
+static void journal_get(lf_store *s, const char *id, lf_store_cb *cb,
+                        void *arg)
+{
+    lf_journal *j = (lf_journal *)s;
+    if (refreshed(j, cb, arg)) lf_memdb_get_op(j->db, id, cb, arg);
 }
 
 static void journal_find_by_ref(lf_store *s, const char *ref,
                                 lf_store_cb *cb, void *arg)
 {
     lf_journal *j = (lf_journal *)s;
-    char err[1024];
-
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
-        return;
-    }
-    const lf_record *r = lf_memdb_find_ref(j->db, ref);
-    if (!r) {
-        seterr(err, sizeof err, "Record not found: %s", ref);
-        cb(LF_NOT_FOUND, err, NULL, NULL, arg);
-        return;
-    }
-    cb(LF_OK, NULL, r, NULL, arg);
+    if (refreshed(j, cb, arg)) lf_memdb_find_ref_op(j->db, ref, cb, arg);
 }
 
 static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb,
                              void *arg)
 {
     lf_journal *j = (lf_journal *)s;
-    char err[1024];
-
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
-        return;
-    }
-    lf_memdb_find_key(j->db, key, cb, arg);
+    if (refreshed(j, cb, arg)) lf_memdb_find_key(j->db, key, cb, arg);
 }
 
 static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,

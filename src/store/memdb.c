@@ -278,6 +278,22 @@ lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
     return LF_OK;
 }
 
+static void found(const lf_record *r, const char *what, lf_store_cb *cb, void *arg) {
+    char err[256];
+    if (r) { cb(LF_OK, NULL, r, NULL, arg); return; }
+    snprintf(err, sizeof err, "Record not found: %s", what);
+    cb(LF_NOT_FOUND, err, NULL, NULL, arg);
+}
+
+void lf_memdb_get_op(const lf_memdb *db, const char *id, lf_store_cb *cb, void *arg) {
+    found(lf_memdb_get(db, id), id, cb, arg);
+}
+
+void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
+                          void *arg) {
+    found(lf_memdb_find_ref(db, ref), ref, cb, arg);
+}
+
 void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
                        void *arg) {
     uint64_t seq = (uint64_t)(uintptr_t)lf_map_get(&db->by_key, key);

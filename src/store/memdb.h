@@ -42,6 +42,9 @@ uint64_t lf_memdb_last_seq(const lf_memdb *db);
 const char *lf_memdb_last_hash(const lf_memdb *db);   /* genesis if empty */
 
 /* Store operations over a memdb, shared by memory: and file:. */
+void lf_memdb_get_op(const lf_memdb *db, const char *id, lf_store_cb *cb, void *arg);
+void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
+                          void *arg);
 void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
                        void *arg);
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q,

@@ -12,21 +12,13 @@ typedef struct memory_store {
 
 #define DB(s) (((memory_store *)(s))->db)
 
-static void found(lf_code code, const char *what, const lf_record *r,
-                  lf_store_cb *cb, void *arg) {
-    char err[160];
-    if (r) { cb(LF_OK, NULL, r, NULL, arg); return; }
-    snprintf(err, sizeof err, "Record not found: %s", what);
-    cb(code, err, NULL, NULL, arg);
-}
-
 static void mem_get(lf_store *s, const char *id, lf_store_cb *cb, void *arg) {
-    found(LF_NOT_FOUND, id, lf_memdb_get(DB(s), id), cb, arg);
+    lf_memdb_get_op(DB(s), id, cb, arg);
 }
 
 static void mem_find_ref(lf_store *s, const char *ref, lf_store_cb *cb,
                          void *arg) {
-    found(LF_NOT_FOUND, ref, lf_memdb_find_ref(DB(s), ref), cb, arg);
+    lf_memdb_find_ref_op(DB(s), ref, cb, arg);
 }
 
 static void mem_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
