@@ -3,7 +3,8 @@
 #   make            build/loopforge, build/libloopforge.a, build/libloopforge.so,
 #                   build/lfbot (the embedding example, contrib/embed/)
 #   make test       every test (C, busted, CLI integration) under ASan+UBSan
-#   make run        the guided walk of one record on the embedded store
+#   make run        loopforge serve on 127.0.0.1:8080 (embedded store, shipped policies)
+#   make walk       the guided walk of one record through the lifecycle on the CLI
 #   make bench      the benchmarks (optimized build)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -40,7 +41,7 @@ LUAMOD_OBJ := $(LUAMOD_SRC:%.c=$(B)/obj/%.o)
 LUAMOD  := $(if $(LUAMOD_SRC),$(B)/lua/loopforge/core.so)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(A)/tests/%)
 
-.PHONY: all deps test run bench install clean
+.PHONY: all deps test run walk bench install clean
 all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbot
 
 deps:
@@ -88,11 +89,19 @@ $(A)/tests/%: tests/%.c $(A)/libloopforge.a $(wildcard tests/*.h)
 test: deps $(A)/loopforge $(TEST_BIN) $(LUAMOD)
 	@LOOPFORGE_BIN=$(CURDIR)/$(A)/loopforge sh tests/run.sh $(TEST_BIN)
 
+# The main job: `loopforge serve` on 127.0.0.1:8080 with the embedded
+# store and the shipped policies (prints a curl example; Ctrl-C stops it).
 run: deps all
+	@sh contrib/serve.sh $(B)/loopforge
+
+# A guided walk of one record through the lifecycle, on the CLI.
+walk: deps all
 	@sh contrib/walkthrough.sh $(B)/loopforge
 
 bench: deps all
+	@sh contrib/install-deps.sh bench
 	@$(B)/loopforge bench
+	@sh contrib/bench-http.sh $(B)/loopforge
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \

@@ -19,6 +19,7 @@
 #include "internal.h"
 
 #define SWEEP_MS 200
+
 static struct evconnlistener *listener_of(lf_server *s) {
     return s->bound ? evhttp_bound_socket_get_listener(s->bound) : NULL;
 }

@@ -2,8 +2,12 @@
 # The API, webhook and operations suites again, with `serve` on a real
 # Redis store: a private redis-server on a unix socket in the suite's
 # temp dir, each suite under its own key prefix. Their lines are
-# prefixed "redis:". Skipped when redis-server is not installed.
+# prefixed "redis:". Then what only an asynchronous store can show: a
+# delivery held up by a frozen store is still answered before GitHub's
+# deadline, and finishes once the store is back. Skipped when
+# redis-server is not installed.
 . tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     echo "ok 1 # SKIP redis-server is not installed"
     echo "1..1"
@@ -12,7 +16,9 @@ fi
 redis-server --port 0 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 --save '' \
     --appendonly no --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" &
 rpid=$!
-trap 'kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap '[ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null
+      kill -CONT "$rpid" 2>/dev/null; kill "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null
+      rm -rf "$tmp"' EXIT
 # Bounded: ask until it answers (each ask is a round trip, no sleeping).
 i=0
 until redis-cli -s "$tmp/redis.sock" ping 2>/dev/null | grep -q PONG; do
@@ -36,4 +42,38 @@ for suite in http_api http_webhook http_ops; do
     FAILED=$((FAILED + n_bad))
     if [ "$rc" -ne 0 ] && [ "$n_bad" -eq 0 ]; then not_ok "redis: $suite exited $rc"; fi
 done
+
+# ---- a frozen store: the delivery is answered at the deadline ----
+printf 'deadline-secret' >"$tmp/secret"
+SECRET=deadline-secret
+start_server --store "unix://$tmp/redis.sock?prefix=deadline:" --policies "$ROOT/policies" \
+    --webhook-secret-file "$tmp/secret" --webhook-deadline 500 || not_ok "serve starts"
+kill -STOP "$rpid"
+hook issues "$FIX/issues.opened.json" slow-1
+expect_status "a delivery stuck on a frozen store is answered 202 at the deadline" 202
+expect_json "… accepted" accepted true
+expect_json "… one request still pending" pending 1
+kill -CONT "$rpid"
+# It finishes once Redis answers again: ask until the record is there.
+i=0
+while [ $i -lt 2000 ]; do
+    i=$((i + 1))
+    req GET /v1/records
+    [ "$(json 'records/#')" = 1 ] && break
+done
+expect_json "… and completes once the store is back" records/1/ref \
+    https://github.com/Codertocat/Hello-World/issues/1
+i=0
+while [ $i -lt 2000 ] && ! grep -q 'finished after its early reply' "$SERR"; do
+    i=$((i + 1)); req GET /healthz
+done
+check "… logging its outcome" grep -q 'delivery slow-1 finished after its early reply (200)' "$SERR"
+hook issues "$FIX/issues.opened.json" slow-1
+expect_json "a redelivery of it is a duplicate" duplicate true
+req GET /metrics
+match_out "late deliveries are counted" \
+    'loopforge_webhook_deliveries_total\{event="issues",result="late"\} 1'
+stop_server
+expect_match "… and the server stops with 0" rc "$STOP_RC" '^0$'
+
 done_testing
