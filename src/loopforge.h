@@ -65,6 +65,10 @@ typedef struct lf_engine_config {
     size_t lua_memory;          /* bytes per policy set; 0 = default */
 } lf_engine_config;
 
+/* The store URL an engine made from cfg opens: cfg->store, else
+ * $LOOPFORGE_STORE, else "file:./var/loopforge.journal". */
+const char *lf_engine_store_url(const lf_engine_config *cfg);
+
 /* Returns NULL with a message in err (and *code set, if code is not
  * NULL: LF_UNAVAILABLE for a store that cannot be opened,
  * LF_INVALID_REQUEST for a bad URL or a broken policy set). */

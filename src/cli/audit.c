@@ -83,11 +83,10 @@ static int report_verify(lf_cli *c, audit_call *a) {
 }
 
 /* The journal path --verify would open, or NULL for another kind of
- * store; resolved the way lf_engine_new resolves a NULL store. */
+ * store; resolved by the engine, as lf_engine_new does. */
 static const char *journal_path(const lf_cli *c) {
-    const char *url = c->store;
-    if (!url || !*url) url = getenv("LOOPFORGE_STORE");
-    if (!url || !*url) url = "file:./var/loopforge.journal";
+    lf_engine_config cfg = {.store = c->store};
+    const char *url = lf_engine_store_url(&cfg);
     if (strncmp(url, "file:", 5) != 0 || !url[5]) return NULL;
     url += 5;
     return strncmp(url, "//", 2) == 0 ? url + 2 : url;

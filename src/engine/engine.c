@@ -80,6 +80,10 @@ static const char *pick(const char *a, const char *env, const char *dflt) {
     return dflt;
 }
 
+const char *lf_engine_store_url(const lf_engine_config *cfg) {
+    return pick(cfg ? cfg->store : NULL, "LOOPFORGE_STORE", DEFAULT_STORE);
+}
+
 static void log_stderr(lf_log_level level, const char *msg, void *ud) {
     static const char *names[] = {"debug", "info", "warn", "error"};
     (void)ud;
@@ -161,7 +165,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     lf_buf_free(&problems);
     e->gen->rules = rules;
     e->gen->refs = 1;
-    e->store = lf_store_open(pick(cfg->store, "LOOPFORGE_STORE", DEFAULT_STORE),
+    e->store = lf_store_open(lf_engine_store_url(cfg),
                              cfg->base, code, err, errlen);
     if (!e->store) {
         gen_drop(e->gen);
