@@ -24,66 +24,9 @@
 #include <openssl/evp.h>
 
 #include "../src/rules/rules.h"
+#include "policy_dir.h"
 
-/* ---- temp policy directories ---------------------------------------------- */
-
-typedef struct tdir { char root[64]; } tdir;
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    lf_buf b = LF_BUF_INIT;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) lf_buf_add(&b, chunk, n);
-    fclose(f);
-    return lf_buf_steal(&b);
-}
-
-/* Writes root/rel, creating its directories. */
-static void put(tdir *d, const char *rel, const char *src) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", d->root, rel);
-    for (char *p = path + strlen(d->root) + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(src, 1, strlen(src), f), strlen(src));
-    fclose(f);
-}
-
-static void copy_in(tdir *d, const char *rel) {
-    char from[256];
-    snprintf(from, sizeof from, "policies/%s", rel);
-    char *src = slurp(from);
-    put(d, rel, src);
-    free(src);
-}
-
-static int setup_dir(void **state) {
-    tdir *d = calloc(1, sizeof *d);
-    assert_non_null(d);
-    strcpy(d->root, "/tmp/lf_pol_XXXXXX");
-    assert_non_null(mkdtemp(d->root));
-    copy_in(d, "workflows/loopforge.lua");
-    *state = d;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
-static int teardown_dir(void **state) {
-    tdir *d = *state;
-    nftw(d->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-    return 0;
-}
+/* ---- the shipped set in a temp directory (helpers: policy_dir.h) ---------- */
 
 static const char *const SHIPPED[] = {
     "guards/blocking-labels.lua", "guards/ci-retry-budget.lua",
@@ -96,34 +39,6 @@ static const char *const SHIPPED[] = {
 static void copy_shipped(tdir *d, const char *config) {
     for (size_t i = 0; i < NSHIPPED; i++) copy_in(d, SHIPPED[i]);
     put(d, "config.lua", config);
-}
-
-/* "%s" in fmt stands for the root directory. */
-static void expand(tdir *d, const char *fmt, char *out, size_t n) {
-    char *w = out, *end = out + n - 1;
-    for (const char *p = fmt; *p && w < end; p++) {
-        if (p[0] == '%' && p[1] == 's') {
-            w += snprintf(w, (size_t)(end - w), "%s", d->root);
-            p++;
-        } else {
-            *w++ = *p;
-        }
-    }
-    *w = '\0';
-}
-
-static void expect_errors(tdir *d, const char *fmt) {
-    char want[8192];
-    expand(d, fmt, want, sizeof want);
-    lf_buf err = LF_BUF_INIT;
-    lf_rules *r = lf_rules_load(d->root, &err);
-    bool loaded = r != NULL;
-    lf_rules_free(r);
-    char got[8192];
-    snprintf(got, sizeof got, "%s", lf_buf_str(&err));
-    lf_buf_free(&err);
-    assert_false(loaded);
-    assert_string_equal(got, want);
 }
 
 static lf_rules *load_opts(const char *dir, const lf_rules_limits *lim, const char *lua_dir) {
@@ -281,7 +196,7 @@ static void test_generation(void **state) {
     put(d, "notes/other.lua", "this is not part of the set");
     char path[256], *wf;
     snprintf(path, sizeof path, "%s/workflows/loopforge.lua", d->root);
-    wf = slurp(path);
+    wf = slurp(path, NULL);
     lf_buf all = LF_BUF_INIT;
     lf_buf_puts(&all, c);
     lf_buf_puts(&all, g);

@@ -31,20 +31,9 @@
 #include <cjson/cJSON.h>
 
 #include "../src/rules/rules.h"
+#include "policy_dir.h"
 
 /* ---- files ------------------------------------------------------------------- */
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    lf_buf b = LF_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) lf_buf_add(&b, chunk, n);
-    fclose(f);
-    if (len) *len = b.len;
-    return lf_buf_steal(&b);
-}
 
 static const char *fixture_dir(void) {
     const char *d = getenv("LF_FIXTURES");
@@ -490,75 +479,7 @@ static void test_shipped_listing(void **state) {
     assert_true(listed);
 }
 
-/* ---- temp policy directories ------------------------------------------------------ */
-
-typedef struct tdir { char root[64]; } tdir;
-
-static void put(tdir *d, const char *rel, const char *src) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", d->root, rel);
-    for (char *p = path + strlen(d->root) + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(src, 1, strlen(src), f), strlen(src));
-    fclose(f);
-}
-
-static int setup_dir(void **state) {
-    tdir *d = calloc(1, sizeof *d);
-    assert_non_null(d);
-    strcpy(d->root, "/tmp/lf_routes_XXXXXX");
-    assert_non_null(mkdtemp(d->root));
-    char *wf = slurp("policies/workflows/loopforge.lua", NULL);
-    put(d, "workflows/loopforge.lua", wf);
-    free(wf);
-    *state = d;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
-static int teardown_dir(void **state) {
-    tdir *d = *state;
-    nftw(d->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-    return 0;
-}
-
-/* "%s" in fmt stands for the root directory. */
-static void expand(tdir *d, const char *fmt, char *out, size_t n) {
-    char *w = out, *end = out + n - 1;
-    for (const char *p = fmt; *p && w < end; p++) {
-        if (p[0] == '%' && p[1] == 's') {
-            w += snprintf(w, (size_t)(end - w), "%s", d->root);
-            p++;
-        } else {
-            *w++ = *p;
-        }
-    }
-    *w = '\0';
-}
-
-static void expect_errors(tdir *d, const char *fmt) {
-    char want[8192];
-    expand(d, fmt, want, sizeof want);
-    lf_buf err = LF_BUF_INIT;
-    lf_rules *r = lf_rules_load(d->root, &err);
-    bool loaded = r != NULL;
-    lf_rules_free(r);
-    char got[8192];
-    snprintf(got, sizeof got, "%s", lf_buf_str(&err));
-    lf_buf_free(&err);
-    assert_false(loaded);
-    assert_string_equal(got, want);
-}
+/* ---- routes in a temp directory (helpers: policy_dir.h) ------------------- */
 
 static lf_rules *load_lim(tdir *d, size_t instructions, size_t memory) {
     lf_rules_limits lim = {instructions, memory};
