@@ -50,7 +50,7 @@ Try, from another terminal:
 
 A GitHub delivery, signed with var/webhook-secret:
 
-  f=../shared/fixtures/github/issues.opened.json    # or any payload
+  f=tests/fixtures/github/issues.opened.json    # or any file of tests/fixtures/github
   curl -s $base/v1/webhooks/github -H 'X-GitHub-Event: issues' \\
        -H "X-GitHub-Delivery: \$(date +%s%N)" \\
        -H "X-Hub-Signature-256: sha256=\$(openssl dgst -sha256 -hmac "\$(cat var/webhook-secret)" -r \$f | cut -d' ' -f1)" \\

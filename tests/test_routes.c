@@ -2,8 +2,10 @@
  * requests.
  *
  *   - the shipped routes (policies/routes/github.lua) against every
- *     published payload in ../shared/fixtures/github/, fed as the bytes
- *     of the file, with the exact requests or reasons expected;
+ *     payload in tests/fixtures/github/ (ours, shaped like GitHub's),
+ *     fed as the bytes of the file, with the exact requests or reasons
+ *     expected; tests/run.sh runs this suite again over GitHub's
+ *     published examples (../shared/fixtures/github/) where they exist;
  *   - the variants GitHub does not publish (a merged PR, an approving
  *     review, a failed check suite, a closed issue, a PR that says
  *     "Fixes #1", ...), derived here at run time from the nearest real
@@ -13,7 +15,7 @@
  *     reasons, errors that stay in their route, budgets, payload errors,
  *     settings.
  *
- * $LF_FIXTURES overrides the fixture directory. Tests that need their own
+ * $LOOPFORGE_FIXTURES overrides the fixture directory. Tests that need their own
  * policy directory build it under /tmp (mkdtemp) and remove it after. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,8 +38,8 @@
 /* ---- files ------------------------------------------------------------------- */
 
 static const char *fixture_dir(void) {
-    const char *d = getenv("LF_FIXTURES");
-    return d && *d ? d : "../shared/fixtures/github";
+    const char *d = getenv("LOOPFORGE_FIXTURES");
+    return d && *d ? d : "tests/fixtures/github";
 }
 
 static char *fixture(const char *file, size_t *len) {

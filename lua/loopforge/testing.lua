@@ -480,8 +480,9 @@ end
 ---------------------------------------------------------------------------
 
 -- Where kit.fixture finds webhook payloads: $LOOPFORGE_FIXTURES, else the
--- shared GitHub examples next to the repository.
-kit.fixtures = os.getenv("LOOPFORGE_FIXTURES") or "../shared/fixtures/github"
+-- repository's own GitHub payloads (tests/fixtures/github, relative to
+-- where busted runs, like kit.policies).
+kit.fixtures = os.getenv("LOOPFORGE_FIXTURES") or "tests/fixtures/github"
 
 --- The bytes of a webhook payload file, kit.fixtures/NAME.json, and its
 --- event name (the part of NAME before the first dot, as the fixtures
