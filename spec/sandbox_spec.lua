@@ -27,7 +27,8 @@ end
 local function attempt(body, opts)
   opts = opts or {}
   local eng = kit.engine{ shipped = false, guards = { escape = guard("escape", body) },
-                          instructions = opts.instructions, memory = opts.memory }
+                          instructions = opts.instructions, memory = opts.memory,
+                          time_ms = opts.time_ms }
   local id = kit.record(eng)
   return eng:transition(id, "task_queued", "worker.picked_up"), eng, id
 end
@@ -152,6 +153,29 @@ describe("sandbox budgets", function()
     still_serving(eng)
     -- The same guard runs again (fresh budget per call) and denies again.
     kit.assert_denied(eng:transition(id, "task_queued", "worker.picked_up"), "escape", "instruction")
+    eng:close()
+  end)
+
+  it("cannot be caught: pcall and xpcall around a loop, in a loop, still end", function()
+    for _, src in ipairs{
+      [[while true do pcall(function() while true do end end) end]],
+      [[local spin = function() while true do end end
+        while true do xpcall(spin, spin) end]],
+      [[while true do pcall(error, "again") end]],
+    } do
+      local res, eng, id = attempt(src)
+      kit.assert_denied(res, "escape", "instruction budget exceeded")
+      assert.equal("issue_created", kit.state(eng, id))
+      still_serving(eng)
+      eng:close()
+    end
+  end)
+
+  it("has a wall-clock deadline behind the instruction count", function()
+    local res, eng = attempt([[while true do pcall(string.rep, "x", 100000) end]],
+                             { instructions = 1e9, time_ms = 20 })
+    kit.assert_denied(res, "escape", "time budget exceeded")
+    still_serving(eng)
     eng:close()
   end)
 

@@ -63,6 +63,8 @@ typedef struct lf_engine_config {
                                    they are skipped, with a warning) */
     size_t lua_instructions;    /* budget per guard/hook call; 0 = default */
     size_t lua_memory;          /* bytes per policy set; 0 = default */
+    size_t lua_time_ms;         /* wall-clock per guard/hook call, ten times that
+                                 * per policy file; 0 = default (1000) */
 } lf_engine_config;
 
 /* The store URL an engine made from cfg opens: cfg->store, else

@@ -485,7 +485,7 @@ static void test_fail_closed(void **state) {
     put(d, "guards/z_ok.lua", "return policy { name = 'ok', check = function(t)\n"
                               "  local s = {} for i = 1, 1000 do s[i] = t.to .. i end\n"
                               "  return allow() end }\n");
-    lf_rules_limits lim = {0, 8u << 20};
+    lf_rules_limits lim = {0, 8u << 20, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[4096];
@@ -525,7 +525,7 @@ static void test_leaking_guard(void **state) {
                            "  while true do keep[#keep + 1] = ('y'):rep(200) .. #keep end\n"
                            "end }\n");
     put(d, "guards/b.lua", "return policy { name = 'ok', check = function() return allow() end }\n");
-    lf_rules_limits lim = {100000000, 4u << 20};
+    lf_rules_limits lim = {100000000, 4u << 20, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     for (int round = 0; round < 3; round++) {
@@ -547,7 +547,7 @@ static void test_instruction_limit_option(void **state) {
     put(d, "guards/a.lua", "return policy { name = 'count', check = function()\n"
                            "  local n = 0\n  for i = 1, 20000 do n = n + i end\n"
                            "  return allow() end }\n");
-    lf_rules_limits lim = {10000, 0};
+    lf_rules_limits lim = {10000, 0, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     lf_verdict v;
@@ -566,10 +566,103 @@ static void test_instruction_limit_option(void **state) {
     lf_rules_free(r);
 }
 
+/* Budgets cannot be caught from Lua: pcall and xpcall around an endless
+ * loop, inside another endless loop, a memory bomb or a recursion under
+ * pcall, an error handler that loops -- each ends its call with the
+ * budget's error, and the state keeps serving the same way after. */
+static void test_hostile_guards(void **state) {
+    tdir *d = *state;
+    alarm(60);          /* a budget that can be caught hangs: fail instead */
+    put(d, "guards/a.lua", "return policy { name = 'pcall', check = function()\n"
+                           "  while true do pcall(function() while true do end end) end\n"
+                           "end }\n");
+    put(d, "guards/b.lua", "return policy { name = 'xpcall', check = function()\n"
+                           "  local spin = function() while true do end end\n"
+                           "  while true do xpcall(spin, spin) end\n"
+                           "end }\n");
+    put(d, "guards/c.lua", "return policy { name = 'bomb', check = function()\n"
+                           "  while true do pcall(function()\n"
+                           "    local t = {} while true do t[#t + 1] = ('x'):rep(1000) .. #t end\n"
+                           "  end) end\n"
+                           "end }\n");
+    put(d, "guards/d.lua", "local function f() return f() + 1 end\n"
+                           "return policy { name = 'recurse', check = function()\n"
+                           "  while true do pcall(f) end\n"
+                           "end }\n");
+    put(d, "guards/e.lua", "return policy { name = 'nested', check = function()\n"
+                           "  while true do pcall(pcall, pcall, function() while true do end end) end\n"
+                           "end }\n");
+    put(d, "guards/f.lua", "return policy { name = 'ok', check = function() return allow() end }\n");
+    lf_rules_limits lim = {0, 8u << 20, 0};
+    lf_rules *r = load_opts(d->root, &lim, NULL);
+    lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
+    static const char *const want[] = {
+        "guard pcall: %s/guards/a.lua:2: instruction budget exceeded",
+        "guard xpcall: %s/guards/b.lua:2: instruction budget exceeded",
+        "guard bomb: not enough memory (the policy memory limit was reached)",
+        "guard recurse: not enough memory (the policy memory limit was reached)",
+        "guard nested: %s/guards/e.lua:2: instruction budget exceeded",
+    };
+    for (int round = 0; round < 2; round++) {
+        lf_verdict v;
+        free(evaluate(r, rec, "ci_passed", "ci", "a", NULL, &v));
+        assert_false(v.allow);
+        assert_int_equal(v.ndecisions, 6);
+        for (size_t i = 0; i < 5; i++) {
+            char w[512];
+            expand(d, want[i], w, sizeof w);
+            assert_string_equal(v.decisions[i].reason, w);
+        }
+        assert_true(v.decisions[5].allow);      /* the state still serves */
+        lf_verdict_free(&v);
+    }
+    lf_record_free(rec);
+    lf_rules_free(r);
+    alarm(0);
+}
+
+/* A wall-clock deadline backs the instruction count: a loop that spends
+ * its time in C (few instructions, much work) ends too. */
+static void test_time_budget(void **state) {
+    tdir *d = *state;
+    put(d, "guards/a.lua", "return policy { name = 'slow', check = function()\n"
+                           "  while true do pcall(string.rep, 'x', 200000) end\n"
+                           "end }\n");
+    lf_rules_limits lim = {1000000000, 0, 50};
+    lf_rules *r = load_opts(d->root, &lim, NULL);
+    lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
+    lf_verdict v;
+    free(evaluate(r, rec, "ci_passed", "ci", "a", NULL, &v));
+    assert_false(v.allow);
+    char w[512];
+    expand(d, "guard slow: %s/guards/a.lua:2: time budget exceeded", w, sizeof w);
+    assert_string_equal(v.decisions[0].reason, w);
+    lf_verdict_free(&v);
+    lf_record_free(rec);
+    lf_rules_free(r);
+}
+
+/* Loading a file runs under the same unstoppable budget: the hostile loop
+ * at the top of a file is a load error naming its line (lint, reload and
+ * SIGHUP all load this way). */
+static void test_hostile_file(void **state) {
+    tdir *d = *state;
+    alarm(60);
+    put(d, "guards/a.lua", "local n = 0\n"
+                           "while true do pcall(function() while true do n = n + 1 end end) end\n");
+    lf_buf err = LF_BUF_INIT;
+    assert_null(lf_rules_load_opts(d->root, NULL, NULL, &err));
+    char w[512];
+    expand(d, "%s/guards/a.lua:2: instruction budget exceeded\n", w, sizeof w);
+    assert_string_equal(lf_buf_str(&err), w);
+    lf_buf_free(&err);
+    alarm(0);
+}
+
 /* A cap too small for Lua itself is a load error, not a crash. */
 static void test_tiny_memory(void **state) {
     tdir *d = *state;
-    lf_rules_limits lim = {0, 4096};
+    lf_rules_limits lim = {0, 4096, 0};
     lf_buf err = LF_BUF_INIT;
     assert_null(lf_rules_load_opts(d->root, &lim, NULL, &err));
     char want[256];
@@ -1199,6 +1292,9 @@ int main(void) {
         T(test_fail_closed),
         T(test_leaking_guard),
         T(test_instruction_limit_option),
+        T(test_hostile_guards),
+        T(test_time_budget),
+        T(test_hostile_file),
         T(test_tiny_memory),
         T(test_no_record),
         T(test_guard_sees),

@@ -484,7 +484,7 @@ static void test_shipped_listing(void **state) {
 /* ---- routes in a temp directory (helpers: policy_dir.h) ------------------- */
 
 static lf_rules *load_lim(tdir *d, size_t instructions, size_t memory) {
-    lf_rules_limits lim = {instructions, memory};
+    lf_rules_limits lim = {instructions, memory, 0};
     lf_buf err = LF_BUF_INIT;
     lf_rules *r = lf_rules_load_opts(d->root, &lim, NULL, &err);
     if (!r) fail_msg("load failed:\n%s", lf_buf_str(&err));

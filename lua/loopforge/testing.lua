@@ -316,7 +316,7 @@ local owned = setmetatable({}, { __mode = "k" })
 ---
 --- With config, guards, hooks, routes or lib, the engine runs on a temporary copy
 --- (see kit.policy_dir; shipped defaults to true here, so the repository's
---- policies stay loaded unless shipped = false). instructions and memory
+--- policies stay loaded unless shipped = false). instructions, memory and time_ms
 --- set the Lua budgets. Returns the engine and the directory handle (nil
 --- when the directory is used as is). A policy set that does not load is
 --- an error carrying the engine's "file:line: message" lines.
@@ -333,7 +333,8 @@ function kit.engine(opts)
     dir = handle.path
   end
   local eng, err = core.engine{ policies = dir, store = opts.store or "memory:",
-                                instructions = opts.instructions, memory = opts.memory }
+                                instructions = opts.instructions, memory = opts.memory,
+                                time_ms = opts.time_ms }
   if not eng then
     if handle then handle:remove() end
     error("kit.engine: policies do not load:\n" .. err, 2)

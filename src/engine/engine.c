@@ -150,6 +150,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     e->base = cfg->base;
     e->limits.instructions = cfg->lua_instructions;
     e->limits.memory = cfg->lua_memory;
+    e->limits.time_ms = cfg->lua_time_ms;
     e->log = log_stderr;
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);

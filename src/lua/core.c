@@ -482,10 +482,11 @@ static int engine_tostring(lua_State *L) {
     return 1;
 }
 
-/* core.engine{ policies=, store=, instructions=, memory= }
+/* core.engine{ policies=, store=, instructions=, memory=, time_ms= }
  *   --> engine | nil, message, code */
 static int l_engine(lua_State *L) {
-    static const char *const known[] = {"policies", "store", "instructions", "memory", NULL};
+    static const char *const known[] = {"policies", "store", "instructions", "memory",
+                                         "time_ms", NULL};
     lf_engine_config cfg = {0};
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
@@ -496,6 +497,8 @@ static int l_engine(lua_State *L) {
         if (n > 0) cfg.lua_instructions = (size_t)n;
         n = opt_count(L, 1, "memory");
         if (n > 0) cfg.lua_memory = (size_t)n;
+        n = opt_count(L, 1, "time_ms");
+        if (n > 0) cfg.lua_time_ms = (size_t)n;
     }
     /* No event base: an asynchronous store cannot open, which is the
      * point -- this module only drives stores that complete inline. */

@@ -27,6 +27,7 @@
 #define LF_RULES_CALL_BUDGET    1000000         /* instructions per call */
 #define LF_RULES_LOAD_BUDGET    10000000        /* instructions per file */
 #define LF_RULES_HOOK_EVERY     1000            /* instructions per tick */
+#define LF_RULES_CALL_MS        1000            /* wall-clock ms per call */
 
 /* Registry keys (light userdata would do as well; strings read better in
  * a debugger and cost nothing at run time: they are only used at load). */
@@ -91,6 +92,10 @@ struct lf_rules {
     size_t mem_used, mem_limit;   /* custom allocator accounting */
     long ticks_left;              /* budget of the running call, in ticks */
     long call_budget;             /* instructions per guard or hook call */
+    long call_ms;                 /* wall-clock ms per call (x10 per file) */
+    int64_t deadline_ns;          /* the running call's, CLOCK_MONOTONIC */
+    char spent[200];              /* "" or why the running call's budget is
+                                   * gone: raised again at every instruction */
     char *lua_dir;                /* for require; NULL = none usable */
 
     lf_workflow **wfs;

@@ -713,6 +713,7 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
     r->mem_limit = limits && limits->memory ? limits->memory : LF_RULES_MEM_LIMIT;
     r->call_budget = limits && limits->instructions ? (long)limits->instructions
                                                    : LF_RULES_CALL_BUDGET;
+    r->call_ms = limits && limits->time_ms ? (long)limits->time_ms : LF_RULES_CALL_MS;
 
     lf_buf root = LF_BUF_INIT, wdir = LF_BUF_INIT;
     size_t dlen = strlen(dir);

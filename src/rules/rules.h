@@ -42,6 +42,7 @@ const lf_workflow *lf_rules_workflow_at(const lf_rules *r, int i);
 typedef struct lf_rules_limits {
     size_t instructions;        /* per guard or hook call; 0 = default */
     size_t memory;              /* bytes per lua_State; 0 = default */
+    size_t time_ms;             /* wall-clock per call (x10 per file); 0 = default */
 } lf_rules_limits;
 
 /* lf_rules_load with explicit limits (NULL = defaults) and the Lua library

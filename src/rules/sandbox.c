@@ -43,25 +43,118 @@ static lf_rules *rules_of(lua_State *L) {
     return ud;
 }
 
+/* Nanoseconds on the monotonic clock, for the per-call deadline. */
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/* Raises the spent budget's error again: the message saved when it ran
+ * out, so every re-raise names the line that exhausted it. */
+static int raise_spent(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    lua_pushstring(L, r->spent);
+    return lua_error(L);
+}
+
+/* Marks the running call's budget spent and keeps it spent: from here on
+ * the hook fires on every instruction of every coroutine-free call chain
+ * and raises again, so no pcall, loop or error handler in Lua can go on
+ * running. Only lf_budget_reset (the next call) lifts it. */
+static void spend(lua_State *L, const char *what, lua_Debug *ar) {
+    lf_rules *r = rules_of(L);
+    if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        snprintf(r->spent, sizeof r->spent, "%s:%d: %s", ar->short_src, ar->currentline, what);
+    else
+        snprintf(r->spent, sizeof r->spent, "%s", what);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+}
+
 /* The count hook stays installed for the life of the state; each call
- * (or file, at load) gets a fresh number of ticks. The error names the
- * line that was running, which is usually the loop at fault. */
+ * (or file, at load) gets a fresh number of ticks and a fresh deadline.
+ * The error names the line that was running, which is usually the loop
+ * at fault. Once spent, the hook runs at every instruction and raises. */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     lf_rules *r = rules_of(L);
-    if (--r->ticks_left >= 0) return;
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-        lua_pushfstring(L, "%s:%d: instruction budget exceeded", ar->short_src,
-                        ar->currentline);
-    else
-        lua_pushliteral(L, "instruction budget exceeded");
-    lua_error(L);
+    if (!r->spent[0]) {
+        if (lua_gethookcount(L) != LF_RULES_HOOK_EVERY)    /* armed by a spent call */
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
+        if (--r->ticks_left < 0)
+            spend(L, "instruction budget exceeded", ar);
+        else if (mono_ns() > r->deadline_ns)
+            spend(L, "time budget exceeded", ar);
+        else
+            return;
+    }
+    raise_spent(L);
 }
 
 void lf_budget_reset(lf_rules *r, long instructions) {
     long ticks = instructions / LF_RULES_HOOK_EVERY;
     r->ticks_left = ticks > 0 ? ticks : 1;
+    r->spent[0] = '\0';
+    /* A load gets the load budget's time too (ten times a call's). */
+    int64_t ms = instructions > r->call_budget ? 10 * r->call_ms : r->call_ms;
+    r->deadline_ns = mono_ns() + ms * 1000000;
     /* Re-arming also restarts the hook's countdown at a full tick. */
     lua_sethook(r->L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
+}
+
+/* ---- pcall and xpcall that cannot swallow a spent budget ------------------ */
+
+/* Lua's own pcall/xpcall, but a spent budget (instructions, time) or a
+ * memory error is raised again instead of returned: a policy that wraps
+ * an endless loop in pcall inside another endless loop must still end. */
+static int finish_pcall(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lf_rules *r = rules_of(L);
+        if (status == LUA_ERRMEM && !r->spent[0])
+            spend(L, "not enough memory (the policy memory limit was reached)", NULL);
+        if (r->spent[0]) return raise_spent(L);
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int l_pcall(lua_State *L) {
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    int st = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
+    return finish_pcall(L, st, 0);
+}
+
+/* xpcall's message handler, guarded: Lua calls a handler before it
+ * unwinds, and with hooks off when the error came from the budget hook,
+ * so the policy's handler runs only for ordinary errors. */
+static int guarded_handler(lua_State *L) {
+    lf_rules *r = rules_of(L);
+    if (r->spent[0]) {
+        lua_pushstring(L, r->spent);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int l_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2);        /* true, f after the handler */
+    int st = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
+    return finish_pcall(L, st, 2);
 }
 
 /* ---- read-only tables ------------------------------------------------------ */
@@ -573,6 +666,8 @@ static void registry_tables(lua_State *L) {
 static int setup_p(lua_State *L) {
     lf_rules *r = lua_touserdata(L, 1);
     open_lib(L, LUA_GNAME, luaopen_base);
+    lua_register(L, "pcall", l_pcall);
+    lua_register(L, "xpcall", l_xpcall);
     open_lib(L, LUA_STRLIBNAME, luaopen_string);
     open_lib(L, LUA_TABLIBNAME, luaopen_table);
     open_lib(L, LUA_MATHLIBNAME, luaopen_math);
