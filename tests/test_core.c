@@ -14,6 +14,7 @@
 #include "../src/core/entry.h"
 #include "../src/core/map.h"
 #include "../src/core/record.h"
+#include "../src/core/text.h"
 
 #define N 6
 
@@ -228,6 +229,63 @@ static void json_escaping_round_trip(void **state) {
     lf_buf_free(&b);
 }
 
+/* UTF-8: RFC 3629's table, byte by byte. */
+static void utf8_validity(void **state) {
+    (void)state;
+    static const struct { const char *s; size_t len, bad; } cases[] = {
+        {"plain ascii", 11, 11},
+        {"\xc3\xbc \xe2\x82\xac \xf0\x9f\x98\x80", 11, 11},     /* ü € 😀 */
+        {"\xff\xfe", 2, 0},
+        {"a\x80", 2, 1},                                         /* lone continuation */
+        {"\xc0\xaf", 2, 0},                                      /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},                                  /* overlong, 3 bytes */
+        {"\xed\xa0\x80", 3, 0},                                  /* a surrogate */
+        {"\xf4\x90\x80\x80", 4, 0},                              /* above U+10FFFF */
+        {"ab\xe2\x82", 4, 2},                                    /* cut short */
+        {"\xf0\x9f\x98\x80\xc3", 5, 4},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_int_equal(lf_utf8_invalid(cases[i].s, cases[i].len), cases[i].bad);
+    char err[128];
+    assert_int_equal(lf_text_check("fine \xc3\xbc", "ref", err, sizeof err), 0);
+    assert_int_equal(lf_text_check(NULL, "ref", err, sizeof err), 0);
+    assert_int_equal(lf_text_check("ab\xff", "ref", err, sizeof err), -1);
+    assert_string_equal(err, "ref: not valid UTF-8 (byte 2)");
+}
+
+/* JSON text: the problem and the path down to the string that has it. */
+static void json_text_paths(void **state) {
+    (void)state;
+    static const struct { const char *text, *what, *want; } cases[] = {
+        {"{\"ref\":\"ok \\u00fc \\\"q\\\" \\\\\",\"n\":[1,{\"x\":\"\xc3\xbc\"}]}", NULL, NULL},
+        {"{\"ref\":\"\xff\xfe\"}", NULL, "ref: not valid UTF-8"},
+        {"{\"ref\":\"abc\\u0000def\"}", NULL, "ref: contains a NUL character (\\u0000)"},
+        {"{\"ref\":\"abc\\\\u0000def\"}", NULL, NULL},                   /* an escaped backslash */
+        {"{\"a\":{\"b\":[\"x\",\"y\\u0000\"]}}", "metadata", "metadata.a.b[1]: contains a NUL "
+                                                                "character (\\u0000)"},
+        {"{\"a\":1,\"b\":\"tab\there\"}", NULL, "b: contains a raw control character (escape it)"},
+        {"{\"k\":{\"\xc0\xaf\":1}}", "metadata", "metadata.k (a key): not valid UTF-8"},
+        {"{\"\xc0\xaf\":1}", NULL, "a key: not valid UTF-8"},
+        {"[\"a\",\"b\",[\"c\",\"\xff\"]]", "labels", "labels[2][1]: not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256] = "";
+        int rc = lf_json_text_check(cases[i].text, strlen(cases[i].text), cases[i].what, err,
+                                    sizeof err);
+        if (!cases[i].want) {
+            if (rc) fail_msg("case %zu: %s", i, err);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_string_equal(err, cases[i].want);
+        }
+    }
+    /* a raw NUL inside a string, which strlen would not see */
+    static const char raw[] = "{\"ref\":\"abc\0def\"}";
+    char err[128];
+    assert_int_equal(lf_json_text_check(raw, sizeof raw - 1, NULL, err, sizeof err), -1);
+    assert_string_equal(err, "ref: contains a NUL character");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chain_intact),
@@ -239,6 +297,8 @@ int main(void) {
         cmocka_unit_test(ids),
         cmocka_unit_test(map_many),
         cmocka_unit_test(json_escaping_round_trip),
+        cmocka_unit_test(utf8_validity),
+        cmocka_unit_test(json_text_paths),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -37,19 +37,38 @@ local error, ipairs, tonumber, tostring, type = error, ipairs, tonumber, tostrin
 -- ---- payload helpers --------------------------------------------------------
 
 -- p.a.b.c, or an error naming what is missing: a payload without the
--- field is not what the route was written for, and should say so.
-local function need(p, path)
+-- field is not what the route was written for, and should say so. With
+-- `kind` ("string", "number", "table"), a value of another type is an
+-- error naming the field and both types (never the value: a table's
+-- text would be a Lua address).
+local function need(p, path, kind)
   local v = p
   for key in path:gmatch("[^.]+") do
     if type(v) ~= "table" then v = nil; break end
     v = v[key]
   end
   if v == nil then error("payload has no " .. path, 2) end
+  if kind and type(v) ~= kind then
+    error(("payload field %s must be a %s, not a %s"):format(path, kind, type(v)), 2)
+  end
   return v
 end
 
-local function actor(p) return "github:" .. need(p, "sender.login") end
-local function repo(p) return need(p, "repository.full_name") end
+-- p.a.b.c if present (nil otherwise), of type `kind` when present.
+local function opt(p, path, kind)
+  local v = p
+  for key in path:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[key]
+  end
+  if v ~= nil and type(v) ~= kind then
+    error(("payload field %s must be a %s, not a %s"):format(path, kind, type(v)), 2)
+  end
+  return v
+end
+
+local function actor(p) return "github:" .. need(p, "sender.login", "string") end
+local function repo(p) return need(p, "repository.full_name", "string") end
 local function pr_alias(p, number) return ("pr:%s#%d"):format(repo(p), number) end
 
 local function contains(list, value)
@@ -124,7 +143,7 @@ end
 -- head matches -- the published workflow_run example does), else its
 -- head commit.
 local function ci_refs(p, prs, head_sha)
-  local refs, own = {}, need(p, "repository.id")
+  local refs, own = {}, need(p, "repository.id", "number")
   for _, pr in ipairs(prs or {}) do
     local base = type(pr.base) == "table" and type(pr.base.repo) == "table"
       and pr.base.repo.id or nil
@@ -140,15 +159,17 @@ end
 -- about CI's outcome.
 local function ci_requests(p, kind, run, ci)
   local to, trigger = "ci_pending", ("ci.%s.%s"):format(kind, p.action)
+  local conclusion = opt(p, kind .. ".conclusion", "string")
+  local head_sha = need(p, kind .. ".head_sha", "string")
   if p.action == "completed" then
-    to = ci_outcome(run.conclusion)
+    to = ci_outcome(conclusion)
     if not to then
       return ignore(("%s conclusion '%s' is neither a pass nor a failure")
-        :format(kind:gsub("_", " "), tostring(run.conclusion)))
+        :format(kind:gsub("_", " "), tostring(conclusion)))
     end
   end
   local out = {}
-  for _, ref in ipairs(ci_refs(p, run.pull_requests, need(run, "head_sha"))) do
+  for _, ref in ipairs(ci_refs(p, opt(p, kind .. ".pull_requests", "table"), head_sha)) do
     out[#out + 1] = transition {
       ref = ref, to = to, trigger = trigger, actor = actor(p), metadata = { ci = ci },
     }
@@ -165,13 +186,14 @@ return {
     on = { event = "issues", action = "opened" },
     run = function(ev)
       local p = ev.payload
-      local issue = need(p, "issue")
+      local issue = need(p, "issue", "table")
       local labels = {}
       for _, label in ipairs(issue.labels or {}) do
         if type(label.name) == "string" then labels[label.name] = label.name end
       end
       return create {
-        ref = need(issue, "html_url"), repo = repo(p), ref_number = need(issue, "number"),
+        ref = need(p, "issue.html_url", "string"), repo = repo(p),
+        ref_number = need(p, "issue.number", "number"),
         labels = labels, actor = actor(p), metadata = { title = issue.title },
       }
     end,
@@ -186,7 +208,7 @@ return {
       local p = ev.payload
       local meta
       if p.action == "labeled" then
-        local name = need(p, "label.name")
+        local name = need(p, "label.name", "string")
         if name:lower() ~= cfg.label:lower() then
           return ignore(("label '%s' is not the queue label '%s'"):format(name, cfg.label))
         end
@@ -195,7 +217,8 @@ return {
         meta = { assignee = p.assignee and p.assignee.login }
       end
       return transition {
-        ref = need(p, "issue.html_url"), to = "task_queued", trigger = "issue." .. p.action,
+        ref = need(p, "issue.html_url", "string"), to = "task_queued",
+        trigger = "issue." .. p.action,
         actor = actor(p), metadata = meta,
       }
     end,
@@ -207,14 +230,14 @@ return {
     on = { event = "pull_request", action = { "opened", "ready_for_review" } },
     run = function(ev)
       local p = ev.payload
-      local pr = need(p, "pull_request")
-      local number = need(pr, "number")
+      local pr = need(p, "pull_request", "table")
+      local number = need(p, "pull_request.number", "number")
       -- A draft is not yet the PR of the lifecycle; ready_for_review
       -- links it (and is only ever sent for drafts).
       if p.action == "opened" and pr.draft then
         return ignore(("pull request #%d is a draft"):format(number))
       end
-      local html = need(p, "repository.html_url")
+      local html = need(p, "repository.html_url", "string")
       local linked_by, issue = "body", issue_from_body(pr.body, repo(p), html)
       if not issue then
         linked_by, issue = "branch", issue_from_branch(pr.head and pr.head.ref)
@@ -226,8 +249,9 @@ return {
         ref = ("%s/issues/%d"):format(html, issue), to = "pr_created",
         trigger = "pr." .. p.action, actor = actor(p),
         metadata = {
-          pr_url = need(pr, "html_url"), pr_number = number, linked_by = linked_by,
-          aliases = { pr_alias(p, number), "sha:" .. need(pr, "head.sha") },
+          pr_url = need(p, "pull_request.html_url", "string"), pr_number = number,
+          linked_by = linked_by,
+          aliases = { pr_alias(p, number), "sha:" .. need(p, "pull_request.head.sha", "string") },
         },
       }
     end,
@@ -239,9 +263,9 @@ return {
     on = { event = "pull_request", action = "synchronize" },
     run = function(ev)
       local p = ev.payload
-      local sha = need(p, "after")
+      local sha = need(p, "after", "string")
       return transition {
-        ref = pr_alias(p, need(p, "pull_request.number")), to = "ci_pending",
+        ref = pr_alias(p, need(p, "pull_request.number", "number")), to = "ci_pending",
         trigger = "pr.synchronize", actor = actor(p),
         metadata = { head_sha = sha, aliases = { "sha:" .. sha } },
       }
@@ -255,8 +279,8 @@ return {
     defaults = { apps = {} },
     run = function(ev, cfg)
       local p = ev.payload
-      local suite = need(p, "check_suite")
-      local app = type(suite.app) == "table" and (suite.app.slug or suite.app.name) or nil
+      local suite = need(p, "check_suite", "table")
+      local app = opt(p, "check_suite.app.slug", "string") or opt(p, "check_suite.app.name", "string")
       if #cfg.apps > 0 and not contains(cfg.apps, app) then
         return ignore(("check suite of app '%s' is not followed"):format(tostring(app)))
       end
@@ -274,10 +298,10 @@ return {
     defaults = { workflows = {} },
     run = function(ev, cfg)
       local p = ev.payload
-      local run = need(p, "workflow_run")
+      local run = need(p, "workflow_run", "table")
       -- workflow_run.name may be empty (it is in the published example);
       -- the workflow object always has the name.
-      local name = (p.workflow and p.workflow.name) or run.name
+      local name = opt(p, "workflow.name", "string") or opt(p, "workflow_run.name", "string")
       if #cfg.workflows > 0 and not contains(cfg.workflows, name) then
         return ignore(("workflow '%s' is not followed"):format(tostring(name)))
       end
@@ -304,9 +328,9 @@ return {
     on = { event = "pull_request_review", action = "submitted" },
     run = function(ev)
       local p = ev.payload
-      local review = need(p, "review")
-      local number = need(p, "pull_request.number")
-      local state = tostring(review.state):lower()
+      local review = need(p, "review", "table")
+      local number = need(p, "pull_request.number", "number")
+      local state = tostring(opt(p, "review.state", "string")):lower()
       if state ~= "approved" then
         return ignore(("review of pull request #%d is %s, not an approval"):format(number, state))
       end
@@ -324,8 +348,8 @@ return {
     on = { event = "pull_request", action = "closed" },
     run = function(ev)
       local p = ev.payload
-      local pr = need(p, "pull_request")
-      local number = need(pr, "number")
+      local pr = need(p, "pull_request", "table")
+      local number = need(p, "pull_request.number", "number")
       -- `merged` only: merge_commit_sha is set on unmerged PRs too (it is
       -- GitHub's test merge).
       if pr.merged ~= true then
@@ -348,8 +372,8 @@ return {
     run = function(ev)
       local p = ev.payload
       return transition {
-        ref = need(p, "issue.html_url"), to = "closed", trigger = "issue.closed",
-        actor = actor(p), metadata = { state_reason = p.issue.state_reason },
+        ref = need(p, "issue.html_url", "string"), to = "closed", trigger = "issue.closed",
+        actor = actor(p), metadata = { state_reason = opt(p, "issue.state_reason", "string") },
       }
     end,
   },

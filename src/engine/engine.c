@@ -9,6 +9,7 @@
 #include "../core/clock.h"
 #include "../core/entry.h"
 #include "../core/record.h"
+#include "../core/text.h"
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
@@ -254,6 +255,7 @@ static int take_object(const char *text, const char *what, int strings,
     *out = NULL;
     if (tree) *tree = NULL;
     if (!text || strcmp(text, "{}") == 0) return 0;
+    if (lf_json_text_check(text, strlen(text), what, err, errlen)) return -1;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithOpts(text, &end, 1);
     if (!cJSON_IsObject(o)) {
@@ -278,6 +280,20 @@ static int take_object(const char *text, const char *what, int strings,
     if (tree) *tree = o;
     else cJSON_Delete(o);
     return 0;
+}
+
+/* Checks "name", value, ... pairs (NULL-terminated; a NULL value is
+ * absent) for valid UTF-8: -1 with the first problem in err. */
+static int text_fields(char *err, size_t errlen, ...) {
+    va_list ap;
+    va_start(ap, errlen);
+    int rc = 0;
+    for (const char *name; !rc && (name = va_arg(ap, const char *));) {
+        const char *v = va_arg(ap, const char *);
+        rc = lf_text_check(v, name, err, errlen);
+    }
+    va_end(ap);
+    return rc;
 }
 
 static const lf_workflow *workflow_of(const gen *g, const char *name,
@@ -450,7 +466,10 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         fail(cb, arg, LF_INVALID_REQUEST, "ref is required");
         return;
     }
-    if (!(wf = workflow_of(e->gen, req->workflow, err, sizeof err)) ||
+    if (text_fields(err, sizeof err, "ref", req->ref, "repo", req->repo, "workflow",
+                    req->workflow, "actor", req->actor, "idempotency_key",
+                    req->idempotency_key, NULL) ||
+        !(wf = workflow_of(e->gen, req->workflow, err, sizeof err)) ||
         take_object(req->labels, "labels", 1, &labels, NULL, err, sizeof err) ||
         take_object(req->metadata, "metadata", 0, &meta, NULL, err, sizeof err)) {
         cJSON_free(labels);
@@ -923,8 +942,10 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
     const char *missing = !req->id || !*req->id ? "record id" :
                           !req->to || !*req->to ? "target state" :
                           !req->trigger || !*req->trigger ? "trigger" : NULL;
-    if (missing) {
-        snprintf(err, sizeof err, "%s is required", missing);
+    if (missing || text_fields(err, sizeof err, "id", req->id, "to", req->to, "trigger",
+                               req->trigger, "actor", req->actor, "idempotency_key",
+                               req->idempotency_key, NULL)) {
+        if (missing) snprintf(err, sizeof err, "%s is required", missing);
         e->stats.transitions[LF_INVALID_REQUEST]++;
         fail(cb, arg, LF_INVALID_REQUEST, err);
         return;

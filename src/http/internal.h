@@ -22,6 +22,7 @@
 #include <event2/util.h>
 #include "http.h"
 #include "../core/buf.h"
+#include "../core/text.h"
 
 typedef struct lf_server lf_server;
 typedef struct lf_req lf_req;

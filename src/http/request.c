@@ -401,5 +401,11 @@ cJSON *lf_parse_body(lf_req *r) {
         lf_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
         return NULL;
     }
+    char why[256];
+    if (lf_json_text_check(body, len, NULL, why, sizeof why)) {
+        cJSON_Delete(j);
+        lf_reply_error(r, 400, "invalid_request", "%s", why);
+        return NULL;
+    }
     return j;
 }

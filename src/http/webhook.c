@@ -305,6 +305,12 @@ static bool parse_payload(lf_req *r, delivery *d, const char *body, size_t len) 
         reject(r, d->event, LF_WH_INVALID, 400, "invalid_request", msg);
         return false;
     }
+    char why[256];
+    if (lf_json_text_check(body, len, "payload", why, sizeof why)) {
+        cJSON_Delete(j);
+        reject(r, d->event, LF_WH_INVALID, 400, "invalid_request", why);
+        return false;
+    }
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "action");
     if (cJSON_IsString(a)) snprintf(d->action, sizeof d->action, "%s", a->valuestring);
     cJSON_Delete(j);
@@ -370,7 +376,10 @@ void lf_webhook_github(lf_req *r) {
     lf_engine_route(s->engine, &ev, &d->rr);
     if (d->rr.error) {
         lf_logf(LF_LOG_ERROR, "delivery %s (%s): %s", d->id, d->event, d->rr.error);
-        reject(r, d->event, LF_WH_ERROR, 500, "route_error", d->rr.error);
+        /* The route raised on this payload: most often a payload that is
+         * not what the route expects (a field missing or of another
+         * type), so a 4xx; GitHub's delivery log shows it either way. */
+        reject(r, d->event, LF_WH_ERROR, 422, "route_error", d->rr.error);
         delivery_free(d);
         return;
     }

@@ -383,7 +383,19 @@ static const char *opt_string(lua_State *L, int opts, const char *name) {
     if (t != LUA_TSTRING)
         luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a string, got %s",
                                                name, luaL_typename(L, -1)));
-    return lua_tostring(L, -1);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (strlen(s) != len)
+        luaL_argerror(L, opts, lua_pushfstring(L, "%s contains a NUL character", name));
+    return s;
+}
+
+/* luaL_checkstring, refusing a NUL inside (C would cut the string there). */
+static const char *check_text(lua_State *L, int arg) {
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (strlen(s) != len) luaL_argerror(L, arg, "contains a NUL character");
+    return s;
 }
 
 static int opt_bool(lua_State *L, int opts, const char *name) {
@@ -574,9 +586,9 @@ static int l_transition(lua_State *L) {
                                         "idempotency_key", NULL};
     lua_engine *le = check_engine(L);
     lf_transition_req req = {0};
-    req.id = luaL_checkstring(L, 2);
-    req.to = luaL_checkstring(L, 3);
-    req.trigger = luaL_checkstring(L, 4);
+    req.id = check_text(L, 2);
+    req.to = check_text(L, 3);
+    req.trigger = check_text(L, 4);
     if (!lua_isnoneornil(L, 5)) {
         luaL_checktype(L, 5, LUA_TTABLE);
         check_keys(L, 5, known);

@@ -32,7 +32,7 @@ static char *call_error(lua_State *L, int st, const char *kind, const char *name
         return lf_xprintf("%s %s: not enough memory (the policy memory limit was reached)",
                        kind, name);
     if (lua_type(L, -1) == LUA_TSTRING)
-        return lf_xprintf("%s %s: %s", kind, name, lua_tostring(L, -1));
+        return lf_scrub(lf_xprintf("%s %s: %s", kind, name, lua_tostring(L, -1)));
     return lf_xprintf("%s %s: (error object is a %s value)", kind, name, luaL_typename(L, -1));
 }
 

@@ -142,6 +142,10 @@ typedef struct load_ctx {
 
 void *lf_xrealloc(void *p, size_t n);
 char *lf_xstrdup(const char *s);
+/* Removes Lua heap addresses ("table: 0x55d0…" becomes "table") from a
+ * message, in place, and returns it: no internal address leaves the
+ * process in an error or a reason. */
+char *lf_scrub(char *msg);
 char *lf_xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *lf_read_file(const char *path, size_t *len);
 void lf_problem(load_ctx *c, int line, const char *fmt, ...)

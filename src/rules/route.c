@@ -247,9 +247,18 @@ static bool has_mt(lua_State *L, int idx, int mt_slot) {
     return yes;
 }
 
-static char *field_str(lua_State *L, int req, const char *k) {
+/* The string field k, or NULL. A string with a NUL inside would end
+ * early in C: *err (if not yet set) says so and the field is dropped. */
+static char *field_str(lua_State *L, int req, const char *k, char **err) {
     lua_getfield(L, req, k);
-    char *s = lua_type(L, -1) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, -1)) : NULL;
+    size_t len = 0;
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    char *s = NULL;
+    if (v && strlen(v) != len) {
+        if (!*err) *err = lf_xprintf("%s contains a NUL character", k);
+    } else if (v) {
+        s = lf_xstrdup(v);
+    }
     lua_pop(L, 1);
     return s;
 }
@@ -310,13 +319,14 @@ static char *take_request(route_job *j, const lf_rule *rt, int sealed, lf_route_
     lua_pop(L, 1);
     q->op = create ? LF_ROUTE_CREATE : LF_ROUTE_TRANSITION;
     q->route = lf_xstrdup(rt->name);
-    q->ref = field_str(L, idx, "ref");
-    q->actor = field_str(L, idx, "actor");
+    char *err = NULL;
+    q->ref = field_str(L, idx, "ref", &err);
+    q->actor = field_str(L, idx, "actor", &err);
     /* Every change has an actor; a route that names none acts itself. */
     if (!q->actor) q->actor = lf_xprintf("route:%s", rt->name);
-    char *err = field_object(L, idx, "metadata", false, &q->metadata);
+    if (!err) err = field_object(L, idx, "metadata", false, &q->metadata);
     if (create) {
-        q->repo = field_str(L, idx, "repo");
+        q->repo = field_str(L, idx, "repo", &err);
         if (lua_getfield(L, idx, "ref_number") == LUA_TNUMBER) {
             q->has_ref_number = true;
             q->ref_number = (int64_t)lua_tointeger(L, -1);
@@ -324,8 +334,8 @@ static char *take_request(route_job *j, const lf_rule *rt, int sealed, lf_route_
         lua_pop(L, 1);
         if (!err) err = field_object(L, idx, "labels", true, &q->labels);
     } else {
-        q->to = field_str(L, idx, "to");
-        q->trigger = field_str(L, idx, "trigger");
+        q->to = field_str(L, idx, "to", &err);
+        q->trigger = field_str(L, idx, "trigger", &err);
         /* Caught here, the route's author sees the typo in the route's
          * own error rather than as an engine refusal much later. */
         if (!err && !known_state(j->r, q->to))
@@ -483,8 +493,8 @@ void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out) {
     /* A big payload's tables are garbage now; give the memory back before
      * the next event rather than whenever the collector gets round to it. */
     if (st != LUA_OK || ev->payload_len > (1u << 20)) lua_gc(L, LUA_GCCOLLECT);
-    if (!out->nrequests && j.reasons.len) out->ignored = lf_buf_steal(&j.reasons);
-    if (j.errors.len) out->error = lf_buf_steal(&j.errors);
+    if (!out->nrequests && j.reasons.len) out->ignored = lf_scrub(lf_buf_steal(&j.reasons));
+    if (j.errors.len) out->error = lf_scrub(lf_buf_steal(&j.errors));
     lf_buf_free(&j.reasons);
     lf_buf_free(&j.errors);
 }

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,30 @@ char *lf_xprintf(const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
+}
+
+char *lf_scrub(char *msg) {
+    static const char *const kinds[] = {"table: 0x", "function: 0x", "userdata: 0x",
+                                         "thread: 0x", "function: builtin: 0x"};
+    char *w = msg;
+    for (const char *p = msg; *p;) {
+        size_t skip = 0;
+        for (size_t k = 0; k < sizeof kinds / sizeof *kinds && !skip; k++) {
+            size_t n = strlen(kinds[k]);
+            if (strncmp(p, kinds[k], n) == 0 && isxdigit((unsigned char)p[n])) {
+                const char *colon = strchr(kinds[k], ':');
+                size_t keep = (size_t)(colon - kinds[k]);
+                memmove(w, p, keep);
+                w += keep;
+                skip = n;
+                while (isxdigit((unsigned char)p[skip])) skip++;
+            }
+        }
+        if (skip) p += skip;
+        else *w++ = *p++;
+    }
+    *w = '\0';
+    return msg;
 }
 
 char *lf_xstrdup(const char *s) {

@@ -1,0 +1,31 @@
+/* text.h -- what text must be to enter the engine: valid UTF-8, no NUL.
+ *
+ * Every string the engine stores ends up in JSON that strict clients
+ * parse (Python's json.loads refuses invalid UTF-8), and C strings end at
+ * a NUL, so "abc\u0000def" would be stored as "abc" without a word. The
+ * front doors (HTTP bodies, webhook payloads, the engine's own request
+ * checks, strings from Lua) refuse such text with an error naming the
+ * field, using these checks. Pure: no allocation, no I/O. */
+#ifndef LF_TEXT_H
+#define LF_TEXT_H
+
+#include <stddef.h>
+
+/* The offset of the first byte of s[0..len) that is not part of a valid
+ * UTF-8 sequence (overlong forms, surrogates and code points above
+ * U+10FFFF are invalid), or len if all of it is valid. */
+size_t lf_utf8_invalid(const char *s, size_t len);
+
+/* Checks a C string field: 0 if s is NULL or valid UTF-8, else -1 with
+ * "FIELD: not valid UTF-8 (byte N)" in err. */
+int lf_text_check(const char *s, const char *field, char *err, size_t errlen);
+
+/* Checks JSON text that already parsed (cJSON accepts what follows, so
+ * this runs after it): every string, key or value, must be valid UTF-8
+ * with no NUL (escaped or raw) and no raw control character. Returns 0,
+ * or -1 with "PATH: why" in err, PATH being `what` (may be NULL) followed
+ * by the keys and indexes down to the string, e.g. "metadata.notes[2]". */
+int lf_json_text_check(const char *s, size_t len, const char *what, char *err,
+                       size_t errlen);
+
+#endif
