@@ -26,6 +26,14 @@
 
 typedef struct lf_server lf_server;
 typedef struct lf_req lf_req;
+
+/* An open connection (conn.c): whether a request of it is being
+ * answered, and since when it has been reading one (or idle). */
+typedef struct lf_conn {
+    struct bufferevent *bev;
+    int64_t since_ns;           /* accepted, or its last answer finished */
+    int busy;                   /* requests of it being answered */
+} lf_conn;
 typedef struct lf_tokens lf_tokens;
 
 /* ---- routes ----------------------------------------------------------- */
@@ -72,6 +80,8 @@ typedef struct lf_metrics {
     uint64_t webhooks[LF_WH_EVENTS + 1][LF_WH__COUNT];
     uint64_t token_reloads_ok, token_reloads_failed;
     uint64_t log_lines_dropped;
+    uint64_t connections_slow;      /* cut: no whole request within --timeout */
+    uint64_t connections_evicted;   /* cut at the cap to make room */
 } lf_metrics;
 
 void lf_timing_observe(lf_timing *h, double seconds);
@@ -92,8 +102,8 @@ struct lf_server {
     size_t secret_len;
     lf_metrics metrics;
     /* Connections: each one's bufferevent, held by an extra reference so
-     * we can tell when evhttp has let go of it (see server.c). */
-    struct bufferevent **conns;
+     * we can tell when evhttp has let go of it, and its clock (conn.c). */
+    lf_conn *conns;
     size_t nconns, conns_cap;
     bool accept_paused;
     struct event *sweep_ev;
@@ -114,6 +124,7 @@ struct lf_server {
 struct lf_req {
     lf_server *srv;
     struct evhttp_request *req; /* NULL once the connection is gone */
+    struct bufferevent *bev;    /* its connection's (compared, never used) */
     lf_req *prev, *next;        /* in srv->live */
     int route;                  /* LF_RT_*, or LF_RT_UNMATCHED */
     enum evhttp_cmd_type method;
@@ -194,6 +205,9 @@ struct bufferevent *lf_conn_new(struct event_base *base, void *arg);
 /* evhttp close callback (arg: the server): sweep soon. */
 void lf_conn_closed(struct evhttp_connection *evcon, void *arg);
 void lf_conn_sweep(lf_server *s);
+/* A request of the connection with this bufferevent is being answered /
+ * has been answered (its read clock starts again). */
+void lf_conn_busy(lf_server *s, struct bufferevent *bev, bool busy);
 void lf_conn_on_sweep(evutil_socket_t fd, short what, void *arg);
 /* Every open connection's replies have left its buffer. */
 bool lf_conns_flushed(lf_server *s);

@@ -110,6 +110,13 @@ static void render_http(lf_server *s, lf_buf *b) {
     }
     head(b, "loopforge_http_connections", "gauge", "Open client connections.");
     lf_buf_printf(b, "loopforge_http_connections %zu\n", s->nconns);
+    head(b, "loopforge_http_connections_cut_total", "counter",
+         "Connections the server ended: slow (no whole request within --timeout) "
+         "or evicted (the oldest idle one, at --max-connections).");
+    lf_buf_printf(b, "loopforge_http_connections_cut_total{reason=\"slow\"} %llu\n"
+                  "loopforge_http_connections_cut_total{reason=\"evicted\"} %llu\n",
+                  (unsigned long long)s->metrics.connections_slow,
+                  (unsigned long long)s->metrics.connections_evicted);
     head(b, "loopforge_http_inflight_requests", "gauge", "Requests not yet answered.");
     lf_buf_printf(b, "loopforge_http_inflight_requests %zu\n", s->inflight);
 }

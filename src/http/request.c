@@ -43,6 +43,9 @@ lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
     r->start_ns = lf_mono_ns();
     r->route = LF_RT_UNMATCHED;
     r->method = evhttp_request_get_command(req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    r->bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    lf_conn_busy(s, r->bev, true);
     snprintf(r->actor, sizeof r->actor, "anonymous");
     request_id(s, req, r->id, sizeof r->id);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
@@ -103,6 +106,7 @@ static void req_finish(lf_req *r, bool gone) {
     else s->live = r->next;
     if (r->next) r->next->prev = r->prev;
     evhttp_clear_headers(&r->qs);
+    lf_conn_busy(s, r->bev, false);
     free(r);
     s->inflight--;
     if (s->draining) lf_drain_check(s);

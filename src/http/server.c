@@ -26,6 +26,7 @@
 
 #define MAX_HEADERS_SIZE (32 * 1024)
 #define DRAIN_TICK_MS 10
+#define LINGER_MS 1000          /* keep-alive clients' last chance at a 503 */
 
 const lf_route_def lf_routes[LF_RT__COUNT] = {
     [LF_RT_HEALTHZ] = {EVHTTP_REQ_GET, "/healthz", LF_ROLE_NONE, false, lf_api_healthz},
@@ -242,13 +243,17 @@ static void sighup_reloaded(lf_code code, const char *error, const char *old_gen
 
 /* ---- signals and shutdown ---------------------------------------------- */
 
-/* Draining ends when nothing is owed and every reply has left its
- * buffer, or at the deadline. */
+/* Draining ends when nothing is owed, every reply has left its buffer
+ * and the keep-alive connections are gone or had LINGER_MS to send one
+ * more request (answered 503 with Connection: close, as docs/http.md
+ * says, rather than met by a closed socket), or at the deadline. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     lf_server *s = arg;
     (void)fd; (void)what;
     double waited = (double)(lf_mono_ns() - s->drain_started_ns) / 1e9;
-    if (s->inflight == 0 && lf_conns_flushed(s)) {
+    lf_conn_sweep(s);
+    bool lingered = s->nconns == 0 || waited * 1000 >= LINGER_MS;
+    if (s->inflight == 0 && lf_conns_flushed(s) && lingered) {
         event_base_loopbreak(s->base);
         return;
     }
@@ -263,7 +268,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
 }
 
 void lf_drain_check(lf_server *s) {
-    if (s->inflight == 0) event_active(s->drain_ev, EV_TIMEOUT, 0);
+    if (s->inflight == 0 && !evtimer_pending(s->drain_ev, NULL))
+        event_active(s->drain_ev, EV_TIMEOUT, 0);
 }
 
 static void begin_shutdown(lf_server *s, int sig) {

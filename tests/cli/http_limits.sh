@@ -1,0 +1,83 @@
+#!/bin/sh
+# Connections that would lock others out, and the end of keep-alive:
+#   - clients trickling one header byte at a time (slowloris) fill
+#     --max-connections; a new client still gets in (the oldest idle or
+#     slow connection makes room), and each trickler is cut once it has
+#     not sent a whole request within --timeout, however busy it looks;
+#   - on SIGTERM a request sent on an open keep-alive connection is
+#     answered 503 with Connection: close, not met by a closed socket.
+# The tricklers are bash (/dev/tcp); they pace their own bytes, and the
+# test waits on what they report through a fifo, never on a clock.
+. tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
+STORE=memory:
+
+start_server --store "$STORE" --policies "$POLICIES" --timeout 2 --max-connections 4 ||
+    not_ok "serve starts with --timeout 2 --max-connections 4"
+report=$tmp/report.fifo
+mkfifo "$report"
+exec 8<>"$report"
+# trickle N: one connection sending a request a byte every 0.3 s; says
+# "up N" once connected and "cut N S" when the server ended it after S
+# seconds (or "alive N" if it never did, within 30 s).
+trickle() {
+    bash -c '
+        trap "" PIPE
+        exec 3<>/dev/tcp/127.0.0.1/'"$PORT"' || exit 1
+        echo "up $1" >&8
+        start=$SECONDS
+        req="GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        i=0
+        while [ $((SECONDS - start)) -lt 30 ]; do
+            printf "%s" "${req:i:1}" >&3 2>/dev/null || { echo "cut $1 $((SECONDS - start))" >&8; exit 0; }
+            i=$(( (i + 1) % ${#req} ))
+            read -r -t 0.3 -u 3 line; rc=$?
+            if [ $rc -eq 0 ] || [ $rc -eq 1 ]; then echo "cut $1 $((SECONDS - start))" >&8; exit 0; fi
+        done
+        echo "alive $1" >&8' trickle "$1" &
+}
+for n in 1 2 3 4; do trickle $n; done
+up=0 cut=0 alive=0
+while [ $up -lt 4 ] && IFS= read -r line <&8; do
+    case $line in up*) up=$((up + 1)) ;; cut*) cut=$((cut + 1)) ;; esac
+done
+expect_match "four tricklers hold all four connections" up "$up" '^4$'
+code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$BASE/healthz" 2>&1)
+expect_match "a new client still gets in at the cap (200 within 5 s)" healthz "$code" '^200$'
+while [ $((cut + alive)) -lt 4 ] && IFS= read -r line <&8; do
+    case $line in
+    cut*) cut=$((cut + 1)); secs=${line##* } ;;
+    alive*) alive=$((alive + 1)) ;;
+    esac
+    [ "${secs:-0}" -le 5 ] || not_ok "a trickler was cut after $secs s (--timeout 2)"
+done
+expect_match "every trickler is cut, none survives 30 s" cut "$cut/$alive" '^4/0$'
+req GET /metrics
+match_out "slow connections are counted" 'loopforge_http_connections_cut_total\{reason="slow"\} [1-9]'
+match_out "… and evicted ones" 'loopforge_http_connections_cut_total\{reason="evicted"\} [1-9]'
+req GET /healthz
+expect_status "the server still answers" 200
+stop_server
+wait
+
+# ---- SIGTERM and keep-alive ----
+start_server --store "$STORE" --policies "$POLICIES" || not_ok "serve starts"
+ka=$tmp/ka.fifo
+mkfifo "$ka"
+# Three requests on one connection, two a second: the first is answered,
+# then SIGTERM, then the second goes out on the same open connection.
+# (-w to stderr: curl's stdout to a fifo is buffered until it exits)
+curl -sS --rate 2/s -w '%{stderr}%{http_code} %{num_connects}\n' -o /dev/null -o /dev/null \
+    -o /dev/null "$BASE/healthz" "$BASE/healthz" "$BASE/healthz" 2>"$ka" &
+cpid=$!
+exec 7<"$ka"
+IFS= read -r first <&7
+expect_match "the first request is answered on a new connection" first "$first" '^200 1$'
+kill -TERM "$PID"
+IFS= read -r second <&7
+expect_match "after SIGTERM, the next request on that keep-alive connection gets 503" \
+    second "$second" '^503 0$'
+wait "$cpid"
+wait "$PID"
+expect_match "serve exits 0" rc "$?" '^0$'
+done_testing
