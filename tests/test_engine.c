@@ -536,6 +536,27 @@ static void idempotency(void **state) {
     assert_non_null(strstr(b.json, "\"duplicate\":true"));
     assert_int_equal(audit_len(e), n);
     res_clear(&a); res_clear(&b);
+    /* The record moves on; a repeat of delivery-1 still answers with the
+     * record as its first attempt left it (version 2, task_queued), not
+     * as it is now. */
+    lf_transition_req on = {.id = id, .to = "pr_created", .trigger = "y", .actor = "w"};
+    lf_engine_transition(e, &on, res_keep, &a);
+    assert_true(a.success);
+    assert_int_equal(a.rec->version, 3);
+    res_clear(&a);
+    t.to = "task_queued";
+    lf_engine_transition(e, &t, res_keep, &b);
+    assert_true(b.success);
+    assert_non_null(strstr(b.json, "\"duplicate\":true"));
+    assert_int_equal(b.rec->version, 2);
+    assert_string_equal(b.rec->state, "task_queued");
+    assert_int_equal(b.rec->nhist, 2);
+    res_clear(&b);
+    /* … and a refusal repeats with the record as it was refused. */
+    lf_engine_transition(e, &bad, res_keep, &b);
+    assert_int_equal(b.code, LF_INVALID_TRANSITION);
+    assert_int_equal(b.rec->version, 2);
+    res_clear(&b);
     /* Creates too. */
     lf_create_req c = {.ref = "ref-idem-2", .idempotency_key = "delivery-3"};
     a = do_create(e, &c);
@@ -546,7 +567,7 @@ static void idempotency(void **state) {
     res_clear(&a); res_clear(&b);
     lf_stats st;
     lf_engine_stats(e, &st);
-    assert_int_equal(st.duplicates, 4);
+    assert_int_equal(st.duplicates, 6);
 }
 
 /* An observation follows reality where a request would be refused, and

@@ -340,9 +340,10 @@ static void first_denial(const char *decisions, lf_buf *out) {
 }
 
 /* Answers a repeated request with what its first attempt got, rebuilt
- * from the entry that attempt left in the log. Nothing is written. */
-static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
-                        const lf_record *rec, const lf_entry *en) {
+ * from the entry that attempt left in the log and the record as it was
+ * then. Nothing is written. */
+static void reply_first_as_is(lf_engine *e, lf_result_cb *cb, void *arg,
+                              const lf_record *rec, const lf_entry *en) {
     lf_buf why = LF_BUF_INIT;
     lf_code code = LF_OK;
     if (en->kind == LF_ENTRY_DENIED) code = LF_DENIED;
@@ -355,6 +356,87 @@ static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
           .decisions = en->decisions, .duplicate = true,
           .violation = en->violation});
     lf_buf_free(&why);
+}
+
+/* A repeat whose record has moved on since its first attempt (another
+ * request, or another server on the same store): the first answer's
+ * record is the fold of the record's entries up to the keyed one, read
+ * back from the audit log. */
+typedef struct first_ctx {
+    lf_engine *eng;
+    lf_result_cb *cb;
+    void *arg;
+    lf_entry key;               /* what the reply needs of the keyed entry */
+    char *strs[5];              /* its strings, owned */
+    lf_record *rec;             /* the fold so far */
+    lf_record *now;             /* the record as it is: if the fold fails */
+    bool failed;                /* the fold could not be made */
+} first_ctx;
+
+static void first_done(first_ctx *f) {
+    reply_first_as_is(f->eng, f->cb, f->arg, !f->failed && f->rec ? f->rec : f->now, &f->key);
+    lf_record_free(f->rec);
+    lf_record_free(f->now);
+    for (int i = 0; i < 5; i++) free(f->strs[i]);
+    free(f);
+}
+
+static void first_audited(lf_code code, const char *error, const char *const *lines,
+                          const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
+    first_ctx *f = arg;
+    (void)error;
+    bool reached = false;
+    f->failed |= code != LF_OK;
+    for (size_t i = 0; !f->failed && i < n && !reached; i++) {
+        lf_entry_doc d;
+        char err[256];
+        if (lf_entry_parse(lines[i], lens[i], &d, err, sizeof err)) {
+            f->failed = true;
+            break;
+        }
+        reached = d.e.seq >= f->key.seq;
+        if (d.e.seq <= f->key.seq && (d.e.kind == LF_ENTRY_CREATED || f->rec) &&
+            lf_record_apply(&f->rec, &d.e, err, sizeof err))
+            f->failed = true;
+        lf_entry_doc_free(&d);
+    }
+    if (reached || n == 0 || f->failed) {
+        first_done(f);
+        return;
+    }
+    lf_store_audit(f->eng->store, f->key.record_id, last_seq, 0, first_audited, f);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
+                        const lf_record *rec, const lf_entry *en) {
+    first_ctx *f = NULL;
+    if (rec && en->record_id && rec->version != en->version) f = calloc(1, sizeof *f);
+    if (!f) {
+        reply_first_as_is(e, cb, arg, rec, en);
+        return;
+    }
+    *f = (first_ctx){.eng = e, .cb = cb, .arg = arg};
+    f->key.kind = en->kind;
+    f->key.seq = en->seq;
+    f->key.version = en->version;
+    f->key.record_id = f->strs[0] = dup_or_null(en->record_id);
+    f->key.from_state = f->strs[1] = dup_or_null(en->from_state);
+    f->key.to_state = f->strs[2] = dup_or_null(en->to_state);
+    f->key.decisions = f->strs[3] = dup_or_null(en->decisions);
+    f->key.violation = f->strs[4] = dup_or_null(en->violation);
+    f->now = lf_record_dup(rec);
+    if (!f->key.record_id || !f->now) {     /* out of memory: answer as we can */
+        reply_first_as_is(e, cb, arg, rec, en);
+        f->failed = true;
+        lf_record_free(f->now);
+        f->now = NULL;
+        for (int i = 0; i < 5; i++) free(f->strs[i]);
+        free(f);
+        return;
+    }
+    lf_store_audit(e->store, f->key.record_id, 0, 0, first_audited, f);
 }
 
 /* ---- create ------------------------------------------------------------- */
