@@ -52,6 +52,9 @@ const char *lf_record_ref(const lf_record *r);
 const char *lf_record_updated_at(const lf_record *r);  /* ISO 8601 UTC */
 /* The record as JSON (LoopForge's key order); caller frees. */
 char *lf_record_json(const lf_record *r);
+/* The same with only the last max_transitions history entries (0: all);
+ * when some are left out, "transitions_total" gives their whole count. */
+char *lf_record_json_tail(const lf_record *r, size_t max_transitions);
 
 typedef struct lf_engine_config {
     const char *store;          /* URL; NULL: $LOOPFORGE_STORE, else
@@ -101,6 +104,9 @@ typedef void lf_result_cb(const lf_result *res, void *arg);
  * previous_state, new_state, record, decisions, dry_run, duplicate,
  * violation. */
 char *lf_result_json(const lf_result *res);
+/* The same with the record's history cut to its last max_transitions
+ * entries (0: all), as lf_record_json_tail does. */
+char *lf_result_json_tail(const lf_result *res, size_t max_transitions);
 
 typedef struct lf_create_req {
     const char *ref;            /* required */

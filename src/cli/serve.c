@@ -45,7 +45,7 @@ static int log_level(lf_cli *c, lf_log_level *out) {
 }
 
 static int run_serve(lf_cli *c) {
-    int rc = lf_cli_npos(c, 0, 0, ""), conns = 0;
+    int rc = lf_cli_npos(c, 0, 0, ""), conns = 0, hist = 0;
     if (rc) return rc;
     lf_http_config cfg = {0};
     cfg.listen = opt_env(c, "listen", "LOOPFORGE_LISTEN");
@@ -57,9 +57,11 @@ static int run_serve(lf_cli *c) {
         (rc = int_opt(c, "shutdown-timeout", 1, 3600, &cfg.shutdown_timeout_s)) ||
         (rc = int_opt(c, "webhook-deadline", 1, 60000, &cfg.webhook_deadline_ms)) ||
         (rc = int_opt(c, "max-connections", 1, 1000000, &conns)) ||
+        (rc = int_opt(c, "max-history", 1, 1000000, &hist)) ||
         (rc = log_level(c, &cfg.log_level)))
         return rc;
     cfg.max_connections = (size_t)conns;
+    cfg.max_history = (size_t)hist;
     if (cfg.listen && !*cfg.listen) return lf_cli_usage(c, "--listen must not be empty");
     lf_engine *e = NULL;
     if (cfg.ceiling) {
@@ -77,7 +79,8 @@ static int run_serve(lf_cli *c) {
 static const lf_optspec serve_opts[] = {
     {"listen", true}, {"tokens", true}, {"webhook-secret-file", true},
     {"timeout", true}, {"shutdown-timeout", true}, {"webhook-deadline", true},
-    {"max-connections", true}, {"log-level", true}, {"ceiling", false},
+    {"max-connections", true}, {"max-history", true}, {"log-level", true},
+    {"ceiling", false},
     {NULL, false}
 };
 
@@ -101,14 +104,19 @@ const lf_command lf_cmd_serve = {
     "                             $LOOPFORGE_WEBHOOK_SECRET_FILE); without it\n"
     "                             POST /v1/webhooks/github answers 404\n"
     "  --timeout S                close a connection idle, or stalled in a\n"
-    "                             request or reply, for S seconds (default 10)\n"
+    "                             request or reply, for S seconds, or that has\n"
+    "                             not sent a whole request in S seconds\n"
+    "                             (default 10)\n"
     "  --shutdown-timeout S       on SIGTERM wait at most S seconds for the\n"
     "                             requests in flight (default 10)\n"
     "  --webhook-deadline MS      answer a slow delivery 202 after MS ms and\n"
     "                             finish it in the background (default 8000;\n"
     "                             GitHub waits 10 s)\n"
-    "  --max-connections N        further clients wait in the listen backlog\n"
-    "                             (default 1024)\n"
+    "  --max-connections N        at N open connections a new one closes the\n"
+    "                             oldest idle or slow one; if every one is\n"
+    "                             busy, it waits in the backlog (default 1024)\n"
+    "  --max-history N            transitions per record in a reply, the last\n"
+    "                             N (default 100; all are in the audit log)\n"
     "  --log-level L              debug, info (default; one line per request),\n"
     "                             warn or error\n"
     "  --ceiling                  benchmarks: answer every request 200 with a\n"

@@ -265,7 +265,10 @@ static void put_ts(lf_buf *b, const char *ts) {
     lf_buf_putc(b, '"');
 }
 
-void lf_record_to_json(const lf_record *r, lf_buf *b) {
+void lf_record_to_json(const lf_record *r, lf_buf *b) { lf_record_to_json_tail(r, 0, b); }
+
+void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
+    size_t first = max_hist && r->nhist > max_hist ? r->nhist - max_hist : 0;
     lf_buf_puts(b, "{\"record_id\":");
     lf_buf_json_str(b, r->id);
     lf_buf_puts(b, ",\"ref\":");
@@ -286,9 +289,9 @@ void lf_record_to_json(const lf_record *r, lf_buf *b) {
     lf_buf_puts(b, ",\"ci_status\":");
     lf_buf_json_raw(b, r->ci_status, "{}");
     lf_buf_puts(b, ",\"transitions\":[");
-    for (size_t i = 0; i < r->nhist; i++) {
+    for (size_t i = first; i < r->nhist; i++) {
         const lf_hist *h = &r->hist[i];
-        lf_buf_puts(b, i ? ",{\"from_state\":" : "{\"from_state\":");
+        lf_buf_puts(b, i > first ? ",{\"from_state\":" : "{\"from_state\":");
         lf_buf_json_str(b, h->from_state);
         lf_buf_puts(b, ",\"to_state\":");
         lf_buf_json_str(b, h->to_state);
@@ -321,7 +324,12 @@ void lf_record_to_json(const lf_record *r, lf_buf *b) {
         if (i) lf_buf_putc(b, ',');
         lf_buf_json_str(b, r->aliases[i]);
     }
-    lf_buf_puts(b, "]}");
+    lf_buf_putc(b, ']');
+    if (first) {
+        lf_buf_puts(b, ",\"transitions_total\":");
+        lf_buf_json_int(b, (int64_t)r->nhist);
+    }
+    lf_buf_putc(b, '}');
 }
 
 static int json_ts(const cJSON *o, const char *key, int nullable, char out[LF_TS_LEN + 1]) {
@@ -431,8 +439,10 @@ uint64_t lf_record_version(const lf_record *r) { return r->version; }
 const char *lf_record_ref(const lf_record *r) { return r->ref; }
 const char *lf_record_updated_at(const lf_record *r) { return r->updated_at; }
 
-char *lf_record_json(const lf_record *r) {
+char *lf_record_json(const lf_record *r) { return lf_record_json_tail(r, 0); }
+
+char *lf_record_json_tail(const lf_record *r, size_t max_transitions) {
     lf_buf b = LF_BUF_INIT;
-    lf_record_to_json(r, &b);
+    lf_record_to_json_tail(r, max_transitions, &b);
     return lf_buf_steal(&b);
 }

@@ -65,6 +65,11 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err,
                     size_t errlen);
 
 void lf_record_to_json(const lf_record *r, lf_buf *out);
+/* The same with only the last max_hist transitions (0: all). When some
+ * are left out, "transitions_total" (their whole count) follows
+ * "aliases", so a reply stays bounded however long a record's history
+ * grows; the whole history is in the audit log. */
+void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *out);
 /* Parses the JSON form back (round trip). Returns NULL with err set. */
 lf_record *lf_record_from_json(const char *json, size_t len, char *err,
                                size_t errlen);

@@ -221,7 +221,9 @@ static void fail(lf_result_cb *cb, void *arg, lf_code code, const char *error) {
     reply(cb, arg, (lf_result){.code = code, .error = error});
 }
 
-char *lf_result_json(const lf_result *r) {
+char *lf_result_json(const lf_result *r) { return lf_result_json_tail(r, 0); }
+
+char *lf_result_json_tail(const lf_result *r, size_t max_transitions) {
     lf_buf b = LF_BUF_INIT;
     lf_buf_puts(&b, r->success ? "{\"success\":true" : "{\"success\":false");
     lf_buf_puts(&b, ",\"code\":");
@@ -233,7 +235,7 @@ char *lf_result_json(const lf_result *r) {
     lf_buf_puts(&b, ",\"new_state\":");
     lf_buf_json_str(&b, r->new_state);
     lf_buf_puts(&b, ",\"record\":");
-    if (r->record) lf_record_to_json(r->record, &b);
+    if (r->record) lf_record_to_json_tail(r->record, max_transitions, &b);
     else lf_buf_puts(&b, "null");
     lf_buf_puts(&b, ",\"decisions\":");
     lf_buf_json_raw(&b, r->decisions, "[]");
@@ -247,6 +249,10 @@ char *lf_result_json(const lf_result *r) {
 
 /* ---- request validation ------------------------------------------------- */
 
+/* Metadata (and labels) per request: every entry carries them into the
+ * log and every reply into the record's history, so they stay small. */
+#define LF_MAX_OBJECT (64 * 1024)
+
 /* A JSON object from the caller, normalized so its bytes in the audit log
  * are canonical. NULL or "{}" stays NULL (meaning {}), the common case,
  * with no parse at all. `strings` demands string values (labels). */
@@ -255,7 +261,12 @@ static int take_object(const char *text, const char *what, int strings,
     *out = NULL;
     if (tree) *tree = NULL;
     if (!text || strcmp(text, "{}") == 0) return 0;
-    if (lf_json_text_check(text, strlen(text), what, err, errlen)) return -1;
+    size_t len = strlen(text);
+    if (len > LF_MAX_OBJECT) {
+        snprintf(err, errlen, "%s: %zu bytes; the limit is %d", what, len, LF_MAX_OBJECT);
+        return -1;
+    }
+    if (lf_json_text_check(text, len, what, err, errlen)) return -1;
     const char *end = NULL;
     cJSON *o = cJSON_ParseWithOpts(text, &end, 1);
     if (!cJSON_IsObject(o)) {

@@ -111,7 +111,7 @@ void lf_api_metrics(lf_req *r) {
 /* ---- records ----------------------------------------------------------- */
 
 static void reply_record(lf_req *r, int status, const lf_record *rec) {
-    char *json = lf_record_json(rec);
+    char *json = lf_record_json_tail(rec, r->srv->cfg.max_history);
     if (!json) {
         lf_reply_error(r, 503, "unavailable", "out of memory");
         return;
@@ -241,7 +241,7 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     lf_buf b = LF_BUF_INIT;
     lf_buf_puts(&b, "{\"records\":[");
     for (size_t i = 0; i < n; i++) {
-        char *json = lf_record_json(recs[i]);
+        char *json = lf_record_json_tail(recs[i], r->srv->cfg.max_history);
         if (i) lf_buf_putc(&b, ',');
         lf_buf_json_raw(&b, json, "null");
         free(json);

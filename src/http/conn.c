@@ -22,6 +22,8 @@
  * (new clients then wait in the kernel's backlog). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -95,6 +97,15 @@ void lf_conn_busy(lf_server *s, struct bufferevent *bev, bool busy) {
     for (size_t i = 0; i < s->nconns; i++) {
         lf_conn *c = &s->conns[i];
         if (c->bev != bev) continue;
+        if (busy && !c->nodelay) {
+            /* Replies are written whole: Nagle would hold a reply's last
+             * segment for the client's delayed ACK (tens of ms on
+             * keep-alive). The socket only exists by the first request. */
+            int one = 1;
+            evutil_socket_t fd = bufferevent_getfd(bev);
+            if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            c->nodelay = true;
+        }
         if (busy) c->busy++;
         else if (c->busy > 0 && --c->busy == 0 && c->since_ns != INT64_MAX)
             c->since_ns = (int64_t)lf_mono_ns();
@@ -128,7 +139,7 @@ struct bufferevent *lf_conn_new(struct event_base *base, void *arg) {
     /* No read watermark here: evhttp 2.1 stalls on bodies larger than
      * one (it waits for data a suspended bufferevent never reads). */
     bufferevent_incref(bev);
-    s->conns[s->nconns++] = (lf_conn){bev, (int64_t)lf_mono_ns(), 0};
+    s->conns[s->nconns++] = (lf_conn){bev, (int64_t)lf_mono_ns(), 0, false};
     lf_conn *idle = s->nconns >= s->cfg.max_connections ? oldest_idle(s) : NULL;
     if (idle && s->nconns > s->cfg.max_connections) {
         cut(idle);          /* one over the cap until the sweep: room made */

@@ -22,6 +22,7 @@ typedef struct lf_http_config {
     int shutdown_timeout_s;         /* drain limit on SIGTERM; 0 = 10 */
     int webhook_deadline_ms;        /* answer GitHub by then; 0 = 8000 */
     size_t max_connections;         /* 0 = 1024 */
+    size_t max_history;             /* transitions per record in a reply; 0 = 100 */
     size_t max_body;                /* API bodies; 0 = 1 MiB */
     size_t max_webhook_body;        /* 0 = 25 MiB (GitHub's cap) */
     lf_log_level log_level;         /* lines below it are dropped */

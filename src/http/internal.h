@@ -33,6 +33,7 @@ typedef struct lf_conn {
     struct bufferevent *bev;
     int64_t since_ns;           /* accepted, or its last answer finished */
     int busy;                   /* requests of it being answered */
+    bool nodelay;               /* TCP_NODELAY is set on its socket */
 } lf_conn;
 typedef struct lf_tokens lf_tokens;
 

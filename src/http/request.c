@@ -281,7 +281,7 @@ int lf_status_of(lf_code code) {
 }
 
 void lf_reply_result(lf_req *r, const lf_result *res, int ok_status) {
-    char *json = lf_result_json(res);
+    char *json = lf_result_json_tail(res, r->srv->cfg.max_history);
     if (!json) {
         lf_reply_error(r, 500, "unavailable", "out of memory");
         return;

@@ -350,6 +350,7 @@ static void defaults(lf_http_config *c) {
     if (c->shutdown_timeout_s <= 0) c->shutdown_timeout_s = 10;
     if (c->webhook_deadline_ms <= 0) c->webhook_deadline_ms = 8000;
     if (!c->max_connections) c->max_connections = 1024;
+    if (!c->max_history) c->max_history = 100;
     if (!c->max_body) c->max_body = 1 << 20;
     if (!c->max_webhook_body) c->max_webhook_body = 25u << 20;
 }

@@ -60,6 +60,31 @@ expect_status "the server still answers" 200
 stop_server
 wait
 
+# ---- replies and metadata stay bounded ----
+start_server --store "$STORE" --policies "$POLICIES" --max-history 3 ||
+    not_ok "serve starts with --max-history 3"
+req POST /v1/records '{"ref":"long-history"}'
+id=$(json record_id)
+for to in task_queued pr_created ci_pending ci_failed ci_pending; do
+    req POST "/v1/records/$id/transitions" "{\"to\":\"$to\",\"trigger\":\"t\"}"
+done
+expect_json "a transition's reply carries the last 3 transitions" 'record/transitions/#' 3
+expect_json "… the newest last" record/transitions/3/to_state ci_pending
+expect_json "… and how many there are" record/transitions_total 6
+req GET "/v1/records/$id"
+expect_json "GET a record: the same" 'transitions/#' 3
+expect_json "… transitions_total" transitions_total 6
+req GET "/v1/records/$id/audit"
+expect_match "the audit route has every entry" audit "$(printf '%s\n' "$out" | grep -c '"seq"')" '^6$'
+req POST /v1/records '{"ref":"short"}'
+expect_json "a short history has no transitions_total" transitions_total '<missing>'
+big=$(head -c 70000 /dev/zero | tr '\0' x)
+printf '{"ref":"big","metadata":{"blob":"%s"}}' "$big" >"$tmp/big.json"
+req POST /v1/records "@$tmp/big.json"
+expect_status "metadata over 64 KiB: 400" 400
+expect_json "… saying the limit" error "metadata: 70011 bytes; the limit is 65536"
+stop_server
+
 # ---- SIGTERM and keep-alive ----
 start_server --store "$STORE" --policies "$POLICIES" || not_ok "serve starts"
 ka=$tmp/ka.fifo
