@@ -30,6 +30,7 @@ LIB_SRC := $(sort $(wildcard src/core/*.c src/store/*.c src/rules/*.c src/engine
 CLI_SRC := $(sort $(wildcard src/cli/*.c src/http/*.c))
 LUAMOD_SRC := $(sort $(wildcard src/lua/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 B := build
 A := build/asan
@@ -40,8 +41,16 @@ ACLI_OBJ := $(CLI_SRC:%.c=$(A)/obj/%.o)
 LUAMOD_OBJ := $(LUAMOD_SRC:%.c=$(B)/obj/%.o)
 LUAMOD  := $(if $(LUAMOD_SRC),$(B)/lua/loopforge/core.so)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(A)/tests/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(A)/fuzz/%)
+# make fuzz: the same targets with clang's libFuzzer, on a library built
+# for it (build/fuzz), each for FUZZ_SECONDS from the seed corpus.
+FZ      := build/fuzz
+FZ_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+FZ_OBJ  := $(LIB_SRC:%.c=$(FZ)/obj/%.o)
+FZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test run walk bench install clean
+.PHONY: all deps test run walk bench install clean fuzz
 all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbot
 
 deps:
@@ -86,8 +95,36 @@ $(A)/tests/%: tests/%.c $(A)/libloopforge.a $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(A)/libloopforge.a $(LIBS) -lcmocka
 
-test: deps $(A)/loopforge $(TEST_BIN) $(LUAMOD)
+# The fuzz targets as plain programs (tests/fuzz/fuzz.h's main): `make
+# test` runs each once over its seed corpus (tests/cli/fuzz_corpus.sh).
+$(A)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(A)/libloopforge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -o $@ $< $(A)/libloopforge.a $(LIBS)
+
+test: deps $(A)/loopforge $(TEST_BIN) $(FUZZ_BIN) $(LUAMOD)
 	@LOOPFORGE_BIN=$(CURDIR)/$(A)/loopforge sh tests/run.sh $(TEST_BIN)
+
+$(FZ)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(ALL_CFLAGS) $(FZ_SAN) -fsanitize=fuzzer-no-link -O1 -c -o $@ $<
+
+$(FZ)/libloopforge.a: $(FZ_OBJ)
+	@mkdir -p $(FZ); rm -f $@; ar rcs $@ $^
+
+$(FZ)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FZ)/libloopforge.a
+	clang $(ALL_CFLAGS) $(FZ_SAN) -fsanitize=fuzzer -DLF_LIBFUZZER -O1 -o $@ $< \
+	    $(FZ)/libloopforge.a $(LIBS)
+
+# Bounded exploration: each target FUZZ_SECONDS from its seed corpus; new
+# inputs go to build/fuzz/corpus/<target>, crashes to build/fuzz/.
+fuzz: deps $(A)/loopforge $(FZ_BIN)
+	@sh contrib/install-deps.sh fuzz
+	@rm -rf $(FZ)/seeds; sh tests/fuzz/corpus.sh $(FZ)/seeds $(A)/loopforge
+	@set -e; for t in $(FZ_BIN); do n=$$(basename $$t); c=$${n#fuzz_}; \
+	    mkdir -p $(FZ)/corpus/$$c; echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FZ)/$$n- \
+	        $(FZ)/corpus/$$c $(FZ)/seeds/$$c 2>$(FZ)/$$n.log || \
+	        { tail -40 $(FZ)/$$n.log; exit 1; }; tail -1 $(FZ)/$$n.log; done
 
 # The main job: `loopforge serve` on 127.0.0.1:8080 with the embedded
 # store and the shipped policies (prints a curl example; Ctrl-C stops it).

@@ -4,11 +4,13 @@
 #   sh contrib/install-deps.sh          build and test (curl and openssl: the
 #                                       HTTP suites talk to a real server)
 #   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk)
+#   sh contrib/install-deps.sh fuzz     also what `make fuzz` uses (clang)
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools
 curl openssl"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
+[ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -411,5 +411,13 @@ cJSON *lf_parse_body(lf_req *r) {
         lf_reply_error(r, 400, "invalid_request", "%s", why);
         return NULL;
     }
+    /* A field given twice is ambiguous (which one counts?): refused. */
+    for (const cJSON *a = j->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0) {
+                lf_reply_error(r, 400, "invalid_request", "field '%s' appears twice", a->string);
+                cJSON_Delete(j);
+                return NULL;
+            }
     return j;
 }

@@ -39,6 +39,10 @@ printf '{"to":"task_queued","trigger":"t","metadata":{"why":"\355\240\200"}}' >"
 send "$tmp/b6" "/v1/records/$id/transitions"
 expect_status "a surrogate in a transition's metadata: 400" 400
 expect_json "… named" error "metadata.why: not valid UTF-8"
+printf '{"ref":"twice","metadata":{"a":1},"metadata":{"b":2}}' >"$tmp/b7"
+send "$tmp/b7"
+expect_status "a field given twice: 400" 400
+expect_json "… naming it" error "field 'metadata' appears twice"
 expect_match "none of them wrote anything" audit "$(audit_count)" "^$n0\$"
 req GET /v1/records
 check "… and the list is valid UTF-8 for strict clients" sh -c "printf '%s' \"\$1\" | iconv -f UTF-8 -t UTF-8 >/dev/null" - "$out"
