@@ -123,7 +123,8 @@ fuzz: deps $(A)/loopforge $(FZ_BIN)
 	@set -e; for t in $(FZ_BIN); do n=$$(basename $$t); c=$${n#fuzz_}; \
 	    mkdir -p $(FZ)/corpus/$$c; echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
 	    $$t -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FZ)/$$n- \
-	        $(FZ)/corpus/$$c $(FZ)/seeds/$$c 2>$(FZ)/$$n.log || \
+	        $(FZ)/corpus/$$c $(FZ)/seeds/$$c $$(ls -d tests/fuzz/regressions/$$c 2>/dev/null) \
+	        2>$(FZ)/$$n.log || \
 	        { tail -40 $(FZ)/$$n.log; exit 1; }; tail -1 $(FZ)/$$n.log; done
 
 # The main job: `loopforge serve` on 127.0.0.1:8080 with the embedded

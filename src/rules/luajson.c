@@ -324,7 +324,8 @@ bool lf_json_member_string(const char *json, size_t len, const char *key,
                            char *out, size_t cap) {
     bool found;
     const char *v = walk(json, len, key, NULL, false, &found);
-    if (!v || *v != '"' || cap == 0) return false;
+    /* v may be the very end of a payload cut after "key": */
+    if (!v || v >= json + len || *v != '"' || cap == 0) return false;
     jd d = {NULL, v + 1, json + len, 0};
     size_t n = 0;
     while (d.p < d.end && *d.p != '"') {
