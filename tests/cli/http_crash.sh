@@ -12,33 +12,6 @@ N=400           # requests each, at most (the kill comes long before)
 KILL_AT=40      # client 1 kills the server after its 40th request
 CYCLES=3
 
-# worker NAME ID OUT: transitions ci_pending <-> ci_failed, one curl each,
-# each with its own key; appends "STATUS KEY" per request to OUT; stops
-# when the server is gone. Worker 1 sends SIGKILL after KILL_AT requests.
-worker() {
-    _i=0 _to=ci_failed
-    while [ $_i -lt $N ]; do
-        _i=$((_i + 1))
-        _code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 \
-            -H 'Content-Type: application/json' \
-            --data-binary "{\"to\":\"$_to\",\"trigger\":\"load\",\"idempotency_key\":\"$1-$_i\"}" \
-            "$BASE/v1/records/$2/transitions")
-        echo "$_code $1-$_i" >>"$3"
-        [ "$_code" = 200 ] && { [ $_to = ci_failed ] && _to=ci_pending || _to=ci_failed; }
-        [ "$_code" = 000 ] && break
-        [ "$4" = killer ] && [ $_i = $KILL_AT ] && kill -KILL "$PID"
-    done
-}
-
-new_record() {
-    req POST /v1/records "{\"ref\":\"crash-$1\"}"
-    _id=$(json record_id)
-    for _s in task_queued pr_created ci_pending; do
-        req POST "/v1/records/$_id/transitions" "{\"to\":\"$_s\",\"trigger\":\"setup\"}"
-    done
-    echo "$_id"
-}
-
 # crash_cycles LABEL STORE
 crash_cycles() {
     for cycle in $(seq $CYCLES); do
@@ -46,9 +19,12 @@ crash_cycles() {
         : >"$tmp/acks"
         pids=
         for w in $(seq $W); do
-            rid=$(new_record "$1-$cycle-$w")
-            role=; [ "$w" = 1 ] && role=killer
-            worker "$1-c$cycle-w$w" "$rid" "$tmp/log.$w" $role &
+            rid=$(load_record "$1-$cycle-$w")
+            if [ "$w" = 1 ]; then
+                load_worker "$1-c$cycle-w$w" "$rid" $N "$tmp/log.$w" $KILL_AT KILL &
+            else
+                load_worker "$1-c$cycle-w$w" "$rid" $N "$tmp/log.$w" &
+            fi
             pids="$pids $!"
         done
         wait $pids

@@ -69,36 +69,6 @@ stop_server
 check "--log-level warn drops the request lines" sh -c "! grep -q '\"msg\":\"request\"' '$SERR'"
 
 # ---- load: workers, each cycling its own record through CI retries ----
-# worker NAME ID COUNT OUT: COUNT transitions ci_pending <-> ci_failed, one
-# curl each (a new connection each time), every one with its own
-# idempotency key; appends "STATUS KEY" per request to OUT. Stops when
-# the server is gone (status 000). KILL_AT=N sends SIGTERM to the server
-# right after this worker's Nth request.
-worker() {
-    _i=0 _to=ci_failed
-    while [ $_i -lt "$3" ]; do
-        _i=$((_i + 1))
-        _code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 \
-            -H 'Content-Type: application/json' \
-            --data-binary "{\"to\":\"$_to\",\"trigger\":\"load\",\"idempotency_key\":\"$1-$_i\"}" \
-            "$BASE/v1/records/$2/transitions")
-        echo "$_code $1-$_i" >>"$4"
-        if [ "$_code" = 200 ]; then
-            if [ $_to = ci_failed ]; then _to=ci_pending; else _to=ci_failed; fi
-        fi
-        [ "$_code" = 000 ] && break
-        if [ -n "${KILL_AT:-}" ] && [ "$_i" = "$KILL_AT" ]; then kill -TERM "$PID"; fi
-    done
-}
-# new_record: a record at ci_pending; prints its id.
-new_record() {
-    req POST /v1/records "{\"ref\":\"load-$1\"}"
-    _id=$(json record_id)
-    for _s in task_queued pr_created ci_pending; do
-        req POST "/v1/records/$_id/transitions" "{\"to\":\"$_s\",\"trigger\":\"setup\"}"
-    done
-    echo "$_id"
-}
 
 # ---- reload under load ----
 start_server --store "$STORE" --policies "$POLICIES" || not_ok "serve starts"
@@ -107,8 +77,8 @@ mkdir -p "$POLICIES/guards"
 : >"$tmp/reload.codes"
 pids=
 for w in $(seq $W); do
-    rid=$(new_record "r$w")
-    worker "r$w" "$rid" 120 "$tmp/load.r$w" &
+    rid=$(load_record "r$w")
+    load_worker "r$w" "$rid" 120 "$tmp/load.r$w" &
     pids="$pids $!"
 done
 # Reload for as long as any worker runs, switching between two policy
@@ -159,11 +129,11 @@ expect_match "… and the server stops with 0" rc "$STOP_RC" '^0$'
 start_server --store "$STORE" --policies "$POLICIES" || not_ok "serve starts"
 pids=
 for w in $(seq $W); do
-    rid=$(new_record "t$w")
+    rid=$(load_record "t$w")
     if [ "$w" = 1 ]; then
-        KILL_AT=25 worker "t$w" "$rid" 100000 "$tmp/term.t$w" &
+        load_worker "t$w" "$rid" 100000 "$tmp/term.t$w" 25 TERM &
     else
-        worker "t$w" "$rid" 100000 "$tmp/term.t$w" &
+        load_worker "t$w" "$rid" 100000 "$tmp/term.t$w" &
     fi
     pids="$pids $!"
 done
