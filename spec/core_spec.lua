@@ -81,6 +81,21 @@ describe("loopforge.core", function()
       assert.is_true(eng:create{ ref = "dup" }.success)
       assert.equal("duplicate_ref", eng:create{ ref = "dup" }.code)
     end)
+
+    it("refuses text C would cut or strict JSON clients could not read", function()
+      assert.has_error(function() eng:create{ ref = "abc\0def" } end,
+                       "bad argument #1 to 'create' (ref contains a NUL character)")
+      local id = eng:create{ ref = "text" }.record.record_id
+      assert.has_error(function() eng:transition(id, "task_queued", "t\0x") end,
+                       "bad argument #3 to 'transition' (contains a NUL character)")
+      local res = eng:create{ ref = "bad \xff" }
+      assert.equal("invalid_request", res.code)
+      assert.equal("ref: not valid UTF-8 (byte 4)", res.error)
+      res = eng:transition(id, "task_queued", "t", { metadata = { note = "a\0b" } })
+      assert.equal("invalid_request", res.code)
+      assert.equal("metadata.note: contains a NUL character (\\u0000)", res.error)
+      assert.equal(1, #eng:audit(id))
+    end)
   end)
 
   describe("JSON", function()

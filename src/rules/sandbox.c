@@ -292,11 +292,19 @@ static int l_deny(lua_State *L) {
 }
 
 /* request(to, trigger [, metadata]): a follow-up transition a hook asks for. */
+/* A non-empty string argument with no NUL inside (C would cut it there). */
+static bool plain_string(lua_State *L, int arg) {
+    size_t len;
+    const char *s = lua_type(L, arg) == LUA_TSTRING ? lua_tolstring(L, arg, &len) : NULL;
+    return s && len > 0 && strlen(s) == len;
+}
+
 static int l_request(lua_State *L) {
-    if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) == 0)
-        return luaL_error(L, "request: the target state must be a non-empty string");
-    if (lua_type(L, 2) != LUA_TSTRING || lua_rawlen(L, 2) == 0)
-        return luaL_error(L, "request: the trigger must be a non-empty string");
+    if (!plain_string(L, 1))
+        return luaL_error(L, "request: the target state must be a non-empty string "
+                          "with no NUL");
+    if (!plain_string(L, 2))
+        return luaL_error(L, "request: the trigger must be a non-empty string with no NUL");
     check_opt_table(L, 3, "request", "metadata");
     lua_settop(L, 3);
     lua_createtable(L, 0, 3);
