@@ -19,9 +19,13 @@ PKGS    := lua5.4 libcjson libevent openssl hiredis
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN    := -Wall -Wextra -Werror
+# Lua's stricter set where it costs little.
+WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+           -Wundef -Wredundant-decls
+# The version lives in one place: src/loopforge.h.
+VERSION := $(shell sed -n 's/^\#define LF_VERSION_STRING "\(.*\)"/\1/p' src/loopforge.h)
 CFLAGS  ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP \
               -DLF_DATADIR='"$(PREFIX)/share/loopforge"'
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LIBS    = $(PKG_LIBS) -lm
@@ -56,13 +60,20 @@ all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbo
 deps:
 	@sh contrib/install-deps.sh
 
-$(B)/obj/%.o: %.c $(wildcard src/*.h src/*/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+# Headers are tracked per object (-MMD -MP, the .d files below). The
+# library's objects hide every symbol but the LF_API ones (loopforge.h):
+# libloopforge.so exports the API and nothing else.
+$(LIB_OBJ) $(ALIB_OBJ): VIS := -fvisibility=hidden
 
-$(A)/obj/%.o: %.c $(wildcard src/*.h src/*/*.h)
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -O1 -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(VIS) -c -o $@ $<
+
+$(A)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(VIS) $(SAN) -O1 -c -o $@ $<
+
+-include $(shell find build -name '*.d' 2>/dev/null)
 
 $(B)/libloopforge.a: $(LIB_OBJ)
 	@mkdir -p $(B); rm -f $@; ar rcs $@ $^
@@ -150,7 +161,7 @@ install: all
 	install -m 755 $(B)/libloopforge.so $(DESTDIR)$(PREFIX)/lib/libloopforge.so.0
 	ln -sf libloopforge.so.0 $(DESTDIR)$(PREFIX)/lib/libloopforge.so
 	install -m 644 src/loopforge.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' contrib/loopforge.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' contrib/loopforge.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loopforge.pc
 	install -m 755 $(B)/lua/loopforge/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/loopforge/
 	install -m 644 lua/loopforge/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/loopforge/

@@ -1,11 +1,13 @@
 /* loopforge.h -- the public interface of the loopforge engine.
  *
- * An engine owns a store (memory:, file:PATH) and a policy set (a
- * directory of Lua files). Every operation completes through a callback,
- * exactly once, in the hiredis-async style; the memory and journal
- * stores complete before the call returns, asynchronous stores later on
- * the event base given at creation. Pointers handed to a callback are
- * valid only until the callback returns: copy what you keep. */
+ * An engine owns a store (memory:, file:PATH, redis://…, unix://…) and a
+ * policy set (a directory of Lua files). Every operation completes
+ * through a callback, exactly once, in the hiredis-async style; the
+ * memory and journal stores complete before the call returns, the Redis
+ * store later on the event base given at creation. Pointers handed to a
+ * callback are valid only until the callback returns: copy what you keep.
+ *
+ * Only the functions marked LF_API are exported by libloopforge.so. */
 #ifndef LOOPFORGE_H
 #define LOOPFORGE_H
 
@@ -21,6 +23,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define LF_API __attribute__((visibility("default")))
 
 struct event_base;
 
@@ -38,23 +42,23 @@ typedef enum lf_code {
     LF_CODE__COUNT
 } lf_code;
 
-const char *lf_code_name(lf_code code);
-const char *lf_version(void);
+LF_API const char *lf_code_name(lf_code code);
+LF_API const char *lf_version(void);
 
 typedef struct lf_engine lf_engine;
 typedef struct lf_record lf_record;
 
 /* Record accessors (the struct is private). */
-const char *lf_record_id(const lf_record *r);
-const char *lf_record_state(const lf_record *r);
-uint64_t lf_record_version(const lf_record *r);
-const char *lf_record_ref(const lf_record *r);
-const char *lf_record_updated_at(const lf_record *r);  /* ISO 8601 UTC */
+LF_API const char *lf_record_id(const lf_record *r);
+LF_API const char *lf_record_state(const lf_record *r);
+LF_API uint64_t lf_record_version(const lf_record *r);
+LF_API const char *lf_record_ref(const lf_record *r);
+LF_API const char *lf_record_updated_at(const lf_record *r);  /* ISO 8601 UTC */
 /* The record as JSON (LoopForge's key order); caller frees. */
-char *lf_record_json(const lf_record *r);
+LF_API char *lf_record_json(const lf_record *r);
 /* The same with only the last max_transitions history entries (0: all);
  * when some are left out, "transitions_total" gives their whole count. */
-char *lf_record_json_tail(const lf_record *r, size_t max_transitions);
+LF_API char *lf_record_json_tail(const lf_record *r, size_t max_transitions);
 
 typedef struct lf_engine_config {
     const char *store;          /* URL; NULL: $LOOPFORGE_STORE, else
@@ -72,14 +76,14 @@ typedef struct lf_engine_config {
 
 /* The store URL an engine made from cfg opens: cfg->store, else
  * $LOOPFORGE_STORE, else "file:./var/loopforge.journal". */
-const char *lf_engine_store_url(const lf_engine_config *cfg);
+LF_API const char *lf_engine_store_url(const lf_engine_config *cfg);
 
 /* Returns NULL with a message in err (and *code set, if code is not
  * NULL: LF_UNAVAILABLE for a store that cannot be opened,
  * LF_INVALID_REQUEST for a bad URL or a broken policy set). */
-lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err,
+LF_API lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err,
                          size_t errlen, lf_code *code);
-void lf_engine_free(lf_engine *e);
+LF_API void lf_engine_free(lf_engine *e);
 
 /* The outcome of a request. */
 typedef struct lf_result {
@@ -103,10 +107,10 @@ typedef void lf_result_cb(const lf_result *res, void *arg);
 /* The result as a JSON object; caller frees. Keys: success, code, error,
  * previous_state, new_state, record, decisions, dry_run, duplicate,
  * violation. */
-char *lf_result_json(const lf_result *res);
+LF_API char *lf_result_json(const lf_result *res);
 /* The same with the record's history cut to its last max_transitions
  * entries (0: all), as lf_record_json_tail does. */
-char *lf_result_json_tail(const lf_result *res, size_t max_transitions);
+LF_API char *lf_result_json_tail(const lf_result *res, size_t max_transitions);
 
 typedef struct lf_create_req {
     const char *ref;            /* required */
@@ -142,17 +146,17 @@ typedef struct lf_transition_req {
                                    `violation` naming the rule and reason */
 } lf_transition_req;
 
-void lf_engine_create(lf_engine *e, const lf_create_req *req,
+LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req,
                       lf_result_cb *cb, void *arg);
-void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
+LF_API void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
                           lf_result_cb *cb, void *arg);
-void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb,
+LF_API void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb,
                    void *arg);
-void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
+LF_API void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
                            void *arg);
 /* An audited tombstone: later reads find nothing; history stays in the
  * audit log. */
-void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
+LF_API void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
                       lf_result_cb *cb, void *arg);
 
 typedef struct lf_list_query {
@@ -166,7 +170,7 @@ typedef struct lf_list_query {
 typedef void lf_list_cb(lf_code code, const char *error,
                         const lf_record *const *records, size_t n,
                         const char *next_cursor, void *arg);
-void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
+LF_API void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
                     void *arg);
 
 /* A page of the audit log as NDJSON lines (without newlines), in seq
@@ -176,11 +180,11 @@ void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
 typedef void lf_audit_cb(lf_code code, const char *error,
                          const char *const *lines, const size_t *lens,
                          size_t n, uint64_t last_seq, void *arg);
-void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
+LF_API void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
                      size_t limit, lf_audit_cb *cb, void *arg);
 
 /* The loaded policy set: generation id (sha256 hex). */
-const char *lf_engine_generation(const lf_engine *e);
+LF_API const char *lf_engine_generation(const lf_engine *e);
 
 /* Reloads the policy directory into a fresh sandbox. The new generation
  * replaces the old only if it loads and lints whole; otherwise the old
@@ -190,7 +194,7 @@ const char *lf_engine_generation(const lf_engine *e);
 typedef void lf_reload_cb(lf_code code, const char *error,
                           const char *old_generation,
                           const char *new_generation, void *arg);
-void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
+LF_API void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
                       void *arg);
 
 /* Where the engine reports what no result carries: hook errors,
@@ -199,7 +203,7 @@ void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
  * inside engine calls and event callbacks: it must not free the engine. */
 typedef enum lf_log_level { LF_LOG_DEBUG, LF_LOG_INFO, LF_LOG_WARN, LF_LOG_ERROR } lf_log_level;
 typedef void lf_log_fn(lf_log_level level, const char *msg, void *ud);
-void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
+LF_API void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
 
 /* Counters since the engine was created. */
 #define LF_LATENCY_BUCKETS 12
@@ -221,10 +225,10 @@ typedef struct lf_stats {
      * timeout, no connection, a bad URL, no event base, cancelled). */
     uint64_t notify_sent, notify_failed;
 } lf_stats;
-void lf_engine_stats(const lf_engine *e, lf_stats *out);
+LF_API void lf_engine_stats(const lf_engine *e, lf_stats *out);
 /* Upper bound of latency bucket i in microseconds (+infinity for the last):
  * 1 2 5 10 20 50 100 200 500 1000 5000 +inf. */
-double lf_latency_bound_us(int i);
+LF_API double lf_latency_bound_us(int i);
 
 #ifdef __cplusplus
 }

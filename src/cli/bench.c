@@ -86,11 +86,7 @@ static int settle(lf_cli *c, bench_call *b, const char *what, const char *id,
     return -1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)lf_mono_ns() / 1e9; }
 
 /* Heap bytes in use now: what the records and indexes cost, whatever
  * memory earlier runs freed for reuse (which RSS would hide). glibc only;

@@ -46,12 +46,7 @@ static const struct { const char *to, *trigger; } happy_path[] = {
 };
 #define NSTEPS (sizeof(happy_path) / sizeof(happy_path[0]))
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)lf_mono_ns() / 1e9; }
 
 static void nap_ms(long ms)
 {

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "cli.h"
-#include "../core/record.h"   /* list reads ref and updated_at */
 
 /* ---- create ---------------------------------------------------------- */
 
@@ -263,7 +262,8 @@ static void on_list(lf_code code, const char *error,
     }
     for (size_t i = 0; i < n; i++) {
         const lf_record *r = records[i];
-        printf("%s  %-15s  %s  %s\n", r->id, r->state, r->updated_at, r->ref);
+        printf("%s  %-15s  %s  %s\n", lf_record_id(r), lf_record_state(r),
+               lf_record_updated_at(r), lf_record_ref(r));
     }
     if (next_cursor)
         fprintf(stderr, "(more: add --cursor %s)\n", next_cursor);

@@ -7,6 +7,7 @@
  * integers are formatted by hand rather than through printf. */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,4 +171,23 @@ void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt) {
 void lf_buf_json_key(lf_buf *b, const char *key) {
     lf_buf_json_str(b, key);
     lf_buf_putc(b, ':');
+}
+
+/* A whole file, NUL-terminated; NULL with errno set if it cannot be read. */
+char *lf_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    lf_buf b = LF_BUF_INIT;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) lf_buf_add(&b, chunk, n);
+    int err = ferror(f);
+    fclose(f);
+    if (err) {
+        lf_buf_free(&b);
+        errno = EIO;
+        return NULL;
+    }
+    *len = b.len;
+    return b.p ? lf_buf_steal(&b) : calloc(1, 1);
 }

@@ -57,4 +57,9 @@ void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt);
 /* `"key":` */
 void lf_buf_json_key(lf_buf *b, const char *key);
 
+/* A whole file, NUL-terminated, its length in *len; NULL with errno set
+ * if it cannot be read. (The one file reader; core's only I/O besides the
+ * clock and the random source.) */
+char *lf_read_file(const char *path, size_t *len);
+
 #endif

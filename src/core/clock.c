@@ -1,6 +1,7 @@
 /* clock.c -- record ids from the kernel's random source, and our one
  * timestamp format. */
 #include "clock.h"
+#include "hash.h"
 
 #include <string.h>
 #include <sys/random.h>
@@ -19,7 +20,6 @@ static void pool_drop(void) { pool_left = 0; }
 static void pool_init(void) { pthread_atfork(NULL, NULL, pool_drop); }
 
 int lf_id_new(char out[LF_ID_LEN + 1]) {
-    static const char hex[] = "0123456789abcdef";
     pthread_once(&pool_once, pool_init);
     if (pool_left < 8) {
         size_t got = 0;
@@ -32,11 +32,7 @@ int lf_id_new(char out[LF_ID_LEN + 1]) {
     }
     const unsigned char *r = pool + sizeof pool - pool_left;
     memcpy(out, "loop-", 5);
-    for (int i = 0; i < 8; i++) {
-        out[5 + 2 * i] = hex[r[i] >> 4];
-        out[6 + 2 * i] = hex[r[i] & 15];
-    }
-    out[LF_ID_LEN] = '\0';
+    lf_hex(r, 8, out + 5);
     pool_left -= 8;
     return 0;
 }
@@ -109,4 +105,10 @@ int lf_ts_parse(const char *s, int64_t *us) {
                     .tm_hour = h, .tm_min = m, .tm_sec = sec};
     *us = (int64_t)timegm(&tm) * 1000000 + frac;
     return 0;
+}
+
+uint64_t lf_mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

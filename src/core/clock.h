@@ -20,6 +20,7 @@ int lf_id_new(char out[LF_ID_LEN + 1]);
 int lf_id_valid(const char *s);
 
 int64_t lf_now_us(void);        /* microseconds since the epoch, UTC */
+uint64_t lf_mono_ns(void);      /* nanoseconds on the monotonic clock */
 void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]);
 /* Parses our own format back; returns 0 or -1. */
 int lf_ts_parse(const char *s, int64_t *us);

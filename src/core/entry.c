@@ -1,6 +1,7 @@
 /* entry.c -- audit entries: canonical serialization, sealing (seq, prev,
  * sha256), parsing, and chain verification over stored bytes. */
 #include "entry.h"
+#include "hash.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -67,26 +68,6 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
     lf_buf_puts(b, "\"}");
 }
 
-/* sha256 of buf, as 64 lowercase hex characters. The digest and its
- * context are fetched once per thread: EVP's implicit fetch on every call
- * costs more than hashing a short line. */
-static void sha256_hex(const void *p, size_t n, char out[LF_HASH_LEN + 1]) {
-    static __thread EVP_MD *md;
-    static __thread EVP_MD_CTX *ctx;
-    static const char hex[] = "0123456789abcdef";
-    unsigned char d[32];
-    unsigned int dl = 0;
-    if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!ctx) ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, md, NULL);
-    EVP_DigestUpdate(ctx, p, n);
-    EVP_DigestFinal_ex(ctx, d, &dl);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[LF_HASH_LEN] = '\0';
-}
 
 void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
     e->seq = seq;
@@ -94,7 +75,7 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
     e->prev[LF_HASH_LEN] = '\0';
     lf_buf_reset(line);
     lf_entry_write_canonical(e, line);
-    sha256_hex(line->p, line->len, e->hash);
+    lf_sha256_hex(line->p, line->len, e->hash);
     /* Replace the closing brace by the hash key: the hashed bytes are the
      * line minus `,"hash":"…"`. */
     line->len--;
@@ -278,7 +259,7 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
     lf_buf_add(&b, line, len - HASH_SUFFIX_LEN);
     lf_buf_putc(&b, '}');
     char h[LF_HASH_LEN + 1];
-    sha256_hex(b.p, b.len, h);
+    lf_sha256_hex(b.p, b.len, h);
     lf_buf_free(&b);
     if (strcmp(h, e->hash) != 0) {
         snprintf(err, errlen, "seq %llu: hash mismatch (entry modified)",

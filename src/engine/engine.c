@@ -323,11 +323,6 @@ static int64_t stamp(char ts[LF_TS_LEN + 1], const char *floor) {
     return now;
 }
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- idempotency ------------------------------------------------------- */
 
@@ -777,9 +772,9 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
                   t->metadata, now};
     lf_verdict v;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
-    uint64_t took = mono_ns() - t0;
+    uint64_t took = lf_mono_ns() - t0;
     lf_buf b = LF_BUF_INIT;
     free(t->decisions);
     t->decisions = NULL;            /* NULL reads as [] */

@@ -341,7 +341,6 @@ void lf_notify_send(lf_notifier **np, struct event_base *base, const lf_notify_s
     for (size_t i = 0; i < n; i++) start(*np, &ns[i]);
 }
 
-size_t lf_notify_in_flight(const lf_notifier *nt) { return nt ? nt->n : 0; }
 
 void lf_notify_free(lf_notifier *nt) {
     if (!nt) return;

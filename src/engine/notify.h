@@ -27,10 +27,6 @@ void lf_notify_send(lf_notifier **np, struct event_base *base,
                     const lf_notify_sink *sink, const lf_notification *ns,
                     size_t n);
 
-/* POSTs still in flight (0 for NULL): a host about to exit, like the
- * CLI, may run its loop until this is 0 (each ends within its timeout). */
-size_t lf_notify_in_flight(const lf_notifier *nt);
-
 /* Cancels every POST still in flight (one log line each) and frees. The
  * event base must still exist. NULL is a no-op. */
 void lf_notify_free(lf_notifier *nt);

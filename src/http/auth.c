@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include "internal.h"
+#include "../core/hash.h"
 
 typedef struct lf_token {
     char name[65];
@@ -54,31 +55,6 @@ bool lf_token_name_valid(const char *name) {
     return true;
 }
 
-static int unhex(const char *s, unsigned char *out, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = s[2 * i + k];
-            v <<= 4;
-            if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-            else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-            else return -1;
-        }
-        out[i] = (unsigned char)v;
-    }
-    return s[2 * n] == '\0' ? 0 : -1;
-}
-
-static void tohex(const unsigned char *p, size_t n, char *out) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* One line of the file into t (fields separated by blanks). */
 static int parse_line(char *line, lf_token *t, const char **why) {
     char *save = NULL;
@@ -92,7 +68,7 @@ static int parse_line(char *line, lf_token *t, const char **why) {
     if (lf_role_parse(role, &t->role))
         return *why = "role must be read, write or admin", -1;
     if (strlen(hex) != 2 * SHA256_DIGEST_LENGTH ||
-        unhex(hex, t->digest, SHA256_DIGEST_LENGTH))
+        lf_unhex(hex, t->digest, SHA256_DIGEST_LENGTH))
         return *why = "digest must be 64 hex digits (sha256 of the token)", -1;
     snprintf(t->name, sizeof t->name, "%s", name);
     return 0;
@@ -163,7 +139,7 @@ const char *lf_tokens_check(const lf_tokens *t, const char *authz,
     while (len && tok[len - 1] == ' ') len--;
     if (!len) return NULL;
     unsigned char d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)tok, len, d);
+    lf_sha256(tok, len, d);
     /* Compare with every entry, each in constant time: neither the match
      * nor its position shows in the timing. */
     const lf_token *hit = NULL;
@@ -179,10 +155,10 @@ int lf_token_new(const char *name, lf_role role, char token[64], char line[160])
     char hex[2 * SHA256_DIGEST_LENGTH + 1];
     if (RAND_bytes(raw, sizeof raw) != 1) return -1;
     memcpy(token, "lf_", 3);
-    tohex(raw, sizeof raw, token + 3);
+    lf_hex(raw, sizeof raw, token + 3);
     OPENSSL_cleanse(raw, sizeof raw);
-    SHA256((const unsigned char *)token, strlen(token), d);
-    tohex(d, sizeof d, hex);
+    lf_sha256(token, strlen(token), d);
+    lf_hex(d, sizeof d, hex);
     snprintf(line, 160, "%s %s %s", name, lf_role_name(role), hex);
     return 0;
 }
@@ -191,18 +167,10 @@ int lf_token_new(const char *name, lf_role role, char token[64], char line[160])
 
 unsigned char *lf_secret_load(const char *path, size_t *len, char *err,
                               size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    unsigned char *buf = malloc(MAX_SECRET + 1);
-    size_t n = buf ? fread(buf, 1, MAX_SECRET + 1, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad || n > MAX_SECRET) {
-        snprintf(err, errlen, "%s: %s", path, !buf ? "out of memory" :
-                 bad ? "cannot read" : "longer than 4096 bytes");
+    size_t n;
+    unsigned char *buf = (unsigned char *)lf_read_file(path, &n);
+    if (!buf || n > MAX_SECRET) {
+        snprintf(err, errlen, "%s: %s", path, buf ? "longer than 4096 bytes" : strerror(errno));
         free(buf);
         return NULL;
     }

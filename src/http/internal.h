@@ -146,7 +146,7 @@ struct lf_req {
     void *data;                 /* the handler's own state */
 };
 
-uint64_t lf_mono_ns(void);
+#include "../core/clock.h"     /* lf_mono_ns */
 
 /* The request body as one contiguous block (not NUL-terminated). */
 const char *lf_req_body(lf_req *r, size_t *len);

@@ -46,11 +46,6 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
                       lf_webhook_github},
 };
 
-uint64_t lf_mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the listen address ------------------------------------------------ */
 

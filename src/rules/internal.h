@@ -147,7 +147,6 @@ char *lf_xstrdup(const char *s);
  * process in an error or a reason. */
 char *lf_scrub(char *msg);
 char *lf_xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *lf_read_file(const char *path, size_t *len);
 void lf_problem(load_ctx *c, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -19,6 +19,7 @@
  * the order of things and the workflow DSL; sandbox.c the lua_State,
  * dsl.c policies, hooks, routes and config. */
 #include "internal.h"
+#include "../core/hash.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -646,33 +647,6 @@ static void sort_paths(path_list *l) {
     }
 }
 
-/* A whole file, NUL-terminated; NULL with errno set if it cannot be read. */
-char *lf_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    lf_buf b = LF_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) lf_buf_add(&b, chunk, n);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        lf_buf_free(&b);
-        errno = EIO;
-        return NULL;
-    }
-    *len = b.len;
-    return b.p ? lf_buf_steal(&b) : lf_xstrdup("");
-}
-
-static void hex(const unsigned char *in, size_t n, char *out) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 /* $LOOPFORGE_LUA_PATH, else ./lua if it is there, else the installed one. */
 static char *resolve_lua_dir(const char *given) {
@@ -688,21 +662,17 @@ static char *resolve_lua_dir(const char *given) {
 static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
                       lf_buf *errors) {
     int nerr = 0, config_file = -1, config_ref = LUA_NOREF;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) abort();
+    lf_buf all = LF_BUF_INIT;       /* the generation id hashes every file, in order */
     for (int i = 0; i < r->nfiles; i++) {
         if (!(srcs[i] = lf_read_file(r->files[i], &lens[i]))) {
             lf_buf_printf(errors, "%s: %s\n", r->files[i], strerror(errno));
             nerr++;
             continue;
         }
-        EVP_DigestUpdate(md, srcs[i], lens[i]);
+        lf_buf_add(&all, srcs[i], lens[i]);
     }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int dn = 0;
-    EVP_DigestFinal_ex(md, digest, &dn);
-    EVP_MD_CTX_free(md);
-    hex(digest, dn, r->generation);
+    lf_sha256_hex(all.p ? all.p : "", all.len, r->generation);
+    lf_buf_free(&all);
 
     lf_buf libdir = LF_BUF_INIT;
     lf_buf_printf(&libdir, "%s/lib", dir);

@@ -8,6 +8,7 @@
  * allow(), deny(), request(), notify{} and parse_time() (route.c adds the
  * routes' create{}, transition{} and ignore()). */
 #include "internal.h"
+#include "../core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,13 +42,6 @@ static lf_rules *rules_of(lua_State *L) {
     void *ud;
     lua_getallocf(L, &ud);
     return ud;
-}
-
-/* Nanoseconds on the monotonic clock, for the per-call deadline. */
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
@@ -84,7 +78,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
             lua_sethook(L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
         if (--r->ticks_left < 0)
             spend(L, "instruction budget exceeded", ar);
-        else if (mono_ns() > r->deadline_ns)
+        else if ((int64_t)lf_mono_ns() > r->deadline_ns)
             spend(L, "time budget exceeded", ar);
         else
             return;
@@ -98,7 +92,7 @@ void lf_budget_reset(lf_rules *r, long instructions) {
     r->spent[0] = '\0';
     /* A load gets the load budget's time too (ten times a call's). */
     int64_t ms = instructions > r->call_budget ? 10 * r->call_ms : r->call_ms;
-    r->deadline_ns = mono_ns() + ms * 1000000;
+    r->deadline_ns = (int64_t)lf_mono_ns() + ms * 1000000;
     /* Re-arming also restarts the hook's countdown at a full tick. */
     lua_sethook(r->L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
 }

@@ -313,8 +313,6 @@ void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
     lf_entry_doc_free(&doc);
 }
 
-uint64_t lf_memdb_last_seq(const lf_memdb *db) { return db->nlines; }
-const char *lf_memdb_last_hash(const lf_memdb *db) { return db->last_hash; }
 
 /* ---- list --------------------------------------------------------------- */
 

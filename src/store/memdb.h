@@ -38,8 +38,6 @@ int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
 lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
                         char *err, size_t errlen);
 
-uint64_t lf_memdb_last_seq(const lf_memdb *db);
-const char *lf_memdb_last_hash(const lf_memdb *db);   /* genesis if empty */
 
 /* Store operations over a memdb, shared by memory: and file:. */
 void lf_memdb_get_op(const lf_memdb *db, const char *id, lf_store_cb *cb, void *arg);

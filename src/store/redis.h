@@ -48,8 +48,6 @@ typedef struct lf_redis_url {
 int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
                        size_t errlen);
 void lf_redis_url_free(lf_redis_url *u);
-/* True for the URLs lf_redis_url_parse is meant for. */
-bool lf_redis_url_is(const char *url);
 
 /* ---- scripts (redis_lua.c) --------------------------------------------- */
 

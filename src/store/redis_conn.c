@@ -26,6 +26,7 @@
  * the store's frames on the stack; lf_store_free tears down at once but
  * the memory goes when the last frame unwinds (lf_redis_release). */
 #include "redis.h"
+#include "../core/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,9 +42,7 @@
 
 int64_t lf_redis_now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)(lf_mono_ns() / 1000);
 }
 
 void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,

@@ -8,6 +8,7 @@
  * Every check comes before the first write, because Redis does not roll
  * back a script that fails halfway. Key layout: docs/redis.md. */
 #include "redis.h"
+#include "../core/hash.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -194,13 +195,10 @@ const char *lf_redis_script_src(lf_redis_script id)
 
 void lf_redis_script_sha(lf_redis_script id, char out[41])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_Digest(sources[id], strlen(sources[id]), d, &n, EVP_sha1(), NULL);
-    for (unsigned i = 0; i < 20; i++) {
-        out[2 * i] = hex[i < n ? d[i] >> 4 : 0];
-        out[2 * i + 1] = hex[i < n ? d[i] & 15 : 0];
-    }
-    out[40] = '\0';
+    /* Redis names a script by its SHA-1 */
+    if (!EVP_Digest(sources[id], strlen(sources[id]), d, &n, EVP_sha1(), NULL) || n != 20)
+        abort();
+    lf_hex(d, 20, out);
 }

@@ -19,11 +19,6 @@
 #define USAGE "expected redis://[:password@]host:port/db or " \
               "unix:///path/to/redis.sock?db=N"
 
-bool lf_redis_url_is(const char *url)
-{
-    return strncmp(url, "redis://", 8) == 0 || strncmp(url, "unix:", 5) == 0;
-}
-
 void lf_redis_url_free(lf_redis_url *u)
 {
     free(u->host);

@@ -16,6 +16,13 @@ for f in bin/loopforge include/loopforge.h lib/libloopforge.a lib/libloopforge.s
 done
 check "no internal header is installed" test ! -e "$prefix/include/record.h"
 
+# The shared library exports the API (LF_API in loopforge.h) and nothing else.
+sed -n 's/^LF_API .*[ *]\(lf_[a-z_0-9]*\)(.*/\1/p' "$prefix/include/loopforge.h" | sort >"$tmp/api"
+nm -D --defined-only "$prefix/lib/libloopforge.so.0" | awk '$2 == "T" { print $3 }' | sort >"$tmp/exported"
+check "the header declares the API ($(wc -l <"$tmp/api") functions)" test "$(wc -l <"$tmp/api")" -gt 20
+check "libloopforge.so exports exactly those" cmp -s "$tmp/api" "$tmp/exported"
+check "pkg-config's version is the header's" sh -c "grep -q \"^Version: \$(sed -n 's/^#define LF_VERSION_STRING \"\\(.*\\)\"/\\1/p' '$prefix/include/loopforge.h')\$\" '$prefix/lib/pkgconfig/loopforge.pc'"
+
 cat >"$tmp/hello.c" <<'C'
 #include <loopforge.h>
 #include <stdio.h>

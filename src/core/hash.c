@@ -1,0 +1,50 @@
+/* hash.c -- hex and SHA-256 (hash.h). */
+#include "hash.h"
+
+#include <stdlib.h>
+
+#include <openssl/evp.h>
+
+void lf_hex(const void *p, size_t n, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int nibble(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int lf_unhex(const char *s, void *out, size_t n) {
+    unsigned char *b = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi = nibble(s[2 * i]), lo = hi < 0 ? -1 : nibble(s[2 * i + 1]);
+        if (lo < 0) return -1;
+        b[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return s[2 * n] == '\0' ? 0 : -1;
+}
+
+void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]) {
+    static __thread EVP_MD *md;
+    static __thread EVP_MD_CTX *ctx;
+    unsigned int dl = 0;
+    if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!ctx) ctx = EVP_MD_CTX_new();
+    if (!md || !ctx || !EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, p, n) ||
+        !EVP_DigestFinal_ex(ctx, out, &dl))
+        abort();
+}
+
+void lf_sha256_hex(const void *p, size_t n, char out[2 * LF_SHA256_LEN + 1]) {
+    unsigned char d[LF_SHA256_LEN];
+    lf_sha256(p, n, d);
+    lf_hex(d, sizeof d, out);
+}

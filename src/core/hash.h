@@ -1,0 +1,23 @@
+/* hash.h -- hex and SHA-256, written once for every layer: audit entry
+ * hashes, the policy set's generation id, token digests, ids. */
+#ifndef LF_HASH_H
+#define LF_HASH_H
+
+#include <stddef.h>
+
+#define LF_SHA256_LEN 32
+
+/* Writes the 2n lowercase hex digits of p[0..n) and a NUL to out. */
+void lf_hex(const void *p, size_t n, char *out);
+/* Reads exactly 2n hex digits (either case) followed by the end of s into
+ * out[0..n). Returns 0, or -1 (out then undefined). */
+int lf_unhex(const char *s, void *out, size_t n);
+
+/* SHA-256 of p[0..n). The digest and its context are fetched once per
+ * thread: EVP's implicit fetch on every call costs more than hashing a
+ * short line. Aborts if OpenSSL cannot hash at all. */
+void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]);
+/* The same as 64 lowercase hex digits and a NUL. */
+void lf_sha256_hex(const void *p, size_t n, char out[2 * LF_SHA256_LEN + 1]);
+
+#endif
