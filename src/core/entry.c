@@ -135,6 +135,14 @@ static int get_doc(cJSON *o, const char *key, int array, int optional,
     return *out ? 0 : fail(err, errlen, "out of memory", NULL);
 }
 
+/* The strict parse of one stored line (no trailing newline) into doc,
+ * whose strings the entry points into. Every key of the canonical form
+ * must be there with its type (record, changes, violation and
+ * idempotency_key only where they belong), the kind known, the
+ * timestamp ours; object and array values are normalized so a later
+ * write reproduces them.
+ * Returns 0, or -1 with "what: key" in err and doc left empty (nothing to
+ * free). Never reads past line[len). */
 int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
                    size_t errlen) {
     memset(doc, 0, sizeof *doc);

@@ -854,6 +854,20 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from,
     lf_store_commit(t->eng->store, en, txn_rejected, t);
 }
 
+/* The store's answer to the load of a transition's (or deletion's) record,
+ * and the heart of the pipeline: checks the edge in the record's
+ * workflow, runs the guards (or, for an observation, records what they
+ * would have said as a violation), builds the entry and hands it to the
+ * store's commit.
+ *
+ * code/err: the load's outcome (anything but LF_OK ends the request with
+ *           it); rec: the record as loaded, valid only during this call.
+ * arg:      the txn, which from here belongs to the commit's callback or
+ *           is finished (txn_done) on every early return.
+ * Can fail: an unknown workflow or state (invalid_request), no edge
+ * (invalid_transition, audited as `rejected`), a guard's deny (denied,
+ * audited as `denied`), out of memory (unavailable). A repeat of an
+ * observation already true changes nothing and answers ok. */
 static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
                        const lf_entry *unused, void *arg) {
     txn *t = arg;

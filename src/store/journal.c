@@ -179,7 +179,13 @@ static int journal_cut(lf_journal *j, off_t size, char *err, size_t errlen)
  * with the lock held (shared or exclusive), so no writer is halfway
  * through a line: bytes after the last "\n" are a torn tail left by a
  * writer that died. With `exclusive` they are cut off; under a shared
- * lock they are merely left alone (the next commit cuts them). */
+ * lock they are merely left alone (the next commit cuts them).
+ *
+ * Another process may have appended since we last looked: this is how
+ * each process sees the others' commits before it reads or writes.
+ * Returns 0, or -1 with err set: the file cannot be read or cut, or a
+ * complete line does not parse or does not fold (a corrupt journal,
+ * named by its line number) -- the memdb then holds what came before. */
 static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
                                    size_t errlen)
 {

@@ -280,7 +280,18 @@ static void commit_fetched(commit_op *c, redisReply *r)
     if (commit_fold(c, base) == 0) commit_send(&c->op);
 }
 
-/* EVALSHA commit with the sealed entry (layout in redis_lua.c). */
+/* Formats the commit script's call for the sealed entry into c->op:
+ * EVALSHA sha nkeys KEYS... ARGV..., in the layout redis_lua.c's commit
+ * script reads. KEYS: the head, the log and the idempotency index, then
+ * (for a record's entry) the record and its own log, then the indexes
+ * the entry touches. ARGV: the sealed line, its seq, the head it expects
+ * (the compare-and-set), the record's version and folded JSON, ...; from
+ * ARGV 13 on, a move's new aliases or a tombstone's ref and aliases.
+ *
+ * c: a commit whose entry is sealed (c->e) and whose fold (c->next) is
+ *    done; c->mode says what kind of write it is.
+ * Returns 0 with the argument vectors set, or -1 (out of memory: the
+ * commit then fails with unavailable and nothing is sent). */
 static int commit_format(commit_op *c)
 {
     lf_redis *s = c->op.s;
