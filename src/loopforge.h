@@ -7,6 +7,12 @@
  * store later on the event base given at creation. Pointers handed to a
  * callback are valid only until the callback returns: copy what you keep.
  *
+ * Out of memory: the library's allocations never fail back to you; one
+ * that cannot be satisfied prints what it wanted and aborts the process,
+ * as Redis does (src/core/mem.h). No result is ever "out of memory". The
+ * exception is by design: the Lua sandbox's memory cap is a policy's
+ * budget, and a policy that exceeds it fails (a guard denies).
+ *
  * Only the functions marked LF_API are exported by libloopforge.so. */
 #ifndef LOOPFORGE_H
 #define LOOPFORGE_H

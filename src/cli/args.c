@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "args.h"
+#include "../core/mem.h"
 
 static const lf_optspec *spec_find(const lf_optspec *t, const char *name,
                                    size_t len) {
@@ -17,18 +18,14 @@ static const lf_optspec *spec_find(const lf_optspec *t, const char *name,
 }
 
 static void push_opt(lf_args *a, const char *name, const char *value) {
-    lf_opt *o = realloc(a->opts, (a->nopts + 1) * sizeof(*o));
-    if (!o) abort();
-    a->opts = o;
+    a->opts = lf_xrealloc(a->opts, (a->nopts + 1) * sizeof *a->opts);
     a->opts[a->nopts].name = name;
     a->opts[a->nopts].value = value;
     a->nopts++;
 }
 
 static void push_pos(lf_args *a, const char *s) {
-    const char **p = realloc(a->pos, (a->npos + 1) * sizeof(*p));
-    if (!p) abort();
-    a->pos = p;
+    a->pos = lf_xrealloc(a->pos, (a->npos + 1) * sizeof *a->pos);
     a->pos[a->npos++] = s;
 }
 

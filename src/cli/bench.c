@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <event2/event.h>
 #include "cli.h"
+#include "../core/mem.h"
 #include "bench_redis.h"
 #include "../core/clock.h"
 
@@ -161,11 +162,7 @@ static int check_closed(lf_cli *c, lf_engine *e, size_t n, bench_id *ids) {
 
 static int bench_store(lf_cli *c, const char *url, const char *policies,
                        size_t n, unsigned runs, bench_result *out) {
-    bench_id *ids = calloc(n, sizeof(*ids));
-    if (!ids) {
-        fputs("bench: out of memory\n", stderr);
-        return LF_EXIT_FAILURE;
-    }
+    bench_id *ids = lf_xcalloc(n, sizeof *ids);
     out->seconds = 0;
     int rc = LF_EXIT_OK;
     for (unsigned run = 0; run < runs && rc == LF_EXIT_OK; run++) {

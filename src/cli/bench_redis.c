@@ -171,7 +171,7 @@ static char *side_get(redisContext *c, const char *fmt, ...)
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
     va_end(ap);
-    char *s = r && r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    char *s = r && r->type == REDIS_REPLY_STRING ? lf_xstrdup(r->str) : NULL;
     if (r) freeReplyObject(r);
     return s;
 }
@@ -189,14 +189,12 @@ static void side_cleanup(redisContext *c, const char *prefix)
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         redisReply *keys = r->element[1];
         if (keys->elements) {
-            const char **argv = malloc((keys->elements + 1) * sizeof *argv);
-            if (argv) {
-                argv[0] = "UNLINK";
-                for (size_t i = 0; i < keys->elements; i++) argv[i + 1] = keys->element[i]->str;
-                redisReply *d = redisCommandArgv(c, (int)keys->elements + 1, argv, NULL);
-                if (d) freeReplyObject(d);
-                free(argv);
-            }
+            const char **argv = lf_xmalloc((keys->elements + 1) * sizeof *argv);
+            argv[0] = "UNLINK";
+            for (size_t i = 0; i < keys->elements; i++) argv[i + 1] = keys->element[i]->str;
+            redisReply *d = redisCommandArgv(c, (int)keys->elements + 1, argv, NULL);
+            if (d) freeReplyObject(d);
+            free(argv);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0") != 0);
@@ -284,8 +282,7 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight,
                     double *seconds, char *first_id)
 {
     run rn = {.e = e, .n = n, .pid = (long)getpid()};
-    slot *slots = calloc(inflight, sizeof *slots);
-    if (!slots) { fputs("bench: out of memory\n", stderr); return -1; }
+    slot *slots = lf_xcalloc(inflight, sizeof *slots);
     double t0 = now_s();
     for (size_t i = 0; i < inflight; i++) {
         slots[i].rn = &rn;
@@ -332,8 +329,8 @@ static int run_capture(char *const argv[], char **out)
 {
     int fd[2], st;
     size_t len = 0, cap = 4096;
-    char *buf = malloc(cap);
-    if (!buf || pipe(fd) < 0) { free(buf); return -1; }
+    char *buf = lf_xmalloc(cap);
+    if (pipe(fd) < 0) { free(buf); return -1; }
     pid_t pid = fork();
     if (pid < 0) { close(fd[0]); close(fd[1]); free(buf); return -1; }
     if (pid == 0) {
@@ -346,9 +343,7 @@ static int run_capture(char *const argv[], char **out)
     close(fd[1]);
     for (;;) {
         if (len + 1024 > cap) {
-            char *b = realloc(buf, cap *= 2);
-            if (!b) break;
-            buf = b;
+            buf = lf_xrealloc(buf, cap *= 2);
         }
         ssize_t n = read(fd[0], buf + len, cap - len - 1);
         if (n < 0 && errno == EINTR) continue;
@@ -427,11 +422,8 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
  * run on a given server touches nothing but its own keys. */
 static char *bench_url(const char *url, long pid)
 {
-    char *s = NULL;
-    if (asprintf(&s, "%s%cprefix=lf%%3Abench%%3A%ld%%3A", url,
-                 strchr(url, '?') ? '&' : '?', pid) < 0)
-        return NULL;
-    return s;
+    return lf_xprintf("%s%cprefix=lf%%3Abench%%3A%ld%%3A", url, strchr(url, '?') ? '&' : '?',
+                      pid);
 }
 
 int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
@@ -454,9 +446,9 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
         if (s < 0) { fprintf(stderr, "bench: redis: %s\n", out->note); goto done; }
         url = sv.url;
     }
-    if (!(burl = bench_url(url, (long)getpid())) ||
-        lf_redis_url_parse(burl, &u, err, sizeof err) < 0) {
-        fprintf(stderr, "bench: redis: %s\n", burl ? err : "out of memory");
+    burl = bench_url(url, (long)getpid());
+    if (lf_redis_url_parse(burl, &u, err, sizeof err) < 0) {
+        fprintf(stderr, "bench: redis: %s\n", err);
         rc = LF_EXIT_USAGE;
         goto done;
     }

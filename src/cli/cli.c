@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include "cli.h"
 #include "../core/buf.h"
+#include "../core/mem.h"
 #include "../core/entry.h"
 
 int lf_cli_exit_code(lf_code code) {
@@ -158,8 +159,7 @@ int lf_cli_kv_object(const lf_cli *c, const char *name, const char *json_name,
         size_t klen = (size_t)(eq - o->value);
         if (kv_overridden(a, i, name, json_name, klen)) continue;
         if (n++) lf_buf_putc(&b, ',');
-        char *key = strndup(o->value, klen);
-        if (!key) abort();
+        char *key = lf_xstrndup(o->value, klen);
         lf_buf_json_str(&b, key);
         free(key);
         lf_buf_putc(&b, ':');

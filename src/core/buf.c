@@ -6,6 +6,7 @@
  * JSON helpers on hot paths, so strings are escaped in bulk runs and
  * integers are formatted by hand rather than through printf. */
 #include "buf.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -15,18 +16,13 @@
 
 #define LF_BUF_MIN_CAP 64
 
-/* Out of memory is not a recoverable condition for a serializer that must
- * produce whole records; die loudly instead of writing a truncated entry
- * into the audit chain. */
-static void lf_buf_oom(size_t want) {
-    fprintf(stderr, "loopforge: out of memory (buffer of %zu bytes)\n", want);
-    abort();
-}
 
-/* Make room for `extra` more bytes plus the terminator. */
+/* Make room for `extra` more bytes plus the terminator. Out of memory
+ * aborts (mem.h): a serializer must never write a truncated entry into
+ * the audit chain. */
 static void lf_buf_reserve(lf_buf *b, size_t extra) {
     size_t need = b->len + extra + 1;
-    if (need < extra) lf_buf_oom(SIZE_MAX);          /* overflow */
+    if (need < extra) lf_oom(SIZE_MAX);          /* overflow */
     if (need <= b->cap) return;
     size_t cap = b->cap ? b->cap : LF_BUF_MIN_CAP;
     while (cap < need) {
@@ -34,7 +30,7 @@ static void lf_buf_reserve(lf_buf *b, size_t extra) {
         cap *= 2;
     }
     char *p = realloc(b->p, cap);
-    if (!p) lf_buf_oom(cap);
+    if (!p) lf_oom(cap);
     if (!b->p) p[0] = '\0';
     b->p = p;
     b->cap = cap;
@@ -97,8 +93,7 @@ char *lf_buf_steal(lf_buf *b) {
     char *p = b->p;
     if (!p) {
         /* Callers free what they get; never hand them NULL for "". */
-        p = malloc(1);
-        if (!p) lf_buf_oom(1);
+        p = lf_xmalloc(1);
         p[0] = '\0';
     }
     b->p = NULL;
@@ -189,5 +184,5 @@ char *lf_read_file(const char *path, size_t *len) {
         return NULL;
     }
     *len = b.len;
-    return b.p ? lf_buf_steal(&b) : calloc(1, 1);
+    return lf_buf_steal(&b);
 }

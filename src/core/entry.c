@@ -2,6 +2,7 @@
  * sha256), parsing, and chain verification over stored bytes. */
 #include "entry.h"
 #include "hash.h"
+#include "mem.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -131,8 +132,8 @@ static int get_doc(cJSON *o, const char *key, int array, int optional,
     if (!v) return optional ? 0 : fail(err, errlen, "missing key", key);
     if (array ? !cJSON_IsArray(v) : !cJSON_IsObject(v))
         return fail(err, errlen, "wrong type for", key);
-    *out = cJSON_PrintUnformatted(v);
-    return *out ? 0 : fail(err, errlen, "out of memory", NULL);
+    *out = lf_xptr(cJSON_PrintUnformatted(v));
+    return 0;
 }
 
 /* The strict parse of one stored line (no trailing newline) into doc,
@@ -290,7 +291,7 @@ char *lf_json_object_normalize(const char *text, char *err, size_t errlen) {
         fail(err, errlen, "not a JSON object", NULL);
         return NULL;
     }
-    char *s = cJSON_PrintUnformatted(v);
+    char *s = lf_xptr(cJSON_PrintUnformatted(v));
     cJSON_Delete(v);
     return s;
 }

@@ -1,6 +1,7 @@
 /* map.c -- linear probing with backward-shift deletion (no tombstones, so
  * lookups stay short however many deletes happen). */
 #include "map.h"
+#include "mem.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,28 +27,25 @@ void *lf_map_get(const lf_map *m, const char *key) {
     return s && s->key ? s->val : NULL;
 }
 
-static int grow(lf_map *m) {
+static void grow(lf_map *m) {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    lf_map_slot *old = m->slots, *n = calloc(cap, sizeof *n);
-    if (!n) return -1;
+    lf_map_slot *old = m->slots, *n = lf_xcalloc(cap, sizeof *n);
     size_t oldcap = m->cap;
     m->slots = n;
     m->cap = cap;
     for (size_t i = 0; i < oldcap; i++)
         if (old[i].key) *find(m, old[i].key, old[i].hash) = old[i];
     free(old);
-    return 0;
 }
 
-int lf_map_put(lf_map *m, const char *key, void *val) {
-    if ((m->len + 1) * 4 > m->cap * 3 && grow(m)) return -1;
+void lf_map_put(lf_map *m, const char *key, void *val) {
+    if ((m->len + 1) * 4 > m->cap * 3) grow(m);
     size_t h = hash_str(key);
     lf_map_slot *s = find(m, key, h);
     if (!s->key) m->len++;
     s->key = key;
     s->val = val;
     s->hash = h;
-    return 0;
 }
 
 void *lf_map_del(lf_map *m, const char *key) {

@@ -18,8 +18,8 @@ typedef struct lf_map {
 #define LF_MAP_INIT {NULL, 0, 0}
 
 void *lf_map_get(const lf_map *m, const char *key);
-/* Inserts or replaces. Returns 0, or -1 when out of memory. */
-int lf_map_put(lf_map *m, const char *key, void *val);
+/* Inserts or replaces. */
+void lf_map_put(lf_map *m, const char *key, void *val);
 /* Returns the removed value, or NULL. */
 void *lf_map_del(lf_map *m, const char *key);
 void lf_map_free(lf_map *m);

@@ -1,6 +1,7 @@
 /* record.c -- LoopForge's record: the fold of audit entries into a
  * record, and its JSON form (LoopForge's key order, then ours). */
 #include "record.h"
+#include "mem.h"
 #include "../loopforge.h"
 
 #include <stdio.h>
@@ -8,43 +9,37 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 
 static void hist_free(lf_hist *h) { free(h->to_state); }
 
 /* One allocation per history entry: to_state, from_state, trigger, actor
  * and metadata live in one block owned through to_state. Transitions are
  * the hot path and this turns five mallocs into one. */
-static int hist_set(lf_hist *h, const char *from, const char *to,
-                    const char *trigger, const char *actor,
-                    const char *metadata, const char *ts) {
+static void hist_set(lf_hist *h, const char *from, const char *to,
+                     const char *trigger, const char *actor,
+                     const char *metadata, const char *ts) {
     if (!metadata) metadata = "{}";
     if (!trigger) trigger = "";
     if (!actor) actor = "";
     size_t lt = strlen(to) + 1, lf = from ? strlen(from) + 1 : 0;
     size_t lg = strlen(trigger) + 1, la = strlen(actor) + 1;
     size_t lm = strlen(metadata) + 1;
-    char *p = malloc(lt + lf + lg + la + lm);
-    if (!p) return -1;
+    char *p = lf_xmalloc(lt + lf + lg + la + lm);
     h->to_state = memcpy(p, to, lt); p += lt;
     h->from_state = from ? memcpy(p, from, lf) : NULL; p += lf;
     h->trigger = memcpy(p, trigger, lg); p += lg;
     h->actor = memcpy(p, actor, la); p += la;
     h->metadata = memcpy(p, metadata, lm);
     memcpy(h->timestamp, ts, LF_TS_LEN + 1);
-    return 0;
 }
 
-static int hist_push(lf_record *r, const lf_hist *src) {
+static void hist_push(lf_record *r, const lf_hist *src) {
     if (r->nhist == r->caphist) {
-        size_t cap = r->caphist ? r->caphist * 2 : 8;
-        lf_hist *n = realloc(r->hist, cap * sizeof *n);
-        if (!n) return -1;
-        r->hist = n;
-        r->caphist = cap;
+        r->caphist = r->caphist ? r->caphist * 2 : 8;
+        r->hist = lf_xrealloc(r->hist, r->caphist * sizeof *r->hist);
     }
     r->hist[r->nhist++] = *src;
-    return 0;
 }
 
 void lf_record_free(lf_record *r) {
@@ -59,20 +54,15 @@ void lf_record_free(lf_record *r) {
 }
 
 /* Adds an alias unless the record has it already. */
-static int alias_add(lf_record *r, const char *a) {
+static void alias_add(lf_record *r, const char *a) {
     for (size_t i = 0; i < r->naliases; i++)
-        if (strcmp(r->aliases[i], a) == 0) return 0;
-    char **n = realloc(r->aliases, (r->naliases + 1) * sizeof *n);
-    if (!n) return -1;
-    r->aliases = n;
-    if (!(n[r->naliases] = strdup(a))) return -1;
-    r->naliases++;
-    return 0;
+        if (strcmp(r->aliases[i], a) == 0) return;
+    r->aliases = lf_xrealloc(r->aliases, (r->naliases + 1) * sizeof *r->aliases);
+    r->aliases[r->naliases++] = lf_xstrdup(a);
 }
 
 lf_record *lf_record_dup(const lf_record *s) {
-    lf_record *r = malloc(sizeof *r);
-    if (!r) return NULL;
+    lf_record *r = lf_xmalloc(sizeof *r);
     *r = *s;
     r->hist = NULL; r->nhist = r->caphist = 0;
     r->ref = xstrdup(s->ref); r->repo = xstrdup(s->repo);
@@ -80,16 +70,13 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->ci_status = xstrdup(s->ci_status); r->labels = xstrdup(s->labels);
     r->workflow = xstrdup(s->workflow); r->metadata = xstrdup(s->metadata);
     r->aliases = NULL; r->naliases = 0;
-    for (size_t i = 0; i < s->naliases; i++)
-        if (alias_add(r, s->aliases[i])) { lf_record_free(r); return NULL; }
+    for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
     for (size_t i = 0; i < s->nhist; i++) {
         const lf_hist *h = &s->hist[i];
         lf_hist c;
-        if (hist_set(&c, h->from_state, h->to_state, h->trigger, h->actor,
-                     h->metadata, h->timestamp) || hist_push(r, &c)) {
-            lf_record_free(r);
-            return NULL;
-        }
+        hist_set(&c, h->from_state, h->to_state, h->trigger, h->actor, h->metadata,
+                 h->timestamp);
+        hist_push(r, &c);
     }
     return r;
 }
@@ -102,7 +89,7 @@ static int bad(char *err, size_t errlen, const char *msg, const char *detail) {
 }
 
 static char *print_obj(const cJSON *o, const char *dflt) {
-    return o ? cJSON_PrintUnformatted(o) : strdup(dflt);
+    return o ? lf_xptr(cJSON_PrintUnformatted(o)) : lf_xstrdup(dflt);
 }
 
 static int get_int(const cJSON *v, int64_t *out) {
@@ -136,29 +123,25 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err,
         cJSON_Delete(o);
         return bad(err, errlen, "malformed record in created entry", e->record_id);
     }
-    lf_record *r = calloc(1, sizeof *r);
+    lf_record *r = lf_xcalloc(1, sizeof *r);
     lf_hist h;
-    if (!r) { cJSON_Delete(o); return bad(err, errlen, "out of memory", NULL); }
     memcpy(r->id, e->record_id, strlen(e->record_id) + 1);
-    r->ref = strdup(ref->valuestring);
+    r->ref = lf_xstrdup(ref->valuestring);
     r->has_ref_number = num && !cJSON_IsNull(num);
     r->ref_number = n;
-    r->repo = cJSON_IsString(repo) ? strdup(repo->valuestring) : NULL;
-    r->state = strdup(e->to_state);
+    r->repo = cJSON_IsString(repo) ? lf_xstrdup(repo->valuestring) : NULL;
+    r->state = lf_xstrdup(e->to_state);
     r->auto_merge = cJSON_IsTrue(am);
-    r->ci_status = strdup("{}");
+    r->ci_status = lf_xstrdup("{}");
     r->labels = print_obj(labels, "{}");
     r->metadata = print_obj(meta, "{}");
-    r->workflow = strdup(wf->valuestring);
+    r->workflow = lf_xstrdup(wf->valuestring);
     memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     r->version = 1;
     cJSON_Delete(o);
-    if (hist_set(&h, NULL, e->to_state, e->trigger, e->actor, e->metadata,
-                 e->timestamp) || hist_push(r, &h)) {
-        lf_record_free(r);
-        return bad(err, errlen, "out of memory", NULL);
-    }
+    hist_set(&h, NULL, e->to_state, e->trigger, e->actor, e->metadata, e->timestamp);
+    hist_push(r, &h);
     *rp = r;
     return 0;
 }
@@ -203,13 +186,13 @@ bad:
     return bad(err, errlen, "malformed changes", text);
 }
 
-static int changes_apply(lf_record *r, const changes *c) {
+static void changes_apply(lf_record *r, const changes *c) {
     const cJSON *a;
-    cJSON_ArrayForEach(a, c->aliases) if (alias_add(r, a->valuestring)) return -1;
+    cJSON_ArrayForEach(a, c->aliases) alias_add(r, a->valuestring);
     if (c->closed_at) memcpy(r->closed_at, c->closed_at->valuestring, LF_TS_LEN + 1);
     if (c->pr_url) {
         free(r->pr_url);
-        r->pr_url = cJSON_IsString(c->pr_url) ? strdup(c->pr_url->valuestring) : NULL;
+        r->pr_url = cJSON_IsString(c->pr_url) ? lf_xstrdup(c->pr_url->valuestring) : NULL;
     }
     if (c->pr_number) {
         r->has_pr_number = !cJSON_IsNull(c->pr_number);
@@ -217,7 +200,6 @@ static int changes_apply(lf_record *r, const changes *c) {
     }
     if (c->ci_status) { free(r->ci_status); r->ci_status = print_obj(c->ci_status, "{}"); }
     if (c->labels) { free(r->labels); r->labels = print_obj(c->labels, "{}"); }
-    return 0;
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -240,20 +222,15 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     changes c;
     if (changes_parse(e->changes, &c, err, errlen)) return -1;
     lf_hist h;
-    char *state = strdup(e->to_state);
-    if (!state || hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor,
-                           e->metadata, e->timestamp) || hist_push(r, &h)) {
-        free(state);
-        cJSON_Delete(c.json);
-        return bad(err, errlen, "out of memory", NULL);
-    }
+    hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata, e->timestamp);
+    hist_push(r, &h);
     free(r->state);
-    r->state = state;
+    r->state = lf_xstrdup(e->to_state);
     r->version = e->version;
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
-    int rc = changes_apply(r, &c);
+    changes_apply(r, &c);
     cJSON_Delete(c.json);
-    return rc ? bad(err, errlen, "out of memory", NULL) : 0;
+    return 0;
 }
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -347,7 +324,8 @@ static int json_str(const cJSON *o, const char *key, int nullable, char **out) {
     *out = NULL;
     if (nullable && cJSON_IsNull(v)) return 0;
     if (!cJSON_IsString(v)) return -1;
-    return (*out = strdup(v->valuestring)) ? 0 : -1;
+    *out = lf_xstrdup(v->valuestring);
+    return 0;
 }
 
 static int json_num(const cJSON *o, const char *key, bool *has, int64_t *out) {
@@ -363,7 +341,8 @@ static int json_obj(const cJSON *o, const char *key, char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     *out = NULL;
     if (!cJSON_IsObject(v)) return -1;
-    return (*out = cJSON_PrintUnformatted(v)) ? 0 : -1;
+    *out = lf_xptr(cJSON_PrintUnformatted(v));
+    return 0;
 }
 
 static int json_hist(lf_record *r, const cJSON *arr) {
@@ -376,9 +355,11 @@ static int json_hist(lf_record *r, const cJSON *arr) {
         int rc = -1;
         if (!json_str(t, "from_state", 1, &from) && !json_str(t, "to_state", 0, &to) &&
             !json_str(t, "trigger", 0, &trig) && !json_str(t, "actor", 0, &actor) &&
-            !json_obj(t, "metadata", &meta) && !json_ts(t, "timestamp", 0, ts) &&
-            !hist_set(&h, from, to, trig, actor, meta, ts))
-            rc = hist_push(r, &h);
+            !json_obj(t, "metadata", &meta) && !json_ts(t, "timestamp", 0, ts)) {
+            hist_set(&h, from, to, trig, actor, meta, ts);
+            hist_push(r, &h);
+            rc = 0;
+        }
         free(from); free(to); free(trig); free(actor); free(meta);
         if (rc) return -1;
     }
@@ -388,12 +369,12 @@ static int json_hist(lf_record *r, const cJSON *arr) {
 lf_record *lf_record_from_json(const char *json, size_t len, char *err,
                                size_t errlen) {
     cJSON *o = cJSON_ParseWithLength(json, len);
-    lf_record *r = calloc(1, sizeof *r);
+    lf_record *r = lf_xcalloc(1, sizeof *r);
     char *id = NULL;
     double version = 0;
     const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
-    if (!r || !cJSON_IsObject(o) || json_str(o, "record_id", 0, &id) ||
+    if (!cJSON_IsObject(o) || json_str(o, "record_id", 0, &id) ||
         strlen(id) > LF_ID_LEN || json_str(o, "ref", 0, &r->ref) ||
         json_num(o, "ref_number", &r->has_ref_number, &r->ref_number) ||
         json_str(o, "repo", 1, &r->repo) || json_str(o, "pr_url", 1, &r->pr_url) ||

@@ -6,30 +6,19 @@
  * renderings. Pure C: no I/O, no Lua. Graphs are small (tens of states),
  * so plain arrays and linear scans beat anything cleverer. */
 #include "workflow.h"
+#include "mem.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Same policy as buf.c: a half-built graph is worse than no process. */
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) abort();
-    return q;
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    return memcpy(xrealloc(NULL, n), s, n);
-}
 
 static bool valid_state(const lf_workflow *wf, int s) {
     return s >= 0 && s < wf->nstates;
 }
 
 lf_workflow *lf_workflow_new(const char *name) {
-    lf_workflow *wf = xrealloc(NULL, sizeof *wf);
+    lf_workflow *wf = lf_xrealloc(NULL, sizeof *wf);
     memset(wf, 0, sizeof *wf);
-    wf->name = xstrdup(name ? name : "");
+    wf->name = lf_xstrdup(name ? name : "");
     wf->initial = -1;
     return wf;
 }
@@ -48,9 +37,9 @@ int lf_workflow_add_state(lf_workflow *wf, const char *name) {
     if (!name || !*name || lf_workflow_state(wf, name) >= 0) return -1;
     int id = wf->nstates;
     /* Grow one at a time: states are added once, at load. */
-    wf->states = xrealloc(wf->states, (size_t)(id + 1) * sizeof *wf->states);
-    wf->terminal = xrealloc(wf->terminal, (size_t)(id + 1) * sizeof *wf->terminal);
-    wf->states[id] = xstrdup(name);
+    wf->states = lf_xrealloc(wf->states, (size_t)(id + 1) * sizeof *wf->states);
+    wf->terminal = lf_xrealloc(wf->terminal, (size_t)(id + 1) * sizeof *wf->terminal);
+    wf->states[id] = lf_xstrdup(name);
     wf->terminal[id] = false;
     wf->nstates = id + 1;
     return id;
@@ -66,7 +55,7 @@ int lf_workflow_state(const lf_workflow *wf, const char *name) {
 int lf_workflow_add_edge(lf_workflow *wf, int from, int to) {
     if (!valid_state(wf, from) || !valid_state(wf, to)) return -1;
     if (lf_workflow_has_edge(wf, from, to)) return -1;
-    wf->edges = xrealloc(wf->edges, (size_t)(wf->nedges + 1) * sizeof *wf->edges);
+    wf->edges = lf_xrealloc(wf->edges, (size_t)(wf->nedges + 1) * sizeof *wf->edges);
     wf->edges[wf->nedges++] = (lf_edge){from, to};
     return 0;
 }
@@ -93,7 +82,7 @@ static bool has_outgoing(const lf_workflow *wf, int s) {
  * so a worklist that rescans the edge array is simpler than adjacency
  * lists and fast enough. */
 static void mark_reachable(const lf_workflow *wf, int start, bool *seen) {
-    int *stack = xrealloc(NULL, (size_t)wf->nstates * sizeof *stack);
+    int *stack = lf_xrealloc(NULL, (size_t)wf->nstates * sizeof *stack);
     int top = 0;
     seen[start] = true;
     stack[top++] = start;
@@ -142,7 +131,7 @@ int lf_workflow_check(const lf_workflow *wf, lf_buf *problems) {
         }
     }
     /* State-level problems, in declaration order. */
-    bool *seen = xrealloc(NULL, (size_t)wf->nstates * sizeof *seen);
+    bool *seen = lf_xrealloc(NULL, (size_t)wf->nstates * sizeof *seen);
     memset(seen, 0, (size_t)wf->nstates * sizeof *seen);
     if (has_initial) mark_reachable(wf, wf->initial, seen);
     for (int s = 0; s < wf->nstates; s++) {

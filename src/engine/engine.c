@@ -10,6 +10,7 @@
 #include "../core/entry.h"
 #include "../core/record.h"
 #include "../core/text.h"
+#include "../core/mem.h"
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
@@ -140,14 +141,8 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     lf_code dummy;
     if (!cfg) cfg = &none;
     if (!code) code = &dummy;
-    lf_engine *e = calloc(1, sizeof *e);
-    if (!e || !(e->policies = strdup(pick(cfg->policies, "LOOPFORGE_POLICIES",
-                                          DEFAULT_POLICIES)))) {
-        free(e);
-        *code = LF_UNAVAILABLE;
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    lf_engine *e = lf_xcalloc(1, sizeof *e);
+    e->policies = lf_xstrdup(pick(cfg->policies, "LOOPFORGE_POLICIES", DEFAULT_POLICIES));
     e->base = cfg->base;
     e->limits.instructions = cfg->lua_instructions;
     e->limits.memory = cfg->lua_memory;
@@ -155,15 +150,15 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     e->log = log_stderr;
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);
-    if (!rules || !(e->gen = calloc(1, sizeof *e->gen))) {
+    if (!rules) {
         *code = LF_INVALID_REQUEST;
-        snprintf(err, errlen, "%s", rules ? "out of memory" : lf_buf_str(&problems));
-        lf_rules_free(rules);
+        snprintf(err, errlen, "%s", lf_buf_str(&problems));
         lf_buf_free(&problems);
         free(e->policies);
         free(e);
         return NULL;
     }
+    e->gen = lf_xcalloc(1, sizeof *e->gen);
     lf_buf_free(&problems);
     e->gen->rules = rules;
     e->gen->refs = 1;
@@ -287,7 +282,7 @@ static int take_object(const char *text, const char *what, int strings,
             return -1;
         }
     }
-    *out = cJSON_PrintUnformatted(o);
+    *out = lf_xptr(cJSON_PrintUnformatted(o));
     if (tree) *tree = o;
     else cJSON_Delete(o);
     return 0;
@@ -413,16 +408,15 @@ static void first_audited(lf_code code, const char *error, const char *const *li
     lf_store_audit(f->eng->store, f->key.record_id, last_seq, 0, first_audited, f);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 
 static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
                         const lf_record *rec, const lf_entry *en) {
-    first_ctx *f = NULL;
-    if (rec && en->record_id && rec->version != en->version) f = calloc(1, sizeof *f);
-    if (!f) {
+    if (!rec || !en->record_id || rec->version == en->version) {
         reply_first_as_is(e, cb, arg, rec, en);
         return;
     }
+    first_ctx *f = lf_xcalloc(1, sizeof *f);
     *f = (first_ctx){.eng = e, .cb = cb, .arg = arg};
     f->key.kind = en->kind;
     f->key.seq = en->seq;
@@ -433,15 +427,6 @@ static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
     f->key.decisions = f->strs[3] = dup_or_null(en->decisions);
     f->key.violation = f->strs[4] = dup_or_null(en->violation);
     f->now = lf_record_dup(rec);
-    if (!f->key.record_id || !f->now) {     /* out of memory: answer as we can */
-        reply_first_as_is(e, cb, arg, rec, en);
-        f->failed = true;
-        lf_record_free(f->now);
-        f->now = NULL;
-        for (int i = 0; i < 5; i++) free(f->strs[i]);
-        free(f);
-        return;
-    }
     lf_store_audit(e->store, f->key.record_id, 0, 0, first_audited, f);
 }
 
@@ -568,17 +553,16 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     initial_fields(req, labels, meta, wf->name, &rec, &hist);
     cJSON_free(labels);
     cJSON_free(meta);
-    create_ctx *c = calloc(1, sizeof *c);
-    if (!c || lf_id_new(c->id) ||
-        !(c->actor = strdup(req->actor ? req->actor : "anonymous")) ||
-        (req->idempotency_key && !(c->key = strdup(req->idempotency_key)))) {
-        if (c) free(c->actor);
+    create_ctx *c = lf_xcalloc(1, sizeof *c);
+    if (lf_id_new(c->id)) {
         free(c);
         lf_buf_free(&rec);
         lf_buf_free(&hist);
-        fail(cb, arg, LF_UNAVAILABLE, "no memory or randomness for a new record");
+        fail(cb, arg, LF_UNAVAILABLE, "no randomness for a new record's id");
         return;
     }
+    c->actor = lf_xstrdup(req->actor ? req->actor : "anonymous");
+    if (req->idempotency_key) c->key = lf_xstrdup(req->idempotency_key);
     c->eng = e;
     c->cb = cb;
     c->arg = arg;
@@ -757,7 +741,7 @@ static char *merge_annotations(const char *meta, const char *ann) {
             cJSON_DeleteItemFromObjectCaseSensitive(m, it->string);
             cJSON_AddItemToObject(m, it->string, it);
         }
-        out = cJSON_PrintUnformatted(m);
+        out = lf_xptr(cJSON_PrintUnformatted(m));
     }
     cJSON_Delete(m);
     cJSON_Delete(a);
@@ -866,7 +850,7 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from,
  *           is finished (txn_done) on every early return.
  * Can fail: an unknown workflow or state (invalid_request), no edge
  * (invalid_transition, audited as `rejected`), a guard's deny (denied,
- * audited as `denied`), out of memory (unavailable). A repeat of an
+ * audited as `denied`). A repeat of an
  * observation already true changes nothing and answers ok. */
 static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
                        const lf_entry *unused, void *arg) {
@@ -978,8 +962,7 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
                     lf_result_cb *cb, void *arg) {
     size_t li = strlen(id) + 1, lt = strlen(to) + 1, lg = strlen(trigger) + 1;
     size_t la = strlen(actor) + 1;
-    txn *t = malloc(sizeof *t + li + lt + lg + la);
-    if (!t) return NULL;
+    txn *t = lf_xmalloc(sizeof *t + li + lt + lg + la);
     memset(t, 0, sizeof *t);
     char *p = (char *)(t + 1);
     t->id = memcpy(p, id, li); p += li;
@@ -1054,13 +1037,12 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
     }
     txn *t = txn_new(e, LF_ENTRY_TRANSITION, req->id, req->to, req->trigger,
                      req->actor ? req->actor : "anonymous", cb, arg);
-    if (!t) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
     t->dry_run = req->dry_run;
     t->observed = req->observed;
     cJSON *tree = NULL;
+    if (req->idempotency_key) t->key = lf_xstrdup(req->idempotency_key);
     if (take_object(req->metadata, "metadata", 0, &t->metadata, &tree, err, sizeof err) ||
-        (tree && record_fields(tree, &t->pr_changes, err, sizeof err)) ||
-        (req->idempotency_key && !(t->key = strdup(req->idempotency_key)))) {
+        (tree && record_fields(tree, &t->pr_changes, err, sizeof err))) {
         cJSON_Delete(tree);
         txn_done(t, LF_INVALID_REQUEST, err, NULL, NULL);
         return;
@@ -1078,7 +1060,6 @@ void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
     }
     txn *t = txn_new(e, LF_ENTRY_DELETED, id, "", "deleted",
                      actor ? actor : "anonymous", cb, arg);
-    if (!t) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
     txn_load(t);
 }
 
@@ -1118,18 +1099,15 @@ void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
     if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, lf_engine_generation(e), NULL, arg); return; }
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);
-    reload_ctx *c = rules ? calloc(1, sizeof *c) : NULL;
-    gen *next = c ? calloc(1, sizeof *next) : NULL;
-    if (!next) {
+    if (!rules) {
         e->stats.reloads_failed++;
-        cb(rules ? LF_UNAVAILABLE : LF_INVALID_REQUEST,
-           rules ? "out of memory" : lf_buf_str(&problems),
-           lf_rules_generation(e->gen->rules), NULL, arg);
-        lf_rules_free(rules);
-        free(c);
+        cb(LF_INVALID_REQUEST, lf_buf_str(&problems), lf_rules_generation(e->gen->rules),
+           NULL, arg);
         lf_buf_free(&problems);
         return;
     }
+    reload_ctx *c = lf_xcalloc(1, sizeof *c);
+    gen *next = lf_xcalloc(1, sizeof *next);
     lf_buf_free(&problems);
     next->rules = rules;
     next->refs = 1;
@@ -1171,8 +1149,7 @@ static void read_one(lf_engine *e, const char *key, int by_ref,
              "record id is required");
         return;
     }
-    read_ctx *c = malloc(sizeof *c);
-    if (!c) { fail(cb, arg, LF_UNAVAILABLE, "out of memory"); return; }
+    read_ctx *c = lf_xmalloc(sizeof *c);
     c->cb = cb;
     c->arg = arg;
     if (by_ref) lf_store_find_by_ref(e->store, key, read_done, c);

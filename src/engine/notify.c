@@ -15,6 +15,7 @@
  * the host's loop. Log lines name the scheme, host and port, never the
  * path or query: webhook URLs often carry their secret there. */
 #include "notify.h"
+#include "../core/mem.h"
 #include "../core/buf.h"
 
 #include <signal.h>
@@ -232,10 +233,9 @@ static const char *connect_post(lf_notifier *nt, pending *p, const struct evhttp
         !(nt->dns = evdns_base_new(nt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE)))
         return "no resolver for host names";
-    p->conn = evhttp_connection_base_new(nt->base, p->lookup ? nt->dns : NULL, host,
-                                         (ev_uint16_t)port);
-    struct evhttp_request *req = p->conn ? evhttp_request_new(on_reply, p) : NULL;
-    if (!req) return "out of memory";
+    p->conn = lf_xptr(evhttp_connection_base_new(nt->base, p->lookup ? nt->dns : NULL, host,
+                                                 (ev_uint16_t)port));
+    struct evhttp_request *req = lf_xptr(evhttp_request_new(on_reply, p));
     evhttp_request_set_error_cb(req, on_error);
     if (!fill_request(req, u, n)) {
         evhttp_request_free(req);
@@ -273,14 +273,9 @@ static void start(lf_notifier *nt, const lf_notification *n) {
         refuse(nt, n, "not an http://HOST[:PORT]/PATH URL");
         return;
     }
-    pending *p = calloc(1, sizeof *p);
-    if (!p || !(p->hook = strdup(n->hook)) ||
-        !(p->timer = evtimer_new(nt->base, on_timer, p))) {
-        if (p) pending_free(p);
-        evhttp_uri_free(u);
-        refuse(nt, n, "out of memory");
-        return;
-    }
+    pending *p = lf_xcalloc(1, sizeof *p);
+    p->hook = lf_xstrdup(n->hook);
+    p->timer = lf_xptr(evtimer_new(nt->base, on_timer, p));
     p->nt = nt;
     p->error = -1;
     p->timeout_ms = n->timeout_ms > 0 ? n->timeout_ms : LF_NOTIFY_TIMEOUT_MS;
@@ -322,12 +317,7 @@ void lf_notify_send(lf_notifier **np, struct event_base *base, const lf_notify_s
         return;
     }
     if (!*np) {
-        lf_notifier *nt = calloc(1, sizeof *nt);
-        if (!nt) {
-            sink->stats->notify_failed += n;
-            (*sink->log)(LF_LOG_ERROR, "notify failed: out of memory", *sink->log_ud);
-            return;
-        }
+        lf_notifier *nt = lf_xcalloc(1, sizeof *nt);
         nt->base = base;
         nt->sink = *sink;
         *np = nt;

@@ -29,10 +29,8 @@ static bool bad_field(lf_req *r, const cJSON *f, const char *want) {
 static bool object_text(lf_req *r, const cJSON *f, char **out) {
     if (cJSON_IsNull(f)) return true;
     if (!cJSON_IsObject(f)) return bad_field(r, f, "an object");
-    if (!(*out = cJSON_PrintUnformatted(f))) {
-        lf_reply_error(r, 503, "unavailable", "out of memory");
-        return false;
-    }
+    free(*out);                 /* (a field given twice is refused before this) */
+    *out = lf_xptr(cJSON_PrintUnformatted(f));
     return true;
 }
 
@@ -112,10 +110,6 @@ void lf_api_metrics(lf_req *r) {
 
 static void reply_record(lf_req *r, int status, const lf_record *rec) {
     char *json = lf_record_json_tail(rec, r->srv->cfg.max_history);
-    if (!json) {
-        lf_reply_error(r, 503, "unavailable", "out of memory");
-        return;
-    }
     lf_reply_take(r, status, "application/json", json, strlen(json));
 }
 
@@ -149,7 +143,8 @@ static void created(const lf_result *res, void *arg) {
         /* A replayed create answers like the first one, minus the 201. */
         if (res->duplicate) lf_add_header(r, "Idempotent-Replayed", "true");
         reply_record(r, res->duplicate ? 200 : 201, res->record);
-    } else if (res->code == LF_DUPLICATE_REF && (c->error = strdup(res->error ? res->error : ""))) {
+    } else if (res->code == LF_DUPLICATE_REF) {
+        c->error = lf_xstrdup(res->error ? res->error : "");
         lf_op_begin(r);
         lf_engine_find_by_ref(r->srv->engine, c->ref, duplicate_found, c);
         return;
@@ -198,19 +193,15 @@ void lf_api_create(lf_req *r) {
     if (!j) return;
     lf_create_req req = {0};
     char *labels = NULL, *meta = NULL;
-    create_ctx *c = NULL;
     if (create_fields(r, j, &req, &labels, &meta)) {
-        if (!(c = calloc(1, sizeof *c)) || !(c->ref = strdup(req.ref))) {
-            free(c);
-            lf_reply_error(r, 503, "unavailable", "out of memory");
-        } else {
-            c->r = r;
-            req.labels = labels;
-            req.metadata = meta;
-            req.actor = r->actor;
-            lf_op_begin(r);
-            lf_engine_create(r->srv->engine, &req, created, c);
-        }
+        create_ctx *c = lf_xcalloc(1, sizeof *c);
+        c->ref = lf_xstrdup(req.ref);
+        c->r = r;
+        req.labels = labels;
+        req.metadata = meta;
+        req.actor = r->actor;
+        lf_op_begin(r);
+        lf_engine_create(r->srv->engine, &req, created, c);
     }
     cJSON_free(labels);
     cJSON_free(meta);
@@ -311,10 +302,6 @@ void lf_api_transition(lf_req *r) {
 
 void lf_api_policies(lf_req *r) {
     char *json = lf_engine_policies_json(r->srv->engine);
-    if (!json) {
-        lf_reply_error(r, 503, "unavailable", "out of memory");
-        return;
-    }
     lf_reply_take(r, 200, "application/json", json, strlen(json));
 }
 

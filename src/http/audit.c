@@ -92,13 +92,7 @@ static void on_page(lf_code code, const char *error, const char *const *lines,
         stream_free(st);
         return;
     }
-    struct evbuffer *buf = evbuffer_new();
-    if (!buf) {
-        if (r->streaming) lf_stream_abort(r);
-        else lf_reply_error(r, 503, "unavailable", "out of memory");
-        stream_free(st);
-        return;
-    }
+    struct evbuffer *buf = lf_xptr(evbuffer_new());
     for (size_t i = 0; i < n; i++) {
         evbuffer_add(buf, lines[i], lens[i]);
         evbuffer_add(buf, "\n", 1);
@@ -118,12 +112,8 @@ static void next_page(audit_stream *st) {
 }
 
 static void start(lf_req *r, const char *record_id, uint64_t after, uint64_t limit) {
-    audit_stream *st = calloc(1, sizeof *st);
-    if (!st || (record_id && !(st->record_id = strdup(record_id)))) {
-        free(st);
-        lf_reply_error(r, 503, "unavailable", "out of memory");
-        return;
-    }
+    audit_stream *st = lf_xcalloc(1, sizeof *st);
+    if (record_id) st->record_id = lf_xstrdup(record_id);
     st->r = r;
     st->after = after;
     st->left = limit;

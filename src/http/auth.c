@@ -80,11 +80,11 @@ lf_tokens *lf_tokens_load(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    lf_tokens *ts = calloc(1, sizeof *ts);
+    lf_tokens *ts = lf_xcalloc(1, sizeof *ts);
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0;
-    while (ts && getline(&line, &cap, f) >= 0) {
+    while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
@@ -92,7 +92,6 @@ lf_tokens *lf_tokens_load(const char *path, char *err, size_t errlen) {
         if (line[strspn(line, " \t")] == '\0') continue;
         lf_token t;
         const char *why = NULL;
-        lf_token *v;
         if (parse_line(line, &t, &why)) {
             snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
             goto fail;
@@ -103,16 +102,11 @@ lf_tokens *lf_tokens_load(const char *path, char *err, size_t errlen) {
                          path, lineno, t.name);
                 goto fail;
             }
-        if (!(v = realloc(ts->v, (ts->n + 1) * sizeof *v))) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        ts->v = v;
+        ts->v = lf_xrealloc(ts->v, (ts->n + 1) * sizeof *ts->v);
         ts->v[ts->n++] = t;
     }
     free(line);
     fclose(f);
-    if (!ts) snprintf(err, errlen, "out of memory");
     return ts;
 fail:
     free(line);

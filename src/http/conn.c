@@ -127,14 +127,10 @@ static lf_conn *oldest_idle(lf_server *s) {
 
 struct bufferevent *lf_conn_new(struct event_base *base, void *arg) {
     lf_server *s = arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) return NULL;
+    struct bufferevent *bev = lf_xptr(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE));
     if (s->nconns == s->conns_cap) {
-        size_t cap = s->conns_cap ? 2 * s->conns_cap : 64;
-        lf_conn *v = realloc(s->conns, cap * sizeof *v);
-        if (!v) return bev;     /* served, just not counted */
-        s->conns = v;
-        s->conns_cap = cap;
+        s->conns_cap = s->conns_cap ? 2 * s->conns_cap : 64;
+        s->conns = lf_xrealloc(s->conns, s->conns_cap * sizeof *s->conns);
     }
     /* No read watermark here: evhttp 2.1 stalls on bodies larger than
      * one (it waits for data a suspended bufferevent never reads). */

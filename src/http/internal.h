@@ -23,6 +23,7 @@
 #include "http.h"
 #include "../core/buf.h"
 #include "../core/text.h"
+#include "../core/mem.h"
 
 typedef struct lf_server lf_server;
 typedef struct lf_req lf_req;

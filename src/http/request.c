@@ -36,8 +36,7 @@ static void request_id(lf_server *s, struct evhttp_request *req, char *out, size
 }
 
 lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
-    lf_req *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    lf_req *r = lf_xcalloc(1, sizeof *r);
     r->srv = s;
     r->req = req;
     r->start_ns = lf_mono_ns();
@@ -282,10 +281,6 @@ int lf_status_of(lf_code code) {
 
 void lf_reply_result(lf_req *r, const lf_result *res, int ok_status) {
     char *json = lf_result_json_tail(res, r->srv->cfg.max_history);
-    if (!json) {
-        lf_reply_error(r, 500, "unavailable", "out of memory");
-        return;
-    }
     lf_reply_take(r, res->success ? ok_status : lf_status_of(res->code),
                   "application/json", json, strlen(json));
 }

@@ -182,10 +182,6 @@ static void on_request(struct evhttp_request *req, void *arg) {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     if (evcon) evhttp_connection_set_closecb(evcon, lf_conn_closed, s);
     lf_req *r = lf_req_new(s, req);
-    if (!r) {
-        evhttp_send_error(req, 503, NULL);
-        return;
-    }
     if (s->draining) {
         lf_reply_error(r, 503, "unavailable", "shutting down");
         return;
@@ -422,11 +418,7 @@ static void teardown(lf_server *s) {
 }
 
 int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine *engine) {
-    lf_server *s = calloc(1, sizeof *s);
-    if (!s) {
-        lf_engine_free(engine);
-        return 7;
-    }
+    lf_server *s = lf_xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     defaults(&s->cfg);
     s->base = base;

@@ -111,7 +111,7 @@ static void note_ignored(delivery *d, const lf_route_request *q, const char *why
     lf_buf_json_str(&d->results, why);
     lf_buf_putc(&d->results, '}');
     d->ignored++;
-    if (!d->why_ignored) d->why_ignored = strdup(why);
+    if (!d->why_ignored) d->why_ignored = lf_xstrdup(why);
 }
 
 /* Sorts one engine result into applied / duplicate / ignored / error. */
@@ -145,7 +145,7 @@ static void note_result(delivery *d, const lf_route_request *q, const lf_result 
     else if (res->code == LF_UNAVAILABLE || res->code == LF_CONFLICT) d->unavailable++;
     else d->errors++;
     if (res->violation && !res->duplicate) d->violations++;
-    if (!res->success && !d->error) d->error = strdup(res->error ? res->error : "");
+    if (!res->success && !d->error) d->error = lf_xstrdup(res->error ? res->error : "");
 }
 
 /* ---- the reply --------------------------------------------------------- */
@@ -357,11 +357,7 @@ void lf_webhook_github(lf_req *r) {
         ping(r, event, id);
         return;
     }
-    delivery *d = calloc(1, sizeof *d);
-    if (!d) {
-        reject(r, event, LF_WH_ERROR, 503, "unavailable", "out of memory");
-        return;
-    }
+    delivery *d = lf_xcalloc(1, sizeof *d);
     d->srv = s;
     d->r = r;
     d->start_ns = lf_mono_ns();
@@ -389,7 +385,7 @@ void lf_webhook_github(lf_req *r) {
         if (!msg[0])
             snprintf(msg, sizeof msg, "no route for %s%s%s", d->event,
                      d->action[0] ? "." : "", d->action);
-        d->why_ignored = strdup(msg);
+        d->why_ignored = lf_xstrdup(msg);
         finish(d);
         return;
     }

@@ -33,6 +33,7 @@
 
 #include "../loopforge.h"
 #include "../core/buf.h"
+#include "../core/mem.h"
 #include "../core/entry.h"
 #include "../engine/engine_internal.h"
 
@@ -343,8 +344,7 @@ static const char *opt_json(lua_State *L, int opts, const char *name) {
         luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a table, got %s",
                                                name, luaL_typename(L, -1)));
     int val = lua_gettop(L);
-    lf_buf *b = calloc(1, sizeof *b);
-    if (!b) luaL_error(L, "out of memory");
+    lf_buf *b = lf_xcalloc(1, sizeof *b);
     box_push(L, b, free_buf);
     lua_newtable(L);
     enc x = {.L = L, .b = b, .arg = opts, .seen = lua_gettop(L)};
@@ -445,17 +445,10 @@ static const char *level_name(lf_log_level lv) {
 
 static void keep_line(lua_engine *le, const char *level, const char *msg, size_t len) {
     if (le->nlogs == le->caplogs) {
-        size_t cap = le->caplogs ? le->caplogs * 2 : 16;
-        char **p = realloc(le->logs, cap * sizeof *p);
-        if (!p) return;
-        le->logs = p;
-        le->caplogs = cap;
+        le->caplogs = le->caplogs ? le->caplogs * 2 : 16;
+        le->logs = lf_xrealloc(le->logs, le->caplogs * sizeof *le->logs);
     }
-    size_t n = strlen(level) + 2 + len + 1;
-    char *line = malloc(n);
-    if (!line) return;
-    snprintf(line, n, "%s: %.*s", level, (int)len, msg);
-    le->logs[le->nlogs++] = line;
+    le->logs[le->nlogs++] = lf_xprintf("%s: %.*s", level, (int)len, msg);
 }
 
 /* Called by the engine, possibly deep inside a request: C memory only. A
@@ -534,7 +527,7 @@ static int l_engine(lua_State *L) {
 
 typedef struct sync_result {
     int done;
-    char *json;             /* lf_result_json(), or NULL if it failed */
+    char *json;             /* lf_result_json() */
 } sync_result;
 
 static void keep_result(const lf_result *r, void *arg) {
@@ -683,8 +676,7 @@ static int l_route(lua_State *L) {
         lua_replace(L, 3);
     }
     ev.payload = luaL_checklstring(L, 3, &ev.payload_len);
-    lf_route_result *res = calloc(1, sizeof *res);
-    if (!res) return luaL_error(L, "out of memory");
+    lf_route_result *res = lf_xcalloc(1, sizeof *res);
     box_push(L, res, free_routed);
     int b = lua_gettop(L);
     lf_engine_route(le->e, &ev, res);
@@ -724,8 +716,8 @@ static void keep_list(lf_code code, const char *error,
     sync_list *s = arg;
     s->done++;
     s->code = code;
-    s->error = error ? strdup(error) : NULL;
-    s->cursor = next_cursor ? strdup(next_cursor) : NULL;
+    s->error = error ? lf_xstrdup(error) : NULL;
+    s->cursor = next_cursor ? lf_xstrdup(next_cursor) : NULL;
     lf_buf_putc(&s->json, '[');
     for (size_t i = 0; i < n; i++) {
         char *j = lf_record_json(records[i]);
@@ -751,8 +743,7 @@ static int l_list(lua_State *L) {
         lua_Integer n = opt_count(L, 2, "limit");
         if (n > 0) q.limit = (size_t)n;
     }
-    sync_list *s = calloc(1, sizeof *s);
-    if (!s) return luaL_error(L, "out of memory");
+    sync_list *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_list);
     int b = lua_gettop(L);
     lf_engine_list(le->e, &q, keep_list, s);
@@ -802,7 +793,7 @@ static void keep_page(lf_code code, const char *error, const char *const *lines,
     sync_page *s = arg;
     s->done++;
     s->code = code;
-    s->error = error ? strdup(error) : NULL;
+    s->error = error ? lf_xstrdup(error) : NULL;
     s->last = last_seq;
     s->n = n;
     for (size_t i = 0; i < n && !s->broken; i++) {
@@ -821,8 +812,7 @@ static void keep_page(lf_code code, const char *error, const char *const *lines,
  * or NULL after pushing fail, message, code. */
 static sync_page *next_page(lua_State *L, lua_engine *le, const char *id,
                             uint64_t after, lf_chain *chain) {
-    sync_page *s = calloc(1, sizeof *s);
-    if (!s) luaL_error(L, "out of memory");
+    sync_page *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_page);
     s->chain = chain;
     lf_engine_audit(le->e, id, after, AUDIT_PAGE, keep_page, s);
@@ -902,8 +892,8 @@ static void keep_reload(lf_code code, const char *error, const char *old_gen,
     (void)old_gen;
     s->done++;
     s->code = code;
-    s->error = error ? strdup(error) : NULL;
-    s->generation = new_gen ? strdup(new_gen) : NULL;
+    s->error = error ? lf_xstrdup(error) : NULL;
+    s->generation = new_gen ? lf_xstrdup(new_gen) : NULL;
 }
 
 /* eng:reload(actor?) --> true, new_generation | false, "file:line: ...", code */

@@ -212,7 +212,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     }
     lf_scope_leave(r);
     if (j.ann) {
-        out->annotations = cJSON_PrintUnformatted(j.ann);
+        out->annotations = lf_xptr(cJSON_PrintUnformatted(j.ann));
         cJSON_Delete(j.ann);
     }
 }
@@ -293,7 +293,7 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
             lua_pop(L, 1);
             return false;
         }
-        f->metadata = cJSON_PrintUnformatted(m);
+        f->metadata = lf_xptr(cJSON_PrintUnformatted(m));
         cJSON_Delete(m);
     }
     lua_pop(L, 1);
@@ -318,7 +318,7 @@ static bool take_notification(lua_State *L, int idx, const lf_rule *h,
     if (lua_type(L, -2) == LUA_TTABLE) {
         char msg[160];
         cJSON *b = lf_to_json(L, -2, msg, sizeof msg);
-        if (b && !(n->body = cJSON_PrintUnformatted(b))) snprintf(msg, sizeof msg, "out of memory");
+        if (b) n->body = lf_xptr(cJSON_PrintUnformatted(b));
         cJSON_Delete(b);
         if (!n->body) {
             *err = lf_xprintf("hook %s: notify body: %s", h->name, msg);

@@ -22,6 +22,7 @@
 #include <lua.h>
 
 #include "rules.h"
+#include "../core/mem.h"
 
 #define LF_RULES_MEM_LIMIT      (64u << 20)     /* bytes per lua_State */
 #define LF_RULES_CALL_BUDGET    1000000         /* instructions per call */
@@ -140,13 +141,10 @@ typedef struct load_ctx {
     int expect;                   /* LF_TAG_* the file must return */
 } load_ctx;
 
-void *lf_xrealloc(void *p, size_t n);
-char *lf_xstrdup(const char *s);
 /* Removes Lua heap addresses ("table: 0x55d0…" becomes "table") from a
  * message, in place, and returns it: no internal address leaves the
  * process in an error or a reason. */
 char *lf_scrub(char *msg);
-char *lf_xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void lf_problem(load_ctx *c, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -408,7 +408,7 @@ static cJSON *encode_table(enc *e, int idx, int depth) {
         }
         return a;
     }
-    kv *items = n ? calloc(n, sizeof *items) : NULL;
+    kv *items = n ? lf_xcalloc(n, sizeof *items) : NULL;
     size_t k = 0;
     bool ok = true;
     lua_pushnil(L);

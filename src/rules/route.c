@@ -285,7 +285,7 @@ static char *field_object(lua_State *L, int req, const char *k, bool strings, ch
     for (cJSON *it = o->child; !msg && strings && it; it = it->next)
         if (!cJSON_IsString(it))
             msg = lf_xprintf("%s: '%s' must map to a string", k, it->string);
-    if (!msg) *out = cJSON_PrintUnformatted(o);
+    if (!msg) *out = lf_xptr(cJSON_PrintUnformatted(o));
     cJSON_Delete(o);
     return msg;
 }

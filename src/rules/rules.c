@@ -41,24 +41,6 @@
 
 #define LF_RULES_MAX_DEPTH      8               /* subdirectory nesting */
 
-void *lf_xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) abort();
-    return q;
-}
-
-char *lf_xprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = lf_xrealloc(NULL, (size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 char *lf_scrub(char *msg) {
     static const char *const kinds[] = {"table: 0x", "function: 0x", "userdata: 0x",
                                          "thread: 0x", "function: builtin: 0x"};
@@ -81,11 +63,6 @@ char *lf_scrub(char *msg) {
     }
     *w = '\0';
     return msg;
-}
-
-char *lf_xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    return memcpy(lf_xrealloc(NULL, n), s, n);
 }
 
 #define xrealloc lf_xrealloc

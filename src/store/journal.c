@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "memdb.h"
+#include "../core/mem.h"
 #include "store.h"
 
 #define JOURNAL_CHUNK (64 * 1024)   /* read size while replaying */
@@ -89,11 +90,7 @@ static void journal_unlock(lf_journal *j)
 static int mkdir_parents(const char *path, char *err, size_t errlen)
 {
     struct stat st;
-    char *p = strdup(path);
-    if (!p) {
-        seterr(err, errlen, "journal %s: out of memory", path);
-        return -1;
-    }
+    char *p = lf_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/') continue;
         *s = '\0';
@@ -113,11 +110,7 @@ static int mkdir_parents(const char *path, char *err, size_t errlen)
 static int sync_parent(const char *path, char *err, size_t errlen)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-    if (!dir) {
-        seterr(err, errlen, "journal %s: out of memory", path);
-        return -1;
-    }
+    char *dir = slash ? lf_xstrndup(path, (size_t)(slash - path)) : lf_xstrdup(".");
     int fd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = fd < 0 ? -1 : fsync(fd);
     if (rc < 0)
@@ -204,15 +197,11 @@ static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
         return -1;
     }
 
-    char *chunk = malloc(JOURNAL_CHUNK);
+    char *chunk = lf_xmalloc(JOURNAL_CHUNK);
     lf_buf part = LF_BUF_INIT;      /* a line split across chunks */
     off_t pos = j->end;
     int rc = -1;
 
-    if (!chunk) {
-        seterr(err, errlen, "journal %s: out of memory", j->path);
-        return -1;
-    }
     while (pos < st.st_size) {
         size_t want = JOURNAL_CHUNK;
         if ((off_t)want > st.st_size - pos) want = (size_t)(st.st_size - pos);
@@ -332,8 +321,7 @@ static char *entry_own(lf_entry *e)
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
-    char *block = malloc(n), *p = block;
-    if (!block) return NULL;
+    char *block = lf_xmalloc(n), *p = block;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         if (!*f[i]) continue;
         size_t len = strlen(*f[i]) + 1;
@@ -397,10 +385,6 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
     char *block = entry_own(&own);
     lf_code code;
 
-    if (!block) {
-        cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg);
-        return;
-    }
     if (journal_lock(j, LOCK_EX) < 0) {
         seterr(err, sizeof err, "journal %s: lock: %s", j->path,
                strerror(errno));
@@ -510,17 +494,11 @@ lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
     }
     if (mkdir_parents(path, err, errlen) < 0) return NULL;
 
-    j = calloc(1, sizeof *j);
-    if (!j) {
-        seterr(err, errlen, "journal %s: out of memory", path);
-        return NULL;
-    }
+    j = lf_xcalloc(1, sizeof *j);
     j->base.type = &journal_type;
     j->fd = -1;
-    if (!(j->path = strdup(path)) || !(j->db = lf_memdb_new())) {
-        seterr(err, errlen, "journal %s: out of memory", path);
-        goto fail;
-    }
+    j->path = lf_xstrdup(path);
+    j->db = lf_memdb_new();
     j->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (j->fd < 0) {
         seterr(err, errlen, "journal %s: %s", path, strerror(errno));

@@ -1,6 +1,7 @@
 /* memdb.c -- the global log, the records folded from it, and the id and
  * ref indexes: everything memory: is, and what file: replays into. */
 #include "memdb.h"
+#include "../core/mem.h"
 #include "../core/map.h"
 
 #include <stdint.h>
@@ -39,8 +40,8 @@ struct lf_memdb {
 };
 
 lf_memdb *lf_memdb_new(void) {
-    lf_memdb *db = calloc(1, sizeof *db);
-    if (db) memcpy(db->last_hash, LF_GENESIS, LF_HASH_LEN + 1);
+    lf_memdb *db = lf_xcalloc(1, sizeof *db);
+    memcpy(db->last_hash, LF_GENESIS, LF_HASH_LEN + 1);
     return db;
 }
 
@@ -91,11 +92,11 @@ static char *created_ref(const lf_entry *e) {
     const char *r = e->record;
     if (r && strncmp(r, head, sizeof head - 1) == 0) {
         const char *v = r + sizeof head - 1, *end = strpbrk(v, "\"\\");
-        if (end && *end == '"') return strndup(v, (size_t)(end - v));
+        if (end && *end == '"') return lf_xstrndup(v, (size_t)(end - v));
     }
     cJSON *o = r ? cJSON_Parse(r) : NULL;
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(o, "ref");
-    char *s = cJSON_IsString(ref) ? strdup(ref->valuestring) : NULL;
+    char *s = cJSON_IsString(ref) ? lf_xstrdup(ref->valuestring) : NULL;
     cJSON_Delete(o);
     return s;
 }
@@ -154,21 +155,16 @@ void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
     lf_entry_seal(e, db->nlines + 1, db->last_hash, line);
 }
 
-static int push_line(lf_memdb *db, const char *line, size_t len) {
+static void push_line(lf_memdb *db, const char *line, size_t len) {
     if (db->nlines == db->caplines) {
-        size_t cap = db->caplines ? db->caplines * 2 : 1024;
-        char **l = realloc(db->lines, cap * sizeof *l);
-        if (!l) return -1;
-        db->lines = l;
-        size_t *n = realloc(db->lens, cap * sizeof *n);
-        if (!n) return -1;
-        db->lens = n;
-        db->caplines = cap;
+        db->caplines = db->caplines ? db->caplines * 2 : 1024;
+        db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
+        db->lens = lf_xrealloc(db->lens, db->caplines * sizeof *db->lens);
     }
     chunk *c = db->arena;
     if (!c || c->cap - c->used < len + 1) {
         size_t cap = len + 1 > CHUNK_SIZE ? len + 1 : CHUNK_SIZE;
-        if (!(c = malloc(sizeof *c + cap))) return -1;
+        c = lf_xmalloc(sizeof *c + cap);
         c->next = db->arena;
         c->used = 0;
         c->cap = cap;
@@ -180,19 +176,14 @@ static int push_line(lf_memdb *db, const char *line, size_t len) {
     copy[len] = '\0';
     db->lines[db->nlines] = copy;
     db->lens[db->nlines++] = len;
-    return 0;
 }
 
-static int push_seq(slot *s, uint64_t seq) {
+static void push_seq(slot *s, uint64_t seq) {
     if (s->nseq == s->capseq) {
-        size_t cap = s->capseq ? s->capseq * 2 : 8;
-        uint64_t *n = realloc(s->seqs, cap * sizeof *n);
-        if (!n) return -1;
-        s->seqs = n;
-        s->capseq = cap;
+        s->capseq = s->capseq ? s->capseq * 2 : 8;
+        s->seqs = lf_xrealloc(s->seqs, s->capseq * sizeof *s->seqs);
     }
     s->seqs[s->nseq++] = seq;
-    return 0;
 }
 
 /* A deleted record leaves the ref index, with every alias still naming it. */
@@ -219,15 +210,9 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
             return -1;
         }
         if (lf_record_apply(&r, e, err, errlen)) return -1;
-        s = calloc(1, sizeof *s);
-        if (!s || lf_map_put(&db->by_id, r->id, s) ||
-            lf_map_put(&db->by_ref, r->ref, s)) {
-            if (s) lf_map_del(&db->by_id, r->id);
-            free(s);
-            lf_record_free(r);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        s = lf_xcalloc(1, sizeof *s);
+        lf_map_put(&db->by_id, r->id, s);
+        lf_map_put(&db->by_ref, r->ref, s);
         s->rec = r;
     } else if (e->kind != LF_ENTRY_POLICY_LOADED) {
         if (!s || s->rec->deleted) {
@@ -242,17 +227,10 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         for (size_t i = had; i < s->rec->naliases && !s->rec->deleted; i++)
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
-    char *key = NULL;
-    if (e->idempotency_key && (!(key = strdup(e->idempotency_key)) ||
-                               lf_map_put(&db->by_key, key, (void *)(uintptr_t)e->seq))) {
-        free(key);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    if ((s && push_seq(s, e->seq)) || push_line(db, line, len)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (e->idempotency_key)
+        lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key), (void *)(uintptr_t)e->seq);
+    if (s) push_seq(s, e->seq);
+    push_line(db, line, len);
     memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
     *out = s;
     return 0;
@@ -335,8 +313,7 @@ static int after_cursor(const lf_record *r, const char *cursor) {
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
     size_t limit = q->limit ? q->limit : 100, n = 0;
-    const lf_record **all = malloc((db->by_id.len + 1) * sizeof *all);
-    if (!all) { cb(LF_UNAVAILABLE, "out of memory", NULL, 0, NULL, arg); return; }
+    const lf_record **all = lf_xmalloc((db->by_id.len + 1) * sizeof *all);
     for (size_t i = 0; i < db->by_id.cap; i++) {
         slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
         if (!s || s->rec->deleted) continue;
@@ -370,14 +347,9 @@ void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
         cb(LF_NOT_FOUND, err, NULL, NULL, 0, after, arg);
         return;
     }
-    const char **lines = malloc(limit * sizeof *lines);
-    size_t *lens = malloc(limit * sizeof *lens), n = 0;
+    const char **lines = lf_xmalloc(limit * sizeof *lines);
+    size_t *lens = lf_xmalloc(limit * sizeof *lens), n = 0;
     uint64_t last = after;
-    if (!lines || !lens) {
-        free(lines); free(lens);
-        cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, 0, after, arg);
-        return;
-    }
     if (s) {
         for (size_t i = 0; i < s->nseq && n < limit; i++) {
             uint64_t seq = s->seqs[i];

@@ -1,6 +1,7 @@
 /* memory.c -- the memory: store, a memdb behind the store interface. For
  * tests, benchmarks and the busted kit; nothing survives the process. */
 #include "memdb.h"
+#include "../core/mem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +57,8 @@ static const lf_store_type memory_type = {
 };
 
 lf_store *lf_memory_open(void) {
-    memory_store *m = calloc(1, sizeof *m);
-    if (!m || !(m->db = lf_memdb_new())) { free(m); return NULL; }
+    memory_store *m = lf_xcalloc(1, sizeof *m);
+    m->db = lf_memdb_new();
     m->base.type = &memory_type;
     return &m->base;
 }

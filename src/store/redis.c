@@ -80,15 +80,14 @@ static void cache_evict_one(lf_redis *s)
     }
 }
 
-/* Takes r; returns false if it could not be kept (the caller frees it). */
-bool lf_redis_cache_put(lf_redis *s, lf_record *r)
+/* Takes r. */
+void lf_redis_cache_put(lf_redis *s, lf_record *r)
 {
     lf_record *old = lf_redis_cache_get(s, r->id);
-    if (old == r) return true;
+    if (old == r) return;
     if (!old && s->cache.map.len >= CACHE_MAX) cache_evict_one(s);
-    if (lf_map_put(&s->cache.map, r->id, r) < 0) return false;
+    lf_map_put(&s->cache.map, r->id, r);
     lf_record_free(old);
-    return true;
 }
 
 void lf_redis_cache_del(lf_redis *s, const char *id)
@@ -176,14 +175,13 @@ static void get_fail(get_op *g, lf_code code, const char *why)
     get_destroy(&g->op);
 }
 
-static int get_format_record(get_op *g)
+static void get_format_record(get_op *g)
 {
     lf_buf key = LF_BUF_INIT;
     lf_redis_key_rec(g->op.s, g->id, &key);
     const char *argv[] = {"HMGET", key.p, "j", "d"};
-    int rc = lf_redis_format(&g->op, 4, argv, NULL);
+    lf_redis_format(&g->op, 4, argv, NULL);
     lf_buf_free(&key);
-    return rc;
 }
 
 /* find_by_ref's first step answered: the id the ref names, if any. */
@@ -200,10 +198,8 @@ static void get_ref_reply(get_op *g, redisReply *r)
         get_fail(g, LF_NOT_FOUND, msg);
         return;
     }
-    if (!(g->id = strdup(r->str)) || get_format_record(g) < 0) {
-        get_fail(g, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    g->id = lf_xstrdup(r->str);
+    get_format_record(g);
     lf_redis_send(&g->op);
 }
 
@@ -223,9 +219,8 @@ static void get_reply(lf_rop *op, redisReply *r)
         get_fail(g, code, msg);
         return;
     }
-    bool kept = lf_redis_cache_put(s, rec);
+    lf_redis_cache_put(s, rec);
     g->cb(LF_OK, NULL, rec, NULL, g->arg);
-    if (!kept) lf_record_free(rec);
     get_destroy(op);
 }
 
@@ -236,8 +231,7 @@ static const lf_rop_type get_type = {
 
 static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg)
 {
-    get_op *g = calloc(1, sizeof *g);
-    if (!g) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return NULL; }
+    get_op *g = lf_xcalloc(1, sizeof *g);
     g->op.type = &get_type;
     g->op.s = s;
     g->op.script = -1;
@@ -249,11 +243,8 @@ static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg)
 static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg)
 {
     get_op *g = get_new((lf_redis *)st, cb, arg);
-    if (!g) return;
-    if (!(g->id = strdup(id)) || get_format_record(g) < 0) {
-        get_fail(g, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    g->id = lf_xstrdup(id);
+    get_format_record(g);
     lf_redis_send(&g->op);
 }
 
@@ -262,12 +253,9 @@ static void redis_find_by_ref(lf_store *st, const char *ref, lf_store_cb *cb,
 {
     lf_redis *s = (lf_redis *)st;
     get_op *g = get_new(s, cb, arg);
-    if (!g) return;
     const char *argv[] = {"HGET", s->k_ref, ref};
-    if (!(g->ref = strdup(ref)) || lf_redis_format(&g->op, 3, argv, NULL) < 0) {
-        get_fail(g, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    g->ref = lf_xstrdup(ref);
+    lf_redis_format(&g->op, 3, argv, NULL);
     lf_redis_send(&g->op);
 }
 
@@ -309,7 +297,6 @@ static void key_reply(lf_rop *op, redisReply *r)
     char msg[600], why[256];
     lf_entry_doc doc;
     lf_record *rec = NULL;
-    bool kept = true;
 
     if (r->type != REDIS_REPLY_ARRAY) {
         lf_redis_errf(s, msg, sizeof msg, "key %s: %s", s->k_idem,
@@ -339,9 +326,8 @@ static void key_reply(lf_rop *op, redisReply *r)
         lf_redis_is_str(rr->element[0]) && rr->element[1]->type == REDIS_REPLY_NIL &&
         (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len,
                                    why, sizeof why)))
-        kept = lf_redis_cache_put(s, rec);
+        lf_redis_cache_put(s, rec);
     k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
-    if (!kept) lf_record_free(rec);
     lf_entry_doc_free(&doc);
     key_destroy(op);
 }
@@ -356,8 +342,7 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
 {
     lf_redis *s = (lf_redis *)st;
     char prefix[512];
-    key_op *k = calloc(1, sizeof *k);
-    if (!k) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return; }
+    key_op *k = lf_xcalloc(1, sizeof *k);
     k->op.type = &key_type;
     k->op.s = s;
     k->op.script = LF_SCRIPT_FIND_KEY;
@@ -366,10 +351,8 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem,
                           s->k_log, key, prefix};
-    if (!(k->key = strdup(key)) || lf_redis_format(&k->op, 7, argv, NULL) < 0) {
-        key_fail(k, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    k->key = lf_xstrdup(key);
+    lf_redis_format(&k->op, 7, argv, NULL);
     lf_redis_send(&k->op);
 }
 
@@ -419,10 +402,7 @@ static void list_reply(lf_rop *op, redisReply *r)
         return;
     }
     got = r->elements / 2;
-    if (!(recs = calloc(got + 1, sizeof *recs))) {
-        list_fail(l, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    recs = lf_xcalloc(got + 1, sizeof *recs);
     for (; n < got; n++) {
         const redisReply *id = r->element[2 * n], *j = r->element[2 * n + 1];
         const char *bad = NULL;
@@ -487,10 +467,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
         cb(LF_INVALID_REQUEST, "invalid list cursor", NULL, 0, NULL, arg);
         return;
     }
-    if (!(l = calloc(1, sizeof *l))) {
-        cb(LF_UNAVAILABLE, "out of memory", NULL, 0, NULL, arg);
-        return;
-    }
+    l = lf_xcalloc(1, sizeof *l);
     l->op.type = &list_type;
     l->op.s = s;
     l->op.script = LF_SCRIPT_LIST;
@@ -503,9 +480,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
     lf_redis_key_index(s, q->state, q->repo, &key);
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score,
                           cid, limit, prefix};
-    int rc = lf_redis_format(&l->op, 8, argv, NULL);
+    lf_redis_format(&l->op, 8, argv, NULL);
     l->index = lf_buf_steal(&key);
-    if (rc < 0 || !l->index) { list_fail(l, LF_UNAVAILABLE, "out of memory"); return; }
     lf_redis_send(&l->op);
 }
 
@@ -540,12 +516,11 @@ static void audit_fail(audit_op *a, lf_code code, const char *why)
     audit_destroy(&a->op);
 }
 
-static int audit_format(audit_op *a)
+static void audit_format(audit_op *a)
 {
     lf_redis *s = a->op.s;
     lf_buf k1 = LF_BUF_INIT, k3 = LF_BUF_INIT;
     char after[24], limit[24];
-    int rc;
     snprintf(after, sizeof after, "%" PRIu64, a->after);
     snprintf(limit, sizeof limit, "%zu", a->limit);
     if (a->id) {
@@ -553,15 +528,14 @@ static int audit_format(audit_op *a)
         lf_redis_key_rec(s, a->id, &k3);
         const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p,
                               s->k_log, k3.p, after, limit};
-        rc = lf_redis_format(&a->op, 8, argv, NULL);
+        lf_redis_format(&a->op, 8, argv, NULL);
     } else {
         const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2",
                               s->k_head, s->k_log, after, limit};
-        rc = lf_redis_format(&a->op, 7, argv, NULL);
+        lf_redis_format(&a->op, 7, argv, NULL);
     }
     lf_buf_free(&k1);
     lf_buf_free(&k3);
-    return rc;
 }
 
 static void audit_deliver(audit_op *a, const char **lines, size_t *lens,
@@ -592,14 +566,8 @@ static void audit_log_reply(audit_op *a, redisReply *r)
     uint64_t head = (uint64_t)r->element[0]->integer;
     uint64_t last = (uint64_t)r->element[1]->integer, seen = 0;
     size_t n = 0, k = r->elements - 2;
-    const char **lines = malloc((k + 1) * sizeof *lines);
-    size_t *lens = malloc((k + 1) * sizeof *lens);
-    if (!lines || !lens) {
-        free(lines);
-        free(lens);
-        audit_fail(a, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    const char **lines = lf_xmalloc((k + 1) * sizeof *lines);
+    size_t *lens = lf_xmalloc((k + 1) * sizeof *lens);
     for (size_t i = 0; i < k; i++) {
         const redisReply *l = r->element[i + 2];
         if (!lf_redis_is_str(l)) continue;
@@ -621,7 +589,7 @@ static void audit_log_reply(audit_op *a, redisReply *r)
         free(lines);
         free(lens);
         a->after = last;
-        if (audit_format(a) < 0) { audit_fail(a, LF_UNAVAILABLE, "out of memory"); return; }
+        audit_format(a);
         lf_redis_send(&a->op);
         return;
     }
@@ -647,14 +615,8 @@ static void audit_rec_reply(audit_op *a, redisReply *r)
     }
     size_t k = (r->elements - 1) / 2;
     uint64_t last = a->after;
-    const char **lines = malloc((k + 1) * sizeof *lines);
-    size_t *lens = malloc((k + 1) * sizeof *lens);
-    if (!lines || !lens) {
-        free(lines);
-        free(lens);
-        audit_fail(a, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    const char **lines = lf_xmalloc((k + 1) * sizeof *lines);
+    size_t *lens = lf_xmalloc((k + 1) * sizeof *lens);
     for (size_t i = 0; i < k; i++) {
         const redisReply *seq = r->element[1 + 2 * i], *l = r->element[2 + 2 * i];
         if (!lf_redis_is_str(seq) || !lf_redis_is_str(l)) {
@@ -689,8 +651,7 @@ static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
                         size_t limit, lf_audit_cb *cb, void *arg)
 {
     lf_redis *s = (lf_redis *)st;
-    audit_op *a = calloc(1, sizeof *a);
-    if (!a) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, 0, after, arg); return; }
+    audit_op *a = lf_xcalloc(1, sizeof *a);
     a->op.type = &audit_type;
     a->op.s = s;
     a->op.script = record_id ? LF_SCRIPT_AUDIT_REC : LF_SCRIPT_AUDIT_LOG;
@@ -699,10 +660,8 @@ static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
     a->after = after;
     a->limit = limit ? limit : 1000;
     if (a->limit > AUDIT_MAX) a->limit = AUDIT_MAX;
-    if ((record_id && !(a->id = strdup(record_id))) || audit_format(a) < 0) {
-        audit_fail(a, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    if (record_id) a->id = lf_xstrdup(record_id);
+    audit_format(a);
     lf_redis_send(&a->op);
 }
 
@@ -747,16 +706,15 @@ static struct timeval ms_tv(int ms)
  * requests only ever use the asynchronous connection. */
 static int probe(const lf_redis_url *u, char *err, size_t errlen)
 {
-    redisContext *c = u->path ?
+    redisContext *c = lf_xptr(u->path ?
         redisConnectUnixWithTimeout(u->path, ms_tv(u->connect_timeout_ms)) :
-        redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms));
+        redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms)));
     redisReply *r = NULL;
     char db[16];
     int rc = -1;
 
-    if (!c || c->err) {
-        snprintf(err, errlen, "redis %s: cannot connect: %s", u->addr,
-                 c ? c->errstr : "out of memory");
+    if (c->err) {
+        snprintf(err, errlen, "redis %s: cannot connect: %s", u->addr, c->errstr);
         goto out;
     }
     redisSetTimeout(c, ms_tv(u->timeout_ms));
@@ -816,11 +774,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base,
         snprintf(err, errlen, "redis store needs an event loop (an event_base)");
         return NULL;
     }
-    if (!(s = calloc(1, sizeof *s))) {
-        *code = LF_UNAVAILABLE;
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    s = lf_xcalloc(1, sizeof *s);
     if (lf_redis_url_parse(url, &s->url, err, errlen) < 0) {
         free(s);
         return NULL;
@@ -845,12 +799,6 @@ lf_store *lf_redis_open(const char *url, struct event_base *base,
     s->k_all = key_fixed(s->url.prefix, "all");
     s->k_idem = key_fixed(s->url.prefix, "idem");
     lf_redis_conn_init(s);
-    if (!s->k_head || !s->k_log || !s->k_ref || !s->k_all || !s->k_idem || !s->t_connect ||
-        !s->t_cmd || !s->t_retry) {
-        lf_redis_destroy(s);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
     lf_redis_conn_start(s);         /* warm: requests queue behind it */
     *code = LF_OK;
     return &s->base;

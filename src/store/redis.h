@@ -22,6 +22,7 @@
 #include "store.h"
 #include "../core/buf.h"
 #include "../core/map.h"
+#include "../core/mem.h"
 
 /* ---- URLs (redis_url.c) ------------------------------------------------ */
 
@@ -171,8 +172,8 @@ void lf_redis_wait_tip(lf_rop *op);
 /* Issues op: write if connected, else wait. The usual `send`. */
 void lf_redis_send(lf_rop *op);
 /* Formats argv into op->cmd (replacing any previous command). */
-int lf_redis_format(lf_rop *op, int argc, const char **argv,
-                    const size_t *lens);
+void lf_redis_format(lf_rop *op, int argc, const char **argv,
+                     const size_t *lens);
 /* Asks the server to load script id again (after NOSCRIPT). */
 void lf_redis_load_script(lf_redis *s, lf_redis_script id);
 
@@ -194,10 +195,9 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_index(const lf_redis *s, const char *state,
                         const char *repo, lf_buf *b);
 
-/* Records as last read from (or confirmed by) Redis, by id. put takes r
- * and returns false if it could not keep it (the caller frees it). */
+/* Records as last read from (or confirmed by) Redis, by id. put takes r. */
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);
-bool lf_redis_cache_put(lf_redis *s, lf_record *r);
+void lf_redis_cache_put(lf_redis *s, lf_record *r);
 void lf_redis_cache_del(lf_redis *s, const char *id);
 
 bool lf_redis_is_str(const redisReply *r);

@@ -99,9 +99,9 @@ static bool recq_enter(lf_redis *s, commit_op *c)
     rec_queue *q = lf_map_get(&s->recq, c->e.record_id);
     if (!q) {
         size_t n = strlen(c->e.record_id) + 1;
-        if (!(q = calloc(1, sizeof *q + n))) return false;  /* unordered, still correct */
+        q = lf_xcalloc(1, sizeof *q + n);
         memcpy(q->id, c->e.record_id, n);
-        if (lf_map_put(&s->recq, q->id, q) < 0) { free(q); return false; }
+        lf_map_put(&s->recq, q->id, q);
     }
     if (q->busy) {
         lf_redis_q_push(&q->waiting, &c->op);
@@ -180,7 +180,7 @@ static void commit_fail(commit_op *c, lf_code code, const char *why)
 /* The entry's strings are borrowed from the caller (often from its
  * stack): they get a home of their own, in one block, before commit
  * returns. */
-static int commit_own(commit_op *c, const lf_entry *e)
+static void commit_own(commit_op *c, const lf_entry *e)
 {
     c->e = *e;
     const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
@@ -191,15 +191,13 @@ static int commit_own(commit_op *c, const lf_entry *e)
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
-    char *p = c->strs = malloc(n);
-    if (!p) return -1;
+    char *p = c->strs = lf_xmalloc(n);
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
         if (!*f[i]) continue;
         size_t len = strlen(*f[i]) + 1;
         *f[i] = memcpy(p, *f[i], len);
         p += len;
     }
-    return 0;
 }
 
 /* Folds the entry onto base (NULL for created): the record the script
@@ -211,7 +209,6 @@ static int commit_fold(commit_op *c, const lf_record *base)
     int64_t us;
     lf_record *r = base ? lf_record_dup(base) : NULL;
 
-    if (base && !r) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return -1; }
     if (lf_record_apply(&r, &c->e, err, sizeof err) < 0) {
         lf_record_free(r);
         commit_fail(c, LF_INVALID_REQUEST, err);
@@ -219,10 +216,7 @@ static int commit_fold(commit_op *c, const lf_record *base)
     }
     c->next = r;
     c->had_aliases = base ? base->naliases : 0;
-    if (base && !(c->before = strdup(base->state))) {
-        commit_fail(c, LF_UNAVAILABLE, "out of memory");
-        return -1;
-    }
+    if (base) c->before = lf_xstrdup(base->state);
     if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
     snprintf(c->score, sizeof c->score, "%" PRId64, us);
@@ -241,9 +235,8 @@ static void commit_prepare(commit_op *c)
     lf_buf key = LF_BUF_INIT;
     lf_redis_key_rec(s, c->e.record_id, &key);
     const char *argv[] = {"HMGET", key.p, "j", "d"};
-    int rc = lf_redis_format(&c->op, 4, argv, NULL);
+    lf_redis_format(&c->op, 4, argv, NULL);
     lf_buf_free(&key);
-    if (rc < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
     c->fetching = true;
     c->op.script = -1;
     commit_send(&c->op);
@@ -265,11 +258,7 @@ static void commit_fetched(commit_op *c, redisReply *r)
         commit_fail(c, code, msg);
         return;
     }
-    if (!lf_redis_cache_put(s, base)) {
-        lf_record_free(base);
-        commit_fail(c, LF_UNAVAILABLE, "out of memory");
-        return;
-    }
+    lf_redis_cache_put(s, base);
     if (base->version + 1 != c->e.version) {
         snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
                  "%" PRIu64 ", found %" PRIu64, c->e.record_id,
@@ -290,9 +279,8 @@ static void commit_fetched(commit_op *c, redisReply *r)
  *
  * c: a commit whose entry is sealed (c->e) and whose fold (c->next) is
  *    done; c->mode says what kind of write it is.
- * Returns 0 with the argument vectors set, or -1 (out of memory: the
- * commit then fails with unavailable and nothing is sent). */
-static int commit_format(commit_op *c)
+ * Out of memory aborts (core/mem.h). */
+static void commit_format(commit_op *c)
 {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
@@ -300,7 +288,7 @@ static int commit_format(commit_op *c)
     lf_buf k[9] = {LF_BUF_INIT};
     char seq[24], ver[24], nkeys[4];
     size_t extra = 0, first_extra = 0;
-    int argc = 0, keys = 3, rc = -1;
+    int argc = 0, keys = 3;
 
     /* ARGV 13...: a move's new aliases; a tombstone's ref and aliases. */
     if (r && c->mode == MODE_MOVE) {
@@ -309,9 +297,8 @@ static int commit_format(commit_op *c)
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = malloc((3 + 12 + 12 + extra) * sizeof *argv);
-    size_t *lens = malloc((3 + 12 + 12 + extra) * sizeof *lens);
-    if (!argv || !lens) goto out;
+    const char **argv = lf_xmalloc((3 + 12 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 12 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -367,12 +354,10 @@ static int commit_format(commit_op *c)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
     lens[line_at] = c->line.len;
-    rc = lf_redis_format(&c->op, argc, argv, lens);
-out:
+    lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
-    return rc;
 }
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the
@@ -385,7 +370,7 @@ static void commit_send(lf_rop *op)
     if (c->fetching) { lf_redis_write(op); return; }
     if (!s->tip_known) { lf_redis_wait_tip(op); return; }
     lf_entry_seal(&c->e, s->tip_seq + 1, s->tip_hash, &c->line);
-    if (commit_format(c) < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
+    commit_format(c);
     c->epoch = s->epoch;
     s->tip_seq = c->e.seq;
     memcpy(s->tip_hash, c->e.hash, sizeof s->tip_hash);
@@ -449,7 +434,6 @@ static void commit_done(commit_op *c, const redisReply *r)
 {
     lf_redis *s = c->op.s;
     lf_record *rec = NULL;
-    bool kept = true;
     char why[256];
 
     switch (c->mode) {
@@ -460,7 +444,7 @@ static void commit_done(commit_op *c, const redisReply *r)
         if (r->elements > 1 && lf_redis_is_str(r->element[1]))
             rec = lf_record_from_json(r->element[1]->str, r->element[1]->len,
                                       why, sizeof why);
-        if (rec) kept = lf_redis_cache_put(s, rec);
+        if (rec) lf_redis_cache_put(s, rec);
         break;
     case MODE_DELETE:
         lf_redis_cache_del(s, c->e.record_id);
@@ -469,10 +453,9 @@ static void commit_done(commit_op *c, const redisReply *r)
     default:
         rec = c->next;
         c->next = NULL;
-        kept = lf_redis_cache_put(s, rec);
+        lf_redis_cache_put(s, rec);
     }
     c->cb(LF_OK, NULL, rec, &c->e, c->arg);
-    if (!kept) lf_record_free(rec);
     recq_leave(c);
     commit_destroy(&c->op);
 }
@@ -530,14 +513,13 @@ static const lf_rop_type commit_type = {
 void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg)
 {
     lf_redis *s = (lf_redis *)st;
-    commit_op *c = calloc(1, sizeof *c);
-    if (!c) { cb(LF_UNAVAILABLE, "out of memory", NULL, NULL, arg); return; }
+    commit_op *c = lf_xcalloc(1, sizeof *c);
     c->op.type = &commit_type;
     c->op.s = s;
     c->op.script = LF_SCRIPT_COMMIT;
     c->cb = cb;
     c->arg = arg;
-    if (commit_own(c, e) < 0) { commit_fail(c, LF_UNAVAILABLE, "out of memory"); return; }
+    commit_own(c, e);
     int mode = commit_mode_of(e->kind);
     if (mode < 0) {
         commit_fail(c, LF_INVALID_REQUEST, "the redis store does not know this "

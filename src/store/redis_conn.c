@@ -301,15 +301,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- sending ----------------------------------------------------------- */
 
-int lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens)
+void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens)
 {
     char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (n < 0) return -1;
+    long long n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (n < 0) lf_oom(0);           /* hiredis fails only on allocation */
     if (op->cmd) redisFreeCommand(op->cmd);
     op->cmd = cmd;
     op->cmdlen = (size_t)n;
-    return 0;
 }
 
 void lf_redis_write(lf_rop *op)
@@ -439,17 +438,13 @@ static const lf_rop_type hs_type = {
 static void hs_command(lf_redis *s, int step, int script, int argc,
                        const char **argv)
 {
-    hs_op *h = calloc(1, sizeof *h);
-    if (!h) return;     /* the ops behind it will fail or time out */
+    hs_op *h = lf_xcalloc(1, sizeof *h);
     h->op.type = &hs_type;
     h->op.s = s;
     h->op.script = -1;      /* not an EVALSHA: no NOSCRIPT path */
     h->step = step;
     h->which = script;
-    if (lf_redis_format(&h->op, argc, argv, NULL) < 0) {
-        free(h);
-        return;
-    }
+    lf_redis_format(&h->op, argc, argv, NULL);
     hs_send(&h->op);
 }
 
@@ -489,21 +484,21 @@ void lf_redis_on_ready(lf_redis *s)
 
 void lf_redis_conn_init(lf_redis *s)
 {
-    s->t_connect = evtimer_new(s->evb, on_connect_timer, s);
-    s->t_cmd = evtimer_new(s->evb, on_cmd_timer, s);
-    s->t_retry = evtimer_new(s->evb, on_retry_timer, s);
+    s->t_connect = lf_xptr(evtimer_new(s->evb, on_connect_timer, s));
+    s->t_cmd = lf_xptr(evtimer_new(s->evb, on_cmd_timer, s));
+    s->t_retry = lf_xptr(evtimer_new(s->evb, on_retry_timer, s));
 }
 
 void lf_redis_conn_start(lf_redis *s)
 {
     redisAsyncContext *ac;
     if (s->ac || s->closing) return;
-    ac = s->url.path ? redisAsyncConnectUnix(s->url.path)
-                     : redisAsyncConnect(s->url.host, s->url.port);
-    if (!ac || ac->err || redisLibeventAttach(ac, s->evb) != REDIS_OK) {
+    ac = lf_xptr(s->url.path ? redisAsyncConnectUnix(s->url.path)
+                             : redisAsyncConnect(s->url.host, s->url.port));
+    if (ac->err || redisLibeventAttach(ac, s->evb) != REDIS_OK) {
         lf_redis_errf(s, s->down, sizeof s->down, "cannot connect: %s",
-                      ac && ac->errstr[0] ? ac->errstr : "out of memory");
-        if (ac) redisAsyncFree(ac);
+                      ac->errstr[0] ? ac->errstr : "cannot attach to the event loop");
+        redisAsyncFree(ac);
         attempt_failed(s);
         fail_all(&s->waiting, LF_UNAVAILABLE, s->down);
         return;

@@ -40,8 +40,7 @@ static int hexval(int c)
  * decodes to a NUL byte (which no C string could carry). */
 static char *decode(const char *s, size_t n)
 {
-    char *out = malloc(n + 1), *o = out;
-    if (!out) return NULL;
+    char *out = lf_xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '%') { *o++ = s[i]; continue; }
         if (i + 2 >= n) { free(out); return NULL; }
@@ -190,7 +189,7 @@ int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
     memset(u, 0, sizeof *u);
     u->connect_timeout_ms = LF_REDIS_CONNECT_TIMEOUT_MS;
     u->timeout_ms = LF_REDIS_TIMEOUT_MS;
-    if (!(u->prefix = strdup(LF_REDIS_DEFAULT_PREFIX))) goto oom;
+    u->prefix = lf_xstrdup(LF_REDIS_DEFAULT_PREFIX);
 
     if (unix_sock) {
         p = url + 5;
@@ -243,9 +242,5 @@ int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
     return 0;
 bad:
     lf_redis_url_free(u);
-    return fail(err, errlen, why ? why : "out of memory");
-oom:
-    lf_redis_url_free(u);
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    return fail(err, errlen, why ? why : "bad %-escape");
 }

@@ -10,9 +10,7 @@ lf_store *lf_store_open(const char *url, struct event_base *base,
     if (!code) code = &dummy;
     *code = LF_OK;
     if (strcmp(url, "memory:") == 0 || strcmp(url, "memory") == 0) {
-        lf_store *s = lf_memory_open();
-        if (!s) { *code = LF_UNAVAILABLE; snprintf(err, errlen, "out of memory"); }
-        return s;
+        return lf_memory_open();
     }
     if (strncmp(url, "file:", 5) == 0 && url[5]) {
         const char *path = url + 5;
