@@ -860,7 +860,7 @@ static void test_notify_rules(void **state) {
                               "(https is not supported)\n"));
     assert_non_null(strstr(m, "d.lua:2: notify: unknown field 'tiemout_ms'"));
     assert_non_null(strstr(m, "e.lua:2: notify: timeout_ms must be a whole number from 1 to 60000\n"));
-    assert_non_null(strstr(m, "hook f: notify body: cannot encode a function value\n"));
+    assert_non_null(strstr(m, "hook f: notify body.f: cannot encode a function as JSON\n"));
     assert_non_null(strstr(m, "h.lua:2: notify: body must be a string or a table, not a number\n"));
     assert_non_null(strstr(m, "hook i: item 2 of the returned list is not a request or a "
                               "notification\n"));

@@ -444,10 +444,10 @@ static void test_bad_annotations(void **state) {
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[2048];
     expand(d,
-        "[{\"policy\":\"fn\",\"verdict\":\"deny\",\"reason\":\"guard fn: annotations: cannot encode a function value\"},"
+        "[{\"policy\":\"fn\",\"verdict\":\"deny\",\"reason\":\"guard fn: annotations.f: cannot encode a function as JSON\"},"
         "{\"policy\":\"list\",\"verdict\":\"deny\",\"reason\":\"guard list: annotations: must be a table of names to values, not a list\"},"
-        "{\"policy\":\"mixed\",\"verdict\":\"deny\",\"reason\":\"guard mixed: annotations: a table mixes list and string keys\"},"
-        "{\"policy\":\"cycle\",\"verdict\":\"deny\",\"reason\":\"guard cycle: annotations: nested more than 32 levels (a cycle?)\"},"
+        "{\"policy\":\"mixed\",\"verdict\":\"deny\",\"reason\":\"guard mixed: annotations: cannot encode a table with a number key as JSON (object keys must be strings; lists must be 1..n)\"},"
+        "{\"policy\":\"cycle\",\"verdict\":\"deny\",\"reason\":\"guard cycle: annotations.t.t: cannot encode a table that contains itself (a cycle) as JSON\"},"
         "{\"policy\":\"num\",\"verdict\":\"deny\",\"reason\":\"guard num: %s/guards/e.lua:1: allow: annotations must be a table, not a number\"}]",
         want, sizeof want);
     lf_verdict v;
@@ -1031,7 +1031,7 @@ static void test_hooks(void **state) {
             "hook h5: returned a number, not nil, a request, a notification or a list of them\n"
             "hook h6: %s/hooks/6.lua:3: instruction budget exceeded\n"
             "hook h7: item 2 of the returned list is not a request or a notification\n"
-            "hook h8: request metadata: cannot encode a function value\n",
+            "hook h8: request metadata.f: cannot encode a function as JSON\n",
             want, sizeof want);
         assert_string_equal(rep.messages, want);
         assert_int_equal(rep.nfollowups, 3);

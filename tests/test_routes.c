@@ -723,7 +723,7 @@ static void test_bad_requests(void **state) {
         "%s/routes/a.lua:9: create: expected a table, like create { ref = ... }, not a string",
         "transition: unknown state 'mergd'",
         "%s/routes/a.lua:11: transition: trigger is required",
-        "transition: metadata: cannot encode a function value",
+        "transition: metadata.f: cannot encode a function as JSON",
         "%s/routes/a.lua:14: ignore: the reason must be a non-empty string",
         "%s/routes/a.lua:15: attempt to modify a read-only request (field 'ref')",
     };

@@ -10,14 +10,14 @@
 
 /* A JSON array of the names of the loaded guards, hooks or routes. */
 static void rule_names(const lf_rules *r, lf_rule_kind kind, lf_buf *b) {
-    lf_buf_putc(b, '[');
+    lf_jw list = lf_jw_open(b, '[');
     for (int i = 0; i < lf_rules_count(r, kind); i++) {
         lf_rule_info info;
         lf_rules_info(r, kind, i, &info);
-        if (i) lf_buf_putc(b, ',');
+        lf_jw_next(&list);
         lf_buf_json_str(b, info.name);
     }
-    lf_buf_putc(b, ']');
+    lf_jw_close(&list, ']');
 }
 
 static int run_lint(lf_cli *c) {
@@ -38,25 +38,30 @@ static int run_lint(lf_cli *c) {
     int n = lf_rules_nfiles(r);
     if (c->json) {
         lf_buf b = LF_BUF_INIT;
-        lf_buf_puts(&b, "{\"ok\":true,\"generation\":");
-        lf_buf_json_str(&b, lf_rules_generation(r));
-        lf_buf_puts(&b, ",\"files\":[");
+        lf_jw o = lf_jw_open(&b, '{');
+        lf_jw_bool(&o, "ok", true);
+        lf_jw_str(&o, "generation", lf_rules_generation(r));
+        lf_jw_key(&o, "files");
+        lf_jw files = lf_jw_open(&b, '[');
         for (int i = 0; i < n; i++) {
-            if (i) lf_buf_putc(&b, ',');
+            lf_jw_next(&files);
             lf_buf_json_str(&b, lf_rules_file_at(r, i));
         }
-        lf_buf_puts(&b, "],\"workflows\":[");
+        lf_jw_close(&files, ']');
+        lf_jw_key(&o, "workflows");
+        lf_jw wfs = lf_jw_open(&b, '[');
         for (int i = 0; i < lf_rules_nworkflows(r); i++) {
-            if (i) lf_buf_putc(&b, ',');
+            lf_jw_next(&wfs);
             lf_buf_json_str(&b, lf_rules_workflow_at(r, i)->name);
         }
-        lf_buf_puts(&b, "],\"guards\":");
+        lf_jw_close(&wfs, ']');
+        lf_jw_key(&o, "guards");
         rule_names(r, LF_RULE_GUARD, &b);
-        lf_buf_puts(&b, ",\"hooks\":");
+        lf_jw_key(&o, "hooks");
         rule_names(r, LF_RULE_HOOK, &b);
-        lf_buf_puts(&b, ",\"routes\":");
+        lf_jw_key(&o, "routes");
         rule_names(r, LF_RULE_ROUTE, &b);
-        lf_buf_putc(&b, '}');
+        lf_jw_close(&o, '}');
         lf_cli_puts_free(lf_buf_steal(&b));
         lf_buf_free(&b);
     } else {

@@ -163,11 +163,6 @@ void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt) {
     if (s) lf_buf_puts(b, s);
 }
 
-void lf_buf_json_key(lf_buf *b, const char *key) {
-    lf_buf_json_str(b, key);
-    lf_buf_putc(b, ':');
-}
-
 /* A whole file, NUL-terminated; NULL with errno set if it cannot be read. */
 char *lf_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");

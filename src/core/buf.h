@@ -6,6 +6,7 @@
 #ifndef LF_BUF_H
 #define LF_BUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,8 +55,55 @@ void lf_buf_json_str(lf_buf *b, const char *s);
 void lf_buf_json_int(lf_buf *b, int64_t v);
 /* Raw JSON text (already valid), or `dflt` when s is NULL. */
 void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt);
-/* `"key":` */
-void lf_buf_json_key(lf_buf *b, const char *key);
+
+/* ---- the JSON writer ------------------------------------------------------
+ * Every serializer writes objects and arrays through it: it puts the
+ * commas, so no caller writes ",\"key\":" by hand. Keys are our own
+ * identifiers (ASCII, nothing to escape) and are written as they are.
+ *
+ *   lf_jw o = lf_jw_open(b, '{');
+ *   lf_jw_str(&o, "ref", ref);  lf_jw_int(&o, "version", 3);
+ *   lf_jw_close(&o, '}');
+ */
+typedef struct lf_jw {
+    lf_buf *b;
+    bool more;                  /* a member was written: the next needs a comma */
+} lf_jw;
+
+static inline lf_jw lf_jw_open(lf_buf *b, char bracket) {
+    lf_buf_putc(b, bracket);
+    return (lf_jw){b, false};
+}
+static inline void lf_jw_close(lf_jw *w, char bracket) { lf_buf_putc(w->b, bracket); }
+/* The comma before an array's next element (or an object's next member). */
+static inline void lf_jw_next(lf_jw *w) {
+    if (w->more) lf_buf_putc(w->b, ',');
+    w->more = true;
+}
+/* `"key":`, after a comma if needed; the value is the caller's to write. */
+static inline void lf_jw_key(lf_jw *w, const char *key) {
+    lf_jw_next(w);
+    lf_buf_putc(w->b, '"');
+    lf_buf_puts(w->b, key);
+    lf_buf_add(w->b, "\":", 2);
+}
+static inline void lf_jw_str(lf_jw *w, const char *key, const char *s) {
+    lf_jw_key(w, key);
+    lf_buf_json_str(w->b, s);
+}
+static inline void lf_jw_int(lf_jw *w, const char *key, int64_t v) {
+    lf_jw_key(w, key);
+    lf_buf_json_int(w->b, v);
+}
+static inline void lf_jw_bool(lf_jw *w, const char *key, bool v) {
+    lf_jw_key(w, key);
+    lf_buf_puts(w->b, v ? "true" : "false");
+}
+/* Raw JSON text (already valid), or `dflt` when json is NULL. */
+static inline void lf_jw_raw(lf_jw *w, const char *key, const char *json, const char *dflt) {
+    lf_jw_key(w, key);
+    lf_buf_json_raw(w->b, json, dflt);
+}
 
 /* A whole file, NUL-terminated, its length in *len; NULL with errno set
  * if it cannot be read. (The one file reader; core's only I/O besides the

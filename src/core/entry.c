@@ -24,49 +24,31 @@ int lf_entry_kind_parse(const char *s) {
 }
 
 void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
-    lf_buf_puts(b, "{\"seq\":");
-    lf_buf_json_int(b, (int64_t)e->seq);
-    lf_buf_puts(b, ",\"record_id\":");
-    lf_buf_json_str(b, e->record_id);
-    lf_buf_puts(b, ",\"kind\":\"");
-    lf_buf_puts(b, lf_entry_kind_name(e->kind));
-    lf_buf_puts(b, "\",\"version\":");
-    lf_buf_json_int(b, (int64_t)e->version);
-    lf_buf_puts(b, ",\"from_state\":");
-    lf_buf_json_str(b, e->from_state);
-    lf_buf_puts(b, ",\"to_state\":");
-    lf_buf_json_str(b, e->to_state);
-    lf_buf_puts(b, ",\"trigger\":");
-    lf_buf_json_str(b, e->trigger);
-    lf_buf_puts(b, ",\"actor\":");
-    lf_buf_json_str(b, e->actor);
-    lf_buf_puts(b, ",\"timestamp\":\"");
+    lf_jw o = lf_jw_open(b, '{');
+    lf_jw_int(&o, "seq", (int64_t)e->seq);
+    lf_jw_str(&o, "record_id", e->record_id);
+    lf_jw_str(&o, "kind", lf_entry_kind_name(e->kind));
+    lf_jw_int(&o, "version", (int64_t)e->version);
+    lf_jw_str(&o, "from_state", e->from_state);
+    lf_jw_str(&o, "to_state", e->to_state);
+    lf_jw_str(&o, "trigger", e->trigger);
+    lf_jw_str(&o, "actor", e->actor);
+    lf_jw_key(&o, "timestamp");
+    lf_buf_putc(b, '"');
     lf_buf_add(b, e->timestamp, LF_TS_LEN);
-    lf_buf_puts(b, "\",\"metadata\":");
-    lf_buf_json_raw(b, e->metadata, "{}");
-    lf_buf_puts(b, ",\"decisions\":");
-    lf_buf_json_raw(b, e->decisions, "[]");
-    lf_buf_puts(b, ",\"policy_set\":");
-    lf_buf_json_str(b, e->policy_set);
-    if (e->record) {
-        lf_buf_puts(b, ",\"record\":");
-        lf_buf_puts(b, e->record);
-    }
-    if (e->changes) {
-        lf_buf_puts(b, ",\"changes\":");
-        lf_buf_puts(b, e->changes);
-    }
-    if (e->violation) {
-        lf_buf_puts(b, ",\"violation\":");
-        lf_buf_puts(b, e->violation);
-    }
-    if (e->idempotency_key) {
-        lf_buf_puts(b, ",\"idempotency_key\":");
-        lf_buf_json_str(b, e->idempotency_key);
-    }
-    lf_buf_puts(b, ",\"prev\":\"");
+    lf_buf_putc(b, '"');
+    lf_jw_raw(&o, "metadata", e->metadata, "{}");
+    lf_jw_raw(&o, "decisions", e->decisions, "[]");
+    lf_jw_str(&o, "policy_set", e->policy_set);
+    if (e->record) lf_jw_raw(&o, "record", e->record, NULL);
+    if (e->changes) lf_jw_raw(&o, "changes", e->changes, NULL);
+    if (e->violation) lf_jw_raw(&o, "violation", e->violation, NULL);
+    if (e->idempotency_key) lf_jw_str(&o, "idempotency_key", e->idempotency_key);
+    lf_jw_key(&o, "prev");
+    lf_buf_putc(b, '"');
     lf_buf_add(b, e->prev, LF_HASH_LEN);
-    lf_buf_puts(b, "\"}");
+    lf_buf_putc(b, '"');
+    lf_jw_close(&o, '}');
 }
 
 

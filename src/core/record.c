@@ -235,78 +235,66 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
 
 /* ---- JSON -------------------------------------------------------------- */
 
-static void put_ts(lf_buf *b, const char *ts) {
-    if (!ts[0]) { lf_buf_puts(b, "null"); return; }
-    lf_buf_putc(b, '"');
-    lf_buf_add(b, ts, LF_TS_LEN);
-    lf_buf_putc(b, '"');
+/* "key":"<timestamp>", or null for an empty one. */
+static void jw_ts(lf_jw *w, const char *key, const char *ts) {
+    lf_jw_key(w, key);
+    if (!ts[0]) { lf_buf_puts(w->b, "null"); return; }
+    lf_buf_putc(w->b, '"');
+    lf_buf_add(w->b, ts, LF_TS_LEN);
+    lf_buf_putc(w->b, '"');
+}
+
+/* "key":N, or null when the record has none. */
+static void jw_opt_int(lf_jw *w, const char *key, bool has, int64_t v) {
+    if (has) lf_jw_int(w, key, v);
+    else lf_jw_raw(w, key, NULL, "null");
 }
 
 void lf_record_to_json(const lf_record *r, lf_buf *b) { lf_record_to_json_tail(r, 0, b); }
 
 void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     size_t first = max_hist && r->nhist > max_hist ? r->nhist - max_hist : 0;
-    lf_buf_puts(b, "{\"record_id\":");
-    lf_buf_json_str(b, r->id);
-    lf_buf_puts(b, ",\"ref\":");
-    lf_buf_json_str(b, r->ref);
-    lf_buf_puts(b, ",\"ref_number\":");
-    if (r->has_ref_number) lf_buf_json_int(b, r->ref_number);
-    else lf_buf_puts(b, "null");
-    lf_buf_puts(b, ",\"repo\":");
-    lf_buf_json_str(b, r->repo);
-    lf_buf_puts(b, ",\"pr_url\":");
-    lf_buf_json_str(b, r->pr_url);
-    lf_buf_puts(b, ",\"pr_number\":");
-    if (r->has_pr_number) lf_buf_json_int(b, r->pr_number);
-    else lf_buf_puts(b, "null");
-    lf_buf_puts(b, ",\"state\":");
-    lf_buf_json_str(b, r->state);
-    lf_buf_puts(b, r->auto_merge ? ",\"auto_merge\":true" : ",\"auto_merge\":false");
-    lf_buf_puts(b, ",\"ci_status\":");
-    lf_buf_json_raw(b, r->ci_status, "{}");
-    lf_buf_puts(b, ",\"transitions\":[");
+    lf_jw o = lf_jw_open(b, '{');
+    lf_jw_str(&o, "record_id", r->id);
+    lf_jw_str(&o, "ref", r->ref);
+    jw_opt_int(&o, "ref_number", r->has_ref_number, r->ref_number);
+    lf_jw_str(&o, "repo", r->repo);
+    lf_jw_str(&o, "pr_url", r->pr_url);
+    jw_opt_int(&o, "pr_number", r->has_pr_number, r->pr_number);
+    lf_jw_str(&o, "state", r->state);
+    lf_jw_bool(&o, "auto_merge", r->auto_merge);
+    lf_jw_raw(&o, "ci_status", r->ci_status, "{}");
+    lf_jw_key(&o, "transitions");
+    lf_jw list = lf_jw_open(b, '[');
     for (size_t i = first; i < r->nhist; i++) {
         const lf_hist *h = &r->hist[i];
-        lf_buf_puts(b, i > first ? ",{\"from_state\":" : "{\"from_state\":");
-        lf_buf_json_str(b, h->from_state);
-        lf_buf_puts(b, ",\"to_state\":");
-        lf_buf_json_str(b, h->to_state);
-        lf_buf_puts(b, ",\"trigger\":");
-        lf_buf_json_str(b, h->trigger);
-        lf_buf_puts(b, ",\"timestamp\":");
-        put_ts(b, h->timestamp);
-        lf_buf_puts(b, ",\"metadata\":");
-        lf_buf_json_raw(b, h->metadata, "{}");
-        lf_buf_puts(b, ",\"actor\":");
-        lf_buf_json_str(b, h->actor);
-        lf_buf_putc(b, '}');
+        lf_jw_next(&list);
+        lf_jw t = lf_jw_open(b, '{');
+        lf_jw_str(&t, "from_state", h->from_state);
+        lf_jw_str(&t, "to_state", h->to_state);
+        lf_jw_str(&t, "trigger", h->trigger);
+        jw_ts(&t, "timestamp", h->timestamp);
+        lf_jw_raw(&t, "metadata", h->metadata, "{}");
+        lf_jw_str(&t, "actor", h->actor);
+        lf_jw_close(&t, '}');
     }
-    lf_buf_puts(b, "],\"labels\":");
-    lf_buf_json_raw(b, r->labels, "{}");
-    lf_buf_puts(b, ",\"created_at\":");
-    put_ts(b, r->created_at);
-    lf_buf_puts(b, ",\"updated_at\":");
-    put_ts(b, r->updated_at);
-    lf_buf_puts(b, ",\"closed_at\":");
-    put_ts(b, r->closed_at);
-    lf_buf_puts(b, ",\"workflow\":");
-    lf_buf_json_str(b, r->workflow);
-    lf_buf_puts(b, ",\"version\":");
-    lf_buf_json_int(b, (int64_t)r->version);
-    lf_buf_puts(b, ",\"metadata\":");
-    lf_buf_json_raw(b, r->metadata, "{}");
-    lf_buf_puts(b, ",\"aliases\":[");
+    lf_jw_close(&list, ']');
+    lf_jw_raw(&o, "labels", r->labels, "{}");
+    jw_ts(&o, "created_at", r->created_at);
+    jw_ts(&o, "updated_at", r->updated_at);
+    jw_ts(&o, "closed_at", r->closed_at);
+    lf_jw_str(&o, "workflow", r->workflow);
+    lf_jw_int(&o, "version", (int64_t)r->version);
+    lf_jw_raw(&o, "metadata", r->metadata, "{}");
+    lf_jw_key(&o, "aliases");
+    lf_jw al = lf_jw_open(b, '[');
     for (size_t i = 0; i < r->naliases; i++) {
-        if (i) lf_buf_putc(b, ',');
+        lf_jw_next(&al);
         lf_buf_json_str(b, r->aliases[i]);
     }
-    lf_buf_putc(b, ']');
-    if (first) {
-        lf_buf_puts(b, ",\"transitions_total\":");
-        lf_buf_json_int(b, (int64_t)r->nhist);
-    }
-    lf_buf_putc(b, '}');
+    lf_jw_close(&al, ']');
+    if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
+    lf_jw_close(&o, '}');
 }
 
 static int json_ts(const cJSON *o, const char *key, int nullable, char out[LF_TS_LEN + 1]) {

@@ -220,25 +220,20 @@ char *lf_result_json(const lf_result *r) { return lf_result_json_tail(r, 0); }
 
 char *lf_result_json_tail(const lf_result *r, size_t max_transitions) {
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, r->success ? "{\"success\":true" : "{\"success\":false");
-    lf_buf_puts(&b, ",\"code\":");
-    lf_buf_json_str(&b, lf_code_name(r->code));
-    lf_buf_puts(&b, ",\"error\":");
-    lf_buf_json_str(&b, r->error);
-    lf_buf_puts(&b, ",\"previous_state\":");
-    lf_buf_json_str(&b, r->previous_state);
-    lf_buf_puts(&b, ",\"new_state\":");
-    lf_buf_json_str(&b, r->new_state);
-    lf_buf_puts(&b, ",\"record\":");
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_bool(&o, "success", r->success);
+    lf_jw_str(&o, "code", lf_code_name(r->code));
+    lf_jw_str(&o, "error", r->error);
+    lf_jw_str(&o, "previous_state", r->previous_state);
+    lf_jw_str(&o, "new_state", r->new_state);
+    lf_jw_key(&o, "record");
     if (r->record) lf_record_to_json_tail(r->record, max_transitions, &b);
     else lf_buf_puts(&b, "null");
-    lf_buf_puts(&b, ",\"decisions\":");
-    lf_buf_json_raw(&b, r->decisions, "[]");
-    lf_buf_puts(&b, r->dry_run ? ",\"dry_run\":true" : ",\"dry_run\":false");
-    lf_buf_puts(&b, r->duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false");
-    lf_buf_puts(&b, ",\"violation\":");
-    lf_buf_json_raw(&b, r->violation, "null");
-    lf_buf_putc(&b, '}');
+    lf_jw_raw(&o, "decisions", r->decisions, "[]");
+    lf_jw_bool(&o, "dry_run", r->dry_run);
+    lf_jw_bool(&o, "duplicate", r->duplicate);
+    lf_jw_raw(&o, "violation", r->violation, "null");
+    lf_jw_close(&o, '}');
     return lf_buf_steal(&b);
 }
 
@@ -507,26 +502,20 @@ static void create_commit(create_ctx *c) {
 static void initial_fields(const lf_create_req *req, const char *labels,
                            const char *meta, const char *workflow,
                            lf_buf *rec, lf_buf *hist) {
-    lf_buf_puts(rec, "{\"ref\":");
-    lf_buf_json_str(rec, req->ref);
-    lf_buf_puts(rec, ",\"ref_number\":");
-    if (req->has_ref_number) lf_buf_json_int(rec, req->ref_number);
-    else lf_buf_puts(rec, "null");
-    lf_buf_puts(rec, ",\"repo\":");
-    lf_buf_json_str(rec, req->repo);
-    lf_buf_puts(rec, req->auto_merge ? ",\"auto_merge\":true" : ",\"auto_merge\":false");
-    lf_buf_puts(rec, ",\"labels\":");
-    lf_buf_json_raw(rec, labels, "{}");
-    lf_buf_puts(rec, ",\"metadata\":");
-    lf_buf_json_raw(rec, meta, "{}");
-    lf_buf_puts(rec, ",\"workflow\":");
-    lf_buf_json_str(rec, workflow);
-    lf_buf_putc(rec, '}');
-    lf_buf_puts(hist, "{\"ref\":");
-    lf_buf_json_str(hist, req->ref);
-    lf_buf_puts(hist, ",\"repo\":");
-    lf_buf_json_str(hist, req->repo);
-    lf_buf_putc(hist, '}');
+    lf_jw o = lf_jw_open(rec, '{');
+    lf_jw_str(&o, "ref", req->ref);
+    if (req->has_ref_number) lf_jw_int(&o, "ref_number", req->ref_number);
+    else lf_jw_raw(&o, "ref_number", NULL, "null");
+    lf_jw_str(&o, "repo", req->repo);
+    lf_jw_bool(&o, "auto_merge", req->auto_merge);
+    lf_jw_raw(&o, "labels", labels, "{}");
+    lf_jw_raw(&o, "metadata", meta, "{}");
+    lf_jw_str(&o, "workflow", workflow);
+    lf_jw_close(&o, '}');
+    lf_jw h = lf_jw_open(hist, '{');
+    lf_jw_str(&h, "ref", req->ref);
+    lf_jw_str(&h, "repo", req->repo);
+    lf_jw_close(&h, '}');
 }
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
@@ -590,6 +579,7 @@ typedef struct txn {
     char *pr_changes;           /* "pr_url":…,"pr_number":… or NULL */
     char *decisions;            /* JSON array of the last evaluation */
     char *denial;               /* "Denied by policy …: …" */
+    lf_code refusal;            /* denied / invalid_transition, once refused */
     char *key;                  /* idempotency key, or NULL */
     bool observed;              /* a fact: commit it, mark what objects */
     char *violation;            /* {"rule":…,"reason":…} of an observation */
@@ -699,8 +689,10 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
     txn_free(t);
 }
 
-static void txn_denied(lf_code code, const char *err, const lf_record *rec,
-                       const lf_entry *en, void *arg) {
+/* A refused attempt (denied by a guard, or no such edge) is in the log:
+ * answer with the refusal. */
+static void txn_refused(lf_code code, const char *err, const lf_record *rec,
+                        const lf_entry *en, void *arg) {
     txn *t = arg;
     (void)en;
     if (code == LF_CONFLICT && t->key && ++t->attempts < MAX_ATTEMPTS) {
@@ -708,7 +700,7 @@ static void txn_denied(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
-    txn_done(t, LF_DENIED, t->denial, NULL, rec);
+    txn_done(t, t->refusal, t->denial, NULL, rec);
 }
 
 /* The record fields this transition sets: closed_at on entering a
@@ -716,17 +708,18 @@ static void txn_denied(lf_code code, const char *err, const lf_record *rec,
 static char *txn_changes(const txn *t, bool terminal, const char *ts) {
     if (!terminal && !t->pr_changes) return NULL;
     lf_buf b = LF_BUF_INIT;
-    lf_buf_putc(&b, '{');
+    lf_jw o = lf_jw_open(&b, '{');
     if (terminal) {
-        lf_buf_puts(&b, "\"closed_at\":\"");
+        lf_jw_key(&o, "closed_at");
+        lf_buf_putc(&b, '"');
         lf_buf_add(&b, ts, LF_TS_LEN);
         lf_buf_putc(&b, '"');
     }
-    if (t->pr_changes) {
-        if (terminal) lf_buf_putc(&b, ',');
+    if (t->pr_changes) {        /* members already written by record_fields */
+        lf_jw_next(&o);
         lf_buf_puts(&b, t->pr_changes);
     }
-    lf_buf_putc(&b, '}');
+    lf_jw_close(&o, '}');
     return lf_buf_steal(&b);
 }
 
@@ -786,30 +779,18 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     en->kind = LF_ENTRY_DENIED;
     en->version = rec->version;
     en->decisions = t->decisions;
-    lf_store_commit(e->store, en, txn_denied, t);
+    t->refusal = LF_DENIED;
+    lf_store_commit(e->store, en, txn_refused, t);
     return false;
-}
-
-static void txn_rejected(lf_code code, const char *err, const lf_record *rec,
-                         const lf_entry *en, void *arg) {
-    txn *t = arg;
-    (void)en;
-    if (code == LF_CONFLICT && t->key && ++t->attempts < MAX_ATTEMPTS) {
-        txn_start(t);
-        return;
-    }
-    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
-    txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec);
 }
 
 /* What an observation would have been refused by. */
 static void set_violation(txn *t, const char *rule, const char *reason) {
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"rule\":");
-    lf_buf_json_str(&b, rule);
-    lf_buf_puts(&b, ",\"reason\":");
-    lf_buf_json_str(&b, reason);
-    lf_buf_putc(&b, '}');
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_str(&o, "rule", rule);
+    lf_jw_str(&o, "reason", reason);
+    lf_jw_close(&o, '}');
     free(t->violation);
     t->violation = lf_buf_steal(&b);
 }
@@ -824,18 +805,23 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from,
     free(t->denial);
     t->denial = lf_buf_steal(&b);
     if (t->dry_run) { txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec); return; }
-    lf_buf_puts(&b, "[{\"policy\":");
+    lf_jw list = lf_jw_open(&b, '[');
+    lf_jw_next(&list);
+    lf_jw d = lf_jw_open(&b, '{');
+    lf_jw_key(&d, "policy");
     lf_buf_printf(&b, "\"workflow:%s\"", wf->name);
-    lf_buf_puts(&b, ",\"verdict\":\"deny\",\"reason\":");
-    lf_buf_json_str(&b, t->denial);
-    lf_buf_puts(&b, "}]");
+    lf_jw_str(&d, "verdict", "deny");
+    lf_jw_str(&d, "reason", t->denial);
+    lf_jw_close(&d, '}');
+    lf_jw_close(&list, ']');
     free(t->decisions);
     t->decisions = lf_buf_steal(&b);
     en->kind = LF_ENTRY_REJECTED;
     en->version = rec->version;
     en->to_state = t->to;
     en->decisions = t->decisions;
-    lf_store_commit(t->eng->store, en, txn_rejected, t);
+    t->refusal = LF_INVALID_TRANSITION;
+    lf_store_commit(t->eng->store, en, txn_refused, t);
 }
 
 /* The store's answer to the load of a transition's (or deletion's) record,
@@ -991,27 +977,18 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     if (al && !cJSON_IsArray(al)) goto bad_aliases;
     cJSON_ArrayForEach(a, al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
     lf_buf b = LF_BUF_INIT;
-    const char *sep = "";
-    if (u) {
-        lf_buf_puts(&b, "\"pr_url\":");
-        lf_buf_json_str(&b, cJSON_IsString(u) ? u->valuestring : NULL);
-        sep = ",";
-    }
-    if (n) {
-        lf_buf_printf(&b, "%s\"pr_number\":", sep);
-        if (cJSON_IsNull(n)) lf_buf_puts(&b, "null");
-        else lf_buf_json_int(&b, (int64_t)n->valuedouble);
-        sep = ",";
-    }
+    lf_jw o = {&b, false};          /* members only: txn_changes adds the braces */
+    if (u) lf_jw_str(&o, "pr_url", cJSON_IsString(u) ? u->valuestring : NULL);
+    if (n && cJSON_IsNull(n)) lf_jw_raw(&o, "pr_number", NULL, "null");
+    else if (n) lf_jw_int(&o, "pr_number", (int64_t)n->valuedouble);
     if (al) {
-        lf_buf_printf(&b, "%s\"aliases\":[", sep);
-        sep = "";
+        lf_jw_key(&o, "aliases");
+        lf_jw list = lf_jw_open(&b, '[');
         cJSON_ArrayForEach(a, al) {
-            lf_buf_puts(&b, sep);
+            lf_jw_next(&list);
             lf_buf_json_str(&b, a->valuestring);
-            sep = ",";
         }
-        lf_buf_putc(&b, ']');
+        lf_jw_close(&list, ']');
     }
     *out = lf_buf_steal(&b);
     return 0;
@@ -1114,9 +1091,11 @@ void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
     *c = (reload_ctx){e, next, "", cb, arg};
     memcpy(c->old, lf_rules_generation(e->gen->rules), LF_HASH_LEN + 1);
     lf_buf meta = LF_BUF_INIT;
-    lf_buf_printf(&meta, "{\"old_generation\":\"%s\",\"new_generation\":\"%s\","
-                  "\"files\":%d}", c->old, lf_rules_generation(rules),
-                  lf_rules_nfiles(rules));
+    lf_jw m = lf_jw_open(&meta, '{');
+    lf_jw_str(&m, "old_generation", c->old);
+    lf_jw_str(&m, "new_generation", lf_rules_generation(rules));
+    lf_jw_int(&m, "files", lf_rules_nfiles(rules));
+    lf_jw_close(&m, '}');
     lf_entry en = {0};
     en.kind = LF_ENTRY_POLICY_LOADED;
     en.trigger = "reload";

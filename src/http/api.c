@@ -78,9 +78,10 @@ static void readyz_done(const lf_result *res, void *arg) {
         return;
     }
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"status\":\"ready\",\"generation\":");
-    lf_buf_json_str(&b, lf_engine_generation(r->srv->engine));
-    lf_buf_putc(&b, '}');
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_str(&o, "status", "ready");
+    lf_jw_str(&o, "generation", lf_engine_generation(r->srv->engine));
+    lf_jw_close(&o, '}');
     lf_reply_json(r, 200, b.p);
     lf_buf_free(&b);
 }
@@ -230,16 +231,16 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         return;
     }
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"records\":[");
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_key(&o, "records");
+    lf_jw list = lf_jw_open(&b, '[');
     for (size_t i = 0; i < n; i++) {
-        char *json = lf_record_json_tail(recs[i], r->srv->cfg.max_history);
-        if (i) lf_buf_putc(&b, ',');
-        lf_buf_json_raw(&b, json, "null");
-        free(json);
+        lf_jw_next(&list);
+        lf_record_to_json_tail(recs[i], r->srv->cfg.max_history, &b);
     }
-    lf_buf_puts(&b, "],\"next_cursor\":");
-    lf_buf_json_str(&b, next_cursor);
-    lf_buf_putc(&b, '}');
+    lf_jw_close(&list, ']');
+    lf_jw_str(&o, "next_cursor", next_cursor);
+    lf_jw_close(&o, '}');
     size_t len = b.len;
     lf_reply_take(r, 200, "application/json", lf_buf_steal(&b), len);
 }
@@ -312,24 +313,23 @@ static void reloaded(lf_code code, const char *error, const char *old_gen,
     lf_buf b = LF_BUF_INIT;
     if (code == LF_OK) {
         lf_logf(LF_LOG_INFO, "policies reloaded by %s: %s -> %s", r->actor, old_gen, new_gen);
-        lf_buf_puts(&b, "{\"success\":true,\"generation\":");
-        lf_buf_json_str(&b, new_gen);
-        lf_buf_puts(&b, ",\"previous_generation\":");
-        lf_buf_json_str(&b, old_gen);
-        lf_buf_putc(&b, '}');
+        lf_jw o = lf_jw_open(&b, '{');
+        lf_jw_bool(&o, "success", true);
+        lf_jw_str(&o, "generation", new_gen);
+        lf_jw_str(&o, "previous_generation", old_gen);
+        lf_jw_close(&o, '}');
         lf_reply_json(r, 200, b.p);
     } else {
         /* A broken policy set is the caller's to fix: 422 with every
          * problem as file:line: message; the old set keeps serving. */
         lf_logf(LF_LOG_WARN, "reload by %s refused, %s keeps serving: %s", r->actor,
                 old_gen, error ? error : lf_code_name(code));
-        lf_buf_puts(&b, "{\"success\":false,\"code\":");
-        lf_buf_json_str(&b, lf_code_name(code));
-        lf_buf_puts(&b, ",\"error\":");
-        lf_buf_json_str(&b, error ? error : lf_code_name(code));
-        lf_buf_puts(&b, ",\"generation\":");
-        lf_buf_json_str(&b, old_gen);
-        lf_buf_putc(&b, '}');
+        lf_jw o = lf_jw_open(&b, '{');
+        lf_jw_bool(&o, "success", false);
+        lf_jw_str(&o, "code", lf_code_name(code));
+        lf_jw_str(&o, "error", error ? error : lf_code_name(code));
+        lf_jw_str(&o, "generation", old_gen);
+        lf_jw_close(&o, '}');
         lf_reply_json(r, code == LF_INVALID_REQUEST ? 422 : lf_status_of(code), b.p);
     }
     lf_buf_free(&b);

@@ -263,9 +263,9 @@ unsigned char *lf_secret_load(const char *path, size_t *len, char *err,
 
 void lf_log_set_level(lf_log_level min);
 bool lf_log_enabled(lf_log_level level);
-/* Starts a line {"time":…,"level":…; add fields with lf_buf_json_key etc.
- * (each starting with a comma), then lf_log_end writes it in one write. */
-void lf_log_begin(lf_buf *b, lf_log_level level);
+/* Starts a line {"time":…,"level":…; add fields through the returned
+ * writer, then lf_log_end closes the line and writes it in one write. */
+lf_jw lf_log_begin(lf_buf *b, lf_log_level level);
 void lf_log_end(lf_buf *b);
 /* Batch the lines of each turn of the loop into one write (attach), or
  * write each at once again after flushing what is pending (detach). */

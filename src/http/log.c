@@ -26,14 +26,16 @@ void lf_log_set_level(lf_log_level min) { min_level = min; }
 
 bool lf_log_enabled(lf_log_level level) { return level >= min_level; }
 
-void lf_log_begin(lf_buf *b, lf_log_level level) {
+lf_jw lf_log_begin(lf_buf *b, lf_log_level level) {
     char ts[LF_TS_LEN + 1];
     lf_ts_format(lf_now_us(), ts);
-    lf_buf_puts(b, "{\"time\":\"");
-    lf_buf_add(b, ts, LF_TS_LEN);
-    lf_buf_puts(b, "\",\"level\":\"");
-    lf_buf_puts(b, level_names[level]);
+    lf_jw o = lf_jw_open(b, '{');
+    lf_jw_key(&o, "time");
     lf_buf_putc(b, '"');
+    lf_buf_add(b, ts, LF_TS_LEN);
+    lf_buf_putc(b, '"');
+    lf_jw_str(&o, "level", level_names[level]);
+    return o;
 }
 
 #define BATCH_MAX (64 * 1024)
@@ -93,13 +95,9 @@ static void vlog(lf_log_level level, const char *source, const char *fmt,
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
     lf_buf b = LF_BUF_INIT;
-    lf_log_begin(&b, level);
-    if (source) {
-        lf_buf_puts(&b, ",\"source\":");
-        lf_buf_json_str(&b, source);
-    }
-    lf_buf_puts(&b, ",\"msg\":");
-    lf_buf_json_str(&b, msg);
+    lf_jw o = lf_log_begin(&b, level);
+    if (source) lf_jw_str(&o, "source", source);
+    lf_jw_str(&o, "msg", msg);
     lf_log_end(&b);
 }
 

@@ -77,19 +77,17 @@ const char *lf_method_name(enum evhttp_cmd_type m) {
 static void access_log(const lf_req *r, double seconds, bool gone) {
     if (!lf_log_enabled(LF_LOG_INFO)) return;
     lf_buf b = LF_BUF_INIT;
-    lf_log_begin(&b, r->status >= 500 ? LF_LOG_WARN : LF_LOG_INFO);
-    lf_buf_puts(&b, ",\"msg\":\"request\",\"request_id\":");
-    lf_buf_json_str(&b, r->id);
-    lf_buf_puts(&b, ",\"method\":");
-    lf_buf_json_str(&b, lf_method_name(r->method));
-    lf_buf_puts(&b, ",\"route\":");
-    lf_buf_json_str(&b, r->route < LF_RT__COUNT ? lf_routes[r->route].pattern : "unmatched");
-    lf_buf_puts(&b, ",\"path\":");
-    lf_buf_json_str(&b, r->path);
-    lf_buf_printf(&b, ",\"status\":%d,\"duration_ms\":%.3f,\"actor\":", r->status,
-                  seconds * 1e3);
-    lf_buf_json_str(&b, r->actor);
-    if (gone) lf_buf_puts(&b, ",\"client_gone\":true");
+    lf_jw o = lf_log_begin(&b, r->status >= 500 ? LF_LOG_WARN : LF_LOG_INFO);
+    lf_jw_str(&o, "msg", "request");
+    lf_jw_str(&o, "request_id", r->id);
+    lf_jw_str(&o, "method", lf_method_name(r->method));
+    lf_jw_str(&o, "route", r->route < LF_RT__COUNT ? lf_routes[r->route].pattern : "unmatched");
+    lf_jw_str(&o, "path", r->path);
+    lf_jw_int(&o, "status", r->status);
+    lf_jw_key(&o, "duration_ms");
+    lf_buf_printf(&b, "%.3f", seconds * 1e3);
+    lf_jw_str(&o, "actor", r->actor);
+    if (gone) lf_jw_bool(&o, "client_gone", true);
     lf_log_end(&b);
 }
 
@@ -256,11 +254,11 @@ void lf_reply_error(lf_req *r, int status, const char *code, const char *fmt, ..
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"success\":false,\"code\":");
-    lf_buf_json_str(&b, code);
-    lf_buf_puts(&b, ",\"error\":");
-    lf_buf_json_str(&b, msg);
-    lf_buf_putc(&b, '}');
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_bool(&o, "success", false);
+    lf_jw_str(&o, "code", code);
+    lf_jw_str(&o, "error", msg);
+    lf_jw_close(&o, '}');
     lf_reply(r, status, "application/json", b.p, b.len);
     lf_buf_free(&b);
 }

@@ -40,6 +40,7 @@ typedef struct delivery {
     size_t next;                /* the request running now */
     char key[200];              /* its idempotency key */
     lf_buf results;             /* JSON objects, comma-separated */
+    lf_jw list;                 /* writes into results */
     size_t applied, duplicates, ignored, errors, unavailable, violations;
     char *why_ignored;          /* the first reason */
     char *error;                /* the first error */
@@ -95,51 +96,41 @@ static bool delivery_id_ok(const char *s) {
 
 /* ---- results ----------------------------------------------------------- */
 
-static void result_head(delivery *d, const lf_route_request *q) {
-    lf_buf *b = &d->results;
-    if (b->len) lf_buf_putc(b, ',');
-    lf_buf_puts(b, "{\"route\":");
-    lf_buf_json_str(b, q->route);
-    lf_buf_puts(b, q->op == LF_ROUTE_CREATE ? ",\"op\":\"create\",\"ref\":"
-                                            : ",\"op\":\"transition\",\"ref\":");
-    lf_buf_json_str(b, q->ref);
+/* Opens the next result object with what every result says. */
+static lf_jw result_head(delivery *d, const lf_route_request *q) {
+    lf_jw_next(&d->list);
+    lf_jw o = lf_jw_open(&d->results, '{');
+    lf_jw_str(&o, "route", q->route);
+    lf_jw_str(&o, "op", q->op == LF_ROUTE_CREATE ? "create" : "transition");
+    lf_jw_str(&o, "ref", q->ref);
+    return o;
 }
 
 static void note_ignored(delivery *d, const lf_route_request *q, const char *why) {
-    result_head(d, q);
-    lf_buf_puts(&d->results, ",\"ignored\":");
-    lf_buf_json_str(&d->results, why);
-    lf_buf_putc(&d->results, '}');
+    lf_jw o = result_head(d, q);
+    lf_jw_str(&o, "ignored", why);
+    lf_jw_close(&o, '}');
     d->ignored++;
     if (!d->why_ignored) d->why_ignored = lf_xstrdup(why);
 }
 
 /* Sorts one engine result into applied / duplicate / ignored / error. */
 static void note_result(delivery *d, const lf_route_request *q, const lf_result *res) {
-    lf_buf *b = &d->results;
     if (res->code == LF_DUPLICATE_REF) {
         char why[512];
         snprintf(why, sizeof why, "%s", res->error ? res->error : "duplicate ref");
         note_ignored(d, q, why);
         return;
     }
-    result_head(d, q);
-    lf_buf_puts(b, ",\"code\":");
-    lf_buf_json_str(b, lf_code_name(res->code));
-    lf_buf_puts(b, ",\"record_id\":");
-    lf_buf_json_str(b, res->record ? lf_record_id(res->record) : NULL);
-    lf_buf_puts(b, ",\"from\":");
-    lf_buf_json_str(b, res->previous_state);
-    lf_buf_puts(b, ",\"to\":");
-    lf_buf_json_str(b, res->new_state);
-    lf_buf_puts(b, res->duplicate ? ",\"duplicate\":true" : ",\"duplicate\":false");
-    lf_buf_puts(b, ",\"violation\":");
-    lf_buf_json_raw(b, res->violation, "null");
-    if (!res->success) {
-        lf_buf_puts(b, ",\"error\":");
-        lf_buf_json_str(b, res->error);
-    }
-    lf_buf_putc(b, '}');
+    lf_jw o = result_head(d, q);
+    lf_jw_str(&o, "code", lf_code_name(res->code));
+    lf_jw_str(&o, "record_id", res->record ? lf_record_id(res->record) : NULL);
+    lf_jw_str(&o, "from", res->previous_state);
+    lf_jw_str(&o, "to", res->new_state);
+    lf_jw_bool(&o, "duplicate", res->duplicate);
+    lf_jw_raw(&o, "violation", res->violation, "null");
+    if (!res->success) lf_jw_str(&o, "error", res->error);
+    lf_jw_close(&o, '}');
     if (res->success && res->duplicate) d->duplicates++;
     else if (res->success) d->applied++;
     else if (res->code == LF_UNAVAILABLE || res->code == LF_CONFLICT) d->unavailable++;
@@ -159,46 +150,48 @@ static void delivery_free(delivery *d) {
     free(d);
 }
 
-static void body_head(delivery *d, lf_buf *b, bool success) {
-    lf_buf_puts(b, success ? "{\"success\":true" : "{\"success\":false");
-    lf_buf_puts(b, ",\"delivery\":");
-    lf_buf_json_str(b, d->id);
-    lf_buf_puts(b, ",\"event\":");
-    lf_buf_json_str(b, d->event);
-    lf_buf_puts(b, ",\"action\":");
-    lf_buf_json_str(b, d->action[0] ? d->action : NULL);
+/* Opens the reply object with what every reply says. */
+static lf_jw body_head(delivery *d, lf_buf *b, bool success) {
+    lf_jw o = lf_jw_open(b, '{');
+    lf_jw_bool(&o, "success", success);
+    lf_jw_str(&o, "delivery", d->id);
+    lf_jw_str(&o, "event", d->event);
+    lf_jw_str(&o, "action", d->action[0] ? d->action : NULL);
+    return o;
 }
 
 static void finish(delivery *d) {
     lf_buf b = LF_BUF_INIT;
+    lf_jw o;
     int status, result;
     if (d->unavailable) {
         status = 503, result = LF_WH_ERROR;
-        body_head(d, &b, false);
-        lf_buf_puts(&b, ",\"code\":\"unavailable\",\"error\":");
-        lf_buf_json_str(&b, d->error);
+        o = body_head(d, &b, false);
+        lf_jw_str(&o, "code", "unavailable");
+        lf_jw_str(&o, "error", d->error);
     } else if (d->errors) {
         /* A route asked for something impossible (an unknown state, …):
          * a policy bug. Not 2xx, so it shows in GitHub's delivery log and
          * can be redelivered once the routes are fixed. */
         status = 500, result = LF_WH_ERROR;
-        body_head(d, &b, false);
-        lf_buf_puts(&b, ",\"code\":\"route_error\",\"error\":");
-        lf_buf_json_str(&b, d->error);
+        o = body_head(d, &b, false);
+        lf_jw_str(&o, "code", "route_error");
+        lf_jw_str(&o, "error", d->error);
     } else if (d->applied || d->duplicates) {
         status = 200, result = d->applied ? LF_WH_OK : LF_WH_DUPLICATE;
-        body_head(d, &b, true);
-        lf_buf_puts(&b, d->applied ? ",\"duplicate\":false" : ",\"duplicate\":true");
-        lf_buf_printf(&b, ",\"violations\":%zu", d->violations);
+        o = body_head(d, &b, true);
+        lf_jw_bool(&o, "duplicate", !d->applied);
+        lf_jw_int(&o, "violations", (int64_t)d->violations);
     } else {
         status = 202, result = LF_WH_IGNORED;
-        body_head(d, &b, true);
-        lf_buf_puts(&b, ",\"ignored\":");
-        lf_buf_json_str(&b, d->why_ignored ? d->why_ignored : "nothing to do");
+        o = body_head(d, &b, true);
+        lf_jw_str(&o, "ignored", d->why_ignored ? d->why_ignored : "nothing to do");
     }
-    lf_buf_puts(&b, ",\"results\":[");
+    lf_jw_key(&o, "results");
+    lf_buf_putc(&b, '[');
     lf_buf_add(&b, d->results.p ? d->results.p : "", d->results.len);
-    lf_buf_puts(&b, "]}");
+    lf_buf_putc(&b, ']');
+    lf_jw_close(&o, '}');
     if (d->r) {
         lf_metrics_webhook(&d->srv->metrics, d->event, result);
         lf_reply_json(d->r, status, b.p);
@@ -216,8 +209,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     (void)fd; (void)what;
     if (!d->r) return;
     lf_buf b = LF_BUF_INIT;
-    body_head(d, &b, true);
-    lf_buf_printf(&b, ",\"accepted\":true,\"pending\":%zu}", d->rr.nrequests - d->next);
+    lf_jw o = body_head(d, &b, true);
+    lf_jw_bool(&o, "accepted", true);
+    lf_jw_int(&o, "pending", (int64_t)(d->rr.nrequests - d->next));
+    lf_jw_close(&o, '}');
     lf_metrics_webhook(&d->srv->metrics, d->event, LF_WH_LATE);
     lf_logf(LF_LOG_WARN, "delivery %s: answered 202 at the %d ms deadline, %zu request(s) "
             "still running", d->id, d->srv->cfg.webhook_deadline_ms, d->rr.nrequests - d->next);
@@ -319,9 +314,12 @@ static bool parse_payload(lf_req *r, delivery *d, const char *body, size_t len) 
 
 static void ping(lf_req *r, const char *event, const char *id) {
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "{\"success\":true,\"event\":\"ping\",\"delivery\":");
-    lf_buf_json_str(&b, id);
-    lf_buf_puts(&b, ",\"pong\":true}");
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_bool(&o, "success", true);
+    lf_jw_str(&o, "event", "ping");
+    lf_jw_str(&o, "delivery", id);
+    lf_jw_bool(&o, "pong", true);
+    lf_jw_close(&o, '}');
     lf_metrics_webhook(&r->srv->metrics, event, LF_WH_PING);
     lf_reply_json(r, 200, b.p);
     lf_buf_free(&b);
@@ -358,6 +356,7 @@ void lf_webhook_github(lf_req *r) {
         return;
     }
     delivery *d = lf_xcalloc(1, sizeof *d);
+    d->list = (lf_jw){&d->results, false};
     d->srv = s;
     d->r = r;
     d->start_ns = lf_mono_ns();

@@ -25,22 +25,20 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cjson/cJSON.h>
 
 #include "../loopforge.h"
 #include "../core/buf.h"
 #include "../core/mem.h"
+#include "../rules/luajson.h"
 #include "../core/entry.h"
 #include "../engine/engine_internal.h"
 
 #define ENGINE_MT   "loopforge.engine"
 #define BOX_MT      "loopforge.box"
 #define AUDIT_PAGE  1000
-#define MAX_DEPTH   100     /* nesting of tables given as JSON */
 
 /* The sentinel for JSON null inside arrays (an array keeps its length;
  * in objects a null key is simply absent). */
@@ -49,8 +47,8 @@ static const char null_sentinel = 0;
 
 /* ---- boxes: C memory owned by the Lua GC -------------------------------- *
  *
- * Anything malloc'd while Lua code may raise (a cJSON tree being
- * converted, a buffer being encoded into) lives in a box on the stack, so
+ * Anything malloc'd while Lua code may raise (a buffer being encoded
+ * into, a result being read) lives in a box on the stack, so
  * an error frees it at the next collection instead of leaking it. */
 
 typedef struct box {
@@ -82,257 +80,16 @@ static void box_drop(lua_State *L, int idx) {
     lua_remove(L, idx);
 }
 
-static void free_cjson(void *p) { cJSON_Delete(p); }
 static void free_buf(void *p) { lf_buf_free(p); free(p); }
 
-/* ---- JSON -> Lua ------------------------------------------------------- */
-
-static void push_json(lua_State *L, const cJSON *v);
-
-static void push_number(lua_State *L, const cJSON *v) {
-    double d = v->valuedouble;
-    /* cJSON keeps every number as a double; integral values within the
-     * exactly representable range become Lua integers, so versions,
-     * seq numbers and counts compare equal to integer literals. */
-    if (d == floor(d) && fabs(d) <= 9007199254740992.0)
-        lua_pushinteger(L, (lua_Integer)d);
-    else
-        lua_pushnumber(L, d);
-}
-
-static void push_json(lua_State *L, const cJSON *v) {
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    if (cJSON_IsObject(v)) {
-        lua_createtable(L, 0, cJSON_GetArraySize(v));
-        for (const cJSON *c = v->child; c; c = c->next) {
-            if (cJSON_IsNull(c)) continue;
-            push_json(L, c);
-            lua_setfield(L, -2, c->string);
-        }
-    } else if (cJSON_IsArray(v)) {
-        lua_createtable(L, cJSON_GetArraySize(v), 0);
-        lua_Integer i = 1;
-        for (const cJSON *c = v->child; c; c = c->next, i++) {
-            if (cJSON_IsNull(c)) lua_pushlightuserdata(L, JSON_NULL);
-            else push_json(L, c);
-            lua_rawseti(L, -2, i);
-        }
-    } else if (cJSON_IsString(v)) {
-        lua_pushstring(L, v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        push_number(L, v);
-    } else if (cJSON_IsBool(v)) {
-        lua_pushboolean(L, cJSON_IsTrue(v));
-    } else {
-        lua_pushnil(L);
-    }
-}
+/* ---- JSON <-> Lua: src/rules/luajson.c, the sandbox's own converter ----- */
 
 /* Decodes JSON text (which the engine wrote, so malformed text is a bug)
- * and pushes the value. */
+ * and pushes the value; null inside arrays is core.null. */
 static void push_json_text(lua_State *L, const char *text, size_t len) {
-    cJSON *tree = cJSON_ParseWithLength(text, len);
-    if (!tree) luaL_error(L, "loopforge.core: engine returned malformed JSON: %.80s", text);
-    box_push(L, tree, free_cjson);
-    push_json(L, tree);
-    box_drop(L, -2);
-}
-
-/* ---- Lua -> JSON ------------------------------------------------------- *
- *
- * Labels and metadata arrive as Lua tables and go to the engine as JSON
- * text. Object keys are sorted so the same table always produces the same
- * bytes in the audit log (Lua's iteration order is not stable). */
-
-typedef struct enc {
-    lua_State *L;
-    lf_buf *b;
-    int arg;                /* the argument being encoded, for messages */
-    int seen;               /* stack index of the tables being encoded */
-    char path[256];         /* where we are, for error messages */
-    size_t plen;
-    int depth;
-} enc;
-
-static int enc_error(enc *x, const char *what) {
-    lua_pushfstring(x->L, "%s: %s", x->path, what);
-    return luaL_argerror(x->L, x->arg, lua_tostring(x->L, -1));
-}
-
-static void enc_string(lf_buf *b, const char *s, size_t len) {
-    static const char hex[] = "0123456789abcdef";
-    lf_buf_putc(b, '"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            lf_buf_putc(b, '\\');
-            lf_buf_putc(b, (char)c);
-        } else if (c < 0x20) {
-            /* lf_buf_json_str stops at NUL; Lua strings may hold one. */
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            lf_buf_add(b, u, sizeof u);
-        } else {
-            lf_buf_putc(b, (char)c);
-        }
-    }
-    lf_buf_putc(b, '"');
-}
-
-static void enc_number(enc *x, int idx) {
-    lua_State *L = x->L;
-    if (lua_isinteger(L, idx)) {
-        lf_buf_json_int(x->b, (int64_t)lua_tointeger(L, idx));
-        return;
-    }
-    double d = lua_tonumber(L, idx);
-    if (!isfinite(d)) enc_error(x, "cannot encode NaN or infinity as JSON");
-    /* Shortest form that reads back as the same double. */
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.15g", d);
-    if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
-    lf_buf_puts(x->b, tmp);
-}
-
-/* Extends the error path by a key or an index; returns the old length. */
-static size_t path_push(enc *x, lua_State *L, int key) {
-    size_t old = x->plen;
-    int n = lua_type(L, key) == LUA_TNUMBER
-        ? snprintf(x->path + old, sizeof x->path - old, "[%lld]",
-                   (long long)lua_tointeger(L, key))
-        : snprintf(x->path + old, sizeof x->path - old, ".%s", lua_tostring(L, key));
-    if (n > 0) x->plen = old + (size_t)n < sizeof x->path ? old + (size_t)n
-                                                          : sizeof x->path - 1;
-    return old;
-}
-
-static void path_pop(enc *x, size_t old) {
-    x->plen = old;
-    x->path[old] = '\0';
-}
-
-static void enc_value(enc *x, int idx);
-
-static int cmp_keys(const void *a, const void *b) {
-    const char *const *x = a, *const *y = b;
-    return strcmp(*x, *y);
-}
-
-/* A table is a JSON array when its keys are exactly 1..n (n > 0); an
- * empty table is an object, since labels and metadata are objects. */
-static lua_Integer array_length(lua_State *L, int t) {
-    lua_Integer n = 0, max = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
-            lua_pop(L, 1);
-            return 0;
-        }
-        if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
-        n++;
-    }
-    return n == max ? n : 0;
-}
-
-static void enc_array(enc *x, int t, lua_Integer n) {
-    lua_State *L = x->L;
-    lf_buf_putc(x->b, '[');
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (i > 1) lf_buf_putc(x->b, ',');
-        lua_pushinteger(L, i);
-        size_t old = path_push(x, L, -1);
-        lua_pop(L, 1);
-        lua_rawgeti(L, t, i);
-        enc_value(x, lua_gettop(L));
-        lua_pop(L, 1);
-        path_pop(x, old);
-    }
-    lf_buf_putc(x->b, ']');
-}
-
-static void enc_object(enc *x, int t) {
-    lua_State *L = x->L;
-    size_t n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "cannot encode a table with a %s key as JSON "
-                     "(object keys must be strings; lists must be 1..n)",
-                     luaL_typename(L, -1));
-            enc_error(x, msg);
-        }
-        n++;
-    }
-    /* The keys are strings owned by table t, which stays on the stack. */
-    const char **keys = lua_newuserdatauv(L, n * sizeof *keys + 1, 0);
-    size_t i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        keys[i++] = lua_tostring(L, -1);
-    }
-    qsort(keys, n, sizeof *keys, cmp_keys);
-    lf_buf_putc(x->b, '{');
-    for (i = 0; i < n; i++) {
-        if (i) lf_buf_putc(x->b, ',');
-        enc_string(x->b, keys[i], strlen(keys[i]));
-        lf_buf_putc(x->b, ':');
-        lua_pushstring(L, keys[i]);
-        size_t old = path_push(x, L, -1);
-        lua_rawget(L, t);
-        enc_value(x, lua_gettop(L));
-        lua_pop(L, 1);
-        path_pop(x, old);
-    }
-    lf_buf_putc(x->b, '}');
-    lua_pop(L, 1);                  /* keys */
-}
-
-static void enc_table(enc *x, int t) {
-    lua_State *L = x->L;
-    if (++x->depth > MAX_DEPTH) enc_error(x, "tables nested too deeply to encode as JSON");
-    luaL_checkstack(L, 8, "tables nested too deeply");
-    lua_pushvalue(L, t);
-    if (lua_rawget(L, x->seen) != LUA_TNIL)
-        enc_error(x, "cannot encode a table that contains itself (a cycle) as JSON");
-    lua_pop(L, 1);
-    lua_pushvalue(L, t);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, x->seen);
-
-    lua_Integer n = array_length(L, t);
-    if (n > 0) enc_array(x, t, n);
-    else enc_object(x, t);
-
-    lua_pushvalue(L, t);        /* the same table may appear twice, not nested */
-    lua_pushnil(L);
-    lua_rawset(L, x->seen);
-    x->depth--;
-}
-
-static void enc_value(enc *x, int idx) {
-    lua_State *L = x->L;
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        enc_string(x->b, s, len);
-        break;
-    }
-    case LUA_TNUMBER: enc_number(x, idx); break;
-    case LUA_TBOOLEAN: lf_buf_puts(x->b, lua_toboolean(L, idx) ? "true" : "false"); break;
-    case LUA_TTABLE: enc_table(x, idx); break;
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == JSON_NULL) { lf_buf_puts(x->b, "null"); break; }
-        /* fall through */
-    default: {
-        char msg[80];
-        snprintf(msg, sizeof msg, "cannot encode a %s as JSON", luaL_typename(L, idx));
-        enc_error(x, msg);
-    }
-    }
+    size_t pos;
+    if (!lf_json_decode(L, text, len, JSON_NULL, &pos))
+        luaL_error(L, "loopforge.core: engine returned malformed JSON: %.80s", text);
 }
 
 /* Encodes the table field `name` of the options table at `opts` as a JSON
@@ -344,13 +101,11 @@ static const char *opt_json(lua_State *L, int opts, const char *name) {
         luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a table, got %s",
                                                name, luaL_typename(L, -1)));
     int val = lua_gettop(L);
+    char err[300];
     lf_buf *b = lf_xcalloc(1, sizeof *b);
-    box_push(L, b, free_buf);
-    lua_newtable(L);
-    enc x = {.L = L, .b = b, .arg = opts, .seen = lua_gettop(L)};
-    x.plen = (size_t)snprintf(x.path, sizeof x.path, "%s", name);
-    enc_value(&x, val);
-    lua_pop(L, 1);                      /* seen */
+    box_push(L, b, free_buf);           /* freed by the GC if a push below raises */
+    if (!lf_json_encode(L, val, JSON_NULL, name, b, err, sizeof err))
+        luaL_argerror(L, opts, lua_pushstring(L, err));
     lua_pushlstring(L, b->p, b->len);
     box_drop(L, -2);
     lua_remove(L, val);                 /* keep one value pushed per field */

@@ -96,6 +96,22 @@ static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
     v->ndecisions++;
 }
 
+/* The table at idx as the text of a JSON object (an empty table is {}),
+ * or NULL with "WHAT: why" in err. */
+static char *object_text(lua_State *L, int idx, const char *what, char *err, size_t errlen) {
+    lf_buf b = LF_BUF_INIT;
+    if (!lf_json_encode(L, idx, NULL, what, &b, err, errlen)) {
+        lf_buf_free(&b);
+        return NULL;
+    }
+    if (b.p[0] == '[') {
+        snprintf(err, errlen, "%s: must be a table of names to values, not a list", what);
+        lf_buf_free(&b);
+        return NULL;
+    }
+    return lf_buf_steal(&b);
+}
+
 /* Later guards' keys replace earlier ones; the order is first-seen. */
 static void merge(eval_job *j, cJSON *a) {
     if (!j->ann) {
@@ -134,18 +150,15 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
     bool allow = lua_toboolean(L, v + 1);
     char *reason = lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
     if (lua_type(L, v + 3) == LUA_TTABLE) {
-        char err[160];
-        cJSON *a = lf_to_json(L, v + 3, err, sizeof err);
-        if (a && !cJSON_IsObject(a)) {
-            cJSON_Delete(a);
-            a = NULL;
-            snprintf(err, sizeof err, "must be a table of names to values, not a list");
-        }
-        if (!a) {
+        char err[300];
+        char *text = object_text(L, v + 3, "annotations", err, sizeof err);
+        if (!text) {
             free(reason);
-            decide(j, g, false, lf_xprintf("guard %s: annotations: %s", g->name, err));
+            decide(j, g, false, lf_xprintf("guard %s: %s", g->name, err));
             return;
         }
+        cJSON *a = lf_xptr(cJSON_Parse(text));
+        free(text);
         if (a->child) merge(j, a);
         else cJSON_Delete(a);
     }
@@ -229,17 +242,17 @@ void lf_verdict_free(lf_verdict *v) {
 }
 
 void lf_verdict_json(const lf_verdict *v, lf_buf *out) {
-    lf_buf_putc(out, '[');
+    lf_jw list = lf_jw_open(out, '[');
     for (size_t i = 0; i < v->ndecisions; i++) {
         const lf_decision *d = &v->decisions[i];
-        lf_buf_puts(out, i ? ",{\"policy\":" : "{\"policy\":");
-        lf_buf_json_str(out, d->policy);
-        lf_buf_puts(out, d->allow ? ",\"verdict\":\"allow\",\"reason\":"
-                                  : ",\"verdict\":\"deny\",\"reason\":");
-        lf_buf_json_str(out, d->reason);
-        lf_buf_putc(out, '}');
+        lf_jw_next(&list);
+        lf_jw o = lf_jw_open(out, '{');
+        lf_jw_str(&o, "policy", d->policy);
+        lf_jw_str(&o, "verdict", d->allow ? "allow" : "deny");
+        lf_jw_str(&o, "reason", d->reason);
+        lf_jw_close(&o, '}');
     }
-    lf_buf_putc(out, ']');
+    lf_jw_close(&list, ']');
 }
 
 /* ---- hooks ------------------------------------------------------------------------ */
@@ -281,20 +294,12 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
     memset(f, 0, sizeof *f);
     lua_getfield(L, idx, "metadata");
     if (lua_type(L, -1) == LUA_TTABLE) {
-        char msg[160];
-        cJSON *m = lf_to_json(L, -1, msg, sizeof msg);
-        if (m && !cJSON_IsObject(m)) {
-            cJSON_Delete(m);
-            m = NULL;
-            snprintf(msg, sizeof msg, "must be a table of names to values, not a list");
-        }
-        if (!m) {
-            *err = lf_xprintf("hook %s: request metadata: %s", h->name, msg);
+        char msg[300];
+        if (!(f->metadata = object_text(L, lua_gettop(L), "request metadata", msg, sizeof msg))) {
+            *err = lf_xprintf("hook %s: %s", h->name, msg);
             lua_pop(L, 1);
             return false;
         }
-        f->metadata = lf_xptr(cJSON_PrintUnformatted(m));
-        cJSON_Delete(m);
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "to");
@@ -316,16 +321,16 @@ static bool take_notification(lua_State *L, int idx, const lf_rule *h,
     lua_getfield(L, idx, "content_type");
     const char *type = lua_tostring(L, -1);
     if (lua_type(L, -2) == LUA_TTABLE) {
-        char msg[160];
-        cJSON *b = lf_to_json(L, -2, msg, sizeof msg);
-        if (b) n->body = lf_xptr(cJSON_PrintUnformatted(b));
-        cJSON_Delete(b);
-        if (!n->body) {
-            *err = lf_xprintf("hook %s: notify body: %s", h->name, msg);
+        char msg[300];
+        lf_buf b = LF_BUF_INIT;
+        if (!lf_json_encode(L, -2, NULL, "notify body", &b, msg, sizeof msg)) {
+            lf_buf_free(&b);
+            *err = lf_xprintf("hook %s: %s", h->name, msg);
             lua_pop(L, 2);
             return false;
         }
-        n->body_len = strlen(n->body);
+        n->body_len = b.len;
+        n->body = lf_buf_steal(&b);
         if (!type) type = "application/json";
     } else {
         const char *body = lua_tolstring(L, -2, &n->body_len);     /* or nil */

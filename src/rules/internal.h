@@ -23,6 +23,7 @@
 
 #include "rules.h"
 #include "../core/mem.h"
+#include "luajson.h"
 
 #define LF_RULES_MEM_LIMIT      (64u << 20)     /* bytes per lua_State */
 #define LF_RULES_CALL_BUDGET    1000000         /* instructions per call */
@@ -178,15 +179,10 @@ void lf_push_record_view(lf_rules *r);
 void lf_call_done(lf_rules *r);
 void lf_ctx_reset(lf_rules *r);
 
-/* luajson.c */
-/* The table (or value) at idx as JSON; NULL with err set if it has
- * something JSON cannot say. Never raises. */
-cJSON *lf_to_json(lua_State *L, int idx, char *err, size_t errlen);
+/* luajson.c (besides luajson.h) */
+/* Pushes the value of JSON text (NULL: {}); malformed text pushes an
+ * empty table and returns false. May raise a memory error. */
 bool lf_json_push(lua_State *L, const char *json);
-/* Pushes the value of the JSON text s[0..len) and returns true; on
- * malformed text pushes nothing, returns false and sets *errpos to the
- * offset of the byte where it went wrong. May raise a memory error. */
-bool lf_json_decode(lua_State *L, const char *s, size_t len, size_t *errpos);
 /* The string member `key` of the top-level object of json[0..len),
  * unescaped into out (NUL-terminated); false if there is none, it is not
  * a string, or it does not fit in cap bytes. Decodes nothing else. */

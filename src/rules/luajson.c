@@ -10,12 +10,14 @@
  * anything malformed either way.
  *
  * Mapping: objects and arrays become tables (arrays 1-based), strings
- * strings, integral numbers integers when they fit, other numbers floats,
- * true/false booleans, and null nil (an object member set to null reads as
- * absent).
+ * strings, integral numbers integers when they fit (exactly, as int64),
+ * other numbers floats, true/false booleans, and null nil -- an object
+ * member set to null reads as absent; inside an array a host may ask for a
+ * sentinel instead, so the array keeps its length (loopforge.core's
+ * core.null).
  *
- * Lua -> JSON (annotations, follow-up metadata): through cJSON, with
- * object keys sorted, because the text ends up in a hashed audit entry. */
+ * Lua -> JSON: below. src/rules and loopforge.core (src/lua) share both
+ * directions: one converter (luajson.h). */
 #include "internal.h"
 
 #include <math.h>
@@ -31,6 +33,7 @@ typedef struct jd {
     lua_State *L;
     const char *p, *end;
     int depth;
+    const void *null;           /* pushed for null inside arrays, if not NULL */
 } jd;
 
 static void ws(jd *d) {
@@ -172,6 +175,10 @@ static bool members(jd *d, bool object) {
             if (lua_isnil(L, -1)) lua_pop(L, 2);      /* null member: absent */
             else lua_rawset(L, -3);
         } else {
+            if (d->null && lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlightuserdata(L, (void *)d->null);
+            }
             lua_rawseti(L, -2, ++i);
         }
         ws(d);
@@ -199,9 +206,10 @@ static bool value(jd *d) {
     }
 }
 
-bool lf_json_decode(lua_State *L, const char *s, size_t len, size_t *errpos) {
+bool lf_json_decode(lua_State *L, const char *s, size_t len, const void *null,
+                    size_t *errpos) {
     int top = lua_gettop(L);
-    jd d = {L, s, s + len, 0};
+    jd d = {L, s, s + len, 0, null};
     ws(&d);
     bool ok = value(&d);
     ws(&d);
@@ -220,7 +228,7 @@ bool lf_json_decode(lua_State *L, const char *s, size_t len, size_t *errpos) {
 bool lf_json_push(lua_State *L, const char *s) {
     size_t pos;
     if (!s) s = "{}";
-    if (lf_json_decode(L, s, strlen(s), &pos)) return true;
+    if (lf_json_decode(L, s, strlen(s), NULL, &pos)) return true;
     lua_createtable(L, 0, 0);
     return false;
 }
@@ -275,7 +283,7 @@ static bool skip(jd *d) {
  * NULL, with *found set if `name` is a key (keys) or a string value. */
 static const char *walk(const char *json, size_t len, const char *key, const char *name,
                         bool keys, bool *found) {
-    jd d = {NULL, json, json + len, 0};
+    jd d = {NULL, json, json + len, 0, NULL};
     *found = false;
     ws(&d);
     if (d.p >= d.end || (*d.p != '{' && *d.p != '[')) return NULL;
@@ -289,7 +297,7 @@ static const char *walk(const char *json, size_t len, const char *key, const cha
             if (*d.p != '"' || !scan_string(&d, name, &eq)) return NULL;
             if (keys && eq) { *found = true; return NULL; }
             if (key) {
-                jd kd = {NULL, k, d.end, 0};
+                jd kd = {NULL, k, d.end, 0, NULL};
                 scan_string(&kd, key, &eq);
             }
             ws(&d);
@@ -326,7 +334,7 @@ bool lf_json_member_string(const char *json, size_t len, const char *key,
     const char *v = walk(json, len, key, NULL, false, &found);
     /* v may be the very end of a payload cut after "key": */
     if (!v || v >= json + len || *v != '"' || cap == 0) return false;
-    jd d = {NULL, v + 1, json + len, 0};
+    jd d = {NULL, v + 1, json + len, 0, NULL};
     size_t n = 0;
     while (d.p < d.end && *d.p != '"') {
         char u[4];
@@ -347,104 +355,214 @@ bool lf_json_member_string(const char *json, size_t len, const char *key,
     return d.p < d.end;
 }
 
-/* ---- Lua -> JSON -------------------------------------------------------------- */
+/* ---- Lua -> JSON -------------------------------------------------------------- *
+ *
+ * One encoder for the sandbox (annotations, follow-up metadata, notify
+ * bodies, route results) and for loopforge.core (labels and metadata from
+ * Lua hosts): tables whose keys are exactly 1..n are arrays, any other
+ * table an object with string keys, written sorted -- Lua's iteration
+ * order varies from run to run and this text ends up in a hashed audit
+ * entry. Integers are written exactly (int64), floats in the shortest
+ * form that reads back the same. It never raises and allocates nothing in
+ * Lua, so it is safe with a full heap and outside any protected call. */
 
-#define TO_JSON_DEPTH 32
+#define TO_JSON_DEPTH 64
 
-typedef struct enc {
+typedef struct jenc {
     lua_State *L;
+    lf_buf *b;
+    const void *null;           /* encodes as null, when not NULL */
+    char path[256];             /* where we are, for the message */
+    size_t plen;
+    const void *open[TO_JSON_DEPTH];    /* the tables being encoded: cycles */
+    int depth;
     char *err;
     size_t errlen;
-} enc;
+} jenc;
 
-static cJSON *encode(enc *e, int idx, int depth);
-
-static cJSON *enc_fail(enc *e, const char *msg, const char *arg) {
-    snprintf(e->err, e->errlen, msg, arg);
-    return NULL;
+static bool enc_fail(jenc *x, const char *what) {
+    snprintf(x->err, x->errlen, "%s%s%s", x->path, x->plen ? ": " : "", what);
+    return false;
 }
 
-typedef struct kv { const char *k; size_t klen; cJSON *v; } kv;
+static void enc_string(lf_buf *b, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    lf_buf_putc(b, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            lf_buf_putc(b, '\\');
+            lf_buf_putc(b, (char)c);
+        } else if (c < 0x20) {
+            /* as \u00XX: lf_buf_json_str stops at NUL; Lua strings may hold one */
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            lf_buf_add(b, u, sizeof u);
+        } else {
+            lf_buf_putc(b, (char)c);
+        }
+    }
+    lf_buf_putc(b, '"');
+}
 
-static int cmp_kv(const void *a, const void *b) {
-    const kv *x = a, *y = b;
+/* Extends the path by a key or an index; returns the old length. */
+static size_t path_push(jenc *x, const char *key, lua_Integer index) {
+    size_t old = x->plen;
+    int n = key ? snprintf(x->path + old, sizeof x->path - old, "%s%s", old ? "." : "", key)
+                : snprintf(x->path + old, sizeof x->path - old, "[%lld]", (long long)index);
+    if (n > 0) x->plen = old + (size_t)n < sizeof x->path ? old + (size_t)n : sizeof x->path - 1;
+    return old;
+}
+
+static void path_pop(jenc *x, size_t old) {
+    x->plen = old;
+    x->path[old] = '\0';
+}
+
+static bool enc_value(jenc *x, int idx);
+
+/* 1..n with n > 0: an array of n; 0: an object (an empty table is one). */
+static lua_Integer array_length(lua_State *L, int t) {
+    lua_Integer n = 0, max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
+        n++;
+    }
+    return n == max ? n : 0;
+}
+
+static bool enc_array(jenc *x, int t, lua_Integer n) {
+    lf_buf_putc(x->b, '[');
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) lf_buf_putc(x->b, ',');
+        size_t old = path_push(x, NULL, i);
+        lua_rawgeti(x->L, t, i);
+        bool ok = enc_value(x, lua_gettop(x->L));
+        lua_pop(x->L, 1);
+        if (!ok) return false;
+        path_pop(x, old);
+    }
+    lf_buf_putc(x->b, ']');
+    return true;
+}
+
+/* An object member: its key (owned by the table) and its value's text. */
+typedef struct member { const char *k; size_t klen; lf_buf v; } member;
+
+static int cmp_members(const void *a, const void *b) {
+    const member *x = a, *y = b;
     size_t n = x->klen < y->klen ? x->klen : y->klen;
     int c = memcmp(x->k, y->k, n);
     return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
 }
 
-/* Lists are tables whose keys are exactly 1..n; anything else with only
- * string keys is an object, with its keys sorted: Lua's own order varies
- * from run to run, and this text ends up in a hashed audit entry. */
-static cJSON *encode_table(enc *e, int idx, int depth) {
-    lua_State *L = e->L;
-    if (depth > TO_JSON_DEPTH) return enc_fail(e, "nested more than 32 levels (a cycle?)%s", "");
-    if (!lua_checkstack(L, 4)) return enc_fail(e, "out of stack%s", "");
-    size_t n = 0, nstr = 0;
-    lua_Integer max = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        n++;
-        if (lua_type(L, -1) == LUA_TSTRING) nstr++;
-        else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
-            if (lua_tointeger(L, -1) > max) max = lua_tointeger(L, -1);
-        } else {
-            lua_pop(L, 1);
-            return enc_fail(e, "keys must be strings (or 1..n for a list)%s", "");
-        }
-    }
-    bool list = n > 0 && nstr == 0;
-    if (list && (size_t)max != n) return enc_fail(e, "a list must not have holes%s", "");
-    if (nstr && nstr != n) return enc_fail(e, "a table mixes list and string keys%s", "");
-    if (list) {
-        cJSON *a = cJSON_CreateArray();
-        for (lua_Integer i = 1; i <= max; i++) {
-            lua_rawgeti(L, idx, i);
-            cJSON *v = encode(e, lua_gettop(L), depth + 1);
-            lua_pop(L, 1);
-            if (!v) { cJSON_Delete(a); return NULL; }
-            cJSON_AddItemToArray(a, v);
-        }
-        return a;
-    }
-    kv *items = n ? lf_xcalloc(n, sizeof *items) : NULL;
-    size_t k = 0;
+/* Each value is encoded in Lua's order into its own buffer, then the
+ * members are sorted by key: no Lua string is made to look a key up. */
+static bool enc_object(jenc *x, int t) {
+    lua_State *L = x->L;
+    size_t n = 0, cap = 0;
+    member *m = NULL;
+    lf_buf *outer = x->b;
     bool ok = true;
     lua_pushnil(L);
-    while (ok && lua_next(L, idx)) {
-        items[k].k = lua_tolstring(L, -2, &items[k].klen);
-        ok = (items[k].v = encode(e, lua_gettop(L), depth + 1)) != NULL;
-        k += ok;
+    while (ok && lua_next(L, t)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "cannot encode a table with a %s key as JSON "
+                     "(object keys must be strings; lists must be 1..n)",
+                     luaL_typename(L, -2));
+            lua_pop(L, 2);
+            ok = enc_fail(x, msg);
+            break;
+        }
+        if (n == cap) m = lf_xrealloc(m, (cap = cap ? 2 * cap : 8) * sizeof *m);
+        m[n] = (member){NULL, 0, LF_BUF_INIT};
+        m[n].k = lua_tolstring(L, -2, &m[n].klen);
+        size_t old = path_push(x, m[n].k, 0);
+        x->b = &m[n].v;
+        ok = enc_value(x, lua_gettop(L));
+        x->b = outer;
+        n++;
         lua_pop(L, ok ? 1 : 2);
+        if (ok) path_pop(x, old);
     }
-    cJSON *o = ok ? cJSON_CreateObject() : NULL;
-    if (ok && k) qsort(items, k, sizeof *items, cmp_kv);
-    for (size_t i = 0; i < k; i++) {
-        if (o) cJSON_AddItemToObject(o, items[i].k, items[i].v);
-        else cJSON_Delete(items[i].v);
+    if (ok) {
+        if (n > 1) qsort(m, n, sizeof *m, cmp_members);
+        lf_buf_putc(outer, '{');
+        for (size_t i = 0; i < n; i++) {
+            if (i) lf_buf_putc(outer, ',');
+            enc_string(outer, m[i].k, m[i].klen);
+            lf_buf_putc(outer, ':');
+            lf_buf_add(outer, m[i].v.p, m[i].v.len);
+        }
+        lf_buf_putc(outer, '}');
     }
-    free(items);
-    return o;
+    for (size_t i = 0; i < n; i++) lf_buf_free(&m[i].v);
+    free(m);
+    return ok;
 }
 
-static cJSON *encode(enc *e, int idx, int depth) {
-    lua_State *L = e->L;
+static bool enc_table(jenc *x, int t) {
+    const void *me = lua_topointer(x->L, t);
+    for (int i = 0; i < x->depth; i++)
+        if (x->open[i] == me)
+            return enc_fail(x, "cannot encode a table that contains itself (a cycle) as JSON");
+    if (x->depth == TO_JSON_DEPTH || !lua_checkstack(x->L, 6))
+        return enc_fail(x, "tables nested too deeply to encode as JSON");
+    x->open[x->depth++] = me;
+    lua_Integer n = array_length(x->L, t);
+    bool ok = n > 0 ? enc_array(x, t, n) : enc_object(x, t);
+    x->depth--;     /* the same table may appear twice, if not inside itself */
+    return ok;
+}
+
+static bool enc_value(jenc *x, int idx) {
+    lua_State *L = x->L;
     switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
-    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
-    case LUA_TNUMBER: {
-        double d = lua_tonumber(L, idx);
-        if (!isfinite(d)) return enc_fail(e, "cannot encode %s", "a non-finite number");
-        return cJSON_CreateNumber(d);
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        enc_string(x->b, s, len);
+        return true;
     }
-    case LUA_TTABLE: return encode_table(e, idx, depth);
-    default: return enc_fail(e, "cannot encode a %s value", lua_typename(L, lua_type(L, idx)));
+    case LUA_TNUMBER: {
+        if (lua_isinteger(L, idx)) {
+            lf_buf_json_int(x->b, (int64_t)lua_tointeger(L, idx));
+            return true;
+        }
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d)) return enc_fail(x, "cannot encode NaN or infinity as JSON");
+        char tmp[32];       /* the shortest form that reads back as the same double */
+        snprintf(tmp, sizeof tmp, "%.15g", d);
+        if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
+        lf_buf_puts(x->b, tmp);
+        return true;
+    }
+    case LUA_TBOOLEAN: lf_buf_puts(x->b, lua_toboolean(L, idx) ? "true" : "false"); return true;
+    case LUA_TTABLE: return enc_table(x, idx);
+    case LUA_TLIGHTUSERDATA:
+        if (x->null && lua_touserdata(L, idx) == x->null) {
+            lf_buf_puts(x->b, "null");
+            return true;
+        }
+        /* fall through */
+    default: {
+        char msg[80];
+        snprintf(msg, sizeof msg, "cannot encode a %s as JSON", luaL_typename(L, idx));
+        return enc_fail(x, msg);
+    }
     }
 }
 
-/* Never raises (nothing here allocates in Lua): safe with a full heap. */
-cJSON *lf_to_json(lua_State *L, int idx, char *err, size_t errlen) {
-    enc e = {L, err, errlen};
-    return encode(&e, lua_absindex(L, idx), 0);
+bool lf_json_encode(lua_State *L, int idx, const void *null, const char *what, lf_buf *out,
+                    char *err, size_t errlen) {
+    jenc x = {.L = L, .b = out, .null = null, .err = err, .errlen = errlen};
+    x.plen = (size_t)snprintf(x.path, sizeof x.path, "%s", what ? what : "");
+    if (x.plen >= sizeof x.path) x.plen = sizeof x.path - 1;
+    return enc_value(&x, lua_absindex(L, idx));
 }

@@ -201,7 +201,7 @@ static void route_error(route_job *j, const lf_rule *rt, char *msg) {
 static int decode_p(lua_State *L) {
     route_job *j = lua_touserdata(L, 1);
     size_t pos = 0;
-    if (!lf_json_decode(L, j->ev->payload, j->ev->payload_len, &pos)) {
+    if (!lf_json_decode(L, j->ev->payload, j->ev->payload_len, NULL, &pos)) {
         lua_pushfstring(L, "not valid JSON (at byte %I)", (lua_Integer)pos);
         return lua_error(L);
     }
@@ -267,26 +267,26 @@ static char *field_str(lua_State *L, int req, const char *k, char **err) {
  * NULL (with *out untouched) if absent, else an error message. `strings`:
  * every value must be a string (labels). */
 static char *field_object(lua_State *L, int req, const char *k, bool strings, char **out) {
-    char err[160], *msg = NULL;
+    char err[300], *msg = NULL;
     if (lua_getfield(L, req, k) != LUA_TTABLE) {
         lua_pop(L, 1);
         return NULL;
     }
-    cJSON *o = lf_to_json(L, -1, err, sizeof err);
-    lua_pop(L, 1);
-    if (!o) return lf_xprintf("%s: %s", k, err);
-    /* An empty table is an empty object; a list is never one. */
-    if (cJSON_IsArray(o) && !o->child) {
-        cJSON_Delete(o);
-        o = cJSON_CreateObject();
-    }
-    if (!cJSON_IsObject(o))
+    int t = lua_gettop(L);
+    lf_buf b = LF_BUF_INIT;
+    if (!lf_json_encode(L, t, NULL, k, &b, err, sizeof err))
+        msg = lf_xstrdup(err);
+    else if (b.p[0] == '[')     /* (an empty table is an empty object) */
         msg = lf_xprintf("%s: must be a table of names to values, not a list", k);
-    for (cJSON *it = o->child; !msg && strings && it; it = it->next)
-        if (!cJSON_IsString(it))
-            msg = lf_xprintf("%s: '%s' must map to a string", k, it->string);
-    if (!msg) *out = lf_xptr(cJSON_PrintUnformatted(o));
-    cJSON_Delete(o);
+    lua_pushnil(L);
+    while (!msg && strings && lua_next(L, t)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            msg = lf_xprintf("%s: '%s' must map to a string", k, lua_tostring(L, -2));
+        lua_pop(L, msg ? 2 : 1);
+    }
+    lua_settop(L, t - 1);
+    if (!msg) *out = lf_buf_steal(&b);
+    lf_buf_free(&b);
     return msg;
 }
 

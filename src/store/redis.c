@@ -169,12 +169,6 @@ static void get_destroy(lf_rop *op)
     free(g);
 }
 
-static void get_fail(get_op *g, lf_code code, const char *why)
-{
-    get_notify(&g->op, code, why);
-    get_destroy(&g->op);
-}
-
 static void get_format_record(get_op *g)
 {
     lf_buf key = LF_BUF_INIT;
@@ -190,12 +184,12 @@ static void get_ref_reply(get_op *g, redisReply *r)
     char msg[600];
     if (r->type == REDIS_REPLY_ERROR) {
         lf_redis_errf(g->op.s, msg, sizeof msg, "key %s: %s", g->op.s->k_ref, r->str);
-        get_fail(g, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&g->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (!lf_redis_is_str(r)) {
         snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
-        get_fail(g, LF_NOT_FOUND, msg);
+        lf_redis_fail(&g->op, LF_NOT_FOUND, msg);
         return;
     }
     g->id = lf_xstrdup(r->str);
@@ -216,7 +210,7 @@ static void get_reply(lf_rop *op, redisReply *r)
         snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
     if (code != LF_OK) {
         lf_redis_cache_del(s, g->id);    /* whatever we knew of it is stale now */
-        get_fail(g, code, msg);
+        lf_redis_fail(&g->op, code, msg);
         return;
     }
     lf_redis_cache_put(s, rec);
@@ -282,12 +276,6 @@ static void key_destroy(lf_rop *op)
     free(k);
 }
 
-static void key_fail(key_op *k, lf_code code, const char *why)
-{
-    key_notify(&k->op, code, why);
-    key_destroy(&k->op);
-}
-
 /* {seq, line, {j, d}}: the entry, parsed from the stored line, and its
  * record as it is now (none for a tombstone or a global entry). */
 static void key_reply(lf_rop *op, redisReply *r)
@@ -301,24 +289,24 @@ static void key_reply(lf_rop *op, redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY) {
         lf_redis_errf(s, msg, sizeof msg, "key %s: %s", s->k_idem,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        key_fail(k, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (r->elements == 0) {
         snprintf(msg, sizeof msg, "No entry with idempotency key %s", k->key);
-        key_fail(k, LF_NOT_FOUND, msg);
+        lf_redis_fail(&k->op, LF_NOT_FOUND, msg);
         return;
     }
     if (r->elements < 2 || !lf_redis_is_str(r->element[0]) || !lf_redis_is_str(r->element[1])) {
         lf_redis_errf(s, msg, sizeof msg, "%s names an entry %s does not hold",
                       s->k_idem, s->k_log);
-        key_fail(k, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (lf_entry_parse(r->element[1]->str, r->element[1]->len, &doc, why, sizeof why)) {
         lf_redis_errf(s, msg, sizeof msg, "%s entry %s: %s", s->k_log,
                       r->element[0]->str, why);
-        key_fail(k, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
     const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
@@ -380,12 +368,6 @@ static void list_destroy(lf_rop *op)
     free(l);
 }
 
-static void list_fail(list_op *l, lf_code code, const char *why)
-{
-    list_notify(&l->op, code, why);
-    list_destroy(&l->op);
-}
-
 /* {id, json, id, json, ...}: parsed in order, each checked. */
 static void list_reply(lf_rop *op, redisReply *r)
 {
@@ -398,7 +380,7 @@ static void list_reply(lf_rop *op, redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
         lf_redis_errf(s, msg, sizeof msg, "index %s: %s", l->index,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        list_fail(l, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
         return;
     }
     got = r->elements / 2;
@@ -418,7 +400,7 @@ static void list_reply(lf_rop *op, redisReply *r)
                           s->url.prefix, lf_redis_is_str(id) ? id->str : "?", bad);
             for (size_t i = 0; i <= n; i++) lf_record_free(recs[i]);
             free(recs);
-            list_fail(l, LF_UNAVAILABLE, msg);
+            lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
             return;
         }
     }
@@ -510,12 +492,6 @@ static void audit_destroy(lf_rop *op)
     free(a);
 }
 
-static void audit_fail(audit_op *a, lf_code code, const char *why)
-{
-    audit_notify(&a->op, code, why);
-    audit_destroy(&a->op);
-}
-
 static void audit_format(audit_op *a)
 {
     lf_redis *s = a->op.s;
@@ -560,7 +536,7 @@ static void audit_log_reply(audit_op *a, redisReply *r)
         r->element[1]->type != REDIS_REPLY_INTEGER) {
         lf_redis_errf(s, msg, sizeof msg, "audit log: %s",
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        audit_fail(a, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
         return;
     }
     uint64_t head = (uint64_t)r->element[0]->integer;
@@ -581,7 +557,7 @@ static void audit_log_reply(audit_op *a, redisReply *r)
                       s->k_log, (seen ? seen : a->after) + 1, head, s->k_head, head);
         free(lines);
         free(lens);
-        audit_fail(a, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (n == 0 && last > a->after) {
@@ -605,12 +581,12 @@ static void audit_rec_reply(audit_op *a, redisReply *r)
         r->element[0]->type != REDIS_REPLY_INTEGER) {
         lf_redis_errf(s, msg, sizeof msg, "audit of %s: %s", a->id,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        audit_fail(a, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (r->element[0]->integer == 0) {
         snprintf(msg, sizeof msg, "Record not found: %s", a->id);
-        audit_fail(a, LF_NOT_FOUND, msg);
+        lf_redis_fail(&a->op, LF_NOT_FOUND, msg);
         return;
     }
     size_t k = (r->elements - 1) / 2;
@@ -625,7 +601,7 @@ static void audit_rec_reply(audit_op *a, redisReply *r)
                           lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix, a->id);
             free(lines);
             free(lens);
-            audit_fail(a, LF_UNAVAILABLE, msg);
+            lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
             return;
         }
         lines[i] = l->str;

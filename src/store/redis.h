@@ -169,6 +169,9 @@ void lf_redis_write(lf_rop *op);
 /* Parks op until the next connection (or the tip) is there. */
 void lf_redis_wait(lf_rop *op);
 void lf_redis_wait_tip(lf_rop *op);
+/* Answers op's caller with code and why, and frees op (its type's notify
+ * and destroy): how every operation fails. */
+void lf_redis_fail(lf_rop *op, lf_code code, const char *why);
 /* Issues op: write if connected, else wait. The usual `send`. */
 void lf_redis_send(lf_rop *op);
 /* Formats argv into op->cmd (replacing any previous command). */

@@ -138,8 +138,7 @@ void lf_redis_recq_fail_all(lf_redis *s, const char *why)
         rec_queue *q = m->slots[i].key ? m->slots[i].val : NULL;
         lf_rop *op;
         while (q && (op = lf_redis_q_pop(&q->waiting))) {
-            op->type->notify(op, LF_UNAVAILABLE, why);
-            op->type->destroy(op);
+            lf_redis_fail(op, LF_UNAVAILABLE, why);
         }
     }
 }
@@ -169,12 +168,6 @@ static void commit_destroy(lf_rop *op)
     lf_buf_free(&c->line);
     free(c->before);
     free(c);
-}
-
-static void commit_fail(commit_op *c, lf_code code, const char *why)
-{
-    commit_notify(&c->op, code, why);
-    commit_destroy(&c->op);
 }
 
 /* The entry's strings are borrowed from the caller (often from its
@@ -211,7 +204,7 @@ static int commit_fold(commit_op *c, const lf_record *base)
 
     if (lf_record_apply(&r, &c->e, err, sizeof err) < 0) {
         lf_record_free(r);
-        commit_fail(c, LF_INVALID_REQUEST, err);
+        lf_redis_fail(&c->op, LF_INVALID_REQUEST, err);
         return -1;
     }
     c->next = r;
@@ -255,7 +248,7 @@ static void commit_fetched(commit_op *c, redisReply *r)
     c->op.script = LF_SCRIPT_COMMIT;
     if (code != LF_OK) {
         lf_redis_cache_del(s, c->e.record_id);
-        commit_fail(c, code, msg);
+        lf_redis_fail(&c->op, code, msg);
         return;
     }
     lf_redis_cache_put(s, base);
@@ -263,7 +256,7 @@ static void commit_fetched(commit_op *c, redisReply *r)
         snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
                  "%" PRIu64 ", found %" PRIu64, c->e.record_id,
                  c->e.version - 1, base->version);
-        commit_fail(c, LF_CONFLICT, msg);
+        lf_redis_fail(&c->op, LF_CONFLICT, msg);
         return;
     }
     if (commit_fold(c, base) == 0) commit_send(&c->op);
@@ -414,7 +407,7 @@ static void commit_raced(commit_op *c, const redisReply *r)
         r->element[2]->len != LF_HASH_LEN) {
         commit_not_written(c, 0, NULL);
         lf_redis_errf(s, msg, sizeof msg, "%s does not hold a log head", s->k_head);
-        commit_fail(c, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&c->op, LF_UNAVAILABLE, msg);
         return;
     }
     uint64_t hseq = strtoull(r->element[1]->str, &end, 10);
@@ -423,7 +416,7 @@ static void commit_raced(commit_op *c, const redisReply *r)
         lf_redis_errf(s, msg, sizeof msg, "gave up after %d attempts to append "
                       "to the audit log: other writers kept moving its head",
                       MAX_RACES);
-        commit_fail(c, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&c->op, LF_UNAVAILABLE, msg);
         return;
     }
     commit_send(&c->op);
@@ -471,7 +464,7 @@ static void commit_reply(lf_rop *op, redisReply *r)
         commit_not_written(c, 0, NULL);
         lf_redis_errf(s, msg, sizeof msg, "commit script: %s",
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        commit_fail(c, LF_UNAVAILABLE, msg);
+        lf_redis_fail(&c->op, LF_UNAVAILABLE, msg);
         return;
     }
     const char *st = r->element[0]->str;
@@ -502,7 +495,7 @@ static void commit_reply(lf_rop *op, redisReply *r)
         lf_redis_errf(s, msg, sizeof msg, "commit script: unexpected answer '%s'", st);
         code = LF_UNAVAILABLE;
     }
-    commit_fail(c, code, msg);
+    lf_redis_fail(&c->op, code, msg);
 }
 
 static const lf_rop_type commit_type = {
@@ -522,14 +515,14 @@ void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg)
     commit_own(c, e);
     int mode = commit_mode_of(e->kind);
     if (mode < 0) {
-        commit_fail(c, LF_INVALID_REQUEST, "the redis store does not know this "
+        lf_redis_fail(&c->op, LF_INVALID_REQUEST, "the redis store does not know this "
                     "kind of audit entry");
         return;
     }
     c->mode = (commit_mode)mode;
     if (c->mode != MODE_GLOBAL &&
         (!e->record_id || !*e->record_id || strpbrk(e->record_id, "{}"))) {
-        commit_fail(c, LF_INVALID_REQUEST, "entry without a valid record id");
+        lf_redis_fail(&c->op, LF_INVALID_REQUEST, "entry without a valid record id");
         return;
     }
     /* Refusals and global entries change no record: no turn to wait. */

@@ -97,8 +97,7 @@ static void fail_all(lf_rop_list *q, lf_code code, const char *why)
     lf_rop_list all = q_take(q);
     lf_rop *op;
     while ((op = lf_redis_q_pop(&all))) {
-        op->type->notify(op, code, why);
-        op->type->destroy(op);
+        lf_redis_fail(op, code, why);
     }
 }
 
@@ -257,8 +256,7 @@ static void noscript(lf_rop *op)
         char msg[600];
         lf_redis_errf(s, msg, sizeof msg, "script %s is still unknown to the "
                       "server after SCRIPT LOAD", s->sha[op->script]);
-        op->type->notify(op, LF_UNAVAILABLE, msg);
-        op->type->destroy(op);
+        lf_redis_fail(op, LF_UNAVAILABLE, msg);
         return;
     }
     /* SCRIPT FLUSH, a restart without persistence of the script cache, a
@@ -288,8 +286,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
                           ac->errstr[0] ? ac->errstr : "closed");
             conn_lost(s);
         }
-        op->type->notify(op, LF_UNAVAILABLE, s->down);
-        op->type->destroy(op);
+        lf_redis_fail(op, LF_UNAVAILABLE, s->down);
     } else if (r->type == REDIS_REPLY_ERROR && op->script >= 0 &&
                strncmp(r->str, "NOSCRIPT", 8) == 0) {
         noscript(op);
@@ -311,6 +308,12 @@ void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens
     op->cmdlen = (size_t)n;
 }
 
+void lf_redis_fail(lf_rop *op, lf_code code, const char *why)
+{
+    op->type->notify(op, code, why);
+    op->type->destroy(op);
+}
+
 void lf_redis_write(lf_rop *op)
 {
     lf_redis *s = op->s;
@@ -319,8 +322,7 @@ void lf_redis_write(lf_rop *op)
         char msg[600];
         lf_redis_errf(s, msg, sizeof msg, "cannot send: %s",
                       s->ac->errstr[0] ? s->ac->errstr : "connection closing");
-        op->type->notify(op, LF_UNAVAILABLE, msg);
-        op->type->destroy(op);
+        lf_redis_fail(op, LF_UNAVAILABLE, msg);
         return;
     }
     op->sent_us = lf_redis_now_us();
