@@ -15,6 +15,11 @@
 #include "../src/core/map.h"
 #include "../src/core/record.h"
 #include "../src/core/text.h"
+#include "../src/core/mem.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define N 6
 
@@ -286,6 +291,45 @@ static void json_text_paths(void **state) {
     assert_string_equal(err, "ref: contains a NUL character");
 }
 
+/* Under ASan an impossible malloc would be ASan's own fatal report:
+ * let it return NULL, as libc does, so the rule below is what runs. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
+/* The one out-of-memory rule: an allocation that cannot be met aborts
+ * with a message naming the size (mem.h); it never returns NULL. */
+static void oom_aborts(void **state) {
+    (void)state;
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        volatile size_t huge = SIZE_MAX / 2;
+        void *p = lf_xmalloc(huge);         /* must not return */
+        _exit(p ? 3 : 4);
+    }
+    close(fd[1]);
+    char msg[256] = "";
+    ssize_t n = read(fd[0], msg, sizeof msg - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+    assert_non_null(strstr(msg, "loopforge: out of memory (allocating "));
+    /* and the helpers do what they say when memory is there */
+    char *d = lf_xstrndup("abcdef", 3);
+    assert_string_equal(d, "abc");
+    free(d);
+    d = lf_xprintf("%s-%d", "x", 7);
+    assert_string_equal(d, "x-7");
+    free(d);
+    assert_ptr_equal(lf_xptr(d), d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chain_intact),
@@ -299,6 +343,7 @@ int main(void) {
         cmocka_unit_test(json_escaping_round_trip),
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
+        cmocka_unit_test(oom_aborts),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
