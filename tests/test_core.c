@@ -311,9 +311,12 @@ static void oom_aborts(void **state) {
         _exit(p ? 3 : 4);
     }
     close(fd[1]);
-    char msg[256] = "";
-    ssize_t n = read(fd[0], msg, sizeof msg - 1);
-    msg[n > 0 ? n : 0] = '\0';
+    char msg[4096] = "";          /* all of it: ASan may warn first */
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof msg - 1 && (n = read(fd[0], msg + got, sizeof msg - 1 - got)) > 0)
+        got += (size_t)n;
+    msg[got] = '\0';
     close(fd[0]);
     int st = 0;
     waitpid(pid, &st, 0);
