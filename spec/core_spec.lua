@@ -45,6 +45,14 @@ describe("loopforge.core", function()
     j = assert(core.engine{ policies = "policies", store = "file:" .. path })
     assert.equal("task_queued", kit.state(j, id))
     assert.is_true((j:verify()))
+    -- integers beyond 2^53 survive the journal's replay exactly
+    local n = (1 << 53) + 1
+    local big = j:create{ ref = "big", ref_number = n, metadata = { id = n } }.record.record_id
+    j:close()
+    j = assert(core.engine{ policies = "policies", store = "file:" .. path })
+    local rec = j:get(big).record
+    assert.equal(n, rec.ref_number)
+    assert.equal(n, rec.metadata.id)
     j:close()
     os.remove(path)
   end)
@@ -112,6 +120,23 @@ describe("loopforge.core", function()
       assert.same(meta, got)
       assert.equal("integer", math.type(got.i))
       assert.equal("float", math.type(got.f))
+    end)
+
+    it("keeps integers beyond 2^53 exact, end to end", function()
+      -- Lua integer -> C int64 -> the entry's JSON -> the fold -> back;
+      -- through a double 2^53 + 1 came back as 2^53.
+      local n = (1 << 53) + 1
+      local res = eng:create{ ref = "big-number", ref_number = n, metadata = { id = n } }
+      assert.is_true(res.success, res.error)
+      assert.equal(n, res.record.ref_number)
+      assert.equal("integer", math.type(res.record.ref_number))
+      local again = eng:get(res.record.record_id).record
+      assert.equal(n, again.ref_number)
+      assert.equal(n, again.metadata.id)
+      local t = eng:transition(again.record_id, "task_queued", "t",
+                               { metadata = { run = math.maxinteger } })
+      assert.is_true(t.success, t.error)
+      assert.equal(math.maxinteger, t.record.transitions[2].metadata.run)
     end)
 
     it("keeps null inside arrays as core.null and drops it from objects", function()

@@ -16,6 +16,9 @@
 #include "../src/core/record.h"
 #include "../src/core/text.h"
 #include "../src/core/mem.h"
+#include "../src/core/json.h"
+#include <cjson/cJSON.h>
+#include <dirent.h>
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -291,6 +294,92 @@ static void json_text_paths(void **state) {
     assert_string_equal(err, "ref: contains a NUL character");
 }
 
+/* The canonical form keeps integers exactly and otherwise prints what
+ * cJSON prints, so stored bytes stay what they were for every value a
+ * double can hold. */
+static void json_canonical(void **state) {
+    (void)state;
+    static const struct { const char *in, *want; } cases[] = {
+        {" { \"a\" : 1 , \"b\" : [ true , null , \"x\" ] } ", "{\"a\":1,\"b\":[true,null,\"x\"]}"},
+        {"{\"big\":9007199254740993,\"neg\":-9223372036854775807}",
+         "{\"big\":9007199254740993,\"neg\":-9223372036854775807}"},
+        {"[1.0,1e3,2.5,-0,007,0.1,1e400]", "[1,1000,2.5,0,7,0.1,null]"},
+        {"\"caf\\u00e9 \\/ \\u0001 \\t \\\" \\ud83d\\ude00\"", "\"caf\xc3\xa9 / \\u0001 \\t \\\" \xf0\x9f\x98\x80\""},
+        {"{\"k\":{}}", "{\"k\":{}}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lf_buf b = LF_BUF_INIT;
+        assert_true(lf_json_canon(cases[i].in, strlen(cases[i].in), &b));
+        assert_string_equal(lf_buf_str(&b), cases[i].want);
+        lf_buf_free(&b);
+    }
+    static const char *const bad[] = {"{\"a\":}", "[1,]", "\"\\ud800\"", "{\"a\":1} x", "tru"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        lf_buf b = LF_BUF_INIT;
+        assert_false(lf_json_canon(bad[i], strlen(bad[i]), &b));
+        lf_buf_free(&b);
+    }
+    const char *obj = "{\"n\":9007199254740993,\"s\":\"x\",\"o\":{\"n\":1},\"n2\":3.0}", *v;
+    size_t vl;
+    int64_t n;
+    assert_true(lf_json_get(obj, strlen(obj), "o", &v, &vl));
+    assert_int_equal(vl, 7);
+    assert_memory_equal(v, "{\"n\":1}", 7);
+    assert_true(lf_json_get(obj, strlen(obj), "n", &v, &vl));
+    assert_int_equal(lf_json_int(v, vl, &n), 0);
+    assert_true(n == 9007199254740993LL);
+    assert_true(lf_json_get(obj, strlen(obj), "n2", &v, &vl));
+    assert_int_equal(lf_json_int(v, vl, &n), 0);
+    assert_int_equal(n, 3);
+    assert_false(lf_json_get(obj, strlen(obj), "missing", &v, &vl));
+    assert_true(lf_json_get(obj, strlen(obj), "s", &v, &vl));
+    assert_int_equal(lf_json_int(v, vl, &n), -1);
+    /* arrays, element by element */
+    const char *arr = " [ 1 , {\"a\":[2,3]} , \"x\" ] ";
+    static const char *const want[] = {"1", "{\"a\":[2,3]}", "\"x\""};
+    lf_json_iter it;
+    assert_true(lf_json_array(&it, arr, strlen(arr)));
+    size_t k = 0;
+    while (lf_json_next(&it, &v, &vl)) {
+        assert_true(k < 3);
+        assert_int_equal(vl, strlen(want[k]));
+        assert_memory_equal(v, want[k], vl);
+        k++;
+    }
+    assert_int_equal(k, 3);
+    assert_false(lf_json_array(&it, obj, strlen(obj)));
+}
+
+/* Over real payloads (every fixture), the canonical form is byte for byte
+ * what cJSON prints. */
+static void json_canonical_matches_cjson(void **state) {
+    (void)state;
+    DIR *d = opendir("tests/fixtures/github");
+    assert_non_null(d);
+    struct dirent *de;
+    int seen = 0;
+    while ((de = readdir(d))) {
+        if (!strstr(de->d_name, ".json")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "tests/fixtures/github/%s", de->d_name);
+        size_t len;
+        char *text = lf_read_file(path, &len);
+        assert_non_null(text);
+        cJSON *j = cJSON_ParseWithLength(text, len);
+        char *want = cJSON_PrintUnformatted(j);
+        lf_buf b = LF_BUF_INIT;
+        assert_true(lf_json_canon(text, len, &b));
+        if (strcmp(lf_buf_str(&b), want) != 0) fail_msg("%s differs", de->d_name);
+        lf_buf_free(&b);
+        cJSON_free(want);
+        cJSON_Delete(j);
+        free(text);
+        seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 20);
+}
+
 /* Under ASan an impossible malloc would be ASan's own fatal report:
  * let it return NULL, as libc does, so the rule below is what runs. */
 const char *__asan_default_options(void);
@@ -347,6 +436,8 @@ int main(void) {
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
         cmocka_unit_test(oom_aborts),
+        cmocka_unit_test(json_canonical),
+        cmocka_unit_test(json_canonical_matches_cjson),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

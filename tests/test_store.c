@@ -749,6 +749,48 @@ static void aliases_find_records(void **state)
     t_got_reset(&g);
 }
 
+/* Integers beyond 2^53 in the record's fields and in metadata come back
+ * as written: the store never rounds them through a double. */
+static void integers_stay_exact(void **state)
+{
+    lf_store *s = S(state);
+    t_got g = {0};
+    char id[LF_ID_LEN + 1];
+    lf_entry e = {0};
+
+    t_id(id, 7);
+    e.record_id = id;
+    e.kind = LF_ENTRY_CREATED;
+    e.version = 1;
+    e.to_state = "issue_created";
+    e.trigger = "created";
+    e.actor = "tester";
+    t_stamp(e.timestamp);
+    e.metadata = "{\"ref\":\"big\",\"repo\":null}";
+    e.record = "{\"ref\":\"big\",\"ref_number\":9007199254740993,\"repo\":null,"
+               "\"auto_merge\":false,\"labels\":{},"
+               "\"metadata\":{\"id\":9223372036854775807},\"workflow\":\"loopforge\"}";
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    lf_entry m = {0};
+    m.record_id = id;
+    m.kind = LF_ENTRY_TRANSITION;
+    m.version = 2;
+    m.from_state = "issue_created";
+    m.to_state = "task_queued";
+    m.trigger = "t";
+    m.actor = "tester";
+    t_stamp(m.timestamp);
+    m.metadata = "{\"run\":9007199254740995}";
+    m.changes = "{\"pr_number\":9007199254740997}";
+    assert_int_equal(t_commit(s, &m, &g), LF_OK);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_non_null(strstr(g.json, "\"ref_number\":9007199254740993"));
+    assert_non_null(strstr(g.json, "\"pr_number\":9007199254740997"));
+    assert_non_null(strstr(g.json, "\"metadata\":{\"id\":9223372036854775807}"));
+    assert_non_null(strstr(g.json, "\"metadata\":{\"run\":9007199254740995}"));
+    t_got_reset(&g);
+}
+
 /* Each test once per backend, named after it. */
 #define EACH(f) \
     {"memory: " #f, f, setup, teardown, (void *)"memory:"}, \
@@ -773,6 +815,7 @@ int main(void)
         EACH(chain_verifies),
         EACH(refusals_keep_seq_contiguous),
         EACH(idempotency_key_once),
+        EACH(integers_stay_exact),
         EACH(aliases_find_records),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -3,6 +3,7 @@
 #include "entry.h"
 #include "hash.h"
 #include "mem.h"
+#include "json.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -105,16 +106,24 @@ static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err,
     return 0;
 }
 
-/* A JSON subdocument, re-printed compactly; absent is allowed only when
- * `optional`. */
-static int get_doc(cJSON *o, const char *key, int array, int optional,
-                   char **out, char *err, size_t errlen) {
+/* A JSON subdocument of the line, in canonical form (json.h: integers as
+ * written, which a cJSON print would round to a double); absent is
+ * allowed only when `optional`. */
+static int get_doc(cJSON *o, const char *line, size_t len, const char *key, int array,
+                   int optional, char **out, char *err, size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     *out = NULL;
     if (!v) return optional ? 0 : fail(err, errlen, "missing key", key);
     if (array ? !cJSON_IsArray(v) : !cJSON_IsObject(v))
         return fail(err, errlen, "wrong type for", key);
-    *out = lf_xptr(cJSON_PrintUnformatted(v));
+    const char *text;
+    size_t n;
+    lf_buf b = LF_BUF_INIT;
+    if (!lf_json_get(line, len, key, &text, &n) || !lf_json_canon(text, n, &b)) {
+        lf_buf_free(&b);
+        return fail(err, errlen, "malformed", key);
+    }
+    *out = lf_buf_steal(&b);
     return 0;
 }
 
@@ -147,11 +156,11 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
         get_str(root, "policy_set", 1, &e->policy_set, err, errlen) ||
         get_str(root, "prev", 0, &prev, err, errlen) ||
         get_str(root, "hash", 0, &hash, err, errlen) ||
-        get_doc(root, "metadata", 0, 0, &doc->metadata, err, errlen) ||
-        get_doc(root, "decisions", 1, 0, &doc->decisions, err, errlen) ||
-        get_doc(root, "record", 0, 1, &doc->record, err, errlen) ||
-        get_doc(root, "changes", 0, 1, &doc->changes, err, errlen) ||
-        get_doc(root, "violation", 0, 1, &doc->violation, err, errlen))
+        get_doc(root, line, len, "metadata", 0, 0, &doc->metadata, err, errlen) ||
+        get_doc(root, line, len, "decisions", 1, 0, &doc->decisions, err, errlen) ||
+        get_doc(root, line, len, "record", 0, 1, &doc->record, err, errlen) ||
+        get_doc(root, line, len, "changes", 0, 1, &doc->changes, err, errlen) ||
+        get_doc(root, line, len, "violation", 0, 1, &doc->violation, err, errlen))
         goto bad;
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(root, "idempotency_key");
     if (key && !cJSON_IsString(key)) {
@@ -273,7 +282,8 @@ char *lf_json_object_normalize(const char *text, char *err, size_t errlen) {
         fail(err, errlen, "not a JSON object", NULL);
         return NULL;
     }
-    char *s = lf_xptr(cJSON_PrintUnformatted(v));
     cJSON_Delete(v);
-    return s;
+    lf_buf b = LF_BUF_INIT;
+    lf_json_canon(text, strlen(text), &b);      /* cJSON took it: it is JSON */
+    return lf_buf_steal(&b);
 }

@@ -2,6 +2,7 @@
  * record, and its JSON form (LoopForge's key order, then ours). */
 #include "record.h"
 #include "mem.h"
+#include "json.h"
 #include "../loopforge.h"
 
 #include <stdio.h>
@@ -88,8 +89,26 @@ static int bad(char *err, size_t errlen, const char *msg, const char *detail) {
     return -1;
 }
 
-static char *print_obj(const cJSON *o, const char *dflt) {
-    return o ? lf_xptr(cJSON_PrintUnformatted(o)) : lf_xstrdup(dflt);
+/* Member `key` of the JSON object text json, in canonical form (json.h:
+ * integers exact, where a cJSON print would round them); dflt if absent
+ * or null. The caller has checked the text with cJSON already. */
+static char *member_text(const char *json, const char *key, const char *dflt) {
+    const char *v;
+    size_t n;
+    lf_buf b = LF_BUF_INIT;
+    if (!json || !lf_json_get(json, strlen(json), key, &v, &n) || (n == 4 && !memcmp(v, "null", 4)) ||
+        !lf_json_canon(v, n, &b)) {
+        lf_buf_free(&b);
+        return lf_xstrdup(dflt);
+    }
+    return lf_buf_steal(&b);
+}
+
+/* Member `key` of the JSON object text json as an exact integer. */
+static int member_int(const char *json, const char *key, int64_t *out) {
+    const char *v;
+    size_t n;
+    return json && lf_json_get(json, strlen(json), key, &v, &n) ? lf_json_int(v, n, out) : -1;
 }
 
 static int get_int(const cJSON *v, int64_t *out) {
@@ -129,12 +148,13 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err,
     r->ref = lf_xstrdup(ref->valuestring);
     r->has_ref_number = num && !cJSON_IsNull(num);
     r->ref_number = n;
+    if (r->has_ref_number) member_int(e->record, "ref_number", &r->ref_number);
     r->repo = cJSON_IsString(repo) ? lf_xstrdup(repo->valuestring) : NULL;
     r->state = lf_xstrdup(e->to_state);
     r->auto_merge = cJSON_IsTrue(am);
     r->ci_status = lf_xstrdup("{}");
-    r->labels = print_obj(labels, "{}");
-    r->metadata = print_obj(meta, "{}");
+    r->labels = member_text(e->record, "labels", "{}");
+    r->metadata = member_text(e->record, "metadata", "{}");
     r->workflow = lf_xstrdup(wf->valuestring);
     memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
@@ -149,6 +169,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err,
 /* The record fields an entry may set, validated before anything moves so
  * that a bad entry leaves the record untouched. */
 typedef struct changes {
+    const char *text;
     cJSON *json;
     const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels, *aliases;
 } changes;
@@ -163,6 +184,7 @@ static int string_array(const cJSON *a) {
 static int changes_parse(const char *text, changes *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     if (!text) return 0;
+    c->text = text;
     c->json = cJSON_Parse(text);
     if (!cJSON_IsObject(c->json)) goto bad;
     c->closed_at = cJSON_GetObjectItemCaseSensitive(c->json, "closed_at");
@@ -196,10 +218,10 @@ static void changes_apply(lf_record *r, const changes *c) {
     }
     if (c->pr_number) {
         r->has_pr_number = !cJSON_IsNull(c->pr_number);
-        if (r->has_pr_number) get_int(c->pr_number, &r->pr_number);
+        if (r->has_pr_number) member_int(c->text, "pr_number", &r->pr_number);
     }
-    if (c->ci_status) { free(r->ci_status); r->ci_status = print_obj(c->ci_status, "{}"); }
-    if (c->labels) { free(r->labels); r->labels = print_obj(c->labels, "{}"); }
+    if (c->ci_status) { free(r->ci_status); r->ci_status = member_text(c->text, "ci_status", "{}"); }
+    if (c->labels) { free(r->labels); r->labels = member_text(c->text, "labels", "{}"); }
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -333,17 +355,29 @@ static int json_obj(const cJSON *o, const char *key, char **out) {
     return 0;
 }
 
-static int json_hist(lf_record *r, const cJSON *arr) {
+/* The history; each transition's metadata from the text (canonical,
+ * integers exact), the other fields through cJSON. */
+static int json_hist(lf_record *r, const cJSON *arr, const char *text, size_t len) {
     const cJSON *t;
-    if (!cJSON_IsArray(arr)) return -1;
+    const char *span, *el;
+    size_t slen, elen;
+    lf_json_iter it;
+    if (!cJSON_IsArray(arr) || !lf_json_get(text, len, "transitions", &span, &slen) ||
+        !lf_json_array(&it, span, slen))
+        return -1;
     cJSON_ArrayForEach(t, arr) {
         char *from = NULL, *to = NULL, *trig = NULL, *actor = NULL, *meta = NULL;
         char ts[LF_TS_LEN + 1];
         lf_hist h;
         int rc = -1;
+        if (!lf_json_next(&it, &el, &elen)) return -1;
         if (!json_str(t, "from_state", 1, &from) && !json_str(t, "to_state", 0, &to) &&
             !json_str(t, "trigger", 0, &trig) && !json_str(t, "actor", 0, &actor) &&
-            !json_obj(t, "metadata", &meta) && !json_ts(t, "timestamp", 0, ts)) {
+            cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(t, "metadata")) &&
+            !json_ts(t, "timestamp", 0, ts)) {
+            char *one = lf_xstrndup(el, elen);
+            meta = member_text(one, "metadata", "{}");
+            free(one);
             hist_set(&h, from, to, trig, actor, meta, ts);
             hist_push(r, &h);
             rc = 0;
@@ -369,7 +403,7 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
         json_num(o, "pr_number", &r->has_pr_number, &r->pr_number) ||
         json_str(o, "state", 0, &r->state) || !cJSON_IsBool(am) ||
         json_obj(o, "ci_status", &r->ci_status) ||
-        json_hist(r, cJSON_GetObjectItemCaseSensitive(o, "transitions")) ||
+        json_hist(r, cJSON_GetObjectItemCaseSensitive(o, "transitions"), json, len) ||
         json_obj(o, "labels", &r->labels) ||
         json_ts(o, "created_at", 0, r->created_at) ||
         json_ts(o, "updated_at", 0, r->updated_at) ||
@@ -386,6 +420,14 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
     memcpy(r->id, id, strlen(id) + 1);
     r->auto_merge = cJSON_IsTrue(am);
     r->version = (uint64_t)version;
+    /* What a double would round, from the text. */
+    char *t = lf_xstrndup(json, len);
+    if (r->has_ref_number) member_int(t, "ref_number", &r->ref_number);
+    if (r->has_pr_number) member_int(t, "pr_number", &r->pr_number);
+    free(r->ci_status); r->ci_status = member_text(t, "ci_status", "{}");
+    free(r->labels); r->labels = member_text(t, "labels", "{}");
+    free(r->metadata); r->metadata = member_text(t, "metadata", "{}");
+    free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {
         free(id);

@@ -11,6 +11,7 @@
 #include "../core/record.h"
 #include "../core/text.h"
 #include "../core/mem.h"
+#include "../core/json.h"
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
@@ -277,7 +278,9 @@ static int take_object(const char *text, const char *what, int strings,
             return -1;
         }
     }
-    *out = lf_xptr(cJSON_PrintUnformatted(o));
+    lf_buf canon = LF_BUF_INIT;      /* integers as written: cJSON would round them */
+    lf_json_canon(text, len, &canon);
+    *out = lf_buf_steal(&canon);
     if (tree) *tree = o;
     else cJSON_Delete(o);
     return 0;
@@ -534,14 +537,14 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         !(wf = workflow_of(e->gen, req->workflow, err, sizeof err)) ||
         take_object(req->labels, "labels", 1, &labels, NULL, err, sizeof err) ||
         take_object(req->metadata, "metadata", 0, &meta, NULL, err, sizeof err)) {
-        cJSON_free(labels);
+        free(labels);
         fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
     lf_buf rec = LF_BUF_INIT, hist = LF_BUF_INIT;
     initial_fields(req, labels, meta, wf->name, &rec, &hist);
-    cJSON_free(labels);
-    cJSON_free(meta);
+    free(labels);
+    free(meta);
     create_ctx *c = lf_xcalloc(1, sizeof *c);
     if (lf_id_new(c->id)) {
         free(c);
@@ -588,7 +591,7 @@ typedef struct txn {
 
 static void txn_free(txn *t) {
     gen_drop(t->g);
-    cJSON_free(t->metadata);
+    free(t->metadata);
     free(t->pr_changes);
     free(t->decisions);
     free(t->denial);
@@ -656,7 +659,7 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
         snprintf(actor, sizeof actor, "hook:%s", f->hook);
         txn *n = txn_new(e, LF_ENTRY_TRANSITION, rec->id, f->to, f->trigger,
                          actor, followup_done, e);
-        if (!n) { cJSON_free(meta); continue; }
+        if (!n) { free(meta); continue; }
         n->depth = t->depth + 1;
         n->metadata = meta;
         e->stats.followups++;

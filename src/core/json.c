@@ -1,0 +1,315 @@
+/* json.c -- JSON text read without losing integers (json.h). */
+#include "json.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 512
+
+typedef struct jc {
+    const char *p, *end;
+    int depth;
+} jc;
+
+static void ws(jc *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static int hexval(char h) {
+    if (h >= '0' && h <= '9') return h - '0';
+    if (h >= 'a' && h <= 'f') return h - 'a' + 10;
+    if (h >= 'A' && h <= 'F') return h - 'A' + 10;
+    return -1;
+}
+
+static long hex4(const char *s) {
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = hexval(s[i]);
+        if (d < 0) return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* Appends code point u as UTF-8. */
+static void put_utf8(lf_buf *out, unsigned long u) {
+    char b[4];
+    int n;
+    if (u < 0x80) { b[0] = (char)u; n = 1; }
+    else if (u < 0x800) { b[0] = (char)(0xC0 | u >> 6); b[1] = (char)(0x80 | (u & 0x3F)); n = 2; }
+    else if (u < 0x10000) {
+        b[0] = (char)(0xE0 | u >> 12); b[1] = (char)(0x80 | (u >> 6 & 0x3F));
+        b[2] = (char)(0x80 | (u & 0x3F)); n = 3;
+    } else {
+        b[0] = (char)(0xF0 | u >> 18); b[1] = (char)(0x80 | (u >> 12 & 0x3F));
+        b[2] = (char)(0x80 | (u >> 6 & 0x3F)); b[3] = (char)(0x80 | (u & 0x3F)); n = 4;
+    }
+    lf_buf_add(out, b, (size_t)n);
+}
+
+/* A string (c->p at its opening quote), decoded into `raw` when not NULL. */
+static bool string(jc *c, lf_buf *raw) {
+    c->p++;
+    while (c->p < c->end && *c->p != '"') {
+        if (*c->p != '\\') {
+            if (raw) lf_buf_add(raw, c->p, 1);
+            c->p++;
+            continue;
+        }
+        if (++c->p >= c->end) return false;
+        char e = *c->p++, ch;
+        switch (e) {
+        case '"': case '\\': case '/': ch = e; break;
+        case 'b': ch = '\b'; break;
+        case 'f': ch = '\f'; break;
+        case 'n': ch = '\n'; break;
+        case 'r': ch = '\r'; break;
+        case 't': ch = '\t'; break;
+        case 'u': {
+            if (c->end - c->p < 4) return false;
+            long u = hex4(c->p);
+            c->p += 4;
+            if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return false;
+            if (u >= 0xD800 && u <= 0xDBFF) {       /* a pair, or nothing */
+                if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u') return false;
+                long lo = hex4(c->p + 2);
+                if (lo < 0xDC00 || lo > 0xDFFF) return false;
+                c->p += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (raw) put_utf8(raw, (unsigned long)u);
+            continue;
+        }
+        default: return false;
+        }
+        if (raw) lf_buf_add(raw, &ch, 1);
+    }
+    if (c->p >= c->end) return false;
+    c->p++;
+    return true;
+}
+
+/* s as cJSON prints a string. */
+static void put_string(lf_buf *out, const char *s, size_t len) {
+    lf_buf_putc(out, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        const char *esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\b' ? "\\b"
+                        : ch == '\f' ? "\\f" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r"
+                        : ch == '\t' ? "\\t" : NULL;
+        if (esc) {
+            lf_buf_puts(out, esc);
+        } else if (ch < 0x20) {
+            char u[8];
+            snprintf(u, sizeof u, "\\u%04x", ch);
+            lf_buf_puts(out, u);
+        } else {
+            lf_buf_add(out, &s[i], 1);
+        }
+    }
+    lf_buf_putc(out, '"');
+}
+
+static bool is_integer_token(const char *t, size_t n) {
+    size_t i = t[0] == '-';
+    if (i == n) return false;
+    for (; i < n; i++)
+        if (t[i] < '0' || t[i] > '9') return false;
+    return true;
+}
+
+/* A number token: an integer as written (leading zeros and a minus zero
+ * aside), any other as cJSON prints the double it reads as. */
+static bool number(jc *c, lf_buf *out) {
+    const char *t = c->p;
+    while (c->p < c->end && (strchr("+-.eE", *c->p) || (*c->p >= '0' && *c->p <= '9'))) c->p++;
+    size_t n = (size_t)(c->p - t);
+    if (n == 0 || n > 400) return false;
+    if (!out) return true;
+    if (is_integer_token(t, n)) {
+        bool neg = t[0] == '-';
+        size_t i = neg;
+        while (i + 1 < n && t[i] == '0') i++;
+        if (neg && !(n - i == 1 && t[i] == '0')) lf_buf_putc(out, '-');
+        lf_buf_add(out, t + i, n - i);
+        return true;
+    }
+    char tok[401], *end;
+    memcpy(tok, t, n);
+    tok[n] = '\0';
+    double d = strtod(tok, &end);
+    if (end != tok + n) return false;
+    char buf[32];
+    int vi = d >= INT_MAX ? INT_MAX : d <= (double)INT_MIN ? INT_MIN : (int)d;
+    if (isnan(d) || isinf(d)) snprintf(buf, sizeof buf, "null");
+    else if (d == (double)vi) snprintf(buf, sizeof buf, "%d", vi);
+    else {
+        snprintf(buf, sizeof buf, "%1.15g", d);
+        if (strtod(buf, NULL) != d) snprintf(buf, sizeof buf, "%1.17g", d);
+    }
+    lf_buf_puts(out, buf);
+    return true;
+}
+
+static bool literal(jc *c, const char *word, lf_buf *out) {
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0) return false;
+    c->p += n;
+    if (out) lf_buf_add(out, word, n);
+    return true;
+}
+
+static bool value(jc *c, lf_buf *out);
+
+static bool members(jc *c, lf_buf *out, bool object) {
+    char close = object ? '}' : ']';
+    if (out) lf_buf_putc(out, object ? '{' : '[');
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        if (out) lf_buf_putc(out, close);
+        return true;
+    }
+    lf_buf key = LF_BUF_INIT;
+    bool ok = false;
+    for (bool first = true;; first = false) {
+        ws(c);
+        if (!first && out) lf_buf_putc(out, ',');
+        if (object) {
+            lf_buf_reset(&key);
+            if (c->p >= c->end || *c->p != '"' || !string(c, out ? &key : NULL)) break;
+            if (out) {
+                put_string(out, key.p ? key.p : "", key.len);
+                lf_buf_putc(out, ':');
+            }
+            ws(c);
+            if (c->p >= c->end || *c->p++ != ':') break;
+            ws(c);
+        }
+        if (!value(c, out)) break;
+        ws(c);
+        if (c->p >= c->end) break;
+        if (*c->p == close) {
+            c->p++;
+            if (out) lf_buf_putc(out, close);
+            ok = true;
+            break;
+        }
+        if (*c->p++ != ',') break;
+    }
+    lf_buf_free(&key);
+    return ok;
+}
+
+static bool value(jc *c, lf_buf *out) {
+    if (c->p >= c->end) return false;
+    switch (*c->p) {
+    case '{': case '[': {
+        if (++c->depth > MAX_DEPTH) return false;
+        bool ok = members(c, out, *c->p == '{');
+        c->depth--;
+        return ok;
+    }
+    case '"': {
+        if (!out) return string(c, NULL);
+        lf_buf raw = LF_BUF_INIT;
+        bool ok = string(c, &raw);
+        if (ok) put_string(out, raw.p ? raw.p : "", raw.len);
+        lf_buf_free(&raw);
+        return ok;
+    }
+    case 't': return literal(c, "true", out);
+    case 'f': return literal(c, "false", out);
+    case 'n': return literal(c, "null", out);
+    default: return number(c, out);
+    }
+}
+
+bool lf_json_canon(const char *s, size_t len, lf_buf *out) {
+    jc c = {s, s + len, 0};
+    ws(&c);
+    if (!value(&c, out)) return false;
+    ws(&c);
+    return c.p == c.end;
+}
+
+bool lf_json_get(const char *s, size_t len, const char *key, const char **val, size_t *vlen) {
+    jc c = {s, s + len, 0};
+    ws(&c);
+    if (c.p >= c.end || *c.p != '{') return false;
+    c.p++;
+    lf_buf k = LF_BUF_INIT;
+    bool found = false;
+    for (;;) {
+        ws(&c);
+        lf_buf_reset(&k);
+        if (c.p >= c.end || *c.p != '"' || !string(&c, &k)) break;
+        ws(&c);
+        if (c.p >= c.end || *c.p++ != ':') break;
+        ws(&c);
+        const char *v = c.p;
+        if (!value(&c, NULL)) break;
+        if (strcmp(lf_buf_str(&k), key) == 0) {     /* the first, as cJSON finds it */
+            *val = v;
+            *vlen = (size_t)(c.p - v);
+            found = true;
+            break;
+        }
+        ws(&c);
+        if (c.p >= c.end || *c.p++ != ',') break;
+    }
+    lf_buf_free(&k);
+    return found;
+}
+
+bool lf_json_array(lf_json_iter *it, const char *s, size_t len) {
+    jc c = {s, s + len, 0};
+    ws(&c);
+    if (c.p >= c.end || *c.p != '[') return false;
+    it->p = c.p + 1;
+    it->end = c.end;
+    it->more = false;
+    return true;
+}
+
+bool lf_json_next(lf_json_iter *it, const char **val, size_t *vlen) {
+    jc c = {it->p, it->end, 0};
+    ws(&c);
+    if (c.p >= c.end || *c.p == ']') return false;
+    if (it->more) {
+        if (*c.p++ != ',') return false;
+        ws(&c);
+    }
+    const char *v = c.p;
+    if (!value(&c, NULL)) return false;
+    *val = v;
+    *vlen = (size_t)(c.p - v);
+    it->p = c.p;
+    it->more = true;
+    return true;
+}
+
+int lf_json_int(const char *v, size_t vlen, int64_t *out) {
+    char tok[64], *end;
+    if (vlen == 0 || vlen >= sizeof tok) return -1;
+    memcpy(tok, v, vlen);
+    tok[vlen] = '\0';
+    if (is_integer_token(tok, vlen)) {
+        errno = 0;
+        long long n = strtoll(tok, &end, 10);
+        if (errno || *end) return -1;
+        *out = n;
+        return 0;
+    }
+    double d = strtod(tok, &end);
+    if (*end || end == tok || d != floor(d) || fabs(d) > 9007199254740992.0) return -1;
+    *out = (int64_t)d;
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* json.h -- reading JSON text without losing integers.
+ *
+ * cJSON keeps every number as a double, so an integer beyond 2^53 that
+ * went through a parse and a print came back changed. Where loopforge
+ * keeps a caller's JSON (metadata, labels, the record fields an entry
+ * carries) it works on the text instead: the canonical form below keeps
+ * integer tokens exactly as written, and the lookups hand back the text
+ * of a member's value. Pure: no I/O. */
+#ifndef LF_JSON_H
+#define LF_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* Appends the compact canonical form of the JSON value s[0..len) to out:
+ * no whitespace, strings with escapes decoded and re-escaped as cJSON
+ * prints them (", \, \b \f \n \r \t, other control characters as \u00XX,
+ * everything else as UTF-8), integer tokens (-?digits) as written, other
+ * numbers as cJSON prints them (%1.15g, %1.17g when that does not read
+ * back). Member order and duplicates are kept. Returns false (out partly
+ * written) if the text is not one JSON value. */
+bool lf_json_canon(const char *s, size_t len, lf_buf *out);
+
+/* The value of member `key` of the JSON object s[0..len): *val and *vlen
+ * span its text. Returns false if s is not an object or has no such
+ * member (the first counts when a key repeats, as in cJSON). */
+bool lf_json_get(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
+
+/* Walks the elements of the JSON array s[0..len):
+ *   lf_json_iter it;  lf_json_array(&it, s, len);
+ *   while (lf_json_next(&it, &v, &vlen)) ...
+ * lf_json_array returns false if s is not an array; lf_json_next false at
+ * its end (or at anything malformed). */
+typedef struct lf_json_iter {
+    const char *p, *end;
+    bool more;                  /* an element has been read */
+} lf_json_iter;
+bool lf_json_array(lf_json_iter *it, const char *s, size_t len);
+bool lf_json_next(lf_json_iter *it, const char **val, size_t *vlen);
+
+/* The integer the value text v[0..vlen) holds: an integer token exactly
+ * (int64), or a number with an integral value (3.0, 1e3) within 2^53.
+ * Returns 0, or -1 for anything else (null included). */
+int lf_json_int(const char *v, size_t vlen, int64_t *out);
+
+#endif
