@@ -48,8 +48,7 @@ static const struct { const char *to, *trigger; } happy_path[] = {
 
 static double now_s(void) { return (double)lf_mono_ns() / 1e9; }
 
-static void nap_ms(long ms)
-{
+static void nap_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -63,14 +62,12 @@ typedef struct server {
     char url[4300];
 } server;
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st; (void)flag; (void)ftw;
     return remove(p);
 }
 
-static bool server_pings(const char *sock)
-{
+static bool server_pings(const char *sock) {
     redisContext *c = redisConnectUnixWithTimeout(sock, (struct timeval){1, 0});
     redisReply *r = c && !c->err ? redisCommand(c, "PING") : NULL;
     bool ok = r && r->type == REDIS_REPLY_STATUS;
@@ -81,8 +78,7 @@ static bool server_pings(const char *sock)
 
 /* Returns 0, 1 if there is no redis-server to run (why says so), -1 on
  * another failure. Waits for it by polling the socket, with a deadline. */
-static int server_start(server *sv, char *why, size_t whylen)
-{
+static int server_start(server *sv, char *why, size_t whylen) {
     const char *tmp = getenv("TMPDIR");
     char log[4300];
     int st;
@@ -126,8 +122,7 @@ static int server_start(server *sv, char *why, size_t whylen)
     return 0;
 }
 
-static void server_stop(server *sv)
-{
+static void server_stop(server *sv) {
     if (sv->pid > 0) {
         kill(sv->pid, SIGTERM);
         waitpid(sv->pid, NULL, 0);
@@ -138,8 +133,7 @@ static void server_stop(server *sv)
 
 /* ---- the side connection (INFO, MEMORY, cleanup) ------------------------ */
 
-static redisContext *side_connect(const lf_redis_url *u)
-{
+static redisContext *side_connect(const lf_redis_url *u) {
     struct timeval tv = {u->connect_timeout_ms / 1000, (u->connect_timeout_ms % 1000) * 1000};
     redisContext *c = u->path ? redisConnectUnixWithTimeout(u->path, tv)
                               : redisConnectWithTimeout(u->host, u->port, tv);
@@ -154,8 +148,7 @@ static redisContext *side_connect(const lf_redis_url *u)
     return c;
 }
 
-static long long used_memory(redisContext *c)
-{
+static long long used_memory(redisContext *c) {
     redisReply *r = redisCommand(c, "INFO memory");
     long long n = -1;
     const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
@@ -165,8 +158,7 @@ static long long used_memory(redisContext *c)
 }
 
 /* A string reply, copied, or NULL. */
-static char *side_get(redisContext *c, const char *fmt, ...)
-{
+static char *side_get(redisContext *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
@@ -177,8 +169,7 @@ static char *side_get(redisContext *c, const char *fmt, ...)
 }
 
 /* Deletes every key under prefix: SCAN in batches, never KEYS. */
-static void side_cleanup(redisContext *c, const char *prefix)
-{
+static void side_cleanup(redisContext *c, const char *prefix) {
     char cursor[32] = "0";
     do {
         redisReply *r = redisCommand(c, "SCAN %s MATCH %s* COUNT 1000", cursor, prefix);
@@ -223,8 +214,7 @@ struct run {
 
 static void slot_begin(slot *sl);
 
-static void on_step(const lf_result *r, void *arg)
-{
+static void on_step(const lf_result *r, void *arg) {
     slot *sl = arg;
     run *rn = sl->rn;
     rn->outstanding--;
@@ -254,8 +244,7 @@ static void on_step(const lf_result *r, void *arg)
     lf_engine_transition(rn->e, &t, on_step, sl);
 }
 
-static void slot_begin(slot *sl)
-{
+static void slot_begin(slot *sl) {
     run *rn = sl->rn;
     char ref[128];
     if (rn->failed || rn->next >= rn->n) return;
@@ -270,8 +259,7 @@ static void slot_begin(slot *sl)
     lf_engine_create(rn->e, &req, on_step, sl);
 }
 
-static void on_warm(const lf_result *r, void *arg)
-{
+static void on_warm(const lf_result *r, void *arg) {
     (void)r;
     *(bool *)arg = true;
 }
@@ -279,8 +267,7 @@ static void on_warm(const lf_result *r, void *arg)
 /* Runs N records through the engine with `inflight` at once. Returns 0
  * or -1 (message on stderr). */
 static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight,
-                    double *seconds, char *first_id)
-{
+                    double *seconds, char *first_id) {
     run rn = {.e = e, .n = n, .pid = (long)getpid()};
     slot *slots = lf_xcalloc(inflight, sizeof *slots);
     double t0 = now_s();
@@ -309,8 +296,7 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight,
 /* The rps field of the result line. The first field is the command
  * itself, unescaped -- our JSON arguments hold '","' of their own -- so
  * count from the right: rps is followed by six latency fields. */
-static double parse_rps(const char *out)
-{
+static double parse_rps(const char *out) {
     const char *line = NULL, *p = out;
     while ((p = strstr(p, "\"EVALSHA"))) line = p++;
     if (!line) return 0;
@@ -325,8 +311,7 @@ static double parse_rps(const char *out)
 
 /* Runs argv with stdout and stderr into *out. Returns the exit status, or
  * -1 if it could not run at all. */
-static int run_capture(char *const argv[], char **out)
-{
+static int run_capture(char *const argv[], char **out) {
     int fd[2], st;
     size_t len = 0, cap = 4096;
     char *buf = lf_xmalloc(cap);
@@ -363,8 +348,7 @@ static int run_capture(char *const argv[], char **out)
  * create, 12 keys, 12 ARGV, no idempotency key. */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
                           const char *json, size_t inflight, size_t requests,
-                          char *note, size_t notelen)
-{
+                          char *note, size_t notelen) {
     char sha[41], port[16], db[16], pipeline[24], n[24], keys[12][256];
     const char *argv[64];
     int a = 0;
@@ -420,15 +404,13 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
 
 /* The URL with the bench's own key prefix (a later prefix= wins), so a
  * run on a given server touches nothing but its own keys. */
-static char *bench_url(const char *url, long pid)
-{
+static char *bench_url(const char *url, long pid) {
     return lf_xprintf("%s%cprefix=lf%%3Abench%%3A%ld%%3A", url, strchr(url, '?') ? '&' : '?',
                       pid);
 }
 
 int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
-                   lf_bench_redis_result *out)
-{
+                   lf_bench_redis_result *out) {
     server sv = {0};
     lf_redis_url u = {0};
     redisContext *side = NULL;
@@ -508,8 +490,7 @@ done:
     return rc;
 }
 
-void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r, bool first)
-{
+void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r, bool first) {
     double ratio = r->script_per_s > 0 ? r->transitions_per_s / r->script_per_s : 0;
     if (c->json) {
         printf("%s{\"store\":\"redis\",\"skipped\":%s,\"in_flight\":%zu,"

@@ -58,8 +58,7 @@ static const lf_store_type journal_type;
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
@@ -69,15 +68,13 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 
 /* flock() that survives signals: a commit must not fail because a timer
  * fired while another process held the lock. */
-static int journal_lock(lf_journal *j, int op)
-{
+static int journal_lock(lf_journal *j, int op) {
     int rc;
     do rc = flock(j->fd, op); while (rc < 0 && errno == EINTR);
     return rc;
 }
 
-static void journal_unlock(lf_journal *j)
-{
+static void journal_unlock(lf_journal *j) {
     /* Unlocking cannot meaningfully fail on a descriptor we hold; if it
      * did, the lock goes away with the descriptor at close anyway. */
     (void)journal_lock(j, LOCK_UN);
@@ -87,8 +84,7 @@ static void journal_unlock(lf_journal *j)
  * A component that already is a directory is fine whatever mkdir() says
  * about it (EEXIST, but also EACCES or EROFS on a parent we cannot
  * write to). */
-static int mkdir_parents(const char *path, char *err, size_t errlen)
-{
+static int mkdir_parents(const char *path, char *err, size_t errlen) {
     struct stat st;
     char *p = lf_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
@@ -107,8 +103,7 @@ static int mkdir_parents(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-static int sync_parent(const char *path, char *err, size_t errlen)
-{
+static int sync_parent(const char *path, char *err, size_t errlen) {
     const char *slash = strrchr(path, '/');
     char *dir = slash ? lf_xstrndup(path, (size_t)(slash - path)) : lf_xstrdup(".");
     int fd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -129,8 +124,7 @@ static int sync_parent(const char *path, char *err, size_t errlen)
  * or reordered line into an error here. Hashes are not checked: that is
  * `audit --verify`'s job, over the same stored bytes. */
 static int journal_fold(lf_journal *j, const char *line, size_t len,
-                        char *err, size_t errlen)
-{
+                        char *err, size_t errlen) {
     char why[256];
     lf_entry_doc doc;
     uint64_t lineno = j->lines + 1;
@@ -154,8 +148,7 @@ static int journal_fold(lf_journal *j, const char *line, size_t len,
 
 /* Cuts the file back to `end`, dropping an unfinished last line. Only
  * under LOCK_EX: nobody else may be reading or appending meanwhile. */
-static int journal_cut(lf_journal *j, off_t size, char *err, size_t errlen)
-{
+static int journal_cut(lf_journal *j, off_t size, char *err, size_t errlen) {
     fprintf(stderr,
             "loopforge: journal %s: cut off a torn last entry "
             "(%jd bytes at offset %jd)\n",
@@ -180,8 +173,7 @@ static int journal_cut(lf_journal *j, off_t size, char *err, size_t errlen)
  * complete line does not parse or does not fold (a corrupt journal,
  * named by its line number) -- the memdb then holds what came before. */
 static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
-                                   size_t errlen)
-{
+                                   size_t errlen) {
     struct stat st;
     if (fstat(j->fd, &st) < 0) {
         seterr(err, errlen, "journal %s: %s", j->path, strerror(errno));
@@ -245,8 +237,7 @@ out:
 
 /* The read path: a cheap size check, and the shared lock only when
  * another process has appended something since we last looked. */
-static int journal_refresh(lf_journal *j, char *err, size_t errlen)
-{
+static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
     struct stat st;
     if (fstat(j->fd, &st) < 0) {
         seterr(err, errlen, "journal %s: %s", j->path, strerror(errno));
@@ -267,8 +258,7 @@ static int journal_refresh(lf_journal *j, char *err, size_t errlen)
 /* Puts the file back to `size` after a failed append, so that no reader
  * ever sees half a line or a line we did not acknowledge. */
 static void journal_rollback(lf_journal *j, off_t size, char *err,
-                             size_t errlen)
-{
+                             size_t errlen) {
     if (ftruncate(j->fd, size) == 0) return;
     /* The line may stay behind. That is still consistent: we did not
      * fold it, `end` does not cover it, so the next catch-up (ours or
@@ -283,8 +273,7 @@ static void journal_rollback(lf_journal *j, off_t size, char *err,
 /* Appends `line` (which ends in "\n") at the end of the file and makes
  * it durable. On failure the file is cut back and -1 returned. */
 static int journal_append(lf_journal *j, const char *line, size_t len,
-                          char *err, size_t errlen)
-{
+                          char *err, size_t errlen) {
     size_t done = 0;
     /* Normally one write() does it all; the loop only matters for a
      * signal landing mid-write, and any failure is rolled back below. */
@@ -313,8 +302,7 @@ static int journal_append(lf_journal *j, const char *line, size_t len,
  * our own memdb: the engine builds an entry from the record a get just
  * handed it. Catching up may fold another process's transition into that
  * very record and free its state string before we seal. */
-static char *entry_own(lf_entry *e)
-{
+static char *entry_own(lf_entry *e) {
     const char **f[] = {&e->record_id, &e->from_state, &e->to_state,
                         &e->trigger, &e->actor, &e->metadata, &e->decisions,
                         &e->policy_set, &e->record, &e->changes};
@@ -335,8 +323,7 @@ static char *entry_own(lf_entry *e)
  * on LF_OK *rec is the record after the entry. */
 static lf_code journal_commit_locked(lf_journal *j, lf_entry *e,
                                      const lf_record **rec, char *err,
-                                     size_t errlen)
-{
+                                     size_t errlen) {
     if (journal_catch_up_locked(j, true, err, errlen) < 0)
         return LF_UNAVAILABLE;
 
@@ -376,8 +363,7 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e,
 }
 
 static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
-                           void *arg)
-{
+                           void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024] = "";
     const lf_record *rec = NULL;
@@ -410,8 +396,7 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
 
 /* Reads see what other processes appended first; a journal that cannot
  * be read answers LF_UNAVAILABLE. */
-static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg)
-{
+static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg) {
     char err[1024];
 
     if (journal_refresh(j, err, sizeof err) < 0) {
@@ -422,29 +407,25 @@ static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg)
 }
 
 static void journal_get(lf_store *s, const char *id, lf_store_cb *cb,
-                        void *arg)
-{
+                        void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_get_op(j->db, id, cb, arg);
 }
 
 static void journal_find_by_ref(lf_store *s, const char *ref,
-                                lf_store_cb *cb, void *arg)
-{
+                                lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_find_ref_op(j->db, ref, cb, arg);
 }
 
 static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb,
-                             void *arg)
-{
+                             void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_find_key(j->db, key, cb, arg);
 }
 
 static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
-                         void *arg)
-{
+                         void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024];
 
@@ -456,8 +437,7 @@ static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
 }
 
 static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
-                          size_t limit, lf_audit_cb *cb, void *arg)
-{
+                          size_t limit, lf_audit_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024];
 
@@ -470,8 +450,7 @@ static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
 
 /* ---- open / free ------------------------------------------------------- */
 
-static void journal_free(lf_store *s)
-{
+static void journal_free(lf_store *s) {
     lf_journal *j = (lf_journal *)s;
     if (!j) return;
     if (j->fd >= 0) close(j->fd);
@@ -482,8 +461,7 @@ static void journal_free(lf_store *s)
 }
 
 lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
-                          size_t errlen)
-{
+                          size_t errlen) {
     lf_journal *j = NULL;
 
     if (code) *code = LF_UNAVAILABLE;

@@ -26,21 +26,18 @@
 
 /* Keys of one record share the {id} hash tag: a Redis Cluster would keep
  * a record's hash and its entry list on one slot. */
-void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b)
-{
+void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%srec:{%s}", s->url.prefix, id);
 }
 
-void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b)
-{
+void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%srec:{%s}:log", s->url.prefix, id);
 }
 
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
-                      lf_buf *b)
-{
+                      lf_buf *b) {
     lf_buf_reset(b);
     if (state && repo)
         /* The length makes the name unambiguous whatever the strings
@@ -61,13 +58,11 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
  * next entry onto one is exact when its version is the entry's - 1. A
  * record handed to a callback stays valid during it: entries are added
  * only while answering a reply, before that reply's callback runs. */
-lf_record *lf_redis_cache_get(lf_redis *s, const char *id)
-{
+lf_record *lf_redis_cache_get(lf_redis *s, const char *id) {
     return lf_map_get(&s->cache.map, id);
 }
 
-static void cache_evict_one(lf_redis *s)
-{
+static void cache_evict_one(lf_redis *s) {
     lf_map *m = &s->cache.map;
     for (size_t i = 0; i < m->cap; i++) {
         size_t j = (s->cache.hand + i) & (m->cap - 1);
@@ -81,8 +76,7 @@ static void cache_evict_one(lf_redis *s)
 }
 
 /* Takes r. */
-void lf_redis_cache_put(lf_redis *s, lf_record *r)
-{
+void lf_redis_cache_put(lf_redis *s, lf_record *r) {
     lf_record *old = lf_redis_cache_get(s, r->id);
     if (old == r) return;
     if (!old && s->cache.map.len >= CACHE_MAX) cache_evict_one(s);
@@ -90,13 +84,11 @@ void lf_redis_cache_put(lf_redis *s, lf_record *r)
     lf_record_free(old);
 }
 
-void lf_redis_cache_del(lf_redis *s, const char *id)
-{
+void lf_redis_cache_del(lf_redis *s, const char *id) {
     lf_record_free(lf_map_del(&s->cache.map, id));
 }
 
-static void cache_free(lf_redis *s)
-{
+static void cache_free(lf_redis *s) {
     lf_map *m = &s->cache.map;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key) lf_record_free(m->slots[i].val);
@@ -105,8 +97,7 @@ static void cache_free(lf_redis *s)
 
 /* ---- replies ------------------------------------------------------------ */
 
-bool lf_redis_is_str(const redisReply *r)
-{
+bool lf_redis_is_str(const redisReply *r) {
     return r && r->type == REDIS_REPLY_STRING;
 }
 
@@ -114,8 +105,7 @@ bool lf_redis_is_str(const redisReply *r)
  * LF_NOT_FOUND for none or a tombstone, or LF_UNAVAILABLE naming the key
  * when what is there is not a loopforge record. */
 lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
-                            lf_record **out, char *msg, size_t len)
-{
+                            lf_record **out, char *msg, size_t len) {
     char why[256];
     lf_buf key = LF_BUF_INIT;
     lf_code code = LF_UNAVAILABLE;
@@ -154,14 +144,12 @@ typedef struct get_op {
     char *ref;                  /* find_by_ref only */
 } get_op;
 
-static void get_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void get_notify(lf_rop *op, lf_code code, const char *why) {
     get_op *g = (get_op *)op;
     g->cb(code, why, NULL, NULL, g->arg);
 }
 
-static void get_destroy(lf_rop *op)
-{
+static void get_destroy(lf_rop *op) {
     get_op *g = (get_op *)op;
     if (op->cmd) redisFreeCommand(op->cmd);
     free(g->id);
@@ -169,8 +157,7 @@ static void get_destroy(lf_rop *op)
     free(g);
 }
 
-static void get_format_record(get_op *g)
-{
+static void get_format_record(get_op *g) {
     lf_buf key = LF_BUF_INIT;
     lf_redis_key_rec(g->op.s, g->id, &key);
     const char *argv[] = {"HMGET", key.p, "j", "d"};
@@ -179,8 +166,7 @@ static void get_format_record(get_op *g)
 }
 
 /* find_by_ref's first step answered: the id the ref names, if any. */
-static void get_ref_reply(get_op *g, redisReply *r)
-{
+static void get_ref_reply(get_op *g, redisReply *r) {
     char msg[600];
     if (r->type == REDIS_REPLY_ERROR) {
         lf_redis_errf(g->op.s, msg, sizeof msg, "key %s: %s", g->op.s->k_ref, r->str);
@@ -197,8 +183,7 @@ static void get_ref_reply(get_op *g, redisReply *r)
     lf_redis_send(&g->op);
 }
 
-static void get_reply(lf_rop *op, redisReply *r)
-{
+static void get_reply(lf_rop *op, redisReply *r) {
     get_op *g = (get_op *)op;
     lf_redis *s = op->s;
     char msg[600];
@@ -223,8 +208,7 @@ static const lf_rop_type get_type = {
     .destroy = get_destroy,
 };
 
-static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg)
-{
+static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg) {
     get_op *g = lf_xcalloc(1, sizeof *g);
     g->op.type = &get_type;
     g->op.s = s;
@@ -234,8 +218,7 @@ static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg)
     return g;
 }
 
-static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg)
-{
+static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg) {
     get_op *g = get_new((lf_redis *)st, cb, arg);
     g->id = lf_xstrdup(id);
     get_format_record(g);
@@ -243,8 +226,7 @@ static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg)
 }
 
 static void redis_find_by_ref(lf_store *st, const char *ref, lf_store_cb *cb,
-                              void *arg)
-{
+                              void *arg) {
     lf_redis *s = (lf_redis *)st;
     get_op *g = get_new(s, cb, arg);
     const char *argv[] = {"HGET", s->k_ref, ref};
@@ -262,14 +244,12 @@ typedef struct key_op {
     char *key;
 } key_op;
 
-static void key_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void key_notify(lf_rop *op, lf_code code, const char *why) {
     key_op *k = (key_op *)op;
     k->cb(code, why, NULL, NULL, k->arg);
 }
 
-static void key_destroy(lf_rop *op)
-{
+static void key_destroy(lf_rop *op) {
     key_op *k = (key_op *)op;
     if (op->cmd) redisFreeCommand(op->cmd);
     free(k->key);
@@ -278,8 +258,7 @@ static void key_destroy(lf_rop *op)
 
 /* {seq, line, {j, d}}: the entry, parsed from the stored line, and its
  * record as it is now (none for a tombstone or a global entry). */
-static void key_reply(lf_rop *op, redisReply *r)
-{
+static void key_reply(lf_rop *op, redisReply *r) {
     key_op *k = (key_op *)op;
     lf_redis *s = op->s;
     char msg[600], why[256];
@@ -326,8 +305,7 @@ static const lf_rop_type key_type = {
 };
 
 static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
-                           void *arg)
-{
+                           void *arg) {
     lf_redis *s = (lf_redis *)st;
     char prefix[512];
     key_op *k = lf_xcalloc(1, sizeof *k);
@@ -354,14 +332,12 @@ typedef struct list_op {
     char *index;                /* the zset, for messages */
 } list_op;
 
-static void list_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void list_notify(lf_rop *op, lf_code code, const char *why) {
     list_op *l = (list_op *)op;
     l->cb(code, why, NULL, 0, NULL, l->arg);
 }
 
-static void list_destroy(lf_rop *op)
-{
+static void list_destroy(lf_rop *op) {
     list_op *l = (list_op *)op;
     if (op->cmd) redisFreeCommand(op->cmd);
     free(l->index);
@@ -369,8 +345,7 @@ static void list_destroy(lf_rop *op)
 }
 
 /* {id, json, id, json, ...}: parsed in order, each checked. */
-static void list_reply(lf_rop *op, redisReply *r)
-{
+static void list_reply(lf_rop *op, redisReply *r) {
     list_op *l = (list_op *)op;
     lf_redis *s = op->s;
     char msg[600], why[256], cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
@@ -422,8 +397,7 @@ static const lf_rop_type list_type = {
 };
 
 /* "updated_at|id", as memdb's cursors: pages move between stores. */
-static int cursor_parse(const char *cursor, char score[24], const char **id)
-{
+static int cursor_parse(const char *cursor, char score[24], const char **id) {
     int64_t us;
     char ts[LF_TS_LEN + 1];
     const char *bar = strchr(cursor, '|');
@@ -437,8 +411,7 @@ static int cursor_parse(const char *cursor, char score[24], const char **id)
 }
 
 static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
-                       void *arg)
-{
+                       void *arg) {
     lf_redis *s = (lf_redis *)st;
     char score[24] = "", limit[24], prefix[512];
     const char *cid = "";
@@ -478,22 +451,19 @@ typedef struct audit_op {
     size_t limit;
 } audit_op;
 
-static void audit_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void audit_notify(lf_rop *op, lf_code code, const char *why) {
     audit_op *a = (audit_op *)op;
     a->cb(code, why, NULL, NULL, 0, a->after, a->arg);
 }
 
-static void audit_destroy(lf_rop *op)
-{
+static void audit_destroy(lf_rop *op) {
     audit_op *a = (audit_op *)op;
     if (op->cmd) redisFreeCommand(op->cmd);
     free(a->id);
     free(a);
 }
 
-static void audit_format(audit_op *a)
-{
+static void audit_format(audit_op *a) {
     lf_redis *s = a->op.s;
     lf_buf k1 = LF_BUF_INIT, k3 = LF_BUF_INIT;
     char after[24], limit[24];
@@ -515,8 +485,7 @@ static void audit_format(audit_op *a)
 }
 
 static void audit_deliver(audit_op *a, const char **lines, size_t *lens,
-                          size_t n, uint64_t last)
-{
+                          size_t n, uint64_t last) {
     a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
     free(lines);
     free(lens);
@@ -527,8 +496,7 @@ static void audit_deliver(audit_op *a, const char **lines, size_t *lens,
  * line (deleted behind our back) is skipped, so the chain check sees the
  * gap in seq; missing lines at the very end of the log would leave no
  * gap to see, so they are an error of their own. */
-static void audit_log_reply(audit_op *a, redisReply *r)
-{
+static void audit_log_reply(audit_op *a, redisReply *r) {
     lf_redis *s = a->op.s;
     char msg[600];
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
@@ -573,8 +541,7 @@ static void audit_log_reply(audit_op *a, redisReply *r)
 }
 
 /* {0} for an unknown record, else {1, seq, line, ...}. */
-static void audit_rec_reply(audit_op *a, redisReply *r)
-{
+static void audit_rec_reply(audit_op *a, redisReply *r) {
     lf_redis *s = a->op.s;
     char msg[600];
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->elements % 2 == 0 ||
@@ -611,8 +578,7 @@ static void audit_rec_reply(audit_op *a, redisReply *r)
     audit_deliver(a, lines, lens, k, last);
 }
 
-static void audit_reply(lf_rop *op, redisReply *r)
-{
+static void audit_reply(lf_rop *op, redisReply *r) {
     audit_op *a = (audit_op *)op;
     if (a->id) audit_rec_reply(a, r);
     else audit_log_reply(a, r);
@@ -624,8 +590,7 @@ static const lf_rop_type audit_type = {
 };
 
 static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
-                        size_t limit, lf_audit_cb *cb, void *arg)
-{
+                        size_t limit, lf_audit_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     audit_op *a = lf_xcalloc(1, sizeof *a);
     a->op.type = &audit_type;
@@ -643,8 +608,7 @@ static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
 
 /* ---- open / free -------------------------------------------------------- */
 
-void lf_redis_destroy(lf_redis *s)
-{
+void lf_redis_destroy(lf_redis *s) {
     if (s->t_connect) event_free(s->t_connect);
     if (s->t_cmd) event_free(s->t_cmd);
     if (s->t_retry) event_free(s->t_retry);
@@ -659,8 +623,7 @@ void lf_redis_destroy(lf_redis *s)
     free(s);
 }
 
-static void redis_free(lf_store *st)
-{
+static void redis_free(lf_store *st) {
     lf_redis *s = (lf_redis *)st;
     char why[600];
     if (!s) return;
@@ -671,8 +634,7 @@ static void redis_free(lf_store *st)
     if (s->busy == 0) lf_redis_destroy(s);
 }
 
-static struct timeval ms_tv(int ms)
-{
+static struct timeval ms_tv(int ms) {
     return (struct timeval){ms / 1000, (ms % 1000) * 1000};
 }
 
@@ -680,8 +642,7 @@ static struct timeval ms_tv(int ms)
  * so that a wrong address, password or db fails the open with a clear
  * message instead of every later request. Never on the request path:
  * requests only ever use the asynchronous connection. */
-static int probe(const lf_redis_url *u, char *err, size_t errlen)
-{
+static int probe(const lf_redis_url *u, char *err, size_t errlen) {
     redisContext *c = lf_xptr(u->path ?
         redisConnectUnixWithTimeout(u->path, ms_tv(u->connect_timeout_ms)) :
         redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms)));
@@ -730,16 +691,14 @@ static const lf_store_type redis_type = {
     .free = redis_free,
 };
 
-static char *key_fixed(const char *prefix, const char *name)
-{
+static char *key_fixed(const char *prefix, const char *name) {
     lf_buf b = LF_BUF_INIT;
     lf_buf_printf(&b, "%s%s", prefix, name);
     return lf_buf_steal(&b);
 }
 
 lf_store *lf_redis_open(const char *url, struct event_base *base,
-                        lf_code *code, char *err, size_t errlen)
-{
+                        lf_code *code, char *err, size_t errlen) {
     lf_redis *s;
     lf_code dummy;
     struct sigaction sa;

@@ -45,8 +45,7 @@ static const char *const mode_names[] = {"create", "move", "note", "delete",
                                          "global"};
 
 /* -1 for a kind this store does not know: refused, never guessed at. */
-static int commit_mode_of(lf_entry_kind k)
-{
+static int commit_mode_of(lf_entry_kind k) {
     switch (k) {
     case LF_ENTRY_CREATED: return MODE_CREATE;
     case LF_ENTRY_TRANSITION: return MODE_MOVE;
@@ -94,8 +93,7 @@ typedef struct rec_queue {
 } rec_queue;
 
 /* True if c must wait for an earlier commit on its record. */
-static bool recq_enter(lf_redis *s, commit_op *c)
-{
+static bool recq_enter(lf_redis *s, commit_op *c) {
     rec_queue *q = lf_map_get(&s->recq, c->e.record_id);
     if (!q) {
         size_t n = strlen(c->e.record_id) + 1;
@@ -112,8 +110,7 @@ static bool recq_enter(lf_redis *s, commit_op *c)
 }
 
 /* c is answered: the next commit on its record may start. */
-static void recq_leave(commit_op *c)
-{
+static void recq_leave(commit_op *c) {
     lf_redis *s = c->op.s;
     if (!c->ordered) return;
     c->ordered = false;
@@ -131,8 +128,7 @@ static void recq_leave(commit_op *c)
     commit_start(next);
 }
 
-void lf_redis_recq_fail_all(lf_redis *s, const char *why)
-{
+void lf_redis_recq_fail_all(lf_redis *s, const char *why) {
     lf_map *m = &s->recq;
     for (size_t i = 0; i < m->cap; i++) {
         rec_queue *q = m->slots[i].key ? m->slots[i].val : NULL;
@@ -143,23 +139,20 @@ void lf_redis_recq_fail_all(lf_redis *s, const char *why)
     }
 }
 
-void lf_redis_recq_free(lf_redis *s)
-{
+void lf_redis_recq_free(lf_redis *s) {
     lf_map *m = &s->recq;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key) free(m->slots[i].val);
     lf_map_free(m);
 }
 
-static void commit_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void commit_notify(lf_rop *op, lf_code code, const char *why) {
     commit_op *c = (commit_op *)op;
     c->cb(code, why, NULL, NULL, c->arg);
     recq_leave(c);
 }
 
-static void commit_destroy(lf_rop *op)
-{
+static void commit_destroy(lf_rop *op) {
     commit_op *c = (commit_op *)op;
     if (op->cmd) redisFreeCommand(op->cmd);
     free(c->strs);
@@ -173,8 +166,7 @@ static void commit_destroy(lf_rop *op)
 /* The entry's strings are borrowed from the caller (often from its
  * stack): they get a home of their own, in one block, before commit
  * returns. */
-static void commit_own(commit_op *c, const lf_entry *e)
-{
+static void commit_own(commit_op *c, const lf_entry *e) {
     c->e = *e;
     const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
                         &c->e.trigger, &c->e.actor, &c->e.metadata,
@@ -196,8 +188,7 @@ static void commit_own(commit_op *c, const lf_entry *e)
 /* Folds the entry onto base (NULL for created): the record the script
  * will store. A fold the core refuses is the caller's malformed entry.
  * Returns 0, or -1 after failing the op. */
-static int commit_fold(commit_op *c, const lf_record *base)
-{
+static int commit_fold(commit_op *c, const lf_record *base) {
     char err[256];
     int64_t us;
     lf_record *r = base ? lf_record_dup(base) : NULL;
@@ -217,8 +208,7 @@ static int commit_fold(commit_op *c, const lf_record *base)
 }
 
 /* The base the engine's get put in the cache, or a read of it. */
-static void commit_prepare(commit_op *c)
-{
+static void commit_prepare(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_record *base = lf_redis_cache_get(s, c->e.record_id);
     if (base && base->version + 1 == c->e.version) {
@@ -237,8 +227,7 @@ static void commit_prepare(commit_op *c)
 
 /* The base read from Redis: a conflict decided on fresh data is final
  * (versions only grow); otherwise fold and commit. */
-static void commit_fetched(commit_op *c, redisReply *r)
-{
+static void commit_fetched(commit_op *c, redisReply *r) {
     lf_redis *s = c->op.s;
     char msg[600];
     lf_record *base;
@@ -273,8 +262,7 @@ static void commit_fetched(commit_op *c, redisReply *r)
  * c: a commit whose entry is sealed (c->e) and whose fold (c->next) is
  *    done; c->mode says what kind of write it is.
  * Out of memory aborts (core/mem.h). */
-static void commit_format(commit_op *c)
-{
+static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
@@ -355,8 +343,7 @@ static void commit_format(commit_op *c)
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the
  * next commit chains on this one before it has even been answered. */
-static void commit_send(lf_rop *op)
-{
+static void commit_send(lf_rop *op) {
     commit_op *c = (commit_op *)op;
     lf_redis *s = op->s;
     if (!s->ac) { lf_redis_wait(op); return; }
@@ -375,8 +362,7 @@ static void commit_send(lf_rop *op)
  * the log: the tip goes back to where this one was sealed (or to the
  * head the server reported), and a new epoch tells the others that they
  * are fallout, to be re-sealed, not news about the head. */
-static void commit_not_written(commit_op *c, uint64_t hseq, const char *hhash)
-{
+static void commit_not_written(commit_op *c, uint64_t hseq, const char *hhash) {
     lf_redis *s = c->op.s;
     if (c->epoch != s->epoch || !s->tip_known) return;
     s->epoch++;
@@ -390,16 +376,14 @@ static void commit_not_written(commit_op *c, uint64_t hseq, const char *hhash)
     s->tip_hash[LF_HASH_LEN] = '\0';
 }
 
-static void commit_noscript(lf_rop *op)
-{
+static void commit_noscript(lf_rop *op) {
     commit_op *c = (commit_op *)op;
     commit_not_written(c, 0, NULL);
     commit_send(op);
 }
 
 /* {'head', seq, hash}: somebody else took the place; re-seal. */
-static void commit_raced(commit_op *c, const redisReply *r)
-{
+static void commit_raced(commit_op *c, const redisReply *r) {
     lf_redis *s = c->op.s;
     char msg[600], *end = NULL;
     bool news = c->epoch == s->epoch;
@@ -423,8 +407,7 @@ static void commit_raced(commit_op *c, const redisReply *r)
 }
 
 /* {'ok'}: the entry, the record and the indexes are in. */
-static void commit_done(commit_op *c, const redisReply *r)
-{
+static void commit_done(commit_op *c, const redisReply *r) {
     lf_redis *s = c->op.s;
     lf_record *rec = NULL;
     char why[256];
@@ -453,8 +436,7 @@ static void commit_done(commit_op *c, const redisReply *r)
     commit_destroy(&c->op);
 }
 
-static void commit_reply(lf_rop *op, redisReply *r)
-{
+static void commit_reply(lf_rop *op, redisReply *r) {
     commit_op *c = (commit_op *)op;
     lf_redis *s = op->s;
     char msg[600];
@@ -503,8 +485,7 @@ static const lf_rop_type commit_type = {
     .noscript = commit_noscript, .destroy = commit_destroy,
 };
 
-void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg)
-{
+void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     commit_op *c = lf_xcalloc(1, sizeof *c);
     c->op.type = &commit_type;
@@ -531,8 +512,7 @@ void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg)
     commit_start(c);
 }
 
-static void commit_start(commit_op *c)
-{
+static void commit_start(commit_op *c) {
     switch (c->mode) {
     case MODE_GLOBAL:
     case MODE_NOTE:             /* no fold: the record does not move */

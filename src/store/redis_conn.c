@@ -40,14 +40,12 @@
 #define BACKOFF_MAX_MS 1000
 #define MAX_RELOADS 2           /* NOSCRIPT recoveries per op */
 
-int64_t lf_redis_now_us(void)
-{
+int64_t lf_redis_now_us(void) {
     return (int64_t)(lf_mono_ns() / 1000);
 }
 
 void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,
-                   const char *fmt, ...)
-{
+                   const char *fmt, ...) {
     int n = snprintf(out, outlen, "redis %s: ", s->url.addr);
     if (n < 0 || (size_t)n >= outlen) return;
     va_list ap;
@@ -58,8 +56,7 @@ void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,
 
 /* ---- queues ------------------------------------------------------------ */
 
-void lf_redis_q_push(lf_rop_list *q, lf_rop *op)
-{
+void lf_redis_q_push(lf_rop_list *q, lf_rop *op) {
     op->next = NULL;
     op->prev = q->tail;
     if (q->tail) q->tail->next = op;
@@ -67,8 +64,7 @@ void lf_redis_q_push(lf_rop_list *q, lf_rop *op)
     q->tail = op;
 }
 
-void lf_redis_q_remove(lf_rop_list *q, lf_rop *op)
-{
+void lf_redis_q_remove(lf_rop_list *q, lf_rop *op) {
     if (op->prev) op->prev->next = op->next;
     else q->head = op->next;
     if (op->next) op->next->prev = op->prev;
@@ -76,8 +72,7 @@ void lf_redis_q_remove(lf_rop_list *q, lf_rop *op)
     op->prev = op->next = NULL;
 }
 
-lf_rop *lf_redis_q_pop(lf_rop_list *q)
-{
+lf_rop *lf_redis_q_pop(lf_rop_list *q) {
     lf_rop *op = q->head;
     if (op) lf_redis_q_remove(q, op);
     return op;
@@ -85,15 +80,13 @@ lf_rop *lf_redis_q_pop(lf_rop_list *q)
 
 /* Takes the whole queue, leaving it empty: callbacks fired while we walk
  * it may queue new ops, and those must not join this walk. */
-static lf_rop_list q_take(lf_rop_list *q)
-{
+static lf_rop_list q_take(lf_rop_list *q) {
     lf_rop_list all = *q;
     q->head = q->tail = NULL;
     return all;
 }
 
-static void fail_all(lf_rop_list *q, lf_code code, const char *why)
-{
+static void fail_all(lf_rop_list *q, lf_code code, const char *why) {
     lf_rop_list all = q_take(q);
     lf_rop *op;
     while ((op = lf_redis_q_pop(&all))) {
@@ -101,8 +94,7 @@ static void fail_all(lf_rop_list *q, lf_code code, const char *why)
     }
 }
 
-static void send_all(lf_rop_list *q)
-{
+static void send_all(lf_rop_list *q) {
     lf_rop_list all = q_take(q);
     lf_rop *op;
     while ((op = lf_redis_q_pop(&all))) op->type->send(op);
@@ -110,16 +102,14 @@ static void send_all(lf_rop_list *q)
 
 /* ---- timers ------------------------------------------------------------ */
 
-static void arm_ms(struct event *ev, int64_t ms)
-{
+static void arm_ms(struct event *ev, int64_t ms) {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(ev, &tv);
 }
 
 /* The command timer watches the oldest command on the wire; it is armed
  * lazily and re-armed from its own callback, never per command. */
-static void cmd_timer_arm(lf_redis *s)
-{
+static void cmd_timer_arm(lf_redis *s) {
     if (!s->connected || !s->sent.head || evtimer_pending(s->t_cmd, NULL))
         return;
     int64_t start = s->sent.head->sent_us > s->connected_us ?
@@ -128,8 +118,7 @@ static void cmd_timer_arm(lf_redis *s)
     arm_ms(s->t_cmd, left > 0 ? (left + 999) / 1000 : 0);
 }
 
-static void attempt_failed(lf_redis *s)
-{
+static void attempt_failed(lf_redis *s) {
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
     s->next_attempt_us = lf_redis_now_us() + (int64_t)s->backoff_ms * 1000;
@@ -140,8 +129,7 @@ static void attempt_failed(lf_redis *s)
 /* The connection in s->ac is gone or going (s->down says why): forget
  * it. Commits that were waiting for its tip fail with it; what hiredis
  * still holds fails through the NULL replies hiredis is about to send. */
-static void conn_lost(lf_redis *s)
-{
+static void conn_lost(lf_redis *s) {
     bool was_ready = s->ready;
     s->ac = NULL;
     s->connected = s->ready = s->tip_known = false;
@@ -164,8 +152,7 @@ static void conn_lost(lf_redis *s)
 static void conn_kill(lf_redis *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static void conn_kill(lf_redis *s, const char *fmt, ...)
-{
+static void conn_kill(lf_redis *s, const char *fmt, ...) {
     redisAsyncContext *ac = s->ac;
     char why[400];
     if (!ac) return;
@@ -180,8 +167,7 @@ static void conn_kill(lf_redis *s, const char *fmt, ...)
 
 /* ---- event-loop entry points -------------------------------------------- */
 
-static void on_connect_timer(evutil_socket_t fd, short what, void *arg)
-{
+static void on_connect_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
     (void)fd; (void)what;
     s->busy++;
@@ -190,8 +176,7 @@ static void on_connect_timer(evutil_socket_t fd, short what, void *arg)
     lf_redis_release(s);
 }
 
-static void on_cmd_timer(evutil_socket_t fd, short what, void *arg)
-{
+static void on_cmd_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
     (void)fd; (void)what;
     s->busy++;
@@ -206,8 +191,7 @@ static void on_cmd_timer(evutil_socket_t fd, short what, void *arg)
     lf_redis_release(s);
 }
 
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
-{
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
     (void)fd; (void)what;
     s->busy++;
@@ -215,8 +199,7 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
     lf_redis_release(s);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
-{
+static void on_connect(const redisAsyncContext *ac, int status) {
     lf_redis *s = ac->data;
     if (!s || s->ac != ac) return;
     s->busy++;
@@ -237,8 +220,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 /* An idle connection dropped by the server (or the network) ends here
  * with no reply pending; the next request reconnects. */
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
+static void on_disconnect(const redisAsyncContext *ac, int status) {
     lf_redis *s = ac->data;
     (void)status;
     if (!s || s->ac != ac) return;
@@ -249,8 +231,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     lf_redis_release(s);
 }
 
-static void noscript(lf_rop *op)
-{
+static void noscript(lf_rop *op) {
     lf_redis *s = op->s;
     if (++op->reloads > MAX_RELOADS) {
         char msg[600];
@@ -268,8 +249,7 @@ static void noscript(lf_rop *op)
 
 /* Every reply, and every NULL that means the connection went, lands here
  * first; ops only ever see real replies. */
-static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
     lf_rop *op = priv;
     redisReply *r = reply;
     if (op->orphan) {               /* its store is closed, its user told */
@@ -298,8 +278,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* ---- sending ----------------------------------------------------------- */
 
-void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens)
-{
+void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens) {
     char *cmd = NULL;
     long long n = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (n < 0) lf_oom(0);           /* hiredis fails only on allocation */
@@ -308,14 +287,12 @@ void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens
     op->cmdlen = (size_t)n;
 }
 
-void lf_redis_fail(lf_rop *op, lf_code code, const char *why)
-{
+void lf_redis_fail(lf_rop *op, lf_code code, const char *why) {
     op->type->notify(op, code, why);
     op->type->destroy(op);
 }
 
-void lf_redis_write(lf_rop *op)
-{
+void lf_redis_write(lf_rop *op) {
     lf_redis *s = op->s;
     if (redisAsyncFormattedCommand(s->ac, on_reply, op, op->cmd, op->cmdlen)
         != REDIS_OK) {
@@ -330,8 +307,7 @@ void lf_redis_write(lf_rop *op)
     cmd_timer_arm(s);
 }
 
-void lf_redis_wait(lf_rop *op)
-{
+void lf_redis_wait(lf_rop *op) {
     lf_redis *s = op->s;
     lf_redis_q_push(&s->waiting, op);
     if (!s->ac && !evtimer_pending(s->t_retry, NULL)) {
@@ -340,13 +316,11 @@ void lf_redis_wait(lf_rop *op)
     }
 }
 
-void lf_redis_wait_tip(lf_rop *op)
-{
+void lf_redis_wait_tip(lf_rop *op) {
     lf_redis_q_push(&op->s->unsealed, op);
 }
 
-void lf_redis_send(lf_rop *op)
-{
+void lf_redis_send(lf_rop *op) {
     if (op->s->ac) lf_redis_write(op);
     else lf_redis_wait(op);
 }
@@ -362,33 +336,28 @@ typedef struct hs_op {
     int which;          /* the script a SCRIPT LOAD is for */
 } hs_op;
 
-static void hs_send(lf_rop *op)
-{
+static void hs_send(lf_rop *op) {
     if (op->s->ac) lf_redis_write(op);
     else op->type->destroy(op);
 }
 
-static void hs_notify(lf_rop *op, lf_code code, const char *why)
-{
+static void hs_notify(lf_rop *op, lf_code code, const char *why) {
     (void)op; (void)code; (void)why;
 }
 
-static void hs_destroy(lf_rop *op)
-{
+static void hs_destroy(lf_rop *op) {
     if (op->cmd) redisFreeCommand(op->cmd);
     free(op);
 }
 
 /* A head field: true if it is a string (*str set) or nil (*str NULL). */
-static bool hs_field(const redisReply *f, const char **str)
-{
+static bool hs_field(const redisReply *f, const char **str) {
     *str = f->type == REDIS_REPLY_STRING ? f->str : NULL;
     return f->type == REDIS_REPLY_STRING || f->type == REDIS_REPLY_NIL;
 }
 
 /* The head the next commit seals on: {seq, hash}, both nil on a new log. */
-static void hs_head(lf_redis *s, redisReply *r)
-{
+static void hs_head(lf_redis *s, redisReply *r) {
     const char *seq = NULL, *hash = NULL;
     char *end = NULL;
     unsigned long long n = 0;
@@ -413,8 +382,7 @@ static void hs_head(lf_redis *s, redisReply *r)
     lf_redis_on_ready(s);
 }
 
-static void hs_reply(lf_rop *op, redisReply *r)
-{
+static void hs_reply(lf_rop *op, redisReply *r) {
     hs_op *h = (hs_op *)op;
     lf_redis *s = op->s;
     int step = h->step, script = h->which;
@@ -438,8 +406,7 @@ static const lf_rop_type hs_type = {
 };
 
 static void hs_command(lf_redis *s, int step, int script, int argc,
-                       const char **argv)
-{
+                       const char **argv) {
     hs_op *h = lf_xcalloc(1, sizeof *h);
     h->op.type = &hs_type;
     h->op.s = s;
@@ -450,14 +417,12 @@ static void hs_command(lf_redis *s, int step, int script, int argc,
     hs_send(&h->op);
 }
 
-void lf_redis_load_script(lf_redis *s, lf_redis_script id)
-{
+void lf_redis_load_script(lf_redis *s, lf_redis_script id) {
     const char *argv[] = {"SCRIPT", "LOAD", lf_redis_script_src(id)};
     hs_command(s, HS_RELOAD, (int)id, 3, argv);
 }
 
-static void handshake(lf_redis *s)
-{
+static void handshake(lf_redis *s) {
     char db[16];
     if (s->url.password) {
         const char *argv[] = {"AUTH", s->url.user ? s->url.user : s->url.password,
@@ -477,22 +442,19 @@ static void handshake(lf_redis *s)
     hs_command(s, HS_HEAD, -1, 4, argv);
 }
 
-void lf_redis_on_ready(lf_redis *s)
-{
+void lf_redis_on_ready(lf_redis *s) {
     send_all(&s->unsealed);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-void lf_redis_conn_init(lf_redis *s)
-{
+void lf_redis_conn_init(lf_redis *s) {
     s->t_connect = lf_xptr(evtimer_new(s->evb, on_connect_timer, s));
     s->t_cmd = lf_xptr(evtimer_new(s->evb, on_cmd_timer, s));
     s->t_retry = lf_xptr(evtimer_new(s->evb, on_retry_timer, s));
 }
 
-void lf_redis_conn_start(lf_redis *s)
-{
+void lf_redis_conn_start(lf_redis *s) {
     redisAsyncContext *ac;
     if (s->ac || s->closing) return;
     ac = lf_xptr(s->url.path ? redisAsyncConnectUnix(s->url.path)
@@ -516,8 +478,7 @@ void lf_redis_conn_start(lf_redis *s)
     send_all(&s->waiting);
 }
 
-void lf_redis_conn_close(lf_redis *s)
-{
+void lf_redis_conn_close(lf_redis *s) {
     lf_rop *op;
     s->closing = true;
     evtimer_del(s->t_connect);
@@ -542,8 +503,7 @@ void lf_redis_conn_close(lf_redis *s)
     }
 }
 
-bool lf_redis_release(lf_redis *s)
-{
+bool lf_redis_release(lf_redis *s) {
     if (--s->busy > 0 || !s->closing) return false;
     lf_redis_destroy(s);
     return true;

@@ -188,13 +188,11 @@ static const char *const sources[LF_SCRIPT__COUNT] = {
     commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua,
 };
 
-const char *lf_redis_script_src(lf_redis_script id)
-{
+const char *lf_redis_script_src(lf_redis_script id) {
     return sources[id];
 }
 
-void lf_redis_script_sha(lf_redis_script id, char out[41])
-{
+void lf_redis_script_sha(lf_redis_script id, char out[41]) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     /* Redis names a script by its SHA-1 */

@@ -19,8 +19,7 @@
 #define USAGE "expected redis://[:password@]host:port/db or " \
               "unix:///path/to/redis.sock?db=N"
 
-void lf_redis_url_free(lf_redis_url *u)
-{
+void lf_redis_url_free(lf_redis_url *u) {
     free(u->host);
     free(u->path);
     free(u->user);
@@ -29,8 +28,7 @@ void lf_redis_url_free(lf_redis_url *u)
     memset(u, 0, sizeof *u);
 }
 
-static int hexval(int c)
-{
+static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     c = tolower(c);
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
@@ -38,8 +36,7 @@ static int hexval(int c)
 
 /* A percent-decoded copy of s[0..n), or NULL if an escape is broken or
  * decodes to a NUL byte (which no C string could carry). */
-static char *decode(const char *s, size_t n)
-{
+static char *decode(const char *s, size_t n) {
     char *out = lf_xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '%') { *o++ = s[i]; continue; }
@@ -55,8 +52,7 @@ static char *decode(const char *s, size_t n)
 }
 
 /* Strict decimal in [min, max]. */
-static int parse_int(const char *s, size_t n, long min, long max, int *out)
-{
+static int parse_int(const char *s, size_t n, long min, long max, int *out) {
     long v = 0;
     if (n == 0 || n > 9) return -1;
     for (size_t i = 0; i < n; i++) {
@@ -69,15 +65,13 @@ static int parse_int(const char *s, size_t n, long min, long max, int *out)
 }
 
 /* The URL may hold a password: say what is wrong, never echo it. */
-static int fail(char *err, size_t errlen, const char *why)
-{
+static int fail(char *err, size_t errlen, const char *why) {
     snprintf(err, errlen, "bad redis store URL: %s (" USAGE ")", why);
     return -1;
 }
 
 /* user:password before '@', either part optional ("":pw, user:pw, pw). */
-static int parse_auth(lf_redis_url *u, const char *s, size_t n)
-{
+static int parse_auth(lf_redis_url *u, const char *s, size_t n) {
     const char *colon = memchr(s, ':', n);
     if (!colon) return (u->password = decode(s, n)) ? 0 : -1;
     size_t ul = (size_t)(colon - s);
@@ -87,8 +81,7 @@ static int parse_auth(lf_redis_url *u, const char *s, size_t n)
 
 /* host[:port] or [v6]:port */
 static int parse_hostport(lf_redis_url *u, const char *s, size_t n,
-                          const char **why)
-{
+                          const char **why) {
     const char *hend, *port = NULL;
     const char *h = s;
     if (n && s[0] == '[') {
@@ -121,8 +114,7 @@ static int parse_hostport(lf_redis_url *u, const char *s, size_t n,
 /* One key=value of the query. */
 static int parse_option(lf_redis_url *u, const char *k, size_t kl,
                         const char *v, size_t vl, bool *db_seen,
-                        const char **why)
-{
+                        const char **why) {
 #define IS(name) (kl == sizeof(name) - 1 && memcmp(k, name, kl) == 0)
     if (IS("db")) {
         if (*db_seen) { *why = "db given twice"; return -1; }
@@ -164,8 +156,7 @@ static int parse_option(lf_redis_url *u, const char *k, size_t kl,
 }
 
 static int parse_query(lf_redis_url *u, const char *q, bool *db_seen,
-                       const char **why)
-{
+                       const char **why) {
     while (*q) {
         size_t n = strcspn(q, "&");
         const char *eq = memchr(q, '=', n);
@@ -180,8 +171,7 @@ static int parse_query(lf_redis_url *u, const char *q, bool *db_seen,
 }
 
 int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
-                       size_t errlen)
-{
+                       size_t errlen) {
     const char *why = NULL;
     bool unix_sock = strncmp(url, "unix:", 5) == 0, db_seen = false;
     const char *p;
