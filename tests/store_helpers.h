@@ -126,17 +126,12 @@ static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g)
     return g->code;
 }
 
-static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
-                               const char *repo, t_got *g)
+/* A created entry with the record fields `rec` and history metadata
+ * `meta` (JSON object texts). */
+static inline lf_code t_create_rec(lf_store *s, const char *id, const char *rec,
+                                   const char *meta, t_got *g)
 {
-    char rec[512], meta[256];
     lf_entry e = {0};
-
-    snprintf(rec, sizeof rec,
-             "{\"ref\":\"%s\",\"ref_number\":42,\"repo\":\"%s\","
-             "\"auto_merge\":false,\"labels\":{\"team\":\"core\"},"
-             "\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
-    snprintf(meta, sizeof meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
     e.record_id = id;
     e.kind = LF_ENTRY_CREATED;
     e.version = 1;
@@ -147,6 +142,18 @@ static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
     e.metadata = meta;
     e.record = rec;
     return t_commit(s, &e, g);
+}
+
+static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
+                               const char *repo, t_got *g)
+{
+    char rec[512], meta[256];
+    snprintf(rec, sizeof rec,
+             "{\"ref\":\"%s\",\"ref_number\":42,\"repo\":\"%s\","
+             "\"auto_merge\":false,\"labels\":{\"team\":\"core\"},"
+             "\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
+    snprintf(meta, sizeof meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
+    return t_create_rec(s, id, rec, meta, g);
 }
 
 /* A transition (or, with kind LF_ENTRY_DENIED, a refused attempt) built

@@ -756,21 +756,14 @@ static void integers_stay_exact(void **state)
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
-    lf_entry e = {0};
 
     t_id(id, 7);
-    e.record_id = id;
-    e.kind = LF_ENTRY_CREATED;
-    e.version = 1;
-    e.to_state = "issue_created";
-    e.trigger = "created";
-    e.actor = "tester";
-    t_stamp(e.timestamp);
-    e.metadata = "{\"ref\":\"big\",\"repo\":null}";
-    e.record = "{\"ref\":\"big\",\"ref_number\":9007199254740993,\"repo\":null,"
-               "\"auto_merge\":false,\"labels\":{},"
-               "\"metadata\":{\"id\":9223372036854775807},\"workflow\":\"loopforge\"}";
-    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(t_create_rec(s, id,
+                                  "{\"ref\":\"big\",\"ref_number\":9007199254740993,"
+                                  "\"repo\":null,\"auto_merge\":false,\"labels\":{},"
+                                  "\"metadata\":{\"id\":9223372036854775807},"
+                                  "\"workflow\":\"loopforge\"}",
+                                  "{\"ref\":\"big\",\"repo\":null}", &g), LF_OK);
     lf_entry m = {0};
     m.record_id = id;
     m.kind = LF_ENTRY_TRANSITION;

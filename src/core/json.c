@@ -27,7 +27,7 @@ static int hexval(char h) {
     return -1;
 }
 
-static long hex4(const char *s) {
+long lf_json_hex4(const char *s) {
     long v = 0;
     for (int i = 0; i < 4; i++) {
         int d = hexval(s[i]);
@@ -37,20 +37,17 @@ static long hex4(const char *s) {
     return v;
 }
 
-/* Appends code point u as UTF-8. */
-static void put_utf8(lf_buf *out, unsigned long u) {
-    char b[4];
-    int n;
-    if (u < 0x80) { b[0] = (char)u; n = 1; }
-    else if (u < 0x800) { b[0] = (char)(0xC0 | u >> 6); b[1] = (char)(0x80 | (u & 0x3F)); n = 2; }
-    else if (u < 0x10000) {
-        b[0] = (char)(0xE0 | u >> 12); b[1] = (char)(0x80 | (u >> 6 & 0x3F));
-        b[2] = (char)(0x80 | (u & 0x3F)); n = 3;
-    } else {
-        b[0] = (char)(0xF0 | u >> 18); b[1] = (char)(0x80 | (u >> 12 & 0x3F));
-        b[2] = (char)(0x80 | (u >> 6 & 0x3F)); b[3] = (char)(0x80 | (u & 0x3F)); n = 4;
+int lf_json_utf8(char u[4], unsigned long c) {
+    if (c < 0x80) { u[0] = (char)c; return 1; }
+    if (c < 0x800) { u[0] = (char)(0xC0 | c >> 6); u[1] = (char)(0x80 | (c & 63)); return 2; }
+    if (c < 0x10000) {
+        u[0] = (char)(0xE0 | c >> 12); u[1] = (char)(0x80 | (c >> 6 & 63));
+        u[2] = (char)(0x80 | (c & 63));
+        return 3;
     }
-    lf_buf_add(out, b, (size_t)n);
+    u[0] = (char)(0xF0 | c >> 18); u[1] = (char)(0x80 | (c >> 12 & 63));
+    u[2] = (char)(0x80 | (c >> 6 & 63)); u[3] = (char)(0x80 | (c & 63));
+    return 4;
 }
 
 /* A string (c->p at its opening quote), decoded into `raw` when not NULL. */
@@ -73,17 +70,20 @@ static bool string(jc *c, lf_buf *raw) {
         case 't': ch = '\t'; break;
         case 'u': {
             if (c->end - c->p < 4) return false;
-            long u = hex4(c->p);
+            long u = lf_json_hex4(c->p);
             c->p += 4;
             if (u < 0 || (u >= 0xDC00 && u <= 0xDFFF)) return false;
             if (u >= 0xD800 && u <= 0xDBFF) {       /* a pair, or nothing */
                 if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u') return false;
-                long lo = hex4(c->p + 2);
+                long lo = lf_json_hex4(c->p + 2);
                 if (lo < 0xDC00 || lo > 0xDFFF) return false;
                 c->p += 6;
                 u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
             }
-            if (raw) put_utf8(raw, (unsigned long)u);
+            if (raw) {
+                char b8[4];
+                lf_buf_add(raw, b8, (size_t)lf_json_utf8(b8, (unsigned long)u));
+            }
             continue;
         }
         default: return false;

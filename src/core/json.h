@@ -41,6 +41,12 @@ typedef struct lf_json_iter {
 bool lf_json_array(lf_json_iter *it, const char *s, size_t len);
 bool lf_json_next(lf_json_iter *it, const char **val, size_t *vlen);
 
+/* The pieces every JSON reader needs, written once (luajson.c too): the
+ * code unit of four hex digits (-1 if one is not hex), and code point c
+ * as UTF-8 into u (returns the length, 1 to 4). */
+long lf_json_hex4(const char *s);
+int lf_json_utf8(char u[4], unsigned long c);
+
 /* The integer the value text v[0..vlen) holds: an integer token exactly
  * (int64), or a number with an integral value (3.0, 1e3) within 2^53.
  * Returns 0, or -1 for anything else (null included). */

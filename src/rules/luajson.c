@@ -19,6 +19,7 @@
  * Lua -> JSON: below. src/rules and loopforge.core (src/lua) share both
  * directions: one converter (luajson.h). */
 #include "internal.h"
+#include "../core/json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -41,36 +42,6 @@ static void ws(jd *d) {
         d->p++;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static long hex4(const char *s) {
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]);
-        if (h < 0) return -1;
-        v = v * 16 + h;
-    }
-    return v;
-}
-
-static int utf8(char u[4], unsigned long c) {
-    if (c < 0x80) { u[0] = (char)c; return 1; }
-    if (c < 0x800) { u[0] = (char)(0xC0 | c >> 6); u[1] = (char)(0x80 | (c & 63)); return 2; }
-    if (c < 0x10000) {
-        u[0] = (char)(0xE0 | c >> 12); u[1] = (char)(0x80 | (c >> 6 & 63));
-        u[2] = (char)(0x80 | (c & 63));
-        return 3;
-    }
-    u[0] = (char)(0xF0 | c >> 18); u[1] = (char)(0x80 | (c >> 12 & 63));
-    u[2] = (char)(0x80 | (c >> 6 & 63)); u[3] = (char)(0x80 | (c & 63));
-    return 4;
-}
-
 /* The escape at d->p (just after the backslash) as UTF-8 bytes in u;
  * returns how many, or -1 if it is not a valid escape. */
 static int unescape(jd *d, char u[4]) {
@@ -87,19 +58,19 @@ static int unescape(jd *d, char u[4]) {
     default: return -1;
     }
     if (d->end - d->p < 4) return -1;
-    long cp = hex4(d->p);
+    long cp = lf_json_hex4(d->p);
     d->p += 4;
     if (cp < 0) return -1;
     /* a surrogate pair is one code point */
     if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' &&
         d->p[1] == 'u') {
-        long lo = hex4(d->p + 2);
+        long lo = lf_json_hex4(d->p + 2);
         if (lo >= 0xDC00 && lo < 0xE000) {
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             d->p += 6;
         }
     }
-    return utf8(u, (unsigned long)cp);
+    return lf_json_utf8(u, (unsigned long)cp);
 }
 
 /* A string with escapes, from d->p (just after the quote). */
