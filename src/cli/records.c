@@ -30,6 +30,7 @@ static int run_create(lf_cli *c) {
     req.auto_merge = lf_args_has(&c->args, "auto-merge");
     req.workflow = lf_args_get(&c->args, "workflow");
     req.actor = lf_cli_actor(c);
+    req.idempotency_key = lf_args_get(&c->args, "idempotency-key");
 
     char *labels = NULL, *meta = NULL;
     if ((rc = lf_cli_kv_object(c, "label", NULL, &labels)) ||
@@ -54,7 +55,7 @@ static int run_create(lf_cli *c) {
 static const lf_optspec create_opts[] = {
     {"ref", true}, {"repo", true}, {"ref-number", true}, {"auto-merge", false},
     {"label", true}, {"meta", true}, {"meta-json", true}, {"actor", true},
-    {"workflow", true}, {NULL, false}
+    {"workflow", true}, {"idempotency-key", true}, {NULL, false}
 };
 
 const lf_command lf_cmd_create = {
@@ -71,7 +72,9 @@ const lf_command lf_cmd_create = {
     "  --meta K=V           metadata with a string value (repeatable)\n"
     "  --meta-json K=JSON   metadata with any JSON value, e.g. risk=3\n"
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
-    "  --workflow W         workflow name (default: loopforge)\n",
+    "  --workflow W         workflow name (default: loopforge)\n"
+    "  --idempotency-key K  a repeat with the same key changes nothing and\n"
+    "                       answers as the first did\n",
     create_opts, run_create
 };
 
@@ -133,6 +136,7 @@ static int run_transition(lf_cli *c) {
     lf_transition_req req = {
         .id = c->args.pos[0], .to = c->args.pos[1], .trigger = c->args.pos[2],
         .actor = lf_cli_actor(c), .dry_run = lf_args_has(&c->args, "dry-run"),
+        .idempotency_key = lf_args_get(&c->args, "idempotency-key"),
     };
     if (!*req.id || !*req.to || !*req.trigger)
         return lf_cli_usage(c, "ID, STATE and TRIGGER must not be empty");
@@ -151,7 +155,7 @@ static int run_transition(lf_cli *c) {
 
 static const lf_optspec transition_opts[] = {
     {"meta", true}, {"meta-json", true}, {"actor", true}, {"dry-run", false},
-    {NULL, false}
+    {"idempotency-key", true}, {NULL, false}
 };
 
 const lf_command lf_cmd_transition = {
@@ -166,7 +170,9 @@ const lf_command lf_cmd_transition = {
     "  --meta-json K=JSON   metadata with any JSON value, e.g. pr_number=17\n"
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
     "  --dry-run            evaluate the edge and every guard, print each\n"
-    "                       decision, commit nothing; exits as a real request would\n",
+    "                       decision, commit nothing; exits as a real request would\n"
+    "  --idempotency-key K  a repeat with the same key changes nothing and\n"
+    "                       answers as the first did (\"duplicate\": true)\n",
     transition_opts, run_transition
 };
 

@@ -1150,6 +1150,24 @@ void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
 void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
                     void *arg) {
     if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg); return; }
+    /* A state no loaded workflow has can match nothing: say so, with the
+     * states there are, rather than answer an empty list. */
+    const lf_rules *rules = e->gen->rules;
+    bool known = !q->state;
+    for (int i = 0; !known && i < lf_rules_nworkflows(rules); i++)
+        known = lf_workflow_state(lf_rules_workflow_at(rules, i), q->state) >= 0;
+    if (!known) {
+        lf_buf msg = LF_BUF_INIT;
+        lf_buf_printf(&msg, "Unknown state '%s' (the workflows have:", q->state);
+        for (int i = 0; i < lf_rules_nworkflows(rules); i++) {
+            const lf_workflow *wf = lf_rules_workflow_at(rules, i);
+            for (int s = 0; s < wf->nstates; s++) lf_buf_printf(&msg, " %s", wf->states[s]);
+        }
+        lf_buf_putc(&msg, ')');
+        cb(LF_INVALID_REQUEST, msg.p, NULL, 0, NULL, arg);
+        lf_buf_free(&msg);
+        return;
+    }
     lf_store_list(e->store, q, cb, arg);
 }
 

@@ -156,6 +156,25 @@ static void created(const lf_result *res, void *arg) {
     free(c);
 }
 
+/* The Idempotency-Key header, the conventional alternative to the body's
+ * idempotency_key: used when the body has none; both, differing, is 400.
+ * False after replying. */
+static bool idempotency_header(lf_req *r, const char **key) {
+    const char *h = lf_req_header(r, "Idempotency-Key");
+    if (!h) return true;
+    if (!*h) {
+        lf_reply_error(r, 400, "invalid_request", "header Idempotency-Key is empty");
+        return false;
+    }
+    if (*key && strcmp(*key, h) != 0) {
+        lf_reply_error(r, 400, "invalid_request", "header Idempotency-Key and field "
+                       "'idempotency_key' differ");
+        return false;
+    }
+    *key = h;
+    return true;
+}
+
 /* Reads the create body into req (pointing into j); false after replying. */
 static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req,
                           char **labels, char **meta) {
@@ -186,7 +205,7 @@ static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req,
         lf_reply_error(r, 400, "invalid_request", "field 'ref' is required");
         return false;
     }
-    return true;
+    return idempotency_header(r, &req->idempotency_key);
 }
 
 void lf_api_create(lf_req *r) {
@@ -245,10 +264,30 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     lf_reply_take(r, 200, "application/json", lf_buf_steal(&b), len);
 }
 
+static void found_by_ref(const lf_result *res, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_FIND);
+    if (res->success) reply_record(r, 200, res->record);
+    else lf_reply_result(r, res, 200);
+}
+
 void lf_api_list(lf_req *r) {
-    static const char *const allowed[] = {"state", "repo", "limit", "cursor", NULL};
+    static const char *const allowed[] = {"state", "repo", "limit", "cursor", "ref", NULL};
     uint64_t limit = 100;
     if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
+    const char *ref = lf_req_query(r, "ref");
+    if (ref) {
+        /* ?ref=REF: the one live record with that ref or alias, or 404. */
+        if (lf_req_query(r, "state") || lf_req_query(r, "repo") || lf_req_query(r, "cursor") ||
+            lf_req_query(r, "limit")) {
+            lf_reply_error(r, 400, "invalid_request",
+                           "ref names one record: it takes no other query parameter");
+            return;
+        }
+        lf_op_begin(r);
+        lf_engine_find_by_ref(r->srv->engine, ref, found_by_ref, r);
+        return;
+    }
     lf_list_query q = {.state = lf_req_query(r, "state"), .repo = lf_req_query(r, "repo"),
                        .limit = (size_t)limit, .cursor = lf_req_query(r, "cursor")};
     lf_op_begin(r);
@@ -288,6 +327,7 @@ void lf_api_transition(lf_req *r) {
         lf_reply_error(r, 400, "invalid_request", "fields 'to' and 'trigger' are required");
         ok = false;
     }
+    if (ok) ok = idempotency_header(r, &req.idempotency_key);
     if (ok) {
         /* The API asks; only webhooks observe (see webhook.c). */
         req.metadata = meta;
@@ -297,6 +337,20 @@ void lf_api_transition(lf_req *r) {
     }
     cJSON_free(meta);
     cJSON_Delete(j);
+}
+
+/* ---- delete ------------------------------------------------------------- */
+
+static void deleted(const lf_result *res, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_DELETE);
+    lf_reply_result(r, res, 200);
+}
+
+/* DELETE /v1/records/{id}: an audited tombstone, as the CLI's delete. */
+void lf_api_delete(lf_req *r) {
+    lf_op_begin(r);
+    lf_engine_delete(r->srv->engine, r->param, r->actor, deleted, r);
 }
 
 /* ---- policies ---------------------------------------------------------- */

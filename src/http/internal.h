@@ -53,7 +53,7 @@ typedef struct lf_route_def {
 enum {
     LF_RT_HEALTHZ, LF_RT_READYZ, LF_RT_METRICS, LF_RT_CREATE, LF_RT_LIST,
     LF_RT_GET, LF_RT_TRANSITION, LF_RT_RECORD_AUDIT, LF_RT_AUDIT,
-    LF_RT_POLICIES, LF_RT_RELOAD, LF_RT_GITHUB,
+    LF_RT_POLICIES, LF_RT_RELOAD, LF_RT_GITHUB, LF_RT_DELETE,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -62,7 +62,7 @@ extern const lf_route_def lf_routes[LF_RT__COUNT];
 /* ---- metrics ---------------------------------------------------------- */
 
 enum { LF_OP_CREATE, LF_OP_TRANSITION, LF_OP_GET, LF_OP_FIND, LF_OP_LIST,
-       LF_OP_AUDIT, LF_OP_RELOAD, LF_OP__COUNT };
+       LF_OP_AUDIT, LF_OP_RELOAD, LF_OP_DELETE, LF_OP__COUNT };
 #define LF_HIST_BUCKETS 15
 
 typedef struct lf_timing {
@@ -227,6 +227,7 @@ void lf_api_create(lf_req *r);
 void lf_api_list(lf_req *r);
 void lf_api_get(lf_req *r);
 void lf_api_transition(lf_req *r);
+void lf_api_delete(lf_req *r);
 void lf_api_policies(lf_req *r);
 void lf_api_reload(lf_req *r);
 void lf_audit_all(lf_req *r);

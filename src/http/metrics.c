@@ -18,7 +18,7 @@ static const double bounds_s[LF_HIST_BUCKETS - 1] = {
 };
 
 static const char *const op_names[LF_OP__COUNT] = {
-    "create", "transition", "get", "find_by_ref", "list", "audit", "reload",
+    "create", "transition", "get", "find_by_ref", "list", "audit", "reload", "delete",
 };
 
 static const char *const wh_results[LF_WH__COUNT] = {

@@ -44,6 +44,7 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
     [LF_RT_RELOAD] = {EVHTTP_REQ_POST, "/v1/admin/reload", LF_ROLE_ADMIN, false, lf_api_reload},
     [LF_RT_GITHUB] = {EVHTTP_REQ_POST, "/v1/webhooks/github", LF_ROLE_NONE, true,
                       lf_webhook_github},
+    [LF_RT_DELETE] = {EVHTTP_REQ_DELETE, "/v1/records/{id}", LF_ROLE_WRITE, false, lf_api_delete},
 };
 
 
@@ -114,6 +115,7 @@ static void allow_header(lf_req *r, unsigned methods) {
     char allow[64] = "";
     if (methods & EVHTTP_REQ_GET) strcat(allow, "GET");
     if (methods & EVHTTP_REQ_POST) strcat(allow, allow[0] ? ", POST" : "POST");
+    if (methods & EVHTTP_REQ_DELETE) strcat(allow, allow[0] ? ", DELETE" : "DELETE");
     lf_add_header(r, "Allow", allow);
 }
 

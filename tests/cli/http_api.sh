@@ -207,9 +207,9 @@ expect_status "a client leaving mid-stream leaves the server serving" 200
 req GET /v2/nothing
 expect_status "an unknown route is 404" 404
 expect_json "… in the error shape" code not_found
-req DELETE "/v1/records/$id"
+req PUT "/v1/records/$id"
 expect_status "a wrong method is 405" 405
-expect_out_header "… with Allow" Allow "GET"
+expect_out_header "… with Allow" Allow "GET, DELETE"
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$tmp/big"
 req POST /v1/records "@$tmp/big"
 expect_status "an API body over 1 MiB is 413" 413
