@@ -269,6 +269,11 @@ bool lf_json_get(const char *s, size_t len, const char *key, const char **val, s
     return found;
 }
 
+bool lf_json_string(const char *v, size_t vlen, lf_buf *out) {
+    jc c = {v, v + vlen, 0};
+    return vlen > 0 && *v == '"' && string(&c, out) && c.p == c.end;
+}
+
 bool lf_json_array(lf_json_iter *it, const char *s, size_t len) {
     jc c = {s, s + len, 0};
     ws(&c);

@@ -29,6 +29,10 @@ bool lf_json_canon(const char *s, size_t len, lf_buf *out);
  * member (the first counts when a key repeats, as in cJSON). */
 bool lf_json_get(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
 
+/* The text of the JSON string value v[0..vlen) (at its opening quote),
+ * escapes decoded, appended to out. False if it is not one string. */
+bool lf_json_string(const char *v, size_t vlen, lf_buf *out);
+
 /* Walks the elements of the JSON array s[0..len):
  *   lf_json_iter it;  lf_json_array(&it, s, len);
  *   while (lf_json_next(&it, &v, &vlen)) ...

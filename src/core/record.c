@@ -347,12 +347,9 @@ static int json_num(const cJSON *o, const char *key, bool *has, int64_t *out) {
     return 0;
 }
 
-static int json_obj(const cJSON *o, const char *key, char **out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    *out = NULL;
-    if (!cJSON_IsObject(v)) return -1;
-    *out = lf_xptr(cJSON_PrintUnformatted(v));
-    return 0;
+/* 0 if member key is an object (its text is read by member_text). */
+static int json_obj(const cJSON *o, const char *key) {
+    return cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, key)) ? 0 : -1;
 }
 
 /* The history; each transition's metadata from the text (canonical,
@@ -402,15 +399,15 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
         json_str(o, "repo", 1, &r->repo) || json_str(o, "pr_url", 1, &r->pr_url) ||
         json_num(o, "pr_number", &r->has_pr_number, &r->pr_number) ||
         json_str(o, "state", 0, &r->state) || !cJSON_IsBool(am) ||
-        json_obj(o, "ci_status", &r->ci_status) ||
+        json_obj(o, "ci_status") ||
         json_hist(r, cJSON_GetObjectItemCaseSensitive(o, "transitions"), json, len) ||
-        json_obj(o, "labels", &r->labels) ||
+        json_obj(o, "labels") ||
         json_ts(o, "created_at", 0, r->created_at) ||
         json_ts(o, "updated_at", 0, r->updated_at) ||
         json_ts(o, "closed_at", 1, r->closed_at) ||
         json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
         (version = ver->valuedouble) < 1 ||
-        json_obj(o, "metadata", &r->metadata)) {
+        json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);
         lf_record_free(r);
@@ -424,9 +421,9 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
     char *t = lf_xstrndup(json, len);
     if (r->has_ref_number) member_int(t, "ref_number", &r->ref_number);
     if (r->has_pr_number) member_int(t, "pr_number", &r->pr_number);
-    free(r->ci_status); r->ci_status = member_text(t, "ci_status", "{}");
-    free(r->labels); r->labels = member_text(t, "labels", "{}");
-    free(r->metadata); r->metadata = member_text(t, "metadata", "{}");
+    r->ci_status = member_text(t, "ci_status", "{}");
+    r->labels = member_text(t, "labels", "{}");
+    r->metadata = member_text(t, "metadata", "{}");
     free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {

@@ -249,81 +249,57 @@ static bool skip(jd *d) {
     return depth == 0;
 }
 
-/* Walks the top-level object or array of json[0..len). For an object
- * with `key`, returns where that member's value starts; otherwise returns
- * NULL, with *found set if `name` is a key (keys) or a string value. */
-static const char *walk(const char *json, size_t len, const char *key, const char *name,
-                        bool keys, bool *found) {
+/* Walks the top-level object or array of json[0..len): true if `name`
+ * is one of its keys (keys) or one of its string values. */
+static bool walk(const char *json, size_t len, const char *name, bool keys) {
     jd d = {NULL, json, json + len, 0, NULL};
-    *found = false;
     ws(&d);
-    if (d.p >= d.end || (*d.p != '{' && *d.p != '[')) return NULL;
+    if (d.p >= d.end || (*d.p != '{' && *d.p != '[')) return false;
     bool object = *d.p++ == '{';
     for (;;) {
         bool eq = false;
         ws(&d);
-        if (d.p >= d.end || *d.p == '}' || *d.p == ']') return NULL;
+        if (d.p >= d.end || *d.p == '}' || *d.p == ']') return false;
         if (object) {
-            const char *k = d.p;
-            if (*d.p != '"' || !scan_string(&d, name, &eq)) return NULL;
-            if (keys && eq) { *found = true; return NULL; }
-            if (key) {
-                jd kd = {NULL, k, d.end, 0, NULL};
-                scan_string(&kd, key, &eq);
-            }
+            if (*d.p != '"' || !scan_string(&d, name, &eq)) return false;
+            if (keys && eq) return true;
             ws(&d);
-            if (d.p >= d.end || *d.p++ != ':') return NULL;
+            if (d.p >= d.end || *d.p++ != ':') return false;
             ws(&d);
-            if (key && eq) return d.p;
         }
         if (d.p < d.end && *d.p == '"') {
-            if (!scan_string(&d, name, &eq)) return NULL;
-            if (eq && name) { *found = true; return NULL; }
+            if (!scan_string(&d, name, &eq)) return false;
+            if (eq) return true;
         } else if (!skip(&d)) {
-            return NULL;
+            return false;
         }
         ws(&d);
-        if (d.p >= d.end || *d.p != ',') return NULL;
+        if (d.p >= d.end || *d.p != ',') return false;
         d.p++;
     }
 }
 
 bool lf_json_mentions(const char *json, const char *name, bool keys) {
-    bool found = false;
-    if (json) walk(json, strlen(json), NULL, name, keys, &found);
-    return found;
+    return json && walk(json, strlen(json), name, keys);
 }
 
+/* Member lookups are core's (json.c): one reader of a member's text. */
 const char *lf_json_member(const char *json, const char *key) {
-    bool found;
-    return json ? walk(json, strlen(json), key, NULL, false, &found) : NULL;
+    const char *v;
+    size_t n;
+    return json && lf_json_get(json, strlen(json), key, &v, &n) ? v : NULL;
 }
 
 bool lf_json_member_string(const char *json, size_t len, const char *key,
                            char *out, size_t cap) {
-    bool found;
-    const char *v = walk(json, len, key, NULL, false, &found);
-    /* v may be the very end of a payload cut after "key": */
-    if (!v || v >= json + len || *v != '"' || cap == 0) return false;
-    jd d = {NULL, v + 1, json + len, 0, NULL};
-    size_t n = 0;
-    while (d.p < d.end && *d.p != '"') {
-        char u[4];
-        int k = 1;
-        if (*d.p == '\\') {
-            d.p++;
-            if ((k = unescape(&d, u)) < 0) return false;
-        } else if ((unsigned char)*d.p < 0x20) {
-            return false;
-        } else {
-            u[0] = *d.p++;
-        }
-        if (n + (size_t)k >= cap) return false;
-        memcpy(out + n, u, (size_t)k);
-        n += (size_t)k;
-    }
-    out[n] = '\0';
-    return d.p < d.end;
+    const char *v;
+    size_t n;
+    lf_buf b = LF_BUF_INIT;
+    bool ok = cap > 0 && lf_json_get(json, len, key, &v, &n) && lf_json_string(v, n, &b) &&
+              b.len < cap && strlen(lf_buf_str(&b)) == b.len;
+    if (ok) memcpy(out, lf_buf_str(&b), b.len + 1);
+    lf_buf_free(&b);
+    return ok;
 }
 
 /* ---- Lua -> JSON -------------------------------------------------------------- *
