@@ -54,7 +54,7 @@ FZ_OBJ  := $(LIB_SRC:%.c=$(FZ)/obj/%.o)
 FZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test run walk bench install clean fuzz
+.PHONY: all deps test run walk bench install clean fuzz format
 all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbot
 
 deps:
@@ -137,6 +137,11 @@ fuzz: deps $(A)/loopforge $(FZ_BIN)
 	        $(FZ)/corpus/$$c $(FZ)/seeds/$$c $$(ls -d tests/fuzz/regressions/$$c 2>/dev/null) \
 	        2>$(FZ)/$$n.log || \
 	        { tail -40 $(FZ)/$$n.log; exit 1; }; tail -1 $(FZ)/$$n.log; done
+
+# Rewrites the C sources in the style .clang-format describes.
+format:
+	@sh contrib/install-deps.sh format
+	clang-format-16 -i $$(git ls-files '*.c' '*.h')
 
 # The main job: `loopforge serve` on 127.0.0.1:8080 with the embedded
 # store and the shipped policies (prints a curl example; Ctrl-C stops it).

@@ -7,12 +7,14 @@
 #                                       HTTP suites talk to a real server)
 #   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk)
 #   sh contrib/install-deps.sh fuzz     also what `make fuzz` uses (clang)
+#   sh contrib/install-deps.sh format   also what `make format` uses
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools
 curl openssl"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
+[ "${1:-}" = format ] && PKGS="$PKGS clang-format-16"
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "loopforge: not a Debian system; make sure these are installed: $PKGS" | tr '\n' ' ' >&2
     echo >&2

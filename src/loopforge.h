@@ -87,8 +87,8 @@ LF_API const char *lf_engine_store_url(const lf_engine_config *cfg);
 /* Returns NULL with a message in err (and *code set, if code is not
  * NULL: LF_UNAVAILABLE for a store that cannot be opened,
  * LF_INVALID_REQUEST for a bad URL or a broken policy set). */
-LF_API lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err,
-                         size_t errlen, lf_code *code);
+LF_API lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
+                                lf_code *code);
 LF_API void lf_engine_free(lf_engine *e);
 
 /* The outcome of a request. */
@@ -152,18 +152,17 @@ typedef struct lf_transition_req {
                                    `violation` naming the rule and reason */
 } lf_transition_req;
 
-LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req,
-                      lf_result_cb *cb, void *arg);
+LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
+                             void *arg);
 LF_API void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
-                          lf_result_cb *cb, void *arg);
-LF_API void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb,
-                   void *arg);
+                                 lf_result_cb *cb, void *arg);
+LF_API void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb, void *arg);
 LF_API void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
-                           void *arg);
+                                  void *arg);
 /* An audited tombstone: later reads find nothing; history stays in the
  * audit log. */
 LF_API void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
-                      lf_result_cb *cb, void *arg);
+                             lf_result_cb *cb, void *arg);
 
 typedef struct lf_list_query {
     const char *state;          /* NULL = any */
@@ -173,21 +172,19 @@ typedef struct lf_list_query {
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */
-typedef void lf_list_cb(lf_code code, const char *error,
-                        const lf_record *const *records, size_t n,
-                        const char *next_cursor, void *arg);
+typedef void lf_list_cb(lf_code code, const char *error, const lf_record *const *records,
+                        size_t n, const char *next_cursor, void *arg);
 LF_API void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
-                    void *arg);
+                           void *arg);
 
 /* A page of the audit log as NDJSON lines (without newlines), in seq
  * order: entries with seq > after, at most limit (0 = 1000); for one
  * record when record_id is not NULL. `last_seq` is the seq of the last
  * line given (pass it as `after` for the next page); n == 0 at the end. */
-typedef void lf_audit_cb(lf_code code, const char *error,
-                         const char *const *lines, const size_t *lens,
-                         size_t n, uint64_t last_seq, void *arg);
+typedef void lf_audit_cb(lf_code code, const char *error, const char *const *lines,
+                         const size_t *lens, size_t n, uint64_t last_seq, void *arg);
 LF_API void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
-                     size_t limit, lf_audit_cb *cb, void *arg);
+                            size_t limit, lf_audit_cb *cb, void *arg);
 
 /* The loaded policy set: generation id (sha256 hex). */
 LF_API const char *lf_engine_generation(const lf_engine *e);
@@ -197,17 +194,21 @@ LF_API const char *lf_engine_generation(const lf_engine *e);
  * keeps serving and `error` lists every problem as "file:line: message"
  * (code LF_INVALID_REQUEST). A successful reload is an audit entry
  * (kind policy_loaded, naming old and new generation ids). */
-typedef void lf_reload_cb(lf_code code, const char *error,
-                          const char *old_generation,
+typedef void lf_reload_cb(lf_code code, const char *error, const char *old_generation,
                           const char *new_generation, void *arg);
 LF_API void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
-                      void *arg);
+                             void *arg);
 
 /* Where the engine reports what no result carries: hook errors,
  * follow-up outcomes and what became of hooks' notifications. Default:
  * one line on stderr. Never stdout. Called on the engine's thread, from
  * inside engine calls and event callbacks: it must not free the engine. */
-typedef enum lf_log_level { LF_LOG_DEBUG, LF_LOG_INFO, LF_LOG_WARN, LF_LOG_ERROR } lf_log_level;
+typedef enum lf_log_level {
+    LF_LOG_DEBUG,
+    LF_LOG_INFO,
+    LF_LOG_WARN,
+    LF_LOG_ERROR
+} lf_log_level;
 typedef void lf_log_fn(lf_log_level level, const char *msg, void *ud);
 LF_API void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud);
 

@@ -31,7 +31,10 @@ static void res_keep(const lf_result *r, void *arg) {
 }
 
 static void res_clear(res *o) {
-    free(o->error); free(o->prev); free(o->next); free(o->json);
+    free(o->error);
+    free(o->prev);
+    free(o->next);
+    free(o->json);
     lf_record_free(o->rec);
     memset(o, 0, sizeof *o);
 }
@@ -45,8 +48,8 @@ static res do_create(lf_engine *e, const lf_create_req *req) {
 static res do_transition(lf_engine *e, const char *id, const char *to,
                          const char *trigger, const char *meta, const char *actor) {
     res o = {0};
-    lf_transition_req t = {.id = id, .to = to, .trigger = trigger,
-                           .metadata = meta, .actor = actor};
+    lf_transition_req t = {
+        .id = id, .to = to, .trigger = trigger, .metadata = meta, .actor = actor};
     lf_engine_transition(e, &t, res_keep, &o);
     return o;
 }
@@ -58,10 +61,16 @@ static res do_get(lf_engine *e, const char *id) {
 }
 
 /* Number of audit entries in the whole log. */
-typedef struct audit_count { uint64_t last; size_t n; } audit_count;
-static void count_cb(lf_code c, const char *err, const char *const *l,
-                     const size_t *lens, size_t n, uint64_t last, void *arg) {
-    (void)c; (void)err; (void)l; (void)lens;
+typedef struct audit_count {
+    uint64_t last;
+    size_t n;
+} audit_count;
+static void count_cb(lf_code c, const char *err, const char *const *l, const size_t *lens,
+                     size_t n, uint64_t last, void *arg) {
+    (void)c;
+    (void)err;
+    (void)l;
+    (void)lens;
     audit_count *a = arg;
     a->n += n;
     a->last = last;

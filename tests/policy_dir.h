@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include "../src/rules/rules.h"
 
-typedef struct tdir { char root[64]; } tdir;
+typedef struct tdir {
+    char root[64];
+} tdir;
 
 /* A whole file (fails the test if it cannot be read); *len if len. */
 static inline char *slurp(const char *path, size_t *len) {
@@ -64,7 +66,9 @@ static inline int setup_dir(void **state) {
 
 static inline int rm_entry(const char *path, const struct stat *st, int flag,
                            struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 

@@ -29,31 +29,30 @@ typedef struct t_redis {
     char *url;                      /* unix://SOCK */
 } t_redis;
 
-static inline void t_nap_ms(long ms)
-{
+static inline void t_nap_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static inline int64_t t_mono_ms(void)
-{
+static inline int64_t t_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A synchronous connection, or NULL if the server does not answer. */
-static inline redisContext *t_redis_connect(const t_redis *r)
-{
+static inline redisContext *t_redis_connect(const t_redis *r) {
     struct timeval tv = {1, 0};
     redisContext *c = redisConnectUnixWithTimeout(r->sock, tv);
-    if (c && c->err) { redisFree(c); c = NULL; }
+    if (c && c->err) {
+        redisFree(c);
+        c = NULL;
+    }
     if (c) redisSetTimeout(c, (struct timeval){5, 0});
     return c;
 }
 
-static inline bool t_redis_pings(const t_redis *r)
-{
+static inline bool t_redis_pings(const t_redis *r) {
     redisContext *c = t_redis_connect(r);
     redisReply *rep = c ? redisCommand(c, "PING") : NULL;
     bool ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
@@ -63,8 +62,7 @@ static inline bool t_redis_pings(const t_redis *r)
 }
 
 /* Starts (or, with dir already set, restarts) the server. */
-static inline void t_redis_start(t_redis *r)
-{
+static inline void t_redis_start(t_redis *r) {
     char log[4200];
     if (!r->dir) {
         r->dir = t_tmpdir();
@@ -75,10 +73,9 @@ static inline void t_redis_start(t_redis *r)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        execlp("redis-server", "redis-server", "--port", "0",
-               "--unixsocket", r->sock, "--unixsocketperm", "700",
-               "--save", "", "--appendonly", r->persist ? "yes" : "no",
-               "--appendfsync", "always", "--dir", r->dir,
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", r->sock,
+               "--unixsocketperm", "700", "--save", "", "--appendonly",
+               r->persist ? "yes" : "no", "--appendfsync", "always", "--dir", r->dir,
                "--daemonize", "no", "--logfile", log, (char *)NULL);
         fprintf(stderr, "cannot run redis-server: %s (install redis-server)\n",
                 strerror(errno));
@@ -97,16 +94,14 @@ static inline void t_redis_start(t_redis *r)
     }
 }
 
-static inline void t_redis_stop(t_redis *r, int sig)
-{
+static inline void t_redis_stop(t_redis *r, int sig) {
     if (r->pid <= 0) return;
     kill(r->pid, sig);
     waitpid(r->pid, NULL, 0);
     r->pid = 0;
 }
 
-static inline void t_redis_free(t_redis *r)
-{
+static inline void t_redis_free(t_redis *r) {
     t_redis_stop(r, SIGTERM);
     if (r->dir) t_rmtree(r->dir);
     free(r->dir);
@@ -117,9 +112,8 @@ static inline void t_redis_free(t_redis *r)
 
 /* One command on a fresh synchronous connection; fails the test if the
  * server does not answer. The caller frees the reply. */
-static inline redisReply *t_redis_cmdv(const t_redis *r, int argc,
-                                        const char **argv, const size_t *lens)
-{
+static inline redisReply *t_redis_cmdv(const t_redis *r, int argc, const char **argv,
+                                       const size_t *lens) {
     redisContext *c = t_redis_connect(r);
     if (!c) fail_msg("redis-server at %s does not answer", r->sock);
     redisReply *rep = redisCommandArgv(c, argc, argv, lens);
@@ -128,8 +122,7 @@ static inline redisReply *t_redis_cmdv(const t_redis *r, int argc,
     return rep;
 }
 
-static inline redisReply *t_redis_cmd(const t_redis *r, const char *fmt, ...)
-{
+static inline redisReply *t_redis_cmd(const t_redis *r, const char *fmt, ...) {
     redisContext *c = t_redis_connect(r);
     if (!c) fail_msg("redis-server at %s does not answer", r->sock);
     va_list ap;
@@ -141,8 +134,7 @@ static inline redisReply *t_redis_cmd(const t_redis *r, const char *fmt, ...)
     return rep;
 }
 
-static inline void t_redis_ok(const t_redis *r, const char *fmt, ...)
-{
+static inline void t_redis_ok(const t_redis *r, const char *fmt, ...) {
     redisContext *c = t_redis_connect(r);
     if (!c) fail_msg("redis-server at %s does not answer", r->sock);
     va_list ap;

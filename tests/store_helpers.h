@@ -28,17 +28,17 @@
 static struct event_base *t_base;   /* NULL: the store completes inline */
 static bool t_timed_out;
 
-static inline void t_watchdog_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd; (void)what; (void)arg;
+static inline void t_watchdog_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg;
     t_timed_out = true;
 }
 
 /* Runs the event base until *calls is non-zero (and a little more, so a
  * callback that fires twice has the chance to). A store that never calls
  * back fails the test after 30 s instead of hanging it. */
-static inline void t_settle(const int *calls)
-{
+static inline void t_settle(const int *calls) {
     if (!t_base) return;
     struct event *dog = evtimer_new(t_base, t_watchdog_cb, NULL);
     struct timeval tv = {30, 0};
@@ -57,8 +57,7 @@ static inline void t_settle(const int *calls)
  * "newest updated_at first" has exactly one right answer. */
 static int64_t t_clock_us = 1795000000LL * 1000000;
 
-static inline void t_stamp(char out[LF_TS_LEN + 1])
-{
+static inline void t_stamp(char out[LF_TS_LEN + 1]) {
     t_clock_us += 1000000;
     lf_ts_format(t_clock_us, out);
 }
@@ -79,16 +78,13 @@ typedef struct t_got {
     char hash[LF_HASH_LEN + 1];
 } t_got;
 
-static inline void t_got_reset(t_got *g)
-{
+static inline void t_got_reset(t_got *g) {
     free(g->json);
     memset(g, 0, sizeof *g);
 }
 
-static inline void t_store_cb(lf_code code, const char *err,
-                              const lf_record *rec, const lf_entry *e,
-                              void *arg)
-{
+static inline void t_store_cb(lf_code code, const char *err, const lf_record *rec,
+                              const lf_entry *e, void *arg) {
     t_got *g = arg;
     int calls = g->calls;
     t_got_reset(g);
@@ -111,14 +107,12 @@ static inline void t_store_cb(lf_code code, const char *err,
 
 /* ---- entries ----------------------------------------------------------- */
 
-static inline void t_id(char out[LF_ID_LEN + 1], unsigned n)
-{
+static inline void t_id(char out[LF_ID_LEN + 1], unsigned n) {
     snprintf(out, LF_ID_LEN + 1, "loop-%016x", n);
 }
 
 /* Commits e and returns the code; the callback must fire exactly once. */
-static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g)
-{
+static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g) {
     t_got_reset(g);
     lf_store_commit(s, e, t_store_cb, g);
     t_settle(&g->calls);
@@ -129,8 +123,7 @@ static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g)
 /* A created entry with the record fields `rec` and history metadata
  * `meta` (JSON object texts). */
 static inline lf_code t_create_rec(lf_store *s, const char *id, const char *rec,
-                                   const char *meta, t_got *g)
-{
+                                   const char *meta, t_got *g) {
     lf_entry e = {0};
     e.record_id = id;
     e.kind = LF_ENTRY_CREATED;
@@ -145,13 +138,13 @@ static inline lf_code t_create_rec(lf_store *s, const char *id, const char *rec,
 }
 
 static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
-                               const char *repo, t_got *g)
-{
+                               const char *repo, t_got *g) {
     char rec[512], meta[256];
     snprintf(rec, sizeof rec,
              "{\"ref\":\"%s\",\"ref_number\":42,\"repo\":\"%s\","
              "\"auto_merge\":false,\"labels\":{\"team\":\"core\"},"
-             "\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
+             "\"metadata\":{},\"workflow\":\"loopforge\"}",
+             ref, repo);
     snprintf(meta, sizeof meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
     return t_create_rec(s, id, rec, meta, g);
 }
@@ -159,9 +152,8 @@ static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
 /* A transition (or, with kind LF_ENTRY_DENIED, a refused attempt) built
  * on the record as the caller last saw it, at `version`. */
 static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
-                             const char *from, const char *to,
-                             uint64_t version, t_got *g)
-{
+                             const char *from, const char *to, uint64_t version,
+                             t_got *g) {
     lf_entry e = {0};
     e.record_id = id;
     e.kind = kind;
@@ -178,16 +170,13 @@ static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
     return t_commit(s, &e, g);
 }
 
-static inline lf_code t_transition(lf_store *s, const char *id,
-                                   const char *from, const char *to,
-                                   uint64_t version, t_got *g)
-{
+static inline lf_code t_transition(lf_store *s, const char *id, const char *from,
+                                   const char *to, uint64_t version, t_got *g) {
     return t_move(s, LF_ENTRY_TRANSITION, id, from, to, version, g);
 }
 
 static inline lf_code t_delete(lf_store *s, const char *id, const char *state,
-                               uint64_t version, t_got *g)
-{
+                               uint64_t version, t_got *g) {
     lf_entry e = {0};
     e.record_id = id;
     e.kind = LF_ENTRY_DELETED;
@@ -199,8 +188,7 @@ static inline lf_code t_delete(lf_store *s, const char *id, const char *state,
     return t_commit(s, &e, g);
 }
 
-static inline lf_code t_policy_loaded(lf_store *s, t_got *g)
-{
+static inline lf_code t_policy_loaded(lf_store *s, t_got *g) {
     lf_entry e = {0};
     e.kind = LF_ENTRY_POLICY_LOADED;
     e.trigger = "policy.loaded";
@@ -211,8 +199,7 @@ static inline lf_code t_policy_loaded(lf_store *s, t_got *g)
     return t_commit(s, &e, g);
 }
 
-static inline lf_code t_get(lf_store *s, const char *id, t_got *g)
-{
+static inline lf_code t_get(lf_store *s, const char *id, t_got *g) {
     t_got_reset(g);
     lf_store_get(s, id, t_store_cb, g);
     t_settle(&g->calls);
@@ -220,8 +207,7 @@ static inline lf_code t_get(lf_store *s, const char *id, t_got *g)
     return g->code;
 }
 
-static inline lf_code t_find_ref(lf_store *s, const char *ref, t_got *g)
-{
+static inline lf_code t_find_ref(lf_store *s, const char *ref, t_got *g) {
     t_got_reset(g);
     lf_store_find_by_ref(s, ref, t_store_cb, g);
     t_settle(&g->calls);
@@ -241,8 +227,7 @@ typedef struct t_page {
     char err[512];
 } t_page;
 
-static inline void t_page_reset(t_page *p)
-{
+static inline void t_page_reset(t_page *p) {
     free(p->ids);
     free(p->updated);
     free(p->cursor);
@@ -251,8 +236,7 @@ static inline void t_page_reset(t_page *p)
 
 static inline void t_list_cb(lf_code code, const char *error,
                              const lf_record *const *records, size_t n,
-                             const char *next_cursor, void *arg)
-{
+                             const char *next_cursor, void *arg) {
     t_page *p = arg;
     int calls = p->calls;
     t_page_reset(p);
@@ -269,9 +253,8 @@ static inline void t_list_cb(lf_code code, const char *error,
     p->cursor = next_cursor ? strdup(next_cursor) : NULL;
 }
 
-static inline void t_list(lf_store *s, const char *state, const char *repo,
-                          size_t limit, const char *cursor, t_page *p)
-{
+static inline void t_list(lf_store *s, const char *state, const char *repo, size_t limit,
+                          const char *cursor, t_page *p) {
     lf_list_query q = {state, repo, limit, cursor};
     char *cur = cursor ? strdup(cursor) : NULL;  /* p->cursor dies below */
     q.cursor = cur;
@@ -283,8 +266,7 @@ static inline void t_list(lf_store *s, const char *state, const char *repo,
     assert_int_equal(p->code, LF_OK);
 }
 
-static inline bool t_page_has(const t_page *p, const char *id)
-{
+static inline bool t_page_has(const t_page *p, const char *id) {
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->ids[i], id) == 0) return true;
     return false;
@@ -302,18 +284,16 @@ typedef struct t_audit {
     char err[512];
 } t_audit;
 
-static inline void t_audit_reset(t_audit *a)
-{
+static inline void t_audit_reset(t_audit *a) {
     for (size_t i = 0; i < a->n; i++) free(a->lines[i]);
     free(a->lines);
     free(a->lens);
     memset(a, 0, sizeof *a);
 }
 
-static inline void t_audit_cb(lf_code code, const char *error,
-                              const char *const *lines, const size_t *lens,
-                              size_t n, uint64_t last_seq, void *arg)
-{
+static inline void t_audit_cb(lf_code code, const char *error, const char *const *lines,
+                              const size_t *lens, size_t n, uint64_t last_seq,
+                              void *arg) {
     t_audit *a = arg;
     int calls = a->calls;
     t_audit_reset(a);
@@ -330,9 +310,8 @@ static inline void t_audit_cb(lf_code code, const char *error,
     }
 }
 
-static inline void t_audit_page(lf_store *s, const char *id, uint64_t after,
-                                size_t limit, t_audit *a)
-{
+static inline void t_audit_page(lf_store *s, const char *id, uint64_t after, size_t limit,
+                                t_audit *a) {
     t_audit_reset(a);
     lf_store_audit(s, id, after, limit, t_audit_cb, a);
     t_settle(&a->calls);
@@ -342,8 +321,7 @@ static inline void t_audit_page(lf_store *s, const char *id, uint64_t after,
 
 /* A field of an audit line, parsed (numbers as double, strings copied
  * into out). */
-static inline uint64_t t_line_seq(const char *line)
-{
+static inline uint64_t t_line_seq(const char *line) {
     cJSON *o = cJSON_Parse(line);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "seq");
     uint64_t seq = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0;
@@ -352,8 +330,7 @@ static inline uint64_t t_line_seq(const char *line)
 }
 
 static inline void t_line_str(const char *line, const char *key, char *out,
-                              size_t outlen)
-{
+                              size_t outlen) {
     cJSON *o = cJSON_Parse(line);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     snprintf(out, outlen, "%s", cJSON_IsString(v) ? v->valuestring : "");
@@ -364,8 +341,7 @@ static inline void t_line_str(const char *line, const char *key, char *out,
  * Returns the number of entries, or fails the test with the chain's
  * complaint. When `why` is given, a broken chain is reported there
  * (and -1 returned) instead of failing. */
-static inline long t_verify_chain(lf_store *s, char *why, size_t whylen)
-{
+static inline long t_verify_chain(lf_store *s, char *why, size_t whylen) {
     lf_chain c;
     t_audit a = {0};
     uint64_t after = 0;
@@ -394,20 +370,19 @@ static inline long t_verify_chain(lf_store *s, char *why, size_t whylen)
 /* ---- temp directories -------------------------------------------------- */
 
 static inline int t_rm_one(const char *path, const struct stat *st, int flag,
-                           struct FTW *ftw)
-{
-    (void)st; (void)flag; (void)ftw;
+                           struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 
-static inline void t_rmtree(const char *dir)
-{
+static inline void t_rmtree(const char *dir) {
     nftw(dir, t_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A fresh directory under $TMPDIR (or /tmp); caller frees and removes. */
-static inline char *t_tmpdir(void)
-{
+static inline char *t_tmpdir(void) {
     const char *base = getenv("TMPDIR");
     char *dir;
     if (!base || !*base) base = "/tmp";

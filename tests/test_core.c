@@ -29,7 +29,7 @@
 /* A chain of N sealed lines: one created entry and N-1 transitions. */
 static void build_chain(char *lines[N]) {
     static const char *states[N] = {"issue_created", "task_queued", "pr_created",
-                                    "ci_pending", "ci_passed", "merged"};
+                                    "ci_pending",    "ci_passed",   "merged"};
     char prev[LF_HASH_LEN + 1];
     memcpy(prev, LF_GENESIS, sizeof prev);
     for (int i = 0; i < N; i++) {
@@ -100,7 +100,8 @@ static void chain_deleted_swapped_inserted(void **state) {
     /* deleted */
     for (int d = 0; d < N - 1; d++) {
         int n = 0;
-        for (int i = 0; i < N; i++) if (i != d) t[n++] = lines[i];
+        for (int i = 0; i < N; i++)
+            if (i != d) t[n++] = lines[i];
         assert_int_equal(verify(t, n, err, sizeof err), d);
         assert_non_null(strstr(err, "seq"));
     }
@@ -130,7 +131,8 @@ static void chain_resealed_forgery(void **state) {
     char *lines[N], err[256];
     build_chain(lines);
     lf_entry_doc doc;
-    assert_int_equal(lf_entry_parse(lines[2], strlen(lines[2]), &doc, err, sizeof err), 0);
+    assert_int_equal(lf_entry_parse(lines[2], strlen(lines[2]), &doc, err, sizeof err),
+                     0);
     doc.e.actor = "mallory";
     lf_buf line = LF_BUF_INIT;
     char prev[LF_HASH_LEN + 1];
@@ -147,23 +149,29 @@ static void chain_resealed_forgery(void **state) {
 static void entry_parse_rejects(void **state) {
     (void)state;
     static const char *bad[] = {
-        "", "{", "[]", "{\"seq\":1}",
+        "",
+        "{",
+        "[]",
+        "{\"seq\":1}",
         "{\"seq\":-1,\"record_id\":\"x\",\"kind\":\"created\"}",
     };
     lf_entry_doc doc;
     char err[256];
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        assert_int_equal(lf_entry_parse(bad[i], strlen(bad[i]), &doc, err, sizeof err), -1);
+        assert_int_equal(lf_entry_parse(bad[i], strlen(bad[i]), &doc, err, sizeof err),
+                         -1);
     char *lines[N];
     build_chain(lines);
     /* A known line parses; with its kind renamed it does not. */
-    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err), 0);
+    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err),
+                     0);
     assert_string_equal(doc.e.trigger, "t");
     assert_int_equal(doc.e.kind, LF_ENTRY_TRANSITION);
     lf_entry_doc_free(&doc);
     char *k = strstr(lines[1], "\"transition\"");
     memcpy(k, "\"transitiox\"", 12);
-    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err), -1);
+    assert_int_equal(lf_entry_parse(lines[1], strlen(lines[1]), &doc, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "kind"));
     free_lines(lines, N);
 }
@@ -240,7 +248,10 @@ static void json_escaping_round_trip(void **state) {
 /* UTF-8: RFC 3629's table, byte by byte. */
 static void utf8_validity(void **state) {
     (void)state;
-    static const struct { const char *s; size_t len, bad; } cases[] = {
+    static const struct {
+        const char *s;
+        size_t len, bad;
+    } cases[] = {
         {"plain ascii", 11, 11},
         {"\xc3\xbc \xe2\x82\xac \xf0\x9f\x98\x80", 11, 11},     /* ü € 😀 */
         {"\xff\xfe", 2, 0},
@@ -264,22 +275,27 @@ static void utf8_validity(void **state) {
 /* JSON text: the problem and the path down to the string that has it. */
 static void json_text_paths(void **state) {
     (void)state;
-    static const struct { const char *text, *what, *want; } cases[] = {
-        {"{\"ref\":\"ok \\u00fc \\\"q\\\" \\\\\",\"n\":[1,{\"x\":\"\xc3\xbc\"}]}", NULL, NULL},
+    static const struct {
+        const char *text, *what, *want;
+    } cases[] = {
+        {"{\"ref\":\"ok \\u00fc \\\"q\\\" \\\\\",\"n\":[1,{\"x\":\"\xc3\xbc\"}]}", NULL,
+         NULL},
         {"{\"ref\":\"\xff\xfe\"}", NULL, "ref: not valid UTF-8"},
         {"{\"ref\":\"abc\\u0000def\"}", NULL, "ref: contains a NUL character (\\u0000)"},
-        {"{\"ref\":\"abc\\\\u0000def\"}", NULL, NULL},                   /* an escaped backslash */
-        {"{\"a\":{\"b\":[\"x\",\"y\\u0000\"]}}", "metadata", "metadata.a.b[1]: contains a NUL "
-                                                                "character (\\u0000)"},
-        {"{\"a\":1,\"b\":\"tab\there\"}", NULL, "b: contains a raw control character (escape it)"},
+        {"{\"ref\":\"abc\\\\u0000def\"}", NULL, NULL}, /* an escaped backslash */
+        {"{\"a\":{\"b\":[\"x\",\"y\\u0000\"]}}", "metadata",
+         "metadata.a.b[1]: contains a NUL "
+         "character (\\u0000)"},
+        {"{\"a\":1,\"b\":\"tab\there\"}", NULL,
+         "b: contains a raw control character (escape it)"},
         {"{\"k\":{\"\xc0\xaf\":1}}", "metadata", "metadata.k (a key): not valid UTF-8"},
         {"{\"\xc0\xaf\":1}", NULL, "a key: not valid UTF-8"},
         {"[\"a\",\"b\",[\"c\",\"\xff\"]]", "labels", "labels[2][1]: not valid UTF-8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char err[256] = "";
-        int rc = lf_json_text_check(cases[i].text, strlen(cases[i].text), cases[i].what, err,
-                                    sizeof err);
+        int rc = lf_json_text_check(cases[i].text, strlen(cases[i].text), cases[i].what,
+                                    err, sizeof err);
         if (!cases[i].want) {
             if (rc) fail_msg("case %zu: %s", i, err);
         } else {
@@ -299,12 +315,16 @@ static void json_text_paths(void **state) {
  * double can hold. */
 static void json_canonical(void **state) {
     (void)state;
-    static const struct { const char *in, *want; } cases[] = {
-        {" { \"a\" : 1 , \"b\" : [ true , null , \"x\" ] } ", "{\"a\":1,\"b\":[true,null,\"x\"]}"},
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {" { \"a\" : 1 , \"b\" : [ true , null , \"x\" ] } ",
+         "{\"a\":1,\"b\":[true,null,\"x\"]}"},
         {"{\"big\":9007199254740993,\"neg\":-9223372036854775807}",
          "{\"big\":9007199254740993,\"neg\":-9223372036854775807}"},
         {"[1.0,1e3,2.5,-0,007,0.1,1e400]", "[1,1000,2.5,0,7,0.1,null]"},
-        {"\"caf\\u00e9 \\/ \\u0001 \\t \\\" \\ud83d\\ude00\"", "\"caf\xc3\xa9 / \\u0001 \\t \\\" \xf0\x9f\x98\x80\""},
+        {"\"caf\\u00e9 \\/ \\u0001 \\t \\\" \\ud83d\\ude00\"",
+         "\"caf\xc3\xa9 / \\u0001 \\t \\\" \xf0\x9f\x98\x80\""},
         {"{\"k\":{}}", "{\"k\":{}}"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -313,13 +333,15 @@ static void json_canonical(void **state) {
         assert_string_equal(lf_buf_str(&b), cases[i].want);
         lf_buf_free(&b);
     }
-    static const char *const bad[] = {"{\"a\":}", "[1,]", "\"\\ud800\"", "{\"a\":1} x", "tru"};
+    static const char *const bad[] = {"{\"a\":}", "[1,]", "\"\\ud800\"", "{\"a\":1} x",
+                                      "tru"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         lf_buf b = LF_BUF_INIT;
         assert_false(lf_json_canon(bad[i], strlen(bad[i]), &b));
         lf_buf_free(&b);
     }
-    const char *obj = "{\"n\":9007199254740993,\"s\":\"x\",\"o\":{\"n\":1},\"n2\":3.0}", *v;
+    const char *obj = "{\"n\":9007199254740993,\"s\":\"x\",\"o\":{\"n\":1},\"n2\":3.0}",
+               *v;
     size_t vl;
     int64_t n;
     assert_true(lf_json_get(obj, strlen(obj), "o", &v, &vl));
@@ -396,11 +418,11 @@ static void oom_aborts(void **state) {
     if (pid == 0) {
         dup2(fd[1], 2);
         volatile size_t huge = SIZE_MAX / 2;
-        void *p = lf_xmalloc(huge);         /* must not return */
+        void *p = lf_xmalloc(huge); /* must not return */
         _exit(p ? 3 : 4);
     }
     close(fd[1]);
-    char msg[4096] = "";          /* all of it: ASan may warn first */
+    char msg[4096] = ""; /* all of it: ASan may warn first */
     size_t got = 0;
     ssize_t n;
     while (got < sizeof msg - 1 && (n = read(fd[0], msg + got, sizeof msg - 1 - got)) > 0)

@@ -62,7 +62,8 @@ static int64_t mono_us(void) {
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
     host *h = arg;
     int64_t now = mono_us();
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     if (now - h->last_us > h->max_gap_us) h->max_gap_us = now - h->last_us;
     h->last_us = now;
     h->ticks++;
@@ -70,7 +71,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
 
 static void on_dog(evutil_socket_t fd, short what, void *arg) {
     host *h = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     h->timed_out = true;
     event_base_loopbreak(h->base);
 }
@@ -206,7 +208,9 @@ static void expect_slots(const slot *s, size_t n, lf_code code, const char *what
 #define NOUT 6                  /* requests caught by the outage */
 
 static const char *const walk[3][2] = {
-    {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"}, {"ci_pending", "ci.started"},
+    {"task_queued", "worker.picked_up"},
+    {"pr_created", "pr.opened"},
+    {"ci_pending", "ci.started"},
 };
 
 typedef struct scen {
@@ -231,13 +235,15 @@ static void on_created(const lf_result *r, void *arg) {
     slot *s = arg;
     scen *sc = s->owner;
     hit(s, r->code);
-    if (r->success) snprintf(sc->ids[s->i], sizeof sc->ids[0], "%s", lf_record_id(r->record));
+    if (r->success)
+        snprintf(sc->ids[s->i], sizeof sc->ids[0], "%s", lf_record_id(r->record));
     if (--sc->left == 0) soon(sc->h, phase_walk, sc);
 }
 
 static void phase_create(evutil_socket_t fd, short what, void *arg) {
     scen *sc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     sc->left = NREC;
     for (int i = 0; i < NREC; i++) {
         char ref[80];
@@ -265,8 +271,8 @@ static void on_walked(const lf_result *r, void *arg) {
 
 static void walk_step(scen *sc, int i) {
     int k = sc->steps[i];
-    lf_transition_req q = {.id = sc->ids[i], .to = walk[k][0], .trigger = walk[k][1],
-                           .actor = "worker"};
+    lf_transition_req q = {
+        .id = sc->ids[i], .to = walk[k][0], .trigger = walk[k][1], .actor = "worker"};
     sc->walked[i][k] = (slot){.owner = sc, .i = i};
     lf_engine_transition(sc->e, &q, on_walked, &sc->walked[i][k]);
 }
@@ -274,7 +280,9 @@ static void walk_step(scen *sc, int i) {
 static void on_reloaded(lf_code code, const char *err, const char *old, const char *new_,
                         void *arg) {
     scen *sc = arg;
-    (void)err; (void)old; (void)new_;
+    (void)err;
+    (void)old;
+    (void)new_;
     sc->reloads++;
     sc->reload_code = code;
     if (--sc->left == 0) soon(sc->h, phase_outage, sc);
@@ -283,7 +291,8 @@ static void on_reloaded(lf_code code, const char *err, const char *old, const ch
 /* Transitions pipelined on every record, and a reload in the middle. */
 static void phase_walk(evutil_socket_t fd, short what, void *arg) {
     scen *sc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     sc->left = NREC + 1;
     for (int i = 0; i < NREC; i++) {
         walk_step(sc, i);
@@ -302,10 +311,13 @@ static void on_down(const lf_result *r, void *arg) {
  * none of them reached it, so every one must fail, once. */
 static void phase_outage(evutil_socket_t fd, short what, void *arg) {
     scen *sc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     sc->left = 2 * NOUT;
     for (int i = 0; i < NOUT; i++) {
-        lf_transition_req q = {.id = sc->ids[i], .to = "ci_passed", .trigger = "ci.completed",
+        lf_transition_req q = {.id = sc->ids[i],
+                               .to = "ci_passed",
+                               .trigger = "ci.completed",
                                .actor = "ci"};
         sc->down[i] = (slot){.owner = sc, .i = i};
         sc->down[NOUT + i] = (slot){.owner = sc, .i = i};
@@ -326,7 +338,8 @@ static void on_refused(const lf_result *r, void *arg) {
 /* The server is known to be gone: new requests fail too (no hang). */
 static void phase_refused(evutil_socket_t fd, short what, void *arg) {
     scen *sc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     sc->left = NOUT;
     for (int i = 0; i < NOUT; i++) {
         sc->refused[i] = (slot){.owner = sc, .i = i};
@@ -345,11 +358,12 @@ static void on_back(const lf_result *r, void *arg) {
  * reconnects and succeeds. */
 static void phase_back(evutil_socket_t fd, short what, void *arg) {
     scen *sc = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     t_redis_start(sc->srv);
     host_skip(sc->h);
-    lf_transition_req q = {.id = sc->ids[0], .to = "ci_failed", .trigger = "ci.failed",
-                           .actor = "ci"};
+    lf_transition_req q = {
+        .id = sc->ids[0], .to = "ci_failed", .trigger = "ci.failed", .actor = "ci"};
     sc->back = (slot){.owner = sc};
     lf_engine_transition(sc->e, &q, on_back, &sc->back);
 }
@@ -437,7 +451,8 @@ static void fly_result(const lf_result *r, void *arg) {
     flight *f = s->owner;
     hit(s, r->code);
     s->during_free = f->freeing;
-    if (r->success && s->i == -1) snprintf(f->id, sizeof f->id, "%s", lf_record_id(r->record));
+    if (r->success && s->i == -1)
+        snprintf(f->id, sizeof f->id, "%s", lf_record_id(r->record));
     /* A host reacting to a failure by trying again, while the engine is
      * going away: answered at once, never lost. */
     if (s == &f->last) {
@@ -446,9 +461,12 @@ static void fly_result(const lf_result *r, void *arg) {
     }
 }
 
-static void fly_reload(lf_code code, const char *err, const char *o, const char *n, void *arg) {
+static void fly_reload(lf_code code, const char *err, const char *o, const char *n,
+                       void *arg) {
     slot *s = arg;
-    (void)err; (void)o; (void)n;
+    (void)err;
+    (void)o;
+    (void)n;
     hit(s, code);
     s->during_free = ((flight *)s->owner)->freeing;
 }
@@ -456,7 +474,10 @@ static void fly_reload(lf_code code, const char *err, const char *o, const char 
 static void fly_list(lf_code code, const char *err, const lf_record *const *r, size_t n,
                      const char *cursor, void *arg) {
     slot *s = arg;
-    (void)err; (void)r; (void)n; (void)cursor;
+    (void)err;
+    (void)r;
+    (void)n;
+    (void)cursor;
     hit(s, code);
     s->during_free = ((flight *)s->owner)->freeing;
 }
@@ -464,7 +485,11 @@ static void fly_list(lf_code code, const char *err, const lf_record *const *r, s
 static void fly_audit(lf_code code, const char *err, const char *const *lines,
                       const size_t *lens, size_t n, uint64_t last, void *arg) {
     slot *s = arg;
-    (void)err; (void)lines; (void)lens; (void)n; (void)last;
+    (void)err;
+    (void)lines;
+    (void)lens;
+    (void)n;
+    (void)last;
     hit(s, code);
     s->during_free = ((flight *)s->owner)->freeing;
 }
@@ -481,12 +506,13 @@ static void submit_all(flight *f, int round) {
         lf_create_req q = {.ref = ref};
         lf_engine_create(e, &q, fly_result, &f->s[k++]);
     }
-    lf_transition_req q = {.id = f->id, .to = "task_queued", .trigger = "worker.picked_up"};
+    lf_transition_req q = {
+        .id = f->id, .to = "task_queued", .trigger = "worker.picked_up"};
     lf_engine_transition(e, &q, fly_result, &f->s[k++]);
     q.dry_run = true;
     lf_engine_transition(e, &q, fly_result, &f->s[k++]);
-    q = (lf_transition_req){.id = f->id, .to = "pr_created", .trigger = "pr.opened",
-                            .idempotency_key = "k1"};
+    q = (lf_transition_req){
+        .id = f->id, .to = "pr_created", .trigger = "pr.opened", .idempotency_key = "k1"};
     lf_engine_transition(e, &q, fly_result, &f->s[k++]);
     lf_engine_get(e, f->id, fly_result, &f->s[k++]);
     lf_engine_get(e, "loop-0000000000000000", fly_result, &f->s[k++]);
@@ -521,7 +547,8 @@ static void test_free_in_flight(void **state) {
         for (int i = 0; i < NFLY; i++) f->s[i] = (slot){.owner = f, .i = i};
         submit_all(f, round);
         if (round == 1)
-            for (int i = 0; i < 4; i++) event_base_loop(h.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+            for (int i = 0; i < 4; i++)
+                event_base_loop(h.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         int before = 0;
         for (int i = 0; i < NFLY; i++) before += f->s[i].fired;
         if (round == 0) assert_int_equal(before, 0);
@@ -570,7 +597,8 @@ static char *body_of(struct evhttp_request *req) {
 
 static void on_http(struct evhttp_request *req, void *arg) {
     catcher *c = arg;
-    const char *type = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    const char *type =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         evhttp_send_reply(req, 405, "Method Not Allowed", NULL);
         return;
@@ -601,14 +629,18 @@ static int port_of(evutil_socket_t fd) {
 /* A loopback socket on a port of the kernel's choosing; listening or not. */
 static int loopback_socket(bool listening) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_true(fd >= 0);
     assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     if (listening) assert_int_equal(listen(fd, 8), 0);
     return fd;
 }
 
-typedef struct notify_wait { lf_engine *e; uint64_t want; } notify_wait;
+typedef struct notify_wait {
+    lf_engine *e;
+    uint64_t want;
+} notify_wait;
 
 static bool notified(void *arg) {
     notify_wait *w = arg;
@@ -642,22 +674,23 @@ static void queue_task(lf_engine *e, const char *ref, sync_res *out) {
     assert_int_equal(c.fired, 1);
     assert_int_equal(c.code, LF_OK);
     *out = (sync_res){0};
-    lf_transition_req q = {.id = c.id, .to = "task_queued", .trigger = "worker.picked_up"};
+    lf_transition_req q = {
+        .id = c.id, .to = "task_queued", .trigger = "worker.picked_up"};
     lf_engine_transition(e, &q, keep_res, out);
     assert_int_equal(out->fired, 1);
     assert_int_equal(out->code, LF_OK);
 }
 
-#define NOTIFY_HOOK \
-    "return hook { name = 'tell', on = { to = 'task_queued' }, run = function(e)\n" \
-    "  return {\n" \
-    "    notify { url = 'http://127.0.0.1:%d/hook?x=1',\n" \
-    "             body = { id = e.record.record_id, state = e.state, n = 1 } },\n" \
-    "    request('pr_created', 'pr.opened'),\n" \
+#define NOTIFY_HOOK                                                                                    \
+    "return hook { name = 'tell', on = { to = 'task_queued' }, run = function(e)\n"                    \
+    "  return {\n"                                                                                     \
+    "    notify { url = 'http://127.0.0.1:%d/hook?x=1',\n"                                             \
+    "             body = { id = e.record.record_id, state = e.state, n = 1 } },\n"                     \
+    "    request('pr_created', 'pr.opened'),\n"                                                        \
     "    notify { url = 'http://127.0.0.1:%d/fail', body = 'plain', content_type = 'text/x-test' },\n" \
-    "    notify { url = 'http://127.0.0.1:%d/refused', body = 'x' },\n" \
-    "    notify { url = 'http://127.0.0.1:%d/silent', body = 'x', timeout_ms = 400 },\n" \
-    "  }\n" \
+    "    notify { url = 'http://127.0.0.1:%d/refused', body = 'x' },\n"                                \
+    "    notify { url = 'http://127.0.0.1:%d/silent', body = 'x', timeout_ms = 400 },\n"               \
+    "  }\n"                                                                                            \
     "end }\n"
 
 static void test_notify_on_the_loop(void **state) {
@@ -667,7 +700,8 @@ static void test_notify_on_the_loop(void **state) {
     catcher c = {0};
     assert_non_null(c.http = evhttp_new(h.base));
     evhttp_set_gencb(c.http, on_http, &c);
-    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(c.http, "127.0.0.1", 0);
+    struct evhttp_bound_socket *bs =
+        evhttp_bind_socket_with_handle(c.http, "127.0.0.1", 0);
     assert_non_null(bs);
     c.port = port_of(evhttp_bound_socket_get_fd(bs));
     int dead = loopback_socket(false), dead_port = port_of(dead);
@@ -709,16 +743,21 @@ static void test_notify_on_the_loop(void **state) {
     assert_string_equal(c.fail_body, "plain");
 
     char line[256];
-    snprintf(line, sizeof line, "info: hook tell: notify http://127.0.0.1:%d: HTTP 200\n", c.port);
-    expect_log(&log, line);
-    snprintf(line, sizeof line, "warn: hook tell: notify http://127.0.0.1:%d failed: HTTP 500\n",
+    snprintf(line, sizeof line, "info: hook tell: notify http://127.0.0.1:%d: HTTP 200\n",
              c.port);
     expect_log(&log, line);
-    snprintf(line, sizeof line, "warn: hook tell: notify http://127.0.0.1:%d failed: "
-             "no connection (refused or unreachable)\n", dead_port);
+    snprintf(line, sizeof line,
+             "warn: hook tell: notify http://127.0.0.1:%d failed: HTTP 500\n", c.port);
     expect_log(&log, line);
-    snprintf(line, sizeof line, "warn: hook tell: notify http://127.0.0.1:%d failed: "
-             "no reply within 400 ms\n", silent_port);
+    snprintf(line, sizeof line,
+             "warn: hook tell: notify http://127.0.0.1:%d failed: "
+             "no connection (refused or unreachable)\n",
+             dead_port);
+    expect_log(&log, line);
+    snprintf(line, sizeof line,
+             "warn: hook tell: notify http://127.0.0.1:%d failed: "
+             "no reply within 400 ms\n",
+             silent_port);
     expect_log(&log, line);
     /* Paths and queries (where webhook secrets live) stay out of the log. */
     assert_null(strstr(lf_buf_str(&log), "/hook"));
@@ -781,8 +820,10 @@ static void test_notify_lookup_cancelled(void **state) {
     queue_task(e, "https://github.com/o/r/issues/1", &moved);
     event_base_loop(h.base, EVLOOP_NONBLOCK);
     lf_engine_free(e);
-    assert_int_equal(count_of(lf_buf_str(&log), "notify http://lookup.invalid:8080 failed: "
-                                                  "cancelled: the engine was freed"), 2);
+    assert_int_equal(count_of(lf_buf_str(&log),
+                              "notify http://lookup.invalid:8080 failed: "
+                              "cancelled: the engine was freed"),
+                     2);
     event_base_loop(h.base, EVLOOP_NONBLOCK);
     lf_buf_free(&log);
     t_rmtree(dir);
@@ -799,25 +840,34 @@ static void keep_record(const lf_result *r, void *arg) {
 static void test_notify_rules(void **state) {
     (void)state;
     char *dir = policy_dir(NULL);
-    put(dir, "hooks/a.lua", "return hook { name = 'a', run = function()\n"
+    put(dir, "hooks/a.lua",
+        "return hook { name = 'a', run = function()\n"
         "  return notify { url = 'http://relay.internal:8080/x', body = 'hi' } end }\n");
-    put(dir, "hooks/b.lua", "return hook { name = 'b', run = function()\n"
+    put(dir, "hooks/b.lua",
+        "return hook { name = 'b', run = function()\n"
         "  return { request('x', 'y'),\n"
         "           notify { url = 'HTTP://10.0.0.1/', body = { k = { 1, 2 } }, timeout_ms = 250 } }\n"
         "end }\n");
-    put(dir, "hooks/c.lua", "return hook { name = 'c', run = function()\n"
+    put(dir, "hooks/c.lua",
+        "return hook { name = 'c', run = function()\n"
         "  return notify { url = 'https://example.com/' } end }\n");
-    put(dir, "hooks/d.lua", "return hook { name = 'd', run = function()\n"
+    put(dir, "hooks/d.lua",
+        "return hook { name = 'd', run = function()\n"
         "  return notify { url = 'http://h/', tiemout_ms = 5 } end }\n");
-    put(dir, "hooks/e.lua", "return hook { name = 'e', run = function()\n"
+    put(dir, "hooks/e.lua",
+        "return hook { name = 'e', run = function()\n"
         "  return notify { url = 'http://h/', timeout_ms = 0 } end }\n");
-    put(dir, "hooks/f.lua", "return hook { name = 'f', run = function()\n"
+    put(dir, "hooks/f.lua",
+        "return hook { name = 'f', run = function()\n"
         "  return { request('p', 'q'), notify { url = 'http://h/', body = { f = print } } } end }\n");
-    put(dir, "hooks/g.lua", "return hook { name = 'g', run = function()\n"
+    put(dir, "hooks/g.lua",
+        "return hook { name = 'g', run = function()\n"
         "  return notify { url = 'http://h:1/p', content_type = 'application/x-ndjson' } end }\n");
-    put(dir, "hooks/h.lua", "return hook { name = 'h', run = function()\n"
+    put(dir, "hooks/h.lua",
+        "return hook { name = 'h', run = function()\n"
         "  return notify { url = 'http://h/', body = 5 } end }\n");
-    put(dir, "hooks/i.lua", "return hook { name = 'i', run = function()\n"
+    put(dir, "hooks/i.lua",
+        "return hook { name = 'i', run = function()\n"
         "  return { notify { url = 'http://h/' }, 7 } end }\n");
     lf_buf errs = LF_BUF_INIT;
     lf_rules *r = lf_rules_load(dir, &errs);
@@ -831,7 +881,8 @@ static void test_notify_rules(void **state) {
     lf_engine_free(e);
     lf_buf_free(&log);
 
-    lf_hook_event ev = {rec, "issue_created", "task_queued", "t", "me", NULL, "[]", false};
+    lf_hook_event ev = {rec,  "issue_created", "task_queued", "t", "me", NULL, "[]",
+                        false};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 9);
@@ -856,12 +907,16 @@ static void test_notify_rules(void **state) {
     assert_string_equal(n[2].content_type, "application/x-ndjson");
     const char *m = rep.messages;
     assert_non_null(strstr(m, "hook c: "));
-    assert_non_null(strstr(m, "c.lua:2: notify: url must be an http://HOST[:PORT]/PATH string "
-                              "(https is not supported)\n"));
+    assert_non_null(
+        strstr(m, "c.lua:2: notify: url must be an http://HOST[:PORT]/PATH string "
+                  "(https is not supported)\n"));
     assert_non_null(strstr(m, "d.lua:2: notify: unknown field 'tiemout_ms'"));
-    assert_non_null(strstr(m, "e.lua:2: notify: timeout_ms must be a whole number from 1 to 60000\n"));
-    assert_non_null(strstr(m, "hook f: notify body.f: cannot encode a function as JSON\n"));
-    assert_non_null(strstr(m, "h.lua:2: notify: body must be a string or a table, not a number\n"));
+    assert_non_null(strstr(
+        m, "e.lua:2: notify: timeout_ms must be a whole number from 1 to 60000\n"));
+    assert_non_null(
+        strstr(m, "hook f: notify body.f: cannot encode a function as JSON\n"));
+    assert_non_null(
+        strstr(m, "h.lua:2: notify: body must be a string or a table, not a number\n"));
     assert_non_null(strstr(m, "hook i: item 2 of the returned list is not a request or a "
                               "notification\n"));
     lf_hook_report_free(&rep);

@@ -14,8 +14,8 @@
 
 static const char *HAPPY[6][2] = {
     {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
-    {"ci_pending", "ci.started"}, {"ci_passed", "ci.completed"},
-    {"merged", "auto.merged"}, {"closed", "issue.closed"},
+    {"ci_pending", "ci.started"},        {"ci_passed", "ci.completed"},
+    {"merged", "auto.merged"},           {"closed", "issue.closed"},
 };
 
 /* The reference behaviours are those of the bare state machine, so these
@@ -28,8 +28,10 @@ static int make_bare(void **state) {
     char cmd[256];
     snprintf(bare, sizeof bare, "/tmp/lf-engine-XXXXXX");
     if (!mkdtemp(bare)) return -1;
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/workflows && cp policies/workflows/loopforge.lua "
-             "%s/workflows/", bare, bare);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/workflows && cp policies/workflows/loopforge.lua "
+             "%s/workflows/",
+             bare, bare);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -44,7 +46,10 @@ static int setup(void **state) {
     char err[512];
     lf_engine_config cfg = {.store = "memory:", .policies = bare};
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
-    if (!e) { fprintf(stderr, "engine: %s\n", err); return -1; }
+    if (!e) {
+        fprintf(stderr, "engine: %s\n", err);
+        return -1;
+    }
     *state = e;
     return 0;
 }
@@ -75,7 +80,8 @@ static void walk(lf_engine *e, const char *id, const char *const (*steps)[2], in
 
 /* 4. */
 static void new_record_shape(void **state) {
-    lf_create_req req = {.ref = "https://github.com/org/repo/issues/42", .repo = "org/repo"};
+    lf_create_req req = {.ref = "https://github.com/org/repo/issues/42",
+                         .repo = "org/repo"};
     res r = do_create(*state, &req);
     assert_int_equal(r.fired, 1);
     assert_true(r.success);
@@ -86,8 +92,9 @@ static void new_record_shape(void **state) {
     assert_null(r.rec->hist[0].from_state);
     assert_string_equal(r.rec->hist[0].to_state, "issue_created");
     assert_string_equal(r.rec->hist[0].trigger, "created");
-    assert_string_equal(r.rec->hist[0].metadata,
-                        "{\"ref\":\"https://github.com/org/repo/issues/42\",\"repo\":\"org/repo\"}");
+    assert_string_equal(
+        r.rec->hist[0].metadata,
+        "{\"ref\":\"https://github.com/org/repo/issues/42\",\"repo\":\"org/repo\"}");
     assert_string_equal(r.rec->closed_at, "");
     assert_int_equal(r.rec->version, 1);
     assert_string_equal(r.next, "issue_created");
@@ -96,8 +103,11 @@ static void new_record_shape(void **state) {
 
 /* 5. */
 static void creation_fields_stored(void **state) {
-    lf_create_req req = {.ref = "T-5", .repo = "o/r", .has_ref_number = true,
-                         .ref_number = 5000000000LL, .auto_merge = true,
+    lf_create_req req = {.ref = "T-5",
+                         .repo = "o/r",
+                         .has_ref_number = true,
+                         .ref_number = 5000000000LL,
+                         .auto_merge = true,
                          .labels = "{\"team\": \"core\", \"prio\": \"p1\"}"};
     res r = do_create(*state, &req);
     assert_true(r.success);
@@ -131,7 +141,9 @@ static void valid_appends_invalid_changes_nothing(void **state) {
     assert_int_equal(g.rec->version, 2);
     /* The record is untouched; the attempt itself is on record. */
     assert_int_equal(audit_len(e), entries + 1);
-    res_clear(&ok); res_clear(&bad); res_clear(&g);
+    res_clear(&ok);
+    res_clear(&bad);
+    res_clear(&g);
 }
 
 /* 7. and 11. */
@@ -165,7 +177,7 @@ static void retry_path(void **state) {
     lf_engine *e = *state;
     const char *id = new_record(e, "ref-8");
     const char *const steps[][2] = {
-        {"task_queued", "a"}, {"pr_created", "b"}, {"ci_pending", "c"},
+        {"task_queued", "a"},          {"pr_created", "b"},        {"ci_pending", "c"},
         {"ci_failed", "ci.completed"}, {"ci_pending", "ci.retry"}, {"ci_passed", "ok"},
     };
     walk(e, id, steps, 6);
@@ -180,8 +192,12 @@ static void review_path(void **state) {
     lf_engine *e = *state;
     const char *id = new_record(e, "ref-9");
     const char *const steps[][2] = {
-        {"task_queued", "a"}, {"pr_created", "b"}, {"ci_pending", "c"}, {"ci_passed", "d"},
-        {"awaiting_review", "review.requested"}, {"approved", "review.approved"},
+        {"task_queued", "a"},
+        {"pr_created", "b"},
+        {"ci_pending", "c"},
+        {"ci_passed", "d"},
+        {"awaiting_review", "review.requested"},
+        {"approved", "review.approved"},
         {"merged", "pr.merged"},
     };
     walk(e, id, steps, 7);
@@ -195,7 +211,8 @@ static void review_path(void **state) {
 static void json_round_trip_and_key_order(void **state) {
     lf_engine *e = *state;
     const char *id = new_record(e, "ref-10");
-    res t = do_transition(e, id, "task_queued", "x", "{\"why\": \"unicode \\u00e9 \\\"q\\\"\", \"n\": 1.5}", "a");
+    res t = do_transition(e, id, "task_queued", "x",
+                          "{\"why\": \"unicode \\u00e9 \\\"q\\\"\", \"n\": 1.5}", "a");
     assert_true(t.success);
     char *j1 = lf_record_json(t.rec);
     char err[128];
@@ -203,10 +220,10 @@ static void json_round_trip_and_key_order(void **state) {
     assert_non_null(back);
     char *j2 = lf_record_json(back);
     assert_string_equal(j1, j2);
-    static const char *keys[] = {"record_id", "ref", "ref_number", "repo", "pr_url",
-        "pr_number", "state", "auto_merge", "ci_status", "transitions", "labels",
-        "created_at", "updated_at", "closed_at", "workflow", "version", "metadata",
-        "aliases"};
+    static const char *keys[] = {
+        "record_id",  "ref",        "ref_number", "repo",        "pr_url",   "pr_number",
+        "state",      "auto_merge", "ci_status",  "transitions", "labels",   "created_at",
+        "updated_at", "closed_at",  "workflow",   "version",     "metadata", "aliases"};
     cJSON *o = cJSON_Parse(j1);
     const cJSON *k = o->child;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++, k = k->next) {
@@ -214,12 +231,13 @@ static void json_round_trip_and_key_order(void **state) {
         assert_string_equal(k->string, keys[i]);
     }
     assert_null(k);
-    static const char *tkeys[] = {"from_state", "to_state", "trigger", "timestamp",
-                                  "metadata", "actor"};
+    static const char *tkeys[] = {"from_state", "to_state", "trigger",
+                                  "timestamp",  "metadata", "actor"};
     k = cJSON_GetObjectItem(o, "transitions")->child->child;
     for (size_t i = 0; i < 6; i++, k = k->next) assert_string_equal(k->string, tkeys[i]);
     cJSON_Delete(o);
-    free(j1); free(j2);
+    free(j1);
+    free(j2);
     lf_record_free(back);
     res_clear(&t);
 }
@@ -241,7 +259,9 @@ static void create_get_and_result_shape(void **state) {
     assert_string_equal(t.rec->state, "task_queued");
     res f = do_get(e, id);
     assert_string_equal(f.rec->state, "task_queued");
-    res_clear(&g); res_clear(&t); res_clear(&f);
+    res_clear(&g);
+    res_clear(&t);
+    res_clear(&f);
 }
 
 /* 14. */
@@ -271,12 +291,15 @@ static void invalid_messages(void **state) {
     assert_string_equal(r.prev, "issue_created");
     assert_null(r.next);
     res_clear(&r);
-    const char *const to_passed[][2] = {{"task_queued", "a"}, {"pr_created", "b"},
-                                        {"ci_pending", "c"}, {"ci_passed", "d"}};
+    const char *const to_passed[][2] = {{"task_queued", "a"},
+                                        {"pr_created", "b"},
+                                        {"ci_pending", "c"},
+                                        {"ci_passed", "d"}};
     walk(e, keep, to_passed, 4);
     r = do_transition(e, keep, "issue_created", "x", NULL, "w");
-    assert_string_equal(r.error, "Invalid transition: ci_passed \xe2\x86\x92 issue_created. "
-                                 "Allowed from ci_passed: merged, awaiting_review");
+    assert_string_equal(r.error,
+                        "Invalid transition: ci_passed \xe2\x86\x92 issue_created. "
+                        "Allowed from ci_passed: merged, awaiting_review");
     res_clear(&r);
     const char *const to_closed[][2] = {{"merged", "a"}, {"closed", "b"}};
     walk(e, keep, to_closed, 2);
@@ -291,12 +314,14 @@ static void invalid_messages(void **state) {
 static void metadata_on_history(void **state) {
     lf_engine *e = *state;
     const char *id = new_record(e, "ref-16");
-    res r = do_transition(e, id, "task_queued", "x", "{\"worker\":\"w-7\",\"attempt\":2}", "w");
+    res r = do_transition(e, id, "task_queued", "x", "{\"worker\":\"w-7\",\"attempt\":2}",
+                          "w");
     assert_true(r.success);
     assert_string_equal(r.rec->hist[1].metadata, "{\"worker\":\"w-7\",\"attempt\":2}");
     res_clear(&r);
     r = do_transition(e, id, "pr_created", "pr.opened",
-                      "{\"pr_url\":\"https://github.com/o/r/pull/9\",\"pr_number\":9}", "w");
+                      "{\"pr_url\":\"https://github.com/o/r/pull/9\",\"pr_number\":9}",
+                      "w");
     assert_true(r.success);
     assert_string_equal(r.rec->pr_url, "https://github.com/o/r/pull/9");
     assert_true(r.rec->has_pr_number);
@@ -366,10 +391,15 @@ static void duplicate_ref(void **state) {
 }
 
 /* 21. */
-typedef struct listed { int n; char ids[8][LF_ID_LEN + 1]; char states[8][32];
-                        char updated[8][LF_TS_LEN + 1]; char *cursor; } listed;
-static void list_keep(lf_code c, const char *err, const lf_record *const *recs,
-                      size_t n, const char *next, void *arg) {
+typedef struct listed {
+    int n;
+    char ids[8][LF_ID_LEN + 1];
+    char states[8][32];
+    char updated[8][LF_TS_LEN + 1];
+    char *cursor;
+} listed;
+static void list_keep(lf_code c, const char *err, const lf_record *const *recs, size_t n,
+                      const char *next, void *arg) {
     listed *l = arg;
     (void)err;
     assert_int_equal(c, LF_OK);
@@ -466,11 +496,17 @@ static void delete_semantics(void **state) {
 }
 
 /* 24. and the chain over everything the engine wrote. */
-typedef struct chain_ctx { lf_chain c; int bad; int actors; char err[256]; } chain_ctx;
+typedef struct chain_ctx {
+    lf_chain c;
+    int bad;
+    int actors;
+    char err[256];
+} chain_ctx;
 static void chain_cb(lf_code code, const char *err, const char *const *lines,
                      const size_t *lens, size_t n, uint64_t last, void *arg) {
     chain_ctx *c = arg;
-    (void)err; (void)last;
+    (void)err;
+    (void)last;
     assert_int_equal(code, LF_OK);
     for (size_t i = 0; i < n; i++) {
         if (lf_chain_feed(&c->c, lines[i], lens[i], c->err, sizeof c->err)) c->bad++;
@@ -486,7 +522,8 @@ static void actors_and_chain(void **state) {
     const char *id = new_record(e, "ref-24");
     walk(e, id, HAPPY, 6);
     res g = do_get(e, id);
-    for (size_t i = 0; i < g.rec->nhist; i++) assert_string_equal(g.rec->hist[i].actor, "tester");
+    for (size_t i = 0; i < g.rec->nhist; i++)
+        assert_string_equal(g.rec->hist[i].actor, "tester");
     res_clear(&g);
     chain_ctx c = {0};
     lf_chain_init(&c.c);
@@ -503,8 +540,11 @@ static void idempotency(void **state) {
     const char *id0 = new_record(e, "ref-idem");
     char id[LF_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", id0);
-    lf_transition_req t = {.id = id, .to = "task_queued", .trigger = "x",
-                           .actor = "w", .idempotency_key = "delivery-1"};
+    lf_transition_req t = {.id = id,
+                           .to = "task_queued",
+                           .trigger = "x",
+                           .actor = "w",
+                           .idempotency_key = "delivery-1"};
     res a = {0}, b = {0};
     lf_engine_transition(e, &t, res_keep, &a);
     assert_true(a.success);
@@ -516,7 +556,8 @@ static void idempotency(void **state) {
     assert_string_equal(b.next, "task_queued");
     assert_int_equal(b.rec->version, 2);
     assert_int_equal(audit_len(e), n);
-    res_clear(&a); res_clear(&b);
+    res_clear(&a);
+    res_clear(&b);
     /* The same key for another request still means "already done". */
     t.to = "pr_created";
     lf_engine_transition(e, &t, res_keep, &b);
@@ -525,8 +566,8 @@ static void idempotency(void **state) {
     assert_int_equal(audit_len(e), n);
     res_clear(&b);
     /* A refused attempt repeats as the same refusal. */
-    lf_transition_req bad = {.id = id, .to = "merged", .trigger = "x",
-                             .idempotency_key = "delivery-2"};
+    lf_transition_req bad = {
+        .id = id, .to = "merged", .trigger = "x", .idempotency_key = "delivery-2"};
     lf_engine_transition(e, &bad, res_keep, &a);
     assert_int_equal(a.code, LF_INVALID_TRANSITION);
     n = audit_len(e);
@@ -535,7 +576,8 @@ static void idempotency(void **state) {
     assert_string_equal(a.error, b.error);
     assert_non_null(strstr(b.json, "\"duplicate\":true"));
     assert_int_equal(audit_len(e), n);
-    res_clear(&a); res_clear(&b);
+    res_clear(&a);
+    res_clear(&b);
     /* The record moves on; a repeat of delivery-1 still answers with the
      * record as its first attempt left it (version 2, task_queued), not
      * as it is now. */
@@ -564,7 +606,8 @@ static void idempotency(void **state) {
     assert_true(a.success && b.success);
     assert_string_equal(a.rec->id, b.rec->id);
     assert_non_null(strstr(b.json, "\"duplicate\":true"));
-    res_clear(&a); res_clear(&b);
+    res_clear(&a);
+    res_clear(&b);
     lf_stats st;
     lf_engine_stats(e, &st);
     assert_int_equal(st.duplicates, 6);
@@ -577,8 +620,11 @@ static void observation_records_violation(void **state) {
     const char *id0 = new_record(e, "ref-obs");
     char id[LF_ID_LEN + 1];
     snprintf(id, sizeof id, "%s", id0);
-    lf_transition_req t = {.id = id, .to = "merged", .trigger = "pr.merged",
-                           .actor = "github:octocat", .observed = true};
+    lf_transition_req t = {.id = id,
+                           .to = "merged",
+                           .trigger = "pr.merged",
+                           .actor = "github:octocat",
+                           .observed = true};
     res r = {0};
     lf_engine_transition(e, &t, res_keep, &r);
     assert_true(r.success);
@@ -612,7 +658,8 @@ static void aliases_find_records(void **state) {
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
     snprintf(a, sizeof a, "%s", new_record(e, "ref-al-a"));
     snprintf(b, sizeof b, "%s", new_record(e, "ref-al-b"));
-    res r = do_transition(e, a, "task_queued", "x", "{\"aliases\":[\"pr:o/r#2\",\"sha:abc\"]}", "w");
+    res r = do_transition(e, a, "task_queued", "x",
+                          "{\"aliases\":[\"pr:o/r#2\",\"sha:abc\"]}", "w");
     assert_true(r.success);
     assert_int_equal(r.rec->naliases, 2);
     res_clear(&r);
@@ -643,7 +690,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(creation_fields_stored, setup, teardown),
-        cmocka_unit_test_setup_teardown(valid_appends_invalid_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(valid_appends_invalid_changes_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(happy_path_and_timestamps, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_path, setup, teardown),
         cmocka_unit_test_setup_teardown(review_path, setup, teardown),

@@ -41,8 +41,10 @@ static int make_policies(void **state) {
     char cmd[256];
     snprintf(policies, sizeof policies, "/tmp/lf-http-XXXXXX");
     if (!mkdtemp(policies)) return -1;
-    snprintf(cmd, sizeof cmd, "mkdir -p %s/workflows && cp policies/workflows/loopforge.lua "
-             "%s/workflows/", policies, policies);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/workflows && cp policies/workflows/loopforge.lua "
+             "%s/workflows/",
+             policies, policies);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -62,8 +64,8 @@ static void start(server *s, ...) {
     char store[128], err[128];
     snprintf(store, sizeof store, "file:%s/j", s->dir);
     snprintf(err, sizeof err, "%s/err", s->dir);
-    const char *argv[32] = {bin, "serve", "--listen", "127.0.0.1:0", "--store", store,
-                            "--policies", policies};
+    const char *argv[32] = {bin,       "serve", "--listen",   "127.0.0.1:0",
+                            "--store", store,   "--policies", policies};
     int argc = 8;
     va_list ap;
     va_start(ap, s);
@@ -163,7 +165,10 @@ static char *read_until(int fd, const char *want, int n, bool *eof) {
             assert_non_null(buf);
         }
         ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r <= 0) { *eof = true; break; }
+        if (r <= 0) {
+            *eof = true;
+            break;
+        }
         len += (size_t)r;
     }
     buf[len] = '\0';
@@ -196,12 +201,13 @@ static void pipelined_requests_each_get_a_reply(void **state) {
     start(&s, NULL);
     int fd = dial(&s);
     char req[512];
-    snprintf(req, sizeof req, "%s%s%s", HEALTHZ, "GET /v2/none HTTP/1.1\r\nHost: t\r\n\r\n",
-             HEALTHZ);
+    snprintf(req, sizeof req, "%s%s%s", HEALTHZ,
+             "GET /v2/none HTTP/1.1\r\nHost: t\r\n\r\n", HEALTHZ);
     send_str(fd, req);
     bool eof;
     char *r = read_until(fd, "HTTP/1.1 ", 3, &eof);
-    const char *a = strstr(r, "HTTP/1.1 200"), *b = a ? strstr(a + 1, "HTTP/1.1 404") : NULL;
+    const char *a = strstr(r, "HTTP/1.1 200"),
+               *b = a ? strstr(a + 1, "HTTP/1.1 404") : NULL;
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(strstr(b + 1, "HTTP/1.1 200"));
@@ -315,8 +321,10 @@ static void fill_log(const server *s, int n) {
     for (int i = 0; i < n; i++) {
         char body[64];
         int bl = snprintf(body, sizeof body, "{\"ref\":\"bulk-%d\"}", i);
-        snprintf(req, sizeof req, "POST /v1/records HTTP/1.1\r\nHost: t\r\n"
-                 "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", bl, body);
+        snprintf(req, sizeof req,
+                 "POST /v1/records HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                 bl, body);
         send_str(fd, req);
     }
     bool eof;

@@ -24,8 +24,7 @@ typedef struct fixture {
     char *url;                      /* file:DIR/journal */
 } fixture;
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->dir = t_tmpdir();
@@ -35,8 +34,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fixture *f = *state;
     t_rmtree(f->dir);
     free(f->dir);
@@ -48,8 +46,7 @@ static int teardown(void **state)
 
 /* ---- files and stderr -------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *len)
-{
+static char *slurp(const char *path, size_t *len) {
     FILE *fp = fopen(path, "rb");
     assert_non_null(fp);
     assert_int_equal(fseek(fp, 0, SEEK_END), 0);
@@ -65,24 +62,21 @@ static char *slurp(const char *path, size_t *len)
     return p;
 }
 
-static void spit(const char *path, const char *p, size_t len)
-{
+static void spit(const char *path, const char *p, size_t len) {
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
     assert_int_equal(fwrite(p, 1, len, fp), len);
     assert_int_equal(fclose(fp), 0);
 }
 
-static off_t file_size(const char *path)
-{
+static off_t file_size(const char *path) {
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     return st.st_size;
 }
 
 /* Offset of the start of line `n` (1-based) in p. */
-static size_t line_start(const char *p, size_t len, unsigned n)
-{
+static size_t line_start(const char *p, size_t len, unsigned n) {
     size_t off = 0;
     for (unsigned i = 1; i < n; i++) {
         const char *nl = memchr(p + off, '\n', len - off);
@@ -99,8 +93,7 @@ typedef struct capture {
     char path[4096];
 } capture;
 
-static void capture_begin(capture *c, const char *dir)
-{
+static void capture_begin(capture *c, const char *dir) {
     snprintf(c->path, sizeof c->path, "%s/stderr", dir);
     int fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     assert_true(fd >= 0);
@@ -111,8 +104,7 @@ static void capture_begin(capture *c, const char *dir)
     close(fd);
 }
 
-static char *capture_end(capture *c)
-{
+static char *capture_end(capture *c) {
     size_t len;
     fflush(stderr);
     assert_int_equal(dup2(c->saved, 2), 2);
@@ -122,8 +114,7 @@ static char *capture_end(capture *c)
     return text;
 }
 
-static lf_store *open_ok(const char *url)
-{
+static lf_store *open_ok(const char *url) {
     char err[1024];
     lf_code code = LF_CONFLICT;
     lf_store *s = lf_store_open(url, NULL, &code, err, sizeof err);
@@ -133,8 +124,7 @@ static lf_store *open_ok(const char *url)
 }
 
 /* The whole global log, as one string of lines joined by "\n". */
-static char *dump_log(lf_store *s)
-{
+static char *dump_log(lf_store *s) {
     lf_buf b = LF_BUF_INIT;
     t_audit a = {0};
     uint64_t after = 0;
@@ -154,25 +144,23 @@ static char *dump_log(lf_store *s)
 /* One record walked through `n` entries: created, then transitions along
  * the happy path (so after entry v it is in path_states[v - 1]). */
 static const char *const path_states[] = {
-    "issue_created", "task_queued", "pr_created", "ci_pending", "ci_passed",
-    "merged", "closed",
+    "issue_created", "task_queued", "pr_created", "ci_pending",
+    "ci_passed",     "merged",      "closed",
 };
 
-static void walk(lf_store *s, const char *id, const char *ref, unsigned n)
-{
+static void walk(lf_store *s, const char *id, const char *ref, unsigned n) {
     t_got g = {0};
     assert_true(n >= 1 && n <= 7);
     assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
     for (unsigned v = 1; v < n; v++)
-        assert_int_equal(t_transition(s, id, path_states[v - 1],
-                                      path_states[v], v, &g), LF_OK);
+        assert_int_equal(t_transition(s, id, path_states[v - 1], path_states[v], v, &g),
+                         LF_OK);
     t_got_reset(&g);
 }
 
 /* ---- restart ----------------------------------------------------------- */
 
-static void restart_keeps_everything(void **state)
-{
+static void restart_keeps_everything(void **state) {
     fixture *f = *state;
     t_got g = {0};
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1], c[LF_ID_LEN + 1];
@@ -185,8 +173,8 @@ static void restart_keeps_everything(void **state)
     walk(s, a, "ra", 5);
     walk(s, b, "rb", 2);
     walk(s, c, "rc", 1);
-    assert_int_equal(t_move(s, LF_ENTRY_DENIED, b, "task_queued", "merged", 2,
-                            &g), LF_OK);
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, b, "task_queued", "merged", 2, &g),
+                     LF_OK);
     assert_int_equal(t_delete(s, c, "issue_created", 1, &g), LF_OK);
 
     char *log = dump_log(s);
@@ -222,8 +210,7 @@ static void restart_keeps_everything(void **state)
     assert_int_equal(t_verify_chain(s, NULL, 0), n);
 
     /* The log goes on where it stopped, and a stale CAS still loses. */
-    assert_int_equal(t_transition(s, a, "ci_pending", "ci_passed", 4, &g),
-                     LF_CONFLICT);
+    assert_int_equal(t_transition(s, a, "ci_pending", "ci_passed", 4, &g), LF_CONFLICT);
     assert_int_equal(t_transition(s, a, "ci_passed", "merged", 5, &g), LF_OK);
     assert_int_equal(g.seq, (uint64_t)n + 1);
     assert_int_equal(t_verify_chain(s, NULL, 0), n + 1);
@@ -236,8 +223,7 @@ static void restart_keeps_everything(void **state)
     t_got_reset(&g);
 }
 
-static void creates_parent_directories(void **state)
-{
+static void creates_parent_directories(void **state) {
     fixture *f = *state;
     char *url, *path;
     t_got g = {0};
@@ -258,8 +244,7 @@ static void creates_parent_directories(void **state)
     t_got_reset(&g);
 }
 
-static void unopenable_paths_fail(void **state)
-{
+static void unopenable_paths_fail(void **state) {
     fixture *f = *state;
     char err[1024], *url;
     lf_code code;
@@ -286,8 +271,7 @@ static void unopenable_paths_fail(void **state)
 /* A commit is one write() of line + "\n": a crash can leave any prefix
  * of the last line. Every one of them must be cut off with a warning,
  * the previous lines kept exactly, and the log must go on from there. */
-static void torn_tail_every_offset(void **state)
-{
+static void torn_tail_every_offset(void **state) {
     fixture *f = *state;
     const unsigned n = 5;
     char id[LF_ID_LEN + 1], *copy, *copy_url, expect[8192];
@@ -318,7 +302,8 @@ static void torn_tail_every_offset(void **state)
         } else {
             snprintf(expect, sizeof expect,
                      "loopforge: journal %s: cut off a torn last entry "
-                     "(%zu bytes at offset %zu)\n", copy, cut - last, last);
+                     "(%zu bytes at offset %zu)\n",
+                     copy, cut - last, last);
             assert_string_equal(warning, expect);
         }
         free(warning);
@@ -333,8 +318,9 @@ static void torn_tail_every_offset(void **state)
         assert_int_equal(g.version, n - 1);
 
         /* The lost entry's seq is free again, and chained properly. */
-        assert_int_equal(t_transition(s, id, path_states[n - 2],
-                                      path_states[n - 1], n - 1, &g), LF_OK);
+        assert_int_equal(
+            t_transition(s, id, path_states[n - 2], path_states[n - 1], n - 1, &g),
+            LF_OK);
         assert_int_equal(g.seq, n);
         assert_int_equal(t_verify_chain(s, NULL, 0), n);
         lf_store_free(s);
@@ -348,8 +334,7 @@ static void torn_tail_every_offset(void **state)
 
 /* A torn tail left by a writer that died while the journal is in use by
  * others: readers leave it alone, the next commit cuts it. */
-static void torn_tail_while_shared(void **state)
-{
+static void torn_tail_while_shared(void **state) {
     fixture *f = *state;
     char id[LF_ID_LEN + 1];
     t_got g = {0};
@@ -370,8 +355,7 @@ static void torn_tail_while_shared(void **state)
     assert_int_equal(file_size(f->path), good + 21);
 
     capture_begin(&c, f->dir);
-    assert_int_equal(t_transition(b, id, "task_queued", "pr_created", 2, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(b, id, "task_queued", "pr_created", 2, &g), LF_OK);
     char *warning = capture_end(&c);
     assert_non_null(strstr(warning, "cut off a torn last entry (21 bytes"));
     free(warning);
@@ -393,9 +377,8 @@ static void torn_tail_while_shared(void **state)
 
 /* Writes `n` entries, lets `mutate` damage the file, and returns the
  * open's error (the store must refuse, and leave the file untouched). */
-static void open_refuses(fixture *f, void (*mutate)(char *p, size_t *len),
-                         char *err, size_t errlen)
-{
+static void open_refuses(fixture *f, void (*mutate)(char *p, size_t *len), char *err,
+                         size_t errlen) {
     lf_code code = LF_OK;
     size_t len, after_len;
 
@@ -417,35 +400,30 @@ static void open_refuses(fixture *f, void (*mutate)(char *p, size_t *len),
     free(bad);
 }
 
-static void break_line_3(char *p, size_t *len)
-{
+static void break_line_3(char *p, size_t *len) {
     size_t at = line_start(p, *len, 3);
     p[at + 1] = '#';                /* {"seq"… -> {#seq"… */
 }
 
-static void break_last_line_keep_newline(char *p, size_t *len)
-{
+static void break_last_line_keep_newline(char *p, size_t *len) {
     p[*len - 2] = ',';              /* …"}\n -> …",\n */
 }
 
-static void duplicate_line_2(char *p, size_t *len)
-{
+static void duplicate_line_2(char *p, size_t *len) {
     size_t a = line_start(p, *len, 2), b = line_start(p, *len, 3);
     memmove(p + b + (b - a), p + b, *len - b);
     memcpy(p + b, p + a, b - a);
     *len += b - a;
 }
 
-static void blank_line_4(char *p, size_t *len)
-{
+static void blank_line_4(char *p, size_t *len) {
     size_t at = line_start(p, *len, 4);
     memmove(p + at + 1, p + at, *len - at);
     p[at] = '\n';
     *len += 1;
 }
 
-static void corrupt_middle_line(void **state)
-{
+static void corrupt_middle_line(void **state) {
     fixture *f = *state;
     char err[1024], want[4200];
     open_refuses(f, break_line_3, err, sizeof err);
@@ -455,8 +433,7 @@ static void corrupt_middle_line(void **state)
 
 /* A last line with its newline was acknowledged: damage there is
  * corruption, not a crash, and must not be "repaired" away. */
-static void corrupt_complete_last_line(void **state)
-{
+static void corrupt_complete_last_line(void **state) {
     fixture *f = *state;
     char err[1024], want[4200];
     open_refuses(f, break_last_line_keep_newline, err, sizeof err);
@@ -465,8 +442,7 @@ static void corrupt_complete_last_line(void **state)
 }
 
 /* Valid JSON that does not continue the log is refused too. */
-static void out_of_order_line(void **state)
-{
+static void out_of_order_line(void **state) {
     fixture *f = *state;
     char err[1024], want[4200];
     open_refuses(f, duplicate_line_2, err, sizeof err);
@@ -475,8 +451,7 @@ static void out_of_order_line(void **state)
     assert_non_null(strstr(err, "seq"));
 }
 
-static void blank_middle_line(void **state)
-{
+static void blank_middle_line(void **state) {
     fixture *f = *state;
     char err[1024], want[4200];
     open_refuses(f, blank_line_4, err, sizeof err);
@@ -486,8 +461,7 @@ static void blank_middle_line(void **state)
 
 /* Replay trusts a well-formed line; spotting tampering is the chain's
  * job (audit --verify), and the chain does spot it. */
-static void modified_valid_line(void **state)
-{
+static void modified_valid_line(void **state) {
     fixture *f = *state;
     size_t len;
     char why[256];
@@ -513,8 +487,7 @@ static void modified_valid_line(void **state)
 
 /* Something truncated the journal behind our back: reads say so rather
  * than serve a past that no longer exists. */
-static void shrunk_file_is_unavailable(void **state)
-{
+static void shrunk_file_is_unavailable(void **state) {
     fixture *f = *state;
     size_t len;
     t_got g = {0};
@@ -528,8 +501,9 @@ static void shrunk_file_is_unavailable(void **state)
 
     assert_int_equal(t_get(s, "loop-0000000000000001", &g), LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, "shrank"));
-    assert_int_equal(t_transition(s, "loop-0000000000000001", "pr_created",
-                                  "ci_pending", 3, &g), LF_UNAVAILABLE);
+    assert_int_equal(
+        t_transition(s, "loop-0000000000000001", "pr_created", "ci_pending", 3, &g),
+        LF_UNAVAILABLE);
     lf_store_audit(s, NULL, 0, 0, t_audit_cb, &a);
     assert_int_equal(a.code, LF_UNAVAILABLE);
     t_audit_reset(&a);
@@ -542,8 +516,7 @@ static void shrunk_file_is_unavailable(void **state)
 /* RLIMIT_FSIZE makes the kernel refuse to grow the file past a limit:
  * the write comes up short, then fails with EFBIG, which is as good as
  * a full disk for testing the rollback. */
-static void failed_write_rolls_back(void **state)
-{
+static void failed_write_rolls_back(void **state) {
     fixture *f = *state;
     struct rlimit old, lim;
     char id[LF_ID_LEN + 1];
@@ -576,8 +549,7 @@ static void failed_write_rolls_back(void **state)
     /* Nothing of it stuck: same record, and the seq is reused. */
     assert_int_equal(t_get(s, id, &g), LF_OK);
     assert_int_equal(g.version, 2);
-    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);
     assert_int_equal(g.seq, 3);
     lf_store_free(s);
 
@@ -589,8 +561,7 @@ static void failed_write_rolls_back(void **state)
 
 /* One entry per line is the file format: JSON text with raw newlines
  * in it is refused rather than written across lines. */
-static void raw_newline_refused(void **state)
-{
+static void raw_newline_refused(void **state) {
     fixture *f = *state;
     lf_entry e = {0};
     t_got g = {0};
@@ -617,8 +588,7 @@ static void raw_newline_refused(void **state)
 
 /* Two handles on one file behave like two processes (each has its own
  * open file description, so flock() excludes them from each other). */
-static void handles_see_each_other(void **state)
-{
+static void handles_see_each_other(void **state) {
     fixture *f = *state;
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
     t_got g = {0};
@@ -635,8 +605,7 @@ static void handles_see_each_other(void **state)
     assert_int_equal(t_create(y, b, "ra", "acme/app", &g), LF_DUPLICATE_REF);
     assert_non_null(strstr(g.err, a));
 
-    assert_int_equal(t_transition(y, a, "issue_created", "task_queued", 1, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(y, a, "issue_created", "task_queued", 1, &g), LF_OK);
     assert_int_equal(g.seq, 2);
     /* x still believes version 1 is current: its CAS must lose. */
     assert_int_equal(t_transition(x, a, "issue_created", "task_queued", 1, &g),
@@ -678,8 +647,7 @@ typedef struct borrow {
 } borrow;
 
 static void borrow_cb(lf_code code, const char *err, const lf_record *rec,
-                      const lf_entry *e, void *arg)
-{
+                      const lf_entry *e, void *arg) {
     borrow *b = arg;
     t_got g = {0};
     t_audit a = {0};
@@ -687,8 +655,8 @@ static void borrow_cb(lf_code code, const char *err, const lf_record *rec,
     (void)err;
     (void)e;
     assert_int_equal(code, LF_OK);
-    assert_int_equal(t_transition(b->y, b->id, "issue_created", "task_queued",
-                                  1, &g), LF_OK);
+    assert_int_equal(t_transition(b->y, b->id, "issue_created", "task_queued", 1, &g),
+                     LF_OK);
     en.record_id = rec->id;
     en.kind = LF_ENTRY_DENIED;
     en.version = rec->version;
@@ -705,8 +673,7 @@ static void borrow_cb(lf_code code, const char *err, const lf_record *rec,
     t_got_reset(&g);
 }
 
-static void entry_borrowed_from_record(void **state)
-{
+static void entry_borrowed_from_record(void **state) {
     fixture *f = *state;
     char id[LF_ID_LEN + 1];
     t_got g = {0};
@@ -739,8 +706,7 @@ typedef struct gate {
 } gate;
 
 /* In the child: announce readiness and wait for the start. */
-static void gate_wait(gate *g)
-{
+static void gate_wait(gate *g) {
     char c;
     if (write(g->ready[1], "r", 1) != 1) _exit(101);
     close(g->ready[1]);
@@ -751,8 +717,7 @@ typedef void child_fn(gate *g, int i, const void *arg);  /* must _exit */
 
 /* Forks n children running fn, starts them together, and collects their
  * exit statuses into codes[]. */
-static void run_children(int n, child_fn *fn, const void *arg, int *codes)
-{
+static void run_children(int n, child_fn *fn, const void *arg, int *codes) {
     gate g;
     pid_t pids[64];
     int seen = 0;
@@ -791,8 +756,7 @@ static void run_children(int n, child_fn *fn, const void *arg, int *codes)
 #define APPENDERS 8
 #define APPENDS 15
 
-static void appender(gate *g, int i, const void *arg)
-{
+static void appender(gate *g, int i, const void *arg) {
     char err[1024], id[LF_ID_LEN + 1], ref[32];
     t_got got = {0};
     lf_store *s = lf_store_open(arg, NULL, NULL, err, sizeof err);
@@ -804,8 +768,7 @@ static void appender(gate *g, int i, const void *arg)
         snprintf(ref, sizeof ref, "r%d-%u", i, k);
         got.calls = 0;
         if (t_create(s, id, ref, "acme/app", &got) != LF_OK ||
-            t_transition(s, id, "issue_created", "task_queued", 1, &got) !=
-                LF_OK)
+            t_transition(s, id, "issue_created", "task_queued", 1, &got) != LF_OK)
             rc = 1;
     }
     t_got_reset(&got);
@@ -813,8 +776,7 @@ static void appender(gate *g, int i, const void *arg)
     _exit(rc);
 }
 
-static void concurrent_appenders(void **state)
-{
+static void concurrent_appenders(void **state) {
     fixture *f = *state;
     int codes[APPENDERS];
     t_page p = {0};
@@ -845,8 +807,7 @@ typedef struct outcome {
     char *json;
 } outcome;
 
-static void outcome_cb(const lf_result *res, void *arg)
-{
+static void outcome_cb(const lf_result *res, void *arg) {
     outcome *o = arg;
     o->calls++;
     o->code = res->code;
@@ -854,8 +815,7 @@ static void outcome_cb(const lf_result *res, void *arg)
     o->json = res->record ? lf_record_json(res->record) : NULL;
 }
 
-static lf_engine *engine(const char *url)
-{
+static lf_engine *engine(const char *url) {
     char err[1024];
     lf_code code;
     lf_engine_config cfg = {.store = url, .policies = "policies"};
@@ -870,8 +830,7 @@ typedef struct race_arg {
 
 /* One racer: its own engine, then the transition; the result code is
  * the exit status. */
-static void racer(gate *g, int i, const void *arg)
-{
+static void racer(gate *g, int i, const void *arg) {
     const race_arg *ra = arg;
     char err[1024];
     lf_code code;
@@ -881,16 +840,15 @@ static void racer(gate *g, int i, const void *arg)
     (void)i;
     if (!e) _exit(100);
     gate_wait(g);
-    lf_transition_req req = {.id = ra->id, .to = "pr_created",
-                             .trigger = "pr.opened", .actor = "racer"};
+    lf_transition_req req = {
+        .id = ra->id, .to = "pr_created", .trigger = "pr.opened", .actor = "racer"};
     lf_engine_transition(e, &req, outcome_cb, &o);
     lf_engine_free(e);
     free(o.json);
     _exit(o.calls == 1 ? (int)o.code : 103);
 }
 
-static void twenty_processes_race(void **state)
-{
+static void twenty_processes_race(void **state) {
     fixture *f = *state;
     outcome o = {0};
     char id[LF_ID_LEN + 1];
@@ -898,8 +856,7 @@ static void twenty_processes_race(void **state)
 
     /* The record, at task_queued, made by this process. */
     lf_engine *e = engine(f->url);
-    lf_create_req cr = {.ref = "acme/app#20", .repo = "acme/app",
-                        .actor = "tester"};
+    lf_create_req cr = {.ref = "acme/app#20", .repo = "acme/app", .actor = "tester"};
     lf_engine_create(e, &cr, outcome_cb, &o);
     assert_int_equal(o.code, LF_OK);
     cJSON *rec = cJSON_Parse(o.json);
@@ -908,8 +865,8 @@ static void twenty_processes_race(void **state)
     cJSON_Delete(rec);
     free(o.json);
     o.json = NULL;
-    lf_transition_req tq = {.id = id, .to = "task_queued",
-                            .trigger = "worker.picked_up", .actor = "tester"};
+    lf_transition_req tq = {
+        .id = id, .to = "task_queued", .trigger = "worker.picked_up", .actor = "tester"};
     lf_engine_transition(e, &tq, outcome_cb, &o);
     assert_int_equal(o.code, LF_OK);
     lf_engine_free(e);
@@ -919,8 +876,7 @@ static void twenty_processes_race(void **state)
     int ok = 0, lost = 0, rejected = 0;
     for (int i = 0; i < RACERS; i++) {
         if (codes[i] == LF_OK) ok++;
-        else if (codes[i] == LF_INVALID_TRANSITION || codes[i] == LF_CONFLICT)
-            lost++;
+        else if (codes[i] == LF_INVALID_TRANSITION || codes[i] == LF_CONFLICT) lost++;
         else fail_msg("racer %d exited %d", i, codes[i]);
         /* A loser that re-validated leaves a `rejected` entry behind. */
         if (codes[i] == LF_INVALID_TRANSITION) rejected++;
@@ -942,11 +898,10 @@ static void twenty_processes_race(void **state)
     }
     assert_int_equal(created, 1);
     assert_int_equal(cJSON_GetArraySize(hist), 3);
-    assert_string_equal(
-        cJSON_GetObjectItemCaseSensitive(rec, "state")->valuestring,
-        "pr_created");
-    assert_int_equal(
-        (int)cJSON_GetObjectItemCaseSensitive(rec, "version")->valuedouble, 3);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(rec, "state")->valuestring,
+                        "pr_created");
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(rec, "version")->valuedouble,
+                     3);
     cJSON_Delete(rec);
     lf_engine_free(e);
     free(o.json);
@@ -958,25 +913,16 @@ static void twenty_processes_race(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
-        T(restart_keeps_everything),
-        T(creates_parent_directories),
-        T(unopenable_paths_fail),
-        T(torn_tail_every_offset),
-        T(torn_tail_while_shared),
-        T(corrupt_middle_line),
-        T(corrupt_complete_last_line),
-        T(out_of_order_line),
-        T(blank_middle_line),
-        T(modified_valid_line),
-        T(shrunk_file_is_unavailable),
-        T(failed_write_rolls_back),
-        T(raw_newline_refused),
-        T(handles_see_each_other),
-        T(entry_borrowed_from_record),
-        T(concurrent_appenders),
+        T(restart_keeps_everything),   T(creates_parent_directories),
+        T(unopenable_paths_fail),      T(torn_tail_every_offset),
+        T(torn_tail_while_shared),     T(corrupt_middle_line),
+        T(corrupt_complete_last_line), T(out_of_order_line),
+        T(blank_middle_line),          T(modified_valid_line),
+        T(shrunk_file_is_unavailable), T(failed_write_rolls_back),
+        T(raw_newline_refused),        T(handles_see_each_other),
+        T(entry_borrowed_from_record), T(concurrent_appenders),
         T(twenty_processes_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,11 +28,13 @@
 
 /* ---- the shipped set in a temp directory (helpers: policy_dir.h) ---------- */
 
-static const char *const SHIPPED[] = {
-    "guards/blocking-labels.lua", "guards/ci-retry-budget.lua",
-    "guards/high-risk-merge-needs-approval.lua", "guards/merge-freeze.lua",
-    "guards/no-self-approval.lua", "guards/review-unless-auto-merge.lua",
-    "hooks/route-to-review.lua"};
+static const char *const SHIPPED[] = {"guards/blocking-labels.lua",
+                                      "guards/ci-retry-budget.lua",
+                                      "guards/high-risk-merge-needs-approval.lua",
+                                      "guards/merge-freeze.lua",
+                                      "guards/no-self-approval.lua",
+                                      "guards/review-unless-auto-merge.lua",
+                                      "hooks/route-to-review.lua"};
 #define NSHIPPED (sizeof SHIPPED / sizeof *SHIPPED)
 
 /* The shipped guards and hooks, with `config` as config.lua. */
@@ -41,7 +43,8 @@ static void copy_shipped(tdir *d, const char *config) {
     put(d, "config.lua", config);
 }
 
-static lf_rules *load_opts(const char *dir, const lf_rules_limits *lim, const char *lua_dir) {
+static lf_rules *load_opts(const char *dir, const lf_rules_limits *lim,
+                           const char *lua_dir) {
     lf_buf err = LF_BUF_INIT;
     lf_rules *r = lf_rules_load_opts(dir, lim, lua_dir, &err);
     char got[8192];
@@ -61,12 +64,14 @@ static lf_rules *load_ok(tdir *d) { return load_opts(d->root, NULL, NULL); }
 /* hist: "state@actor" entries separated by ';', each optionally followed
  * by its metadata as JSON ("approved@bob{\"k\":1}"); the first is the
  * creation entry. The record is in the last entry's state. */
-static lf_record *mkrec(const char *hist, bool auto_merge, const char *labels, const char *meta) {
+static lf_record *mkrec(const char *hist, bool auto_merge, const char *labels,
+                        const char *meta) {
     lf_buf b = LF_BUF_INIT;
     char prev[512] = "", state[512] = "";
-    lf_buf_puts(&b, "{\"record_id\":\"loop-0123456789abcdef\",\"ref\":\"acme/app#7\","
-                    "\"ref_number\":7,\"repo\":\"acme/app\",\"pr_url\":null,\"pr_number\":null,"
-                    "\"state\":\"@STATE@\",\"auto_merge\":");
+    lf_buf_puts(
+        &b, "{\"record_id\":\"loop-0123456789abcdef\",\"ref\":\"acme/app#7\","
+            "\"ref_number\":7,\"repo\":\"acme/app\",\"pr_url\":null,\"pr_number\":null,"
+            "\"state\":\"@STATE@\",\"auto_merge\":");
     lf_buf_puts(&b, auto_merge ? "true" : "false");
     lf_buf_puts(&b, ",\"ci_status\":{\"lint\":\"ok\"},\"transitions\":[");
     const char *p = hist;
@@ -77,23 +82,29 @@ static lf_record *mkrec(const char *hist, bool auto_merge, const char *labels, c
         snprintf(item, sizeof item, "%.*s", (int)len, p);
         char *m = strchr(item, '{'), *at = strchr(item, '@');
         const char *md = "{}";
-        if (m) { md = strdup(m); *m = '\0'; }
+        if (m) {
+            md = strdup(m);
+            *m = '\0';
+        }
         assert_non_null(at);
         *at = '\0';
         snprintf(state, sizeof state, "%s", item);
         lf_buf_printf(&b, "%s{\"from_state\":", i ? "," : "");
         if (i) lf_buf_json_str(&b, prev);
         else lf_buf_puts(&b, "null");
-        lf_buf_printf(&b, ",\"to_state\":\"%s\",\"trigger\":\"%s\",\"timestamp\":\"" TS "\","
-                          "\"metadata\":%s,\"actor\":\"%s\"}",
+        lf_buf_printf(&b,
+                      ",\"to_state\":\"%s\",\"trigger\":\"%s\",\"timestamp\":\"" TS "\","
+                      "\"metadata\":%s,\"actor\":\"%s\"}",
                       state, i ? "t" : "created", md, at + 1);
         if (m) free((char *)md);
         snprintf(prev, sizeof prev, "%s", state);
         p += len + (end != NULL);
     }
-    lf_buf_printf(&b, "],\"labels\":%s,\"created_at\":\"" TS "\",\"updated_at\":\"" TS "\","
-                      "\"closed_at\":null,\"workflow\":\"loopforge\",\"version\":3,"
-                      "\"metadata\":%s}", labels ? labels : "{}", meta ? meta : "{}");
+    lf_buf_printf(&b,
+                  "],\"labels\":%s,\"created_at\":\"" TS "\",\"updated_at\":\"" TS "\","
+                  "\"closed_at\":null,\"workflow\":\"loopforge\",\"version\":3,"
+                  "\"metadata\":%s}",
+                  labels ? labels : "{}", meta ? meta : "{}");
     /* fill in the state */
     char *json = lf_buf_steal(&b), *at = strstr(json, "@STATE@");
     lf_buf_add(&b, json, (size_t)(at - json));
@@ -119,8 +130,9 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 
 /* Evaluates rec.state -> to and returns the decisions as JSON (caller
  * frees); *v keeps the verdict when non-NULL. */
-static char *evaluate(lf_rules *r, const lf_record *rec, const char *to, const char *trigger,
-                      const char *actor, const char *meta, lf_verdict *keep) {
+static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
+                      const char *trigger, const char *actor, const char *meta,
+                      lf_verdict *keep) {
     lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
@@ -131,8 +143,8 @@ static char *evaluate(lf_rules *r, const lf_record *rec, const char *to, const c
     return b.p ? lf_buf_steal(&b) : strdup("[]");
 }
 
-static void expect_eval(lf_rules *r, const lf_record *rec, const char *to, const char *actor,
-                        const char *meta, const char *want) {
+static void expect_eval(lf_rules *r, const lf_record *rec, const char *to,
+                        const char *actor, const char *meta, const char *want) {
     char *got = evaluate(r, rec, to, "t", actor, meta, NULL);
     assert_string_equal(got, want);
     free(got);
@@ -143,7 +155,7 @@ static void expect_eval(lf_rules *r, const lf_record *rec, const char *to, const
 static void test_shipped_set(void **state) {
     (void)state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    assert_int_equal(lf_rules_nfiles(r), 10);        /* and routes/github.lua */
+    assert_int_equal(lf_rules_nfiles(r), 10); /* and routes/github.lua */
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
     for (size_t i = 0; i < NSHIPPED; i++) {
         char p[128];
@@ -185,7 +197,8 @@ static void test_shipped_set(void **state) {
  * in path order; anything else in the directory does not. */
 static void test_generation(void **state) {
     tdir *d = *state;
-    const char *g = "return policy { name = 'g', check = function() return allow() end }\n";
+    const char *g =
+        "return policy { name = 'g', check = function() return allow() end }\n";
     const char *h = "return hook { name = 'h', run = function() end }\n";
     const char *l = "return {}\n";
     const char *c = "return {}\n";
@@ -222,23 +235,30 @@ static void test_generation(void **state) {
 
 static void test_lint_rules(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "-- no name\nreturn policy {\n  description = 'x',\n"
-                           "  check = function() return allow() end,\n}\n");
+    put(d, "guards/a.lua",
+        "-- no name\nreturn policy {\n  description = 'x',\n"
+        "  check = function() return allow() end,\n}\n");
     put(d, "guards/b.lua", "return policy { name = 'b', chek = function() end }\n");
-    put(d, "guards/c.lua", "return policy {\n  name = 'c', check = 'allow',\n"
-                           "  on = { too = 'merged', to = 5, trigger = 'ci*x' },\n}\n");
+    put(d, "guards/c.lua",
+        "return policy {\n  name = 'c', check = 'allow',\n"
+        "  on = { too = 'merged', to = 5, trigger = 'ci*x' },\n}\n");
     put(d, "guards/d.lua", "return 42\n");
-    put(d, "guards/e.lua", "return {\n  policy { name = 'e1', check = function() end },\n"
-                           "  hook { name = 'e2', run = function() end },\n}\n");
-    put(d, "guards/f.lua", "return policy { name = 'bad name!', check = function() end }\n");
-    put(d, "guards/i.lua", "\nreturn policy { name = 'i', check = function() end,\n"
-                           "  defaults = 3, description = {} }\n");
-    put(d, "guards/j.lua", "return policy { name = 'j', check = function() end,\n"
-                           "  on = 'merged', defaults = { enabled = true } }\n");
+    put(d, "guards/e.lua",
+        "return {\n  policy { name = 'e1', check = function() end },\n"
+        "  hook { name = 'e2', run = function() end },\n}\n");
+    put(d, "guards/f.lua",
+        "return policy { name = 'bad name!', check = function() end }\n");
+    put(d, "guards/i.lua",
+        "\nreturn policy { name = 'i', check = function() end,\n"
+        "  defaults = 3, description = {} }\n");
+    put(d, "guards/j.lua",
+        "return policy { name = 'j', check = function() end,\n"
+        "  on = 'merged', defaults = { enabled = true } }\n");
     put(d, "hooks/g.lua", "return hook { name = 'g' }\n");
     put(d, "hooks/h.lua", "return policy { name = 'h', check = function() end }\n");
     put(d, "lib/broken.lua", "local x =\n");
-    expect_errors(d,
+    expect_errors(
+        d,
         "%s/lib/broken.lua:2: unexpected symbol near <eof>\n"
         "%s/guards/a.lua:2: policy has no name\n"
         "%s/guards/b.lua:1: unknown field 'chek'\n"
@@ -266,10 +286,12 @@ static void test_lint_rules(void **state) {
 static void test_lint_duplicates(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'x', " OK_CHECK " }\n");
-    put(d, "guards/b.lua", "return {\n  policy { name = 'y', " OK_CHECK " },\n"
-                           "  policy { name = 'y', " OK_CHECK " },\n}\n");
+    put(d, "guards/b.lua",
+        "return {\n  policy { name = 'y', " OK_CHECK " },\n"
+        "  policy { name = 'y', " OK_CHECK " },\n}\n");
     put(d, "hooks/c.lua", "\nreturn hook { name = 'x', run = function() end }\n");
-    expect_errors(d,
+    expect_errors(
+        d,
         "%s/guards/b.lua:3: duplicate policy name 'y' (first defined at %s/guards/b.lua:2)\n"
         "%s/hooks/c.lua:2: duplicate hook name 'x' (first defined at %s/guards/a.lua:1)\n");
 }
@@ -278,24 +300,27 @@ static void test_lint_duplicates(void **state) {
  * almost certainly a typo. */
 static void test_lint_filter_names(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK ",\n"
-                           "  on = { from = 'ci_pased', to = { 'merged', 'mergd' } } }\n");
-    put(d, "guards/b.lua", "return policy { name = 'b', " OK_CHECK ",\n"
-                           "  on = { workflow = 'nope' } }\n");
-    put(d, "hooks/c.lua", "return hook { name = 'c', run = function() end,\n"
-                          "  on = { workflow = 'loopforge', to = 'closd' } }\n");
-    expect_errors(d,
-        "%s/guards/a.lua:1: on.from: unknown state 'ci_pased'\n"
-        "%s/guards/a.lua:1: on.to: unknown state 'mergd'\n"
-        "%s/guards/b.lua:1: on.workflow: unknown workflow 'nope'\n"
-        "%s/hooks/c.lua:1: on.to: unknown state 'closd'\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'a', " OK_CHECK ",\n"
+        "  on = { from = 'ci_pased', to = { 'merged', 'mergd' } } }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'b', " OK_CHECK ",\n"
+        "  on = { workflow = 'nope' } }\n");
+    put(d, "hooks/c.lua",
+        "return hook { name = 'c', run = function() end,\n"
+        "  on = { workflow = 'loopforge', to = 'closd' } }\n");
+    expect_errors(d, "%s/guards/a.lua:1: on.from: unknown state 'ci_pased'\n"
+                     "%s/guards/a.lua:1: on.to: unknown state 'mergd'\n"
+                     "%s/guards/b.lua:1: on.workflow: unknown workflow 'nope'\n"
+                     "%s/hooks/c.lua:1: on.to: unknown state 'closd'\n");
 }
 
 static void test_lint_config(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     put(d, "guards/b.lua", "return policy { name = 'b', " OK_CHECK " }\n");
-    put(d, "guards/c.lua", "return policy { name = 'c', " OK_CHECK ", defaults = { limit = 10 } }\n");
+    put(d, "guards/c.lua",
+        "return policy { name = 'c', " OK_CHECK ", defaults = { limit = 10 } }\n");
     put(d, "config.lua",
         "return {\n"
         "  [\"a\"] = { enabled = 'no' },   -- a comment naming c\n"
@@ -306,13 +331,12 @@ static void test_lint_config(void **state) {
         "    limt = 3,\n"
         "  },\n"
         "}\n");
-    expect_errors(d,
-        "%s/config.lua:2: config for 'a': enabled must be true or false\n"
-        "%s/config.lua:3: config for unknown policy, hook or route 'nope'\n"
-        "%s/config.lua:4: config for 'b' must be a table of settings\n"
-        "%s/config.lua:6: config for 'c': setting 'limit' must be a number "
-        "(like its default), not a string\n"
-        "%s/config.lua:7: config for 'c': unknown setting 'limt'\n");
+    expect_errors(d, "%s/config.lua:2: config for 'a': enabled must be true or false\n"
+                     "%s/config.lua:3: config for unknown policy, hook or route 'nope'\n"
+                     "%s/config.lua:4: config for 'b' must be a table of settings\n"
+                     "%s/config.lua:6: config for 'c': setting 'limit' must be a number "
+                     "(like its default), not a string\n"
+                     "%s/config.lua:7: config for 'c': unknown setting 'limt'\n");
     put(d, "config.lua", "-- nothing\nreturn 5\n");
     expect_errors(d, "%s/config.lua:2: config.lua must return a table of settings keyed "
                      "by policy, hook or route name\n");
@@ -322,17 +346,19 @@ static void test_lint_config(void **state) {
  * from: config.lua if it names the policy, else the policy's defaults. */
 static void test_lint_validate(void **state) {
     tdir *d = *state;
-    put(d, "guards/v.lua", "return policy { name = 'v', " OK_CHECK ", defaults = { n = 1 },\n"
-                           "  validate = function(cfg) if cfg.n > 3 then return false, "
-                           "'n must be at most 3' end end }\n");
-    put(d, "guards/w.lua", "\nreturn policy { name = 'w', " OK_CHECK ",\n"
-                           "  validate = function(cfg) error('oops', 0) end }\n");
-    put(d, "guards/x.lua", "return policy { name = 'x', " OK_CHECK ",\n"
-                           "  validate = function(cfg) error('never run: disabled') end }\n");
+    put(d, "guards/v.lua",
+        "return policy { name = 'v', " OK_CHECK ", defaults = { n = 1 },\n"
+        "  validate = function(cfg) if cfg.n > 3 then return false, "
+        "'n must be at most 3' end end }\n");
+    put(d, "guards/w.lua",
+        "\nreturn policy { name = 'w', " OK_CHECK ",\n"
+        "  validate = function(cfg) error('oops', 0) end }\n");
+    put(d, "guards/x.lua",
+        "return policy { name = 'x', " OK_CHECK ",\n"
+        "  validate = function(cfg) error('never run: disabled') end }\n");
     put(d, "config.lua", "return {\n  x = { enabled = false },\n\n  v = { n = 5 },\n}\n");
-    expect_errors(d,
-        "%s/config.lua:4: config for 'v': n must be at most 3\n"
-        "%s/guards/w.lua:2: defaults of 'w': oops\n");
+    expect_errors(d, "%s/config.lua:4: config for 'v': n must be at most 3\n"
+                     "%s/guards/w.lua:2: defaults of 'w': oops\n");
     put(d, "guards/w.lua", "return policy { name = 'w', " OK_CHECK " }\n");
     put(d, "config.lua", "return { v = { n = 2 }, x = { enabled = false } }\n");
     lf_rules_free(load_ok(d));
@@ -342,17 +368,24 @@ static void test_lint_validate(void **state) {
 
 static void test_filters(void **state) {
     tdir *d = *state;
-    put(d, "guards/g1.lua", "return policy { name = 'g1', on = { to = 'merged' }, " OK_CHECK " }\n");
-    put(d, "guards/g2.lua", "return policy { name = 'g2', on = { from = { 'approved', "
-                            "'ci_passed' } }, " OK_CHECK " }\n");
-    put(d, "guards/g3.lua", "return policy { name = 'g3', on = { trigger = 'ci.*' }, " OK_CHECK " }\n");
-    put(d, "guards/g4.lua", "return policy { name = 'g4', on = { trigger = { 'pr.merged', "
-                            "'x.*' } }, " OK_CHECK " }\n");
-    put(d, "guards/g5.lua", "return policy { name = 'g5', on = { workflow = 'loopforge', "
-                            "to = 'closed' }, " OK_CHECK " }\n");
+    put(d, "guards/g1.lua",
+        "return policy { name = 'g1', on = { to = 'merged' }, " OK_CHECK " }\n");
+    put(d, "guards/g2.lua",
+        "return policy { name = 'g2', on = { from = { 'approved', "
+        "'ci_passed' } }, " OK_CHECK " }\n");
+    put(d, "guards/g3.lua",
+        "return policy { name = 'g3', on = { trigger = 'ci.*' }, " OK_CHECK " }\n");
+    put(d, "guards/g4.lua",
+        "return policy { name = 'g4', on = { trigger = { 'pr.merged', "
+        "'x.*' } }, " OK_CHECK " }\n");
+    put(d, "guards/g5.lua",
+        "return policy { name = 'g5', on = { workflow = 'loopforge', "
+        "to = 'closed' }, " OK_CHECK " }\n");
     put(d, "guards/g6.lua", "return policy { name = 'g6', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    static const struct { const char *hist, *to, *trigger, *want; } cases[] = {
+    static const struct {
+        const char *hist, *to, *trigger, *want;
+    } cases[] = {
         {HAPPY ";ci_passed@ci;awaiting_review@bot;approved@bob", "merged", "pr.merged",
          "g1 g2 g4 g6"},
         {HAPPY, "ci_failed", "ci.failed", "g3 g6"},
@@ -381,8 +414,9 @@ static void test_filters(void **state) {
 /* No guard matches: no decisions, no Lua, allowed. */
 static void test_no_guard_matches(void **state) {
     tdir *d = *state;
-    put(d, "guards/g.lua", "return policy { name = 'g', on = { to = 'merged' },\n"
-                           "  check = function() return deny('no') end }\n");
+    put(d, "guards/g.lua",
+        "return policy { name = 'g', on = { to = 'merged' },\n"
+        "  check = function() return deny('no') end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     lf_verdict v;
@@ -400,29 +434,35 @@ static void test_no_guard_matches(void **state) {
 
 static void test_verdicts_and_annotations(void **state) {
     tdir *d = *state;
-    put(d, "guards/p1.lua", "return policy { name = 'p1', check = function()\n"
+    put(d, "guards/p1.lua",
+        "return policy { name = 'p1', check = function()\n"
         "  return allow({ a = 1, shared = 'first', nested = { x = true, list = { 1, 2.5 } } })\n"
         "end }\n");
-    put(d, "guards/p2.lua", "return policy { name = 'p2', check = function()\n"
+    put(d, "guards/p2.lua",
+        "return policy { name = 'p2', check = function()\n"
         "  return allow { shared = 'second', b = 'two' } end }\n");
-    put(d, "guards/p3.lua", "return policy { name = 'p3', check = function()\n"
+    put(d, "guards/p3.lua",
+        "return policy { name = 'p3', check = function()\n"
         "  return deny('nope', { why = 'because' }) end }\n");
-    put(d, "guards/p4.lua", "return policy { name = 'p4', check = function() return allow() end }\n");
-    put(d, "guards/p5.lua", "return policy { name = 'p5', check = function() return deny('again') end }\n");
+    put(d, "guards/p4.lua",
+        "return policy { name = 'p4', check = function() return allow() end }\n");
+    put(d, "guards/p5.lua",
+        "return policy { name = 'p5', check = function() return deny('again') end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     lf_verdict v;
     char *json = evaluate(r, rec, "ci_passed", "ci", "a", NULL, &v);
     assert_string_equal(json,
-        "[{\"policy\":\"p1\",\"verdict\":\"allow\",\"reason\":null},"
-        "{\"policy\":\"p2\",\"verdict\":\"allow\",\"reason\":null},"
-        "{\"policy\":\"p3\",\"verdict\":\"deny\",\"reason\":\"nope\"},"
-        "{\"policy\":\"p4\",\"verdict\":\"allow\",\"reason\":null},"
-        "{\"policy\":\"p5\",\"verdict\":\"deny\",\"reason\":\"again\"}]");
+                        "[{\"policy\":\"p1\",\"verdict\":\"allow\",\"reason\":null},"
+                        "{\"policy\":\"p2\",\"verdict\":\"allow\",\"reason\":null},"
+                        "{\"policy\":\"p3\",\"verdict\":\"deny\",\"reason\":\"nope\"},"
+                        "{\"policy\":\"p4\",\"verdict\":\"allow\",\"reason\":null},"
+                        "{\"policy\":\"p5\",\"verdict\":\"deny\",\"reason\":\"again\"}]");
     assert_false(v.allow);
     assert_int_equal(v.denied_by, 2);
     assert_int_equal(v.ndecisions, 5);
-    assert_string_equal(v.annotations,
+    assert_string_equal(
+        v.annotations,
         "{\"a\":1,\"nested\":{\"list\":[1,2.5],\"x\":true},\"shared\":\"second\","
         "\"b\":\"two\",\"why\":\"because\"}");
     free(json);
@@ -434,16 +474,22 @@ static void test_verdicts_and_annotations(void **state) {
 /* Annotations must be JSON-shaped; anything else denies. */
 static void test_bad_annotations(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'fn', check = function() return allow({ f = print }) end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'list', check = function() return allow({ 1, 2 }) end }\n");
-    put(d, "guards/c.lua", "return policy { name = 'mixed', check = function() return allow({ 1, k = 2 }) end }\n");
-    put(d, "guards/d.lua", "return policy { name = 'cycle', check = function()\n"
-                           "  local t = {} t.t = t return allow({ t = t }) end }\n");
-    put(d, "guards/e.lua", "return policy { name = 'num', check = function() return allow(42) end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'fn', check = function() return allow({ f = print }) end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'list', check = function() return allow({ 1, 2 }) end }\n");
+    put(d, "guards/c.lua",
+        "return policy { name = 'mixed', check = function() return allow({ 1, k = 2 }) end }\n");
+    put(d, "guards/d.lua",
+        "return policy { name = 'cycle', check = function()\n"
+        "  local t = {} t.t = t return allow({ t = t }) end }\n");
+    put(d, "guards/e.lua",
+        "return policy { name = 'num', check = function() return allow(42) end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[2048];
-    expand(d,
+    expand(
+        d,
         "[{\"policy\":\"fn\",\"verdict\":\"deny\",\"reason\":\"guard fn: annotations.f: cannot encode a function as JSON\"},"
         "{\"policy\":\"list\",\"verdict\":\"deny\",\"reason\":\"guard list: annotations: must be a table of names to values, not a list\"},"
         "{\"policy\":\"mixed\",\"verdict\":\"deny\",\"reason\":\"guard mixed: annotations: cannot encode a table with a number key as JSON (object keys must be strings; lists must be 1..n)\"},"
@@ -464,32 +510,44 @@ static void test_bad_annotations(void **state) {
 
 static void test_fail_closed(void **state) {
     tdir *d = *state;
-    put(d, "guards/a_loop.lua", "return policy {\n  name = 'loop',\n  check = function()\n"
-                                "    while true do end\n  end,\n}\n");
-    put(d, "guards/b_rep.lua", "return policy { name = 'rep', check = function()\n"
-                               "  return deny(string.rep('x', 2^31)) end }\n");
-    put(d, "guards/b_rep2.lua", "return policy { name = 'rep2', check = function()\n"
-                                "  return deny(string.rep('x', 2^30)) end }\n");
-    put(d, "guards/c_grow.lua", "return policy { name = 'grow', check = function()\n"
-                                "  local t = {}\n"
-                                "  while true do t[#t + 1] = ('x'):rep(1000) .. #t end\n"
-                                "end }\n");
-    put(d, "guards/d_errobj.lua", "return policy { name = 'errobj', check = function() error({}) end }\n");
-    put(d, "guards/e_num.lua", "return policy { name = 'num', check = function() return 42 end }\n");
-    put(d, "guards/f_none.lua", "return policy { name = 'none', check = function() end }\n");
-    put(d, "guards/g_boom.lua", "return policy { name = 'boom',\n  check = function()\n"
-                                "    error('boom')\n  end }\n");
-    put(d, "guards/h_noreason.lua", "return policy { name = 'noreason',\n"
-                                    "  check = function() return deny() end }\n");
-    put(d, "guards/i_true.lua", "return policy { name = 'bool', check = function() return true end }\n");
-    put(d, "guards/z_ok.lua", "return policy { name = 'ok', check = function(t)\n"
-                              "  local s = {} for i = 1, 1000 do s[i] = t.to .. i end\n"
-                              "  return allow() end }\n");
+    put(d, "guards/a_loop.lua",
+        "return policy {\n  name = 'loop',\n  check = function()\n"
+        "    while true do end\n  end,\n}\n");
+    put(d, "guards/b_rep.lua",
+        "return policy { name = 'rep', check = function()\n"
+        "  return deny(string.rep('x', 2^31)) end }\n");
+    put(d, "guards/b_rep2.lua",
+        "return policy { name = 'rep2', check = function()\n"
+        "  return deny(string.rep('x', 2^30)) end }\n");
+    put(d, "guards/c_grow.lua",
+        "return policy { name = 'grow', check = function()\n"
+        "  local t = {}\n"
+        "  while true do t[#t + 1] = ('x'):rep(1000) .. #t end\n"
+        "end }\n");
+    put(d, "guards/d_errobj.lua",
+        "return policy { name = 'errobj', check = function() error({}) end }\n");
+    put(d, "guards/e_num.lua",
+        "return policy { name = 'num', check = function() return 42 end }\n");
+    put(d, "guards/f_none.lua",
+        "return policy { name = 'none', check = function() end }\n");
+    put(d, "guards/g_boom.lua",
+        "return policy { name = 'boom',\n  check = function()\n"
+        "    error('boom')\n  end }\n");
+    put(d, "guards/h_noreason.lua",
+        "return policy { name = 'noreason',\n"
+        "  check = function() return deny() end }\n");
+    put(d, "guards/i_true.lua",
+        "return policy { name = 'bool', check = function() return true end }\n");
+    put(d, "guards/z_ok.lua",
+        "return policy { name = 'ok', check = function(t)\n"
+        "  local s = {} for i = 1, 1000 do s[i] = t.to .. i end\n"
+        "  return allow() end }\n");
     lf_rules_limits lim = {0, 8u << 20, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[4096];
-    expand(d,
+    expand(
+        d,
         "[{\"policy\":\"loop\",\"verdict\":\"deny\",\"reason\":\"guard loop: %s/guards/a_loop.lua:4: instruction budget exceeded\"},"
         "{\"policy\":\"rep\",\"verdict\":\"deny\",\"reason\":\"guard rep: %s/guards/b_rep.lua:2: resulting string too large\"},"
         "{\"policy\":\"rep2\",\"verdict\":\"deny\",\"reason\":\"guard rep2: not enough memory (the policy memory limit was reached)\"},"
@@ -520,11 +578,13 @@ static void test_fail_closed(void **state) {
  * everything after it deny (closed), nothing crashes. */
 static void test_leaking_guard(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "local keep = {}\n"
-                           "return policy { name = 'hoard', check = function()\n"
-                           "  while true do keep[#keep + 1] = ('y'):rep(200) .. #keep end\n"
-                           "end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'ok', check = function() return allow() end }\n");
+    put(d, "guards/a.lua",
+        "local keep = {}\n"
+        "return policy { name = 'hoard', check = function()\n"
+        "  while true do keep[#keep + 1] = ('y'):rep(200) .. #keep end\n"
+        "end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'ok', check = function() return allow() end }\n");
     lf_rules_limits lim = {100000000, 4u << 20, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
@@ -534,8 +594,9 @@ static void test_leaking_guard(void **state) {
         /* The first deny is the hoarder's, or (with the heap that full)
          * the runner's own; either way it is closed, and says why. */
         assert_false(v.allow);
-        assert_non_null(strstr(v.decisions[v.denied_by].reason,
-                               "not enough memory (the policy memory limit was reached)"));
+        assert_non_null(
+            strstr(v.decisions[v.denied_by].reason,
+                   "not enough memory (the policy memory limit was reached)"));
         lf_verdict_free(&v);
     }
     lf_record_free(rec);
@@ -544,9 +605,10 @@ static void test_leaking_guard(void **state) {
 
 static void test_instruction_limit_option(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'count', check = function()\n"
-                           "  local n = 0\n  for i = 1, 20000 do n = n + i end\n"
-                           "  return allow() end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'count', check = function()\n"
+        "  local n = 0\n  for i = 1, 20000 do n = n + i end\n"
+        "  return allow() end }\n");
     lf_rules_limits lim = {10000, 0, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
@@ -554,11 +616,12 @@ static void test_instruction_limit_option(void **state) {
     free(evaluate(r, rec, "ci_passed", "ci", "a", NULL, &v));
     assert_false(v.allow);
     char want[256];
-    expand(d, "guard count: %s/guards/a.lua:3: instruction budget exceeded", want, sizeof want);
+    expand(d, "guard count: %s/guards/a.lua:3: instruction budget exceeded", want,
+           sizeof want);
     assert_string_equal(v.decisions[0].reason, want);
     lf_verdict_free(&v);
     lf_rules_free(r);
-    r = load_ok(d);                         /* the default budget is plenty */
+    r = load_ok(d); /* the default budget is plenty */
     free(evaluate(r, rec, "ci_passed", "ci", "a", NULL, &v));
     assert_true(v.allow);
     lf_verdict_free(&v);
@@ -572,27 +635,33 @@ static void test_instruction_limit_option(void **state) {
  * budget's error, and the state keeps serving the same way after. */
 static void test_hostile_guards(void **state) {
     tdir *d = *state;
-    alarm(60);          /* a budget that can be caught hangs: fail instead */
-    put(d, "guards/a.lua", "return policy { name = 'pcall', check = function()\n"
-                           "  while true do pcall(function() while true do end end) end\n"
-                           "end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'xpcall', check = function()\n"
-                           "  local spin = function() while true do end end\n"
-                           "  while true do xpcall(spin, spin) end\n"
-                           "end }\n");
-    put(d, "guards/c.lua", "return policy { name = 'bomb', check = function()\n"
-                           "  while true do pcall(function()\n"
-                           "    local t = {} while true do t[#t + 1] = ('x'):rep(1000) .. #t end\n"
-                           "  end) end\n"
-                           "end }\n");
-    put(d, "guards/d.lua", "local function f() return f() + 1 end\n"
-                           "return policy { name = 'recurse', check = function()\n"
-                           "  while true do pcall(f) end\n"
-                           "end }\n");
-    put(d, "guards/e.lua", "return policy { name = 'nested', check = function()\n"
-                           "  while true do pcall(pcall, pcall, function() while true do end end) end\n"
-                           "end }\n");
-    put(d, "guards/f.lua", "return policy { name = 'ok', check = function() return allow() end }\n");
+    alarm(60); /* a budget that can be caught hangs: fail instead */
+    put(d, "guards/a.lua",
+        "return policy { name = 'pcall', check = function()\n"
+        "  while true do pcall(function() while true do end end) end\n"
+        "end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'xpcall', check = function()\n"
+        "  local spin = function() while true do end end\n"
+        "  while true do xpcall(spin, spin) end\n"
+        "end }\n");
+    put(d, "guards/c.lua",
+        "return policy { name = 'bomb', check = function()\n"
+        "  while true do pcall(function()\n"
+        "    local t = {} while true do t[#t + 1] = ('x'):rep(1000) .. #t end\n"
+        "  end) end\n"
+        "end }\n");
+    put(d, "guards/d.lua",
+        "local function f() return f() + 1 end\n"
+        "return policy { name = 'recurse', check = function()\n"
+        "  while true do pcall(f) end\n"
+        "end }\n");
+    put(d, "guards/e.lua",
+        "return policy { name = 'nested', check = function()\n"
+        "  while true do pcall(pcall, pcall, function() while true do end end) end\n"
+        "end }\n");
+    put(d, "guards/f.lua",
+        "return policy { name = 'ok', check = function() return allow() end }\n");
     lf_rules_limits lim = {0, 8u << 20, 0};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
@@ -613,7 +682,7 @@ static void test_hostile_guards(void **state) {
             expand(d, want[i], w, sizeof w);
             assert_string_equal(v.decisions[i].reason, w);
         }
-        assert_true(v.decisions[5].allow);      /* the state still serves */
+        assert_true(v.decisions[5].allow); /* the state still serves */
         lf_verdict_free(&v);
     }
     lf_record_free(rec);
@@ -625,9 +694,10 @@ static void test_hostile_guards(void **state) {
  * its time in C (few instructions, much work) ends too. */
 static void test_time_budget(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'slow', check = function()\n"
-                           "  while true do pcall(string.rep, 'x', 200000) end\n"
-                           "end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'slow', check = function()\n"
+        "  while true do pcall(string.rep, 'x', 200000) end\n"
+        "end }\n");
     lf_rules_limits lim = {1000000000, 0, 50};
     lf_rules *r = load_opts(d->root, &lim, NULL);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
@@ -648,8 +718,9 @@ static void test_time_budget(void **state) {
 static void test_hostile_file(void **state) {
     tdir *d = *state;
     alarm(60);
-    put(d, "guards/a.lua", "local n = 0\n"
-                           "while true do pcall(function() while true do n = n + 1 end end) end\n");
+    put(d, "guards/a.lua",
+        "local n = 0\n"
+        "while true do pcall(function() while true do n = n + 1 end end) end\n");
     lf_buf err = LF_BUF_INIT;
     assert_null(lf_rules_load_opts(d->root, NULL, NULL, &err));
     char w[512];
@@ -674,7 +745,8 @@ static void test_tiny_memory(void **state) {
     lim.memory = 200000;
     put(d, "guards/a.lua", "local t = {} for i = 1, 1e6 do t[i] = i end\n");
     assert_null(lf_rules_load_opts(d->root, &lim, NULL, &err));
-    expand(d, "%s/guards/a.lua:1: not enough memory (the policy memory limit was reached)\n",
+    expand(d,
+           "%s/guards/a.lua:1: not enough memory (the policy memory limit was reached)\n",
            want, sizeof want);
     assert_string_equal(lf_buf_str(&err), want);
     lf_buf_free(&err);
@@ -719,7 +791,8 @@ static void test_guard_sees(void **state) {
         "  eq(r.state, 'approved', 'state'); eq(r.auto_merge, true, 'auto_merge')\n"
         "  eq(r.ci_status.lint, 'ok', 'ci_status'); eq(r.labels.team, 'core', 'labels')\n"
         "  eq(r.metadata.owner, 'carol', 'record metadata')\n"
-        "  eq(r.created_at, '" TS "', 'created_at'); eq(r.updated_at, '" TS "', 'updated_at')\n"
+        "  eq(r.created_at, '" TS "', 'created_at'); eq(r.updated_at, '" TS
+        "', 'updated_at')\n"
         "  eq(r.closed_at, nil, 'closed_at'); eq(r.workflow, 'loopforge', 'workflow')\n"
         "  eq(r.version, 3, 'version')\n"
         "  eq(r.metadata, r.metadata, 'cached for the call')\n"
@@ -742,9 +815,14 @@ static void test_guard_sees(void **state) {
         "  return allow()\n"
         "end }\n");
     lf_rules *r = load_ok(d);
-    lf_record *rec = mkrec(HAPPY ";ci_failed@ci;ci_pending@alice;ci_passed@ci;approved@bob{\"ok\":true}",
-                           true, "{\"team\":\"core\"}", "{\"owner\":\"carol\"}");
-    lf_eval in = {rec, "approved", "merged", "pr.merged", "bob",
+    lf_record *rec = mkrec(
+        HAPPY ";ci_failed@ci;ci_pending@alice;ci_passed@ci;approved@bob{\"ok\":true}",
+        true, "{\"team\":\"core\"}", "{\"owner\":\"carol\"}");
+    lf_eval in = {rec,
+                  "approved",
+                  "merged",
+                  "pr.merged",
+                  "bob",
                   "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
                   at_us("2026-06-01T00:00:00Z") + 250000};
     lf_verdict v;
@@ -787,12 +865,14 @@ static void test_json_values(void **state) {
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
     lf_verdict_free(&v);
     /* malformed metadata reads as empty, it does not crash or leak */
-    put(d, "guards/a.lua", "return policy { name = 'json', check = function(t)\n"
-                           "  return next(t.metadata) == nil and allow() or deny('not empty') end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'json', check = function(t)\n"
+        "  return next(t.metadata) == nil and allow() or deny('not empty') end }\n");
     lf_rules_free(r);
     r = load_ok(d);
-    static const char *const bad[] = {"{\"a\":", "{\"a\" 1}", "[1,]", "{\"a\":\"\\q\"}",
-                                      "{\"a\":tru}", "\"s\"", "{\"a\":1} x", ""};
+    static const char *const bad[] = {
+        "{\"a\":",     "{\"a\" 1}", "[1,]",        "{\"a\":\"\\q\"}",
+        "{\"a\":tru}", "\"s\"",     "{\"a\":1} x", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         in.metadata = bad[i];
         lf_rules_evaluate(r, &in, &v);
@@ -805,26 +885,35 @@ static void test_json_values(void **state) {
 
 static void test_read_only(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'ro1',\n  check = function(t)\n"
-                           "    t.record.state = 'merged'\n  end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'ro2',\n  check = function(t)\n"
-                           "    t.to = 'closed'\n  end }\n");
-    put(d, "guards/c.lua", "return policy { name = 'ro3',\n  check = function(t)\n"
-                           "    return t.record.stat\n  end }\n");
-    put(d, "guards/d.lua", "return policy { name = 'ro4',\n  check = function(t)\n"
-                           "    string.upper = nil\n  end }\n");
-    put(d, "guards/e.lua", "return policy { name = 'ro5',\n  check = function(t, cfg)\n"
-                           "    cfg.limit = 3\n  end, defaults = { limit = 1 } }\n");
-    put(d, "guards/f.lua", "return policy { name = 'ro6',\n  check = function(t)\n"
-                           "    return t.metdata\n  end }\n");
-    put(d, "guards/g.lua", "return policy { name = 'ro7',\n  check = function(t)\n"
-                           "    setmetatable({}, { __gc = print })\n  end }\n");
-    put(d, "guards/h.lua", "return policy { name = 'ro8',\n  check = function(t)\n"
-                           "    t.record.transitions[1] = {}\n  end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'ro1',\n  check = function(t)\n"
+        "    t.record.state = 'merged'\n  end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'ro2',\n  check = function(t)\n"
+        "    t.to = 'closed'\n  end }\n");
+    put(d, "guards/c.lua",
+        "return policy { name = 'ro3',\n  check = function(t)\n"
+        "    return t.record.stat\n  end }\n");
+    put(d, "guards/d.lua",
+        "return policy { name = 'ro4',\n  check = function(t)\n"
+        "    string.upper = nil\n  end }\n");
+    put(d, "guards/e.lua",
+        "return policy { name = 'ro5',\n  check = function(t, cfg)\n"
+        "    cfg.limit = 3\n  end, defaults = { limit = 1 } }\n");
+    put(d, "guards/f.lua",
+        "return policy { name = 'ro6',\n  check = function(t)\n"
+        "    return t.metdata\n  end }\n");
+    put(d, "guards/g.lua",
+        "return policy { name = 'ro7',\n  check = function(t)\n"
+        "    setmetatable({}, { __gc = print })\n  end }\n");
+    put(d, "guards/h.lua",
+        "return policy { name = 'ro8',\n  check = function(t)\n"
+        "    t.record.transitions[1] = {}\n  end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[4096];
-    expand(d,
+    expand(
+        d,
         "[{\"policy\":\"ro1\",\"verdict\":\"deny\",\"reason\":\"guard ro1: %s/guards/a.lua:3: the record is read-only (a guard changes nothing by writing to it; return annotations or request a transition instead)\"},"
         "{\"policy\":\"ro2\",\"verdict\":\"deny\",\"reason\":\"guard ro2: %s/guards/b.lua:3: attempt to modify a read-only table (field 'to')\"},"
         "{\"policy\":\"ro3\",\"verdict\":\"deny\",\"reason\":\"guard ro3: %s/guards/c.lua:3: the record has no field 'stat'\"},"
@@ -845,17 +934,19 @@ static void test_read_only(void **state) {
  * nothing for the next guard. */
 static void test_isolation(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'scribble', check = function(t)\n"
-                           "  t.metadata.x = 1; t.record.metadata.y = 2; t.record.labels.z = 3\n"
-                           "  t:last_entry().metadata.w = 4; t.record.transitions[1].to_state = 'q'\n"
-                           "  glob = 1\n"
-                           "  return allow() end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'check', check = function(t)\n"
-                           "  assert(t.metadata.x == nil and t.record.metadata.y == nil)\n"
-                           "  assert(t.record.labels.z == nil and t:last_entry().metadata.w == nil)\n"
-                           "  assert(t.record.transitions[1].to_state == 'issue_created')\n"
-                           "  assert(glob == nil)\n"
-                           "  return allow() end }\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'scribble', check = function(t)\n"
+        "  t.metadata.x = 1; t.record.metadata.y = 2; t.record.labels.z = 3\n"
+        "  t:last_entry().metadata.w = 4; t.record.transitions[1].to_state = 'q'\n"
+        "  glob = 1\n"
+        "  return allow() end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'check', check = function(t)\n"
+        "  assert(t.metadata.x == nil and t.record.metadata.y == nil)\n"
+        "  assert(t.record.labels.z == nil and t:last_entry().metadata.w == nil)\n"
+        "  assert(t.record.transitions[1].to_state == 'issue_created')\n"
+        "  assert(glob == nil)\n"
+        "  return allow() end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     for (int i = 0; i < 2; i++)
@@ -870,22 +961,26 @@ static void test_isolation(void **state) {
  * gets an error, never another (or a freed) record. */
 static void test_stashed_view(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "local saved\nreturn policy { name = 'stash', check = function(t)\n"
-                           "  if saved then\n    return allow({ state = saved.state })\n  end\n"
-                           "  saved = t.record\n  return allow()\nend }\n");
-    put(d, "guards/b.lua", "local saved\nreturn policy { name = 'stash2', check = function(t)\n"
-                           "  if saved then\n    return allow({ n = #saved })\n  end\n"
-                           "  saved = t.record.transitions\n  return allow()\nend }\n");
-    put(d, "hooks/c.lua", "local saved\nreturn hook { name = 'h', run = function(e)\n"
-                          "  if saved then\n    return request(saved.state, 'x')\n  end\n"
-                          "  saved = e.record\nend }\n");
+    put(d, "guards/a.lua",
+        "local saved\nreturn policy { name = 'stash', check = function(t)\n"
+        "  if saved then\n    return allow({ state = saved.state })\n  end\n"
+        "  saved = t.record\n  return allow()\nend }\n");
+    put(d, "guards/b.lua",
+        "local saved\nreturn policy { name = 'stash2', check = function(t)\n"
+        "  if saved then\n    return allow({ n = #saved })\n  end\n"
+        "  saved = t.record.transitions\n  return allow()\nend }\n");
+    put(d, "hooks/c.lua",
+        "local saved\nreturn hook { name = 'h', run = function(e)\n"
+        "  if saved then\n    return request(saved.state, 'x')\n  end\n"
+        "  saved = e.record\nend }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     expect_eval(r, rec, "ci_passed", "a", NULL,
                 "[{\"policy\":\"stash\",\"verdict\":\"allow\",\"reason\":null},"
                 "{\"policy\":\"stash2\",\"verdict\":\"allow\",\"reason\":null}]");
     char want[2048];
-    expand(d,
+    expand(
+        d,
         "[{\"policy\":\"stash\",\"verdict\":\"deny\",\"reason\":\"guard stash: %s/guards/a.lua:4: "
         "record view used after the call that received it returned (copy the values you need "
         "instead of keeping the record)\"},"
@@ -905,8 +1000,9 @@ static void test_stashed_view(void **state) {
     lf_hook_report_free(&rep);
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 1);
-    expand(d, "hook h: %s/hooks/c.lua:4: record view used after the call that received it "
-              "returned (copy the values you need instead of keeping the record)\n",
+    expand(d,
+           "hook h: %s/hooks/c.lua:4: record view used after the call that received it "
+           "returned (copy the values you need instead of keeping the record)\n",
            want, sizeof want);
     assert_string_equal(rep.messages, want);
     lf_hook_report_free(&rep);
@@ -919,9 +1015,11 @@ static void test_stashed_view(void **state) {
 
 static void test_require(void **state) {
     tdir *d = *state;
-    put(d, "lib/helpers.lua", "local M = {}\nfunction M.double(x) return x * 2 end\n"
-                              "M.loaded = (M.loaded or 0) + 1\nreturn M\n");
-    put(d, "lib/team/owners.lua", "assert(io == nil and os.execute == nil)\nreturn { 'alice' }\n");
+    put(d, "lib/helpers.lua",
+        "local M = {}\nfunction M.double(x) return x * 2 end\n"
+        "M.loaded = (M.loaded or 0) + 1\nreturn M\n");
+    put(d, "lib/team/owners.lua",
+        "assert(io == nil and os.execute == nil)\nreturn { 'alice' }\n");
     put(d, "luadir/loopforge/util.lua", "return { answer = 42 }\n");
     put(d, "guards/a.lua",
         "local helpers = require('helpers')\n"
@@ -932,18 +1030,22 @@ static void test_require(void **state) {
         "  assert(require('helpers') == helpers and helpers.loaded == 1)\n"
         "  return allow()\n"
         "end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'noio',\n  check = function()\n"
-                           "    return require('io')\n  end }\n");
-    put(d, "guards/c.lua", "return policy { name = 'dots',\n  check = function()\n"
-                           "    return require('../../etc/passwd')\n  end }\n");
-    put(d, "guards/d.lua", "return policy { name = 'nolib',\n  check = function()\n"
-                           "    return require('luadir.loopforge.util')\n  end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'noio',\n  check = function()\n"
+        "    return require('io')\n  end }\n");
+    put(d, "guards/c.lua",
+        "return policy { name = 'dots',\n  check = function()\n"
+        "    return require('../../etc/passwd')\n  end }\n");
+    put(d, "guards/d.lua",
+        "return policy { name = 'nolib',\n  check = function()\n"
+        "    return require('luadir.loopforge.util')\n  end }\n");
     char luadir[128];
     snprintf(luadir, sizeof luadir, "%s/luadir", d->root);
     lf_rules *r = load_opts(d->root, NULL, luadir);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
     char want[4096];
-    expand(d,
+    expand(
+        d,
         "[{\"policy\":\"req\",\"verdict\":\"allow\",\"reason\":null},"
         "{\"policy\":\"noio\",\"verdict\":\"deny\",\"reason\":\"guard noio: %s/guards/b.lua:3: module 'io' not found (policies can only require modules under lib/ and the Lua library directory)\"},"
         "{\"policy\":\"dots\",\"verdict\":\"deny\",\"reason\":\"guard dots: %s/guards/c.lua:3: require: bad module name '../../etc/passwd'\"},"
@@ -962,23 +1064,28 @@ static void test_require(void **state) {
 
 static void test_config(void **state) {
     tdir *d = *state;
-    put(d, "guards/a.lua", "return policy { name = 'limit', defaults = { max = 1, names = { 'x' },\n"
-                           "  deep = { list = { 1, 2, 3 } } },\n"
-                           "  check = function(t, cfg)\n"
-                           "    local n = 0 for _ in pairs(cfg.deep) do n = n + 1 end\n"
-                           "    local s = 0 for _, v in ipairs(cfg.deep.list) do s = s + v end\n"
-                           "    return deny(('max=%d names=%s #names=%d keys=%d sum=%d'):format(\n"
-                           "      cfg.max, table.concat({ cfg.names[1], cfg.names[2] }, ','),\n"
-                           "      #cfg.names, n, s))\n"
-                           "  end }\n");
-    put(d, "guards/b.lua", "return policy { name = 'off', check = function() return deny('off') end }\n");
-    put(d, "hooks/c.lua", "return hook { name = 'hoff', run = function() return request('x', 'y') end }\n");
-    put(d, "config.lua", "return {\n  limit = { max = 5, names = { 'y', 'z' } },\n"
-                         "  off = { enabled = false },\n  hoff = { enabled = false },\n}\n");
+    put(d, "guards/a.lua",
+        "return policy { name = 'limit', defaults = { max = 1, names = { 'x' },\n"
+        "  deep = { list = { 1, 2, 3 } } },\n"
+        "  check = function(t, cfg)\n"
+        "    local n = 0 for _ in pairs(cfg.deep) do n = n + 1 end\n"
+        "    local s = 0 for _, v in ipairs(cfg.deep.list) do s = s + v end\n"
+        "    return deny(('max=%d names=%s #names=%d keys=%d sum=%d'):format(\n"
+        "      cfg.max, table.concat({ cfg.names[1], cfg.names[2] }, ','),\n"
+        "      #cfg.names, n, s))\n"
+        "  end }\n");
+    put(d, "guards/b.lua",
+        "return policy { name = 'off', check = function() return deny('off') end }\n");
+    put(d, "hooks/c.lua",
+        "return hook { name = 'hoff', run = function() return request('x', 'y') end }\n");
+    put(d, "config.lua",
+        "return {\n  limit = { max = 5, names = { 'y', 'z' } },\n"
+        "  off = { enabled = false },\n  hoff = { enabled = false },\n}\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
-    expect_eval(r, rec, "ci_passed", "a", NULL,
-                "[{\"policy\":\"limit\",\"verdict\":\"deny\",\"reason\":\"max=5 names=y,z #names=2 keys=1 sum=6\"}]");
+    expect_eval(
+        r, rec, "ci_passed", "a", NULL,
+        "[{\"policy\":\"limit\",\"verdict\":\"deny\",\"reason\":\"max=5 names=y,z #names=2 keys=1 sum=6\"}]");
     lf_rule_info in;
     lf_rules_info(r, LF_RULE_GUARD, 1, &in);
     assert_string_equal(in.name, "off");
@@ -999,34 +1106,49 @@ static void test_config(void **state) {
 
 static void test_hooks(void **state) {
     tdir *d = *state;
-    put(d, "hooks/1.lua", "return hook { name = 'h1', run = function(e)\n"
+    put(d, "hooks/1.lua",
+        "return hook { name = 'h1', run = function(e)\n"
         "  return request('awaiting_review', 'review.required', { by = e.actor, prev = e.previous,\n"
         "    state = e.state, trig = e.trigger, first = e.decisions[1].policy, viol = e.violation,\n"
         "    m = e.metadata.k, auto = e.record.auto_merge, n = #e.record.transitions })\n"
         "end }\n");
-    put(d, "hooks/2.lua", "return hook { name = 'h2',\n  run = function()\n    error('kaput')\n  end }\n");
-    put(d, "hooks/3.lua", "return hook { name = 'h3', on = { to = 'ci_passed' }, run = function()\n"
-                          "  return { request('a', 't1'), request('b', 't2', {}) } end }\n");
-    put(d, "hooks/4.lua", "return hook { name = 'h4', on = { to = 'merged' },\n"
-                          "  run = function() error('not me') end }\n");
+    put(d, "hooks/2.lua",
+        "return hook { name = 'h2',\n  run = function()\n    error('kaput')\n  end }\n");
+    put(d, "hooks/3.lua",
+        "return hook { name = 'h3', on = { to = 'ci_passed' }, run = function()\n"
+        "  return { request('a', 't1'), request('b', 't2', {}) } end }\n");
+    put(d, "hooks/4.lua",
+        "return hook { name = 'h4', on = { to = 'merged' },\n"
+        "  run = function() error('not me') end }\n");
     put(d, "hooks/5.lua", "return hook { name = 'h5', run = function() return 7 end }\n");
-    put(d, "hooks/6.lua", "return hook { name = 'h6',\n  run = function()\n    while true do end\n  end }\n");
-    put(d, "hooks/7.lua", "return hook { name = 'h7', run = function()\n"
-                          "  return { request('x', 'y'), 5 } end }\n");
-    put(d, "hooks/8.lua", "return hook { name = 'h8', run = function(e)\n"
-                          "  return { request('z', 'w', { f = print }) } end }\n");
-    put(d, "hooks/9.lua", "return hook { name = 'h9', run = function() return {} end }\n");
+    put(d, "hooks/6.lua",
+        "return hook { name = 'h6',\n  run = function()\n    while true do end\n  end }\n");
+    put(d, "hooks/7.lua",
+        "return hook { name = 'h7', run = function()\n"
+        "  return { request('x', 'y'), 5 } end }\n");
+    put(d, "hooks/8.lua",
+        "return hook { name = 'h8', run = function(e)\n"
+        "  return { request('z', 'w', { f = print }) } end }\n");
+    put(d, "hooks/9.lua",
+        "return hook { name = 'h9', run = function() return {} end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
-    lf_hook_event ev = {rec, "ci_pending", "ci_passed", "ci.completed", "ci", "{\"k\":\"v\"}",
-                        "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]", false};
+    lf_hook_event ev = {rec,
+                        "ci_pending",
+                        "ci_passed",
+                        "ci.completed",
+                        "ci",
+                        "{\"k\":\"v\"}",
+                        "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
+                        false};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
         assert_int_equal(rep.ran, 8);
         assert_int_equal(rep.errors, 5);
         char want[2048];
-        expand(d,
+        expand(
+            d,
             "hook h2: %s/hooks/2.lua:3: kaput\n"
             "hook h5: returned a number, not nil, a request, a notification or a list of them\n"
             "hook h6: %s/hooks/6.lua:3: instruction budget exceeded\n"
@@ -1038,7 +1160,8 @@ static void test_hooks(void **state) {
         assert_string_equal(rep.followups[0].hook, "h1");
         assert_string_equal(rep.followups[0].to, "awaiting_review");
         assert_string_equal(rep.followups[0].trigger, "review.required");
-        assert_string_equal(rep.followups[0].metadata,
+        assert_string_equal(
+            rep.followups[0].metadata,
             "{\"auto\":false,\"by\":\"ci\",\"first\":\"p\",\"m\":\"v\",\"n\":5,"
             "\"prev\":\"ci_pending\",\"state\":\"ci_passed\",\"trig\":\"ci.completed\","
             "\"viol\":false}");
@@ -1058,7 +1181,8 @@ static void test_hooks(void **state) {
 
 #define ALLOW(p) "{\"policy\":\"" p "\",\"verdict\":\"allow\",\"reason\":null}"
 #define DENY(p, why) "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\"}"
-#define TO_MERGED_OK(first) "[" ALLOW("blocking-labels") "," first "," ALLOW("merge-freeze")
+#define TO_MERGED_OK(first)                                                              \
+    "[" ALLOW("blocking-labels") "," first "," ALLOW("merge-freeze")
 #define REVIEWED HAPPY ";ci_passed@ci;awaiting_review@hook:route-to-review"
 
 static void test_high_risk(void **state) {
@@ -1066,13 +1190,15 @@ static void test_high_risk(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     const char *hr = "high-risk-merge-needs-approval";
     lf_record *plain = mkrec(REVIEWED ";approved@bob", false, NULL, NULL);
-    lf_record *risky = mkrec(REVIEWED ";approved@bob", false, NULL, "{\"risk_tier\":\"high\"}");
+    lf_record *risky =
+        mkrec(REVIEWED ";approved@bob", false, NULL, "{\"risk_tier\":\"high\"}");
     lf_record *signed_off = mkrec(REVIEWED ";approved@bob{\"governance_approved\":true}",
                                   false, NULL, "{\"risk_tier\":\"high\"}");
     lf_record *rec_ok = mkrec(REVIEWED ";approved@bob", false, NULL,
                               "{\"risk_tier\":\"high\",\"governance_approved\":true}");
-    const char *deny = TO_MERGED_OK(DENY("high-risk-merge-needs-approval",
-                                         "high-risk merge requires governance approval")) "]";
+    const char *deny =
+        TO_MERGED_OK(DENY("high-risk-merge-needs-approval",
+                          "high-risk merge requires governance approval")) "]";
     const char *ok = TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]";
     (void)hr;
     expect_eval(r, plain, "merged", "bot", "{\"risk_tier\":\"high\"}", deny);
@@ -1086,10 +1212,12 @@ static void test_high_risk(void **state) {
     expect_eval(r, plain, "merged", "bot", "{\"risk_tier\":\"low\"}", ok);
     /* the issue's example, through the engine's message format */
     lf_verdict v;
-    lf_eval in = {plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW};
+    lf_eval in = {
+        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
-    assert_string_equal(v.decisions[v.denied_by].policy, "high-risk-merge-needs-approval");
+    assert_string_equal(v.decisions[v.denied_by].policy,
+                        "high-risk-merge-needs-approval");
     lf_verdict_free(&v);
     lf_record_free(plain);
     lf_record_free(risky);
@@ -1103,15 +1231,18 @@ static void test_no_self_approval(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *rec = mkrec(REVIEWED, false, NULL, NULL);
     expect_eval(r, rec, "approved", "alice", NULL,
-                "[" DENY("no-self-approval", "separation of duties: alice opened the PR and "
+                "[" DENY("no-self-approval",
+                         "separation of duties: alice opened the PR and "
                          "cannot also approve it") "]");
     expect_eval(r, rec, "approved", "bob", NULL, "[" ALLOW("no-self-approval") "]");
     expect_eval(r, rec, "approved", NULL, NULL,
                 "[" DENY("no-self-approval", "an approval must name its actor") "]");
     lf_record_free(rec);
     /* the last PR counts: reopened by bob, approved by alice */
-    rec = mkrec(HAPPY ";ci_failed@ci;pr_created@bob;ci_pending@bob;ci_passed@ci;awaiting_review@x",
-                false, NULL, NULL);
+    rec = mkrec(
+        HAPPY
+        ";ci_failed@ci;pr_created@bob;ci_pending@bob;ci_passed@ci;awaiting_review@x",
+        false, NULL, NULL);
     expect_eval(r, rec, "approved", "alice", NULL, "[" ALLOW("no-self-approval") "]");
     lf_record_free(rec);
     lf_rules_free(r);
@@ -1123,13 +1254,14 @@ static void test_review_unless_auto_merge(void **state) {
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
     expect_eval(r, manual, "merged", "bot", NULL,
-                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) ","
-                DENY("review-unless-auto-merge", "merging straight from ci_passed needs "
-                     "auto_merge; without it the record goes through awaiting_review and "
-                     "approved") "]");
+                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," DENY(
+                    "review-unless-auto-merge",
+                    "merging straight from ci_passed needs "
+                    "auto_merge; without it the record goes through awaiting_review and "
+                    "approved") "]");
     expect_eval(r, autom, "merged", "bot", NULL,
-                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) ","
-                ALLOW("review-unless-auto-merge") "]");
+                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," ALLOW(
+                    "review-unless-auto-merge") "]");
     expect_eval(r, manual, "awaiting_review", "bot", NULL, "[]");
     lf_record_free(manual);
     lf_record_free(autom);
@@ -1139,31 +1271,37 @@ static void test_review_unless_auto_merge(void **state) {
 static void test_ci_retry_budget(void **state) {
     tdir *d = *state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    lf_record *two = mkrec(HAPPY ";ci_failed@ci;ci_pending@a;ci_failed@ci;ci_pending@a;ci_failed@ci",
-                           false, NULL, NULL);
+    lf_record *two =
+        mkrec(HAPPY ";ci_failed@ci;ci_pending@a;ci_failed@ci;ci_pending@a;ci_failed@ci",
+              false, NULL, NULL);
     lf_record *three = mkrec(HAPPY ";ci_failed@ci;ci_pending@a;ci_failed@ci;ci_pending@a;"
-                             "ci_failed@ci;ci_pending@a;ci_failed@ci", false, NULL, NULL);
+                                   "ci_failed@ci;ci_pending@a;ci_failed@ci",
+                             false, NULL, NULL);
     expect_eval(r, two, "ci_pending", "a", NULL, "[" ALLOW("ci-retry-budget") "]");
     expect_eval(r, three, "ci_pending", "a", NULL,
-                "[" DENY("ci-retry-budget", "CI retry budget exhausted (3 of 3 retries used): "
+                "[" DENY("ci-retry-budget",
+                         "CI retry budget exhausted (3 of 3 retries used): "
                          "escalate instead of retrying") "]");
     lf_rules_free(r);
     copy_shipped(d, "return { ['ci-retry-budget'] = { max_retries = 1 } }\n");
     r = load_ok(d);
     expect_eval(r, two, "ci_pending", "a", NULL,
-                "[" DENY("ci-retry-budget", "CI retry budget exhausted (2 of 1 retries used): "
+                "[" DENY("ci-retry-budget",
+                         "CI retry budget exhausted (2 of 1 retries used): "
                          "escalate instead of retrying") "]");
     lf_rules_free(r);
     copy_shipped(d, "return {\n  ['ci-retry-budget'] = { max_retries = 1.5 },\n}\n");
-    expect_errors(d, "%s/config.lua:2: config for 'ci-retry-budget': max_retries must be a "
-                     "whole number, 0 or more\n");
+    expect_errors(d,
+                  "%s/config.lua:2: config for 'ci-retry-budget': max_retries must be a "
+                  "whole number, 0 or more\n");
     lf_record_free(two);
     lf_record_free(three);
 }
 
 static void test_merge_freeze(void **state) {
     tdir *d = *state;
-    copy_shipped(d,
+    copy_shipped(
+        d,
         "return {\n"
         "  ['merge-freeze'] = { windows = {\n"
         "    { from = '2026-05-31T00:00:00Z', to = '2026-06-02T00:00:00Z', reason = 'release' },\n"
@@ -1177,38 +1315,49 @@ static void test_merge_freeze(void **state) {
     expect_eval(r, rec, "merged", "bot", NULL,
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]");
     NOW = at_us("2026-06-01T23:59:59Z");
-    const char *release = "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval")
-                          "," DENY("merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release") "]";
+    const char *release =
+        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENY(
+            "merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release") "]";
     expect_eval(r, rec, "merged", "bot", NULL, release);
     NOW = at_us("2026-05-31T00:00:00Z");
     expect_eval(r, rec, "merged", "bot", NULL, release);
-    NOW = at_us("2026-06-02T00:00:00Z");        /* `to` is exclusive */
+    NOW = at_us("2026-06-02T00:00:00Z"); /* `to` is exclusive */
     expect_eval(r, rec, "merged", "bot", NULL,
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]");
     NOW = at_us("2027-01-02T00:00:00Z");
-    expect_eval(r, rec, "merged", "bot", NULL,
-                "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") ","
-                DENY("merge-freeze", "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen") "]");
+    expect_eval(
+        r, rec, "merged", "bot", NULL,
+        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENY(
+            "merge-freeze",
+            "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen") "]");
     NOW = saved;
     lf_rules_free(r);
     lf_record_free(rec);
 
-    copy_shipped(d, "return {\n  ['merge-freeze'] = {\n    windows = { { from = '2026-13-01', "
-                    "to = '2027-01-01' } },\n  },\n}\n");
-    expect_errors(d, "%s/config.lua:2: config for 'merge-freeze': window 1: from and to must be "
-                     "UTC times like 2026-12-24T00:00:00Z\n");
+    copy_shipped(
+        d, "return {\n  ['merge-freeze'] = {\n    windows = { { from = '2026-13-01', "
+           "to = '2027-01-01' } },\n  },\n}\n");
+    expect_errors(
+        d, "%s/config.lua:2: config for 'merge-freeze': window 1: from and to must be "
+           "UTC times like 2026-12-24T00:00:00Z\n");
     copy_shipped(d, "return { ['merge-freeze'] = { windows = { { from = '2026-02-01', "
                     "to = '2026-01-01' } } } }\n");
-    expect_errors(d, "%s/config.lua:1: config for 'merge-freeze': window 1 ends before it starts\n");
+    expect_errors(
+        d,
+        "%s/config.lua:1: config for 'merge-freeze': window 1 ends before it starts\n");
     copy_shipped(d, "return { ['merge-freeze'] = { windows = { { from = '2026-01-01', "
                     "to = '2026-02-01', resaon = 'x' } } } }\n");
-    expect_errors(d, "%s/config.lua:1: config for 'merge-freeze': window 1: unknown field 'resaon'\n");
+    expect_errors(
+        d,
+        "%s/config.lua:1: config for 'merge-freeze': window 1: unknown field 'resaon'\n");
 }
 
 static void test_blocking_labels(void **state) {
     tdir *d = *state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    static const struct { const char *labels, *meta, *label; } deny[] = {
+    static const struct {
+        const char *labels, *meta, *label;
+    } deny[] = {
         {"{\"do-not-merge\":true}", NULL, "do-not-merge"},
         {"{\"status\":\"blocked\"}", NULL, "blocked"},
         {"{}", "{\"labels\":[\"x\",\"blocked\"]}", "blocked"},
@@ -1218,8 +1367,8 @@ static void test_blocking_labels(void **state) {
         lf_record *rec = mkrec(REVIEWED ";approved@bob", false, deny[i].labels, NULL);
         char want[512];
         snprintf(want, sizeof want,
-                 "[" DENY("blocking-labels", "label '%s' blocks merging") ","
-                 ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
+                 "[" DENY("blocking-labels", "label '%s' blocks merging") "," ALLOW(
+                     "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
                  deny[i].label);
         expect_eval(r, rec, "merged", "bot", deny[i].meta, want);
         lf_record_free(rec);
@@ -1231,13 +1380,14 @@ static void test_blocking_labels(void **state) {
     copy_shipped(d, "return { ['blocking-labels'] = { labels = { 'team' } } }\n");
     r = load_ok(d);
     expect_eval(r, rec, "merged", "bot", NULL,
-                "[" DENY("blocking-labels", "label 'team' blocks merging") ","
-                ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
+                "[" DENY("blocking-labels", "label 'team' blocks merging") "," ALLOW(
+                    "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     copy_shipped(d, "return { ['blocking-labels'] = { enabled = false } }\n");
     r = load_ok(d);
-    expect_eval(r, rec, "merged", "bot", NULL,
-                "[" ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
+    expect_eval(
+        r, rec, "merged", "bot", NULL,
+        "[" ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     lf_record_free(rec);
 }
@@ -1247,7 +1397,8 @@ static void test_route_to_review(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
-    lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed", "ci", "{}", "[]", false};
+    lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed",
+                        "ci",   "{}",         "[]",        false};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);
@@ -1264,7 +1415,7 @@ static void test_route_to_review(void **state) {
     assert_int_equal(rep.ran, 1);
     assert_int_equal(rep.nfollowups, 0);
     lf_hook_report_free(&rep);
-    ev.state = "merged";                    /* filter: not for other states */
+    ev.state = "merged"; /* filter: not for other states */
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
     lf_hook_report_free(&rep);

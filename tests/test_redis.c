@@ -30,22 +30,19 @@ typedef struct fixture {
     lf_store *s;
 } fixture;
 
-static int group_setup(void **state)
-{
+static int group_setup(void **state) {
     (void)state;
     t_redis_start(&server);
     return 0;
 }
 
-static int group_teardown(void **state)
-{
+static int group_teardown(void **state) {
     (void)state;
     t_redis_free(&server);
     return 0;
 }
 
-static lf_store *open_url(const char *url, struct event_base *base)
-{
+static lf_store *open_url(const char *url, struct event_base *base) {
     char err[512];
     lf_code code;
     lf_store *s = lf_store_open(url, base, &code, err, sizeof err);
@@ -54,8 +51,7 @@ static lf_store *open_url(const char *url, struct event_base *base)
     return s;
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
     t_redis_ok(&server, "FLUSHALL");
@@ -65,8 +61,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fixture *f = *state;
     if (f->s) lf_store_free(f->s);
     event_base_free(f->base);
@@ -79,14 +74,16 @@ static int teardown(void **state)
 
 /* ---- entries built without waiting ----------------------------------- */
 
-typedef struct created_buf { char rec[512], meta[256]; } created_buf;
+typedef struct created_buf {
+    char rec[512], meta[256];
+} created_buf;
 
-static void build_created(lf_entry *e, created_buf *b, const char *id,
-                          const char *ref, const char *repo)
-{
+static void build_created(lf_entry *e, created_buf *b, const char *id, const char *ref,
+                          const char *repo) {
     snprintf(b->rec, sizeof b->rec,
              "{\"ref\":\"%s\",\"ref_number\":1,\"repo\":\"%s\",\"auto_merge\":false,"
-             "\"labels\":{},\"metadata\":{},\"workflow\":\"loopforge\"}", ref, repo);
+             "\"labels\":{},\"metadata\":{},\"workflow\":\"loopforge\"}",
+             ref, repo);
     snprintf(b->meta, sizeof b->meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
     memset(e, 0, sizeof *e);
     e->record_id = id;
@@ -102,8 +99,7 @@ static void build_created(lf_entry *e, created_buf *b, const char *id,
 
 /* Sends a create and returns at once: the entry is ours to reuse as soon
  * as commit returns, which is part of what this checks. */
-static void create_async(lf_store *s, unsigned n, const char *ref, t_got *g)
-{
+static void create_async(lf_store *s, unsigned n, const char *ref, t_got *g) {
     char id[LF_ID_LEN + 1];
     created_buf b;
     lf_entry e;
@@ -114,36 +110,48 @@ static void create_async(lf_store *s, unsigned n, const char *ref, t_got *g)
     memset(&b, 'x', sizeof b);          /* borrowed strings die here */
 }
 
-static void settle_all(t_got *g, size_t n)
-{
+static void settle_all(t_got *g, size_t n) {
     for (size_t i = 0; i < n; i++) t_settle(&g[i].calls);
     for (size_t i = 0; i < n; i++) assert_int_equal(g[i].calls, 1);
 }
 
 /* ---- opening ---------------------------------------------------------- */
 
-static void expect_open_error(const char *url, struct event_base *base,
-                              lf_code want, const char *needle)
-{
+static void expect_open_error(const char *url, struct event_base *base, lf_code want,
+                              const char *needle) {
     char err[512] = "";
     lf_code code = LF_OK;
     lf_store *s = lf_store_open(url, base, &code, err, sizeof err);
-    if (s) { lf_store_free(s); fail_msg("%s opened", url); }
+    if (s) {
+        lf_store_free(s);
+        fail_msg("%s opened", url);
+    }
     assert_int_equal(code, want);
     if (needle && !strstr(err, needle))
         fail_msg("open %s: '%s' does not mention '%s'", url, err, needle);
 }
 
-static void bad_urls_are_usage_errors(void **state)
-{
+static void bad_urls_are_usage_errors(void **state) {
     struct event_base *base = F(state)->base;
     const char *bad[] = {
-        "redis://", "redis://:pw@", "redis://host:0", "redis://host:65536",
-        "redis://host:12ab", "redis://host/x", "redis://[::1", "unix:",
-        "unix:relative.sock", "unix://relative.sock", "redis://h?bogus=1",
-        "redis://h?timeout_ms=0", "redis://h?connect_timeout_ms=x",
-        "redis://h?prefix=a{b}", "redis://h/1?db=2", "redis://h?db",
-        "redis://h%zz", "redis:/h",
+        "redis://",
+        "redis://:pw@",
+        "redis://host:0",
+        "redis://host:65536",
+        "redis://host:12ab",
+        "redis://host/x",
+        "redis://[::1",
+        "unix:",
+        "unix:relative.sock",
+        "unix://relative.sock",
+        "redis://h?bogus=1",
+        "redis://h?timeout_ms=0",
+        "redis://h?connect_timeout_ms=x",
+        "redis://h?prefix=a{b}",
+        "redis://h/1?db=2",
+        "redis://h?db",
+        "redis://h%zz",
+        "redis:/h",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         expect_open_error(bad[i], base, LF_INVALID_REQUEST, NULL);
@@ -151,14 +159,14 @@ static void bad_urls_are_usage_errors(void **state)
     expect_open_error("redis://:s3cret@host:99999", base, LF_INVALID_REQUEST, "port");
     char err[512];
     lf_code code;
-    assert_null(lf_store_open("redis://:s3cret@host:99999", base, &code, err, sizeof err));
+    assert_null(
+        lf_store_open("redis://:s3cret@host:99999", base, &code, err, sizeof err));
     assert_null(strstr(err, "s3cret"));
     /* An asynchronous store without a loop to run on. */
     expect_open_error(server.url, NULL, LF_INVALID_REQUEST, "event loop");
 }
 
-static void unreachable_is_unavailable(void **state)
-{
+static void unreachable_is_unavailable(void **state) {
     struct event_base *base = F(state)->base;
     char url[4300], *dir = t_tmpdir();
 
@@ -170,7 +178,8 @@ static void unreachable_is_unavailable(void **state)
 
     /* A closed TCP port. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof a;
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
@@ -187,8 +196,10 @@ static void unreachable_is_unavailable(void **state)
     assert_int_equal(listen(fd, 0), 0);
     len = sizeof a;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?connect_timeout_ms=200"
-             "&timeout_ms=200", ntohs(a.sin_port));
+    snprintf(url, sizeof url,
+             "redis://127.0.0.1:%d/0?connect_timeout_ms=200"
+             "&timeout_ms=200",
+             ntohs(a.sin_port));
     snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(a.sin_port));
     int64_t t0 = t_mono_ms();
     expect_open_error(url, base, LF_UNAVAILABLE, addr);
@@ -196,8 +207,7 @@ static void unreachable_is_unavailable(void **state)
     close(fd);
 }
 
-static void auth_and_db_errors(void **state)
-{
+static void auth_and_db_errors(void **state) {
     struct event_base *base = F(state)->base;
     char url[4300];
     /* This server has no password, so any AUTH is refused. */
@@ -209,8 +219,7 @@ static void auth_and_db_errors(void **state)
 
 /* Two prefixes in one db, and a second db: three stores that share
  * nothing. */
-static void prefix_and_db_separate_stores(void **state)
-{
+static void prefix_and_db_separate_stores(void **state) {
     struct event_base *base = F(state)->base;
     char u1[4300], u2[4300];
     t_got g = {0};
@@ -241,8 +250,7 @@ static void prefix_and_db_separate_stores(void **state)
 
 /* Hundreds of commits in flight on one connection, each sealed on the one
  * before it: all land, in a contiguous chain. */
-static void pipelined_commits(void **state)
-{
+static void pipelined_commits(void **state) {
     lf_store *s = F(state)->s;
     enum { N = 400 };
     t_got *g = calloc(N, sizeof *g);
@@ -264,8 +272,7 @@ static void pipelined_commits(void **state)
 /* Refusals in the middle of a pipeline: everything sent after one was
  * chained on an entry that never made it, and must be re-sealed, in order,
  * without a gap in the log. */
-static void pipeline_survives_refusals(void **state)
-{
+static void pipeline_survives_refusals(void **state) {
     lf_store *s = F(state)->s;
     enum { N = 60 };
     t_got g[N];
@@ -301,8 +308,7 @@ static void pipeline_survives_refusals(void **state)
 
 /* A record's own commits, pipelined one after the other: each is folded
  * on what the one before it left, read after it on the same wire. */
-static void pipelined_transitions_of_one_record(void **state)
-{
+static void pipelined_transitions_of_one_record(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0}, m[10];
     char id[LF_ID_LEN + 1];
@@ -342,24 +348,21 @@ typedef struct kid_report {
     char err[600];
 } kid_report;
 
-static bool kid_wait(struct event_base *b, const int *calls)
-{
+static bool kid_wait(struct event_base *b, const int *calls) {
     int64_t deadline = t_mono_ms() + 60000;
     while (!*calls && t_mono_ms() < deadline)
         if (event_base_loop(b, EVLOOP_ONCE) != 0) return false;
     return *calls != 0;
 }
 
-static void kid_error(kid_report *r, const char *what, const t_got *g)
-{
+static void kid_error(kid_report *r, const char *what, const t_got *g) {
     if (!r->errors++)
         snprintf(r->err, sizeof r->err, "%s: %s %s", what, lf_code_name(g->code), g->err);
 }
 
 /* A child: its own event base and store (its own connection), no cmocka.
  * Waits for the go byte, then races the other child. */
-static void kid_main(int k, int go, int out, const char *shared)
-{
+static void kid_main(int k, int go, int out, const char *shared) {
     kid_report r = {0};
     char err[512], id[LF_ID_LEN + 1], ref[32], c;
     lf_code code;
@@ -378,7 +381,8 @@ static void kid_main(int k, int go, int out, const char *shared)
         lf_store_commit(s, &e, t_store_cb, &g[i]);
     }
     for (unsigned i = 0; i < KID_CREATES; i++) {
-        if (!kid_wait(b, &g[i].calls) || g[i].code != LF_OK) kid_error(&r, "create", &g[i]);
+        if (!kid_wait(b, &g[i].calls) || g[i].code != LF_OK)
+            kid_error(&r, "create", &g[i]);
         else r.creates_ok++;
         t_got_reset(&g[i]);
     }
@@ -398,7 +402,10 @@ static void kid_main(int k, int go, int out, const char *shared)
     /* 3. One record, both moving it: read, then write on what was read. */
     for (;;) {
         lf_store_get(s, shared, t_store_cb, &one);
-        if (!kid_wait(b, &one.calls) || one.code != LF_OK) { kid_error(&r, "get", &one); break; }
+        if (!kid_wait(b, &one.calls) || one.code != LF_OK) {
+            kid_error(&r, "get", &one);
+            break;
+        }
         uint64_t v = one.version;
         if (v >= TARGET_VERSION) break;
         bool in_first = strcmp(one.state, "issue_created") == 0;
@@ -413,10 +420,16 @@ static void kid_main(int k, int go, int out, const char *shared)
         t_stamp(e.timestamp);
         t_got_reset(&one);
         lf_store_commit(s, &e, t_store_cb, &one);
-        if (!kid_wait(b, &one.calls)) { kid_error(&r, "move", &one); break; }
+        if (!kid_wait(b, &one.calls)) {
+            kid_error(&r, "move", &one);
+            break;
+        }
         if (one.code == LF_OK) r.moves_ok++;
         else if (one.code == LF_CONFLICT) r.conflicts++;
-        else { kid_error(&r, "move", &one); break; }
+        else {
+            kid_error(&r, "move", &one);
+            break;
+        }
         t_got_reset(&one);
     }
     t_got_reset(&one);
@@ -427,8 +440,7 @@ static void kid_main(int k, int go, int out, const char *shared)
     _exit(n == (ssize_t)sizeof r ? 0 : 3);
 }
 
-static void processes_race_for_the_log(void **state)
-{
+static void processes_race_for_the_log(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
     t_audit a = {0};
@@ -462,7 +474,8 @@ static void processes_race_for_the_log(void **state)
     }
     close(out[0]);
     for (int k = 0; k < 2; k++) {
-        if (rep[k].errors) fail_msg("kid %d: %d errors, first: %s", k, rep[k].errors, rep[k].err);
+        if (rep[k].errors)
+            fail_msg("kid %d: %d errors, first: %s", k, rep[k].errors, rep[k].err);
         assert_int_equal(rep[k].creates_ok, KID_CREATES);
     }
     /* One ref, one record. */
@@ -489,8 +502,7 @@ static void processes_race_for_the_log(void **state)
 
 /* ---- NOSCRIPT ---------------------------------------------------------- */
 
-static void noscript_recovery(void **state)
-{
+static void noscript_recovery(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
     t_page p = {0};
@@ -534,8 +546,7 @@ static void noscript_recovery(void **state)
 
 /* ---- outages ------------------------------------------------------------ */
 
-static void restart_in_the_middle(void **state)
-{
+static void restart_in_the_middle(void **state) {
     struct event_base *base = F(state)->base;
     t_redis own = {.persist = true};
     t_got g = {0};
@@ -560,7 +571,10 @@ static void restart_in_the_middle(void **state)
     settle_all(m, N);               /* each exactly once */
     unsigned ok = 0, down = 0;
     for (unsigned i = 0; i < N; i++) {
-        if (m[i].code == LF_OK) { ok++; continue; }
+        if (m[i].code == LF_OK) {
+            ok++;
+            continue;
+        }
         assert_int_equal(m[i].code, LF_UNAVAILABLE);
         assert_non_null(strstr(m[i].err, own.sock));
         down++;
@@ -596,8 +610,7 @@ static void restart_in_the_middle(void **state)
 
 /* No reply within timeout_ms: the connection is dropped, the request
  * fails; once the server answers again, so do we. */
-static void command_timeout(void **state)
-{
+static void command_timeout(void **state) {
     struct event_base *base = F(state)->base;
     char url[4300], id[LF_ID_LEN + 1];
     t_got g = {0};
@@ -620,8 +633,7 @@ static void command_timeout(void **state)
 }
 
 /* Closing the store answers everything still in flight, once. */
-static void free_with_requests_in_flight(void **state)
-{
+static void free_with_requests_in_flight(void **state) {
     fixture *f = F(state);
     t_got m[20];
     char ref[32];
@@ -641,13 +653,18 @@ static void free_with_requests_in_flight(void **state)
 }
 
 /* ... also when a callback is the one closing it. */
-typedef struct closer { lf_store **s; int calls; lf_code code; } closer;
+typedef struct closer {
+    lf_store **s;
+    int calls;
+    lf_code code;
+} closer;
 
 static void close_in_callback(lf_code code, const char *err, const lf_record *rec,
-                              const lf_entry *e, void *arg)
-{
+                              const lf_entry *e, void *arg) {
     closer *c = arg;
-    (void)err; (void)rec; (void)e;
+    (void)err;
+    (void)rec;
+    (void)e;
     c->calls++;
     c->code = code;
     if (*c->s) {
@@ -656,8 +673,7 @@ static void close_in_callback(lf_code code, const char *err, const lf_record *re
     }
 }
 
-static void free_from_a_callback(void **state)
-{
+static void free_from_a_callback(void **state) {
     fixture *f = F(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -679,8 +695,7 @@ static void free_from_a_callback(void **state)
 
 /* ---- two stores, one Redis --------------------------------------------- */
 
-static void another_process_moved_it(void **state)
-{
+static void another_process_moved_it(void **state) {
     fixture *f = F(state);
     lf_store *other = open_url(server.url, f->base);
     t_got g = {0};
@@ -689,7 +704,8 @@ static void another_process_moved_it(void **state)
     assert_int_equal(t_create(f->s, id, "r1", "acme/app", &g), LF_OK);
     assert_int_equal(t_find_ref(other, "r1", &g), LF_OK);
     assert_string_equal(g.id, id);
-    assert_int_equal(t_transition(other, id, "issue_created", "task_queued", 1, &g), LF_OK);
+    assert_int_equal(t_transition(other, id, "issue_created", "task_queued", 1, &g),
+                     LF_OK);
     /* f->s still holds version 1 from its create: the script says no. */
     assert_int_equal(t_transition(f->s, id, "issue_created", "task_queued", 1, &g),
                      LF_CONFLICT);
@@ -706,8 +722,7 @@ static void another_process_moved_it(void **state)
 /* Records sharing one updated_at, pages cutting through the ties: the
  * order (newest first, then id descending) and the pages are exactly
  * memory:'s. */
-static void pages_through_ties_like_memory(void **state)
-{
+static void pages_through_ties_like_memory(void **state) {
     lf_store *r = F(state)->s, *m = lf_memory_open();
     lf_store *both[2] = {r, m};
     t_got g = {0};
@@ -723,8 +738,10 @@ static void pages_through_ties_like_memory(void **state)
         if (i % 4) t_clock_us -= 1000000;   /* groups of one timestamp */
         for (int k = 0; k < 2; k++) assert_int_equal(t_commit(both[k], &e, &g), LF_OK);
     }
-    const char *filters[][2] = {{NULL, NULL}, {"issue_created", NULL},
-                                {NULL, "acme/app"}, {"issue_created", "acme/other"}};
+    const char *filters[][2] = {{NULL, NULL},
+                                {"issue_created", NULL},
+                                {NULL, "acme/app"},
+                                {"issue_created", "acme/other"}};
     for (size_t fi = 0; fi < 4; fi++) {
         for (size_t limit = 1; limit <= 5; limit++) {
             char *cur[2] = {NULL, NULL};
@@ -759,8 +776,7 @@ static void pages_through_ties_like_memory(void **state)
 
 /* ---- corruption and tampering ---------------------------------------- */
 
-static void corrupted_record_value(void **state)
-{
+static void corrupted_record_value(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
     t_page p = {0};
@@ -807,8 +823,7 @@ static void corrupted_record_value(void **state)
     t_got_reset(&g);
 }
 
-static char *hget_line(uint64_t seq)
-{
+static char *hget_line(uint64_t seq) {
     redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     char *line = strdup(r->str);
@@ -816,16 +831,14 @@ static char *hget_line(uint64_t seq)
     return line;
 }
 
-static void hset_line(uint64_t seq, const char *line)
-{
+static void hset_line(uint64_t seq, const char *line) {
     char s[24];
     snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
     const char *argv[] = {"HSET", "lf:log", s, line};
     freeReplyObject(t_redis_cmdv(&server, 4, argv, NULL));
 }
 
-static void expect_broken(lf_store *s, const char *needle)
-{
+static void expect_broken(lf_store *s, const char *needle) {
     char why[256] = "";
     assert_int_equal(t_verify_chain(s, why, sizeof why), -1);
     if (!strstr(why, needle)) fail_msg("chain error '%s' lacks '%s'", why, needle);
@@ -834,8 +847,7 @@ static void expect_broken(lf_store *s, const char *needle)
 /* `audit --verify` on Redis: modified, deleted and reordered entries are
  * caught at their seq; a deleted tail, which leaves no gap, is reported
  * against the head. Each tampering is undone before the next. */
-static void tampering_is_detected(void **state)
-{
+static void tampering_is_detected(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
     t_audit a = {0};
@@ -896,10 +908,14 @@ static void tampering_is_detected(void **state)
 
 /* ---- the engine on redis ------------------------------------------------ */
 
-typedef struct res { int calls; lf_code code; char state[64]; char id[LF_ID_LEN + 1]; } res;
+typedef struct res {
+    int calls;
+    lf_code code;
+    char state[64];
+    char id[LF_ID_LEN + 1];
+} res;
 
-static void on_res(const lf_result *r, void *arg)
-{
+static void on_res(const lf_result *r, void *arg) {
     res *x = arg;
     x->calls++;
     x->code = r->code;
@@ -910,29 +926,32 @@ static void on_res(const lf_result *r, void *arg)
 }
 
 /* The public API, guards and all, completing on the event base. */
-static void engine_runs_on_redis(void **state)
-{
+static void engine_runs_on_redis(void **state) {
     fixture *f = F(state);
     char err[512];
     lf_code code;
-    lf_engine_config cfg = {.store = server.url, .policies = "policies",
-                            .base = f->base};
+    lf_engine_config cfg = {.store = server.url, .policies = "policies", .base = f->base};
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, &code);
     if (!e) fail_msg("engine: %s", err);
 
     res r = {0};
-    lf_create_req c = {.ref = "https://github.com/acme/app/issues/1", .repo = "acme/app",
-                       .auto_merge = true, .actor = "t"};
+    lf_create_req c = {.ref = "https://github.com/acme/app/issues/1",
+                       .repo = "acme/app",
+                       .auto_merge = true,
+                       .actor = "t"};
     lf_engine_create(e, &c, on_res, &r);
     t_settle(&r.calls);
     assert_int_equal(r.code, LF_OK);
     char id[LF_ID_LEN + 1];
     memcpy(id, r.id, sizeof id);
-    const char *path[][2] = {{"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
-                             {"ci_pending", "ci.started"}, {"merged", "yolo"}};
+    const char *path[][2] = {{"task_queued", "worker.picked_up"},
+                             {"pr_created", "pr.opened"},
+                             {"ci_pending", "ci.started"},
+                             {"merged", "yolo"}};
     for (size_t i = 0; i < 4; i++) {
         memset(&r, 0, sizeof r);
-        lf_transition_req t = {.id = id, .to = path[i][0], .trigger = path[i][1], .actor = "t"};
+        lf_transition_req t = {
+            .id = id, .to = path[i][0], .trigger = path[i][1], .actor = "t"};
         lf_engine_transition(e, &t, on_res, &r);
         t_settle(&r.calls);
         assert_int_equal(r.code, i < 3 ? LF_OK : LF_INVALID_TRANSITION);
@@ -947,8 +966,7 @@ static void engine_runs_on_redis(void **state)
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 5);
 }
 
-int main(void)
-{
+int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(bad_urls_are_usage_errors),

@@ -59,13 +59,15 @@ static char *result_text(const lf_route_result *res) {
         if (q->op == LF_ROUTE_CREATE) {
             lf_buf_printf(&b, "%s: create ref=%s repo=%s", q->route, q->ref,
                           q->repo ? q->repo : "-");
-            if (q->has_ref_number) lf_buf_printf(&b, " ref_number=%lld", (long long)q->ref_number);
+            if (q->has_ref_number)
+                lf_buf_printf(&b, " ref_number=%lld", (long long)q->ref_number);
             lf_buf_printf(&b, " labels=%s", q->labels ? q->labels : "-");
         } else {
             lf_buf_printf(&b, "%s: transition ref=%s to=%s trigger=%s", q->route, q->ref,
                           q->to, q->trigger);
         }
-        lf_buf_printf(&b, " actor=%s metadata=%s\n", q->actor, q->metadata ? q->metadata : "-");
+        lf_buf_printf(&b, " actor=%s metadata=%s\n", q->actor,
+                      q->metadata ? q->metadata : "-");
     }
     if (res->ignored) lf_buf_printf(&b, "ignored: %s\n", res->ignored);
     if (res->error) lf_buf_printf(&b, "error: %s\n", res->error);
@@ -113,19 +115,22 @@ static int free_shipped(void **state) {
 #define SHA_EC "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 #define SHA_F9 "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 #define SHA_34 "3484a3fb816e0859fd6e1cea078d76385ff50625"
-#define CHECK_RUNS "ignored: check runs are not followed: one check run is not the whole " \
-                   "CI (loopforge follows check_suite and workflow_run)\n"
-#define SUITE_META(sha, extra) \
-    "{\"ci\":{\"app\":\"octocoders-linter\"" extra ",\"head_sha\":\"" sha "\"," \
+#define CHECK_RUNS                                                                       \
+    "ignored: check runs are not followed: one check run is not the whole "              \
+    "CI (loopforge follows check_suite and workflow_run)\n"
+#define SUITE_META(sha, extra)                                                           \
+    "{\"ci\":{\"app\":\"octocoders-linter\"" extra ",\"head_sha\":\"" sha "\","          \
     "\"id\":%s,\"source\":\"check_suite\"}}"
-#define RUN_META(conclusion) \
-    "{\"ci\":{\"attempt\":1" conclusion ",\"head_sha\":\"" SHA_34 "\",\"id\":289782451," \
+#define RUN_META(conclusion)                                                               \
+    "{\"ci\":{\"attempt\":1" conclusion ",\"head_sha\":\"" SHA_34 "\",\"id\":289782451,"   \
     "\"source\":\"workflow_run\",\"url\":\"https://github.com/octo-org/octo-repo/actions/" \
     "runs/289782451\",\"workflow\":\"test\"}}"
-#define PR2_LINK(trigger, issue, by) \
-    "pr-opened: transition ref=https://github.com/" REPO "/issues/" issue " to=pr_created " \
-    "trigger=" trigger " " ME " metadata={\"aliases\":[\"pr:" REPO "#2\",\"sha:" SHA_EC "\"]," \
-    "\"linked_by\":\"" by "\",\"pr_number\":2,\"pr_url\":\"https://github.com/" REPO \
+#define PR2_LINK(trigger, issue, by)                                                     \
+    "pr-opened: transition ref=https://github.com/" REPO "/issues/" issue                \
+    " to=pr_created "                                                                    \
+    "trigger=" trigger " " ME " metadata={\"aliases\":[\"pr:" REPO "#2\",\"sha:" SHA_EC  \
+    "\"],"                                                                               \
+    "\"linked_by\":\"" by "\",\"pr_number\":2,\"pr_url\":\"https://github.com/" REPO     \
     "/pull/2\"}\n"
 
 typedef struct route_case {
@@ -152,7 +157,8 @@ static void test_route_case(void **state) {
     char *got = route_text(shipped, event, text, len);
     char want[4096];
     /* %s in a case's text stands for the check suite's id */
-    snprintf(want, sizeof want, c->want, strstr(c->file, "requested") ? "118578174" : "118578147");
+    snprintf(want, sizeof want, c->want,
+             strstr(c->file, "requested") ? "118578174" : "118578147");
     assert_string_equal(got, want);
     free(got);
     if (text != body) cJSON_free(text);
@@ -178,8 +184,7 @@ static void set(cJSON *root, const char *path, cJSON *value) {
     const char *key = dot ? dot + 1 : path;
     if (cJSON_GetObjectItemCaseSensitive(obj, key))
         cJSON_ReplaceItemInObjectCaseSensitive(obj, key, value);
-    else
-        cJSON_AddItemToObject(obj, key, value);
+    else cJSON_AddItemToObject(obj, key, value);
 }
 
 static void set_str(cJSON *root, const char *path, const char *s) {
@@ -193,13 +198,19 @@ static void merged(cJSON *p) {
 }
 static void approved(cJSON *p) { set_str(p, "review.state", "approved"); }
 static void approved_upper(cJSON *p) { set_str(p, "review.state", "APPROVED"); }
-static void changes_requested(cJSON *p) { set_str(p, "review.state", "changes_requested"); }
+static void changes_requested(cJSON *p) {
+    set_str(p, "review.state", "changes_requested");
+}
 static void suite_failure(cJSON *p) { set_str(p, "check_suite.conclusion", "failure"); }
-static void suite_timed_out(cJSON *p) { set_str(p, "check_suite.conclusion", "timed_out"); }
+static void suite_timed_out(cJSON *p) {
+    set_str(p, "check_suite.conclusion", "timed_out");
+}
 static void suite_neutral(cJSON *p) { set_str(p, "check_suite.conclusion", "neutral"); }
 static void suite_rerequested(cJSON *p) { set_str(p, "action", "rerequested"); }
 static void run_failure(cJSON *p) { set_str(p, "workflow_run.conclusion", "failure"); }
-static void run_cancelled(cJSON *p) { set_str(p, "workflow_run.conclusion", "cancelled"); }
+static void run_cancelled(cJSON *p) {
+    set_str(p, "workflow_run.conclusion", "cancelled");
+}
 static void run_skipped(cJSON *p) { set_str(p, "workflow_run.conclusion", "skipped"); }
 /* Its PR made one of this repository's (the published one belongs to
  * another repository). */
@@ -214,10 +225,14 @@ static void issue_closed(cJSON *p) {
     set_str(p, "issue.state_reason", "completed");
 }
 static void issue_queued_label(cJSON *p) { set_str(p, "label.name", "loopforge:queued"); }
-static void issue_queued_label_case(cJSON *p) { set_str(p, "label.name", "LoopForge:Queued"); }
+static void issue_queued_label_case(cJSON *p) {
+    set_str(p, "label.name", "LoopForge:Queued");
+}
 static void issue_no_labels(cJSON *p) { set(p, "issue.labels", cJSON_CreateArray()); }
 static void fixes_1(cJSON *p) { set_str(p, "pull_request.body", "Fixes #1"); }
-static void branch_1(cJSON *p) { set_str(p, "pull_request.head.ref", "fix/1-readme-typo"); }
+static void branch_1(cJSON *p) {
+    set_str(p, "pull_request.head.ref", "fix/1-readme-typo");
+}
 static void draft(cJSON *p) {
     set(p, "pull_request.draft", cJSON_CreateTrue());
     set_str(p, "pull_request.body", "Fixes #1");
@@ -230,32 +245,37 @@ static const route_case CASES[] = {
     {"check_run.completed.success.json", NULL, NULL, CHECK_RUNS},
     {"check_run.created.json", NULL, NULL, CHECK_RUNS},
     {"check_suite.completed.success.json", NULL, NULL,
-     "ci-check-suite: transition ref=pr:" REPO "#2 to=ci_passed trigger=ci.check_suite.completed "
-     ME " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"success\"") "\n"},
+     "ci-check-suite: transition ref=pr:" REPO
+     "#2 to=ci_passed trigger=ci.check_suite.completed " ME
+     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"success\"") "\n"},
     {"check_suite.requested.json", NULL, NULL,
-     "ci-check-suite: transition ref=sha:" SHA_F9 " to=ci_pending trigger=ci.check_suite.requested "
-     ME " metadata=" SUITE_META(SHA_F9, "") "\n"},
+     "ci-check-suite: transition ref=sha:" SHA_F9
+     " to=ci_pending trigger=ci.check_suite.requested " ME
+     " metadata=" SUITE_META(SHA_F9, "") "\n"},
     {"issues.assigned.json", NULL, NULL,
      "issue-queued: transition ref=" ISSUE1 " to=task_queued trigger=issue.assigned " ME
      " metadata={\"assignee\":\"Codertocat\"}\n"},
     {"issues.labeled.json", NULL, NULL,
      "ignored: label 'bug' is not the queue label 'loopforge:queued'\n"},
     {"issues.opened.json", NULL, NULL,
-     "issue-opened: create ref=" ISSUE1 " repo=" REPO " ref_number=1 labels={\"bug\":\"bug\"} "
-     ME " metadata={\"title\":\"Spelling error in the README file\"}\n"},
+     "issue-opened: create ref=" ISSUE1 " repo=" REPO
+     " ref_number=1 labels={\"bug\":\"bug\"} " ME
+     " metadata={\"title\":\"Spelling error in the README file\"}\n"},
     {"issues.reopened.json", NULL, NULL, "ignored: no route for issues.reopened\n"},
     {"ping.json", NULL, NULL, "ignored: ping\n"},
     {"pull_request.closed.unmerged.json", NULL, NULL,
      "ignored: pull request #2 was closed without merging\n"},
-    {"pull_request.labeled.json", NULL, NULL, "ignored: no route for pull_request.labeled\n"},
+    {"pull_request.labeled.json", NULL, NULL,
+     "ignored: no route for pull_request.labeled\n"},
     {"pull_request.opened.json", NULL, NULL, "ignored: pull request #2 links no issue\n"},
     {"pull_request.ready_for_review.json", NULL, NULL,
      "ignored: pull request #2 links no issue\n"},
     {"pull_request.review_requested.json", NULL, NULL,
      "ignored: no route for pull_request.review_requested\n"},
     {"pull_request.synchronize.json", NULL, NULL,
-     "pr-synchronize: transition ref=pr:" REPO "#2 to=ci_pending trigger=pr.synchronize " ME
-     " metadata={\"aliases\":[\"sha:" SHA_EC "\"],\"head_sha\":\"" SHA_EC "\"}\n"},
+     "pr-synchronize: transition ref=pr:" REPO
+     "#2 to=ci_pending trigger=pr.synchronize " ME " metadata={\"aliases\":[\"sha:" SHA_EC
+     "\"],\"head_sha\":\"" SHA_EC "\"}\n"},
     {"pull_request_review.dismissed.json", NULL, NULL,
      "ignored: no route for pull_request_review.dismissed\n"},
     {"pull_request_review.submitted.commented.json", NULL, NULL,
@@ -267,8 +287,8 @@ static const route_case CASES[] = {
      * 186853002), not of octo-org/octo-repo: matched by head sha */
     {"workflow_run.completed.json", NULL, NULL,
      "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_passed "
-     "trigger=ci.workflow_run.completed " ME " metadata=" RUN_META(",\"conclusion\":\"success\"")
-     "\n"},
+     "trigger=ci.workflow_run.completed " ME
+     " metadata=" RUN_META(",\"conclusion\":\"success\"") "\n"},
     {"workflow_run.requested.json", NULL, NULL,
      "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_pending "
      "trigger=ci.workflow_run.requested " ME " metadata=" RUN_META("") "\n"},
@@ -279,20 +299,25 @@ static const route_case CASES[] = {
      " metadata={\"merge_commit_sha\":\"c4295bd74fb0f4fda03689c3df3f2803b658fd85\","
      "\"merged_at\":\"2019-05-15T15:21:18Z\",\"merged_by\":\"Codertocat\"}\n"},
     {"pull_request_review.submitted.commented.json", approved, "an approving review",
-     "review-submitted: transition ref=pr:" REPO "#2 to=approved trigger=review.approved " ME
-     " metadata={\"commit_id\":\"" SHA_EC "\",\"review_id\":237895671}\n"},
+     "review-submitted: transition ref=pr:" REPO
+     "#2 to=approved trigger=review.approved " ME " metadata={\"commit_id\":\"" SHA_EC
+     "\",\"review_id\":237895671}\n"},
     {"pull_request_review.submitted.commented.json", approved_upper,
      "an approving review, state in capitals",
-     "review-submitted: transition ref=pr:" REPO "#2 to=approved trigger=review.approved " ME
-     " metadata={\"commit_id\":\"" SHA_EC "\",\"review_id\":237895671}\n"},
-    {"pull_request_review.submitted.commented.json", changes_requested, "changes requested",
+     "review-submitted: transition ref=pr:" REPO
+     "#2 to=approved trigger=review.approved " ME " metadata={\"commit_id\":\"" SHA_EC
+     "\",\"review_id\":237895671}\n"},
+    {"pull_request_review.submitted.commented.json", changes_requested,
+     "changes requested",
      "ignored: review of pull request #2 is changes_requested, not an approval\n"},
     {"check_suite.completed.success.json", suite_failure, "a failed check suite",
-     "ci-check-suite: transition ref=pr:" REPO "#2 to=ci_failed trigger=ci.check_suite.completed "
-     ME " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"failure\"") "\n"},
+     "ci-check-suite: transition ref=pr:" REPO
+     "#2 to=ci_failed trigger=ci.check_suite.completed " ME
+     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"failure\"") "\n"},
     {"check_suite.completed.success.json", suite_timed_out, "a timed-out check suite",
-     "ci-check-suite: transition ref=pr:" REPO "#2 to=ci_failed trigger=ci.check_suite.completed "
-     ME " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"timed_out\"") "\n"},
+     "ci-check-suite: transition ref=pr:" REPO
+     "#2 to=ci_failed trigger=ci.check_suite.completed " ME
+     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"timed_out\"") "\n"},
     {"check_suite.completed.success.json", suite_neutral, "a neutral check suite",
      "ignored: check suite conclusion 'neutral' is neither a pass nor a failure\n"},
     {"check_suite.requested.json", suite_rerequested, "a check suite re-requested",
@@ -300,18 +325,18 @@ static const route_case CASES[] = {
      "trigger=ci.check_suite.rerequested " ME " metadata=" SUITE_META(SHA_F9, "") "\n"},
     {"workflow_run.completed.json", run_failure, "a failed workflow run",
      "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_failed "
-     "trigger=ci.workflow_run.completed " ME " metadata=" RUN_META(",\"conclusion\":\"failure\"")
-     "\n"},
+     "trigger=ci.workflow_run.completed " ME
+     " metadata=" RUN_META(",\"conclusion\":\"failure\"") "\n"},
     {"workflow_run.completed.json", run_cancelled, "a cancelled workflow run",
      "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_failed "
-     "trigger=ci.workflow_run.completed " ME " metadata="
-     RUN_META(",\"conclusion\":\"cancelled\"") "\n"},
+     "trigger=ci.workflow_run.completed " ME
+     " metadata=" RUN_META(",\"conclusion\":\"cancelled\"") "\n"},
     {"workflow_run.completed.json", run_skipped, "a skipped workflow run",
      "ignored: workflow run conclusion 'skipped' is neither a pass nor a failure\n"},
     {"workflow_run.completed.json", run_own_pr, "a workflow run of this repository's PR",
      "ci-workflow-run: transition ref=pr:octo-org/octo-repo#2 to=ci_passed "
-     "trigger=ci.workflow_run.completed " ME " metadata=" RUN_META(",\"conclusion\":\"success\"")
-     "\n"},
+     "trigger=ci.workflow_run.completed " ME
+     " metadata=" RUN_META(",\"conclusion\":\"success\"") "\n"},
     {"issues.opened.json", issue_closed, "a closed issue",
      "issue-closed: transition ref=" ISSUE1 " to=closed trigger=issue.closed " ME
      " metadata={\"state_reason\":\"completed\"}\n"},
@@ -365,7 +390,10 @@ static int linked_issue(const char *body, const char *branch) {
 
 static void test_pr_links(void **state) {
     (void)state;
-    static const struct { const char *body, *branch; int want; } cases[] = {
+    static const struct {
+        const char *body, *branch;
+        int want;
+    } cases[] = {
         {"Fixes #12", "changes", 12},
         {"fixes #12", "changes", 12},
         {"This PR\n\nCloses: #7.", "changes", 7},
@@ -373,14 +401,14 @@ static void test_pr_links(void **state) {
         {"resolves Codertocat/Hello-World#9", "changes", 9},
         {"fix codertocat/hello-world#9", "changes", 9},
         {"Fixed https://github.com/Codertocat/Hello-World/issues/31", "changes", 31},
-        {"fixes other/repo#9", "changes", 0},               /* another repository */
+        {"fixes other/repo#9", "changes", 0}, /* another repository */
         {"fixes https://github.com/other/repo/issues/9", "changes", 0},
-        {"prefixes #4 suffixes #5", "changes", 0},          /* not the keyword */
-        {"Fixes #3 and closes #4", "changes", 3},           /* the first one */
+        {"prefixes #4 suffixes #5", "changes", 0}, /* not the keyword */
+        {"Fixes #3 and closes #4", "changes", 3}, /* the first one */
         {"see #5", "changes", 0},
         {"fixes #5abc", "changes", 0},
-        {"Fixes #2", "changes", 0},                         /* the PR itself */
-        {NULL, "changes", 0},                               /* body null */
+        {"Fixes #2", "changes", 0}, /* the PR itself */
+        {NULL, "changes", 0}, /* body null */
         {"", "42-foo", 42},
         {"", "issue-42", 42},
         {"", "issue42", 42},
@@ -393,7 +421,7 @@ static void test_pr_links(void **state) {
         {"", "release/1.2", 0},
         {"", "v2-migration", 0},
         {"", "2fa-login", 0},
-        {"Fixes #8", "42-foo", 8},                          /* the body first */
+        {"Fixes #8", "42-foo", 8}, /* the body first */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int got = linked_issue(cases[i].body, cases[i].branch);
@@ -422,8 +450,10 @@ static void test_missing_fields(void **state) {
     cJSON_DeleteItemFromObject(p, "sender");
     char *text = cJSON_PrintUnformatted(p);
     char want[256];
-    snprintf(want, sizeof want, "error: route issue-opened: policies/routes/github.lua:%d: "
-             "payload has no sender.login\n", line);
+    snprintf(want, sizeof want,
+             "error: route issue-opened: policies/routes/github.lua:%d: "
+             "payload has no sender.login\n",
+             line);
     expect_route(shipped, "issues", text, want);
     cJSON_free(text);
     cJSON_DeleteItemFromObject(p, "issue");
@@ -440,8 +470,9 @@ static void test_missing_fields(void **state) {
 static void test_shipped_listing(void **state) {
     (void)state;
     static const char *const names[] = {
-        "issue-opened", "issue-queued", "pr-opened", "pr-synchronize", "ci-check-suite",
-        "ci-workflow-run", "check-run", "review-submitted", "pr-closed", "issue-closed", "ping"};
+        "issue-opened",   "issue-queued",    "pr-opened", "pr-synchronize",
+        "ci-check-suite", "ci-workflow-run", "check-run", "review-submitted",
+        "pr-closed",      "issue-closed",    "ping"};
     int n = (int)(sizeof names / sizeof *names);
     assert_int_equal(lf_rules_count(shipped, LF_RULE_ROUTE), n);
     for (int i = 0; i < n; i++) {
@@ -459,7 +490,7 @@ static void test_shipped_listing(void **state) {
     assert_string_equal(in.on, "event=issues action=opened");
     lf_rules_info(shipped, LF_RULE_ROUTE, 6, &in);
     assert_string_equal(in.on, "event=check_run");
-    lf_rules_info(shipped, LF_RULE_ROUTE, n, &in);       /* out of range: empty */
+    lf_rules_info(shipped, LF_RULE_ROUTE, n, &in); /* out of range: empty */
     assert_null(in.name);
     /* the route line is the `route {` line */
     char *src = slurp("policies/routes/github.lua", NULL);
@@ -530,9 +561,11 @@ static void test_lint(void **state) {
         "return route { name = \"c1\", on = { event = \"push\" },\n"
         "  run = function() end }\n");
     put(d, "routes/f.lua", "return route { name = \"f\", run = function() end }\n");
-    put(d, "routes/g.lua", "return route {\n  name = \"g\",\n  on = { event = \"x\" },\n"
-                           "  run = function()\n  end\n  end\n");
-    expect_errors(d,
+    put(d, "routes/g.lua",
+        "return route {\n  name = \"g\",\n  on = { event = \"x\" },\n"
+        "  run = function()\n  end\n  end\n");
+    expect_errors(
+        d,
         "%s/routes/a.lua:1: on: unknown filter 'evnt' (expected event, action or source)\n"
         "%s/routes/a.lua:1: route has no on.event (name the events it handles)\n"
         "%s/routes/b.lua:1: unknown field 'check'\n"
@@ -553,13 +586,15 @@ static void test_lint(void **state) {
  * is keyed by them), and config.lua checks route settings like any. */
 static void test_lint_names_and_config(void **state) {
     tdir *d = *state;
-    put(d, "guards/x.lua", "return policy { name = \"x\", check = function() return allow() end }\n");
+    put(d, "guards/x.lua",
+        "return policy { name = \"x\", check = function() return allow() end }\n");
     put(d, "routes/x.lua",
         "return route { name = \"x\", on = { event = \"ping\" },\n"
         "  defaults = { label = \"q\" }, run = function() end }\n");
     expect_errors(d, "%s/routes/x.lua:1: duplicate route name 'x' "
                      "(first defined at %s/guards/x.lua:1)\n");
-    put(d, "guards/x.lua", "return policy { name = \"y\", check = function() return allow() end }\n");
+    put(d, "guards/x.lua",
+        "return policy { name = \"y\", check = function() return allow() end }\n");
     put(d, "config.lua",
         "return {\n"
         "  x = {\n"
@@ -568,7 +603,8 @@ static void test_lint_names_and_config(void **state) {
         "  },\n"
         "  nope = {},\n"
         "}\n");
-    expect_errors(d,
+    expect_errors(
+        d,
         "%s/config.lua:3: config for 'x': setting 'label' must be a string (like its default), "
         "not a number\n"
         "%s/config.lua:4: config for 'x': unknown setting 'lable'\n"
@@ -606,14 +642,16 @@ static void test_results(void **state) {
     lf_rules *r = load_ok(d);
     /* requests in route order; the route that returned nothing adds no
      * reason once there is a request */
-    expect_route(r, "issues", ISSUES_OPENED,
+    expect_route(
+        r, "issues", ISSUES_OPENED,
         "fields: transition ref=github/issues/opened to=task_queued "
         "trigger=72d3162e-cc78-11e3-81ab-4c9367dc0958 actor=route:fields metadata={\"n\":2}\n"
         "fresh: create ref=r1 repo=o/r ref_number=7 labels={\"bug\":\"bug\"} actor=me "
         "metadata=-\n"
         "fresh: transition ref=r to=closed trigger=t actor=route:fresh metadata=-\n");
     /* reasons, in order, when nothing is asked for */
-    expect_route(r, "push", "{\"ref\":\"refs/heads/main\"}",
+    expect_route(
+        r, "push", "{\"ref\":\"refs/heads/main\"}",
         "ignored: route nothing returned no request; route empty returned no request; "
         "not today\n");
     /* no route: by name, and by name and action */
@@ -621,7 +659,8 @@ static void test_results(void **state) {
     expect_route(r, "pull_request", "{\"action\":\"opened\"}",
                  "ignored: no route for pull_request.opened\n");
     /* an action that is not a string is no action */
-    expect_route(r, "pull_request", "{\"action\":5}", "ignored: no route for pull_request\n");
+    expect_route(r, "pull_request", "{\"action\":5}",
+                 "ignored: no route for pull_request\n");
     lf_rules_free(r);
 }
 
@@ -635,8 +674,10 @@ static void test_payload_errors(void **state) {
     expect_route(r, "issues", "\"x\"", "error: payload: not a JSON object\n");
     expect_route(r, "issues", "", "error: payload: not a JSON object\n");
     expect_route(r, "nope", " \n\t", "error: payload: not a JSON object\n");
-    expect_route(r, "issues", "{\"x\": 1,}", "error: payload: not valid JSON (at byte 8)\n");
-    expect_route(r, "issues", "{\"x\": 1} {", "error: payload: not valid JSON (at byte 9)\n");
+    expect_route(r, "issues", "{\"x\": 1,}",
+                 "error: payload: not valid JSON (at byte 8)\n");
+    expect_route(r, "issues", "{\"x\": 1} {",
+                 "error: payload: not valid JSON (at byte 9)\n");
     /* decoded only when a route wants it */
     expect_route(r, "nope", "{\"x\": ", "ignored: no route for nope\n");
     /* and JSON's details: escapes, unicode, null members absent */
@@ -671,7 +712,8 @@ static void test_errors_stay_in_their_route(void **state) {
         "    run = function(ev) return ev.payload.issue.number end },\n"
         "}\n");
     lf_rules *r = load_ok(d);
-    expect_in(d, r, "e", "{}",
+    expect_in(
+        d, r, "e", "{}",
         "ok: transition ref=r to=closed trigger=t actor=route:ok metadata=-\n"
         "error: route boom: %s/routes/a.lua:4: boom; "
         "route num: returned a number, not a request, a list of requests or ignore(reason); "
@@ -679,7 +721,8 @@ static void test_errors_stay_in_their_route(void **state) {
         "route mixed: item 2 of the returned list is not a request (create{} or transition{}); "
         "route nil-index: %s/routes/a.lua:13: attempt to index a nil value (field 'issue')\n");
     /* and the state serves the next event as if nothing happened */
-    expect_in(d, r, "e", "{}",
+    expect_in(
+        d, r, "e", "{}",
         "ok: transition ref=r to=closed trigger=t actor=route:ok metadata=-\n"
         "error: route boom: %s/routes/a.lua:4: boom; "
         "route num: returned a number, not a request, a list of requests or ignore(reason); "
@@ -768,9 +811,10 @@ static void test_budgets(void **state) {
 
     /* with room in the budget, memory is what stops it */
     r = load_lim(d, 1000000000, 8u << 20);
-    expect_route(r, "big", "{}",
-                 "ignored: still here: big\n"
-                 "error: route big: not enough memory (the policy memory limit was reached)\n");
+    expect_route(
+        r, "big", "{}",
+        "ignored: still here: big\n"
+        "error: route big: not enough memory (the policy memory limit was reached)\n");
     lf_rules_free(r);
 }
 
@@ -808,7 +852,7 @@ static void test_settings(void **state) {
     put(d, "config.lua", "return { a = { word = 'ho' }, b = { enabled = false } }\n");
     lf_rules *r = load_ok(d);
     expect_route(r, "e", "{}", "ignored: ho1\n");
-    expect_route(r, "f", "{}", "ignored: no route for f\n");     /* b is off */
+    expect_route(r, "f", "{}", "ignored: no route for f\n"); /* b is off */
     lf_rule_info in;
     lf_rules_info(r, LF_RULE_ROUTE, 1, &in);
     assert_string_equal(in.name, "b");
@@ -839,7 +883,8 @@ static void test_shipped_settings(void **state) {
     free(body);
     body = fixture("check_suite.completed.success.json", &len);
     got = route_text(r, "check_suite", body, len);
-    assert_string_equal(got, "ignored: check suite of app 'octocoders-linter' is not followed\n");
+    assert_string_equal(
+        got, "ignored: check suite of app 'octocoders-linter' is not followed\n");
     free(got);
     free(body);
     body = fixture("workflow_run.requested.json", &len);
@@ -863,9 +908,9 @@ int main(void) {
     for (size_t i = 0; i < NCASES; i++) {
         const route_case *c = &CASES[i];
         if (c->derive)
-            snprintf(names[i], sizeof names[i], "synthetic: %s (from %s)", c->name, c->file);
-        else
-            snprintf(names[i], sizeof names[i], "fixture: %s", c->file);
+            snprintf(names[i], sizeof names[i], "synthetic: %s (from %s)", c->name,
+                     c->file);
+        else snprintf(names[i], sizeof names[i], "fixture: %s", c->file);
         cases[i] = (struct CMUnitTest){names[i], test_route_case, NULL, NULL, (void *)c};
     }
     const struct CMUnitTest shipped_tests[] = {
@@ -886,8 +931,8 @@ int main(void) {
         T(test_settings),
         T(test_shipped_settings),
     };
-    int failed = _cmocka_run_group_tests("shipped routes and the GitHub payloads", cases, NCASES,
-                                         load_shipped, free_shipped);
+    int failed = _cmocka_run_group_tests("shipped routes and the GitHub payloads", cases,
+                                         NCASES, load_shipped, free_shipped);
     failed += cmocka_run_group_tests_name("shipped routes", shipped_tests, load_shipped,
                                           free_shipped);
     failed += cmocka_run_group_tests_name("the route DSL", dsl_tests, NULL, NULL);

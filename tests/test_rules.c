@@ -43,7 +43,9 @@ static int setup_dir(void **state) {
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(path);
 }
 
@@ -110,8 +112,8 @@ static lf_rules *load_ok(tdir *d) {
 
 /* A valid minimal workflow named `name`, spanning two lines; GOOD is a
  * whole file, WF an expression to put in a returned list. */
-#define WF(name) \
-    "workflow { name = \"" name "\", states = {\"a\", \"b\"},\n" \
+#define WF(name)                                                                         \
+    "workflow { name = \"" name "\", states = {\"a\", \"b\"},\n"                         \
     "  initial = \"a\", terminal = {\"b\"}, edges = {{\"a\", \"b\"}} }"
 #define GOOD(name) "return " WF(name) "\n"
 
@@ -274,12 +276,11 @@ static void test_runtime_error(void **state) {
     put(d, "c.lua", "local x = 1\n\nerror(\"no position\", 0)\n");
     put(d, "d.lua", "\nerror({})\n");
     put(d, "e.lua", "local function f()\n  error(\"deep\")\nend\n\nf()\n");
-    expect_errors(d,
-                  "%s/a.lua:4: attempt to index a nil value (local 't')\n"
-                  "%s/b.lua:2: boom\n"
-                  "%s/c.lua:3: no position\n"
-                  "%s/d.lua:2: (error object is a table value)\n"
-                  "%s/e.lua:2: deep\n");
+    expect_errors(d, "%s/a.lua:4: attempt to index a nil value (local 't')\n"
+                     "%s/b.lua:2: boom\n"
+                     "%s/c.lua:3: no position\n"
+                     "%s/d.lua:2: (error object is a table value)\n"
+                     "%s/e.lua:2: deep\n");
 }
 
 /* Lua shortens long chunk names to "...tail"; we still print the path. */
@@ -296,7 +297,8 @@ static void test_long_path(void **state) {
 static void test_workflow_bad_argument(void **state) {
     tdir *d = *state;
     put(d, "a.lua", "\nreturn workflow(\"x\")\n");
-    expect_errors(d, "%s/a.lua:2: bad argument #1 to 'workflow' (table expected, got string)\n");
+    expect_errors(
+        d, "%s/a.lua:2: bad argument #1 to 'workflow' (table expected, got string)\n");
 }
 
 /* ---- DSL problems: the line of the workflow{} call ----------------------------- */
@@ -307,36 +309,37 @@ static void test_not_a_workflow(void **state) {
     put(d, "b.lua", "local x = 1\n");
     put(d, "c.lua", "return {\n" WF("c") ",\n 42 }\n");
     put(d, "d.lua", "return 7\n-- trailing comment\n");
-    expect_errors(d,
-                  "%s/a.lua:2: file does not return a workflow "
-                  "(expected `return workflow { ... }` or a list of them)\n"
-                  "%s/b.lua:1: file does not return a workflow "
-                  "(expected `return workflow { ... }` or a list of them)\n"
-                  "%s/c.lua:4: item 2 of the returned list is not a workflow\n"
-                  "%s/d.lua:1: file does not return a workflow "
-                  "(expected `return workflow { ... }` or a list of them)\n");
+    expect_errors(d, "%s/a.lua:2: file does not return a workflow "
+                     "(expected `return workflow { ... }` or a list of them)\n"
+                     "%s/b.lua:1: file does not return a workflow "
+                     "(expected `return workflow { ... }` or a list of them)\n"
+                     "%s/c.lua:4: item 2 of the returned list is not a workflow\n"
+                     "%s/d.lua:1: file does not return a workflow "
+                     "(expected `return workflow { ... }` or a list of them)\n");
 }
 
 static void test_name_problems(void **state) {
     tdir *d = *state;
-    put(d, "a.lua", "\n\nreturn workflow {\n states = {\"a\"}, initial = \"a\",\n"
-                    " terminal = {\"a\"}, edges = {} }\n");
-    put(d, "b.lua", "return workflow {\n name = 42, states = {\"a\"}, initial = \"a\",\n"
-                    " terminal = {\"a\"}, edges = {} }\n");
-    expect_errors(d,
-                  "%s/a.lua:3: workflow has no name\n"
-                  "%s/b.lua:1: workflow name must be a non-empty string\n");
+    put(d, "a.lua",
+        "\n\nreturn workflow {\n states = {\"a\"}, initial = \"a\",\n"
+        " terminal = {\"a\"}, edges = {} }\n");
+    put(d, "b.lua",
+        "return workflow {\n name = 42, states = {\"a\"}, initial = \"a\",\n"
+        " terminal = {\"a\"}, edges = {} }\n");
+    expect_errors(d, "%s/a.lua:3: workflow has no name\n"
+                     "%s/b.lua:1: workflow name must be a non-empty string\n");
 }
 
 static void test_initial_problems(void **state) {
     tdir *d = *state;
-    put(d, "a.lua", "local w = workflow {\n name = \"a\", states = {\"a\"},\n"
-                    " terminal = {\"a\"}, edges = {} }\nreturn w\n");
-    put(d, "b.lua", "\nreturn workflow { name = \"b\", states = {\"a\"}, initial = \"zz\",\n"
-                    " terminal = {\"a\"}, edges = {} }\n");
-    expect_errors(d,
-                  "%s/a.lua:1: workflow has no initial state\n"
-                  "%s/b.lua:2: initial state 'zz' is not a declared state\n");
+    put(d, "a.lua",
+        "local w = workflow {\n name = \"a\", states = {\"a\"},\n"
+        " terminal = {\"a\"}, edges = {} }\nreturn w\n");
+    put(d, "b.lua",
+        "\nreturn workflow { name = \"b\", states = {\"a\"}, initial = \"zz\",\n"
+        " terminal = {\"a\"}, edges = {} }\n");
+    expect_errors(d, "%s/a.lua:1: workflow has no initial state\n"
+                     "%s/b.lua:2: initial state 'zz' is not a declared state\n");
 }
 
 static void test_edge_problems(void **state) {
@@ -355,27 +358,27 @@ static void test_edge_problems(void **state) {
         "    \"s->t\",\n"
         "  },\n"
         "}\n");
-    expect_errors(d,
-                  "%s/a.lua:2: duplicate state 's'\n"
-                  "%s/a.lua:2: edge 2: unknown state 'foo'\n"
-                  "%s/a.lua:2: edge 3: unknown state 'bar'\n"
-                  "%s/a.lua:2: edge 4: duplicate edge s -> t\n"
-                  "%s/a.lua:2: edge 5 must be a {from, to} pair of state names\n"
-                  "%s/a.lua:2: edge 6 must be a {from, to} pair of state names\n");
+    expect_errors(d, "%s/a.lua:2: duplicate state 's'\n"
+                     "%s/a.lua:2: edge 2: unknown state 'foo'\n"
+                     "%s/a.lua:2: edge 3: unknown state 'bar'\n"
+                     "%s/a.lua:2: edge 4: duplicate edge s -> t\n"
+                     "%s/a.lua:2: edge 5 must be a {from, to} pair of state names\n"
+                     "%s/a.lua:2: edge 6 must be a {from, to} pair of state names\n");
 }
 
 static void test_terminal_and_fields(void **state) {
     tdir *d = *state;
-    put(d, "a.lua", "\n\n\nreturn workflow { name = \"a\", states = {\"s\", \"t\"},\n"
-                    " initial = \"s\", terminal = {\"t\", \"done\"}, edges = {{\"s\", \"t\"}} }\n");
-    put(d, "b.lua", "return workflow { name = \"b\", states = {\"s\", \"t\"}, initial = \"s\",\n"
-                    " termnal = {\"t\"}, edges = {{\"s\", \"t\"}} }\n");
+    put(d, "a.lua",
+        "\n\n\nreturn workflow { name = \"a\", states = {\"s\", \"t\"},\n"
+        " initial = \"s\", terminal = {\"t\", \"done\"}, edges = {{\"s\", \"t\"}} }\n");
+    put(d, "b.lua",
+        "return workflow { name = \"b\", states = {\"s\", \"t\"}, initial = \"s\",\n"
+        " termnal = {\"t\"}, edges = {{\"s\", \"t\"}} }\n");
     put(d, "c.lua", "return workflow { name = \"c\", initial = \"s\", edges = {} }\n");
-    expect_errors(d,
-                  "%s/a.lua:4: terminal state 'done' is not a declared state\n"
-                  "%s/b.lua:1: unknown field 'termnal'\n"
-                  "%s/c.lua:1: workflow has no states\n"
-                  "%s/c.lua:1: initial state 's' is not a declared state\n");
+    expect_errors(d, "%s/a.lua:4: terminal state 'done' is not a declared state\n"
+                     "%s/b.lua:1: unknown field 'termnal'\n"
+                     "%s/c.lua:1: workflow has no states\n"
+                     "%s/c.lua:1: initial state 's' is not a declared state\n");
 }
 
 /* lf_workflow_check's findings, at the workflow{} line. */
@@ -413,18 +416,18 @@ static void test_many_problems(void **state) {
     tdir *d = *state;
     put(d, "1.lua", GOOD("fine"));
     put(d, "2.lua", "return workflow {\n");
-    put(d, "3.lua", "return {\n"
-                    "  workflow { name = \"p\", states = {\"a\"}, initial = \"b\", edges = {} },\n"
-                    "  workflow { states = {\"a\", \"b\"}, initial = \"a\", terminal = {\"b\"},\n"
-                    "             edges = {{\"a\", \"c\"}} },\n"
-                    "}\n");
+    put(d, "3.lua",
+        "return {\n"
+        "  workflow { name = \"p\", states = {\"a\"}, initial = \"b\", edges = {} },\n"
+        "  workflow { states = {\"a\", \"b\"}, initial = \"a\", terminal = {\"b\"},\n"
+        "             edges = {{\"a\", \"c\"}} },\n"
+        "}\n");
     put(d, "4.lua", "os.execute(\"true\")\n");
-    expect_errors(d,
-                  "%s/2.lua:2: unexpected symbol near <eof>\n"
-                  "%s/3.lua:2: initial state 'b' is not a declared state\n"
-                  "%s/3.lua:3: workflow has no name\n"
-                  "%s/3.lua:3: edge 1: unknown state 'c'\n"
-                  "%s/4.lua:1: attempt to call a nil value (field 'execute')\n");
+    expect_errors(d, "%s/2.lua:2: unexpected symbol near <eof>\n"
+                     "%s/3.lua:2: initial state 'b' is not a declared state\n"
+                     "%s/3.lua:3: workflow has no name\n"
+                     "%s/3.lua:3: edge 1: unknown state 'c'\n"
+                     "%s/4.lua:1: attempt to call a nil value (field 'execute')\n");
 }
 
 /* ---- the sandbox ------------------------------------------------------------ */
@@ -510,9 +513,9 @@ static void test_budgets(void **state) {
     tdir *d = *state;
     put(d, "loop.lua", "local n = 0\n\nwhile true do n = n + 1 end\n");
     put(d, "mem.lua", "local s = 'x'\nwhile true do s = s .. s end\n");
-    expect_errors(d,
-                  "%s/loop.lua:3: instruction budget exceeded\n"
-                  "%s/mem.lua:1: not enough memory (the policy memory limit was reached)\n");
+    expect_errors(
+        d, "%s/loop.lua:3: instruction budget exceeded\n"
+           "%s/mem.lua:1: not enough memory (the policy memory limit was reached)\n");
 }
 
 /* Metamethods on a returned table must not run while compiling it. */

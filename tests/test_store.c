@@ -27,22 +27,19 @@ typedef struct fixture {
     lf_store *s;
 } fixture;
 
-static int group_setup(void **state)
-{
+static int group_setup(void **state) {
     (void)state;
     t_redis_start(&server);
     return 0;
 }
 
-static int group_teardown(void **state)
-{
+static int group_teardown(void **state) {
     (void)state;
     t_redis_free(&server);
     return 0;
 }
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     char err[512];
     lf_code code;
@@ -66,8 +63,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fixture *f = *state;
     lf_store_free(f->s);
     if (f->base) event_base_free(f->base);
@@ -81,8 +77,7 @@ static int teardown(void **state)
 
 #define S(state) (((fixture *)*(state))->s)
 
-static uint64_t last_seq(lf_store *s)
-{
+static uint64_t last_seq(lf_store *s) {
     t_audit a = {0};
     uint64_t seq = 0, after = 0;
     for (;;) {
@@ -97,8 +92,7 @@ static uint64_t last_seq(lf_store *s)
 
 /* ---- create / get ------------------------------------------------------ */
 
-static void create_then_get(void **state)
-{
+static void create_then_get(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -133,8 +127,7 @@ static void create_then_get(void **state)
     t_got_reset(&g);
 }
 
-static void duplicate_id_refused(void **state)
-{
+static void duplicate_id_refused(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -152,8 +145,7 @@ static void duplicate_id_refused(void **state)
     t_got_reset(&g);
 }
 
-static void duplicate_ref_refused(void **state)
-{
+static void duplicate_ref_refused(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
@@ -161,8 +153,7 @@ static void duplicate_ref_refused(void **state)
     t_id(a, 1);
     t_id(b, 2);
     assert_int_equal(t_create(s, a, "acme/app#7", "acme/app", &g), LF_OK);
-    assert_int_equal(t_create(s, b, "acme/app#7", "acme/app", &g),
-                     LF_DUPLICATE_REF);
+    assert_int_equal(t_create(s, b, "acme/app#7", "acme/app", &g), LF_DUPLICATE_REF);
     assert_false(g.has_rec);
     assert_non_null(strstr(g.err, a));      /* names the existing id */
     assert_int_equal(t_get(s, b, &g), LF_NOT_FOUND);
@@ -172,8 +163,7 @@ static void duplicate_ref_refused(void **state)
 
 /* A created entry the fold cannot read (no workflow) is the caller's
  * mistake: refused, and nothing of it stays in the log. */
-static void malformed_create_refused(void **state)
-{
+static void malformed_create_refused(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     lf_entry e = {0};
@@ -200,16 +190,14 @@ static void malformed_create_refused(void **state)
 
 /* ---- transitions ------------------------------------------------------- */
 
-static void transition_cas(void **state)
-{
+static void transition_cas(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
 
     t_id(id, 1);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
     assert_string_equal(g.state, "task_queued");
     assert_int_equal(g.version, 2);
     assert_int_equal(g.nhist, 2);
@@ -229,15 +217,13 @@ static void transition_cas(void **state)
     assert_int_equal(g.nhist, 2);
     assert_int_equal(last_seq(s), 2);
 
-    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);
     assert_int_equal(g.version, 3);
     assert_int_equal(g.seq, 3);
     t_got_reset(&g);
 }
 
-static void transition_unknown_id(void **state)
-{
+static void transition_unknown_id(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -247,15 +233,14 @@ static void transition_unknown_id(void **state)
                      LF_NOT_FOUND);
     assert_false(g.has_rec);
     assert_non_null(strstr(g.err, id));
-    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "issue_created", "merged",
-                            1, &g), LF_NOT_FOUND);
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "issue_created", "merged", 1, &g),
+                     LF_NOT_FOUND);
     assert_int_equal(t_delete(s, id, "issue_created", 1, &g), LF_NOT_FOUND);
     assert_int_equal(last_seq(s), 0);
     t_got_reset(&g);
 }
 
-static void denied_changes_nothing(void **state)
-{
+static void denied_changes_nothing(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     t_audit a = {0};
@@ -265,8 +250,8 @@ static void denied_changes_nothing(void **state)
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     char *before = strdup(g.json);
 
-    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "issue_created",
-                            "task_queued", 1, &g), LF_OK);
+    assert_int_equal(
+        t_move(s, LF_ENTRY_DENIED, id, "issue_created", "task_queued", 1, &g), LF_OK);
     assert_int_equal(g.seq, 2);
     assert_true(g.has_rec);
     assert_int_equal(g.version, 1);
@@ -285,16 +270,14 @@ static void denied_changes_nothing(void **state)
     t_audit_reset(&a);
 
     /* The version did not move, so a transition from 1 still commits. */
-    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
     assert_int_equal(g.version, 2);
     t_got_reset(&g);
 }
 
 /* ---- delete ------------------------------------------------------------ */
 
-static void delete_leaves_audit(void **state)
-{
+static void delete_leaves_audit(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     t_audit a = {0};
@@ -304,8 +287,7 @@ static void delete_leaves_audit(void **state)
     t_id(id, 1);
     t_id(id2, 2);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
-                     LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
     /* A stale delete loses like any other write. */
     assert_int_equal(t_delete(s, id, "issue_created", 1, &g), LF_CONFLICT);
     assert_int_equal(t_delete(s, id, "task_queued", 2, &g), LF_OK);
@@ -345,34 +327,31 @@ static void delete_leaves_audit(void **state)
 
 /* n records, r1..rn, created in order (so rn is the newest); the ones
  * in `move` (a bitmask over 1..n) then go to task_queued, oldest first. */
-static void populate(lf_store *s, unsigned n, unsigned move)
-{
+static void populate(lf_store *s, unsigned n, unsigned move) {
     t_got g = {0};
     char id[LF_ID_LEN + 1], ref[32];
 
     for (unsigned i = 1; i <= n; i++) {
         t_id(id, i);
         snprintf(ref, sizeof ref, "r%u", i);
-        assert_int_equal(t_create(s, id, ref, i % 2 ? "acme/odd" : "acme/even",
-                                  &g), LF_OK);
+        assert_int_equal(t_create(s, id, ref, i % 2 ? "acme/odd" : "acme/even", &g),
+                         LF_OK);
     }
     for (unsigned i = 1; i <= n; i++) {
         if (!(move & (1u << i))) continue;
         t_id(id, i);
-        assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1,
-                                      &g), LF_OK);
+        assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                         LF_OK);
     }
     t_got_reset(&g);
 }
 
-static void assert_newest_first(const t_page *p)
-{
+static void assert_newest_first(const t_page *p) {
     for (size_t i = 1; i < p->n; i++)
         assert_true(strcmp(p->updated[i - 1], p->updated[i]) >= 0);
 }
 
-static void list_by_state(void **state)
-{
+static void list_by_state(void **state) {
     lf_store *s = S(state);
     t_page p = {0};
     char id[LF_ID_LEN + 1];
@@ -420,8 +399,7 @@ static void list_by_state(void **state)
     t_page_reset(&p);
 }
 
-static void list_pagination(void **state)
-{
+static void list_pagination(void **state) {
     lf_store *s = S(state);
     t_page p = {0};
     unsigned seen[32] = {0};
@@ -474,8 +452,7 @@ static void list_pagination(void **state)
 
 /* Builds a small mixed history: 2 records, transitions, a denial, a
  * deletion, a policy_loaded. Returns the number of entries. */
-static uint64_t history(lf_store *s)
-{
+static uint64_t history(lf_store *s) {
     t_got g = {0};
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
     t_id(a, 1);
@@ -486,8 +463,8 @@ static uint64_t history(lf_store *s)
     assert_int_equal(t_create(s, b, "rb", "acme/app", &g), LF_OK);   /* 3 */
     assert_int_equal(t_transition(s, a, "issue_created", "task_queued", 1, &g),
                      LF_OK);                                          /* 4 */
-    assert_int_equal(t_move(s, LF_ENTRY_DENIED, b, "issue_created", "merged",
-                            1, &g), LF_OK);                           /* 5 */
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, b, "issue_created", "merged", 1, &g),
+                     LF_OK);                           /* 5 */
     assert_int_equal(t_transition(s, a, "task_queued", "pr_created", 2, &g),
                      LF_OK);                                          /* 6 */
     assert_int_equal(t_delete(s, b, "issue_created", 1, &g), LF_OK); /* 7 */
@@ -498,8 +475,7 @@ static uint64_t history(lf_store *s)
     return 8;
 }
 
-static void audit_pages(void **state)
-{
+static void audit_pages(void **state) {
     lf_store *s = S(state);
     t_audit a = {0};
     uint64_t n = history(s), after = 0, want = 1;
@@ -519,8 +495,7 @@ static void audit_pages(void **state)
         if (a.n == 0) break;
         pages++;
         assert_true(a.n <= 3);
-        for (size_t i = 0; i < a.n; i++)
-            assert_int_equal(t_line_seq(a.lines[i]), want++);
+        for (size_t i = 0; i < a.n; i++) assert_int_equal(t_line_seq(a.lines[i]), want++);
         assert_int_equal(a.last_seq, want - 1);
         after = a.last_seq;
     }
@@ -533,8 +508,7 @@ static void audit_pages(void **state)
     t_audit_reset(&a);
 }
 
-static void audit_per_record(void **state)
-{
+static void audit_per_record(void **state) {
     lf_store *s = S(state);
     t_audit a = {0};
     char id[LF_ID_LEN + 1], rid[LF_ID_LEN + 1];
@@ -566,8 +540,7 @@ static void audit_per_record(void **state)
     t_id(id, 2);
     t_audit_page(s, id, 0, 0, &a);
     assert_int_equal(a.n, 3);
-    for (size_t i = 0; i < a.n; i++)
-        assert_int_equal(t_line_seq(a.lines[i]), want_b[i]);
+    for (size_t i = 0; i < a.n; i++) assert_int_equal(t_line_seq(a.lines[i]), want_b[i]);
     t_audit_reset(&a);
 
     /* An id the store never saw. */
@@ -579,8 +552,7 @@ static void audit_per_record(void **state)
     t_audit_reset(&a);
 }
 
-static void chain_verifies(void **state)
-{
+static void chain_verifies(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     t_audit a = {0};
@@ -612,8 +584,7 @@ static void chain_verifies(void **state)
 }
 
 /* Failed commits must not burn a seq: the log stays contiguous. */
-static void refusals_keep_seq_contiguous(void **state)
-{
+static void refusals_keep_seq_contiguous(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
@@ -634,8 +605,7 @@ static void refusals_keep_seq_contiguous(void **state)
 
 /* ---- idempotency keys and aliases ------------------------------------- */
 
-static lf_code t_find_key(lf_store *s, const char *key, t_got *g)
-{
+static lf_code t_find_key(lf_store *s, const char *key, t_got *g) {
     t_got_reset(g);
     lf_store_find_key(s, key, t_store_cb, g);
     t_settle(&g->calls);
@@ -646,8 +616,7 @@ static lf_code t_find_key(lf_store *s, const char *key, t_got *g)
 /* A key is spent by the entry that carries it, whatever its kind; the
  * refusal costs no seq; find_key answers with that entry and the record
  * as it is now. */
-static void idempotency_key_once(void **state)
-{
+static void idempotency_key_once(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -698,8 +667,7 @@ static void idempotency_key_once(void **state)
 }
 
 static lf_code t_add_alias(lf_store *s, const char *id, const char *alias,
-                           uint64_t version, t_got *g)
-{
+                           uint64_t version, t_got *g) {
     char changes[128];
     lf_entry e = {0};
     snprintf(changes, sizeof changes, "{\"aliases\":[\"%s\"]}", alias);
@@ -716,8 +684,7 @@ static lf_code t_add_alias(lf_store *s, const char *id, const char *alias,
 }
 
 /* find_by_ref by alias: the record that added it last, while it lives. */
-static void aliases_find_records(void **state)
-{
+static void aliases_find_records(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
@@ -738,8 +705,9 @@ static void aliases_find_records(void **state)
     assert_int_equal(t_find_ref(s, "pr:acme/app#5", &g), LF_OK);
     assert_string_equal(g.id, b);
     /* An alias is taken like a ref: no new record may claim it as one. */
-    assert_int_equal(t_create(s, "loop-00000000000000ff", "pr:acme/app#5",
-                              "acme/app", &g), LF_DUPLICATE_REF);
+    assert_int_equal(
+        t_create(s, "loop-00000000000000ff", "pr:acme/app#5", "acme/app", &g),
+        LF_DUPLICATE_REF);
 
     /* A tombstone releases what names it. */
     assert_int_equal(t_delete(s, b, "task_queued", 2, &g), LF_OK);
@@ -751,8 +719,7 @@ static void aliases_find_records(void **state)
 
 /* Integers beyond 2^53 in the record's fields and in metadata come back
  * as written: the store never rounds them through a double. */
-static void integers_stay_exact(void **state)
-{
+static void integers_stay_exact(void **state) {
     lf_store *s = S(state);
     t_got g = {0};
     char id[LF_ID_LEN + 1];
@@ -763,7 +730,8 @@ static void integers_stay_exact(void **state)
                                   "\"repo\":null,\"auto_merge\":false,\"labels\":{},"
                                   "\"metadata\":{\"id\":9223372036854775807},"
                                   "\"workflow\":\"loopforge\"}",
-                                  "{\"ref\":\"big\",\"repo\":null}", &g), LF_OK);
+                                  "{\"ref\":\"big\",\"repo\":null}", &g),
+                     LF_OK);
     lf_entry m = {0};
     m.record_id = id;
     m.kind = LF_ENTRY_TRANSITION;
@@ -785,13 +753,13 @@ static void integers_stay_exact(void **state)
 }
 
 /* Each test once per backend, named after it. */
-#define EACH(f) \
-    {"memory: " #f, f, setup, teardown, (void *)"memory:"}, \
-    {"file: " #f, f, setup, teardown, (void *)"file:"}, \
-    {"redis: " #f, f, setup, teardown, (void *)"redis"}
+#define EACH(f)                                                                          \
+    {"memory: " #f, f, setup, teardown, (void *)"memory:"},                              \
+        {"file: " #f, f, setup, teardown, (void *)"file:"}, {                            \
+        "redis: " #f, f, setup, teardown, (void *)"redis"                                \
+    }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         EACH(create_then_get),
         EACH(duplicate_id_refused),

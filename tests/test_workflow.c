@@ -20,8 +20,8 @@
 #define NSTATES 10
 
 static const char *const STATES[NSTATES] = {
-    "issue_created", "task_queued", "pr_created", "ci_pending", "ci_passed",
-    "ci_failed", "awaiting_review", "approved", "merged", "closed",
+    "issue_created", "task_queued",     "pr_created", "ci_pending", "ci_passed",
+    "ci_failed",     "awaiting_review", "approved",   "merged",     "closed",
 };
 
 /* Allowed targets per state, in the reference's table order; NULL for
@@ -139,7 +139,9 @@ static void test_edge_order(void **state) {
 
 static void test_conformance_examples(void **state) {
     const lf_workflow *wf = dflt(state);
-    struct { const char *from, *to, *msg; } ex[] = {
+    struct {
+        const char *from, *to, *msg;
+    } ex[] = {
         {"issue_created", "merged",
          "Invalid transition: issue_created \xe2\x86\x92 merged. "
          "Allowed from issue_created: task_queued"},
@@ -162,8 +164,8 @@ static void test_conformance_examples(void **state) {
 static void test_named_invalid(void **state) {
     const lf_workflow *wf = dflt(state);
     const char *bad[][2] = {
-        {"issue_created", "merged"}, {"closed", "issue_created"},
-        {"ci_failed", "ci_passed"},  {"approved", "ci_pending"},
+        {"issue_created", "merged"},  {"closed", "issue_created"},
+        {"ci_failed", "ci_passed"},   {"approved", "ci_pending"},
         {"ci_pending", "ci_pending"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -300,11 +302,11 @@ static void test_check_reports_all(void **state) {
     lf_workflow_add_edge(wf, 1, 1);      /* self-loop */
     lf_workflow_add_edge(wf, 2, 0);      /* leaves terminal, enters initial */
     assert_lint(wf, 5,
-                 "self-loop on state 'b'\n"
-                 "edge c -> a leads into the initial state\n"
-                 "edge c -> a leaves terminal state 'c'\n"
-                 "state 'd' is unreachable from initial state 'a'\n"
-                 "state 'd' has no outgoing edge and is not terminal\n");
+                "self-loop on state 'b'\n"
+                "edge c -> a leads into the initial state\n"
+                "edge c -> a leaves terminal state 'c'\n"
+                "state 'd' is unreachable from initial state 'a'\n"
+                "state 'd' has no outgoing edge and is not terminal\n");
 }
 
 /* A cycle is fine as long as everything is reachable. */
@@ -331,8 +333,8 @@ static void test_dot(void **state) {
     assert_non_null(strstr(s, "digraph \"loopforge\" {"));
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
-        snprintf(line, sizeof line, "\"%s\" -> \"%s\";\n",
-                 wf->states[wf->edges[i].from], wf->states[wf->edges[i].to]);
+        snprintf(line, sizeof line, "\"%s\" -> \"%s\";\n", wf->states[wf->edges[i].from],
+                 wf->states[wf->edges[i].to]);
         if (!strstr(s, line)) fail_msg("dot lacks %s", line);
     }
     assert_non_null(strstr(s, "\"closed\" [shape=doublecircle];"));
@@ -351,8 +353,8 @@ static void test_mermaid(void **state) {
     assert_int_equal(strncmp(s, "stateDiagram-v2\n", 16), 0);
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
-        snprintf(line, sizeof line, "    %s --> %s\n",
-                 wf->states[wf->edges[i].from], wf->states[wf->edges[i].to]);
+        snprintf(line, sizeof line, "    %s --> %s\n", wf->states[wf->edges[i].from],
+                 wf->states[wf->edges[i].to]);
         if (!strstr(s, line)) fail_msg("mermaid lacks %s", line);
     }
     assert_non_null(strstr(s, "[*] --> issue_created\n"));

@@ -104,7 +104,8 @@ static void answer_error(client *c, lf_code code, const char *msg) {
     size_t cap = 64 + 6 * strlen(msg);
     char *json = malloc(cap), *p = json;
     if (!json) return;
-    int n = snprintf(p, cap, "{\"success\":false,\"code\":\"%s\",\"error\":", lf_code_name(code));
+    int n = snprintf(p, cap,
+                     "{\"success\":false,\"code\":\"%s\",\"error\":", lf_code_name(code));
     size_t room = cap - (size_t)n - 1;      /* and the closing brace */
     p += n;
     put_json_string(&p, &room, msg);
@@ -166,8 +167,10 @@ static void on_reloaded(lf_code code, const char *error, const char *old_gen,
         answer_error(c, code, error);
     } else {
         char json[512];
-        snprintf(json, sizeof json, "{\"success\":true,\"code\":\"ok\",\"old_generation\":"
-                 "\"%s\",\"new_generation\":\"%s\"}", old_gen, new_gen);
+        snprintf(json, sizeof json,
+                 "{\"success\":true,\"code\":\"ok\",\"old_generation\":"
+                 "\"%s\",\"new_generation\":\"%s\"}",
+                 old_gen, new_gen);
         answer(c, json);
     }
     finished(c);
@@ -176,15 +179,21 @@ static void on_reloaded(lf_code code, const char *error, const char *old_gen,
 static bool is_id(const char *s) { return strncmp(s, "loop-", 5) == 0; }
 
 static void transition(client *c, const char *id) {
-    lf_transition_req q = {.id = id, .to = c->argv[2], .trigger = c->argv[3],
-                           .metadata = c->metadata, .actor = c->actor};
+    lf_transition_req q = {.id = id,
+                           .to = c->argv[2],
+                           .trigger = c->argv[3],
+                           .metadata = c->metadata,
+                           .actor = c->actor};
     lf_engine_transition(c->bot->engine, &q, on_result, c);
 }
 
 /* transition REF ...: the ref resolved to a record, now the real thing. */
 static void on_found(const lf_result *r, void *arg) {
     client *c = arg;
-    if (!r->success) { on_result(r, arg); return; }
+    if (!r->success) {
+        on_result(r, arg);
+        return;
+    }
     char id[64];
     snprintf(id, sizeof id, "%s", lf_record_id(r->record));
     transition(c, id);
@@ -200,10 +209,19 @@ static bool take_metadata(client *c, int first) {
     *p++ = '{';
     for (int i = first; i < c->argc; i++) {
         char *eq = strchr(c->argv[i], '=');
-        if (!eq || eq == c->argv[i]) { free(json); return false; }
+        if (!eq || eq == c->argv[i]) {
+            free(json);
+            return false;
+        }
         *eq = '\0';
-        if (strcmp(c->argv[i], "actor") == 0) { c->actor = eq + 1; continue; }
-        if (p[-1] != '{') { *p++ = ','; room--; }
+        if (strcmp(c->argv[i], "actor") == 0) {
+            c->actor = eq + 1;
+            continue;
+        }
+        if (p[-1] != '{') {
+            *p++ = ',';
+            room--;
+        }
         put_json_string(&p, &room, c->argv[i]);
         *p++ = ':';
         room--;
@@ -220,7 +238,8 @@ static void run(client *c) {
     const char *cmd = c->argv[0];
     c->actor = b->actor;
     if (strcmp(cmd, "create") == 0 && (c->argc == 2 || c->argc == 3)) {
-        lf_create_req q = {.ref = c->argv[1], .repo = c->argc == 3 ? c->argv[2] : NULL,
+        lf_create_req q = {.ref = c->argv[1],
+                           .repo = c->argc == 3 ? c->argv[2] : NULL,
                            .actor = c->actor};
         lf_engine_create(b->engine, &q, on_result, c);
     } else if (strcmp(cmd, "show") == 0 && c->argc == 2) {
@@ -238,7 +257,8 @@ static void run(client *c) {
     } else if (strcmp(cmd, "reload") == 0 && c->argc == 1) {
         lf_engine_reload(b->engine, c->actor, on_reloaded, c);
     } else {
-        answer_error(c, LF_INVALID_REQUEST, "usage: create REF [REPO] | transition ID|REF "
+        answer_error(c, LF_INVALID_REQUEST,
+                     "usage: create REF [REPO] | transition ID|REF "
                      "STATE TRIGGER [KEY=VALUE...] | show ID|REF | reload");
         finished(c);
     }
@@ -251,7 +271,10 @@ static void stop(bot *b);
 static void client_free(client *c) {
     bot *b = c->bot;
     for (client **pp = &b->clients; *pp; pp = &(*pp)->next)
-        if (*pp == c) { *pp = c->next; break; }
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
     if (c->bev) bufferevent_free(c->bev);
     if (c->lines) evbuffer_free(c->lines);
     free(c->line);
@@ -261,13 +284,17 @@ static void client_free(client *c) {
 
 static void on_flushed(struct bufferevent *bev, void *arg) {
     client *c = arg;
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0) client_free(c);
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        client_free(c);
 }
 
 /* No more lines and nothing in flight: stdin's end is the program's;
  * a socket client goes once its answers are written. */
 static void client_done(client *c) {
-    if (c->is_stdin) { stop(c->bot); return; }
+    if (c->is_stdin) {
+        stop(c->bot);
+        return;
+    }
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
     on_flushed(c->bev, c);
@@ -285,9 +312,13 @@ static void pump(client *c) {
         char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
         if (!line) break;
         c->argc = 0;
-        for (char *w = strtok(line, " \t"); w && c->argc < MAX_ARGS; w = strtok(NULL, " \t"))
+        for (char *w = strtok(line, " \t"); w && c->argc < MAX_ARGS;
+             w = strtok(NULL, " \t"))
             c->argv[c->argc++] = w;
-        if (c->argc == 0 || c->argv[0][0] == '#') { free(line); continue; }
+        if (c->argc == 0 || c->argv[0][0] == '#') {
+            free(line);
+            continue;
+        }
         c->line = line;
         c->busy = true;
         run(c);
@@ -348,7 +379,9 @@ static client *client_new(bot *b, evutil_socket_t fd, bool is_stdin) {
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int len, void *arg) {
-    (void)l; (void)sa; (void)len;
+    (void)l;
+    (void)sa;
+    (void)len;
     if (!client_new(arg, fd, false)) evutil_closesocket(fd);
 }
 
@@ -360,8 +393,8 @@ static int listen_on(bot *b, const char *path) {
     }
     strcpy(sun.sun_path, path);
     unlink(path);               /* a stale socket from an earlier run */
-    b->listener = evconnlistener_new_bind(b->base, on_accept, b, LEV_OPT_CLOSE_ON_FREE, -1,
-                                          (struct sockaddr *)&sun, sizeof sun);
+    b->listener = evconnlistener_new_bind(b->base, on_accept, b, LEV_OPT_CLOSE_ON_FREE,
+                                          -1, (struct sockaddr *)&sun, sizeof sun);
     if (!b->listener) {
         fprintf(stderr, "lfbot: cannot listen on %s: %s\n", path, strerror(errno));
         return -1;
@@ -378,7 +411,8 @@ static void stop(bot *b) {
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg) {
-    (void)sig; (void)what;
+    (void)sig;
+    (void)what;
     stop(arg);
 }
 
@@ -388,13 +422,15 @@ static void on_hup_reloaded(lf_code code, const char *error, const char *old_gen
     if (code == LF_OK)
         fprintf(stderr, "lfbot: policies reloaded: %.12s -> %.12s\n", old_gen, new_gen);
     else
-        fprintf(stderr, "lfbot: reload refused (%s), generation %.12s keeps serving:\n%s\n",
+        fprintf(stderr,
+                "lfbot: reload refused (%s), generation %.12s keeps serving:\n%s\n",
                 lf_code_name(code), old_gen, error);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg) {
     bot *b = arg;
-    (void)sig; (void)what;
+    (void)sig;
+    (void)what;
     if (!b->stopping) lf_engine_reload(b->engine, "lfbot:SIGHUP", on_hup_reloaded, b);
 }
 
@@ -430,10 +466,11 @@ int main(int argc, char **argv) {
     lf_engine_config cfg = {0};
     const char *socket_path = NULL;
     for (int i = 1; i < argc; i++) {
-        const char **opt = strcmp(argv[i], "--store") == 0 ? &cfg.store
-                         : strcmp(argv[i], "--policies") == 0 ? &cfg.policies
-                         : strcmp(argv[i], "--actor") == 0 ? &b.actor
-                         : strcmp(argv[i], "--socket") == 0 ? &socket_path : NULL;
+        const char **opt = strcmp(argv[i], "--store") == 0      ? &cfg.store
+                           : strcmp(argv[i], "--policies") == 0 ? &cfg.policies
+                           : strcmp(argv[i], "--actor") == 0    ? &b.actor
+                           : strcmp(argv[i], "--socket") == 0   ? &socket_path
+                                                                : NULL;
         if (!opt || i + 1 == argc) return usage();
         *opt = argv[++i];
     }

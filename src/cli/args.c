@@ -9,11 +9,9 @@
 #include "args.h"
 #include "../core/mem.h"
 
-static const lf_optspec *spec_find(const lf_optspec *t, const char *name,
-                                   size_t len) {
+static const lf_optspec *spec_find(const lf_optspec *t, const char *name, size_t len) {
     for (; t && t->name; t++)
-        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0)
-            return t;
+        if (strlen(t->name) == len && memcmp(t->name, name, len) == 0) return t;
     return NULL;
 }
 
@@ -46,15 +44,20 @@ int lf_args_find_command(int argc, char **argv, const lf_optspec *global) {
 }
 
 int lf_args_parse(int argc, char **argv, int skip, const lf_optspec *global,
-                  const lf_optspec *local, lf_args *out, char *err,
-                  size_t errlen) {
+                  const lf_optspec *local, lf_args *out, char *err, size_t errlen) {
     memset(out, 0, sizeof(*out));
     int only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (i == skip) continue;
-        if (only_pos || !is_option(s)) { push_pos(out, s); continue; }
-        if (strcmp(s, "--") == 0) { only_pos = 1; continue; }
+        if (only_pos || !is_option(s)) {
+            push_pos(out, s);
+            continue;
+        }
+        if (strcmp(s, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
         if (strcmp(s, "-h") == 0) s = "--help";
         if (s[1] != '-') {
             snprintf(err, errlen, "unknown option '%s'", s);
@@ -108,7 +111,6 @@ const char *lf_args_get(const lf_args *a, const char *name) {
 
 const char *lf_args_nth(const lf_args *a, const char *name, size_t n) {
     for (size_t i = 0; i < a->nopts; i++)
-        if (strcmp(a->opts[i].name, name) == 0 && n-- == 0)
-            return a->opts[i].value;
+        if (strcmp(a->opts[i].name, name) == 0 && n-- == 0) return a->opts[i].value;
     return NULL;
 }

@@ -34,8 +34,7 @@ typedef struct lf_args {
  * none) against two option tables (either may be NULL). "-h" is read as
  * "--help". Returns 0, or -1 with a one-line message in err. */
 int lf_args_parse(int argc, char **argv, int skip, const lf_optspec *global,
-                  const lf_optspec *local, lf_args *out, char *err,
-                  size_t errlen);
+                  const lf_optspec *local, lf_args *out, char *err, size_t errlen);
 void lf_args_free(lf_args *a);
 
 /* Index in argv of the command word: the first argument that is neither

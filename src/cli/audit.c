@@ -38,7 +38,8 @@ static void on_page(lf_code code, const char *error, const char *const *lines,
     }
     if (last_seq <= a->after) {
         /* Paging on would loop forever on the same page. */
-        a->rc = lf_cli_fail(a->c, LF_UNAVAILABLE, "audit: the store returned "
+        a->rc = lf_cli_fail(a->c, LF_UNAVAILABLE,
+                            "audit: the store returned "
                             "a page that does not advance");
         a->end = true;
         return;
@@ -47,8 +48,8 @@ static void on_page(lf_code code, const char *error, const char *const *lines,
         if (!a->verify) {
             fwrite(lines[i], 1, lens[i], stdout);
             fputc('\n', stdout);
-        } else if (lf_chain_feed(&a->chain, lines[i], lens[i], a->err,
-                                 sizeof(a->err)) != 0) {
+        } else if (lf_chain_feed(&a->chain, lines[i], lens[i], a->err, sizeof(a->err)) !=
+                   0) {
             a->end = true;      /* the first break is the one to report */
             return;
         }
@@ -107,8 +108,7 @@ static int verify_file(const char *path, audit_call *a) {
     while ((n = getline(&line, &cap, f)) > 0) {
         size_t len = (size_t)n;
         if (line[len - 1] == '\n') len--;
-        if (lf_chain_feed(&a->chain, line, len, a->err, sizeof(a->err)) != 0)
-            break;
+        if (lf_chain_feed(&a->chain, line, len, a->err, sizeof(a->err)) != 0) break;
     }
     free(line);
     fclose(f);
@@ -121,8 +121,7 @@ static int run_verify(lf_cli *c, audit_call *a) {
     lf_engine *e = lf_cli_open(c, &code, err, sizeof(err));
     if (!e) {
         const char *path = journal_path(c);
-        if (code == LF_UNAVAILABLE && path && verify_file(path, a) == 0 &&
-            a->err[0]) {
+        if (code == LF_UNAVAILABLE && path && verify_file(path, a) == 0 && a->err[0]) {
             fprintf(stderr, "%s\n", err);     /* why the store did not open */
             return report_verify(c, a);
         }
@@ -139,7 +138,8 @@ static int run_audit(lf_cli *c) {
     const char *id = c->args.npos ? c->args.pos[0] : NULL;
     const char *after = lf_args_get(&c->args, "after");
     if (a.verify && (id || after))
-        return lf_cli_usage(c, "--verify checks the whole log: it takes no ID or --after");
+        return lf_cli_usage(c,
+                            "--verify checks the whole log: it takes no ID or --after");
     if (after && lf_cli_parse_u64(after, 0, UINT64_MAX, &a.after) != 0)
         return lf_cli_usage(c, "--after must be a sequence number, got '%s'", after);
     lf_chain_init(&a.chain);
@@ -150,8 +150,7 @@ static int run_audit(lf_cli *c) {
 }
 
 static const lf_optspec audit_opts[] = {
-    {"after", true}, {"verify", false}, {NULL, false}
-};
+    {"after", true}, {"verify", false}, {NULL, false}};
 
 const lf_command lf_cmd_audit = {
     "audit", "print or verify the hash-chained audit log",
@@ -163,5 +162,4 @@ const lf_command lf_cmd_audit = {
     "to the one before: it prints \"ok: N entries verified\", or names the\n"
     "first entry that was modified, deleted, inserted or reordered and\n"
     "exits 8.\n",
-    audit_opts, run_audit
-};
+    audit_opts, run_audit};

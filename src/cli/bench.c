@@ -34,7 +34,9 @@
 #include "bench_redis.h"
 #include "../core/clock.h"
 
-static const struct { const char *to, *trigger; } happy_path[] = {
+static const struct {
+    const char *to, *trigger;
+} happy_path[] = {
     {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
     {"ci_pending", "ci.started"},        {"ci_passed", "ci.completed"},
     {"merged", "auto.merged"},           {"closed", "issue.closed"},
@@ -82,8 +84,8 @@ static int settle(lf_cli *c, bench_call *b, const char *what, const char *id,
                   const char *to) {
     if (lf_cli_wait(c, &b->done) != 0) return -1;
     if (b->ok) return 0;
-    fprintf(stderr, "bench: %s %s%s%s failed: %s\n", what, id ? id : "",
-            to ? " to " : "", to ? to : "", b->err);
+    fprintf(stderr, "bench: %s %s%s%s failed: %s\n", what, id ? id : "", to ? " to " : "",
+            to ? to : "", b->err);
     return -1;
 }
 
@@ -113,8 +115,7 @@ typedef struct bench_result {
 } bench_result;
 
 /* The workload itself: create N records, walk each through the path. */
-static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run,
-                    bench_id *ids) {
+static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run, bench_id *ids) {
     char ref[128];
     long pid = (long)getpid();
     bench_call b;
@@ -125,15 +126,19 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run,
                  i + 1, pid, run);
         /* auto_merge: the path merges straight from ci_passed
          * ("auto.merged"), which the shipped policies allow only then. */
-        lf_create_req req = {.ref = ref, .repo = "loopforge/bench",
-                             .has_ref_number = true, .ref_number = (int64_t)i + 1,
-                             .auto_merge = true, .actor = "bench"};
+        lf_create_req req = {.ref = ref,
+                             .repo = "loopforge/bench",
+                             .has_ref_number = true,
+                             .ref_number = (int64_t)i + 1,
+                             .auto_merge = true,
+                             .actor = "bench"};
         memset(&b, 0, sizeof(b));
         lf_engine_create(e, &req, on_result, &b);
         if (settle(c, &b, "create", ref, NULL) != 0) return -1;
         memcpy(ids[i], b.id, sizeof(bench_id));
         for (size_t s = 0; s < NSTEPS; s++) {
-            lf_transition_req t = {.id = ids[i], .to = happy_path[s].to,
+            lf_transition_req t = {.id = ids[i],
+                                   .to = happy_path[s].to,
                                    .trigger = happy_path[s].trigger,
                                    .actor = "bench"};
             memset(&b, 0, sizeof(b));
@@ -152,22 +157,21 @@ static int check_closed(lf_cli *c, lf_engine *e, size_t n, bench_id *ids) {
         lf_engine_get(e, ids[i], on_result, &b);
         if (settle(c, &b, "get", ids[i], NULL) != 0) return -1;
         if (strcmp(b.state, "closed") != 0) {
-            fprintf(stderr, "bench: record %s ended in %s, not closed\n",
-                    ids[i], b.state);
+            fprintf(stderr, "bench: record %s ended in %s, not closed\n", ids[i],
+                    b.state);
             return -1;
         }
     }
     return 0;
 }
 
-static int bench_store(lf_cli *c, const char *url, const char *policies,
-                       size_t n, unsigned runs, bench_result *out) {
+static int bench_store(lf_cli *c, const char *url, const char *policies, size_t n,
+                       unsigned runs, bench_result *out) {
     bench_id *ids = lf_xcalloc(n, sizeof *ids);
     out->seconds = 0;
     int rc = LF_EXIT_OK;
     for (unsigned run = 0; run < runs && rc == LF_EXIT_OK; run++) {
-        lf_engine_config cfg = {.store = url, .policies = policies,
-                                .base = c->base};
+        lf_engine_config cfg = {.store = url, .policies = policies, .base = c->base};
         char err[512] = "";
         lf_code code = LF_UNAVAILABLE;
         lf_engine *e = lf_engine_new(&cfg, err, sizeof(err), &code);
@@ -181,8 +185,7 @@ static int bench_store(lf_cli *c, const char *url, const char *policies,
         if (workload(c, e, n, run, ids) != 0) rc = LF_EXIT_FAILURE;
         double dt = now_s() - t0;
         long mem1 = heap_bytes();
-        if (rc == LF_EXIT_OK && check_closed(c, e, n, ids) != 0)
-            rc = LF_EXIT_FAILURE;
+        if (rc == LF_EXIT_OK && check_closed(c, e, n, ids) != 0) rc = LF_EXIT_FAILURE;
         if (rc == LF_EXIT_OK && (out->seconds == 0 || dt < out->seconds)) {
             out->seconds = dt;
             lf_engine_stats(e, &out->stats);
@@ -199,9 +202,9 @@ static int bench_store(lf_cli *c, const char *url, const char *policies,
 
 /* Removes the bench's temporary directory: the journal, its lock file and
  * the policy sets (symlinks are removed, never followed). */
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw) {
-    (void)st; (void)ftw;
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
     return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
@@ -222,8 +225,8 @@ static int link_into(const char *from_dir, const char *name, const char *to_dir)
 /* The two policy sets, made of symlinks into the user's directory:
  * tmp/bare (its workflows only) and tmp/full (everything, with the hooks
  * linked one by one beside a no-op hook that matches every transition). */
-static int make_sets(const char *policies, const char *tmp, char *bare,
-                     char *full, size_t cap) {
+static int make_sets(const char *policies, const char *tmp, char *bare, char *full,
+                     size_t cap) {
     char abs[PATH_MAX], hooks[4300], src_hooks[PATH_MAX + 64];
     static const char *parts[] = {"config.lua", "guards", "lib", "routes", "workflows"};
     if (!realpath(policies, abs)) return -1;
@@ -231,8 +234,8 @@ static int make_sets(const char *policies, const char *tmp, char *bare,
     snprintf(full, cap, "%s/full", tmp);
     snprintf(hooks, sizeof hooks, "%s/hooks", full);
     snprintf(src_hooks, sizeof src_hooks, "%s/hooks", abs);
-    if (mkdir(bare, 0700) || link_into(abs, "workflows", bare) ||
-        mkdir(full, 0700) || mkdir(hooks, 0700))
+    if (mkdir(bare, 0700) || link_into(abs, "workflows", bare) || mkdir(full, 0700) ||
+        mkdir(hooks, 0700))
         return -1;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
         if (link_into(abs, parts[i], full)) return -1;
@@ -246,7 +249,8 @@ static int make_sets(const char *policies, const char *tmp, char *bare,
     FILE *f = fopen(noop, "w");
     if (!f) return -1;
     fputs("-- written by `loopforge bench`: the cost of one hook on every commit\n"
-          "return hook { name = \"bench-noop\", run = function(e, cfg) end }\n", f);
+          "return hook { name = \"bench-noop\", run = function(e, cfg) end }\n",
+          f);
     return fclose(f);
 }
 
@@ -263,7 +267,10 @@ static void print_result(lf_cli *c, const char *label, size_t n, unsigned runs,
     uint64_t seen = 0;
     for (int i = 0; i < LF_LATENCY_BUCKETS && st->evaluations; i++) {
         seen += st->evaluation_hist[i];
-        if (seen * 100 >= st->evaluations * 99) { p99 = lf_latency_bound_us(i); break; }
+        if (seen * 100 >= st->evaluations * 99) {
+            p99 = lf_latency_bound_us(i);
+            break;
+        }
     }
     if (c->json) {
         printf("%s{\"store\":\"%s\",\"runs\":%u,\"seconds\":%.6f,"
@@ -273,16 +280,16 @@ static void print_result(lf_cli *c, const char *label, size_t n, unsigned runs,
                "\"ns_per_evaluation\":%.0f,\"ns_per_guard_call\":%.0f,"
                "\"evaluation_p99_us_le\":%g,\"memory_delta_bytes\":%ld}",
                first ? "" : ",", label, runs, r->seconds, rate, ns,
-               transitions / r->first, st->evaluations, st->guard_evals, eval_ns,
-               call_ns, p99, r->mem_delta);
+               transitions / r->first, st->evaluations, st->guard_evals, eval_ns, call_ns,
+               p99, r->mem_delta);
     } else {
         printf("%s: %.0f transitions/s (%.0f ns/transition)", label, rate, ns);
         if (runs > 1) printf("; first run %.0f/s", transitions / r->first);
         putchar('\n');
         if (st->evaluations)
             printf("  guards: %" PRIu64 " evaluations, %.0f ns each (%.0f ns per "
-                   "guard call), p99 <= %g us\n", st->evaluations, eval_ns,
-                   call_ns, p99);
+                   "guard call), p99 <= %g us\n",
+                   st->evaluations, eval_ns, call_ns, p99);
     }
     fflush(stdout);
 }
@@ -294,9 +301,9 @@ static int run_bench(lf_cli *c) {
     const char *s;
     if ((s = lf_args_get(&c->args, "records")) &&
         lf_cli_parse_u64(s, 1, 10000000, &n) != 0)
-        return lf_cli_usage(c, "--records must be an integer from 1 to 10000000, got '%s'", s);
-    if ((s = lf_args_get(&c->args, "runs")) &&
-        lf_cli_parse_u64(s, 1, 1000, &runs) != 0)
+        return lf_cli_usage(
+            c, "--records must be an integer from 1 to 10000000, got '%s'", s);
+    if ((s = lf_args_get(&c->args, "runs")) && lf_cli_parse_u64(s, 1, 1000, &runs) != 0)
         return lf_cli_usage(c, "--runs must be an integer from 1 to 1000, got '%s'", s);
     if (!c->base && !(c->base = event_base_new()))
         return lf_cli_fail(c, LF_UNAVAILABLE, "cannot create an event loop");
@@ -324,9 +331,15 @@ static int run_bench(lf_cli *c) {
             return LF_EXIT_UNAVAILABLE;
         }
         snprintf(journal, sizeof(journal), "file:%s/bench.journal", tmpdir);
-        urls[0] = "memory:"; sets[0] = bare; labels[0] = "memory";
-        urls[1] = "memory:"; sets[1] = full; labels[1] = "memory+policies";
-        urls[2] = journal;   sets[2] = full; labels[2] = "file+policies";
+        urls[0] = "memory:";
+        sets[0] = bare;
+        labels[0] = "memory";
+        urls[1] = "memory:";
+        sets[1] = full;
+        labels[1] = "memory+policies";
+        urls[2] = journal;
+        sets[2] = full;
+        labels[2] = "file+policies";
         nstores = 3;
     } else {
         for (size_t i = 0; i < nstores; i++) {
@@ -340,8 +353,8 @@ static int run_bench(lf_cli *c) {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
 
     if (c->json)
-        printf("{\"records\":%" PRIu64 ",\"transitions\":%" PRIu64 ",\"stores\":[",
-               n, n * NSTEPS);
+        printf("{\"records\":%" PRIu64 ",\"transitions\":%" PRIu64 ",\"stores\":[", n,
+               n * NSTEPS);
     else
         printf("bench: %" PRIu64 " records x %zu transitions = %" PRIu64
                " transitions per run (time includes the %" PRIu64 " creates); "
@@ -354,7 +367,8 @@ static int run_bench(lf_cli *c) {
     uint64_t inflight = 0;
     if ((s = lf_args_get(&c->args, "in-flight")) &&
         lf_cli_parse_u64(s, 1, 100000, &inflight) != 0)
-        return lf_cli_usage(c, "--in-flight must be an integer from 1 to 100000, got '%s'", s);
+        return lf_cli_usage(
+            c, "--in-flight must be an integer from 1 to 100000, got '%s'", s);
     bench_result res[MAX_STORES];
     lf_bench_redis_result rr;
     size_t done = 0;
@@ -376,7 +390,8 @@ static int run_bench(lf_cli *c) {
     /* By default, a private redis-server too (skipped if none is
      * installed). */
     if (rc == LF_EXIT_OK && tmpdir[0] &&
-        (rc = lf_bench_redis(c, NULL, (size_t)n * 3, (size_t)inflight, &rr)) == LF_EXIT_OK)
+        (rc = lf_bench_redis(c, NULL, (size_t)n * 3, (size_t)inflight, &rr)) ==
+            LF_EXIT_OK)
         lf_bench_redis_print(c, &rr, false);
     if (tmpdir[0]) remove_tmpdir(tmpdir);
 
@@ -397,8 +412,7 @@ static int run_bench(lf_cli *c) {
 }
 
 static const lf_optspec bench_opts[] = {
-    {"records", true}, {"runs", true}, {"in-flight", true}, {NULL, false}
-};
+    {"records", true}, {"runs", true}, {"in-flight", true}, {NULL, false}};
 
 const lf_command lf_cmd_bench = {
     "bench", "measure LoopForge's workload on memory: and a file: journal",
@@ -421,5 +435,4 @@ const lf_command lf_cmd_bench = {
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",
-    bench_opts, run_bench
-};
+    bench_opts, run_bench};

@@ -39,7 +39,9 @@
 #include "../core/entry.h"
 #include "../store/redis.h"
 
-static const struct { const char *to, *trigger; } happy_path[] = {
+static const struct {
+    const char *to, *trigger;
+} happy_path[] = {
     {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
     {"ci_pending", "ci.started"},        {"ci_passed", "ci.completed"},
     {"merged", "auto.merged"},           {"closed", "issue.closed"},
@@ -63,7 +65,9 @@ typedef struct server {
 } server;
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
+    (void)st;
+    (void)flag;
+    (void)ftw;
     return remove(p);
 }
 
@@ -96,10 +100,9 @@ static int server_start(server *sv, char *why, size_t whylen) {
         return -1;
     }
     if (sv->pid == 0) {
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
-               sv->sock, "--unixsocketperm", "700", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", "--dir", sv->dir,
-               "--logfile", log, (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", sv->sock,
+               "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--dir", sv->dir, "--logfile", log, (char *)NULL);
         _exit(127);
     }
     for (double deadline = now_s() + 20; !server_pings(sv->sock); nap_ms(10)) {
@@ -107,11 +110,14 @@ static int server_start(server *sv, char *why, size_t whylen) {
             sv->pid = 0;
             bool missing = WIFEXITED(st) && WEXITSTATUS(st) == 127;
             if (missing)
-                snprintf(why, whylen, "redis-server not found (install "
+                snprintf(why, whylen,
+                         "redis-server not found (install "
                          "redis-server, or pass --store redis://...)");
             else
-                snprintf(why, whylen, "redis-server exited at start (see its "
-                         "log in %.*s)", (int)(whylen > 64 ? whylen - 64 : 0), sv->dir);
+                snprintf(why, whylen,
+                         "redis-server exited at start (see its "
+                         "log in %.*s)",
+                         (int)(whylen > 64 ? whylen - 64 : 0), sv->dir);
             return missing ? 1 : -1;
         }
         if (now_s() > deadline) {
@@ -134,11 +140,15 @@ static void server_stop(server *sv) {
 /* ---- the side connection (INFO, MEMORY, cleanup) ------------------------ */
 
 static redisContext *side_connect(const lf_redis_url *u) {
-    struct timeval tv = {u->connect_timeout_ms / 1000, (u->connect_timeout_ms % 1000) * 1000};
+    struct timeval tv = {u->connect_timeout_ms / 1000,
+                         (u->connect_timeout_ms % 1000) * 1000};
     redisContext *c = u->path ? redisConnectUnixWithTimeout(u->path, tv)
                               : redisConnectWithTimeout(u->host, u->port, tv);
     redisReply *r;
-    if (!c || c->err) { if (c) redisFree(c); return NULL; }
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
     if (u->password) {
         r = u->user ? redisCommand(c, "AUTH %s %s", u->user, u->password)
                     : redisCommand(c, "AUTH %s", u->password);
@@ -151,7 +161,8 @@ static redisContext *side_connect(const lf_redis_url *u) {
 static long long used_memory(redisContext *c) {
     redisReply *r = redisCommand(c, "INFO memory");
     long long n = -1;
-    const char *p = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
+    const char *p =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "used_memory:") : NULL;
     if (p) n = strtoll(p + 12, NULL, 10);
     if (r) freeReplyObject(r);
     return n;
@@ -182,7 +193,8 @@ static void side_cleanup(redisContext *c, const char *prefix) {
         if (keys->elements) {
             const char **argv = lf_xmalloc((keys->elements + 1) * sizeof *argv);
             argv[0] = "UNLINK";
-            for (size_t i = 0; i < keys->elements; i++) argv[i + 1] = keys->element[i]->str;
+            for (size_t i = 0; i < keys->elements; i++)
+                argv[i + 1] = keys->element[i]->str;
             redisReply *d = redisCommandArgv(c, (int)keys->elements + 1, argv, NULL);
             if (d) freeReplyObject(d);
             free(argv);
@@ -232,13 +244,15 @@ static void on_step(const lf_result *r, void *arg) {
     }
     if (sl->step == NSTEPS) {
         if (strcmp(r->new_state ? r->new_state : "", "closed") != 0 && !rn->failed++)
-            snprintf(rn->err, sizeof rn->err, "record %s ended in %s, not closed",
-                     sl->id, r->new_state ? r->new_state : "?");
+            snprintf(rn->err, sizeof rn->err, "record %s ended in %s, not closed", sl->id,
+                     r->new_state ? r->new_state : "?");
         slot_begin(sl);
         return;
     }
-    lf_transition_req t = {.id = sl->id, .to = happy_path[sl->step].to,
-                           .trigger = happy_path[sl->step].trigger, .actor = "bench"};
+    lf_transition_req t = {.id = sl->id,
+                           .to = happy_path[sl->step].to,
+                           .trigger = happy_path[sl->step].trigger,
+                           .actor = "bench"};
     sl->step++;
     rn->outstanding++;
     lf_engine_transition(rn->e, &t, on_step, sl);
@@ -252,9 +266,12 @@ static void slot_begin(slot *sl) {
     sl->step = 0;
     snprintf(ref, sizeof ref, "https://github.com/loopforge/bench/issues/%zu#%ld",
              sl->rec + 1, rn->pid);
-    lf_create_req req = {.ref = ref, .repo = "loopforge/bench",
-                         .has_ref_number = true, .ref_number = (int64_t)sl->rec + 1,
-                         .auto_merge = true, .actor = "bench"};
+    lf_create_req req = {.ref = ref,
+                         .repo = "loopforge/bench",
+                         .has_ref_number = true,
+                         .ref_number = (int64_t)sl->rec + 1,
+                         .auto_merge = true,
+                         .actor = "bench"};
     rn->outstanding++;
     lf_engine_create(rn->e, &req, on_step, sl);
 }
@@ -266,8 +283,8 @@ static void on_warm(const lf_result *r, void *arg) {
 
 /* Runs N records through the engine with `inflight` at once. Returns 0
  * or -1 (message on stderr). */
-static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight,
-                    double *seconds, char *first_id) {
+static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight, double *seconds,
+                    char *first_id) {
     run rn = {.e = e, .n = n, .pid = (long)getpid()};
     slot *slots = lf_xcalloc(inflight, sizeof *slots);
     double t0 = now_s();
@@ -285,7 +302,8 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight,
         return -1;
     }
     if (rn.failed) {
-        fprintf(stderr, "bench: redis: %d requests failed; first: %s\n", rn.failed, rn.err);
+        fprintf(stderr, "bench: redis: %d requests failed; first: %s\n", rn.failed,
+                rn.err);
         return -1;
     }
     return 0;
@@ -315,9 +333,17 @@ static int run_capture(char *const argv[], char **out) {
     int fd[2], st;
     size_t len = 0, cap = 4096;
     char *buf = lf_xmalloc(cap);
-    if (pipe(fd) < 0) { free(buf); return -1; }
+    if (pipe(fd) < 0) {
+        free(buf);
+        return -1;
+    }
     pid_t pid = fork();
-    if (pid < 0) { close(fd[0]); close(fd[1]); free(buf); return -1; }
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        free(buf);
+        return -1;
+    }
     if (pid == 0) {
         dup2(fd[1], 1);
         dup2(fd[1], 2);
@@ -327,9 +353,7 @@ static int run_capture(char *const argv[], char **out) {
     }
     close(fd[1]);
     for (;;) {
-        if (len + 1024 > cap) {
-            buf = lf_xrealloc(buf, cap *= 2);
-        }
+        if (len + 1024 > cap) { buf = lf_xrealloc(buf, cap *= 2); }
         ssize_t n = read(fd[0], buf + len, cap - len - 1);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
@@ -347,8 +371,8 @@ static int run_capture(char *const argv[], char **out) {
  * arguments follow the commit script's layout (redis_lua.c): mode
  * create, 12 keys, 12 ARGV, no idempotency key. */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
-                          const char *json, size_t inflight, size_t requests,
-                          char *note, size_t notelen) {
+                          const char *json, size_t inflight, size_t requests, char *note,
+                          size_t notelen) {
     char sha[41], port[16], db[16], pipeline[24], n[24], keys[12][256];
     const char *argv[64];
     int a = 0;
@@ -357,32 +381,66 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     snprintf(db, sizeof db, "%d", u->db);
     snprintf(pipeline, sizeof pipeline, "%zu", inflight);
     snprintf(n, sizeof n, "%zu", requests);
-    const char *names[12] = {"__rand_int__:head", "log", "idem",
-                             "rec:{bench-__rand_int__}", "rec:{bench-__rand_int__}:log",
-                             "ref", "all", "state:issue_created", "state:issue_created",
-                             "repo:loopforge/bench", "sr:13:issue_created:loopforge/bench",
+    const char *names[12] = {"__rand_int__:head",
+                             "log",
+                             "idem",
+                             "rec:{bench-__rand_int__}",
+                             "rec:{bench-__rand_int__}:log",
+                             "ref",
+                             "all",
+                             "state:issue_created",
+                             "state:issue_created",
+                             "repo:loopforge/bench",
+                             "sr:13:issue_created:loopforge/bench",
                              "sr:13:issue_created:loopforge/bench"};
-    for (int i = 0; i < 12; i++) snprintf(keys[i], sizeof keys[i], "%srb:%s", prefix, names[i]);
+    for (int i = 0; i < 12; i++)
+        snprintf(keys[i], sizeof keys[i], "%srb:%s", prefix, names[i]);
 
     argv[a++] = "redis-benchmark";
-    if (u->path) { argv[a++] = "-s"; argv[a++] = u->path; }
-    else { argv[a++] = "-h"; argv[a++] = u->host; argv[a++] = "-p"; argv[a++] = port; }
-    if (u->user) { argv[a++] = "--user"; argv[a++] = u->user; }
-    if (u->password) { argv[a++] = "-a"; argv[a++] = u->password; }
-    argv[a++] = "--dbnum"; argv[a++] = db;
-    argv[a++] = "-c"; argv[a++] = "1";
-    argv[a++] = "-P"; argv[a++] = pipeline;
-    argv[a++] = "-n"; argv[a++] = n;
-    argv[a++] = "-r"; argv[a++] = "1000000000";
+    if (u->path) {
+        argv[a++] = "-s";
+        argv[a++] = u->path;
+    } else {
+        argv[a++] = "-h";
+        argv[a++] = u->host;
+        argv[a++] = "-p";
+        argv[a++] = port;
+    }
+    if (u->user) {
+        argv[a++] = "--user";
+        argv[a++] = u->user;
+    }
+    if (u->password) {
+        argv[a++] = "-a";
+        argv[a++] = u->password;
+    }
+    argv[a++] = "--dbnum";
+    argv[a++] = db;
+    argv[a++] = "-c";
+    argv[a++] = "1";
+    argv[a++] = "-P";
+    argv[a++] = pipeline;
+    argv[a++] = "-n";
+    argv[a++] = n;
+    argv[a++] = "-r";
+    argv[a++] = "1000000000";
     argv[a++] = "--csv";
-    argv[a++] = "EVALSHA"; argv[a++] = sha; argv[a++] = "12";
+    argv[a++] = "EVALSHA";
+    argv[a++] = sha;
+    argv[a++] = "12";
     for (int i = 0; i < 12; i++) argv[a++] = keys[i];
-    argv[a++] = "create"; argv[a++] = "1"; argv[a++] = LF_GENESIS;
+    argv[a++] = "create";
+    argv[a++] = "1";
+    argv[a++] = LF_GENESIS;
     argv[a++] = "54407c7e877f38896ac3871f48833377dd912bf4b69094a8c0d0088aa57672be";
-    argv[a++] = line; argv[a++] = "1"; argv[a++] = json;
-    argv[a++] = "1795000000000000"; argv[a++] = "bench-__rand_int__";
+    argv[a++] = line;
+    argv[a++] = "1";
+    argv[a++] = json;
+    argv[a++] = "1795000000000000";
+    argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
-    argv[a++] = "1"; argv[a++] = "";
+    argv[a++] = "1";
+    argv[a++] = "";
     argv[a] = NULL;
 
     char *out = NULL;
@@ -405,8 +463,8 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
 /* The URL with the bench's own key prefix (a later prefix= wins), so a
  * run on a given server touches nothing but its own keys. */
 static char *bench_url(const char *url, long pid) {
-    return lf_xprintf("%s%cprefix=lf%%3Abench%%3A%ld%%3A", url, strchr(url, '?') ? '&' : '?',
-                      pid);
+    return lf_xprintf("%s%cprefix=lf%%3Abench%%3A%ld%%3A", url,
+                      strchr(url, '?') ? '&' : '?', pid);
 }
 
 int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
@@ -424,8 +482,15 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     out->bytes_per_record = out->log_bytes_per_record = -1;
     if (!url) {
         int s = server_start(&sv, out->note, sizeof out->note);
-        if (s > 0) { out->skipped = true; rc = LF_EXIT_OK; goto done; }
-        if (s < 0) { fprintf(stderr, "bench: redis: %s\n", out->note); goto done; }
+        if (s > 0) {
+            out->skipped = true;
+            rc = LF_EXIT_OK;
+            goto done;
+        }
+        if (s < 0) {
+            fprintf(stderr, "bench: redis: %s\n", out->note);
+            goto done;
+        }
         url = sv.url;
     }
     burl = bench_url(url, (long)getpid());
@@ -497,9 +562,10 @@ void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r, bool 
                "\"seconds\":%.6f,\"transitions_per_s\":%.0f,"
                "\"redis_benchmark_script_per_s\":%.0f,\"ratio\":%.3f,"
                "\"redis_bytes_per_record\":%.0f,\"audit_log_bytes_per_record\":%.0f,"
-               "\"note\":", first ? "" : ",", r->skipped ? "true" : "false",
-               r->inflight, r->seconds, r->transitions_per_s, r->script_per_s,
-               ratio, r->bytes_per_record, r->log_bytes_per_record);
+               "\"note\":",
+               first ? "" : ",", r->skipped ? "true" : "false", r->inflight, r->seconds,
+               r->transitions_per_s, r->script_per_s, ratio, r->bytes_per_record,
+               r->log_bytes_per_record);
         lf_cli_json_str(stdout, r->note[0] ? r->note : NULL);
         putchar('}');
     } else if (r->skipped) {
@@ -511,12 +577,11 @@ void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r, bool 
             printf("redis: redis-benchmark, the same commit script, %zu in flight: "
                    "%.0f commits/s; loopforge reaches %.0f%% of it\n",
                    r->inflight, r->script_per_s, 100 * ratio);
-        else
-            printf("redis: redis-benchmark: %s\n", r->note);
+        else printf("redis: redis-benchmark: %s\n", r->note);
         if (r->bytes_per_record >= 0)
             printf("redis: memory per record (7 history entries): %.0f bytes, "
-                   "of which the audit log %.0f\n", r->bytes_per_record,
-                   r->log_bytes_per_record);
+                   "of which the audit log %.0f\n",
+                   r->bytes_per_record, r->log_bytes_per_record);
     }
     fflush(stdout);
 }

@@ -38,7 +38,6 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
 
 /* One line of text (or, with --json, one object of the "stores" array:
  * `first` says whether it needs a leading comma). */
-void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r,
-                          bool first);
+void lf_bench_redis_print(const lf_cli *c, const lf_bench_redis_result *r, bool first);
 
 #endif

@@ -14,15 +14,15 @@
 
 int lf_cli_exit_code(lf_code code) {
     switch (code) {
-    case LF_OK:                 return LF_EXIT_OK;
-    case LF_NOT_FOUND:          return LF_EXIT_NOT_FOUND;
+    case LF_OK: return LF_EXIT_OK;
+    case LF_NOT_FOUND: return LF_EXIT_NOT_FOUND;
     case LF_INVALID_TRANSITION: return LF_EXIT_INVALID_TRANSITION;
-    case LF_DENIED:             return LF_EXIT_DENIED;
+    case LF_DENIED: return LF_EXIT_DENIED;
     case LF_CONFLICT:
-    case LF_DUPLICATE_REF:      return LF_EXIT_CONFLICT;
-    case LF_UNAVAILABLE:        return LF_EXIT_UNAVAILABLE;
+    case LF_DUPLICATE_REF: return LF_EXIT_CONFLICT;
+    case LF_UNAVAILABLE: return LF_EXIT_UNAVAILABLE;
     case LF_INVALID_REQUEST:
-    default:                    return LF_EXIT_USAGE;
+    default: return LF_EXIT_USAGE;
     }
 }
 
@@ -44,16 +44,14 @@ int lf_cli_fail(const lf_cli *c, lf_code code, const char *msg) {
     if (c->json) {
         /* The same shape as a request's result, so a script reading
          * --json output needs one parser for every failure. */
-        lf_result res = {.success = false, .code = code, .error = msg,
-                         .decisions = "[]"};
+        lf_result res = {.success = false, .code = code, .error = msg, .decisions = "[]"};
         lf_cli_puts_free(lf_result_json(&res));
     }
     return lf_cli_exit_code(code);
 }
 
 int lf_cli_npos(const lf_cli *c, size_t min, size_t max, const char *what) {
-    if (c->args.npos < min)
-        return lf_cli_usage(c, "missing %s", what);
+    if (c->args.npos < min) return lf_cli_usage(c, "missing %s", what);
     if (c->args.npos > max)
         return lf_cli_usage(c, "unexpected argument '%s'", c->args.pos[max]);
     return 0;
@@ -66,8 +64,7 @@ lf_engine *lf_cli_open(lf_cli *c, lf_code *code, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot create an event loop");
         return NULL;
     }
-    lf_engine_config cfg = {.store = c->store, .policies = c->policies,
-                            .base = c->base};
+    lf_engine_config cfg = {.store = c->store, .policies = c->policies, .base = c->base};
     *code = LF_UNAVAILABLE;
     err[0] = '\0';
     c->engine = lf_engine_new(&cfg, err, errlen, code);
@@ -118,8 +115,7 @@ const char *lf_cli_actor(lf_cli *c) {
     if (a) return a;
     if ((a = getenv("LOOPFORGE_ACTOR")) && *a) return a;
     const char *user = getenv("USER");
-    snprintf(c->actor, sizeof(c->actor), "cli:%s",
-             user && *user ? user : "unknown");
+    snprintf(c->actor, sizeof(c->actor), "cli:%s", user && *user ? user : "unknown");
     return c->actor;
 }
 
@@ -128,11 +124,9 @@ static bool kv_overridden(const lf_args *a, size_t i, const char *name,
                           const char *json_name, size_t klen) {
     for (size_t j = i + 1; j < a->nopts; j++) {
         const lf_opt *o = &a->opts[j];
-        if (strcmp(o->name, name) != 0 &&
-            !(json_name && strcmp(o->name, json_name) == 0))
+        if (strcmp(o->name, name) != 0 && !(json_name && strcmp(o->name, json_name) == 0))
             continue;
-        if (strncmp(o->value, a->opts[i].value, klen) == 0 &&
-            o->value[klen] == '=')
+        if (strncmp(o->value, a->opts[i].value, klen) == 0 && o->value[klen] == '=')
             return true;
     }
     return false;
@@ -153,8 +147,7 @@ int lf_cli_kv_object(const lf_cli *c, const char *name, const char *json_name,
         const char *eq = strchr(o->value, '=');
         if (!eq || eq == o->value) {
             lf_buf_free(&b);
-            return lf_cli_usage(c, "--%s wants KEY=VALUE, got '%s'", o->name,
-                                o->value);
+            return lf_cli_usage(c, "--%s wants KEY=VALUE, got '%s'", o->name, o->value);
         }
         size_t klen = (size_t)(eq - o->value);
         if (kv_overridden(a, i, name, json_name, klen)) continue;
@@ -174,8 +167,8 @@ int lf_cli_kv_object(const lf_cli *c, const char *name, const char *json_name,
         lf_buf_free(&one);
         if (!norm) {
             lf_buf_free(&b);
-            return lf_cli_usage(c, "--%s %.*s: not a JSON value: %s", o->name,
-                                (int)klen, o->value, eq + 1);
+            return lf_cli_usage(c, "--%s %.*s: not a JSON value: %s", o->name, (int)klen,
+                                o->value, eq + 1);
         }
         /* norm is {"v":VALUE}: keep VALUE, compact. */
         lf_buf_add(&b, norm + 5, strlen(norm) - 6);
@@ -218,7 +211,10 @@ static const char *skip_string(const char *s) {
 static const char *skip_container(const char *s) {
     int depth = 0;
     while (*s) {
-        if (*s == '"') { s = skip_string(s); continue; }
+        if (*s == '"') {
+            s = skip_string(s);
+            continue;
+        }
         if (*s == '{' || *s == '[') depth++;
         else if ((*s == '}' || *s == ']') && --depth == 0) return s + 1;
         s++;
@@ -242,7 +238,8 @@ void lf_cli_print_pretty(FILE *f, const char *json, int maxdepth) {
             fwrite(p, 1, (size_t)(q - p), f);
             p = q;
             break;
-        case '{': case '[':
+        case '{':
+        case '[':
             if (p[1] == '}' || p[1] == ']' || depth >= maxdepth) {
                 q = skip_container(p);   /* empty, or deep: one line */
                 fwrite(p, 1, (size_t)(q - p), f);
@@ -252,7 +249,8 @@ void lf_cli_print_pretty(FILE *f, const char *json, int maxdepth) {
             fputc(*p++, f);
             newline(f, ++depth);
             break;
-        case '}': case ']':
+        case '}':
+        case ']':
             newline(f, --depth);
             fputc(*p++, f);
             break;
@@ -264,8 +262,7 @@ void lf_cli_print_pretty(FILE *f, const char *json, int maxdepth) {
             fputs(": ", f);
             p++;
             break;
-        default:
-            fputc(*p++, f);
+        default: fputc(*p++, f);
         }
     }
     fputc('\n', f);

@@ -48,19 +48,19 @@ struct lf_cli {
     char actor[256];
 };
 
-extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show,
-    lf_cmd_list, lf_cmd_delete, lf_cmd_audit, lf_cmd_lint, lf_cmd_graph,
-    lf_cmd_bench, lf_cmd_policies, lf_cmd_serve, lf_cmd_token;
+extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_list,
+    lf_cmd_delete, lf_cmd_audit, lf_cmd_lint, lf_cmd_graph, lf_cmd_bench, lf_cmd_policies,
+    lf_cmd_serve, lf_cmd_token;
 
 /* The global options, shared by every command (main.c). */
-#define LF_GLOBAL_HELP \
-    "Global options (before or after the command):\n" \
-    "  --store URL      memory:, file:PATH, redis://[:PASSWORD@]HOST:PORT/DB or\n" \
-    "                   unix:///PATH/redis.sock?db=N (default: $LOOPFORGE_STORE,\n" \
-    "                   else file:./var/loopforge.journal)\n" \
-    "  --policies DIR   policy directory (default: $LOOPFORGE_POLICIES, else\n" \
-    "                   ./policies, else the installed policies)\n" \
-    "  --json           machine-readable output\n" \
+#define LF_GLOBAL_HELP                                                                   \
+    "Global options (before or after the command):\n"                                    \
+    "  --store URL      memory:, file:PATH, redis://[:PASSWORD@]HOST:PORT/DB or\n"       \
+    "                   unix:///PATH/redis.sock?db=N (default: $LOOPFORGE_STORE,\n"      \
+    "                   else file:./var/loopforge.journal)\n"                            \
+    "  --policies DIR   policy directory (default: $LOOPFORGE_POLICIES, else\n"          \
+    "                   ./policies, else the installed policies)\n"                      \
+    "  --json           machine-readable output\n"                                       \
     "  -h, --help       this help\n"
 
 int lf_cli_exit_code(lf_code code);

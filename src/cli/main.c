@@ -13,16 +13,23 @@
 #define LF_DATADIR "/usr/local/share/loopforge"
 #endif
 
-static const lf_command *const commands[] = {
-    &lf_cmd_create, &lf_cmd_transition, &lf_cmd_show, &lf_cmd_list,
-    &lf_cmd_delete, &lf_cmd_audit, &lf_cmd_lint, &lf_cmd_policies,
-    &lf_cmd_graph, &lf_cmd_bench, &lf_cmd_serve, &lf_cmd_token, NULL
-};
+static const lf_command *const commands[] = {&lf_cmd_create,
+                                             &lf_cmd_transition,
+                                             &lf_cmd_show,
+                                             &lf_cmd_list,
+                                             &lf_cmd_delete,
+                                             &lf_cmd_audit,
+                                             &lf_cmd_lint,
+                                             &lf_cmd_policies,
+                                             &lf_cmd_graph,
+                                             &lf_cmd_bench,
+                                             &lf_cmd_serve,
+                                             &lf_cmd_token,
+                                             NULL};
 
-static const lf_optspec global_opts[] = {
-    {"store", true}, {"policies", true}, {"json", false},
-    {"help", false}, {"version", false}, {NULL, false}
-};
+static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},
+                                         {"json", false},    {"help", false},
+                                         {"version", false}, {NULL, false}};
 
 static const lf_command *find_command(const char *name) {
     for (int i = 0; commands[i]; i++)
@@ -34,7 +41,8 @@ static void main_help(FILE *f) {
     fputs("Usage: loopforge [OPTIONS] COMMAND [ARGS]\n\n"
           "A governed state machine for the software lifecycle\n"
           "(issue -> PR -> CI -> review -> merge -> close).\n\n"
-          "Commands:\n", f);
+          "Commands:\n",
+          f);
     for (int i = 0; commands[i]; i++)
         fprintf(f, "  %-11s %s\n", commands[i]->name, commands[i]->summary);
     fputs("  help [CMD]  this help, or a command's\n\n", f);
@@ -43,7 +51,8 @@ static void main_help(FILE *f) {
           "Exit codes: 0 ok, 2 usage or invalid request, 3 not found,\n"
           "4 invalid transition, 5 denied, 6 conflict or duplicate ref,\n"
           "7 store unavailable, 8 audit verification failed.\n\n"
-          "Run 'loopforge COMMAND --help' for a command's options.\n", f);
+          "Run 'loopforge COMMAND --help' for a command's options.\n",
+          f);
 }
 
 static void command_help(const lf_command *cmd) {
@@ -89,8 +98,8 @@ static int run(lf_cli *c, int argc, char **argv) {
         lf_cli_usage(c, "unknown command '%s'", word);
         return LF_EXIT_USAGE;
     }
-    if (lf_args_parse(argc, argv, at, global_opts, c->cmd ? c->cmd->opts : NULL,
-                      &c->args, err, sizeof(err)) != 0)
+    if (lf_args_parse(argc, argv, at, global_opts, c->cmd ? c->cmd->opts : NULL, &c->args,
+                      err, sizeof(err)) != 0)
         return lf_cli_usage(c, "%s", err);
     if (lf_args_has(&c->args, "help")) {
         if (c->cmd) command_help(c->cmd);

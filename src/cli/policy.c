@@ -78,8 +78,7 @@ const lf_command lf_cmd_lint = {
     "Loads every file of the policy directory the way the engine does and\n"
     "reports each problem as \"file:line: message\" on stderr (exit 2), or\n"
     "\"ok: N files, generation ID\" when the whole set loads.\n",
-    NULL, run_lint
-};
+    NULL, run_lint};
 
 /* ---- policies -------------------------------------------------------- */
 
@@ -137,8 +136,7 @@ const lf_command lf_cmd_policies = {
     "guards, hooks and routes in evaluation order, each with its filter and\n"
     "where it is defined (--json: the same as an object). A directory that\n"
     "does not load exits 2 with every problem, as `lint` does.\n",
-    NULL, run_policies
-};
+    NULL, run_policies};
 
 /* ---- graph ----------------------------------------------------------- */
 
@@ -153,8 +151,10 @@ static int run_graph(lf_cli *c) {
     lf_rules *r = lf_rules_load(c->policies, &out);
     if (!r) {
         fprintf(stderr, "%s", lf_buf_str(&out));
-        fprintf(stderr, "graph: the policy directory %s does not load "
-                "(see 'loopforge lint')\n", c->policies);
+        fprintf(stderr,
+                "graph: the policy directory %s does not load "
+                "(see 'loopforge lint')\n",
+                c->policies);
         lf_buf_free(&out);
         return LF_EXIT_USAGE;
     }
@@ -175,8 +175,7 @@ static int run_graph(lf_cli *c) {
 }
 
 static const lf_optspec graph_opts[] = {
-    {"workflow", true}, {"format", true}, {NULL, false}
-};
+    {"workflow", true}, {"format", true}, {NULL, false}};
 
 const lf_command lf_cmd_graph = {
     "graph", "draw a workflow (Graphviz dot or Mermaid)",
@@ -185,5 +184,4 @@ const lf_command lf_cmd_graph = {
     "  loopforge graph | dot -Tsvg > loopforge.svg\n\n"
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --format F           dot (default) or mermaid\n",
-    graph_opts, run_graph
-};
+    graph_opts, run_graph};

@@ -52,11 +52,12 @@ static int run_create(lf_cli *c) {
     return rc;
 }
 
-static const lf_optspec create_opts[] = {
-    {"ref", true}, {"repo", true}, {"ref-number", true}, {"auto-merge", false},
-    {"label", true}, {"meta", true}, {"meta-json", true}, {"actor", true},
-    {"workflow", true}, {"idempotency-key", true}, {NULL, false}
-};
+static const lf_optspec create_opts[] = {{"ref", true},        {"repo", true},
+                                         {"ref-number", true}, {"auto-merge", false},
+                                         {"label", true},      {"meta", true},
+                                         {"meta-json", true},  {"actor", true},
+                                         {"workflow", true},   {"idempotency-key", true},
+                                         {NULL, false}};
 
 const lf_command lf_cmd_create = {
     "create", "create a record for an issue; prints its id",
@@ -75,8 +76,7 @@ const lf_command lf_cmd_create = {
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
     "                       answers as the first did\n",
-    create_opts, run_create
-};
+    create_opts, run_create};
 
 /* ---- transition ------------------------------------------------------ */
 
@@ -101,8 +101,7 @@ static void print_decisions(const lf_result *res) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "verdict");
         const cJSON *why = cJSON_GetObjectItemCaseSensitive(it, "reason");
         printf("  %-5s %s%s%s\n", cJSON_IsString(v) ? v->valuestring : "?",
-               cJSON_IsString(p) ? p->valuestring : "?",
-               cJSON_IsString(why) ? ": " : "",
+               cJSON_IsString(p) ? p->valuestring : "?", cJSON_IsString(why) ? ": " : "",
                cJSON_IsString(why) ? why->valuestring : "");
     }
     cJSON_Delete(d);
@@ -124,9 +123,9 @@ static void dry_run_cb(const lf_result *res, void *arg) {
     else if (res->code == LF_DENIED)
         /* "Denied by policy NAME: reason" -> "would deny: NAME: reason" */
         printf("would deny: %s\n", strncmp(res->error, "Denied by policy ", 17) == 0
-                                        ? res->error + 17 : res->error);
-    else
-        printf("would refuse: %s\n", res->error);
+                                       ? res->error + 17
+                                       : res->error);
+    else printf("would refuse: %s\n", res->error);
     print_decisions(res);
 }
 
@@ -134,8 +133,11 @@ static int run_transition(lf_cli *c) {
     int rc = lf_cli_npos(c, 3, 3, "arguments: transition ID STATE TRIGGER");
     if (rc) return rc;
     lf_transition_req req = {
-        .id = c->args.pos[0], .to = c->args.pos[1], .trigger = c->args.pos[2],
-        .actor = lf_cli_actor(c), .dry_run = lf_args_has(&c->args, "dry-run"),
+        .id = c->args.pos[0],
+        .to = c->args.pos[1],
+        .trigger = c->args.pos[2],
+        .actor = lf_cli_actor(c),
+        .dry_run = lf_args_has(&c->args, "dry-run"),
         .idempotency_key = lf_args_get(&c->args, "idempotency-key"),
     };
     if (!*req.id || !*req.to || !*req.trigger)
@@ -154,9 +156,8 @@ static int run_transition(lf_cli *c) {
 }
 
 static const lf_optspec transition_opts[] = {
-    {"meta", true}, {"meta-json", true}, {"actor", true}, {"dry-run", false},
-    {"idempotency-key", true}, {NULL, false}
-};
+    {"meta", true},     {"meta-json", true},       {"actor", true},
+    {"dry-run", false}, {"idempotency-key", true}, {NULL, false}};
 
 const lf_command lf_cmd_transition = {
     "transition", "move a record to another state",
@@ -173,8 +174,7 @@ const lf_command lf_cmd_transition = {
     "                       decision, commit nothing; exits as a real request would\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
     "                       answers as the first did (\"duplicate\": true)\n",
-    transition_opts, run_transition
-};
+    transition_opts, run_transition};
 
 /* ---- show ------------------------------------------------------------ */
 
@@ -205,8 +205,7 @@ const lf_command lf_cmd_show = {
     "Usage: loopforge show ID\n\n"
     "Prints the record as JSON, indented (--json: on one line). A record\n"
     "that does not exist, or was deleted, exits 3.\n",
-    NULL, run_show
-};
+    NULL, run_show};
 
 /* ---- delete ---------------------------------------------------------- */
 
@@ -225,7 +224,7 @@ static int run_delete(lf_cli *c) {
     return lf_cli_reply_wait(&r);
 }
 
-static const lf_optspec delete_opts[] = { {"actor", true}, {NULL, false} };
+static const lf_optspec delete_opts[] = {{"actor", true}, {NULL, false}};
 
 const lf_command lf_cmd_delete = {
     "delete", "delete a record (its history stays in the audit log)",
@@ -233,8 +232,7 @@ const lf_command lf_cmd_delete = {
     "Appends an audited tombstone: the record disappears from show and list,\n"
     "its history stays in the audit log and still verifies.\n\n"
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
-    delete_opts, run_delete
-};
+    delete_opts, run_delete};
 
 /* ---- list ------------------------------------------------------------ */
 
@@ -244,9 +242,8 @@ typedef struct list_call {
     int rc;
 } list_call;
 
-static void on_list(lf_code code, const char *error,
-                    const lf_record *const *records, size_t n,
-                    const char *next_cursor, void *arg) {
+static void on_list(lf_code code, const char *error, const lf_record *const *records,
+                    size_t n, const char *next_cursor, void *arg) {
     list_call *l = arg;
     lf_cli *c = l->c;
     l->done = true;
@@ -271,8 +268,7 @@ static void on_list(lf_code code, const char *error,
         printf("%s  %-15s  %s  %s\n", lf_record_id(r), lf_record_state(r),
                lf_record_updated_at(r), lf_record_ref(r));
     }
-    if (next_cursor)
-        fprintf(stderr, "(more: add --cursor %s)\n", next_cursor);
+    if (next_cursor) fprintf(stderr, "(more: add --cursor %s)\n", next_cursor);
 }
 
 static int run_list(lf_cli *c) {
@@ -287,7 +283,8 @@ static int run_list(lf_cli *c) {
     if (lim) {
         uint64_t v;
         if (lf_cli_parse_u64(lim, 1, 100000, &v) != 0)
-            return lf_cli_usage(c, "--limit must be an integer from 1 to 100000, got '%s'", lim);
+            return lf_cli_usage(
+                c, "--limit must be an integer from 1 to 100000, got '%s'", lim);
         q.limit = (size_t)v;
     }
     lf_engine *e = lf_cli_engine(c, &rc);
@@ -299,9 +296,7 @@ static int run_list(lf_cli *c) {
 }
 
 static const lf_optspec list_opts[] = {
-    {"state", true}, {"repo", true}, {"limit", true}, {"cursor", true},
-    {NULL, false}
-};
+    {"state", true}, {"repo", true}, {"limit", true}, {"cursor", true}, {NULL, false}};
 
 const lf_command lf_cmd_list = {
     "list", "list records, newest first",
@@ -314,5 +309,4 @@ const lf_command lf_cmd_list = {
     "  --repo R             only records of repository R\n"
     "  --limit N            at most N records (default 100)\n"
     "  --cursor C           the page after a previous one\n",
-    list_opts, run_list
-};
+    list_opts, run_list};

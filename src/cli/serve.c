@@ -25,8 +25,8 @@ static int int_opt(lf_cli *c, const char *name, uint64_t min, uint64_t max, int 
     uint64_t n;
     if (!v) return 0;
     if (lf_cli_parse_u64(v, min, max, &n))
-        return lf_cli_usage(c, "--%s must be an integer from %llu to %llu, got '%s'", name,
-                            (unsigned long long)min, (unsigned long long)max, v);
+        return lf_cli_usage(c, "--%s must be an integer from %llu to %llu, got '%s'",
+                            name, (unsigned long long)min, (unsigned long long)max, v);
     *out = (int)n;
     return 0;
 }
@@ -50,8 +50,8 @@ static int run_serve(lf_cli *c) {
     lf_http_config cfg = {0};
     cfg.listen = opt_env(c, "listen", "LOOPFORGE_LISTEN");
     cfg.tokens_file = opt_env(c, "tokens", "LOOPFORGE_TOKENS");
-    cfg.webhook_secret_file = opt_env(c, "webhook-secret-file",
-                                      "LOOPFORGE_WEBHOOK_SECRET_FILE");
+    cfg.webhook_secret_file =
+        opt_env(c, "webhook-secret-file", "LOOPFORGE_WEBHOOK_SECRET_FILE");
     cfg.ceiling = lf_args_has(&c->args, "ceiling");
     if ((rc = int_opt(c, "timeout", 1, 3600, &cfg.timeout_s)) ||
         (rc = int_opt(c, "shutdown-timeout", 1, 3600, &cfg.shutdown_timeout_s)) ||
@@ -76,13 +76,17 @@ static int run_serve(lf_cli *c) {
     return lf_http_serve(&cfg, c->base, e);
 }
 
-static const lf_optspec serve_opts[] = {
-    {"listen", true}, {"tokens", true}, {"webhook-secret-file", true},
-    {"timeout", true}, {"shutdown-timeout", true}, {"webhook-deadline", true},
-    {"max-connections", true}, {"max-history", true}, {"log-level", true},
-    {"ceiling", false},
-    {NULL, false}
-};
+static const lf_optspec serve_opts[] = {{"listen", true},
+                                        {"tokens", true},
+                                        {"webhook-secret-file", true},
+                                        {"timeout", true},
+                                        {"shutdown-timeout", true},
+                                        {"webhook-deadline", true},
+                                        {"max-connections", true},
+                                        {"max-history", true},
+                                        {"log-level", true},
+                                        {"ceiling", false},
+                                        {NULL, false}};
 
 const lf_command lf_cmd_serve = {
     "serve", "run the HTTP API and GitHub webhook intake",
@@ -122,8 +126,7 @@ const lf_command lf_cmd_serve = {
     "  --ceiling                  benchmarks: answer every request 200 with a\n"
     "                             fixed body, no engine behind it\n\n"
     "Create a token with 'loopforge token NAME ROLE'.\n",
-    serve_opts, run_serve
-};
+    serve_opts, run_serve};
 
 /* ---- token ------------------------------------------------------------ */
 
@@ -137,11 +140,13 @@ static int append_line(lf_cli *c, const char *path, const char *name, const char
         size_t nlen = strlen(name);
         bool taken = false;
         while (!taken && getline(&buf, &cap, f) >= 0)
-            taken = strncmp(buf, name, nlen) == 0 && (buf[nlen] == ' ' || buf[nlen] == '\t');
+            taken =
+                strncmp(buf, name, nlen) == 0 && (buf[nlen] == ' ' || buf[nlen] == '\t');
         free(buf);
         fclose(f);
         if (taken) {
-            fprintf(stderr, "loopforge token: %s already has a token named '%s'\n", path, name);
+            fprintf(stderr, "loopforge token: %s already has a token named '%s'\n", path,
+                    name);
             return LF_EXIT_CONFLICT;
         }
     }
@@ -177,8 +182,8 @@ static int run_token(lf_cli *c) {
     const char *file = lf_args_get(&c->args, "tokens");
     if (file && (rc = append_line(c, file, name, line))) return rc;
     if (c->json) {
-        printf("{\"name\":\"%s\",\"role\":\"%s\",\"token\":\"%s\",\"line\":\"%s\"}\n", name,
-               lf_role_name(role), token, line);
+        printf("{\"name\":\"%s\",\"role\":\"%s\",\"token\":\"%s\",\"line\":\"%s\"}\n",
+               name, lf_role_name(role), token, line);
     } else {
         printf("%s\n", token);
         if (!file) printf("%s\n", line);
@@ -201,5 +206,4 @@ const lf_command lf_cmd_token = {
     "actor recorded for the token's changes.\n\n"
     "  --tokens FILE   append the line to FILE (created mode 0600) and print\n"
     "                  only the token; a running server reloads on SIGHUP\n",
-    token_opts, run_token
-};
+    token_opts, run_token};

@@ -16,7 +16,6 @@
 
 #define LF_BUF_MIN_CAP 64
 
-
 /* Make room for `extra` more bytes plus the terminator. Out of memory
  * aborts (mem.h): a serializer must never write a truncated entry into
  * the audit chain. */
@@ -26,7 +25,10 @@ static void lf_buf_reserve(lf_buf *b, size_t extra) {
     if (need <= b->cap) return;
     size_t cap = b->cap ? b->cap : LF_BUF_MIN_CAP;
     while (cap < need) {
-        if (cap > SIZE_MAX / 2) { cap = need; break; }
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
         cap *= 2;
     }
     char *p = realloc(b->p, cap);
@@ -85,9 +87,7 @@ void lf_buf_printf(lf_buf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-const char *lf_buf_str(const lf_buf *b) {
-    return b->p ? b->p : "";
-}
+const char *lf_buf_str(const lf_buf *b) { return b->p ? b->p : ""; }
 
 char *lf_buf_steal(lf_buf *b) {
     char *p = b->p;
@@ -106,14 +106,12 @@ char *lf_buf_steal(lf_buf *b) {
 /* Per byte: 0 = copy as is, otherwise the character after the backslash
  * ('u' meaning \u00XX). Bytes >= 0x80 are 0 so UTF-8 passes through. */
 static const char json_esc[256] = {
-    ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
-    [0x00] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u',
-    [0x05] = 'u', [0x06] = 'u', [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u',
-    [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u',
-    [0x14] = 'u', [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u',
-    [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u', [0x1c] = 'u', [0x1d] = 'u',
-    [0x1e] = 'u', [0x1f] = 'u',
-    ['"'] = '"', ['\\'] = '\\',
+    ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',  ['\t'] = 't', [0x00] = 'u',
+    [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u',  [0x05] = 'u', [0x06] = 'u',
+    [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u', [0x0f] = 'u',  [0x10] = 'u', [0x11] = 'u',
+    [0x12] = 'u', [0x13] = 'u', [0x14] = 'u', [0x15] = 'u',  [0x16] = 'u', [0x17] = 'u',
+    [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',  [0x1c] = 'u', [0x1d] = 'u',
+    [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"',  ['\\'] = '\\',
 };
 
 static const char hexdig[] = "0123456789abcdef";

@@ -17,7 +17,8 @@ typedef struct lf_buf {
     size_t cap;     /* bytes allocated */
 } lf_buf;
 
-#define LF_BUF_INIT {NULL, 0, 0}
+#define LF_BUF_INIT                                                                      \
+    { NULL, 0, 0 }
 
 void lf_buf_free(lf_buf *b);
 void lf_buf_reset(lf_buf *b);                      /* len = 0, keeps memory */
@@ -28,24 +29,27 @@ void lf_buf_add_slow(lf_buf *b, const void *p, size_t n);
  * value, and with the room check inline a literal's strlen folds away and
  * the common case is one memcpy. */
 static inline void lf_buf_add(lf_buf *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap) { lf_buf_add_slow(b, p, n); return; }
+    if (b->len + n + 1 > b->cap) {
+        lf_buf_add_slow(b, p, n);
+        return;
+    }
     memcpy(b->p + b->len, p, n);
     b->len += n;
     b->p[b->len] = '\0';
 }
 
-static inline void lf_buf_puts(lf_buf *b, const char *s) {
-    lf_buf_add(b, s, strlen(s));
-}
+static inline void lf_buf_puts(lf_buf *b, const char *s) { lf_buf_add(b, s, strlen(s)); }
 
 static inline void lf_buf_putc(lf_buf *b, char c) {
-    if (b->len + 2 > b->cap) { lf_buf_add_slow(b, &c, 1); return; }
+    if (b->len + 2 > b->cap) {
+        lf_buf_add_slow(b, &c, 1);
+        return;
+    }
     b->p[b->len++] = c;
     b->p[b->len] = '\0';
 }
 
-void lf_buf_printf(lf_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void lf_buf_printf(lf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *lf_buf_str(const lf_buf *b);           /* "" when empty */
 char *lf_buf_steal(lf_buf *b);                     /* caller frees; b reset */
 
@@ -100,7 +104,8 @@ static inline void lf_jw_bool(lf_jw *w, const char *key, bool v) {
     lf_buf_puts(w->b, v ? "true" : "false");
 }
 /* Raw JSON text (already valid), or `dflt` when json is NULL. */
-static inline void lf_jw_raw(lf_jw *w, const char *key, const char *json, const char *dflt) {
+static inline void lf_jw_raw(lf_jw *w, const char *key, const char *json,
+                             const char *dflt) {
     lf_jw_key(w, key);
     lf_buf_json_raw(w->b, json, dflt);
 }

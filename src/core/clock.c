@@ -51,7 +51,10 @@ int64_t lf_now_us(void) {
 }
 
 static void put_digits(char *p, long v, int n) {
-    for (int i = n - 1; i >= 0; i--) { p[i] = (char)('0' + v % 10); v /= 10; }
+    for (int i = n - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
 }
 
 /* Formatting runs once per transition; gmtime_r only when the second
@@ -61,15 +64,23 @@ void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]) {
     static __thread char prefix[20];        /* YYYY-MM-DDTHH:MM:SS */
     time_t sec = (time_t)(us / 1000000);
     long frac = (long)(us % 1000000);
-    if (frac < 0) { frac += 1000000; sec--; }
+    if (frac < 0) {
+        frac += 1000000;
+        sec--;
+    }
     if (sec != last_sec) {
         struct tm tm;
         gmtime_r(&sec, &tm);
-        put_digits(prefix, tm.tm_year + 1900, 4); prefix[4] = '-';
-        put_digits(prefix + 5, tm.tm_mon + 1, 2); prefix[7] = '-';
-        put_digits(prefix + 8, tm.tm_mday, 2);    prefix[10] = 'T';
-        put_digits(prefix + 11, tm.tm_hour, 2);   prefix[13] = ':';
-        put_digits(prefix + 14, tm.tm_min, 2);    prefix[16] = ':';
+        put_digits(prefix, tm.tm_year + 1900, 4);
+        prefix[4] = '-';
+        put_digits(prefix + 5, tm.tm_mon + 1, 2);
+        prefix[7] = '-';
+        put_digits(prefix + 8, tm.tm_mday, 2);
+        prefix[10] = 'T';
+        put_digits(prefix + 11, tm.tm_hour, 2);
+        prefix[13] = ':';
+        put_digits(prefix + 14, tm.tm_min, 2);
+        prefix[16] = ':';
         put_digits(prefix + 17, tm.tm_sec, 2);
         last_sec = sec;
     }
@@ -94,15 +105,17 @@ int lf_ts_parse(const char *s, int64_t *us) {
     if (strlen(s) != LF_TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
         s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z')
         return -1;
-    if (get_digits(s, 4, &Y) || get_digits(s + 5, 2, &M) ||
-        get_digits(s + 8, 2, &D) || get_digits(s + 11, 2, &h) ||
-        get_digits(s + 14, 2, &m) || get_digits(s + 17, 2, &sec) ||
-        get_digits(s + 20, 6, &frac))
+    if (get_digits(s, 4, &Y) || get_digits(s + 5, 2, &M) || get_digits(s + 8, 2, &D) ||
+        get_digits(s + 11, 2, &h) || get_digits(s + 14, 2, &m) ||
+        get_digits(s + 17, 2, &sec) || get_digits(s + 20, 6, &frac))
         return -1;
-    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
-        return -1;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
-                    .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
     *us = (int64_t)timegm(&tm) * 1000000 + frac;
     return 0;
 }

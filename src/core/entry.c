@@ -52,7 +52,6 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
     lf_jw_close(&o, '}');
 }
 
-
 void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
     e->seq = seq;
     memcpy(e->prev, prev, LF_HASH_LEN);
@@ -84,22 +83,23 @@ static int is_hex64(const char *s) {
 }
 
 /* A string field, or NULL when the value is null and nullable. */
-static int get_str(cJSON *o, const char *key, int nullable, const char **out,
-                   char *err, size_t errlen) {
+static int get_str(cJSON *o, const char *key, int nullable, const char **out, char *err,
+                   size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) return fail(err, errlen, "missing key", key);
-    if (cJSON_IsNull(v) && nullable) { *out = NULL; return 0; }
+    if (cJSON_IsNull(v) && nullable) {
+        *out = NULL;
+        return 0;
+    }
     if (!cJSON_IsString(v)) return fail(err, errlen, "wrong type for", key);
     *out = v->valuestring;
     return 0;
 }
 
-static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err,
-                   size_t errlen) {
+static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err, size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) return fail(err, errlen, "missing key", key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
-        v->valuedouble > 9007199254740992.0 ||
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
         v->valuedouble != (double)(uint64_t)v->valuedouble)
         return fail(err, errlen, "wrong type for", key);
     *out = (uint64_t)v->valuedouble;
@@ -169,10 +169,16 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
     }
     e->idempotency_key = key ? key->valuestring : NULL;
     int k = lf_entry_kind_parse(kind);
-    if (k < 0) { fail(err, errlen, "unknown kind", kind); goto bad; }
+    if (k < 0) {
+        fail(err, errlen, "unknown kind", kind);
+        goto bad;
+    }
     e->kind = (lf_entry_kind)k;
     int64_t us;
-    if (lf_ts_parse(ts, &us)) { fail(err, errlen, "bad timestamp", ts); goto bad; }
+    if (lf_ts_parse(ts, &us)) {
+        fail(err, errlen, "bad timestamp", ts);
+        goto bad;
+    }
     memcpy(e->timestamp, ts, LF_TS_LEN + 1);
     if (!is_hex64(prev) || !is_hex64(hash)) {
         fail(err, errlen, "bad hash", NULL);
@@ -221,8 +227,7 @@ void lf_chain_init(lf_chain *c) {
 
 #define HASH_SUFFIX_LEN (sizeof(",\"hash\":\"") - 1 + LF_HASH_LEN + 2)
 
-int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
-                  size_t errlen) {
+int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t errlen) {
     lf_entry_doc doc;
     char why[160];
     if (lf_entry_parse(line, len, &doc, why, sizeof why)) {
@@ -233,22 +238,23 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
     const lf_entry *e = &doc.e;
     int rc = -1;
     if (e->seq != c->next_seq) {
-        snprintf(err, errlen, "seq %llu: expected seq %llu (entry missing, "
-                 "inserted or reordered)", (unsigned long long)e->seq,
-                 (unsigned long long)c->next_seq);
+        snprintf(err, errlen,
+                 "seq %llu: expected seq %llu (entry missing, "
+                 "inserted or reordered)",
+                 (unsigned long long)e->seq, (unsigned long long)c->next_seq);
         goto out;
     }
     if (strcmp(e->prev, c->prev) != 0) {
-        snprintf(err, errlen, "seq %llu: prev does not match the hash of "
-                 "seq %llu", (unsigned long long)e->seq,
-                 (unsigned long long)(e->seq - 1));
+        snprintf(err, errlen,
+                 "seq %llu: prev does not match the hash of "
+                 "seq %llu",
+                 (unsigned long long)e->seq, (unsigned long long)(e->seq - 1));
         goto out;
     }
     /* The stored hash must be the line's last key, and equal the sha256
      * of everything before it (plus the closing brace). */
     const char *suffix = line + len - HASH_SUFFIX_LEN;
-    if (len < HASH_SUFFIX_LEN + 2 ||
-        memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
+    if (len < HASH_SUFFIX_LEN + 2 || memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
         memcmp(suffix + 9, e->hash, LF_HASH_LEN) != 0 ||
         memcmp(line + len - 2, "\"}", 2) != 0) {
         snprintf(err, errlen, "seq %llu: hash is not the entry's last key",

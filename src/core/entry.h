@@ -82,8 +82,8 @@ typedef struct lf_entry_doc {
 
 /* Parses one line. Returns 0, or -1 with a message in err. The strict
  * parse refuses unknown kinds, missing keys and wrong types. */
-int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc,
-                   char *err, size_t errlen);
+int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
+                   size_t errlen);
 void lf_entry_doc_free(lf_entry_doc *doc);
 
 /* Walks the global log in order and checks the chain. Verification works
@@ -99,8 +99,7 @@ typedef struct lf_chain {
 void lf_chain_init(lf_chain *c);
 /* Returns 0, or -1 with err ("seq N: reason"; the line number when the
  * seq cannot be read) and the chain left unchanged. */
-int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err,
-                  size_t errlen);
+int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t errlen);
 
 /* Normalizes a JSON object text (as cJSON prints it, compact), so the
  * canonical form is stable under parse/print. Returns a malloc'd string

@@ -38,8 +38,8 @@ void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]) {
     unsigned int dl = 0;
     if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!ctx) ctx = EVP_MD_CTX_new();
-    if (!md || !ctx || !EVP_DigestInit_ex(ctx, md, NULL) || !EVP_DigestUpdate(ctx, p, n) ||
-        !EVP_DigestFinal_ex(ctx, out, &dl))
+    if (!md || !ctx || !EVP_DigestInit_ex(ctx, md, NULL) ||
+        !EVP_DigestUpdate(ctx, p, n) || !EVP_DigestFinal_ex(ctx, out, &dl))
         abort();
 }
 

@@ -16,7 +16,8 @@ typedef struct jc {
 } jc;
 
 static void ws(jc *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+    while (c->p < c->end &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
@@ -38,15 +39,25 @@ long lf_json_hex4(const char *s) {
 }
 
 int lf_json_utf8(char u[4], unsigned long c) {
-    if (c < 0x80) { u[0] = (char)c; return 1; }
-    if (c < 0x800) { u[0] = (char)(0xC0 | c >> 6); u[1] = (char)(0x80 | (c & 63)); return 2; }
+    if (c < 0x80) {
+        u[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        u[0] = (char)(0xC0 | c >> 6);
+        u[1] = (char)(0x80 | (c & 63));
+        return 2;
+    }
     if (c < 0x10000) {
-        u[0] = (char)(0xE0 | c >> 12); u[1] = (char)(0x80 | (c >> 6 & 63));
+        u[0] = (char)(0xE0 | c >> 12);
+        u[1] = (char)(0x80 | (c >> 6 & 63));
         u[2] = (char)(0x80 | (c & 63));
         return 3;
     }
-    u[0] = (char)(0xF0 | c >> 18); u[1] = (char)(0x80 | (c >> 12 & 63));
-    u[2] = (char)(0x80 | (c >> 6 & 63)); u[3] = (char)(0x80 | (c & 63));
+    u[0] = (char)(0xF0 | c >> 18);
+    u[1] = (char)(0x80 | (c >> 12 & 63));
+    u[2] = (char)(0x80 | (c >> 6 & 63));
+    u[3] = (char)(0x80 | (c & 63));
     return 4;
 }
 
@@ -62,7 +73,9 @@ static bool string(jc *c, lf_buf *raw) {
         if (++c->p >= c->end) return false;
         char e = *c->p++, ch;
         switch (e) {
-        case '"': case '\\': case '/': ch = e; break;
+        case '"':
+        case '\\':
+        case '/': ch = e; break;
         case 'b': ch = '\b'; break;
         case 'f': ch = '\f'; break;
         case 'n': ch = '\n'; break;
@@ -100,9 +113,14 @@ static void put_string(lf_buf *out, const char *s, size_t len) {
     lf_buf_putc(out, '"');
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        const char *esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\" : ch == '\b' ? "\\b"
-                        : ch == '\f' ? "\\f" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r"
-                        : ch == '\t' ? "\\t" : NULL;
+        const char *esc = ch == '"'    ? "\\\""
+                          : ch == '\\' ? "\\\\"
+                          : ch == '\b' ? "\\b"
+                          : ch == '\f' ? "\\f"
+                          : ch == '\n' ? "\\n"
+                          : ch == '\r' ? "\\r"
+                          : ch == '\t' ? "\\t"
+                                       : NULL;
         if (esc) {
             lf_buf_puts(out, esc);
         } else if (ch < 0x20) {
@@ -128,7 +146,8 @@ static bool is_integer_token(const char *t, size_t n) {
  * aside), any other as cJSON prints the double it reads as. */
 static bool number(jc *c, lf_buf *out) {
     const char *t = c->p;
-    while (c->p < c->end && (strchr("+-.eE", *c->p) || (*c->p >= '0' && *c->p <= '9'))) c->p++;
+    while (c->p < c->end && (strchr("+-.eE", *c->p) || (*c->p >= '0' && *c->p <= '9')))
+        c->p++;
     size_t n = (size_t)(c->p - t);
     if (n == 0 || n > 400) return false;
     if (!out) return true;
@@ -211,7 +230,8 @@ static bool members(jc *c, lf_buf *out, bool object) {
 static bool value(jc *c, lf_buf *out) {
     if (c->p >= c->end) return false;
     switch (*c->p) {
-    case '{': case '[': {
+    case '{':
+    case '[': {
         if (++c->depth > MAX_DEPTH) return false;
         bool ok = members(c, out, *c->p == '{');
         c->depth--;
@@ -240,7 +260,8 @@ bool lf_json_canon(const char *s, size_t len, lf_buf *out) {
     return c.p == c.end;
 }
 
-bool lf_json_get(const char *s, size_t len, const char *key, const char **val, size_t *vlen) {
+bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
+                 size_t *vlen) {
     jc c = {s, s + len, 0};
     ws(&c);
     if (c.p >= c.end || *c.p != '{') return false;

@@ -27,7 +27,8 @@ bool lf_json_canon(const char *s, size_t len, lf_buf *out);
 /* The value of member `key` of the JSON object s[0..len): *val and *vlen
  * span its text. Returns false if s is not an object or has no such
  * member (the first counts when a key repeats, as in cJSON). */
-bool lf_json_get(const char *s, size_t len, const char *key, const char **val, size_t *vlen);
+bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
+                 size_t *vlen);
 
 /* The text of the JSON string value v[0..vlen) (at its opening quote),
  * escapes decoded, appended to out. False if it is not one string. */

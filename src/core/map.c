@@ -9,7 +9,10 @@
 
 static size_t hash_str(const char *s) {        /* FNV-1a, 64-bit */
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ULL; }
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
     return (size_t)(h ? h : 1);
 }
 

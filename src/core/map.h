@@ -7,7 +7,11 @@
 
 #include <stddef.h>
 
-typedef struct lf_map_slot { const char *key; void *val; size_t hash; } lf_map_slot;
+typedef struct lf_map_slot {
+    const char *key;
+    void *val;
+    size_t hash;
+} lf_map_slot;
 
 typedef struct lf_map {
     lf_map_slot *slots;
@@ -15,7 +19,8 @@ typedef struct lf_map {
     size_t len;
 } lf_map;
 
-#define LF_MAP_INIT {NULL, 0, 0}
+#define LF_MAP_INIT                                                                      \
+    { NULL, 0, 0 }
 
 void *lf_map_get(const lf_map *m, const char *key);
 /* Inserts or replaces. */

@@ -17,9 +17,8 @@ static void hist_free(lf_hist *h) { free(h->to_state); }
 /* One allocation per history entry: to_state, from_state, trigger, actor
  * and metadata live in one block owned through to_state. Transitions are
  * the hot path and this turns five mallocs into one. */
-static void hist_set(lf_hist *h, const char *from, const char *to,
-                     const char *trigger, const char *actor,
-                     const char *metadata, const char *ts) {
+static void hist_set(lf_hist *h, const char *from, const char *to, const char *trigger,
+                     const char *actor, const char *metadata, const char *ts) {
     if (!metadata) metadata = "{}";
     if (!trigger) trigger = "";
     if (!actor) actor = "";
@@ -27,10 +26,14 @@ static void hist_set(lf_hist *h, const char *from, const char *to,
     size_t lg = strlen(trigger) + 1, la = strlen(actor) + 1;
     size_t lm = strlen(metadata) + 1;
     char *p = lf_xmalloc(lt + lf + lg + la + lm);
-    h->to_state = memcpy(p, to, lt); p += lt;
-    h->from_state = from ? memcpy(p, from, lf) : NULL; p += lf;
-    h->trigger = memcpy(p, trigger, lg); p += lg;
-    h->actor = memcpy(p, actor, la); p += la;
+    h->to_state = memcpy(p, to, lt);
+    p += lt;
+    h->from_state = from ? memcpy(p, from, lf) : NULL;
+    p += lf;
+    h->trigger = memcpy(p, trigger, lg);
+    p += lg;
+    h->actor = memcpy(p, actor, la);
+    p += la;
     h->metadata = memcpy(p, metadata, lm);
     memcpy(h->timestamp, ts, LF_TS_LEN + 1);
 }
@@ -47,8 +50,14 @@ void lf_record_free(lf_record *r) {
     if (!r) return;
     for (size_t i = 0; i < r->nhist; i++) hist_free(&r->hist[i]);
     free(r->hist);
-    free(r->ref); free(r->repo); free(r->pr_url); free(r->state);
-    free(r->ci_status); free(r->labels); free(r->workflow); free(r->metadata);
+    free(r->ref);
+    free(r->repo);
+    free(r->pr_url);
+    free(r->state);
+    free(r->ci_status);
+    free(r->labels);
+    free(r->workflow);
+    free(r->metadata);
     for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
     free(r->aliases);
     free(r);
@@ -65,12 +74,18 @@ static void alias_add(lf_record *r, const char *a) {
 lf_record *lf_record_dup(const lf_record *s) {
     lf_record *r = lf_xmalloc(sizeof *r);
     *r = *s;
-    r->hist = NULL; r->nhist = r->caphist = 0;
-    r->ref = xstrdup(s->ref); r->repo = xstrdup(s->repo);
-    r->pr_url = xstrdup(s->pr_url); r->state = xstrdup(s->state);
-    r->ci_status = xstrdup(s->ci_status); r->labels = xstrdup(s->labels);
-    r->workflow = xstrdup(s->workflow); r->metadata = xstrdup(s->metadata);
-    r->aliases = NULL; r->naliases = 0;
+    r->hist = NULL;
+    r->nhist = r->caphist = 0;
+    r->ref = xstrdup(s->ref);
+    r->repo = xstrdup(s->repo);
+    r->pr_url = xstrdup(s->pr_url);
+    r->state = xstrdup(s->state);
+    r->ci_status = xstrdup(s->ci_status);
+    r->labels = xstrdup(s->labels);
+    r->workflow = xstrdup(s->workflow);
+    r->metadata = xstrdup(s->metadata);
+    r->aliases = NULL;
+    r->naliases = 0;
     for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
     for (size_t i = 0; i < s->nhist; i++) {
         const lf_hist *h = &s->hist[i];
@@ -96,8 +111,8 @@ static char *member_text(const char *json, const char *key, const char *dflt) {
     const char *v;
     size_t n;
     lf_buf b = LF_BUF_INIT;
-    if (!json || !lf_json_get(json, strlen(json), key, &v, &n) || (n == 4 && !memcmp(v, "null", 4)) ||
-        !lf_json_canon(v, n, &b)) {
+    if (!json || !lf_json_get(json, strlen(json), key, &v, &n) ||
+        (n == 4 && !memcmp(v, "null", 4)) || !lf_json_canon(v, n, &b)) {
         lf_buf_free(&b);
         return lf_xstrdup(dflt);
     }
@@ -108,7 +123,8 @@ static char *member_text(const char *json, const char *key, const char *dflt) {
 static int member_int(const char *json, const char *key, int64_t *out) {
     const char *v;
     size_t n;
-    return json && lf_json_get(json, strlen(json), key, &v, &n) ? lf_json_int(v, n, out) : -1;
+    return json && lf_json_get(json, strlen(json), key, &v, &n) ? lf_json_int(v, n, out)
+                                                                : -1;
 }
 
 static int get_int(const cJSON *v, int64_t *out) {
@@ -118,8 +134,7 @@ static int get_int(const cJSON *v, int64_t *out) {
     return 0;
 }
 
-static int apply_created(lf_record **rp, const lf_entry *e, char *err,
-                         size_t errlen) {
+static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
     if (*rp) return bad(err, errlen, "record already exists", e->record_id);
     if (e->version != 1 || !e->to_state || !e->record)
         return bad(err, errlen, "malformed created entry", e->record_id);
@@ -220,8 +235,14 @@ static void changes_apply(lf_record *r, const changes *c) {
         r->has_pr_number = !cJSON_IsNull(c->pr_number);
         if (r->has_pr_number) member_int(c->text, "pr_number", &r->pr_number);
     }
-    if (c->ci_status) { free(r->ci_status); r->ci_status = member_text(c->text, "ci_status", "{}"); }
-    if (c->labels) { free(r->labels); r->labels = member_text(c->text, "labels", "{}"); }
+    if (c->ci_status) {
+        free(r->ci_status);
+        r->ci_status = member_text(c->text, "ci_status", "{}");
+    }
+    if (c->labels) {
+        free(r->labels);
+        r->labels = member_text(c->text, "labels", "{}");
+    }
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -244,7 +265,8 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     changes c;
     if (changes_parse(e->changes, &c, err, errlen)) return -1;
     lf_hist h;
-    hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata, e->timestamp);
+    hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
+             e->timestamp);
     hist_push(r, &h);
     free(r->state);
     r->state = lf_xstrdup(e->to_state);
@@ -260,7 +282,10 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
 /* "key":"<timestamp>", or null for an empty one. */
 static void jw_ts(lf_jw *w, const char *key, const char *ts) {
     lf_jw_key(w, key);
-    if (!ts[0]) { lf_buf_puts(w->b, "null"); return; }
+    if (!ts[0]) {
+        lf_buf_puts(w->b, "null");
+        return;
+    }
     lf_buf_putc(w->b, '"');
     lf_buf_add(w->b, ts, LF_TS_LEN);
     lf_buf_putc(w->b, '"');
@@ -319,7 +344,8 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     lf_jw_close(&o, '}');
 }
 
-static int json_ts(const cJSON *o, const char *key, int nullable, char out[LF_TS_LEN + 1]) {
+static int json_ts(const cJSON *o, const char *key, int nullable,
+                   char out[LF_TS_LEN + 1]) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     int64_t us;
     out[0] = '\0';
@@ -379,14 +405,17 @@ static int json_hist(lf_record *r, const cJSON *arr, const char *text, size_t le
             hist_push(r, &h);
             rc = 0;
         }
-        free(from); free(to); free(trig); free(actor); free(meta);
+        free(from);
+        free(to);
+        free(trig);
+        free(actor);
+        free(meta);
         if (rc) return -1;
     }
     return 0;
 }
 
-lf_record *lf_record_from_json(const char *json, size_t len, char *err,
-                               size_t errlen) {
+lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t errlen) {
     cJSON *o = cJSON_ParseWithLength(json, len);
     lf_record *r = lf_xcalloc(1, sizeof *r);
     char *id = NULL;
@@ -401,13 +430,11 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err,
         json_str(o, "state", 0, &r->state) || !cJSON_IsBool(am) ||
         json_obj(o, "ci_status") ||
         json_hist(r, cJSON_GetObjectItemCaseSensitive(o, "transitions"), json, len) ||
-        json_obj(o, "labels") ||
-        json_ts(o, "created_at", 0, r->created_at) ||
+        json_obj(o, "labels") || json_ts(o, "created_at", 0, r->created_at) ||
         json_ts(o, "updated_at", 0, r->updated_at) ||
         json_ts(o, "closed_at", 1, r->closed_at) ||
         json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
-        (version = ver->valuedouble) < 1 ||
-        json_obj(o, "metadata")) {
+        (version = ver->valuedouble) < 1 || json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);
         lf_record_free(r);

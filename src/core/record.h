@@ -61,8 +61,7 @@ lf_record *lf_record_dup(const lf_record *r);
  * record, whose version must be e->version - 1 (denied entries do not
  * touch the record at all).
  * Returns 0, or -1 with err set (the record is then unchanged). */
-int lf_record_apply(lf_record **rp, const lf_entry *e, char *err,
-                    size_t errlen);
+int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen);
 
 void lf_record_to_json(const lf_record *r, lf_buf *out);
 /* The same with only the last max_hist transitions (0: all). When some
@@ -71,7 +70,6 @@ void lf_record_to_json(const lf_record *r, lf_buf *out);
  * grows; the whole history is in the audit log. */
 void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *out);
 /* Parses the JSON form back (round trip). Returns NULL with err set. */
-lf_record *lf_record_from_json(const char *json, size_t len, char *err,
-                               size_t errlen);
+lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t errlen);
 
 #endif

@@ -34,7 +34,10 @@ size_t lf_utf8_invalid(const char *s, size_t len) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
-        if (u[i] < 0x80) { i++; continue; }
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
         size_t k = utf8_seq(u + i, len - i);
         if (!k) return i;
         i += k;
@@ -78,13 +81,11 @@ static void fail_at(const scan *c, const char *what, bool in_key, const char *wh
     for (int i = 0; i < top && n < errlen; i++) {
         const frame *f = &c->st[i];
         bool last = i == top - 1;
-        if (f->kind == '[')
-            w = snprintf(err + n, errlen - n, "[%ld]", f->idx);
+        if (f->kind == '[') w = snprintf(err + n, errlen - n, "[%ld]", f->idx);
         else if (f->key && !(last && in_key))
             w = snprintf(err + n, errlen - n, "%s%.*s", n ? "." : "",
                          (int)(f->klen > 64 ? 64 : f->klen), f->key);
-        else
-            w = 0;
+        else w = 0;
         n += w > 0 ? (size_t)w : 0;
     }
     if (n >= errlen) n = errlen - 1;
@@ -107,8 +108,9 @@ static const char *string_problem(scan *c, const char **start, size_t *len) {
             continue;
         }
         if (*p < 0x20) {
-            if (!why) why = *p ? "contains a raw control character (escape it)"
-                               : "contains a NUL character";
+            if (!why)
+                why = *p ? "contains a raw control character (escape it)"
+                         : "contains a NUL character";
             p++;
             continue;
         }
@@ -130,13 +132,15 @@ int lf_json_text_check(const char *s, size_t len, const char *what, char *err,
     while (c.s < c.end) {
         frame *top = c.depth > 0 && c.depth <= MAX_DEPTH ? &c.st[c.depth - 1] : NULL;
         switch (*c.s) {
-        case '{': case '[':
+        case '{':
+        case '[':
             if (c.depth < MAX_DEPTH)
                 c.st[c.depth] = (frame){*c.s, *c.s == '{', NULL, 0, 0};
             c.depth++;
             c.s++;
             break;
-        case '}': case ']':
+        case '}':
+        case ']':
             if (c.depth > 0) c.depth--;
             c.s++;
             break;
@@ -161,8 +165,7 @@ int lf_json_text_check(const char *s, size_t len, const char *what, char *err,
             }
             break;
         }
-        default:
-            c.s++;
+        default: c.s++;
         }
     }
     return 0;

@@ -120,13 +120,13 @@ int lf_workflow_check(const lf_workflow *wf, lf_buf *problems) {
             n++;
         }
         if (has_initial && e->to == wf->initial) {
-            lf_buf_printf(problems, "edge %s -> %s leads into the initial state\n",
-                          from, to);
+            lf_buf_printf(problems, "edge %s -> %s leads into the initial state\n", from,
+                          to);
             n++;
         }
         if (wf->terminal[e->from]) {
-            lf_buf_printf(problems, "edge %s -> %s leaves terminal state '%s'\n",
-                          from, to, from);
+            lf_buf_printf(problems, "edge %s -> %s leaves terminal state '%s'\n", from,
+                          to, from);
             n++;
         }
     }

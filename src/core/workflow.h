@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include "buf.h"
 
-typedef struct lf_edge { int from, to; } lf_edge;
+typedef struct lf_edge {
+    int from, to;
+} lf_edge;
 
 typedef struct lf_workflow {
     char *name;

@@ -54,7 +54,10 @@ struct lf_engine {
 
 #define CLOSING_MSG "engine is shutting down"
 
-static gen *gen_hold(gen *g) { g->refs++; return g; }
+static gen *gen_hold(gen *g) {
+    g->refs++;
+    return g;
+}
 
 static void gen_drop(gen *g) {
     if (g && --g->refs == 0) {
@@ -64,8 +67,8 @@ static void gen_drop(gen *g) {
 }
 
 static const char *code_names[LF_CODE__COUNT] = {
-    "ok", "not_found", "invalid_transition", "denied", "conflict",
-    "invalid_request", "unavailable", "duplicate_ref",
+    "ok",       "not_found",       "invalid_transition", "denied",
+    "conflict", "invalid_request", "unavailable",        "duplicate_ref",
 };
 
 const char *lf_code_name(lf_code c) {
@@ -163,8 +166,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     lf_buf_free(&problems);
     e->gen->rules = rules;
     e->gen->refs = 1;
-    e->store = lf_store_open(lf_engine_store_url(cfg),
-                             cfg->base, code, err, errlen);
+    e->store = lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
     if (!e->store) {
         gen_drop(e->gen);
         free(e->policies);
@@ -247,8 +249,8 @@ char *lf_result_json_tail(const lf_result *r, size_t max_transitions) {
 /* A JSON object from the caller, normalized so its bytes in the audit log
  * are canonical. NULL or "{}" stays NULL (meaning {}), the common case,
  * with no parse at all. `strings` demands string values (labels). */
-static int take_object(const char *text, const char *what, int strings,
-                       char **out, cJSON **tree, char *err, size_t errlen) {
+static int take_object(const char *text, const char *what, int strings, char **out,
+                       cJSON **tree, char *err, size_t errlen) {
     *out = NULL;
     if (tree) *tree = NULL;
     if (!text || strcmp(text, "{}") == 0) return 0;
@@ -264,16 +266,14 @@ static int take_object(const char *text, const char *what, int strings,
         if (!o && end)
             snprintf(err, errlen, "%s: malformed JSON at offset %ld", what,
                      (long)(cJSON_GetErrorPtr() - text));
-        else
-            snprintf(err, errlen, "%s: expected a JSON object", what);
+        else snprintf(err, errlen, "%s: expected a JSON object", what);
         cJSON_Delete(o);
         return -1;
     }
     if (strings) {
         const cJSON *v;
         cJSON_ArrayForEach(v, o) if (!cJSON_IsString(v)) {
-            snprintf(err, errlen, "%s: value of '%s' must be a string", what,
-                     v->string);
+            snprintf(err, errlen, "%s: value of '%s' must be a string", what, v->string);
             cJSON_Delete(o);
             return -1;
         }
@@ -300,8 +300,8 @@ static int text_fields(char *err, size_t errlen, ...) {
     return rc;
 }
 
-static const lf_workflow *workflow_of(const gen *g, const char *name,
-                                      char *err, size_t errlen) {
+static const lf_workflow *workflow_of(const gen *g, const char *name, char *err,
+                                      size_t errlen) {
     const lf_workflow *wf = lf_rules_workflow(g->rules, name);
     if (!wf) snprintf(err, errlen, "Unknown workflow: %s", name ? name : "loopforge");
     return wf;
@@ -315,7 +315,6 @@ static int64_t stamp(char ts[LF_TS_LEN + 1], const char *floor) {
     if (floor && floor[0] && strcmp(ts, floor) < 0) memcpy(ts, floor, LF_TS_LEN + 1);
     return now;
 }
-
 
 /* ---- idempotency ------------------------------------------------------- */
 
@@ -349,11 +348,15 @@ static void reply_first_as_is(lf_engine *e, lf_result_cb *cb, void *arg,
     else if (en->kind == LF_ENTRY_REJECTED) code = LF_INVALID_TRANSITION;
     if (code != LF_OK) first_denial(en->decisions, &why);
     e->stats.duplicates++;
-    reply(cb, arg, (lf_result){.code = code, .error = lf_buf_str(&why),
-          .previous_state = en->from_state,
-          .new_state = code == LF_OK ? en->to_state : NULL, .record = rec,
-          .decisions = en->decisions, .duplicate = true,
-          .violation = en->violation});
+    reply(cb, arg,
+          (lf_result){.code = code,
+                      .error = lf_buf_str(&why),
+                      .previous_state = en->from_state,
+                      .new_state = code == LF_OK ? en->to_state : NULL,
+                      .record = rec,
+                      .decisions = en->decisions,
+                      .duplicate = true,
+                      .violation = en->violation});
     lf_buf_free(&why);
 }
 
@@ -373,7 +376,8 @@ typedef struct first_ctx {
 } first_ctx;
 
 static void first_done(first_ctx *f) {
-    reply_first_as_is(f->eng, f->cb, f->arg, !f->failed && f->rec ? f->rec : f->now, &f->key);
+    reply_first_as_is(f->eng, f->cb, f->arg, !f->failed && f->rec ? f->rec : f->now,
+                      &f->key);
     lf_record_free(f->rec);
     lf_record_free(f->now);
     for (int i = 0; i < 5; i++) free(f->strs[i]);
@@ -408,8 +412,8 @@ static void first_audited(lf_code code, const char *error, const char *const *li
 
 static char *dup_or_null(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 
-static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg,
-                        const lf_record *rec, const lf_entry *en) {
+static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg, const lf_record *rec,
+                        const lf_entry *en) {
     if (!rec || !en->record_id || rec->version == en->version) {
         reply_first_as_is(e, cb, arg, rec, en);
         return;
@@ -458,7 +462,10 @@ static void create_keyed(lf_code code, const char *err, const lf_record *rec,
     create_ctx *c = arg;
     if (code == LF_OK) reply_first(c->eng, c->cb, c->arg, rec, en);
     else if (code != LF_NOT_FOUND) fail(c->cb, c->arg, code, err);
-    else { create_commit(c); return; }
+    else {
+        create_commit(c);
+        return;
+    }
     create_ctx_free(c);
 }
 
@@ -473,9 +480,11 @@ static void created(lf_code code, const char *err, const lf_record *rec,
         lf_store_find_key(c->eng->store, c->key, create_keyed, c);
         return;
     }
-    reply(c->cb, c->arg, (lf_result){.code = code, .error = err,
-          .new_state = code == LF_OK ? c->initial : NULL,
-          .record = code == LF_OK ? rec : NULL});
+    reply(c->cb, c->arg,
+          (lf_result){.code = code,
+                      .error = err,
+                      .new_state = code == LF_OK ? c->initial : NULL,
+                      .record = code == LF_OK ? rec : NULL});
     create_ctx_free(c);
 }
 
@@ -502,9 +511,8 @@ static void create_commit(create_ctx *c) {
 
 /* The initial fields a created entry carries (the fold rebuilds the
  * record from them), and LoopForge's first history metadata. */
-static void initial_fields(const lf_create_req *req, const char *labels,
-                           const char *meta, const char *workflow,
-                           lf_buf *rec, lf_buf *hist) {
+static void initial_fields(const lf_create_req *req, const char *labels, const char *meta,
+                           const char *workflow, lf_buf *rec, lf_buf *hist) {
     lf_jw o = lf_jw_open(rec, '{');
     lf_jw_str(&o, "ref", req->ref);
     if (req->has_ref_number) lf_jw_int(&o, "ref_number", req->ref_number);
@@ -523,7 +531,10 @@ static void initial_fields(const lf_create_req *req, const char *labels,
 
 void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
                       void *arg) {
-    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
+    if (e->closing) {
+        fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
+        return;
+    }
     char err[512];
     char *labels = NULL, *meta = NULL;
     const lf_workflow *wf;
@@ -607,9 +618,14 @@ static void set_violation(txn *t, const char *rule, const char *reason);
 static void txn_done(txn *t, lf_code code, const char *err, const char *next,
                      const lf_record *rec) {
     if (t->kind == LF_ENTRY_TRANSITION) t->eng->stats.transitions[code]++;
-    reply(t->cb, t->arg, (lf_result){.code = code, .error = err,
-          .previous_state = t->from_name, .new_state = next, .record = rec,
-          .decisions = t->decisions, .dry_run = t->dry_run});
+    reply(t->cb, t->arg,
+          (lf_result){.code = code,
+                      .error = err,
+                      .previous_state = t->from_name,
+                      .new_state = next,
+                      .record = rec,
+                      .decisions = t->decisions,
+                      .dry_run = t->dry_run});
     txn_free(t);
 }
 
@@ -618,20 +634,18 @@ static void followup_done(const lf_result *r, void *arg) {
     if (r->success)
         logf_(e, LF_LOG_INFO, "follow-up: %s: %s \xe2\x86\x92 %s",
               lf_record_id(r->record), r->previous_state, r->new_state);
-    else
-        logf_(e, LF_LOG_WARN, "follow-up refused: %s", r->error);
+    else logf_(e, LF_LOG_WARN, "follow-up refused: %s", r->error);
 }
 
-static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
-                    const char *to, const char *trigger, const char *actor,
-                    lf_result_cb *cb, void *arg);
+static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char *to,
+                    const char *trigger, const char *actor, lf_result_cb *cb, void *arg);
 
 /* Hooks see the committed record; what they ask for runs next, as its
  * own request with the hook as actor, one link further down the chain. */
 static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
     lf_engine *e = t->eng;
-    lf_hook_event ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
-                        en->metadata, t->decisions, t->violation != NULL};
+    lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
+                        t->actor, en->metadata, t->decisions, t->violation != NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -645,21 +659,27 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
     for (size_t i = 0; i < rep.nfollowups && !e->closing; i++) {
         lf_followup *f = &rep.followups[i];
         if (t->depth + 1 > MAX_CHAIN) {
-            logf_(e, LF_LOG_ERROR, "hook %s: follow-up to %s dropped: chain of "
-                  "%d follow-ups reached (hooks looping?)", f->hook, f->to, MAX_CHAIN);
+            logf_(e, LF_LOG_ERROR,
+                  "hook %s: follow-up to %s dropped: chain of "
+                  "%d follow-ups reached (hooks looping?)",
+                  f->hook, f->to, MAX_CHAIN);
             continue;
         }
         char actor[256], err[128];
         char *meta = NULL;
-        if (f->metadata && !(meta = lf_json_object_normalize(f->metadata, err, sizeof err))) {
+        if (f->metadata &&
+            !(meta = lf_json_object_normalize(f->metadata, err, sizeof err))) {
             logf_(e, LF_LOG_ERROR, "hook %s: follow-up to %s dropped: metadata %s",
                   f->hook, f->to, err);
             continue;
         }
         snprintf(actor, sizeof actor, "hook:%s", f->hook);
-        txn *n = txn_new(e, LF_ENTRY_TRANSITION, rec->id, f->to, f->trigger,
-                         actor, followup_done, e);
-        if (!n) { free(meta); continue; }
+        txn *n = txn_new(e, LF_ENTRY_TRANSITION, rec->id, f->to, f->trigger, actor,
+                         followup_done, e);
+        if (!n) {
+            free(meta);
+            continue;
+        }
         n->depth = t->depth + 1;
         n->metadata = meta;
         e->stats.followups++;
@@ -680,14 +700,24 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
         txn_start(t);           /* somebody else moved it: re-validate */
         return;
     }
-    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
-    if (t->kind == LF_ENTRY_DELETED) { txn_done(t, LF_OK, NULL, NULL, NULL); return; }
+    if (code != LF_OK) {
+        txn_done(t, code, err, NULL, NULL);
+        return;
+    }
+    if (t->kind == LF_ENTRY_DELETED) {
+        txn_done(t, LF_OK, NULL, NULL, NULL);
+        return;
+    }
     /* The caller hears first; hooks and follow-ups come after. */
     t->eng->stats.transitions[LF_OK]++;
     if (t->violation) t->eng->stats.violations++;
-    reply(t->cb, t->arg, (lf_result){.code = LF_OK, .previous_state = t->from_name,
-          .new_state = t->to_name, .record = rec, .decisions = t->decisions,
-          .violation = t->violation});
+    reply(t->cb, t->arg,
+          (lf_result){.code = LF_OK,
+                      .previous_state = t->from_name,
+                      .new_state = t->to_name,
+                      .record = rec,
+                      .decisions = t->decisions,
+                      .violation = t->violation});
     run_hooks(t, rec, en);
     txn_free(t);
 }
@@ -702,7 +732,10 @@ static void txn_refused(lf_code code, const char *err, const lf_record *rec,
         txn_start(t);           /* the key was used meanwhile */
         return;
     }
-    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    if (code != LF_OK) {
+        txn_done(t, code, err, NULL, NULL);
+        return;
+    }
     txn_done(t, t->refusal, t->denial, NULL, rec);
 }
 
@@ -749,8 +782,7 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor,
-                  t->metadata, now};
+    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor, t->metadata, now};
     lf_verdict v;
     uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
@@ -764,8 +796,12 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
         lf_verdict_json(&v, &b);
         t->decisions = lf_buf_steal(&b);
     }
-    *merged = v.allow && v.annotations ? merge_annotations(t->metadata, v.annotations) : NULL;
-    if (v.allow) { lf_verdict_free(&v); return true; }
+    *merged =
+        v.allow && v.annotations ? merge_annotations(t->metadata, v.annotations) : NULL;
+    if (v.allow) {
+        lf_verdict_free(&v);
+        return true;
+    }
     const lf_decision *d = &v.decisions[v.denied_by];
     if (t->observed) {
         /* It happened anyway: record it, with who objected. */
@@ -773,11 +809,15 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
         lf_verdict_free(&v);
         return true;
     }
-    lf_buf_printf(&b, "Denied by policy %s: %s", d->policy, d->reason ? d->reason : "denied");
+    lf_buf_printf(&b, "Denied by policy %s: %s", d->policy,
+                  d->reason ? d->reason : "denied");
     free(t->denial);
     t->denial = lf_buf_steal(&b);
     lf_verdict_free(&v);
-    if (t->dry_run) { txn_done(t, LF_DENIED, t->denial, NULL, rec); return false; }
+    if (t->dry_run) {
+        txn_done(t, LF_DENIED, t->denial, NULL, rec);
+        return false;
+    }
     /* The attempt itself goes on record, the record does not move. */
     en->kind = LF_ENTRY_DENIED;
     en->version = rec->version;
@@ -801,13 +841,16 @@ static void set_violation(txn *t, const char *rule, const char *reason) {
 /* An edge the workflow does not have. The attempt is recorded (kind
  * rejected, the workflow as the deciding rule) so the log proves what was
  * tried; the record does not move. A dry run records nothing. */
-static void txn_reject(txn *t, const lf_workflow *wf, int from,
-                       const lf_record *rec, lf_entry *en) {
+static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record *rec,
+                       lf_entry *en) {
     lf_buf b = LF_BUF_INIT;
     lf_workflow_invalid_msg(wf, from, t->to, &b);
     free(t->denial);
     t->denial = lf_buf_steal(&b);
-    if (t->dry_run) { txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec); return; }
+    if (t->dry_run) {
+        txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec);
+        return;
+    }
     lf_jw list = lf_jw_open(&b, '[');
     lf_jw_next(&list);
     lf_jw d = lf_jw_open(&b, '{');
@@ -846,13 +889,21 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     txn *t = arg;
     char msg[512];
     (void)unused;
-    if (code != LF_OK) { txn_done(t, code, err, NULL, NULL); return; }
+    if (code != LF_OK) {
+        txn_done(t, code, err, NULL, NULL);
+        return;
+    }
     const lf_workflow *wf = workflow_of(t->g, rec->workflow, msg, sizeof msg);
-    if (!wf) { txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL); return; }
+    if (!wf) {
+        txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
+        return;
+    }
     int from = lf_workflow_state(wf, rec->state);
     if (from < 0) {
-        snprintf(msg, sizeof msg, "Record %s is in state '%s', which workflow "
-                 "%s does not have", rec->id, rec->state, wf->name);
+        snprintf(msg, sizeof msg,
+                 "Record %s is in state '%s', which workflow "
+                 "%s does not have",
+                 rec->id, rec->state, wf->name);
         txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
         return;
     }
@@ -874,8 +925,8 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     if (t->kind == LF_ENTRY_TRANSITION) {
         int to = lf_workflow_state(wf, t->to);
         if (to < 0) {
-            snprintf(msg, sizeof msg, "Unknown state '%s' in workflow %s",
-                     t->to, wf->name);
+            snprintf(msg, sizeof msg, "Unknown state '%s' in workflow %s", t->to,
+                     wf->name);
             txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
             return;
         }
@@ -904,9 +955,14 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         t->to_name = en.to_state = wf->states[to];
         if (!txn_guard(t, rec, now, &en, &merged)) return;
         if (t->dry_run) {
-            reply(t->cb, t->arg, (lf_result){.code = LF_OK, .previous_state = t->from_name,
-                  .new_state = t->to_name, .record = rec, .decisions = t->decisions,
-                  .dry_run = true, .violation = t->violation});
+            reply(t->cb, t->arg,
+                  (lf_result){.code = LF_OK,
+                              .previous_state = t->from_name,
+                              .new_state = t->to_name,
+                              .record = rec,
+                              .decisions = t->decisions,
+                              .dry_run = true,
+                              .violation = t->violation});
             t->eng->stats.transitions[LF_OK]++;
             txn_free(t);
             return;
@@ -914,8 +970,8 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         if (merged) en.metadata = merged;
         en.decisions = t->decisions;
         en.violation = t->violation;
-        en.changes = changes = txn_changes(t, lf_workflow_is_terminal(wf, to),
-                                           en.timestamp);
+        en.changes = changes =
+            txn_changes(t, lf_workflow_is_terminal(wf, to), en.timestamp);
     }
     lf_store_commit(t->eng->store, &en, txn_committed, t);
     free(changes);
@@ -923,14 +979,20 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
 }
 
 static void txn_load(txn *t) {
-    if (t->eng->closing) { txn_done(t, LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL); return; }
+    if (t->eng->closing) {
+        txn_done(t, LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL);
+        return;
+    }
     lf_store_get(t->eng->store, t->id, txn_loaded, t);
 }
 
 static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
                       const lf_entry *en, void *arg) {
     txn *t = arg;
-    if (code == LF_NOT_FOUND) { txn_load(t); return; }
+    if (code == LF_NOT_FOUND) {
+        txn_load(t);
+        return;
+    }
     if (code == LF_OK) {
         reply_first(t->eng, t->cb, t->arg, rec, en);
         txn_free(t);
@@ -941,24 +1003,31 @@ static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
 
 /* A keyed request first asks whether the key was used before. */
 static void txn_start(txn *t) {
-    if (t->key && !t->eng->closing) lf_store_find_key(t->eng->store, t->key, txn_keyed, t);
+    if (t->key && !t->eng->closing)
+        lf_store_find_key(t->eng->store, t->key, txn_keyed, t);
     else txn_load(t);
 }
 
 /* One allocation for the context and every string it keeps. */
-static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id,
-                    const char *to, const char *trigger, const char *actor,
-                    lf_result_cb *cb, void *arg) {
+static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char *to,
+                    const char *trigger, const char *actor, lf_result_cb *cb, void *arg) {
     size_t li = strlen(id) + 1, lt = strlen(to) + 1, lg = strlen(trigger) + 1;
     size_t la = strlen(actor) + 1;
     txn *t = lf_xmalloc(sizeof *t + li + lt + lg + la);
     memset(t, 0, sizeof *t);
     char *p = (char *)(t + 1);
-    t->id = memcpy(p, id, li); p += li;
-    t->to = memcpy(p, to, lt); p += lt;
-    t->trigger = memcpy(p, trigger, lg); p += lg;
+    t->id = memcpy(p, id, li);
+    p += li;
+    t->to = memcpy(p, to, lt);
+    p += lt;
+    t->trigger = memcpy(p, trigger, lg);
+    p += lg;
     t->actor = memcpy(p, actor, la);
-    t->eng = e; t->g = gen_hold(e->gen); t->kind = kind; t->cb = cb; t->arg = arg;
+    t->eng = e;
+    t->g = gen_hold(e->gen);
+    t->kind = kind;
+    t->cb = cb;
+    t->arg = arg;
     return t;
 }
 
@@ -972,13 +1041,15 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     *out = NULL;
     if (!u && !n && !al) return 0;
     if ((u && !cJSON_IsString(u) && !cJSON_IsNull(u)) ||
-        (n && !cJSON_IsNull(n) && (!cJSON_IsNumber(n) ||
-                                   n->valuedouble != (double)(int64_t)n->valuedouble))) {
-        snprintf(err, errlen, "metadata: pr_url must be a string and pr_number an integer");
+        (n && !cJSON_IsNull(n) &&
+         (!cJSON_IsNumber(n) || n->valuedouble != (double)(int64_t)n->valuedouble))) {
+        snprintf(err, errlen,
+                 "metadata: pr_url must be a string and pr_number an integer");
         return -1;
     }
     if (al && !cJSON_IsArray(al)) goto bad_aliases;
-    cJSON_ArrayForEach(a, al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
+    cJSON_ArrayForEach(a,
+                       al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
     lf_buf b = LF_BUF_INIT;
     lf_jw o = {&b, false};          /* members only: txn_changes adds the braces */
     if (u) lf_jw_str(&o, "pr_url", cJSON_IsString(u) ? u->valuestring : NULL);
@@ -1000,13 +1071,17 @@ bad_aliases:
     return -1;
 }
 
-void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
-                          lf_result_cb *cb, void *arg) {
-    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
+void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_cb *cb,
+                          void *arg) {
+    if (e->closing) {
+        fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
+        return;
+    }
     char err[512];
-    const char *missing = !req->id || !*req->id ? "record id" :
-                          !req->to || !*req->to ? "target state" :
-                          !req->trigger || !*req->trigger ? "trigger" : NULL;
+    const char *missing = !req->id || !*req->id             ? "record id"
+                          : !req->to || !*req->to           ? "target state"
+                          : !req->trigger || !*req->trigger ? "trigger"
+                                                            : NULL;
     if (missing || text_fields(err, sizeof err, "id", req->id, "to", req->to, "trigger",
                                req->trigger, "actor", req->actor, "idempotency_key",
                                req->idempotency_key, NULL)) {
@@ -1031,15 +1106,18 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req,
     txn_start(t);
 }
 
-void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
-                      lf_result_cb *cb, void *arg) {
-    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
+void lf_engine_delete(lf_engine *e, const char *id, const char *actor, lf_result_cb *cb,
+                      void *arg) {
+    if (e->closing) {
+        fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
+        return;
+    }
     if (!id || !*id) {
         fail(cb, arg, LF_INVALID_REQUEST, "record id is required");
         return;
     }
-    txn *t = txn_new(e, LF_ENTRY_DELETED, id, "", "deleted",
-                     actor ? actor : "anonymous", cb, arg);
+    txn *t = txn_new(e, LF_ENTRY_DELETED, id, "", "deleted", actor ? actor : "anonymous",
+                     cb, arg);
     txn_load(t);
 }
 
@@ -1059,7 +1137,8 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
                           const lf_entry *en, void *arg) {
     reload_ctx *c = arg;
     lf_engine *e = c->eng;
-    (void)rec; (void)en;
+    (void)rec;
+    (void)en;
     if (code == LF_OK) {
         gen *old = e->gen;
         e->gen = c->next;
@@ -1074,9 +1153,11 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
     free(c);
 }
 
-void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
-                      void *arg) {
-    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, lf_engine_generation(e), NULL, arg); return; }
+void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, lf_engine_generation(e), NULL, arg);
+        return;
+    }
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);
     if (!rules) {
@@ -1112,23 +1193,32 @@ void lf_engine_reload(lf_engine *e, const char *actor, lf_reload_cb *cb,
 
 /* ---- reads -------------------------------------------------------------- */
 
-typedef struct read_ctx { lf_result_cb *cb; void *arg; } read_ctx;
+typedef struct read_ctx {
+    lf_result_cb *cb;
+    void *arg;
+} read_ctx;
 
 static void read_done(lf_code code, const char *err, const lf_record *rec,
                       const lf_entry *e, void *arg) {
     read_ctx *c = arg;
     (void)e;
-    reply(c->cb, c->arg, (lf_result){.code = code, .error = err,
-          .previous_state = rec ? rec->state : NULL, .record = rec});
+    reply(c->cb, c->arg,
+          (lf_result){.code = code,
+                      .error = err,
+                      .previous_state = rec ? rec->state : NULL,
+                      .record = rec});
     free(c);
 }
 
-static void read_one(lf_engine *e, const char *key, int by_ref,
-                     lf_result_cb *cb, void *arg) {
-    if (e->closing) { fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG); return; }
+static void read_one(lf_engine *e, const char *key, int by_ref, lf_result_cb *cb,
+                     void *arg) {
+    if (e->closing) {
+        fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
+        return;
+    }
     if (!key || !*key) {
-        fail(cb, arg, LF_INVALID_REQUEST, by_ref ? "ref is required" :
-             "record id is required");
+        fail(cb, arg, LF_INVALID_REQUEST,
+             by_ref ? "ref is required" : "record id is required");
         return;
     }
     read_ctx *c = lf_xmalloc(sizeof *c);
@@ -1142,14 +1232,15 @@ void lf_engine_get(lf_engine *e, const char *id, lf_result_cb *cb, void *arg) {
     read_one(e, id, 0, cb, arg);
 }
 
-void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb,
-                           void *arg) {
+void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb, void *arg) {
     read_one(e, ref, 1, cb, arg);
 }
 
-void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
-                    void *arg) {
-    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg); return; }
+void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg);
+        return;
+    }
     /* A state no loaded workflow has can match nothing: say so, with the
      * states there are, rather than answer an empty list. */
     const lf_rules *rules = e->gen->rules;
@@ -1161,7 +1252,8 @@ void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
         lf_buf_printf(&msg, "Unknown state '%s' (the workflows have:", q->state);
         for (int i = 0; i < lf_rules_nworkflows(rules); i++) {
             const lf_workflow *wf = lf_rules_workflow_at(rules, i);
-            for (int s = 0; s < wf->nstates; s++) lf_buf_printf(&msg, " %s", wf->states[s]);
+            for (int s = 0; s < wf->nstates; s++)
+                lf_buf_printf(&msg, " %s", wf->states[s]);
         }
         lf_buf_putc(&msg, ')');
         cb(LF_INVALID_REQUEST, msg.p, NULL, 0, NULL, arg);
@@ -1171,8 +1263,11 @@ void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb,
     lf_store_list(e->store, q, cb, arg);
 }
 
-void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after,
-                     size_t limit, lf_audit_cb *cb, void *arg) {
-    if (e->closing) { cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, 0, after, arg); return; }
+void lf_engine_audit(lf_engine *e, const char *record_id, uint64_t after, size_t limit,
+                     lf_audit_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, 0, after, arg);
+        return;
+    }
     lf_store_audit(e->store, record_id, after, limit, cb, arg);
 }

@@ -34,7 +34,8 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/util.h>
 
-#define MAX_IN_FLIGHT 256           /* a hook flooding a dead endpoint
+#define MAX_IN_FLIGHT                                                                    \
+    256           /* a hook flooding a dead endpoint
                                        must not pile up sockets */
 #define MAX_REPLY_BODY (64 * 1024)  /* we never read it; don't hoard it */
 #define MAX_REPLY_HEADERS (16 * 1024)
@@ -94,13 +95,13 @@ static const char *evhttp_error_name(int error) {
  * then (closing the socket has overwritten it). */
 static void no_reply(const pending *p, char *out, size_t len) {
     if (p->dns_error)
-        snprintf(out, len, "the name did not resolve: %s", evutil_gai_strerror(p->dns_error));
-    else if (p->error >= 0)
-        snprintf(out, len, "%s", evhttp_error_name(p->error));
+        snprintf(out, len, "the name did not resolve: %s",
+                 evutil_gai_strerror(p->dns_error));
+    else if (p->error >= 0) snprintf(out, len, "%s", evhttp_error_name(p->error));
     else if (p->lookup)
-        snprintf(out, len, "no connection (refused, unreachable, or the name did not resolve)");
-    else
-        snprintf(out, len, "no connection (refused or unreachable)");
+        snprintf(out, len,
+                 "no connection (refused, unreachable, or the name did not resolve)");
+    else snprintf(out, len, "no connection (refused or unreachable)");
 }
 
 /* ---- one POST ----------------------------------------------------------- */
@@ -130,13 +131,15 @@ static void finish(pending *p, bool cancelled) {
     char why[160], line[600];
     bool ok = p->answered && p->status >= 200 && p->status < 300;
     if (ok)
-        snprintf(line, sizeof line, "hook %s: notify %s: HTTP %d", p->hook, p->where, p->status);
+        snprintf(line, sizeof line, "hook %s: notify %s: HTTP %d", p->hook, p->where,
+                 p->status);
     else {
         if (p->answered && p->status) snprintf(why, sizeof why, "HTTP %d", p->status);
         else if (p->answered) no_reply(p, why, sizeof why);
         else if (cancelled) snprintf(why, sizeof why, "cancelled: the engine was freed");
         else snprintf(why, sizeof why, "no reply within %d ms", p->timeout_ms);
-        snprintf(line, sizeof line, "hook %s: notify %s failed: %s", p->hook, p->where, why);
+        snprintf(line, sizeof line, "hook %s: notify %s failed: %s", p->hook, p->where,
+                 why);
     }
     pending_unlink(p);
     pending_free(p);
@@ -147,7 +150,8 @@ static void finish(pending *p, bool cancelled) {
 
 /* The deadline, or the cleanup evhttp's callback asked for. */
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     finish(arg, false);
 }
 
@@ -165,7 +169,8 @@ static void answered(pending *p) {
  * connection's bufferevent, while it is still there, what really went
  * wrong. */
 static void note_dns_error(pending *p) {
-    struct bufferevent *bev = p->lookup ? evhttp_connection_get_bufferevent(p->conn) : NULL;
+    struct bufferevent *bev =
+        p->lookup ? evhttp_connection_get_bufferevent(p->conn) : NULL;
     if (bev && !p->dns_error) p->dns_error = bufferevent_socket_get_dns_error(bev);
 }
 
@@ -187,7 +192,10 @@ static void on_reply(struct evhttp_request *req, void *arg) {
  * IPv6 address); false if it does not fit. */
 static bool bare_host(const char *host, char *out, size_t len) {
     size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') { host++; n -= 2; }
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
     if (n == 0 || n >= len) return false;
     memcpy(out, host, n);
     out[n] = '\0';
@@ -196,7 +204,8 @@ static bool bare_host(const char *host, char *out, size_t len) {
 
 static bool is_address(const char *host) {
     struct in6_addr a;
-    return evutil_inet_pton(AF_INET, host, &a) == 1 || evutil_inet_pton(AF_INET6, host, &a) == 1;
+    return evutil_inet_pton(AF_INET, host, &a) == 1 ||
+           evutil_inet_pton(AF_INET6, host, &a) == 1;
 }
 
 /* Headers and body of the POST; false if a header value is refused (a
@@ -208,8 +217,7 @@ static bool fill_request(struct evhttp_request *req, const struct evhttp_uri *u,
     int port = evhttp_uri_get_port(u);
     if (port > 0 && port != 80)
         snprintf(host, sizeof host, "%s:%d", evhttp_uri_get_host(u), port);
-    else
-        snprintf(host, sizeof host, "%s", evhttp_uri_get_host(u));
+    else snprintf(host, sizeof host, "%s", evhttp_uri_get_host(u));
     return evhttp_add_header(h, "Host", host) == 0 &&
            evhttp_add_header(h, "Content-Type", n->content_type) == 0 &&
            evhttp_add_header(h, "User-Agent", "loopforge/" LF_VERSION_STRING) == 0 &&
@@ -231,10 +239,10 @@ static const char *connect_post(lf_notifier *nt, pending *p, const struct evhttp
     if (port <= 0) port = 80;
     if (p->lookup && !nt->dns &&
         !(nt->dns = evdns_base_new(nt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                             EVDNS_BASE_DISABLE_WHEN_INACTIVE)))
+                                                 EVDNS_BASE_DISABLE_WHEN_INACTIVE)))
         return "no resolver for host names";
-    p->conn = lf_xptr(evhttp_connection_base_new(nt->base, p->lookup ? nt->dns : NULL, host,
-                                                 (ev_uint16_t)port));
+    p->conn = lf_xptr(evhttp_connection_base_new(nt->base, p->lookup ? nt->dns : NULL,
+                                                 host, (ev_uint16_t)port));
     struct evhttp_request *req = lf_xptr(evhttp_request_new(on_reply, p));
     evhttp_request_set_error_cb(req, on_error);
     if (!fill_request(req, u, n)) {
@@ -261,13 +269,15 @@ static const char *connect_post(lf_notifier *nt, pending *p, const struct evhttp
 static void start(lf_notifier *nt, const lf_notification *n) {
     char host[256], why[128];
     if (nt->n >= MAX_IN_FLIGHT) {
-        snprintf(why, sizeof why, "dropped, %d notifications already in flight", MAX_IN_FLIGHT);
+        snprintf(why, sizeof why, "dropped, %d notifications already in flight",
+                 MAX_IN_FLIGHT);
         refuse(nt, n, why);
         return;
     }
     struct evhttp_uri *u = evhttp_uri_parse(n->url);
     const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
-    if (!scheme || evutil_ascii_strcasecmp(scheme, "http") != 0 || !evhttp_uri_get_host(u) ||
+    if (!scheme || evutil_ascii_strcasecmp(scheme, "http") != 0 ||
+        !evhttp_uri_get_host(u) ||
         !bare_host(evhttp_uri_get_host(u), host, sizeof host)) {
         if (u) evhttp_uri_free(u);
         refuse(nt, n, "not an http://HOST[:PORT]/PATH URL");
@@ -281,8 +291,9 @@ static void start(lf_notifier *nt, const lf_notification *n) {
     p->timeout_ms = n->timeout_ms > 0 ? n->timeout_ms : LF_NOTIFY_TIMEOUT_MS;
     p->lookup = !is_address(host);
     int port = evhttp_uri_get_port(u);
-    snprintf(p->where, sizeof p->where, strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d",
-             host, port > 0 ? port : 80);
+    snprintf(p->where, sizeof p->where,
+             strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d", host,
+             port > 0 ? port : 80);
     /* In the list and on the clock before evhttp can call back. */
     p->next = nt->head;
     if (nt->head) nt->head->prev = p;
@@ -309,8 +320,10 @@ void lf_notify_send(lf_notifier **np, struct event_base *base, const lf_notify_s
          * (the CLI, a Lua script) gets a line per notification instead. */
         for (size_t i = 0; i < n; i++) {
             char line[300];
-            snprintf(line, sizeof line, "hook %s: notify skipped: no event loop (the "
-                     "engine was created without an event base)", ns[i].hook);
+            snprintf(line, sizeof line,
+                     "hook %s: notify skipped: no event loop (the "
+                     "engine was created without an event base)",
+                     ns[i].hook);
             sink->stats->notify_failed++;
             (*sink->log)(LF_LOG_WARN, line, *sink->log_ud);
         }
@@ -330,7 +343,6 @@ void lf_notify_send(lf_notifier **np, struct event_base *base, const lf_notify_s
     }
     for (size_t i = 0; i < n; i++) start(*np, &ns[i]);
 }
-
 
 void lf_notify_free(lf_notifier *nt) {
     if (!nt) return;

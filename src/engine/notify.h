@@ -23,9 +23,8 @@ typedef struct lf_notify_sink {
  * (from `base` and `sink`); without a base each notification is logged
  * as skipped and counted as failed. Copies what it keeps: `ns` may be
  * freed on return. */
-void lf_notify_send(lf_notifier **np, struct event_base *base,
-                    const lf_notify_sink *sink, const lf_notification *ns,
-                    size_t n);
+void lf_notify_send(lf_notifier **np, struct event_base *base, const lf_notify_sink *sink,
+                    const lf_notification *ns, size_t n);
 
 /* Cancels every POST still in flight (one log line each) and frees. The
  * event base must still exist. NULL is a no-op. */

@@ -36,7 +36,8 @@ static bool object_text(lf_req *r, const cJSON *f, char **out) {
 
 static bool string_field(lf_req *r, const cJSON *f, const char **out, bool nullable) {
     if (nullable && cJSON_IsNull(f)) return true;
-    if (!cJSON_IsString(f)) return bad_field(r, f, nullable ? "a string or null" : "a string");
+    if (!cJSON_IsString(f))
+        return bad_field(r, f, nullable ? "a string or null" : "a string");
     *out = f->valuestring;
     return true;
 }
@@ -47,11 +48,14 @@ static bool actor_field(lf_req *r, const cJSON *f) {
     const char *a;
     if (!string_field(r, f, &a, false)) return false;
     if (r->srv->tokens) {
-        lf_reply_error(r, 400, "invalid_request", "field 'actor' is not accepted with "
-                       "tokens: the token's name (%s) is the actor", r->actor);
+        lf_reply_error(r, 400, "invalid_request",
+                       "field 'actor' is not accepted with "
+                       "tokens: the token's name (%s) is the actor",
+                       r->actor);
         return false;
     }
-    if (!*a || strlen(a) >= sizeof r->actor) return bad_field(r, f, "a string of 1-79 bytes");
+    if (!*a || strlen(a) >= sizeof r->actor)
+        return bad_field(r, f, "a string of 1-79 bytes");
     snprintf(r->actor, sizeof r->actor, "%s", a);
     return true;
 }
@@ -74,7 +78,8 @@ static void readyz_done(const lf_result *res, void *arg) {
     lf_op_end(r, LF_OP_GET);
     /* Any answer from the store but "unavailable" means it is there. */
     if (res->code == LF_UNAVAILABLE) {
-        lf_reply_error(r, 503, "unavailable", "store: %s", res->error ? res->error : "down");
+        lf_reply_error(r, 503, "unavailable", "store: %s",
+                       res->error ? res->error : "down");
         return;
     }
     lf_buf b = LF_BUF_INIT;
@@ -104,7 +109,8 @@ void lf_api_metrics(lf_req *r) {
     lf_buf b = LF_BUF_INIT;
     lf_metrics_render(r->srv, &b);
     size_t len = b.len;
-    lf_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8", lf_buf_steal(&b), len);
+    lf_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8", lf_buf_steal(&b),
+                  len);
 }
 
 /* ---- records ----------------------------------------------------------- */
@@ -124,8 +130,11 @@ typedef struct create_ctx {
  * result carries it whole, so a client can go on with its id. */
 static void duplicate_found(const lf_result *found, void *arg) {
     create_ctx *c = arg;
-    lf_result res = {.success = false, .code = LF_DUPLICATE_REF, .error = c->error,
-                     .record = found->success ? found->record : NULL, .decisions = "[]"};
+    lf_result res = {.success = false,
+                     .code = LF_DUPLICATE_REF,
+                     .error = c->error,
+                     .record = found->success ? found->record : NULL,
+                     .decisions = "[]"};
     lf_op_end(c->r, LF_OP_FIND);
     lf_reply_result(c->r, &res, 200);
     free(c->error);
@@ -167,7 +176,8 @@ static bool idempotency_header(lf_req *r, const char **key) {
         return false;
     }
     if (*key && strcmp(*key, h) != 0) {
-        lf_reply_error(r, 400, "invalid_request", "header Idempotency-Key and field "
+        lf_reply_error(r, 400, "invalid_request",
+                       "header Idempotency-Key and field "
                        "'idempotency_key' differ");
         return false;
     }
@@ -176,15 +186,16 @@ static bool idempotency_header(lf_req *r, const char **key) {
 }
 
 /* Reads the create body into req (pointing into j); false after replying. */
-static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req,
-                          char **labels, char **meta) {
+static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req, char **labels,
+                          char **meta) {
     const cJSON *f;
     cJSON_ArrayForEach(f, j) {
         const char *k = f->string;
         bool ok = true;
         if (strcmp(k, "ref") == 0) ok = string_field(r, f, &req->ref, false);
         else if (strcmp(k, "repo") == 0) ok = string_field(r, f, &req->repo, true);
-        else if (strcmp(k, "workflow") == 0) ok = string_field(r, f, &req->workflow, false);
+        else if (strcmp(k, "workflow") == 0)
+            ok = string_field(r, f, &req->workflow, false);
         else if (strcmp(k, "idempotency_key") == 0)
             ok = string_field(r, f, &req->idempotency_key, false);
         else if (strcmp(k, "ref_number") == 0) {
@@ -272,14 +283,15 @@ static void found_by_ref(const lf_result *res, void *arg) {
 }
 
 void lf_api_list(lf_req *r) {
-    static const char *const allowed[] = {"state", "repo", "limit", "cursor", "ref", NULL};
+    static const char *const allowed[] = {"state",  "repo", "limit",
+                                          "cursor", "ref",  NULL};
     uint64_t limit = 100;
     if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
     const char *ref = lf_req_query(r, "ref");
     if (ref) {
         /* ?ref=REF: the one live record with that ref or alias, or 404. */
-        if (lf_req_query(r, "state") || lf_req_query(r, "repo") || lf_req_query(r, "cursor") ||
-            lf_req_query(r, "limit")) {
+        if (lf_req_query(r, "state") || lf_req_query(r, "repo") ||
+            lf_req_query(r, "cursor") || lf_req_query(r, "limit")) {
             lf_reply_error(r, 400, "invalid_request",
                            "ref names one record: it takes no other query parameter");
             return;
@@ -288,8 +300,10 @@ void lf_api_list(lf_req *r) {
         lf_engine_find_by_ref(r->srv->engine, ref, found_by_ref, r);
         return;
     }
-    lf_list_query q = {.state = lf_req_query(r, "state"), .repo = lf_req_query(r, "repo"),
-                       .limit = (size_t)limit, .cursor = lf_req_query(r, "cursor")};
+    lf_list_query q = {.state = lf_req_query(r, "state"),
+                       .repo = lf_req_query(r, "repo"),
+                       .limit = (size_t)limit,
+                       .cursor = lf_req_query(r, "cursor")};
     lf_op_begin(r);
     lf_engine_list(r->srv->engine, &q, listed, r);
 }
@@ -324,7 +338,8 @@ void lf_api_transition(lf_req *r) {
         if (!ok) break;
     }
     if (ok && (!req.to || !req.trigger)) {
-        lf_reply_error(r, 400, "invalid_request", "fields 'to' and 'trigger' are required");
+        lf_reply_error(r, 400, "invalid_request",
+                       "fields 'to' and 'trigger' are required");
         ok = false;
     }
     if (ok) ok = idempotency_header(r, &req.idempotency_key);
@@ -366,7 +381,8 @@ static void reloaded(lf_code code, const char *error, const char *old_gen,
     lf_op_end(r, LF_OP_RELOAD);
     lf_buf b = LF_BUF_INIT;
     if (code == LF_OK) {
-        lf_logf(LF_LOG_INFO, "policies reloaded by %s: %s -> %s", r->actor, old_gen, new_gen);
+        lf_logf(LF_LOG_INFO, "policies reloaded by %s: %s -> %s", r->actor, old_gen,
+                new_gen);
         lf_jw o = lf_jw_open(&b, '{');
         lf_jw_bool(&o, "success", true);
         lf_jw_str(&o, "generation", new_gen);

@@ -63,8 +63,7 @@ static void finish_empty(audit_stream *st) {
      * so nothing at all (from the start) means no such record. */
     if (st->record_id && st->after == 0)
         lf_reply_error(r, 404, "not_found", "Record not found: %s", st->record_id);
-    else
-        lf_reply(r, 200, "application/x-ndjson", "", 0);
+    else lf_reply(r, 200, "application/x-ndjson", "", 0);
 }
 
 static void on_page(lf_code code, const char *error, const char *const *lines,
@@ -79,10 +78,12 @@ static void on_page(lf_code code, const char *error, const char *const *lines,
         return;
     }
     if (code != LF_OK) {
-        lf_logf(LF_LOG_ERROR, "audit stream %s: %s", r->id, error ? error : lf_code_name(code));
+        lf_logf(LF_LOG_ERROR, "audit stream %s: %s", r->id,
+                error ? error : lf_code_name(code));
         if (r->streaming) lf_stream_abort(r);
-        else lf_reply_error(r, lf_status_of(code), lf_code_name(code), "%s",
-                            error ? error : lf_code_name(code));
+        else
+            lf_reply_error(r, lf_status_of(code), lf_code_name(code), "%s",
+                           error ? error : lf_code_name(code));
         stream_free(st);
         return;
     }

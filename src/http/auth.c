@@ -98,8 +98,8 @@ lf_tokens *lf_tokens_load(const char *path, char *err, size_t errlen) {
         }
         for (size_t i = 0; i < ts->n; i++)
             if (strcmp(ts->v[i].name, t.name) == 0) {
-                snprintf(err, errlen, "%s:%d: token name '%s' given twice",
-                         path, lineno, t.name);
+                snprintf(err, errlen, "%s:%d: token name '%s' given twice", path, lineno,
+                         t.name);
                 goto fail;
             }
         ts->v = lf_xrealloc(ts->v, (ts->n + 1) * sizeof *ts->v);
@@ -124,8 +124,7 @@ void lf_tokens_free(lf_tokens *t) {
 
 size_t lf_tokens_count(const lf_tokens *t) { return t ? t->n : 0; }
 
-const char *lf_tokens_check(const lf_tokens *t, const char *authz,
-                            lf_role *role) {
+const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role) {
     if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
     const char *tok = authz + 7;
     while (*tok == ' ') tok++;
@@ -159,12 +158,12 @@ int lf_token_new(const char *name, lf_role role, char token[64], char line[160])
 
 #define MAX_SECRET 4096
 
-unsigned char *lf_secret_load(const char *path, size_t *len, char *err,
-                              size_t errlen) {
+unsigned char *lf_secret_load(const char *path, size_t *len, char *err, size_t errlen) {
     size_t n;
     unsigned char *buf = (unsigned char *)lf_read_file(path, &n);
     if (!buf || n > MAX_SECRET) {
-        snprintf(err, errlen, "%s: %s", path, buf ? "longer than 4096 bytes" : strerror(errno));
+        snprintf(err, errlen, "%s: %s", path,
+                 buf ? "longer than 4096 bytes" : strerror(errno));
         free(buf);
         return NULL;
     }

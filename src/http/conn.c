@@ -80,7 +80,8 @@ static void arm_sweep(lf_server *s) {
 
 void lf_conn_on_sweep(evutil_socket_t fd, short what, void *arg) {
     lf_server *s = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     lf_conn_sweep(s);
     if (s->nconns) arm_sweep(s);
 }
@@ -127,7 +128,8 @@ static lf_conn *oldest_idle(lf_server *s) {
 
 struct bufferevent *lf_conn_new(struct event_base *base, void *arg) {
     lf_server *s = arg;
-    struct bufferevent *bev = lf_xptr(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE));
+    struct bufferevent *bev =
+        lf_xptr(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE));
     if (s->nconns == s->conns_cap) {
         s->conns_cap = s->conns_cap ? 2 * s->conns_cap : 64;
         s->conns = lf_xrealloc(s->conns, s->conns_cap * sizeof *s->conns);
@@ -144,7 +146,8 @@ struct bufferevent *lf_conn_new(struct event_base *base, void *arg) {
                listener_of(s)) {
         s->accept_paused = true;
         evconnlistener_disable(listener_of(s));
-        lf_logf(LF_LOG_WARN, "connection cap reached (%zu), every one busy: new clients wait",
+        lf_logf(LF_LOG_WARN,
+                "connection cap reached (%zu), every one busy: new clients wait",
                 s->cfg.max_connections);
     }
     arm_sweep(s);

@@ -31,21 +31,24 @@ typedef struct lf_http_config {
 
 /* Parses "ADDR:PORT" ("[::1]:8080" for IPv6; "localhost" is 127.0.0.1).
  * Returns 0, or -1 with a message in err. */
-int lf_http_parse_listen(const char *spec, char *addr, size_t addrlen,
-                         int *port, bool *loopback, char *err, size_t errlen);
+int lf_http_parse_listen(const char *spec, char *addr, size_t addrlen, int *port,
+                         bool *loopback, char *err, size_t errlen);
 
 /* Serves until SIGTERM or SIGINT, then drains in-flight requests and frees
  * the engine (it takes ownership; NULL in ceiling mode). The first line on
  * stdout is "listening on ADDR:PORT". Returns a CLI exit code: 0 after a
  * clean stop, 2 for a bad configuration, 7 when it cannot listen. */
-int lf_http_serve(const lf_http_config *cfg, struct event_base *base,
-                  lf_engine *engine);
+int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine *engine);
 
 /* ---- tokens (auth.c) ------------------------------------------------ */
 
 /* Roles, ordered: a role may do everything the ones below it may. */
-typedef enum lf_role { LF_ROLE_NONE = 0, LF_ROLE_READ, LF_ROLE_WRITE,
-                       LF_ROLE_ADMIN } lf_role;
+typedef enum lf_role {
+    LF_ROLE_NONE = 0,
+    LF_ROLE_READ,
+    LF_ROLE_WRITE,
+    LF_ROLE_ADMIN
+} lf_role;
 
 const char *lf_role_name(lf_role r);
 int lf_role_parse(const char *s, lf_role *out);
@@ -54,7 +57,6 @@ bool lf_token_name_valid(const char *name);
 
 /* A fresh random bearer token ("lf_" + 48 hex) and its tokens-file line
  * "NAME ROLE SHA256HEX" (no newline). Returns 0, or -1 without entropy. */
-int lf_token_new(const char *name, lf_role role, char token[64],
-                 char line[160]);
+int lf_token_new(const char *name, lf_role role, char token[64], char line[160]);
 
 #endif

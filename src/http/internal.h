@@ -51,9 +51,19 @@ typedef struct lf_route_def {
 } lf_route_def;
 
 enum {
-    LF_RT_HEALTHZ, LF_RT_READYZ, LF_RT_METRICS, LF_RT_CREATE, LF_RT_LIST,
-    LF_RT_GET, LF_RT_TRANSITION, LF_RT_RECORD_AUDIT, LF_RT_AUDIT,
-    LF_RT_POLICIES, LF_RT_RELOAD, LF_RT_GITHUB, LF_RT_DELETE,
+    LF_RT_HEALTHZ,
+    LF_RT_READYZ,
+    LF_RT_METRICS,
+    LF_RT_CREATE,
+    LF_RT_LIST,
+    LF_RT_GET,
+    LF_RT_TRANSITION,
+    LF_RT_RECORD_AUDIT,
+    LF_RT_AUDIT,
+    LF_RT_POLICIES,
+    LF_RT_RELOAD,
+    LF_RT_GITHUB,
+    LF_RT_DELETE,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -61,8 +71,17 @@ extern const lf_route_def lf_routes[LF_RT__COUNT];
 
 /* ---- metrics ---------------------------------------------------------- */
 
-enum { LF_OP_CREATE, LF_OP_TRANSITION, LF_OP_GET, LF_OP_FIND, LF_OP_LIST,
-       LF_OP_AUDIT, LF_OP_RELOAD, LF_OP_DELETE, LF_OP__COUNT };
+enum {
+    LF_OP_CREATE,
+    LF_OP_TRANSITION,
+    LF_OP_GET,
+    LF_OP_FIND,
+    LF_OP_LIST,
+    LF_OP_AUDIT,
+    LF_OP_RELOAD,
+    LF_OP_DELETE,
+    LF_OP__COUNT
+};
 #define LF_HIST_BUCKETS 15
 
 typedef struct lf_timing {
@@ -71,8 +90,17 @@ typedef struct lf_timing {
     double sum;                         /* seconds */
 } lf_timing;
 
-enum { LF_WH_OK, LF_WH_DUPLICATE, LF_WH_IGNORED, LF_WH_PING, LF_WH_UNAUTHORIZED,
-       LF_WH_INVALID, LF_WH_ERROR, LF_WH_LATE, LF_WH__COUNT };
+enum {
+    LF_WH_OK,
+    LF_WH_DUPLICATE,
+    LF_WH_IGNORED,
+    LF_WH_PING,
+    LF_WH_UNAUTHORIZED,
+    LF_WH_INVALID,
+    LF_WH_ERROR,
+    LF_WH_LATE,
+    LF_WH__COUNT
+};
 #define LF_WH_EVENTS 11                 /* the known events, then "other" */
 
 typedef struct lf_metrics {
@@ -166,8 +194,8 @@ static inline void lf_op_begin(lf_req *r) { r->op_start_ns = lf_mono_ns(); }
 void lf_op_end(lf_req *r, int op);
 
 /* Replies. Each answers the request and frees r: do not touch r after. */
-void lf_reply(lf_req *r, int status, const char *content_type,
-              const char *body, size_t len);
+void lf_reply(lf_req *r, int status, const char *content_type, const char *body,
+              size_t len);
 /* The same, taking ownership of a malloc'd body (no copy). */
 void lf_reply_take(lf_req *r, int status, const char *content_type, char *body,
                    size_t len);
@@ -188,8 +216,7 @@ void lf_add_header(lf_req *r, const char *name, const char *value);
  * called if the client goes away while a chunk is pending: r is then
  * freed by the server right after it returns. */
 typedef void lf_stream_cb(lf_req *r);
-void lf_stream_start(lf_req *r, int status, const char *content_type,
-                     lf_stream_cb *gone);
+void lf_stream_start(lf_req *r, int status, const char *content_type, lf_stream_cb *gone);
 void lf_stream_chunk(lf_req *r, struct evbuffer *data, lf_stream_cb *flushed);
 void lf_stream_end(lf_req *r);
 void lf_stream_abort(lf_req *r);
@@ -254,11 +281,9 @@ void lf_tokens_free(lf_tokens *t);
 size_t lf_tokens_count(const lf_tokens *t);
 /* The token's name and role for an Authorization header value, or NULL
  * when it is missing, malformed or unknown. */
-const char *lf_tokens_check(const lf_tokens *t, const char *authorization,
-                            lf_role *role);
+const char *lf_tokens_check(const lf_tokens *t, const char *authorization, lf_role *role);
 /* The webhook secret: the file's bytes without trailing CR/LF. */
-unsigned char *lf_secret_load(const char *path, size_t *len, char *err,
-                              size_t errlen);
+unsigned char *lf_secret_load(const char *path, size_t *len, char *err, size_t errlen);
 
 /* ---- log.c ------------------------------------------------------------ */
 

@@ -60,7 +60,9 @@ static void flush_batch(void) {
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg) {
-    (void)fd; (void)what; (void)arg;
+    (void)fd;
+    (void)what;
+    (void)arg;
     flush_batch();
 }
 
@@ -89,8 +91,7 @@ void lf_log_end(lf_buf *b) {
     lf_buf_free(b);
 }
 
-static void vlog(lf_log_level level, const char *source, const char *fmt,
-                 va_list ap) {
+static void vlog(lf_log_level level, const char *source, const char *fmt, va_list ap) {
     if (!lf_log_enabled(level)) return;
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);

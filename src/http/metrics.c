@@ -13,8 +13,8 @@
 #include "internal.h"
 
 static const double bounds_s[LF_HIST_BUCKETS - 1] = {
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1.0,
 };
 
 static const char *const op_names[LF_OP__COUNT] = {
@@ -26,9 +26,18 @@ static const char *const wh_results[LF_WH__COUNT] = {
 };
 
 static const char *const wh_events[LF_WH_EVENTS + 1] = {
-    "ping", "issues", "issue_comment", "pull_request", "pull_request_review",
-    "pull_request_review_comment", "check_suite", "check_run", "status",
-    "workflow_run", "push", "other",
+    "ping",
+    "issues",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "check_suite",
+    "check_run",
+    "status",
+    "workflow_run",
+    "push",
+    "other",
 };
 
 void lf_timing_observe(lf_timing *h, double seconds) {
@@ -56,17 +65,20 @@ static void hist(lf_buf *b, const char *name, const char *labels, const uint64_t
     for (int i = 0; i < nbuckets; i++) {
         cum += counts[i];
         double le = bound(i);
-        if (isinf(le)) lf_buf_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels,
-                                     (unsigned long long)cum);
-        else lf_buf_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, le,
-                           (unsigned long long)cum);
+        if (isinf(le))
+            lf_buf_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels,
+                          (unsigned long long)cum);
+        else
+            lf_buf_printf(b, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels, le,
+                          (unsigned long long)cum);
     }
     size_t ll = strlen(labels);
-    if (ll) lf_buf_printf(b, "%s_sum{%.*s} %.9f\n%s_count{%.*s} %llu\n", name,
-                          (int)ll - 1, labels, sum, name, (int)ll - 1, labels,
-                          (unsigned long long)n);
-    else lf_buf_printf(b, "%s_sum %.9f\n%s_count %llu\n", name, sum, name,
-                       (unsigned long long)n);
+    if (ll)
+        lf_buf_printf(b, "%s_sum{%.*s} %.9f\n%s_count{%.*s} %llu\n", name, (int)ll - 1,
+                      labels, sum, name, (int)ll - 1, labels, (unsigned long long)n);
+    else
+        lf_buf_printf(b, "%s_sum %.9f\n%s_count %llu\n", name, sum, name,
+                      (unsigned long long)n);
 }
 
 static double server_bound(int i) {
@@ -87,11 +99,12 @@ static void render_http(lf_server *s, lf_buf *b) {
     for (int rt = 0; rt <= LF_RT__COUNT; rt++)
         for (int st = 0; st < 600; st++) {
             if (!m->requests[rt][st]) continue;
-            lf_buf_printf(b, "loopforge_http_requests_total{method=\"%s\",route=\"%s\","
+            lf_buf_printf(b,
+                          "loopforge_http_requests_total{method=\"%s\",route=\"%s\","
                           "status=\"%d\"} %llu\n",
-                          rt < LF_RT__COUNT ? (lf_routes[rt].method == EVHTTP_REQ_GET ? "GET"
-                                                                                   : "POST")
-                                            : "*",
+                          rt < LF_RT__COUNT
+                              ? (lf_routes[rt].method == EVHTTP_REQ_GET ? "GET" : "POST")
+                              : "*",
                           rt < LF_RT__COUNT ? lf_routes[rt].pattern : "unmatched", st,
                           (unsigned long long)m->requests[rt][st]);
         }
@@ -106,14 +119,16 @@ static void render_http(lf_server *s, lf_buf *b) {
         char labels[48];
         snprintf(labels, sizeof labels, "op=\"%s\",", op_names[op]);
         hist(b, "loopforge_store_seconds", labels, m->store_seconds[op].counts,
-             LF_HIST_BUCKETS, server_bound, m->store_seconds[op].n, m->store_seconds[op].sum);
+             LF_HIST_BUCKETS, server_bound, m->store_seconds[op].n,
+             m->store_seconds[op].sum);
     }
     head(b, "loopforge_http_connections", "gauge", "Open client connections.");
     lf_buf_printf(b, "loopforge_http_connections %zu\n", s->nconns);
     head(b, "loopforge_http_connections_cut_total", "counter",
          "Connections the server ended: slow (no whole request within --timeout) "
          "or evicted (the oldest idle one, at --max-connections).");
-    lf_buf_printf(b, "loopforge_http_connections_cut_total{reason=\"slow\"} %llu\n"
+    lf_buf_printf(b,
+                  "loopforge_http_connections_cut_total{reason=\"slow\"} %llu\n"
                   "loopforge_http_connections_cut_total{reason=\"evicted\"} %llu\n",
                   (unsigned long long)s->metrics.connections_slow,
                   (unsigned long long)s->metrics.connections_evicted);
@@ -127,8 +142,10 @@ static void render_webhooks(const lf_metrics *m, lf_buf *b) {
     for (int ev = 0; ev <= LF_WH_EVENTS; ev++)
         for (int res = 0; res < LF_WH__COUNT; res++)
             if (m->webhooks[ev][res])
-                lf_buf_printf(b, "loopforge_webhook_deliveries_total{event=\"%s\","
-                              "result=\"%s\"} %llu\n", wh_events[ev], wh_results[res],
+                lf_buf_printf(b,
+                              "loopforge_webhook_deliveries_total{event=\"%s\","
+                              "result=\"%s\"} %llu\n",
+                              wh_events[ev], wh_results[res],
                               (unsigned long long)m->webhooks[ev][res]);
 }
 
@@ -146,18 +163,26 @@ static void render_engine(lf_server *s, lf_buf *b) {
          LF_LATENCY_BUCKETS, engine_bound, st.evaluations, (double)st.guard_ns / 1e9);
     counter(b, "loopforge_guard_evaluations_total", "Guard calls.", st.guard_evals);
     counter(b, "loopforge_hooks_run_total", "Hook calls.", st.hooks_run);
-    counter(b, "loopforge_hook_errors_total", "Hook calls that failed (logged, never "
-            "rolled back).", st.hook_errors);
+    counter(b, "loopforge_hook_errors_total",
+            "Hook calls that failed (logged, never "
+            "rolled back).",
+            st.hook_errors);
     counter(b, "loopforge_followups_total", "Follow-up transitions hooks asked for.",
             st.followups);
-    counter(b, "loopforge_violations_total", "Observations the rules would have "
-            "refused, recorded anyway and marked.", st.violations);
-    counter(b, "loopforge_duplicates_total", "Requests answered from a repeated "
-            "idempotency key.", st.duplicates);
+    counter(b, "loopforge_violations_total",
+            "Observations the rules would have "
+            "refused, recorded anyway and marked.",
+            st.violations);
+    counter(b, "loopforge_duplicates_total",
+            "Requests answered from a repeated "
+            "idempotency key.",
+            st.duplicates);
     head(b, "loopforge_policy_reloads_total", "counter", "Policy reloads by result.");
-    lf_buf_printf(b, "loopforge_policy_reloads_total{result=\"ok\"} %llu\n"
+    lf_buf_printf(b,
+                  "loopforge_policy_reloads_total{result=\"ok\"} %llu\n"
                   "loopforge_policy_reloads_total{result=\"failed\"} %llu\n",
-                  (unsigned long long)st.reloads_ok, (unsigned long long)st.reloads_failed);
+                  (unsigned long long)st.reloads_ok,
+                  (unsigned long long)st.reloads_failed);
     head(b, "loopforge_policy_generation_info", "gauge",
          "The policy set generation serving now.");
     lf_buf_printf(b, "loopforge_policy_generation_info{generation=\"%s\"} 1\n",
@@ -173,7 +198,8 @@ void lf_metrics_render(lf_server *s, lf_buf *b) {
     render_http(s, b);
     render_webhooks(&s->metrics, b);
     head(b, "loopforge_token_reloads_total", "counter", "Tokens file reloads by result.");
-    lf_buf_printf(b, "loopforge_token_reloads_total{result=\"ok\"} %llu\n"
+    lf_buf_printf(b,
+                  "loopforge_token_reloads_total{result=\"ok\"} %llu\n"
                   "loopforge_token_reloads_total{result=\"failed\"} %llu\n",
                   (unsigned long long)s->metrics.token_reloads_ok,
                   (unsigned long long)s->metrics.token_reloads_failed);

@@ -16,14 +16,14 @@
 #include "internal.h"
 
 static bool id_char(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-           (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           c == '-' || c == '_' || c == '.';
 }
 
 /* The caller's X-Request-Id if it is sane, else ours. */
 static void request_id(lf_server *s, struct evhttp_request *req, char *out, size_t n) {
-    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                           "X-Request-Id");
+    const char *given =
+        evhttp_find_header(evhttp_request_get_input_headers(req), "X-Request-Id");
     if (given) {
         size_t len = strlen(given), i = 0;
         while (i < len && id_char(given[i])) i++;
@@ -81,7 +81,8 @@ static void access_log(const lf_req *r, double seconds, bool gone) {
     lf_jw_str(&o, "msg", "request");
     lf_jw_str(&o, "request_id", r->id);
     lf_jw_str(&o, "method", lf_method_name(r->method));
-    lf_jw_str(&o, "route", r->route < LF_RT__COUNT ? lf_routes[r->route].pattern : "unmatched");
+    lf_jw_str(&o, "route",
+              r->route < LF_RT__COUNT ? lf_routes[r->route].pattern : "unmatched");
     lf_jw_str(&o, "path", r->path);
     lf_jw_int(&o, "status", r->status);
     lf_jw_key(&o, "duration_ms");
@@ -153,14 +154,16 @@ bool lf_query_check(lf_req *r, const char *const *allowed) {
         const char *const *a = allowed;
         while (*a && strcmp(*a, kv->key) != 0) a++;
         if (!*a) {
-            lf_reply_error(r, 400, "invalid_request", "unknown query parameter '%s'", kv->key);
+            lf_reply_error(r, 400, "invalid_request", "unknown query parameter '%s'",
+                           kv->key);
             return false;
         }
     }
     return true;
 }
 
-bool lf_query_u64(lf_req *r, const char *name, uint64_t min, uint64_t max, uint64_t *out) {
+bool lf_query_u64(lf_req *r, const char *name, uint64_t min, uint64_t max,
+                  uint64_t *out) {
     const char *v = lf_req_query(r, name);
     if (!v) return true;
     char *end;
@@ -168,12 +171,15 @@ bool lf_query_u64(lf_req *r, const char *name, uint64_t min, uint64_t max, uint6
     unsigned long long n = strtoull(v, &end, 10);
     if (*v < '0' || *v > '9' || *end || errno || n < min || n > max) {
         if (max == UINT64_MAX)
-            lf_reply_error(r, 400, "invalid_request", "query parameter '%s' must be a "
-                           "non-negative integer, got '%s'", name, v);
+            lf_reply_error(r, 400, "invalid_request",
+                           "query parameter '%s' must be a "
+                           "non-negative integer, got '%s'",
+                           name, v);
         else
-            lf_reply_error(r, 400, "invalid_request", "query parameter '%s' must be an "
-                           "integer from %llu to %llu, got '%s'", name,
-                           (unsigned long long)min, (unsigned long long)max, v);
+            lf_reply_error(r, 400, "invalid_request",
+                           "query parameter '%s' must be an "
+                           "integer from %llu to %llu, got '%s'",
+                           name, (unsigned long long)min, (unsigned long long)max, v);
         return false;
     }
     *out = n;
@@ -187,7 +193,7 @@ const char *lf_req_header(lf_req *r, const char *name) {
 
 void lf_op_end(lf_req *r, int op) {
     lf_timing_observe(&r->srv->metrics.store_seconds[op],
-                    (double)(lf_mono_ns() - r->op_start_ns) / 1e9);
+                      (double)(lf_mono_ns() - r->op_start_ns) / 1e9);
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -206,14 +212,15 @@ static void common_headers(lf_req *r, const char *content_type) {
 }
 
 static void free_body(const void *data, size_t len, void *arg) {
-    (void)data; (void)len;
+    (void)data;
+    (void)len;
     free(arg);
 }
 
 /* Answers with body; `owned` (malloc'd) is handed to the output buffer
  * as is, so a large reply is not copied once more on its way out. */
-static void send_reply(lf_req *r, int status, const char *content_type,
-                       const char *body, size_t len, char *owned) {
+static void send_reply(lf_req *r, int status, const char *content_type, const char *body,
+                       size_t len, char *owned) {
     bool gone = true;
     r->status = status;
     if (r->req) {
@@ -265,15 +272,15 @@ void lf_reply_error(lf_req *r, int status, const char *code, const char *fmt, ..
 
 int lf_status_of(lf_code code) {
     switch (code) {
-    case LF_OK:                 return 200;
-    case LF_NOT_FOUND:          return 404;
+    case LF_OK: return 200;
+    case LF_NOT_FOUND: return 404;
     case LF_INVALID_TRANSITION: return 409;
-    case LF_DENIED:             return 403;
-    case LF_CONFLICT:           return 409;
-    case LF_INVALID_REQUEST:    return 400;
-    case LF_UNAVAILABLE:        return 503;
-    case LF_DUPLICATE_REF:      return 409;
-    default:                    return 500;
+    case LF_DENIED: return 403;
+    case LF_CONFLICT: return 409;
+    case LF_INVALID_REQUEST: return 400;
+    case LF_UNAVAILABLE: return 503;
+    case LF_DUPLICATE_REF: return 409;
+    default: return 500;
     }
 }
 
@@ -290,15 +297,15 @@ void lf_reply_result(lf_req *r, const lf_result *res, int ok_status) {
  * free) or is about to free it along with the connection (evhttp_free). */
 static void on_stream_closed(struct evhttp_connection *evcon, void *arg) {
     lf_req *r = arg;
-    if (r->req && !evhttp_request_get_connection(r->req))
-        evhttp_request_free(r->req);
+    if (r->req && !evhttp_request_get_connection(r->req)) evhttp_request_free(r->req);
     r->req = NULL;
     lf_conn_closed(evcon, r->srv);
     r->gone(r);
 }
 
 void lf_stream_detach(lf_req *r) {
-    struct evhttp_connection *evcon = r->req ? evhttp_request_get_connection(r->req) : NULL;
+    struct evhttp_connection *evcon =
+        r->req ? evhttp_request_get_connection(r->req) : NULL;
     if (evcon) evhttp_connection_set_closecb(evcon, lf_conn_closed, r->srv);
 }
 
@@ -363,8 +370,10 @@ void lf_json_error(const char *body, size_t len, const char *end, char *msg, siz
     size_t off = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
     int line = 1, col = 1;
     for (size_t i = 0; i < off; i++) {
-        if (body[i] == '\n') { line++; col = 1; }
-        else col++;
+        if (body[i] == '\n') {
+            line++;
+            col = 1;
+        } else col++;
     }
     snprintf(msg, n, "malformed JSON at offset %zu (line %d, column %d)", off, line, col);
 }
@@ -379,8 +388,8 @@ cJSON *lf_parse_body(lf_req *r) {
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (j) {
-        while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' ||
-                                    *end == '\n'))
+        while (end < body + len &&
+               (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
             end++;
         if (end < body + len) {
             cJSON_Delete(j);
@@ -408,7 +417,8 @@ cJSON *lf_parse_body(lf_req *r) {
     for (const cJSON *a = j->child; a; a = a->next)
         for (const cJSON *b = a->next; b; b = b->next)
             if (strcmp(a->string, b->string) == 0) {
-                lf_reply_error(r, 400, "invalid_request", "field '%s' appears twice", a->string);
+                lf_reply_error(r, 400, "invalid_request", "field '%s' appears twice",
+                               a->string);
                 cJSON_Delete(j);
                 return NULL;
             }

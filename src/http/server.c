@@ -32,26 +32,29 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
     [LF_RT_HEALTHZ] = {EVHTTP_REQ_GET, "/healthz", LF_ROLE_NONE, false, lf_api_healthz},
     [LF_RT_READYZ] = {EVHTTP_REQ_GET, "/readyz", LF_ROLE_NONE, false, lf_api_readyz},
     [LF_RT_METRICS] = {EVHTTP_REQ_GET, "/metrics", LF_ROLE_READ, false, lf_api_metrics},
-    [LF_RT_CREATE] = {EVHTTP_REQ_POST, "/v1/records", LF_ROLE_WRITE, false, lf_api_create},
+    [LF_RT_CREATE] = {EVHTTP_REQ_POST, "/v1/records", LF_ROLE_WRITE, false,
+                      lf_api_create},
     [LF_RT_LIST] = {EVHTTP_REQ_GET, "/v1/records", LF_ROLE_READ, false, lf_api_list},
     [LF_RT_GET] = {EVHTTP_REQ_GET, "/v1/records/{id}", LF_ROLE_READ, false, lf_api_get},
-    [LF_RT_TRANSITION] = {EVHTTP_REQ_POST, "/v1/records/{id}/transitions",
-                          LF_ROLE_WRITE, false, lf_api_transition},
-    [LF_RT_RECORD_AUDIT] = {EVHTTP_REQ_GET, "/v1/records/{id}/audit", LF_ROLE_READ,
-                            false, lf_audit_record},
+    [LF_RT_TRANSITION] = {EVHTTP_REQ_POST, "/v1/records/{id}/transitions", LF_ROLE_WRITE,
+                          false, lf_api_transition},
+    [LF_RT_RECORD_AUDIT] = {EVHTTP_REQ_GET, "/v1/records/{id}/audit", LF_ROLE_READ, false,
+                            lf_audit_record},
     [LF_RT_AUDIT] = {EVHTTP_REQ_GET, "/v1/audit", LF_ROLE_READ, false, lf_audit_all},
-    [LF_RT_POLICIES] = {EVHTTP_REQ_GET, "/v1/policies", LF_ROLE_READ, false, lf_api_policies},
-    [LF_RT_RELOAD] = {EVHTTP_REQ_POST, "/v1/admin/reload", LF_ROLE_ADMIN, false, lf_api_reload},
+    [LF_RT_POLICIES] = {EVHTTP_REQ_GET, "/v1/policies", LF_ROLE_READ, false,
+                        lf_api_policies},
+    [LF_RT_RELOAD] = {EVHTTP_REQ_POST, "/v1/admin/reload", LF_ROLE_ADMIN, false,
+                      lf_api_reload},
     [LF_RT_GITHUB] = {EVHTTP_REQ_POST, "/v1/webhooks/github", LF_ROLE_NONE, true,
                       lf_webhook_github},
-    [LF_RT_DELETE] = {EVHTTP_REQ_DELETE, "/v1/records/{id}", LF_ROLE_WRITE, false, lf_api_delete},
+    [LF_RT_DELETE] = {EVHTTP_REQ_DELETE, "/v1/records/{id}", LF_ROLE_WRITE, false,
+                      lf_api_delete},
 };
-
 
 /* ---- the listen address ------------------------------------------------ */
 
-int lf_http_parse_listen(const char *spec, char *addr, size_t addrlen,
-                         int *port, bool *loopback, char *err, size_t errlen) {
+int lf_http_parse_listen(const char *spec, char *addr, size_t addrlen, int *port,
+                         bool *loopback, char *err, size_t errlen) {
     const char *colon, *host = spec;
     size_t hlen;
     if (spec[0] == '[') {
@@ -67,21 +70,20 @@ int lf_http_parse_listen(const char *spec, char *addr, size_t addrlen,
     char *end;
     errno = 0;
     long p = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || errno || p < 0 || p > 65535 || hlen == 0 ||
-        hlen >= addrlen)
+    if (!colon[1] || *end || errno || p < 0 || p > 65535 || hlen == 0 || hlen >= addrlen)
         goto bad;
     memcpy(addr, host, hlen);
     addr[hlen] = '\0';
     if (strcmp(addr, "localhost") == 0) snprintf(addr, addrlen, "127.0.0.1");
     struct in_addr a4;
     struct in6_addr a6;
-    if (inet_pton(AF_INET, addr, &a4) == 1)
-        *loopback = (ntohl(a4.s_addr) >> 24) == 127;
-    else if (inet_pton(AF_INET6, addr, &a6) == 1)
-        *loopback = IN6_IS_ADDR_LOOPBACK(&a6);
+    if (inet_pton(AF_INET, addr, &a4) == 1) *loopback = (ntohl(a4.s_addr) >> 24) == 127;
+    else if (inet_pton(AF_INET6, addr, &a6) == 1) *loopback = IN6_IS_ADDR_LOOPBACK(&a6);
     else {
-        snprintf(err, errlen, "--listen %s: the address must be numeric "
-                 "(127.0.0.1, [::1], 0.0.0.0) or localhost", spec);
+        snprintf(err, errlen,
+                 "--listen %s: the address must be numeric "
+                 "(127.0.0.1, [::1], 0.0.0.0) or localhost",
+                 spec);
         return -1;
     }
     *port = (int)p;
@@ -126,12 +128,14 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
         return true;
     }
     lf_role role;
-    const char *name = lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role);
+    const char *name =
+        lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role);
     if (!name) {
         lf_add_header(r, "WWW-Authenticate", "Bearer realm=\"loopforge\"");
-        lf_reply_error(r, 401, "unauthorized", lf_req_header(r, "Authorization") ?
-                       "unknown or malformed bearer token" :
-                       "missing bearer token (Authorization: Bearer TOKEN)");
+        lf_reply_error(r, 401, "unauthorized",
+                       lf_req_header(r, "Authorization")
+                           ? "unknown or malformed bearer token"
+                           : "missing bearer token (Authorization: Bearer TOKEN)");
         return false;
     }
     snprintf(r->actor, sizeof r->actor, "%s", name);
@@ -172,8 +176,10 @@ static void dispatch(lf_req *r) {
     size_t len = evbuffer_get_length(evhttp_request_get_input_buffer(r->req));
     size_t limit = rt->webhook ? s->cfg.max_webhook_body : s->cfg.max_body;
     if (len > limit) {
-        lf_reply_error(r, 413, "payload_too_large", "the body is %zu bytes; the limit "
-                       "here is %zu", len, limit);
+        lf_reply_error(r, 413, "payload_too_large",
+                       "the body is %zu bytes; the limit "
+                       "here is %zu",
+                       len, limit);
         return;
     }
     if (authorize(r, rt)) rt->fn(r);
@@ -242,7 +248,8 @@ static void sighup_reloaded(lf_code code, const char *error, const char *old_gen
  * says, rather than met by a closed socket), or at the deadline. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg) {
     lf_server *s = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     double waited = (double)(lf_mono_ns() - s->drain_started_ns) / 1e9;
     lf_conn_sweep(s);
     bool lingered = s->nconns == 0 || waited * 1000 >= LINGER_MS;
@@ -306,9 +313,11 @@ static int bind_listener(lf_server *s) {
         return 2;
     }
     if (!loopback && !s->tokens && !s->cfg.ceiling) {
-        fprintf(stderr, "loopforge serve: refusing to listen on %s without --tokens: "
+        fprintf(stderr,
+                "loopforge serve: refusing to listen on %s without --tokens: "
                 "anyone who can reach it could change records. Give a tokens file "
-                "(see 'loopforge token'), or listen on 127.0.0.1.\n", s->cfg.listen);
+                "(see 'loopforge token'), or listen on 127.0.0.1.\n",
+                s->cfg.listen);
         return 2;
     }
     s->bound = evhttp_bind_socket_with_handle(s->http, addr, (ev_uint16_t)port);
@@ -350,8 +359,8 @@ static void defaults(lf_http_config *c) {
 
 static int load_credentials(lf_server *s) {
     char err[512];
-    if (s->cfg.tokens_file && !(s->tokens = lf_tokens_load(s->cfg.tokens_file, err,
-                                                           sizeof err))) {
+    if (s->cfg.tokens_file &&
+        !(s->tokens = lf_tokens_load(s->cfg.tokens_file, err, sizeof err))) {
         fprintf(stderr, "loopforge serve: %s\n", err);
         return 2;
     }
@@ -383,12 +392,13 @@ static int setup(lf_server *s) {
     evhttp_set_max_headers_size(s->http, MAX_HEADERS_SIZE);
     /* One limit per server in libevent 2.1: the larger one here, the API's
      * own in dispatch. */
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->cfg.max_body > s->cfg.max_webhook_body
-                                                   ? s->cfg.max_body
-                                                   : s->cfg.max_webhook_body));
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                               EVHTTP_REQ_OPTIONS);
+    evhttp_set_max_body_size(s->http,
+                             (ev_ssize_t)(s->cfg.max_body > s->cfg.max_webhook_body
+                                              ? s->cfg.max_body
+                                              : s->cfg.max_webhook_body));
+    evhttp_set_allowed_methods(
+        s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                     EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
     evhttp_set_default_content_type(s->http, "application/json");
     evhttp_set_bevcb(s->http, lf_conn_new, s);
     evhttp_set_gencb(s->http, s->cfg.ceiling ? on_ceiling : on_request, s);
@@ -426,7 +436,8 @@ int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine 
     s->base = base;
     s->engine = engine;
     s->started_ns = lf_mono_ns();
-    if (RAND_bytes((unsigned char *)&s->boot, sizeof s->boot) != 1) s->boot = (unsigned)getpid();
+    if (RAND_bytes((unsigned char *)&s->boot, sizeof s->boot) != 1)
+        s->boot = (unsigned)getpid();
     lf_log_set_level(cfg->log_level);
     /* A client that hangs up mid-reply must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
@@ -446,7 +457,9 @@ int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine 
     teardown(s);
     if (rc == 0)
         lf_logf(LF_LOG_INFO, "stopped (%s): engine freed, store flushed",
-                sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "no more events");
+                sig == SIGINT    ? "SIGINT"
+                : sig == SIGTERM ? "SIGTERM"
+                                 : "no more events");
     free(s);
     return rc;
 }

@@ -75,7 +75,8 @@ static const char *signature_problem(lf_req *r, const char *body, size_t len) {
     unsigned int glen = 0;
     lf_server *s = r->srv;
     if (!HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)body,
-              len, got, &glen) || glen != 32)
+              len, got, &glen) ||
+        glen != 32)
         return "cannot compute HMAC-SHA256";
     if (CRYPTO_memcmp(want, got, 32) != 0)
         return "X-Hub-Signature-256 does not match the body (wrong secret?)";
@@ -87,8 +88,8 @@ static bool delivery_id_ok(const char *s) {
     if (n == 0 || n > 128) return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              c == '-' || c == '_' || c == '.'))
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'))
             return false;
     }
     return true;
@@ -197,7 +198,8 @@ static void finish(delivery *d) {
         lf_reply_json(d->r, status, b.p);
     } else {
         lf_logf(status < 300 ? LF_LOG_INFO : LF_LOG_ERROR,
-                "delivery %s finished after its early reply (%d): %s", d->id, status, b.p);
+                "delivery %s finished after its early reply (%d): %s", d->id, status,
+                b.p);
     }
     lf_buf_free(&b);
     delivery_free(d);
@@ -206,7 +208,8 @@ static void finish(delivery *d) {
 /* GitHub stops waiting at 10 s: answer before that, keep working. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     delivery *d = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     if (!d->r) return;
     lf_buf b = LF_BUF_INIT;
     lf_jw o = body_head(d, &b, true);
@@ -214,8 +217,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     lf_jw_int(&o, "pending", (int64_t)(d->rr.nrequests - d->next));
     lf_jw_close(&o, '}');
     lf_metrics_webhook(&d->srv->metrics, d->event, LF_WH_LATE);
-    lf_logf(LF_LOG_WARN, "delivery %s: answered 202 at the %d ms deadline, %zu request(s) "
-            "still running", d->id, d->srv->cfg.webhook_deadline_ms, d->rr.nrequests - d->next);
+    lf_logf(LF_LOG_WARN,
+            "delivery %s: answered 202 at the %d ms deadline, %zu request(s) "
+            "still running",
+            d->id, d->srv->cfg.webhook_deadline_ms, d->rr.nrequests - d->next);
     lf_reply_json(d->r, 202, b.p);
     d->r = NULL;
     lf_buf_free(&b);
@@ -251,9 +256,13 @@ static void on_found(const lf_result *res, void *arg) {
         return;
     }
     lf_transition_req t = {
-        .id = lf_record_id(res->record), .to = q->to, .trigger = q->trigger,
-        .metadata = q->metadata, .actor = q->actor ? q->actor : "github:unknown",
-        .idempotency_key = d->key, .observed = true,
+        .id = lf_record_id(res->record),
+        .to = q->to,
+        .trigger = q->trigger,
+        .metadata = q->metadata,
+        .actor = q->actor ? q->actor : "github:unknown",
+        .idempotency_key = d->key,
+        .observed = true,
     };
     lf_engine_transition(d->srv->engine, &t, on_applied, d);
 }
@@ -267,9 +276,14 @@ static void run_next(delivery *d) {
     snprintf(d->key, sizeof d->key, "%s:%zu", d->id, d->next);
     if (q->op == LF_ROUTE_CREATE) {
         lf_create_req c = {
-            .ref = q->ref, .repo = q->repo, .has_ref_number = q->has_ref_number,
-            .ref_number = q->ref_number, .labels = q->labels, .metadata = q->metadata,
-            .actor = q->actor ? q->actor : "github:unknown", .idempotency_key = d->key,
+            .ref = q->ref,
+            .repo = q->repo,
+            .has_ref_number = q->has_ref_number,
+            .ref_number = q->ref_number,
+            .labels = q->labels,
+            .metadata = q->metadata,
+            .actor = q->actor ? q->actor : "github:unknown",
+            .idempotency_key = d->key,
         };
         lf_engine_create(d->srv->engine, &c, on_applied, d);
     } else {
@@ -283,8 +297,7 @@ static void run_next(delivery *d) {
 static void reject(lf_req *r, const char *event, int result, int status, const char *code,
                    const char *msg) {
     lf_metrics_webhook(&r->srv->metrics, event, result);
-    if (status == 401)
-        lf_logf(LF_LOG_WARN, "webhook refused (%s): %s", r->id, msg);
+    if (status == 401) lf_logf(LF_LOG_WARN, "webhook refused (%s): %s", r->id, msg);
     lf_reply_error(r, status, code, "%s", msg);
 }
 
@@ -330,7 +343,8 @@ void lf_webhook_github(lf_req *r) {
     const char *event = lf_req_header(r, "X-GitHub-Event");
     const char *id = lf_req_header(r, "X-GitHub-Delivery");
     if (!s->secret) {
-        reject(r, event, LF_WH_INVALID, 404, "not_found", "webhook intake is off: start "
+        reject(r, event, LF_WH_INVALID, 404, "not_found",
+               "webhook intake is off: start "
                "'loopforge serve' with --webhook-secret-file");
         return;
     }
@@ -347,7 +361,8 @@ void lf_webhook_github(lf_req *r) {
         return;
     }
     if (!id || !delivery_id_ok(id)) {
-        reject(r, event, LF_WH_INVALID, 400, "invalid_request", "missing or malformed "
+        reject(r, event, LF_WH_INVALID, 400, "invalid_request",
+               "missing or malformed "
                "X-GitHub-Delivery (the idempotency key of a delivery)");
         return;
     }
@@ -366,8 +381,11 @@ void lf_webhook_github(lf_req *r) {
         free(d);
         return;
     }
-    lf_event ev = {.source = "github", .name = d->event, .delivery = d->id,
-                   .payload = body, .payload_len = len};
+    lf_event ev = {.source = "github",
+                   .name = d->event,
+                   .delivery = d->id,
+                   .payload = body,
+                   .payload_len = len};
     lf_engine_route(s->engine, &ev, &d->rr);
     if (d->rr.error) {
         lf_logf(LF_LOG_ERROR, "delivery %s (%s): %s", d->id, d->event, d->rr.error);
@@ -390,6 +408,7 @@ void lf_webhook_github(lf_req *r) {
     }
     struct timeval tv = {s->cfg.webhook_deadline_ms / 1000,
                          (s->cfg.webhook_deadline_ms % 1000) * 1000};
-    if ((d->deadline = evtimer_new(s->base, on_deadline, d))) evtimer_add(d->deadline, &tv);
+    if ((d->deadline = evtimer_new(s->base, on_deadline, d)))
+        evtimer_add(d->deadline, &tv);
     run_next(d);
 }

@@ -36,9 +36,9 @@
 #include "../core/entry.h"
 #include "../engine/engine_internal.h"
 
-#define ENGINE_MT   "loopforge.engine"
-#define BOX_MT      "loopforge.box"
-#define AUDIT_PAGE  1000
+#define ENGINE_MT "loopforge.engine"
+#define BOX_MT "loopforge.box"
+#define AUDIT_PAGE 1000
 
 /* The sentinel for JSON null inside arrays (an array keeps its length;
  * in objects a null key is simply absent). */
@@ -80,7 +80,10 @@ static void box_drop(lua_State *L, int idx) {
     lua_remove(L, idx);
 }
 
-static void free_buf(void *p) { lf_buf_free(p); free(p); }
+static void free_buf(void *p) {
+    lf_buf_free(p);
+    free(p);
+}
 
 /* ---- JSON <-> Lua: src/rules/luajson.c, the sandbox's own converter ----- */
 
@@ -98,8 +101,9 @@ static const char *opt_json(lua_State *L, int opts, const char *name) {
     int t = lua_getfield(L, opts, name);
     if (t == LUA_TNIL) return NULL;     /* the nil stays pushed */
     if (t != LUA_TTABLE)
-        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a table, got %s",
-                                               name, luaL_typename(L, -1)));
+        luaL_argerror(
+            L, opts,
+            lua_pushfstring(L, "%s must be a table, got %s", name, luaL_typename(L, -1)));
     int val = lua_gettop(L);
     char err[300];
     lf_buf *b = lf_xcalloc(1, sizeof *b);
@@ -125,9 +129,11 @@ static void check_keys(lua_State *L, int opts, const char *const *known) {
             for (const char *const *k = known; *k && !ok; k++)
                 ok = strcmp(*k, lua_tostring(L, -1)) == 0;
         if (!ok)
-            luaL_argerror(L, opts, lua_pushfstring(L, "unknown option '%s'",
-                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                         : luaL_typename(L, -1)));
+            luaL_argerror(L, opts,
+                          lua_pushfstring(L, "unknown option '%s'",
+                                          lua_type(L, -1) == LUA_TSTRING
+                                              ? lua_tostring(L, -1)
+                                              : luaL_typename(L, -1)));
     }
 }
 
@@ -136,8 +142,9 @@ static const char *opt_string(lua_State *L, int opts, const char *name) {
     int t = lua_getfield(L, opts, name);
     if (t == LUA_TNIL) return NULL;
     if (t != LUA_TSTRING)
-        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a string, got %s",
-                                               name, luaL_typename(L, -1)));
+        luaL_argerror(L, opts,
+                      lua_pushfstring(L, "%s must be a string, got %s", name,
+                                      luaL_typename(L, -1)));
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     if (strlen(s) != len)
@@ -157,8 +164,9 @@ static int opt_bool(lua_State *L, int opts, const char *name) {
     int t = lua_getfield(L, opts, name);
     int v = lua_toboolean(L, -1);
     if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a boolean, got %s",
-                                               name, luaL_typename(L, -1)));
+        luaL_argerror(L, opts,
+                      lua_pushfstring(L, "%s must be a boolean, got %s", name,
+                                      luaL_typename(L, -1)));
     lua_pop(L, 1);
     return v;
 }
@@ -167,10 +175,14 @@ static int opt_bool(lua_State *L, int opts, const char *name) {
 static lua_Integer opt_count(lua_State *L, int opts, const char *name) {
     int isint;
     lua_getfield(L, opts, name);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); return -1; }
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return -1;
+    }
     lua_Integer v = lua_tointegerx(L, -1, &isint);
     if (!isint || v < 0)
-        luaL_argerror(L, opts, lua_pushfstring(L, "%s must be a non-negative integer", name));
+        luaL_argerror(L, opts,
+                      lua_pushfstring(L, "%s must be a non-negative integer", name));
     lua_pop(L, 1);
     return v;
 }
@@ -245,8 +257,8 @@ static int engine_tostring(lua_State *L) {
 /* core.engine{ policies=, store=, instructions=, memory=, time_ms= }
  *   --> engine | nil, message, code */
 static int l_engine(lua_State *L) {
-    static const char *const known[] = {"policies", "store", "instructions", "memory",
-                                         "time_ms", NULL};
+    static const char *const known[] = {"policies", "store",   "instructions",
+                                        "memory",   "time_ms", NULL};
     lf_engine_config cfg = {0};
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
@@ -295,7 +307,7 @@ static void keep_result(const lf_result *r, void *arg) {
 static int push_result(lua_State *L, sync_result *s) {
     if (!s->done)
         return luaL_error(L, "loopforge.core: the store did not complete inline "
-                          "(only memory: and file: stores are supported)");
+                             "(only memory: and file: stores are supported)");
     box_push(L, s->json, free);
     push_json_text(L, s->json, strlen(s->json));
     box_drop(L, -2);
@@ -305,9 +317,9 @@ static int push_result(lua_State *L, sync_result *s) {
 /* eng:create{ ref=, repo=, ref_number=, auto_merge=, labels=, metadata=,
  *             actor=, workflow=, idempotency_key= } --> result */
 static int l_create(lua_State *L) {
-    static const char *const known[] = {"ref", "repo", "ref_number", "auto_merge",
-                                        "labels", "metadata", "actor", "workflow",
-                                        "idempotency_key", NULL};
+    static const char *const known[] = {
+        "ref",      "repo",  "ref_number", "auto_merge",      "labels",
+        "metadata", "actor", "workflow",   "idempotency_key", NULL};
     lua_engine *le = check_engine(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     check_keys(L, 2, known);
@@ -319,7 +331,10 @@ static int l_create(lua_State *L) {
     req.idempotency_key = opt_string(L, 2, "idempotency_key");
     req.auto_merge = opt_bool(L, 2, "auto_merge");
     lua_Integer num = opt_count(L, 2, "ref_number");
-    if (num >= 0) { req.has_ref_number = true; req.ref_number = num; }
+    if (num >= 0) {
+        req.has_ref_number = true;
+        req.ref_number = num;
+    }
     req.labels = opt_json(L, 2, "labels");
     req.metadata = opt_json(L, 2, "metadata");
     sync_result s = {0};
@@ -330,8 +345,8 @@ static int l_create(lua_State *L) {
 /* eng:transition(id, to, trigger, { actor=, metadata=, dry_run=, observed=,
  *                                   idempotency_key= }) --> result */
 static int l_transition(lua_State *L) {
-    static const char *const known[] = {"actor", "metadata", "dry_run", "observed",
-                                        "idempotency_key", NULL};
+    static const char *const known[] = {"actor",    "metadata",        "dry_run",
+                                        "observed", "idempotency_key", NULL};
     lua_engine *le = check_engine(L);
     lf_transition_req req = {0};
     req.id = check_text(L, 2);
@@ -420,7 +435,8 @@ static void push_route_request(lua_State *L, const lf_route_request *q) {
  * metadata, actor }, absent fields left out. */
 static int l_route(lua_State *L) {
     lua_engine *le = check_engine(L);
-    lf_event ev = {.source = "github", .name = luaL_checkstring(L, 2),
+    lf_event ev = {.source = "github",
+                   .name = luaL_checkstring(L, 2),
                    .delivery = luaL_optstring(L, 4, NULL)};
     if (lua_type(L, 3) == LUA_TTABLE) {
         lua_settop(L, 4);
@@ -465,9 +481,8 @@ static void free_list(void *p) {
     free(s);
 }
 
-static void keep_list(lf_code code, const char *error,
-                      const lf_record *const *records, size_t n,
-                      const char *next_cursor, void *arg) {
+static void keep_list(lf_code code, const char *error, const lf_record *const *records,
+                      size_t n, const char *next_cursor, void *arg) {
     sync_list *s = arg;
     s->done++;
     s->code = code;
@@ -502,7 +517,8 @@ static int l_list(lua_State *L) {
     box_push(L, s, free_list);
     int b = lua_gettop(L);
     lf_engine_list(le->e, &q, keep_list, s);
-    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (!s->done)
+        return luaL_error(L, "loopforge.core: the store did not complete inline");
     if (s->code != LF_OK) {
         luaL_pushfail(L);
         lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
@@ -565,8 +581,8 @@ static void keep_page(lf_code code, const char *error, const char *const *lines,
 
 /* Reads the next page into a fresh boxed sync_page (pushed). Returns it,
  * or NULL after pushing fail, message, code. */
-static sync_page *next_page(lua_State *L, lua_engine *le, const char *id,
-                            uint64_t after, lf_chain *chain) {
+static sync_page *next_page(lua_State *L, lua_engine *le, const char *id, uint64_t after,
+                            lf_chain *chain) {
     sync_page *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_page);
     s->chain = chain;
@@ -694,7 +710,8 @@ static int l_stats(lua_State *L) {
     lf_engine_stats(le->e, &st);
     lua_createtable(L, 0, 8);
     lua_createtable(L, 0, LF_CODE__COUNT);
-    for (int c = 0; c < LF_CODE__COUNT; c++) set_count(L, lf_code_name(c), st.transitions[c]);
+    for (int c = 0; c < LF_CODE__COUNT; c++)
+        set_count(L, lf_code_name(c), st.transitions[c]);
     lua_setfield(L, -2, "transitions");
     set_count(L, "guard_evals", st.guard_evals);
     set_count(L, "guard_ns", st.guard_ns);

@@ -36,7 +36,8 @@ typedef struct rule_ctx {
     const char *fnkey;          /* "check" or "run" */
 } rule_ctx;
 
-static void rproblem(rule_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rproblem(rule_ctx *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void rproblem(rule_ctx *x, const char *fmt, ...) {
     char msg[512];
@@ -109,7 +110,8 @@ static void get_names(rule_ctx *x, const char *key, lf_strset *set, lf_buf *text
         if (lua_type(L, v) == LUA_TTABLE) lua_rawgeti(L, v, i);
         else lua_pushvalue(L, v);
         size_t len;
-        const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        const char *s =
+            lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (!s || len == 0) {
             ok = false;
         } else {
@@ -117,8 +119,7 @@ static void get_names(rule_ctx *x, const char *key, lf_strset *set, lf_buf *text
             const char *star = strchr(s, '*');
             if (star && (!pattern || star != s + len - 1))
                 rproblem(x, "on.%s: '*' may only end a trigger pattern ('%s')", key, s);
-            else
-                strset_add(set, s, pattern);
+            else strset_add(set, s, pattern);
             lf_buf_puts(text, i > 1 ? "|" : "");
             lf_buf_puts(text, s);
         }
@@ -135,7 +136,8 @@ static void get_filter(rule_ctx *x, lf_rule *rule) {
     bool route = rule->kind == LF_RULE_ROUTE;
     const char *const *keys = route ? ekeys : tkeys;
     int nkeys = route ? 3 : 4;
-    const char *expected = route ? "event, action or source" : "from, to, trigger or workflow";
+    const char *expected =
+        route ? "event, action or source" : "from, to, trigger or workflow";
     const char *fields = route ? "event, action, source" : "from, to, trigger, workflow";
     lf_strset *sets[4] = {&f->from, &f->to, &f->trigger, &f->workflow};
     if (route) {
@@ -158,7 +160,8 @@ static void get_filter(rule_ctx *x, lf_rule *rule) {
             if (!known)
                 rproblem(x, "on: unknown filter '%s' (expected %s)",
                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : luaL_typename(L, -1), expected);
+                                                        : luaL_typename(L, -1),
+                         expected);
         }
         /* In a fixed order, so the readable form is stable. */
         for (int i = 0; i < nkeys; i++) {
@@ -200,8 +203,8 @@ static void check_fields(rule_ctx *x) {
 }
 
 static bool name_char(char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '_' || ch == '.';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
 }
 
 /* Names show up in actors ("hook:NAME"), config keys and audit entries:
@@ -219,8 +222,9 @@ static char *get_name(rule_ctx *x) {
         bool ok = true;
         for (const char *p = s; *p; p++) ok &= name_char(*p);
         if (ok) name = lf_xstrdup(s);
-        else rproblem(x, "%s name '%s' may only use letters, digits, '-', '_' and '.'",
-                      x->what, s);
+        else
+            rproblem(x, "%s name '%s' may only use letters, digits, '-', '_' and '.'",
+                     x->what, s);
     }
     lua_pop(L, 1);
     return name;
@@ -233,8 +237,7 @@ static int get_fn(rule_ctx *x, const char *key, const char *name, bool required)
     if (ty == LUA_TFUNCTION) return luaL_ref(L, LUA_REGISTRYINDEX);
     if (ty == LUA_TNIL && required)
         rproblem(x, "%s '%s' has no %s function", x->what, name ? name : "?", key);
-    else if (ty != LUA_TNIL)
-        rproblem(x, "%s must be a function", key);
+    else if (ty != LUA_TNIL) rproblem(x, "%s must be a function", key);
     lua_pop(L, 1);
     return LUA_NOREF;
 }
@@ -242,7 +245,10 @@ static int get_fn(rule_ctx *x, const char *key, const char *name, bool required)
 static int get_defaults(rule_ctx *x) {
     lua_State *L = x->L;
     int ty = rawfield(L, x->t, "defaults"), d = lua_gettop(L);
-    if (ty == LUA_TNIL) { lua_pop(L, 1); return LUA_NOREF; }
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return LUA_NOREF;
+    }
     if (ty != LUA_TTABLE) {
         rproblem(x, "defaults must be a table");
         lua_pop(L, 1);
@@ -257,7 +263,8 @@ static int get_defaults(rule_ctx *x) {
             break;
         }
         if (strcmp(lua_tostring(L, -1), "enabled") == 0)
-            rproblem(x, "defaults: 'enabled' is reserved (config.lua turns a %s off)", x->what);
+            rproblem(x, "defaults: 'enabled' is reserved (config.lua turns a %s off)",
+                     x->what);
     }
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
@@ -305,10 +312,12 @@ static bool unique(load_ctx *c, const lf_rule *rule) {
 static void add_rule(lf_rules *r, const lf_rule *rule) {
     r->rules = lf_xrealloc(r->rules, (size_t)(r->nrules + 1) * sizeof *r->rules);
     r->rules[r->nrules] = *rule;
-    int **list = rule->kind == LF_RULE_GUARD ? &r->guards
-               : rule->kind == LF_RULE_HOOK ? &r->hooks : &r->routes;
-    int *n = rule->kind == LF_RULE_GUARD ? &r->nguards
-           : rule->kind == LF_RULE_HOOK ? &r->nhooks : &r->nroutes;
+    int **list = rule->kind == LF_RULE_GUARD  ? &r->guards
+                 : rule->kind == LF_RULE_HOOK ? &r->hooks
+                                              : &r->routes;
+    int *n = rule->kind == LF_RULE_GUARD  ? &r->nguards
+             : rule->kind == LF_RULE_HOOK ? &r->nhooks
+                                          : &r->nroutes;
     *list = lf_xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
     (*list)[(*n)++] = r->nrules++;
 }
@@ -318,8 +327,13 @@ static void add_rule(lf_rules *r, const lf_rule *rule) {
 void lf_dsl_compile(load_ctx *c, int idx, int tag, int line) {
     lua_State *L = c->r->L;
     lf_rule_kind kind = tag == LF_TAG_POLICY ? LF_RULE_GUARD
-                      : tag == LF_TAG_HOOK ? LF_RULE_HOOK : LF_RULE_ROUTE;
-    rule_ctx x = {L, c, lua_absindex(L, idx), line, kind_word(kind),
+                        : tag == LF_TAG_HOOK ? LF_RULE_HOOK
+                                             : LF_RULE_ROUTE;
+    rule_ctx x = {L,
+                  c,
+                  lua_absindex(L, idx),
+                  line,
+                  kind_word(kind),
                   kind == LF_RULE_GUARD ? "check" : "run"};
     int before = c->nerr;
     lf_rule rule = {.kind = kind, .file = c->file, .line = line, .enabled = true};
@@ -414,7 +428,10 @@ static lf_rule *rule_named(lf_rules *r, const char *name) {
     return NULL;
 }
 
-typedef struct ckey { const char *name; int line; } ckey;
+typedef struct ckey {
+    const char *name;
+    int line;
+} ckey;
 
 static int cmp_ckey(const void *a, const void *b) {
     const ckey *x = a, *y = b;
@@ -461,17 +478,17 @@ static void check_settings(fin *f, lf_rule *rule, int idx, int line) {
             if (ty != LUA_TBOOLEAN)
                 fproblem(f, f->config_file, keys[i].line,
                          "config for '%s': enabled must be true or false", rule->name);
-            else
-                rule->enabled = lua_toboolean(L, -1);
+            else rule->enabled = lua_toboolean(L, -1);
         } else {
             int want = lua_getfield(L, defs, k);
             if (want == LUA_TNIL)
                 fproblem(f, f->config_file, keys[i].line,
                          "config for '%s': unknown setting '%s'", rule->name, k);
             else if (want != ty)
-                fproblem(f, f->config_file, keys[i].line,
-                         "config for '%s': setting '%s' must be a %s (like its default), not a %s",
-                         rule->name, k, lua_typename(L, want), lua_typename(L, ty));
+                fproblem(
+                    f, f->config_file, keys[i].line,
+                    "config for '%s': setting '%s' must be a %s (like its default), not a %s",
+                    rule->name, k, lua_typename(L, want), lua_typename(L, ty));
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -497,8 +514,7 @@ static void check_config(fin *f) {
         else if (lua_type(L, -1) != LUA_TTABLE)
             fproblem(f, f->config_file, keys[i].line,
                      "config for '%s' must be a table of settings", keys[i].name);
-        else
-            check_settings(f, rule, lua_gettop(L), keys[i].line);
+        else check_settings(f, rule, lua_gettop(L), keys[i].line);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -531,7 +547,8 @@ static void push_frozen(lua_State *L, int idx, int depth) {
 static void merge_frozen(lua_State *L, int dst, int src) {
     lua_pushnil(L);
     while (lua_next(L, src)) {
-        if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "enabled") == 0) {
+        if (lua_type(L, -2) == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -2), "enabled") == 0) {
             lua_pop(L, 1);
             continue;
         }
@@ -556,7 +573,8 @@ static void build_settings(fin *f, lf_rule *rule) {
     }
     if (f->config_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, f->config_ref);
-        if (lua_getfield(L, -1, rule->name) == LUA_TTABLE) merge_frozen(L, dst, lua_gettop(L));
+        if (lua_getfield(L, -1, rule->name) == LUA_TTABLE)
+            merge_frozen(L, dst, lua_gettop(L));
         lua_pop(L, 2);
     }
     lf_freeze_top(L);
@@ -580,7 +598,8 @@ static void run_validate(fin *f, const lf_rule *rule) {
         msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "invalid settings";
     if (msg) {
         int line = f->config_src ? key_line(f->config_src, rule->name, 1) : 0;
-        if (line) fproblem(f, f->config_file, line, "config for '%s': %s", rule->name, msg);
+        if (line)
+            fproblem(f, f->config_file, line, "config for '%s': %s", rule->name, msg);
         else fproblem(f, rule->file, rule->line, "defaults of '%s': %s", rule->name, msg);
     }
     lua_settop(L, top);
@@ -595,15 +614,16 @@ static int finish_p(lua_State *L) {
     return 0;
 }
 
-void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr,
-                   int config_file, const char *config_src, int config_ref) {
+void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr, int config_file,
+                   const char *config_src, int config_ref) {
     fin f = {r, errors, 0, config_file, config_src, config_ref};
     lua_State *L = r->L;
     lua_pushcfunction(L, finish_p);
     lua_pushlightuserdata(L, &f);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
         const char *m = lua_tostring(L, -1);
-        lf_buf_printf(errors, "%s: %s\n", config_file >= 0 ? r->files[config_file] : "policies",
+        lf_buf_printf(errors, "%s: %s\n",
+                      config_file >= 0 ? r->files[config_file] : "policies",
                       m ? m : "error");
         f.nerr++;
         lua_pop(L, 1);

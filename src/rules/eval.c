@@ -25,15 +25,15 @@
 /* Stack slots of the protected runner (1 is its light userdata). */
 enum { S_ALLOW = 2, S_VERDICT_MT, S_REQUEST_MT, S_FIELDS, S_PROXY };
 
-
 /* "<kind> NAME: <what went wrong>", from a failed lua_pcall. */
 static char *call_error(lua_State *L, int st, const char *kind, const char *name) {
     if (st == LUA_ERRMEM)
-        return lf_xprintf("%s %s: not enough memory (the policy memory limit was reached)",
-                       kind, name);
+        return lf_xprintf(
+            "%s %s: not enough memory (the policy memory limit was reached)", kind, name);
     if (lua_type(L, -1) == LUA_TSTRING)
         return lf_scrub(lf_xprintf("%s %s: %s", kind, name, lua_tostring(L, -1)));
-    return lf_xprintf("%s %s: (error object is a %s value)", kind, name, luaL_typename(L, -1));
+    return lf_xprintf("%s %s: (error object is a %s value)", kind, name,
+                      luaL_typename(L, -1));
 }
 
 static bool has_mt(lua_State *L, int idx, int mt_slot) {
@@ -98,7 +98,8 @@ static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
 
 /* The table at idx as the text of a JSON object (an empty table is {}),
  * or NULL with "WHAT: why" in err. */
-static char *object_text(lua_State *L, int idx, const char *what, char *err, size_t errlen) {
+static char *object_text(lua_State *L, int idx, const char *what, char *err,
+                         size_t errlen) {
     lf_buf b = LF_BUF_INIT;
     if (!lf_json_encode(L, idx, NULL, what, &b, err, errlen)) {
         lf_buf_free(&b);
@@ -138,17 +139,19 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
         return;
     }
     if (!has_mt(L, v, S_VERDICT_MT)) {
-        decide(j, g, false, lf_xprintf("guard %s: returned %s%s, not a verdict "
-                                    "(return allow() or deny(reason))", g->name,
-                                    lua_isnil(L, v) ? "" : "a ",
-                                    lua_isnil(L, v) ? "nothing" : luaL_typename(L, v)));
+        decide(j, g, false,
+               lf_xprintf("guard %s: returned %s%s, not a verdict "
+                          "(return allow() or deny(reason))",
+                          g->name, lua_isnil(L, v) ? "" : "a ",
+                          lua_isnil(L, v) ? "nothing" : luaL_typename(L, v)));
         return;
     }
     lua_getfield(L, v, "allow");
     lua_getfield(L, v, "reason");
     lua_getfield(L, v, "annotations");
     bool allow = lua_toboolean(L, v + 1);
-    char *reason = lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
+    char *reason =
+        lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
     if (lua_type(L, v + 3) == LUA_TTABLE) {
         char err[300];
         char *text = object_text(L, v + 3, "annotations", err, sizeof err);
@@ -173,7 +176,8 @@ static int evaluate_p(lua_State *L) {
     const char *wf = in->record ? in->record->workflow : NULL;
     for (int i = 0; i < r->nguards; i++) {
         const lf_rule *g = &r->rules[r->guards[i]];
-        if (!g->enabled || !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
+        if (!g->enabled ||
+            !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
             continue;
         int st = call_rule(r, g);
         if (st == LUA_OK) take_verdict(j, g);
@@ -210,8 +214,13 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
         return;
     }
     lua_State *L = r->L;
-    lf_scope sc = {.rec = in->record, .from = in->from, .to = in->to, .trigger = in->trigger,
-                   .actor = in->actor, .now_us = in->now_us, .meta = in->metadata};
+    lf_scope sc = {.rec = in->record,
+                   .from = in->from,
+                   .to = in->to,
+                   .trigger = in->trigger,
+                   .actor = in->actor,
+                   .now_us = in->now_us,
+                   .meta = in->metadata};
     lf_scope_enter(r, &sc);
     lua_pushcfunction(L, evaluate_p);
     lua_pushlightuserdata(L, &j);
@@ -295,7 +304,8 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
     lua_getfield(L, idx, "metadata");
     if (lua_type(L, -1) == LUA_TTABLE) {
         char msg[300];
-        if (!(f->metadata = object_text(L, lua_gettop(L), "request metadata", msg, sizeof msg))) {
+        if (!(f->metadata =
+                  object_text(L, lua_gettop(L), "request metadata", msg, sizeof msg))) {
             *err = lf_xprintf("hook %s: %s", h->name, msg);
             lua_pop(L, 1);
             return false;
@@ -314,8 +324,8 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
 /* A notify{} at idx (checked when it was made) as a notification; false
  * (with *err set) if its body table cannot be encoded. A table goes out
  * as JSON, a string as it is. */
-static bool take_notification(lua_State *L, int idx, const lf_rule *h,
-                              lf_notification *n, char **err) {
+static bool take_notification(lua_State *L, int idx, const lf_rule *h, lf_notification *n,
+                              char **err) {
     memset(n, 0, sizeof *n);
     lua_getfield(L, idx, "body");
     lua_getfield(L, idx, "content_type");
@@ -388,11 +398,13 @@ static bool take_item(hook_job *j, const lf_rule *h, int idx, lua_Integer item,
     }
     if (item)
         *err = lf_xprintf("hook %s: item %lld of the returned list is not a request "
-                       "or a notification", h->name, (long long)item);
+                          "or a notification",
+                          h->name, (long long)item);
     else
         *err = lf_xprintf("hook %s: returned %s%s, not nil, a request, a notification "
-                       "or a list of them", h->name, lua_isnil(L, idx) ? "" : "a ",
-                       lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
+                          "or a list of them",
+                          h->name, lua_isnil(L, idx) ? "" : "a ",
+                          lua_isnil(L, idx) ? "nothing" : luaL_typename(L, idx));
     return false;
 }
 
@@ -467,9 +479,15 @@ void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *ou
         return;
     hook_job j = {r, ev, out, LF_BUF_INIT};
     lua_State *L = r->L;
-    lf_scope sc = {.hooks = true, .rec = ev->record, .from = ev->previous, .to = ev->state,
-                   .trigger = ev->trigger, .actor = ev->actor, .violation = ev->violation,
-                   .meta = ev->metadata, .decisions = ev->decisions};
+    lf_scope sc = {.hooks = true,
+                   .rec = ev->record,
+                   .from = ev->previous,
+                   .to = ev->state,
+                   .trigger = ev->trigger,
+                   .actor = ev->actor,
+                   .violation = ev->violation,
+                   .meta = ev->metadata,
+                   .decisions = ev->decisions};
     lf_scope_enter(r, &sc);
     lua_pushcfunction(L, hooks_p);
     lua_pushlightuserdata(L, &j);
@@ -497,13 +515,16 @@ void lf_hook_report_free(lf_hook_report *rep) {
 /* ---- listing ------------------------------------------------------------------------ */
 
 int lf_rules_count(const lf_rules *r, lf_rule_kind kind) {
-    return kind == LF_RULE_GUARD ? r->nguards : kind == LF_RULE_HOOK ? r->nhooks : r->nroutes;
+    return kind == LF_RULE_GUARD  ? r->nguards
+           : kind == LF_RULE_HOOK ? r->nhooks
+                                  : r->nroutes;
 }
 
 void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out) {
     memset(out, 0, sizeof *out);
-    const int *list = kind == LF_RULE_GUARD ? r->guards
-                    : kind == LF_RULE_HOOK ? r->hooks : r->routes;
+    const int *list = kind == LF_RULE_GUARD  ? r->guards
+                      : kind == LF_RULE_HOOK ? r->hooks
+                                             : r->routes;
     if (i < 0 || i >= lf_rules_count(r, kind)) return;
     const lf_rule *x = &r->rules[list[i]];
     out->kind = kind;

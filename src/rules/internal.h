@@ -25,17 +25,17 @@
 #include "../core/mem.h"
 #include "luajson.h"
 
-#define LF_RULES_MEM_LIMIT      (64u << 20)     /* bytes per lua_State */
-#define LF_RULES_CALL_BUDGET    1000000         /* instructions per call */
-#define LF_RULES_LOAD_BUDGET    10000000        /* instructions per file */
-#define LF_RULES_HOOK_EVERY     1000            /* instructions per tick */
-#define LF_RULES_CALL_MS        1000            /* wall-clock ms per call */
+#define LF_RULES_MEM_LIMIT (64u << 20)     /* bytes per lua_State */
+#define LF_RULES_CALL_BUDGET 1000000         /* instructions per call */
+#define LF_RULES_LOAD_BUDGET 10000000        /* instructions per file */
+#define LF_RULES_HOOK_EVERY 1000            /* instructions per tick */
+#define LF_RULES_CALL_MS 1000            /* wall-clock ms per call */
 
 /* Registry keys (light userdata would do as well; strings read better in
  * a debugger and cost nothing at run time: they are only used at load). */
-#define LF_REG_TAGS     "lf.tags"       /* weak: DSL table -> line*4 + kind */
-#define LF_REG_LIBS     "lf.libs"       /* module name -> compiled lib chunk */
-#define LF_REG_LOADED   "lf.loaded"     /* module name -> its value */
+#define LF_REG_TAGS "lf.tags"       /* weak: DSL table -> line*4 + kind */
+#define LF_REG_LIBS "lf.libs"       /* module name -> compiled lib chunk */
+#define LF_REG_LOADED "lf.loaded"     /* module name -> its value */
 
 /* What a DSL call tagged a table as; a tag is stored as
  * line * LF_TAG_KINDS + kind. */
@@ -45,7 +45,11 @@ enum { LF_TAG_WORKFLOW = 1, LF_TAG_POLICY = 2, LF_TAG_HOOK = 3, LF_TAG_ROUTE = 4
 /* The kinds of file in a policy directory, in the order of their
  * directories' names (the load order is the path order). */
 typedef enum lf_file_kind {
-    LF_FILE_CONFIG, LF_FILE_GUARD, LF_FILE_HOOK, LF_FILE_LIB, LF_FILE_ROUTE,
+    LF_FILE_CONFIG,
+    LF_FILE_GUARD,
+    LF_FILE_HOOK,
+    LF_FILE_LIB,
+    LF_FILE_ROUTE,
     LF_FILE_WORKFLOW
 } lf_file_kind;
 
@@ -160,8 +164,8 @@ void lf_set_env(lua_State *L, int fn);
 
 /* dsl.c */
 void lf_dsl_compile(load_ctx *c, int idx, int tag, int line);
-void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr,
-                   int config_file, const char *config_src, int config_ref);
+void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr, int config_file,
+                   const char *config_src, int config_ref);
 void lf_rule_free(lf_rule *rule);
 bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
                      const char *trigger, const char *workflow);
@@ -186,8 +190,8 @@ bool lf_json_push(lua_State *L, const char *json);
 /* The string member `key` of the top-level object of json[0..len),
  * unescaped into out (NUL-terminated); false if there is none, it is not
  * a string, or it does not fit in cap bytes. Decodes nothing else. */
-bool lf_json_member_string(const char *json, size_t len, const char *key,
-                           char *out, size_t cap);
+bool lf_json_member_string(const char *json, size_t len, const char *key, char *out,
+                           size_t cap);
 /* True if name is a string value (or, with keys, a key) of the top-level
  * object or array of json. */
 bool lf_json_mentions(const char *json, const char *name, bool keys);

@@ -38,7 +38,8 @@ typedef struct jd {
 } jd;
 
 static void ws(jd *d) {
-    while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
+    while (d->p < d->end &&
+           (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r'))
         d->p++;
 }
 
@@ -48,7 +49,9 @@ static int unescape(jd *d, char u[4]) {
     if (d->p >= d->end) return -1;
     char c = *d->p++;
     switch (c) {
-    case '"': case '\\': case '/': u[0] = c; return 1;
+    case '"':
+    case '\\':
+    case '/': u[0] = c; return 1;
     case 'b': u[0] = '\b'; return 1;
     case 'f': u[0] = '\f'; return 1;
     case 'n': u[0] = '\n'; return 1;
@@ -132,7 +135,10 @@ static bool members(jd *d, bool object) {
     char close = object ? '}' : ']';
     lua_createtable(L, object ? 0 : 4, object ? 4 : 0);
     ws(d);
-    if (d->p < d->end && *d->p == close) { d->p++; return true; }
+    if (d->p < d->end && *d->p == close) {
+        d->p++;
+        return true;
+    }
     for (;;) {
         ws(d);
         if (object) {
@@ -154,7 +160,10 @@ static bool members(jd *d, bool object) {
         }
         ws(d);
         if (d->p >= d->end) return false;
-        if (*d->p == close) { d->p++; return true; }
+        if (*d->p == close) {
+            d->p++;
+            return true;
+        }
         if (*d->p++ != ',') return false;
     }
 }
@@ -163,7 +172,8 @@ static bool value(jd *d) {
     if (d->p >= d->end) return false;
     luaL_checkstack(d->L, 4, "JSON nested too deeply");
     switch (*d->p) {
-    case '{': case '[': {
+    case '{':
+    case '[': {
         if (++d->depth > JSON_DEPTH) return false;
         bool ok = members(d, *d->p++ == '{');
         d->depth--;
@@ -290,13 +300,13 @@ const char *lf_json_member(const char *json, const char *key) {
     return json && lf_json_get(json, strlen(json), key, &v, &n) ? v : NULL;
 }
 
-bool lf_json_member_string(const char *json, size_t len, const char *key,
-                           char *out, size_t cap) {
+bool lf_json_member_string(const char *json, size_t len, const char *key, char *out,
+                           size_t cap) {
     const char *v;
     size_t n;
     lf_buf b = LF_BUF_INIT;
-    bool ok = cap > 0 && lf_json_get(json, len, key, &v, &n) && lf_json_string(v, n, &b) &&
-              b.len < cap && strlen(lf_buf_str(&b)) == b.len;
+    bool ok = cap > 0 && lf_json_get(json, len, key, &v, &n) &&
+              lf_json_string(v, n, &b) && b.len < cap && strlen(lf_buf_str(&b)) == b.len;
     if (ok) memcpy(out, lf_buf_str(&b), b.len + 1);
     lf_buf_free(&b);
     return ok;
@@ -354,9 +364,11 @@ static void enc_string(lf_buf *b, const char *s, size_t len) {
 /* Extends the path by a key or an index; returns the old length. */
 static size_t path_push(jenc *x, const char *key, lua_Integer index) {
     size_t old = x->plen;
-    int n = key ? snprintf(x->path + old, sizeof x->path - old, "%s%s", old ? "." : "", key)
-                : snprintf(x->path + old, sizeof x->path - old, "[%lld]", (long long)index);
-    if (n > 0) x->plen = old + (size_t)n < sizeof x->path ? old + (size_t)n : sizeof x->path - 1;
+    int n =
+        key ? snprintf(x->path + old, sizeof x->path - old, "%s%s", old ? "." : "", key)
+            : snprintf(x->path + old, sizeof x->path - old, "[%lld]", (long long)index);
+    if (n > 0)
+        x->plen = old + (size_t)n < sizeof x->path ? old + (size_t)n : sizeof x->path - 1;
     return old;
 }
 
@@ -399,7 +411,11 @@ static bool enc_array(jenc *x, int t, lua_Integer n) {
 }
 
 /* An object member: its key (owned by the table) and its value's text. */
-typedef struct member { const char *k; size_t klen; lf_buf v; } member;
+typedef struct member {
+    const char *k;
+    size_t klen;
+    lf_buf v;
+} member;
 
 static int cmp_members(const void *a, const void *b) {
     const member *x = a, *y = b;
@@ -420,7 +436,8 @@ static bool enc_object(jenc *x, int t) {
     while (ok && lua_next(L, t)) {
         if (lua_type(L, -2) != LUA_TSTRING) {
             char msg[128];
-            snprintf(msg, sizeof msg, "cannot encode a table with a %s key as JSON "
+            snprintf(msg, sizeof msg,
+                     "cannot encode a table with a %s key as JSON "
                      "(object keys must be strings; lists must be 1..n)",
                      luaL_typename(L, -2));
             lua_pop(L, 2);
@@ -458,13 +475,14 @@ static bool enc_table(jenc *x, int t) {
     const void *me = lua_topointer(x->L, t);
     for (int i = 0; i < x->depth; i++)
         if (x->open[i] == me)
-            return enc_fail(x, "cannot encode a table that contains itself (a cycle) as JSON");
+            return enc_fail(
+                x, "cannot encode a table that contains itself (a cycle) as JSON");
     if (x->depth == TO_JSON_DEPTH || !lua_checkstack(x->L, 6))
         return enc_fail(x, "tables nested too deeply to encode as JSON");
     x->open[x->depth++] = me;
     lua_Integer n = array_length(x->L, t);
     bool ok = n > 0 ? enc_array(x, t, n) : enc_object(x, t);
-    x->depth--;     /* the same table may appear twice, if not inside itself */
+    x->depth--; /* the same table may appear twice, if not inside itself */
     return ok;
 }
 
@@ -484,13 +502,15 @@ static bool enc_value(jenc *x, int idx) {
         }
         double d = lua_tonumber(L, idx);
         if (!isfinite(d)) return enc_fail(x, "cannot encode NaN or infinity as JSON");
-        char tmp[32];       /* the shortest form that reads back as the same double */
+        char tmp[32]; /* the shortest form that reads back as the same double */
         snprintf(tmp, sizeof tmp, "%.15g", d);
         if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
         lf_buf_puts(x->b, tmp);
         return true;
     }
-    case LUA_TBOOLEAN: lf_buf_puts(x->b, lua_toboolean(L, idx) ? "true" : "false"); return true;
+    case LUA_TBOOLEAN:
+        lf_buf_puts(x->b, lua_toboolean(L, idx) ? "true" : "false");
+        return true;
     case LUA_TTABLE: return enc_table(x, idx);
     case LUA_TLIGHTUSERDATA:
         if (x->null && lua_touserdata(L, idx) == x->null) {
@@ -506,8 +526,8 @@ static bool enc_value(jenc *x, int idx) {
     }
 }
 
-bool lf_json_encode(lua_State *L, int idx, const void *null, const char *what, lf_buf *out,
-                    char *err, size_t errlen) {
+bool lf_json_encode(lua_State *L, int idx, const void *null, const char *what,
+                    lf_buf *out, char *err, size_t errlen) {
     jenc x = {.L = L, .b = out, .null = null, .err = err, .errlen = errlen};
     x.plen = (size_t)snprintf(x.path, sizeof x.path, "%s", what ? what : "");
     if (x.plen >= sizeof x.path) x.plen = sizeof x.path - 1;

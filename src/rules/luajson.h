@@ -23,7 +23,7 @@ bool lf_json_decode(lua_State *L, const char *s, size_t len, const void *null,
  * userdata `null` (when not NULL) encodes as null. Returns true, or false
  * with "WHAT.path: problem" in err (what may be NULL) and out partly
  * written. Never raises, allocates nothing in Lua. */
-bool lf_json_encode(lua_State *L, int idx, const void *null, const char *what, lf_buf *out,
-                    char *err, size_t errlen);
+bool lf_json_encode(lua_State *L, int idx, const void *null, const char *what,
+                    lf_buf *out, char *err, size_t errlen);
 
 #endif

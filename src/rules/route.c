@@ -53,7 +53,8 @@ static int mark_newindex(lua_State *L) {
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
     lua_getmetatable(L, 1);
     lua_getfield(L, -1, "__name");
-    return luaL_error(L, "attempt to modify a read-only %s (field '%s')", lua_tostring(L, -1), k);
+    return luaL_error(L, "attempt to modify a read-only %s (field '%s')",
+                      lua_tostring(L, -1), k);
 }
 
 /* Replaces the table at the top with a userdata holding it, marked with
@@ -67,16 +68,24 @@ static void seal(lua_State *L) {
 }
 
 /* The fields a request constructor takes, and the Lua type of each. */
-typedef struct field { const char *name; int type; bool required; } field;
+typedef struct field {
+    const char *name;
+    int type;
+    bool required;
+} field;
 
-static const field create_fields[] = {
-    {"ref", LUA_TSTRING, true}, {"repo", LUA_TSTRING, false},
-    {"ref_number", LUA_TNUMBER, false}, {"labels", LUA_TTABLE, false},
-    {"metadata", LUA_TTABLE, false}, {"actor", LUA_TSTRING, false}, {NULL, 0, false}};
+static const field create_fields[] = {{"ref", LUA_TSTRING, true},
+                                      {"repo", LUA_TSTRING, false},
+                                      {"ref_number", LUA_TNUMBER, false},
+                                      {"labels", LUA_TTABLE, false},
+                                      {"metadata", LUA_TTABLE, false},
+                                      {"actor", LUA_TSTRING, false},
+                                      {NULL, 0, false}};
 
 static const field transition_fields[] = {
-    {"ref", LUA_TSTRING, true}, {"to", LUA_TSTRING, true}, {"trigger", LUA_TSTRING, true},
-    {"metadata", LUA_TTABLE, false}, {"actor", LUA_TSTRING, false}, {NULL, 0, false}};
+    {"ref", LUA_TSTRING, true},     {"to", LUA_TSTRING, true},
+    {"trigger", LUA_TSTRING, true}, {"metadata", LUA_TTABLE, false},
+    {"actor", LUA_TSTRING, false},  {NULL, 0, false}};
 
 /* Checks the argument table against `fields` and copies it into a fresh
  * request (so the route cannot change it after the fact through another
@@ -84,8 +93,8 @@ static const field transition_fields[] = {
  * ("trigerr") or a missing ref must not become a silently odd request. */
 static int make_request(lua_State *L, const char *op, const field *fields) {
     if (lua_type(L, 1) != LUA_TTABLE)
-        return luaL_error(L, "%s: expected a table, like %s { ref = ... }, not a %s", op, op,
-                          luaL_typename(L, 1));
+        return luaL_error(L, "%s: expected a table, like %s { ref = ... }, not a %s", op,
+                          op, luaL_typename(L, 1));
     lua_settop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -120,7 +129,9 @@ static int make_request(lua_State *L, const char *op, const field *fields) {
 }
 
 static int l_create(lua_State *L) { return make_request(L, "create", create_fields); }
-static int l_transition(lua_State *L) { return make_request(L, "transition", transition_fields); }
+static int l_transition(lua_State *L) {
+    return make_request(L, "transition", transition_fields);
+}
 
 /* ignore(why): the route looked and there is nothing to do; `why` is what
  * the sender is told (GitHub shows it in the delivery's response). */
@@ -164,7 +175,6 @@ void lf_route_builtins(lf_rules *r) {
 }
 
 /* ---- running the routes ---------------------------------------------------- */
-
 
 typedef struct route_job {
     lf_rules *r;
@@ -266,7 +276,8 @@ static char *field_str(lua_State *L, int req, const char *k, char **err) {
 /* The table field k of the request at req as JSON object text in *out;
  * NULL (with *out untouched) if absent, else an error message. `strings`:
  * every value must be a string (labels). */
-static char *field_object(lua_State *L, int req, const char *k, bool strings, char **out) {
+static char *field_object(lua_State *L, int req, const char *k, bool strings,
+                          char **out) {
     char err[300], *msg = NULL;
     if (lua_getfield(L, req, k) != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -274,8 +285,7 @@ static char *field_object(lua_State *L, int req, const char *k, bool strings, ch
     }
     int t = lua_gettop(L);
     lf_buf b = LF_BUF_INIT;
-    if (!lf_json_encode(L, t, NULL, k, &b, err, sizeof err))
-        msg = lf_xstrdup(err);
+    if (!lf_json_encode(L, t, NULL, k, &b, err, sizeof err)) msg = lf_xstrdup(err);
     else if (b.p[0] == '[')     /* (an empty table is an empty object) */
         msg = lf_xprintf("%s: must be a table of names to values, not a list", k);
     lua_pushnil(L);
@@ -309,7 +319,8 @@ static void free_request(lf_route_request *q) {
 
 /* The request at idx (made by create{} or transition{}) into *q; NULL or
  * an error message. The constructors checked the fields' types already. */
-static char *take_request(route_job *j, const lf_rule *rt, int sealed, lf_route_request *q) {
+static char *take_request(route_job *j, const lf_rule *rt, int sealed,
+                          lf_route_request *q) {
     lua_State *L = j->r->L;
     memset(q, 0, sizeof *q);
     lua_getiuservalue(L, sealed, 1);
@@ -376,8 +387,10 @@ static void take_result(route_job *j, const lf_rule *rt) {
     bool list = lua_type(L, v) == LUA_TTABLE && !lua_getmetatable(L, v);
     if (!list) lua_settop(L, v);
     if (!list && !has_mt(L, v, S_REQ_MT)) {
-        route_error(j, rt, lf_xprintf("returned a %s, not a request, a list of requests or "
-                                   "ignore(reason)", luaL_typename(L, v)));
+        route_error(j, rt,
+                    lf_xprintf("returned a %s, not a request, a list of requests or "
+                               "ignore(reason)",
+                               luaL_typename(L, v)));
         return;
     }
     lua_Integer n = list ? (lua_Integer)lua_rawlen(L, v) : 1;
@@ -392,10 +405,13 @@ static void take_result(route_job *j, const lf_rule *rt) {
         if (list) lua_rawgeti(L, v, k + 1);
         else lua_pushvalue(L, v);
         if (has_mt(L, -1, S_REQ_MT)) {
-            if ((err = take_request(j, rt, lua_gettop(L), &got[k]))) free_request(&got[k]);
+            if ((err = take_request(j, rt, lua_gettop(L), &got[k])))
+                free_request(&got[k]);
         } else {
-            err = lf_xprintf("item %lld of the returned list is not a request (create{} or "
-                          "transition{})", (long long)k + 1);
+            err =
+                lf_xprintf("item %lld of the returned list is not a request (create{} or "
+                           "transition{})",
+                           (long long)k + 1);
         }
         lua_pop(L, 1);
     }
@@ -427,7 +443,8 @@ static int routes_p(lua_State *L) {
     bool fresh = true;              /* S_PAYLOAD is unused so far */
     for (int i = 0; i < r->nroutes; i++) {
         const lf_rule *rt = &r->rules[r->routes[i]];
-        if (!rt->enabled || !lf_event_match(&rt->filter, j->ev->source, j->ev->name, j->action))
+        if (!rt->enabled ||
+            !lf_event_match(&rt->filter, j->ev->source, j->ev->name, j->action))
             continue;
         lua_pushcfunction(L, call_p);
         lua_pushlightuserdata(L, j);
@@ -475,8 +492,9 @@ void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out) {
                                             action, sizeof action);
     route_job j = {r, ev, has_action ? action : NULL, out, LF_BUF_INIT, LF_BUF_INIT};
     if (!count_matching(r, ev, j.action)) {     /* no Lua at all */
-        out->ignored = lf_xprintf("no route for %s%s%s", ev->name ? ev->name : "(unnamed event)",
-                               j.action ? "." : "", j.action ? j.action : "");
+        out->ignored =
+            lf_xprintf("no route for %s%s%s", ev->name ? ev->name : "(unnamed event)",
+                       j.action ? "." : "", j.action ? j.action : "");
         return;
     }
     lua_State *L = r->L;
@@ -493,7 +511,8 @@ void lf_rules_route(lf_rules *r, const lf_event *ev, lf_route_result *out) {
     /* A big payload's tables are garbage now; give the memory back before
      * the next event rather than whenever the collector gets round to it. */
     if (st != LUA_OK || ev->payload_len > (1u << 20)) lua_gc(L, LUA_GCCOLLECT);
-    if (!out->nrequests && j.reasons.len) out->ignored = lf_scrub(lf_buf_steal(&j.reasons));
+    if (!out->nrequests && j.reasons.len)
+        out->ignored = lf_scrub(lf_buf_steal(&j.reasons));
     if (j.errors.len) out->error = lf_scrub(lf_buf_steal(&j.errors));
     lf_buf_free(&j.reasons);
     lf_buf_free(&j.errors);

@@ -39,11 +39,11 @@
 #define LF_DATADIR "/usr/local/share/loopforge"
 #endif
 
-#define LF_RULES_MAX_DEPTH      8               /* subdirectory nesting */
+#define LF_RULES_MAX_DEPTH 8               /* subdirectory nesting */
 
 char *lf_scrub(char *msg) {
     static const char *const kinds[] = {"table: 0x", "function: 0x", "userdata: 0x",
-                                         "thread: 0x", "function: builtin: 0x"};
+                                        "thread: 0x", "function: builtin: 0x"};
     char *w = msg;
     for (const char *p = msg; *p;) {
         size_t skip = 0;
@@ -149,7 +149,11 @@ static int last_code_line(const char *s, size_t len) {
     bool start = true;              /* only blanks so far on this line */
     for (size_t i = 0; i < len; i++) {
         char ch = s[i];
-        if (ch == '\n') { line++; start = true; continue; }
+        if (ch == '\n') {
+            line++;
+            start = true;
+            continue;
+        }
         if (!start || ch == ' ' || ch == '\t' || ch == '\r') continue;
         start = false;
         if (!(ch == '-' && i + 1 < len && s[i + 1] == '-')) last = line;
@@ -243,7 +247,8 @@ static void get_initial(wf_ctx *w) {
     if (ty == LUA_TNIL) wf_problem(w, "workflow has no initial state");
     else if (ty != LUA_TSTRING) wf_problem(w, "initial must be a state name");
     else if ((w->wf->initial = lf_workflow_state(w->wf, lua_tostring(w->L, -1))) < 0)
-        wf_problem(w, "initial state '%s' is not a declared state", lua_tostring(w->L, -1));
+        wf_problem(w, "initial state '%s' is not a declared state",
+                   lua_tostring(w->L, -1));
     lua_pop(w->L, 1);
 }
 
@@ -262,8 +267,7 @@ static void get_terminal(wf_ctx *w) {
             else if ((s = lf_workflow_state(w->wf, lua_tostring(L, -1))) < 0)
                 wf_problem(w, "terminal state '%s' is not a declared state",
                            lua_tostring(L, -1));
-            else
-                w->wf->terminal[s] = true;
+            else w->wf->terminal[s] = true;
             lua_pop(L, 1);
         }
     }
@@ -393,10 +397,13 @@ static int compile_results(lua_State *L) {
         compile_one(c, 2, tag, line);
         return 0;
     }
-    lua_Integer n = !tag && lua_type(L, 2) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, 2) : 0;
+    lua_Integer n =
+        !tag && lua_type(L, 2) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, 2) : 0;
     if (n == 0) {
-        lf_problem(c, c->last_line, "file does not return a %s (expected `return %s { ... }` "
-                   "or a list of them)", want, want);
+        lf_problem(c, c->last_line,
+                   "file does not return a %s (expected `return %s { ... }` "
+                   "or a list of them)",
+                   want, want);
         return 0;
     }
     for (lua_Integer i = 1; i <= n; i++) {
@@ -405,8 +412,7 @@ static int compile_results(lua_State *L) {
         if ((tag = lf_tag_of(L, top, &line)) != c->expect)
             lf_problem(c, c->last_line, "item %lld of the returned list is not a %s",
                        (long long)i, want);
-        else
-            compile_one(c, top, tag, line);
+        else compile_one(c, top, tag, line);
         lua_settop(L, top - 1);
     }
     return 0;
@@ -418,7 +424,8 @@ static int config_result(lua_State *L) {
     load_ctx *c = lua_touserdata(L, 1);
     int *ref = lua_touserdata(L, 3);
     if (lua_type(L, 2) != LUA_TTABLE || lf_tag_of(L, 2, &(int){0})) {
-        problem(c, c->last_line, "config.lua must return a table of settings keyed by "
+        problem(c, c->last_line,
+                "config.lua must return a table of settings keyed by "
                 "policy, hook or route name");
         return 0;
     }
@@ -459,7 +466,8 @@ static int run_file_p(lua_State *L) {
     int st = lua_pcall(L, 0, 1, fn);
     if (st != LUA_OK) {
         const char *m = lua_tostring(L, -1);
-        if (st == LUA_ERRMEM) m = "not enough memory (the policy memory limit was reached)";
+        if (st == LUA_ERRMEM)
+            m = "not enough memory (the policy memory limit was reached)";
         lua_problem(c, shortsrc, m, 1);
         return 0;
     }
@@ -517,12 +525,14 @@ static void compile_lib(load_ctx *c, const char *libdir, const char *src, size_t
     lua_State *L = c->r->L;
     lf_buf name = LF_BUF_INIT;
     const char *rel = c->path + strlen(libdir) + 1;
-    for (const char *p = rel; p < rel + strlen(rel) - 4; p++) lf_buf_putc(&name, *p == '/' ? '.' : *p);
+    for (const char *p = rel; p < rel + strlen(rel) - 4; p++)
+        lf_buf_putc(&name, *p == '/' ? '.' : *p);
     for (const char *p = lf_buf_str(&name); *p; p++) {
         bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
                   (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.';
         if (!ok) {
-            lf_problem(c, 1, "'%s' is not a valid module name (letters, digits, '-', '_')",
+            lf_problem(c, 1,
+                       "'%s' is not a valid module name (letters, digits, '-', '_')",
                        lf_buf_str(&name));
             lf_buf_free(&name);
             return;
@@ -586,9 +596,13 @@ static int scan(const char *dir, path_list *out, lf_file_kind kind, int depth) {
 /* The optional parts of DIR; an unreadable one is a problem, a missing
  * one is not. Returns the number of problems. */
 static int scan_optional(const char *dir, path_list *out, lf_buf *errors) {
-    static const struct { const char *sub; lf_file_kind kind; } parts[] = {
-        {"guards", LF_FILE_GUARD}, {"hooks", LF_FILE_HOOK}, {"lib", LF_FILE_LIB},
-        {"routes", LF_FILE_ROUTE}};
+    static const struct {
+        const char *sub;
+        lf_file_kind kind;
+    } parts[] = {{"guards", LF_FILE_GUARD},
+                 {"hooks", LF_FILE_HOOK},
+                 {"lib", LF_FILE_LIB},
+                 {"routes", LF_FILE_ROUTE}};
     int nerr = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
         lf_buf p = LF_BUF_INIT;
@@ -624,7 +638,6 @@ static void sort_paths(path_list *l) {
     }
 }
 
-
 /* $LOOPFORGE_LUA_PATH, else ./lua if it is there, else the installed one. */
 static char *resolve_lua_dir(const char *given) {
     if (given) return lf_xstrdup(given);
@@ -656,8 +669,8 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < r->nfiles; i++) {
             if (!srcs[i] || (pass == 0) != (r->file_kind[i] == LF_FILE_LIB)) continue;
-            static const int expect[] = {0, LF_TAG_POLICY, LF_TAG_HOOK, 0, LF_TAG_ROUTE,
-                                         LF_TAG_WORKFLOW};
+            static const int expect[] = {0, LF_TAG_POLICY, LF_TAG_HOOK,
+                                         0, LF_TAG_ROUTE,  LF_TAG_WORKFLOW};
             load_ctx c = {r, r->files[i], i, 1, errors, 0, expect[r->file_kind[i]]};
             if (pass == 0) {
                 compile_lib(&c, lf_buf_str(&libdir), srcs[i], lens[i]);
@@ -684,7 +697,7 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
     memset(r, 0, sizeof *r);
     r->mem_limit = limits && limits->memory ? limits->memory : LF_RULES_MEM_LIMIT;
     r->call_budget = limits && limits->instructions ? (long)limits->instructions
-                                                   : LF_RULES_CALL_BUDGET;
+                                                    : LF_RULES_CALL_BUDGET;
     r->call_ms = limits && limits->time_ms ? (long)limits->time_ms : LF_RULES_CALL_MS;
 
     lf_buf root = LF_BUF_INIT, wdir = LF_BUF_INIT;
@@ -698,8 +711,7 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
     if (files.n == 0) {
         if (scanned < 0 && errno != ENOENT)
             lf_buf_printf(errors, "%s: %s\n", lf_buf_str(&wdir), strerror(errno));
-        else
-            lf_buf_printf(errors, "%s: no workflow files\n", lf_buf_str(&wdir));
+        else lf_buf_printf(errors, "%s: no workflow files\n", lf_buf_str(&wdir));
         lf_buf_free(&wdir);
         lf_buf_free(&root);
         free(files.v);
@@ -716,8 +728,10 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
     r->lua_dir = resolve_lua_dir(lua_dir);
 
     if (!lf_sandbox_new(r)) {
-        lf_buf_printf(errors, "%s: the policy memory limit (%zu bytes) leaves no room to "
-                      "start Lua\n", lf_buf_str(&root), r->mem_limit);
+        lf_buf_printf(errors,
+                      "%s: the policy memory limit (%zu bytes) leaves no room to "
+                      "start Lua\n",
+                      lf_buf_str(&root), r->mem_limit);
         lf_buf_free(&root);
         lf_rules_free(r);
         return NULL;

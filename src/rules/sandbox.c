@@ -61,9 +61,9 @@ static int raise_spent(lua_State *L) {
 static void spend(lua_State *L, const char *what, lua_Debug *ar) {
     lf_rules *r = rules_of(L);
     if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-        snprintf(r->spent, sizeof r->spent, "%s:%d: %s", ar->short_src, ar->currentline, what);
-    else
-        snprintf(r->spent, sizeof r->spent, "%s", what);
+        snprintf(r->spent, sizeof r->spent, "%s:%d: %s", ar->short_src, ar->currentline,
+                 what);
+    else snprintf(r->spent, sizeof r->spent, "%s", what);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
 }
 
@@ -76,12 +76,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     if (!r->spent[0]) {
         if (lua_gethookcount(L) != LF_RULES_HOOK_EVERY)    /* armed by a spent call */
             lua_sethook(L, budget_hook, LUA_MASKCOUNT, LF_RULES_HOOK_EVERY);
-        if (--r->ticks_left < 0)
-            spend(L, "instruction budget exceeded", ar);
+        if (--r->ticks_left < 0) spend(L, "instruction budget exceeded", ar);
         else if ((int64_t)lf_mono_ns() > r->deadline_ns)
             spend(L, "time budget exceeded", ar);
-        else
-            return;
+        else return;
     }
     raise_spent(L);
 }
@@ -246,7 +244,8 @@ int lf_tag_of(lua_State *L, int idx, int *line) {
 
 static void check_opt_table(lua_State *L, int arg, const char *fn, const char *what) {
     if (!lua_isnoneornil(L, arg) && lua_type(L, arg) != LUA_TTABLE)
-        luaL_error(L, "%s: %s must be a table, not a %s", fn, what, luaL_typename(L, arg));
+        luaL_error(L, "%s: %s must be a table, not a %s", fn, what,
+                   luaL_typename(L, arg));
 }
 
 /* allow() with nothing to add is by far the commonest verdict: it returns
@@ -296,9 +295,10 @@ static bool plain_string(lua_State *L, int arg) {
 static int l_request(lua_State *L) {
     if (!plain_string(L, 1))
         return luaL_error(L, "request: the target state must be a non-empty string "
-                          "with no NUL");
+                             "with no NUL");
     if (!plain_string(L, 2))
-        return luaL_error(L, "request: the trigger must be a non-empty string with no NUL");
+        return luaL_error(L,
+                          "request: the trigger must be a non-empty string with no NUL");
     check_opt_table(L, 3, "request", "metadata");
     lua_settop(L, 3);
     lua_createtable(L, 0, 3);
@@ -320,22 +320,24 @@ static int l_request(lua_State *L) {
 static int l_notify(lua_State *L) {
     static const char *const fields[] = {"url", "body", "content_type", "timeout_ms"};
     if (lua_gettop(L) != 1 || lua_type(L, 1) != LUA_TTABLE)
-        return luaL_error(L, "notify: expects one table: notify{ url = ..., body = ... }");
+        return luaL_error(L,
+                          "notify: expects one table: notify{ url = ..., body = ... }");
     lua_settop(L, 1);
     for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
         size_t i = 0, n = sizeof fields / sizeof *fields;
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         while (i < n && strcmp(k, fields[i]) != 0) i++;
         if (i == n)     /* a typo would otherwise silently drop a setting */
-            return luaL_error(L, "notify: unknown field '%s' (fields: url, body, "
-                              "content_type, timeout_ms)", lua_type(L, -2) == LUA_TSTRING ?
-                              k : luaL_typename(L, -2));
+            return luaL_error(L,
+                              "notify: unknown field '%s' (fields: url, body, "
+                              "content_type, timeout_ms)",
+                              lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
     }
     lua_getfield(L, 1, "url");                                  /* 2 */
     const char *url = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
     if (!url || strncasecmp(url, "http://", 7) != 0 || !url[7] || url[7] == '/')
         return luaL_error(L, "notify: url must be an http://HOST[:PORT]/PATH string "
-                          "(https is not supported)");
+                             "(https is not supported)");
     int bt = lua_getfield(L, 1, "body");                        /* 3 */
     if (bt != LUA_TNIL && bt != LUA_TSTRING && bt != LUA_TTABLE)
         return luaL_error(L, "notify: body must be a string or a table, not a %s",
@@ -379,7 +381,8 @@ static int digits(const char *s, int n) {
 static int parse_time(const char *s, double *out) {
     size_t n = strlen(s);
     if (n < 10 || s[4] != '-' || s[7] != '-') return -1;
-    int Y = digits(s, 4), M = digits(s + 5, 2), D = digits(s + 8, 2), h = 0, m = 0, sec = 0;
+    int Y = digits(s, 4), M = digits(s + 5, 2), D = digits(s + 8, 2), h = 0, m = 0,
+        sec = 0;
     double frac = 0;
     if (n > 10) {
         if (n < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[n - 1] != 'Z')
@@ -397,8 +400,12 @@ static int parse_time(const char *s, double *out) {
     if (Y < 0 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 || m < 0 ||
         m > 59 || sec < 0 || sec > 60)
         return -1;
-    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
-                    .tm_hour = h, .tm_min = m, .tm_sec = sec};
+    struct tm tm = {.tm_year = Y - 1900,
+                    .tm_mon = M - 1,
+                    .tm_mday = D,
+                    .tm_hour = h,
+                    .tm_min = m,
+                    .tm_sec = sec};
     *out = (double)timegm(&tm) + frac;
     return 0;
 }
@@ -419,7 +426,8 @@ static int l_parse_time(lua_State *L) {
  * any call's budget; policies get setmetatable without __gc. */
 static int l_setmetatable(lua_State *L) {
     if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
-        return luaL_error(L, "setmetatable: __gc metamethods are not allowed in policies");
+        return luaL_error(L,
+                          "setmetatable: __gc metamethods are not allowed in policies");
     lua_settop(L, 2);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -461,7 +469,6 @@ static bool valid_modname(const char *s) {
     return seg;
 }
 
-
 /* Pushes the chunk of module `name` from the Lua library directory, or
  * returns false (nothing pushed) if there is none. Syntax errors raise. */
 static bool lua_dir_module(lua_State *L, lf_rules *r, const char *name) {
@@ -472,7 +479,10 @@ static bool lua_dir_module(lua_State *L, lf_rules *r, const char *name) {
     lf_buf_puts(&p, ".lua");
     size_t len = 0;
     char *src = lf_read_file(lf_buf_str(&p), &len);
-    if (!src) { lf_buf_free(&p); return false; }
+    if (!src) {
+        lf_buf_free(&p);
+        return false;
+    }
     bool ok = load_chunk(L, src, len, lf_buf_str(&p));
     free(src);
     lf_buf_free(&p);
@@ -489,8 +499,7 @@ static int l_require(lua_State *L) {
     lf_rules *r = rules_of(L);
     const char *name = luaL_checkstring(L, 1);
     lua_settop(L, 1);
-    if (!valid_modname(name))
-        return luaL_error(L, "require: bad module name '%s'", name);
+    if (!valid_modname(name)) return luaL_error(L, "require: bad module name '%s'", name);
     lua_getfield(L, LUA_REGISTRYINDEX, LF_REG_LOADED);         /* 2 */
     if (lua_getfield(L, 2, name) != LUA_TNIL) {                 /* 3 */
         if (lua_touserdata(L, 3) == &loading)
@@ -502,8 +511,10 @@ static int l_require(lua_State *L) {
     if (lua_getfield(L, 3, name) != LUA_TFUNCTION) {            /* 4 */
         lua_pop(L, 1);
         if (!lua_dir_module(L, r, name))
-            return luaL_error(L, "module '%s' not found (policies can only require "
-                              "modules under lib/ and the Lua library directory)", name);
+            return luaL_error(L,
+                              "module '%s' not found (policies can only require "
+                              "modules under lib/ and the Lua library directory)",
+                              name);
     }
     lua_pushlightuserdata(L, &loading);
     lua_setfield(L, 2, name);
@@ -681,8 +692,8 @@ static int setup_p(lua_State *L) {
 
     /* Shared tables are read-only: one policy must not be able to change
      * string.format (or the string metatable) under every other one. */
-    static const char *const libs[] = {
-        LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME, LUA_OSLIBNAME};
+    static const char *const libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                       LUA_UTF8LIBNAME, LUA_OSLIBNAME};
     for (size_t i = 0; i < sizeof libs / sizeof *libs; i++) freeze_global(L, libs[i]);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);

@@ -81,7 +81,8 @@ static void push_entry(lua_State *L, const lf_hist *h) {
 }
 
 /* A JSON field of the record, as a table cached in the view for this call. */
-static int push_cached(lua_State *L, lf_rules *r, lf_view *v, int slot, const char *text) {
+static int push_cached(lua_State *L, lf_rules *r, lf_view *v, int slot,
+                       const char *text) {
     if (v->stamp[slot] == r->call) {
         lua_getiuservalue(L, 1, slot);
         return 1;
@@ -148,26 +149,57 @@ static int view_index(lua_State *L) {
     const lf_record *rec = live(L, r, v);
     size_t n = 0;
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : "";
-    if (KEY("state")) { push_str(L, rec->state); return 1; }
-    if (KEY("auto_merge")) { lua_pushboolean(L, rec->auto_merge); return 1; }
-    if (KEY("metadata"))
-        return push_cached(L, r, v, SLOT_META, rec->metadata);
-    if (KEY("labels"))
-        return push_cached(L, r, v, SLOT_LABELS, rec->labels);
+    if (KEY("state")) {
+        push_str(L, rec->state);
+        return 1;
+    }
+    if (KEY("auto_merge")) {
+        lua_pushboolean(L, rec->auto_merge);
+        return 1;
+    }
+    if (KEY("metadata")) return push_cached(L, r, v, SLOT_META, rec->metadata);
+    if (KEY("labels")) return push_cached(L, r, v, SLOT_LABELS, rec->labels);
     if (KEY("transitions")) return push_hist(L, v);
-    if (KEY("ci_status"))
-        return push_cached(L, r, v, SLOT_CI, rec->ci_status);
-    if (KEY("record_id")) { lua_pushstring(L, rec->id); return 1; }
-    if (KEY("ref")) { push_str(L, rec->ref); return 1; }
-    if (KEY("ref_number")) return push_int_or_nil(L, rec->has_ref_number, rec->ref_number);
-    if (KEY("repo")) { push_str(L, rec->repo); return 1; }
-    if (KEY("pr_url")) { push_str(L, rec->pr_url); return 1; }
+    if (KEY("ci_status")) return push_cached(L, r, v, SLOT_CI, rec->ci_status);
+    if (KEY("record_id")) {
+        lua_pushstring(L, rec->id);
+        return 1;
+    }
+    if (KEY("ref")) {
+        push_str(L, rec->ref);
+        return 1;
+    }
+    if (KEY("ref_number"))
+        return push_int_or_nil(L, rec->has_ref_number, rec->ref_number);
+    if (KEY("repo")) {
+        push_str(L, rec->repo);
+        return 1;
+    }
+    if (KEY("pr_url")) {
+        push_str(L, rec->pr_url);
+        return 1;
+    }
     if (KEY("pr_number")) return push_int_or_nil(L, rec->has_pr_number, rec->pr_number);
-    if (KEY("created_at")) { lua_pushstring(L, rec->created_at); return 1; }
-    if (KEY("updated_at")) { lua_pushstring(L, rec->updated_at); return 1; }
-    if (KEY("closed_at")) { push_str(L, rec->closed_at[0] ? rec->closed_at : NULL); return 1; }
-    if (KEY("workflow")) { push_str(L, rec->workflow); return 1; }
-    if (KEY("version")) { lua_pushinteger(L, (lua_Integer)rec->version); return 1; }
+    if (KEY("created_at")) {
+        lua_pushstring(L, rec->created_at);
+        return 1;
+    }
+    if (KEY("updated_at")) {
+        lua_pushstring(L, rec->updated_at);
+        return 1;
+    }
+    if (KEY("closed_at")) {
+        push_str(L, rec->closed_at[0] ? rec->closed_at : NULL);
+        return 1;
+    }
+    if (KEY("workflow")) {
+        push_str(L, rec->workflow);
+        return 1;
+    }
+    if (KEY("version")) {
+        lua_pushinteger(L, (lua_Integer)rec->version);
+        return 1;
+    }
     /* A misspelt field would otherwise read as nil and quietly change what
      * the policy decides. */
     return luaL_error(L, "the record has no field '%s'",
@@ -266,10 +298,11 @@ static int l_has_label(lua_State *L) {
 enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, NFIELDS };
 #define PER_CALL ((1u << F_META) | (1u << F_DECISIONS))
 
-static const char *const t_names[NFIELDS] = {
-    "from", "to", "trigger", "actor", "now", "record", "metadata", NULL};
-static const char *const e_names[NFIELDS] = {
-    "previous", "state", "trigger", "actor", "violation", "record", "metadata", "decisions"};
+static const char *const t_names[NFIELDS] = {"from", "to",     "trigger",  "actor",
+                                             "now",  "record", "metadata", NULL};
+static const char *const e_names[NFIELDS] = {"previous", "state",     "trigger",
+                                             "actor",    "violation", "record",
+                                             "metadata", "decisions"};
 
 static int field_id(const char *const *names, const char *k, size_t n) {
     for (int i = 0; i < NFIELDS; i++)
@@ -305,7 +338,8 @@ static int ctx_index(lua_State *L) {
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : "";
     int f = field_id(hooks ? e_names : t_names, k, n);
     if (f < 0)
-        return luaL_error(L, "%s has no field '%s'", hooks ? "the event" : "the transition",
+        return luaL_error(L, "%s has no field '%s'",
+                          hooks ? "the event" : "the transition",
                           lua_type(L, 2) == LUA_TSTRING ? k : luaL_typename(L, 2));
     if (!r->in_scope) return luaL_error(L, "called outside a guard or hook call");
     push_field(L, r, f, hooks);
@@ -340,12 +374,11 @@ static int ctx_newindex(lua_State *L) {
 
 /* Makes the proxy (registry ref *proxy) and its field table (*fields). */
 static void make_ctx(lua_State *L, bool hooks, int *proxy, int *fields) {
-    static const luaL_Reg methods[] = {
-        {"count_entered", l_count_entered},
-        {"count_transitions", l_count_transitions},
-        {"last_entry", l_last_entry},
-        {"has_label", l_has_label},
-        {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"count_entered", l_count_entered},
+                                       {"count_transitions", l_count_transitions},
+                                       {"last_entry", l_last_entry},
+                                       {"has_label", l_has_label},
+                                       {NULL, NULL}};
     lua_createtable(L, 0, 16);                         /* fields */
     luaL_setfuncs(L, methods, 0);
     lua_createtable(L, 0, 1);

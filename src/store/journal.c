@@ -70,7 +70,8 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
  * fired while another process held the lock. */
 static int journal_lock(lf_journal *j, int op) {
     int rc;
-    do rc = flock(j->fd, op); while (rc < 0 && errno == EINTR);
+    do rc = flock(j->fd, op);
+    while (rc < 0 && errno == EINTR);
     return rc;
 }
 
@@ -92,8 +93,8 @@ static int mkdir_parents(const char *path, char *err, size_t errlen) {
         *s = '\0';
         if (mkdir(p, 0777) < 0 && errno != EEXIST &&
             !(stat(p, &st) == 0 && S_ISDIR(st.st_mode))) {
-            seterr(err, errlen, "journal %s: cannot create directory %s: %s",
-                   path, p, strerror(errno));
+            seterr(err, errlen, "journal %s: cannot create directory %s: %s", path, p,
+                   strerror(errno));
             free(p);
             return -1;
         }
@@ -123,22 +124,20 @@ static int sync_parent(const char *path, char *err, size_t errlen) {
  * record version that does not follow), which is what turns a duplicated
  * or reordered line into an error here. Hashes are not checked: that is
  * `audit --verify`'s job, over the same stored bytes. */
-static int journal_fold(lf_journal *j, const char *line, size_t len,
-                        char *err, size_t errlen) {
+static int journal_fold(lf_journal *j, const char *line, size_t len, char *err,
+                        size_t errlen) {
     char why[256];
     lf_entry_doc doc;
     uint64_t lineno = j->lines + 1;
 
     if (lf_entry_parse(line, len, &doc, why, sizeof why) < 0) {
-        seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno,
-               why);
+        seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
         return -1;
     }
     int rc = lf_memdb_apply(j->db, &doc.e, line, len, why, sizeof why);
     lf_entry_doc_free(&doc);
     if (rc < 0) {
-        seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno,
-               why);
+        seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
         return -1;
     }
     j->lines++;
@@ -154,8 +153,10 @@ static int journal_cut(lf_journal *j, off_t size, char *err, size_t errlen) {
             "(%jd bytes at offset %jd)\n",
             j->path, (intmax_t)(size - j->end), (intmax_t)j->end);
     if (ftruncate(j->fd, j->end) < 0 || fdatasync(j->fd) < 0) {
-        seterr(err, errlen, "journal %s: cannot cut off the torn last "
-               "entry: %s", j->path, strerror(errno));
+        seterr(err, errlen,
+               "journal %s: cannot cut off the torn last "
+               "entry: %s",
+               j->path, strerror(errno));
         return -1;
     }
     return 0;
@@ -183,9 +184,10 @@ static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
     if (st.st_size < j->end) {
         /* Only a torn tail is ever cut, and we never fold one: a file
          * shorter than what we folded was rewritten behind our back. */
-        seterr(err, errlen, "journal %s: shrank from %jd to %jd bytes "
-               "(modified by something other than loopforge?)", j->path,
-               (intmax_t)j->end, (intmax_t)st.st_size);
+        seterr(err, errlen,
+               "journal %s: shrank from %jd to %jd bytes "
+               "(modified by something other than loopforge?)",
+               j->path, (intmax_t)j->end, (intmax_t)st.st_size);
         return -1;
     }
 
@@ -200,8 +202,7 @@ static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
         ssize_t n = pread(j->fd, chunk, want, pos);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            seterr(err, errlen, "journal %s: read: %s", j->path,
-                   strerror(errno));
+            seterr(err, errlen, "journal %s: read: %s", j->path, strerror(errno));
             goto out;
         }
         if (n == 0) break;          /* shorter than fstat said: treat as EOF */
@@ -226,8 +227,7 @@ static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
             p = nl + 1;
         }
     }
-    if (pos > j->end && exclusive && journal_cut(j, pos, err, errlen) < 0)
-        goto out;
+    if (pos > j->end && exclusive && journal_cut(j, pos, err, errlen) < 0) goto out;
     rc = 0;
 out:
     lf_buf_free(&part);
@@ -257,8 +257,7 @@ static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
 
 /* Puts the file back to `size` after a failed append, so that no reader
  * ever sees half a line or a line we did not acknowledge. */
-static void journal_rollback(lf_journal *j, off_t size, char *err,
-                             size_t errlen) {
+static void journal_rollback(lf_journal *j, off_t size, char *err, size_t errlen) {
     if (ftruncate(j->fd, size) == 0) return;
     /* The line may stay behind. That is still consistent: we did not
      * fold it, `end` does not cover it, so the next catch-up (ours or
@@ -272,8 +271,8 @@ static void journal_rollback(lf_journal *j, off_t size, char *err,
 
 /* Appends `line` (which ends in "\n") at the end of the file and makes
  * it durable. On failure the file is cut back and -1 returned. */
-static int journal_append(lf_journal *j, const char *line, size_t len,
-                          char *err, size_t errlen) {
+static int journal_append(lf_journal *j, const char *line, size_t len, char *err,
+                          size_t errlen) {
     size_t done = 0;
     /* Normally one write() does it all; the loop only matters for a
      * signal landing mid-write, and any failure is rolled back below. */
@@ -289,8 +288,7 @@ static int journal_append(lf_journal *j, const char *line, size_t len,
         done += (size_t)n;
     }
     if (fdatasync(j->fd) < 0) {
-        seterr(err, errlen, "journal %s: fdatasync: %s", j->path,
-               strerror(errno));
+        seterr(err, errlen, "journal %s: fdatasync: %s", j->path, strerror(errno));
         journal_rollback(j, j->end, err, errlen);
         return -1;
     }
@@ -303,9 +301,9 @@ static int journal_append(lf_journal *j, const char *line, size_t len,
  * handed it. Catching up may fold another process's transition into that
  * very record and free its state string before we seal. */
 static char *entry_own(lf_entry *e) {
-    const char **f[] = {&e->record_id, &e->from_state, &e->to_state,
-                        &e->trigger, &e->actor, &e->metadata, &e->decisions,
-                        &e->policy_set, &e->record, &e->changes};
+    const char **f[] = {&e->record_id, &e->from_state, &e->to_state,  &e->trigger,
+                        &e->actor,     &e->metadata,   &e->decisions, &e->policy_set,
+                        &e->record,    &e->changes};
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
@@ -321,11 +319,9 @@ static char *entry_own(lf_entry *e) {
 
 /* Under LOCK_EX: catch up, check, seal, append, fold. Returns the code;
  * on LF_OK *rec is the record after the entry. */
-static lf_code journal_commit_locked(lf_journal *j, lf_entry *e,
-                                     const lf_record **rec, char *err,
-                                     size_t errlen) {
-    if (journal_catch_up_locked(j, true, err, errlen) < 0)
-        return LF_UNAVAILABLE;
+static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record **rec,
+                                     char *err, size_t errlen) {
+    if (journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
 
     lf_code code = lf_memdb_check(j->db, e, err, errlen);
     if (code != LF_OK) return code;
@@ -335,13 +331,14 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e,
     /* Metadata and the like are embedded as given; pretty-printed JSON
      * would split the entry over lines the replay could not read. */
     if (memchr(j->line.p, '\n', len)) {
-        seterr(err, errlen, "journal %s: entry contains a raw newline "
-               "(JSON fields must be compact)", j->path);
+        seterr(err, errlen,
+               "journal %s: entry contains a raw newline "
+               "(JSON fields must be compact)",
+               j->path);
         return LF_INVALID_REQUEST;
     }
     lf_buf_putc(&j->line, '\n');
-    if (journal_append(j, j->line.p, len + 1, err, errlen) < 0)
-        return LF_UNAVAILABLE;
+    if (journal_append(j, j->line.p, len + 1, err, errlen) < 0) return LF_UNAVAILABLE;
 
     /* The fold mutates a live record in place, so the pointer taken now
      * is the record after the entry -- also for a tombstone, which
@@ -362,8 +359,7 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e,
     return LF_OK;
 }
 
-static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
-                           void *arg) {
+static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024] = "";
     const lf_record *rec = NULL;
@@ -372,8 +368,7 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb,
     lf_code code;
 
     if (journal_lock(j, LOCK_EX) < 0) {
-        seterr(err, sizeof err, "journal %s: lock: %s", j->path,
-               strerror(errno));
+        seterr(err, sizeof err, "journal %s: lock: %s", j->path, strerror(errno));
         code = LF_UNAVAILABLE;
     } else {
         code = journal_commit_locked(j, &own, &rec, err, sizeof err);
@@ -406,26 +401,23 @@ static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg) {
     return true;
 }
 
-static void journal_get(lf_store *s, const char *id, lf_store_cb *cb,
-                        void *arg) {
+static void journal_get(lf_store *s, const char *id, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_get_op(j->db, id, cb, arg);
 }
 
-static void journal_find_by_ref(lf_store *s, const char *ref,
-                                lf_store_cb *cb, void *arg) {
+static void journal_find_by_ref(lf_store *s, const char *ref, lf_store_cb *cb,
+                                void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_find_ref_op(j->db, ref, cb, arg);
 }
 
-static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb,
-                             void *arg) {
+static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     if (refreshed(j, cb, arg)) lf_memdb_find_key(j->db, key, cb, arg);
 }
 
-static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
-                         void *arg) {
+static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024];
 
@@ -460,8 +452,7 @@ static void journal_free(lf_store *s) {
     free(j);
 }
 
-lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
-                          size_t errlen) {
+lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t errlen) {
     lf_journal *j = NULL;
 
     if (code) *code = LF_UNAVAILABLE;

@@ -54,8 +54,7 @@ void lf_memdb_free(lf_memdb *db) {
         free(s->seqs);
         free(s);
     }
-    for (size_t i = 0; i < db->by_key.cap; i++)
-        free((char *)db->by_key.slots[i].key);
+    for (size_t i = 0; i < db->by_key.cap; i++) free((char *)db->by_key.slots[i].key);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -107,8 +106,8 @@ static slot *slot_of(const lf_memdb *db, const lf_entry *e) {
     return e->record_id ? lf_map_get(&db->by_id, e->record_id) : NULL;
 }
 
-static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s,
-                          char *err, size_t errlen) {
+static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *err,
+                          size_t errlen) {
     if (e->idempotency_key && lf_map_get(&db->by_key, e->idempotency_key)) {
         snprintf(err, errlen, "Idempotency key already used: %s", e->idempotency_key);
         return LF_CONFLICT;
@@ -126,8 +125,8 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s,
         }
         const lf_record *other = lf_memdb_find_ref(db, ref);
         if (other)
-            snprintf(err, errlen, "Duplicate ref: %s already has record %s",
-                     ref, other->id);
+            snprintf(err, errlen, "Duplicate ref: %s already has record %s", ref,
+                     other->id);
         free(ref);
         return other ? LF_DUPLICATE_REF : LF_OK;
     }
@@ -137,17 +136,17 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s,
     }
     if (e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED) return LF_OK;
     if (s->rec->version + 1 != e->version) {
-        snprintf(err, errlen, "Version conflict on %s: expected version %llu, "
-                 "found %llu", e->record_id,
-                 (unsigned long long)(e->version - 1),
+        snprintf(err, errlen,
+                 "Version conflict on %s: expected version %llu, "
+                 "found %llu",
+                 e->record_id, (unsigned long long)(e->version - 1),
                  (unsigned long long)s->rec->version);
         return LF_CONFLICT;
     }
     return LF_OK;
 }
 
-lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
-                       size_t errlen) {
+lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err, size_t errlen) {
     return check_slot(db, e, slot_of(db, e), err, errlen);
 }
 
@@ -228,7 +227,8 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
     if (e->idempotency_key)
-        lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key), (void *)(uintptr_t)e->seq);
+        lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
+                   (void *)(uintptr_t)e->seq);
     if (s) push_seq(s, e->seq);
     push_line(db, line, len);
     memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
@@ -236,14 +236,14 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
     return 0;
 }
 
-int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
-                   size_t len, char *err, size_t errlen) {
+int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line, size_t len,
+                   char *err, size_t errlen) {
     slot *s;
     return apply_slot(db, e, slot_of(db, e), line, len, &s, err, errlen);
 }
 
-lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
-                        char *err, size_t errlen) {
+lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *err,
+                        size_t errlen) {
     static __thread lf_buf line;
     slot *s = slot_of(db, e);
     lf_code code = check_slot(db, e, s, err, errlen);
@@ -258,7 +258,10 @@ lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
 
 static void found(const lf_record *r, const char *what, lf_store_cb *cb, void *arg) {
     char err[256];
-    if (r) { cb(LF_OK, NULL, r, NULL, arg); return; }
+    if (r) {
+        cb(LF_OK, NULL, r, NULL, arg);
+        return;
+    }
     snprintf(err, sizeof err, "Record not found: %s", what);
     cb(LF_NOT_FOUND, err, NULL, NULL, arg);
 }
@@ -272,8 +275,7 @@ void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
     found(lf_memdb_find_ref(db, ref), ref, cb, arg);
 }
 
-void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
-                       void *arg) {
+void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, void *arg) {
     uint64_t seq = (uint64_t)(uintptr_t)lf_map_get(&db->by_key, key);
     char err[256];
     lf_entry_doc doc;
@@ -290,7 +292,6 @@ void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
     cb(LF_OK, NULL, s ? s->rec : NULL, &doc.e, arg);
     lf_entry_doc_free(&doc);
 }
-
 
 /* ---- list --------------------------------------------------------------- */
 

@@ -20,8 +20,7 @@ const lf_record *lf_memdb_find_ref(const lf_memdb *db, const char *ref);
 
 /* Checks e against the current state as described in store.h. Returns
  * LF_OK or the refusal code with err set. Changes nothing. */
-lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err,
-                       size_t errlen);
+lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err, size_t errlen);
 
 /* Seals e as the next entry of the log (seq = last + 1, prev = last
  * hash) and writes its line to `line`. Changes nothing else. */
@@ -30,24 +29,21 @@ void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line);
 /* Appends a sealed entry and its line and folds it into its record.
  * Used for fresh commits and for journal replay alike. Returns 0, or -1
  * with err set and nothing changed. The line is copied. */
-int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line,
-                   size_t len, char *err, size_t errlen);
+int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line, size_t len,
+                   char *err, size_t errlen);
 
 /* check + seal + apply, the whole commit of the memory store. On success
  * *rec is the record after the entry (NULL for policy_loaded). */
-lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec,
-                        char *err, size_t errlen);
-
+lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *err,
+                        size_t errlen);
 
 /* Store operations over a memdb, shared by memory: and file:. */
 void lf_memdb_get_op(const lf_memdb *db, const char *id, lf_store_cb *cb, void *arg);
 void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
                           void *arg);
-void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb,
-                       void *arg);
-void lf_memdb_list(const lf_memdb *db, const lf_list_query *q,
-                   lf_list_cb *cb, void *arg);
-void lf_memdb_audit(const lf_memdb *db, const char *record_id,
-                    uint64_t after, size_t limit, lf_audit_cb *cb, void *arg);
+void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, void *arg);
+void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg);
+void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
+                    size_t limit, lf_audit_cb *cb, void *arg);
 
 #endif

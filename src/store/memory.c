@@ -17,8 +17,7 @@ static void mem_get(lf_store *s, const char *id, lf_store_cb *cb, void *arg) {
     lf_memdb_get_op(DB(s), id, cb, arg);
 }
 
-static void mem_find_ref(lf_store *s, const char *ref, lf_store_cb *cb,
-                         void *arg) {
+static void mem_find_ref(lf_store *s, const char *ref, lf_store_cb *cb, void *arg) {
     lf_memdb_find_ref_op(DB(s), ref, cb, arg);
 }
 
@@ -29,8 +28,7 @@ static void mem_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
     cb(code, code == LF_OK ? NULL : err, rec, code == LF_OK ? e : NULL, arg);
 }
 
-static void mem_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
-                     void *arg) {
+static void mem_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     lf_memdb_list(DB(s), q, cb, arg);
 }
 
@@ -39,8 +37,7 @@ static void mem_audit(lf_store *s, const char *id, uint64_t after, size_t limit,
     lf_memdb_audit(DB(s), id, after, limit, cb, arg);
 }
 
-static void mem_find_key(lf_store *s, const char *key, lf_store_cb *cb,
-                         void *arg) {
+static void mem_find_key(lf_store *s, const char *key, lf_store_cb *cb, void *arg) {
     lf_memdb_find_key(DB(s), key, cb, arg);
 }
 
@@ -51,9 +48,14 @@ static void mem_free(lf_store *s) {
 }
 
 static const lf_store_type memory_type = {
-    .scheme = "memory", .get = mem_get, .find_by_ref = mem_find_ref,
-    .commit = mem_commit, .list = mem_list, .audit = mem_audit,
-    .find_key = mem_find_key, .free = mem_free,
+    .scheme = "memory",
+    .get = mem_get,
+    .find_by_ref = mem_find_ref,
+    .commit = mem_commit,
+    .list = mem_list,
+    .audit = mem_audit,
+    .find_key = mem_find_key,
+    .free = mem_free,
 };
 
 lf_store *lf_memory_open(void) {

@@ -37,18 +37,15 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
 }
 
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
-                      lf_buf *b) {
+                        lf_buf *b) {
     lf_buf_reset(b);
     if (state && repo)
         /* The length makes the name unambiguous whatever the strings
          * hold: state and repo names are the workflow's and the user's. */
         lf_buf_printf(b, "%ssr:%zu:%s:%s", s->url.prefix, strlen(state), state, repo);
-    else if (state)
-        lf_buf_printf(b, "%sstate:%s", s->url.prefix, state);
-    else if (repo)
-        lf_buf_printf(b, "%srepo:%s", s->url.prefix, repo);
-    else
-        lf_buf_puts(b, s->k_all);
+    else if (state) lf_buf_printf(b, "%sstate:%s", s->url.prefix, state);
+    else if (repo) lf_buf_printf(b, "%srepo:%s", s->url.prefix, repo);
+    else lf_buf_puts(b, s->k_all);
 }
 
 /* ---- the fold-base cache ------------------------------------------------ */
@@ -97,15 +94,13 @@ static void cache_free(lf_redis *s) {
 
 /* ---- replies ------------------------------------------------------------ */
 
-bool lf_redis_is_str(const redisReply *r) {
-    return r && r->type == REDIS_REPLY_STRING;
-}
+bool lf_redis_is_str(const redisReply *r) { return r && r->type == REDIS_REPLY_STRING; }
 
 /* A record hash's HMGET {j, d}: LF_OK with *out (the caller's),
  * LF_NOT_FOUND for none or a tombstone, or LF_UNAVAILABLE naming the key
  * when what is there is not a loopforge record. */
 lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
-                            lf_record **out, char *msg, size_t len) {
+                              lf_record **out, char *msg, size_t len) {
     char why[256];
     lf_buf key = LF_BUF_INIT;
     lf_code code = LF_UNAVAILABLE;
@@ -116,13 +111,16 @@ lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
         lf_redis_errf(s, msg, len, "key %s: %s", key.p, r->str);
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         lf_redis_errf(s, msg, len, "key %s: unexpected reply", key.p);
-    } else if (!lf_redis_is_str(r->element[0]) || r->element[1]->type != REDIS_REPLY_NIL) {
+    } else if (!lf_redis_is_str(r->element[0]) ||
+               r->element[1]->type != REDIS_REPLY_NIL) {
         snprintf(msg, len, "Record not found: %s", id);
         code = LF_NOT_FOUND;
-    } else if (!(*out = lf_record_from_json(r->element[0]->str,
-                                            r->element[0]->len, why, sizeof why))) {
-        lf_redis_errf(s, msg, len, "key %s does not hold a loopforge record "
-                      "(%s)", key.p, why);
+    } else if (!(*out = lf_record_from_json(r->element[0]->str, r->element[0]->len, why,
+                                            sizeof why))) {
+        lf_redis_errf(s, msg, len,
+                      "key %s does not hold a loopforge record "
+                      "(%s)",
+                      key.p, why);
     } else if (strcmp((*out)->id, id) != 0) {
         lf_redis_errf(s, msg, len, "key %s holds record %s", key.p, (*out)->id);
         lf_record_free(*out);
@@ -189,7 +187,10 @@ static void get_reply(lf_rop *op, redisReply *r) {
     char msg[600];
     lf_record *rec;
 
-    if (!g->id) { get_ref_reply(g, r); return; }
+    if (!g->id) {
+        get_ref_reply(g, r);
+        return;
+    }
     lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
     if (code == LF_NOT_FOUND && g->ref)
         snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
@@ -204,7 +205,9 @@ static void get_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type get_type = {
-    .send = lf_redis_send, .reply = get_reply, .notify = get_notify,
+    .send = lf_redis_send,
+    .reply = get_reply,
+    .notify = get_notify,
     .destroy = get_destroy,
 };
 
@@ -225,8 +228,7 @@ static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg) 
     lf_redis_send(&g->op);
 }
 
-static void redis_find_by_ref(lf_store *st, const char *ref, lf_store_cb *cb,
-                              void *arg) {
+static void redis_find_by_ref(lf_store *st, const char *ref, lf_store_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     get_op *g = get_new(s, cb, arg);
     const char *argv[] = {"HGET", s->k_ref, ref};
@@ -276,23 +278,24 @@ static void key_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(&k->op, LF_NOT_FOUND, msg);
         return;
     }
-    if (r->elements < 2 || !lf_redis_is_str(r->element[0]) || !lf_redis_is_str(r->element[1])) {
-        lf_redis_errf(s, msg, sizeof msg, "%s names an entry %s does not hold",
-                      s->k_idem, s->k_log);
+    if (r->elements < 2 || !lf_redis_is_str(r->element[0]) ||
+        !lf_redis_is_str(r->element[1])) {
+        lf_redis_errf(s, msg, sizeof msg, "%s names an entry %s does not hold", s->k_idem,
+                      s->k_log);
         lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (lf_entry_parse(r->element[1]->str, r->element[1]->len, &doc, why, sizeof why)) {
-        lf_redis_errf(s, msg, sizeof msg, "%s entry %s: %s", s->k_log,
-                      r->element[0]->str, why);
+        lf_redis_errf(s, msg, sizeof msg, "%s entry %s: %s", s->k_log, r->element[0]->str,
+                      why);
         lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
     const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
     if (doc.e.record_id && rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 2 &&
         lf_redis_is_str(rr->element[0]) && rr->element[1]->type == REDIS_REPLY_NIL &&
-        (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len,
-                                   why, sizeof why)))
+        (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len, why,
+                                   sizeof why)))
         lf_redis_cache_put(s, rec);
     k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
     lf_entry_doc_free(&doc);
@@ -300,12 +303,13 @@ static void key_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type key_type = {
-    .send = lf_redis_send, .reply = key_reply, .notify = key_notify,
+    .send = lf_redis_send,
+    .reply = key_reply,
+    .notify = key_notify,
     .destroy = key_destroy,
 };
 
-static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
-                           void *arg) {
+static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     char prefix[512];
     key_op *k = lf_xcalloc(1, sizeof *k);
@@ -315,8 +319,8 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb,
     k->cb = cb;
     k->arg = arg;
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem,
-                          s->k_log, key, prefix};
+    const char *argv[] = {
+        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key, prefix};
     k->key = lf_xstrdup(key);
     lf_redis_format(&k->op, 7, argv, NULL);
     lf_redis_send(&k->op);
@@ -363,16 +367,16 @@ static void list_reply(lf_rop *op, redisReply *r) {
     for (; n < got; n++) {
         const redisReply *id = r->element[2 * n], *j = r->element[2 * n + 1];
         const char *bad = NULL;
-        if (!lf_redis_is_str(id) || !lf_redis_is_str(j))
-            bad = "no record there";
+        if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) bad = "no record there";
         else if (!(recs[n] = lf_record_from_json(j->str, j->len, why, sizeof why)))
             bad = why;
-        else if (strcmp(recs[n]->id, id->str) != 0)
-            bad = "another record there";
+        else if (strcmp(recs[n]->id, id->str) != 0) bad = "another record there";
         if (bad) {
-            lf_redis_errf(s, msg, sizeof msg, "index %s lists %s, but %srec:{%s} "
-                          "does not hold it: %s", l->index, lf_redis_is_str(id) ? id->str : "?",
-                          s->url.prefix, lf_redis_is_str(id) ? id->str : "?", bad);
+            lf_redis_errf(s, msg, sizeof msg,
+                          "index %s lists %s, but %srec:{%s} "
+                          "does not hold it: %s",
+                          l->index, lf_redis_is_str(id) ? id->str : "?", s->url.prefix,
+                          lf_redis_is_str(id) ? id->str : "?", bad);
             for (size_t i = 0; i <= n; i++) lf_record_free(recs[i]);
             free(recs);
             lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
@@ -392,7 +396,9 @@ static void list_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type list_type = {
-    .send = lf_redis_send, .reply = list_reply, .notify = list_notify,
+    .send = lf_redis_send,
+    .reply = list_reply,
+    .notify = list_notify,
     .destroy = list_destroy,
 };
 
@@ -410,8 +416,7 @@ static int cursor_parse(const char *cursor, char score[24], const char **id) {
     return 0;
 }
 
-static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
-                       void *arg) {
+static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     char score[24] = "", limit[24], prefix[512];
     const char *cid = "";
@@ -433,8 +438,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb,
     snprintf(limit, sizeof limit, "%zu", l->limit);
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     lf_redis_key_index(s, q->state, q->repo, &key);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score,
-                          cid, limit, prefix};
+    const char *argv[] = {
+        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score, cid, limit, prefix};
     lf_redis_format(&l->op, 8, argv, NULL);
     l->index = lf_buf_steal(&key);
     lf_redis_send(&l->op);
@@ -472,20 +477,22 @@ static void audit_format(audit_op *a) {
     if (a->id) {
         lf_redis_key_reclog(s, a->id, &k1);
         lf_redis_key_rec(s, a->id, &k3);
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p,
-                              s->k_log, k3.p, after, limit};
+        const char *argv[] = {
+            "EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p, s->k_log, k3.p, after,
+            limit};
         lf_redis_format(&a->op, 8, argv, NULL);
     } else {
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2",
-                              s->k_head, s->k_log, after, limit};
+        const char *argv[] = {
+            "EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2", s->k_head, s->k_log, after,
+            limit};
         lf_redis_format(&a->op, 7, argv, NULL);
     }
     lf_buf_free(&k1);
     lf_buf_free(&k3);
 }
 
-static void audit_deliver(audit_op *a, const char **lines, size_t *lens,
-                          size_t n, uint64_t last) {
+static void audit_deliver(audit_op *a, const char **lines, size_t *lens, size_t n,
+                          uint64_t last) {
     a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
     free(lines);
     free(lens);
@@ -520,8 +527,9 @@ static void audit_log_reply(audit_op *a, redisReply *r) {
         seen = a->after + i + 1;
     }
     if (last > a->after && seen < last && last == head) {
-        lf_redis_errf(s, msg, sizeof msg, "%s has no entries %" PRIu64 "..%"
-                      PRIu64 " although %s is at seq %" PRIu64 " (deleted?)",
+        lf_redis_errf(s, msg, sizeof msg,
+                      "%s has no entries %" PRIu64 "..%" PRIu64
+                      " although %s is at seq %" PRIu64 " (deleted?)",
                       s->k_log, (seen ? seen : a->after) + 1, head, s->k_head, head);
         free(lines);
         free(lens);
@@ -563,9 +571,11 @@ static void audit_rec_reply(audit_op *a, redisReply *r) {
     for (size_t i = 0; i < k; i++) {
         const redisReply *seq = r->element[1 + 2 * i], *l = r->element[2 + 2 * i];
         if (!lf_redis_is_str(seq) || !lf_redis_is_str(l)) {
-            lf_redis_errf(s, msg, sizeof msg, "%s has no entry %s, which "
-                          "%srec:{%s}:log lists", s->k_log,
-                          lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix, a->id);
+            lf_redis_errf(s, msg, sizeof msg,
+                          "%s has no entry %s, which "
+                          "%srec:{%s}:log lists",
+                          s->k_log, lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix,
+                          a->id);
             free(lines);
             free(lens);
             lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
@@ -585,12 +595,14 @@ static void audit_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type audit_type = {
-    .send = lf_redis_send, .reply = audit_reply, .notify = audit_notify,
+    .send = lf_redis_send,
+    .reply = audit_reply,
+    .notify = audit_notify,
     .destroy = audit_destroy,
 };
 
-static void redis_audit(lf_store *st, const char *record_id, uint64_t after,
-                        size_t limit, lf_audit_cb *cb, void *arg) {
+static void redis_audit(lf_store *st, const char *record_id, uint64_t after, size_t limit,
+                        lf_audit_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
     audit_op *a = lf_xcalloc(1, sizeof *a);
     a->op.type = &audit_type;
@@ -643,9 +655,10 @@ static struct timeval ms_tv(int ms) {
  * message instead of every later request. Never on the request path:
  * requests only ever use the asynchronous connection. */
 static int probe(const lf_redis_url *u, char *err, size_t errlen) {
-    redisContext *c = lf_xptr(u->path ?
-        redisConnectUnixWithTimeout(u->path, ms_tv(u->connect_timeout_ms)) :
-        redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms)));
+    redisContext *c = lf_xptr(
+        u->path
+            ? redisConnectUnixWithTimeout(u->path, ms_tv(u->connect_timeout_ms))
+            : redisConnectWithTimeout(u->host, u->port, ms_tv(u->connect_timeout_ms)));
     redisReply *r = NULL;
     char db[16];
     int rc = -1;
@@ -697,8 +710,8 @@ static char *key_fixed(const char *prefix, const char *name) {
     return lf_buf_steal(&b);
 }
 
-lf_store *lf_redis_open(const char *url, struct event_base *base,
-                        lf_code *code, char *err, size_t errlen) {
+lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
+                        char *err, size_t errlen) {
     lf_redis *s;
     lf_code dummy;
     struct sigaction sa;

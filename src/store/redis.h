@@ -46,8 +46,7 @@ typedef struct lf_redis_url {
 } lf_redis_url;
 
 /* Returns 0, or -1 with err set (the URL is then a usage error). */
-int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
-                       size_t errlen);
+int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err, size_t errlen);
 void lf_redis_url_free(lf_redis_url *u);
 
 /* ---- scripts (redis_lua.c) --------------------------------------------- */
@@ -102,7 +101,9 @@ struct lf_rop {
     bool orphan;                /* the store is gone; only free it */
 };
 
-typedef struct lf_rop_list { lf_rop *head, *tail; } lf_rop_list;
+typedef struct lf_rop_list {
+    lf_rop *head, *tail;
+} lf_rop_list;
 
 /* An op is in at most one list at a time. */
 void lf_redis_q_push(lf_rop_list *q, lf_rop *op);
@@ -175,8 +176,7 @@ void lf_redis_fail(lf_rop *op, lf_code code, const char *why);
 /* Issues op: write if connected, else wait. The usual `send`. */
 void lf_redis_send(lf_rop *op);
 /* Formats argv into op->cmd (replacing any previous command). */
-void lf_redis_format(lf_rop *op, int argc, const char **argv,
-                     const size_t *lens);
+void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens);
 /* Asks the server to load script id again (after NOSCRIPT). */
 void lf_redis_load_script(lf_redis *s, lf_redis_script id);
 
@@ -184,8 +184,8 @@ void lf_redis_load_script(lf_redis *s, lf_redis_script id);
 void lf_redis_on_ready(lf_redis *s);
 
 /* "redis ADDR: " + message, for errors. */
-void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void lf_redis_errf(const lf_redis *s, char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 int64_t lf_redis_now_us(void);     /* monotonic */
 
@@ -195,8 +195,8 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
-void lf_redis_key_index(const lf_redis *s, const char *state,
-                        const char *repo, lf_buf *b);
+void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
+                        lf_buf *b);
 
 /* Records as last read from (or confirmed by) Redis, by id. put takes r. */
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);

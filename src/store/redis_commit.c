@@ -38,11 +38,14 @@
 /* What a commit does to the record, whatever its entry's kind is called:
  * the script knows modes, not kinds (redis_lua.c). */
 typedef enum commit_mode {
-    MODE_CREATE, MODE_MOVE, MODE_NOTE, MODE_DELETE, MODE_GLOBAL
+    MODE_CREATE,
+    MODE_MOVE,
+    MODE_NOTE,
+    MODE_DELETE,
+    MODE_GLOBAL
 } commit_mode;
 
-static const char *const mode_names[] = {"create", "move", "note", "delete",
-                                         "global"};
+static const char *const mode_names[] = {"create", "move", "note", "delete", "global"};
 
 /* -1 for a kind this store does not know: refused, never guessed at. */
 static int commit_mode_of(lf_entry_kind k) {
@@ -169,10 +172,9 @@ static void commit_destroy(lf_rop *op) {
 static void commit_own(commit_op *c, const lf_entry *e) {
     c->e = *e;
     const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
-                        &c->e.trigger, &c->e.actor, &c->e.metadata,
+                        &c->e.trigger,   &c->e.actor,      &c->e.metadata,
                         &c->e.decisions, &c->e.policy_set, &c->e.record,
-                        &c->e.changes, &c->e.violation,
-                        &c->e.idempotency_key};
+                        &c->e.changes,   &c->e.violation,  &c->e.idempotency_key};
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
@@ -242,9 +244,10 @@ static void commit_fetched(commit_op *c, redisReply *r) {
     }
     lf_redis_cache_put(s, base);
     if (base->version + 1 != c->e.version) {
-        snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
-                 "%" PRIu64 ", found %" PRIu64, c->e.record_id,
-                 c->e.version - 1, base->version);
+        snprintf(msg, sizeof msg,
+                 "Version conflict on %s: expected version "
+                 "%" PRIu64 ", found %" PRIu64,
+                 c->e.record_id, c->e.version - 1, base->version);
         lf_redis_fail(&c->op, LF_CONFLICT, msg);
         return;
     }
@@ -346,9 +349,18 @@ static void commit_format(commit_op *c) {
 static void commit_send(lf_rop *op) {
     commit_op *c = (commit_op *)op;
     lf_redis *s = op->s;
-    if (!s->ac) { lf_redis_wait(op); return; }
-    if (c->fetching) { lf_redis_write(op); return; }
-    if (!s->tip_known) { lf_redis_wait_tip(op); return; }
+    if (!s->ac) {
+        lf_redis_wait(op);
+        return;
+    }
+    if (c->fetching) {
+        lf_redis_write(op);
+        return;
+    }
+    if (!s->tip_known) {
+        lf_redis_wait_tip(op);
+        return;
+    }
     lf_entry_seal(&c->e, s->tip_seq + 1, s->tip_hash, &c->line);
     commit_format(c);
     c->epoch = s->epoch;
@@ -387,8 +399,8 @@ static void commit_raced(commit_op *c, const redisReply *r) {
     lf_redis *s = c->op.s;
     char msg[600], *end = NULL;
     bool news = c->epoch == s->epoch;
-    if (r->elements != 3 || !lf_redis_is_str(r->element[1]) || !lf_redis_is_str(r->element[2]) ||
-        r->element[2]->len != LF_HASH_LEN) {
+    if (r->elements != 3 || !lf_redis_is_str(r->element[1]) ||
+        !lf_redis_is_str(r->element[2]) || r->element[2]->len != LF_HASH_LEN) {
         commit_not_written(c, 0, NULL);
         lf_redis_errf(s, msg, sizeof msg, "%s does not hold a log head", s->k_head);
         lf_redis_fail(&c->op, LF_UNAVAILABLE, msg);
@@ -397,7 +409,8 @@ static void commit_raced(commit_op *c, const redisReply *r) {
     uint64_t hseq = strtoull(r->element[1]->str, &end, 10);
     commit_not_written(c, hseq, r->element[2]->str);
     if (news && ++c->races > MAX_RACES) {
-        lf_redis_errf(s, msg, sizeof msg, "gave up after %d attempts to append "
+        lf_redis_errf(s, msg, sizeof msg,
+                      "gave up after %d attempts to append "
                       "to the audit log: other writers kept moving its head",
                       MAX_RACES);
         lf_redis_fail(&c->op, LF_UNAVAILABLE, msg);
@@ -413,13 +426,12 @@ static void commit_done(commit_op *c, const redisReply *r) {
     char why[256];
 
     switch (c->mode) {
-    case MODE_GLOBAL:
-        break;
+    case MODE_GLOBAL: break;
     case MODE_NOTE:
         /* The record did not move; the script read it for us. */
         if (r->elements > 1 && lf_redis_is_str(r->element[1]))
-            rec = lf_record_from_json(r->element[1]->str, r->element[1]->len,
-                                      why, sizeof why);
+            rec = lf_record_from_json(r->element[1]->str, r->element[1]->len, why,
+                                      sizeof why);
         if (rec) lf_redis_cache_put(s, rec);
         break;
     case MODE_DELETE:
@@ -441,8 +453,12 @@ static void commit_reply(lf_rop *op, redisReply *r) {
     lf_redis *s = op->s;
     char msg[600];
 
-    if (c->fetching) { commit_fetched(c, r); return; }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || !lf_redis_is_str(r->element[0])) {
+    if (c->fetching) {
+        commit_fetched(c, r);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        !lf_redis_is_str(r->element[0])) {
         commit_not_written(c, 0, NULL);
         lf_redis_errf(s, msg, sizeof msg, "commit script: %s",
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -450,8 +466,14 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         return;
     }
     const char *st = r->element[0]->str;
-    if (strcmp(st, "ok") == 0) { commit_done(c, r); return; }
-    if (strcmp(st, "head") == 0) { commit_raced(c, r); return; }
+    if (strcmp(st, "ok") == 0) {
+        commit_done(c, r);
+        return;
+    }
+    if (strcmp(st, "head") == 0) {
+        commit_raced(c, r);
+        return;
+    }
 
     commit_not_written(c, 0, NULL);
     lf_code code = LF_CONFLICT;
@@ -460,7 +482,8 @@ static void commit_reply(lf_rop *op, redisReply *r) {
                  c->e.idempotency_key ? c->e.idempotency_key : "");
     } else if (strcmp(st, "exists") == 0) {
         snprintf(msg, sizeof msg, "Record id already exists: %s", c->e.record_id);
-    } else if (strcmp(st, "dupref") == 0 && r->elements == 2 && lf_redis_is_str(r->element[1])) {
+    } else if (strcmp(st, "dupref") == 0 && r->elements == 2 &&
+               lf_redis_is_str(r->element[1])) {
         snprintf(msg, sizeof msg, "Duplicate ref: %s already has record %s",
                  c->next ? c->next->ref : "?", r->element[1]->str);
         code = LF_DUPLICATE_REF;
@@ -468,11 +491,13 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         lf_redis_cache_del(s, c->e.record_id);
         snprintf(msg, sizeof msg, "Record not found: %s", c->e.record_id);
         code = LF_NOT_FOUND;
-    } else if (strcmp(st, "version") == 0 && r->elements == 2 && lf_redis_is_str(r->element[1])) {
+    } else if (strcmp(st, "version") == 0 && r->elements == 2 &&
+               lf_redis_is_str(r->element[1])) {
         lf_redis_cache_del(s, c->e.record_id);   /* our base is stale */
-        snprintf(msg, sizeof msg, "Version conflict on %s: expected version "
-                 "%" PRIu64 ", found %s", c->e.record_id, c->e.version - 1,
-                 r->element[1]->str);
+        snprintf(msg, sizeof msg,
+                 "Version conflict on %s: expected version "
+                 "%" PRIu64 ", found %s",
+                 c->e.record_id, c->e.version - 1, r->element[1]->str);
     } else {
         lf_redis_errf(s, msg, sizeof msg, "commit script: unexpected answer '%s'", st);
         code = LF_UNAVAILABLE;
@@ -481,8 +506,11 @@ static void commit_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type commit_type = {
-    .send = commit_send, .reply = commit_reply, .notify = commit_notify,
-    .noscript = commit_noscript, .destroy = commit_destroy,
+    .send = commit_send,
+    .reply = commit_reply,
+    .notify = commit_notify,
+    .noscript = commit_noscript,
+    .destroy = commit_destroy,
 };
 
 void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg) {
@@ -496,8 +524,9 @@ void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg) {
     commit_own(c, e);
     int mode = commit_mode_of(e->kind);
     if (mode < 0) {
-        lf_redis_fail(&c->op, LF_INVALID_REQUEST, "the redis store does not know this "
-                    "kind of audit entry");
+        lf_redis_fail(&c->op, LF_INVALID_REQUEST,
+                      "the redis store does not know this "
+                      "kind of audit entry");
         return;
     }
     c->mode = (commit_mode)mode;
@@ -507,21 +536,17 @@ void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg) {
         return;
     }
     /* Refusals and global entries change no record: no turn to wait. */
-    if (c->mode != MODE_GLOBAL && c->mode != MODE_NOTE && recq_enter(s, c))
-        return;
+    if (c->mode != MODE_GLOBAL && c->mode != MODE_NOTE && recq_enter(s, c)) return;
     commit_start(c);
 }
 
 static void commit_start(commit_op *c) {
     switch (c->mode) {
     case MODE_GLOBAL:
-    case MODE_NOTE:             /* no fold: the record does not move */
-        commit_send(&c->op);
-        break;
+    case MODE_NOTE: /* no fold: the record does not move */ commit_send(&c->op); break;
     case MODE_CREATE:
         if (commit_fold(c, NULL) == 0) commit_send(&c->op);
         break;
-    default:                    /* move, delete: fold onto the base */
-        commit_prepare(c);
+    default: /* move, delete: fold onto the base */ commit_prepare(c);
     }
 }

@@ -40,12 +40,9 @@
 #define BACKOFF_MAX_MS 1000
 #define MAX_RELOADS 2           /* NOSCRIPT recoveries per op */
 
-int64_t lf_redis_now_us(void) {
-    return (int64_t)(lf_mono_ns() / 1000);
-}
+int64_t lf_redis_now_us(void) { return (int64_t)(lf_mono_ns() / 1000); }
 
-void lf_redis_errf(const lf_redis *s, char *out, size_t outlen,
-                   const char *fmt, ...) {
+void lf_redis_errf(const lf_redis *s, char *out, size_t outlen, const char *fmt, ...) {
     int n = snprintf(out, outlen, "redis %s: ", s->url.addr);
     if (n < 0 || (size_t)n >= outlen) return;
     va_list ap;
@@ -89,9 +86,7 @@ static lf_rop_list q_take(lf_rop_list *q) {
 static void fail_all(lf_rop_list *q, lf_code code, const char *why) {
     lf_rop_list all = q_take(q);
     lf_rop *op;
-    while ((op = lf_redis_q_pop(&all))) {
-        lf_redis_fail(op, code, why);
-    }
+    while ((op = lf_redis_q_pop(&all))) { lf_redis_fail(op, code, why); }
 }
 
 static void send_all(lf_rop_list *q) {
@@ -110,10 +105,9 @@ static void arm_ms(struct event *ev, int64_t ms) {
 /* The command timer watches the oldest command on the wire; it is armed
  * lazily and re-armed from its own callback, never per command. */
 static void cmd_timer_arm(lf_redis *s) {
-    if (!s->connected || !s->sent.head || evtimer_pending(s->t_cmd, NULL))
-        return;
-    int64_t start = s->sent.head->sent_us > s->connected_us ?
-                    s->sent.head->sent_us : s->connected_us;
+    if (!s->connected || !s->sent.head || evtimer_pending(s->t_cmd, NULL)) return;
+    int64_t start =
+        s->sent.head->sent_us > s->connected_us ? s->sent.head->sent_us : s->connected_us;
     int64_t left = (int64_t)s->url.timeout_ms * 1000 - (lf_redis_now_us() - start);
     arm_ms(s->t_cmd, left > 0 ? (left + 999) / 1000 : 0);
 }
@@ -169,7 +163,8 @@ static void conn_kill(lf_redis *s, const char *fmt, ...) {
 
 static void on_connect_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     s->busy++;
     if (s->ac && !s->connected)
         conn_kill(s, "connect timed out after %d ms", s->url.connect_timeout_ms);
@@ -178,22 +173,23 @@ static void on_connect_timer(evutil_socket_t fd, short what, void *arg) {
 
 static void on_cmd_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     s->busy++;
     lf_rop *op = s->sent.head;
     if (s->ac && s->connected && op) {
         int64_t start = op->sent_us > s->connected_us ? op->sent_us : s->connected_us;
         if (lf_redis_now_us() - start >= (int64_t)s->url.timeout_ms * 1000)
             conn_kill(s, "no reply within %d ms", s->url.timeout_ms);
-        else
-            cmd_timer_arm(s);
+        else cmd_timer_arm(s);
     }
     lf_redis_release(s);
 }
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg) {
     lf_redis *s = arg;
-    (void)fd; (void)what;
+    (void)fd;
+    (void)what;
     s->busy++;
     if (!s->ac && s->waiting.head) lf_redis_conn_start(s);
     lf_redis_release(s);
@@ -235,8 +231,10 @@ static void noscript(lf_rop *op) {
     lf_redis *s = op->s;
     if (++op->reloads > MAX_RELOADS) {
         char msg[600];
-        lf_redis_errf(s, msg, sizeof msg, "script %s is still unknown to the "
-                      "server after SCRIPT LOAD", s->sha[op->script]);
+        lf_redis_errf(s, msg, sizeof msg,
+                      "script %s is still unknown to the "
+                      "server after SCRIPT LOAD",
+                      s->sha[op->script]);
         lf_redis_fail(op, LF_UNAVAILABLE, msg);
         return;
     }
@@ -294,8 +292,8 @@ void lf_redis_fail(lf_rop *op, lf_code code, const char *why) {
 
 void lf_redis_write(lf_rop *op) {
     lf_redis *s = op->s;
-    if (redisAsyncFormattedCommand(s->ac, on_reply, op, op->cmd, op->cmdlen)
-        != REDIS_OK) {
+    if (redisAsyncFormattedCommand(s->ac, on_reply, op, op->cmd, op->cmdlen) !=
+        REDIS_OK) {
         char msg[600];
         lf_redis_errf(s, msg, sizeof msg, "cannot send: %s",
                       s->ac->errstr[0] ? s->ac->errstr : "connection closing");
@@ -316,9 +314,7 @@ void lf_redis_wait(lf_rop *op) {
     }
 }
 
-void lf_redis_wait_tip(lf_rop *op) {
-    lf_redis_q_push(&op->s->unsealed, op);
-}
+void lf_redis_wait_tip(lf_rop *op) { lf_redis_q_push(&op->s->unsealed, op); }
 
 void lf_redis_send(lf_rop *op) {
     if (op->s->ac) lf_redis_write(op);
@@ -342,7 +338,9 @@ static void hs_send(lf_rop *op) {
 }
 
 static void hs_notify(lf_rop *op, lf_code code, const char *why) {
-    (void)op; (void)code; (void)why;
+    (void)op;
+    (void)code;
+    (void)why;
 }
 
 static void hs_destroy(lf_rop *op) {
@@ -387,11 +385,14 @@ static void hs_reply(lf_rop *op, redisReply *r) {
     lf_redis *s = op->s;
     int step = h->step, script = h->which;
     op->type->destroy(op);
-    if (step == HS_HEAD) { hs_head(s, r); return; }
+    if (step == HS_HEAD) {
+        hs_head(s, r);
+        return;
+    }
     if (step == HS_RELOAD || r->type != REDIS_REPLY_ERROR) {
         /* A SCRIPT LOAD answers with the SHA1 we computed ourselves. */
-        if (step == HS_LOAD && (r->type != REDIS_REPLY_STRING ||
-                                strcmp(r->str, s->sha[script]) != 0))
+        if (step == HS_LOAD &&
+            (r->type != REDIS_REPLY_STRING || strcmp(r->str, s->sha[script]) != 0))
             conn_kill(s, "SCRIPT LOAD returned an unexpected SHA1");
         return;
     }
@@ -401,12 +402,13 @@ static void hs_reply(lf_rop *op, redisReply *r) {
 }
 
 static const lf_rop_type hs_type = {
-    .send = hs_send, .reply = hs_reply, .notify = hs_notify,
+    .send = hs_send,
+    .reply = hs_reply,
+    .notify = hs_notify,
     .destroy = hs_destroy,
 };
 
-static void hs_command(lf_redis *s, int step, int script, int argc,
-                       const char **argv) {
+static void hs_command(lf_redis *s, int step, int script, int argc, const char **argv) {
     hs_op *h = lf_xcalloc(1, sizeof *h);
     h->op.type = &hs_type;
     h->op.s = s;
@@ -442,9 +444,7 @@ static void handshake(lf_redis *s) {
     hs_command(s, HS_HEAD, -1, 4, argv);
 }
 
-void lf_redis_on_ready(lf_redis *s) {
-    send_all(&s->unsealed);
-}
+void lf_redis_on_ready(lf_redis *s) { send_all(&s->unsealed); }
 
 /* ---- lifecycle --------------------------------------------------------- */
 

@@ -16,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "expected redis://[:password@]host:port/db or " \
-              "unix:///path/to/redis.sock?db=N"
+#define USAGE                                                                            \
+    "expected redis://[:password@]host:port/db or "                                      \
+    "unix:///path/to/redis.sock?db=N"
 
 void lf_redis_url_free(lf_redis_url *u) {
     free(u->host);
@@ -39,11 +40,20 @@ static int hexval(int c) {
 static char *decode(const char *s, size_t n) {
     char *out = lf_xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') { *o++ = s[i]; continue; }
-        if (i + 2 >= n) { free(out); return NULL; }
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        if (i + 2 >= n) {
+            free(out);
+            return NULL;
+        }
         int a = hexval((unsigned char)s[i + 1]);
         int b = a < 0 ? -1 : hexval((unsigned char)s[i + 2]);
-        if (b < 0 || (a == 0 && b == 0)) { free(out); return NULL; }
+        if (b < 0 || (a == 0 && b == 0)) {
+            free(out);
+            return NULL;
+        }
         *o++ = (char)(a * 16 + b);
         i += 2;
     }
@@ -80,17 +90,22 @@ static int parse_auth(lf_redis_url *u, const char *s, size_t n) {
 }
 
 /* host[:port] or [v6]:port */
-static int parse_hostport(lf_redis_url *u, const char *s, size_t n,
-                          const char **why) {
+static int parse_hostport(lf_redis_url *u, const char *s, size_t n, const char **why) {
     const char *hend, *port = NULL;
     const char *h = s;
     if (n && s[0] == '[') {
         const char *rb = memchr(s, ']', n);
-        if (!rb) { *why = "unterminated [IPv6] host"; return -1; }
+        if (!rb) {
+            *why = "unterminated [IPv6] host";
+            return -1;
+        }
         h = s + 1;
         hend = rb;
         if (rb + 1 < s + n) {
-            if (rb[1] != ':') { *why = "junk after ]"; return -1; }
+            if (rb[1] != ':') {
+                *why = "junk after ]";
+                return -1;
+            }
             port = rb + 2;
         }
     } else {
@@ -98,7 +113,10 @@ static int parse_hostport(lf_redis_url *u, const char *s, size_t n,
         if (hend) port = hend + 1;
         else hend = s + n;
     }
-    if (hend == h) { *why = "missing host"; return -1; }
+    if (hend == h) {
+        *why = "missing host";
+        return -1;
+    }
     if (!(u->host = decode(h, (size_t)(hend - h)))) {
         *why = "bad %-escape in host";
         return -1;
@@ -112,12 +130,14 @@ static int parse_hostport(lf_redis_url *u, const char *s, size_t n,
 }
 
 /* One key=value of the query. */
-static int parse_option(lf_redis_url *u, const char *k, size_t kl,
-                        const char *v, size_t vl, bool *db_seen,
-                        const char **why) {
+static int parse_option(lf_redis_url *u, const char *k, size_t kl, const char *v,
+                        size_t vl, bool *db_seen, const char **why) {
 #define IS(name) (kl == sizeof(name) - 1 && memcmp(k, name, kl) == 0)
     if (IS("db")) {
-        if (*db_seen) { *why = "db given twice"; return -1; }
+        if (*db_seen) {
+            *why = "db given twice";
+            return -1;
+        }
         *db_seen = true;
         if (parse_int(v, vl, 0, INT_MAX, &u->db)) {
             *why = "db must be a non-negative number";
@@ -127,7 +147,10 @@ static int parse_option(lf_redis_url *u, const char *k, size_t kl,
     }
     if (IS("prefix")) {
         free(u->prefix);
-        if (!(u->prefix = decode(v, vl))) { *why = "bad %-escape in prefix"; return -1; }
+        if (!(u->prefix = decode(v, vl))) {
+            *why = "bad %-escape in prefix";
+            return -1;
+        }
         /* Braces would make Redis Cluster hash on part of the prefix
          * instead of the record id (docs/redis.md). */
         if (strpbrk(u->prefix, "{} \t\r\n")) {
@@ -146,7 +169,10 @@ static int parse_option(lf_redis_url *u, const char *k, size_t kl,
     }
     if (IS("password")) {
         free(u->password);
-        if (!(u->password = decode(v, vl))) { *why = "bad %-escape in password"; return -1; }
+        if (!(u->password = decode(v, vl))) {
+            *why = "bad %-escape in password";
+            return -1;
+        }
         return 0;
     }
 #undef IS
@@ -155,14 +181,16 @@ static int parse_option(lf_redis_url *u, const char *k, size_t kl,
     return -1;
 }
 
-static int parse_query(lf_redis_url *u, const char *q, bool *db_seen,
-                       const char **why) {
+static int parse_query(lf_redis_url *u, const char *q, bool *db_seen, const char **why) {
     while (*q) {
         size_t n = strcspn(q, "&");
         const char *eq = memchr(q, '=', n);
-        if (!eq) { *why = "option without a value (use key=value)"; return -1; }
-        if (parse_option(u, q, (size_t)(eq - q), eq + 1,
-                         n - (size_t)(eq - q) - 1, db_seen, why))
+        if (!eq) {
+            *why = "option without a value (use key=value)";
+            return -1;
+        }
+        if (parse_option(u, q, (size_t)(eq - q), eq + 1, n - (size_t)(eq - q) - 1,
+                         db_seen, why))
             return -1;
         q += n;
         if (*q == '&') q++;
@@ -170,8 +198,7 @@ static int parse_query(lf_redis_url *u, const char *q, bool *db_seen,
     return 0;
 }
 
-int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
-                       size_t errlen) {
+int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err, size_t errlen) {
     const char *why = NULL;
     bool unix_sock = strncmp(url, "unix:", 5) == 0, db_seen = false;
     const char *p;
@@ -197,14 +224,23 @@ int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
     size_t span = strcspn(p, "/");
     const char *at = memchr(p, '@', span < mainlen ? span : mainlen);
     if (at) {
-        if (parse_auth(u, p, (size_t)(at - p))) { why = "bad %-escape in credentials"; goto bad; }
+        if (parse_auth(u, p, (size_t)(at - p))) {
+            why = "bad %-escape in credentials";
+            goto bad;
+        }
         mainlen -= (size_t)(at + 1 - p);
         p = at + 1;
     }
 
     if (unix_sock) {
-        if (mainlen == 0 || p[0] != '/') { why = "the socket path must be absolute"; goto bad; }
-        if (!(u->path = decode(p, mainlen))) { why = "bad %-escape in path"; goto bad; }
+        if (mainlen == 0 || p[0] != '/') {
+            why = "the socket path must be absolute";
+            goto bad;
+        }
+        if (!(u->path = decode(p, mainlen))) {
+            why = "bad %-escape in path";
+            goto bad;
+        }
     } else {
         const char *slash = memchr(p, '/', mainlen);
         size_t hl = slash ? (size_t)(slash - p) : mainlen;
@@ -219,12 +255,10 @@ int lf_redis_url_parse(const char *url, lf_redis_url *u, char *err,
     }
     if (q && parse_query(u, q + 1, &db_seen, &why)) goto bad;
 
-    if (u->path)
-        snprintf(u->addr, sizeof u->addr, "unix:%s", u->path);
+    if (u->path) snprintf(u->addr, sizeof u->addr, "unix:%s", u->path);
     else if (strchr(u->host, ':'))
         snprintf(u->addr, sizeof u->addr, "[%s]:%d", u->host, u->port);
-    else
-        snprintf(u->addr, sizeof u->addr, "%s:%d", u->host, u->port);
+    else snprintf(u->addr, sizeof u->addr, "%s:%d", u->host, u->port);
     if (u->db) {
         size_t l = strlen(u->addr);
         snprintf(u->addr + l, sizeof u->addr - l, " db %d", u->db);

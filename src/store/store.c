@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-lf_store *lf_store_open(const char *url, struct event_base *base,
-                        lf_code *code, char *err, size_t errlen) {
+lf_store *lf_store_open(const char *url, struct event_base *base, lf_code *code,
+                        char *err, size_t errlen) {
     lf_code dummy;
     if (!code) code = &dummy;
     *code = LF_OK;
@@ -21,7 +21,9 @@ lf_store *lf_store_open(const char *url, struct event_base *base,
     if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "unix:", 5) == 0)
         return lf_redis_open(url, base, code, err, errlen);
     *code = LF_INVALID_REQUEST;
-    snprintf(err, errlen, "unknown store URL '%s' (expected memory:, "
-             "file:PATH, redis://host:port/db or unix:///path/redis.sock)", url);
+    snprintf(err, errlen,
+             "unknown store URL '%s' (expected memory:, "
+             "file:PATH, redis://host:port/db or unix:///path/redis.sock)",
+             url);
     return NULL;
 }

@@ -44,13 +44,11 @@ typedef void lf_store_cb(lf_code code, const char *err, const lf_record *rec,
 typedef struct lf_store_type {
     const char *scheme;         /* "memory", "file", ... */
     void (*get)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
-    void (*find_by_ref)(lf_store *s, const char *ref, lf_store_cb *cb,
-                        void *arg);
+    void (*find_by_ref)(lf_store *s, const char *ref, lf_store_cb *cb, void *arg);
     void (*commit)(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg);
-    void (*list)(lf_store *s, const lf_list_query *q, lf_list_cb *cb,
-                 void *arg);
-    void (*audit)(lf_store *s, const char *record_id, uint64_t after,
-                  size_t limit, lf_audit_cb *cb, void *arg);
+    void (*list)(lf_store *s, const lf_list_query *q, lf_list_cb *cb, void *arg);
+    void (*audit)(lf_store *s, const char *record_id, uint64_t after, size_t limit,
+                  lf_audit_cb *cb, void *arg);
     /* The entry committed with this idempotency key (cb's e, parsed from
      * the log) and its record as it is now; LF_NOT_FOUND if none. */
     void (*find_key)(lf_store *s, const char *key, lf_store_cb *cb, void *arg);
@@ -68,31 +66,31 @@ struct lf_store {
  * without an event base) and LF_UNAVAILABLE when the store cannot be
  * opened (a redis server that cannot be reached within the connect
  * timeout, a wrong password). */
-lf_store *lf_store_open(const char *url, struct event_base *base,
-                        lf_code *code, char *err, size_t errlen);
+lf_store *lf_store_open(const char *url, struct event_base *base, lf_code *code,
+                        char *err, size_t errlen);
 
 /* Backends (lf_store_open dispatches on the URL scheme). */
 lf_store *lf_memory_open(void);
 /* Opens or creates the journal at path (creating missing parent
  * directories), replays it, and cuts off a torn last line with a warning
  * on stderr. A corrupt line elsewhere is an error naming its line number. */
-lf_store *lf_journal_open(const char *path, lf_code *code, char *err,
-                          size_t errlen);
+lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t errlen);
 
 /* The redis store: asynchronous, on `base`, which the caller dispatches
  * (callbacks fire from it, never before the call returns). The caller
  * keeps the base alive until the store is freed. Opening checks the
  * server once, synchronously, bounded by the connect timeout. */
-lf_store *lf_redis_open(const char *url, struct event_base *base,
-                        lf_code *code, char *err, size_t errlen);
+lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
+                        char *err, size_t errlen);
 
 /* Convenience wrappers. */
-#define lf_store_get(s, id, cb, a)       ((s)->type->get((s), (id), (cb), (a)))
+#define lf_store_get(s, id, cb, a) ((s)->type->get((s), (id), (cb), (a)))
 #define lf_store_find_by_ref(s, r, cb, a) ((s)->type->find_by_ref((s), (r), (cb), (a)))
-#define lf_store_commit(s, e, cb, a)     ((s)->type->commit((s), (e), (cb), (a)))
-#define lf_store_list(s, q, cb, a)       ((s)->type->list((s), (q), (cb), (a)))
-#define lf_store_audit(s, id, af, l, cb, a) ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
-#define lf_store_find_key(s, k, cb, a)   ((s)->type->find_key((s), (k), (cb), (a)))
-#define lf_store_free(s)                 ((s)->type->free(s))
+#define lf_store_commit(s, e, cb, a) ((s)->type->commit((s), (e), (cb), (a)))
+#define lf_store_list(s, q, cb, a) ((s)->type->list((s), (q), (cb), (a)))
+#define lf_store_audit(s, id, af, l, cb, a)                                              \
+    ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
+#define lf_store_find_key(s, k, cb, a) ((s)->type->find_key((s), (k), (cb), (a)))
+#define lf_store_free(s) ((s)->type->free(s))
 
 #endif

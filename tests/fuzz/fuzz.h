@@ -21,7 +21,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int lf_fuzz_file(const char *path, int *n) {
     FILE *f = fopen(path, "rb");
-    if (!f) { printf("not ok %d - %s: cannot open\n", ++*n, path); return 1; }
+    if (!f) {
+        printf("not ok %d - %s: cannot open\n", ++*n, path);
+        return 1;
+    }
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);

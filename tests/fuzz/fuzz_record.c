@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
         lf_entry_doc d;
         if (lf_entry_parse(p, len, &d, err, sizeof err) == 0) {
-            if (d.e.kind == LF_ENTRY_CREATED || rec) (void)lf_record_apply(&rec, &d.e, err, sizeof err);
+            if (d.e.kind == LF_ENTRY_CREATED || rec)
+                (void)lf_record_apply(&rec, &d.e, err, sizeof err);
             lf_entry_doc_free(&d);
         }
         p += len + (nl != NULL);
