@@ -57,28 +57,38 @@ return {
     -- enabled = false,
   },
 
-  -- Routes (routes/github.lua): GitHub webhooks become observations. Each
-  -- can be turned off; docs/policies.md ("Routes") describes them.
+  -- Routes (routes/github.lua): GitHub webhooks become observations, each
+  -- carrying the fact it reports; the engine keeps the facts and moves the
+  -- record forward to what they imply. Each can be turned off;
+  -- docs/http.md ("Connecting GitHub") says which events to subscribe to.
   ["issue-opened"] = {},
   -- issues.assigned, or issues.labeled with this label, queues the issue.
   ["issue-queued"] = {
     label = "loopforge:queued",
   },
   ["pr-opened"] = {},
-  ["pr-synchronize"] = {},
-  -- Only check suites of these GitHub Apps (slug or name) count as CI;
-  -- empty: every app. If your CI is GitHub Actions and the webhook also
-  -- sends workflow_run, turn one of the two routes off.
-  ["ci-check-suite"] = {
-    apps = {},
+  -- A push dismisses approvals of older commits (GitHub's "dismiss stale
+  -- pull request approvals when new commits are pushed").
+  ["pr-synchronize"] = {
+    dismiss_stale_approvals = true,
   },
-  -- Only these workflows (by name) count as CI; empty: every workflow.
-  ["ci-workflow-run"] = {
+  -- CI: check suites, check runs, workflow runs and commit statuses feed
+  -- one view per commit; a run reported by two events counts once.
+  ["ci"] = {
+    -- Check names (workflow, check run, status context or app slug) that
+    -- must pass; empty: every check seen on the commit.
+    required = {},
+    -- Only CI of these GitHub Apps (slug or name); empty: every app.
+    apps = {},
+    -- Only these Actions workflows (by name); empty: every workflow.
     workflows = {},
   },
-  ["check-run"] = {},
   ["review-submitted"] = {},
-  ["pr-closed"] = {},
+  -- A merge needs an approval of the merged head: "auto" unless the
+  -- record is auto_merge, "always" or "never".
+  ["pr-closed"] = {
+    require_review = "auto",
+  },
   ["issue-closed"] = {},
   ["ping"] = {},
 }

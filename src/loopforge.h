@@ -106,13 +106,18 @@ typedef struct lf_result {
                                    first request's result; nothing changed */
     const char *violation;      /* an observation the rules would have
                                    refused: {"rule":…,"reason":…}, or NULL */
+    bool observation;           /* the request was an observation (a fact
+                                   from GitHub): the two below are set */
+    bool changed;               /* it taught the record something or moved it */
+    const char *stale;          /* why it was older than what the record
+                                   knew (it moved nothing), or NULL */
 } lf_result;
 
 typedef void lf_result_cb(const lf_result *res, void *arg);
 
 /* The result as a JSON object; caller frees. Keys: success, code, error,
  * previous_state, new_state, record, decisions, dry_run, duplicate,
- * violation. */
+ * violation, and for an observation changed and stale. */
 LF_API char *lf_result_json(const lf_result *res);
 /* The same with the record's history cut to its last max_transitions
  * entries (0: all), as lf_record_json_tail does. */

@@ -635,14 +635,17 @@ static void observation_records_violation(void **state) {
     lf_stats st;
     lf_engine_stats(e, &st);
     assert_int_equal(st.violations, 1);
-    /* The same fact observed again changes and records nothing. */
+    /* The same fact observed again moves nothing; it is in the log as an
+     * `observed` entry, and the reply says nothing changed. */
     size_t n = audit_len(e);
     lf_engine_transition(e, &t, res_keep, &r);
     assert_true(r.success);
     assert_string_equal(r.next, "merged");
     assert_null(strstr(r.json, "\"violation\":{"));
-    assert_int_equal(r.rec->version, 2);
-    assert_int_equal(audit_len(e), n);
+    assert_non_null(strstr(r.json, "\"changed\":false"));
+    assert_int_equal(r.rec->version, 3);
+    assert_int_equal(r.rec->nhist, 2);
+    assert_int_equal(audit_len(e), n + 1);
     res_clear(&r);
     /* A request for the same edge elsewhere is still refused. */
     const char *other = new_record(e, "ref-obs-2");

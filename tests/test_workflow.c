@@ -399,6 +399,46 @@ static void test_render_odd_names(void **state) {
     lf_workflow_free(wf);
 }
 
+/* Ranks: how far along each state is, the edges back (ci_failed ->
+ * ci_pending, awaiting_review -> ci_pending) set aside. Written out by
+ * hand from the workflow's table. */
+static void test_ranks(void **state) {
+    const lf_workflow *wf = dflt(state);
+    static const int want[NSTATES] = {0, 1, 2, 3, 4, 4, 5, 6, 7, 8};
+    int ranks[NSTATES];
+    lf_workflow_ranks(wf, ranks);
+    for (int i = 0; i < NSTATES; i++) {
+        int s = lf_workflow_state(wf, STATES[i]);
+        if (ranks[s] != want[i])
+            fail_msg("rank of %s: want %d, got %d", STATES[i], want[i], ranks[s]);
+    }
+}
+
+static void expect_path(const lf_workflow *wf, const char *from, const char *to,
+                        const char *want) {
+    int path[NSTATES + 1];
+    char got[256] = "";
+    int n = lf_workflow_path(wf, lf_workflow_state(wf, from), lf_workflow_state(wf, to),
+                             path);
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(got, " ");
+        strcat(got, wf->states[path[i]]);
+    }
+    assert_string_equal(got, want);
+}
+
+static void test_paths(void **state) {
+    const lf_workflow *wf = dflt(state);
+    expect_path(wf, "issue_created", "pr_created", "issue_created task_queued pr_created");
+    expect_path(wf, "pr_created", "ci_passed", "pr_created ci_pending ci_passed");
+    expect_path(wf, "ci_failed", "ci_passed", "ci_failed ci_pending ci_passed");
+    /* edge order breaks ties: via approved is as short as via ci_pending */
+    expect_path(wf, "awaiting_review", "merged", "awaiting_review approved merged");
+    expect_path(wf, "approved", "ci_pending", "");   /* no way back */
+    expect_path(wf, "closed", "merged", "");          /* terminal */
+    expect_path(wf, "merged", "merged", "");
+}
+
 int main(void) {
     const struct CMUnitTest with_default[] = {
         cmocka_unit_test(test_default_shape),
@@ -410,6 +450,8 @@ int main(void) {
         cmocka_unit_test(test_default_passes_lint),
         cmocka_unit_test(test_dot),
         cmocka_unit_test(test_mermaid),
+        cmocka_unit_test(test_ranks),
+        cmocka_unit_test(test_paths),
     };
     const struct CMUnitTest standalone[] = {
         cmocka_unit_test(test_add_state_and_edge),

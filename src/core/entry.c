@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 
 static const char *kind_names[LF_ENTRY__COUNT] = {
-    "created", "transition", "denied", "deleted", "policy_loaded", "rejected",
+    "created", "transition", "denied", "deleted", "policy_loaded", "rejected", "observed",
 };
 
 const char *lf_entry_kind_name(lf_entry_kind k) {

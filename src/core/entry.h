@@ -33,6 +33,9 @@ typedef enum lf_entry_kind {
     LF_ENTRY_POLICY_LOADED, /* no record */
     LF_ENTRY_REJECTED,      /* an attempt the workflow graph refused: no
                                record change */
+    LF_ENTRY_OBSERVED,      /* a fact that did not move the state: it may
+                               change the record's knowledge (forge) and
+                               aliases, never its state */
     LF_ENTRY__COUNT
 } lf_entry_kind;
 

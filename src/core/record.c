@@ -58,6 +58,7 @@ void lf_record_free(lf_record *r) {
     free(r->labels);
     free(r->workflow);
     free(r->metadata);
+    free(r->forge);
     for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
     free(r->aliases);
     free(r);
@@ -84,6 +85,7 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->labels = xstrdup(s->labels);
     r->workflow = xstrdup(s->workflow);
     r->metadata = xstrdup(s->metadata);
+    r->forge = xstrdup(s->forge);
     r->aliases = NULL;
     r->naliases = 0;
     for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
@@ -186,7 +188,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
 typedef struct changes {
     const char *text;
     cJSON *json;
-    const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels, *aliases;
+    const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels, *aliases, *forge;
 } changes;
 
 static int string_array(const cJSON *a) {
@@ -208,6 +210,7 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
     c->ci_status = cJSON_GetObjectItemCaseSensitive(c->json, "ci_status");
     c->labels = cJSON_GetObjectItemCaseSensitive(c->json, "labels");
     c->aliases = cJSON_GetObjectItemCaseSensitive(c->json, "aliases");
+    c->forge = cJSON_GetObjectItemCaseSensitive(c->json, "forge");
     int64_t n, us;
     if ((c->closed_at && (!cJSON_IsString(c->closed_at) ||
                           lf_ts_parse(c->closed_at->valuestring, &us))) ||
@@ -215,6 +218,7 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
         (c->pr_number && !cJSON_IsNull(c->pr_number) && get_int(c->pr_number, &n)) ||
         (c->ci_status && !cJSON_IsObject(c->ci_status)) ||
         (c->labels && !cJSON_IsObject(c->labels)) ||
+        (c->forge && !cJSON_IsObject(c->forge)) ||
         (c->aliases && !string_array(c->aliases)))
         goto bad;
     return 0;
@@ -243,6 +247,10 @@ static void changes_apply(lf_record *r, const changes *c) {
         free(r->labels);
         r->labels = member_text(c->text, "labels", "{}");
     }
+    if (c->forge) {
+        free(r->forge);
+        r->forge = member_text(c->text, "forge", "{}");
+    }
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -259,17 +267,22 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
         memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
         return 0;
     }
-    if (e->kind != LF_ENTRY_TRANSITION || !e->to_state || !e->from_state ||
-        strcmp(e->from_state, r->state) != 0)
+    bool moves = e->kind == LF_ENTRY_TRANSITION;
+    if ((!moves && e->kind != LF_ENTRY_OBSERVED) || !e->to_state || !e->from_state ||
+        strcmp(e->from_state, r->state) != 0 ||
+        (!moves && strcmp(e->to_state, r->state) != 0))
         return bad(err, errlen, "entry does not follow the record's state", r->id);
     changes c;
     if (changes_parse(e->changes, &c, err, errlen)) return -1;
-    lf_hist h;
-    hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
-             e->timestamp);
-    hist_push(r, &h);
-    free(r->state);
-    r->state = lf_xstrdup(e->to_state);
+    /* An observation that moved nothing is in the log, not the history. */
+    if (moves) {
+        lf_hist h;
+        hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
+                 e->timestamp);
+        hist_push(r, &h);
+        free(r->state);
+        r->state = lf_xstrdup(e->to_state);
+    }
     r->version = e->version;
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     changes_apply(r, &c);
@@ -340,6 +353,7 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
         lf_buf_json_str(b, r->aliases[i]);
     }
     lf_jw_close(&al, ']');
+    if (r->forge) lf_jw_raw(&o, "forge", r->forge, "{}");
     if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
 }
@@ -451,6 +465,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
     r->ci_status = member_text(t, "ci_status", "{}");
     r->labels = member_text(t, "labels", "{}");
     r->metadata = member_text(t, "metadata", "{}");
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "forge")))
+        r->forge = member_text(t, "forge", "{}");
     free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {

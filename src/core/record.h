@@ -4,7 +4,7 @@
  * The JSON form keeps LoopForge's `to_dict` key order exactly:
  *   record_id ref ref_number repo pr_url pr_number state auto_merge
  *   ci_status transitions labels created_at updated_at closed_at
- * followed by our additions: workflow version metadata aliases. Each
+ * followed by our additions: workflow version metadata aliases [forge]. Each
  * transition is {from_state, to_state, trigger, timestamp, metadata, actor}.
  * Aliases are other names a record is found by besides its ref (e.g.
  * "pr:owner/repo#2", "sha:<head sha>"), added by transitions. */
@@ -50,6 +50,8 @@ typedef struct lf_record {
     char *metadata;                 /* JSON object text, never NULL */
     char **aliases;                 /* in the order they were added */
     size_t naliases;
+    char *forge;                    /* what GitHub told it (core/forge.h):
+                                       JSON object text, NULL = nothing */
     bool deleted;                   /* a tombstone has been applied */
 } lf_record;
 

@@ -151,6 +151,72 @@ int lf_workflow_check(const lf_workflow *wf, lf_buf *problems) {
     return n;
 }
 
+/* ---- progress ------------------------------------------------------------ */
+
+/* Depth-first from s in edge order: an edge to a state still on the
+ * stack (colour 1) leads back; the others are forward. */
+static void mark_back(const lf_workflow *wf, int s, char *colour, bool *back) {
+    colour[s] = 1;
+    for (int i = 0; i < wf->nedges; i++) {
+        const lf_edge *e = &wf->edges[i];
+        if (e->from != s) continue;
+        if (colour[e->to] == 1) back[i] = true;
+        else if (colour[e->to] == 0) mark_back(wf, e->to, colour, back);
+    }
+    colour[s] = 2;
+}
+
+void lf_workflow_ranks(const lf_workflow *wf, int *ranks) {
+    int n = wf->nstates;
+    for (int s = 0; s < n; s++) ranks[s] = -1;
+    if (!valid_state(wf, wf->initial)) return;
+    char *colour = lf_xcalloc((size_t)n, 1);
+    bool *back = lf_xcalloc((size_t)wf->nedges + 1, sizeof *back);
+    mark_back(wf, wf->initial, colour, back);
+    /* Longest path in what is left (acyclic): relax n times. */
+    ranks[wf->initial] = 0;
+    for (int round = 0; round < n; round++) {
+        bool moved = false;
+        for (int i = 0; i < wf->nedges; i++) {
+            const lf_edge *e = &wf->edges[i];
+            if (back[i] || ranks[e->from] < 0 || ranks[e->to] >= ranks[e->from] + 1)
+                continue;
+            ranks[e->to] = ranks[e->from] + 1;
+            moved = true;
+        }
+        if (!moved) break;
+    }
+    free(colour);
+    free(back);
+}
+
+int lf_workflow_path(const lf_workflow *wf, int from, int to, int *path) {
+    int n = wf->nstates;
+    if (!valid_state(wf, from) || !valid_state(wf, to) || from == to) return 0;
+    int *prev = lf_xmalloc((size_t)n * sizeof *prev), *queue = path;
+    for (int s = 0; s < n; s++) prev[s] = -1;
+    int head = 0, tail = 0;
+    queue[tail++] = from;
+    prev[from] = from;
+    while (head < tail && prev[to] < 0) {
+        int s = queue[head++];
+        for (int i = 0; i < wf->nedges; i++) {
+            const lf_edge *e = &wf->edges[i];
+            if (e->from != s || prev[e->to] >= 0) continue;
+            prev[e->to] = s;
+            queue[tail++] = e->to;
+        }
+    }
+    int len = 0;
+    if (prev[to] >= 0) {
+        for (int s = to; s != from; s = prev[s]) len++;
+        len++;
+        for (int s = to, i = len - 1; i >= 0; s = prev[s], i--) path[i] = s;
+    }
+    free(prev);
+    return len;
+}
+
 /* ---- messages ------------------------------------------------------------ */
 
 void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,

@@ -52,6 +52,19 @@ int lf_workflow_check(const lf_workflow *wf, lf_buf *problems);
 void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,
                              lf_buf *out);
 
+/* How far along the lifecycle a state is: the longest path to it from
+ * the initial state once the edges that lead back (to a state on the way
+ * there, found depth-first in edge order: "retry after a fix") are set
+ * aside. ranks[] gets one value per state; unreachable states get -1.
+ * Observations use it to move forward only (docs/http.md). */
+void lf_workflow_ranks(const lf_workflow *wf, int *ranks);
+
+/* The shortest path from -> to over the workflow's edges (breadth first,
+ * edge order breaking ties): path[0] = from, path[n-1] = to. Returns n,
+ * or 0 when `to` cannot be reached (or from == to). path must hold
+ * nstates ints. */
+int lf_workflow_path(const lf_workflow *wf, int from, int to, int *path);
+
 /* Renderings for `loopforge graph`. */
 void lf_workflow_dot(const lf_workflow *wf, lf_buf *out);
 void lf_workflow_mermaid(const lf_workflow *wf, lf_buf *out);

@@ -12,6 +12,7 @@
 #include "../core/text.h"
 #include "../core/mem.h"
 #include "../core/json.h"
+#include "../core/forge.h"
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
@@ -236,6 +237,10 @@ char *lf_result_json_tail(const lf_result *r, size_t max_transitions) {
     lf_jw_bool(&o, "dry_run", r->dry_run);
     lf_jw_bool(&o, "duplicate", r->duplicate);
     lf_jw_raw(&o, "violation", r->violation, "null");
+    if (r->observation) {
+        lf_jw_bool(&o, "changed", r->changed);
+        lf_jw_str(&o, "stale", r->stale);
+    }
     lf_jw_close(&o, '}');
     return lf_buf_steal(&b);
 }
@@ -598,6 +603,18 @@ typedef struct txn {
     bool observed;              /* a fact: commit it, mark what objects */
     char *violation;            /* {"rule":…,"reason":…} of an observation */
     const char *from_name, *to_name;    /* owned by g */
+    /* An observation carrying a forge fact (metadata.fact) walks from the
+     * record's state to what its knowledge implies, one entry per edge. */
+    char *fact;                 /* metadata.fact, or NULL */
+    const lf_workflow *wf;      /* the record's workflow (owned by g) */
+    int *path, npath, step;     /* states; the entry going in enters path[step+1] */
+    int fact_edge;              /* the step that carries the fact */
+    bool regression, changed;
+    char *forge;                /* the knowledge after the fact (JSON) */
+    char *pr_fields;            /* "pr_url":…,"pr_number":… when the PR changed */
+    char stale[256];            /* why the fact moved nothing, or "" */
+    char note[256];
+    const char *start_name;     /* the state the walk started from */
 } txn;
 
 static void txn_free(txn *t) {
@@ -608,6 +625,10 @@ static void txn_free(txn *t) {
     free(t->denial);
     free(t->key);
     free(t->violation);
+    free(t->fact);
+    free(t->path);
+    free(t->forge);
+    free(t->pr_fields);
     free(t);
 }
 
@@ -621,11 +642,15 @@ static void txn_done(txn *t, lf_code code, const char *err, const char *next,
     reply(t->cb, t->arg,
           (lf_result){.code = code,
                       .error = err,
-                      .previous_state = t->from_name,
+                      .previous_state = t->start_name ? t->start_name : t->from_name,
                       .new_state = next,
                       .record = rec,
                       .decisions = t->decisions,
-                      .dry_run = t->dry_run});
+                      .dry_run = t->dry_run,
+                      .violation = code == LF_OK ? t->violation : NULL,
+                      .observation = t->observed,
+                      .changed = t->changed,
+                      .stale = t->stale[0] ? t->stale : NULL});
     txn_free(t);
 }
 
@@ -642,10 +667,10 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char
 
 /* Hooks see the committed record; what they ask for runs next, as its
  * own request with the hook as actor, one link further down the chain. */
-static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
+static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool followups) {
     lf_engine *e = t->eng;
     lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
-                        t->actor, en->metadata, t->decisions, t->violation != NULL};
+                        t->actor, en->metadata, t->decisions, en->violation != NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -658,6 +683,15 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en) {
     }
     for (size_t i = 0; i < rep.nfollowups && !e->closing; i++) {
         lf_followup *f = &rep.followups[i];
+        if (!followups) {
+            /* A step the record walked through on its way further: what a
+             * hook would do with it is already past. */
+            logf_(e, LF_LOG_INFO,
+                  "hook %s: follow-up to %s dropped: %s passed through %s on its way "
+                  "further",
+                  f->hook, f->to, rec->id, t->to_name);
+            continue;
+        }
         if (t->depth + 1 > MAX_CHAIN) {
             logf_(e, LF_LOG_ERROR,
                   "hook %s: follow-up to %s dropped: chain of "
@@ -718,7 +752,7 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
                       .record = rec,
                       .decisions = t->decisions,
                       .violation = t->violation});
-    run_hooks(t, rec, en);
+    run_hooks(t, rec, en, true);
     txn_free(t);
 }
 
@@ -870,6 +904,296 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record 
     lf_store_commit(t->eng->store, en, txn_refused, t);
 }
 
+/* ---- observations: facts, and the walk they imply ---------------------- */
+
+static void walk_commit(txn *t, const lf_record *rec);
+
+/* One item of a violation: {"rule":…,"reason":…}. */
+static void unmet_add(lf_buf *items, const char *rule, const char *reason) {
+    if (items->len) lf_buf_putc(items, ',');
+    lf_jw o = lf_jw_open(items, '{');
+    lf_jw_str(&o, "rule", rule);
+    lf_jw_str(&o, "reason", reason);
+    lf_jw_close(&o, '}');
+}
+
+/* The violation of a step from its items: the one item itself, or the
+ * first one's rule, every reason, and the whole list as `unmet`. */
+static char *violation_of(const lf_buf *items, int n, const char *first_rule) {
+    if (n == 0) return NULL;
+    if (n == 1) return lf_xstrdup(items->p);
+    lf_buf list = LF_BUF_INIT, why = LF_BUF_INIT, out = LF_BUF_INIT;
+    lf_buf_printf(&list, "[%s]", items->p);
+    cJSON *all = lf_xptr(cJSON_Parse(list.p)), *it;
+    cJSON_ArrayForEach(it, all) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "reason");
+        if (why.len) lf_buf_puts(&why, "; ");
+        lf_buf_puts(&why, cJSON_IsString(r) ? r->valuestring : "");
+    }
+    cJSON_Delete(all);
+    lf_jw o = lf_jw_open(&out, '{');
+    lf_jw_str(&o, "rule", first_rule);
+    lf_jw_str(&o, "reason", lf_buf_str(&why));
+    lf_jw_raw(&o, "unmet", list.p, "[]");
+    lf_jw_close(&o, '}');
+    lf_buf_free(&list);
+    lf_buf_free(&why);
+    return lf_buf_steal(&out);
+}
+
+/* The record fields a step sets: closed_at entering a terminal state; on
+ * the step that carries the fact, the knowledge, the PR fields when the
+ * PR is another one, and the aliases the route named. */
+static char *walk_changes(const txn *t, bool fact, bool terminal, const char *ts) {
+    bool any = fact && (t->forge || t->pr_fields || t->pr_changes);
+    if (!terminal && !any) return NULL;
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    if (terminal) {
+        lf_jw_key(&o, "closed_at");
+        lf_buf_putc(&b, '"');
+        lf_buf_add(&b, ts, LF_TS_LEN);
+        lf_buf_putc(&b, '"');
+    }
+    if (fact && t->forge) lf_jw_raw(&o, "forge", t->forge, "{}");
+    const char *members[] = {fact ? t->pr_fields : NULL, fact ? t->pr_changes : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!members[i]) continue;
+        lf_jw_next(&o);
+        lf_buf_puts(&b, members[i]);
+    }
+    lf_jw_close(&o, '}');
+    return lf_buf_steal(&b);
+}
+
+/* The request's metadata with what the engine adds to the entry that
+ * carries the fact: why it moved nothing (stale), what else happened
+ * (note), whether it went back (regression). */
+static char *fact_metadata(const txn *t, const char *meta) {
+    if (!t->stale[0] && !t->note[0] && !t->regression) return NULL;
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    if (t->stale[0]) lf_jw_str(&o, "stale", t->stale);
+    if (t->note[0]) lf_jw_str(&o, "note", t->note);
+    if (t->regression && t->npath) lf_jw_bool(&o, "regression", true);
+    lf_jw_close(&o, '}');
+    char *out = merge_annotations(meta, b.p);
+    lf_buf_free(&b);
+    return out;
+}
+
+/* The states from `from` to `target` the record walks, in t->path, and
+ * which step carries the fact; t->npath 0 when it stays. The state only
+ * goes forward (lf_workflow_ranks): further along by the shortest path
+ * whose steps the knowledge allows (else straight there, a violation if
+ * the workflow has no such edge), sideways only by such a path, back only
+ * along an edge the workflow has (a CI re-run) or when a new head or a
+ * new PR says so. */
+static void plan_walk(txn *t, int from, int target, int to, const lf_forge *k) {
+    const lf_workflow *wf = t->wf;
+    int *ranks = lf_xmalloc((size_t)wf->nstates * sizeof *ranks);
+    lf_workflow_ranks(wf, ranks);
+    free(t->path);
+    t->path = lf_xmalloc((size_t)(wf->nstates + 1) * sizeof *t->path);
+    t->npath = 0;
+    int len = lf_workflow_path(wf, from, target, t->path);
+    for (int i = 1; i < len - 1; i++)
+        if (!lf_forge_allows(k, wf->states[t->path[i]])) len = 0;
+    bool ahead = ranks[target] > ranks[from], behind = ranks[target] < ranks[from];
+    if (behind && !t->regression && !lf_workflow_has_edge(wf, from, target)) len = 0;
+    else if ((len == 0 && ahead) || (behind && t->regression)) {
+        t->path[0] = from, t->path[1] = target;
+        len = 2;
+    }
+    t->npath = len;
+    t->step = 0;
+    t->fact_edge = len - 2;
+    for (int i = 0; i + 1 < len; i++)
+        if (t->path[i + 1] == to) t->fact_edge = i;
+    free(ranks);
+}
+
+/* Folds the fact into the record's knowledge and plans the walk. */
+static void learn(txn *t, int from, int to, const lf_record *rec) {
+    lf_forge *k = lf_forge_parse(rec->forge);
+    lf_forge_outcome fo;
+    lf_forge_apply(k, t->fact, &fo);
+    t->changed = fo.changed;
+    t->regression = fo.regression;
+    memcpy(t->stale, fo.stale, sizeof t->stale);
+    memcpy(t->note, fo.note, sizeof t->note);
+    free(t->forge);
+    t->forge = fo.changed ? lf_forge_json(k) : NULL;
+    free(t->pr_fields);
+    t->pr_fields = NULL;
+    int64_t number;
+    const char *url;
+    if (fo.pr_changed && lf_forge_pr(k, &number, &url)) {
+        lf_buf b = LF_BUF_INIT;
+        lf_jw o = {&b, false};      /* members only, like record_fields */
+        lf_jw_str(&o, "pr_url", url);
+        lf_jw_int(&o, "pr_number", number);
+        t->pr_fields = lf_buf_steal(&b);
+    }
+    const char *m = t->stale[0] ? NULL : lf_forge_milestone(k);
+    int target = m ? lf_workflow_state(t->wf, m) : -1;
+    t->npath = 0;
+    if (target >= 0 && target != from) plan_walk(t, from, target, to, k);
+    lf_forge_free(k);
+}
+
+/* An observation: a fact (metadata.fact), one that repeats the record's
+ * state, or one about a record in a terminal state. It always leaves an
+ * entry: the steps of the walk its knowledge implies, or one `observed`
+ * entry that keeps the fact (and the knowledge it taught) and moves
+ * nothing. Nothing takes a record out of a terminal state. */
+static void observe(txn *t, int from, int to, const lf_record *rec) {
+    const lf_workflow *wf = t->wf;
+    t->start_name = wf->states[from];
+    t->stale[0] = t->note[0] = '\0';
+    t->changed = t->regression = false;
+    t->npath = 0;
+    free(t->violation);
+    t->violation = NULL;
+    if (t->fact) learn(t, from, to, rec);
+    if (lf_workflow_is_terminal(wf, from)) {
+        t->npath = 0;
+        if (!t->note[0])
+            snprintf(t->note, sizeof t->note, "%s is terminal: the fact is kept, the state stays",
+                     wf->states[from]);
+    }
+    if (t->dry_run) {
+        const char *end = t->npath ? wf->states[t->path[t->npath - 1]] : t->start_name;
+        txn_done(t, LF_OK, NULL, end, rec);
+        return;
+    }
+    walk_commit(t, rec);
+}
+
+/* The store's answer to one step of a walk (or to the observed entry). */
+static void walk_committed(lf_code code, const char *err, const lf_record *rec,
+                           const lf_entry *en, void *arg) {
+    txn *t = arg;
+    if (code == LF_CONFLICT && ++t->attempts < MAX_ATTEMPTS) {
+        t->start_name = NULL;
+        txn_start(t);           /* somebody else moved it: learn again */
+        return;
+    }
+    if (code != LF_OK) {
+        txn_done(t, code, err, NULL, NULL);
+        return;
+    }
+    if (en->violation) t->eng->stats.violations++;
+    if (t->npath && t->step + 2 < t->npath) {
+        run_hooks(t, rec, en, false);
+        t->step++;
+        walk_commit(t, rec);
+        return;
+    }
+    t->eng->stats.transitions[LF_OK]++;
+    const char *end = t->npath ? t->to_name : t->start_name;
+    bool moved = t->npath > 0;
+    reply(t->cb, t->arg,
+          (lf_result){.code = LF_OK,
+                      .previous_state = t->start_name,
+                      .new_state = end,
+                      .record = rec,
+                      .decisions = t->decisions,
+                      .violation = t->violation,
+                      .observation = true,
+                      .changed = t->changed || moved,
+                      .stale = t->stale[0] ? t->stale : NULL});
+    if (moved) run_hooks(t, rec, en, true);
+    txn_free(t);
+}
+
+/* Commits the walk's current step (or, with no walk, the observed entry)
+ * on top of rec. */
+static void walk_commit(txn *t, const lf_record *rec) {
+    const lf_workflow *wf = t->wf;
+    bool walking = t->npath > 0;
+    bool fact = !walking || t->step == t->fact_edge;
+    bool last = !walking || t->step + 2 == t->npath;
+    int a = walking ? t->path[t->step] : lf_workflow_state(wf, rec->state);
+    int b = walking ? t->path[t->step + 1] : a;
+    lf_entry en = {0};
+    en.record_id = t->id;
+    en.kind = walking ? LF_ENTRY_TRANSITION : LF_ENTRY_OBSERVED;
+    en.version = rec->version + 1;
+    en.from_state = t->from_name = wf->states[a];
+    en.to_state = t->to_name = wf->states[b];
+    en.trigger = t->trigger;
+    en.actor = t->actor;
+    en.policy_set = lf_rules_generation(t->g->rules);
+    en.idempotency_key = last ? t->key : NULL;
+    int64_t now = stamp(en.timestamp, rec->updated_at);
+    char *merged = NULL, *extra = NULL, *changes = NULL;
+    lf_buf items = LF_BUF_INIT;
+    int n = 0;
+    const char *first = NULL;
+    char rule[160];
+    if (walking && fact) {
+        free(t->violation);
+        t->violation = NULL;
+        if (!lf_workflow_has_edge(wf, a, b) && !t->regression) {
+            lf_buf why = LF_BUF_INIT;
+            lf_workflow_invalid_msg(wf, a, wf->states[b], &why);
+            snprintf(rule, sizeof rule, "workflow:%s", wf->name);
+            unmet_add(&items, rule, lf_buf_str(&why));
+            lf_buf_free(&why);
+            first = rule, n++;
+        }
+        if (strcmp(wf->states[b], "merged") == 0) {
+            lf_forge *k = lf_forge_parse(t->forge ? t->forge : rec->forge);
+            lf_buf lines = LF_BUF_INIT;
+            lf_forge_merge_unmet(k, rec->auto_merge, &lines);
+            for (char *l = lines.p, *nl; l && *l; l = nl + 1) {
+                nl = strchr(l, '\n');
+                *nl = '\0';
+                unmet_add(&items, "merge-checks", l);
+                if (!first) first = "merge-checks";
+                n++;
+            }
+            lf_buf_free(&lines);
+            lf_forge_free(k);
+        }
+        /* Guards see the record with what this fact taught it. */
+        lf_record *seen = NULL;
+        if (t->forge) {
+            seen = lf_record_dup(rec);
+            free(seen->forge);
+            seen->forge = lf_xstrdup(t->forge);
+        }
+        txn_guard(t, seen ? seen : rec, now, &en, &merged); /* observed: never refuses */
+        lf_record_free(seen);
+        if (t->violation) {
+            cJSON *v = cJSON_Parse(t->violation);
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(v, "rule");
+            const cJSON *why = cJSON_GetObjectItemCaseSensitive(v, "reason");
+            snprintf(rule, sizeof rule, "%s", cJSON_IsString(r) ? r->valuestring : "?");
+            if (!first) first = rule;
+            unmet_add(&items, rule, cJSON_IsString(why) ? why->valuestring : "denied");
+            n++;
+            cJSON_Delete(v);
+            free(t->violation);
+        }
+        t->violation = violation_of(&items, n, first);
+    }
+    const char *meta = merged ? merged : t->metadata;
+    if (fact) meta = (extra = fact_metadata(t, meta)) ? extra : meta;
+    else meta = "{\"implied\":true}";
+    en.metadata = meta;
+    en.decisions = walking && fact ? t->decisions : NULL;
+    en.violation = walking && fact ? t->violation : NULL;
+    en.changes = changes = walk_changes(t, fact, walking && lf_workflow_is_terminal(wf, b),
+                                        en.timestamp);
+    lf_store_commit(t->eng->store, &en, walk_committed, t);
+    lf_buf_free(&items);
+    free(changes);
+    cJSON_free(extra);
+    cJSON_free(merged);
+}
+
 /* The store's answer to the load of a transition's (or deletion's) record,
  * and the heart of the pipeline: checks the edge in the record's
  * workflow, runs the guards (or, for an observation, records what they
@@ -932,11 +1256,9 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         }
         free(t->violation);
         t->violation = NULL;
-        if (t->observed && to == from) {
-            /* Reality repeating itself (a second CI run for the same push,
-             * another assignee): nothing new happened, nothing to record. */
-            t->to_name = t->from_name;
-            txn_done(t, LF_OK, NULL, t->to_name, rec);
+        if (t->observed && (t->fact || to == from || lf_workflow_is_terminal(wf, from))) {
+            t->wf = wf;
+            observe(t, from, to, rec);
             return;
         }
         if (!lf_workflow_has_edge(wf, from, to)) {
@@ -1071,6 +1393,23 @@ bad_aliases:
     return -1;
 }
 
+/* An observation's metadata.fact (core/forge.h): checked here, so a
+ * route that sends a malformed one hears it at once. The record's PR
+ * fields then come from the knowledge, not from the metadata. */
+static int take_fact(txn *t, cJSON *meta, char *err, size_t errlen) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(meta, "fact");
+    if (!f) return 0;
+    t->fact = lf_xptr(cJSON_PrintUnformatted(f));
+    if (!cJSON_IsObject(f)) {
+        snprintf(err, errlen, "metadata.fact must be an object");
+        return -1;
+    }
+    if (lf_forge_check(t->fact, err, errlen)) return -1;
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "pr_url");
+    cJSON_DeleteItemFromObjectCaseSensitive(meta, "pr_number");
+    return 0;
+}
+
 void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_cb *cb,
                           void *arg) {
     if (e->closing) {
@@ -1097,6 +1436,7 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_
     cJSON *tree = NULL;
     if (req->idempotency_key) t->key = lf_xstrdup(req->idempotency_key);
     if (take_object(req->metadata, "metadata", 0, &t->metadata, &tree, err, sizeof err) ||
+        (tree && req->observed && take_fact(t, tree, err, sizeof err)) ||
         (tree && record_fields(tree, &t->pr_changes, err, sizeof err))) {
         cJSON_Delete(tree);
         txn_done(t, LF_INVALID_REQUEST, err, NULL, NULL);

@@ -99,6 +99,8 @@ enum {
     LF_WH_INVALID,
     LF_WH_ERROR,
     LF_WH_LATE,
+    LF_WH_UNCHANGED,            /* matched a record, taught it nothing */
+    LF_WH_STALE,                /* older than what the record knew */
     LF_WH__COUNT
 };
 #define LF_WH_EVENTS 11                 /* the known events, then "other" */

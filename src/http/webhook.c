@@ -42,6 +42,7 @@ typedef struct delivery {
     lf_buf results;             /* JSON objects, comma-separated */
     lf_jw list;                 /* writes into results */
     size_t applied, duplicates, ignored, errors, unavailable, violations;
+    size_t changed, stale;      /* of the applied observations */
     char *why_ignored;          /* the first reason */
     char *error;                /* the first error */
     struct event *deadline;
@@ -130,12 +131,21 @@ static void note_result(delivery *d, const lf_route_request *q, const lf_result 
     lf_jw_str(&o, "to", res->new_state);
     lf_jw_bool(&o, "duplicate", res->duplicate);
     lf_jw_raw(&o, "violation", res->violation, "null");
+    if (res->observation && res->success) {
+        lf_jw_bool(&o, "changed", res->changed && !res->duplicate);
+        lf_jw_str(&o, "stale", res->stale);
+    }
     if (!res->success) lf_jw_str(&o, "error", res->error);
     lf_jw_close(&o, '}');
     if (res->success && res->duplicate) d->duplicates++;
     else if (res->success) d->applied++;
     else if (res->code == LF_UNAVAILABLE || res->code == LF_CONFLICT) d->unavailable++;
     else d->errors++;
+    if (res->success && !res->duplicate) {
+        /* A create is news; an observation says whether it was. */
+        if (!res->observation || res->changed) d->changed++;
+        else if (res->stale) d->stale++;
+    }
     if (res->violation && !res->duplicate) d->violations++;
     if (!res->success && !d->error) d->error = lf_xstrdup(res->error ? res->error : "");
 }
@@ -179,9 +189,14 @@ static void finish(delivery *d) {
         lf_jw_str(&o, "code", "route_error");
         lf_jw_str(&o, "error", d->error);
     } else if (d->applied || d->duplicates) {
-        status = 200, result = d->applied ? LF_WH_OK : LF_WH_DUPLICATE;
+        status = 200;
+        result = !d->applied  ? LF_WH_DUPLICATE
+                 : d->changed ? LF_WH_OK
+                 : d->stale   ? LF_WH_STALE
+                              : LF_WH_UNCHANGED;
         o = body_head(d, &b, true);
         lf_jw_bool(&o, "duplicate", !d->applied);
+        lf_jw_bool(&o, "changed", d->changed > 0);
         lf_jw_int(&o, "violations", (int64_t)d->violations);
     } else {
         status = 202, result = LF_WH_IGNORED;

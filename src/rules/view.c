@@ -22,7 +22,7 @@
 
 #include <lauxlib.h>
 
-enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_HIST, NSLOTS = SLOT_HIST };
+enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_FORGE, SLOT_HIST, NSLOTS = SLOT_HIST };
 
 typedef struct lf_view {
     const lf_record *rec;
@@ -161,6 +161,8 @@ static int view_index(lua_State *L) {
     if (KEY("labels")) return push_cached(L, r, v, SLOT_LABELS, rec->labels);
     if (KEY("transitions")) return push_hist(L, v);
     if (KEY("ci_status")) return push_cached(L, r, v, SLOT_CI, rec->ci_status);
+    /* What GitHub told the record (core/forge.h), {} when nothing. */
+    if (KEY("forge")) return push_cached(L, r, v, SLOT_FORGE, rec->forge ? rec->forge : "{}");
     if (KEY("record_id")) {
         lua_pushstring(L, rec->id);
         return 1;

@@ -51,7 +51,8 @@ static const char *const mode_names[] = {"create", "move", "note", "delete", "gl
 static int commit_mode_of(lf_entry_kind k) {
     switch (k) {
     case LF_ENTRY_CREATED: return MODE_CREATE;
-    case LF_ENTRY_TRANSITION: return MODE_MOVE;
+    case LF_ENTRY_TRANSITION:
+    case LF_ENTRY_OBSERVED: return MODE_MOVE;
     case LF_ENTRY_DENIED:
     case LF_ENTRY_REJECTED: return MODE_NOTE;
     case LF_ENTRY_DELETED: return MODE_DELETE;

@@ -30,7 +30,7 @@ until redis-cli -s "$tmp/redis.sock" ping 2>/dev/null | grep -q PONG; do
     fi
 done
 ok "a private redis-server answers"
-for suite in http_api http_webhook http_ops; do
+for suite in http_api http_webhook http_ops github_scenarios; do
     res=$(cd "$ROOT" && HTTP_STORE="unix://$tmp/redis.sock?prefix=$suite:" \
           sh "tests/cli/$suite.sh" 2>&1)
     rc=$?

@@ -65,8 +65,9 @@ expect_json "… pong" pong true
 hook ping "$tmp/hello" v-1b sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e18
 expect_status "one hex digit off: 401" 401
 hook pull_request "$FIX/pull_request.opened.json" v-3 "$PR_SIG"
-expect_status "a payload signed with GitHub's docs secret is accepted (PR links no issue: 202)" 202
-expect_json "… ignored, saying why" ignored "pull request #2 links no issue"
+expect_status "a payload signed with GitHub's docs secret is accepted: 200" 200
+expect_json "… a PR that links no issue gets a record of its own" results/1/op create
+expect_json "… which enters the lifecycle at pr_created" results/2/to pr_created
 
 # ---- bad signatures change nothing ----
 before=$(count)
@@ -86,7 +87,7 @@ hook issues "$FIX/issues.opened.json" bad-5 "sha256=$(printf '%064d' 0)"
 expect_status "a well-formed but wrong signature: 401" 401
 expect_match "none of them changed anything" audit "$(count)" "^$before\$"
 req GET /v1/records
-expect_json "… no record was created" 'records/#' 0
+expect_json "… no record was created (the one there is the PR's)" 'records/#' 1
 
 # ---- headers and payloads ----
 printf '{"action":' >"$tmp/broken.json"
@@ -107,11 +108,12 @@ hook push "$FIX/push.branch-created.json" p-4
 expect_status "an event no route follows: 202" 202
 expect_json "… ignored, saying why" ignored "no route for push"
 hook check_run "$FIX/check_run.created.json" p-5
-expect_status "check_run: 202" 202
-match_out "… the route says why it is ignored" 'check runs are not followed'
-hook check_suite "$FIX/check_suite.completed.success.json" p-6
+expect_status "check_run is CI too: 200" 200
+expect_json "… through the ci route" results/1/route ci
+sed 's/"number": 2,/"number": 99,/' "$FIX/check_suite.completed.success.json" >"$tmp/pr99.json"
+hook check_suite "$tmp/pr99.json" p-6
 expect_status "CI for a PR no record knows: 202" 202
-expect_json "… no record" ignored "no record for pr:Codertocat/Hello-World#2"
+expect_json "… no record" ignored "no record for pr:Codertocat/Hello-World#99"
 head -c 27000000 /dev/zero >"$tmp/huge"
 hook issues "$tmp/huge" p-7
 expect_status "a delivery over GitHub's 25 MB is 413" 413
@@ -147,16 +149,22 @@ expect_match "… and nothing was written" audit "$(count)" "^$n_created\$"
 hook issues "$FIX/issues.assigned.json" life-2
 expect_json "issues.assigned (real) queues it" results/1/to task_queued
 hook pull_request "$FIX/pull_request.opened.json" life-3
-expect_status "pull_request.opened (real) links no issue: 202" 202
+expect_status "pull_request.opened (real) again, new delivery: 200" 200
+match_out "… its record exists" '"ignored":"Duplicate ref'
+expect_json "… and knows it: nothing changed" changed false
 hook pull_request "$tmp/synthetic.pr_fixes_1.json" life-4
 expect_json "pull_request.opened with 'Fixes #1' (synthetic) links the PR" results/1/to pr_created
 expect_json "… on the issue's record" results/1/record_id "$id"
 hook pull_request "$FIX/pull_request.synchronize.json" life-5
-expect_json "pull_request.synchronize (real) restarts CI, found by the PR alias" results/1/to ci_pending
+# The published synchronize's head is the opened PR's head: a push of a
+# commit the record knows changes nothing.
+expect_json "pull_request.synchronize (real) is found by the PR alias" results/1/record_id "$id"
+expect_json "… a push of the head it knows moves nothing" results/1/to pr_created
+expect_json "… and changes nothing" results/1/changed false
 hook check_suite "$tmp/synthetic.check_suite_failure.json" life-6
 expect_json "check_suite failure (synthetic) fails CI" results/1/to ci_failed
 hook pull_request "$FIX/pull_request.synchronize.json" life-7
-expect_json "a new push (real synchronize, new delivery) retries CI" results/1/to ci_pending
+expect_json "the same push again (new delivery) leaves CI failed" results/1/to ci_failed
 hook check_suite "$FIX/check_suite.completed.success.json" life-8
 expect_json "check_suite success (real) passes CI" results/1/to ci_passed
 req GET "/v1/records/$id"
@@ -171,7 +179,9 @@ expect_json "… approves" results/1/to approved
 expect_json "… marked a violation (author approving own PR)" results/1/violation/rule no-self-approval
 expect_json "… counted" violations 1
 hook pull_request "$FIX/pull_request.closed.unmerged.json" life-11
-expect_status "a PR closed unmerged (real) is ignored: 202" 202
+expect_status "a PR closed unmerged (real) is recorded: 200" 200
+expect_json "… the state stays" results/1/to approved
+expect_json "… the knowledge changed" results/1/changed true
 hook pull_request "$tmp/synthetic.pr_merged.json" life-12
 expect_json "a merged PR (synthetic) merges the record" results/1/to merged
 expect_json "… no violation: it was approved" results/1/violation null

@@ -4,7 +4,8 @@
 --   lua5.4 tests/cli/json.lua [PATH]       one JSON document on stdin
 --   lua5.4 tests/cli/json.lua --lines      every stdin line is a document
 --
--- Exits 1 with a message if the input is not valid JSON. With PATH
+-- Exits 1 with a message if the input is not valid JSON. With the global
+-- JSON_MODULE set, loading it returns {decode = function(text)} instead. With PATH
 -- (components separated by "/", array indexes from 1, "#" for a length)
 -- prints the value found there: strings raw, null as "null", objects and
 -- arrays as "{…}" / "[…]"; a missing component prints "<missing>".
@@ -117,6 +118,9 @@ local function lookup(v, path)
   end
   return show(v)
 end
+
+-- Loaded with JSON_MODULE set (github_scenarios.lua), it is a library.
+if JSON_MODULE then return { decode = function(s) return decoder(s)() end } end
 
 local input = io.read("a")
 local ok, err = pcall(function()
