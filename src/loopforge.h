@@ -45,6 +45,7 @@ typedef enum lf_code {
     LF_INVALID_REQUEST,
     LF_UNAVAILABLE,
     LF_DUPLICATE_REF,
+    LF_IDEMPOTENCY_MISMATCH,    /* a used idempotency key, another request */
     LF_CODE__COUNT
 } lf_code;
 
@@ -78,6 +79,10 @@ typedef struct lf_engine_config {
     size_t lua_memory;          /* bytes per policy set; 0 = default */
     size_t lua_time_ms;         /* wall-clock per guard/hook call, ten times that
                                  * per policy file; 0 = default (1000) */
+    bool reader;                /* only reads: the journal is opened read-only
+                                   (nothing created or cut), and a policy set
+                                   that does not load is replaced by an empty
+                                   one (writes then fail) instead of an error */
 } lf_engine_config;
 
 /* The store URL an engine made from cfg opens: cfg->store, else

@@ -558,11 +558,19 @@ static void idempotency(void **state) {
     assert_int_equal(audit_len(e), n);
     res_clear(&a);
     res_clear(&b);
-    /* The same key for another request still means "already done". */
+    /* The same key for another request is refused, and writes nothing:
+     * the key stays bound to its first request. */
     t.to = "pr_created";
     lf_engine_transition(e, &t, res_keep, &b);
-    assert_true(b.success);
-    assert_string_equal(b.next, "task_queued");
+    assert_int_equal(b.code, LF_IDEMPOTENCY_MISMATCH);
+    assert_non_null(strstr(b.error, "was used for another request"));
+    assert_int_equal(audit_len(e), n);
+    res_clear(&b);
+    lf_transition_req other = t;
+    other.id = new_record(e, "ref-idem-other");
+    n = audit_len(e);
+    lf_engine_transition(e, &other, res_keep, &b);
+    assert_int_equal(b.code, LF_IDEMPOTENCY_MISMATCH);
     assert_int_equal(audit_len(e), n);
     res_clear(&b);
     /* A refused attempt repeats as the same refusal. */
@@ -610,7 +618,7 @@ static void idempotency(void **state) {
     res_clear(&b);
     lf_stats st;
     lf_engine_stats(e, &st);
-    assert_int_equal(st.duplicates, 6);
+    assert_int_equal(st.duplicates, 5); /* the mismatches are not duplicates */
 }
 
 /* An observation follows reality where a request would be refused, and

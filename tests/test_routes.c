@@ -111,34 +111,174 @@ static int free_shipped(void **state) {
 
 #define REPO "Codertocat/Hello-World"
 #define ISSUE1 "https://github.com/" REPO "/issues/1"
+#define PR2_URL "https://github.com/" REPO "/pull/2"
+#define PR2 "pr:" REPO "#2"
 #define ME "actor=github:Codertocat"
 #define SHA_EC "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 #define SHA_F9 "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
 #define SHA_34 "3484a3fb816e0859fd6e1cea078d76385ff50625"
-#define CHECK_RUNS                                                                       \
-    "ignored: check runs are not followed: one check run is not the whole "              \
-    "CI (loopforge follows check_suite and workflow_run)\n"
-#define SUITE_META(sha, extra)                                                           \
-    "{\"ci\":{\"app\":\"octocoders-linter\"" extra ",\"head_sha\":\"" sha "\","          \
-    "\"id\":%s,\"source\":\"check_suite\"}}"
-#define RUN_META(conclusion)                                                               \
-    "{\"ci\":{\"attempt\":1" conclusion ",\"head_sha\":\"" SHA_34 "\",\"id\":289782451,"   \
-    "\"source\":\"workflow_run\",\"url\":\"https://github.com/octo-org/octo-repo/actions/" \
-    "runs/289782451\",\"workflow\":\"test\"}}"
-#define PR2_LINK(trigger, issue, by)                                                     \
-    "pr-opened: transition ref=https://github.com/" REPO "/issues/" issue                \
-    " to=pr_created "                                                                    \
-    "trigger=" trigger " " ME " metadata={\"aliases\":[\"pr:" REPO "#2\",\"sha:" SHA_EC  \
-    "\"],"                                                                               \
-    "\"linked_by\":\"" by "\",\"pr_number\":2,\"pr_url\":\"https://github.com/" REPO     \
-    "/pull/2\"}\n"
+
+/* In a case's expected text, "${path}" stands for the value at path in the
+ * payload the route was given (a string's text, a number's digits): where
+ * the repository's payloads and GitHub's published ones differ (times,
+ * the status's commit, a reviewer), the expectation says which field the
+ * route copies. "${path?TEXT}" is TEXT ('@' in it standing for the value)
+ * when the payload has the field and nothing when it has not;
+ * "${path?TEXT|ELSE}" is ELSE then; "${a,b}" is the first of a and b the
+ * payload has. */
+
+/* A CI report's conclusion in the metadata's ci and fact objects, or ""
+ * for a report that has none (still running). */
+#define CONCLUSION(c) "\"conclusion\":\"" c "\","
+#define CI_REQ(ref, to, trigger, meta)                                                   \
+    "ci: transition ref=" ref " to=" to " trigger=" trigger " " ME " metadata=" meta "\n"
+/* check suite `id` of app octocoders-linter on commit `sha` */
+#define SUITE_META(sha, id, conclusion, status)                                                \
+    "{\"aliases\":[\"sha:" sha "\"],\"ci\":{\"app\":\"octocoders-linter\"," conclusion         \
+    "\"head_sha\":\"" sha "\",\"key\":\"suite:" id "\",\"source\":\"check_suite\"},"           \
+    "\"fact\":{\"app\":\"octocoders-linter\",\"at\":\"${check_suite.updated_at}\"," conclusion \
+    "\"key\":\"suite:" id "\",\"kind\":\"ci\",\"required\":{},"                                \
+    "\"sha\":\"" sha "\",\"status\":\"" status "\"}}"
+/* workflow run 289782451 of workflow "test" on SHA_34: one key with its
+ * check suite when the payload names the suite (GitHub's does) */
+#define RUN_KEY "${workflow_run.check_suite_id?suite:@|run:289782451}"
+#define RUN_META(key, conclusion, status)                                                \
+    "{\"aliases\":[\"sha:" SHA_34 "\"],\"ci\":{\"app\":\"github-actions\"," conclusion   \
+    "\"head_sha\":\"" SHA_34 "\",\"key\":\"" key "\",\"name\":\"test\","                 \
+    "\"source\":\"workflow_run\",\"url\":\"https://github.com/octo-org/octo-repo/"       \
+    "actions/runs/289782451\"},\"fact\":{\"app\":\"github-actions\","                    \
+    "\"at\":\"${workflow_run.updated_at}\",\"attempt\":1," conclusion "\"key\":\"" key   \
+    "\",\"kind\":\"ci\",\"name\":\"test\",\"required\":{},\"sha\":\"" SHA_34 "\","       \
+    "\"status\":\"" status "\"}}"
+/* check run 128620228 "Octocoders-linter" on SHA_EC; its app is the app's
+ * slug, absent when the payload's app has none (two of GitHub's three) */
+#define RUN_APP "${check_run.app.slug,check_run.app.name?\"app\":\"@\",}"
+#define CHECK_RUN_META(conclusion, at, status)                                           \
+    "{\"aliases\":[\"sha:" SHA_EC "\"],\"ci\":{" RUN_APP conclusion                      \
+    "\"head_sha\":\"" SHA_EC                                                             \
+    "\",\"key\":\"run:128620228\",\"name\":\"Octocoders-linter\","                       \
+    "\"source\":\"check_run\"},\"fact\":{" RUN_APP "\"at\":\"${" at "}\"," conclusion    \
+    "\"key\":\"run:128620228\",\"kind\":\"ci\",\"name\":\"Octocoders-linter\","          \
+    "\"required\":{},\"sha\":\"" SHA_EC "\",\"status\":\"" status "\"}}"
+/* commit status "default" of the payload's commit */
+#define STATUS_REQ(to, trigger, conclusion, status)                                      \
+    CI_REQ(                                                                              \
+        "sha:${sha}", to, trigger,                                                       \
+        "{\"aliases\":[\"sha:${sha}\"],\"ci\":{" conclusion "\"head_sha\":\"${sha}\","   \
+        "\"key\":\"status:default\",\"name\":\"default\",\"source\":\"status\"},"        \
+        "\"fact\":{\"at\":\"${updated_at}\"," conclusion "\"key\":\"status:default\","   \
+        "\"kind\":\"ci\",\"name\":\"default\",\"required\":{},\"sha\":\"${sha}\","       \
+        "\"status\":\"" status "\"}}")
+
+/* PR #2's fact: `action`, then what comes between kind and number, and
+ * between number and url */
+#define PR2_FACT(action, before_kind, after_kind, after_number)                          \
+    "\"fact\":{\"action\":\"" action                                                     \
+    "\",\"at\":\"${pull_request.updated_at}\"," before_kind "\"head\":\"" SHA_EC         \
+    "\",\"kind\":\"pr\"," after_kind "\"number\":2," after_number "\"url\":\"" PR2_URL   \
+    "\"}"
+/* pr-opened linking PR #2 to issue 1 */
+#define PR2_LINK(trigger, by)                                                            \
+    "pr-opened: transition ref=" ISSUE1 " to=pr_created trigger=" trigger " " ME         \
+    " metadata={\"aliases\":[\"" PR2 "\",\"sha:" SHA_EC                                  \
+    "\"]," PR2_FACT("opened", "", "", "") ",\"linked_by\":\"" by "\",\"pr_number\":2,"   \
+                                          "\"pr_url\":\"" PR2_URL "\"}\n"
+/* pr-opened for PR #2 linking no issue: a record of its own */
+#define PR2_OWN(trigger)                                                                 \
+    "pr-opened: create ref=" PR2_URL " repo=" REPO " ref_number=2 labels=- " ME          \
+    " metadata={\"pull_request\":true,\"title\":\"Update the README with new "           \
+    "information.\"}\n"                                                                  \
+    "pr-opened: transition ref=" PR2_URL " to=pr_created trigger=" trigger " " ME        \
+    " metadata={\"aliases\":[\"" PR2 "\",\"sha:" SHA_EC                                  \
+    "\"]," PR2_FACT("opened", "", "", "\"own\":true,") ",\"pr_number\":2,"               \
+                                                       "\"pr_url\":\"" PR2_URL "\"}\n"
+#define MERGE_SHA "c4295bd74fb0f4fda03689c3df3f2803b658fd85"
+#define MERGED_AT "2019-05-15T15:21:18Z"
+/* review-submitted: review 237895671 of SHA_EC in `state` */
+/* An approval is about `approved`; other reviews about `awaiting_review`. */
+#define REVIEW_TO(state, to, reviewer)                                                   \
+    "review-submitted: transition ref=" PR2 " to=" to " trigger=review." state " " ME    \
+    " metadata={\"commit_id\":\"" SHA_EC                                                 \
+    "\",\"fact\":{\"at\":\"${review.submitted_at}\","                                    \
+    "\"commit\":\"" SHA_EC "\",\"kind\":\"review\",\"reviewer\":\"" reviewer "\","       \
+    "\"state\":\"" state "\"},\"review_id\":237895671}\n"
+#define REVIEW(state, reviewer) REVIEW_TO(state, "approved", reviewer)
+#define ISSUE_FACT(action) "\"fact\":{\"action\":\"" action "\",\"kind\":\"issue\""
 
 typedef struct route_case {
     const char *file;           /* the fixture */
     void (*derive)(cJSON *);    /* NULL: the file's bytes as they are */
     const char *name;           /* synthetic: what was changed */
-    const char *want;
+    const char *want;           /* with ${...} (above) */
 } route_case;
+
+/* cJSON helpers: the value at a.b.c of the root (NULL: absent or null),
+ * and for the derivations, set it. */
+static cJSON *lookup(cJSON *root, const char *path) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    cJSON *v = root;
+    for (char *k = strtok(buf, "."); k && v; k = strtok(NULL, "."))
+        v = cJSON_GetObjectItemCaseSensitive(v, k);
+    return cJSON_IsNull(v) ? NULL : v;
+}
+
+static cJSON *at(cJSON *root, const char *path) {
+    cJSON *v = lookup(root, path);
+    if (!v) fail_msg("the fixture has no %s", path);
+    return v;
+}
+
+/* A case's expected text with its ${...} replaced from the payload. */
+static char *expand_payload(cJSON *root, const char *fmt) {
+    lf_buf b = LF_BUF_INIT;
+    for (const char *p = fmt;;) {
+        const char *s = strstr(p, "${");
+        if (!s) {
+            lf_buf_puts(&b, p);
+            break;
+        }
+        lf_buf_add(&b, p, (size_t)(s - p));
+        const char *e = strchr(s, '}');
+        if (!e) fail_msg("unterminated ${ in %s", fmt);
+        char spec[256];
+        snprintf(spec, sizeof spec, "%.*s", (int)(e - s - 2), s + 2);
+        char *then = strchr(spec, '?'), *otherwise = NULL;
+        if (then) {
+            *then++ = '\0';
+            if ((otherwise = strchr(then, '|'))) *otherwise++ = '\0';
+        }
+        /* "a,b": the first of the fields the payload has */
+        cJSON *v = NULL;
+        for (char *alt = spec, *comma; alt && !v; alt = comma) {
+            if ((comma = strchr(alt, ','))) *comma++ = '\0';
+            v = lookup(root, alt);
+        }
+        char val[256] = "";
+        if (cJSON_IsString(v)) {
+            if (strpbrk(v->valuestring, "\"\\"))
+                fail_msg("payload field %s needs JSON escapes", spec);
+            snprintf(val, sizeof val, "%s", v->valuestring);
+        } else if (cJSON_IsNumber(v)) {
+            snprintf(val, sizeof val, "%.0f", v->valuedouble);
+        } else if (v) {
+            fail_msg("payload field %s is not a string or a number", spec);
+        }
+        if (!then) {
+            if (!v) fail_msg("the payload has no %s", spec);
+            lf_buf_puts(&b, val);
+        } else if (v) {
+            for (const char *t = then; *t; t++) {
+                if (*t == '@') lf_buf_puts(&b, val);
+                else lf_buf_add(&b, t, 1);
+            }
+        } else if (otherwise) {
+            lf_buf_puts(&b, otherwise);
+        }
+        p = e + 1;
+    }
+    return lf_buf_steal(&b);
+}
 
 static void test_route_case(void **state) {
     const route_case *c = *state;
@@ -146,34 +286,21 @@ static void test_route_case(void **state) {
     char *body = fixture(c->file, &len), *text = body;
     char event[64];
     snprintf(event, sizeof event, "%.*s", (int)strcspn(c->file, "."), c->file);
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    assert_non_null(root);
     if (c->derive) {
-        cJSON *root = cJSON_ParseWithLength(body, len);
-        assert_non_null(root);
         c->derive(root);
         text = cJSON_PrintUnformatted(root);
-        cJSON_Delete(root);
         len = strlen(text);
     }
     char *got = route_text(shipped, event, text, len);
-    char want[4096];
-    /* %s in a case's text stands for the check suite's id */
-    snprintf(want, sizeof want, c->want,
-             strstr(c->file, "requested") ? "118578174" : "118578147");
+    char *want = expand_payload(root, c->want);
     assert_string_equal(got, want);
+    free(want);
     free(got);
+    cJSON_Delete(root);
     if (text != body) cJSON_free(text);
     free(body);
-}
-
-/* cJSON helpers for the derivations: set a.b.c of the root. */
-static cJSON *at(cJSON *root, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    cJSON *v = root;
-    for (char *k = strtok(buf, "."); k && v; k = strtok(NULL, "."))
-        v = cJSON_GetObjectItemCaseSensitive(v, k);
-    if (!v) fail_msg("the fixture has no %s", path);
-    return v;
 }
 
 static void set(cJSON *root, const char *path, cJSON *value) {
@@ -193,7 +320,7 @@ static void set_str(cJSON *root, const char *path, const char *s) {
 
 static void merged(cJSON *p) {
     set(p, "pull_request.merged", cJSON_CreateTrue());
-    set_str(p, "pull_request.merged_at", "2019-05-15T15:21:18Z");
+    set_str(p, "pull_request.merged_at", MERGED_AT);
     set(p, "pull_request.merged_by", cJSON_Duplicate(at(p, "sender"), true));
 }
 static void approved(cJSON *p) { set_str(p, "review.state", "approved"); }
@@ -204,6 +331,9 @@ static void changes_requested(cJSON *p) {
 static void suite_failure(cJSON *p) { set_str(p, "check_suite.conclusion", "failure"); }
 static void suite_timed_out(cJSON *p) {
     set_str(p, "check_suite.conclusion", "timed_out");
+}
+static void suite_action_required(cJSON *p) {
+    set_str(p, "check_suite.conclusion", "action_required");
 }
 static void suite_neutral(cJSON *p) { set_str(p, "check_suite.conclusion", "neutral"); }
 static void suite_rerequested(cJSON *p) { set_str(p, "action", "rerequested"); }
@@ -218,6 +348,15 @@ static void run_own_pr(cJSON *p) {
     cJSON *pr = cJSON_GetArrayItem(at(p, "workflow_run.pull_requests"), 0);
     set(pr, "base.repo.id", cJSON_CreateNumber(300029405));
 }
+static void run_of_suite(cJSON *p) {
+    set(p, "workflow_run.check_suite_id", cJSON_CreateNumber(118578147));
+}
+static void run_no_suite(cJSON *p) {
+    cJSON_DeleteItemFromObjectCaseSensitive(at(p, "workflow_run"), "check_suite_id");
+}
+static void status_pending(cJSON *p) { set_str(p, "state", "pending"); }
+static void status_error(cJSON *p) { set_str(p, "state", "error"); }
+static void status_failure(cJSON *p) { set_str(p, "state", "failure"); }
 static void issue_closed(cJSON *p) {
     set_str(p, "action", "closed");
     set_str(p, "issue.state", "closed");
@@ -237,133 +376,172 @@ static void draft(cJSON *p) {
     set(p, "pull_request.draft", cJSON_CreateTrue());
     set_str(p, "pull_request.body", "Fixes #1");
 }
+static void reopened_fixes_1(cJSON *p) {
+    set_str(p, "action", "reopened");
+    set_str(p, "pull_request.body", "Fixes #1");
+}
 static void ready_fixes_1(cJSON *p) { set_str(p, "pull_request.body", "closes: #1"); }
 
 static const route_case CASES[] = {
     /* every published payload, as it is */
-    {"check_run.completed.failure.json", NULL, NULL, CHECK_RUNS},
-    {"check_run.completed.success.json", NULL, NULL, CHECK_RUNS},
-    {"check_run.created.json", NULL, NULL, CHECK_RUNS},
+    /* check runs: each a check of its own, on the PR it lists */
+    {"check_run.completed.failure.json", NULL, NULL,
+     CI_REQ(
+         PR2, "ci_failed", "ci.check_run.completed",
+         CHECK_RUN_META(CONCLUSION("failure"), "check_run.completed_at", "completed"))},
+    {"check_run.completed.success.json", NULL, NULL,
+     CI_REQ(
+         PR2, "ci_passed", "ci.check_run.completed",
+         CHECK_RUN_META(CONCLUSION("success"), "check_run.completed_at", "completed"))},
+    /* queued: not completed, so pending; no completed_at yet */
+    {"check_run.created.json", NULL, NULL,
+     CI_REQ(PR2, "ci_pending", "ci.check_run.created",
+            CHECK_RUN_META("", "check_run.started_at", "pending"))},
     {"check_suite.completed.success.json", NULL, NULL,
-     "ci-check-suite: transition ref=pr:" REPO
-     "#2 to=ci_passed trigger=ci.check_suite.completed " ME
-     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"success\"") "\n"},
+     CI_REQ(PR2, "ci_passed", "ci.check_suite.completed",
+            SUITE_META(SHA_EC, "118578147", CONCLUSION("success"), "completed"))},
+    /* no PR yet: by its head commit */
     {"check_suite.requested.json", NULL, NULL,
-     "ci-check-suite: transition ref=sha:" SHA_F9
-     " to=ci_pending trigger=ci.check_suite.requested " ME
-     " metadata=" SUITE_META(SHA_F9, "") "\n"},
+     CI_REQ("sha:" SHA_F9, "ci_pending", "ci.check_suite.requested",
+            SUITE_META(SHA_F9, "118578174", "", "pending"))},
     {"issues.assigned.json", NULL, NULL,
      "issue-queued: transition ref=" ISSUE1 " to=task_queued trigger=issue.assigned " ME
-     " metadata={\"assignee\":\"Codertocat\"}\n"},
+     " metadata={\"assignee\":\"Codertocat\"," ISSUE_FACT("queued") "}}\n"},
     {"issues.labeled.json", NULL, NULL,
      "ignored: label 'bug' is not the queue label 'loopforge:queued'\n"},
     {"issues.opened.json", NULL, NULL,
      "issue-opened: create ref=" ISSUE1 " repo=" REPO
      " ref_number=1 labels={\"bug\":\"bug\"} " ME
      " metadata={\"title\":\"Spelling error in the README file\"}\n"},
-    {"issues.reopened.json", NULL, NULL, "ignored: no route for issues.reopened\n"},
+    /* reopened: queued again (state_reason is null) */
+    {"issues.reopened.json", NULL, NULL,
+     "issue-closed: transition ref=" ISSUE1 " to=task_queued trigger=issue.reopened " ME
+     " metadata={" ISSUE_FACT("reopened") "}}\n"},
     {"ping.json", NULL, NULL, "ignored: ping\n"},
+    /* closed without merging; its merge_commit_sha (GitHub's test merge)
+     * is no merge */
     {"pull_request.closed.unmerged.json", NULL, NULL,
-     "ignored: pull request #2 was closed without merging\n"},
+     "pr-closed: transition ref=" PR2 " to=closed trigger=pr.closed " ME
+     " metadata={" PR2_FACT("closed", "", "\"merged\":false,", "") "}\n"},
     {"pull_request.labeled.json", NULL, NULL,
      "ignored: no route for pull_request.labeled\n"},
-    {"pull_request.opened.json", NULL, NULL, "ignored: pull request #2 links no issue\n"},
-    {"pull_request.ready_for_review.json", NULL, NULL,
-     "ignored: pull request #2 links no issue\n"},
+    /* body and branch link no issue: the PR is a record of its own */
+    {"pull_request.opened.json", NULL, NULL, PR2_OWN("pr.opened")},
+    {"pull_request.ready_for_review.json", NULL, NULL, PR2_OWN("pr.ready_for_review")},
     {"pull_request.review_requested.json", NULL, NULL,
      "ignored: no route for pull_request.review_requested\n"},
     {"pull_request.synchronize.json", NULL, NULL,
-     "pr-synchronize: transition ref=pr:" REPO
-     "#2 to=ci_pending trigger=pr.synchronize " ME " metadata={\"aliases\":[\"sha:" SHA_EC
-     "\"],\"head_sha\":\"" SHA_EC "\"}\n"},
+     "pr-synchronize: transition ref=" PR2 " to=ci_pending trigger=pr.synchronize " ME
+     " metadata={\"aliases\":[\"sha:" SHA_EC "\"]," PR2_FACT(
+         "push", "\"dismiss_stale\":true,", "", "") ",\"head_sha\":\"" SHA_EC "\"}\n"},
+    /* the reviewer is the review's author, not the sender who dismissed it */
     {"pull_request_review.dismissed.json", NULL, NULL,
-     "ignored: no route for pull_request_review.dismissed\n"},
+     REVIEW_TO("dismissed", "awaiting_review", "${review.user.login}")},
     {"pull_request_review.submitted.commented.json", NULL, NULL,
      "ignored: review of pull request #2 is commented, not an approval\n"},
     {"push.branch-created.json", NULL, NULL, "ignored: no route for push\n"},
     {"push.tag-deleted.json", NULL, NULL, "ignored: no route for push\n"},
-    {"status.json", NULL, NULL, "ignored: no route for status\n"},
+    /* a status names only its commit */
+    {"status.json", NULL, NULL,
+     STATUS_REQ("ci_passed", "ci.status.completed", CONCLUSION("success"), "completed")},
     /* pull_requests[0] is a PR of Codertocat/Hello-World (base.repo.id
      * 186853002), not of octo-org/octo-repo: matched by head sha */
     {"workflow_run.completed.json", NULL, NULL,
-     "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_passed "
-     "trigger=ci.workflow_run.completed " ME
-     " metadata=" RUN_META(",\"conclusion\":\"success\"") "\n"},
+     CI_REQ("sha:" SHA_34, "ci_passed", "ci.workflow_run.completed",
+            RUN_META(RUN_KEY, CONCLUSION("success"), "completed"))},
     {"workflow_run.requested.json", NULL, NULL,
-     "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_pending "
-     "trigger=ci.workflow_run.requested " ME " metadata=" RUN_META("") "\n"},
+     CI_REQ("sha:" SHA_34, "ci_pending", "ci.workflow_run.requested",
+            RUN_META(RUN_KEY, "", "pending"))},
 
     /* synthetic: derived from the nearest published payload */
     {"pull_request.closed.unmerged.json", merged, "a merged PR (merged = true)",
-     "pr-closed: transition ref=pr:" REPO "#2 to=merged trigger=pr.merged " ME
-     " metadata={\"merge_commit_sha\":\"c4295bd74fb0f4fda03689c3df3f2803b658fd85\","
-     "\"merged_at\":\"2019-05-15T15:21:18Z\",\"merged_by\":\"Codertocat\"}\n"},
+     "pr-closed: transition ref=" PR2 " to=merged trigger=pr.merged " ME
+     " metadata={" PR2_FACT(
+         "closed", "",
+         "\"merge_sha\":\"" MERGE_SHA "\",\"merged\":true,"
+         "\"merged_at\":\"" MERGED_AT "\",\"merged_by\":\"Codertocat\",",
+         "") ",\"merge_commit_sha\":\"" MERGE_SHA "\",\"merged_at\":\"" MERGED_AT "\","
+             "\"merged_by\":\"Codertocat\"}\n"},
     {"pull_request_review.submitted.commented.json", approved, "an approving review",
-     "review-submitted: transition ref=pr:" REPO
-     "#2 to=approved trigger=review.approved " ME " metadata={\"commit_id\":\"" SHA_EC
-     "\",\"review_id\":237895671}\n"},
+     REVIEW("approved", "Codertocat")},
     {"pull_request_review.submitted.commented.json", approved_upper,
-     "an approving review, state in capitals",
-     "review-submitted: transition ref=pr:" REPO
-     "#2 to=approved trigger=review.approved " ME " metadata={\"commit_id\":\"" SHA_EC
-     "\",\"review_id\":237895671}\n"},
+     "an approving review, state in capitals", REVIEW("approved", "Codertocat")},
     {"pull_request_review.submitted.commented.json", changes_requested,
-     "changes requested",
-     "ignored: review of pull request #2 is changes_requested, not an approval\n"},
+     "changes requested", REVIEW_TO("changes_requested", "awaiting_review", "Codertocat")},
     {"check_suite.completed.success.json", suite_failure, "a failed check suite",
-     "ci-check-suite: transition ref=pr:" REPO
-     "#2 to=ci_failed trigger=ci.check_suite.completed " ME
-     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"failure\"") "\n"},
+     CI_REQ(PR2, "ci_failed", "ci.check_suite.completed",
+            SUITE_META(SHA_EC, "118578147", CONCLUSION("failure"), "completed"))},
     {"check_suite.completed.success.json", suite_timed_out, "a timed-out check suite",
-     "ci-check-suite: transition ref=pr:" REPO
-     "#2 to=ci_failed trigger=ci.check_suite.completed " ME
-     " metadata=" SUITE_META(SHA_EC, ",\"conclusion\":\"timed_out\"") "\n"},
+     CI_REQ(PR2, "ci_failed", "ci.check_suite.completed",
+            SUITE_META(SHA_EC, "118578147", CONCLUSION("timed_out"), "completed"))},
+    {"check_suite.completed.success.json", suite_action_required,
+     "a check suite that needs action",
+     CI_REQ(PR2, "ci_failed", "ci.check_suite.completed",
+            SUITE_META(SHA_EC, "118578147", CONCLUSION("action_required"), "completed"))},
+    /* neutral and skipped fail nothing: passed */
     {"check_suite.completed.success.json", suite_neutral, "a neutral check suite",
-     "ignored: check suite conclusion 'neutral' is neither a pass nor a failure\n"},
+     CI_REQ(PR2, "ci_passed", "ci.check_suite.completed",
+            SUITE_META(SHA_EC, "118578147", CONCLUSION("neutral"), "completed"))},
     {"check_suite.requested.json", suite_rerequested, "a check suite re-requested",
-     "ci-check-suite: transition ref=sha:" SHA_F9 " to=ci_pending "
-     "trigger=ci.check_suite.rerequested " ME " metadata=" SUITE_META(SHA_F9, "") "\n"},
+     CI_REQ("sha:" SHA_F9, "ci_pending", "ci.check_suite.rerequested",
+            SUITE_META(SHA_F9, "118578174", "", "pending"))},
     {"workflow_run.completed.json", run_failure, "a failed workflow run",
-     "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_failed "
-     "trigger=ci.workflow_run.completed " ME
-     " metadata=" RUN_META(",\"conclusion\":\"failure\"") "\n"},
+     CI_REQ("sha:" SHA_34, "ci_failed", "ci.workflow_run.completed",
+            RUN_META(RUN_KEY, CONCLUSION("failure"), "completed"))},
     {"workflow_run.completed.json", run_cancelled, "a cancelled workflow run",
-     "ci-workflow-run: transition ref=sha:" SHA_34 " to=ci_failed "
-     "trigger=ci.workflow_run.completed " ME
-     " metadata=" RUN_META(",\"conclusion\":\"cancelled\"") "\n"},
+     CI_REQ("sha:" SHA_34, "ci_failed", "ci.workflow_run.completed",
+            RUN_META(RUN_KEY, CONCLUSION("cancelled"), "completed"))},
     {"workflow_run.completed.json", run_skipped, "a skipped workflow run",
-     "ignored: workflow run conclusion 'skipped' is neither a pass nor a failure\n"},
+     CI_REQ("sha:" SHA_34, "ci_passed", "ci.workflow_run.completed",
+            RUN_META(RUN_KEY, CONCLUSION("skipped"), "completed"))},
     {"workflow_run.completed.json", run_own_pr, "a workflow run of this repository's PR",
-     "ci-workflow-run: transition ref=pr:octo-org/octo-repo#2 to=ci_passed "
-     "trigger=ci.workflow_run.completed " ME
-     " metadata=" RUN_META(",\"conclusion\":\"success\"") "\n"},
+     CI_REQ("pr:octo-org/octo-repo#2", "ci_passed", "ci.workflow_run.completed",
+            RUN_META(RUN_KEY, CONCLUSION("success"), "completed"))},
+    /* a run and its check suite are one check */
+    {"workflow_run.completed.json", run_of_suite,
+     "a workflow run of check suite 118578147",
+     CI_REQ("sha:" SHA_34, "ci_passed", "ci.workflow_run.completed",
+            RUN_META("suite:118578147", CONCLUSION("success"), "completed"))},
+    {"workflow_run.completed.json", run_no_suite, "a workflow run naming no check suite",
+     CI_REQ("sha:" SHA_34, "ci_passed", "ci.workflow_run.completed",
+            RUN_META("run:289782451", CONCLUSION("success"), "completed"))},
+    {"status.json", status_pending, "a pending status",
+     STATUS_REQ("ci_pending", "ci.status.pending", "", "pending")},
+    {"status.json", status_failure, "a failed status",
+     STATUS_REQ("ci_failed", "ci.status.completed", CONCLUSION("failure"), "completed")},
+    {"status.json", status_error, "a status in error",
+     STATUS_REQ("ci_failed", "ci.status.completed", CONCLUSION("error"), "completed")},
     {"issues.opened.json", issue_closed, "a closed issue",
      "issue-closed: transition ref=" ISSUE1 " to=closed trigger=issue.closed " ME
-     " metadata={\"state_reason\":\"completed\"}\n"},
+     " metadata={" ISSUE_FACT("closed") ",\"state_reason\":\"completed\"},"
+                                        "\"state_reason\":\"completed\"}\n"},
     {"issues.labeled.json", issue_queued_label, "labeled with the queue label",
      "issue-queued: transition ref=" ISSUE1 " to=task_queued trigger=issue.labeled " ME
-     " metadata={\"label\":\"loopforge:queued\"}\n"},
+     " metadata={" ISSUE_FACT("queued") "},\"label\":\"loopforge:queued\"}\n"},
     {"issues.labeled.json", issue_queued_label_case, "the queue label in other case",
      "issue-queued: transition ref=" ISSUE1 " to=task_queued trigger=issue.labeled " ME
-     " metadata={\"label\":\"LoopForge:Queued\"}\n"},
+     " metadata={" ISSUE_FACT("queued") "},\"label\":\"LoopForge:Queued\"}\n"},
     {"issues.opened.json", issue_no_labels, "an issue without labels",
      "issue-opened: create ref=" ISSUE1 " repo=" REPO " ref_number=1 labels={} " ME
      " metadata={\"title\":\"Spelling error in the README file\"}\n"},
     {"pull_request.opened.json", fixes_1, "a PR whose body says Fixes #1",
-     PR2_LINK("pr.opened", "1", "body")},
+     PR2_LINK("pr.opened", "body")},
     {"pull_request.opened.json", branch_1, "a PR from branch fix/1-readme-typo",
-     PR2_LINK("pr.opened", "1", "branch")},
+     PR2_LINK("pr.opened", "branch")},
     {"pull_request.opened.json", draft, "a draft PR",
      "ignored: pull request #2 is a draft\n"},
+    {"pull_request.opened.json", reopened_fixes_1, "a PR reopened, Fixes #1",
+     PR2_LINK("pr.reopened", "body")},
     {"pull_request.ready_for_review.json", ready_fixes_1, "ready for review, closes: #1",
-     PR2_LINK("pr.ready_for_review", "1", "body")},
+     PR2_LINK("pr.ready_for_review", "body")},
 };
 #define NCASES (sizeof CASES / sizeof *CASES)
 
 /* ---- how a PR names its issue ------------------------------------------------------ */
 
 /* Runs pull_request.opened with the given body and branch; returns the
- * issue number it links (0: none). */
+ * issue number it links (0: none, and then the PR is a record of its own:
+ * a create and a transition to pr_created, both on the PR's URL). */
 static int linked_issue(const char *body, const char *branch) {
     size_t len;
     char *raw = fixture("pull_request.opened.json", &len);
@@ -378,11 +556,21 @@ static int linked_issue(const char *body, const char *branch) {
     lf_rules_route(shipped, &ev, &res);
     cJSON_free(text);
     int n = 0;
+    if (res.error) fail_msg("%s", res.error);
     if (res.nrequests == 1) {
-        const char *slash = strrchr(res.requests[0].ref, '/');
-        n = atoi(slash + 1);
-    } else if (res.error) {
-        fail_msg("%s", res.error);
+        const lf_route_request *q = &res.requests[0];
+        assert_int_equal(q->op, LF_ROUTE_TRANSITION);
+        assert_string_equal(q->to, "pr_created");
+        const char *issues = strstr(q->ref, "/issues/");
+        if (!issues) fail_msg("linked to %s, not an issue", q->ref);
+        n = atoi(issues + 8);
+    } else {
+        assert_int_equal(res.nrequests, 2);
+        assert_int_equal(res.requests[0].op, LF_ROUTE_CREATE);
+        assert_string_equal(res.requests[0].ref, "https://github.com/" REPO "/pull/2");
+        assert_int_equal(res.requests[1].op, LF_ROUTE_TRANSITION);
+        assert_string_equal(res.requests[1].ref, "https://github.com/" REPO "/pull/2");
+        assert_string_equal(res.requests[1].to, "pr_created");
     }
     lf_route_result_free(&res);
     return n;
@@ -470,9 +658,9 @@ static void test_missing_fields(void **state) {
 static void test_shipped_listing(void **state) {
     (void)state;
     static const char *const names[] = {
-        "issue-opened",   "issue-queued",    "pr-opened", "pr-synchronize",
-        "ci-check-suite", "ci-workflow-run", "check-run", "review-submitted",
-        "pr-closed",      "issue-closed",    "ping"};
+        "issue-opened",   "issue-queued", "pr-opened",
+        "pr-synchronize", "ci",           "review-submitted",
+        "pr-closed",      "issue-closed", "ping"};
     int n = (int)(sizeof names / sizeof *names);
     assert_int_equal(lf_rules_count(shipped, LF_RULE_ROUTE), n);
     for (int i = 0; i < n; i++) {
@@ -488,8 +676,12 @@ static void test_shipped_listing(void **state) {
     lf_rule_info in;
     lf_rules_info(shipped, LF_RULE_ROUTE, 0, &in);
     assert_string_equal(in.on, "event=issues action=opened");
-    lf_rules_info(shipped, LF_RULE_ROUTE, 6, &in);
-    assert_string_equal(in.on, "event=check_run");
+    lf_rules_info(shipped, LF_RULE_ROUTE, 4, &in);
+    assert_string_equal(in.on, "event=check_suite|check_run|workflow_run|status");
+    lf_rules_info(shipped, LF_RULE_ROUTE, 5, &in);
+    assert_string_equal(in.on, "event=pull_request_review action=submitted|dismissed");
+    lf_rules_info(shipped, LF_RULE_ROUTE, 7, &in);
+    assert_string_equal(in.on, "event=issues action=closed|reopened");
     lf_rules_info(shipped, LF_RULE_ROUTE, n, &in); /* out of range: empty */
     assert_null(in.name);
     /* the route line is the `route {` line */
@@ -861,7 +1053,50 @@ static void test_settings(void **state) {
     lf_rules_free(r);
 }
 
-/* The shipped config: turning the queue label and CI sources. */
+/* A fixture through r, changed by derive first (NULL: as it is). */
+static char *route_fixture(lf_rules *r, const char *file, void (*derive)(cJSON *)) {
+    size_t len;
+    char *body = fixture(file, &len), *text = body;
+    char event[64];
+    snprintf(event, sizeof event, "%.*s", (int)strcspn(file, "."), file);
+    if (derive) {
+        cJSON *root = cJSON_ParseWithLength(body, len);
+        assert_non_null(root);
+        derive(root);
+        text = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        len = strlen(text);
+    }
+    char *got = route_text(r, event, text, len);
+    if (text != body) cJSON_free(text);
+    free(body);
+    return got;
+}
+
+static void expect_fixture(lf_rules *r, const char *file, void (*derive)(cJSON *),
+                           const char *want) {
+    char *got = route_fixture(r, file, derive);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+/* Asserts the routing of a fixture has each of the NULL-terminated texts. */
+static void expect_fixture_has(lf_rules *r, const char *file, void (*derive)(cJSON *),
+                               ...) {
+    char *got = route_fixture(r, file, derive);
+    va_list ap;
+    va_start(ap, derive);
+    for (const char *want; (want = va_arg(ap, const char *));)
+        if (!strstr(got, want)) fail_msg("%s: no %s in:\n%s", file, want, got);
+    va_end(ap);
+    free(got);
+}
+
+static void app_circleci(cJSON *p) { set_str(p, "check_run.app.slug", "circleci"); }
+static void app_travis(cJSON *p) { set_str(p, "check_run.app.slug", "travis"); }
+
+/* The shipped config: the queue label, what CI is followed, stale
+ * approvals, review on merge, a route turned off. */
 static void test_shipped_settings(void **state) {
     tdir *d = *state;
     char *src = slurp("policies/routes/github.lua", NULL);
@@ -870,33 +1105,55 @@ static void test_shipped_settings(void **state) {
     put(d, "config.lua",
         "return {\n"
         "  [\"issue-queued\"] = { label = \"ready\" },\n"
-        "  [\"ci-check-suite\"] = { apps = { \"circleci\" } },\n"
-        "  [\"ci-workflow-run\"] = { workflows = { \"test\" } },\n"
+        "  ci = { apps = { \"circleci\", \"github-actions\" }, workflows = { \"build\" },\n"
+        "         required = { \"tests\", \"ci/lint\" } },\n"
+        "  [\"pr-synchronize\"] = { dismiss_stale_approvals = false },\n"
+        "  [\"pr-closed\"] = { require_review = \"always\" },\n"
         "  [\"issue-opened\"] = { enabled = false },\n"
         "}\n");
     lf_rules *r = load_ok(d);
-    size_t len;
-    char *body = fixture("issues.labeled.json", &len);
-    char *got = route_text(r, "issues", body, len);
-    assert_string_equal(got, "ignored: label 'bug' is not the queue label 'ready'\n");
-    free(got);
-    free(body);
-    body = fixture("check_suite.completed.success.json", &len);
-    got = route_text(r, "check_suite", body, len);
-    assert_string_equal(
-        got, "ignored: check suite of app 'octocoders-linter' is not followed\n");
-    free(got);
-    free(body);
-    body = fixture("workflow_run.requested.json", &len);
-    got = route_text(r, "workflow_run", body, len);
-    assert_non_null(strstr(got, "ci-workflow-run: transition ref=sha:" SHA_34));
-    free(got);
-    free(body);
-    body = fixture("issues.opened.json", &len);
-    got = route_text(r, "issues", body, len);
-    assert_string_equal(got, "ignored: no route for issues.opened\n");
-    free(got);
-    free(body);
+    expect_fixture(r, "issues.labeled.json", NULL,
+                   "ignored: label 'bug' is not the queue label 'ready'\n");
+    /* apps: check suites and check runs of other apps are not followed */
+    expect_fixture(r, "check_suite.completed.success.json", NULL,
+                   "ignored: CI of app 'octocoders-linter' is not followed\n");
+    expect_fixture(r, "check_run.completed.failure.json", app_travis,
+                   "ignored: CI of app 'travis' is not followed\n");
+    expect_fixture_has(r, "check_run.completed.failure.json", app_circleci,
+                       "ci: transition ref=" PR2 " to=ci_failed ", "\"app\":\"circleci\"",
+                       NULL);
+    /* workflows: an Actions run of another workflow is not followed */
+    expect_fixture(r, "workflow_run.requested.json", NULL,
+                   "ignored: workflow 'test' is not followed\n");
+    /* a status has no app: followed whatever apps says; every CI fact
+     * names the required checks */
+    expect_fixture_has(r, "status.json", NULL, "ci: transition ref=sha:",
+                       "\"required\":[\"tests\",\"ci/lint\"]", NULL);
+    expect_fixture_has(r, "pull_request.synchronize.json", NULL,
+                       "pr-synchronize: transition ref=" PR2 " to=ci_pending ",
+                       "\"dismiss_stale\":false", NULL);
+    /* require_review goes with a merge when it is not "auto" */
+    expect_fixture_has(r, "pull_request.closed.unmerged.json", merged,
+                       "pr-closed: transition ref=" PR2 " to=merged ",
+                       "\"require_review\":true", NULL);
+    expect_fixture(r, "issues.opened.json", NULL,
+                   "ignored: no route for issues.opened\n");
+    lf_rules_free(r);
+
+    put(d, "config.lua",
+        "return {\n"
+        "  ci = { workflows = { \"test\" } },\n"
+        "  [\"pr-closed\"] = { require_review = \"never\" },\n"
+        "}\n");
+    r = load_ok(d);
+    expect_fixture_has(r, "workflow_run.requested.json", NULL,
+                       "ci: transition ref=sha:" SHA_34 " to=ci_pending ", NULL);
+    /* workflows filter Actions runs only */
+    expect_fixture_has(r, "check_suite.completed.success.json", NULL,
+                       "ci: transition ref=" PR2 " to=ci_passed ", NULL);
+    expect_fixture_has(r, "pull_request.closed.unmerged.json", merged,
+                       "pr-closed: transition ref=" PR2 " to=merged ",
+                       "\"require_review\":false", NULL);
     lf_rules_free(r);
 }
 

@@ -132,14 +132,16 @@ end
 
 -- ---- CI ---------------------------------------------------------------------------
 
+local PASSED = { success = true, neutral = true, skipped = true }
 local FAILED = { failure = true, timed_out = true, cancelled = true, startup_failure = true,
                  action_required = true, error = true }
 
--- The state a report's conclusion is about.
+-- The state a report's conclusion is about (one that is neither a pass
+-- nor a failure, like `stale`, says CI is not done).
 local function ci_outcome(status, conclusion)
-  if status ~= "completed" then return "ci_pending" end
-  if FAILED[conclusion] then return "ci_failed" end
-  return "ci_passed"
+  if status == "completed" and PASSED[conclusion] then return "ci_passed" end
+  if status == "completed" and FAILED[conclusion] then return "ci_failed" end
+  return "ci_pending"
 end
 
 -- Refs of the records a CI report belongs to: its pull requests in this
@@ -195,7 +197,7 @@ local CI = {
     return {
       sha = need(p, "check_run.head_sha", "string"), key = "run:" .. tostring(r.id),
       name = opt(p, "check_run.name", "string"),
-      app = opt(p, "check_run.app.slug", "string"),
+      app = opt(p, "check_run.app.slug", "string") or opt(p, "check_run.app.name", "string"),
       status = r.status == "completed" and "completed" or "pending",
       conclusion = opt(p, "check_run.conclusion", "string"),
       at = opt(p, "check_run.completed_at", "string") or opt(p, "check_run.started_at", "string"),
@@ -362,10 +364,13 @@ return {
       if #cfg.workflows > 0 and ev.name == "workflow_run" and not contains(cfg.workflows, r.name) then
         return ignore(("workflow '%s' is not followed"):format(tostring(r.name)))
       end
+      -- Settings are read-only views: the list goes in the fact as a copy.
+      local required = {}
+      for i, name in ipairs(cfg.required) do required[i] = name end
       local fact = {
         kind = "ci", sha = r.sha, key = r.key, name = r.name, app = r.app,
         status = r.status, conclusion = r.conclusion, attempt = r.attempt, at = r.at,
-        required = cfg.required,
+        required = required,
       }
       local to = ci_outcome(r.status, r.conclusion)
       local trigger = ("ci.%s.%s"):format(ev.name, p.action or r.status)
@@ -396,7 +401,8 @@ return {
         return ignore(("review of pull request #%d is %s, not an approval"):format(number, state))
       end
       return transition {
-        ref = pr_alias(p, number), to = "approved", trigger = "review." .. state,
+        ref = pr_alias(p, number), to = state == "approved" and "approved" or "awaiting_review",
+        trigger = "review." .. state,
         actor = actor(p),
         metadata = {
           review_id = review.id, commit_id = review.commit_id,

@@ -162,4 +162,4 @@ const lf_command lf_cmd_audit = {
     "to the one before: it prints \"ok: N entries verified\", or names the\n"
     "first entry that was modified, deleted, inserted or reordered and\n"
     "exits 8.\n",
-    audit_opts, run_audit};
+    audit_opts, run_audit, true};

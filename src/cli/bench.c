@@ -435,4 +435,4 @@ const lf_command lf_cmd_bench = {
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",
-    bench_opts, run_bench};
+    bench_opts, run_bench, false};

@@ -19,7 +19,8 @@ int lf_cli_exit_code(lf_code code) {
     case LF_INVALID_TRANSITION: return LF_EXIT_INVALID_TRANSITION;
     case LF_DENIED: return LF_EXIT_DENIED;
     case LF_CONFLICT:
-    case LF_DUPLICATE_REF: return LF_EXIT_CONFLICT;
+    case LF_DUPLICATE_REF:
+    case LF_IDEMPOTENCY_MISMATCH: return LF_EXIT_CONFLICT;
     case LF_UNAVAILABLE: return LF_EXIT_UNAVAILABLE;
     case LF_INVALID_REQUEST:
     default: return LF_EXIT_USAGE;
@@ -64,7 +65,10 @@ lf_engine *lf_cli_open(lf_cli *c, lf_code *code, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot create an event loop");
         return NULL;
     }
-    lf_engine_config cfg = {.store = c->store, .policies = c->policies, .base = c->base};
+    lf_engine_config cfg = {.store = c->store,
+                            .policies = c->policies,
+                            .base = c->base,
+                            .reader = c->cmd && c->cmd->reader};
     *code = LF_UNAVAILABLE;
     err[0] = '\0';
     c->engine = lf_engine_new(&cfg, err, errlen, code);

@@ -35,6 +35,8 @@ typedef struct lf_command {
     const char *help;               /* the whole `loopforge CMD --help` */
     const lf_optspec *opts;         /* the command's own options */
     int (*run)(lf_cli *c);          /* returns the exit code */
+    bool reader;                    /* only reads: the store read-only, and a
+                                       broken policy directory is no obstacle */
 } lf_command;
 
 struct lf_cli {

@@ -78,7 +78,7 @@ const lf_command lf_cmd_lint = {
     "Loads every file of the policy directory the way the engine does and\n"
     "reports each problem as \"file:line: message\" on stderr (exit 2), or\n"
     "\"ok: N files, generation ID\" when the whole set loads.\n",
-    NULL, run_lint};
+    NULL, run_lint, false};
 
 /* ---- policies -------------------------------------------------------- */
 
@@ -136,7 +136,7 @@ const lf_command lf_cmd_policies = {
     "guards, hooks and routes in evaluation order, each with its filter and\n"
     "where it is defined (--json: the same as an object). A directory that\n"
     "does not load exits 2 with every problem, as `lint` does.\n",
-    NULL, run_policies};
+    NULL, run_policies, false};
 
 /* ---- graph ----------------------------------------------------------- */
 
@@ -184,4 +184,4 @@ const lf_command lf_cmd_graph = {
     "  loopforge graph | dot -Tsvg > loopforge.svg\n\n"
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --format F           dot (default) or mermaid\n",
-    graph_opts, run_graph};
+    graph_opts, run_graph, false};

@@ -76,7 +76,7 @@ const lf_command lf_cmd_create = {
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
     "                       answers as the first did\n",
-    create_opts, run_create};
+    create_opts, run_create, false};
 
 /* ---- transition ------------------------------------------------------ */
 
@@ -174,7 +174,7 @@ const lf_command lf_cmd_transition = {
     "                       decision, commit nothing; exits as a real request would\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
     "                       answers as the first did (\"duplicate\": true)\n",
-    transition_opts, run_transition};
+    transition_opts, run_transition, false};
 
 /* ---- show ------------------------------------------------------------ */
 
@@ -205,7 +205,7 @@ const lf_command lf_cmd_show = {
     "Usage: loopforge show ID\n\n"
     "Prints the record as JSON, indented (--json: on one line). A record\n"
     "that does not exist, or was deleted, exits 3.\n",
-    NULL, run_show};
+    NULL, run_show, true};
 
 /* ---- delete ---------------------------------------------------------- */
 
@@ -232,7 +232,7 @@ const lf_command lf_cmd_delete = {
     "Appends an audited tombstone: the record disappears from show and list,\n"
     "its history stays in the audit log and still verifies.\n\n"
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
-    delete_opts, run_delete};
+    delete_opts, run_delete, false};
 
 /* ---- list ------------------------------------------------------------ */
 
@@ -309,4 +309,4 @@ const lf_command lf_cmd_list = {
     "  --repo R             only records of repository R\n"
     "  --limit N            at most N records (default 100)\n"
     "  --cursor C           the page after a previous one\n",
-    list_opts, run_list};
+    list_opts, run_list, true};

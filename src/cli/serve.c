@@ -126,7 +126,7 @@ const lf_command lf_cmd_serve = {
     "  --ceiling                  benchmarks: answer every request 200 with a\n"
     "                             fixed body, no engine behind it\n\n"
     "Create a token with 'loopforge token NAME ROLE'.\n",
-    serve_opts, run_serve};
+    serve_opts, run_serve, false};
 
 /* ---- token ------------------------------------------------------------ */
 
@@ -206,4 +206,4 @@ const lf_command lf_cmd_token = {
     "actor recorded for the token's changes.\n\n"
     "  --tokens FILE   append the line to FILE (created mode 0600) and print\n"
     "                  only the token; a running server reloads on SIGHUP\n",
-    token_opts, run_token};
+    token_opts, run_token, false};

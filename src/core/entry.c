@@ -12,6 +12,7 @@
 
 static const char *kind_names[LF_ENTRY__COUNT] = {
     "created", "transition", "denied", "deleted", "policy_loaded", "rejected", "observed",
+    "checkpoint",
 };
 
 const char *lf_entry_kind_name(lf_entry_kind k) {
@@ -45,6 +46,7 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
     if (e->changes) lf_jw_raw(&o, "changes", e->changes, NULL);
     if (e->violation) lf_jw_raw(&o, "violation", e->violation, NULL);
     if (e->idempotency_key) lf_jw_str(&o, "idempotency_key", e->idempotency_key);
+    if (e->request) lf_jw_str(&o, "request", e->request);
     lf_jw_key(&o, "prev");
     lf_buf_putc(b, '"');
     lf_buf_add(b, e->prev, LF_HASH_LEN);
@@ -168,6 +170,12 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
         goto bad;
     }
     e->idempotency_key = key ? key->valuestring : NULL;
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(root, "request");
+    if (rq && !cJSON_IsString(rq)) {
+        fail(err, errlen, "wrong type for", "request");
+        goto bad;
+    }
+    e->request = rq ? rq->valuestring : NULL;
     int k = lf_entry_kind_parse(kind);
     if (k < 0) {
         fail(err, errlen, "unknown kind", kind);
@@ -186,7 +194,7 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
     }
     memcpy(e->prev, prev, LF_HASH_LEN + 1);
     memcpy(e->hash, hash, LF_HASH_LEN + 1);
-    if (e->kind != LF_ENTRY_POLICY_LOADED && !e->record_id) {
+    if (!lf_entry_global(e->kind) && !e->record_id) {
         fail(err, errlen, "missing record_id", NULL);
         goto bad;
     }

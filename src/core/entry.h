@@ -36,8 +36,17 @@ typedef enum lf_entry_kind {
     LF_ENTRY_OBSERVED,      /* a fact that did not move the state: it may
                                change the record's knowledge (forge) and
                                aliases, never its state */
+    LF_ENTRY_CHECKPOINT,    /* no record: a signed statement of the log's
+                               first `version` entries (tree size, Merkle
+                               root, head), committed only as entry
+                               version + 1 */
     LF_ENTRY__COUNT
 } lf_entry_kind;
+
+/* Entries that belong to no record. */
+static inline bool lf_entry_global(int kind) {
+    return kind == LF_ENTRY_POLICY_LOADED || kind == LF_ENTRY_CHECKPOINT;
+}
 
 /* All pointers are borrowed: the entry never owns its strings, so the
  * engine can build one on the stack without copying. lf_entry_parse
@@ -62,6 +71,10 @@ typedef struct lf_entry {
     const char *violation;          /* an observation the rules refused:
                                        {"rule":…,"reason":…}, or NULL */
     const char *idempotency_key;    /* the request's key, or NULL */
+    const char *request;            /* with a key: sha256 hex of what was
+                                       asked (op, record, target, trigger,
+                                       metadata), so a key reused for
+                                       another request is refused */
     char prev[LF_HASH_LEN + 1];
     char hash[LF_HASH_LEN + 1];
 } lf_entry;

@@ -513,6 +513,10 @@ int lf_forge_merge_unmet(const lf_forge *k, bool auto_merge, lf_buf *unmet) {
     return n;
 }
 
+bool lf_forge_merged(const lf_forge *k) {
+    return streq(str(get(k->j, "pr"), "state"), "merged");
+}
+
 bool lf_forge_pr(const lf_forge *k, int64_t *number, const char **url) {
     const cJSON *pr = get(k->j, "pr");
     if (!cJSON_IsObject(pr)) return false;

@@ -72,6 +72,8 @@ bool lf_forge_allows(const lf_forge *k, const char *state);
  * abc1234"). Review is required when the merge fact said so, or (its
  * default, "auto") when the record is not auto_merge. Returns how many. */
 int lf_forge_merge_unmet(const lf_forge *k, bool auto_merge, lf_buf *unmet);
+/* Whether the current PR was merged. */
+bool lf_forge_merged(const lf_forge *k);
 /* The current PR: number and url, false if there is none. */
 bool lf_forge_pr(const lf_forge *k, int64_t *number, const char **url);
 

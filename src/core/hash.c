@@ -1,7 +1,9 @@
 /* hash.c -- hex and SHA-256 (hash.h). */
 #include "hash.h"
+#include "mem.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/evp.h>
 
@@ -32,15 +34,43 @@ int lf_unhex(const char *s, void *out, size_t n) {
     return s[2 * n] == '\0' ? 0 : -1;
 }
 
-void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]) {
+char *lf_base64(const void *p, size_t n) {
+    char *out = lf_xmalloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    return out;
+}
+
+unsigned char *lf_unbase64(const char *s, size_t *outlen) {
+    size_t n = strlen(s);
+    if (n % 4) return NULL;
+    unsigned char *out = lf_xmalloc(n / 4 * 3 + 1);
+    int got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+    if (got < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    if (n && s[n - 1] == '=') got--;
+    if (n > 1 && s[n - 2] == '=') got--;
+    *outlen = (size_t)got;
+    return out;
+}
+
+void lf_sha256_parts(int nparts, const void *const *parts, const size_t *lens,
+                     unsigned char out[LF_SHA256_LEN]) {
     static __thread EVP_MD *md;
     static __thread EVP_MD_CTX *ctx;
     unsigned int dl = 0;
     if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!ctx) ctx = EVP_MD_CTX_new();
-    if (!md || !ctx || !EVP_DigestInit_ex(ctx, md, NULL) ||
-        !EVP_DigestUpdate(ctx, p, n) || !EVP_DigestFinal_ex(ctx, out, &dl))
-        abort();
+    if (!md || !ctx || !EVP_DigestInit_ex(ctx, md, NULL)) abort();
+    for (int i = 0; i < nparts; i++)
+        if (!EVP_DigestUpdate(ctx, parts[i], lens[i])) abort();
+    if (!EVP_DigestFinal_ex(ctx, out, &dl)) abort();
+}
+
+void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]) {
+    lf_sha256_parts(1, &p, &n, out);
 }
 
 void lf_sha256_hex(const void *p, size_t n, char out[2 * LF_SHA256_LEN + 1]) {

@@ -256,7 +256,7 @@ static void changes_apply(lf_record *r, const changes *c) {
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
     if (e->kind == LF_ENTRY_CREATED) return apply_created(rp, e, err, errlen);
     lf_record *r = *rp;
-    if (e->kind == LF_ENTRY_POLICY_LOADED) return 0;
+    if (lf_entry_global(e->kind)) return 0;
     if (!r) return bad(err, errlen, "no such record", e->record_id);
     if (e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED) return 0;
     if (e->version != r->version + 1)

@@ -13,6 +13,7 @@
 #include "../core/mem.h"
 #include "../core/json.h"
 #include "../core/forge.h"
+#include "../core/hash.h"
 #include "../core/workflow.h"
 #include "../rules/rules.h"
 #include "../store/store.h"
@@ -70,6 +71,7 @@ static void gen_drop(gen *g) {
 static const char *code_names[LF_CODE__COUNT] = {
     "ok",       "not_found",       "invalid_transition", "denied",
     "conflict", "invalid_request", "unavailable",        "duplicate_ref",
+    "idempotency_mismatch",
 };
 
 const char *lf_code_name(lf_code c) {
@@ -155,6 +157,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     e->log = log_stderr;
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = load_rules(e, &problems);
+    if (!rules && cfg->reader) rules = lf_rules_none();
     if (!rules) {
         *code = LF_INVALID_REQUEST;
         snprintf(err, errlen, "%s", lf_buf_str(&problems));
@@ -167,7 +170,9 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     lf_buf_free(&problems);
     e->gen->rules = rules;
     e->gen->refs = 1;
-    e->store = lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
+    e->store = cfg->reader
+                   ? lf_store_open_reader(lf_engine_store_url(cfg), cfg->base, code, err, errlen)
+                   : lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
     if (!e->store) {
         gen_drop(e->gen);
         free(e->policies);
@@ -417,8 +422,21 @@ static void first_audited(lf_code code, const char *error, const char *const *li
 
 static char *dup_or_null(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 
+/* A key used before answers with its first result -- when it was used
+ * for the same request (digest: request_digest). A key reused for another
+ * request (another record, target, trigger or metadata) is refused and
+ * changes nothing: its first use stays what the key means. */
 static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg, const lf_record *rec,
-                        const lf_entry *en) {
+                        const lf_entry *en, const char *digest) {
+    if (en->request && digest && strcmp(en->request, digest) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg,
+                 "Idempotency key %s was used for another request (seq %llu%s%s)",
+                 en->idempotency_key ? en->idempotency_key : "", (unsigned long long)en->seq,
+                 en->record_id ? ", record " : "", en->record_id ? en->record_id : "");
+        fail(cb, arg, LF_IDEMPOTENCY_MISMATCH, msg);
+        return;
+    }
     if (!rec || !en->record_id || rec->version == en->version) {
         reply_first_as_is(e, cb, arg, rec, en);
         return;
@@ -437,6 +455,23 @@ static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg, const lf_reco
     lf_store_audit(e->store, f->key.record_id, 0, 0, first_audited, f);
 }
 
+/* sha256 hex of what a keyed request asks for: the JSON array of its
+ * parts (NULL parts are null). */
+static char *request_digest(const char *const *parts, int n) {
+    lf_buf b = LF_BUF_INIT;
+    lf_jw list = lf_jw_open(&b, '[');
+    for (int i = 0; i < n; i++) {
+        lf_jw_next(&list);
+        if (parts[i]) lf_buf_json_str(&b, parts[i]);
+        else lf_buf_puts(&b, "null");
+    }
+    lf_jw_close(&list, ']');
+    char *hex = lf_xmalloc(LF_HASH_LEN + 1);
+    lf_sha256_hex(b.p, b.len, hex);
+    lf_buf_free(&b);
+    return hex;
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 typedef struct create_ctx {
@@ -448,6 +483,7 @@ typedef struct create_ctx {
     char id[LF_ID_LEN + 1];
     char *record, *hist;        /* the entry's record and metadata JSON */
     char *actor, *key;          /* key: idempotency key, or NULL */
+    char *digest;               /* with a key: request_digest */
     bool looked_up;             /* the key was looked up after a race */
 } create_ctx;
 
@@ -457,6 +493,7 @@ static void create_ctx_free(create_ctx *c) {
     free(c->hist);
     free(c->actor);
     free(c->key);
+    free(c->digest);
     free(c);
 }
 
@@ -465,7 +502,7 @@ static void create_commit(create_ctx *c);
 static void create_keyed(lf_code code, const char *err, const lf_record *rec,
                          const lf_entry *en, void *arg) {
     create_ctx *c = arg;
-    if (code == LF_OK) reply_first(c->eng, c->cb, c->arg, rec, en);
+    if (code == LF_OK) reply_first(c->eng, c->cb, c->arg, rec, en, c->digest);
     else if (code != LF_NOT_FOUND) fail(c->cb, c->arg, code, err);
     else {
         create_commit(c);
@@ -511,6 +548,7 @@ static void create_commit(create_ctx *c) {
     en.policy_set = lf_rules_generation(c->g->rules);
     en.record = c->record;
     en.idempotency_key = c->key;
+    en.request = c->digest;
     lf_store_commit(c->eng->store, &en, created, c);
 }
 
@@ -578,6 +616,10 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     c->initial = wf->states[wf->initial];
     c->record = lf_buf_steal(&rec);
     c->hist = lf_buf_steal(&hist);
+    if (c->key) {
+        const char *parts[] = {"create", c->record};
+        c->digest = request_digest(parts, 2);
+    }
     if (c->key) lf_store_find_key(e->store, c->key, create_keyed, c);
     else create_commit(c);
 }
@@ -600,6 +642,7 @@ typedef struct txn {
     char *denial;               /* "Denied by policy …: …" */
     lf_code refusal;            /* denied / invalid_transition, once refused */
     char *key;                  /* idempotency key, or NULL */
+    char *digest;               /* with a key, of a request: request_digest */
     bool observed;              /* a fact: commit it, mark what objects */
     char *violation;            /* {"rule":…,"reason":…} of an observation */
     const char *from_name, *to_name;    /* owned by g */
@@ -610,6 +653,7 @@ typedef struct txn {
     int *path, npath, step;     /* states; the entry going in enters path[step+1] */
     int fact_edge;              /* the step that carries the fact */
     bool regression, changed;
+    bool abandoned;             /* it ends closed with nothing merged */
     char *forge;                /* the knowledge after the fact (JSON) */
     char *pr_fields;            /* "pr_url":…,"pr_number":… when the PR changed */
     char stale[256];            /* why the fact moved nothing, or "" */
@@ -624,6 +668,7 @@ static void txn_free(txn *t) {
     free(t->decisions);
     free(t->denial);
     free(t->key);
+    free(t->digest);
     free(t->violation);
     free(t->fact);
     free(t->path);
@@ -771,26 +816,6 @@ static void txn_refused(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     txn_done(t, t->refusal, t->denial, NULL, rec);
-}
-
-/* The record fields this transition sets: closed_at on entering a
- * terminal state, and pr_url/pr_number taken from the metadata. */
-static char *txn_changes(const txn *t, bool terminal, const char *ts) {
-    if (!terminal && !t->pr_changes) return NULL;
-    lf_buf b = LF_BUF_INIT;
-    lf_jw o = lf_jw_open(&b, '{');
-    if (terminal) {
-        lf_jw_key(&o, "closed_at");
-        lf_buf_putc(&b, '"');
-        lf_buf_add(&b, ts, LF_TS_LEN);
-        lf_buf_putc(&b, '"');
-    }
-    if (t->pr_changes) {        /* members already written by record_fields */
-        lf_jw_next(&o);
-        lf_buf_puts(&b, t->pr_changes);
-    }
-    lf_jw_close(&o, '}');
-    return lf_buf_steal(&b);
 }
 
 /* Request metadata with the guards' annotations merged in (annotations
@@ -941,10 +966,11 @@ static char *violation_of(const lf_buf *items, int n, const char *first_rule) {
     return lf_buf_steal(&out);
 }
 
-/* The record fields a step sets: closed_at entering a terminal state; on
- * the step that carries the fact, the knowledge, the PR fields when the
- * PR is another one, and the aliases the route named. */
-static char *walk_changes(const txn *t, bool fact, bool terminal, const char *ts) {
+/* The record fields an entry sets: closed_at entering a terminal state;
+ * on a request, or the step of a walk that carries the fact, the
+ * knowledge (forge), the PR fields when the PR is another one, and what
+ * the metadata named (pr_url, pr_number, aliases: record_fields). */
+static char *entry_changes(const txn *t, bool fact, bool terminal, const char *ts) {
     bool any = fact && (t->forge || t->pr_fields || t->pr_changes);
     if (!terminal && !any) return NULL;
     lf_buf b = LF_BUF_INIT;
@@ -970,12 +996,13 @@ static char *walk_changes(const txn *t, bool fact, bool terminal, const char *ts
  * carries the fact: why it moved nothing (stale), what else happened
  * (note), whether it went back (regression). */
 static char *fact_metadata(const txn *t, const char *meta) {
-    if (!t->stale[0] && !t->note[0] && !t->regression) return NULL;
+    if (!t->stale[0] && !t->note[0] && !t->regression && !t->abandoned) return NULL;
     lf_buf b = LF_BUF_INIT;
     lf_jw o = lf_jw_open(&b, '{');
     if (t->stale[0]) lf_jw_str(&o, "stale", t->stale);
     if (t->note[0]) lf_jw_str(&o, "note", t->note);
     if (t->regression && t->npath) lf_jw_bool(&o, "regression", true);
+    if (t->abandoned && t->npath) lf_jw_bool(&o, "abandoned", true);
     lf_jw_close(&o, '}');
     char *out = merge_annotations(meta, b.p);
     lf_buf_free(&b);
@@ -1037,6 +1064,9 @@ static void learn(txn *t, int from, int to, const lf_record *rec) {
     }
     const char *m = t->stale[0] ? NULL : lf_forge_milestone(k);
     int target = m ? lf_workflow_state(t->wf, m) : -1;
+    /* GitHub closing what was never merged (a won't-fix issue, an
+     * abandoned PR) is an ending, not a breach of the lifecycle. */
+    t->abandoned = target >= 0 && lf_workflow_is_terminal(t->wf, target) && !lf_forge_merged(k);
     t->npath = 0;
     if (target >= 0 && target != from) plan_walk(t, from, target, to, k);
     lf_forge_free(k);
@@ -1051,7 +1081,7 @@ static void observe(txn *t, int from, int to, const lf_record *rec) {
     const lf_workflow *wf = t->wf;
     t->start_name = wf->states[from];
     t->stale[0] = t->note[0] = '\0';
-    t->changed = t->regression = false;
+    t->changed = t->regression = t->abandoned = false;
     t->npath = 0;
     free(t->violation);
     t->violation = NULL;
@@ -1135,7 +1165,8 @@ static void walk_commit(txn *t, const lf_record *rec) {
     if (walking && fact) {
         free(t->violation);
         t->violation = NULL;
-        if (!lf_workflow_has_edge(wf, a, b) && !t->regression) {
+        if (!lf_workflow_has_edge(wf, a, b) && !t->regression &&
+            !(t->abandoned && lf_workflow_is_terminal(wf, b))) {
             lf_buf why = LF_BUF_INIT;
             lf_workflow_invalid_msg(wf, a, wf->states[b], &why);
             snprintf(rule, sizeof rule, "workflow:%s", wf->name);
@@ -1185,7 +1216,7 @@ static void walk_commit(txn *t, const lf_record *rec) {
     en.metadata = meta;
     en.decisions = walking && fact ? t->decisions : NULL;
     en.violation = walking && fact ? t->violation : NULL;
-    en.changes = changes = walk_changes(t, fact, walking && lf_workflow_is_terminal(wf, b),
+    en.changes = changes = entry_changes(t, fact, walking && lf_workflow_is_terminal(wf, b),
                                         en.timestamp);
     lf_store_commit(t->eng->store, &en, walk_committed, t);
     lf_buf_free(&items);
@@ -1244,6 +1275,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     en.metadata = t->metadata;
     en.policy_set = lf_rules_generation(t->g->rules);
     en.idempotency_key = t->key;
+    en.request = t->digest;
     int64_t now = stamp(en.timestamp, rec->updated_at);
     char *changes = NULL, *merged = NULL;
     if (t->kind == LF_ENTRY_TRANSITION) {
@@ -1293,7 +1325,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         en.decisions = t->decisions;
         en.violation = t->violation;
         en.changes = changes =
-            txn_changes(t, lf_workflow_is_terminal(wf, to), en.timestamp);
+            entry_changes(t, true, lf_workflow_is_terminal(wf, to), en.timestamp);
     }
     lf_store_commit(t->eng->store, &en, txn_committed, t);
     free(changes);
@@ -1316,7 +1348,7 @@ static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (code == LF_OK) {
-        reply_first(t->eng, t->cb, t->arg, rec, en);
+        reply_first(t->eng, t->cb, t->arg, rec, en, t->digest);
         txn_free(t);
         return;
     }
@@ -1373,7 +1405,7 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     cJSON_ArrayForEach(a,
                        al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
     lf_buf b = LF_BUF_INIT;
-    lf_jw o = {&b, false};          /* members only: txn_changes adds the braces */
+    lf_jw o = {&b, false};          /* members only: entry_changes adds the braces */
     if (u) lf_jw_str(&o, "pr_url", cJSON_IsString(u) ? u->valuestring : NULL);
     if (n && cJSON_IsNull(n)) lf_jw_raw(&o, "pr_number", NULL, "null");
     else if (n) lf_jw_int(&o, "pr_number", (int64_t)n->valuedouble);
@@ -1443,6 +1475,12 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_
         return;
     }
     cJSON_Delete(tree);
+    /* An observation's key is its delivery's: bound to that already. */
+    if (t->key && !t->observed) {
+        const char *parts[] = {"transition", t->id, t->to, t->trigger,
+                               t->metadata ? t->metadata : "{}"};
+        t->digest = request_digest(parts, 5);
+    }
     txn_start(t);
 }
 
@@ -1584,7 +1622,7 @@ void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb, void *
     /* A state no loaded workflow has can match nothing: say so, with the
      * states there are, rather than answer an empty list. */
     const lf_rules *rules = e->gen->rules;
-    bool known = !q->state;
+    bool known = !q->state || lf_rules_nworkflows(rules) == 0; /* a reader's none */
     for (int i = 0; !known && i < lf_rules_nworkflows(rules); i++)
         known = lf_workflow_state(lf_rules_workflow_at(rules, i), q->state) >= 0;
     if (!known) {

@@ -280,6 +280,7 @@ int lf_status_of(lf_code code) {
     case LF_INVALID_REQUEST: return 400;
     case LF_UNAVAILABLE: return 503;
     case LF_DUPLICATE_REF: return 409;
+    case LF_IDEMPOTENCY_MISMATCH: return 409;
     default: return 500;
     }
 }

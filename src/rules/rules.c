@@ -753,6 +753,20 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
     return r;
 }
 
+lf_rules *lf_rules_none(void) {
+    lf_rules *r = xrealloc(NULL, sizeof *r);
+    memset(r, 0, sizeof *r);
+    r->mem_limit = LF_RULES_MEM_LIMIT;
+    r->call_budget = LF_RULES_CALL_BUDGET;
+    r->call_ms = LF_RULES_CALL_MS;
+    snprintf(r->generation, sizeof r->generation, "none");
+    if (!lf_sandbox_new(r)) {
+        lf_rules_free(r);
+        return NULL;
+    }
+    return r;
+}
+
 lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
     return lf_rules_load_opts(dir, NULL, NULL, errors);
 }

@@ -51,6 +51,11 @@ typedef struct lf_rules_limits {
 lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
                              const char *lua_dir, lf_buf *errors);
 
+/* An empty policy set (no workflow, no policy; generation "none"): what a
+ * reader runs under when the policy directory cannot be loaded. Every
+ * write then fails on its unknown workflow. */
+lf_rules *lf_rules_none(void);
+
 /* A transition as guards see it. Everything Lua gets is a read-only view
  * or a copy: a guard cannot change the record. */
 typedef struct lf_eval {

@@ -49,6 +49,7 @@ typedef struct lf_journal {
     off_t end;          /* bytes folded into db; always a line boundary */
     uint64_t lines;     /* lines folded into db, for error line numbers */
     lf_buf line;        /* scratch: the line being committed */
+    bool reader;        /* opened read-only: never writes, never cuts */
 } lf_journal;
 
 static const lf_store_type journal_type;
@@ -321,6 +322,10 @@ static char *entry_own(lf_entry *e) {
  * on LF_OK *rec is the record after the entry. */
 static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record **rec,
                                      char *err, size_t errlen) {
+    if (j->reader) {
+        seterr(err, errlen, "journal %s: opened read-only", j->path);
+        return LF_INVALID_REQUEST;
+    }
     if (journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
 
     lf_code code = lf_memdb_check(j->db, e, err, errlen);
@@ -492,6 +497,43 @@ lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t err
 fail:
     journal_free(&j->base);
     return NULL;
+}
+
+/* The journal as a reader sees it: opened read-only under a shared lock,
+ * a torn tail left where it is (and unread), nothing created; a journal
+ * that does not exist yet reads as an empty store. */
+lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
+                                 size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (code) *code = LF_OK;
+        return lf_memory_open();
+    }
+    if (fd < 0) {
+        seterr(err, errlen, "journal %s: %s", path, strerror(errno));
+        if (code) *code = LF_UNAVAILABLE;
+        return NULL;
+    }
+    lf_journal *j = lf_xcalloc(1, sizeof *j);
+    j->base.type = &journal_type;
+    j->fd = fd;
+    j->reader = true;
+    j->path = lf_xstrdup(path);
+    j->db = lf_memdb_new();
+    int rc = -1;
+    if (journal_lock(j, LOCK_SH) < 0)
+        seterr(err, errlen, "journal %s: lock: %s", path, strerror(errno));
+    else {
+        rc = journal_catch_up_locked(j, false, err, errlen);
+        journal_unlock(j);
+    }
+    if (rc < 0) {
+        if (code) *code = LF_UNAVAILABLE;
+        journal_free(&j->base);
+        return NULL;
+    }
+    if (code) *code = LF_OK;
+    return &j->base;
 }
 
 static const lf_store_type journal_type = {

@@ -113,6 +113,13 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *
         return LF_CONFLICT;
     }
     if (e->kind == LF_ENTRY_POLICY_LOADED) return LF_OK;
+    if (e->kind == LF_ENTRY_CHECKPOINT) {
+        /* It states the first `version` entries: only as the next one. */
+        if (e->version == db->nlines) return LF_OK;
+        snprintf(err, errlen, "the log has %zu entries, the checkpoint states %llu",
+                 (size_t)db->nlines, (unsigned long long)e->version);
+        return LF_CONFLICT;
+    }
     if (e->kind == LF_ENTRY_CREATED) {
         if (s) {
             snprintf(err, errlen, "Record id already exists: %s", e->record_id);
@@ -213,7 +220,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         lf_map_put(&db->by_id, r->id, s);
         lf_map_put(&db->by_ref, r->ref, s);
         s->rec = r;
-    } else if (e->kind != LF_ENTRY_POLICY_LOADED) {
+    } else if (!lf_entry_global(e->kind)) {
         if (!s || s->rec->deleted) {
             snprintf(err, errlen, "entry for unknown record %s", e->record_id);
             return -1;

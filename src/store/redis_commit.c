@@ -56,7 +56,8 @@ static int commit_mode_of(lf_entry_kind k) {
     case LF_ENTRY_DENIED:
     case LF_ENTRY_REJECTED: return MODE_NOTE;
     case LF_ENTRY_DELETED: return MODE_DELETE;
-    case LF_ENTRY_POLICY_LOADED: return MODE_GLOBAL;
+    case LF_ENTRY_POLICY_LOADED:
+    case LF_ENTRY_CHECKPOINT: return MODE_GLOBAL;
     default: return -1;
     }
 }
@@ -175,7 +176,8 @@ static void commit_own(commit_op *c, const lf_entry *e) {
     const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
                         &c->e.trigger,   &c->e.actor,      &c->e.metadata,
                         &c->e.decisions, &c->e.policy_set, &c->e.record,
-                        &c->e.changes,   &c->e.violation,  &c->e.idempotency_key};
+                        &c->e.changes,   &c->e.violation,  &c->e.idempotency_key,
+                        &c->e.request};
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
@@ -360,6 +362,13 @@ static void commit_send(lf_rop *op) {
     }
     if (!s->tip_known) {
         lf_redis_wait_tip(op);
+        return;
+    }
+    if (c->e.kind == LF_ENTRY_CHECKPOINT && s->tip_seq > c->e.version) {
+        /* A checkpoint states the first `version` entries: the log has
+         * grown past them (a tip below is stale, and the script's answer
+         * corrects it). */
+        lf_redis_fail(op, LF_CONFLICT, "the log grew past the checkpoint");
         return;
     }
     lf_entry_seal(&c->e, s->tip_seq + 1, s->tip_hash, &c->line);

@@ -68,6 +68,10 @@ struct lf_store {
  * timeout, a wrong password). */
 lf_store *lf_store_open(const char *url, struct event_base *base, lf_code *code,
                         char *err, size_t errlen);
+/* lf_store_open for a reader: the journal is opened read-only
+ * (lf_journal_open_reader); other stores as lf_store_open. */
+lf_store *lf_store_open_reader(const char *url, struct event_base *base, lf_code *code,
+                               char *err, size_t errlen);
 
 /* Backends (lf_store_open dispatches on the URL scheme). */
 lf_store *lf_memory_open(void);
@@ -75,6 +79,10 @@ lf_store *lf_memory_open(void);
  * directories), replays it, and cuts off a torn last line with a warning
  * on stderr. A corrupt line elsewhere is an error naming its line number. */
 lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t errlen);
+/* The same for reading only: nothing is created, cut or written (a
+ * commit is invalid_request); a missing journal reads as empty. */
+lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
+                                 size_t errlen);
 
 /* The redis store: asynchronous, on `base`, which the caller dispatches
  * (callbacks fire from it, never before the call returns). The caller

@@ -37,6 +37,27 @@ req POST /v1/records '{"ref":"keyed"}' -H 'Idempotency-Key: c-1'
 expect_status "a create repeated with its key: 200, not a duplicate-ref 409" 200
 expect_json "… the same record" record_id "$cid"
 
+# ---- a key is bound to its request ----
+req POST /v1/records '{"ref":"other"}'
+oid=$(json record_id)
+n=$(audit_count)
+req POST "/v1/records/$oid/transitions" '{"to":"task_queued","trigger":"t"}' -H 'Idempotency-Key: k-1'
+expect_status "the key of a transition reused on another record: 409" 409
+expect_json "… code idempotency_mismatch" code idempotency_mismatch
+match_out "… naming the first use" "was used for another request \\(seq [0-9]*, record $id\\)"
+req POST "/v1/records/$id/transitions" '{"to":"pr_created","trigger":"t"}' -H 'Idempotency-Key: k-1'
+expect_status "… reused for another target on the same record: 409" 409
+req POST "/v1/records/$id/transitions" '{"to":"task_queued","trigger":"t","metadata":{"x":1}}' \
+    -H 'Idempotency-Key: k-1'
+expect_status "… reused with other metadata: 409" 409
+req POST /v1/records '{"ref":"keyed-2"}' -H 'Idempotency-Key: c-1'
+expect_status "… a create's key reused for another ref: 409" 409
+expect_match "none of them wrote anything" audit "$(audit_count)" "^$n\$"
+req GET "/v1/records/$oid"
+expect_json "… the other record did not move" state issue_created
+req POST "/v1/records/$id/transitions" '{"to":"task_queued","trigger":"t"}' -H 'Idempotency-Key: k-1'
+expect_json "the first request with its key still answers from its first use" duplicate true
+
 # ---- unknown state ----
 req GET "/v1/records?state=bogus"
 expect_status "listing an unknown state: 400" 400
@@ -66,6 +87,9 @@ run --policies "$POLICIES" --store "$STORE" transition "$first" task_queued t --
 expect_json "transition --idempotency-key" duplicate false
 run --policies "$POLICIES" --store "$STORE" transition "$first" task_queued t --idempotency-key tk-1 --json
 expect_json "… repeated: duplicate" duplicate true
+run --policies "$POLICIES" --store "$STORE" transition "$first" pr_created t --idempotency-key tk-1 --json
+expect_rc "… reused for another target: exit 6 (conflict)" 6
+expect_json "… code idempotency_mismatch" code idempotency_mismatch
 run --policies "$POLICIES" --store "$STORE" list --state bogus
 expect_rc "list --state bogus: exit 2 (invalid request)" 2
 match_err "… naming the states" "Unknown state 'bogus'"

@@ -465,6 +465,23 @@ do  -- a PR that links no issue
     "issue_created task_queued pr_created ci_pending ci_passed awaiting_review approved merged closed")
 end
 
+do  -- an abandoned PR of its own, and a won't-fix issue
+  local L, A = lifecycle(114, 1114), sha("a114")
+  local r = deliver {
+    d(L.pr("opened", A, { body = "Try something." })), d(L.suite("completed", A, "success")),
+    d(L.pr("closed", A)),
+  }
+  ok(all_below(r, 300), "abandoned PR: every delivery 2xx")
+  local rec = expect("abandoned PR (its own record, closed unmerged)", L.pr_url,
+    "issue_created task_queued pr_created ci_pending ci_passed awaiting_review closed")
+  local last = rec and rec.transitions[#rec.transitions]
+  ok(last and last.metadata.abandoned == true, "… the closing entry says abandoned",
+    last and encode(last.metadata))
+  local W = lifecycle(115, 1115)
+  r = deliver { d(W.issue("opened")), d(W.issue("assigned")), d(W.issue("closed")) }
+  expect("won't-fix issue", W.issue_url, "issue_created task_queued closed")
+end
+
 do  -- fork-PR CI, found by sha after several pushes
   local L, A, B, C = lifecycle(111, 1111), sha("a111"), sha("b111"), sha("c111")
   local r = deliver {

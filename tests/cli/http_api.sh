@@ -118,7 +118,8 @@ req POST "$TR" '{"to":"pr_created","trigger":"pr.opened","idempotency_key":"t-1"
 expect_status "a transition with an idempotency key is 200" 200
 expect_json "… not a duplicate" duplicate false
 expect_json "… pr_number metadata sets the record's field" record/pr_number 7
-req POST "$TR" '{"to":"pr_created","trigger":"pr.opened","idempotency_key":"t-1"}'
+req POST "$TR" '{"to":"pr_created","trigger":"pr.opened","idempotency_key":"t-1",
+  "metadata":{"pr_url":"https://github.com/o/r/pull/7","pr_number":7}}'
 expect_status "… repeated, 200 again" 200
 expect_json "… marked duplicate" duplicate true
 expect_json "… with the first result" new_state pr_created

@@ -101,14 +101,25 @@ expect_rc "policies exits 0" 0
 match_out "policies names the generation" '^generation [0-9a-f]{64} \(10 files in '
 match_out "policies lists a guard with its filter" '^  high-risk-merge-needs-approval +to=merged '
 match_out "policies lists the hook" '^  route-to-review +to=ci_passed '
-match_out "policies lists the routes" '^routes \(11\):$'
+match_out "policies lists the routes" '^routes \(9\):$'
 match_out "policies lists a route with its filter" '^  issue-opened +event=issues action=opened +.*/routes/github\.lua:[0-9]+$'
+match_out "policies lists the one CI route with its four events" \
+    '^  ci +event=check_suite\|check_run\|workflow_run\|status +.*/routes/github\.lua:[0-9]+$'
+check "policies lists none of the old CI routes" \
+    sh -c '! printf "%s\n" "$1" | grep -q -E "^  (ci-check-suite|ci-workflow-run|check-run) "' _ "$out"
 run --policies "$SHIPPED" policies --json
 expect_json "policies --json has the guards in order" 'guards/6/name' review-unless-auto-merge
 expect_json "policies --json has the routes in order" 'routes/1/name' issue-opened
 expect_json "… with their filters" 'routes/1/on' 'event=issues action=opened'
+expect_json "policies --json: ci is the fifth route" 'routes/5/name' ci
+expect_json "… following check suites, check runs, workflow runs and statuses" 'routes/5/on' \
+    'event=check_suite|check_run|workflow_run|status'
+expect_json "… review-submitted follows dismissals" 'routes/6/on' \
+    'event=pull_request_review action=submitted|dismissed'
+expect_json "… the last route is ping" 'routes/9/name' ping
 run --policies "$SHIPPED" lint --json
-expect_json "lint --json lists the routes" 'routes/11' ping
+expect_json "lint --json lists the routes" 'routes/9' ping
+expect_json "lint --json lists the ci route in its place" 'routes/5' ci
 run --policies "$tmp/bad" policies
 expect_rc "policies of a broken directory exits 2" 2
 
