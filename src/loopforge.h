@@ -79,6 +79,9 @@ typedef struct lf_engine_config {
     size_t lua_memory;          /* bytes per policy set; 0 = default */
     size_t lua_time_ms;         /* wall-clock per guard/hook call, ten times that
                                  * per policy file; 0 = default (1000) */
+    const char *signing_key;    /* PEM file of an Ed25519 private key that
+                                   signs checkpoints (loopforge keygen); NULL:
+                                   $LOOPFORGE_SIGNING_KEY, else none */
     bool reader;                /* only reads: the journal is opened read-only
                                    (nothing created or cut), and a policy set
                                    that does not load is replaced by an empty
@@ -241,8 +244,19 @@ typedef struct lf_stats {
     /* Hooks' notify{} POSTs: answered 2xx, or not (an error status, a
      * timeout, no connection, a bad URL, no event base, cancelled). */
     uint64_t notify_sent, notify_failed;
+    uint64_t appended;                      /* entries this engine appended */
 } lf_stats;
 LF_API void lf_engine_stats(const lf_engine *e, lf_stats *out);
+/* Text answers (a checkpoint document): text on success, else error. */
+typedef void lf_text_cb(lf_code code, const char *error, const char *text, void *arg);
+/* Appends a signed checkpoint of the whole log (tree size, Merkle root,
+ * head, time, key id, Ed25519 signature; docs/audit.md) and answers with
+ * it as a standalone JSON document: {"seq","checkpoint","signed",
+ * "public_key"}. invalid_request without a signing key. */
+LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void *arg);
+/* Whether the engine has a signing key. */
+LF_API bool lf_engine_can_sign(const lf_engine *e);
+
 /* Upper bound of latency bucket i in microseconds (+infinity for the last):
  * 1 2 5 10 20 50 100 200 500 1000 5000 +inf. */
 LF_API double lf_latency_bound_us(int i);

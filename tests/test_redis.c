@@ -962,8 +962,9 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(r.code, LF_OK);
     assert_string_equal(r.state, "ci_pending");
     lf_engine_free(e);
-    /* created, three transitions, one rejected attempt */
-    assert_int_equal(t_verify_chain(f->s, NULL, 0), 5);
+    /* the policy set's announcement, created, three transitions, one
+     * rejected attempt */
+    assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
 int main(void) {

@@ -68,7 +68,8 @@ lf_engine *lf_cli_open(lf_cli *c, lf_code *code, char *err, size_t errlen) {
     lf_engine_config cfg = {.store = c->store,
                             .policies = c->policies,
                             .base = c->base,
-                            .reader = c->cmd && c->cmd->reader};
+                            .signing_key = c->signing_key,
+                            .reader = c->cmd && c->cmd->reader && !c->writes};
     *code = LF_UNAVAILABLE;
     err[0] = '\0';
     c->engine = lf_engine_new(&cfg, err, errlen, code);

@@ -47,12 +47,14 @@ struct lf_cli {
     bool json;                      /* --json */
     struct event_base *base;        /* created with the engine */
     lf_engine *engine;              /* opened on first use */
+    const char *signing_key;        /* --signing-key, or NULL */
+    bool writes;                    /* a reader command that writes after all */
     char actor[256];
 };
 
 extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_list,
     lf_cmd_delete, lf_cmd_audit, lf_cmd_lint, lf_cmd_graph, lf_cmd_bench, lf_cmd_policies,
-    lf_cmd_serve, lf_cmd_token;
+    lf_cmd_serve, lf_cmd_token, lf_cmd_keygen;
 
 /* The global options, shared by every command (main.c). */
 #define LF_GLOBAL_HELP                                                                   \
@@ -62,6 +64,8 @@ extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_li
     "                   else file:./var/loopforge.journal)\n"                            \
     "  --policies DIR   policy directory (default: $LOOPFORGE_POLICIES, else\n"          \
     "                   ./policies, else the installed policies)\n"                      \
+    "  --signing-key FILE  the Ed25519 private key that signs checkpoints\n"            \
+    "                   (loopforge keygen; default: $LOOPFORGE_SIGNING_KEY)\n"          \
     "  --json           machine-readable output\n"                                       \
     "  -h, --help       this help\n"
 

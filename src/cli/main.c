@@ -25,9 +25,11 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_bench,
                                              &lf_cmd_serve,
                                              &lf_cmd_token,
+                                             &lf_cmd_keygen,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},
+                                         {"signing-key", true},
                                          {"json", false},    {"help", false},
                                          {"version", false}, {NULL, false}};
 
@@ -122,6 +124,9 @@ static int run(lf_cli *c, int argc, char **argv) {
     if (c->store && !*c->store) return lf_cli_usage(c, "--store must not be empty");
     if (!*c->policies) return lf_cli_usage(c, "--policies must not be empty");
     c->json = lf_args_has(&c->args, "json");
+    c->signing_key = lf_args_get(&c->args, "signing-key");
+    if (c->signing_key && !*c->signing_key)
+        return lf_cli_usage(c, "--signing-key must not be empty");
     return c->cmd->run(c);
 }
 

@@ -58,6 +58,8 @@ static int run_serve(lf_cli *c) {
         (rc = int_opt(c, "webhook-deadline", 1, 60000, &cfg.webhook_deadline_ms)) ||
         (rc = int_opt(c, "max-connections", 1, 1000000, &conns)) ||
         (rc = int_opt(c, "max-history", 1, 1000000, &hist)) ||
+        (rc = int_opt(c, "checkpoint-every", 1, 100000000, &cfg.checkpoint_every)) ||
+        (rc = int_opt(c, "checkpoint-seconds", 1, 86400 * 366, &cfg.checkpoint_seconds)) ||
         (rc = log_level(c, &cfg.log_level)))
         return rc;
     cfg.max_connections = (size_t)conns;
@@ -85,6 +87,8 @@ static const lf_optspec serve_opts[] = {{"listen", true},
                                         {"max-connections", true},
                                         {"max-history", true},
                                         {"log-level", true},
+                                        {"checkpoint-every", true},
+                                        {"checkpoint-seconds", true},
                                         {"ceiling", false},
                                         {NULL, false}};
 
@@ -121,6 +125,11 @@ const lf_command lf_cmd_serve = {
     "                             busy, it waits in the backlog (default 1024)\n"
     "  --max-history N            transitions per record in a reply, the last\n"
     "                             N (default 100; all are in the audit log)\n"
+    "  --checkpoint-every N       with --signing-key: a signed checkpoint every\n"
+    "                             N entries (default 1000) ...\n"
+    "  --checkpoint-seconds S     ... or S seconds when anything was appended\n"
+    "                             (default 300), and one at shutdown\n"
+    "                             (docs/audit.md)\n"
     "  --log-level L              debug, info (default; one line per request),\n"
     "                             warn or error\n"
     "  --ceiling                  benchmarks: answer every request 200 with a\n"

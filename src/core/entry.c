@@ -25,6 +25,24 @@ int lf_entry_kind_parse(const char *s) {
     return -1;
 }
 
+char *lf_entry_own(lf_entry *e) {
+    const char **f[] = {&e->record_id, &e->from_state, &e->to_state,  &e->trigger,
+                        &e->actor,     &e->metadata,   &e->decisions, &e->policy_set,
+                        &e->record,    &e->changes,    &e->violation, &e->idempotency_key,
+                        &e->request};
+    size_t n = 1;
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (*f[i]) n += strlen(*f[i]) + 1;
+    char *block = lf_xmalloc(n), *p = block;
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+        if (!*f[i]) continue;
+        size_t len = strlen(*f[i]) + 1;
+        *f[i] = memcpy(p, *f[i], len);
+        p += len;
+    }
+    return block;
+}
+
 void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
     lf_jw o = lf_jw_open(b, '{');
     lf_jw_int(&o, "seq", (int64_t)e->seq);
@@ -243,7 +261,13 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
                  (unsigned long long)c->next_seq, why);
         return -1;
     }
-    const lf_entry *e = &doc.e;
+    int rc = lf_chain_check(c, line, len, &doc.e, err, errlen);
+    lf_entry_doc_free(&doc);
+    return rc;
+}
+
+int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
+                   size_t errlen) {
     int rc = -1;
     if (e->seq != c->next_seq) {
         snprintf(err, errlen,
@@ -285,7 +309,6 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
     c->count++;
     rc = 0;
 out:
-    lf_entry_doc_free(&doc);
     return rc;
 }
 

@@ -79,6 +79,10 @@ typedef struct lf_entry {
     char hash[LF_HASH_LEN + 1];
 } lf_entry;
 
+/* Gives every string of e a home of its own: copies them into one block,
+ * which the caller frees once e is no longer used, and points e at it. */
+char *lf_entry_own(lf_entry *e);
+
 const char *lf_entry_kind_name(lf_entry_kind k);
 int lf_entry_kind_parse(const char *s);    /* -1 if unknown */
 
@@ -116,6 +120,9 @@ void lf_chain_init(lf_chain *c);
 /* Returns 0, or -1 with err ("seq N: reason"; the line number when the
  * seq cannot be read) and the chain left unchanged. */
 int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t errlen);
+/* The same for a line already parsed into e. */
+int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
+                   size_t errlen);
 
 /* Normalizes a JSON object text (as cJSON prints it, compact), so the
  * canonical form is stable under parse/print. Returns a malloc'd string

@@ -19,7 +19,10 @@
 #include "../store/store.h"
 #include "engine_internal.h"
 #include "notify.h"
+#include "evidence.h"
+#include "../core/sign.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,7 @@ struct lf_engine {
     lf_stats stats;
     bool closing;               /* lf_engine_free is running */
     lf_notifier *notify;        /* hooks' POSTs in flight (notify.c), or NULL */
+    lf_evidence *ev;            /* checkpoints, announcements (evidence.c) */
 };
 
 #define CLOSING_MSG "engine is shutting down"
@@ -133,6 +137,25 @@ static void observe_evaluation(lf_stats *st, uint64_t ns) {
     st->guard_ns += ns;
 }
 
+/* The signing key at path: a private Ed25519 key in PEM. */
+static lf_key *load_key(const char *path, char *err, size_t errlen) {
+    size_t len;
+    char *pem = lf_read_file(path, &len), why[160];
+    if (!pem) {
+        snprintf(err, errlen, "signing key %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    lf_key *k = lf_key_parse(pem, len, why, sizeof why);
+    free(pem);
+    if (k && !lf_key_can_sign(k)) {
+        lf_key_free(k);
+        k = NULL;
+        snprintf(why, sizeof why, "a public key cannot sign (pass the private one)");
+    }
+    if (!k) snprintf(err, errlen, "signing key %s: %s", path, why);
+    return k;
+}
+
 /* Loads the policy set; on failure returns NULL with every problem, one
  * per line, in `problems` (no trailing newline). */
 static lf_rules *load_rules(lf_engine *e, lf_buf *problems) {
@@ -170,15 +193,29 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
     lf_buf_free(&problems);
     e->gen->rules = rules;
     e->gen->refs = 1;
-    e->store = cfg->reader
-                   ? lf_store_open_reader(lf_engine_store_url(cfg), cfg->base, code, err, errlen)
-                   : lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
-    if (!e->store) {
+    lf_key *key = NULL;
+    const char *kpath = pick(cfg->signing_key, "LOOPFORGE_SIGNING_KEY", "");
+    if (*kpath && !(key = load_key(kpath, err, errlen))) {
+        *code = LF_INVALID_REQUEST;
         gen_drop(e->gen);
         free(e->policies);
         free(e);
         return NULL;
     }
+    e->store = cfg->reader
+                   ? lf_store_open_reader(lf_engine_store_url(cfg), cfg->base, code, err, errlen)
+                   : lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
+    if (!e->store) {
+        lf_key_free(key);
+        gen_drop(e->gen);
+        free(e->policies);
+        free(e);
+        return NULL;
+    }
+    e->ev = lf_evidence_new(e->store, key);
+    /* A reader's empty set announces nothing: it writes nothing. */
+    if (strcmp(lf_rules_generation(rules), "none") == 0)
+        lf_evidence_announced(e->ev, "none");
     *code = LF_OK;
     return e;
 }
@@ -191,6 +228,7 @@ void lf_engine_free(lf_engine *e) {
     if (!e) return;
     e->closing = true;
     lf_store_free(e->store);
+    lf_evidence_free(e->ev);
     lf_notify_free(e->notify);  /* cancels POSTs in flight, a log line each */
     gen_drop(e->gen);
     free(e->policies);
@@ -472,6 +510,74 @@ static char *request_digest(const char *const *parts, int n) {
     return hex;
 }
 
+/* ---- announcing the policy set ------------------------------------------ */
+
+/* An announcement's metadata: the generation and each file's digest, so
+ * the log names exactly what decided the entries after it. */
+static char *announce_meta(const lf_rules *r) {
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_str(&o, "new_generation", lf_rules_generation(r));
+    lf_jw_key(&o, "files");
+    lf_jw list = lf_jw_open(&b, '[');
+    for (int i = 0; i < lf_rules_nfiles(r); i++) {
+        lf_jw_next(&list);
+        lf_jw f = lf_jw_open(&b, '{');
+        lf_jw_str(&f, "path", lf_rules_file_at(r, i));
+        lf_jw_str(&f, "sha256", lf_rules_file_digest(r, i));
+        lf_jw_close(&f, '}');
+    }
+    lf_jw_close(&list, ']');
+    lf_jw_close(&o, '}');
+    return lf_buf_steal(&b);
+}
+
+/* An entry held until its policy set is announced. */
+typedef struct held {
+    lf_engine *e;
+    lf_entry en;
+    char *strs;
+    lf_store_cb *cb;
+    void *arg;
+} held;
+
+static void held_go(void *arg) {
+    held *h = arg;
+    if (h->e->closing) h->cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, h->arg);
+    else lf_store_commit(h->e->store, &h->en, h->cb, h->arg);
+    free(h->strs);
+    free(h);
+}
+
+/* Every entry decided under a policy set goes through here: a writer
+ * whose set the log has not announced announces it first (evidence.c),
+ * so no entry is decided under a set the log never named -- and nothing
+ * is announced for a request that writes nothing. */
+static void engine_commit(lf_engine *e, const gen *g, lf_entry *en, lf_store_cb *cb,
+                          void *arg) {
+    const char *id = lf_rules_generation(g->rules);
+    if (lf_evidence_is_announced(e->ev, id)) {
+        lf_store_commit(e->store, en, cb, arg);
+        return;
+    }
+    held *h = lf_xmalloc(sizeof *h);
+    *h = (held){.e = e, .en = *en, .cb = cb, .arg = arg};
+    h->strs = lf_entry_own(&h->en);
+    char *meta = announce_meta(g->rules);
+    lf_evidence_announce(e->ev, id, en->actor, meta, held_go, h);
+    free(meta);
+}
+
+void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, arg);
+        return;
+    }
+    lf_evidence_checkpoint(e->ev, actor, lf_rules_generation(e->gen->rules), cb, arg);
+}
+
+bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev); }
+
 /* ---- create ------------------------------------------------------------- */
 
 typedef struct create_ctx {
@@ -511,6 +617,14 @@ static void create_keyed(lf_code code, const char *err, const lf_record *rec,
     create_ctx_free(c);
 }
 
+/* A keyed create first asks whether the key was used before. */
+static void create_go(void *arg) {
+    create_ctx *c = arg;
+    if (c->key && !c->eng->closing)
+        lf_store_find_key(c->eng->store, c->key, create_keyed, c);
+    else create_commit(c);
+}
+
 static void created(lf_code code, const char *err, const lf_record *rec,
                     const lf_entry *e, void *arg) {
     create_ctx *c = arg;
@@ -522,6 +636,7 @@ static void created(lf_code code, const char *err, const lf_record *rec,
         lf_store_find_key(c->eng->store, c->key, create_keyed, c);
         return;
     }
+    if (code == LF_OK) c->eng->stats.appended++;
     reply(c->cb, c->arg,
           (lf_result){.code = code,
                       .error = err,
@@ -549,7 +664,7 @@ static void create_commit(create_ctx *c) {
     en.record = c->record;
     en.idempotency_key = c->key;
     en.request = c->digest;
-    lf_store_commit(c->eng->store, &en, created, c);
+    engine_commit(c->eng, c->g, &en, created, c);
 }
 
 /* The initial fields a created entry carries (the fold rebuilds the
@@ -620,8 +735,7 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         const char *parts[] = {"create", c->record};
         c->digest = request_digest(parts, 2);
     }
-    if (c->key) lf_store_find_key(e->store, c->key, create_keyed, c);
-    else create_commit(c);
+    create_go(c);
 }
 
 /* ---- transition and delete ---------------------------------------------- */
@@ -789,6 +903,7 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
     }
     /* The caller hears first; hooks and follow-ups come after. */
     t->eng->stats.transitions[LF_OK]++;
+    t->eng->stats.appended++;
     if (t->violation) t->eng->stats.violations++;
     reply(t->cb, t->arg,
           (lf_result){.code = LF_OK,
@@ -815,6 +930,7 @@ static void txn_refused(lf_code code, const char *err, const lf_record *rec,
         txn_done(t, code, err, NULL, NULL);
         return;
     }
+    t->eng->stats.appended++;
     txn_done(t, t->refusal, t->denial, NULL, rec);
 }
 
@@ -882,7 +998,7 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     en->version = rec->version;
     en->decisions = t->decisions;
     t->refusal = LF_DENIED;
-    lf_store_commit(e->store, en, txn_refused, t);
+    engine_commit(e, t->g, en, txn_refused, t);
     return false;
 }
 
@@ -926,7 +1042,7 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record 
     en->to_state = t->to;
     en->decisions = t->decisions;
     t->refusal = LF_INVALID_TRANSITION;
-    lf_store_commit(t->eng->store, en, txn_refused, t);
+    engine_commit(t->eng, t->g, en, txn_refused, t);
 }
 
 /* ---- observations: facts, and the walk they imply ---------------------- */
@@ -1114,6 +1230,7 @@ static void walk_committed(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (en->violation) t->eng->stats.violations++;
+    t->eng->stats.appended++;
     if (t->npath && t->step + 2 < t->npath) {
         run_hooks(t, rec, en, false);
         t->step++;
@@ -1218,7 +1335,7 @@ static void walk_commit(txn *t, const lf_record *rec) {
     en.violation = walking && fact ? t->violation : NULL;
     en.changes = changes = entry_changes(t, fact, walking && lf_workflow_is_terminal(wf, b),
                                         en.timestamp);
-    lf_store_commit(t->eng->store, &en, walk_committed, t);
+    engine_commit(t->eng, t->g, &en, walk_committed, t);
     lf_buf_free(&items);
     free(changes);
     cJSON_free(extra);
@@ -1327,7 +1444,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         en.changes = changes =
             entry_changes(t, true, lf_workflow_is_terminal(wf, to), en.timestamp);
     }
-    lf_store_commit(t->eng->store, &en, txn_committed, t);
+    engine_commit(t->eng, t->g, &en, txn_committed, t);
     free(changes);
     cJSON_free(merged);
 }
@@ -1354,6 +1471,7 @@ static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
     }
     txn_done(t, code, err, NULL, NULL);
 }
+
 
 /* A keyed request first asks whether the key was used before. */
 static void txn_start(txn *t) {
@@ -1522,6 +1640,8 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
         e->gen = c->next;
         gen_drop(old);
         e->stats.reloads_ok++;
+        e->stats.appended++;
+        lf_evidence_announced(e->ev, lf_rules_generation(e->gen->rules));
         c->cb(LF_OK, NULL, c->old, lf_rules_generation(e->gen->rules), c->arg);
     } else {
         e->stats.reloads_failed++;

@@ -27,6 +27,10 @@ typedef struct lf_http_config {
     size_t max_webhook_body;        /* 0 = 25 MiB (GitHub's cap) */
     lf_log_level log_level;         /* lines below it are dropped */
     bool ceiling;                   /* bench: a fixed 200, no engine */
+    int checkpoint_every;           /* entries between signed checkpoints;
+                                       0 = 1000 (only with a signing key) */
+    int checkpoint_seconds;         /* at most this long between them when
+                                       anything was appended; 0 = 300 */
 } lf_http_config;
 
 /* Parses "ADDR:PORT" ("[::1]:8080" for IPv6; "localhost" is 127.0.0.1).

@@ -149,7 +149,21 @@ struct lf_server {
     uint64_t next_id;
     unsigned boot;              /* random prefix of request ids */
     char listen_addr[80];       /* what we print and log */
+    /* Signed checkpoints (checkpoints.c). */
+    struct event *cp_ev;
+    uint64_t cp_appended;       /* stats.appended at the last one */
+    uint64_t cp_ns;             /* when it was started */
+    bool cp_busy;
 };
+
+/* ---- signed checkpoints (checkpoints.c) --------------------------------- */
+
+/* With a signing key: a checkpoint every cfg.checkpoint_every entries or
+ * cfg.checkpoint_seconds (when anything was appended). */
+void lf_checkpoints_start(lf_server *s);
+/* At shutdown, before the engine goes: one more, if anything was
+ * appended since the last; waits for it on the loop. */
+void lf_checkpoints_final(lf_server *s);
 
 /* ---- a request -------------------------------------------------------- */
 

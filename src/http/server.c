@@ -355,6 +355,8 @@ static void defaults(lf_http_config *c) {
     if (!c->max_history) c->max_history = 100;
     if (!c->max_body) c->max_body = 1 << 20;
     if (!c->max_webhook_body) c->max_webhook_body = 25u << 20;
+    if (c->checkpoint_every <= 0) c->checkpoint_every = 1000;
+    if (c->checkpoint_seconds <= 0) c->checkpoint_seconds = 300;
 }
 
 static int load_credentials(lf_server *s) {
@@ -415,6 +417,7 @@ static void teardown(lf_server *s) {
     }
     if (s->http) evhttp_free(s->http);
     lf_conns_release(s);
+    lf_checkpoints_final(s);
     /* The engine may still complete requests (their replies go nowhere),
      * and the store flushes. */
     if (s->engine) lf_engine_free(s->engine);
@@ -450,6 +453,7 @@ int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine 
                 engine ? lf_engine_generation(engine) : "-",
                 s->tokens ? "tokens" : "no auth (loopback)", s->secret ? "on" : "off");
         lf_log_attach(base);
+        lf_checkpoints_start(s);
         event_base_dispatch(base);
         lf_log_detach();
     }

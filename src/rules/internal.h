@@ -120,6 +120,7 @@ struct lf_rules {
     int *routes, nroutes;
 
     char generation[65];
+    char (*digests)[65];          /* sha256 of each file, per file */
 
     /* Run time. Views of a record carry the epoch they were made in and
      * are dead once it has passed; per-call caches carry the call. */

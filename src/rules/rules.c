@@ -653,6 +653,7 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
                       lf_buf *errors) {
     int nerr = 0, config_file = -1, config_ref = LUA_NOREF;
     lf_buf all = LF_BUF_INIT;       /* the generation id hashes every file, in order */
+    r->digests = lf_xcalloc((size_t)r->nfiles + 1, sizeof *r->digests);
     for (int i = 0; i < r->nfiles; i++) {
         if (!(srcs[i] = lf_read_file(r->files[i], &lens[i]))) {
             lf_buf_printf(errors, "%s: %s\n", r->files[i], strerror(errno));
@@ -660,6 +661,7 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
             continue;
         }
         lf_buf_add(&all, srcs[i], lens[i]);
+        lf_sha256_hex(srcs[i], lens[i], r->digests[i]);
     }
     lf_sha256_hex(all.p ? all.p : "", all.len, r->generation);
     lf_buf_free(&all);
@@ -780,6 +782,7 @@ void lf_rules_free(lf_rules *r) {
     free(r->hooks);
     free(r->routes);
     free(r->file_kind);
+    free(r->digests);
     free(r->lua_dir);
     for (int i = 0; i < r->nwfs; i++) lf_workflow_free(r->wfs[i]);
     free(r->wfs);
@@ -806,6 +809,10 @@ const lf_workflow *lf_rules_workflow_at(const lf_rules *r, int i) {
 const char *lf_rules_generation(const lf_rules *r) { return r->generation; }
 
 int lf_rules_nfiles(const lf_rules *r) { return r->nfiles; }
+
+const char *lf_rules_file_digest(const lf_rules *r, int i) {
+    return i >= 0 && i < r->nfiles && r->digests ? r->digests[i] : NULL;
+}
 
 const char *lf_rules_file_at(const lf_rules *r, int i) {
     return i >= 0 && i < r->nfiles ? r->files[i] : NULL;

@@ -203,5 +203,7 @@ const char *lf_rules_generation(const lf_rules *r);
 /* Number of files loaded, and their paths in load order. */
 int lf_rules_nfiles(const lf_rules *r);
 const char *lf_rules_file_at(const lf_rules *r, int i);
+/* The sha256 (hex) of file i's bytes as loaded. */
+const char *lf_rules_file_digest(const lf_rules *r, int i);
 
 #endif

@@ -296,27 +296,6 @@ static int journal_append(lf_journal *j, const char *line, size_t len, char *err
     return 0;
 }
 
-/* Gives the entry's strings a home of their own, in one block (returned,
- * for the caller to free). They are borrowed, and often from a record of
- * our own memdb: the engine builds an entry from the record a get just
- * handed it. Catching up may fold another process's transition into that
- * very record and free its state string before we seal. */
-static char *entry_own(lf_entry *e) {
-    const char **f[] = {&e->record_id, &e->from_state, &e->to_state,  &e->trigger,
-                        &e->actor,     &e->metadata,   &e->decisions, &e->policy_set,
-                        &e->record,    &e->changes};
-    size_t n = 1;
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
-        if (*f[i]) n += strlen(*f[i]) + 1;
-    char *block = lf_xmalloc(n), *p = block;
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
-        if (!*f[i]) continue;
-        size_t len = strlen(*f[i]) + 1;
-        *f[i] = memcpy(p, *f[i], len);
-        p += len;
-    }
-    return block;
-}
 
 /* Under LOCK_EX: catch up, check, seal, append, fold. Returns the code;
  * on LF_OK *rec is the record after the entry. */
@@ -368,8 +347,12 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
     lf_journal *j = (lf_journal *)s;
     char err[1024] = "";
     const lf_record *rec = NULL;
+    /* The entry's strings are borrowed, often from a record of our own
+     * memdb (the engine builds an entry from the record a get handed it):
+     * catching up may fold another process's transition into that very
+     * record and free its state string before we seal. */
     lf_entry own = *e;
-    char *block = entry_own(&own);
+    char *block = lf_entry_own(&own);
     lf_code code;
 
     if (journal_lock(j, LOCK_EX) < 0) {

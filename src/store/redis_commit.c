@@ -173,21 +173,7 @@ static void commit_destroy(lf_rop *op) {
  * returns. */
 static void commit_own(commit_op *c, const lf_entry *e) {
     c->e = *e;
-    const char **f[] = {&c->e.record_id, &c->e.from_state, &c->e.to_state,
-                        &c->e.trigger,   &c->e.actor,      &c->e.metadata,
-                        &c->e.decisions, &c->e.policy_set, &c->e.record,
-                        &c->e.changes,   &c->e.violation,  &c->e.idempotency_key,
-                        &c->e.request};
-    size_t n = 1;
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
-        if (*f[i]) n += strlen(*f[i]) + 1;
-    char *p = c->strs = lf_xmalloc(n);
-    for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
-        if (!*f[i]) continue;
-        size_t len = strlen(*f[i]) + 1;
-        *f[i] = memcpy(p, *f[i], len);
-        p += len;
-    }
+    c->strs = lf_entry_own(&c->e);
 }
 
 /* Folds the entry onto base (NULL for created): the record the script

@@ -10,9 +10,9 @@ lf audit
 expect_rc "audit of an empty log exits 0" 0
 expect_out "audit of an empty log prints nothing" ""
 lf audit --verify
-expect_out "an empty log verifies" "ok: 0 entries verified"
+match_out "an empty log verifies" "^ok: 0 entries verified"
 
-# Two records, interleaved: 6 entries.
+# Two records, interleaved: the policy set's announcement, then 6 entries.
 lf create --ref a; a=$out
 lf create --ref b; b=$out
 lf transition "$a" task_queued worker.picked_up
@@ -21,30 +21,30 @@ lf transition "$a" pr_created pr.opened
 lf transition "$a" ci_pending ci.started
 
 lf audit
-check "audit prints one line per entry" test "$(printf '%s\n' "$out" | wc -l)" -eq 6
+check "audit prints one line per entry" test "$(printf '%s\n' "$out" | wc -l)" -eq 7
 check "audit prints NDJSON" sh -c "$JSON --lines <'$tmp/out'"
 seqs=$(printf '%s\n' "$out" | sed 's/^{"seq":\([0-9]*\),.*/\1/' | tr '\n' ' ')
-expect_match "audit is in seq order" seqs "$seqs" '^1 2 3 4 5 6 $'
+expect_match "audit is in seq order" seqs "$seqs" '^1 2 3 4 5 6 7 $'
 match_out "entries carry record_id, kind, states, trigger, actor, prev, hash" \
     '"record_id":"loop-[0-9a-f]{16}","kind":"transition".*"from_state":"issue_created","to_state":"task_queued","trigger":"worker.picked_up","actor":"w2".*"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}"\}$'
 lf audit "$a"
 check "audit ID gives that record's entries" test "$(printf '%s\n' "$out" | wc -l)" -eq 4
 check "… and no other record's" sh -c "! grep -q '$b' '$tmp/out'"
-lf audit --after 4
+lf audit --after 5
 seqs=$(printf '%s\n' "$out" | sed 's/^{"seq":\([0-9]*\),.*/\1/' | tr '\n' ' ')
-expect_match "audit --after 4 starts at seq 5" seqs "$seqs" '^5 6 $'
-lf audit "$a" --after 3
+expect_match "audit --after 5 starts at seq 6" seqs "$seqs" '^6 7 $'
+lf audit "$a" --after 4
 seqs=$(printf '%s\n' "$out" | sed 's/^{"seq":\([0-9]*\),.*/\1/' | tr '\n' ' ')
-expect_match "audit ID --after combines" seqs "$seqs" '^5 6 $'
+expect_match "audit ID --after combines" seqs "$seqs" '^6 7 $'
 lf audit loop-0123456789abcdef
 expect_out "audit of an unknown id prints nothing" ""
 
 lf audit --verify
 expect_rc "an intact log verifies" 0
-expect_out "verify counts every entry" "ok: 6 entries verified"
+match_out "verify counts every entry" "^ok: 7 entries verified, 0 checkpoints"
 lf audit --verify --json
 expect_json "verify --json: ok" ok true
-expect_json "verify --json: count" verified 6
+expect_json "verify --json: count" verified 7
 
 # A log longer than one page (1000 lines) is paged through whole.
 STORE="file:$tmp/long"
@@ -53,9 +53,9 @@ STORE="file:$tmp/long"
 run --policies "$POLICIES" bench --records 150 --runs 1 --store "file:$tmp/long"
 expect_rc "bench fills a store" 0
 lf audit --verify
-expect_out "verify pages through 1050 entries" "ok: 1050 entries verified"
+match_out "verify pages through 1051 entries" "^ok: 1051 entries verified"
 lf audit
-check "audit pages through 1050 entries" test "$(printf '%s\n' "$out" | wc -l)" -eq 1050
+check "audit pages through 1051 entries" test "$(printf '%s\n' "$out" | wc -l)" -eq 1051
 STORE="file:$tmp/j"
 
 # ---- tampering: each case on a fresh copy of the good journal ----
@@ -67,34 +67,34 @@ tamper() {      # NAME EXPECTED-SEQ: $J was just tampered with
         "^audit: verification failed: seq $2: "
     cp "$tmp/good" "$J"
 }
-sed '3s/worker\.picked_up/worker.picked_uq/' "$tmp/good" >"$J"
-tamper "one byte of a middle line's trigger changed" 3
-sed '5s/"actor":"cli:tester"/"actor":"cli:mallory"/' "$tmp/good" >"$J"
-tamper "a middle line's actor rewritten" 5
-sed '6s/ci\.started/ci.startex/' "$tmp/good" >"$J"
-tamper "the last line modified" 6
-sed '3d' "$tmp/good" >"$J"
-tamper "a middle line deleted" 4
-awk 'NR == 3 { held = $0; next } NR == 4 { print; print held; next } { print }' \
+sed '4s/worker\.picked_up/worker.picked_uq/' "$tmp/good" >"$J"
+tamper "one byte of a middle line's trigger changed" 4
+sed '6s/"actor":"cli:tester"/"actor":"cli:mallory"/' "$tmp/good" >"$J"
+tamper "a middle line's actor rewritten" 6
+sed '7s/ci\.started/ci.startex/' "$tmp/good" >"$J"
+tamper "the last line modified" 7
+sed '4d' "$tmp/good" >"$J"
+tamper "a middle line deleted" 5
+awk 'NR == 4 { held = $0; next } NR == 5 { print; print held; next } { print }' \
     "$tmp/good" >"$J"
-tamper "two lines swapped" 4
-sed '3p' "$tmp/good" >"$J"
-tamper "a line duplicated" 3
+tamper "two lines swapped" 5
+sed '4p' "$tmp/good" >"$J"
+tamper "a line duplicated" 4
 sed '1d' "$tmp/good" >"$J"
 tamper "the first line deleted" 2
 
-sed '3s/worker\.picked_up/worker.picked_uq/' "$tmp/good" >"$J"
+sed '4s/worker\.picked_up/worker.picked_uq/' "$tmp/good" >"$J"
 lf audit --verify --json
 expect_json "verify --json on a broken chain: ok false" ok false
-expect_json "… how many entries verified before it" verified 2
-match_out "… and the error" '"error":"seq 3: '
+expect_json "… how many entries verified before it" verified 3
+match_out "… and the error" '"error":"seq 4: '
 cp "$tmp/good" "$J"
 lf audit --verify
-expect_out "the restored journal verifies again" "ok: 6 entries verified"
+match_out "the restored journal verifies again" "^ok: 7 entries verified"
 
 # A delete keeps the chain whole, and its entry is part of it.
 lf delete "$b"
 lf audit --verify
-expect_out "a delete is one more verified entry" "ok: 7 entries verified"
+match_out "a delete is one more verified entry" "^ok: 8 entries verified"
 
 done_testing

@@ -118,7 +118,7 @@ fi
 req GET /v1/audit
 awk '/"trigger":"load"/ { if (!first) first = NR; last = NR }
      /"kind":"policy_loaded"/ { pl[NR] = 1 }
-     END { for (n in pl) if (n > first && n < last) inside++; print inside + 0 }' \
+     END { for (n in pl) if (n + 0 > first && n + 0 < last) inside++; print inside + 0 }' \
     "$tmp/body" >"$tmp/inside"
 expect_match "… which the audit log shows interleaved with the load" "reloads inside" \
     "$(cat "$tmp/inside")" '^[1-9]'

@@ -1,0 +1,209 @@
+/* verify.c -- the whole check of a stored log, line by line (verify.h). */
+#include "verify.h"
+#include "hash.h"
+#include "mem.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+/* ---- checkpoints ------------------------------------------------------- */
+
+void lf_checkpoint_text(const lf_checkpoint *cp, lf_buf *out) {
+    lf_buf_printf(out,
+                  "loopforge checkpoint v1\ntree_size %llu\nroot %s\nhead %s\ntime %s\n"
+                  "key %s\n",
+                  (unsigned long long)cp->tree_size, cp->root, cp->head, cp->time,
+                  cp->key_id);
+}
+
+void lf_checkpoint_json(const lf_checkpoint *cp, lf_buf *out) {
+    lf_jw o = lf_jw_open(out, '{');
+    lf_jw_int(&o, "tree_size", (int64_t)cp->tree_size);
+    lf_jw_str(&o, "root", cp->root);
+    lf_jw_str(&o, "head", cp->head);
+    lf_jw_str(&o, "time", cp->time);
+    lf_jw_str(&o, "key_id", cp->key_id);
+    lf_jw_str(&o, "signature", cp->signature);
+    lf_jw_close(&o, '}');
+}
+
+/* Copies string member key of o into out (of size cap, exactly want
+ * characters unless want is 0). */
+static int member(const cJSON *o, const char *key, char *out, size_t cap, size_t want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap ||
+        (want && strlen(v->valuestring) != want))
+        return -1;
+    memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
+    return 0;
+}
+
+int lf_checkpoint_parse(const char *json, size_t len, lf_checkpoint *cp, char *err,
+                        size_t errlen) {
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "tree_size");
+    memset(cp, 0, sizeof *cp);
+    int rc = -1;
+    if (!cJSON_IsNumber(n) || n->valuedouble < 0 ||
+        member(o, "root", cp->root, sizeof cp->root, 64) ||
+        member(o, "head", cp->head, sizeof cp->head, 64) ||
+        member(o, "time", cp->time, sizeof cp->time, 0) ||
+        member(o, "key_id", cp->key_id, sizeof cp->key_id, LF_KEY_ID_LEN) ||
+        member(o, "signature", cp->signature, sizeof cp->signature, 0))
+        snprintf(err, errlen,
+                 "not a checkpoint (tree_size, root, head, time, key_id, signature)");
+    else {
+        cp->tree_size = (uint64_t)n->valuedouble;
+        rc = 0;
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+bool lf_checkpoint_verify(const lf_checkpoint *cp, const lf_key *key) {
+    char id[LF_KEY_ID_LEN + 1];
+    lf_key_id(key, id);
+    if (strcmp(id, cp->key_id) != 0) return false;
+    size_t n;
+    unsigned char *sig = lf_unbase64(cp->signature, &n);
+    if (!sig) return false;
+    lf_buf text = LF_BUF_INIT;
+    lf_checkpoint_text(cp, &text);
+    bool ok = lf_key_verify(key, text.p, text.len, sig, n);
+    lf_buf_free(&text);
+    free(sig);
+    return ok;
+}
+
+/* ---- the verifier ------------------------------------------------------ */
+
+void lf_verifier_init(lf_verifier *v, const lf_key *key) {
+    memset(v, 0, sizeof *v);
+    lf_chain_init(&v->chain);
+    lf_merkle_init(&v->mk);
+    v->key = key;
+    if (key) lf_key_id(key, v->key_id);
+}
+
+void lf_verifier_free(lf_verifier *v) {
+    free(v->gens);
+    v->gens = NULL;
+}
+
+void lf_verifier_outside(lf_verifier *v, const lf_checkpoint *cp) {
+    v->outside = true;
+    v->out = *cp;
+    v->outside_met = cp->tree_size == 0;
+}
+
+static bool announced(const lf_verifier *v, const char *gen) {
+    for (size_t i = v->ngens; i-- > 0;)
+        if (strcmp(v->gens[i], gen) == 0) return true;
+    return false;
+}
+
+static void announce(lf_verifier *v, const char *gen) {
+    if (announced(v, gen) || strlen(gen) != LF_HASH_LEN) return;
+    v->gens = lf_xrealloc(v->gens, (v->ngens + 1) * sizeof *v->gens);
+    memcpy(v->gens[v->ngens++], gen, LF_HASH_LEN + 1);
+}
+
+/* A checkpoint entry at seq: it states the entries before it. */
+static int check_checkpoint(lf_verifier *v, const lf_entry *e, char *err, size_t errlen) {
+    lf_checkpoint cp;
+    char why[160];
+    unsigned long long seq = (unsigned long long)e->seq;
+    if (lf_checkpoint_parse(e->metadata, strlen(e->metadata), &cp, why, sizeof why)) {
+        snprintf(err, errlen, "seq %llu: %s", seq, why);
+        return -1;
+    }
+    if (cp.tree_size != e->seq - 1 || e->version != cp.tree_size) {
+        snprintf(err, errlen, "seq %llu: a checkpoint must state the %llu entries before it",
+                 seq, seq - 1);
+        return -1;
+    }
+    unsigned char root[32];
+    char hex[65];
+    lf_merkle_root(&v->mk, root);
+    lf_hex(root, 32, hex);
+    if (strcmp(hex, cp.root) != 0 || strcmp(e->prev, cp.head) != 0) {
+        snprintf(err, errlen,
+                 "seq %llu: the first %llu entries do not make the Merkle root this "
+                 "checkpoint signed (the log was rewritten)",
+                 seq, seq - 1);
+        return -1;
+    }
+    if (v->key && strcmp(cp.key_id, v->key_id) != 0) {
+        snprintf(err, errlen, "seq %llu: checkpoint signed by key %s, not by %s", seq,
+                 cp.key_id, v->key_id);
+        return -1;
+    }
+    if (v->key && !lf_checkpoint_verify(&cp, v->key)) {
+        snprintf(err, errlen, "seq %llu: the checkpoint's signature does not verify", seq);
+        return -1;
+    }
+    v->checkpoints++;
+    v->last_signed = e->seq;
+    memcpy(v->last_key, cp.key_id, sizeof v->last_key);
+    return 0;
+}
+
+int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
+                     size_t errlen) {
+    lf_entry_doc doc;
+    char why[160];
+    if (lf_entry_parse(line, len, &doc, why, sizeof why)) {
+        snprintf(err, errlen, "seq %llu: unreadable entry (%s)",
+                 (unsigned long long)v->chain.next_seq, why);
+        return -1;
+    }
+    const lf_entry *e = &doc.e;
+    int rc = lf_chain_check(&v->chain, line, len, e, err, errlen);
+    if (rc == 0 && e->kind == LF_ENTRY_CHECKPOINT) rc = check_checkpoint(v, e, err, errlen);
+    if (rc == 0 && e->kind == LF_ENTRY_POLICY_LOADED && e->policy_set)
+        announce(v, e->policy_set);
+    else if (rc == 0 && e->policy_set && strcmp(e->policy_set, "none") != 0 &&
+             !announced(v, e->policy_set)) {
+        snprintf(err, errlen,
+                 "seq %llu: decided under policy set %.12s…, which no policy_loaded entry "
+                 "announced",
+                 (unsigned long long)e->seq, e->policy_set);
+        rc = -1;
+    }
+    if (rc == 0) {
+        unsigned char leaf[32];
+        lf_merkle_leaf(line, len, leaf);
+        lf_merkle_append(&v->mk, leaf);
+        if (v->outside && !v->outside_met && v->mk.size == v->out.tree_size) {
+            unsigned char root[32];
+            char hex[65];
+            lf_merkle_root(&v->mk, root);
+            lf_hex(root, 32, hex);
+            if (strcmp(hex, v->out.root) != 0 || strcmp(e->hash, v->out.head) != 0) {
+                snprintf(err, errlen,
+                         "seq %llu: the log no longer extends the outside checkpoint "
+                         "(its first %llu entries were rewritten)",
+                         (unsigned long long)e->seq,
+                         (unsigned long long)v->out.tree_size);
+                rc = -1;
+            }
+            v->outside_met = true;
+        }
+    }
+    lf_entry_doc_free(&doc);
+    return rc;
+}
+
+int lf_verifier_end(lf_verifier *v, char *err, size_t errlen) {
+    if (v->outside && !v->outside_met) {
+        snprintf(err, errlen,
+                 "seq %llu: the log ends at %llu entries, the outside checkpoint states %llu "
+                 "(entries were cut off)",
+                 (unsigned long long)v->mk.size + 1, (unsigned long long)v->mk.size,
+                 (unsigned long long)v->out.tree_size);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,212 @@
+#!/bin/sh
+# Evidence an outsider can check (issue 10): keygen, signed checkpoints
+# (verified with openssl, not with our code), audit --verify with a key and
+# an outside checkpoint, the tamper matrix on the journal (modify and
+# re-hash the rest, cut the tail, cut it and re-sign with another key, an
+# entry under a generation never announced, two entries swapped, a byte of
+# a checkpoint), a verification that changes no byte even with a torn
+# tail, read commands without a policy set, inclusion proofs checked by an
+# independent RFC 9162 implementation (python3), and policy sets announced
+# before the first entry decided under them.
+. tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
+STORE="file:$tmp/j"
+J="$tmp/j"
+cd "$tmp" || exit 1
+
+# rehash FILE: recomputes every prev and hash in order, as an attacker
+# with write access to the journal would after editing it.
+rehash() {
+    _prev=0000000000000000000000000000000000000000000000000000000000000000
+    : >"$1.new"
+    while IFS= read -r _line; do
+        _body=$(printf '%s' "$_line" | sed 's/,"prev":"[0-9a-f]*","hash":"[0-9a-f]*"}$//')
+        _body="$_body,\"prev\":\"$_prev\"}"
+        _h=$(printf '%s' "$_body" | openssl dgst -sha256 -r | cut -d' ' -f1)
+        printf '%s,"hash":"%s"}\n' "${_body%\}}" "$_h" >>"$1.new"
+        _prev=$_h
+    done <"$1"
+    mv "$1.new" "$1"
+}
+
+# verify_copy NAME FILE [ARGS]: audit --verify of a tampered copy.
+verify_copy() {
+    _f=$2
+    shift 2
+    run --policies "$POLICIES" --store "file:$_f" audit --verify "$@"
+}
+
+# ---- keys ----
+run keygen --out k
+expect_rc "keygen writes a key pair" 0
+match_out "… and prints its id" '^key [0-9a-f]{16}$'
+kid=$(printf '%s\n' "$out" | sed -n 's/^key //p')
+check "the private key is the owner's only (0600)" test "$(stat -c %a k.key)" = 600
+check "openssl reads it as an Ed25519 key" sh -c "openssl pkey -in k.key -noout -text | grep -q ED25519"
+run keygen --out k
+expect_rc "keygen never overwrites a key (exit 6)" 6
+run keygen --out other
+expect_rc "another key" 0
+
+# ---- a log with checkpoints ----
+lf create --ref a; a=$out
+lf create --ref b; b=$out
+lf transition "$a" task_queued t
+lf --signing-key "$PWD/k.key" audit checkpoint
+expect_rc "audit checkpoint with a key" 0
+printf '%s\n' "$out" >cp1.json
+expect_json "… prints the checkpoint of the 4 entries before it" checkpoint/tree_size 4
+expect_json "… which is entry 5" seq 5
+expect_json "… signed by the key" checkpoint/key_id "$kid"
+lf audit checkpoint
+expect_rc "without a key: exit 2" 2
+match_err "… saying how to get one" 'loopforge keygen'
+lf transition "$b" task_queued t
+lf transition "$a" pr_created t
+LOOPFORGE_SIGNING_KEY="$PWD/k.key" run --policies "$POLICIES" --store "$STORE" audit checkpoint
+expect_rc "the key from LOOPFORGE_SIGNING_KEY" 0
+printf '%s\n' "$out" >cp2.json
+expect_json "… the second checkpoint states 7 entries" checkpoint/tree_size 7
+
+# openssl checks the signature, with the public key alone.
+printf '%s\n' "$(json signed)" >signed.txt
+json checkpoint/signature | openssl base64 -d -A >sig.bin
+check "openssl verifies the checkpoint's signature with the public key" \
+    sh -c "openssl pkeyutl -verify -pubin -inkey k.pub -rawin -in signed.txt -sigfile sig.bin >/dev/null"
+sed 's/tree_size 7/tree_size 8/' signed.txt >forged.txt
+check "… and refuses it for a changed text" \
+    sh -c "! openssl pkeyutl -verify -pubin -inkey k.pub -rawin -in forged.txt -sigfile sig.bin >/dev/null 2>&1"
+
+lf audit --verify --key k.pub
+expect_rc "the log verifies with the key" 0
+match_out "… saying what it verified" "^ok: 8 entries verified, 2 checkpoints, last signed at seq 8 by key $kid\$"
+lf audit --verify
+match_out "without a key it says signatures were not checked" 'signatures not checked'
+lf audit --verify --key k.pub --checkpoint cp1.json
+expect_rc "the log extends the first checkpoint kept outside" 0
+match_out "… and says so" 'extends the outside checkpoint \(4 entries\)'
+lf audit --verify --json --key k.pub
+expect_json "--json: checkpoints" checkpoints 2
+expect_json "--json: signatures checked" signatures_checked true
+
+# ---- the tamper matrix ----
+# 1. modify an entry, re-hash everything after it
+cp "$J" t1; sed -i '3s/"trigger":"created"/"trigger":"forged"/' t1; rehash t1
+verify_copy t1 t1 --key k.pub
+expect_rc "modified and re-hashed: exit 8" 8
+match_err "… the next checkpoint's root names it" 'seq 5: the first 4 entries do not make the Merkle root'
+# 2. delete the tail: only an outside checkpoint shows it
+head -n 6 "$J" >t2
+verify_copy t2 t2 --key k.pub
+expect_rc "a cut tail alone still verifies (nothing to compare with)" 0
+verify_copy t2 t2 --key k.pub --checkpoint cp2.json
+expect_rc "… against the checkpoint kept outside: exit 8" 8
+match_err "… entries were cut off" 'the log ends at 6 entries, the outside checkpoint states 7'
+# 3. delete the tail and re-sign with another key
+head -n 6 "$J" >t3
+run --policies "$POLICIES" --store file:t3 --signing-key "$PWD/other.key" audit checkpoint
+verify_copy t3 t3 --key k.pub
+expect_rc "cut and re-signed by another key: exit 8" 8
+match_err "… names the wrong key" 'seq 7: checkpoint signed by key [0-9a-f]{16}, not by '"$kid"
+# 4. an entry under a generation never announced
+cp "$J" t4
+sed -n '3p' "$J" | sed 's/"seq":3,/"seq":9,/; s/"policy_set":"[0-9a-f]*"/"policy_set":"'"$(printf x | openssl dgst -sha256 -r | cut -d' ' -f1)"'"/' >>t4
+rehash t4
+verify_copy t4 t4
+expect_rc "an entry under an unannounced policy set: exit 8" 8
+match_err "… names it" 'seq 9: decided under policy set [0-9a-f]{12}…, which no policy_loaded entry announced'
+# 5. two entries swapped
+{ sed -n '1,2p' "$J"; sed -n '4p' "$J"; sed -n '3p' "$J"; sed -n '5,$p' "$J"; } >t5
+verify_copy t5 t5
+expect_rc "two entries swapped: exit 8" 8
+match_err "… the first out of place" 'seq 4: expected seq 3'
+# 6. one byte of a checkpoint; then re-hashed
+sed '5s/"tree_size":4/"tree_size":5/' "$J" >t6
+verify_copy t6 t6 --key k.pub
+expect_rc "a byte of a checkpoint changed: exit 8" 8
+match_err "… a hash mismatch" 'seq 5: hash mismatch'
+cp "$J" t7; sed -i '5s/"time":"\([^"]*\)"/"time":"2020-01-01T00:00:00.000000Z"/' t7; rehash t7
+verify_copy t7 t7 --key k.pub
+expect_rc "… changed and re-hashed: exit 8" 8
+match_err "… its signature does not verify" "seq 5: the checkpoint's signature does not verify"
+
+# ---- verification writes nothing ----
+cp "$J" torn
+printf '{"seq":10,"record_id":"loop-' >>torn
+before=$(sha256sum torn | cut -d' ' -f1)
+run --policies /nonexistent --store file:torn audit --verify --key k.pub
+expect_rc "a torn tail: still ok (it is not part of the log)" 0
+match_err "… reported" 'a torn last line \(28 bytes'
+check "… and the journal is byte for byte what it was" \
+    test "$(sha256sum torn | cut -d' ' -f1)" = "$before"
+run --policies /nonexistent --store "$STORE" show "$a"
+expect_rc "show needs no policy set" 0
+run --policies /nonexistent --store "$STORE" list
+expect_rc "list needs no policy set" 0
+run --policies /nonexistent --store "$STORE" transition "$a" ci_pending t
+expect_rc "… but a write does" 2
+run --policies "$POLICIES" --store "file:$tmp/absent" list
+check "a read of a journal that does not exist creates nothing" test ! -e "$tmp/absent"
+
+# ---- inclusion proofs ----
+cat >check_proof.py <<'EOF'
+# An independent RFC 9162 2.1.3.2 inclusion check, on the proof's own
+# entry bytes: leaf = SHA-256(0x00 || entry), node = SHA-256(0x01 || l || r).
+import hashlib, json, sys
+p = json.load(sys.stdin)
+h = lambda b: hashlib.sha256(b).digest()
+r = h(b"\0" + p["entry"].encode())
+fn, sn = p["leaf_index"], p["tree_size"] - 1
+for x in p["path"]:
+    x = bytes.fromhex(x)
+    if sn == 0: sys.exit(1)
+    if fn & 1 or fn == sn:
+        r = h(b"\1" + x + r)
+        while not fn & 1 and fn: fn >>= 1; sn >>= 1
+    else:
+        r = h(b"\1" + r + x)
+    fn >>= 1; sn >>= 1
+sys.exit(0 if sn == 0 and r.hex() == p["root"] else 1)
+EOF
+if command -v python3 >/dev/null 2>&1; then
+    for s in 1 2 3 4 5 6 7; do
+        lf audit proof "$s"
+        printf '%s\n' "$out" >proof.json
+        check "the proof of entry $s verifies (python3, RFC 9162)" sh -c "python3 check_proof.py <proof.json"
+    done
+    sed 's/\\"trigger\\":\\"t\\"/\\"trigger\\":\\"u\\"/' proof.json >bad.json
+    check "… and fails for another entry" sh -c "! python3 check_proof.py <bad.json"
+else
+    not_ok "python3 checks the proofs (install python3)"
+fi
+lf audit proof 99
+expect_rc "a proof of an entry the log does not have: exit 3" 3
+
+# ---- announced policy sets ----
+lf audit
+first=$(printf '%s\n' "$out" | head -1)
+expect_match "the first entry announces the policy set" first "$first" '"kind":"policy_loaded","version":0,.*"trigger":"announce"'
+expect_match "… naming every file's digest" first "$first" '"files":\[\{"path":"[^"]*","sha256":"[0-9a-f]{64}"\}'
+n=$(audit_count)
+lf transition "$b" pr_created t
+expect_match "a writer with the same set announces nothing more" audit "$(audit_count)" "^$((n + 1))\$"
+mkdir -p other/workflows && cp "$POLICIES"/workflows/*.lua other/workflows/
+printf -- '-- another set\n' >>other/workflows/loopforge.lua
+run --policies other --store "$STORE" transition "$b" ci_pending t
+lf audit --after "$((n + 1))"
+expect_match "a writer with another set announces it first" audit "$out" '"kind":"policy_loaded".*"trigger":"announce"'
+lf audit --verify --key k.pub
+expect_rc "… and the log still verifies" 0
+# ---- serve signs what it appended when it stops ----
+start_server --store "file:$tmp/served" --policies "$POLICIES" --signing-key "$tmp/k.key" ||
+    not_ok "serve starts with a signing key"
+req POST /v1/records '{"ref":"served-1"}'
+req POST /v1/records '{"ref":"served-2"}'
+stop_server TERM
+check "serve exits 0" test "$STOP_RC" -eq 0
+last=$(tail -n 1 "$tmp/served")
+expect_match "its last entry is a checkpoint of everything before it" last "$last" \
+    '"kind":"checkpoint","version":3,.*"tree_size":3'
+run --policies "$POLICIES" --store "file:$tmp/served" audit --verify --key "$tmp/k.pub"
+match_out "… which verifies with the public key" "^ok: 4 entries verified, 1 checkpoints, last signed at seq 4 by key $kid\$"
+done_testing
