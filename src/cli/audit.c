@@ -306,7 +306,7 @@ static int proof_line(const char *line, size_t len, void *arg) {
         p->cap = p->cap ? p->cap * 2 : 1024;
         p->leaves = lf_xrealloc(p->leaves, p->cap * sizeof *p->leaves);
     }
-    lf_merkle_leaf(line, len, p->leaves[p->n++]);
+    if (lf_merkle_entry_leaf(line, len, p->leaves[p->n]) == 0) p->n++;
     if (p->n == p->seq) p->line = lf_xstrndup(line, len);
     lf_entry_doc d;
     char why[160];

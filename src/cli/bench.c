@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "../core/mem.h"
 #include "bench_redis.h"
+#include "bench_evidence.h"
 #include "../core/clock.h"
 
 static const struct {
@@ -364,7 +365,11 @@ static int run_bench(lf_cli *c) {
                n, NSTEPS, n * NSTEPS, n, runs, c->policies);
     fflush(stdout);
 
-    uint64_t inflight = 0;
+    uint64_t inflight = 0, entries = 1000000;
+    if ((s = lf_args_get(&c->args, "verify-entries")) &&
+        lf_cli_parse_u64(s, 1000, 100000000, &entries) != 0)
+        return lf_cli_usage(
+            c, "--verify-entries must be an integer from 1000 to 100000000, got '%s'", s);
     if ((s = lf_args_get(&c->args, "in-flight")) &&
         lf_cli_parse_u64(s, 1, 100000, &inflight) != 0)
         return lf_cli_usage(
@@ -387,6 +392,9 @@ static int run_bench(lf_cli *c) {
         done++;
         print_result(c, labels[i], (size_t)n, r, &res[i], i == 0);
     }
+    /* By default, what evidence costs (bench_evidence.c). */
+    if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
+        rc = lf_bench_evidence(c, tmpdir, bare, (size_t)n * 10, (unsigned)runs, entries);
     /* By default, a private redis-server too (skipped if none is
      * installed). */
     if (rc == LF_EXIT_OK && tmpdir[0] &&
@@ -412,7 +420,8 @@ static int run_bench(lf_cli *c) {
 }
 
 static const lf_optspec bench_opts[] = {
-    {"records", true}, {"runs", true}, {"in-flight", true}, {NULL, false}};
+    {"records", true}, {"runs", true}, {"in-flight", true}, {"verify-entries", true},
+    {NULL, false}};
 
 const lf_command lf_cmd_bench = {
     "bench", "measure LoopForge's workload on memory: and a file: journal",
@@ -431,7 +440,13 @@ const lf_command lf_cmd_bench = {
     "(repeatable) replaces those, run on the policy directory as it is.\n\n"
     "  --records N          records per run (default 1000)\n"
     "  --runs R             runs on memory: stores; the best is reported\n"
-    "  --in-flight K        requests in flight on a redis store (default 64)\n\n"
+    "  --in-flight K        requests in flight on a redis store (default 64)\n"
+    "  --verify-entries N   the journal the evidence leg verifies (default\n"
+    "                       1000000)\n\n"
+    "An evidence leg follows the default runs: the memory store's rate with a\n"
+    "signed checkpoint every 1000 entries beside the same workload unsigned,\n"
+    "audit --verify's speed over a journal of N entries beside SHA-256 of each\n"
+    "line alone, and an inclusion proof's size and cost (docs/audit.md).\n"
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",

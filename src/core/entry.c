@@ -268,48 +268,44 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
 
 int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
                    size_t errlen) {
-    int rc = -1;
-    if (e->seq != c->next_seq) {
-        snprintf(err, errlen,
-                 "seq %llu: expected seq %llu (entry missing, "
-                 "inserted or reordered)",
-                 (unsigned long long)e->seq, (unsigned long long)c->next_seq);
-        goto out;
+    return lf_chain_link(c, line, len, e->seq, e->prev, err, errlen);
+}
+
+int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const char *prev,
+                  char *err, size_t errlen) {
+    unsigned long long s = (unsigned long long)seq;
+    if (seq != c->next_seq) {
+        snprintf(err, errlen, "seq %llu: expected seq %llu (entry missing, inserted or reordered)",
+                 s, (unsigned long long)c->next_seq);
+        return -1;
     }
-    if (strcmp(e->prev, c->prev) != 0) {
-        snprintf(err, errlen,
-                 "seq %llu: prev does not match the hash of "
-                 "seq %llu",
-                 (unsigned long long)e->seq, (unsigned long long)(e->seq - 1));
-        goto out;
+    if (memcmp(prev, c->prev, LF_HASH_LEN) != 0) {
+        snprintf(err, errlen, "seq %llu: prev does not match the hash of seq %llu", s, s - 1);
+        return -1;
     }
     /* The stored hash must be the line's last key, and equal the sha256
      * of everything before it (plus the closing brace). */
     const char *suffix = line + len - HASH_SUFFIX_LEN;
     if (len < HASH_SUFFIX_LEN + 2 || memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
-        memcmp(suffix + 9, e->hash, LF_HASH_LEN) != 0 ||
         memcmp(line + len - 2, "\"}", 2) != 0) {
-        snprintf(err, errlen, "seq %llu: hash is not the entry's last key",
-                 (unsigned long long)e->seq);
-        goto out;
+        snprintf(err, errlen, "seq %llu: hash is not the entry's last key", s);
+        return -1;
     }
-    lf_buf b = LF_BUF_INIT;
-    lf_buf_add(&b, line, len - HASH_SUFFIX_LEN);
-    lf_buf_putc(&b, '}');
+    static const char brace = '}';
+    const void *parts[] = {line, &brace};
+    const size_t lens[] = {len - HASH_SUFFIX_LEN, 1};
+    unsigned char d[32];
     char h[LF_HASH_LEN + 1];
-    lf_sha256_hex(b.p, b.len, h);
-    lf_buf_free(&b);
-    if (strcmp(h, e->hash) != 0) {
-        snprintf(err, errlen, "seq %llu: hash mismatch (entry modified)",
-                 (unsigned long long)e->seq);
-        goto out;
+    lf_sha256_parts(2, parts, lens, d);
+    lf_hex(d, sizeof d, h);
+    if (memcmp(h, suffix + 9, LF_HASH_LEN) != 0) {
+        snprintf(err, errlen, "seq %llu: hash mismatch (entry modified)", s);
+        return -1;
     }
-    c->next_seq = e->seq + 1;
-    memcpy(c->prev, e->hash, LF_HASH_LEN + 1);
+    c->next_seq = seq + 1;
+    memcpy(c->prev, h, LF_HASH_LEN + 1);
     c->count++;
-    rc = 0;
-out:
-    return rc;
+    return 0;
 }
 
 char *lf_json_object_normalize(const char *text, char *err, size_t errlen) {

@@ -123,6 +123,10 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
 /* The same for a line already parsed into e. */
 int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
                    size_t errlen);
+/* The chain's checks on a line whose seq and prev (64 hex digits) the
+ * caller read: seq in order, prev the last hash, the line's own hash. */
+int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const char *prev,
+                  char *err, size_t errlen);
 
 /* Normalizes a JSON object text (as cJSON prints it, compact), so the
  * canonical form is stable under parse/print. Returns a malloc'd string

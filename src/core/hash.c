@@ -17,20 +17,28 @@ void lf_hex(const void *p, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
-static int nibble(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+/* Hex digit values, -1 for anything else: a table, because Merkle leaves
+ * read a hash per entry. */
+static const signed char nibbles[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+};   /* value + 1, so that the zero default means "not hex" */
 
-int lf_unhex(const char *s, void *out, size_t n) {
+int lf_unhex_n(const char *s, void *out, size_t n) {
     unsigned char *b = out;
     for (size_t i = 0; i < n; i++) {
-        int hi = nibble(s[2 * i]), lo = hi < 0 ? -1 : nibble(s[2 * i + 1]);
+        int hi = nibbles[(unsigned char)s[2 * i]] - 1;
+        int lo = hi < 0 ? -1 : nibbles[(unsigned char)s[2 * i + 1]] - 1;
         if (lo < 0) return -1;
         b[i] = (unsigned char)(hi << 4 | lo);
     }
+    return 0;
+}
+
+int lf_unhex(const char *s, void *out, size_t n) {
+    if (lf_unhex_n(s, out, n)) return -1;
     return s[2 * n] == '\0' ? 0 : -1;
 }
 

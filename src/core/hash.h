@@ -12,6 +12,8 @@ void lf_hex(const void *p, size_t n, char *out);
 /* Reads exactly 2n hex digits (either case) followed by the end of s into
  * out[0..n). Returns 0, or -1 (out then undefined). */
 int lf_unhex(const char *s, void *out, size_t n);
+/* The same for exactly 2n hex digits at s, whatever follows them. */
+int lf_unhex_n(const char *s, void *out, size_t n);
 
 /* Standard base64 (RFC 4648, padded) of p[0..n); caller frees. */
 char *lf_base64(const void *p, size_t n);

@@ -11,11 +11,17 @@ static void node(const unsigned char l[32], const unsigned char r[32], unsigned 
     lf_sha256_parts(3, parts, lens, out);
 }
 
-void lf_merkle_leaf(const char *line, size_t len, unsigned char out[32]) {
+void lf_merkle_leaf(const void *data, size_t len, unsigned char out[32]) {
     static const unsigned char zero = 0;
-    const void *parts[] = {&zero, line};
+    const void *parts[] = {&zero, data};
     const size_t lens[] = {1, len};
     lf_sha256_parts(2, parts, lens, out);
+}
+
+int lf_merkle_entry_leaf(const char *line, size_t len, unsigned char out[32]) {
+    /* ...,"hash":"<64 hex>"} */
+    if (len < 66 || line[len - 1] != '}' || line[len - 2] != '"') return -1;
+    return lf_unhex_n(line + len - 66, out, 32);
 }
 
 void lf_merkle_init(lf_merkle *m) { memset(m, 0, sizeof *m); }

@@ -1,7 +1,12 @@
 /* merkle.h -- a Merkle tree over the audit log, hashed as RFC 6962
- * (Certificate Transparency) does: leaf = SHA-256(0x00 || entry line),
+ * (Certificate Transparency) does: leaf = SHA-256(0x00 || leaf data),
  * node = SHA-256(0x01 || left || right), the tree of n leaves split at
- * the largest power of two below n.
+ * the largest power of two below n. An entry's leaf hash is its own
+ * `hash`: SHA-256 over its line (without the hash key), which starts with
+ * '{' -- never 0x01, so no leaf preimage is a node's, the separation the
+ * 0x00 prefix gives CT's leaves. The tree then costs one 65-byte hash per
+ * entry (amortized), and a CT library's inclusion check, which takes the
+ * leaf hash, accepts our proofs as they are.
  *
  * lf_merkle is the compact form an appender keeps: the roots of the
  * perfect subtrees the leaves so far make up (one per bit of the size),
@@ -24,7 +29,10 @@ typedef struct lf_merkle {
                                                leaves, when bit k of size */
 } lf_merkle;
 
-void lf_merkle_leaf(const char *line, size_t len, unsigned char out[32]);
+void lf_merkle_leaf(const void *data, size_t len, unsigned char out[32]);
+/* The leaf of an entry from its stored line (whose last key is its
+ * hash). Returns -1 if the line does not end with a hash. */
+int lf_merkle_entry_leaf(const char *line, size_t len, unsigned char out[32]);
 void lf_merkle_init(lf_merkle *m);
 void lf_merkle_append(lf_merkle *m, const unsigned char leaf[32]);
 /* The root of the leaves so far (SHA-256 of nothing for none). */

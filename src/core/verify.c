@@ -1,6 +1,7 @@
 /* verify.c -- the whole check of a stored log, line by line (verify.h). */
 #include "verify.h"
 #include "hash.h"
+#include "json.h"
 #include "mem.h"
 
 #include <stdio.h>
@@ -150,8 +151,21 @@ static int check_checkpoint(lf_verifier *v, const lf_entry *e, char *err, size_t
     return 0;
 }
 
-int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
-                     size_t errlen) {
+/* The policy set an entry was decided under must have been announced. */
+static int check_announced(lf_verifier *v, uint64_t seq, const char *gen, char *err,
+                           size_t errlen) {
+    if (!gen || strcmp(gen, "none") == 0 || announced(v, gen)) return 0;
+    snprintf(err, errlen,
+             "seq %llu: decided under policy set %.12s…, which no policy_loaded entry "
+             "announced",
+             (unsigned long long)seq, gen);
+    return -1;
+}
+
+/* The rare entries whose content matters here (checkpoints, policy set
+ * announcements) are parsed whole; the others are read on the fly. */
+static int feed_parsed(lf_verifier *v, const char *line, size_t len, char *err,
+                       size_t errlen) {
     lf_entry_doc doc;
     char why[160];
     if (lf_entry_parse(line, len, &doc, why, sizeof why)) {
@@ -164,36 +178,67 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
     if (rc == 0 && e->kind == LF_ENTRY_CHECKPOINT) rc = check_checkpoint(v, e, err, errlen);
     if (rc == 0 && e->kind == LF_ENTRY_POLICY_LOADED && e->policy_set)
         announce(v, e->policy_set);
-    else if (rc == 0 && e->policy_set && strcmp(e->policy_set, "none") != 0 &&
-             !announced(v, e->policy_set)) {
-        snprintf(err, errlen,
-                 "seq %llu: decided under policy set %.12s…, which no policy_loaded entry "
-                 "announced",
-                 (unsigned long long)e->seq, e->policy_set);
-        rc = -1;
-    }
-    if (rc == 0) {
-        unsigned char leaf[32];
-        lf_merkle_leaf(line, len, leaf);
-        lf_merkle_append(&v->mk, leaf);
-        if (v->outside && !v->outside_met && v->mk.size == v->out.tree_size) {
-            unsigned char root[32];
-            char hex[65];
-            lf_merkle_root(&v->mk, root);
-            lf_hex(root, 32, hex);
-            if (strcmp(hex, v->out.root) != 0 || strcmp(e->hash, v->out.head) != 0) {
-                snprintf(err, errlen,
-                         "seq %llu: the log no longer extends the outside checkpoint "
-                         "(its first %llu entries were rewritten)",
-                         (unsigned long long)e->seq,
-                         (unsigned long long)v->out.tree_size);
-                rc = -1;
-            }
-            v->outside_met = true;
-        }
-    }
+    else if (rc == 0) rc = check_announced(v, e->seq, e->policy_set, err, errlen);
     lf_entry_doc_free(&doc);
     return rc;
+}
+
+/* A member's value as a short plain string (no escapes), or "" for null;
+ * false if it is missing or anything else. */
+static bool plain(const char *line, size_t len, const char *key, char *out, size_t cap) {
+    const char *val;
+    size_t n;
+    if (!lf_json_get(line, len, key, &val, &n)) return false;
+    if (n == 4 && memcmp(val, "null", 4) == 0) {
+        out[0] = '\0';
+        return true;
+    }
+    if (n < 2 || n - 2 >= cap || val[0] != '"' || val[n - 1] != '"' ||
+        memchr(val + 1, '\\', n - 2))
+        return false;
+    memcpy(out, val + 1, n - 2);
+    out[n - 2] = '\0';
+    return true;
+}
+
+int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
+                     size_t errlen) {
+    const char *val;
+    size_t vl;
+    int64_t seq = 0;
+    char kind[32], prev[LF_HASH_LEN + 1], gen[LF_HASH_LEN + 1];
+    int k = -1, rc;
+    if (!lf_json_get(line, len, "seq", &val, &vl) || lf_json_int(val, vl, &seq) || seq < 1 ||
+        !plain(line, len, "kind", kind, sizeof kind) ||
+        (k = lf_entry_kind_parse(kind)) < 0 || !plain(line, len, "prev", prev, sizeof prev) ||
+        strlen(prev) != LF_HASH_LEN || !plain(line, len, "policy_set", gen, sizeof gen)) {
+        snprintf(err, errlen, "seq %llu: unreadable entry (%s)",
+                 (unsigned long long)v->chain.next_seq,
+                 k < 0 && seq ? "unknown kind or none" : "seq, kind, prev or policy_set");
+        return -1;
+    }
+    if (k == LF_ENTRY_CHECKPOINT || k == LF_ENTRY_POLICY_LOADED)
+        rc = feed_parsed(v, line, len, err, errlen);
+    else if ((rc = lf_chain_link(&v->chain, line, len, (uint64_t)seq, prev, err, errlen)) == 0)
+        rc = check_announced(v, (uint64_t)seq, gen[0] ? gen : NULL, err, errlen);
+    if (rc != 0) return rc;
+    unsigned char leaf[32], root[32];
+    lf_merkle_entry_leaf(line, len, leaf);
+    lf_merkle_append(&v->mk, leaf);
+    if (v->outside && !v->outside_met && v->mk.size == v->out.tree_size) {
+        char hex[65];
+        lf_merkle_root(&v->mk, root);
+        lf_hex(root, 32, hex);
+        v->outside_met = true;
+        if (strcmp(hex, v->out.root) != 0 || strcmp(v->chain.prev, v->out.head) != 0) {
+            snprintf(err, errlen,
+                     "seq %llu: the log no longer extends the outside checkpoint (its first "
+                     "%llu entries were rewritten)",
+                     (unsigned long long)seq, (unsigned long long)v->out.tree_size);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int lf_verifier_end(lf_verifier *v, char *err, size_t errlen) {

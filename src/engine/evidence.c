@@ -91,12 +91,10 @@ static void cp_page(lf_code code, const char *error, const char *const *lines,
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char leaf[32];
-        const size_t tail = sizeof "\"hash\":\"\"}" - 1 + LF_HASH_LEN;
-        if (lens[i] < tail) {
+        if (lf_merkle_entry_leaf(lines[i], lens[i], leaf) != 0) {
             cp_done(c, LF_UNAVAILABLE, "the log holds a line that is not an entry", NULL);
             return;
         }
-        lf_merkle_leaf(lines[i], lens[i], leaf);
         lf_merkle_append(&ev->mk, leaf);
         memcpy(ev->head, lines[i] + lens[i] - LF_HASH_LEN - 2, LF_HASH_LEN);
     }

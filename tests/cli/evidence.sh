@@ -151,11 +151,16 @@ check "a read of a journal that does not exist creates nothing" test ! -e "$tmp/
 # ---- inclusion proofs ----
 cat >check_proof.py <<'EOF'
 # An independent RFC 9162 2.1.3.2 inclusion check, on the proof's own
-# entry bytes: leaf = SHA-256(0x00 || entry), node = SHA-256(0x01 || l || r).
+# entry bytes: the leaf hash is the entry's hash, SHA-256 of its line
+# without the hash key; node = SHA-256(0x01 || l || r).
 import hashlib, json, sys
 p = json.load(sys.stdin)
 h = lambda b: hashlib.sha256(b).digest()
-r = h(b"\0" + p["entry"].encode())
+line = p["entry"].encode()
+tail = b',"hash":"' + json.loads(line)["hash"].encode() + b'"}'
+if not line.endswith(tail) or h(line[:-len(tail)] + b"}").hex() != json.loads(line)["hash"]:
+    sys.exit(1)
+r = bytes.fromhex(json.loads(line)["hash"])
 fn, sn = p["leaf_index"], p["tree_size"] - 1
 for x in p["path"]:
     x = bytes.fromhex(x)
@@ -197,6 +202,77 @@ lf audit --after "$((n + 1))"
 expect_match "a writer with another set announces it first" audit "$out" '"kind":"policy_loaded".*"trigger":"announce"'
 lf audit --verify --key k.pub
 expect_rc "… and the log still verifies" 0
+# ---- the tamper matrix on Redis ----
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    redis-server --port 0 --unixsocket "$tmp/r.sock" --unixsocketperm 700 --save '' \
+        --appendonly no --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" &
+    rpid=$!
+    i=0
+    until redis-cli -s "$tmp/r.sock" ping 2>/dev/null | grep -q PONG; do
+        i=$((i + 1))
+        [ $i -gt 2000 ] && break
+    done
+    R="unix://$tmp/r.sock?prefix=ev:"
+    rl() { run --policies "$POLICIES" --store "$R" "$@"; }
+    rcli() { redis-cli -s "$tmp/r.sock" "$@" >/dev/null; }
+    rl create --ref ra; ra=$out
+    rl transition "$ra" task_queued t
+    rl --signing-key "$tmp/k.key" audit checkpoint
+    printf '%s\n' "$out" >rcp.json
+    rl transition "$ra" pr_created t
+    rl transition "$ra" ci_pending t
+    rl --signing-key "$tmp/k.key" audit checkpoint
+    printf '%s\n' "$out" >rcp2.json
+    rl audit --verify --key k.pub
+    match_out "redis: the log verifies with the key" "^ok: 7 entries verified, 2 checkpoints, last signed at seq 7 by key $kid\$"
+    rl audit
+    printf '%s\n' "$out" >rgood
+    # put_log FILE: the log becomes FILE's lines (and the head its last)
+    put_log() {
+        rcli DEL ev:log
+        n=0
+        while IFS= read -r l; do n=$((n + 1)); rcli HSET ev:log "$n" "$l"; done <"$1"
+        h=$(tail -n 1 "$1" | sed 's/.*"hash":"\([0-9a-f]*\)"}$/\1/')
+        rcli HSET ev:head seq "$n" hash "$h"
+    }
+    sed '3s/"trigger":"t"/"trigger":"u"/' rgood >r1
+    put_log r1
+    rl audit --verify --key k.pub
+    expect_rc "redis: a byte changed: exit 8" 8
+    match_err "redis: … hash mismatch at seq 3" 'seq 3: hash mismatch'
+    rehash r1
+    put_log r1
+    rl audit --verify --key k.pub
+    match_err "redis: modified and re-hashed: the checkpoint's root names it" \
+        'seq 4: the first 3 entries do not make the Merkle root'
+    head -n 5 rgood >r2
+    put_log r2
+    rl audit --verify --key k.pub --checkpoint rcp.json
+    expect_rc "redis: a cut tail still extends the first checkpoint" 0
+    rl audit --verify --key k.pub --checkpoint rcp2.json
+    expect_rc "redis: … but not the second, kept outside: exit 8" 8
+    match_err "redis: … entries were cut off" 'the log ends at 5 entries, the outside checkpoint states 6'
+    head -n 5 rgood >r3
+    put_log r3
+    rl --signing-key "$tmp/other.key" audit checkpoint
+    rl audit --verify --key k.pub
+    match_err "redis: cut and re-signed by another key" 'seq 6: checkpoint signed by key [0-9a-f]{16}, not by '"$kid"
+    { sed -n '1,2p' rgood; sed -n '4p' rgood; sed -n '3p' rgood; sed -n '5,$p' rgood; } >r5
+    put_log r5
+    rl audit --verify
+    match_err "redis: two entries swapped" 'seq 4: expected seq 3'
+    cp rgood r6
+    sed -n '3p' rgood | sed 's/"seq":3,/"seq":8,/; s/"policy_set":"[0-9a-f]*"/"policy_set":"'"$(printf y | openssl dgst -sha256 -r | cut -d' ' -f1)"'"/' >>r6
+    rehash r6
+    put_log r6
+    rl audit --verify
+    match_err "redis: an entry under an unannounced policy set" 'seq 8: decided under policy set'
+    kill "$rpid" 2>/dev/null
+    wait "$rpid" 2>/dev/null
+else
+    ok "redis tamper matrix # SKIP redis-server is not installed"
+fi
+
 # ---- serve signs what it appended when it stops ----
 start_server --store "file:$tmp/served" --policies "$POLICIES" --signing-key "$tmp/k.key" ||
     not_ok "serve starts with a signing key"
