@@ -11,7 +11,7 @@
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools
-curl openssl python3"
+curl openssl python3 python3-securesystemslib"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
 [ "${1:-}" = format ] && PKGS="$PKGS clang-format-16"

@@ -254,6 +254,10 @@ typedef void lf_text_cb(lf_code code, const char *error, const char *text, void 
  * it as a standalone JSON document: {"seq","checkpoint","signed",
  * "public_key"}. invalid_request without a signing key. */
 LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void *arg);
+/* Signed attestations of a record's merges: {"record_id","attestations":
+ * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
+ * invalid_request without a signing key, not_found for no such record. */
+LF_API void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg);
 /* Whether the engine has a signing key. */
 LF_API bool lf_engine_can_sign(const lf_engine *e);
 

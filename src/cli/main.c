@@ -26,6 +26,7 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_serve,
                                              &lf_cmd_token,
                                              &lf_cmd_keygen,
+                                             &lf_cmd_attest,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},

@@ -20,6 +20,7 @@
 #include "engine_internal.h"
 #include "notify.h"
 #include "evidence.h"
+#include "attest.h"
 #include "../core/sign.h"
 
 #include <errno.h>
@@ -577,6 +578,20 @@ void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void 
 }
 
 bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev); }
+
+void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, arg);
+        return;
+    }
+    if (!lf_evidence_can_sign(e->ev)) {
+        cb(LF_INVALID_REQUEST,
+           "no signing key: attestations are signed (loopforge keygen, --signing-key)", NULL,
+           arg);
+        return;
+    }
+    lf_attest(e->store, lf_evidence_key(e->ev), id, cb, arg);
+}
 
 /* ---- create ------------------------------------------------------------- */
 

@@ -58,6 +58,8 @@ void lf_evidence_free(lf_evidence *ev) {
 
 bool lf_evidence_can_sign(const lf_evidence *ev) { return ev->key != NULL; }
 
+const lf_key *lf_evidence_key(const lf_evidence *ev) { return ev->key; }
+
 /* ---- checkpoints ------------------------------------------------------- */
 
 typedef struct cp_ctx {

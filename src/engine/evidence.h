@@ -20,6 +20,7 @@ typedef struct lf_evidence lf_evidence;
 lf_evidence *lf_evidence_new(lf_store *store, lf_key *key);
 void lf_evidence_free(lf_evidence *ev);
 bool lf_evidence_can_sign(const lf_evidence *ev);
+const lf_key *lf_evidence_key(const lf_evidence *ev);
 
 /* Appends a signed checkpoint of every entry so far and answers with the
  * standalone document (lf_text_cb in loopforge.h). Fails with

@@ -409,3 +409,21 @@ void lf_api_reload(lf_req *r) {
     lf_op_begin(r);
     lf_server_reload(r->srv, r->actor, reloaded, r);
 }
+
+/* ---- attestations ------------------------------------------------------- */
+
+static void attested(lf_code code, const char *error, const char *text, void *arg) {
+    lf_req *r = arg;
+    lf_op_end(r, LF_OP_GET);
+    if (code != LF_OK) {
+        lf_reply_error(r, lf_status_of(code), lf_code_name(code), "%s",
+                       error ? error : lf_code_name(code));
+        return;
+    }
+    lf_reply_json(r, 200, text);
+}
+
+void lf_api_attestations(lf_req *r) {
+    lf_op_begin(r);
+    lf_engine_attestations(r->srv->engine, r->param, attested, r);
+}

@@ -64,6 +64,7 @@ enum {
     LF_RT_RELOAD,
     LF_RT_GITHUB,
     LF_RT_DELETE,
+    LF_RT_ATTESTATIONS,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -271,6 +272,7 @@ void lf_api_list(lf_req *r);
 void lf_api_get(lf_req *r);
 void lf_api_transition(lf_req *r);
 void lf_api_delete(lf_req *r);
+void lf_api_attestations(lf_req *r);
 void lf_api_policies(lf_req *r);
 void lf_api_reload(lf_req *r);
 void lf_audit_all(lf_req *r);

@@ -49,6 +49,8 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
                       lf_webhook_github},
     [LF_RT_DELETE] = {EVHTTP_REQ_DELETE, "/v1/records/{id}", LF_ROLE_WRITE, false,
                       lf_api_delete},
+    [LF_RT_ATTESTATIONS] = {EVHTTP_REQ_GET, "/v1/records/{id}/attestations", LF_ROLE_READ,
+                            false, lf_api_attestations},
 };
 
 /* ---- the listen address ------------------------------------------------ */
