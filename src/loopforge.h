@@ -258,6 +258,8 @@ LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
  * invalid_request without a signing key, not_found for no such record. */
 LF_API void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg);
+/* The signing key's public half as PEM (caller frees), or NULL. */
+LF_API char *lf_engine_public_key(const lf_engine *e);
 /* Whether the engine has a signing key. */
 LF_API bool lf_engine_can_sign(const lf_engine *e);
 

@@ -3,7 +3,7 @@
  * checkpoint`, which appends a signed checkpoint; `audit proof SEQ`, an
  * inclusion proof of one entry against the latest checkpoint.
  *
- * Everything that reads the whole log goes line by line (each_line): a
+ * Everything that reads the whole log goes line by line (lf_cli_each_line): a
  * journal is read as a file, so verification needs no working store, no
  * policies and changes no byte (a torn tail is reported, not cut); other
  * stores are paged through lf_engine_audit. Memory stays bounded by a
@@ -22,111 +22,6 @@
 #include "../core/merkle.h"
 #include "../core/verify.h"
 
-#define PAGE 1000
-
-/* Called with each stored line in seq order; returns 0 to go on. */
-typedef int line_fn(const char *line, size_t len, void *arg);
-
-typedef struct audit_call {
-    lf_cli *c;
-    bool done;              /* this page answered */
-    bool end;               /* no more pages */
-    int rc;
-    uint64_t after;         /* seq of the last line seen */
-    line_fn *fn;            /* NULL: print the lines */
-    void *arg;
-} audit_call;
-
-static void on_page(lf_code code, const char *error, const char *const *lines,
-                    const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
-    audit_call *a = arg;
-    a->done = true;
-    if (code != LF_OK) {
-        a->rc = lf_cli_fail(a->c, code, error ? error : lf_code_name(code));
-        a->end = true;
-        return;
-    }
-    if (n == 0) {
-        a->end = true;
-        return;
-    }
-    if (last_seq <= a->after) {
-        /* Paging on would loop forever on the same page. */
-        a->rc = lf_cli_fail(a->c, LF_UNAVAILABLE,
-                            "audit: the store returned "
-                            "a page that does not advance");
-        a->end = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!a->fn) {
-            fwrite(lines[i], 1, lens[i], stdout);
-            fputc('\n', stdout);
-        } else if (a->fn(lines[i], lens[i], a->arg) != 0) {
-            a->end = true;      /* the callee has what it needs */
-            return;
-        }
-    }
-    a->after = last_seq;
-}
-
-/* Runs pages until the end, an error or a stop. */
-static int page_through(lf_cli *c, lf_engine *e, const char *id, audit_call *a) {
-    while (!a->end) {
-        a->done = false;
-        lf_engine_audit(e, id, a->after, PAGE, on_page, a);
-        int rc = lf_cli_wait(c, &a->done);
-        if (rc) return rc;
-    }
-    return a->rc;
-}
-
-/* The journal path the store URL names, or NULL for another kind of
- * store; resolved by the engine, as lf_engine_new does. */
-static const char *journal_path(const lf_cli *c) {
-    lf_engine_config cfg = {.store = c->store};
-    const char *url = lf_engine_store_url(&cfg);
-    if (strncmp(url, "file:", 5) != 0 || !url[5]) return NULL;
-    url += 5;
-    return strncmp(url, "//", 2) == 0 ? url + 2 : url;
-}
-
-/* Every line of the log in order: a journal's bytes as they are (opened
- * read-only; memory bounded by the longest line), else through the
- * engine. *torn gets the length of an unfinished last line (a writer that
- * died mid-line): not part of the log, and left where it is. */
-static int each_line(lf_cli *c, line_fn *fn, void *arg, size_t *torn) {
-    const char *path = journal_path(c);
-    *torn = 0;
-    if (path) {
-        FILE *f = fopen(path, "r");
-        if (!f && errno == ENOENT) return 0;    /* no journal yet: no entries */
-        if (!f) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "journal %s: %s", path, strerror(errno));
-            return lf_cli_fail(c, LF_UNAVAILABLE, msg);
-        }
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        while ((n = getline(&line, &cap, f)) > 0) {
-            size_t len = (size_t)n;
-            if (line[len - 1] != '\n') {
-                *torn = len;
-                break;
-            }
-            if (fn(line, len - 1, arg) != 0) break;
-        }
-        free(line);
-        fclose(f);
-        return 0;
-    }
-    int rc;
-    lf_engine *e = lf_cli_engine(c, &rc);
-    if (!e) return rc;
-    audit_call a = {.c = c, .fn = fn, .arg = arg};
-    return page_through(c, e, NULL, &a);
-}
 
 /* ---- --verify ------------------------------------------------------------ */
 
@@ -249,7 +144,7 @@ static int run_verify(lf_cli *c) {
     bool outside = vc.v.outside;
     lf_verifier_init(&vc.v, key);
     if (outside) lf_verifier_outside(&vc.v, &out);
-    rc = each_line(c, verify_line, &vc, &torn);
+    rc = lf_cli_each_line(c, verify_line, &vc, &torn);
     if (!rc && !vc.err[0]) lf_verifier_end(&vc.v, vc.err, sizeof vc.err);
     if (!rc) rc = verify_report(c, &vc, torn, keynote);
     lf_verifier_free(&vc.v);
@@ -327,7 +222,7 @@ static int run_proof(lf_cli *c, const char *seqs) {
         return lf_cli_usage(c, "audit proof takes the seq of an entry, got '%s'",
                             seqs ? seqs : "");
     size_t torn;
-    int rc = each_line(c, proof_line, &p, &torn);
+    int rc = lf_cli_each_line(c, proof_line, &p, &torn);
     lf_checkpoint cp;
     char why[200];
     if (!rc && !p.line) {
@@ -392,12 +287,10 @@ static int run_audit(lf_cli *c) {
     if (verify && (first || after))
         return lf_cli_usage(c, "--verify checks the whole log: it takes no ID or --after");
     if (verify) return run_verify(c);
-    audit_call a = {.c = c};
-    if (after && lf_cli_parse_u64(after, 0, UINT64_MAX, &a.after) != 0)
+    uint64_t from = 0;
+    if (after && lf_cli_parse_u64(after, 0, UINT64_MAX, &from) != 0)
         return lf_cli_usage(c, "--after must be a sequence number, got '%s'", after);
-    lf_engine *e = lf_cli_engine(c, &rc);
-    if (!e) return rc;
-    return page_through(c, e, first, &a);
+    return lf_cli_print_log(c, first, from);
 }
 
 static const lf_optspec audit_opts[] = {{"after", true},      {"verify", false},

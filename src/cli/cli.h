@@ -54,7 +54,7 @@ struct lf_cli {
 
 extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_list,
     lf_cmd_delete, lf_cmd_audit, lf_cmd_lint, lf_cmd_graph, lf_cmd_bench, lf_cmd_policies,
-    lf_cmd_serve, lf_cmd_token, lf_cmd_keygen, lf_cmd_attest;
+    lf_cmd_serve, lf_cmd_token, lf_cmd_keygen, lf_cmd_attest, lf_cmd_evidence;
 
 /* The global options, shared by every command (main.c). */
 #define LF_GLOBAL_HELP                                                                   \
@@ -97,6 +97,17 @@ lf_engine *lf_cli_engine(lf_cli *c, int *rc);
  * completes here. Returns 0, or the exit code after reporting a request
  * that can never complete. */
 int lf_cli_wait(lf_cli *c, const bool *done);
+
+/* Called with each stored line in seq order; returns 0 to go on. */
+typedef int lf_line_fn(const char *line, size_t len, void *arg);
+/* Every line of the log in order: a journal's bytes as they are (opened
+ * read-only; memory bounded by the longest line), else through the
+ * engine. *torn gets the length of an unfinished last line (a writer that
+ * died mid-line): not part of the log, and left where it is. Returns 0 or
+ * an exit code (the failure reported). */
+int lf_cli_each_line(lf_cli *c, lf_line_fn *fn, void *arg, size_t *torn);
+/* Prints the log (or record id's entries) after seq `after` as NDJSON. */
+int lf_cli_print_log(lf_cli *c, const char *id, uint64_t after);
 
 /* A request answered by an lf_result (create, transition, get, delete):
  * pass lf_cli_result_cb with a reply; `print` writes the success output.

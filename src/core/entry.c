@@ -266,6 +266,22 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
     return rc;
 }
 
+int lf_entry_self_hash(const char *line, size_t len, char hash[LF_HASH_LEN + 1]) {
+    /* The stored hash must be the line's last key, and equal the sha256
+     * of everything before it (plus the closing brace). */
+    const char *suffix = line + len - HASH_SUFFIX_LEN;
+    if (len < HASH_SUFFIX_LEN + 2 || memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
+        memcmp(line + len - 2, "\"}", 2) != 0)
+        return -1;
+    static const char brace = '}';
+    const void *parts[] = {line, &brace};
+    const size_t lens[] = {len - HASH_SUFFIX_LEN, 1};
+    unsigned char d[32];
+    lf_sha256_parts(2, parts, lens, d);
+    lf_hex(d, sizeof d, hash);
+    return memcmp(hash, suffix + 9, LF_HASH_LEN) == 0 ? 0 : -2;
+}
+
 int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
                    size_t errlen) {
     return lf_chain_link(c, line, len, e->seq, e->prev, err, errlen);
@@ -283,23 +299,12 @@ int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const
         snprintf(err, errlen, "seq %llu: prev does not match the hash of seq %llu", s, s - 1);
         return -1;
     }
-    /* The stored hash must be the line's last key, and equal the sha256
-     * of everything before it (plus the closing brace). */
-    const char *suffix = line + len - HASH_SUFFIX_LEN;
-    if (len < HASH_SUFFIX_LEN + 2 || memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
-        memcmp(line + len - 2, "\"}", 2) != 0) {
-        snprintf(err, errlen, "seq %llu: hash is not the entry's last key", s);
-        return -1;
-    }
-    static const char brace = '}';
-    const void *parts[] = {line, &brace};
-    const size_t lens[] = {len - HASH_SUFFIX_LEN, 1};
-    unsigned char d[32];
     char h[LF_HASH_LEN + 1];
-    lf_sha256_parts(2, parts, lens, d);
-    lf_hex(d, sizeof d, h);
-    if (memcmp(h, suffix + 9, LF_HASH_LEN) != 0) {
-        snprintf(err, errlen, "seq %llu: hash mismatch (entry modified)", s);
+    int self = lf_entry_self_hash(line, len, h);
+    if (self) {
+        snprintf(err, errlen, self == -1 ? "seq %llu: hash is not the entry's last key"
+                                         : "seq %llu: hash mismatch (entry modified)",
+                 s);
         return -1;
     }
     c->next_seq = seq + 1;

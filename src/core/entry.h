@@ -123,6 +123,9 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
 /* The same for a line already parsed into e. */
 int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
                    size_t errlen);
+/* A stored line's own hash: 0 with hash set when its last key is the
+ * SHA-256 of the rest, -1 when it has no hash key last, -2 on a mismatch. */
+int lf_entry_self_hash(const char *line, size_t len, char hash[LF_HASH_LEN + 1]);
 /* The chain's checks on a line whose seq and prev (64 hex digits) the
  * caller read: seq in order, prev the last hash, the line's own hash. */
 int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const char *prev,

@@ -579,6 +579,11 @@ void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void 
 
 bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev); }
 
+char *lf_engine_public_key(const lf_engine *e) {
+    const lf_key *k = lf_evidence_key(e->ev);
+    return k ? lf_key_public_pem(k) : NULL;
+}
+
 void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg) {
     if (e->closing) {
         cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, arg);

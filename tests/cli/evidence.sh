@@ -331,6 +331,33 @@ req GET "/v1/records/loop-0000000000000000/attestations"
 expect_status "… of no such record: 404" 404
 stop_server
 
+# ---- evidence bundles ----
+lf --signing-key "$tmp/k.key" evidence --record "$m" --out bundle.json
+expect_rc "evidence --record writes a bundle" 0
+match_err "… saying what is in it" 'evidence: [0-9]+ entries of 1 record\(s\), proven against the latest checkpoint'
+run --policies /nonexistent --store "$STORE" evidence verify bundle.json --key k.pub
+expect_rc "evidence verify checks it offline (no store, no policies)" 0
+match_out "… every entry proven, the attestation and the policy files" \
+    '^ok: 6 entries proven against the checkpoint of [0-9]+ entries signed by key '"$kid"', 0 after it \(not yet covered\); 1 attestations verified; [1-9][0-9]* policy files match'
+sed 's/\\"trigger\\":\\"t\\"/\\"trigger\\":\\"x\\"/' bundle.json >bundle-entry.json
+run --store "$STORE" evidence verify bundle-entry.json --key k.pub
+expect_rc "a bundle with an entry changed: exit 8" 8
+match_err "… names it" 'is not the one the checkpoint covers'
+sed 's/return workflow/return  workflow/' bundle.json >bundle-policy.json
+run --store "$STORE" evidence verify bundle-policy.json --key k.pub
+expect_rc "a bundle with a policy file changed: exit 8" 8
+match_err "… names it" 'policy file .* is not the one its set announced'
+run --store "$STORE" evidence verify bundle.json --key other.pub
+expect_rc "… or checked with another key: exit 8" 8
+lf evidence --ref https://github.com/o/r/issues/9
+expect_rc "evidence --ref" 0
+expect_json "… the same record" record_id "$m"
+lf evidence --since 2000-01-01T00:00:00.000000Z --until 2100-01-01T00:00:00.000000Z
+expect_rc "evidence --since --until" 0
+match_err "… every record's entries in the range" '^evidence: [0-9]+ entries of [3-9] record\(s\)'
+lf evidence
+expect_rc "evidence without a selection: exit 2" 2
+
 # ---- serve signs what it appended when it stops ----
 start_server --store "file:$tmp/served" --policies "$POLICIES" --signing-key "$tmp/k.key" ||
     not_ok "serve starts with a signing key"
