@@ -163,6 +163,9 @@ typedef struct lf_transition_req {
                                    even where the workflow has no edge or a
                                    guard denies; the entry then carries a
                                    `violation` naming the rule and reason */
+    uint64_t expected_version;  /* 0 = any; else only if the record is still
+                                   at this version (LF_CONFLICT names the
+                                   version it is at) */
 } lf_transition_req;
 
 LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
@@ -176,6 +179,9 @@ LF_API void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *c
  * audit log. */
 LF_API void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
                              lf_result_cb *cb, void *arg);
+/* The same, only if the record is still at expected_version (0 = any). */
+LF_API void lf_engine_delete_version(lf_engine *e, const char *id, const char *actor,
+                                     uint64_t expected_version, lf_result_cb *cb, void *arg);
 
 typedef struct lf_list_query {
     const char *state;          /* NULL = any */

@@ -154,33 +154,14 @@ static int run_verify(lf_cli *c) {
 
 /* ---- checkpoint ------------------------------------------------------------ */
 
-typedef struct text_call {
-    bool done;
-    lf_code code;
-    char *text, *error;
-} text_call;
-
-static void on_text(lf_code code, const char *error, const char *text, void *arg) {
-    text_call *t = arg;
-    t->done = true;
-    t->code = code;
-    t->text = text ? lf_xstrdup(text) : NULL;
-    t->error = error ? lf_xstrdup(error) : NULL;
-}
-
 static int run_checkpoint(lf_cli *c) {
     int rc;
     c->writes = true;
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
-    text_call t = {0};
-    lf_engine_checkpoint(e, c->actor[0] ? c->actor : "cli", on_text, &t);
-    rc = lf_cli_wait(c, &t.done);
-    if (!rc && t.code != LF_OK) rc = lf_cli_fail(c, t.code, t.error);
-    if (!rc) puts(t.text);
-    free(t.text);
-    free(t.error);
-    return rc;
+    lf_text_call t = {0};
+    lf_engine_checkpoint(e, c->actor[0] ? c->actor : "cli", lf_cli_text_cb, &t);
+    return lf_cli_text_finish(c, &t);
 }
 
 /* ---- proof ------------------------------------------------------------------ */

@@ -288,6 +288,24 @@ void lf_cli_puts_free(char *s) {
     free(s);
 }
 
+void lf_cli_text_cb(lf_code code, const char *error, const char *text, void *arg) {
+    lf_text_call *t = arg;
+    t->done = true;
+    t->code = code;
+    t->text = text ? lf_xstrdup(text) : NULL;
+    t->error = error ? lf_xstrdup(error) : NULL;
+}
+
+int lf_cli_text_finish(lf_cli *c, lf_text_call *t) {
+    int rc = lf_cli_wait(c, &t->done);
+    if (!rc && t->code != LF_OK) rc = lf_cli_fail(c, t->code, t->error);
+    if (!rc) puts(t->text);
+    free(t->text);
+    free(t->error);
+    t->text = t->error = NULL;
+    return rc;
+}
+
 /* ---- reading the whole log ------------------------------------------------ */
 
 #define PAGE 1000

@@ -98,6 +98,17 @@ lf_engine *lf_cli_engine(lf_cli *c, int *rc);
  * that can never complete. */
 int lf_cli_wait(lf_cli *c, const bool *done);
 
+/* A text answer from the engine (lf_text_cb): lf_cli_text_cb keeps it;
+ * lf_cli_text_finish waits for it, prints the text or reports the error,
+ * frees both and returns the exit code. */
+typedef struct lf_text_call {
+    bool done;
+    lf_code code;
+    char *text, *error;
+} lf_text_call;
+void lf_cli_text_cb(lf_code code, const char *error, const char *text, void *arg);
+int lf_cli_text_finish(lf_cli *c, lf_text_call *t);
+
 /* Called with each stored line in seq order; returns 0 to go on. */
 typedef int lf_line_fn(const char *line, size_t len, void *arg);
 /* Every line of the log in order: a journal's bytes as they are (opened

@@ -94,33 +94,14 @@ const lf_command lf_cmd_keygen = {
 
 /* ---- attest ---------------------------------------------------------------- */
 
-typedef struct attest_call {
-    bool done;
-    lf_code code;
-    char *text, *error;
-} attest_call;
-
-static void on_attested(lf_code code, const char *error, const char *text, void *arg) {
-    attest_call *a = arg;
-    a->done = true;
-    a->code = code;
-    a->text = text ? lf_xstrdup(text) : NULL;
-    a->error = error ? lf_xstrdup(error) : NULL;
-}
-
 static int run_attest(lf_cli *c) {
     int rc = lf_cli_npos(c, 1, 1, "ID");
     if (rc) return rc;
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
-    attest_call a = {0};
-    lf_engine_attestations(e, c->args.pos[0], on_attested, &a);
-    rc = lf_cli_wait(c, &a.done);
-    if (!rc && a.code != LF_OK) rc = lf_cli_fail(c, a.code, a.error);
-    if (!rc) puts(a.text);
-    free(a.text);
-    free(a.error);
-    return rc;
+    lf_text_call a = {0};
+    lf_engine_attestations(e, c->args.pos[0], lf_cli_text_cb, &a);
+    return lf_cli_text_finish(c, &a);
 }
 
 const lf_command lf_cmd_attest = {
@@ -306,8 +287,8 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
     lf_jw_key(&o, "attestations");
     lf_jw atts = lf_jw_open(b, '[');
     for (size_t i = 0; e && lf_engine_can_sign(e) && i < g->nids; i++) {
-        attest_call a = {0};
-        lf_engine_attestations(e, g->ids[i], on_attested, &a);
+        lf_text_call a = {0};
+        lf_engine_attestations(e, g->ids[i], lf_cli_text_cb, &a);
         if (lf_cli_wait(c, &a.done) == 0 && a.code == LF_OK) {
             const char *v;
             size_t vl;

@@ -129,9 +129,21 @@ static void dry_run_cb(const lf_result *res, void *arg) {
     print_decisions(res);
 }
 
+/* --expect-version N: the version the record must still be at (0: any). */
+static int expect_version(lf_cli *c, uint64_t *v) {
+    const char *s = lf_args_get(&c->args, "expect-version");
+    *v = 0;
+    if (s && lf_cli_parse_u64(s, 1, UINT64_MAX, v) != 0)
+        return lf_cli_usage(c, "--expect-version must be a record version (1 or more), got '%s'",
+                            s);
+    return 0;
+}
+
 static int run_transition(lf_cli *c) {
     int rc = lf_cli_npos(c, 3, 3, "arguments: transition ID STATE TRIGGER");
     if (rc) return rc;
+    uint64_t expect;
+    if ((rc = expect_version(c, &expect))) return rc;
     lf_transition_req req = {
         .id = c->args.pos[0],
         .to = c->args.pos[1],
@@ -139,6 +151,7 @@ static int run_transition(lf_cli *c) {
         .actor = lf_cli_actor(c),
         .dry_run = lf_args_has(&c->args, "dry-run"),
         .idempotency_key = lf_args_get(&c->args, "idempotency-key"),
+        .expected_version = expect,
     };
     if (!*req.id || !*req.to || !*req.trigger)
         return lf_cli_usage(c, "ID, STATE and TRIGGER must not be empty");
@@ -157,7 +170,8 @@ static int run_transition(lf_cli *c) {
 
 static const lf_optspec transition_opts[] = {
     {"meta", true},     {"meta-json", true},       {"actor", true},
-    {"dry-run", false}, {"idempotency-key", true}, {NULL, false}};
+    {"dry-run", false}, {"idempotency-key", true}, {"expect-version", true},
+    {NULL, false}};
 
 const lf_command lf_cmd_transition = {
     "transition", "move a record to another state",
@@ -173,7 +187,9 @@ const lf_command lf_cmd_transition = {
     "  --dry-run            evaluate the edge and every guard, print each\n"
     "                       decision, commit nothing; exits as a real request would\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
-    "                       answers as the first did (\"duplicate\": true)\n",
+    "                       answers as the first did (\"duplicate\": true)\n"
+    "  --expect-version N   only if the record is still at version N (else\n"
+    "                       exit 6, naming the version it is at)\n",
     transition_opts, run_transition, false};
 
 /* ---- show ------------------------------------------------------------ */
@@ -217,21 +233,26 @@ static void print_deleted(lf_cli *c, const lf_result *res) {
 static int run_delete(lf_cli *c) {
     int rc = lf_cli_npos(c, 1, 1, "record ID");
     if (rc) return rc;
+    uint64_t expect;
+    if ((rc = expect_version(c, &expect))) return rc;
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
     lf_reply r = {.c = c, .print = print_deleted};
-    lf_engine_delete(e, c->args.pos[0], lf_cli_actor(c), lf_cli_result_cb, &r);
+    lf_engine_delete_version(e, c->args.pos[0], lf_cli_actor(c), expect, lf_cli_result_cb,
+                             &r);
     return lf_cli_reply_wait(&r);
 }
 
-static const lf_optspec delete_opts[] = {{"actor", true}, {NULL, false}};
+static const lf_optspec delete_opts[] = {
+    {"actor", true}, {"expect-version", true}, {NULL, false}};
 
 const lf_command lf_cmd_delete = {
     "delete", "delete a record (its history stays in the audit log)",
-    "Usage: loopforge delete ID [--actor A]\n\n"
+    "Usage: loopforge delete ID [--actor A] [--expect-version N]\n\n"
     "Appends an audited tombstone: the record disappears from show and list,\n"
     "its history stays in the audit log and still verifies.\n\n"
-    "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
+    "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
+    "  --expect-version N   only if the record is still at version N (else exit 6)\n",
     delete_opts, run_delete, false};
 
 /* ---- list ------------------------------------------------------------ */

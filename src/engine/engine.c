@@ -777,6 +777,7 @@ typedef struct txn {
     lf_code refusal;            /* denied / invalid_transition, once refused */
     char *key;                  /* idempotency key, or NULL */
     char *digest;               /* with a key, of a request: request_digest */
+    uint64_t expect;            /* the caller's expected version, 0 = any */
     bool observed;              /* a fact: commit it, mark what objects */
     char *violation;            /* {"rule":…,"reason":…} of an observation */
     const char *from_name, *to_name;    /* owned by g */
@@ -1400,6 +1401,13 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     t->from_name = wf->states[from];
+    if (t->expect && rec->version != t->expect) {
+        snprintf(msg, sizeof msg,
+                 "Version conflict on %s: expected version %llu, found %llu", rec->id,
+                 (unsigned long long)t->expect, (unsigned long long)rec->version);
+        txn_done(t, LF_CONFLICT, msg, NULL, rec);
+        return;
+    }
     /* Borrow nothing from `rec` for the entry: a store may catch up on
      * other writers inside commit, and that can change the record. */
     lf_entry en = {0};
@@ -1603,6 +1611,7 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_
                      req->actor ? req->actor : "anonymous", cb, arg);
     t->dry_run = req->dry_run;
     t->observed = req->observed;
+    t->expect = req->expected_version;
     cJSON *tree = NULL;
     if (req->idempotency_key) t->key = lf_xstrdup(req->idempotency_key);
     if (take_object(req->metadata, "metadata", 0, &t->metadata, &tree, err, sizeof err) ||
@@ -1624,6 +1633,11 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_
 
 void lf_engine_delete(lf_engine *e, const char *id, const char *actor, lf_result_cb *cb,
                       void *arg) {
+    lf_engine_delete_version(e, id, actor, 0, cb, arg);
+}
+
+void lf_engine_delete_version(lf_engine *e, const char *id, const char *actor,
+                              uint64_t expected_version, lf_result_cb *cb, void *arg) {
     if (e->closing) {
         fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
         return;
@@ -1634,6 +1648,7 @@ void lf_engine_delete(lf_engine *e, const char *id, const char *actor, lf_result
     }
     txn *t = txn_new(e, LF_ENTRY_DELETED, id, "", "deleted", actor ? actor : "anonymous",
                      cb, arg);
+    t->expect = expected_version;
     txn_load(t);
 }
 

@@ -115,7 +115,36 @@ void lf_api_metrics(lf_req *r) {
 
 /* ---- records ----------------------------------------------------------- */
 
+/* ETag: the record's version, which If-Match names (expected_version). */
+static void etag(lf_req *r, const lf_record *rec) {
+    char v[32];
+    snprintf(v, sizeof v, "\"%llu\"", (unsigned long long)lf_record_version(rec));
+    lf_add_header(r, "ETag", v);
+}
+
+/* If-Match: "N" (or N, or W/"N"): the version the caller expects. Returns
+ * false after replying 400 to anything else. */
+static bool if_match(lf_req *r, uint64_t *version) {
+    const char *h = lf_req_header(r, "If-Match");
+    *version = 0;
+    if (!h) return true;
+    const char *p = h;
+    if (strncmp(p, "W/", 2) == 0) p += 2;
+    bool quoted = *p == '"';
+    p += quoted;
+    char *end;
+    unsigned long long v = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0;
+    if (!v || (quoted && *end++ != '"') || *end) {
+        lf_reply_error(r, 400, "invalid_request",
+                       "If-Match must name one record version, like \"7\" (the ETag)");
+        return false;
+    }
+    *version = v;
+    return true;
+}
+
 static void reply_record(lf_req *r, int status, const lf_record *rec) {
+    etag(r, rec);
     char *json = lf_record_json_tail(rec, r->srv->cfg.max_history);
     lf_reply_take(r, status, "application/json", json, strlen(json));
 }
@@ -313,6 +342,7 @@ void lf_api_list(lf_req *r) {
 static void transitioned(const lf_result *res, void *arg) {
     lf_req *r = arg;
     lf_op_end(r, LF_OP_TRANSITION);
+    if (res->success && res->record) etag(r, res->record);
     lf_reply_result(r, res, 200);
 }
 
@@ -330,7 +360,12 @@ void lf_api_transition(lf_req *r) {
         else if (strcmp(k, "idempotency_key") == 0)
             ok = string_field(r, f, &req.idempotency_key, false);
         else if (strcmp(k, "metadata") == 0) ok = object_text(r, f, &meta);
-        else if (strcmp(k, "dry_run") == 0) {
+        else if (strcmp(k, "expected_version") == 0) {
+            if (!cJSON_IsNumber(f) || f->valuedouble < 1 ||
+                f->valuedouble != (double)(uint64_t)f->valuedouble)
+                ok = bad_field(r, f, "a record version (an integer from 1)");
+            else req.expected_version = (uint64_t)f->valuedouble;
+        } else if (strcmp(k, "dry_run") == 0) {
             if (!cJSON_IsBool(f)) ok = bad_field(r, f, "true or false");
             else req.dry_run = cJSON_IsTrue(f);
         } else if (strcmp(k, "actor") == 0) ok = actor_field(r, f);
@@ -343,6 +378,14 @@ void lf_api_transition(lf_req *r) {
         ok = false;
     }
     if (ok) ok = idempotency_header(r, &req.idempotency_key);
+    uint64_t v = 0;
+    if (ok) ok = if_match(r, &v);
+    if (ok && v && req.expected_version && v != req.expected_version) {
+        lf_reply_error(r, 400, "invalid_request",
+                       "header If-Match and field 'expected_version' differ");
+        ok = false;
+    }
+    if (ok && v) req.expected_version = v;
     if (ok) {
         /* The API asks; only webhooks observe (see webhook.c). */
         req.metadata = meta;
@@ -364,8 +407,10 @@ static void deleted(const lf_result *res, void *arg) {
 
 /* DELETE /v1/records/{id}: an audited tombstone, as the CLI's delete. */
 void lf_api_delete(lf_req *r) {
+    uint64_t v;
+    if (!if_match(r, &v)) return;
     lf_op_begin(r);
-    lf_engine_delete(r->srv->engine, r->param, r->actor, deleted, r);
+    lf_engine_delete_version(r->srv->engine, r->param, r->actor, v, deleted, r);
 }
 
 /* ---- policies ---------------------------------------------------------- */

@@ -58,6 +58,34 @@ expect_json "… the other record did not move" state issue_created
 req POST "/v1/records/$id/transitions" '{"to":"task_queued","trigger":"t"}' -H 'Idempotency-Key: k-1'
 expect_json "the first request with its key still answers from its first use" duplicate true
 
+# ---- expected versions (If-Match, expected_version, ETag) ----
+req POST /v1/records '{"ref":"versioned"}'
+vid=$(json record_id)
+req GET "/v1/records/$vid"
+expect_match "a record carries its version as its ETag" etag "$(header ETag)" '^"1"$'
+n=$(audit_count)
+req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t"}' -H 'If-Match: "7"'
+expect_status "If-Match with another version: 409" 409
+expect_json "… conflict" code conflict
+match_out "… naming the version it is at" 'expected version 7, found 1'
+req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t","expected_version":2}'
+expect_status "… the same with the body field" 409
+expect_match "… and nothing written" audit "$(audit_count)" "^$n\$"
+req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t"}' -H 'If-Match: "1"'
+expect_status "If-Match with the version it is at: 200" 200
+expect_match "… and the reply's ETag is the new version" etag "$(header ETag)" '^"2"$'
+req POST "/v1/records/$vid/transitions" '{"to":"pr_created","trigger":"t","expected_version":2}' \
+    -H 'If-Match: "3"'
+expect_status "header and field that differ: 400" 400
+req POST "/v1/records/$vid/transitions" '{"to":"pr_created","trigger":"t"}' -H 'If-Match: *'
+expect_status "an If-Match that names no version: 400" 400
+req DELETE "/v1/records/$vid" '' -H 'If-Match: "1"'
+expect_status "DELETE with a stale If-Match: 409" 409
+req GET "/v1/records/$vid"
+expect_status "… the record is still there" 200
+req DELETE "/v1/records/$vid" '' -H 'If-Match: "2"'
+expect_status "DELETE with the current version: 200" 200
+
 # ---- unknown state ----
 req GET "/v1/records?state=bogus"
 expect_status "listing an unknown state: 400" 400
@@ -90,6 +118,15 @@ expect_json "… repeated: duplicate" duplicate true
 run --policies "$POLICIES" --store "$STORE" transition "$first" pr_created t --idempotency-key tk-1 --json
 expect_rc "… reused for another target: exit 6 (conflict)" 6
 expect_json "… code idempotency_mismatch" code idempotency_mismatch
+run --policies "$POLICIES" --store "$STORE" transition "$first" pr_created t --expect-version 9
+expect_rc "transition --expect-version with another version: exit 6" 6
+match_err "… naming the version it is at" 'expected version 9, found 2'
+run --policies "$POLICIES" --store "$STORE" transition "$first" pr_created t --expect-version 2
+expect_rc "… with the version it is at: exit 0" 0
+run --policies "$POLICIES" --store "$STORE" delete "$first" --expect-version 2
+expect_rc "delete --expect-version with a stale version: exit 6" 6
+run --policies "$POLICIES" --store "$STORE" delete "$first" --expect-version 3
+expect_rc "… with the current one: exit 0" 0
 run --policies "$POLICIES" --store "$STORE" list --state bogus
 expect_rc "list --state bogus: exit 2 (invalid request)" 2
 match_err "… naming the states" "Unknown state 'bogus'"
