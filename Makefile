@@ -54,7 +54,7 @@ FZ_OBJ  := $(LIB_SRC:%.c=$(FZ)/obj/%.o)
 FZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test run walk bench install clean fuzz format
+.PHONY: all deps test run walk bench install clean fuzz format FORCE
 all: $(B)/loopforge $(B)/libloopforge.a $(B)/libloopforge.so $(LUAMOD) $(B)/lfbot
 
 deps:
@@ -74,6 +74,16 @@ $(A)/obj/%.o: %.c
 	$(CC) $(ALL_CFLAGS) $(VIS) $(SAN) -O1 -c -o $@ $<
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# The data directory ($(PREFIX)/share/loopforge) is compiled in: the
+# objects that use it rebuild when PREFIX changes, so `make install
+# PREFIX=...` after a plain `make` installs a binary that finds its data.
+DATADIR_OBJ := $(B)/obj/src/cli/main.o $(B)/obj/src/rules/rules.o \
+               $(A)/obj/src/cli/main.o $(A)/obj/src/rules/rules.o
+$(DATADIR_OBJ): $(B)/prefix.stamp
+$(B)/prefix.stamp: FORCE
+	@mkdir -p $(B); echo '$(PREFIX)' | cmp -s - $@ 2>/dev/null || echo '$(PREFIX)' >$@
+FORCE:
 
 $(B)/libloopforge.a: $(LIB_OBJ)
 	@mkdir -p $(B); rm -f $@; ar rcs $@ $^

@@ -4,7 +4,7 @@
 # and library through pkg-config alone, and runs.
 . tests/cli/tap.inc
 prefix="$tmp/prefix"
-( cd "$ROOT" && make -s install PREFIX="$prefix" ) >"$tmp/out" 2>"$tmp/err"
+( cd "$ROOT" && make -s all && make -s install PREFIX="$prefix" ) >"$tmp/out" 2>"$tmp/err"
 rc=$?
 expect_rc "make install PREFIX=… exits 0" 0
 for f in bin/loopforge include/loopforge.h lib/libloopforge.a lib/libloopforge.so \
@@ -55,4 +55,11 @@ match_out "and creates a record" '^0\.1\.0 created$'
 "$prefix/bin/loopforge" --policies "$prefix/share/loopforge/policies" lint >"$tmp/out" 2>"$tmp/err"
 rc=$?
 expect_rc "the installed binary lints the installed policies" 0
+# After a plain `make` (another PREFIX), from a directory with no policies:
+# the installed binary finds the data where it was installed.
+( cd / && env -u LOOPFORGE_POLICIES "$prefix/bin/loopforge" lint --json ) >"$tmp/out" 2>"$tmp/err"
+rc=$?
+expect_rc "… and finds them by itself, run from /" 0
+out=$(cat "$tmp/out")
+match_out "… its own installed policies" "\"$prefix/share/loopforge/policies/workflows/loopforge.lua\""
 done_testing
