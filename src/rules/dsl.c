@@ -358,6 +358,7 @@ typedef struct fin {
     int config_file;            /* index into r->files, or -1 */
     const char *config_src;
     int config_ref;
+    int partial;                /* LF_PARTIAL_*: some files did not load */
 } fin;
 
 static void fproblem(fin *f, int file, int line, const char *fmt, ...)
@@ -508,10 +509,11 @@ static void check_config(fin *f) {
     for (size_t i = 0; i < n; i++) {
         lf_rule *rule = rule_named(f->r, keys[i].name);
         lua_getfield(L, cfg, keys[i].name);
-        if (!rule)
+        if (!rule && !(f->partial & LF_PARTIAL_RULES))
             fproblem(f, f->config_file, keys[i].line,
                      "config for unknown policy, hook or route '%s'", keys[i].name);
-        else if (lua_type(L, -1) != LUA_TTABLE)
+        else if (!rule) {
+        } else if (lua_type(L, -1) != LUA_TTABLE)
             fproblem(f, f->config_file, keys[i].line,
                      "config for '%s' must be a table of settings", keys[i].name);
         else check_settings(f, rule, lua_gettop(L), keys[i].line);
@@ -607,7 +609,11 @@ static void run_validate(fin *f, const lf_rule *rule) {
 
 static int finish_p(lua_State *L) {
     fin *f = lua_touserdata(L, 1);
-    for (int i = 0; i < f->r->nrules; i++) check_filter(f, &f->r->rules[i]);
+    /* A workflow (or lib) that did not load would make every state name
+     * look unknown; a rule file that did not load, every config entry of
+     * its rules. Those checks wait for the next round. */
+    if (!(f->partial & LF_PARTIAL_WORKFLOWS))
+        for (int i = 0; i < f->r->nrules; i++) check_filter(f, &f->r->rules[i]);
     check_config(f);
     for (int i = 0; i < f->r->nrules; i++) build_settings(f, &f->r->rules[i]);
     for (int i = 0; i < f->r->nrules; i++) run_validate(f, &f->r->rules[i]);
@@ -615,8 +621,8 @@ static int finish_p(lua_State *L) {
 }
 
 void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr, int config_file,
-                   const char *config_src, int config_ref) {
-    fin f = {r, errors, 0, config_file, config_src, config_ref};
+                   const char *config_src, int config_ref, int partial) {
+    fin f = {r, errors, 0, config_file, config_src, config_ref, partial};
     lua_State *L = r->L;
     lua_pushcfunction(L, finish_p);
     lua_pushlightuserdata(L, &f);

@@ -165,8 +165,12 @@ void lf_set_env(lua_State *L, int fn);
 
 /* dsl.c */
 void lf_dsl_compile(load_ctx *c, int idx, int tag, int line);
+/* What did not load, so that the cross-file checks skip what it would
+ * make look wrong: rules (config entries of rules it defined), workflows
+ * (state names). */
+enum { LF_PARTIAL_RULES = 1, LF_PARTIAL_WORKFLOWS = 2, LF_PARTIAL_ALL = 3 };
 void lf_dsl_finish(lf_rules *r, lf_buf *errors, int *nerr, int config_file,
-                   const char *config_src, int config_ref);
+                   const char *config_src, int config_ref, int partial);
 void lf_rule_free(lf_rule *rule);
 bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
                      const char *trigger, const char *workflow);

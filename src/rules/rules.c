@@ -614,6 +614,22 @@ static int scan_optional(const char *dir, path_list *out, lf_buf *errors) {
         }
         lf_buf_free(&p);
     }
+    /* A policy file at the top would silently never run. */
+    DIR *top = opendir(dir);
+    struct dirent *de;
+    while (top && (de = readdir(top))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0 ||
+            strcmp(de->d_name, "config.lua") == 0)
+            continue;
+        lf_buf_printf(errors,
+                      "%s/%s: not loaded: at the top of the policy directory only "
+                      "config.lua is; put a guard in guards/, a hook in hooks/, a route "
+                      "in routes/, a workflow in workflows/, shared code in lib/\n",
+                      dir, de->d_name);
+        nerr++;
+    }
+    if (top) closedir(top);
     lf_buf p = LF_BUF_INIT;
     lf_buf_printf(&p, "%s/config.lua", dir);
     struct stat st;
@@ -651,7 +667,7 @@ static char *resolve_lua_dir(const char *given) {
 /* Reads every file (hashing them in order) and runs what runs at load. */
 static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
                       lf_buf *errors) {
-    int nerr = 0, config_file = -1, config_ref = LUA_NOREF;
+    int nerr = 0, config_file = -1, config_ref = LUA_NOREF, partial = 0;
     lf_buf all = LF_BUF_INIT;       /* the generation id hashes every file, in order */
     r->digests = lf_xcalloc((size_t)r->nfiles + 1, sizeof *r->digests);
     for (int i = 0; i < r->nfiles; i++) {
@@ -683,13 +699,19 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
                 run_file(&c, srcs[i], lens[i], NULL);
             }
             nerr += c.nerr;
+            if (c.nerr || !srcs[i]) {
+                lf_file_kind k = r->file_kind[i];
+                partial |= k == LF_FILE_WORKFLOW || k == LF_FILE_LIB ? LF_PARTIAL_ALL
+                           : k == LF_FILE_CONFIG                    ? 0
+                                                                    : LF_PARTIAL_RULES;
+            }
         }
     }
     lf_buf_free(&libdir);
-    /* Cross-file checks only make sense once every file compiled. */
-    if (!nerr)
-        lf_dsl_finish(r, errors, &nerr, config_file,
-                      config_file >= 0 ? srcs[config_file] : NULL, config_ref);
+    /* Cross-file checks too, so that one lint round says everything it
+     * can: with files that failed, only what they cannot have changed. */
+    lf_dsl_finish(r, errors, &nerr, config_file, config_file >= 0 ? srcs[config_file] : NULL,
+                  config_ref, partial);
     return nerr;
 }
 

@@ -151,4 +151,20 @@ run --policies "$SHIPPED" --store "$STORE" transition "$id" merged pr.merged --a
 expect_rc "the real denied merge exits 5" 5
 match_err "the real denial names the policy" '^Denied by policy high-risk-merge-needs-approval: high-risk merge requires governance approval$'
 
+# ---- lint in one round ----
+L1="$tmp/lint1"
+mkdir -p "$L1/workflows" "$L1/guards"
+cp "$SHIPPED"/workflows/*.lua "$L1/workflows/"
+printf 'return policy { name = "ok-one", on = { to = "merged" }, defaults = { n = 1 },\n  check = function() return allow() end }\n' >"$L1/guards/ok.lua"
+printf 'return policy { name = "broken"\n' >"$L1/guards/broken.lua"
+printf 'return {\n  ["ok-one"] = { n = "x" },\n  ["broken"] = {},\n}\n' >"$L1/config.lua"
+printf 'return policy {}\n' >"$L1/stray.lua"
+run --policies "$L1" lint
+expect_rc "a set with three kinds of problem: exit 2" 2
+match_err "… a file that does not compile" 'guards/broken.lua:2: .\}. expected'
+match_err "… a setting of the wrong type, in the same round" "config.lua:2: config for 'ok-one': setting 'n' must be a number"
+match_err "… a policy file at the top, and where it belongs" 'stray.lua: not loaded: .* put a guard in guards/'
+expect_match "… and no false alarm for the config of the file that did not load" stderr \
+    "$(printf '%s' "$err" | grep -c "unknown policy, hook or route 'broken'")" '^0$'
+
 done_testing
