@@ -511,6 +511,13 @@ static char *request_digest(const char *const *parts, int n) {
     return hex;
 }
 
+/* An entry this engine appended: counted, and handed to the Merkle tree
+ * while it is at hand (evidence.c; it reads the log only for others'). */
+static void appended(lf_engine *e, const lf_entry *en) {
+    e->stats.appended++;
+    if (en) lf_evidence_saw(e->ev, en);
+}
+
 /* ---- announcing the policy set ------------------------------------------ */
 
 /* An announcement's metadata: the generation and each file's digest, so
@@ -656,7 +663,7 @@ static void created(lf_code code, const char *err, const lf_record *rec,
         lf_store_find_key(c->eng->store, c->key, create_keyed, c);
         return;
     }
-    if (code == LF_OK) c->eng->stats.appended++;
+    if (code == LF_OK) appended(c->eng, e);
     reply(c->cb, c->arg,
           (lf_result){.code = code,
                       .error = err,
@@ -924,7 +931,7 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
     }
     /* The caller hears first; hooks and follow-ups come after. */
     t->eng->stats.transitions[LF_OK]++;
-    t->eng->stats.appended++;
+    appended(t->eng, en);
     if (t->violation) t->eng->stats.violations++;
     reply(t->cb, t->arg,
           (lf_result){.code = LF_OK,
@@ -951,7 +958,7 @@ static void txn_refused(lf_code code, const char *err, const lf_record *rec,
         txn_done(t, code, err, NULL, NULL);
         return;
     }
-    t->eng->stats.appended++;
+    appended(t->eng, en);
     txn_done(t, t->refusal, t->denial, NULL, rec);
 }
 
@@ -1251,7 +1258,7 @@ static void walk_committed(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (en->violation) t->eng->stats.violations++;
-    t->eng->stats.appended++;
+    appended(t->eng, en);
     if (t->npath && t->step + 2 < t->npath) {
         run_hooks(t, rec, en, false);
         t->step++;
@@ -1675,7 +1682,7 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
         e->gen = c->next;
         gen_drop(old);
         e->stats.reloads_ok++;
-        e->stats.appended++;
+        appended(e, en);
         lf_evidence_announced(e->ev, lf_rules_generation(e->gen->rules));
         c->cb(LF_OK, NULL, c->old, lf_rules_generation(e->gen->rules), c->arg);
     } else {

@@ -60,6 +60,16 @@ bool lf_evidence_can_sign(const lf_evidence *ev) { return ev->key != NULL; }
 
 const lf_key *lf_evidence_key(const lf_evidence *ev) { return ev->key; }
 
+void lf_evidence_saw(lf_evidence *ev, const lf_entry *e) {
+    unsigned char leaf[32];
+    if (!ev->key || ev->checkpointing || e->seq != ev->mk.size + 1 ||
+        lf_unhex_n(e->hash, leaf, 32) != 0)
+        return;
+    lf_merkle_append(&ev->mk, leaf);
+    memcpy(ev->head, e->hash, LF_HASH_LEN + 1);
+}
+
+
 /* ---- checkpoints ------------------------------------------------------- */
 
 typedef struct cp_ctx {
@@ -139,6 +149,8 @@ static void cp_committed(lf_code code, const char *err, const lf_record *rec,
         cp_done(c, code, err, NULL);
         return;
     }
+    c->ev->checkpointing = false;
+    lf_evidence_saw(c->ev, en);         /* the checkpoint is a leaf too */
     char *doc = cp_document(c, en->seq);
     cp_done(c, LF_OK, NULL, doc);
     free(doc);
@@ -220,7 +232,8 @@ static void release(lf_evidence *ev, bool done) {
 
 static void ann_committed(lf_code code, const char *err, const lf_record *rec,
                           const lf_entry *en, void *arg) {
-    (void)err, (void)rec, (void)en;
+    (void)err, (void)rec;
+    if (code == LF_OK) lf_evidence_saw(arg, en);
     /* A conflict on the key: another writer announced it meanwhile. */
     release(arg, code == LF_OK || code == LF_CONFLICT);
 }

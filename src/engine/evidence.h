@@ -37,6 +37,10 @@ void lf_evidence_checkpoint(lf_evidence *ev, const char *actor, const char *gene
 void lf_evidence_announce(lf_evidence *ev, const char *generation, const char *actor,
                           const char *meta, void (*go)(void *), void *arg);
 bool lf_evidence_is_announced(const lf_evidence *ev, const char *generation);
+/* An entry the engine just committed: when it is the next one the tree
+ * lacks (and there is a key), its leaf goes in now, so a checkpoint reads
+ * back only what other writers appended. */
+void lf_evidence_saw(lf_evidence *ev, const lf_entry *e);
 /* The engine announced `generation` itself (a reload). */
 void lf_evidence_announced(lf_evidence *ev, const char *generation);
 
