@@ -260,6 +260,17 @@ typedef void lf_text_cb(lf_code code, const char *error, const char *text, void 
  * it as a standalone JSON document: {"seq","checkpoint","signed",
  * "public_key"}. invalid_request without a signing key. */
 LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void *arg);
+/* Imports one record as LoopForge writes it (LoopRecord.to_dict(): its
+ * record_id, ref, state, history with timestamps, labels, pr fields,
+ * ci_status): a `created` entry and one `transition` per history item,
+ * each with the original timestamp, actor "import:<actor>" and the
+ * decision {"policy":"import"}. invalid_request for a record the workflow
+ * does not allow, conflict for an id and duplicate_ref for a ref that
+ * exist. dry_run checks all that and answers with the record it would
+ * make, writing nothing. */
+LF_API void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
+                             bool dry_run, lf_result_cb *cb, void *arg);
+
 /* Signed attestations of a record's merges: {"record_id","attestations":
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
  * invalid_request without a signing key, not_found for no such record. */

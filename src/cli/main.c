@@ -28,6 +28,7 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_keygen,
                                              &lf_cmd_attest,
                                              &lf_cmd_evidence,
+                                             &lf_cmd_import,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},

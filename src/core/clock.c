@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "hash.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <pthread.h>
@@ -38,7 +39,8 @@ int lf_id_new(char out[LF_ID_LEN + 1]) {
 }
 
 int lf_id_valid(const char *s) {
-    if (strncmp(s, "loop-", 5) != 0 || strlen(s) != LF_ID_LEN) return 0;
+    size_t n = strlen(s);
+    if (strncmp(s, "loop-", 5) != 0 || n < 5 + 8 || n > LF_ID_LEN) return 0;
     for (const char *p = s + 5; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
     return 1;
@@ -118,6 +120,23 @@ int lf_ts_parse(const char *s, int64_t *us) {
                     .tm_sec = sec};
     *us = (int64_t)timegm(&tm) * 1000000 + frac;
     return 0;
+}
+
+int lf_ts_normalize(const char *s, char out[LF_TS_LEN + 1]) {
+    /* YYYY-MM-DDTHH:MM:SS, then .digits (up to 6), then Z or +00:00 */
+    size_t n = strlen(s), i = 19;
+    char frac[7] = "000000";
+    if (n < 20) return -1;
+    if (s[i] == '.') {
+        size_t k = 0;
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (k < 6) frac[k++] = s[i];
+        if (k == 0) return -1;
+    }
+    if (strcmp(s + i, "Z") != 0 && strcmp(s + i, "+00:00") != 0) return -1;
+    snprintf(out, LF_TS_LEN + 1, "%.19s.%sZ", s, frac);
+    int64_t us;
+    return lf_ts_parse(out, &us);
 }
 
 uint64_t lf_mono_ns(void) {

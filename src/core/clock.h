@@ -16,7 +16,8 @@
 /* Writes a fresh id (NUL-terminated). Returns 0, or -1 if the kernel's
  * random source failed. */
 int lf_id_new(char out[LF_ID_LEN + 1]);
-/* True if s looks like an id we issue. */
+/* True if s looks like a record id: "loop-" and 8 (LoopForge's) to 16 (ours)
+ * lowercase hex digits. */
 int lf_id_valid(const char *s);
 
 int64_t lf_now_us(void);        /* microseconds since the epoch, UTC */
@@ -24,5 +25,8 @@ uint64_t lf_mono_ns(void);      /* nanoseconds on the monotonic clock */
 void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]);
 /* Parses our own format back; returns 0 or -1. */
 int lf_ts_parse(const char *s, int64_t *us);
+/* An ISO 8601 UTC time as LoopForge writes it (fractional seconds or not,
+ * "Z" or "+00:00") in our form. Returns 0, or -1 if it is not one. */
+int lf_ts_normalize(const char *s, char out[LF_TS_LEN + 1]);
 
 #endif

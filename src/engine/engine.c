@@ -586,6 +586,18 @@ void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void 
 
 bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev); }
 
+void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg) {
+    if (e->closing) {
+        cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, arg);
+        return;
+    }
+    engine_commit(e, e->gen, en, cb, arg);
+}
+
+const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name) {
+    return lf_rules_workflow(e->gen->rules, name);
+}
+
 char *lf_engine_public_key(const lf_engine *e) {
     const lf_key *k = lf_evidence_key(e->ev);
     return k ? lf_key_public_pem(k) : NULL;

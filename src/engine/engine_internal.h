@@ -5,10 +5,17 @@
 
 #include "../loopforge.h"
 #include "../rules/rules.h"
+#include "../core/workflow.h"
+#include "../store/store.h"
 
 /* Runs the current generation's routes over an inbound event. */
 void lf_engine_route(lf_engine *e, const lf_event *ev, lf_route_result *out);
 /* The current generation described as JSON (lf_rules_json); caller frees. */
 char *lf_engine_policies_json(lf_engine *e);
+
+/* For import.c: commits an entry decided under the current policy set
+ * (announced first, as every write), and a workflow of that set. */
+void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg);
+const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name);
 
 #endif

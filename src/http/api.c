@@ -472,3 +472,83 @@ void lf_api_attestations(lf_req *r) {
     lf_op_begin(r);
     lf_engine_attestations(r->srv->engine, r->param, attested, r);
 }
+
+/* ---- import ------------------------------------------------------------- */
+
+/* POST /v1/import: LoopForge's records, one object or an array, each
+ * imported in turn (lf_engine_import); ?dry_run=true writes nothing. */
+typedef struct import_ctx {
+    lf_req *r;
+    cJSON *body;
+    const cJSON *next;          /* the record to import next */
+    bool single, dry_run;
+    lf_buf out;
+    lf_jw list;
+    size_t ok, refused;
+} import_ctx;
+
+static void import_next(import_ctx *x);
+
+static void imported(const lf_result *res, void *arg) {
+    import_ctx *x = arg;
+    char *json = lf_result_json_tail(res, x->r->srv->cfg.max_history);
+    lf_jw_next(&x->list);
+    lf_buf_puts(&x->out, json);
+    free(json);
+    if (res->success) x->ok++;
+    else x->refused++;
+    import_next(x);
+}
+
+static void import_next(import_ctx *x) {
+    if (!x->next) {
+        lf_op_end(x->r, LF_OP_CREATE);
+        lf_jw_close(&x->list, ']');
+        lf_buf b = LF_BUF_INIT;
+        lf_jw o = lf_jw_open(&b, '{');
+        lf_jw_bool(&o, "dry_run", x->dry_run);
+        lf_jw_int(&o, "imported", (int64_t)x->ok);
+        lf_jw_int(&o, "refused", (int64_t)x->refused);
+        lf_jw_raw(&o, "results", x->out.p, "[]");
+        lf_jw_close(&o, '}');
+        lf_reply_json(x->r, 200, b.p);
+        lf_buf_free(&b);
+        lf_buf_free(&x->out);
+        cJSON_Delete(x->body);
+        free(x);
+        return;
+    }
+    const cJSON *rec = x->next;
+    x->next = x->single ? NULL : rec->next;
+    char *text = lf_xptr(cJSON_PrintUnformatted(rec));
+    lf_engine_import(x->r->srv->engine, text, x->r->actor, x->dry_run, imported, x);
+    cJSON_free(text);
+}
+
+void lf_api_import(lf_req *r) {
+    static const char *const allowed[] = {"dry_run", NULL};
+    if (!lf_query_check(r, allowed)) return;
+    const char *dry = lf_req_query(r, "dry_run");
+    if (dry && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
+        lf_reply_error(r, 400, "invalid_request", "dry_run must be true or false");
+        return;
+    }
+    cJSON *j = lf_parse_body_any(r);
+    if (!j) return;
+    if (!cJSON_IsObject(j) && !cJSON_IsArray(j)) {
+        cJSON_Delete(j);
+        lf_reply_error(r, 400, "invalid_request",
+                       "the body must be a record, or an array of records, as LoopForge "
+                       "writes them");
+        return;
+    }
+    import_ctx *x = lf_xcalloc(1, sizeof *x);
+    x->r = r;
+    x->body = j;
+    x->single = cJSON_IsObject(j);
+    x->next = x->single ? j : j->child;
+    x->dry_run = dry && strcmp(dry, "true") == 0;
+    x->list = lf_jw_open(&x->out, '[');
+    lf_op_begin(r);
+    import_next(x);
+}

@@ -65,6 +65,7 @@ enum {
     LF_RT_GITHUB,
     LF_RT_DELETE,
     LF_RT_ATTESTATIONS,
+    LF_RT_IMPORT,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -273,6 +274,7 @@ void lf_api_get(lf_req *r);
 void lf_api_transition(lf_req *r);
 void lf_api_delete(lf_req *r);
 void lf_api_attestations(lf_req *r);
+void lf_api_import(lf_req *r);
 void lf_api_policies(lf_req *r);
 void lf_api_reload(lf_req *r);
 void lf_audit_all(lf_req *r);
@@ -287,6 +289,8 @@ void lf_server_reload(lf_server *s, const char *actor, lf_reload_cb *cb, void *a
  * 400 with the parse position (r is then freed). */
 struct cJSON;
 struct cJSON *lf_parse_body(lf_req *r);
+/* Any JSON value (text checked), or NULL after a 400. */
+struct cJSON *lf_parse_body_any(lf_req *r);
 /* "malformed JSON at offset N (line L, column C)" for a parse that
  * stopped at `end`. */
 void lf_json_error(const char *body, size_t len, const char *end, char *msg, size_t n);

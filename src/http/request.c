@@ -380,6 +380,26 @@ void lf_json_error(const char *body, size_t len, const char *end, char *msg, siz
 }
 
 cJSON *lf_parse_body(lf_req *r) {
+    cJSON *j = lf_parse_body_any(r);
+    if (!j) return NULL;
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        lf_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
+        return NULL;
+    }
+    /* A field given twice is ambiguous (which one counts?): refused. */
+    for (const cJSON *a = j->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0) {
+                lf_reply_error(r, 400, "invalid_request", "field '%s' appears twice",
+                               a->string);
+                cJSON_Delete(j);
+                return NULL;
+            }
+    return j;
+}
+
+cJSON *lf_parse_body_any(lf_req *r) {
     size_t len;
     const char *body = lf_req_body(r, &len);
     if (len == 0) {
@@ -403,25 +423,11 @@ cJSON *lf_parse_body(lf_req *r) {
         lf_reply_error(r, 400, "invalid_request", "%s", msg);
         return NULL;
     }
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        lf_reply_error(r, 400, "invalid_request", "the body must be a JSON object");
-        return NULL;
-    }
     char why[256];
     if (lf_json_text_check(body, len, NULL, why, sizeof why)) {
         cJSON_Delete(j);
         lf_reply_error(r, 400, "invalid_request", "%s", why);
         return NULL;
     }
-    /* A field given twice is ambiguous (which one counts?): refused. */
-    for (const cJSON *a = j->child; a; a = a->next)
-        for (const cJSON *b = a->next; b; b = b->next)
-            if (strcmp(a->string, b->string) == 0) {
-                lf_reply_error(r, 400, "invalid_request", "field '%s' appears twice",
-                               a->string);
-                cJSON_Delete(j);
-                return NULL;
-            }
     return j;
 }

@@ -51,6 +51,7 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
                       lf_api_delete},
     [LF_RT_ATTESTATIONS] = {EVHTTP_REQ_GET, "/v1/records/{id}/attestations", LF_ROLE_READ,
                             false, lf_api_attestations},
+    [LF_RT_IMPORT] = {EVHTTP_REQ_POST, "/v1/import", LF_ROLE_ADMIN, false, lf_api_import},
 };
 
 /* ---- the listen address ------------------------------------------------ */

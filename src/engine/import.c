@@ -1,0 +1,284 @@
+/* import.c -- LoopForge's records into the log (loopforge import, POST
+ * /v1/import): each record as LoopRecord.to_dict() writes it becomes a
+ * `created` entry and one `transition` entry per history item, with its
+ * original id, timestamps, triggers and metadata.
+ *
+ * Every imported entry is marked: its actor is "import:<the importing
+ * actor>" and its decisions say {"policy":"import",...}, so nobody takes an
+ * import for a live decision, and the chain (sealed by the store as
+ * usual) stays verifiable. The history must be one the workflow allows
+ * (LoopForge's is ours); a record whose id or ref exists is refused. */
+#include "engine_internal.h"
+#include "../core/workflow.h"
+#include "../store/store.h"
+#include "../core/buf.h"
+#include "../core/clock.h"
+#include "../core/entry.h"
+#include "../core/json.h"
+#include "../core/mem.h"
+#include "../core/record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+
+typedef struct imp {
+    lf_engine *e;
+    lf_store *store;
+    lf_result_cb *cb;
+    void *arg;
+    bool dry_run;
+    lf_entry *entries;
+    char **strs;                    /* what the entries point into */
+    size_t n, ns, next;
+    char id[LF_ID_LEN + 1];
+    char *ref;
+    char *actor;
+    lf_record *preview;             /* the fold, for a dry run */
+} imp;
+
+static void imp_free(imp *m) {
+    for (size_t i = 0; i < m->ns; i++) free(m->strs[i]);
+    free(m->strs);
+    free(m->entries);
+    free(m->ref);
+    free(m->actor);
+    lf_record_free(m->preview);
+    free(m);
+}
+
+static const char *keep(imp *m, char *s) {
+    m->strs = lf_xrealloc(m->strs, (m->ns + 1) * sizeof *m->strs);
+    return m->strs[m->ns++] = s;
+}
+
+static void finish(imp *m, lf_code code, const char *err, const lf_record *rec) {
+    lf_result r = {.success = code == LF_OK,
+                   .code = code,
+                   .error = code == LF_OK ? NULL : err,
+                   .new_state = rec ? lf_record_state(rec) : NULL,
+                   .record = rec,
+                   .decisions = "[]",
+                   .dry_run = m->dry_run};
+    m->cb(&r, m->arg);
+    imp_free(m);
+}
+
+/* ---- reading LoopForge's record ------------------------------------------ */
+
+static const char *str_of(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A member that must be an integer or null: its text, or NULL (null). */
+static int int_member(const cJSON *o, const char *k, bool *has, int64_t *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    *has = false;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble) return -1;
+    *has = true;
+    *out = (int64_t)v->valuedouble;
+    return 0;
+}
+
+static char *canon_object(const cJSON *v) {
+    if (!v || cJSON_IsNull(v)) return lf_xstrdup("{}");
+    if (!cJSON_IsObject(v)) return NULL;
+    char *t = lf_xptr(cJSON_PrintUnformatted(v)), err[64];
+    char *n = lf_json_object_normalize(t, err, sizeof err);
+    cJSON_free(t);
+    return n;
+}
+
+#define DECISIONS_FMT "[{\"policy\":\"import\",\"verdict\":\"allow\",\"reason\":\"imported from LoopForge by %s\"}]"
+
+/* Builds the entries; returns NULL, or what is wrong. */
+static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
+                               const char *generation, char *why, size_t cap) {
+    const char *id = str_of(o, "record_id"), *ref = str_of(o, "ref"), *state = str_of(o, "state");
+    const cJSON *hist = cJSON_GetObjectItemCaseSensitive(o, "transitions"), *t;
+    const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
+    bool has_n, has_pr;
+    int64_t refn, prn;
+    if (!cJSON_IsObject(o)) return "a record must be a JSON object";
+    if (!id || !lf_id_valid(id)) return "record_id must be \"loop-\" and 8 to 16 hex digits";
+    snprintf(m->id, sizeof m->id, "%s", id);
+    if (!ref || !*ref) return "ref is required";
+    m->ref = lf_xstrdup(ref);
+    if (!state) return "state is required";
+    if (int_member(o, "ref_number", &has_n, &refn)) return "ref_number must be an integer";
+    if (int_member(o, "pr_number", &has_pr, &prn)) return "pr_number must be an integer";
+    if (am && !cJSON_IsBool(am)) return "auto_merge must be true or false";
+    int nt = cJSON_GetArraySize(hist);
+    if (!cJSON_IsArray(hist) || nt < 1) return "transitions must list the record's history";
+    char *labels = canon_object(cJSON_GetObjectItemCaseSensitive(o, "labels"));
+    if (!labels) return "labels must be an object";
+    keep(m, labels);
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_printf(&b, DECISIONS_FMT, m->actor + 7);     /* after "import:" */
+    const char *decisions = keep(m, lf_buf_steal(&b));
+    m->entries = lf_xcalloc((size_t)nt, sizeof *m->entries);
+    const char *prev_to = NULL;
+    int k = 0;
+    cJSON_ArrayForEach(t, hist) {
+        lf_entry *en = &m->entries[k];
+        const char *from = str_of(t, "from_state"), *to = str_of(t, "to_state");
+        const char *trig = str_of(t, "trigger"), *ts = str_of(t, "timestamp");
+        char *meta = canon_object(cJSON_GetObjectItemCaseSensitive(t, "metadata"));
+        if (meta) keep(m, meta);
+        if (!to || !trig || !ts || !meta) {
+            snprintf(why, cap, "transitions[%d] needs to_state, trigger, timestamp", k);
+            return why;
+        }
+        int ti = lf_workflow_state(wf, to), fi = from ? lf_workflow_state(wf, from) : -1;
+        if (ti < 0 || (k == 0 ? from != NULL || ti != wf->initial
+                              : fi < 0 || strcmp(from, prev_to) != 0 ||
+                                    !lf_workflow_has_edge(wf, fi, ti))) {
+            snprintf(why, cap,
+                     "transitions[%d] (%s -> %s) is not a step of workflow %s from where "
+                     "the record was",
+                     k, from ? from : "null", to, wf->name);
+            return why;
+        }
+        const char *when = k == 0 && str_of(o, "created_at") ? str_of(o, "created_at") : ts;
+        if (lf_ts_normalize(when, en->timestamp)) {
+            snprintf(why, cap, "transitions[%d]: '%s' is not an ISO 8601 UTC time", k, when);
+            return why;
+        }
+        en->record_id = m->id;
+        en->kind = k == 0 ? LF_ENTRY_CREATED : LF_ENTRY_TRANSITION;
+        en->version = (uint64_t)k + 1;
+        en->from_state = k ? wf->states[fi] : NULL;
+        en->to_state = wf->states[ti];
+        en->trigger = keep(m, lf_xstrdup(trig));
+        en->actor = m->actor;
+        en->metadata = meta;
+        en->decisions = decisions;
+        en->policy_set = generation;
+        prev_to = wf->states[ti];
+        k++;
+    }
+    if (strcmp(prev_to, state) != 0) {
+        snprintf(why, cap, "state is %s but the history ends in %s", state, prev_to);
+        return why;
+    }
+    m->n = (size_t)nt;
+    /* The record's initial fields, and what the last entry sets. */
+    lf_buf rec = LF_BUF_INIT;
+    lf_jw r = lf_jw_open(&rec, '{');
+    lf_jw_str(&r, "ref", ref);
+    if (has_n) lf_jw_int(&r, "ref_number", refn);
+    else lf_jw_raw(&r, "ref_number", NULL, "null");
+    lf_jw_str(&r, "repo", str_of(o, "repo"));
+    lf_jw_bool(&r, "auto_merge", cJSON_IsTrue(am));
+    lf_jw_raw(&r, "labels", labels, "{}");
+    lf_jw_raw(&r, "metadata", "{}", NULL);
+    lf_jw_str(&r, "workflow", wf->name);
+    lf_jw_close(&r, '}');
+    m->entries[0].record = keep(m, lf_buf_steal(&rec));
+    char *ci = canon_object(cJSON_GetObjectItemCaseSensitive(o, "ci_status"));
+    if (!ci) return "ci_status must be an object";
+    keep(m, ci);
+    lf_buf ch = LF_BUF_INIT;
+    lf_jw c = lf_jw_open(&ch, '{');
+    char closed[LF_TS_LEN + 1];
+    const char *ca = str_of(o, "closed_at");
+    if (lf_workflow_is_terminal(wf, lf_workflow_state(wf, state)) && ca &&
+        lf_ts_normalize(ca, closed) == 0) {
+        lf_jw_key(&c, "closed_at");
+        lf_buf_printf(&ch, "\"%s\"", closed);
+    }
+    if (str_of(o, "pr_url")) lf_jw_str(&c, "pr_url", str_of(o, "pr_url"));
+    if (has_pr) lf_jw_int(&c, "pr_number", prn);
+    if (strcmp(ci, "{}") != 0) lf_jw_raw(&c, "ci_status", ci, NULL);
+    lf_jw_close(&c, '}');
+    if (m->n > 1 && ch.len > 2) m->entries[m->n - 1].changes = keep(m, lf_buf_steal(&ch));
+    else lf_buf_free(&ch);
+    return NULL;
+}
+
+/* ---- writing it ------------------------------------------------------------- */
+
+static void step(imp *m);
+
+static void committed(lf_code code, const char *err, const lf_record *rec,
+                      const lf_entry *en, void *arg) {
+    imp *m = arg;
+    (void)en;
+    if (code != LF_OK) {
+        char why[600];
+        if (m->next > 0)
+            snprintf(why, sizeof why, "import of %s stopped at its entry %zu: %s", m->id,
+                     m->next + 1, err ? err : lf_code_name(code));
+        finish(m, code, m->next > 0 ? why : err, NULL);
+        return;
+    }
+    if (++m->next == m->n) {
+        finish(m, LF_OK, NULL, rec);
+        return;
+    }
+    step(m);
+}
+
+static void step(imp *m) { lf_engine_commit_entry(m->e, &m->entries[m->next], committed, m); }
+
+/* A dry run: the fold, once the id and the ref are known to be free. */
+static void ref_checked(const lf_result *r, void *arg) {
+    imp *m = arg;
+    if (r->success) {
+        char why[300];
+        snprintf(why, sizeof why, "Duplicate ref: %s already has record %s", m->ref,
+                 lf_record_id(r->record));
+        finish(m, LF_DUPLICATE_REF, why, NULL);
+        return;
+    }
+    char err[200];
+    for (size_t i = 0; i < m->n; i++) {
+        lf_entry *en = &m->entries[i];
+        if (lf_record_apply(&m->preview, en, err, sizeof err)) {
+            finish(m, LF_INVALID_REQUEST, err, NULL);
+            return;
+        }
+    }
+    finish(m, LF_OK, NULL, m->preview);
+}
+
+static void id_checked(const lf_result *r, void *arg) {
+    imp *m = arg;
+    if (r->success) {
+        char why[200];
+        snprintf(why, sizeof why, "Record id already exists: %s", m->id);
+        finish(m, LF_CONFLICT, why, NULL);
+        return;
+    }
+    lf_engine_find_by_ref(m->e, m->ref, ref_checked, m);
+}
+
+void lf_engine_import(lf_engine *e, const char *record_json, const char *actor, bool dry_run,
+                      lf_result_cb *cb, void *arg) {
+    imp *m = lf_xcalloc(1, sizeof *m);
+    m->e = e;
+    m->cb = cb;
+    m->arg = arg;
+    m->dry_run = dry_run;
+    lf_buf a = LF_BUF_INIT;
+    lf_buf_printf(&a, "import:%s", actor ? actor : "anonymous");
+    m->actor = lf_buf_steal(&a);
+    cJSON *o = cJSON_Parse(record_json);
+    char why[400];
+    const char *bad;
+    const lf_workflow *wf = lf_engine_workflow(e, "loopforge");
+    if (!wf) bad = "the policy set has no loopforge workflow to import into";
+    else bad = read_record(m, o, wf, lf_engine_generation(e), why, sizeof why);
+    cJSON_Delete(o);
+    if (bad) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "import %s: %s", m->id[0] ? m->id : "record", bad);
+        finish(m, LF_INVALID_REQUEST, msg, NULL);
+        return;
+    }
+    if (dry_run) lf_engine_get(e, m->id, id_checked, m);
+    else step(m);
+}

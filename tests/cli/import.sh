@@ -1,0 +1,79 @@
+#!/bin/sh
+# loopforge import and POST /v1/import (issue 15 item 8), on dumps the
+# reference LoopForge package made itself (tests/fixtures/loopforge, see
+# generate.py there): every record with its id, state, history and
+# original timestamps; every imported entry marked; duplicates, histories
+# the workflow does not allow and bad timestamps refused, per record, and
+# --dry-run writing nothing.
+. tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
+STORE="file:$tmp/j"
+LF="$ROOT/tests/fixtures/loopforge"
+ids=$(sed -n 's/^    "record_id": "\(loop-[0-9a-f]*\)",$/\1/p' "$LF/records.json")
+first=$(printf '%s\n' "$ids" | head -1)
+
+lf import "$LF/records.json" --dry-run
+expect_rc "import --dry-run" 0
+match_out "… says what it would import" "^would import $first \\(https://github.com/acme/app/issues/101, state closed\\)"
+check "… and writes nothing" test "$(audit_count)" -eq 0
+lf import "$LF/records.json" --actor migrator
+expect_rc "import of LoopForge's array dump" 0
+match_err "… three records" 'import: 3 record\(s\), 0 refused'
+lf show "$first" --json
+expect_json "the record keeps its id" record_id "$first"
+expect_json "… its state" state closed
+expect_json "… its pr fields" pr_number 7
+expect_json "… its ci_status" ci_status/build success
+expect_json "… its labels" labels/team core
+expect_json "… its whole history" 'transitions/#' 9
+want=$(sed -n '/"trigger": "review.approved"/{n;s/.*"timestamp": "\(.*\)",/\1/p;}' "$LF/records.json" | head -1)
+expect_json "… with the original timestamps" transitions/7/timestamp "$want"
+expect_json "… and its closed_at" closed_at "$(sed -n 's/.*"closed_at": "\(.*\)"$/\1/p' "$LF/records.json" | head -1)"
+lf audit "$first"
+match_out "every imported entry is marked: the importing actor" '"actor":"import:migrator"'
+match_out "… and the import decision" '"decisions":\[\{"policy":"import","verdict":"allow","reason":"imported from LoopForge by migrator"\}\]'
+lf audit --verify
+expect_rc "the log still verifies" 0
+lf transition "$(printf '%s\n' "$ids" | sed -n 2p)" ci_passed ci.completed
+expect_rc "an imported record goes on living" 0
+lf import "$LF/one.json"
+expect_rc "importing a record again: exit 6" 6
+match_err "… refused, naming its id" "Record id already exists: $first"
+n=$(audit_count)
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-aaaabbbb"/' "$LF/one.json" >other-id.json
+lf import other-id.json
+expect_rc "another id with a ref that exists: exit 6" 6
+match_err "… duplicate ref" 'Duplicate ref'
+check "… and nothing written" test "$(audit_count)" -eq "$n"
+lf import "$LF/records.ndjson"
+expect_rc "NDJSON (model_dump_json per line)" 0
+match_err "… two records" 'import: 2 record\(s\), 0 refused'
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-ccccdddd"/; s/acme\/app\/issues\/101/acme\/app\/issues\/901/g; s/"from_state":"task_queued","to_state":"pr_created"/"from_state":"task_queued","to_state":"merged"/' "$LF/one.json" >bad-edge.json
+lf import bad-edge.json
+expect_rc "a history the workflow does not allow: exit 2" 2
+match_err "… says which step" 'transitions\[2\] \(task_queued -> merged\) is not a step of workflow loopforge'
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-eeeeffff"/; s/acme\/app\/issues\/101/acme\/app\/issues\/902/g; s/"timestamp":"\([0-9T:-]*\)\.[0-9]*Z"/"timestamp":"\1Z"/g' "$LF/one.json" >whole-seconds.json
+lf import whole-seconds.json
+expect_rc "timestamps without fractional seconds (isoformat at .000000)" 0
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-12121212"/; s/acme\/app\/issues\/101/acme\/app\/issues\/903/g; s/"timestamp":"[^"]*"/"timestamp":"yesterday"/g' "$LF/one.json" >bad-time.json
+lf import bad-time.json
+expect_rc "a timestamp that is not ISO 8601: exit 2" 2
+match_err "… named" "'yesterday' is not an ISO 8601 UTC time"
+
+# ---- over HTTP (admin) ----
+start_server --store "file:$tmp/h" --policies "$POLICIES" || not_ok "serve starts"
+req POST "/v1/import?dry_run=true" "@$LF/records.json"
+expect_status "POST /v1/import?dry_run=true: 200" 200
+expect_json "… would import three" imported 3
+req GET "/v1/records/$first"
+expect_status "… and wrote nothing" 404
+req POST /v1/import "@$LF/records.json"
+expect_json "POST /v1/import: three imported" imported 3
+expect_json "… each result is a result object" results/1/record/record_id "$first"
+req POST /v1/import "@$LF/one.json"
+expect_json "… one object again: refused" refused 1
+expect_json "… conflict" results/1/code conflict
+req POST /v1/import '"a string"'
+expect_status "a body that is no record: 400" 400
+stop_server
+done_testing
