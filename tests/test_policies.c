@@ -165,12 +165,12 @@ static void test_shipped_set(void **state) {
     assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
 
     static const char *const guards[][2] = {
-        {"blocking-labels", "to=merged"},
-        {"ci-retry-budget", "from=ci_failed to=ci_pending"},
-        {"high-risk-merge-needs-approval", "to=merged"},
-        {"merge-freeze", "to=merged"},
-        {"no-self-approval", "to=approved"},
-        {"review-unless-auto-merge", "from=ci_passed to=merged"}};
+        {"blocking-labels", "to=merged workflow=loopforge"},
+        {"ci-retry-budget", "from=ci_failed to=ci_pending workflow=loopforge"},
+        {"high-risk-merge-needs-approval", "to=merged workflow=loopforge"},
+        {"merge-freeze", "to=merged workflow=loopforge"},
+        {"no-self-approval", "to=approved workflow=loopforge"},
+        {"review-unless-auto-merge", "from=ci_passed to=merged workflow=loopforge"}};
     assert_int_equal(lf_rules_count(r, LF_RULE_GUARD), 6);
     for (int i = 0; i < 6; i++) {
         lf_rule_info in;
@@ -187,7 +187,8 @@ static void test_shipped_set(void **state) {
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_string_equal(in.name, "route-to-review");
     assert_string_equal(in.file, "policies/hooks/route-to-review.lua");
-    assert_string_equal(in.on, "to=ci_passed");
+    /* The shipped rules apply to the loopforge workflow only. */
+    assert_string_equal(in.on, "to=ci_passed workflow=loopforge");
     lf_rules_info(r, LF_RULE_HOOK, 1, &in);
     assert_null(in.name);
     lf_rules_free(r);

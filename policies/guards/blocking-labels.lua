@@ -10,7 +10,7 @@ local allow, deny, ipairs = allow, deny, ipairs
 return policy {
   name = "blocking-labels",
   description = "labels such as do-not-merge block merging",
-  on = { to = "merged" },
+  on = { to = "merged", workflow = "loopforge" },
   defaults = { labels = { "do-not-merge", "blocked" } },
 
   check = function(t, cfg)

@@ -9,7 +9,7 @@ local allow, deny = allow, deny
 return policy {
   name = "ci-retry-budget",
   description = "at most max_retries ci_failed -> ci_pending retries, then escalate",
-  on = { from = "ci_failed", to = "ci_pending" },
+  on = { from = "ci_failed", to = "ci_pending", workflow = "loopforge" },
   defaults = { max_retries = 3 },
 
   validate = function(cfg)

@@ -35,7 +35,7 @@ end
 return policy {
   name = "high-risk-merge-needs-approval",
   description = "a high-risk merge needs a recorded governance approval",
-  on = { to = "merged" },
+  on = { to = "merged", workflow = "loopforge" },
   defaults = { risk_tiers = { "high" } },
 
   check = function(t, cfg)

@@ -19,7 +19,7 @@ local FIELDS = { from = true, to = true, reason = true }
 return policy {
   name = "merge-freeze",
   description = "no merges inside the configured freeze windows (UTC)",
-  on = { to = "merged" },
+  on = { to = "merged", workflow = "loopforge" },
   defaults = { windows = {} },
 
   validate = function(cfg)

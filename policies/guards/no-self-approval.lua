@@ -9,7 +9,7 @@ local allow, deny = allow, deny
 return policy {
   name = "no-self-approval",
   description = "the actor who opened the PR cannot approve it",
-  on = { to = "approved" },
+  on = { to = "approved", workflow = "loopforge" },
 
   check = function(t)
     if t.actor == nil or t.actor == "" then

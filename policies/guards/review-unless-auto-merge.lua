@@ -8,7 +8,7 @@ local allow, deny = allow, deny
 return policy {
   name = "review-unless-auto-merge",
   description = "ci_passed -> merged only with auto_merge; otherwise review first",
-  on = { from = "ci_passed", to = "merged" },
+  on = { from = "ci_passed", to = "merged", workflow = "loopforge" },
 
   check = function(t)
     if t.record.auto_merge then return allow() end

@@ -8,7 +8,7 @@ local request = request
 return hook {
   name = "route-to-review",
   description = "on ci_passed without auto_merge, request awaiting_review",
-  on = { to = "ci_passed" },
+  on = { to = "ci_passed", workflow = "loopforge" },
 
   run = function(e)
     if not e.record.auto_merge then

@@ -151,6 +151,30 @@ run --policies "$SHIPPED" --store "$STORE" transition "$id" merged pr.merged --a
 expect_rc "the real denied merge exits 5" 5
 match_err "the real denial names the policy" '^Denied by policy high-risk-merge-needs-approval: high-risk merge requires governance approval$'
 
+# ---- the shipped rules keep to the loopforge workflow ----
+O="$tmp/other-wf"
+cp -r "$SHIPPED" "$O"
+cat >"$O/workflows/release.lua" <<'LUA'
+return workflow {
+  name = "release",
+  states = { "draft", "merged", "shipped" },
+  initial = "draft",
+  terminal = { "shipped" },
+  edges = { { "draft", "merged" }, { "merged", "shipped" } },
+}
+LUA
+run --policies "$O" --store "file:$tmp/other.j" create --ref rel-1 --workflow release --label do-not-merge=do-not-merge
+rel=$out
+run --policies "$O" --store "file:$tmp/other.j" transition "$rel" merged ship
+expect_rc "blocking-labels does not apply to another workflow's merged state" 0
+run --policies "$O" --store "file:$tmp/other.j" create --ref rel-2 --auto-merge --label do-not-merge=do-not-merge
+lfr=$out
+for st in task_queued pr_created ci_pending ci_passed; do
+    run --policies "$O" --store "file:$tmp/other.j" transition "$lfr" "$st" t
+done
+run --policies "$O" --store "file:$tmp/other.j" transition "$lfr" merged ship
+expect_rc "… and still does to loopforge's (exit 5)" 5
+
 # ---- lint in one round ----
 L1="$tmp/lint1"
 mkdir -p "$L1/workflows" "$L1/guards"
