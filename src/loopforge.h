@@ -271,6 +271,15 @@ LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb
 LF_API void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
                              bool dry_run, lf_result_cb *cb, void *arg);
 
+/* Durable timers (a workflow's `timers`): every record in a timed state,
+ * with when its timer is due, as {"now","timers":[{record_id, state, to,
+ * trigger, due, due_now}],"fired":[...]}; with fire, the due ones move
+ * (in due order, actor "timer:<state>", the record's version expected, so
+ * of several hosts ticking at once one moves it). now_us: the time to act
+ * at (0: the clock's), which tests move instead of sleeping. */
+LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
+                           void *arg);
+
 /* Signed attestations of a record's merges: {"record_id","attestations":
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
  * invalid_request without a signing key, not_found for no such record. */

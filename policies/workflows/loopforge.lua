@@ -28,6 +28,16 @@
 --             targets of a state in the order its edges appear here, e.g.
 --             "Invalid transition: ci_passed → issue_created. Allowed from
 --             ci_passed: merged, awaiting_review".
+--   timers    durable timers (optional): a record that stays in a state for
+--             the given time moves on by itself, along an edge it has:
+--               timers = {
+--                 awaiting_review = { { "48h", to = "escalated",
+--                                       trigger = "review.sla_expired" } },
+--               }
+--             Durations: digits and s, m, h or d. Due at the time the record
+--             entered the state plus the duration; leaving the state cancels
+--             it; it fires as an ordinary request (guards, audit) by actor
+--             "timer:<state>" -- see docs/policies.md, "Timers".
 --
 -- The loader also checks that every state is reachable from `initial`, that
 -- there are no self-loops and no duplicate states or edges.

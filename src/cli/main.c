@@ -29,6 +29,8 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_attest,
                                              &lf_cmd_evidence,
                                              &lf_cmd_import,
+                                             &lf_cmd_timers,
+                                             &lf_cmd_tick,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},

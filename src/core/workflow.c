@@ -29,8 +29,35 @@ void lf_workflow_free(lf_workflow *wf) {
     free(wf->states);
     free(wf->terminal);
     free(wf->edges);
+    for (int i = 0; i < wf->ntimers; i++) free(wf->timers[i].trigger);
+    free(wf->timers);
     free(wf->name);
     free(wf);
+}
+
+int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
+                          const char *trigger) {
+    if (!lf_workflow_has_edge(wf, state, to) || after_us <= 0 || !trigger || !*trigger)
+        return -1;
+    wf->timers = lf_xrealloc(wf->timers, (size_t)(wf->ntimers + 1) * sizeof *wf->timers);
+    wf->timers[wf->ntimers++] =
+        (lf_timer_def){.state = state, .to = to, .after_us = after_us,
+                       .trigger = lf_xstrdup(trigger)};
+    return 0;
+}
+
+int64_t lf_duration_parse(const char *s) {
+    int64_t n = 0;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9' && n < 1000000000) n = n * 10 + (*p++ - '0');
+    if (p == s || !p[0] || p[1]) return -1;
+    switch (*p) {
+    case 's': return n * 1000000;
+    case 'm': return n * 60 * 1000000;
+    case 'h': return n * 3600 * 1000000;
+    case 'd': return n * 86400 * 1000000;
+    default: return -1;
+    }
 }
 
 int lf_workflow_add_state(lf_workflow *wf, const char *name) {

@@ -16,6 +16,14 @@ typedef struct lf_edge {
     int from, to;
 } lf_edge;
 
+/* A durable timer: a record that stays in `state` for `after_us` moves
+ * along the edge to `to` (an ordinary request, actor "timer:<state>"). */
+typedef struct lf_timer_def {
+    int state, to;
+    int64_t after_us;
+    char *trigger;
+} lf_timer_def;
+
 typedef struct lf_workflow {
     char *name;
     char **states;          /* index is the state id, declaration order */
@@ -24,6 +32,8 @@ typedef struct lf_workflow {
     int initial;            /* state id, -1 until set */
     lf_edge *edges;         /* declaration order */
     int nedges;
+    lf_timer_def *timers;   /* declaration order */
+    int ntimers;
 } lf_workflow;
 
 lf_workflow *lf_workflow_new(const char *name);
@@ -37,6 +47,13 @@ int lf_workflow_state(const lf_workflow *wf, const char *name);
 int lf_workflow_add_edge(lf_workflow *wf, int from, int to);
 bool lf_workflow_has_edge(const lf_workflow *wf, int from, int to);
 bool lf_workflow_is_terminal(const lf_workflow *wf, int state);
+/* Adds a timer; returns 0, or -1 if a state is out of range or the
+ * workflow has no edge state -> to. */
+int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
+                          const char *trigger);
+/* A duration: digits and a unit, s, m, h or d ("90s", "48h"). Returns
+ * the microseconds, or -1. */
+int64_t lf_duration_parse(const char *s);
 
 /* Structural checks a loadable workflow must pass: an initial state, no
  * self-loops, no edge into the initial state, no edge out of a terminal

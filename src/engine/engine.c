@@ -598,6 +598,12 @@ const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name) {
     return lf_rules_workflow(e->gen->rules, name);
 }
 
+int lf_engine_nworkflows(lf_engine *e) { return lf_rules_nworkflows(e->gen->rules); }
+
+const lf_workflow *lf_engine_workflow_at(lf_engine *e, int i) {
+    return lf_rules_workflow_at(e->gen->rules, i);
+}
+
 char *lf_engine_public_key(const lf_engine *e) {
     const lf_key *k = lf_evidence_key(e->ev);
     return k ? lf_key_public_pem(k) : NULL;

@@ -17,5 +17,7 @@ char *lf_engine_policies_json(lf_engine *e);
  * (announced first, as every write), and a workflow of that set. */
 void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg);
 const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name);
+int lf_engine_nworkflows(lf_engine *e);
+const lf_workflow *lf_engine_workflow_at(lf_engine *e, int i);
 
 #endif

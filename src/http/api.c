@@ -552,3 +552,10 @@ void lf_api_import(lf_req *r) {
     lf_op_begin(r);
     import_next(x);
 }
+
+/* GET /v1/timers: the durable timers and when they are due (they fire on
+ * the server's own tick). */
+void lf_api_timers(lf_req *r) {
+    lf_op_begin(r);
+    lf_engine_tick(r->srv->engine, 0, false, attested, r);
+}

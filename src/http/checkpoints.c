@@ -1,11 +1,13 @@
-/* checkpoints.c -- the server's signed checkpoints (docs/audit.md): one
- * every --checkpoint-every entries or --checkpoint-seconds when anything
- * was appended, and one at shutdown, so the log a server leaves behind is
- * covered to its end. A timer looks once a second; the work is the
- * engine's (lf_engine_checkpoint), one at a time. */
+/* checkpoints.c -- what the server does by itself, once a second: fire
+ * the durable timers that are due (lf_engine_tick), and, with a signing
+ * key, append a signed checkpoint (docs/audit.md) every --checkpoint-every
+ * entries or --checkpoint-seconds when anything was appended, and one at
+ * shutdown, so the log a server leaves behind is covered to its end. The
+ * work is the engine's, one of each at a time. */
 #include "internal.h"
 
 #include <event2/event.h>
+#include <string.h>
 
 typedef struct cp_wait {
     lf_server *s;
@@ -36,10 +38,24 @@ static void checkpoint(lf_server *s) {
     lf_engine_checkpoint(s->engine, "serve", on_checkpoint, &pending);
 }
 
+static bool ticking;            /* a timer tick in flight */
+
+static void on_timers(lf_code code, const char *error, const char *doc, void *arg) {
+    (void)arg;
+    ticking = false;
+    if (code != LF_OK) lf_logf(LF_LOG_WARN, "timers: %s", error);
+    else if (!strstr(doc, "\"fired\":[]")) lf_logf(LF_LOG_INFO, "timers: %s", doc);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg) {
     lf_server *s = arg;
     (void)fd, (void)what;
-    if (s->cp_busy || s->draining) return;
+    if (s->draining) return;
+    if (!ticking) {
+        ticking = true;
+        lf_engine_tick(s->engine, 0, true, on_timers, NULL);
+    }
+    if (s->cp_busy || !lf_engine_can_sign(s->engine)) return;
     lf_stats st;
     lf_engine_stats(s->engine, &st);
     uint64_t fresh = st.appended - s->cp_appended;
@@ -50,7 +66,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
 }
 
 void lf_checkpoints_start(lf_server *s) {
-    if (!s->engine || !lf_engine_can_sign(s->engine)) return;
+    if (!s->engine) return;
     s->cp_ns = lf_mono_ns();
     struct timeval one = {1, 0};
     s->cp_ev = event_new(s->base, -1, EV_PERSIST, on_tick, s);

@@ -66,6 +66,7 @@ enum {
     LF_RT_DELETE,
     LF_RT_ATTESTATIONS,
     LF_RT_IMPORT,
+    LF_RT_TIMERS,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -275,6 +276,7 @@ void lf_api_transition(lf_req *r);
 void lf_api_delete(lf_req *r);
 void lf_api_attestations(lf_req *r);
 void lf_api_import(lf_req *r);
+void lf_api_timers(lf_req *r);
 void lf_api_policies(lf_req *r);
 void lf_api_reload(lf_req *r);
 void lf_audit_all(lf_req *r);

@@ -194,7 +194,8 @@ static int rawfield(wf_ctx *w, const char *key) {
 /* Unknown keys are almost always typos ("termnal"), which would otherwise
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
-    static const char *const known[] = {"name", "initial", "states", "terminal", "edges"};
+    static const char *const known[] = {"name",  "initial", "states",
+                                        "terminal", "edges", "timers"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -314,6 +315,54 @@ static void get_edges(wf_ctx *w) {
     lua_pop(L, 1);
 }
 
+/* timers = { STATE = { { "48h", to = STATE, trigger = "..." }, ... } }:
+ * each moves a record that stayed that long along an edge it has. */
+static void get_timers(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "timers"), map = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "timers must map states to lists of { \"48h\", to = ..., trigger = ... }");
+    else if (ty == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, map)) {
+            int list = lua_gettop(L);
+            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int state = lf_workflow_state(w->wf, sn);
+            if (state < 0) wf_problem(w, "timers: unknown state '%s'", sn);
+            else if (lua_type(L, list) != LUA_TTABLE)
+                wf_problem(w, "timers.%s must be a list of timers", sn);
+            else {
+                lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+                for (lua_Integer i = 1; i <= n; i++) {
+                    lua_rawgeti(L, list, i);
+                    int t = lua_gettop(L);
+                    const char *after = NULL, *to = NULL, *trig = NULL;
+                    if (lua_type(L, t) == LUA_TTABLE) {
+                        if (lua_rawgeti(L, t, 1) == LUA_TSTRING) after = lua_tostring(L, -1);
+                        lua_pushstring(L, "to");
+                        if (lua_rawget(L, t) == LUA_TSTRING) to = lua_tostring(L, -1);
+                        lua_pushstring(L, "trigger");
+                        if (lua_rawget(L, t) == LUA_TSTRING) trig = lua_tostring(L, -1);
+                    }
+                    int64_t us = after ? lf_duration_parse(after) : -1;
+                    int ti = to ? lf_workflow_state(w->wf, to) : -1;
+                    if (us <= 0 || ti < 0 || !trig)
+                        wf_problem(w,
+                                   "timers.%s[%lld] must be { \"DURATION\" (like 30m, 48h), "
+                                   "to = STATE, trigger = \"...\" }",
+                                   sn, (long long)i);
+                    else if (lf_workflow_add_timer(w->wf, state, ti, us, trig) < 0)
+                        wf_problem(w, "timers.%s[%lld]: no edge %s -> %s for it to take", sn,
+                                   (long long)i, sn, to);
+                    lua_settop(L, list);
+                }
+            }
+            lua_settop(L, list - 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* The core's structural lint, one problem per line, all at `line`. */
 static void lint(wf_ctx *w) {
     lf_buf problems = LF_BUF_INIT;
@@ -341,6 +390,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     get_initial(&w);
     get_terminal(&w);
     get_edges(&w);
+    if (c->nerr == before) get_timers(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);

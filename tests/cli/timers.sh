@@ -1,0 +1,89 @@
+#!/bin/sh
+# Durable timers (issue 11, item 1): a workflow's `timers`, lint, the due
+# time (the time the record entered the state + the duration), `timers`
+# listing them, `tick --now` firing only what is due, as an ordinary
+# transition by actor timer:<state>, leaving the state cancelling, a
+# deadline that passed while nothing ran firing at the next tick, and two
+# ticks at once moving a record once. The test moves the clock (--now);
+# nothing sleeps.
+. tests/cli/tap.inc
+P="$tmp/pol"
+mkdir -p "$P/workflows"
+cat >"$P/workflows/review.lua" <<'LUA'
+return workflow {
+  name = "loopforge",
+  states = { "open", "awaiting_review", "escalated", "done" },
+  initial = "open",
+  terminal = { "done" },
+  edges = { { "open", "awaiting_review" }, { "awaiting_review", "escalated" },
+            { "awaiting_review", "done" }, { "escalated", "done" } },
+  timers = {
+    awaiting_review = { { "48h", to = "escalated", trigger = "review.sla_expired" } },
+  },
+}
+LUA
+POLICIES="$P"
+STORE="file:$tmp/j"
+lf lint
+expect_rc "a workflow with a timer lints" 0
+
+# ---- lint ----
+B="$tmp/bad"
+mkdir -p "$B/workflows"
+sed 's/to = "escalated"/to = "open"/' "$P/workflows/review.lua" >"$B/workflows/review.lua"
+run --policies "$B" lint
+expect_rc "a timer along an edge the workflow lacks: exit 2" 2
+match_err "… says so" 'timers.awaiting_review\[1\]: no edge awaiting_review -> open'
+sed 's/"48h"/"two days"/' "$P/workflows/review.lua" >"$B/workflows/review.lua"
+run --policies "$B" lint
+match_err "a duration that is not one: named" 'timers.awaiting_review\[1\] must be \{ "DURATION" \(like 30m, 48h\)'
+
+# ---- due, not due, fired ----
+lf create --ref a; a=$out
+lf transition "$a" awaiting_review t
+entered=$(lf show "$a" --json >/dev/null; printf '%s' "$out" | sed -n 's/.*"updated_at":"\([^"]*\)".*/\1/p')
+lf timers
+match_out "timers lists the record's timer" "^$a  awaiting_review → escalated \\(review.sla_expired\\)  due "
+lf timers --json
+due=$(json timers/1/due)
+expect_match "… due 48h after it entered the state" due "$due" "^$(date -u -d "${entered%.*}Z + 48 hours" +%Y-%m-%dT%H:%M:%S)\\."
+soon=$(date -u -d "${entered%.*}Z + 47 hours" +%Y-%m-%dT%H:%M:%SZ)
+late=$(date -u -d "${entered%.*}Z + 49 hours" +%Y-%m-%dT%H:%M:%SZ)
+n=$(audit_count)
+lf tick --now "$soon"
+expect_out "a tick before it is due fires nothing" ""
+check "… and writes nothing" test "$(audit_count)" -eq "$n"
+lf timers --due --now "$late"
+match_out "timers --due at a later time: due" '\[due\]'
+lf tick --now "$late"
+expect_out "a tick after it is due fires it" "$a: awaiting_review → escalated (ok)"
+lf show "$a" --json
+expect_json "… the record moved" state escalated
+expect_json "… by the timer" transitions/3/actor timer:awaiting_review
+expect_json "… with the declared trigger" transitions/3/trigger review.sla_expired
+lf timers
+expect_out "… and it has no timer any more" ""
+
+# ---- leaving the state cancels ----
+lf create --ref b; b=$out
+lf transition "$b" awaiting_review t
+lf transition "$b" done reviewed
+lf tick --now 2099-01-01T00:00:00Z
+expect_out "a record that left the state has no timer to fire" ""
+lf show "$b" --json
+expect_json "… it stays where it went" state done
+
+# ---- a deadline passed while nothing ran; two ticks at once ----
+lf create --ref c; c=$out
+lf transition "$c" awaiting_review t
+n=$(audit_count)
+"$LOOPFORGE_BIN" --policies "$P" --store "$STORE" tick --now 2099-01-01T00:00:00Z >"$tmp/t1" 2>&1 &
+p1=$!
+"$LOOPFORGE_BIN" --policies "$P" --store "$STORE" tick --now 2099-01-01T00:00:00Z >"$tmp/t2" 2>&1 &
+p2=$!
+wait $p1 $p2
+check "a deadline long past fires at the next tick" sh -c "grep -h '^$c: awaiting_review → escalated (ok)' '$tmp/t1' '$tmp/t2' | grep -q ."
+check "… two ticks at once move the record once" test "$(audit_count)" -eq "$((n + 1))"
+lf audit --verify
+expect_rc "the log verifies" 0
+done_testing
