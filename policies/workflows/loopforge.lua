@@ -38,6 +38,15 @@
 --             entered the state plus the duration; leaving the state cancels
 --             it; it fires as an ordinary request (guards, audit) by actor
 --             "timer:<state>" -- see docs/policies.md, "Timers".
+--   retries   retries with backoff, then escalation (optional):
+--               retries = {
+--                 ci_failed = { to = "ci_pending", trigger = "ci.retry", max = 3,
+--                               backoff = { initial = "1m", factor = 2, max = "1h" },
+--                               escalate_to = "escalated" },
+--               }
+--             Attempts are counted from the record's history (across
+--             restarts); the edges state -> to and state -> escalate_to must
+--             exist.
 --
 -- The loader also checks that every state is reachable from `initial`, that
 -- there are no self-loops and no duplicate states or edges.

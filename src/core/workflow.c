@@ -31,6 +31,8 @@ void lf_workflow_free(lf_workflow *wf) {
     free(wf->edges);
     for (int i = 0; i < wf->ntimers; i++) free(wf->timers[i].trigger);
     free(wf->timers);
+    for (int i = 0; i < wf->nretries; i++) free(wf->retries[i].trigger);
+    free(wf->retries);
     free(wf->name);
     free(wf);
 }
@@ -44,6 +46,23 @@ int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
         (lf_timer_def){.state = state, .to = to, .after_us = after_us,
                        .trigger = lf_xstrdup(trigger)};
     return 0;
+}
+
+int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r) {
+    if (!lf_workflow_has_edge(wf, r->state, r->to) ||
+        !lf_workflow_has_edge(wf, r->state, r->escalate) || r->max < 0 ||
+        r->initial_us <= 0 || r->factor < 1 || !r->trigger || !*r->trigger)
+        return -1;
+    wf->retries = lf_xrealloc(wf->retries, (size_t)(wf->nretries + 1) * sizeof *wf->retries);
+    wf->retries[wf->nretries] = *r;
+    wf->retries[wf->nretries++].trigger = lf_xstrdup(r->trigger);
+    return 0;
+}
+
+int64_t lf_retry_backoff(const lf_retry_def *r, int n) {
+    double us = (double)r->initial_us;
+    for (int i = 0; i < n && us < (double)r->max_us; i++) us *= r->factor;
+    return r->max_us > 0 && us > (double)r->max_us ? r->max_us : (int64_t)us;
 }
 
 int64_t lf_duration_parse(const char *s) {

@@ -24,6 +24,17 @@ typedef struct lf_timer_def {
     char *trigger;
 } lf_timer_def;
 
+/* Retries of a failure state: a record in `state` is moved to `to` after
+ * a backoff (initial x factor^attempts, at most max_us) while fewer than
+ * `max` attempts were made (attempts: its transitions state -> to); after
+ * that it is moved to `escalate` (trigger "retry.exhausted"). */
+typedef struct lf_retry_def {
+    int state, to, escalate, max;
+    int64_t initial_us, max_us;
+    double factor;
+    char *trigger;
+} lf_retry_def;
+
 typedef struct lf_workflow {
     char *name;
     char **states;          /* index is the state id, declaration order */
@@ -34,6 +45,8 @@ typedef struct lf_workflow {
     int nedges;
     lf_timer_def *timers;   /* declaration order */
     int ntimers;
+    lf_retry_def *retries;
+    int nretries;
 } lf_workflow;
 
 lf_workflow *lf_workflow_new(const char *name);
@@ -51,6 +64,11 @@ bool lf_workflow_is_terminal(const lf_workflow *wf, int state);
  * workflow has no edge state -> to. */
 int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
                           const char *trigger);
+/* Adds a retry (r's trigger is copied). Returns 0, or -1 unless the
+ * workflow has the edges state -> to and state -> escalate. */
+int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r);
+/* The backoff before attempt n (0 for the first retry). */
+int64_t lf_retry_backoff(const lf_retry_def *r, int n);
 /* A duration: digits and a unit, s, m, h or d ("90s", "48h"). Returns
  * the microseconds, or -1. */
 int64_t lf_duration_parse(const char *s);

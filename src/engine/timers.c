@@ -10,13 +10,20 @@
  * the expected one: of several daemons ticking at once exactly one moves
  * the record, the others get a conflict and write nothing. The caller
  * says what time it is (lf_engine_tick), so tests move a clock instead of
- * sleeping. */
+ * sleeping.
+ *
+ * Retries (a workflow's `retries`) are timers too: a record in a failure
+ * state is moved back to try again after a backoff that grows with the
+ * attempts its history shows (initial x factor^n, at most max), and when
+ * the budget is spent it is moved to the escalation state at once,
+ * trigger "retry.exhausted" -- counted from the log, so across restarts. */
 #include "engine_internal.h"
 #include "../core/buf.h"
 #include "../core/clock.h"
 #include "../core/mem.h"
 #include "../core/record.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,19 +153,39 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         int64_t entered;
         if (s < 0 || !rec->nhist || lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
             continue;
-        const lf_timer_def *best = NULL;
-        for (int k = 0; k < wf->ntimers; k++)
-            if (wf->timers[k].state == s && (!best || wf->timers[k].after_us < best->after_us))
-                best = &wf->timers[k];
-        if (!best) continue;
+        /* The earliest of the state's timers and its retry. */
+        int64_t due = INT64_MAX;
+        int to = -1;
+        const char *trigger = NULL;
+        for (int k = 0; k < wf->ntimers; k++) {
+            const lf_timer_def *d = &wf->timers[k];
+            if (d->state == s && entered + d->after_us < due)
+                due = entered + d->after_us, to = d->to, trigger = d->trigger;
+        }
+        for (int k = 0; k < wf->nretries; k++) {
+            const lf_retry_def *r = &wf->retries[k];
+            if (r->state != s) continue;
+            int attempts = 0;
+            for (size_t h = 0; h < rec->nhist; h++)
+                attempts += rec->hist[h].from_state &&
+                            strcmp(rec->hist[h].from_state, wf->states[r->state]) == 0 &&
+                            strcmp(rec->hist[h].to_state, wf->states[r->to]) == 0;
+            int64_t at = attempts < r->max ? entered + lf_retry_backoff(r, attempts) : entered;
+            if (at < due) {
+                due = at;
+                to = attempts < r->max ? r->to : r->escalate;
+                trigger = attempts < r->max ? r->trigger : "retry.exhausted";
+            }
+        }
+        if (to < 0) continue;
         t->p = lf_xrealloc(t->p, (t->np + 1) * sizeof *t->p);
         pending *p = &t->p[t->np++];
         snprintf(p->id, sizeof p->id, "%s", rec->id);
         p->version = rec->version;
         p->state = lf_xstrdup(rec->state);
-        p->to = lf_xstrdup(wf->states[best->to]);
-        p->trigger = lf_xstrdup(best->trigger);
-        p->due = entered + best->after_us;
+        p->to = lf_xstrdup(wf->states[to]);
+        p->trigger = lf_xstrdup(trigger);
+        p->due = due;
     }
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
@@ -186,8 +213,9 @@ void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, voi
     t->list = lf_jw_open(&t->fired, '[');
     for (int w = 0; w < lf_engine_nworkflows(e); w++) {
         const lf_workflow *wf = lf_engine_workflow_at(e, w);
-        for (int k = 0; k < wf->ntimers; k++) {
-            const char *name = wf->states[wf->timers[k].state];
+        for (int k = 0; k < wf->ntimers + wf->nretries; k++) {
+            const char *name = wf->states[k < wf->ntimers ? wf->timers[k].state
+                                                          : wf->retries[k - wf->ntimers].state];
             bool seen = false;
             for (size_t i = 0; i < t->nstates; i++) seen |= strcmp(t->states[i], name) == 0;
             if (seen) continue;

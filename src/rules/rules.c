@@ -195,7 +195,7 @@ static int rawfield(wf_ctx *w, const char *key) {
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
     static const char *const known[] = {"name",  "initial", "states",
-                                        "terminal", "edges", "timers"};
+                                        "terminal", "edges", "timers", "retries"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -363,6 +363,69 @@ static void get_timers(wf_ctx *w) {
     lua_pop(L, 1);
 }
 
+/* A field of the table at t: a string (or NULL), a number (or dflt). */
+static const char *tstr(lua_State *L, int t, const char *k) {
+    lua_pushstring(L, k);
+    const char *s = lua_rawget(L, t) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);      /* the table keeps the string alive */
+    return s;
+}
+
+static double tnum(lua_State *L, int t, const char *k, double dflt) {
+    lua_pushstring(L, k);
+    double v = lua_rawget(L, t) == LUA_TNUMBER ? lua_tonumber(L, -1) : dflt;
+    lua_pop(L, 1);
+    return v;
+}
+
+/* retries = { STATE = { to = STATE, trigger = "...", max = 3,
+ *   backoff = { initial = "1s", factor = 2, max = "1h" }, escalate_to = STATE } } */
+static void get_retries(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "retries"), map = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE) wf_problem(w, "retries must map states to retries");
+    else if (ty == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, map)) {
+            int t = lua_gettop(L);
+            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            lf_retry_def r = {.state = lf_workflow_state(w->wf, sn), .max = -1};
+            const char *to = NULL, *esc = NULL, *ini = NULL, *mx = NULL;
+            if (lua_type(L, t) == LUA_TTABLE) {
+                to = tstr(L, t, "to");
+                esc = tstr(L, t, "escalate_to");
+                r.trigger = (char *)tstr(L, t, "trigger");
+                r.max = (int)tnum(L, t, "max", -1);
+                lua_pushstring(L, "backoff");
+                if (lua_rawget(L, t) == LUA_TTABLE) {
+                    int b = lua_gettop(L);
+                    ini = tstr(L, b, "initial");
+                    mx = tstr(L, b, "max");
+                    r.factor = tnum(L, b, "factor", 2);
+                }
+                lua_settop(L, t);
+            }
+            r.to = to ? lf_workflow_state(w->wf, to) : -1;
+            r.escalate = esc ? lf_workflow_state(w->wf, esc) : -1;
+            r.initial_us = ini ? lf_duration_parse(ini) : -1;
+            r.max_us = mx ? lf_duration_parse(mx) : 0;
+            if (r.state < 0) wf_problem(w, "retries: unknown state '%s'", sn);
+            else if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 ||
+                     r.initial_us <= 0 || r.max_us < 0 || r.factor < 1)
+                wf_problem(w,
+                           "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
+                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\" }, "
+                           "escalate_to = STATE }",
+                           sn);
+            else if (lf_workflow_add_retry(w->wf, &r) < 0)
+                wf_problem(w, "retries.%s: the workflow needs the edges %s -> %s and %s -> %s",
+                           sn, sn, to, sn, esc);
+            lua_settop(L, t - 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* The core's structural lint, one problem per line, all at `line`. */
 static void lint(wf_ctx *w) {
     lf_buf problems = LF_BUF_INIT;
@@ -391,6 +454,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     get_terminal(&w);
     get_edges(&w);
     if (c->nerr == before) get_timers(&w);
+    if (c->nerr == before) get_retries(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);

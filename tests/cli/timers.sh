@@ -86,4 +86,51 @@ check "a deadline long past fires at the next tick" sh -c "grep -h '^$c: awaitin
 check "… two ticks at once move the record once" test "$(audit_count)" -eq "$((n + 1))"
 lf audit --verify
 expect_rc "the log verifies" 0
+
+# ---- retries with backoff, then escalation ----
+R="$tmp/retry"
+mkdir -p "$R/workflows"
+cat >"$R/workflows/ci.lua" <<'LUA'
+return workflow {
+  name = "loopforge",
+  states = { "new", "ci_pending", "ci_failed", "escalated", "done" },
+  initial = "new",
+  terminal = { "done" },
+  edges = { { "new", "ci_pending" }, { "ci_pending", "ci_failed" }, { "ci_failed", "ci_pending" },
+            { "ci_failed", "escalated" }, { "ci_pending", "done" }, { "escalated", "done" } },
+  retries = {
+    ci_failed = { to = "ci_pending", trigger = "ci.retry", max = 3,
+                  backoff = { initial = "1m", factor = 2, max = "1h" },
+                  escalate_to = "escalated" },
+  },
+}
+LUA
+POLICIES="$R"
+STORE="file:$tmp/r"
+lf create --ref ci; r=$out
+lf transition "$r" ci_pending start
+# failed_at: when the record last entered ci_failed
+failed_at() { lf show "$r" --json >/dev/null; printf '%s' "$out" | sed 's/.*"to_state":"ci_failed","trigger":"[^"]*","timestamp":"\([^"]*\)".*/\1/'; }
+for attempt in 1 2 3; do
+    lf transition "$r" ci_failed fail
+    at=$(failed_at)
+    backoff=$((60 << (attempt - 1)))
+    lf timers --json
+    due=$(json timers/1/due)
+    expect_match "retry $attempt: due ${backoff}s after the failure" due "$due" \
+        "^$(date -u -d "${at%.*}Z + $backoff seconds" +%Y-%m-%dT%H:%M:%S)\."
+    expect_json "… back to ci_pending" timers/1/to ci_pending
+    lf tick --now "$(date -u -d "${at%.*}Z + $((backoff - 1)) seconds" +%Y-%m-%dT%H:%M:%SZ)"
+    expect_out "… not a second before" ""
+    lf tick --now "$(date -u -d "${at%.*}Z + $((backoff + 1)) seconds" +%Y-%m-%dT%H:%M:%SZ)"
+    expect_out "… and then it retries" "$r: ci_failed → ci_pending (ok)"
+done
+lf transition "$r" ci_failed fail
+lf timers --json
+expect_json "the 4th failure: the budget is spent, escalation is due at once" timers/1/to escalated
+expect_json "… trigger retry.exhausted" timers/1/trigger retry.exhausted
+lf tick
+expect_out "… a tick escalates it" "$r: ci_failed → escalated (ok)"
+lf show "$r" --json
+expect_json "… by the retry's timer" transitions/10/actor timer:ci_failed
 done_testing
