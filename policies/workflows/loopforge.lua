@@ -47,6 +47,14 @@
 --             Attempts are counted from the record's history (across
 --             restarts); the edges state -> to and state -> escalate_to must
 --             exist.
+--   stages    a pipeline in order (optional), expanded by the loader:
+--               stages = { from = "in_progress", pass = "passed", fail = "failed",
+--                          backoff = { initial = "30s", factor = 2, max = "1h" },
+--                          { "implement", retries = 5 }, { "lint", retries = 3 } }
+--             Each stage is a state reached from the one before (the first
+--             from `from`, the last leads to `pass`); a stage with retries gets
+--             a STAGE_failed state that goes back after the backoff, at most
+--             that many times, then to `fail`.
 --
 -- The loader also checks that every state is reachable from `initial`, that
 -- there are no self-loops and no duplicate states or edges.

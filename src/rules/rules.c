@@ -194,8 +194,8 @@ static int rawfield(wf_ctx *w, const char *key) {
 /* Unknown keys are almost always typos ("termnal"), which would otherwise
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
-    static const char *const known[] = {"name",  "initial", "states",
-                                        "terminal", "edges", "timers", "retries"};
+    static const char *const known[] = {"name",  "initial", "states", "terminal",
+                                        "edges", "timers", "retries", "stages"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -426,6 +426,95 @@ static void get_retries(wf_ctx *w) {
     lua_pop(L, 1);
 }
 
+/* Adds an edge the stages need (an existing one is fine). */
+static void stage_edge(wf_ctx *w, const char *a, const char *b) {
+    int from = lf_workflow_state(w->wf, a), to = lf_workflow_state(w->wf, b);
+    if (!lf_workflow_has_edge(w->wf, from, to)) lf_workflow_add_edge(w->wf, from, to);
+}
+
+/* stages = { from = STATE, pass = STATE, fail = STATE,
+ *            backoff = { initial = "30s", factor = 2, max = "1h" },
+ *            { "implement", retries = 5 }, { "lint", retries = 3 }, ... }
+ * A pipeline in order: each stage is a state, reached from the one before
+ * (the first from `from`, the last leads to `pass`); a stage with retries
+ * has a STAGE_failed state that goes back to it after the backoff, as
+ * many times as it says, then to `fail` (a declared retry); one without
+ * fails straight to `fail`. Nine stages are nine lines, not 39 edges. */
+static void get_stages(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "stages"), st = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "stages must be a table: { from = ..., pass = ..., fail = ..., "
+                      "{ \"stage\", retries = N }, ... }");
+    if (ty != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    const char *from = tstr(L, st, "from"), *pass = tstr(L, st, "pass");
+    const char *fail = tstr(L, st, "fail"), *ini = "30s", *mx = "1h";
+    double factor = 2;
+    lua_pushstring(L, "backoff");
+    if (lua_rawget(L, st) == LUA_TTABLE) {
+        int b = lua_gettop(L);
+        if (tstr(L, b, "initial")) ini = tstr(L, b, "initial");
+        if (tstr(L, b, "max")) mx = tstr(L, b, "max");
+        factor = tnum(L, b, "factor", 2);
+    }
+    lua_settop(L, st);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, st);
+    if (!from || !pass || !fail || lf_workflow_state(w->wf, from) < 0 ||
+        lf_workflow_state(w->wf, pass) < 0 || lf_workflow_state(w->wf, fail) < 0 || n < 1) {
+        wf_problem(w, "stages needs from, pass and fail (declared states) and at least one "
+                      "{ \"stage\", retries = N }");
+        lua_pop(L, 1);
+        return;
+    }
+    const char *prev = from;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, st, i);
+        int t = lua_gettop(L);
+        const char *name = NULL;
+        double retries = 0;
+        if (lua_type(L, t) == LUA_TTABLE) {
+            if (lua_rawgeti(L, t, 1) == LUA_TSTRING) name = lua_tostring(L, -1);
+            lua_pop(L, 1);
+            retries = tnum(L, t, "retries", 0);
+        }
+        if (!name || retries < 0 || lf_workflow_add_state(w->wf, name) < 0) {
+            wf_problem(w, "stage %lld must be { \"NAME\", retries = N } with a new state name",
+                       (long long)i);
+            lua_settop(L, st);
+            break;
+        }
+        stage_edge(w, prev, name);
+        if (retries > 0) {
+            lf_buf failed = LF_BUF_INIT;
+            lf_buf_printf(&failed, "%s_failed", name);
+            lf_workflow_add_state(w->wf, failed.p);
+            stage_edge(w, name, failed.p);
+            stage_edge(w, failed.p, name);
+            stage_edge(w, failed.p, fail);
+            lf_retry_def r = {.state = lf_workflow_state(w->wf, failed.p),
+                              .to = lf_workflow_state(w->wf, name),
+                              .escalate = lf_workflow_state(w->wf, fail),
+                              .max = (int)retries,
+                              .initial_us = lf_duration_parse(ini),
+                              .max_us = lf_duration_parse(mx),
+                              .factor = factor,
+                              .trigger = "stage.retry"};
+            if (lf_workflow_add_retry(w->wf, &r) < 0)
+                wf_problem(w, "stages: backoff needs durations like \"30s\" and a factor >= 1");
+            lf_buf_free(&failed);
+        } else {
+            stage_edge(w, name, fail);
+        }
+        prev = name;            /* kept alive by the stages table */
+        lua_settop(L, st);
+    }
+    stage_edge(w, prev, pass);
+    lua_pop(L, 1);
+}
+
 /* The core's structural lint, one problem per line, all at `line`. */
 static void lint(wf_ctx *w) {
     lf_buf problems = LF_BUF_INIT;
@@ -453,6 +542,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     get_initial(&w);
     get_terminal(&w);
     get_edges(&w);
+    if (c->nerr == before) get_stages(&w);
     if (c->nerr == before) get_timers(&w);
     if (c->nerr == before) get_retries(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
