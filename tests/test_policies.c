@@ -155,14 +155,15 @@ static void expect_eval(lf_rules *r, const lf_record *rec, const char *to,
 static void test_shipped_set(void **state) {
     (void)state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    assert_int_equal(lf_rules_nfiles(r), 10); /* and routes/github.lua */
+    assert_int_equal(lf_rules_nfiles(r), 11); /* and routes/, workflows/factory.lua */
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
     for (size_t i = 0; i < NSHIPPED; i++) {
         char p[128];
         snprintf(p, sizeof p, "policies/%s", SHIPPED[i]);
         assert_string_equal(lf_rules_file_at(r, (int)i + 1), p);
     }
-    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/factory.lua");
+    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/loopforge.lua");
 
     static const char *const guards[][2] = {
         {"blocking-labels", "to=merged workflow=loopforge"},

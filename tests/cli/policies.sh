@@ -11,7 +11,7 @@ gen=$(printf '%s' "$out" | sed 's/.*generation //')
 run --policies "$SHIPPED" lint --json
 expect_json "lint --json: ok" ok true
 expect_json "lint --json: the same generation" generation "$gen"
-expect_json "lint --json: the default workflow is loaded" workflows/1 loopforge
+expect_json "lint --json: the default workflow is loaded (after factory, in path order)" workflows/2 loopforge
 match_out "lint --json lists the guards" '"guards":\["'
 run --policies "$POLICIES" lint
 expect_out "lint counts the files of a directory" \
@@ -98,7 +98,7 @@ expect_json "create --workflow uses it" state new
 # `policies` lists what the shipped set loads, in evaluation order.
 run --policies "$SHIPPED" policies
 expect_rc "policies exits 0" 0
-match_out "policies names the generation" '^generation [0-9a-f]{64} \(10 files in '
+match_out "policies names the generation" '^generation [0-9a-f]{64} \(11 files in '
 match_out "policies lists a guard with its filter" '^  high-risk-merge-needs-approval +to=merged '
 match_out "policies lists the hook" '^  route-to-review +to=ci_passed '
 match_out "policies lists the routes" '^routes \(9\):$'

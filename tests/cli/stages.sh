@@ -1,5 +1,6 @@
 #!/bin/sh
-# Declarative stages (issue 11, item 6): Factory's task pipeline -- nine
+# Declarative stages (issue 11, item 6): Factory's task pipeline -- the
+# shipped policies/workflows/factory.lua -- nine
 # stages with their retry counts (5, 3, 5, 3, 3, 3, 2, 3, 1) and
 # exponential backoff -- in nine lines of a workflow file, expanded by the
 # loader into 23 states and 39 edges; a task run through it with a failed
@@ -8,22 +9,7 @@
 . tests/cli/tap.inc
 P="$tmp/factory"
 mkdir -p "$P/workflows"
-cat >"$P/workflows/factory.lua" <<'LUA'
-return workflow {
-  name = "factory",
-  states = { "created", "in_progress", "passed_pipeline", "failed_pipeline", "integrated" },
-  initial = "created",
-  terminal = { "integrated", "failed_pipeline" },
-  edges = { { "created", "in_progress" }, { "passed_pipeline", "integrated" } },
-  stages = {
-    from = "in_progress", pass = "passed_pipeline", fail = "failed_pipeline",
-    backoff = { initial = "30s", factor = 2, max = "1h" },
-    { "implement", retries = 5 }, { "unit_test", retries = 3 }, { "coverage", retries = 5 },
-    { "lint", retries = 3 }, { "static", retries = 3 }, { "integration", retries = 3 },
-    { "security", retries = 2 }, { "review", retries = 3 }, { "accept", retries = 1 },
-  },
-}
-LUA
+cp "$SHIPPED/workflows/factory.lua" "$P/workflows/"
 POLICIES="$P"
 STORE="file:$tmp/j"
 lf policies
