@@ -32,11 +32,6 @@ return {
     -- enabled = false,
   },
 
-  -- At most max_retries ci_failed -> ci_pending retries per record.
-  ["ci-retry-budget"] = {
-    max_retries = 3,
-  },
-
   -- No merges inside these windows (UTC, from <= now < to).
   ["merge-freeze"] = {
     windows = {

@@ -61,6 +61,7 @@ LF_API const char *lf_record_state(const lf_record *r);
 LF_API uint64_t lf_record_version(const lf_record *r);
 LF_API const char *lf_record_ref(const lf_record *r);
 LF_API const char *lf_record_updated_at(const lf_record *r);  /* ISO 8601 UTC */
+LF_API const char *lf_record_parent(const lf_record *r);      /* NULL = none */
 /* The record as JSON (LoopForge's key order); caller frees. */
 LF_API char *lf_record_json(const lf_record *r);
 /* The same with only the last max_transitions history entries (0: all);
@@ -142,6 +143,8 @@ typedef struct lf_create_req {
     const char *actor;          /* NULL = "anonymous" */
     const char *workflow;       /* NULL = "loopforge" */
     const char *idempotency_key;    /* a repeat returns the first result */
+    const char *parent;         /* the id of the record this one belongs to
+                                   (it must exist), NULL = none */
 } lf_create_req;
 
 typedef struct lf_transition_req {
@@ -166,6 +169,17 @@ typedef struct lf_transition_req {
     uint64_t expected_version;  /* 0 = any; else only if the record is still
                                    at this version (LF_CONFLICT names the
                                    version it is at) */
+    const char *roles;          /* the actor's roles, comma separated
+                                   ("maintainer,breakglass"), NULL = none:
+                                   a workflow's role gates and guards
+                                   (t.actor_roles) see them, the entry
+                                   keeps them */
+    bool roles_verified;        /* they come from a credential (a token),
+                                   not from the caller's word */
+    const char *override_reason;    /* break-glass: pass guards that deny
+                                   (never the graph or a role gate); needs
+                                   the role "breakglass"; audited */
+    const char *co_signer;      /* a second person for an override, or NULL */
 } lf_transition_req;
 
 LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
@@ -186,6 +200,8 @@ LF_API void lf_engine_delete_version(lf_engine *e, const char *id, const char *a
 typedef struct lf_list_query {
     const char *state;          /* NULL = any */
     const char *repo;           /* NULL = any */
+    const char *parent;         /* NULL = any; else only its children (and
+                                   then neither state nor repo) */
     size_t limit;               /* 0 = 100 */
     const char *cursor;         /* from a previous page, or NULL */
 } lf_list_query;

@@ -29,7 +29,6 @@
 /* ---- the shipped set in a temp directory (helpers: policy_dir.h) ---------- */
 
 static const char *const SHIPPED[] = {"guards/blocking-labels.lua",
-                                      "guards/ci-retry-budget.lua",
                                       "guards/high-risk-merge-needs-approval.lua",
                                       "guards/merge-freeze.lua",
                                       "guards/no-self-approval.lua",
@@ -133,7 +132,7 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
                       const char *trigger, const char *actor, const char *meta,
                       lf_verdict *keep) {
-    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW};
+    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     lf_buf b = LF_BUF_INIT;
@@ -155,25 +154,24 @@ static void expect_eval(lf_rules *r, const lf_record *rec, const char *to,
 static void test_shipped_set(void **state) {
     (void)state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    assert_int_equal(lf_rules_nfiles(r), 11); /* and routes/, workflows/factory.lua */
+    assert_int_equal(lf_rules_nfiles(r), 11); /* and routes/, the workflows */
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
     for (size_t i = 0; i < NSHIPPED; i++) {
         char p[128];
         snprintf(p, sizeof p, "policies/%s", SHIPPED[i]);
         assert_string_equal(lf_rules_file_at(r, (int)i + 1), p);
     }
-    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/factory.lua");
-    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 8), "policies/workflows/factory.lua");
+    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
 
     static const char *const guards[][2] = {
         {"blocking-labels", "to=merged workflow=loopforge"},
-        {"ci-retry-budget", "from=ci_failed to=ci_pending workflow=loopforge"},
         {"high-risk-merge-needs-approval", "to=merged workflow=loopforge"},
         {"merge-freeze", "to=merged workflow=loopforge"},
         {"no-self-approval", "to=approved workflow=loopforge"},
         {"review-unless-auto-merge", "from=ci_passed to=merged workflow=loopforge"}};
-    assert_int_equal(lf_rules_count(r, LF_RULE_GUARD), 6);
-    for (int i = 0; i < 6; i++) {
+    assert_int_equal(lf_rules_count(r, LF_RULE_GUARD), 5);
+    for (int i = 0; i < 5; i++) {
         lf_rule_info in;
         lf_rules_info(r, LF_RULE_GUARD, i, &in);
         assert_int_equal(in.kind, LF_RULE_GUARD);
@@ -759,7 +757,7 @@ static void test_no_record(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW};
+    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
@@ -826,7 +824,7 @@ static void test_guard_sees(void **state) {
                   "pr.merged",
                   "bob",
                   "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
-                  at_us("2026-06-01T00:00:00Z") + 250000};
+                  at_us("2026-06-01T00:00:00Z") + 250000, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -861,7 +859,7 @@ static void test_json_values(void **state) {
         " \"t\": true, \"n\": null, \"no\": false,"
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
-    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW};
+    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -995,7 +993,7 @@ static void test_stashed_view(void **state) {
     assert_string_equal(json, want);
     free(json);
 
-    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci", NULL, "[]", false};
+    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci", NULL, "[]", false, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 0);
@@ -1094,7 +1092,7 @@ static void test_config(void **state) {
     assert_false(in.enabled);
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_false(in.enabled);
-    lf_hook_event ev = {rec, "pr_created", "ci_pending", "ci", "ci", NULL, "[]", false};
+    lf_hook_event ev = {rec, "pr_created", "ci_pending", "ci", "ci", NULL, "[]", false, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
@@ -1142,7 +1140,7 @@ static void test_hooks(void **state) {
                         "ci",
                         "{\"k\":\"v\"}",
                         "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
-                        false};
+                        false, NULL};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
@@ -1215,7 +1213,7 @@ static void test_high_risk(void **state) {
     /* the issue's example, through the engine's message format */
     lf_verdict v;
     lf_eval in = {
-        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW};
+        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1268,36 +1266,6 @@ static void test_review_unless_auto_merge(void **state) {
     lf_record_free(manual);
     lf_record_free(autom);
     lf_rules_free(r);
-}
-
-static void test_ci_retry_budget(void **state) {
-    tdir *d = *state;
-    lf_rules *r = load_opts("policies", NULL, NULL);
-    lf_record *two =
-        mkrec(HAPPY ";ci_failed@ci;ci_pending@a;ci_failed@ci;ci_pending@a;ci_failed@ci",
-              false, NULL, NULL);
-    lf_record *three = mkrec(HAPPY ";ci_failed@ci;ci_pending@a;ci_failed@ci;ci_pending@a;"
-                                   "ci_failed@ci;ci_pending@a;ci_failed@ci",
-                             false, NULL, NULL);
-    expect_eval(r, two, "ci_pending", "a", NULL, "[" ALLOW("ci-retry-budget") "]");
-    expect_eval(r, three, "ci_pending", "a", NULL,
-                "[" DENY("ci-retry-budget",
-                         "CI retry budget exhausted (3 of 3 retries used): "
-                         "escalate instead of retrying") "]");
-    lf_rules_free(r);
-    copy_shipped(d, "return { ['ci-retry-budget'] = { max_retries = 1 } }\n");
-    r = load_ok(d);
-    expect_eval(r, two, "ci_pending", "a", NULL,
-                "[" DENY("ci-retry-budget",
-                         "CI retry budget exhausted (2 of 1 retries used): "
-                         "escalate instead of retrying") "]");
-    lf_rules_free(r);
-    copy_shipped(d, "return {\n  ['ci-retry-budget'] = { max_retries = 1.5 },\n}\n");
-    expect_errors(d,
-                  "%s/config.lua:2: config for 'ci-retry-budget': max_retries must be a "
-                  "whole number, 0 or more\n");
-    lf_record_free(two);
-    lf_record_free(three);
 }
 
 static void test_merge_freeze(void **state) {
@@ -1400,7 +1368,7 @@ static void test_route_to_review(void **state) {
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
     lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed",
-                        "ci",   "{}",         "[]",        false};
+                        "ci",   "{}",         "[]",        false, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);
@@ -1461,7 +1429,6 @@ int main(void) {
         cmocka_unit_test(test_high_risk),
         cmocka_unit_test(test_no_self_approval),
         cmocka_unit_test(test_review_unless_auto_merge),
-        T(test_ci_retry_budget),
         T(test_merge_freeze),
         T(test_blocking_labels),
         cmocka_unit_test(test_route_to_review),

@@ -86,15 +86,24 @@ static void test_default_shape(void **state) {
     const lf_workflow *wf = dflt(state);
     assert_string_equal(wf->name, "loopforge");
     assert_ptr_equal(lf_rules_workflow(*state, "loopforge"), wf);
-    assert_int_equal(wf->nstates, NSTATES);
+    /* LoopForge's 10 states, then ours: escalated, reached only when CI's
+     * retry budget is spent. */
+    assert_int_equal(wf->nstates, NSTATES + 1);
     for (int i = 0; i < NSTATES; i++) {
         assert_string_equal(wf->states[i], STATES[i]);
         assert_int_equal(lf_workflow_state(wf, STATES[i]), i);
         /* conformance 1: only closed is terminal */
         assert_int_equal(lf_workflow_is_terminal(wf, i), i == NSTATES - 1);
     }
+    assert_string_equal(wf->states[NSTATES], "escalated");
+    assert_false(lf_workflow_is_terminal(wf, NSTATES));
     assert_int_equal(wf->initial, 0);
-    assert_int_equal(wf->nedges, 12);   /* DESIGN.md says 13; it lists 12 */
+    /* LoopForge's 12 edges (DESIGN.md says 13; it lists 12) come first, then
+     * escalated's two ways out and the engine's escalation edge. */
+    assert_int_equal(wf->nedges, 15);
+    for (int i = 0; i < wf->nedges; i++)
+        assert_int_equal(wf->edges[i].engine, i == 14);
+    assert_true(lf_workflow_engine_edge(wf, lf_workflow_state(wf, "ci_failed"), NSTATES));
     assert_int_equal(lf_workflow_state(wf, "nope"), -1);
 }
 
@@ -333,8 +342,8 @@ static void test_dot(void **state) {
     assert_non_null(strstr(s, "digraph \"loopforge\" {"));
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
-        snprintf(line, sizeof line, "\"%s\" -> \"%s\";\n", wf->states[wf->edges[i].from],
-                 wf->states[wf->edges[i].to]);
+        snprintf(line, sizeof line, "\"%s\" -> \"%s\"%s\n", wf->states[wf->edges[i].from],
+                 wf->states[wf->edges[i].to], wf->edges[i].engine ? " [style=dashed];" : ";");
         if (!strstr(s, line)) fail_msg("dot lacks %s", line);
     }
     assert_non_null(strstr(s, "\"closed\" [shape=doublecircle];"));
@@ -405,7 +414,7 @@ static void test_render_odd_names(void **state) {
 static void test_ranks(void **state) {
     const lf_workflow *wf = dflt(state);
     static const int want[NSTATES] = {0, 1, 2, 3, 4, 4, 5, 6, 7, 8};
-    int ranks[NSTATES];
+    int ranks[NSTATES + 1];
     lf_workflow_ranks(wf, ranks);
     for (int i = 0; i < NSTATES; i++) {
         int s = lf_workflow_state(wf, STATES[i]);

@@ -311,7 +311,7 @@ local owned = setmetatable({}, { __mode = "k" })
 ---
 ---   kit.engine()                                  -- the repository's policies
 ---   kit.engine{ policies = DIR }                  -- another directory, as is
----   kit.engine{ config = { ["ci-retry-budget"] = { max_retries = 1 } } }
+---   kit.engine{ config = { ["merge-freeze"] = { windows = {} } } }
 ---   kit.engine{ guards = {...}, hooks = {...}, routes = {...}, shipped = false }
 ---
 --- With config, guards, hooks, routes or lib, the engine runs on a temporary copy

@@ -56,12 +56,21 @@
 --             a STAGE_failed state that goes back after the backoff, at most
 --             that many times, then to `fail`.
 --
+--   roles     who may leave or enter a state (optional): an actor needs one
+--             of the listed roles (from the token over HTTP, --role on the
+--             CLI); checked before the guards, refused with exit 5:
+--               roles = { escalated = { leave = { "maintainer" } } }
+--
 -- The loader also checks that every state is reachable from `initial`, that
 -- there are no self-loops and no duplicate states or edges.
 --
--- This file must behave exactly like the reference, LoopForge v0.1.0: the
--- same 10 states and the same 12 edges in the same order (tests/
--- test_workflow.c checks all 100 from/to pairs and every message).
+-- This file must behave exactly like the reference, LoopForge v0.1.0, for
+-- every record that never escalates: the same 10 states and the same 12
+-- edges in the same order (tests/test_workflow.c checks all 100 from/to
+-- pairs and every message). One state is ours: `escalated`, reached only
+-- when CI's retry budget is spent (the retry's escalation edge is the
+-- engine's own: it is not listed in any "Allowed from" message), and left
+-- only by a maintainer.
 
 return workflow {
   name = "loopforge",
@@ -77,6 +86,7 @@ return workflow {
     "approved",
     "merged",
     "closed",           -- the issue is closed: the end of the line
+    "escalated",        -- CI's retry budget is spent: a person must look
   },
 
   initial = "issue_created",
@@ -95,5 +105,20 @@ return workflow {
     { "awaiting_review", "ci_pending" },      -- changes requested, CI again
     { "approved",        "merged" },
     { "merged",          "closed" },
+    { "escalated",       "ci_pending" },      -- a maintainer retries after all
+    { "escalated",       "closed" },          -- or gives the work up
+  },
+
+  -- CI may be re-run after a failure at most 3 times per record (the
+  -- re-runs are the caller's: no backoff); on the 4th failure the record
+  -- moves to `escalated` at once (trigger retry.exhausted), and a 4th
+  -- re-run is refused (policy retries:ci_failed, exit 5).
+  retries = {
+    ci_failed = { to = "ci_pending", trigger = "ci.retry", max = 3,
+                  escalate_to = "escalated" },
+  },
+
+  roles = {
+    escalated = { leave = { "maintainer" } },
   },
 }

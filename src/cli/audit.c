@@ -250,6 +250,19 @@ static int run_proof(lf_cli *c, const char *seqs) {
     return rc;
 }
 
+/* ---- --overrides ------------------------------------------------------------- */
+
+/* Entries whose authority carries a break-glass override, as they are. */
+static int override_line(const char *line, size_t len, void *arg) {
+    const char *a, *o;
+    size_t an, on;
+    (void)arg;
+    if (lf_json_get(line, len, "authority", &a, &an) && *a == '{' &&
+        lf_json_get(a, an, "override", &o, &on))
+        printf("%.*s\n", (int)len, line);
+    return 0;
+}
+
 /* ---- the command ------------------------------------------------------------ */
 
 static int run_audit(lf_cli *c) {
@@ -268,6 +281,11 @@ static int run_audit(lf_cli *c) {
     if (verify && (first || after))
         return lf_cli_usage(c, "--verify checks the whole log: it takes no ID or --after");
     if (verify) return run_verify(c);
+    if (lf_args_has(&c->args, "overrides")) {
+        if (first || after) return lf_cli_usage(c, "--overrides reads the whole log");
+        size_t torn;
+        return lf_cli_each_line(c, override_line, NULL, &torn);
+    }
     uint64_t from = 0;
     if (after && lf_cli_parse_u64(after, 0, UINT64_MAX, &from) != 0)
         return lf_cli_usage(c, "--after must be a sequence number, got '%s'", after);
@@ -276,16 +294,18 @@ static int run_audit(lf_cli *c) {
 
 static const lf_optspec audit_opts[] = {{"after", true},      {"verify", false},
                                         {"key", true},        {"checkpoint", true},
-                                        {NULL, false}};
+                                        {"overrides", false}, {NULL, false}};
 
 const lf_command lf_cmd_audit = {
     "audit", "print, verify, checkpoint or prove the audit log",
     "Usage: loopforge audit [ID] [--after SEQ]\n"
+    "       loopforge audit --overrides\n"
     "       loopforge audit --verify [--key PUBLIC_KEY] [--checkpoint FILE]\n"
     "       loopforge audit checkpoint      (with --signing-key)\n"
     "       loopforge audit proof SEQ\n\n"
     "Prints audit entries as NDJSON in sequence order: every entry, or\n"
-    "those of record ID; --after SEQ starts after that sequence number.\n\n"
+    "those of record ID; --after SEQ starts after that sequence number.\n"
+    "--overrides prints only the entries that carry a break-glass override.\n\n"
     "--verify reads the whole log (a journal as a file: nothing is opened for\n"
     "writing, no policy set is needed, a torn last line is reported and left\n"
     "alone) and checks every entry's hash and its link to the one before,\n"

@@ -31,6 +31,7 @@ static int run_create(lf_cli *c) {
     req.workflow = lf_args_get(&c->args, "workflow");
     req.actor = lf_cli_actor(c);
     req.idempotency_key = lf_args_get(&c->args, "idempotency-key");
+    req.parent = lf_args_get(&c->args, "parent");
 
     char *labels = NULL, *meta = NULL;
     if ((rc = lf_cli_kv_object(c, "label", NULL, &labels)) ||
@@ -57,7 +58,7 @@ static const lf_optspec create_opts[] = {{"ref", true},        {"repo", true},
                                          {"label", true},      {"meta", true},
                                          {"meta-json", true},  {"actor", true},
                                          {"workflow", true},   {"idempotency-key", true},
-                                         {NULL, false}};
+                                         {"parent", true},     {NULL, false}};
 
 const lf_command lf_cmd_create = {
     "create", "create a record for an issue; prints its id",
@@ -75,7 +76,9 @@ const lf_command lf_cmd_create = {
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
-    "                       answers as the first did\n",
+    "                       answers as the first did\n"
+    "  --parent ID          the record this one belongs to (a gate's work unit,\n"
+    "                       an epic's issue); it must exist\n",
     create_opts, run_create, false};
 
 /* ---- transition ------------------------------------------------------ */
@@ -152,9 +155,15 @@ static int run_transition(lf_cli *c) {
         .dry_run = lf_args_has(&c->args, "dry-run"),
         .idempotency_key = lf_args_get(&c->args, "idempotency-key"),
         .expected_version = expect,
+        /* Local use: the roles are the caller's word, and the entry says so. */
+        .roles = lf_args_get(&c->args, "role"),
+        .override_reason = lf_args_get(&c->args, "reason"),
+        .co_signer = lf_args_get(&c->args, "co-signer"),
     };
     if (!*req.id || !*req.to || !*req.trigger)
         return lf_cli_usage(c, "ID, STATE and TRIGGER must not be empty");
+    if (lf_args_has(&c->args, "override") != (req.override_reason != NULL))
+        return lf_cli_usage(c, "--override needs --reason \"why\", and --reason an --override");
     char *meta = NULL;
     if ((rc = lf_cli_kv_object(c, "meta", "meta-json", &meta))) return rc;
     req.metadata = meta;
@@ -171,7 +180,8 @@ static int run_transition(lf_cli *c) {
 static const lf_optspec transition_opts[] = {
     {"meta", true},     {"meta-json", true},       {"actor", true},
     {"dry-run", false}, {"idempotency-key", true}, {"expect-version", true},
-    {NULL, false}};
+    {"role", true},     {"override", false},       {"reason", true},
+    {"co-signer", true}, {NULL, false}};
 
 const lf_command lf_cmd_transition = {
     "transition", "move a record to another state",
@@ -189,7 +199,14 @@ const lf_command lf_cmd_transition = {
     "  --idempotency-key K  a repeat with the same key changes nothing and\n"
     "                       answers as the first did (\"duplicate\": true)\n"
     "  --expect-version N   only if the record is still at version N (else\n"
-    "                       exit 6, naming the version it is at)\n",
+    "                       exit 6, naming the version it is at)\n"
+    "  --role R[,R...]      the actor's roles, for the workflow's role gates and\n"
+    "                       the guards (local use: the entry records them as\n"
+    "                       claimed; over HTTP they come from the token)\n"
+    "  --override --reason \"why\"\n"
+    "                       break-glass: pass guards that deny (needs the role\n"
+    "                       breakglass; never the graph or a role gate); audited\n"
+    "  --co-signer NAME     a second person who signs the override\n",
     transition_opts, run_transition, false};
 
 /* ---- show ------------------------------------------------------------ */
@@ -298,6 +315,7 @@ static int run_list(lf_cli *c) {
     lf_list_query q = {
         .state = lf_args_get(&c->args, "state"),
         .repo = lf_args_get(&c->args, "repo"),
+        .parent = lf_args_get(&c->args, "parent"),
         .cursor = lf_args_get(&c->args, "cursor"),
     };
     const char *lim = lf_args_get(&c->args, "limit");
@@ -317,7 +335,8 @@ static int run_list(lf_cli *c) {
 }
 
 static const lf_optspec list_opts[] = {
-    {"state", true}, {"repo", true}, {"limit", true}, {"cursor", true}, {NULL, false}};
+    {"state", true},  {"repo", true},   {"limit", true},
+    {"cursor", true}, {"parent", true}, {NULL, false}};
 
 const lf_command lf_cmd_list = {
     "list", "list records, newest first",
@@ -328,6 +347,7 @@ const lf_command lf_cmd_list = {
     "the cursor of the next page is printed to stderr.\n\n"
     "  --state S            only records in state S\n"
     "  --repo R             only records of repository R\n"
+    "  --parent ID          only the children of record ID\n"
     "  --limit N            at most N records (default 100)\n"
     "  --cursor C           the page after a previous one\n",
     list_opts, run_list, true};

@@ -184,15 +184,16 @@ static int run_token(lf_cli *c) {
     if (!lf_token_name_valid(name))
         return lf_cli_usage(c, "NAME must be 1-64 of [A-Za-z0-9._-], got '%s'", name);
     if (lf_role_parse(rname, &role))
-        return lf_cli_usage(c, "ROLE must be read, write or admin, got '%s'", rname);
-    char token[64], line[160];
-    if (lf_token_new(name, role, token, line))
+        return lf_cli_usage(c, LF_ROLE_HELP ", got '%s'", rname);
+    char token[64], line[LF_TOKEN_LINE];
+    if (lf_token_new(name, rname, token, line))
         return lf_cli_fail(c, LF_UNAVAILABLE, "no randomness for a token");
     const char *file = lf_args_get(&c->args, "tokens");
     if (file && (rc = append_line(c, file, name, line))) return rc;
     if (c->json) {
-        printf("{\"name\":\"%s\",\"role\":\"%s\",\"token\":\"%s\",\"line\":\"%s\"}\n",
-               name, lf_role_name(role), token, line);
+        printf("{\"name\":\"%s\",\"role\":\"%s\",\"roles\":\"%s\",\"token\":\"%s\","
+               "\"line\":\"%s\"}\n",
+               name, lf_role_name(role), rname, token, line);
     } else {
         printf("%s\n", token);
         if (!file) printf("%s\n", line);

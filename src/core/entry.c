@@ -29,7 +29,7 @@ char *lf_entry_own(lf_entry *e) {
     const char **f[] = {&e->record_id, &e->from_state, &e->to_state,  &e->trigger,
                         &e->actor,     &e->metadata,   &e->decisions, &e->policy_set,
                         &e->record,    &e->changes,    &e->violation, &e->idempotency_key,
-                        &e->request};
+                        &e->request,   &e->authority};
     size_t n = 1;
     for (size_t i = 0; i < sizeof f / sizeof *f; i++)
         if (*f[i]) n += strlen(*f[i]) + 1;
@@ -63,6 +63,7 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *b) {
     if (e->record) lf_jw_raw(&o, "record", e->record, NULL);
     if (e->changes) lf_jw_raw(&o, "changes", e->changes, NULL);
     if (e->violation) lf_jw_raw(&o, "violation", e->violation, NULL);
+    if (e->authority) lf_jw_raw(&o, "authority", e->authority, NULL);
     if (e->idempotency_key) lf_jw_str(&o, "idempotency_key", e->idempotency_key);
     if (e->request) lf_jw_str(&o, "request", e->request);
     lf_jw_key(&o, "prev");
@@ -180,7 +181,8 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
         get_doc(root, line, len, "decisions", 1, 0, &doc->decisions, err, errlen) ||
         get_doc(root, line, len, "record", 0, 1, &doc->record, err, errlen) ||
         get_doc(root, line, len, "changes", 0, 1, &doc->changes, err, errlen) ||
-        get_doc(root, line, len, "violation", 0, 1, &doc->violation, err, errlen))
+        get_doc(root, line, len, "violation", 0, 1, &doc->violation, err, errlen) ||
+        get_doc(root, line, len, "authority", 0, 1, &doc->authority, err, errlen))
         goto bad;
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(root, "idempotency_key");
     if (key && !cJSON_IsString(key)) {
@@ -225,6 +227,7 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
     e->record = doc->record;
     e->changes = doc->changes;
     e->violation = doc->violation;
+    e->authority = doc->authority;
     return 0;
 bad_type:
     fail(err, errlen, "not a JSON object", NULL);
@@ -240,6 +243,7 @@ void lf_entry_doc_free(lf_entry_doc *doc) {
     cJSON_free(doc->record);
     cJSON_free(doc->changes);
     cJSON_free(doc->violation);
+    cJSON_free(doc->authority);
     memset(doc, 0, sizeof *doc);
 }
 

@@ -11,7 +11,7 @@
  *
  * The line layout (keys in this order; optional keys omitted when absent):
  *   seq record_id kind version from_state to_state trigger actor timestamp
- *   metadata decisions policy_set [record] [changes] [violation]
+ *   metadata decisions policy_set [record] [changes] [violation] [authority]
  *   [idempotency_key] prev hash
  */
 #ifndef LF_ENTRY_H
@@ -70,6 +70,9 @@ typedef struct lf_entry {
                                        ci_status, labels, aliases), or NULL */
     const char *violation;          /* an observation the rules refused:
                                        {"rule":…,"reason":…}, or NULL */
+    const char *authority;          /* who acted with what right (JSON
+                                       object: roles, source, override),
+                                       or NULL */
     const char *idempotency_key;    /* the request's key, or NULL */
     const char *request;            /* with a key: sha256 hex of what was
                                        asked (op, record, target, trigger,
@@ -97,7 +100,7 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line);
 typedef struct lf_entry_doc {
     lf_entry e;
     void *json;                 /* cJSON root */
-    char *metadata, *decisions, *record, *changes, *violation;  /* normalized */
+    char *metadata, *decisions, *record, *changes, *violation, *authority; /* normalized */
 } lf_entry_doc;
 
 /* Parses one line. Returns 0, or -1 with a message in err. The strict

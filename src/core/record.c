@@ -46,6 +46,18 @@ static void hist_push(lf_record *r, const lf_hist *src) {
     r->hist[r->nhist++] = *src;
 }
 
+static bool same(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->nhist; i++)
+        n += (!from || same(r->hist[i].from_state, from)) &&
+             (!to || same(r->hist[i].to_state, to));
+    return n;
+}
+
 void lf_record_free(lf_record *r) {
     if (!r) return;
     for (size_t i = 0; i < r->nhist; i++) hist_free(&r->hist[i]);
@@ -59,6 +71,7 @@ void lf_record_free(lf_record *r) {
     free(r->workflow);
     free(r->metadata);
     free(r->forge);
+    free(r->parent);
     for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
     free(r->aliases);
     free(r);
@@ -86,6 +99,7 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->workflow = xstrdup(s->workflow);
     r->metadata = xstrdup(s->metadata);
     r->forge = xstrdup(s->forge);
+    r->parent = xstrdup(s->parent);
     r->aliases = NULL;
     r->naliases = 0;
     for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
@@ -150,8 +164,10 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     const cJSON *labels = cJSON_GetObjectItemCaseSensitive(o, "labels");
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     const cJSON *wf = cJSON_GetObjectItemCaseSensitive(o, "workflow");
+    const cJSON *parent = cJSON_GetObjectItemCaseSensitive(o, "parent");
     int64_t n = 0;
     if (!cJSON_IsObject(o) || !cJSON_IsString(ref) || !cJSON_IsString(wf) ||
+        (parent && !cJSON_IsString(parent)) ||
         (num && !cJSON_IsNull(num) && get_int(num, &n)) ||
         (repo && !cJSON_IsNull(repo) && !cJSON_IsString(repo)) ||
         (am && !cJSON_IsBool(am)) || (labels && !cJSON_IsObject(labels)) ||
@@ -173,6 +189,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     r->labels = member_text(e->record, "labels", "{}");
     r->metadata = member_text(e->record, "metadata", "{}");
     r->workflow = lf_xstrdup(wf->valuestring);
+    r->parent = parent ? lf_xstrdup(parent->valuestring) : NULL;
     memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     r->version = 1;
@@ -354,6 +371,7 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     }
     lf_jw_close(&al, ']');
     if (r->forge) lf_jw_raw(&o, "forge", r->forge, "{}");
+    if (r->parent) lf_jw_str(&o, "parent", r->parent);
     if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
 }
@@ -448,6 +466,7 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         json_ts(o, "updated_at", 0, r->updated_at) ||
         json_ts(o, "closed_at", 1, r->closed_at) ||
         json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
+        (cJSON_GetObjectItemCaseSensitive(o, "parent") && json_str(o, "parent", 0, &r->parent)) ||
         (version = ver->valuedouble) < 1 || json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);
@@ -489,6 +508,7 @@ const char *lf_record_state(const lf_record *r) { return r->state; }
 uint64_t lf_record_version(const lf_record *r) { return r->version; }
 const char *lf_record_ref(const lf_record *r) { return r->ref; }
 const char *lf_record_updated_at(const lf_record *r) { return r->updated_at; }
+const char *lf_record_parent(const lf_record *r) { return r->parent; }
 
 char *lf_record_json(const lf_record *r) { return lf_record_json_tail(r, 0); }
 

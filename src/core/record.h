@@ -4,7 +4,8 @@
  * The JSON form keeps LoopForge's `to_dict` key order exactly:
  *   record_id ref ref_number repo pr_url pr_number state auto_merge
  *   ci_status transitions labels created_at updated_at closed_at
- * followed by our additions: workflow version metadata aliases [forge]. Each
+ * followed by our additions: workflow version metadata aliases [forge]
+ * [parent]. Each
  * transition is {from_state, to_state, trigger, timestamp, metadata, actor}.
  * Aliases are other names a record is found by besides its ref (e.g.
  * "pr:owner/repo#2", "sha:<head sha>"), added by transitions. */
@@ -52,10 +53,15 @@ typedef struct lf_record {
     size_t naliases;
     char *forge;                    /* what GitHub told it (core/forge.h):
                                        JSON object text, NULL = nothing */
+    char *parent;                   /* the record this one belongs to (a
+                                       gate's work unit, an epic's issue),
+                                       set at create; NULL = none */
     bool deleted;                   /* a tombstone has been applied */
 } lf_record;
 
 void lf_record_free(lf_record *r);
+/* History entries from -> to (NULL matches any state). */
+size_t lf_record_count(const lf_record *r, const char *from, const char *to);
 lf_record *lf_record_dup(const lf_record *r);
 
 /* Folds one entry into a record. For `created`, *rp must be NULL and a

@@ -7,6 +7,7 @@
  * so plain arrays and linear scans beat anything cleverer. */
 #include "workflow.h"
 #include "mem.h"
+#include "json.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,16 @@ void lf_workflow_free(lf_workflow *wf) {
     free(wf->timers);
     for (int i = 0; i < wf->nretries; i++) free(wf->retries[i].trigger);
     free(wf->retries);
+    for (int i = 0; wf->gates && i < wf->nstates; i++) {
+        lf_gate *g = &wf->gates[i];
+        for (int k = 0; k < g->nleave; k++) free(g->leave[k]);
+        for (int k = 0; k < g->nenter; k++) free(g->enter[k]);
+        for (int k = 0; k < g->nkids; k++) free(g->kids[k]);
+        free(g->leave);
+        free(g->enter);
+        free(g->kids);
+    }
+    free(wf->gates);
     free(wf->name);
     free(wf);
 }
@@ -49,14 +60,111 @@ int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
 }
 
 int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r) {
-    if (!lf_workflow_has_edge(wf, r->state, r->to) ||
-        !lf_workflow_has_edge(wf, r->state, r->escalate) || r->max < 0 ||
-        r->initial_us <= 0 || r->factor < 1 || !r->trigger || !*r->trigger)
+    if (!lf_workflow_has_edge(wf, r->state, r->to) || !valid_state(wf, r->escalate) ||
+        r->escalate == r->state || lf_workflow_retry(wf, r->state) || r->max < 0 ||
+        r->initial_us < 0 || r->factor < 1 || !r->trigger || !*r->trigger)
         return -1;
+    if (!lf_workflow_has_edge(wf, r->state, r->escalate)) {
+        lf_workflow_add_edge(wf, r->state, r->escalate);
+        wf->edges[wf->nedges - 1].engine = true;
+    }
     wf->retries = lf_xrealloc(wf->retries, (size_t)(wf->nretries + 1) * sizeof *wf->retries);
     wf->retries[wf->nretries] = *r;
     wf->retries[wf->nretries++].trigger = lf_xstrdup(r->trigger);
     return 0;
+}
+
+const lf_retry_def *lf_workflow_retry(const lf_workflow *wf, int state) {
+    for (int i = 0; i < wf->nretries; i++)
+        if (wf->retries[i].state == state) return &wf->retries[i];
+    return NULL;
+}
+
+bool lf_workflow_engine_edge(const lf_workflow *wf, int from, int to) {
+    for (int i = 0; i < wf->nedges; i++)
+        if (wf->edges[i].from == from && wf->edges[i].to == to) return wf->edges[i].engine;
+    return false;
+}
+
+int lf_workflow_add_gate(lf_workflow *wf, int state, bool enter, const char *role) {
+    if (!valid_state(wf, state) || !role || !*role) return -1;
+    if (!wf->gates) wf->gates = lf_xcalloc((size_t)wf->nstates, sizeof *wf->gates);
+    lf_gate *g = &wf->gates[state];
+    char ***list = enter ? &g->enter : &g->leave;
+    int *n = enter ? &g->nenter : &g->nleave;
+    *list = lf_xrealloc(*list, (size_t)(*n + 1) * sizeof **list);
+    (*list)[(*n)++] = lf_xstrdup(role);
+    return 0;
+}
+
+int lf_workflow_add_kids_gate(lf_workflow *wf, int state, const char *child_state) {
+    if (!valid_state(wf, state) || !child_state || !*child_state) return -1;
+    if (!wf->gates) wf->gates = lf_xcalloc((size_t)wf->nstates, sizeof *wf->gates);
+    lf_gate *g = &wf->gates[state];
+    g->kids = lf_xrealloc(g->kids, (size_t)(g->nkids + 1) * sizeof *g->kids);
+    g->kids[g->nkids++] = lf_xstrdup(child_state);
+    return 0;
+}
+
+/* kids[key] as a count, 0 when absent. */
+static int64_t kids_count(const char *kids, const char *key) {
+    const char *v;
+    size_t n;
+    int64_t c = 0;
+    if (kids && lf_json_get(kids, strlen(kids), key, &v, &n)) lf_json_int(v, n, &c);
+    return c;
+}
+
+bool lf_workflow_kids_ok(const lf_workflow *wf, int to, const char *kids, lf_buf *why) {
+    const lf_gate *g = wf->gates && valid_state(wf, to) ? &wf->gates[to] : NULL;
+    if (!g || !g->nkids) return true;
+    int64_t total = kids_count(kids, "total"), done = 0;
+    for (int i = 0; i < g->nkids; i++) done += kids_count(kids, g->kids[i]);
+    if (done >= total) return true;
+    lf_buf_printf(why, "entering %s needs every child in %s", wf->states[to], g->kids[0]);
+    for (int i = 1; i < g->nkids; i++)
+        lf_buf_printf(why, "%s%s", i + 1 < g->nkids ? ", " : " or ", g->kids[i]);
+    lf_buf_printf(why, ": %lld of %lld %s not", (long long)(total - done), (long long)total,
+                  total - done == 1 ? "is" : "are");
+    return false;
+}
+
+bool lf_roles_have(const char *roles, const char *role) {
+    size_t n = strlen(role);
+    for (const char *p = roles; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && memcmp(p, role, n) == 0) return true;
+        p = c ? c + 1 : NULL;
+    }
+    return false;
+}
+
+/* One side of a gate: NULL when `roles` holds one of `need`. */
+static bool gate_side(char **need, int n, const char *roles) {
+    for (int i = 0; i < n; i++)
+        if (lf_roles_have(roles, need[i])) return true;
+    return n == 0;
+}
+
+const char *lf_workflow_gate(const lf_workflow *wf, int from, int to, const char *actor,
+                             const char *roles, lf_buf *why) {
+    if (!wf->gates) return NULL;
+    for (int side = 0; side < 2; side++) {
+        int s = side ? to : from;
+        if (!valid_state(wf, s)) continue;
+        const lf_gate *g = &wf->gates[s];
+        char **need = side ? g->enter : g->leave;
+        int n = side ? g->nenter : g->nleave;
+        if (gate_side(need, n, roles)) continue;
+        lf_buf_printf(why, "%s %s needs the role %s", side ? "entering" : "leaving",
+                      wf->states[s], need[0]);
+        for (int i = 1; i < n; i++) lf_buf_printf(why, "%s%s", i + 1 < n ? ", " : " or ", need[i]);
+        lf_buf_printf(why, "; %s has %s", actor ? actor : "anonymous",
+                      roles && *roles ? roles : "no role");
+        return wf->states[s];
+    }
+    return NULL;
 }
 
 int64_t lf_retry_backoff(const lf_retry_def *r, int n) {
@@ -102,7 +210,7 @@ int lf_workflow_add_edge(lf_workflow *wf, int from, int to) {
     if (!valid_state(wf, from) || !valid_state(wf, to)) return -1;
     if (lf_workflow_has_edge(wf, from, to)) return -1;
     wf->edges = lf_xrealloc(wf->edges, (size_t)(wf->nedges + 1) * sizeof *wf->edges);
-    wf->edges[wf->nedges++] = (lf_edge){from, to};
+    wf->edges[wf->nedges++] = (lf_edge){.from = from, .to = to};
     return 0;
 }
 
@@ -248,7 +356,8 @@ int lf_workflow_path(const lf_workflow *wf, int from, int to, int *path) {
         int s = queue[head++];
         for (int i = 0; i < wf->nedges; i++) {
             const lf_edge *e = &wf->edges[i];
-            if (e->from != s || prev[e->to] >= 0) continue;
+            /* Engine edges are the engine's own moves, never a fact's. */
+            if (e->from != s || e->engine || prev[e->to] >= 0) continue;
             prev[e->to] = s;
             queue[tail++] = e->to;
         }
@@ -279,7 +388,7 @@ void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,
     lf_buf_puts(out, ": ");
     int k = 0;
     for (int i = 0; i < wf->nedges; i++) {
-        if (wf->edges[i].from != from) continue;
+        if (wf->edges[i].from != from || wf->edges[i].engine) continue;
         if (k++) lf_buf_puts(out, ", ");
         lf_buf_puts(out, wf->states[wf->edges[i].to]);
     }
@@ -330,7 +439,7 @@ void lf_workflow_dot(const lf_workflow *wf, lf_buf *out) {
         dot_id(out, wf->states[wf->edges[i].from]);
         lf_buf_puts(out, " -> ");
         dot_id(out, wf->states[wf->edges[i].to]);
-        lf_buf_puts(out, ";\n");
+        lf_buf_puts(out, wf->edges[i].engine ? " [style=dashed];\n" : ";\n");
     }
     lf_buf_puts(out, "}\n");
 }
@@ -374,7 +483,7 @@ void lf_workflow_mermaid(const lf_workflow *wf, lf_buf *out) {
     for (int i = 0; i < wf->nedges; i++) {
         lf_buf_puts(out, "    ");
         mermaid_id(wf, wf->edges[i].from, out);
-        lf_buf_puts(out, " --> ");
+        lf_buf_puts(out, wf->edges[i].engine ? " --> " : " --> ");
         mermaid_id(wf, wf->edges[i].to, out);
         lf_buf_putc(out, '\n');
     }

@@ -14,7 +14,20 @@
 
 typedef struct lf_edge {
     int from, to;
+    bool engine;        /* added by a retry for its escalation: taken by the
+                           engine only, not listed in "Allowed from" */
 } lf_edge;
+
+/* Who may leave or enter a state (workflow `roles`): an actor needs one
+ * of the listed roles; an empty list lets anyone. */
+typedef struct lf_gate {
+    char **leave, **enter;
+    int nleave, nenter;
+    char **kids;        /* entering needs every child in one of these */
+    int nkids;
+    bool kids_auto;     /* and the engine moves the record here by itself
+                           once its children are there */
+} lf_gate;
 
 /* A durable timer: a record that stays in `state` for `after_us` moves
  * along the edge to `to` (an ordinary request, actor "timer:<state>"). */
@@ -27,7 +40,9 @@ typedef struct lf_timer_def {
 /* Retries of a failure state: a record in `state` is moved to `to` after
  * a backoff (initial x factor^attempts, at most max_us) while fewer than
  * `max` attempts were made (attempts: its transitions state -> to); after
- * that it is moved to `escalate` (trigger "retry.exhausted"). */
+ * that it is moved to `escalate` (trigger "retry.exhausted"). Without a
+ * backoff (initial_us 0) the retries are the caller's (a CI re-run): the
+ * engine only counts them, refuses one past the budget and escalates. */
 typedef struct lf_retry_def {
     int state, to, escalate, max;
     int64_t initial_us, max_us;
@@ -47,6 +62,10 @@ typedef struct lf_workflow {
     int ntimers;
     lf_retry_def *retries;
     int nretries;
+    lf_gate *gates;         /* per state, NULL when no state has a gate */
+    bool children;          /* declared `children`: the engine loads a
+                               record's children by state for its gates
+                               and guards */
 } lf_workflow;
 
 lf_workflow *lf_workflow_new(const char *name);
@@ -65,8 +84,30 @@ bool lf_workflow_is_terminal(const lf_workflow *wf, int state);
 int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
                           const char *trigger);
 /* Adds a retry (r's trigger is copied). Returns 0, or -1 unless the
- * workflow has the edges state -> to and state -> escalate. */
+ * workflow has the edge state -> to; the edge state -> escalate is added
+ * as an engine edge when the workflow does not declare it. */
 int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r);
+/* The retry declared for `state`, or NULL. */
+const lf_retry_def *lf_workflow_retry(const lf_workflow *wf, int state);
+/* True when from -> to exists only for the engine (a retry's escalation). */
+bool lf_workflow_engine_edge(const lf_workflow *wf, int from, int to);
+/* Adds `role` to who may leave (enter false) or enter `state`. Returns 0,
+ * or -1 for a bad state or an empty role. */
+int lf_workflow_add_gate(lf_workflow *wf, int state, bool enter, const char *role);
+/* Adds `child_state` to the states every child must be in before a
+ * record enters `state`. Returns 0, or -1. */
+int lf_workflow_add_kids_gate(lf_workflow *wf, int state, const char *child_state);
+/* The children gate of entering `to`, given the children by state
+ * (`kids`: JSON {"total":N,"STATE":n,...}). Returns true when it lets the
+ * record in, else false with the reason appended to `why`. */
+bool lf_workflow_kids_ok(const lf_workflow *wf, int to, const char *kids, lf_buf *why);
+/* The role gates of from -> to for an actor holding `roles` (comma
+ * separated, NULL = none). Returns NULL when they let it through, else
+ * the state whose gate refuses, with the reason appended to `why`. */
+const char *lf_workflow_gate(const lf_workflow *wf, int from, int to, const char *actor,
+                             const char *roles, lf_buf *why);
+/* True when the comma-separated `roles` holds `role`. */
+bool lf_roles_have(const char *roles, const char *role);
 /* The backoff before attempt n (0 for the first retry). */
 int64_t lf_retry_backoff(const lf_retry_def *r, int n);
 /* A duration: digits and a unit, s, m, h or d ("90s", "48h"). Returns
@@ -94,7 +135,8 @@ void lf_workflow_invalid_msg(const lf_workflow *wf, int from, const char *to,
  * Observations use it to move forward only (docs/http.md). */
 void lf_workflow_ranks(const lf_workflow *wf, int *ranks);
 
-/* The shortest path from -> to over the workflow's edges (breadth first,
+/* The shortest path from -> to over the workflow's edges but the engine's
+ * (breadth first,
  * edge order breaking ties): path[0] = from, path[n-1] = to. Returns n,
  * or 0 when `to` cannot be reached (or from == to). path must hold
  * nstates ints. */

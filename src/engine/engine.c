@@ -23,6 +23,7 @@
 #include "attest.h"
 #include "../core/sign.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -636,10 +637,13 @@ typedef struct create_ctx {
     char *actor, *key;          /* key: idempotency key, or NULL */
     char *digest;               /* with a key: request_digest */
     bool looked_up;             /* the key was looked up after a race */
+    char *parent;               /* must exist before the child is created */
+    bool parent_seen;
 } create_ctx;
 
 static void create_ctx_free(create_ctx *c) {
     gen_drop(c->g);
+    free(c->parent);
     free(c->record);
     free(c->hist);
     free(c->actor);
@@ -690,10 +694,31 @@ static void created(lf_code code, const char *err, const lf_record *rec,
     create_ctx_free(c);
 }
 
+static void parent_found(lf_code code, const char *err, const lf_record *rec,
+                         const lf_entry *en, void *arg) {
+    create_ctx *c = arg;
+    char msg[128];
+    (void)en;
+    if (code == LF_OK && rec && !rec->deleted) {
+        c->parent_seen = true;
+        create_commit(c);
+        return;
+    }
+    if (code == LF_OK || code == LF_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "Parent record not found: %s", c->parent);
+        fail(c->cb, c->arg, LF_INVALID_REQUEST, msg);
+    } else fail(c->cb, c->arg, code, err);
+    create_ctx_free(c);
+}
+
 static void create_commit(create_ctx *c) {
     if (c->eng->closing) {
         fail(c->cb, c->arg, LF_UNAVAILABLE, CLOSING_MSG);
         create_ctx_free(c);
+        return;
+    }
+    if (c->parent && !c->parent_seen) {
+        lf_store_get(c->eng->store, c->parent, parent_found, c);
         return;
     }
     lf_entry en = {0};
@@ -725,6 +750,7 @@ static void initial_fields(const lf_create_req *req, const char *labels, const c
     lf_jw_raw(&o, "labels", labels, "{}");
     lf_jw_raw(&o, "metadata", meta, "{}");
     lf_jw_str(&o, "workflow", workflow);
+    if (req->parent) lf_jw_str(&o, "parent", req->parent);
     lf_jw_close(&o, '}');
     lf_jw h = lf_jw_open(hist, '{');
     lf_jw_str(&h, "ref", req->ref);
@@ -747,7 +773,7 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     }
     if (text_fields(err, sizeof err, "ref", req->ref, "repo", req->repo, "workflow",
                     req->workflow, "actor", req->actor, "idempotency_key",
-                    req->idempotency_key, NULL) ||
+                    req->idempotency_key, "parent", req->parent, NULL) ||
         !(wf = workflow_of(e->gen, req->workflow, err, sizeof err)) ||
         take_object(req->labels, "labels", 1, &labels, NULL, err, sizeof err) ||
         take_object(req->metadata, "metadata", 0, &meta, NULL, err, sizeof err)) {
@@ -769,6 +795,7 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     }
     c->actor = lf_xstrdup(req->actor ? req->actor : "anonymous");
     if (req->idempotency_key) c->key = lf_xstrdup(req->idempotency_key);
+    if (req->parent) c->parent = lf_xstrdup(req->parent);
     c->eng = e;
     c->cb = cb;
     c->arg = arg;
@@ -819,6 +846,19 @@ typedef struct txn {
     char stale[256];            /* why the fact moved nothing, or "" */
     char note[256];
     const char *start_name;     /* the state the walk started from */
+    /* Authority: who acts with what right. */
+    char *roles;                /* the actor's, comma separated, or NULL */
+    bool roles_verified;        /* from a token, not the caller's word */
+    bool internal;              /* the engine's own (a timer, a retry): may
+                                   take engine edges, passes role gates */
+    char *override;             /* break-glass reason, or NULL */
+    char *co_signer;
+    bool overrode;              /* the override passed a denying guard */
+    /* Children by state, for workflows that declare `children`. */
+    char *kids;                 /* {"total":N,"STATE":n,...} once loaded */
+    char **kid_states;          /* while loading: the states seen... */
+    size_t *kid_counts, nkid_states, nkids;
+    char *kid_cursor;
 } txn;
 
 static void txn_free(txn *t) {
@@ -834,6 +874,14 @@ static void txn_free(txn *t) {
     free(t->path);
     free(t->forge);
     free(t->pr_fields);
+    free(t->roles);
+    free(t->override);
+    free(t->co_signer);
+    free(t->kids);
+    for (size_t i = 0; i < t->nkid_states; i++) free(t->kid_states[i]);
+    free(t->kid_states);
+    free(t->kid_counts);
+    free(t->kid_cursor);
     free(t);
 }
 
@@ -874,8 +922,9 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char
  * own request with the hook as actor, one link further down the chain. */
 static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool followups) {
     lf_engine *e = t->eng;
-    lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
-                        t->actor, en->metadata, t->decisions, en->violation != NULL};
+    lf_hook_event ev = {rec,          t->from_name, t->to_name,
+                        t->trigger,   t->actor,     en->metadata,
+                        t->decisions, en->violation != NULL, t->roles, t->kids};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -913,8 +962,8 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
             continue;
         }
         snprintf(actor, sizeof actor, "hook:%s", f->hook);
-        txn *n = txn_new(e, LF_ENTRY_TRANSITION, rec->id, f->to, f->trigger, actor,
-                         followup_done, e);
+        txn *n = txn_new(e, LF_ENTRY_TRANSITION, f->record ? f->record : rec->id, f->to,
+                         f->trigger, actor, followup_done, e);
         if (!n) {
             free(meta);
             continue;
@@ -930,6 +979,93 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
                        &(lf_notify_sink){&e->log, &e->log_ud, &e->stats},
                        rep.notifications, rep.nnotifications);
     lf_hook_report_free(&rep);
+}
+
+/* A record that entered a state whose retry budget is spent escalates
+ * at once, as the engine (the tick would a second later; this way a
+ * CLI-only user needs none). */
+static void escalate_if_spent(txn *t, const lf_record *rec) {
+    const lf_workflow *wf = lf_rules_workflow(t->g->rules, rec->workflow);
+    int s = wf ? lf_workflow_state(wf, rec->state) : -1;
+    const lf_retry_def *r = s >= 0 ? lf_workflow_retry(wf, s) : NULL;
+    if (!r || t->eng->closing ||
+        (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]) < r->max)
+        return;
+    char actor[256];
+    snprintf(actor, sizeof actor, "timer:%s", rec->state);
+    lf_transition_req req = {.id = rec->id, .to = wf->states[r->escalate],
+                             .trigger = "retry.exhausted", .actor = actor,
+                             .expected_version = rec->version};
+    lf_engine_transition_internal(t->eng, &req, followup_done, t->eng);
+}
+
+/* A child moved: a parent whose workflow moves on by itself once all its
+ * children are somewhere (`children = { STATE = {...}, auto = true }`) is
+ * asked to, by the engine -- a dry run first, so that a parent whose
+ * children are not all there yet gets no refused entry per child. */
+typedef struct nudge {
+    lf_engine *e;
+    char *parent, *to;
+    uint64_t version;
+} nudge;
+
+static void nudge_free(nudge *n) {
+    free(n->parent);
+    free(n->to);
+    free(n);
+}
+
+static void nudged(const lf_result *r, void *arg) {
+    nudge *n = arg;
+    followup_done(r, n->e);
+    nudge_free(n);
+}
+
+static lf_transition_req nudge_req(const nudge *n, bool dry) {
+    return (lf_transition_req){.id = n->parent, .to = n->to, .trigger = "children.done",
+                               .actor = "engine:children", .dry_run = dry,
+                               .expected_version = n->version};
+}
+
+static void nudge_checked(const lf_result *r, void *arg) {
+    nudge *n = arg;
+    if (!r->success || n->e->closing) {
+        nudge_free(n);
+        return;
+    }
+    lf_transition_req req = nudge_req(n, false);
+    lf_engine_transition_internal(n->e, &req, nudged, n);
+}
+
+static void nudge_loaded(lf_code code, const char *err, const lf_record *rec,
+                         const lf_entry *en, void *arg) {
+    nudge *n = arg;
+    (void)err;
+    (void)en;
+    const lf_workflow *wf = code == LF_OK && !n->e->closing
+                                ? lf_engine_workflow(n->e, rec->workflow) : NULL;
+    int from = wf ? lf_workflow_state(wf, rec->state) : -1;
+    for (int i = 0; from >= 0 && wf->gates && i < wf->nedges && !n->to; i++) {
+        const lf_edge *ed = &wf->edges[i];
+        if (ed->from == from && !ed->engine && wf->gates[ed->to].kids_auto) {
+            n->to = lf_xstrdup(wf->states[ed->to]);
+            n->version = rec->version;
+        }
+    }
+    if (!n->to) {
+        nudge_free(n);
+        return;
+    }
+    lf_transition_req req = nudge_req(n, true);
+    lf_engine_transition_internal(n->e, &req, nudge_checked, n);
+}
+
+static void nudge_parent(txn *t, const lf_record *rec) {
+    if (!rec->parent || t->eng->closing) return;
+    nudge *n = lf_xcalloc(1, sizeof *n);
+    n->e = t->eng;
+    n->parent = lf_xstrdup(rec->parent);
+    lf_store_get(t->eng->store, n->parent, nudge_loaded, n);
 }
 
 static void txn_committed(lf_code code, const char *err, const lf_record *rec,
@@ -959,6 +1095,8 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
                       .decisions = t->decisions,
                       .violation = t->violation});
     run_hooks(t, rec, en, true);
+    escalate_if_spent(t, rec);
+    nudge_parent(t, rec);
     txn_free(t);
 }
 
@@ -1003,7 +1141,8 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor, t->metadata, now};
+    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor, t->metadata, now,
+                  t->roles, t->kids};
     lf_verdict v;
     uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
@@ -1024,6 +1163,12 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
         return true;
     }
     const lf_decision *d = &v.decisions[v.denied_by];
+    if (t->override) {
+        /* Break-glass (its role was checked first): the entry says so. */
+        t->overrode = true;
+        lf_verdict_free(&v);
+        return true;
+    }
     if (t->observed) {
         /* It happened anyway: record it, with who objected. */
         if (!t->violation) set_violation(t, d->policy, d->reason ? d->reason : "denied");
@@ -1059,36 +1204,173 @@ static void set_violation(txn *t, const char *rule, const char *reason) {
     t->violation = lf_buf_steal(&b);
 }
 
-/* An edge the workflow does not have. The attempt is recorded (kind
- * rejected, the workflow as the deciding rule) so the log proves what was
- * tried; the record does not move. A dry run records nothing. */
-static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record *rec,
-                       lf_entry *en) {
+/* A refusal decided before the guards, by one rule: the workflow (no
+ * such edge: invalid_transition, kind rejected), a role gate, a retry
+ * budget or the break-glass check (denied). The attempt is recorded with
+ * that rule as the deciding one so the log proves what was tried; the
+ * record does not move. A dry run records nothing. */
+static void txn_refuse(txn *t, const lf_record *rec, lf_entry *en, lf_code code,
+                       const char *rule, const char *reason) {
     lf_buf b = LF_BUF_INIT;
-    lf_workflow_invalid_msg(wf, from, t->to, &b);
+    if (code == LF_DENIED) lf_buf_printf(&b, "Denied by policy %s: %s", rule, reason);
+    else lf_buf_puts(&b, reason);
     free(t->denial);
     t->denial = lf_buf_steal(&b);
     if (t->dry_run) {
-        txn_done(t, LF_INVALID_TRANSITION, t->denial, NULL, rec);
+        txn_done(t, code, t->denial, NULL, rec);
         return;
     }
     lf_jw list = lf_jw_open(&b, '[');
     lf_jw_next(&list);
     lf_jw d = lf_jw_open(&b, '{');
-    lf_jw_key(&d, "policy");
-    lf_buf_printf(&b, "\"workflow:%s\"", wf->name);
+    lf_jw_str(&d, "policy", rule);
     lf_jw_str(&d, "verdict", "deny");
-    lf_jw_str(&d, "reason", t->denial);
+    lf_jw_str(&d, "reason", reason);
     lf_jw_close(&d, '}');
     lf_jw_close(&list, ']');
     free(t->decisions);
     t->decisions = lf_buf_steal(&b);
-    en->kind = LF_ENTRY_REJECTED;
+    en->kind = code == LF_DENIED ? LF_ENTRY_DENIED : LF_ENTRY_REJECTED;
     en->version = rec->version;
-    en->to_state = t->to;
+    if (!en->to_state) en->to_state = t->to;
     en->decisions = t->decisions;
-    t->refusal = LF_INVALID_TRANSITION;
+    t->refusal = code;
     engine_commit(t->eng, t->g, en, txn_refused, t);
+}
+
+/* An edge the workflow does not have (or one only the engine takes). */
+static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record *rec,
+                       lf_entry *en) {
+    lf_buf b = LF_BUF_INIT, rule = LF_BUF_INIT;
+    lf_workflow_invalid_msg(wf, from, t->to, &b);
+    lf_buf_printf(&rule, "workflow:%s", wf->name);
+    txn_refuse(t, rec, en, LF_INVALID_TRANSITION, lf_buf_str(&rule), lf_buf_str(&b));
+    lf_buf_free(&b);
+    lf_buf_free(&rule);
+}
+
+/* Who acted with what right, for the entry: the actor's roles and where
+ * they come from, and a break-glass override. NULL when there is nothing
+ * to say (no roles, no override). */
+static char *authority_json(const txn *t) {
+    if (!(t->roles && *t->roles) && !t->override) return NULL;
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_key(&o, "roles");
+    lf_jw list = lf_jw_open(&b, '[');
+    for (const char *p = t->roles; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        lf_buf one = LF_BUF_INIT;
+        lf_buf_printf(&one, "%.*s", (int)len, p);
+        lf_jw_next(&list);
+        lf_buf_json_str(&b, lf_buf_str(&one));
+        lf_buf_free(&one);
+        p = c ? c + 1 : NULL;
+    }
+    lf_jw_close(&list, ']');
+    lf_jw_str(&o, "source", t->roles_verified ? "token" : "claimed");
+    if (t->override) {
+        lf_jw_key(&o, "override");
+        lf_jw ov = lf_jw_open(&b, '{');
+        lf_jw_str(&ov, "reason", t->override);
+        lf_jw_str(&ov, "co_signer", t->co_signer);
+        lf_jw_bool(&ov, "used", t->overrode);
+        lf_jw_close(&ov, '}');
+    }
+    lf_jw_close(&o, '}');
+    return lf_buf_steal(&b);
+}
+
+/* The checks before the guards that a workflow declares: the break-glass
+ * role of an override, engine-only edges, role gates and retry budgets.
+ * Returns true when the request may go on to the guards; else it is
+ * finished (refused) here. An observation is never refused: what it
+ * breaks becomes its violation. */
+static bool txn_gates(txn *t, const lf_workflow *wf, int from, int to, const lf_record *rec,
+                      lf_entry *en) {
+    lf_buf why = LF_BUF_INIT, rule = LF_BUF_INIT;
+    bool go = true;
+    if (t->override && !lf_roles_have(t->roles, "breakglass")) {
+        lf_buf_printf(&why, "an override needs the role breakglass; %s has %s", t->actor,
+                      t->roles && *t->roles ? t->roles : "no role");
+        lf_buf_puts(&rule, "breakglass");
+    } else if (!t->internal) {
+        const char *gated = lf_workflow_gate(wf, from, to, t->actor, t->roles, &why);
+        const lf_retry_def *r = lf_workflow_retry(wf, from);
+        if (gated) lf_buf_printf(&rule, "roles:%s", gated);
+        else if (r && r->to == to) {
+            size_t used = lf_record_count(rec, wf->states[from], wf->states[to]);
+            if ((int)used >= r->max) {
+                lf_buf_printf(&rule, "retries:%s", wf->states[from]);
+                lf_buf_printf(&why,
+                              "retry budget exhausted (%zu of %d retries used): "
+                              "escalate instead of retrying",
+                              used, r->max);
+            }
+        }
+    }
+    if (!why.len && !lf_workflow_kids_ok(wf, to, t->kids, &why))
+        lf_buf_printf(&rule, "children:%s", wf->states[to]);
+    if (why.len) {
+        if (t->observed) {
+            if (!t->violation) set_violation(t, lf_buf_str(&rule), lf_buf_str(&why));
+        } else {
+            txn_refuse(t, rec, en, LF_DENIED, lf_buf_str(&rule), lf_buf_str(&why));
+            go = false;
+        }
+    }
+    lf_buf_free(&why);
+    lf_buf_free(&rule);
+    return go;
+}
+
+/* ---- children ------------------------------------------------------------ */
+
+/* A page of the record's children: counted by state, then the next page,
+ * then the request starts over with the counts in hand (the record is
+ * read again: nothing is borrowed across the wait). */
+static void kids_listed(lf_code code, const char *error, const lf_record *const *recs,
+                        size_t n, const char *next, void *arg) {
+    txn *t = arg;
+    if (code != LF_OK) {
+        txn_done(t, code, error, NULL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        while (k < t->nkid_states && strcmp(t->kid_states[k], recs[i]->state) != 0) k++;
+        if (k == t->nkid_states) {
+            t->kid_states = lf_xrealloc(t->kid_states, (k + 1) * sizeof *t->kid_states);
+            t->kid_counts = lf_xrealloc(t->kid_counts, (k + 1) * sizeof *t->kid_counts);
+            t->kid_states[k] = lf_xstrdup(recs[i]->state);
+            t->kid_counts[k] = 0;
+            t->nkid_states++;
+        }
+        t->kid_counts[k]++;
+        t->nkids++;
+    }
+    free(t->kid_cursor);
+    t->kid_cursor = next ? lf_xstrdup(next) : NULL;
+    if (next && !t->eng->closing) {
+        lf_list_query q = {.parent = t->id, .limit = 1000, .cursor = t->kid_cursor};
+        lf_store_list(t->eng->store, &q, kids_listed, t);
+        return;
+    }
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_int(&o, "total", (int64_t)t->nkids);
+    for (size_t k = 0; k < t->nkid_states; k++)
+        if (strcmp(t->kid_states[k], "total") != 0)
+            lf_jw_int(&o, t->kid_states[k], (int64_t)t->kid_counts[k]);
+    lf_jw_close(&o, '}');
+    t->kids = lf_buf_steal(&b);
+    txn_load(t);
+}
+
+static void load_kids(txn *t) {
+    lf_list_query q = {.parent = t->id, .limit = 1000};
+    lf_store_list(t->eng->store, &q, kids_listed, t);
 }
 
 /* ---- observations: facts, and the walk they imply ---------------------- */
@@ -1426,6 +1708,10 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     t->from_name = wf->states[from];
+    if (wf->children && !t->kids && t->kind == LF_ENTRY_TRANSITION) {
+        load_kids(t);
+        return;
+    }
     if (t->expect && rec->version != t->expect) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version %llu, found %llu", rec->id,
@@ -1447,7 +1733,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     en.idempotency_key = t->key;
     en.request = t->digest;
     int64_t now = stamp(en.timestamp, rec->updated_at);
-    char *changes = NULL, *merged = NULL;
+    char *changes = NULL, *merged = NULL, *authority = NULL;
     if (t->kind == LF_ENTRY_TRANSITION) {
         int to = lf_workflow_state(wf, t->to);
         if (to < 0) {
@@ -1463,7 +1749,8 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             observe(t, from, to, rec);
             return;
         }
-        if (!lf_workflow_has_edge(wf, from, to)) {
+        if (!lf_workflow_has_edge(wf, from, to) ||
+            (lf_workflow_engine_edge(wf, from, to) && !t->internal)) {
             if (!t->observed) {
                 txn_reject(t, wf, from, rec, &en);
                 return;
@@ -1477,7 +1764,19 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             lf_buf_free(&rule);
         }
         t->to_name = en.to_state = wf->states[to];
-        if (!txn_guard(t, rec, now, &en, &merged)) return;
+        en.authority = authority = authority_json(t);
+        if (!txn_gates(t, wf, from, to, rec, &en)) {
+            free(authority);
+            return;
+        }
+        if (!txn_guard(t, rec, now, &en, &merged)) {
+            free(authority);
+            return;
+        }
+        if (t->overrode) {
+            free(authority);
+            en.authority = authority = authority_json(t);
+        }
         if (t->dry_run) {
             reply(t->cb, t->arg,
                   (lf_result){.code = LF_OK,
@@ -1499,6 +1798,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     }
     engine_commit(t->eng, t->g, &en, txn_committed, t);
     free(changes);
+    free(authority);
     cJSON_free(merged);
 }
 
@@ -1613,8 +1913,49 @@ static int take_fact(txn *t, cJSON *meta, char *err, size_t errlen) {
     return 0;
 }
 
+/* Roles as given: comma separated names of letters, digits, '.', '_', '-'. */
+static bool roles_valid(const char *roles) {
+    if (!roles) return true;
+    size_t run = 0;
+    for (const char *p = roles;; p++) {
+        if (*p == ',' || !*p) {
+            if (!run) return false;
+            if (!*p) return true;
+            run = 0;
+        } else if (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-') run++;
+        else return false;
+    }
+}
+
+/* What a request says about its authority, checked before anything runs. */
+static const char *authority_problem(const lf_transition_req *req) {
+    if (!roles_valid(req->roles))
+        return "roles must be comma-separated names (letters, digits, '.', '_', '-')";
+    if (req->override_reason && !*req->override_reason)
+        return "an override needs a reason";
+    if (req->co_signer && !req->override_reason) return "a co-signer signs an override";
+    if (req->co_signer && (!*req->co_signer ||
+                           strcmp(req->co_signer, req->actor ? req->actor : "anonymous") == 0))
+        return "the co-signer must be another person than the actor";
+    return NULL;
+}
+
+static void transition(lf_engine *e, const lf_transition_req *req, bool internal,
+                       lf_result_cb *cb, void *arg);
+
 void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_cb *cb,
                           void *arg) {
+    transition(e, req, false, cb, arg);
+}
+
+void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
+                                   lf_result_cb *cb, void *arg) {
+    transition(e, req, true, cb, arg);
+}
+
+/* A request (internal: the engine's own, a timer or a retry). */
+static void transition(lf_engine *e, const lf_transition_req *req, bool internal,
+                       lf_result_cb *cb, void *arg) {
     if (e->closing) {
         fail(cb, arg, LF_UNAVAILABLE, CLOSING_MSG);
         return;
@@ -1626,14 +1967,27 @@ void lf_engine_transition(lf_engine *e, const lf_transition_req *req, lf_result_
                                                             : NULL;
     if (missing || text_fields(err, sizeof err, "id", req->id, "to", req->to, "trigger",
                                req->trigger, "actor", req->actor, "idempotency_key",
-                               req->idempotency_key, NULL)) {
+                               req->idempotency_key, NULL) ||
+        text_fields(err, sizeof err, "override reason", req->override_reason, "co_signer",
+                    req->co_signer, NULL)) {
         if (missing) snprintf(err, sizeof err, "%s is required", missing);
         e->stats.transitions[LF_INVALID_REQUEST]++;
         fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
+    const char *bad = authority_problem(req);
+    if (bad) {
+        e->stats.transitions[LF_INVALID_REQUEST]++;
+        fail(cb, arg, LF_INVALID_REQUEST, bad);
+        return;
+    }
     txn *t = txn_new(e, LF_ENTRY_TRANSITION, req->id, req->to, req->trigger,
                      req->actor ? req->actor : "anonymous", cb, arg);
+    t->internal = internal;
+    t->roles = req->roles && *req->roles ? lf_xstrdup(req->roles) : NULL;
+    t->roles_verified = req->roles_verified;
+    t->override = req->override_reason ? lf_xstrdup(req->override_reason) : NULL;
+    t->co_signer = req->co_signer ? lf_xstrdup(req->co_signer) : NULL;
     t->dry_run = req->dry_run;
     t->observed = req->observed;
     t->expect = req->expected_version;
@@ -1797,6 +2151,11 @@ void lf_engine_find_by_ref(lf_engine *e, const char *ref, lf_result_cb *cb, void
 void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     if (e->closing) {
         cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg);
+        return;
+    }
+    if (q->parent && (q->state || q->repo)) {
+        cb(LF_INVALID_REQUEST, "a list of a record's children takes no state or repo",
+           NULL, 0, NULL, arg);
         return;
     }
     /* A state no loaded workflow has can match nothing: say so, with the

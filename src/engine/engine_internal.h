@@ -8,6 +8,10 @@
 #include "../core/workflow.h"
 #include "../store/store.h"
 
+/* A transition the engine makes itself (a timer, a retry, an escalation):
+ * it may take engine edges and is not held by role gates. */
+void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
+                                   lf_result_cb *cb, void *arg);
 /* Runs the current generation's routes over an inbound event. */
 void lf_engine_route(lf_engine *e, const lf_event *ev, lf_route_result *out);
 /* The current generation described as JSON (lf_rules_json); caller frees. */

@@ -131,7 +131,7 @@ static void fire_next(tick_ctx *t) {
     snprintf(actor, sizeof actor, "timer:%s", p->state);
     lf_transition_req req = {.id = p->id, .to = p->to, .trigger = p->trigger, .actor = actor,
                              .expected_version = p->version};
-    lf_engine_transition(t->e, &req, fired, t);
+    lf_engine_transition_internal(t->e, &req, fired, t);
 }
 
 static void list_state(tick_ctx *t);
@@ -162,19 +162,17 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
             if (d->state == s && entered + d->after_us < due)
                 due = entered + d->after_us, to = d->to, trigger = d->trigger;
         }
-        for (int k = 0; k < wf->nretries; k++) {
-            const lf_retry_def *r = &wf->retries[k];
-            if (r->state != s) continue;
-            int attempts = 0;
-            for (size_t h = 0; h < rec->nhist; h++)
-                attempts += rec->hist[h].from_state &&
-                            strcmp(rec->hist[h].from_state, wf->states[r->state]) == 0 &&
-                            strcmp(rec->hist[h].to_state, wf->states[r->to]) == 0;
-            int64_t at = attempts < r->max ? entered + lf_retry_backoff(r, attempts) : entered;
-            if (at < due) {
+        const lf_retry_def *r = lf_workflow_retry(wf, s);
+        if (r) {
+            int attempts = (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]);
+            /* Without a backoff the retries are the caller's: only the
+             * escalation is ours. */
+            bool retry = attempts < r->max;
+            int64_t at = retry ? entered + lf_retry_backoff(r, attempts) : entered;
+            if ((!retry || r->initial_us) && at < due) {
                 due = at;
-                to = attempts < r->max ? r->to : r->escalate;
-                trigger = attempts < r->max ? r->trigger : "retry.exhausted";
+                to = retry ? r->to : r->escalate;
+                trigger = retry ? r->trigger : "retry.exhausted";
             }
         }
         if (to < 0) continue;

@@ -60,6 +60,66 @@ static bool actor_field(lf_req *r, const cJSON *f) {
     return true;
 }
 
+/* `roles` (a list of names) says what the actor may do only when there
+ * are no tokens (loopback use); with tokens they come from the tokens file.
+ * The entry records which it was. */
+static bool roles_field(lf_req *r, const cJSON *f, lf_buf *out) {
+    const cJSON *x;
+    if (r->srv->tokens) {
+        lf_reply_error(r, 400, "invalid_request",
+                       "field 'roles' is not accepted with tokens: the token's roles (%s) "
+                       "are the actor's",
+                       r->roles[0] ? r->roles : "none");
+        return false;
+    }
+    if (!cJSON_IsArray(f)) return bad_field(r, f, "a list of role names");
+    cJSON_ArrayForEach(x, f) {
+        if (!cJSON_IsString(x) || !x->valuestring[0] || strchr(x->valuestring, ','))
+            return bad_field(r, f, "a list of role names");
+        if (out->len) lf_buf_putc(out, ',');
+        lf_buf_puts(out, x->valuestring);
+    }
+    return true;
+}
+
+/* `override`: {"reason": "...", "co_signer": NAME} (no tokens) or
+ * {"reason": "...", "co_signer_token": TOKEN} (tokens: another token that
+ * holds the breakglass role signs with its name). */
+static bool override_field(lf_req *r, const cJSON *f, lf_transition_req *req) {
+    const cJSON *x;
+    if (!cJSON_IsObject(f)) return bad_field(r, f, "an object {\"reason\": \"...\"}");
+    cJSON_ArrayForEach(x, f) {
+        const char *k = x->string;
+        if (strcmp(k, "reason") == 0) {
+            if (!string_field(r, x, &req->override_reason, false)) return false;
+        } else if (strcmp(k, "co_signer") == 0 && !r->srv->tokens) {
+            if (!string_field(r, x, &req->co_signer, false)) return false;
+        } else if (strcmp(k, "co_signer_token") == 0 && r->srv->tokens) {
+            const char *tok, *roles = NULL;
+            lf_role role;
+            lf_buf h = LF_BUF_INIT;
+            if (!string_field(r, x, &tok, false)) return false;
+            lf_buf_printf(&h, "Bearer %s", tok);
+            req->co_signer = lf_tokens_check(r->srv->tokens, lf_buf_str(&h), &role, &roles);
+            lf_buf_free(&h);
+            if (!req->co_signer || !lf_roles_have(roles, "breakglass")) {
+                lf_reply_error(r, 403, "forbidden",
+                               "override.co_signer_token is not a token with the role "
+                               "breakglass");
+                return false;
+            }
+        } else {
+            lf_reply_error(r, 400, "invalid_request", "unknown field 'override.%s'%s", k,
+                           strcmp(k, "co_signer") == 0 ? " (with tokens: co_signer_token)"
+                           : strcmp(k, "co_signer_token") == 0 ? " (without tokens: co_signer)"
+                                                               : "");
+            return false;
+        }
+    }
+    if (!req->override_reason) return bad_field(r, f, "an object with a 'reason'");
+    return true;
+}
+
 static bool unknown_field(lf_req *r, const cJSON *f) {
     lf_reply_error(r, 400, "invalid_request", "unknown field '%s'", f->string);
     return false;
@@ -223,6 +283,7 @@ static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req, char **
         bool ok = true;
         if (strcmp(k, "ref") == 0) ok = string_field(r, f, &req->ref, false);
         else if (strcmp(k, "repo") == 0) ok = string_field(r, f, &req->repo, true);
+        else if (strcmp(k, "parent") == 0) ok = string_field(r, f, &req->parent, true);
         else if (strcmp(k, "workflow") == 0)
             ok = string_field(r, f, &req->workflow, false);
         else if (strcmp(k, "idempotency_key") == 0)
@@ -312,15 +373,16 @@ static void found_by_ref(const lf_result *res, void *arg) {
 }
 
 void lf_api_list(lf_req *r) {
-    static const char *const allowed[] = {"state",  "repo", "limit",
-                                          "cursor", "ref",  NULL};
+    static const char *const allowed[] = {"state", "repo",   "limit", "cursor",
+                                          "ref",   "parent", NULL};
     uint64_t limit = 100;
     if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
     const char *ref = lf_req_query(r, "ref");
     if (ref) {
         /* ?ref=REF: the one live record with that ref or alias, or 404. */
         if (lf_req_query(r, "state") || lf_req_query(r, "repo") ||
-            lf_req_query(r, "cursor") || lf_req_query(r, "limit")) {
+            lf_req_query(r, "cursor") || lf_req_query(r, "limit") ||
+            lf_req_query(r, "parent")) {
             lf_reply_error(r, 400, "invalid_request",
                            "ref names one record: it takes no other query parameter");
             return;
@@ -331,6 +393,7 @@ void lf_api_list(lf_req *r) {
     }
     lf_list_query q = {.state = lf_req_query(r, "state"),
                        .repo = lf_req_query(r, "repo"),
+                       .parent = lf_req_query(r, "parent"),
                        .limit = (size_t)limit,
                        .cursor = lf_req_query(r, "cursor")};
     lf_op_begin(r);
@@ -353,6 +416,7 @@ void lf_api_transition(lf_req *r) {
     char *meta = NULL;
     const cJSON *f;
     bool ok = true;
+    lf_buf roles = LF_BUF_INIT;
     cJSON_ArrayForEach(f, j) {
         const char *k = f->string;
         if (strcmp(k, "to") == 0) ok = string_field(r, f, &req.to, false);
@@ -369,6 +433,8 @@ void lf_api_transition(lf_req *r) {
             if (!cJSON_IsBool(f)) ok = bad_field(r, f, "true or false");
             else req.dry_run = cJSON_IsTrue(f);
         } else if (strcmp(k, "actor") == 0) ok = actor_field(r, f);
+        else if (strcmp(k, "roles") == 0) ok = roles_field(r, f, &roles);
+        else if (strcmp(k, "override") == 0) ok = override_field(r, f, &req);
         else ok = unknown_field(r, f);
         if (!ok) break;
     }
@@ -390,9 +456,12 @@ void lf_api_transition(lf_req *r) {
         /* The API asks; only webhooks observe (see webhook.c). */
         req.metadata = meta;
         req.actor = r->actor;
+        req.roles = r->srv->tokens ? r->roles : roles.len ? lf_buf_str(&roles) : NULL;
+        req.roles_verified = r->srv->tokens != NULL;
         lf_op_begin(r);
         lf_engine_transition(r->srv->engine, &req, transitioned, r);
     }
+    lf_buf_free(&roles);
     cJSON_free(meta);
     cJSON_Delete(j);
 }

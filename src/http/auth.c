@@ -21,6 +21,7 @@
 typedef struct lf_token {
     char name[65];
     lf_role role;
+    char roles[LF_ROLES_MAX];   /* the whole ROLE field: "write,maintainer" */
     unsigned char digest[SHA256_DIGEST_LENGTH];
 } lf_token;
 
@@ -35,13 +36,29 @@ const char *lf_role_name(lf_role r) {
     return (unsigned)r <= LF_ROLE_ADMIN ? role_names[r] : "none";
 }
 
+/* One name of a ROLE field, [A-Za-z0-9._-]+. */
+static bool role_name_ok(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
+    return n > 0;
+}
+
 int lf_role_parse(const char *s, lf_role *out) {
-    for (int i = LF_ROLE_READ; i <= LF_ROLE_ADMIN; i++)
-        if (strcmp(s, role_names[i]) == 0) {
-            *out = (lf_role)i;
-            return 0;
-        }
-    return -1;
+    int access = 0;
+    if (strlen(s) >= LF_ROLES_MAX) return -1;
+    for (const char *p = s; p;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (!role_name_ok(p, n)) return -1;
+        for (int i = LF_ROLE_READ; i <= LF_ROLE_ADMIN; i++)
+            if (strlen(role_names[i]) == n && memcmp(p, role_names[i], n) == 0) {
+                if (access++) return -1;
+                *out = (lf_role)i;
+            }
+        p = c ? c + 1 : NULL;
+    }
+    return access == 1 ? 0 : -1;
 }
 
 /* No ':' on purpose: "github:…" and "hook:…" actors stay unforgeable. */
@@ -66,7 +83,8 @@ static int parse_line(char *line, lf_token *t, const char **why) {
     if (!lf_token_name_valid(name))
         return *why = "token name must be 1-64 of [A-Za-z0-9._-]", -1;
     if (lf_role_parse(role, &t->role))
-        return *why = "role must be read, write or admin", -1;
+        return *why = LF_ROLE_HELP, -1;
+    snprintf(t->roles, sizeof t->roles, "%s", role);
     if (strlen(hex) != 2 * SHA256_DIGEST_LENGTH ||
         lf_unhex(hex, t->digest, SHA256_DIGEST_LENGTH))
         return *why = "digest must be 64 hex digits (sha256 of the token)", -1;
@@ -124,7 +142,8 @@ void lf_tokens_free(lf_tokens *t) {
 
 size_t lf_tokens_count(const lf_tokens *t) { return t ? t->n : 0; }
 
-const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role) {
+const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role,
+                            const char **roles) {
     if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
     const char *tok = authz + 7;
     while (*tok == ' ') tok++;
@@ -140,10 +159,12 @@ const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role
         if (CRYPTO_memcmp(d, t->v[i].digest, sizeof d) == 0) hit = &t->v[i];
     if (!hit) return NULL;
     *role = hit->role;
+    if (roles) *roles = hit->roles;
     return hit->name;
 }
 
-int lf_token_new(const char *name, lf_role role, char token[64], char line[160]) {
+int lf_token_new(const char *name, const char *roles, char token[64],
+                 char line[LF_TOKEN_LINE]) {
     unsigned char raw[24], d[SHA256_DIGEST_LENGTH];
     char hex[2 * SHA256_DIGEST_LENGTH + 1];
     if (RAND_bytes(raw, sizeof raw) != 1) return -1;
@@ -152,7 +173,7 @@ int lf_token_new(const char *name, lf_role role, char token[64], char line[160])
     OPENSSL_cleanse(raw, sizeof raw);
     lf_sha256(token, strlen(token), d);
     lf_hex(d, sizeof d, hex);
-    snprintf(line, 160, "%s %s %s", name, lf_role_name(role), hex);
+    snprintf(line, LF_TOKEN_LINE, "%s %s %s", name, roles, hex);
     return 0;
 }
 

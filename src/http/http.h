@@ -54,13 +54,25 @@ typedef enum lf_role {
     LF_ROLE_ADMIN
 } lf_role;
 
+#define LF_ROLES_MAX 256
+#define LF_TOKEN_LINE (64 + LF_ROLES_MAX + 2 * 32 + 3)
+#define LF_ROLE_HELP                                                                    \
+    "ROLE must be read, write or admin, optionally with other roles after a comma "   \
+    "(write,maintainer,breakglass)"
+
 const char *lf_role_name(lf_role r);
+/* A tokens-file ROLE field: one access role (read, write or admin) and
+ * any other roles, comma separated ("write,maintainer"): those reach the
+ * workflow's role gates and guards (t.actor_roles). Returns 0 with the
+ * access role in *out, or -1. */
 int lf_role_parse(const char *s, lf_role *out);
 /* Token names are [A-Za-z0-9._-]{1,64}: they become the actor. */
 bool lf_token_name_valid(const char *name);
 
 /* A fresh random bearer token ("lf_" + 48 hex) and its tokens-file line
- * "NAME ROLE SHA256HEX" (no newline). Returns 0, or -1 without entropy. */
-int lf_token_new(const char *name, lf_role role, char token[64], char line[160]);
+ * "NAME ROLES SHA256HEX" (no newline; roles as lf_role_parse takes them).
+ * Returns 0, or -1 without entropy. */
+int lf_token_new(const char *name, const char *roles, char token[64],
+                 char line[LF_TOKEN_LINE]);
 
 #endif

@@ -184,6 +184,7 @@ struct lf_req {
     bool qs_parsed, qs_bad;
     char id[48];                /* request id, echoed as X-Request-Id */
     char actor[80];             /* token name, or "anonymous" */
+    char roles[LF_ROLES_MAX];   /* the token's roles, or "" */
     lf_role role;
     uint64_t start_ns;
     uint64_t op_start_ns;       /* around one engine call */
@@ -305,7 +306,10 @@ void lf_tokens_free(lf_tokens *t);
 size_t lf_tokens_count(const lf_tokens *t);
 /* The token's name and role for an Authorization header value, or NULL
  * when it is missing, malformed or unknown. */
-const char *lf_tokens_check(const lf_tokens *t, const char *authorization, lf_role *role);
+/* The name of the token `authorization` ("Bearer TOKEN") presents, with
+ * its access role and its whole roles field (*roles may be NULL), or NULL. */
+const char *lf_tokens_check(const lf_tokens *t, const char *authorization, lf_role *role,
+                            const char **roles);
 /* The webhook secret: the file's bytes without trailing CR/LF. */
 unsigned char *lf_secret_load(const char *path, size_t *len, char *err, size_t errlen);
 

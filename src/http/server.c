@@ -132,8 +132,9 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
         return true;
     }
     lf_role role;
+    const char *roles = NULL;
     const char *name =
-        lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role);
+        lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role, &roles);
     if (!name) {
         lf_add_header(r, "WWW-Authenticate", "Bearer realm=\"loopforge\"");
         lf_reply_error(r, 401, "unauthorized",
@@ -143,6 +144,7 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
         return false;
     }
     snprintf(r->actor, sizeof r->actor, "%s", name);
+    snprintf(r->roles, sizeof r->roles, "%s", roles);
     r->role = role;
     if (role < rt->role) {
         lf_reply_error(r, 403, "forbidden", "token '%s' has role %s; %s %s needs %s",

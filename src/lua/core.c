@@ -34,6 +34,7 @@
 #include "../core/mem.h"
 #include "../rules/luajson.h"
 #include "../core/entry.h"
+#include "../core/clock.h"
 #include "../engine/engine_internal.h"
 
 #define ENGINE_MT "loopforge.engine"
@@ -319,7 +320,7 @@ static int push_result(lua_State *L, sync_result *s) {
 static int l_create(lua_State *L) {
     static const char *const known[] = {
         "ref",      "repo",  "ref_number", "auto_merge",      "labels",
-        "metadata", "actor", "workflow",   "idempotency_key", NULL};
+        "metadata", "actor", "workflow",   "idempotency_key", "parent", NULL};
     lua_engine *le = check_engine(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     check_keys(L, 2, known);
@@ -329,6 +330,7 @@ static int l_create(lua_State *L) {
     req.actor = opt_string(L, 2, "actor");
     req.workflow = opt_string(L, 2, "workflow");
     req.idempotency_key = opt_string(L, 2, "idempotency_key");
+    req.parent = opt_string(L, 2, "parent");
     req.auto_merge = opt_bool(L, 2, "auto_merge");
     lua_Integer num = opt_count(L, 2, "ref_number");
     if (num >= 0) {
@@ -342,11 +344,31 @@ static int l_create(lua_State *L) {
     return push_result(L, &s);
 }
 
+/* opts.roles: a list of role names, joined with commas on the stack. */
+static const char *opt_roles(lua_State *L, int opts) {
+    if (lua_getfield(L, opts, "roles") == LUA_TNIL) return NULL;
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TTABLE, opts, "roles must be a list of names");
+    luaL_Buffer b;
+    int list = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
+        if (i > 1) luaL_addchar(&b, ',');
+        lua_rawgeti(L, list, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, opts, "roles must be a list of names");
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
 /* eng:transition(id, to, trigger, { actor=, metadata=, dry_run=, observed=,
- *                                   idempotency_key= }) --> result */
+ *   idempotency_key=, expected_version=, roles = {..}, override = "reason",
+ *   co_signer= }) --> result */
 static int l_transition(lua_State *L) {
-    static const char *const known[] = {"actor",    "metadata",        "dry_run",
-                                        "observed", "idempotency_key", NULL};
+    static const char *const known[] = {"actor",     "metadata",        "dry_run",
+                                        "observed",  "idempotency_key", "expected_version",
+                                        "roles",     "override",        "co_signer",
+                                        NULL};
     lua_engine *le = check_engine(L);
     lf_transition_req req = {0};
     req.id = check_text(L, 2);
@@ -360,6 +382,11 @@ static int l_transition(lua_State *L) {
         req.dry_run = opt_bool(L, 5, "dry_run");
         req.observed = opt_bool(L, 5, "observed");
         req.idempotency_key = opt_string(L, 5, "idempotency_key");
+        req.override_reason = opt_string(L, 5, "override");
+        req.co_signer = opt_string(L, 5, "co_signer");
+        lua_getfield(L, 5, "expected_version");
+        req.expected_version = (uint64_t)luaL_optinteger(L, -1, 0);
+        req.roles = opt_roles(L, 5);
     }
     sync_result s = {0};
     lf_engine_transition(le->e, &req, keep_result, &s);
@@ -501,7 +528,7 @@ static void keep_list(lf_code code, const char *error, const lf_record *const *r
 /* eng:list{ state=, repo=, limit=, cursor= }
  *   --> { records = {...}, next_cursor = ... } | nil, message, code */
 static int l_list(lua_State *L) {
-    static const char *const known[] = {"state", "repo", "limit", "cursor", NULL};
+    static const char *const known[] = {"state", "repo", "limit", "cursor", "parent", NULL};
     lua_engine *le = check_engine(L);
     lf_list_query q = {0};
     if (!lua_isnoneornil(L, 2)) {
@@ -509,6 +536,7 @@ static int l_list(lua_State *L) {
         check_keys(L, 2, known);
         q.state = opt_string(L, 2, "state");
         q.repo = opt_string(L, 2, "repo");
+        q.parent = opt_string(L, 2, "parent");
         q.cursor = opt_string(L, 2, "cursor");
         lua_Integer n = opt_count(L, 2, "limit");
         if (n > 0) q.limit = (size_t)n;
@@ -649,6 +677,58 @@ static int l_verify(lua_State *L) {
     return 2;
 }
 
+/* ---- timers ------------------------------------------------------------------ */
+
+typedef struct sync_text {
+    int done;
+    lf_code code;
+    char *text, *error;
+} sync_text;
+
+static void free_text(void *p) {
+    sync_text *s = p;
+    free(s->text);
+    free(s->error);
+    free(s);
+}
+
+static void keep_text(lf_code code, const char *error, const char *text, void *arg) {
+    sync_text *s = arg;
+    s->done = 1;
+    s->code = code;
+    s->text = text ? lf_xstrdup(text) : NULL;
+    s->error = error ? lf_xstrdup(error) : NULL;
+}
+
+/* eng:timers([now]) / eng:tick([now]): the pending timers (and, for tick,
+ * fire what is due) as judged at `now` -- seconds since the epoch or an ISO
+ * 8601 UTC time; default the clock. A spec moves time by passing it. */
+static int timers_at(lua_State *L, bool fire) {
+    lua_engine *le = check_engine(L);
+    int64_t now = 0;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (lf_ts_parse(lua_tostring(L, 2), &now))
+            return luaL_argerror(L, 2, "a time like 2026-01-01T00:00:00Z");
+    } else if (!lua_isnoneornil(L, 2)) {
+        now = (int64_t)(luaL_checknumber(L, 2) * 1e6);
+    }
+    sync_text *s = lf_xcalloc(1, sizeof *s);
+    box_push(L, s, free_text);
+    lf_engine_tick(le->e, now, fire, keep_text, s);
+    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (s->code != LF_OK) {
+        luaL_pushfail(L);
+        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
+        lua_pushstring(L, lf_code_name(s->code));
+        return 3;
+    }
+    push_json_text(L, s->text, strlen(s->text));
+    return 1;
+}
+
+static int l_timers(lua_State *L) { return timers_at(L, false); }
+static int l_tick(lua_State *L) { return timers_at(L, true); }
+
 /* ---- policies, counters, logs ---------------------------------------------- */
 
 typedef struct sync_reload {
@@ -749,6 +829,8 @@ static const luaL_Reg engine_methods[] = {
     {"list", l_list},
     {"audit", l_audit},
     {"verify", l_verify},
+    {"timers", l_timers},
+    {"tick", l_tick},
     {"reload", l_reload},
     {"generation", l_generation},
     {"stats", l_stats},

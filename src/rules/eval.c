@@ -219,6 +219,8 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
                    .to = in->to,
                    .trigger = in->trigger,
                    .actor = in->actor,
+                   .roles = in->roles,
+                   .children = in->children,
                    .now_us = in->now_us,
                    .meta = in->metadata};
     lf_scope_enter(r, &sc);
@@ -312,6 +314,9 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
         }
     }
     lua_pop(L, 1);
+    lua_getfield(L, idx, "record");
+    if (lua_type(L, -1) == LUA_TSTRING) f->record = lf_xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
     lua_getfield(L, idx, "to");
     lua_getfield(L, idx, "trigger");
     f->hook = lf_xstrdup(h->name);
@@ -361,6 +366,7 @@ static bool take_notification(lua_State *L, int idx, const lf_rule *h, lf_notifi
 }
 
 static void free_followup(lf_followup *f) {
+    free(f->record);
     free(f->hook);
     free(f->to);
     free(f->trigger);
@@ -485,6 +491,8 @@ void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *ou
                    .to = ev->state,
                    .trigger = ev->trigger,
                    .actor = ev->actor,
+                   .roles = ev->roles,
+                   .children = ev->children,
                    .violation = ev->violation,
                    .meta = ev->metadata,
                    .decisions = ev->decisions};

@@ -87,6 +87,8 @@ typedef struct lf_scope {
     bool hooks;                 /* e (after a commit) rather than t */
     const lf_record *rec;
     const char *from, *to, *trigger, *actor;    /* e: previous, state */
+    const char *roles;          /* the actor's, comma separated, or NULL */
+    const char *children;       /* the record's children by state (JSON), or NULL */
     int64_t now_us;
     bool violation;
     const char *meta;           /* request / committed entry metadata */

@@ -195,7 +195,8 @@ static int rawfield(wf_ctx *w, const char *key) {
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
     static const char *const known[] = {"name",  "initial", "states", "terminal",
-                                        "edges", "timers", "retries", "stages"};
+                                        "edges", "timers", "retries", "stages",
+                                        "roles", "children"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -389,7 +390,7 @@ static void get_retries(wf_ctx *w) {
         while (lua_next(L, map)) {
             int t = lua_gettop(L);
             const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            lf_retry_def r = {.state = lf_workflow_state(w->wf, sn), .max = -1};
+            lf_retry_def r = {.state = lf_workflow_state(w->wf, sn), .max = -1, .factor = 2};
             const char *to = NULL, *esc = NULL, *ini = NULL, *mx = NULL;
             if (lua_type(L, t) == LUA_TTABLE) {
                 to = tstr(L, t, "to");
@@ -407,19 +408,108 @@ static void get_retries(wf_ctx *w) {
             }
             r.to = to ? lf_workflow_state(w->wf, to) : -1;
             r.escalate = esc ? lf_workflow_state(w->wf, esc) : -1;
-            r.initial_us = ini ? lf_duration_parse(ini) : -1;
+            r.initial_us = ini ? lf_duration_parse(ini) : 0;
             r.max_us = mx ? lf_duration_parse(mx) : 0;
             if (r.state < 0) wf_problem(w, "retries: unknown state '%s'", sn);
             else if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 ||
-                     r.initial_us <= 0 || r.max_us < 0 || r.factor < 1)
+                     r.initial_us < 0 || (ini && !r.initial_us) || r.max_us < 0 ||
+                     r.factor < 1)
                 wf_problem(w,
                            "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
-                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\" }, "
-                           "escalate_to = STATE }",
+                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\" } "
+                           "(optional), escalate_to = STATE }",
                            sn);
             else if (lf_workflow_add_retry(w->wf, &r) < 0)
-                wf_problem(w, "retries.%s: the workflow needs the edges %s -> %s and %s -> %s",
-                           sn, sn, to, sn, esc);
+                wf_problem(w, "retries.%s: the workflow needs the edge %s -> %s, and "
+                           "escalate_to another state", sn, sn, to);
+            lua_settop(L, t - 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* roles = { STATE = { leave = { "maintainer" }, enter = { ... } } }: who
+ * may move a record out of or into a state (an actor needs one of them). */
+static void get_roles(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "roles"), map = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "roles must map states to { leave = { ROLE, ... }, enter = { ... } }");
+    else if (ty == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, map)) {
+            int t = lua_gettop(L);
+            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int state = lf_workflow_state(w->wf, sn);
+            bool ok = state >= 0 && lua_type(L, t) == LUA_TTABLE;
+            for (int side = 0; ok && side < 2; side++) {
+                lua_pushstring(L, side ? "enter" : "leave");
+                int lt = lua_rawget(L, t), list = lua_gettop(L);
+                if (lt == LUA_TTABLE) {
+                    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+                    ok = n > 0;
+                    for (lua_Integer i = 1; ok && i <= n; i++) {
+                        ok = lua_rawgeti(L, list, i) == LUA_TSTRING &&
+                             lf_workflow_add_gate(w->wf, state, side, lua_tostring(L, -1)) == 0;
+                        lua_pop(L, 1);
+                    }
+                } else ok = lt == LUA_TNIL;
+                lua_settop(L, t);
+            }
+            lua_pushnil(L);
+            while (ok && lua_next(L, t)) {
+                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+                ok = strcmp(k, "leave") == 0 || strcmp(k, "enter") == 0;
+                lua_pop(L, 1);
+            }
+            lua_settop(L, t);
+            if (state < 0) wf_problem(w, "roles: unknown state '%s'", sn);
+            else if (!ok)
+                wf_problem(w, "roles.%s must be { leave = { ROLE, ... }, enter = { ROLE, ... } } "
+                           "with non-empty role names", sn);
+            lua_settop(L, t - 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* children = { STATE = { CHILD_STATE, ... } }: a record enters STATE only
+ * when every child is in one of the listed states (the children may run
+ * another workflow: the names are theirs). Declaring it, even empty,
+ * also gives guards t.record.children. */
+static void get_children(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "children"), map = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "children must map states to lists of the children's states");
+    else if (ty == LUA_TTABLE) {
+        w->wf->children = true;
+        lua_pushnil(L);
+        while (lua_next(L, map)) {
+            int t = lua_gettop(L);
+            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int state = lf_workflow_state(w->wf, sn);
+            bool ok = lua_type(L, t) == LUA_TTABLE && lua_rawlen(L, t) > 0;
+            for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, t); i++) {
+                ok = lua_rawgeti(L, t, i) == LUA_TSTRING && state >= 0 &&
+                     lf_workflow_add_kids_gate(w->wf, state, lua_tostring(L, -1)) == 0;
+                lua_pop(L, 1);
+            }
+            /* auto = true: the engine moves the record there by itself. */
+            lua_pushnil(L);
+            while (ok && lua_next(L, t)) {
+                if (lua_type(L, -2) == LUA_TSTRING) {
+                    ok = strcmp(lua_tostring(L, -2), "auto") == 0 &&
+                         lua_type(L, -1) == LUA_TBOOLEAN;
+                    if (ok) w->wf->gates[state].kids_auto = lua_toboolean(L, -1);
+                }
+                lua_pop(L, 1);
+            }
+            lua_settop(L, t);
+            if (state < 0) wf_problem(w, "children: unknown state '%s'", sn);
+            else if (!ok)
+                wf_problem(w, "children.%s must be a list of the children's states "
+                           "(and optionally auto = true)", sn);
             lua_settop(L, t - 1);
         }
     }
@@ -545,6 +635,8 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     if (c->nerr == before) get_stages(&w);
     if (c->nerr == before) get_timers(&w);
     if (c->nerr == before) get_retries(&w);
+    if (c->nerr == before) get_roles(&w);
+    if (c->nerr == before) get_children(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);

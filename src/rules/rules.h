@@ -63,6 +63,9 @@ typedef struct lf_eval {
     const char *from, *to, *trigger, *actor;
     const char *metadata;       /* JSON object text of the request; NULL = {} */
     int64_t now_us;             /* the engine's clock for this request */
+    const char *roles;          /* the actor's roles, comma separated, or NULL */
+    const char *children;       /* the record's children by state, JSON
+                                   {"total":N,"STATE":n,...}, or NULL */
 } lf_eval;
 
 typedef struct lf_decision {
@@ -96,12 +99,16 @@ typedef struct lf_hook_event {
     const char *metadata;       /* the committed entry's metadata */
     const char *decisions;      /* JSON array text */
     bool violation;             /* an observation the rules would refuse */
+    const char *roles;          /* the actor's roles, comma separated, or NULL */
+    const char *children;       /* as lf_eval's */
 } lf_hook_event;
 
 /* A transition a hook asks for; the engine runs it after the hooks, with
  * "hook:<name>" as actor. */
 typedef struct lf_followup {
     char *hook, *to, *trigger, *metadata;   /* metadata: JSON text or NULL */
+    char *record;                           /* another record (e.g. the
+                                               parent), or NULL: this one */
 } lf_followup;
 
 /* An HTTP POST a hook asks for with notify{}: the engine sends it on the

@@ -284,7 +284,8 @@ static int l_deny(lua_State *L) {
     return 1;
 }
 
-/* request(to, trigger [, metadata]): a follow-up transition a hook asks for. */
+/* request(to, trigger [, metadata [, record_id]]): a follow-up transition a
+ * hook asks for, of its record or of another (e.g. e.record.parent). */
 /* A non-empty string argument with no NUL inside (C would cut it there). */
 static bool plain_string(lua_State *L, int arg) {
     size_t len;
@@ -300,8 +301,12 @@ static int l_request(lua_State *L) {
         return luaL_error(L,
                           "request: the trigger must be a non-empty string with no NUL");
     check_opt_table(L, 3, "request", "metadata");
-    lua_settop(L, 3);
-    lua_createtable(L, 0, 3);
+    if (!lua_isnoneornil(L, 4) && !plain_string(L, 4))
+        return luaL_error(L, "request: the record id must be a non-empty string");
+    lua_settop(L, 4);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "record");
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "to");
     lua_pushvalue(L, 2);

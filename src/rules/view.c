@@ -22,7 +22,7 @@
 
 #include <lauxlib.h>
 
-enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_FORGE, SLOT_HIST, NSLOTS = SLOT_HIST };
+enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_FORGE, SLOT_KIDS, SLOT_HIST, NSLOTS = SLOT_HIST };
 
 typedef struct lf_view {
     const lf_record *rec;
@@ -163,6 +163,19 @@ static int view_index(lua_State *L) {
     if (KEY("ci_status")) return push_cached(L, r, v, SLOT_CI, rec->ci_status);
     /* What GitHub told the record (core/forge.h), {} when nothing. */
     if (KEY("forge")) return push_cached(L, r, v, SLOT_FORGE, rec->forge ? rec->forge : "{}");
+    /* Its children by state, {total = N, STATE = n, ...}: loaded for the
+     * records of workflows that declare `children`, nil otherwise. */
+    if (KEY("children")) {
+        if (!r->scope.children || rec != r->scope.rec) {
+            lua_pushnil(L);
+            return 1;
+        }
+        return push_cached(L, r, v, SLOT_KIDS, r->scope.children);
+    }
+    if (KEY("parent")) {
+        push_str(L, rec->parent);
+        return 1;
+    }
     if (KEY("record_id")) {
         lua_pushstring(L, rec->id);
         return 1;
@@ -240,23 +253,14 @@ static bool same(const char *a, const char *b) {
 
 /* t:count_entered(state): history entries whose to_state is state. */
 static int l_count_entered(lua_State *L) {
-    const lf_record *rec = scope_rec(L);
-    const char *st = luaL_checkstring(L, 2);
-    lua_Integer n = 0;
-    for (size_t i = 0; i < rec->nhist; i++) n += same(rec->hist[i].to_state, st);
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, (lua_Integer)lf_record_count(scope_rec(L), NULL, luaL_checkstring(L, 2)));
     return 1;
 }
 
 /* t:count_transitions(from, to): entries from -> to; nil matches any. */
 static int l_count_transitions(lua_State *L) {
-    const lf_record *rec = scope_rec(L);
     const char *from = luaL_optstring(L, 2, NULL), *to = luaL_optstring(L, 3, NULL);
-    lua_Integer n = 0;
-    for (size_t i = 0; i < rec->nhist; i++)
-        n += (!from || same(rec->hist[i].from_state, from)) &&
-             (!to || same(rec->hist[i].to_state, to));
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, (lua_Integer)lf_record_count(scope_rec(L), from, to));
     return 1;
 }
 
@@ -297,14 +301,31 @@ static int l_has_label(lua_State *L) {
  * (values that cannot change: F_FROM..F_RECORD) or of the call (tables a
  * guard could scribble on: F_META, F_DECISIONS). Most guards read two or
  * three fields; the rest then cost nothing. */
-enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, NFIELDS };
-#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS))
+enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, F_ROLES,
+       NFIELDS };
+#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS) | (1u << F_ROLES))
 
-static const char *const t_names[NFIELDS] = {"from", "to",     "trigger",  "actor",
-                                             "now",  "record", "metadata", NULL};
+static const char *const t_names[NFIELDS] = {"from",     "to",     "trigger",  "actor",
+                                             "now",      "record", "metadata", NULL,
+                                             "actor_roles"};
 static const char *const e_names[NFIELDS] = {"previous", "state",     "trigger",
                                              "actor",    "violation", "record",
-                                             "metadata", "decisions"};
+                                             "metadata", "decisions", "actor_roles"};
+
+/* The actor's roles as a list of strings ({} for none). */
+static void push_roles(lua_State *L, const char *roles) {
+    lua_newtable(L);
+    lua_Integer i = 0;
+    for (const char *p = roles; p && *p;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len) {
+            lua_pushlstring(L, p, len);
+            lua_rawseti(L, -2, ++i);
+        }
+        p = c ? c + 1 : NULL;
+    }
+}
 
 static int field_id(const char *const *names, const char *k, size_t n) {
     for (int i = 0; i < NFIELDS; i++)
@@ -327,6 +348,7 @@ static void push_field(lua_State *L, lf_rules *r, int f, bool hooks) {
         break;
     case F_RECORD: lf_push_record_view(r); break;
     case F_META: push_object(L, s->meta); break;
+    case F_ROLES: push_roles(L, s->roles); break;
     default: lf_json_push(L, s->decisions ? s->decisions : "[]"); break;
     }
 }

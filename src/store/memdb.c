@@ -27,7 +27,15 @@ typedef struct chunk {
 
 #define CHUNK_SIZE (64 * 1024 - sizeof(chunk))
 
+/* The children of one record, in creation order. */
+typedef struct kids {
+    char *parent;           /* the map's key */
+    slot **v;
+    size_t n, cap;
+} kids;
+
 struct lf_memdb {
+    lf_map by_parent;       /* parent id -> kids */
     lf_map by_id;           /* id -> slot, deleted records included: an id
                                is never reused */
     lf_map by_ref;          /* ref or alias -> slot, live records only */
@@ -55,6 +63,14 @@ void lf_memdb_free(lf_memdb *db) {
         free(s);
     }
     for (size_t i = 0; i < db->by_key.cap; i++) free((char *)db->by_key.slots[i].key);
+    for (size_t i = 0; i < db->by_parent.cap; i++) {
+        kids *k = db->by_parent.slots[i].key ? db->by_parent.slots[i].val : NULL;
+        if (!k) continue;
+        free(k->parent);
+        free(k->v);
+        free(k);
+    }
+    lf_map_free(&db->by_parent);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -220,6 +236,19 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         lf_map_put(&db->by_id, r->id, s);
         lf_map_put(&db->by_ref, r->ref, s);
         s->rec = r;
+        if (r->parent) {
+            kids *k = lf_map_get(&db->by_parent, r->parent);
+            if (!k) {
+                k = lf_xcalloc(1, sizeof *k);
+                k->parent = lf_xstrdup(r->parent);
+                lf_map_put(&db->by_parent, k->parent, k);
+            }
+            if (k->n == k->cap) {
+                k->cap = k->cap ? 2 * k->cap : 4;
+                k->v = lf_xrealloc(k->v, k->cap * sizeof *k->v);
+            }
+            k->v[k->n++] = s;
+        }
     } else if (!lf_entry_global(e->kind)) {
         if (!s || s->rec->deleted) {
             snprintf(err, errlen, "entry for unknown record %s", e->record_id);
@@ -321,9 +350,16 @@ static int after_cursor(const lf_record *r, const char *cursor) {
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
     size_t limit = q->limit ? q->limit : 100, n = 0;
-    const lf_record **all = lf_xmalloc((db->by_id.len + 1) * sizeof *all);
-    for (size_t i = 0; i < db->by_id.cap; i++) {
-        slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
+    /* A parent's children come from their own index; anything else is a
+     * scan of every record. */
+    const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
+    size_t cap = q->parent ? (k ? k->n : 0) : db->by_id.cap;
+    const lf_record **all = lf_xmalloc((cap + 1) * sizeof *all);
+    for (size_t i = 0; i < cap; i++) {
+        slot *s = k                         ? k->v[i]
+                  : q->parent               ? NULL
+                  : db->by_id.slots[i].key ? db->by_id.slots[i].val
+                                            : NULL;
         if (!s || s->rec->deleted) continue;
         const lf_record *r = s->rec;
         if (q->state && strcmp(r->state, q->state) != 0) continue;

@@ -48,6 +48,11 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
     else lf_buf_puts(b, s->k_all);
 }
 
+void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%schildren:%s", s->url.prefix, parent);
+}
+
 /* ---- the fold-base cache ------------------------------------------------ */
 
 /* Records as last read from (or confirmed by) Redis: only ever what the
@@ -437,7 +442,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     if (l->limit > LIST_MAX) l->limit = LIST_MAX;
     snprintf(limit, sizeof limit, "%zu", l->limit);
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
-    lf_redis_key_index(s, q->state, q->repo, &key);
+    if (q->parent) lf_redis_key_children(s, q->parent, &key);
+    else lf_redis_key_index(s, q->state, q->repo, &key);
     const char *argv[] = {
         "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score, cid, limit, prefix};
     lf_redis_format(&l->op, 8, argv, NULL);

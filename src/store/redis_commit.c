@@ -258,7 +258,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[9] = {LF_BUF_INIT};
+    lf_buf k[10] = {LF_BUF_INIT};
     char seq[24], ver[24], nkeys[4];
     size_t extra = 0, first_extra = 0;
     int argc = 0, keys = 3;
@@ -270,8 +270,8 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 12 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 12 + 12 + extra) * sizeof *lens);
+    const char **argv = lf_xmalloc((3 + 13 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 13 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -305,6 +305,11 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[6].p;
             keys = 12;
         }
+        if (r->parent) {
+            lf_redis_key_children(s, r->parent, &k[9]);
+            argv[argc++] = k[9].p;
+            keys++;
+        }
     }
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
@@ -320,7 +325,7 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    argv[argc++] = r && r->repo ? "1" : "0";
+    argv[argc++] = !r ? "00" : r->repo ? (r->parent ? "11" : "10") : (r->parent ? "01" : "00");
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)

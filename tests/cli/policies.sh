@@ -57,8 +57,9 @@ for e in "issue_created -> task_queued" "task_queued -> pr_created" \
          "approved -> merged" "merged -> closed"; do
     match_out "dot has the edge $e" "^  \"?${e%% *}\"? -> \"?${e##* }\"?;"
 done
-check "dot has exactly the 12 edges of the workflow (plus the start arrow)" \
-    test "$(printf '%s\n' "$out" | grep -c -- '->')" -eq 13
+check "dot has LoopForge's 12 edges, escalated's two and the engine's escalation (plus the start arrow)" \
+    test "$(printf '%s\n' "$out" | grep -c -- '->')" -eq 16
+match_out "… the engine's edge drawn dashed" '^  "ci_failed" -> "escalated" \[style=dashed\];$'
 match_out "dot marks the terminal state" 'closed"? \[shape=doublecircle\]'
 
 run --policies "$POLICIES" graph --format mermaid
@@ -108,7 +109,7 @@ match_out "policies lists the one CI route with its four events" \
 check "policies lists none of the old CI routes" \
     sh -c '! printf "%s\n" "$1" | grep -q -E "^  (ci-check-suite|ci-workflow-run|check-run) "' _ "$out"
 run --policies "$SHIPPED" policies --json
-expect_json "policies --json has the guards in order" 'guards/6/name' review-unless-auto-merge
+expect_json "policies --json has the guards in order" 'guards/5/name' review-unless-auto-merge
 expect_json "policies --json has the routes in order" 'routes/1/name' issue-opened
 expect_json "… with their filters" 'routes/1/on' 'event=issues action=opened'
 expect_json "policies --json: ci is the fifth route" 'routes/5/name' ci

@@ -42,8 +42,9 @@ lf transition "$u" accept_failed rejected
 lf tick --now 2099-01-01T00:00:00Z
 match_out "accept has one retry: it is retried once" "^$u: accept_failed → accept \\(ok\\)"
 lf transition "$u" accept_failed rejected
-lf tick --now 2099-01-01T00:00:00Z
-match_out "… then the budget is spent: failed_pipeline" "^$u: accept_failed → failed_pipeline \\(ok\\)"
+lf show "$u" --json
+expect_json "… then the budget is spent: failed_pipeline at once" transitions/15/to_state failed_pipeline
+expect_json "… by the stage's retry" transitions/15/trigger retry.exhausted
 lf show "$u" --json
 expect_json "… which is terminal" state failed_pipeline
 

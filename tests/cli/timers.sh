@@ -126,11 +126,10 @@ for attempt in 1 2 3; do
     expect_out "… and then it retries" "$r: ci_failed → ci_pending (ok)"
 done
 lf transition "$r" ci_failed fail
-lf timers --json
-expect_json "the 4th failure: the budget is spent, escalation is due at once" timers/1/to escalated
-expect_json "… trigger retry.exhausted" timers/1/trigger retry.exhausted
-lf tick
-expect_out "… a tick escalates it" "$r: ci_failed → escalated (ok)"
 lf show "$r" --json
+expect_json "the 4th failure: the budget is spent, the record escalates at once" state escalated
+expect_json "… trigger retry.exhausted" transitions/10/trigger retry.exhausted
 expect_json "… by the retry's timer" transitions/10/actor timer:ci_failed
+lf timers
+expect_out "… and no timer is left" ""
 done_testing
