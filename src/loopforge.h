@@ -200,10 +200,10 @@ LF_API void lf_engine_delete_version(lf_engine *e, const char *id, const char *a
 typedef struct lf_list_query {
     const char *state;          /* NULL = any */
     const char *repo;           /* NULL = any */
-    const char *parent;         /* NULL = any; else only its children (and
-                                   then neither state nor repo) */
     size_t limit;               /* 0 = 100 */
     const char *cursor;         /* from a previous page, or NULL */
+    const char *parent;         /* NULL = any; else only its children (and
+                                   then neither state nor repo) */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */

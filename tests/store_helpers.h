@@ -255,7 +255,7 @@ static inline void t_list_cb(lf_code code, const char *error,
 
 static inline void t_list(lf_store *s, const char *state, const char *repo, size_t limit,
                           const char *cursor, t_page *p) {
-    lf_list_query q = {state, repo, limit, cursor};
+    lf_list_query q = {.state = state, .repo = repo, .limit = limit, .cursor = cursor};
     char *cur = cursor ? strdup(cursor) : NULL;  /* p->cursor dies below */
     q.cursor = cur;
     t_page_reset(p);

@@ -132,7 +132,7 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
                       const char *trigger, const char *actor, const char *meta,
                       lf_verdict *keep) {
-    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL};
+    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     lf_buf b = LF_BUF_INIT;
@@ -757,7 +757,7 @@ static void test_no_record(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL};
+    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
@@ -824,7 +824,7 @@ static void test_guard_sees(void **state) {
                   "pr.merged",
                   "bob",
                   "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
-                  at_us("2026-06-01T00:00:00Z") + 250000, NULL};
+                  at_us("2026-06-01T00:00:00Z") + 250000, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -859,7 +859,7 @@ static void test_json_values(void **state) {
         " \"t\": true, \"n\": null, \"no\": false,"
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
-    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL};
+    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -993,7 +993,7 @@ static void test_stashed_view(void **state) {
     assert_string_equal(json, want);
     free(json);
 
-    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci", NULL, "[]", false, NULL};
+    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci", NULL, "[]", false, NULL, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 0);
@@ -1092,7 +1092,7 @@ static void test_config(void **state) {
     assert_false(in.enabled);
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_false(in.enabled);
-    lf_hook_event ev = {rec, "pr_created", "ci_pending", "ci", "ci", NULL, "[]", false, NULL};
+    lf_hook_event ev = {rec, "pr_created", "ci_pending", "ci", "ci", NULL, "[]", false, NULL, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
@@ -1140,7 +1140,7 @@ static void test_hooks(void **state) {
                         "ci",
                         "{\"k\":\"v\"}",
                         "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
-                        false, NULL};
+                        false, NULL, NULL};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
@@ -1213,7 +1213,7 @@ static void test_high_risk(void **state) {
     /* the issue's example, through the engine's message format */
     lf_verdict v;
     lf_eval in = {
-        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL};
+        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL, NULL};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1368,7 +1368,7 @@ static void test_route_to_review(void **state) {
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
     lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed",
-                        "ci",   "{}",         "[]",        false, NULL};
+                        "ci",   "{}",         "[]",        false, NULL, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);

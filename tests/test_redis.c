@@ -765,7 +765,7 @@ static void pages_through_ties_like_memory(void **state) {
         }
     }
     t_page p = {0};
-    lf_list_query q = {NULL, NULL, 0, "not a cursor"};
+    lf_list_query q = {.cursor = "not a cursor"};
     lf_store_list(r, &q, t_list_cb, &p);
     t_settle(&p.calls);
     assert_int_equal(p.code, LF_INVALID_REQUEST);

@@ -60,6 +60,12 @@
 --             of the listed roles (from the token over HTTP, --role on the
 --             CLI); checked before the guards, refused with exit 5:
 --               roles = { escalated = { leave = { "maintainer" } } }
+--   children  what a record's children (records created with --parent ID)
+--             must be in before it enters a state (optional); auto = true
+--             moves it there by itself once they are:
+--               children = { closed = { "done", "cancelled", auto = true } }
+--             Guards of such a workflow see t.record.children (counts by
+--             state). specfuse.lua is the worked example.
 --
 -- The loader also checks that every state is reachable from `initial`, that
 -- there are no self-loops and no duplicate states or edges.

@@ -33,6 +33,7 @@
 #include "../core/mem.h"
 #include "bench_redis.h"
 #include "bench_evidence.h"
+#include "bench_timers.h"
 #include "../core/clock.h"
 
 static const struct {
@@ -395,6 +396,9 @@ static int run_bench(lf_cli *c) {
     /* By default, what evidence costs (bench_evidence.c). */
     if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
         rc = lf_bench_evidence(c, tmpdir, bare, (size_t)n * 10, (unsigned)runs, entries);
+    /* And what timers cost (bench_timers.c): 100 pending per record. */
+    if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
+        rc = lf_bench_timers(c, tmpdir, (size_t)n * 5, (size_t)n * 100, (unsigned)runs);
     /* By default, a private redis-server too (skipped if none is
      * installed). */
     if (rc == LF_EXIT_OK && tmpdir[0] &&

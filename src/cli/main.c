@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <event2/event.h>
 #include "cli.h"
+#include "../engine/engine_internal.h"
 
 #ifndef LF_DATADIR
 #define LF_DATADIR "/usr/local/share/loopforge"
@@ -139,6 +140,12 @@ int main(int argc, char **argv) {
     lf_cli c;
     memset(&c, 0, sizeof(c));
     int rc = run(&c, argc, argv);
+    /* What the request set off (hooks' follow-ups, an escalation, a
+     * parent's move) finishes before the engine goes: on an asynchronous
+     * store it is still in flight when the reply is printed. */
+    while (c.engine && c.base && !lf_engine_settled(c.engine) &&
+           event_base_loop(c.base, EVLOOP_ONCE) == 0)
+        ;
     if (c.engine) lf_engine_free(c.engine);
     if (c.base) event_base_free(c.base);
     lf_args_free(&c.args);

@@ -58,6 +58,8 @@ struct lf_engine {
     bool closing;               /* lf_engine_free is running */
     lf_notifier *notify;        /* hooks' POSTs in flight (notify.c), or NULL */
     lf_evidence *ev;            /* checkpoints, announcements (evidence.c) */
+    size_t busy;                /* transitions and nudges not finished yet
+                                   (follow-ups and escalations included) */
 };
 
 #define CLOSING_MSG "engine is shutting down"
@@ -587,6 +589,8 @@ void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void 
 
 bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev); }
 
+bool lf_engine_settled(const lf_engine *e) { return e->busy == 0; }
+
 void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg) {
     if (e->closing) {
         cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, arg);
@@ -862,6 +866,7 @@ typedef struct txn {
 } txn;
 
 static void txn_free(txn *t) {
+    t->eng->busy--;
     gen_drop(t->g);
     free(t->metadata);
     free(t->pr_changes);
@@ -1010,6 +1015,7 @@ typedef struct nudge {
 } nudge;
 
 static void nudge_free(nudge *n) {
+    n->e->busy--;
     free(n->parent);
     free(n->to);
     free(n);
@@ -1064,6 +1070,7 @@ static void nudge_parent(txn *t, const lf_record *rec) {
     if (!rec->parent || t->eng->closing) return;
     nudge *n = lf_xcalloc(1, sizeof *n);
     n->e = t->eng;
+    n->e->busy++;
     n->parent = lf_xstrdup(rec->parent);
     lf_store_get(t->eng->store, n->parent, nudge_loaded, n);
 }
@@ -1849,6 +1856,7 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char
     p += lg;
     t->actor = memcpy(p, actor, la);
     t->eng = e;
+    e->busy++;
     t->g = gen_hold(e->gen);
     t->kind = kind;
     t->cb = cb;

@@ -12,6 +12,9 @@
  * it may take engine edges and is not held by role gates. */
 void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
                                    lf_result_cb *cb, void *arg);
+/* True when no transition is in flight, follow-ups and the engine's own
+ * moves included: a one-shot host (the CLI) runs its loop until then. */
+bool lf_engine_settled(const lf_engine *e);
 /* Runs the current generation's routes over an inbound event. */
 void lf_engine_route(lf_engine *e, const lf_event *ev, lf_route_result *out);
 /* The current generation described as JSON (lf_rules_json); caller frees. */

@@ -28,7 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE 1000
+/* Records per list call: a store pages as it can (Redis by 1,000), the
+ * embedded ones answer in one pass, which a tick over 100,000 pending
+ * timers needs (a page costs them a pass over every record). */
+#define PAGE 100000
 
 typedef struct pending {
     char id[LF_ID_LEN + 1];

@@ -347,14 +347,55 @@ static int after_cursor(const lf_record *r, const char *cursor) {
     return cursor[n] == '|' && strcmp(r->id, cursor + n + 1) < 0;
 }
 
+/* A bounded max-heap of the `cap` newest records seen so far, its root
+ * the oldest of them: a page costs one pass over the candidates and
+ * log(page) per candidate, not a sort of everything that matches (a tick
+ * pages through every record in a timed state). */
+typedef struct newest {
+    const lf_record **v;
+    size_t n, cap;
+} newest;
+
+static void sift_down(newest *h, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        /* "greater" in newer_first's order means older */
+        if (l < h->n && newer_first(&h->v[l], &h->v[m]) > 0) m = l;
+        if (r < h->n && newer_first(&h->v[r], &h->v[m]) > 0) m = r;
+        if (m == i) return;
+        const lf_record *t = h->v[i];
+        h->v[i] = h->v[m];
+        h->v[m] = t;
+        i = m;
+    }
+}
+
+static void keep_newest(newest *h, const lf_record *r) {
+    if (h->n < h->cap) {
+        size_t i = h->n++;
+        h->v[i] = r;
+        while (i && newer_first(&h->v[i], &h->v[(i - 1) / 2]) > 0) {
+            const lf_record *t = h->v[i];
+            h->v[i] = h->v[(i - 1) / 2];
+            h->v[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+    } else if (newer_first(&r, &h->v[0]) < 0) {
+        h->v[0] = r;
+        sift_down(h, 0);
+    }
+}
+
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
-    size_t limit = q->limit ? q->limit : 100, n = 0;
+    size_t limit = q->limit ? q->limit : 100;
     /* A parent's children come from their own index; anything else is a
      * scan of every record. */
     const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
     size_t cap = q->parent ? (k ? k->n : 0) : db->by_id.cap;
-    const lf_record **all = lf_xmalloc((cap + 1) * sizeof *all);
+    /* One more than the page: it tells there is a next one. */
+    size_t keep = limit < db->by_id.len ? limit + 1 : db->by_id.len + 1;
+    newest h = {lf_xmalloc(keep * sizeof *h.v), 0, keep};
     for (size_t i = 0; i < cap; i++) {
         slot *s = k                         ? k->v[i]
                   : q->parent               ? NULL
@@ -365,18 +406,19 @@ void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
         if (q->state && strcmp(r->state, q->state) != 0) continue;
         if (q->repo && (!r->repo || strcmp(r->repo, q->repo) != 0)) continue;
         if (q->cursor && !after_cursor(r, q->cursor)) continue;
-        all[n++] = r;
+        keep_newest(&h, r);
     }
-    qsort(all, n, sizeof *all, newer_first);
+    size_t n = h.n;
+    qsort(h.v, n, sizeof *h.v, newer_first);
     char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
     if (n > limit) {
-        const lf_record *last = all[limit - 1];
+        const lf_record *last = h.v[limit - 1];
         snprintf(cursor, sizeof cursor, "%s|%s", last->updated_at, last->id);
         next = cursor;
         n = limit;
     }
-    cb(LF_OK, NULL, all, n, next, arg);
-    free(all);
+    cb(LF_OK, NULL, h.v, n, next, arg);
+    free(h.v);
 }
 
 /* ---- audit -------------------------------------------------------------- */

@@ -76,4 +76,44 @@ match_out "late deliveries are counted" \
 stop_server
 expect_match "… and the server stops with 0" rc "$STOP_RC" '^0$'
 
+# ---- timers and related records on Redis (issue 11) ----
+# Specfuse's workflows: a gate with two units (children indexed in Redis),
+# a unit's 2h timer fired by two ticking processes at once (exactly one
+# moves it), a gate that closes by itself once its units are done.
+R="unix://$tmp/redis.sock?prefix=people:"
+rl() { run --policies "$ROOT/policies" --store "$R" "$@"; }
+rl create --ref g --workflow specfuse-gate; g=$out
+rl transition "$g" armed arm --role gatekeeper
+rl transition "$g" running go
+rl create --ref u1 --workflow specfuse-unit --parent "$g"; u1=$out
+rl create --ref u2 --workflow specfuse-unit --parent "$g"; u2=$out
+rl list --parent "$g" --json
+expect_json "redis: a gate's units are listed by parent" 'records/#' 2
+rl transition "$u1" dispatched d
+late=2099-01-01T00:00:00Z
+"$LOOPFORGE_BIN" --policies "$ROOT/policies" --store "$R" tick --now $late >"$tmp/tick1" 2>&1 &
+t1=$!
+"$LOOPFORGE_BIN" --policies "$ROOT/policies" --store "$R" tick --now $late >"$tmp/tick2" 2>&1 &
+t2=$!
+wait $t1; wait $t2
+rl audit "$u1"
+check "redis: two ticks at once fire a due timer exactly once" \
+    test "$(printf '%s\n' "$out" | grep -c '"trigger":"unit.timeout"')" -eq 1
+check "… and its retry at most once (the later tick may find it due too)" \
+    test "$(printf '%s\n' "$out" | grep -c '"trigger":"unit.retry"')" -le 1
+rl show "$u1" --json
+expect_match "… the unit timed out" state "$(json state)" '^(verify_failed|dispatched)$'
+[ "$(json state)" = verify_failed ] && rl transition "$u1" dispatched d
+rl transition "$g" closed early
+expect_rc "redis: a gate with open units cannot close: exit 5" 5
+match_err "… saying how many" '2 of 2 are not$'
+rl transition "$u2" dispatched d
+for u in "$u1" "$u2"; do
+    rl transition "$u" verifying v
+    rl transition "$u" done ok
+done
+rl show "$g" --json
+expect_json "redis: the last unit done closes the gate by itself" state closed
+expect_json "… as the engine" transitions/4/actor engine:children
+
 done_testing
