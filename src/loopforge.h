@@ -299,6 +299,19 @@ LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *
 /* Signed attestations of a record's merges: {"record_id","attestations":
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
  * invalid_request without a signing key, not_found for no such record. */
+/* Why a record is where it is and what would move it: for its current
+ * state, every way out judged now as a dry run by `actor` with `roles`
+ * (each denial with its reason and, where the guard says, `requires`),
+ * the roles that may leave the state, its next timer. Writes nothing.
+ * Answers with JSON text (docs/http.md, "explain"). */
+typedef struct lf_explain_req {
+    const char *id;
+    const char *actor;          /* NULL = "anonymous" */
+    const char *roles;          /* comma separated, NULL = none */
+    const char *trigger;        /* for guards that filter on it; NULL = "explain" */
+} lf_explain_req;
+LF_API void lf_engine_explain(lf_engine *e, const lf_explain_req *req, lf_text_cb *cb,
+                              void *arg);
 LF_API void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg);
 /* The signing key's public half as PEM (caller frees), or NULL. */
 LF_API char *lf_engine_public_key(const lf_engine *e);

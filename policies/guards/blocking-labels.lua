@@ -16,7 +16,8 @@ return policy {
   check = function(t, cfg)
     for _, label in ipairs(cfg.labels) do
       if t:has_label(label) then
-        return deny(("label '%s' blocks merging"):format(label))
+        return deny { reason = ("label '%s' blocks merging"):format(label),
+                      requires = { remove_label = label } }
       end
     end
     return allow()

@@ -42,7 +42,9 @@ return policy {
     local risky = listed(t.metadata.risk_tier, cfg.risk_tiers)
                or listed(t.record.metadata.risk_tier, cfg.risk_tiers)
     if risky and not approved(t.record) then
-      return deny("high-risk merge requires governance approval")
+      return deny { reason = "high-risk merge requires governance approval",
+                    requires = { metadata = { governance_approved = true },
+                                 on = "an earlier transition (the approval)" } }
     end
     return allow()
   end,

@@ -48,8 +48,9 @@ return policy {
     local now = t.now
     for _, w in ipairs(cfg.windows) do
       if now >= parse_time(w.from) and now < parse_time(w.to) then
-        return deny(("merge freeze until %s: %s")
-                    :format(w.to, w.reason or "merges are frozen"))
+        return deny { reason = ("merge freeze until %s: %s")
+                                 :format(w.to, w.reason or "merges are frozen"),
+                      requires = { after = w.to } }
       end
     end
     return allow()

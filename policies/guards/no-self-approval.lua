@@ -13,12 +13,14 @@ return policy {
 
   check = function(t)
     if t.actor == nil or t.actor == "" then
-      return deny("an approval must name its actor")
+      return deny { reason = "an approval must name its actor",
+                    requires = { actor = "named" } }
     end
     local opened = t:last_entry("pr_created")
     if opened and opened.actor == t.actor then
-      return deny(("separation of duties: %s opened the PR and cannot also approve it")
-                  :format(t.actor))
+      return deny { reason = ("separation of duties: %s opened the PR and cannot also "
+                              .. "approve it"):format(t.actor),
+                    requires = { actor_not = t.actor } }
     end
     return allow()
   end,

@@ -12,7 +12,8 @@ return policy {
 
   check = function(t)
     if t.record.auto_merge then return allow() end
-    return deny("merging straight from ci_passed needs auto_merge; without it the "
-                .. "record goes through awaiting_review and approved")
+    return deny { reason = "merging straight from ci_passed needs auto_merge; without it "
+                           .. "the record goes through awaiting_review and approved",
+                  requires = { auto_merge = true, or_path = { "awaiting_review", "approved" } } }
   end,
 }

@@ -1223,7 +1223,9 @@ static void txn_refuse(txn *t, const lf_record *rec, lf_entry *en, lf_code code,
     else lf_buf_puts(&b, reason);
     free(t->denial);
     t->denial = lf_buf_steal(&b);
-    if (t->dry_run) {
+    /* A dry run of a missing edge answers as LoopForge does, with no
+     * decisions; one a rule refuses names the rule, as the real one. */
+    if (t->dry_run && code != LF_DENIED) {
         txn_done(t, code, t->denial, NULL, rec);
         return;
     }
@@ -1237,6 +1239,10 @@ static void txn_refuse(txn *t, const lf_record *rec, lf_entry *en, lf_code code,
     lf_jw_close(&list, ']');
     free(t->decisions);
     t->decisions = lf_buf_steal(&b);
+    if (t->dry_run) {
+        txn_done(t, code, t->denial, NULL, rec);
+        return;
+    }
     en->kind = code == LF_DENIED ? LF_ENTRY_DENIED : LF_ENTRY_REJECTED;
     en->version = rec->version;
     if (!en->to_state) en->to_state = t->to;

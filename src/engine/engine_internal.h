@@ -12,6 +12,10 @@
  * it may take engine edges and is not held by role gates. */
 void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
                                    lf_result_cb *cb, void *arg);
+/* The record's next timer (workflow `timers` and `retries`, timers.c):
+ * its due time, the state it moves to, its trigger. False when none. */
+bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due, int *to,
+                     const char **trigger);
 /* True when no transition is in flight, follow-ups and the engine's own
  * moves included: a one-shot host (the CLI) runs its loop until then. */
 bool lf_engine_settled(const lf_engine *e);

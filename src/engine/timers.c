@@ -139,6 +139,41 @@ static void fire_next(tick_ctx *t) {
 
 static void list_state(tick_ctx *t);
 
+bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_out,
+                     int *to_out, const char **trigger_out) {
+    int s = lf_workflow_state(wf, rec->state);
+    int64_t entered;
+    if (s < 0 || !rec->nhist || lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
+        return false;
+    /* The earliest of the state's timers and its retry. */
+    int64_t due = INT64_MAX;
+    int to = -1;
+    const char *trigger = NULL;
+    for (int k = 0; k < wf->ntimers; k++) {
+        const lf_timer_def *d = &wf->timers[k];
+        if (d->state == s && entered + d->after_us < due)
+            due = entered + d->after_us, to = d->to, trigger = d->trigger;
+    }
+    const lf_retry_def *r = lf_workflow_retry(wf, s);
+    if (r) {
+        int attempts = (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]);
+        /* Without a backoff the retries are the caller's: only the
+         * escalation is ours. */
+        bool retry = attempts < r->max;
+        int64_t at = retry ? entered + lf_retry_backoff(r, attempts) : entered;
+        if ((!retry || r->initial_us) && at < due) {
+            due = at;
+            to = retry ? r->to : r->escalate;
+            trigger = retry ? r->trigger : "retry.exhausted";
+        }
+    }
+    if (to < 0) return false;
+    *due_out = due;
+    *to_out = to;
+    *trigger_out = trigger;
+    return true;
+}
+
 /* The records of one timed state, page by page: each gets the earliest
  * of its workflow's timers for that state. */
 static void listed(lf_code code, const char *error, const lf_record *const *recs, size_t n,
@@ -152,33 +187,10 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     for (size_t i = 0; i < n; i++) {
         const lf_record *rec = recs[i];
         const lf_workflow *wf = lf_engine_workflow(t->e, rec->workflow);
-        int s = wf ? lf_workflow_state(wf, rec->state) : -1;
-        int64_t entered;
-        if (s < 0 || !rec->nhist || lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
-            continue;
-        /* The earliest of the state's timers and its retry. */
-        int64_t due = INT64_MAX;
-        int to = -1;
-        const char *trigger = NULL;
-        for (int k = 0; k < wf->ntimers; k++) {
-            const lf_timer_def *d = &wf->timers[k];
-            if (d->state == s && entered + d->after_us < due)
-                due = entered + d->after_us, to = d->to, trigger = d->trigger;
-        }
-        const lf_retry_def *r = lf_workflow_retry(wf, s);
-        if (r) {
-            int attempts = (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]);
-            /* Without a backoff the retries are the caller's: only the
-             * escalation is ours. */
-            bool retry = attempts < r->max;
-            int64_t at = retry ? entered + lf_retry_backoff(r, attempts) : entered;
-            if ((!retry || r->initial_us) && at < due) {
-                due = at;
-                to = retry ? r->to : r->escalate;
-                trigger = retry ? r->trigger : "retry.exhausted";
-            }
-        }
-        if (to < 0) continue;
+        int64_t due;
+        int to;
+        const char *trigger;
+        if (!wf || !lf_record_timer(wf, rec, &due, &to, &trigger)) continue;
         t->p = lf_xrealloc(t->p, (t->np + 1) * sizeof *t->p);
         pending *p = &t->p[t->np++];
         snprintf(p->id, sizeof p->id, "%s", rec->id);

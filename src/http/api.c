@@ -542,6 +542,26 @@ void lf_api_attestations(lf_req *r) {
     lf_engine_attestations(r->srv->engine, r->param, attested, r);
 }
 
+/* GET /v1/records/{id}/explain[?trigger=T]: every way out, judged now as
+ * the caller (the token's name and roles; without tokens ?actor= and
+ * ?roles=a,b may say who). */
+void lf_api_explain(lf_req *r) {
+    static const char *const allowed[] = {"trigger", "actor", "roles", NULL};
+    if (!lf_query_check(r, allowed)) return;
+    if (r->srv->tokens && (lf_req_query(r, "actor") || lf_req_query(r, "roles"))) {
+        lf_reply_error(r, 400, "invalid_request",
+                       "actor and roles are the token's: they cannot be asked for");
+        return;
+    }
+    lf_explain_req req = {.id = r->param,
+                          .actor = r->srv->tokens ? r->actor : lf_req_query(r, "actor"),
+                          .roles = r->srv->tokens ? r->roles : lf_req_query(r, "roles"),
+                          .trigger = lf_req_query(r, "trigger")};
+    if (!req.actor) req.actor = r->actor;
+    lf_op_begin(r);
+    lf_engine_explain(r->srv->engine, &req, attested, r);
+}
+
 /* ---- import ------------------------------------------------------------- */
 
 /* POST /v1/import: LoopForge's records, one object or an array, each

@@ -53,6 +53,8 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
                             false, lf_api_attestations},
     [LF_RT_IMPORT] = {EVHTTP_REQ_POST, "/v1/import", LF_ROLE_ADMIN, false, lf_api_import},
     [LF_RT_TIMERS] = {EVHTTP_REQ_GET, "/v1/timers", LF_ROLE_READ, false, lf_api_timers},
+    [LF_RT_EXPLAIN] = {EVHTTP_REQ_GET, "/v1/records/{id}/explain", LF_ROLE_READ, false,
+                       lf_api_explain},
 };
 
 /* ---- the listen address ------------------------------------------------ */

@@ -726,6 +726,32 @@ static int timers_at(lua_State *L, bool fire) {
     return 1;
 }
 
+/* eng:explain(id [, { actor=, roles = {...}, trigger= }]) --> the document */
+static int l_explain(lua_State *L) {
+    static const char *const known[] = {"actor", "roles", "trigger", NULL};
+    lua_engine *le = check_engine(L);
+    lf_explain_req req = {.id = check_text(L, 2)};
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        check_keys(L, 3, known);
+        req.actor = opt_string(L, 3, "actor");
+        req.trigger = opt_string(L, 3, "trigger");
+        req.roles = opt_roles(L, 3);
+    }
+    sync_text *s = lf_xcalloc(1, sizeof *s);
+    box_push(L, s, free_text);
+    lf_engine_explain(le->e, &req, keep_text, s);
+    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (s->code != LF_OK) {
+        luaL_pushfail(L);
+        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
+        lua_pushstring(L, lf_code_name(s->code));
+        return 3;
+    }
+    push_json_text(L, s->text, strlen(s->text));
+    return 1;
+}
+
 static int l_timers(lua_State *L) { return timers_at(L, false); }
 static int l_tick(lua_State *L) { return timers_at(L, true); }
 
@@ -831,6 +857,7 @@ static const luaL_Reg engine_methods[] = {
     {"verify", l_verify},
     {"timers", l_timers},
     {"tick", l_tick},
+    {"explain", l_explain},
     {"reload", l_reload},
     {"generation", l_generation},
     {"stats", l_stats},

@@ -89,6 +89,7 @@ static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
     d->policy = lf_xstrdup(g->name);
     d->allow = allow;
     d->reason = reason;
+    d->requires = NULL;
     if (!allow && v->denied_by < 0) {
         v->denied_by = (int)v->ndecisions;
         v->allow = false;
@@ -149,14 +150,25 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
     lua_getfield(L, v, "allow");
     lua_getfield(L, v, "reason");
     lua_getfield(L, v, "annotations");
+    lua_getfield(L, v, "requires");
     bool allow = lua_toboolean(L, v + 1);
     char *reason =
         lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
+    char *requires = NULL;
+    if (!allow && lua_type(L, v + 4) == LUA_TTABLE) {
+        char err[300];
+        if (!(requires = object_text(L, v + 4, "requires", err, sizeof err))) {
+            free(reason);
+            decide(j, g, false, lf_xprintf("guard %s: %s", g->name, err));
+            return;
+        }
+    }
     if (lua_type(L, v + 3) == LUA_TTABLE) {
         char err[300];
         char *text = object_text(L, v + 3, "annotations", err, sizeof err);
         if (!text) {
             free(reason);
+            free(requires);
             decide(j, g, false, lf_xprintf("guard %s: %s", g->name, err));
             return;
         }
@@ -166,6 +178,7 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
         else cJSON_Delete(a);
     }
     decide(j, g, allow, reason);
+    j->out->decisions[j->out->ndecisions - 1].requires = requires;
 }
 
 static int evaluate_p(lua_State *L) {
@@ -245,6 +258,7 @@ void lf_verdict_free(lf_verdict *v) {
     for (size_t i = 0; i < v->ndecisions; i++) {
         free(v->decisions[i].policy);
         free(v->decisions[i].reason);
+        free(v->decisions[i].requires);
     }
     free(v->decisions);
     free(v->annotations);
@@ -261,6 +275,7 @@ void lf_verdict_json(const lf_verdict *v, lf_buf *out) {
         lf_jw_str(&o, "policy", d->policy);
         lf_jw_str(&o, "verdict", d->allow ? "allow" : "deny");
         lf_jw_str(&o, "reason", d->reason);
+        if (d->requires) lf_jw_raw(&o, "requires", d->requires, NULL);
         lf_jw_close(&o, '}');
     }
     lf_jw_close(&list, ']');

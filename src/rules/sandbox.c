@@ -267,18 +267,40 @@ static int l_allow(lua_State *L) {
     return 1;
 }
 
+/* deny(reason [, annotations]) or deny{ reason = ..., requires = {...},
+ * annotations = {...} }: `requires` says, as data, what would satisfy the
+ * guard (explain shows it; the entry keeps it). */
 static int l_deny(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        static const char *const keys[] = {"reason", "requires", "annotations"};
+        lua_settop(L, 1);
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            bool ok = false;
+            for (size_t i = 0; i < 3 && lua_type(L, -2) == LUA_TSTRING; i++)
+                ok |= strcmp(lua_tostring(L, -2), keys[i]) == 0;
+            if (!ok) return luaL_error(L, "deny{}: unknown field (reason, requires, annotations)");
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, 1, "reason");
+        lua_getfield(L, 1, "annotations");
+        lua_getfield(L, 1, "requires");
+        lua_remove(L, 1);           /* reason, annotations, requires */
+    } else lua_settop(L, 2);
     if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) == 0)
         return luaL_error(L, "deny: the reason must be a non-empty string");
     check_opt_table(L, 2, "deny", "annotations");
-    lua_settop(L, 2);
-    lua_createtable(L, 0, 3);
+    check_opt_table(L, 3, "deny", "requires");
+    lua_settop(L, 3);
+    lua_createtable(L, 0, 4);
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "allow");
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "reason");
     lua_pushvalue(L, 2);
     lua_setfield(L, -2, "annotations");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "requires");
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setmetatable(L, -2);
     return 1;

@@ -181,5 +181,35 @@ expect_json "… the co-signer is carol, by her token" authority/override/co_sig
 AUTH="Bearer $tok_dave"
 req POST "/v1/records/$o2/transitions" '{"to":"merged","trigger":"m","override":{"reason":"x"}}'
 expect_status "an override without breakglass over HTTP: 403" 403
+
+# ---- explain (issue 12, item 1): as the caller, with the token's roles ----
+l3 create --ref ex; ex=$out
+l3 transition "$ex" task_queued t; l3 transition "$ex" pr_created t; l3 transition "$ex" ci_pending t
+l3 transition "$ex" ci_failed t
+for i in 1 2 3; do l3 transition "$ex" ci_pending r; l3 transition "$ex" ci_failed f; done
+n=$(STORE=$S3 POLICIES=$P3 audit_count)
+AUTH="Bearer $tok_dave"
+req GET "/v1/records/$ex/explain"
+expect_status "explain over HTTP: 200" 200
+expect_json "… the state" state escalated
+expect_json "… who may leave it" leave_roles/1 maintainer
+expect_json "… each way out, judged as the caller" edges/1/allowed false
+expect_json "… refused by the gate" edges/1/decisions/1/policy roles:escalated
+expect_json "… the second way out" edges/2/to closed
+AUTH="Bearer $tok_alice"
+req GET "/v1/records/$ex/explain"
+expect_json "… with the maintainer's token it is allowed" edges/1/allowed true
+req GET "/v1/records/$ex/explain?roles=maintainer"
+expect_status "… roles cannot be asked for with tokens: 400" 400
+req GET "/v1/records/loop-nope/explain"
+expect_status "… an unknown record: 404" 404
+check "explain wrote nothing" test "$(STORE=$S3 POLICIES=$P3 audit_count)" -eq "$n"
 stop_server
+l3 explain "$ex" --actor dave
+expect_rc "loopforge explain exits 0" 0
+match_out "… names the record and state" "^$ex: escalated \\(loopforge, version [0-9]+\\)$"
+match_out "… each way out with the rule that refuses it" '^      roles:escalated: leaving escalated needs the role maintainer; dave has no role$'
+match_out "… and who may leave" '^  leaving needs one of the roles: maintainer$'
+l3 explain "$ex" --actor mo --role maintainer
+match_out "… as a maintainer: allowed" '^  → ci_pending: allowed$'
 done_testing
