@@ -1181,6 +1181,9 @@ static void test_hooks(void **state) {
 
 #define ALLOW(p) "{\"policy\":\"" p "\",\"verdict\":\"allow\",\"reason\":null}"
 #define DENY(p, why) "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\"}"
+/* A denial that says what would satisfy it (`requires`, JSON). */
+#define DENYR(p, why, req)                                                                \
+    "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\",\"requires\":" req "}"
 #define TO_MERGED_OK(first)                                                              \
     "[" ALLOW("blocking-labels") "," first "," ALLOW("merge-freeze")
 #define REVIEWED HAPPY ";ci_passed@ci;awaiting_review@hook:route-to-review"
@@ -1197,8 +1200,10 @@ static void test_high_risk(void **state) {
     lf_record *rec_ok = mkrec(REVIEWED ";approved@bob", false, NULL,
                               "{\"risk_tier\":\"high\",\"governance_approved\":true}");
     const char *deny =
-        TO_MERGED_OK(DENY("high-risk-merge-needs-approval",
-                          "high-risk merge requires governance approval")) "]";
+        TO_MERGED_OK(DENYR("high-risk-merge-needs-approval",
+                           "high-risk merge requires governance approval",
+                           "{\"metadata\":{\"governance_approved\":true},"
+                           "\"on\":\"an earlier transition (the approval)\"}")) "]";
     const char *ok = TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]";
     (void)hr;
     expect_eval(r, plain, "merged", "bot", "{\"risk_tier\":\"high\"}", deny);
@@ -1231,12 +1236,14 @@ static void test_no_self_approval(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *rec = mkrec(REVIEWED, false, NULL, NULL);
     expect_eval(r, rec, "approved", "alice", NULL,
-                "[" DENY("no-self-approval",
-                         "separation of duties: alice opened the PR and "
-                         "cannot also approve it") "]");
+                "[" DENYR("no-self-approval",
+                          "separation of duties: alice opened the PR and "
+                          "cannot also approve it",
+                          "{\"actor_not\":\"alice\"}") "]");
     expect_eval(r, rec, "approved", "bob", NULL, "[" ALLOW("no-self-approval") "]");
     expect_eval(r, rec, "approved", NULL, NULL,
-                "[" DENY("no-self-approval", "an approval must name its actor") "]");
+                "[" DENYR("no-self-approval", "an approval must name its actor",
+                          "{\"actor\":\"named\"}") "]");
     lf_record_free(rec);
     /* the last PR counts: reopened by bob, approved by alice */
     rec = mkrec(
@@ -1254,11 +1261,12 @@ static void test_review_unless_auto_merge(void **state) {
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
     expect_eval(r, manual, "merged", "bot", NULL,
-                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," DENY(
+                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," DENYR(
                     "review-unless-auto-merge",
                     "merging straight from ci_passed needs "
                     "auto_merge; without it the record goes through awaiting_review and "
-                    "approved") "]");
+                    "approved",
+                    "{\"auto_merge\":true,\"or_path\":[\"awaiting_review\",\"approved\"]}") "]");
     expect_eval(r, autom, "merged", "bot", NULL,
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," ALLOW(
                     "review-unless-auto-merge") "]");
@@ -1286,8 +1294,9 @@ static void test_merge_freeze(void **state) {
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]");
     NOW = at_us("2026-06-01T23:59:59Z");
     const char *release =
-        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENY(
-            "merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release") "]";
+        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
+            "merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release",
+            "{\"after\":\"2026-06-02T00:00:00Z\"}") "]";
     expect_eval(r, rec, "merged", "bot", NULL, release);
     NOW = at_us("2026-05-31T00:00:00Z");
     expect_eval(r, rec, "merged", "bot", NULL, release);
@@ -1297,9 +1306,10 @@ static void test_merge_freeze(void **state) {
     NOW = at_us("2027-01-02T00:00:00Z");
     expect_eval(
         r, rec, "merged", "bot", NULL,
-        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENY(
+        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
             "merge-freeze",
-            "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen") "]");
+            "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen",
+            "{\"after\":\"2027-01-02T00:00:00.5Z\"}") "]");
     NOW = saved;
     lf_rules_free(r);
     lf_record_free(rec);
@@ -1337,9 +1347,10 @@ static void test_blocking_labels(void **state) {
         lf_record *rec = mkrec(REVIEWED ";approved@bob", false, deny[i].labels, NULL);
         char want[512];
         snprintf(want, sizeof want,
-                 "[" DENY("blocking-labels", "label '%s' blocks merging") "," ALLOW(
+                 "[" DENYR("blocking-labels", "label '%s' blocks merging",
+                           "{\"remove_label\":\"%s\"}") "," ALLOW(
                      "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
-                 deny[i].label);
+                 deny[i].label, deny[i].label);
         expect_eval(r, rec, "merged", "bot", deny[i].meta, want);
         lf_record_free(rec);
     }
@@ -1350,7 +1361,8 @@ static void test_blocking_labels(void **state) {
     copy_shipped(d, "return { ['blocking-labels'] = { labels = { 'team' } } }\n");
     r = load_ok(d);
     expect_eval(r, rec, "merged", "bot", NULL,
-                "[" DENY("blocking-labels", "label 'team' blocks merging") "," ALLOW(
+                "[" DENYR("blocking-labels", "label 'team' blocks merging",
+                          "{\"remove_label\":\"team\"}") "," ALLOW(
                     "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     copy_shipped(d, "return { ['blocking-labels'] = { enabled = false } }\n");

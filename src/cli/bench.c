@@ -34,6 +34,7 @@
 #include "bench_redis.h"
 #include "bench_evidence.h"
 #include "bench_timers.h"
+#include "bench_governance.h"
 #include "../core/clock.h"
 
 static const struct {
@@ -399,6 +400,9 @@ static int run_bench(lf_cli *c) {
     /* And what timers cost (bench_timers.c): 100 pending per record. */
     if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
         rc = lf_bench_timers(c, tmpdir, (size_t)n * 5, (size_t)n * 100, (unsigned)runs);
+    /* And explain and replay (bench_governance.c), on the whole set. */
+    if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
+        rc = lf_bench_governance(c, tmpdir, full, (size_t)n, entries);
     /* By default, a private redis-server too (skipped if none is
      * installed). */
     if (rc == LF_EXIT_OK && tmpdir[0] &&

@@ -33,6 +33,7 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_timers,
                                              &lf_cmd_tick,
                                              &lf_cmd_explain,
+                                             &lf_cmd_replay,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},

@@ -1801,6 +1801,8 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
                               .violation = t->violation});
             t->eng->stats.transitions[LF_OK]++;
             txn_free(t);
+            free(authority);
+            cJSON_free(merged);
             return;
         }
         if (merged) en.metadata = merged;
