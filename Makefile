@@ -161,6 +161,7 @@ run: deps all
 # A guided walk of one record through the lifecycle, on the CLI.
 walk: deps all
 	@sh contrib/walkthrough.sh $(B)/loopforge
+	@sh contrib/lifecycles.sh $(B)/loopforge
 
 bench: deps all
 	@sh contrib/install-deps.sh bench

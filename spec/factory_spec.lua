@@ -25,11 +25,7 @@ describe("Factory's task pipeline", function()
     local rec = eng:get(id).record
     return rec.transitions[#rec.transitions].timestamp
   end
-  local function secs(ts)
-    local y, mo, d, h, mi, s = ts:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
-    local t = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = 0, isdst = false }
-    return t - (os.time(os.date("!*t", t)) - t) + tonumber(s)
-  end
+  local secs = kit.seconds
 
   it("takes a task through the nine stages to integrated", function()
     eng = kit.engine()

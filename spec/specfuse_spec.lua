@@ -22,13 +22,7 @@ describe("the Specfuse gate cycle", function()
     local rec = eng:get(id).record
     return rec.transitions[#rec.transitions].timestamp
   end
-  -- seconds since the epoch of an ISO time, plus `plus`
-  local function after(ts, plus)
-    local y, mo, d, h, mi, s = ts:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
-    local t = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = 0, isdst = false }
-    local utc_offset = os.time(os.date("!*t", t)) - t
-    return t - utc_offset + tonumber(s) + plus
-  end
+  local after = kit.seconds
 
   it("runs a feature through its gates and units to done", function()
     eng = kit.engine()

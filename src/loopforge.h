@@ -204,6 +204,9 @@ typedef struct lf_list_query {
     const char *cursor;         /* from a previous page, or NULL */
     const char *parent;         /* NULL = any; else only its children (and
                                    then neither state nor repo) */
+    bool timed;                 /* only records with timers of their own
+                                   (scheduled by a hook, an override's
+                                   review); alone, like parent */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */
@@ -299,6 +302,13 @@ LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *
 /* Signed attestations of a record's merges: {"record_id","attestations":
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);
  * invalid_request without a signing key, not_found for no such record. */
+/* Acknowledges the break-glass overrides waiting for review on a record
+ * (workflow `override.review`): their review timers end. Someone other
+ * than the actor who overrode must do it (else LF_DENIED); a record with
+ * none is LF_INVALID_REQUEST. Audited as a `noted` entry with the reason. */
+LF_API void lf_engine_acknowledge(lf_engine *e, const char *id, const char *actor,
+                                  const char *reason, lf_result_cb *cb, void *arg);
+
 /* Why a record is where it is and what would move it: for its current
  * state, every way out judged now as a dry run by `actor` with `roles`
  * (each denial with its reason and, where the guard says, `requires`),

@@ -593,5 +593,15 @@ function kit.audit(eng, id)
   return entries, entries[#entries]
 end
 
+--- Seconds since the epoch of an ISO 8601 UTC time as the engine writes
+--- it ("2026-12-05T10:00:00.123456Z"), plus `plus`: the clock a spec
+--- moves, for eng:tick(t) and eng:timers(t).
+function kit.seconds(ts, plus)
+  local y, mo, d, h, mi, s = ts:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):([%d.]+)Z$")
+  if not y then error("kit.seconds: not an ISO 8601 UTC time: " .. tostring(ts), 2) end
+  local t = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = 0, isdst = false }
+  return t - (os.time(os.date("!*t", t)) - t) + tonumber(s) + (plus or 0)
+end
+
 kit.core = core
 return kit

@@ -41,12 +41,17 @@
 --   retries   retries with backoff, then escalation (optional):
 --               retries = {
 --                 ci_failed = { to = "ci_pending", trigger = "ci.retry", max = 3,
---                               backoff = { initial = "1m", factor = 2, max = "1h" },
+--                               backoff = { initial = "1m", factor = 2, max = "1h",
+--                                           jitter = 0.1 },
 --                               escalate_to = "escalated" },
 --               }
 --             Attempts are counted from the record's history (across
---             restarts); the edges state -> to and state -> escalate_to must
---             exist.
+--             restarts); the edge state -> to must exist (state ->
+--             escalate_to is added for the engine if it does not). jitter
+--             (0..1, optional) moves each backoff by up to that fraction,
+--             the same on every store for a record's attempt. Without a
+--             backoff the retries are the caller's: the engine counts them,
+--             refuses one past max and escalates.
 --   stages    a pipeline in order (optional), expanded by the loader:
 --               stages = { from = "in_progress", pass = "passed", fail = "failed",
 --                          backoff = { initial = "30s", factor = 2, max = "1h" },
@@ -60,6 +65,12 @@
 --             of the listed roles (from the token over HTTP, --role on the
 --             CLI); checked before the guards, refused with exit 5:
 --               roles = { escalated = { leave = { "maintainer" } } }
+--   override  what break-glass needs here (optional): a co-signer, and a
+--             review -- unless someone other than the actor who overrode
+--             acknowledges it in time (`loopforge ack`), the record is moved
+--             to escalate_to (engine edges from every state):
+--               override = { co_signer = true, review = "24h",
+--                            escalate_to = "escalated" }
 --   children  what a record's children (records created with --parent ID)
 --             must be in before it enters a state (optional); auto = true
 --             moves it there by itself once they are:

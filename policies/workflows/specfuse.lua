@@ -25,6 +25,9 @@
 --     of its units is done or cancelled -- and cannot be closed before: a
 --     request to close it early is refused with how many units are open.
 --   * A feature is done by itself once all its gates are closed.
+--   * A break-glass override on a unit needs a co-signer, and escalates the
+--     unit unless someone else acknowledges it within 24h
+--     (`loopforge ack ID --reason ...`).
 -- Timers and retries fire from `loopforge serve` (every second) or
 -- `loopforge tick` (cron).
 
@@ -74,5 +77,9 @@ return {
                         escalate_to = "escalated" },
     },
     roles = { escalated = { leave = { "maintainer" } } },
+    -- A break-glass override on a unit needs a second person, and someone
+    -- other than the one who overrode must acknowledge it within a day,
+    -- else the unit is escalated.
+    override = { co_signer = true, review = "24h", escalate_to = "escalated" },
   },
 }

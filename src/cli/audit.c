@@ -257,8 +257,10 @@ static int override_line(const char *line, size_t len, void *arg) {
     const char *a, *o;
     size_t an, on;
     (void)arg;
-    if (lf_json_get(line, len, "authority", &a, &an) && *a == '{' &&
-        lf_json_get(a, an, "override", &o, &on))
+    if ((lf_json_get(line, len, "authority", &a, &an) && *a == '{' &&
+         lf_json_get(a, an, "override", &o, &on)) ||
+        (lf_json_get(line, len, "trigger", &o, &on) && on == 23 &&
+         memcmp(o, "\"override.acknowledged\"", 23) == 0))
         printf("%.*s\n", (int)len, line);
     return 0;
 }
@@ -305,7 +307,8 @@ const lf_command lf_cmd_audit = {
     "       loopforge audit proof SEQ\n\n"
     "Prints audit entries as NDJSON in sequence order: every entry, or\n"
     "those of record ID; --after SEQ starts after that sequence number.\n"
-    "--overrides prints only the entries that carry a break-glass override.\n\n"
+    "--overrides prints only the entries that carry a break-glass override, and\n"
+    "their acknowledgements.\n\n"
     "--verify reads the whole log (a journal as a file: nothing is opened for\n"
     "writing, no policy set is needed, a torn last line is reported and left\n"
     "alone) and checks every entry's hash and its link to the one before,\n"

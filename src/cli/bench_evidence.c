@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "bench_util.h"
 #include "bench_evidence.h"
 #include "../core/buf.h"
 #include "../core/clock.h"
@@ -26,17 +27,6 @@
 #include "../core/sign.h"
 #include "../core/verify.h"
 
-typedef struct call {
-    bool done, ok;
-    char id[LF_ID_LEN + 1];
-} call;
-
-static void on_res(const lf_result *r, void *arg) {
-    call *c = arg;
-    c->done = true;
-    c->ok = r->success;
-    if (r->success && r->record) snprintf(c->id, sizeof c->id, "%s", lf_record_id(r->record));
-}
 
 static void on_cp(lf_code code, const char *error, const char *text, void *arg) {
     (void)error, (void)text;
@@ -66,15 +56,15 @@ static double workload(lf_cli *c, const char *policies, const char *key, size_t 
     for (size_t i = 0; i < n && ok; i++) {
         char ref[64];
         snprintf(ref, sizeof ref, "bench-evidence-%zu", i);
-        call cr = {0};
+        lf_bench_call cr = {0};
         lf_create_req req = {.ref = ref, .auto_merge = true, .actor = "bench"};
-        lf_engine_create(e, &req, on_res, &cr);
+        lf_engine_create(e, &req, lf_bench_on_result, &cr);
         ok = cr.done && cr.ok;
         for (size_t s = 0; ok && s < sizeof STEPS / sizeof *STEPS; s++) {
-            call ct = {0};
+            lf_bench_call ct = {0};
             lf_transition_req t = {.id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1],
                                    .actor = "bench"};
-            lf_engine_transition(e, &t, on_res, &ct);
+            lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             ok = ct.done && ct.ok;
         }
         lf_stats st;
@@ -105,28 +95,6 @@ static int make_key(const char *dir, char *path, size_t cap) {
     return rc;
 }
 
-typedef struct dump {
-    FILE *f;
-    uint64_t after;
-    bool end, done;
-} dump;
-
-static void dump_page(lf_code code, const char *error, const char *const *lines,
-                      const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
-    dump *d = arg;
-    (void)error;
-    d->done = true;
-    if (code != LF_OK || n == 0) {
-        d->end = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        fwrite(lines[i], 1, lens[i], d->f);
-        fputc('\n', d->f);
-    }
-    d->after = last_seq;
-}
-
 /* A journal file of about `entries` lines, written through the engine
  * (real entries, a signed checkpoint every 1,000), then dumped. */
 static int make_journal(lf_cli *c, const char *policies, const char *key,
@@ -148,27 +116,21 @@ static int make_journal(lf_cli *c, const char *policies, const char *key,
         }
         char ref[64];
         snprintf(ref, sizeof ref, "bench-journal-%zu", i);
-        call cr = {0};
+        lf_bench_call cr = {0};
         lf_create_req req = {.ref = ref, .auto_merge = true, .actor = "bench"};
-        lf_engine_create(e, &req, on_res, &cr);
+        lf_engine_create(e, &req, lf_bench_on_result, &cr);
         ok = cr.ok;
         for (size_t s = 0; ok && s < sizeof STEPS / sizeof *STEPS; s++) {
-            call ct = {0};
+            lf_bench_call ct = {0};
             lf_transition_req t = {.id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1],
                                    .actor = "bench"};
-            lf_engine_transition(e, &t, on_res, &ct);
+            lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             ok = ct.ok;
         }
     }
-    dump d = {.f = ok ? fopen(path, "w") : NULL};
-    while (d.f && !d.end) {
-        d.done = false;
-        lf_engine_audit(e, NULL, d.after, 10000, dump_page, &d);
-        if (!d.done) break;
-    }
+    if (ok && lf_bench_dump_log(e, path) != 0) ok = false;
     lf_engine_free(e);
-    if (d.f && fclose(d.f) != 0) ok = false;
-    return ok && d.f ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 /* Reads path line by line: fn(line, len, arg) each. Returns lines, or -1. */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "bench_util.h"
 #include "bench_governance.h"
 #include "../core/buf.h"
 #include "../core/clock.h"
@@ -21,17 +22,6 @@
 #include "../core/mem.h"
 #include "../engine/replay.h"
 
-typedef struct call {
-    bool done, ok;
-    char id[LF_ID_LEN + 1];
-} call;
-
-static void on_res(const lf_result *r, void *arg) {
-    call *c = arg;
-    c->done = true;
-    c->ok = r->success;
-    if (r->success && r->record) snprintf(c->id, sizeof c->id, "%s", lf_record_id(r->record));
-}
 
 static void on_text(lf_code code, const char *error, const char *text, void *arg) {
     (void)error, (void)text;
@@ -43,15 +33,15 @@ static bool approved(lf_engine *e, const char *ref, char id[LF_ID_LEN + 1]) {
     static const char *const steps[][2] = {{"task_queued", "dev"}, {"pr_created", "dev"},
                                            {"ci_pending", "ci"},   {"ci_passed", "ci"},
                                            {"approved", "reviewer"}};
-    call cr = {0};
+    lf_bench_call cr = {0};
     lf_create_req req = {.ref = ref, .actor = "bench"};
-    lf_engine_create(e, &req, on_res, &cr);
+    lf_engine_create(e, &req, lf_bench_on_result, &cr);
     bool ok = cr.ok;
     for (size_t s = 0; ok && s < sizeof steps / sizeof *steps; s++) {
-        call ct = {0};
+        lf_bench_call ct = {0};
         lf_transition_req t = {.id = cr.id, .to = steps[s][0], .trigger = "bench",
                                .actor = steps[s][1]};
-        lf_engine_transition(e, &t, on_res, &ct);
+        lf_engine_transition(e, &t, lf_bench_on_result, &ct);
         ok = ct.ok;
     }
     memcpy(id, cr.id, LF_ID_LEN + 1);
@@ -86,10 +76,10 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
         uint64_t t0 = lf_mono_ns();
         lf_engine_explain(e, &req, on_text, &done);
         uint64_t t1 = lf_mono_ns();
-        call d = {0};
+        lf_bench_call d = {0};
         lf_transition_req t = {.id = ids[i], .to = "merged", .trigger = "explain",
                                .actor = "bot", .dry_run = true};
-        lf_engine_transition(e, &t, on_res, &d);
+        lf_engine_transition(e, &t, lf_bench_on_result, &d);
         uint64_t t2 = lf_mono_ns();
         ok = done && d.done;
         ex[i] = t1 - t0;
@@ -112,28 +102,6 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
 
 /* ---- replay ------------------------------------------------------------ */
 
-typedef struct dump {
-    FILE *f;
-    uint64_t after;
-    bool done, end;
-} dump;
-
-static void dump_page(lf_code code, const char *error, const char *const *lines,
-                      const size_t *lens, size_t n, uint64_t last, void *arg) {
-    dump *d = arg;
-    (void)error;
-    d->done = true;
-    if (code != LF_OK || n == 0) {
-        d->end = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        fwrite(lines[i], 1, lens[i], d->f);
-        fputc('\n', d->f);
-    }
-    d->after = last;
-}
-
 /* About `entries` lines of LoopForge's happy path (with some review paths
  * and denials among them) written through the engine, then dumped. */
 static int make_journal(lf_cli *c, const char *policies, const char *path, size_t entries) {
@@ -150,30 +118,24 @@ static int make_journal(lf_cli *c, const char *policies, const char *path, size_
         if (st.appended >= entries) break;
         char ref[64];
         snprintf(ref, sizeof ref, "bench-replay-%zu", i);
-        call cr = {0};
+        lf_bench_call cr = {0};
         lf_create_req req = {.ref = ref, .auto_merge = i % 4 != 0, .actor = "bench"};
-        lf_engine_create(e, &req, on_res, &cr);
+        lf_engine_create(e, &req, lf_bench_on_result, &cr);
         ok = cr.ok;
         for (size_t s = 0; ok && s < sizeof steps / sizeof *steps; s++) {
-            call ct = {0};
+            lf_bench_call ct = {0};
             lf_transition_req t = {.id = cr.id, .to = steps[s], .trigger = "bench",
                                    .actor = "bench"};
-            lf_engine_transition(e, &t, on_res, &ct);
+            lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             /* Without auto_merge the hook routes the record to review and
              * the merge is refused: a denial, recorded; carry on. */
             if (!ct.ok && i % 4 == 0) break;
             ok = ct.ok;
         }
     }
-    dump d = {.f = ok ? fopen(path, "w") : NULL};
-    while (d.f && !d.end) {
-        d.done = false;
-        lf_engine_audit(e, NULL, d.after, 10000, dump_page, &d);
-        if (!d.done) break;
-    }
+    if (ok && lf_bench_dump_log(e, path) != 0) ok = false;
     lf_engine_free(e);
-    if (d.f && fclose(d.f) != 0) ok = false;
-    return ok && d.f ? 0 : -1;
+    return ok ? 0 : -1;
 }
 
 static void no_change(const lf_replay_change *x, void *arg) {

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cli.h"
+#include "bench_util.h"
 #include "bench_timers.h"
 #include "../core/clock.h"
 #include "../core/mem.h"
@@ -44,17 +45,6 @@ static const char WORKFLOWS[] =
     "end\n"
     "return { wf('loopforge', false), wf('timed', true) }\n";
 
-typedef struct call {
-    bool done, ok;
-    char id[LF_ID_LEN + 1];
-} call;
-
-static void on_res(const lf_result *r, void *arg) {
-    call *c = arg;
-    c->done = true;
-    c->ok = r->success;
-    if (r->success && r->record) snprintf(c->id, sizeof c->id, "%s", lf_record_id(r->record));
-}
 
 static const char *const STATES[] = {"s1", "s2", "s3", "s4", "s5", "s6"};
 
@@ -62,15 +52,15 @@ static const char *const STATES[] = {"s1", "s2", "s3", "s4", "s5", "s6"};
 static bool record(lf_engine *e, const char *wf, size_t i, int steps) {
     char ref[64];
     snprintf(ref, sizeof ref, "bench-timers-%s-%zu", wf, i);
-    call cr = {0};
+    lf_bench_call cr = {0};
     lf_create_req req = {.ref = ref, .workflow = wf, .actor = "bench"};
-    lf_engine_create(e, &req, on_res, &cr);
+    lf_engine_create(e, &req, lf_bench_on_result, &cr);
     bool ok = cr.done && cr.ok;
     for (int s = 0; ok && s < steps; s++) {
-        call ct = {0};
+        lf_bench_call ct = {0};
         lf_transition_req t = {.id = cr.id, .to = STATES[s], .trigger = "go",
                                .actor = "bench"};
-        lf_engine_transition(e, &t, on_res, &ct);
+        lf_engine_transition(e, &t, lf_bench_on_result, &ct);
         ok = ct.done && ct.ok;
     }
     return ok;

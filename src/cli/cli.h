@@ -55,7 +55,7 @@ struct lf_cli {
 extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_list,
     lf_cmd_delete, lf_cmd_audit, lf_cmd_lint, lf_cmd_graph, lf_cmd_bench, lf_cmd_policies,
     lf_cmd_serve, lf_cmd_token, lf_cmd_keygen, lf_cmd_attest, lf_cmd_evidence,
-    lf_cmd_import, lf_cmd_timers, lf_cmd_tick, lf_cmd_explain, lf_cmd_replay;
+    lf_cmd_import, lf_cmd_timers, lf_cmd_tick, lf_cmd_explain, lf_cmd_replay, lf_cmd_ack;
 
 /* The global options, shared by every command (main.c). */
 #define LF_GLOBAL_HELP                                                                   \

@@ -86,3 +86,37 @@ const lf_command lf_cmd_explain = {
     "  --role R[,R...]      with these roles\n"
     "  --trigger T          the trigger guards see (default: explain)\n",
     explain_opts, run_explain, true};
+
+/* ---- ack ------------------------------------------------------------------ */
+
+static void print_ack(lf_cli *c, const lf_result *res) {
+    (void)c;
+    printf("%s: override acknowledged (%s)\n", lf_record_id(res->record),
+           lf_record_state(res->record));
+}
+
+static int run_ack(lf_cli *c) {
+    int rc = lf_cli_npos(c, 1, 1, "record ID");
+    if (rc) return rc;
+    const char *reason = lf_args_get(&c->args, "reason");
+    if (!reason || !*reason) return lf_cli_usage(c, "ack needs --reason \"what was checked\"");
+    lf_engine *e = lf_cli_engine(c, &rc);
+    if (!e) return rc;
+    lf_reply r = {.c = c, .print = print_ack};
+    lf_engine_acknowledge(e, c->args.pos[0], lf_cli_actor(c), reason, lf_cli_result_cb, &r);
+    return lf_cli_reply_wait(&r);
+}
+
+static const lf_optspec ack_opts[] = {{"reason", true}, {"actor", true}, {NULL, false}};
+
+const lf_command lf_cmd_ack = {
+    "ack", "acknowledge a break-glass override waiting for review",
+    "Usage: loopforge ack ID --reason \"...\" [--actor A]\n\n"
+    "Ends the review timers of the overrides on record ID (a workflow's\n"
+    "override = { review = \"24h\", escalate_to = STATE }): unacknowledged, the\n"
+    "record is moved to STATE when the review is due. Someone other than the\n"
+    "actor who overrode must do it (exit 5 otherwise); a record with no\n"
+    "override waiting exits 2. Audited (a `noted` entry with the reason).\n\n"
+    "  --reason TEXT        what was checked (required)\n"
+    "  --actor A            who acknowledges (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
+    ack_opts, run_ack, false};

@@ -34,6 +34,7 @@ static const lf_command *const commands[] = {&lf_cmd_create,
                                              &lf_cmd_tick,
                                              &lf_cmd_explain,
                                              &lf_cmd_replay,
+                                             &lf_cmd_ack,
                                              NULL};
 
 static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},

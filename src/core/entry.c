@@ -12,7 +12,7 @@
 
 static const char *kind_names[LF_ENTRY__COUNT] = {
     "created", "transition", "denied", "deleted", "policy_loaded", "rejected", "observed",
-    "checkpoint",
+    "checkpoint", "noted",
 };
 
 const char *lf_entry_kind_name(lf_entry_kind k) {

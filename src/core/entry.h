@@ -40,6 +40,9 @@ typedef enum lf_entry_kind {
                                first `version` entries (tree size, Merkle
                                root, head), committed only as entry
                                version + 1 */
+    LF_ENTRY_NOTED,         /* the record's own timers changed (a hook
+                               scheduled one, an override was acknowledged):
+                               never its state, not in its history */
     LF_ENTRY__COUNT
 } lf_entry_kind;
 

@@ -72,6 +72,7 @@ void lf_record_free(lf_record *r) {
     free(r->metadata);
     free(r->forge);
     free(r->parent);
+    free(r->timers);
     for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
     free(r->aliases);
     free(r);
@@ -100,6 +101,7 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->metadata = xstrdup(s->metadata);
     r->forge = xstrdup(s->forge);
     r->parent = xstrdup(s->parent);
+    r->timers = xstrdup(s->timers);
     r->aliases = NULL;
     r->naliases = 0;
     for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
@@ -206,6 +208,7 @@ typedef struct changes {
     const char *text;
     cJSON *json;
     const cJSON *closed_at, *pr_url, *pr_number, *ci_status, *labels, *aliases, *forge;
+    const cJSON *timers;
 } changes;
 
 static int string_array(const cJSON *a) {
@@ -228,6 +231,7 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
     c->labels = cJSON_GetObjectItemCaseSensitive(c->json, "labels");
     c->aliases = cJSON_GetObjectItemCaseSensitive(c->json, "aliases");
     c->forge = cJSON_GetObjectItemCaseSensitive(c->json, "forge");
+    c->timers = cJSON_GetObjectItemCaseSensitive(c->json, "timers");
     int64_t n, us;
     if ((c->closed_at && (!cJSON_IsString(c->closed_at) ||
                           lf_ts_parse(c->closed_at->valuestring, &us))) ||
@@ -236,6 +240,7 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
         (c->ci_status && !cJSON_IsObject(c->ci_status)) ||
         (c->labels && !cJSON_IsObject(c->labels)) ||
         (c->forge && !cJSON_IsObject(c->forge)) ||
+        (c->timers && !cJSON_IsArray(c->timers) && !cJSON_IsNull(c->timers)) ||
         (c->aliases && !string_array(c->aliases)))
         goto bad;
     return 0;
@@ -264,10 +269,33 @@ static void changes_apply(lf_record *r, const changes *c) {
         free(r->labels);
         r->labels = member_text(c->text, "labels", "{}");
     }
+    if (c->timers) {
+        free(r->timers);
+        r->timers = cJSON_GetArraySize(c->timers) ? member_text(c->text, "timers", "[]") : NULL;
+    }
     if (c->forge) {
         free(r->forge);
         r->forge = member_text(c->text, "forge", "{}");
     }
+}
+
+/* A move spends the record's timers that asked for it (their target is
+ * the new state) and cancels those of the state it left; one bound to
+ * no state (an override's review) outlives moves until it fires or is
+ * acknowledged. Part of the fold, so every store agrees. */
+static void timers_after_move(lf_record *r) {
+    cJSON *a = cJSON_Parse(r->timers), *t = a ? a->child : NULL;
+    while (t) {
+        cJSON *next = t->next;
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "state"));
+        const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "to"));
+        if ((to && strcmp(to, r->state) == 0) || (st && strcmp(st, r->state) != 0))
+            cJSON_DetachItemViaPointer(a, t), cJSON_Delete(t);
+        t = next;
+    }
+    free(r->timers);
+    r->timers = cJSON_GetArraySize(a) ? lf_xptr(cJSON_PrintUnformatted(a)) : NULL;
+    cJSON_Delete(a);
 }
 
 int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -285,7 +313,8 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
         return 0;
     }
     bool moves = e->kind == LF_ENTRY_TRANSITION;
-    if ((!moves && e->kind != LF_ENTRY_OBSERVED) || !e->to_state || !e->from_state ||
+    if ((!moves && e->kind != LF_ENTRY_OBSERVED && e->kind != LF_ENTRY_NOTED) ||
+        !e->to_state || !e->from_state ||
         strcmp(e->from_state, r->state) != 0 ||
         (!moves && strcmp(e->to_state, r->state) != 0))
         return bad(err, errlen, "entry does not follow the record's state", r->id);
@@ -304,6 +333,7 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     changes_apply(r, &c);
     cJSON_Delete(c.json);
+    if (moves && r->timers) timers_after_move(r);
     return 0;
 }
 
@@ -372,6 +402,7 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     lf_jw_close(&al, ']');
     if (r->forge) lf_jw_raw(&o, "forge", r->forge, "{}");
     if (r->parent) lf_jw_str(&o, "parent", r->parent);
+    if (r->timers) lf_jw_raw(&o, "timers", r->timers, "[]");
     if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
 }
@@ -486,6 +517,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
     r->metadata = member_text(t, "metadata", "{}");
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "forge")))
         r->forge = member_text(t, "forge", "{}");
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "timers")) > 0)
+        r->timers = member_text(t, "timers", "[]");
     free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {

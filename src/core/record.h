@@ -5,7 +5,7 @@
  *   record_id ref ref_number repo pr_url pr_number state auto_merge
  *   ci_status transitions labels created_at updated_at closed_at
  * followed by our additions: workflow version metadata aliases [forge]
- * [parent]. Each
+ * [parent] [timers]. Each
  * transition is {from_state, to_state, trigger, timestamp, metadata, actor}.
  * Aliases are other names a record is found by besides its ref (e.g.
  * "pr:owner/repo#2", "sha:<head sha>"), added by transitions. */
@@ -53,6 +53,10 @@ typedef struct lf_record {
     size_t naliases;
     char *forge;                    /* what GitHub told it (core/forge.h):
                                        JSON object text, NULL = nothing */
+    char *timers;                   /* its own timers (a hook's schedule{},
+                                       an override's review): JSON array of
+                                       {due, state, to, trigger, kind, by},
+                                       NULL = none */
     char *parent;                   /* the record this one belongs to (a
                                        gate's work unit, an epic's issue),
                                        set at create; NULL = none */

@@ -21,6 +21,7 @@ lf_workflow *lf_workflow_new(const char *name) {
     memset(wf, 0, sizeof *wf);
     wf->name = lf_xstrdup(name ? name : "");
     wf->initial = -1;
+    wf->override_escalate = -1;
     return wf;
 }
 
@@ -97,6 +98,18 @@ int lf_workflow_add_gate(lf_workflow *wf, int state, bool enter, const char *rol
     return 0;
 }
 
+int lf_workflow_set_review(lf_workflow *wf, int64_t review_us, int escalate) {
+    if (!valid_state(wf, escalate) || review_us <= 0) return -1;
+    wf->override_review_us = review_us;
+    wf->override_escalate = escalate;
+    for (int s = 0; s < wf->nstates; s++) {
+        if (s == escalate || wf->terminal[s] || lf_workflow_has_edge(wf, s, escalate)) continue;
+        lf_workflow_add_edge(wf, s, escalate);
+        wf->edges[wf->nedges - 1].engine = true;
+    }
+    return 0;
+}
+
 int lf_workflow_add_kids_gate(lf_workflow *wf, int state, const char *child_state) {
     if (!valid_state(wf, state) || !child_state || !*child_state) return -1;
     if (!wf->gates) wf->gates = lf_xcalloc((size_t)wf->nstates, sizeof *wf->gates);
@@ -167,10 +180,19 @@ const char *lf_workflow_gate(const lf_workflow *wf, int from, int to, const char
     return NULL;
 }
 
-int64_t lf_retry_backoff(const lf_retry_def *r, int n) {
+int64_t lf_retry_backoff(const lf_retry_def *r, int n, const char *id) {
     double us = (double)r->initial_us;
     for (int i = 0; i < n && us < (double)r->max_us; i++) us *= r->factor;
-    return r->max_us > 0 && us > (double)r->max_us ? r->max_us : (int64_t)us;
+    if (r->max_us > 0 && us > (double)r->max_us) us = (double)r->max_us;
+    if (id && r->jitter > 0) {
+        /* FNV-1a of the id and the attempt: deterministic, well spread. */
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        h = (h ^ (uint64_t)n) * 1099511628211ULL;
+        double u = (double)(h >> 11) / (double)(1ULL << 53) * 2.0 - 1.0;   /* [-1, 1) */
+        us *= 1.0 + r->jitter * u;
+    }
+    return (int64_t)us;
 }
 
 int64_t lf_duration_parse(const char *s) {

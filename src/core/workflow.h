@@ -47,6 +47,9 @@ typedef struct lf_retry_def {
     int state, to, escalate, max;
     int64_t initial_us, max_us;
     double factor;
+    double jitter;          /* 0..1: each backoff moved by up to this
+                               fraction, the same for a record's attempt
+                               on every store and restart */
     char *trigger;
 } lf_retry_def;
 
@@ -63,6 +66,11 @@ typedef struct lf_workflow {
     lf_retry_def *retries;
     int nretries;
     lf_gate *gates;         /* per state, NULL when no state has a gate */
+    /* Break-glass (`override`): a co-signer required; a review timer
+     * that moves an unacknowledged override's record to `escalate`. */
+    bool override_co_signer;
+    int64_t override_review_us; /* 0 = no review timer */
+    int override_escalate;      /* state id, -1 = none */
     bool children;          /* declared `children`: the engine loads a
                                record's children by state for its gates
                                and guards */
@@ -94,6 +102,10 @@ bool lf_workflow_engine_edge(const lf_workflow *wf, int from, int to);
 /* Adds `role` to who may leave (enter false) or enter `state`. Returns 0,
  * or -1 for a bad state or an empty role. */
 int lf_workflow_add_gate(lf_workflow *wf, int state, bool enter, const char *role);
+/* Declares an override review moving records to `escalate` after
+ * `review_us`: adds engine edges into it from every non-terminal state
+ * that has none. Returns 0, or -1 for a bad state or duration. */
+int lf_workflow_set_review(lf_workflow *wf, int64_t review_us, int escalate);
 /* Adds `child_state` to the states every child must be in before a
  * record enters `state`. Returns 0, or -1. */
 int lf_workflow_add_kids_gate(lf_workflow *wf, int state, const char *child_state);
@@ -108,8 +120,11 @@ const char *lf_workflow_gate(const lf_workflow *wf, int from, int to, const char
                              const char *roles, lf_buf *why);
 /* True when the comma-separated `roles` holds `role`. */
 bool lf_roles_have(const char *roles, const char *role);
-/* The backoff before attempt n (0 for the first retry). */
-int64_t lf_retry_backoff(const lf_retry_def *r, int n);
+/* The backoff before attempt n (0 for the first retry), with the
+ * declared jitter for record `id` (NULL: none): a fraction in
+ * [-jitter, +jitter] drawn from the id and n, so concurrent failures
+ * spread out and every store computes the same time. */
+int64_t lf_retry_backoff(const lf_retry_def *r, int n, const char *id);
 /* A duration: digits and a unit, s, m, h or d ("90s", "48h"). Returns
  * the microseconds, or -1. */
 int64_t lf_duration_parse(const char *s);

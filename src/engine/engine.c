@@ -591,6 +591,8 @@ bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev)
 
 bool lf_engine_settled(const lf_engine *e) { return e->busy == 0; }
 
+void lf_engine_busy(lf_engine *e, int delta) { e->busy += (size_t)(ptrdiff_t)delta; }
+
 void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg) {
     if (e->closing) {
         cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL, arg);
@@ -912,6 +914,13 @@ static void txn_done(txn *t, lf_code code, const char *err, const char *next,
     txn_free(t);
 }
 
+static void scheduled_done(const lf_result *r, void *arg) {
+    lf_engine *e = arg;
+    if (r->success)
+        logf_(e, LF_LOG_INFO, "timer set: %s in %s", lf_record_id(r->record), r->previous_state);
+    else logf_(e, LF_LOG_WARN, "schedule refused: %s", r->error);
+}
+
 static void followup_done(const lf_result *r, void *arg) {
     lf_engine *e = arg;
     if (r->success)
@@ -967,6 +976,15 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
             continue;
         }
         snprintf(actor, sizeof actor, "hook:%s", f->hook);
+        if (f->after_us > 0) {
+            /* schedule{}: a timer of the record's own, bound to the state
+             * it is in now (for another record: the one it is in then). */
+            lf_engine_schedule(e, f->record ? f->record : rec->id,
+                               f->record ? NULL : rec->state, f->after_us, f->to,
+                               f->trigger, meta, actor, scheduled_done, e);
+            free(meta);
+            continue;
+        }
         txn *n = txn_new(e, LF_ENTRY_TRANSITION, f->record ? f->record : rec->id, f->to,
                          f->trigger, actor, followup_done, e);
         if (!n) {
@@ -1262,6 +1280,41 @@ static void txn_reject(txn *t, const lf_workflow *wf, int from, const lf_record 
     lf_buf_free(&rule);
 }
 
+/* The changes of an override's transition with its review timer added
+ * (workflow `override.review`): due `review` after now, bound to no
+ * state, moving the record to `escalate_to` unless acknowledged first. */
+static char *with_review(const char *changes, const lf_record *rec, const lf_workflow *wf,
+                         const txn *t, const char *ts) {
+    int64_t now = 0;
+    char due[LF_TS_LEN + 1];
+    lf_ts_parse(ts, &now);
+    lf_ts_format(now + wf->override_review_us, due);
+    /* Spliced as text: what the changes and timers already hold is kept
+     * byte for byte (no double in between). */
+    lf_buf b = LF_BUF_INIT;
+    size_t clen = changes ? strlen(changes) : 0;
+    if (clen > 2) {
+        lf_buf_add(&b, changes, clen - 1);
+        lf_buf_putc(&b, ',');
+    } else lf_buf_putc(&b, '{');
+    lf_buf_puts(&b, "\"timers\":");
+    size_t tlen = rec->timers ? strlen(rec->timers) : 0;
+    if (tlen > 2) {
+        lf_buf_add(&b, rec->timers, tlen - 1);
+        lf_buf_putc(&b, ',');
+    } else lf_buf_putc(&b, '[');
+    lf_jw x = lf_jw_open(&b, '{');
+    lf_jw_str(&x, "due", due);
+    lf_jw_raw(&x, "state", NULL, "null");
+    lf_jw_str(&x, "to", wf->states[wf->override_escalate]);
+    lf_jw_str(&x, "trigger", "override.review_expired");
+    lf_jw_str(&x, "kind", "override_review");
+    lf_jw_str(&x, "by", t->actor);
+    lf_jw_close(&x, '}');
+    lf_buf_puts(&b, "]}");
+    return lf_buf_steal(&b);
+}
+
 /* Who acted with what right, for the entry: the actor's roles and where
  * they come from, and a break-glass override. NULL when there is nothing
  * to say (no roles, no override). */
@@ -1307,6 +1360,9 @@ static bool txn_gates(txn *t, const lf_workflow *wf, int from, int to, const lf_
     if (t->override && !lf_roles_have(t->roles, "breakglass")) {
         lf_buf_printf(&why, "an override needs the role breakglass; %s has %s", t->actor,
                       t->roles && *t->roles ? t->roles : "no role");
+        lf_buf_puts(&rule, "breakglass");
+    } else if (t->override && wf->override_co_signer && !t->co_signer) {
+        lf_buf_printf(&why, "an override in workflow %s needs a co-signer", wf->name);
         lf_buf_puts(&rule, "breakglass");
     } else if (!t->internal) {
         const char *gated = lf_workflow_gate(wf, from, to, t->actor, t->roles, &why);
@@ -1810,6 +1866,11 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         en.violation = t->violation;
         en.changes = changes =
             entry_changes(t, true, lf_workflow_is_terminal(wf, to), en.timestamp);
+        if (t->overrode && wf->override_review_us && to != wf->override_escalate) {
+            char *c2 = with_review(changes, rec, wf, t, en.timestamp);
+            free(changes);
+            en.changes = changes = c2;
+        }
     }
     engine_commit(t->eng, t->g, &en, txn_committed, t);
     free(changes);
@@ -2169,8 +2230,10 @@ void lf_engine_list(lf_engine *e, const lf_list_query *q, lf_list_cb *cb, void *
         cb(LF_UNAVAILABLE, CLOSING_MSG, NULL, 0, NULL, arg);
         return;
     }
-    if (q->parent && (q->state || q->repo)) {
-        cb(LF_INVALID_REQUEST, "a list of a record's children takes no state or repo",
+    if ((q->parent || q->timed) && (q->state || q->repo || (q->parent && q->timed))) {
+        cb(LF_INVALID_REQUEST,
+           q->parent ? "a list of a record's children takes no state or repo"
+                     : "a list of the records with timers takes no state or repo",
            NULL, 0, NULL, arg);
         return;
     }

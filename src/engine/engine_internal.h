@@ -15,7 +15,15 @@ void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
 /* The record's next timer (workflow `timers` and `retries`, timers.c):
  * its due time, the state it moves to, its trigger. False when none. */
 bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due, int *to,
-                     const char **trigger);
+                     char *trigger, size_t cap);
+/* A hook's schedule{}: a timer of record id's own, bound to `state` (the
+ * record must still be there), firing `to` with `trigger` after_us from
+ * now; a `noted` entry by `actor`. cb may be NULL (logged by the caller). */
+void lf_engine_schedule(lf_engine *e, const char *id, const char *state, int64_t after_us,
+                        const char *to, const char *trigger, const char *metadata,
+                        const char *actor, lf_result_cb *cb, void *arg);
+/* Counts work in flight that lf_engine_settled waits for. */
+void lf_engine_busy(lf_engine *e, int delta);
 /* True when no transition is in flight, follow-ups and the engine's own
  * moves included: a one-shot host (the CLI) runs its loop until then. */
 bool lf_engine_settled(const lf_engine *e);

@@ -117,9 +117,9 @@ static void loaded(const lf_result *r, void *arg) {
     else lf_jw_raw(&x->top, "leave_roles", NULL, "null");
     int64_t due;
     int to;
-    const char *trig;
+    char trig[128];
     lf_jw_key(&x->top, "timer");
-    if (lf_record_timer(wf, rec, &due, &to, &trig)) {
+    if (lf_record_timer(wf, rec, &due, &to, trig, sizeof trig)) {
         char ts[LF_TS_LEN + 1];
         lf_ts_format(due, ts);
         lf_jw t = lf_jw_open(b, '{');

@@ -22,6 +22,8 @@
 #include "../core/clock.h"
 #include "../core/mem.h"
 #include "../core/record.h"
+#include "../core/map.h"
+#include <cjson/cJSON.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +55,8 @@ typedef struct tick_ctx {
     size_t np, fi;
     lf_buf fired;
     lf_jw list;
+    bool timed_pass;            /* listing the records with timers of their own */
+    lf_map seen;                /* ids already pending (owned keys) */
 } tick_ctx;
 
 static void tick_free(tick_ctx *t) {
@@ -66,6 +70,8 @@ static void tick_free(tick_ctx *t) {
     free(t->p);
     free(t->cursor);
     lf_buf_free(&t->fired);
+    for (size_t i = 0; i < t->seen.cap; i++) free((char *)t->seen.slots[i].key);
+    lf_map_free(&t->seen);
     free(t);
 }
 
@@ -140,7 +146,7 @@ static void fire_next(tick_ctx *t) {
 static void list_state(tick_ctx *t);
 
 bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_out,
-                     int *to_out, const char **trigger_out) {
+                     int *to_out, char *trigger_out, size_t cap) {
     int s = lf_workflow_state(wf, rec->state);
     int64_t entered;
     if (s < 0 || !rec->nhist || lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
@@ -160,17 +166,34 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
         /* Without a backoff the retries are the caller's: only the
          * escalation is ours. */
         bool retry = attempts < r->max;
-        int64_t at = retry ? entered + lf_retry_backoff(r, attempts) : entered;
+        int64_t at = retry ? entered + lf_retry_backoff(r, attempts, rec->id) : entered;
         if ((!retry || r->initial_us) && at < due) {
             due = at;
             to = retry ? r->to : r->escalate;
             trigger = retry ? r->trigger : "retry.exhausted";
         }
     }
+    /* The record's own timers: a hook's schedule{} (bound to the state it
+     * was set in), an override's review (bound to none). */
+    cJSON *own = rec->timers ? cJSON_Parse(rec->timers) : NULL, *x;
+    cJSON_ArrayForEach(x, own) {
+        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "state"));
+        const char *ds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "due"));
+        const char *tn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "to"));
+        const char *tr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "trigger"));
+        int64_t at;
+        int ts = tn ? lf_workflow_state(wf, tn) : -1;
+        if ((st && strcmp(st, rec->state) != 0) || !ds || lf_ts_parse(ds, &at) || ts < 0 ||
+            ts == s || !tr || !lf_workflow_has_edge(wf, s, ts) || at >= due)
+            continue;
+        due = at, to = ts, trigger = NULL;
+        snprintf(trigger_out, cap, "%s", tr);
+    }
+    cJSON_Delete(own);
     if (to < 0) return false;
     *due_out = due;
     *to_out = to;
-    *trigger_out = trigger;
+    if (trigger) snprintf(trigger_out, cap, "%s", trigger);
     return true;
 }
 
@@ -189,8 +212,12 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         const lf_workflow *wf = lf_engine_workflow(t->e, rec->workflow);
         int64_t due;
         int to;
-        const char *trigger;
-        if (!wf || !lf_record_timer(wf, rec, &due, &to, &trigger)) continue;
+        char trigger[128];
+        if (!wf || lf_map_get(&t->seen, rec->id) ||
+            !lf_record_timer(wf, rec, &due, &to, trigger, sizeof trigger))
+            continue;
+        char *key = lf_xstrdup(rec->id);
+        lf_map_put(&t->seen, key, key);
         t->p = lf_xrealloc(t->p, (t->np + 1) * sizeof *t->p);
         pending *p = &t->p[t->np++];
         snprintf(p->id, sizeof p->id, "%s", rec->id);
@@ -202,17 +229,22 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     }
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
-    if (!next) t->si++;
+    if (!next && t->si < t->nstates) t->si++;
+    else if (!next) t->timed_pass = true;
     list_state(t);
 }
 
+/* The timed states one by one, then the records with timers of their
+ * own (an index on every store), then fire. */
 static void list_state(tick_ctx *t) {
-    if (t->si == t->nstates) {
+    if (t->si == t->nstates && t->timed_pass) {
         if (t->np) qsort(t->p, t->np, sizeof *t->p, by_due);
         fire_next(t);
         return;
     }
-    lf_list_query q = {.state = t->states[t->si], .limit = PAGE, .cursor = t->cursor};
+    lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
+    if (t->si < t->nstates) q.state = t->states[t->si];
+    else q.timed = true;
     lf_engine_list(t->e, &q, listed, t);
 }
 
@@ -237,4 +269,199 @@ void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, voi
         }
     }
     list_state(t);
+}
+
+/* ---- the record's own timers: schedule{} and acknowledgements --------- */
+
+/* A `noted` entry that changes a record's own timers (never its state):
+ * loaded fresh, edited, committed at the next version; retried when
+ * another writer got there first. */
+typedef struct note_ctx {
+    lf_engine *e;
+    bool ack;                   /* else a schedule */
+    char *id, *actor, *reason;
+    char *state, *to, *trigger, *meta;  /* schedule: bound to state */
+    int64_t after_us;
+    int attempts;
+    lf_result_cb *cb;
+    void *arg;
+} note_ctx;
+
+static void note_free(note_ctx *n) {
+    lf_engine_busy(n->e, -1);
+    free(n->id);
+    free(n->actor);
+    free(n->reason);
+    free(n->state);
+    free(n->to);
+    free(n->trigger);
+    free(n->meta);
+    free(n);
+}
+
+static void note_reply(note_ctx *n, lf_code code, const char *error, const lf_record *rec) {
+    if (n->cb)
+        n->cb(&(lf_result){.success = code == LF_OK, .code = code, .error = error,
+                           .previous_state = rec ? rec->state : NULL, .record = rec},
+              n->arg);
+    note_free(n);
+}
+
+static void note_load(note_ctx *n);
+
+static void note_committed(lf_code code, const char *err, const lf_record *rec,
+                           const lf_entry *en, void *arg) {
+    note_ctx *n = arg;
+    (void)en;
+    if (code == LF_CONFLICT && ++n->attempts < 8) {
+        note_load(n);
+        return;
+    }
+    note_reply(n, code, err, rec);
+}
+
+/* The record's timers edited for the request: the new array (or NULL for
+ * none left), or a refusal in *code / msg. */
+static cJSON *edit_timers(note_ctx *n, const lf_record *rec, int64_t now, lf_code *code,
+                          char *msg, size_t cap) {
+    cJSON *a = rec->timers ? cJSON_Parse(rec->timers) : cJSON_CreateArray();
+    if (!n->ack) {
+        char due[LF_TS_LEN + 1];
+        lf_ts_format(now + n->after_us, due);
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "due", due);
+        cJSON_AddStringToObject(x, "state", n->state);
+        cJSON_AddStringToObject(x, "to", n->to);
+        cJSON_AddStringToObject(x, "trigger", n->trigger);
+        cJSON_AddStringToObject(x, "kind", "scheduled");
+        cJSON_AddStringToObject(x, "by", n->actor);
+        cJSON_AddItemToArray(a, x);
+        return a;
+    }
+    /* An acknowledgement ends every override review another person set. */
+    int found = 0, own = 0;
+    for (cJSON *t = a->child, *next; t; t = next) {
+        next = t->next;
+        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "kind"));
+        const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "by"));
+        if (!kind || strcmp(kind, "override_review") != 0) continue;
+        found++;
+        if (by && strcmp(by, n->actor) == 0) own++;
+        else cJSON_Delete(cJSON_DetachItemViaPointer(a, t));
+    }
+    if (!found || own) {
+        *code = found ? LF_DENIED : LF_INVALID_REQUEST;
+        if (found)
+            snprintf(msg, cap, "%s overrode on record %s and cannot also acknowledge it: "
+                     "someone else must", n->actor, rec->id);
+        else snprintf(msg, cap, "Record %s has no override waiting for review", rec->id);
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void note_loaded(const lf_result *res, void *arg) {
+    note_ctx *n = arg;
+    if (!res->success) {
+        note_reply(n, res->code, res->error, NULL);
+        return;
+    }
+    const lf_record *rec = res->record;
+    const lf_workflow *wf = lf_engine_workflow(n->e, rec->workflow);
+    char msg[300];
+    lf_code code = LF_OK;
+    if (!n->ack) {
+        int s = wf ? lf_workflow_state(wf, rec->state) : -1, to = wf ? lf_workflow_state(wf, n->to) : -1;
+        /* The record moved on before the schedule landed: it is moot. */
+        if (n->state && strcmp(n->state, rec->state) != 0) {
+            snprintf(msg, sizeof msg, "Record %s left %s before the timer was set", rec->id,
+                     n->state);
+            note_reply(n, LF_CONFLICT, msg, rec);
+            return;
+        }
+        if (s < 0 || to < 0 || !lf_workflow_has_edge(wf, s, to) ||
+            lf_workflow_engine_edge(wf, s, to)) {
+            snprintf(msg, sizeof msg, "schedule: no edge %s -> %s in workflow %s", rec->state,
+                     n->to, rec->workflow);
+            note_reply(n, LF_INVALID_TRANSITION, msg, rec);
+            return;
+        }
+        free(n->state);
+        n->state = lf_xstrdup(rec->state);
+    }
+    int64_t now = lf_now_us(), floor = 0;
+    if (!lf_ts_parse(rec->updated_at, &floor) && now < floor) now = floor;
+    cJSON *timers = edit_timers(n, rec, now, &code, msg, sizeof msg);
+    if (!timers) {
+        note_reply(n, code, msg, rec);
+        return;
+    }
+    lf_buf changes = LF_BUF_INIT, meta = LF_BUF_INIT;
+    char *list = cJSON_GetArraySize(timers) ? lf_xptr(cJSON_PrintUnformatted(timers)) : NULL;
+    cJSON_Delete(timers);
+    lf_jw c = lf_jw_open(&changes, '{');
+    lf_jw_raw(&c, "timers", list, "null");
+    lf_jw_close(&c, '}');
+    free(list);
+    lf_jw m = lf_jw_open(&meta, '{');
+    if (n->ack) lf_jw_str(&m, "reason", n->reason);
+    else {
+        lf_jw_int(&m, "after_s", n->after_us / 1000000);
+        lf_jw_str(&m, "to", n->to);
+        lf_jw_str(&m, "trigger", n->trigger);
+        if (n->meta) lf_jw_raw(&m, "metadata", n->meta, NULL);
+    }
+    lf_jw_close(&m, '}');
+    lf_entry en = {.record_id = n->id, .kind = LF_ENTRY_NOTED, .version = rec->version + 1,
+                   .from_state = rec->state, .to_state = rec->state,
+                   .trigger = n->ack ? "override.acknowledged" : "timer.scheduled",
+                   .actor = n->actor, .metadata = meta.p, .changes = changes.p,
+                   .policy_set = lf_engine_generation(n->e)};
+    lf_ts_format(now, en.timestamp);
+    /* The entry's strings outlive the call: the store copies what it keeps. */
+    lf_engine_commit_entry(n->e, &en, note_committed, n);
+    lf_buf_free(&changes);
+    lf_buf_free(&meta);
+}
+
+static void note_load(note_ctx *n) { lf_engine_get(n->e, n->id, note_loaded, n); }
+
+void lf_engine_schedule(lf_engine *e, const char *id, const char *state, int64_t after_us,
+                        const char *to, const char *trigger, const char *metadata,
+                        const char *actor, lf_result_cb *cb, void *arg) {
+    note_ctx *n = lf_xcalloc(1, sizeof *n);
+    n->e = e;
+    lf_engine_busy(e, 1);
+    n->id = lf_xstrdup(id);
+    n->actor = lf_xstrdup(actor);
+    n->state = state ? lf_xstrdup(state) : NULL;
+    n->to = lf_xstrdup(to);
+    n->trigger = lf_xstrdup(trigger);
+    n->meta = metadata ? lf_xstrdup(metadata) : NULL;
+    n->after_us = after_us;
+    n->cb = cb;
+    n->arg = arg;
+    note_load(n);
+}
+
+void lf_engine_acknowledge(lf_engine *e, const char *id, const char *actor,
+                           const char *reason, lf_result_cb *cb, void *arg) {
+    if (!id || !*id || !reason || !*reason) {
+        cb(&(lf_result){.code = LF_INVALID_REQUEST,
+                        .error = !id || !*id ? "record id is required"
+                                             : "an acknowledgement needs a reason"},
+           arg);
+        return;
+    }
+    note_ctx *n = lf_xcalloc(1, sizeof *n);
+    n->e = e;
+    lf_engine_busy(e, 1);
+    n->ack = true;
+    n->id = lf_xstrdup(id);
+    n->actor = lf_xstrdup(actor ? actor : "anonymous");
+    n->reason = lf_xstrdup(reason);
+    n->cb = cb;
+    n->arg = arg;
+    note_load(n);
 }

@@ -562,6 +562,31 @@ void lf_api_explain(lf_req *r) {
     lf_engine_explain(r->srv->engine, &req, attested, r);
 }
 
+/* POST /v1/records/{id}/acknowledgements {"reason": "..."}: the overrides
+ * on the record reviewed, by the caller (not the one who overrode). */
+void lf_api_ack(lf_req *r) {
+    cJSON *j = lf_parse_body(r);
+    if (!j) return;
+    const char *reason = NULL;
+    const cJSON *f;
+    bool ok = true;
+    cJSON_ArrayForEach(f, j) {
+        if (strcmp(f->string, "reason") == 0) ok = string_field(r, f, &reason, false);
+        else if (strcmp(f->string, "actor") == 0) ok = actor_field(r, f);
+        else ok = unknown_field(r, f);
+        if (!ok) break;
+    }
+    if (ok && (!reason || !*reason)) {
+        lf_reply_error(r, 400, "invalid_request", "field 'reason' is required");
+        ok = false;
+    }
+    if (ok) {
+        lf_op_begin(r);
+        lf_engine_acknowledge(r->srv->engine, r->param, r->actor, reason, transitioned, r);
+    }
+    cJSON_Delete(j);
+}
+
 /* ---- import ------------------------------------------------------------- */
 
 /* POST /v1/import: LoopForge's records, one object or an array, each

@@ -68,6 +68,7 @@ enum {
     LF_RT_IMPORT,
     LF_RT_TIMERS,
     LF_RT_EXPLAIN,
+    LF_RT_ACK,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -278,6 +279,7 @@ void lf_api_transition(lf_req *r);
 void lf_api_delete(lf_req *r);
 void lf_api_attestations(lf_req *r);
 void lf_api_explain(lf_req *r);
+void lf_api_ack(lf_req *r);
 void lf_api_import(lf_req *r);
 void lf_api_timers(lf_req *r);
 void lf_api_policies(lf_req *r);

@@ -55,6 +55,8 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
     [LF_RT_TIMERS] = {EVHTTP_REQ_GET, "/v1/timers", LF_ROLE_READ, false, lf_api_timers},
     [LF_RT_EXPLAIN] = {EVHTTP_REQ_GET, "/v1/records/{id}/explain", LF_ROLE_READ, false,
                        lf_api_explain},
+    [LF_RT_ACK] = {EVHTTP_REQ_POST, "/v1/records/{id}/acknowledgements", LF_ROLE_WRITE,
+                   false, lf_api_ack},
 };
 
 /* ---- the listen address ------------------------------------------------ */

@@ -700,21 +700,8 @@ static void keep_text(lf_code code, const char *error, const char *text, void *a
     s->error = error ? lf_xstrdup(error) : NULL;
 }
 
-/* eng:timers([now]) / eng:tick([now]): the pending timers (and, for tick,
- * fire what is due) as judged at `now` -- seconds since the epoch or an ISO
- * 8601 UTC time; default the clock. A spec moves time by passing it. */
-static int timers_at(lua_State *L, bool fire) {
-    lua_engine *le = check_engine(L);
-    int64_t now = 0;
-    if (lua_type(L, 2) == LUA_TSTRING) {
-        if (lf_ts_parse(lua_tostring(L, 2), &now))
-            return luaL_argerror(L, 2, "a time like 2026-01-01T00:00:00Z");
-    } else if (!lua_isnoneornil(L, 2)) {
-        now = (int64_t)(luaL_checknumber(L, 2) * 1e6);
-    }
-    sync_text *s = lf_xcalloc(1, sizeof *s);
-    box_push(L, s, free_text);
-    lf_engine_tick(le->e, now, fire, keep_text, s);
+/* A text answer as Lua: the decoded document, or fail, message, code. */
+static int push_text_result(lua_State *L, const sync_text *s) {
     if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
     if (s->code != LF_OK) {
         luaL_pushfail(L);
@@ -724,6 +711,25 @@ static int timers_at(lua_State *L, bool fire) {
     }
     push_json_text(L, s->text, strlen(s->text));
     return 1;
+}
+
+/* eng:timers([now]) / eng:tick([now]): the pending timers (and, for tick,
+ * fire what is due) as judged at `now` -- seconds since the epoch or an ISO
+ * 8601 UTC time; default the clock. A spec moves time by passing it. */
+static int timers_at(lua_State *L, bool fire) {
+    lua_engine *le = check_engine(L);
+    int64_t now = 0;
+    char ts[LF_TS_LEN + 1];
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (lf_ts_normalize(lua_tostring(L, 2), ts) || lf_ts_parse(ts, &now))
+            return luaL_argerror(L, 2, "a time like 2026-01-01T00:00:00Z");
+    } else if (!lua_isnoneornil(L, 2)) {
+        now = (int64_t)(luaL_checknumber(L, 2) * 1e6);
+    }
+    sync_text *s = lf_xcalloc(1, sizeof *s);
+    box_push(L, s, free_text);
+    lf_engine_tick(le->e, now, fire, keep_text, s);
+    return push_text_result(L, s);
 }
 
 /* eng:explain(id [, { actor=, roles = {...}, trigger= }]) --> the document */
@@ -741,15 +747,20 @@ static int l_explain(lua_State *L) {
     sync_text *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_text);
     lf_engine_explain(le->e, &req, keep_text, s);
-    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
-    if (s->code != LF_OK) {
-        luaL_pushfail(L);
-        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
-        lua_pushstring(L, lf_code_name(s->code));
-        return 3;
-    }
-    push_json_text(L, s->text, strlen(s->text));
-    return 1;
+    return push_text_result(L, s);
+}
+
+/* eng:acknowledge(id, { reason = "...", actor = ... }) --> result */
+static int l_acknowledge(lua_State *L) {
+    static const char *const known[] = {"reason", "actor", NULL};
+    lua_engine *le = check_engine(L);
+    const char *id = check_text(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    check_keys(L, 3, known);
+    const char *reason = opt_string(L, 3, "reason"), *actor = opt_string(L, 3, "actor");
+    sync_result s = {0};
+    lf_engine_acknowledge(le->e, id, actor, reason, keep_result, &s);
+    return push_result(L, &s);
 }
 
 static int l_timers(lua_State *L) { return timers_at(L, false); }
@@ -858,6 +869,7 @@ static const luaL_Reg engine_methods[] = {
     {"timers", l_timers},
     {"tick", l_tick},
     {"explain", l_explain},
+    {"acknowledge", l_acknowledge},
     {"reload", l_reload},
     {"generation", l_generation},
     {"stats", l_stats},

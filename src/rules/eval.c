@@ -331,7 +331,9 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
     lua_pop(L, 1);
     lua_getfield(L, idx, "record");
     if (lua_type(L, -1) == LUA_TSTRING) f->record = lf_xstrdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
+    lua_getfield(L, idx, "after");
+    if (lua_type(L, -1) == LUA_TSTRING) f->after_us = lf_duration_parse(lua_tostring(L, -1));
+    lua_pop(L, 2);
     lua_getfield(L, idx, "to");
     lua_getfield(L, idx, "trigger");
     f->hook = lf_xstrdup(h->name);

@@ -196,7 +196,7 @@ static int rawfield(wf_ctx *w, const char *key) {
 static void check_fields(wf_ctx *w) {
     static const char *const known[] = {"name",  "initial", "states", "terminal",
                                         "edges", "timers", "retries", "stages",
-                                        "roles", "children"};
+                                        "roles", "children", "override"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -403,6 +403,7 @@ static void get_retries(wf_ctx *w) {
                     ini = tstr(L, b, "initial");
                     mx = tstr(L, b, "max");
                     r.factor = tnum(L, b, "factor", 2);
+                    r.jitter = tnum(L, b, "jitter", 0);
                 }
                 lua_settop(L, t);
             }
@@ -413,10 +414,10 @@ static void get_retries(wf_ctx *w) {
             if (r.state < 0) wf_problem(w, "retries: unknown state '%s'", sn);
             else if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 ||
                      r.initial_us < 0 || (ini && !r.initial_us) || r.max_us < 0 ||
-                     r.factor < 1)
+                     r.factor < 1 || r.jitter < 0 || r.jitter > 1)
                 wf_problem(w,
                            "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
-                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\" } "
+                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
                            "(optional), escalate_to = STATE }",
                            sn);
             else if (lf_workflow_add_retry(w->wf, &r) < 0)
@@ -469,6 +470,40 @@ static void get_roles(wf_ctx *w) {
                            "with non-empty role names", sn);
             lua_settop(L, t - 1);
         }
+    }
+    lua_pop(L, 1);
+}
+
+/* override = { co_signer = true, review = "24h", escalate_to = STATE }:
+ * what break-glass needs here. Read after `terminal`, whose states get no
+ * review edge. */
+static void get_override(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "override"), t = lua_gettop(L);
+    if (ty == LUA_TTABLE) {
+        bool ok = true;
+        const char *review = tstr(L, t, "review"), *esc = tstr(L, t, "escalate_to");
+        lua_pushstring(L, "co_signer");
+        int cs = lua_rawget(L, t);
+        ok = cs == LUA_TNIL || cs == LUA_TBOOLEAN;
+        w->wf->override_co_signer = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        while (ok && lua_next(L, t)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            ok = !strcmp(k, "co_signer") || !strcmp(k, "review") || !strcmp(k, "escalate_to");
+            lua_pop(L, 1);
+        }
+        lua_settop(L, t);
+        /* The review is 24h unless said otherwise; it needs a state to go. */
+        if (ok && (review || esc))
+            ok = esc && lf_workflow_set_review(w->wf, lf_duration_parse(review ? review : "24h"),
+                                               lf_workflow_state(w->wf, esc)) == 0;
+        if (!ok)
+            wf_problem(w, "override must be { co_signer = true|false, review = \"24h\", "
+                          "escalate_to = STATE } (a review needs escalate_to)");
+    } else if (ty != LUA_TNIL) {
+        wf_problem(w, "override must be a table");
     }
     lua_pop(L, 1);
 }
@@ -637,6 +672,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     if (c->nerr == before) get_retries(&w);
     if (c->nerr == before) get_roles(&w);
     if (c->nerr == before) get_children(&w);
+    if (c->nerr == before) get_override(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);

@@ -111,6 +111,8 @@ typedef struct lf_followup {
     char *hook, *to, *trigger, *metadata;   /* metadata: JSON text or NULL */
     char *record;                           /* another record (e.g. the
                                                parent), or NULL: this one */
+    int64_t after_us;                       /* schedule{}: fire this much
+                                               later (a timer), 0 = now */
 } lf_followup;
 
 /* An HTTP POST a hook asks for with notify{}: the engine sends it on the

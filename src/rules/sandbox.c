@@ -340,6 +340,47 @@ static int l_request(lua_State *L) {
     return 1;
 }
 
+/* schedule{ after = "30m", to = STATE, trigger = "...", metadata = {...} }:
+ * a transition a hook asks for later: a timer of the record's own, bound
+ * to the state it is in now (leaving it cancels the timer), durable on
+ * every store, fired by the tick like a workflow's timers. It is a
+ * request with a delay, so it travels the same way. */
+static int l_schedule(lua_State *L) {
+    if (lua_gettop(L) != 1 || lua_type(L, 1) != LUA_TTABLE)
+        return luaL_error(L, "schedule: expects one table: schedule{ after = \"30m\", "
+                             "to = STATE, trigger = \"...\" }");
+    lua_settop(L, 1);
+    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "after") && strcmp(k, "to") && strcmp(k, "trigger") &&
+            strcmp(k, "metadata"))
+            return luaL_error(L, "schedule: unknown field '%s' (after, to, trigger, metadata)",
+                              k);
+    }
+    lua_getfield(L, 1, "after");
+    const char *after = lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING || lf_duration_parse(after) <= 0)
+        return luaL_error(L, "schedule: after must be a duration like \"30m\" or \"48h\"");
+    lua_getfield(L, 1, "to");
+    lua_getfield(L, 1, "trigger");
+    lua_getfield(L, 1, "metadata");
+    if (!plain_string(L, 3) || !plain_string(L, 4))
+        return luaL_error(L, "schedule: to and trigger must be non-empty strings");
+    check_opt_table(L, 5, "schedule", "metadata");
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "after");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "to");
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "trigger");
+    lua_pushvalue(L, 5);
+    lua_setfield(L, -2, "metadata");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 /* notify{ url = "http://...", body = string or table, content_type = ...,
  * timeout_ms = ... }: an HTTP POST a hook asks for. Everything that can
  * be checked is checked here, so a mistake names the hook's line; a body
@@ -671,6 +712,8 @@ static void dsl_builtins(lf_rules *r) {
     lua_setfield(L, -2, "__newindex");
     lua_pushvalue(L, -1);
     r->ref_request_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    set_fn(L, "schedule", l_schedule, 1);
     set_fn(L, "request", l_request, 1);
 
     lua_createtable(L, 0, 2);                          /* notify metatable */

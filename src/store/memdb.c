@@ -35,6 +35,7 @@ typedef struct kids {
 } kids;
 
 struct lf_memdb {
+    lf_map timed;           /* id -> slot of records with timers of their own */
     lf_map by_parent;       /* parent id -> kids */
     lf_map by_id;           /* id -> slot, deleted records included: an id
                                is never reused */
@@ -71,6 +72,7 @@ void lf_memdb_free(lf_memdb *db) {
         free(k);
     }
     lf_map_free(&db->by_parent);
+    lf_map_free(&db->timed);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -262,6 +264,9 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         for (size_t i = had; i < s->rec->naliases && !s->rec->deleted; i++)
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
+    /* Keyed by the record's own id string, which lives as long as it. */
+    if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
+    else if (s) lf_map_del(&db->timed, s->rec->id);
     if (e->idempotency_key)
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
@@ -392,14 +397,15 @@ void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     /* A parent's children come from their own index; anything else is a
      * scan of every record. */
     const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
-    size_t cap = q->parent ? (k ? k->n : 0) : db->by_id.cap;
+    const lf_map *m = q->timed ? &db->timed : &db->by_id;
+    size_t cap = q->parent ? (k ? k->n : 0) : m->cap;
     /* One more than the page: it tells there is a next one. */
     size_t keep = limit < db->by_id.len ? limit + 1 : db->by_id.len + 1;
     newest h = {lf_xmalloc(keep * sizeof *h.v), 0, keep};
     for (size_t i = 0; i < cap; i++) {
         slot *s = k                         ? k->v[i]
                   : q->parent               ? NULL
-                  : db->by_id.slots[i].key ? db->by_id.slots[i].val
+                  : m->slots[i].key         ? m->slots[i].val
                                             : NULL;
         if (!s || s->rec->deleted) continue;
         const lf_record *r = s->rec;

@@ -48,6 +48,11 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
     else lf_buf_puts(b, s->k_all);
 }
 
+void lf_redis_key_timed(const lf_redis *s, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%stimed", s->url.prefix);
+}
+
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%schildren:%s", s->url.prefix, parent);
@@ -442,7 +447,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     if (l->limit > LIST_MAX) l->limit = LIST_MAX;
     snprintf(limit, sizeof limit, "%zu", l->limit);
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
-    if (q->parent) lf_redis_key_children(s, q->parent, &key);
+    if (q->timed) lf_redis_key_timed(s, &key);
+    else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);
     const char *argv[] = {
         "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", key.p, score, cid, limit, prefix};

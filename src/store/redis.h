@@ -195,6 +195,8 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
+/* The index of records with timers of their own: "<prefix>timed". */
+void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,

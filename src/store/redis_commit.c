@@ -52,7 +52,8 @@ static int commit_mode_of(lf_entry_kind k) {
     switch (k) {
     case LF_ENTRY_CREATED: return MODE_CREATE;
     case LF_ENTRY_TRANSITION:
-    case LF_ENTRY_OBSERVED: return MODE_MOVE;
+    case LF_ENTRY_OBSERVED:
+    case LF_ENTRY_NOTED: return MODE_MOVE;
     case LF_ENTRY_DENIED:
     case LF_ENTRY_REJECTED: return MODE_NOTE;
     case LF_ENTRY_DELETED: return MODE_DELETE;
@@ -270,8 +271,8 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 13 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 13 + 12 + extra) * sizeof *lens);
+    const char **argv = lf_xmalloc((3 + 14 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 14 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -310,6 +311,9 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[9].p;
             keys++;
         }
+        lf_redis_key_timed(s, &k[7]);
+        argv[argc++] = k[7].p;
+        keys++;
     }
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
@@ -325,7 +329,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    argv[argc++] = !r ? "00" : r->repo ? (r->parent ? "11" : "10") : (r->parent ? "01" : "00");
+    char flags[4] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
+                     r && r->timers && c->mode != MODE_DELETE ? '1' : '0', '\0'};
+    argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)

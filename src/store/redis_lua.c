@@ -21,12 +21,13 @@
  * must exist and does not change), delete, global (no record).
  * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
- *       12 state+repo(after)  last: children of the record's parent
+ *       12 state+repo(after), then the children of the record's parent,
+ *       then last the records with timers of their own
  *       (global passes 1-3, note 1-5; 10-12 only when the record has a
- *       repo, the last only when it has a parent)
+ *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
- *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent
- *       (two characters, 1/0 each)
+ *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent,
+ *       has timers (three characters, 1/0 each)
  *       12 idempotency key ('' for none)
  *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
@@ -63,7 +64,8 @@ static const char commit_lua[] =
     "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
     "if mode == 'note' then return {'ok', redis.call('HGET', KEYS[4], 'j')} end\n"
     "local repo = ARGV[11]:sub(1, 1) == '1'\n"
-    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS]\n"
+    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 1]\n"
+    "local timed, has_timers = KEYS[#KEYS], ARGV[11]:sub(3, 3) == '1'\n"
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
     "  redis.call('HDEL', KEYS[4], 'j')\n"
@@ -79,6 +81,7 @@ static const char commit_lua[] =
     "    redis.call('ZREM', KEYS[11], id)\n"
     "  end\n"
     "  if kids then redis.call('ZREM', kids, id) end\n"
+    "  redis.call('ZREM', timed, id)\n"
     "  return {'ok'}\n"
     "end\n"
     "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'j', ARGV[7])\n"
@@ -96,6 +99,8 @@ static const char commit_lua[] =
     "  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
     "end\n"
     "if kids then redis.call('ZADD', kids, ARGV[8], id) end\n"
+    "if has_timers then redis.call('ZADD', timed, ARGV[8], id)\n"
+    "else redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us)

@@ -116,4 +116,26 @@ rl show "$g" --json
 expect_json "redis: the last unit done closes the gate by itself" state closed
 expect_json "… as the engine" transitions/4/actor engine:children
 
+# A hook's schedule{}: a timer of the record's own, found by the tick
+# through the Redis index of records with timers.
+P4="$tmp/sched"
+mkdir -p "$P4/workflows" "$P4/hooks"
+cat >"$P4/workflows/job.lua" <<'LUA'
+return workflow { name = "job", states = { "new", "queued", "stale" }, initial = "new",
+  edges = { { "new", "queued" }, { "queued", "stale" }, { "stale", "queued" } } }
+LUA
+cat >"$P4/hooks/remind.lua" <<'LUA'
+return hook { name = "remind", on = { to = "queued" },
+  run = function(e) return schedule{ after = "1h", to = "stale", trigger = "job.stale" } end }
+LUA
+R4="unix://$tmp/redis.sock?prefix=sched:"
+run --policies "$P4" --store "$R4" create --ref j --workflow job; j=$out
+run --policies "$P4" --store "$R4" transition "$j" queued go
+run --policies "$P4" --store "$R4" show "$j" --json
+expect_json "redis: a hook's schedule{} is kept with the record" timers/1/trigger job.stale
+check "… and indexed" sh -c "redis-cli -s '$tmp/redis.sock' zrange sched:timed 0 -1 | grep -q '$j'"
+run --policies "$P4" --store "$R4" tick --now 2099-01-01T00:00:00Z
+expect_out "redis: the tick fires it" "$j: queued → stale (ok)"
+check "… and the index forgets it" sh -c "! redis-cli -s '$tmp/redis.sock' zrange sched:timed 0 -1 | grep -q '$j'"
+
 done_testing

@@ -56,4 +56,14 @@ sed 's/from = "in_progress"/from = "nowhere"/' "$P/workflows/factory.lua" >"$B/w
 run --policies "$B" lint
 expect_rc "stages from an undeclared state: exit 2" 2
 match_err "… says what stages need" 'stages needs from, pass and fail'
+# `make walk`'s second half: one Factory task and one Specfuse feature from
+# the shell, on a store of its own.
+LOOPFORGE_STORE="file:$tmp/walk" LOOPFORGE_POLICIES="$SHIPPED" \
+    sh "$ROOT/contrib/lifecycles.sh" "$LOOPFORGE_BIN" >"$tmp/out" 2>"$tmp/err"
+rc=$? out=$(cat "$tmp/out") err=$(cat "$tmp/err")
+expect_rc "contrib/lifecycles.sh runs to the end" 0
+match_out "… a failed stage is retried by the tick" '^loop-[0-9a-f]+: lint_failed → lint \(ok\)$'
+match_out "… the task is integrated" '^loop-[0-9a-f]+: passed_pipeline → integrated \(stage.passed\)$'
+match_out "… the gate closed by itself" '^"state":"closed"$'
+match_out "… and the feature is done" '^"state":"done"$'
 done_testing

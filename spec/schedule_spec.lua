@@ -1,0 +1,162 @@
+-- schedule_spec.lua -- timers of a record's own (issue 11): a hook's
+-- schedule{} (bound to the state the record is in, cancelled by leaving
+-- it, fired by the tick), and break-glass reviews (a workflow's override
+-- = { co_signer, review, escalate_to }: escalated unless someone else
+-- acknowledges in time). The clock is moved with eng:tick, never slept.
+local kit = require "loopforge.testing"
+
+local WF = [[
+return workflow {
+  name = "job",
+  states = { "new", "queued", "running", "stale", "done", "escalated" },
+  initial = "new",
+  terminal = { "done" },
+  edges = { { "new", "queued" }, { "new", "running" }, { "queued", "running" },
+            { "queued", "stale" }, { "running", "done" }, { "stale", "queued" },
+            { "escalated", "queued" } },
+  override = { co_signer = true, review = "24h", escalate_to = "escalated" },
+}
+]]
+
+local REMIND = [[
+return hook {
+  name = "stale-after-an-hour",
+  on = { to = "queued", workflow = "job" },
+  run = function(e)
+    return schedule{ after = "1h", to = "stale", trigger = "job.stale",
+                     metadata = { note = "nobody picked it up" } }
+  end,
+}
+]]
+
+local FROZEN = [[
+return policy {
+  name = "frozen",
+  on = { to = "running", workflow = "job" },
+  check = function(t) return deny("runs are frozen") end,
+}
+]]
+
+describe("retry backoff with jitter", function()
+  after_each(function() kit.cleanup() end)
+
+  it("spreads records that failed together, the same way every time", function()
+    local d = kit.policy_dir{ shipped = false }
+    d:write("workflows/w.lua", [[
+return workflow { name = "w", states = { "new", "run", "failed", "given_up" }, initial = "new",
+  terminal = { "given_up" },
+  edges = { { "new", "run" }, { "run", "failed" }, { "failed", "run" }, { "failed", "given_up" } },
+  retries = { failed = { to = "run", trigger = "again", max = 3, escalate_to = "given_up",
+                         backoff = { initial = "100s", factor = 2, max = "1h", jitter = 0.5 } } } }
+]])
+    local eng = assert(kit.core.engine{ policies = d.path, store = "memory:" })
+    local delays = {}
+    for i = 1, 8 do
+      local id = eng:create{ ref = "r" .. i, workflow = "w" }.record.record_id
+      eng:transition(id, "run", "go")
+      local rec = eng:transition(id, "failed", "boom").record
+      delays[id] = rec.updated_at
+    end
+    local seen, distinct = eng:timers(), {}
+    for _, t in ipairs(seen.timers) do
+      local d_s = kit.seconds(t.due) - kit.seconds(delays[t.record_id])
+      assert.is_true(d_s >= 50 and d_s <= 150, "backoff " .. d_s .. " outside 100s +- 50%")
+      distinct[("%.3f"):format(d_s)] = true
+    end
+    local n = 0
+    for _ in pairs(distinct) do n = n + 1 end
+    assert.is_true(n >= 6, "only " .. n .. " distinct backoffs of 8")
+    assert.same(seen.timers, eng:timers(seen.now).timers)       -- the same every time
+    eng:close()
+  end)
+end)
+
+describe("a record's own timers", function()
+  local eng
+  after_each(function() if eng then eng:close() end; kit.cleanup() end)
+
+  local function engine(guards)
+    local d = kit.policy_dir{ shipped = false, guards = guards,
+                              hooks = { ["stale-after-an-hour"] = REMIND } }
+    d:write("workflows/job.lua", WF)
+    return assert(kit.core.engine{ policies = d.path, store = "memory:" })
+  end
+  local secs = kit.seconds
+
+  it("fires a hook's schedule{} at its time, bound to the state it was set in", function()
+    eng = engine()
+    local id = eng:create{ ref = "j1", workflow = "job" }.record.record_id
+    kit.assert_allowed(eng:transition(id, "queued", "enqueue"))   -- the hook schedules
+    local rec = eng:get(id).record
+    assert.equal(1, #rec.timers)
+    local t = rec.timers[1]
+    assert.same({ "queued", "stale", "job.stale", "scheduled", "hook:stale-after-an-hour" },
+                { t.state, t.to, t.trigger, t.kind, t.by })
+    local _, noted = kit.audit(eng, id)
+    assert.same({ "noted", "timer.scheduled", "hook:stale-after-an-hour", "nobody picked it up" },
+                { noted.kind, noted.trigger, noted.actor, noted.metadata.metadata.note })
+    local due = secs(t.due)
+    assert.same({}, eng:tick(due - 1).fired)
+    local fired = eng:tick(due + 1).fired
+    assert.same({ record_id = id, from = "queued", to = "stale", code = "ok" }, fired[1])
+    rec = eng:get(id).record
+    assert.equal("stale", rec.state)
+    assert.is_nil(rec.timers, "a fired timer is spent")
+  end)
+
+  it("cancels a scheduled timer when the record leaves the state", function()
+    eng = engine()
+    local id = eng:create{ ref = "j2", workflow = "job" }.record.record_id
+    kit.assert_allowed(eng:transition(id, "queued", "enqueue"))
+    kit.assert_allowed(eng:transition(id, "running", "picked"))
+    assert.is_nil(eng:get(id).record.timers)
+    assert.same({}, eng:tick("2099-01-01T00:00:00Z").fired)
+    assert.equal("running", kit.state(eng, id))
+  end)
+
+  it("needs a co-signer for an override, and escalates an unacknowledged one", function()
+    eng = engine{ frozen = FROZEN }
+    local id = eng:create{ ref = "j3", workflow = "job" }.record.record_id
+    local res = eng:transition(id, "running", "go", { actor = "al", roles = { "breakglass" },
+                                                      override = "hotfix" })
+    kit.assert_denied(res, "breakglass", "needs a co-signer")
+    res = eng:transition(id, "running", "go", {
+      actor = "al", roles = { "breakglass" }, override = "hotfix", co_signer = "bo" })
+    assert.is_true(res.success, res.error)
+    assert.equal("deny", res.decisions[1].verdict)      -- the guard it overrode
+    local review = res.record.timers[1]
+    assert.same({ "override_review", "escalated", "al" }, { review.kind, review.to, review.by })
+    assert.is_nil(review.state)
+    -- It outlives moves until it fires.
+    local due = secs(review.due)
+    assert.is_true(math.abs(due - secs(res.record.updated_at) - 86400) < 1)
+    assert.same({}, eng:tick(due - 1).fired)
+    local fired = eng:tick(due + 1).fired
+    assert.same({ "running", "escalated", "ok" }, { fired[1].from, fired[1].to, fired[1].code })
+    local rec = eng:get(id).record
+    local last = rec.transitions[#rec.transitions]
+    assert.same({ "override.review_expired", "timer:running" }, { last.trigger, last.actor })
+    assert.is_nil(rec.timers)
+  end)
+
+  it("ends the review when someone else acknowledges it", function()
+    eng = engine{ frozen = FROZEN }
+    local id = eng:create{ ref = "j4", workflow = "job" }.record.record_id
+    assert.is_true(eng:transition(id, "running", "go", {
+      actor = "al", roles = { "breakglass" }, override = "hotfix", co_signer = "bo" }).success)
+    local own = eng:acknowledge(id, { actor = "al", reason = "looked fine" })
+    assert.equal("denied", own.code)
+    assert.matches("cannot also acknowledge it", own.error)
+    local ok = kit.assert_allowed(eng:acknowledge(id, { actor = "cy", reason = "reviewed the diff" }))
+    assert.is_nil(ok.record.timers)
+    local _, last = kit.audit(eng, id)
+    assert.same({ "noted", "override.acknowledged", "cy", "reviewed the diff" },
+                { last.kind, last.trigger, last.actor, last.metadata.reason })
+    assert.same({}, eng:tick("2099-01-01T00:00:00Z").fired)
+    assert.equal("running", kit.state(eng, id))
+    local none = eng:acknowledge(id, { actor = "cy", reason = "again" })
+    assert.equal("invalid_request", none.code)
+    local ok2, n = eng:verify()
+    assert.is_true(ok2, n)
+  end)
+end)

@@ -1,0 +1,23 @@
+/* bench_util.h -- what the legs of `loopforge bench` share (bench_util.c):
+ * a request's outcome kept for a loop that runs on an inline store, and
+ * the log written out as a journal file. */
+#ifndef LF_BENCH_UTIL_H
+#define LF_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include "cli.h"
+#include "../core/clock.h"
+
+typedef struct lf_bench_call {
+    bool done, ok;
+    char id[LF_ID_LEN + 1];     /* the record's, on success */
+} lf_bench_call;
+
+/* lf_result_cb: fills the lf_bench_call at arg. */
+void lf_bench_on_result(const lf_result *r, void *arg);
+
+/* Writes e's whole log to path, a line each (a journal a reader can
+ * verify or replay). Returns 0, or -1. */
+int lf_bench_dump_log(lf_engine *e, const char *path);
+
+#endif
