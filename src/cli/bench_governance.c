@@ -167,7 +167,7 @@ static int bench_replay(lf_cli *c, const char *dir, const char *policies, size_t
     uint64_t t0 = lf_mono_ns();
     while ((len = getline(&line, &cap, f)) > 0) {
         lf_entry_doc doc;
-        if (lf_entry_parse(line, (size_t)len - 1, &doc, err, sizeof err) == 0)
+        if (lf_entry_read(line, (size_t)len - 1, &doc, err, sizeof err) == 0)
             lf_entry_doc_free(&doc);
         lines++;
     }

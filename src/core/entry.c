@@ -236,7 +236,138 @@ bad:
     return -1;
 }
 
+typedef struct reader {
+    lf_entry_doc *doc;
+    char *at;                   /* the next free byte of the arena */
+    unsigned seen;              /* the keys met, one bit each */
+    bool bad;
+    const char *why;
+} reader;
+
+enum { K_SEQ = 1, K_KIND = 2, K_VERSION = 4, K_TS = 8, K_PREV = 16, K_HASH = 32 };
+
+/* A JSON string value (or null) into the arena; NULL for null. */
+static const char *read_str(reader *r, const char *v, size_t n) {
+    if (n == 4 && memcmp(v, "null", 4) == 0) return NULL;
+    if (n < 2 || *v != '"') {
+        r->bad = true;
+        return NULL;
+    }
+    char *out = r->at;
+    if (!memchr(v, '\\', n)) {            /* the usual case: no escapes */
+        memcpy(out, v + 1, n - 2);
+        out[n - 2] = '\0';
+        r->at += n - 1;
+        return out;
+    }
+    lf_buf b = LF_BUF_INIT;
+    if (!lf_json_string(v, n, &b)) r->bad = true;
+    memcpy(out, lf_buf_str(&b), b.len + 1);     /* never longer than its text */
+    r->at += b.len + 1;
+    lf_buf_free(&b);
+    return out;
+}
+
+/* An object or array as it stands (or null). */
+static const char *read_doc(reader *r, const char *v, size_t n, char open) {
+    if (n == 4 && memcmp(v, "null", 4) == 0) return NULL;
+    if (!n || *v != open) {
+        r->bad = true;
+        return NULL;
+    }
+    char *out = r->at;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    r->at += n + 1;
+    return out;
+}
+
+static bool read_member(const char *key, const char *v, size_t n, void *arg) {
+    reader *r = arg;
+    lf_entry *e = &r->doc->e;
+    int64_t i;
+    const char *s;
+    switch (key[0]) {
+    case 's':
+        if (strcmp(key, "seq") == 0 && !lf_json_int(v, n, &i) && i > 0)
+            e->seq = (uint64_t)i, r->seen |= K_SEQ;
+        break;
+    case 'r':
+        if (strcmp(key, "record_id") == 0) e->record_id = read_str(r, v, n);
+        else if (strcmp(key, "record") == 0) e->record = read_doc(r, v, n, '{');
+        else if (strcmp(key, "request") == 0) e->request = read_str(r, v, n);
+        break;
+    case 'k':
+        if (strcmp(key, "kind") == 0 && (s = read_str(r, v, n))) {
+            int k = lf_entry_kind_parse(s);
+            if (k < 0) r->bad = true, r->why = "unknown kind";
+            else e->kind = (lf_entry_kind)k, r->seen |= K_KIND;
+        }
+        break;
+    case 'v':
+        if (strcmp(key, "version") == 0 && !lf_json_int(v, n, &i) && i >= 0)
+            e->version = (uint64_t)i, r->seen |= K_VERSION;
+        else if (strcmp(key, "violation") == 0) e->violation = read_doc(r, v, n, '{');
+        break;
+    case 'f':
+        if (strcmp(key, "from_state") == 0) e->from_state = read_str(r, v, n);
+        break;
+    case 't':
+        if (strcmp(key, "to_state") == 0) e->to_state = read_str(r, v, n);
+        else if (strcmp(key, "trigger") == 0) e->trigger = read_str(r, v, n);
+        else if (strcmp(key, "timestamp") == 0 && (s = read_str(r, v, n)) &&
+                 strlen(s) == LF_TS_LEN)
+            memcpy(e->timestamp, s, LF_TS_LEN + 1), r->seen |= K_TS;
+        break;
+    case 'a':
+        if (strcmp(key, "actor") == 0) e->actor = read_str(r, v, n);
+        else if (strcmp(key, "authority") == 0) e->authority = read_doc(r, v, n, '{');
+        break;
+    case 'm':
+        if (strcmp(key, "metadata") == 0) e->metadata = read_doc(r, v, n, '{');
+        break;
+    case 'd':
+        if (strcmp(key, "decisions") == 0) e->decisions = read_doc(r, v, n, '[');
+        break;
+    case 'p':
+        if (strcmp(key, "policy_set") == 0) e->policy_set = read_str(r, v, n);
+        else if (strcmp(key, "prev") == 0 && (s = read_str(r, v, n)) && is_hex64(s))
+            memcpy(e->prev, s, LF_HASH_LEN + 1), r->seen |= K_PREV;
+        break;
+    case 'c':
+        if (strcmp(key, "changes") == 0) e->changes = read_doc(r, v, n, '{');
+        break;
+    case 'h':
+        if (strcmp(key, "hash") == 0 && (s = read_str(r, v, n)) && is_hex64(s))
+            memcpy(e->hash, s, LF_HASH_LEN + 1), r->seen |= K_HASH;
+        break;
+    case 'i':
+        if (strcmp(key, "idempotency_key") == 0) e->idempotency_key = read_str(r, v, n);
+        break;
+    }
+    return !r->bad;
+}
+
+int lf_entry_read(const char *line, size_t len, lf_entry_doc *doc, char *err,
+                  size_t errlen) {
+    memset(doc, 0, sizeof *doc);
+    /* Every string and sub-document fits in the line's own length, plus
+     * one NUL each: the block never grows. */
+    doc->arena = lf_xmalloc(len + 32);
+    reader r = {doc, doc->arena, 0, false, NULL};
+    bool ok = lf_json_members(line, len, read_member, &r) && !r.bad;
+    const unsigned all = K_SEQ | K_KIND | K_VERSION | K_TS | K_PREV | K_HASH;
+    if (!ok || r.seen != all || (!lf_entry_global(doc->e.kind) && !doc->e.record_id) ||
+        (doc->e.kind == LF_ENTRY_CREATED && !doc->e.record)) {
+        fail(err, errlen, r.why ? r.why : "malformed entry", NULL);
+        lf_entry_doc_free(doc);
+        return -1;
+    }
+    return 0;
+}
+
 void lf_entry_doc_free(lf_entry_doc *doc) {
+    free(doc->arena);
     cJSON_Delete(doc->json);
     cJSON_free(doc->metadata);
     cJSON_free(doc->decisions);

@@ -260,15 +260,16 @@ bool lf_json_canon(const char *s, size_t len, lf_buf *out) {
     return c.p == c.end;
 }
 
-bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
-                 size_t *vlen) {
+bool lf_json_members(const char *s, size_t len, lf_json_member_fn *fn, void *arg) {
     jc c = {s, s + len, 0};
     ws(&c);
     if (c.p >= c.end || *c.p != '{') return false;
     c.p++;
     lf_buf k = LF_BUF_INIT;
-    bool found = false;
-    for (;;) {
+    bool ok = false;
+    ws(&c);
+    if (c.p < c.end && *c.p == '}') ok = true;
+    while (!ok) {
         ws(&c);
         lf_buf_reset(&k);
         if (c.p >= c.end || *c.p != '"' || !string(&c, &k)) break;
@@ -277,17 +278,45 @@ bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
         ws(&c);
         const char *v = c.p;
         if (!value(&c, NULL)) break;
-        if (strcmp(lf_buf_str(&k), key) == 0) {     /* the first, as cJSON finds it */
-            *val = v;
-            *vlen = (size_t)(c.p - v);
-            found = true;
+        if (!fn(lf_buf_str(&k), v, (size_t)(c.p - v), arg)) {
+            ok = true;              /* stopped: what was read was well formed */
             break;
         }
         ws(&c);
+        if (c.p < c.end && *c.p == '}') {
+            ok = true;
+            break;
+        }
         if (c.p >= c.end || *c.p++ != ',') break;
     }
     lf_buf_free(&k);
-    return found;
+    return ok;
+}
+
+typedef struct get_call {
+    const char *key, *val;
+    size_t vlen;
+    bool found;
+} get_call;
+
+static bool get_one(const char *key, const char *val, size_t vlen, void *arg) {
+    get_call *g = arg;
+    if (strcmp(key, g->key) != 0) return true;
+    g->val = val;                   /* the first, as cJSON finds it */
+    g->vlen = vlen;
+    g->found = true;
+    return false;
+}
+
+bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
+                 size_t *vlen) {
+    get_call g = {key, NULL, 0, false};
+    lf_json_members(s, len, get_one, &g);
+    if (g.found) {
+        *val = g.val;
+        *vlen = g.vlen;
+    }
+    return g.found;
 }
 
 bool lf_json_string(const char *v, size_t vlen, lf_buf *out) {

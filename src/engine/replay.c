@@ -223,7 +223,7 @@ static void consider(lf_replay *r, const lf_record *rec, const lf_entry *e) {
 
 int lf_replay_feed(lf_replay *r, const char *line, size_t len, char *err, size_t errlen) {
     lf_entry_doc doc;
-    if (lf_entry_parse(line, len, &doc, err, errlen) != 0) return -1;
+    if (lf_entry_read(line, len, &doc, err, errlen) != 0) return -1;
     const lf_entry *e = &doc.e;
     r->st.entries++;
     int rc = 0;
