@@ -505,8 +505,10 @@ void lf_workflow_mermaid(const lf_workflow *wf, lf_buf *out) {
     for (int i = 0; i < wf->nedges; i++) {
         lf_buf_puts(out, "    ");
         mermaid_id(wf, wf->edges[i].from, out);
-        lf_buf_puts(out, wf->edges[i].engine ? " --> " : " --> ");
+        lf_buf_puts(out, " --> ");
         mermaid_id(wf, wf->edges[i].to, out);
+        /* the engine's own move (a retry's escalation, a review) */
+        if (wf->edges[i].engine) lf_buf_puts(out, " : engine");
         lf_buf_putc(out, '\n');
     }
     /* Terminal states: an arrow to the end marker plus a class, so they

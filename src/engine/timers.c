@@ -114,8 +114,16 @@ static void reply(tick_ctx *t) {
 
 static void fire_next(tick_ctx *t);
 
-static void fired(const lf_result *r, void *arg) {
-    tick_ctx *t = arg;
+static lf_transition_req fire_req(const pending *p, char *actor, size_t cap, bool dry) {
+    snprintf(actor, cap, "timer:%s", p->state);
+    return (lf_transition_req){.id = p->id, .to = p->to, .trigger = p->trigger,
+                               .actor = actor, .expected_version = p->version,
+                               .dry_run = dry};
+}
+
+/* What firing a timer came to; `held` when the rules refused it in the
+ * dry run and nothing was written. */
+static void report(tick_ctx *t, const lf_result *r, bool held) {
     const pending *p = &t->p[t->fi - 1];
     lf_jw_next(&t->list);
     lf_jw x = lf_jw_open(&t->fired, '{');
@@ -124,8 +132,24 @@ static void fired(const lf_result *r, void *arg) {
     lf_jw_str(&x, "to", p->to);
     lf_jw_str(&x, "code", lf_code_name(r->code));
     lf_jw_str(&x, "error", r->success ? NULL : r->error);
+    if (held) lf_jw_bool(&x, "held", true);
     lf_jw_close(&x, '}');
     fire_next(t);
+}
+
+static void fired(const lf_result *r, void *arg) { report(arg, r, false); }
+
+/* A timer the rules refuse (a guard, a gate) is not written down again at
+ * every tick: it stays due and the tick reports it until it passes. */
+static void checked(const lf_result *r, void *arg) {
+    tick_ctx *t = arg;
+    if (!r->success) {
+        report(t, r, true);
+        return;
+    }
+    char actor[128];
+    lf_transition_req req = fire_req(&t->p[t->fi - 1], actor, sizeof actor, false);
+    lf_engine_transition_internal(t->e, &req, fired, t);
 }
 
 /* Due timers in due order, one request each. */
@@ -135,12 +159,9 @@ static void fire_next(tick_ctx *t) {
         reply(t);
         return;
     }
-    const pending *p = &t->p[t->fi++];
     char actor[128];
-    snprintf(actor, sizeof actor, "timer:%s", p->state);
-    lf_transition_req req = {.id = p->id, .to = p->to, .trigger = p->trigger, .actor = actor,
-                             .expected_version = p->version};
-    lf_engine_transition_internal(t->e, &req, fired, t);
+    lf_transition_req req = fire_req(&t->p[t->fi++], actor, sizeof actor, true);
+    lf_engine_transition_internal(t->e, &req, checked, t);
 }
 
 static void list_state(tick_ctx *t);

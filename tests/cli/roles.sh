@@ -85,6 +85,13 @@ run --policies "$P2" --store "$S2" transition "$h" ci_pending ci.retry
 expect_rc "a 4th re-run is refused: exit 5" 5
 expect_err "… by the declared budget" \
     "Denied by policy retries:ci_failed: retry budget exhausted (3 of 3 retries used): escalate instead of retrying"
+n2=$("$LOOPFORGE_BIN" --policies "$P2" --store "$S2" audit | wc -l)
+run --policies "$P2" --store "$S2" tick
+expect_out "a due escalation the rules refuse is held by the tick" \
+    "$h: ci_failed → escalated (denied): Denied by policy hold-escalation: held for the test"
+run --policies "$P2" --store "$S2" tick
+check "… and not written down again, tick after tick" \
+    test "$("$LOOPFORGE_BIN" --policies "$P2" --store "$S2" audit | wc -l)" -eq "$n2"
 
 # ---- guards see the actor's roles ----
 P3="$tmp/p3"
