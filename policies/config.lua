@@ -22,9 +22,28 @@ return {
     risk_tiers = { "high" },
   },
 
-  -- The actor who opened the PR cannot move the record to approved.
+  -- The approver is neither who opened the PR nor the human behind the
+  -- agent that did (see identities below); an anonymous approval is refused.
   ["no-self-approval"] = {
     -- enabled = false,
+  },
+
+  -- A PR an agent or app opened merges after this many human approvals
+  -- (not by the human the agent acts for).
+  ["agent-prs-need-human-approval"] = {
+    approvals = 1,
+  },
+
+  -- Who is who across sources: a person's names (GitHub login, token name,
+  -- email), and agents with the human they act for. Names not listed are
+  -- people of their own; a GitHub App's "[bot]" login is an app.
+  identities = {
+    people = {
+      -- alice = { "github:alice", "alice@example.com" },
+    },
+    agents = {
+      -- ["coder-7"] = { principal = "alice", names = { "github:coder-7[bot]" } },
+    },
   },
 
   -- ci_passed -> merged only for records with auto_merge = true.

@@ -41,13 +41,13 @@ describe("policy " .. P, function()
       kit.assert_denied(eng:transition(id, "approved", "review.approved", { actor = "alice" }), P, "alice")
     end)
 
-    it("treats an approval without an actor as anonymous, not as someone else", function()
-      local id = kit.record(eng)
-      kit.walk(eng, id, { "task_queued", "pr_created" }, { actor = "anonymous" })
-      kit.to_state(eng, id, "awaiting_review")
-      -- The engine records a missing actor as "anonymous": the same one.
+    it("denies an approval without an actor: it could be anyone", function()
+      local id = opened_by_alice()
+      -- The engine records a missing actor as "anonymous", who is nobody.
       local res = eng:transition(id, "approved", "review.approved")
-      kit.assert_denied(res, P, "anonymous")
+      kit.assert_denied(res, P, "an approval must name its actor")
+      res = eng:transition(id, "approved", "review.approved", { actor = "anonymous" })
+      kit.assert_denied(res, P, "an approval must name its actor")
     end)
 
     it("does not look at other transitions", function()

@@ -180,6 +180,10 @@ typedef struct lf_transition_req {
                                    (never the graph or a role gate); needs
                                    the role "breakglass"; audited */
     const char *co_signer;      /* a second person for an override, or NULL */
+    const char *actor_kind;     /* what a credential says the actor is
+                                   ("human", "agent", "app"), NULL = as
+                                   config.lua's identities say */
+    const char *principal;      /* the human an agent acts for, likewise */
 } lf_transition_req;
 
 LF_API void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,

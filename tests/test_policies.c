@@ -28,7 +28,8 @@
 
 /* ---- the shipped set in a temp directory (helpers: policy_dir.h) ---------- */
 
-static const char *const SHIPPED[] = {"guards/blocking-labels.lua",
+static const char *const SHIPPED[] = {"guards/agent-prs-need-human-approval.lua",
+                                      "guards/blocking-labels.lua",
                                       "guards/high-risk-merge-needs-approval.lua",
                                       "guards/merge-freeze.lua",
                                       "guards/no-self-approval.lua",
@@ -132,7 +133,7 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
                       const char *trigger, const char *actor, const char *meta,
                       lf_verdict *keep) {
-    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL};
+    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     lf_buf b = LF_BUF_INIT;
@@ -154,24 +155,25 @@ static void expect_eval(lf_rules *r, const lf_record *rec, const char *to,
 static void test_shipped_set(void **state) {
     (void)state;
     lf_rules *r = load_opts("policies", NULL, NULL);
-    assert_int_equal(lf_rules_nfiles(r), 11); /* and routes/, the workflows */
+    assert_int_equal(lf_rules_nfiles(r), 12); /* and routes/, the workflows */
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
     for (size_t i = 0; i < NSHIPPED; i++) {
         char p[128];
         snprintf(p, sizeof p, "policies/%s", SHIPPED[i]);
         assert_string_equal(lf_rules_file_at(r, (int)i + 1), p);
     }
-    assert_string_equal(lf_rules_file_at(r, 8), "policies/workflows/factory.lua");
-    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/factory.lua");
+    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/loopforge.lua");
 
     static const char *const guards[][2] = {
+        {"agent-prs-need-human-approval", "to=merged workflow=loopforge"},
         {"blocking-labels", "to=merged workflow=loopforge"},
         {"high-risk-merge-needs-approval", "to=merged workflow=loopforge"},
         {"merge-freeze", "to=merged workflow=loopforge"},
         {"no-self-approval", "to=approved workflow=loopforge"},
         {"review-unless-auto-merge", "from=ci_passed to=merged workflow=loopforge"}};
-    assert_int_equal(lf_rules_count(r, LF_RULE_GUARD), 5);
-    for (int i = 0; i < 5; i++) {
+    assert_int_equal(lf_rules_count(r, LF_RULE_GUARD), 6);
+    for (int i = 0; i < 6; i++) {
         lf_rule_info in;
         lf_rules_info(r, LF_RULE_GUARD, i, &in);
         assert_int_equal(in.kind, LF_RULE_GUARD);
@@ -757,7 +759,7 @@ static void test_no_record(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL};
+    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
@@ -824,7 +826,7 @@ static void test_guard_sees(void **state) {
                   "pr.merged",
                   "bob",
                   "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
-                  at_us("2026-06-01T00:00:00Z") + 250000, NULL, NULL};
+                  at_us("2026-06-01T00:00:00Z") + 250000, NULL, NULL, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -859,7 +861,7 @@ static void test_json_values(void **state) {
         " \"t\": true, \"n\": null, \"no\": false,"
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
-    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL, NULL};
+    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL, NULL, NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -1185,7 +1187,8 @@ static void test_hooks(void **state) {
 #define DENYR(p, why, req)                                                                \
     "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\",\"requires\":" req "}"
 #define TO_MERGED_OK(first)                                                              \
-    "[" ALLOW("blocking-labels") "," first "," ALLOW("merge-freeze")
+    "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," first        \
+    "," ALLOW("merge-freeze")
 #define REVIEWED HAPPY ";ci_passed@ci;awaiting_review@hook:route-to-review"
 
 static void test_high_risk(void **state) {
@@ -1218,7 +1221,7 @@ static void test_high_risk(void **state) {
     /* the issue's example, through the engine's message format */
     lf_verdict v;
     lf_eval in = {
-        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL, NULL};
+        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL, NULL, NULL, NULL};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1294,7 +1297,7 @@ static void test_merge_freeze(void **state) {
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]");
     NOW = at_us("2026-06-01T23:59:59Z");
     const char *release =
-        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
+        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
             "merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release",
             "{\"after\":\"2026-06-02T00:00:00Z\"}") "]";
     expect_eval(r, rec, "merged", "bot", NULL, release);
@@ -1306,7 +1309,7 @@ static void test_merge_freeze(void **state) {
     NOW = at_us("2027-01-02T00:00:00Z");
     expect_eval(
         r, rec, "merged", "bot", NULL,
-        "[" ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
+        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
             "merge-freeze",
             "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen",
             "{\"after\":\"2027-01-02T00:00:00.5Z\"}") "]");
@@ -1347,7 +1350,7 @@ static void test_blocking_labels(void **state) {
         lf_record *rec = mkrec(REVIEWED ";approved@bob", false, deny[i].labels, NULL);
         char want[512];
         snprintf(want, sizeof want,
-                 "[" DENYR("blocking-labels", "label '%s' blocks merging",
+                 "[" ALLOW("agent-prs-need-human-approval") "," DENYR("blocking-labels", "label '%s' blocks merging",
                            "{\"remove_label\":\"%s\"}") "," ALLOW(
                      "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
                  deny[i].label, deny[i].label);
@@ -1361,7 +1364,7 @@ static void test_blocking_labels(void **state) {
     copy_shipped(d, "return { ['blocking-labels'] = { labels = { 'team' } } }\n");
     r = load_ok(d);
     expect_eval(r, rec, "merged", "bot", NULL,
-                "[" DENYR("blocking-labels", "label 'team' blocks merging",
+                "[" ALLOW("agent-prs-need-human-approval") "," DENYR("blocking-labels", "label 'team' blocks merging",
                           "{\"remove_label\":\"team\"}") "," ALLOW(
                     "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
@@ -1369,7 +1372,7 @@ static void test_blocking_labels(void **state) {
     r = load_ok(d);
     expect_eval(
         r, rec, "merged", "bot", NULL,
-        "[" ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
+        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     lf_record_free(rec);
 }

@@ -125,15 +125,15 @@ static void test_default_policies(void **state) {
     lf_rules *r = lf_rules_load("policies", &err);
     assert_non_null(r);
     assert_string_equal(lf_buf_str(&err), "");
-    /* config.lua, 5 guards, a hook (tests/test_policies.c), the routes
+    /* config.lua, 6 guards, a hook (tests/test_policies.c), the routes
      * (tests/test_routes.c), then the workflows: path order */
-    assert_int_equal(lf_rules_nfiles(r), 11);
+    assert_int_equal(lf_rules_nfiles(r), 12);
     assert_string_equal(lf_rules_file_at(r, 0), "policies/config.lua");
-    assert_string_equal(lf_rules_file_at(r, 7), "policies/routes/github.lua");
-    assert_string_equal(lf_rules_file_at(r, 8), "policies/workflows/factory.lua");
-    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
-    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/specfuse.lua");
-    assert_null(lf_rules_file_at(r, 11));
+    assert_string_equal(lf_rules_file_at(r, 8), "policies/routes/github.lua");
+    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/factory.lua");
+    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 11), "policies/workflows/specfuse.lua");
+    assert_null(lf_rules_file_at(r, 12));
     assert_int_equal(lf_rules_nworkflows(r), 5);
     /* the default is loopforge, whatever the path order */
     assert_string_equal(lf_rules_workflow(r, NULL)->name, "loopforge");
@@ -146,7 +146,7 @@ static void test_default_policies(void **state) {
     /* a trailing slash must not produce "policies//workflows/..." */
     r = lf_rules_load("policies/", &err);
     assert_non_null(r);
-    assert_string_equal(lf_rules_file_at(r, 9), "policies/workflows/loopforge.lua");
+    assert_string_equal(lf_rules_file_at(r, 10), "policies/workflows/loopforge.lua");
     lf_rules_free(r);
 }
 

@@ -362,8 +362,8 @@ static void test_mermaid(void **state) {
     assert_int_equal(strncmp(s, "stateDiagram-v2\n", 16), 0);
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
-        snprintf(line, sizeof line, "    %s --> %s\n", wf->states[wf->edges[i].from],
-                 wf->states[wf->edges[i].to]);
+        snprintf(line, sizeof line, "    %s --> %s%s\n", wf->states[wf->edges[i].from],
+                 wf->states[wf->edges[i].to], wf->edges[i].engine ? " : engine" : "");
         if (!strstr(s, line)) fail_msg("mermaid lacks %s", line);
     }
     assert_non_null(strstr(s, "[*] --> issue_created\n"));

@@ -185,9 +185,17 @@ static int run_token(lf_cli *c) {
         return lf_cli_usage(c, "NAME must be 1-64 of [A-Za-z0-9._-], got '%s'", name);
     if (lf_role_parse(rname, &role))
         return lf_cli_usage(c, LF_ROLE_HELP ", got '%s'", rname);
-    char token[64], line[LF_TOKEN_LINE];
+    char token[64], line[LF_TOKEN_LINE + 128];
+    const char *kind = lf_args_get(&c->args, "kind"), *principal = lf_args_get(&c->args, "principal");
+    if (kind && strcmp(kind, "human") && strcmp(kind, "agent") && strcmp(kind, "app"))
+        return lf_cli_usage(c, "--kind must be human, agent or app, got '%s'", kind);
+    if (principal && !lf_token_name_valid(principal))
+        return lf_cli_usage(c, "--principal must be a name of [A-Za-z0-9._-], got '%s'", principal);
     if (lf_token_new(name, rname, token, line))
         return lf_cli_fail(c, LF_UNAVAILABLE, "no randomness for a token");
+    size_t used = strlen(line);
+    if (kind) used += (size_t)snprintf(line + used, sizeof line - used, " kind=%s", kind);
+    if (principal) snprintf(line + used, sizeof line - used, " principal=%s", principal);
     const char *file = lf_args_get(&c->args, "tokens");
     if (file && (rc = append_line(c, file, name, line))) return rc;
     if (c->json) {
@@ -204,16 +212,20 @@ static int run_token(lf_cli *c) {
     return LF_EXIT_OK;
 }
 
-static const lf_optspec token_opts[] = {{"tokens", true}, {NULL, false}};
+static const lf_optspec token_opts[] = {
+    {"tokens", true}, {"kind", true}, {"principal", true}, {NULL, false}};
 
 const lf_command lf_cmd_token = {
     "token", "make a bearer token for serve",
-    "Usage: loopforge token NAME ROLE [--tokens FILE]\n\n"
+    "Usage: loopforge token NAME ROLE [--tokens FILE] [--kind K] [--principal P]\n\n"
     "Prints a new random bearer token, then the line that admits it to a\n"
     "tokens file: \"NAME ROLE SHA256HEX\". Only the digest goes into the\n"
     "file; the token itself is shown once, here. ROLE is read (GET routes),\n"
     "write (also create and transition) or admin (also reload). NAME is the\n"
     "actor recorded for the token's changes.\n\n"
     "  --tokens FILE   append the line to FILE (created mode 0600) and print\n"
-    "                  only the token; a running server reloads on SIGHUP\n",
+    "                  only the token; a running server reloads on SIGHUP\n"
+    "  --kind K        human, agent or app: what the token's holder is\n"
+    "  --principal P   for an agent: the human it acts for (guards see both as\n"
+    "                  t.identity; the audit entry records them)\n",
     token_opts, run_token, false};

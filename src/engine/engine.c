@@ -857,6 +857,7 @@ typedef struct txn {
     bool roles_verified;        /* from a token, not the caller's word */
     bool internal;              /* the engine's own (a timer, a retry): may
                                    take engine edges, passes role gates */
+    char *actor_kind, *principal;   /* a credential's word on who, or NULL */
     char *override;             /* break-glass reason, or NULL */
     char *co_signer;
     bool overrode;              /* the override passed a denying guard */
@@ -882,6 +883,8 @@ static void txn_free(txn *t) {
     free(t->forge);
     free(t->pr_fields);
     free(t->roles);
+    free(t->actor_kind);
+    free(t->principal);
     free(t->override);
     free(t->co_signer);
     free(t->kids);
@@ -1166,8 +1169,9 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger, t->actor, t->metadata, now,
-                  t->roles, t->kids};
+    lf_eval ev = {rec,      t->from_name, t->to_name, t->trigger,    t->actor,
+                  t->metadata, now,       t->roles,   t->kids,       t->actor_kind,
+                  t->principal};
     lf_verdict v;
     uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
@@ -1319,9 +1323,27 @@ static char *with_review(const char *changes, const lf_record *rec, const lf_wor
  * they come from, and a break-glass override. NULL when there is nothing
  * to say (no roles, no override). */
 static char *authority_json(const txn *t) {
-    if (!(t->roles && *t->roles) && !t->override) return NULL;
+    lf_identity id;
+    lf_rules_identity(t->g->rules, t->actor, &id);
+    if (t->actor_kind) id.kind = t->actor_kind;
+    if (t->principal) id.principal = t->principal;
+    /* Said only when it says more than the name: another person behind
+     * it, an agent or app, a principal. */
+    bool who = strcmp(id.kind, "human") != 0 || id.principal ||
+               (id.person && strcmp(id.person, t->actor) != 0);
+    if (!strcmp(id.kind, "engine") || !strcmp(id.kind, "unknown")) who = false;
+    if (!(t->roles && *t->roles) && !t->override && !who) return NULL;
     lf_buf b = LF_BUF_INIT;
     lf_jw o = lf_jw_open(&b, '{');
+    if (who) {
+        lf_jw_key(&o, "identity");
+        lf_jw i = lf_jw_open(&b, '{');
+        lf_jw_str(&i, "kind", id.kind);
+        lf_jw_str(&i, "person", id.person);
+        lf_jw_str(&i, "principal", id.principal);
+        lf_jw_close(&i, '}');
+    }
+    if ((t->roles && *t->roles) || t->override) {
     lf_jw_key(&o, "roles");
     lf_jw list = lf_jw_open(&b, '[');
     for (const char *p = t->roles; p && *p;) {
@@ -1336,6 +1358,7 @@ static char *authority_json(const txn *t) {
     }
     lf_jw_close(&list, ']');
     lf_jw_str(&o, "source", t->roles_verified ? "token" : "claimed");
+    }
     if (t->override) {
         lf_jw_key(&o, "override");
         lf_jw ov = lf_jw_open(&b, '{');
@@ -2063,6 +2086,8 @@ static void transition(lf_engine *e, const lf_transition_req *req, bool internal
     t->internal = internal;
     t->roles = req->roles && *req->roles ? lf_xstrdup(req->roles) : NULL;
     t->roles_verified = req->roles_verified;
+    t->actor_kind = req->actor_kind && *req->actor_kind ? lf_xstrdup(req->actor_kind) : NULL;
+    t->principal = req->principal && *req->principal ? lf_xstrdup(req->principal) : NULL;
     t->override = req->override_reason ? lf_xstrdup(req->override_reason) : NULL;
     t->co_signer = req->co_signer ? lf_xstrdup(req->co_signer) : NULL;
     t->dry_run = req->dry_run;

@@ -160,8 +160,8 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e, v
     } else {
         int64_t now = 0;
         lf_ts_parse(e->timestamp, &now);
-        lf_eval ev = {rec, rec->state, e->to_state, e->trigger, e->actor, e->metadata, now,
-                      roles, NULL};
+        lf_eval ev = {rec,   rec->state, e->to_state, e->trigger, e->actor, e->metadata,
+                      now,   roles,      NULL,        NULL,       NULL};
         lf_verdict out;
         lf_rules_evaluate((lf_rules *)r->rules, &ev, &out);
         if (out.allow || (override && lf_roles_have(roles, "breakglass"))) v->what = "allowed";

@@ -100,7 +100,8 @@ static bool override_field(lf_req *r, const cJSON *f, lf_transition_req *req) {
             lf_buf h = LF_BUF_INIT;
             if (!string_field(r, x, &tok, false)) return false;
             lf_buf_printf(&h, "Bearer %s", tok);
-            req->co_signer = lf_tokens_check(r->srv->tokens, lf_buf_str(&h), &role, &roles);
+            req->co_signer =
+                lf_tokens_check(r->srv->tokens, lf_buf_str(&h), &role, &roles, NULL, NULL);
             lf_buf_free(&h);
             if (!req->co_signer || !lf_roles_have(roles, "breakglass")) {
                 lf_reply_error(r, 403, "forbidden",
@@ -458,6 +459,8 @@ void lf_api_transition(lf_req *r) {
         req.actor = r->actor;
         req.roles = r->srv->tokens ? r->roles : roles.len ? lf_buf_str(&roles) : NULL;
         req.roles_verified = r->srv->tokens != NULL;
+        req.actor_kind = r->actor_kind[0] ? r->actor_kind : NULL;
+        req.principal = r->principal[0] ? r->principal : NULL;
         lf_op_begin(r);
         lf_engine_transition(r->srv->engine, &req, transitioned, r);
     }

@@ -22,6 +22,8 @@ typedef struct lf_token {
     char name[65];
     lf_role role;
     char roles[LF_ROLES_MAX];   /* the whole ROLE field: "write,maintainer" */
+    char kind[16];              /* kind=: human, agent or app; "" = unsaid */
+    char principal[65];         /* principal=: the human an agent acts for */
     unsigned char digest[SHA256_DIGEST_LENGTH];
 } lf_token;
 
@@ -77,9 +79,20 @@ static int parse_line(char *line, lf_token *t, const char **why) {
     char *save = NULL;
     char *name = strtok_r(line, " \t", &save);
     char *role = strtok_r(NULL, " \t", &save);
-    char *hex = strtok_r(NULL, " \t", &save);
-    if (!name || !role || !hex || strtok_r(NULL, " \t", &save))
-        return *why = "expected NAME ROLE SHA256HEX", -1;
+    char *hex = strtok_r(NULL, " \t", &save), *extra;
+    if (!name || !role || !hex)
+        return *why = "expected NAME ROLE SHA256HEX [kind=KIND] [principal=NAME]", -1;
+    t->kind[0] = t->principal[0] = '\0';
+    while ((extra = strtok_r(NULL, " \t", &save))) {
+        if (!strncmp(extra, "kind=", 5) &&
+            (!strcmp(extra + 5, "human") || !strcmp(extra + 5, "agent") ||
+             !strcmp(extra + 5, "app")))
+            snprintf(t->kind, sizeof t->kind, "%s", extra + 5);
+        else if (!strncmp(extra, "principal=", 10) && lf_token_name_valid(extra + 10))
+            snprintf(t->principal, sizeof t->principal, "%s", extra + 10);
+        else
+            return *why = "after the digest only kind=human|agent|app and principal=NAME", -1;
+    }
     if (!lf_token_name_valid(name))
         return *why = "token name must be 1-64 of [A-Za-z0-9._-]", -1;
     if (lf_role_parse(role, &t->role))
@@ -143,7 +156,7 @@ void lf_tokens_free(lf_tokens *t) {
 size_t lf_tokens_count(const lf_tokens *t) { return t ? t->n : 0; }
 
 const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role,
-                            const char **roles) {
+                            const char **roles, const char **kind, const char **principal) {
     if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
     const char *tok = authz + 7;
     while (*tok == ' ') tok++;
@@ -160,6 +173,8 @@ const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role
     if (!hit) return NULL;
     *role = hit->role;
     if (roles) *roles = hit->roles;
+    if (kind) *kind = hit->kind[0] ? hit->kind : NULL;
+    if (principal) *principal = hit->principal[0] ? hit->principal : NULL;
     return hit->name;
 }
 

@@ -187,6 +187,8 @@ struct lf_req {
     char id[48];                /* request id, echoed as X-Request-Id */
     char actor[80];             /* token name, or "anonymous" */
     char roles[LF_ROLES_MAX];   /* the token's roles, or "" */
+    char actor_kind[16];        /* the token's kind=, or "" */
+    char principal[65];         /* the token's principal=, or "" */
     lf_role role;
     uint64_t start_ns;
     uint64_t op_start_ns;       /* around one engine call */
@@ -313,7 +315,7 @@ size_t lf_tokens_count(const lf_tokens *t);
 /* The name of the token `authorization` ("Bearer TOKEN") presents, with
  * its access role and its whole roles field (*roles may be NULL), or NULL. */
 const char *lf_tokens_check(const lf_tokens *t, const char *authorization, lf_role *role,
-                            const char **roles);
+                            const char **roles, const char **kind, const char **principal);
 /* The webhook secret: the file's bytes without trailing CR/LF. */
 unsigned char *lf_secret_load(const char *path, size_t *len, char *err, size_t errlen);
 

@@ -136,9 +136,9 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
         return true;
     }
     lf_role role;
-    const char *roles = NULL;
-    const char *name =
-        lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role, &roles);
+    const char *roles = NULL, *kind = NULL, *principal = NULL;
+    const char *name = lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role,
+                                       &roles, &kind, &principal);
     if (!name) {
         lf_add_header(r, "WWW-Authenticate", "Bearer realm=\"loopforge\"");
         lf_reply_error(r, 401, "unauthorized",
@@ -149,6 +149,8 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
     }
     snprintf(r->actor, sizeof r->actor, "%s", name);
     snprintf(r->roles, sizeof r->roles, "%s", roles);
+    snprintf(r->actor_kind, sizeof r->actor_kind, "%s", kind ? kind : "");
+    snprintf(r->principal, sizeof r->principal, "%s", principal ? principal : "");
     r->role = role;
     if (role < rt->role) {
         lf_reply_error(r, 403, "forbidden", "token '%s' has role %s; %s %s needs %s",

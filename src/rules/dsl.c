@@ -498,6 +498,78 @@ static void check_settings(fin *f, lf_rule *rule, int idx, int line) {
     free(keys);
 }
 
+/* Maps every name of a person or agent to it (the id itself too). */
+static void ident_add(fin *f, int line, const char *id, const char *kind, const char *principal,
+                      int names) {
+    lua_State *L = f->r->L;
+    lf_rules *r = f->r;
+    lf_ident *x = lf_xcalloc(1, sizeof *x);
+    x->kind = lf_xstrdup(kind);
+    x->person = lf_xstrdup(id);
+    x->principal = principal ? lf_xstrdup(principal) : NULL;
+    r->ident_v = lf_xrealloc(r->ident_v, (size_t)(r->nident + 1) * sizeof *r->ident_v);
+    r->ident_v[r->nident++] = x;
+    for (lua_Integer i = 0; i <= (lua_Integer)(names ? lua_rawlen(L, names) : 0); i++) {
+        const char *nm = id;
+        if (i && (lua_rawgeti(L, names, i) != LUA_TSTRING || !lua_rawlen(L, -1))) {
+            fproblem(f, f->config_file, line, "identities: %s's names must be strings", id);
+            lua_pop(L, 1);
+            continue;
+        }
+        if (i) nm = lua_tostring(L, -1);
+        if (lf_map_get(&r->idents, nm))
+            fproblem(f, f->config_file, line, "identities: '%s' is named twice", nm);
+        else {
+            char *k = lf_xstrdup(nm);
+            lf_map_put(&r->idents, k, x);
+        }
+        if (i) lua_pop(L, 1);
+    }
+}
+
+/* identities = { people = { alice = { "github:alice", ... } },
+ *                agents = { ["coder-7"] = { principal = "alice",
+ *                                           names = { "github:coder-7[bot]" } } } } */
+static void check_identities(fin *f, int idx, int line) {
+    lua_State *L = f->r->L;
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        fproblem(f, f->config_file, line, "identities must be { people = {...}, agents = {...} }");
+        return;
+    }
+    for (int agents = 0; agents < 2; agents++) {
+        int ty = lua_getfield(L, idx, agents ? "agents" : "people"), t = lua_gettop(L);
+        if (ty == LUA_TTABLE) {
+            lua_pushnil(L);
+            while (lua_next(L, t)) {
+                int v = lua_gettop(L);
+                const char *id = lua_type(L, v - 1) == LUA_TSTRING ? lua_tostring(L, v - 1) : NULL;
+                if (!id || lua_type(L, v) != LUA_TTABLE) {
+                    fproblem(f, f->config_file, line,
+                             "identities.%s: each is NAME = { ... }", agents ? "agents" : "people");
+                } else if (!agents) {
+                    ident_add(f, line, id, "human", NULL, v);
+                } else {
+                    lua_getfield(L, v, "principal");
+                    lua_getfield(L, v, "names");
+                    const char *pr = lua_tostring(L, -2);
+                    if (lua_type(L, -2) != LUA_TSTRING ||
+                        (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TTABLE))
+                        fproblem(f, f->config_file, line,
+                                 "identities.agents.%s must be { principal = PERSON, names = { ... } }",
+                                 id);
+                    else ident_add(f, line, id, "agent", pr,
+                                   lua_isnil(L, -1) ? 0 : lua_gettop(L));
+                }
+                lua_settop(L, v - 1);
+            }
+        } else if (ty != LUA_TNIL) {
+            fproblem(f, f->config_file, line, "identities.%s must be a table",
+                     agents ? "agents" : "people");
+        }
+        lua_settop(L, t - 1);
+    }
+}
+
 static void check_config(fin *f) {
     lua_State *L = f->r->L;
     if (f->config_ref == LUA_NOREF) return;
@@ -509,7 +581,9 @@ static void check_config(fin *f) {
     for (size_t i = 0; i < n; i++) {
         lf_rule *rule = rule_named(f->r, keys[i].name);
         lua_getfield(L, cfg, keys[i].name);
-        if (!rule && !(f->partial & LF_PARTIAL_RULES))
+        if (strcmp(keys[i].name, "identities") == 0)
+            check_identities(f, lua_gettop(L), keys[i].line);
+        else if (!rule && !(f->partial & LF_PARTIAL_RULES))
             fproblem(f, f->config_file, keys[i].line,
                      "config for unknown policy, hook or route '%s'", keys[i].name);
         else if (!rule) {

@@ -234,6 +234,8 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
                    .actor = in->actor,
                    .roles = in->roles,
                    .children = in->children,
+                   .actor_kind = in->actor_kind,
+                   .principal = in->principal,
                    .now_us = in->now_us,
                    .meta = in->metadata};
     lf_scope_enter(r, &sc);

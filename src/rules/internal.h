@@ -23,6 +23,7 @@
 
 #include "rules.h"
 #include "../core/mem.h"
+#include "../core/map.h"
 #include "luajson.h"
 
 #define LF_RULES_MEM_LIMIT (64u << 20)     /* bytes per lua_State */
@@ -89,14 +90,23 @@ typedef struct lf_scope {
     const char *from, *to, *trigger, *actor;    /* e: previous, state */
     const char *roles;          /* the actor's, comma separated, or NULL */
     const char *children;       /* the record's children by state (JSON), or NULL */
+    const char *actor_kind, *principal;     /* a credential's, or NULL */
     int64_t now_us;
     bool violation;
     const char *meta;           /* request / committed entry metadata */
     const char *decisions;      /* hooks only */
 } lf_scope;
 
+/* One person or agent of config.lua's identities; names map to it. */
+typedef struct lf_ident {
+    char *kind, *person, *principal;
+} lf_ident;
+
 struct lf_rules {
     lua_State *L;
+    lf_map idents;                /* name (owned key) -> lf_ident */
+    lf_ident **ident_v;           /* every lf_ident, to free them */
+    int nident;
     size_t mem_used, mem_limit;   /* custom allocator accounting */
     long ticks_left;              /* budget of the running call, in ticks */
     long call_budget;             /* instructions per guard or hook call */
@@ -186,6 +196,8 @@ void lf_route_builtins(lf_rules *r);   /* create{}, transition{}, ignore() */
 void lf_views_init(lf_rules *r);
 void lf_scope_enter(lf_rules *r, const lf_scope *s);
 void lf_scope_leave(lf_rules *r);
+/* identity(name), the sandbox's builtin (view.c). */
+int lf_l_identity(lua_State *L);
 void lf_push_record_view(lf_rules *r);
 void lf_call_done(lf_rules *r);
 void lf_ctx_reset(lf_rules *r);

@@ -1130,6 +1130,15 @@ lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
 void lf_rules_free(lf_rules *r) {
     if (!r) return;
     if (r->L) lua_close(r->L);
+    for (size_t i = 0; i < r->idents.cap; i++) free((char *)r->idents.slots[i].key);
+    lf_map_free(&r->idents);
+    for (int i = 0; i < r->nident; i++) {
+        free(r->ident_v[i]->kind);
+        free(r->ident_v[i]->person);
+        free(r->ident_v[i]->principal);
+        free(r->ident_v[i]);
+    }
+    free(r->ident_v);
     for (int i = 0; i < r->nrules; i++) lf_rule_free(&r->rules[i]);
     free(r->rules);
     free(r->guards);
@@ -1145,6 +1154,27 @@ void lf_rules_free(lf_rules *r) {
     for (int i = 0; i < r->nfiles; i++) free(r->files[i]);
     free(r->files);
     free(r);
+}
+
+void lf_rules_identity(const lf_rules *r, const char *name, lf_identity *out) {
+    *out = (lf_identity){.name = name, .kind = "human", .person = name};
+    const lf_ident *id = name ? lf_map_get(&r->idents, name) : NULL;
+    if (id) {
+        out->kind = id->kind;
+        out->person = id->person;
+        out->principal = id->principal;
+        return;
+    }
+    size_t n = name ? strlen(name) : 0;
+    if (!n || strcmp(name, "anonymous") == 0) {
+        out->kind = "unknown";
+        out->person = NULL;
+    } else if (n > 5 && strcmp(name + n - 5, "[bot]") == 0) {
+        out->kind = "app";
+    } else if (!strncmp(name, "timer:", 6) || !strncmp(name, "hook:", 5) ||
+               !strncmp(name, "engine:", 7) || !strncmp(name, "route:", 6)) {
+        out->kind = "engine";
+    }
 }
 
 const lf_workflow *lf_rules_workflow(const lf_rules *r, const char *name) {

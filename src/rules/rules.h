@@ -58,6 +58,18 @@ lf_rules *lf_rules_none(void);
 
 /* A transition as guards see it. Everything Lua gets is a read-only view
  * or a copy: a guard cannot change the record. */
+/* Who a name is (config.lua `identities`, docs/policies.md "Identities").
+ * kind: "human", "agent", "app" (a GitHub App: a name ending in "[bot]"),
+ * "engine" (timer:, hook:, engine:, route:) or "unknown" (anonymous);
+ * person: the one it is across sources (for an agent, the agent);
+ * principal: the human an agent acts for, or NULL. Strings borrowed from
+ * the rules or from `name`. */
+typedef struct lf_identity {
+    const char *name, *kind, *person, *principal;
+} lf_identity;
+
+void lf_rules_identity(const lf_rules *r, const char *name, lf_identity *out);
+
 typedef struct lf_eval {
     const lf_record *record;    /* as loaded, before the transition */
     const char *from, *to, *trigger, *actor;
@@ -66,6 +78,8 @@ typedef struct lf_eval {
     const char *roles;          /* the actor's roles, comma separated, or NULL */
     const char *children;       /* the record's children by state, JSON
                                    {"total":N,"STATE":n,...}, or NULL */
+    const char *actor_kind;     /* what a credential says the actor is */
+    const char *principal;      /* (a token's kind= and principal=), or NULL */
 } lf_eval;
 
 typedef struct lf_decision {

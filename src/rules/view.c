@@ -302,15 +302,16 @@ static int l_has_label(lua_State *L) {
  * guard could scribble on: F_META, F_DECISIONS). Most guards read two or
  * three fields; the rest then cost nothing. */
 enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, F_ROLES,
-       NFIELDS };
-#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS) | (1u << F_ROLES))
+       F_IDENT, NFIELDS };
+#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS) | (1u << F_ROLES) | (1u << F_IDENT))
 
 static const char *const t_names[NFIELDS] = {"from",     "to",     "trigger",  "actor",
                                              "now",      "record", "metadata", NULL,
-                                             "actor_roles"};
+                                             "actor_roles", "identity"};
 static const char *const e_names[NFIELDS] = {"previous", "state",     "trigger",
                                              "actor",    "violation", "record",
-                                             "metadata", "decisions", "actor_roles"};
+                                             "metadata", "decisions", "actor_roles",
+                                             "identity"};
 
 /* The actor's roles as a list of strings ({} for none). */
 static void push_roles(lua_State *L, const char *roles) {
@@ -326,6 +327,37 @@ static void push_roles(lua_State *L, const char *roles) {
         p = c ? c + 1 : NULL;
     }
 }
+
+/* {name, kind, person, principal[, roles]} of a name (lf_rules_identity),
+ * a credential's kind and principal winning when given. */
+static void push_identity(lua_State *L, lf_rules *r, const char *name, const char *kind,
+                          const char *principal, const char *roles) {
+    lf_identity id;
+    lf_rules_identity(r, name, &id);
+    if (kind) id.kind = kind;
+    if (principal) id.principal = principal;
+    lua_createtable(L, 0, 5);
+    push_str(L, id.name);
+    lua_setfield(L, -2, "name");
+    push_str(L, id.kind);
+    lua_setfield(L, -2, "kind");
+    push_str(L, id.person);
+    lua_setfield(L, -2, "person");
+    push_str(L, id.principal);
+    lua_setfield(L, -2, "principal");
+    if (roles) {
+        push_roles(L, roles);
+        lua_setfield(L, -2, "roles");
+    }
+}
+
+/* identity(name): who a name is (config.lua's identities). */
+int lf_l_identity(lua_State *L) {
+    const char *name = luaL_optstring(L, 1, NULL);
+    push_identity(L, rules_of(L), name, NULL, NULL, NULL);
+    return 1;
+}
+
 
 static int field_id(const char *const *names, const char *k, size_t n) {
     for (int i = 0; i < NFIELDS; i++)
@@ -349,6 +381,7 @@ static void push_field(lua_State *L, lf_rules *r, int f, bool hooks) {
     case F_RECORD: lf_push_record_view(r); break;
     case F_META: push_object(L, s->meta); break;
     case F_ROLES: push_roles(L, s->roles); break;
+    case F_IDENT: push_identity(L, r, s->actor, s->actor_kind, s->principal, s->roles); break;
     default: lf_json_push(L, s->decisions ? s->decisions : "[]"); break;
     }
 }

@@ -99,7 +99,7 @@ expect_json "create --workflow uses it" state new
 # `policies` lists what the shipped set loads, in evaluation order.
 run --policies "$SHIPPED" policies
 expect_rc "policies exits 0" 0
-match_out "policies names the generation" '^generation [0-9a-f]{64} \(11 files in '
+match_out "policies names the generation" '^generation [0-9a-f]{64} \(12 files in '
 match_out "policies lists a guard with its filter" '^  high-risk-merge-needs-approval +to=merged '
 match_out "policies lists the hook" '^  route-to-review +to=ci_passed '
 match_out "policies lists the routes" '^routes \(9\):$'
@@ -109,7 +109,7 @@ match_out "policies lists the one CI route with its four events" \
 check "policies lists none of the old CI routes" \
     sh -c '! printf "%s\n" "$1" | grep -q -E "^  (ci-check-suite|ci-workflow-run|check-run) "' _ "$out"
 run --policies "$SHIPPED" policies --json
-expect_json "policies --json has the guards in order" 'guards/5/name' review-unless-auto-merge
+expect_json "policies --json has the guards in order" 'guards/6/name' review-unless-auto-merge
 expect_json "policies --json has the routes in order" 'routes/1/name' issue-opened
 expect_json "… with their filters" 'routes/1/on' 'event=issues action=opened'
 expect_json "policies --json: ci is the fifth route" 'routes/5/name' ci
