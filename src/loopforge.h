@@ -199,7 +199,8 @@ LF_API void lf_engine_delete(lf_engine *e, const char *id, const char *actor,
                              lf_result_cb *cb, void *arg);
 /* The same, only if the record is still at expected_version (0 = any). */
 LF_API void lf_engine_delete_version(lf_engine *e, const char *id, const char *actor,
-                                     uint64_t expected_version, lf_result_cb *cb, void *arg);
+                                     uint64_t expected_version, lf_result_cb *cb,
+                                     void *arg);
 
 typedef struct lf_list_query {
     const char *state;          /* NULL = any */
@@ -282,7 +283,8 @@ typedef void lf_text_cb(lf_code code, const char *error, const char *text, void 
  * head, time, key id, Ed25519 signature; docs/audit.md) and answers with
  * it as a standalone JSON document: {"seq","checkpoint","signed",
  * "public_key"}. invalid_request without a signing key. */
-LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb, void *arg);
+LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb,
+                                 void *arg);
 /* Imports one record as LoopForge writes it (LoopRecord.to_dict(): its
  * record_id, ref, state, history with timestamps, labels, pr fields,
  * ci_status): a `created` entry and one `transition` per history item,
@@ -326,7 +328,8 @@ typedef struct lf_explain_req {
 } lf_explain_req;
 LF_API void lf_engine_explain(lf_engine *e, const lf_explain_req *req, lf_text_cb *cb,
                               void *arg);
-LF_API void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg);
+LF_API void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb,
+                                   void *arg);
 /* The signing key's public half as PEM (caller frees), or NULL. */
 LF_API char *lf_engine_public_key(const lf_engine *e);
 /* Whether the engine has a signing key. */

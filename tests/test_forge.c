@@ -31,31 +31,35 @@ static const char *milestone(const lf_forge *k) {
     return m ? m : "(none)";
 }
 
-#define PR_OPENED(n, head) \
-    "{\"kind\":\"pr\",\"action\":\"opened\",\"number\":" #n ",\"url\":\"u/" #n \
+#define PR_OPENED(n, head)                                                               \
+    "{\"kind\":\"pr\",\"action\":\"opened\",\"number\":" #n ",\"url\":\"u/" #n           \
     "\",\"head\":\"" head "\",\"at\":\"2026-01-01T00:00:00Z\"}"
-#define SUITE(sha, id, status, concl, at)                                            \
-    "{\"kind\":\"ci\",\"sha\":\"" sha "\",\"key\":\"suite:" #id "\",\"name\":\"CI\"," \
+#define SUITE(sha, id, status, concl, at)                                                \
+    "{\"kind\":\"ci\",\"sha\":\"" sha "\",\"key\":\"suite:" #id "\",\"name\":\"CI\","    \
     "\"status\":\"" status "\",\"conclusion\":" concl ",\"at\":\"" at "\"}"
-#define REVIEW(state, commit, at)                                                   \
-    "{\"kind\":\"review\",\"reviewer\":\"hubot\",\"state\":\"" state "\",\"commit\":\"" \
-    commit "\",\"at\":\"" at "\"}"
+#define REVIEW(state, commit, at)                                                        \
+    "{\"kind\":\"review\",\"reviewer\":\"hubot\",\"state\":\"" state                     \
+    "\",\"commit\":\"" commit "\",\"at\":\"" at "\"}"
 
 static void test_check(void **state) {
     (void)state;
     char err[256];
     assert_int_equal(lf_forge_check("{\"kind\":\"weather\"}", err, sizeof err), -1);
-    assert_string_equal(err, "metadata.fact.kind must be issue, pr, ci or review, not weather");
-    assert_int_equal(lf_forge_check("{\"kind\":\"pr\",\"action\":\"opened\"}", err, sizeof err), -1);
+    assert_string_equal(
+        err, "metadata.fact.kind must be issue, pr, ci or review, not weather");
+    assert_int_equal(
+        lf_forge_check("{\"kind\":\"pr\",\"action\":\"opened\"}", err, sizeof err), -1);
     assert_string_equal(err, "metadata.fact.number is required for a pr fact");
     assert_int_equal(
-        lf_forge_check("{\"kind\":\"pr\",\"action\":\"opened\",\"number\":\"2\"}", err, sizeof err),
+        lf_forge_check("{\"kind\":\"pr\",\"action\":\"opened\",\"number\":\"2\"}", err,
+                       sizeof err),
         -1);
     assert_string_equal(err, "metadata.fact.number is of the wrong type for a pr fact");
-    assert_int_equal(lf_forge_check("{\"kind\":\"issue\",\"action\":\"eaten\"}", err, sizeof err),
-                     -1);
+    assert_int_equal(
+        lf_forge_check("{\"kind\":\"issue\",\"action\":\"eaten\"}", err, sizeof err), -1);
     assert_string_equal(err, "metadata.fact: unknown issue action 'eaten'");
-    assert_int_equal(lf_forge_check(SUITE(A, 1, "done", "null", "t"), err, sizeof err), -1);
+    assert_int_equal(lf_forge_check(SUITE(A, 1, "done", "null", "t"), err, sizeof err),
+                     -1);
     assert_int_equal(lf_forge_check(PR_OPENED(2, A), err, sizeof err), 0);
 }
 
@@ -118,15 +122,18 @@ static void test_stale_ci(void **state) {
     assert_non_null(strstr(o.stale, "no longer the head"));
     assert_string_equal(milestone(k), "ci_pending");
     /* lower attempts of a run are older */
-    fact(k, "{\"kind\":\"ci\",\"sha\":\"" B "\",\"key\":\"suite:7\",\"status\":\"completed\","
+    fact(k, "{\"kind\":\"ci\",\"sha\":\"" B
+            "\",\"key\":\"suite:7\",\"status\":\"completed\","
             "\"conclusion\":\"failure\",\"attempt\":2}");
-    o = fact(k, "{\"kind\":\"ci\",\"sha\":\"" B "\",\"key\":\"suite:7\",\"status\":\"completed\","
+    o = fact(k, "{\"kind\":\"ci\",\"sha\":\"" B
+                "\",\"key\":\"suite:7\",\"status\":\"completed\","
                 "\"conclusion\":\"success\",\"attempt\":1}");
     assert_true(o.stale[0] != '\0');
     assert_string_equal(milestone(k), "ci_failed");
     lf_buf unmet = LF_BUF_INIT;
     assert_int_equal(lf_forge_merge_unmet(k, false, &unmet), 2);
-    assert_string_equal(lf_buf_str(&unmet), "CI failed on bbbbbbb\nno approval of bbbbbbb\n");
+    assert_string_equal(lf_buf_str(&unmet),
+                        "CI failed on bbbbbbb\nno approval of bbbbbbb\n");
     lf_buf_free(&unmet);
     lf_forge_free(k);
 }
@@ -155,12 +162,14 @@ static void test_required_and_replacement(void **state) {
     (void)state;
     lf_forge *k = lf_forge_parse(NULL);
     fact(k, PR_OPENED(2, A));
-    fact(k, "{\"kind\":\"ci\",\"sha\":\"" A "\",\"key\":\"status:lint\",\"name\":\"lint\","
-            "\"status\":\"completed\",\"conclusion\":\"failure\",\"required\":[\"tests\"]}");
+    fact(k,
+         "{\"kind\":\"ci\",\"sha\":\"" A "\",\"key\":\"status:lint\",\"name\":\"lint\","
+         "\"status\":\"completed\",\"conclusion\":\"failure\",\"required\":[\"tests\"]}");
     /* lint is not required, tests was never seen */
     assert_string_equal(milestone(k), "ci_pending");
-    fact(k, "{\"kind\":\"ci\",\"sha\":\"" A "\",\"key\":\"status:tests\",\"name\":\"tests\","
-            "\"status\":\"completed\",\"conclusion\":\"success\",\"required\":[\"tests\"]}");
+    fact(k,
+         "{\"kind\":\"ci\",\"sha\":\"" A "\",\"key\":\"status:tests\",\"name\":\"tests\","
+         "\"status\":\"completed\",\"conclusion\":\"success\",\"required\":[\"tests\"]}");
     assert_string_equal(milestone(k), "ci_passed");
     /* the PR closes unmerged; another one takes its place */
     fact(k, "{\"kind\":\"pr\",\"action\":\"closed\",\"number\":2,\"merged\":false}");
@@ -183,7 +192,8 @@ static void test_required_and_replacement(void **state) {
 static void test_own_pr_record(void **state) {
     (void)state;
     lf_forge *k = lf_forge_parse("not json");
-    fact(k, "{\"kind\":\"pr\",\"action\":\"opened\",\"number\":5,\"head\":\"" A "\",\"own\":true}");
+    fact(k, "{\"kind\":\"pr\",\"action\":\"opened\",\"number\":5,\"head\":\"" A
+            "\",\"own\":true}");
     assert_string_equal(milestone(k), "pr_created");
     fact(k, "{\"kind\":\"pr\",\"action\":\"closed\",\"number\":5,\"merged\":false}");
     assert_string_equal(milestone(k), "closed");

@@ -907,7 +907,8 @@ static void twenty_processes_race(void **state) {
     free(o.json);
 
     lf_store *s = open_ok(f->url);
-    assert_int_equal(t_verify_chain(s, NULL, 0), 1 + 3 + rejected); /* + the announcement */
+    assert_int_equal(t_verify_chain(s, NULL, 0),
+                     1 + 3 + rejected); /* + the announcement */
     lf_store_free(s);
 }
 

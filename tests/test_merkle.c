@@ -29,9 +29,15 @@ static const char *const CT_ROOTS[8] = {
 
 static void test_ct_vectors(void **state) {
     (void)state;
-    static const char *const in[8] = {"", "\x00", "\x10", "\x20\x21", "\x30\x31",
-                                      "\x40\x41\x42\x43", "\x50\x51\x52\x53\x54\x55\x56\x57",
-                                      "\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"};
+    static const char *const in[8] = {
+        "",
+        "\x00",
+        "\x10",
+        "\x20\x21",
+        "\x30\x31",
+        "\x40\x41\x42\x43",
+        "\x50\x51\x52\x53\x54\x55\x56\x57",
+        "\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"};
     static const size_t len[8] = {0, 1, 1, 2, 2, 4, 8, 16};
     unsigned char leaves[8][32], root[32];
     char hex[65];
@@ -39,14 +45,15 @@ static void test_ct_vectors(void **state) {
     lf_merkle_init(&m);
     lf_merkle_root(&m, root);
     lf_hex(root, 32, hex);
-    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_string_equal(
+        hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     for (int i = 0; i < 8; i++) {
         lf_merkle_leaf(in[i], len[i], leaves[i]);
         lf_merkle_append(&m, leaves[i]);
         lf_merkle_root(&m, root);
         lf_hex(root, 32, hex);
         assert_string_equal(hex, CT_ROOTS[i]);
-        lf_merkle_root_of((const unsigned char (*)[32])leaves, (uint64_t)i + 1, root);
+        lf_merkle_root_of((const unsigned char(*)[32])leaves, (uint64_t)i + 1, root);
         lf_hex(root, 32, hex);
         assert_string_equal(hex, CT_ROOTS[i]);
     }
@@ -55,7 +62,7 @@ static void test_ct_vectors(void **state) {
 static void test_proofs_1000(void **state) {
     (void)state;
     enum { N = 1000 };
-    unsigned char (*leaves)[32] = malloc(N * sizeof *leaves), root[32], fresh[32];
+    unsigned char(*leaves)[32] = malloc(N * sizeof *leaves), root[32], fresh[32];
     lf_merkle m;
     lf_merkle_init(&m);
     for (int i = 0; i < N; i++) {
@@ -65,12 +72,12 @@ static void test_proofs_1000(void **state) {
         lf_merkle_append(&m, leaves[i]);
     }
     lf_merkle_root(&m, root);
-    lf_merkle_root_of((const unsigned char (*)[32])leaves, N, fresh);
+    lf_merkle_root_of((const unsigned char(*)[32])leaves, N, fresh);
     assert_memory_equal(root, fresh, 32);
     int longest = 0;
     for (uint64_t i = 0; i < N; i++) {
         lf_buf path = LF_BUF_INIT;
-        int k = lf_merkle_inclusion((const unsigned char (*)[32])leaves, N, i, &path);
+        int k = lf_merkle_inclusion((const unsigned char(*)[32])leaves, N, i, &path);
         if (k > longest) longest = k;
         const unsigned char *p = (const unsigned char *)path.p;
         assert_true(lf_merkle_verify_inclusion(leaves[i], i, N, p, k, root));

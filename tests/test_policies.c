@@ -826,7 +826,11 @@ static void test_guard_sees(void **state) {
                   "pr.merged",
                   "bob",
                   "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
-                  at_us("2026-06-01T00:00:00Z") + 250000, NULL, NULL, NULL, NULL};
+                  at_us("2026-06-01T00:00:00Z") + 250000,
+                  NULL,
+                  NULL,
+                  NULL,
+                  NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -861,7 +865,8 @@ static void test_json_values(void **state) {
         " \"t\": true, \"n\": null, \"no\": false,"
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
-    lf_eval in = {rec, rec->state, "ci_passed", "t", "a", meta, NOW, NULL, NULL, NULL, NULL};
+    lf_eval in = {rec, rec->state, "ci_passed", "t",  "a", meta,
+                  NOW, NULL,       NULL,        NULL, NULL};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -995,7 +1000,8 @@ static void test_stashed_view(void **state) {
     assert_string_equal(json, want);
     free(json);
 
-    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci", NULL, "[]", false, NULL, NULL};
+    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci",
+                        NULL,  "[]",         false,       NULL, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 0);
@@ -1094,7 +1100,8 @@ static void test_config(void **state) {
     assert_false(in.enabled);
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_false(in.enabled);
-    lf_hook_event ev = {rec, "pr_created", "ci_pending", "ci", "ci", NULL, "[]", false, NULL, NULL};
+    lf_hook_event ev = {rec,  "pr_created", "ci_pending", "ci", "ci",
+                        NULL, "[]",         false,        NULL, NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
@@ -1142,7 +1149,9 @@ static void test_hooks(void **state) {
                         "ci",
                         "{\"k\":\"v\"}",
                         "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
-                        false, NULL, NULL};
+                        false,
+                        NULL,
+                        NULL};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
@@ -1184,11 +1193,12 @@ static void test_hooks(void **state) {
 #define ALLOW(p) "{\"policy\":\"" p "\",\"verdict\":\"allow\",\"reason\":null}"
 #define DENY(p, why) "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\"}"
 /* A denial that says what would satisfy it (`requires`, JSON). */
-#define DENYR(p, why, req)                                                                \
-    "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why "\",\"requires\":" req "}"
+#define DENYR(p, why, req)                                                               \
+    "{\"policy\":\"" p "\",\"verdict\":\"deny\",\"reason\":\"" why                       \
+    "\",\"requires\":" req "}"
 #define TO_MERGED_OK(first)                                                              \
-    "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," first        \
-    "," ALLOW("merge-freeze")
+    "[" ALLOW("agent-prs-need-human-approval") "," ALLOW(                                \
+        "blocking-labels") "," first "," ALLOW("merge-freeze")
 #define REVIEWED HAPPY ";ci_passed@ci;awaiting_review@hook:route-to-review"
 
 static void test_high_risk(void **state) {
@@ -1202,11 +1212,10 @@ static void test_high_risk(void **state) {
                                   false, NULL, "{\"risk_tier\":\"high\"}");
     lf_record *rec_ok = mkrec(REVIEWED ";approved@bob", false, NULL,
                               "{\"risk_tier\":\"high\",\"governance_approved\":true}");
-    const char *deny =
-        TO_MERGED_OK(DENYR("high-risk-merge-needs-approval",
-                           "high-risk merge requires governance approval",
-                           "{\"metadata\":{\"governance_approved\":true},"
-                           "\"on\":\"an earlier transition (the approval)\"}")) "]";
+    const char *deny = TO_MERGED_OK(DENYR(
+        "high-risk-merge-needs-approval", "high-risk merge requires governance approval",
+        "{\"metadata\":{\"governance_approved\":true},"
+        "\"on\":\"an earlier transition (the approval)\"}")) "]";
     const char *ok = TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]";
     (void)hr;
     expect_eval(r, plain, "merged", "bot", "{\"risk_tier\":\"high\"}", deny);
@@ -1221,7 +1230,8 @@ static void test_high_risk(void **state) {
     /* the issue's example, through the engine's message format */
     lf_verdict v;
     lf_eval in = {
-        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}", NOW, NULL, NULL, NULL, NULL};
+        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}",
+        NOW,   NULL,       NULL,     NULL,        NULL};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1263,13 +1273,14 @@ static void test_review_unless_auto_merge(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
-    expect_eval(r, manual, "merged", "bot", NULL,
-                TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," DENYR(
-                    "review-unless-auto-merge",
-                    "merging straight from ci_passed needs "
-                    "auto_merge; without it the record goes through awaiting_review and "
-                    "approved",
-                    "{\"auto_merge\":true,\"or_path\":[\"awaiting_review\",\"approved\"]}") "]");
+    expect_eval(
+        r, manual, "merged", "bot", NULL,
+        TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," DENYR(
+            "review-unless-auto-merge",
+            "merging straight from ci_passed needs "
+            "auto_merge; without it the record goes through awaiting_review and "
+            "approved",
+            "{\"auto_merge\":true,\"or_path\":[\"awaiting_review\",\"approved\"]}") "]");
     expect_eval(r, autom, "merged", "bot", NULL,
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "," ALLOW(
                     "review-unless-auto-merge") "]");
@@ -1297,9 +1308,10 @@ static void test_merge_freeze(void **state) {
                 TO_MERGED_OK(ALLOW("high-risk-merge-needs-approval")) "]");
     NOW = at_us("2026-06-01T23:59:59Z");
     const char *release =
-        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
-            "merge-freeze", "merge freeze until 2026-06-02T00:00:00Z: release",
-            "{\"after\":\"2026-06-02T00:00:00Z\"}") "]";
+        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW(
+            "high-risk-merge-needs-approval") "," DENYR("merge-freeze",
+                                                        "merge freeze until 2026-06-02T00:00:00Z: release",
+                                                        "{\"after\":\"2026-06-02T00:00:00Z\"}") "]";
     expect_eval(r, rec, "merged", "bot", NULL, release);
     NOW = at_us("2026-05-31T00:00:00Z");
     expect_eval(r, rec, "merged", "bot", NULL, release);
@@ -1309,10 +1321,10 @@ static void test_merge_freeze(void **state) {
     NOW = at_us("2027-01-02T00:00:00Z");
     expect_eval(
         r, rec, "merged", "bot", NULL,
-        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW("high-risk-merge-needs-approval") "," DENYR(
-            "merge-freeze",
-            "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen",
-            "{\"after\":\"2027-01-02T00:00:00.5Z\"}") "]");
+        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("blocking-labels") "," ALLOW(
+            "high-risk-merge-needs-approval") "," DENYR("merge-freeze",
+                                                        "merge freeze until 2027-01-02T00:00:00.5Z: merges are frozen",
+                                                        "{\"after\":\"2027-01-02T00:00:00.5Z\"}") "]");
     NOW = saved;
     lf_rules_free(r);
     lf_record_free(rec);
@@ -1349,11 +1361,12 @@ static void test_blocking_labels(void **state) {
     for (size_t i = 0; i < sizeof deny / sizeof *deny; i++) {
         lf_record *rec = mkrec(REVIEWED ";approved@bob", false, deny[i].labels, NULL);
         char want[512];
-        snprintf(want, sizeof want,
-                 "[" ALLOW("agent-prs-need-human-approval") "," DENYR("blocking-labels", "label '%s' blocks merging",
-                           "{\"remove_label\":\"%s\"}") "," ALLOW(
-                     "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
-                 deny[i].label, deny[i].label);
+        snprintf(
+            want, sizeof want,
+            "[" ALLOW("agent-prs-need-human-approval") "," DENYR(
+                "blocking-labels", "label '%s' blocks merging",
+                "{\"remove_label\":\"%s\"}") "," ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]",
+            deny[i].label, deny[i].label);
         expect_eval(r, rec, "merged", "bot", deny[i].meta, want);
         lf_record_free(rec);
     }
@@ -1363,16 +1376,17 @@ static void test_blocking_labels(void **state) {
     lf_rules_free(r);
     copy_shipped(d, "return { ['blocking-labels'] = { labels = { 'team' } } }\n");
     r = load_ok(d);
-    expect_eval(r, rec, "merged", "bot", NULL,
-                "[" ALLOW("agent-prs-need-human-approval") "," DENYR("blocking-labels", "label 'team' blocks merging",
-                          "{\"remove_label\":\"team\"}") "," ALLOW(
-                    "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
+    expect_eval(
+        r, rec, "merged", "bot", NULL,
+        "[" ALLOW("agent-prs-need-human-approval") "," DENYR(
+            "blocking-labels", "label 'team' blocks merging",
+            "{\"remove_label\":\"team\"}") "," ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     copy_shipped(d, "return { ['blocking-labels'] = { enabled = false } }\n");
     r = load_ok(d);
-    expect_eval(
-        r, rec, "merged", "bot", NULL,
-        "[" ALLOW("agent-prs-need-human-approval") "," ALLOW("high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
+    expect_eval(r, rec, "merged", "bot", NULL,
+                "[" ALLOW("agent-prs-need-human-approval") "," ALLOW(
+                    "high-risk-merge-needs-approval") "," ALLOW("merge-freeze") "]");
     lf_rules_free(r);
     lf_record_free(rec);
 }
@@ -1382,8 +1396,8 @@ static void test_route_to_review(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
-    lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed",
-                        "ci",   "{}",         "[]",        false, NULL, NULL};
+    lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed", "ci",
+                        "{}",   "[]",         false,       NULL,           NULL};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);

@@ -467,7 +467,8 @@ static const route_case CASES[] = {
     {"pull_request_review.submitted.commented.json", approved_upper,
      "an approving review, state in capitals", REVIEW("approved", "Codertocat")},
     {"pull_request_review.submitted.commented.json", changes_requested,
-     "changes requested", REVIEW_TO("changes_requested", "awaiting_review", "Codertocat")},
+     "changes requested",
+     REVIEW_TO("changes_requested", "awaiting_review", "Codertocat")},
     {"check_suite.completed.success.json", suite_failure, "a failed check suite",
      CI_REQ(PR2, "ci_failed", "ci.check_suite.completed",
             SUITE_META(SHA_EC, "118578147", CONCLUSION("failure"), "completed"))},
@@ -1127,8 +1128,9 @@ static void test_shipped_settings(void **state) {
                    "ignored: workflow 'test' is not followed\n");
     /* a status has no app: followed whatever apps says; every CI fact
      * names the required checks */
-    expect_fixture_has(r, "status.json", NULL, "ci: transition ref=sha:",
-                       "\"required\":[\"tests\",\"ci/lint\"]", NULL);
+    expect_fixture_has(r, "status.json", NULL,
+                       "ci: transition ref=sha:", "\"required\":[\"tests\",\"ci/lint\"]",
+                       NULL);
     expect_fixture_has(r, "pull_request.synchronize.json", NULL,
                        "pr-synchronize: transition ref=" PR2 " to=ci_pending ",
                        "\"dismiss_stale\":false", NULL);

@@ -101,8 +101,7 @@ static void test_default_shape(void **state) {
     /* LoopForge's 12 edges (DESIGN.md says 13; it lists 12) come first, then
      * escalated's two ways out and the engine's escalation edge. */
     assert_int_equal(wf->nedges, 15);
-    for (int i = 0; i < wf->nedges; i++)
-        assert_int_equal(wf->edges[i].engine, i == 14);
+    for (int i = 0; i < wf->nedges; i++) assert_int_equal(wf->edges[i].engine, i == 14);
     assert_true(lf_workflow_engine_edge(wf, lf_workflow_state(wf, "ci_failed"), NSTATES));
     assert_int_equal(lf_workflow_state(wf, "nope"), -1);
 }
@@ -343,7 +342,8 @@ static void test_dot(void **state) {
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
         snprintf(line, sizeof line, "\"%s\" -> \"%s\"%s\n", wf->states[wf->edges[i].from],
-                 wf->states[wf->edges[i].to], wf->edges[i].engine ? " [style=dashed];" : ";");
+                 wf->states[wf->edges[i].to],
+                 wf->edges[i].engine ? " [style=dashed];" : ";");
         if (!strstr(s, line)) fail_msg("dot lacks %s", line);
     }
     assert_non_null(strstr(s, "\"closed\" [shape=doublecircle];"));
@@ -438,7 +438,8 @@ static void expect_path(const lf_workflow *wf, const char *from, const char *to,
 
 static void test_paths(void **state) {
     const lf_workflow *wf = dflt(state);
-    expect_path(wf, "issue_created", "pr_created", "issue_created task_queued pr_created");
+    expect_path(wf, "issue_created", "pr_created",
+                "issue_created task_queued pr_created");
     expect_path(wf, "pr_created", "ci_passed", "pr_created ci_pending ci_passed");
     expect_path(wf, "ci_failed", "ci_passed", "ci_failed ci_pending ci_passed");
     /* edge order breaks ties: via approved is as short as via ci_pending */

@@ -22,7 +22,6 @@
 #include "../core/merkle.h"
 #include "../core/verify.h"
 
-
 /* ---- --verify ------------------------------------------------------------ */
 
 typedef struct verify_call {
@@ -66,8 +65,9 @@ static int verify_report(lf_cli *c, verify_call *vc, size_t torn, const char *ke
     if (v->checkpoints)
         printf(", last signed at seq %" PRIu64 " by key %s", v->last_signed, v->last_key);
     printf("\n%s", keynote);
-    if (v->outside) printf("the log extends the outside checkpoint (%" PRIu64 " entries)\n",
-                           v->out.tree_size);
+    if (v->outside)
+        printf("the log extends the outside checkpoint (%" PRIu64 " entries)\n",
+               v->out.tree_size);
     return LF_EXIT_OK;
 }
 
@@ -100,20 +100,24 @@ static int outside_checkpoint(const char *path, lf_key **key, verify_call *vc,
     if (!doc) snprintf(why, sizeof why, "%s", strerror(errno));
     else if (!lf_json_get(doc, len, "checkpoint", &inner, &ilen) ||
              lf_checkpoint_parse(inner, ilen, &cp, why, sizeof why))
-        snprintf(why, sizeof why, "not a checkpoint document (loopforge audit checkpoint)");
+        snprintf(why, sizeof why,
+                 "not a checkpoint document (loopforge audit checkpoint)");
     if (!why[0] && !*key) {
         const char *v;
         size_t vlen;
         lf_buf pem = LF_BUF_INIT;
-        if (lf_json_get(doc, len, "public_key", &v, &vlen) && lf_json_string(v, vlen, &pem))
+        if (lf_json_get(doc, len, "public_key", &v, &vlen) &&
+            lf_json_string(v, vlen, &pem))
             *key = lf_key_parse(pem.p, pem.len, why, sizeof why);
         else snprintf(why, sizeof why, "it carries no public key: pass --key");
         lf_buf_free(&pem);
-        *keynote = "signatures checked with the public key the outside checkpoint carries "
-                   "(pass --key to pin it)\n";
+        *keynote =
+            "signatures checked with the public key the outside checkpoint carries "
+            "(pass --key to pin it)\n";
     }
     if (!why[0] && !lf_checkpoint_verify(&cp, *key))
-        snprintf(why, sizeof why, "its signature does not verify under key %s", cp.key_id);
+        snprintf(why, sizeof why, "its signature does not verify under key %s",
+                 cp.key_id);
     if (why[0]) {
         snprintf(vc->err, sizeof vc->err, "outside checkpoint %s: %s", path, why);
         rc = -1;
@@ -209,7 +213,8 @@ static int run_proof(lf_cli *c, const char *seqs) {
     if (!rc && !p.line) {
         snprintf(p.err, sizeof p.err, "the log has no entry %" PRIu64, p.seq);
         rc = lf_cli_fail(c, LF_NOT_FOUND, p.err);
-    } else if (!rc && (!p.cp || lf_checkpoint_parse(p.cp, strlen(p.cp), &cp, why, sizeof why))) {
+    } else if (!rc &&
+               (!p.cp || lf_checkpoint_parse(p.cp, strlen(p.cp), &cp, why, sizeof why))) {
         snprintf(p.err, sizeof p.err,
                  "no checkpoint covers entry %" PRIu64 " yet: write one with `loopforge "
                  "audit checkpoint`",
@@ -218,7 +223,7 @@ static int run_proof(lf_cli *c, const char *seqs) {
     }
     if (!rc) {
         lf_buf path = LF_BUF_INIT, b = LF_BUF_INIT;
-        int k = lf_merkle_inclusion((const unsigned char (*)[32])p.leaves, cp.tree_size,
+        int k = lf_merkle_inclusion((const unsigned char(*)[32])p.leaves, cp.tree_size,
                                     p.seq - 1, &path);
         char hex[65];
         lf_jw o = lf_jw_open(&b, '{');
@@ -277,11 +282,13 @@ static int run_audit(lf_cli *c) {
         return run_checkpoint(c);
     if (first && strcmp(first, "proof") == 0)
         return run_proof(c, c->args.npos > 1 ? c->args.pos[1] : NULL);
-    if (c->args.npos > 1) return lf_cli_usage(c, "unexpected argument '%s'", c->args.pos[1]);
+    if (c->args.npos > 1)
+        return lf_cli_usage(c, "unexpected argument '%s'", c->args.pos[1]);
     if ((lf_args_get(&c->args, "key") || lf_args_get(&c->args, "checkpoint")) && !verify)
         return lf_cli_usage(c, "--key and --checkpoint go with --verify");
     if (verify && (first || after))
-        return lf_cli_usage(c, "--verify checks the whole log: it takes no ID or --after");
+        return lf_cli_usage(c,
+                            "--verify checks the whole log: it takes no ID or --after");
     if (verify) return run_verify(c);
     if (lf_args_has(&c->args, "overrides")) {
         if (first || after) return lf_cli_usage(c, "--overrides reads the whole log");
@@ -299,7 +306,8 @@ static const lf_optspec audit_opts[] = {{"after", true},      {"verify", false},
                                         {"overrides", false}, {NULL, false}};
 
 const lf_command lf_cmd_audit = {
-    "audit", "print, verify, checkpoint or prove the audit log",
+    "audit",
+    "print, verify, checkpoint or prove the audit log",
     "Usage: loopforge audit [ID] [--after SEQ]\n"
     "       loopforge audit --overrides\n"
     "       loopforge audit --verify [--key PUBLIC_KEY] [--checkpoint FILE]\n"
@@ -321,4 +329,6 @@ const lf_command lf_cmd_audit = {
     "a standalone JSON document to keep elsewhere (docs/audit.md).\n\n"
     "proof SEQ prints the inclusion proof of entry SEQ (RFC 6962) against the\n"
     "latest checkpoint that covers it.\n",
-    audit_opts, run_audit, true};
+    audit_opts,
+    run_audit,
+    true};

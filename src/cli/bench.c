@@ -427,12 +427,15 @@ static int run_bench(lf_cli *c) {
     return rc;
 }
 
-static const lf_optspec bench_opts[] = {
-    {"records", true}, {"runs", true}, {"in-flight", true}, {"verify-entries", true},
-    {NULL, false}};
+static const lf_optspec bench_opts[] = {{"records", true},
+                                        {"runs", true},
+                                        {"in-flight", true},
+                                        {"verify-entries", true},
+                                        {NULL, false}};
 
 const lf_command lf_cmd_bench = {
-    "bench", "measure LoopForge's workload on memory: and a file: journal",
+    "bench",
+    "measure LoopForge's workload on memory: and a file: journal",
     "Usage: loopforge bench [--records N] [--runs R] [--store URL]...\n\n"
     "Creates N records (default 1000) and walks each through the 6-transition\n"
     "happy path (task_queued, pr_created, ci_pending, ci_passed, merged,\n"
@@ -458,4 +461,6 @@ const lf_command lf_cmd_bench = {
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",
-    bench_opts, run_bench, false};
+    bench_opts,
+    run_bench,
+    false};

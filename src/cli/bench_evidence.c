@@ -27,7 +27,6 @@
 #include "../core/sign.h"
 #include "../core/verify.h"
 
-
 static void on_cp(lf_code code, const char *error, const char *text, void *arg) {
     (void)error, (void)text;
     *(bool *)arg = code == LF_OK;
@@ -42,8 +41,8 @@ static const char *const STEPS[][2] = {
  * a checkpoint after every 1,000 entries. Returns seconds, or -1. */
 static double workload(lf_cli *c, const char *policies, const char *key, size_t n,
                        unsigned *checkpoints) {
-    lf_engine_config cfg = {.store = "memory:", .policies = policies, .base = c->base,
-                            .signing_key = key};
+    lf_engine_config cfg = {
+        .store = "memory:", .policies = policies, .base = c->base, .signing_key = key};
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) {
@@ -62,8 +61,8 @@ static double workload(lf_cli *c, const char *policies, const char *key, size_t 
         ok = cr.done && cr.ok;
         for (size_t s = 0; ok && s < sizeof STEPS / sizeof *STEPS; s++) {
             lf_bench_call ct = {0};
-            lf_transition_req t = {.id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1],
-                                   .actor = "bench"};
+            lf_transition_req t = {
+                .id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1], .actor = "bench"};
             lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             ok = ct.done && ct.ok;
         }
@@ -99,8 +98,8 @@ static int make_key(const char *dir, char *path, size_t cap) {
  * (real entries, a signed checkpoint every 1,000), then dumped. */
 static int make_journal(lf_cli *c, const char *policies, const char *key,
                         const char *path, size_t entries) {
-    lf_engine_config cfg = {.store = "memory:", .policies = policies, .base = c->base,
-                            .signing_key = key};
+    lf_engine_config cfg = {
+        .store = "memory:", .policies = policies, .base = c->base, .signing_key = key};
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) return -1;
@@ -122,8 +121,8 @@ static int make_journal(lf_cli *c, const char *policies, const char *key,
         ok = cr.ok;
         for (size_t s = 0; ok && s < sizeof STEPS / sizeof *STEPS; s++) {
             lf_bench_call ct = {0};
-            lf_transition_req t = {.id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1],
-                                   .actor = "bench"};
+            lf_transition_req t = {
+                .id = cr.id, .to = STEPS[s][0], .trigger = STEPS[s][1], .actor = "bench"};
             lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             ok = ct.ok;
         }
@@ -134,7 +133,8 @@ static int make_journal(lf_cli *c, const char *policies, const char *key,
 }
 
 /* Reads path line by line: fn(line, len, arg) each. Returns lines, or -1. */
-static long long each(const char *path, void (*fn)(const char *, size_t, void *), void *arg) {
+static long long each(const char *path, void (*fn)(const char *, size_t, void *),
+                      void *arg) {
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     char *line = NULL;
@@ -164,7 +164,8 @@ typedef struct vstate {
 
 static void verify_one(const char *line, size_t len, void *arg) {
     vstate *s = arg;
-    if (!s->bad && lf_verifier_feed(&s->v, line, len, s->err, sizeof s->err)) s->bad = true;
+    if (!s->bad && lf_verifier_feed(&s->v, line, len, s->err, sizeof s->err))
+        s->bad = true;
 }
 
 typedef struct leaves {
@@ -219,18 +220,19 @@ static int bench_verify(lf_cli *c, const char *dir, const char *policies, const 
         uint64_t m = L.n / 2;
         lf_buf proof = LF_BUF_INIT;
         t0 = lf_mono_ns();
-        int count = lf_merkle_inclusion((const unsigned char (*)[32])L.l, L.n, m, &proof);
+        int count = lf_merkle_inclusion((const unsigned char(*)[32])L.l, L.n, m, &proof);
         double make_s = (double)(lf_mono_ns() - t0) / 1e9;
         unsigned char root[32];
-        lf_merkle_root_of((const unsigned char (*)[32])L.l, L.n, root);
+        lf_merkle_root_of((const unsigned char(*)[32])L.l, L.n, root);
         int reps = 10000;
         bool ok = true;
         t0 = lf_mono_ns();
         for (int i = 0; i < reps; i++)
-            ok &= lf_merkle_verify_inclusion(L.l[m], m, L.n, (const unsigned char *)proof.p,
-                                             count, root);
+            ok &= lf_merkle_verify_inclusion(L.l[m], m, L.n,
+                                             (const unsigned char *)proof.p, count, root);
         double check_us = (double)(lf_mono_ns() - t0) / 1e3 / reps;
-        printf("evidence: inclusion proof of entry %" PRIu64 " of %zu: %d hashes (%d bytes), "
+        printf("evidence: inclusion proof of entry %" PRIu64
+               " of %zu: %d hashes (%d bytes), "
                "made in %.0f ms (it hashes the whole log), checked in %.1f us%s\n",
                m + 1, L.n, count, count * 32, make_s * 1e3, check_us,
                ok ? "" : " -- DID NOT VERIFY");

@@ -22,7 +22,6 @@
 #include "../core/mem.h"
 #include "../engine/replay.h"
 
-
 static void on_text(lf_code code, const char *error, const char *text, void *arg) {
     (void)error, (void)text;
     *(bool *)arg = code == LF_OK;
@@ -30,8 +29,10 @@ static void on_text(lf_code code, const char *error, const char *text, void *arg
 
 /* A record walked to `approved` (the shipped hook routes it to review). */
 static bool approved(lf_engine *e, const char *ref, char id[LF_ID_LEN + 1]) {
-    static const char *const steps[][2] = {{"task_queued", "dev"}, {"pr_created", "dev"},
-                                           {"ci_pending", "ci"},   {"ci_passed", "ci"},
+    static const char *const steps[][2] = {{"task_queued", "dev"},
+                                           {"pr_created", "dev"},
+                                           {"ci_pending", "ci"},
+                                           {"ci_passed", "ci"},
                                            {"approved", "reviewer"}};
     lf_bench_call cr = {0};
     lf_create_req req = {.ref = ref, .actor = "bench"};
@@ -39,8 +40,8 @@ static bool approved(lf_engine *e, const char *ref, char id[LF_ID_LEN + 1]) {
     bool ok = cr.ok;
     for (size_t s = 0; ok && s < sizeof steps / sizeof *steps; s++) {
         lf_bench_call ct = {0};
-        lf_transition_req t = {.id = cr.id, .to = steps[s][0], .trigger = "bench",
-                               .actor = steps[s][1]};
+        lf_transition_req t = {
+            .id = cr.id, .to = steps[s][0], .trigger = "bench", .actor = steps[s][1]};
         lf_engine_transition(e, &t, lf_bench_on_result, &ct);
         ok = ct.ok;
     }
@@ -77,8 +78,11 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
         lf_engine_explain(e, &req, on_text, &done);
         uint64_t t1 = lf_mono_ns();
         lf_bench_call d = {0};
-        lf_transition_req t = {.id = ids[i], .to = "merged", .trigger = "explain",
-                               .actor = "bot", .dry_run = true};
+        lf_transition_req t = {.id = ids[i],
+                               .to = "merged",
+                               .trigger = "explain",
+                               .actor = "bot",
+                               .dry_run = true};
         lf_engine_transition(e, &t, lf_bench_on_result, &d);
         uint64_t t2 = lf_mono_ns();
         ok = done && d.done;
@@ -89,10 +93,11 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
     if (ok) {
         qsort(ex, n, sizeof *ex, by_u64);
         qsort(dry, n, sizeof *dry, by_u64);
-        printf("governance: explain of a record at approved (shipped policies): p50 %.1f us, "
-               "p99 %.1f us vs one dry run of its merge p50 %.1f us, p99 %.1f us\n",
-               (double)ex[n / 2] / 1e3, (double)ex[n * 99 / 100] / 1e3,
-               (double)dry[n / 2] / 1e3, (double)dry[n * 99 / 100] / 1e3);
+        printf(
+            "governance: explain of a record at approved (shipped policies): p50 %.1f us, "
+            "p99 %.1f us vs one dry run of its merge p50 %.1f us, p99 %.1f us\n",
+            (double)ex[n / 2] / 1e3, (double)ex[n * 99 / 100] / 1e3,
+            (double)dry[n / 2] / 1e3, (double)dry[n * 99 / 100] / 1e3);
     }
     free(ids);
     free(ex);
@@ -104,13 +109,14 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
 
 /* About `entries` lines of LoopForge's happy path (with some review paths
  * and denials among them) written through the engine, then dumped. */
-static int make_journal(lf_cli *c, const char *policies, const char *path, size_t entries) {
+static int make_journal(lf_cli *c, const char *policies, const char *path,
+                        size_t entries) {
     lf_engine_config cfg = {.store = "memory:", .policies = policies, .base = c->base};
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) return -1;
     static const char *const steps[] = {"task_queued", "pr_created", "ci_pending",
-                                        "ci_passed", "merged", "closed"};
+                                        "ci_passed",   "merged",     "closed"};
     bool ok = true;
     for (size_t i = 0; ok; i++) {
         lf_stats st;
@@ -124,8 +130,8 @@ static int make_journal(lf_cli *c, const char *policies, const char *path, size_
         ok = cr.ok;
         for (size_t s = 0; ok && s < sizeof steps / sizeof *steps; s++) {
             lf_bench_call ct = {0};
-            lf_transition_req t = {.id = cr.id, .to = steps[s], .trigger = "bench",
-                                   .actor = "bench"};
+            lf_transition_req t = {
+                .id = cr.id, .to = steps[s], .trigger = "bench", .actor = "bench"};
             lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             /* Without auto_merge the hook routes the record to review and
              * the merge is refused: a denial, recorded; carry on. */
@@ -143,7 +149,8 @@ static void no_change(const lf_replay_change *x, void *arg) {
     (*(size_t *)arg)++;
 }
 
-static int bench_replay(lf_cli *c, const char *dir, const char *policies, size_t entries) {
+static int bench_replay(lf_cli *c, const char *dir, const char *policies,
+                        size_t entries) {
     char path[4300];
     snprintf(path, sizeof path, "%s/replay.journal", dir);
     if (make_journal(c, policies, path, entries) != 0) {
@@ -182,11 +189,12 @@ static int bench_replay(lf_cli *c, const char *dir, const char *policies, size_t
     double replay_s = (double)(lf_mono_ns() - t0) / 1e9;
     const lf_replay_stats *st = lf_replay_result(r);
     if (ok)
-        printf("governance: replay of %zu entries under the shipped policies: %.0f requests/s "
-               "(%" PRIu64 " requests, %zu would change; target >= 200000) vs %.0f lines/s "
-               "parsing alone\n",
-               lines, (double)st->replayed / replay_s, st->replayed, changes,
-               (double)lines / parse_s);
+        printf(
+            "governance: replay of %zu entries under the shipped policies: %.0f requests/s "
+            "(%" PRIu64 " requests, %zu would change; target >= 200000) vs %.0f lines/s "
+            "parsing alone\n",
+            lines, (double)st->replayed / replay_s, st->replayed, changes,
+            (double)lines / parse_s);
     else fprintf(stderr, "bench: replay: %s\n", err);
     lf_replay_free(r);
     lf_rules_free(rules);

@@ -45,7 +45,6 @@ static const char WORKFLOWS[] =
     "end\n"
     "return { wf('loopforge', false), wf('timed', true) }\n";
 
-
 static const char *const STATES[] = {"s1", "s2", "s3", "s4", "s5", "s6"};
 
 /* Creates a record of `wf` and walks it `steps` states on. */
@@ -58,8 +57,8 @@ static bool record(lf_engine *e, const char *wf, size_t i, int steps) {
     bool ok = cr.done && cr.ok;
     for (int s = 0; ok && s < steps; s++) {
         lf_bench_call ct = {0};
-        lf_transition_req t = {.id = cr.id, .to = STATES[s], .trigger = "go",
-                               .actor = "bench"};
+        lf_transition_req t = {
+            .id = cr.id, .to = STATES[s], .trigger = "go", .actor = "bench"};
         lf_engine_transition(e, &t, lf_bench_on_result, &ct);
         ok = ct.done && ct.ok;
     }

@@ -7,7 +7,8 @@ void lf_bench_on_result(const lf_result *r, void *arg) {
     lf_bench_call *c = arg;
     c->done = true;
     c->ok = r->success;
-    if (r->success && r->record) snprintf(c->id, sizeof c->id, "%s", lf_record_id(r->record));
+    if (r->success && r->record)
+        snprintf(c->id, sizeof c->id, "%s", lf_record_id(r->record));
 }
 
 typedef struct dump {

@@ -65,8 +65,8 @@ extern const lf_command lf_cmd_create, lf_cmd_transition, lf_cmd_show, lf_cmd_li
     "                   else file:./var/loopforge.journal)\n"                            \
     "  --policies DIR   policy directory (default: $LOOPFORGE_POLICIES, else\n"          \
     "                   ./policies, else the installed policies)\n"                      \
-    "  --signing-key FILE  the Ed25519 private key that signs checkpoints\n"            \
-    "                   (loopforge keygen; default: $LOOPFORGE_SIGNING_KEY)\n"          \
+    "  --signing-key FILE  the Ed25519 private key that signs checkpoints\n"             \
+    "                   (loopforge keygen; default: $LOOPFORGE_SIGNING_KEY)\n"           \
     "  --json           machine-readable output\n"                                       \
     "  -h, --help       this help\n"
 

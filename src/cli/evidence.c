@@ -83,14 +83,17 @@ static int run_keygen(lf_cli *c) {
 static const lf_optspec keygen_opts[] = {{"out", true}, {NULL, false}};
 
 const lf_command lf_cmd_keygen = {
-    "keygen", "make an Ed25519 key pair that signs the audit log",
+    "keygen",
+    "make an Ed25519 key pair that signs the audit log",
     "Usage: loopforge keygen [--out PREFIX]\n\n"
     "Writes PREFIX.key (the private key, PEM, mode 0600) and PREFIX.pub (the\n"
     "public key, PEM) -- PREFIX is loopforge-signing by default -- and prints\n"
     "the key id. Existing files are never overwritten (exit 6). Give the\n"
     "private key to the writers (--signing-key, LOOPFORGE_SIGNING_KEY) and the\n"
     "public one to auditors (audit --verify --key).\n",
-    keygen_opts, run_keygen, false};
+    keygen_opts,
+    run_keygen,
+    false};
 
 /* ---- attest ---------------------------------------------------------------- */
 
@@ -105,7 +108,8 @@ static int run_attest(lf_cli *c) {
 }
 
 const lf_command lf_cmd_attest = {
-    "attest", "print the signed attestations of a record's merges",
+    "attest",
+    "print the signed attestations of a record's merges",
     "Usage: loopforge attest ID      (with --signing-key)\n\n"
     "Prints {\"record_id\",\"attestations\":[...]}: for every merge of record ID\n"
     "an in-toto Statement v1 (subject: the merged commit, or the merge entry\n"
@@ -115,7 +119,9 @@ const lf_command lf_cmd_attest = {
     "first checkpoint that covers the merge) in a DSSE envelope signed with\n"
     "the log's key. Made from the log: asking again gives the same bytes.\n"
     "docs/audit.md says how to verify one without loopforge.\n",
-    NULL, run_attest, true};
+    NULL,
+    run_attest,
+    true};
 
 /* ---- evidence bundles --------------------------------------------------------- */
 
@@ -164,10 +170,9 @@ static int gather_line(const char *line, size_t len, void *arg) {
         g->ann = lf_xrealloc(g->ann, (g->nann + 1) * sizeof *g->ann);
         g->ann[g->nann++] = lf_xstrndup(line, len);
     }
-    bool pick = e->record_id &&
-                (g->record_id ? strcmp(e->record_id, g->record_id) == 0
-                              : strcmp(e->timestamp, g->since) >= 0 &&
-                                    strcmp(e->timestamp, g->until) < 0);
+    bool pick = e->record_id && (g->record_id ? strcmp(e->record_id, g->record_id) == 0
+                                              : strcmp(e->timestamp, g->since) >= 0 &&
+                                                    strcmp(e->timestamp, g->until) < 0);
     if (pick) {
         if (g->nsel == g->capsel) {
             g->capsel = g->capsel ? 2 * g->capsel : 64;
@@ -262,7 +267,7 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
         lf_jw_key(&one, "proof");
         if (g->cp && seq >= 1 && (uint64_t)seq <= g->cp_size) {
             lf_buf path = LF_BUF_INIT;
-            int k = lf_merkle_inclusion((const unsigned char (*)[32])g->leaves, g->cp_size,
+            int k = lf_merkle_inclusion((const unsigned char(*)[32])g->leaves, g->cp_size,
                                         (uint64_t)seq - 1, &path);
             lf_jw p = lf_jw_open(b, '{');
             lf_jw_int(&p, "leaf_index", seq - 1);
@@ -341,8 +346,8 @@ static const char *str_of(const cJSON *o, const char *key) {
 }
 
 /* An entry and its inclusion proof against the checkpoint's root. */
-static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp, const unsigned char *root,
-                         bool *covered) {
+static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp,
+                         const unsigned char *root, bool *covered) {
     const char *line = str_of(ent, "line");
     const cJSON *proof = cJSON_GetObjectItemCaseSensitive(ent, "proof");
     char hash[LF_HASH_LEN + 1];
@@ -360,8 +365,8 @@ static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp, const unsign
     int k = cJSON_GetArraySize(path), i = 0;
     unsigned char *bytes = lf_xmalloc((size_t)k * 32 + 1);
     bool ok = true;
-    cJSON_ArrayForEach(h, path) ok &= cJSON_IsString(h) &&
-                                      lf_unhex(h->valuestring, bytes + 32 * i++, 32) == 0;
+    cJSON_ArrayForEach(h, path) ok &=
+        cJSON_IsString(h) && lf_unhex(h->valuestring, bytes + 32 * i++, 32) == 0;
     ok = ok && lf_merkle_verify_inclusion(leaf, (uint64_t)idx->valuedouble, cp->tree_size,
                                           bytes, k, root);
     free(bytes);
@@ -371,7 +376,8 @@ static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp, const unsign
 /* A DSSE envelope signed by key. */
 static bool envelope_ok(const cJSON *env, const lf_key *key) {
     const char *type = str_of(env, "payloadType"), *p64 = str_of(env, "payload");
-    const cJSON *sig = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(env, "signatures"), 0);
+    const cJSON *sig =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(env, "signatures"), 0);
     const char *s64 = str_of(sig, "sig");
     size_t plen, slen;
     unsigned char *payload = p64 ? lf_unbase64(p64, &plen) : NULL;
@@ -434,8 +440,9 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
     cJSON_ArrayForEach(ent, cJSON_GetObjectItemCaseSensitive(b, "entries")) {
         bool covered;
         if (!entry_proven(ent, &cp, root, &covered)) {
-            rc = bad(c, "entry %s is not the one the checkpoint covers (modified, or its "
-                        "proof is wrong)",
+            rc = bad(c,
+                     "entry %s is not the one the checkpoint covers (modified, or its "
+                     "proof is wrong)",
                      str_of(ent, "line") ? str_of(ent, "line") : "?");
             goto out;
         }
@@ -466,14 +473,16 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
         }
     }
     if (c->json)
-        printf("{\"ok\":true,\"proven\":%zu,\"after_checkpoint\":%zu,\"attestations\":%zu,"
-               "\"policy_files\":%zu,\"tree_size\":%llu}\n",
-               proven, later, atts, files, (unsigned long long)cp.tree_size);
+        printf(
+            "{\"ok\":true,\"proven\":%zu,\"after_checkpoint\":%zu,\"attestations\":%zu,"
+            "\"policy_files\":%zu,\"tree_size\":%llu}\n",
+            proven, later, atts, files, (unsigned long long)cp.tree_size);
     else
-        printf("ok: %zu entries proven against the checkpoint of %llu entries signed by key "
-               "%s, %zu after it (not yet covered); %zu attestations verified; %zu policy "
-               "files match their announced digests\n",
-               proven, (unsigned long long)cp.tree_size, cp.key_id, later, atts, files);
+        printf(
+            "ok: %zu entries proven against the checkpoint of %llu entries signed by key "
+            "%s, %zu after it (not yet covered); %zu attestations verified; %zu policy "
+            "files match their announced digests\n",
+            proven, (unsigned long long)cp.tree_size, cp.key_id, later, atts, files);
 out:
     cJSON_free(cptext);
     cJSON_Delete(b);
@@ -494,7 +503,8 @@ static void on_found(const lf_result *r, void *arg) {
     found_call *f = arg;
     f->done = true;
     f->code = r->code;
-    if (r->success && r->record) snprintf(f->id, sizeof f->id, "%s", lf_record_id(r->record));
+    if (r->success && r->record)
+        snprintf(f->id, sizeof f->id, "%s", lf_record_id(r->record));
     else f->error = lf_xstrdup(r->error ? r->error : lf_code_name(r->code));
 }
 
@@ -504,11 +514,14 @@ static int run_evidence(lf_cli *c) {
     if (c->args.npos && strcmp(c->args.pos[0], "verify") == 0)
         return run_evidence_verify(c, c->args.npos > 1 ? c->args.pos[1] : NULL);
     if (c->args.npos) return lf_cli_usage(c, "unexpected argument '%s'", c->args.pos[0]);
-    const char *rid = lf_args_get(&c->args, "record"), *ref = lf_args_get(&c->args, "ref");
-    const char *since = lf_args_get(&c->args, "since"), *until = lf_args_get(&c->args, "until");
+    const char *rid = lf_args_get(&c->args, "record"),
+               *ref = lf_args_get(&c->args, "ref");
+    const char *since = lf_args_get(&c->args, "since"),
+               *until = lf_args_get(&c->args, "until");
     const char *out = lf_args_get(&c->args, "out");
     int64_t us;
-    if ((!!rid + !!ref + !!(since || until)) != 1 || (since && !until) || (until && !since))
+    if ((!!rid + !!ref + !!(since || until)) != 1 || (since && !until) ||
+        (until && !since))
         return lf_cli_usage(c, "say which entries: --record ID, --ref REF, or --since T "
                                "--until T");
     if ((since && lf_ts_parse(since, &us)) || (until && lf_ts_parse(until, &us)))
@@ -545,8 +558,10 @@ static int run_evidence(lf_cli *c) {
             rc = lf_cli_fail(c, LF_UNAVAILABLE, msg);
         }
         if (!rc)
-            fprintf(stderr, "evidence: %zu entries of %zu record(s), %s, %zu policy set(s)%s\n",
-                    g.nsel, g.nids, g.cp ? "proven against the latest checkpoint" : "no checkpoint",
+            fprintf(stderr,
+                    "evidence: %zu entries of %zu record(s), %s, %zu policy set(s)%s\n",
+                    g.nsel, g.nids,
+                    g.cp ? "proven against the latest checkpoint" : "no checkpoint",
                     g.ngens, lf_engine_can_sign(e) ? ", with attestations" : "");
         lf_buf_free(&b);
     }
@@ -555,12 +570,13 @@ static int run_evidence(lf_cli *c) {
     return rc;
 }
 
-static const lf_optspec evidence_opts[] = {{"record", true}, {"ref", true}, {"since", true},
-                                           {"until", true},  {"out", true}, {"key", true},
-                                           {NULL, false}};
+static const lf_optspec evidence_opts[] = {
+    {"record", true}, {"ref", true}, {"since", true}, {"until", true},
+    {"out", true},    {"key", true}, {NULL, false}};
 
 const lf_command lf_cmd_evidence = {
-    "evidence", "export, or verify offline, the evidence for some records",
+    "evidence",
+    "export, or verify offline, the evidence for some records",
     "Usage: loopforge evidence (--record ID | --ref REF | --since T --until T)\n"
     "                          [--out FILE]\n"
     "       loopforge evidence verify FILE [--key PUBLIC_KEY]\n\n"
@@ -576,4 +592,6 @@ const lf_command lf_cmd_evidence = {
     "the one the bundle carries): the checkpoint's signature, every entry\n"
     "against it, every attestation's signature, every policy file against its\n"
     "digest. Exit 8 names the first that fails (docs/audit.md).\n",
-    evidence_opts, run_evidence, true};
+    evidence_opts,
+    run_evidence,
+    true};

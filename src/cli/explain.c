@@ -19,7 +19,8 @@ static void print_edge(const cJSON *x) {
         const char *verdict = S(d, "verdict");
         if (!verdict || strcmp(verdict, "deny") != 0) continue;
         any = true;
-        printf("      %s: %s\n", S(d, "policy"), S(d, "reason") ? S(d, "reason") : "denied");
+        printf("      %s: %s\n", S(d, "policy"),
+               S(d, "reason") ? S(d, "reason") : "denied");
         const cJSON *req = cJSON_GetObjectItemCaseSensitive(d, "requires");
         if (req) {
             char *t = cJSON_PrintUnformatted(req);
@@ -32,9 +33,11 @@ static void print_edge(const cJSON *x) {
 
 static void print_text(const char *text) {
     cJSON *j = cJSON_Parse(text), *x;
-    printf("%s: %s (%s, version %.0f)%s\n", S(j, "record_id"), S(j, "state"), S(j, "workflow"),
+    printf("%s: %s (%s, version %.0f)%s\n", S(j, "record_id"), S(j, "state"),
+           S(j, "workflow"),
            cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "version")),
-           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "terminal")) ? ", terminal" : "");
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "terminal")) ? ", terminal"
+                                                                         : "");
     const cJSON *edges = cJSON_GetObjectItemCaseSensitive(j, "edges");
     if (!cJSON_GetArraySize(edges)) printf("  no way out\n");
     cJSON_ArrayForEach(x, edges) print_edge(x);
@@ -46,7 +49,8 @@ static void print_text(const char *text) {
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "timer");
     if (cJSON_IsObject(t))
-        printf("  timer: \u2192 %s (%s) due %s\n", S(t, "to"), S(t, "trigger"), S(t, "due"));
+        printf("  timer: \u2192 %s (%s) due %s\n", S(t, "to"), S(t, "trigger"),
+               S(t, "due"));
     cJSON_Delete(j);
 }
 
@@ -74,7 +78,8 @@ static const lf_optspec explain_opts[] = {
     {"actor", true}, {"role", true}, {"trigger", true}, {NULL, false}};
 
 const lf_command lf_cmd_explain = {
-    "explain", "why a record is where it is, and what would move it",
+    "explain",
+    "why a record is where it is, and what would move it",
     "Usage: loopforge explain ID [--actor A] [--role R,...] [--trigger T]\n\n"
     "For the record's current state, every way out its workflow has, judged\n"
     "now as a dry run by the actor (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
@@ -85,7 +90,9 @@ const lf_command lf_cmd_explain = {
     "  --actor A            who would ask\n"
     "  --role R[,R...]      with these roles\n"
     "  --trigger T          the trigger guards see (default: explain)\n",
-    explain_opts, run_explain, true};
+    explain_opts,
+    run_explain,
+    true};
 
 /* ---- ack ------------------------------------------------------------------ */
 
@@ -99,18 +106,21 @@ static int run_ack(lf_cli *c) {
     int rc = lf_cli_npos(c, 1, 1, "record ID");
     if (rc) return rc;
     const char *reason = lf_args_get(&c->args, "reason");
-    if (!reason || !*reason) return lf_cli_usage(c, "ack needs --reason \"what was checked\"");
+    if (!reason || !*reason)
+        return lf_cli_usage(c, "ack needs --reason \"what was checked\"");
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
     lf_reply r = {.c = c, .print = print_ack};
-    lf_engine_acknowledge(e, c->args.pos[0], lf_cli_actor(c), reason, lf_cli_result_cb, &r);
+    lf_engine_acknowledge(e, c->args.pos[0], lf_cli_actor(c), reason, lf_cli_result_cb,
+                          &r);
     return lf_cli_reply_wait(&r);
 }
 
 static const lf_optspec ack_opts[] = {{"reason", true}, {"actor", true}, {NULL, false}};
 
 const lf_command lf_cmd_ack = {
-    "ack", "acknowledge a break-glass override waiting for review",
+    "ack",
+    "acknowledge a break-glass override waiting for review",
     "Usage: loopforge ack ID --reason \"...\" [--actor A]\n\n"
     "Ends the review timers of the overrides on record ID (a workflow's\n"
     "override = { review = \"24h\", escalate_to = STATE }): unacknowledged, the\n"
@@ -119,4 +129,6 @@ const lf_command lf_cmd_ack = {
     "override waiting exits 2. Audited (a `noted` entry with the reason).\n\n"
     "  --reason TEXT        what was checked (required)\n"
     "  --actor A            who acknowledges (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
-    ack_opts, run_ack, false};
+    ack_opts,
+    run_ack,
+    false};

@@ -24,7 +24,8 @@ static void on_imported(const lf_result *r, void *arg) {
     if (r->success) {
         a->ok++;
         printf("%s %s (%s, state %s)\n", a->dry_run ? "would import" : "imported",
-               lf_record_id(r->record), lf_record_ref(r->record), lf_record_state(r->record));
+               lf_record_id(r->record), lf_record_ref(r->record),
+               lf_record_state(r->record));
         return;
     }
     a->refused++;
@@ -81,17 +82,20 @@ static int run_import(lf_cli *c) {
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
     import_call a = {.c = c, .dry_run = lf_args_has(&c->args, "dry-run")};
-    for (size_t i = 0; i < c->args.npos && !rc; i++) rc = import_file(c, e, &a, c->args.pos[i]);
+    for (size_t i = 0; i < c->args.npos && !rc; i++)
+        rc = import_file(c, e, &a, c->args.pos[i]);
     if (rc) return rc;
     fprintf(stderr, "%s %zu record(s), %zu refused\n",
             a.dry_run ? "import --dry-run: would import" : "import:", a.ok, a.refused);
     return a.rc;
 }
 
-static const lf_optspec import_opts[] = {{"dry-run", false}, {"actor", true}, {NULL, false}};
+static const lf_optspec import_opts[] = {
+    {"dry-run", false}, {"actor", true}, {NULL, false}};
 
 const lf_command lf_cmd_import = {
-    "import", "import LoopForge's records with their whole history",
+    "import",
+    "import LoopForge's records with their whole history",
     "Usage: loopforge import FILE... [--dry-run] [--actor A]\n\n"
     "Reads records as LoopForge writes them (LoopRecord.to_dict() or\n"
     "model_dump_json(): one JSON object, an array, or one per line) and\n"
@@ -102,4 +106,6 @@ const lf_command lf_cmd_import = {
     "the others are imported. --dry-run checks everything and writes nothing.\n\n"
     "  --dry-run            say what would be imported\n"
     "  --actor A            who imports (default: $LOOPFORGE_ACTOR, else cli:$USER)\n",
-    import_opts, run_import, false};
+    import_opts,
+    run_import,
+    false};

@@ -14,33 +14,21 @@
 #define LF_DATADIR "/usr/local/share/loopforge"
 #endif
 
-static const lf_command *const commands[] = {&lf_cmd_create,
-                                             &lf_cmd_transition,
-                                             &lf_cmd_show,
-                                             &lf_cmd_list,
-                                             &lf_cmd_delete,
-                                             &lf_cmd_audit,
-                                             &lf_cmd_lint,
-                                             &lf_cmd_policies,
-                                             &lf_cmd_graph,
-                                             &lf_cmd_bench,
-                                             &lf_cmd_serve,
-                                             &lf_cmd_token,
-                                             &lf_cmd_keygen,
-                                             &lf_cmd_attest,
-                                             &lf_cmd_evidence,
-                                             &lf_cmd_import,
-                                             &lf_cmd_timers,
-                                             &lf_cmd_tick,
-                                             &lf_cmd_explain,
-                                             &lf_cmd_replay,
-                                             &lf_cmd_ack,
-                                             NULL};
+static const lf_command *const commands[] = {&lf_cmd_create,   &lf_cmd_transition,
+                                             &lf_cmd_show,     &lf_cmd_list,
+                                             &lf_cmd_delete,   &lf_cmd_audit,
+                                             &lf_cmd_lint,     &lf_cmd_policies,
+                                             &lf_cmd_graph,    &lf_cmd_bench,
+                                             &lf_cmd_serve,    &lf_cmd_token,
+                                             &lf_cmd_keygen,   &lf_cmd_attest,
+                                             &lf_cmd_evidence, &lf_cmd_import,
+                                             &lf_cmd_timers,   &lf_cmd_tick,
+                                             &lf_cmd_explain,  &lf_cmd_replay,
+                                             &lf_cmd_ack,      NULL};
 
-static const lf_optspec global_opts[] = {{"store", true},    {"policies", true},
-                                         {"signing-key", true},
-                                         {"json", false},    {"help", false},
-                                         {"version", false}, {NULL, false}};
+static const lf_optspec global_opts[] = {
+    {"store", true}, {"policies", true}, {"signing-key", true}, {"json", false},
+    {"help", false}, {"version", false}, {NULL, false}};
 
 static const lf_command *find_command(const char *name) {
     for (int i = 0; commands[i]; i++)

@@ -73,12 +73,15 @@ static int run_lint(lf_cli *c) {
 }
 
 const lf_command lf_cmd_lint = {
-    "lint", "check the policy directory",
+    "lint",
+    "check the policy directory",
     "Usage: loopforge lint\n\n"
     "Loads every file of the policy directory the way the engine does and\n"
     "reports each problem as \"file:line: message\" on stderr (exit 2), or\n"
     "\"ok: N files, generation ID\" when the whole set loads.\n",
-    NULL, run_lint, false};
+    NULL,
+    run_lint,
+    false};
 
 /* ---- policies -------------------------------------------------------- */
 
@@ -130,13 +133,16 @@ static int run_policies(lf_cli *c) {
 }
 
 const lf_command lf_cmd_policies = {
-    "policies", "list the loaded workflows, guards, hooks and routes",
+    "policies",
+    "list the loaded workflows, guards, hooks and routes",
     "Usage: loopforge policies\n\n"
     "Loads the policy directory and lists its generation id, workflows,\n"
     "guards, hooks and routes in evaluation order, each with its filter and\n"
     "where it is defined (--json: the same as an object). A directory that\n"
     "does not load exits 2 with every problem, as `lint` does.\n",
-    NULL, run_policies, false};
+    NULL,
+    run_policies,
+    false};
 
 /* ---- graph ----------------------------------------------------------- */
 
@@ -178,10 +184,13 @@ static const lf_optspec graph_opts[] = {
     {"workflow", true}, {"format", true}, {NULL, false}};
 
 const lf_command lf_cmd_graph = {
-    "graph", "draw a workflow (Graphviz dot or Mermaid)",
+    "graph",
+    "draw a workflow (Graphviz dot or Mermaid)",
     "Usage: loopforge graph [--workflow W] [--format dot|mermaid]\n\n"
     "Prints the workflow's states and edges, e.g.\n"
     "  loopforge graph | dot -Tsvg > loopforge.svg\n\n"
     "  --workflow W         workflow name (default: loopforge)\n"
     "  --format F           dot (default) or mermaid\n",
-    graph_opts, run_graph, false};
+    graph_opts,
+    run_graph,
+    false};

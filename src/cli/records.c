@@ -61,7 +61,8 @@ static const lf_optspec create_opts[] = {{"ref", true},        {"repo", true},
                                          {"parent", true},     {NULL, false}};
 
 const lf_command lf_cmd_create = {
-    "create", "create a record for an issue; prints its id",
+    "create",
+    "create a record for an issue; prints its id",
     "Usage: loopforge create --ref REF [OPTIONS]\n\n"
     "Creates a record in the workflow's initial state and prints its id\n"
     "(--json: the record). A ref that already has a record is refused\n"
@@ -79,7 +80,9 @@ const lf_command lf_cmd_create = {
     "                       answers as the first did\n"
     "  --parent ID          the record this one belongs to (a gate's work unit,\n"
     "                       an epic's issue); it must exist\n",
-    create_opts, run_create, false};
+    create_opts,
+    run_create,
+    false};
 
 /* ---- transition ------------------------------------------------------ */
 
@@ -137,8 +140,8 @@ static int expect_version(lf_cli *c, uint64_t *v) {
     const char *s = lf_args_get(&c->args, "expect-version");
     *v = 0;
     if (s && lf_cli_parse_u64(s, 1, UINT64_MAX, v) != 0)
-        return lf_cli_usage(c, "--expect-version must be a record version (1 or more), got '%s'",
-                            s);
+        return lf_cli_usage(
+            c, "--expect-version must be a record version (1 or more), got '%s'", s);
     return 0;
 }
 
@@ -163,7 +166,8 @@ static int run_transition(lf_cli *c) {
     if (!*req.id || !*req.to || !*req.trigger)
         return lf_cli_usage(c, "ID, STATE and TRIGGER must not be empty");
     if (lf_args_has(&c->args, "override") != (req.override_reason != NULL))
-        return lf_cli_usage(c, "--override needs --reason \"why\", and --reason an --override");
+        return lf_cli_usage(
+            c, "--override needs --reason \"why\", and --reason an --override");
     char *meta = NULL;
     if ((rc = lf_cli_kv_object(c, "meta", "meta-json", &meta))) return rc;
     req.metadata = meta;
@@ -177,14 +181,21 @@ static int run_transition(lf_cli *c) {
     return rc;
 }
 
-static const lf_optspec transition_opts[] = {
-    {"meta", true},     {"meta-json", true},       {"actor", true},
-    {"dry-run", false}, {"idempotency-key", true}, {"expect-version", true},
-    {"role", true},     {"override", false},       {"reason", true},
-    {"co-signer", true}, {NULL, false}};
+static const lf_optspec transition_opts[] = {{"meta", true},
+                                             {"meta-json", true},
+                                             {"actor", true},
+                                             {"dry-run", false},
+                                             {"idempotency-key", true},
+                                             {"expect-version", true},
+                                             {"role", true},
+                                             {"override", false},
+                                             {"reason", true},
+                                             {"co-signer", true},
+                                             {NULL, false}};
 
 const lf_command lf_cmd_transition = {
-    "transition", "move a record to another state",
+    "transition",
+    "move a record to another state",
     "Usage: loopforge transition ID STATE TRIGGER [OPTIONS]\n\n"
     "Moves record ID to STATE because of TRIGGER (e.g. pr.opened) and prints\n"
     "\"ID: from \u2192 to (trigger)\" (--json: the result object). An edge the\n"
@@ -207,7 +218,9 @@ const lf_command lf_cmd_transition = {
     "                       break-glass: pass guards that deny (needs the role\n"
     "                       breakglass; never the graph or a role gate); audited\n"
     "  --co-signer NAME     a second person who signs the override\n",
-    transition_opts, run_transition, false};
+    transition_opts,
+    run_transition,
+    false};
 
 /* ---- show ------------------------------------------------------------ */
 
@@ -234,11 +247,14 @@ static int run_show(lf_cli *c) {
 }
 
 const lf_command lf_cmd_show = {
-    "show", "print a record",
+    "show",
+    "print a record",
     "Usage: loopforge show ID\n\n"
     "Prints the record as JSON, indented (--json: on one line). A record\n"
     "that does not exist, or was deleted, exits 3.\n",
-    NULL, run_show, true};
+    NULL,
+    run_show,
+    true};
 
 /* ---- delete ---------------------------------------------------------- */
 
@@ -264,13 +280,16 @@ static const lf_optspec delete_opts[] = {
     {"actor", true}, {"expect-version", true}, {NULL, false}};
 
 const lf_command lf_cmd_delete = {
-    "delete", "delete a record (its history stays in the audit log)",
+    "delete",
+    "delete a record (its history stays in the audit log)",
     "Usage: loopforge delete ID [--actor A] [--expect-version N]\n\n"
     "Appends an audited tombstone: the record disappears from show and list,\n"
     "its history stays in the audit log and still verifies.\n\n"
     "  --actor A            who is acting (default: $LOOPFORGE_ACTOR, else cli:$USER)\n"
     "  --expect-version N   only if the record is still at version N (else exit 6)\n",
-    delete_opts, run_delete, false};
+    delete_opts,
+    run_delete,
+    false};
 
 /* ---- list ------------------------------------------------------------ */
 
@@ -334,12 +353,13 @@ static int run_list(lf_cli *c) {
     return rc ? rc : l.rc;
 }
 
-static const lf_optspec list_opts[] = {
-    {"state", true},  {"repo", true},   {"limit", true},
-    {"cursor", true}, {"parent", true}, {NULL, false}};
+static const lf_optspec list_opts[] = {{"state", true},  {"repo", true},
+                                       {"limit", true},  {"cursor", true},
+                                       {"parent", true}, {NULL, false}};
 
 const lf_command lf_cmd_list = {
-    "list", "list records, newest first",
+    "list",
+    "list records, newest first",
     "Usage: loopforge list [OPTIONS]\n\n"
     "Prints one line per record, newest updated_at first:\n"
     "  ID  STATE  UPDATED_AT  REF\n"
@@ -350,4 +370,6 @@ const lf_command lf_cmd_list = {
     "  --parent ID          only the children of record ID\n"
     "  --limit N            at most N records (default 100)\n"
     "  --cursor C           the page after a previous one\n",
-    list_opts, run_list, true};
+    list_opts,
+    run_list,
+    true};

@@ -40,11 +40,12 @@ static void print_change(const lf_replay_change *x, void *arg) {
         return;
     }
     printf("seq %" PRIu64 "  %s  %s \u2192 %s (%s) by %s at %s: %s", x->seq, x->record_id,
-           x->from, x->to, x->trigger ? x->trigger : "", x->actor ? x->actor : "anonymous",
-           x->timestamp, x->was);
+           x->from, x->to, x->trigger ? x->trigger : "",
+           x->actor ? x->actor : "anonymous", x->timestamp, x->was);
     if (x->was_rule) printf(" by %s", x->was_rule);
     printf(" \u2192 %s", x->now);
-    if (x->now_rule) printf(" by %s: %s", x->now_rule, x->now_reason ? x->now_reason : "");
+    if (x->now_rule)
+        printf(" by %s: %s", x->now_rule, x->now_reason ? x->now_reason : "");
     putchar('\n');
 }
 
@@ -74,13 +75,15 @@ static int time_opt(lf_cli *c, const char *name, int64_t *out) {
     *out = 0;
     if (!s) return 0;
     if (lf_ts_normalize(s, ts) == 0 && lf_ts_parse(ts, out) == 0) return 0;
-    return lf_cli_usage(c, "--%s takes a time like 2026-12-01T00:00:00Z, got '%s'", name, s);
+    return lf_cli_usage(c, "--%s takes a time like 2026-12-01T00:00:00Z, got '%s'", name,
+                        s);
 }
 
 static int run_replay(lf_cli *c) {
     int rc = lf_cli_npos(c, 0, 0, "");
     lf_replay_opts o = {.record = lf_args_get(&c->args, "record"), .fn = print_change};
-    if (rc || (rc = time_opt(c, "since", &o.since)) || (rc = time_opt(c, "until", &o.until)))
+    if (rc || (rc = time_opt(c, "since", &o.since)) ||
+        (rc = time_opt(c, "until", &o.until)))
         return rc;
     lf_buf problems = LF_BUF_INIT;
     lf_rules *rules = lf_rules_load(c->policies, &problems);
@@ -107,17 +110,18 @@ static int run_replay(lf_cli *c) {
                           ",\"replayed\":%" PRIu64 ",\"changed\":%" PRIu64
                           ",\"now_denied\":%" PRIu64 ",\"now_allowed\":%" PRIu64
                           ",\"other_reason\":%" PRIu64 ",\"by_rule\":{",
-                          lf_rules_generation(rules), st->entries, st->replayed, st->changed,
-                          st->now_denied, st->now_allowed, st->other_reason);
+                          lf_rules_generation(rules), st->entries, st->replayed,
+                          st->changed, st->now_denied, st->now_allowed, st->other_reason);
             lf_replay_rules(call.r, by_rule, &l);
             lf_buf_puts(&b, "}}");
         } else {
-            lf_buf_printf(&b,
-                          "replay: %" PRIu64 " requests replayed under %s (generation %.12s), "
-                          "%" PRIu64 " would change (allowed \u2192 denied %" PRIu64
-                          ", denied \u2192 allowed %" PRIu64 ", another reason %" PRIu64 ")",
-                          st->replayed, c->policies, lf_rules_generation(rules), st->changed,
-                          st->now_denied, st->now_allowed, st->other_reason);
+            lf_buf_printf(
+                &b,
+                "replay: %" PRIu64 " requests replayed under %s (generation %.12s), "
+                "%" PRIu64 " would change (allowed \u2192 denied %" PRIu64
+                ", denied \u2192 allowed %" PRIu64 ", another reason %" PRIu64 ")",
+                st->replayed, c->policies, lf_rules_generation(rules), st->changed,
+                st->now_denied, st->now_allowed, st->other_reason);
             lf_replay_rules(call.r, by_rule, &l);
         }
         puts(lf_buf_str(&b));
@@ -132,7 +136,8 @@ static const lf_optspec replay_opts[] = {
     {"record", true}, {"since", true}, {"until", true}, {NULL, false}};
 
 const lf_command lf_cmd_replay = {
-    "replay", "judge the recorded history again under another policy set",
+    "replay",
+    "judge the recorded history again under another policy set",
     "Usage: loopforge replay --policies NEWDIR [--record ID] [--since T] [--until T]\n\n"
     "Re-evaluates every recorded request of the audit log (transitions,\n"
     "denied and rejected attempts; not observations) against the record as\n"
@@ -145,4 +150,6 @@ const lf_command lf_cmd_replay = {
     "Children gates are not judged again (their counts are not in the log).\n\n"
     "  --record ID          only this record's requests\n"
     "  --since T, --until T only requests in [T, T)\n",
-    replay_opts, run_replay, true};
+    replay_opts,
+    run_replay,
+    true};

@@ -59,7 +59,8 @@ static int run_serve(lf_cli *c) {
         (rc = int_opt(c, "max-connections", 1, 1000000, &conns)) ||
         (rc = int_opt(c, "max-history", 1, 1000000, &hist)) ||
         (rc = int_opt(c, "checkpoint-every", 1, 100000000, &cfg.checkpoint_every)) ||
-        (rc = int_opt(c, "checkpoint-seconds", 1, 86400 * 366, &cfg.checkpoint_seconds)) ||
+        (rc =
+             int_opt(c, "checkpoint-seconds", 1, 86400 * 366, &cfg.checkpoint_seconds)) ||
         (rc = log_level(c, &cfg.log_level)))
         return rc;
     cfg.max_connections = (size_t)conns;
@@ -93,7 +94,8 @@ static const lf_optspec serve_opts[] = {{"listen", true},
                                         {NULL, false}};
 
 const lf_command lf_cmd_serve = {
-    "serve", "run the HTTP API and GitHub webhook intake",
+    "serve",
+    "run the HTTP API and GitHub webhook intake",
     "Usage: loopforge serve [--listen ADDR:PORT] [--tokens FILE]\n"
     "                       [--webhook-secret-file FILE] [OPTIONS]\n\n"
     "Serves the JSON API, GitHub webhooks and Prometheus metrics on one\n"
@@ -135,7 +137,9 @@ const lf_command lf_cmd_serve = {
     "  --ceiling                  benchmarks: answer every request 200 with a\n"
     "                             fixed body, no engine behind it\n\n"
     "Create a token with 'loopforge token NAME ROLE'.\n",
-    serve_opts, run_serve, false};
+    serve_opts,
+    run_serve,
+    false};
 
 /* ---- token ------------------------------------------------------------ */
 
@@ -186,11 +190,13 @@ static int run_token(lf_cli *c) {
     if (lf_role_parse(rname, &role))
         return lf_cli_usage(c, LF_ROLE_HELP ", got '%s'", rname);
     char token[64], line[LF_TOKEN_LINE + 128];
-    const char *kind = lf_args_get(&c->args, "kind"), *principal = lf_args_get(&c->args, "principal");
+    const char *kind = lf_args_get(&c->args, "kind"),
+               *principal = lf_args_get(&c->args, "principal");
     if (kind && strcmp(kind, "human") && strcmp(kind, "agent") && strcmp(kind, "app"))
         return lf_cli_usage(c, "--kind must be human, agent or app, got '%s'", kind);
     if (principal && !lf_token_name_valid(principal))
-        return lf_cli_usage(c, "--principal must be a name of [A-Za-z0-9._-], got '%s'", principal);
+        return lf_cli_usage(c, "--principal must be a name of [A-Za-z0-9._-], got '%s'",
+                            principal);
     if (lf_token_new(name, rname, token, line))
         return lf_cli_fail(c, LF_UNAVAILABLE, "no randomness for a token");
     size_t used = strlen(line);
@@ -216,7 +222,8 @@ static const lf_optspec token_opts[] = {
     {"tokens", true}, {"kind", true}, {"principal", true}, {NULL, false}};
 
 const lf_command lf_cmd_token = {
-    "token", "make a bearer token for serve",
+    "token",
+    "make a bearer token for serve",
     "Usage: loopforge token NAME ROLE [--tokens FILE] [--kind K] [--principal P]\n\n"
     "Prints a new random bearer token, then the line that admits it to a\n"
     "tokens file: \"NAME ROLE SHA256HEX\". Only the digest goes into the\n"
@@ -228,4 +235,6 @@ const lf_command lf_cmd_token = {
     "  --kind K        human, agent or app: what the token's holder is\n"
     "  --principal P   for an agent: the human it acts for (guards see both as\n"
     "                  t.identity; the audit entry records them)\n",
-    token_opts, run_token, false};
+    token_opts,
+    run_token,
+    false};

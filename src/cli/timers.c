@@ -13,7 +13,9 @@ static int now_opt(lf_cli *c, int64_t *now) {
     char ts[LF_TS_LEN + 1];
     *now = 0;
     if (s && lf_ts_normalize(s, ts) == 0 && lf_ts_parse(ts, now) == 0) return 0;
-    if (s) return lf_cli_usage(c, "--now takes a time like 2026-12-05T10:00:00Z, got '%s'", s);
+    if (s)
+        return lf_cli_usage(c, "--now takes a time like 2026-12-05T10:00:00Z, got '%s'",
+                            s);
     return 0;
 }
 
@@ -34,16 +36,20 @@ static int run(lf_cli *c, bool fire) {
     } else {
         cJSON *j = cJSON_Parse(t.text), *x;
         bool due_only = lf_args_has(&c->args, "due");
-        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(j, fire ? "fired" : "timers")) {
+        cJSON_ArrayForEach(
+            x, cJSON_GetObjectItemCaseSensitive(j, fire ? "fired" : "timers")) {
 #define S(k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, k))
             if (fire) {
                 const char *err = S("error");
                 printf("%s: %s \u2192 %s (%s)%s%s\n", S("record_id"), S("from"), S("to"),
                        S("code"), err ? ": " : "", err ? err : "");
-            } else if (!due_only || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now"))) {
-                printf("%s  %s \u2192 %s (%s)  due %s%s\n", S("record_id"), S("state"), S("to"),
-                       S("trigger"), S("due"),
-                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now")) ? "  [due]" : "");
+            } else if (!due_only ||
+                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now"))) {
+                printf("%s  %s \u2192 %s (%s)  due %s%s\n", S("record_id"), S("state"),
+                       S("to"), S("trigger"), S("due"),
+                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now"))
+                           ? "  [due]"
+                           : "");
             }
 #undef S
         }
@@ -61,7 +67,8 @@ static const lf_optspec timers_opts[] = {{"due", false}, {"now", true}, {NULL, f
 static const lf_optspec tick_opts[] = {{"now", true}, {NULL, false}};
 
 const lf_command lf_cmd_timers = {
-    "timers", "list the durable timers of records in timed states",
+    "timers",
+    "list the durable timers of records in timed states",
     "Usage: loopforge timers [--due] [--now T]\n\n"
     "One line per record in a state its workflow gives a timer\n"
     "(`timers` in workflows/*.lua): ID  STATE -> TO (TRIGGER)  due TIME, marked\n"
@@ -69,10 +76,13 @@ const lf_command lf_cmd_timers = {
     "in the state (since its last transition); leaving the state cancels it.\n\n"
     "  --due                only the due ones\n"
     "  --now T              the time to judge by (default: now)\n",
-    timers_opts, run_timers, true};
+    timers_opts,
+    run_timers,
+    true};
 
 const lf_command lf_cmd_tick = {
-    "tick", "fire the durable timers that are due",
+    "tick",
+    "fire the durable timers that are due",
     "Usage: loopforge tick [--now T]\n\n"
     "Moves every record whose timer is due, in due order, as an ordinary\n"
     "transition (guards, audit) with actor \"timer:STATE\" and the record's\n"
@@ -80,4 +90,6 @@ const lf_command lf_cmd_tick = {
     "Prints \"ID: from -> to (code)\" per timer fired. For cron; loopforge\n"
     "serve ticks every second by itself.\n\n"
     "  --now T              the time to act at (default: now)\n",
-    tick_opts, run_tick, true};
+    tick_opts,
+    run_tick,
+    true};

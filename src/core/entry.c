@@ -11,8 +11,8 @@
 #include <openssl/evp.h>
 
 static const char *kind_names[LF_ENTRY__COUNT] = {
-    "created", "transition", "denied", "deleted", "policy_loaded", "rejected", "observed",
-    "checkpoint", "noted",
+    "created",  "transition", "denied",     "deleted", "policy_loaded",
+    "rejected", "observed",   "checkpoint", "noted",
 };
 
 const char *lf_entry_kind_name(lf_entry_kind k) {
@@ -417,28 +417,31 @@ int lf_entry_self_hash(const char *line, size_t len, char hash[LF_HASH_LEN + 1])
     return memcmp(hash, suffix + 9, LF_HASH_LEN) == 0 ? 0 : -2;
 }
 
-int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
-                   size_t errlen) {
+int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e,
+                   char *err, size_t errlen) {
     return lf_chain_link(c, line, len, e->seq, e->prev, err, errlen);
 }
 
-int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const char *prev,
-                  char *err, size_t errlen) {
+int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq,
+                  const char *prev, char *err, size_t errlen) {
     unsigned long long s = (unsigned long long)seq;
     if (seq != c->next_seq) {
-        snprintf(err, errlen, "seq %llu: expected seq %llu (entry missing, inserted or reordered)",
-                 s, (unsigned long long)c->next_seq);
+        snprintf(err, errlen,
+                 "seq %llu: expected seq %llu (entry missing, inserted or reordered)", s,
+                 (unsigned long long)c->next_seq);
         return -1;
     }
     if (memcmp(prev, c->prev, LF_HASH_LEN) != 0) {
-        snprintf(err, errlen, "seq %llu: prev does not match the hash of seq %llu", s, s - 1);
+        snprintf(err, errlen, "seq %llu: prev does not match the hash of seq %llu", s,
+                 s - 1);
         return -1;
     }
     char h[LF_HASH_LEN + 1];
     int self = lf_entry_self_hash(line, len, h);
     if (self) {
-        snprintf(err, errlen, self == -1 ? "seq %llu: hash is not the entry's last key"
-                                         : "seq %llu: hash mismatch (entry modified)",
+        snprintf(err, errlen,
+                 self == -1 ? "seq %llu: hash is not the entry's last key"
+                            : "seq %llu: hash mismatch (entry modified)",
                  s);
         return -1;
     }

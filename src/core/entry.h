@@ -103,7 +103,8 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line);
 typedef struct lf_entry_doc {
     lf_entry e;
     void *json;                 /* cJSON root */
-    char *metadata, *decisions, *record, *changes, *violation, *authority; /* normalized */
+    char *metadata, *decisions, *record, *changes, *violation,
+        *authority; /* normalized */
     char *arena;                /* lf_entry_read: every string, in one block */
 } lf_entry_doc;
 
@@ -137,15 +138,15 @@ void lf_chain_init(lf_chain *c);
  * seq cannot be read) and the chain left unchanged. */
 int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t errlen);
 /* The same for a line already parsed into e. */
-int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e, char *err,
-                   size_t errlen);
+int lf_chain_check(lf_chain *c, const char *line, size_t len, const lf_entry *e,
+                   char *err, size_t errlen);
 /* A stored line's own hash: 0 with hash set when its last key is the
  * SHA-256 of the rest, -1 when it has no hash key last, -2 on a mismatch. */
 int lf_entry_self_hash(const char *line, size_t len, char hash[LF_HASH_LEN + 1]);
 /* The chain's checks on a line whose seq and prev (64 hex digits) the
  * caller read: seq in order, prev the last hash, the line's own hash. */
-int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq, const char *prev,
-                  char *err, size_t errlen);
+int lf_chain_link(lf_chain *c, const char *line, size_t len, uint64_t seq,
+                  const char *prev, char *err, size_t errlen);
 
 /* Normalizes a JSON object text (as cJSON prints it, compact), so the
  * canonical form is stable under parse/print. Returns a malloc'd string

@@ -98,24 +98,30 @@ static const field issue_fields[] = {{"action", cJSON_String, true},
                                      {"state_reason", cJSON_String, false},
                                      {NULL, 0, false}};
 static const field pr_fields[] = {
-    {"action", cJSON_String, true},  {"number", cJSON_Number, true},
-    {"url", cJSON_String, false},    {"head", cJSON_String, false},
-    {"merged", cJSON_True | cJSON_False, false}, {"merged_by", cJSON_String, false},
-    {"merge_sha", cJSON_String, false}, {"at", cJSON_String, false},
+    {"action", cJSON_String, true},
+    {"number", cJSON_Number, true},
+    {"url", cJSON_String, false},
+    {"head", cJSON_String, false},
+    {"merged", cJSON_True | cJSON_False, false},
+    {"merged_by", cJSON_String, false},
+    {"merge_sha", cJSON_String, false},
+    {"at", cJSON_String, false},
     {"merged_at", cJSON_String, false},
-    {"own", cJSON_True | cJSON_False, false}, {"dismiss_stale", cJSON_True | cJSON_False, false},
+    {"own", cJSON_True | cJSON_False, false},
+    {"dismiss_stale", cJSON_True | cJSON_False, false},
     {"require_review", cJSON_String | cJSON_True | cJSON_False, false},
     {NULL, 0, false}};
 static const field ci_fields[] = {
-    {"sha", cJSON_String, true},        {"key", cJSON_String, true},
-    {"name", cJSON_String, false},      {"status", cJSON_String, true},
+    {"sha", cJSON_String, true},         {"key", cJSON_String, true},
+    {"name", cJSON_String, false},       {"status", cJSON_String, true},
     {"conclusion", cJSON_String, false}, {"attempt", cJSON_Number, false},
-    {"at", cJSON_String, false},        {"required", cJSON_Array | cJSON_Object, false},
-    {"app", cJSON_String, false},       {NULL, 0, false}};
-static const field review_fields[] = {
-    {"reviewer", cJSON_String, true}, {"state", cJSON_String, true},
-    {"commit", cJSON_String, false},  {"at", cJSON_String, false},
-    {NULL, 0, false}};
+    {"at", cJSON_String, false},         {"required", cJSON_Array | cJSON_Object, false},
+    {"app", cJSON_String, false},        {NULL, 0, false}};
+static const field review_fields[] = {{"reviewer", cJSON_String, true},
+                                      {"state", cJSON_String, true},
+                                      {"commit", cJSON_String, false},
+                                      {"at", cJSON_String, false},
+                                      {NULL, 0, false}};
 
 static const char *const issue_actions[] = {"queued", "closed", "reopened", NULL};
 static const char *const pr_actions[] = {"opened", "push", "closed", NULL};
@@ -367,8 +373,8 @@ static void review_fact(cJSON *k, const cJSON *f, lf_forge_outcome *o) {
         short_sha(commit, s1);
         short_sha(head, s2);
         snprintf(o->stale, sizeof o->stale,
-                 "review of %s, which is no longer the head of the pull request (%s)",
-                 s1, s2);
+                 "review of %s, which is no longer the head of the pull request (%s)", s1,
+                 s2);
         return;
     }
     if (was && streq(str(was, "state"), str(f, "state")) &&
@@ -398,9 +404,9 @@ void lf_forge_apply(lf_forge *k, const char *fact, lf_forge_outcome *out) {
 typedef enum verdict { CI_NONE, CI_PENDING, CI_FAILED, CI_PASSED } verdict;
 
 static const char *const passes[] = {"success", "neutral", "skipped", NULL};
-static const char *const fails[] = {"failure",         "timed_out", "cancelled",
-                                    "startup_failure", "action_required", "error",
-                                    NULL};
+static const char *const fails[] = {
+    "failure",         "timed_out", "cancelled", "startup_failure",
+    "action_required", "error",     NULL};
 
 /* A check answers to its name (workflow, check run, status context) and
  * to its app's slug. */
@@ -432,7 +438,8 @@ static verdict ci_verdict(const cJSON *k, const char *sha) {
     }
     cJSON_ArrayForEach(r, get(k, "required")) {
         bool seen = false;
-        cJSON_ArrayForEach(c, checks) seen |= cJSON_IsString(r) && named(c, r->valuestring);
+        cJSON_ArrayForEach(c, checks) seen |=
+            cJSON_IsString(r) && named(c, r->valuestring);
         if (!seen) pending = true;
     }
     if (failed) return CI_FAILED;
@@ -472,8 +479,7 @@ const char *lf_forge_milestone(const lf_forge *k) {
      * the merge usually follows (GitHub closes the issue *because* of it,
      * and may deliver that first). A PR's own record ends with the PR. */
     bool pr_open = streq(prs, "open");
-    if ((streq(str(issue, "state"), "closed") && !pr_open) ||
-        (own && prs && !pr_open))
+    if ((streq(str(issue, "state"), "closed") && !pr_open) || (own && prs && !pr_open))
         return "closed";
     if (streq(prs, "merged")) return "merged";
     if (pr_open) return open_pr_state(k->j, pr);

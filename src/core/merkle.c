@@ -6,7 +6,8 @@
 
 /* One contiguous 65-byte input: a single digest update, the cheapest
  * EVP can do for the one hash per entry the tree costs. */
-static void node(const unsigned char l[32], const unsigned char r[32], unsigned char out[32]) {
+static void node(const unsigned char l[32], const unsigned char r[32],
+                 unsigned char out[32]) {
     unsigned char in[65];
     in[0] = 1;
     memcpy(in + 1, l, 32);
@@ -65,7 +66,8 @@ static uint64_t split(uint64_t n) {
     return k;
 }
 
-void lf_merkle_root_of(const unsigned char (*leaves)[32], uint64_t n, unsigned char out[32]) {
+void lf_merkle_root_of(const unsigned char (*leaves)[32], uint64_t n,
+                       unsigned char out[32]) {
     if (n == 0) {
         lf_sha256("", 0, out);
         return;

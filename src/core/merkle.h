@@ -39,7 +39,8 @@ void lf_merkle_append(lf_merkle *m, const unsigned char leaf[32]);
 void lf_merkle_root(const lf_merkle *m, unsigned char out[32]);
 
 /* The root of leaves[0..n). */
-void lf_merkle_root_of(const unsigned char (*leaves)[32], uint64_t n, unsigned char out[32]);
+void lf_merkle_root_of(const unsigned char (*leaves)[32], uint64_t n,
+                       unsigned char out[32]);
 /* The audit path of leaf m in the tree of leaves[0..n) (RFC 6962 2.1.1):
  * appends its hashes to path (32 bytes each) and returns how many. */
 int lf_merkle_inclusion(const unsigned char (*leaves)[32], uint64_t n, uint64_t m,

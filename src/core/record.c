@@ -271,7 +271,8 @@ static void changes_apply(lf_record *r, const changes *c) {
     }
     if (c->timers) {
         free(r->timers);
-        r->timers = cJSON_GetArraySize(c->timers) ? member_text(c->text, "timers", "[]") : NULL;
+        r->timers =
+            cJSON_GetArraySize(c->timers) ? member_text(c->text, "timers", "[]") : NULL;
     }
     if (c->forge) {
         free(r->forge);
@@ -287,7 +288,8 @@ static void timers_after_move(lf_record *r) {
     cJSON *a = cJSON_Parse(r->timers), *t = a ? a->child : NULL;
     while (t) {
         cJSON *next = t->next;
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "state"));
+        const char *st =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "state"));
         const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "to"));
         if ((to && strcmp(to, r->state) == 0) || (st && strcmp(st, r->state) != 0))
             cJSON_DetachItemViaPointer(a, t), cJSON_Delete(t);
@@ -314,8 +316,7 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     }
     bool moves = e->kind == LF_ENTRY_TRANSITION;
     if ((!moves && e->kind != LF_ENTRY_OBSERVED && e->kind != LF_ENTRY_NOTED) ||
-        !e->to_state || !e->from_state ||
-        strcmp(e->from_state, r->state) != 0 ||
+        !e->to_state || !e->from_state || strcmp(e->from_state, r->state) != 0 ||
         (!moves && strcmp(e->to_state, r->state) != 0))
         return bad(err, errlen, "entry does not follow the record's state", r->id);
     changes c;
@@ -497,7 +498,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         json_ts(o, "updated_at", 0, r->updated_at) ||
         json_ts(o, "closed_at", 1, r->closed_at) ||
         json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
-        (cJSON_GetObjectItemCaseSensitive(o, "parent") && json_str(o, "parent", 0, &r->parent)) ||
+        (cJSON_GetObjectItemCaseSensitive(o, "parent") &&
+         json_str(o, "parent", 0, &r->parent)) ||
         (version = ver->valuedouble) < 1 || json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);

@@ -53,7 +53,8 @@ lf_key *lf_key_parse(const char *pem, size_t len, char *err, size_t errlen) {
     }
     BIO_free(b);
     if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519) {
-        snprintf(err, errlen, "not an Ed25519 key in PEM form (make one with loopforge keygen)");
+        snprintf(err, errlen,
+                 "not an Ed25519 key in PEM form (make one with loopforge keygen)");
         EVP_PKEY_free(k);
         return NULL;
     }
@@ -87,7 +88,8 @@ void lf_key_id(const lf_key *k, char out[LF_KEY_ID_LEN + 1]) {
     lf_hex(d, LF_KEY_ID_LEN / 2, out);
 }
 
-int lf_key_sign(const lf_key *k, const void *msg, size_t len, unsigned char sig[LF_SIG_LEN]) {
+int lf_key_sign(const lf_key *k, const void *msg, size_t len,
+                unsigned char sig[LF_SIG_LEN]) {
     if (!k->private_key) return -1;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t n = LF_SIG_LEN;
@@ -97,8 +99,8 @@ int lf_key_sign(const lf_key *k, const void *msg, size_t len, unsigned char sig[
     return ok ? 0 : -1;
 }
 
-bool lf_key_verify(const lf_key *k, const void *msg, size_t len,
-                   const unsigned char *sig, size_t siglen) {
+bool lf_key_verify(const lf_key *k, const void *msg, size_t len, const unsigned char *sig,
+                   size_t siglen) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     bool ok = ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
               EVP_DigestVerify(ctx, sig, siglen, msg, len) == 1;

@@ -121,8 +121,9 @@ static int check_checkpoint(lf_verifier *v, const lf_entry *e, char *err, size_t
         return -1;
     }
     if (cp.tree_size != e->seq - 1 || e->version != cp.tree_size) {
-        snprintf(err, errlen, "seq %llu: a checkpoint must state the %llu entries before it",
-                 seq, seq - 1);
+        snprintf(err, errlen,
+                 "seq %llu: a checkpoint must state the %llu entries before it", seq,
+                 seq - 1);
         return -1;
     }
     unsigned char root[32];
@@ -142,7 +143,8 @@ static int check_checkpoint(lf_verifier *v, const lf_entry *e, char *err, size_t
         return -1;
     }
     if (v->key && !lf_checkpoint_verify(&cp, v->key)) {
-        snprintf(err, errlen, "seq %llu: the checkpoint's signature does not verify", seq);
+        snprintf(err, errlen, "seq %llu: the checkpoint's signature does not verify",
+                 seq);
         return -1;
     }
     v->checkpoints++;
@@ -175,7 +177,8 @@ static int feed_parsed(lf_verifier *v, const char *line, size_t len, char *err,
     }
     const lf_entry *e = &doc.e;
     int rc = lf_chain_check(&v->chain, line, len, e, err, errlen);
-    if (rc == 0 && e->kind == LF_ENTRY_CHECKPOINT) rc = check_checkpoint(v, e, err, errlen);
+    if (rc == 0 && e->kind == LF_ENTRY_CHECKPOINT)
+        rc = check_checkpoint(v, e, err, errlen);
     if (rc == 0 && e->kind == LF_ENTRY_POLICY_LOADED && e->policy_set)
         announce(v, e->policy_set);
     else if (rc == 0) rc = check_announced(v, e->seq, e->policy_set, err, errlen);
@@ -208,10 +211,11 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
     int64_t seq = 0;
     char kind[32], prev[LF_HASH_LEN + 1], gen[LF_HASH_LEN + 1];
     int k = -1, rc;
-    if (!lf_json_get(line, len, "seq", &val, &vl) || lf_json_int(val, vl, &seq) || seq < 1 ||
-        !plain(line, len, "kind", kind, sizeof kind) ||
-        (k = lf_entry_kind_parse(kind)) < 0 || !plain(line, len, "prev", prev, sizeof prev) ||
-        strlen(prev) != LF_HASH_LEN || !plain(line, len, "policy_set", gen, sizeof gen)) {
+    if (!lf_json_get(line, len, "seq", &val, &vl) || lf_json_int(val, vl, &seq) ||
+        seq < 1 || !plain(line, len, "kind", kind, sizeof kind) ||
+        (k = lf_entry_kind_parse(kind)) < 0 ||
+        !plain(line, len, "prev", prev, sizeof prev) || strlen(prev) != LF_HASH_LEN ||
+        !plain(line, len, "policy_set", gen, sizeof gen)) {
         snprintf(err, errlen, "seq %llu: unreadable entry (%s)",
                  (unsigned long long)v->chain.next_seq,
                  k < 0 && seq ? "unknown kind or none" : "seq, kind, prev or policy_set");
@@ -219,7 +223,8 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
     }
     if (k == LF_ENTRY_CHECKPOINT || k == LF_ENTRY_POLICY_LOADED)
         rc = feed_parsed(v, line, len, err, errlen);
-    else if ((rc = lf_chain_link(&v->chain, line, len, (uint64_t)seq, prev, err, errlen)) == 0)
+    else if ((rc = lf_chain_link(&v->chain, line, len, (uint64_t)seq, prev, err,
+                                 errlen)) == 0)
         rc = check_announced(v, (uint64_t)seq, gen[0] ? gen : NULL, err, errlen);
     if (rc != 0) return rc;
     unsigned char leaf[32], root[32];
@@ -231,10 +236,11 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
         lf_hex(root, 32, hex);
         v->outside_met = true;
         if (strcmp(hex, v->out.root) != 0 || strcmp(v->chain.prev, v->out.head) != 0) {
-            snprintf(err, errlen,
-                     "seq %llu: the log no longer extends the outside checkpoint (its first "
-                     "%llu entries were rewritten)",
-                     (unsigned long long)seq, (unsigned long long)v->out.tree_size);
+            snprintf(
+                err, errlen,
+                "seq %llu: the log no longer extends the outside checkpoint (its first "
+                "%llu entries were rewritten)",
+                (unsigned long long)seq, (unsigned long long)v->out.tree_size);
             return -1;
         }
     }
@@ -243,11 +249,12 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
 
 int lf_verifier_end(lf_verifier *v, char *err, size_t errlen) {
     if (v->outside && !v->outside_met) {
-        snprintf(err, errlen,
-                 "seq %llu: the log ends at %llu entries, the outside checkpoint states %llu "
-                 "(entries were cut off)",
-                 (unsigned long long)v->mk.size + 1, (unsigned long long)v->mk.size,
-                 (unsigned long long)v->out.tree_size);
+        snprintf(
+            err, errlen,
+            "seq %llu: the log ends at %llu entries, the outside checkpoint states %llu "
+            "(entries were cut off)",
+            (unsigned long long)v->mk.size + 1, (unsigned long long)v->mk.size,
+            (unsigned long long)v->out.tree_size);
         return -1;
     }
     return 0;

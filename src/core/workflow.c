@@ -54,9 +54,8 @@ int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
     if (!lf_workflow_has_edge(wf, state, to) || after_us <= 0 || !trigger || !*trigger)
         return -1;
     wf->timers = lf_xrealloc(wf->timers, (size_t)(wf->ntimers + 1) * sizeof *wf->timers);
-    wf->timers[wf->ntimers++] =
-        (lf_timer_def){.state = state, .to = to, .after_us = after_us,
-                       .trigger = lf_xstrdup(trigger)};
+    wf->timers[wf->ntimers++] = (lf_timer_def){
+        .state = state, .to = to, .after_us = after_us, .trigger = lf_xstrdup(trigger)};
     return 0;
 }
 
@@ -69,7 +68,8 @@ int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r) {
         lf_workflow_add_edge(wf, r->state, r->escalate);
         wf->edges[wf->nedges - 1].engine = true;
     }
-    wf->retries = lf_xrealloc(wf->retries, (size_t)(wf->nretries + 1) * sizeof *wf->retries);
+    wf->retries =
+        lf_xrealloc(wf->retries, (size_t)(wf->nretries + 1) * sizeof *wf->retries);
     wf->retries[wf->nretries] = *r;
     wf->retries[wf->nretries++].trigger = lf_xstrdup(r->trigger);
     return 0;
@@ -83,7 +83,8 @@ const lf_retry_def *lf_workflow_retry(const lf_workflow *wf, int state) {
 
 bool lf_workflow_engine_edge(const lf_workflow *wf, int from, int to) {
     for (int i = 0; i < wf->nedges; i++)
-        if (wf->edges[i].from == from && wf->edges[i].to == to) return wf->edges[i].engine;
+        if (wf->edges[i].from == from && wf->edges[i].to == to)
+            return wf->edges[i].engine;
     return false;
 }
 
@@ -103,7 +104,8 @@ int lf_workflow_set_review(lf_workflow *wf, int64_t review_us, int escalate) {
     wf->override_review_us = review_us;
     wf->override_escalate = escalate;
     for (int s = 0; s < wf->nstates; s++) {
-        if (s == escalate || wf->terminal[s] || lf_workflow_has_edge(wf, s, escalate)) continue;
+        if (s == escalate || wf->terminal[s] || lf_workflow_has_edge(wf, s, escalate))
+            continue;
         lf_workflow_add_edge(wf, s, escalate);
         wf->edges[wf->nedges - 1].engine = true;
     }
@@ -137,8 +139,8 @@ bool lf_workflow_kids_ok(const lf_workflow *wf, int to, const char *kids, lf_buf
     lf_buf_printf(why, "entering %s needs every child in %s", wf->states[to], g->kids[0]);
     for (int i = 1; i < g->nkids; i++)
         lf_buf_printf(why, "%s%s", i + 1 < g->nkids ? ", " : " or ", g->kids[i]);
-    lf_buf_printf(why, ": %lld of %lld %s not", (long long)(total - done), (long long)total,
-                  total - done == 1 ? "is" : "are");
+    lf_buf_printf(why, ": %lld of %lld %s not", (long long)(total - done),
+                  (long long)total, total - done == 1 ? "is" : "are");
     return false;
 }
 
@@ -172,7 +174,8 @@ const char *lf_workflow_gate(const lf_workflow *wf, int from, int to, const char
         if (gate_side(need, n, roles)) continue;
         lf_buf_printf(why, "%s %s needs the role %s", side ? "entering" : "leaving",
                       wf->states[s], need[0]);
-        for (int i = 1; i < n; i++) lf_buf_printf(why, "%s%s", i + 1 < n ? ", " : " or ", need[i]);
+        for (int i = 1; i < n; i++)
+            lf_buf_printf(why, "%s%s", i + 1 < n ? ", " : " or ", need[i]);
         lf_buf_printf(why, "; %s has %s", actor ? actor : "anonymous",
                       roles && *roles ? roles : "no role");
         return wf->states[s];

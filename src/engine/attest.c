@@ -123,7 +123,8 @@ static void decisions(const attest_ctx *a, uint64_t upto, lf_jw *o, lf_buf *b) {
     for (size_t i = 0; i < a->nlines; i++) {
         lf_entry_doc d;
         char why[160];
-        if (lf_entry_parse(a->lines[i], strlen(a->lines[i]), &d, why, sizeof why)) continue;
+        if (lf_entry_parse(a->lines[i], strlen(a->lines[i]), &d, why, sizeof why))
+            continue;
         const lf_entry *e = &d.e;
         if (e->seq <= upto && e->decisions && strcmp(e->decisions, "[]") != 0) {
             lf_jw_next(&list);

@@ -77,9 +77,9 @@ static void gen_drop(gen *g) {
 }
 
 static const char *code_names[LF_CODE__COUNT] = {
-    "ok",       "not_found",       "invalid_transition", "denied",
-    "conflict", "invalid_request", "unavailable",        "duplicate_ref",
-    "idempotency_mismatch",
+    "ok",          "not_found",     "invalid_transition",
+    "denied",      "conflict",      "invalid_request",
+    "unavailable", "duplicate_ref", "idempotency_mismatch",
 };
 
 const char *lf_code_name(lf_code c) {
@@ -206,9 +206,10 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
         free(e);
         return NULL;
     }
-    e->store = cfg->reader
-                   ? lf_store_open_reader(lf_engine_store_url(cfg), cfg->base, code, err, errlen)
-                   : lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
+    e->store =
+        cfg->reader
+            ? lf_store_open_reader(lf_engine_store_url(cfg), cfg->base, code, err, errlen)
+            : lf_store_open(lf_engine_store_url(cfg), cfg->base, code, err, errlen);
     if (!e->store) {
         lf_key_free(key);
         gen_drop(e->gen);
@@ -474,8 +475,9 @@ static void reply_first(lf_engine *e, lf_result_cb *cb, void *arg, const lf_reco
         char msg[600];
         snprintf(msg, sizeof msg,
                  "Idempotency key %s was used for another request (seq %llu%s%s)",
-                 en->idempotency_key ? en->idempotency_key : "", (unsigned long long)en->seq,
-                 en->record_id ? ", record " : "", en->record_id ? en->record_id : "");
+                 en->idempotency_key ? en->idempotency_key : "",
+                 (unsigned long long)en->seq, en->record_id ? ", record " : "",
+                 en->record_id ? en->record_id : "");
         fail(cb, arg, LF_IDEMPOTENCY_MISMATCH, msg);
         return;
     }
@@ -623,8 +625,8 @@ void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *
     }
     if (!lf_evidence_can_sign(e->ev)) {
         cb(LF_INVALID_REQUEST,
-           "no signing key: attestations are signed (loopforge keygen, --signing-key)", NULL,
-           arg);
+           "no signing key: attestations are signed (loopforge keygen, --signing-key)",
+           NULL, arg);
         return;
     }
     lf_attest(e->store, lf_evidence_key(e->ev), id, cb, arg);
@@ -920,7 +922,8 @@ static void txn_done(txn *t, lf_code code, const char *err, const char *next,
 static void scheduled_done(const lf_result *r, void *arg) {
     lf_engine *e = arg;
     if (r->success)
-        logf_(e, LF_LOG_INFO, "timer set: %s in %s", lf_record_id(r->record), r->previous_state);
+        logf_(e, LF_LOG_INFO, "timer set: %s in %s", lf_record_id(r->record),
+              r->previous_state);
     else logf_(e, LF_LOG_WARN, "schedule refused: %s", r->error);
 }
 
@@ -939,9 +942,9 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char
  * own request with the hook as actor, one link further down the chain. */
 static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool followups) {
     lf_engine *e = t->eng;
-    lf_hook_event ev = {rec,          t->from_name, t->to_name,
-                        t->trigger,   t->actor,     en->metadata,
-                        t->decisions, en->violation != NULL, t->roles, t->kids};
+    lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
+                        t->actor, en->metadata, t->decisions, en->violation != NULL,
+                        t->roles, t->kids};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -1019,8 +1022,10 @@ static void escalate_if_spent(txn *t, const lf_record *rec) {
         return;
     char actor[256];
     snprintf(actor, sizeof actor, "timer:%s", rec->state);
-    lf_transition_req req = {.id = rec->id, .to = wf->states[r->escalate],
-                             .trigger = "retry.exhausted", .actor = actor,
+    lf_transition_req req = {.id = rec->id,
+                             .to = wf->states[r->escalate],
+                             .trigger = "retry.exhausted",
+                             .actor = actor,
                              .expected_version = rec->version};
     lf_engine_transition_internal(t->eng, &req, followup_done, t->eng);
 }
@@ -1049,8 +1054,11 @@ static void nudged(const lf_result *r, void *arg) {
 }
 
 static lf_transition_req nudge_req(const nudge *n, bool dry) {
-    return (lf_transition_req){.id = n->parent, .to = n->to, .trigger = "children.done",
-                               .actor = "engine:children", .dry_run = dry,
+    return (lf_transition_req){.id = n->parent,
+                               .to = n->to,
+                               .trigger = "children.done",
+                               .actor = "engine:children",
+                               .dry_run = dry,
                                .expected_version = n->version};
 }
 
@@ -1069,8 +1077,8 @@ static void nudge_loaded(lf_code code, const char *err, const lf_record *rec,
     nudge *n = arg;
     (void)err;
     (void)en;
-    const lf_workflow *wf = code == LF_OK && !n->e->closing
-                                ? lf_engine_workflow(n->e, rec->workflow) : NULL;
+    const lf_workflow *wf =
+        code == LF_OK && !n->e->closing ? lf_engine_workflow(n->e, rec->workflow) : NULL;
     int from = wf ? lf_workflow_state(wf, rec->state) : -1;
     for (int i = 0; from >= 0 && wf->gates && i < wf->nedges && !n->to; i++) {
         const lf_edge *ed = &wf->edges[i];
@@ -1169,9 +1177,8 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec,      t->from_name, t->to_name, t->trigger,    t->actor,
-                  t->metadata, now,       t->roles,   t->kids,       t->actor_kind,
-                  t->principal};
+    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger,    t->actor,    t->metadata,
+                  now, t->roles,     t->kids,    t->actor_kind, t->principal};
     lf_verdict v;
     uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
@@ -1344,20 +1351,20 @@ static char *authority_json(const txn *t) {
         lf_jw_close(&i, '}');
     }
     if ((t->roles && *t->roles) || t->override) {
-    lf_jw_key(&o, "roles");
-    lf_jw list = lf_jw_open(&b, '[');
-    for (const char *p = t->roles; p && *p;) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        lf_buf one = LF_BUF_INIT;
-        lf_buf_printf(&one, "%.*s", (int)len, p);
-        lf_jw_next(&list);
-        lf_buf_json_str(&b, lf_buf_str(&one));
-        lf_buf_free(&one);
-        p = c ? c + 1 : NULL;
-    }
-    lf_jw_close(&list, ']');
-    lf_jw_str(&o, "source", t->roles_verified ? "token" : "claimed");
+        lf_jw_key(&o, "roles");
+        lf_jw list = lf_jw_open(&b, '[');
+        for (const char *p = t->roles; p && *p;) {
+            const char *c = strchr(p, ',');
+            size_t len = c ? (size_t)(c - p) : strlen(p);
+            lf_buf one = LF_BUF_INIT;
+            lf_buf_printf(&one, "%.*s", (int)len, p);
+            lf_jw_next(&list);
+            lf_buf_json_str(&b, lf_buf_str(&one));
+            lf_buf_free(&one);
+            p = c ? c + 1 : NULL;
+        }
+        lf_jw_close(&list, ']');
+        lf_jw_str(&o, "source", t->roles_verified ? "token" : "claimed");
     }
     if (t->override) {
         lf_jw_key(&o, "override");
@@ -1376,8 +1383,8 @@ static char *authority_json(const txn *t) {
  * Returns true when the request may go on to the guards; else it is
  * finished (refused) here. An observation is never refused: what it
  * breaks becomes its violation. */
-static bool txn_gates(txn *t, const lf_workflow *wf, int from, int to, const lf_record *rec,
-                      lf_entry *en) {
+static bool txn_gates(txn *t, const lf_workflow *wf, int from, int to,
+                      const lf_record *rec, lf_entry *en) {
     lf_buf why = LF_BUF_INIT, rule = LF_BUF_INIT;
     bool go = true;
     if (t->override && !lf_roles_have(t->roles, "breakglass")) {
@@ -1602,7 +1609,8 @@ static void learn(txn *t, int from, int to, const lf_record *rec) {
     int target = m ? lf_workflow_state(t->wf, m) : -1;
     /* GitHub closing what was never merged (a won't-fix issue, an
      * abandoned PR) is an ending, not a breach of the lifecycle. */
-    t->abandoned = target >= 0 && lf_workflow_is_terminal(t->wf, target) && !lf_forge_merged(k);
+    t->abandoned =
+        target >= 0 && lf_workflow_is_terminal(t->wf, target) && !lf_forge_merged(k);
     t->npath = 0;
     if (target >= 0 && target != from) plan_walk(t, from, target, to, k);
     lf_forge_free(k);
@@ -1625,7 +1633,8 @@ static void observe(txn *t, int from, int to, const lf_record *rec) {
     if (lf_workflow_is_terminal(wf, from)) {
         t->npath = 0;
         if (!t->note[0])
-            snprintf(t->note, sizeof t->note, "%s is terminal: the fact is kept, the state stays",
+            snprintf(t->note, sizeof t->note,
+                     "%s is terminal: the fact is kept, the state stays",
                      wf->states[from]);
     }
     if (t->dry_run) {
@@ -1753,8 +1762,8 @@ static void walk_commit(txn *t, const lf_record *rec) {
     en.metadata = meta;
     en.decisions = walking && fact ? t->decisions : NULL;
     en.violation = walking && fact ? t->violation : NULL;
-    en.changes = changes = entry_changes(t, fact, walking && lf_workflow_is_terminal(wf, b),
-                                        en.timestamp);
+    en.changes = changes =
+        entry_changes(t, fact, walking && lf_workflow_is_terminal(wf, b), en.timestamp);
     engine_commit(t->eng, t->g, &en, walk_committed, t);
     lf_buf_free(&items);
     free(changes);
@@ -1924,7 +1933,6 @@ static void txn_keyed(lf_code code, const char *err, const lf_record *rec,
     txn_done(t, code, err, NULL, NULL);
 }
 
-
 /* A keyed request first asks whether the key was used before. */
 static void txn_start(txn *t) {
     if (t->key && !t->eng->closing)
@@ -1976,7 +1984,7 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     cJSON_ArrayForEach(a,
                        al) if (!cJSON_IsString(a) || !a->valuestring[0]) goto bad_aliases;
     lf_buf b = LF_BUF_INIT;
-    lf_jw o = {&b, false};          /* members only: entry_changes adds the braces */
+    lf_jw o = {&b, false}; /* members only: entry_changes adds the braces */
     if (u) lf_jw_str(&o, "pr_url", cJSON_IsString(u) ? u->valuestring : NULL);
     if (n && cJSON_IsNull(n)) lf_jw_raw(&o, "pr_number", NULL, "null");
     else if (n) lf_jw_int(&o, "pr_number", (int64_t)n->valuedouble);
@@ -2022,7 +2030,8 @@ static bool roles_valid(const char *roles) {
             if (!run) return false;
             if (!*p) return true;
             run = 0;
-        } else if (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-') run++;
+        } else if (isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-')
+            run++;
         else return false;
     }
 }
@@ -2034,8 +2043,9 @@ static const char *authority_problem(const lf_transition_req *req) {
     if (req->override_reason && !*req->override_reason)
         return "an override needs a reason";
     if (req->co_signer && !req->override_reason) return "a co-signer signs an override";
-    if (req->co_signer && (!*req->co_signer ||
-                           strcmp(req->co_signer, req->actor ? req->actor : "anonymous") == 0))
+    if (req->co_signer &&
+        (!*req->co_signer ||
+         strcmp(req->co_signer, req->actor ? req->actor : "anonymous") == 0))
         return "the co-signer must be another person than the actor";
     return NULL;
 }
@@ -2065,9 +2075,10 @@ static void transition(lf_engine *e, const lf_transition_req *req, bool internal
                           : !req->to || !*req->to           ? "target state"
                           : !req->trigger || !*req->trigger ? "trigger"
                                                             : NULL;
-    if (missing || text_fields(err, sizeof err, "id", req->id, "to", req->to, "trigger",
-                               req->trigger, "actor", req->actor, "idempotency_key",
-                               req->idempotency_key, NULL) ||
+    if (missing ||
+        text_fields(err, sizeof err, "id", req->id, "to", req->to, "trigger",
+                    req->trigger, "actor", req->actor, "idempotency_key",
+                    req->idempotency_key, NULL) ||
         text_fields(err, sizeof err, "override reason", req->override_reason, "co_signer",
                     req->co_signer, NULL)) {
         if (missing) snprintf(err, sizeof err, "%s is required", missing);
@@ -2086,7 +2097,8 @@ static void transition(lf_engine *e, const lf_transition_req *req, bool internal
     t->internal = internal;
     t->roles = req->roles && *req->roles ? lf_xstrdup(req->roles) : NULL;
     t->roles_verified = req->roles_verified;
-    t->actor_kind = req->actor_kind && *req->actor_kind ? lf_xstrdup(req->actor_kind) : NULL;
+    t->actor_kind =
+        req->actor_kind && *req->actor_kind ? lf_xstrdup(req->actor_kind) : NULL;
     t->principal = req->principal && *req->principal ? lf_xstrdup(req->principal) : NULL;
     t->override = req->override_reason ? lf_xstrdup(req->override_reason) : NULL;
     t->co_signer = req->co_signer ? lf_xstrdup(req->co_signer) : NULL;

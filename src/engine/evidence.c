@@ -69,7 +69,6 @@ void lf_evidence_saw(lf_evidence *ev, const lf_entry *e) {
     memcpy(ev->head, e->hash, LF_HASH_LEN + 1);
 }
 
-
 /* ---- checkpoints ------------------------------------------------------- */
 
 typedef struct cp_ctx {

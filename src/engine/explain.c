@@ -61,9 +61,12 @@ static void judged(const lf_result *r, void *arg) {
 
 static void ask_next(explain_ctx *x) {
     if (x->next < x->ntargets) {
-        lf_transition_req req = {.id = x->id, .to = x->targets[x->next++],
-                                 .trigger = x->trigger, .actor = x->actor,
-                                 .roles = x->roles, .dry_run = true};
+        lf_transition_req req = {.id = x->id,
+                                 .to = x->targets[x->next++],
+                                 .trigger = x->trigger,
+                                 .actor = x->actor,
+                                 .roles = x->roles,
+                                 .dry_run = true};
         lf_engine_transition(x->e, &req, judged, x);
         return;
     }
@@ -96,8 +99,9 @@ static void loaded(const lf_result *r, void *arg) {
     int s = wf ? lf_workflow_state(wf, rec->state) : -1;
     if (s < 0) {
         char msg[256];
-        snprintf(msg, sizeof msg, "Record %s is in state '%s', which no loaded workflow has",
-                 rec->id, rec->state);
+        snprintf(msg, sizeof msg,
+                 "Record %s is in state '%s', which no loaded workflow has", rec->id,
+                 rec->state);
         x->cb(LF_INVALID_REQUEST, msg, NULL, x->arg);
         ctx_free(x);
         return;
@@ -139,7 +143,8 @@ static void loaded(const lf_result *r, void *arg) {
     ask_next(x);
 }
 
-void lf_engine_explain(lf_engine *e, const lf_explain_req *req, lf_text_cb *cb, void *arg) {
+void lf_engine_explain(lf_engine *e, const lf_explain_req *req, lf_text_cb *cb,
+                       void *arg) {
     if (!req->id || !*req->id) {
         cb(LF_INVALID_REQUEST, "record id is required", NULL, arg);
         return;

@@ -77,7 +77,8 @@ static int int_member(const cJSON *o, const char *k, bool *has, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     *has = false;
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble) return -1;
+    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+        return -1;
     *has = true;
     *out = (int64_t)v->valuedouble;
     return 0;
@@ -92,27 +93,32 @@ static char *canon_object(const cJSON *v) {
     return n;
 }
 
-#define DECISIONS_FMT "[{\"policy\":\"import\",\"verdict\":\"allow\",\"reason\":\"imported from LoopForge by %s\"}]"
+#define DECISIONS_FMT                                                                    \
+    "[{\"policy\":\"import\",\"verdict\":\"allow\",\"reason\":\"imported from LoopForge by %s\"}]"
 
 /* Builds the entries; returns NULL, or what is wrong. */
 static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
                                const char *generation, char *why, size_t cap) {
-    const char *id = str_of(o, "record_id"), *ref = str_of(o, "ref"), *state = str_of(o, "state");
+    const char *id = str_of(o, "record_id"), *ref = str_of(o, "ref"),
+               *state = str_of(o, "state");
     const cJSON *hist = cJSON_GetObjectItemCaseSensitive(o, "transitions"), *t;
     const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
     bool has_n, has_pr;
     int64_t refn, prn;
     if (!cJSON_IsObject(o)) return "a record must be a JSON object";
-    if (!id || !lf_id_valid(id)) return "record_id must be \"loop-\" and 8 to 16 hex digits";
+    if (!id || !lf_id_valid(id))
+        return "record_id must be \"loop-\" and 8 to 16 hex digits";
     snprintf(m->id, sizeof m->id, "%s", id);
     if (!ref || !*ref) return "ref is required";
     m->ref = lf_xstrdup(ref);
     if (!state) return "state is required";
-    if (int_member(o, "ref_number", &has_n, &refn)) return "ref_number must be an integer";
+    if (int_member(o, "ref_number", &has_n, &refn))
+        return "ref_number must be an integer";
     if (int_member(o, "pr_number", &has_pr, &prn)) return "pr_number must be an integer";
     if (am && !cJSON_IsBool(am)) return "auto_merge must be true or false";
     int nt = cJSON_GetArraySize(hist);
-    if (!cJSON_IsArray(hist) || nt < 1) return "transitions must list the record's history";
+    if (!cJSON_IsArray(hist) || nt < 1)
+        return "transitions must list the record's history";
     char *labels = canon_object(cJSON_GetObjectItemCaseSensitive(o, "labels"));
     if (!labels) return "labels must be an object";
     keep(m, labels);
@@ -142,9 +148,11 @@ static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
                      k, from ? from : "null", to, wf->name);
             return why;
         }
-        const char *when = k == 0 && str_of(o, "created_at") ? str_of(o, "created_at") : ts;
+        const char *when =
+            k == 0 && str_of(o, "created_at") ? str_of(o, "created_at") : ts;
         if (lf_ts_normalize(when, en->timestamp)) {
-            snprintf(why, cap, "transitions[%d]: '%s' is not an ISO 8601 UTC time", k, when);
+            snprintf(why, cap, "transitions[%d]: '%s' is not an ISO 8601 UTC time", k,
+                     when);
             return why;
         }
         en->record_id = m->id;
@@ -222,7 +230,9 @@ static void committed(lf_code code, const char *err, const lf_record *rec,
     step(m);
 }
 
-static void step(imp *m) { lf_engine_commit_entry(m->e, &m->entries[m->next], committed, m); }
+static void step(imp *m) {
+    lf_engine_commit_entry(m->e, &m->entries[m->next], committed, m);
+}
 
 /* A dry run: the fold, once the id and the ref are known to be free. */
 static void ref_checked(const lf_result *r, void *arg) {
@@ -256,8 +266,8 @@ static void id_checked(const lf_result *r, void *arg) {
     lf_engine_find_by_ref(m->e, m->ref, ref_checked, m);
 }
 
-void lf_engine_import(lf_engine *e, const char *record_json, const char *actor, bool dry_run,
-                      lf_result_cb *cb, void *arg) {
+void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
+                      bool dry_run, lf_result_cb *cb, void *arg) {
     imp *m = lf_xcalloc(1, sizeof *m);
     m->e = e;
     m->cb = cb;

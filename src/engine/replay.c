@@ -60,7 +60,8 @@ void lf_replay_free(lf_replay *r) {
 
 const lf_replay_stats *lf_replay_result(const lf_replay *r) { return &r->st; }
 
-void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *), void *arg) {
+void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *),
+                     void *arg) {
     for (size_t i = 0; i < r->by_rule.cap; i++) {
         const rule_count *c = r->by_rule.slots[i].key ? r->by_rule.slots[i].val : NULL;
         if (c) fn(c->rule, c->n, arg);
@@ -123,7 +124,8 @@ static void deny_with(verdict *v, const char *rule, const char *reason) {
 }
 
 /* The same request under the new set. */
-static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e, verdict *v) {
+static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e,
+                  verdict *v) {
     memset(v, 0, sizeof *v);
     const lf_workflow *wf = lf_rules_workflow(r->rules, rec->workflow);
     lf_buf why = LF_BUF_INIT;
@@ -145,7 +147,8 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e, v
     }
     bool override;
     char *roles = authority_roles(e, &override);
-    const char *gated = engine ? NULL : lf_workflow_gate(wf, from, to, e->actor, roles, &why);
+    const char *gated =
+        engine ? NULL : lf_workflow_gate(wf, from, to, e->actor, roles, &why);
     const lf_retry_def *rt = lf_workflow_retry(wf, from);
     lf_buf rule = LF_BUF_INIT;
     if (gated) {
@@ -153,21 +156,25 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e, v
     } else if (!engine && rt && rt->to == to &&
                (int)lf_record_count(rec, wf->states[from], wf->states[to]) >= rt->max) {
         lf_buf_printf(&rule, "retries:%s", wf->states[from]);
-        lf_buf_printf(&why, "retry budget exhausted (%d of %d retries used)", rt->max, rt->max);
+        lf_buf_printf(&why, "retry budget exhausted (%d of %d retries used)", rt->max,
+                      rt->max);
     }
     if (rule.len) {
         deny_with(v, lf_buf_str(&rule), lf_buf_str(&why));
     } else {
         int64_t now = 0;
         lf_ts_parse(e->timestamp, &now);
-        lf_eval ev = {rec,   rec->state, e->to_state, e->trigger, e->actor, e->metadata,
-                      now,   roles,      NULL,        NULL,       NULL};
+        lf_eval ev = {rec, rec->state, e->to_state, e->trigger, e->actor, e->metadata,
+                      now, roles,      NULL,        NULL,       NULL};
         lf_verdict out;
         lf_rules_evaluate((lf_rules *)r->rules, &ev, &out);
-        if (out.allow || (override && lf_roles_have(roles, "breakglass"))) v->what = "allowed";
-        else deny_with(v, out.decisions[out.denied_by].policy,
-                       out.decisions[out.denied_by].reason ? out.decisions[out.denied_by].reason
-                                                           : "denied");
+        if (out.allow || (override && lf_roles_have(roles, "breakglass")))
+            v->what = "allowed";
+        else
+            deny_with(v, out.decisions[out.denied_by].policy,
+                      out.decisions[out.denied_by].reason
+                          ? out.decisions[out.denied_by].reason
+                          : "denied");
         lf_verdict_free(&out);
     }
     free(roles);
@@ -210,11 +217,19 @@ static void consider(lf_replay *r, const lf_record *rec, const lf_entry *e) {
         else if (strcmp(was.what, "allowed") == 0) r->st.now_denied++;
         else r->st.other_reason++;
         count_rule(r, now.rule ? now.rule : was.rule ? was.rule : "?");
-        lf_replay_change c = {.seq = e->seq, .record_id = e->record_id,
-                              .from = rec->state, .to = e->to_state, .trigger = e->trigger,
-                              .actor = e->actor, .timestamp = e->timestamp,
-                              .was = was.what, .was_rule = was.rule, .was_reason = was.reason,
-                              .now = now.what, .now_rule = now.rule, .now_reason = now.reason};
+        lf_replay_change c = {.seq = e->seq,
+                              .record_id = e->record_id,
+                              .from = rec->state,
+                              .to = e->to_state,
+                              .trigger = e->trigger,
+                              .actor = e->actor,
+                              .timestamp = e->timestamp,
+                              .was = was.what,
+                              .was_rule = was.rule,
+                              .was_reason = was.reason,
+                              .now = now.what,
+                              .now_rule = now.rule,
+                              .now_reason = now.reason};
         r->o.fn(&c, r->o.arg);
     }
     verdict_free(&was);

@@ -39,7 +39,8 @@ lf_replay *lf_replay_new(const lf_rules *rules, const lf_replay_opts *o);
 int lf_replay_feed(lf_replay *r, const char *line, size_t len, char *err, size_t errlen);
 const lf_replay_stats *lf_replay_result(const lf_replay *r);
 /* Calls fn(rule, count) for every rule that decided a change. */
-void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *), void *arg);
+void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *),
+                     void *arg);
 void lf_replay_free(lf_replay *r);
 
 #endif

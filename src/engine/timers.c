@@ -116,8 +116,11 @@ static void fire_next(tick_ctx *t);
 
 static lf_transition_req fire_req(const pending *p, char *actor, size_t cap, bool dry) {
     snprintf(actor, cap, "timer:%s", p->state);
-    return (lf_transition_req){.id = p->id, .to = p->to, .trigger = p->trigger,
-                               .actor = actor, .expected_version = p->version,
+    return (lf_transition_req){.id = p->id,
+                               .to = p->to,
+                               .trigger = p->trigger,
+                               .actor = actor,
+                               .expected_version = p->version,
                                .dry_run = dry};
 }
 
@@ -170,7 +173,8 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
                      int *to_out, char *trigger_out, size_t cap) {
     int s = lf_workflow_state(wf, rec->state);
     int64_t entered;
-    if (s < 0 || !rec->nhist || lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
+    if (s < 0 || !rec->nhist ||
+        lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
         return false;
     /* The earliest of the state's timers and its retry. */
     int64_t due = INT64_MAX;
@@ -198,14 +202,16 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
      * was set in), an override's review (bound to none). */
     cJSON *own = rec->timers ? cJSON_Parse(rec->timers) : NULL, *x;
     cJSON_ArrayForEach(x, own) {
-        const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "state"));
+        const char *st =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "state"));
         const char *ds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "due"));
         const char *tn = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "to"));
-        const char *tr = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "trigger"));
+        const char *tr =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, "trigger"));
         int64_t at;
         int ts = tn ? lf_workflow_state(wf, tn) : -1;
-        if ((st && strcmp(st, rec->state) != 0) || !ds || lf_ts_parse(ds, &at) || ts < 0 ||
-            ts == s || !tr || !lf_workflow_has_edge(wf, s, ts) || at >= due)
+        if ((st && strcmp(st, rec->state) != 0) || !ds || lf_ts_parse(ds, &at) ||
+            ts < 0 || ts == s || !tr || !lf_workflow_has_edge(wf, s, ts) || at >= due)
             continue;
         due = at, to = ts, trigger = NULL;
         snprintf(trigger_out, cap, "%s", tr);
@@ -220,8 +226,8 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
 
 /* The records of one timed state, page by page: each gets the earliest
  * of its workflow's timers for that state. */
-static void listed(lf_code code, const char *error, const lf_record *const *recs, size_t n,
-                   const char *next, void *arg) {
+static void listed(lf_code code, const char *error, const lf_record *const *recs,
+                   size_t n, const char *next, void *arg) {
     tick_ctx *t = arg;
     if (code != LF_OK) {
         t->cb(code, error, NULL, t->arg);
@@ -280,10 +286,12 @@ void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, voi
     for (int w = 0; w < lf_engine_nworkflows(e); w++) {
         const lf_workflow *wf = lf_engine_workflow_at(e, w);
         for (int k = 0; k < wf->ntimers + wf->nretries; k++) {
-            const char *name = wf->states[k < wf->ntimers ? wf->timers[k].state
-                                                          : wf->retries[k - wf->ntimers].state];
+            const char *name =
+                wf->states[k < wf->ntimers ? wf->timers[k].state
+                                           : wf->retries[k - wf->ntimers].state];
             bool seen = false;
-            for (size_t i = 0; i < t->nstates; i++) seen |= strcmp(t->states[i], name) == 0;
+            for (size_t i = 0; i < t->nstates; i++)
+                seen |= strcmp(t->states[i], name) == 0;
             if (seen) continue;
             t->states = lf_xrealloc(t->states, (t->nstates + 1) * sizeof *t->states);
             t->states[t->nstates++] = lf_xstrdup(name);
@@ -320,10 +328,14 @@ static void note_free(note_ctx *n) {
     free(n);
 }
 
-static void note_reply(note_ctx *n, lf_code code, const char *error, const lf_record *rec) {
+static void note_reply(note_ctx *n, lf_code code, const char *error,
+                       const lf_record *rec) {
     if (n->cb)
-        n->cb(&(lf_result){.success = code == LF_OK, .code = code, .error = error,
-                           .previous_state = rec ? rec->state : NULL, .record = rec},
+        n->cb(&(lf_result){.success = code == LF_OK,
+                           .code = code,
+                           .error = error,
+                           .previous_state = rec ? rec->state : NULL,
+                           .record = rec},
               n->arg);
     note_free(n);
 }
@@ -363,7 +375,8 @@ static cJSON *edit_timers(note_ctx *n, const lf_record *rec, int64_t now, lf_cod
     int found = 0, own = 0;
     for (cJSON *t = a->child, *next; t; t = next) {
         next = t->next;
-        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "kind"));
+        const char *kind =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "kind"));
         const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "by"));
         if (!kind || strcmp(kind, "override_review") != 0) continue;
         found++;
@@ -373,8 +386,10 @@ static cJSON *edit_timers(note_ctx *n, const lf_record *rec, int64_t now, lf_cod
     if (!found || own) {
         *code = found ? LF_DENIED : LF_INVALID_REQUEST;
         if (found)
-            snprintf(msg, cap, "%s overrode on record %s and cannot also acknowledge it: "
-                     "someone else must", n->actor, rec->id);
+            snprintf(msg, cap,
+                     "%s overrode on record %s and cannot also acknowledge it: "
+                     "someone else must",
+                     n->actor, rec->id);
         else snprintf(msg, cap, "Record %s has no override waiting for review", rec->id);
         cJSON_Delete(a);
         return NULL;
@@ -393,18 +408,19 @@ static void note_loaded(const lf_result *res, void *arg) {
     char msg[300];
     lf_code code = LF_OK;
     if (!n->ack) {
-        int s = wf ? lf_workflow_state(wf, rec->state) : -1, to = wf ? lf_workflow_state(wf, n->to) : -1;
+        int s = wf ? lf_workflow_state(wf, rec->state) : -1,
+            to = wf ? lf_workflow_state(wf, n->to) : -1;
         /* The record moved on before the schedule landed: it is moot. */
         if (n->state && strcmp(n->state, rec->state) != 0) {
-            snprintf(msg, sizeof msg, "Record %s left %s before the timer was set", rec->id,
-                     n->state);
+            snprintf(msg, sizeof msg, "Record %s left %s before the timer was set",
+                     rec->id, n->state);
             note_reply(n, LF_CONFLICT, msg, rec);
             return;
         }
         if (s < 0 || to < 0 || !lf_workflow_has_edge(wf, s, to) ||
             lf_workflow_engine_edge(wf, s, to)) {
-            snprintf(msg, sizeof msg, "schedule: no edge %s -> %s in workflow %s", rec->state,
-                     n->to, rec->workflow);
+            snprintf(msg, sizeof msg, "schedule: no edge %s -> %s in workflow %s",
+                     rec->state, n->to, rec->workflow);
             note_reply(n, LF_INVALID_TRANSITION, msg, rec);
             return;
         }
@@ -419,7 +435,8 @@ static void note_loaded(const lf_result *res, void *arg) {
         return;
     }
     lf_buf changes = LF_BUF_INIT, meta = LF_BUF_INIT;
-    char *list = cJSON_GetArraySize(timers) ? lf_xptr(cJSON_PrintUnformatted(timers)) : NULL;
+    char *list =
+        cJSON_GetArraySize(timers) ? lf_xptr(cJSON_PrintUnformatted(timers)) : NULL;
     cJSON_Delete(timers);
     lf_jw c = lf_jw_open(&changes, '{');
     lf_jw_raw(&c, "timers", list, "null");
@@ -434,10 +451,15 @@ static void note_loaded(const lf_result *res, void *arg) {
         if (n->meta) lf_jw_raw(&m, "metadata", n->meta, NULL);
     }
     lf_jw_close(&m, '}');
-    lf_entry en = {.record_id = n->id, .kind = LF_ENTRY_NOTED, .version = rec->version + 1,
-                   .from_state = rec->state, .to_state = rec->state,
+    lf_entry en = {.record_id = n->id,
+                   .kind = LF_ENTRY_NOTED,
+                   .version = rec->version + 1,
+                   .from_state = rec->state,
+                   .to_state = rec->state,
                    .trigger = n->ack ? "override.acknowledged" : "timer.scheduled",
-                   .actor = n->actor, .metadata = meta.p, .changes = changes.p,
+                   .actor = n->actor,
+                   .metadata = meta.p,
+                   .changes = changes.p,
                    .policy_set = lf_engine_generation(n->e)};
     lf_ts_format(now, en.timestamp);
     /* The entry's strings outlive the call: the store copies what it keeps. */

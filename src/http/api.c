@@ -66,10 +66,11 @@ static bool actor_field(lf_req *r, const cJSON *f) {
 static bool roles_field(lf_req *r, const cJSON *f, lf_buf *out) {
     const cJSON *x;
     if (r->srv->tokens) {
-        lf_reply_error(r, 400, "invalid_request",
-                       "field 'roles' is not accepted with tokens: the token's roles (%s) "
-                       "are the actor's",
-                       r->roles[0] ? r->roles : "none");
+        lf_reply_error(
+            r, 400, "invalid_request",
+            "field 'roles' is not accepted with tokens: the token's roles (%s) "
+            "are the actor's",
+            r->roles[0] ? r->roles : "none");
         return false;
     }
     if (!cJSON_IsArray(f)) return bad_field(r, f, "a list of role names");
@@ -100,8 +101,8 @@ static bool override_field(lf_req *r, const cJSON *f, lf_transition_req *req) {
             lf_buf h = LF_BUF_INIT;
             if (!string_field(r, x, &tok, false)) return false;
             lf_buf_printf(&h, "Bearer %s", tok);
-            req->co_signer =
-                lf_tokens_check(r->srv->tokens, lf_buf_str(&h), &role, &roles, NULL, NULL);
+            req->co_signer = lf_tokens_check(r->srv->tokens, lf_buf_str(&h), &role,
+                                             &roles, NULL, NULL);
             lf_buf_free(&h);
             if (!req->co_signer || !lf_roles_have(roles, "breakglass")) {
                 lf_reply_error(r, 403, "forbidden",
@@ -112,8 +113,9 @@ static bool override_field(lf_req *r, const cJSON *f, lf_transition_req *req) {
         } else {
             lf_reply_error(r, 400, "invalid_request", "unknown field 'override.%s'%s", k,
                            strcmp(k, "co_signer") == 0 ? " (with tokens: co_signer_token)"
-                           : strcmp(k, "co_signer_token") == 0 ? " (without tokens: co_signer)"
-                                                               : "");
+                           : strcmp(k, "co_signer_token") == 0
+                               ? " (without tokens: co_signer)"
+                               : "");
             return false;
         }
     }
@@ -585,7 +587,8 @@ void lf_api_ack(lf_req *r) {
     }
     if (ok) {
         lf_op_begin(r);
-        lf_engine_acknowledge(r->srv->engine, r->param, r->actor, reason, transitioned, r);
+        lf_engine_acknowledge(r->srv->engine, r->param, r->actor, reason, transitioned,
+                              r);
     }
     cJSON_Delete(j);
 }

@@ -91,12 +91,12 @@ static int parse_line(char *line, lf_token *t, const char **why) {
         else if (!strncmp(extra, "principal=", 10) && lf_token_name_valid(extra + 10))
             snprintf(t->principal, sizeof t->principal, "%s", extra + 10);
         else
-            return *why = "after the digest only kind=human|agent|app and principal=NAME", -1;
+            return *why = "after the digest only kind=human|agent|app and principal=NAME",
+                   -1;
     }
     if (!lf_token_name_valid(name))
         return *why = "token name must be 1-64 of [A-Za-z0-9._-]", -1;
-    if (lf_role_parse(role, &t->role))
-        return *why = LF_ROLE_HELP, -1;
+    if (lf_role_parse(role, &t->role)) return *why = LF_ROLE_HELP, -1;
     snprintf(t->roles, sizeof t->roles, "%s", role);
     if (strlen(hex) != 2 * SHA256_DIGEST_LENGTH ||
         lf_unhex(hex, t->digest, SHA256_DIGEST_LENGTH))
@@ -156,7 +156,8 @@ void lf_tokens_free(lf_tokens *t) {
 size_t lf_tokens_count(const lf_tokens *t) { return t ? t->n : 0; }
 
 const char *lf_tokens_check(const lf_tokens *t, const char *authz, lf_role *role,
-                            const char **roles, const char **kind, const char **principal) {
+                            const char **roles, const char **kind,
+                            const char **principal) {
     if (!authz || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
     const char *tok = authz + 7;
     while (*tok == ' ') tok++;

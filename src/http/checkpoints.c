@@ -85,7 +85,9 @@ void lf_checkpoints_final(lf_server *s) {
     checkpoint(s);
     /* Inline stores are done already; Redis answers on the loop. */
     uint64_t until = lf_mono_ns() + 5000000000u;
-    while (!pending.done && lf_mono_ns() < until && event_base_loop(s->base, EVLOOP_ONCE) == 0)
+    while (!pending.done && lf_mono_ns() < until &&
+           event_base_loop(s->base, EVLOOP_ONCE) == 0)
         ;
-    if (!pending.done) lf_logf(LF_LOG_WARN, "checkpoint at shutdown: no answer from the store");
+    if (!pending.done)
+        lf_logf(LF_LOG_WARN, "checkpoint at shutdown: no answer from the store");
 }

@@ -56,8 +56,8 @@ typedef enum lf_role {
 
 #define LF_ROLES_MAX 256
 #define LF_TOKEN_LINE (64 + LF_ROLES_MAX + 2 * 32 + 3)
-#define LF_ROLE_HELP                                                                    \
-    "ROLE must be read, write or admin, optionally with other roles after a comma "   \
+#define LF_ROLE_HELP                                                                     \
+    "ROLE must be read, write or admin, optionally with other roles after a comma "      \
     "(write,maintainer,breakglass)"
 
 const char *lf_role_name(lf_role r);

@@ -315,7 +315,8 @@ size_t lf_tokens_count(const lf_tokens *t);
 /* The name of the token `authorization` ("Bearer TOKEN") presents, with
  * its access role and its whole roles field (*roles may be NULL), or NULL. */
 const char *lf_tokens_check(const lf_tokens *t, const char *authorization, lf_role *role,
-                            const char **roles, const char **kind, const char **principal);
+                            const char **roles, const char **kind,
+                            const char **principal);
 /* The webhook secret: the file's bytes without trailing CR/LF. */
 unsigned char *lf_secret_load(const char *path, size_t *len, char *err, size_t errlen);
 

@@ -22,8 +22,8 @@ static const char *const op_names[LF_OP__COUNT] = {
 };
 
 static const char *const wh_results[LF_WH__COUNT] = {
-    "ok", "duplicate", "ignored", "ping", "unauthorized", "invalid", "error", "late",
-    "unchanged", "stale",
+    "ok",      "duplicate", "ignored", "ping",      "unauthorized",
+    "invalid", "error",     "late",    "unchanged", "stale",
 };
 
 static const char *const wh_events[LF_WH_EVENTS + 1] = {

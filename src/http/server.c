@@ -137,8 +137,8 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
     }
     lf_role role;
     const char *roles = NULL, *kind = NULL, *principal = NULL;
-    const char *name = lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"), &role,
-                                       &roles, &kind, &principal);
+    const char *name = lf_tokens_check(s->tokens, lf_req_header(r, "Authorization"),
+                                       &role, &roles, &kind, &principal);
     if (!name) {
         lf_add_header(r, "WWW-Authenticate", "Bearer realm=\"loopforge\"");
         lf_reply_error(r, 401, "unauthorized",

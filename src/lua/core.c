@@ -319,8 +319,8 @@ static int push_result(lua_State *L, sync_result *s) {
  *             actor=, workflow=, idempotency_key= } --> result */
 static int l_create(lua_State *L) {
     static const char *const known[] = {
-        "ref",      "repo",  "ref_number", "auto_merge",      "labels",
-        "metadata", "actor", "workflow",   "idempotency_key", "parent", NULL};
+        "ref",   "repo",     "ref_number",      "auto_merge", "labels", "metadata",
+        "actor", "workflow", "idempotency_key", "parent",     NULL};
     lua_engine *le = check_engine(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     check_keys(L, 2, known);
@@ -347,14 +347,16 @@ static int l_create(lua_State *L) {
 /* opts.roles: a list of role names, joined with commas on the stack. */
 static const char *opt_roles(lua_State *L, int opts) {
     if (lua_getfield(L, opts, "roles") == LUA_TNIL) return NULL;
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TTABLE, opts, "roles must be a list of names");
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TTABLE, opts,
+                  "roles must be a list of names");
     luaL_Buffer b;
     int list = lua_gettop(L);
     luaL_buffinit(L, &b);
     for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, list); i++) {
         if (i > 1) luaL_addchar(&b, ',');
         lua_rawgeti(L, list, i);
-        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, opts, "roles must be a list of names");
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, opts,
+                      "roles must be a list of names");
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
@@ -365,9 +367,9 @@ static const char *opt_roles(lua_State *L, int opts) {
  *   idempotency_key=, expected_version=, roles = {..}, override = "reason",
  *   co_signer= }) --> result */
 static int l_transition(lua_State *L) {
-    static const char *const known[] = {"actor",     "metadata",        "dry_run",
-                                        "observed",  "idempotency_key", "expected_version",
-                                        "roles",     "override",        "co_signer",
+    static const char *const known[] = {"actor",    "metadata",        "dry_run",
+                                        "observed", "idempotency_key", "expected_version",
+                                        "roles",    "override",        "co_signer",
                                         NULL};
     lua_engine *le = check_engine(L);
     lf_transition_req req = {0};
@@ -528,7 +530,8 @@ static void keep_list(lf_code code, const char *error, const lf_record *const *r
 /* eng:list{ state=, repo=, limit=, cursor= }
  *   --> { records = {...}, next_cursor = ... } | nil, message, code */
 static int l_list(lua_State *L) {
-    static const char *const known[] = {"state", "repo", "limit", "cursor", "parent", NULL};
+    static const char *const known[] = {"state",  "repo",   "limit",
+                                        "cursor", "parent", NULL};
     lua_engine *le = check_engine(L);
     lf_list_query q = {0};
     if (!lua_isnoneornil(L, 2)) {
@@ -702,7 +705,8 @@ static void keep_text(lf_code code, const char *error, const char *text, void *a
 
 /* A text answer as Lua: the decoded document, or fail, message, code. */
 static int push_text_result(lua_State *L, const sync_text *s) {
-    if (!s->done) return luaL_error(L, "loopforge.core: the store did not complete inline");
+    if (!s->done)
+        return luaL_error(L, "loopforge.core: the store did not complete inline");
     if (s->code != LF_OK) {
         luaL_pushfail(L);
         lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));

@@ -499,8 +499,8 @@ static void check_settings(fin *f, lf_rule *rule, int idx, int line) {
 }
 
 /* Maps every name of a person or agent to it (the id itself too). */
-static void ident_add(fin *f, int line, const char *id, const char *kind, const char *principal,
-                      int names) {
+static void ident_add(fin *f, int line, const char *id, const char *kind,
+                      const char *principal, int names) {
     lua_State *L = f->r->L;
     lf_rules *r = f->r;
     lf_ident *x = lf_xcalloc(1, sizeof *x);
@@ -512,7 +512,8 @@ static void ident_add(fin *f, int line, const char *id, const char *kind, const 
     for (lua_Integer i = 0; i <= (lua_Integer)(names ? lua_rawlen(L, names) : 0); i++) {
         const char *nm = id;
         if (i && (lua_rawgeti(L, names, i) != LUA_TSTRING || !lua_rawlen(L, -1))) {
-            fproblem(f, f->config_file, line, "identities: %s's names must be strings", id);
+            fproblem(f, f->config_file, line, "identities: %s's names must be strings",
+                     id);
             lua_pop(L, 1);
             continue;
         }
@@ -533,7 +534,8 @@ static void ident_add(fin *f, int line, const char *id, const char *kind, const 
 static void check_identities(fin *f, int idx, int line) {
     lua_State *L = f->r->L;
     if (lua_type(L, idx) != LUA_TTABLE) {
-        fproblem(f, f->config_file, line, "identities must be { people = {...}, agents = {...} }");
+        fproblem(f, f->config_file, line,
+                 "identities must be { people = {...}, agents = {...} }");
         return;
     }
     for (int agents = 0; agents < 2; agents++) {
@@ -542,10 +544,12 @@ static void check_identities(fin *f, int idx, int line) {
             lua_pushnil(L);
             while (lua_next(L, t)) {
                 int v = lua_gettop(L);
-                const char *id = lua_type(L, v - 1) == LUA_TSTRING ? lua_tostring(L, v - 1) : NULL;
+                const char *id =
+                    lua_type(L, v - 1) == LUA_TSTRING ? lua_tostring(L, v - 1) : NULL;
                 if (!id || lua_type(L, v) != LUA_TTABLE) {
                     fproblem(f, f->config_file, line,
-                             "identities.%s: each is NAME = { ... }", agents ? "agents" : "people");
+                             "identities.%s: each is NAME = { ... }",
+                             agents ? "agents" : "people");
                 } else if (!agents) {
                     ident_add(f, line, id, "human", NULL, v);
                 } else {
@@ -554,11 +558,13 @@ static void check_identities(fin *f, int idx, int line) {
                     const char *pr = lua_tostring(L, -2);
                     if (lua_type(L, -2) != LUA_TSTRING ||
                         (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TTABLE))
-                        fproblem(f, f->config_file, line,
-                                 "identities.agents.%s must be { principal = PERSON, names = { ... } }",
-                                 id);
-                    else ident_add(f, line, id, "agent", pr,
-                                   lua_isnil(L, -1) ? 0 : lua_gettop(L));
+                        fproblem(
+                            f, f->config_file, line,
+                            "identities.agents.%s must be { principal = PERSON, names = { ... } }",
+                            id);
+                    else
+                        ident_add(f, line, id, "agent", pr,
+                                  lua_isnil(L, -1) ? 0 : lua_gettop(L));
                 }
                 lua_settop(L, v - 1);
             }

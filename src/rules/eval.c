@@ -89,7 +89,9 @@ static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
     d->policy = lf_xstrdup(g->name);
     d->allow = allow;
     d->reason = reason;
-    d->requires = NULL;
+    d->
+        requires
+    = NULL;
     if (!allow && v->denied_by < 0) {
         v->denied_by = (int)v->ndecisions;
         v->allow = false;
@@ -154,7 +156,9 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
     bool allow = lua_toboolean(L, v + 1);
     char *reason =
         lua_type(L, v + 2) == LUA_TSTRING ? lf_xstrdup(lua_tostring(L, v + 2)) : NULL;
-    char *requires = NULL;
+    char *
+        requires
+    = NULL;
     if (!allow && lua_type(L, v + 4) == LUA_TTABLE) {
         char err[300];
         if (!(requires = object_text(L, v + 4, "requires", err, sizeof err))) {
@@ -178,7 +182,10 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
         else cJSON_Delete(a);
     }
     decide(j, g, allow, reason);
-    j->out->decisions[j->out->ndecisions - 1].requires = requires;
+    j->out->decisions[j->out->ndecisions - 1].
+        requires
+    =
+        requires;
 }
 
 static int evaluate_p(lua_State *L) {
@@ -334,7 +341,8 @@ static bool take_request(lua_State *L, int idx, const lf_rule *h, lf_followup *f
     lua_getfield(L, idx, "record");
     if (lua_type(L, -1) == LUA_TSTRING) f->record = lf_xstrdup(lua_tostring(L, -1));
     lua_getfield(L, idx, "after");
-    if (lua_type(L, -1) == LUA_TSTRING) f->after_us = lf_duration_parse(lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING)
+        f->after_us = lf_duration_parse(lua_tostring(L, -1));
     lua_pop(L, 2);
     lua_getfield(L, idx, "to");
     lua_getfield(L, idx, "trigger");

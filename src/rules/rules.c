@@ -194,8 +194,8 @@ static int rawfield(wf_ctx *w, const char *key) {
 /* Unknown keys are almost always typos ("termnal"), which would otherwise
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
-    static const char *const known[] = {"name",  "initial", "states", "terminal",
-                                        "edges", "timers", "retries", "stages",
+    static const char *const known[] = {"name",  "initial",  "states",  "terminal",
+                                        "edges", "timers",   "retries", "stages",
                                         "roles", "children", "override"};
     lua_State *L = w->L;
     lua_pushnil(L);
@@ -322,7 +322,8 @@ static void get_timers(wf_ctx *w) {
     lua_State *L = w->L;
     int ty = rawfield(w, "timers"), map = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w, "timers must map states to lists of { \"48h\", to = ..., trigger = ... }");
+        wf_problem(
+            w, "timers must map states to lists of { \"48h\", to = ..., trigger = ... }");
     else if (ty == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, map)) {
@@ -339,7 +340,8 @@ static void get_timers(wf_ctx *w) {
                     int t = lua_gettop(L);
                     const char *after = NULL, *to = NULL, *trig = NULL;
                     if (lua_type(L, t) == LUA_TTABLE) {
-                        if (lua_rawgeti(L, t, 1) == LUA_TSTRING) after = lua_tostring(L, -1);
+                        if (lua_rawgeti(L, t, 1) == LUA_TSTRING)
+                            after = lua_tostring(L, -1);
                         lua_pushstring(L, "to");
                         if (lua_rawget(L, t) == LUA_TSTRING) to = lua_tostring(L, -1);
                         lua_pushstring(L, "trigger");
@@ -348,13 +350,14 @@ static void get_timers(wf_ctx *w) {
                     int64_t us = after ? lf_duration_parse(after) : -1;
                     int ti = to ? lf_workflow_state(w->wf, to) : -1;
                     if (us <= 0 || ti < 0 || !trig)
-                        wf_problem(w,
-                                   "timers.%s[%lld] must be { \"DURATION\" (like 30m, 48h), "
-                                   "to = STATE, trigger = \"...\" }",
-                                   sn, (long long)i);
+                        wf_problem(
+                            w,
+                            "timers.%s[%lld] must be { \"DURATION\" (like 30m, 48h), "
+                            "to = STATE, trigger = \"...\" }",
+                            sn, (long long)i);
                     else if (lf_workflow_add_timer(w->wf, state, ti, us, trig) < 0)
-                        wf_problem(w, "timers.%s[%lld]: no edge %s -> %s for it to take", sn,
-                                   (long long)i, sn, to);
+                        wf_problem(w, "timers.%s[%lld]: no edge %s -> %s for it to take",
+                                   sn, (long long)i, sn, to);
                     lua_settop(L, list);
                 }
             }
@@ -384,13 +387,15 @@ static double tnum(lua_State *L, int t, const char *k, double dflt) {
 static void get_retries(wf_ctx *w) {
     lua_State *L = w->L;
     int ty = rawfield(w, "retries"), map = lua_gettop(L);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE) wf_problem(w, "retries must map states to retries");
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "retries must map states to retries");
     else if (ty == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, map)) {
             int t = lua_gettop(L);
             const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            lf_retry_def r = {.state = lf_workflow_state(w->wf, sn), .max = -1, .factor = 2};
+            lf_retry_def r = {
+                .state = lf_workflow_state(w->wf, sn), .max = -1, .factor = 2};
             const char *to = NULL, *esc = NULL, *ini = NULL, *mx = NULL;
             if (lua_type(L, t) == LUA_TTABLE) {
                 to = tstr(L, t, "to");
@@ -415,14 +420,17 @@ static void get_retries(wf_ctx *w) {
             else if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 ||
                      r.initial_us < 0 || (ini && !r.initial_us) || r.max_us < 0 ||
                      r.factor < 1 || r.jitter < 0 || r.jitter > 1)
-                wf_problem(w,
-                           "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
-                           "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
-                           "(optional), escalate_to = STATE }",
-                           sn);
+                wf_problem(
+                    w,
+                    "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
+                    "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
+                    "(optional), escalate_to = STATE }",
+                    sn);
             else if (lf_workflow_add_retry(w->wf, &r) < 0)
-                wf_problem(w, "retries.%s: the workflow needs the edge %s -> %s, and "
-                           "escalate_to another state", sn, sn, to);
+                wf_problem(w,
+                           "retries.%s: the workflow needs the edge %s -> %s, and "
+                           "escalate_to another state",
+                           sn, sn, to);
             lua_settop(L, t - 1);
         }
     }
@@ -435,7 +443,8 @@ static void get_roles(wf_ctx *w) {
     lua_State *L = w->L;
     int ty = rawfield(w, "roles"), map = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w, "roles must map states to { leave = { ROLE, ... }, enter = { ... } }");
+        wf_problem(w,
+                   "roles must map states to { leave = { ROLE, ... }, enter = { ... } }");
     else if (ty == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, map)) {
@@ -451,7 +460,8 @@ static void get_roles(wf_ctx *w) {
                     ok = n > 0;
                     for (lua_Integer i = 1; ok && i <= n; i++) {
                         ok = lua_rawgeti(L, list, i) == LUA_TSTRING &&
-                             lf_workflow_add_gate(w->wf, state, side, lua_tostring(L, -1)) == 0;
+                             lf_workflow_add_gate(w->wf, state, side,
+                                                  lua_tostring(L, -1)) == 0;
                         lua_pop(L, 1);
                     }
                 } else ok = lt == LUA_TNIL;
@@ -466,8 +476,11 @@ static void get_roles(wf_ctx *w) {
             lua_settop(L, t);
             if (state < 0) wf_problem(w, "roles: unknown state '%s'", sn);
             else if (!ok)
-                wf_problem(w, "roles.%s must be { leave = { ROLE, ... }, enter = { ROLE, ... } } "
-                           "with non-empty role names", sn);
+                wf_problem(
+                    w,
+                    "roles.%s must be { leave = { ROLE, ... }, enter = { ROLE, ... } } "
+                    "with non-empty role names",
+                    sn);
             lua_settop(L, t - 1);
         }
     }
@@ -491,14 +504,16 @@ static void get_override(wf_ctx *w) {
         lua_pushnil(L);
         while (ok && lua_next(L, t)) {
             const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            ok = !strcmp(k, "co_signer") || !strcmp(k, "review") || !strcmp(k, "escalate_to");
+            ok = !strcmp(k, "co_signer") || !strcmp(k, "review") ||
+                 !strcmp(k, "escalate_to");
             lua_pop(L, 1);
         }
         lua_settop(L, t);
         /* The review is 24h unless said otherwise; it needs a state to go. */
         if (ok && (review || esc))
-            ok = esc && lf_workflow_set_review(w->wf, lf_duration_parse(review ? review : "24h"),
-                                               lf_workflow_state(w->wf, esc)) == 0;
+            ok = esc &&
+                 lf_workflow_set_review(w->wf, lf_duration_parse(review ? review : "24h"),
+                                        lf_workflow_state(w->wf, esc)) == 0;
         if (!ok)
             wf_problem(w, "override must be { co_signer = true|false, review = \"24h\", "
                           "escalate_to = STATE } (a review needs escalate_to)");
@@ -543,8 +558,10 @@ static void get_children(wf_ctx *w) {
             lua_settop(L, t);
             if (state < 0) wf_problem(w, "children: unknown state '%s'", sn);
             else if (!ok)
-                wf_problem(w, "children.%s must be a list of the children's states "
-                           "(and optionally auto = true)", sn);
+                wf_problem(w,
+                           "children.%s must be a list of the children's states "
+                           "(and optionally auto = true)",
+                           sn);
             lua_settop(L, t - 1);
         }
     }
@@ -588,9 +605,11 @@ static void get_stages(wf_ctx *w) {
     lua_settop(L, st);
     lua_Integer n = (lua_Integer)lua_rawlen(L, st);
     if (!from || !pass || !fail || lf_workflow_state(w->wf, from) < 0 ||
-        lf_workflow_state(w->wf, pass) < 0 || lf_workflow_state(w->wf, fail) < 0 || n < 1) {
-        wf_problem(w, "stages needs from, pass and fail (declared states) and at least one "
-                      "{ \"stage\", retries = N }");
+        lf_workflow_state(w->wf, pass) < 0 || lf_workflow_state(w->wf, fail) < 0 ||
+        n < 1) {
+        wf_problem(w,
+                   "stages needs from, pass and fail (declared states) and at least one "
+                   "{ \"stage\", retries = N }");
         lua_pop(L, 1);
         return;
     }
@@ -606,8 +625,9 @@ static void get_stages(wf_ctx *w) {
             retries = tnum(L, t, "retries", 0);
         }
         if (!name || retries < 0 || lf_workflow_add_state(w->wf, name) < 0) {
-            wf_problem(w, "stage %lld must be { \"NAME\", retries = N } with a new state name",
-                       (long long)i);
+            wf_problem(
+                w, "stage %lld must be { \"NAME\", retries = N } with a new state name",
+                (long long)i);
             lua_settop(L, st);
             break;
         }
@@ -628,7 +648,8 @@ static void get_stages(wf_ctx *w) {
                               .factor = factor,
                               .trigger = "stage.retry"};
             if (lf_workflow_add_retry(w->wf, &r) < 0)
-                wf_problem(w, "stages: backoff needs durations like \"30s\" and a factor >= 1");
+                wf_problem(
+                    w, "stages: backoff needs durations like \"30s\" and a factor >= 1");
             lf_buf_free(&failed);
         } else {
             stage_edge(w, name, fail);
@@ -1034,16 +1055,16 @@ static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
             if (c.nerr || !srcs[i]) {
                 lf_file_kind k = r->file_kind[i];
                 partial |= k == LF_FILE_WORKFLOW || k == LF_FILE_LIB ? LF_PARTIAL_ALL
-                           : k == LF_FILE_CONFIG                    ? 0
-                                                                    : LF_PARTIAL_RULES;
+                           : k == LF_FILE_CONFIG                     ? 0
+                                                                     : LF_PARTIAL_RULES;
             }
         }
     }
     lf_buf_free(&libdir);
     /* Cross-file checks too, so that one lint round says everything it
      * can: with files that failed, only what they cannot have changed. */
-    lf_dsl_finish(r, errors, &nerr, config_file, config_file >= 0 ? srcs[config_file] : NULL,
-                  config_ref, partial);
+    lf_dsl_finish(r, errors, &nerr, config_file,
+                  config_file >= 0 ? srcs[config_file] : NULL, config_ref, partial);
     return nerr;
 }
 

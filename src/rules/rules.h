@@ -86,7 +86,8 @@ typedef struct lf_decision {
     char *policy;
     bool allow;
     char *reason;               /* NULL when allowed without a reason */
-    char *requires;             /* a denial's "what would satisfy it"
+    char *
+        requires;             /* a denial's "what would satisfy it"
                                    (JSON object), or NULL */
 } lf_decision;
 

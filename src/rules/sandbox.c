@@ -279,7 +279,9 @@ static int l_deny(lua_State *L) {
             bool ok = false;
             for (size_t i = 0; i < 3 && lua_type(L, -2) == LUA_TSTRING; i++)
                 ok |= strcmp(lua_tostring(L, -2), keys[i]) == 0;
-            if (!ok) return luaL_error(L, "deny{}: unknown field (reason, requires, annotations)");
+            if (!ok)
+                return luaL_error(
+                    L, "deny{}: unknown field (reason, requires, annotations)");
             lua_pop(L, 1);
         }
         lua_getfield(L, 1, "reason");
@@ -354,13 +356,14 @@ static int l_schedule(lua_State *L) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         if (strcmp(k, "after") && strcmp(k, "to") && strcmp(k, "trigger") &&
             strcmp(k, "metadata"))
-            return luaL_error(L, "schedule: unknown field '%s' (after, to, trigger, metadata)",
-                              k);
+            return luaL_error(
+                L, "schedule: unknown field '%s' (after, to, trigger, metadata)", k);
     }
     lua_getfield(L, 1, "after");
     const char *after = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING || lf_duration_parse(after) <= 0)
-        return luaL_error(L, "schedule: after must be a duration like \"30m\" or \"48h\"");
+        return luaL_error(L,
+                          "schedule: after must be a duration like \"30m\" or \"48h\"");
     lua_getfield(L, 1, "to");
     lua_getfield(L, 1, "trigger");
     lua_getfield(L, 1, "metadata");

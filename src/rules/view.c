@@ -22,7 +22,15 @@
 
 #include <lauxlib.h>
 
-enum { SLOT_CI = 1, SLOT_LABELS, SLOT_META, SLOT_FORGE, SLOT_KIDS, SLOT_HIST, NSLOTS = SLOT_HIST };
+enum {
+    SLOT_CI = 1,
+    SLOT_LABELS,
+    SLOT_META,
+    SLOT_FORGE,
+    SLOT_KIDS,
+    SLOT_HIST,
+    NSLOTS = SLOT_HIST
+};
 
 typedef struct lf_view {
     const lf_record *rec;
@@ -162,7 +170,8 @@ static int view_index(lua_State *L) {
     if (KEY("transitions")) return push_hist(L, v);
     if (KEY("ci_status")) return push_cached(L, r, v, SLOT_CI, rec->ci_status);
     /* What GitHub told the record (core/forge.h), {} when nothing. */
-    if (KEY("forge")) return push_cached(L, r, v, SLOT_FORGE, rec->forge ? rec->forge : "{}");
+    if (KEY("forge"))
+        return push_cached(L, r, v, SLOT_FORGE, rec->forge ? rec->forge : "{}");
     /* Its children by state, {total = N, STATE = n, ...}: loaded for the
      * records of workflows that declare `children`, nil otherwise. */
     if (KEY("children")) {
@@ -253,7 +262,8 @@ static bool same(const char *a, const char *b) {
 
 /* t:count_entered(state): history entries whose to_state is state. */
 static int l_count_entered(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)lf_record_count(scope_rec(L), NULL, luaL_checkstring(L, 2)));
+    lua_pushinteger(
+        L, (lua_Integer)lf_record_count(scope_rec(L), NULL, luaL_checkstring(L, 2)));
     return 1;
 }
 
@@ -301,17 +311,28 @@ static int l_has_label(lua_State *L) {
  * (values that cannot change: F_FROM..F_RECORD) or of the call (tables a
  * guard could scribble on: F_META, F_DECISIONS). Most guards read two or
  * three fields; the rest then cost nothing. */
-enum { F_FROM, F_TO, F_TRIGGER, F_ACTOR, F_NOW, F_RECORD, F_META, F_DECISIONS, F_ROLES,
-       F_IDENT, NFIELDS };
-#define PER_CALL ((1u << F_META) | (1u << F_DECISIONS) | (1u << F_ROLES) | (1u << F_IDENT))
+enum {
+    F_FROM,
+    F_TO,
+    F_TRIGGER,
+    F_ACTOR,
+    F_NOW,
+    F_RECORD,
+    F_META,
+    F_DECISIONS,
+    F_ROLES,
+    F_IDENT,
+    NFIELDS
+};
+#define PER_CALL                                                                         \
+    ((1u << F_META) | (1u << F_DECISIONS) | (1u << F_ROLES) | (1u << F_IDENT))
 
-static const char *const t_names[NFIELDS] = {"from",     "to",     "trigger",  "actor",
-                                             "now",      "record", "metadata", NULL,
-                                             "actor_roles", "identity"};
-static const char *const e_names[NFIELDS] = {"previous", "state",     "trigger",
-                                             "actor",    "violation", "record",
-                                             "metadata", "decisions", "actor_roles",
-                                             "identity"};
+static const char *const t_names[NFIELDS] = {
+    "from",   "to",       "trigger", "actor",       "now",
+    "record", "metadata", NULL,      "actor_roles", "identity"};
+static const char *const e_names[NFIELDS] = {
+    "previous", "state",    "trigger",   "actor",       "violation",
+    "record",   "metadata", "decisions", "actor_roles", "identity"};
 
 /* The actor's roles as a list of strings ({} for none). */
 static void push_roles(lua_State *L, const char *roles) {
@@ -358,7 +379,6 @@ int lf_l_identity(lua_State *L) {
     return 1;
 }
 
-
 static int field_id(const char *const *names, const char *k, size_t n) {
     for (int i = 0; i < NFIELDS; i++)
         if (names[i] && names[i][0] == k[0] && strcmp(names[i], k) == 0 && n == strlen(k))
@@ -381,7 +401,9 @@ static void push_field(lua_State *L, lf_rules *r, int f, bool hooks) {
     case F_RECORD: lf_push_record_view(r); break;
     case F_META: push_object(L, s->meta); break;
     case F_ROLES: push_roles(L, s->roles); break;
-    case F_IDENT: push_identity(L, r, s->actor, s->actor_kind, s->principal, s->roles); break;
+    case F_IDENT:
+        push_identity(L, r, s->actor, s->actor_kind, s->principal, s->roles);
+        break;
     default: lf_json_push(L, s->decisions ? s->decisions : "[]"); break;
     }
 }

@@ -296,7 +296,6 @@ static int journal_append(lf_journal *j, const char *line, size_t len, char *err
     return 0;
 }
 
-
 /* Under LOCK_EX: catch up, check, seal, append, fold. Returns the code;
  * on LF_OK *rec is the record after the entry. */
 static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record **rec,

@@ -403,10 +403,10 @@ void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     size_t keep = limit < db->by_id.len ? limit + 1 : db->by_id.len + 1;
     newest h = {lf_xmalloc(keep * sizeof *h.v), 0, keep};
     for (size_t i = 0; i < cap; i++) {
-        slot *s = k                         ? k->v[i]
-                  : q->parent               ? NULL
-                  : m->slots[i].key         ? m->slots[i].val
-                                            : NULL;
+        slot *s = k                 ? k->v[i]
+                  : q->parent       ? NULL
+                  : m->slots[i].key ? m->slots[i].val
+                                    : NULL;
         if (!s || s->rec->deleted) continue;
         const lf_record *r = s->rec;
         if (q->state && strcmp(r->state, q->state) != 0) continue;
