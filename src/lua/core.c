@@ -96,6 +96,15 @@ static void push_json_text(lua_State *L, const char *text, size_t len) {
         luaL_error(L, "loopforge.core: engine returned malformed JSON: %.80s", text);
 }
 
+/* nil (fail), the message and the code's name: how a call reports an
+ * engine refusal. */
+static int push_failure(lua_State *L, lf_code code, const char *error) {
+    luaL_pushfail(L);
+    lua_pushstring(L, error ? error : lf_code_name(code));
+    lua_pushstring(L, lf_code_name(code));
+    return 3;
+}
+
 /* Encodes the table field `name` of the options table at `opts` as a JSON
  * object and pushes the text (or nil when the field is absent). */
 static const char *opt_json(lua_State *L, int opts, const char *name) {
@@ -281,12 +290,7 @@ static int l_engine(lua_State *L) {
     char err[4096];
     lf_code code = LF_OK;
     le->e = lf_engine_new(&cfg, err, sizeof err, &code);
-    if (!le->e) {
-        luaL_pushfail(L);
-        lua_pushstring(L, err);
-        lua_pushstring(L, lf_code_name(code));
-        return 3;
-    }
+    if (!le->e) return push_failure(L, code, err);
     lf_engine_set_log(le->e, capture_log, le);
     return 1;
 }
@@ -550,12 +554,7 @@ static int l_list(lua_State *L) {
     lf_engine_list(le->e, &q, keep_list, s);
     if (!s->done)
         return luaL_error(L, "loopforge.core: the store did not complete inline");
-    if (s->code != LF_OK) {
-        luaL_pushfail(L);
-        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
-        lua_pushstring(L, lf_code_name(s->code));
-        return 3;
-    }
+    if (s->code != LF_OK) return push_failure(L, s->code, s->error);
     lua_createtable(L, 0, 2);
     push_json_text(L, lf_buf_str(&s->json), s->json.len);
     lua_setfield(L, -2, "records");
@@ -620,9 +619,7 @@ static sync_page *next_page(lua_State *L, lua_engine *le, const char *id, uint64
     lf_engine_audit(le->e, id, after, AUDIT_PAGE, keep_page, s);
     if (!s->done) luaL_error(L, "loopforge.core: the store did not complete inline");
     if (s->code != LF_OK) {
-        luaL_pushfail(L);
-        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
-        lua_pushstring(L, lf_code_name(s->code));
+        push_failure(L, s->code, s->error);
         return NULL;
     }
     return s;
@@ -707,12 +704,7 @@ static void keep_text(lf_code code, const char *error, const char *text, void *a
 static int push_text_result(lua_State *L, const sync_text *s) {
     if (!s->done)
         return luaL_error(L, "loopforge.core: the store did not complete inline");
-    if (s->code != LF_OK) {
-        luaL_pushfail(L);
-        lua_pushstring(L, s->error ? s->error : lf_code_name(s->code));
-        lua_pushstring(L, lf_code_name(s->code));
-        return 3;
-    }
+    if (s->code != LF_OK) return push_failure(L, s->code, s->error);
     push_json_text(L, s->text, strlen(s->text));
     return 1;
 }
