@@ -71,6 +71,12 @@
 --             to escalate_to (engine edges from every state):
 --               override = { co_signer = true, review = "24h",
 --                            escalate_to = "escalated" }
+--   budgets   how often one actor, or the person behind it (an agent counts
+--             for its principal), may move records into a state, in a
+--             sliding window (optional; refused with exit 5 and when the
+--             budget frees up):
+--               budgets = { merged = { { per = "principal", max = 10,
+--                                        within = "1h" } } }
 --   children  what a record's children (records created with --parent ID)
 --             must be in before it enters a state (optional); auto = true
 --             moves it there by itself once they are:

@@ -366,6 +366,28 @@ int lf_entry_read(const char *line, size_t len, lf_entry_doc *doc, char *err,
     return 0;
 }
 
+void lf_counter_key(const char *to, char who, const char *name,
+                    char out[LF_COUNTER_KEY]) {
+    snprintf(out, LF_COUNTER_KEY, "%zu:%s:%c:%s", strlen(to), to, who, name);
+}
+
+int lf_entry_counters(const lf_entry *e, char keys[2][LF_COUNTER_KEY]) {
+    if (e->kind != LF_ENTRY_TRANSITION || !e->to_state || !e->actor || e->violation)
+        return 0;
+    const char *id, *v;
+    size_t n, vn;
+    lf_buf b = LF_BUF_INIT;
+    if (!e->authority ||
+        !lf_json_get(e->authority, strlen(e->authority), "identity", &id, &n) ||
+        !((lf_json_get(id, n, "principal", &v, &vn) && lf_json_string(v, vn, &b)) ||
+          (lf_json_get(id, n, "person", &v, &vn) && lf_json_string(v, vn, &b))))
+        lf_buf_puts(&b, e->actor);
+    lf_counter_key(e->to_state, 'a', e->actor, keys[0]);
+    lf_counter_key(e->to_state, 'p', lf_buf_str(&b), keys[1]);
+    lf_buf_free(&b);
+    return 2;
+}
+
 void lf_entry_doc_free(lf_entry_doc *doc) {
     free(doc->arena);
     cJSON_Delete(doc->json);

@@ -114,6 +114,17 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
                    size_t errlen);
 void lf_entry_doc_free(lf_entry_doc *doc);
 
+/* Budget counters (workflow `budgets`): a committed transition counts
+ * once for its actor and once for the person behind it (an agent's
+ * principal, the person its name resolves to, else the actor), under the
+ * keys lf_counter_key makes. Writes them to keys[0..1]; returns how many
+ * (0 for other kinds and for observations that broke a rule). */
+#define LF_COUNTER_KEY 320
+int lf_entry_counters(const lf_entry *e, char keys[2][LF_COUNTER_KEY]);
+/* "<len>:<to>:<a|p>:<name>": the counter of transitions into `to` by an
+ * actor ('a') or by the people behind them ('p'). */
+void lf_counter_key(const char *to, char who, const char *name, char out[LF_COUNTER_KEY]);
+
 /* A line this program wrote, read fast for a pass over a whole log
  * (replay): one walk over its members, the strings copied into one block,
  * the sub-documents taken as they stand (they were written canonical).

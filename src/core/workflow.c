@@ -45,6 +45,7 @@ void lf_workflow_free(lf_workflow *wf) {
         free(g->kids);
     }
     free(wf->gates);
+    free(wf->budgets);
     free(wf->name);
     free(wf);
 }

@@ -53,6 +53,15 @@ typedef struct lf_retry_def {
     char *trigger;
 } lf_retry_def;
 
+/* A budget: at most `max` transitions into `state` by one actor ('a') or
+ * by the people behind them ('p': an agent counts for its principal)
+ * within `within_us`, counted by the store (core/entry.h counters). */
+typedef struct lf_budget_def {
+    int state, max;
+    char per;
+    int64_t within_us;
+} lf_budget_def;
+
 typedef struct lf_workflow {
     char *name;
     char **states;          /* index is the state id, declaration order */
@@ -66,6 +75,8 @@ typedef struct lf_workflow {
     lf_retry_def *retries;
     int nretries;
     lf_gate *gates;         /* per state, NULL when no state has a gate */
+    lf_budget_def *budgets;
+    int nbudgets;
     /* Break-glass (`override`): a co-signer required; a review timer
      * that moves an unacknowledged override's record to `escalate`. */
     bool override_co_signer;

@@ -868,6 +868,11 @@ typedef struct txn {
     char **kid_states;          /* while loading: the states seen... */
     size_t *kid_counts, nkid_states, nkids;
     char *kid_cursor;
+    /* The budgets of the target state, counted before the gates. */
+    int nbudget;                /* loaded so far; -1 until it starts */
+    uint64_t *budget_n;
+    int64_t *budget_oldest;
+    bool budgets_loaded;
 } txn;
 
 static void txn_free(txn *t) {
@@ -894,6 +899,8 @@ static void txn_free(txn *t) {
     free(t->kid_states);
     free(t->kid_counts);
     free(t->kid_cursor);
+    free(t->budget_n);
+    free(t->budget_oldest);
     free(t);
 }
 
@@ -1378,6 +1385,79 @@ static char *authority_json(const txn *t) {
     return lf_buf_steal(&b);
 }
 
+/* ---- budgets ------------------------------------------------------------- */
+
+/* The counter a budget reads for this request: the actor's, or the one of
+ * the person behind it (as lf_entry_counters counts them). */
+static const char *budget_who(const txn *t, char per) {
+    lf_identity id;
+    if (per == 'a') return t->actor;
+    lf_rules_identity(t->g->rules, t->actor, &id);
+    return t->principal   ? t->principal
+           : id.principal ? id.principal
+           : id.person    ? id.person
+                          : t->actor;
+}
+
+static void budget_key(const txn *t, const lf_budget_def *b, const lf_workflow *wf,
+                       char key[LF_COUNTER_KEY]) {
+    lf_counter_key(wf->states[b->state], b->per, budget_who(t, b->per), key);
+}
+
+static void load_budget(txn *t);
+
+static void budget_counted(lf_code code, const char *err, uint64_t n, int64_t oldest,
+                           void *arg) {
+    txn *t = arg;
+    if (code != LF_OK) {
+        txn_done(t, code, err, NULL, NULL);
+        return;
+    }
+    t->budget_n[t->nbudget] = n;
+    t->budget_oldest[t->nbudget] = oldest;
+    t->nbudget++;
+    load_budget(t);
+}
+
+/* Counts, one budget of the workflow after the other, then starts the
+ * request over with them (the record is read again). */
+static void load_budget(txn *t) {
+    const lf_workflow *wf = t->wf;
+    int to = lf_workflow_state(wf, t->to);
+    while (t->nbudget < wf->nbudgets && wf->budgets[t->nbudget].state != to) t->nbudget++;
+    if (t->nbudget == wf->nbudgets || t->eng->closing) {
+        t->budgets_loaded = true;
+        txn_load(t);
+        return;
+    }
+    const lf_budget_def *b = &wf->budgets[t->nbudget];
+    char key[LF_COUNTER_KEY];
+    budget_key(t, b, wf, key);
+    lf_store_count(t->eng->store, key, lf_now_us() - b->within_us, budget_counted, t);
+}
+
+/* A budget of the target state that is spent: the reason, and when the
+ * earliest counted transition leaves the window. */
+static bool budget_spent(const txn *t, const lf_workflow *wf, int to, lf_buf *why,
+                         lf_buf *rule) {
+    for (int i = 0; t->budgets_loaded && i < wf->nbudgets; i++) {
+        const lf_budget_def *b = &wf->budgets[i];
+        if (b->state != to || t->budget_n[i] < (uint64_t)b->max) continue;
+        char frees[LF_TS_LEN + 1];
+        lf_ts_format(t->budget_oldest[i] + b->within_us, frees);
+        const char *who = budget_who(t, b->per);
+        lf_buf_printf(rule, "budget:%s", wf->states[to]);
+        lf_buf_printf(why,
+                      "budget spent: %s %s made %llu transitions to %s within %llds "
+                      "(at most %d); it frees up at %s",
+                      b->per == 'a' ? "actor" : "principal", who,
+                      (unsigned long long)t->budget_n[i], wf->states[to],
+                      (long long)(b->within_us / 1000000), b->max, frees);
+        return true;
+    }
+    return false;
+}
+
 /* The checks before the guards that a workflow declares: the break-glass
  * role of an override, engine-only edges, role gates and retry budgets.
  * Returns true when the request may go on to the guards; else it is
@@ -1411,6 +1491,7 @@ static bool txn_gates(txn *t, const lf_workflow *wf, int from, int to,
     }
     if (!why.len && !lf_workflow_kids_ok(wf, to, t->kids, &why))
         lf_buf_printf(&rule, "children:%s", wf->states[to]);
+    if (!why.len && !t->internal) budget_spent(t, wf, to, &why, &rule);
     if (why.len) {
         if (t->observed) {
             if (!t->violation) set_violation(t, lf_buf_str(&rule), lf_buf_str(&why));
@@ -1811,6 +1892,14 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     t->from_name = wf->states[from];
     if (wf->children && !t->kids && t->kind == LF_ENTRY_TRANSITION) {
         load_kids(t);
+        return;
+    }
+    if (wf->nbudgets && !t->budgets_loaded && !t->internal && !t->observed &&
+        t->kind == LF_ENTRY_TRANSITION) {
+        t->wf = wf;
+        t->budget_n = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_n);
+        t->budget_oldest = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_oldest);
+        load_budget(t);
         return;
     }
     if (t->expect && rec->version != t->expect) {

@@ -194,9 +194,9 @@ static int rawfield(wf_ctx *w, const char *key) {
 /* Unknown keys are almost always typos ("termnal"), which would otherwise
  * silently drop a part of the workflow. */
 static void check_fields(wf_ctx *w) {
-    static const char *const known[] = {"name",  "initial",  "states",  "terminal",
-                                        "edges", "timers",   "retries", "stages",
-                                        "roles", "children", "override"};
+    static const char *const known[] = {"name",  "initial",  "states",   "terminal",
+                                        "edges", "timers",   "retries",  "stages",
+                                        "roles", "children", "override", "budgets"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -487,6 +487,54 @@ static void get_roles(wf_ctx *w) {
     lua_pop(L, 1);
 }
 
+/* budgets = { STATE = { { per = "principal"|"actor", max = N, within = "1h" }, ... } } */
+static void get_budgets(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "budgets"), map = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        wf_problem(w, "budgets must map states to lists");
+    else if (ty == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, map)) {
+            int list = lua_gettop(L);
+            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            int state = lf_workflow_state(w->wf, sn);
+            bool ok =
+                state >= 0 && lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0;
+            for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, list); i++) {
+                ok = lua_rawgeti(L, list, i) == LUA_TTABLE;
+                int b = lua_gettop(L);
+                const char *per = ok ? tstr(L, b, "per") : NULL,
+                           *within = ok ? tstr(L, b, "within") : NULL;
+                double max = ok ? tnum(L, b, "max", -1) : -1;
+                int64_t us = within ? lf_duration_parse(within) : -1;
+                ok = ok && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
+                     max >= 1 && max == (double)(int)max && us > 0 &&
+                     us <= (int64_t)31 * 86400 * 1000000;
+                if (ok) {
+                    w->wf->budgets =
+                        lf_xrealloc(w->wf->budgets, (size_t)(w->wf->nbudgets + 1) *
+                                                        sizeof *w->wf->budgets);
+                    w->wf->budgets[w->wf->nbudgets++] =
+                        (lf_budget_def){.state = state,
+                                        .max = (int)max,
+                                        .per = per[0] == 'a' ? 'a' : 'p',
+                                        .within_us = us};
+                }
+                lua_settop(L, list);
+            }
+            if (!ok)
+                wf_problem(
+                    w,
+                    "budgets.%s must be a list of { per = \"principal\"|\"actor\", "
+                    "max = N, within = \"1h\" } (at most 31d)",
+                    sn);
+            lua_settop(L, list - 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
 /* override = { co_signer = true, review = "24h", escalate_to = STATE }:
  * what break-glass needs here. Read after `terminal`, whose states get no
  * review edge. */
@@ -654,7 +702,7 @@ static void get_stages(wf_ctx *w) {
         } else {
             stage_edge(w, name, fail);
         }
-        prev = name;            /* kept alive by the stages table */
+        prev = name; /* kept alive by the stages table */
         lua_settop(L, st);
     }
     stage_edge(w, prev, pass);
@@ -694,6 +742,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     if (c->nerr == before) get_roles(&w);
     if (c->nerr == before) get_children(&w);
     if (c->nerr == before) get_override(&w);
+    if (c->nerr == before) get_budgets(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);
@@ -791,7 +840,7 @@ typedef struct file_job {
     load_ctx *c;
     const char *src;
     size_t len;
-    int *config_ref;            /* for config.lua */
+    int *config_ref; /* for config.lua */
 } file_job;
 
 static int run_file_p(lua_State *L) {
@@ -814,7 +863,7 @@ static int run_file_p(lua_State *L) {
     lua_pushvalue(L, base + 1);
     lua_pushvalue(L, base + 2);
     lua_pushcclosure(L, on_error, 2);
-    lua_insert(L, fn);                                  /* handler below fn */
+    lua_insert(L, fn); /* handler below fn */
     lf_budget_reset(c->r, LF_RULES_LOAD_BUDGET);
     int st = lua_pcall(L, 0, 1, fn);
     if (st != LUA_OK) {
@@ -1021,7 +1070,7 @@ static char *resolve_lua_dir(const char *given) {
 static int load_files(lf_rules *r, const char *dir, char **srcs, size_t *lens,
                       lf_buf *errors) {
     int nerr = 0, config_file = -1, config_ref = LUA_NOREF, partial = 0;
-    lf_buf all = LF_BUF_INIT;       /* the generation id hashes every file, in order */
+    lf_buf all = LF_BUF_INIT; /* the generation id hashes every file, in order */
     r->digests = lf_xcalloc((size_t)r->nfiles + 1, sizeof *r->digests);
     for (int i = 0; i < r->nfiles; i++) {
         if (!(srcs[i] = lf_read_file(r->files[i], &lens[i]))) {
@@ -1079,7 +1128,7 @@ lf_rules *lf_rules_load_opts(const char *dir, const lf_rules_limits *limits,
 
     lf_buf root = LF_BUF_INIT, wdir = LF_BUF_INIT;
     size_t dlen = strlen(dir);
-    while (dlen > 1 && dir[dlen - 1] == '/') dlen--;   /* no "dir//workflows" */
+    while (dlen > 1 && dir[dlen - 1] == '/') dlen--; /* no "dir//workflows" */
     lf_buf_add(&root, dir, dlen);
     lf_buf_printf(&wdir, "%s/workflows", lf_buf_str(&root));
 

@@ -415,6 +415,20 @@ static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb, vo
     lf_memdb_list(j->db, q, cb, arg);
 }
 
+static void journal_count(lf_store *s, const char *key, int64_t since, lf_count_cb *cb,
+                          void *arg) {
+    lf_journal *j = (lf_journal *)s;
+    char err[1024];
+    uint64_t n;
+    int64_t oldest;
+    if (journal_refresh(j, err, sizeof err) < 0) {
+        cb(LF_UNAVAILABLE, err, 0, 0, arg);
+        return;
+    }
+    lf_memdb_count(j->db, key, since, &n, &oldest);
+    cb(LF_OK, NULL, n, oldest, arg);
+}
+
 static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
                           size_t limit, lf_audit_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
@@ -526,5 +540,6 @@ static const lf_store_type journal_type = {
     .list = journal_list,
     .audit = journal_audit,
     .find_key = journal_find_key,
+    .count = journal_count,
     .free = journal_free,
 };

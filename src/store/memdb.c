@@ -34,7 +34,15 @@ typedef struct kids {
     size_t n, cap;
 } kids;
 
+/* A budget counter: the times of the transitions it counts, in order. */
+typedef struct counter {
+    char *key;
+    int64_t *t;
+    size_t n, cap;
+} counter;
+
 struct lf_memdb {
+    lf_map counters;        /* lf_counter_key -> counter */
     lf_map timed;           /* id -> slot of records with timers of their own */
     lf_map by_parent;       /* parent id -> kids */
     lf_map by_id;           /* id -> slot, deleted records included: an id
@@ -73,6 +81,14 @@ void lf_memdb_free(lf_memdb *db) {
     }
     lf_map_free(&db->by_parent);
     lf_map_free(&db->timed);
+    for (size_t i = 0; i < db->counters.cap; i++) {
+        counter *c = db->counters.slots[i].key ? db->counters.slots[i].val : NULL;
+        if (!c) continue;
+        free(c->key);
+        free(c->t);
+        free(c);
+    }
+    lf_map_free(&db->counters);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -220,6 +236,43 @@ static void unindex(lf_memdb *db, slot *s) {
 
 /* Folds e into slot s (NULL for created and policy_loaded) and appends
  * its line; returns the record's slot (NULL for policy_loaded). */
+/* Adds a transition to its budget counters, kept in time order (writers
+ * of one journal may interleave a little). */
+static void count_entry(lf_memdb *db, const lf_entry *e) {
+    char keys[2][LF_COUNTER_KEY];
+    int64_t at;
+    int n = lf_entry_counters(e, keys);
+    if (!n || lf_ts_parse(e->timestamp, &at)) return;
+    for (int k = 0; k < n; k++) {
+        counter *c = lf_map_get(&db->counters, keys[k]);
+        if (!c) {
+            c = lf_xcalloc(1, sizeof *c);
+            c->key = lf_xstrdup(keys[k]);
+            lf_map_put(&db->counters, c->key, c);
+        }
+        if (c->n == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 8;
+            c->t = lf_xrealloc(c->t, c->cap * sizeof *c->t);
+        }
+        size_t i = c->n++;
+        while (i && c->t[i - 1] > at) c->t[i] = c->t[i - 1], i--;
+        c->t[i] = at;
+    }
+}
+
+void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since, uint64_t *n,
+                    int64_t *oldest) {
+    const counter *c = lf_map_get(&db->counters, key);
+    size_t lo = 0, hi = c ? c->n : 0;
+    while (lo < hi) {                   /* the first time >= since */
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->t[mid] < since) lo = mid + 1;
+        else hi = mid;
+    }
+    *n = c ? c->n - lo : 0;
+    *oldest = c && lo < c->n ? c->t[lo] : 0;
+}
+
 static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
                       size_t len, slot **out, char *err, size_t errlen) {
     if (e->seq != db->nlines + 1) {
@@ -264,6 +317,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         for (size_t i = had; i < s->rec->naliases && !s->rec->deleted; i++)
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
+    count_entry(db, e);
     /* Keyed by the record's own id string, which lives as long as it. */
     if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
     else if (s) lf_map_del(&db->timed, s->rec->id);

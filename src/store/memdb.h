@@ -42,6 +42,10 @@ void lf_memdb_get_op(const lf_memdb *db, const char *id, lf_store_cb *cb, void *
 void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
                           void *arg);
 void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, void *arg);
+/* A budget counter (lf_counter_key): how many transitions it holds at or
+ * after since_us, and the earliest of them (0 if none). */
+void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since_us, uint64_t *n,
+                    int64_t *oldest);
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg);
 void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
                     size_t limit, lf_audit_cb *cb, void *arg);

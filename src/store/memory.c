@@ -41,6 +41,14 @@ static void mem_find_key(lf_store *s, const char *key, lf_store_cb *cb, void *ar
     lf_memdb_find_key(DB(s), key, cb, arg);
 }
 
+static void mem_count(lf_store *s, const char *key, int64_t since, lf_count_cb *cb,
+                      void *arg) {
+    uint64_t n;
+    int64_t oldest;
+    lf_memdb_count(DB(s), key, since, &n, &oldest);
+    cb(LF_OK, NULL, n, oldest, arg);
+}
+
 static void mem_free(lf_store *s) {
     if (!s) return;
     lf_memdb_free(DB(s));
@@ -55,6 +63,7 @@ static const lf_store_type memory_type = {
     .list = mem_list,
     .audit = mem_audit,
     .find_key = mem_find_key,
+    .count = mem_count,
     .free = mem_free,
 };
 

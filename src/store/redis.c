@@ -336,6 +336,66 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb, void 
     lf_redis_send(&k->op);
 }
 
+/* ---- count (budget counters) -------------------------------------------- */
+
+typedef struct count_op {
+    lf_rop op;
+    lf_count_cb *cb;
+    void *arg;
+} count_op;
+
+static void count_notify(lf_rop *op, lf_code code, const char *why) {
+    count_op *k = (count_op *)op;
+    k->cb(code, why, 0, 0, k->arg);
+}
+
+static void count_destroy(lf_rop *op) {
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(op);
+}
+
+/* {n, earliest score or ''} */
+static void count_reply(lf_rop *op, redisReply *r) {
+    count_op *k = (count_op *)op;
+    char msg[300];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || !lf_redis_is_str(r->element[1])) {
+        lf_redis_errf(op->s, msg, sizeof msg, "count: %s",
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        lf_redis_fail(op, LF_UNAVAILABLE, msg);
+        return;
+    }
+    int64_t oldest = r->element[1]->len ? (int64_t)strtod(r->element[1]->str, NULL) : 0;
+    k->cb(LF_OK, NULL, (uint64_t)r->element[0]->integer, oldest, k->arg);
+    count_destroy(op);
+}
+
+static const lf_rop_type count_type = {
+    .send = lf_redis_send,
+    .reply = count_reply,
+    .notify = count_notify,
+    .destroy = count_destroy,
+};
+
+static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_cb *cb,
+                        void *arg) {
+    lf_redis *s = (lf_redis *)st;
+    char since_s[32];
+    lf_buf k = LF_BUF_INIT;
+    count_op *c = lf_xcalloc(1, sizeof *c);
+    c->op.type = &count_type;
+    c->op.s = s;
+    c->op.script = LF_SCRIPT_COUNT;
+    c->cb = cb;
+    c->arg = arg;
+    lf_buf_printf(&k, "%scount:%s", s->url.prefix, key);
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "1", k.p, since_s};
+    lf_redis_format(&c->op, 5, argv, NULL);
+    lf_buf_free(&k);
+    lf_redis_send(&c->op);
+}
+
 /* ---- list --------------------------------------------------------------- */
 
 typedef struct list_op {
@@ -713,6 +773,7 @@ static const lf_store_type redis_type = {
     .list = redis_list,
     .audit = redis_audit,
     .find_key = redis_find_key,
+    .count = redis_count,
     .free = redis_free,
 };
 

@@ -57,6 +57,7 @@ typedef enum lf_redis_script {
     LF_SCRIPT_AUDIT_LOG,        /* a page of the global log */
     LF_SCRIPT_AUDIT_REC,        /* a page of one record's entries */
     LF_SCRIPT_FIND_KEY,         /* the entry an idempotency key names */
+    LF_SCRIPT_COUNT,            /* a budget counter since a time */
     LF_SCRIPT__COUNT
 } lf_redis_script;
 

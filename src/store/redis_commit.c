@@ -259,7 +259,9 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[10] = {LF_BUF_INIT};
+    lf_buf k[10] = {LF_BUF_INIT}, cnt[2] = {LF_BUF_INIT, LF_BUF_INIT};
+    char counters[2][LF_COUNTER_KEY];
+    int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     char seq[24], ver[24], nkeys[4];
     size_t extra = 0, first_extra = 0;
     int argc = 0, keys = 3;
@@ -271,8 +273,8 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 14 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 14 + 12 + extra) * sizeof *lens);
+    const char **argv = lf_xmalloc((3 + 16 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 16 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -306,6 +308,12 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[6].p;
             keys = 12;
         }
+        for (int i = 0; i < ncount; i++) {
+            lf_buf_reset(&cnt[i]);
+            lf_buf_printf(&cnt[i], "%scount:%s", s->url.prefix, counters[i]);
+            argv[argc++] = cnt[i].p;
+            keys++;
+        }
         if (r->parent) {
             lf_redis_key_children(s, r->parent, &k[9]);
             argv[argc++] = k[9].p;
@@ -329,8 +337,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    char flags[4] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
-                     r && r->timers && c->mode != MODE_DELETE ? '1' : '0', '\0'};
+    char flags[5] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
+                     r && r->timers && c->mode != MODE_DELETE ? '1' : '0',
+                     (char)('0' + ncount), '\0'};
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
@@ -342,6 +351,8 @@ static void commit_format(commit_op *c) {
     free(argv);
     free(lens);
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
+    lf_buf_free(&cnt[0]);
+    lf_buf_free(&cnt[1]);
 }
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the

@@ -21,8 +21,9 @@
  * must exist and does not change), delete, global (no record).
  * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
- *       12 state+repo(after), then the children of the record's parent,
- *       then last the records with timers of their own
+ *       12 state+repo(after), then the budget counters of a transition
+ *       (ARGV[11]'s 4th character says how many), then the children of
+ *       the record's parent, then last the records with timers of their own
  *       (global passes 1-3, note 1-5; 10-12 only when the record has a
  *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
@@ -66,6 +67,7 @@ static const char commit_lua[] =
     "local repo = ARGV[11]:sub(1, 1) == '1'\n"
     "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 1]\n"
     "local timed, has_timers = KEYS[#KEYS], ARGV[11]:sub(3, 3) == '1'\n"
+    "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
     "  redis.call('HDEL', KEYS[4], 'j')\n"
@@ -99,6 +101,11 @@ static const char commit_lua[] =
     "  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
     "end\n"
     "if kids then redis.call('ZADD', kids, ARGV[8], id) end\n"
+    /* Budget counters keep 31 days: the longest window a budget may have. */
+    "for i = c0, c0 + ncount - 1 do\n"
+    "  redis.call('ZADD', KEYS[i], ARGV[8], ARGV[2])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[8]) - 2678400000000))\n"
+    "end\n"
     "if has_timers then redis.call('ZADD', timed, ARGV[8], id)\n"
     "else redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
@@ -193,8 +200,17 @@ static const char find_key_lua[] =
     "if type(rid) ~= 'string' then return {seq, line} end\n"
     "return {seq, line, redis.call('HMGET', ARGV[2] .. rid .. '}', 'j', 'd')}\n";
 
+/* KEYS 1 a budget counter (zset: entry seq scored by time in us)
+ * ARGV 1 since (us)
+ * Returns {n, earliest score or ''}: the transitions since then. */
+static const char count_lua[] =
+    "local n = redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')\n"
+    "local first = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', "
+    "'LIMIT', 0, 1)\n"
+    "return {n, first[2] or ''}\n";
+
 static const char *const sources[LF_SCRIPT__COUNT] = {
-    commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua,
+    commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua, count_lua,
 };
 
 const char *lf_redis_script_src(lf_redis_script id) { return sources[id]; }

@@ -41,6 +41,11 @@ typedef struct lf_store lf_store;
 typedef void lf_store_cb(lf_code code, const char *err, const lf_record *rec,
                          const lf_entry *e, void *arg);
 
+/* A budget counter's standing: n transitions since the time asked, the
+ * earliest of them at oldest_us (0 if none). */
+typedef void lf_count_cb(lf_code code, const char *err, uint64_t n, int64_t oldest_us,
+                         void *arg);
+
 typedef struct lf_store_type {
     const char *scheme;         /* "memory", "file", ... */
     void (*get)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
@@ -52,6 +57,11 @@ typedef struct lf_store_type {
     /* The entry committed with this idempotency key (cb's e, parsed from
      * the log) and its record as it is now; LF_NOT_FOUND if none. */
     void (*find_key)(lf_store *s, const char *key, lf_store_cb *cb, void *arg);
+    /* A budget counter (lf_counter_key, core/entry.h) from since_us on:
+     * kept by every commit, read in O(log n), shared by every process on
+     * the store. */
+    void (*count)(lf_store *s, const char *key, int64_t since_us, lf_count_cb *cb,
+                  void *arg);
     void (*free)(lf_store *s);
 } lf_store_type;
 
@@ -99,6 +109,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
 #define lf_store_audit(s, id, af, l, cb, a)                                              \
     ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
 #define lf_store_find_key(s, k, cb, a) ((s)->type->find_key((s), (k), (cb), (a)))
+#define lf_store_count(s, k, t, cb, a) ((s)->type->count((s), (k), (t), (cb), (a)))
 #define lf_store_free(s) ((s)->type->free(s))
 
 #endif

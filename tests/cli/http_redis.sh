@@ -138,4 +138,19 @@ run --policies "$P4" --store "$R4" tick --now 2099-01-01T00:00:00Z
 expect_out "redis: the tick fires it" "$j: queued → stale (ok)"
 check "… and the index forgets it" sh -c "! redis-cli -s '$tmp/redis.sock' zrange sched:timed 0 -1 | grep -q '$j'"
 
+# Budgets: the counters live in Redis, so separate processes (two CLIs
+# here, two servers in production) share them.
+cat >"$P4/workflows/ship.lua" <<'LUA'
+return workflow { name = "ship", states = { "new", "merged" }, initial = "new",
+  terminal = { "merged" }, edges = { { "new", "merged" } },
+  budgets = { merged = { { per = "actor", max = 1, within = "1h" } } } }
+LUA
+run --policies "$P4" --store "$R4" create --ref m1 --workflow ship; m1=$out
+run --policies "$P4" --store "$R4" transition "$m1" merged m --actor bot
+expect_rc "redis: the first merge of the hour passes" 0
+run --policies "$P4" --store "$R4" create --ref m2 --workflow ship; m2=$out
+run --policies "$P4" --store "$R4" transition "$m2" merged m --actor bot
+expect_rc "redis: another process sees the budget spent: exit 5" 5
+match_err "… and says when it frees up" '^Denied by policy budget:merged: .* it frees up at [0-9T:.-]+Z$'
+
 done_testing
