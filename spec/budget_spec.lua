@@ -40,6 +40,16 @@ describe("budgets", function()
     local frees = res.error:match("frees up at (%S+)$")
     assert.is_true(math.abs(kit.seconds(frees) - kit.seconds(t0, 3600)) < 0.001)
     kit.assert_allowed(eng:transition(new(), "merged", "m", { actor = "bob" }))
+    -- explain says where a budget stands before it is spent, too
+    local x = assert(eng:explain(new(), { actor = "github:coder-7[bot]" }))
+    local standing
+    for _, b in ipairs(x.budgets) do if b.to == "merged" then standing = b end end
+    assert.same({ to = "merged", per = "principal", who = "alice", max = 2, within_s = 3600,
+                  used = 2, frees_up = frees }, standing)
+    x = assert(eng:explain(new(), { actor = "carol" }))
+    for _, b in ipairs(x.budgets) do if b.to == "merged" then standing = b end end
+    assert.same({ to = "merged", per = "principal", who = "carol", max = 2, within_s = 3600,
+                  used = 0 }, standing)
   end)
 
   it("caps an actor's CI runs a day, shown by explain", function()

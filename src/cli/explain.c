@@ -51,6 +51,15 @@ static void print_text(const char *text) {
     if (cJSON_IsObject(t))
         printf("  timer: \u2192 %s (%s) due %s\n", S(t, "to"), S(t, "trigger"),
                S(t, "due"));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(j, "budgets")) {
+        printf("  budget: %s %s into %s: %.0f of %.0f within %.0fs", S(x, "per"),
+               S(x, "who"), S(x, "to"),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "used")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "max")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "within_s")));
+        if (S(x, "frees_up")) printf(", frees up at %s", S(x, "frees_up"));
+        putchar('\n');
+    }
     cJSON_Delete(j);
 }
 

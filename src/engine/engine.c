@@ -593,6 +593,10 @@ bool lf_engine_can_sign(const lf_engine *e) { return lf_evidence_can_sign(e->ev)
 
 bool lf_engine_settled(const lf_engine *e) { return e->busy == 0; }
 
+lf_store *lf_engine_store(lf_engine *e) { return e->store; }
+
+const lf_rules *lf_engine_rules(lf_engine *e) { return e->gen->rules; }
+
 void lf_engine_busy(lf_engine *e, int delta) { e->busy += (size_t)(ptrdiff_t)delta; }
 
 void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg) {

@@ -22,6 +22,9 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due, 
 void lf_engine_schedule(lf_engine *e, const char *id, const char *state, int64_t after_us,
                         const char *to, const char *trigger, const char *metadata,
                         const char *actor, lf_result_cb *cb, void *arg);
+/* The store and the current policy set (explain reads budget counters). */
+lf_store *lf_engine_store(lf_engine *e);
+const lf_rules *lf_engine_rules(lf_engine *e);
 /* Counts work in flight that lf_engine_settled waits for. */
 void lf_engine_busy(lf_engine *e, int delta);
 /* True when no transition is in flight, follow-ups and the engine's own

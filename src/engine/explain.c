@@ -29,9 +29,17 @@ typedef struct explain_ctx {
     lf_buf out;                 /* the reply, built as the dry runs answer */
     lf_jw edges;
     lf_jw top;
+    /* Then the standing of the budgets of the states it may go to. */
+    lf_budget_def *budgets;
+    int nbudgets, bi;
+    char **bstate;
+    lf_jw blist;
 } explain_ctx;
 
 static void ctx_free(explain_ctx *x) {
+    for (int i = 0; i < x->nbudgets; i++) free(x->bstate[i]);
+    free(x->bstate);
+    free(x->budgets);
     for (size_t i = 0; i < x->ntargets; i++) free(x->targets[i]);
     free(x->targets);
     free(x->id);
@@ -59,6 +67,55 @@ static void judged(const lf_result *r, void *arg) {
     ask_next(x);
 }
 
+/* Who a budget counts for this actor: itself, or the person behind it. */
+static const char *budget_who(explain_ctx *x, char per) {
+    lf_identity id;
+    if (per == 'a') return x->actor;
+    lf_rules_identity(lf_engine_rules(x->e), x->actor, &id);
+    return id.principal ? id.principal : id.person ? id.person : x->actor;
+}
+
+static void standing_next(explain_ctx *x);
+
+static void counted(lf_code code, const char *err, uint64_t n, int64_t oldest,
+                    void *arg) {
+    explain_ctx *x = arg;
+    const lf_budget_def *b = &x->budgets[x->bi];
+    (void)err;
+    lf_buf *o = &x->out;
+    lf_jw_next(&x->blist);
+    lf_jw j = lf_jw_open(o, '{');
+    lf_jw_str(&j, "to", x->bstate[x->bi]);
+    lf_jw_str(&j, "per", b->per == 'a' ? "actor" : "principal");
+    lf_jw_str(&j, "who", budget_who(x, b->per));
+    lf_jw_int(&j, "max", b->max);
+    lf_jw_int(&j, "within_s", b->within_us / 1000000);
+    if (code == LF_OK) {
+        char ts[LF_TS_LEN + 1];
+        lf_jw_int(&j, "used", (int64_t)n);
+        if (n >= (uint64_t)b->max) lf_ts_format(oldest + b->within_us, ts);
+        lf_jw_str(&j, "frees_up", n >= (uint64_t)b->max ? ts : NULL);
+    } else lf_jw_str(&j, "error", lf_code_name(code));
+    lf_jw_close(&j, '}');
+    x->bi++;
+    standing_next(x);
+}
+
+static void standing_next(explain_ctx *x) {
+    if (x->bi < x->nbudgets) {
+        char key[LF_COUNTER_KEY];
+        const lf_budget_def *b = &x->budgets[x->bi];
+        lf_counter_key(x->bstate[x->bi], b->per, budget_who(x, b->per), key);
+        lf_store_count(lf_engine_store(x->e), key, lf_now_us() - b->within_us, counted,
+                       x);
+        return;
+    }
+    lf_jw_close(&x->blist, ']');
+    lf_jw_close(&x->top, '}');
+    x->cb(LF_OK, NULL, x->out.p, x->arg);
+    ctx_free(x);
+}
+
 static void ask_next(explain_ctx *x) {
     if (x->next < x->ntargets) {
         lf_transition_req req = {.id = x->id,
@@ -71,9 +128,9 @@ static void ask_next(explain_ctx *x) {
         return;
     }
     lf_jw_close(&x->edges, ']');
-    lf_jw_close(&x->top, '}');
-    x->cb(LF_OK, NULL, x->out.p, x->arg);
-    ctx_free(x);
+    lf_jw_key(&x->top, "budgets");
+    x->blist = lf_jw_open(&x->out, '[');
+    standing_next(x);
 }
 
 static void str_list(lf_buf *b, lf_jw *o, const char *key, char **v, int n) {
@@ -139,6 +196,19 @@ static void loaded(const lf_result *r, void *arg) {
         if (ed->from != s || ed->engine) continue;
         x->targets = lf_xrealloc(x->targets, (x->ntargets + 1) * sizeof *x->targets);
         x->targets[x->ntargets++] = lf_xstrdup(wf->states[ed->to]);
+    }
+    /* The budgets of the states it may go to, copied: the policy set may
+     * be reloaded while the counts are read. */
+    for (int i = 0; i < wf->nbudgets; i++) {
+        const lf_budget_def *bd = &wf->budgets[i];
+        if (!lf_workflow_has_edge(wf, s, bd->state) ||
+            lf_workflow_engine_edge(wf, s, bd->state))
+            continue;
+        x->budgets =
+            lf_xrealloc(x->budgets, (size_t)(x->nbudgets + 1) * sizeof *x->budgets);
+        x->bstate = lf_xrealloc(x->bstate, (size_t)(x->nbudgets + 1) * sizeof *x->bstate);
+        x->budgets[x->nbudgets] = *bd;
+        x->bstate[x->nbudgets++] = lf_xstrdup(wf->states[bd->state]);
     }
     ask_next(x);
 }

@@ -23,6 +23,11 @@ expect_match "… saying whose budget, and when it frees up (the 1st merge + 1h)
     "^Denied by policy budget:merged: budget spent: actor bot made 2 transitions to merged within 3600s \\(at most 2\\); it frees up at $(date -u -d "${first%.*}Z + 1 hour" +%Y-%m-%dT%H:%M:%S)\\."
 lf transition "$id" merged m --actor other
 expect_rc "… another actor's budget is their own" 0
+lf create --ref b4 --workflow ship; b4=$out
+lf explain "$b4" --actor bot
+match_out "explain shows where the budget stands, and when it frees up" \
+    '^  budget: actor bot into merged: 2 of 2 within 3600s, frees up at [0-9T:.-]+Z$'
+match_out "… and the way out it blocks" '^      budget:merged: budget spent: actor bot made 2'
 lf explain "$id"
 match_out "explain of a merged record: no way out" "no way out"
 done_testing
