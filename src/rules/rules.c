@@ -316,57 +316,6 @@ static void get_edges(wf_ctx *w) {
     lua_pop(L, 1);
 }
 
-/* timers = { STATE = { { "48h", to = STATE, trigger = "..." }, ... } }:
- * each moves a record that stayed that long along an edge it has. */
-static void get_timers(wf_ctx *w) {
-    lua_State *L = w->L;
-    int ty = rawfield(w, "timers"), map = lua_gettop(L);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(
-            w, "timers must map states to lists of { \"48h\", to = ..., trigger = ... }");
-    else if (ty == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            int list = lua_gettop(L);
-            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            int state = lf_workflow_state(w->wf, sn);
-            if (state < 0) wf_problem(w, "timers: unknown state '%s'", sn);
-            else if (lua_type(L, list) != LUA_TTABLE)
-                wf_problem(w, "timers.%s must be a list of timers", sn);
-            else {
-                lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-                for (lua_Integer i = 1; i <= n; i++) {
-                    lua_rawgeti(L, list, i);
-                    int t = lua_gettop(L);
-                    const char *after = NULL, *to = NULL, *trig = NULL;
-                    if (lua_type(L, t) == LUA_TTABLE) {
-                        if (lua_rawgeti(L, t, 1) == LUA_TSTRING)
-                            after = lua_tostring(L, -1);
-                        lua_pushstring(L, "to");
-                        if (lua_rawget(L, t) == LUA_TSTRING) to = lua_tostring(L, -1);
-                        lua_pushstring(L, "trigger");
-                        if (lua_rawget(L, t) == LUA_TSTRING) trig = lua_tostring(L, -1);
-                    }
-                    int64_t us = after ? lf_duration_parse(after) : -1;
-                    int ti = to ? lf_workflow_state(w->wf, to) : -1;
-                    if (us <= 0 || ti < 0 || !trig)
-                        wf_problem(
-                            w,
-                            "timers.%s[%lld] must be { \"DURATION\" (like 30m, 48h), "
-                            "to = STATE, trigger = \"...\" }",
-                            sn, (long long)i);
-                    else if (lf_workflow_add_timer(w->wf, state, ti, us, trig) < 0)
-                        wf_problem(w, "timers.%s[%lld]: no edge %s -> %s for it to take",
-                                   sn, (long long)i, sn, to);
-                    lua_settop(L, list);
-                }
-            }
-            lua_settop(L, list - 1);
-        }
-    }
-    lua_pop(L, 1);
-}
-
 /* A field of the table at t: a string (or NULL), a number (or dflt). */
 static const char *tstr(lua_State *L, int t, const char *k) {
     lua_pushstring(L, k);
@@ -382,158 +331,185 @@ static double tnum(lua_State *L, int t, const char *k, double dflt) {
     return v;
 }
 
-/* retries = { STATE = { to = STATE, trigger = "...", max = 3,
- *   backoff = { initial = "1s", factor = 2, max = "1h" }, escalate_to = STATE } } */
-static void get_retries(wf_ctx *w) {
+/* The workflow fields that map states to settings (timers, retries, roles,
+ * children, budgets) share their walk: fn(w, name, state, idx) for each
+ * STATE = value, the value at stack index idx (the stack is restored after
+ * each). A field of the wrong type is reported as "FIELD must map states
+ * to SHAPE", a name that is no state as "FIELD: unknown state". Returns
+ * whether the field is there. */
+typedef void state_fn(wf_ctx *w, const char *name, int state, int idx);
+
+static bool each_state(wf_ctx *w, const char *field, const char *shape, state_fn *fn) {
     lua_State *L = w->L;
-    int ty = rawfield(w, "retries"), map = lua_gettop(L);
+    int ty = rawfield(w, field), map = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w, "retries must map states to retries");
+        wf_problem(w, "%s must map states to %s", field, shape);
     else if (ty == LUA_TTABLE) {
         lua_pushnil(L);
         while (lua_next(L, map)) {
-            int t = lua_gettop(L);
+            int v = lua_gettop(L);
             const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            lf_retry_def r = {
-                .state = lf_workflow_state(w->wf, sn), .max = -1, .factor = 2};
-            const char *to = NULL, *esc = NULL, *ini = NULL, *mx = NULL;
-            if (lua_type(L, t) == LUA_TTABLE) {
-                to = tstr(L, t, "to");
-                esc = tstr(L, t, "escalate_to");
-                r.trigger = (char *)tstr(L, t, "trigger");
-                r.max = (int)tnum(L, t, "max", -1);
-                lua_pushstring(L, "backoff");
-                if (lua_rawget(L, t) == LUA_TTABLE) {
-                    int b = lua_gettop(L);
-                    ini = tstr(L, b, "initial");
-                    mx = tstr(L, b, "max");
-                    r.factor = tnum(L, b, "factor", 2);
-                    r.jitter = tnum(L, b, "jitter", 0);
-                }
-                lua_settop(L, t);
-            }
-            r.to = to ? lf_workflow_state(w->wf, to) : -1;
-            r.escalate = esc ? lf_workflow_state(w->wf, esc) : -1;
-            r.initial_us = ini ? lf_duration_parse(ini) : 0;
-            r.max_us = mx ? lf_duration_parse(mx) : 0;
-            if (r.state < 0) wf_problem(w, "retries: unknown state '%s'", sn);
-            else if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 ||
-                     r.initial_us < 0 || (ini && !r.initial_us) || r.max_us < 0 ||
-                     r.factor < 1 || r.jitter < 0 || r.jitter > 1)
-                wf_problem(
-                    w,
-                    "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
-                    "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
-                    "(optional), escalate_to = STATE }",
-                    sn);
-            else if (lf_workflow_add_retry(w->wf, &r) < 0)
-                wf_problem(w,
-                           "retries.%s: the workflow needs the edge %s -> %s, and "
-                           "escalate_to another state",
-                           sn, sn, to);
-            lua_settop(L, t - 1);
+            int state = lf_workflow_state(w->wf, sn);
+            if (state < 0) wf_problem(w, "%s: unknown state '%s'", field, sn);
+            else fn(w, sn, state, v);
+            lua_settop(L, v - 1);
         }
     }
     lua_pop(L, 1);
+    return ty == LUA_TTABLE;
 }
+
+/* timers = { STATE = { { "48h", to = STATE, trigger = "..." }, ... } }:
+ * each moves a record that stayed that long along an edge it has. */
+static void timers_of(wf_ctx *w, const char *sn, int state, int list) {
+    lua_State *L = w->L;
+    if (lua_type(L, list) != LUA_TTABLE) {
+        wf_problem(w, "timers.%s must be a list of timers", sn);
+        return;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        int t = lua_gettop(L);
+        const char *after = NULL, *to = NULL, *trig = NULL;
+        if (lua_type(L, t) == LUA_TTABLE) {
+            if (lua_rawgeti(L, t, 1) == LUA_TSTRING) after = lua_tostring(L, -1);
+            to = tstr(L, t, "to");
+            trig = tstr(L, t, "trigger");
+        }
+        int64_t us = after ? lf_duration_parse(after) : -1;
+        int ti = to ? lf_workflow_state(w->wf, to) : -1;
+        if (us <= 0 || ti < 0 || !trig)
+            wf_problem(w,
+                       "timers.%s[%lld] must be { \"DURATION\" (like 30m, 48h), "
+                       "to = STATE, trigger = \"...\" }",
+                       sn, (long long)i);
+        else if (lf_workflow_add_timer(w->wf, state, ti, us, trig) < 0)
+            wf_problem(w, "timers.%s[%lld]: no edge %s -> %s for it to take", sn,
+                       (long long)i, sn, to);
+        lua_settop(L, list);
+    }
+}
+
+static void get_timers(wf_ctx *w) {
+    each_state(w, "timers", "lists of { \"48h\", to = ..., trigger = ... }", timers_of);
+}
+
+
+/* retries = { STATE = { to = STATE, trigger = "...", max = 3,
+ *   backoff = { initial = "1s", factor = 2, max = "1h", jitter = 0.1 },
+ *   escalate_to = STATE } } */
+static void retries_of(wf_ctx *w, const char *sn, int state, int t) {
+    lua_State *L = w->L;
+    lf_retry_def r = {.state = state, .max = -1, .factor = 2};
+    const char *to = NULL, *esc = NULL, *ini = NULL, *mx = NULL;
+    if (lua_type(L, t) == LUA_TTABLE) {
+        to = tstr(L, t, "to");
+        esc = tstr(L, t, "escalate_to");
+        r.trigger = (char *)tstr(L, t, "trigger");
+        r.max = (int)tnum(L, t, "max", -1);
+        lua_pushstring(L, "backoff");
+        if (lua_rawget(L, t) == LUA_TTABLE) {
+            int b = lua_gettop(L);
+            ini = tstr(L, b, "initial");
+            mx = tstr(L, b, "max");
+            r.factor = tnum(L, b, "factor", 2);
+            r.jitter = tnum(L, b, "jitter", 0);
+        }
+        lua_settop(L, t);
+    }
+    r.to = to ? lf_workflow_state(w->wf, to) : -1;
+    r.escalate = esc ? lf_workflow_state(w->wf, esc) : -1;
+    r.initial_us = ini ? lf_duration_parse(ini) : 0;
+    r.max_us = mx ? lf_duration_parse(mx) : 0;
+    if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 || r.initial_us < 0 ||
+        (ini && !r.initial_us) || r.max_us < 0 || r.factor < 1 || r.jitter < 0 ||
+        r.jitter > 1)
+        wf_problem(
+            w,
+            "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
+            "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
+            "(optional), escalate_to = STATE }",
+            sn);
+    else if (lf_workflow_add_retry(w->wf, &r) < 0)
+        wf_problem(w,
+                   "retries.%s: the workflow needs the edge %s -> %s, and "
+                   "escalate_to another state",
+                   sn, sn, to);
+}
+
+static void get_retries(wf_ctx *w) { each_state(w, "retries", "retries", retries_of); }
 
 /* roles = { STATE = { leave = { "maintainer" }, enter = { ... } } }: who
  * may move a record out of or into a state (an actor needs one of them). */
-static void get_roles(wf_ctx *w) {
+static void roles_of(wf_ctx *w, const char *sn, int state, int t) {
     lua_State *L = w->L;
-    int ty = rawfield(w, "roles"), map = lua_gettop(L);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w,
-                   "roles must map states to { leave = { ROLE, ... }, enter = { ... } }");
-    else if (ty == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            int t = lua_gettop(L);
-            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            int state = lf_workflow_state(w->wf, sn);
-            bool ok = state >= 0 && lua_type(L, t) == LUA_TTABLE;
-            for (int side = 0; ok && side < 2; side++) {
-                lua_pushstring(L, side ? "enter" : "leave");
-                int lt = lua_rawget(L, t), list = lua_gettop(L);
-                if (lt == LUA_TTABLE) {
-                    lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-                    ok = n > 0;
-                    for (lua_Integer i = 1; ok && i <= n; i++) {
-                        ok = lua_rawgeti(L, list, i) == LUA_TSTRING &&
-                             lf_workflow_add_gate(w->wf, state, side,
-                                                  lua_tostring(L, -1)) == 0;
-                        lua_pop(L, 1);
-                    }
-                } else ok = lt == LUA_TNIL;
-                lua_settop(L, t);
-            }
-            lua_pushnil(L);
-            while (ok && lua_next(L, t)) {
-                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-                ok = strcmp(k, "leave") == 0 || strcmp(k, "enter") == 0;
+    bool ok = lua_type(L, t) == LUA_TTABLE;
+    for (int side = 0; ok && side < 2; side++) {
+        lua_pushstring(L, side ? "enter" : "leave");
+        int lt = lua_rawget(L, t), list = lua_gettop(L);
+        if (lt == LUA_TTABLE) {
+            lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+            ok = n > 0;
+            for (lua_Integer i = 1; ok && i <= n; i++) {
+                ok = lua_rawgeti(L, list, i) == LUA_TSTRING &&
+                     lf_workflow_add_gate(w->wf, state, side, lua_tostring(L, -1)) == 0;
                 lua_pop(L, 1);
             }
-            lua_settop(L, t);
-            if (state < 0) wf_problem(w, "roles: unknown state '%s'", sn);
-            else if (!ok)
-                wf_problem(
-                    w,
-                    "roles.%s must be { leave = { ROLE, ... }, enter = { ROLE, ... } } "
-                    "with non-empty role names",
-                    sn);
-            lua_settop(L, t - 1);
-        }
+        } else ok = lt == LUA_TNIL;
+        lua_settop(L, t);
     }
-    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (ok && lua_next(L, t)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        ok = strcmp(k, "leave") == 0 || strcmp(k, "enter") == 0;
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        wf_problem(w,
+                   "roles.%s must be { leave = { ROLE, ... }, enter = { ROLE, ... } } "
+                   "with non-empty role names",
+                   sn);
+}
+
+static void get_roles(wf_ctx *w) {
+    each_state(w, "roles", "{ leave = { ROLE, ... }, enter = { ... } }", roles_of);
 }
 
 /* budgets = { STATE = { { per = "principal"|"actor", max = N, within = "1h" }, ... } } */
-static void get_budgets(wf_ctx *w) {
+static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
     lua_State *L = w->L;
-    int ty = rawfield(w, "budgets"), map = lua_gettop(L);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w, "budgets must map states to lists");
-    else if (ty == LUA_TTABLE) {
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            int list = lua_gettop(L);
-            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            int state = lf_workflow_state(w->wf, sn);
-            bool ok =
-                state >= 0 && lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0;
-            for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, list); i++) {
-                ok = lua_rawgeti(L, list, i) == LUA_TTABLE;
-                int b = lua_gettop(L);
-                const char *per = ok ? tstr(L, b, "per") : NULL,
-                           *within = ok ? tstr(L, b, "within") : NULL;
-                double max = ok ? tnum(L, b, "max", -1) : -1;
-                int64_t us = within ? lf_duration_parse(within) : -1;
-                ok = ok && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
-                     max >= 1 && max == (double)(int)max && us > 0 &&
-                     us <= (int64_t)31 * 86400 * 1000000;
-                if (ok) {
-                    w->wf->budgets =
-                        lf_xrealloc(w->wf->budgets, (size_t)(w->wf->nbudgets + 1) *
-                                                        sizeof *w->wf->budgets);
-                    w->wf->budgets[w->wf->nbudgets++] =
-                        (lf_budget_def){.state = state,
-                                        .max = (int)max,
-                                        .per = per[0] == 'a' ? 'a' : 'p',
-                                        .within_us = us};
-                }
-                lua_settop(L, list);
-            }
-            if (!ok)
-                wf_problem(
-                    w,
-                    "budgets.%s must be a list of { per = \"principal\"|\"actor\", "
-                    "max = N, within = \"1h\" } (at most 31d)",
-                    sn);
-            lua_settop(L, list - 1);
+    bool ok = lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0;
+    for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, list); i++) {
+        ok = lua_rawgeti(L, list, i) == LUA_TTABLE;
+        int b = lua_gettop(L);
+        const char *per = ok ? tstr(L, b, "per") : NULL,
+                   *within = ok ? tstr(L, b, "within") : NULL;
+        double max = ok ? tnum(L, b, "max", -1) : -1;
+        int64_t us = within ? lf_duration_parse(within) : -1;
+        ok = ok && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
+             max >= 1 && max == (double)(int)max && us > 0 &&
+             us <= (int64_t)31 * 86400 * 1000000;
+        if (ok) {
+            lf_workflow *wf = w->wf;
+            wf->budgets = lf_xrealloc(wf->budgets,
+                                      (size_t)(wf->nbudgets + 1) * sizeof *wf->budgets);
+            wf->budgets[wf->nbudgets++] =
+                (lf_budget_def){.state = state,
+                                .max = (int)max,
+                                .per = per[0] == 'a' ? 'a' : 'p',
+                                .within_us = us};
         }
+        lua_settop(L, list);
     }
-    lua_pop(L, 1);
+    if (!ok)
+        wf_problem(w,
+                   "budgets.%s must be a list of { per = \"principal\"|\"actor\", "
+                   "max = N, within = \"1h\" } (at most 31d)",
+                   sn);
 }
+
+static void get_budgets(wf_ctx *w) { each_state(w, "budgets", "lists", budgets_of); }
 
 /* override = { co_signer = true, review = "24h", escalate_to = STATE }:
  * what break-glass needs here. Read after `terminal`, whose states get no
@@ -575,45 +551,34 @@ static void get_override(wf_ctx *w) {
  * when every child is in one of the listed states (the children may run
  * another workflow: the names are theirs). Declaring it, even empty,
  * also gives guards t.record.children. */
-static void get_children(wf_ctx *w) {
+static void children_of(wf_ctx *w, const char *sn, int state, int t) {
     lua_State *L = w->L;
-    int ty = rawfield(w, "children"), map = lua_gettop(L);
-    if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        wf_problem(w, "children must map states to lists of the children's states");
-    else if (ty == LUA_TTABLE) {
-        w->wf->children = true;
-        lua_pushnil(L);
-        while (lua_next(L, map)) {
-            int t = lua_gettop(L);
-            const char *sn = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            int state = lf_workflow_state(w->wf, sn);
-            bool ok = lua_type(L, t) == LUA_TTABLE && lua_rawlen(L, t) > 0;
-            for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, t); i++) {
-                ok = lua_rawgeti(L, t, i) == LUA_TSTRING && state >= 0 &&
-                     lf_workflow_add_kids_gate(w->wf, state, lua_tostring(L, -1)) == 0;
-                lua_pop(L, 1);
-            }
-            /* auto = true: the engine moves the record there by itself. */
-            lua_pushnil(L);
-            while (ok && lua_next(L, t)) {
-                if (lua_type(L, -2) == LUA_TSTRING) {
-                    ok = strcmp(lua_tostring(L, -2), "auto") == 0 &&
-                         lua_type(L, -1) == LUA_TBOOLEAN;
-                    if (ok) w->wf->gates[state].kids_auto = lua_toboolean(L, -1);
-                }
-                lua_pop(L, 1);
-            }
-            lua_settop(L, t);
-            if (state < 0) wf_problem(w, "children: unknown state '%s'", sn);
-            else if (!ok)
-                wf_problem(w,
-                           "children.%s must be a list of the children's states "
-                           "(and optionally auto = true)",
-                           sn);
-            lua_settop(L, t - 1);
-        }
+    bool ok = lua_type(L, t) == LUA_TTABLE && lua_rawlen(L, t) > 0;
+    for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, t); i++) {
+        ok = lua_rawgeti(L, t, i) == LUA_TSTRING &&
+             lf_workflow_add_kids_gate(w->wf, state, lua_tostring(L, -1)) == 0;
+        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    /* auto = true: the engine moves the record there by itself. */
+    lua_pushnil(L);
+    while (ok && lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            ok = strcmp(lua_tostring(L, -2), "auto") == 0 &&
+                 lua_type(L, -1) == LUA_TBOOLEAN;
+            if (ok) w->wf->gates[state].kids_auto = lua_toboolean(L, -1);
+        }
+        lua_pop(L, 1);
+    }
+    if (!ok)
+        wf_problem(w,
+                   "children.%s must be a list of the children's states "
+                   "(and optionally auto = true)",
+                   sn);
+}
+
+static void get_children(wf_ctx *w) {
+    w->wf->children =
+        each_state(w, "children", "lists of the children's states", children_of);
 }
 
 /* Adds an edge the stages need (an existing one is fine). */
