@@ -145,6 +145,12 @@ typedef struct lf_create_req {
     const char *idempotency_key;    /* a repeat returns the first result */
     const char *parent;         /* the id of the record this one belongs to
                                    (it must exist), NULL = none */
+    const char *principal;      /* a credential's word on the human behind
+                                   the actor, NULL = as config.lua's
+                                   identities say (open_records) */
+    bool observed;              /* a fact (a webhook: the PR was opened):
+                                   never refused by open_records, only
+                                   counted */
 } lf_create_req;
 
 typedef struct lf_transition_req {

@@ -77,6 +77,10 @@
 --             budget frees up):
 --               budgets = { merged = { { per = "principal", max = 10,
 --                                        within = "1h" } } }
+--   open_records  how many records of the workflow one actor, or the
+--             person behind it, may hold open at once (optional; a create
+--             past it is refused with exit 5):
+--               open_records = { per = "principal", max = 5 }
 --   children  what a record's children (records created with --parent ID)
 --             must be in before it enters a state (optional); auto = true
 --             moves it there by itself once they are:

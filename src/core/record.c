@@ -50,6 +50,27 @@ static bool same(const char *a, const char *b) {
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+void lf_open_key(const char *workflow, char who, const char *name, char out[LF_COUNTER_KEY]) {
+    snprintf(out, LF_COUNTER_KEY, "open:%zu:%s:%c:%s", strlen(workflow), workflow, who, name);
+}
+
+int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]) {
+    const char *v;
+    size_t n;
+    lf_buf a = LF_BUF_INIT, p = LF_BUF_INIT;
+    int k = 0;
+    if (r->owner && lf_json_get(r->owner, strlen(r->owner), "actor", &v, &n) &&
+        lf_json_string(v, n, &a) && lf_json_get(r->owner, strlen(r->owner), "behind", &v, &n) &&
+        lf_json_string(v, n, &p)) {
+        lf_open_key(r->workflow, 'a', lf_buf_str(&a), keys[0]);
+        lf_open_key(r->workflow, 'p', lf_buf_str(&p), keys[1]);
+        k = 2;
+    }
+    lf_buf_free(&a);
+    lf_buf_free(&p);
+    return k;
+}
+
 size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
     size_t n = 0;
     for (size_t i = 0; i < r->nhist; i++)
@@ -72,6 +93,7 @@ void lf_record_free(lf_record *r) {
     free(r->metadata);
     free(r->forge);
     free(r->parent);
+    free(r->owner);
     free(r->timers);
     for (size_t i = 0; i < r->naliases; i++) free(r->aliases[i]);
     free(r->aliases);
@@ -101,6 +123,7 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->metadata = xstrdup(s->metadata);
     r->forge = xstrdup(s->forge);
     r->parent = xstrdup(s->parent);
+    r->owner = xstrdup(s->owner);
     r->timers = xstrdup(s->timers);
     r->aliases = NULL;
     r->naliases = 0;
@@ -167,9 +190,10 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "metadata");
     const cJSON *wf = cJSON_GetObjectItemCaseSensitive(o, "workflow");
     const cJSON *parent = cJSON_GetObjectItemCaseSensitive(o, "parent");
+    const cJSON *owner = cJSON_GetObjectItemCaseSensitive(o, "owner");
     int64_t n = 0;
     if (!cJSON_IsObject(o) || !cJSON_IsString(ref) || !cJSON_IsString(wf) ||
-        (parent && !cJSON_IsString(parent)) ||
+        (parent && !cJSON_IsString(parent)) || (owner && !cJSON_IsObject(owner)) ||
         (num && !cJSON_IsNull(num) && get_int(num, &n)) ||
         (repo && !cJSON_IsNull(repo) && !cJSON_IsString(repo)) ||
         (am && !cJSON_IsBool(am)) || (labels && !cJSON_IsObject(labels)) ||
@@ -192,6 +216,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     r->metadata = member_text(e->record, "metadata", "{}");
     r->workflow = lf_xstrdup(wf->valuestring);
     r->parent = parent ? lf_xstrdup(parent->valuestring) : NULL;
+    r->owner = owner ? member_text(e->record, "owner", "{}") : NULL;
     memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     r->version = 1;
@@ -403,6 +428,7 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     lf_jw_close(&al, ']');
     if (r->forge) lf_jw_raw(&o, "forge", r->forge, "{}");
     if (r->parent) lf_jw_str(&o, "parent", r->parent);
+    if (r->owner) lf_jw_raw(&o, "owner", r->owner, "{}");
     if (r->timers) lf_jw_raw(&o, "timers", r->timers, "[]");
     if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
@@ -519,6 +545,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
     r->metadata = member_text(t, "metadata", "{}");
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "forge")))
         r->forge = member_text(t, "forge", "{}");
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "owner")))
+        r->owner = member_text(t, "owner", "{}");
     if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "timers")) > 0)
         r->timers = member_text(t, "timers", "[]");
     free(t);

@@ -53,6 +53,9 @@ typedef struct lf_record {
     size_t naliases;
     char *forge;                    /* what GitHub told it (core/forge.h):
                                        JSON object text, NULL = nothing */
+    char *owner;                    /* who opened it, for an open-records
+                                       budget: {"actor","behind"} (JSON),
+                                       NULL when its workflow has none */
     char *timers;                   /* its own timers (a hook's schedule{},
                                        an override's review): JSON array of
                                        {due, state, to, trigger, kind, by},
@@ -64,6 +67,12 @@ typedef struct lf_record {
 } lf_record;
 
 void lf_record_free(lf_record *r);
+/* The open-records counters (workflow `open_records`) a record with an
+ * owner belongs to while it is not closed: "open:<len>:<workflow>:a:<actor>"
+ * and "open:<len>:<workflow>:p:<behind>". Returns how many (0 without an
+ * owner). */
+int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]);
+void lf_open_key(const char *workflow, char who, const char *name, char out[LF_COUNTER_KEY]);
 /* History entries from -> to (NULL matches any state). */
 size_t lf_record_count(const lf_record *r, const char *from, const char *to);
 lf_record *lf_record_dup(const lf_record *r);

@@ -82,6 +82,11 @@ typedef struct lf_workflow {
     bool override_co_signer;
     int64_t override_review_us; /* 0 = no review timer */
     int override_escalate;      /* state id, -1 = none */
+    /* open_records = { per, max }: at most `open_max` records of this
+     * workflow open (not closed) at once per actor ('a') or per person
+     * behind them ('p'); 0 = no limit. */
+    int open_max;
+    char open_per;
     bool children;          /* declared `children`: the engine loads a
                                record's children by state for its gates
                                and guards */

@@ -636,6 +636,21 @@ void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *
     lf_attest(e->store, lf_evidence_key(e->ev), id, cb, arg);
 }
 
+/* The name a budget counts a request under: the actor ('a'), or the
+ * person behind it ('p': a credential's principal, else the identity
+ * map's principal or person, else the actor itself) -- as
+ * lf_entry_counters counts them. */
+static const char *counted_as(lf_rules *rules, const char *actor, const char *principal,
+                              char per) {
+    lf_identity id;
+    if (per == 'a') return actor;
+    lf_rules_identity(rules, actor, &id);
+    return principal     ? principal
+           : id.principal ? id.principal
+           : id.person    ? id.person
+                          : actor;
+}
+
 /* ---- create ------------------------------------------------------------- */
 
 typedef struct create_ctx {
@@ -651,11 +666,18 @@ typedef struct create_ctx {
     bool looked_up;             /* the key was looked up after a race */
     char *parent;               /* must exist before the child is created */
     bool parent_seen;
+    /* The workflow's open_records: its owner's count, then the create. */
+    int open_max;               /* 0 = none */
+    bool open_counted;
+    const char *workflow;       /* owned by g */
+    char open_key[LF_COUNTER_KEY];
+    char *open_who;             /* "principal alice" */
 } create_ctx;
 
 static void create_ctx_free(create_ctx *c) {
     gen_drop(c->g);
     free(c->parent);
+    free(c->open_who);
     free(c->record);
     free(c->hist);
     free(c->actor);
@@ -723,6 +745,28 @@ static void parent_found(lf_code code, const char *err, const lf_record *rec,
     create_ctx_free(c);
 }
 
+static void open_counted(lf_code code, const char *err, uint64_t n, int64_t oldest,
+                         void *arg) {
+    create_ctx *c = arg;
+    (void)oldest;
+    if (code == LF_OK && n < (uint64_t)c->open_max) {
+        c->open_counted = true;
+        create_commit(c);
+        return;
+    }
+    if (code == LF_OK) {
+        lf_buf b = LF_BUF_INIT;
+        lf_buf_printf(&b,
+                      "Denied by policy open_records:%s: %s has %llu open records in "
+                      "workflow %s (at most %d); it frees up when one of them is closed",
+                      c->workflow, c->open_who,
+                      (unsigned long long)n, c->workflow, c->open_max);
+        fail(c->cb, c->arg, LF_DENIED, lf_buf_str(&b));
+        lf_buf_free(&b);
+    } else fail(c->cb, c->arg, code, err);
+    create_ctx_free(c);
+}
+
 static void create_commit(create_ctx *c) {
     if (c->eng->closing) {
         fail(c->cb, c->arg, LF_UNAVAILABLE, CLOSING_MSG);
@@ -731,6 +775,10 @@ static void create_commit(create_ctx *c) {
     }
     if (c->parent && !c->parent_seen) {
         lf_store_get(c->eng->store, c->parent, parent_found, c);
+        return;
+    }
+    if (c->open_max && !c->open_counted) {
+        lf_store_count(c->eng->store, c->open_key, INT64_MIN, open_counted, c);
         return;
     }
     lf_entry en = {0};
@@ -752,7 +800,8 @@ static void create_commit(create_ctx *c) {
 /* The initial fields a created entry carries (the fold rebuilds the
  * record from them), and LoopForge's first history metadata. */
 static void initial_fields(const lf_create_req *req, const char *labels, const char *meta,
-                           const char *workflow, lf_buf *rec, lf_buf *hist) {
+                           const char *workflow, const char *const owner[2], lf_buf *rec,
+                           lf_buf *hist) {
     lf_jw o = lf_jw_open(rec, '{');
     lf_jw_str(&o, "ref", req->ref);
     if (req->has_ref_number) lf_jw_int(&o, "ref_number", req->ref_number);
@@ -763,6 +812,13 @@ static void initial_fields(const lf_create_req *req, const char *labels, const c
     lf_jw_raw(&o, "metadata", meta, "{}");
     lf_jw_str(&o, "workflow", workflow);
     if (req->parent) lf_jw_str(&o, "parent", req->parent);
+    if (owner[0]) {
+        lf_jw_key(&o, "owner");
+        lf_jw w = lf_jw_open(rec, '{');
+        lf_jw_str(&w, "actor", owner[0]);
+        lf_jw_str(&w, "behind", owner[1]);
+        lf_jw_close(&w, '}');
+    }
     lf_jw_close(&o, '}');
     lf_jw h = lf_jw_open(hist, '{');
     lf_jw_str(&h, "ref", req->ref);
@@ -793,8 +849,15 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         fail(cb, arg, LF_INVALID_REQUEST, err);
         return;
     }
+    /* A workflow with open_records remembers who opened each record. */
+    const char *actor = req->actor ? req->actor : "anonymous";
+    const char *owner[2] = {NULL, NULL};
+    if (wf->open_max) {
+        owner[0] = actor;
+        owner[1] = counted_as(e->gen->rules, actor, req->principal, 'p');
+    }
     lf_buf rec = LF_BUF_INIT, hist = LF_BUF_INIT;
-    initial_fields(req, labels, meta, wf->name, &rec, &hist);
+    initial_fields(req, labels, meta, wf->name, owner, &rec, &hist);
     free(labels);
     free(meta);
     create_ctx *c = lf_xcalloc(1, sizeof *c);
@@ -805,7 +868,15 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
         fail(cb, arg, LF_UNAVAILABLE, "no randomness for a new record's id");
         return;
     }
-    c->actor = lf_xstrdup(req->actor ? req->actor : "anonymous");
+    c->actor = lf_xstrdup(actor);
+    if (wf->open_max && !req->observed) {
+        const char *who = owner[wf->open_per == 'a' ? 0 : 1];
+        c->open_max = wf->open_max;
+        lf_open_key(wf->name, wf->open_per, who, c->open_key);
+        lf_buf w = LF_BUF_INIT;
+        lf_buf_printf(&w, "%s %s", wf->open_per == 'a' ? "actor" : "principal", who);
+        c->open_who = lf_buf_steal(&w);
+    }
     if (req->idempotency_key) c->key = lf_xstrdup(req->idempotency_key);
     if (req->parent) c->parent = lf_xstrdup(req->parent);
     c->eng = e;
@@ -813,6 +884,7 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     c->arg = arg;
     c->g = gen_hold(e->gen);
     c->initial = wf->states[wf->initial];
+    c->workflow = wf->name;
     c->record = lf_buf_steal(&rec);
     c->hist = lf_buf_steal(&hist);
     if (c->key) {
@@ -1394,13 +1466,7 @@ static char *authority_json(const txn *t) {
 /* The counter a budget reads for this request: the actor's, or the one of
  * the person behind it (as lf_entry_counters counts them). */
 static const char *budget_who(const txn *t, char per) {
-    lf_identity id;
-    if (per == 'a') return t->actor;
-    lf_rules_identity(t->g->rules, t->actor, &id);
-    return t->principal   ? t->principal
-           : id.principal ? id.principal
-           : id.person    ? id.person
-                          : t->actor;
+    return counted_as(t->g->rules, t->actor, t->principal, per);
 }
 
 static void budget_key(const txn *t, const lf_budget_def *b, const lf_workflow *wf,

@@ -324,6 +324,7 @@ void lf_api_create(lf_req *r) {
         req.labels = labels;
         req.metadata = meta;
         req.actor = r->actor;
+        req.principal = r->principal[0] ? r->principal : NULL;
         lf_op_begin(r);
         lf_engine_create(r->srv->engine, &req, created, c);
     }

@@ -299,6 +299,7 @@ static void run_next(delivery *d) {
             .metadata = q->metadata,
             .actor = q->actor ? q->actor : "github:unknown",
             .idempotency_key = d->key,
+            .observed = true,
         };
         lf_engine_create(d->srv->engine, &c, on_applied, d);
     } else {

@@ -320,11 +320,12 @@ static int push_result(lua_State *L, sync_result *s) {
 }
 
 /* eng:create{ ref=, repo=, ref_number=, auto_merge=, labels=, metadata=,
- *             actor=, workflow=, idempotency_key= } --> result */
+ *             actor=, workflow=, idempotency_key=, parent=, principal= }
+ * --> result */
 static int l_create(lua_State *L) {
     static const char *const known[] = {
         "ref",   "repo",     "ref_number",      "auto_merge", "labels", "metadata",
-        "actor", "workflow", "idempotency_key", "parent",     NULL};
+        "actor", "workflow", "idempotency_key", "parent",     "principal", NULL};
     lua_engine *le = check_engine(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     check_keys(L, 2, known);
@@ -335,6 +336,7 @@ static int l_create(lua_State *L) {
     req.workflow = opt_string(L, 2, "workflow");
     req.idempotency_key = opt_string(L, 2, "idempotency_key");
     req.parent = opt_string(L, 2, "parent");
+    req.principal = opt_string(L, 2, "principal");
     req.auto_merge = opt_bool(L, 2, "auto_merge");
     lua_Integer num = opt_count(L, 2, "ref_number");
     if (num >= 0) {

@@ -196,7 +196,8 @@ static int rawfield(wf_ctx *w, const char *key) {
 static void check_fields(wf_ctx *w) {
     static const char *const known[] = {"name",  "initial",  "states",   "terminal",
                                         "edges", "timers",   "retries",  "stages",
-                                        "roles", "children", "override", "budgets"};
+                                        "roles", "children", "override", "budgets",
+                                        "open_records"};
     lua_State *L = w->L;
     lua_pushnil(L);
     while (lua_next(L, w->t)) {
@@ -511,6 +512,32 @@ static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
 
 static void get_budgets(wf_ctx *w) { each_state(w, "budgets", "lists", budgets_of); }
 
+/* open_records = { per = "principal"|"actor", max = N }: a create past N
+ * open records of one owner is denied. */
+static void get_open_records(wf_ctx *w) {
+    lua_State *L = w->L;
+    int ty = rawfield(w, "open_records"), t = lua_gettop(L);
+    bool ok = ty == LUA_TNIL;
+    if (ty == LUA_TTABLE) {
+        const char *per = tstr(L, t, "per");
+        double max = tnum(L, t, "max", -1);
+        int n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            n++;
+            lua_pop(L, 1);
+        }
+        ok = n == 2 && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
+             max >= 1 && max <= 1000000000 && max == (double)(int)max;
+        if (ok) {
+            w->wf->open_max = (int)max;
+            w->wf->open_per = per[0] == 'a' ? 'a' : 'p';
+        }
+    }
+    if (!ok) wf_problem(w, "open_records must be { per = \"principal\"|\"actor\", max = N }");
+    lua_pop(L, 1);
+}
+
 /* override = { co_signer = true, review = "24h", escalate_to = STATE }:
  * what break-glass needs here. Read after `terminal`, whose states get no
  * review edge. */
@@ -708,6 +735,7 @@ static lf_workflow *compile(lua_State *L, load_ctx *c, int t, int line) {
     if (c->nerr == before) get_children(&w);
     if (c->nerr == before) get_override(&w);
     if (c->nerr == before) get_budgets(&w);
+    if (c->nerr == before) get_open_records(&w);
     /* The lint only makes sense on a graph that compiled: a misspelt
      * state in an edge would otherwise also show up as "unreachable". */
     if (c->nerr == before) lint(&w);

@@ -41,7 +41,14 @@ typedef struct counter {
     size_t n, cap;
 } counter;
 
+/* The open records of one owner (lf_record_open_keys): a set of ids. */
+typedef struct openset {
+    char *key;
+    lf_map ids;             /* id (the record's own string) -> slot */
+} openset;
+
 struct lf_memdb {
+    lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
     lf_map timed;           /* id -> slot of records with timers of their own */
     lf_map by_parent;       /* parent id -> kids */
@@ -89,6 +96,14 @@ void lf_memdb_free(lf_memdb *db) {
         free(c);
     }
     lf_map_free(&db->counters);
+    for (size_t i = 0; i < db->open.cap; i++) {
+        openset *o = db->open.slots[i].key ? db->open.slots[i].val : NULL;
+        if (!o) continue;
+        free(o->key);
+        lf_map_free(&o->ids);
+        free(o);
+    }
+    lf_map_free(&db->open);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -260,8 +275,33 @@ static void count_entry(lf_memdb *db, const lf_entry *e) {
     }
 }
 
+/* A record is open for its owner from its creation until it is closed or
+ * deleted (the fold sets closed_at on entering a terminal state). */
+static void track_open(lf_memdb *db, slot *s, bool was_open) {
+    char keys[2][LF_COUNTER_KEY];
+    int n = lf_record_open_keys(s->rec, keys);
+    bool open = !s->rec->deleted && !s->rec->closed_at[0];
+    if (!n || open == was_open) return;
+    for (int k = 0; k < n; k++) {
+        openset *o = lf_map_get(&db->open, keys[k]);
+        if (!o && open) {
+            o = lf_xcalloc(1, sizeof *o);
+            o->key = lf_xstrdup(keys[k]);
+            lf_map_put(&db->open, o->key, o);
+        }
+        if (o && open) lf_map_put(&o->ids, s->rec->id, s);
+        else if (o) lf_map_del(&o->ids, s->rec->id);
+    }
+}
+
 void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since, uint64_t *n,
                     int64_t *oldest) {
+    const openset *o = strncmp(key, "open:", 5) == 0 ? lf_map_get(&db->open, key) : NULL;
+    if (o || strncmp(key, "open:", 5) == 0) {
+        *n = o ? o->ids.len : 0;
+        *oldest = 0;
+        return;
+    }
     const counter *c = lf_map_get(&db->counters, key);
     size_t lo = 0, hi = c ? c->n : 0;
     while (lo < hi) {                   /* the first time >= since */
@@ -280,6 +320,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
                  (unsigned long long)e->seq, (unsigned long long)db->nlines + 1);
         return -1;
     }
+    bool was_open = s && !s->rec->deleted && !s->rec->closed_at[0];
     if (e->kind == LF_ENTRY_CREATED) {
         lf_record *r = NULL;
         if (s) {
@@ -318,6 +359,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
     count_entry(db, e);
+    if (s) track_open(db, s, was_open);
     /* Keyed by the record's own id string, which lives as long as it. */
     if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
     else if (s) lf_map_del(&db->timed, s->rec->id);

@@ -259,9 +259,13 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[10] = {LF_BUF_INIT}, cnt[2] = {LF_BUF_INIT, LF_BUF_INIT};
-    char counters[2][LF_COUNTER_KEY];
+    lf_buf k[10] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
+    char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
+    /* Its owner's open-records sets: in while it is open, out once closed
+     * or deleted (ZADD and ZREM are idempotent: no need to know before). */
+    int nopen = r ? lf_record_open_keys(r, counters + ncount) : 0;
+    bool open = r && c->mode != MODE_DELETE && !r->closed_at[0];
     char seq[24], ver[24], nkeys[4];
     size_t extra = 0, first_extra = 0;
     int argc = 0, keys = 3;
@@ -273,8 +277,8 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 16 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 16 + 12 + extra) * sizeof *lens);
+    const char **argv = lf_xmalloc((3 + 18 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 18 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -308,7 +312,7 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[6].p;
             keys = 12;
         }
-        for (int i = 0; i < ncount; i++) {
+        for (int i = 0; i < ncount + nopen; i++) {
             lf_buf_reset(&cnt[i]);
             lf_buf_printf(&cnt[i], "%scount:%s", s->url.prefix, counters[i]);
             argv[argc++] = cnt[i].p;
@@ -337,9 +341,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    char flags[5] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
+    char flags[6] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
                      r && r->timers && c->mode != MODE_DELETE ? '1' : '0',
-                     (char)('0' + ncount), '\0'};
+                     (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
@@ -351,8 +355,7 @@ static void commit_format(commit_op *c) {
     free(argv);
     free(lens);
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
-    lf_buf_free(&cnt[0]);
-    lf_buf_free(&cnt[1]);
+    for (size_t i = 0; i < sizeof cnt / sizeof *cnt; i++) lf_buf_free(&cnt[i]);
 }
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the

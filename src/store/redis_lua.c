@@ -22,13 +22,16 @@
  * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
  *       12 state+repo(after), then the budget counters of a transition
- *       (ARGV[11]'s 4th character says how many), then the children of
+ *       (ARGV[11]'s 4th character says how many), then the two
+ *       open-records sets of its owner (when its 5th is '+': the record is
+ *       open, add it; '-': closed or deleted, remove it), then the children of
  *       the record's parent, then last the records with timers of their own
  *       (global passes 1-3, note 1-5; 10-12 only when the record has a
  *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
  *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent,
- *       has timers (three characters, 1/0 each)
+ *       has timers (1/0 each), the number of budget counters, the
+ *       open-records mark ('+', '-' or '0')
  *       12 idempotency key ('' for none)
  *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
@@ -68,6 +71,14 @@ static const char commit_lua[] =
     "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 1]\n"
     "local timed, has_timers = KEYS[#KEYS], ARGV[11]:sub(3, 3) == '1'\n"
     "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
+    "local open, o0 = ARGV[11]:sub(5, 5), c0 + ncount\n"
+    "if open == '+' then\n"
+    "  redis.call('ZADD', KEYS[o0], ARGV[8], id)\n"
+    "  redis.call('ZADD', KEYS[o0 + 1], ARGV[8], id)\n"
+    "elseif open == '-' then\n"
+    "  redis.call('ZREM', KEYS[o0], id)\n"
+    "  redis.call('ZREM', KEYS[o0 + 1], id)\n"
+    "end\n"
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
     "  redis.call('HDEL', KEYS[4], 'j')\n"

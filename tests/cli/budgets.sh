@@ -3,6 +3,7 @@
 # log, so every process -- each CLI call here is a new one, opening the
 # journal afresh -- sees the same counts; the refusal says when it frees up.
 . tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
 STORE="file:$tmp/j"
 cat >"$POLICIES/workflows/ship.lua" <<'LUA'
 return workflow { name = "ship", states = { "new", "merged" }, initial = "new",
@@ -30,4 +31,61 @@ match_out "explain shows where the budget stands, and when it frees up" \
 match_out "… and the way out it blocks" '^      budget:merged: budget spent: actor bot made 2'
 lf explain "$id"
 match_out "explain of a merged record: no way out" "no way out"
+
+# Open records (workflow open_records): at most N records open at once per
+# person behind the actor; closing one frees a place. config.lua's
+# identities make the agent count for its principal.
+cat >"$POLICIES/workflows/task.lua" <<'LUA'
+return workflow { name = "task", states = { "open", "done" }, initial = "open",
+  terminal = { "done" }, edges = { { "open", "done" } },
+  open_records = { per = "principal", max = 2 } }
+LUA
+cat >"$POLICIES/config.lua" <<'LUA'
+return { identities = { agents = { ["agent-7"] = { principal = "alice" } } } }
+LUA
+lf create --ref t1 --workflow task --actor agent-7; t1=$out
+expect_rc "open records: the 1st open task of alice's agent is created" 0
+lf create --ref t2 --workflow task --actor alice
+expect_rc "… alice's own 2nd one too (she is the person behind both)" 0
+lf create --ref t3 --workflow task --actor agent-7
+expect_rc "… a 3rd one while 2 are open is refused: exit 5" 5
+expect_match "… saying whose records, and what frees a place" stderr "$err" \
+    "^Denied by policy open_records:task: principal alice has 2 open records in workflow task \\(at most 2\\); it frees up when one of them is closed$"
+lf list --workflow task --json
+check "… and creates nothing" test "$(printf '%s' "$out" | grep -o '"ref":"t3"' | wc -l)" = 0
+lf create --ref t3 --workflow task --actor bob
+expect_rc "… another person's records are their own" 0
+lf show "$t1" --json
+expect_json "the record keeps who opened it" owner/behind alice
+lf transition "$t1" done d --actor alice
+lf create --ref t4 --workflow task --actor agent-7
+expect_rc "closing one frees a place (counted afresh by a new process)" 0
+lf create --ref t5 --workflow task --actor agent-7
+expect_rc "… and only one" 5
+# Over HTTP the person behind an agent is its token's principal=.
+TOKENS="$tmp/tokens"
+run token agent-a write --kind agent --principal carol --tokens "$TOKENS"; tok_a=$out
+run token agent-b write --kind agent --principal carol --tokens "$TOKENS"; tok_b=$out
+start_server --store "file:$tmp/h" --policies "$POLICIES" --tokens "$TOKENS" ||
+    not_ok "serve starts"
+AUTH="Bearer $tok_a"
+req POST /v1/records '{"ref":"h1","workflow":"task"}'
+expect_status "http: carol's first agent opens a task: 201" 201
+AUTH="Bearer $tok_b"
+req POST /v1/records '{"ref":"h2","workflow":"task"}'
+expect_status "… her second agent a second: 201" 201
+req POST /v1/records '{"ref":"h3","workflow":"task"}'
+expect_status "… a third is refused: 403" 403
+expect_json "… denied" code denied
+AUTH=
+stop_server
+
+mkdir -p "$tmp/bad/workflows"
+cat >"$tmp/bad/workflows/t.lua" <<'LUA'
+return workflow { name = "t", states = { "a", "b" }, initial = "a", terminal = { "b" },
+  edges = { { "a", "b" } }, open_records = { per = "team", max = 2 } }
+LUA
+run --policies "$tmp/bad" lint
+expect_rc "a malformed open_records fails the lint" 2
+match_err "… saying its shape" 't.lua:1: open_records must be \{ per = "principal"\|"actor", max = N \}'
 done_testing

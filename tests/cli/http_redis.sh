@@ -153,4 +153,22 @@ run --policies "$P4" --store "$R4" transition "$m2" merged m --actor bot
 expect_rc "redis: another process sees the budget spent: exit 5" 5
 match_err "… and says when it frees up" '^Denied by policy budget:merged: .* it frees up at [0-9T:.-]+Z$'
 
+# Open records: the owner's open set lives in Redis too.
+cat >"$P4/workflows/task.lua" <<'LUA'
+return workflow { name = "task", states = { "open", "done" }, initial = "open",
+  terminal = { "done" }, edges = { { "open", "done" } },
+  open_records = { per = "actor", max = 1 } }
+LUA
+run --policies "$P4" --store "$R4" create --ref o1 --workflow task --actor bot; o1=$out
+expect_rc "redis: a first open task" 0
+run --policies "$P4" --store "$R4" create --ref o2 --workflow task --actor bot
+expect_rc "redis: another process sees it open: a 2nd is refused, exit 5" 5
+match_err "… naming the rule" '^Denied by policy open_records:task: actor bot has 1 open records'
+run --policies "$P4" --store "$R4" transition "$o1" done d --actor bot
+run --policies "$P4" --store "$R4" create --ref o2 --workflow task --actor bot; o2=$out
+expect_rc "redis: closing it frees the place" 0
+run --policies "$P4" --store "$R4" delete "$o2"
+run --policies "$P4" --store "$R4" create --ref o3 --workflow task --actor bot
+expect_rc "redis: so does deleting one" 0
+
 done_testing
