@@ -153,6 +153,41 @@ run --policies "$P4" --store "$R4" transition "$m2" merged m --actor bot
 expect_rc "redis: another process sees the budget spent: exit 5" 5
 match_err "… and says when it frees up" '^Denied by policy budget:merged: .* it frees up at [0-9T:.-]+Z$'
 
+# Two daemons on one Redis share a principal's budget: merge through one,
+# the next through the other is refused; a restarted daemon still counts.
+cat >"$P4/workflows/ship2.lua" <<'LUA'
+return workflow { name = "ship2", states = { "new", "merged" }, initial = "new",
+  terminal = { "merged" }, edges = { { "new", "merged" } },
+  budgets = { merged = { { per = "principal", max = 1, within = "1h" } } } }
+LUA
+TOKENS="$tmp/tokens"
+run token agent-x write --kind agent --principal dana --tokens "$TOKENS"; tok_x=$out
+run token agent-y write --kind agent --principal dana --tokens "$TOKENS"; tok_y=$out
+start_server --store "$R4" --policies "$P4" --tokens "$TOKENS" || not_ok "daemon A starts"
+exec 8<&9                       # keep A's stdout open while B starts
+PID_A=$PID BASE_A=$BASE SERR_A=$SERR
+start_server --store "$R4" --policies "$P4" --tokens "$TOKENS" || not_ok "daemon B starts"
+PID_B=$PID BASE_B=$BASE
+AUTH="Bearer $tok_x"
+BASE=$BASE_A req POST /v1/records '{"ref":"d1","workflow":"ship2"}'; d1=$(json record_id)
+BASE=$BASE_A req POST /v1/records '{"ref":"d2","workflow":"ship2"}'; d2=$(json record_id)
+BASE=$BASE_A req POST "/v1/records/$d1/transitions" '{"to":"merged","trigger":"m"}'
+expect_status "two daemons: dana's agent x merges through daemon A: 200" 200
+AUTH="Bearer $tok_y"
+BASE=$BASE_B req POST "/v1/records/$d2/transitions" '{"to":"merged","trigger":"m"}'
+expect_status "… her agent y's merge through daemon B is refused: 403" 403
+expect_match "… her budget, with when it frees up" error "$(json error)" \
+    '^Denied by policy budget:merged: budget spent: principal dana made 1 transitions to merged within 3600s \(at most 1\); it frees up at [0-9T:.-]+Z$'
+stop_server
+PID=$PID_A SERR=$SERR_A
+exec 9<&8 8<&-
+stop_server
+start_server --store "$R4" --policies "$P4" --tokens "$TOKENS" || not_ok "daemon B restarts"
+req POST "/v1/records/$d2/transitions" '{"to":"merged","trigger":"m"}'
+expect_status "… and still after both daemons restarted: 403" 403
+AUTH=
+stop_server
+
 # Open records: the owner's open set lives in Redis too.
 cat >"$P4/workflows/task.lua" <<'LUA'
 return workflow { name = "task", states = { "open", "done" }, initial = "open",
