@@ -37,6 +37,32 @@ return policy {
 }
 ]]
 
+describe("a tick with many due timers", function()
+  after_each(function() kit.cleanup() end)
+
+  -- The memory store answers before a call returns; firing one timer
+  -- after the other used to nest a call chain per timer and overflow the
+  -- stack after a few thousand.
+  it("fires 20,000 of them on the memory store, every one", function()
+    local d = kit.policy_dir{ shipped = false }
+    d:write("workflows/w.lua", [[
+return workflow { name = "w", states = { "open", "late" }, initial = "open",
+  terminal = { "late" }, edges = { { "open", "late" } },
+  timers = { open = { { "1h", to = "late", trigger = "sla" } } } }
+]])
+    local eng = assert(kit.core.engine{ policies = d.path, store = "memory:" })
+    local t0
+    for i = 1, 20000 do
+      local r = eng:create{ ref = "r" .. i, workflow = "w" }
+      t0 = t0 or kit.seconds(r.record.created_at)
+    end
+    local fired = eng:tick(t0 + 7200).fired
+    assert.equal(20000, #fired)
+    assert.equal("ok", fired[20000].code)
+    assert.equal(0, #eng:timers())
+  end)
+end)
+
 describe("retry backoff with jitter", function()
   after_each(function() kit.cleanup() end)
 

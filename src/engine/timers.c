@@ -57,6 +57,7 @@ typedef struct tick_ctx {
     lf_jw list;
     bool timed_pass;            /* listing the records with timers of their own */
     lf_map seen;                /* ids already pending (owned keys) */
+    bool firing, again;         /* fire_next's loop (see there) */
 } tick_ctx;
 
 static void tick_free(tick_ctx *t) {
@@ -155,16 +156,28 @@ static void checked(const lf_result *r, void *arg) {
     lf_engine_transition_internal(t->e, &req, fired, t);
 }
 
-/* Due timers in due order, one request each. */
+/* Due timers in due order, one request each. The embedded stores answer
+ * before the call returns: a request finished inside the loop only asks
+ * for another turn, so 100,000 due timers do not nest 100,000 calls deep
+ * (which overflowed the stack). */
 static void fire_next(tick_ctx *t) {
-    while (t->fi < t->np && t->p[t->fi].due > t->now) t->fi++;
-    if (!t->fire || t->fi == t->np) {
-        reply(t);
+    if (t->firing) {
+        t->again = true;
         return;
     }
-    char actor[128];
-    lf_transition_req req = fire_req(&t->p[t->fi++], actor, sizeof actor, true);
-    lf_engine_transition_internal(t->e, &req, checked, t);
+    t->firing = true;
+    do {
+        t->again = false;
+        while (t->fi < t->np && t->p[t->fi].due > t->now) t->fi++;
+        if (!t->fire || t->fi == t->np) {
+            reply(t);           /* frees t */
+            return;
+        }
+        char actor[128];
+        lf_transition_req req = fire_req(&t->p[t->fi++], actor, sizeof actor, true);
+        lf_engine_transition_internal(t->e, &req, checked, t);
+    } while (t->again);
+    t->firing = false;
 }
 
 static void list_state(tick_ctx *t);
