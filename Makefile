@@ -28,7 +28,7 @@ CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP \
               -DLF_DATADIR='"$(PREFIX)/share/loopforge"'
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS    = $(PKG_LIBS) -lm
+LIBS    = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/store/*.c src/rules/*.c src/engine/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c src/http/*.c))

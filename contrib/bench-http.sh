@@ -42,7 +42,10 @@ trap 'exit 1' HUP INT PIPE TERM
 
 # The shipped policies, with the retry budget lifted for the endless cycle.
 cp -R "$ROOT/policies" "$dir/policies"
-sed -i 's/max_retries = 3,/max_retries = 1000000000,/' "$dir/policies/config.lua"
+sed -i 's/trigger = "ci.retry", max = 3,/trigger = "ci.retry", max = 1000000000,/' \
+    "$dir/policies/workflows/loopforge.lua"
+grep -q 'max = 1000000000' "$dir/policies/workflows/loopforge.lua" ||
+    { echo "bench-http: cannot lift the retry budget of workflows/loopforge.lua" >&2; exit 1; }
 
 # serve ARGS...: starts a server; sets spid and base (reads its first line).
 serve() {

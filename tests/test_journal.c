@@ -912,6 +912,65 @@ static void twenty_processes_race(void **state) {
     lf_store_free(s);
 }
 
+/* ---- group commit ------------------------------------------------------- */
+
+/* With an event base, 64 commits issued at once are appended at once
+ * (each sees the one before: versions and seqs chain) but none is
+ * acknowledged before a flush has covered it, on the loop; every one then
+ * is, in order, each with the record as its own entry left it. */
+static void group_commit_acknowledges_after_flush(void **state) {
+    fixture *f = *state;
+    enum { N = 64 };
+    char err[1024], ids[N][LF_ID_LEN + 1], ref[N][32], rec[N][256];
+    t_got g[N];
+    memset(g, 0, sizeof g);
+    t_base = event_base_new();
+    assert_non_null(t_base);
+    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
+    assert_non_null(s);
+    for (int i = 0; i < N; i++) {
+        t_id(ids[i], (unsigned)i + 1);
+        snprintf(ref[i], sizeof ref[i], "acme/app#%d", i);
+        snprintf(rec[i], sizeof rec[i],
+                 "{\"ref\":\"%s\",\"ref_number\":null,\"repo\":null,"
+                 "\"auto_merge\":false,\"labels\":{},\"metadata\":{},"
+                 "\"workflow\":\"loopforge\"}",
+                 ref[i]);
+        lf_entry e = {.record_id = ids[i], .kind = LF_ENTRY_CREATED, .version = 1,
+                      .to_state = "issue_created", .trigger = "created", .actor = "t",
+                      .metadata = "{}", .record = rec[i]};
+        t_stamp(e.timestamp);
+        lf_store_commit(s, &e, t_store_cb, &g[i]);
+        assert_int_equal(e.seq, (uint64_t)i + 1);     /* appended already */
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(g[i].calls, 0);
+    t_settle(&g[N - 1].calls);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(g[i].calls, 1);
+        assert_int_equal(g[i].code, LF_OK);
+        assert_int_equal(g[i].seq, (uint64_t)i + 1);
+        assert_string_equal(g[i].id, ids[i]);
+        t_got_reset(&g[i]);
+    }
+    /* A transition issued from the loop and the store freed before its
+     * flush: it is settled by the free, durable, not lost. */
+    lf_entry m = {.record_id = ids[0], .kind = LF_ENTRY_TRANSITION, .version = 2,
+                  .from_state = "issue_created", .to_state = "task_queued",
+                  .trigger = "t", .actor = "t", .metadata = "{}"};
+    t_stamp(m.timestamp);
+    lf_store_commit(s, &m, t_store_cb, &g[0]);
+    assert_int_equal(g[0].calls, 0);
+    lf_store_free(s);
+    assert_int_equal(g[0].calls, 1);
+    assert_int_equal(g[0].code, LF_OK);
+    t_got_reset(&g[0]);
+    event_base_free(t_base);
+    t_base = NULL;
+    s = open_ok(f->url);
+    assert_int_equal(t_verify_chain(s, NULL, 0), N + 1);
+    lf_store_free(s);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -924,7 +983,7 @@ int main(void) {
         T(shrunk_file_is_unavailable), T(failed_write_rolls_back),
         T(raw_newline_refused),        T(handles_see_each_other),
         T(entry_borrowed_from_record), T(concurrent_appenders),
-        T(twenty_processes_race),
+        T(twenty_processes_race),      T(group_commit_acknowledges_after_flush),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

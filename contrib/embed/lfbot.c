@@ -77,6 +77,7 @@ struct client {
     int argc;
     char *metadata;             /* transition: KEY=VALUE... as JSON */
     const char *actor;
+    struct event *resume;       /* the next line, on the next turn */
 };
 
 static void pump(client *c);
@@ -140,13 +141,17 @@ static void put_json_string(char **p, size_t *room, const char *s) {
 
 /* ---- commands ----------------------------------------------------------- */
 
-/* The command in flight is over: the next line may run. */
+/* The command in flight is over: the next line may run -- on the loop's
+ * next turn, after the engine has run the hooks of what just answered
+ * (the caller hears first), so that a command sees their follow-ups. */
 static void finished(client *c) {
+    static const struct timeval now = {0, 0};
     free(c->line);
     free(c->metadata);
     c->line = c->metadata = NULL;
     c->busy = false;
-    pump(c);
+    if (c->pumping) pump(c);    /* inside pump's loop already: it goes on */
+    else evtimer_add(c->resume, &now);
 }
 
 /* Every request's callback: the result is valid only during the call,
@@ -277,6 +282,7 @@ static void client_free(client *c) {
         }
     if (c->bev) bufferevent_free(c->bev);
     if (c->lines) evbuffer_free(c->lines);
+    if (c->resume) event_free(c->resume);
     free(c->line);
     free(c->metadata);
     free(c);
@@ -351,6 +357,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg) {
     pump(c);
 }
 
+static void resume(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    pump(arg);
+}
+
 static client *client_new(bot *b, evutil_socket_t fd, bool is_stdin) {
     client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -359,9 +370,11 @@ static client *client_new(bot *b, evutil_socket_t fd, bool is_stdin) {
     /* stdin is not ours to close; a connection is. */
     c->bev = bufferevent_socket_new(b->base, fd, is_stdin ? 0 : BEV_OPT_CLOSE_ON_FREE);
     c->lines = evbuffer_new();
-    if (!c->bev || !c->lines) {
+    c->resume = evtimer_new(b->base, resume, c);
+    if (!c->bev || !c->lines || !c->resume) {
         if (c->bev) bufferevent_free(c->bev);
         if (c->lines) evbuffer_free(c->lines);
+        if (c->resume) event_free(c->resume);
         free(c);
         return NULL;
     }

@@ -21,7 +21,20 @@
  *
  * The lock belongs to the open file description, so one handle per
  * process: a handle inherited across fork() shares its lock with the
- * parent's and would not exclude it. */
+ * parent's and would not exclude it.
+ *
+ * Group commit (a journal opened with an event base, as `serve` does): a
+ * commit appends and folds its line at once, under the lock, and waits;
+ * a flusher thread runs fdatasync() for everything appended so far, and
+ * every commit whose line that flush covered is acknowledged on the event
+ * loop (an eventfd wakes it). Commits that arrive while a flush runs share
+ * the next one, so 64 concurrent requests cost a couple of flushes, not
+ * 64, and the loop never waits on the disk. Nothing is acknowledged
+ * before it is durable; a read may see a line a flush is about to cover.
+ * A flush that fails leaves lines on disk we cannot vouch for: every
+ * waiting commit fails and so does every later one (restart: the replay
+ * reads what is there). Without a base each commit syncs before it
+ * returns -- the CLI's one request, the Lua module. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -30,16 +43,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <event2/event.h>
 
 #include "memdb.h"
 #include "../core/mem.h"
 #include "store.h"
 
 #define JOURNAL_CHUNK (64 * 1024)   /* read size while replaying */
+
+/* A commit appended and folded, acknowledged once a flush covers `end`. */
+typedef struct waiter {
+    off_t end;
+    lf_store_cb *cb;
+    void *arg;
+    lf_record *rec;             /* the record after it (a copy: later
+                                   commits change the live one) */
+    lf_entry e;                 /* its strings in `block` */
+    char *block;
+    struct waiter *next;
+} waiter;
+
+/* The flusher thread and what it shares with the loop (under mu). */
+typedef struct flusher {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    off_t want;                 /* the loop asks: durable up to here */
+    off_t done;                 /* the thread answers: durable up to here */
+    int error;                  /* errno of a failed fdatasync, then 0 never */
+    bool stop;
+    int efd;                    /* eventfd: the thread wakes the loop */
+    struct event *ev;
+    struct event *kick;         /* asks for a flush once per loop turn */
+    bool kicked;
+} flusher;
 
 typedef struct lf_journal {
     lf_store base;
@@ -50,6 +93,9 @@ typedef struct lf_journal {
     uint64_t lines;     /* lines folded into db, for error line numbers */
     lf_buf line;        /* scratch: the line being committed */
     bool reader;        /* opened read-only: never writes, never cuts */
+    flusher *fl;        /* group commit, or NULL: each commit syncs */
+    waiter *waiting, **tail;    /* in append order */
+    char *broken;       /* why commits fail since a flush failed */
 } lf_journal;
 
 static const lf_store_type journal_type;
@@ -270,8 +316,9 @@ static void journal_rollback(lf_journal *j, off_t size, char *err, size_t errlen
                strerror(errno));
 }
 
-/* Appends `line` (which ends in "\n") at the end of the file and makes
- * it durable. On failure the file is cut back and -1 returned. */
+/* Appends `line` (which ends in "\n") at the end of the file and, unless
+ * a flusher will, makes it durable. On failure the file is cut back and -1
+ * returned. */
 static int journal_append(lf_journal *j, const char *line, size_t len, char *err,
                           size_t errlen) {
     size_t done = 0;
@@ -288,7 +335,7 @@ static int journal_append(lf_journal *j, const char *line, size_t len, char *err
         }
         done += (size_t)n;
     }
-    if (fdatasync(j->fd) < 0) {
+    if (!j->fl && fdatasync(j->fd) < 0) {
         seterr(err, errlen, "journal %s: fdatasync: %s", j->path, strerror(errno));
         journal_rollback(j, j->end, err, errlen);
         return -1;
@@ -303,6 +350,10 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
     if (j->reader) {
         seterr(err, errlen, "journal %s: opened read-only", j->path);
         return LF_INVALID_REQUEST;
+    }
+    if (j->broken) {
+        seterr(err, errlen, "%s", j->broken);
+        return LF_UNAVAILABLE;
     }
     if (journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
 
@@ -342,6 +393,155 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
     return LF_OK;
 }
 
+/* ---- group commit -------------------------------------------------------- */
+
+static void *flush_thread(void *arg) {
+    lf_journal *j = arg;
+    flusher *f = j->fl;
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        while (!f->stop && (f->want <= f->done || f->error)) pthread_cond_wait(&f->cv, &f->mu);
+        if (f->stop) break;
+        off_t target = f->want;
+        pthread_mutex_unlock(&f->mu);
+        /* Everything written before this call, ours or another
+         * process's, is durable when it returns. */
+        int rc = fdatasync(j->fd), why = errno;
+        pthread_mutex_lock(&f->mu);
+        if (rc < 0) f->error = why;
+        else f->done = target;
+        uint64_t one = 1;
+        if (write(f->efd, &one, sizeof one) < 0) { /* a wakeup is pending already */ }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+static void waiter_free(waiter *w) {
+    lf_record_free(w->rec);
+    free(w->block);
+    free(w);
+}
+
+/* Acknowledges the commits a flush covered (or fails them all once one
+ * failed), in append order. A callback may commit again: that one waits
+ * for a later flush, behind these. */
+static void acknowledge(lf_journal *j, off_t done, int error) {
+    if (error && !j->broken) {
+        lf_buf b = LF_BUF_INIT;
+        lf_buf_printf(&b,
+                      "journal %s: fdatasync: %s (what was appended since the last "
+                      "flush may not be durable; restart to replay the journal)",
+                      j->path, strerror(error));
+        j->broken = lf_buf_steal(&b);
+    }
+    while (j->waiting && (j->broken || j->waiting->end <= done)) {
+        waiter *w = j->waiting;
+        j->waiting = w->next;
+        if (!j->waiting) j->tail = &j->waiting;
+        if (j->broken) w->cb(LF_UNAVAILABLE, j->broken, NULL, NULL, w->arg);
+        else w->cb(LF_OK, NULL, w->rec, &w->e, w->arg);
+        waiter_free(w);
+    }
+}
+
+static void flushed(evutil_socket_t fd, short what, void *arg) {
+    lf_journal *j = arg;
+    flusher *f = j->fl;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof n) < 0) { /* spurious: the state below says */ }
+    pthread_mutex_lock(&f->mu);
+    off_t done = f->done;
+    int error = f->error;
+    pthread_mutex_unlock(&f->mu);
+    acknowledge(j, done, error);
+}
+
+/* Parks a commit until a flush covers its line, and asks for one. */
+static void wait_flush(lf_journal *j, const lf_entry *e, char *block, const lf_record *rec,
+                       lf_store_cb *cb, void *arg) {
+    waiter *w = lf_xcalloc(1, sizeof *w);
+    w->end = j->end;
+    w->cb = cb;
+    w->arg = arg;
+    w->rec = rec ? lf_record_dup(rec) : NULL;
+    w->e = *e;
+    w->block = block;
+    *j->tail = w;
+    j->tail = &w->next;
+    if (!j->fl->kicked) {
+        j->fl->kicked = true;
+        event_active(j->fl->kick, EV_TIMEOUT, 0);
+    }
+}
+
+/* Runs after the requests that were ready in this turn of the loop have
+ * appended theirs: one flush asked for all of them. */
+static void kick(evutil_socket_t fd, short what, void *arg) {
+    lf_journal *j = arg;
+    (void)fd, (void)what;
+    j->fl->kicked = false;
+    pthread_mutex_lock(&j->fl->mu);
+    j->fl->want = j->end;
+    pthread_cond_signal(&j->fl->cv);
+    pthread_mutex_unlock(&j->fl->mu);
+}
+
+static int flusher_start(lf_journal *j, struct event_base *base, char *err, size_t errlen) {
+    flusher *f = lf_xcalloc(1, sizeof *f);
+    f->done = f->want = j->end;
+    f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (f->efd < 0 || !(f->ev = event_new(base, f->efd, EV_READ | EV_PERSIST, flushed, j)) ||
+        !(f->kick = event_new(base, -1, 0, kick, j)) || event_add(f->ev, NULL) < 0) {
+        seterr(err, errlen, "journal %s: cannot set up group commit: %s", j->path,
+               strerror(errno));
+        if (f->kick) event_free(f->kick);
+        if (f->ev) event_free(f->ev);
+        if (f->efd >= 0) close(f->efd);
+        free(f);
+        return -1;
+    }
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    j->fl = f;
+    if (pthread_create(&f->thread, NULL, flush_thread, j) != 0) {
+        seterr(err, errlen, "journal %s: cannot start the flusher thread", j->path);
+        j->fl = NULL;
+        event_free(f->kick);
+        event_free(f->ev);
+        close(f->efd);
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        free(f);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stops the thread, then settles what still waits: one last flush of our
+ * own, and the callbacks, here (as every store completes what waits on it
+ * when it is freed). */
+static void flusher_stop(lf_journal *j) {
+    flusher *f = j->fl;
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    f->stop = true;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->thread, NULL);
+    int error = f->error;
+    if (!error && j->waiting && fdatasync(j->fd) < 0) error = errno;
+    acknowledge(j, j->end, error);
+    event_free(f->kick);
+    event_free(f->ev);
+    close(f->efd);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+    j->fl = NULL;
+}
+
 static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024] = "";
@@ -367,10 +567,13 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
         e->seq = own.seq;
         memcpy(e->prev, own.prev, sizeof e->prev);
         memcpy(e->hash, own.hash, sizeof e->hash);
-        cb(LF_OK, NULL, rec, &own, arg);
-    } else {
-        cb(code, err, NULL, NULL, arg);
     }
+    if (code == LF_OK && j->fl) {
+        wait_flush(j, &own, block, rec, cb, arg);
+        return;
+    }
+    if (code == LF_OK) cb(LF_OK, NULL, rec, &own, arg);
+    else cb(code, err, NULL, NULL, arg);
     free(block);
 }
 
@@ -446,6 +649,8 @@ static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
 static void journal_free(lf_store *s) {
     lf_journal *j = (lf_journal *)s;
     if (!j) return;
+    flusher_stop(j);
+    free(j->broken);
     if (j->fd >= 0) close(j->fd);
     if (j->db) lf_memdb_free(j->db);
     lf_buf_free(&j->line);
@@ -453,7 +658,8 @@ static void journal_free(lf_store *s) {
     free(j);
 }
 
-lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t errlen) {
+lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *code,
+                          char *err, size_t errlen) {
     lf_journal *j = NULL;
 
     if (code) *code = LF_UNAVAILABLE;
@@ -469,6 +675,7 @@ lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t err
     j->fd = -1;
     j->path = lf_xstrdup(path);
     j->db = lf_memdb_new();
+    j->tail = &j->waiting;
     j->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (j->fd < 0) {
         seterr(err, errlen, "journal %s: %s", path, strerror(errno));
@@ -486,6 +693,7 @@ lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t err
      * that may have just been created needs its directory synced too, or
      * a crash could lose the whole file with its acknowledged entries. */
     if (j->end == 0 && sync_parent(path, err, errlen) < 0) goto fail;
+    if (base && flusher_start(j, base, err, errlen) < 0) goto fail;
 
     if (code) *code = LF_OK;
     return &j->base;
@@ -514,6 +722,7 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     j->base.type = &journal_type;
     j->fd = fd;
     j->reader = true;
+    j->tail = &j->waiting;
     j->path = lf_xstrdup(path);
     j->db = lf_memdb_new();
     int rc = -1;

@@ -17,7 +17,7 @@ static lf_store *open_url(const char *url, struct event_base *base, bool reader,
         /* Accept file:///abs/path as well as file:relative/path. */
         if (strncmp(path, "//", 2) == 0) path += 2;
         return reader ? lf_journal_open_reader(path, code, err, errlen)
-                      : lf_journal_open(path, code, err, errlen);
+                      : lf_journal_open(path, base, code, err, errlen);
     }
     if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "unix:", 5) == 0)
         return lf_redis_open(url, base, code, err, errlen);

@@ -87,8 +87,13 @@ lf_store *lf_store_open_reader(const char *url, struct event_base *base, lf_code
 lf_store *lf_memory_open(void);
 /* Opens or creates the journal at path (creating missing parent
  * directories), replays it, and cuts off a torn last line with a warning
- * on stderr. A corrupt line elsewhere is an error naming its line number. */
-lf_store *lf_journal_open(const char *path, lf_code *code, char *err, size_t errlen);
+ * on stderr. A corrupt line elsewhere is an error naming its line number.
+ * With a `base`, commits are group-committed: appended at once, made
+ * durable by a flusher thread, one fdatasync for every line appended
+ * meanwhile, and acknowledged on `base` once their flush is done; without
+ * one, each commit syncs before it returns. */
+lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *code,
+                          char *err, size_t errlen);
 /* The same for reading only: nothing is created, cut or written (a
  * commit is invalid_request); a missing journal reads as empty. */
 lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
