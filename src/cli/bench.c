@@ -30,21 +30,15 @@
 #include <sys/resource.h>
 #include <event2/event.h>
 #include "cli.h"
+#include "bench_util.h"
 #include "../core/mem.h"
 #include "bench_redis.h"
 #include "bench_evidence.h"
+#include "bench_journal.h"
 #include "bench_timers.h"
 #include "bench_governance.h"
 #include "../core/clock.h"
 
-static const struct {
-    const char *to, *trigger;
-} happy_path[] = {
-    {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
-    {"ci_pending", "ci.started"},        {"ci_passed", "ci.completed"},
-    {"merged", "auto.merged"},           {"closed", "issue.closed"},
-};
-#define NSTEPS (sizeof(happy_path) / sizeof(happy_path[0]))
 
 #define MAX_STORES 16
 
@@ -139,10 +133,10 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run, bench_id *i
         lf_engine_create(e, &req, on_result, &b);
         if (settle(c, &b, "create", ref, NULL) != 0) return -1;
         memcpy(ids[i], b.id, sizeof(bench_id));
-        for (size_t s = 0; s < NSTEPS; s++) {
+        for (size_t s = 0; s < LF_BENCH_NSTEPS; s++) {
             lf_transition_req t = {.id = ids[i],
-                                   .to = happy_path[s].to,
-                                   .trigger = happy_path[s].trigger,
+                                   .to = lf_bench_path[s].to,
+                                   .trigger = lf_bench_path[s].trigger,
                                    .actor = "bench"};
             memset(&b, 0, sizeof(b));
             lf_engine_transition(e, &t, on_result, &b);
@@ -259,7 +253,7 @@ static int make_sets(const char *policies, const char *tmp, char *bare, char *fu
 
 static void print_result(lf_cli *c, const char *label, size_t n, unsigned runs,
                          const bench_result *r, bool first) {
-    double transitions = (double)(n * NSTEPS);
+    double transitions = (double)(n * LF_BENCH_NSTEPS);
     double rate = transitions / r->seconds;
     double ns = r->seconds * 1e9 / transitions;
     const lf_stats *st = &r->stats;
@@ -357,14 +351,14 @@ static int run_bench(lf_cli *c) {
 
     if (c->json)
         printf("{\"records\":%" PRIu64 ",\"transitions\":%" PRIu64 ",\"stores\":[", n,
-               n * NSTEPS);
+               n * LF_BENCH_NSTEPS);
     else
         printf("bench: %" PRIu64 " records x %zu transitions = %" PRIu64
                " transitions per run (time includes the %" PRIu64 " creates); "
                "memory: best of %" PRIu64 " runs\n"
                "  memory: workflows only; +policies: every guard and hook of %s "
                "plus one no-op hook\n",
-               n, NSTEPS, n * NSTEPS, n, runs, c->policies);
+               n, LF_BENCH_NSTEPS, n * LF_BENCH_NSTEPS, n, runs, c->policies);
     fflush(stdout);
 
     uint64_t inflight = 0, entries = 1000000;
@@ -394,6 +388,9 @@ static int run_bench(lf_cli *c) {
         done++;
         print_result(c, labels[i], (size_t)n, r, &res[i], i == 0);
     }
+    /* By default, the journal as a server drives it (bench_journal.c). */
+    if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
+        rc = lf_bench_journal(c, tmpdir, full, (size_t)n * 3, inflight ? (size_t)inflight : 64);
     /* By default, what evidence costs (bench_evidence.c). */
     if (rc == LF_EXIT_OK && tmpdir[0] && !c->json)
         rc = lf_bench_evidence(c, tmpdir, bare, (size_t)n * 10, (unsigned)runs, entries);

@@ -35,18 +35,11 @@
 #include <hiredis/hiredis.h>
 
 #include "bench_redis.h"
+#include "bench_util.h"
 #include "../core/clock.h"
 #include "../core/entry.h"
 #include "../store/redis.h"
 
-static const struct {
-    const char *to, *trigger;
-} happy_path[] = {
-    {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
-    {"ci_pending", "ci.started"},        {"ci_passed", "ci.completed"},
-    {"merged", "auto.merged"},           {"closed", "issue.closed"},
-};
-#define NSTEPS (sizeof(happy_path) / sizeof(happy_path[0]))
 
 static double now_s(void) { return (double)lf_mono_ns() / 1e9; }
 
@@ -203,110 +196,9 @@ static void side_cleanup(redisContext *c, const char *prefix) {
     } while (strcmp(cursor, "0") != 0);
 }
 
-/* ---- the workload ------------------------------------------------------- */
-
-typedef struct run run;
-
-/* One record under way: created, then one transition at a time. */
-typedef struct slot {
-    run *rn;
-    size_t rec;
-    size_t step;                /* 0: the create; k: transition k */
-    char id[LF_ID_LEN + 1];
-} slot;
-
-struct run {
-    lf_engine *e;
-    size_t n, next, outstanding;
-    int failed;
-    long pid;
-    char err[600];
-    char first_id[LF_ID_LEN + 1];
-};
-
-static void slot_begin(slot *sl);
-
-static void on_step(const lf_result *r, void *arg) {
-    slot *sl = arg;
-    run *rn = sl->rn;
-    rn->outstanding--;
-    if (!r->success) {
-        if (!rn->failed++)
-            snprintf(rn->err, sizeof rn->err, "%s %s: %s: %s",
-                     sl->step ? "transition to" : "create",
-                     sl->step ? happy_path[sl->step - 1].to : sl->id,
-                     lf_code_name(r->code), r->error ? r->error : "");
-        return;                 /* this slot stops; the others finish */
-    }
-    if (sl->step == 0) {
-        memcpy(sl->id, lf_record_id(r->record), sizeof sl->id);
-        if (sl->rec == 0) memcpy(rn->first_id, sl->id, sizeof sl->id);
-    }
-    if (sl->step == NSTEPS) {
-        if (strcmp(r->new_state ? r->new_state : "", "closed") != 0 && !rn->failed++)
-            snprintf(rn->err, sizeof rn->err, "record %s ended in %s, not closed", sl->id,
-                     r->new_state ? r->new_state : "?");
-        slot_begin(sl);
-        return;
-    }
-    lf_transition_req t = {.id = sl->id,
-                           .to = happy_path[sl->step].to,
-                           .trigger = happy_path[sl->step].trigger,
-                           .actor = "bench"};
-    sl->step++;
-    rn->outstanding++;
-    lf_engine_transition(rn->e, &t, on_step, sl);
-}
-
-static void slot_begin(slot *sl) {
-    run *rn = sl->rn;
-    char ref[128];
-    if (rn->failed || rn->next >= rn->n) return;
-    sl->rec = rn->next++;
-    sl->step = 0;
-    snprintf(ref, sizeof ref, "https://github.com/loopforge/bench/issues/%zu#%ld",
-             sl->rec + 1, rn->pid);
-    lf_create_req req = {.ref = ref,
-                         .repo = "loopforge/bench",
-                         .has_ref_number = true,
-                         .ref_number = (int64_t)sl->rec + 1,
-                         .auto_merge = true,
-                         .actor = "bench"};
-    rn->outstanding++;
-    lf_engine_create(rn->e, &req, on_step, sl);
-}
-
 static void on_warm(const lf_result *r, void *arg) {
     (void)r;
     *(bool *)arg = true;
-}
-
-/* Runs N records through the engine with `inflight` at once. Returns 0
- * or -1 (message on stderr). */
-static int workload(lf_cli *c, lf_engine *e, size_t n, size_t inflight, double *seconds,
-                    char *first_id) {
-    run rn = {.e = e, .n = n, .pid = (long)getpid()};
-    slot *slots = lf_xcalloc(inflight, sizeof *slots);
-    double t0 = now_s();
-    for (size_t i = 0; i < inflight; i++) {
-        slots[i].rn = &rn;
-        slot_begin(&slots[i]);
-    }
-    while (rn.outstanding && event_base_loop(c->base, EVLOOP_ONCE) == 0)
-        ;
-    *seconds = now_s() - t0;
-    free(slots);
-    memcpy(first_id, rn.first_id, LF_ID_LEN + 1);
-    if (rn.outstanding) {
-        fputs("bench: redis: the store stopped answering\n", stderr);
-        return -1;
-    }
-    if (rn.failed) {
-        fprintf(stderr, "bench: redis: %d requests failed; first: %s\n", rn.failed,
-                rn.err);
-        return -1;
-    }
-    return 0;
 }
 
 /* ---- redis-benchmark ---------------------------------------------------- */
@@ -516,9 +408,10 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     while (!warm && event_base_loop(c->base, EVLOOP_ONCE) == 0)
         ;
     long long mem0 = used_memory(side);
-    if (workload(c, e, records, inflight, &out->seconds, first) < 0) goto done;
+    if (lf_bench_inflight(c, e, records, inflight, "redis", &out->seconds, first) < 0)
+        goto done;
     long long mem1 = used_memory(side);
-    out->transitions_per_s = (double)(records * NSTEPS) / out->seconds;
+    out->transitions_per_s = (double)(records * LF_BENCH_NSTEPS) / out->seconds;
     if (mem0 >= 0 && mem1 >= 0)
         out->bytes_per_record = (double)(mem1 - mem0) / (double)records;
     redisReply *r = redisCommand(side, "MEMORY USAGE %slog SAMPLES 0", u.prefix);
@@ -530,10 +423,10 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
      * finished record (7 history entries). */
     /* (hiredis formats %s and %llu, not %zu) */
     line = side_get(side, "HGET %slog %llu", u.prefix,
-                    (unsigned long long)(records * (NSTEPS + 1) / 2));
+                    (unsigned long long)(records * (LF_BENCH_NSTEPS + 1) / 2));
     json = side_get(side, "HGET %srec:{%s} j", u.prefix, first);
     if (line && json) {
-        size_t req = records * NSTEPS;
+        size_t req = records * LF_BENCH_NSTEPS;
         req = req < 10000 ? 10000 : req > 100000 ? 100000 : req;
         out->script_per_s = script_rate(&u, u.prefix, line, json, inflight, req,
                                         out->note, sizeof out->note);

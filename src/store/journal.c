@@ -94,6 +94,8 @@ typedef struct lf_journal {
     lf_buf line;        /* scratch: the line being committed */
     bool reader;        /* opened read-only: never writes, never cuts */
     flusher *fl;        /* group commit, or NULL: each commit syncs */
+    bool held;          /* group commit: LOCK_EX held for this loop turn */
+    lf_buf pend;        /* group commit: lines folded, written at the turn's end */
     waiter *waiting, **tail;    /* in append order */
     char *broken;       /* why commits fail since a flush failed */
 } lf_journal;
@@ -286,6 +288,7 @@ out:
  * another process has appended something since we last looked. */
 static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
     struct stat st;
+    if (j->held) return 0;      /* our lock: nobody else appended */
     if (fstat(j->fd, &st) < 0) {
         seterr(err, errlen, "journal %s: %s", j->path, strerror(errno));
         return -1;
@@ -322,6 +325,10 @@ static void journal_rollback(lf_journal *j, off_t size, char *err, size_t errlen
 static int journal_append(lf_journal *j, const char *line, size_t len, char *err,
                           size_t errlen) {
     size_t done = 0;
+    if (j->fl) {                /* written by group_write, at the turn's end */
+        lf_buf_add(&j->pend, line, len);
+        return 0;
+    }
     /* Normally one write() does it all; the loop only matters for a
      * signal landing mid-write, and any failure is rolled back below. */
     while (done < len) {
@@ -355,7 +362,8 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
         seterr(err, errlen, "%s", j->broken);
         return LF_UNAVAILABLE;
     }
-    if (journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
+    /* Holding the lock for a loop turn, we caught up when we took it. */
+    if (!j->held && journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
 
     lf_code code = lf_memdb_check(j->db, e, err, errlen);
     if (code != LF_OK) return code;
@@ -383,7 +391,8 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
          * entry with malformed initial fields): the caller's mistake, as
          * in memory:. The line is on disk but must not stay there, or
          * every later replay would stop at it. */
-        journal_rollback(j, j->end, err, errlen);
+        if (j->fl) j->pend.len -= len + 1;
+        else journal_rollback(j, j->end, err, errlen);
         return LF_INVALID_REQUEST;
     }
     j->lines++;
@@ -470,18 +479,41 @@ static void wait_flush(lf_journal *j, const lf_entry *e, char *block, const lf_r
     w->block = block;
     *j->tail = w;
     j->tail = &w->next;
-    if (!j->fl->kicked) {
-        j->fl->kicked = true;
-        event_active(j->fl->kick, EV_TIMEOUT, 0);
+}
+
+/* The end of a turn: the lines its commits folded go out in one write(),
+ * and the lock goes back to the other processes. A write that fails
+ * leaves the memdb ahead of the file: the journal is broken (restart). */
+static void group_write(lf_journal *j) {
+    size_t done = 0;
+    while (done < j->pend.len && !j->broken) {
+        ssize_t n = write(j->fd, j->pend.p + done, j->pend.len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            lf_buf b = LF_BUF_INIT;
+            lf_buf_printf(&b, "journal %s: write: %s (restart to replay the journal)",
+                          j->path, n < 0 ? strerror(errno) : "wrote nothing");
+            j->broken = lf_buf_steal(&b);
+            if (ftruncate(j->fd, j->end - (off_t)j->pend.len) < 0) { /* replay cuts it */ }
+        }
+        done += n > 0 ? (size_t)n : 0;
     }
+    lf_buf_reset(&j->pend);
+    if (j->held) journal_unlock(j);
+    j->held = false;
 }
 
 /* Runs after the requests that were ready in this turn of the loop have
- * appended theirs: one flush asked for all of them. */
+ * appended theirs: one write and one flush for all of them. */
 static void kick(evutil_socket_t fd, short what, void *arg) {
     lf_journal *j = arg;
     (void)fd, (void)what;
     j->fl->kicked = false;
+    group_write(j);
+    if (j->broken) {
+        acknowledge(j, 0, 0);
+        return;
+    }
     pthread_mutex_lock(&j->fl->mu);
     j->fl->want = j->end;
     pthread_cond_signal(&j->fl->cv);
@@ -525,6 +557,7 @@ static int flusher_start(lf_journal *j, struct event_base *base, char *err, size
 static void flusher_stop(lf_journal *j) {
     flusher *f = j->fl;
     if (!f) return;
+    group_write(j);
     pthread_mutex_lock(&f->mu);
     f->stop = true;
     pthread_cond_signal(&f->cv);
@@ -542,6 +575,27 @@ static void flusher_stop(lf_journal *j) {
     j->fl = NULL;
 }
 
+/* Takes the lock for the rest of this loop turn (once: later commits of
+ * the turn find it held) and catches up with the other processes. */
+static lf_code group_hold(lf_journal *j, char *err, size_t errlen) {
+    if (j->held || j->reader || j->broken) return LF_OK;
+    if (journal_lock(j, LOCK_EX) < 0) {
+        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+        return LF_UNAVAILABLE;
+    }
+    j->held = true;
+    if (!j->fl->kicked) {
+        j->fl->kicked = true;
+        event_active(j->fl->kick, EV_TIMEOUT, 0);
+    }
+    if (journal_catch_up_locked(j, true, err, errlen) < 0) {
+        journal_unlock(j);      /* a later commit of the turn tries again */
+        j->held = false;
+        return LF_UNAVAILABLE;
+    }
+    return LF_OK;
+}
+
 static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
     char err[1024] = "";
@@ -554,7 +608,12 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
     char *block = lf_entry_own(&own);
     lf_code code;
 
-    if (journal_lock(j, LOCK_EX) < 0) {
+    if (j->fl) {
+        /* Group commit: the lock is taken once per loop turn and given
+         * back by kick(), after the turn's lines are written. */
+        code = group_hold(j, err, sizeof err);
+        if (code == LF_OK) code = journal_commit_locked(j, &own, &rec, err, sizeof err);
+    } else if (journal_lock(j, LOCK_EX) < 0) {
         seterr(err, sizeof err, "journal %s: lock: %s", j->path, strerror(errno));
         code = LF_UNAVAILABLE;
     } else {
@@ -654,6 +713,7 @@ static void journal_free(lf_store *s) {
     if (j->fd >= 0) close(j->fd);
     if (j->db) lf_memdb_free(j->db);
     lf_buf_free(&j->line);
+    lf_buf_free(&j->pend);
     free(j->path);
     free(j);
 }
