@@ -3,7 +3,8 @@
 # `loopforge serve` over 64 connections, beside `loopforge serve --ceiling`
 # (the same binary and evhttp setup answering every request 200 with
 # nothing behind it) measured in the same run, for each store: the
-# embedded journal (file:, fdatasync before every acknowledgement), a
+# embedded journal (file:, group commit: one fdatasync per loop turn, before
+# the acknowledgements), a
 # private Redis on a unix socket if redis-server is installed, and memory:
 # (not durable: the server and engine alone).
 #
