@@ -13,7 +13,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := lua5.4 libcjson libevent openssl hiredis
+PKGS    := lua5.4 libcjson libevent openssl hiredis libgvc
 # Deferred (=, not :=): on a fresh machine `make test` first runs `deps`,
 # which installs these packages, and only then compiles.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -79,7 +79,8 @@ $(A)/obj/%.o: %.c
 # objects that use it rebuild when PREFIX changes, so `make install
 # PREFIX=...` after a plain `make` installs a binary that finds its data.
 DATADIR_OBJ := $(B)/obj/src/cli/main.o $(B)/obj/src/rules/rules.o \
-               $(A)/obj/src/cli/main.o $(A)/obj/src/rules/rules.o
+               $(A)/obj/src/cli/main.o $(A)/obj/src/rules/rules.o \
+               $(B)/obj/src/http/console.o $(A)/obj/src/http/console.o
 $(DATADIR_OBJ): $(B)/prefix.stamp
 $(B)/prefix.stamp: FORCE
 	@mkdir -p $(B); echo '$(PREFIX)' | cmp -s - $@ 2>/dev/null || echo '$(PREFIX)' >$@
@@ -181,8 +182,9 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loopforge.pc
 	install -m 755 $(B)/lua/loopforge/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/loopforge/
 	install -m 644 lua/loopforge/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/loopforge/
-	rm -rf $(DESTDIR)$(PREFIX)/share/loopforge/policies $(DESTDIR)$(PREFIX)/share/loopforge/lua
-	cp -R lua policies $(DESTDIR)$(PREFIX)/share/loopforge/
+	rm -rf $(DESTDIR)$(PREFIX)/share/loopforge/policies $(DESTDIR)$(PREFIX)/share/loopforge/lua \
+	    $(DESTDIR)$(PREFIX)/share/loopforge/ui
+	cp -R lua policies ui $(DESTDIR)$(PREFIX)/share/loopforge/
 
 clean:
 	rm -rf build

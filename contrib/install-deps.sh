@@ -10,7 +10,7 @@
 #   sh contrib/install-deps.sh format   also what `make format` uses
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
-libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools
+libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools libgraphviz-dev
 curl openssl python3 python3-securesystemslib"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"

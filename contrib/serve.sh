@@ -38,6 +38,11 @@ cat <<EOF
 loopforge serve is $line (store $store, policies $policies);
 its log (JSON lines) follows below. Ctrl-C stops it.
 
+The console (the board, each record's story, the workflows, the audit's
+health), in a browser:
+
+  $base/ui/
+
 Try, from another terminal:
 
   curl -s -X POST $base/v1/records -H 'Content-Type: application/json' \\
@@ -47,6 +52,7 @@ Try, from another terminal:
   curl -s "$base/v1/records?state=task_queued"
   curl -s $base/v1/audit
   curl -s $base/metrics
+  curl -sN $base/v1/events        # every change as it is committed (SSE)
 
 A GitHub delivery, signed with var/webhook-secret:
 

@@ -10,6 +10,7 @@
 cd "$(dirname "$0")/.." || exit 1
 export CMOCKA_MESSAGE_OUTPUT=TAP
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 log=$(mktemp -d)
 passed=0 failed=0 skipped=0

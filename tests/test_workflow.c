@@ -341,12 +341,12 @@ static void test_dot(void **state) {
     assert_non_null(strstr(s, "digraph \"loopforge\" {"));
     char line[128];
     for (int i = 0; i < wf->nedges; i++) {
-        snprintf(line, sizeof line, "\"%s\" -> \"%s\"%s\n", wf->states[wf->edges[i].from],
-                 wf->states[wf->edges[i].to],
-                 wf->edges[i].engine ? " [style=dashed];" : ";");
+        const char *f = wf->states[wf->edges[i].from], *t = wf->states[wf->edges[i].to];
+        snprintf(line, sizeof line, "\"%s\" -> \"%s\" [id=\"edge-%s-%s\"%s\n", f, t, f, t,
+                 wf->edges[i].engine ? ", style=dashed];" : "];");
         if (!strstr(s, line)) fail_msg("dot lacks %s", line);
     }
-    assert_non_null(strstr(s, "\"closed\" [shape=doublecircle];"));
+    assert_non_null(strstr(s, "\"closed\" [id=\"state-closed\", shape=doublecircle];"));
     assert_non_null(strstr(s, "-> \"issue_created\";"));        /* start arrow */
     assert_non_null(strstr(s, "[shape=point"));
     assert_null(strstr(s, "\"merged\" [shape=doublecircle]"));
@@ -391,8 +391,8 @@ static void test_render_odd_names(void **state) {
     const char *s = lf_buf_str(&out);
     assert_non_null(strstr(s, "digraph \"odd \\\"wf\\\"\" {"));
     assert_non_null(strstr(s, "\"__start_\" -> \"__start\";"));
-    assert_non_null(strstr(s, "\"__start\" -> \"in \\\"review\\\"\";"));
-    assert_non_null(strstr(s, "\"lf__1\" [shape=doublecircle];"));
+    assert_non_null(strstr(s, "\"__start\" -> \"in \\\"review\\\"\" [id=\"edge-__start-in \\\"review\\\"\"];"));
+    assert_non_null(strstr(s, "\"lf__1\" [id=\"state-lf__1\", shape=doublecircle];"));
 
     lf_buf_reset(&out);
     lf_workflow_mermaid(wf, &out);

@@ -357,6 +357,9 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     }
     r->version = e->version;
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
+    /* What a board shows on a card without reading the record's log. */
+    if (e->violation) r->violations++;
+    if (e->authority && strstr(e->authority, "\"override\":")) r->overrides++;
     changes_apply(r, &c);
     cJSON_Delete(c.json);
     if (moves && r->timers) timers_after_move(r);
@@ -430,6 +433,8 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     if (r->parent) lf_jw_str(&o, "parent", r->parent);
     if (r->owner) lf_jw_raw(&o, "owner", r->owner, "{}");
     if (r->timers) lf_jw_raw(&o, "timers", r->timers, "[]");
+    if (r->violations) lf_jw_int(&o, "violations", r->violations);
+    if (r->overrides) lf_jw_int(&o, "overrides", r->overrides);
     if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
 }
@@ -549,6 +554,10 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         r->owner = member_text(t, "owner", "{}");
     if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "timers")) > 0)
         r->timers = member_text(t, "timers", "[]");
+    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(o, "violations"),
+                *no = cJSON_GetObjectItemCaseSensitive(o, "overrides");
+    if (cJSON_IsNumber(nv) && nv->valuedouble > 0) r->violations = (uint32_t)nv->valuedouble;
+    if (cJSON_IsNumber(no) && no->valuedouble > 0) r->overrides = (uint32_t)no->valuedouble;
     free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {

@@ -63,6 +63,10 @@ typedef struct lf_record {
     char *parent;                   /* the record this one belongs to (a
                                        gate's work unit, an epic's issue),
                                        set at create; NULL = none */
+    uint32_t violations;            /* entries that carry a violation (an
+                                       observation the rules refused) */
+    uint32_t overrides;             /* entries that overrode a guard
+                                       (break-glass) */
     bool deleted;                   /* a tombstone has been applied */
 } lf_record;
 

@@ -454,19 +454,32 @@ void lf_workflow_dot(const lf_workflow *wf, lf_buf *out) {
         lf_buf_puts(out, " [style=bold];\n");
         lf_buf_free(&start);
     }
+    /* Every state and edge has an id ("state-NAME", "edge-FROM-TO"), which
+     * an SVG rendering keeps: the console marks a record's state and path
+     * by them. */
+    lf_buf id = LF_BUF_INIT;
     for (int s = 0; s < wf->nstates; s++) {
-        if (!wf->terminal[s]) continue;
+        lf_buf_reset(&id);
+        lf_buf_printf(&id, "state-%s", wf->states[s]);
         lf_buf_puts(out, "  ");
         dot_id(out, wf->states[s]);
-        lf_buf_puts(out, " [shape=doublecircle];\n");
+        lf_buf_puts(out, " [id=");
+        dot_id(out, lf_buf_str(&id));
+        lf_buf_puts(out, wf->terminal[s] ? ", shape=doublecircle];\n" : "];\n");
     }
     for (int i = 0; i < wf->nedges; i++) {
+        const char *from = wf->states[wf->edges[i].from], *to = wf->states[wf->edges[i].to];
+        lf_buf_reset(&id);
+        lf_buf_printf(&id, "edge-%s-%s", from, to);
         lf_buf_puts(out, "  ");
-        dot_id(out, wf->states[wf->edges[i].from]);
+        dot_id(out, from);
         lf_buf_puts(out, " -> ");
-        dot_id(out, wf->states[wf->edges[i].to]);
-        lf_buf_puts(out, wf->edges[i].engine ? " [style=dashed];\n" : ";\n");
+        dot_id(out, to);
+        lf_buf_puts(out, " [id=");
+        dot_id(out, lf_buf_str(&id));
+        lf_buf_puts(out, wf->edges[i].engine ? ", style=dashed];\n" : "];\n");
     }
+    lf_buf_free(&id);
     lf_buf_puts(out, "}\n");
 }
 

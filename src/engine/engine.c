@@ -58,6 +58,8 @@ struct lf_engine {
     bool closing;               /* lf_engine_free is running */
     lf_notifier *notify;        /* hooks' POSTs in flight (notify.c), or NULL */
     lf_evidence *ev;            /* checkpoints, announcements (evidence.c) */
+    lf_entry_watch_cb *watch;   /* told of every committed entry, or NULL */
+    void *watch_arg;
     size_t busy;                /* transitions and nudges not finished yet
                                    (follow-ups and escalations included) */
 };
@@ -521,6 +523,12 @@ static char *request_digest(const char *const *parts, int n) {
 static void appended(lf_engine *e, const lf_entry *en) {
     e->stats.appended++;
     if (en) lf_evidence_saw(e->ev, en);
+    if (en && e->watch) e->watch(en, e->watch_arg);
+}
+
+void lf_engine_watch(lf_engine *e, lf_entry_watch_cb *cb, void *arg) {
+    e->watch = cb;
+    e->watch_arg = arg;
 }
 
 /* ---- announcing the policy set ------------------------------------------ */

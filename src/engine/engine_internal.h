@@ -32,6 +32,10 @@ void lf_engine_busy(lf_engine *e, int delta);
 bool lf_engine_settled(const lf_engine *e);
 /* Runs the current generation's routes over an inbound event. */
 void lf_engine_route(lf_engine *e, const lf_event *ev, lf_route_result *out);
+/* Tells cb of every entry the engine committed, once it is durable (the
+ * server's event stream); NULL stops it. One watcher. */
+typedef void lf_entry_watch_cb(const lf_entry *e, void *arg);
+void lf_engine_watch(lf_engine *e, lf_entry_watch_cb *cb, void *arg);
 /* The current generation described as JSON (lf_rules_json); caller frees. */
 char *lf_engine_policies_json(lf_engine *e);
 

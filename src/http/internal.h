@@ -24,6 +24,8 @@
 #include "../core/buf.h"
 #include "../core/text.h"
 #include "../core/mem.h"
+#include "../core/entry.h"
+#include "../core/map.h"
 
 typedef struct lf_server lf_server;
 typedef struct lf_req lf_req;
@@ -69,6 +71,12 @@ enum {
     LF_RT_TIMERS,
     LF_RT_EXPLAIN,
     LF_RT_ACK,
+    LF_RT_UI_ROOT,
+    LF_RT_UI_INDEX,
+    LF_RT_UI_FILE,
+    LF_RT_WORKFLOWS,
+    LF_RT_WORKFLOW_SVG,
+    LF_RT_EVENTS,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -159,7 +167,26 @@ struct lf_server {
     uint64_t cp_appended;       /* stats.appended at the last one */
     uint64_t cp_ns;             /* when it was started */
     bool cp_busy;
+    /* The web console (console.c). */
+    char *ui_dir;               /* its files, or NULL: none found */
+    lf_req **events;            /* GET /v1/events streams */
+    size_t nevents, capevents;
+    struct event *events_ping;
+    char svg_gen[LF_HASH_LEN + 1];  /* the generation the SVGs are of */
+    lf_map svg;                 /* workflow name (owned) -> SVG text */
 };
+
+/* ---- the web console (console.c) --------------------------------------- */
+
+void lf_console_start(lf_server *s);
+/* Ends the event streams (a draining server owes them nothing more). */
+void lf_console_drain(lf_server *s);
+void lf_console_free(lf_server *s);
+void lf_console_file(lf_req *r);
+void lf_console_root(lf_req *r);
+void lf_api_workflows(lf_req *r);
+void lf_api_workflow_svg(lf_req *r);
+void lf_api_events(lf_req *r);
 
 /* ---- signed checkpoints (checkpoints.c) --------------------------------- */
 

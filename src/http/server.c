@@ -57,6 +57,14 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
                        lf_api_explain},
     [LF_RT_ACK] = {EVHTTP_REQ_POST, "/v1/records/{id}/acknowledgements", LF_ROLE_WRITE,
                    false, lf_api_ack},
+    [LF_RT_UI_ROOT] = {EVHTTP_REQ_GET, "/", LF_ROLE_NONE, false, lf_console_root},
+    [LF_RT_UI_INDEX] = {EVHTTP_REQ_GET, "/ui", LF_ROLE_NONE, false, lf_console_file},
+    [LF_RT_UI_FILE] = {EVHTTP_REQ_GET, "/ui/{id}", LF_ROLE_NONE, false, lf_console_file},
+    [LF_RT_WORKFLOWS] = {EVHTTP_REQ_GET, "/v1/workflows", LF_ROLE_READ, false,
+                         lf_api_workflows},
+    [LF_RT_WORKFLOW_SVG] = {EVHTTP_REQ_GET, "/v1/workflows/{id}/graph.svg", LF_ROLE_READ,
+                            false, lf_api_workflow_svg},
+    [LF_RT_EVENTS] = {EVHTTP_REQ_GET, "/v1/events", LF_ROLE_READ, false, lf_api_events},
 };
 
 /* ---- the listen address ------------------------------------------------ */
@@ -296,6 +304,7 @@ static void begin_shutdown(lf_server *s, int sig) {
         evhttp_del_accept_socket(s->http, s->bound);
         s->bound = NULL;
     }
+    lf_console_drain(s);
     lf_logf(LF_LOG_INFO, "%s: draining %zu in-flight request(s)",
             sig == SIGINT ? "SIGINT" : "SIGTERM", s->inflight);
     struct timeval tv = {0, 0};
@@ -430,6 +439,7 @@ static void teardown(lf_server *s) {
     if (s->http) evhttp_free(s->http);
     lf_conns_release(s);
     lf_checkpoints_final(s);
+    lf_console_free(s);
     /* The engine may still complete requests (their replies go nowhere),
      * and the store flushes. */
     if (s->engine) lf_engine_free(s->engine);
@@ -466,6 +476,7 @@ int lf_http_serve(const lf_http_config *cfg, struct event_base *base, lf_engine 
                 s->tokens ? "tokens" : "no auth (loopback)", s->secret ? "on" : "off");
         lf_log_attach(base);
         lf_checkpoints_start(s);
+        lf_console_start(s);
         event_base_dispatch(base);
         lf_log_detach();
     }

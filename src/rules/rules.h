@@ -222,6 +222,9 @@ int lf_rules_count(const lf_rules *r, lf_rule_kind kind);
 /* The whole set as JSON: {generation, files, workflows, guards, hooks,
  * routes}, each rule with name, file, line, on, description, enabled. */
 void lf_rules_json(const lf_rules *r, lf_buf *out);
+/* Its workflows whole: {generation, workflows: [{name, initial, states,
+ * terminal, edges: [{from, to, engine, guards: [names]}]}]}. */
+void lf_rules_workflows_json(const lf_rules *r, lf_buf *out);
 void lf_rules_info(const lf_rules *r, lf_rule_kind kind, int i, lf_rule_info *out);
 
 /* 64 lowercase hex characters. */

@@ -188,6 +188,7 @@ expect_json "… no violation: it was approved" results/1/violation null
 hook issues "$tmp/synthetic.issue_closed.json" life-13
 expect_json "issues.closed (synthetic) closes it" results/1/to closed
 req GET "/v1/records/$id"
+expect_json "the record counts its violations (what a board card shows)" violations 1
 expect_json "the record is closed" state closed
 expect_json "… its ref is the issue" ref "$ISSUE"
 expect_json "… pr_number from the PR" pr_number 2

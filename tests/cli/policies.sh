@@ -55,12 +55,12 @@ for e in "issue_created -> task_queued" "task_queued -> pr_created" \
          "ci_passed -> merged" "ci_passed -> awaiting_review" "ci_failed -> ci_pending" \
          "awaiting_review -> approved" "awaiting_review -> ci_pending" \
          "approved -> merged" "merged -> closed"; do
-    match_out "dot has the edge $e" "^  \"?${e%% *}\"? -> \"?${e##* }\"?;"
+    match_out "dot has the edge $e" "^  \"?${e%% *}\"? -> \"?${e##* }\"? \\[id=\"edge-${e%% *}-${e##* }\"\\];"
 done
 check "dot has LoopForge's 12 edges, escalated's two and the engine's escalation (plus the start arrow)" \
     test "$(printf '%s\n' "$out" | grep -c -- '->')" -eq 16
-match_out "… the engine's edge drawn dashed" '^  "ci_failed" -> "escalated" \[style=dashed\];$'
-match_out "dot marks the terminal state" 'closed"? \[shape=doublecircle\]'
+match_out "… the engine's edge drawn dashed" '^  "ci_failed" -> "escalated" \[id="edge-ci_failed-escalated", style=dashed\];$'
+match_out "dot marks the terminal state" 'closed"? \[id="state-closed", shape=doublecircle\]'
 
 run --policies "$POLICIES" graph --format mermaid
 expect_rc "graph --format mermaid exits 0" 0

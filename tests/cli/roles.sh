@@ -138,6 +138,8 @@ expect_json "… and its reason" decisions/1/reason "needs the approver role (ha
 expect_json "… the override's reason" authority/override/reason "prod is down"
 expect_json "… its co-signer" authority/override/co_signer dana
 expect_json "… and that it was used" authority/override/used true
+l3 show "$o" --json
+expect_json "the record counts its overrides (what a board card shows)" overrides 1
 l3 transition "$o" closed x --override --reason "skip it all" --role breakglass
 expect_rc "an override never passes the graph: exit 4" 4
 l3 audit --overrides

@@ -1,0 +1,90 @@
+#!/bin/sh
+# The console's server side (issue 13): its files under /ui/, the
+# workflows as data and as Graphviz SVG, and the live event stream
+# GET /v1/events -- over a real `loopforge serve`. (The pages themselves
+# are driven in a real browser by tests/cli/browser.sh.)
+. tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
+LOOPFORGE_UI=$ROOT/ui
+export LOOPFORGE_UI
+start_server --store "file:$tmp/j" --policies "$SHIPPED" || not_ok "serve starts"
+
+req GET /
+expect_status "/ redirects to the console" 302
+check "… at /ui/" grep -qi '^Location: /ui/' "$tmp/headers"
+req GET /ui/
+expect_status "GET /ui/ serves the console's page" 200
+check "… as HTML" grep -qi '^Content-Type: text/html' "$tmp/headers"
+req GET /ui/nope.html
+expect_status "an unknown console file: 404" 404
+req GET /ui/.secret.js
+expect_status "a dot file is never served" 404
+
+req GET /v1/workflows
+expect_status "GET /v1/workflows" 200
+check "… names every state of loopforge in order" sh -c \
+    "printf '%s' '$out' | grep -q '\"name\":\"loopforge\",\"initial\":\"issue_created\",\"states\":\\[\"issue_created\",\"task_queued\",\"pr_created\"'"
+check "… and the guards that stand on an edge" sh -c \
+    "printf '%s' '$out' | grep -q '{\"from\":\"approved\",\"to\":\"merged\",\"engine\":false,\"guards\":\\[[^]]*\"blocking-labels\"'"
+check "… and marks the engine's own edges" sh -c \
+    "printf '%s' '$out' | grep -q '{\"from\":\"ci_failed\",\"to\":\"escalated\",\"engine\":true'"
+
+req GET /v1/workflows/loopforge/graph.svg
+expect_status "GET /v1/workflows/loopforge/graph.svg" 200
+check "… an SVG" grep -qi '^Content-Type: image/svg+xml' "$tmp/headers"
+check "… drawn by Graphviz, each state's node named state-NAME" \
+    grep -q 'id="state&#45;awaiting_review" class="node"' "$tmp/body"
+check "… each edge edge-FROM-TO" grep -q 'id="edge&#45;approved&#45;merged" class="edge"' "$tmp/body"
+req GET /v1/workflows/nope/graph.svg
+expect_status "an unknown workflow: 404" 404
+
+# The event stream: what the server commits from now on, as it happens.
+curl -sN "$BASE/v1/events" >"$tmp/events" 2>/dev/null &
+cpid=$!
+i=0
+until grep -q '^: loopforge events' "$tmp/events" 2>/dev/null || [ $i -ge 3000 ]; do
+    i=$((i + 1)); sleep 0.01
+done
+req POST /v1/records '{"ref":"o/r#1","repo":"o/r"}'
+id=$(json record_id)
+req POST "/v1/records/$id/transitions" '{"to":"task_queued","trigger":"worker.picked_up"}'
+i=0
+until grep -q '"to_state":"task_queued"' "$tmp/events" 2>/dev/null || [ $i -ge 3000 ]; do
+    i=$((i + 1)); sleep 0.01
+done
+kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+check "GET /v1/events streams the creation" grep -q "^data: {\"seq\":[0-9]*,\"record_id\":\"$id\",\"kind\":\"created\"" "$tmp/events"
+check "… and the transition, as an event with its seq as id" sh -c \
+    "grep -B2 '\"to_state\":\"task_queued\"' '$tmp/events' | grep -q '^event: entry'"
+check "… in order" sh -c "grep -n '$id' '$tmp/events' | head -1 | grep -q created"
+req GET /v1/records/$id
+expect_status "the server still answers after a client left the stream" 200
+curl -sN "$BASE/v1/events" >"$tmp/events2" 2>/dev/null &
+cpid=$!
+i=0
+until grep -q '^: loopforge events' "$tmp/events2" 2>/dev/null || [ $i -ge 3000 ]; do
+    i=$((i + 1)); sleep 0.01
+done
+stop_server
+wait "$cpid"
+expect_match "a draining server ends an open stream (the client sees it end cleanly)" rc "$?" '^0$'
+expect_match "a server with a stream open stops cleanly" rc "$STOP_RC" '^0$'
+
+# With tokens: the console's files are public (they hold no data), the
+# data and the stream are not.
+TOKENS="$tmp/tokens"
+run token viewer read --tokens "$TOKENS"; tok=$out
+start_server --store "file:$tmp/j" --policies "$SHIPPED" --tokens "$TOKENS" ||
+    not_ok "serve with tokens starts"
+req GET /ui/
+expect_status "with tokens, /ui/ is served without one" 200
+req GET /v1/events
+expect_status "… /v1/events is not: 401" 401
+req GET /v1/workflows
+expect_status "… nor /v1/workflows" 401
+AUTH="Bearer $tok"
+req GET /v1/workflows
+expect_status "… with a read token: 200" 200
+AUTH=
+stop_server
+done_testing
