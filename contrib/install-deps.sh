@@ -4,14 +4,16 @@
 # Debian) it only says what is missing and lets the build go on: a
 # machine set up by other means needs nothing from it.
 #   sh contrib/install-deps.sh          build and test (curl and openssl: the
-#                                       HTTP suites talk to a real server)
+#                                       HTTP suites talk to a real server;
+#                                       chromium, its driver and selenium:
+#                                       the console's browser tests)
 #   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk)
 #   sh contrib/install-deps.sh fuzz     also what `make fuzz` uses (clang)
 #   sh contrib/install-deps.sh format   also what `make format` uses
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools libgraphviz-dev
-curl openssl python3 python3-securesystemslib"
+curl openssl python3 python3-securesystemslib chromium chromium-driver python3-selenium"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
 [ "${1:-}" = format ] && PKGS="$PKGS clang-format-16"
