@@ -490,9 +490,18 @@ void lf_api_delete(lf_req *r) {
 
 /* ---- policies ---------------------------------------------------------- */
 
+/* What `policies --json` says, and since when this server serves it. */
 void lf_api_policies(lf_req *r) {
     char *json = lf_engine_policies_json(r->srv->engine);
-    lf_reply_take(r, 200, "application/json", json, strlen(json));
+    size_t len = strlen(json);
+    lf_console_policies_seen(r->srv);
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_add(&b, json, len ? len - 1 : 0);    /* its closing '}' comes after */
+    lf_buf_puts(&b, ",\"loaded_at\":");
+    lf_buf_json_str(&b, r->srv->gen_since);
+    lf_buf_putc(&b, '}');
+    free(json);
+    lf_reply_take(r, 200, "application/json", b.p, b.len);
 }
 
 static void reloaded(lf_code code, const char *error, const char *old_gen,

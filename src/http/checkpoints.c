@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct cp_wait {
@@ -22,7 +23,11 @@ static void on_checkpoint(lf_code code, const char *error, const char *doc, void
     cp_wait *w = arg;
     w->s->cp_busy = false;
     w->done = true;
-    if (code == LF_OK) lf_logf(LF_LOG_INFO, "checkpoint: %s", doc);
+    if (code == LF_OK) {
+        lf_logf(LF_LOG_INFO, "checkpoint: %s", doc);
+        free(w->s->cp_last);            /* GET /v1/checkpoints/latest */
+        w->s->cp_last = lf_xstrdup(doc);
+    }
     else lf_logf(LF_LOG_WARN, "checkpoint failed: %s", error);
 }
 
@@ -51,6 +56,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     lf_server *s = arg;
     (void)fd, (void)what;
     if (s->draining) return;
+    lf_console_policies_seen(s);
     if (!ticking) {
         ticking = true;
         lf_engine_tick(s->engine, 0, true, on_timers, NULL);

@@ -18,6 +18,7 @@
 #include <graphviz/gvc.h>
 
 #include "internal.h"
+#include "../core/clock.h"
 #include "../core/mem.h"
 #include "../engine/engine_internal.h"
 
@@ -280,12 +281,35 @@ void lf_api_events(lf_req *r) {
     evbuffer_free(b);
 }
 
+/* ---- the audit's health ---------------------------------------------------- */
+
+void lf_console_policies_seen(lf_server *s) {
+    const char *gen = s->engine ? lf_engine_generation(s->engine) : "";
+    if (strcmp(s->gen_seen, gen) == 0) return;
+    snprintf(s->gen_seen, sizeof s->gen_seen, "%s", gen);
+    lf_ts_format(lf_now_us(), s->gen_since);
+}
+
+/* GET /v1/checkpoints/latest: the last signed checkpoint this server
+ * appended (the document `loopforge checkpoint` prints), or 404. */
+void lf_api_checkpoint_latest(lf_req *r) {
+    if (!r->srv->cp_last) {
+        lf_reply_error(r, 404, "not_found",
+                       lf_engine_can_sign(r->srv->engine)
+                           ? "no checkpoint signed by this server yet"
+                           : "this server has no signing key (--signing-key)");
+        return;
+    }
+    lf_reply_json(r, 200, r->srv->cp_last);
+}
+
 /* ---- lifetime -------------------------------------------------------------- */
 
 void lf_console_start(lf_server *s) {
     static const struct timeval every = {EVENTS_PING_S, 0};
     s->ui_dir = find_ui();
     if (!s->engine) return;
+    lf_console_policies_seen(s);
     lf_engine_watch(s->engine, on_entry, s);
     s->events_ping = event_new(s->base, -1, EV_PERSIST, on_ping, s);
     if (s->events_ping) event_add(s->events_ping, &every);
@@ -308,4 +332,6 @@ void lf_console_free(lf_server *s) {
     svg_cache_clear(s);
     free(s->ui_dir);
     s->ui_dir = NULL;
+    free(s->cp_last);
+    s->cp_last = NULL;
 }

@@ -77,6 +77,7 @@ enum {
     LF_RT_WORKFLOWS,
     LF_RT_WORKFLOW_SVG,
     LF_RT_EVENTS,
+    LF_RT_CHECKPOINT,
     LF_RT__COUNT,
     LF_RT_UNMATCHED = LF_RT__COUNT  /* metrics row for unknown paths */
 };
@@ -173,12 +174,19 @@ struct lf_server {
     size_t nevents, capevents;
     struct event *events_ping;
     char svg_gen[LF_HASH_LEN + 1];  /* the generation the SVGs are of */
+    char gen_seen[LF_HASH_LEN + 1]; /* the generation serving, and since */
+    char gen_since[LF_TS_LEN + 1];
+    char *cp_last;              /* the last signed checkpoint's document */
     lf_map svg;                 /* workflow name (owned) -> SVG text */
 };
 
 /* ---- the web console (console.c) --------------------------------------- */
 
 void lf_console_start(lf_server *s);
+/* Notes when the serving policy generation changed (called every second
+ * and at each /v1/policies): its `loaded_at`. */
+void lf_console_policies_seen(lf_server *s);
+void lf_api_checkpoint_latest(lf_req *r);
 /* Ends the event streams (a draining server owes them nothing more). */
 void lf_console_drain(lf_server *s);
 void lf_console_free(lf_server *s);

@@ -65,6 +65,8 @@ const lf_route_def lf_routes[LF_RT__COUNT] = {
     [LF_RT_WORKFLOW_SVG] = {EVHTTP_REQ_GET, "/v1/workflows/{id}/graph.svg", LF_ROLE_READ,
                             false, lf_api_workflow_svg},
     [LF_RT_EVENTS] = {EVHTTP_REQ_GET, "/v1/events", LF_ROLE_READ, false, lf_api_events},
+    [LF_RT_CHECKPOINT] = {EVHTTP_REQ_GET, "/v1/checkpoints/latest", LF_ROLE_READ, false,
+                          lf_api_checkpoint_latest},
 };
 
 /* ---- the listen address ------------------------------------------------ */

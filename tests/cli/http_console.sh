@@ -70,6 +70,24 @@ wait "$cpid"
 expect_match "a draining server ends an open stream (the client sees it end cleanly)" rc "$?" '^0$'
 expect_match "a server with a stream open stops cleanly" rc "$STOP_RC" '^0$'
 
+# The audit's health: when the policy set was loaded, the last checkpoint.
+run keygen --out "$tmp/k"
+start_server --store "file:$tmp/j" --policies "$SHIPPED" --signing-key "$tmp/k.key" \
+    --checkpoint-every 1 || not_ok "serve with a key starts"
+req GET /v1/policies
+expect_match "/v1/policies says when the set was loaded" body "$out" '"loaded_at":"[0-9T:.-]+Z"}$'
+req GET /v1/checkpoints/latest
+expect_status "no checkpoint signed yet: 404" 404
+req POST /v1/records '{"ref":"o/r#2"}'
+i=0
+until [ "$status" = 200 ] || [ $i -ge 500 ]; do
+    i=$((i + 1))
+    req GET /v1/checkpoints/latest
+done
+expect_status "after an entry, the server's next tick signs one: GET /v1/checkpoints/latest" 200
+expect_match "… the signed document" body "$out" '"checkpoint":\{.*"signature":"[A-Za-z0-9+/=]+"'
+stop_server
+
 # With tokens: the console's files are public (they hold no data), the
 # data and the stream are not.
 TOKENS="$tmp/tokens"
