@@ -41,6 +41,8 @@ typedef struct counter {
     size_t n, cap;
 } counter;
 
+#define COUNTER_KEEP_US ((int64_t)31 * 86400 * 1000000)
+
 /* The open records of one owner (lf_record_open_keys): a set of ids. */
 typedef struct openset {
     char *key;
@@ -272,6 +274,14 @@ static void count_entry(lf_memdb *db, const lf_entry *e) {
         size_t i = c->n++;
         while (i && c->t[i - 1] > at) c->t[i] = c->t[i - 1], i--;
         c->t[i] = at;
+        /* Windows are at most 31 days: older times are dropped (as the
+         * Redis commit script does), so a counter does not grow forever. */
+        size_t old = 0;
+        while (old < c->n && c->t[old] < c->t[c->n - 1] - COUNTER_KEEP_US) old++;
+        if (old) {
+            memmove(c->t, c->t + old, (c->n - old) * sizeof *c->t);
+            c->n -= old;
+        }
     }
 }
 
