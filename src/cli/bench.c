@@ -37,6 +37,7 @@
 #include "bench_journal.h"
 #include "bench_timers.h"
 #include "bench_governance.h"
+#include "bench_scale.h"
 #include "../core/clock.h"
 
 
@@ -294,6 +295,9 @@ static void print_result(lf_cli *c, const char *label, size_t n, unsigned runs,
 static int run_bench(lf_cli *c) {
     int rc = lf_cli_npos(c, 0, 0, "");
     if (rc) return rc;
+    /* --scale is a leg of its own: the cost curve (bench_scale.c). */
+    const char *scale = lf_args_get(&c->args, "scale");
+    if (scale) return lf_bench_scale(c, scale);
     uint64_t n = 1000, runs = 5;
     const char *s;
     if ((s = lf_args_get(&c->args, "records")) &&
@@ -428,12 +432,14 @@ static const lf_optspec bench_opts[] = {{"records", true},
                                         {"runs", true},
                                         {"in-flight", true},
                                         {"verify-entries", true},
+                                        {"scale", true},
                                         {NULL, false}};
 
 const lf_command lf_cmd_bench = {
     "bench",
     "measure LoopForge's workload on memory: and a file: journal",
-    "Usage: loopforge bench [--records N] [--runs R] [--store URL]...\n\n"
+    "Usage: loopforge bench [--records N] [--runs R] [--store URL]...\n"
+    "       loopforge bench --scale N[,N...]\n\n"
     "Creates N records (default 1000) and walks each through the 6-transition\n"
     "happy path (task_queued, pr_created, ci_pending, ci_passed, merged,\n"
     "closed), in process, then checks that every record is closed. Prints one\n"
@@ -450,7 +456,15 @@ const lf_command lf_cmd_bench = {
     "  --runs R             runs on memory: stores; the best is reported\n"
     "  --in-flight K        requests in flight on a redis store (default 64)\n"
     "  --verify-entries N   the journal the evidence leg verifies (default\n"
-    "                       1000000)\n\n"
+    "                       1000000)\n"
+    "  --scale N[,N...]     only the cost curve: for each N (10000 to\n"
+    "                       10000000), a journal of N records (7 entries each,\n"
+    "                       the workflows only) and, in a child process of its\n"
+    "                       own, its open (replay) time and RSS growth, the\n"
+    "                       latency of get (p50, p99), list --state closed\n"
+    "                       (first page, page 100) and audit ID (p50); then the\n"
+    "                       largest N's reads over the smallest's. Try\n"
+    "                       10000,100000; 1000000 takes minutes and gigabytes\n\n"
     "An evidence leg follows the default runs: the memory store's rate with a\n"
     "signed checkpoint every 1000 entries beside the same workload unsigned,\n"
     "audit --verify's speed over a journal of N entries beside SHA-256 of each\n"

@@ -1,0 +1,478 @@
+/* bench_scale.c -- the cost curve (`loopforge bench --scale N[,N...]`):
+ * how opening a journal and reading from it grow with its size.
+ *
+ * For each size N, a forked child runs N records through the happy path
+ * on memory: (the policy directory's workflows only) and writes the log
+ * out as a journal file, with the records' ids beside it. A second child
+ * then opens that journal as `serve` would (file:, with an event base)
+ * and measures, on it alone:
+ *
+ *   - open: lf_engine_new, i.e. the replay of every line (the file is in
+ *     the page cache: it was just written) and the policy set's load;
+ *   - RSS: VmRSS after the open minus before it;
+ *   - get: 2,000 random known ids, p50 and p99;
+ *   - list --state closed, 100 a page: the first page (median of 20) and
+ *     the 100th, reached by following next_cursor (median of 5);
+ *   - audit ID: a record's 7 entries, 2,000 random ids, p50.
+ *
+ * Each leg in a child of its own keeps the measurement clean: the
+ * opener's RSS holds no heap that building the log left behind, and the
+ * parent stays small however large N is. The child sends its figures
+ * back through a pipe. Every read is checked (found, closed, 7 entries,
+ * full pages): a figure for a workload that did not happen would be
+ * worse than none. Nothing here asserts a timing. */
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include "bench_scale.h"
+#include "bench_util.h"
+#include "../core/buf.h"
+#include "../core/clock.h"
+#include "../core/mem.h"
+
+#define MAX_SIZES 16
+#define READS 2000          /* gets, and audits, per size */
+#define PAGE 100            /* records per list page */
+#define DEEP 100            /* the deep page's number */
+
+typedef char rec_id[LF_ID_LEN + 1];
+
+/* What a size costs: filled by the two children in turn. */
+typedef struct scale_result {
+    uint64_t records, entries, journal_bytes;
+    uint64_t open_ns;
+    int64_t rss_bytes;      /* VmRSS growth over the open */
+    uint64_t get_p50, get_p99, list_first, list_deep, audit_p50;   /* ns */
+} scale_result;
+
+typedef struct scale_ctx {
+    const char *policies;   /* workflows only */
+    char journal[PATH_MAX + 32], ids[PATH_MAX + 32];
+} scale_ctx;
+
+/* ---- the journal --------------------------------------------------------- */
+
+/* Child: N records through the path on memory:, the log dumped to the
+ * journal file and the ids (fixed-size, back to back) to their file. */
+static int generate(const scale_ctx *x, scale_result *r) {
+    lf_engine_config cfg = {.store = "memory:", .policies = x->policies};
+    char err[512];
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) {
+        fprintf(stderr, "bench: scale: %s\n", err);
+        return -1;
+    }
+    size_t n = (size_t)r->records;
+    rec_id *ids = lf_xcalloc(n, sizeof *ids);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        char ref[64];
+        snprintf(ref, sizeof ref, "bench-scale-%zu", i);
+        lf_bench_call cr = {0};
+        lf_create_req req = {.ref = ref, .auto_merge = true, .actor = "bench"};
+        lf_engine_create(e, &req, lf_bench_on_result, &cr);
+        ok = cr.done && cr.ok;
+        memcpy(ids[i], cr.id, sizeof *ids);
+        for (size_t s = 0; ok && s < LF_BENCH_NSTEPS; s++) {
+            lf_bench_call ct = {0};
+            lf_transition_req t = {.id = ids[i],
+                                   .to = lf_bench_path[s].to,
+                                   .trigger = lf_bench_path[s].trigger,
+                                   .actor = "bench"};
+            lf_engine_transition(e, &t, lf_bench_on_result, &ct);
+            ok = ct.done && ct.ok;
+        }
+        if (!ok) fprintf(stderr, "bench: scale: record %zu did not walk the path\n", i);
+    }
+    lf_stats st;
+    lf_engine_stats(e, &st);
+    r->entries = st.appended;
+    if (ok && lf_bench_dump_log(e, x->journal) != 0) {
+        fprintf(stderr, "bench: scale: cannot write %s\n", x->journal);
+        ok = false;
+    }
+    FILE *f = ok ? fopen(x->ids, "w") : NULL;
+    if (ok && (!f || fwrite(ids, sizeof *ids, n, f) != n)) ok = false;
+    if (f && fclose(f) != 0) ok = false;
+    lf_engine_free(e);
+    free(ids);
+    return ok ? 0 : -1;
+}
+
+/* ---- the reads ----------------------------------------------------------- */
+
+/* Resident set size now, in bytes (VmRSS), or -1. */
+static int64_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lld kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+/* xorshift64: the ids to read, the same sequence every run. */
+static size_t pick(uint64_t *s, size_t n) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (size_t)(*s % n);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The pct-th percentile of n samples (sorts v). */
+static uint64_t pctl(uint64_t *v, size_t n, unsigned pct) {
+    qsort(v, n, sizeof *v, cmp_u64);
+    return v[n * pct / 100 < n ? n * pct / 100 : n - 1];
+}
+
+typedef struct got {
+    bool done, closed;
+} got;
+
+static void on_get(const lf_result *res, void *arg) {
+    got *g = arg;
+    g->done = true;
+    g->closed = res->success && res->record &&
+                strcmp(lf_record_state(res->record), "closed") == 0;
+}
+
+static int time_gets(lf_engine *e, const rec_id *ids, size_t n, scale_result *r) {
+    uint64_t t[READS], seed = 0x9e3779b97f4a7c15u;
+    for (size_t i = 0; i < READS; i++) {
+        const char *id = ids[pick(&seed, n)];
+        got g = {0};
+        uint64_t t0 = lf_mono_ns();
+        lf_engine_get(e, id, on_get, &g);
+        t[i] = lf_mono_ns() - t0;
+        if (!g.done || !g.closed) {
+            fprintf(stderr, "bench: scale: get %s did not find it closed\n", id);
+            return -1;
+        }
+    }
+    r->get_p99 = pctl(t, READS, 99);
+    r->get_p50 = pctl(t, READS, 50);
+    return 0;
+}
+
+typedef struct page {
+    bool done, ok, more;
+    size_t n;
+    char next[LF_TS_LEN + LF_ID_LEN + 2];
+} page;
+
+static void on_page(lf_code code, const char *error, const lf_record *const *recs,
+                    size_t n, const char *next, void *arg) {
+    page *p = arg;
+    p->done = true;
+    p->ok = code == LF_OK;
+    if (!p->ok) fprintf(stderr, "bench: scale: list: %s\n", error ? error : "");
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(lf_record_state(recs[i]), "closed") != 0) p->ok = false;
+    p->n = n;
+    p->more = next != NULL;
+    if (next) snprintf(p->next, sizeof p->next, "%s", next);
+}
+
+/* The full page of closed records after `cursor` (NULL: the first): its
+ * time in ns, or 0 if it was not a full page of closed records. */
+static uint64_t list_page(lf_engine *e, const char *cursor, page *p) {
+    char cur[sizeof p->next];
+    snprintf(cur, sizeof cur, "%s", cursor ? cursor : "");
+    lf_list_query q = {.state = "closed", .limit = PAGE, .cursor = cursor ? cur : NULL};
+    memset(p, 0, sizeof *p);
+    uint64_t t0 = lf_mono_ns();
+    lf_engine_list(e, &q, on_page, p);
+    uint64_t dt = lf_mono_ns() - t0;
+    return p->done && p->ok && p->n == PAGE ? (dt ? dt : 1) : 0;
+}
+
+static int time_lists(lf_engine *e, scale_result *r) {
+    uint64_t first[20], deep[5];
+    page p;
+    for (size_t i = 0; i < 20; i++)
+        if (!(first[i] = list_page(e, NULL, &p))) goto short_page;
+    /* Only the 100th call is timed; the 99 before it find its cursor. */
+    for (size_t i = 0; i < 5; i++)
+        for (int k = 1; k <= DEEP; k++) {
+            uint64_t dt = list_page(e, k == 1 ? NULL : p.next, &p);
+            if (!dt || (k < DEEP && !p.more)) goto short_page;
+            if (k == DEEP) deep[i] = dt;
+        }
+    r->list_first = pctl(first, 20, 50);
+    r->list_deep = pctl(deep, 5, 50);
+    return 0;
+short_page:
+    fprintf(stderr, "bench: scale: list --state closed ran out before page %d\n", DEEP);
+    return -1;
+}
+
+typedef struct trail {
+    bool done;
+    lf_code code;
+    size_t n;
+} trail;
+
+static void on_trail(lf_code code, const char *error, const char *const *lines,
+                     const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
+    trail *t = arg;
+    (void)error, (void)lines, (void)lens, (void)last_seq;
+    t->done = true;
+    t->code = code;
+    t->n = n;
+}
+
+static int time_audits(lf_engine *e, const rec_id *ids, size_t n, scale_result *r) {
+    uint64_t t[READS], seed = 0x2545f4914f6cdd1du;
+    for (size_t i = 0; i < READS; i++) {
+        const char *id = ids[pick(&seed, n)];
+        trail tr = {0};
+        uint64_t t0 = lf_mono_ns();
+        lf_engine_audit(e, id, 0, 100, on_trail, &tr);
+        t[i] = lf_mono_ns() - t0;
+        if (!tr.done || tr.code != LF_OK || tr.n != LF_BENCH_NSTEPS + 1) {
+            fprintf(stderr, "bench: scale: audit %s: %zu entries, not %zu\n", id, tr.n,
+                    LF_BENCH_NSTEPS + 1);
+            return -1;
+        }
+    }
+    r->audit_p50 = pctl(t, READS, 50);
+    return 0;
+}
+
+/* Child: opens the journal as serve does and times the reads on it. */
+static int measure(const scale_ctx *x, scale_result *r) {
+    size_t n = (size_t)r->records, len = 0;
+    rec_id *ids = (rec_id *)lf_read_file(x->ids, &len);
+    if (!ids || len != n * sizeof *ids) {
+        fprintf(stderr, "bench: scale: cannot read the ids back from %s\n", x->ids);
+        free(ids);
+        return -1;
+    }
+    struct event_base *base = lf_xptr(event_base_new());
+    char url[sizeof x->journal + 8], err[512];
+    snprintf(url, sizeof url, "file:%s", x->journal);
+    lf_engine_config cfg = {.store = url, .policies = x->policies, .base = base};
+    int64_t rss0 = rss_bytes();
+    uint64_t t0 = lf_mono_ns();
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    r->open_ns = lf_mono_ns() - t0;
+    r->rss_bytes = rss_bytes() - rss0;
+    int rc = -1;
+    if (!e) fprintf(stderr, "bench: scale: %s\n", err);
+    else if (rss0 < 0) fprintf(stderr, "bench: scale: no VmRSS in /proc/self/status\n");
+    else if (time_gets(e, ids, n, r) == 0 && time_lists(e, r) == 0)
+        rc = time_audits(e, ids, n, r);
+    lf_engine_free(e);
+    event_base_free(base);
+    free(ids);
+    return rc;
+}
+
+/* ---- the children -------------------------------------------------------- */
+
+/* Runs fn(x, r) in a child and copies its *r back. Returns 0, or -1
+ * (the child said why, or died: then we say so). */
+static int forked(int (*fn)(const scale_ctx *, scale_result *), const scale_ctx *x,
+                  scale_result *r, const char *what) {
+    int fd[2];
+    if (pipe(fd) != 0) {
+        perror("bench: scale: pipe");
+        return -1;
+    }
+    fflush(stdout);     /* nothing buffered is printed twice */
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench: scale: fork");
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fd[0]);
+        int rc = fn(x, r);
+        if (rc == 0 && write(fd[1], r, sizeof *r) != (ssize_t)sizeof *r) rc = -1;
+        _exit(rc == 0 ? 0 : 1);
+    }
+    close(fd[1]);
+    scale_result back;
+    size_t got_n = 0;
+    while (got_n < sizeof back) {
+        ssize_t k = read(fd[0], (char *)&back + got_n, sizeof back - got_n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got_n += (size_t)k;
+    }
+    close(fd[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "bench: scale: %s of %" PRIu64 " records: killed by signal %d\n",
+                what, r->records, WTERMSIG(status));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || got_n != sizeof back) return -1;
+    *r = back;
+    return 0;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+/* A latency in the unit that reads best. */
+static const char *fmt_ns(char *out, size_t cap, uint64_t ns) {
+    if (ns < 10000) snprintf(out, cap, "%.1f us", (double)ns / 1e3);
+    else if (ns < 10000000) snprintf(out, cap, "%.0f us", (double)ns / 1e3);
+    else snprintf(out, cap, "%.1f ms", (double)ns / 1e6);
+    return out;
+}
+
+static void print_text(const scale_result *r) {
+    char g50[32], g99[32], lf[32], ld[32], au[32];
+    double mib = 1024.0 * 1024.0;
+    printf("scale: journal of %" PRIu64 " records (%" PRIu64 " entries, %.0f MiB, "
+           "%.0f bytes/record): open %.2f s, RSS %+.0f MiB (%.0f bytes/record); "
+           "get p50 %s p99 %s; list --state closed first page %s, page %d %s; "
+           "audit ID %s\n",
+           r->records, r->entries, (double)r->journal_bytes / mib,
+           (double)r->journal_bytes / (double)r->records, (double)r->open_ns / 1e9,
+           (double)r->rss_bytes / mib, (double)r->rss_bytes / (double)r->records,
+           fmt_ns(g50, sizeof g50, r->get_p50), fmt_ns(g99, sizeof g99, r->get_p99),
+           fmt_ns(lf, sizeof lf, r->list_first), DEEP, fmt_ns(ld, sizeof ld, r->list_deep),
+           fmt_ns(au, sizeof au, r->audit_p50));
+    fflush(stdout);
+}
+
+static void print_json(const scale_result *r, bool first) {
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_int(&o, "records", (int64_t)r->records);
+    lf_jw_int(&o, "entries", (int64_t)r->entries);
+    lf_jw_int(&o, "journal_bytes", (int64_t)r->journal_bytes);
+    lf_jw_int(&o, "open_ns", (int64_t)r->open_ns);
+    lf_jw_int(&o, "rss_delta_bytes", r->rss_bytes);
+    lf_jw_int(&o, "get_p50_ns", (int64_t)r->get_p50);
+    lf_jw_int(&o, "get_p99_ns", (int64_t)r->get_p99);
+    lf_jw_int(&o, "list_first_page_ns", (int64_t)r->list_first);
+    lf_jw_int(&o, "list_page_100_ns", (int64_t)r->list_deep);
+    lf_jw_int(&o, "audit_p50_ns", (int64_t)r->audit_p50);
+    lf_jw_close(&o, '}');
+    printf("%s%s", first ? "" : ",", b.p);
+    fflush(stdout);
+    lf_buf_free(&b);
+}
+
+/* The largest size's read latencies over the smallest's. */
+static void print_ratios(const scale_result *lo, const scale_result *hi) {
+    printf("reads at %" PRIu64 " vs %" PRIu64 ": get %.1fx, list first %.1fx, "
+           "list page %d %.1fx, audit %.1fx\n",
+           hi->records, lo->records, (double)hi->get_p50 / (double)lo->get_p50,
+           (double)hi->list_first / (double)lo->list_first, DEEP,
+           (double)hi->list_deep / (double)lo->list_deep,
+           (double)hi->audit_p50 / (double)lo->audit_p50);
+}
+
+/* ---- the leg ------------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* "10000,100000" into sizes[]; returns how many, or -1 after a usage
+ * message. Page 100 of 100 must exist, hence at least 10,000. */
+static int parse_sizes(lf_cli *c, const char *list, uint64_t *sizes) {
+    char buf[256], *save = NULL;
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *s = strtok_r(buf, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_SIZES || lf_cli_parse_u64(s, 10000, 10000000, &sizes[n]) != 0) {
+            lf_cli_usage(c, "--scale takes up to %d record counts from 10000 to 10000000, "
+                            "comma separated, got '%s'", MAX_SIZES, list);
+            return -1;
+        }
+        n++;
+    }
+    if (n == 0) lf_cli_usage(c, "--scale needs record counts, e.g. 10000,100000");
+    return n ? n : -1;
+}
+
+/* tmp/bare: a policy set of the user's workflows alone (a symlink). */
+static int workflows_only(const char *policies, const char *tmp, char *out, size_t cap) {
+    char abs[PATH_MAX], src[PATH_MAX + 16], dst[PATH_MAX + 48];
+    if (!realpath(policies, abs)) return -1;
+    snprintf(out, cap, "%s/bare", tmp);
+    snprintf(src, sizeof src, "%s/workflows", abs);
+    snprintf(dst, sizeof dst, "%s/workflows", out);
+    return mkdir(out, 0700) == 0 && symlink(src, dst) == 0 ? 0 : -1;
+}
+
+/* One size: the journal written, checked, measured, then removed (a
+ * journal of a million records is gigabytes). Returns 0, or -1. */
+static int one_size(const scale_ctx *x, scale_result *r) {
+    struct stat st;
+    int rc = forked(generate, x, r, "writing the journal");
+    uint64_t want = r->records * (LF_BENCH_NSTEPS + 1);
+    if (rc == 0 && r->entries != want) {
+        fprintf(stderr, "bench: scale: the log holds %" PRIu64 " entries, not %" PRIu64 "\n",
+                r->entries, want);
+        rc = -1;
+    }
+    if (rc == 0 && stat(x->journal, &st) != 0) rc = -1;
+    r->journal_bytes = rc == 0 ? (uint64_t)st.st_size : 0;
+    if (rc == 0) rc = forked(measure, x, r, "reading the journal");
+    unlink(x->journal);
+    unlink(x->ids);
+    return rc;
+}
+
+int lf_bench_scale(lf_cli *c, const char *sizes_arg) {
+    uint64_t sizes[MAX_SIZES];
+    int nsizes = parse_sizes(c, sizes_arg, sizes);
+    if (nsizes < 0) return LF_EXIT_USAGE;
+    const char *t = getenv("TMPDIR");
+    char tmp[PATH_MAX], bare[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s/loopforge-scale.XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(tmp)) {
+        perror("bench: scale: mkdtemp");
+        return LF_EXIT_UNAVAILABLE;
+    }
+    scale_ctx x = {.policies = bare};
+    snprintf(x.journal, sizeof x.journal, "%s/scale.journal", tmp);
+    snprintf(x.ids, sizeof x.ids, "%s/scale.ids", tmp);
+    int rc = LF_EXIT_OK;
+    if (workflows_only(c->policies, tmp, bare, sizeof bare) != 0) {
+        fprintf(stderr, "bench: scale: cannot link %s/workflows\n", c->policies);
+        rc = LF_EXIT_UNAVAILABLE;
+    }
+    scale_result lo = {0}, hi = {0};
+    if (c->json) printf("{\"scale\":[");
+    for (int i = 0; i < nsizes && rc == LF_EXIT_OK; i++) {
+        scale_result r = {.records = sizes[i]};
+        if (one_size(&x, &r) != 0) {
+            rc = LF_EXIT_FAILURE;
+            break;
+        }
+        if (c->json) print_json(&r, i == 0);
+        else print_text(&r);
+        if (!lo.records || r.records < lo.records) lo = r;
+        if (r.records > hi.records) hi = r;
+    }
+    if (c->json) puts("]}");
+    else if (rc == LF_EXIT_OK && hi.records > lo.records) print_ratios(&lo, &hi);
+    if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "bench: scale: could not remove %s\n", tmp);
+    return rc;
+}
