@@ -167,6 +167,7 @@ walk: deps all
 bench: deps all
 	@sh contrib/install-deps.sh bench
 	@$(B)/loopforge bench
+	@$(B)/loopforge bench --scale 10000,100000
 	@sh contrib/bench-http.sh $(B)/loopforge
 
 install: all
