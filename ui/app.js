@@ -705,6 +705,7 @@ let eventsCtrl = null;
 let eventsRunning = false;
 let eventsGen = 0;
 let lastEvent = null;        // the last entry, for the announcement
+let connects = 0;            // streams opened so far
 
 function setLive(status, text) {
   $live.dataset.status = status;
@@ -883,6 +884,7 @@ async function eventsLoop(gen) {
         throw new Error('HTTP ' + res.status);
       }
       opened = true;
+      connects++;
       setLive('on', 'live');
       if (connectedBefore) catchUp();
       connectedBefore = true;
@@ -897,7 +899,9 @@ async function eventsLoop(gen) {
       if (gen !== eventsGen) return;
     }
     if (gen !== eventsGen) return;
-    if (opened) setLive('retry', 'live: reconnecting');
+    // A stream that ended cleanly is reopened at once and quietly; the
+    // status says "reconnecting" only while attempts fail.
+    if (!opened && $live.dataset.status === 'on') setLive('retry', 'live: reconnecting');
     const base = serverRetry !== null && opened ? Math.max(serverRetry, 250) : delay;
     await sleep(base + Math.random() * 250);
     if (!opened) delay = Math.min(delay * 2, 30000);
@@ -906,16 +910,33 @@ async function eventsLoop(gen) {
 
 // After a reconnect: what happened while the stream was down. With a seq
 // seen, the audit log after it names the records; else reload the board.
+// Without a seq, the records updated since the newest one we hold (the
+// list is newest first) -- all but deletions; past a few pages, reload.
 async function catchUp() {
   if (!board.records) return;
-  if (lastSeq === null) {
-    if (board.el && Date.now() - board.lastFull > 30000) refreshBoard(false);
-    return;
-  }
   try {
-    const text = await apiText('/v1/audit?after=' + lastSeq + '&limit=' + (FULL_REFRESH_OVER + 1));
-    const lines = text.split('\n').filter(Boolean);
-    for (const l of lines) { try { onEntry(JSON.parse(l)); } catch (e) { /* skip */ } }
+    if (lastSeq !== null) {
+      const text = await apiText('/v1/audit?after=' + lastSeq + '&limit=' + (FULL_REFRESH_OVER + 1));
+      for (const l of text.split('\n')) {
+        if (!l) continue;
+        try { onEntry(JSON.parse(l)); } catch (e) { /* skip */ }
+      }
+      return;
+    }
+    let mark = '';
+    for (const r of board.records.values()) if ((r.updated_at || '') > mark) mark = r.updated_at;
+    let cursor = null;
+    for (let page = 0; page < 3; page++) {
+      const j = await api('/v1/records?limit=100' + (cursor ? '&cursor=' + enc(cursor) : ''));
+      for (const r of j.records || []) {
+        if ((r.updated_at || '') < mark) return;
+        const had = board.records.get(r.record_id);
+        if (!had || had.version !== r.version) { pending.add(r.record_id); scheduleFlush(); }
+      }
+      cursor = j.next_cursor;
+      if (!cursor) return;
+    }
+    if (board.el) refreshBoard(false); else board.records = null;
   } catch (err) { /* the next event will tell */ }
 }
 
@@ -1370,6 +1391,9 @@ window.lfConsole = {
     return board.renderMs;
   },
   get renderMs() { return board.renderMs; },
+  get connects() { return connects; },
+  // Cut the event stream as a server or proxy would: it reconnects.
+  dropStream() { if (eventsCtrl) eventsCtrl.abort(); },
 };
 
 })();

@@ -241,6 +241,16 @@ def test_live(drv):
     actor = drv.find_elements(By.CSS_SELECTOR, '.card[data-id="%s"] .actor' % live)
     check("the moved card names the last actor", actor and actor[0].text == "dana",
           "actor: %s" % (actor[0].text if actor else None))
+    # A transition while the stream is down is caught up on reconnect.
+    n = drv.execute_script("return window.lfConsole.connects")
+    drv.execute_script("window.lfConsole.dropStream()")
+    st, body = http("POST", BASE + "/v1/records/%s/transitions" % live,
+                    {"to": "pr_created", "trigger": "browser.test", "actor": "erin"})
+    check("the API moves the record again while the console's stream is cut (200)", st == 200, "%s %s" % (st, body[:300]))
+    back = wait_for(drv, "the card in pr_created", lambda d: d.find_elements(By.CSS_SELECTOR, in_col % "pr_created")
+                    and d.execute_script("return window.lfConsole.connects") > n)
+    check("the console reconnects and catches up with what it missed", back,
+          "connects %s -> %s" % (n, drv.execute_script("return window.lfConsole.connects")), *console_errors(drv))
     # A record created meanwhile shows up too.
     st, body = http("POST", BASE + "/v1/records", {"ref": "https://github.com/o/r/issues/999", "repo": "o/r"})
     new_id = json.loads(body).get("record_id") if st == 201 else None

@@ -10,6 +10,10 @@
 # when chromium, chromedriver or selenium is missing.
 . tests/cli/tap.inc
 . "$ROOT/tests/cli/http.inc"
+# Graphviz (graph.svg) keeps caches for the process's life: the same
+# suppressions as tests/run.sh, when the suite runs by itself.
+LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}
+export LSAN_OPTIONS
 
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 CHROMEDRIVER=$(command -v chromedriver || true)
