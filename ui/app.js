@@ -191,6 +191,7 @@ function unauthorized() {
   if (needLogin) return;
   needLogin = true;
   stopEvents();
+  setLive('off', 'live: signed out');
   showLogin();
 }
 function showLogin() {
@@ -663,6 +664,7 @@ async function loadMore(ev) {
 
 async function refreshBoard(user) {
   if (!board.el) { board.records = null; return; }
+  if (user) { workflowsCache = null; svgCache.clear(); try { board.wfs = await workflows(); } catch (e) { /* keep */ } }
   const el = board.el;
   el.setAttribute('aria-busy', 'true');
   try {
@@ -713,11 +715,21 @@ function setLive(status, text) {
 }
 
 function onEntry(e) {
-  if (!e || !e.record_id) return;
+  if (!e) return;
   if (typeof e.seq === 'number' && (lastSeq === null || e.seq > lastSeq)) lastSeq = e.seq;
+  if (e.kind === 'policy_loaded') { policiesChanged(); return; }
+  if (!e.record_id) return;
   lastEvent = e;
   pending.add(e.record_id);
   scheduleFlush();
+}
+// A new policy generation may change the workflows: draw them again.
+async function policiesChanged() {
+  workflowsCache = null;
+  svgCache.clear();
+  if (!board.el) { board.wfs = null; return; }
+  try { board.wfs = await workflows(); } catch (err) { return; }
+  if (board.el) { if (board.fill) board.fill(); renderColumns(); }
 }
 function scheduleFlush() {
   if (flushTimer) return;

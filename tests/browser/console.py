@@ -127,12 +127,12 @@ def counts_match(drv, want):
     return all(s in got for s in want)
 
 
-def shot(drv, name, height=None):
+def shot(drv, name, height=None, width=None):
     os.makedirs(SHOTS, exist_ok=True)
     path = os.path.join(SHOTS, name)
-    if height:
+    if height or width:
         size = drv.get_window_size()
-        drv.set_window_size(size["width"], height)
+        drv.set_window_size(width or size["width"], height or size["height"])
         drv.save_screenshot(path)
         drv.set_window_size(size["width"], size["height"])
     else:
@@ -259,7 +259,8 @@ def test_live(drv):
         check("a record created through the API appears on the open board",
               wait_for(drv, "the new card", lambda d: d.find_elements(
                   By.CSS_SELECTOR, '.column[data-state="issue_created"] .card[data-id="%s"]' % new_id)))
-    shot(drv, "board.png")
+    drv.execute_script("document.activeElement && document.activeElement.blur()")
+    shot(drv, "board.png", 1000, 2300)
 
 
 def test_record(drv):
@@ -378,6 +379,7 @@ def test_auth(drv):
     check("... with a password input named token",
           drv.find_elements(By.CSS_SELECTOR, 'form#login input[type="password"][name="token"]'))
     check("... and no cards", not drv.find_elements(By.CSS_SELECTOR, ".card"))
+    shot(drv, "login.png")
     # A wrong token: the form again, still no data.
     inp = drv.find_element(By.CSS_SELECTOR, 'form#login input[name="token"]')
     inp.send_keys("lf_not_a_token")
