@@ -26,8 +26,10 @@
 #define LF_DATADIR "/usr/local/share/loopforge"
 #endif
 
-#define EVENTS_PING_S 15            /* a comment line keeps proxies from
-                                       closing an idle stream */
+#define EVENTS_PING_S 15            /* a comment line keeps proxies (and our
+                                       own --timeout) from closing an idle
+                                       stream: at most this, and half the
+                                       timeout */
 #define EVENTS_MAX_BACKLOG (1 << 20)    /* bytes a slow reader may owe */
 #define UI_FILE_MAX (4 << 20)
 
@@ -141,6 +143,15 @@ static void svg_cache_clear(lf_server *s) {
     memset(&s->svg, 0, sizeof s->svg);
 }
 
+/* One Graphviz context for the process: its text-layout plugin keeps the
+ * last font name it was asked for, which freeing a context frees under the
+ * next one (a use after free on the second drawing). */
+static GVC_t *graphviz(void) {
+    static GVC_t *gvc;
+    if (!gvc) gvc = gvContext();
+    return gvc;
+}
+
 /* The workflow's dot (core/workflow.c: every state and edge with an id)
  * laid out by Graphviz. NULL if Graphviz fails. */
 static char *render_svg(const lf_workflow *wf) {
@@ -148,7 +159,7 @@ static char *render_svg(const lf_workflow *wf) {
     lf_workflow_dot(wf, &dot);
     char *out = NULL, *data = NULL;
     unsigned int len = 0;
-    GVC_t *gvc = gvContext();
+    GVC_t *gvc = graphviz();
     Agraph_t *g = gvc ? agmemread(lf_buf_str(&dot)) : NULL;
     if (g && gvLayout(gvc, g, "dot") == 0) {
         if (gvRenderData(gvc, g, "svg", &data, &len) == 0 && data) {
@@ -160,7 +171,6 @@ static char *render_svg(const lf_workflow *wf) {
         gvFreeLayout(gvc, g);
     }
     if (g) agclose(g);
-    if (gvc) gvFreeContext(gvc);
     lf_buf_free(&dot);
     return out;
 }
@@ -306,7 +316,8 @@ void lf_api_checkpoint_latest(lf_req *r) {
 /* ---- lifetime -------------------------------------------------------------- */
 
 void lf_console_start(lf_server *s) {
-    static const struct timeval every = {EVENTS_PING_S, 0};
+    int half = s->cfg.timeout_s / 2;
+    const struct timeval every = {half < 1 ? 1 : half < EVENTS_PING_S ? half : EVENTS_PING_S, 0};
     s->ui_dir = find_ui();
     if (!s->engine) return;
     lf_console_policies_seen(s);

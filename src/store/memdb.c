@@ -15,7 +15,29 @@ typedef struct slot {
     lf_record *rec;
     uint64_t *seqs;
     size_t nseq, capseq;
+    uint32_t gen;           /* bumped at every change: its index entries
+                               from before are stale */
 } slot;
+
+/* A list index (every record, by state, by repo, by both): entries in
+ * (updated_at, id) order, appended as records change -- almost always at
+ * the end, since a change is the newest -- and never removed one by one:
+ * an entry whose gen is not its slot's any more is stale and skipped, and
+ * the stale ones are squeezed out when they outnumber the live. A page is
+ * a walk back from the end (or from a cursor, found by binary search):
+ * O(log n + page), not a pass over every record. */
+typedef struct ixent {
+    int64_t at;             /* updated_at (us) when it was indexed */
+    slot *s;
+    uint32_t gen;
+} ixent;
+
+typedef struct index {
+    char *key;
+    ixent *v;
+    size_t n, cap;
+    size_t squeeze_at;      /* compact when n reaches it */
+} index_t;
 
 /* Lines are never freed one by one, so they live in large chunks: one
  * allocation per ~64 KiB of log instead of one per entry. */
@@ -50,6 +72,8 @@ typedef struct openset {
 } openset;
 
 struct lf_memdb {
+    index_t all;            /* every live record */
+    lf_map ix;              /* "s:STATE", "r:REPO", "b:STATE\x01REPO" -> index_t */
     lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
     lf_map timed;           /* id -> slot of records with timers of their own */
@@ -106,6 +130,15 @@ void lf_memdb_free(lf_memdb *db) {
         free(o);
     }
     lf_map_free(&db->open);
+    for (size_t i = 0; i < db->ix.cap; i++) {
+        index_t *x = db->ix.slots[i].key ? db->ix.slots[i].val : NULL;
+        if (!x) continue;
+        free(x->key);
+        free(x->v);
+        free(x);
+    }
+    lf_map_free(&db->ix);
+    free(db->all.v);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
@@ -251,6 +284,89 @@ static void unindex(lf_memdb *db, slot *s) {
             lf_map_del(&db->by_ref, s->rec->aliases[i]);
 }
 
+/* ---- list indexes ----------------------------------------------------- */
+
+static bool ix_live(const ixent *e) { return e->gen == e->s->gen && !e->s->rec->deleted; }
+
+/* (at, id) order: the order lists walk backwards. */
+static int ix_cmp(int64_t at, const char *id, const ixent *e) {
+    if (at != e->at) return at < e->at ? -1 : 1;
+    return strcmp(id, e->s->rec->id);
+}
+
+/* The first entry not below (at, id). */
+static size_t ix_lower(const index_t *x, int64_t at, const char *id) {
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix_cmp(at, id, &x->v[mid]) > 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static void ix_squeeze(index_t *x) {
+    size_t k = 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (ix_live(&x->v[i])) x->v[k++] = x->v[i];
+    x->n = k;
+    x->squeeze_at = 2 * k + 64;
+}
+
+static void ix_push(index_t *x, slot *s, int64_t at) {
+    if (x->n >= x->squeeze_at) ix_squeeze(x);
+    if (x->n == x->cap) {
+        x->cap = x->cap ? 2 * x->cap : 16;
+        x->v = lf_xrealloc(x->v, x->cap * sizeof *x->v);
+    }
+    size_t i = x->n;
+    /* Out of order only when a writer's clock was behind another's. */
+    if (i && ix_cmp(at, s->rec->id, &x->v[i - 1]) < 0) {
+        i = ix_lower(x, at, s->rec->id);
+        memmove(x->v + i + 1, x->v + i, (x->n - i) * sizeof *x->v);
+    }
+    x->v[i] = (ixent){at, s, s->gen};
+    x->n++;
+}
+
+static index_t *ix_of(lf_memdb *db, const lf_buf *key, bool make) {
+    index_t *x = lf_map_get(&db->ix, key->p);
+    if (!x && make) {
+        x = lf_xcalloc(1, sizeof *x);
+        x->key = lf_xstrdup(key->p);
+        x->squeeze_at = 64;
+        lf_map_put(&db->ix, x->key, x);
+    }
+    return x;
+}
+
+static void ix_key(lf_buf *k, const char *state, const char *repo) {
+    lf_buf_reset(k);
+    if (state && repo) lf_buf_printf(k, "b:%s\x01%s", state, repo);
+    else if (state) lf_buf_printf(k, "s:%s", state);
+    else lf_buf_printf(k, "r:%s", repo);
+}
+
+/* The record in s changed: whatever indexed it before is stale now. */
+static void reindex(lf_memdb *db, slot *s) {
+    const lf_record *r = s->rec;
+    int64_t at = 0;
+    s->gen++;
+    if (r->deleted) return;
+    lf_ts_parse(r->updated_at, &at);
+    ix_push(&db->all, s, at);
+    lf_buf k = LF_BUF_INIT;
+    ix_key(&k, r->state, NULL);
+    ix_push(ix_of(db, &k, true), s, at);
+    if (r->repo) {
+        ix_key(&k, NULL, r->repo);
+        ix_push(ix_of(db, &k, true), s, at);
+        ix_key(&k, r->state, r->repo);
+        ix_push(ix_of(db, &k, true), s, at);
+    }
+    lf_buf_free(&k);
+}
+
 /* Folds e into slot s (NULL for created and policy_loaded) and appends
  * its line; returns the record's slot (NULL for policy_loaded). */
 /* Adds a transition to its budget counters, kept in time order (writers
@@ -369,6 +485,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
     count_entry(db, e);
+    if (s) reindex(db, s);
     if (s) track_open(db, s, was_open);
     /* Keyed by the record's own id string, which lives as long as it. */
     if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
@@ -497,11 +614,55 @@ static void keep_newest(newest *h, const lf_record *r) {
     }
 }
 
+/* A page of an index: back from the end, or from below the cursor. */
+static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
+                       void *arg) {
+    size_t limit = q->limit ? q->limit : 100;
+    const index_t *x = &db->all;
+    if (q->state || q->repo) {
+        lf_buf k = LF_BUF_INIT;
+        ix_key(&k, q->state, q->repo);
+        x = lf_map_get(&db->ix, k.p);
+        lf_buf_free(&k);
+    }
+    size_t i = x ? x->n : 0;
+    if (x && q->cursor) {
+        const char *bar = strchr(q->cursor, '|');
+        char ts[LF_TS_LEN + 1] = "";
+        int64_t at = 0;
+        if (bar && (size_t)(bar - q->cursor) <= LF_TS_LEN) {
+            memcpy(ts, q->cursor, (size_t)(bar - q->cursor));
+            ts[bar - q->cursor] = '\0';
+        }
+        /* A cursor we did not make lists nothing rather than anything. */
+        i = bar && !lf_ts_parse(ts, &at) ? ix_lower(x, at, bar + 1) : 0;
+    }
+    const lf_record **page = lf_xmalloc((limit + 1) * sizeof *page);
+    size_t n = 0;
+    while (i > 0 && n <= limit) {
+        const ixent *e = &x->v[--i];
+        if (ix_live(e)) page[n++] = e->s->rec;
+    }
+    char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
+    if (n > limit) {
+        const lf_record *last = page[limit - 1];
+        snprintf(cursor, sizeof cursor, "%s|%s", last->updated_at, last->id);
+        next = cursor;
+        n = limit;
+    }
+    cb(LF_OK, NULL, page, n, next, arg);
+    free(page);
+}
+
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
+    if (!q->parent && !q->timed) {
+        list_index(db, q, cb, arg);
+        return;
+    }
     size_t limit = q->limit ? q->limit : 100;
-    /* A parent's children come from their own index; anything else is a
-     * scan of every record. */
+    /* A parent's children and the records with timers of their own come
+     * from their own (small) sets. */
     const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
     const lf_map *m = q->timed ? &db->timed : &db->by_id;
     size_t cap = q->parent ? (k ? k->n : 0) : m->cap;
