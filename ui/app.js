@@ -387,7 +387,19 @@ const board = {
   wfs: null,          // workflows (array) or null when /v1/workflows is missing
   renderMs: null,
   lastFull: 0,
+  due: new Map(),     // record id -> when its next timer is due (GET /v1/timers:
+                      // the workflow's own timers too, which records do not carry)
 };
+
+async function loadTimers() {
+  try {
+    const j = await api('/v1/timers');
+    board.due = new Map((j.timers || []).map(t => [t.record_id, t.due]));
+  } catch (e) {
+    if (e && e.status === 401) throw e;
+    board.due = new Map();
+  }
+}
 
 async function loadRecords(more) {
   const map = more && board.records ? board.records : new Map();
@@ -402,6 +414,7 @@ async function loadRecords(more) {
   board.records = map;
   board.cursor = cursor;
   board.lastFull = Date.now();
+  await loadTimers();
 }
 
 function boardStates(wfName) {
@@ -473,7 +486,8 @@ function card(rec, now) {
   const badges = [];
   if (rec.violations > 0) badges.push(['violation', 'violation' + (rec.violations > 1 ? ' ×' + rec.violations : '')]);
   if (rec.overrides > 0) badges.push(['override', 'override' + (rec.overrides > 1 ? ' ×' + rec.overrides : '')]);
-  if (Array.isArray(rec.timers) && rec.timers.length) badges.push(['timer', 'timer']);
+  const due = board.due.get(rec.record_id);
+  if (due || (Array.isArray(rec.timers) && rec.timers.length)) badges.push(['timer', 'timer']);
   if (badges.length) {
     const ul = document.createElement('ul');
     ul.className = 'badges';
@@ -756,6 +770,7 @@ async function flush() {
     return;
   }
   const got = await fetchRecords(ids);
+  await loadTimers(); // a move arms or ends its record's timers
   let moved = 0, msg = null;
   for (const id of ids) {
     if (!(id in got)) continue; // failed to fetch: keep what we have

@@ -204,6 +204,21 @@ def test_board(drv):
     return True
 
 
+def test_timer_badge(drv):
+    # A workflow's own timer (specfuse-unit's 2h timeout on dispatched) is
+    # not on the record: the board learns it from GET /v1/timers.
+    timed = os.environ["LF_TIMED"]
+    drv.get(BASE + "/ui/#/?workflow=specfuse-unit")
+    card = wait_for(drv, "the dispatched unit's card",
+                    lambda d: d.find_elements(By.CSS_SELECTOR, '.card[data-id="%s"]' % timed))
+    badges = drv.execute_script(
+        "return Array.from(document.querySelectorAll('.card[data-id=\"' + arguments[0] + '\"] .badge'))"
+        ".map(b => b.dataset.badge)", timed) if card else None
+    check("a record with a workflow timer pending has the timer badge", badges == ["timer"],
+          "badges: %s" % badges, *console_errors(drv))
+    drv.get(BASE + "/ui/#/")
+
+
 def test_filter(drv):
     # The free text filter narrows the board to one card, and back.
     denied = os.environ["LF_DENIED"]
@@ -405,7 +420,7 @@ def main():
         not_ok("chromium starts under chromedriver", repr(e))
         return 1
     try:
-        for t in (test_board, test_filter, test_live, test_record, test_pages, test_render_5000, test_auth):
+        for t in (test_board, test_timer_badge, test_filter, test_live, test_record, test_pages, test_render_5000, test_auth):
             try:
                 if t(drv) is False:
                     break

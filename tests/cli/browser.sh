@@ -134,6 +134,13 @@ expect_json "… its PR is opened" results/1/to pr_created
 hook pull_request "$tmp/pr_merged.json" b-3
 expect_json "… and merged without CI: a violation" results/1/violation/rule workflow:loopforge
 
+# A workflow timer: a specfuse unit dispatched has a 2h timeout pending,
+# which the record does not carry (GET /v1/timers has it).
+req POST /v1/records '{"ref":"unit-1","workflow":"specfuse-unit"}'
+TIMED=$(json record_id)
+req POST "/v1/records/$TIMED/transitions" '{"to":"dispatched","trigger":"unit.dispatch"}'
+expect_status "a unit is dispatched: its timeout is pending" 200
+
 # ---- a second server that asks for tokens ----
 "$LOOPFORGE_BIN" token viewer read --tokens "$tmp/tokens" >"$tmp/read.tok" 2>"$tmp/err"
 "$LOOPFORGE_BIN" token writer write --tokens "$tmp/tokens" >"$tmp/write.tok" 2>>"$tmp/err"
@@ -156,7 +163,7 @@ expect_status "… and serves the console without one" 200
 SHOTS=$ROOT/build/shots
 mkdir -p "$SHOTS" && rm -f "$SHOTS/board.png" "$SHOTS/record.png"
 LF_BASE=$BASE1 LF_DENIED=$DENIED LF_DENY_REASON=$DENY_REASON LF_LIVE=$LIVE \
-LF_OVERRIDE=$OVERRIDE LF_VIOLATION=$VIOLATION \
+LF_OVERRIDE=$OVERRIDE LF_VIOLATION=$VIOLATION LF_TIMED=$TIMED \
 LF_AUTH_BASE=$BASE2 LF_AUTH_TOKEN=$READ_TOKEN LF_SHOTS=$SHOTS \
 CHROMIUM=$CHROMIUM CHROMEDRIVER=$CHROMEDRIVER \
     "$PY" "$ROOT/tests/browser/console.py" >"$tmp/py.out" 2>"$tmp/py.err"
