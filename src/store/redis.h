@@ -114,7 +114,7 @@ lf_rop *lf_redis_q_pop(lf_rop_list *q);
 /* A record the store has seen in Redis at a given version: the base the
  * client folds the next entry onto. */
 typedef struct lf_redis_cache {
-    lf_map map;                 /* id -> lf_record* (key: rec->id) */
+    lf_map map;                 /* id -> lf_redis_cached* (key: rec->id) */
     size_t hand;                /* eviction scan position */
 } lf_redis_cache;
 
@@ -205,11 +205,14 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
 
 /* Records as last read from (or confirmed by) Redis, by id. put takes r. */
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);
-void lf_redis_cache_put(lf_redis *s, lf_record *r);
+/* Takes r. `json`: the record's text as Redis holds it (a reply's, or
+ * what a commit wrote), or NULL when unknown: a later read of the same
+ * version and text is then answered from the cache, without a parse. */
+void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len);
 void lf_redis_cache_del(lf_redis *s, const char *id);
 
 bool lf_redis_is_str(const redisReply *r);
-/* A record hash's HMGET {j, d}: LF_OK with *out (the caller's),
+/* A record hash's HMGET {j, d, v}: LF_OK with *out (the caller's, or the cached record when it is that version),
  * LF_NOT_FOUND, or LF_UNAVAILABLE with a message naming the key. */
 lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
                               lf_record **out, char *msg, size_t len);

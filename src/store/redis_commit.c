@@ -209,8 +209,8 @@ static void commit_prepare(commit_op *c) {
     }
     lf_buf key = LF_BUF_INIT;
     lf_redis_key_rec(s, c->e.record_id, &key);
-    const char *argv[] = {"HMGET", key.p, "j", "d"};
-    lf_redis_format(&c->op, 4, argv, NULL);
+    const char *argv[] = {"HMGET", key.p, "j", "d", "v"};
+    lf_redis_format(&c->op, 5, argv, NULL);
     lf_buf_free(&key);
     c->fetching = true;
     c->op.script = -1;
@@ -232,7 +232,7 @@ static void commit_fetched(commit_op *c, redisReply *r) {
         lf_redis_fail(&c->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, base);
+    lf_redis_cache_put(s, base, r->element[0]->str, r->element[0]->len);
     if (base->version + 1 != c->e.version) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version "
@@ -453,7 +453,7 @@ static void commit_done(commit_op *c, const redisReply *r) {
         if (r->elements > 1 && lf_redis_is_str(r->element[1]))
             rec = lf_record_from_json(r->element[1]->str, r->element[1]->len, why,
                                       sizeof why);
-        if (rec) lf_redis_cache_put(s, rec);
+        if (rec) lf_redis_cache_put(s, rec, r->element[1]->str, r->element[1]->len);
         break;
     case MODE_DELETE:
         lf_redis_cache_del(s, c->e.record_id);
@@ -462,7 +462,8 @@ static void commit_done(commit_op *c, const redisReply *r) {
     default:
         rec = c->next;
         c->next = NULL;
-        lf_redis_cache_put(s, rec);
+        /* What the script stored is the JSON we sent. */
+        lf_redis_cache_put(s, rec, c->json.p, c->json.len);
     }
     c->cb(LF_OK, NULL, rec, &c->e, c->arg);
     recq_leave(c);
