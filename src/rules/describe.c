@@ -69,6 +69,17 @@ static void edge_guards(const lf_rules *r, const lf_workflow *wf, int from, int 
     lf_jw_close(&list, ']');
 }
 
+/* The workflow's states (or only its terminal ones) in order, a list. */
+static void state_names(const lf_workflow *wf, bool terminal_only, lf_buf *b) {
+    lf_jw list = lf_jw_open(b, '[');
+    for (int s = 0; s < wf->nstates; s++) {
+        if (terminal_only && !wf->terminal[s]) continue;
+        lf_jw_next(&list);
+        lf_buf_json_str(b, wf->states[s]);
+    }
+    lf_jw_close(&list, ']');
+}
+
 void lf_rules_workflows_json(const lf_rules *r, lf_buf *b) {
     lf_jw o = lf_jw_open(b, '{');
     lf_jw_str(&o, "generation", lf_rules_generation(r));
@@ -81,20 +92,9 @@ void lf_rules_workflows_json(const lf_rules *r, lf_buf *b) {
         lf_jw_str(&w, "name", wf->name);
         lf_jw_str(&w, "initial", wf->initial >= 0 ? wf->states[wf->initial] : NULL);
         lf_jw_key(&w, "states");
-        lf_jw st = lf_jw_open(b, '[');
-        for (int s = 0; s < wf->nstates; s++) {
-            lf_jw_next(&st);
-            lf_buf_json_str(b, wf->states[s]);
-        }
-        lf_jw_close(&st, ']');
+        state_names(wf, false, b);
         lf_jw_key(&w, "terminal");
-        lf_jw te = lf_jw_open(b, '[');
-        for (int s = 0; s < wf->nstates; s++) {
-            if (!wf->terminal[s]) continue;
-            lf_jw_next(&te);
-            lf_buf_json_str(b, wf->states[s]);
-        }
-        lf_jw_close(&te, ']');
+        state_names(wf, true, b);
         lf_jw_key(&w, "edges");
         lf_jw es = lf_jw_open(b, '[');
         for (int k = 0; k < wf->nedges; k++) {

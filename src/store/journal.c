@@ -521,32 +521,30 @@ static void kick(evutil_socket_t fd, short what, void *arg) {
     pthread_mutex_unlock(&j->fl->mu);
 }
 
+/* What flusher_start set up (the thread is joined by then). */
+static void flusher_free(flusher *f) {
+    if (f->kick) event_free(f->kick);
+    if (f->ev) event_free(f->ev);
+    if (f->efd >= 0) close(f->efd);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+}
+
 static int flusher_start(lf_journal *j, struct event_base *base, char *err, size_t errlen) {
     flusher *f = lf_xcalloc(1, sizeof *f);
     f->done = f->want = j->end;
-    f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (f->efd < 0 || !(f->ev = event_new(base, f->efd, EV_READ | EV_PERSIST, flushed, j)) ||
-        !(f->kick = event_new(base, -1, 0, kick, j)) || event_add(f->ev, NULL) < 0) {
-        seterr(err, errlen, "journal %s: cannot set up group commit: %s", j->path,
-               strerror(errno));
-        if (f->kick) event_free(f->kick);
-        if (f->ev) event_free(f->ev);
-        if (f->efd >= 0) close(f->efd);
-        free(f);
-        return -1;
-    }
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
+    f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     j->fl = f;
-    if (pthread_create(&f->thread, NULL, flush_thread, j) != 0) {
-        seterr(err, errlen, "journal %s: cannot start the flusher thread", j->path);
+    if (f->efd < 0 || !(f->ev = event_new(base, f->efd, EV_READ | EV_PERSIST, flushed, j)) ||
+        !(f->kick = event_new(base, -1, 0, kick, j)) || event_add(f->ev, NULL) < 0 ||
+        pthread_create(&f->thread, NULL, flush_thread, j) != 0) {
+        seterr(err, errlen, "journal %s: cannot set up group commit (event loop, thread)",
+               j->path);
         j->fl = NULL;
-        event_free(f->kick);
-        event_free(f->ev);
-        close(f->efd);
-        pthread_mutex_destroy(&f->mu);
-        pthread_cond_destroy(&f->cv);
-        free(f);
+        flusher_free(f);
         return -1;
     }
     return 0;
@@ -567,12 +565,7 @@ static void flusher_stop(lf_journal *j) {
     int error = f->error;
     if (!error && j->waiting && fdatasync(j->fd) < 0) error = errno;
     acknowledge(j, j->end, error);
-    event_free(f->kick);
-    event_free(f->ev);
-    close(f->efd);
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
-    free(f);
+    flusher_free(f);
     j->fl = NULL;
 }
 

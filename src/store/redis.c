@@ -53,6 +53,11 @@ void lf_redis_key_timed(const lf_redis *s, lf_buf *b) {
     lf_buf_printf(b, "%stimed", s->url.prefix);
 }
 
+void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%scount:%s", s->url.prefix, counter);
+}
+
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%schildren:%s", s->url.prefix, parent);
@@ -441,7 +446,7 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
     c->op.script = LF_SCRIPT_COUNT;
     c->cb = cb;
     c->arg = arg;
-    lf_buf_printf(&k, "%scount:%s", s->url.prefix, key);
+    lf_redis_key_count(s, key, &k);
     snprintf(since_s, sizeof since_s, "%" PRId64, since);
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "1", k.p, since_s};
     lf_redis_format(&c->op, 5, argv, NULL);

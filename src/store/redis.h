@@ -200,6 +200,8 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
+/* A counter (lf_counter_key, lf_open_key) the commit script keeps. */
+void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b);
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
 

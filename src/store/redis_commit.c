@@ -313,8 +313,7 @@ static void commit_format(commit_op *c) {
             keys = 12;
         }
         for (int i = 0; i < ncount + nopen; i++) {
-            lf_buf_reset(&cnt[i]);
-            lf_buf_printf(&cnt[i], "%scount:%s", s->url.prefix, counters[i]);
+            lf_redis_key_count(s, counters[i], &cnt[i]);
             argv[argc++] = cnt[i].p;
             keys++;
         }

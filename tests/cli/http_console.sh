@@ -39,33 +39,39 @@ req GET /v1/workflows/nope/graph.svg
 expect_status "an unknown workflow: 404" 404
 
 # The event stream: what the server commits from now on, as it happens.
-curl -sN "$BASE/v1/events" >"$tmp/events" 2>/dev/null &
-cpid=$!
-i=0
-until grep -q '^: loopforge events' "$tmp/events" 2>/dev/null || [ $i -ge 3000 ]; do
-    i=$((i + 1)); sleep 0.01
-done
+# curl writes it into a fifo; reading the fifo blocks until the server has
+# sent the next lines, so nothing here waits by the clock.
+# open_stream: starts a reader of /v1/events on fd 7 and reads its hello.
+open_stream() {
+    rm -f "$tmp/ev.fifo"
+    mkfifo "$tmp/ev.fifo"
+    curl -sN --max-time 60 "$BASE/v1/events" >"$tmp/ev.fifo" 2>/dev/null &
+    cpid=$!
+    exec 7<"$tmp/ev.fifo"
+    IFS= read -r hello <&7
+}
+open_stream
+check "GET /v1/events opens with a comment line" test "$hello" = ": loopforge events"
 req POST /v1/records '{"ref":"o/r#1","repo":"o/r"}'
 id=$(json record_id)
 req POST "/v1/records/$id/transitions" '{"to":"task_queued","trigger":"worker.picked_up"}'
-i=0
-until grep -q '"to_state":"task_queued"' "$tmp/events" 2>/dev/null || [ $i -ge 3000 ]; do
-    i=$((i + 1)); sleep 0.01
+: >"$tmp/events"
+while IFS= read -r line <&7; do
+    printf '%s\n' "$line" >>"$tmp/events"
+    case $line in *'"to_state":"task_queued"'*) break ;; esac
 done
 kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+exec 7<&-
 check "GET /v1/events streams the creation" grep -q "^data: {\"seq\":[0-9]*,\"record_id\":\"$id\",\"kind\":\"created\"" "$tmp/events"
 check "… and the transition, as an event with its seq as id" sh -c \
     "grep -B2 '\"to_state\":\"task_queued\"' '$tmp/events' | grep -q '^event: entry'"
 check "… in order" sh -c "grep -n '$id' '$tmp/events' | head -1 | grep -q created"
 req GET /v1/records/$id
 expect_status "the server still answers after a client left the stream" 200
-curl -sN "$BASE/v1/events" >"$tmp/events2" 2>/dev/null &
-cpid=$!
-i=0
-until grep -q '^: loopforge events' "$tmp/events2" 2>/dev/null || [ $i -ge 3000 ]; do
-    i=$((i + 1)); sleep 0.01
-done
+open_stream
 stop_server
+cat <&7 >/dev/null             # returns at the end of the stream
+exec 7<&-
 wait "$cpid"
 expect_match "a draining server ends an open stream (the client sees it end cleanly)" rc "$?" '^0$'
 expect_match "a server with a stream open stops cleanly" rc "$STOP_RC" '^0$'

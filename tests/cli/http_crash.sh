@@ -12,6 +12,28 @@ N=400           # requests each, at most (the kill comes long before)
 KILL_AT=40      # client 1 kills the server after its 40th request
 CYCLES=3
 
+# survivors LABEL STORE: after a kill, every transition a client saw
+# acknowledged (200, in $tmp/log.*) is in STORE's log exactly once, and
+# the log verifies.
+survivors() {
+    cat "$tmp"/log.* >"$tmp/all"
+    rm -f "$tmp"/log.*
+    acked=$(grep -c '^200 ' "$tmp/all")
+    "$LOOPFORGE_BIN" --policies "$POLICIES" --store "$2" audit >"$tmp/audit" 2>"$tmp/err"
+    grep -o '"idempotency_key":"[^"]*"' "$tmp/audit" | sed 's/.*:"\(.*\)"/\1/' | sort >"$tmp/keys"
+    dup=$(uniq -d "$tmp/keys" | head -3)
+    grep '^200 ' "$tmp/all" | cut -d' ' -f2 | sort >"$tmp/acked"
+    lost=$(comm -23 "$tmp/acked" "$tmp/keys" | head -3)
+    if [ "$acked" -gt 0 ] && [ -z "$dup" ] && [ -z "$lost" ]; then
+        ok "$1: all $acked acknowledged transitions survive SIGKILL, none twice"
+    else
+        not_ok "$1: acknowledged transitions survive SIGKILL exactly once" \
+            "acked $acked; twice: $dup; lost: $lost"
+    fi
+    run --policies "$POLICIES" --store "$2" audit --verify
+    expect_rc "$1: the log verifies after the kill" 0
+}
+
 # crash_cycles LABEL STORE
 crash_cycles() {
     for cycle in $(seq $CYCLES); do
@@ -31,22 +53,7 @@ crash_cycles() {
         wait "$PID" 2>/dev/null
         PID=
         exec 9<&-
-        cat "$tmp"/log.* >"$tmp/all"
-        rm -f "$tmp"/log.*
-        acked=$(grep -c '^200 ' "$tmp/all")
-        "$LOOPFORGE_BIN" --policies "$POLICIES" --store "$2" audit >"$tmp/audit" 2>"$tmp/err"
-        grep -o '"idempotency_key":"[^"]*"' "$tmp/audit" | sed 's/.*:"\(.*\)"/\1/' | sort >"$tmp/keys"
-        dup=$(uniq -d "$tmp/keys" | head -3)
-        grep '^200 ' "$tmp/all" | cut -d' ' -f2 | sort >"$tmp/acked"
-        lost=$(comm -23 "$tmp/acked" "$tmp/keys" | head -3)
-        if [ "$acked" -gt 0 ] && [ -z "$dup" ] && [ -z "$lost" ]; then
-            ok "$1 cycle $cycle: all $acked acknowledged transitions survive SIGKILL, none twice"
-        else
-            not_ok "$1 cycle $cycle: acknowledged transitions survive SIGKILL exactly once" \
-                "acked $acked; twice: $dup; lost: $lost"
-        fi
-        run --policies "$POLICIES" --store "$2" audit --verify
-        expect_rc "$1 cycle $cycle: the log verifies after the kill" 0
+        survivors "$1 cycle $cycle" "$2"
     done
 }
 
@@ -79,22 +86,7 @@ crash_two() {
     wait "$PID_B" 2>/dev/null
     PID=
     exec 9<&- 8<&-
-    cat "$tmp"/log.* >"$tmp/all"
-    rm -f "$tmp"/log.*
-    acked=$(grep -c '^200 ' "$tmp/all")
-    "$LOOPFORGE_BIN" --policies "$POLICIES" --store "$store" audit >"$tmp/audit" 2>"$tmp/err"
-    grep -o '"idempotency_key":"[^"]*"' "$tmp/audit" | sed 's/.*:"\(.*\)"/\1/' | sort >"$tmp/keys"
-    dup=$(uniq -d "$tmp/keys" | head -3)
-    grep '^200 ' "$tmp/all" | cut -d' ' -f2 | sort >"$tmp/acked"
-    lost=$(comm -23 "$tmp/acked" "$tmp/keys" | head -3)
-    if [ "$acked" -gt 0 ] && [ -z "$dup" ] && [ -z "$lost" ]; then
-        ok "two servers on one journal: all $acked acknowledged transitions survive SIGKILL of both, none twice"
-    else
-        not_ok "two servers on one journal: acknowledged transitions survive exactly once" \
-            "acked $acked; twice: $dup; lost: $lost"
-    fi
-    run --policies "$POLICIES" --store "$store" audit --verify
-    expect_rc "… and the log verifies" 0
+    survivors "two servers on one journal, both killed" "$store"
 }
 crash_two
 
