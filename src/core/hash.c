@@ -64,10 +64,20 @@ unsigned char *lf_unbase64(const char *s, size_t *outlen) {
     return out;
 }
 
+/* Each thread keeps its own digest context: fetching and allocating one
+ * per hash would cost more than hashing a short line. */
+static __thread EVP_MD *md;
+static __thread EVP_MD_CTX *ctx;
+
+void lf_sha256_thread_end(void) {
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+    ctx = NULL;
+    md = NULL;
+}
+
 void lf_sha256_parts(int nparts, const void *const *parts, const size_t *lens,
                      unsigned char out[LF_SHA256_LEN]) {
-    static __thread EVP_MD *md;
-    static __thread EVP_MD_CTX *ctx;
     unsigned int dl = 0;
     if (!md) md = EVP_MD_fetch(NULL, "SHA256", NULL);
     if (!ctx) ctx = EVP_MD_CTX_new();

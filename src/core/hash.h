@@ -30,5 +30,8 @@ void lf_sha256_parts(int nparts, const void *const *parts, const size_t *lens,
                      unsigned char out[LF_SHA256_LEN]);
 /* The same as 64 lowercase hex digits and a NUL. */
 void lf_sha256_hex(const void *p, size_t n, char out[2 * LF_SHA256_LEN + 1]);
+/* Frees the calling thread's digest context: a thread that hashed calls
+ * it before it ends. */
+void lf_sha256_thread_end(void);
 
 #endif

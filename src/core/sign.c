@@ -14,6 +14,7 @@
 struct lf_key {
     EVP_PKEY *pkey;
     bool private_key;
+    char *public_pem;   /* made once: PEM encoding costs as much as a signature */
 };
 
 static char *bio_text(BIO *b) {
@@ -58,27 +59,26 @@ lf_key *lf_key_parse(const char *pem, size_t len, char *err, size_t errlen) {
         EVP_PKEY_free(k);
         return NULL;
     }
+    BIO *pub = BIO_new(BIO_s_mem());
+    if (!pub || !PEM_write_bio_PUBKEY(pub, k)) abort();
     lf_key *key = lf_xmalloc(sizeof *key);
     key->pkey = k;
     key->private_key = priv;
+    key->public_pem = bio_text(pub);
+    BIO_free(pub);
     return key;
 }
 
 void lf_key_free(lf_key *k) {
     if (!k) return;
     EVP_PKEY_free(k->pkey);
+    free(k->public_pem);
     free(k);
 }
 
 bool lf_key_can_sign(const lf_key *k) { return k->private_key; }
 
-char *lf_key_public_pem(const lf_key *k) {
-    BIO *b = BIO_new(BIO_s_mem());
-    if (!b || !PEM_write_bio_PUBKEY(b, k->pkey)) abort();
-    char *out = bio_text(b);
-    BIO_free(b);
-    return out;
-}
+const char *lf_key_public_pem(const lf_key *k) { return k->public_pem; }
 
 void lf_key_id(const lf_key *k, char out[LF_KEY_ID_LEN + 1]) {
     unsigned char raw[32], d[32];

@@ -22,8 +22,8 @@ int lf_key_generate(char **private_pem, char **public_pem, char *err, size_t err
 lf_key *lf_key_parse(const char *pem, size_t len, char *err, size_t errlen);
 void lf_key_free(lf_key *k);
 bool lf_key_can_sign(const lf_key *k);
-/* The public key as PEM; caller frees. */
-char *lf_key_public_pem(const lf_key *k);
+/* The public key as PEM, owned by the key. */
+const char *lf_key_public_pem(const lf_key *k);
 /* The first 16 hex digits of SHA-256 over the raw 32-byte public key. */
 void lf_key_id(const lf_key *k, char out[LF_KEY_ID_LEN + 1]);
 /* Ed25519 over msg (the whole message: Ed25519 hashes it itself). */

@@ -627,7 +627,7 @@ const lf_workflow *lf_engine_workflow_at(lf_engine *e, int i) {
 
 char *lf_engine_public_key(const lf_engine *e) {
     const lf_key *k = lf_evidence_key(e->ev);
-    return k ? lf_key_public_pem(k) : NULL;
+    return k ? lf_xstrdup(lf_key_public_pem(k)) : NULL;
 }
 
 void lf_engine_attestations(lf_engine *e, const char *id, lf_text_cb *cb, void *arg) {
