@@ -971,6 +971,58 @@ static void group_commit_acknowledges_after_flush(void **state) {
     lf_store_free(s);
 }
 
+/* The journal keeps where each line is, not the line: an audit reads the
+ * lines back, from the file and, for a turn's commits not written yet,
+ * from what waits for the turn's write. Pages that span both read as the
+ * lines sealed (their hashes chain), and the file ends up holding
+ * exactly what was read. */
+static void audit_reads_lines_back_from_file_and_pending_turn(void **state) {
+    fixture *f = *state;
+    char err[1024];
+    t_base = event_base_new();
+    assert_non_null(t_base);
+    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
+    assert_non_null(s);
+    char id[LF_ID_LEN + 1];
+    t_id(id, 1);
+    walk(s, id, "acme/app#1", 4);                   /* written and flushed */
+    t_got g[3];
+    memset(g, 0, sizeof g);
+    for (unsigned v = 4; v < 7; v++) {              /* folded, not written */
+        lf_entry e = {.record_id = id, .kind = LF_ENTRY_TRANSITION, .version = v + 1,
+                      .from_state = path_states[v - 1], .to_state = path_states[v],
+                      .trigger = "t", .actor = "t", .metadata = "{}"};
+        t_stamp(e.timestamp);
+        lf_store_commit(s, &e, t_store_cb, &g[v - 4]);
+        assert_int_equal(g[v - 4].calls, 0);
+    }
+    t_audit a = {0};
+    t_audit_page(s, id, 0, 0, &a);                  /* one record: both kinds */
+    assert_int_equal(a.code, LF_OK);
+    assert_int_equal(a.n, 7);
+    assert_non_null(strstr(a.lines[3], "\"to_state\":\"ci_pending\""));
+    assert_non_null(strstr(a.lines[6], "\"to_state\":\"closed\""));
+    t_audit_reset(&a);
+    assert_int_equal(t_verify_chain(s, err, sizeof err), 7);
+    char *before = dump_log(s);
+    t_settle(&g[2].calls);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(g[i].code, LF_OK);
+        t_got_reset(&g[i]);
+    }
+    size_t len;
+    char *file = slurp(f->path, &len);
+    assert_string_equal(file, before);
+    char *after = dump_log(s);
+    assert_string_equal(after, before);
+    free(file);
+    free(before);
+    free(after);
+    lf_store_free(s);
+    event_base_free(t_base);
+    t_base = NULL;
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -984,6 +1036,7 @@ int main(void) {
         T(raw_newline_refused),        T(handles_see_each_other),
         T(entry_borrowed_from_record), T(concurrent_appenders),
         T(twenty_processes_race),      T(group_commit_acknowledges_after_flush),
+        T(audit_reads_lines_back_from_file_and_pending_turn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

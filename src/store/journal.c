@@ -166,6 +166,37 @@ static int sync_parent(const char *path, char *err, size_t errlen) {
     return rc;
 }
 
+/* ---- lines read back ------------------------------------------------------
+ *
+ * The memdb keeps where each line is, not the line: the file holds it
+ * (an audit reads it back with pread, from the page cache in the normal
+ * case), and the lines a turn's commits folded but has not written yet
+ * are in `pend`, the last pend.len bytes before `end`. */
+static int journal_read(void *arg, uint64_t off, size_t len, char *out) {
+    lf_journal *j = arg;
+    uint64_t written = (uint64_t)j->end - j->pend.len;
+    size_t done = 0;
+    while (done < len && off + done < written) {
+        size_t want = len - done;
+        if (off + done + want > written) want = (size_t)(written - off - done);
+        ssize_t n = pread(j->fd, out + done, want, (off_t)(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = EIO;        /* the file is shorter than we knew */
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (done < len) memcpy(out + done, j->pend.p + (off + done - written), len - done);
+    return 0;
+}
+
+static lf_memdb *journal_memdb(lf_journal *j) {
+    lf_memdb *db = lf_memdb_new();
+    lf_memdb_lines_in_file(db, journal_read, j);
+    return db;
+}
+
 /* ---- replay ------------------------------------------------------------ */
 
 /* Parses one complete line (lf_entry_read: the one-pass reader for lines
@@ -184,7 +215,7 @@ static int journal_fold(lf_journal *j, const char *line, size_t len, char *err,
         seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
         return -1;
     }
-    int rc = lf_memdb_apply(j->db, &doc.e, line, len, why, sizeof why);
+    int rc = lf_memdb_apply(j->db, &doc.e, line, len, (uint64_t)j->end, why, sizeof why);
     lf_entry_doc_free(&doc);
     if (rc < 0) {
         seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
@@ -387,7 +418,7 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
      * is the record after the entry -- also for a tombstone, which
      * lf_memdb_get no longer finds afterwards. */
     const lf_record *live = lf_memdb_get(j->db, e->record_id);
-    if (lf_memdb_apply(j->db, e, j->line.p, len, err, errlen) < 0) {
+    if (lf_memdb_apply(j->db, e, j->line.p, len, (uint64_t)j->end, err, errlen) < 0) {
         /* check passed but the fold refused the entry (say, a created
          * entry with malformed initial fields): the caller's mistake, as
          * in memory:. The line is on disk but must not stay there, or
@@ -728,7 +759,7 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
     j->base.type = &journal_type;
     j->fd = -1;
     j->path = lf_xstrdup(path);
-    j->db = lf_memdb_new();
+    j->db = journal_memdb(j);
     j->tail = &j->waiting;
     j->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (j->fd < 0) {
@@ -778,7 +809,7 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     j->reader = true;
     j->tail = &j->waiting;
     j->path = lf_xstrdup(path);
-    j->db = lf_memdb_new();
+    j->db = journal_memdb(j);
     int rc = -1;
     if (journal_lock(j, LOCK_SH) < 0)
         seterr(err, errlen, "journal %s: lock: %s", path, strerror(errno));

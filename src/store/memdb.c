@@ -4,6 +4,7 @@
 #include "../core/mem.h"
 #include "../core/map.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,10 @@ struct lf_memdb {
     lf_map by_ref;          /* ref or alias -> slot, live records only */
     lf_map by_key;          /* idempotency key (owned copy) -> seq */
     chunk *arena;           /* newest first */
-    char **lines;           /* lines[seq - 1], in the arena */
+    char **lines;           /* lines[seq - 1], in the arena, or NULL when */
+    uint64_t *offs;         /* they are in a file: offs[seq - 1] there */
+    lf_memdb_read_fn *read;
+    void *read_arg;
     size_t *lens;
     size_t nlines, caplines;
     char last_hash[LF_HASH_LEN + 1];
@@ -147,8 +151,14 @@ void lf_memdb_free(lf_memdb *db) {
         free(c);
     }
     free(db->lines);
+    free(db->offs);
     free(db->lens);
     free(db);
+}
+
+void lf_memdb_lines_in_file(lf_memdb *db, lf_memdb_read_fn *read, void *arg) {
+    db->read = read;
+    db->read_arg = arg;
 }
 
 static slot *live(const lf_memdb *db, const char *id) {
@@ -245,11 +255,17 @@ void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
     lf_entry_seal(e, db->nlines + 1, db->last_hash, line);
 }
 
-static void push_line(lf_memdb *db, const char *line, size_t len) {
+static void push_line(lf_memdb *db, const char *line, size_t len, uint64_t off) {
     if (db->nlines == db->caplines) {
         db->caplines = db->caplines ? db->caplines * 2 : 1024;
-        db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
+        if (db->read) db->offs = lf_xrealloc(db->offs, db->caplines * sizeof *db->offs);
+        else db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
         db->lens = lf_xrealloc(db->lens, db->caplines * sizeof *db->lens);
+    }
+    if (db->read) {
+        db->offs[db->nlines] = off;
+        db->lens[db->nlines++] = len;
+        return;
     }
     chunk *c = db->arena;
     if (!c || c->cap - c->used < len + 1) {
@@ -440,7 +456,7 @@ void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since, uint64_t
 }
 
 static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
-                      size_t len, slot **out, char *err, size_t errlen) {
+                      size_t len, uint64_t off, slot **out, char *err, size_t errlen) {
     if (e->seq != db->nlines + 1) {
         snprintf(err, errlen, "seq %llu out of order (expected %llu)",
                  (unsigned long long)e->seq, (unsigned long long)db->nlines + 1);
@@ -494,16 +510,16 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
     if (s) push_seq(s, e->seq);
-    push_line(db, line, len);
+    push_line(db, line, len, off);
     memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
     *out = s;
     return 0;
 }
 
 int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line, size_t len,
-                   char *err, size_t errlen) {
+                   uint64_t off, char *err, size_t errlen) {
     slot *s;
-    return apply_slot(db, e, slot_of(db, e), line, len, &s, err, errlen);
+    return apply_slot(db, e, slot_of(db, e), line, len, off, &s, err, errlen);
 }
 
 lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *err,
@@ -514,7 +530,7 @@ lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *
     *rec = NULL;
     if (code != LF_OK) return code;
     lf_memdb_seal(db, e, &line);
-    if (apply_slot(db, e, s, line.p, line.len, &s, err, errlen))
+    if (apply_slot(db, e, s, line.p, line.len, 0, &s, err, errlen))
         return LF_INVALID_REQUEST;
     *rec = s ? s->rec : NULL;
     return LF_OK;
@@ -539,6 +555,44 @@ void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
     found(lf_memdb_find_ref(db, ref), ref, cb, arg);
 }
 
+/* The lines of seqs[0..n), NUL-terminated, into lines/lens: pointers
+ * into the arena, or into *block (the caller frees it), read from the
+ * file a run of adjacent lines at a time. Returns 0, or -1 with err set
+ * when the file could not be read. */
+static int lines_of(const lf_memdb *db, const uint64_t *seqs, size_t n, const char **lines,
+                    size_t *lens, char **block, char *err, size_t errlen) {
+    *block = NULL;
+    if (!db->read) {
+        for (size_t i = 0; i < n; i++) {
+            lines[i] = db->lines[seqs[i] - 1];
+            lens[i] = db->lens[seqs[i] - 1];
+        }
+        return 0;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += db->lens[seqs[i] - 1] + 1;
+    char *b = *block = lf_xmalloc(total ? total : 1), *at = b;
+    for (size_t i = 0, j; i < n; i = j) {
+        uint64_t off = db->offs[seqs[i] - 1], end = off;
+        for (j = i; j < n && db->offs[seqs[j] - 1] == end; j++)
+            end += db->lens[seqs[j] - 1] + 1;      /* the line and its newline */
+        if (db->read(db->read_arg, off, (size_t)(end - off), at) < 0) {
+            snprintf(err, errlen, "the log could not be read back at seq %llu: %s",
+                     (unsigned long long)seqs[i], strerror(errno));
+            free(b);
+            *block = NULL;
+            return -1;
+        }
+        for (size_t k = i; k < j; k++) {
+            lines[k] = at;
+            lens[k] = db->lens[seqs[k] - 1];
+            at[lens[k]] = '\0';
+            at += lens[k] + 1;
+        }
+    }
+    return 0;
+}
+
 void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, void *arg) {
     uint64_t seq = (uint64_t)(uintptr_t)lf_map_get(&db->by_key, key);
     char err[256];
@@ -548,10 +602,16 @@ void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, voi
         cb(LF_NOT_FOUND, err, NULL, NULL, arg);
         return;
     }
-    if (lf_entry_parse(db->lines[seq - 1], db->lens[seq - 1], &doc, err, sizeof err)) {
+    const char *line;
+    size_t len;
+    char *block;
+    if (lines_of(db, &seq, 1, &line, &len, &block, err, sizeof err) < 0 ||
+        lf_entry_parse(line, len, &doc, err, sizeof err)) {
+        free(block);
         cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
         return;
     }
+    free(block);
     slot *s = doc.e.record_id ? lf_map_get(&db->by_id, doc.e.record_id) : NULL;
     cb(LF_OK, NULL, s ? s->rec : NULL, &doc.e, arg);
     lf_entry_doc_free(&doc);
@@ -706,25 +766,24 @@ void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
         cb(LF_NOT_FOUND, err, NULL, NULL, 0, after, arg);
         return;
     }
+    if (limit > db->nlines) limit = db->nlines ? db->nlines : 1;
     const char **lines = lf_xmalloc(limit * sizeof *lines);
     size_t *lens = lf_xmalloc(limit * sizeof *lens), n = 0;
-    uint64_t last = after;
+    uint64_t *seqs = lf_xmalloc(limit * sizeof *seqs), last = after;
     if (s) {
-        for (size_t i = 0; i < s->nseq && n < limit; i++) {
-            uint64_t seq = s->seqs[i];
-            if (seq <= after) continue;
-            lines[n] = db->lines[seq - 1];
-            lens[n++] = db->lens[seq - 1];
-            last = seq;
-        }
+        for (size_t i = 0; i < s->nseq && n < limit; i++)
+            if (s->seqs[i] > after) seqs[n++] = s->seqs[i];
     } else {
-        for (uint64_t seq = after + 1; seq <= db->nlines && n < limit; seq++) {
-            lines[n] = db->lines[seq - 1];
-            lens[n++] = db->lens[seq - 1];
-            last = seq;
-        }
+        for (uint64_t seq = after + 1; seq <= db->nlines && n < limit; seq++) seqs[n++] = seq;
     }
-    cb(LF_OK, NULL, lines, lens, n, last, arg);
+    if (n) last = seqs[n - 1];
+    char *block, err[256];
+    if (lines_of(db, seqs, n, lines, lens, &block, err, sizeof err) < 0)
+        cb(LF_UNAVAILABLE, err, NULL, NULL, 0, after, arg);
+    else
+        cb(LF_OK, NULL, lines, lens, n, last, arg);
+    free(block);
+    free(seqs);
     free(lines);
     free(lens);
 }
