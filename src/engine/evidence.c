@@ -31,10 +31,11 @@ typedef struct waiter {
  * into a batch and hands full batches over, so keeping the tree costs the
  * loop a copy per entry, not the SHA-256 it costs to fold one (n - 1 of
  * them for n entries; ~8% of the memory store's rate when done inline).
- * A checkpoint waits for the thread to fold what it was handed (at most a
- * batch of hashing, ~30 us, never I/O) and folds the partial batch itself.
- * Without the thread (it could not start) the loop folds each leaf
- * itself. */
+ * A checkpoint waits for a batch the thread is folding (~30 us of
+ * hashing, never I/O), then folds what it has not started and the
+ * partial batch itself. The tree is the thread's while it is busy, the
+ * loop's otherwise; without the thread (it could not start) the loop
+ * folds each leaf itself. */
 #define BATCH 256
 /* A busy thread looks for work every 250 us instead of being woken
  * per batch: on a virtual machine, waking an idle CPU costs the waker
@@ -56,18 +57,17 @@ typedef struct folder {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work, idle;
-    leaf_hex *q;                    /* handed over, not folded yet (mu) */
-    size_t qn, qcap;
+    lf_buf q;                       /* leaf_hex handed over, not folded (mu) */
     bool busy, stop;                /* (mu) */
     bool polling;                   /* (mu) it looks again within POLL_NS */
-    lf_merkle mk;                   /* the thread's, but when it is idle */
+    lf_merkle *mk;                  /* the evidence's tree */
 } folder;
 
 struct lf_evidence {
     lf_store *store;
     lf_key *key;
-    lf_merkle mk;                   /* the tree, when there is no folder */
-    folder *fold;
+    lf_merkle mk;                   /* the tree (see fold) */
+    folder *fold;                   /* NULL: the loop folds */
     leaf_hex batch[BATCH];          /* leaves not handed over yet */
     size_t nbatch;
     uint64_t size;                  /* the log's first `size` entries are in */
@@ -83,7 +83,7 @@ static void *fold_thread(void *arg) {
     folder *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->qn && !f->stop) {
+        while (!f->q.len && !f->stop) {
             if (!f->polling) {
                 pthread_cond_wait(&f->work, &f->mu);
                 continue;
@@ -95,17 +95,15 @@ static void *fold_thread(void *arg) {
                 t.tv_sec++;
                 t.tv_nsec -= 1000000000L;
             }
-            if (pthread_cond_timedwait(&f->work, &f->mu, &t) == ETIMEDOUT && !f->qn)
+            if (pthread_cond_timedwait(&f->work, &f->mu, &t) == ETIMEDOUT && !f->q.len)
                 f->polling = false;     /* idle: sleep until woken */
         }
-        if (!f->qn) break;
-        leaf_hex *q = f->q;
-        size_t n = f->qn;
-        f->q = NULL;
-        f->qn = f->qcap = 0;
+        if (!f->q.len) break;
+        size_t n = f->q.len / sizeof(leaf_hex);
+        leaf_hex *q = (leaf_hex *)lf_buf_steal(&f->q);
         f->busy = true;
         pthread_mutex_unlock(&f->mu);
-        fold(&f->mk, q, n);
+        fold(f->mk, q, n);
         free(q);
         pthread_mutex_lock(&f->mu);
         f->busy = false;
@@ -117,8 +115,9 @@ static void *fold_thread(void *arg) {
     return NULL;
 }
 
-static folder *fold_start(void) {
+static folder *fold_start(lf_merkle *mk) {
     folder *f = lf_xcalloc(1, sizeof *f);
+    f->mk = mk;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -126,7 +125,6 @@ static folder *fold_start(void) {
     pthread_cond_init(&f->work, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&f->idle, NULL);
-    lf_merkle_init(&f->mk);
     if (pthread_create(&f->thread, NULL, fold_thread, f) == 0) return f;
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
@@ -145,7 +143,7 @@ static void fold_stop(folder *f) {
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
     pthread_cond_destroy(&f->idle);
-    free(f->q);
+    lf_buf_free(&f->q);
     free(f);
 }
 
@@ -154,12 +152,7 @@ static void hand_over(lf_evidence *ev) {
     folder *f = ev->fold;
     if (!ev->nbatch) return;
     pthread_mutex_lock(&f->mu);
-    if (f->qn + ev->nbatch > f->qcap) {
-        f->qcap = f->qn + ev->nbatch > 2 * f->qcap ? f->qn + ev->nbatch : 2 * f->qcap;
-        f->q = lf_xrealloc(f->q, f->qcap * sizeof *f->q);
-    }
-    memcpy(f->q + f->qn, ev->batch, ev->nbatch * sizeof *ev->batch);
-    f->qn += ev->nbatch;
+    lf_buf_add(&f->q, ev->batch, ev->nbatch * sizeof *ev->batch);
     if (!f->polling) pthread_cond_signal(&f->work);
     pthread_mutex_unlock(&f->mu);
     ev->nbatch = 0;
@@ -189,11 +182,11 @@ static void tree_root(lf_evidence *ev, unsigned char out[32]) {
      * folded here: waking it would cost as much. */
     pthread_mutex_lock(&f->mu);
     while (f->busy) pthread_cond_wait(&f->idle, &f->mu);
-    fold(&f->mk, f->q, f->qn);
-    f->qn = 0;
-    fold(&f->mk, ev->batch, ev->nbatch);
+    fold(&ev->mk, (const leaf_hex *)f->q.p, f->q.len / sizeof(leaf_hex));
+    lf_buf_reset(&f->q);
+    fold(&ev->mk, ev->batch, ev->nbatch);
     ev->nbatch = 0;
-    lf_merkle_root(&f->mk, out);
+    lf_merkle_root(&ev->mk, out);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -202,7 +195,7 @@ lf_evidence *lf_evidence_new(lf_store *store, lf_key *key) {
     ev->store = store;
     ev->key = key;
     lf_merkle_init(&ev->mk);
-    if (key) ev->fold = fold_start();
+    if (key) ev->fold = fold_start(&ev->mk);
     memcpy(ev->head, LF_GENESIS, LF_HASH_LEN + 1);
     ev->tail = &ev->waiting;
     return ev;

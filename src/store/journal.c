@@ -215,7 +215,7 @@ static int journal_fold(lf_journal *j, const char *line, size_t len, char *err,
         seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
         return -1;
     }
-    int rc = lf_memdb_apply(j->db, &doc.e, line, len, (uint64_t)j->end, why, sizeof why);
+    int rc = lf_memdb_apply(j->db, &doc.e, line, len, why, sizeof why);
     lf_entry_doc_free(&doc);
     if (rc < 0) {
         seterr(err, errlen, "journal %s:%" PRIu64 ": %s", j->path, lineno, why);
@@ -418,7 +418,7 @@ static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record
      * is the record after the entry -- also for a tombstone, which
      * lf_memdb_get no longer finds afterwards. */
     const lf_record *live = lf_memdb_get(j->db, e->record_id);
-    if (lf_memdb_apply(j->db, e, j->line.p, len, (uint64_t)j->end, err, errlen) < 0) {
+    if (lf_memdb_apply(j->db, e, j->line.p, len, err, errlen) < 0) {
         /* check passed but the fold refused the entry (say, a created
          * entry with malformed initial fields): the caller's mistake, as
          * in memory:. The line is on disk but must not stay there, or

@@ -255,15 +255,16 @@ void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
     lf_entry_seal(e, db->nlines + 1, db->last_hash, line);
 }
 
-static void push_line(lf_memdb *db, const char *line, size_t len, uint64_t off) {
+static void push_line(lf_memdb *db, const char *line, size_t len) {
     if (db->nlines == db->caplines) {
         db->caplines = db->caplines ? db->caplines * 2 : 1024;
         if (db->read) db->offs = lf_xrealloc(db->offs, db->caplines * sizeof *db->offs);
         else db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
         db->lens = lf_xrealloc(db->lens, db->caplines * sizeof *db->lens);
     }
-    if (db->read) {
-        db->offs[db->nlines] = off;
+    if (db->read) {     /* the file is the lines, each followed by a newline */
+        size_t n = db->nlines;
+        db->offs[n] = n ? db->offs[n - 1] + db->lens[n - 1] + 1 : 0;
         db->lens[db->nlines++] = len;
         return;
     }
@@ -456,7 +457,7 @@ void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since, uint64_t
 }
 
 static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
-                      size_t len, uint64_t off, slot **out, char *err, size_t errlen) {
+                      size_t len, slot **out, char *err, size_t errlen) {
     if (e->seq != db->nlines + 1) {
         snprintf(err, errlen, "seq %llu out of order (expected %llu)",
                  (unsigned long long)e->seq, (unsigned long long)db->nlines + 1);
@@ -510,16 +511,16 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
     if (s) push_seq(s, e->seq);
-    push_line(db, line, len, off);
+    push_line(db, line, len);
     memcpy(db->last_hash, e->hash, LF_HASH_LEN + 1);
     *out = s;
     return 0;
 }
 
 int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line, size_t len,
-                   uint64_t off, char *err, size_t errlen) {
+                   char *err, size_t errlen) {
     slot *s;
-    return apply_slot(db, e, slot_of(db, e), line, len, off, &s, err, errlen);
+    return apply_slot(db, e, slot_of(db, e), line, len, &s, err, errlen);
 }
 
 lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *err,
@@ -530,7 +531,7 @@ lf_code lf_memdb_commit(lf_memdb *db, lf_entry *e, const lf_record **rec, char *
     *rec = NULL;
     if (code != LF_OK) return code;
     lf_memdb_seal(db, e, &line);
-    if (apply_slot(db, e, s, line.p, line.len, 0, &s, err, errlen))
+    if (apply_slot(db, e, s, line.p, line.len, &s, err, errlen))
         return LF_INVALID_REQUEST;
     *rec = s ? s->rec : NULL;
     return LF_OK;

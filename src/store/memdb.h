@@ -27,18 +27,20 @@ lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err, size_t 
 void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line);
 
 /* Lines kept in a file instead of in memory (the journal: at a million
- * records the lines were 60% of the process): `read` copies the len bytes
- * at offset off of that file into out (lines not written yet too);
- * returns 0, or -1 with errno set. Set before the first apply. */
+ * records the lines were 60% of the process). The file is the log's
+ * lines from seq 1, each followed by a newline, so the memdb knows each
+ * one's offset; `read` copies the len bytes at offset off of that file
+ * into out (lines not written yet too) and returns 0, or -1 with errno
+ * set. Set before the first apply. */
 typedef int lf_memdb_read_fn(void *arg, uint64_t off, size_t len, char *out);
 void lf_memdb_lines_in_file(lf_memdb *db, lf_memdb_read_fn *read, void *arg);
 
 /* Appends a sealed entry and its line and folds it into its record.
  * Used for fresh commits and for journal replay alike. Returns 0, or -1
- * with err set and nothing changed. The line is copied, or with lines in
- * a file, its offset `off` there kept (else off is ignored). */
+ * with err set and nothing changed. The line is copied, unless
+ * the lines are in a file. */
 int lf_memdb_apply(lf_memdb *db, const lf_entry *e, const char *line, size_t len,
-                   uint64_t off, char *err, size_t errlen);
+                   char *err, size_t errlen);
 
 /* check + seal + apply, the whole commit of the memory store. On success
  * *rec is the record after the entry (NULL for policy_loaded). */
