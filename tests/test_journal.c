@@ -971,6 +971,67 @@ static void group_commit_acknowledges_after_flush(void **state) {
     lf_store_free(s);
 }
 
+/* A journal of several megabytes replays in batches, parsed on a second
+ * thread one batch ahead of the fold (journal.c): the records, the log
+ * and the line numbers of errors come out as from a small one -- a torn
+ * tail is cut, a damaged line deep in a later batch is named, and the
+ * file is left as it was. */
+static void large_journal_replays_in_batches(void **state) {
+    fixture *f = *state;
+    enum { RECORDS = 700, LINES = RECORDS * 7, BAD = 4000 };
+    char id[LF_ID_LEN + 1], ref[32], err[1024], want[4200];
+    t_got g = {0};
+    lf_store *s = open_ok(f->url);
+    for (unsigned i = 1; i <= RECORDS; i++) {
+        t_id(id, i);
+        snprintf(ref, sizeof ref, "acme/app#%u", i);
+        walk(s, id, ref, 7);
+    }
+    char *log = dump_log(s);
+    lf_store_free(s);
+    size_t len;
+    char *file = slurp(f->path, &len);
+    assert_true(len > 2 * 1024 * 1024);             /* more than two batches */
+
+    FILE *torn = fopen(f->path, "a");
+    assert_non_null(torn);
+    fputs("{\"seq\":4901,\"record_id\":", torn);
+    fclose(torn);
+    capture c;
+    capture_begin(&c, f->dir);
+    s = open_ok(f->url);
+    char *msg = capture_end(&c);
+    assert_non_null(strstr(msg, "cut off a torn last entry"));
+    free(msg);
+    char *log2 = dump_log(s);
+    assert_string_equal(log2, log);
+    assert_int_equal(t_verify_chain(s, NULL, 0), LINES);
+    t_id(id, RECORDS / 2);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_string_equal(g.state, "closed");
+    t_got_reset(&g);
+    lf_store_free(s);
+
+    char *bad = slurp(f->path, &len);
+    assert_string_equal(bad, file);                 /* the cut left the log */
+    bad[line_start(bad, len, BAD) + 1] = '#';
+    spit(f->path, bad, len);
+    lf_code code = LF_OK;
+    assert_null(lf_store_open(f->url, NULL, &code, err, sizeof err));
+    assert_int_equal(code, LF_UNAVAILABLE);
+    snprintf(want, sizeof want, "journal %s:%d: ", f->path, BAD);
+    assert_memory_equal(err, want, strlen(want));
+    size_t after;
+    char *now = slurp(f->path, &after);
+    assert_int_equal(after, len);
+    assert_memory_equal(now, bad, len);
+    free(now);
+    free(bad);
+    free(file);
+    free(log);
+    free(log2);
+}
+
 /* The journal keeps where each line is, not the line: an audit reads the
  * lines back, from the file and, for a turn's commits not written yet,
  * from what waits for the turn's write. Pages that span both read as the
@@ -1037,6 +1098,7 @@ int main(void) {
         T(entry_borrowed_from_record), T(concurrent_appenders),
         T(twenty_processes_race),      T(group_commit_acknowledges_after_flush),
         T(audit_reads_lines_back_from_file_and_pending_turn),
+        T(large_journal_replays_in_batches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@
 /* Make room for `extra` more bytes plus the terminator. Out of memory
  * aborts (mem.h): a serializer must never write a truncated entry into
  * the audit chain. */
-static void lf_buf_reserve(lf_buf *b, size_t extra) {
+void lf_buf_reserve(lf_buf *b, size_t extra) {
     size_t need = b->len + extra + 1;
     if (need < extra) lf_oom(SIZE_MAX);          /* overflow */
     if (need <= b->cap) return;

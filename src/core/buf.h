@@ -22,6 +22,8 @@ typedef struct lf_buf {
 
 void lf_buf_free(lf_buf *b);
 void lf_buf_reset(lf_buf *b);                      /* len = 0, keeps memory */
+/* Makes room for `extra` more bytes (and the terminator) after len. */
+void lf_buf_reserve(lf_buf *b, size_t extra);
 /* Appends when the buffer must grow (and when p points into it). */
 void lf_buf_add_slow(lf_buf *b, const void *p, size_t n);
 
