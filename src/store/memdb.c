@@ -84,11 +84,11 @@ struct lf_memdb {
     lf_map by_ref;          /* ref or alias -> slot, live records only */
     lf_map by_key;          /* idempotency key (owned copy) -> seq */
     chunk *arena;           /* newest first */
-    char **lines;           /* lines[seq - 1], in the arena, or NULL when */
-    uint64_t *offs;         /* they are in a file: offs[seq - 1] there */
+    char **lines;           /* lines[seq - 1] in the arena, lens[seq - 1] */
+    size_t *lens;           /* long; or, with the lines in a file, */
+    uint64_t *ends;         /* ends[seq - 1]: the offset after its "\n" */
     lf_memdb_read_fn *read;
     void *read_arg;
-    size_t *lens;
     size_t nlines, caplines;
     char last_hash[LF_HASH_LEN + 1];
 };
@@ -151,7 +151,7 @@ void lf_memdb_free(lf_memdb *db) {
         free(c);
     }
     free(db->lines);
-    free(db->offs);
+    free(db->ends);
     free(db->lens);
     free(db);
 }
@@ -258,14 +258,16 @@ void lf_memdb_seal(const lf_memdb *db, lf_entry *e, lf_buf *line) {
 static void push_line(lf_memdb *db, const char *line, size_t len) {
     if (db->nlines == db->caplines) {
         db->caplines = db->caplines ? db->caplines * 2 : 1024;
-        if (db->read) db->offs = lf_xrealloc(db->offs, db->caplines * sizeof *db->offs);
-        else db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
-        db->lens = lf_xrealloc(db->lens, db->caplines * sizeof *db->lens);
+        if (db->read) {
+            db->ends = lf_xrealloc(db->ends, db->caplines * sizeof *db->ends);
+        } else {
+            db->lines = lf_xrealloc(db->lines, db->caplines * sizeof *db->lines);
+            db->lens = lf_xrealloc(db->lens, db->caplines * sizeof *db->lens);
+        }
     }
     if (db->read) {     /* the file is the lines, each followed by a newline */
-        size_t n = db->nlines;
-        db->offs[n] = n ? db->offs[n - 1] + db->lens[n - 1] + 1 : 0;
-        db->lens[db->nlines++] = len;
+        size_t n = db->nlines++;
+        db->ends[n] = (n ? db->ends[n - 1] : 0) + len + 1;
         return;
     }
     chunk *c = db->arena;
@@ -556,6 +558,13 @@ void lf_memdb_find_ref_op(const lf_memdb *db, const char *ref, lf_store_cb *cb,
     found(lf_memdb_find_ref(db, ref), ref, cb, arg);
 }
 
+/* Where line `seq` is in the file, and how long it is. */
+static uint64_t line_at(const lf_memdb *db, uint64_t seq, size_t *len) {
+    uint64_t off = seq > 1 ? db->ends[seq - 2] : 0;
+    *len = (size_t)(db->ends[seq - 1] - off - 1);
+    return off;
+}
+
 /* The lines of seqs[0..n), NUL-terminated, into lines/lens: pointers
  * into the arena, or into *block (the caller frees it), read from the
  * file a run of adjacent lines at a time. Returns 0, or -1 with err set
@@ -571,12 +580,15 @@ static int lines_of(const lf_memdb *db, const uint64_t *seqs, size_t n, const ch
         return 0;
     }
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += db->lens[seqs[i] - 1] + 1;
+    for (size_t i = 0; i < n; i++) {
+        (void)line_at(db, seqs[i], &lens[i]);
+        total += lens[i] + 1;
+    }
     char *b = *block = lf_xmalloc(total ? total : 1), *at = b;
     for (size_t i = 0, j; i < n; i = j) {
-        uint64_t off = db->offs[seqs[i] - 1], end = off;
-        for (j = i; j < n && db->offs[seqs[j] - 1] == end; j++)
-            end += db->lens[seqs[j] - 1] + 1;      /* the line and its newline */
+        uint64_t off = line_at(db, seqs[i], &lens[i]), end = off;
+        for (j = i; j < n && line_at(db, seqs[j], &lens[j]) == end; j++)
+            end = db->ends[seqs[j] - 1];            /* the line and its newline */
         if (db->read(db->read_arg, off, (size_t)(end - off), at) < 0) {
             snprintf(err, errlen, "the log could not be read back at seq %llu: %s",
                      (unsigned long long)seqs[i], strerror(errno));
@@ -586,7 +598,6 @@ static int lines_of(const lf_memdb *db, const uint64_t *seqs, size_t n, const ch
         }
         for (size_t k = i; k < j; k++) {
             lines[k] = at;
-            lens[k] = db->lens[seqs[k] - 1];
             at[lens[k]] = '\0';
             at += lens[k] + 1;
         }
