@@ -30,9 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Records per list call: a store pages as it can (Redis by 1,000), the
- * embedded ones answer in one pass, which a tick over 100,000 pending
- * timers needs (a page costs them a pass over every record). */
+/* Records per list call: a store pages as it can (Redis by 1,000, in
+ * script calls of 100), the embedded ones answer in one pass, which a
+ * tick over 100,000 pending timers needs (a page costs them a pass over
+ * every record). */
 #define PAGE 100000
 
 typedef struct pending {
