@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
+#include <xxhash.h>
 
 #define CACHE_MAX 4096          /* fold bases kept */
 #define LIST_MAX 1000           /* records per list page */
@@ -75,10 +76,10 @@ typedef struct lf_redis_cached {
     uint64_t fp;                /* of its JSON in Redis; 0 = unknown */
 } lf_redis_cached;
 
-/* FNV-1a over the text, its length folded in; never 0. */
+/* XXH3 over the text; never 0. A record's JSON grows with its history
+ * (kilobytes): a byte-at-a-time hash was 15% of serve's time on Redis. */
 static uint64_t fingerprint(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ULL ^ n;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    uint64_t h = XXH3_64bits(p, n);
     return h ? h : 1;
 }
 
