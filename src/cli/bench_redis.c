@@ -50,13 +50,6 @@ static void nap_ms(long ms) {
 
 /* ---- a private redis-server --------------------------------------------- */
 
-typedef struct server {
-    pid_t pid;
-    char dir[4096];
-    char sock[4200];
-    char url[4300];
-} server;
-
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
     (void)st;
     (void)flag;
@@ -75,7 +68,7 @@ static bool server_pings(const char *sock) {
 
 /* Returns 0, 1 if there is no redis-server to run (why says so), -1 on
  * another failure. Waits for it by polling the socket, with a deadline. */
-static int server_start(server *sv, char *why, size_t whylen) {
+int lf_bench_redis_server_start(lf_bench_redis_server *sv, char *why, size_t whylen) {
     const char *tmp = getenv("TMPDIR");
     char log[4300];
     int st;
@@ -121,7 +114,7 @@ static int server_start(server *sv, char *why, size_t whylen) {
     return 0;
 }
 
-static void server_stop(server *sv) {
+void lf_bench_redis_server_stop(lf_bench_redis_server *sv) {
     if (sv->pid > 0) {
         kill(sv->pid, SIGTERM);
         waitpid(sv->pid, NULL, 0);
@@ -132,7 +125,7 @@ static void server_stop(server *sv) {
 
 /* ---- the side connection (INFO, MEMORY, cleanup) ------------------------ */
 
-static redisContext *side_connect(const lf_redis_url *u) {
+redisContext *lf_bench_redis_side(const lf_redis_url *u) {
     struct timeval tv = {u->connect_timeout_ms / 1000,
                          (u->connect_timeout_ms % 1000) * 1000};
     redisContext *c = u->path ? redisConnectUnixWithTimeout(u->path, tv)
@@ -151,7 +144,7 @@ static redisContext *side_connect(const lf_redis_url *u) {
     return c;
 }
 
-static long long used_memory(redisContext *c) {
+long long lf_bench_redis_used_memory(redisContext *c) {
     redisReply *r = redisCommand(c, "INFO memory");
     long long n = -1;
     const char *p =
@@ -361,7 +354,7 @@ static char *bench_url(const char *url, long pid) {
 
 int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
                    lf_bench_redis_result *out) {
-    server sv = {0};
+    lf_bench_redis_server sv = {0};
     lf_redis_url u = {0};
     redisContext *side = NULL;
     lf_engine *e = NULL;
@@ -373,7 +366,7 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     out->inflight = inflight = inflight ? inflight : LF_BENCH_REDIS_INFLIGHT;
     out->bytes_per_record = out->log_bytes_per_record = -1;
     if (!url) {
-        int s = server_start(&sv, out->note, sizeof out->note);
+        int s = lf_bench_redis_server_start(&sv, out->note, sizeof out->note);
         if (s > 0) {
             out->skipped = true;
             rc = LF_EXIT_OK;
@@ -398,7 +391,7 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
         rc = lf_cli_exit_code(code == LF_OK ? LF_UNAVAILABLE : code);
         goto done;
     }
-    if (!(side = side_connect(&u))) {
+    if (!(side = lf_bench_redis_side(&u))) {
         fprintf(stderr, "bench: redis %s: no side connection\n", u.addr);
         goto done;
     }
@@ -407,10 +400,10 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     lf_engine_get(e, "loop-0000000000000000", on_warm, &warm);
     while (!warm && event_base_loop(c->base, EVLOOP_ONCE) == 0)
         ;
-    long long mem0 = used_memory(side);
+    long long mem0 = lf_bench_redis_used_memory(side);
     if (lf_bench_inflight(c, e, records, inflight, "redis", &out->seconds, first) < 0)
         goto done;
-    long long mem1 = used_memory(side);
+    long long mem1 = lf_bench_redis_used_memory(side);
     out->transitions_per_s = (double)(records * LF_BENCH_NSTEPS) / out->seconds;
     if (mem0 >= 0 && mem1 >= 0)
         out->bytes_per_record = (double)(mem1 - mem0) / (double)records;
@@ -444,7 +437,7 @@ done:
     free(json);
     free(burl);
     lf_redis_url_free(&u);
-    server_stop(&sv);
+    lf_bench_redis_server_stop(&sv);
     return rc;
 }
 

@@ -11,7 +11,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+#include <hiredis/hiredis.h>
 #include "cli.h"
+#include "../store/redis.h"
 
 #define LF_BENCH_REDIS_INFLIGHT 64      /* default concurrency */
 
@@ -35,6 +38,24 @@ typedef struct lf_bench_redis_result {
  * any failure on stderr. */
 int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
                    lf_bench_redis_result *out);
+
+/* A private redis-server on a unix socket in a temp directory (url is
+ * its store URL). Start returns 0, 1 if there is no redis-server (why
+ * says so), -1 on another failure; stop kills it and removes the
+ * directory. */
+typedef struct lf_bench_redis_server {
+    pid_t pid;
+    char dir[4096];
+    char sock[4200];
+    char url[4300];
+} lf_bench_redis_server;
+int lf_bench_redis_server_start(lf_bench_redis_server *sv, char *why, size_t whylen);
+void lf_bench_redis_server_stop(lf_bench_redis_server *sv);
+
+/* A synchronous connection beside the store's (INFO, FLUSHDB, cleanup),
+ * or NULL; and INFO memory's used_memory on it, or -1. */
+redisContext *lf_bench_redis_side(const lf_redis_url *u);
+long long lf_bench_redis_used_memory(redisContext *c);
 
 /* One line of text (or, with --json, one object of the "stores" array:
  * `first` says whether it needs a leading comma). */

@@ -1,5 +1,6 @@
 /* bench_scale.c -- the cost curve (`loopforge bench --scale N[,N...]`):
- * how opening a journal and reading from it grow with its size.
+ * how opening a journal and reading from it grow with its size, and how
+ * Redis's memory and reads grow with the number of records it holds.
  *
  * For each size N, a forked child runs N records through the happy path
  * on memory: (the policy directory's workflows only) and writes the log
@@ -14,6 +15,11 @@
  *   - list --state closed, 100 a page: the first page (median of 20) and
  *     the 100th, reached by following next_cursor (median of 5);
  *   - audit ID: a record's 7 entries, 2,000 random ids, p50.
+ *
+ * Then, with a redis-server to start (a private one on a unix socket,
+ * for every size up to REDIS_MAX), a third child runs the same N records
+ * through the engine on it, 64 in flight, and measures INFO used_memory's
+ * growth per record and the same reads (the ids found by listing).
  *
  * Each leg in a child of its own keeps the measurement clean: the
  * opener's RSS holds no heap that building the log left behind, and the
@@ -32,6 +38,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <event2/event.h>
+#include "bench_redis.h"
 #include "bench_scale.h"
 #include "bench_util.h"
 #include "../core/buf.h"
@@ -42,20 +49,32 @@
 #define READS 2000          /* gets, and audits, per size */
 #define PAGE 100            /* records per list page */
 #define DEEP 100            /* the deep page's number */
+#define REDIS_MAX 100000    /* larger sizes skip Redis: ~9 KB a record */
 
 typedef char rec_id[LF_ID_LEN + 1];
 
-/* What a size costs: filled by the two children in turn. */
+/* The read latencies at one size, in ns. */
+typedef struct reads {
+    uint64_t get_p50, get_p99, list_first, list_deep, audit_p50;
+} reads;
+
+/* What a size costs: filled by the children in turn. */
 typedef struct scale_result {
     uint64_t records, entries, journal_bytes;
     uint64_t open_ns;
     int64_t rss_bytes;      /* VmRSS growth over the open */
-    uint64_t get_p50, get_p99, list_first, list_deep, audit_p50;   /* ns */
+    reads journal;
+    bool redis;             /* the Redis leg ran */
+    int64_t redis_bytes;    /* used_memory growth over the load */
+    double redis_load_s;
+    reads on_redis;
 } scale_result;
 
 typedef struct scale_ctx {
+    lf_cli *cli;
     const char *policies;   /* workflows only */
     char journal[PATH_MAX + 32], ids[PATH_MAX + 32];
+    const char *redis_url;  /* a private redis-server, or NULL */
 } scale_ctx;
 
 /* ---- the journal --------------------------------------------------------- */
@@ -139,6 +158,13 @@ static uint64_t pctl(uint64_t *v, size_t n, unsigned pct) {
     return v[n * pct / 100 < n ? n * pct / 100 : n - 1];
 }
 
+/* Runs base until *done: reads on the journal answer at once, Redis's
+ * over the socket. */
+static void settle(struct event_base *base, const bool *done) {
+    while (!*done && event_base_loop(base, EVLOOP_ONCE) == 0)
+        ;
+}
+
 typedef struct got {
     bool done, closed;
 } got;
@@ -150,13 +176,15 @@ static void on_get(const lf_result *res, void *arg) {
                 strcmp(lf_record_state(res->record), "closed") == 0;
 }
 
-static int time_gets(lf_engine *e, const rec_id *ids, size_t n, scale_result *r) {
+static int time_gets(lf_engine *e, struct event_base *base, const rec_id *ids, size_t n,
+                     reads *r) {
     uint64_t t[READS], seed = 0x9e3779b97f4a7c15u;
     for (size_t i = 0; i < READS; i++) {
         const char *id = ids[pick(&seed, n)];
         got g = {0};
         uint64_t t0 = lf_mono_ns();
         lf_engine_get(e, id, on_get, &g);
+        settle(base, &g.done);
         t[i] = lf_mono_ns() - t0;
         if (!g.done || !g.closed) {
             fprintf(stderr, "bench: scale: get %s did not find it closed\n", id);
@@ -172,6 +200,8 @@ typedef struct page {
     bool done, ok, more;
     size_t n;
     char next[LF_TS_LEN + LF_ID_LEN + 2];
+    rec_id *ids;            /* when set, the page's ids are added here */
+    size_t nids;
 } page;
 
 static void on_page(lf_code code, const char *error, const lf_record *const *recs,
@@ -180,35 +210,40 @@ static void on_page(lf_code code, const char *error, const lf_record *const *rec
     p->done = true;
     p->ok = code == LF_OK;
     if (!p->ok) fprintf(stderr, "bench: scale: list: %s\n", error ? error : "");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (strcmp(lf_record_state(recs[i]), "closed") != 0) p->ok = false;
+        if (p->ids) snprintf(p->ids[p->nids++], sizeof *p->ids, "%s", lf_record_id(recs[i]));
+    }
     p->n = n;
     p->more = next != NULL;
     if (next) snprintf(p->next, sizeof p->next, "%s", next);
 }
 
-/* The full page of closed records after `cursor` (NULL: the first): its
- * time in ns, or 0 if it was not a full page of closed records. */
-static uint64_t list_page(lf_engine *e, const char *cursor, page *p) {
+/* The page of `limit` closed records after `cursor` (NULL: the first):
+ * its time in ns, or 0 if it was not a full page of closed records. */
+static uint64_t list_page(lf_engine *e, struct event_base *base, const char *cursor,
+                          size_t limit, page *p) {
     char cur[sizeof p->next];
     snprintf(cur, sizeof cur, "%s", cursor ? cursor : "");
-    lf_list_query q = {.state = "closed", .limit = PAGE, .cursor = cursor ? cur : NULL};
-    memset(p, 0, sizeof *p);
+    lf_list_query q = {.state = "closed", .limit = limit, .cursor = cursor ? cur : NULL};
+    p->done = p->ok = p->more = false;
+    p->n = 0;
     uint64_t t0 = lf_mono_ns();
     lf_engine_list(e, &q, on_page, p);
+    settle(base, &p->done);
     uint64_t dt = lf_mono_ns() - t0;
-    return p->done && p->ok && p->n == PAGE ? (dt ? dt : 1) : 0;
+    return p->done && p->ok && p->n == limit ? (dt ? dt : 1) : 0;
 }
 
-static int time_lists(lf_engine *e, scale_result *r) {
+static int time_lists(lf_engine *e, struct event_base *base, reads *r) {
     uint64_t first[20], deep[5];
-    page p;
+    page p = {0};
     for (size_t i = 0; i < 20; i++)
-        if (!(first[i] = list_page(e, NULL, &p))) goto short_page;
+        if (!(first[i] = list_page(e, base, NULL, PAGE, &p))) goto short_page;
     /* Only the 100th call is timed; the 99 before it find its cursor. */
     for (size_t i = 0; i < 5; i++)
         for (int k = 1; k <= DEEP; k++) {
-            uint64_t dt = list_page(e, k == 1 ? NULL : p.next, &p);
+            uint64_t dt = list_page(e, base, k == 1 ? NULL : p.next, PAGE, &p);
             if (!dt || (k < DEEP && !p.more)) goto short_page;
             if (k == DEEP) deep[i] = dt;
         }
@@ -235,13 +270,15 @@ static void on_trail(lf_code code, const char *error, const char *const *lines,
     t->n = n;
 }
 
-static int time_audits(lf_engine *e, const rec_id *ids, size_t n, scale_result *r) {
+static int time_audits(lf_engine *e, struct event_base *base, const rec_id *ids, size_t n,
+                       reads *r) {
     uint64_t t[READS], seed = 0x2545f4914f6cdd1du;
     for (size_t i = 0; i < READS; i++) {
         const char *id = ids[pick(&seed, n)];
         trail tr = {0};
         uint64_t t0 = lf_mono_ns();
         lf_engine_audit(e, id, 0, 100, on_trail, &tr);
+        settle(base, &tr.done);
         t[i] = lf_mono_ns() - t0;
         if (!tr.done || tr.code != LF_OK || tr.n != LF_BENCH_NSTEPS + 1) {
             fprintf(stderr, "bench: scale: audit %s: %zu entries, not %zu\n", id, tr.n,
@@ -251,6 +288,13 @@ static int time_audits(lf_engine *e, const rec_id *ids, size_t n, scale_result *
     }
     r->audit_p50 = pctl(t, READS, 50);
     return 0;
+}
+
+static int time_reads(lf_engine *e, struct event_base *base, const rec_id *ids, size_t n,
+                      reads *r) {
+    return time_gets(e, base, ids, n, r) == 0 && time_lists(e, base, r) == 0
+               ? time_audits(e, base, ids, n, r)
+               : -1;
 }
 
 /* Child: opens the journal as serve does and times the reads on it. */
@@ -274,11 +318,60 @@ static int measure(const scale_ctx *x, scale_result *r) {
     int rc = -1;
     if (!e) fprintf(stderr, "bench: scale: %s\n", err);
     else if (rss0 < 0) fprintf(stderr, "bench: scale: no VmRSS in /proc/self/status\n");
-    else if (time_gets(e, ids, n, r) == 0 && time_lists(e, r) == 0)
-        rc = time_audits(e, ids, n, r);
+    else rc = time_reads(e, base, ids, n, &r->journal);
     lf_engine_free(e);
     event_base_free(base);
     free(ids);
+    return rc;
+}
+
+/* ---- Redis -------------------------------------------------------------- */
+
+/* Child: the N records through the path on the private Redis (emptied
+ * first), used_memory's growth, then the reads, on ids found by listing
+ * the closed records 1,000 a page. */
+static int measure_redis(const scale_ctx *x, scale_result *r) {
+    size_t n = (size_t)r->records;
+    char err[512], first[LF_ID_LEN + 1];
+    lf_redis_url u;
+    if (lf_redis_url_parse(x->redis_url, &u, err, sizeof err) < 0) {
+        fprintf(stderr, "bench: scale: redis: %s\n", err);
+        return -1;
+    }
+    redisContext *side = lf_bench_redis_side(&u);
+    redisReply *fl = side ? redisCommand(side, "FLUSHDB") : NULL;
+    if (fl) freeReplyObject(fl);
+    struct event_base *base = lf_xptr(event_base_new());
+    lf_cli c = *x->cli;
+    c.base = base;
+    lf_engine_config cfg = {.store = x->redis_url, .policies = x->policies, .base = base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    long long mem0 = side ? lf_bench_redis_used_memory(side) : -1;
+    rec_id *ids = lf_xcalloc(n, sizeof *ids);
+    page p = {.ids = ids};
+    int rc = -1;
+    if (!e) {
+        fprintf(stderr, "bench: scale: redis: %s\n", err);
+    } else if (mem0 < 0) {
+        fprintf(stderr, "bench: scale: redis: no INFO memory on a side connection\n");
+    } else if (lf_bench_inflight(&c, e, n, LF_BENCH_REDIS_INFLIGHT, "scale: redis",
+                                 &r->redis_load_s, first) == 0) {
+        r->redis_bytes = lf_bench_redis_used_memory(side) - mem0;
+        for (size_t k = 0; k * 1000 < n; k++)
+            if (!list_page(e, base, k ? p.next : NULL, n - k * 1000 < 1000 ? n - k * 1000 : 1000,
+                           &p))
+                break;
+        if (p.nids != n)
+            fprintf(stderr, "bench: scale: redis: listed %zu closed records, not %zu\n",
+                    p.nids, n);
+        else rc = time_reads(e, base, (const rec_id *)ids, n, &r->on_redis);
+    }
+    r->redis = rc == 0;
+    free(ids);
+    lf_engine_free(e);
+    event_base_free(base);
+    if (side) redisFree(side);
+    lf_redis_url_free(&u);
     return rc;
 }
 
@@ -339,20 +432,41 @@ static const char *fmt_ns(char *out, size_t cap, uint64_t ns) {
     return out;
 }
 
-static void print_text(const scale_result *r) {
+/* "get p50 .. p99 ..; list --state closed first page .., page 100 ..;
+ * audit ID .." */
+static void print_reads(const reads *r) {
     char g50[32], g99[32], lf[32], ld[32], au[32];
-    double mib = 1024.0 * 1024.0;
-    printf("scale: journal of %" PRIu64 " records (%" PRIu64 " entries, %.0f MiB, "
-           "%.0f bytes/record): open %.2f s, RSS %+.0f MiB (%.0f bytes/record); "
-           "get p50 %s p99 %s; list --state closed first page %s, page %d %s; "
+    printf("get p50 %s p99 %s; list --state closed first page %s, page %d %s; "
            "audit ID %s\n",
-           r->records, r->entries, (double)r->journal_bytes / mib,
-           (double)r->journal_bytes / (double)r->records, (double)r->open_ns / 1e9,
-           (double)r->rss_bytes / mib, (double)r->rss_bytes / (double)r->records,
            fmt_ns(g50, sizeof g50, r->get_p50), fmt_ns(g99, sizeof g99, r->get_p99),
            fmt_ns(lf, sizeof lf, r->list_first), DEEP, fmt_ns(ld, sizeof ld, r->list_deep),
            fmt_ns(au, sizeof au, r->audit_p50));
+}
+
+static void print_text(const scale_result *r) {
+    double mib = 1024.0 * 1024.0;
+    printf("scale: journal of %" PRIu64 " records (%" PRIu64 " entries, %.0f MiB, "
+           "%.0f bytes/record): open %.2f s, RSS %+.0f MiB (%.0f bytes/record); ",
+           r->records, r->entries, (double)r->journal_bytes / mib,
+           (double)r->journal_bytes / (double)r->records, (double)r->open_ns / 1e9,
+           (double)r->rss_bytes / mib, (double)r->rss_bytes / (double)r->records);
+    print_reads(&r->journal);
+    if (r->redis) {
+        printf("scale: redis with %" PRIu64 " records (loaded in %.1f s, 64 in flight): "
+               "used_memory %+.0f MiB (%.0f bytes/record); ",
+               r->records, r->redis_load_s, (double)r->redis_bytes / mib,
+               (double)r->redis_bytes / (double)r->records);
+        print_reads(&r->on_redis);
+    }
     fflush(stdout);
+}
+
+static void json_reads(lf_jw *o, const reads *r) {
+    lf_jw_int(o, "get_p50_ns", (int64_t)r->get_p50);
+    lf_jw_int(o, "get_p99_ns", (int64_t)r->get_p99);
+    lf_jw_int(o, "list_first_page_ns", (int64_t)r->list_first);
+    lf_jw_int(o, "list_page_100_ns", (int64_t)r->list_deep);
+    lf_jw_int(o, "audit_p50_ns", (int64_t)r->audit_p50);
 }
 
 static void print_json(const scale_result *r, bool first) {
@@ -363,11 +477,15 @@ static void print_json(const scale_result *r, bool first) {
     lf_jw_int(&o, "journal_bytes", (int64_t)r->journal_bytes);
     lf_jw_int(&o, "open_ns", (int64_t)r->open_ns);
     lf_jw_int(&o, "rss_delta_bytes", r->rss_bytes);
-    lf_jw_int(&o, "get_p50_ns", (int64_t)r->get_p50);
-    lf_jw_int(&o, "get_p99_ns", (int64_t)r->get_p99);
-    lf_jw_int(&o, "list_first_page_ns", (int64_t)r->list_first);
-    lf_jw_int(&o, "list_page_100_ns", (int64_t)r->list_deep);
-    lf_jw_int(&o, "audit_p50_ns", (int64_t)r->audit_p50);
+    json_reads(&o, &r->journal);
+    if (r->redis) {
+        lf_jw_key(&o, "redis");
+        lf_jw ro = lf_jw_open(&b, '{');
+        lf_jw_int(&ro, "used_memory_delta_bytes", r->redis_bytes);
+        lf_jw_int(&ro, "load_ms", (int64_t)(r->redis_load_s * 1e3));
+        json_reads(&ro, &r->on_redis);
+        lf_jw_close(&ro, '}');
+    }
     lf_jw_close(&o, '}');
     printf("%s%s", first ? "" : ",", b.p);
     fflush(stdout);
@@ -375,13 +493,21 @@ static void print_json(const scale_result *r, bool first) {
 }
 
 /* The largest size's read latencies over the smallest's. */
-static void print_ratios(const scale_result *lo, const scale_result *hi) {
-    printf("reads at %" PRIu64 " vs %" PRIu64 ": get %.1fx, list first %.1fx, "
+static void print_ratio(const char *what, uint64_t nhi, uint64_t nlo, const reads *hi,
+                        const reads *lo) {
+    printf("%s reads at %" PRIu64 " vs %" PRIu64 ": get %.1fx, list first %.1fx, "
            "list page %d %.1fx, audit %.1fx\n",
-           hi->records, lo->records, (double)hi->get_p50 / (double)lo->get_p50,
+           what, nhi, nlo, (double)hi->get_p50 / (double)lo->get_p50,
            (double)hi->list_first / (double)lo->list_first, DEEP,
            (double)hi->list_deep / (double)lo->list_deep,
            (double)hi->audit_p50 / (double)lo->audit_p50);
+}
+
+static void print_ratios(const scale_result *lo, const scale_result *hi,
+                         const scale_result *rlo, const scale_result *rhi) {
+    print_ratio("journal", hi->records, lo->records, &hi->journal, &lo->journal);
+    if (rhi->records > rlo->records)
+        print_ratio("redis", rhi->records, rlo->records, &rhi->on_redis, &rlo->on_redis);
 }
 
 /* ---- the leg ------------------------------------------------------------- */
@@ -435,6 +561,8 @@ static int one_size(const scale_ctx *x, scale_result *r) {
     if (rc == 0) rc = forked(measure, x, r, "reading the journal");
     unlink(x->journal);
     unlink(x->ids);
+    if (rc == 0 && x->redis_url && r->records <= REDIS_MAX)
+        rc = forked(measure_redis, x, r, "the redis leg");
     return rc;
 }
 
@@ -449,7 +577,12 @@ int lf_bench_scale(lf_cli *c, const char *sizes_arg) {
         perror("bench: scale: mkdtemp");
         return LF_EXIT_UNAVAILABLE;
     }
-    scale_ctx x = {.policies = bare};
+    scale_ctx x = {.cli = c, .policies = bare};
+    lf_bench_redis_server sv = {0};
+    char why[256];
+    int srv = lf_bench_redis_server_start(&sv, why, sizeof why);
+    if (srv == 0) x.redis_url = sv.url;
+    else fprintf(stderr, "bench: scale: no redis leg: %s\n", why);
     snprintf(x.journal, sizeof x.journal, "%s/scale.journal", tmp);
     snprintf(x.ids, sizeof x.ids, "%s/scale.ids", tmp);
     int rc = LF_EXIT_OK;
@@ -457,7 +590,7 @@ int lf_bench_scale(lf_cli *c, const char *sizes_arg) {
         fprintf(stderr, "bench: scale: cannot link %s/workflows\n", c->policies);
         rc = LF_EXIT_UNAVAILABLE;
     }
-    scale_result lo = {0}, hi = {0};
+    scale_result lo = {0}, hi = {0}, rlo = {0}, rhi = {0};
     if (c->json) printf("{\"scale\":[");
     for (int i = 0; i < nsizes && rc == LF_EXIT_OK; i++) {
         scale_result r = {.records = sizes[i]};
@@ -469,9 +602,12 @@ int lf_bench_scale(lf_cli *c, const char *sizes_arg) {
         else print_text(&r);
         if (!lo.records || r.records < lo.records) lo = r;
         if (r.records > hi.records) hi = r;
+        if (r.redis && (!rlo.records || r.records < rlo.records)) rlo = r;
+        if (r.redis && r.records > rhi.records) rhi = r;
     }
     if (c->json) puts("]}");
-    else if (rc == LF_EXIT_OK && hi.records > lo.records) print_ratios(&lo, &hi);
+    else if (rc == LF_EXIT_OK && hi.records > lo.records) print_ratios(&lo, &hi, &rlo, &rhi);
+    lf_bench_redis_server_stop(&sv);
     if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         fprintf(stderr, "bench: scale: could not remove %s\n", tmp);
     return rc;

@@ -27,6 +27,27 @@ expect_json "a given store keeps the bench records, all closed" 'records/#' 4
 run --policies "$POLICIES" bench --records 4 --runs 1 --store "file:$tmp/kept"
 expect_rc "bench again on the same store (fresh refs) exits 0" 0
 
+# The cost curve at its smallest size: a journal and, with redis-server
+# here, a private Redis loaded with the same records; every figure there.
+TMPDIR="$tmp/t" run --policies "$POLICIES" bench --scale 10000 --json
+expect_rc "bench --scale --json exits 0" 0
+expect_json "bench --scale: the journal's records" scale/1/records 10000
+expect_json "bench --scale: 7 entries a record" scale/1/entries 70000
+positive() { v=$(json "$1"); [ "${v%%.*}" -gt 0 ] 2>/dev/null; }
+for f in open_ns rss_delta_bytes get_p50_ns list_page_100_ns audit_p50_ns; do
+    check "bench --scale: journal $f is measured" positive "scale/1/$f"
+done
+if command -v redis-server >/dev/null 2>&1; then
+    for f in used_memory_delta_bytes get_p50_ns list_page_100_ns audit_p50_ns; do
+        check "bench --scale: redis $f is measured" positive "scale/1/redis/$f"
+    done
+else
+    expect_json "bench --scale: no redis leg without redis-server" scale/1/redis "<missing>"
+fi
+check "bench --scale removes its journal and Redis directory" test -z "$(ls -A "$tmp/t")"
+run --policies "$POLICIES" bench --scale 9999
+expect_rc "bench --scale below 10000 exits 2" 2
+
 run --policies "$POLICIES" bench --records 0
 expect_rc "bench --records 0 exits 2" 2
 run --policies "$POLICIES" bench --records 2 --store "bogus:"
