@@ -375,13 +375,26 @@ static void torn_tail_while_shared(void **state) {
 
 /* ---- corruption -------------------------------------------------------- */
 
+/* Writes bad[0..len) as the journal; the open must refuse it (err says
+ * why) and leave the file as it is. */
+static void refuses_as_is(fixture *f, const char *bad, size_t len, char *err,
+                          size_t errlen) {
+    lf_code code = LF_OK;
+    size_t after_len;
+    spit(f->path, bad, len);
+    assert_null(lf_store_open(f->url, NULL, &code, err, errlen));
+    assert_int_equal(code, LF_UNAVAILABLE);
+    char *now = slurp(f->path, &after_len);
+    assert_int_equal(after_len, len);
+    assert_memory_equal(now, bad, len);
+    free(now);
+}
+
 /* Writes `n` entries, lets `mutate` damage the file, and returns the
  * open's error (the store must refuse, and leave the file untouched). */
 static void open_refuses(fixture *f, void (*mutate)(char *p, size_t *len), char *err,
                          size_t errlen) {
-    lf_code code = LF_OK;
-    size_t len, after_len;
-
+    size_t len;
     lf_store *s = open_ok(f->url);
     walk(s, "loop-0000000000000001", "r1", 5);
     lf_store_free(s);
@@ -389,14 +402,7 @@ static void open_refuses(fixture *f, void (*mutate)(char *p, size_t *len), char 
     char *bad = realloc(p, len * 2 + 1);   /* room for mutate to grow it */
     assert_non_null(bad);
     mutate(bad, &len);
-    spit(f->path, bad, len);
-
-    assert_null(lf_store_open(f->url, NULL, &code, err, errlen));
-    assert_int_equal(code, LF_UNAVAILABLE);
-    char *now = slurp(f->path, &after_len);
-    assert_int_equal(after_len, len);
-    assert_memory_equal(now, bad, len);
-    free(now);
+    refuses_as_is(f, bad, len, err, errlen);
     free(bad);
 }
 
@@ -1015,17 +1021,9 @@ static void large_journal_replays_in_batches(void **state) {
     char *bad = slurp(f->path, &len);
     assert_string_equal(bad, file);                 /* the cut left the log */
     bad[line_start(bad, len, BAD) + 1] = '#';
-    spit(f->path, bad, len);
-    lf_code code = LF_OK;
-    assert_null(lf_store_open(f->url, NULL, &code, err, sizeof err));
-    assert_int_equal(code, LF_UNAVAILABLE);
+    refuses_as_is(f, bad, len, err, sizeof err);
     snprintf(want, sizeof want, "journal %s:%d: ", f->path, BAD);
     assert_memory_equal(err, want, strlen(want));
-    size_t after;
-    char *now = slurp(f->path, &after);
-    assert_int_equal(after, len);
-    assert_memory_equal(now, bad, len);
-    free(now);
     free(bad);
     free(file);
     free(log);
