@@ -89,11 +89,11 @@ static void new_record_shape(void **state) {
     assert_true(lf_id_valid(r.rec->id));
     assert_int_equal(strlen(r.rec->id), 21);
     assert_int_equal(r.rec->nhist, 1);
-    assert_null(r.rec->hist[0].from_state);
-    assert_string_equal(r.rec->hist[0].to_state, "issue_created");
-    assert_string_equal(r.rec->hist[0].trigger, "created");
+    assert_null(lf_hs(r.rec, r.rec->hist[0].from_state));
+    assert_string_equal(lf_hs(r.rec, r.rec->hist[0].to_state), "issue_created");
+    assert_string_equal(lf_hs(r.rec, r.rec->hist[0].trigger), "created");
     assert_string_equal(
-        r.rec->hist[0].metadata,
+        lf_hs(r.rec, r.rec->hist[0].metadata),
         "{\"ref\":\"https://github.com/org/repo/issues/42\",\"repo\":\"org/repo\"}");
     assert_string_equal(r.rec->closed_at, "");
     assert_int_equal(r.rec->version, 1);
@@ -164,11 +164,11 @@ static void happy_path_and_timestamps(void **state) {
         assert_int_equal(ts[19], '.');
         assert_true(strcmp(ts, g.rec->updated_at) <= 0);
         if (i) assert_true(strcmp(g.rec->hist[i - 1].timestamp, ts) <= 0);
-        assert_string_equal(g.rec->hist[i].actor, i ? "tester" : "tester");
+        assert_string_equal(lf_hs(g.rec, g.rec->hist[i].actor), i ? "tester" : "tester");
     }
     assert_true(strcmp(g.rec->updated_at, g.rec->closed_at) <= 0);
-    assert_string_equal(g.rec->hist[6].to_state, "closed");
-    assert_string_equal(g.rec->hist[6].trigger, "issue.closed");
+    assert_string_equal(lf_hs(g.rec, g.rec->hist[6].to_state), "closed");
+    assert_string_equal(lf_hs(g.rec, g.rec->hist[6].trigger), "issue.closed");
     res_clear(&g);
 }
 
@@ -183,7 +183,7 @@ static void retry_path(void **state) {
     walk(e, id, steps, 6);
     res g = do_get(e, id);
     assert_string_equal(g.rec->state, "ci_passed");
-    assert_string_equal(g.rec->hist[5].trigger, "ci.retry");
+    assert_string_equal(lf_hs(g.rec, g.rec->hist[5].trigger), "ci.retry");
     res_clear(&g);
 }
 
@@ -240,6 +240,61 @@ static void json_round_trip_and_key_order(void **state) {
     free(j2);
     lf_record_free(back);
     res_clear(&t);
+}
+
+/* A long history folded entry by entry: each entry reads back what it
+ * was given after the history's string block has grown many times, the
+ * strings the entries repeat are stored once (a cycle of two states, two
+ * triggers and two actors keeps a few hundred bytes, not one copy an
+ * entry), and a copy and a JSON round trip give the same record. */
+static void long_history_shares_strings(void **state) {
+    (void)state;
+    enum { N = 400 };
+    char err[256], meta[N][32];
+    const char *st[2] = {"ci_pending", "ci_failed"}, *tr[2] = {"ci.started", "ci.completed"},
+               *who[2] = {"alice", "bob"};
+    lf_entry e = {.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
+                  .version = 1, .to_state = "ci_pending", .trigger = "created",
+                  .actor = "alice", .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
+    lf_record *r = NULL;
+    memcpy(e.timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
+    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    for (int i = 1; i < N; i++) {
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = (uint64_t)i + 1;
+        e.from_state = st[(i + 1) % 2];
+        e.to_state = st[i % 2];
+        e.trigger = tr[i % 2];
+        e.actor = who[(i / 2) % 2];
+        snprintf(meta[i], sizeof meta[i], "{\"n\":%d}", i);
+        e.metadata = i % 50 ? NULL : meta[i];
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    }
+    assert_int_equal(r->nhist, N);
+    for (int i = 1; i < N; i++) {
+        const lf_hist *h = &r->hist[i];
+        assert_string_equal(lf_hs(r, h->from_state), st[(i + 1) % 2]);
+        assert_string_equal(lf_hs(r, h->to_state), st[i % 2]);
+        assert_string_equal(lf_hs(r, h->trigger), tr[i % 2]);
+        assert_string_equal(lf_hs(r, h->actor), who[(i / 2) % 2]);
+        assert_string_equal(lf_hs(r, h->metadata), i % 50 ? "{}" : meta[i]);
+    }
+    assert_null(lf_hs(r, r->hist[0].from_state));
+    assert_true(r->hs_len < 160);   /* one copy an entry would be ~14 KB */
+    lf_record *d = lf_record_dup(r);
+    char *j1 = lf_record_json(r), *j2 = lf_record_json(d);
+    assert_string_equal(j1, j2);
+    lf_record *back = lf_record_from_json(j1, strlen(j1), err, sizeof err);
+    assert_non_null(back);
+    char *j3 = lf_record_json(back);
+    assert_string_equal(j1, j3);
+    assert_int_equal(back->hs_len, r->hs_len);
+    free(j1);
+    free(j2);
+    free(j3);
+    lf_record_free(back);
+    lf_record_free(d);
+    lf_record_free(r);
 }
 
 /* 12. and 13. */
@@ -317,7 +372,7 @@ static void metadata_on_history(void **state) {
     res r = do_transition(e, id, "task_queued", "x", "{\"worker\":\"w-7\",\"attempt\":2}",
                           "w");
     assert_true(r.success);
-    assert_string_equal(r.rec->hist[1].metadata, "{\"worker\":\"w-7\",\"attempt\":2}");
+    assert_string_equal(lf_hs(r.rec, r.rec->hist[1].metadata), "{\"worker\":\"w-7\",\"attempt\":2}");
     res_clear(&r);
     r = do_transition(e, id, "pr_created", "pr.opened",
                       "{\"pr_url\":\"https://github.com/o/r/pull/9\",\"pr_number\":9}",
@@ -523,7 +578,7 @@ static void actors_and_chain(void **state) {
     walk(e, id, HAPPY, 6);
     res g = do_get(e, id);
     for (size_t i = 0; i < g.rec->nhist; i++)
-        assert_string_equal(g.rec->hist[i].actor, "tester");
+        assert_string_equal(lf_hs(g.rec, g.rec->hist[i].actor), "tester");
     res_clear(&g);
     chain_ctx c = {0};
     lf_chain_init(&c.c);
@@ -706,6 +761,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(happy_path_and_timestamps, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_path, setup, teardown),
         cmocka_unit_test_setup_teardown(review_path, setup, teardown),
+        cmocka_unit_test(long_history_shares_strings),
         cmocka_unit_test_setup_teardown(json_round_trip_and_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(create_get_and_result_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_id, setup, teardown),

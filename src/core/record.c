@@ -5,6 +5,7 @@
 #include "json.h"
 #include "../loopforge.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,38 +13,75 @@
 
 static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 
-static void hist_free(lf_hist *h) { free(h->to_state); }
+/* How many entries back a history string is looked for. */
+#define HS_WINDOW 4
 
-/* One allocation per history entry: to_state, from_state, trigger, actor
- * and metadata live in one block owned through to_state. Transitions are
- * the hot path and this turns five mallocs into one. */
-static void hist_set(lf_hist *h, const char *from, const char *to, const char *trigger,
-                     const char *actor, const char *metadata, const char *ts) {
-    if (!metadata) metadata = "{}";
-    if (!trigger) trigger = "";
-    if (!actor) actor = "";
-    size_t lt = strlen(to) + 1, lf = from ? strlen(from) + 1 : 0;
-    size_t lg = strlen(trigger) + 1, la = strlen(actor) + 1;
-    size_t lm = strlen(metadata) + 1;
-    char *p = lf_xmalloc(lt + lf + lg + la + lm);
-    h->to_state = memcpy(p, to, lt);
-    p += lt;
-    h->from_state = from ? memcpy(p, from, lf) : NULL;
-    p += lf;
-    h->trigger = memcpy(p, trigger, lg);
-    p += lg;
-    h->actor = memcpy(p, actor, la);
-    p += la;
-    h->metadata = memcpy(p, metadata, lm);
-    memcpy(h->timestamp, ts, LF_TS_LEN + 1);
+/* The offset of s in r's history strings (NULL: LF_HS_NONE): `first`
+ * when that string is equal, else the same field (`field`, an offsetof in
+ * lf_hist) of one of the last HS_WINDOW entries when equal, else a copy
+ * appended. A history is mostly a few states, triggers and actors over
+ * and over: the entry before usually matches at the first strcmp. The
+ * block grows by half: its slack is kept by every record in memory. */
+static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first) {
+    if (!s) return LF_HS_NONE;
+    if (first != LF_HS_NONE && strcmp(r->hs + first, s) == 0) return first;
+    for (size_t k = 1; k <= HS_WINDOW && k <= r->nhist; k++) {
+        uint32_t off;
+        memcpy(&off, (const char *)&r->hist[r->nhist - k] + field, sizeof off);
+        if (off != LF_HS_NONE && strcmp(r->hs + off, s) == 0) return off;
+    }
+    size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
+    if (need >= LF_HS_NONE) lf_oom(need);
+    if (need > r->hs_cap) {
+        size_t cap = r->hs_cap < 64 ? 64 : (size_t)r->hs_cap + r->hs_cap / 2;
+        if (cap < need) cap = need;
+        if (cap >= LF_HS_NONE) cap = need;
+        r->hs = lf_xrealloc(r->hs, cap);
+        r->hs_cap = (uint32_t)cap;
+    }
+    uint32_t off = r->hs_len;
+    memcpy(r->hs + off, s, n);
+    r->hs_len = (uint32_t)need;
+    return off;
 }
 
-static void hist_push(lf_record *r, const lf_hist *src) {
+/* Appends a history entry (from NULL: the creation entry). A from_state
+ * is first looked for as the last entry's to_state, a to_state as its
+ * from_state (a cycle back). */
+static void hist_add(lf_record *r, const char *from, const char *to, const char *trigger,
+                     const char *actor, const char *metadata, const char *ts) {
+    const lf_hist *p = r->nhist ? &r->hist[r->nhist - 1] : NULL;
+    lf_hist h;
+    h.from_state = hs_put(r, from, offsetof(lf_hist, from_state), p ? p->to_state : LF_HS_NONE);
+    h.to_state = hs_put(r, to, offsetof(lf_hist, to_state), p ? p->from_state : LF_HS_NONE);
+    h.trigger = hs_put(r, trigger ? trigger : "", offsetof(lf_hist, trigger), LF_HS_NONE);
+    h.actor = hs_put(r, actor ? actor : "", offsetof(lf_hist, actor), LF_HS_NONE);
+    h.metadata = hs_put(r, metadata ? metadata : "{}", offsetof(lf_hist, metadata), LF_HS_NONE);
+    memcpy(h.timestamp, ts, LF_TS_LEN + 1);
     if (r->nhist == r->caphist) {
         r->caphist = r->caphist ? r->caphist * 2 : 8;
         r->hist = lf_xrealloc(r->hist, r->caphist * sizeof *r->hist);
     }
-    r->hist[r->nhist++] = *src;
+    r->hist[r->nhist++] = h;
+}
+
+/* "{}", what ci_status, labels and metadata hold on most records, is one
+ * shared string: three allocations fewer a record (obj owns text and
+ * returns it or the shared one; obj_free frees what obj returned). */
+static char empty_obj[] = "{}";
+
+static char *obj(char *text) {
+    if (strcmp(text, "{}") != 0) return text;
+    free(text);
+    return empty_obj;
+}
+
+static void obj_free(char *text) {
+    if (text != empty_obj) free(text);
+}
+
+static char *obj_dup(const char *text) {
+    return text == empty_obj ? empty_obj : lf_xstrdup(text);
 }
 
 static bool same(const char *a, const char *b) {
@@ -74,23 +112,23 @@ int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]) {
 size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
     size_t n = 0;
     for (size_t i = 0; i < r->nhist; i++)
-        n += (!from || same(r->hist[i].from_state, from)) &&
-             (!to || same(r->hist[i].to_state, to));
+        n += (!from || same(lf_hs(r, r->hist[i].from_state), from)) &&
+             (!to || same(lf_hs(r, r->hist[i].to_state), to));
     return n;
 }
 
 void lf_record_free(lf_record *r) {
     if (!r) return;
-    for (size_t i = 0; i < r->nhist; i++) hist_free(&r->hist[i]);
     free(r->hist);
+    free(r->hs);
     free(r->ref);
     free(r->repo);
     free(r->pr_url);
     free(r->state);
-    free(r->ci_status);
-    free(r->labels);
+    obj_free(r->ci_status);
+    obj_free(r->labels);
     free(r->workflow);
-    free(r->metadata);
+    obj_free(r->metadata);
     free(r->forge);
     free(r->parent);
     free(r->owner);
@@ -111,16 +149,14 @@ static void alias_add(lf_record *r, const char *a) {
 lf_record *lf_record_dup(const lf_record *s) {
     lf_record *r = lf_xmalloc(sizeof *r);
     *r = *s;
-    r->hist = NULL;
-    r->nhist = r->caphist = 0;
     r->ref = xstrdup(s->ref);
     r->repo = xstrdup(s->repo);
     r->pr_url = xstrdup(s->pr_url);
     r->state = xstrdup(s->state);
-    r->ci_status = xstrdup(s->ci_status);
-    r->labels = xstrdup(s->labels);
+    r->ci_status = obj_dup(s->ci_status);
+    r->labels = obj_dup(s->labels);
     r->workflow = xstrdup(s->workflow);
-    r->metadata = xstrdup(s->metadata);
+    r->metadata = obj_dup(s->metadata);
     r->forge = xstrdup(s->forge);
     r->parent = xstrdup(s->parent);
     r->owner = xstrdup(s->owner);
@@ -128,13 +164,12 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->aliases = NULL;
     r->naliases = 0;
     for (size_t i = 0; i < s->naliases; i++) alias_add(r, s->aliases[i]);
-    for (size_t i = 0; i < s->nhist; i++) {
-        const lf_hist *h = &s->hist[i];
-        lf_hist c;
-        hist_set(&c, h->from_state, h->to_state, h->trigger, h->actor, h->metadata,
-                 h->timestamp);
-        hist_push(r, &c);
-    }
+    r->hist = s->nhist ? lf_xmalloc(s->nhist * sizeof *r->hist) : NULL;
+    r->nhist = r->caphist = s->nhist;
+    if (s->nhist) memcpy(r->hist, s->hist, s->nhist * sizeof *r->hist);
+    r->hs = s->hs_len ? lf_xmalloc(s->hs_len) : NULL;
+    r->hs_len = r->hs_cap = s->hs_len;
+    if (s->hs_len) memcpy(r->hs, s->hs, s->hs_len);
     return r;
 }
 
@@ -202,7 +237,6 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
         return bad(err, errlen, "malformed record in created entry", e->record_id);
     }
     lf_record *r = lf_xcalloc(1, sizeof *r);
-    lf_hist h;
     memcpy(r->id, e->record_id, strlen(e->record_id) + 1);
     r->ref = lf_xstrdup(ref->valuestring);
     r->has_ref_number = num && !cJSON_IsNull(num);
@@ -211,9 +245,9 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     r->repo = cJSON_IsString(repo) ? lf_xstrdup(repo->valuestring) : NULL;
     r->state = lf_xstrdup(e->to_state);
     r->auto_merge = cJSON_IsTrue(am);
-    r->ci_status = lf_xstrdup("{}");
-    r->labels = member_text(e->record, "labels", "{}");
-    r->metadata = member_text(e->record, "metadata", "{}");
+    r->ci_status = empty_obj;
+    r->labels = obj(member_text(e->record, "labels", "{}"));
+    r->metadata = obj(member_text(e->record, "metadata", "{}"));
     r->workflow = lf_xstrdup(wf->valuestring);
     r->parent = parent ? lf_xstrdup(parent->valuestring) : NULL;
     r->owner = owner ? member_text(e->record, "owner", "{}") : NULL;
@@ -221,8 +255,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     r->version = 1;
     cJSON_Delete(o);
-    hist_set(&h, NULL, e->to_state, e->trigger, e->actor, e->metadata, e->timestamp);
-    hist_push(r, &h);
+    hist_add(r, NULL, e->to_state, e->trigger, e->actor, e->metadata, e->timestamp);
     *rp = r;
     return 0;
 }
@@ -287,12 +320,12 @@ static void changes_apply(lf_record *r, const changes *c) {
         if (r->has_pr_number) member_int(c->text, "pr_number", &r->pr_number);
     }
     if (c->ci_status) {
-        free(r->ci_status);
-        r->ci_status = member_text(c->text, "ci_status", "{}");
+        obj_free(r->ci_status);
+        r->ci_status = obj(member_text(c->text, "ci_status", "{}"));
     }
     if (c->labels) {
-        free(r->labels);
-        r->labels = member_text(c->text, "labels", "{}");
+        obj_free(r->labels);
+        r->labels = obj(member_text(c->text, "labels", "{}"));
     }
     if (c->timers) {
         free(r->timers);
@@ -348,10 +381,8 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     if (changes_parse(e->changes, &c, err, errlen)) return -1;
     /* An observation that moved nothing is in the log, not the history. */
     if (moves) {
-        lf_hist h;
-        hist_set(&h, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
+        hist_add(r, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
                  e->timestamp);
-        hist_push(r, &h);
         free(r->state);
         r->state = lf_xstrdup(e->to_state);
     }
@@ -406,12 +437,12 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
         const lf_hist *h = &r->hist[i];
         lf_jw_next(&list);
         lf_jw t = lf_jw_open(b, '{');
-        lf_jw_str(&t, "from_state", h->from_state);
-        lf_jw_str(&t, "to_state", h->to_state);
-        lf_jw_str(&t, "trigger", h->trigger);
+        lf_jw_str(&t, "from_state", lf_hs(r, h->from_state));
+        lf_jw_str(&t, "to_state", lf_hs(r, h->to_state));
+        lf_jw_str(&t, "trigger", lf_hs(r, h->trigger));
         jw_ts(&t, "timestamp", h->timestamp);
-        lf_jw_raw(&t, "metadata", h->metadata, "{}");
-        lf_jw_str(&t, "actor", h->actor);
+        lf_jw_raw(&t, "metadata", lf_hs(r, h->metadata), "{}");
+        lf_jw_str(&t, "actor", lf_hs(r, h->actor));
         lf_jw_close(&t, '}');
     }
     lf_jw_close(&list, ']');
@@ -486,7 +517,6 @@ static int json_hist(lf_record *r, const cJSON *arr, const char *text, size_t le
     cJSON_ArrayForEach(t, arr) {
         char *from = NULL, *to = NULL, *trig = NULL, *actor = NULL, *meta = NULL;
         char ts[LF_TS_LEN + 1];
-        lf_hist h;
         int rc = -1;
         if (!lf_json_next(&it, &el, &elen)) return -1;
         if (!json_str(t, "from_state", 1, &from) && !json_str(t, "to_state", 0, &to) &&
@@ -496,8 +526,7 @@ static int json_hist(lf_record *r, const cJSON *arr, const char *text, size_t le
             char *one = lf_xstrndup(el, elen);
             meta = member_text(one, "metadata", "{}");
             free(one);
-            hist_set(&h, from, to, trig, actor, meta, ts);
-            hist_push(r, &h);
+            hist_add(r, from, to, trig, actor, meta, ts);
             rc = 0;
         }
         free(from);
@@ -545,9 +574,9 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
     char *t = lf_xstrndup(json, len);
     if (r->has_ref_number) member_int(t, "ref_number", &r->ref_number);
     if (r->has_pr_number) member_int(t, "pr_number", &r->pr_number);
-    r->ci_status = member_text(t, "ci_status", "{}");
-    r->labels = member_text(t, "labels", "{}");
-    r->metadata = member_text(t, "metadata", "{}");
+    r->ci_status = obj(member_text(t, "ci_status", "{}"));
+    r->labels = obj(member_text(t, "labels", "{}"));
+    r->metadata = obj(member_text(t, "metadata", "{}"));
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "forge")))
         r->forge = member_text(t, "forge", "{}");
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "owner")))

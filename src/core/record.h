@@ -19,14 +19,22 @@
 #include "clock.h"
 #include "entry.h"
 
+/* One history entry. Its strings live in the record's `hs` block, named
+ * by offset (read them with lf_hs): the block grows by realloc and a
+ * record is copied with two memcpys. A string equal to one of the two
+ * entries before it is stored once -- a history is mostly the same few
+ * states, triggers and actors, and at a million records one block per
+ * entry was a quarter of the process. */
 typedef struct lf_hist {
-    char *from_state;               /* NULL for the creation entry */
-    char *to_state;
-    char *trigger;
-    char *actor;
-    char *metadata;                 /* JSON object text, never NULL */
+    uint32_t from_state;            /* LF_HS_NONE for the creation entry */
+    uint32_t to_state;
+    uint32_t trigger;
+    uint32_t actor;
+    uint32_t metadata;              /* JSON object text */
     char timestamp[LF_TS_LEN + 1];
 } lf_hist;
+
+#define LF_HS_NONE UINT32_MAX
 
 typedef struct lf_record {
     char id[LF_ID_LEN + 1];
@@ -42,6 +50,9 @@ typedef struct lf_record {
     char *ci_status;                /* JSON object text, never NULL */
     lf_hist *hist;
     size_t nhist, caphist;
+    char *hs;                       /* the history's strings, each ended by
+                                       a NUL */
+    uint32_t hs_len, hs_cap;
     char *labels;                   /* JSON object text, never NULL */
     char created_at[LF_TS_LEN + 1];
     char updated_at[LF_TS_LEN + 1];
@@ -69,6 +80,11 @@ typedef struct lf_record {
                                        (break-glass) */
     bool deleted;                   /* a tombstone has been applied */
 } lf_record;
+
+/* A history string of r (an lf_hist field): NULL for LF_HS_NONE. */
+static inline const char *lf_hs(const lf_record *r, uint32_t off) {
+    return off == LF_HS_NONE ? NULL : r->hs + off;
+}
 
 void lf_record_free(lf_record *r);
 /* The open-records counters (workflow `open_records`) a record with an

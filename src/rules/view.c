@@ -72,19 +72,19 @@ static void push_str(lua_State *L, const char *s) {
 }
 
 /* One history entry as a fresh table (the caller's to keep or change). */
-static void push_entry(lua_State *L, const lf_hist *h) {
+static void push_entry(lua_State *L, const lf_record *rec, const lf_hist *h) {
     lua_createtable(L, 0, 6);
-    push_str(L, h->from_state);
+    push_str(L, lf_hs(rec, h->from_state));
     lua_setfield(L, -2, "from_state");
-    push_str(L, h->to_state);
+    push_str(L, lf_hs(rec, h->to_state));
     lua_setfield(L, -2, "to_state");
-    push_str(L, h->trigger);
+    push_str(L, lf_hs(rec, h->trigger));
     lua_setfield(L, -2, "trigger");
-    push_str(L, h->actor);
+    push_str(L, lf_hs(rec, h->actor));
     lua_setfield(L, -2, "actor");
     lua_pushstring(L, h->timestamp);
     lua_setfield(L, -2, "timestamp");
-    push_object(L, h->metadata);
+    push_object(L, lf_hs(rec, h->metadata));
     lua_setfield(L, -2, "metadata");
 }
 
@@ -112,7 +112,7 @@ static int hist_index(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    push_entry(L, &rec->hist[i - 1]);
+    push_entry(L, rec, &rec->hist[i - 1]);
     return 1;
 }
 
@@ -279,8 +279,8 @@ static int l_last_entry(lua_State *L) {
     const lf_record *rec = scope_rec(L);
     const char *st = luaL_optstring(L, 2, NULL);
     for (size_t i = rec->nhist; i-- > 0;) {
-        if (!st || same(rec->hist[i].to_state, st)) {
-            push_entry(L, &rec->hist[i]);
+        if (!st || same(lf_hs(rec, rec->hist[i].to_state), st)) {
+            push_entry(L, rec, &rec->hist[i]);
             return 1;
         }
     }

@@ -329,7 +329,7 @@ static void commit_format(commit_op *c) {
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
     snprintf(ver, sizeof ver, "%" PRIu64, e->version);
-    int line_at = argc + 4;
+    int line_at = argc + 4, json_at = argc + 6;
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
     argv[argc++] = e->prev;
@@ -348,8 +348,9 @@ static void commit_format(commit_op *c) {
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    lens[line_at] = c->line.len;
+    /* The line and the record (kilobytes) by the lengths already known. */
+    for (int i = 0; i < argc; i++)
+        lens[i] = i == line_at ? c->line.len : i == json_at ? c->json.len : strlen(argv[i]);
     lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);
