@@ -31,19 +31,19 @@ typedef struct waiter {
  * into a batch and hands full batches over, so keeping the tree costs the
  * loop a copy per entry, not the SHA-256 it costs to fold one (n - 1 of
  * them for n entries; ~8% of the memory store's rate when done inline).
- * A checkpoint waits for a batch the thread is folding (~30 us of
+ * A checkpoint waits for a batch the thread is folding (~10 us of
  * hashing, never I/O), then folds what it has not started and the
- * partial batch itself. The tree is the thread's while it is busy, the
- * loop's otherwise; without the thread (it could not start) the loop
- * folds each leaf itself. */
+ * partial batch itself -- which is why batches are small and looked for
+ * often: what is left for the checkpoint to fold is the loop's time. The
+ * tree is the thread's while it is busy, the loop's otherwise; without
+ * the thread (it could not start) the loop folds each leaf itself. */
 #define BATCH 64
-/* A busy thread looks for work every 250 us instead of being woken
+/* A busy thread looks for work every 100 us instead of being woken
  * per batch: on a virtual machine, waking an idle CPU costs the waker
- * ~20 us (an inter-processor interrupt), as much as folding the batch.
+ * ~20 us (an inter-processor interrupt), more than folding the batch.
  * It sleeps until woken only after IDLE_POLLS looks found nothing (4 ms):
- * at the memory store's rate a batch comes every ~0.6 ms, and going idle
- * after one empty look had made every batch a wake-up (3-4% of the
- * rate). */
+ * going idle after one empty look had made every batch a wake-up (3-4%
+ * of the memory store's rate). */
 #define POLL_NS 100000L
 #define IDLE_POLLS 40
 
