@@ -22,6 +22,7 @@
 
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define N 6
@@ -194,6 +195,27 @@ static void timestamps(void **state) {
     assert_int_equal(lf_ts_parse("2025-11-23T01:48:58Z", &us), -1);
     assert_int_equal(lf_ts_parse("2025-13-23T01:48:58.000000Z", &us), -1);
     assert_int_equal(lf_ts_parse("2025-11-23 01:48:58.000000Z", &us), -1);
+    /* The parse is arithmetic, not timegm(): the same instant for every
+     * date from year 1 to 9999 (a day in each month, leap days, a day
+     * past the month's end and a 60th second counting on, as timegm
+     * does), and each formats back to itself where it is a real date. */
+    for (int y = 1; y <= 9999; y += y < 1896 || y > 2104 ? 97 : 1) {
+        for (int mo = 1; mo <= 12; mo++) {
+            static const int days[] = {1, 28, 29, 30, 31};
+            for (size_t k = 0; k < sizeof days / sizeof *days; k++) {
+                int d = days[k], h = (y + mo) % 24, mi = (d * 7) % 60, sec = (y + d) % 61;
+                char in[64];
+                snprintf(in, sizeof in, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, mo, d, h, mi,
+                         sec, (y * mo * d) % 1000000);
+                struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
+                                .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+                assert_int_equal(lf_ts_parse(in, &us), 0);
+                assert_true(us == (int64_t)timegm(&tm) * 1000000 + (y * mo * d) % 1000000);
+                lf_ts_format(us, ts);
+                if (sec < 60 && tm.tm_mday == d) assert_string_equal(ts, in);
+            }
+        }
+    }
 }
 
 static void ids(void **state) {

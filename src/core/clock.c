@@ -102,6 +102,18 @@ static int get_digits(const char *p, int n, int *v) {
     return 0;
 }
 
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; Howard Hinnant's
+ * days_from_civil). A day past the month's end counts on into the next,
+ * as timegm() does, which this replaces: it was 3% of a transition. */
+static int64_t days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    int era = (y >= 0 ? y : y - 399) / 400;
+    int yoe = y - era * 400;
+    int doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (int64_t)era * 146097 + doe - 719468;
+}
+
 int lf_ts_parse(const char *s, int64_t *us) {
     int Y, M, D, h, m, sec, frac;
     if (strlen(s) != LF_TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
@@ -112,13 +124,8 @@ int lf_ts_parse(const char *s, int64_t *us) {
         get_digits(s + 17, 2, &sec) || get_digits(s + 20, 6, &frac))
         return -1;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    struct tm tm = {.tm_year = Y - 1900,
-                    .tm_mon = M - 1,
-                    .tm_mday = D,
-                    .tm_hour = h,
-                    .tm_min = m,
-                    .tm_sec = sec};
-    *us = (int64_t)timegm(&tm) * 1000000 + frac;
+    *us = ((days_from_civil(Y, M, D) * 24 + h) * 60 + m) * INT64_C(60) * 1000000 +
+          (int64_t)sec * 1000000 + frac;
     return 0;
 }
 

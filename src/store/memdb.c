@@ -359,11 +359,14 @@ static index_t *ix_of(lf_memdb *db, const lf_buf *key, bool make) {
     return x;
 }
 
+/* "b:STATE\x01REPO", "s:STATE" or "r:REPO" (appended, not printf'd:
+ * every commit makes up to six). */
 static void ix_key(lf_buf *k, const char *state, const char *repo) {
     lf_buf_reset(k);
-    if (state && repo) lf_buf_printf(k, "b:%s\x01%s", state, repo);
-    else if (state) lf_buf_printf(k, "s:%s", state);
-    else lf_buf_printf(k, "r:%s", repo);
+    lf_buf_add(k, state && repo ? "b:" : state ? "s:" : "r:", 2);
+    if (state) lf_buf_puts(k, state);
+    if (state && repo) lf_buf_putc(k, '\x01');
+    if (repo) lf_buf_puts(k, repo);
 }
 
 /* The record in s changed: whatever indexed it before is stale now. */
