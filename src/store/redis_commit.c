@@ -75,6 +75,7 @@ typedef struct commit_op {
     lf_buf json;                /* next as JSON (created, transition) */
     char *before;               /* the record's state before */
     size_t had_aliases;         /* how many aliases the base had */
+    bool had_timers;            /* the base is in the timed set */
     char score[24];             /* next's updated_at, us since the epoch */
     lf_buf line;                /* the sealed line */
     uint64_t epoch;             /* s->epoch when it was sealed */
@@ -192,6 +193,7 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     }
     c->next = r;
     c->had_aliases = base ? base->naliases : 0;
+    c->had_timers = base && base->timers;
     if (base) c->before = lf_xstrdup(base->state);
     if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
@@ -341,7 +343,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
     char flags[6] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
-                     r && r->timers && c->mode != MODE_DELETE ? '1' : '0',
+                     r && r->timers && c->mode != MODE_DELETE ? '1'
+                     : c->had_timers                           ? '-'
+                                                               : '0',
                      (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";

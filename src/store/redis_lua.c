@@ -29,9 +29,10 @@
  *       (global passes 1-3, note 1-5; 10-12 only when the record has a
  *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
- *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent,
- *       has timers (1/0 each), the number of budget counters, the
- *       open-records mark ('+', '-' or '0')
+ *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent
+ *       (1/0 each), timers ('1': it has timers of its own; '-': it had
+ *       and has none now; '0': neither), the number of budget counters,
+ *       the open-records mark ('+', '-' or '0')
  *       12 idempotency key ('' for none)
  *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
@@ -69,7 +70,7 @@ static const char commit_lua[] =
     "if mode == 'note' then return {'ok', redis.call('HGET', KEYS[4], 'j')} end\n"
     "local repo = ARGV[11]:sub(1, 1) == '1'\n"
     "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 1]\n"
-    "local timed, has_timers = KEYS[#KEYS], ARGV[11]:sub(3, 3) == '1'\n"
+    "local timed, timers = KEYS[#KEYS], ARGV[11]:sub(3, 3)\n"
     "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
     "local open, o0 = ARGV[11]:sub(5, 5), c0 + ncount\n"
     "if open == '+' then\n"
@@ -112,13 +113,17 @@ static const char commit_lua[] =
     "  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
     "end\n"
     "if kids then redis.call('ZADD', kids, ARGV[8], id) end\n"
-    /* Budget counters keep 31 days: the longest window a budget may have. */
+    /* Budget counters keep 31 days, the longest window a budget may have:
+     * older times are trimmed at every 16th seq (a count is by score and
+     * never sees them; trimming at every commit was two more calls). */
     "for i = c0, c0 + ncount - 1 do\n"
     "  redis.call('ZADD', KEYS[i], ARGV[8], ARGV[2])\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[8]) - 2678400000000))\n"
+    "  if seq % 16 == 0 then\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[8]) - 2678400000000))\n"
+    "  end\n"
     "end\n"
-    "if has_timers then redis.call('ZADD', timed, ARGV[8], id)\n"
-    "else redis.call('ZREM', timed, id) end\n"
+    "if timers == '1' then redis.call('ZADD', timed, ARGV[8], id)\n"
+    "elseif timers == '-' then redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us)
