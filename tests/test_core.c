@@ -330,6 +330,32 @@ static void json_text_paths(void **state) {
     char err[128];
     assert_int_equal(lf_json_text_check(raw, sizeof raw - 1, NULL, err, sizeof err), -1);
     assert_string_equal(err, "ref: contains a NUL character");
+    /* Keys are found as decoded, short and plain (copied as they are) or
+     * escaped or long (decoded): the first of a repeated key counts. */
+    static const char obj[] =
+        "{\"a\":1,\"q\\\"k\":2,\"\\u00fc\":3,"
+        "\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\":4,"
+        "\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\":5,\"a\":6}";
+    static const struct {
+        const char *key, *want;
+    } keys[] = {
+        {"a", "1"},
+        {"q\"k", "2"},
+        {"\xc3\xbc", "3"},
+        {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", "4"},
+        {"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", "5"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const char *v;
+        size_t n;
+        assert_true(lf_json_get(obj, sizeof obj - 1, keys[i].key, &v, &n));
+        assert_int_equal(n, 1);
+        assert_memory_equal(v, keys[i].want, 1);
+    }
+    const char *v;
+    size_t n;
+    assert_false(lf_json_get(obj, sizeof obj - 1, "q", &v, &n));
+    assert_false(lf_json_get("{\"unterminated:1}", 16, "unterminated", &v, &n));
 }
 
 /* The canonical form keeps integers exactly and otherwise prints what

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,19 +267,33 @@ bool lf_json_members(const char *s, size_t len, lf_json_member_fn *fn, void *arg
     if (c.p >= c.end || *c.p != '{') return false;
     c.p++;
     lf_buf k = LF_BUF_INIT;
+    char small[64];
     bool ok = false;
     ws(&c);
     if (c.p < c.end && *c.p == '}') ok = true;
     while (!ok) {
         ws(&c);
-        lf_buf_reset(&k);
-        if (c.p >= c.end || *c.p != '"' || !string(&c, &k)) break;
+        if (c.p >= c.end || *c.p != '"') break;
+        /* A short key without escapes (every key we write) is copied as
+         * it is: no allocation, no byte-at-a-time decoding. */
+        const char *key = small, *q = c.p + 1;
+        while (q < c.end && q - c.p <= (ptrdiff_t)sizeof small && *q != '"' && *q != '\\')
+            q++;
+        if (q < c.end && *q == '"' && q - c.p <= (ptrdiff_t)sizeof small) {
+            memcpy(small, c.p + 1, (size_t)(q - c.p - 1));
+            small[q - c.p - 1] = '\0';
+            c.p = q + 1;
+        } else {
+            lf_buf_reset(&k);
+            if (!string(&c, &k)) break;
+            key = lf_buf_str(&k);
+        }
         ws(&c);
         if (c.p >= c.end || *c.p++ != ':') break;
         ws(&c);
         const char *v = c.p;
         if (!value(&c, NULL)) break;
-        if (!fn(lf_buf_str(&k), v, (size_t)(c.p - v), arg)) {
+        if (!fn(key, v, (size_t)(c.p - v), arg)) {
             ok = true;              /* stopped: what was read was well formed */
             break;
         }
