@@ -166,9 +166,9 @@ walk: deps all
 
 bench: deps all
 	@sh contrib/install-deps.sh bench
-	@{ $(B)/loopforge bench; echo $$? >$(B)/bench.rc; } | tee $(B)/bench.out; exit $$(cat $(B)/bench.rc)
+	@$(B)/loopforge bench
 	@if command -v python3 >/dev/null 2>&1; then \
-	    python3 contrib/bench-reference.py --against $(B)/bench.out \
+	    python3 contrib/bench-reference.py --loopforge $(B)/loopforge --policies policies \
 	        $${LOOPFORGE_REFERENCE:+--path "$$LOOPFORGE_REFERENCE"}; \
 	else echo "reference: no python3 here: no comparison with Python LoopForge in this run"; fi
 	@$(B)/loopforge bench --scale 10000,100000

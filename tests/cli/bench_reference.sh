@@ -2,10 +2,12 @@
 # contrib/bench-reference.py, the reference's leg of `make bench`, on a
 # stand-in for Python LoopForge (the same API: LoopService over a
 # MemoryRepository, LoopState, a pydantic VERSION), so that no network
-# is needed: it walks every record through the happy path, reports the
-# rate, and divides loopforge's memory: rates by it; without the
-# reference, or with a pydantic before 2, it says why and exits 0. (The
-# speeds themselves are `make bench`'s, never asserted here.)
+# is needed, beside the real loopforge: each round runs loopforge's
+# memory: bench on the workflows alone and on the given policies, and the
+# reference, which must walk every record through the happy path; it
+# prints both rates and their ratio; without the reference, or with a
+# pydantic before 2, it says why and exits 0. (The speeds themselves are
+# `make bench`'s, never asserted here.)
 . tests/cli/tap.inc
 SCRIPT="$ROOT/contrib/bench-reference.py"
 PY=$(command -v python3) || { echo "1..0 # SKIP no python3"; exit 0; }
@@ -55,24 +57,25 @@ PY
 }
 fake "$tmp/v2" 2.7.1
 fake "$tmp/v1" 1.10.4
-printf '%s\n' 'bench: 1000 records x 6 transitions' \
-    'memory: 400000 transitions/s (2500 ns/transition); first run 300000/s' \
-    'memory+policies: 300000 transitions/s (3333 ns/transition); first run 200000/s' >"$tmp/bench.out"
-
 export CLOSED="$tmp/closed"
-py --path "$tmp/v2" --records 7 --runs 2 --against "$tmp/bench.out"
+mkdir "$tmp/t"
+export TMPDIR="$tmp/t"
+py --loopforge "$LOOPFORGE_BIN" --policies "$SHIPPED" --path "$tmp/v2" --records 3 --runs 1 \
+    --rounds 2
 expect_rc "the reference's leg exits 0" 0
 match_out "it reports the reference's rate" \
-    '^reference: Python LoopForge [0-9]+ transitions/s \([0-9]+ ns/transition\), best of 2 runs$'
-check "every record of every run walked the whole path" test "$(wc -l <"$tmp/closed")" -eq 14
+    '^reference: Python LoopForge [0-9]+ transitions/s \([0-9]+ ns/transition\), best of 1 runs in 2 rounds$'
+check "every record of every round walked the whole path" test "$(wc -l <"$tmp/closed")" -eq 6
+match_out "loopforge's two rates beside it, each with its ratio and target" \
+    "^reference: loopforge memory: [0-9]+ transitions/s = [0-9.]+x of it \(target >= 20x\); with the policy directory $SHIPPED: [0-9]+/s = [0-9.]+x \(target >= 15x\)$"
 rate=$(printf '%s\n' "$out" | sed -n 's/^reference: Python LoopForge \([0-9]*\) transitions.*/\1/p')
-ratio() {   # LABEL OURS: the printed multiple is OURS over the printed rate
-    got=$(printf '%s\n' "$out" | sed -n "s/.*$1 \([0-9.]*\)x.*/\1/p")
-    awk -v g="$got" -v o="$2" -v r="$rate" 'BEGIN { d = g - o / r; exit !(g != "" && d < 0.06 && d > -0.06) }'
+ratio() {   # the printed multiple is the printed rate over the reference's
+    printf '%s\n' "$out" | sed -n 's/^reference: loopforge memory: \([0-9]*\) transitions\/s = \([0-9.]*\)x.*/\1 \2/p' |
+        awk -v r="$rate" '{ d = $2 - $1 / r; exit !(NF == 2 && d < 0.06 && d > -0.06) }'
 }
-check "loopforge's memory: rate is divided by the reference's" ratio "memory:" 400000
-check "… and memory+policies:" ratio "memory+policies:" 300000
-match_out "the targets are named beside them" 'target >= 20x\), memory\+policies: [0-9.]+x \(target >= 15x\)$'
+check "… that ratio is loopforge's rate over the reference's" ratio
+check "the workflows-only policy copy is removed" test -z "$(ls -A "$tmp/t")"
+unset TMPDIR
 
 py --path "$tmp/v1" --records 3
 expect_rc "a pydantic before 2 is no failure" 0
@@ -83,9 +86,10 @@ py --path "$tmp/none" --records 3
 expect_rc "no reference at all is no failure" 0
 match_out "… and says so" "^reference: Python LoopForge not importable \(.*\): no comparison in this run"
 
-py --path "$tmp/v2" --against "$tmp/closed"
-expect_rc "an --against file without bench's memory: lines is refused" 2
-match_err "… naming it" "has no memory: and memory\+policies: lines$"
+py --loopforge "$tmp/no-such-binary" --policies "$SHIPPED" --path "$tmp/v2" --records 1 \
+    --runs 1 --rounds 1
+expect_rc "a loopforge that cannot run is a failure" 1
+match_err "… naming it" "cannot run $tmp/no-such-binary"
 py --records 0
 expect_rc "--records 0 is a usage error" 2
 done_testing
