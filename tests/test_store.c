@@ -177,14 +177,50 @@ static void malformed_create_refused(void **state) {
     e.trigger = "created";
     e.actor = "tester";
     t_stamp(e.timestamp);
-    e.record = "{\"ref\":\"r1\"}";
-    assert_int_equal(t_commit(s, &e, &g), LF_INVALID_REQUEST);
-    assert_int_equal(last_seq(s), 0);
-    assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+    /* Each field the fold reads, of the wrong kind; a bad escape; a
+     * record cut short; not an object. */
+    static const char *const bad_records[] = {
+        "{\"ref\":\"r1\"}",
+        "{\"ref\":1,\"workflow\":\"loopforge\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"ref_number\":\"5\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"ref_number\":1.5}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"repo\":5}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"auto_merge\":\"yes\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"labels\":[]}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"metadata\":\"x\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"owner\":\"me\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\",\"parent\":7}",
+        "{\"ref\":\"r\\x\",\"workflow\":\"loopforge\"}",
+        "{\"ref\":\"r\",\"workflow\":\"loopforge\"",
+        "[\"ref\",\"workflow\"]",
+    };
+    for (size_t i = 0; i < sizeof bad_records / sizeof *bad_records; i++) {
+        e.record = bad_records[i];
+        if (t_commit(s, &e, &g) != LF_INVALID_REQUEST) fail_msg("record %zu was taken", i);
+        assert_int_equal(last_seq(s), 0);
+        assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+    }
     /* The next good entry is seq 1, chained to genesis. */
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     assert_int_equal(g.seq, 1);
     assert_int_equal(t_verify_chain(s, NULL, 0), 1);
+
+    /* Every field the fold reads, escapes decoded, integers exact,
+     * objects canonical; a repeated key counts once, the first time. */
+    t_id(id, 2);
+    e.record = "{\"ref\":\"r\\\"2\\u00fc\",\"ref_number\":12345678901234567,\"repo\":null,"
+               "\"auto_merge\":true,\"labels\":{ \"b\" : \"2\", \"a\":\"1\"},\"metadata\":{},"
+               "\"workflow\":\"loopforge\",\"parent\":\"loop-00\",\"ref\":\"other\","
+               "\"owner\":{\"actor\":\"a\",\"behind\":\"p\"}}";
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    static const char *const want[] = {
+        "\"ref\":\"r\\\"2\xc3\xbc\",\"ref_number\":12345678901234567,\"repo\":null,",
+        "\"auto_merge\":true,", "\"labels\":{\"b\":\"2\",\"a\":\"1\"},", "\"metadata\":{},",
+        "\"workflow\":\"loopforge\",", "\"parent\":\"loop-00\"",
+        "\"owner\":{\"actor\":\"a\",\"behind\":\"p\"}"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(g.json, want[i])) fail_msg("%s not in %s", want[i], g.json);
     t_got_reset(&g);
 }
 
