@@ -71,7 +71,7 @@ static void hist_add(lf_record *r, const char *from, const char *to, const char 
 static char empty_obj[] = "{}";
 
 static char *obj(char *text) {
-    if (strcmp(text, "{}") != 0) return text;
+    if (text == empty_obj || strcmp(text, "{}") != 0) return text;
     free(text);
     return empty_obj;
 }
@@ -180,6 +180,13 @@ static int bad(char *err, size_t errlen, const char *msg, const char *detail) {
     return -1;
 }
 
+/* A buffer's text in a block of its own size: a record keeps it for as
+ * long as it is in memory, and a buffer's capacity is a growth step. */
+static char *exact(lf_buf *b) {
+    size_t n = b->len;
+    return lf_xrealloc(lf_buf_steal(b), n + 1);
+}
+
 /* Member `key` of the JSON object text json, in canonical form (json.h:
  * integers exact, where a cJSON print would round them); dflt if absent
  * or null. The caller has checked the text with cJSON already. */
@@ -192,7 +199,7 @@ static char *member_text(const char *json, const char *key, const char *dflt) {
         lf_buf_free(&b);
         return lf_xstrdup(dflt);
     }
-    return lf_buf_steal(&b);
+    return exact(&b);
 }
 
 /* Member `key` of the JSON object text json as an exact integer. */
@@ -242,20 +249,24 @@ static bool is_bool(const char *v, size_t n) {
 
 /* The decoded string at v (a JSON string's text), or NULL. */
 static char *text_of(const char *v, size_t n) {
+    /* Without an escape it is the text between the quotes. */
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"' && !memchr(v + 1, '\\', n - 2) &&
+        !memchr(v + 1, '"', n - 2))
+        return lf_xstrndup(v + 1, n - 2);
     lf_buf b = LF_BUF_INIT;
-    lf_buf_puts(&b, "");
     if (!lf_json_string(v, n, &b)) {
         lf_buf_free(&b);
         return NULL;
     }
-    return lf_buf_steal(&b);
+    return exact(&b);
 }
 
-/* The canonical text of the object at v. */
+/* The canonical text of the object at v ("{}" the shared one). */
 static char *object_of(const char *v, size_t n) {
+    if (n == 2 && v[0] == '{' && v[1] == '}') return empty_obj;
     lf_buf b = LF_BUF_INIT;
     if (!lf_json_canon(v, n, &b)) lf_buf_puts(&b, "{}");
-    return lf_buf_steal(&b);
+    return exact(&b);
 }
 
 static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t errlen) {
@@ -300,7 +311,9 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     r->metadata = v[C_META] ? obj(object_of(v[C_META], l[C_META])) : empty_obj;
     r->workflow = wf;
     r->parent = parent;
+    /* owner is freed as it is: never the shared "{}". */
     r->owner = v[C_OWNER] ? object_of(v[C_OWNER], l[C_OWNER]) : NULL;
+    if (r->owner == empty_obj) r->owner = lf_xstrdup("{}");
     memcpy(r->created_at, e->timestamp, LF_TS_LEN + 1);
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
     r->version = 1;
