@@ -37,6 +37,66 @@ return policy {
 }
 ]]
 
+describe("serve's tick (eng:fire_due)", function()
+  after_each(function() kit.cleanup() end)
+
+  -- It looks only at the records that entered a timed state at least its
+  -- shortest timer ago (and at those with timers of their own), so on the
+  -- embedded stores it costs what is due; what it fires is what a full
+  -- tick fires.
+  local TWO = [[
+return workflow { name = "w", states = { "open", "waiting", "late", "later" },
+  initial = "open", terminal = { "late", "later" },
+  edges = { { "open", "late" }, { "open", "waiting" }, { "waiting", "later" } },
+  timers = { open = { { "1h", to = "late", trigger = "sla" } },
+             waiting = { { "2h", to = "later", trigger = "sla2" } } } }
+]]
+  local function engine()
+    local d = kit.policy_dir{ shipped = false }
+    d:write("workflows/w.lua", TWO)
+    return assert(kit.core.engine{ policies = d.path, store = "memory:" })
+  end
+  local function refs(eng, list)
+    local out = {}
+    for _, x in ipairs(list) do out[#out + 1] = eng:get(x.record_id).record.ref end
+    table.sort(out)
+    return out
+  end
+
+  it("fires what is due, as a full tick does, and nothing early", function()
+    local a, b = engine(), engine()
+    local t0
+    for _, eng in ipairs{ a, b } do
+      for i = 1, 6 do
+        local r = eng:create{ ref = "r" .. i, workflow = "w" }
+        t0 = t0 or kit.seconds(r.record.created_at)
+        if i > 3 then assert(eng:transition(r.record.record_id, "waiting", "wait").success) end
+      end
+    end
+    assert.same({}, a:fire_due(t0 + 3500).fired)
+    local due = a:fire_due(t0 + 3700)
+    assert.equal(3, #due.fired)
+    assert.equal(3, #due.timers)            -- it looked at those only ...
+    assert.equal(6, #b:timers(t0 + 3700).timers)    -- ... a full tick at all
+    assert.same(refs(b, b:tick(t0 + 3700).fired), refs(a, due.fired))
+    local later = a:fire_due(t0 + 7300).fired
+    assert.equal(3, #later)
+    for _, x in ipairs(later) do assert.equal("later", x.to) end
+  end)
+
+  it("counts a record's time in its state from when it entered it", function()
+    local eng = engine()
+    local r = eng:create{ ref = "r", workflow = "w" }
+    local id = r.record.record_id
+    local t0 = kit.seconds(r.record.created_at)
+    assert(eng:transition(id, "waiting", "wait").success)
+    local entered = kit.seconds(eng:get(id).record.updated_at)
+    assert.same({}, eng:fire_due(entered + 7100).fired)
+    assert.equal("later", eng:fire_due(entered + 7300).fired[1].to)
+    assert.is_true(entered >= t0)
+  end)
+end)
+
 describe("a tick with many due timers", function()
   after_each(function() kit.cleanup() end)
 

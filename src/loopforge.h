@@ -218,6 +218,13 @@ typedef struct lf_list_query {
     bool timed;                 /* only records with timers of their own
                                    (scheduled by a hook, an override's
                                    review); alone, like parent */
+    int64_t entered_by;         /* with state: only the records that entered
+                                   it at or before this time (us since the
+                                   epoch; their last history entry), for
+                                   the timers' tick. A hint: the embedded
+                                   stores answer just those, oldest first,
+                                   in one page; Redis the whole state.
+                                   0 = any */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */
@@ -310,6 +317,12 @@ LF_API void lf_engine_import(lf_engine *e, const char *record_json, const char *
  * at (0: the clock's), which tests move instead of sleeping. */
 LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
                            void *arg);
+/* The same, firing, but looking only at the records whose timers can be
+ * due (those that entered a timed state at least its shortest timer
+ * ago, and every record with timers of its own): on the embedded stores a
+ * tick then costs what is due, not every record in a timed state. Its
+ * "timers" are the ones it looked at. serve ticks with it. */
+LF_API void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg);
 
 /* Signed attestations of a record's merges: {"record_id","attestations":
  * [...]}, each an in-toto Statement v1 in a DSSE envelope (docs/audit.md);

@@ -224,6 +224,104 @@ static void malformed_create_refused(void **state) {
     t_got_reset(&g);
 }
 
+/* The timers' hint: the records that entered a state at or before a
+ * time (lf_list_query.entered_by). The embedded stores answer exactly
+ * those, oldest first: an observation since (a newer updated_at) keeps a
+ * record in, a move out or a delete takes it out. Redis may answer the
+ * whole state, so there only what must be in is checked. */
+static void list_entered_by(void **state) {
+    fixture *f = *state;
+    lf_store *s = f->s;
+    bool exact = strcmp(f->scheme, "redis") != 0;
+    t_got g = {0};
+    t_page p = {0};
+    char id[6][LF_ID_LEN + 1];
+    int64_t at[6];
+    for (unsigned i = 1; i <= 5; i++) {
+        t_id(id[i], i);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+    }
+    for (unsigned i = 1; i <= 4; i++) {
+        assert_int_equal(t_transition(s, id[i], "issue_created", "task_queued", 1, &g), LF_OK);
+        at[i] = t_clock_us;
+    }
+    assert_int_equal(t_transition(s, id[4], "task_queued", "pr_created", 2, &g), LF_OK);
+    lf_entry e = {0};               /* 3 is observed after: updated, not moved */
+    e.record_id = id[3];
+    e.kind = LF_ENTRY_OBSERVED;
+    e.version = 3;
+    e.from_state = e.to_state = "task_queued";
+    e.trigger = "test.observed";
+    e.actor = "tester";
+    e.changes = "{\"labels\":{\"seen\":\"yes\"}}";
+    t_stamp(e.timestamp);
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(t_transition(s, id[5], "issue_created", "task_queued", 1, &g), LF_OK);
+
+    static const struct {
+        int by;                     /* entered_by: at[by] */
+        unsigned want[4];           /* the ids answered, oldest first, 0-ended */
+    } cases[] = {{3, {1, 2, 3, 0}}, {1, {1, 0}}, {4, {1, 2, 3, 0}}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        lf_list_query q = {.state = "task_queued", .repo = c == 2 ? "acme/app" : NULL,
+                           .entered_by = at[cases[c].by], .limit = 1000};
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.code, LF_OK);
+        size_t n = 0;
+        for (; cases[c].want[n]; n++) {
+            bool found = false;
+            for (size_t k = 0; k < p.n; k++) found |= !strcmp(p.ids[k], id[cases[c].want[n]]);
+            if (!found) fail_msg("case %zu: %s is not in the answer", c, id[cases[c].want[n]]);
+            if (exact) assert_string_equal(p.ids[n], id[cases[c].want[n]]);
+        }
+        for (size_t k = 0; k < p.n; k++) assert_string_not_equal(p.ids[k], id[4]);
+        if (exact) assert_int_equal(p.n, n);
+        t_page_reset(&p);
+    }
+    /* A state nobody is in answers nothing. */
+    lf_list_query none = {.state = "nowhere", .entered_by = at[3], .limit = 1000};
+    lf_store_list(s, &none, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_OK);
+    assert_int_equal(p.n, 0);
+    t_page_reset(&p);
+    /* A delete takes a record out. */
+    assert_int_equal(t_delete(s, id[2], "task_queued", 2, &g), LF_OK);
+    lf_list_query q = {.state = "task_queued", .entered_by = at[3], .limit = 1000};
+    lf_store_list(s, &q, t_list_cb, &p);
+    t_settle(&p.calls);
+    for (size_t k = 0; k < p.n; k++) assert_string_not_equal(p.ids[k], id[2]);
+    if (exact) assert_int_equal(p.n, 2);
+    t_page_reset(&p);
+    /* A record that comes back joins at the time it came back. */
+    assert_int_equal(t_transition(s, id[4], "pr_created", "task_queued", 3, &g), LF_OK);
+    lf_list_query all = {.state = "task_queued", .entered_by = t_clock_us, .limit = 1000};
+    lf_store_list(s, &all, t_list_cb, &p);
+    t_settle(&p.calls);
+    if (exact) {
+        static const unsigned order[] = {1, 3, 5, 4};
+        assert_int_equal(p.n, 4);
+        for (size_t k = 0; k < 4; k++) assert_string_equal(p.ids[k], id[order[k]]);
+    }
+    t_page_reset(&p);
+    /* A journal builds the same from its lines when it opens again. */
+    if (strcmp(f->scheme, "file:") == 0) {
+        char err[512];
+        lf_code code;
+        lf_store_free(f->s);
+        f->s = s = lf_store_open(f->url, f->base, &code, err, sizeof err);
+        assert_non_null(s);
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.n, 2);
+        assert_string_equal(p.ids[0], id[1]);
+        assert_string_equal(p.ids[1], id[3]);
+        t_page_reset(&p);
+    }
+    t_got_reset(&g);
+}
+
 /* ---- transitions ------------------------------------------------------- */
 
 static void transition_cas(void **state) {
@@ -904,6 +1002,7 @@ int main(void) {
         EACH(duplicate_id_refused),
         EACH(duplicate_ref_refused),
         EACH(malformed_create_refused),
+        EACH(list_entered_by),
         EACH(transition_cas),
         EACH(transition_unknown_id),
         EACH(denied_changes_nothing),

@@ -163,26 +163,32 @@ int lf_bench_timers(lf_cli *c, const char *dir, size_t records, size_t pending,
     bool ok = true;
     for (size_t i = 0; i < due && ok; i++) ok = record(e, "timed", pending + i, 2);
     int64_t later = lf_now_us() + 2 * 1000000;  /* past the 1s, long before 48h */
-    tick_call scan = {0}, fire = {0};
+    /* serve's first tick makes the memory store's index of when each
+     * record entered its state (nothing is due yet: the 1s has not
+     * passed); the ticks after it cost what can be due. */
+    tick_call first = {0}, scan = {0}, fire = {0};
     uint64_t t0 = lf_mono_ns();
-    lf_engine_tick(e, later, false, on_tick, &scan);
+    lf_engine_fire_due(e, lf_now_us(), on_tick, &first);
     uint64_t t1 = lf_mono_ns();
-    lf_engine_tick(e, later, true, on_tick, &fire);
+    lf_engine_tick(e, later, false, on_tick, &scan);
     uint64_t t2 = lf_mono_ns();
+    lf_engine_fire_due(e, later, on_tick, &fire);
+    uint64_t t3 = lf_mono_ns();
     lf_engine_free(e);
-    if (!ok || !scan.done || !fire.done || scan.code != LF_OK || fire.code != LF_OK ||
-        fire.fired != due) {
+    if (!ok || !first.done || !scan.done || !fire.done || first.code != LF_OK ||
+        scan.code != LF_OK || fire.code != LF_OK || first.fired || fire.fired != due) {
         fprintf(stderr, "bench: timers: a tick fired %zu of %zu due timers\n", fire.fired,
                 due);
         return LF_EXIT_FAILURE;
     }
-    double scan_ms = (double)(t1 - t0) / 1e6, tick_ms = (double)(t2 - t1) / 1e6;
-    /* The firings run in due order after one scan: the 99th percentile
-     * completes at about scan + 99% of the firing time. */
-    double p99_ms = scan_ms + 0.99 * (tick_ms - scan_ms);
-    printf("  a tick over %zu pending + %zu due: scan %.1f ms, scan and fire %.1f ms; "
-           "lateness p99 <= 1 s tick interval + %.1f ms\n",
-           pending, due, scan_ms, tick_ms, p99_ms);
+    double first_ms = (double)(t1 - t0) / 1e6, scan_ms = (double)(t2 - t1) / 1e6,
+           tick_ms = (double)(t3 - t2) / 1e6;
+    /* serve's tick looks only at what can be due, then fires in due
+     * order: the 99th percentile completes within about its whole time. */
+    printf("  %zu pending + %zu due: a tick listing every timer %.1f ms; serve's tick "
+           "(what can be due, fired) %.1f ms, its first %.1f ms (it indexes the timed "
+           "states); lateness p99 <= 1 s tick interval + %.1f ms\n",
+           pending, due, scan_ms, tick_ms, first_ms, tick_ms);
     fflush(stdout);
     return LF_EXIT_OK;
 }

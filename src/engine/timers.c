@@ -50,6 +50,10 @@ typedef struct tick_ctx {
     lf_text_cb *cb;
     void *arg;
     char **states;              /* timed state names, once each */
+    int64_t *soonest;           /* per state: the shortest time in it
+                                   before a timer can be due (0 with a
+                                   retry: a spent one escalates at once) */
+    bool due_only;              /* look only at records that can be due */
     size_t nstates, si;
     char *cursor;
     pending *p;
@@ -64,6 +68,7 @@ typedef struct tick_ctx {
 static void tick_free(tick_ctx *t) {
     for (size_t i = 0; i < t->nstates; i++) free(t->states[i]);
     free(t->states);
+    free(t->soonest);
     for (size_t i = 0; i < t->np; i++) {
         free(t->p[i].state);
         free(t->p[i].to);
@@ -286,32 +291,50 @@ static void list_state(tick_ctx *t) {
     lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
     if (t->si < t->nstates) q.state = t->states[t->si];
     else q.timed = true;
+    /* A record that entered later cannot be due yet (nor ever 0). */
+    if (t->due_only && q.state) q.entered_by = t->now - t->soonest[t->si];
     lf_engine_list(t->e, &q, listed, t);
 }
 
-void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, void *arg) {
+static void tick_start(lf_engine *e, int64_t now_us, bool fire, bool due_only,
+                       lf_text_cb *cb, void *arg) {
     tick_ctx *t = lf_xcalloc(1, sizeof *t);
     t->e = e;
     t->now = now_us ? now_us : lf_now_us();
     t->fire = fire;
+    t->due_only = due_only;
     t->cb = cb;
     t->arg = arg;
     t->list = lf_jw_open(&t->fired, '[');
     for (int w = 0; w < lf_engine_nworkflows(e); w++) {
         const lf_workflow *wf = lf_engine_workflow_at(e, w);
         for (int k = 0; k < wf->ntimers + wf->nretries; k++) {
+            bool timer = k < wf->ntimers;
             const char *name =
-                wf->states[k < wf->ntimers ? wf->timers[k].state
-                                           : wf->retries[k - wf->ntimers].state];
-            bool seen = false;
-            for (size_t i = 0; i < t->nstates; i++)
-                seen |= strcmp(t->states[i], name) == 0;
-            if (seen) continue;
-            t->states = lf_xrealloc(t->states, (t->nstates + 1) * sizeof *t->states);
-            t->states[t->nstates++] = lf_xstrdup(name);
+                wf->states[timer ? wf->timers[k].state : wf->retries[k - wf->ntimers].state];
+            int64_t soonest = timer ? wf->timers[k].after_us : 0;
+            size_t i = 0;
+            while (i < t->nstates && strcmp(t->states[i], name) != 0) i++;
+            if (i == t->nstates) {
+                t->states = lf_xrealloc(t->states, (i + 1) * sizeof *t->states);
+                t->soonest = lf_xrealloc(t->soonest, (i + 1) * sizeof *t->soonest);
+                t->states[i] = lf_xstrdup(name);
+                t->soonest[i] = soonest;
+                t->nstates++;
+            } else if (soonest < t->soonest[i]) {
+                t->soonest[i] = soonest;
+            }
         }
     }
     list_state(t);
+}
+
+void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, void *arg) {
+    tick_start(e, now_us, fire, false, cb, arg);
+}
+
+void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg) {
+    tick_start(e, now_us, true, true, cb, arg);
 }
 
 /* ---- the record's own timers: schedule{} and acknowledgements --------- */

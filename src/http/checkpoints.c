@@ -59,7 +59,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     lf_console_policies_seen(s);
     if (!ticking) {
         ticking = true;
-        lf_engine_tick(s->engine, 0, true, on_timers, NULL);
+        lf_engine_fire_due(s->engine, 0, on_timers, NULL);
     }
     if (s->cp_busy || !lf_engine_can_sign(s->engine)) return;
     lf_stats st;

@@ -713,8 +713,10 @@ static int push_text_result(lua_State *L, const sync_text *s) {
 
 /* eng:timers([now]) / eng:tick([now]): the pending timers (and, for tick,
  * fire what is due) as judged at `now` -- seconds since the epoch or an ISO
- * 8601 UTC time; default the clock. A spec moves time by passing it. */
-static int timers_at(lua_State *L, bool fire) {
+ * 8601 UTC time; default the clock. A spec moves time by passing it.
+ * eng:fire_due([now]): serve's tick, which looks only at what can be due. */
+enum { TIMERS, TICK, FIRE_DUE };
+static int timers_at(lua_State *L, int how) {
     lua_engine *le = check_engine(L);
     int64_t now = 0;
     char ts[LF_TS_LEN + 1];
@@ -726,7 +728,8 @@ static int timers_at(lua_State *L, bool fire) {
     }
     sync_text *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_text);
-    lf_engine_tick(le->e, now, fire, keep_text, s);
+    if (how == FIRE_DUE) lf_engine_fire_due(le->e, now, keep_text, s);
+    else lf_engine_tick(le->e, now, how == TICK, keep_text, s);
     return push_text_result(L, s);
 }
 
@@ -761,8 +764,9 @@ static int l_acknowledge(lua_State *L) {
     return push_result(L, &s);
 }
 
-static int l_timers(lua_State *L) { return timers_at(L, false); }
-static int l_tick(lua_State *L) { return timers_at(L, true); }
+static int l_timers(lua_State *L) { return timers_at(L, TIMERS); }
+static int l_tick(lua_State *L) { return timers_at(L, TICK); }
+static int l_fire_due(lua_State *L) { return timers_at(L, FIRE_DUE); }
 
 /* ---- policies, counters, logs ---------------------------------------------- */
 
@@ -866,6 +870,7 @@ static const luaL_Reg engine_methods[] = {
     {"verify", l_verify},
     {"timers", l_timers},
     {"tick", l_tick},
+    {"fire_due", l_fire_due},
     {"explain", l_explain},
     {"acknowledge", l_acknowledge},
     {"reload", l_reload},

@@ -18,6 +18,8 @@ typedef struct slot {
     size_t nseq, capseq;
     uint32_t gen;           /* bumped at every change: its index entries
                                from before are stale */
+    uint32_t mgen;          /* bumped when it moves (enters a state): its
+                               entered-index entries from before are stale */
 } slot;
 
 /* A list index (every record, by state, by repo, by both): entries in
@@ -38,6 +40,9 @@ typedef struct index {
     ixent *v;
     size_t n, cap;
     size_t squeeze_at;      /* compact when n reaches it */
+    bool entered;           /* "e:STATE": ordered by the time each record
+                               entered the state, stale only when it moves
+                               (the timers' tick asks for the oldest) */
 } index_t;
 
 /* Lines are never freed one by one, so they live in large chunks: one
@@ -305,7 +310,9 @@ static void unindex(lf_memdb *db, slot *s) {
 
 /* ---- list indexes ----------------------------------------------------- */
 
-static bool ix_live(const ixent *e) { return e->gen == e->s->gen && !e->s->rec->deleted; }
+static bool ix_live(const index_t *x, const ixent *e) {
+    return e->gen == (x->entered ? e->s->mgen : e->s->gen) && !e->s->rec->deleted;
+}
 
 /* (at, id) order: the order lists walk backwards. */
 static int ix_cmp(int64_t at, const char *id, const ixent *e) {
@@ -327,7 +334,7 @@ static size_t ix_lower(const index_t *x, int64_t at, const char *id) {
 static void ix_squeeze(index_t *x) {
     size_t k = 0;
     for (size_t i = 0; i < x->n; i++)
-        if (ix_live(&x->v[i])) x->v[k++] = x->v[i];
+        if (ix_live(x, &x->v[i])) x->v[k++] = x->v[i];
     x->n = k;
     x->squeeze_at = 2 * k + 64;
 }
@@ -344,7 +351,7 @@ static void ix_push(index_t *x, slot *s, int64_t at) {
         i = ix_lower(x, at, s->rec->id);
         memmove(x->v + i + 1, x->v + i, (x->n - i) * sizeof *x->v);
     }
-    x->v[i] = (ixent){at, s, s->gen};
+    x->v[i] = (ixent){at, s, x->entered ? s->mgen : s->gen};
     x->n++;
 }
 
@@ -367,6 +374,31 @@ static void ix_key(lf_buf *k, const char *state, const char *repo) {
     if (state) lf_buf_puts(k, state);
     if (state && repo) lf_buf_putc(k, '\x01');
     if (repo) lf_buf_puts(k, repo);
+}
+
+/* When a record entered its state: its last history entry's time. */
+static bool entered_at(const lf_record *r, int64_t *at) {
+    return !r->deleted && r->nhist && !lf_ts_parse(r->hist[r->nhist - 1].timestamp, at);
+}
+
+static void entered_key(lf_buf *k, const char *state) {
+    lf_buf_reset(k);
+    lf_buf_add(k, "e:", 2);
+    lf_buf_puts(k, state);
+}
+
+/* The record in s entered its state (it was created or moved): its
+ * entries in the entered indexes are stale, and it joins its state's, if
+ * that one is kept (list_entered makes it the first time it is asked). */
+static void reindex_entered(lf_memdb *db, slot *s) {
+    int64_t at = 0;
+    s->mgen++;
+    if (!entered_at(s->rec, &at)) return;
+    lf_buf k = LF_BUF_INIT;
+    entered_key(&k, s->rec->state);
+    index_t *x = lf_map_get(&db->ix, k.p);
+    if (x) ix_push(x, s, at);
+    lf_buf_free(&k);
 }
 
 /* The record in s changed: whatever indexed it before is stale now. */
@@ -469,6 +501,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         return -1;
     }
     bool was_open = s && !s->rec->deleted && !s->rec->closed_at[0];
+    size_t moves = s ? s->rec->nhist : 0;
     if (e->kind == LF_ENTRY_CREATED) {
         lf_record *r = NULL;
         if (s) {
@@ -508,6 +541,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
     }
     count_entry(db, e);
     if (s) reindex(db, s);
+    if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s);
     if (s) track_open(db, s, was_open);
     /* Keyed by the record's own id string, which lives as long as it. */
     if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
@@ -716,7 +750,7 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
     size_t n = 0;
     while (i > 0 && n <= limit) {
         const ixent *e = &x->v[--i];
-        if (ix_live(e)) page[n++] = e->s->rec;
+        if (ix_live(x, e)) page[n++] = e->s->rec;
     }
     char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
     if (n > limit) {
@@ -729,8 +763,65 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
     free(page);
 }
 
+static int by_entered(const void *a, const void *b) {
+    const ixent *x = a, *y = b;
+    return ix_cmp(x->at, x->s->rec->id, y);
+}
+
+/* A state's entered index, made from its list index the first time it is
+ * asked for (the timers' tick asks for the timed states only; the other
+ * states never pay for one), then kept up by reindex_entered. */
+static index_t *entered_index(lf_memdb *db, const char *state) {
+    lf_buf k = LF_BUF_INIT;
+    entered_key(&k, state);
+    index_t *x = lf_map_get(&db->ix, k.p);
+    if (!x) {
+        x = ix_of(db, &k, true);
+        x->entered = true;
+        lf_buf k2 = LF_BUF_INIT;
+        ix_key(&k2, state, NULL);
+        const index_t *by_state = lf_map_get(&db->ix, k2.p);
+        lf_buf_free(&k2);
+        for (size_t i = 0; by_state && i < by_state->n; i++) {
+            const ixent *e = &by_state->v[i];
+            int64_t at;
+            if (!ix_live(by_state, e) || !entered_at(e->s->rec, &at)) continue;
+            if (x->n == x->cap) {
+                x->cap = x->cap ? 2 * x->cap : 16;
+                x->v = lf_xrealloc(x->v, x->cap * sizeof *x->v);
+            }
+            x->v[x->n++] = (ixent){at, e->s, e->s->mgen};
+        }
+        if (x->n) qsort(x->v, x->n, sizeof *x->v, by_entered);
+        x->squeeze_at = 2 * x->n + 64;
+    }
+    lf_buf_free(&k);
+    return x;
+}
+
+/* The records that entered q->state at or before q->entered_by, oldest
+ * first, all in one page: O(those + stale entries skipped). The memdb is
+ * changed only by the index it keeps from then on. */
+static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg) {
+    const index_t *x = entered_index(db, q->state);
+    size_t end = 0, n = 0;
+    while (end < x->n && x->v[end].at <= q->entered_by) end++;
+    const lf_record **page = lf_xmalloc((end ? end : 1) * sizeof *page);
+    for (size_t i = 0; i < end; i++) {
+        const lf_record *r = x->v[i].s->rec;
+        if (ix_live(x, &x->v[i]) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
+            page[n++] = r;
+    }
+    cb(LF_OK, NULL, page, n, NULL, arg);
+    free(page);
+}
+
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
+    if (q->entered_by && q->state && !q->parent && !q->timed) {
+        list_entered((lf_memdb *)db, q, cb, arg);
+        return;
+    }
     if (!q->parent && !q->timed) {
         list_index(db, q, cb, arg);
         return;
