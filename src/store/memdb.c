@@ -339,12 +339,16 @@ static void ix_squeeze(index_t *x) {
     x->squeeze_at = 2 * k + 64;
 }
 
+/* Room for one more entry. */
+static void ix_room(index_t *x) {
+    if (x->n < x->cap) return;
+    x->cap = x->cap ? 2 * x->cap : 16;
+    x->v = lf_xrealloc(x->v, x->cap * sizeof *x->v);
+}
+
 static void ix_push(index_t *x, slot *s, int64_t at) {
     if (x->n >= x->squeeze_at) ix_squeeze(x);
-    if (x->n == x->cap) {
-        x->cap = x->cap ? 2 * x->cap : 16;
-        x->v = lf_xrealloc(x->v, x->cap * sizeof *x->v);
-    }
+    ix_room(x);
     size_t i = x->n;
     /* Out of order only when a writer's clock was behind another's. */
     if (i && ix_cmp(at, s->rec->id, &x->v[i - 1]) < 0) {
@@ -786,10 +790,7 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
             const ixent *e = &by_state->v[i];
             int64_t at;
             if (!ix_live(by_state, e) || !entered_at(e->s->rec, &at)) continue;
-            if (x->n == x->cap) {
-                x->cap = x->cap ? 2 * x->cap : 16;
-                x->v = lf_xrealloc(x->v, x->cap * sizeof *x->v);
-            }
+            ix_room(x);
             x->v[x->n++] = (ixent){at, e->s, e->s->mgen};
         }
         if (x->n) qsort(x->v, x->n, sizeof *x->v, by_entered);

@@ -56,6 +56,9 @@ void lf_memdb_find_key(const lf_memdb *db, const char *key, lf_store_cb *cb, voi
  * after since_us, and the earliest of them (0 if none). */
 void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since_us, uint64_t *n,
                     int64_t *oldest);
+/* A list by entered_by (the timers' tick) makes, the first time a state
+ * is asked about, the index that answers it, and keeps it from then on:
+ * the one change a read makes. */
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg);
 void lf_memdb_audit(const lf_memdb *db, const char *record_id, uint64_t after,
                     size_t limit, lf_audit_cb *cb, void *arg);
