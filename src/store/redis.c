@@ -129,14 +129,18 @@ void lf_redis_cache_del(lf_redis *s, const char *id) {
     cached_free(lf_map_del(&s->cache.map, id));
 }
 
+/* The cache's entry for id when Redis holds its very text (the
+ * fingerprint of what the reply brought). */
+static lf_redis_cached *cache_holding(lf_redis *s, const char *id, const redisReply *j) {
+    lf_redis_cached *c = lf_map_get(&s->cache.map, id);
+    return c && c->fp && c->fp == fingerprint(j->str, j->len) ? c : NULL;
+}
+
 /* The cached record when Redis still holds that very version and text. */
 static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *j,
                               uint64_t version) {
-    lf_redis_cached *c = lf_map_get(&s->cache.map, id);
-    return c && c->fp && c->r->version == version &&
-                   c->fp == fingerprint(j->str, j->len)
-               ? c->r
-               : NULL;
+    lf_redis_cached *c = cache_holding(s, id, j);
+    return c && c->r->version == version ? c->r : NULL;
 }
 
 /* A copy of the cached record when Redis holds its very text: the list
@@ -144,8 +148,8 @@ static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *j,
  * timers' tick lists every record in a timed state each second, and
  * parsing them was a twentieth of serve's time on Redis. */
 static lf_record *cache_copy(lf_redis *s, const char *id, const redisReply *j) {
-    lf_redis_cached *c = lf_map_get(&s->cache.map, id);
-    return c && c->fp && c->fp == fingerprint(j->str, j->len) ? lf_record_dup(c->r) : NULL;
+    lf_redis_cached *c = cache_holding(s, id, j);
+    return c ? lf_record_dup(c->r) : NULL;
 }
 
 static void cache_free(lf_redis *s) {
