@@ -6,6 +6,7 @@
 #include "../core/hash.h"
 #include "../core/mem.h"
 #include "../core/merkle.h"
+#include "../core/thread.h"
 #include "../core/verify.h"
 
 #include <errno.h>
@@ -149,11 +150,7 @@ static folder *fold_start(lf_merkle *mk) {
 
 static void fold_stop(folder *f) {
     if (!f) return;
-    pthread_mutex_lock(&f->mu);
-    f->stop = true;
-    pthread_cond_signal(&f->work);
-    pthread_mutex_unlock(&f->mu);
-    pthread_join(f->thread, NULL);
+    lf_thread_stop(f->thread, &f->mu, &f->work, &f->stop);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
     pthread_cond_destroy(&f->idle);

@@ -53,6 +53,7 @@
 
 #include "memdb.h"
 #include "../core/mem.h"
+#include "../core/thread.h"
 #include "store.h"
 
 
@@ -342,11 +343,7 @@ static bool parser_start(parser *p) {
 static void parser_stop(parser *p) {
     if (!p) return;
     parse_wait(p);
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
+    lf_thread_stop(p->thread, &p->mu, &p->cv, &p->stop);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 }
@@ -720,11 +717,7 @@ static void flusher_stop(lf_journal *j) {
     flusher *f = j->fl;
     if (!f) return;
     group_write(j);
-    pthread_mutex_lock(&f->mu);
-    f->stop = true;
-    pthread_cond_signal(&f->cv);
-    pthread_mutex_unlock(&f->mu);
-    pthread_join(f->thread, NULL);
+    lf_thread_stop(f->thread, &f->mu, &f->cv, &f->stop);
     int error = f->error;
     if (!error && j->waiting && fdatasync(j->fd) < 0) error = errno;
     acknowledge(j, j->end, error);

@@ -1,0 +1,14 @@
+/* thread.h -- the one way loopforge stops a helper thread of its own (the
+ * evidence's tree folder, the journal's flusher and replay parser): each
+ * waits on a condition under a mutex and ends when its stop flag is set. */
+#ifndef LF_THREAD_H
+#define LF_THREAD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+/* Sets *stop under mu, wakes every waiter on cv, and joins t. The caller
+ * then destroys what the thread used. */
+void lf_thread_stop(pthread_t t, pthread_mutex_t *mu, pthread_cond_t *cv, bool *stop);
+
+#endif
