@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <event2/event.h>
 #include "cli.h"
 #include "bench_util.h"
 #include "bench_evidence.h"
@@ -27,9 +28,48 @@
 #include "../core/sign.h"
 #include "../core/verify.h"
 
-static void on_cp(lf_code code, const char *error, const char *text, void *arg) {
-    (void)error, (void)text;
-    *(bool *)arg = code == LF_OK;
+/* Checkpoints asked for and answered: they are signed off the loop and
+ * appended at a later write, so their answers come later too. */
+typedef struct cp_count {
+    unsigned asked, done, failed;
+    unsigned long long lag;     /* the most entries between one and what it states */
+} cp_count;
+
+/* The number after `key` in doc (0 if none). */
+static unsigned long long number_after(const char *doc, const char *key) {
+    const char *p = strstr(doc, key);
+    return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+static void on_cp(lf_code code, const char *error, const char *doc, void *arg) {
+    cp_count *n = arg;
+    (void)error;
+    n->done++;
+    if (code != LF_OK) {
+        n->failed++;
+        return;
+    }
+    unsigned long long lag =
+        number_after(doc, "\"seq\":") - 1 - number_after(doc, "\"tree_size\":");
+    if (lag > n->lag) n->lag = lag;
+}
+
+/* One checkpoint after every 1,000 entries, as serve does (not while one
+ * is being made: the engine makes one at a time). */
+static void checkpoint_every_1000(lf_engine *e, uint64_t *last, cp_count *n) {
+    lf_stats st;
+    lf_engine_stats(e, &st);
+    if (st.appended - *last < 1000 || n->done < n->asked) return;
+    *last = st.appended;
+    n->asked++;
+    lf_engine_checkpoint(e, "bench", on_cp, n);
+}
+
+/* Waits for the last checkpoint's answer. Returns whether all were ok. */
+static bool checkpoints_done(lf_cli *c, cp_count *n) {
+    while (n->done < n->asked && event_base_loop(c->base, EVLOOP_ONCE) == 0)
+        ;
+    return n->done == n->asked && !n->failed;
 }
 
 static const char *const STEPS[][2] = {
@@ -40,7 +80,7 @@ static const char *const STEPS[][2] = {
 /* n records through the happy path on a fresh memory: engine; with a key,
  * a checkpoint after every 1,000 entries. Returns seconds, or -1. */
 static double workload(lf_cli *c, const char *policies, const char *key, size_t n,
-                       unsigned *checkpoints) {
+                       cp_count *out) {
     lf_engine_config cfg = {
         .store = "memory:", .policies = policies, .base = c->base, .signing_key = key};
     char err[512];
@@ -50,7 +90,7 @@ static double workload(lf_cli *c, const char *policies, const char *key, size_t 
         return -1;
     }
     uint64_t last = 0, t0 = lf_mono_ns();
-    *checkpoints = 0;
+    cp_count cps = {0};
     bool ok = true;
     for (size_t i = 0; i < n && ok; i++) {
         char ref[64];
@@ -66,17 +106,11 @@ static double workload(lf_cli *c, const char *policies, const char *key, size_t 
             lf_engine_transition(e, &t, lf_bench_on_result, &ct);
             ok = ct.done && ct.ok;
         }
-        lf_stats st;
-        lf_engine_stats(e, &st);
-        if (key && st.appended - last >= 1000) {
-            bool signed_ok = false;
-            lf_engine_checkpoint(e, "bench", on_cp, &signed_ok);
-            ok = signed_ok;
-            last = st.appended;
-            (*checkpoints)++;
-        }
+        if (key) checkpoint_every_1000(e, &last, &cps);
     }
+    ok = checkpoints_done(c, &cps) && ok;
     double s = (double)(lf_mono_ns() - t0) / 1e9;
+    *out = cps;
     lf_engine_free(e);
     return ok ? s : -1;
 }
@@ -104,15 +138,13 @@ static int make_journal(lf_cli *c, const char *policies, const char *key,
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) return -1;
     uint64_t last = 0;
+    cp_count cps = {0};
     bool ok = true;
     for (size_t i = 0; ok; i++) {
         lf_stats st;
         lf_engine_stats(e, &st);
         if (st.appended >= entries) break;
-        if (st.appended - last >= 1000) {
-            lf_engine_checkpoint(e, "bench", on_cp, &ok);
-            last = st.appended;
-        }
+        checkpoint_every_1000(e, &last, &cps);
         char ref[64];
         snprintf(ref, sizeof ref, "bench-journal-%zu", i);
         lf_bench_call cr = {0};
@@ -127,6 +159,7 @@ static int make_journal(lf_cli *c, const char *policies, const char *key,
             ok = ct.ok;
         }
     }
+    ok = checkpoints_done(c, &cps) && ok;
     if (ok && lf_bench_dump_log(e, path) != 0) ok = false;
     lf_engine_free(e);
     return ok ? 0 : -1;
@@ -254,18 +287,21 @@ int lf_bench_evidence(lf_cli *c, const char *dir, const char *policies, size_t r
         return LF_EXIT_UNAVAILABLE;
     }
     double best_plain = 0, best_signed = 0;
-    unsigned cps = 0;
+    cp_count cps = {0};
+    unsigned long long lag = 0;
     for (unsigned r = 0; r < runs; r++) {
         double a = workload(c, policies, NULL, records, &cps);
         double b = workload(c, policies, key, records, &cps);
         if (a < 0 || b < 0) return LF_EXIT_FAILURE;
+        if (cps.lag > lag) lag = cps.lag;
         if (!best_plain || a < best_plain) best_plain = a;
         if (!best_signed || b < best_signed) best_signed = b;
     }
     double n = (double)records * 7;
     printf("evidence: memory with a signed checkpoint every 1000 entries: %.0f entries/s "
-           "(%u checkpoints) vs %.0f unsigned: %.1f%% of the rate\n",
-           n / best_signed, cps, n / best_plain, 100.0 * best_plain / best_signed);
+           "(%u checkpoints, signed off the loop: each appended at most %llu entries "
+           "after those it states) vs %.0f unsigned: %.1f%% of the rate\n",
+           n / best_signed, cps.asked, lag, n / best_plain, 100.0 * best_plain / best_signed);
     fflush(stdout);
     int rc = bench_verify(c, dir, policies, key, entries);
     unlink(key);

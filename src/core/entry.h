@@ -38,8 +38,9 @@ typedef enum lf_entry_kind {
                                aliases, never its state */
     LF_ENTRY_CHECKPOINT,    /* no record: a signed statement of the log's
                                first `version` entries (tree size, Merkle
-                               root, head), committed only as entry
-                               version + 1 */
+                               root, head), committed as a later entry,
+                               at most LF_CHECKPOINT_LAG after them
+                               (verify.h) */
     LF_ENTRY_NOTED,         /* the record's own timers changed (a hook
                                scheduled one, an override was acknowledged):
                                never its state, not in its history */

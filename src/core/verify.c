@@ -80,17 +80,63 @@ bool lf_checkpoint_verify(const lf_checkpoint *cp, const lf_key *key) {
 
 /* ---- the verifier ------------------------------------------------------ */
 
+/* A checkpoint may state fewer entries than precede it (by up to
+ * LF_CHECKPOINT_LAG): its root is then the tree of an earlier size T,
+ * which the verifier rebuilds from the last snapshot at a multiple of
+ * SNAP at or below T and the leaves after it. RECENT leaves and NSNAP
+ * snapshots cover any T a checkpoint may state (both powers of two above
+ * LAG + SNAP and (LAG + SNAP) / SNAP): ~130 KB, and a 2 KB copy every
+ * SNAP entries. */
+#define SNAP 64
+#define RECENT 2048
+#define NSNAP 32
+
 void lf_verifier_init(lf_verifier *v, const lf_key *key) {
     memset(v, 0, sizeof *v);
     lf_chain_init(&v->chain);
     lf_merkle_init(&v->mk);
+    v->recent = lf_xmalloc(RECENT * sizeof *v->recent);
+    v->snaps = lf_xmalloc(NSNAP * sizeof *v->snaps);
+    v->snaps[0] = v->mk;
     v->key = key;
     if (key) lf_key_id(key, v->key_id);
 }
 
 void lf_verifier_free(lf_verifier *v) {
     free(v->gens);
+    free(v->recent);
+    free(v->snaps);
     v->gens = NULL;
+    v->recent = NULL;
+    v->snaps = NULL;
+}
+
+/* A leaf in: kept among the recent ones, and the tree snapshot at every
+ * SNAP-th. */
+static void add_leaf(lf_verifier *v, const unsigned char leaf[32]) {
+    lf_merkle_append(&v->mk, leaf);
+    memcpy(v->recent[(v->mk.size - 1) % RECENT], leaf, 32);
+    if (v->mk.size % SNAP == 0) v->snaps[(v->mk.size / SNAP) % NSNAP] = v->mk;
+}
+
+/* The root and head of the log's first t entries, t at most
+ * LF_CHECKPOINT_LAG below the leaves so far. Returns -1 if it is not. */
+static int tree_at(const lf_verifier *v, uint64_t t, unsigned char root[32],
+                   char head[LF_HASH_LEN + 1]) {
+    if (t > v->mk.size || v->mk.size - t > LF_CHECKPOINT_LAG) return -1;
+    if (t == v->mk.size) {
+        lf_merkle_root(&v->mk, root);
+    } else {
+        uint64_t base = t / SNAP * SNAP;
+        lf_merkle m = v->snaps[(base / SNAP) % NSNAP];
+        for (uint64_t i = base + 1; i <= t; i++)
+            lf_merkle_append(&m, v->recent[(i - 1) % RECENT]);
+        lf_merkle_root(&m, root);
+    }
+    /* An entry's leaf is its hash. */
+    if (t) lf_hex(v->recent[(t - 1) % RECENT], 32, head);
+    else memcpy(head, LF_GENESIS, LF_HASH_LEN + 1);
+    return 0;
 }
 
 void lf_verifier_outside(lf_verifier *v, const lf_checkpoint *cp) {
@@ -120,21 +166,21 @@ static int check_checkpoint(lf_verifier *v, const lf_entry *e, char *err, size_t
         snprintf(err, errlen, "seq %llu: %s", seq, why);
         return -1;
     }
-    if (cp.tree_size != e->seq - 1 || e->version != cp.tree_size) {
+    unsigned char root[32];
+    char hex[65], head[LF_HASH_LEN + 1];
+    if (e->version != cp.tree_size || tree_at(v, cp.tree_size, root, head) != 0) {
         snprintf(err, errlen,
-                 "seq %llu: a checkpoint must state the %llu entries before it", seq,
-                 seq - 1);
+                 "seq %llu: a checkpoint must state the entries before it, or up to %d "
+                 "fewer (it states %llu)",
+                 seq, LF_CHECKPOINT_LAG, (unsigned long long)cp.tree_size);
         return -1;
     }
-    unsigned char root[32];
-    char hex[65];
-    lf_merkle_root(&v->mk, root);
     lf_hex(root, 32, hex);
-    if (strcmp(hex, cp.root) != 0 || strcmp(e->prev, cp.head) != 0) {
+    if (strcmp(hex, cp.root) != 0 || strcmp(head, cp.head) != 0) {
         snprintf(err, errlen,
                  "seq %llu: the first %llu entries do not make the Merkle root this "
                  "checkpoint signed (the log was rewritten)",
-                 seq, seq - 1);
+                 seq, (unsigned long long)cp.tree_size);
         return -1;
     }
     if (v->key && strcmp(cp.key_id, v->key_id) != 0) {
@@ -249,7 +295,7 @@ int lf_verifier_feed(lf_verifier *v, const char *line, size_t len, char *err,
     if (rc != 0) return rc;
     unsigned char leaf[32], root[32];
     lf_merkle_entry_leaf(line, len, leaf);
-    lf_merkle_append(&v->mk, leaf);
+    add_leaf(v, leaf);
     if (v->outside && !v->outside_met && v->mk.size == v->out.tree_size) {
         char hex[65];
         lf_merkle_root(&v->mk, root);

@@ -4,7 +4,8 @@
  *   - the hash chain (lf_chain: a modified byte, a deleted, inserted or
  *     reordered entry);
  *   - checkpoints: each states the Merkle root (RFC 6962, merkle.h) and
- *     head of the entries before it and is signed; the root must be the
+ *     head of the log's first entries (all those before it, or up to
+ *     LF_CHECKPOINT_LAG fewer) and is signed; the root must be the
  *     one the entries make, and with a key the signature must verify and
  *     name that key (a rewrite re-hashed to look whole, a re-signing by
  *     another key);
@@ -24,6 +25,14 @@
 #include "entry.h"
 #include "merkle.h"
 #include "sign.h"
+
+/* A checkpoint states the first tree_size entries of the log and is
+ * committed as a later entry S of it, at most LF_CHECKPOINT_LAG after
+ * them (tree_size <= S - 1 <= tree_size + LAG): its signature is made off
+ * the writer's loop, which appends meanwhile (engine/evidence.c). The
+ * bound lets a verifier reading the log once keep only the last LAG
+ * leaves and a few snapshots of the tree. */
+#define LF_CHECKPOINT_LAG 1024
 
 /* A checkpoint's fields, as its entry's metadata carries them. */
 typedef struct lf_checkpoint {
@@ -49,6 +58,8 @@ bool lf_checkpoint_verify(const lf_checkpoint *cp, const lf_key *key);
 typedef struct lf_verifier {
     lf_chain chain;
     lf_merkle mk;
+    unsigned char (*recent)[32];    /* the last leaves (see tree_at) */
+    lf_merkle *snaps;               /* the tree at the last multiples of SNAP */
     const lf_key *key;              /* NULL: signatures are not checked */
     char key_id[LF_KEY_ID_LEN + 1];
     uint64_t checkpoints;           /* checkpoint entries seen */

@@ -219,7 +219,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
         free(e);
         return NULL;
     }
-    e->ev = lf_evidence_new(e->store, key);
+    e->ev = lf_evidence_new(e->store, key, cfg->base);
     /* A reader's empty set announces nothing: it writes nothing. */
     if (strcmp(lf_rules_generation(rules), "none") == 0)
         lf_evidence_announced(e->ev, "none");
@@ -577,6 +577,7 @@ static void held_go(void *arg) {
 static void engine_commit(lf_engine *e, const gen *g, lf_entry *en, lf_store_cb *cb,
                           void *arg) {
     const char *id = lf_rules_generation(g->rules);
+    lf_evidence_poll(e->ev);
     if (lf_evidence_is_announced(e->ev, id)) {
         lf_store_commit(e->store, en, cb, arg);
         return;

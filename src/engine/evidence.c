@@ -10,6 +10,10 @@
 #include "../core/verify.h"
 
 #include <errno.h>
+#include <event2/event.h>
+#include <stdatomic.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <time.h>
 #include <stdio.h>
@@ -25,19 +29,23 @@ typedef struct waiter {
     struct waiter *next;
 } waiter;
 
-/* ---- the tree ---------------------------------------------------------
+/* ---- the tree and the signature -----------------------------------------
  *
- * With a key, a thread of its own folds the leaves into the tree: the
- * loop copies each entry's hash (64 hex digits: the leaf, core/merkle.h)
- * into a batch and hands full batches over, so keeping the tree costs the
- * loop a copy per entry, not the SHA-256 it costs to fold one (n - 1 of
- * them for n entries; ~8% of the memory store's rate when done inline).
- * A checkpoint waits for a batch the thread is folding (~10 us of
- * hashing, never I/O), then folds what it has not started and the
- * partial batch itself -- which is why batches are small and looked for
- * often: what is left for the checkpoint to fold is the loop's time. The
- * tree is the thread's while it is busy, the loop's otherwise; without
- * the thread (it could not start) the loop folds each leaf itself. */
+ * With a key, a thread of its own keeps the tree and signs checkpoints:
+ * the loop copies each entry's hash (64 hex digits: the leaf,
+ * core/merkle.h) into a batch and hands full batches over, so keeping the
+ * tree costs the loop a copy per entry, not the SHA-256 it costs to fold
+ * one (n - 1 of them for n entries; ~8% of the memory store's rate when
+ * done inline). A checkpoint asks the thread to sign the tree at the size
+ * the loop has handed over (the partial batch goes with the request) and
+ * the loop goes on appending: the thread folds up to that size, signs
+ * (~40 us of Ed25519, never I/O), folds on, and wakes the loop, which
+ * appends the checkpoint as the next entry -- a few entries after the
+ * ones it states, at most LF_CHECKPOINT_LAG (core/verify.h). Without an
+ * event base to wake, the loop takes the signed checkpoint at its next
+ * write (lf_evidence_poll) or, for a checkpoint it must answer at once,
+ * waits for it. Without the thread (it could not start) the loop folds
+ * each leaf and signs itself. */
 #define BATCH 64
 /* A busy thread looks for work every 100 us instead of being woken
  * per batch: on a virtual machine, waking an idle CPU costs the waker
@@ -59,39 +67,97 @@ static void fold(lf_merkle *mk, const leaf_hex *h, size_t n) {
     }
 }
 
+/* Signs the tree mk as cp (whose tree_size is mk's and head is set):
+ * root, time, key id and signature. Returns 0, or -1 if the key could
+ * not sign. */
+static int sign(const lf_merkle *mk, const lf_key *key, lf_checkpoint *cp) {
+    unsigned char root[32], sig[LF_SIG_LEN];
+    lf_merkle_root(mk, root);
+    lf_hex(root, sizeof root, cp->root);
+    lf_ts_format(lf_now_us(), cp->time);
+    lf_key_id(key, cp->key_id);
+    lf_buf text = LF_BUF_INIT;
+    lf_checkpoint_text(cp, &text);
+    int rc = lf_key_sign(key, text.p, text.len, sig);
+    lf_buf_free(&text);
+    if (rc != 0) return -1;
+    char *b64 = lf_base64(sig, sizeof sig);
+    snprintf(cp->signature, sizeof cp->signature, "%s", b64);
+    free(b64);
+    return 0;
+}
+
 typedef struct folder {
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t work, idle;
+    pthread_cond_t work, signed_;
     lf_buf q;                       /* leaf_hex handed over, not folded (mu) */
-    bool busy, stop;                /* (mu) */
+    bool stop;                      /* (mu) */
     bool polling;                   /* (mu) it looks again within POLL_NS */
     unsigned empty;                 /* looks in a row that found nothing */
-    lf_merkle *mk;                  /* the evidence's tree */
+    lf_merkle *mk;                  /* the evidence's tree: the thread's */
+    const lf_key *key;
+    bool asked;                     /* (mu) cp.tree_size and cp.head to sign */
+    lf_checkpoint cp;               /* (mu) the request, then the answer */
+    int rc;                         /* (mu) sign()'s */
+    atomic_bool ready;              /* cp is signed: the loop may take it */
+    int efd;                        /* eventfd waking the loop, or -1 */
 } folder;
 
 struct lf_evidence {
     lf_store *store;
     lf_key *key;
     lf_merkle mk;                   /* the tree (see fold) */
-    folder *fold;                   /* NULL: the loop folds */
+    folder *fold;                   /* NULL: the loop folds and signs */
+    struct event *wake;             /* on the base: the folder signed */
     leaf_hex batch[BATCH];          /* leaves not handed over yet */
     size_t nbatch;
     uint64_t size;                  /* the log's first `size` entries are in */
     char head[LF_HASH_LEN + 1];     /* the hash of entry `size` */
-    bool checkpointing;             /* one at a time */
+    struct cp_ctx *cp;              /* the checkpoint being made: one at a time */
+    bool catching_up;               /* the tree reads the log: saw() waits */
     char announced[LF_HASH_LEN + 1];    /* the generation known announced */
     bool announcing;
     waiter *waiting, **tail;        /* writes held until it is */
     char *gen, *actor, *meta;       /* the announcement being made */
 };
 
+/* The thread's side of a request: signs when the tree holds its size. */
+static void sign_asked(folder *f) {
+    pthread_mutex_lock(&f->mu);
+    lf_checkpoint cp = f->cp;
+    pthread_mutex_unlock(&f->mu);
+    int rc = sign(f->mk, f->key, &cp);
+    pthread_mutex_lock(&f->mu);
+    f->cp = cp;
+    f->rc = rc;
+    f->asked = false;
+    atomic_store(&f->ready, true);
+    pthread_cond_signal(&f->signed_);
+    pthread_mutex_unlock(&f->mu);
+    uint64_t one = 1;
+    if (f->efd >= 0 && write(f->efd, &one, sizeof one) < 0) { /* a wake-up is pending */ }
+}
+
+/* Folds n leaves, stopping to sign at the size asked for (at, if asked:
+ * never below the tree's size, since the loop hands leaves over in order
+ * and asks after the last one the checkpoint states). */
+static void fold_to(folder *f, const leaf_hex *h, size_t n, bool asked, uint64_t at) {
+    size_t k = n;
+    if (asked && at - f->mk->size < n) k = (size_t)(at - f->mk->size);
+    fold(f->mk, h, k);
+    if (asked && f->mk->size == at) sign_asked(f);
+    fold(f->mk, h + k, n - k);
+}
+
+static bool sign_due(const folder *f) { return f->asked && f->mk->size == f->cp.tree_size; }
+
 static void *fold_thread(void *arg) {
     folder *f = arg;
     lf_buf mine = LF_BUF_INIT;
     pthread_mutex_lock(&f->mu);
     for (;;) {
-        while (!f->q.len && !f->stop) {
+        while (!f->q.len && !f->stop && !sign_due(f)) {
             if (!f->polling) {
                 pthread_cond_wait(&f->work, &f->mu);
                 continue;
@@ -107,22 +173,27 @@ static void *fold_thread(void *arg) {
                 ++f->empty >= IDLE_POLLS)
                 f->polling = false;     /* idle: sleep until woken */
         }
+        if (sign_due(f)) {
+            pthread_mutex_unlock(&f->mu);
+            sign_asked(f);
+            pthread_mutex_lock(&f->mu);
+            continue;
+        }
         if (!f->q.len) break;
         /* Copied, not taken: both buffers keep their memory, so handing
          * a batch over never allocates (a fresh buffer each time had the
          * loop page-faulting in hand_over). */
         size_t n = f->q.len / sizeof(leaf_hex);
+        bool asked = f->asked;
+        uint64_t at = f->cp.tree_size;
         lf_buf_reset(&mine);
         lf_buf_add(&mine, f->q.p, f->q.len);
         lf_buf_reset(&f->q);
-        f->busy = true;
         pthread_mutex_unlock(&f->mu);
-        fold(f->mk, (const leaf_hex *)mine.p, n);
+        fold_to(f, (const leaf_hex *)mine.p, n, asked, at);
         pthread_mutex_lock(&f->mu);
-        f->busy = false;
         f->polling = true;
         f->empty = 0;
-        pthread_cond_signal(&f->idle);
     }
     pthread_mutex_unlock(&f->mu);
     lf_buf_free(&mine);
@@ -130,20 +201,25 @@ static void *fold_thread(void *arg) {
     return NULL;
 }
 
-static folder *fold_start(lf_merkle *mk) {
+static folder *fold_start(lf_merkle *mk, const lf_key *key, bool wakes) {
     folder *f = lf_xcalloc(1, sizeof *f);
     f->mk = mk;
+    f->key = key;
+    f->efd = wakes ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+    atomic_init(&f->ready, false);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->work, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_cond_init(&f->idle, NULL);
-    if (pthread_create(&f->thread, NULL, fold_thread, f) == 0) return f;
+    pthread_cond_init(&f->signed_, NULL);
+    if ((!wakes || f->efd >= 0) && pthread_create(&f->thread, NULL, fold_thread, f) == 0)
+        return f;
+    if (f->efd >= 0) close(f->efd);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
-    pthread_cond_destroy(&f->idle);
+    pthread_cond_destroy(&f->signed_);
     free(f);
     return NULL;
 }
@@ -151,70 +227,64 @@ static folder *fold_start(lf_merkle *mk) {
 static void fold_stop(folder *f) {
     if (!f) return;
     lf_thread_stop(f->thread, &f->mu, &f->work, &f->stop);
+    if (f->efd >= 0) close(f->efd);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->work);
-    pthread_cond_destroy(&f->idle);
+    pthread_cond_destroy(&f->signed_);
     lf_buf_free(&f->q);
     free(f);
 }
 
-/* The batch to the thread. */
-static void hand_over(lf_evidence *ev) {
+/* The batch to the thread (mu held). */
+static void hand_over_locked(lf_evidence *ev) {
     folder *f = ev->fold;
     if (!ev->nbatch) return;
-    pthread_mutex_lock(&f->mu);
+    memcpy(ev->head, ev->batch[ev->nbatch - 1], LF_HASH_LEN);
     lf_buf_add(&f->q, ev->batch, ev->nbatch * sizeof *ev->batch);
     if (!f->polling) pthread_cond_signal(&f->work);
-    pthread_mutex_unlock(&f->mu);
     ev->nbatch = 0;
 }
 
-/* Entry size + 1, whose hash is `hash` (64 hex digits). */
+static void hand_over(lf_evidence *ev) {
+    pthread_mutex_lock(&ev->fold->mu);
+    hand_over_locked(ev);
+    pthread_mutex_unlock(&ev->fold->mu);
+}
+
+/* Entry size + 1, whose hash is `hash` (64 hex digits). The head is
+ * the batch's last leaf while there is a batch (hand_over keeps it). */
 static void add_leaf(lf_evidence *ev, const char *hash) {
     if (ev->fold) {
         memcpy(ev->batch[ev->nbatch++], hash, LF_HASH_LEN);
         if (ev->nbatch == BATCH) hand_over(ev);
     } else {
         fold(&ev->mk, (const leaf_hex *)hash, 1);
+        memcpy(ev->head, hash, LF_HASH_LEN);
     }
-    memcpy(ev->head, hash, LF_HASH_LEN);
-    ev->head[LF_HASH_LEN] = '\0';
     ev->size++;
 }
 
-/* The root of the first `size` entries. */
-static void tree_root(lf_evidence *ev, unsigned char out[32]) {
-    folder *f = ev->fold;
-    if (!f) {
-        lf_merkle_root(&ev->mk, out);
-        return;
-    }
-    /* What the thread has not started on, and the partial batch, are
-     * folded here: waking it would cost as much. */
-    pthread_mutex_lock(&f->mu);
-    while (f->busy) pthread_cond_wait(&f->idle, &f->mu);
-    fold(&ev->mk, (const leaf_hex *)f->q.p, f->q.len / sizeof(leaf_hex));
-    lf_buf_reset(&f->q);
-    fold(&ev->mk, ev->batch, ev->nbatch);
-    ev->nbatch = 0;
-    lf_merkle_root(&ev->mk, out);
-    pthread_mutex_unlock(&f->mu);
-}
+static void on_wake(evutil_socket_t fd, short what, void *arg);
 
-lf_evidence *lf_evidence_new(lf_store *store, lf_key *key) {
+lf_evidence *lf_evidence_new(lf_store *store, lf_key *key, struct event_base *base) {
     lf_evidence *ev = lf_xcalloc(1, sizeof *ev);
     ev->store = store;
     ev->key = key;
     lf_merkle_init(&ev->mk);
-    if (key) ev->fold = fold_start(&ev->mk);
+    if (key) ev->fold = fold_start(&ev->mk, key, base != NULL);
+    if (ev->fold && base) ev->wake = event_new(base, ev->fold->efd, EV_READ, on_wake, ev);
     memcpy(ev->head, LF_GENESIS, LF_HASH_LEN + 1);
     ev->tail = &ev->waiting;
     return ev;
 }
 
+static void cp_done(struct cp_ctx *c, lf_code code, const char *err, const char *doc);
+
 void lf_evidence_free(lf_evidence *ev) {
     if (!ev) return;
+    if (ev->wake) event_free(ev->wake);
     fold_stop(ev->fold);
+    if (ev->cp) cp_done(ev->cp, LF_UNAVAILABLE, "closed before the checkpoint was appended", NULL);
     lf_key_free(ev->key);
     for (waiter *w = ev->waiting, *n; w; w = n) {
         n = w->next;
@@ -232,7 +302,7 @@ const lf_key *lf_evidence_key(const lf_evidence *ev) { return ev->key; }
 
 void lf_evidence_saw(lf_evidence *ev, const lf_entry *e) {
     /* e->hash is hex: the store sealed it. */
-    if (!ev->key || ev->checkpointing || e->seq != ev->size + 1) return;
+    if (!ev->key || ev->catching_up || e->seq != ev->size + 1) return;
     add_leaf(ev, e->hash);
 }
 
@@ -244,17 +314,19 @@ typedef struct cp_ctx {
     lf_text_cb *cb;
     void *arg;
     int attempts;
+    bool asked;                 /* the folder is signing it */
     lf_checkpoint cp;
 } cp_ctx;
 
 static void cp_done(cp_ctx *c, lf_code code, const char *err, const char *doc) {
-    c->ev->checkpointing = false;
+    c->ev->cp = NULL;
+    c->ev->catching_up = false;
     c->cb(code, code == LF_OK ? NULL : err, doc, c->arg);
     free(c->actor);
     free(c);
 }
 
-static void cp_commit(cp_ctx *c);
+static void cp_ask(cp_ctx *c);
 
 /* One page of the log after what the tree holds: leaves in, then the next
  * page, until the end. */
@@ -275,11 +347,13 @@ static void cp_page(lf_code code, const char *error, const char *const *lines,
         }
         add_leaf(ev, lines[i] + lens[i] - LF_HASH_LEN - 2);
     }
-    if (n == 0) cp_commit(c);
+    if (n == 0) cp_ask(c);
     else lf_store_audit(ev->store, NULL, ev->size, PAGE, cp_page, c);
 }
 
+/* Reads what others appended since the tree's size, then asks. */
 static void cp_catch_up(cp_ctx *c) {
+    c->ev->catching_up = true;
     lf_store_audit(c->ev->store, NULL, c->ev->size, PAGE, cp_page, c);
 }
 
@@ -306,53 +380,104 @@ static void cp_committed(lf_code code, const char *err, const lf_record *rec,
     cp_ctx *c = arg;
     (void)rec;
     if (code == LF_CONFLICT && ++c->attempts < MAX_ATTEMPTS) {
-        cp_catch_up(c);         /* others appended: state those too */
+        cp_catch_up(c);         /* others appended past the lag: state more */
         return;
     }
     if (code != LF_OK) {
         cp_done(c, code, err, NULL);
         return;
     }
-    c->ev->checkpointing = false;
     lf_evidence_saw(c->ev, en);         /* the checkpoint is a leaf too */
     char *doc = cp_document(c, en->seq);
     cp_done(c, LF_OK, NULL, doc);
     free(doc);
 }
 
-/* Signs what the tree holds and appends it as the next entry. */
-static void cp_commit(cp_ctx *c) {
-    lf_evidence *ev = c->ev;
-    lf_checkpoint *cp = &c->cp;
-    unsigned char root[32], sig[LF_SIG_LEN];
-    memset(cp, 0, sizeof *cp);
-    cp->tree_size = ev->size;
-    tree_root(ev, root);
-    lf_hex(root, sizeof root, cp->root);
-    memcpy(cp->head, ev->head, LF_HASH_LEN + 1);
-    lf_ts_format(lf_now_us(), cp->time);
-    lf_key_id(ev->key, cp->key_id);
-    lf_buf text = LF_BUF_INIT, meta = LF_BUF_INIT;
-    lf_checkpoint_text(cp, &text);
-    if (lf_key_sign(ev->key, text.p, text.len, sig) != 0) {
-        lf_buf_free(&text);
+/* Appends the signed checkpoint as the next entry. */
+static void cp_commit(cp_ctx *c, int signed_rc) {
+    if (signed_rc != 0) {
         cp_done(c, LF_UNAVAILABLE, "the signing key could not sign", NULL);
         return;
     }
-    char *b64 = lf_base64(sig, sizeof sig);
-    snprintf(cp->signature, sizeof cp->signature, "%s", b64);
-    free(b64);
-    lf_checkpoint_json(cp, &meta);
+    lf_buf meta = LF_BUF_INIT;
+    lf_checkpoint_json(&c->cp, &meta);
     lf_entry en = {0};
     en.kind = LF_ENTRY_CHECKPOINT;
-    en.version = cp->tree_size;
+    en.version = c->cp.tree_size;
     en.trigger = "checkpoint";
     en.actor = c->actor;
-    memcpy(en.timestamp, cp->time, LF_TS_LEN + 1);
+    memcpy(en.timestamp, c->cp.time, LF_TS_LEN + 1);
     en.metadata = meta.p;
-    lf_store_commit(ev->store, &en, cp_committed, c);
-    lf_buf_free(&text);
+    lf_store_commit(c->ev->store, &en, cp_committed, c);
     lf_buf_free(&meta);
+}
+
+static void wait_signed(folder *f) {
+    pthread_mutex_lock(&f->mu);
+    while (!atomic_load(&f->ready)) pthread_cond_wait(&f->signed_, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* The tree holds the log's first `size` entries: sign them. The folder
+ * signs off the loop; without an event base to wake the loop, a
+ * checkpoint asked for outside any write (the CLI's, the Lua module's)
+ * waits for it here. */
+static void cp_ask(cp_ctx *c) {
+    lf_evidence *ev = c->ev;
+    folder *f = ev->fold;
+    ev->catching_up = false;
+    memset(&c->cp, 0, sizeof c->cp);
+    c->cp.tree_size = ev->size;
+    if (!f) {
+        memcpy(c->cp.head, ev->head, LF_HASH_LEN + 1);
+        cp_commit(c, sign(&ev->mk, ev->key, &c->cp));
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    hand_over_locked(ev);
+    memcpy(c->cp.head, ev->head, LF_HASH_LEN + 1);
+    f->cp = c->cp;
+    f->asked = true;
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->mu);
+    c->asked = true;
+    if (ev->wake) {
+        event_add(ev->wake, NULL);
+        return;
+    }
+    wait_signed(f);
+    lf_evidence_poll(ev);
+}
+
+void lf_evidence_poll(lf_evidence *ev) {
+    cp_ctx *c = ev->cp;
+    if (!c || !c->asked) return;
+    folder *f = ev->fold;
+    if (!atomic_load_explicit(&f->ready, memory_order_acquire)) {
+        /* Half the lag a checkpoint may have is written already (the
+         * thread was descheduled): wait for it -- it signs, never waits
+         * on I/O -- rather than let the log outgrow it. */
+        if (ev->size - c->cp.tree_size < LF_CHECKPOINT_LAG / 2) return;
+        wait_signed(f);
+    }
+    pthread_mutex_lock(&f->mu);
+    c->cp = f->cp;
+    int rc = f->rc;
+    atomic_store(&f->ready, false);
+    pthread_mutex_unlock(&f->mu);
+    c->asked = false;
+    if (ev->wake) event_del(ev->wake);
+    cp_commit(c, rc);
+}
+
+/* The folder signed (or a wake-up left from one taken at a write). */
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    lf_evidence *ev = arg;
+    uint64_t n;
+    (void)what;
+    if (read(fd, &n, sizeof n) < 0) { /* nothing to drain */ }
+    lf_evidence_poll(ev);
+    if (ev->cp && ev->cp->asked) event_add(ev->wake, NULL);
 }
 
 void lf_evidence_checkpoint(lf_evidence *ev, const char *actor, const char *generation,
@@ -365,16 +490,16 @@ void lf_evidence_checkpoint(lf_evidence *ev, const char *actor, const char *gene
            NULL, arg);
         return;
     }
-    if (ev->checkpointing) {
+    if (ev->cp) {
         cb(LF_CONFLICT, "a checkpoint is being written", NULL, arg);
         return;
     }
-    ev->checkpointing = true;
     cp_ctx *c = lf_xcalloc(1, sizeof *c);
     c->ev = ev;
     c->actor = lf_xstrdup(actor ? actor : "anonymous");
     c->cb = cb;
     c->arg = arg;
+    ev->cp = c;
     cp_catch_up(c);
 }
 

@@ -85,15 +85,20 @@ void lf_checkpoints_final(lf_server *s) {
         s->cp_ev = NULL;
     }
     if (!s->engine || !lf_engine_can_sign(s->engine)) return;
-    lf_stats st;
-    lf_engine_stats(s->engine, &st);
-    if (s->cp_busy || st.appended == s->cp_appended) return;
-    checkpoint(s);
-    /* Inline stores are done already; Redis answers on the loop. */
+    /* Checkpoints are signed off the loop and answer on it: the one in
+     * flight first, then one of whatever came after it. */
     uint64_t until = lf_mono_ns() + 5000000000u;
-    while (!pending.done && lf_mono_ns() < until &&
-           event_base_loop(s->base, EVLOOP_ONCE) == 0)
-        ;
-    if (!pending.done)
-        lf_logf(LF_LOG_WARN, "checkpoint at shutdown: no answer from the store");
+    for (int round = 0; round < 2; round++) {
+        lf_stats st;
+        lf_engine_stats(s->engine, &st);
+        if (!s->cp_busy && st.appended == s->cp_appended) return;
+        if (!s->cp_busy) checkpoint(s);
+        while (!pending.done && lf_mono_ns() < until &&
+               event_base_loop(s->base, EVLOOP_ONCE) == 0)
+            ;
+        if (!pending.done) {
+            lf_logf(LF_LOG_WARN, "checkpoint at shutdown: no answer from the store");
+            return;
+        }
+    }
 }

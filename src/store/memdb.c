@@ -3,6 +3,7 @@
 #include "memdb.h"
 #include "../core/mem.h"
 #include "../core/map.h"
+#include "../core/verify.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -213,8 +214,10 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *
     }
     if (e->kind == LF_ENTRY_POLICY_LOADED) return LF_OK;
     if (e->kind == LF_ENTRY_CHECKPOINT) {
-        /* It states the first `version` entries: only as the next one. */
-        if (e->version == db->nlines) return LF_OK;
+        /* It states the first `version` entries: at most
+         * LF_CHECKPOINT_LAG fewer than the log has (core/verify.h). */
+        if (e->version <= db->nlines && db->nlines - e->version <= LF_CHECKPOINT_LAG)
+            return LF_OK;
         snprintf(err, errlen, "the log has %zu entries, the checkpoint states %llu",
                  (size_t)db->nlines, (unsigned long long)e->version);
         return LF_CONFLICT;

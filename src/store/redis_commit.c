@@ -27,6 +27,7 @@
  *
  * docs/redis.md has the whole protocol and the key layout. */
 #include "redis.h"
+#include "../core/verify.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -379,10 +380,12 @@ static void commit_send(lf_rop *op) {
         lf_redis_wait_tip(op);
         return;
     }
-    if (c->e.kind == LF_ENTRY_CHECKPOINT && s->tip_seq > c->e.version) {
-        /* A checkpoint states the first `version` entries: the log has
-         * grown past them (a tip below is stale, and the script's answer
-         * corrects it). */
+    if (c->e.kind == LF_ENTRY_CHECKPOINT &&
+        s->tip_seq > c->e.version + LF_CHECKPOINT_LAG) {
+        /* A checkpoint states the first `version` entries, at most
+         * LF_CHECKPOINT_LAG fewer than the log has (core/verify.h): the
+         * log has grown too far past them (a tip below is stale, and the
+         * script's answer corrects it). */
         lf_redis_fail(op, LF_CONFLICT, "the log grew past the checkpoint");
         return;
     }
