@@ -295,7 +295,13 @@ typedef void lf_text_cb(lf_code code, const char *error, const char *text, void 
 /* Appends a signed checkpoint of the whole log (tree size, Merkle root,
  * head, time, key id, Ed25519 signature; docs/audit.md) and answers with
  * it as a standalone JSON document: {"seq","checkpoint","signed",
- * "public_key"}. invalid_request without a signing key. */
+ * "public_key"}. The signature is made off the caller's thread: with an
+ * event base the answer comes from the loop (or from the engine's next
+ * write, if the loop does not run first), and entries written meanwhile
+ * may come before the checkpoint, which states the log as it was when
+ * asked; without a base the call waits for the signature. One at a time
+ * (conflict while one is being made); invalid_request without a signing
+ * key. */
 LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb,
                                  void *arg);
 /* Imports one record as LoopForge writes it (LoopRecord.to_dict(): its
