@@ -245,6 +245,7 @@ static void events_send(lf_server *s, const char *text, size_t len) {
 /* An entry the engine committed: one event, `id` its seq. */
 static void on_entry(const lf_entry *e, void *arg) {
     lf_server *s = arg;
+    lf_checkpoints_appended(s);
     if (!s->nevents) return;
     lf_buf b = LF_BUF_INIT;
     lf_buf_printf(&b, "id: %llu\nevent: entry\ndata: ", (unsigned long long)e->seq);

@@ -94,6 +94,27 @@ expect_status "after an entry, the server's next tick signs one: GET /v1/checkpo
 expect_match "… the signed document" body "$out" '"checkpoint":\{.*"signature":"[A-Za-z0-9+/=]+"'
 stop_server
 
+# --checkpoint-every N: one as soon as N entries are uncovered, not once a
+# second at the tick: 200 records created in one go, a checkpoint of every
+# 10 (signed off the loop, so some land a few entries late).
+start_server --store "file:$tmp/j2" --policies "$SHIPPED" --signing-key "$tmp/k.key" \
+    --checkpoint-every 10 --checkpoint-seconds 86400 || not_ok "serve with a key starts"
+: >"$tmp/create.cfg"
+i=0
+while [ $i -lt 200 ]; do
+    i=$((i + 1))
+    printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"o/r#%d\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nnext\n' \
+        "$BASE" "$i" >>"$tmp/create.cfg"
+done
+created=$(curl -sS -K "$tmp/create.cfg" | grep -c '^201$')
+expect_match "200 records created" created "$created" '^200$'
+stop_server
+cps=$(grep -c '"kind":"checkpoint"' "$tmp/j2")
+check "… and at least 19 checkpoints (one per 10 entries), not one a second ($cps)" \
+    test "$cps" -ge 19
+run --policies "$SHIPPED" --store "file:$tmp/j2" audit --verify --key "$tmp/k.pub"
+expect_rc "… the log verifies with the key" 0
+
 # With tokens: the console's files are public (they hold no data), the
 # data and the stream are not.
 TOKENS="$tmp/tokens"
