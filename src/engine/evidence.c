@@ -115,7 +115,6 @@ struct lf_evidence {
     uint64_t size;                  /* the log's first `size` entries are in */
     char head[LF_HASH_LEN + 1];     /* the hash of entry `size` */
     struct cp_ctx *cp;              /* the checkpoint being made: one at a time */
-    bool catching_up;               /* the tree reads the log: saw() waits */
     char announced[LF_HASH_LEN + 1];    /* the generation known announced */
     bool announcing;
     waiter *waiting, **tail;        /* writes held until it is */
@@ -302,7 +301,7 @@ const lf_key *lf_evidence_key(const lf_evidence *ev) { return ev->key; }
 
 void lf_evidence_saw(lf_evidence *ev, const lf_entry *e) {
     /* e->hash is hex: the store sealed it. */
-    if (!ev->key || ev->catching_up || e->seq != ev->size + 1) return;
+    if (!ev->key || e->seq != ev->size + 1) return;
     add_leaf(ev, e->hash);
 }
 
@@ -314,22 +313,28 @@ typedef struct cp_ctx {
     lf_text_cb *cb;
     void *arg;
     int attempts;
+    uint64_t after;             /* the tree's size when the page was asked for */
     bool asked;                 /* the folder is signing it */
     lf_checkpoint cp;
 } cp_ctx;
 
 static void cp_done(cp_ctx *c, lf_code code, const char *err, const char *doc) {
     c->ev->cp = NULL;
-    c->ev->catching_up = false;
     c->cb(code, code == LF_OK ? NULL : err, doc, c->arg);
     free(c->actor);
     free(c);
 }
 
 static void cp_ask(cp_ctx *c);
+static void cp_catch_up(cp_ctx *c);
 
-/* One page of the log after what the tree holds: leaves in, then the next
- * page, until the end. */
+/* One page of the log after what the tree held when it was asked for
+ * (c->after): the entries the tree lacks go in -- this engine's own may
+ * have gone in meanwhile (lf_evidence_saw) -- then the next page, until
+ * one that is not full. Entries appended after that are the next
+ * checkpoint's: under load, waiting for a page with nothing new would
+ * never end (the writes in flight are always new), and each page is a
+ * read the store must serve. */
 static void cp_page(lf_code code, const char *error, const char *const *lines,
                     const size_t *lens, size_t n, uint64_t last_seq, void *arg) {
     cp_ctx *c = arg;
@@ -345,16 +350,16 @@ static void cp_page(lf_code code, const char *error, const char *const *lines,
             cp_done(c, LF_UNAVAILABLE, "the log holds a line that is not an entry", NULL);
             return;
         }
-        add_leaf(ev, lines[i] + lens[i] - LF_HASH_LEN - 2);
+        if (c->after + 1 + i == ev->size + 1) add_leaf(ev, lines[i] + lens[i] - LF_HASH_LEN - 2);
     }
-    if (n == 0) cp_ask(c);
-    else lf_store_audit(ev->store, NULL, ev->size, PAGE, cp_page, c);
+    if (n < PAGE) cp_ask(c);
+    else cp_catch_up(c);
 }
 
 /* Reads what others appended since the tree's size, then asks. */
 static void cp_catch_up(cp_ctx *c) {
-    c->ev->catching_up = true;
-    lf_store_audit(c->ev->store, NULL, c->ev->size, PAGE, cp_page, c);
+    c->after = c->ev->size;
+    lf_store_audit(c->ev->store, NULL, c->after, PAGE, cp_page, c);
 }
 
 /* The standalone document: the checkpoint, the seq it has in the log,
@@ -425,7 +430,6 @@ static void wait_signed(folder *f) {
 static void cp_ask(cp_ctx *c) {
     lf_evidence *ev = c->ev;
     folder *f = ev->fold;
-    ev->catching_up = false;
     memset(&c->cp, 0, sizeof c->cp);
     c->cp.tree_size = ev->size;
     if (!f) {
