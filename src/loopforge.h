@@ -223,7 +223,10 @@ typedef struct lf_list_query {
                                    epoch; their last history entry), for
                                    the timers' tick. A hint: the embedded
                                    stores answer just those, oldest first,
-                                   in one page; Redis the whole state.
+                                   in one page; Redis the whole state the
+                                   first time a process asks about it, then
+                                   just those, newest first, in pages; the
+                                   whole state when repo is given too.
                                    0 = any */
 } lf_list_query;
 

@@ -778,6 +778,102 @@ static void pages_through_ties_like_memory(void **state) {
     t_got_reset(&g);
 }
 
+/* ---- the entered indexes (timers) ------------------------------------- */
+
+/* Every page of an entered_by list of task_queued: ids into seen (each
+ * once), returns how many. */
+static size_t list_entered(lf_store *s, int64_t by, size_t limit, char (*seen)[LF_ID_LEN + 1],
+                           size_t cap) {
+    size_t n = 0;
+    char *cur = NULL;
+    do {
+        t_page p = {0};
+        lf_list_query q = {.state = "task_queued", .entered_by = by, .limit = limit,
+                           .cursor = cur};
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.code, LF_OK);
+        assert_true(p.n <= limit);
+        for (size_t i = 0; i < p.n; i++) {
+            for (size_t k = 0; k < n; k++) assert_string_not_equal(seen[k], p.ids[i]);
+            assert_true(n < cap);
+            memcpy(seen[n++], p.ids[i], LF_ID_LEN + 1);
+        }
+        free(cur);
+        cur = p.cursor ? strdup(p.cursor) : NULL;
+        t_page_reset(&p);
+    } while (cur);
+    return n;
+}
+
+/* When a record entered its state, as the entered index scores it, or -1. */
+static int64_t entered_score(const char *state, const char *id) {
+    redisReply *r = t_redis_cmd(&server, "ZSCORE lf:ent:%s %s", state, id);
+    int64_t v = r->type == REDIS_REPLY_STRING ? (int64_t)strtod(r->str, NULL) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Records written before the commit script kept entered indexes (taken
+ * out of it here by hand) are found by the first ask -- a pass over the
+ * whole state, in pages -- which fills the index; from then on an ask
+ * reads just the records that entered by then, paged through the index
+ * by when they entered. Every commit keeps it: a move out and a delete
+ * take a record out, a move in scores it when it came. */
+static void entered_index_filled_then_read(void **state) {
+    lf_store *s = F(state)->s;
+    enum { N = 250 };
+    t_got g = {0};
+    char id[N][LF_ID_LEN + 1], seen[N][LF_ID_LEN + 1];
+    int64_t at[N];
+    for (unsigned i = 0; i < N; i++) {
+        t_id(id[i], i + 1);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+        assert_int_equal(t_transition(s, id[i], "issue_created", "task_queued", 1, &g),
+                         LF_OK);
+        at[i] = t_clock_us;
+        assert_int_equal(entered_score("task_queued", id[i]), at[i]);
+        assert_int_equal(entered_score("issue_created", id[i]), -1);
+    }
+    for (unsigned i = 0; i < N; i += 2)     /* "old" records: not indexed */
+        t_redis_ok(&server, "ZREM lf:ent:task_queued %s", id[i]);
+    /* The first ask lists the whole state (all N, though only 11 are
+     * due by at[10]) and fills the index. */
+    assert_int_equal(list_entered(s, at[10], 100, seen, N), N);
+    redisReply *r = t_redis_cmd(&server, "ZCARD lf:ent:task_queued");
+    assert_int_equal(r->integer, N);
+    freeReplyObject(r);
+    for (unsigned i = 0; i < N; i++) assert_int_equal(entered_score("task_queued", id[i]), at[i]);
+    /* Then exactly those due, in pages of any size. */
+    const size_t limits[] = {1, 7, 100, 1000};
+    for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+        assert_int_equal(list_entered(s, at[10], limits[l], seen, N), 11);
+        for (unsigned i = 0; i <= 10; i++) {
+            bool found = false;
+            for (size_t k = 0; k < 11; k++) found |= !strcmp(seen[k], id[i]);
+            assert_true(found);
+        }
+    }
+    assert_int_equal(list_entered(s, at[N - 1], 100, seen, N), N);
+    assert_int_equal(list_entered(s, at[0] - 1, 100, seen, N), 0);
+    /* Moves and deletes keep it. */
+    assert_int_equal(t_transition(s, id[0], "task_queued", "pr_created", 2, &g), LF_OK);
+    assert_int_equal(entered_score("task_queued", id[0]), -1);
+    assert_int_equal(entered_score("pr_created", id[0]), t_clock_us);
+    assert_int_equal(t_delete(s, id[1], "task_queued", 2, &g), LF_OK);
+    assert_int_equal(entered_score("task_queued", id[1]), -1);
+    assert_int_equal(t_transition(s, id[0], "pr_created", "task_queued", 3, &g), LF_OK);
+    assert_int_equal(entered_score("pr_created", id[0]), -1);
+    assert_int_equal(entered_score("task_queued", id[0]), t_clock_us);
+    assert_int_equal(list_entered(s, at[10], 100, seen, N), 9);    /* 2..10 */
+    /* Another process fills it once too, then reads it. */
+    lf_store *other = open_url(server.url, F(state)->base);
+    assert_int_equal(list_entered(other, at[10], 100, seen, N), N - 1);
+    assert_int_equal(list_entered(other, at[10], 100, seen, N), 9);
+    lf_store_free(other);
+    t_got_reset(&g);
+}
+
 /* ---- corruption and tampering ---------------------------------------- */
 
 static void corrupted_record_value(void **state) {
@@ -1009,6 +1105,7 @@ int main(void) {
         T(free_from_a_callback),
         T(another_process_moved_it),
         T(pages_through_ties_like_memory),
+        T(entered_index_filled_then_read),
         T(corrupted_record_value),
         T(tampering_is_detected),
         T(engine_runs_on_redis),

@@ -254,11 +254,11 @@ static int run_capture(char *const argv[], char **out) {
 /* EVALSHA commit, with the real line and record JSON from the run, under
  * fresh random keys per call (redis-benchmark's __rand_int__). The
  * arguments follow the commit script's layout (redis_lua.c): mode
- * create, 12 keys, 12 ARGV, no idempotency key. */
+ * create, 15 keys, 12 ARGV, no idempotency key. */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
                           const char *json, size_t inflight, size_t requests, char *note,
                           size_t notelen) {
-    char sha[41], port[16], db[16], pipeline[24], n[24], keys[12][256];
+    char sha[41], port[16], db[16], pipeline[24], n[24], keys[15][256];
     const char *argv[64];
     int a = 0;
     lf_redis_script_sha(LF_SCRIPT_COMMIT, sha);
@@ -266,7 +266,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     snprintf(db, sizeof db, "%d", u->db);
     snprintf(pipeline, sizeof pipeline, "%zu", inflight);
     snprintf(n, sizeof n, "%zu", requests);
-    const char *names[12] = {"__rand_int__:head",
+    const char *names[15] = {"__rand_int__:head",
                              "log",
                              "idem",
                              "rec:{bench-__rand_int__}",
@@ -277,8 +277,11 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
                              "state:issue_created",
                              "repo:loopforge/bench",
                              "sr:13:issue_created:loopforge/bench",
-                             "sr:13:issue_created:loopforge/bench"};
-    for (int i = 0; i < 12; i++)
+                             "sr:13:issue_created:loopforge/bench",
+                             "ent:issue_created",
+                             "ent:issue_created",
+                             "timed"};
+    for (int i = 0; i < 15; i++)
         snprintf(keys[i], sizeof keys[i], "%srb:%s", prefix, names[i]);
 
     argv[a++] = "redis-benchmark";
@@ -312,8 +315,8 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "--csv";
     argv[a++] = "EVALSHA";
     argv[a++] = sha;
-    argv[a++] = "12";
-    for (int i = 0; i < 12; i++) argv[a++] = keys[i];
+    argv[a++] = "15";
+    for (int i = 0; i < 15; i++) argv[a++] = keys[i];
     argv[a++] = "create";
     argv[a++] = "1";
     argv[a++] = LF_GENESIS;
@@ -324,7 +327,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "1795000000000000";
     argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
-    argv[a++] = "1";
+    argv[a++] = "100001795000000000000";   /* a repo; entered at the score */
     argv[a++] = "";
     argv[a] = NULL;
 

@@ -54,6 +54,11 @@ void lf_redis_key_timed(const lf_redis *s, lf_buf *b) {
     lf_buf_printf(b, "%stimed", s->url.prefix);
 }
 
+void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%sent:%s", s->url.prefix, state);
+}
+
 void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%scount:%s", s->url.prefix, counter);
@@ -468,6 +473,119 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
     lf_redis_send(&c->op);
 }
 
+/* ---- the entered indexes ------------------------------------------------ *
+ *
+ * The timers' tick asks each timed state for the records that entered it
+ * at or before a time (lf_list_query.entered_by). The commit script puts
+ * every record it writes into its state's entered index (P ent:S, scored
+ * by when the record entered S), but a record last written before that
+ * script existed (an older loopforge) is not in it. So the first time a
+ * process is asked about S it lists the whole state, as it always did,
+ * and puts each record of each page into the index at the version it read
+ * (the ent_fill script: a record written since is where its commit put
+ * it). Once such a pass reaches the end of the state the index is whole,
+ * and later asks read it: O(those records + log n), not O(state). */
+struct lf_redis_entered {
+    char *state;                /* the map's key */
+    bool begun;                 /* a pass started at the state's first page */
+    bool whole;                 /* a pass reached its last page, filling it */
+};
+
+static lf_redis_entered *entered_of(lf_redis *s, const char *state) {
+    lf_redis_entered *x = lf_map_get(&s->entered, state);
+    if (!x) {
+        x = lf_xcalloc(1, sizeof *x);
+        x->state = lf_xstrdup(state);
+        lf_map_put(&s->entered, x->state, x);
+    }
+    return x;
+}
+
+static void entered_free(lf_redis *s) {
+    lf_map *m = &s->entered;
+    for (size_t i = 0; i < m->cap; i++) {
+        lf_redis_entered *x = m->slots[i].val;
+        if (!m->slots[i].key) continue;
+        free(x->state);
+        free(x);
+    }
+    lf_map_free(m);
+}
+
+typedef struct fill_op {
+    lf_rop op;
+    lf_redis_entered *x;
+} fill_op;
+
+/* A fill that did not happen: the next pass fills the index again. */
+static void fill_notify(lf_rop *op, lf_code code, const char *why) {
+    fill_op *f = (fill_op *)op;
+    (void)code, (void)why;
+    f->x->whole = f->x->begun = false;
+}
+
+static void fill_destroy(lf_rop *op) {
+    if (op->cmd) redisFreeCommand(op->cmd);
+    free(op);
+}
+
+static void fill_reply(lf_rop *op, redisReply *r) {
+    fill_op *f = (fill_op *)op;
+    if (r->type != REDIS_REPLY_INTEGER) f->x->whole = f->x->begun = false;
+    fill_destroy(op);
+}
+
+static const lf_rop_type fill_type = {
+    .send = lf_redis_send,
+    .reply = fill_reply,
+    .notify = fill_notify,
+    .destroy = fill_destroy,
+};
+
+/* When a record entered its state (its last history entry), in us. */
+static int64_t entered_us(const lf_record *r) {
+    int64_t us = 0;
+    if (r->nhist) (void)lf_ts_parse(r->hist[r->nhist - 1].timestamp, &us);
+    return us;
+}
+
+/* A page of a full listing of x's state: its records into the index. */
+static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, size_t n,
+                      bool last) {
+    fill_op *f = lf_xcalloc(1, sizeof *f);
+    f->op.type = &fill_type;
+    f->op.s = s;
+    f->op.script = LF_SCRIPT_ENT_FILL;
+    f->x = x;
+    size_t argc = 0;
+    const char **argv = lf_xmalloc((5 + 3 * n) * sizeof *argv);
+    char (*nums)[24] = lf_xmalloc((2 * n + 1) * sizeof *nums);
+    lf_buf key = LF_BUF_INIT, prefix = LF_BUF_INIT;
+    lf_redis_key_entered(s, x->state, &key);
+    lf_buf_printf(&prefix, "%srec:{", s->url.prefix);
+    argv[argc++] = "EVALSHA";
+    argv[argc++] = s->sha[LF_SCRIPT_ENT_FILL];
+    argv[argc++] = "1";
+    argv[argc++] = key.p;
+    argv[argc++] = prefix.p;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(nums[2 * i], sizeof *nums, "%" PRIu64, recs[i]->version);
+        snprintf(nums[2 * i + 1], sizeof *nums, "%" PRId64, entered_us(recs[i]));
+        argv[argc++] = recs[i]->id;
+        argv[argc++] = nums[2 * i];
+        argv[argc++] = nums[2 * i + 1];
+    }
+    lf_redis_format(&f->op, (int)argc, argv, NULL);
+    free(argv);
+    free(nums);
+    lf_buf_free(&key);
+    lf_buf_free(&prefix);
+    lf_redis_send(&f->op);
+    /* Redis runs one connection's commands in order: a list of the index
+     * sent from now on reads it filled (a fill that fails says so). */
+    if (last && x->begun) x->whole = true;
+}
+
 /* ---- list --------------------------------------------------------------- */
 
 /* A page is gathered by calls of the list script of at most LIST_CALL
@@ -484,6 +602,8 @@ typedef struct list_op {
     char *index;                /* the zset, for messages */
     lf_record **recs;           /* gathered so far */
     size_t n;
+    bool entered;               /* index is an entered index (ent:S) */
+    lf_redis_entered *fill;     /* a listing of S that fills its entered index */
 } list_op;
 
 static void list_call(list_op *l, const char *score, const char *cid);
@@ -548,8 +668,12 @@ static void list_reply(lf_rop *op, redisReply *r) {
     }
     bool more = got > asked;
     if (more) {
+        /* An entered index is ordered by when records entered. */
         const lf_record *last = l->recs[l->n - 1];
-        snprintf(cursor, sizeof cursor, "%s|%s", last->updated_at, last->id);
+        snprintf(cursor, sizeof cursor, "%s|%s",
+                 l->entered && last->nhist ? last->hist[last->nhist - 1].timestamp
+                                           : last->updated_at,
+                 last->id);
     }
     char score[24];
     const char *cid;
@@ -557,6 +681,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
         list_call(l, score, cid);
         return;
     }
+    if (l->fill) fill_send(s, l->fill, l->recs, l->n, !more);
     l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->n, more ? cursor : NULL, l->arg);
     list_destroy(op);
 }
@@ -615,6 +740,20 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     l->limit = q->limit ? q->limit : 100;
     if (l->limit > LIST_MAX) l->limit = LIST_MAX;
     l->recs = lf_xmalloc(l->limit * sizeof *l->recs);
+    if (q->entered_by && q->state && !q->parent && !q->timed && !q->repo) {
+        lf_redis_entered *x = entered_of(s, q->state);
+        if (x->whole) {
+            /* At or before entered_by: from (entered_by, above any id). */
+            l->entered = true;
+            lf_redis_key_entered(s, q->state, &key);
+            l->index = lf_buf_steal(&key);
+            if (!q->cursor) snprintf(score, sizeof score, "%" PRId64, q->entered_by);
+            list_call(l, score, q->cursor ? cid : "~");
+            return;
+        }
+        l->fill = x;            /* a pass over the whole state fills it */
+        if (!q->cursor) x->begun = true;
+    }
     if (q->timed) lf_redis_key_timed(s, &key);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);
@@ -802,6 +941,7 @@ void lf_redis_destroy(lf_redis *s) {
     if (s->t_cmd) event_free(s->t_cmd);
     if (s->t_retry) event_free(s->t_retry);
     cache_free(s);
+    entered_free(s);
     lf_redis_recq_free(s);
     free(s->k_head);
     free(s->k_log);

@@ -58,6 +58,7 @@ typedef enum lf_redis_script {
     LF_SCRIPT_AUDIT_REC,        /* a page of one record's entries */
     LF_SCRIPT_FIND_KEY,         /* the entry an idempotency key names */
     LF_SCRIPT_COUNT,            /* a budget counter since a time */
+    LF_SCRIPT_ENT_FILL,         /* records into a state's entered index */
     LF_SCRIPT__COUNT
 } lf_redis_script;
 
@@ -113,6 +114,8 @@ lf_rop *lf_redis_q_pop(lf_rop_list *q);
 
 /* A record the store has seen in Redis at a given version: the base the
  * client folds the next entry onto. */
+typedef struct lf_redis_entered lf_redis_entered;
+
 typedef struct lf_redis_cache {
     lf_map map;                 /* id -> lf_redis_cached* (key: rec->id) */
     size_t hand;                /* eviction scan position */
@@ -148,6 +151,8 @@ struct lf_redis {
     lf_redis_cache cache;
     lf_map recq;                /* id -> the record's commits in order
                                    (redis.c, rec_queue) */
+    lf_map entered;             /* state -> lf_redis_entered*: whether its
+                                   entered index is whole (redis.c) */
     char sha[LF_SCRIPT__COUNT][41];
     char *k_head, *k_log, *k_ref, *k_all, *k_idem;  /* prefix + fixed names */
 
@@ -200,6 +205,9 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
+/* The records in a state by when they entered it: "<prefix>ent:<state>"
+ * (the timers' tick asks it for what can be due). */
+void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b);
 /* A counter (lf_counter_key, lf_open_key) the commit script keeps. */
 void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b);
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,

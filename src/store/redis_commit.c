@@ -78,6 +78,7 @@ typedef struct commit_op {
     size_t had_aliases;         /* how many aliases the base had */
     bool had_timers;            /* the base is in the timed set */
     char score[24];             /* next's updated_at, us since the epoch */
+    int64_t entered;            /* when next entered its state (us) */
     lf_buf line;                /* the sealed line */
     uint64_t epoch;             /* s->epoch when it was sealed */
     int races;
@@ -199,6 +200,9 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
     snprintf(c->score, sizeof c->score, "%" PRId64, us);
+    /* Its last history entry, as memdb's entered index has it. */
+    if (!r->nhist || lf_ts_parse(r->hist[r->nhist - 1].timestamp, &c->entered) < 0)
+        c->entered = us;
     return 0;
 }
 
@@ -262,7 +266,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[10] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
+    lf_buf k[12] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     /* Its owner's open-records sets: in while it is open, out once closed
@@ -280,8 +284,8 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 18 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 18 + 12 + extra) * sizeof *lens);
+    const char **argv = lf_xmalloc((3 + 20 + 12 + extra) * sizeof *argv);
+    size_t *lens = lf_xmalloc((3 + 20 + 12 + extra) * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -325,9 +329,13 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[9].p;
             keys++;
         }
+        lf_redis_key_entered(s, before, &k[10]);
+        lf_redis_key_entered(s, after, &k[11]);
         lf_redis_key_timed(s, &k[7]);
+        argv[argc++] = k[10].p;
+        argv[argc++] = k[11].p;
         argv[argc++] = k[7].p;
-        keys++;
+        keys += 3;
     }
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
@@ -343,11 +351,12 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    char flags[6] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
-                     r && r->timers && c->mode != MODE_DELETE ? '1'
-                     : c->had_timers                           ? '-'
-                                                               : '0',
-                     (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
+    char flags[32] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
+                      r && r->timers && c->mode != MODE_DELETE ? '1'
+                      : c->had_timers                           ? '-'
+                                                                : '0',
+                      (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
+    if (r) snprintf(flags + 5, sizeof flags - 5, "%" PRId64, c->entered);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;

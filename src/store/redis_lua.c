@@ -25,14 +25,17 @@
  *       (ARGV[11]'s 4th character says how many), then the two
  *       open-records sets of its owner (when its 5th is '+': the record is
  *       open, add it; '-': closed or deleted, remove it), then the children of
- *       the record's parent, then last the records with timers of their own
+ *       the record's parent, then the entered indexes of its state before
+ *       and after, then last the records with timers of their own
  *       (global passes 1-3, note 1-5; 10-12 only when the record has a
  *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
  *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent
  *       (1/0 each), timers ('1': it has timers of its own; '-': it had
  *       and has none now; '0': neither), the number of budget counters,
- *       the open-records mark ('+', '-' or '0')
+ *       the open-records mark ('+', '-' or '0'), then the time (us) the
+ *       record entered its state: every commit puts it in that state's
+ *       entered index, so an index a full listing filled once stays whole
  *       12 idempotency key ('' for none)
  *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
@@ -69,7 +72,8 @@ static const char commit_lua[] =
     "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
     "if mode == 'note' then return {'ok', redis.call('HGET', KEYS[4], 'j')} end\n"
     "local repo = ARGV[11]:sub(1, 1) == '1'\n"
-    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 1]\n"
+    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
+    "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
     "local timed, timers = KEYS[#KEYS], ARGV[11]:sub(3, 3)\n"
     "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
     "local open, o0 = ARGV[11]:sub(5, 5), c0 + ncount\n"
@@ -96,6 +100,7 @@ static const char commit_lua[] =
     "  end\n"
     "  if kids then redis.call('ZREM', kids, id) end\n"
     "  redis.call('ZREM', timed, id)\n"
+    "  redis.call('ZREM', ent_b, id)\n"
     "  return {'ok'}\n"
     "end\n"
     "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'j', ARGV[7])\n"
@@ -113,6 +118,8 @@ static const char commit_lua[] =
     "  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
     "end\n"
     "if kids then redis.call('ZADD', kids, ARGV[8], id) end\n"
+    "if ent_b ~= ent_a then redis.call('ZREM', ent_b, id) end\n"
+    "redis.call('ZADD', ent_a, ARGV[11]:sub(6), id)\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
      * older times are trimmed at every 16th seq (a count is by score and
      * never sees them; trimming at every commit was two more calls). */
@@ -225,8 +232,22 @@ static const char count_lua[] =
     "'LIMIT', 0, 1)\n"
     "return {n, first[2] or ''}\n";
 
+/* KEYS 1 a state's entered index;  ARGV 1 record key prefix ("lf:rec:{"),
+ * then (id, version, entered us) for each record a full listing of the
+ * state found: each goes in if it is still at that version (else a
+ * commit since put it where it belongs). Returns how many went in. */
+static const char ent_fill_lua[] =
+    "local n = 0\n"
+    "for i = 2, #ARGV, 3 do\n"
+    "  if redis.call('HGET', ARGV[1] .. ARGV[i] .. '}', 'v') == ARGV[i + 1] then\n"
+    "    redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
 static const char *const sources[LF_SCRIPT__COUNT] = {
-    commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua, count_lua,
+    commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua, count_lua, ent_fill_lua,
 };
 
 const char *lf_redis_script_src(lf_redis_script id) { return sources[id]; }
