@@ -162,15 +162,7 @@ expect_json "an unknown query parameter is 400" error "unknown query parameter '
 # ---- audit: NDJSON, paged with bounded memory ----
 # A few hundred entries over one keep-alive connection, so the stream
 # spans several pages.
-: >"$tmp/bulk.cfg"
-i=0
-while [ $i -lt 300 ]; do
-    i=$((i + 1))
-    [ $i -gt 1 ] && echo next >>"$tmp/bulk.cfg"
-    printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"bulk-%d\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-        "$BASE" "$i" >>"$tmp/bulk.cfg"
-done
-codes=$(curl -sS -K "$tmp/bulk.cfg" | sort | uniq -c | tr -s ' ')
+codes=$(bulk_creates 300 bulk- | sort | uniq -c | tr -s ' ')
 expect_match "300 creates on one connection are all 201" "codes ($codes)" "$codes" '^ ?300 201$'
 req GET /v1/audit
 expect_status "GET /v1/audit is 200" 200

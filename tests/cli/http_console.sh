@@ -99,15 +99,7 @@ stop_server
 # 10 (signed off the loop, so some land a few entries late).
 start_server --store "file:$tmp/j2" --policies "$SHIPPED" --signing-key "$tmp/k.key" \
     --checkpoint-every 10 --checkpoint-seconds 86400 || not_ok "serve with a key starts"
-: >"$tmp/create.cfg"
-i=0
-while [ $i -lt 200 ]; do
-    i=$((i + 1))
-    [ $i -gt 1 ] && echo next >>"$tmp/create.cfg"
-    printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"o/r#%d\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-        "$BASE" "$i" >>"$tmp/create.cfg"
-done
-created=$(curl -sS -K "$tmp/create.cfg" | grep -c '^201$')
+created=$(bulk_creates 200 'o/r#' | grep -c '^201$')
 expect_match "200 records created" created "$created" '^200$'
 stop_server
 cps=$(grep -c '"kind":"checkpoint"' "$tmp/j2")
