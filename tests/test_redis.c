@@ -866,6 +866,19 @@ static void entered_index_filled_then_read(void **state) {
     assert_int_equal(entered_score("pr_created", id[0]), -1);
     assert_int_equal(entered_score("task_queued", id[0]), t_clock_us);
     assert_int_equal(list_entered(s, at[10], 100, seen, N), 9);    /* 2..10 */
+    /* A record an older writer deleted behind the index's back: that
+     * list fails, naming it, and takes it out; the next does not. */
+    t_redis_ok(&server, "ZADD lf:ent:task_queued %lld loop-00000000deadbeef",
+               (long long)at[5]);
+    t_page p = {0};
+    lf_list_query q = {.state = "task_queued", .entered_by = at[10], .limit = 100};
+    lf_store_list(s, &q, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_UNAVAILABLE);
+    assert_non_null(strstr(p.err, "loop-00000000deadbeef"));
+    t_page_reset(&p);
+    assert_int_equal(list_entered(s, at[10], 100, seen, N), 9);
+    assert_int_equal(entered_score("task_queued", "loop-00000000deadbeef"), -1);
     /* Another process fills it once too, then reads it. */
     lf_store *other = open_url(server.url, F(state)->base);
     assert_int_equal(list_entered(other, at[10], 100, seen, N), N - 1);

@@ -514,14 +514,14 @@ static void entered_free(lf_redis *s) {
 
 typedef struct fill_op {
     lf_rop op;
-    lf_redis_entered *x;
+    lf_redis_entered *x;        /* NULL: a stale entry's removal */
 } fill_op;
 
 /* A fill that did not happen: the next pass fills the index again. */
 static void fill_notify(lf_rop *op, lf_code code, const char *why) {
     fill_op *f = (fill_op *)op;
     (void)code, (void)why;
-    f->x->whole = f->x->begun = false;
+    if (f->x) f->x->whole = f->x->begun = false;
 }
 
 static void fill_destroy(lf_rop *op) {
@@ -531,7 +531,7 @@ static void fill_destroy(lf_rop *op) {
 
 static void fill_reply(lf_rop *op, redisReply *r) {
     fill_op *f = (fill_op *)op;
-    if (r->type != REDIS_REPLY_INTEGER) f->x->whole = f->x->begun = false;
+    if (r->type != REDIS_REPLY_INTEGER && f->x) f->x->whole = f->x->begun = false;
     fill_destroy(op);
 }
 
@@ -541,6 +541,18 @@ static const lf_rop_type fill_type = {
     .notify = fill_notify,
     .destroy = fill_destroy,
 };
+
+/* Takes id out of an entered index (a stale entry). */
+static void entered_forget(lf_redis *s, const char *index, const char *id) {
+    fill_op *f = lf_xcalloc(1, sizeof *f);
+    f->op.type = &fill_type;
+    f->op.s = s;
+    f->op.script = -1;
+    f->x = NULL;
+    const char *argv[] = {"ZREM", index, id};
+    lf_redis_format(&f->op, 3, argv, NULL);
+    lf_redis_send(&f->op);
+}
 
 /* When a record entered its state (its last history entry), in us. */
 static int64_t entered_us(const lf_record *r) {
@@ -650,6 +662,10 @@ static void list_reply(lf_rop *op, redisReply *r) {
         const char *bad = NULL;
         lf_record *rec = NULL;
         if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) bad = "no record there";
+        /* An entered index may name a record an older loopforge deleted
+         * (its commits do not keep the index): this list fails, the next
+         * does not. */
+        if (bad && l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
         else if (!(rec = cache_copy(s, id->str, j)) &&
                  !(rec = lf_record_from_json(j->str, j->len, why, sizeof why)))
             bad = why;
