@@ -473,6 +473,9 @@ const lf_command lf_cmd_bench = {
     "signed checkpoint every 1000 entries beside the same workload unsigned,\n"
     "audit --verify's speed over a journal of N entries beside SHA-256 of each\n"
     "line alone, and an inclusion proof's size and cost (docs/audit.md).\n"
+    "A timers leg: the happy path with a timer on every state beside none,\n"
+    "memory per pending timer, and serve's tick with 100 x N pending timers\n"
+    "(and 10 x N on a private redis-server) beside a tick listing them all.\n"
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",
