@@ -328,8 +328,9 @@ LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *
                            void *arg);
 /* The same, firing, but looking only at the records whose timers can be
  * due (those that entered a timed state at least its shortest timer
- * ago, and every record with timers of its own): on the embedded stores a
- * tick then costs what is due, not every record in a timed state. Its
+ * ago, and every record with timers of its own): a tick then costs what
+ * is due, not every record in a timed state (on Redis from the second
+ * tick of a process on: its first fills the index, docs/redis.md). Its
  * "timers" are the ones it looked at. serve ticks with it. */
 LF_API void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg);
 

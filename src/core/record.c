@@ -92,6 +92,10 @@ void lf_open_key(const char *workflow, char who, const char *name, char out[LF_C
     snprintf(out, LF_COUNTER_KEY, "open:%zu:%s:%c:%s", strlen(workflow), workflow, who, name);
 }
 
+bool lf_record_entered(const lf_record *r, int64_t *us) {
+    return !r->deleted && r->nhist && !lf_ts_parse(r->hist[r->nhist - 1].timestamp, us);
+}
+
 int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]) {
     const char *v;
     size_t n;

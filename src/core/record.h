@@ -87,6 +87,10 @@ static inline const char *lf_hs(const lf_record *r, uint32_t off) {
 }
 
 void lf_record_free(lf_record *r);
+/* When the record entered its state: its last history entry's time, us
+ * since the epoch (what timers count from). False for a tombstone or a
+ * record without history. */
+bool lf_record_entered(const lf_record *r, int64_t *us);
 /* The open-records counters (workflow `open_records`) a record with an
  * owner belongs to while it is not closed: "open:<len>:<workflow>:a:<actor>"
  * and "open:<len>:<workflow>:p:<behind>". Returns how many (0 without an

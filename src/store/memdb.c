@@ -384,10 +384,6 @@ static void ix_key(lf_buf *k, const char *state, const char *repo) {
 }
 
 /* When a record entered its state: its last history entry's time. */
-static bool entered_at(const lf_record *r, int64_t *at) {
-    return !r->deleted && r->nhist && !lf_ts_parse(r->hist[r->nhist - 1].timestamp, at);
-}
-
 static void entered_key(lf_buf *k, const char *state) {
     lf_buf_reset(k);
     lf_buf_add(k, "e:", 2);
@@ -400,7 +396,7 @@ static void entered_key(lf_buf *k, const char *state) {
 static void reindex_entered(lf_memdb *db, slot *s) {
     int64_t at = 0;
     s->mgen++;
-    if (!entered_at(s->rec, &at)) return;
+    if (!lf_record_entered(s->rec, &at)) return;
     lf_buf k = LF_BUF_INIT;
     entered_key(&k, s->rec->state);
     index_t *x = lf_map_get(&db->ix, k.p);
@@ -792,7 +788,7 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
         for (size_t i = 0; by_state && i < by_state->n; i++) {
             const ixent *e = &by_state->v[i];
             int64_t at;
-            if (!ix_live(by_state, e) || !entered_at(e->s->rec, &at)) continue;
+            if (!ix_live(by_state, e) || !lf_record_entered(e->s->rec, &at)) continue;
             ix_room(x);
             x->v[x->n++] = (ixent){at, e->s, e->s->mgen};
         }

@@ -150,8 +150,9 @@ static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *j,
 
 /* A copy of the cached record when Redis holds its very text: the list
  * script sends no version, and the text names one (it holds it). The
- * timers' tick lists every record in a timed state each second, and
- * parsing them was a twentieth of serve's time on Redis. */
+ * timers' tick listed every record in a timed state each second (it now
+ * reads the entered indexes), and parsing them was a twentieth of
+ * serve's time on Redis. */
 static lf_record *cache_copy(lf_redis *s, const char *id, const redisReply *j) {
     lf_redis_cached *c = cache_holding(s, id, j);
     return c ? lf_record_dup(c->r) : NULL;
@@ -554,13 +555,6 @@ static void entered_forget(lf_redis *s, const char *index, const char *id) {
     lf_redis_send(&f->op);
 }
 
-/* When a record entered its state (its last history entry), in us. */
-static int64_t entered_us(const lf_record *r) {
-    int64_t us = 0;
-    if (r->nhist) (void)lf_ts_parse(r->hist[r->nhist - 1].timestamp, &us);
-    return us;
-}
-
 /* A page of a full listing of x's state: its records into the index. */
 static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, size_t n,
                       bool last) {
@@ -581,8 +575,10 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, 
     argv[argc++] = key.p;
     argv[argc++] = prefix.p;
     for (size_t i = 0; i < n; i++) {
+        int64_t at = 0;
+        (void)lf_record_entered(recs[i], &at);
         snprintf(nums[2 * i], sizeof *nums, "%" PRIu64, recs[i]->version);
-        snprintf(nums[2 * i + 1], sizeof *nums, "%" PRId64, entered_us(recs[i]));
+        snprintf(nums[2 * i + 1], sizeof *nums, "%" PRId64, at);
         argv[argc++] = recs[i]->id;
         argv[argc++] = nums[2 * i];
         argv[argc++] = nums[2 * i + 1];
@@ -661,12 +657,13 @@ static void list_reply(lf_rop *op, redisReply *r) {
         const redisReply *id = r->element[2 * i], *j = r->element[2 * i + 1];
         const char *bad = NULL;
         lf_record *rec = NULL;
-        if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) bad = "no record there";
-        /* An entered index may name a record an older loopforge deleted
-         * (its commits do not keep the index): this list fails, the next
-         * does not. */
-        if (bad && l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
-        else if (!(rec = cache_copy(s, id->str, j)) &&
+        if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) {
+            bad = "no record there";
+            /* An entered index may name a record an older loopforge
+             * deleted (its commits do not keep the index): this list
+             * fails, the next does not. */
+            if (l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
+        } else if (!(rec = cache_copy(s, id->str, j)) &&
                  !(rec = lf_record_from_json(j->str, j->len, why, sizeof why)))
             bad = why;
         else if (strcmp(rec->id, id->str) != 0) bad = "another record there";

@@ -200,9 +200,7 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
     snprintf(c->score, sizeof c->score, "%" PRId64, us);
-    /* Its last history entry, as memdb's entered index has it. */
-    if (!r->nhist || lf_ts_parse(r->hist[r->nhist - 1].timestamp, &c->entered) < 0)
-        c->entered = us;
+    if (!lf_record_entered(r, &c->entered)) c->entered = us;
     return 0;
 }
 
