@@ -63,14 +63,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
         ticking = true;
         lf_engine_fire_due(s->engine, 0, on_timers, NULL);
     }
-    if (s->cp_busy || !lf_engine_can_sign(s->engine)) return;
-    lf_stats st;
-    lf_engine_stats(s->engine, &st);
-    uint64_t fresh = st.appended - s->cp_appended;
-    uint64_t age_s = (lf_mono_ns() - s->cp_ns) / 1000000000u;
-    if (fresh >= (uint64_t)s->cfg.checkpoint_every ||
-        (fresh && age_s >= (uint64_t)s->cfg.checkpoint_seconds))
-        checkpoint(s);
+    /* Also the N entries that came while one was in flight. */
+    lf_checkpoints_appended(s);
 }
 
 void lf_checkpoints_appended(lf_server *s) {
@@ -78,7 +72,11 @@ void lf_checkpoints_appended(lf_server *s) {
     if (!s->cp_ev || s->cp_busy || s->draining || !lf_engine_can_sign(s->engine)) return;
     lf_stats st;
     lf_engine_stats(s->engine, &st);
-    if (st.appended - s->cp_appended >= (uint64_t)s->cfg.checkpoint_every) checkpoint(s);
+    uint64_t fresh = st.appended - s->cp_appended;
+    uint64_t age_s = (lf_mono_ns() - s->cp_ns) / 1000000000u;
+    if (fresh >= (uint64_t)s->cfg.checkpoint_every ||
+        (fresh && age_s >= (uint64_t)s->cfg.checkpoint_seconds))
+        checkpoint(s);
 }
 
 void lf_checkpoints_start(lf_server *s) {

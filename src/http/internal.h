@@ -198,11 +198,12 @@ void lf_api_events(lf_req *r);
 
 /* ---- signed checkpoints (checkpoints.c) --------------------------------- */
 
-/* With a signing key: a checkpoint every cfg.checkpoint_seconds (when
- * anything was appended), from a tick it starts. */
+/* Starts the once-a-second tick: due timers, and the checkpoint check. */
 void lf_checkpoints_start(lf_server *s);
-/* Every entry this server appends (the console's watch passes it on): a
- * checkpoint once cfg.checkpoint_every are uncovered. */
+/* With a signing key, a checkpoint once cfg.checkpoint_every entries are
+ * uncovered, or any are and the last is cfg.checkpoint_seconds old: after
+ * every entry this server appends (the console's watch passes it on),
+ * and at each tick. */
 void lf_checkpoints_appended(lf_server *s);
 /* At shutdown, before the engine goes: one more, if anything was
  * appended since the last; waits for it on the loop. */
