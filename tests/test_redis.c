@@ -900,17 +900,30 @@ static void corrupted_record_value(void **state) {
     snprintf(key, sizeof key, "lf:rec:{%s}", id);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
 
-    /* A list serves a record from the store's cache only while Redis
-     * holds that very text: changed behind our back (same version), the
-     * list reads what is there now. */
-    redisReply *j = t_redis_cmd(&server, "HGET %s j", key);
-    assert_int_equal(j->type, REDIS_REPLY_STRING);
-    char *text = strdup(j->str), *at = strstr(text, "\"updated_at\":\"");
+    /* The record's hash keeps its version and the hash of the entry that
+     * wrote it (h); its JSON is a list of parts: what follows the history,
+     * then each history entry. */
+    redisReply *j = t_redis_cmd(&server, "HMGET %s j h", key);
+    assert_int_equal(j->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(j->element[0]->type, REDIS_REPLY_NIL);
+    assert_int_equal(j->element[1]->len, LF_HASH_LEN);
     freeReplyObject(j);
+    j = t_redis_cmd(&server, "LRANGE %s:j 0 -1", key);
+    assert_int_equal(j->elements, 2);
+    assert_int_equal(j->element[0]->str[0], ']');
+    assert_non_null(strstr(j->element[1]->str, "\"to_state\":\"issue_created\""));
+    char *text = strdup(j->element[0]->str), *at = strstr(text, "\"updated_at\":\"");
+    freeReplyObject(j);
+    /* A list serves a record from the store's cache only while Redis
+     * holds the record that entry wrote: rewritten behind our back by
+     * another (same version), the list reads what is there now. */
     assert_non_null(at);
     memcpy(at + strlen("\"updated_at\":\""), "2001", 4);
-    const char *hset[] = {"HSET", key, "j", text};
-    freeReplyObject(t_redis_cmdv(&server, 4, hset, NULL));
+    char parts[80];
+    snprintf(parts, sizeof parts, "%s:j", key);
+    const char *lset[] = {"LSET", parts, "0", text};
+    freeReplyObject(t_redis_cmdv(&server, 4, lset, NULL));
+    t_redis_ok(&server, "HSET %s h %s", key, LF_GENESIS);
     free(text);
     lf_list_query q = {0};
     lf_store_list(s, &q, t_list_cb, &p);
@@ -920,7 +933,9 @@ static void corrupted_record_value(void **state) {
     assert_memory_equal(p.updated[0], "2001-", 5);
     t_page_reset(&p);
 
-    t_redis_ok(&server, "HSET %s j %s", key, "{not json");
+    t_redis_ok(&server, "LSET %s:j 0 %s", key, "{not json");
+    t_redis_ok(&server, "HSET %s h %s", key,
+               "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
 
     assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, key));
@@ -1100,6 +1115,148 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
+/* ---- a record and its history ------------------------------------------ */
+
+/* How many times Redis ran cmd since the last CONFIG RESETSTAT. */
+static long long calls_of(const char *cmd) {
+    redisReply *r = t_redis_cmd(&server, "INFO commandstats");
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, key) : NULL;
+    long long n = at ? atoll(at + strlen(key)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static long long hist_entries(const char *id) {
+    redisReply *r = t_redis_cmd(&server, "LLEN lf:rec:{%s}:j", id);
+    long long n = r->integer - 1;   /* the first part is the rest */
+    freeReplyObject(r);
+    return n;
+}
+
+/* A record's JSON is a list of parts: what follows the history, replaced
+ * by each commit, then the history entries, which each commit appends
+ * to; so a commit sends and Redis hashes the same few hundred bytes
+ * however long the history is. A get
+ * answers from the cache on the version and h alone. A record an older
+ * version wrote (the whole JSON in j) reads as it is and is converted by
+ * its next commit, which sends the whole history once; the log's chain
+ * stays whole across the resend. */
+static void history_kept_apart(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0}, h = {0};
+    char id[LF_ID_LEN + 1], id2[LF_ID_LEN + 1];
+    const char *path[] = {"issue_created", "task_queued", "pr_created", "ci_pending"};
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(t_transition(s, id, path[i], path[i + 1], (uint64_t)i + 1, &g),
+                         LF_OK);
+    assert_int_equal(hist_entries(id), 4);
+    redisReply *r = t_redis_cmd(&server, "HMGET lf:rec:{%s} j h", id);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_string_equal(r->element[1]->str, g.hash);
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "LINDEX lf:rec:{%s}:j 0", id);
+    assert_int_equal(r->str[0], ']');
+    assert_null(strstr(r->str, "to_state"));
+    freeReplyObject(r);
+
+    /* Cached: the gets read the version and h, never the text. */
+    t_redis_ok(&server, "CONFIG RESETSTAT");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(t_get(s, id, &h), LF_OK);
+        assert_int_equal(h.nhist, 4);
+        assert_string_equal(h.json, g.json);
+    }
+    assert_int_equal(calls_of("hmget"), 3);
+    assert_int_equal(calls_of("evalsha"), 0);
+    /* Another handle has nothing cached: it reads the text, which is the
+     * same record. */
+    lf_store *b = open_url(server.url, F(state)->base);
+    assert_int_equal(t_get(b, id, &h), LF_OK);
+    assert_string_equal(h.json, g.json);
+    assert_int_equal(calls_of("evalsha"), 1);
+
+    /* As an older version left it: the whole JSON in j, no h, no parts.
+     * Both handles read it. */
+    const char *old[] = {"HSET", "", "j", g.json};
+    char key[64];
+    snprintf(key, sizeof key, "lf:rec:{%s}", id);
+    old[1] = key;
+    freeReplyObject(t_redis_cmdv(&server, 4, old, NULL));
+    t_redis_ok(&server, "HDEL %s h", key);
+    t_redis_ok(&server, "DEL %s:j", key);
+    assert_int_equal(t_get(b, id, &h), LF_OK);
+    assert_string_equal(h.json, g.json);
+    assert_int_equal(t_get(s, id, &h), LF_OK);
+    assert_string_equal(h.json, g.json);
+
+    /* Its next commit is refused once ({'whole'}), resent with the whole
+     * history, and the one sent behind it in the same pipeline lands too. */
+    t_id(id2, 2);
+    lf_entry e = {0};
+    e.record_id = id;
+    e.kind = LF_ENTRY_TRANSITION;
+    e.version = 5;
+    e.from_state = "ci_pending";
+    e.to_state = "ci_passed";
+    e.trigger = "test.moved";
+    e.actor = "tester";
+    e.metadata = "{}";
+    t_stamp(e.timestamp);
+    t_got_reset(&g);
+    t_got g2 = {0};
+    lf_store_commit(s, &e, t_store_cb, &g);
+    char rec2[256];
+    snprintf(rec2, sizeof rec2,
+             "{\"ref\":\"r2\",\"repo\":null,\"auto_merge\":false,\"labels\":{},"
+             "\"metadata\":{},\"workflow\":\"loopforge\"}");
+    lf_entry c = {0};
+    c.record_id = id2;
+    c.kind = LF_ENTRY_CREATED;
+    c.version = 1;
+    c.to_state = "issue_created";
+    c.trigger = "created";
+    c.actor = "tester";
+    c.metadata = "{}";
+    c.record = rec2;
+    t_stamp(c.timestamp);
+    lf_store_commit(s, &c, t_store_cb, &g2);
+    t_settle(&g.calls);
+    t_settle(&g2.calls);
+    assert_int_equal(g.code, LF_OK);
+    assert_int_equal(g2.code, LF_OK);
+    assert_int_equal(g.nhist, 5);
+    assert_int_equal(hist_entries(id), 5);
+    r = t_redis_cmd(&server, "HMGET %s j h", key);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
+    assert_string_equal(r->element[1]->str, g.hash);
+    freeReplyObject(r);
+    lf_store *c3 = open_url(server.url, F(state)->base);
+    assert_int_equal(t_get(c3, id, &h), LF_OK);
+    assert_string_equal(h.json, g.json);
+    assert_int_equal(t_get(c3, id2, &h), LF_OK);
+    assert_int_equal(h.nhist, 1);
+    /* create 1, three moves, the conversion, the second create */
+    assert_int_equal(t_verify_chain(s, NULL, 0), 6);
+
+    /* A delete takes the history with it. */
+    assert_int_equal(t_delete(s, id, "ci_passed", 5, &g), LF_OK);
+    r = t_redis_cmd(&server, "EXISTS %s:j", key);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    assert_int_equal(t_get(s, id, &h), LF_NOT_FOUND);
+    assert_int_equal(t_get(c3, id, &h), LF_NOT_FOUND);
+    lf_store_free(b);
+    lf_store_free(c3);
+    t_got_reset(&g);
+    t_got_reset(&g2);
+    t_got_reset(&h);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -1120,6 +1277,7 @@ int main(void) {
         T(pages_through_ties_like_memory),
         T(entered_index_filled_then_read),
         T(corrupted_record_value),
+        T(history_kept_apart),
         T(tampering_is_detected),
         T(engine_runs_on_redis),
     };

@@ -37,6 +37,11 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
     lf_buf_printf(b, "%srec:{%s}:log", s->url.prefix, id);
 }
 
+void lf_redis_key_parts(const lf_redis *s, const char *id, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_printf(b, "%srec:{%s}:j", s->url.prefix, id);
+}
+
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b) {
     lf_buf_reset(b);
@@ -79,6 +84,7 @@ void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
 typedef struct lf_redis_cached {
     lf_record *r;
     uint64_t fp;                /* of its JSON in Redis; 0 = unknown */
+    char h[LF_HASH_LEN + 1];    /* the hash of the entry that wrote it; "" = unknown */
 } lf_redis_cached;
 
 /* XXH3 over the text; never 0. A record's JSON grows with its history
@@ -112,11 +118,14 @@ static void cache_evict_one(lf_redis *s) {
     }
 }
 
-void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len) {
+void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
+                        const char *h) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, r->id);
     uint64_t fp = json ? fingerprint(json, len) : 0;
+    bool known = h && strlen(h) == LF_HASH_LEN;
     if (c && c->r == r) {
         if (fp) c->fp = fp;
+        if (known) memcpy(c->h, h, sizeof c->h);
         return;
     }
     if (!c && s->cache.map.len >= CACHE_MAX) cache_evict_one(s);
@@ -124,6 +133,8 @@ void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len)
     if (!c) c = lf_xcalloc(1, sizeof *c);
     c->r = r;
     c->fp = fp;
+    if (known) memcpy(c->h, h, sizeof c->h);
+    else c->h[0] = '\0';
     /* The key is the record's own id: the new one's goes in before the
      * old record (and its id) is freed. */
     lf_map_put(&s->cache.map, r->id, c);
@@ -134,27 +145,32 @@ void lf_redis_cache_del(lf_redis *s, const char *id) {
     cached_free(lf_map_del(&s->cache.map, id));
 }
 
-/* The cache's entry for id when Redis holds its very text (the
- * fingerprint of what the reply brought). */
-static lf_redis_cached *cache_holding(lf_redis *s, const char *id, const redisReply *j) {
+/* The cache's entry for id when Redis holds that very record: written
+ * by the same entry (its hash h, which names the whole log before it), or
+ * for a record an older version wrote (no h), with the same text. */
+static lf_redis_cached *cache_holding(lf_redis *s, const char *id, const redisReply *j,
+                                      const redisReply *h) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, id);
-    return c && c->fp && c->fp == fingerprint(j->str, j->len) ? c : NULL;
+    if (!c) return NULL;
+    if (c->h[0] && lf_redis_is_str(h))
+        return h->len == LF_HASH_LEN && memcmp(c->h, h->str, LF_HASH_LEN) == 0 ? c : NULL;
+    return c->fp && lf_redis_is_str(j) && c->fp == fingerprint(j->str, j->len) ? c : NULL;
 }
 
-/* The cached record when Redis still holds that very version and text. */
+/* The cached record when Redis still holds that very version. */
 static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *j,
-                              uint64_t version) {
-    lf_redis_cached *c = cache_holding(s, id, j);
+                              const redisReply *h, uint64_t version) {
+    lf_redis_cached *c = cache_holding(s, id, j, h);
     return c && c->r->version == version ? c->r : NULL;
 }
 
-/* A copy of the cached record when Redis holds its very text: the list
- * script sends no version, and the text names one (it holds it). The
- * timers' tick listed every record in a timed state each second (it now
- * reads the entered indexes), and parsing them was a twentieth of
- * serve's time on Redis. */
-static lf_record *cache_copy(lf_redis *s, const char *id, const redisReply *j) {
-    lf_redis_cached *c = cache_holding(s, id, j);
+/* A copy of the cached record when Redis holds it: a list names no
+ * version, but h (or the text) names one. The timers' tick listed every
+ * record in a timed state each second (it now reads the entered
+ * indexes), and parsing them was a twentieth of serve's time on Redis. */
+static lf_record *cache_copy(lf_redis *s, const char *id, const redisReply *j,
+                             const redisReply *h) {
+    lf_redis_cached *c = cache_holding(s, id, j, h);
     return c ? lf_record_dup(c->r) : NULL;
 }
 
@@ -177,7 +193,7 @@ static uint64_t reply_version(const redisReply *v) {
     return end != v->str && *end == '\0' ? (uint64_t)n : 0;
 }
 
-/* A record hash's HMGET {j, d, v}: LF_OK with *out (the caller's, or the
+/* A record hash's HMGET {j, d, v, h}: LF_OK with *out (the caller's, or the
  * cached record itself when the cache holds that very version: a version
  * names one record, so its JSON need not be parsed again -- that parse was
  * a fifth of a server's time on Redis), LF_NOT_FOUND for none or a
@@ -194,13 +210,14 @@ lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
     lf_redis_key_rec(s, id, &key);
     if (r->type == REDIS_REPLY_ERROR) {
         lf_redis_errf(s, msg, len, "key %s: %s", key.p, r->str);
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
         lf_redis_errf(s, msg, len, "key %s: unexpected reply", key.p);
     } else if (!lf_redis_is_str(r->element[0]) ||
                r->element[1]->type != REDIS_REPLY_NIL) {
         snprintf(msg, len, "Record not found: %s", id);
         code = LF_NOT_FOUND;
-    } else if ((cached = cache_match(s, id, r->element[0], reply_version(r->element[2])))) {
+    } else if ((cached = cache_match(s, id, r->element[0], r->element[3],
+                                     reply_version(r->element[2])))) {
         *out = cached;
         code = LF_OK;
     } else if (!(*out = lf_record_from_json(r->element[0]->str, r->element[0]->len, why,
@@ -228,6 +245,7 @@ typedef struct get_op {
     void *arg;
     char *id;                   /* NULL until find_by_ref learned it */
     char *ref;                  /* find_by_ref only */
+    bool whole;                 /* the command out reads the record's text */
 } get_op;
 
 static void get_notify(lf_rop *op, lf_code code, const char *why) {
@@ -243,12 +261,28 @@ static void get_destroy(lf_rop *op) {
     free(g);
 }
 
-static void get_format_record(get_op *g) {
-    lf_buf key = LF_BUF_INIT;
-    lf_redis_key_rec(g->op.s, g->id, &key);
-    const char *argv[] = {"HMGET", key.p, "j", "d", "v"};
-    lf_redis_format(&g->op, 5, argv, NULL);
+/* A get asks first for the record's version and the hash of the entry
+ * that wrote it (h): when the cache holds that very record, that is the
+ * answer, and its text -- kilobytes, growing with its history -- stays
+ * in Redis. Otherwise (or for a record written before h was kept) the
+ * read script brings the text. */
+static void get_format(get_op *g, bool whole) {
+    lf_redis *s = g->op.s;
+    lf_buf key = LF_BUF_INIT, parts = LF_BUF_INIT;
+    lf_redis_key_rec(s, g->id, &key);
+    g->whole = whole;
+    if (whole) {
+        lf_redis_key_parts(s, g->id, &parts);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "2", key.p, parts.p};
+        g->op.script = LF_SCRIPT_READ;
+        lf_redis_format(&g->op, 5, argv, NULL);
+    } else {
+        const char *argv[] = {"HMGET", key.p, "d", "v", "h"};
+        g->op.script = -1;
+        lf_redis_format(&g->op, 5, argv, NULL);
+    }
     lf_buf_free(&key);
+    lf_buf_free(&parts);
 }
 
 /* find_by_ref's first step answered: the id the ref names, if any. */
@@ -265,8 +299,22 @@ static void get_ref_reply(get_op *g, redisReply *r) {
         return;
     }
     g->id = lf_xstrdup(r->str);
-    get_format_record(g);
+    get_format(g, false);
     lf_redis_send(&g->op);
+}
+
+/* The probe's {d, v, h}: the cached record if it is the one Redis holds
+ * (a version and the hash of the entry that made it name one record),
+ * else NULL; *gone when there is no record (none, or a tombstone). */
+static lf_record *get_probed(lf_redis *s, const char *id, const redisReply *r, bool *gone) {
+    *gone = false;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return NULL;
+    const redisReply *d = r->element[0], *v = r->element[1], *h = r->element[2];
+    if (v->type == REDIS_REPLY_NIL || d->type != REDIS_REPLY_NIL) {
+        *gone = v->type == REDIS_REPLY_NIL || lf_redis_is_str(d);
+        return NULL;
+    }
+    return cache_match(s, id, NULL, h, reply_version(v));
 }
 
 static void get_reply(lf_rop *op, redisReply *r) {
@@ -279,6 +327,23 @@ static void get_reply(lf_rop *op, redisReply *r) {
         get_ref_reply(g, r);
         return;
     }
+    if (!g->whole) {
+        bool gone;
+        if ((rec = get_probed(s, g->id, r, &gone))) {
+            g->cb(LF_OK, NULL, rec, NULL, g->arg);
+            get_destroy(op);
+            return;
+        }
+        if (!gone) {            /* not what the cache holds: read it */
+            get_format(g, true);
+            lf_redis_send(&g->op);
+            return;
+        }
+        lf_redis_cache_del(s, g->id);
+        snprintf(msg, sizeof msg, "Record not found: %s", g->ref ? g->ref : g->id);
+        lf_redis_fail(&g->op, LF_NOT_FOUND, msg);
+        return;
+    }
     lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
     if (code == LF_NOT_FOUND && g->ref)
         snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
@@ -287,7 +352,8 @@ static void get_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(&g->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, rec, r->element[0]->str, r->element[0]->len);
+    lf_redis_cache_put(s, rec, r->element[0]->str, r->element[0]->len,
+                       lf_redis_is_str(r->element[3]) ? r->element[3]->str : NULL);
     g->cb(LF_OK, NULL, rec, NULL, g->arg);
     get_destroy(op);
 }
@@ -312,7 +378,7 @@ static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg) {
 static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg) {
     get_op *g = get_new((lf_redis *)st, cb, arg);
     g->id = lf_xstrdup(id);
-    get_format_record(g);
+    get_format(g, false);
     lf_redis_send(&g->op);
 }
 
@@ -346,7 +412,7 @@ static void key_destroy(lf_rop *op) {
     free(k);
 }
 
-/* {seq, line, {j, d}}: the entry, parsed from the stored line, and its
+/* {seq, line, {j, d, h}}: the entry, parsed from the stored line, and its
  * record as it is now (none for a tombstone or a global entry). */
 static void key_reply(lf_rop *op, redisReply *r) {
     key_op *k = (key_op *)op;
@@ -380,11 +446,14 @@ static void key_reply(lf_rop *op, redisReply *r) {
         return;
     }
     const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
-    if (doc.e.record_id && rr && rr->type == REDIS_REPLY_ARRAY && rr->elements == 2 &&
+    if (doc.e.record_id && rr && rr->type == REDIS_REPLY_ARRAY && rr->elements >= 2 &&
         lf_redis_is_str(rr->element[0]) && rr->element[1]->type == REDIS_REPLY_NIL &&
         (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len, why,
                                    sizeof why)))
-        lf_redis_cache_put(s, rec, rr->element[0]->str, rr->element[0]->len);
+        lf_redis_cache_put(s, rec, rr->element[0]->str, rr->element[0]->len,
+                           rr->elements > 2 && lf_redis_is_str(rr->element[2])
+                               ? rr->element[2]->str
+                               : NULL);
     k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
     lf_entry_doc_free(&doc);
     key_destroy(op);
@@ -637,7 +706,7 @@ static void list_destroy(lf_rop *op) {
     free(l);
 }
 
-/* {id, json, id, json, ...}: parsed in order, each checked, added to
+/* {id, json, h, id, json, h, ...}: parsed in order, each checked, added to
  * the page; then the next call from the last one, until the page is full
  * or the index ends. */
 static void list_reply(lf_rop *op, redisReply *r) {
@@ -646,15 +715,16 @@ static void list_reply(lf_rop *op, redisReply *r) {
     char msg[600], why[256], cursor[LF_TS_LEN + LF_ID_LEN + 2];
     size_t asked = list_call_size(l), got;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         lf_redis_errf(s, msg, sizeof msg, "index %s: %s", l->index,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
         return;
     }
-    got = r->elements / 2;      /* one more than asked: there is more */
+    got = r->elements / 3;      /* one more than asked: there is more */
     for (size_t i = 0; i < got && i < asked; i++) {
-        const redisReply *id = r->element[2 * i], *j = r->element[2 * i + 1];
+        const redisReply *id = r->element[3 * i], *j = r->element[3 * i + 1],
+                         *h = r->element[3 * i + 2];
         const char *bad = NULL;
         lf_record *rec = NULL;
         if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) {
@@ -663,7 +733,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
              * deleted (its commits do not keep the index): this list
              * fails, the next does not. */
             if (l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
-        } else if (!(rec = cache_copy(s, id->str, j)) &&
+        } else if (!(rec = cache_copy(s, id->str, j, h)) &&
                  !(rec = lf_record_from_json(j->str, j->len, why, sizeof why)))
             bad = why;
         else if (strcmp(rec->id, id->str) != 0) bad = "another record there";

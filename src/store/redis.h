@@ -59,6 +59,7 @@ typedef enum lf_redis_script {
     LF_SCRIPT_FIND_KEY,         /* the entry an idempotency key names */
     LF_SCRIPT_COUNT,            /* a budget counter since a time */
     LF_SCRIPT_ENT_FILL,         /* records into a state's entered index */
+    LF_SCRIPT_READ,             /* one record's text, with its version */
     LF_SCRIPT__COUNT
 } lf_redis_script;
 
@@ -201,6 +202,8 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
+/* P rec:{id}:j, the record's JSON in parts (redis_lua.c's TEXT_LUA). */
+void lf_redis_key_parts(const lf_redis *s, const char *id, lf_buf *b);
 /* The index of records with timers of their own: "<prefix>timed". */
 void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
@@ -217,12 +220,16 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);
 /* Takes r. `json`: the record's text as Redis holds it (a reply's, or
  * what a commit wrote), or NULL when unknown: a later read of the same
- * version and text is then answered from the cache, without a parse. */
-void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len);
+ * version and text is then answered from the cache, without a parse.
+ * `h`: the hash of the entry that wrote it (the record hash's h), or NULL
+ * when unknown: a get that finds the same version and h answers from
+ * the cache without reading the text. */
+void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
+                        const char *h);
 void lf_redis_cache_del(lf_redis *s, const char *id);
 
 bool lf_redis_is_str(const redisReply *r);
-/* A record hash's HMGET {j, d, v}: LF_OK with *out (the caller's, or the cached record when it is that version),
+/* A record hash's HMGET {j, d, v, h}: LF_OK with *out (the caller's, or the cached record when it is that version),
  * LF_NOT_FOUND, or LF_UNAVAILABLE with a message naming the key. */
 lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
                               lf_record **out, char *msg, size_t len);

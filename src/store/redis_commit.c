@@ -73,7 +73,12 @@ typedef struct commit_op {
     char *strs;
     bool fetching;              /* the command out is the base's HMGET */
     lf_record *next;            /* the record after the entry */
-    lf_buf json;                /* next as JSON (created, transition) */
+    lf_buf json;                /* next's JSON after its history */
+    lf_buf hist;                /* the history entries it sends, back to back */
+    size_t *hist_end;           /* where each one ends in hist */
+    size_t nhist;               /* how many it sends */
+    size_t had_hist;            /* how many history entries the base had */
+    bool whole;                 /* the store asked for the whole history */
     char *before;               /* the record's state before */
     size_t had_aliases;         /* how many aliases the base had */
     bool had_timers;            /* the base is in the timed set */
@@ -167,6 +172,8 @@ static void commit_destroy(lf_rop *op) {
     free(c->strs);
     lf_record_free(c->next);
     lf_buf_free(&c->json);
+    lf_buf_free(&c->hist);
+    free(c->hist_end);
     lf_buf_free(&c->line);
     free(c->before);
     free(c);
@@ -178,6 +185,25 @@ static void commit_destroy(lf_rop *op) {
 static void commit_own(commit_op *c, const lf_entry *e) {
     c->e = *e;
     c->strs = lf_entry_own(&c->e);
+}
+
+/* The record's JSON in the two parts the script stores (redis_lua.c's
+ * TEXT_LUA): what follows its history, and the history entries the entry
+ * adds -- a commit costs the same however long the history is -- or,
+ * for a create or when the store asks, the whole history. */
+static void commit_json(commit_op *c) {
+    const lf_record *r = c->next;
+    size_t from = c->whole ? 0 : c->had_hist;
+    lf_buf_reset(&c->json);
+    lf_buf_reset(&c->hist);
+    c->nhist = 0;
+    if (c->mode == MODE_DELETE) return;
+    lf_record_rest_json(r, &c->json);
+    if (r->nhist > from) c->hist_end = lf_xrealloc(c->hist_end, (r->nhist - from) * sizeof *c->hist_end);
+    for (size_t i = from; i < r->nhist; i++) {
+        lf_record_hist_json(r, i, &c->hist);
+        c->hist_end[c->nhist++] = c->hist.len;
+    }
 }
 
 /* Folds the entry onto base (NULL for created): the record the script
@@ -195,9 +221,10 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     }
     c->next = r;
     c->had_aliases = base ? base->naliases : 0;
+    c->had_hist = base ? base->nhist : 0;
     c->had_timers = base && base->timers;
     if (base) c->before = lf_xstrdup(base->state);
-    if (c->mode != MODE_DELETE) lf_record_to_json(r, &c->json);
+    commit_json(c);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
     snprintf(c->score, sizeof c->score, "%" PRId64, us);
     if (!lf_record_entered(r, &c->entered)) c->entered = us;
@@ -212,13 +239,15 @@ static void commit_prepare(commit_op *c) {
         if (commit_fold(c, base) == 0) commit_send(&c->op);
         return;
     }
-    lf_buf key = LF_BUF_INIT;
+    lf_buf key = LF_BUF_INIT, parts = LF_BUF_INIT;
     lf_redis_key_rec(s, c->e.record_id, &key);
-    const char *argv[] = {"HMGET", key.p, "j", "d", "v"};
+    lf_redis_key_parts(s, c->e.record_id, &parts);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "2", key.p, parts.p};
     lf_redis_format(&c->op, 5, argv, NULL);
     lf_buf_free(&key);
+    lf_buf_free(&parts);
     c->fetching = true;
-    c->op.script = -1;
+    c->op.script = LF_SCRIPT_READ;
     commit_send(&c->op);
 }
 
@@ -237,7 +266,8 @@ static void commit_fetched(commit_op *c, redisReply *r) {
         lf_redis_fail(&c->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, base, r->element[0]->str, r->element[0]->len);
+    lf_redis_cache_put(s, base, r->element[0]->str, r->element[0]->len,
+                       lf_redis_is_str(r->element[3]) ? r->element[3]->str : NULL);
     if (base->version + 1 != c->e.version) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version "
@@ -264,7 +294,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[12] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
+    lf_buf k[13] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     /* Its owner's open-records sets: in while it is open, out once closed
@@ -282,8 +312,9 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    const char **argv = lf_xmalloc((3 + 20 + 12 + extra) * sizeof *argv);
-    size_t *lens = lf_xmalloc((3 + 20 + 12 + extra) * sizeof *lens);
+    size_t cap = 3 + 22 + 13 + c->nhist + extra;
+    const char **argv = lf_xmalloc(cap * sizeof *argv);
+    size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
@@ -335,10 +366,16 @@ static void commit_format(commit_op *c) {
         argv[argc++] = k[7].p;
         keys += 3;
     }
+    if (c->mode != MODE_GLOBAL) {   /* last: the record's parts */
+        lf_redis_key_parts(s, e->record_id, &k[12]);
+        argv[argc++] = k[12].p;
+        keys++;
+    }
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
     snprintf(ver, sizeof ver, "%" PRIu64, e->version);
-    int line_at = argc + 4, json_at = argc + 6;
+    int line_at = argc + 4, json_at = argc + 6, hist_at = argc + 13;
+    char hist[24] = "";
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
     argv[argc++] = e->prev;
@@ -357,12 +394,23 @@ static void commit_format(commit_op *c) {
     if (r) snprintf(flags + 5, sizeof flags - 5, "%" PRId64, c->entered);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
+    if (r && c->mode != MODE_DELETE)
+        snprintf(hist, sizeof hist, "%c%zu", c->whole || !c->had_hist ? 'W' : 'A', c->nhist);
+    argv[argc++] = hist;
+    for (size_t i = 0; i < c->nhist; i++)    /* lengths below */
+        argv[argc++] = c->hist.p + (i ? c->hist_end[i - 1] : 0);
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
-    /* The line and the record (kilobytes) by the lengths already known. */
-    for (int i = 0; i < argc; i++)
-        lens[i] = i == line_at ? c->line.len : i == json_at ? c->json.len : strlen(argv[i]);
+    /* The line, the record and its history by the lengths known. */
+    for (int i = 0; i < argc; i++) {
+        size_t h = (size_t)(i - hist_at);
+        lens[i] = i == line_at   ? c->line.len
+                  : i == json_at ? c->json.len
+                  : i >= hist_at && h < c->nhist
+                      ? c->hist_end[h] - (h ? c->hist_end[h - 1] : 0)
+                      : strlen(argv[i]);
+    }
     lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);
@@ -425,7 +473,7 @@ static void commit_not_written(commit_op *c, uint64_t hseq, const char *hhash) {
 
 static void commit_noscript(lf_rop *op) {
     commit_op *c = (commit_op *)op;
-    commit_not_written(c, 0, NULL);
+    if (!c->fetching) commit_not_written(c, 0, NULL);   /* a base's read seals nothing */
     commit_send(op);
 }
 
@@ -467,7 +515,11 @@ static void commit_done(commit_op *c, const redisReply *r) {
         if (r->elements > 1 && lf_redis_is_str(r->element[1]))
             rec = lf_record_from_json(r->element[1]->str, r->element[1]->len, why,
                                       sizeof why);
-        if (rec) lf_redis_cache_put(s, rec, r->element[1]->str, r->element[1]->len);
+        if (rec)
+            lf_redis_cache_put(s, rec, r->element[1]->str, r->element[1]->len,
+                               r->elements > 2 && lf_redis_is_str(r->element[2])
+                                   ? r->element[2]->str
+                                   : NULL);
         break;
     case MODE_DELETE:
         lf_redis_cache_del(s, c->e.record_id);
@@ -476,8 +528,8 @@ static void commit_done(commit_op *c, const redisReply *r) {
     default:
         rec = c->next;
         c->next = NULL;
-        /* What the script stored is the JSON we sent. */
-        lf_redis_cache_put(s, rec, c->json.p, c->json.len);
+        /* Redis holds what this entry wrote: h is its hash. */
+        lf_redis_cache_put(s, rec, NULL, 0, c->e.hash);
     }
     c->cb(LF_OK, NULL, rec, &c->e, c->arg);
     recq_leave(c);
@@ -508,6 +560,15 @@ static void commit_reply(lf_rop *op, redisReply *r) {
     }
     if (strcmp(st, "head") == 0) {
         commit_raced(c, r);
+        return;
+    }
+    if (strcmp(st, "whole") == 0 && !c->whole) {
+        /* A record an older version wrote (its history is inside its
+         * JSON): this commit sends the whole history, once. */
+        commit_not_written(c, 0, NULL);
+        c->whole = true;
+        commit_json(c);
+        commit_send(&c->op);
         return;
     }
 

@@ -16,6 +16,23 @@
 
 #define GENESIS_LUA "'" LF_GENESIS "'"
 
+/* A record's text from its hash (k) and its parts (p, a list: the JSON
+ * from the history's closing "]" on, then each history entry's JSON), as
+ * this version writes it; or j, the whole JSON in the hash, as older
+ * versions wrote it. The parts are kept so that a commit replaces the
+ * first and appends its entries instead of sending the whole record each
+ * time (and Redis's Lua hashing every byte of every argument). Returns
+ * the text (false: no record) and the record's h (false: none). */
+#define TEXT_LUA                                                                  \
+    "local function text(k, p)\n"                                               \
+    "  local m = redis.call('HMGET', k, 'j', 'h')\n"                            \
+    "  local l = redis.call('LRANGE', p, 0, -1)\n"                              \
+    "  if #l > 0 then\n"                                                        \
+    "    return '{\"transitions\":[' .. table.concat(l, ',', 2) .. l[1], m[2]\n" \
+    "  end\n"                                                                    \
+    "  return m[1], m[2]\n"                                                      \
+    "end\n"
+
 /* ARGV[1] is the commit's mode, which the client derives from the entry's
  * kind: create, move (a transition), note (a refused attempt: the record
  * must exist and does not change), delete, global (no record).
@@ -26,10 +43,12 @@
  *       open-records sets of its owner (when its 5th is '+': the record is
  *       open, add it; '-': closed or deleted, remove it), then the children of
  *       the record's parent, then the entered indexes of its state before
- *       and after, then last the records with timers of their own
- *       (global passes 1-3, note 1-5; 10-12 only when the record has a
- *       repo, the children only when it has a parent)
- * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 record JSON
+ *       and after, then the records with timers of their own, then last
+ *       the record's parts, rec:j (global passes 1-3, note 1-5 and the
+ *       parts; 10-12 only when the record has a repo, the children only
+ *       when it has a parent)
+ * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 the record's
+ *       JSON after its history (lf_record_rest_json)
  *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent
  *       (1/0 each), timers ('1': it has timers of its own; '-': it had
  *       and has none now; '0': neither), the number of budget counters,
@@ -37,15 +56,27 @@
  *       record entered its state: every commit puts it in that state's
  *       entered index, so an index a full listing filled once stays whole
  *       12 idempotency key ('' for none)
- *       13... move: the aliases the entry adds (the latest claim wins);
+ *       13 the history sent: 'W' and a count n, the whole of it in ARGV 14
+ *          to 13 + n (a create, or a record an older version wrote); 'A'
+ *          and n, the entries this one appends (a move; if the record has
+ *          no parts, nothing is written and the answer is {'whole'}); or
+ *          '' (note, delete: n = 0)
+ *       14 + n... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
- * Returns {'ok'} (note: {'ok', record JSON}), or why nothing was
- * written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
+ * A record's hash holds v (its version), h (the hash of the entry that
+ * wrote it: with v, what a get compares with its cache before it reads
+ * the text) and d (set: a tombstone); its JSON is in rec:j (TEXT_LUA).
+ * Returns {'ok'} (note: {'ok', record JSON, h}), or why nothing was
+ * written: {'idem'} {'exists'} {'dupref', id} {'notfound'} {'whole'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
  * that head). */
 static const char commit_lua[] =
+    TEXT_LUA
     "local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[9]\n"
+    "local parts, hmode = mode ~= 'global' and KEYS[#KEYS], ARGV[13]:sub(1, 1)\n"
+    "local nh = tonumber(ARGV[13]:sub(2)) or 0\n"
+    "local a0 = 14 + nh\n"
     "if ARGV[12] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[12]) == 1 then\n"
     "  return {'idem'}\n"
     "end\n"
@@ -59,6 +90,7 @@ static const char commit_lua[] =
     "  if mode ~= 'note' and tonumber(cur[1]) ~= ver - 1 then\n"
     "    return {'version', cur[1]}\n"
     "  end\n"
+    "  if hmode == 'A' and redis.call('EXISTS', parts) == 0 then return {'whole'} end\n"
     "end\n"
     "local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
@@ -70,11 +102,14 @@ static const char commit_lua[] =
     "if ARGV[12] ~= '' then redis.call('HSET', KEYS[3], ARGV[12], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
     "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
-    "if mode == 'note' then return {'ok', redis.call('HGET', KEYS[4], 'j')} end\n"
+    "if mode == 'note' then\n"
+    "  local t, h = text(KEYS[4], parts)\n"
+    "  return {'ok', t, h}\n"
+    "end\n"
     "local repo = ARGV[11]:sub(1, 1) == '1'\n"
-    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
-    "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
-    "local timed, timers = KEYS[#KEYS], ARGV[11]:sub(3, 3)\n"
+    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 4]\n"
+    "local ent_b, ent_a = KEYS[#KEYS - 3], KEYS[#KEYS - 2]\n"
+    "local timed, timers = KEYS[#KEYS - 1], ARGV[11]:sub(3, 3)\n"
     "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
     "local open, o0 = ARGV[11]:sub(5, 5), c0 + ncount\n"
     "if open == '+' then\n"
@@ -86,8 +121,9 @@ static const char commit_lua[] =
     "end\n"
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
-    "  redis.call('HDEL', KEYS[4], 'j')\n"
-    "  for i = 13, #ARGV do\n"
+    "  redis.call('HDEL', KEYS[4], 'j', 'h')\n"
+    "  redis.call('DEL', parts)\n"
+    "  for i = a0, #ARGV do\n"
     "    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
     "      redis.call('HDEL', KEYS[6], ARGV[i])\n"
     "    end\n"
@@ -103,14 +139,25 @@ static const char commit_lua[] =
     "  redis.call('ZREM', ent_b, id)\n"
     "  return {'ok'}\n"
     "end\n"
-    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'j', ARGV[7])\n"
+    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4])\n"
+    "if hmode == 'W' then\n"
+    "  redis.call('DEL', parts)\n"
+    "  redis.call('HDEL', KEYS[4], 'j')\n"
+    "  redis.call('RPUSH', parts, ARGV[7])\n"
+    "else\n"
+    "  redis.call('LSET', parts, 0, ARGV[7])\n"
+    "end\n"
+    /* (unpack's stack has room for a few thousand) */
+    "for i = 14, a0 - 1, 1000 do\n"
+    "  redis.call('RPUSH', parts, unpack(ARGV, i, math.min(i + 999, a0 - 1)))\n"
+    "end\n"
     "if mode == 'create' then\n"
     "  redis.call('HSET', KEYS[6], ARGV[10], id)\n"
     "elseif KEYS[8] ~= KEYS[9] then\n"
     "  redis.call('ZREM', KEYS[8], id)\n"
     "  if repo then redis.call('ZREM', KEYS[11], id) end\n"
     "end\n"
-    "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
+    "for i = a0, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
     "redis.call('ZADD', KEYS[7], ARGV[8], id)\n"
     "redis.call('ZADD', KEYS[9], ARGV[8], id)\n"
     "if repo then\n"
@@ -136,12 +183,13 @@ static const char commit_lua[] =
 /* KEYS  1 an index (zset of ids scored by updated_at in us)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")
- * Returns {id, record JSON or nil, ...}: up to limit + 1 records (one
+ * Returns {id, record JSON or nil, h or nil, ...}: up to limit + 1 records (one
  * more than asked tells the caller there is a next page), newest first,
  * ties by id descending. After a cursor: records strictly below it in
  * that order. The JSONs are read from keys derived here, which a Redis
  * Cluster would refuse (docs/redis.md). */
 static const char list_lua[] =
+    TEXT_LUA
     "local z, cs, cid, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local function below(a, b)\n"   /* bytewise, whatever the server's locale */
     "  for i = 1, math.min(#a, #b) do\n"
@@ -166,8 +214,9 @@ static const char list_lua[] =
     "end\n"
     "local out = {}\n"
     "for i, id in ipairs(ids) do\n"
-    "  out[2 * i - 1] = id\n"
-    "  out[2 * i] = redis.call('HGET', ARGV[4] .. id .. '}', 'j')\n"
+    "  local k = ARGV[4] .. id .. '}'\n"
+    "  out[3 * i - 2] = id\n"
+    "  out[3 * i - 1], out[3 * i] = text(k, k .. ':j')\n"
     "end\n"
     "return out\n";
 
@@ -210,10 +259,11 @@ static const char audit_rec_lua[] =
     "return out\n";
 
 /* KEYS 1 idem  2 log;  ARGV 1 idempotency key  2 record key prefix
- * Returns {} if no entry holds the key, else {seq, line, {j, d}}: the
+ * Returns {} if no entry holds the key, else {seq, line, {j, d, h}}: the
  * entry and its record as it is now (nil line: the log lost it; nil
  * record part: a policy_loaded entry). */
 static const char find_key_lua[] =
+    TEXT_LUA
     "local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if not seq then return {} end\n"
     "local line = redis.call('HGET', KEYS[2], seq)\n"
@@ -221,7 +271,18 @@ static const char find_key_lua[] =
     "local ok, e = pcall(cjson.decode, line)\n"
     "local rid = ok and type(e) == 'table' and e.record_id\n"
     "if type(rid) ~= 'string' then return {seq, line} end\n"
-    "return {seq, line, redis.call('HMGET', ARGV[2] .. rid .. '}', 'j', 'd')}\n";
+    "local k = ARGV[2] .. rid .. '}'\n"
+    "local t, h = text(k, k .. ':j')\n"
+    "return {seq, line, {t, redis.call('HGET', k, 'd'), h}}\n";
+
+/* KEYS 1 rec  2 rec:j
+ * Returns {record JSON, d, v, h} (each nil when absent): what a get reads
+ * when its cache does not hold the record. */
+static const char read_lua[] =
+    TEXT_LUA
+    "local t, h = text(KEYS[1], KEYS[2])\n"
+    "local m = redis.call('HMGET', KEYS[1], 'd', 'v')\n"
+    "return {t, m[1], m[2], h}\n";
 
 /* KEYS 1 a budget counter (zset: entry seq scored by time in us)
  * ARGV 1 since (us)
@@ -248,6 +309,7 @@ static const char ent_fill_lua[] =
 
 static const char *const sources[LF_SCRIPT__COUNT] = {
     commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua, count_lua, ent_fill_lua,
+    read_lua,
 };
 
 const char *lf_redis_script_src(lf_redis_script id) { return sources[id]; }
