@@ -391,4 +391,67 @@ static inline char *t_tmpdir(void) {
     return dir;
 }
 
+/* ---- budget counters ---------------------------------------------------- */
+
+typedef struct t_count {
+    int calls;
+    lf_code code;
+    uint64_t n;
+    int64_t oldest;
+} t_count;
+
+static inline void t_count_cb(lf_code code, const char *err, uint64_t n, int64_t oldest_us,
+                       void *arg) {
+    (void)err;
+    t_count *c = arg;
+    c->calls++;
+    c->code = code;
+    c->n = n;
+    c->oldest = oldest_us;
+}
+
+/* The transitions into task_queued counted under key who:name since. */
+static inline uint64_t t_count_of(lf_store *s, char who, const char *name, int64_t since,
+                         int64_t *oldest) {
+    char key[LF_COUNTER_KEY];
+    t_count c = {0};
+    lf_counter_key("task_queued", who, name, key);
+    lf_store_count(s, key, since, t_count_cb, &c);
+    t_settle(&c.calls);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.code, LF_OK);
+    if (oldest) *oldest = c.oldest;
+    return c.n;
+}
+
+/* A transition into task_queued by actor, on behalf of `behind` (a
+ * credential's principal) or, with NULL, of the actor itself. */
+static inline int64_t t_move_as(lf_store *s, unsigned n, const char *actor, const char *behind) {
+    char id[LF_ID_LEN + 1], ref[16], auth[128];
+    t_got g = {0};
+    lf_entry e = {0};
+    t_id(id, n);
+    snprintf(ref, sizeof ref, "c%u", n);
+    assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
+    e.record_id = id;
+    e.kind = LF_ENTRY_TRANSITION;
+    e.version = 2;
+    e.from_state = "issue_created";
+    e.to_state = "task_queued";
+    e.trigger = "test.moved";
+    e.actor = actor;
+    e.metadata = "{}";
+    if (behind) {
+        snprintf(auth, sizeof auth, "{\"identity\":{\"principal\":\"%s\"}}", behind);
+        e.authority = auth;
+    }
+    t_stamp(e.timestamp);
+    int64_t us;
+    assert_int_equal(lf_ts_parse(e.timestamp, &us), 0);
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    t_got_reset(&g);
+    return us;
+}
+
+
 #endif

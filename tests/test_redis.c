@@ -1257,6 +1257,38 @@ static void history_kept_apart(void **state) {
     t_got_reset(&h);
 }
 
+/* Budget counters: one member under b:<name> when the actor acts for
+ * itself, a:<actor> and p:<person> when not; counts add b. Counters an
+ * older version wrote (every transition under a and p) count once. */
+static void counters_once_for_the_common_case(void **state) {
+    lf_store *s = F(state)->s;
+    char b[LF_COUNTER_KEY], a[LF_COUNTER_KEY], p[LF_COUNTER_KEY];
+    int64_t t1 = t_move_as(s, 1, "bot", NULL), oldest;
+    t_move_as(s, 2, "bot", "alice");
+    lf_counter_key("task_queued", 'b', "bot", b);
+    lf_counter_key("task_queued", 'a', "bot", a);
+    lf_counter_key("task_queued", 'p', "bot", p);
+    redisReply *r = t_redis_cmd(&server, "ZCARD lf:count:%s", b);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "ZCARD lf:count:%s", a);
+    assert_int_equal(r->integer, 1);     /* the one for alice */
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "EXISTS lf:count:%s", p);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    /* As an older version wrote a transition by bot for itself, earlier. */
+    t_redis_ok(&server, "ZADD lf:count:%s %lld 999", a, (long long)(t1 - 5));
+    t_redis_ok(&server, "ZADD lf:count:%s %lld 999", p, (long long)(t1 - 5));
+    assert_int_equal(t_count_of(s, 'a', "bot", 0, &oldest), 3);
+    assert_int_equal(oldest, t1 - 5);
+    assert_int_equal(t_count_of(s, 'p', "bot", 0, &oldest), 2);
+    assert_int_equal(oldest, t1 - 5);
+    assert_int_equal(t_count_of(s, 'p', "bot", t1, &oldest), 1);
+    assert_int_equal(oldest, t1);
+    assert_int_equal(t_count_of(s, 'p', "alice", 0, NULL), 1);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
@@ -1278,6 +1310,7 @@ int main(void) {
         T(entered_index_filled_then_read),
         T(corrupted_record_value),
         T(history_kept_apart),
+        T(counters_once_for_the_common_case),
         T(tampering_is_detected),
         T(engine_runs_on_redis),
     };

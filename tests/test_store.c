@@ -998,6 +998,32 @@ static void list_under_churn(void **state) {
     churn_check(s, recs, N, NULL, "acme/a", 9);
 }
 
+/* Budgets count a state's transitions by actor ('a') and by the person
+ * behind them ('p'), exactly, on every store: the common case (the actor
+ * acts for itself) counts once under each, and an actor acting for
+ * someone else counts for the actor and for that someone only. */
+static void budget_counts(void **state) {
+    lf_store *s = S(state);
+    int64_t oldest, t1 = t_move_as(s, 1, "bot", NULL);
+    int64_t t2 = t_move_as(s, 2, "bot", "alice");
+    int64_t t3 = t_move_as(s, 3, "carol", "bot");
+    (void)t2;
+
+    assert_int_equal(t_count_of(s, 'a', "bot", 0, &oldest), 2);
+    assert_int_equal(oldest, t1);
+    assert_int_equal(t_count_of(s, 'p', "bot", 0, &oldest), 2);
+    assert_int_equal(oldest, t1);
+    assert_int_equal(t_count_of(s, 'p', "alice", 0, NULL), 1);
+    assert_int_equal(t_count_of(s, 'a', "alice", 0, NULL), 0);
+    assert_int_equal(t_count_of(s, 'a', "carol", 0, NULL), 1);
+    assert_int_equal(t_count_of(s, 'p', "carol", 0, NULL), 0);
+    /* A window that starts after the first: the oldest moves on. */
+    assert_int_equal(t_count_of(s, 'p', "bot", t1 + 1, &oldest), 1);
+    assert_int_equal(oldest, t3);
+    assert_int_equal(t_count_of(s, 'a', "bot", t1 + 1, NULL), 1);
+    assert_int_equal(t_count_of(s, 'a', "nobody", 0, &oldest), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         EACH(create_then_get),
@@ -1019,6 +1045,7 @@ int main(void) {
         EACH(integers_stay_exact),
         EACH(aliases_find_records),
         EACH(list_under_churn),
+        EACH(budget_counts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

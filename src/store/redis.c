@@ -69,6 +69,14 @@ void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b) {
     lf_buf_printf(b, "%scount:%s", s->url.prefix, counter);
 }
 
+char *lf_redis_counter_who(char *key) {
+    char *end;
+    unsigned long n = strtoul(key, &end, 10);
+    if (end == key || *end != ':' || strlen(end + 1) < n + 3) return NULL;
+    char *w = end + 1 + n;
+    return w[0] == ':' && w[2] == ':' ? w + 1 : NULL;
+}
+
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%schildren:%s", s->url.prefix, parent);
@@ -524,11 +532,16 @@ static const lf_rop_type count_type = {
     .destroy = count_destroy,
 };
 
+/* A transition's counters: by its actor (a) and by the person behind it
+ * (p), or both at once (b) when they are the same name -- the common case,
+ * one zset member instead of two. So a count of a:N or p:N adds b:N's
+ * (redis_commit.c). Counters an older version wrote have no b: all of
+ * theirs are in a and p, and each is counted once either way. */
 static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_cb *cb,
                         void *arg) {
     lf_redis *s = (lf_redis *)st;
-    char since_s[32];
-    lf_buf k = LF_BUF_INIT;
+    char since_s[32], both[LF_COUNTER_KEY], *who;
+    lf_buf k = LF_BUF_INIT, kb = LF_BUF_INIT;
     count_op *c = lf_xcalloc(1, sizeof *c);
     c->op.type = &count_type;
     c->op.s = s;
@@ -537,9 +550,18 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
     c->arg = arg;
     lf_redis_key_count(s, key, &k);
     snprintf(since_s, sizeof since_s, "%" PRId64, since);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "1", k.p, since_s};
-    lf_redis_format(&c->op, 5, argv, NULL);
+    snprintf(both, sizeof both, "%s", key);
+    if ((who = lf_redis_counter_who(both)) && (*who == 'a' || *who == 'p')) {
+        *who = 'b';
+        lf_redis_key_count(s, both, &kb);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "2", k.p, kb.p, since_s};
+        lf_redis_format(&c->op, 6, argv, NULL);
+    } else {
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "1", k.p, since_s};
+        lf_redis_format(&c->op, 5, argv, NULL);
+    }
     lf_buf_free(&k);
+    lf_buf_free(&kb);
     lf_redis_send(&c->op);
 }
 

@@ -213,6 +213,9 @@ void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
 void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b);
 /* A counter (lf_counter_key, lf_open_key) the commit script keeps. */
 void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b);
+/* The who character ('a', 'p') of a budget counter key (lf_counter_key:
+ * "<len>:<to>:<who>:<name>"), or NULL for another key (lf_open_key's). */
+char *lf_redis_counter_who(char *key);
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
 

@@ -297,6 +297,15 @@ static void commit_format(commit_op *c) {
     lf_buf k[13] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
+    if (ncount == 2) {
+        /* The actor acting for itself: one member under both (redis.c's
+         * redis_count). */
+        char *a = lf_redis_counter_who(counters[0]), *p = lf_redis_counter_who(counters[1]);
+        if (a && p && a - counters[0] == p - counters[1] && strcmp(a + 1, p + 1) == 0) {
+            *a = 'b';
+            ncount = 1;
+        }
+    }
     /* Its owner's open-records sets: in while it is open, out once closed
      * or deleted (ZADD and ZREM are idempotent: no need to know before). */
     int nopen = r ? lf_record_open_keys(r, counters + ncount) : 0;

@@ -284,14 +284,18 @@ static const char read_lua[] =
     "local m = redis.call('HMGET', KEYS[1], 'd', 'v')\n"
     "return {t, m[1], m[2], h}\n";
 
-/* KEYS 1 a budget counter (zset: entry seq scored by time in us)
+/* KEYS 1... budget counters (zsets: entry seqs scored by time in us): an
+ * actor's or a person's and, for those, the same name's b (redis.c)
  * ARGV 1 since (us)
  * Returns {n, earliest score or ''}: the transitions since then. */
 static const char count_lua[] =
-    "local n = redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf')\n"
-    "local first = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES', "
-    "'LIMIT', 0, 1)\n"
-    "return {n, first[2] or ''}\n";
+    "local n, first = 0, nil\n"
+    "for _, k in ipairs(KEYS) do\n"
+    "  n = n + redis.call('ZCOUNT', k, ARGV[1], '+inf')\n"
+    "  local f = redis.call('ZRANGEBYSCORE', k, ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)\n"
+    "  if f[2] and (not first or tonumber(f[2]) < tonumber(first)) then first = f[2] end\n"
+    "end\n"
+    "return {n, first or ''}\n";
 
 /* KEYS 1 a state's entered index;  ARGV 1 record key prefix ("lf:rec:{"),
  * then (id, version, entered us) for each record a full listing of the
