@@ -14,7 +14,8 @@
 # cycle of the lifecycle), each one a real committed transition under
 # the shipped policies (their guards run; the CI retry budget is lifted so
 # the cycle can go on). Prints, per store: requests/s, p50 and p99
-# latency, non-2xx replies, and the rate as a share of the ceiling.
+# latency, the CPU time serve (and redis-server) spent per request,
+# non-2xx replies, and the rate as a share of the ceiling.
 # DURATION (10s), CONNS (64), THREADS (2), RECORDS (64 per connection: a
 # record's history, returned whole in every reply, grows by one entry per
 # pass) tune the run; LOG (info) is the server's --log-level (info logs a
@@ -124,8 +125,15 @@ function request()
 end
 LUA
 
-# run LABEL: wrk against $base; prints one line, sets rps.
+# CPU ticks (user + system) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# run LABEL: wrk against $base; prints one line, sets rps and cpu (the
+# CPU time serve, and the Redis server if there is one, spent per
+# request: less sensitive than the rate to what else the machine runs).
 run() {
+    s0=$(ticks "$spid") r0=0
+    [ -n "$rpid" ] && r0=$(ticks "$rpid")
     LF_IDS="$dir/ids" LF_THREADS=$THREADS wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$dir/cycle.lua" "$base" >"$dir/wrk.out" 2>&1
     if grep -q 'cycle.lua' "$dir/wrk.out"; then
@@ -133,13 +141,17 @@ run() {
         head -3 "$dir/wrk.out" >&2
         exit 1
     fi
+    s1=$(ticks "$spid") r1=0
+    [ -n "$rpid" ] && r1=$(ticks "$rpid")
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk.out")
+    cpu=$(awk -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v hz="$(getconf CLK_TCK)" \
+        '/requests in/ { n = $1 } END { if (n) printf "%.0f", (s + r) * 1e6 / hz / n }' "$dir/wrk.out")
     p50=$(awk '$1 == "50%" {print $2}' "$dir/wrk.out")
     p99=$(awk '$1 == "99%" {print $2}' "$dir/wrk.out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' "$dir/wrk.out")
     errs=$(awk '/Socket errors/ {print}' "$dir/wrk.out")
-    printf '  %-34s %10.0f req/s   p50 %-8s p99 %-8s non-2xx %s%s\n' "$1" "$rps" "$p50" "$p99" \
-        "${non2xx:-0}" "${errs:+  ($errs)}"
+    printf '  %-34s %10.0f req/s   p50 %-8s p99 %-8s cpu %5s us/req   non-2xx %s%s\n' \
+        "$1" "$rps" "$p50" "$p99" "$cpu" "${non2xx:-0}" "${errs:+  ($errs)}"
 }
 
 leg() {   # NAME STORE-URL

@@ -889,6 +889,21 @@ static void entered_index_filled_then_read(void **state) {
 
 /* ---- corruption and tampering ---------------------------------------- */
 
+static char *hget_line(uint64_t seq) {
+    redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    char *line = strdup(r->str);
+    freeReplyObject(r);
+    return line;
+}
+
+static void hset_line(uint64_t seq, const char *line) {
+    char s[24];
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    const char *argv[] = {"HSET", "lf:log", s, line};
+    freeReplyObject(t_redis_cmdv(&server, 4, argv, NULL));
+}
+
 static void corrupted_record_value(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
@@ -901,30 +916,21 @@ static void corrupted_record_value(void **state) {
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
 
     /* The record's hash keeps its version and the hash of the entry that
-     * wrote it (h); its JSON is a list of parts: what follows the history,
-     * then each history entry. */
-    redisReply *j = t_redis_cmd(&server, "HMGET %s j h", key);
-    assert_int_equal(j->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(j->element[0]->type, REDIS_REPLY_NIL);
-    assert_int_equal(j->element[1]->len, LF_HASH_LEN);
+     * last changed it (h), and no copy of the record: it is its entries. */
+    redisReply *j = t_redis_cmd(&server, "HGETALL %s", key);
+    assert_int_equal(j->elements, 4);
+    assert_string_equal(j->element[0]->str, "v");
+    assert_string_equal(j->element[2]->str, "h");
+    assert_string_equal(j->element[3]->str, g.hash);
     freeReplyObject(j);
-    j = t_redis_cmd(&server, "LRANGE %s:j 0 -1", key);
-    assert_int_equal(j->elements, 2);
-    assert_int_equal(j->element[0]->str[0], ']');
-    assert_non_null(strstr(j->element[1]->str, "\"to_state\":\"issue_created\""));
-    char *text = strdup(j->element[0]->str), *at = strstr(text, "\"updated_at\":\"");
-    freeReplyObject(j);
-    /* A list serves a record from the store's cache only while Redis
-     * holds the record that entry wrote: rewritten behind our back by
-     * another (same version), the list reads what is there now. */
+    char *line = hget_line(1), *at = strstr(line, "\"timestamp\":\"");
     assert_non_null(at);
-    memcpy(at + strlen("\"updated_at\":\""), "2001", 4);
-    char parts[80];
-    snprintf(parts, sizeof parts, "%s:j", key);
-    const char *lset[] = {"LSET", parts, "0", text};
-    freeReplyObject(t_redis_cmdv(&server, 4, lset, NULL));
+    /* A list serves a record from the store's cache only while Redis
+     * holds the record that entry made: its entries rewritten behind our
+     * back (and its h), the list folds what is there now. */
+    memcpy(at + strlen("\"timestamp\":\""), "2001", 4);
+    hset_line(1, line);
     t_redis_ok(&server, "HSET %s h %s", key, LF_GENESIS);
-    free(text);
     lf_list_query q = {0};
     lf_store_list(s, &q, t_list_cb, &p);
     t_settle(&p.calls);
@@ -933,10 +939,9 @@ static void corrupted_record_value(void **state) {
     assert_memory_equal(p.updated[0], "2001-", 5);
     t_page_reset(&p);
 
-    t_redis_ok(&server, "LSET %s:j 0 %s", key, "{not json");
+    hset_line(1, "{not json");
     t_redis_ok(&server, "HSET %s h %s", key,
                "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff");
-
     assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, key));
     assert_int_equal(t_find_ref(s, "r1", &g), LF_UNAVAILABLE);
@@ -948,7 +953,15 @@ static void corrupted_record_value(void **state) {
     assert_int_equal(p.code, LF_UNAVAILABLE);
     assert_non_null(strstr(p.err, key));
     t_page_reset(&p);
-    /* The log is intact and still reads. */
+    /* An entry the record's list names but the log lost. */
+    t_redis_ok(&server, "HDEL lf:log 1");
+    assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, "lf:log"));
+    /* Put back, it reads again. */
+    hset_line(1, line);
+    free(line);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_memory_equal(strstr(g.json, "\"created_at\":\"") + 14, "2001-", 5);
     t_audit_page(s, id, 0, 0, &a);
     assert_int_equal(a.n, 1);
     t_audit_reset(&a);
@@ -969,21 +982,6 @@ static void corrupted_record_value(void **state) {
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
     t_got_reset(&g);
-}
-
-static char *hget_line(uint64_t seq) {
-    redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    char *line = strdup(r->str);
-    freeReplyObject(r);
-    return line;
-}
-
-static void hset_line(uint64_t seq, const char *line) {
-    char s[24];
-    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    const char *argv[] = {"HSET", "lf:log", s, line};
-    freeReplyObject(t_redis_cmdv(&server, 4, argv, NULL));
 }
 
 static void expect_broken(lf_store *s, const char *needle) {
@@ -1115,7 +1113,7 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
-/* ---- a record and its history ------------------------------------------ */
+/* ---- a record is its entries -------------------------------------------- */
 
 /* How many times Redis ran cmd since the last CONFIG RESETSTAT. */
 static long long calls_of(const char *cmd) {
@@ -1128,43 +1126,32 @@ static long long calls_of(const char *cmd) {
     return n;
 }
 
-static long long hist_entries(const char *id) {
-    redisReply *r = t_redis_cmd(&server, "LLEN lf:rec:{%s}:j", id);
-    long long n = r->integer - 1;   /* the first part is the rest */
-    freeReplyObject(r);
-    return n;
-}
-
-/* A record's JSON is a list of parts: what follows the history, replaced
- * by each commit, then the history entries, which each commit appends
- * to; so a commit sends and Redis hashes the same few hundred bytes
- * however long the history is. A get
- * answers from the cache on the version and h alone. A record an older
- * version wrote (the whole JSON in j) reads as it is and is converted by
- * its next commit, which sends the whole history once; the log's chain
- * stays whole across the resend. */
-static void history_kept_apart(void **state) {
+/* Redis keeps a record's entries and its version and h, not a copy of
+ * the record: a read folds the entries, as every store does, and a
+ * commit sends the same few hundred bytes however long the history is. A
+ * get answers from the cache on the version and h alone. A record an
+ * older version wrote (its JSON in j) reads the same, loses j at its next
+ * commit, and one without an entry list reads from j. */
+static void records_are_their_entries(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0}, h = {0};
-    char id[LF_ID_LEN + 1], id2[LF_ID_LEN + 1];
+    char id[LF_ID_LEN + 1], id2[LF_ID_LEN + 1], key[64];
     const char *path[] = {"issue_created", "task_queued", "pr_created", "ci_pending"};
 
     t_id(id, 1);
+    snprintf(key, sizeof key, "lf:rec:{%s}", id);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     for (int i = 0; i < 3; i++)
         assert_int_equal(t_transition(s, id, path[i], path[i + 1], (uint64_t)i + 1, &g),
                          LF_OK);
-    assert_int_equal(hist_entries(id), 4);
-    redisReply *r = t_redis_cmd(&server, "HMGET lf:rec:{%s} j h", id);
-    assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
-    assert_string_equal(r->element[1]->str, g.hash);
+    redisReply *r = t_redis_cmd(&server, "HGETALL %s", key);
+    assert_int_equal(r->elements, 4);   /* v and h */
     freeReplyObject(r);
-    r = t_redis_cmd(&server, "LINDEX lf:rec:{%s}:j 0", id);
-    assert_int_equal(r->str[0], ']');
-    assert_null(strstr(r->str, "to_state"));
+    r = t_redis_cmd(&server, "HGET %s h", key);
+    assert_string_equal(r->str, g.hash);
     freeReplyObject(r);
 
-    /* Cached: the gets read the version and h, never the text. */
+    /* Cached: the gets read the version and h, nothing else. */
     t_redis_ok(&server, "CONFIG RESETSTAT");
     for (int i = 0; i < 3; i++) {
         assert_int_equal(t_get(s, id, &h), LF_OK);
@@ -1173,87 +1160,61 @@ static void history_kept_apart(void **state) {
     }
     assert_int_equal(calls_of("hmget"), 3);
     assert_int_equal(calls_of("evalsha"), 0);
-    /* Another handle has nothing cached: it reads the text, which is the
+    /* Another handle has nothing cached: it folds the entries, into the
      * same record. */
     lf_store *b = open_url(server.url, F(state)->base);
     assert_int_equal(t_get(b, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);
     assert_int_equal(calls_of("evalsha"), 1);
+    /* A refused attempt answers with the record, unchanged. */
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "ci_pending", "ci_passed", 4, &h),
+                     LF_OK);
+    assert_true(h.has_rec);
+    assert_string_equal(h.json, g.json);
 
-    /* As an older version left it: the whole JSON in j, no h, no parts.
-     * Both handles read it. */
-    const char *old[] = {"HSET", "", "j", g.json};
-    char key[64];
-    snprintf(key, sizeof key, "lf:rec:{%s}", id);
-    old[1] = key;
+    /* As an older version left it: its JSON in j, no h. Both handles
+     * read it; its next commit drops j and sets h. */
+    const char *old[] = {"HSET", key, "j", g.json};
     freeReplyObject(t_redis_cmdv(&server, 4, old, NULL));
     t_redis_ok(&server, "HDEL %s h", key);
-    t_redis_ok(&server, "DEL %s:j", key);
     assert_int_equal(t_get(b, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);
     assert_int_equal(t_get(s, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);
-
-    /* Its next commit is refused once ({'whole'}), resent with the whole
-     * history, and the one sent behind it in the same pipeline lands too. */
-    t_id(id2, 2);
-    lf_entry e = {0};
-    e.record_id = id;
-    e.kind = LF_ENTRY_TRANSITION;
-    e.version = 5;
-    e.from_state = "ci_pending";
-    e.to_state = "ci_passed";
-    e.trigger = "test.moved";
-    e.actor = "tester";
-    e.metadata = "{}";
-    t_stamp(e.timestamp);
-    t_got_reset(&g);
-    t_got g2 = {0};
-    lf_store_commit(s, &e, t_store_cb, &g);
-    char rec2[256];
-    snprintf(rec2, sizeof rec2,
-             "{\"ref\":\"r2\",\"repo\":null,\"auto_merge\":false,\"labels\":{},"
-             "\"metadata\":{},\"workflow\":\"loopforge\"}");
-    lf_entry c = {0};
-    c.record_id = id2;
-    c.kind = LF_ENTRY_CREATED;
-    c.version = 1;
-    c.to_state = "issue_created";
-    c.trigger = "created";
-    c.actor = "tester";
-    c.metadata = "{}";
-    c.record = rec2;
-    t_stamp(c.timestamp);
-    lf_store_commit(s, &c, t_store_cb, &g2);
-    t_settle(&g.calls);
-    t_settle(&g2.calls);
-    assert_int_equal(g.code, LF_OK);
-    assert_int_equal(g2.code, LF_OK);
+    assert_int_equal(t_transition(s, id, "ci_pending", "ci_passed", 4, &g), LF_OK);
     assert_int_equal(g.nhist, 5);
-    assert_int_equal(hist_entries(id), 5);
     r = t_redis_cmd(&server, "HMGET %s j h", key);
     assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
     assert_string_equal(r->element[1]->str, g.hash);
     freeReplyObject(r);
-    lf_store *c3 = open_url(server.url, F(state)->base);
-    assert_int_equal(t_get(c3, id, &h), LF_OK);
+    assert_int_equal(t_get(b, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);
-    assert_int_equal(t_get(c3, id2, &h), LF_OK);
-    assert_int_equal(h.nhist, 1);
-    /* create 1, three moves, the conversion, the second create */
-    assert_int_equal(t_verify_chain(s, NULL, 0), 6);
 
-    /* A delete takes the history with it. */
+    /* Older still: no entry list, only j. */
+    t_id(id2, 2);
+    assert_int_equal(t_create(s, id2, "r2", "acme/app", &h), LF_OK);
+    char key2[64];
+    snprintf(key2, sizeof key2, "lf:rec:{%s}", id2);
+    const char *j2[] = {"HSET", key2, "j", h.json};
+    freeReplyObject(t_redis_cmdv(&server, 4, j2, NULL));
+    t_redis_ok(&server, "HDEL %s h", key2);
+    t_redis_ok(&server, "DEL %s:log", key2);
+    lf_store *c3 = open_url(server.url, F(state)->base);
+    char *want = strdup(h.json);
+    assert_int_equal(t_get(c3, id2, &h), LF_OK);
+    assert_string_equal(h.json, want);
+    free(want);
+    /* create 1, three moves, the refusal, the move, the second create */
+    assert_int_equal(t_verify_chain(s, NULL, 0), 7);
+
+    /* A delete leaves a tombstone: found by nobody. */
     assert_int_equal(t_delete(s, id, "ci_passed", 5, &g), LF_OK);
-    r = t_redis_cmd(&server, "EXISTS %s:j", key);
-    assert_int_equal(r->integer, 0);
-    freeReplyObject(r);
     assert_int_equal(t_get(s, id, &h), LF_NOT_FOUND);
+    assert_int_equal(t_get(b, id, &h), LF_NOT_FOUND);
     assert_int_equal(t_get(c3, id, &h), LF_NOT_FOUND);
     lf_store_free(b);
     lf_store_free(c3);
     t_got_reset(&g);
-    t_got_reset(&g2);
     t_got_reset(&h);
 }
 
@@ -1309,7 +1270,7 @@ int main(void) {
         T(pages_through_ties_like_memory),
         T(entered_index_filled_then_read),
         T(corrupted_record_value),
-        T(history_kept_apart),
+        T(records_are_their_entries),
         T(counters_once_for_the_common_case),
         T(tampering_is_detected),
         T(engine_runs_on_redis),

@@ -251,17 +251,13 @@ static int run_capture(char *const argv[], char **out) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* EVALSHA commit, with the real line and record parts from the run, under
- * fresh random keys per call (redis-benchmark's __rand_int__). The
- * arguments follow the commit script's layout (redis_lua.c): mode
- * create, 16 keys, 14 ARGV, no idempotency key; `rest` and `hist` are
- * a finished record's (its JSON after the history, and its first history
- * entry: what each commit sends). */
+/* EVALSHA commit, with a real line from the run, under fresh random keys
+ * per call (redis-benchmark's __rand_int__). The arguments follow the
+ * commit script's layout (redis_lua.c): mode create, 15 keys, 11 ARGV,
+ * no idempotency key. */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
-                          const char *rest, const char *hist, size_t inflight,
-                          size_t requests, char *note,
-                          size_t notelen) {
-    char sha[41], port[16], db[16], pipeline[24], n[24], keys[16][256];
+                          size_t inflight, size_t requests, char *note, size_t notelen) {
+    char sha[41], port[16], db[16], pipeline[24], n[24], keys[15][256];
     const char *argv[64];
     int a = 0;
     lf_redis_script_sha(LF_SCRIPT_COMMIT, sha);
@@ -269,7 +265,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     snprintf(db, sizeof db, "%d", u->db);
     snprintf(pipeline, sizeof pipeline, "%zu", inflight);
     snprintf(n, sizeof n, "%zu", requests);
-    const char *names[16] = {"__rand_int__:head",
+    const char *names[15] = {"__rand_int__:head",
                              "log",
                              "idem",
                              "rec:{bench-__rand_int__}",
@@ -283,9 +279,8 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
                              "sr:13:issue_created:loopforge/bench",
                              "ent:issue_created",
                              "ent:issue_created",
-                             "timed",
-                             "rec:{bench-__rand_int__}:j"};
-    for (int i = 0; i < 16; i++)
+                             "timed"};
+    for (int i = 0; i < 15; i++)
         snprintf(keys[i], sizeof keys[i], "%srb:%s", prefix, names[i]);
 
     argv[a++] = "redis-benchmark";
@@ -319,22 +314,19 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "--csv";
     argv[a++] = "EVALSHA";
     argv[a++] = sha;
-    argv[a++] = "16";
-    for (int i = 0; i < 16; i++) argv[a++] = keys[i];
+    argv[a++] = "15";
+    for (int i = 0; i < 15; i++) argv[a++] = keys[i];
     argv[a++] = "create";
     argv[a++] = "1";
     argv[a++] = LF_GENESIS;
     argv[a++] = "54407c7e877f38896ac3871f48833377dd912bf4b69094a8c0d0088aa57672be";
     argv[a++] = line;
     argv[a++] = "1";
-    argv[a++] = rest;
     argv[a++] = "1795000000000000";
     argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
     argv[a++] = "100001795000000000000";   /* a repo; entered at the score */
     argv[a++] = "";
-    argv[a++] = "W1";
-    argv[a++] = hist;
     argv[a] = NULL;
 
     char *out = NULL;
@@ -367,8 +359,7 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     lf_redis_url u = {0};
     redisContext *side = NULL;
     lf_engine *e = NULL;
-    char err[600], *burl = NULL, *line = NULL, *rest = NULL, *hist = NULL;
-    char first[LF_ID_LEN + 1] = "";
+    char err[600], *burl = NULL, *line = NULL, first[LF_ID_LEN + 1] = "";
     int rc = LF_EXIT_FAILURE;
 
     memset(out, 0, sizeof *out);
@@ -422,18 +413,15 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
         out->log_bytes_per_record = (double)r->integer / (double)records;
     if (r) freeReplyObject(r);
 
-    /* Real arguments: a transition from the middle of the run, and a
-     * finished record (7 history entries). */
+    /* A real argument: a transition from the middle of the run. */
     /* (hiredis formats %s and %llu, not %zu) */
     line = side_get(side, "HGET %slog %llu", u.prefix,
                     (unsigned long long)(records * (LF_BENCH_NSTEPS + 1) / 2));
-    rest = side_get(side, "LINDEX %srec:{%s}:j 0", u.prefix, first);
-    hist = side_get(side, "LINDEX %srec:{%s}:j 1", u.prefix, first);
-    if (line && rest && hist) {
+    if (line) {
         size_t req = records * LF_BENCH_NSTEPS;
         req = req < 10000 ? 10000 : req > 100000 ? 100000 : req;
-        out->script_per_s = script_rate(&u, u.prefix, line, rest, hist, inflight, req,
-                                        out->note, sizeof out->note);
+        out->script_per_s = script_rate(&u, u.prefix, line, inflight, req, out->note,
+                                        sizeof out->note);
     } else {
         snprintf(out->note, sizeof out->note, "no sample entry for redis-benchmark");
     }
@@ -445,8 +433,6 @@ done:
         redisFree(side);
     }
     free(line);
-    free(rest);
-    free(hist);
     free(burl);
     lf_redis_url_free(&u);
     lf_bench_redis_server_stop(&sv);

@@ -485,78 +485,54 @@ static void jw_opt_int(lf_jw *w, const char *key, bool has, int64_t v) {
 
 void lf_record_to_json(const lf_record *r, lf_buf *b) { lf_record_to_json_tail(r, 0, b); }
 
-/* The members before "transitions". */
-static void jw_head(lf_jw *o, const lf_record *r) {
-    lf_jw_str(o, "record_id", r->id);
-    lf_jw_str(o, "ref", r->ref);
-    jw_opt_int(o, "ref_number", r->has_ref_number, r->ref_number);
-    lf_jw_str(o, "repo", r->repo);
-    lf_jw_str(o, "pr_url", r->pr_url);
-    jw_opt_int(o, "pr_number", r->has_pr_number, r->pr_number);
-    lf_jw_str(o, "state", r->state);
-    lf_jw_bool(o, "auto_merge", r->auto_merge);
-    lf_jw_raw(o, "ci_status", r->ci_status, "{}");
-}
-
-void lf_record_hist_json(const lf_record *r, size_t i, lf_buf *b) {
-    const lf_hist *h = &r->hist[i];
-    lf_jw t = lf_jw_open(b, '{');
-    lf_jw_str(&t, "from_state", lf_hs(r, h->from_state));
-    lf_jw_str(&t, "to_state", lf_hs(r, h->to_state));
-    lf_jw_str(&t, "trigger", lf_hs(r, h->trigger));
-    jw_ts(&t, "timestamp", h->timestamp);
-    lf_jw_raw(&t, "metadata", lf_hs(r, h->metadata), "{}");
-    lf_jw_str(&t, "actor", lf_hs(r, h->actor));
-    lf_jw_close(&t, '}');
-}
-
-/* The members after "transitions" (first: how many were left out). */
-static void jw_tail(lf_jw *o, const lf_record *r, size_t first) {
-    lf_buf *b = o->b;
-    lf_jw_raw(o, "labels", r->labels, "{}");
-    jw_ts(o, "created_at", r->created_at);
-    jw_ts(o, "updated_at", r->updated_at);
-    jw_ts(o, "closed_at", r->closed_at);
-    lf_jw_str(o, "workflow", r->workflow);
-    lf_jw_int(o, "version", (int64_t)r->version);
-    lf_jw_raw(o, "metadata", r->metadata, "{}");
-    lf_jw_key(o, "aliases");
+void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
+    size_t first = max_hist && r->nhist > max_hist ? r->nhist - max_hist : 0;
+    lf_jw o = lf_jw_open(b, '{');
+    lf_jw_str(&o, "record_id", r->id);
+    lf_jw_str(&o, "ref", r->ref);
+    jw_opt_int(&o, "ref_number", r->has_ref_number, r->ref_number);
+    lf_jw_str(&o, "repo", r->repo);
+    lf_jw_str(&o, "pr_url", r->pr_url);
+    jw_opt_int(&o, "pr_number", r->has_pr_number, r->pr_number);
+    lf_jw_str(&o, "state", r->state);
+    lf_jw_bool(&o, "auto_merge", r->auto_merge);
+    lf_jw_raw(&o, "ci_status", r->ci_status, "{}");
+    lf_jw_key(&o, "transitions");
+    lf_jw list = lf_jw_open(b, '[');
+    for (size_t i = first; i < r->nhist; i++) {
+        const lf_hist *h = &r->hist[i];
+        lf_jw_next(&list);
+        lf_jw t = lf_jw_open(b, '{');
+        lf_jw_str(&t, "from_state", lf_hs(r, h->from_state));
+        lf_jw_str(&t, "to_state", lf_hs(r, h->to_state));
+        lf_jw_str(&t, "trigger", lf_hs(r, h->trigger));
+        jw_ts(&t, "timestamp", h->timestamp);
+        lf_jw_raw(&t, "metadata", lf_hs(r, h->metadata), "{}");
+        lf_jw_str(&t, "actor", lf_hs(r, h->actor));
+        lf_jw_close(&t, '}');
+    }
+    lf_jw_close(&list, ']');
+    lf_jw_raw(&o, "labels", r->labels, "{}");
+    jw_ts(&o, "created_at", r->created_at);
+    jw_ts(&o, "updated_at", r->updated_at);
+    jw_ts(&o, "closed_at", r->closed_at);
+    lf_jw_str(&o, "workflow", r->workflow);
+    lf_jw_int(&o, "version", (int64_t)r->version);
+    lf_jw_raw(&o, "metadata", r->metadata, "{}");
+    lf_jw_key(&o, "aliases");
     lf_jw al = lf_jw_open(b, '[');
     for (size_t i = 0; i < r->naliases; i++) {
         lf_jw_next(&al);
         lf_buf_json_str(b, r->aliases[i]);
     }
     lf_jw_close(&al, ']');
-    if (r->forge) lf_jw_raw(o, "forge", r->forge, "{}");
-    if (r->parent) lf_jw_str(o, "parent", r->parent);
-    if (r->owner) lf_jw_raw(o, "owner", r->owner, "{}");
-    if (r->timers) lf_jw_raw(o, "timers", r->timers, "[]");
-    if (r->violations) lf_jw_int(o, "violations", r->violations);
-    if (r->overrides) lf_jw_int(o, "overrides", r->overrides);
-    if (first) lf_jw_int(o, "transitions_total", (int64_t)r->nhist);
-}
-
-void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
-    size_t first = max_hist && r->nhist > max_hist ? r->nhist - max_hist : 0;
-    lf_jw o = lf_jw_open(b, '{');
-    jw_head(&o, r);
-    lf_jw_key(&o, "transitions");
-    lf_buf_putc(b, '[');
-    for (size_t i = first; i < r->nhist; i++) {
-        if (i > first) lf_buf_putc(b, ',');
-        lf_record_hist_json(r, i, b);
-    }
-    lf_buf_putc(b, ']');
-    o.more = true;
-    jw_tail(&o, r, first);
-    lf_jw_close(&o, '}');
-}
-
-void lf_record_rest_json(const lf_record *r, lf_buf *rest) {
-    lf_buf_putc(rest, ']');
-    lf_jw o = {rest, true};
-    jw_head(&o, r);
-    jw_tail(&o, r, 0);
+    if (r->forge) lf_jw_raw(&o, "forge", r->forge, "{}");
+    if (r->parent) lf_jw_str(&o, "parent", r->parent);
+    if (r->owner) lf_jw_raw(&o, "owner", r->owner, "{}");
+    if (r->timers) lf_jw_raw(&o, "timers", r->timers, "[]");
+    if (r->violations) lf_jw_int(&o, "violations", r->violations);
+    if (r->overrides) lf_jw_int(&o, "overrides", r->overrides);
+    if (first) lf_jw_int(&o, "transitions_total", (int64_t)r->nhist);
     lf_jw_close(&o, '}');
 }
 

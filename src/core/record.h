@@ -114,13 +114,6 @@ void lf_record_to_json(const lf_record *r, lf_buf *out);
  * "aliases", so a reply stays bounded however long a record's history
  * grows; the whole history is in the audit log. */
 void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *out);
-/* The JSON form in parts, for a store that keeps a record's history
- * apart and only appends to it: history entry i (an object), and the
- * rest: "]", every other member, "}". The record's JSON (the same members,
- * "transitions" first) is '{"transitions":[' + the entries joined by
- * commas + the rest. Both append to the buffer. */
-void lf_record_hist_json(const lf_record *r, size_t i, lf_buf *b);
-void lf_record_rest_json(const lf_record *r, lf_buf *b);
 /* Parses the JSON form back (round trip). Returns NULL with err set. */
 lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t errlen);
 

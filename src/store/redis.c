@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
-#include <xxhash.h>
 
 #define CACHE_MAX 4096          /* fold bases kept */
 #define LIST_MAX 1000           /* records per list page */
@@ -35,11 +34,6 @@ void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b) {
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
     lf_buf_reset(b);
     lf_buf_printf(b, "%srec:{%s}:log", s->url.prefix, id);
-}
-
-void lf_redis_key_parts(const lf_redis *s, const char *id, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%srec:{%s}:j", s->url.prefix, id);
 }
 
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
@@ -91,16 +85,9 @@ void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
  * only while answering a reply, before that reply's callback runs. */
 typedef struct lf_redis_cached {
     lf_record *r;
-    uint64_t fp;                /* of its JSON in Redis; 0 = unknown */
-    char h[LF_HASH_LEN + 1];    /* the hash of the entry that wrote it; "" = unknown */
+    char h[LF_HASH_LEN + 1];    /* the hash of the entry that last changed it,
+                                   or "" when unknown */
 } lf_redis_cached;
-
-/* XXH3 over the text; never 0. A record's JSON grows with its history
- * (kilobytes): a byte-at-a-time hash was 15% of serve's time on Redis. */
-static uint64_t fingerprint(const char *p, size_t n) {
-    uint64_t h = XXH3_64bits(p, n);
-    return h ? h : 1;
-}
 
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, id);
@@ -126,13 +113,10 @@ static void cache_evict_one(lf_redis *s) {
     }
 }
 
-void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
-                        const char *h) {
+void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *h) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, r->id);
-    uint64_t fp = json ? fingerprint(json, len) : 0;
     bool known = h && strlen(h) == LF_HASH_LEN;
     if (c && c->r == r) {
-        if (fp) c->fp = fp;
         if (known) memcpy(c->h, h, sizeof c->h);
         return;
     }
@@ -140,7 +124,7 @@ void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
     lf_record *old = c ? c->r : NULL;
     if (!c) c = lf_xcalloc(1, sizeof *c);
     c->r = r;
-    c->fp = fp;
+    /* Unknown (a record an older version wrote): kept, never matched. */
     if (known) memcpy(c->h, h, sizeof c->h);
     else c->h[0] = '\0';
     /* The key is the record's own id: the new one's goes in before the
@@ -151,35 +135,6 @@ void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
 
 void lf_redis_cache_del(lf_redis *s, const char *id) {
     cached_free(lf_map_del(&s->cache.map, id));
-}
-
-/* The cache's entry for id when Redis holds that very record: written
- * by the same entry (its hash h, which names the whole log before it), or
- * for a record an older version wrote (no h), with the same text. */
-static lf_redis_cached *cache_holding(lf_redis *s, const char *id, const redisReply *j,
-                                      const redisReply *h) {
-    lf_redis_cached *c = lf_map_get(&s->cache.map, id);
-    if (!c) return NULL;
-    if (c->h[0] && lf_redis_is_str(h))
-        return h->len == LF_HASH_LEN && memcmp(c->h, h->str, LF_HASH_LEN) == 0 ? c : NULL;
-    return c->fp && lf_redis_is_str(j) && c->fp == fingerprint(j->str, j->len) ? c : NULL;
-}
-
-/* The cached record when Redis still holds that very version. */
-static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *j,
-                              const redisReply *h, uint64_t version) {
-    lf_redis_cached *c = cache_holding(s, id, j, h);
-    return c && c->r->version == version ? c->r : NULL;
-}
-
-/* A copy of the cached record when Redis holds it: a list names no
- * version, but h (or the text) names one. The timers' tick listed every
- * record in a timed state each second (it now reads the entered
- * indexes), and parsing them was a twentieth of serve's time on Redis. */
-static lf_record *cache_copy(lf_redis *s, const char *id, const redisReply *j,
-                             const redisReply *h) {
-    lf_redis_cached *c = cache_holding(s, id, j, h);
-    return c ? lf_record_dup(c->r) : NULL;
 }
 
 static void cache_free(lf_redis *s) {
@@ -201,41 +156,87 @@ static uint64_t reply_version(const redisReply *v) {
     return end != v->str && *end == '\0' ? (uint64_t)n : 0;
 }
 
-/* A record hash's HMGET {j, d, v, h}: LF_OK with *out (the caller's, or the
- * cached record itself when the cache holds that very version: a version
- * names one record, so its JSON need not be parsed again -- that parse was
- * a fifth of a server's time on Redis), LF_NOT_FOUND for none or a
- * tombstone, or LF_UNAVAILABLE naming the key when what is there is not a
- * loopforge record. */
-lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
+/* The cached record when Redis holds that very record: the same version
+ * (v), last changed by the same entry (h: its hash names the whole log
+ * before it). */
+static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *v,
+                              const redisReply *h) {
+    lf_redis_cached *c = lf_map_get(&s->cache.map, id);
+    return c && c->h[0] && lf_redis_is_str(h) && h->len == LF_HASH_LEN &&
+                   memcmp(c->h, h->str, LF_HASH_LEN) == 0 &&
+                   c->r->version == reply_version(v)
+               ? c->r
+               : NULL;
+}
+
+/* The record folded from its entries' lines, g's elements from 4 on
+ * (REC_LUA), exactly as the other stores fold their logs; or, for one an
+ * older version wrote without an entry list, parsed from its JSON (j).
+ * NULL with msg set when they do not make a record. */
+static lf_record *record_fold(lf_redis *s, const redisReply *g, const char *key, char *msg,
+                              size_t len) {
+    char why[256] = "no entries";
+    lf_record *r = NULL;
+    if (g->elements == 4) {
+        if (lf_redis_is_str(g->element[3]) &&
+            (r = lf_record_from_json(g->element[3]->str, g->element[3]->len, why,
+                                     sizeof why)))
+            return r;
+        lf_redis_errf(s, msg, len, "key %s does not hold a loopforge record (%s)", key, why);
+        return NULL;
+    }
+    for (size_t i = 4; i < g->elements; i++) {
+        const redisReply *l = g->element[i];
+        lf_entry_doc doc;
+        if (!lf_redis_is_str(l)) {
+            lf_redis_errf(s, msg, len, "%s lacks an entry %s:log names", s->k_log, key);
+            lf_record_free(r);
+            return NULL;
+        }
+        int rc = lf_entry_read(l->str, l->len, &doc, why, sizeof why);
+        if (rc == 0) {
+            rc = lf_record_apply(&r, &doc.e, why, sizeof why);
+            lf_entry_doc_free(&doc);
+        }
+        if (rc < 0) {
+            lf_redis_errf(s, msg, len,
+                          "key %s: its entries do not make a loopforge record (%s)", key, why);
+            lf_record_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* A record as REC_LUA gives it, {d, v, h, j, line, ...} (or the probe's
+ * {d, v, h}: it answers only from the cache): LF_OK with *out (the
+ * caller's, or the cached record itself when the cache holds that very
+ * record: folding it again is the work the cache saves), LF_NOT_FOUND for
+ * none or a tombstone, or LF_UNAVAILABLE naming the key when what is there
+ * is not a loopforge record. With a probe's reply and no cached match,
+ * LF_OK with *out NULL: read the record. */
+lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *g,
                               lf_record **out, char *msg, size_t len) {
-    char why[256];
     lf_buf key = LF_BUF_INIT;
     lf_code code = LF_UNAVAILABLE;
-    lf_record *cached;
 
     *out = NULL;
     lf_redis_key_rec(s, id, &key);
-    if (r->type == REDIS_REPLY_ERROR) {
-        lf_redis_errf(s, msg, len, "key %s: %s", key.p, r->str);
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+    if (g->type == REDIS_REPLY_ERROR) {
+        lf_redis_errf(s, msg, len, "key %s: %s", key.p, g->str);
+    } else if (g->type != REDIS_REPLY_ARRAY || g->elements < 3) {
         lf_redis_errf(s, msg, len, "key %s: unexpected reply", key.p);
-    } else if (!lf_redis_is_str(r->element[0]) ||
-               r->element[1]->type != REDIS_REPLY_NIL) {
+    } else if (g->element[0]->type != REDIS_REPLY_NIL || !lf_redis_is_str(g->element[1])) {
         snprintf(msg, len, "Record not found: %s", id);
         code = LF_NOT_FOUND;
-    } else if ((cached = cache_match(s, id, r->element[0], r->element[3],
-                                     reply_version(r->element[2])))) {
-        *out = cached;
+    } else if ((*out = cache_match(s, id, g->element[1], g->element[2])) || g->elements == 3) {
         code = LF_OK;
-    } else if (!(*out = lf_record_from_json(r->element[0]->str, r->element[0]->len, why,
-                                            sizeof why))) {
-        lf_redis_errf(s, msg, len,
-                      "key %s does not hold a loopforge record "
-                      "(%s)",
-                      key.p, why);
-    } else if (strcmp((*out)->id, id) != 0) {
-        lf_redis_errf(s, msg, len, "key %s holds record %s", key.p, (*out)->id);
+    } else if (!(*out = record_fold(s, g, key.p, msg, len))) {
+        /* msg says why */
+    } else if (strcmp((*out)->id, id) != 0 || (*out)->version != reply_version(g->element[1])) {
+        lf_redis_errf(s, msg, len, "key %s holds record %s at version %llu, not %s at %s",
+                      key.p, (*out)->id, (unsigned long long)(*out)->version, id,
+                      g->element[1]->str);
         lf_record_free(*out);
         *out = NULL;
     } else {
@@ -243,6 +244,13 @@ lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
     }
     lf_buf_free(&key);
     return code;
+}
+
+/* The h of a record reply ({d, v, h, ...}), or NULL. */
+const char *lf_redis_reply_h(const redisReply *g) {
+    return g->type == REDIS_REPLY_ARRAY && g->elements >= 3 && lf_redis_is_str(g->element[2])
+               ? g->element[2]->str
+               : NULL;
 }
 
 /* ---- get and find_by_ref ------------------------------------------------ */
@@ -253,7 +261,6 @@ typedef struct get_op {
     void *arg;
     char *id;                   /* NULL until find_by_ref learned it */
     char *ref;                  /* find_by_ref only */
-    bool whole;                 /* the command out reads the record's text */
 } get_op;
 
 static void get_notify(lf_rop *op, lf_code code, const char *why) {
@@ -270,27 +277,26 @@ static void get_destroy(lf_rop *op) {
 }
 
 /* A get asks first for the record's version and the hash of the entry
- * that wrote it (h): when the cache holds that very record, that is the
- * answer, and its text -- kilobytes, growing with its history -- stays
- * in Redis. Otherwise (or for a record written before h was kept) the
- * read script brings the text. */
+ * that last changed it (h): when the cache holds that very record, that
+ * is the answer, and nothing else crosses the wire. Otherwise (or for a
+ * record an older version wrote, which has no h) the read script brings
+ * its entries' lines, and the store folds them. */
 static void get_format(get_op *g, bool whole) {
     lf_redis *s = g->op.s;
-    lf_buf key = LF_BUF_INIT, parts = LF_BUF_INIT;
+    lf_buf key = LF_BUF_INIT, log = LF_BUF_INIT;
     lf_redis_key_rec(s, g->id, &key);
-    g->whole = whole;
     if (whole) {
-        lf_redis_key_parts(s, g->id, &parts);
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "2", key.p, parts.p};
+        lf_redis_key_reclog(s, g->id, &log);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "3", key.p, log.p, s->k_log};
         g->op.script = LF_SCRIPT_READ;
-        lf_redis_format(&g->op, 5, argv, NULL);
+        lf_redis_format(&g->op, 6, argv, NULL);
     } else {
         const char *argv[] = {"HMGET", key.p, "d", "v", "h"};
         g->op.script = -1;
         lf_redis_format(&g->op, 5, argv, NULL);
     }
     lf_buf_free(&key);
-    lf_buf_free(&parts);
+    lf_buf_free(&log);
 }
 
 /* find_by_ref's first step answered: the id the ref names, if any. */
@@ -311,20 +317,6 @@ static void get_ref_reply(get_op *g, redisReply *r) {
     lf_redis_send(&g->op);
 }
 
-/* The probe's {d, v, h}: the cached record if it is the one Redis holds
- * (a version and the hash of the entry that made it name one record),
- * else NULL; *gone when there is no record (none, or a tombstone). */
-static lf_record *get_probed(lf_redis *s, const char *id, const redisReply *r, bool *gone) {
-    *gone = false;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) return NULL;
-    const redisReply *d = r->element[0], *v = r->element[1], *h = r->element[2];
-    if (v->type == REDIS_REPLY_NIL || d->type != REDIS_REPLY_NIL) {
-        *gone = v->type == REDIS_REPLY_NIL || lf_redis_is_str(d);
-        return NULL;
-    }
-    return cache_match(s, id, NULL, h, reply_version(v));
-}
-
 static void get_reply(lf_rop *op, redisReply *r) {
     get_op *g = (get_op *)op;
     lf_redis *s = op->s;
@@ -335,24 +327,12 @@ static void get_reply(lf_rop *op, redisReply *r) {
         get_ref_reply(g, r);
         return;
     }
-    if (!g->whole) {
-        bool gone;
-        if ((rec = get_probed(s, g->id, r, &gone))) {
-            g->cb(LF_OK, NULL, rec, NULL, g->arg);
-            get_destroy(op);
-            return;
-        }
-        if (!gone) {            /* not what the cache holds: read it */
-            get_format(g, true);
-            lf_redis_send(&g->op);
-            return;
-        }
-        lf_redis_cache_del(s, g->id);
-        snprintf(msg, sizeof msg, "Record not found: %s", g->ref ? g->ref : g->id);
-        lf_redis_fail(&g->op, LF_NOT_FOUND, msg);
+    lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
+    if (code == LF_OK && !rec) {        /* the probe: not what the cache holds */
+        get_format(g, true);
+        lf_redis_send(&g->op);
         return;
     }
-    lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
     if (code == LF_NOT_FOUND && g->ref)
         snprintf(msg, sizeof msg, "Record not found: %s", g->ref);
     if (code != LF_OK) {
@@ -360,8 +340,7 @@ static void get_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(&g->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, rec, r->element[0]->str, r->element[0]->len,
-                       lf_redis_is_str(r->element[3]) ? r->element[3]->str : NULL);
+    lf_redis_cache_put(s, rec, lf_redis_reply_h(r));
     g->cb(LF_OK, NULL, rec, NULL, g->arg);
     get_destroy(op);
 }
@@ -420,8 +399,8 @@ static void key_destroy(lf_rop *op) {
     free(k);
 }
 
-/* {seq, line, {j, d, h}}: the entry, parsed from the stored line, and its
- * record as it is now (none for a tombstone or a global entry). */
+/* {seq, line, record (REC_LUA)}: the entry, parsed from the stored line,
+ * and its record as it is now (none for a tombstone or a global entry). */
 static void key_reply(lf_rop *op, redisReply *r) {
     key_op *k = (key_op *)op;
     lf_redis *s = op->s;
@@ -454,14 +433,9 @@ static void key_reply(lf_rop *op, redisReply *r) {
         return;
     }
     const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
-    if (doc.e.record_id && rr && rr->type == REDIS_REPLY_ARRAY && rr->elements >= 2 &&
-        lf_redis_is_str(rr->element[0]) && rr->element[1]->type == REDIS_REPLY_NIL &&
-        (rec = lf_record_from_json(rr->element[0]->str, rr->element[0]->len, why,
-                                   sizeof why)))
-        lf_redis_cache_put(s, rec, rr->element[0]->str, rr->element[0]->len,
-                           rr->elements > 2 && lf_redis_is_str(rr->element[2])
-                               ? rr->element[2]->str
-                               : NULL);
+    if (doc.e.record_id && rr &&
+        lf_redis_record_reply(s, doc.e.record_id, rr, &rec, msg, sizeof msg) == LF_OK && rec)
+        lf_redis_cache_put(s, rec, lf_redis_reply_h(rr));
     k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
     lf_entry_doc_free(&doc);
     key_destroy(op);
@@ -728,37 +702,40 @@ static void list_destroy(lf_rop *op) {
     free(l);
 }
 
-/* {id, json, h, id, json, h, ...}: parsed in order, each checked, added to
+/* {id, record (REC_LUA), id, record, ...}: parsed in order, each checked, added to
  * the page; then the next call from the last one, until the page is full
  * or the index ends. */
 static void list_reply(lf_rop *op, redisReply *r) {
     list_op *l = (list_op *)op;
     lf_redis *s = op->s;
-    char msg[600], why[256], cursor[LF_TS_LEN + LF_ID_LEN + 2];
+    char msg[600], why[600], cursor[LF_TS_LEN + LF_ID_LEN + 2];
     size_t asked = list_call_size(l), got;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
         lf_redis_errf(s, msg, sizeof msg, "index %s: %s", l->index,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
         return;
     }
-    got = r->elements / 3;      /* one more than asked: there is more */
+    got = r->elements / 2;      /* one more than asked: there is more */
     for (size_t i = 0; i < got && i < asked; i++) {
-        const redisReply *id = r->element[3 * i], *j = r->element[3 * i + 1],
-                         *h = r->element[3 * i + 2];
+        const redisReply *id = r->element[2 * i], *g = r->element[2 * i + 1];
         const char *bad = NULL;
         lf_record *rec = NULL;
-        if (!lf_redis_is_str(id) || !lf_redis_is_str(j)) {
+        lf_code code = lf_redis_is_str(id)
+                           ? lf_redis_record_reply(s, id->str, g, &rec, why, sizeof why)
+                           : LF_NOT_FOUND;
+        if (code == LF_NOT_FOUND) {
             bad = "no record there";
             /* An entered index may name a record an older loopforge
              * deleted (its commits do not keep the index): this list
              * fails, the next does not. */
             if (l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
-        } else if (!(rec = cache_copy(s, id->str, j, h)) &&
-                 !(rec = lf_record_from_json(j->str, j->len, why, sizeof why)))
-            bad = why;
-        else if (strcmp(rec->id, id->str) != 0) bad = "another record there";
+        } else if (code != LF_OK || !rec) {
+            bad = code != LF_OK ? why : "unexpected reply";
+        } else if (rec == lf_redis_cache_get(s, id->str)) {
+            rec = lf_record_dup(rec);   /* the page's own */
+        }
         if (bad) {
             lf_redis_errf(s, msg, sizeof msg,
                           "index %s lists %s, but %srec:{%s} "
@@ -820,8 +797,8 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", l->index, score, cid, limit, prefix};
-    lf_redis_format(&l->op, 8, argv, NULL);
+        "EVALSHA", s->sha[LF_SCRIPT_LIST], "2", l->index, s->k_log, score, cid, limit, prefix};
+    lf_redis_format(&l->op, 9, argv, NULL);
     lf_redis_send(&l->op);
 }
 

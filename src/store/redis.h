@@ -202,8 +202,6 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
-/* P rec:{id}:j, the record's JSON in parts (redis_lua.c's TEXT_LUA). */
-void lf_redis_key_parts(const lf_redis *s, const char *id, lf_buf *b);
 /* The index of records with timers of their own: "<prefix>timed". */
 void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
@@ -219,23 +217,26 @@ char *lf_redis_counter_who(char *key);
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
 
-/* Records as last read from (or confirmed by) Redis, by id. put takes r. */
+/* Records as last read from (or confirmed by) Redis, by id. */
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);
-/* Takes r. `json`: the record's text as Redis holds it (a reply's, or
- * what a commit wrote), or NULL when unknown: a later read of the same
- * version and text is then answered from the cache, without a parse.
- * `h`: the hash of the entry that wrote it (the record hash's h), or NULL
- * when unknown: a get that finds the same version and h answers from
- * the cache without reading the text. */
-void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *json, size_t len,
-                        const char *h);
+/* Takes r. h: the hash of the entry that last changed it (the record
+ * hash's h), or NULL when unknown: a read that finds the same version and
+ * h is answered from the cache. A record handed to a callback stays valid
+ * during it. */
+void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *h);
 void lf_redis_cache_del(lf_redis *s, const char *id);
 
 bool lf_redis_is_str(const redisReply *r);
-/* A record hash's HMGET {j, d, v, h}: LF_OK with *out (the caller's, or the cached record when it is that version),
- * LF_NOT_FOUND, or LF_UNAVAILABLE with a message naming the key. */
-lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *r,
+/* A record as the scripts give it (redis_lua.c's REC_LUA: {d, v, h, j,
+ * line, ...}), or a probe's HMGET {d, v, h}: LF_OK with *out (the cached
+ * record itself when the cache holds that very record, else the caller's,
+ * folded from the lines; a probe without a match: LF_OK and NULL),
+ * LF_NOT_FOUND (none, or a tombstone), or LF_UNAVAILABLE with a message
+ * naming the key. */
+lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *g,
                               lf_record **out, char *msg, size_t len);
+/* Such a reply's h, or NULL. */
+const char *lf_redis_reply_h(const redisReply *g);
 
 /* redis_commit.c */
 void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg);

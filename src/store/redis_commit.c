@@ -73,12 +73,6 @@ typedef struct commit_op {
     char *strs;
     bool fetching;              /* the command out is the base's HMGET */
     lf_record *next;            /* the record after the entry */
-    lf_buf json;                /* next's JSON after its history */
-    lf_buf hist;                /* the history entries it sends, back to back */
-    size_t *hist_end;           /* where each one ends in hist */
-    size_t nhist;               /* how many it sends */
-    size_t had_hist;            /* how many history entries the base had */
-    bool whole;                 /* the store asked for the whole history */
     char *before;               /* the record's state before */
     size_t had_aliases;         /* how many aliases the base had */
     bool had_timers;            /* the base is in the timed set */
@@ -171,9 +165,6 @@ static void commit_destroy(lf_rop *op) {
     if (op->cmd) redisFreeCommand(op->cmd);
     free(c->strs);
     lf_record_free(c->next);
-    lf_buf_free(&c->json);
-    lf_buf_free(&c->hist);
-    free(c->hist_end);
     lf_buf_free(&c->line);
     free(c->before);
     free(c);
@@ -185,25 +176,6 @@ static void commit_destroy(lf_rop *op) {
 static void commit_own(commit_op *c, const lf_entry *e) {
     c->e = *e;
     c->strs = lf_entry_own(&c->e);
-}
-
-/* The record's JSON in the two parts the script stores (redis_lua.c's
- * TEXT_LUA): what follows its history, and the history entries the entry
- * adds -- a commit costs the same however long the history is -- or,
- * for a create or when the store asks, the whole history. */
-static void commit_json(commit_op *c) {
-    const lf_record *r = c->next;
-    size_t from = c->whole ? 0 : c->had_hist;
-    lf_buf_reset(&c->json);
-    lf_buf_reset(&c->hist);
-    c->nhist = 0;
-    if (c->mode == MODE_DELETE) return;
-    lf_record_rest_json(r, &c->json);
-    if (r->nhist > from) c->hist_end = lf_xrealloc(c->hist_end, (r->nhist - from) * sizeof *c->hist_end);
-    for (size_t i = from; i < r->nhist; i++) {
-        lf_record_hist_json(r, i, &c->hist);
-        c->hist_end[c->nhist++] = c->hist.len;
-    }
 }
 
 /* Folds the entry onto base (NULL for created): the record the script
@@ -221,10 +193,8 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     }
     c->next = r;
     c->had_aliases = base ? base->naliases : 0;
-    c->had_hist = base ? base->nhist : 0;
     c->had_timers = base && base->timers;
     if (base) c->before = lf_xstrdup(base->state);
-    commit_json(c);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
     snprintf(c->score, sizeof c->score, "%" PRId64, us);
     if (!lf_record_entered(r, &c->entered)) c->entered = us;
@@ -239,13 +209,13 @@ static void commit_prepare(commit_op *c) {
         if (commit_fold(c, base) == 0) commit_send(&c->op);
         return;
     }
-    lf_buf key = LF_BUF_INIT, parts = LF_BUF_INIT;
+    lf_buf key = LF_BUF_INIT, log = LF_BUF_INIT;
     lf_redis_key_rec(s, c->e.record_id, &key);
-    lf_redis_key_parts(s, c->e.record_id, &parts);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "2", key.p, parts.p};
-    lf_redis_format(&c->op, 5, argv, NULL);
+    lf_redis_key_reclog(s, c->e.record_id, &log);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "3", key.p, log.p, s->k_log};
+    lf_redis_format(&c->op, 6, argv, NULL);
     lf_buf_free(&key);
-    lf_buf_free(&parts);
+    lf_buf_free(&log);
     c->fetching = true;
     c->op.script = LF_SCRIPT_READ;
     commit_send(&c->op);
@@ -266,8 +236,7 @@ static void commit_fetched(commit_op *c, redisReply *r) {
         lf_redis_fail(&c->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, base, r->element[0]->str, r->element[0]->len,
-                       lf_redis_is_str(r->element[3]) ? r->element[3]->str : NULL);
+    lf_redis_cache_put(s, base, lf_redis_reply_h(r));
     if (base->version + 1 != c->e.version) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version "
@@ -284,8 +253,10 @@ static void commit_fetched(commit_op *c, redisReply *r) {
  * script reads. KEYS: the head, the log and the idempotency index, then
  * (for a record's entry) the record and its own log, then the indexes
  * the entry touches. ARGV: the sealed line, its seq, the head it expects
- * (the compare-and-set), the record's version and folded JSON, ...; from
- * ARGV 13 on, a move's new aliases or a tombstone's ref and aliases.
+ * (the compare-and-set), the record's version, its indexes' scores and
+ * flags, ...; from ARGV 12 on, a move's new aliases or a tombstone's ref
+ * and aliases. The record itself is not sent: Redis keeps its entries,
+ * and a read folds them.
  *
  * c: a commit whose entry is sealed (c->e) and whose fold (c->next) is
  *    done; c->mode says what kind of write it is.
@@ -294,7 +265,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[13] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
+    lf_buf k[12] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     if (ncount == 2) {
@@ -321,7 +292,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 22 + 13 + c->nhist + extra;
+    size_t cap = 3 + 20 + 11 + extra;
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
@@ -375,23 +346,16 @@ static void commit_format(commit_op *c) {
         argv[argc++] = k[7].p;
         keys += 3;
     }
-    if (c->mode != MODE_GLOBAL) {   /* last: the record's parts */
-        lf_redis_key_parts(s, e->record_id, &k[12]);
-        argv[argc++] = k[12].p;
-        keys++;
-    }
     snprintf(nkeys, sizeof nkeys, "%d", keys);
     snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
     snprintf(ver, sizeof ver, "%" PRIu64, e->version);
-    int line_at = argc + 4, json_at = argc + 6, hist_at = argc + 13;
-    char hist[24] = "";
+    int line_at = argc + 4;
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
     argv[argc++] = e->prev;
     argv[argc++] = e->hash;
     argv[argc++] = c->line.p;
     argv[argc++] = ver;
-    argv[argc++] = c->json.p ? c->json.p : "";
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
@@ -403,23 +367,10 @@ static void commit_format(commit_op *c) {
     if (r) snprintf(flags + 5, sizeof flags - 5, "%" PRId64, c->entered);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
-    if (r && c->mode != MODE_DELETE)
-        snprintf(hist, sizeof hist, "%c%zu", c->whole || !c->had_hist ? 'W' : 'A', c->nhist);
-    argv[argc++] = hist;
-    for (size_t i = 0; i < c->nhist; i++)    /* lengths below */
-        argv[argc++] = c->hist.p + (i ? c->hist_end[i - 1] : 0);
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
-    /* The line, the record and its history by the lengths known. */
-    for (int i = 0; i < argc; i++) {
-        size_t h = (size_t)(i - hist_at);
-        lens[i] = i == line_at   ? c->line.len
-                  : i == json_at ? c->json.len
-                  : i >= hist_at && h < c->nhist
-                      ? c->hist_end[h] - (h ? c->hist_end[h - 1] : 0)
-                      : strlen(argv[i]);
-    }
+    for (int i = 0; i < argc; i++) lens[i] = i == line_at ? c->line.len : strlen(argv[i]);
     lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);
@@ -521,14 +472,12 @@ static void commit_done(commit_op *c, const redisReply *r) {
     case MODE_GLOBAL: break;
     case MODE_NOTE:
         /* The record did not move; the script read it for us. */
-        if (r->elements > 1 && lf_redis_is_str(r->element[1]))
-            rec = lf_record_from_json(r->element[1]->str, r->element[1]->len, why,
-                                      sizeof why);
-        if (rec)
-            lf_redis_cache_put(s, rec, r->element[1]->str, r->element[1]->len,
-                               r->elements > 2 && lf_redis_is_str(r->element[2])
-                                   ? r->element[2]->str
-                                   : NULL);
+        if (r->elements > 1 &&
+            lf_redis_record_reply(s, c->e.record_id, r->element[1], &rec, why, sizeof why) ==
+                LF_OK &&
+            rec)
+            lf_redis_cache_put(s, rec, lf_redis_reply_h(r->element[1]));
+        else rec = NULL;
         break;
     case MODE_DELETE:
         lf_redis_cache_del(s, c->e.record_id);
@@ -538,7 +487,7 @@ static void commit_done(commit_op *c, const redisReply *r) {
         rec = c->next;
         c->next = NULL;
         /* Redis holds what this entry wrote: h is its hash. */
-        lf_redis_cache_put(s, rec, NULL, 0, c->e.hash);
+        lf_redis_cache_put(s, rec, c->e.hash);
     }
     c->cb(LF_OK, NULL, rec, &c->e, c->arg);
     recq_leave(c);
@@ -569,15 +518,6 @@ static void commit_reply(lf_rop *op, redisReply *r) {
     }
     if (strcmp(st, "head") == 0) {
         commit_raced(c, r);
-        return;
-    }
-    if (strcmp(st, "whole") == 0 && !c->whole) {
-        /* A record an older version wrote (its history is inside its
-         * JSON): this commit sends the whole history, once. */
-        commit_not_written(c, 0, NULL);
-        c->whole = true;
-        commit_json(c);
-        commit_send(&c->op);
         return;
     }
 

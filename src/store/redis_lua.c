@@ -16,21 +16,27 @@
 
 #define GENESIS_LUA "'" LF_GENESIS "'"
 
-/* A record's text from its hash (k) and its parts (p, a list: the JSON
- * from the history's closing "]" on, then each history entry's JSON), as
- * this version writes it; or j, the whole JSON in the hash, as older
- * versions wrote it. The parts are kept so that a commit replaces the
- * first and appends its entries instead of sending the whole record each
- * time (and Redis's Lua hashing every byte of every argument). Returns
- * the text (false: no record) and the record's h (false: none). */
-#define TEXT_LUA                                                                  \
-    "local function text(k, p)\n"                                               \
-    "  local m = redis.call('HMGET', k, 'j', 'h')\n"                            \
-    "  local l = redis.call('LRANGE', p, 0, -1)\n"                              \
-    "  if #l > 0 then\n"                                                        \
-    "    return '{\"transitions\":[' .. table.concat(l, ',', 2) .. l[1], m[2]\n" \
-    "  end\n"                                                                    \
-    "  return m[1], m[2]\n"                                                      \
+/* A record as Redis holds it: {d, v, h, j, line, ...}: its tombstone
+ * mark, its version, the hash of the entry that last changed it, and its
+ * entries' lines in order -- the store folds them into the record
+ * (lf_record_apply), as every store does; Redis keeps no copy of the
+ * record itself. j (the whole record JSON that versions before kept) only
+ * when the record has no entry list. k: its hash; kl: its entry list;
+ * log: the log. (unpack's stack has room for a few thousand.) */
+#define REC_LUA                                                                \
+    "local function rec(k, kl, log)\n"                                        \
+    "  local m = redis.call('HMGET', k, 'd', 'v', 'h')\n"                     \
+    "  local out = {m[1], m[2], m[3], false}\n"                               \
+    "  local seqs = redis.call('LRANGE', kl, 0, -1)\n"                        \
+    "  if #seqs == 0 then\n"                                                  \
+    "    out[4] = redis.call('HGET', k, 'j')\n"                               \
+    "    return out\n"                                                        \
+    "  end\n"                                                                  \
+    "  for i = 1, #seqs, 1000 do\n"                                           \
+    "    local l = redis.call('HMGET', log, unpack(seqs, i, math.min(i + 999, #seqs)))\n" \
+    "    for j = 1, #l do out[#out + 1] = l[j] end\n"                          \
+    "  end\n"                                                                  \
+    "  return out\n"                                                           \
     "end\n"
 
 /* ARGV[1] is the commit's mode, which the client derives from the entry's
@@ -39,58 +45,49 @@
  * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
  *       12 state+repo(after), then the budget counters of a transition
- *       (ARGV[11]'s 4th character says how many), then the two
+ *       (ARGV[10]'s 4th character says how many), then the two
  *       open-records sets of its owner (when its 5th is '+': the record is
  *       open, add it; '-': closed or deleted, remove it), then the children of
  *       the record's parent, then the entered indexes of its state before
- *       and after, then the records with timers of their own, then last
- *       the record's parts, rec:j (global passes 1-3, note 1-5 and the
- *       parts; 10-12 only when the record has a repo, the children only
- *       when it has a parent)
- * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version  7 the record's
- *       JSON after its history (lf_record_rest_json)
- *       8 score (updated_at in us)  9 id  10 ref  11 has repo, has parent
+ *       and after, then last the records with timers of their own
+ *       (global passes 1-3, note 1-5; 10-12 only when the record has a
+ *       repo, the children only when it has a parent)
+ * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version
+ *       7 score (updated_at in us)  8 id  9 ref  10 has repo, has parent
  *       (1/0 each), timers ('1': it has timers of its own; '-': it had
  *       and has none now; '0': neither), the number of budget counters,
  *       the open-records mark ('+', '-' or '0'), then the time (us) the
  *       record entered its state: every commit puts it in that state's
  *       entered index, so an index a full listing filled once stays whole
- *       12 idempotency key ('' for none)
- *       13 the history sent: 'W' and a count n, the whole of it in ARGV 14
- *          to 13 + n (a create, or a record an older version wrote); 'A'
- *          and n, the entries this one appends (a move; if the record has
- *          no parts, nothing is written and the answer is {'whole'}); or
- *          '' (note, delete: n = 0)
- *       14 + n... move: the aliases the entry adds (the latest claim wins);
+ *       11 idempotency key ('' for none)
+ *       12... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
  * A record's hash holds v (its version), h (the hash of the entry that
- * wrote it: with v, what a get compares with its cache before it reads
- * the text) and d (set: a tombstone); its JSON is in rec:j (TEXT_LUA).
- * Returns {'ok'} (note: {'ok', record JSON, h}), or why nothing was
- * written: {'idem'} {'exists'} {'dupref', id} {'notfound'} {'whole'}
+ * last changed it: with v, what a get compares with its cache) and d (set:
+ * a tombstone); the record is its entries' lines, folded (REC_LUA).
+ * Returns {'ok'} (note: {'ok', the record as REC_LUA gives it}), or why
+ * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
  * that head). */
 static const char commit_lua[] =
-    TEXT_LUA
-    "local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[9]\n"
-    "local parts, hmode = mode ~= 'global' and KEYS[#KEYS], ARGV[13]:sub(1, 1)\n"
-    "local nh = tonumber(ARGV[13]:sub(2)) or 0\n"
-    "local a0 = 14 + nh\n"
-    "if ARGV[12] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[12]) == 1 then\n"
+    REC_LUA
+    "local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[8]\n"
+    "local old = false\n"
+    "if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[11]) == 1 then\n"
     "  return {'idem'}\n"
     "end\n"
     "if mode == 'create' then\n"
     "  if redis.call('EXISTS', KEYS[4]) == 1 then return {'exists'} end\n"
-    "  local other = redis.call('HGET', KEYS[6], ARGV[10])\n"
+    "  local other = redis.call('HGET', KEYS[6], ARGV[9])\n"
     "  if other then return {'dupref', other} end\n"
     "elseif mode ~= 'global' then\n"
-    "  local cur = redis.call('HMGET', KEYS[4], 'v', 'd')\n"
+    "  local cur = redis.call('HMGET', KEYS[4], 'v', 'd', 'h')\n"
     "  if not cur[1] or cur[2] then return {'notfound'} end\n"
     "  if mode ~= 'note' and tonumber(cur[1]) ~= ver - 1 then\n"
     "    return {'version', cur[1]}\n"
     "  end\n"
-    "  if hmode == 'A' and redis.call('EXISTS', parts) == 0 then return {'whole'} end\n"
+    "  old = not cur[3]\n"   /* an older version wrote it, with a copy in j */
     "end\n"
     "local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
@@ -99,31 +96,28 @@ static const char commit_lua[] =
     "end\n"
     "redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])\n"
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
-    "if ARGV[12] ~= '' then redis.call('HSET', KEYS[3], ARGV[12], ARGV[2]) end\n"
+    "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
     "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
-    "if mode == 'note' then\n"
-    "  local t, h = text(KEYS[4], parts)\n"
-    "  return {'ok', t, h}\n"
-    "end\n"
-    "local repo = ARGV[11]:sub(1, 1) == '1'\n"
-    "local kids = ARGV[11]:sub(2, 2) == '1' and KEYS[#KEYS - 4]\n"
-    "local ent_b, ent_a = KEYS[#KEYS - 3], KEYS[#KEYS - 2]\n"
-    "local timed, timers = KEYS[#KEYS - 1], ARGV[11]:sub(3, 3)\n"
-    "local ncount, c0 = tonumber(ARGV[11]:sub(4, 4)) or 0, repo and 13 or 10\n"
-    "local open, o0 = ARGV[11]:sub(5, 5), c0 + ncount\n"
+    "if mode == 'note' then return {'ok', rec(KEYS[4], KEYS[5], KEYS[2])} end\n"
+    "local repo = ARGV[10]:sub(1, 1) == '1'\n"
+    "local kids = ARGV[10]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
+    "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
+    "local timed, timers = KEYS[#KEYS], ARGV[10]:sub(3, 3)\n"
+    "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 13 or 10\n"
+    "local open, o0 = ARGV[10]:sub(5, 5), c0 + ncount\n"
     "if open == '+' then\n"
-    "  redis.call('ZADD', KEYS[o0], ARGV[8], id)\n"
-    "  redis.call('ZADD', KEYS[o0 + 1], ARGV[8], id)\n"
+    "  redis.call('ZADD', KEYS[o0], ARGV[7], id)\n"
+    "  redis.call('ZADD', KEYS[o0 + 1], ARGV[7], id)\n"
     "elseif open == '-' then\n"
     "  redis.call('ZREM', KEYS[o0], id)\n"
     "  redis.call('ZREM', KEYS[o0 + 1], id)\n"
     "end\n"
+    "if old then redis.call('HDEL', KEYS[4], 'j') end\n"
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
-    "  redis.call('HDEL', KEYS[4], 'j', 'h')\n"
-    "  redis.call('DEL', parts)\n"
-    "  for i = a0, #ARGV do\n"
+    "  redis.call('HDEL', KEYS[4], 'h')\n"
+    "  for i = 12, #ARGV do\n"
     "    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
     "      redis.call('HDEL', KEYS[6], ARGV[i])\n"
     "    end\n"
@@ -140,56 +134,45 @@ static const char commit_lua[] =
     "  return {'ok'}\n"
     "end\n"
     "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4])\n"
-    "if hmode == 'W' then\n"
-    "  redis.call('DEL', parts)\n"
-    "  redis.call('HDEL', KEYS[4], 'j')\n"
-    "  redis.call('RPUSH', parts, ARGV[7])\n"
-    "else\n"
-    "  redis.call('LSET', parts, 0, ARGV[7])\n"
-    "end\n"
-    /* (unpack's stack has room for a few thousand) */
-    "for i = 14, a0 - 1, 1000 do\n"
-    "  redis.call('RPUSH', parts, unpack(ARGV, i, math.min(i + 999, a0 - 1)))\n"
-    "end\n"
     "if mode == 'create' then\n"
-    "  redis.call('HSET', KEYS[6], ARGV[10], id)\n"
+    "  redis.call('HSET', KEYS[6], ARGV[9], id)\n"
     "elseif KEYS[8] ~= KEYS[9] then\n"
     "  redis.call('ZREM', KEYS[8], id)\n"
     "  if repo then redis.call('ZREM', KEYS[11], id) end\n"
     "end\n"
-    "for i = a0, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
-    "redis.call('ZADD', KEYS[7], ARGV[8], id)\n"
-    "redis.call('ZADD', KEYS[9], ARGV[8], id)\n"
+    "for i = 12, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
+    "redis.call('ZADD', KEYS[7], ARGV[7], id)\n"
+    "redis.call('ZADD', KEYS[9], ARGV[7], id)\n"
     "if repo then\n"
-    "  redis.call('ZADD', KEYS[10], ARGV[8], id)\n"
-    "  redis.call('ZADD', KEYS[12], ARGV[8], id)\n"
+    "  redis.call('ZADD', KEYS[10], ARGV[7], id)\n"
+    "  redis.call('ZADD', KEYS[12], ARGV[7], id)\n"
     "end\n"
-    "if kids then redis.call('ZADD', kids, ARGV[8], id) end\n"
+    "if kids then redis.call('ZADD', kids, ARGV[7], id) end\n"
     "if ent_b ~= ent_a then redis.call('ZREM', ent_b, id) end\n"
-    "redis.call('ZADD', ent_a, ARGV[11]:sub(6), id)\n"
+    "redis.call('ZADD', ent_a, ARGV[10]:sub(6), id)\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
      * older times are trimmed at every 16th seq (a count is by score and
      * never sees them; trimming at every commit was two more calls). */
     "for i = c0, c0 + ncount - 1 do\n"
-    "  redis.call('ZADD', KEYS[i], ARGV[8], ARGV[2])\n"
+    "  redis.call('ZADD', KEYS[i], ARGV[7], ARGV[2])\n"
     "  if seq % 16 == 0 then\n"
-    "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[8]) - 2678400000000))\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[7]) - 2678400000000))\n"
     "  end\n"
     "end\n"
-    "if timers == '1' then redis.call('ZADD', timed, ARGV[8], id)\n"
+    "if timers == '1' then redis.call('ZADD', timed, ARGV[7], id)\n"
     "elseif timers == '-' then redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
 
-/* KEYS  1 an index (zset of ids scored by updated_at in us)
+/* KEYS  1 an index (zset of ids scored by updated_at in us)  2 log
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")
- * Returns {id, record JSON or nil, h or nil, ...}: up to limit + 1 records (one
- * more than asked tells the caller there is a next page), newest first,
- * ties by id descending. After a cursor: records strictly below it in
- * that order. The JSONs are read from keys derived here, which a Redis
+ * Returns {id, record (REC_LUA), ...}: up to limit + 1 records (one more
+ * than asked tells the caller there is a next page), newest first, ties
+ * by id descending. After a cursor: records strictly below it in that
+ * order. The records are read from keys derived here, which a Redis
  * Cluster would refuse (docs/redis.md). */
 static const char list_lua[] =
-    TEXT_LUA
+    REC_LUA
     "local z, cs, cid, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local function below(a, b)\n"   /* bytewise, whatever the server's locale */
     "  for i = 1, math.min(#a, #b) do\n"
@@ -215,8 +198,8 @@ static const char list_lua[] =
     "local out = {}\n"
     "for i, id in ipairs(ids) do\n"
     "  local k = ARGV[4] .. id .. '}'\n"
-    "  out[3 * i - 2] = id\n"
-    "  out[3 * i - 1], out[3 * i] = text(k, k .. ':j')\n"
+    "  out[2 * i - 1] = id\n"
+    "  out[2 * i] = rec(k, k .. ':log', KEYS[2])\n"
     "end\n"
     "return out\n";
 
@@ -259,11 +242,11 @@ static const char audit_rec_lua[] =
     "return out\n";
 
 /* KEYS 1 idem  2 log;  ARGV 1 idempotency key  2 record key prefix
- * Returns {} if no entry holds the key, else {seq, line, {j, d, h}}: the
- * entry and its record as it is now (nil line: the log lost it; nil
- * record part: a policy_loaded entry). */
+ * Returns {} if no entry holds the key, else {seq, line, record}: the
+ * entry and its record as it is now (REC_LUA; nil line: the log lost it;
+ * no record part: a policy_loaded entry). */
 static const char find_key_lua[] =
-    TEXT_LUA
+    REC_LUA
     "local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if not seq then return {} end\n"
     "local line = redis.call('HGET', KEYS[2], seq)\n"
@@ -272,17 +255,14 @@ static const char find_key_lua[] =
     "local rid = ok and type(e) == 'table' and e.record_id\n"
     "if type(rid) ~= 'string' then return {seq, line} end\n"
     "local k = ARGV[2] .. rid .. '}'\n"
-    "local t, h = text(k, k .. ':j')\n"
-    "return {seq, line, {t, redis.call('HGET', k, 'd'), h}}\n";
+    "return {seq, line, rec(k, k .. ':log', KEYS[2])}\n";
 
-/* KEYS 1 rec  2 rec:j
- * Returns {record JSON, d, v, h} (each nil when absent): what a get reads
- * when its cache does not hold the record. */
+/* KEYS 1 rec  2 rec:log  3 log
+ * Returns the record (REC_LUA): what a get reads when its cache does not
+ * hold it. */
 static const char read_lua[] =
-    TEXT_LUA
-    "local t, h = text(KEYS[1], KEYS[2])\n"
-    "local m = redis.call('HMGET', KEYS[1], 'd', 'v')\n"
-    "return {t, m[1], m[2], h}\n";
+    REC_LUA
+    "return rec(KEYS[1], KEYS[2], KEYS[3])\n";
 
 /* KEYS 1... budget counters (zsets: entry seqs scored by time in us): an
  * actor's or a person's and, for those, the same name's b (redis.c)
