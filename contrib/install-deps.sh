@@ -13,7 +13,6 @@
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools libgraphviz-dev
-libxxhash-dev
 curl openssl python3 python3-securesystemslib chromium chromium-driver python3-selenium"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
