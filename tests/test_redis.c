@@ -1218,6 +1218,60 @@ static void records_are_their_entries(void **state) {
     t_got_reset(&h);
 }
 
+/* A list page reads the index with each record's version and h; the
+ * records the cache holds are copied from it, the others are read and
+ * folded in one more call. The pages are the same either way, and a
+ * cursor from one handle pages on another. */
+static void lists_read_what_the_cache_lacks(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_page p = {0}, q = {0};
+    char id[LF_ID_LEN + 1];
+    for (unsigned i = 1; i <= 7; i++) {
+        char ref[16];
+        t_id(id, i);
+        snprintf(ref, sizeof ref, "r%u", i);
+        assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
+        if (i % 2) assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g),
+                                    LF_OK);
+    }
+    lf_store *b = open_url(server.url, F(state)->base);
+    t_redis_ok(&server, "CONFIG RESETSTAT");
+    t_list(s, NULL, NULL, 5, NULL, &p);     /* all cached */
+    assert_int_equal(p.n, 5);
+    assert_int_equal(calls_of("evalsha"), 1);
+    t_list(b, NULL, NULL, 5, NULL, &q);     /* none cached: one more call */
+    assert_int_equal(calls_of("evalsha"), 3);
+    assert_int_equal(q.n, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(p.ids[i], q.ids[i]);
+        assert_string_equal(p.updated[i], q.updated[i]);
+    }
+    char *cur = strdup(p.cursor);
+    t_list(b, NULL, NULL, 5, cur, &q);
+    assert_int_equal(q.n, 2);
+    assert_null(q.cursor);
+    t_list(s, NULL, NULL, 5, cur, &p);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.ids[1], q.ids[1]);
+    free(cur);
+    /* Some cached, some not: b caches two by reading them. */
+    t_id(id, 3);
+    assert_int_equal(t_get(b, id, &g), LF_OK);
+    t_id(id, 6);
+    assert_int_equal(t_get(b, id, &g), LF_OK);
+    t_list(b, "task_queued", NULL, 10, NULL, &q);
+    assert_int_equal(q.n, 4);               /* 1, 3, 5, 7 */
+    t_list(b, NULL, NULL, 10, NULL, &q);
+    assert_int_equal(q.n, 7);
+    t_list(s, NULL, NULL, 10, NULL, &p);
+    for (size_t i = 0; i < 7; i++) assert_string_equal(p.ids[i], q.ids[i]);
+    lf_store_free(b);
+    t_page_reset(&p);
+    t_page_reset(&q);
+    t_got_reset(&g);
+}
+
 /* Budget counters: one member under b:<name> when the actor acts for
  * itself, a:<actor> and p:<person> when not; counts add b. Counters an
  * older version wrote (every transition under a and p) count once. */
@@ -1271,6 +1325,7 @@ int main(void) {
         T(entered_index_filled_then_read),
         T(corrupted_record_value),
         T(records_are_their_entries),
+        T(lists_read_what_the_cache_lacks),
         T(counters_once_for_the_common_case),
         T(tampering_is_detected),
         T(engine_runs_on_redis),

@@ -253,6 +253,27 @@ const char *lf_redis_reply_h(const redisReply *g) {
                : NULL;
 }
 
+void lf_redis_format_read(lf_rop *op, const char *const *ids, size_t n) {
+    lf_redis *s = op->s;
+    char prefix[512];
+    const char **argv = lf_xmalloc((n + 5) * sizeof *argv);
+    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
+    argv[0] = "EVALSHA";
+    argv[1] = s->sha[LF_SCRIPT_READ];
+    argv[2] = "1";
+    argv[3] = s->k_log;
+    argv[4] = prefix;
+    for (size_t i = 0; i < n; i++) argv[5 + i] = ids[i];
+    op->script = LF_SCRIPT_READ;
+    lf_redis_format(op, (int)n + 5, argv, NULL);
+    free(argv);
+}
+
+/* The one record of a read script's reply for one id. */
+const redisReply *lf_redis_read_one(const redisReply *r) {
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 1 ? r->element[0] : r;
+}
+
 /* ---- get and find_by_ref ------------------------------------------------ */
 
 typedef struct get_op {
@@ -282,21 +303,17 @@ static void get_destroy(lf_rop *op) {
  * record an older version wrote, which has no h) the read script brings
  * its entries' lines, and the store folds them. */
 static void get_format(get_op *g, bool whole) {
-    lf_redis *s = g->op.s;
-    lf_buf key = LF_BUF_INIT, log = LF_BUF_INIT;
-    lf_redis_key_rec(s, g->id, &key);
+    lf_buf key = LF_BUF_INIT;
     if (whole) {
-        lf_redis_key_reclog(s, g->id, &log);
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "3", key.p, log.p, s->k_log};
-        g->op.script = LF_SCRIPT_READ;
-        lf_redis_format(&g->op, 6, argv, NULL);
-    } else {
-        const char *argv[] = {"HMGET", key.p, "d", "v", "h"};
-        g->op.script = -1;
-        lf_redis_format(&g->op, 5, argv, NULL);
+        const char *ids[] = {g->id};
+        lf_redis_format_read(&g->op, ids, 1);
+        return;
     }
+    lf_redis_key_rec(g->op.s, g->id, &key);
+    const char *argv[] = {"HMGET", key.p, "d", "v", "h"};
+    g->op.script = -1;
+    lf_redis_format(&g->op, 5, argv, NULL);
     lf_buf_free(&key);
-    lf_buf_free(&log);
 }
 
 /* find_by_ref's first step answered: the id the ref names, if any. */
@@ -327,7 +344,8 @@ static void get_reply(lf_rop *op, redisReply *r) {
         get_ref_reply(g, r);
         return;
     }
-    lf_code code = lf_redis_record_reply(s, g->id, r, &rec, msg, sizeof msg);
+    const redisReply *one = lf_redis_read_one(r);
+    lf_code code = lf_redis_record_reply(s, g->id, one, &rec, msg, sizeof msg);
     if (code == LF_OK && !rec) {        /* the probe: not what the cache holds */
         get_format(g, true);
         lf_redis_send(&g->op);
@@ -340,7 +358,7 @@ static void get_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(&g->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, rec, lf_redis_reply_h(r));
+    lf_redis_cache_put(s, rec, lf_redis_reply_h(one));
     g->cb(LF_OK, NULL, rec, NULL, g->arg);
     get_destroy(op);
 }
@@ -673,10 +691,16 @@ typedef struct list_op {
     void *arg;
     size_t limit;
     char *index;                /* the zset, for messages */
-    lf_record **recs;           /* gathered so far */
+    lf_record **recs;           /* gathered so far (NULL: being read) */
     size_t n;
     bool entered;               /* index is an entered index (ent:S) */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
+    /* The last call's records the cache did not hold, being read. */
+    char (*miss)[LF_ID_LEN + 1];
+    size_t *miss_at;            /* their places in recs */
+    size_t nmiss;
+    bool more;                  /* the index goes on after the last call's */
+    char cursor[LF_TS_LEN + LF_ID_LEN + 2];
 } list_op;
 
 static void list_call(list_op *l, const char *score, const char *cid);
@@ -698,74 +722,121 @@ static void list_destroy(lf_rop *op) {
     if (op->cmd) redisFreeCommand(op->cmd);
     for (size_t i = 0; i < l->n; i++) lf_record_free(l->recs[i]);
     free(l->recs);
+    free(l->miss);
+    free(l->miss_at);
     free(l->index);
     free(l);
 }
 
-/* {id, record (REC_LUA), id, record, ...}: parsed in order, each checked, added to
- * the page; then the next call from the last one, until the page is full
- * or the index ends. */
+/* The page so far is whole: the next call from the last record, until
+ * the page is full or the index ends. */
+static void list_next(list_op *l) {
+    lf_redis *s = l->op.s;
+    char score[24];
+    const char *cid;
+    if (l->more && l->n < l->limit && cursor_parse(l->cursor, score, &cid) == 0) {
+        list_call(l, score, cid);
+        return;
+    }
+    if (l->fill) fill_send(s, l->fill, l->recs, l->n, !l->more);
+    l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->n, l->more ? l->cursor : NULL,
+          l->arg);
+    list_destroy(&l->op);
+}
+
+/* The read script's records for the misses, in order. One deleted since
+ * the index named it is left out of the page. */
+static void list_read(list_op *l, const redisReply *r) {
+    lf_redis *s = l->op.s;
+    char msg[600];
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != l->nmiss) {
+        lf_redis_errf(s, msg, sizeof msg, "reading the records of index %s: %s", l->index,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
+        return;
+    }
+    for (size_t k = 0; k < l->nmiss; k++) {
+        lf_record *rec = NULL;
+        lf_code code = lf_redis_record_reply(s, l->miss[k], r->element[k], &rec, msg, sizeof msg);
+        if (code != LF_OK && code != LF_NOT_FOUND) {
+            lf_redis_fail(&l->op, code, msg);
+            return;
+        }
+        if (rec && rec == lf_redis_cache_get(s, l->miss[k])) rec = lf_record_dup(rec);
+        l->recs[l->miss_at[k]] = rec;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->recs[i]) l->recs[n++] = l->recs[i];
+    l->n = n;
+    l->nmiss = 0;
+    list_next(l);
+}
+
+/* {id, score, {d, v, h}, ...}: each record the cache holds is copied to
+ * the page, the others are read (list_read), in one call. */
 static void list_reply(lf_rop *op, redisReply *r) {
     list_op *l = (list_op *)op;
     lf_redis *s = op->s;
-    char msg[600], why[600], cursor[LF_TS_LEN + LF_ID_LEN + 2];
+    char msg[600], why[600] = "";
     size_t asked = list_call_size(l), got;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2) {
+    if (l->nmiss) {
+        list_read(l, r);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
         lf_redis_errf(s, msg, sizeof msg, "index %s: %s", l->index,
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
         return;
     }
-    got = r->elements / 2;      /* one more than asked: there is more */
+    got = r->elements / 3;      /* one more than asked: there is more */
     for (size_t i = 0; i < got && i < asked; i++) {
-        const redisReply *id = r->element[2 * i], *g = r->element[2 * i + 1];
-        const char *bad = NULL;
+        const redisReply *id = r->element[3 * i], *sc = r->element[3 * i + 1],
+                         *g = r->element[3 * i + 2];
         lf_record *rec = NULL;
-        lf_code code = lf_redis_is_str(id)
+        lf_code code = lf_redis_is_str(id) && lf_redis_is_str(sc) && id->len <= LF_ID_LEN
                            ? lf_redis_record_reply(s, id->str, g, &rec, why, sizeof why)
-                           : LF_NOT_FOUND;
-        if (code == LF_NOT_FOUND) {
-            bad = "no record there";
+                           : LF_UNAVAILABLE;
+        if (code == LF_UNAVAILABLE && !why[0]) snprintf(why, sizeof why, "not a record id");
+        if (code != LF_OK) {
             /* An entered index may name a record an older loopforge
              * deleted (its commits do not keep the index): this list
              * fails, the next does not. */
-            if (l->entered && lf_redis_is_str(id)) entered_forget(s, l->index, id->str);
-        } else if (code != LF_OK || !rec) {
-            bad = code != LF_OK ? why : "unexpected reply";
-        } else if (rec == lf_redis_cache_get(s, id->str)) {
-            rec = lf_record_dup(rec);   /* the page's own */
-        }
-        if (bad) {
+            if (code == LF_NOT_FOUND && l->entered) entered_forget(s, l->index, id->str);
             lf_redis_errf(s, msg, sizeof msg,
                           "index %s lists %s, but %srec:{%s} "
                           "does not hold it: %s",
                           l->index, lf_redis_is_str(id) ? id->str : "?", s->url.prefix,
-                          lf_redis_is_str(id) ? id->str : "?", bad);
-            lf_record_free(rec);
+                          lf_redis_is_str(id) ? id->str : "?",
+                          code == LF_NOT_FOUND ? "no record there" : why);
             lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
             return;
         }
+        if (!rec) {             /* not cached: read it */
+            memcpy(l->miss[l->nmiss], id->str, id->len + 1);
+            l->miss_at[l->nmiss++] = l->n;
+        } else {
+            rec = lf_record_dup(rec);   /* the page's own */
+        }
         l->recs[l->n++] = rec;
+        /* The cursor: where this record is in the index. */
+        int64_t us = (int64_t)strtod(sc->str, NULL);
+        char ts[LF_TS_LEN + 1];
+        lf_ts_format(us, ts);
+        snprintf(l->cursor, sizeof l->cursor, "%s|%s", ts, id->str);
     }
-    bool more = got > asked;
-    if (more) {
-        /* An entered index is ordered by when records entered. */
-        const lf_record *last = l->recs[l->n - 1];
-        snprintf(cursor, sizeof cursor, "%s|%s",
-                 l->entered && last->nhist ? last->hist[last->nhist - 1].timestamp
-                                           : last->updated_at,
-                 last->id);
-    }
-    char score[24];
-    const char *cid;
-    if (more && l->n < l->limit && cursor_parse(cursor, score, &cid) == 0) {
-        list_call(l, score, cid);
+    l->more = got > asked;
+    if (l->nmiss) {
+        const char **ids = lf_xmalloc(l->nmiss * sizeof *ids);
+        for (size_t k = 0; k < l->nmiss; k++) ids[k] = l->miss[k];
+        lf_redis_format_read(&l->op, ids, l->nmiss);
+        free(ids);
+        lf_redis_send(&l->op);
         return;
     }
-    if (l->fill) fill_send(s, l->fill, l->recs, l->n, !more);
-    l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->n, more ? cursor : NULL, l->arg);
-    list_destroy(op);
+    list_next(l);
 }
 
 static const lf_rop_type list_type = {
@@ -797,8 +868,9 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
     snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_LIST], "2", l->index, s->k_log, score, cid, limit, prefix};
-    lf_redis_format(&l->op, 9, argv, NULL);
+        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", l->index, score, cid, limit, prefix};
+    l->op.script = LF_SCRIPT_LIST;
+    lf_redis_format(&l->op, 8, argv, NULL);
     lf_redis_send(&l->op);
 }
 
@@ -822,6 +894,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     l->limit = q->limit ? q->limit : 100;
     if (l->limit > LIST_MAX) l->limit = LIST_MAX;
     l->recs = lf_xmalloc(l->limit * sizeof *l->recs);
+    l->miss = lf_xmalloc(LIST_CALL * sizeof *l->miss);
+    l->miss_at = lf_xmalloc(LIST_CALL * sizeof *l->miss_at);
     if (q->entered_by && q->state && !q->parent && !q->timed && !q->repo) {
         lf_redis_entered *x = entered_of(s, q->state);
         if (x->whole) {

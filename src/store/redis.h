@@ -59,7 +59,7 @@ typedef enum lf_redis_script {
     LF_SCRIPT_FIND_KEY,         /* the entry an idempotency key names */
     LF_SCRIPT_COUNT,            /* a budget counter since a time */
     LF_SCRIPT_ENT_FILL,         /* records into a state's entered index */
-    LF_SCRIPT_READ,             /* one record's text, with its version */
+    LF_SCRIPT_READ,             /* records' entries, to fold */
     LF_SCRIPT__COUNT
 } lf_redis_script;
 
@@ -237,6 +237,11 @@ lf_code lf_redis_record_reply(lf_redis *s, const char *id, const redisReply *g,
                               lf_record **out, char *msg, size_t len);
 /* Such a reply's h, or NULL. */
 const char *lf_redis_reply_h(const redisReply *g);
+/* Formats the read script's call for the records ids (redis_lua.c); its
+ * reply has one record (REC_LUA) for each; lf_redis_read_one unwraps the
+ * one of a call for one id. */
+void lf_redis_format_read(lf_rop *op, const char *const *ids, size_t n);
+const redisReply *lf_redis_read_one(const redisReply *r);
 
 /* redis_commit.c */
 void lf_redis_commit(lf_store *st, lf_entry *e, lf_store_cb *cb, void *arg);

@@ -209,15 +209,9 @@ static void commit_prepare(commit_op *c) {
         if (commit_fold(c, base) == 0) commit_send(&c->op);
         return;
     }
-    lf_buf key = LF_BUF_INIT, log = LF_BUF_INIT;
-    lf_redis_key_rec(s, c->e.record_id, &key);
-    lf_redis_key_reclog(s, c->e.record_id, &log);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_READ], "3", key.p, log.p, s->k_log};
-    lf_redis_format(&c->op, 6, argv, NULL);
-    lf_buf_free(&key);
-    lf_buf_free(&log);
+    const char *ids[] = {c->e.record_id};
+    lf_redis_format_read(&c->op, ids, 1);
     c->fetching = true;
-    c->op.script = LF_SCRIPT_READ;
     commit_send(&c->op);
 }
 
@@ -227,7 +221,8 @@ static void commit_fetched(commit_op *c, redisReply *r) {
     lf_redis *s = c->op.s;
     char msg[600];
     lf_record *base;
-    lf_code code = lf_redis_record_reply(s, c->e.record_id, r, &base, msg, sizeof msg);
+    const redisReply *one = lf_redis_read_one(r);
+    lf_code code = lf_redis_record_reply(s, c->e.record_id, one, &base, msg, sizeof msg);
 
     c->fetching = false;
     c->op.script = LF_SCRIPT_COMMIT;
@@ -236,7 +231,7 @@ static void commit_fetched(commit_op *c, redisReply *r) {
         lf_redis_fail(&c->op, code, msg);
         return;
     }
-    lf_redis_cache_put(s, base, lf_redis_reply_h(r));
+    lf_redis_cache_put(s, base, lf_redis_reply_h(one));
     if (base->version + 1 != c->e.version) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version "

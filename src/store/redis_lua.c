@@ -163,16 +163,17 @@ static const char commit_lua[] =
     "elseif timers == '-' then redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
 
-/* KEYS  1 an index (zset of ids scored by updated_at in us)  2 log
+/* KEYS  1 an index (zset of ids scored by updated_at in us)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")
- * Returns {id, record (REC_LUA), ...}: up to limit + 1 records (one more
+ * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
- * by id descending. After a cursor: records strictly below it in that
- * order. The records are read from keys derived here, which a Redis
- * Cluster would refuse (docs/redis.md). */
+ * by id descending, each with its score and what a get's probe reads
+ * (the store answers from its cache, and reads the others with the read
+ * script). After a cursor: records strictly below it in that order. The
+ * records' keys are derived here, which a Redis Cluster would refuse
+ * (docs/redis.md). */
 static const char list_lua[] =
-    REC_LUA
     "local z, cs, cid, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local function below(a, b)\n"   /* bytewise, whatever the server's locale */
     "  for i = 1, math.min(#a, #b) do\n"
@@ -181,25 +182,30 @@ static const char list_lua[] =
     "  end\n"
     "  return #a < #b\n"
     "end\n"
-    "local ids, max = {}, '+inf'\n"
+    "local ids, scores, max = {}, {}, '+inf'\n"
     "if cs ~= '' then\n"
     "  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', z, cs, cs)) do\n"
     "    if below(id, cid) then\n"
     "      ids[#ids + 1] = id\n"
+    "      scores[#ids] = cs\n"
     "      if #ids > limit then break end\n"
     "    end\n"
     "  end\n"
     "  max = '(' .. cs\n"
     "end\n"
     "if #ids <= limit then\n"
-    "  local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'LIMIT', 0, limit + 1 - #ids)\n"
-    "  for _, id in ipairs(more) do ids[#ids + 1] = id end\n"
+    "  local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'WITHSCORES', 'LIMIT', 0,\n"
+    "                          limit + 1 - #ids)\n"
+    "  for i = 1, #more, 2 do\n"
+    "    ids[#ids + 1] = more[i]\n"
+    "    scores[#ids] = more[i + 1]\n"
+    "  end\n"
     "end\n"
     "local out = {}\n"
     "for i, id in ipairs(ids) do\n"
-    "  local k = ARGV[4] .. id .. '}'\n"
-    "  out[2 * i - 1] = id\n"
-    "  out[2 * i] = rec(k, k .. ':log', KEYS[2])\n"
+    "  out[3 * i - 2] = id\n"
+    "  out[3 * i - 1] = scores[i]\n"
+    "  out[3 * i] = redis.call('HMGET', ARGV[4] .. id .. '}', 'd', 'v', 'h')\n"
     "end\n"
     "return out\n";
 
@@ -257,12 +263,18 @@ static const char find_key_lua[] =
     "local k = ARGV[2] .. rid .. '}'\n"
     "return {seq, line, rec(k, k .. ':log', KEYS[2])}\n";
 
-/* KEYS 1 rec  2 rec:log  3 log
- * Returns the record (REC_LUA): what a get reads when its cache does not
- * hold it. */
+/* KEYS 1 log;  ARGV 1 record key prefix ("lf:rec:{"), 2... ids
+ * Returns {record (REC_LUA), ...}, one for each id: what a get or a list
+ * reads when the cache does not hold the record (its keys are derived
+ * here, as the list script's). */
 static const char read_lua[] =
     REC_LUA
-    "return rec(KEYS[1], KEYS[2], KEYS[3])\n";
+    "local out = {}\n"
+    "for i = 2, #ARGV do\n"
+    "  local k = ARGV[1] .. ARGV[i] .. '}'\n"
+    "  out[i - 1] = rec(k, k .. ':log', KEYS[1])\n"
+    "end\n"
+    "return out\n";
 
 /* KEYS 1... budget counters (zsets: entry seqs scored by time in us): an
  * actor's or a person's and, for those, the same name's b (redis.c)
