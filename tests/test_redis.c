@@ -1113,6 +1113,77 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
+static lf_code engine_move(lf_engine *e, const char *id, const char *to, const char *trigger,
+                           uint64_t expect, res *r) {
+    memset(r, 0, sizeof *r);
+    lf_transition_req t = {.id = id, .to = to, .trigger = trigger, .actor = "t",
+                           .expected_version = expect};
+    lf_engine_transition(e, &t, on_res, r);
+    t_settle(&r->calls);
+    assert_int_equal(r->calls, 1);
+    return r->code;
+}
+
+/* Two servers on one Redis. An engine commits on the record as it last
+ * knew it, without asking Redis first; when the other one moved it
+ * meanwhile, the commit's version check fails -- a refusal's too -- and
+ * the request is judged again on the record as it is: an edge that is no
+ * longer there is refused (the refusal names the version it judged), one
+ * that is there now passes, an expected version the other one reached
+ * passes. */
+static void engines_share_a_record(void **state) {
+    fixture *f = F(state);
+    char err[512];
+    lf_code code;
+    lf_engine_config cfg = {.store = server.url, .policies = "policies", .base = f->base};
+    lf_engine *a = lf_engine_new(&cfg, err, sizeof err, &code);
+    lf_engine *b = lf_engine_new(&cfg, err, sizeof err, &code);
+    assert_non_null(a);
+    assert_non_null(b);
+    res r = {0};
+    lf_create_req c = {.ref = "https://github.com/acme/app/issues/7", .auto_merge = true,
+                       .actor = "t"};
+    lf_engine_create(a, &c, on_res, &r);
+    t_settle(&r.calls);
+    assert_int_equal(r.code, LF_OK);
+    char id[LF_ID_LEN + 1];
+    memcpy(id, r.id, sizeof id);
+    assert_int_equal(engine_move(a, id, "task_queued", "worker.picked_up", 0, &r), LF_OK);
+
+    /* b moves it on; a still knows it at task_queued, version 2. */
+    assert_int_equal(engine_move(b, id, "pr_created", "pr.opened", 0, &r), LF_OK);
+    /* task_queued -> pr_created again: valid from what a knew, not from
+     * where it is: refused, and the record stays where b put it. */
+    assert_int_equal(engine_move(a, id, "pr_created", "pr.opened", 0, &r),
+                     LF_INVALID_TRANSITION);
+    assert_string_equal(r.state, "pr_created");
+    /* b moves it again; pr_created -> ci_passed is no edge, but
+     * ci_pending -> ci_passed is: a's refusal, judged on what it knew,
+     * is not written (its version is not the record's) and the request
+     * passes on the record as it is. */
+    assert_int_equal(engine_move(b, id, "ci_pending", "ci.started", 0, &r), LF_OK);
+    assert_int_equal(engine_move(a, id, "ci_passed", "ci.completed", 0, &r), LF_OK);
+    assert_string_equal(r.state, "ci_passed");
+    /* b last knew version 4; it expects the 5 a made. */
+    assert_int_equal(engine_move(b, id, "merged", "auto.merged", 5, &r), LF_OK);
+    /* an expectation the record has moved past is still a conflict */
+    assert_int_equal(engine_move(a, id, "closed", "issue.closed", 5, &r), LF_CONFLICT);
+    lf_engine_free(a);
+    lf_engine_free(b);
+    /* the policy set's announcement (once: b's is a repeat), created,
+     * five moves, the one refusal */
+    char why[256] = "";
+    long n = t_verify_chain(f->s, why, sizeof why);
+    if (n != 8) fail_msg("chain: %ld entries (%s)", n, why);
+    t_audit a2 = {0};
+    t_audit_page(f->s, id, 0, 0, &a2);
+    assert_int_equal(a2.n, 7);
+    /* the refusal names the version it judged: 3, where b had put it */
+    assert_non_null(strstr(a2.lines[3], "\"kind\":\"rejected\""));
+    assert_non_null(strstr(a2.lines[3], "\"version\":3"));
+    t_audit_reset(&a2);
+}
+
 /* ---- a record is its entries -------------------------------------------- */
 
 /* How many times Redis ran cmd since the last CONFIG RESETSTAT. */
@@ -1329,6 +1400,7 @@ int main(void) {
         T(counters_once_for_the_common_case),
         T(tampering_is_detected),
         T(engine_runs_on_redis),
+        T(engines_share_a_record),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1234,8 +1234,8 @@ static void txn_refused(lf_code code, const char *err, const lf_record *rec,
                         const lf_entry *en, void *arg) {
     txn *t = arg;
     (void)en;
-    if (code == LF_CONFLICT && t->key && ++t->attempts < MAX_ATTEMPTS) {
-        txn_start(t);           /* the key was used meanwhile */
+    if (code == LF_CONFLICT && ++t->attempts < MAX_ATTEMPTS) {
+        txn_start(t);           /* the key was used, or the record moved, meanwhile */
         return;
     }
     if (code != LF_OK) {
@@ -1981,6 +1981,12 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         load_budget(t);
         return;
     }
+    if (t->expect && rec->version != t->expect && !t->attempts &&
+        t->eng->store->type->get_for_update && !t->dry_run) {
+        t->attempts++;          /* maybe what this process last knew: read it */
+        txn_load(t);
+        return;
+    }
     if (t->expect && rec->version != t->expect) {
         snprintf(msg, sizeof msg,
                  "Version conflict on %s: expected version %llu, found %llu", rec->id,
@@ -2083,7 +2089,12 @@ static void txn_load(txn *t) {
         txn_done(t, LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL);
         return;
     }
-    lf_store_get(t->eng->store, t->id, txn_loaded, t);
+    /* The first attempt of a request that commits may take the record as
+     * this process last knew it: if it moved, the commit conflicts and the
+     * next attempt reads it afresh. */
+    if (!t->attempts && !t->dry_run)
+        lf_store_get_for_update(t->eng->store, t->id, txn_loaded, t);
+    else lf_store_get(t->eng->store, t->id, txn_loaded, t);
 }
 
 static void txn_keyed(lf_code code, const char *err, const lf_record *rec,

@@ -84,7 +84,8 @@ static const char commit_lua[] =
     "elseif mode ~= 'global' then\n"
     "  local cur = redis.call('HMGET', KEYS[4], 'v', 'd', 'h')\n"
     "  if not cur[1] or cur[2] then return {'notfound'} end\n"
-    "  if mode ~= 'note' and tonumber(cur[1]) ~= ver - 1 then\n"
+    /* a refusal names the version it judged; a move the one it makes */
+    "  if tonumber(cur[1]) ~= (mode == 'note' and ver or ver - 1) then\n"
     "    return {'version', cur[1]}\n"
     "  end\n"
     "  old = not cur[3]\n"   /* an older version wrote it, with a copy in j */

@@ -62,6 +62,12 @@ typedef struct lf_store_type {
      * the store. */
     void (*count)(lf_store *s, const char *key, int64_t since_us, lf_count_cb *cb,
                   void *arg);
+    /* get, for a request about to commit on the record: it may answer with
+     * the record as this process last read or wrote it, unconfirmed (and
+     * at once): a commit on a record another process moved meanwhile
+     * fails its version check (LF_CONFLICT) and the caller reads it again
+     * with get. NULL: get. */
+    void (*get_for_update)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
     void (*free)(lf_store *s);
 } lf_store_type;
 
@@ -115,6 +121,9 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     ((s)->type->audit((s), (id), (af), (l), (cb), (a)))
 #define lf_store_find_key(s, k, cb, a) ((s)->type->find_key((s), (k), (cb), (a)))
 #define lf_store_count(s, k, t, cb, a) ((s)->type->count((s), (k), (t), (cb), (a)))
+#define lf_store_get_for_update(s, id, cb, a)                                            \
+    ((s)->type->get_for_update ? (s)->type->get_for_update((s), (id), (cb), (a))         \
+                               : (s)->type->get((s), (id), (cb), (a)))
 #define lf_store_free(s) ((s)->type->free(s))
 
 #endif
