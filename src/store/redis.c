@@ -300,11 +300,12 @@ static void get_destroy(lf_rop *op) {
     free(g);
 }
 
-/* A get asks first for the record's version and the hash of the entry
- * that last changed it (h): when the cache holds that very record, that
- * is the answer, and nothing else crosses the wire. Otherwise (or for a
- * record an older version wrote, which has no h) the read script brings
- * its entries' lines, and the store folds them. */
+/* A get of a record the cache holds asks first for its version and the
+ * hash of the entry that last changed it (h): when they are the cached
+ * record's, that is the answer, and nothing else crosses the wire.
+ * Otherwise (or for a record an older version wrote, which has no h) the
+ * read script brings its entries' lines, and the store folds them; a
+ * record the cache does not hold is read that way at once. */
 static void get_format(get_op *g, bool whole) {
     lf_buf key = LF_BUF_INIT;
     if (whole) {
@@ -333,7 +334,7 @@ static void get_ref_reply(get_op *g, redisReply *r) {
         return;
     }
     g->id = lf_xstrdup(r->str);
-    get_format(g, false);
+    get_format(g, !lf_redis_cache_get(g->op.s, g->id));
     lf_redis_send(&g->op);
 }
 
@@ -386,7 +387,7 @@ static get_op *get_new(lf_redis *s, lf_store_cb *cb, void *arg) {
 static void redis_get(lf_store *st, const char *id, lf_store_cb *cb, void *arg) {
     get_op *g = get_new((lf_redis *)st, cb, arg);
     g->id = lf_xstrdup(id);
-    get_format(g, false);
+    get_format(g, !lf_redis_cache_get((lf_redis *)st, id));
     lf_redis_send(&g->op);
 }
 

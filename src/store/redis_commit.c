@@ -71,7 +71,7 @@ typedef struct commit_op {
     commit_mode mode;
     lf_entry e;                 /* our copy; its strings live in strs */
     char *strs;
-    bool fetching;              /* the command out is the base's HMGET */
+    bool fetching;              /* the command out reads the base */
     lf_record *next;            /* the record after the entry */
     char *before;               /* the record's state before */
     size_t had_aliases;         /* how many aliases the base had */
