@@ -76,6 +76,7 @@ typedef struct t_got {
     char *json;                     /* the record as JSON, malloc'd */
     uint64_t seq;                   /* the sealed entry's, commit only */
     char hash[LF_HASH_LEN + 1];
+    char ts[LF_TS_LEN + 1];         /* its timestamp */
 } t_got;
 
 static inline void t_got_reset(t_got *g) {
@@ -102,6 +103,7 @@ static inline void t_store_cb(lf_code code, const char *err, const lf_record *re
     if (e) {
         g->seq = e->seq;
         memcpy(g->hash, e->hash, sizeof g->hash);
+        memcpy(g->ts, e->timestamp, sizeof g->ts);
     }
 }
 
@@ -150,10 +152,11 @@ static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
 }
 
 /* A transition (or, with kind LF_ENTRY_DENIED, a refused attempt) built
- * on the record as the caller last saw it, at `version`. */
-static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
-                             const char *from, const char *to, uint64_t version,
-                             t_got *g) {
+ * on the record as the caller last saw it, at `version`, by `actor` with
+ * `authority` (NULL: none). */
+static inline lf_code t_move_by(lf_store *s, lf_entry_kind kind, const char *id,
+                                const char *from, const char *to, uint64_t version,
+                                const char *actor, const char *authority, t_got *g) {
     lf_entry e = {0};
     e.record_id = id;
     e.kind = kind;
@@ -161,13 +164,20 @@ static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
     e.from_state = from;
     e.to_state = to;
     e.trigger = kind == LF_ENTRY_DENIED ? "test.denied" : "test.moved";
-    e.actor = "tester";
+    e.actor = actor;
+    e.authority = authority;
     t_stamp(e.timestamp);
     e.metadata = "{\"why\":\"test\"}";
     if (kind == LF_ENTRY_DENIED)
         e.decisions = "[{\"policy\":\"no-way\",\"verdict\":\"deny\","
                       "\"reason\":\"not today\"}]";
     return t_commit(s, &e, g);
+}
+
+static inline lf_code t_move(lf_store *s, lf_entry_kind kind, const char *id,
+                             const char *from, const char *to, uint64_t version,
+                             t_got *g) {
+    return t_move_by(s, kind, id, from, to, version, "tester", NULL, g);
 }
 
 static inline lf_code t_transition(lf_store *s, const char *id, const char *from,
@@ -425,33 +435,22 @@ static inline uint64_t t_count_of(lf_store *s, char who, const char *name, int64
 }
 
 /* A transition into task_queued by actor, on behalf of `behind` (a
- * credential's principal) or, with NULL, of the actor itself. */
+ * credential's principal) or, with NULL, of the actor itself, of a new
+ * record; returns its time (us). */
 static inline int64_t t_move_as(lf_store *s, unsigned n, const char *actor, const char *behind) {
     char id[LF_ID_LEN + 1], ref[16], auth[128];
     t_got g = {0};
-    lf_entry e = {0};
+    int64_t us;
     t_id(id, n);
     snprintf(ref, sizeof ref, "c%u", n);
     assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
-    e.record_id = id;
-    e.kind = LF_ENTRY_TRANSITION;
-    e.version = 2;
-    e.from_state = "issue_created";
-    e.to_state = "task_queued";
-    e.trigger = "test.moved";
-    e.actor = actor;
-    e.metadata = "{}";
-    if (behind) {
-        snprintf(auth, sizeof auth, "{\"identity\":{\"principal\":\"%s\"}}", behind);
-        e.authority = auth;
-    }
-    t_stamp(e.timestamp);
-    int64_t us;
-    assert_int_equal(lf_ts_parse(e.timestamp, &us), 0);
-    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    snprintf(auth, sizeof auth, "{\"identity\":{\"principal\":\"%s\"}}", behind ? behind : "");
+    assert_int_equal(t_move_by(s, LF_ENTRY_TRANSITION, id, "issue_created", "task_queued", 1,
+                               actor, behind ? auth : NULL, &g),
+                     LF_OK);
+    assert_int_equal(lf_ts_parse(g.ts, &us), 0);
     t_got_reset(&g);
     return us;
 }
-
 
 #endif

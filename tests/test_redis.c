@@ -1071,25 +1071,35 @@ static void on_res(const lf_result *r, void *arg) {
     }
 }
 
-/* The public API, guards and all, completing on the event base. */
-static void engine_runs_on_redis(void **state) {
-    fixture *f = F(state);
+/* An engine on the test's Redis, with the shipped policies. */
+static lf_engine *redis_engine(fixture *f) {
     char err[512];
     lf_code code;
     lf_engine_config cfg = {.store = server.url, .policies = "policies", .base = f->base};
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, &code);
     if (!e) fail_msg("engine: %s", err);
+    return e;
+}
 
+/* A record created through engine e (auto_merge, in acme/app); its id
+ * goes to id. */
+static void engine_record(lf_engine *e, const char *ref, char id[LF_ID_LEN + 1]) {
     res r = {0};
-    lf_create_req c = {.ref = "https://github.com/acme/app/issues/1",
-                       .repo = "acme/app",
-                       .auto_merge = true,
-                       .actor = "t"};
+    lf_create_req c = {.ref = ref, .repo = "acme/app", .auto_merge = true, .actor = "t"};
     lf_engine_create(e, &c, on_res, &r);
     t_settle(&r.calls);
     assert_int_equal(r.code, LF_OK);
+    memcpy(id, r.id, LF_ID_LEN + 1);
+}
+
+/* The public API, guards and all, completing on the event base. */
+static void engine_runs_on_redis(void **state) {
+    fixture *f = F(state);
+    lf_engine *e = redis_engine(f);
+    const char *ref = "https://github.com/acme/app/issues/1";
+    res r = {0};
     char id[LF_ID_LEN + 1];
-    memcpy(id, r.id, sizeof id);
+    engine_record(e, ref, id);
     const char *path[][2] = {{"task_queued", "worker.picked_up"},
                              {"pr_created", "pr.opened"},
                              {"ci_pending", "ci.started"},
@@ -1103,7 +1113,7 @@ static void engine_runs_on_redis(void **state) {
         assert_int_equal(r.code, i < 3 ? LF_OK : LF_INVALID_TRANSITION);
     }
     memset(&r, 0, sizeof r);
-    lf_engine_find_by_ref(e, c.ref, on_res, &r);
+    lf_engine_find_by_ref(e, ref, on_res, &r);
     t_settle(&r.calls);
     assert_int_equal(r.code, LF_OK);
     assert_string_equal(r.state, "ci_pending");
@@ -1133,21 +1143,10 @@ static lf_code engine_move(lf_engine *e, const char *id, const char *to, const c
  * passes. */
 static void engines_share_a_record(void **state) {
     fixture *f = F(state);
-    char err[512];
-    lf_code code;
-    lf_engine_config cfg = {.store = server.url, .policies = "policies", .base = f->base};
-    lf_engine *a = lf_engine_new(&cfg, err, sizeof err, &code);
-    lf_engine *b = lf_engine_new(&cfg, err, sizeof err, &code);
-    assert_non_null(a);
-    assert_non_null(b);
+    lf_engine *a = redis_engine(f), *b = redis_engine(f);
     res r = {0};
-    lf_create_req c = {.ref = "https://github.com/acme/app/issues/7", .auto_merge = true,
-                       .actor = "t"};
-    lf_engine_create(a, &c, on_res, &r);
-    t_settle(&r.calls);
-    assert_int_equal(r.code, LF_OK);
     char id[LF_ID_LEN + 1];
-    memcpy(id, r.id, sizeof id);
+    engine_record(a, "https://github.com/acme/app/issues/7", id);
     assert_int_equal(engine_move(a, id, "task_queued", "worker.picked_up", 0, &r), LF_OK);
 
     /* b moves it on; a still knows it at task_queued, version 2. */
