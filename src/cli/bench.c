@@ -178,6 +178,7 @@ static int bench_store(lf_cli *c, const char *url, const char *policies, size_t 
             rc = lf_cli_exit_code(code == LF_OK ? LF_UNAVAILABLE : code);
             break;
         }
+        lf_engine_set_log(e, lf_bench_log, NULL);
         long mem0 = heap_bytes();
         double t0 = now_s();
         if (workload(c, e, n, run, ids) != 0) rc = LF_EXIT_FAILURE;

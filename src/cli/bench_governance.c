@@ -63,6 +63,7 @@ static int bench_explain(lf_cli *c, const char *policies, size_t n) {
         fprintf(stderr, "bench: %s\n", err);
         return LF_EXIT_UNAVAILABLE;
     }
+    lf_engine_set_log(e, lf_bench_log, NULL);
     typedef char rid[LF_ID_LEN + 1];
     rid *ids = lf_xcalloc(n, sizeof *ids);
     uint64_t *ex = lf_xcalloc(n, sizeof *ex), *dry = lf_xcalloc(n, sizeof *dry);
@@ -116,6 +117,7 @@ static int make_journal(lf_cli *c, const char *policies, const char *path,
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) return -1;
+    lf_engine_set_log(e, lf_bench_log, NULL);
     static const char *const steps[] = {"task_queued", "pr_created", "ci_pending",
                                         "ci_passed",   "merged",     "closed"};
     bool ok = true;
@@ -229,6 +231,7 @@ static double walk_wf(lf_cli *c, const char *policies, const char *wf, size_t n)
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) return -1;
+    lf_engine_set_log(e, lf_bench_log, NULL);
     bool ok = true;
     uint64_t t0 = lf_mono_ns();
     for (size_t i = 0; i < n && ok; i++) {

@@ -47,6 +47,7 @@ int lf_bench_journal(lf_cli *c, const char *dir, const char *policies, size_t re
         fprintf(stderr, "bench: journal: %s\n", err);
         return LF_EXIT_UNAVAILABLE;
     }
+    lf_engine_set_log(e, lf_bench_log, NULL);
     double seconds = 0;
     int rc = lf_bench_inflight(c, e, records, inflight, "journal", &seconds, first);
     lf_engine_free(e);

@@ -392,6 +392,7 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
         rc = lf_cli_exit_code(code == LF_OK ? LF_UNAVAILABLE : code);
         goto done;
     }
+    lf_engine_set_log(e, lf_bench_log, NULL);
     if (!(side = lf_bench_redis_side(&u))) {
         fprintf(stderr, "bench: redis %s: no side connection\n", u.addr);
         goto done;

@@ -44,6 +44,12 @@ static void dump_page(lf_code code, const char *error, const char *const *lines,
     d->after = last_seq;
 }
 
+void lf_bench_log(lf_log_level level, const char *msg, void *ud) {
+    (void)ud;
+    if (level >= LF_LOG_WARN)
+        fprintf(stderr, "loopforge: %s: %s\n", level == LF_LOG_WARN ? "warn" : "error", msg);
+}
+
 int lf_bench_dump_log(lf_engine *e, const char *path) {
     dump d = {.f = fopen(path, "w")};
     while (d.f && !d.end) {

@@ -23,6 +23,10 @@ typedef struct lf_bench_call {
 /* lf_result_cb: fills the lf_bench_call at arg. */
 void lf_bench_on_result(const lf_result *r, void *arg);
 
+/* lf_log_fn for a bench's engines: warnings and errors on stderr, not
+ * the info a workload's hooks produce by the thousand (follow-ups). */
+void lf_bench_log(lf_log_level level, const char *msg, void *ud);
+
 /* Writes e's whole log to path, a line each (a journal a reader can
  * verify or replay). Returns 0, or -1. */
 int lf_bench_dump_log(lf_engine *e, const char *path);
