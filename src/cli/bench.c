@@ -307,7 +307,7 @@ static int run_bench(lf_cli *c) {
             c, "--records must be an integer from 1 to 10000000, got '%s'", s);
     if ((s = lf_args_get(&c->args, "runs")) && lf_cli_parse_u64(s, 1, 1000, &runs) != 0)
         return lf_cli_usage(c, "--runs must be an integer from 1 to 1000, got '%s'", s);
-    if (!c->base && !(c->base = event_base_new()))
+    if (!c->base && !(c->base = lf_cli_base_new()))
         return lf_cli_fail(c, LF_UNAVAILABLE, "cannot create an event loop");
 
     /* The default runs, or every --store given (on the user's policy set).

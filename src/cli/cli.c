@@ -58,9 +58,23 @@ int lf_cli_npos(const lf_cli *c, size_t min, size_t max, const char *what) {
     return 0;
 }
 
+struct event_base *lf_cli_base_new(void) {
+    struct event_config *cfg = event_config_new();
+    if (!cfg) return NULL;
+    /* epoll's changes batched per turn of the loop: a connection's or
+     * Redis's write interest set and cleared in one turn costs no
+     * epoll_ctl (it was ~9% of serve's time). Safe because no descriptor
+     * libevent watches here is a dup() of another, the one case Linux
+     * gets wrong with it. */
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
 lf_engine *lf_cli_open(lf_cli *c, lf_code *code, char *err, size_t errlen) {
     if (c->engine) return c->engine;
-    if (!c->base && !(c->base = event_base_new())) {
+    if (!c->base && !(c->base = lf_cli_base_new())) {
         *code = LF_UNAVAILABLE;
         snprintf(err, errlen, "cannot create an event loop");
         return NULL;

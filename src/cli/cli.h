@@ -86,6 +86,9 @@ int lf_cli_fail(const lf_cli *c, lf_code code, const char *msg);
  * error and returns LF_EXIT_USAGE, else 0. */
 int lf_cli_npos(const lf_cli *c, size_t min, size_t max, const char *what);
 
+/* The event base every command runs on (epoll's changes batched); NULL
+ * when none can be made. */
+struct event_base *lf_cli_base_new(void);
 /* Opens the engine (store + policies) on first use. NULL with the code
  * and message set, reporting nothing. */
 lf_engine *lf_cli_open(lf_cli *c, lf_code *code, char *err, size_t errlen);

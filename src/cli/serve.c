@@ -68,7 +68,7 @@ static int run_serve(lf_cli *c) {
     if (cfg.listen && !*cfg.listen) return lf_cli_usage(c, "--listen must not be empty");
     lf_engine *e = NULL;
     if (cfg.ceiling) {
-        if (!(c->base = event_base_new()))
+        if (!(c->base = lf_cli_base_new()))
             return lf_cli_fail(c, LF_UNAVAILABLE, "cannot create an event loop");
     } else if (!(e = lf_cli_engine(c, &rc))) {
         return rc;
