@@ -258,14 +258,12 @@ const char *lf_redis_reply_h(const redisReply *g) {
 
 void lf_redis_format_read(lf_rop *op, const char *const *ids, size_t n) {
     lf_redis *s = op->s;
-    char prefix[512];
     const char **argv = lf_xmalloc((n + 5) * sizeof *argv);
-    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     argv[0] = "EVALSHA";
     argv[1] = s->sha[LF_SCRIPT_READ];
     argv[2] = "1";
     argv[3] = s->k_log;
-    argv[4] = prefix;
+    argv[4] = s->k_rec;
     for (size_t i = 0; i < n; i++) argv[5 + i] = ids[i];
     op->script = LF_SCRIPT_READ;
     lf_redis_format(op, (int)n + 5, argv, NULL);
@@ -486,16 +484,14 @@ static const lf_rop_type key_type = {
 
 static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb, void *arg) {
     lf_redis *s = (lf_redis *)st;
-    char prefix[512];
     key_op *k = lf_xcalloc(1, sizeof *k);
     k->op.type = &key_type;
     k->op.s = s;
     k->op.script = LF_SCRIPT_FIND_KEY;
     k->cb = cb;
     k->arg = arg;
-    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key, prefix};
+        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key, s->k_rec};
     k->key = lf_xstrdup(key);
     lf_redis_format(&k->op, 7, argv, NULL);
     lf_redis_send(&k->op);
@@ -667,14 +663,13 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, 
     size_t argc = 0;
     const char **argv = lf_xmalloc((5 + 3 * n) * sizeof *argv);
     char (*nums)[24] = lf_xmalloc((2 * n + 1) * sizeof *nums);
-    lf_buf key = LF_BUF_INIT, prefix = LF_BUF_INIT;
+    lf_buf key = LF_BUF_INIT;
     lf_redis_key_entered(s, x->state, &key);
-    lf_buf_printf(&prefix, "%srec:{", s->url.prefix);
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_ENT_FILL];
     argv[argc++] = "1";
     argv[argc++] = key.p;
-    argv[argc++] = prefix.p;
+    argv[argc++] = s->k_rec;
     for (size_t i = 0; i < n; i++) {
         int64_t at = 0;
         (void)lf_record_entered(recs[i], &at);
@@ -688,7 +683,6 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, 
     free(argv);
     free(nums);
     lf_buf_free(&key);
-    lf_buf_free(&prefix);
     lf_redis_send(&f->op);
     /* Redis runs one connection's commands in order: a list of the index
      * sent from now on reads it filled (a fill that fails says so). */
@@ -882,11 +876,10 @@ static int cursor_parse(const char *cursor, char score[24], const char **id) {
  * the page after (score, cid), and one more if there are. */
 static void list_call(list_op *l, const char *score, const char *cid) {
     lf_redis *s = l->op.s;
-    char limit[24], prefix[512];
+    char limit[24];
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
-    snprintf(prefix, sizeof prefix, "%srec:{", s->url.prefix);
     const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", l->index, score, cid, limit, prefix};
+        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", l->index, score, cid, limit, s->k_rec};
     l->op.script = LF_SCRIPT_LIST;
     lf_redis_format(&l->op, 8, argv, NULL);
     lf_redis_send(&l->op);
@@ -1122,6 +1115,7 @@ void lf_redis_destroy(lf_redis *s) {
     free(s->k_ref);
     free(s->k_all);
     free(s->k_idem);
+    free(s->k_rec);
     lf_redis_url_free(&s->url);
     free(s);
 }
@@ -1239,6 +1233,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->k_ref = key_fixed(s->url.prefix, "ref");
     s->k_all = key_fixed(s->url.prefix, "all");
     s->k_idem = key_fixed(s->url.prefix, "idem");
+    s->k_rec = key_fixed(s->url.prefix, "rec:{");
     lf_redis_conn_init(s);
     lf_redis_conn_start(s);         /* warm: requests queue behind it */
     *code = LF_OK;

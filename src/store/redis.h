@@ -156,6 +156,7 @@ struct lf_redis {
                                    entered index is whole (redis.c) */
     char sha[LF_SCRIPT__COUNT][41];
     char *k_head, *k_log, *k_ref, *k_all, *k_idem;  /* prefix + fixed names */
+    char *k_rec;                /* "<prefix>rec:{": the scripts derive records' keys */
 
     int busy;                   /* event-loop entries into the store in
                                    progress (callbacks on the stack) */
