@@ -889,6 +889,17 @@ static void entered_index_filled_then_read(void **state) {
 
 /* ---- corruption and tampering ---------------------------------------- */
 
+/* How many times Redis ran cmd since the last CONFIG RESETSTAT. */
+static long long calls_of(const char *cmd) {
+    redisReply *r = t_redis_cmd(&server, "INFO commandstats");
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, key) : NULL;
+    long long n = at ? atoll(at + strlen(key)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
 static char *hget_line(uint64_t seq) {
     redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -1147,7 +1158,12 @@ static void engines_share_a_record(void **state) {
     res r = {0};
     char id[LF_ID_LEN + 1];
     engine_record(a, "https://github.com/acme/app/issues/7", id);
+    /* a knows the record it wrote: the move is the commit script alone
+     * (its two HMGETs: the record's version, the log's head), no read. */
+    t_redis_ok(&server, "CONFIG RESETSTAT");
     assert_int_equal(engine_move(a, id, "task_queued", "worker.picked_up", 0, &r), LF_OK);
+    assert_int_equal(calls_of("evalsha"), 1);
+    assert_int_equal(calls_of("hmget"), 2);
 
     /* b moves it on; a still knows it at task_queued, version 2. */
     assert_int_equal(engine_move(b, id, "pr_created", "pr.opened", 0, &r), LF_OK);
@@ -1184,17 +1200,6 @@ static void engines_share_a_record(void **state) {
 }
 
 /* ---- a record is its entries -------------------------------------------- */
-
-/* How many times Redis ran cmd since the last CONFIG RESETSTAT. */
-static long long calls_of(const char *cmd) {
-    redisReply *r = t_redis_cmd(&server, "INFO commandstats");
-    char key[64];
-    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
-    const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, key) : NULL;
-    long long n = at ? atoll(at + strlen(key)) : 0;
-    freeReplyObject(r);
-    return n;
-}
 
 /* Redis keeps a record's entries and its version and h, not a copy of
  * the record: a read folds the entries, as every store does, and a
