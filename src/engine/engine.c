@@ -991,6 +991,11 @@ static void txn_free(txn *t) {
 
 static void txn_load(txn *t);
 static void txn_start(txn *t);
+
+/* The first attempt of a request that commits may take the record as
+ * this process last knew it (lf_store_get_for_update): if it moved, the
+ * commit conflicts and the next attempt reads it afresh. */
+static bool txn_maybe_stale(const txn *t) { return !t->attempts && !t->dry_run; }
 static void set_violation(txn *t, const char *rule, const char *reason);
 
 static void txn_done(txn *t, lf_code code, const char *err, const char *next,
@@ -1981,8 +1986,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         load_budget(t);
         return;
     }
-    if (t->expect && rec->version != t->expect && !t->attempts &&
-        t->eng->store->type->get_for_update && !t->dry_run) {
+    if (t->expect && rec->version != t->expect && txn_maybe_stale(t)) {
         t->attempts++;          /* maybe what this process last knew: read it */
         txn_load(t);
         return;
@@ -2089,11 +2093,7 @@ static void txn_load(txn *t) {
         txn_done(t, LF_UNAVAILABLE, CLOSING_MSG, NULL, NULL);
         return;
     }
-    /* The first attempt of a request that commits may take the record as
-     * this process last knew it: if it moved, the commit conflicts and the
-     * next attempt reads it afresh. */
-    if (!t->attempts && !t->dry_run)
-        lf_store_get_for_update(t->eng->store, t->id, txn_loaded, t);
+    if (txn_maybe_stale(t)) lf_store_get_for_update(t->eng->store, t->id, txn_loaded, t);
     else lf_store_get(t->eng->store, t->id, txn_loaded, t);
 }
 
