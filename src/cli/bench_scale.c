@@ -306,7 +306,7 @@ static int measure(const scale_ctx *x, scale_result *r) {
         free(ids);
         return -1;
     }
-    struct event_base *base = lf_xptr(event_base_new());
+    struct event_base *base = lf_xptr(lf_cli_base_new());
     char url[sizeof x->journal + 8], err[512];
     snprintf(url, sizeof url, "file:%s", x->journal);
     lf_engine_config cfg = {.store = url, .policies = x->policies, .base = base};
@@ -341,7 +341,7 @@ static int measure_redis(const scale_ctx *x, scale_result *r) {
     redisContext *side = lf_bench_redis_side(&u);
     redisReply *fl = side ? redisCommand(side, "FLUSHDB") : NULL;
     if (fl) freeReplyObject(fl);
-    struct event_base *base = lf_xptr(event_base_new());
+    struct event_base *base = lf_xptr(lf_cli_base_new());
     lf_cli c = *x->cli;
     c.base = base;
     lf_engine_config cfg = {.store = x->redis_url, .policies = x->policies, .base = base};
