@@ -297,6 +297,63 @@ static void long_history_shares_strings(void **state) {
     lf_record_free(r);
 }
 
+/* A reply's history, byte for byte: entries whose strings need nothing
+ * escaped are copied whole, the others (a quote, a control byte) go
+ * through the JSON writer, and both give what the writer always gave;
+ * the creation entry's from_state is null, UTF-8 passes through. */
+static void history_json_exact_bytes(void **state) {
+    (void)state;
+    char err[256];
+    lf_entry e = {.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
+                  .version = 1, .to_state = "s1", .trigger = "created", .actor = "alice",
+                  .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
+    lf_record *r = NULL;
+    memcpy(e.timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
+    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    static const struct { const char *to, *trigger, *actor, *meta; } step[] = {
+        {"s2", "pr.opened", "bob", "{\"n\":1}"},
+        {"s1", "q\"t", "tab\tand\\", NULL},
+        {"a_longer_state_name", "ci.completed", "\xc3\xa9\x01", "{\"why\":\"\\\"\"}"},
+    };
+    for (int i = 0; i < 3; i++) {
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = (uint64_t)i + 2;
+        e.from_state = r->state;
+        e.to_state = step[i].to;
+        e.trigger = step[i].trigger;
+        e.actor = step[i].actor;
+        e.metadata = step[i].meta;
+        e.timestamp[18] = (char)('1' + i);
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    }
+    char *j = lf_record_json(r);
+    const char *a = strstr(j, "\"transitions\":["), *z = strstr(j, "],\"labels\"");
+    assert_non_null(a);
+    assert_non_null(z);
+    a += strlen("\"transitions\":[");
+    char *got = strndup(a, (size_t)(z - a));
+    assert_string_equal(
+        got,
+        "{\"from_state\":null,\"to_state\":\"s1\",\"trigger\":\"created\","
+        "\"timestamp\":\"2026-12-05T10:00:00.000000Z\",\"metadata\":{},\"actor\":\"alice\"},"
+        "{\"from_state\":\"s1\",\"to_state\":\"s2\",\"trigger\":\"pr.opened\","
+        "\"timestamp\":\"2026-12-05T10:00:01.000000Z\",\"metadata\":{\"n\":1},\"actor\":\"bob\"},"
+        "{\"from_state\":\"s2\",\"to_state\":\"s1\",\"trigger\":\"q\\\"t\","
+        "\"timestamp\":\"2026-12-05T10:00:02.000000Z\",\"metadata\":{},\"actor\":\"tab\\tand\\\\\"},"
+        "{\"from_state\":\"s1\",\"to_state\":\"a_longer_state_name\",\"trigger\":\"ci.completed\","
+        "\"timestamp\":\"2026-12-05T10:00:03.000000Z\",\"metadata\":{\"why\":\"\\\"\"},"
+        "\"actor\":\"\xc3\xa9\\u0001\"}");
+    /* the tail a reply keeps: the last two, and the count of all */
+    lf_buf b = LF_BUF_INIT;
+    lf_record_to_json_tail(r, 2, &b);
+    assert_non_null(strstr(b.p, "\"transitions\":[{\"from_state\":\"s2\""));
+    assert_non_null(strstr(b.p, "\"transitions_total\":4}"));
+    lf_buf_free(&b);
+    free(got);
+    free(j);
+    lf_record_free(r);
+}
+
 /* 12. and 13. */
 static void create_get_and_result_shape(void **state) {
     lf_engine *e = *state;
@@ -762,6 +819,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(retry_path, setup, teardown),
         cmocka_unit_test_setup_teardown(review_path, setup, teardown),
         cmocka_unit_test(long_history_shares_strings),
+        cmocka_unit_test(history_json_exact_bytes),
         cmocka_unit_test_setup_teardown(json_round_trip_and_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(create_get_and_result_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_id, setup, teardown),

@@ -116,18 +116,34 @@ static const char json_esc[256] = {
 
 static const char hexdig[] = "0123456789abcdef";
 
+size_t lf_json_clean_len(const char *s) {
+    /* json_esc marks NUL too: the loop stops at the end or an escape. */
+    const unsigned char *q = (const unsigned char *)s;
+    while (!json_esc[*q]) q++;
+    return *q ? SIZE_MAX : (size_t)(q - (const unsigned char *)s);
+}
+
 void lf_buf_json_str(lf_buf *b, const char *s) {
     if (!s) {
         lf_buf_add(b, "null", 4);
         return;
     }
+    size_t n = lf_json_clean_len(s);
+    if (n != SIZE_MAX) {                /* the common case: copied whole */
+        lf_buf_reserve(b, n + 2);
+        char *w = b->p + b->len;
+        *w++ = '"';
+        memcpy(w, s, n);
+        w[n] = '"';
+        b->len += n + 2;
+        b->p[b->len] = '\0';
+        return;
+    }
     lf_buf_putc(b, '"');
-    const unsigned char *run = (const unsigned char *)s;
-    const unsigned char *q = run;
-    for (;; q++) {
+    const unsigned char *run = (const unsigned char *)s, *q = run;
+    for (; *q; q++) {
         char e = json_esc[*q];
         if (!e) continue;
-        if (*q == '\0') break;      /* NUL is marked 'u' but ends the string */
         /* Flush the clean run in one copy, then the escape. */
         lf_buf_add(b, run, (size_t)(q - run));
         if (e == 'u') {

@@ -58,6 +58,9 @@ char *lf_buf_steal(lf_buf *b);                     /* caller frees; b reset */
 /* JSON helpers: a quoted, escaped string, or the literal null when s is
  * NULL. Bytes >= 0x80 are copied as they are (UTF-8 passes through). */
 void lf_buf_json_str(lf_buf *b, const char *s);
+/* strlen(s) if s goes into JSON as it is (nothing to escape), else
+ * SIZE_MAX: what lets a writer reserve once and copy a string whole. */
+size_t lf_json_clean_len(const char *s);
 void lf_buf_json_int(lf_buf *b, int64_t v);
 /* Raw JSON text (already valid), or `dflt` when s is NULL. */
 void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt);
