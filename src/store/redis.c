@@ -292,7 +292,7 @@ static void get_notify(lf_rop *op, lf_code code, const char *why) {
 
 static void get_destroy(lf_rop *op) {
     get_op *g = (get_op *)op;
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(g->id);
     free(g->ref);
     free(g);
@@ -428,7 +428,7 @@ static void key_notify(lf_rop *op, lf_code code, const char *why) {
 
 static void key_destroy(lf_rop *op) {
     key_op *k = (key_op *)op;
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(k->key);
     free(k);
 }
@@ -511,7 +511,7 @@ static void count_notify(lf_rop *op, lf_code code, const char *why) {
 }
 
 static void count_destroy(lf_rop *op) {
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(op);
 }
 
@@ -623,7 +623,7 @@ static void fill_notify(lf_rop *op, lf_code code, const char *why) {
 }
 
 static void fill_destroy(lf_rop *op) {
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(op);
 }
 
@@ -731,7 +731,7 @@ static void list_notify(lf_rop *op, lf_code code, const char *why) {
 
 static void list_destroy(lf_rop *op) {
     list_op *l = (list_op *)op;
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     for (size_t i = 0; i < l->n; i++) lf_record_free(l->recs[i]);
     free(l->recs);
     free(l->miss);
@@ -946,7 +946,7 @@ static void audit_notify(lf_rop *op, lf_code code, const char *why) {
 
 static void audit_destroy(lf_rop *op) {
     audit_op *a = (audit_op *)op;
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(a->id);
     free(a);
 }

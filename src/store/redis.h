@@ -185,6 +185,8 @@ void lf_redis_fail(lf_rop *op, lf_code code, const char *why);
 void lf_redis_send(lf_rop *op);
 /* Formats argv into op->cmd (replacing any previous command). */
 void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens);
+/* Frees op->cmd, if any (what every op type's destroy does). */
+void lf_redis_cmd_free(lf_rop *op);
 /* Asks the server to load script id again (after NOSCRIPT). */
 void lf_redis_load_script(lf_redis *s, lf_redis_script id);
 

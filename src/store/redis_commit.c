@@ -162,7 +162,7 @@ static void commit_notify(lf_rop *op, lf_code code, const char *why) {
 
 static void commit_destroy(lf_rop *op) {
     commit_op *c = (commit_op *)op;
-    if (op->cmd) redisFreeCommand(op->cmd);
+    lf_redis_cmd_free(op);
     free(c->strs);
     lf_record_free(c->next);
     lf_buf_free(&c->line);
