@@ -159,8 +159,8 @@ void lf_buf_json_str(lf_buf *b, const char *s) {
     lf_buf_putc(b, '"');
 }
 
-void lf_buf_json_int(lf_buf *b, int64_t v) {
-    char tmp[21];                   /* 19 digits + sign; INT64_MIN fits */
+size_t lf_fmt_int(int64_t v, char out[LF_INT_CHARS]) {
+    char tmp[LF_INT_CHARS];
     char *end = tmp + sizeof tmp, *p = end;
     /* Negate in unsigned arithmetic so INT64_MIN does not overflow. */
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -169,7 +169,15 @@ void lf_buf_json_int(lf_buf *b, int64_t v) {
         u /= 10;
     } while (u);
     if (v < 0) *--p = '-';
-    lf_buf_add(b, p, (size_t)(end - p));
+    size_t n = (size_t)(end - p);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return n;
+}
+
+void lf_buf_json_int(lf_buf *b, int64_t v) {
+    lf_buf_reserve(b, LF_INT_CHARS);
+    b->len += lf_fmt_int(v, b->p + b->len);     /* its NUL ends the buffer */
 }
 
 void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt) {

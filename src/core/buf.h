@@ -62,6 +62,10 @@ void lf_buf_json_str(lf_buf *b, const char *s);
  * SIZE_MAX: what lets a writer reserve once and copy a string whole. */
 size_t lf_json_clean_len(const char *s);
 void lf_buf_json_int(lf_buf *b, int64_t v);
+/* v in decimal into out, NUL-terminated; returns its length. Not printf:
+ * keys and arguments are built from numbers on every commit. */
+#define LF_INT_CHARS 21             /* "-9223372036854775808" and the NUL */
+size_t lf_fmt_int(int64_t v, char out[LF_INT_CHARS]);
 /* Raw JSON text (already valid), or `dflt` when s is NULL. */
 void lf_buf_json_raw(lf_buf *b, const char *s, const char *dflt);
 

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -27,43 +28,56 @@
 
 /* ---- keys -------------------------------------------------------------- */
 
+/* b = the store's prefix, then each of the NULL-ended strings: every key
+ * is built here, on every commit (a dozen of them), so by copies rather
+ * than printf. */
+static void key_cat(const lf_redis *s, lf_buf *b, ...) {
+    va_list ap;
+    lf_buf_reset(b);
+    lf_buf_puts(b, s->url.prefix);
+    va_start(ap, b);
+    for (const char *p; (p = va_arg(ap, const char *));) lf_buf_puts(b, p);
+    va_end(ap);
+}
+
 /* Keys of one record share the {id} hash tag: a Redis Cluster would keep
  * a record's hash and its entry list on one slot. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%srec:{%s}", s->url.prefix, id);
+    key_cat(s, b, "rec:{", id, "}", (char *)NULL);
 }
 
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%srec:{%s}:log", s->url.prefix, id);
+    key_cat(s, b, "rec:{", id, "}:log", (char *)NULL);
 }
 
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b) {
-    lf_buf_reset(b);
-    if (state && repo)
+    if (state && repo) {
         /* The length makes the name unambiguous whatever the strings
          * hold: state and repo names are the workflow's and the user's. */
-        lf_buf_printf(b, "%ssr:%zu:%s:%s", s->url.prefix, strlen(state), state, repo);
-    else if (state) lf_buf_printf(b, "%sstate:%s", s->url.prefix, state);
-    else if (repo) lf_buf_printf(b, "%srepo:%s", s->url.prefix, repo);
-    else lf_buf_puts(b, s->k_all);
+        char n[LF_INT_CHARS];
+        lf_fmt_int((int64_t)strlen(state), n);
+        key_cat(s, b, "sr:", n, ":", state, ":", repo, (char *)NULL);
+    } else if (state) {
+        key_cat(s, b, "state:", state, (char *)NULL);
+    } else if (repo) {
+        key_cat(s, b, "repo:", repo, (char *)NULL);
+    } else {
+        lf_buf_reset(b);
+        lf_buf_puts(b, s->k_all);
+    }
 }
 
 void lf_redis_key_timed(const lf_redis *s, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%stimed", s->url.prefix);
+    key_cat(s, b, "timed", (char *)NULL);
 }
 
 void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%sent:%s", s->url.prefix, state);
+    key_cat(s, b, "ent:", state, (char *)NULL);
 }
 
 void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%scount:%s", s->url.prefix, counter);
+    key_cat(s, b, "count:", counter, (char *)NULL);
 }
 
 char *lf_redis_counter_who(char *key) {
@@ -75,8 +89,7 @@ char *lf_redis_counter_who(char *key) {
 }
 
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
-    lf_buf_reset(b);
-    lf_buf_printf(b, "%schildren:%s", s->url.prefix, parent);
+    key_cat(s, b, "children:", parent, (char *)NULL);
 }
 
 /* ---- the fold-base cache ------------------------------------------------ */

@@ -196,7 +196,7 @@ static int commit_fold(commit_op *c, const lf_record *base) {
     c->had_timers = base && base->timers;
     if (base) c->before = lf_xstrdup(base->state);
     if (lf_ts_parse(r->updated_at, &us) < 0) us = 0;
-    snprintf(c->score, sizeof c->score, "%" PRId64, us);
+    lf_fmt_int(us, c->score);
     if (!lf_record_entered(r, &c->entered)) c->entered = us;
     return 0;
 }
@@ -276,7 +276,7 @@ static void commit_format(commit_op *c) {
      * or deleted (ZADD and ZREM are idempotent: no need to know before). */
     int nopen = r ? lf_record_open_keys(r, counters + ncount) : 0;
     bool open = r && c->mode != MODE_DELETE && !r->closed_at[0];
-    char seq[24], ver[24], nkeys[4];
+    char seq[LF_INT_CHARS], ver[LF_INT_CHARS], nkeys[LF_INT_CHARS];
     size_t extra = 0, first_extra = 0;
     int argc = 0, keys = 3;
 
@@ -341,9 +341,9 @@ static void commit_format(commit_op *c) {
         argv[argc++] = k[7].p;
         keys += 3;
     }
-    snprintf(nkeys, sizeof nkeys, "%d", keys);
-    snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
-    snprintf(ver, sizeof ver, "%" PRIu64, e->version);
+    lf_fmt_int(keys, nkeys);
+    lf_fmt_int((int64_t)e->seq, seq);
+    lf_fmt_int((int64_t)e->version, ver);
     int line_at = argc + 4;
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
@@ -359,7 +359,7 @@ static void commit_format(commit_op *c) {
                       : c->had_timers                           ? '-'
                                                                 : '0',
                       (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
-    if (r) snprintf(flags + 5, sizeof flags - 5, "%" PRId64, c->entered);
+    if (r) lf_fmt_int(c->entered, flags + 5);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
