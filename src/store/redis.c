@@ -31,6 +31,7 @@
 /* b = the store's prefix, then each of the NULL-ended strings: every key
  * is built here, on every commit (a dozen of them), so by copies rather
  * than printf. */
+static void key_cat(const lf_redis *s, lf_buf *b, ...) __attribute__((sentinel));
 static void key_cat(const lf_redis *s, lf_buf *b, ...) {
     va_list ap;
     lf_buf_reset(b);
