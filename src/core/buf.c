@@ -130,7 +130,7 @@ void lf_buf_json_str(lf_buf *b, const char *s) {
     }
     size_t n = lf_json_clean_len(s);
     if (n != SIZE_MAX) {                /* the common case: copied whole */
-        lf_buf_reserve(b, n + 2);
+        if (b->len + n + 3 > b->cap) lf_buf_reserve(b, n + 2);
         char *w = b->p + b->len;
         *w++ = '"';
         memcpy(w, s, n);

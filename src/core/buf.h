@@ -93,12 +93,22 @@ static inline void lf_jw_next(lf_jw *w) {
     if (w->more) lf_buf_putc(w->b, ',');
     w->more = true;
 }
-/* `"key":`, after a comma if needed; the value is the caller's to write. */
+/* `"key":`, after a comma if needed; the value is the caller's to write.
+ * One room check for the whole: every serializer writes a key per member. */
 static inline void lf_jw_key(lf_jw *w, const char *key) {
-    lf_jw_next(w);
-    lf_buf_putc(w->b, '"');
-    lf_buf_puts(w->b, key);
-    lf_buf_add(w->b, "\":", 2);
+    lf_buf *b = w->b;
+    size_t n = strlen(key);
+    if (b->len + n + 5 > b->cap) lf_buf_reserve(b, n + 4);
+    char *p = b->p + b->len;
+    if (w->more) *p++ = ',';
+    w->more = true;
+    *p++ = '"';
+    memcpy(p, key, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    *p = '\0';
+    b->len = (size_t)(p - b->p);
 }
 static inline void lf_jw_str(lf_jw *w, const char *key, const char *s) {
     lf_jw_key(w, key);
