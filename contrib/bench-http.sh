@@ -13,13 +13,18 @@
 # Each wrk request moves a record between ci_pending and ci_failed (a
 # cycle of the lifecycle), each one a real committed transition under
 # the shipped policies (their guards run; the CI retry budget is lifted so
-# the cycle can go on). Prints, per store: requests/s, p50 and p99
-# latency, the CPU time serve (and redis-server) spent per request,
-# non-2xx replies, and the rate as a share of the ceiling.
-# DURATION (10s), CONNS (64), THREADS (2), RECORDS (64 per connection: a
-# record's history, returned whole in every reply, grows by one entry per
-# pass) tune the run; LOG (info) is the server's --log-level (info logs a
-# line per request); KEEP=1 keeps the temp dir (server log, wrk output).
+# the cycle can go on). Both servers run side by side and wrk alternates
+# between them, PAIRS times (serve, then the ceiling): this machine's
+# speed drifts by several percent within a minute, and a pair run back to
+# back sees the same machine. Prints, per store: the median run's
+# requests/s, p50 and p99 latency, the CPU time serve (and redis-server)
+# spent per request over all its runs, non-2xx replies, and the share of
+# the ceiling: the median of the pairs' shares, each pair's beside it.
+# PAIRS (3), DURATION (3s a run), CONNS (64), THREADS (2), RECORDS (64 per
+# connection: a record's history, returned whole in every reply, grows by
+# one entry per pass) tune the run; LOG (info) is the server's
+# --log-level (info logs a line per request); KEEP=1 keeps the temp dir
+# (server log, wrk output).
 set -eu
 LF=${1:-build/loopforge}
 case $LF in */*) ;; *) LF=./$LF ;; esac
@@ -28,13 +33,15 @@ command -v wrk >/dev/null 2>&1 ||
     { echo "bench-http: wrk not found (apt-get install wrk)" >&2; exit 1; }
 command -v curl >/dev/null 2>&1 ||
     { echo "bench-http: curl not found (apt-get install curl)" >&2; exit 1; }
-DURATION=${DURATION:-10s} CONNS=${CONNS:-64} THREADS=${THREADS:-2} LOG=${LOG:-info}
+PAIRS=${PAIRS:-3} DURATION=${DURATION:-3s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
+LOG=${LOG:-info}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/loopforge-bench-http.XXXXXX")
-spid= rpid=
+spid= cpid= rpid=
 cleanup() {
     [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+    [ -n "$cpid" ] && kill "$cpid" 2>/dev/null && wait "$cpid" 2>/dev/null
     [ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
     [ -n "${KEEP:-}" ] || rm -rf "$dir"
     return 0
@@ -49,21 +56,21 @@ sed -i 's/trigger = "ci.retry", max = 3,/trigger = "ci.retry", max = 1000000000,
 grep -q 'max = 1000000000' "$dir/policies/workflows/loopforge.lua" ||
     { echo "bench-http: cannot lift the retry budget of workflows/loopforge.lua" >&2; exit 1; }
 
-# serve ARGS...: starts a server; sets spid and base (reads its first line).
+# serve ARGS...: starts a server; sets pid and url (reads its first line;
+# its stdout stays open on the fifo's descriptor the caller dups).
 serve() {
     rm -f "$dir/fifo"
     mkfifo "$dir/fifo"
     "$LF" serve --listen 127.0.0.1:0 --log-level "$LOG" "$@" >"$dir/fifo" 2>>"$dir/serve.log" &
-    spid=$!
-    exec 9<"$dir/fifo"
-    IFS= read -r line <&9 || { echo "bench-http: serve did not start:" >&2; tail -5 "$dir/serve.log" >&2; exit 1; }
-    base="http://127.0.0.1:${line##*:}"
+    pid=$!
+    exec 7<"$dir/fifo"
+    IFS= read -r line <&7 || { echo "bench-http: serve did not start:" >&2; tail -5 "$dir/serve.log" >&2; exit 1; }
+    url="http://127.0.0.1:${line##*:}"
 }
+# stop PID
 stop() {
-    kill -TERM "$spid"
-    wait "$spid" || { echo "bench-http: serve exited $?" >&2; exit 1; }
-    spid=
-    exec 9<&-
+    kill -TERM "$1"
+    wait "$1" || { echo "bench-http: serve exited $?" >&2; exit 1; }
 }
 
 # records N: N records at ci_pending, their ids in $dir/ids (one
@@ -92,13 +99,20 @@ records() {
     [ "$bad" = 0 ] || { echo "bench-http: setup: $bad transitions failed" >&2; exit 1; }
 }
 
-# (wrk runs LuaJIT: Lua 5.1, so no // operator.) Each thread takes its own slice of the records and walks it round robin,
-# alternating the target per pass: with many more records per thread than
-# connections, a record's previous request has long been answered when
-# its next one goes out.
+# (wrk runs LuaJIT: Lua 5.1, so no // operator.) LF_IDS has a line "ID
+# STATE" per record. Each thread takes its own slice of the records and
+# walks it round robin, moving each to the other state of the cycle than
+# the one it is at: with many more records per thread than connections, a
+# record's previous request has long been answered when its next one goes
+# out. A run stops mid-pass; the next starts from the states the server
+# then lists (states, below).
 cat >"$dir/cycle.lua" <<'LUA'
-local ids, threads = {}, {}
-for line in io.lines(os.getenv("LF_IDS")) do ids[#ids + 1] = line end
+local ids, at, threads = {}, {}, {}
+for line in io.lines(os.getenv("LF_IDS")) do
+  local id, state = line:match("^(%S+) (%S+)$")
+  ids[#ids + 1] = id
+  at[id] = state
+end
 function setup(thread)
   threads[#threads + 1] = thread
   thread:set("tid", #threads - 1)
@@ -117,57 +131,115 @@ function request()
     probed = true
     return wrk.format("GET", "/healthz")
   end
-  local k = n % #mine
-  local to = math.floor(n / #mine) % 2 == 0 and "ci_failed" or "ci_pending"
+  local id = mine[n % #mine + 1]
+  local to = at[id] == "ci_failed" and "ci_pending" or "ci_failed"
+  at[id] = to
   n = n + 1
-  return wrk.format("POST", "/v1/records/" .. mine[k + 1] .. "/transitions", headers,
+  return wrk.format("POST", "/v1/records/" .. id .. "/transitions", headers,
     '{"to":"' .. to .. '","trigger":"bench.cycle"}')
 end
 LUA
 
+# states: each record's state after a run, in $dir/ids.state (those the
+# server lists at ci_failed, page by page; the others are at ci_pending).
+states() {
+    : >"$dir/failed"
+    cursor=
+    while :; do
+        curl -sS -G "$base/v1/records" -d state=ci_failed -d limit=1000 \
+            ${cursor:+--data-urlencode "cursor=$cursor"} >"$dir/page"
+        grep -o '"record_id":"loop-[0-9a-f]*"' "$dir/page" | cut -d'"' -f4 >>"$dir/failed"
+        cursor=$(grep -o '"next_cursor":"[^"]*"' "$dir/page" | cut -d'"' -f4 || true)
+        [ -n "$cursor" ] || break
+    done
+    awk 'FILENAME == ARGV[1] { f[$1] = 1; next } { print $1, ($1 in f) ? "ci_failed" : "ci_pending" }' \
+        "$dir/failed" "$dir/ids" >"$dir/ids.state"
+}
+
 # CPU ticks (user + system) a process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-# run LABEL: wrk against $base; prints one line, sets rps and cpu (the
-# CPU time serve, and the Redis server if there is one, spent per
-# request: less sensitive than the rate to what else the machine runs).
+# run PID URL OUT: wrk against URL; appends a line to OUT: requests/s,
+# p50, p99, non-2xx, requests, the CPU ticks PID (and the Redis server if
+# there is one) spent.
 run() {
-    s0=$(ticks "$spid") r0=0
-    [ -n "$rpid" ] && r0=$(ticks "$rpid")
-    LF_IDS="$dir/ids" LF_THREADS=$THREADS wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
-        -s "$dir/cycle.lua" "$base" >"$dir/wrk.out" 2>&1
+    s0=$(ticks "$1") r0=0
+    [ -n "$rpid" ] && [ "$1" = "$spid" ] && r0=$(ticks "$rpid")
+    LF_IDS="$dir/ids.state" LF_THREADS=$THREADS wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+        -s "$dir/cycle.lua" "$2" >"$dir/wrk.out" 2>&1
     if grep -q 'cycle.lua' "$dir/wrk.out"; then
         echo "bench-http: the wrk script failed:" >&2
         head -3 "$dir/wrk.out" >&2
         exit 1
     fi
-    s1=$(ticks "$spid") r1=0
-    [ -n "$rpid" ] && r1=$(ticks "$rpid")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk.out")
-    cpu=$(awk -v s=$((s1 - s0)) -v r=$((r1 - r0)) -v hz="$(getconf CLK_TCK)" \
-        '/requests in/ { n = $1 } END { if (n) printf "%.0f", (s + r) * 1e6 / hz / n }' "$dir/wrk.out")
-    p50=$(awk '$1 == "50%" {print $2}' "$dir/wrk.out")
-    p99=$(awk '$1 == "99%" {print $2}' "$dir/wrk.out")
-    non2xx=$(awk '/Non-2xx/ {print $NF}' "$dir/wrk.out")
-    errs=$(awk '/Socket errors/ {print}' "$dir/wrk.out")
-    printf '  %-34s %10.0f req/s   p50 %-8s p99 %-8s cpu %5s us/req   non-2xx %s%s\n' \
-        "$1" "$rps" "$p50" "$p99" "$cpu" "${non2xx:-0}" "${errs:+  ($errs)}"
+    s1=$(ticks "$1") r1=0
+    [ -n "$rpid" ] && [ "$1" = "$spid" ] && r1=$(ticks "$rpid")
+    if grep -q 'Socket errors' "$dir/wrk.out"; then
+        echo "bench-http: $(grep 'Socket errors' "$dir/wrk.out")" >&2
+    fi
+    awk -v t=$((s1 - s0 + r1 - r0)) '
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = $2 }
+        $1 == "99%" { p99 = $2 }
+        /Non-2xx/ { bad = $NF }
+        /requests in/ { n = $1 }
+        END { print rps, p50, p99, bad + 0, n, t }' "$dir/wrk.out" >>"$3"
+}
+
+# report LABEL FILE: the median run by requests/s, and the CPU time a
+# request over all the runs.
+report() {
+    awk -v label="$1" -v hz="$(getconf CLK_TCK)" -v mid=$(((PAIRS + 1) / 2)) '
+        { rps[NR] = $1; line[NR] = $0; bad += $4; n += $5; t += $6 }
+        END {
+            for (i = 1; i <= NR; i++) {          # rank of run i by rate
+                k = 1
+                for (j = 1; j <= NR; j++) if (rps[j] < rps[i] || (rps[j] == rps[i] && j < i)) k++
+                if (k == mid) m = i
+            }
+            split(line[m], f, " ")
+            printf "  %-34s %10.0f req/s   p50 %-8s p99 %-8s cpu %5.0f us/req   non-2xx %d\n",
+                label, f[1], f[2], f[3], n ? t * 1e6 / hz / n : 0, bad
+        }' "$2"
 }
 
 leg() {   # NAME STORE-URL
     serve --store "$2" --policies "$dir/policies"
+    spid=$pid base=$url
+    exec 9<&7 7<&-
     records "${RECORDS:-$((CONNS * 64))}" "$1"
-    run "serve, $1 store"
-    served=$rps
-    stop
     serve --ceiling                     # the same requests, answered 200 at once
-    run "ceiling (serve --ceiling)"
-    stop
-    awk -v a="$served" -v b="$rps" 'BEGIN { printf "  %-34s %9.0f%%\n", "share of the ceiling", 100 * a / b }'
+    cpid=$pid ceil=$url
+    exec 8<&7 7<&-
+    : >"$dir/runs.serve"
+    : >"$dir/runs.ceiling"
+    i=0
+    while [ $i -lt "$PAIRS" ]; do
+        i=$((i + 1))
+        states
+        run "$spid" "$base" "$dir/runs.serve"
+        run "$cpid" "$ceil" "$dir/runs.ceiling"
+    done
+    stop "$spid"
+    stop "$cpid"
+    spid= cpid=
+    exec 9<&- 8<&-
+    report "serve, $1 store" "$dir/runs.serve"
+    report "ceiling (serve --ceiling)" "$dir/runs.ceiling"
+    paste -d' ' "$dir/runs.serve" "$dir/runs.ceiling" | awk -v mid=$(((PAIRS + 1) / 2)) '
+        { sh[NR] = 100 * $1 / $7; all = all sprintf(" %.0f%%", sh[NR]) }
+        END {
+            for (i = 1; i <= NR; i++) {
+                k = 1
+                for (j = 1; j <= NR; j++) if (sh[j] < sh[i] || (sh[j] == sh[i] && j < i)) k++
+                if (k == mid) m = sh[i]
+            }
+            printf "  %-34s %9.0f%%   (the pairs:%s)\n", "share of the ceiling", m, all
+        }'
 }
 
-echo "loopforge serve: wrk -t$THREADS -c$CONNS -d$DURATION posting transitions to" \
-     "${RECORDS:-$((CONNS * 64))} records (log level $LOG)"
+echo "loopforge serve: wrk -t$THREADS -c$CONNS, $PAIRS pairs of $DURATION runs (serve, then" \
+     "the ceiling), posting transitions to ${RECORDS:-$((CONNS * 64))} records (log level $LOG)"
 # memory: is not durable; it shows what the server and the engine cost
 # without a store's I/O.
 leg memory memory:
