@@ -271,6 +271,9 @@ void lf_reply_error(lf_req *r, int status, const char *code, const char *fmt, ..
 void lf_reply_result(lf_req *r, const lf_result *res, int ok_status);
 int lf_status_of(lf_code code);
 void lf_add_header(lf_req *r, const char *name, const char *value);
+/* The Date header every answer carries, formatted once a second (evhttp
+ * would format it for each answer). */
+void lf_add_date(struct evkeyvalq *headers);
 
 /* Chunked replies (audit streams). start sends the status line and
  * headers; each chunk calls `flushed` once it has reached the socket

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
 #include "internal.h"
@@ -202,8 +203,24 @@ void lf_add_header(lf_req *r, const char *name, const char *value) {
     if (r->req) evhttp_add_header(evhttp_request_get_output_headers(r->req), name, value);
 }
 
+void lf_add_date(struct evkeyvalq *headers) {
+    static time_t last = -1;
+    static char date[48];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        /* RFC 9110's IMF-fixdate; the names are English because nothing
+         * in loopforge calls setlocale (the C locale). */
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    evhttp_add_header(headers, "Date", date);
+}
+
 static void common_headers(lf_req *r, const char *content_type) {
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    lf_add_date(h);
     evhttp_add_header(h, "Content-Type", content_type);
     evhttp_add_header(h, "X-Request-Id", r->id);
     /* Draining: every answer closes its connection, so keep-alive

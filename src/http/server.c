@@ -224,6 +224,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
 static void on_ceiling(struct evhttp_request *req, void *arg) {
     static const char body[] = "{\"success\":true}\n";
     (void)arg;
+    lf_add_date(evhttp_request_get_output_headers(req));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "application/json");
     evbuffer_add(evhttp_request_get_output_buffer(req), body, sizeof body - 1);
