@@ -204,6 +204,7 @@ void lf_add_header(lf_req *r, const char *name, const char *value) {
 }
 
 void lf_add_date(struct evkeyvalq *headers) {
+    /* One server, one loop thread: the cache needs no lock. */
     static time_t last = -1;
     static char date[48];
     time_t now = time(NULL);
