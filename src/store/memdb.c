@@ -97,6 +97,8 @@ struct lf_memdb {
     void *read_arg;
     size_t nlines, caplines;
     char last_hash[LF_HASH_LEN + 1];
+    lf_buf key;             /* the write path's index keys, built here
+                               rather than allocated on every commit */
 };
 
 lf_memdb *lf_memdb_new(void) {
@@ -107,6 +109,7 @@ lf_memdb *lf_memdb_new(void) {
 
 void lf_memdb_free(lf_memdb *db) {
     if (!db) return;
+    lf_buf_free(&db->key);
     for (size_t i = 0; i < db->by_id.cap; i++) {
         slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
         if (!s) continue;
@@ -397,11 +400,9 @@ static void reindex_entered(lf_memdb *db, slot *s) {
     int64_t at = 0;
     s->mgen++;
     if (!lf_record_entered(s->rec, &at)) return;
-    lf_buf k = LF_BUF_INIT;
-    entered_key(&k, s->rec->state);
-    index_t *x = lf_map_get(&db->ix, k.p);
+    entered_key(&db->key, s->rec->state);
+    index_t *x = lf_map_get(&db->ix, db->key.p);
     if (x) ix_push(x, s, at);
-    lf_buf_free(&k);
 }
 
 /* The record in s changed: whatever indexed it before is stale now. */
@@ -412,16 +413,15 @@ static void reindex(lf_memdb *db, slot *s) {
     if (r->deleted) return;
     lf_ts_parse(r->updated_at, &at);
     ix_push(&db->all, s, at);
-    lf_buf k = LF_BUF_INIT;
-    ix_key(&k, r->state, NULL);
-    ix_push(ix_of(db, &k, true), s, at);
+    lf_buf *k = &db->key;
+    ix_key(k, r->state, NULL);
+    ix_push(ix_of(db, k, true), s, at);
     if (r->repo) {
-        ix_key(&k, NULL, r->repo);
-        ix_push(ix_of(db, &k, true), s, at);
-        ix_key(&k, r->state, r->repo);
-        ix_push(ix_of(db, &k, true), s, at);
+        ix_key(k, NULL, r->repo);
+        ix_push(ix_of(db, k, true), s, at);
+        ix_key(k, r->state, r->repo);
+        ix_push(ix_of(db, k, true), s, at);
     }
-    lf_buf_free(&k);
 }
 
 /* Folds e into slot s (NULL for created and policy_loaded) and appends
