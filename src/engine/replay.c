@@ -60,12 +60,21 @@ void lf_replay_free(lf_replay *r) {
 
 const lf_replay_stats *lf_replay_result(const lf_replay *r) { return &r->st; }
 
+static int by_name(const void *a, const void *b) {
+    return strcmp((*(const rule_count *const *)a)->rule, (*(const rule_count *const *)b)->rule);
+}
+
+/* By rule name: the summary reads the same whatever the hash table's
+ * layout. */
 void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *),
                      void *arg) {
-    for (size_t i = 0; i < r->by_rule.cap; i++) {
-        const rule_count *c = r->by_rule.slots[i].key ? r->by_rule.slots[i].val : NULL;
-        if (c) fn(c->rule, c->n, arg);
-    }
+    const rule_count **v = lf_xmalloc((r->by_rule.len + 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < r->by_rule.cap; i++)
+        if (r->by_rule.slots[i].key) v[n++] = r->by_rule.slots[i].val;
+    qsort(v, n, sizeof *v, by_name);
+    for (size_t i = 0; i < n; i++) fn(v[i]->rule, v[i]->n, arg);
+    free(v);
 }
 
 /* A verdict: "allowed", "denied" or "invalid", and the first deny. */

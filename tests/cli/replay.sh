@@ -78,5 +78,30 @@ run --policies "$S" --store "$STORE" replay --since yesterday
 expect_rc "a bad time: exit 2" 2
 run --policies "$tmp/nowhere" --store "$STORE" replay
 expect_rc "a policy set that does not load: exit 2" 2
+# Several rules: the summary lists them by name, whatever order its hash
+# table keeps them in (checked to fail with the summary unsorted).
+M="$tmp/many"
+mkdir -p "$M/workflows" "$M/guards"
+cp "$POLICIES/workflows/loopforge.lua" "$M/workflows/"
+for g in "zulu merged bot" "mike closed bot" "alpha pr_created dev" "kilo task_queued dev"; do
+    set -- $g
+    cat >"$M/guards/$1.lua" <<LUA
+return policy {
+  name = "$1",
+  on = { to = "$2" },
+  check = function(t)
+    if t.actor == "$3" then return deny("no") end
+    return allow()
+  end,
+}
+LUA
+done
+run --policies "$M" --store "$STORE" replay
+match_out "the summary by rule is in name order" \
+    '; by rule: alpha 2, kilo 2, mike 1, zulu 2$'
+run --policies "$M" --store "$STORE" replay --json
+out=$(printf '%s\n' "$out" | tail -1)
+match_out "… in --json too" '"by_rule":\{"alpha":2,"kilo":2,"mike":1,"zulu":2\}\}$'
+
 check "replay wrote nothing" test "$(audit_count)" -eq "$n"
 done_testing
