@@ -29,21 +29,27 @@ expect_rc "replay exits 0" 0
 expect_match "under the same set nothing would change" stdout "$out" \
     '^replay: 12 requests replayed under .*, 0 would change \(allowed → denied 0, denied → allowed 0, another reason 0\)$'
 
+# guard DIR NAME STATE ACTOR WHY: a guard in DIR denying ACTOR's moves to
+# STATE with WHY.
+guard() {
+    cat >"$1/guards/$2.lua" <<LUA
+return policy {
+  name = "$2",
+  on = { to = "$3" },
+  check = function(t)
+    if t.actor == "$4" then return deny("$5") end
+    return allow()
+  end,
+}
+LUA
+}
+
 # Stricter: bots may not merge or close.
 S="$tmp/strict"
 mkdir -p "$S/workflows" "$S/guards"
 cp "$POLICIES/workflows/loopforge.lua" "$S/workflows/"
 cp "$POLICIES/guards/blocking-labels.lua" "$S/guards/"
-cat >"$S/guards/no-bots.lua" <<'LUA'
-return policy {
-  name = "no-bots",
-  on = { to = "merged" },
-  check = function(t)
-    if t.actor == "bot" then return deny("bots do not merge") end
-    return allow()
-  end,
-}
-LUA
+guard "$S" no-bots merged bot "bots do not merge"
 run --policies "$S" --store "$STORE" replay
 expect_rc "replay under a stricter set exits 0" 0
 match_out "it reports a's merge as now denied" \
@@ -83,19 +89,10 @@ expect_rc "a policy set that does not load: exit 2" 2
 M="$tmp/many"
 mkdir -p "$M/workflows" "$M/guards"
 cp "$POLICIES/workflows/loopforge.lua" "$M/workflows/"
-for g in "zulu merged bot" "mike closed bot" "alpha pr_created dev" "kilo task_queued dev"; do
-    set -- $g
-    cat >"$M/guards/$1.lua" <<LUA
-return policy {
-  name = "$1",
-  on = { to = "$2" },
-  check = function(t)
-    if t.actor == "$3" then return deny("no") end
-    return allow()
-  end,
-}
-LUA
-done
+guard "$M" zulu merged bot no
+guard "$M" mike closed bot no
+guard "$M" alpha pr_created dev no
+guard "$M" kilo task_queued dev no
 run --policies "$M" --store "$STORE" replay
 match_out "the summary by rule is in name order" \
     '; by rule: alpha 2, kilo 2, mike 1, zulu 2$'
