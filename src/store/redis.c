@@ -69,10 +69,6 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
     }
 }
 
-void lf_redis_key_timed(const lf_redis *s, lf_buf *b) {
-    key_cat(s, b, "timed", (char *)NULL);
-}
-
 void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b) {
     key_cat(s, b, "ent:", state, (char *)NULL);
 }
@@ -935,7 +931,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         l->fill = x;            /* a pass over the whole state fills it */
         if (!q->cursor) x->begun = true;
     }
-    if (q->timed) lf_redis_key_timed(s, &key);
+    if (q->timed) lf_buf_puts(&key, s->k_timed);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);
     l->index = lf_buf_steal(&key);
@@ -1130,6 +1126,7 @@ void lf_redis_destroy(lf_redis *s) {
     free(s->k_all);
     free(s->k_idem);
     free(s->k_rec);
+    free(s->k_timed);
     lf_redis_url_free(&s->url);
     free(s);
 }
@@ -1205,9 +1202,9 @@ static const lf_store_type redis_type = {
     .free = redis_free,
 };
 
-static char *key_fixed(const char *prefix, const char *name) {
+static char *key_fixed(const lf_redis *s, const char *name) {
     lf_buf b = LF_BUF_INIT;
-    lf_buf_printf(&b, "%s%s", prefix, name);
+    key_cat(s, &b, name, (char *)NULL);
     return lf_buf_steal(&b);
 }
 
@@ -1242,12 +1239,13 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->evb = base;
     for (int i = 0; i < LF_SCRIPT__COUNT; i++)
         lf_redis_script_sha((lf_redis_script)i, s->sha[i]);
-    s->k_head = key_fixed(s->url.prefix, "head");
-    s->k_log = key_fixed(s->url.prefix, "log");
-    s->k_ref = key_fixed(s->url.prefix, "ref");
-    s->k_all = key_fixed(s->url.prefix, "all");
-    s->k_idem = key_fixed(s->url.prefix, "idem");
-    s->k_rec = key_fixed(s->url.prefix, "rec:{");
+    s->k_head = key_fixed(s, "head");
+    s->k_log = key_fixed(s, "log");
+    s->k_ref = key_fixed(s, "ref");
+    s->k_all = key_fixed(s, "all");
+    s->k_idem = key_fixed(s, "idem");
+    s->k_timed = key_fixed(s, "timed");
+    s->k_rec = key_fixed(s, "rec:{");
     lf_redis_conn_init(s);
     lf_redis_conn_start(s);         /* warm: requests queue behind it */
     *code = LF_OK;

@@ -155,7 +155,8 @@ struct lf_redis {
     lf_map entered;             /* state -> lf_redis_entered*: whether its
                                    entered index is whole (redis.c) */
     char sha[LF_SCRIPT__COUNT][41];
-    char *k_head, *k_log, *k_ref, *k_all, *k_idem;  /* prefix + fixed names */
+    /* prefix + fixed names (k_timed: the records with timers of their own) */
+    char *k_head, *k_log, *k_ref, *k_all, *k_idem, *k_timed;
     char *k_rec;                /* "<prefix>rec:{": the scripts derive records' keys */
 
     int busy;                   /* event-loop entries into the store in
@@ -205,8 +206,6 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
-/* The index of records with timers of their own: "<prefix>timed". */
-void lf_redis_key_timed(const lf_redis *s, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
 /* The records in a state by when they entered it: "<prefix>ent:<state>"

@@ -335,10 +335,9 @@ static void commit_format(commit_op *c) {
         }
         lf_redis_key_entered(s, before, &k[10]);
         lf_redis_key_entered(s, after, &k[11]);
-        lf_redis_key_timed(s, &k[7]);
         argv[argc++] = k[10].p;
         argv[argc++] = k[11].p;
-        argv[argc++] = k[7].p;
+        argv[argc++] = s->k_timed;
         keys += 3;
     }
     lf_fmt_int(keys, nkeys);
