@@ -13,7 +13,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := lua5.4 libcjson libevent openssl hiredis libgvc
+PKGS    := lua5.4 libcjson libevent openssl hiredis libzstd libgvc
 # Deferred (=, not :=): on a fresh machine `make test` first runs `deps`,
 # which installs these packages, and only then compiles.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -12,7 +12,7 @@
 #   sh contrib/install-deps.sh format   also what `make format` uses
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
-libssl-dev libcmocka-dev lua-busted libhiredis-dev redis-server redis-tools libgraphviz-dev
+libssl-dev libcmocka-dev lua-busted libhiredis-dev libzstd-dev redis-server redis-tools libgraphviz-dev
 curl openssl python3 python3-securesystemslib chromium chromium-driver python3-selenium"
 [ "${1:-}" = bench ] && PKGS="$PKGS wrk"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"

@@ -160,7 +160,14 @@ static char *side_get(redisContext *c, const char *fmt, ...) {
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
     va_end(ap);
-    char *s = r && r->type == REDIS_REPLY_STRING ? lf_xstrdup(r->str) : NULL;
+    char *s = NULL;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        /* A packed line may hold NULs, which a command line cannot: they
+         * become 0x01, the same length (the script never reads the line). */
+        s = lf_xmalloc(r->len + 1);
+        for (size_t i = 0; i < r->len; i++) s[i] = r->str[i] ? r->str[i] : '\x01';
+        s[r->len] = '\0';
+    }
     if (r) freeReplyObject(r);
     return s;
 }

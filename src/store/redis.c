@@ -198,15 +198,19 @@ static lf_record *record_fold(lf_redis *s, const redisReply *g, const char *key,
         lf_redis_errf(s, msg, len, "key %s does not hold a loopforge record (%s)", key, why);
         return NULL;
     }
+    lf_buf line = LF_BUF_INIT;
     for (size_t i = 4; i < g->elements; i++) {
         const redisReply *l = g->element[i];
         lf_entry_doc doc;
         if (!lf_redis_is_str(l)) {
             lf_redis_errf(s, msg, len, "%s lacks an entry %s:log names", s->k_log, key);
             lf_record_free(r);
+            lf_buf_free(&line);
             return NULL;
         }
-        int rc = lf_entry_read(l->str, l->len, &doc, why, sizeof why);
+        lf_buf_reset(&line);
+        int rc = lf_redis_unpack_line(s->pack, l->str, l->len, &line, why, sizeof why);
+        if (rc == 0) rc = lf_entry_read(line.p, line.len, &doc, why, sizeof why);
         if (rc == 0) {
             rc = lf_record_apply(&r, &doc.e, why, sizeof why);
             lf_entry_doc_free(&doc);
@@ -215,9 +219,11 @@ static lf_record *record_fold(lf_redis *s, const redisReply *g, const char *key,
             lf_redis_errf(s, msg, len,
                           "key %s: its entries do not make a loopforge record (%s)", key, why);
             lf_record_free(r);
+            lf_buf_free(&line);
             return NULL;
         }
     }
+    lf_buf_free(&line);
     return r;
 }
 
@@ -429,6 +435,8 @@ typedef struct key_op {
     lf_store_cb *cb;
     void *arg;
     char *key;
+    bool parsed;                /* doc holds the entry: its record is read */
+    lf_entry_doc doc;
 } key_op;
 
 static void key_notify(lf_rop *op, lf_code code, const char *why) {
@@ -439,18 +447,19 @@ static void key_notify(lf_rop *op, lf_code code, const char *why) {
 static void key_destroy(lf_rop *op) {
     key_op *k = (key_op *)op;
     lf_redis_cmd_free(op);
+    if (k->parsed) lf_entry_doc_free(&k->doc);
     free(k->key);
     free(k);
 }
 
-/* {seq, line, record (REC_LUA)}: the entry, parsed from the stored line,
- * and its record as it is now (none for a tombstone or a global entry). */
-static void key_reply(lf_rop *op, redisReply *r) {
-    key_op *k = (key_op *)op;
-    lf_redis *s = op->s;
+/* {seq, line}: the entry the key names, parsed from the stored line; then
+ * (a second call, the read script) its record as it is now -- the line is
+ * packed, so only the client can tell whose it is. None for a tombstone
+ * or a global entry. */
+static void key_entry_reply(key_op *k, redisReply *r) {
+    lf_redis *s = k->op.s;
     char msg[600], why[256];
-    lf_entry_doc doc;
-    lf_record *rec = NULL;
+    lf_buf line = LF_BUF_INIT;
 
     if (r->type != REDIS_REPLY_ARRAY) {
         lf_redis_errf(s, msg, sizeof msg, "key %s: %s", s->k_idem,
@@ -470,18 +479,41 @@ static void key_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
-    if (lf_entry_parse(r->element[1]->str, r->element[1]->len, &doc, why, sizeof why)) {
+    if (lf_redis_unpack_line(s->pack, r->element[1]->str, r->element[1]->len, &line, why,
+                             sizeof why) ||
+        lf_entry_parse(line.p, line.len, &k->doc, why, sizeof why)) {
+        lf_buf_free(&line);
         lf_redis_errf(s, msg, sizeof msg, "%s entry %s: %s", s->k_log, r->element[0]->str,
                       why);
         lf_redis_fail(&k->op, LF_UNAVAILABLE, msg);
         return;
     }
-    const redisReply *rr = r->elements > 2 ? r->element[2] : NULL;
-    if (doc.e.record_id && rr &&
-        lf_redis_record_reply(s, doc.e.record_id, rr, &rec, msg, sizeof msg) == LF_OK && rec)
-        lf_redis_cache_put(s, rec, lf_redis_reply_h(rr));
-    k->cb(LF_OK, NULL, rec, &doc.e, k->arg);
-    lf_entry_doc_free(&doc);
+    lf_buf_free(&line);
+    k->parsed = true;
+    if (!k->doc.e.record_id) {
+        k->cb(LF_OK, NULL, NULL, &k->doc.e, k->arg);
+        key_destroy(&k->op);
+        return;
+    }
+    const char *ids[] = {k->doc.e.record_id};
+    lf_redis_format_read(&k->op, ids, 1);
+    lf_redis_send(&k->op);
+}
+
+static void key_reply(lf_rop *op, redisReply *r) {
+    key_op *k = (key_op *)op;
+    lf_record *rec = NULL;
+    char msg[600];
+
+    if (!k->parsed) {
+        key_entry_reply(k, r);
+        return;
+    }
+    const redisReply *rr = lf_redis_read_one(r);
+    if (rr && lf_redis_record_reply(op->s, k->doc.e.record_id, rr, &rec, msg, sizeof msg) ==
+                  LF_OK && rec)
+        lf_redis_cache_put(op->s, rec, lf_redis_reply_h(rr));
+    k->cb(LF_OK, NULL, rec, &k->doc.e, k->arg);
     key_destroy(op);
 }
 
@@ -501,9 +533,9 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb, void 
     k->cb = cb;
     k->arg = arg;
     const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key, s->k_rec};
+        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key};
     k->key = lf_xstrdup(key);
-    lf_redis_format(&k->op, 7, argv, NULL);
+    lf_redis_format(&k->op, 6, argv, NULL);
     lf_redis_send(&k->op);
 }
 
@@ -947,6 +979,7 @@ typedef struct audit_op {
     char *id;                   /* NULL: the global log */
     uint64_t after;
     size_t limit;
+    lf_buf arena;               /* the page's packed lines, unpacked */
 } audit_op;
 
 static void audit_notify(lf_rop *op, lf_code code, const char *why) {
@@ -957,6 +990,7 @@ static void audit_notify(lf_rop *op, lf_code code, const char *why) {
 static void audit_destroy(lf_rop *op) {
     audit_op *a = (audit_op *)op;
     lf_redis_cmd_free(op);
+    lf_buf_free(&a->arena);
     free(a->id);
     free(a);
 }
@@ -984,11 +1018,33 @@ static void audit_format(audit_op *a) {
     lf_buf_free(&k3);
 }
 
-static void audit_deliver(audit_op *a, const char **lines, size_t *lens, size_t n,
-                          uint64_t last) {
+/* Answers the page: v[0..n) are its stored values, each a line or a
+ * packed one (redis_pack.c), unpacked into a->arena for the callback. A
+ * frame that does not unpack is passed on as it is stored: the chain
+ * check then reports that entry as malformed, as it would any damaged
+ * line. */
+static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t last) {
+    lf_redis *s = a->op.s;
+    const char **lines = lf_xmalloc((n + 1) * sizeof *lines);
+    size_t *lens = lf_xmalloc((n + 1) * sizeof *lens), *at = lf_xmalloc((n + 1) * sizeof *at);
+    char why[128];
+    for (size_t i = 0; i < n; i++) {        /* offsets first: the arena may move */
+        size_t was = a->arena.len;
+        at[i] = SIZE_MAX;
+        lens[i] = v[i]->len;
+        if (lf_redis_packed(v[i]->str, v[i]->len) &&
+            lf_redis_unpack_line(s->pack, v[i]->str, v[i]->len, &a->arena, why,
+                                 sizeof why) == 0) {
+            at[i] = was;
+            lens[i] = a->arena.len - was;
+        }
+    }
+    for (size_t i = 0; i < n; i++) lines[i] = at[i] == SIZE_MAX ? v[i]->str : a->arena.p + at[i];
     a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
     free(lines);
     free(lens);
+    free(at);
+    free(v);
     audit_destroy(&a->op);
 }
 
@@ -1010,13 +1066,11 @@ static void audit_log_reply(audit_op *a, redisReply *r) {
     uint64_t head = (uint64_t)r->element[0]->integer;
     uint64_t last = (uint64_t)r->element[1]->integer, seen = 0;
     size_t n = 0, k = r->elements - 2;
-    const char **lines = lf_xmalloc((k + 1) * sizeof *lines);
-    size_t *lens = lf_xmalloc((k + 1) * sizeof *lens);
+    const redisReply **v = lf_xmalloc((k + 1) * sizeof *v);
     for (size_t i = 0; i < k; i++) {
         const redisReply *l = r->element[i + 2];
         if (!lf_redis_is_str(l)) continue;
-        lines[n] = l->str;
-        lens[n++] = l->len;
+        v[n++] = l;
         seen = a->after + i + 1;
     }
     if (last > a->after && seen < last && last == head) {
@@ -1024,21 +1078,19 @@ static void audit_log_reply(audit_op *a, redisReply *r) {
                       "%s has no entries %" PRIu64 "..%" PRIu64
                       " although %s is at seq %" PRIu64 " (deleted?)",
                       s->k_log, (seen ? seen : a->after) + 1, head, s->k_head, head);
-        free(lines);
-        free(lens);
+        free(v);
         lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
         return;
     }
     if (n == 0 && last > a->after) {
         /* A whole page gone: look further, so the gap shows. */
-        free(lines);
-        free(lens);
+        free(v);
         a->after = last;
         audit_format(a);
         lf_redis_send(&a->op);
         return;
     }
-    audit_deliver(a, lines, lens, n, seen);
+    audit_deliver(a, v, n, seen);
 }
 
 /* {0} for an unknown record, else {1, seq, line, ...}. */
@@ -1059,8 +1111,7 @@ static void audit_rec_reply(audit_op *a, redisReply *r) {
     }
     size_t k = (r->elements - 1) / 2;
     uint64_t last = a->after;
-    const char **lines = lf_xmalloc((k + 1) * sizeof *lines);
-    size_t *lens = lf_xmalloc((k + 1) * sizeof *lens);
+    const redisReply **v = lf_xmalloc((k + 1) * sizeof *v);
     for (size_t i = 0; i < k; i++) {
         const redisReply *seq = r->element[1 + 2 * i], *l = r->element[2 + 2 * i];
         if (!lf_redis_is_str(seq) || !lf_redis_is_str(l)) {
@@ -1069,16 +1120,14 @@ static void audit_rec_reply(audit_op *a, redisReply *r) {
                           "%srec:{%s}:log lists",
                           s->k_log, lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix,
                           a->id);
-            free(lines);
-            free(lens);
+            free(v);
             lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
             return;
         }
-        lines[i] = l->str;
-        lens[i] = l->len;
+        v[i] = l;
         last = strtoull(seq->str, NULL, 10);
     }
-    audit_deliver(a, lines, lens, k, last);
+    audit_deliver(a, v, k, last);
 }
 
 static void audit_reply(lf_rop *op, redisReply *r) {
@@ -1120,6 +1169,8 @@ void lf_redis_destroy(lf_redis *s) {
     cache_free(s);
     entered_free(s);
     lf_redis_recq_free(s);
+    lf_redis_pack_free(s->pack);
+    lf_buf_free(&s->packed);
     free(s->k_head);
     free(s->k_log);
     free(s->k_ref);
@@ -1246,6 +1297,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->k_idem = key_fixed(s, "idem");
     s->k_timed = key_fixed(s, "timed");
     s->k_rec = key_fixed(s, "rec:{");
+    s->pack = lf_redis_pack_new();
     lf_redis_conn_init(s);
     lf_redis_conn_start(s);         /* warm: requests queue behind it */
     *code = LF_OK;

@@ -6,6 +6,8 @@
  *   redis_conn.c   the one connection: handshake, pipelining, timeouts,
  *                  reconnects with backoff, the queues ops wait in
  *   redis_commit.c the only write: seal, check the head, pipeline
+ *   redis_pack.c   the sealed lines as Redis holds them (zstd, a fixed
+ *                  dictionary)
  *   redis.c        the reads, open and free, and what they all share:
  *                  key names, the fold-base cache, record replies
  *
@@ -66,6 +68,22 @@ typedef enum lf_redis_script {
 const char *lf_redis_script_src(lf_redis_script id);
 /* The script's SHA1 (40 hex + NUL), as EVALSHA and SCRIPT LOAD name it. */
 void lf_redis_script_sha(lf_redis_script id, char out[41]);
+
+/* ---- lines as Redis holds them (redis_pack.c) --------------------------- */
+
+typedef struct lf_redis_pack lf_redis_pack;
+
+lf_redis_pack *lf_redis_pack_new(void);
+void lf_redis_pack_free(lf_redis_pack *p);
+/* The sealed line as Redis keeps it (a zstd frame, or the line itself when
+ * that is no larger), into out (reset first). */
+void lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out);
+/* Whether a stored value is a frame (else it is the line itself). */
+bool lf_redis_packed(const char *stored, size_t n);
+/* Appends the line a stored value holds to out. Returns 0, or -1 with why
+ * set when the value is a frame that does not unpack (damaged). */
+int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf *out,
+                         char *why, size_t whylen);
 
 /* ---- the connection (redis_conn.c) ------------------------------------- */
 
@@ -150,6 +168,8 @@ struct lf_redis {
     int64_t next_attempt_us;
 
     lf_redis_cache cache;
+    lf_redis_pack *pack;        /* lines in and out of Redis (redis_pack.c) */
+    lf_buf packed;              /* the commit's line, packed (scratch) */
     lf_map recq;                /* id -> the record's commits in order
                                    (redis.c, rec_queue) */
     lf_map entered;             /* state -> lf_redis_entered*: whether its

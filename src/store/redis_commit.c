@@ -247,11 +247,11 @@ static void commit_fetched(commit_op *c, redisReply *r) {
  * EVALSHA sha nkeys KEYS... ARGV..., in the layout redis_lua.c's commit
  * script reads. KEYS: the head, the log and the idempotency index, then
  * (for a record's entry) the record and its own log, then the indexes
- * the entry touches. ARGV: the sealed line, its seq, the head it expects
- * (the compare-and-set), the record's version, its indexes' scores and
- * flags, ...; from ARGV 12 on, a move's new aliases or a tombstone's ref
- * and aliases. The record itself is not sent: Redis keeps its entries,
- * and a read folds them.
+ * the entry touches. ARGV: the sealed line (packed: redis_pack.c), its
+ * seq, the head it expects (the compare-and-set), the record's version,
+ * its indexes' scores and flags, ...; from ARGV 12 on, a move's new
+ * aliases or a tombstone's ref and aliases. The record itself is not
+ * sent: Redis keeps its entries, and a read folds them.
  *
  * c: a commit whose entry is sealed (c->e) and whose fold (c->next) is
  *    done; c->mode says what kind of write it is.
@@ -344,11 +344,12 @@ static void commit_format(commit_op *c) {
     lf_fmt_int((int64_t)e->seq, seq);
     lf_fmt_int((int64_t)e->version, ver);
     int line_at = argc + 4;
+    lf_redis_pack_line(s->pack, c->line.p, c->line.len, &s->packed);
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
     argv[argc++] = e->prev;
     argv[argc++] = e->hash;
-    argv[argc++] = c->line.p;
+    argv[argc++] = s->packed.p;
     argv[argc++] = ver;
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
@@ -364,7 +365,7 @@ static void commit_format(commit_op *c) {
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
-    for (int i = 0; i < argc; i++) lens[i] = i == line_at ? c->line.len : strlen(argv[i]);
+    for (int i = 0; i < argc; i++) lens[i] = i == line_at ? s->packed.len : strlen(argv[i]);
     lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);

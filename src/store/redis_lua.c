@@ -248,21 +248,16 @@ static const char audit_rec_lua[] =
     "end\n"
     "return out\n";
 
-/* KEYS 1 idem  2 log;  ARGV 1 idempotency key  2 record key prefix
- * Returns {} if no entry holds the key, else {seq, line, record}: the
- * entry and its record as it is now (REC_LUA; nil line: the log lost it;
- * no record part: a policy_loaded entry). */
+/* KEYS 1 idem  2 log;  ARGV 1 idempotency key
+ * Returns {} if no entry holds the key, else {seq, line} (no line: the
+ * log lost it). The line is packed (redis_pack.c): the client reads the
+ * record it names, if any, with the read script. */
 static const char find_key_lua[] =
-    REC_LUA
     "local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if not seq then return {} end\n"
     "local line = redis.call('HGET', KEYS[2], seq)\n"
     "if not line then return {seq} end\n"
-    "local ok, e = pcall(cjson.decode, line)\n"
-    "local rid = ok and type(e) == 'table' and e.record_id\n"
-    "if type(rid) ~= 'string' then return {seq, line} end\n"
-    "local k = ARGV[2] .. rid .. '}'\n"
-    "return {seq, line, rec(k, k .. ':log', KEYS[2])}\n";
+    "return {seq, line}\n";
 
 /* KEYS 1 log;  ARGV 1 record key prefix ("lf:rec:{"), 2... ids
  * Returns {record (REC_LUA), ...}, one for each id: what a get or a list

@@ -1,0 +1,177 @@
+/* redis_pack.c -- the sealed lines as Redis holds them: each a zstd frame
+ * compressed with a fixed dictionary of the line format, about a third of
+ * the line. Packing is Redis's business only: the journal keeps its lines
+ * as they are, and everything above the store (verification, audit,
+ * evidence) sees the exact sealed bytes, which a frame gives back byte
+ * for byte -- nothing is re-serialized. Lines written by older versions
+ * are stored as they are ('{' first, a frame never) and read the same.
+ *
+ * The dictionary is raw content (zstd takes it as history the frame may
+ * refer back into), so it needs no training and no file: what a line
+ * repeats -- the keys in canonical order, the kinds, the shipped
+ * workflows' states and triggers, the shipped guards' decisions -- with
+ * what is most common last, where references are cheapest. A frame
+ * depends on these exact bytes forever: never edit them. A new dictionary
+ * would need its own mark (a frame without zstd's magic, say) beside this
+ * one. */
+#include "redis.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <zstd.h>
+
+/* Version 1. Frozen: every frame written with it needs it to be read. */
+static const char dict_v1[] =
+    "{\"seq\":1,\"record_id\":null,\"kind\":\"policy_loaded\",\"version\":0,"
+    "\"from_state\":null,\"to_state\":null,\"trigger\":\"announce\",\"actor\":\"serve\","
+    "\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{\"new_generation\":\"\","
+    "\"files\":[{\"path\":\"policies/config.lua\",\"sha256\":\"\"},{\"path\":\"policies/"
+    "guards/\",\"sha256\":\"\"},{\"path\":\"policies/hooks/\",\"sha256\":\"\"},{\"path\":"
+    "\"policies/routes/github.lua\",\"sha256\":\"\"},{\"path\":\"policies/workflows/"
+    "loopforge.lua\",\"sha256\":\"\"}]},\"decisions\":[],\"policy_set\":\"\","
+    "\"idempotency_key\":\"announce:\",\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"kind\":\"checkpoint\",\"trigger\":\"checkpoint\",\"metadata\":{\"size\":,"
+    "\"root\":\"\",\"key_id\":\"\",\"signature\":\"\"}}\n"
+    "{\"kind\":\"noted\",\"trigger\":\"schedule\",\"changes\":{\"timers\":[{\"name\":\"\","
+    "\"at\":\"\",\"to\":\"\",\"trigger\":\"timer.\"}]}}\n"
+    "{\"kind\":\"deleted\",\"trigger\":\"deleted\"}\n"
+    "{\"kind\":\"observed\",\"trigger\":\"check_suite.completed\",\"metadata\":{\"name\":\"\","
+    "\"app\":\"github-actions\",\"status\":\"completed\",\"conclusion\":\"success\","
+    "\"attempt\":1,\"head_sha\":\"\",\"source\":\"check_run\"},\"violation\":{\"rule\":\"\","
+    "\"reason\":\"\"}}\n"
+    "{\"kind\":\"rejected\",\"decisions\":[{\"policy\":\"no-self-approval\","
+    "\"verdict\":\"deny\",\"reason\":\"\"},{\"policy\":\"budget:\",\"verdict\":\"deny\","
+    "\"reason\":\"budget spent: \"},{\"policy\":\"retries:ci_failed\",\"verdict\":\"deny\","
+    "\"reason\":\"retry budget exhausted\"}],\"authority\":{\"roles\":[\"maintainer\","
+    "\"breakglass\"],\"source\":\"token\",\"override\":{\"reason\":\"\",\"co_signer\":\"\","
+    "\"used\":true}},\"request\":\"\"}\n"
+    "{\"kind\":\"denied\",\"trigger\":\"pr.opened\",\"actor\":\"github:\","
+    "\"metadata\":{\"title\":\"\",\"pull_request\":true,\"pr_url\":\"https://github.com/\","
+    "\"pr_number\":,\"head_sha\":\"\",\"aliases\":[\"sha:\"],\"delivery\":\"\"},"
+    "\"authority\":{\"identity\":{\"kind\":\"agent\",\"person\":\"\",\"principal\":\"\"}},"
+    "\"idempotency_key\":\"github:\"}\n"
+    "{\"from_state\":\"created\",\"to_state\":\"in_progress\",\"trigger\":\"stage.\"},"
+    "{\"from_state\":\"in_progress\",\"to_state\":\"passed_pipeline\"},{\"to_state\":"
+    "\"failed_pipeline\"},{\"to_state\":\"integrated\",\"workflow\":\"factory\"}\n"
+    "{\"from_state\":\"open\",\"to_state\":\"in_progress\"},{\"to_state\":\"done\"},"
+    "{\"from_state\":\"pending\",\"to_state\":\"armed\"},{\"to_state\":\"running\","
+    "\"trigger\":\"unit.timeout\"},{\"trigger\":\"unit.retry\",\"workflow\":\"specfuse\"}\n"
+    "{\"seq\":2,\"record_id\":\"loop-\",\"kind\":\"created\",\"version\":1,\"from_state\":null,"
+    "\"to_state\":\"issue_created\",\"trigger\":\"created\",\"actor\":\"cli:unknown\","
+    "\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{\"ref\":\"https://github.com/"
+    "/issues/\",\"repo\":null},\"decisions\":[],\"policy_set\":\"\",\"record\":{\"ref\":"
+    "\"https://github.com//issues/\",\"ref_number\":null,\"repo\":null,\"auto_merge\":false,"
+    "\"labels\":{},\"metadata\":{},\"workflow\":\"loopforge\",\"parent\":\"loop-\"},"
+    "\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"from_state\":\"ci_pending\",\"to_state\":\"ci_failed\",\"trigger\":\"ci.failed\"},"
+    "{\"from_state\":\"ci_failed\",\"to_state\":\"ci_pending\",\"trigger\":\"ci.retry\"},"
+    "{\"to_state\":\"escalated\",\"trigger\":\"retry.exhausted\"},{\"from_state\":"
+    "\"ci_passed\",\"to_state\":\"awaiting_review\",\"trigger\":\"review.requested\"},"
+    "{\"from_state\":\"awaiting_review\",\"to_state\":\"approved\",\"trigger\":"
+    "\"review.approved\"},{\"trigger\":\"review.sla_expired\"},{\"from_state\":\"approved\","
+    "\"to_state\":\"merged\",\"trigger\":\"pr.merged\"}\n"
+    "{\"seq\":7,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":6,"
+    "\"from_state\":\"ci_passed\",\"to_state\":\"merged\",\"trigger\":\"auto.merged\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{},"
+    "\"decisions\":[{\"policy\":\"agent-prs-need-human-approval\",\"verdict\":\"allow\","
+    "\"reason\":null},{\"policy\":\"blocking-labels\",\"verdict\":\"allow\",\"reason\":null},"
+    "{\"policy\":\"high-risk-merge-needs-approval\",\"verdict\":\"allow\",\"reason\":null},"
+    "{\"policy\":\"merge-freeze\",\"verdict\":\"allow\",\"reason\":null},{\"policy\":"
+    "\"review-unless-auto-merge\",\"verdict\":\"allow\",\"reason\":null}],\"policy_set\":\"\","
+    "\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"seq\":8,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":7,"
+    "\"from_state\":\"merged\",\"to_state\":\"closed\",\"trigger\":\"issue.closed\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\","
+    "\"metadata\":{},\"decisions\":[],\"policy_set\":\"\",\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"seq\":3,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":2,"
+    "\"from_state\":\"issue_created\",\"to_state\":\"task_queued\",\"trigger\":\"manual\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{},"
+    "\"decisions\":[],\"policy_set\":\"\",\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"seq\":4,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":3,"
+    "\"from_state\":\"task_queued\",\"to_state\":\"pr_created\",\"trigger\":\"pr.opened\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{},"
+    "\"decisions\":[],\"policy_set\":\"\",\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"seq\":6,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":5,"
+    "\"from_state\":\"ci_pending\",\"to_state\":\"ci_passed\",\"trigger\":\"ci.passed\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{},"
+    "\"decisions\":[],\"policy_set\":\"\",\"prev\":\"\",\"hash\":\"\"}\n"
+    "{\"seq\":5,\"record_id\":\"loop-\",\"kind\":\"transition\",\"version\":4,"
+    "\"from_state\":\"pr_created\",\"to_state\":\"ci_pending\",\"trigger\":\"ci.started\","
+    "\"actor\":\"cli:unknown\",\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"metadata\":{},"
+    "\"decisions\":[],\"policy_set\":\"\",\"prev\":\"\",\"hash\":\"\"}";
+
+/* The most a frame may unpack to: far above any line a request can make,
+ * and a bound on what a damaged or hostile value can make us allocate. */
+#define PACK_MAX ((unsigned long long)64 << 20)
+
+struct lf_redis_pack {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    ZSTD_CDict *cdict;
+    ZSTD_DDict *ddict;
+};
+
+lf_redis_pack *lf_redis_pack_new(void) {
+    lf_redis_pack *p = lf_xcalloc(1, sizeof *p);
+    p->cctx = ZSTD_createCCtx();
+    p->dctx = ZSTD_createDCtx();
+    /* Level 1: a line is a few hundred bytes; higher levels gain a few
+     * percent of it for several times the time. */
+    p->cdict = ZSTD_createCDict(dict_v1, sizeof dict_v1 - 1, 1);
+    p->ddict = ZSTD_createDDict(dict_v1, sizeof dict_v1 - 1);
+    if (!p->cctx || !p->dctx || !p->cdict || !p->ddict) lf_oom(sizeof dict_v1);
+    return p;
+}
+
+void lf_redis_pack_free(lf_redis_pack *p) {
+    if (!p) return;
+    ZSTD_freeCCtx(p->cctx);
+    ZSTD_freeDCtx(p->dctx);
+    ZSTD_freeCDict(p->cdict);
+    ZSTD_freeDDict(p->ddict);
+    free(p);
+}
+
+void lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out) {
+    size_t cap = ZSTD_compressBound(len);
+    lf_buf_reset(out);
+    lf_buf_reserve(out, cap);
+    size_t n = ZSTD_compress_usingCDict(p->cctx, out->p, cap, line, len, p->cdict);
+    if (ZSTD_isError(n) || n >= len) {
+        /* (cannot fail with room for the bound; kept whole if no smaller) */
+        lf_buf_add(out, line, len);
+        return;
+    }
+    out->len = n;
+    out->p[n] = '\0';
+}
+
+bool lf_redis_packed(const char *stored, size_t n) {
+    return n >= 4 && stored[0] == '\x28' && stored[1] == '\xb5' && stored[2] == '\x2f' &&
+           stored[3] == '\xfd';
+}
+
+int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf *out,
+                         char *why, size_t whylen) {
+    if (!lf_redis_packed(stored, n)) {
+        lf_buf_add(out, stored, n);
+        return 0;
+    }
+    unsigned long long size = ZSTD_getFrameContentSize(stored, n);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+        size > PACK_MAX) {
+        snprintf(why, whylen, "a damaged compressed line (%zu bytes)", n);
+        return -1;
+    }
+    lf_buf_reserve(out, (size_t)size + 1);
+    size_t got = ZSTD_decompress_usingDDict(p->dctx, out->p + out->len, (size_t)size, stored,
+                                            n, p->ddict);
+    if (ZSTD_isError(got) || got != size) {
+        snprintf(why, whylen, "a damaged compressed line (%zu bytes: %s)", n,
+                 ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+        return -1;
+    }
+    out->len += got;
+    out->p[out->len] = '\0';
+    return 0;
+}
