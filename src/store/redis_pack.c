@@ -1,10 +1,11 @@
 /* redis_pack.c -- the sealed lines as Redis holds them: each a zstd frame
- * compressed with a fixed dictionary of the line format, about a third of
- * the line. Packing is Redis's business only: the journal keeps its lines
- * as they are, and everything above the store (verification, audit,
- * evidence) sees the exact sealed bytes, which a frame gives back byte
- * for byte -- nothing is re-serialized. Lines written by older versions
- * are stored as they are ('{' first, a frame never) and read the same.
+ * compressed with a fixed dictionary of the line format, under 60 % of
+ * the line (its three 64-hex digests are most of what is left). Packing
+ * is Redis's business only: the journal keeps its lines as they are, and
+ * everything above the store (verification, audit, evidence) sees the
+ * exact sealed bytes, which a frame gives back byte for byte -- nothing
+ * is re-serialized. Lines written by older versions are stored as they
+ * are ('{' first, a frame never) and read the same.
  *
  * The dictionary is raw content (zstd takes it as history the frame may
  * refer back into), so it needs no training and no file: what a line
@@ -115,9 +116,12 @@ lf_redis_pack *lf_redis_pack_new(void) {
     lf_redis_pack *p = lf_xcalloc(1, sizeof *p);
     p->cctx = ZSTD_createCCtx();
     p->dctx = ZSTD_createDCtx();
-    /* Level 1: a line is a few hundred bytes; higher levels gain a few
-     * percent of it for several times the time. */
-    p->cdict = ZSTD_createCDict(dict_v1, sizeof dict_v1 - 1, 1);
+    /* A fast (negative) level: it leaves literals as they are, and for a
+     * line of a few hundred bytes a Huffman table per frame costs more
+     * than it saves. Measured on a 471-byte transition: level 1 packs it
+     * to 191 bytes in 3.6 us and unpacks it in 1.6 us; level -5 to 277
+     * bytes in 1.2 us and 0.16 us (what a record's fold pays per line). */
+    p->cdict = ZSTD_createCDict(dict_v1, sizeof dict_v1 - 1, -5);
     p->ddict = ZSTD_createDDict(dict_v1, sizeof dict_v1 - 1);
     if (!p->cctx || !p->dctx || !p->cdict || !p->ddict) lf_oom(sizeof dict_v1);
     return p;
