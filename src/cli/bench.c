@@ -464,7 +464,7 @@ const lf_command lf_cmd_bench = {
     "                       own, its open (replay) time and RSS growth, the\n"
     "                       latency of get (p50, p99), list --state closed\n"
     "                       (first page, page 100) and audit ID (p50); with a\n"
-    "                       redis-server to start (N up to 100000), the same\n"
+    "                       redis-server to start (N up to 1000000), the same\n"
     "                       records on a private Redis, 64 in flight: its\n"
     "                       used_memory growth per record and the same reads;\n"
     "                       then the largest N's reads over the smallest's.\n"
