@@ -393,25 +393,24 @@ static void entered_key(lf_buf *k, const char *state) {
     lf_buf_puts(k, state);
 }
 
-/* The record in s entered its state (it was created or moved): its
- * entries in the entered indexes are stale, and it joins its state's, if
- * that one is kept (list_entered makes it the first time it is asked). */
-static void reindex_entered(lf_memdb *db, slot *s) {
-    int64_t at = 0;
+/* The record in s entered its state at `at` (us; it was created or
+ * moved): its entries in the entered indexes are stale, and it joins its
+ * state's, if that one is kept (list_entered makes it the first time it
+ * is asked). */
+static void reindex_entered(lf_memdb *db, slot *s, int64_t at) {
     s->mgen++;
-    if (!lf_record_entered(s->rec, &at)) return;
+    if (s->rec->deleted) return;
     entered_key(&db->key, s->rec->state);
     index_t *x = lf_map_get(&db->ix, db->key.p);
     if (x) ix_push(x, s, at);
 }
 
-/* The record in s changed: whatever indexed it before is stale now. */
-static void reindex(lf_memdb *db, slot *s) {
+/* The record in s changed at `at` (us: its updated_at): whatever indexed
+ * it before is stale now. */
+static void reindex(lf_memdb *db, slot *s, int64_t at) {
     const lf_record *r = s->rec;
-    int64_t at = 0;
     s->gen++;
     if (r->deleted) return;
-    lf_ts_parse(r->updated_at, &at);
     ix_push(&db->all, s, at);
     lf_buf *k = &db->key;
     ix_key(k, r->state, NULL);
@@ -424,15 +423,11 @@ static void reindex(lf_memdb *db, slot *s) {
     }
 }
 
-/* Folds e into slot s (NULL for created and policy_loaded) and appends
- * its line; returns the record's slot (NULL for policy_loaded). */
-/* Adds a transition to its budget counters, kept in time order (writers
- * of one journal may interleave a little). */
-static void count_entry(lf_memdb *db, const lf_entry *e) {
+/* Adds a transition made at `at` (us) to its budget counters, kept in
+ * time order (writers of one journal may interleave a little). */
+static void count_entry(lf_memdb *db, const lf_entry *e, int64_t at) {
     char keys[2][LF_COUNTER_KEY];
-    int64_t at;
     int n = lf_entry_counters(e, keys);
-    if (!n || lf_ts_parse(e->timestamp, &at)) return;
     for (int k = 0; k < n; k++) {
         counter *c = lf_map_get(&db->counters, keys[k]);
         if (!c) {
@@ -496,6 +491,9 @@ void lf_memdb_count(const lf_memdb *db, const char *key, int64_t since, uint64_t
     *oldest = c && lo < c->n ? c->t[lo] : 0;
 }
 
+/* Folds e into slot s (NULL for created and policy_loaded) and appends
+ * its line; *out is the record's slot (NULL for policy_loaded). Returns
+ * 0, or -1 with err set when e does not follow the log. */
 static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line,
                       size_t len, slot **out, char *err, size_t errlen) {
     if (e->seq != db->nlines + 1) {
@@ -542,9 +540,14 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         for (size_t i = had; i < s->rec->naliases && !s->rec->deleted; i++)
             lf_map_put(&db->by_ref, s->rec->aliases[i], s);
     }
-    count_entry(db, e);
-    if (s) reindex(db, s);
-    if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s);
+    /* The entry's time, parsed once: a record it changed was updated
+     * then, a move entered its state then, a transition counts then. */
+    int64_t at = 0;
+    lf_ts_parse(e->timestamp, &at);
+    count_entry(db, e, at);
+    bool refused = e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED;
+    if (s && !refused) reindex(db, s, at);
+    if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s, at);
     if (s) track_open(db, s, was_open);
     /* Keyed by the record's own id string, which lives as long as it. */
     if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
