@@ -399,13 +399,14 @@ int lf_entry_counters(const lf_entry *e, char keys[2][LF_COUNTER_KEY]) {
     const char *id, *v;
     size_t n, vn;
     lf_buf b = LF_BUF_INIT;
-    if (!e->authority ||
-        !lf_json_get(e->authority, strlen(e->authority), "identity", &id, &n) ||
-        !((lf_json_get(id, n, "principal", &v, &vn) && lf_json_string(v, vn, &b)) ||
-          (lf_json_get(id, n, "person", &v, &vn) && lf_json_string(v, vn, &b))))
-        lf_buf_puts(&b, e->actor);
+    /* The person: the identity's principal or person, else the actor
+     * itself (the common case: no copy). */
+    bool named = e->authority &&
+                 lf_json_get(e->authority, strlen(e->authority), "identity", &id, &n) &&
+                 ((lf_json_get(id, n, "principal", &v, &vn) && lf_json_string(v, vn, &b)) ||
+                  (lf_json_get(id, n, "person", &v, &vn) && lf_json_string(v, vn, &b)));
     lf_counter_key(e->to_state, 'a', e->actor, keys[0]);
-    lf_counter_key(e->to_state, 'p', lf_buf_str(&b), keys[1]);
+    lf_counter_key(e->to_state, 'p', named ? lf_buf_str(&b) : e->actor, keys[1]);
     lf_buf_free(&b);
     return 2;
 }
