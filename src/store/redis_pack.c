@@ -120,8 +120,9 @@ lf_redis_pack *lf_redis_pack_new(void) {
     return p;
 }
 
-/* The packing side is made at the first commit: its tables are most of
- * the ~0.7 MB all this takes, and a process that only reads needs none. */
+/* The packing side is made at the first commit: its tables (~0.3 MB of
+ * a process's RSS) are most of what packing takes, and a process that
+ * only reads needs none of them. */
 static void pack_ready(lf_redis_pack *p) {
     if (p->cdict) return;
     p->cctx = ZSTD_createCCtx();
