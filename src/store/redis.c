@@ -3,7 +3,8 @@
  * on the caller's event base. This file has the reads, opening and
  * closing, and what the modules share (keys, the fold-base cache, record
  * replies); redis_commit.c has the only write, redis_conn.c the
- * connection, redis_lua.c the scripts, redis_url.c the URLs.
+ * connection, redis_lua.c the scripts, redis_url.c the URLs, redis_pack.c
+ * the lines as Redis holds them (packed; every read here unpacks them).
  *
  * A record in Redis is its entries: its hash keeps its version and the
  * hash of the entry that last changed it (h), its list the seqs of its
