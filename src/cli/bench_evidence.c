@@ -279,6 +279,17 @@ static int bench_verify(lf_cli *c, const char *dir, const char *policies, const 
     return rc;
 }
 
+/* One signed run beside its unsigned twin: their times (s) and the
+ * signed rate over the unsigned one. */
+typedef struct pair {
+    double plain, sign, share;
+} pair;
+
+static int by_share(const void *a, const void *b) {
+    double x = ((const pair *)a)->share, y = ((const pair *)b)->share;
+    return (x > y) - (x < y);
+}
+
 int lf_bench_evidence(lf_cli *c, const char *dir, const char *policies, size_t records,
                       unsigned runs, size_t entries) {
     char key[4200];
@@ -289,46 +300,35 @@ int lf_bench_evidence(lf_cli *c, const char *dir, const char *policies, size_t r
     /* Pairs run back to back (unsigned, then signed), and the share is
      * the median pair's: best-of on each side let one quick moment of
      * this machine move the share by 15 points between runs. */
-    double *t = lf_xcalloc(2 * (size_t)runs, sizeof *t);
-    size_t *by = lf_xcalloc(runs, sizeof *by);
+    pair *p = lf_xcalloc(runs, sizeof *p), *sorted = lf_xcalloc(runs, sizeof *sorted);
     cp_count cps = {0};
     unsigned long long lag = 0;
     /* A first run warms the heap; counted, it made the first pair's
      * unsigned side the slowest of all, every time. */
-    if (workload(c, policies, NULL, records, &cps) < 0) {
-        free(t);
-        free(by);
-        return LF_EXIT_FAILURE;
-    }
-    for (unsigned r = 0; r < runs; r++) {
-        t[2 * r] = workload(c, policies, NULL, records, &cps);
-        t[2 * r + 1] = workload(c, policies, key, records, &cps);
-        if (t[2 * r] < 0 || t[2 * r + 1] < 0) {
-            free(t);
-            free(by);
-            return LF_EXIT_FAILURE;
-        }
+    bool ok = workload(c, policies, NULL, records, &cps) >= 0;
+    for (unsigned r = 0; r < runs && ok; r++) {
+        p[r].plain = workload(c, policies, NULL, records, &cps);
+        p[r].sign = workload(c, policies, key, records, &cps);
+        ok = p[r].plain >= 0 && p[r].sign >= 0;
+        p[r].share = p[r].plain / p[r].sign;       /* the rates' ratio */
         if (cps.lag > lag) lag = cps.lag;
-        /* insertion by share (the unsigned time over the signed one) */
-        size_t i = r;
-        while (i && t[2 * by[i - 1]] / t[2 * by[i - 1] + 1] > t[2 * r] / t[2 * r + 1]) {
-            by[i] = by[i - 1];
-            i--;
-        }
-        by[i] = r;
     }
-    size_t m = by[runs / 2];
-    double n = (double)records * 7;
-    printf("evidence: memory with a signed checkpoint every 1000 entries: %.0f entries/s "
-           "(%u checkpoints, signed off the loop: each appended at most %llu entries "
-           "after those it states) vs %.0f unsigned: %.1f%% of the rate (the median of %u "
-           "pairs:",
-           n / t[2 * m + 1], cps.asked, lag, n / t[2 * m], 100.0 * t[2 * m] / t[2 * m + 1],
-           runs);
-    for (unsigned r = 0; r < runs; r++) printf(" %.1f%%", 100.0 * t[2 * r] / t[2 * r + 1]);
-    printf(")\n");
-    free(t);
-    free(by);
+    if (ok) {
+        memcpy(sorted, p, runs * sizeof *p);
+        qsort(sorted, runs, sizeof *sorted, by_share);
+        const pair *m = &sorted[runs / 2];
+        double n = (double)records * 7;
+        printf("evidence: memory with a signed checkpoint every 1000 entries: %.0f entries/s "
+               "(%u checkpoints, signed off the loop: each appended at most %llu entries "
+               "after those it states) vs %.0f unsigned: %.1f%% of the rate (the median of "
+               "%u pairs:",
+               n / m->sign, cps.asked, lag, n / m->plain, 100.0 * m->share, runs);
+        for (unsigned r = 0; r < runs; r++) printf(" %.1f%%", 100.0 * p[r].share);
+        printf(")\n");
+    }
+    free(p);
+    free(sorted);
+    if (!ok) return LF_EXIT_FAILURE;
     fflush(stdout);
     int rc = bench_verify(c, dir, policies, key, entries);
     unlink(key);
