@@ -1,6 +1,7 @@
 /* redis_pack.c -- the sealed lines as Redis holds them: each a zstd frame
- * compressed with a fixed dictionary of the line format, under 60 % of
- * the line (its three 64-hex digests are most of what is left). Packing
+ * of the line with its hex digests as bytes, compressed with a fixed
+ * dictionary of the line format, ~40 % of the line (the digests' 96
+ * bytes are half of what is left: no dictionary shrinks them). Packing
  * is Redis's business only: the journal keeps its lines as they are, and
  * everything above the store (verification, audit, evidence) sees the
  * exact sealed bytes, which a frame gives back byte for byte -- nothing
@@ -16,6 +17,8 @@
  * would need its own mark (a frame without zstd's magic, say) beside this
  * one. */
 #include "redis.h"
+
+#include "../core/hash.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -110,7 +113,71 @@ struct lf_redis_pack {
     ZSTD_DCtx *dctx;
     ZSTD_CDict *cdict;
     ZSTD_DDict *ddict;
+    lf_buf flat; /* a line with its digests as bytes (below) */
 };
+
+/* Digests as bytes. Most of what a frame cannot shrink is hex: the three
+ * 64-digit digests of every line (prev, hash, policy_set), a head_sha's
+ * 40, a record id's 16. Before compressing, every run of 16 or more
+ * lowercase hex digits (an even number, up to 254 at a time) becomes
+ * MARK, a count of bytes and those bytes -- half the size: a 471-byte
+ * transition packs to 187 bytes instead of 277. A sealed line is JSON, in which
+ * MARK (a control byte) never appears raw; a line that holds one anyway
+ * is kept whole, so a MARK in a frame's content always starts a run.
+ * Frames written before this hold no MARK and read as they were. */
+#define MARK '\x01'
+#define RUN_MIN 16  /* hex digits: shorter runs are left as they are */
+#define RUN_MAX 254 /* hex digits a MARK's count byte can name */
+
+static bool is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+static void digests_to_bytes(const char *s, size_t n, lf_buf *out) {
+    lf_buf_reset(out);
+    lf_buf_reserve(out, n);
+    size_t i = 0, lit = 0;
+    while (i < n) {
+        if (!is_hex((unsigned char)s[i])) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && is_hex((unsigned char)s[j])) j++;
+        while (j - i >= RUN_MIN) {
+            size_t k = (j - i) & ~(size_t)1;
+            if (k > RUN_MAX) k = RUN_MAX;
+            lf_buf_add(out, s + lit, i - lit);
+            char *o = out->p + out->len;
+            o[0] = MARK;
+            o[1] = (char)(k / 2);
+            lf_unhex_n(s + i, o + 2, k / 2); /* (cannot fail: every digit is hex) */
+            out->len += 2 + k / 2;
+            i += k;
+            lit = i;
+        }
+        i = j;
+    }
+    lf_buf_add(out, s + lit, n - lit);
+}
+
+/* The inverse, appending to out. -1 if a run is cut short or its count is
+ * not one digests_to_bytes writes (a damaged value that still unpacked). */
+static int bytes_to_digests(const char *s, size_t n, lf_buf *out) {
+    const char *end = s + n;
+    while (s < end) {
+        const char *m = memchr(s, MARK, (size_t)(end - s));
+        if (!m) m = end;
+        lf_buf_add(out, s, (size_t)(m - s));
+        if (m == end) break;
+        if (end - m < 2) return -1;
+        size_t k = (unsigned char)m[1];
+        if (k < RUN_MIN / 2 || k > RUN_MAX / 2 || (size_t)(end - m - 2) < k) return -1;
+        lf_buf_reserve(out, 2 * k + 1);
+        lf_hex(m + 2, k, out->p + out->len);
+        out->len += 2 * k;
+        s = m + 2 + k;
+    }
+    return 0;
+}
 
 lf_redis_pack *lf_redis_pack_new(void) {
     lf_redis_pack *p = lf_xcalloc(1, sizeof *p);
@@ -141,15 +208,22 @@ void lf_redis_pack_free(lf_redis_pack *p) {
     ZSTD_freeDCtx(p->dctx);
     ZSTD_freeCDict(p->cdict);
     ZSTD_freeDDict(p->ddict);
+    lf_buf_free(&p->flat);
     free(p);
 }
 
 void lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out) {
     pack_ready(p);
-    size_t cap = ZSTD_compressBound(len);
     lf_buf_reset(out);
+    if (memchr(line, MARK, len)) {
+        lf_buf_add(out, line, len); /* not a line we seal: kept whole */
+        return;
+    }
+    digests_to_bytes(line, len, &p->flat);
+    size_t cap = ZSTD_compressBound(p->flat.len);
     lf_buf_reserve(out, cap);
-    size_t n = ZSTD_compress_usingCDict(p->cctx, out->p, cap, line, len, p->cdict);
+    size_t n = ZSTD_compress_usingCDict(p->cctx, out->p, cap, p->flat.p, p->flat.len,
+                                        p->cdict);
     if (ZSTD_isError(n) || n >= len) {
         /* (cannot fail with room for the bound; kept whole if no smaller) */
         lf_buf_add(out, line, len);
@@ -176,15 +250,22 @@ int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf 
         snprintf(why, whylen, "a damaged compressed line (%zu bytes)", n);
         return -1;
     }
-    lf_buf_reserve(out, (size_t)size + 1);
-    size_t got = ZSTD_decompress_usingDDict(p->dctx, out->p + out->len, (size_t)size, stored,
-                                            n, p->ddict);
+    lf_buf_reset(&p->flat);
+    lf_buf_reserve(&p->flat, (size_t)size + 1);
+    size_t got =
+        ZSTD_decompress_usingDDict(p->dctx, p->flat.p, (size_t)size, stored, n, p->ddict);
     if (ZSTD_isError(got) || got != size) {
         snprintf(why, whylen, "a damaged compressed line (%zu bytes: %s)", n,
                  ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
         return -1;
     }
-    out->len += got;
+    size_t before = out->len;
+    if (bytes_to_digests(p->flat.p, got, out) < 0) {
+        out->len = before;
+        snprintf(why, whylen, "a damaged compressed line (%zu bytes: a digest cut short)", n);
+        return -1;
+    }
+    lf_buf_reserve(out, 1);
     out->p[out->len] = '\0';
     return 0;
 }
