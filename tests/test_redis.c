@@ -902,10 +902,18 @@ static long long calls_of(const char *cmd) {
     return n;
 }
 
+/* The log is lists of LF_REDIS_LOG_LIST values (redis_lua.c): seq's, as
+ * it is stored. */
+static redisReply *log_value(uint64_t seq) {
+    return t_redis_cmd(&server, "LINDEX lf:log:%llu %llu",
+                       (unsigned long long)((seq - 1) / LF_REDIS_LOG_LIST),
+                       (unsigned long long)((seq - 1) % LF_REDIS_LOG_LIST));
+}
+
 /* The log's values are packed lines (redis_pack.c): these read and write
  * the lines themselves, as the store does. */
 static char *hget_line(uint64_t seq) {
-    redisReply *r = t_redis_cmd(&server, "HGET lf:log %llu", (unsigned long long)seq);
+    redisReply *r = log_value(seq);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     lf_redis_pack *pk = lf_redis_pack_new();
     lf_buf line = LF_BUF_INIT;
@@ -916,13 +924,27 @@ static char *hget_line(uint64_t seq) {
     return lf_buf_steal(&line);
 }
 
-/* Stores value (n bytes) as seq's, as it is. */
+/* Stores value (n bytes) as seq's, as it is ("": the line is lost). */
 static void hset_value(uint64_t seq, const char *value, size_t n) {
-    char s[24];
-    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    const char *argv[] = {"HSET", "lf:log", s, value};
-    size_t lens[] = {4, 6, strlen(s), n};
-    freeReplyObject(t_redis_cmdv(&server, 4, argv, lens));
+    char k[48], i[24];
+    snprintf(k, sizeof k, "lf:log:%llu", (unsigned long long)((seq - 1) / LF_REDIS_LOG_LIST));
+    snprintf(i, sizeof i, "%llu", (unsigned long long)((seq - 1) % LF_REDIS_LOG_LIST));
+    const char *argv[] = {"LSET", k, i, value};
+    size_t lens[] = {4, strlen(k), strlen(i), n};
+    redisReply *r = t_redis_cmdv(&server, 4, argv, lens);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+}
+
+static void del_line(uint64_t seq) { hset_value(seq, "", 0); }
+
+/* An answer as a number (an integer, or a string of one); frees it. */
+static long long reply_int(redisReply *r) {
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                  : -1;
+    freeReplyObject(r);
+    return v;
 }
 
 static void hset_line(uint64_t seq, const char *line) {
@@ -984,7 +1006,7 @@ static void corrupted_record_value(void **state) {
     assert_non_null(strstr(p.err, key));
     t_page_reset(&p);
     /* An entry the record's list names but the log lost. */
-    t_redis_ok(&server, "HDEL lf:log 1");
+    del_line(1);
     assert_int_equal(t_get(s, id, &g), LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, "lf:log"));
     /* Put back, it reads again. */
@@ -1048,7 +1070,7 @@ static void tampering_is_detected(void **state) {
     assert_int_equal(t_verify_chain(s, NULL, 0), 7);
 
     /* Deleted from the middle: the gap shows at the next entry. */
-    t_redis_ok(&server, "HDEL lf:log 4");
+    del_line(4);
     expect_broken(s, "seq 5: expected seq 4");
     hset_line(4, l4);
 
@@ -1066,7 +1088,7 @@ static void tampering_is_detected(void **state) {
     assert_int_equal(t_verify_chain(s, NULL, 0), 7);
 
     /* The tail deleted: no later entry shows a gap, the head does. */
-    t_redis_ok(&server, "HDEL lf:log 7");
+    del_line(7);
     lf_store_audit(s, NULL, 3, 0, t_audit_cb, &a);
     t_settle(&a.calls);
     assert_int_equal(a.code, LF_UNAVAILABLE);
@@ -1087,6 +1109,79 @@ static void tampering_is_detected(void **state) {
  * line written whole (as older versions did) reads the same, and a
  * damaged frame is caught at its seq -- by the chain check, and by a
  * read of its record -- never passed off as a line. */
+/* The log is lists of LF_REDIS_LOG_LIST lines. A store an older version
+ * wrote keeps its lines in the hash P log: they read and verify as they
+ * are, and the first commit after them pads its list up to its place.
+ * Pages cross lists; a list that holds more than its head says (written
+ * by something else) refuses the commit, which writes nothing. */
+static void log_lists(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1];
+
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
+    assert_int_equal(t_transition(s, id, "task_queued", "issue_created", 2, &g), LF_OK);
+    /* As an older version laid them out. */
+    for (uint64_t q = 1; q <= 3; q++) {
+        redisReply *v = log_value(q);
+        assert_int_equal(v->type, REDIS_REPLY_STRING);
+        char f[24];
+        snprintf(f, sizeof f, "%llu", (unsigned long long)q);
+        const char *argv[] = {"HSET", "lf:log", f, v->str};
+        size_t lens[] = {4, 6, strlen(f), v->len};
+        freeReplyObject(t_redis_cmdv(&server, 4, argv, lens));
+        freeReplyObject(v);
+    }
+    t_redis_ok(&server, "DEL lf:log:0");
+    t_redis_ok(&server, "HDEL lf:rec:{%s} h", id);   /* read it from the lines */
+    assert_int_equal(t_verify_chain(s, NULL, 0), 3);
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_non_null(strstr(g.json, "\"version\":3"));
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 3, &g), LF_OK);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "LLEN lf:log:0")), 4);
+    redisReply *r = t_redis_cmd(&server, "LINDEX lf:log:0 2");
+    assert_int_equal(r->len, 0);   /* padding: seq 3 is in the hash */
+    freeReplyObject(r);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 4);
+    t_audit_page(s, id, 0, 0, &a);
+    assert_int_equal(a.n, 4);
+    t_audit_reset(&a);
+
+    /* Across lists. */
+    uint64_t v = 4;
+    const char *at = "task_queued";
+    while (v < LF_REDIS_LOG_LIST + 6) {
+        const char *to = strcmp(at, "task_queued") == 0 ? "issue_created" : "task_queued";
+        assert_int_equal(t_transition(s, id, at, to, v, &g), LF_OK);
+        at = to;
+        v++;
+    }
+    assert_int_equal(reply_int(t_redis_cmd(&server, "LLEN lf:log:0")), LF_REDIS_LOG_LIST);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "LLEN lf:log:1")), 6);
+    assert_int_equal(t_verify_chain(s, NULL, 0), LF_REDIS_LOG_LIST + 6);
+    t_audit_page(s, NULL, LF_REDIS_LOG_LIST - 3, 5, &a);
+    assert_int_equal(a.n, 5);
+    for (size_t i = 0; i < a.n; i++) {
+        char *l = hget_line(LF_REDIS_LOG_LIST - 2 + i);
+        assert_string_equal(a.lines[i], l);
+        free(l);
+    }
+    t_audit_reset(&a);
+
+    /* A list longer than its head says. */
+    t_redis_ok(&server, "RPUSH lf:log:1 intruder");
+    assert_int_equal(t_transition(s, id, at, "issue_created", v, &g), LF_UNAVAILABLE);
+    if (!strstr(g.err, "lf:log:1 holds 7 lines")) fail_msg("error: %s", g.err);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "HGET lf:head seq")), LF_REDIS_LOG_LIST + 6);
+    t_redis_ok(&server, "RPOP lf:log:1");
+    assert_int_equal(t_transition(s, id, at, "issue_created", v, &g), LF_OK);
+    assert_int_equal(t_verify_chain(s, NULL, 0), LF_REDIS_LOG_LIST + 7);
+    t_got_reset(&g);
+}
+
 /* Packing gives back every line byte for byte, whatever hex it holds:
  * runs of every length about the thresholds, at either end, in upper
  * case; a line that holds the mark byte itself is kept whole. */
@@ -1147,7 +1242,7 @@ static void lines_are_packed(void **state) {
     assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
     assert_int_equal(t_transition(s, id, "task_queued", "issue_created", 2, &g), LF_OK);
     char *l2 = hget_line(2);
-    redisReply *r = t_redis_cmd(&server, "HGET lf:log 2");
+    redisReply *r = log_value(2);
     assert_true(lf_redis_packed(r->str, r->len));
     /* Its three digests as bytes, the rest against the dictionary: well
      * under half (471 bytes to 187). */
@@ -1531,6 +1626,7 @@ int main(void) {
         T(counters_once_for_the_common_case),
         T(tampering_is_detected),
         T(lines_are_packed),
+        T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),
         T(engines_share_a_record),

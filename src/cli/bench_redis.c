@@ -16,7 +16,8 @@
  *
  * Memory per record is INFO used_memory's growth over the workload,
  * divided by N: records with 7 history entries, their indexes and their
- * share of the audit log (reported on its own: MEMORY USAGE of the log).
+ * share of the audit log (reported on its own: MEMORY USAGE of the log's
+ * lists).
  *
  * Benchmark scaffolding may block: the side connection used for INFO and
  * cleanup is synchronous hiredis. The store itself never is. */
@@ -172,6 +173,21 @@ static char *side_get(redisContext *c, const char *fmt, ...) {
     return s;
 }
 
+/* MEMORY USAGE of the log's lists (P log:<n>, up to the head's seq), or
+ * -1. */
+static long long log_memory(redisContext *c, const char *prefix) {
+    redisReply *r = redisCommand(c, "HGET %shead seq", prefix);
+    long long head = r && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    if (r) freeReplyObject(r);
+    long long sum = head > 0 ? 0 : -1;
+    for (long long n = 0; sum >= 0 && n <= (head - 1) / LF_REDIS_LOG_LIST; n++) {
+        r = redisCommand(c, "MEMORY USAGE %slog:%lld SAMPLES 0", prefix, n);
+        sum = r && r->type == REDIS_REPLY_INTEGER ? sum + r->integer : -1;
+        if (r) freeReplyObject(r);
+    }
+    return sum;
+}
+
 /* Deletes every key under prefix: SCAN in batches, never KEYS. */
 static void side_cleanup(redisContext *c, const char *prefix) {
     char cursor[32] = "0";
@@ -273,7 +289,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     snprintf(pipeline, sizeof pipeline, "%zu", inflight);
     snprintf(n, sizeof n, "%zu", requests);
     const char *names[15] = {"__rand_int__:head",
-                             "log",
+                             "__rand_int__:log:0",
                              "idem",
                              "rec:{bench-__rand_int__}",
                              "rec:{bench-__rand_int__}:log",
@@ -416,15 +432,14 @@ int lf_bench_redis(lf_cli *c, const char *url, size_t records, size_t inflight,
     out->transitions_per_s = (double)(records * LF_BENCH_NSTEPS) / out->seconds;
     if (mem0 >= 0 && mem1 >= 0)
         out->bytes_per_record = (double)(mem1 - mem0) / (double)records;
-    redisReply *r = redisCommand(side, "MEMORY USAGE %slog SAMPLES 0", u.prefix);
-    if (r && r->type == REDIS_REPLY_INTEGER)
-        out->log_bytes_per_record = (double)r->integer / (double)records;
-    if (r) freeReplyObject(r);
+    long long log = log_memory(side, u.prefix);
+    if (log >= 0) out->log_bytes_per_record = (double)log / (double)records;
 
     /* A real argument: a transition from the middle of the run. */
     /* (hiredis formats %s and %llu, not %zu) */
-    line = side_get(side, "HGET %slog %llu", u.prefix,
-                    (unsigned long long)(records * (LF_BENCH_NSTEPS + 1) / 2));
+    unsigned long long mid = records * (LF_BENCH_NSTEPS + 1) / 2 - 1;
+    line = side_get(side, "LINDEX %slog:%llu %llu", u.prefix, mid / LF_REDIS_LOG_LIST,
+                    mid % LF_REDIS_LOG_LIST);
     if (line) {
         size_t req = records * LF_BENCH_NSTEPS;
         req = req < 10000 ? 10000 : req > 100000 ? 100000 : req;

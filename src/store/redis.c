@@ -52,6 +52,12 @@ void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b) {
     key_cat(s, b, "rec:{", id, "}:log", (char *)NULL);
 }
 
+void lf_redis_key_log(const lf_redis *s, uint64_t seq, lf_buf *b) {
+    char n[LF_INT_CHARS];
+    lf_fmt_int((int64_t)((seq - 1) / LF_REDIS_LOG_LIST), n);
+    key_cat(s, b, "log:", n, (char *)NULL);
+}
+
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b) {
     if (state && repo) {

@@ -32,6 +32,10 @@
 #define LF_REDIS_DEFAULT_PREFIX "lf:"
 #define LF_REDIS_CONNECT_TIMEOUT_MS 2000
 #define LF_REDIS_TIMEOUT_MS 5000
+/* Lines a list of the log holds (P log:<n>: redis_lua.c). Part of the
+ * layout: every process on a store must use the same. */
+#define LF_REDIS_LOG_LIST 64
+#define LF_REDIS_LOG_LIST_S "64"
 
 typedef struct lf_redis_url {
     char *host;                 /* TCP: host or IP (NULL for a socket) */
@@ -226,6 +230,8 @@ int64_t lf_redis_now_us(void);     /* monotonic */
  * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
+/* The list of the log that holds seq's line. */
+void lf_redis_key_log(const lf_redis *s, uint64_t seq, lf_buf *b);
 /* The index of a parent's children: "<prefix>children:<id>". */
 void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
 /* The records in a state by when they entered it: "<prefix>ent:<state>"

@@ -245,7 +245,8 @@ static void commit_fetched(commit_op *c, redisReply *r) {
 
 /* Formats the commit script's call for the sealed entry into c->op:
  * EVALSHA sha nkeys KEYS... ARGV..., in the layout redis_lua.c's commit
- * script reads. KEYS: the head, the log and the idempotency index, then
+ * script reads. KEYS: the head, the list of the log that takes its seq
+ * (P log:<n>) and the idempotency index, then
  * (for a record's entry) the record and its own log, then the indexes
  * the entry touches. ARGV: the sealed line (packed: redis_pack.c), its
  * seq, the head it expects (the compare-and-set), the record's version,
@@ -294,8 +295,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
     argv[argc++] = nkeys;
+    lf_redis_key_log(s, e->seq, &k[7]);
     argv[argc++] = s->k_head;
-    argv[argc++] = s->k_log;
+    argv[argc++] = k[7].p;
     argv[argc++] = s->k_idem;
     if (c->mode != MODE_GLOBAL) {
         lf_redis_key_rec(s, e->record_id, &k[0]);
@@ -528,6 +530,15 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         snprintf(msg, sizeof msg, "Duplicate ref: %s already has record %s",
                  c->next ? c->next->ref : "?", r->element[1]->str);
         code = LF_DUPLICATE_REF;
+    } else if (strcmp(st, "logpos") == 0 && r->elements == 2) {
+        /* (the head check passed: nothing of ours wrote those lines) */
+        lf_redis_errf(s, msg, sizeof msg,
+                      "%s:%" PRIu64 " holds %lld lines, more than its head (seq %" PRIu64
+                      ") says: written by something other than loopforge",
+                      s->k_log, (c->e.seq - 1) / LF_REDIS_LOG_LIST,
+                      r->element[1]->type == REDIS_REPLY_INTEGER ? r->element[1]->integer : -1,
+                      c->e.seq - 1);
+        code = LF_UNAVAILABLE;
     } else if (strcmp(st, "notfound") == 0) {
         lf_redis_cache_del(s, c->e.record_id);
         snprintf(msg, sizeof msg, "Record not found: %s", c->e.record_id);

@@ -16,14 +16,29 @@
 
 #define GENESIS_LUA "'" LF_GENESIS "'"
 
+/* The log is lists of LF_REDIS_LOG_LIST lines: seq s is element (s - 1)
+ * % LF_REDIS_LOG_LIST of P log:<(s - 1) / LF_REDIS_LOG_LIST> (redis.h). Lines older
+ * versions wrote are fields of the hash P log, and where a list was
+ * begun after them its first elements are '' (commit_lua pads): a line
+ * that is not in a list is looked for there. log: P log. */
+#define LINE_LUA                                                               \
+    "local function line(log, s)\n"                                           \
+    "  local n = tonumber(s) - 1\n"                                           \
+    "  local v = redis.call('LINDEX', log .. ':' .. math.floor(n / " LF_REDIS_LOG_LIST_S "), n % " \
+    LF_REDIS_LOG_LIST_S ")\n"                                                     \
+    "  if v and v ~= '' then return v end\n"                                  \
+    "  return redis.call('HGET', log, s)\n"                                   \
+    "end\n"
+
 /* A record as Redis holds it: {d, v, h, j, line, ...}: its tombstone
  * mark, its version, the hash of the entry that last changed it, and its
  * entries' lines in order -- the store folds them into the record
  * (lf_record_apply), as every store does; Redis keeps no copy of the
  * record itself. j (the whole record JSON that versions before kept) only
  * when the record has no entry list. k: its hash; kl: its entry list;
- * log: the log. (unpack's stack has room for a few thousand.) */
+ * log: P log. */
 #define REC_LUA                                                                \
+    LINE_LUA                                                                   \
     "local function rec(k, kl, log)\n"                                        \
     "  local m = redis.call('HMGET', k, 'd', 'v', 'h')\n"                     \
     "  local out = {m[1], m[2], m[3], false}\n"                               \
@@ -32,17 +47,15 @@
     "    out[4] = redis.call('HGET', k, 'j')\n"                               \
     "    return out\n"                                                        \
     "  end\n"                                                                  \
-    "  for i = 1, #seqs, 1000 do\n"                                           \
-    "    local l = redis.call('HMGET', log, unpack(seqs, i, math.min(i + 999, #seqs)))\n" \
-    "    for j = 1, #l do out[#out + 1] = l[j] end\n"                          \
-    "  end\n"                                                                  \
+    "  for _, s in ipairs(seqs) do out[#out + 1] = line(log, s) end\n"         \
     "  return out\n"                                                           \
     "end\n"
 
 /* ARGV[1] is the commit's mode, which the client derives from the entry's
  * kind: create, move (a transition), note (a refused attempt: the record
  * must exist and does not change), delete, global (no record).
- * KEYS  1 head  2 log  3 idem  4 rec  5 rec:log  6 ref  7 all
+ * KEYS  1 head  2 the log's list for this seq (P log:<n>)  3 idem  4 rec
+ *       5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
  *       12 state+repo(after), then the budget counters of a transition
  *       (ARGV[10]'s 4th character says how many), then the two
@@ -69,7 +82,8 @@
  * Returns {'ok'} (note: {'ok', the record as REC_LUA gives it}), or why
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
- * that head). */
+ * that head) {'logpos', length} (the list holds more lines than the head
+ * says: written by something other than this script). */
 static const char commit_lua[] =
     REC_LUA
     "local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[8]\n"
@@ -95,12 +109,18 @@ static const char commit_lua[] =
     "if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
     "  return {'head', hseq, hhash}\n"
     "end\n"
-    "redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])\n"
+    "local at, len = (seq - 1) % " LF_REDIS_LOG_LIST_S ", redis.call('LLEN', KEYS[2])\n"
+    "if len > at then return {'logpos', len} end\n"
+    /* a list begun where an older version's hash of lines stops */
+    "for i = len + 1, at do redis.call('RPUSH', KEYS[2], '') end\n"
+    "redis.call('RPUSH', KEYS[2], ARGV[5])\n"
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
     "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
     "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
-    "if mode == 'note' then return {'ok', rec(KEYS[4], KEYS[5], KEYS[2])} end\n"
+    "if mode == 'note' then\n"
+    "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
+    "end\n"
     "local repo = ARGV[10]:sub(1, 1) == '1'\n"
     "local kids = ARGV[10]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
@@ -210,25 +230,34 @@ static const char list_lua[] =
     "end\n"
     "return out\n";
 
-/* KEYS 1 head  2 log;  ARGV 1 after  2 limit
+/* KEYS 1 head  2 log (P log);  ARGV 1 after  2 limit
  * Returns {head seq, last, line(after+1), ..., line(last)} where last =
- * min(head, after + limit); a missing line is nil. */
+ * min(head, after + limit); a missing line is nil. A list's lines in one
+ * LRANGE. */
 static const char audit_log_lua[] =
     "local head = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')\n"
     "local after = tonumber(ARGV[1])\n"
     "local last = math.min(head, after + tonumber(ARGV[2]))\n"
     "local out = {head, last}\n"
-    "if last <= after then return out end\n"
-    "local f = {}\n"
-    "for s = after + 1, last do f[#f + 1] = s end\n"
-    "local lines = redis.call('HMGET', KEYS[2], unpack(f))\n"
-    "for i = 1, #f do out[i + 2] = lines[i] end\n"
+    "local s, b = after + 1, " LF_REDIS_LOG_LIST_S "\n"
+    "while s <= last do\n"
+    "  local n = math.floor((s - 1) / b)\n"
+    "  local e = math.min(last, (n + 1) * b)\n"
+    "  local l = redis.call('LRANGE', KEYS[2] .. ':' .. n, (s - 1) % b, (e - 1) % b)\n"
+    "  for q = s, e do\n"
+    "    local v = l[q - s + 1]\n"
+    "    if not v or v == '' then v = redis.call('HGET', KEYS[2], q) end\n"
+    "    out[#out + 1] = v\n"
+    "  end\n"
+    "  s = e + 1\n"
+    "end\n"
     "return out\n";
 
-/* KEYS 1 rec:log  2 log  3 rec;  ARGV 1 after  2 limit
+/* KEYS 1 rec:log  2 log (P log)  3 rec;  ARGV 1 after  2 limit
  * Returns {0} for a record that never existed, else {1, seq, line, ...}
  * for the record's first `limit` entries with seq > after. */
 static const char audit_rec_lua[] =
+    LINE_LUA
     "local seqs = redis.call('LRANGE', KEYS[1], 0, -1)\n"
     "if #seqs == 0 and redis.call('EXISTS', KEYS[3]) == 0 then return {0} end\n"
     "local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -240,26 +269,25 @@ static const char audit_rec_lua[] =
     "  end\n"
     "end\n"
     "local out = {1}\n"
-    "if #pick == 0 then return out end\n"
-    "local lines = redis.call('HMGET', KEYS[2], unpack(pick))\n"
     "for i, s in ipairs(pick) do\n"
     "  out[2 * i] = s\n"
-    "  out[2 * i + 1] = lines[i]\n"
+    "  out[2 * i + 1] = line(KEYS[2], s)\n"
     "end\n"
     "return out\n";
 
-/* KEYS 1 idem  2 log;  ARGV 1 idempotency key
+/* KEYS 1 idem  2 log (P log);  ARGV 1 idempotency key
  * Returns {} if no entry holds the key, else {seq, line} (no line: the
  * log lost it). The line is packed (redis_pack.c): the client reads the
  * record it names, if any, with the read script. */
 static const char find_key_lua[] =
+    LINE_LUA
     "local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if not seq then return {} end\n"
-    "local line = redis.call('HGET', KEYS[2], seq)\n"
-    "if not line then return {seq} end\n"
-    "return {seq, line}\n";
+    "local l = line(KEYS[2], seq)\n"
+    "if not l then return {seq} end\n"
+    "return {seq, l}\n";
 
-/* KEYS 1 log;  ARGV 1 record key prefix ("lf:rec:{"), 2... ids
+/* KEYS 1 log (P log);  ARGV 1 record key prefix ("lf:rec:{"), 2... ids
  * Returns {record (REC_LUA), ...}, one for each id: what a get or a list
  * reads when the cache does not hold the record (its keys are derived
  * here, as the list script's). */

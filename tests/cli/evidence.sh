@@ -227,11 +227,12 @@ if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>
     match_out "redis: the log verifies with the key" "^ok: 7 entries verified, 2 checkpoints, last signed at seq 7 by key $kid\$"
     rl audit
     printf '%s\n' "$out" >rgood
-    # put_log FILE: the log becomes FILE's lines (and the head its last)
+    # put_log FILE: the log becomes FILE's lines, whole (as the lists of 64
+    # lines hold them: docs/redis.md), and the head its last
     put_log() {
-        rcli DEL ev:log
+        rcli DEL ev:log:0
         n=0
-        while IFS= read -r l; do n=$((n + 1)); rcli HSET ev:log "$n" "$l"; done <"$1"
+        while IFS= read -r l; do n=$((n + 1)); rcli RPUSH ev:log:$(((n - 1) / 64)) "$l"; done <"$1"
         h=$(tail -n 1 "$1" | sed 's/.*"hash":"\([0-9a-f]*\)"}$/\1/')
         rcli HSET ev:head seq "$n" hash "$h"
     }
