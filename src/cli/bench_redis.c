@@ -226,7 +226,10 @@ static double parse_rps(const char *out) {
     const char *line = NULL, *p = out;
     while ((p = strstr(p, "\"EVALSHA"))) line = p++;
     if (!line) return 0;
-    const char *end = line + strcspn(line, "\n");
+    /* The record runs to the end: the command it echoes holds a packed
+     * line, which may hold newlines of its own. */
+    const char *end = line + strlen(line);
+    while (end > line && (end[-1] == '\n' || end[-1] == '\r')) end--;
     int seps = 0;
     for (const char *q = end - 3; q > line; q--) {
         if (memcmp(q, "\",\"", 3) != 0) continue;
