@@ -1104,11 +1104,14 @@ static void tampering_is_detected(void **state) {
     t_got_reset(&g);
 }
 
-/* The log keeps each line packed (a zstd frame on a fixed dictionary),
- * and every read gives back the sealed bytes: the chain verifies, a
- * line written whole (as older versions did) reads the same, and a
- * damaged frame is caught at its seq -- by the chain check, and by a
- * read of its record -- never passed off as a line. */
+/* A record with three entries (seqs 1-3), at issue_created. */
+static void three_entries(lf_store *s, char id[LF_ID_LEN + 1], t_got *g) {
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", g), LF_OK);
+    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, g), LF_OK);
+    assert_int_equal(t_transition(s, id, "task_queued", "issue_created", 2, g), LF_OK);
+}
+
 /* The log is lists of LF_REDIS_LOG_LIST lines. A store an older version
  * wrote keeps its lines in the hash P log: they read and verify as they
  * are, and the first commit after them pads its list up to its place.
@@ -1120,10 +1123,7 @@ static void log_lists(void **state) {
     t_audit a = {0};
     char id[LF_ID_LEN + 1];
 
-    t_id(id, 1);
-    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "task_queued", "issue_created", 2, &g), LF_OK);
+    three_entries(s, id, &g);
     /* As an older version laid them out. */
     for (uint64_t q = 1; q <= 3; q++) {
         redisReply *v = log_value(q);
@@ -1231,16 +1231,18 @@ static void pack_round_trips(void **state) {
     lf_redis_pack_free(pk);
 }
 
+/* The log keeps each line packed (a zstd frame on a fixed dictionary),
+ * and every read gives back the sealed bytes: the chain verifies, a
+ * line written whole (as older versions did) reads the same, and a
+ * damaged frame is caught at its seq -- by the chain check, and by a
+ * read of its record -- never passed off as a line. */
 static void lines_are_packed(void **state) {
     lf_store *s = F(state)->s;
     t_got g = {0};
     t_audit a = {0};
     char id[LF_ID_LEN + 1];
 
-    t_id(id, 1);
-    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "issue_created", "task_queued", 1, &g), LF_OK);
-    assert_int_equal(t_transition(s, id, "task_queued", "issue_created", 2, &g), LF_OK);
+    three_entries(s, id, &g);
     char *l2 = hget_line(2);
     redisReply *r = log_value(2);
     assert_true(lf_redis_packed(r->str, r->len));
