@@ -967,13 +967,18 @@ static void corrupted_record_value(void **state) {
     snprintf(key, sizeof key, "lf:rec:{%s}", id);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
 
-    /* The record's hash keeps its version and the hash of the entry that
-     * last changed it (h), and no copy of the record: it is its entries. */
+    /* The record's hash keeps its version, the hash of the entry that
+     * last changed it (h) and its entries' seqs (one run: c 1, l1 "1"),
+     * and no copy of the record: it is its entries. */
     redisReply *j = t_redis_cmd(&server, "HGETALL %s", key);
-    assert_int_equal(j->elements, 4);
+    assert_int_equal(j->elements, 8);
     assert_string_equal(j->element[0]->str, "v");
     assert_string_equal(j->element[2]->str, "h");
     assert_string_equal(j->element[3]->str, g.hash);
+    assert_string_equal(j->element[4]->str, "c");
+    assert_string_equal(j->element[5]->str, "1");
+    assert_string_equal(j->element[6]->str, "l1");
+    assert_string_equal(j->element[7]->str, "1");
     freeReplyObject(j);
     char *line = hget_line(1), *at = strstr(line, "\"timestamp\":\"");
     assert_non_null(at);
@@ -1444,7 +1449,10 @@ static void records_are_their_entries(void **state) {
         assert_int_equal(t_transition(s, id, path[i], path[i + 1], (uint64_t)i + 1, &g),
                          LF_OK);
     redisReply *r = t_redis_cmd(&server, "HGETALL %s", key);
-    assert_int_equal(r->elements, 4);   /* v and h */
+    assert_int_equal(r->elements, 8);   /* v, h, c and the one run of seqs */
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "HGET %s l1", key);
+    assert_string_equal(r->str, "1,2,3,4");
     freeReplyObject(r);
     r = t_redis_cmd(&server, "HGET %s h", key);
     assert_string_equal(r->str, g.hash);
@@ -1497,7 +1505,7 @@ static void records_are_their_entries(void **state) {
     const char *j2[] = {"HSET", key2, "j", h.json};
     freeReplyObject(t_redis_cmdv(&server, 4, j2, NULL));
     t_redis_ok(&server, "HDEL %s h", key2);
-    t_redis_ok(&server, "DEL %s:log", key2);
+    t_redis_ok(&server, "HDEL %s c l1", key2);
     lf_store *c3 = open_url(server.url, F(state)->base);
     char *want = strdup(h.json);
     assert_int_equal(t_get(c3, id2, &h), LF_OK);
@@ -1506,8 +1514,26 @@ static void records_are_their_entries(void **state) {
     /* create 1, three moves, the refusal, the move, the second create */
     assert_int_equal(t_verify_chain(s, NULL, 0), 7);
 
+    /* As an older version kept its seqs: a list, rec:{id}:log. Read
+     * from there; the next commit (the delete below) moves them into
+     * runs and drops the list. */
+    r = t_redis_cmd(&server, "HGET %s l1", key);
+    assert_string_equal(r->str, "1,2,3,4,5,6");
+    freeReplyObject(r);
+    for (int q = 1; q <= 6; q++) t_redis_ok(&server, "RPUSH %s:log %d", key, q);
+    t_redis_ok(&server, "HDEL %s c l1", key);
+    lf_store *c4 = open_url(server.url, F(state)->base);
+    assert_int_equal(t_get(c4, id, &h), LF_OK);
+    assert_string_equal(h.json, g.json);
+    lf_store_free(c4);
+
     /* A delete leaves a tombstone: found by nobody. */
     assert_int_equal(t_delete(s, id, "ci_passed", 5, &g), LF_OK);
+    r = t_redis_cmd(&server, "HMGET %s c l1", key);
+    assert_string_equal(r->element[0]->str, "1");
+    assert_string_equal(r->element[1]->str, "1,2,3,4,5,6,8");
+    freeReplyObject(r);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "EXISTS %s:log", key)), 0);
     assert_int_equal(t_get(s, id, &h), LF_NOT_FOUND);
     assert_int_equal(t_get(b, id, &h), LF_NOT_FOUND);
     assert_int_equal(t_get(c3, id, &h), LF_NOT_FOUND);

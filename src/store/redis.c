@@ -210,7 +210,7 @@ static lf_record *record_fold(lf_redis *s, const redisReply *g, const char *key,
         const redisReply *l = g->element[i];
         lf_entry_doc doc;
         if (!lf_redis_is_str(l)) {
-            lf_redis_errf(s, msg, len, "%s lacks an entry %s:log names", s->k_log, key);
+            lf_redis_errf(s, msg, len, "%s lacks an entry %s lists", s->k_log, key);
             lf_record_free(r);
             lf_buf_free(&line);
             return NULL;
@@ -1124,7 +1124,7 @@ static void audit_rec_reply(audit_op *a, redisReply *r) {
         if (!lf_redis_is_str(seq) || !lf_redis_is_str(l)) {
             lf_redis_errf(s, msg, sizeof msg,
                           "%s has no entry %s, which "
-                          "%srec:{%s}:log lists",
+                          "%srec:{%s} lists",
                           s->k_log, lf_redis_is_str(seq) ? seq->str : "?", s->url.prefix,
                           a->id);
             free(v);

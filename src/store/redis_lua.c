@@ -30,21 +30,41 @@
     "  return redis.call('HGET', log, s)\n"                                   \
     "end\n"
 
+/* A record's hash and its entries' seqs, in order: {fields}, {seq, ...},
+ * whether the hash exists. The seqs are the hash's c fields l1 .. lc,
+ * each a comma-separated run short enough for Redis to keep the hash
+ * compact (SEQ_RUN bytes: hash-max-listpack-value's default); a record
+ * an older version last wrote keeps them in the list kl instead. */
+#define SEQ_RUN "64"
+#define SEQS_LUA                                                               \
+    "local function seqs_of(k, kl)\n"                                         \
+    "  local all, m, l, seqs = redis.call('HGETALL', k), {}, {}, {}\n"         \
+    "  for i = 1, #all, 2 do\n"                                               \
+    "    local f = all[i]\n"                                                  \
+    "    if f:byte(1) == 108 then l[f] = all[i + 1] else m[f] = all[i + 1] end\n" \
+    "  end\n"                                                                  \
+    "  if not m.c then return m, redis.call('LRANGE', kl, 0, -1), #all > 0 end\n" \
+    "  for i = 1, tonumber(m.c) do\n"                                          \
+    "    for q in string.gmatch(l['l' .. i] or '', '%d+') do seqs[#seqs + 1] = q end\n" \
+    "  end\n"                                                                  \
+    "  return m, seqs, true\n"                                                \
+    "end\n"
+
 /* A record as Redis holds it: {d, v, h, j, line, ...}: its tombstone
  * mark, its version, the hash of the entry that last changed it, and its
  * entries' lines in order -- the store folds them into the record
  * (lf_record_apply), as every store does; Redis keeps no copy of the
  * record itself. j (the whole record JSON that versions before kept) only
- * when the record has no entry list. k: its hash; kl: its entry list;
- * log: P log. */
+ * when the record has no entry seqs. k: its hash; kl: its entry list as
+ * older versions kept it; log: P log. */
 #define REC_LUA                                                                \
     LINE_LUA                                                                   \
+    SEQS_LUA                                                                   \
     "local function rec(k, kl, log)\n"                                        \
-    "  local m = redis.call('HMGET', k, 'd', 'v', 'h')\n"                     \
-    "  local out = {m[1], m[2], m[3], false}\n"                               \
-    "  local seqs = redis.call('LRANGE', kl, 0, -1)\n"                        \
+    "  local m, seqs = seqs_of(k, kl)\n"                                      \
+    "  local out = {m.d or false, m.v or false, m.h or false, false}\n"       \
     "  if #seqs == 0 then\n"                                                  \
-    "    out[4] = redis.call('HGET', k, 'j')\n"                               \
+    "    out[4] = m.j or false\n"                                             \
     "    return out\n"                                                        \
     "  end\n"                                                                  \
     "  for _, s in ipairs(seqs) do out[#out + 1] = line(log, s) end\n"         \
@@ -77,8 +97,9 @@
  *             delete: the ref and every alias, released where they
  *             still name this record
  * A record's hash holds v (its version), h (the hash of the entry that
- * last changed it: with v, what a get compares with its cache) and d (set:
- * a tombstone); the record is its entries' lines, folded (REC_LUA).
+ * last changed it: with v, what a get compares with its cache), d (set:
+ * a tombstone) and its entries' seqs (c runs l1 .. lc: SEQS_LUA); the
+ * record is those entries' lines, folded (REC_LUA).
  * Returns {'ok'} (note: {'ok', the record as REC_LUA gives it}), or why
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
@@ -86,8 +107,22 @@
  * says: written by something other than this script). */
 static const char commit_lua[] =
     REC_LUA
+    /* The record's last run of seqs: (c, its text), 0 and false for none.
+     * A record an older version last wrote has its seqs moved from its
+     * list into runs first. */
+    "local function last_run(k, kl, c)\n"
+    "  if c then return tonumber(c), redis.call('HGET', k, 'l' .. c) end\n"
+    "  local n, l, w = 0, false, {}\n"
+    "  for _, q in ipairs(redis.call('LRANGE', kl, 0, -1)) do\n"
+    "    if l and #l + #q < " SEQ_RUN " then l = l .. ',' .. q else n, l = n + 1, q end\n"
+    "    w[2 * n - 1], w[2 * n] = 'l' .. n, l\n"
+    "  end\n"
+    "  if n > 0 then redis.call('HSET', k, unpack(w)) end\n"
+    "  redis.call('DEL', kl)\n"
+    "  return n, l\n"
+    "end\n"
     "local mode, seq, ver, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6]), ARGV[8]\n"
-    "local old = false\n"
+    "local old, runs = false, false\n"
     "if ARGV[11] ~= '' and redis.call('HEXISTS', KEYS[3], ARGV[11]) == 1 then\n"
     "  return {'idem'}\n"
     "end\n"
@@ -96,13 +131,14 @@ static const char commit_lua[] =
     "  local other = redis.call('HGET', KEYS[6], ARGV[9])\n"
     "  if other then return {'dupref', other} end\n"
     "elseif mode ~= 'global' then\n"
-    "  local cur = redis.call('HMGET', KEYS[4], 'v', 'd', 'h')\n"
+    "  local cur = redis.call('HMGET', KEYS[4], 'v', 'd', 'h', 'c')\n"
     "  if not cur[1] or cur[2] then return {'notfound'} end\n"
     /* a refusal names the version it judged; a move the one it makes */
     "  if tonumber(cur[1]) ~= (mode == 'note' and ver or ver - 1) then\n"
     "    return {'version', cur[1]}\n"
     "  end\n"
     "  old = not cur[3]\n"   /* an older version wrote it, with a copy in j */
+    "  runs = cur[4] or false\n"
     "end\n"
     "local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
@@ -117,8 +153,14 @@ static const char commit_lua[] =
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
     "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
-    "redis.call('RPUSH', KEYS[5], ARGV[2])\n"
+    /* the entry's seq onto the record's runs of them */
+    "local rn, rl = 0, false\n"
+    "if mode ~= 'create' then rn, rl = last_run(KEYS[4], KEYS[5], runs) end\n"
+    "if rl and #rl + #ARGV[2] < " SEQ_RUN " then rl = rl .. ',' .. ARGV[2]\n"
+    "else rn, rl = rn + 1, ARGV[2] end\n"
+    "local rf = 'l' .. rn\n"
     "if mode == 'note' then\n"
+    "  redis.call('HSET', KEYS[4], 'c', rn, rf, rl)\n"
     "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
     "end\n"
     "local repo = ARGV[10]:sub(1, 1) == '1'\n"
@@ -136,7 +178,7 @@ static const char commit_lua[] =
     "end\n"
     "if old then redis.call('HDEL', KEYS[4], 'j') end\n"
     "if mode == 'delete' then\n"
-    "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1')\n"
+    "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1', 'c', rn, rf, rl)\n"
     "  redis.call('HDEL', KEYS[4], 'h')\n"
     "  for i = 12, #ARGV do\n"
     "    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
@@ -154,7 +196,7 @@ static const char commit_lua[] =
     "  redis.call('ZREM', ent_b, id)\n"
     "  return {'ok'}\n"
     "end\n"
-    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4])\n"
+    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4], 'c', rn, rf, rl)\n"
     "if mode == 'create' then\n"
     "  redis.call('HSET', KEYS[6], ARGV[9], id)\n"
     "elseif KEYS[8] ~= KEYS[9] then\n"
@@ -258,8 +300,9 @@ static const char audit_log_lua[] =
  * for the record's first `limit` entries with seq > after. */
 static const char audit_rec_lua[] =
     LINE_LUA
-    "local seqs = redis.call('LRANGE', KEYS[1], 0, -1)\n"
-    "if #seqs == 0 and redis.call('EXISTS', KEYS[3]) == 0 then return {0} end\n"
+    SEQS_LUA
+    "local _, seqs, exists = seqs_of(KEYS[3], KEYS[1])\n"
+    "if not exists then return {0} end\n"
     "local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local pick = {}\n"
     "for _, s in ipairs(seqs) do\n"
