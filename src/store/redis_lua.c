@@ -16,16 +16,15 @@
 
 #define GENESIS_LUA "'" LF_GENESIS "'"
 
-/* The log is lists of LF_REDIS_LOG_LIST lines: seq s is element (s - 1)
- * % LF_REDIS_LOG_LIST of P log:<(s - 1) / LF_REDIS_LOG_LIST> (redis.h). Lines older
- * versions wrote are fields of the hash P log, and where a list was
- * begun after them its first elements are '' (commit_lua pads): a line
- * that is not in a list is looked for there. log: P log. */
+/* The log is lists of B = LF_REDIS_LOG_LIST lines (redis.h): seq s is
+ * element (s - 1) % B of P log:<(s - 1) / B>. Lines older versions wrote
+ * are fields of the hash P log, and where a list was begun after them
+ * its first elements are '' (commit_lua pads): a line that is not in a
+ * list is looked for there. log: P log. */
 #define LINE_LUA                                                               \
     "local function line(log, s)\n"                                           \
-    "  local n = tonumber(s) - 1\n"                                           \
-    "  local v = redis.call('LINDEX', log .. ':' .. math.floor(n / " LF_REDIS_LOG_LIST_S "), n % " \
-    LF_REDIS_LOG_LIST_S ")\n"                                                     \
+    "  local n, b = tonumber(s) - 1, " LF_REDIS_LOG_LIST_S "\n"                \
+    "  local v = redis.call('LINDEX', log .. ':' .. math.floor(n / b), n % b)\n" \
     "  if v and v ~= '' then return v end\n"                                  \
     "  return redis.call('HGET', log, s)\n"                                   \
     "end\n"
@@ -109,7 +108,8 @@ static const char commit_lua[] =
     REC_LUA
     /* The record's last run of seqs: (c, its text), 0 and false for none.
      * A record an older version last wrote has its seqs moved from its
-     * list into runs first. */
+     * list into runs first (written 500 runs a call: unpack's stack has
+     * room for a few thousand values). */
     "local function last_run(k, kl, c)\n"
     "  if c then return tonumber(c), redis.call('HGET', k, 'l' .. c) end\n"
     "  local n, l, w = 0, false, {}\n"
@@ -117,7 +117,7 @@ static const char commit_lua[] =
     "    if l and #l + #q < " SEQ_RUN " then l = l .. ',' .. q else n, l = n + 1, q end\n"
     "    w[2 * n - 1], w[2 * n] = 'l' .. n, l\n"
     "  end\n"
-    "  if n > 0 then redis.call('HSET', k, unpack(w)) end\n"
+    "  for i = 1, #w, 1000 do redis.call('HSET', k, unpack(w, i, math.min(i + 999, #w))) end\n"
     "  redis.call('DEL', kl)\n"
     "  return n, l\n"
     "end\n"

@@ -121,10 +121,10 @@ struct lf_redis_pack {
  * 40, a record id's 16. Before compressing, every run of 16 or more
  * lowercase hex digits (an even number, up to 254 at a time) becomes
  * MARK, a count of bytes and those bytes -- half the size: a 471-byte
- * transition packs to 187 bytes instead of 277. A sealed line is JSON, in which
- * MARK (a control byte) never appears raw; a line that holds one anyway
- * is kept whole, so a MARK in a frame's content always starts a run.
- * Frames written before this hold no MARK and read as they were. */
+ * transition packs to 184 bytes instead of 277. A sealed line is JSON, in
+ * which MARK (a control byte) never appears raw; a line that holds one
+ * anyway is kept whole, so a MARK in a frame's content always starts a
+ * run. Frames written before this hold no MARK and read as they were. */
 #define MARK '\x01'
 #define RUN_MIN 16  /* hex digits: shorter runs are left as they are */
 #define RUN_MAX 254 /* hex digits a MARK's count byte can name */
