@@ -5,8 +5,9 @@
  * They hold no policy logic: the host's engine decided everything. The
  * commit script only compares (record version, head of the log) and
  * then writes; the read scripts only gather a page in one round trip.
- * Every check comes before the first write, because Redis does not roll
- * back a script that fails halfway. Key layout: docs/redis.md. */
+ * Every check comes before the first write (but for a line's place in
+ * its list, which the push itself checks and undoes), because Redis does
+ * not roll back a script that fails halfway. Key layout: docs/redis.md. */
 #include "redis.h"
 #include "../core/hash.h"
 
@@ -145,11 +146,18 @@ static const char commit_lua[] =
     "if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
     "  return {'head', hseq, hhash}\n"
     "end\n"
-    "local at, len = (seq - 1) % " LF_REDIS_LOG_LIST_S ", redis.call('LLEN', KEYS[2])\n"
-    "if len > at then return {'logpos', len} end\n"
+    /* The line goes at (seq - 1) % B of its list: pushed, and if that
+     * was not its place, taken back at once (nothing else runs between:
+     * nothing has changed) -- one call where a check first was two. */
+    "local at = (seq - 1) % " LF_REDIS_LOG_LIST_S "\n"
+    "local len = redis.call('RPUSH', KEYS[2], ARGV[5]) - 1\n"
+    "if len ~= at then\n"
+    "  redis.call('RPOP', KEYS[2])\n"
+    "  if len > at then return {'logpos', len} end\n"
     /* a list begun where an older version's hash of lines stops */
-    "for i = len + 1, at do redis.call('RPUSH', KEYS[2], '') end\n"
-    "redis.call('RPUSH', KEYS[2], ARGV[5])\n"
+    "  for i = len + 1, at do redis.call('RPUSH', KEYS[2], '') end\n"
+    "  redis.call('RPUSH', KEYS[2], ARGV[5])\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
     "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
