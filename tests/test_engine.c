@@ -348,6 +348,26 @@ static void history_json_exact_bytes(void **state) {
     lf_record_to_json_tail(r, 2, &b);
     assert_non_null(strstr(b.p, "\"transitions\":[{\"from_state\":\"s2\""));
     assert_non_null(strstr(b.p, "\"transitions_total\":4}"));
+    /* an empty trigger, and an actor longer than a history string's
+     * length byte can say (measured when written) */
+    char actor[301], want[600];
+    memset(actor, 'x', 300);
+    actor[300] = '\0';
+    e.version = 5;
+    e.from_state = r->state;
+    e.to_state = "s1";
+    e.trigger = "";
+    e.actor = actor;
+    e.metadata = NULL;
+    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    lf_buf_reset(&b);
+    lf_record_to_json_tail(r, 1, &b);
+    snprintf(want, sizeof want,
+             "\"transitions\":[{\"from_state\":\"a_longer_state_name\",\"to_state\":\"s1\","
+             "\"trigger\":\"\",\"timestamp\":\"2026-12-05T10:00:03.000000Z\","
+             "\"metadata\":{},\"actor\":\"%s\"}]",
+             actor);
+    if (!strstr(b.p, want)) fail_msg("%s", b.p);
     lf_buf_free(&b);
     free(got);
     free(j);

@@ -21,7 +21,11 @@ static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
  * lf_hist) of one of the last HS_WINDOW entries when equal, else a copy
  * appended. A history is mostly a few states, triggers and actors over
  * and over: the entry before usually matches at the first strcmp. The
- * block grows by half: its slack is kept by every record in memory. */
+ * block grows by half: its slack is kept by every record in memory.
+ * Each string is preceded by one byte: its length when it is 1-255 bytes
+ * that JSON takes as they are, else 0 (hs_clean_len): a reply writes
+ * every entry of a history, and strings are stored once and written
+ * many times. */
 static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first) {
     if (!s) return LF_HS_NONE;
     if (first != LF_HS_NONE && strcmp(r->hs + first, s) == 0) return first;
@@ -30,7 +34,8 @@ static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first
         memcpy(&off, (const char *)&r->hist[r->nhist - k] + field, sizeof off);
         if (off != LF_HS_NONE && strcmp(r->hs + off, s) == 0) return off;
     }
-    size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
+    size_t clean = lf_json_clean_len(s);    /* its length, in the common case */
+    size_t n = (clean != SIZE_MAX ? clean : strlen(s)) + 1, need = (size_t)r->hs_len + 1 + n;
     if (need >= LF_HS_NONE) lf_oom(need);
     if (need > r->hs_cap) {
         size_t cap = r->hs_cap < 64 ? 64 : (size_t)r->hs_cap + r->hs_cap / 2;
@@ -39,10 +44,18 @@ static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first
         r->hs = lf_xrealloc(r->hs, cap);
         r->hs_cap = (uint32_t)cap;
     }
-    uint32_t off = r->hs_len;
+    uint32_t off = r->hs_len + 1;
+    r->hs[off - 1] = (char)(unsigned char)(clean == n - 1 && clean <= 255 ? clean : 0);
     memcpy(r->hs + off, s, n);
     r->hs_len = (uint32_t)need;
     return off;
+}
+
+/* The length of history string off when JSON takes it as it is, else
+ * SIZE_MAX (hs_put's byte, or a measure when that says nothing). */
+static size_t hs_clean_len(const lf_record *r, uint32_t off) {
+    unsigned char n = (unsigned char)r->hs[off - 1];
+    return n ? n : lf_json_clean_len(r->hs + off);
 }
 
 /* Appends a history entry (from NULL: the creation entry). A from_state
@@ -508,13 +521,15 @@ static void hist_json(const lf_record *r, const lf_hist *h, lf_buf *b) {
                *actor = lf_hs(r, h->actor);
     size_t nf, nt, ng, nm, na;
     if (!from || !to || !trig || !meta || !actor || !h->timestamp[0] ||
-        (nf = lf_json_clean_len(from)) == SIZE_MAX || (nt = lf_json_clean_len(to)) == SIZE_MAX ||
-        (ng = lf_json_clean_len(trig)) == SIZE_MAX ||
-        (na = lf_json_clean_len(actor)) == SIZE_MAX) {
+        (nf = hs_clean_len(r, h->from_state)) == SIZE_MAX ||
+        (nt = hs_clean_len(r, h->to_state)) == SIZE_MAX ||
+        (ng = hs_clean_len(r, h->trigger)) == SIZE_MAX ||
+        (na = hs_clean_len(r, h->actor)) == SIZE_MAX) {
         hist_json_any(r, h, b);         /* a null, or something to escape */
         return;
     }
-    nm = strlen(meta);
+    nm = (unsigned char)r->hs[h->metadata - 1];   /* "{}", mostly */
+    if (!nm) nm = strlen(meta);
     lf_buf_reserve(b, 96 + nf + nt + ng + LF_TS_LEN + nm + na);
     char *w = b->p + b->len;
     PUT_LIT(w, "{\"from_state\":\"");
