@@ -97,10 +97,6 @@ static char *obj_dup(const char *text) {
     return text == empty_obj ? empty_obj : lf_xstrdup(text);
 }
 
-static bool same(const char *a, const char *b) {
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 void lf_open_key(const char *workflow, char who, const char *name, char out[LF_COUNTER_KEY]) {
     snprintf(out, LF_COUNTER_KEY, "open:%zu:%s:%c:%s", strlen(workflow), workflow, who, name);
 }
@@ -126,11 +122,20 @@ int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]) {
     return k;
 }
 
+/* Whether history string off is s (len bytes): its length byte rules
+ * most others out without reading them (a retry budget counts over the
+ * whole history at every transition). */
+static bool hs_is(const lf_record *r, uint32_t off, const char *s, size_t len) {
+    if (off == LF_HS_NONE) return false;
+    unsigned char n = (unsigned char)r->hs[off - 1];
+    return (!n || n == len) && strcmp(r->hs + off, s) == 0;
+}
+
 size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
-    size_t n = 0;
+    size_t n = 0, nf = from ? strlen(from) : 0, nt = to ? strlen(to) : 0;
     for (size_t i = 0; i < r->nhist; i++)
-        n += (!from || same(lf_hs(r, r->hist[i].from_state), from)) &&
-             (!to || same(lf_hs(r, r->hist[i].to_state), to));
+        n += (!from || hs_is(r, r->hist[i].from_state, from, nf)) &&
+             (!to || hs_is(r, r->hist[i].to_state, to, nt));
     return n;
 }
 
