@@ -1515,8 +1515,8 @@ static void records_are_their_entries(void **state) {
     assert_int_equal(t_verify_chain(s, NULL, 0), 7);
 
     /* As an older version kept its seqs: a list, rec:{id}:log. Read
-     * from there; the next commit (the delete below) moves them into
-     * runs and drops the list. */
+     * from there; the next commit that changes the record (the delete
+     * below) moves them into runs and drops the list. */
     r = t_redis_cmd(&server, "HGET %s l1", key);
     assert_string_equal(r->str, "1,2,3,4,5,6");
     freeReplyObject(r);
@@ -1526,12 +1526,17 @@ static void records_are_their_entries(void **state) {
     assert_int_equal(t_get(c4, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);
     lf_store_free(c4);
+    /* A refusal, which does not change the record, goes on its list: an
+     * older process may still hold the record at this version. */
+    assert_int_equal(t_move(s, LF_ENTRY_DENIED, id, "ci_passed", "merged", 5, &h), LF_OK);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "LLEN %s:log", key)), 7);
+    assert_int_equal(reply_int(t_redis_cmd(&server, "HEXISTS %s c", key)), 0);
 
     /* A delete leaves a tombstone: found by nobody. */
     assert_int_equal(t_delete(s, id, "ci_passed", 5, &g), LF_OK);
     r = t_redis_cmd(&server, "HMGET %s c l1", key);
     assert_string_equal(r->element[0]->str, "1");
-    assert_string_equal(r->element[1]->str, "1,2,3,4,5,6,8");
+    assert_string_equal(r->element[1]->str, "1,2,3,4,5,6,8,9");
     freeReplyObject(r);
     assert_int_equal(reply_int(t_redis_cmd(&server, "EXISTS %s:log", key)), 0);
     assert_int_equal(t_get(s, id, &h), LF_NOT_FOUND);

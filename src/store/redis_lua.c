@@ -161,6 +161,15 @@ static const char commit_lua[] =
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
     "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
     "if mode == 'global' then return {'ok'} end\n"
+    /* A refusal on a record an older version last wrote goes on its list:
+     * an older process may still hold the record at this version and
+     * commit on it (onto the list); the first commit that changes the
+     * record moves the list into runs, and after it the older process's
+     * copy is stale (its commit is refused, and it cannot read runs). */
+    "if mode == 'note' and not runs then\n"
+    "  redis.call('RPUSH', KEYS[5], ARGV[2])\n"
+    "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
+    "end\n"
     /* the entry's seq onto the record's runs of them */
     "local rn, rl = 0, false\n"
     "if mode ~= 'create' then rn, rl = last_run(KEYS[4], KEYS[5], runs) end\n"
