@@ -180,8 +180,10 @@ void lf_api_metrics(lf_req *r) {
 
 /* ETag: the record's version, which If-Match names (expected_version). */
 static void etag(lf_req *r, const lf_record *rec) {
-    char v[32];
-    snprintf(v, sizeof v, "\"%llu\"", (unsigned long long)lf_record_version(rec));
+    char v[LF_INT_CHARS + 2];
+    size_t n = lf_fmt_int((int64_t)lf_record_version(rec), v + 1);
+    v[0] = v[n + 1] = '"';
+    v[n + 2] = '\0';
     lf_add_header(r, "ETag", v);
 }
 

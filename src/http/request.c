@@ -33,7 +33,26 @@ static void request_id(lf_server *s, struct evhttp_request *req, char *out, size
             return;
         }
     }
-    snprintf(out, n, "%08x-%llx", s->boot, (unsigned long long)++s->next_id);
+    /* ours: the boot prefix (8 hex digits), '-', a counter in hex -- by
+     * hand, not snprintf: it is made for every request */
+    char id[32], *w = id + sizeof id;
+    uint64_t v = ++s->next_id;
+    *--w = '\0';
+    do *--w = "0123456789abcdef"[v & 15]; while (v >>= 4);
+    *--w = '-';
+    for (unsigned b = s->boot, i = 0; i < 8; i++, b >>= 4) *--w = "0123456789abcdef"[b & 15];
+    size_t len = (size_t)(id + sizeof id - 1 - w);
+    if (len >= n) len = n - 1;
+    memcpy(out, w, len);
+    out[len] = '\0';
+}
+
+/* src into dst (n bytes), cut to fit: a request's strings, every request. */
+static void set_str(char *dst, size_t n, const char *src) {
+    size_t len = strlen(src);
+    if (len >= n) len = n - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
 }
 
 lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
@@ -46,11 +65,11 @@ lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     r->bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     lf_conn_busy(s, r->bev, true);
-    snprintf(r->actor, sizeof r->actor, "anonymous");
+    set_str(r->actor, sizeof r->actor, "anonymous");
     request_id(s, req, r->id, sizeof r->id);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
-    snprintf(r->path, sizeof r->path, "%s", path && *path ? path : "/");
+    set_str(r->path, sizeof r->path, path && *path ? path : "/");
     size_t len = strlen(r->path);
     if (len > 1 && r->path[len - 1] == '/') r->path[len - 1] = '\0';
     r->query = u ? evhttp_uri_get_query(u) : NULL;
@@ -86,8 +105,14 @@ static void access_log(const lf_req *r, double seconds, bool gone) {
               r->route < LF_RT__COUNT ? lf_routes[r->route].pattern : "unmatched");
     lf_jw_str(&o, "path", r->path);
     lf_jw_int(&o, "status", r->status);
-    lf_jw_key(&o, "duration_ms");
-    lf_buf_printf(&b, "%.3f", seconds * 1e3);
+    lf_jw_key(&o, "duration_ms");       /* ms, to the microsecond */
+    uint64_t us = (uint64_t)(seconds * 1e6 + 0.5);
+    char ms[LF_INT_CHARS];
+    lf_buf_add(&b, ms, lf_fmt_int((int64_t)(us / 1000), ms));
+    lf_buf_putc(&b, '.');
+    lf_buf_putc(&b, (char)('0' + us / 100 % 10));
+    lf_buf_putc(&b, (char)('0' + us / 10 % 10));
+    lf_buf_putc(&b, (char)('0' + us % 10));
     lf_jw_str(&o, "actor", r->actor);
     if (gone) lf_jw_bool(&o, "client_gone", true);
     lf_log_end(&b);
