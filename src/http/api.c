@@ -56,7 +56,7 @@ static bool actor_field(lf_req *r, const cJSON *f) {
     }
     if (!*a || strlen(a) >= sizeof r->actor)
         return bad_field(r, f, "a string of 1-79 bytes");
-    snprintf(r->actor, sizeof r->actor, "%s", a);
+    lf_req_str(r->actor, sizeof r->actor, a);
     return true;
 }
 

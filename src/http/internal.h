@@ -292,6 +292,9 @@ void lf_req_drop(lf_req *r);
 /* ---- request.c, conn.c, server.c internals ---------------------------- */
 
 lf_req *lf_req_new(lf_server *s, struct evhttp_request *req);
+/* src into one of a request's strings (dst, n bytes), cut to fit: by a
+ * copy, not snprintf -- it is done for every request. */
+void lf_req_str(char *dst, size_t n, const char *src);
 const char *lf_method_name(enum evhttp_cmd_type m);
 /* A stream's connection goes back to the plain close callback. */
 void lf_stream_detach(lf_req *r);

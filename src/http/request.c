@@ -47,8 +47,7 @@ static void request_id(lf_server *s, struct evhttp_request *req, char *out, size
     out[len] = '\0';
 }
 
-/* src into dst (n bytes), cut to fit: a request's strings, every request. */
-static void set_str(char *dst, size_t n, const char *src) {
+void lf_req_str(char *dst, size_t n, const char *src) {
     size_t len = strlen(src);
     if (len >= n) len = n - 1;
     memcpy(dst, src, len);
@@ -65,11 +64,11 @@ lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
     r->bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
     lf_conn_busy(s, r->bev, true);
-    set_str(r->actor, sizeof r->actor, "anonymous");
+    lf_req_str(r->actor, sizeof r->actor, "anonymous");
     request_id(s, req, r->id, sizeof r->id);
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
-    set_str(r->path, sizeof r->path, path && *path ? path : "/");
+    lf_req_str(r->path, sizeof r->path, path && *path ? path : "/");
     size_t len = strlen(r->path);
     if (len > 1 && r->path[len - 1] == '/') r->path[len - 1] = '\0';
     r->query = u ? evhttp_uri_get_query(u) : NULL;

@@ -157,10 +157,10 @@ static bool authorize(lf_req *r, const lf_route_def *rt) {
                            : "missing bearer token (Authorization: Bearer TOKEN)");
         return false;
     }
-    snprintf(r->actor, sizeof r->actor, "%s", name);
-    snprintf(r->roles, sizeof r->roles, "%s", roles);
-    snprintf(r->actor_kind, sizeof r->actor_kind, "%s", kind ? kind : "");
-    snprintf(r->principal, sizeof r->principal, "%s", principal ? principal : "");
+    lf_req_str(r->actor, sizeof r->actor, name);
+    lf_req_str(r->roles, sizeof r->roles, roles);
+    lf_req_str(r->actor_kind, sizeof r->actor_kind, kind ? kind : "");
+    lf_req_str(r->principal, sizeof r->principal, principal ? principal : "");
     r->role = role;
     if (role < rt->role) {
         lf_reply_error(r, 403, "forbidden", "token '%s' has role %s; %s %s needs %s",

@@ -371,7 +371,7 @@ void lf_webhook_github(lf_req *r) {
         reject(r, event, LF_WH_UNAUTHORIZED, 401, "unauthorized", why);
         return;
     }
-    snprintf(r->actor, sizeof r->actor, "github");
+    lf_req_str(r->actor, sizeof r->actor, "github");
     if (!event || !*event || strlen(event) >= 64) {
         reject(r, event, LF_WH_INVALID, 400, "invalid_request", "missing X-GitHub-Event");
         return;
