@@ -21,11 +21,7 @@ static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
  * lf_hist) of one of the last HS_WINDOW entries when equal, else a copy
  * appended. A history is mostly a few states, triggers and actors over
  * and over: the entry before usually matches at the first strcmp. The
- * block grows by half: its slack is kept by every record in memory.
- * Each string is preceded by one byte: its length when it is 1-255 bytes
- * that JSON takes as they are, else 0 (hs_clean_len): a reply writes
- * every entry of a history, and strings are stored once and written
- * many times. */
+ * block grows by half: its slack is kept by every record in memory. */
 static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first) {
     if (!s) return LF_HS_NONE;
     if (first != LF_HS_NONE && strcmp(r->hs + first, s) == 0) return first;
@@ -34,8 +30,7 @@ static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first
         memcpy(&off, (const char *)&r->hist[r->nhist - k] + field, sizeof off);
         if (off != LF_HS_NONE && strcmp(r->hs + off, s) == 0) return off;
     }
-    size_t clean = lf_json_clean_len(s);    /* its length, in the common case */
-    size_t n = (clean != SIZE_MAX ? clean : strlen(s)) + 1, need = (size_t)r->hs_len + 1 + n;
+    size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
     if (need >= LF_HS_NONE) lf_oom(need);
     if (need > r->hs_cap) {
         size_t cap = r->hs_cap < 64 ? 64 : (size_t)r->hs_cap + r->hs_cap / 2;
@@ -44,18 +39,10 @@ static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first
         r->hs = lf_xrealloc(r->hs, cap);
         r->hs_cap = (uint32_t)cap;
     }
-    uint32_t off = r->hs_len + 1;
-    r->hs[off - 1] = (char)(unsigned char)(clean == n - 1 && clean <= 255 ? clean : 0);
+    uint32_t off = r->hs_len;
     memcpy(r->hs + off, s, n);
     r->hs_len = (uint32_t)need;
     return off;
-}
-
-/* The length of history string off when JSON takes it as it is, else
- * SIZE_MAX (hs_put's byte, or a measure when that says nothing). */
-static size_t hs_clean_len(const lf_record *r, uint32_t off) {
-    unsigned char n = (unsigned char)r->hs[off - 1];
-    return n ? n : lf_json_clean_len(r->hs + off);
 }
 
 /* Appends a history entry (from NULL: the creation entry). A from_state
@@ -97,6 +84,10 @@ static char *obj_dup(const char *text) {
     return text == empty_obj ? empty_obj : lf_xstrdup(text);
 }
 
+static bool same(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 void lf_open_key(const char *workflow, char who, const char *name, char out[LF_COUNTER_KEY]) {
     snprintf(out, LF_COUNTER_KEY, "open:%zu:%s:%c:%s", strlen(workflow), workflow, who, name);
 }
@@ -122,20 +113,11 @@ int lf_record_open_keys(const lf_record *r, char keys[2][LF_COUNTER_KEY]) {
     return k;
 }
 
-/* Whether history string off is s (len bytes): its length byte rules
- * most others out without reading them (a retry budget counts over the
- * whole history at every transition). */
-static bool hs_is(const lf_record *r, uint32_t off, const char *s, size_t len) {
-    if (off == LF_HS_NONE) return false;
-    unsigned char n = (unsigned char)r->hs[off - 1];
-    return (!n || n == len) && strcmp(r->hs + off, s) == 0;
-}
-
 size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
-    size_t n = 0, nf = from ? strlen(from) : 0, nt = to ? strlen(to) : 0;
+    size_t n = 0;
     for (size_t i = 0; i < r->nhist; i++)
-        n += (!from || hs_is(r, r->hist[i].from_state, from, nf)) &&
-             (!to || hs_is(r, r->hist[i].to_state, to, nt));
+        n += (!from || same(lf_hs(r, r->hist[i].from_state), from)) &&
+             (!to || same(lf_hs(r, r->hist[i].to_state), to));
     return n;
 }
 
@@ -520,21 +502,42 @@ static void hist_json_any(const lf_record *r, const lf_hist *h, lf_buf *b) {
  * fifth of serve's own work on a long history). */
 #define PUT(w, s, n) (memcpy((w), (s), (n)), (w) += (n))
 #define PUT_LIT(w, lit) PUT(w, lit, sizeof lit - 1)
-static void hist_json(const lf_record *r, const lf_hist *h, lf_buf *b) {
+
+/* What lf_json_clean_len says of a record's history strings, remembered
+ * by offset for one reply: its entries name the same few strings over
+ * and over, and measuring each again was 4 % of serve's time. (Stored
+ * with each string instead, the byte cost a journal of 100,000 records
+ * 112 bytes a record: the blocks' growth steps.) */
+#define MEMO 16
+typedef struct hs_memo {
+    uint32_t off[MEMO];
+    size_t len[MEMO];
+} hs_memo;
+
+static size_t memo_len(hs_memo *m, const lf_record *r, uint32_t off) {
+    unsigned k = off % MEMO;
+    if (m->off[k] != off) {
+        m->off[k] = off;
+        m->len[k] = lf_json_clean_len(r->hs + off);
+    }
+    return m->len[k];
+}
+
+static void hist_json(const lf_record *r, const lf_hist *h, hs_memo *m, lf_buf *b) {
     const char *from = lf_hs(r, h->from_state), *to = lf_hs(r, h->to_state),
                *trig = lf_hs(r, h->trigger), *meta = lf_hs(r, h->metadata),
                *actor = lf_hs(r, h->actor);
     size_t nf, nt, ng, nm, na;
     if (!from || !to || !trig || !meta || !actor || !h->timestamp[0] ||
-        (nf = hs_clean_len(r, h->from_state)) == SIZE_MAX ||
-        (nt = hs_clean_len(r, h->to_state)) == SIZE_MAX ||
-        (ng = hs_clean_len(r, h->trigger)) == SIZE_MAX ||
-        (na = hs_clean_len(r, h->actor)) == SIZE_MAX) {
+        (nf = memo_len(m, r, h->from_state)) == SIZE_MAX ||
+        (nt = memo_len(m, r, h->to_state)) == SIZE_MAX ||
+        (ng = memo_len(m, r, h->trigger)) == SIZE_MAX ||
+        (na = memo_len(m, r, h->actor)) == SIZE_MAX) {
         hist_json_any(r, h, b);         /* a null, or something to escape */
         return;
     }
-    nm = (unsigned char)r->hs[h->metadata - 1];   /* "{}", mostly */
-    if (!nm) nm = strlen(meta);
+    nm = memo_len(m, r, h->metadata);   /* "{}", mostly; else its length */
+    if (nm == SIZE_MAX) nm = strlen(meta);
     lf_buf_reserve(b, 96 + nf + nt + ng + LF_TS_LEN + nm + na);
     char *w = b->p + b->len;
     PUT_LIT(w, "{\"from_state\":\"");
@@ -575,9 +578,11 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     lf_jw_raw(&o, "ci_status", r->ci_status, "{}");
     lf_jw_key(&o, "transitions");
     lf_jw list = lf_jw_open(b, '[');
+    hs_memo memo;
+    memset(memo.off, 0xff, sizeof memo.off);   /* LF_HS_NONE: nothing yet */
     for (size_t i = first; i < r->nhist; i++) {
         lf_jw_next(&list);
-        hist_json(r, &r->hist[i], b);
+        hist_json(r, &r->hist[i], &memo, b);
     }
     lf_jw_close(&list, ']');
     lf_jw_raw(&o, "labels", r->labels, "{}");
