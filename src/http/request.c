@@ -35,12 +35,13 @@ static void request_id(lf_server *s, struct evhttp_request *req, char *out, size
     }
     /* ours: the boot prefix (8 hex digits), '-', a counter in hex -- by
      * hand, not snprintf: it is made for every request */
+    static const char hex[] = "0123456789abcdef";
     char id[32], *w = id + sizeof id;
     uint64_t v = ++s->next_id;
     *--w = '\0';
-    do *--w = "0123456789abcdef"[v & 15]; while (v >>= 4);
+    do *--w = hex[v & 15]; while (v >>= 4);
     *--w = '-';
-    for (unsigned b = s->boot, i = 0; i < 8; i++, b >>= 4) *--w = "0123456789abcdef"[b & 15];
+    for (unsigned b = s->boot, i = 0; i < 8; i++, b >>= 4) *--w = hex[b & 15];
     size_t len = (size_t)(id + sizeof id - 1 - w);
     if (len >= n) len = n - 1;
     memcpy(out, w, len);

@@ -35,7 +35,6 @@
 /* Lines a list of the log holds (P log:<n>: redis_lua.c). Part of the
  * layout: every process on a store must use the same. */
 #define LF_REDIS_LOG_LIST 64
-#define LF_REDIS_LOG_LIST_S "64"
 
 typedef struct lf_redis_url {
     char *host;                 /* TCP: host or IP (NULL for a socket) */

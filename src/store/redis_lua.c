@@ -16,6 +16,9 @@
 #include <openssl/evp.h>
 
 #define GENESIS_LUA "'" LF_GENESIS "'"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define LOG_LIST STR(LF_REDIS_LOG_LIST)     /* (redis.h) as Lua reads it */
 
 /* The log is lists of B = LF_REDIS_LOG_LIST lines (redis.h): seq s is
  * element (s - 1) % B of P log:<(s - 1) / B>. Lines older versions wrote
@@ -24,7 +27,7 @@
  * list is looked for there. log: P log. */
 #define LINE_LUA                                                               \
     "local function line(log, s)\n"                                           \
-    "  local n, b = tonumber(s) - 1, " LF_REDIS_LOG_LIST_S "\n"                \
+    "  local n, b = tonumber(s) - 1, " LOG_LIST "\n"                \
     "  local v = redis.call('LINDEX', log .. ':' .. math.floor(n / b), n % b)\n" \
     "  if v and v ~= '' then return v end\n"                                  \
     "  return redis.call('HGET', log, s)\n"                                   \
@@ -111,11 +114,17 @@ static const char commit_lua[] =
      * A record an older version last wrote has its seqs moved from its
      * list into runs first (written 500 runs a call: unpack's stack has
      * room for a few thousand values). */
+    /* (n, l): n runs, the last l; q appended: onto l while the run stays
+     * under SEQ_RUN bytes, else as run n + 1 */
+    "local function run_add(n, l, q)\n"
+    "  if l and #l + #q < " SEQ_RUN " then return n, l .. ',' .. q end\n"
+    "  return n + 1, q\n"
+    "end\n"
     "local function last_run(k, kl, c)\n"
     "  if c then return tonumber(c), redis.call('HGET', k, 'l' .. c) end\n"
     "  local n, l, w = 0, false, {}\n"
     "  for _, q in ipairs(redis.call('LRANGE', kl, 0, -1)) do\n"
-    "    if l and #l + #q < " SEQ_RUN " then l = l .. ',' .. q else n, l = n + 1, q end\n"
+    "    n, l = run_add(n, l, q)\n"
     "    w[2 * n - 1], w[2 * n] = 'l' .. n, l\n"
     "  end\n"
     "  for i = 1, #w, 1000 do redis.call('HSET', k, unpack(w, i, math.min(i + 999, #w))) end\n"
@@ -149,7 +158,7 @@ static const char commit_lua[] =
     /* The line goes at (seq - 1) % B of its list: pushed, and if that
      * was not its place, taken back at once (nothing else runs between:
      * nothing has changed) -- one call where a check first was two. */
-    "local at = (seq - 1) % " LF_REDIS_LOG_LIST_S "\n"
+    "local at = (seq - 1) % " LOG_LIST "\n"
     "local len = redis.call('RPUSH', KEYS[2], ARGV[5]) - 1\n"
     "if len ~= at then\n"
     "  redis.call('RPOP', KEYS[2])\n"
@@ -166,20 +175,18 @@ static const char commit_lua[] =
      * commit on it (onto the list); the first commit that changes the
      * record moves the list into runs, and after it the older process's
      * copy is stale (its commit is refused, and it cannot read runs). */
+    "local rn, rl = 0, false\n"
     "if mode == 'note' and not runs then\n"
     "  redis.call('RPUSH', KEYS[5], ARGV[2])\n"
-    "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
+    "else\n"   /* the entry's seq onto the record's runs of them */
+    "  if mode ~= 'create' then rn, rl = last_run(KEYS[4], KEYS[5], runs) end\n"
+    "  rn, rl = run_add(rn, rl, ARGV[2])\n"
+    "  if mode == 'note' then redis.call('HSET', KEYS[4], 'c', rn, 'l' .. rn, rl) end\n"
     "end\n"
-    /* the entry's seq onto the record's runs of them */
-    "local rn, rl = 0, false\n"
-    "if mode ~= 'create' then rn, rl = last_run(KEYS[4], KEYS[5], runs) end\n"
-    "if rl and #rl + #ARGV[2] < " SEQ_RUN " then rl = rl .. ',' .. ARGV[2]\n"
-    "else rn, rl = rn + 1, ARGV[2] end\n"
-    "local rf = 'l' .. rn\n"
     "if mode == 'note' then\n"
-    "  redis.call('HSET', KEYS[4], 'c', rn, rf, rl)\n"
     "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
     "end\n"
+    "local rf = 'l' .. rn\n"
     "local repo = ARGV[10]:sub(1, 1) == '1'\n"
     "local kids = ARGV[10]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
@@ -298,7 +305,7 @@ static const char audit_log_lua[] =
     "local after = tonumber(ARGV[1])\n"
     "local last = math.min(head, after + tonumber(ARGV[2]))\n"
     "local out = {head, last}\n"
-    "local s, b = after + 1, " LF_REDIS_LOG_LIST_S "\n"
+    "local s, b = after + 1, " LOG_LIST "\n"
     "while s <= last do\n"
     "  local n = math.floor((s - 1) / b)\n"
     "  local e = math.min(last, (n + 1) * b)\n"
