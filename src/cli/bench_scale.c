@@ -49,7 +49,7 @@
 #define READS 2000          /* gets, and audits, per size */
 #define PAGE 100            /* records per list page */
 #define DEEP 100            /* the deep page's number */
-#define REDIS_MAX 1000000   /* larger sizes skip Redis: ~4.6 KB a record */
+#define REDIS_MAX 1000000   /* larger sizes skip Redis: ~3.4 KB a record */
 
 typedef char rec_id[LF_ID_LEN + 1];
 
