@@ -1641,14 +1641,14 @@ static void counters_once_for_the_common_case(void **state) {
     lf_counter_key("task_queued", 'b', "bot", b);
     lf_counter_key("task_queued", 'a', "bot", a);
     lf_counter_key("task_queued", 'p', "bot", p);
-    redisReply *r = t_redis_cmd(&server, "ZCARD lf:count:%s", b);
-    assert_int_equal(r->integer, 1);
+    redisReply *r = t_redis_cmd(&server, "STRLEN lf:tail:%s", b);
+    assert_int_equal(r->integer, 8);     /* one time */
     freeReplyObject(r);
-    r = t_redis_cmd(&server, "ZCARD lf:count:%s", a);
-    assert_int_equal(r->integer, 1);     /* the one for alice */
+    r = t_redis_cmd(&server, "STRLEN lf:tail:%s", a);
+    assert_int_equal(r->integer, 8);     /* the one for alice */
     freeReplyObject(r);
-    r = t_redis_cmd(&server, "EXISTS lf:count:%s", p);
-    assert_int_equal(r->integer, 0);
+    r = t_redis_cmd(&server, "EXISTS lf:tail:%s lf:count:%s lf:count:%s lf:count:%s", p, p, a, b);
+    assert_int_equal(r->integer, 0);     /* no sorted set: those are an older version's */
     freeReplyObject(r);
     /* As an older version wrote a transition by bot for itself, earlier. */
     t_redis_ok(&server, "ZADD lf:count:%s %lld 999", a, (long long)(t1 - 5));
@@ -1660,6 +1660,111 @@ static void counters_once_for_the_common_case(void **state) {
     assert_int_equal(t_count_of(s, 'p', "bot", t1, &oldest), 1);
     assert_int_equal(oldest, t1);
     assert_int_equal(t_count_of(s, 'p', "alice", 0, NULL), 1);
+}
+
+/* A transition by bot (for itself) into task_queued, of a new record n,
+ * at time us; returns its seq. */
+static uint64_t t_move_at(lf_store *s, unsigned n, int64_t us) {
+    char id[LF_ID_LEN + 1], ref[16];
+    t_got g = {0};
+    t_id(id, n);
+    snprintf(ref, sizeof ref, "c%u", n);
+    assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
+    t_clock_us = us - 1000000;          /* t_stamp adds a second */
+    assert_int_equal(t_move_by(s, LF_ENTRY_TRANSITION, id, "issue_created", "task_queued", 1,
+                               "bot", NULL, &g),
+                     LF_OK);
+    uint64_t seq = g.seq;
+    t_got_reset(&g);
+    return seq;
+}
+
+/* The counter's times as they are kept: the list's chunks hold 64 each,
+ * the tail fewer, in order across them. Returns how many. */
+static size_t times_kept(const char *key, int64_t *out, size_t cap) {
+    redisReply *r = t_redis_cmd(&server, "LRANGE lf:times:%s 0 -1", key);
+    redisReply *tail = t_redis_cmd(&server, "GET lf:tail:%s", key);
+    size_t n = 0;
+    for (size_t i = 0; i <= r->elements; i++) {
+        redisReply *e = i < r->elements ? r->element[i] : tail;
+        if (e->type == REDIS_REPLY_NIL) break;
+        const unsigned char *c = (const unsigned char *)e->str;
+        size_t len = e->len;
+        assert_int_equal(len % 8, 0);
+        if (i < r->elements)
+            assert_int_equal(len, 512);
+        else
+            assert_true(len > 0 && len < 512);
+        for (size_t j = 0; j < len; j += 8, n++) {
+            uint64_t v = 0;
+            for (int b = 0; b < 8; b++) v = v << 8 | c[j + b];
+            assert_true(n < cap);
+            out[n] = (int64_t)v;
+            if (n) assert_true(out[n - 1] <= out[n]);
+        }
+    }
+    freeReplyObject(r);
+    freeReplyObject(tail);
+    return n;
+}
+
+/* A counter's times may arrive in any order (processes' clocks, a clock
+ * set back): each goes where it belongs, and a count since any time is
+ * exact -- checked against a plain count of the times committed, about
+ * and at each of them. Times older than 31 days go by whole chunks. */
+static void counter_times_in_any_order(void **state) {
+    lf_store *s = F(state)->s;
+    enum { N = 300 };
+    int64_t t[N + 20], kept[N + 20], base = t_clock_us + 1000000000, oldest;
+    char key[LF_COUNTER_KEY];
+    uint64_t x = 12345;
+    lf_counter_key("task_queued", 'b', "bot", key);
+    for (unsigned i = 0; i < N; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        t[i] = base + 1000 * (int64_t)i;
+        if (i % 7 == 3) t[i] -= (int64_t)(x >> 33) % (1000 * (int64_t)i + 1);  /* back */
+        if (i % 50 == 49) t[i] = base - 5;               /* before all: the first chunk */
+        if (i % 11 == 5) t[i] = t[i - 1];                /* a tie */
+        t_move_at(s, i + 1, t[i]);
+    }
+    assert_int_equal(times_kept(key, kept, N + 20), N);
+    int64_t probes[] = {0, base - 6, base - 5, base - 4, base, base + 1, base + 64000,
+                        base + 150500, base + 298999, base + 299000, base + 299001};
+    for (size_t p = 0; p < sizeof probes / sizeof *probes + N; p++) {
+        int64_t since = p < sizeof probes / sizeof *probes ? probes[p]
+                                                           : t[p - sizeof probes / sizeof *probes];
+        uint64_t want = 0;
+        int64_t first = 0;
+        for (unsigned i = 0; i < N; i++)
+            if (t[i] >= since) {
+                if (!want || t[i] < first) first = t[i];
+                want++;
+            }
+        assert_int_equal(t_count_of(s, 'a', "bot", since, &oldest), want);
+        assert_int_equal(oldest, want ? first : 0);
+    }
+    /* 32 days on, at a seq the commit trims at: the chunks whose times
+     * are all past 31 days go; the ones that are not stay. */
+    int64_t later = base + 32LL * 86400 * 1000000;
+    unsigned n = N;
+    for (;;) {
+        char id[LF_ID_LEN + 1], ref[16];
+        t_got g = {0};
+        t_id(id, ++n);
+        snprintf(ref, sizeof ref, "c%u", n);
+        assert_int_equal(t_create(s, id, ref, "acme/app", &g), LF_OK);
+        uint64_t next = g.seq + 2;   /* the move of the next record */
+        t_got_reset(&g);
+        if (next % 16 == 0) break;
+    }
+    assert_int_equal(t_move_at(s, ++n, later) % 16, 0);
+    /* the four full chunks; the last keeps its 44 with the new one */
+    size_t left = times_kept(key, kept, N + 20);
+    assert_int_equal(left, N - 4 * 64 + 1);
+    assert_int_equal(kept[left - 1], later);
+    assert_true(kept[0] >= base && kept[0] < base + 300000);
+    assert_int_equal(t_count_of(s, 'a', "bot", later - 31LL * 86400 * 1000000, &oldest), 1);
+    assert_int_equal(oldest, later);
 }
 
 int main(void) {
@@ -1686,6 +1791,7 @@ int main(void) {
         T(long_seq_list_moves),
         T(lists_read_what_the_cache_lacks),
         T(counters_once_for_the_common_case),
+        T(counter_times_in_any_order),
         T(tampering_is_detected),
         T(lines_are_packed),
         T(log_lists),

@@ -84,6 +84,10 @@ void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b) {
     key_cat(s, b, "count:", counter, (char *)NULL);
 }
 
+void lf_redis_key_times(const lf_redis *s, const char *counter, bool tail, lf_buf *b) {
+    key_cat(s, b, tail ? "tail:" : "times:", counter, (char *)NULL);
+}
+
 char *lf_redis_counter_who(char *key) {
     char *end;
     unsigned long n = strtoul(key, &end, 10);
@@ -596,27 +600,29 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
                         void *arg) {
     lf_redis *s = (lf_redis *)st;
     char since_s[32], both[LF_COUNTER_KEY], *who;
-    lf_buf k = LF_BUF_INIT, kb = LF_BUF_INIT;
+    lf_buf k[6] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
     count_op *c = lf_xcalloc(1, sizeof *c);
     c->op.type = &count_type;
     c->op.s = s;
     c->op.script = LF_SCRIPT_COUNT;
     c->cb = cb;
     c->arg = arg;
-    lf_redis_key_count(s, key, &k);
     snprintf(since_s, sizeof since_s, "%" PRId64, since);
     snprintf(both, sizeof both, "%s", key);
-    if ((who = lf_redis_counter_who(both)) && (*who == 'a' || *who == 'p')) {
-        *who = 'b';
-        lf_redis_key_count(s, both, &kb);
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "2", k.p, kb.p, since_s};
-        lf_redis_format(&c->op, 6, argv, NULL);
-    } else {
-        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], "1", k.p, since_s};
-        lf_redis_format(&c->op, 5, argv, NULL);
+    bool twice = (who = lf_redis_counter_who(both)) && (*who == 'a' || *who == 'p');
+    const char *argv[11] = {"EVALSHA", s->sha[LF_SCRIPT_COUNT], twice ? "6" : "3"};
+    int argc = 3;
+    for (int i = 0; i < (twice ? 2 : 1); i++) {   /* key, then b's */
+        if (i) *who = 'b';
+        const char *name = i ? both : key;
+        lf_redis_key_times(s, name, false, &k[3 * i]);
+        lf_redis_key_times(s, name, true, &k[3 * i + 1]);
+        lf_redis_key_count(s, name, &k[3 * i + 2]);
+        for (int j = 0; j < 3; j++) argv[argc++] = k[3 * i + j].p;
     }
-    lf_buf_free(&k);
-    lf_buf_free(&kb);
+    argv[argc++] = since_s;
+    lf_redis_format(&c->op, argc, argv, NULL);
+    for (int i = 0; i < 6; i++) lf_buf_free(&k[i]);
     lf_redis_send(&c->op);
 }
 

@@ -236,8 +236,12 @@ void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b);
 /* The records in a state by when they entered it: "<prefix>ent:<state>"
  * (the timers' tick asks it for what can be due). */
 void lf_redis_key_entered(const lf_redis *s, const char *state, lf_buf *b);
-/* A counter (lf_counter_key, lf_open_key) the commit script keeps. */
+/* A counter (lf_counter_key, lf_open_key) the commit script keeps: a
+ * sorted set (an open-records set; a budget counter an older version
+ * wrote), or a budget counter's times: its full chunks, or with tail the
+ * chunk being filled (redis_lua.c's TIMES_LUA). */
 void lf_redis_key_count(const lf_redis *s, const char *counter, lf_buf *b);
+void lf_redis_key_times(const lf_redis *s, const char *counter, bool tail, lf_buf *b);
 /* The who character ('a', 'p') of a budget counter key (lf_counter_key:
  * "<len>:<to>:<who>:<name>"), or NULL for another key (lf_open_key's). */
 char *lf_redis_counter_who(char *key);

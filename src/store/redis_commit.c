@@ -261,7 +261,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[12] = {LF_BUF_INIT}, cnt[4] = {LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT, LF_BUF_INIT};
+    lf_buf k[12] = {LF_BUF_INIT}, cnt[8] = {LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     if (ncount == 2) {
@@ -279,7 +279,7 @@ static void commit_format(commit_op *c) {
     bool open = r && c->mode != MODE_DELETE && !r->closed_at[0];
     char seq[LF_INT_CHARS], ver[LF_INT_CHARS], nkeys[LF_INT_CHARS];
     size_t extra = 0, first_extra = 0;
-    int argc = 0, keys = 3;
+    int argc = 0, keys = 3, ncnt = 0;
 
     /* ARGV 13...: a move's new aliases; a tombstone's ref and aliases. */
     if (r && c->mode == MODE_MOVE) {
@@ -288,7 +288,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 20 + 11 + extra;
+    size_t cap = 3 + 24 + 11 + extra;    /* EVALSHA sha n, KEYS, ARGV */
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
@@ -325,9 +325,18 @@ static void commit_format(commit_op *c) {
             argv[argc++] = k[6].p;
             keys = 12;
         }
+        /* a budget counter as its times' chunks and tail and an older
+         * version's zset; an open-records set as its zset */
         for (int i = 0; i < ncount + nopen; i++) {
-            lf_redis_key_count(s, counters[i], &cnt[i]);
-            argv[argc++] = cnt[i].p;
+            if (i < ncount) {
+                lf_redis_key_times(s, counters[i], false, &cnt[ncnt]);
+                argv[argc++] = cnt[ncnt++].p;
+                lf_redis_key_times(s, counters[i], true, &cnt[ncnt]);
+                argv[argc++] = cnt[ncnt++].p;
+                keys += 2;
+            }
+            lf_redis_key_count(s, counters[i], &cnt[ncnt]);
+            argv[argc++] = cnt[ncnt++].p;
             keys++;
         }
         if (r->parent) {
@@ -372,7 +381,7 @@ static void commit_format(commit_op *c) {
     free(argv);
     free(lens);
     for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
-    for (size_t i = 0; i < sizeof cnt / sizeof *cnt; i++) lf_buf_free(&cnt[i]);
+    for (int i = 0; i < ncnt; i++) lf_buf_free(&cnt[i]);
 }
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the

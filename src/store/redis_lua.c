@@ -74,6 +74,106 @@
     "  return out\n"                                                           \
     "end\n"
 
+/* A budget counter's times: the chunks P times:<counter>, a list of
+ * strings of TIMES_CHUNK times each (us, 8 bytes big-endian), then the
+ * chunk being filled, the string P tail:<counter>, in order across them.
+ * ~8 bytes a transition, where a sorted-set member took ~109. A count
+ * since T finds the chunk that holds T by bisection and adds the full
+ * chunks after it by arithmetic, so it stays exact whatever order the
+ * times come in (a time earlier than the last is inserted in place, the
+ * chunks after it each passing one time on). Counters an older version
+ * wrote are sorted sets (P count:<counter>: seqs scored by time), counted
+ * beside. */
+#define TIMES_CHUNK "64"
+#define TIMES_LUA                                                              \
+    "local function tat(c, j) return (struct.unpack('>I8', c, 8 * j + 1)) end\n" \
+    /* how many of chunk c's times are before t (or, after: at most t) */      \
+    "local function tfind(c, t, after)\n"                                      \
+    "  local lo, hi = 0, #c / 8\n"                                             \
+    "  while lo < hi do\n"                                                     \
+    "    local m = math.floor((lo + hi) / 2)\n"                                \
+    "    local x = tat(c, m)\n"                                                \
+    "    if x < t or (after and x == t) then lo = m + 1 else hi = m end\n"     \
+    "  end\n"                                                                  \
+    "  return lo\n"                                                            \
+    "end\n"
+
+/* The count since t of the counter whose chunks are k and tail kt: n,
+ * the earliest (nil: none). */
+#define TCOUNT_LUA                                                             \
+    TIMES_LUA                                                                  \
+    "local function tcount(k, kt, t)\n"                                        \
+    "  local n = redis.call('LLEN', k)\n"                                      \
+    "  local lo, hi = 0, n\n"  /* the first chunk whose last time is >= t */   \
+    "  while lo < hi do\n"                                                     \
+    "    local m = math.floor((lo + hi) / 2)\n"                                \
+    "    if tat(redis.call('LINDEX', k, m), " TIMES_CHUNK " - 1) < t then\n"  \
+    "      lo = m + 1 else hi = m end\n"                                       \
+    "  end\n"                                                                  \
+    "  local c = lo < n and redis.call('LINDEX', k, lo) or redis.call('GET', kt)\n" \
+    "  if not c then return 0, nil end\n"                                      \
+    "  local j = tfind(c, t, false)\n"                                         \
+    "  if j == #c / 8 then return 0, nil end\n"   /* the tail's, all before */ \
+    "  local got = #c / 8 - j\n"                                               \
+    "  if lo < n then\n"                                                       \
+    "    got = got + " TIMES_CHUNK " * (n - 1 - lo) + redis.call('STRLEN', kt) / 8\n" \
+    "  end\n"                                                                  \
+    "  return got, tat(c, j)\n"                                                \
+    "end\n"
+
+/* Time t into the counter whose chunks are k and tail kt, after the
+ * times it holds that are not later: nearly always onto the tail. An
+ * earlier time (another process's clock, or a clock set back) goes into
+ * the chunk where it belongs, and each full chunk after it passes its
+ * last time on to the next. A chunk is at i: 0 the tail, -1... the
+ * list's from its end. A tail that fills up joins the list. */
+#define TADD_LUA                                                               \
+    TIMES_LUA                                                                  \
+    "local function tadd(k, kt, t)\n"                                          \
+    "  local e, last = struct.pack('>I8', t), redis.call('GETRANGE', kt, -8, -1)\n" \
+    "  local i, c = 0, nil\n"                                                  \
+    "  if last == '' then\n"                                                   \
+    "    i, c = -1, redis.call('LINDEX', k, -1)\n"                             \
+    "    last = c and c:sub(-8) or ''\n"                                       \
+    "  end\n"                                                                  \
+    "  if last == '' or tat(last, 0) <= t then\n"                              \
+    "    if redis.call('APPEND', kt, e) == 8 * " TIMES_CHUNK " then\n"         \
+    "      redis.call('RPUSH', k, redis.call('GET', kt))\n"                    \
+    "      redis.call('DEL', kt)\n"                                            \
+    "    end\n"                                                                \
+    "    return\n"                                                             \
+    "  end\n"                                                                  \
+    "  c = c or redis.call('GET', kt)\n"                                       \
+    "  while tat(c, 0) > t do\n"                                               \
+    "    local p = redis.call('LINDEX', k, i - 1)\n"                           \
+    "    if not p then break end\n"                                            \
+    "    i, c = i - 1, p\n"                                                    \
+    "  end\n"                                                                  \
+    "  local j = 8 * tfind(c, t, true)\n"                                      \
+    "  c = c:sub(1, j) .. e .. c:sub(j + 1)\n"                                 \
+    "  while #c > 8 * " TIMES_CHUNK " do\n"                                    \
+    "    redis.call('LSET', k, i, c:sub(1, 8 * " TIMES_CHUNK "))\n"            \
+    "    i, c = i + 1, c:sub(8 * " TIMES_CHUNK " + 1)\n"                       \
+    "    c = c .. (i == 0 and (redis.call('GET', kt) or '') or redis.call('LINDEX', k, i))\n" \
+    "  end\n"                                                                  \
+    "  if i < 0 then redis.call('LSET', k, i, c)\n"                            \
+    "  elseif #c < 8 * " TIMES_CHUNK " then redis.call('SET', kt, c)\n"        \
+    "  else\n"                                                                 \
+    "    redis.call('RPUSH', k, c)\n"                                          \
+    "    redis.call('DEL', kt)\n"                                              \
+    "  end\n"                                                                  \
+    "end\n"                                                                    \
+    /* the chunks whose times are all before cut */                           \
+    "local function ttrim(k, kt, cut)\n"                                       \
+    "  local c = redis.call('LINDEX', k, 0)\n"                                 \
+    "  while c and tat(c, " TIMES_CHUNK " - 1) < cut do\n"                     \
+    "    redis.call('LPOP', k)\n"                                              \
+    "    c = redis.call('LINDEX', k, 0)\n"                                     \
+    "  end\n"                                                                  \
+    "  local l = not c and redis.call('GETRANGE', kt, -8, -1)\n"               \
+    "  if l and l ~= '' and tat(l, 0) < cut then redis.call('DEL', kt) end\n"  \
+    "end\n"
+
 /* ARGV[1] is the commit's mode, which the client derives from the entry's
  * kind: create, move (a transition), note (a refused attempt: the record
  * must exist and does not change), delete, global (no record).
@@ -81,7 +181,9 @@
  *       5 rec:log  6 ref  7 all
  *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
  *       12 state+repo(after), then the budget counters of a transition
- *       (ARGV[10]'s 4th character says how many), then the two
+ *       (ARGV[10]'s 4th character says how many), each as its times'
+ *       chunks and tail and an older version's sorted set of it
+ *       (count_lua), then the two
  *       open-records sets of its owner (when its 5th is '+': the record is
  *       open, add it; '-': closed or deleted, remove it), then the children of
  *       the record's parent, then the entered indexes of its state before
@@ -110,6 +212,7 @@
  * says: written by something other than this script). */
 static const char commit_lua[] =
     REC_LUA
+    TADD_LUA
     /* The record's last run of seqs: (c, its text), 0 and false for none.
      * A record an older version last wrote has its seqs moved from its
      * list into runs first (written 500 runs a call: unpack's stack has
@@ -192,7 +295,7 @@ static const char commit_lua[] =
     "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
     "local timed, timers = KEYS[#KEYS], ARGV[10]:sub(3, 3)\n"
     "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 13 or 10\n"
-    "local open, o0 = ARGV[10]:sub(5, 5), c0 + ncount\n"
+    "local open, o0 = ARGV[10]:sub(5, 5), c0 + 3 * ncount\n"
     "if open == '+' then\n"
     "  redis.call('ZADD', KEYS[o0], ARGV[7], id)\n"
     "  redis.call('ZADD', KEYS[o0 + 1], ARGV[7], id)\n"
@@ -238,12 +341,15 @@ static const char commit_lua[] =
     "if ent_b ~= ent_a then redis.call('ZREM', ent_b, id) end\n"
     "redis.call('ZADD', ent_a, ARGV[10]:sub(6), id)\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
-     * older times are trimmed at every 16th seq (a count is by score and
-     * never sees them; trimming at every commit was two more calls). */
-    "for i = c0, c0 + ncount - 1 do\n"
-    "  redis.call('ZADD', KEYS[i], ARGV[7], ARGV[2])\n"
+     * older times are trimmed at every 16th seq (a count is by time and
+     * never sees them; trimming at every commit was more calls), in an
+     * older version's sorted set too. */
+    "for i = c0, c0 + 3 * ncount - 1, 3 do\n"
+    "  local t = tonumber(ARGV[7])\n"
+    "  tadd(KEYS[i], KEYS[i + 1], t)\n"
     "  if seq % 16 == 0 then\n"
-    "    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (tonumber(ARGV[7]) - 2678400000000))\n"
+    "    ttrim(KEYS[i], KEYS[i + 1], t - 2678400000000)\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[i + 2], '-inf', '(' .. (t - 2678400000000))\n"
     "  end\n"
     "end\n"
     "if timers == '1' then redis.call('ZADD', timed, ARGV[7], id)\n"
@@ -367,18 +473,22 @@ static const char read_lua[] =
     "end\n"
     "return out\n";
 
-/* KEYS 1... budget counters (zsets: entry seqs scored by time in us): an
- * actor's or a person's and, for those, the same name's b (redis.c)
+/* KEYS 1... budget counters, each as three keys: its times' chunks and
+ * tail (TIMES_LUA) and an older version's sorted set of it: an actor's or a person's and, for
+ * those, the same name's b (redis.c)
  * ARGV 1 since (us)
- * Returns {n, earliest score or ''}: the transitions since then. */
+ * Returns {n, earliest time (us) or ''}: the transitions since then. */
 static const char count_lua[] =
-    "local n, first = 0, nil\n"
-    "for _, k in ipairs(KEYS) do\n"
-    "  n = n + redis.call('ZCOUNT', k, ARGV[1], '+inf')\n"
-    "  local f = redis.call('ZRANGEBYSCORE', k, ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)\n"
-    "  if f[2] and (not first or tonumber(f[2]) < tonumber(first)) then first = f[2] end\n"
+    TCOUNT_LUA
+    "local n, first, since = 0, nil, tonumber(ARGV[1])\n"
+    "for i = 1, #KEYS, 3 do\n"
+    "  local c, f = tcount(KEYS[i], KEYS[i + 1], since)\n"
+    "  local z = redis.call('ZRANGEBYSCORE', KEYS[i + 2], ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)\n"
+    "  n = n + c + redis.call('ZCOUNT', KEYS[i + 2], ARGV[1], '+inf')\n"
+    "  if z[2] and (not f or tonumber(z[2]) < f) then f = tonumber(z[2]) end\n"
+    "  if f and (not first or f < first) then first = f end\n"
     "end\n"
-    "return {n, first or ''}\n";
+    "return {n, first and string.format('%.0f', first) or ''}\n";
 
 /* KEYS 1 a state's entered index;  ARGV 1 record key prefix ("lf:rec:{"),
  * then (id, version, entered us) for each record a full listing of the
