@@ -79,12 +79,16 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
     e->prev[LF_HASH_LEN] = '\0';
     lf_buf_reset(line);
     lf_entry_write_canonical(e, line);
-    lf_sha256_hex(line->p, line->len, e->hash);
+    lf_entry_close_hash(line, 0, e->hash);
+}
+
+void lf_entry_close_hash(lf_buf *line, size_t from, char hash[LF_HASH_LEN + 1]) {
+    lf_sha256_hex(line->p + from, line->len - from, hash);
     /* Replace the closing brace by the hash key: the hashed bytes are the
      * line minus `,"hash":"…"`. */
     line->len--;
     lf_buf_puts(line, ",\"hash\":\"");
-    lf_buf_add(line, e->hash, LF_HASH_LEN);
+    lf_buf_add(line, hash, LF_HASH_LEN);
     lf_buf_puts(line, "\"}");
 }
 
@@ -431,8 +435,6 @@ void lf_chain_init(lf_chain *c) {
     c->count = 0;
 }
 
-#define HASH_SUFFIX_LEN (sizeof(",\"hash\":\"") - 1 + LF_HASH_LEN + 2)
-
 int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t errlen) {
     lf_entry_doc doc;
     char why[160];
@@ -449,13 +451,14 @@ int lf_chain_feed(lf_chain *c, const char *line, size_t len, char *err, size_t e
 int lf_entry_self_hash(const char *line, size_t len, char hash[LF_HASH_LEN + 1]) {
     /* The stored hash must be the line's last key, and equal the sha256
      * of everything before it (plus the closing brace). */
-    const char *suffix = line + len - HASH_SUFFIX_LEN;
-    if (len < HASH_SUFFIX_LEN + 2 || memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
+    if (len < LF_HASH_SUFFIX_LEN + 2) return -1;
+    const char *suffix = line + len - LF_HASH_SUFFIX_LEN;
+    if (memcmp(suffix, ",\"hash\":\"", 9) != 0 ||
         memcmp(line + len - 2, "\"}", 2) != 0)
         return -1;
     static const char brace = '}';
     const void *parts[] = {line, &brace};
-    const size_t lens[] = {len - HASH_SUFFIX_LEN, 1};
+    const size_t lens[] = {len - LF_HASH_SUFFIX_LEN, 1};
     unsigned char d[32];
     lf_sha256_parts(2, parts, lens, d);
     lf_hex(d, sizeof d, hash);

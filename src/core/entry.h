@@ -99,6 +99,12 @@ void lf_entry_write_canonical(const lf_entry *e, lf_buf *out);
 /* Assigns seq and prev, computes hash, and writes the full line (with the
  * hash, without a newline) to `line` (replacing its contents). */
 void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line);
+/* line from `from` on is an entry's canonical serialization (what gets
+ * hashed, ending in its closing brace): hashes it into hash and puts the
+ * hash key in place of the brace, as lf_entry_seal does. */
+void lf_entry_close_hash(lf_buf *line, size_t from, char hash[LF_HASH_LEN + 1]);
+/* The bytes a sealed line's hash key takes at its end: ,"hash":"…"} */
+#define LF_HASH_SUFFIX_LEN (sizeof(",\"hash\":\"") - 1 + LF_HASH_LEN + 2)
 
 /* A parsed line. Strings in `e` point into this document. */
 typedef struct lf_entry_doc {

@@ -1035,8 +1035,11 @@ static void audit_format(audit_op *a) {
  * packed one (redis_pack.c), unpacked into a->arena for the callback. A
  * frame that does not unpack is passed on as it is stored: the chain
  * check then reports that entry as malformed, as it would any damaged
- * line. */
-static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t last) {
+ * line. head: the hash P head names, when the page ends with the head's
+ * line, else NULL: a last line that is not that one (changed, its hash
+ * made again: no later line's prev shows it) fails the page. */
+static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t last,
+                          const char *head) {
     lf_redis *s = a->op.s;
     const char **lines = lf_xmalloc((n + 1) * sizeof *lines);
     size_t *lens = lf_xmalloc((n + 1) * sizeof *lens), *at = lf_xmalloc((n + 1) * sizeof *at);
@@ -1053,6 +1056,21 @@ static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t 
         }
     }
     for (size_t i = 0; i < n; i++) lines[i] = at[i] == SIZE_MAX ? v[i]->str : a->arena.p + at[i];
+    char h[LF_HASH_LEN + 1];
+    if (head && n && lf_entry_self_hash(lines[n - 1], lens[n - 1], h) == 0 &&
+        strcmp(h, head) != 0) {
+        char msg[600];
+        lf_redis_errf(s, msg, sizeof msg,
+                      "seq %" PRIu64 ": hash %.12s... is not the one %s names (%.12s...):"
+                      " the log's last entry was changed",
+                      last, h, s->k_head, head);
+        free(lines);
+        free(lens);
+        free(at);
+        free(v);
+        lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
+        return;
+    }
     a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
     free(lines);
     free(lens);
@@ -1061,16 +1079,16 @@ static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t 
     audit_destroy(&a->op);
 }
 
-/* {head, last, line...}: the lines for seq after+1 .. last. A missing
+/* {head, last, head hash, line...}: the lines for seq after+1 .. last. A missing
  * line (deleted behind our back) is skipped, so the chain check sees the
  * gap in seq; missing lines at the very end of the log would leave no
  * gap to see, so they are an error of their own. */
 static void audit_log_reply(audit_op *a, redisReply *r) {
     lf_redis *s = a->op.s;
     char msg[600];
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER ||
-        r->element[1]->type != REDIS_REPLY_INTEGER) {
+        r->element[1]->type != REDIS_REPLY_INTEGER || !lf_redis_is_str(r->element[2])) {
         lf_redis_errf(s, msg, sizeof msg, "audit log: %s",
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
@@ -1078,10 +1096,10 @@ static void audit_log_reply(audit_op *a, redisReply *r) {
     }
     uint64_t head = (uint64_t)r->element[0]->integer;
     uint64_t last = (uint64_t)r->element[1]->integer, seen = 0;
-    size_t n = 0, k = r->elements - 2;
+    size_t n = 0, k = r->elements - 3;
     const redisReply **v = lf_xmalloc((k + 1) * sizeof *v);
     for (size_t i = 0; i < k; i++) {
-        const redisReply *l = r->element[i + 2];
+        const redisReply *l = r->element[i + 3];
         if (!lf_redis_is_str(l)) continue;
         v[n++] = l;
         seen = a->after + i + 1;
@@ -1103,7 +1121,7 @@ static void audit_log_reply(audit_op *a, redisReply *r) {
         lf_redis_send(&a->op);
         return;
     }
-    audit_deliver(a, v, n, seen);
+    audit_deliver(a, v, n, seen, seen == head ? r->element[2]->str : NULL);
 }
 
 /* {0} for an unknown record, else {1, seq, line, ...}. */
@@ -1140,7 +1158,7 @@ static void audit_rec_reply(audit_op *a, redisReply *r) {
         v[i] = l;
         last = strtoull(seq->str, NULL, 10);
     }
-    audit_deliver(a, v, k, last);
+    audit_deliver(a, v, k, last, NULL);
 }
 
 static void audit_reply(lf_rop *op, redisReply *r) {

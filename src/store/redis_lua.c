@@ -403,14 +403,15 @@ static const char list_lua[] =
     "return out\n";
 
 /* KEYS 1 head  2 log (P log);  ARGV 1 after  2 limit
- * Returns {head seq, last, line(after+1), ..., line(last)} where last =
- * min(head, after + limit); a missing line is nil. A list's lines in one
- * LRANGE. */
+ * Returns {head seq, last, head hash, line(after+1), ..., line(last)}
+ * where last = min(head, after + limit); a missing line is nil. A list's
+ * lines in one LRANGE. */
 static const char audit_log_lua[] =
-    "local head = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')\n"
+    "local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
+    "local head = tonumber(h[1] or '0')\n"
     "local after = tonumber(ARGV[1])\n"
     "local last = math.min(head, after + tonumber(ARGV[2]))\n"
-    "local out = {head, last}\n"
+    "local out = {head, last, h[2] or ''}\n"
     "local s, b = after + 1, " LOG_LIST "\n"
     "while s <= last do\n"
     "  local n = math.floor((s - 1) / b)\n"
