@@ -351,7 +351,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "1795000000000000";
     argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
-    argv[a++] = "100001795000000000000";   /* a repo; entered at the score */
+    argv[a++] = "1000001795000000000000";  /* a repo, open; entered at the score */
     argv[a++] = "";
     argv[a] = NULL;
 

@@ -192,7 +192,9 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
                      int *to_out, char *trigger_out, size_t cap) {
     int s = lf_workflow_state(wf, rec->state);
     int64_t entered;
-    if (s < 0 || !rec->nhist ||
+    /* A closed record (in a terminal state) never moves again: nothing of
+     * it is due (and the stores' entered indexes leave it out). */
+    if (s < 0 || !rec->nhist || rec->closed_at[0] ||
         lf_ts_parse(rec->hist[rec->nhist - 1].timestamp, &entered))
         return false;
     /* The earliest of the state's timers and its retry. */

@@ -727,6 +727,7 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, 
     argv[argc++] = s->k_rec;
     for (size_t i = 0; i < n; i++) {
         int64_t at = 0;
+        if (recs[i]->closed_at[0]) continue;    /* as the commit leaves it out */
         (void)lf_record_entered(recs[i], &at);
         snprintf(nums[2 * i], sizeof *nums, "%" PRIu64, recs[i]->version);
         snprintf(nums[2 * i + 1], sizeof *nums, "%" PRId64, at);

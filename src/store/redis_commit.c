@@ -369,8 +369,9 @@ static void commit_format(commit_op *c) {
                       r && r->timers && c->mode != MODE_DELETE ? '1'
                       : c->had_timers                           ? '-'
                                                                 : '0',
-                      (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0', '\0'};
-    if (r) lf_fmt_int(c->entered, flags + 5);
+                      (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0',
+                      r && r->closed_at[0] ? '1' : '0', '\0'};
+    if (r) lf_fmt_int(c->entered, flags + 6);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;

@@ -194,9 +194,11 @@
  *       7 score (updated_at in us)  8 id  9 ref  10 has repo, has parent
  *       (1/0 each), timers ('1': it has timers of its own; '-': it had
  *       and has none now; '0': neither), the number of budget counters,
- *       the open-records mark ('+', '-' or '0'), then the time (us) the
- *       record entered its state: every commit puts it in that state's
- *       entered index, so an index a full listing filled once stays whole
+ *       the open-records mark ('+', '-' or '0'), whether the record is
+ *       closed (1/0), then the time (us) the record entered its state:
+ *       every commit puts an open record in that state's entered index
+ *       (and takes a closed one out), so an index a full listing filled
+ *       once stays whole
  *       11 idempotency key ('' for none)
  *       12... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
@@ -296,6 +298,7 @@ static const char commit_lua[] =
     "local timed, timers = KEYS[#KEYS], ARGV[10]:sub(3, 3)\n"
     "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 13 or 10\n"
     "local open, o0 = ARGV[10]:sub(5, 5), c0 + 3 * ncount\n"
+    "local closed = ARGV[10]:sub(6, 6) == '1'\n"
     "if open == '+' then\n"
     "  redis.call('ZADD', KEYS[o0], ARGV[7], id)\n"
     "  redis.call('ZADD', KEYS[o0 + 1], ARGV[7], id)\n"
@@ -338,8 +341,10 @@ static const char commit_lua[] =
     "  redis.call('ZADD', KEYS[12], ARGV[7], id)\n"
     "end\n"
     "if kids then redis.call('ZADD', kids, ARGV[7], id) end\n"
-    "if ent_b ~= ent_a then redis.call('ZREM', ent_b, id) end\n"
-    "redis.call('ZADD', ent_a, ARGV[10]:sub(6), id)\n"
+    /* a closed record has no timer to be due: in no entered index */
+    "if ent_b ~= ent_a or closed then redis.call('ZREM', ent_b, id) end\n"
+    "if closed then redis.call('ZREM', ent_a, id)\n"
+    "else redis.call('ZADD', ent_a, ARGV[10]:sub(7), id) end\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
      * older times are trimmed at every 16th seq (a count is by time and
      * never sees them; trimming at every commit was more calls), in an

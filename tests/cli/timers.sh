@@ -87,6 +87,41 @@ check "… two ticks at once move the record once" test "$(audit_count)" -eq "$(
 lf audit --verify
 expect_rc "the log verifies" 0
 
+# ---- a closed record has no timer ----
+# Closed in a terminal state, then the workflow changes: the state is no
+# longer terminal and has a timer. The record stays closed and its timer
+# is never due, on every store (Redis keeps closed records out of its
+# entered indexes).
+TP="$tmp/term"
+mkdir -p "$TP/workflows"
+cat >"$TP/workflows/t.lua" <<'LUA'
+return workflow {
+  name = "loopforge",
+  states = { "open", "done" },
+  initial = "open",
+  terminal = { "done" },
+  edges = { { "open", "done" } },
+}
+LUA
+lf --policies "$TP" --store "file:$tmp/t" create --ref t; t=$out
+lf --policies "$TP" --store "file:$tmp/t" transition "$t" done finished
+cat >"$TP/workflows/t.lua" <<'LUA'
+return workflow {
+  name = "loopforge",
+  states = { "open", "done", "archived" },
+  initial = "open",
+  terminal = { "archived" },
+  edges = { { "open", "done" }, { "done", "archived" } },
+  timers = { done = { { "1h", to = "archived", trigger = "archive" } } },
+}
+LUA
+lf --policies "$TP" --store "file:$tmp/t" timers
+expect_out "a closed record's timer is not listed" ""
+lf --policies "$TP" --store "file:$tmp/t" tick --now 2099-01-01T00:00:00Z
+expect_out "… nor fired" ""
+lf --policies "$TP" --store "file:$tmp/t" show "$t" --json
+expect_json "… it stays where it closed" state done
+
 # ---- retries with backoff, then escalation ----
 R="$tmp/retry"
 mkdir -p "$R/workflows"
