@@ -992,8 +992,9 @@ static void corrupted_record_value(void **state) {
     redisReply *j = t_redis_cmd(&server, "HGETALL %s", key);
     assert_int_equal(j->elements, 8);
     assert_string_equal(j->element[0]->str, "v");
-    assert_string_equal(j->element[2]->str, "h");
-    assert_string_equal(j->element[3]->str, g.hash);
+    assert_string_equal(j->element[2]->str, "h");     /* its first digits */
+    assert_int_equal(j->element[3]->len, LF_REDIS_H_LEN);
+    assert_memory_equal(j->element[3]->str, g.hash, LF_REDIS_H_LEN);
     assert_string_equal(j->element[4]->str, "c");
     assert_string_equal(j->element[5]->str, "1");
     assert_string_equal(j->element[6]->str, "l1");
@@ -1540,18 +1541,30 @@ static void records_are_their_entries(void **state) {
     assert_string_equal(r->str, "1,2,3,4");
     freeReplyObject(r);
     r = t_redis_cmd(&server, "HGET %s h", key);
-    assert_string_equal(r->str, g.hash);
+    assert_int_equal(r->len, LF_REDIS_H_LEN);
+    assert_memory_equal(r->str, g.hash, LF_REDIS_H_LEN);
     freeReplyObject(r);
 
-    /* Cached: the gets read the version and h, nothing else. */
+    /* Cached: the gets read the version and h, nothing else -- h as this
+     * version keeps it (its first digits) or as older ones did (all 64). */
     t_redis_ok(&server, "CONFIG RESETSTAT");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
+        if (i == 2) t_redis_ok(&server, "HSET %s h %s", key, g.hash);
         assert_int_equal(t_get(s, id, &h), LF_OK);
         assert_int_equal(h.nhist, 4);
         assert_string_equal(h.json, g.json);
     }
-    assert_int_equal(calls_of("hmget"), 3);
+    assert_int_equal(calls_of("hmget"), 4);
     assert_int_equal(calls_of("evalsha"), 0);
+    /* A different h at that version (another entry: never the cache's) */
+    t_redis_ok(&server, "HSET %s h 0000000000000000", key);
+    assert_int_equal(t_get(s, id, &h), LF_OK);
+    assert_int_equal(calls_of("evalsha"), 1);
+    char h16[LF_REDIS_H_LEN + 1];
+    memcpy(h16, g.hash, LF_REDIS_H_LEN);
+    h16[LF_REDIS_H_LEN] = '\0';
+    t_redis_ok(&server, "HSET %s h %s", key, h16);
+    t_redis_ok(&server, "CONFIG RESETSTAT");
     /* Another handle has nothing cached: it folds the entries, into the
      * same record. */
     lf_store *b = open_url(server.url, F(state)->base);
@@ -1577,7 +1590,8 @@ static void records_are_their_entries(void **state) {
     assert_int_equal(g.nhist, 5);
     r = t_redis_cmd(&server, "HMGET %s j h", key);
     assert_int_equal(r->element[0]->type, REDIS_REPLY_NIL);
-    assert_string_equal(r->element[1]->str, g.hash);
+    assert_int_equal(r->element[1]->len, LF_REDIS_H_LEN);
+    assert_memory_equal(r->element[1]->str, g.hash, LF_REDIS_H_LEN);
     freeReplyObject(r);
     assert_int_equal(t_get(b, id, &h), LF_OK);
     assert_string_equal(h.json, g.json);

@@ -109,8 +109,8 @@ void lf_redis_key_children(const lf_redis *s, const char *parent, lf_buf *b) {
  * only while answering a reply, before that reply's callback runs. */
 typedef struct lf_redis_cached {
     lf_record *r;
-    char h[LF_HASH_LEN + 1];    /* the hash of the entry that last changed it,
-                                   or "" when unknown */
+    char h[LF_REDIS_H_LEN + 1]; /* the hash of the entry that last changed it
+                                   (its first digits), or "" when unknown */
 } lf_redis_cached;
 
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id) {
@@ -139,9 +139,9 @@ static void cache_evict_one(lf_redis *s) {
 
 void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *h) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, r->id);
-    bool known = h && strlen(h) == LF_HASH_LEN;
+    bool known = h && strlen(h) >= LF_REDIS_H_LEN;
     if (c && c->r == r) {
-        if (known) memcpy(c->h, h, sizeof c->h);
+        if (known) snprintf(c->h, sizeof c->h, "%.*s", LF_REDIS_H_LEN, h);
         return;
     }
     if (!c && s->cache.map.len >= CACHE_MAX) cache_evict_one(s);
@@ -149,7 +149,7 @@ void lf_redis_cache_put(lf_redis *s, lf_record *r, const char *h) {
     if (!c) c = lf_xcalloc(1, sizeof *c);
     c->r = r;
     /* Unknown (a record an older version wrote): kept, never matched. */
-    if (known) memcpy(c->h, h, sizeof c->h);
+    if (known) snprintf(c->h, sizeof c->h, "%.*s", LF_REDIS_H_LEN, h);
     else c->h[0] = '\0';
     /* The key is the record's own id: the new one's goes in before the
      * old record (and its id) is freed. */
@@ -186,8 +186,8 @@ static uint64_t reply_version(const redisReply *v) {
 static lf_record *cache_match(lf_redis *s, const char *id, const redisReply *v,
                               const redisReply *h) {
     lf_redis_cached *c = lf_map_get(&s->cache.map, id);
-    return c && c->h[0] && lf_redis_is_str(h) && h->len == LF_HASH_LEN &&
-                   memcmp(c->h, h->str, LF_HASH_LEN) == 0 &&
+    return c && c->h[0] && lf_redis_is_str(h) && h->len >= LF_REDIS_H_LEN &&
+                   memcmp(c->h, h->str, LF_REDIS_H_LEN) == 0 &&
                    c->r->version == reply_version(v)
                ? c->r
                : NULL;

@@ -35,6 +35,11 @@
 /* Lines a list of the log holds (P log:<n>: redis_lua.c). Part of the
  * layout: every process on a store must use the same. */
 #define LF_REDIS_LOG_LIST 64
+/* The hex digits of a record's h (the hash of the entry that last changed
+ * it) its hash keeps: enough to tell two entries at one version apart
+ * (a cached copy from another); records older versions wrote keep all 64,
+ * which compare by the same first digits. */
+#define LF_REDIS_H_LEN 16
 
 typedef struct lf_redis_url {
     char *host;                 /* TCP: host or IP (NULL for a socket) */

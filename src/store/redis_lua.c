@@ -326,7 +326,7 @@ static const char commit_lua[] =
     "  redis.call('ZREM', ent_b, id)\n"
     "  return {'ok'}\n"
     "end\n"
-    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4], 'c', rn, rf, rl)\n"
+    "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4]:sub(1, " STR(LF_REDIS_H_LEN) "), 'c', rn, rf, rl)\n"
     "if mode == 'create' then\n"
     "  redis.call('HSET', KEYS[6], ARGV[9], id)\n"
     "elseif KEYS[8] ~= KEYS[9] then\n"
