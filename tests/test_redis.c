@@ -930,14 +930,26 @@ static redisReply *log_value(uint64_t seq) {
 }
 
 /* The log's values are packed lines (redis_pack.c): these read and write
- * the lines themselves, as the store does. */
+ * the lines themselves, as the store does (a value that refers to its
+ * policy set gets it from lf:log:psets in front, as the scripts do). */
 static char *hget_line(uint64_t seq) {
     redisReply *r = log_value(seq);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     lf_redis_pack *pk = lf_redis_pack_new();
-    lf_buf line = LF_BUF_INIT;
+    lf_buf line = LF_BUF_INIT, v = LF_BUF_INIT;
     char why[128];
-    assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &line, why, sizeof why), 0);
+    if (r->len > 5 && r->str[0] == '\x02') {
+        const unsigned char *id = (const unsigned char *)r->str + 1;
+        redisReply *d = t_redis_cmd(&server, "HGET lf:log:psets %02x%02x%02x%02x", id[0], id[1],
+                                    id[2], id[3]);
+        assert_int_equal(d->type, REDIS_REPLY_STRING);
+        lf_buf_putc(&v, '\x03');
+        lf_buf_add(&v, d->str, d->len);
+        freeReplyObject(d);
+    }
+    lf_buf_add(&v, r->str + (v.len ? 5 : 0), r->len - (v.len ? 5 : 0));
+    assert_int_equal(lf_redis_unpack_line(pk, v.p, v.len, &line, why, sizeof why), 0);
+    lf_buf_free(&v);
     lf_redis_pack_free(pk);
     freeReplyObject(r);
     return lf_buf_steal(&line);
@@ -1155,6 +1167,83 @@ static void tampering_is_detected(void **state) {
     free(l4);
     free(l7);
     free(bad);
+    t_got_reset(&g);
+}
+
+/* A line names the policy set that judged it (64 hex digits, the same in
+ * every line that set judged): Redis keeps it once, in lf:log:psets under
+ * its first 4 bytes, and each value refers to it (\2 and those bytes):
+ * 27 bytes a line. Reads get the line back exactly; a value read without
+ * its policy set is not passed off as a line; a policy set whose first
+ * bytes another one has is stored whole; and a digest changed in
+ * lf:log:psets changes the lines that refer to it, which the chain
+ * catches. */
+static void lines_refer_to_their_policy_set(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_audit a = {0};
+    char id[LF_ID_LEN + 1], why[128];
+    static const char P[] = "7d2f0a9c4b6e8d1f3a5c7e9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f";
+    static const char Q[] = "7d2f0a9c00000000000000000000000000000000000000000000000000000000";
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (unsigned v = 1; v <= 4; v++) {
+        lf_entry e = {0};
+        e.record_id = id;
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = v + 1;
+        e.from_state = v % 2 ? "issue_created" : "task_queued";
+        e.to_state = v % 2 ? "task_queued" : "issue_created";
+        e.trigger = "test.moved";
+        e.actor = "tester";
+        e.metadata = "{}";
+        e.policy_set = v < 4 ? P : Q;   /* seqs 2-4 by P, 5 by Q */
+        t_stamp(e.timestamp);
+        assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    }
+    redisReply *r = log_value(3), *d = t_redis_cmd(&server, "HGET lf:log:psets 7d2f0a9c");
+    assert_int_equal(r->str[0], '\x02');
+    assert_memory_equal(r->str + 1, "\x7d\x2f\x0a\x9c", 4);
+    assert_string_equal(d->str, P);
+    freeReplyObject(d);
+    /* 27 bytes fewer than the same line holding its policy set */
+    char *l3 = hget_line(3);
+    lf_redis_pack *pk = lf_redis_pack_new();
+    lf_buf whole = LF_BUF_INIT, back = LF_BUF_INIT;
+    lf_redis_pack_unref(pk, P);
+    assert_null(lf_redis_pack_line(pk, l3, strlen(l3), &whole));
+    if (r->len + 25 > whole.len) fail_msg("refers: %zu bytes, whole: %zu", r->len, whole.len);
+    /* read without its policy set: refused, not a line */
+    assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &back, why, sizeof why), -1);
+    if (!strstr(why, "policy set")) fail_msg("why: %s", why);
+    assert_int_equal(back.len, 0);
+    freeReplyObject(r);
+    /* Q has P's first bytes: seq 5 holds it whole */
+    r = log_value(5);
+    assert_true(lf_redis_packed(r->str, r->len) && r->str[0] == '\x28');
+    freeReplyObject(r);
+    char *l5 = hget_line(5);
+    assert_non_null(strstr(l5, Q));
+    /* a fresh handle reads the record and its lines exactly */
+    lf_store *b = open_url(server.url, F(state)->base);
+    assert_int_equal(t_get(b, id, &g), LF_OK);
+    assert_int_equal(g.nhist, 5);
+    t_audit_page(b, id, 0, 0, &a);
+    assert_int_equal(a.n, 5);
+    assert_string_equal(a.lines[2], l3);
+    assert_string_equal(a.lines[4], l5);
+    t_audit_reset(&a);
+    assert_int_equal(t_verify_chain(b, NULL, 0), 5);
+    /* another digest under P's bytes: the lines that refer to it change */
+    t_redis_ok(&server, "HSET lf:log:psets 7d2f0a9c %s", Q);
+    expect_broken(b, "seq 3: prev does not match the hash of seq 2");
+    t_redis_ok(&server, "HSET lf:log:psets 7d2f0a9c %s", P);
+    assert_int_equal(t_verify_chain(b, NULL, 0), 5);
+    lf_store_free(b);
+    lf_redis_pack_free(pk);
+    lf_buf_free(&whole);
+    free(l3);
+    free(l5);
     t_got_reset(&g);
 }
 
@@ -1893,6 +1982,7 @@ int main(void) {
         T(counter_times_in_any_order),
         T(tampering_is_detected),
         T(lines_are_packed),
+        T(lines_refer_to_their_policy_set),
         T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),

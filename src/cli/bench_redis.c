@@ -279,8 +279,9 @@ static int run_capture(char *const argv[], char **out) {
 
 /* EVALSHA commit, with a real line from the run, under fresh random keys
  * per call (redis-benchmark's __rand_int__). The arguments follow the
- * commit script's layout (redis_lua.c): mode create, 15 keys, 11 ARGV,
- * no idempotency key. */
+ * commit script's layout (redis_lua.c): mode create, 15 keys, 12 ARGV,
+ * no idempotency key, the line as it is (a value that refers to its policy
+ * set is checked against nothing then). */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
                           size_t inflight, size_t requests, char *note, size_t notelen) {
     char sha[41], port[16], db[16], pipeline[24], n[24], keys[15][256];
@@ -352,6 +353,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
     argv[a++] = "1000001795000000000000";  /* a repo, open; entered at the score */
+    argv[a++] = "";
     argv[a++] = "";
     argv[a] = NULL;
 

@@ -84,12 +84,19 @@ typedef struct lf_redis_pack lf_redis_pack;
 lf_redis_pack *lf_redis_pack_new(void);
 void lf_redis_pack_free(lf_redis_pack *p);
 /* The sealed line as Redis keeps it (a zstd frame, or the line itself when
- * that is no larger), into out (reset first). */
-void lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out);
+ * that is no larger), into out (reset first). Returns where in line the
+ * 64 hex digits of its policy set are when the value refers to it instead
+ * of holding it (the commit registers it in P log:psets), else NULL. */
+const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out);
+/* Never refer to policy set pset (64 hex digits): another one registered
+ * its first bytes first. */
+void lf_redis_pack_unref(lf_redis_pack *p, const char *pset);
 /* Whether a stored value is a frame (else it is the line itself). */
 bool lf_redis_packed(const char *stored, size_t n);
-/* Appends the line a stored value holds to out. Returns 0, or -1 with why
- * set when the value is a frame that does not unpack (damaged). */
+/* Appends the line a stored value holds to out: a frame with its policy
+ * set put back in front by the script that read it (a value that refers
+ * to one is only read through those). Returns 0, or -1 with why set when
+ * the value is a frame that does not unpack (damaged). */
 int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf *out,
                          char *why, size_t whylen);
 

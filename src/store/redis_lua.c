@@ -20,16 +20,34 @@
 #define STR(x) STR_(x)
 #define LOG_LIST STR(LF_REDIS_LOG_LIST)     /* (redis.h) as Lua reads it */
 
+/* A value that refers to its policy set (redis_pack.c: \2 and the
+ * digest's first 4 bytes, then the frame) as the reader gets it: \3, the
+ * digest's 64 hex digits from P log:psets, then the frame. Any other value
+ * as it is. log: P log. */
+#define RESOLVE_LUA                                                            \
+    "local psets = {}\n"                                                      \
+    "local function resolve(log, v)\n"                                        \
+    "  if v:byte(1) ~= 2 then return v end\n"                                 \
+    "  local f = string.format('%02x%02x%02x%02x', v:byte(2, 5))\n"           \
+    "  local d = psets[f]\n"                                                  \
+    "  if not d then\n"                                                       \
+    "    d = redis.call('HGET', log .. ':psets', f) or ''\n"                  \
+    "    psets[f] = d\n"                                                      \
+    "  end\n"                                                                 \
+    "  return '\\3' .. d .. v:sub(6)\n"                                       \
+    "end\n"
+
 /* The log is lists of B = LF_REDIS_LOG_LIST lines (redis.h): seq s is
  * element (s - 1) % B of P log:<(s - 1) / B>. Lines older versions wrote
  * are fields of the hash P log, and where a list was begun after them
  * its first elements are '' (commit_lua pads): a line that is not in a
  * list is looked for there. log: P log. */
 #define LINE_LUA                                                               \
+    RESOLVE_LUA                                                                \
     "local function line(log, s)\n"                                           \
     "  local n, b = tonumber(s) - 1, " LOG_LIST "\n"                \
     "  local v = redis.call('LINDEX', log .. ':' .. math.floor(n / b), n % b)\n" \
-    "  if v and v ~= '' then return v end\n"                                  \
+    "  if v and v ~= '' then return resolve(log, v) end\n"                   \
     "  return redis.call('HGET', log, s)\n"                                   \
     "end\n"
 
@@ -200,7 +218,8 @@
  *       (and takes a closed one out), so an index a full listing filled
  *       once stays whole
  *       11 idempotency key ('' for none)
- *       12... move: the aliases the entry adds (the latest claim wins);
+ *       12 the policy set the line refers to (redis_pack.c), '' for none
+ *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
  * A record's hash holds v (its version), h (the hash of the entry that
@@ -211,7 +230,10 @@
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
  * that head) {'logpos', length} (the list holds more lines than the head
- * says: written by something other than this script). */
+ * says: written by something other than this script) {'pset', digest}
+ * (another policy set has ARGV 12's first bytes: pack the line whole). The
+ * policy set's registration is written before the line's checks are all
+ * done: a refused commit may leave it, which is harmless. */
 static const char commit_lua[] =
     REC_LUA
     TADD_LUA
@@ -259,6 +281,14 @@ static const char commit_lua[] =
     "local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
     "if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
     "  return {'head', hseq, hhash}\n"
+    "end\n"
+    /* A line that refers to its policy set: the digest by its first 4
+     * bytes, unless another digest has them ({'pset', it}: pack it whole). */
+    "if ARGV[12] ~= '' then\n"
+    "  local pk, f = KEYS[2]:match('^(.*):%d+$') .. ':psets', ARGV[12]:sub(1, 8)\n"
+    "  local had = redis.call('HGET', pk, f)\n"
+    "  if had and had ~= ARGV[12] then return {'pset', had} end\n"
+    "  if not had then redis.call('HSET', pk, f, ARGV[12]) end\n"
     "end\n"
     /* The line goes at (seq - 1) % B of its list: pushed, and if that
      * was not its place, taken back at once (nothing else runs between:
@@ -310,7 +340,7 @@ static const char commit_lua[] =
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1', 'c', rn, rf, rl)\n"
     "  redis.call('HDEL', KEYS[4], 'h')\n"
-    "  for i = 12, #ARGV do\n"
+    "  for i = 13, #ARGV do\n"
     "    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
     "      redis.call('HDEL', KEYS[6], ARGV[i])\n"
     "    end\n"
@@ -333,7 +363,7 @@ static const char commit_lua[] =
     "  redis.call('ZREM', KEYS[8], id)\n"
     "  if repo then redis.call('ZREM', KEYS[11], id) end\n"
     "end\n"
-    "for i = 12, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
+    "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
     "redis.call('ZADD', KEYS[7], ARGV[7], id)\n"
     "redis.call('ZADD', KEYS[9], ARGV[7], id)\n"
     "if repo then\n"
@@ -412,6 +442,7 @@ static const char list_lua[] =
  * where last = min(head, after + limit); a missing line is nil. A list's
  * lines in one LRANGE. */
 static const char audit_log_lua[] =
+    RESOLVE_LUA
     "local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local head = tonumber(h[1] or '0')\n"
     "local after = tonumber(ARGV[1])\n"
@@ -424,7 +455,8 @@ static const char audit_log_lua[] =
     "  local l = redis.call('LRANGE', KEYS[2] .. ':' .. n, (s - 1) % b, (e - 1) % b)\n"
     "  for q = s, e do\n"
     "    local v = l[q - s + 1]\n"
-    "    if not v or v == '' then v = redis.call('HGET', KEYS[2], q) end\n"
+    "    if not v or v == '' then v = redis.call('HGET', KEYS[2], q)\n"
+    "    else v = resolve(KEYS[2], v) end\n"
     "    out[#out + 1] = v\n"
     "  end\n"
     "  s = e + 1\n"

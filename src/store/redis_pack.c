@@ -115,7 +115,8 @@ struct lf_redis_pack {
     ZSTD_DCtx *dctx;
     ZSTD_CDict *cdict;
     ZSTD_DDict *ddict;
-    lf_buf flat; /* a line with its digests as bytes (below) */
+    lf_buf flat;  /* a line with its digests as bytes (below) */
+    lf_buf unref; /* digests never referred to (REF), 64 hex each */
 };
 
 /* Digests as bytes. Most of what a frame cannot shrink is hex: the three
@@ -138,12 +139,28 @@ struct lf_redis_pack {
  * line is the next line's prev, the head and the signed checkpoints, and
  * they still do. */
 #define OWN_HASH "\x01\x00"
+/* The policy set a line names is 32 of its bytes, the same in every line
+ * a policy set judged. A value may refer to it instead: REF, the first
+ * REF_ID bytes of the digest, then the frame, whose content holds
+ * POLICY_SET (MARK and a count of 1, which no run has) where the digest
+ * was. Redis keeps each digest once, in P log:psets (REF_ID bytes as hex
+ * -> the digest), which the commit that writes such a value fills in
+ * first; the scripts that read lines put the digest back in front of
+ * the frame (RESOLVED, then 64 hex digits, then the frame: redis_lua.c's
+ * LINE_LUA) so that unpacking needs nothing but the value it is given.
+ * A digest whose first bytes another one already has is never referred
+ * to (lf_redis_pack_unref). 27 bytes a line. */
+#define REF '\x02'
+#define RESOLVED '\x03'
+#define REF_ID 4
+#define POLICY_SET "\x01\x01"
+#define PS_KEY ",\"policy_set\":\""
 #define RUN_MAX 254 /* hex digits a MARK's count byte can name */
 
 static bool is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
+/* Appends s with its runs as bytes to out. */
 static void digests_to_bytes(const char *s, size_t n, lf_buf *out) {
-    lf_buf_reset(out);
     lf_buf_reserve(out, n);
     size_t i = 0, lit = 0;
     while (i < n) {
@@ -170,11 +187,12 @@ static void digests_to_bytes(const char *s, size_t n, lf_buf *out) {
     lf_buf_add(out, s + lit, n - lit);
 }
 
-/* The inverse, appending to out. Returns 0, 1 if it ended in OWN_HASH
- * (the line's hash key is to be added), or -1 if a run is cut short or
- * its count is not one digests_to_bytes writes (a damaged value that
- * still unpacked). */
-static int bytes_to_digests(const char *s, size_t n, lf_buf *out) {
+/* The inverse, appending to out, with the 64 hex digits pset where the
+ * content says POLICY_SET. Returns 0, 1 if it ended in OWN_HASH (the
+ * line's hash key is to be added), or -1 if a run is cut short, its count
+ * is not one this file writes, or there is no pset for a POLICY_SET (a
+ * damaged value that still unpacked). */
+static int bytes_to_digests(const char *s, size_t n, const char *pset, lf_buf *out) {
     const char *end = s + n;
     while (s < end) {
         const char *m = memchr(s, MARK, (size_t)(end - s));
@@ -184,6 +202,12 @@ static int bytes_to_digests(const char *s, size_t n, lf_buf *out) {
         if (end - m < 2) return -1;
         size_t k = (unsigned char)m[1];
         if (k == 0) return end - m == 2 ? 1 : -1;   /* OWN_HASH, last */
+        if (k == 1) {                               /* POLICY_SET */
+            if (!pset) return -1;
+            lf_buf_add(out, pset, LF_HASH_LEN);
+            s = m + 2;
+            continue;
+        }
         if (k < RUN_MIN / 2 || k > RUN_MAX / 2 || (size_t)(end - m - 2) < k) return -1;
         lf_buf_reserve(out, 2 * k + 1);
         lf_hex(m + 2, k, out->p + out->len);
@@ -223,41 +247,93 @@ void lf_redis_pack_free(lf_redis_pack *p) {
     ZSTD_freeCDict(p->cdict);
     ZSTD_freeDDict(p->ddict);
     lf_buf_free(&p->flat);
+    lf_buf_free(&p->unref);
     free(p);
 }
 
-void lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out) {
+/* Where the line names its policy set (the 64 digits after PS_KEY), if
+ * a value may refer to it, else NULL. */
+static const char *pset_of(const lf_redis_pack *p, const char *line, size_t len) {
+    const char *k = memmem(line, len, PS_KEY, sizeof PS_KEY - 1);
+    if (!k) return NULL;
+    const char *d = k + sizeof PS_KEY - 1;
+    if ((size_t)(line + len - d) < LF_HASH_LEN + 1 || d[LF_HASH_LEN] != '"') return NULL;
+    for (int i = 0; i < LF_HASH_LEN; i++)
+        if (!is_hex((unsigned char)d[i])) return NULL;
+    for (size_t i = 0; i < p->unref.len; i += LF_HASH_LEN)
+        if (memcmp(p->unref.p + i, d, LF_HASH_LEN) == 0) return NULL;
+    return d;
+}
+
+void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
+    lf_buf_add(&p->unref, pset, LF_HASH_LEN);
+}
+
+const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out) {
     pack_ready(p);
     lf_buf_reset(out);
     if (memchr(line, MARK, len)) {
         lf_buf_add(out, line, len); /* not a line we seal: kept whole */
-        return;
+        return NULL;
     }
     char h[LF_HASH_LEN + 1];
     bool own = lf_entry_self_hash(line, len, h) == 0;
-    digests_to_bytes(line, own ? len - LF_HASH_SUFFIX_LEN : len, &p->flat);
+    size_t end = own ? len - LF_HASH_SUFFIX_LEN : len, head = 0;
+    const char *ps = pset_of(p, line, end);
+    lf_buf_reset(&p->flat);
+    if (ps) {
+        digests_to_bytes(line, (size_t)(ps - line), &p->flat);
+        lf_buf_add(&p->flat, POLICY_SET, 2);
+        digests_to_bytes(ps + LF_HASH_LEN, end - (size_t)(ps + LF_HASH_LEN - line), &p->flat);
+        head = 1 + REF_ID;
+    } else {
+        digests_to_bytes(line, end, &p->flat);
+    }
     if (own) lf_buf_add(&p->flat, OWN_HASH, 2);
     size_t cap = ZSTD_compressBound(p->flat.len);
-    lf_buf_reserve(out, cap);
-    size_t n = ZSTD_compress_usingCDict(p->cctx, out->p, cap, p->flat.p, p->flat.len,
+    lf_buf_reserve(out, head + cap);
+    size_t n = ZSTD_compress_usingCDict(p->cctx, out->p + head, cap, p->flat.p, p->flat.len,
                                         p->cdict);
-    if (ZSTD_isError(n) || n >= len) {
+    if (ZSTD_isError(n) || head + n >= len) {
         /* (cannot fail with room for the bound; kept whole if no smaller) */
         lf_buf_add(out, line, len);
-        return;
+        return NULL;
     }
-    out->len = n;
-    out->p[n] = '\0';
+    if (ps) {
+        out->p[0] = REF;
+        lf_unhex_n(ps, out->p + 1, REF_ID);
+    }
+    out->len = head + n;
+    out->p[out->len] = '\0';
+    return ps;
 }
 
-bool lf_redis_packed(const char *stored, size_t n) {
+static bool zstd_frame(const char *stored, size_t n) {
     return n >= 4 && stored[0] == '\x28' && stored[1] == '\xb5' && stored[2] == '\x2f' &&
            stored[3] == '\xfd';
 }
 
+bool lf_redis_packed(const char *stored, size_t n) {
+    return zstd_frame(stored, n) || (n > 0 && (stored[0] == REF || stored[0] == RESOLVED));
+}
+
 int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf *out,
                          char *why, size_t whylen) {
-    if (!lf_redis_packed(stored, n)) {
+    const char *pset = NULL;
+    if (n > 0 && stored[0] == REF) {
+        snprintf(why, whylen, "a compressed line whose policy set was not looked up");
+        return -1;
+    }
+    if (n > 0 && stored[0] == RESOLVED) {
+        if (n <= 1 + LF_HASH_LEN || !zstd_frame(stored + 1 + LF_HASH_LEN, n - 1 - LF_HASH_LEN)) {
+            snprintf(why, whylen, "a damaged compressed line (%zu bytes)", n);
+            return -1;
+        }
+        pset = stored + 1;
+        stored += 1 + LF_HASH_LEN;
+        n -= 1 + LF_HASH_LEN;
+    }
+    if (!zstd_frame(stored, n)) {
         lf_buf_add(out, stored, n);
         return 0;
     }
@@ -277,7 +353,7 @@ int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf 
         return -1;
     }
     size_t before = out->len;
-    int own = bytes_to_digests(p->flat.p, got, out);
+    int own = bytes_to_digests(p->flat.p, got, pset, out);
     if (own < 0) {
         out->len = before;
         snprintf(why, whylen, "a damaged compressed line (%zu bytes: a digest cut short)", n);
