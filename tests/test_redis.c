@@ -1247,6 +1247,75 @@ static void lines_refer_to_their_policy_set(void **state) {
     t_got_reset(&g);
 }
 
+/* A repo's records are its index in each state, merged (there is no
+ * index of a repo alone): newest first, ties by id descending across the
+ * states, page by page. The set of states is kept by the commits, whole
+ * from a store's first entry; a store an older version began has none,
+ * and the first list of a repo's records fills it by SCAN, once. */
+static void repo_pages_merge_the_states(void **state) {
+    lf_store *s = F(state)->s;
+    static const char *const to[] = {"task_queued", "issue_created", "pr_created"};
+    enum { N = 9 };
+    t_got g = {0};
+    t_page p = {0};
+    char id[N][LF_ID_LEN + 1], ref[16];
+    int64_t at = t_clock_us + 1000000000;
+    for (unsigned i = 0; i < N; i++) {
+        t_id(id[i], i + 1);
+        snprintf(ref, sizeof ref, "m%u", i);
+        assert_int_equal(t_create(s, id[i], ref, i % 4 == 3 ? "acme/other" : "acme/app", &g),
+                         LF_OK);
+        if (i % 3 != 1) {
+            t_clock_us = at - 1000000 + (i < 6 ? 0 : (int64_t)i);   /* six at one time */
+            assert_int_equal(t_transition(s, id[i], "issue_created", to[i % 3], 1, &g),
+                             LF_OK);
+        }
+    }
+    redisReply *r = t_redis_cmd(&server, "EXISTS lf:repo:acme/app");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    r = t_redis_cmd(&server, "SMEMBERS lf:states");
+    assert_int_equal(r->elements, 4);   /* '', and the three states */
+    freeReplyObject(r);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) {
+            /* as a store an older version began: no set of states */
+            t_redis_ok(&server, "DEL lf:states");
+            t_redis_ok(&server, "CONFIG RESETSTAT");
+        }
+        char seen[N][LF_ID_LEN + 1], last[LF_TS_LEN + 1] = "";
+        size_t n = 0, ties = 0;
+        char *cur = NULL;
+        do {
+            t_list(s, NULL, "acme/app", 2, cur, &p);
+            for (size_t i = 0; i < p.n; i++) {
+                /* newest first, ties by id descending */
+                int c = n ? strcmp(p.updated[i], last) : -1;
+                assert_true(c < 0 || (c == 0 && strcmp(p.ids[i], seen[n - 1]) < 0));
+                ties += c == 0;
+                snprintf(last, sizeof last, "%s", p.updated[i]);
+                assert_true(n < N);
+                memcpy(seen[n++], p.ids[i], LF_ID_LEN + 1);
+            }
+            free(cur);
+            cur = p.cursor ? strdup(p.cursor) : NULL;
+        } while (cur);
+        assert_int_equal(n, 7);     /* all but 3 and 7 (acme/other) */
+        assert_true(ties >= 2);     /* 0, 2 and 5: one time, two states */
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = i + 1; k < n; k++) assert_string_not_equal(seen[i], seen[k]);
+        if (pass) {
+            assert_true(calls_of("evalsha") > 3);   /* the fill ran */
+            const char *whole[] = {"SISMEMBER", "lf:states", ""};
+            r = t_redis_cmdv(&server, 3, whole, NULL);
+            assert_int_equal(r->integer, 1);
+            freeReplyObject(r);
+        }
+    }
+    t_page_reset(&p);
+    t_got_reset(&g);
+}
+
 /* A record with three entries (seqs 1-3), at issue_created. */
 static void three_entries(lf_store *s, char id[LF_ID_LEN + 1], t_got *g) {
     t_id(id, 1);
@@ -1983,6 +2052,7 @@ int main(void) {
         T(tampering_is_detected),
         T(lines_are_packed),
         T(lines_refer_to_their_policy_set),
+        T(repo_pages_merge_the_states),
         T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),

@@ -69,7 +69,8 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
     } else if (state) {
         key_cat(s, b, "state:", state, (char *)NULL);
     } else if (repo) {
-        key_cat(s, b, "repo:", repo, (char *)NULL);
+        /* a repo's records are its index in each state (list_lua) */
+        key_cat(s, b, "states", (char *)NULL);
     } else {
         lf_buf_reset(b);
         lf_buf_puts(b, s->k_all);
@@ -768,10 +769,12 @@ typedef struct list_op {
     size_t *miss_at;            /* their places in recs */
     size_t nmiss;
     bool more;                  /* the index goes on after the last call's */
+    char *repo;                 /* a repo's records: its state indexes merged */
     char cursor[LF_TS_LEN + LF_ID_LEN + 2];
 } list_op;
 
 static void list_call(list_op *l, const char *score, const char *cid);
+static void states_fill(list_op *l, const char *cursor);
 static int cursor_parse(const char *cursor, char score[24], const char **id);
 
 /* How many records the next call asks for. */
@@ -793,6 +796,7 @@ static void list_destroy(lf_rop *op) {
     free(l->miss);
     free(l->miss_at);
     free(l->index);
+    free(l->repo);
     free(l);
 }
 
@@ -851,6 +855,11 @@ static void list_reply(lf_rop *op, redisReply *r) {
 
     if (l->nmiss) {
         list_read(l, r);
+        return;
+    }
+    if (l->repo && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "nostates") == 0) {
+        states_fill(l, "0");
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
@@ -914,6 +923,69 @@ static const lf_rop_type list_type = {
     .destroy = list_destroy,
 };
 
+/* ---- the set of states (a store an older version began) --------------- */
+
+typedef struct states_op {
+    lf_rop op;
+    list_op *l;                 /* the list call to send again after */
+} states_op;
+
+static void states_notify(lf_rop *op, lf_code code, const char *why) {
+    states_op *f = (states_op *)op;
+    lf_redis_fail(&f->l->op, code, why);
+}
+
+static void states_destroy(lf_rop *op) {
+    lf_redis_cmd_free(op);
+    free(op);
+}
+
+/* The next SCAN cursor: "0" at the end, when the list call goes again. */
+static void states_reply(lf_rop *op, redisReply *r) {
+    states_op *f = (states_op *)op;
+    list_op *l = f->l;
+    char msg[600];
+    if (!lf_redis_is_str(r)) {
+        lf_redis_errf(op->s, msg, sizeof msg, "filling %s: %s", l->index,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        lf_redis_fail(op, LF_UNAVAILABLE, msg);
+        return;
+    }
+    if (strcmp(r->str, "0") != 0) {
+        states_fill(l, r->str);
+    } else {
+        l->op.script = LF_SCRIPT_LIST;
+        lf_redis_send(&l->op);  /* its call, as formatted */
+    }
+    states_destroy(op);
+}
+
+static const lf_rop_type states_type = {
+    .send = lf_redis_send,
+    .reply = states_reply,
+    .notify = states_notify,
+    .destroy = states_destroy,
+};
+
+/* A store an older version began keeps no set of its states: the first
+ * list of a repo's records fills it, a SCAN step a call (never KEYS),
+ * then sends its call again. Once, for every process: the set says it is
+ * whole. */
+static void states_fill(list_op *l, const char *cursor) {
+    lf_redis *s = l->op.s;
+    states_op *f = lf_xcalloc(1, sizeof *f);
+    lf_buf pat = LF_BUF_INIT;
+    f->op.type = &states_type;
+    f->op.s = s;
+    f->op.script = LF_SCRIPT_STATES_FILL;
+    f->l = l;
+    key_cat(s, &pat, "state:*", (char *)NULL);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_STATES_FILL], "1", l->index, cursor, pat.p};
+    lf_redis_format(&f->op, 6, argv, NULL);
+    lf_buf_free(&pat);
+    lf_redis_send(&f->op);
+}
+
 /* "updated_at|id", as memdb's cursors: pages move between stores. */
 static int cursor_parse(const char *cursor, char score[24], const char **id) {
     int64_t us;
@@ -933,11 +1005,14 @@ static int cursor_parse(const char *cursor, char score[24], const char **id) {
 static void list_call(list_op *l, const char *score, const char *cid) {
     lf_redis *s = l->op.s;
     char limit[24];
+    lf_buf sr = LF_BUF_INIT;
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
-    const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_LIST], "1", l->index, score, cid, limit, s->k_rec};
+    if (l->repo) key_cat(s, &sr, "sr:", (char *)NULL);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",   l->index, score,
+                          cid,       limit,                  s->k_rec, sr.p,  l->repo};
     l->op.script = LF_SCRIPT_LIST;
-    lf_redis_format(&l->op, 8, argv, NULL);
+    lf_redis_format(&l->op, l->repo ? 10 : 8, argv, NULL);
+    lf_buf_free(&sr);
     lf_redis_send(&l->op);
 }
 
@@ -980,6 +1055,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     if (q->timed) lf_buf_puts(&key, s->k_timed);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);
+    if (q->repo && !q->state && !q->timed && !q->parent) l->repo = lf_xstrdup(q->repo);
     l->index = lf_buf_steal(&key);
     list_call(l, score, cid);
 }

@@ -70,6 +70,7 @@ typedef enum lf_redis_script {
     LF_SCRIPT_COUNT,            /* a budget counter since a time */
     LF_SCRIPT_ENT_FILL,         /* records into a state's entered index */
     LF_SCRIPT_READ,             /* records' entries, to fold */
+    LF_SCRIPT_STATES_FILL,      /* the set of states of an older store */
     LF_SCRIPT__COUNT
 } lf_redis_script;
 

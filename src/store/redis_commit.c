@@ -288,7 +288,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 24 + 12 + extra;    /* EVALSHA sha n, KEYS, ARGV */
+    size_t cap = 3 + 23 + 12 + extra;    /* EVALSHA sha n, KEYS, ARGV */
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
@@ -317,13 +317,11 @@ static void commit_format(commit_op *c) {
         argv[argc++] = k[3].p;
         keys = 9;
         if (r->repo) {
-            lf_redis_key_index(s, NULL, r->repo, &k[4]);
             lf_redis_key_index(s, before, r->repo, &k[5]);
             lf_redis_key_index(s, after, r->repo, &k[6]);
-            argv[argc++] = k[4].p;
             argv[argc++] = k[5].p;
             argv[argc++] = k[6].p;
-            keys = 12;
+            keys = 11;
         }
         /* a budget counter as its times' chunks and tail and an older
          * version's zset; an open-records set as its zset */

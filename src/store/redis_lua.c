@@ -197,8 +197,8 @@
  * must exist and does not change), delete, global (no record).
  * KEYS  1 head  2 the log's list for this seq (P log:<n>)  3 idem  4 rec
  *       5 rec:log  6 ref  7 all
- *       8 state(before)  9 state(after)  10 repo  11 state+repo(before)
- *       12 state+repo(after), then the budget counters of a transition
+ *       8 state(before)  9 state(after)  10 state+repo(before)
+ *       11 state+repo(after), then the budget counters of a transition
  *       (ARGV[10]'s 4th character says how many), each as its times'
  *       chunks and tail and an older version's sorted set of it
  *       (count_lua), then the two
@@ -282,6 +282,10 @@ static const char commit_lua[] =
     "if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
     "  return {'head', hseq, hhash}\n"
     "end\n"
+    /* the key prefix; a store begun here keeps its set of states whole
+     * from its first entry ('': list_lua) */
+    "local pre = KEYS[1]:sub(1, -5)\n"
+    "if hseq == '0' then redis.call('SADD', pre .. 'states', '') end\n"
     /* A line that refers to its policy set: the digest by its first 4
      * bytes, unless another digest has them ({'pset', it}: pack it whole). */
     "if ARGV[12] ~= '' then\n"
@@ -326,7 +330,7 @@ static const char commit_lua[] =
     "local kids = ARGV[10]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
     "local timed, timers = KEYS[#KEYS], ARGV[10]:sub(3, 3)\n"
-    "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 13 or 10\n"
+    "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 12 or 10\n"
     "local open, o0 = ARGV[10]:sub(5, 5), c0 + 3 * ncount\n"
     "local closed = ARGV[10]:sub(6, 6) == '1'\n"
     "if open == '+' then\n"
@@ -347,10 +351,7 @@ static const char commit_lua[] =
     "  end\n"
     "  redis.call('ZREM', KEYS[7], id)\n"
     "  redis.call('ZREM', KEYS[8], id)\n"
-    "  if repo then\n"
-    "    redis.call('ZREM', KEYS[10], id)\n"
-    "    redis.call('ZREM', KEYS[11], id)\n"
-    "  end\n"
+    "  if repo then redis.call('ZREM', KEYS[10], id) end\n"
     "  if kids then redis.call('ZREM', kids, id) end\n"
     "  redis.call('ZREM', timed, id)\n"
     "  redis.call('ZREM', ent_b, id)\n"
@@ -361,15 +362,17 @@ static const char commit_lua[] =
     "  redis.call('HSET', KEYS[6], ARGV[9], id)\n"
     "elseif KEYS[8] ~= KEYS[9] then\n"
     "  redis.call('ZREM', KEYS[8], id)\n"
-    "  if repo then redis.call('ZREM', KEYS[11], id) end\n"
+    "  if repo then redis.call('ZREM', KEYS[10], id) end\n"
+    "end\n"
+    /* a state entered: into the set of states (a repo's records are its
+     * index in each state, merged: list_lua) */
+    "if mode == 'create' or KEYS[8] ~= KEYS[9] then\n"
+    "  redis.call('SADD', pre .. 'states', KEYS[9]:sub(#pre + 7))\n"
     "end\n"
     "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
     "redis.call('ZADD', KEYS[7], ARGV[7], id)\n"
     "redis.call('ZADD', KEYS[9], ARGV[7], id)\n"
-    "if repo then\n"
-    "  redis.call('ZADD', KEYS[10], ARGV[7], id)\n"
-    "  redis.call('ZADD', KEYS[12], ARGV[7], id)\n"
-    "end\n"
+    "if repo then redis.call('ZADD', KEYS[11], ARGV[7], id) end\n"
     "if kids then redis.call('ZADD', kids, ARGV[7], id) end\n"
     /* a closed record has no timer to be due: in no entered index */
     "if ent_b ~= ent_a or closed then redis.call('ZREM', ent_b, id) end\n"
@@ -391,18 +394,24 @@ static const char commit_lua[] =
     "elseif timers == '-' then redis.call('ZREM', timed, id) end\n"
     "return {'ok'}\n";
 
-/* KEYS  1 an index (zset of ids scored by updated_at in us)
+/* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
+ *         ARGV 5, the set of states (P states)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
- *       4 record key prefix ("lf:rec:{")
+ *       4 record key prefix ("lf:rec:{")  5, 6 (a repo's records) the
+ *       prefix of its state indexes ("lf:sr:") and the repo
  * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
  * by id descending, each with its score and what a get's probe reads
  * (the store answers from its cache, and reads the others with the read
- * script). After a cursor: records strictly below it in that order. The
- * records' keys are derived here, which a Redis Cluster would refuse
+ * script). After a cursor: records strictly below it in that order. A
+ * repo's records are its index in each state (P sr:<n>:<state>:<repo>),
+ * merged: each gives up to limit + 1, the page is the first of them all;
+ * {'nostates'} when P states is not known to be whole (no '' in it: a
+ * store an older version began; the caller fills it, STATES_FILL). The
+ * keys are derived here, which a Redis Cluster would refuse
  * (docs/redis.md). */
 static const char list_lua[] =
-    "local z, cs, cid, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local cs, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local function below(a, b)\n"   /* bytewise, whatever the server's locale */
     "  for i = 1, math.min(#a, #b) do\n"
     "    local x, y = a:byte(i), b:byte(i)\n"
@@ -410,24 +419,46 @@ static const char list_lua[] =
     "  end\n"
     "  return #a < #b\n"
     "end\n"
-    "local ids, scores, max = {}, {}, '+inf'\n"
-    "if cs ~= '' then\n"
-    "  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', z, cs, cs)) do\n"
-    "    if below(id, cid) then\n"
-    "      ids[#ids + 1] = id\n"
-    "      scores[#ids] = cs\n"
-    "      if #ids > limit then break end\n"
+    /* index z's first limit + 1 after the cursor: ids, scores */
+    "local function page(z)\n"
+    "  local ids, scores, max = {}, {}, '+inf'\n"
+    "  if cs ~= '' then\n"
+    "    for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', z, cs, cs)) do\n"
+    "      if below(id, cid) then\n"
+    "        ids[#ids + 1] = id\n"
+    "        scores[#ids] = cs\n"
+    "        if #ids > limit then break end\n"
+    "      end\n"
+    "    end\n"
+    "    max = '(' .. cs\n"
+    "  end\n"
+    "  if #ids <= limit then\n"
+    "    local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'WITHSCORES', 'LIMIT', 0,\n"
+    "                            limit + 1 - #ids)\n"
+    "    for i = 1, #more, 2 do\n"
+    "      ids[#ids + 1] = more[i]\n"
+    "      scores[#ids] = more[i + 1]\n"
     "    end\n"
     "  end\n"
-    "  max = '(' .. cs\n"
+    "  return ids, scores\n"
     "end\n"
-    "if #ids <= limit then\n"
-    "  local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'WITHSCORES', 'LIMIT', 0,\n"
-    "                          limit + 1 - #ids)\n"
-    "  for i = 1, #more, 2 do\n"
-    "    ids[#ids + 1] = more[i]\n"
-    "    scores[#ids] = more[i + 1]\n"
+    "local ids, scores = {}, {}\n"
+    "if ARGV[5] then\n"
+    "  if redis.call('SISMEMBER', KEYS[1], '') == 0 then return {'nostates'} end\n"
+    "  local all = {}\n"
+    "  for _, st in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "    if st ~= '' then\n"
+    "      local i2, s2 = page(ARGV[5] .. #st .. ':' .. st .. ':' .. ARGV[6])\n"
+    "      for i = 1, #i2 do all[#all + 1] = {i2[i], tonumber(s2[i]), s2[i]} end\n"
+    "    end\n"
     "  end\n"
+    "  table.sort(all, function(a, b)\n"
+    "    if a[2] ~= b[2] then return a[2] > b[2] end\n"
+    "    return below(b[1], a[1])\n"
+    "  end)\n"
+    "  for i = 1, math.min(#all, limit + 1) do ids[i], scores[i] = all[i][1], all[i][3] end\n"
+    "else\n"
+    "  ids, scores = page(KEYS[1])\n"
     "end\n"
     "local out = {}\n"
     "for i, id in ipairs(ids) do\n"
@@ -436,6 +467,22 @@ static const char list_lua[] =
     "  out[3 * i] = redis.call('HMGET', ARGV[4] .. id .. '}', 'd', 'v', 'h')\n"
     "end\n"
     "return out\n";
+
+/* KEYS 1 P states;  ARGV 1 a SCAN cursor  2 the pattern of the state
+ * indexes ("lf:state:*")
+ * One step of filling the set of states of a store an older version
+ * began (which kept no such set): the states whose index one SCAN step
+ * finds go in. Returns the next cursor; at the last ('0') the set is
+ * marked whole (''). A state a commit enters meanwhile is put in by
+ * the commit. */
+static const char states_fill_lua[] =
+    "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)\n"
+    "local skip = #ARGV[2] - 1\n"
+    "for _, k in ipairs(r[2]) do\n"
+    "  if redis.call('TYPE', k).ok == 'zset' then redis.call('SADD', KEYS[1], k:sub(skip + 1)) end\n"
+    "end\n"
+    "if r[1] == '0' then redis.call('SADD', KEYS[1], '') end\n"
+    "return r[1]\n";
 
 /* KEYS 1 head  2 log (P log);  ARGV 1 after  2 limit
  * Returns {head seq, last, head hash, line(after+1), ..., line(last)}
@@ -544,7 +591,7 @@ static const char ent_fill_lua[] =
 
 static const char *const sources[LF_SCRIPT__COUNT] = {
     commit_lua, list_lua, audit_log_lua, audit_rec_lua, find_key_lua, count_lua, ent_fill_lua,
-    read_lua,
+    read_lua, states_fill_lua,
 };
 
 const char *lf_redis_script_src(lf_redis_script id) { return sources[id]; }
