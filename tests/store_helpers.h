@@ -151,22 +151,34 @@ static inline lf_code t_create(lf_store *s, const char *id, const char *ref,
     return t_create_rec(s, id, rec, meta, g);
 }
 
+/* An entry of kind on record id, the record's version with it, from ->
+ * to because of trigger, by tester, stamped by the test clock: the rest
+ * is the caller's to set before committing it. */
+static inline void t_entry(lf_entry *e, lf_entry_kind kind, const char *id, uint64_t version,
+                           const char *from, const char *to, const char *trigger) {
+    memset(e, 0, sizeof *e);
+    e->record_id = id;
+    e->kind = kind;
+    e->version = version;
+    e->from_state = from;
+    e->to_state = to;
+    e->trigger = trigger;
+    e->actor = "tester";
+    t_stamp(e->timestamp);
+}
+
 /* A transition (or, with kind LF_ENTRY_DENIED, a refused attempt) built
  * on the record as the caller last saw it, at `version`, by `actor` with
  * `authority` (NULL: none). */
 static inline lf_code t_move_by(lf_store *s, lf_entry_kind kind, const char *id,
                                 const char *from, const char *to, uint64_t version,
                                 const char *actor, const char *authority, t_got *g) {
-    lf_entry e = {0};
-    e.record_id = id;
-    e.kind = kind;
-    e.version = kind == LF_ENTRY_DENIED ? version : version + 1;
-    e.from_state = from;
-    e.to_state = to;
-    e.trigger = kind == LF_ENTRY_DENIED ? "test.denied" : "test.moved";
+    lf_entry e;
+    bool denied = kind == LF_ENTRY_DENIED;
+    t_entry(&e, kind, id, denied ? version : version + 1, from, to,
+            denied ? "test.denied" : "test.moved");
     e.actor = actor;
     e.authority = authority;
-    t_stamp(e.timestamp);
     e.metadata = "{\"why\":\"test\"}";
     if (kind == LF_ENTRY_DENIED)
         e.decisions = "[{\"policy\":\"no-way\",\"verdict\":\"deny\","

@@ -318,15 +318,9 @@ static void pipelined_transitions_of_one_record(void **state) {
     t_id(id, 1);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     for (unsigned v = 1; v <= 10; v++) {
-        lf_entry e = {0};
-        e.record_id = id;
-        e.kind = LF_ENTRY_TRANSITION;
-        e.version = v + 1;
-        e.from_state = v % 2 ? "issue_created" : "task_queued";
-        e.to_state = v % 2 ? "task_queued" : "issue_created";
-        e.trigger = "test.moved";
-        e.actor = "tester";
-        t_stamp(e.timestamp);
+        lf_entry e;
+        t_entry(&e, LF_ENTRY_TRANSITION, id, v + 1, v % 2 ? "issue_created" : "task_queued",
+                v % 2 ? "task_queued" : "issue_created", "test.moved");
         lf_store_commit(s, &e, t_store_cb, &m[v - 1]);
     }
     settle_all(m, 10);
@@ -883,16 +877,9 @@ static void entered_index_filled_then_read(void **state) {
     assert_int_equal(entered_score("task_queued", "loop-00000000deadbeef"), -1);
     /* A closed record has no timer to be due: its commit takes it out
      * (here one that stays in its state, as the store allows). */
-    lf_entry e = {0};
+    lf_entry e;
     char changes[64];
-    e.record_id = id[3];
-    e.kind = LF_ENTRY_TRANSITION;
-    e.version = 3;
-    e.from_state = e.to_state = "task_queued";
-    e.trigger = "test.closed";
-    e.actor = "tester";
-    e.metadata = "{}";
-    t_stamp(e.timestamp);
+    t_entry(&e, LF_ENTRY_TRANSITION, id[3], 3, "task_queued", "task_queued", "test.closed");
     snprintf(changes, sizeof changes, "{\"closed_at\":\"%s\"}", e.timestamp);
     e.changes = changes;
     assert_int_equal(t_commit(s, &e, &g), LF_OK);
@@ -1188,17 +1175,10 @@ static void lines_refer_to_their_policy_set(void **state) {
     t_id(id, 1);
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     for (unsigned v = 1; v <= 4; v++) {
-        lf_entry e = {0};
-        e.record_id = id;
-        e.kind = LF_ENTRY_TRANSITION;
-        e.version = v + 1;
-        e.from_state = v % 2 ? "issue_created" : "task_queued";
-        e.to_state = v % 2 ? "task_queued" : "issue_created";
-        e.trigger = "test.moved";
-        e.actor = "tester";
-        e.metadata = "{}";
+        lf_entry e;
+        t_entry(&e, LF_ENTRY_TRANSITION, id, v + 1, v % 2 ? "issue_created" : "task_queued",
+                v % 2 ? "task_queued" : "issue_created", "test.moved");
         e.policy_set = v < 4 ? P : Q;   /* seqs 2-4 by P, 5 by Q */
-        t_stamp(e.timestamp);
         assert_int_equal(t_commit(s, &e, &g), LF_OK);
     }
     redisReply *r = log_value(3), *d = t_redis_cmd(&server, "HGET lf:log:psets 7d2f0a9c");

@@ -248,15 +248,9 @@ static void list_entered_by(void **state) {
         at[i] = t_clock_us;
     }
     assert_int_equal(t_transition(s, id[4], "task_queued", "pr_created", 2, &g), LF_OK);
-    lf_entry e = {0};               /* 3 is observed after: updated, not moved */
-    e.record_id = id[3];
-    e.kind = LF_ENTRY_OBSERVED;
-    e.version = 3;
-    e.from_state = e.to_state = "task_queued";
-    e.trigger = "test.observed";
-    e.actor = "tester";
+    lf_entry e;                     /* 3 is observed after: updated, not moved */
+    t_entry(&e, LF_ENTRY_OBSERVED, id[3], 3, "task_queued", "task_queued", "test.observed");
     e.changes = "{\"labels\":{\"seen\":\"yes\"}}";
-    t_stamp(e.timestamp);
     assert_int_equal(t_commit(s, &e, &g), LF_OK);
     assert_int_equal(t_transition(s, id[5], "issue_created", "task_queued", 1, &g), LF_OK);
 
