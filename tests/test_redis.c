@@ -27,6 +27,13 @@
 
 static t_redis server;
 
+/* The v-th move of a record that goes back and forth between
+ * issue_created and task_queued (version v + 1). */
+static void t_flip(lf_entry *e, const char *id, unsigned v) {
+    t_entry(e, LF_ENTRY_TRANSITION, id, v + 1, v % 2 ? "issue_created" : "task_queued",
+            v % 2 ? "task_queued" : "issue_created", "test.moved");
+}
+
 typedef struct fixture {
     struct event_base *base;
     lf_store *s;
@@ -319,8 +326,7 @@ static void pipelined_transitions_of_one_record(void **state) {
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     for (unsigned v = 1; v <= 10; v++) {
         lf_entry e;
-        t_entry(&e, LF_ENTRY_TRANSITION, id, v + 1, v % 2 ? "issue_created" : "task_queued",
-                v % 2 ? "task_queued" : "issue_created", "test.moved");
+        t_flip(&e, id, v);
         lf_store_commit(s, &e, t_store_cb, &m[v - 1]);
     }
     settle_all(m, 10);
@@ -1176,8 +1182,7 @@ static void lines_refer_to_their_policy_set(void **state) {
     assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
     for (unsigned v = 1; v <= 4; v++) {
         lf_entry e;
-        t_entry(&e, LF_ENTRY_TRANSITION, id, v + 1, v % 2 ? "issue_created" : "task_queued",
-                v % 2 ? "task_queued" : "issue_created", "test.moved");
+        t_flip(&e, id, v);
         e.policy_set = v < 4 ? P : Q;   /* seqs 2-4 by P, 5 by Q */
         assert_int_equal(t_commit(s, &e, &g), LF_OK);
     }
@@ -1402,16 +1407,9 @@ static void pack_round_trips(void **state) {
     /* A sealed line's own hash is left out and computed again: its frame
      * is ~34 bytes smaller than the same line's with a hash key that is
      * not its own, which is kept as it is (and verification catches). */
-    lf_entry e = {0};
-    e.kind = LF_ENTRY_TRANSITION;
-    e.record_id = "loop-0123456789abcdef";
-    e.version = 2;
-    e.from_state = "ci_passed";
-    e.to_state = "merged";
-    e.trigger = "pr.merged";
-    e.actor = "bot";
-    e.metadata = "{}";
-    snprintf(e.timestamp, sizeof e.timestamp, "2026-12-05T20:00:00.000000Z");
+    lf_entry e;
+    t_entry(&e, LF_ENTRY_TRANSITION, "loop-0123456789abcdef", 2, "ci_passed", "merged",
+            "pr.merged");
     lf_entry_seal(&e, 7, "5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e5a1e",
                   &line);
     lf_buf wrong = LF_BUF_INIT;
