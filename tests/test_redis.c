@@ -1297,6 +1297,22 @@ static void repo_pages_merge_the_states(void **state) {
             freeReplyObject(r);
         }
     }
+    /* A prefix that would be a glob fills its set from its own keys only. */
+    char u1[4300], u2[4300];
+    snprintf(u1, sizeof u1, "%s?prefix=g*:", server.url);
+    snprintf(u2, sizeof u2, "%s?prefix=gx:", server.url);
+    lf_store *a = open_url(u1, F(state)->base), *b = open_url(u2, F(state)->base);
+    assert_int_equal(t_create(a, id[0], "a0", "acme/app", &g), LF_OK);
+    assert_int_equal(t_create(b, id[0], "b0", "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(b, id[0], "issue_created", "pr_created", 1, &g), LF_OK);
+    t_redis_ok(&server, "DEL g*:states");
+    t_list(a, NULL, "acme/app", 10, NULL, &p);
+    assert_int_equal(p.n, 1);
+    r = t_redis_cmd(&server, "SCARD g*:states");
+    assert_int_equal(r->integer, 2);    /* '' and issue_created: not gx:'s pr_created */
+    freeReplyObject(r);
+    lf_store_free(a);
+    lf_store_free(b);
     t_page_reset(&p);
     t_got_reset(&g);
 }

@@ -979,9 +979,18 @@ static void states_fill(list_op *l, const char *cursor) {
     f->op.s = s;
     f->op.script = LF_SCRIPT_STATES_FILL;
     f->l = l;
-    key_cat(s, &pat, "state:*", (char *)NULL);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_STATES_FILL], "1", l->index, cursor, pat.p};
-    lf_redis_format(&f->op, 6, argv, NULL);
+    /* the prefix as a glob matches itself only: its *, ?, [, ] and \
+     * escaped (a prefix may hold them) */
+    char skip[LF_INT_CHARS];
+    for (const char *p = s->url.prefix; *p; p++) {
+        if (strchr("*?[]\\", *p)) lf_buf_putc(&pat, '\\');
+        lf_buf_putc(&pat, *p);
+    }
+    lf_buf_puts(&pat, "state:*");
+    lf_fmt_int((int64_t)strlen(s->url.prefix) + 6, skip);
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_STATES_FILL], "1", l->index, cursor,
+                          pat.p,     skip};
+    lf_redis_format(&f->op, 7, argv, NULL);
     lf_buf_free(&pat);
     lf_redis_send(&f->op);
 }

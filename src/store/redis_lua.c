@@ -469,7 +469,8 @@ static const char list_lua[] =
     "return out\n";
 
 /* KEYS 1 P states;  ARGV 1 a SCAN cursor  2 the pattern of the state
- * indexes ("lf:state:*")
+ * indexes ("lf:state:*", the prefix escaped)  3 the bytes of their names
+ * before the state's ("lf:state:": 9)
  * One step of filling the set of states of a store an older version
  * began (which kept no such set): the states whose index one SCAN step
  * finds go in. Returns the next cursor; at the last ('0') the set is
@@ -477,7 +478,7 @@ static const char list_lua[] =
  * the commit. */
 static const char states_fill_lua[] =
     "local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)\n"
-    "local skip = #ARGV[2] - 1\n"
+    "local skip = tonumber(ARGV[3])\n"
     "for _, k in ipairs(r[2]) do\n"
     "  if redis.call('TYPE', k).ok == 'zset' then redis.call('SADD', KEYS[1], k:sub(skip + 1)) end\n"
     "end\n"
