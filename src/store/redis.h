@@ -258,6 +258,9 @@ void lf_redis_key_times(const lf_redis *s, const char *counter, bool tail, lf_bu
 /* The who character ('a', 'p') of a budget counter key (lf_counter_key:
  * "<len>:<to>:<who>:<name>"), or NULL for another key (lf_open_key's). */
 char *lf_redis_counter_who(char *key);
+/* The index a list reads: P all, P state:<state>, P sr:<n>:<state>:<repo>,
+ * or for a repo alone the set of states whose sr: indexes the list script
+ * merges (P states). */
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
 
