@@ -979,15 +979,19 @@ static void states_fill(list_op *l, const char *cursor) {
     f->op.s = s;
     f->op.script = LF_SCRIPT_STATES_FILL;
     f->l = l;
-    /* the prefix as a glob matches itself only: its *, ?, [, ] and \
-     * escaped (a prefix may hold them) */
+    /* the state indexes' names up to the state ("P state:"), as a glob
+     * that matches itself only: its *, ?, [, ] and \ escaped (a prefix
+     * may hold them) */
+    lf_buf name = LF_BUF_INIT;
     char skip[LF_INT_CHARS];
-    for (const char *p = s->url.prefix; *p; p++) {
-        if (strchr("*?[]\\", *p)) lf_buf_putc(&pat, '\\');
-        lf_buf_putc(&pat, *p);
+    lf_redis_key_index(s, "", NULL, &name);
+    for (size_t i = 0; i < name.len; i++) {
+        if (strchr("*?[]\\", name.p[i])) lf_buf_putc(&pat, '\\');
+        lf_buf_putc(&pat, name.p[i]);
     }
-    lf_buf_puts(&pat, "state:*");
-    lf_fmt_int((int64_t)strlen(s->url.prefix) + 6, skip);
+    lf_buf_putc(&pat, '*');
+    lf_fmt_int((int64_t)name.len, skip);
+    lf_buf_free(&name);
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_STATES_FILL], "1", l->index, cursor,
                           pat.p,     skip};
     lf_redis_format(&f->op, 7, argv, NULL);
@@ -1142,27 +1146,21 @@ static void audit_deliver(audit_op *a, const redisReply **v, size_t n, uint64_t 
         }
     }
     for (size_t i = 0; i < n; i++) lines[i] = at[i] == SIZE_MAX ? v[i]->str : a->arena.p + at[i];
-    char h[LF_HASH_LEN + 1];
+    char h[LF_HASH_LEN + 1], msg[600] = "";
     if (head && n && lf_entry_self_hash(lines[n - 1], lens[n - 1], h) == 0 &&
-        strcmp(h, head) != 0) {
-        char msg[600];
+        strcmp(h, head) != 0)
         lf_redis_errf(s, msg, sizeof msg,
                       "seq %" PRIu64 ": hash %.12s... is not the one %s names (%.12s...):"
                       " the log's last entry was changed",
                       last, h, s->k_head, head);
-        free(lines);
-        free(lens);
-        free(at);
-        free(v);
-        lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
-        return;
-    }
-    a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
+    else
+        a->cb(LF_OK, NULL, lines, lens, n, n ? last : a->after, a->arg);
     free(lines);
     free(lens);
     free(at);
     free(v);
-    audit_destroy(&a->op);
+    if (msg[0]) lf_redis_fail(&a->op, LF_UNAVAILABLE, msg);
+    else audit_destroy(&a->op);
 }
 
 /* {head, last, head hash, line...}: the lines for seq after+1 .. last. A missing

@@ -282,14 +282,14 @@ static const char commit_lua[] =
     "if tonumber(hseq) ~= seq - 1 or hhash ~= ARGV[3] then\n"
     "  return {'head', hseq, hhash}\n"
     "end\n"
-    /* the key prefix; a store begun here keeps its set of states whole
-     * from its first entry ('': list_lua) */
+    /* the key prefix (KEYS[1] is P head); a store begun here keeps its
+     * set of states whole from its first entry ('': list_lua) */
     "local pre = KEYS[1]:sub(1, -5)\n"
     "if hseq == '0' then redis.call('SADD', pre .. 'states', '') end\n"
     /* A line that refers to its policy set: the digest by its first 4
      * bytes, unless another digest has them ({'pset', it}: pack it whole). */
     "if ARGV[12] ~= '' then\n"
-    "  local pk, f = KEYS[2]:match('^(.*):%d+$') .. ':psets', ARGV[12]:sub(1, 8)\n"
+    "  local pk, f = pre .. 'log:psets', ARGV[12]:sub(1, 8)\n"
     "  local had = redis.call('HGET', pk, f)\n"
     "  if had and had ~= ARGV[12] then return {'pset', had} end\n"
     "  if not had then redis.call('HSET', pk, f, ARGV[12]) end\n"
@@ -323,7 +323,7 @@ static const char commit_lua[] =
     "  if mode == 'note' then redis.call('HSET', KEYS[4], 'c', rn, 'l' .. rn, rl) end\n"
     "end\n"
     "if mode == 'note' then\n"
-    "  return {'ok', rec(KEYS[4], KEYS[5], KEYS[2]:match('^(.*):%d+$'))}\n"
+    "  return {'ok', rec(KEYS[4], KEYS[5], pre .. 'log')}\n"
     "end\n"
     "local rf = 'l' .. rn\n"
     "local repo = ARGV[10]:sub(1, 1) == '1'\n"
