@@ -261,7 +261,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[12] = {LF_BUF_INIT}, cnt[8] = {LF_BUF_INIT};
+    lf_buf k[10] = {LF_BUF_INIT}, cnt[8] = {LF_BUF_INIT};
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     if (ncount == 2) {
@@ -295,9 +295,9 @@ static void commit_format(commit_op *c) {
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_COMMIT];
     argv[argc++] = nkeys;
-    lf_redis_key_log(s, e->seq, &k[7]);
+    lf_redis_key_log(s, e->seq, &k[6]);
     argv[argc++] = s->k_head;
-    argv[argc++] = k[7].p;
+    argv[argc++] = k[6].p;
     argv[argc++] = s->k_idem;
     if (c->mode != MODE_GLOBAL) {
         lf_redis_key_rec(s, e->record_id, &k[0]);
@@ -317,10 +317,10 @@ static void commit_format(commit_op *c) {
         argv[argc++] = k[3].p;
         keys = 9;
         if (r->repo) {
-            lf_redis_key_index(s, before, r->repo, &k[5]);
-            lf_redis_key_index(s, after, r->repo, &k[6]);
+            lf_redis_key_index(s, before, r->repo, &k[4]);
+            lf_redis_key_index(s, after, r->repo, &k[5]);
+            argv[argc++] = k[4].p;
             argv[argc++] = k[5].p;
-            argv[argc++] = k[6].p;
             keys = 11;
         }
         /* a budget counter as its times' chunks and tail and an older
@@ -338,14 +338,14 @@ static void commit_format(commit_op *c) {
             keys++;
         }
         if (r->parent) {
-            lf_redis_key_children(s, r->parent, &k[9]);
-            argv[argc++] = k[9].p;
+            lf_redis_key_children(s, r->parent, &k[7]);
+            argv[argc++] = k[7].p;
             keys++;
         }
-        lf_redis_key_entered(s, before, &k[10]);
-        lf_redis_key_entered(s, after, &k[11]);
-        argv[argc++] = k[10].p;
-        argv[argc++] = k[11].p;
+        lf_redis_key_entered(s, before, &k[8]);
+        lf_redis_key_entered(s, after, &k[9]);
+        argv[argc++] = k[8].p;
+        argv[argc++] = k[9].p;
         argv[argc++] = s->k_timed;
         keys += 3;
     }
