@@ -470,7 +470,8 @@ static void commit_raced(commit_op *c, const redisReply *r) {
     commit_send(&c->op);
 }
 
-/* {'ok'}: the entry, the record and the indexes are in. */
+/* 'ok' ({'ok', the record} for a note): the entry, the record and the
+ * indexes are in. */
 static void commit_done(commit_op *c, const redisReply *r) {
     lf_redis *s = c->op.s;
     lf_record *rec = NULL;
@@ -511,6 +512,10 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         commit_fetched(c, r);
         return;
     }
+    if (r->type == REDIS_REPLY_STRING && strcmp(r->str, "ok") == 0) {
+        commit_done(c, r);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         !lf_redis_is_str(r->element[0])) {
         commit_not_written(c, 0, NULL);
@@ -520,7 +525,7 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         return;
     }
     const char *st = r->element[0]->str;
-    if (strcmp(st, "ok") == 0) {
+    if (strcmp(st, "ok") == 0 && c->mode == MODE_NOTE) {
         commit_done(c, r);
         return;
     }

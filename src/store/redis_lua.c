@@ -144,14 +144,16 @@
  * earlier time (another process's clock, or a clock set back) goes into
  * the chunk where it belongs, and each full chunk after it passes its
  * last time on to the next. A chunk is at i: 0 the tail, -1... the
- * list's from its end. A tail that fills up joins the list. */
+ * list's from its end. A tail that fills up joins the list. (Constant
+ * arguments go to redis.call as strings: Redis prints a Lua number with
+ * snprintf, ~1,400 instructions each.) */
 #define TADD_LUA                                                               \
     TIMES_LUA                                                                  \
     "local function tadd(k, kt, t)\n"                                          \
-    "  local e, last = struct.pack('>I8', t), redis.call('GETRANGE', kt, -8, -1)\n" \
+    "  local e, last = struct.pack('>I8', t), redis.call('GETRANGE', kt, '-8', '-1')\n" \
     "  local i, c = 0, nil\n"                                                  \
     "  if last == '' then\n"                                                   \
-    "    i, c = -1, redis.call('LINDEX', k, -1)\n"                             \
+    "    i, c = -1, redis.call('LINDEX', k, '-1')\n"                           \
     "    last = c and c:sub(-8) or ''\n"                                       \
     "  end\n"                                                                  \
     "  if last == '' or tat(last, 0) <= t then\n"                              \
@@ -183,12 +185,12 @@
     "end\n"                                                                    \
     /* the chunks whose times are all before cut */                           \
     "local function ttrim(k, kt, cut)\n"                                       \
-    "  local c = redis.call('LINDEX', k, 0)\n"                                 \
+    "  local c = redis.call('LINDEX', k, '0')\n"                               \
     "  while c and tat(c, " TIMES_CHUNK " - 1) < cut do\n"                     \
     "    redis.call('LPOP', k)\n"                                              \
-    "    c = redis.call('LINDEX', k, 0)\n"                                     \
+    "    c = redis.call('LINDEX', k, '0')\n"                                   \
     "  end\n"                                                                  \
-    "  local l = not c and redis.call('GETRANGE', kt, -8, -1)\n"               \
+    "  local l = not c and redis.call('GETRANGE', kt, '-8', '-1')\n"               \
     "  if l and l ~= '' and tat(l, 0) < cut then redis.call('DEL', kt) end\n"  \
     "end\n"
 
@@ -226,7 +228,8 @@
  * last changed it: with v, what a get compares with its cache), d (set:
  * a tombstone) and its entries' seqs (c runs l1 .. lc: SEQS_LUA); the
  * record is those entries' lines, folded (REC_LUA).
- * Returns {'ok'} (note: {'ok', the record as REC_LUA gives it}), or why
+ * Returns 'ok' (a string: a table costs Redis ~8k instructions more to
+ * convert; note: {'ok', the record as REC_LUA gives it}), or why
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
  * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
  * that head) {'logpos', length} (the list holds more lines than the head
@@ -234,9 +237,10 @@
  * (another policy set has ARGV 12's first bytes: pack the line whole). The
  * policy set's registration is written before the line's checks are all
  * done: a refused commit may leave it, which is harmless. */
+/* A helper is defined in the branch that uses it (REC_LUA by a note,
+ * TADD_LUA by a transition's counters): a definition makes a closure at
+ * every call of the script. */
 static const char commit_lua[] =
-    REC_LUA
-    TADD_LUA
     /* The record's last run of seqs: (c, its text), 0 and false for none.
      * A record an older version last wrote has its seqs moved from its
      * list into runs first (written 500 runs a call: unpack's stack has
@@ -245,10 +249,10 @@ static const char commit_lua[] =
      * under SEQ_RUN bytes, else as run n + 1 */
     "local function run_add(n, l, q)\n"
     "  if l and #l + #q < " SEQ_RUN " then return n, l .. ',' .. q end\n"
-    "  return n + 1, q\n"
+    "  return tostring(n + 1), q\n"
     "end\n"
     "local function last_run(k, kl, c)\n"
-    "  if c then return tonumber(c), redis.call('HGET', k, 'l' .. c) end\n"
+    "  if c then return c, redis.call('HGET', k, 'l' .. c) end\n"
     "  local n, l, w = 0, false, {}\n"
     "  for _, q in ipairs(redis.call('LRANGE', kl, 0, -1)) do\n"
     "    n, l = run_add(n, l, q)\n"
@@ -308,13 +312,13 @@ static const char commit_lua[] =
     "end\n"
     "redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'hash', ARGV[4])\n"
     "if ARGV[11] ~= '' then redis.call('HSET', KEYS[3], ARGV[11], ARGV[2]) end\n"
-    "if mode == 'global' then return {'ok'} end\n"
+    "if mode == 'global' then return 'ok' end\n"
     /* A refusal on a record an older version last wrote goes on its list:
      * an older process may still hold the record at this version and
      * commit on it (onto the list); the first commit that changes the
      * record moves the list into runs, and after it the older process's
      * copy is stale (its commit is refused, and it cannot read runs). */
-    "local rn, rl = 0, false\n"
+    "local rn, rl = '0', false\n"
     "if mode == 'note' and not runs then\n"
     "  redis.call('RPUSH', KEYS[5], ARGV[2])\n"
     "else\n"   /* the entry's seq onto the record's runs of them */
@@ -323,20 +327,21 @@ static const char commit_lua[] =
     "  if mode == 'note' then redis.call('HSET', KEYS[4], 'c', rn, 'l' .. rn, rl) end\n"
     "end\n"
     "if mode == 'note' then\n"
+    REC_LUA
     "  return {'ok', rec(KEYS[4], KEYS[5], pre .. 'log')}\n"
     "end\n"
     "local rf = 'l' .. rn\n"
-    "local repo = ARGV[10]:sub(1, 1) == '1'\n"
-    "local kids = ARGV[10]:sub(2, 2) == '1' and KEYS[#KEYS - 3]\n"
-    "local ent_b, ent_a = KEYS[#KEYS - 2], KEYS[#KEYS - 1]\n"
-    "local timed, timers = KEYS[#KEYS], ARGV[10]:sub(3, 3)\n"
-    "local ncount, c0 = tonumber(ARGV[10]:sub(4, 4)) or 0, repo and 12 or 10\n"
-    "local open, o0 = ARGV[10]:sub(5, 5), c0 + 3 * ncount\n"
-    "local closed = ARGV[10]:sub(6, 6) == '1'\n"
-    "if open == '+' then\n"
+    /* ARGV[10]'s marks as bytes: '0' 48, '1' 49, '+' 43, '-' 45 */
+    "local repo, kids, timers, ncount, open, closed = ARGV[10]:byte(1, 6)\n"
+    "repo, closed, ncount = repo == 49, closed == 49, ncount - 48\n"
+    "kids = kids == 49 and KEYS[#KEYS - 3]\n"
+    "local ent_b, ent_a, timed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]\n"
+    "local c0 = repo and 12 or 10\n"
+    "local o0 = c0 + 3 * ncount\n"
+    "if open == 43 then\n"
     "  redis.call('ZADD', KEYS[o0], ARGV[7], id)\n"
     "  redis.call('ZADD', KEYS[o0 + 1], ARGV[7], id)\n"
-    "elseif open == '-' then\n"
+    "elseif open == 45 then\n"
     "  redis.call('ZREM', KEYS[o0], id)\n"
     "  redis.call('ZREM', KEYS[o0 + 1], id)\n"
     "end\n"
@@ -355,7 +360,7 @@ static const char commit_lua[] =
     "  if kids then redis.call('ZREM', kids, id) end\n"
     "  redis.call('ZREM', timed, id)\n"
     "  redis.call('ZREM', ent_b, id)\n"
-    "  return {'ok'}\n"
+    "  return 'ok'\n"
     "end\n"
     "redis.call('HSET', KEYS[4], 'v', ARGV[6], 'h', ARGV[4]:sub(1, " STR(LF_REDIS_H_LEN) "),\n"
     "           'c', rn, rf, rl)\n"
@@ -383,18 +388,21 @@ static const char commit_lua[] =
      * older times are trimmed at every 16th seq (a count is by time and
      * never sees them; trimming at every commit was more calls), in an
      * older version's sorted set too. */
-    "for i = c0, c0 + 3 * ncount - 1, 3 do\n"
+    "if ncount > 0 then\n"
+    TADD_LUA
     "  local t = tonumber(ARGV[7])\n"
-    "  tadd(KEYS[i], KEYS[i + 1], t)\n"
-    "  if seq % 16 == 0 then\n"
-    "    local cut = t - 2678400000000\n"
-    "    ttrim(KEYS[i], KEYS[i + 1], cut)\n"
-    "    redis.call('ZREMRANGEBYSCORE', KEYS[i + 2], '-inf', '(' .. cut)\n"
+    "  for i = c0, c0 + 3 * ncount - 1, 3 do\n"
+    "    tadd(KEYS[i], KEYS[i + 1], t)\n"
+    "    if seq % 16 == 0 then\n"
+    "      local cut = t - 2678400000000\n"
+    "      ttrim(KEYS[i], KEYS[i + 1], cut)\n"
+    "      redis.call('ZREMRANGEBYSCORE', KEYS[i + 2], '-inf', '(' .. cut)\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "if timers == '1' then redis.call('ZADD', timed, ARGV[7], id)\n"
-    "elseif timers == '-' then redis.call('ZREM', timed, id) end\n"
-    "return {'ok'}\n";
+    "if timers == 49 then redis.call('ZADD', timed, ARGV[7], id)\n"
+    "elseif timers == 45 then redis.call('ZREM', timed, id) end\n"
+    "return 'ok'\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
  *         ARGV 5, the set of states (P states)
