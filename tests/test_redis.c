@@ -1232,12 +1232,13 @@ static void lines_refer_to_their_policy_set(void **state) {
     t_got_reset(&g);
 }
 
-/* A repo's records are its index in each state, merged (there is no
- * index of a repo alone): newest first, ties by id descending across the
- * states, page by page. The set of states is kept by the commits, whole
- * from a store's first entry; a store an older version began has none,
- * and the first list of a repo's records fills it by SCAN, once. */
-static void repo_pages_merge_the_states(void **state) {
+/* A repo's records are its index in each state, and every record the
+ * index of its state, merged (there is no index of a repo alone, or of
+ * all): newest first, ties by id descending across the states, page by
+ * page. The set of states is kept by the commits, whole from a store's
+ * first entry; a store an older version began has none, and the first
+ * such list fills it by SCAN, once. */
+static void lists_merge_the_states(void **state) {
     lf_store *s = F(state)->s;
     static const char *const to[] = {"task_queued", "issue_created", "pr_created"};
     enum { N = 9 };
@@ -1256,14 +1257,16 @@ static void repo_pages_merge_the_states(void **state) {
                              LF_OK);
         }
     }
-    redisReply *r = t_redis_cmd(&server, "EXISTS lf:repo:acme/app");
-    assert_int_equal(r->integer, 0);
+    redisReply *r = t_redis_cmd(&server, "EXISTS lf:repo:acme/app lf:all");
+    assert_int_equal(r->integer, 0);    /* no index of a repo, or of all */
     freeReplyObject(r);
     r = t_redis_cmd(&server, "SMEMBERS lf:states");
     assert_int_equal(r->elements, 4);   /* '', and the three states */
     freeReplyObject(r);
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass) {
+    /* a repo's records (all but 3 and 7: acme/other), then every record */
+    for (int pass = 0; pass < 4; pass++) {
+        const char *repo = pass % 2 ? NULL : "acme/app";
+        if (pass >= 2) {
             /* as a store an older version began: no set of states */
             t_redis_ok(&server, "DEL lf:states");
             t_redis_ok(&server, "CONFIG RESETSTAT");
@@ -1272,7 +1275,7 @@ static void repo_pages_merge_the_states(void **state) {
         size_t n = 0, ties = 0;
         char *cur = NULL;
         do {
-            t_list(s, NULL, "acme/app", 2, cur, &p);
+            t_list(s, NULL, repo, 2, cur, &p);
             for (size_t i = 0; i < p.n; i++) {
                 /* newest first, ties by id descending */
                 int c = n ? strcmp(p.updated[i], last) : -1;
@@ -1285,11 +1288,11 @@ static void repo_pages_merge_the_states(void **state) {
             free(cur);
             cur = p.cursor ? strdup(p.cursor) : NULL;
         } while (cur);
-        assert_int_equal(n, 7);     /* all but 3 and 7 (acme/other) */
+        assert_int_equal(n, repo ? 7 : N);
         assert_true(ties >= 2);     /* 0, 2 and 5: one time, two states */
         for (size_t i = 0; i < n; i++)
             for (size_t k = i + 1; k < n; k++) assert_string_not_equal(seen[i], seen[k]);
-        if (pass) {
+        if (pass >= 2) {
             assert_true(calls_of("evalsha") > 3);   /* the fill ran */
             const char *whole[] = {"SISMEMBER", "lf:states", ""};
             r = t_redis_cmdv(&server, 3, whole, NULL);
@@ -2046,7 +2049,7 @@ int main(void) {
         T(tampering_is_detected),
         T(lines_are_packed),
         T(lines_refer_to_their_policy_set),
-        T(repo_pages_merge_the_states),
+        T(lists_merge_the_states),
         T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),

@@ -279,12 +279,12 @@ static int run_capture(char *const argv[], char **out) {
 
 /* EVALSHA commit, with a real line from the run, under fresh random keys
  * per call (redis-benchmark's __rand_int__). The arguments follow the
- * commit script's layout (redis_lua.c): mode create, 14 keys, 12 ARGV,
+ * commit script's layout (redis_lua.c): mode create, 13 keys, 12 ARGV,
  * no idempotency key, the line as it is (a value that refers to its policy
  * set is checked against nothing then). */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
                           size_t inflight, size_t requests, char *note, size_t notelen) {
-    char sha[41], port[16], db[16], pipeline[24], n[24], keys[14][256];
+    char sha[41], port[16], db[16], pipeline[24], n[24], keys[13][256];
     const char *argv[64];
     int a = 0;
     lf_redis_script_sha(LF_SCRIPT_COMMIT, sha);
@@ -292,13 +292,12 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     snprintf(db, sizeof db, "%d", u->db);
     snprintf(pipeline, sizeof pipeline, "%zu", inflight);
     snprintf(n, sizeof n, "%zu", requests);
-    const char *names[14] = {"__rand_int__:head",
+    const char *names[13] = {"__rand_int__:head",
                              "__rand_int__:log:0",
                              "idem",
                              "rec:{bench-__rand_int__}",
                              "rec:{bench-__rand_int__}:log",
                              "ref",
-                             "all",
                              "state:issue_created",
                              "state:issue_created",
                              "sr:13:issue_created:loopforge/bench",
@@ -306,7 +305,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
                              "ent:issue_created",
                              "ent:issue_created",
                              "timed"};
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < 13; i++)
         snprintf(keys[i], sizeof keys[i], "%srb:%s", prefix, names[i]);
 
     argv[a++] = "redis-benchmark";
@@ -340,8 +339,8 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "--csv";
     argv[a++] = "EVALSHA";
     argv[a++] = sha;
-    argv[a++] = "14";
-    for (int i = 0; i < 14; i++) argv[a++] = keys[i];
+    argv[a++] = "13";
+    for (int i = 0; i < 13; i++) argv[a++] = keys[i];
     argv[a++] = "create";
     argv[a++] = "1";
     argv[a++] = LF_GENESIS;

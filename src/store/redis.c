@@ -68,12 +68,10 @@ void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
         key_cat(s, b, "sr:", n, ":", state, ":", repo, (char *)NULL);
     } else if (state) {
         key_cat(s, b, "state:", state, (char *)NULL);
-    } else if (repo) {
-        /* a repo's records are its index in each state (list_lua) */
-        key_cat(s, b, "states", (char *)NULL);
     } else {
-        lf_buf_reset(b);
-        lf_buf_puts(b, s->k_all);
+        /* every record, or a repo's, is in the index of its state: those
+         * of every state are merged (list_lua) */
+        key_cat(s, b, "states", (char *)NULL);
     }
 }
 
@@ -769,7 +767,8 @@ typedef struct list_op {
     size_t *miss_at;            /* their places in recs */
     size_t nmiss;
     bool more;                  /* the index goes on after the last call's */
-    char *repo;                 /* a repo's records: its state indexes merged */
+    bool merge;                 /* index is P states: merge the state indexes */
+    char *repo;                 /* (merge) a repo's records: its sr: indexes */
     char cursor[LF_TS_LEN + LF_ID_LEN + 2];
 } list_op;
 
@@ -857,7 +856,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
         list_read(l, r);
         return;
     }
-    if (l->repo && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+    if (l->merge && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "nostates") == 0) {
         states_fill(l, "0");
         return;
@@ -1018,14 +1017,15 @@ static int cursor_parse(const char *cursor, char score[24], const char **id) {
 static void list_call(list_op *l, const char *score, const char *cid) {
     lf_redis *s = l->op.s;
     char limit[24];
-    lf_buf sr = LF_BUF_INIT;
+    lf_buf pre = LF_BUF_INIT;   /* the merged indexes' names before the state */
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
-    if (l->repo) key_cat(s, &sr, "sr:", (char *)NULL);
+    if (l->repo) key_cat(s, &pre, "sr:", (char *)NULL);
+    else if (l->merge) lf_redis_key_index(s, "", NULL, &pre);
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",   l->index, score,
-                          cid,       limit,                  s->k_rec, sr.p,  l->repo};
+                          cid,       limit,                  s->k_rec, pre.p, l->repo};
     l->op.script = LF_SCRIPT_LIST;
-    lf_redis_format(&l->op, l->repo ? 10 : 8, argv, NULL);
-    lf_buf_free(&sr);
+    lf_redis_format(&l->op, l->repo ? 10 : l->merge ? 9 : 8, argv, NULL);
+    lf_buf_free(&pre);
     lf_redis_send(&l->op);
 }
 
@@ -1068,7 +1068,10 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     if (q->timed) lf_buf_puts(&key, s->k_timed);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);
-    if (q->repo && !q->state && !q->timed && !q->parent) l->repo = lf_xstrdup(q->repo);
+    if (!q->state && !q->timed && !q->parent) {
+        l->merge = true;
+        if (q->repo) l->repo = lf_xstrdup(q->repo);
+    }
     l->index = lf_buf_steal(&key);
     list_call(l, score, cid);
 }
@@ -1289,7 +1292,6 @@ void lf_redis_destroy(lf_redis *s) {
     free(s->k_head);
     free(s->k_log);
     free(s->k_ref);
-    free(s->k_all);
     free(s->k_idem);
     free(s->k_rec);
     free(s->k_timed);
@@ -1408,7 +1410,6 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->k_head = key_fixed(s, "head");
     s->k_log = key_fixed(s, "log");
     s->k_ref = key_fixed(s, "ref");
-    s->k_all = key_fixed(s, "all");
     s->k_idem = key_fixed(s, "idem");
     s->k_timed = key_fixed(s, "timed");
     s->k_rec = key_fixed(s, "rec:{");

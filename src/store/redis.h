@@ -192,7 +192,7 @@ struct lf_redis {
                                    entered index is whole (redis.c) */
     char sha[LF_SCRIPT__COUNT][41];
     /* prefix + fixed names (k_timed: the records with timers of their own) */
-    char *k_head, *k_log, *k_ref, *k_all, *k_idem, *k_timed;
+    char *k_head, *k_log, *k_ref, *k_idem, *k_timed;
     char *k_rec;                /* "<prefix>rec:{": the scripts derive records' keys */
 
     int busy;                   /* event-loop entries into the store in
@@ -239,7 +239,7 @@ int64_t lf_redis_now_us(void);     /* monotonic */
 /* ---- shared by redis.c and redis_commit.c ------------------------------- */
 
 /* Key names (P = prefix): P rec:{id}, P rec:{id}:log, and the index a
- * list reads: P state:S, P repo:R, P sr:<len(S)>:S:R, or P all. */
+ * list reads: P state:S, P sr:<len(S)>:S:R, or P states. */
 void lf_redis_key_rec(const lf_redis *s, const char *id, lf_buf *b);
 void lf_redis_key_reclog(const lf_redis *s, const char *id, lf_buf *b);
 /* The list of the log that holds seq's line. */
@@ -258,9 +258,9 @@ void lf_redis_key_times(const lf_redis *s, const char *counter, bool tail, lf_bu
 /* The who character ('a', 'p') of a budget counter key (lf_counter_key:
  * "<len>:<to>:<who>:<name>"), or NULL for another key (lf_open_key's). */
 char *lf_redis_counter_who(char *key);
-/* The index a list reads: P all, P state:<state>, P sr:<n>:<state>:<repo>,
- * or for a repo alone the set of states whose sr: indexes the list script
- * merges (P states). */
+/* The index a list reads: P state:<state>, P sr:<n>:<state>:<repo>, or
+ * for every record or a repo's the set of states whose state: or sr:
+ * indexes the list script merges (P states). */
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
 

@@ -312,16 +312,15 @@ static void commit_format(commit_op *c) {
         lf_redis_key_index(s, before, NULL, &k[2]);
         lf_redis_key_index(s, after, NULL, &k[3]);
         argv[argc++] = s->k_ref;
-        argv[argc++] = s->k_all;
         argv[argc++] = k[2].p;
         argv[argc++] = k[3].p;
-        keys = 9;
+        keys = 8;
         if (r->repo) {
             lf_redis_key_index(s, before, r->repo, &k[4]);
             lf_redis_key_index(s, after, r->repo, &k[5]);
             argv[argc++] = k[4].p;
             argv[argc++] = k[5].p;
-            keys = 11;
+            keys = 10;
         }
         /* a budget counter as its times' chunks and tail and an older
          * version's zset; an open-records set as its zset */

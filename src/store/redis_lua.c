@@ -198,9 +198,9 @@
  * kind: create, move (a transition), note (a refused attempt: the record
  * must exist and does not change), delete, global (no record).
  * KEYS  1 head  2 the log's list for this seq (P log:<n>)  3 idem  4 rec
- *       5 rec:log  6 ref  7 all
- *       8 state(before)  9 state(after)  10 state+repo(before)
- *       11 state+repo(after), then the budget counters of a transition
+ *       5 rec:log  6 ref  7 state(before)  8 state(after)
+ *       9 state+repo(before)  10 state+repo(after), then the budget
+ *       counters of a transition
  *       (ARGV[10]'s 4th character says how many), each as its times'
  *       chunks and tail and an older version's sorted set of it
  *       (count_lua), then the two
@@ -208,7 +208,7 @@
  *       open, add it; '-': closed or deleted, remove it), then the children of
  *       the record's parent, then the entered indexes of its state before
  *       and after, then last the records with timers of their own
- *       (global passes 1-3, note 1-5; 10-12 only when the record has a
+ *       (global passes 1-3, note 1-5; 9-10 only when the record has a
  *       repo, the children only when it has a parent)
  * ARGV  1 mode  2 seq  3 prev  4 hash  5 line  6 version
  *       7 score (updated_at in us)  8 id  9 ref  10 has repo, has parent
@@ -336,7 +336,7 @@ static const char commit_lua[] =
     "repo, closed, ncount = repo == 49, closed == 49, ncount - 48\n"
     "kids = kids == 49 and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a, timed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]\n"
-    "local c0 = repo and 12 or 10\n"
+    "local c0 = repo and 11 or 9\n"
     "local o0 = c0 + 3 * ncount\n"
     "if open == 43 then\n"
     "  redis.call('ZADD', KEYS[o0], ARGV[7], id)\n"
@@ -355,8 +355,7 @@ static const char commit_lua[] =
     "    end\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[7], id)\n"
-    "  redis.call('ZREM', KEYS[8], id)\n"
-    "  if repo then redis.call('ZREM', KEYS[10], id) end\n"
+    "  if repo then redis.call('ZREM', KEYS[9], id) end\n"
     "  if kids then redis.call('ZREM', kids, id) end\n"
     "  redis.call('ZREM', timed, id)\n"
     "  redis.call('ZREM', ent_b, id)\n"
@@ -366,19 +365,18 @@ static const char commit_lua[] =
     "           'c', rn, rf, rl)\n"
     "if mode == 'create' then\n"
     "  redis.call('HSET', KEYS[6], ARGV[9], id)\n"
-    "elseif KEYS[8] ~= KEYS[9] then\n"
-    "  redis.call('ZREM', KEYS[8], id)\n"
-    "  if repo then redis.call('ZREM', KEYS[10], id) end\n"
+    "elseif KEYS[7] ~= KEYS[8] then\n"
+    "  redis.call('ZREM', KEYS[7], id)\n"
+    "  if repo then redis.call('ZREM', KEYS[9], id) end\n"
     "end\n"
-    /* a state entered: into the set of states (a repo's records are its
-     * index in each state, merged: list_lua) */
-    "if mode == 'create' or KEYS[8] ~= KEYS[9] then\n"
-    "  redis.call('SADD', pre .. 'states', KEYS[9]:sub(#pre + 7))\n"
+    /* a state entered: into the set of states (a list of every record,
+     * or of a repo's, merges the state indexes: list_lua) */
+    "if mode == 'create' or KEYS[7] ~= KEYS[8] then\n"
+    "  redis.call('SADD', pre .. 'states', KEYS[8]:sub(#pre + 7))\n"
     "end\n"
     "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
-    "redis.call('ZADD', KEYS[7], ARGV[7], id)\n"
-    "redis.call('ZADD', KEYS[9], ARGV[7], id)\n"
-    "if repo then redis.call('ZADD', KEYS[11], ARGV[7], id) end\n"
+    "redis.call('ZADD', KEYS[8], ARGV[7], id)\n"
+    "if repo then redis.call('ZADD', KEYS[10], ARGV[7], id) end\n"
     "if kids then redis.call('ZADD', kids, ARGV[7], id) end\n"
     /* a closed record has no timer to be due: in no entered index */
     "if ent_b ~= ent_a or closed then redis.call('ZREM', ent_b, id) end\n"
@@ -407,15 +405,18 @@ static const char commit_lua[] =
 /* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
  *         ARGV 5, the set of states (P states)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
- *       4 record key prefix ("lf:rec:{")  5, 6 (a repo's records) the
- *       prefix of its state indexes ("lf:sr:") and the repo
+ *       4 record key prefix ("lf:rec:{")  5 (every record, or a repo's)
+ *       the prefix of the state indexes ("lf:state:", or "lf:sr:")
+ *       6 the repo
  * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
  * by id descending, each with its score and what a get's probe reads
  * (the store answers from its cache, and reads the others with the read
- * script). After a cursor: records strictly below it in that order. A
- * repo's records are its index in each state (P sr:<n>:<state>:<repo>),
- * merged: each gives up to limit + 1, the page is the first of them all;
+ * script). After a cursor: records strictly below it in that order.
+ * Every record is in the index of its state (P state:<state>), a repo's
+ * in its index in each state (P sr:<n>:<state>:<repo>): those of every
+ * state are merged, each giving up to limit + 1, the page the first of
+ * them all (one index of every record would be a write a commit more);
  * {'nostates'} when P states is not known to be whole (no '' in it: a
  * store an older version began; the caller fills it, STATES_FILL). The
  * keys are derived here, which a Redis Cluster would refuse
@@ -458,7 +459,8 @@ static const char list_lua[] =
     "  local all = {}\n"
     "  for _, st in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
     "    if st ~= '' then\n"
-    "      local i2, s2 = page(ARGV[5] .. #st .. ':' .. st .. ':' .. ARGV[6])\n"
+    "      local i2, s2 = page(ARGV[6] and ARGV[5] .. #st .. ':' .. st .. ':' .. ARGV[6]\n"
+    "                          or ARGV[5] .. st)\n"
     "      for i = 1, #i2 do all[#all + 1] = {i2[i], tonumber(s2[i]), s2[i]} end\n"
     "    end\n"
     "  end\n"
