@@ -288,7 +288,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 23 + 12 + extra;    /* EVALSHA sha n, KEYS, ARGV */
+    size_t cap = 3 + 22 + 12 + extra;    /* EVALSHA sha n, KEYS, ARGV */
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 

@@ -190,7 +190,7 @@
     "    redis.call('LPOP', k)\n"                                              \
     "    c = redis.call('LINDEX', k, '0')\n"                                   \
     "  end\n"                                                                  \
-    "  local l = not c and redis.call('GETRANGE', kt, '-8', '-1')\n"               \
+    "  local l = not c and redis.call('GETRANGE', kt, '-8', '-1')\n"           \
     "  if l and l ~= '' and tat(l, 0) < cut then redis.call('DEL', kt) end\n"  \
     "end\n"
 
