@@ -5,7 +5,8 @@
 #   make test       every test (C, busted, CLI integration) under ASan+UBSan
 #   make run        loopforge serve on 127.0.0.1:8080 (embedded store, shipped policies)
 #   make walk       the guided walk of one record through the lifecycle on the CLI
-#   make bench      the benchmarks (optimized build)
+#   make bench      the benchmarks (optimized build), and instructions counted
+#                   by callgrind (contrib/callgrind.sh)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
 # `deps` installs missing Debian packages (as root) before anything builds.
@@ -173,6 +174,9 @@ bench: deps all
 	else echo "reference: no python3 here: no comparison with Python LoopForge in this run"; fi
 	@$(B)/loopforge bench --scale 10000,100000
 	@sh contrib/bench-http.sh $(B)/loopforge
+	@if command -v valgrind >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1; then \
+	    sh contrib/callgrind.sh $(B)/loopforge; \
+	else echo "callgrind: no valgrind or redis-server here: no instruction counts in this run"; fi
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \

@@ -7,14 +7,15 @@
 #                                       HTTP suites talk to a real server;
 #                                       chromium, its driver and selenium:
 #                                       the console's browser tests)
-#   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk)
+#   sh contrib/install-deps.sh bench    also what `make bench` uses (wrk,
+#                                       valgrind)
 #   sh contrib/install-deps.sh fuzz     also what `make fuzz` uses (clang)
 #   sh contrib/install-deps.sh format   also what `make format` uses
 set -e
 PKGS="build-essential pkg-config liblua5.4-dev lua5.4 libcjson-dev libevent-dev
 libssl-dev libcmocka-dev lua-busted libhiredis-dev libzstd-dev redis-server redis-tools libgraphviz-dev
 curl openssl python3 python3-securesystemslib chromium chromium-driver python3-selenium"
-[ "${1:-}" = bench ] && PKGS="$PKGS wrk"
+[ "${1:-}" = bench ] && PKGS="$PKGS wrk valgrind"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS clang"
 [ "${1:-}" = format ] && PKGS="$PKGS clang-format-16"
 if ! command -v dpkg-query >/dev/null 2>&1; then

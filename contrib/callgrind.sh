@@ -1,0 +1,99 @@
+#!/bin/sh
+# callgrind.sh -- the instructions a transition costs, counted: `serve` on
+# a private Redis, both under valgrind's callgrind, answering a fixed
+# workload sent by curl, one request at a time. Counts do not drift as
+# this machine's clock rates do (10-20 % within minutes), so a change of
+# a few percent to the commit script or the request path shows here when
+# wrk cannot see it; time is still what `make bench` measures.
+#
+#   sh contrib/callgrind.sh [LOOPFORGE] [REDIS-SERVER]
+#
+# RECORDS (600) records are created and walked to ci_pending, then the
+# counters are zeroed and each record is moved to ci_failed and back
+# (2 x RECORDS transitions under the shipped policies); prints the
+# instructions per transition of serve and of redis-server. A
+# redis-server built with symbols (e.g. from `apt-get source redis`)
+# gives a readable profile: KEEP=1 keeps the callgrind files for
+# callgrind_annotate.
+set -eu
+LF=${1:-build/loopforge}
+RS=${2:-redis-server}
+RECORDS=${RECORDS:-600}
+case $LF in */*) ;; *) LF=./$LF ;; esac
+[ -x "$LF" ] || { echo "callgrind: no loopforge binary at $LF (make first)" >&2; exit 1; }
+for c in valgrind callgrind_control curl redis-cli; do
+    command -v $c >/dev/null 2>&1 || { echo "callgrind: $c not found" >&2; exit 1; }
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/loopforge-callgrind.XXXXXX")
+spid= rpid=
+cleanup() {
+    [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+    [ -n "$rpid" ] && redis-cli -s "$dir/redis.sock" shutdown nosave >/dev/null 2>&1 &&
+        wait "$rpid" 2>/dev/null
+    [ -n "${KEEP:-}" ] && echo "callgrind: files kept in $dir" >&2 || rm -rf "$dir"
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT PIPE TERM
+
+# cg NAME PROGRAM ARGS... &: PROGRAM under callgrind (this process, so $!
+# names it), its files $dir/NAME.<pid>*
+cg() {
+    name=$1
+    shift
+    exec valgrind --tool=callgrind --callgrind-out-file="$dir/$name.%p" "$@"
+}
+# total NAME: the instructions of the dump after the zeroing (part 1)
+total() {
+    callgrind_annotate "$(ls "$dir/$1".*.1 | head -1)" 2>/dev/null |
+        awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+}
+
+cg redis "$RS" --port 0 --unixsocket "$dir/redis.sock" --save '' --appendonly no \
+    >"$dir/redis.log" 2>&1 &
+rpid=$!
+until redis-cli -s "$dir/redis.sock" ping 2>/dev/null | grep -q PONG; do sleep 0.2; done
+cp -R "$ROOT/policies" "$dir/policies"
+sed -i 's/trigger = "ci.retry", max = 3,/trigger = "ci.retry", max = 1000000000,/' \
+    "$dir/policies/workflows/loopforge.lua"
+cg serve "$LF" serve --listen 127.0.0.1:0 --log-level warn --store "unix://$dir/redis.sock" \
+    --policies "$dir/policies" >"$dir/out" 2>"$dir/serve.log" &
+spid=$!
+until grep -q listening "$dir/out" 2>/dev/null; do sleep 0.2; done
+base="http://127.0.0.1:$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$dir/out" | head -1)"
+
+: >"$dir/create.cfg"
+i=0
+while [ $i -lt "$RECORDS" ]; do
+    i=$((i + 1))
+    [ $i -gt 1 ] && echo next >>"$dir/create.cfg"
+    printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"cg-%d\\",\\"auto_merge\\":true}"\nheader = "Content-Type: application/json"\nwrite-out = "\\n"\n' \
+        "$base" $i >>"$dir/create.cfg"
+done
+curl -sS -K "$dir/create.cfg" | grep -o '"record_id":"loop-[0-9a-f]*"' | cut -d'"' -f4 >"$dir/ids"
+# moves STATE...: a config moving every record to each STATE in turn
+moves() {
+    : >"$dir/walk.cfg"
+    first=1
+    for state in "$@"; do
+        while read -r id; do
+            [ $first = 1 ] || echo next >>"$dir/walk.cfg"
+            first=0
+            printf 'url = "%s/v1/records/%s/transitions"\ndata-binary = "{\\"to\\":\\"%s\\",\\"trigger\\":\\"cg\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+                "$base" "$id" "$state" >>"$dir/walk.cfg"
+        done <"$dir/ids"
+    done
+    bad=$(curl -sS -K "$dir/walk.cfg" | grep -vc '^200$' || true)
+    [ "$bad" = 0 ] || { echo "callgrind: $bad transitions failed" >&2; exit 1; }
+}
+moves task_queued pr_created ci_pending
+callgrind_control -z "$spid" >/dev/null 2>&1
+callgrind_control -z "$rpid" >/dev/null 2>&1
+moves ci_failed ci_pending
+callgrind_control -d "$spid" >/dev/null 2>&1
+callgrind_control -d "$rpid" >/dev/null 2>&1
+n=$((2 * RECORDS))
+echo "callgrind: $n transitions over HTTP on Redis, one at a time:" \
+     "serve $(($(total serve) / n)) instructions a transition," \
+     "redis-server $(($(total redis) / n))"
