@@ -103,13 +103,9 @@ static int fail(char *err, size_t errlen, const char *msg, const char *key) {
 /* 64 lowercase hex digits, then the end. Branch-free per character:
  * replaying a journal checks two of these on every line. */
 static int is_hex64(const char *s) {
-    static const unsigned char hex[256] = {
-        ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-        ['7'] = 1, ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,
-        ['e'] = 1, ['f'] = 1};
     if (!s || strnlen(s, LF_HASH_LEN + 1) != LF_HASH_LEN) return 0;
     unsigned ok = 1;
-    for (int i = 0; i < LF_HASH_LEN; i++) ok &= hex[(unsigned char)s[i]];
+    for (int i = 0; i < LF_HASH_LEN; i++) ok &= lf_hex_lower[(unsigned char)s[i]];
     return (int)ok;
 }
 

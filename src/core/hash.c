@@ -26,6 +26,11 @@ static const signed char nibbles[256] = {
     ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
 };   /* value + 1, so that the zero default means "not hex" */
 
+const unsigned char lf_hex_lower[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+};
+
 int lf_unhex_n(const char *s, void *out, size_t n) {
     unsigned char *b = out;
     for (size_t i = 0; i < n; i++) {

@@ -14,6 +14,11 @@ void lf_hex(const void *p, size_t n, char *out);
 int lf_unhex(const char *s, void *out, size_t n);
 /* The same for exactly 2n hex digits at s, whatever follows them. */
 int lf_unhex_n(const char *s, void *out, size_t n);
+/* 1 at each lowercase hex digit (0-9, a-f), else 0: a table, for the
+ * scans that test every byte (a digest's 64 digits at every replayed
+ * line; the Redis packer's runs of digits), where a lookup is a third
+ * faster than comparisons. */
+extern const unsigned char lf_hex_lower[256];
 
 /* Standard base64 (RFC 4648, padded) of p[0..n); caller frees. */
 char *lf_base64(const void *p, size_t n);

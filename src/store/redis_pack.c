@@ -157,19 +157,17 @@ struct lf_redis_pack {
 #define POLICY_SET "\x01\x01"
 #define PS_KEY ",\"policy_set\":\""
 
-static bool is_hex(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
-
 /* Appends s with its runs as bytes to out. */
 static void digests_to_bytes(const char *s, size_t n, lf_buf *out) {
     lf_buf_reserve(out, n);
     size_t i = 0, lit = 0;
     while (i < n) {
-        if (!is_hex((unsigned char)s[i])) {
+        if (!lf_hex_lower[(unsigned char)s[i]]) {
             i++;
             continue;
         }
         size_t j = i;
-        while (j < n && is_hex((unsigned char)s[j])) j++;
+        while (j < n && lf_hex_lower[(unsigned char)s[j]]) j++;
         while (j - i >= RUN_MIN) {
             size_t k = (j - i) & ~(size_t)1;
             if (k > RUN_MAX) k = RUN_MAX;
@@ -259,7 +257,7 @@ static const char *pset_of(const lf_redis_pack *p, const char *line, size_t len)
     const char *d = k + sizeof PS_KEY - 1;
     if ((size_t)(line + len - d) < LF_HASH_LEN + 1 || d[LF_HASH_LEN] != '"') return NULL;
     for (int i = 0; i < LF_HASH_LEN; i++)
-        if (!is_hex((unsigned char)d[i])) return NULL;
+        if (!lf_hex_lower[(unsigned char)d[i]]) return NULL;
     for (size_t i = 0; i < p->unref.len; i += LF_HASH_LEN)
         if (memcmp(p->unref.p + i, d, LF_HASH_LEN) == 0) return NULL;
     return d;
