@@ -36,6 +36,8 @@ command -v curl >/dev/null 2>&1 ||
 PAIRS=${PAIRS:-3} DURATION=${DURATION:-3s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
 LOG=${LOG:-info}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+me=bench-http
+. "$ROOT/contrib/records.inc"
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/loopforge-bench-http.XXXXXX")
 spid= cpid= rpid=
@@ -73,30 +75,10 @@ stop() {
     wait "$1" || { echo "bench-http: serve exited $?" >&2; exit 1; }
 }
 
-# records N: N records at ci_pending, their ids in $dir/ids (one
-# keep-alive connection, so setup is quick).
+# records N TAG: N records at ci_pending, their ids in $dir/ids.
 records() {
-    : >"$dir/create.cfg"
-    i=0
-    while [ $i -lt "$1" ]; do
-        i=$((i + 1))
-        [ $i -gt 1 ] && echo next >>"$dir/create.cfg"
-        printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"bench-%s-%d\\",\\"auto_merge\\":true}"\nheader = "Content-Type: application/json"\nwrite-out = "\\n"\n' \
-            "$base" "$$-$2" "$i" >>"$dir/create.cfg"
-    done
-    curl -sS -K "$dir/create.cfg" | grep -o '"record_id":"loop-[0-9a-f]*"' | cut -d'"' -f4 >"$dir/ids"
-    : >"$dir/walk.cfg"
-    first=1
-    for state in task_queued pr_created ci_pending; do
-        while read -r id; do
-            [ $first = 1 ] || echo next >>"$dir/walk.cfg"
-            first=0
-            printf 'url = "%s/v1/records/%s/transitions"\ndata-binary = "{\\"to\\":\\"%s\\",\\"trigger\\":\\"bench.setup\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-                "$base" "$id" "$state" >>"$dir/walk.cfg"
-        done <"$dir/ids"
-    done
-    bad=$(curl -sS -K "$dir/walk.cfg" | grep -vc '^200$' || true)
-    [ "$bad" = 0 ] || { echo "bench-http: setup: $bad transitions failed" >&2; exit 1; }
+    create_records "$1" "bench-$$-$2"
+    move_records bench.setup task_queued pr_created ci_pending
 }
 
 # (wrk runs LuaJIT: Lua 5.1, so no // operator.) LF_IDS has a line "ID

@@ -25,6 +25,8 @@ for c in valgrind callgrind_control curl redis-cli; do
     command -v $c >/dev/null 2>&1 || { echo "callgrind: $c not found" >&2; exit 1; }
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+me=callgrind
+. "$ROOT/contrib/records.inc"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/loopforge-callgrind.XXXXXX")
 spid= rpid=
 cleanup() {
@@ -63,34 +65,11 @@ spid=$!
 until grep -q listening "$dir/out" 2>/dev/null; do sleep 0.2; done
 base="http://127.0.0.1:$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$dir/out" | head -1)"
 
-: >"$dir/create.cfg"
-i=0
-while [ $i -lt "$RECORDS" ]; do
-    i=$((i + 1))
-    [ $i -gt 1 ] && echo next >>"$dir/create.cfg"
-    printf 'url = "%s/v1/records"\ndata-binary = "{\\"ref\\":\\"cg-%d\\",\\"auto_merge\\":true}"\nheader = "Content-Type: application/json"\nwrite-out = "\\n"\n' \
-        "$base" $i >>"$dir/create.cfg"
-done
-curl -sS -K "$dir/create.cfg" | grep -o '"record_id":"loop-[0-9a-f]*"' | cut -d'"' -f4 >"$dir/ids"
-# moves STATE...: a config moving every record to each STATE in turn
-moves() {
-    : >"$dir/walk.cfg"
-    first=1
-    for state in "$@"; do
-        while read -r id; do
-            [ $first = 1 ] || echo next >>"$dir/walk.cfg"
-            first=0
-            printf 'url = "%s/v1/records/%s/transitions"\ndata-binary = "{\\"to\\":\\"%s\\",\\"trigger\\":\\"cg\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
-                "$base" "$id" "$state" >>"$dir/walk.cfg"
-        done <"$dir/ids"
-    done
-    bad=$(curl -sS -K "$dir/walk.cfg" | grep -vc '^200$' || true)
-    [ "$bad" = 0 ] || { echo "callgrind: $bad transitions failed" >&2; exit 1; }
-}
-moves task_queued pr_created ci_pending
+create_records "$RECORDS" cg
+move_records cg task_queued pr_created ci_pending
 callgrind_control -z "$spid" >/dev/null 2>&1
 callgrind_control -z "$rpid" >/dev/null 2>&1
-moves ci_failed ci_pending
+move_records cg ci_failed ci_pending
 callgrind_control -d "$spid" >/dev/null 2>&1
 callgrind_control -d "$rpid" >/dev/null 2>&1
 n=$((2 * RECORDS))
