@@ -78,6 +78,8 @@ void lf_entry_seal(lf_entry *e, uint64_t seq, const char *prev, lf_buf *line) {
     memcpy(e->prev, prev, LF_HASH_LEN);
     e->prev[LF_HASH_LEN] = '\0';
     lf_buf_reset(line);
+    lf_buf_reserve(line, 1024);     /* a sealed line is ~500-800 bytes: one
+                                       allocation, where growing was four */
     lf_entry_write_canonical(e, line);
     lf_entry_close_hash(line, 0, e->hash);
 }

@@ -1289,6 +1289,7 @@ void lf_redis_destroy(lf_redis *s) {
     lf_redis_recq_free(s);
     lf_redis_pack_free(s->pack);
     lf_buf_free(&s->packed);
+    for (int i = 0; i < LF_REDIS_COMMIT_KEYS; i++) lf_buf_free(&s->ckeys[i]);
     free(s->k_head);
     free(s->k_log);
     free(s->k_ref);

@@ -261,7 +261,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf k[10] = {LF_BUF_INIT}, cnt[8] = {LF_BUF_INIT};
+    lf_buf *k = s->ckeys, *cnt = s->ckeys + 10;
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     if (ncount == 2) {
@@ -381,8 +381,6 @@ static void commit_format(commit_op *c) {
     lf_redis_format(&c->op, argc, argv, lens);
     free(argv);
     free(lens);
-    for (size_t i = 0; i < sizeof k / sizeof *k; i++) lf_buf_free(&k[i]);
-    for (int i = 0; i < ncnt; i++) lf_buf_free(&cnt[i]);
 }
 
 /* Seals the entry on the tip and sends it; the tip moves to it, so the
