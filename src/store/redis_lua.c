@@ -146,7 +146,7 @@
  * last time on to the next. A chunk is at i: 0 the tail, -1... the
  * list's from its end. A tail that fills up joins the list. (Constant
  * arguments go to redis.call as strings: Redis prints a Lua number with
- * snprintf, ~1,400 instructions each.) */
+ * snprintf, ~2,000 instructions each.) */
 #define TADD_LUA                                                               \
     TIMES_LUA                                                                  \
     "local function tadd(k, kt, t)\n"                                          \
