@@ -967,8 +967,8 @@ static const lf_rop_type states_type = {
 };
 
 /* A store an older version began keeps no set of its states: the first
- * list of a repo's records fills it, a SCAN step a call (never KEYS),
- * then sends its call again. Once, for every process: the set says it is
+ * list that merges the state indexes (every record, or a repo's) fills
+ * it, a SCAN step a call (never KEYS), then sends its call again. Once, for every process: the set says it is
  * whole. */
 static void states_fill(list_op *l, const char *cursor) {
     lf_redis *s = l->op.s;
@@ -1289,7 +1289,10 @@ void lf_redis_destroy(lf_redis *s) {
     lf_redis_recq_free(s);
     lf_redis_pack_free(s->pack);
     lf_buf_free(&s->packed);
-    for (int i = 0; i < LF_REDIS_COMMIT_KEYS; i++) lf_buf_free(&s->ckeys[i]);
+    for (size_t i = 0; i < sizeof s->commit_keys / sizeof *s->commit_keys; i++)
+        lf_buf_free(&s->commit_keys[i]);
+    for (size_t i = 0; i < sizeof s->commit_counters / sizeof *s->commit_counters; i++)
+        lf_buf_free(&s->commit_counters[i]);
     free(s->k_head);
     free(s->k_log);
     free(s->k_ref);

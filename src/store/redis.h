@@ -40,9 +40,6 @@
  * (a cached copy from another); records older versions wrote keep all 64,
  * which compare by the same first digits. */
 #define LF_REDIS_H_LEN 16
-/* The key names a commit formats at most besides the fixed ones: 10 of
- * the record and its indexes, 8 of its counters (redis_commit.c). */
-#define LF_REDIS_COMMIT_KEYS 18
 
 typedef struct lf_redis_url {
     char *host;                 /* TCP: host or IP (NULL for a socket) */
@@ -189,9 +186,10 @@ struct lf_redis {
     lf_redis_cache cache;
     lf_redis_pack *pack;        /* lines in and out of Redis (redis_pack.c) */
     lf_buf packed;              /* the commit's line, packed (scratch) */
-    /* commit_format's key names (scratch: kept with their room, a commit
-     * formats ~10 of them; lf_redis_format copies them out) */
-    lf_buf ckeys[LF_REDIS_COMMIT_KEYS];
+    /* commit_format's key names, kept with their room (lf_redis_format
+     * copies them out): the record's and its indexes', and at most two
+     * budget counters' three keys and two open-records sets' one */
+    lf_buf commit_keys[10], commit_counters[8];
     lf_map recq;                /* id -> the record's commits in order
                                    (redis.c, rec_queue) */
     lf_map entered;             /* state -> lf_redis_entered*: whether its

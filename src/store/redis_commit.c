@@ -261,7 +261,7 @@ static void commit_format(commit_op *c) {
     lf_redis *s = c->op.s;
     const lf_entry *e = &c->e;
     const lf_record *r = c->next;
-    lf_buf *k = s->ckeys, *cnt = s->ckeys + 10;
+    lf_buf *k = s->commit_keys, *cnt = s->commit_counters;
     char counters[4][LF_COUNTER_KEY];
     int ncount = c->mode == MODE_MOVE ? lf_entry_counters(e, counters) : 0;
     if (ncount == 2) {
@@ -522,7 +522,7 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         return;
     }
     const char *st = r->element[0]->str;
-    if (strcmp(st, "ok") == 0 && c->mode == MODE_NOTE) {
+    if (strcmp(st, "ok") == 0) {
         commit_done(c, r);
         return;
     }
