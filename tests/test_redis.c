@@ -1232,6 +1232,57 @@ static void lines_refer_to_their_policy_set(void **state) {
     t_got_reset(&g);
 }
 
+/* An integer reply (HEXISTS, SISMEMBER). */
+static long long redis_int(const char *cmd) {
+    redisReply *r = t_redis_cmd(&server, cmd);
+    if (r->type != REDIS_REPLY_INTEGER) fail_msg("%s: not an integer reply", cmd);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* What a handle's own answered commits wrote -- its policy set in P
+ * log:psets, a state in P states -- it does not write again while its
+ * pipeline is unbroken; anything that undid them (a flush) refuses its
+ * next commit's head, and the commit after that writes them again. */
+static void commits_skip_what_they_wrote(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    char id[LF_ID_LEN + 1], id2[LF_ID_LEN + 1];
+    static const char P[] = "5b1e0c7a4b6e8d1f3a5c7e9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f";
+    t_id(id, 1);
+    t_id(id2, 2);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (unsigned v = 1; v <= 2; v++) {     /* into task_queued, back */
+        lf_entry e;
+        t_flip(&e, id, v);
+        e.policy_set = P;
+        assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    }
+    assert_int_equal(redis_int("HEXISTS lf:log:psets 5b1e0c7a"), 1);
+    assert_int_equal(redis_int("SISMEMBER lf:states task_queued"), 1);
+    /* taken away behind the handle's back: not written again */
+    t_redis_ok(&server, "HDEL lf:log:psets 5b1e0c7a");
+    t_redis_ok(&server, "SREM lf:states task_queued");
+    lf_entry e;
+    t_flip(&e, id, 3);
+    e.policy_set = P;
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(redis_int("HEXISTS lf:log:psets 5b1e0c7a"), 0);
+    assert_int_equal(redis_int("SISMEMBER lf:states task_queued"), 0);
+    /* a flush: the next commit is refused its head, re-sealed on the
+     * empty log, and writes both again */
+    t_redis_ok(&server, "FLUSHALL");
+    assert_int_equal(t_create(s, id2, "r2", "acme/app", &g), LF_OK);
+    t_flip(&e, id2, 1);
+    e.policy_set = P;
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    assert_int_equal(redis_int("HEXISTS lf:log:psets 5b1e0c7a"), 1);
+    assert_int_equal(redis_int("SISMEMBER lf:states task_queued"), 1);
+    assert_int_equal(t_verify_chain(s, NULL, 0), 2);
+    t_got_reset(&g);
+}
+
 /* A repo's records are its index in each state, and every record the
  * index of its state, merged (there is no index of a repo alone, or of
  * all): newest first, ties by id descending across the states, page by
@@ -2049,6 +2100,7 @@ int main(void) {
         T(tampering_is_detected),
         T(lines_are_packed),
         T(lines_refer_to_their_policy_set),
+        T(commits_skip_what_they_wrote),
         T(lists_merge_the_states),
         T(log_lists),
         cmocka_unit_test(pack_round_trips),

@@ -641,6 +641,7 @@ struct lf_redis_entered {
     char *state;                /* the map's key */
     bool begun;                 /* a pass started at the state's first page */
     bool whole;                 /* a pass reached its last page, filling it */
+    uint64_t listed_at;         /* in P states since epoch listed_at - 1 */
 };
 
 static lf_redis_entered *entered_of(lf_redis *s, const char *state) {
@@ -651,6 +652,15 @@ static lf_redis_entered *entered_of(lf_redis *s, const char *state) {
         lf_map_put(&s->entered, x->state, x);
     }
     return x;
+}
+
+bool lf_redis_state_listed(lf_redis *s, const char *state) {
+    const lf_redis_entered *x = lf_map_get(&s->entered, state);
+    return x && x->listed_at == s->epoch + 1;
+}
+
+void lf_redis_state_listed_set(lf_redis *s, const char *state) {
+    entered_of(s, state)->listed_at = s->epoch + 1;
 }
 
 static void entered_free(lf_redis *s) {

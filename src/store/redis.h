@@ -178,6 +178,14 @@ struct lf_redis {
     uint64_t tip_seq;
     char tip_hash[LF_HASH_LEN + 1];
     uint64_t epoch;
+    /* The policy set this process's own commit registered in P log:psets,
+     * known while the epoch it was answered in lasts (pset_at is that
+     * epoch + 1; 0: none): the next commits skip the check. Anything that
+     * undid the registration undid its line too, so the next commit's
+     * head check refuses it, which moves the epoch. Each state's
+     * lf_redis_entered keeps the same kind of fact about P states. */
+    uint64_t pset_at;
+    char pset[LF_HASH_LEN + 1];
 
     struct event *t_connect, *t_cmd, *t_retry;
     int backoff_ms;             /* before the next connection attempt */
@@ -193,7 +201,8 @@ struct lf_redis {
     lf_map recq;                /* id -> the record's commits in order
                                    (redis.c, rec_queue) */
     lf_map entered;             /* state -> lf_redis_entered*: whether its
-                                   entered index is whole (redis.c) */
+                                   entered index is whole, whether it is
+                                   known in P states (redis.c) */
     char sha[LF_SCRIPT__COUNT][41];
     /* prefix + fixed names (k_timed: the records with timers of their own) */
     char *k_head, *k_log, *k_ref, *k_idem, *k_timed;
@@ -267,6 +276,12 @@ char *lf_redis_counter_who(char *key);
  * indexes the list script merges (P states). */
 void lf_redis_key_index(const lf_redis *s, const char *state, const char *repo,
                         lf_buf *b);
+
+/* Whether state is in P states by a commit of this process answered in
+ * the current epoch (lf_redis.pset_at says why that is sound); _set
+ * records such an answer. */
+bool lf_redis_state_listed(lf_redis *s, const char *state);
+void lf_redis_state_listed_set(lf_redis *s, const char *state);
 
 /* Records as last read from (or confirmed by) Redis, by id. */
 lf_record *lf_redis_cache_get(lf_redis *s, const char *id);

@@ -80,6 +80,7 @@ typedef struct commit_op {
     int64_t entered;            /* when next entered its state (us) */
     lf_buf line;                /* the sealed line */
     uint64_t epoch;             /* s->epoch when it was sealed */
+    char pset[LF_HASH_LEN + 1]; /* the policy set it registers, or "" */
     int races;
     bool ordered;               /* holds its record's turn (rec_queue) */
 } commit_op;
@@ -280,6 +281,7 @@ static void commit_format(commit_op *c) {
     char seq[LF_INT_CHARS], ver[LF_INT_CHARS], nkeys[LF_INT_CHARS];
     size_t extra = 0, first_extra = 0;
     int argc = 0, keys = 3, ncnt = 0;
+    char listed = '0';          /* the state after is known in P states */
 
     /* ARGV 13...: a move's new aliases; a tombstone's ref and aliases. */
     if (r && c->mode == MODE_MOVE) {
@@ -309,6 +311,7 @@ static void commit_format(commit_op *c) {
     if (r) {                    /* create, move, delete */
         const char *after = c->mode == MODE_DELETE ? r->state : e->to_state;
         const char *before = c->before ? c->before : after;
+        listed = lf_redis_state_listed(s, after) ? '1' : '0';
         lf_redis_key_index(s, before, NULL, &k[2]);
         lf_redis_key_index(s, after, NULL, &k[3]);
         argv[argc++] = s->k_ref;
@@ -352,9 +355,13 @@ static void commit_format(commit_op *c) {
     lf_fmt_int((int64_t)e->seq, seq);
     lf_fmt_int((int64_t)e->version, ver);
     int line_at = argc + 4;
-    char pset[LF_HASH_LEN + 1] = "";
+    /* the policy set to register, unless this epoch's answers say it is */
     const char *ps = lf_redis_pack_line(s->pack, c->line.p, c->line.len, &s->packed);
-    if (ps) memcpy(pset, ps, LF_HASH_LEN);
+    c->pset[0] = '\0';
+    if (ps && !(s->pset_at == s->epoch + 1 && memcmp(s->pset, ps, LF_HASH_LEN) == 0)) {
+        memcpy(c->pset, ps, LF_HASH_LEN);
+        c->pset[LF_HASH_LEN] = '\0';
+    }
     argv[argc++] = mode_names[c->mode];
     argv[argc++] = seq;
     argv[argc++] = e->prev;
@@ -369,11 +376,12 @@ static void commit_format(commit_op *c) {
                       : c->had_timers                           ? '-'
                                                                 : '0',
                       (char)('0' + ncount), nopen ? (open ? '+' : '-') : '0',
-                      r && r->closed_at[0] ? '1' : '0', '\0'};
-    if (r) lf_fmt_int(c->entered, flags + 6);
+                      r && r->closed_at[0] ? '1' : '0',
+                      listed, '\0'};
+    if (r) lf_fmt_int(c->entered, flags + 7);
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
-    argv[argc++] = pset;
+    argv[argc++] = c->pset;
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
@@ -474,6 +482,15 @@ static void commit_done(commit_op *c, const redisReply *r) {
     lf_record *rec = NULL;
     char why[256];
 
+    if (c->epoch == s->epoch) {      /* what it wrote, known (lf_redis.pset_at) */
+        if (c->pset[0]) {
+            memcpy(s->pset, c->pset, sizeof s->pset);
+            s->pset_at = s->epoch + 1;
+        }
+        if (c->mode == MODE_CREATE || (c->mode == MODE_MOVE && c->before &&
+                                       strcmp(c->before, c->e.to_state) != 0))
+            lf_redis_state_listed_set(s, c->e.to_state);
+    }
     switch (c->mode) {
     case MODE_GLOBAL: break;
     case MODE_NOTE:

@@ -215,12 +215,15 @@
  *       (1/0 each), timers ('1': it has timers of its own; '-': it had
  *       and has none now; '0': neither), the number of budget counters,
  *       the open-records mark ('+', '-' or '0'), whether the record is
- *       closed (1/0), then the time (us) the record entered its state:
+ *       closed (1/0), whether the state after is known to be in P
+ *       states ('1': this client's earlier commit put it there; skip
+ *       the SADD), then the time (us) the record entered its state:
  *       every commit puts an open record in that state's entered index
  *       (and takes a closed one out), so an index a full listing filled
  *       once stays whole
  *       11 idempotency key ('' for none)
- *       12 the policy set the line refers to (redis_pack.c), '' for none
+ *       12 the policy set the line refers to (redis_pack.c) to register,
+ *          '' for none (or one this client's earlier commit registered)
  *       13... move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
@@ -332,7 +335,7 @@ static const char commit_lua[] =
     "end\n"
     "local rf = 'l' .. rn\n"
     /* ARGV[10]'s marks as bytes: '0' 48, '1' 49, '+' 43, '-' 45 */
-    "local repo, kids, timers, ncount, open, closed = ARGV[10]:byte(1, 6)\n"
+    "local repo, kids, timers, ncount, open, closed, listed = ARGV[10]:byte(1, 7)\n"
     "repo, closed, ncount = repo == 49, closed == 49, ncount - 48\n"
     "kids = kids == 49 and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a, timed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]\n"
@@ -371,7 +374,7 @@ static const char commit_lua[] =
     "end\n"
     /* a state entered: into the set of states (a list of every record,
      * or of a repo's, merges the state indexes: list_lua) */
-    "if mode == 'create' or KEYS[7] ~= KEYS[8] then\n"
+    "if (mode == 'create' or KEYS[7] ~= KEYS[8]) and listed ~= 49 then\n"
     "  redis.call('SADD', pre .. 'states', KEYS[8]:sub(#pre + 7))\n"
     "end\n"
     "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
@@ -381,7 +384,7 @@ static const char commit_lua[] =
     /* a closed record has no timer to be due: in no entered index */
     "if ent_b ~= ent_a or closed then redis.call('ZREM', ent_b, id) end\n"
     "if closed then redis.call('ZREM', ent_a, id)\n"
-    "else redis.call('ZADD', ent_a, ARGV[10]:sub(7), id) end\n"
+    "else redis.call('ZADD', ent_a, ARGV[10]:sub(8), id) end\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
      * older times are trimmed at every 16th seq (a count is by time and
      * never sees them; trimming at every commit was more calls), in an
