@@ -974,7 +974,7 @@ static long long reply_int(redisReply *r) {
 static void hset_line(uint64_t seq, const char *line) {
     lf_redis_pack *pk = lf_redis_pack_new();
     lf_buf v = LF_BUF_INIT;
-    lf_redis_pack_line(pk, line, strlen(line), &v);
+    lf_redis_pack_line(pk, line, strlen(line), false, &v);
     hset_value(seq, v.p, v.len);
     lf_buf_free(&v);
     lf_redis_pack_free(pk);
@@ -1196,7 +1196,7 @@ static void lines_refer_to_their_policy_set(void **state) {
     lf_redis_pack *pk = lf_redis_pack_new();
     lf_buf whole = LF_BUF_INIT, back = LF_BUF_INIT;
     lf_redis_pack_unref(pk, P);
-    assert_null(lf_redis_pack_line(pk, l3, strlen(l3), &whole));
+    assert_null(lf_redis_pack_line(pk, l3, strlen(l3), false, &whole));
     if (r->len + 25 > whole.len) fail_msg("refers: %zu bytes, whole: %zu", r->len, whole.len);
     /* read without its policy set: refused, not a line */
     assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &back, why, sizeof why), -1);
@@ -1467,7 +1467,7 @@ static void pack_round_trips(void **state) {
                                        ? 'E'
                                        : "0123456789abcdef"[(k * 7 + i) % 16]);
             if (shape != 2) lf_buf_puts(&line, "\",\"to_state\":\"merged\",\"x\":\"0a1b\"}");
-            lf_redis_pack_line(pk, line.p, line.len, &v);
+            lf_redis_pack_line(pk, line.p, line.len, false, &v);
             lf_buf_reset(&back);
             assert_int_equal(lf_redis_unpack_line(pk, v.p, v.len, &back, why, sizeof why), 0);
             assert_int_equal(back.len, line.len);
@@ -1488,7 +1488,7 @@ static void pack_round_trips(void **state) {
     size_t own_len = 0;
     for (int k = 0; k < 2; k++) {
         const lf_buf *l = k ? &wrong : &line;
-        lf_redis_pack_line(pk, l->p, l->len, &v);
+        lf_redis_pack_line(pk, l->p, l->len, false, &v);
         assert_true(lf_redis_packed(v.p, v.len));
         if (k == 0) own_len = v.len;
         else if (v.len < own_len + 30) fail_msg("own %zu, other %zu bytes", own_len, v.len);
@@ -1497,10 +1497,17 @@ static void pack_round_trips(void **state) {
         assert_int_equal(back.len, l->len);
         assert_memory_equal(back.p, l->p, l->len);
     }
+    /* told it was just sealed, the packer packs it the same, unchecked */
+    lf_buf told = LF_BUF_INIT;
+    lf_redis_pack_line(pk, line.p, line.len, false, &v);
+    lf_redis_pack_line(pk, line.p, line.len, true, &told);
+    assert_int_equal(told.len, v.len);
+    assert_memory_equal(told.p, v.p, v.len);
+    lf_buf_free(&told);
     lf_buf_free(&wrong);
     /* The mark byte in a line: stored as it is, read as it is. */
     const char odd[] = "{\"a\":\"\x01\x10 0123456789abcdef0123456789abcdef0123456789abcdef\"}";
-    lf_redis_pack_line(pk, odd, sizeof odd - 1, &v);
+    lf_redis_pack_line(pk, odd, sizeof odd - 1, false, &v);
     assert_false(lf_redis_packed(v.p, v.len));
     lf_buf_reset(&back);
     assert_int_equal(lf_redis_unpack_line(pk, v.p, v.len, &back, why, sizeof why), 0);

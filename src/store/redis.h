@@ -85,10 +85,14 @@ typedef struct lf_redis_pack lf_redis_pack;
 lf_redis_pack *lf_redis_pack_new(void);
 void lf_redis_pack_free(lf_redis_pack *p);
 /* The sealed line as Redis keeps it (a zstd frame, or the line itself when
- * that is no larger), into out (reset first). Returns where in line the
- * 64 hex digits of its policy set are when the value refers to it instead
- * of holding it (the commit registers it in P log:psets), else NULL. */
-const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out);
+ * that is no larger), into out (reset first). sealed: the caller has just
+ * sealed line (lf_entry_seal), so its last key is its own hash and is not
+ * checked again (false: it is, and a line whose hash is not its own is
+ * packed with it). Returns where in line the 64 hex digits of its policy
+ * set are when the value refers to it instead of holding it (the commit
+ * registers it in P log:psets), else NULL. */
+const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, bool sealed,
+                               lf_buf *out);
 /* Never refer to policy set pset (64 hex digits): another one registered
  * its first bytes first. */
 void lf_redis_pack_unref(lf_redis_pack *p, const char *pset);

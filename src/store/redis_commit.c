@@ -356,7 +356,7 @@ static void commit_format(commit_op *c) {
     lf_fmt_int((int64_t)e->version, ver);
     int line_at = argc + 4;
     /* the policy set to register, unless this epoch's answers say it is */
-    const char *ps = lf_redis_pack_line(s->pack, c->line.p, c->line.len, &s->packed);
+    const char *ps = lf_redis_pack_line(s->pack, c->line.p, c->line.len, true, &s->packed);
     c->pset[0] = '\0';
     if (ps && !(s->pset_at == s->epoch + 1 && memcmp(s->pset, ps, LF_HASH_LEN) == 0)) {
         memcpy(c->pset, ps, LF_HASH_LEN);

@@ -267,7 +267,8 @@ void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
     lf_buf_add(&p->unref, pset, LF_HASH_LEN);
 }
 
-const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, lf_buf *out) {
+const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, bool sealed,
+                               lf_buf *out) {
     pack_ready(p);
     lf_buf_reset(out);
     if (memchr(line, MARK, len)) {
@@ -275,7 +276,7 @@ const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, l
         return NULL;
     }
     char h[LF_HASH_LEN + 1];
-    bool own = lf_entry_self_hash(line, len, h) == 0;
+    bool own = sealed || lf_entry_self_hash(line, len, h) == 0;
     size_t end = own ? len - LF_HASH_SUFFIX_LEN : len;
     const char *ps = pset_of(p, line, end);
     size_t at = ps ? (size_t)(ps - line) : end, head = ps ? 1 + REF_ID : 0;
