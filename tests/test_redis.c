@@ -1241,6 +1241,54 @@ static long long redis_int(const char *cmd) {
     return v;
 }
 
+/* A handle whose commits registered a policy set puts it back in the
+ * lines that refer to it itself: the scripts that read lines leave them
+ * as they are stored (no HGET of lf:log:psets, no copy), and it reads
+ * them exactly as a handle that knows no set, which gets them resolved.
+ * A handle that wrote nothing reads lf:log:psets as it is: changed by
+ * hand, the chain it reads breaks. */
+static void readers_put_back_their_own_sets(void **state) {
+    lf_store *s = F(state)->s;
+    t_got g = {0};
+    t_audit a = {0}, b = {0};
+    char id[LF_ID_LEN + 1];
+    static const char P[] = "3c9e0a1b4b6e8d1f3a5c7e9b2d4f6a8c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f";
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    for (unsigned v = 1; v <= 3; v++) {
+        lf_entry e;
+        t_flip(&e, id, v);
+        e.policy_set = P;
+        assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    }
+    redisReply *r = log_value(3);
+    assert_int_equal(r->str[0], '\x02');          /* it refers to P */
+    freeReplyObject(r);
+    long long hgets = calls_of("hget");
+    t_audit_page(s, id, 0, 0, &a);                  /* its own set: no HGET */
+    assert_int_equal(a.n, 4);
+    assert_int_equal(calls_of("hget"), hgets);
+    lf_store *fresh = open_url(server.url, F(state)->base);
+    t_audit_page(fresh, id, 0, 0, &b);              /* resolved by the script */
+    assert_int_equal(calls_of("hget"), hgets + 1);
+    assert_int_equal(b.n, a.n);
+    for (size_t i = 0; i < a.n; i++) assert_string_equal(a.lines[i], b.lines[i]);
+    assert_non_null(strstr(a.lines[2], P));
+    assert_int_equal(t_verify_chain(s, NULL, 0), 4);
+    /* the get that folds them, on a handle that caches nothing of it */
+    assert_int_equal(t_get(fresh, id, &g), LF_OK);
+    assert_int_equal(g.nhist, 4);
+    t_redis_ok(&server, "HSET lf:log:psets 3c9e0a1b %s",
+               "3c9e0a1b00000000000000000000000000000000000000000000000000000000");
+    lf_store *reader = open_url(server.url, F(state)->base);
+    expect_broken(reader, "seq 3: prev does not match the hash of seq 2");
+    lf_store_free(reader);
+    lf_store_free(fresh);
+    t_audit_reset(&a);
+    t_audit_reset(&b);
+    t_got_reset(&g);
+}
+
 /* What a handle's own answered commits wrote -- its policy set in P
  * log:psets, a state in P states -- it does not write again while its
  * pipeline is unbroken; anything that undid them (a flush) refuses its
@@ -2107,6 +2155,7 @@ int main(void) {
         T(tampering_is_detected),
         T(lines_are_packed),
         T(lines_refer_to_their_policy_set),
+        T(readers_put_back_their_own_sets),
         T(commits_skip_what_they_wrote),
         T(lists_merge_the_states),
         T(log_lists),

@@ -284,15 +284,16 @@ const char *lf_redis_reply_h(const redisReply *g) {
 
 void lf_redis_format_read(lf_rop *op, const char *const *ids, size_t n) {
     lf_redis *s = op->s;
-    const char **argv = lf_xmalloc((n + 5) * sizeof *argv);
+    const char **argv = lf_xmalloc((n + 6) * sizeof *argv);
     argv[0] = "EVALSHA";
     argv[1] = s->sha[LF_SCRIPT_READ];
     argv[2] = "1";
     argv[3] = s->k_log;
     argv[4] = s->k_rec;
-    for (size_t i = 0; i < n; i++) argv[5 + i] = ids[i];
+    argv[5] = lf_redis_pack_known(s->pack);
+    for (size_t i = 0; i < n; i++) argv[6 + i] = ids[i];
     op->script = LF_SCRIPT_READ;
-    lf_redis_format(op, (int)n + 5, argv, NULL);
+    lf_redis_format(op, (int)n + 6, argv, NULL);
     free(argv);
 }
 
@@ -542,10 +543,10 @@ static void redis_find_key(lf_store *st, const char *key, lf_store_cb *cb, void 
     k->op.script = LF_SCRIPT_FIND_KEY;
     k->cb = cb;
     k->arg = arg;
-    const char *argv[] = {
-        "EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log, key};
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_FIND_KEY], "2", s->k_idem, s->k_log,
+                          key, lf_redis_pack_known(s->pack)};
     k->key = lf_xstrdup(key);
-    lf_redis_format(&k->op, 6, argv, NULL);
+    lf_redis_format(&k->op, 7, argv, NULL);
     lf_redis_send(&k->op);
 }
 
@@ -1120,15 +1121,13 @@ static void audit_format(audit_op *a) {
     if (a->id) {
         lf_redis_key_reclog(s, a->id, &k1);
         lf_redis_key_rec(s, a->id, &k3);
-        const char *argv[] = {
-            "EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p, s->k_log, k3.p, after,
-            limit};
-        lf_redis_format(&a->op, 8, argv, NULL);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_REC], "3", k1.p, s->k_log,
+                              k3.p, after, limit, lf_redis_pack_known(s->pack)};
+        lf_redis_format(&a->op, 9, argv, NULL);
     } else {
-        const char *argv[] = {
-            "EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2", s->k_head, s->k_log, after,
-            limit};
-        lf_redis_format(&a->op, 7, argv, NULL);
+        const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_AUDIT_LOG], "2", s->k_head,
+                              s->k_log, after, limit, lf_redis_pack_known(s->pack)};
+        lf_redis_format(&a->op, 8, argv, NULL);
     }
     lf_buf_free(&k1);
     lf_buf_free(&k3);

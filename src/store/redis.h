@@ -98,10 +98,23 @@ const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, b
 void lf_redis_pack_unref(lf_redis_pack *p, const char *pset);
 /* Whether a stored value is a frame (else it is the line itself). */
 bool lf_redis_packed(const char *stored, size_t n);
+/* Policy set pset (64 hex digits) is in P log:psets under its first
+ * bytes: this client's own commit registered it (what it wrote, it
+ * knows: a set's bytes name one digest there for good, as a commit whose
+ * set has another's bytes is refused and packs whole). The scripts that
+ * read lines are passed lf_redis_pack_known (each known set's first 8 hex
+ * digits, run together; "" for none) and leave a value that refers to
+ * one of those as it is: putting the digest back in Lua was a fifth of a
+ * record's read. A set registered by another process is still put back
+ * by the scripts, so a reader that writes nothing (audit --verify) reads
+ * P log:psets as it is, changed or not. */
+void lf_redis_pack_learn(lf_redis_pack *p, const char *pset);
+const char *lf_redis_pack_known(const lf_redis_pack *p);
 /* Appends the line a stored value holds to out: a frame with its policy
- * set put back in front by the script that read it (a value that refers
- * to one is only read through those). Returns 0, or -1 with why set when
- * the value is a frame that does not unpack (damaged). */
+ * set put back in front, by the script that read it or, for a set this
+ * client knows, here. Returns 0, or -1 with why set when the value is a
+ * frame that does not unpack (damaged) or refers to a set nobody put
+ * back. */
 int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf *out,
                          char *why, size_t whylen);
 

@@ -486,6 +486,7 @@ static void commit_done(commit_op *c, const redisReply *r) {
         if (c->pset[0]) {
             memcpy(s->pset, c->pset, sizeof s->pset);
             s->pset_at = s->epoch + 1;
+            lf_redis_pack_learn(s->pack, c->pset);
         }
         if (c->mode == MODE_CREATE || (c->mode == MODE_MOVE && c->before &&
                                        strcmp(c->before, c->e.to_state) != 0))

@@ -22,19 +22,29 @@
 
 /* A value that refers to its policy set (redis_pack.c: \2 and the
  * digest's first 4 bytes, then the frame) as the reader gets it: \3, the
- * digest's 64 hex digits from P log:psets, then the frame. Any other value
- * as it is. log: P log. */
+ * digest's 64 hex digits from P log:psets, then the frame -- unless the
+ * client knows that set (know: the sets' first 8 hex digits, run
+ * together: lf_redis_pack_known), then as it is, as is any other value.
+ * log: P log. */
 #define RESOLVE_LUA                                                            \
-    "local psets = {}\n"                                                      \
+    "local psets, known = {}, {}\n"                                           \
+    "local function know(k)\n"                                                \
+    "  for i = 1, #k - 7, 8 do\n"                                             \
+    "    known[(k:sub(i, i + 7):gsub('..', function(h)\n"                     \
+    "      return string.char(tonumber(h, 16)) end))] = true\n"               \
+    "  end\n"                                                                 \
+    "end\n"                                                                   \
     "local function resolve(log, v)\n"                                        \
     "  if v:byte(1) ~= 2 then return v end\n"                                 \
-    "  local f = string.format('%02x%02x%02x%02x', v:byte(2, 5))\n"           \
-    "  local d = psets[f]\n"                                                  \
+    "  local r = v:sub(2, 5)\n"                                               \
+    "  if known[r] then return v end\n"                                       \
+    "  local d = psets[r]\n"                                                  \
     "  if not d then\n"                                                       \
-    "    d = redis.call('HGET', log .. ':psets', f) or ''\n"                  \
-    "    psets[f] = d\n"                                                      \
+    "    local f = string.format('%02x%02x%02x%02x', r:byte(1, 4))\n"         \
+    "    d = '\\3' .. (redis.call('HGET', log .. ':psets', f) or '')\n"        \
+    "    psets[r] = d\n"                                                      \
     "  end\n"                                                                 \
-    "  return '\\3' .. d .. v:sub(6)\n"                                       \
+    "  return d .. v:sub(6)\n"                                                \
     "end\n"
 
 /* The log is lists of B = LF_REDIS_LOG_LIST lines (redis.h): seq s is
@@ -502,12 +512,14 @@ static const char states_fill_lua[] =
     "if r[1] == '0' then redis.call('SADD', KEYS[1], '') end\n"
     "return r[1]\n";
 
-/* KEYS 1 head  2 log (P log);  ARGV 1 after  2 limit
+/* KEYS 1 head  2 log (P log);  ARGV 1 after  2 limit  3 the policy
+ * sets the client knows (RESOLVE_LUA)
  * Returns {head seq, last, head hash, line(after+1), ..., line(last)}
  * where last = min(head, after + limit); a missing line is nil. A list's
  * lines in one LRANGE. */
 static const char audit_log_lua[] =
     RESOLVE_LUA
+    "know(ARGV[3])\n"
     "local h = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local head = tonumber(h[1] or '0')\n"
     "local after = tonumber(ARGV[1])\n"
@@ -528,12 +540,14 @@ static const char audit_log_lua[] =
     "end\n"
     "return out\n";
 
-/* KEYS 1 rec:log  2 log (P log)  3 rec;  ARGV 1 after  2 limit
+/* KEYS 1 rec:log  2 log (P log)  3 rec;  ARGV 1 after  2 limit  3 the
+ * policy sets the client knows (RESOLVE_LUA)
  * Returns {0} for a record that never existed, else {1, seq, line, ...}
  * for the record's first `limit` entries with seq > after. */
 static const char audit_rec_lua[] =
     LINE_LUA
     SEQS_LUA
+    "know(ARGV[3])\n"
     "local _, seqs, exists = seqs_of(KEYS[3], KEYS[1])\n"
     "if not exists then return {0} end\n"
     "local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -551,28 +565,32 @@ static const char audit_rec_lua[] =
     "end\n"
     "return out\n";
 
-/* KEYS 1 idem  2 log (P log);  ARGV 1 idempotency key
+/* KEYS 1 idem  2 log (P log);  ARGV 1 idempotency key  2 the policy sets
+ * the client knows (RESOLVE_LUA)
  * Returns {} if no entry holds the key, else {seq, line} (no line: the
  * log lost it). The line is packed (redis_pack.c): the client reads the
  * record it names, if any, with the read script. */
 static const char find_key_lua[] =
     LINE_LUA
+    "know(ARGV[2])\n"
     "local seq = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if not seq then return {} end\n"
     "local l = line(KEYS[2], seq)\n"
     "if not l then return {seq} end\n"
     "return {seq, l}\n";
 
-/* KEYS 1 log (P log);  ARGV 1 record key prefix ("lf:rec:{"), 2... ids
+/* KEYS 1 log (P log);  ARGV 1 record key prefix ("lf:rec:{"), 2 the
+ * policy sets the client knows (RESOLVE_LUA), 3... ids
  * Returns {record (REC_LUA), ...}, one for each id: what a get or a list
  * reads when the cache does not hold the record (its keys are derived
  * here, as the list script's). */
 static const char read_lua[] =
     REC_LUA
+    "know(ARGV[2])\n"
     "local out = {}\n"
-    "for i = 2, #ARGV do\n"
+    "for i = 3, #ARGV do\n"
     "  local k = ARGV[1] .. ARGV[i] .. '}'\n"
-    "  out[i - 1] = rec(k, k .. ':log', KEYS[1])\n"
+    "  out[i - 2] = rec(k, k .. ':log', KEYS[1])\n"
     "end\n"
     "return out\n";
 

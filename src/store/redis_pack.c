@@ -117,6 +117,12 @@ struct lf_redis_pack {
     ZSTD_DDict *ddict;
     lf_buf flat;  /* a line with its digests as bytes (below) */
     lf_buf unref; /* digests never referred to (REF), 64 hex each */
+    /* Policy sets this client knows Redis holds (64 hex each; their first
+     * 8 digits are the REF_ID bytes that refer to them), and those 8
+     * digits of each, run together: the scripts that read lines leave a
+     * value that refers to one of these as it is, and the client puts the
+     * digest back (lf_redis_pack_known). */
+    lf_buf sets, known;
 };
 
 /* Digests as bytes. Most of what a frame cannot shrink is hex: the three
@@ -148,9 +154,10 @@ struct lf_redis_pack {
  * -> the digest), which the commit that writes such a value fills in
  * first; the scripts that read lines put the digest back in front of
  * the frame (RESOLVED, then 64 hex digits, then the frame: redis_lua.c's
- * LINE_LUA) so that unpacking needs nothing but the value it is given.
- * A digest whose first bytes another one already has is never referred
- * to (lf_redis_pack_unref). 27 bytes a line. */
+ * LINE_LUA), but for the sets the client says it knows (its own commits
+ * registered them: lf_redis_pack_learn), which it puts back itself. A digest whose first bytes another
+ * one already has is never referred to (lf_redis_pack_unref). 27 bytes
+ * a line. */
 #define REF '\x02'
 #define RESOLVED '\x03'
 #define REF_ID 4
@@ -246,6 +253,8 @@ void lf_redis_pack_free(lf_redis_pack *p) {
     ZSTD_freeDDict(p->ddict);
     lf_buf_free(&p->flat);
     lf_buf_free(&p->unref);
+    lf_buf_free(&p->sets);
+    lf_buf_free(&p->known);
     free(p);
 }
 
@@ -266,6 +275,25 @@ static const char *pset_of(const lf_redis_pack *p, const char *line, size_t len)
 void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
     lf_buf_add(&p->unref, pset, LF_HASH_LEN);
 }
+
+/* The known policy set whose first REF_ID bytes are ref, or NULL. */
+static const char *known_set(const lf_redis_pack *p, const char *ref) {
+    char hex[2 * REF_ID + 1];
+    lf_hex(ref, REF_ID, hex);
+    for (size_t i = 0; i < p->known.len; i += 2 * REF_ID)
+        if (memcmp(p->known.p + i, hex, 2 * REF_ID) == 0)
+            return p->sets.p + i / (2 * REF_ID) * LF_HASH_LEN;
+    return NULL;
+}
+
+void lf_redis_pack_learn(lf_redis_pack *p, const char *pset) {
+    char ref[REF_ID];
+    if (lf_unhex_n(pset, ref, REF_ID) != 0 || known_set(p, ref)) return;
+    lf_buf_add(&p->sets, pset, LF_HASH_LEN);
+    lf_buf_add(&p->known, pset, 2 * REF_ID);
+}
+
+const char *lf_redis_pack_known(const lf_redis_pack *p) { return p->known.len ? p->known.p : ""; }
 
 const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, bool sealed,
                                lf_buf *out) {
@@ -318,10 +346,13 @@ int lf_redis_unpack_line(lf_redis_pack *p, const char *stored, size_t n, lf_buf 
                          char *why, size_t whylen) {
     const char *pset = NULL;
     if (n > 0 && stored[0] == REF) {
-        snprintf(why, whylen, "a compressed line whose policy set was not looked up");
-        return -1;
-    }
-    if (n > 0 && stored[0] == RESOLVED) {
+        if (n <= 1 + REF_ID || !(pset = known_set(p, stored + 1))) {
+            snprintf(why, whylen, "a compressed line whose policy set was not looked up");
+            return -1;
+        }
+        stored += 1 + REF_ID;
+        n -= 1 + REF_ID;
+    } else if (n > 0 && stored[0] == RESOLVED) {
         if (n <= 1 + LF_HASH_LEN || !zstd_frame(stored + 1 + LF_HASH_LEN, n - 1 - LF_HASH_LEN)) {
             snprintf(why, whylen, "a damaged compressed line (%zu bytes)", n);
             return -1;
