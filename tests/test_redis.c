@@ -1263,6 +1263,24 @@ static void readers_put_back_their_own_sets(void **state) {
     }
     redisReply *r = log_value(3);
     assert_int_equal(r->str[0], '\x02');          /* it refers to P */
+    /* the pack alone: a value that refers to a known set unpacks; once
+     * another set took its bytes (unref), it is known no more */
+    lf_redis_pack *pk = lf_redis_pack_new();
+    lf_buf line = LF_BUF_INIT;
+    char why[128];
+    assert_string_equal(lf_redis_pack_known(pk), "");
+    assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &line, why, sizeof why), -1);
+    lf_redis_pack_learn(pk, P);
+    lf_redis_pack_learn(pk, P);
+    assert_string_equal(lf_redis_pack_known(pk), "3c9e0a1b");
+    assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &line, why, sizeof why), 0);
+    assert_non_null(strstr(line.p, P));
+    lf_redis_pack_unref(pk, P);
+    assert_string_equal(lf_redis_pack_known(pk), "");
+    lf_buf_reset(&line);
+    assert_int_equal(lf_redis_unpack_line(pk, r->str, r->len, &line, why, sizeof why), -1);
+    lf_buf_free(&line);
+    lf_redis_pack_free(pk);
     freeReplyObject(r);
     long long hgets = calls_of("hget");
     t_audit_page(s, id, 0, 0, &a);                  /* its own set: no HGET */

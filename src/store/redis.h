@@ -93,15 +93,18 @@ void lf_redis_pack_free(lf_redis_pack *p);
  * registers it in P log:psets), else NULL. */
 const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, bool sealed,
                                lf_buf *out);
-/* Never refer to policy set pset (64 hex digits): another one registered
- * its first bytes first. */
+/* Never refer to policy set pset (64 hex digits), nor read it as known:
+ * another one registered its first bytes first. */
 void lf_redis_pack_unref(lf_redis_pack *p, const char *pset);
 /* Whether a stored value is a frame (else it is the line itself). */
 bool lf_redis_packed(const char *stored, size_t n);
 /* Policy set pset (64 hex digits) is in P log:psets under its first
  * bytes: this client's own commit registered it (what it wrote, it
  * knows: a set's bytes name one digest there for good, as a commit whose
- * set has another's bytes is refused and packs whole). The scripts that
+ * set has another's bytes is refused and packs whole -- but for a store
+ * emptied and begun again by another set with the same first 4 bytes,
+ * one chance in 2^32, which this client's next commit of its set finds:
+ * lf_redis_pack_unref forgets it). The scripts that
  * read lines are passed lf_redis_pack_known (each known set's first 8 hex
  * digits, run together; "" for none) and leave a value that refers to
  * one of those as it is: putting the digest back in Lua was a fifth of a

@@ -274,6 +274,17 @@ static const char *pset_of(const lf_redis_pack *p, const char *line, size_t len)
 
 void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
     lf_buf_add(&p->unref, pset, LF_HASH_LEN);
+    /* Nor read as known: its bytes name another set in Redis now. */
+    for (size_t i = 0; i < p->sets.len; i += LF_HASH_LEN) {
+        if (memcmp(p->sets.p + i, pset, LF_HASH_LEN) != 0) continue;
+        size_t k = i / LF_HASH_LEN * 2 * REF_ID;
+        memmove(p->sets.p + i, p->sets.p + i + LF_HASH_LEN, p->sets.len - i - LF_HASH_LEN);
+        memmove(p->known.p + k, p->known.p + k + 2 * REF_ID, p->known.len - k - 2 * REF_ID);
+        p->sets.len -= LF_HASH_LEN;
+        p->known.len -= 2 * REF_ID;
+        p->known.p[p->known.len] = '\0';
+        return;
+    }
 }
 
 /* The known policy set whose first REF_ID bytes are ref, or NULL. */
