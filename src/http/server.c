@@ -117,7 +117,7 @@ bad:
  * goes to param. */
 static bool match(const char *pat, const char *path, char *param, size_t n) {
     while (*pat && *path) {
-        if (strncmp(pat, "{id}", 4) == 0) {
+        if (*pat == '{' && strncmp(pat, "{id}", 4) == 0) {
             size_t len = strcspn(path, "/");
             if (len == 0 || len >= n) return false;
             memcpy(param, path, len);
