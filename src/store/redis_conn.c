@@ -281,25 +281,38 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
  * 700 instructions an argument, and a commit has some thirty): that was
  * a tenth of serve's own instructions on Redis. hiredis still sends it
  * (redisAsyncFormattedCommand) and parses every reply. */
+/* "<c><n>\r\n" at w; returns the end. */
+static char *resp_head(char *w, char c, size_t n) {
+    *w++ = c;
+    w += lf_fmt_int((int64_t)n, w);
+    *w++ = '\r';
+    *w++ = '\n';
+    return w;
+}
+
 void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens) {
-    lf_buf b = LF_BUF_INIT;
-    size_t room = 16;
-    for (int i = 0; i < argc; i++) room += 24 + (lens ? lens[i] : strlen(argv[i]));
-    lf_buf_reserve(&b, room);
-    lf_buf_putc(&b, '*');
-    lf_buf_json_int(&b, argc);
-    lf_buf_add(&b, "\r\n", 2);
+    /* Measured once, written in one pass into one allocation: a commit
+     * has ~25 arguments, and a call per piece was ~4 % of serve's work a
+     * transition on Redis. */
+    size_t stack[32], *n = argc <= 32 ? stack : lf_xmalloc((size_t)argc * sizeof *n);
+    size_t room = LF_INT_CHARS + 3;
     for (int i = 0; i < argc; i++) {
-        size_t n = lens ? lens[i] : strlen(argv[i]);
-        lf_buf_putc(&b, '$');
-        lf_buf_json_int(&b, (int64_t)n);
-        lf_buf_add(&b, "\r\n", 2);
-        lf_buf_add(&b, argv[i], n);
-        lf_buf_add(&b, "\r\n", 2);
+        n[i] = lens ? lens[i] : strlen(argv[i]);
+        room += LF_INT_CHARS + 5 + n[i];
     }
+    char *cmd = lf_xmalloc(room), *w = resp_head(cmd, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        w = resp_head(w, '$', n[i]);
+        memcpy(w, argv[i], n[i]);
+        w += n[i];
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    *w = '\0';
+    if (n != stack) free(n);
     lf_redis_cmd_free(op);
-    op->cmdlen = b.len;
-    op->cmd = lf_buf_steal(&b);
+    op->cmdlen = (size_t)(w - cmd);
+    op->cmd = cmd;
 }
 
 void lf_redis_cmd_free(lf_rop *op) {
