@@ -218,16 +218,9 @@ struct lf_req {
     lf_req *prev, *next;        /* in srv->live */
     int route;                  /* LF_RT_*, or LF_RT_UNMATCHED */
     enum evhttp_cmd_type method;
-    char param[160];            /* the {id} in the path */
-    char path[256];
     const char *query;          /* the raw query string, or NULL */
     struct evkeyvalq qs;        /* the query, parsed on first use */
     bool qs_parsed, qs_bad;
-    char id[48];                /* request id, echoed as X-Request-Id */
-    char actor[80];             /* token name, or "anonymous" */
-    char roles[LF_ROLES_MAX];   /* the token's roles, or "" */
-    char actor_kind[16];        /* the token's kind=, or "" */
-    char principal[65];         /* the token's principal=, or "" */
     lf_role role;
     uint64_t start_ns;
     uint64_t op_start_ns;       /* around one engine call */
@@ -236,6 +229,15 @@ struct lf_req {
     void (*flushed)(lf_req *);  /* stream: the pending chunk went out */
     int status;                 /* once answered */
     void *data;                 /* the handler's own state */
+    /* The strings last: lf_req_new zeroes what is above and empties
+     * these (zeroing the whole ~1 KB was ~2 % of a request). */
+    char param[160];            /* the {id} in the path */
+    char path[256];
+    char id[48];                /* request id, echoed as X-Request-Id */
+    char actor[80];             /* token name, or "anonymous" */
+    char roles[LF_ROLES_MAX];   /* the token's roles, or "" */
+    char actor_kind[16];        /* the token's kind=, or "" */
+    char principal[65];         /* the token's principal=, or "" */
 };
 
 #include "../core/clock.h"     /* lf_mono_ns */

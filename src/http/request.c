@@ -7,6 +7,7 @@
  * logged "client_gone". Streams are told when their client leaves through
  * the connection's close callback. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,10 @@ void lf_req_str(char *dst, size_t n, const char *src) {
 }
 
 lf_req *lf_req_new(lf_server *s, struct evhttp_request *req) {
-    lf_req *r = lf_xcalloc(1, sizeof *r);
+    lf_req *r = lf_xmalloc(sizeof *r);
+    memset(r, 0, offsetof(lf_req, param));
+    r->param[0] = r->path[0] = r->id[0] = r->actor[0] = r->roles[0] = r->actor_kind[0] =
+        r->principal[0] = '\0';
     r->srv = s;
     r->req = req;
     r->start_ns = lf_mono_ns();
