@@ -155,9 +155,9 @@ struct lf_redis_pack {
  * first; the scripts that read lines put the digest back in front of
  * the frame (RESOLVED, then 64 hex digits, then the frame: redis_lua.c's
  * LINE_LUA), but for the sets the client says it knows (its own commits
- * registered them: lf_redis_pack_learn), which it puts back itself. A digest whose first bytes another
- * one already has is never referred to (lf_redis_pack_unref). 27 bytes
- * a line. */
+ * registered them: lf_redis_pack_learn), which it puts back itself. A
+ * digest whose first bytes another one already has is never referred to
+ * (lf_redis_pack_unref). 27 bytes a line. */
 #define REF '\x02'
 #define RESOLVED '\x03'
 #define REF_ID 4
