@@ -979,8 +979,8 @@ static const lf_rop_type states_type = {
 
 /* A store an older version began keeps no set of its states: the first
  * list that merges the state indexes (every record, or a repo's) fills
- * it, a SCAN step a call (never KEYS), then sends its call again. Once, for every process: the set says it is
- * whole. */
+ * it, a SCAN step a call (never KEYS), then sends its call again. Once,
+ * for every process: the set says it is whole. */
 static void states_fill(list_op *l, const char *cursor) {
     lf_redis *s = l->op.s;
     states_op *f = lf_xcalloc(1, sizeof *f);
