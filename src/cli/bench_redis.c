@@ -350,7 +350,9 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "1795000000000000";
     argv[a++] = "bench-__rand_int__";
     argv[a++] = "https://github.com/loopforge/bench/issues/__rand_int__";
-    argv[a++] = "1000001795000000000000";  /* a repo, open; entered at the score */
+    /* a repo, open, its state known in P states (as a process's commits
+     * into a state it entered before); entered at the score */
+    argv[a++] = "10000011795000000000000";
     argv[a++] = "";
     argv[a++] = "";
     argv[a] = NULL;
