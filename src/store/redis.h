@@ -105,7 +105,7 @@ bool lf_redis_packed(const char *stored, size_t n);
  * emptied and begun again by another set with the same first 4 bytes,
  * one chance in 2^32, which this client's next commit of its set finds:
  * lf_redis_pack_unref forgets it). The scripts that
- * read lines are passed lf_redis_pack_known (each known set's first 8 hex
+ * read lines are passed lf_redis_pack_known (the known sets' 64 hex
  * digits, run together; "" for none) and leave a value that refers to
  * one of those as it is: putting the digest back in Lua was a fifth of a
  * record's read. A set registered by another process is still put back

@@ -23,13 +23,14 @@
 /* A value that refers to its policy set (redis_pack.c: \2 and the
  * digest's first 4 bytes, then the frame) as the reader gets it: \3, the
  * digest's 64 hex digits from P log:psets, then the frame -- unless the
- * client knows that set (know: the sets' first 8 hex digits, run
- * together: lf_redis_pack_known), then as it is, as is any other value.
+ * client knows that set (know: the sets' 64 hex digits, run together:
+ * lf_redis_pack_known; a value names one by its first 4 bytes), then as
+ * it is, as is any other value.
  * log: P log. */
 #define RESOLVE_LUA                                                            \
     "local psets, known = {}, {}\n"                                           \
     "local function know(k)\n"                                                \
-    "  for i = 1, #k - 7, 8 do\n"                                             \
+    "  for i = 1, #k - 63, 64 do\n"                                           \
     "    known[(k:sub(i, i + 7):gsub('..', function(h)\n"                     \
     "      return string.char(tonumber(h, 16)) end))] = true\n"               \
     "  end\n"                                                                 \

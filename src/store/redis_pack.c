@@ -117,12 +117,12 @@ struct lf_redis_pack {
     ZSTD_DDict *ddict;
     lf_buf flat;  /* a line with its digests as bytes (below) */
     lf_buf unref; /* digests never referred to (REF), 64 hex each */
-    /* Policy sets this client knows Redis holds (64 hex each; their first
-     * 8 digits are the REF_ID bytes that refer to them), and those 8
-     * digits of each, run together: the scripts that read lines leave a
-     * value that refers to one of these as it is, and the client puts the
-     * digest back (lf_redis_pack_known). */
-    lf_buf sets, known;
+    /* Policy sets this client knows Redis holds, 64 hex each, run
+     * together (their first 8 digits are the REF_ID bytes that refer to
+     * them): the scripts that read lines leave a value that refers to one
+     * of these as it is, and the client puts the digest back
+     * (lf_redis_pack_known). */
+    lf_buf sets;
 };
 
 /* Digests as bytes. Most of what a frame cannot shrink is hex: the three
@@ -254,7 +254,6 @@ void lf_redis_pack_free(lf_redis_pack *p) {
     lf_buf_free(&p->flat);
     lf_buf_free(&p->unref);
     lf_buf_free(&p->sets);
-    lf_buf_free(&p->known);
     free(p);
 }
 
@@ -277,12 +276,9 @@ void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
     /* Nor read as known: its bytes name another set in Redis now. */
     for (size_t i = 0; i < p->sets.len; i += LF_HASH_LEN) {
         if (memcmp(p->sets.p + i, pset, LF_HASH_LEN) != 0) continue;
-        size_t k = i / LF_HASH_LEN * 2 * REF_ID;
         memmove(p->sets.p + i, p->sets.p + i + LF_HASH_LEN, p->sets.len - i - LF_HASH_LEN);
-        memmove(p->known.p + k, p->known.p + k + 2 * REF_ID, p->known.len - k - 2 * REF_ID);
         p->sets.len -= LF_HASH_LEN;
-        p->known.len -= 2 * REF_ID;
-        p->known.p[p->known.len] = '\0';
+        p->sets.p[p->sets.len] = '\0';
         return;
     }
 }
@@ -291,9 +287,8 @@ void lf_redis_pack_unref(lf_redis_pack *p, const char *pset) {
 static const char *known_set(const lf_redis_pack *p, const char *ref) {
     char hex[2 * REF_ID + 1];
     lf_hex(ref, REF_ID, hex);
-    for (size_t i = 0; i < p->known.len; i += 2 * REF_ID)
-        if (memcmp(p->known.p + i, hex, 2 * REF_ID) == 0)
-            return p->sets.p + i / (2 * REF_ID) * LF_HASH_LEN;
+    for (size_t i = 0; i < p->sets.len; i += LF_HASH_LEN)
+        if (memcmp(p->sets.p + i, hex, 2 * REF_ID) == 0) return p->sets.p + i;
     return NULL;
 }
 
@@ -301,10 +296,9 @@ void lf_redis_pack_learn(lf_redis_pack *p, const char *pset) {
     char ref[REF_ID];
     if (lf_unhex_n(pset, ref, REF_ID) != 0 || known_set(p, ref)) return;
     lf_buf_add(&p->sets, pset, LF_HASH_LEN);
-    lf_buf_add(&p->known, pset, 2 * REF_ID);
 }
 
-const char *lf_redis_pack_known(const lf_redis_pack *p) { return p->known.len ? p->known.p : ""; }
+const char *lf_redis_pack_known(const lf_redis_pack *p) { return p->sets.len ? p->sets.p : ""; }
 
 const char *lf_redis_pack_line(lf_redis_pack *p, const char *line, size_t len, bool sealed,
                                lf_buf *out) {
