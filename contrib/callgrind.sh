@@ -10,7 +10,10 @@
 #
 # RECORDS (600) records are created and walked to ci_pending, then the
 # counters are zeroed and each record is moved to ci_failed and back
-# (2 x RECORDS transitions under the shipped policies); prints the
+# (2 x RECORDS transitions under the shipped policies), after DEPTH (0)
+# such cycles uncounted: a reply carries the record's history, and the
+# HTTP bench's records are some 60 entries deep by its last run (DEPTH=25
+# is about that); prints the
 # instructions per transition of serve and of redis-server, less what
 # each spent in as long idle (serve's timers tick every second). A
 # redis-server built with symbols (e.g. from `apt-get source redis`)
@@ -19,7 +22,7 @@
 set -eu
 LF=${1:-build/loopforge}
 RS=${2:-redis-server}
-RECORDS=${RECORDS:-600}
+RECORDS=${RECORDS:-600} DEPTH=${DEPTH:-0}
 case $LF in */*) ;; *) LF=./$LF ;; esac
 [ -x "$LF" ] || { echo "callgrind: no loopforge binary at $LF (make first)" >&2; exit 1; }
 for c in valgrind callgrind_control curl redis-cli; do
@@ -71,6 +74,10 @@ base="http://127.0.0.1:$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$dir/out" | head -1)"
 
 create_records "$RECORDS" cg
 move_records cg task_queued pr_created ci_pending
+cycles=
+i=0
+while [ $i -lt "$DEPTH" ]; do cycles="$cycles ci_failed ci_pending"; i=$((i + 1)); done
+[ -n "$cycles" ] && move_records cg $cycles
 # The workload (part 1), then as long idle (part 2): serve's tick, once a
 # second, lists the timed states whatever the requests do, so a count
 # grew with the time valgrind took (5-10 % between runs on a busy

@@ -457,6 +457,57 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 
 /* The one out-of-memory rule: an allocation that cannot be met aborts
  * with a message naming the size (mem.h); it never returns NULL. */
+/* lf_record_count remembers its string comparisons by offset in the
+ * record's history strings: over a long history of 40 names, where the
+ * same name sits at many offsets and offsets share memo slots, it counts
+ * what a plain comparison of every entry counts, for every pair and
+ * wildcard. */
+static void record_count_by_history(void **state) {
+    (void)state;
+    enum { NAMES = 40, ENTRIES = 300 };
+    char names[NAMES][24];
+    int seq[ENTRIES];
+    for (int i = 0; i < NAMES; i++) snprintf(names[i], sizeof names[i], "state_%d", i);
+    unsigned x = 12345;
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_puts(&b, "{\"record_id\":\"loop-0123456789abcdef\",\"ref\":\"r\",\"ref_number\":null,"
+                    "\"repo\":null,\"pr_url\":null,\"pr_number\":null,\"auto_merge\":false,"
+                    "\"ci_status\":{},\"labels\":{},\"closed_at\":null,\"metadata\":{},\"state\":\"");
+    for (int i = 0; i < ENTRIES; i++) {
+        x = x * 1103515245u + 12345u;
+        /* mostly a cycle of two, now and then one of the others */
+        seq[i] = (x >> 16) % 4 ? i % 2 : (int)((x >> 8) % NAMES);
+        if (i && seq[i] == seq[i - 1]) seq[i] = (seq[i] + 1) % NAMES;
+    }
+    lf_buf_printf(&b, "%s\",\"transitions\":[", names[seq[ENTRIES - 1]]);
+    for (int i = 0; i < ENTRIES; i++) {
+        lf_buf_printf(&b, "%s{\"from_state\":", i ? "," : "");
+        if (i) lf_buf_printf(&b, "\"%s\"", names[seq[i - 1]]);
+        else lf_buf_puts(&b, "null");
+        lf_buf_printf(&b,
+                      ",\"to_state\":\"%s\",\"trigger\":\"t\",\"timestamp\":"
+                      "\"2026-05-01T10:00:00.000000Z\",\"metadata\":{},\"actor\":\"a\"}",
+                      names[seq[i]]);
+    }
+    lf_buf_puts(&b, "],\"created_at\":\"2026-05-01T10:00:00.000000Z\",\"updated_at\":"
+                    "\"2026-05-01T10:00:00.000000Z\",\"workflow\":\"loopforge\",\"version\":300}");
+    char err[128];
+    lf_record *r = lf_record_from_json(b.p, b.len, err, sizeof err);
+    lf_buf_free(&b);
+    if (!r) fail_msg("bad record: %s", err);
+    for (int f = -1; f < NAMES; f++) {
+        for (int t = -1; t < NAMES; t++) {
+            size_t want = 0;
+            for (int i = 0; i < ENTRIES; i++)
+                want += (f < 0 || (i && seq[i - 1] == f)) && (t < 0 || seq[i] == t);
+            assert_int_equal(lf_record_count(r, f < 0 ? NULL : names[f], t < 0 ? NULL : names[t]),
+                             want);
+        }
+    }
+    assert_int_equal(lf_record_count(r, "state_1", "state_0") > 50, 1);
+    lf_record_free(r);
+}
+
 static void oom_aborts(void **state) {
     (void)state;
     int fd[2];
@@ -505,6 +556,7 @@ int main(void) {
         cmocka_unit_test(json_escaping_round_trip),
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
+        cmocka_unit_test(record_count_by_history),
         cmocka_unit_test(oom_aborts),
         cmocka_unit_test(json_canonical),
         cmocka_unit_test(json_canonical_matches_cjson),
