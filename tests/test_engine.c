@@ -297,6 +297,67 @@ static void long_history_shares_strings(void **state) {
     lf_record_free(r);
 }
 
+/* A reply renders a move it has rendered before from its copy, with the
+ * entry's own time: over a history of repeated moves (a cycle), moves
+ * that take the same memo slot, and moves too long to keep, every entry
+ * is what was applied, in order. */
+static void moment(int i, char ts[LF_TS_LEN + 1]) {
+    lf_ts_format(1796500000000000LL + 1000003LL * i, ts);
+}
+
+static void history_json_repeated_moves(void **state) {
+    (void)state;
+    char err[256], meta[400];
+    snprintf(meta, sizeof meta, "{\"long\":\"%0300d\"}", 7);
+    lf_entry e = {.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
+                  .version = 1, .to_state = "s0", .trigger = "created", .actor = "alice",
+                  .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
+    lf_record *r = NULL;
+    memcpy(e.timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
+    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    enum { MOVES = 120 };
+    char to[MOVES][16], actor[MOVES][16];
+    const char *metas[MOVES];
+    for (int i = 0; i < MOVES; i++) {
+        /* mostly s0 <-> s1; every 5th to one of 12 others; every 7th by
+         * another actor; every 11th with metadata too long to keep */
+        snprintf(to[i], sizeof to[i], "s%d",
+                 i % 5 == 4 ? 2 + i % 12 : strcmp(r->state, "s0") == 0);
+        snprintf(actor[i], sizeof actor[i], "%s", i % 7 ? "bot" : "carol");
+        metas[i] = i % 11 == 3 ? meta : NULL;
+        e.kind = LF_ENTRY_TRANSITION;
+        e.version = (uint64_t)i + 2;
+        e.from_state = r->state;
+        e.to_state = to[i];
+        e.trigger = i % 3 ? "ci.failed" : "ci.retry";
+        e.actor = actor[i];
+        e.metadata = metas[i];
+        moment(i, e.timestamp);
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    }
+    char *j = lf_record_json(r);
+    cJSON *doc = cJSON_Parse(j), *hist = cJSON_GetObjectItem(doc, "transitions");
+    assert_int_equal(cJSON_GetArraySize(hist), MOVES + 1);
+    for (int i = 0; i < MOVES; i++) {
+        cJSON *x = cJSON_GetArrayItem(hist, i + 1);
+        char ts[LF_TS_LEN + 1];
+        moment(i, ts);
+        const char *from = i ? to[i - 1] : "s0";
+        assert_string_equal(cJSON_GetObjectItem(x, "from_state")->valuestring, from);
+        assert_string_equal(cJSON_GetObjectItem(x, "to_state")->valuestring, to[i]);
+        assert_string_equal(cJSON_GetObjectItem(x, "trigger")->valuestring,
+                            i % 3 ? "ci.failed" : "ci.retry");
+        assert_string_equal(cJSON_GetObjectItem(x, "timestamp")->valuestring, ts);
+        assert_string_equal(cJSON_GetObjectItem(x, "actor")->valuestring, actor[i]);
+        char *m = cJSON_PrintUnformatted(cJSON_GetObjectItem(x, "metadata"));
+        assert_string_equal(m, metas[i] ? metas[i] : "{}");
+        free(m);
+    }
+    cJSON_Delete(doc);
+    free(j);
+    lf_record_free(r);
+}
+
 /* A reply's history, byte for byte: entries whose strings need nothing
  * escaped are copied whole, the others (a quote, a control byte) go
  * through the JSON writer, and both give what the writer always gave;
@@ -840,6 +901,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(review_path, setup, teardown),
         cmocka_unit_test(long_history_shares_strings),
         cmocka_unit_test(history_json_exact_bytes),
+        cmocka_unit_test(history_json_repeated_moves),
         cmocka_unit_test_setup_teardown(json_round_trip_and_key_order, setup, teardown),
         cmocka_unit_test_setup_teardown(create_get_and_result_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_id, setup, teardown),
