@@ -8,14 +8,14 @@
 #
 #   sh contrib/callgrind.sh [LOOPFORGE] [REDIS-SERVER]
 #
-# RECORDS (600) records are created and walked to ci_pending, then the
-# counters are zeroed and each record is moved to ci_failed and back
-# (2 x RECORDS transitions under the shipped policies), after DEPTH (0)
-# such cycles uncounted: a reply carries the record's history, and the
-# HTTP bench's records are some 60 entries deep by its last run (DEPTH=25
-# is about that); prints the
-# instructions per transition of serve and of redis-server, less what
-# each spent in as long idle (serve's timers tick every second). A
+# RECORDS (600) records are created and walked to ci_pending (and DEPTH
+# times, 0 by default, to ci_failed and back: a reply carries the
+# record's history, some 60 entries by the HTTP bench's last run, about
+# DEPTH=25), then the counters are zeroed and each record is moved to
+# ci_failed and back (2 x RECORDS transitions under the shipped
+# policies); prints the instructions per transition of serve and of
+# redis-server, less what each spent in as long idle (serve's timers
+# tick every second). A
 # redis-server built with symbols (e.g. from `apt-get source redis`)
 # gives a readable profile: KEEP=1 keeps the callgrind files for
 # callgrind_annotate.
