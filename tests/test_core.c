@@ -472,7 +472,8 @@ static void record_count_by_history(void **state) {
     lf_buf b = LF_BUF_INIT;
     lf_buf_puts(&b, "{\"record_id\":\"loop-0123456789abcdef\",\"ref\":\"r\",\"ref_number\":null,"
                     "\"repo\":null,\"pr_url\":null,\"pr_number\":null,\"auto_merge\":false,"
-                    "\"ci_status\":{},\"labels\":{},\"closed_at\":null,\"metadata\":{},\"state\":\"");
+                    "\"ci_status\":{},\"labels\":{},\"closed_at\":null,\"metadata\":{},"
+                    "\"state\":\"");
     for (int i = 0; i < ENTRIES; i++) {
         x = x * 1103515245u + 12345u;
         /* mostly a cycle of two, now and then one of the others */

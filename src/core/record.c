@@ -550,11 +550,8 @@ static size_t memo_len(hs_memo *m, const lf_record *r, uint32_t off) {
 /* An entry as rendered but for its timestamp, by its strings' offsets: a
  * history repeats a few moves (a cycle, two) that differ in their times
  * alone, and one copied whole in three pieces is a third of the work of
- * the dozen it is written in (~340 instructions an entry). Kept from
- * FRAGS_FROM entries a reply: on fewer, keeping them cost more (+1 %
- * of serve's work a transition at 6) than the few repeats saved. */
+ * the dozen it is written in (~340 instructions an entry). */
 #define FRAGS 8
-#define FRAGS_FROM 16
 typedef struct hist_frag {
     uint32_t key[5];            /* from, to, trigger, metadata, actor */
     uint16_t head, tail;        /* the bytes before the timestamp, after it */
@@ -563,24 +560,20 @@ typedef struct hist_frag {
 
 typedef struct hist_memo {
     hs_memo len;
-    bool keep;                  /* rendered moves are kept in frag */
     hist_frag frag[FRAGS];
 } hist_memo;
 
-static void hist_memo_init(hist_memo *m, size_t entries) {
+static void hist_memo_init(hist_memo *m) {
     memo_init(&m->len);
-    m->keep = entries >= FRAGS_FROM;
     /* empty: from LF_HS_NONE, which no entry kept here has (a creation
      * entry's is hist_json_any's) */
-    if (m->keep)
-        for (int k = 0; k < FRAGS; k++) memset(m->frag[k].key, 0xff, sizeof m->frag[k].key);
+    for (int k = 0; k < FRAGS; k++) memset(m->frag[k].key, 0xff, sizeof m->frag[k].key);
 }
 
 static void hist_json(const lf_record *r, const lf_hist *h, hist_memo *m, lf_buf *b) {
     const uint32_t key[5] = {h->from_state, h->to_state, h->trigger, h->metadata, h->actor};
-    hist_frag *f = m->keep ? &m->frag[(key[0] + 3 * key[1] + 5 * key[2] + 7 * key[3] + key[4]) % FRAGS]
-                           : NULL;
-    if (f && key[0] != LF_HS_NONE && h->timestamp[0] && memcmp(f->key, key, sizeof key) == 0) {
+    hist_frag *f = &m->frag[(key[0] + 3 * key[1] + 5 * key[2] + 7 * key[3] + key[4]) % FRAGS];
+    if (key[0] != LF_HS_NONE && h->timestamp[0] && memcmp(f->key, key, sizeof key) == 0) {
         lf_buf_reserve(b, (size_t)f->head + LF_TS_LEN + f->tail);
         char *w = b->p + b->len;
         PUT(w, f->text, f->head);
@@ -623,7 +616,7 @@ static void hist_json(const lf_record *r, const lf_hist *h, hist_memo *m, lf_buf
     *w = '\0';
     b->len = (size_t)(w - b->p);
     size_t head = (size_t)(ts - start), tail = (size_t)(w - ts) - LF_TS_LEN;
-    if (f && head + tail <= sizeof f->text) {
+    if (head + tail <= sizeof f->text) {
         memcpy(f->key, key, sizeof key);
         f->head = (uint16_t)head;
         f->tail = (uint16_t)tail;
@@ -654,7 +647,7 @@ void lf_record_to_json_tail(const lf_record *r, size_t max_hist, lf_buf *b) {
     lf_jw_key(&o, "transitions");
     lf_jw list = lf_jw_open(b, '[');
     hist_memo memo;
-    hist_memo_init(&memo, r->nhist - first);
+    hist_memo_init(&memo);
     for (size_t i = first; i < r->nhist; i++) {
         lf_jw_next(&list);
         hist_json(r, &r->hist[i], &memo, b);
