@@ -301,6 +301,19 @@ static void long_history_shares_strings(void **state) {
  * entry's own time: over a history of repeated moves (a cycle), moves
  * that take the same memo slot, and moves too long to keep, every entry
  * is what was applied, in order. */
+/* A record of its creation entry alone (by alice, at 10:00:00, in state
+ * `to`), and that entry in *e for the caller's transitions to reuse. */
+static lf_record *created(lf_entry *e, const char *to) {
+    char err[256];
+    *e = (lf_entry){.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
+                    .version = 1, .to_state = to, .trigger = "created", .actor = "alice",
+                    .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
+    lf_record *r = NULL;
+    memcpy(e->timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
+    assert_int_equal(lf_record_apply(&r, e, err, sizeof err), 0);
+    return r;
+}
+
 static void moment(int i, char ts[LF_TS_LEN + 1]) {
     lf_ts_format(1796500000000000LL + 1000003LL * i, ts);
 }
@@ -309,12 +322,8 @@ static void history_json_repeated_moves(void **state) {
     (void)state;
     char err[256], meta[400];
     snprintf(meta, sizeof meta, "{\"long\":\"%0300d\"}", 7);
-    lf_entry e = {.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
-                  .version = 1, .to_state = "s0", .trigger = "created", .actor = "alice",
-                  .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
-    lf_record *r = NULL;
-    memcpy(e.timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
-    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    lf_entry e;
+    lf_record *r = created(&e, "s0");
     enum { MOVES = 120 };
     char to[MOVES][16], actor[MOVES][16];
     const char *metas[MOVES];
@@ -365,12 +374,8 @@ static void history_json_repeated_moves(void **state) {
 static void history_json_exact_bytes(void **state) {
     (void)state;
     char err[256];
-    lf_entry e = {.record_id = "loop-0123456789abcdef", .kind = LF_ENTRY_CREATED,
-                  .version = 1, .to_state = "s1", .trigger = "created", .actor = "alice",
-                  .record = "{\"ref\":\"r\",\"workflow\":\"loopforge\"}"};
-    lf_record *r = NULL;
-    memcpy(e.timestamp, "2026-12-05T10:00:00.000000Z", LF_TS_LEN + 1);
-    assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+    lf_entry e;
+    lf_record *r = created(&e, "s1");
     static const struct { const char *to, *trigger, *actor, *meta; } step[] = {
         {"s2", "pr.opened", "bob", "{\"n\":1}"},
         {"s1", "q\"t", "tab\tand\\", NULL},
