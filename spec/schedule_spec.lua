@@ -97,6 +97,72 @@ return workflow { name = "w", states = { "open", "waiting", "late", "later" },
   end)
 end)
 
+describe("serve's tick on a retry state without a backoff", function()
+  after_each(function() kit.cleanup() end)
+
+  -- Nothing there is due but a spent budget's escalation, which the move
+  -- into the state makes at once; so the tick looks at every record of
+  -- the state at its first tick, after a reload and every ten minutes,
+  -- and otherwise only at those that entered since its last tick (ten
+  -- seconds before it) and at those whose escalation a guard held.
+  local WF = [[
+return workflow { name = "w", states = { "new", "run", "failed", "given_up" }, initial = "new",
+  terminal = { "given_up" },
+  edges = { { "new", "run" }, { "run", "failed" }, { "failed", "run" }, { "failed", "given_up" } },
+  retries = { failed = { to = "run", trigger = "again", max = 1, escalate_to = "given_up" } } }
+]]
+  local HOLD = [[
+return policy { name = "hold", on = { to = "given_up", workflow = "w" },
+  check = function(t) return deny("not yet") end }
+]]
+
+  it("lists the records that entered since its last tick, the held ones and, now and then, all", function()
+    local d = kit.policy_dir{ shipped = false }
+    d:write("workflows/w.lua", WF)
+    d:write("guards/hold.lua", HOLD)
+    local eng = assert(kit.core.engine{ policies = d.path, store = "memory:" })
+    local spent
+    for i = 1, 50 do
+      local id = eng:create{ ref = "r" .. i, workflow = "w" }.record.record_id
+      assert(eng:transition(id, "run", "go").success)
+      assert(eng:transition(id, "failed", "fail").success)
+      spent = id
+    end
+    -- the last one spends its one retry: its escalation is held
+    assert(eng:transition(spent, "run", "again").success)
+    assert(eng:transition(spent, "failed", "fail").success)
+    assert.equal("failed", eng:get(spent).record.state)
+    local t = kit.seconds(eng:get(spent).record.updated_at)
+    local function listed(now)
+      local n = eng:stats().timer_records
+      local out = eng:fire_due(now)
+      return eng:stats().timer_records - n, out
+    end
+    local n, out = listed(t + 1)                 -- the first tick: every one
+    assert.equal(50, n)
+    assert.equal(1, #out.fired)
+    assert.is_true(out.fired[1].held)
+    n = listed(t + 60)          -- those that entered since (10 s before) it
+    assert.equal(50, n)
+    n, out = listed(t + 120)                     -- then the held one alone
+    assert.equal(1, n)
+    assert.equal(spent, out.fired[1].record_id)
+    assert.is_true(out.fired[1].held)
+    os.remove(d.path .. "/guards/hold.lua")      -- a reload: every one again
+    assert(eng:reload())
+    n, out = listed(t + 180)
+    assert.equal(50, n)
+    assert.equal("ok", out.fired[1].code)
+    assert.equal("given_up", eng:get(spent).record.state)
+    n = listed(t + 240)                          -- none entered since
+    assert.equal(0, n)
+    n = listed(t + 180 + 599)
+    assert.equal(0, n)
+    n = listed(t + 180 + 601)                    -- ten minutes on: every one
+    assert.equal(49, n)
+  end)
+end)
+
 describe("a tick with many due timers", function()
   after_each(function() kit.cleanup() end)
 

@@ -228,6 +228,9 @@ typedef struct lf_list_query {
                                    just those, newest first, in pages; the
                                    whole state when repo is given too.
                                    0 = any */
+    int64_t entered_after;      /* with entered_by: and after this time
+                                   (the tick's window on a retry state,
+                                   timers.c); 0 = any */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */
@@ -291,6 +294,7 @@ typedef struct lf_stats {
      * timeout, no connection, a bad URL, no event base, cancelled). */
     uint64_t notify_sent, notify_failed;
     uint64_t appended;                      /* entries this engine appended */
+    uint64_t timer_records;                 /* records the timers' ticks listed */
 } lf_stats;
 LF_API void lf_engine_stats(const lf_engine *e, lf_stats *out);
 /* Text answers (a checkpoint document): text on success, else error. */

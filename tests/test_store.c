@@ -253,6 +253,7 @@ static void list_entered_by(void **state) {
     e.changes = "{\"labels\":{\"seen\":\"yes\"}}";
     assert_int_equal(t_commit(s, &e, &g), LF_OK);
     assert_int_equal(t_transition(s, id[5], "issue_created", "task_queued", 1, &g), LF_OK);
+    at[5] = t_clock_us;
 
     static const struct {
         int by;                     /* entered_by: at[by] */
@@ -293,6 +294,7 @@ static void list_entered_by(void **state) {
     t_page_reset(&p);
     /* A record that comes back joins at the time it came back. */
     assert_int_equal(t_transition(s, id[4], "pr_created", "task_queued", 3, &g), LF_OK);
+    at[4] = t_clock_us;
     lf_list_query all = {.state = "task_queued", .entered_by = t_clock_us, .limit = 1000};
     lf_store_list(s, &all, t_list_cb, &p);
     t_settle(&p.calls);
@@ -301,6 +303,20 @@ static void list_entered_by(void **state) {
     for (size_t k = 0; k < 4; k++)
         assert_string_equal(p.ids[k], id[order[redis ? 3 - k : k]]);
     t_page_reset(&p);
+    /* A window (entered_after: the tick's on a retry state): those that
+     * entered after it only, in the same order. */
+    for (size_t after = 0; after < 4; after++) {
+        lf_list_query w = {.state = "task_queued", .entered_by = t_clock_us,
+                           .entered_after = after ? at[order[after - 1]] : at[1] - 1,
+                           .limit = 1000};
+        lf_store_list(s, &w, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.code, LF_OK);
+        assert_int_equal(p.n, 4 - after);
+        for (size_t k = 0; k < p.n; k++)
+            assert_string_equal(p.ids[k], id[order[redis ? 3 - k : after + k]]);
+        t_page_reset(&p);
+    }
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {
         char err[512];

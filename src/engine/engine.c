@@ -62,6 +62,7 @@ struct lf_engine {
     void *watch_arg;
     size_t busy;                /* transitions and nudges not finished yet
                                    (follow-ups and escalations included) */
+    lf_tick_memo tick;          /* what serve's tick keeps between ticks */
 };
 
 #define CLOSING_MSG "engine is shutting down"
@@ -125,7 +126,10 @@ void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud) {
     e->log_ud = fn ? ud : NULL;
 }
 
-void lf_engine_stats(const lf_engine *e, lf_stats *out) { *out = e->stats; }
+void lf_engine_stats(const lf_engine *e, lf_stats *out) {
+    *out = e->stats;
+    out->timer_records = e->tick.listed;
+}
 
 static const double bounds_us[LF_LATENCY_BUCKETS] = {
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000, HUGE_VAL,
@@ -619,6 +623,8 @@ void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *a
 const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name) {
     return lf_rules_workflow(e->gen->rules, name);
 }
+
+lf_tick_memo *lf_engine_tick_memo(lf_engine *e) { return &e->tick; }
 
 int lf_engine_nworkflows(lf_engine *e) { return lf_rules_nworkflows(e->gen->rules); }
 
@@ -2347,6 +2353,9 @@ static void reload_logged(lf_code code, const char *err, const lf_record *rec,
         e->gen = c->next;
         gen_drop(old);
         e->stats.reloads_ok++;
+        /* a budget or a retry state may have changed: the next tick
+         * looks at every record of the retry states again */
+        e->tick.since = e->tick.full_at = 0;
         appended(e, en);
         lf_evidence_announced(e->ev, lf_rules_generation(e->gen->rules));
         c->cb(LF_OK, NULL, c->old, lf_rules_generation(e->gen->rules), c->arg);

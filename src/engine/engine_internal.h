@@ -16,6 +16,16 @@ void lf_engine_transition_internal(lf_engine *e, const lf_transition_req *req,
  * its due time, the state it moves to, its trigger. False when none. */
 bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due, int *to,
                      char *trigger, size_t cap);
+/* What fire_due (serve's tick) keeps between ticks (timers.c): a retry
+ * state without a backoff has nothing due but the escalation of a spent
+ * budget, due when the record entered it, so a tick looks only at the
+ * records that entered since `since` (0: at every one), and at every one
+ * again from `full_at` on (both zeroed when the policies change). */
+typedef struct lf_tick_memo {
+    int64_t since, full_at;
+    uint64_t listed;            /* records the ticks listed (lf_stats) */
+} lf_tick_memo;
+lf_tick_memo *lf_engine_tick_memo(lf_engine *e);
 /* A hook's schedule{}: a timer of record id's own, bound to `state` (the
  * record must still be there), firing `to` with `trigger` after_us from
  * now; a `noted` entry by `actor`. cb may be NULL (logged by the caller). */

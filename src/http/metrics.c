@@ -174,6 +174,8 @@ static void render_engine(lf_server *s, lf_buf *b) {
             "Observations the rules would have "
             "refused, recorded anyway and marked.",
             st.violations);
+    counter(b, "loopforge_timer_records_total",
+            "Records the timers' ticks listed to find what is due.", st.timer_records);
     counter(b, "loopforge_duplicates_total",
             "Requests answered from a repeated "
             "idempotency key.",

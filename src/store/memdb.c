@@ -802,15 +802,18 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
     return x;
 }
 
-/* The records that entered q->state at or before q->entered_by, oldest
- * first, all in one page: O(those + stale entries skipped). The memdb is
- * changed only by the index it keeps from then on. */
+/* The records that entered q->state at or before q->entered_by (and
+ * after q->entered_after), oldest first, all in one page: O(log n + those
+ * + stale entries skipped). The memdb is changed only by the index it
+ * keeps from then on. */
 static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     const index_t *x = entered_index(db, q->state);
-    size_t end = 0, n = 0;
-    while (end < x->n && x->v[end].at <= q->entered_by) end++;
-    const lf_record **page = lf_xmalloc((end ? end : 1) * sizeof *page);
-    for (size_t i = 0; i < end; i++) {
+    /* the first entry at a later time: "" is below every id */
+    size_t begin = q->entered_after ? ix_lower(x, q->entered_after + 1, "") : 0,
+           end = ix_lower(x, q->entered_by + 1, ""), n = 0;
+    if (end < begin) end = begin;
+    const lf_record **page = lf_xmalloc((end > begin ? end - begin : 1) * sizeof *page);
+    for (size_t i = begin; i < end; i++) {
         const lf_record *r = x->v[i].s->rec;
         if (ix_live(x, &x->v[i]) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
             page[n++] = r;

@@ -772,6 +772,8 @@ typedef struct list_op {
     lf_record **recs;           /* gathered so far (NULL: being read) */
     size_t n;
     bool entered;               /* index is an entered index (ent:S) */
+    char min[24];               /* the lowest score listed: "-inf", or
+                                   "(" and entered_after */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
@@ -1032,10 +1034,10 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     snprintf(limit, sizeof limit, "%zu", list_call_size(l));
     if (l->repo) key_cat(s, &pre, "sr:", (char *)NULL);
     else if (l->merge) lf_redis_key_index(s, "", NULL, &pre);
-    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",   l->index, score,
-                          cid,       limit,                  s->k_rec, pre.p, l->repo};
+    const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",    l->index, score, cid,
+                          limit,     s->k_rec,               l->min, pre.p,    l->repo};
     l->op.script = LF_SCRIPT_LIST;
-    lf_redis_format(&l->op, l->repo ? 10 : l->merge ? 9 : 8, argv, NULL);
+    lf_redis_format(&l->op, l->repo ? 11 : l->merge ? 10 : 9, argv, NULL);
     lf_buf_free(&pre);
     lf_redis_send(&l->op);
 }
@@ -1062,11 +1064,13 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     l->recs = lf_xmalloc(l->limit * sizeof *l->recs);
     l->miss = lf_xmalloc(LIST_CALL * sizeof *l->miss);
     l->miss_at = lf_xmalloc(LIST_CALL * sizeof *l->miss_at);
+    snprintf(l->min, sizeof l->min, "-inf");
     if (q->entered_by && q->state && !q->parent && !q->timed && !q->repo) {
         lf_redis_entered *x = entered_of(s, q->state);
         if (x->whole) {
             /* At or before entered_by: from (entered_by, above any id). */
             l->entered = true;
+            if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
             lf_redis_key_entered(s, q->state, &key);
             l->index = lf_buf_steal(&key);
             if (!q->cursor) snprintf(score, sizeof score, "%" PRId64, q->entered_by);

@@ -417,11 +417,12 @@ static const char commit_lua[] =
     "return 'ok'\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
- *         ARGV 5, the set of states (P states)
+ *         ARGV 6, the set of states (P states)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
- *       4 record key prefix ("lf:rec:{")  5 (every record, or a repo's)
- *       the prefix of the state indexes ("lf:state:", or "lf:sr:")
- *       6 the repo
+ *       4 record key prefix ("lf:rec:{")  5 the lowest score listed
+ *       ('-inf'; '(' and a time: the timers' tick's window on an entered
+ *       index)  6 (every record, or a repo's) the prefix of the state
+ *       indexes ("lf:state:", or "lf:sr:")  7 the repo
  * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
  * by id descending, each with its score and what a get's probe reads
@@ -458,7 +459,7 @@ static const char list_lua[] =
     "    max = '(' .. cs\n"
     "  end\n"
     "  if #ids <= limit then\n"
-    "    local more = redis.call('ZREVRANGEBYSCORE', z, max, '-inf', 'WITHSCORES', 'LIMIT', 0,\n"
+    "    local more = redis.call('ZREVRANGEBYSCORE', z, max, ARGV[5], 'WITHSCORES', 'LIMIT', 0,\n"
     "                            limit + 1 - #ids)\n"
     "    for i = 1, #more, 2 do\n"
     "      ids[#ids + 1] = more[i]\n"
@@ -468,13 +469,13 @@ static const char list_lua[] =
     "  return ids, scores\n"
     "end\n"
     "local ids, scores = {}, {}\n"
-    "if ARGV[5] then\n"
+    "if ARGV[6] then\n"
     "  if redis.call('SISMEMBER', KEYS[1], '') == 0 then return {'nostates'} end\n"
     "  local all = {}\n"
     "  for _, st in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
     "    if st ~= '' then\n"
-    "      local i2, s2 = page(ARGV[6] and ARGV[5] .. #st .. ':' .. st .. ':' .. ARGV[6]\n"
-    "                          or ARGV[5] .. st)\n"
+    "      local i2, s2 = page(ARGV[7] and ARGV[6] .. #st .. ':' .. st .. ':' .. ARGV[7]\n"
+    "                          or ARGV[6] .. st)\n"
     "      for i = 1, #i2 do all[#all + 1] = {i2[i], tonumber(s2[i]), s2[i]} end\n"
     "    end\n"
     "  end\n"
