@@ -476,7 +476,9 @@ const lf_command lf_cmd_bench = {
     "line alone, and an inclusion proof's size and cost (docs/audit.md).\n"
     "A timers leg: the happy path with a timer on every state beside none,\n"
     "memory per pending timer, and serve's tick with 100 x N pending timers\n"
-    "(and 10 x N on a private redis-server) beside a tick listing them all.\n"
+    "(and 10 x N on a private redis-server) beside a tick listing them all,\n"
+    "and with as many records waiting in a retry state without a backoff\n"
+    "beside its look at every one of them.\n"
     "A redis leg runs too, on a private redis-server (3 x N records, many in\n"
     "flight, beside redis-benchmark calling the same commit script, and\n"
     "Redis's memory per record); it is skipped if redis-server is missing.\n",
