@@ -116,7 +116,7 @@ return policy { name = "hold", on = { to = "given_up", workflow = "w" },
   check = function(t) return deny("not yet") end }
 ]]
 
-  it("lists the records that entered since its last tick, the held ones and, now and then, all", function()
+  it("lists those that entered since its last tick, the held ones, now and then all", function()
     local d = kit.policy_dir{ shipped = false }
     d:write("workflows/w.lua", WF)
     d:write("guards/hold.lua", HOLD)
