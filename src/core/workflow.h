@@ -40,9 +40,10 @@ typedef struct lf_timer_def {
 /* Retries of a failure state: a record in `state` is moved to `to` after
  * a backoff (initial x factor^attempts, at most max_us) while fewer than
  * `max` attempts were made (attempts: its transitions state -> to); after
- * that it is moved to `escalate` (trigger "retry.exhausted"). Without a
+ * that it is moved to `escalate` (trigger LF_RETRY_EXHAUSTED). Without a
  * backoff (initial_us 0) the retries are the caller's (a CI re-run): the
  * engine only counts them, refuses one past the budget and escalates. */
+#define LF_RETRY_EXHAUSTED "retry.exhausted"
 typedef struct lf_retry_def {
     int state, to, escalate, max;
     int64_t initial_us, max_us;

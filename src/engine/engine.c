@@ -1127,7 +1127,7 @@ static void escalate_if_spent(txn *t, const lf_record *rec) {
     snprintf(actor, sizeof actor, "timer:%s", rec->state);
     lf_transition_req req = {.id = rec->id,
                              .to = wf->states[r->escalate],
-                             .trigger = "retry.exhausted",
+                             .trigger = LF_RETRY_EXHAUSTED,
                              .actor = actor,
                              .expected_version = rec->version};
     lf_engine_transition_internal(t->eng, &req, followup_done, t->eng);

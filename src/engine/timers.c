@@ -118,7 +118,7 @@ static void remember(tick_ctx *t) {
     int64_t since = t->now - WINDOW_SLACK_US;
     for (size_t i = 0; i < t->np; i++) {
         const pending *p = &t->p[i];
-        if (p->due <= t->now && !p->fired && strcmp(p->trigger, "retry.exhausted") == 0 &&
+        if (p->due <= t->now && !p->fired && strcmp(p->trigger, LF_RETRY_EXHAUSTED) == 0 &&
             p->due - 1 < since)
             since = p->due - 1;
     }
@@ -255,7 +255,7 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
         if ((!retry || r->initial_us) && at < due) {
             due = at;
             to = retry ? r->to : r->escalate;
-            trigger = retry ? r->trigger : "retry.exhausted";
+            trigger = retry ? r->trigger : LF_RETRY_EXHAUSTED;
         }
     }
     /* The record's own timers: a hook's schedule{} (bound to the state it

@@ -812,7 +812,7 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     size_t begin = q->entered_after ? ix_lower(x, q->entered_after + 1, "") : 0,
            end = ix_lower(x, q->entered_by + 1, ""), n = 0;
     if (end < begin) end = begin;
-    const lf_record **page = lf_xmalloc((end > begin ? end - begin : 1) * sizeof *page);
+    const lf_record **page = lf_xmalloc((end - begin + 1) * sizeof *page);
     for (size_t i = begin; i < end; i++) {
         const lf_record *r = x->v[i].s->rec;
         if (ix_live(x, &x->v[i]) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
