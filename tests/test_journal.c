@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1082,6 +1083,57 @@ static void audit_reads_lines_back_from_file_and_pending_turn(void **state) {
     t_base = NULL;
 }
 
+/* An open folds the journal's whole lines without holding the lock (a
+ * large journal takes seconds): between that and the tail it folds under
+ * the lock, another process may take the lock and commit, and the open
+ * sees that commit too -- a writer's open and a reader's alike. */
+static const char *between_url;
+static int between_calls;
+static char between_id[LF_ID_LEN + 1];
+
+static void commit_between(const char *path) {
+    between_calls++;
+    lf_journal_replayed_unlocked = NULL;    /* the handle below opens too */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);  /* nobody holds it */
+    close(fd);
+    lf_store *other = open_ok(between_url);
+    t_got g = {0};
+    assert_int_equal(t_create(other, between_id, between_id, "acme/app", &g), LF_OK);
+    t_got_reset(&g);
+    lf_store_free(other);
+}
+
+static void open_folds_unlocked_then_the_tail(void **state) {
+    fixture *f = *state;
+    char id[LF_ID_LEN + 1];
+    t_got g = {0};
+    lf_store *s = open_ok(f->url);
+    t_id(id, 1);
+    walk(s, id, "acme/app#1", 4);
+    lf_store_free(s);
+
+    between_url = f->url;
+    for (int reader = 0; reader < 2; reader++) {
+        char err[1024];
+        between_calls = 0;
+        t_id(between_id, 10 + reader);
+        lf_journal_replayed_unlocked = commit_between;
+        s = reader ? lf_store_open_reader(f->url, NULL, NULL, err, sizeof err)
+                   : lf_store_open(f->url, NULL, NULL, err, sizeof err);
+        lf_journal_replayed_unlocked = NULL;
+        if (!s) fail_msg("open %s: %s", f->url, err);
+        assert_int_equal(between_calls, 1);
+        assert_int_equal(t_get(s, id, &g), LF_OK);
+        assert_int_equal(g.version, 4);
+        assert_int_equal(t_get(s, between_id, &g), LF_OK);   /* the tail, folded */
+        assert_int_equal(t_verify_chain(s, err, sizeof err), 4 + 1 + reader);
+        lf_store_free(s);
+    }
+    t_got_reset(&g);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1096,7 +1148,7 @@ int main(void) {
         T(entry_borrowed_from_record), T(concurrent_appenders),
         T(twenty_processes_race),      T(group_commit_acknowledges_after_flush),
         T(audit_reads_lines_back_from_file_and_pending_turn),
-        T(large_journal_replays_in_batches),
+        T(large_journal_replays_in_batches), T(open_folds_unlocked_then_the_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,7 +14,10 @@
  *   - get: 2,000 random known ids, p50 and p99;
  *   - list --state closed, 100 a page: the first page (median of 20) and
  *     the 100th, reached by following next_cursor (median of 5);
- *   - audit ID: a record's 7 entries, 2,000 random ids, p50.
+ *   - audit ID: a record's 7 entries, 2,000 random ids, p50;
+ *   - `loopforge list` run on the journal beside it (as beside `serve`),
+ *     and the creates this process commits meanwhile: how many, and the
+ *     slowest (an open that held the lock would stop them all).
  *
  * Then, with a redis-server to start (a private one on a unix socket,
  * for every size up to REDIS_MAX), a third child runs the same N records
@@ -28,9 +31,11 @@
  * full pages): a figure for a workload that did not happen would be
  * worse than none. Nothing here asserts a timing. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +68,9 @@ typedef struct scale_result {
     uint64_t records, entries, journal_bytes;
     uint64_t open_ns;
     int64_t rss_bytes;      /* VmRSS growth over the open */
+    uint64_t other_open_ns; /* `loopforge list` run on the journal */
+    uint64_t during_n;      /* creates committed meanwhile, and the */
+    uint64_t during_max_ns; /* slowest of them */
     reads journal;
     bool redis;             /* the Redis leg ran */
     int64_t redis_bytes;    /* used_memory growth over the load */
@@ -297,6 +305,64 @@ static int time_reads(lf_engine *e, struct event_base *base, const rec_id *ids, 
                : -1;
 }
 
+/* A new record (ref numbered i); *ns: how long its create took. */
+static int create_one(lf_engine *e, struct event_base *base, uint64_t i, uint64_t *ns) {
+    char ref[64];
+    snprintf(ref, sizeof ref, "bench-scale-beside-%" PRIu64, i);
+    lf_bench_call c = {0};
+    lf_create_req req = {.ref = ref, .actor = "bench"};
+    uint64_t t0 = lf_mono_ns();
+    lf_engine_create(e, &req, lf_bench_on_result, &c);
+    settle(base, &c.done);
+    *ns = lf_mono_ns() - t0;
+    if (c.ok) return 0;
+    fprintf(stderr, "bench: scale: a create on the journal failed\n");
+    return -1;
+}
+
+/* Creates records one at a time while a second process opens the
+ * journal: `loopforge list --limit 1` on it, as an operator would beside
+ * `serve` (spawned, not forked: a fork of this large process would stall
+ * it copying pages). Its run time, how many commits went through
+ * meanwhile, and the slowest. Returns 0, or -1. */
+static int time_commits_during_open(lf_engine *e, struct event_base *base,
+                                    const scale_ctx *x, const char *url, scale_result *r) {
+    uint64_t first;
+    /* The first commit's flush writes back the journal the generator
+     * left in the page cache (~150 ms at 100,000 records): not this. */
+    if (create_one(e, base, UINT64_MAX, &first) < 0) return -1;
+    char *argv[] = {"loopforge", "--policies", (char *)x->policies, "--store", (char *)url,
+                    "list",      "--limit",    "1",                 NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        fprintf(stderr, "bench: scale: cannot run loopforge list: %s\n", strerror(rc));
+        return -1;
+    }
+    uint64_t t0 = lf_mono_ns();
+    int status = 0;
+    pid_t done = 0;
+    while (rc == 0 && (done = waitpid(pid, &status, WNOHANG)) == 0) {
+        uint64_t dt;
+        if (create_one(e, base, r->during_n, &dt) < 0) rc = -1;
+        r->during_n++;
+        if (dt > r->during_max_ns) r->during_max_ns = dt;
+    }
+    if (done == 0)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    r->other_open_ns = lf_mono_ns() - t0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench: scale: loopforge list on the journal failed\n");
+        rc = -1;
+    }
+    return rc;
+}
+
 /* Child: opens the journal as serve does and times the reads on it. */
 static int measure(const scale_ctx *x, scale_result *r) {
     size_t n = (size_t)r->records, len = 0;
@@ -318,7 +384,8 @@ static int measure(const scale_ctx *x, scale_result *r) {
     int rc = -1;
     if (!e) fprintf(stderr, "bench: scale: %s\n", err);
     else if (rss0 < 0) fprintf(stderr, "bench: scale: no VmRSS in /proc/self/status\n");
-    else rc = time_reads(e, base, ids, n, &r->journal);
+    else if ((rc = time_reads(e, base, ids, n, &r->journal)) == 0)
+        rc = time_commits_during_open(e, base, x, url, r);
     lf_engine_free(e);
     event_base_free(base);
     free(ids);
@@ -451,6 +518,11 @@ static void print_text(const scale_result *r) {
            (double)r->journal_bytes / (double)r->records, (double)r->open_ns / 1e9,
            (double)r->rss_bytes / mib, (double)r->rss_bytes / (double)r->records);
     print_reads(&r->journal);
+    char slow[32];
+    printf("scale: while `loopforge list` opened it (%.2f s), %" PRIu64
+           " creates here, the slowest %s\n",
+           (double)r->other_open_ns / 1e9, r->during_n,
+           fmt_ns(slow, sizeof slow, r->during_max_ns));
     if (r->redis) {
         printf("scale: redis with %" PRIu64 " records (loaded in %.1f s, 64 in flight): "
                "used_memory %+.0f MiB (%.0f bytes/record); ",
@@ -478,6 +550,9 @@ static void print_json(const scale_result *r, bool first) {
     lf_jw_int(&o, "open_ns", (int64_t)r->open_ns);
     lf_jw_int(&o, "rss_delta_bytes", r->rss_bytes);
     json_reads(&o, &r->journal);
+    lf_jw_int(&o, "list_beside_ns", (int64_t)r->other_open_ns);
+    lf_jw_int(&o, "creates_during_list", (int64_t)r->during_n);
+    lf_jw_int(&o, "slowest_create_during_list_ns", (int64_t)r->during_max_ns);
     if (r->redis) {
         lf_jw_key(&o, "redis");
         lf_jw ro = lf_jw_open(&b, '{');

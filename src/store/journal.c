@@ -102,6 +102,8 @@ typedef struct lf_journal {
 
 static const lf_store_type journal_type;
 
+void (*lf_journal_replayed_unlocked)(const char *path);
+
 /* ---- small helpers ----------------------------------------------------- */
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -389,45 +391,25 @@ static ssize_t batch_read(lf_journal *j, batch *b, lf_buf *carry, off_t *pos, of
     return n;
 }
 
-/* Folds every complete line after `end` into the memdb. Must be called
- * with the lock held (shared or exclusive), so no writer is halfway
- * through a line: bytes after the last "\n" are a torn tail left by a
- * writer that died. With `exclusive` they are cut off; under a shared
- * lock they are merely left alone (the next commit cuts them).
- *
- * Another process may have appended since we last looked: this is how
- * each process sees the others' commits before it reads or writes.
- * Batches are read and parsed one ahead of the one being folded.
+/* Folds every complete line between `end` and `size` into the memdb;
+ * bytes after the last "\n" are a torn tail left by a writer that died
+ * (read under the lock, when no writer is halfway through a line), cut
+ * off with `exclusive`, else merely left alone (the next commit cuts
+ * them). Batches are read and parsed one ahead of the one being folded.
  * Returns 0, or -1 with err set: the file cannot be read or cut, or a
  * complete line does not parse or does not fold (a corrupt journal,
  * named by its line number) -- the memdb then holds what came before. */
-static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
-                                   size_t errlen) {
-    struct stat st;
-    if (fstat(j->fd, &st) < 0) {
-        seterr(err, errlen, "journal %s: %s", j->path, strerror(errno));
-        return -1;
-    }
-    if (st.st_size == j->end) return 0;
-    if (st.st_size < j->end) {
-        /* Only a torn tail is ever cut, and we never fold one: a file
-         * shorter than what we folded was rewritten behind our back. */
-        seterr(err, errlen,
-               "journal %s: shrank from %jd to %jd bytes "
-               "(modified by something other than loopforge?)",
-               j->path, (intmax_t)j->end, (intmax_t)st.st_size);
-        return -1;
-    }
-    parser par, *p = st.st_size - j->end > PARALLEL_BYTES && parser_start(&par) ? &par : NULL;
+static int fold_to(lf_journal *j, off_t size, bool exclusive, char *err, size_t errlen) {
+    parser par, *p = size - j->end > PARALLEL_BYTES && parser_start(&par) ? &par : NULL;
     batch b[2] = {0};
     lf_buf carry = LF_BUF_INIT;     /* a line split across batches */
     off_t pos = j->end;
     int rc = -1, cur = 0;
-    ssize_t n = batch_read(j, &b[cur], &carry, &pos, st.st_size, err, errlen);
+    ssize_t n = batch_read(j, &b[cur], &carry, &pos, size, err, errlen);
     if (n < 0) goto out;
     parse_start(p, &b[cur]);
     while (n > 0) {
-        n = batch_read(j, &b[1 - cur], &carry, &pos, st.st_size, err, errlen);
+        n = batch_read(j, &b[1 - cur], &carry, &pos, size, err, errlen);
         parse_wait(p);
         if (n < 0) goto out;
         if (n > 0) parse_start(p, &b[1 - cur]);
@@ -442,6 +424,83 @@ out:
     batch_free(&b[0]);
     batch_free(&b[1]);
     lf_buf_free(&carry);
+    return rc;
+}
+
+/* The file's size, or -1 with err set; a file shorter than what we folded
+ * was rewritten behind our back (only a torn tail is ever cut, and we
+ * never fold one). */
+static off_t journal_size(lf_journal *j, char *err, size_t errlen) {
+    struct stat st;
+    if (fstat(j->fd, &st) < 0) {
+        seterr(err, errlen, "journal %s: %s", j->path, strerror(errno));
+        return -1;
+    }
+    if (st.st_size < j->end) {
+        seterr(err, errlen,
+               "journal %s: shrank from %jd to %jd bytes "
+               "(modified by something other than loopforge?)",
+               j->path, (intmax_t)j->end, (intmax_t)st.st_size);
+        return -1;
+    }
+    return st.st_size;
+}
+
+/* Folds what other processes appended since we last looked: how each
+ * process sees the others' commits before it reads or writes. Must be
+ * called with the lock held (shared or exclusive: see fold_to). */
+static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
+                                   size_t errlen) {
+    off_t size = journal_size(j, err, errlen);
+    if (size < 0) return -1;
+    return size == j->end ? 0 : fold_to(j, size, exclusive, err, errlen);
+}
+
+/* Where the last whole line at or before `size` ends (j->end if none
+ * after it); read under the lock, where what follows it can only be a
+ * torn tail. -1 with err set if the file cannot be read. */
+static off_t whole_lines_end(lf_journal *j, off_t size, char *err, size_t errlen) {
+    char buf[4096];
+    while (size > j->end) {
+        size_t want = size - j->end < (off_t)sizeof buf ? (size_t)(size - j->end) : sizeof buf;
+        ssize_t n = pread(j->fd, buf, want, size - (off_t)want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != (ssize_t)want) {
+            seterr(err, errlen, "journal %s: read: %s", j->path,
+                   n < 0 ? strerror(errno) : "shorter than its size");
+            return -1;
+        }
+        const char *nl = memrchr(buf, '\n', want);
+        if (nl) return size - (off_t)want + (nl - buf) + 1;
+        size -= (off_t)want;
+    }
+    return j->end;
+}
+
+/* An open's replay (lock: LOCK_SH for a reader, LOCK_EX for a writer,
+ * which may cut a torn tail). The lock is held only to see where the
+ * whole lines end and, after, to fold what came since: the bulk is
+ * folded without it, so that a process opening a large journal (seconds
+ * at a million records) does not stop the others' commits, nor a
+ * server's event loop waiting on the lock, meanwhile. That is safe
+ * because the file only grows by whole lines under the lock, and what is
+ * cut or rolled back is only ever after the whole lines seen under it. */
+static int journal_replay(lf_journal *j, int lock, char *err, size_t errlen) {
+    if (journal_lock(j, LOCK_SH) < 0) {
+        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+        return -1;
+    }
+    off_t size = journal_size(j, err, errlen);
+    off_t whole = size < 0 ? -1 : whole_lines_end(j, size, err, errlen);
+    journal_unlock(j);
+    if (whole < 0 || (whole > j->end && fold_to(j, whole, false, err, errlen) < 0)) return -1;
+    if (lf_journal_replayed_unlocked) lf_journal_replayed_unlocked(j->path);
+    if (journal_lock(j, lock) < 0) {
+        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+        return -1;
+    }
+    int rc = journal_catch_up_locked(j, lock == LOCK_EX, err, errlen);
+    journal_unlock(j);
     return rc;
 }
 
@@ -892,13 +951,7 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
         goto fail;
     }
     /* Exclusive, not shared: replay may have to cut a torn tail. */
-    if (journal_lock(j, LOCK_EX) < 0) {
-        seterr(err, errlen, "journal %s: lock: %s", path, strerror(errno));
-        goto fail;
-    }
-    int rc = journal_catch_up_locked(j, true, err, errlen);
-    journal_unlock(j);
-    if (rc < 0) goto fail;
+    if (journal_replay(j, LOCK_EX, err, errlen) < 0) goto fail;
     /* fdatasync() makes a line durable, not the file's name: a journal
      * that may have just been created needs its directory synced too, or
      * a crash could lose the whole file with its acknowledged entries. */
@@ -913,9 +966,9 @@ fail:
     return NULL;
 }
 
-/* The journal as a reader sees it: opened read-only under a shared lock,
- * a torn tail left where it is (and unread), nothing created; a journal
- * that does not exist yet reads as an empty store. */
+/* The journal as a reader sees it: opened read-only, a torn tail left
+ * where it is (and unread), nothing created; a journal that does not
+ * exist yet reads as an empty store. */
 lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
                                  size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -935,14 +988,7 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     j->tail = &j->waiting;
     j->path = lf_xstrdup(path);
     j->db = journal_memdb(j);
-    int rc = -1;
-    if (journal_lock(j, LOCK_SH) < 0)
-        seterr(err, errlen, "journal %s: lock: %s", path, strerror(errno));
-    else {
-        rc = journal_catch_up_locked(j, false, err, errlen);
-        journal_unlock(j);
-    }
-    if (rc < 0) {
+    if (journal_replay(j, LOCK_SH, err, errlen) < 0) {
         if (code) *code = LF_UNAVAILABLE;
         journal_free(&j->base);
         return NULL;

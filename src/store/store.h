@@ -105,6 +105,11 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
 lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
                                  size_t errlen);
 
+/* Tests only: called when an open has folded the whole lines it found
+ * without holding the lock, before it takes the lock for what came since
+ * (journal.c, journal_replay). NULL: nothing. */
+extern void (*lf_journal_replayed_unlocked)(const char *path);
+
 /* The redis store: asynchronous, on `base`, which the caller dispatches
  * (callbacks fire from it, never before the call returns). The caller
  * keeps the base alive until the store is freed. Opening checks the
