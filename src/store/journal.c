@@ -477,15 +477,11 @@ static off_t whole_lines_end(lf_journal *j, off_t size, char *err, size_t errlen
     return j->end;
 }
 
-/* An open's replay (lock: LOCK_SH for a reader, LOCK_EX for a writer,
- * which may cut a torn tail). The lock is held only to see where the
- * whole lines end and, after, to fold what came since: the bulk is
- * folded without it, so that a process opening a large journal (seconds
- * at a million records) does not stop the others' commits, nor a
- * server's event loop waiting on the lock, meanwhile. That is safe
- * because the file only grows by whole lines under the lock, and what is
- * cut or rolled back is only ever after the whole lines seen under it. */
-static int journal_replay(lf_journal *j, int lock, char *err, size_t errlen) {
+/* Folds the whole lines the file has now, up to those seen under a brief
+ * shared lock, without holding it meanwhile. That is safe because the
+ * file only grows by whole lines under the lock, and only what follows
+ * them is ever cut or rolled back. Returns 0, or -1 with err set. */
+static int fold_unlocked(lf_journal *j, char *err, size_t errlen) {
     if (journal_lock(j, LOCK_SH) < 0) {
         seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
         return -1;
@@ -495,13 +491,40 @@ static int journal_replay(lf_journal *j, int lock, char *err, size_t errlen) {
     journal_unlock(j);
     if (whole < 0 || (whole > j->end && fold_to(j, whole, false, err, errlen) < 0)) return -1;
     if (lf_journal_replayed_unlocked) lf_journal_replayed_unlocked(j->path);
-    if (journal_lock(j, lock) < 0) {
+    return 0;
+}
+
+/* Takes the lock (op: LOCK_SH to read, LOCK_EX to write, which may cut a
+ * torn tail) with the memdb caught up with the file: how each process
+ * sees the others' commits before it reads or writes. When more than
+ * `unlocked` bytes are new (an open passes 0; the others PARALLEL_BYTES:
+ * a batch another process wrote), they are folded first without the
+ * lock (fold_unlocked), and only what came since under it: seconds of
+ * replay at a million records do not stop the other processes' commits,
+ * nor a server's event loop waiting on the lock. Returns 0 holding the
+ * lock, or -1 with err set, not holding it. */
+static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, char *err,
+                                  size_t errlen) {
+    struct stat st;
+    if (fstat(j->fd, &st) == 0 && st.st_size - j->end > unlocked &&
+        fold_unlocked(j, err, errlen) < 0)
+        return -1;
+    if (journal_lock(j, op) < 0) {
         seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
         return -1;
     }
-    int rc = journal_catch_up_locked(j, lock == LOCK_EX, err, errlen);
+    if (journal_catch_up_locked(j, op == LOCK_EX, err, errlen) < 0) {
+        journal_unlock(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* An open's replay. */
+static int journal_replay(lf_journal *j, int op, char *err, size_t errlen) {
+    if (journal_lock_caught_up(j, op, 0, err, errlen) < 0) return -1;
     journal_unlock(j);
-    return rc;
+    return 0;
 }
 
 /* The read path: a cheap size check, and the shared lock only when
@@ -514,13 +537,9 @@ static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
         return -1;
     }
     if (st.st_size == j->end) return 0;
-    if (journal_lock(j, LOCK_SH) < 0) {
-        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
-        return -1;
-    }
-    int rc = journal_catch_up_locked(j, false, err, errlen);
+    if (journal_lock_caught_up(j, LOCK_SH, PARALLEL_BYTES, err, errlen) < 0) return -1;
     journal_unlock(j);
-    return rc;
+    return 0;
 }
 
 /* ---- commit ------------------------------------------------------------ */
@@ -570,21 +589,10 @@ static int journal_append(lf_journal *j, const char *line, size_t len, char *err
     return 0;
 }
 
-/* Under LOCK_EX: catch up, check, seal, append, fold. Returns the code;
- * on LF_OK *rec is the record after the entry. */
+/* Under LOCK_EX, caught up (journal_lock_caught_up): check, seal, append,
+ * fold. Returns the code; on LF_OK *rec is the record after the entry. */
 static lf_code journal_commit_locked(lf_journal *j, lf_entry *e, const lf_record **rec,
                                      char *err, size_t errlen) {
-    if (j->reader) {
-        seterr(err, errlen, "journal %s: opened read-only", j->path);
-        return LF_INVALID_REQUEST;
-    }
-    if (j->broken) {
-        seterr(err, errlen, "%s", j->broken);
-        return LF_UNAVAILABLE;
-    }
-    /* Holding the lock for a loop turn, we caught up when we took it. */
-    if (!j->held && journal_catch_up_locked(j, true, err, errlen) < 0) return LF_UNAVAILABLE;
-
     lf_code code = lf_memdb_check(j->db, e, err, errlen);
     if (code != LF_OK) return code;
 
@@ -785,22 +793,16 @@ static void flusher_stop(lf_journal *j) {
 }
 
 /* Takes the lock for the rest of this loop turn (once: later commits of
- * the turn find it held) and catches up with the other processes. */
+ * the turn find it held), caught up with the other processes. */
 static lf_code group_hold(lf_journal *j, char *err, size_t errlen) {
-    if (j->held || j->reader || j->broken) return LF_OK;
-    if (journal_lock(j, LOCK_EX) < 0) {
-        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+    if (j->held) return LF_OK;
+    /* On failure a later commit of the turn tries again. */
+    if (journal_lock_caught_up(j, LOCK_EX, PARALLEL_BYTES, err, errlen) < 0)
         return LF_UNAVAILABLE;
-    }
     j->held = true;
     if (!j->fl->kicked) {
         j->fl->kicked = true;
         event_active(j->fl->kick, EV_TIMEOUT, 0);
-    }
-    if (journal_catch_up_locked(j, true, err, errlen) < 0) {
-        journal_unlock(j);      /* a later commit of the turn tries again */
-        j->held = false;
-        return LF_UNAVAILABLE;
     }
     return LF_OK;
 }
@@ -817,13 +819,18 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
     char *block = lf_entry_own(&own);
     lf_code code;
 
-    if (j->fl) {
+    if (j->reader) {
+        seterr(err, sizeof err, "journal %s: opened read-only", j->path);
+        code = LF_INVALID_REQUEST;
+    } else if (j->broken) {
+        seterr(err, sizeof err, "%s", j->broken);
+        code = LF_UNAVAILABLE;
+    } else if (j->fl) {
         /* Group commit: the lock is taken once per loop turn and given
          * back by kick(), after the turn's lines are written. */
         code = group_hold(j, err, sizeof err);
         if (code == LF_OK) code = journal_commit_locked(j, &own, &rec, err, sizeof err);
-    } else if (journal_lock(j, LOCK_EX) < 0) {
-        seterr(err, sizeof err, "journal %s: lock: %s", j->path, strerror(errno));
+    } else if (journal_lock_caught_up(j, LOCK_EX, PARALLEL_BYTES, err, sizeof err) < 0) {
         code = LF_UNAVAILABLE;
     } else {
         code = journal_commit_locked(j, &own, &rec, err, sizeof err);
