@@ -321,10 +321,11 @@ static int create_one(lf_engine *e, struct event_base *base, uint64_t i, uint64_
 }
 
 /* Creates records one at a time while a second process opens the
- * journal: `loopforge list --limit 1` on it, as an operator would beside
- * `serve` (spawned, not forked: a fork of this large process would stall
- * it copying pages). Its run time, how many commits went through
- * meanwhile, and the slowest. Returns 0, or -1. */
+ * journal: `loopforge list --limit 1 --json` on it (JSON: no paging hint
+ * on stderr), as an operator would beside `serve` (spawned, not forked: a
+ * fork of this large process would stall it copying pages). Its run
+ * time, how many commits went through meanwhile, and the slowest.
+ * Returns 0, or -1. */
 static int time_commits_during_open(lf_engine *e, struct event_base *base,
                                     const scale_ctx *x, const char *url, scale_result *r) {
     uint64_t first;
@@ -332,7 +333,7 @@ static int time_commits_during_open(lf_engine *e, struct event_base *base,
      * left in the page cache (~150 ms at 100,000 records): not this. */
     if (create_one(e, base, UINT64_MAX, &first) < 0) return -1;
     char *argv[] = {"loopforge", "--policies", (char *)x->policies, "--store", (char *)url,
-                    "list",      "--limit",    "1",                 NULL};
+                    "list",      "--limit",    "1",    "--json",    NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
