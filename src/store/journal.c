@@ -499,16 +499,19 @@ static int fold_unlocked(lf_journal *j, char *err, size_t errlen) {
  * sees the others' commits before it reads or writes. When more than
  * `unlocked` bytes are new (an open passes 0; the others PARALLEL_BYTES:
  * a batch another process wrote), they are folded first without the
- * lock (fold_unlocked), and only what came since under it: seconds of
- * replay at a million records do not stop the other processes' commits,
- * nor a server's event loop waiting on the lock. Returns 0 holding the
- * lock, or -1 with err set, not holding it. */
+ * lock (fold_unlocked), again while others appended more than
+ * PARALLEL_BYTES meanwhile (a few passes at most), and only the rest
+ * under it: seconds of replay at a million records do not stop the other
+ * processes' commits, nor a server's event loop waiting on the lock.
+ * Returns 0 holding the lock, or -1 with err set, not holding it. */
 static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, char *err,
                                   size_t errlen) {
     struct stat st;
-    if (fstat(j->fd, &st) == 0 && st.st_size - j->end > unlocked &&
-        fold_unlocked(j, err, errlen) < 0)
-        return -1;
+    for (int pass = 0; pass < 4 && fstat(j->fd, &st) == 0 && st.st_size - j->end > unlocked;
+         pass++) {
+        if (fold_unlocked(j, err, errlen) < 0) return -1;
+        unlocked = PARALLEL_BYTES;
+    }
     if (journal_lock(j, op) < 0) {
         seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
         return -1;
