@@ -406,7 +406,7 @@ async function loadRecords(more) {
   let cursor = more ? board.cursor : null;
   let n = 0;
   do {
-    const j = await api('/v1/records?limit=' + PAGE + (cursor ? '&cursor=' + enc(cursor) : ''));
+    const j = await api('/v1/records?history=1&limit=' + PAGE + (cursor ? '&cursor=' + enc(cursor) : ''));
     for (const r of j.records || []) map.set(r.record_id, r);
     n += (j.records || []).length;
     cursor = j.next_cursor || null;
@@ -816,15 +816,16 @@ function maybeAddOptions(recs) {
   }
 }
 
-// GET each record, 6 at a time. -> {id: record | null (gone)}; an id
-// whose fetch failed otherwise is left out.
+// GET each record, 6 at a time (the board shows a record's last
+// transition: ?history=1). -> {id: record | null (gone)}; an id whose
+// fetch failed otherwise is left out.
 async function fetchRecords(ids) {
   const out = {};
   let i = 0;
   async function worker() {
     while (i < ids.length) {
       const id = ids[i++];
-      try { out[id] = await api('/v1/records/' + enc(id)); }
+      try { out[id] = await api('/v1/records/' + enc(id) + '?history=1'); }
       catch (err) { if (err instanceof ApiError && err.status === 404) out[id] = null; }
     }
   }
@@ -954,7 +955,7 @@ async function catchUp() {
     for (const r of board.records.values()) if ((r.updated_at || '') > mark) mark = r.updated_at;
     let cursor = null;
     for (let page = 0; page < 3; page++) {
-      const j = await api('/v1/records?limit=100' + (cursor ? '&cursor=' + enc(cursor) : ''));
+      const j = await api('/v1/records?history=1&limit=100' + (cursor ? '&cursor=' + enc(cursor) : ''));
       for (const r of j.records || []) {
         if ((r.updated_at || '') < mark) return;
         const had = board.records.get(r.record_id);

@@ -210,7 +210,7 @@ static bool if_match(lf_req *r, uint64_t *version) {
 
 static void reply_record(lf_req *r, int status, const lf_record *rec) {
     etag(r, rec);
-    char *json = lf_record_json_tail(rec, r->srv->cfg.max_history);
+    char *json = lf_record_json_tail(rec, lf_req_history(r));
     lf_reply_take(r, status, "application/json", json, strlen(json));
 }
 
@@ -315,6 +315,7 @@ static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req, char **
 }
 
 void lf_api_create(lf_req *r) {
+    if (!lf_query_history(r)) return;
     cJSON *j = lf_parse_body(r);
     if (!j) return;
     lf_create_req req = {0};
@@ -343,6 +344,7 @@ static void got(const lf_result *res, void *arg) {
 }
 
 void lf_api_get(lf_req *r) {
+    if (!lf_query_history(r)) return;
     lf_op_begin(r);
     lf_engine_get(r->srv->engine, r->param, got, r);
 }
@@ -362,7 +364,7 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     lf_jw list = lf_jw_open(&b, '[');
     for (size_t i = 0; i < n; i++) {
         lf_jw_next(&list);
-        lf_record_to_json_tail(recs[i], r->srv->cfg.max_history, &b);
+        lf_record_to_json_tail(recs[i], lf_req_history(r), &b);
     }
     lf_jw_close(&list, ']');
     lf_jw_str(&o, "next_cursor", next_cursor);
@@ -379,10 +381,12 @@ static void found_by_ref(const lf_result *res, void *arg) {
 }
 
 void lf_api_list(lf_req *r) {
-    static const char *const allowed[] = {"state", "repo",   "limit", "cursor",
-                                          "ref",   "parent", NULL};
+    static const char *const allowed[] = {"state",  "repo",    "limit", "cursor",
+                                          "ref",    "parent",  "history", NULL};
     uint64_t limit = 100;
-    if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
+    if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit) ||
+        !lf_query_history(r))
+        return;
     const char *ref = lf_req_query(r, "ref");
     if (ref) {
         /* ?ref=REF: the one live record with that ref or alias, or 404. */
@@ -390,7 +394,8 @@ void lf_api_list(lf_req *r) {
             lf_req_query(r, "cursor") || lf_req_query(r, "limit") ||
             lf_req_query(r, "parent")) {
             lf_reply_error(r, 400, "invalid_request",
-                           "ref names one record: it takes no other query parameter");
+                           "ref names one record: it takes no other query parameter "
+                           "but history");
             return;
         }
         lf_op_begin(r);
@@ -416,6 +421,7 @@ static void transitioned(const lf_result *res, void *arg) {
 }
 
 void lf_api_transition(lf_req *r) {
+    if (!lf_query_history(r)) return;
     cJSON *j = lf_parse_body(r);
     if (!j) return;
     lf_transition_req req = {.id = r->param};
@@ -623,7 +629,7 @@ static void import_next(import_ctx *x);
 
 static void imported(const lf_result *res, void *arg) {
     import_ctx *x = arg;
-    char *json = lf_result_json_tail(res, x->r->srv->cfg.max_history);
+    char *json = lf_result_json_tail(res, lf_req_history(x->r));
     lf_jw_next(&x->list);
     lf_buf_puts(&x->out, json);
     free(json);

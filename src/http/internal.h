@@ -228,6 +228,7 @@ struct lf_req {
     void (*gone)(lf_req *);     /* stream: the client went away */
     void (*flushed)(lf_req *);  /* stream: the pending chunk went out */
     int status;                 /* once answered */
+    size_t history;             /* ?history=N, or 0: --max-history */
     void *data;                 /* the handler's own state */
     /* The strings last: lf_req_new zeroes what is above and empties
      * these (zeroing the whole ~1 KB was ~2 % of a request). */
@@ -252,6 +253,12 @@ const char *lf_req_query(lf_req *r, const char *name);
 bool lf_query_check(lf_req *r, const char *const *allowed);
 /* An optional integer parameter within [min, max]; 400 otherwise. */
 bool lf_query_u64(lf_req *r, const char *name, uint64_t min, uint64_t max, uint64_t *out);
+/* ?history=N on a route that answers with records: each carries its
+ * last N transitions (from 1; past the server's --max-history, that);
+ * 400 otherwise. */
+bool lf_query_history(lf_req *r);
+/* The transitions a record in r's reply carries. */
+size_t lf_req_history(const lf_req *r);
 const char *lf_req_header(lf_req *r, const char *name);
 
 /* Measures one engine call for the store latency histogram. */

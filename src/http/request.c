@@ -216,6 +216,18 @@ bool lf_query_u64(lf_req *r, const char *name, uint64_t min, uint64_t max,
     return true;
 }
 
+bool lf_query_history(lf_req *r) {
+    uint64_t n = 0;
+    if (!lf_query_u64(r, "history", 1, 1000000, &n)) return false;
+    r->history = (size_t)n;
+    return true;
+}
+
+size_t lf_req_history(const lf_req *r) {
+    size_t max = r->srv->cfg.max_history;
+    return r->history && r->history < max ? r->history : max;
+}
+
 const char *lf_req_header(lf_req *r, const char *name) {
     return r->req ? evhttp_find_header(evhttp_request_get_input_headers(r->req), name)
                   : NULL;
@@ -333,7 +345,7 @@ int lf_status_of(lf_code code) {
 }
 
 void lf_reply_result(lf_req *r, const lf_result *res, int ok_status) {
-    char *json = lf_result_json_tail(res, r->srv->cfg.max_history);
+    char *json = lf_result_json_tail(res, lf_req_history(r));
     lf_reply_take(r, res->success ? ok_status : lf_status_of(res->code),
                   "application/json", json, strlen(json));
 }

@@ -76,6 +76,31 @@ expect_json "GET a record: the same" 'transitions/#' 3
 expect_json "… transitions_total" transitions_total 6
 req GET "/v1/records/$id/audit"
 expect_match "the audit route has every entry" audit "$(printf '%s\n' "$out" | grep -c '"seq"')" '^6$'
+req GET "/v1/records/$id?history=1"
+expect_json "?history=1: the last transition alone" 'transitions/#' 1
+expect_json "… the newest" transitions/1/to_state ci_pending
+expect_json "… with transitions_total" transitions_total 6
+req GET "/v1/records/$id?history=50"
+expect_json "?history past --max-history: --max-history" 'transitions/#' 3
+req POST "/v1/records/$id/transitions?history=2" '{"to":"ci_failed","trigger":"t"}'
+expect_status "a transition with ?history=2 is 200" 200
+expect_json "… its record carries 2 transitions" 'record/transitions/#' 2
+expect_json "… the one it made last" record/transitions/2/to_state ci_failed
+req GET "/v1/records?state=ci_failed&history=1"
+expect_json "a list with ?history=1: one transition a record" 'records/1/transitions/#' 1
+req GET "/v1/records?ref=long-history&history=2"
+expect_json "a lookup by ref takes ?history too" 'transitions/#' 2
+req POST "/v1/records?history=1" '{"ref":"created-short"}'
+expect_status "a create with ?history=1 is 201" 201
+expect_json "… with its one transition" 'transitions/#' 1
+for bad in 0 -1 x 1.5 1000001; do
+    req POST "/v1/records/$id/transitions?history=$bad" '{"to":"ci_pending","trigger":"t"}'
+    expect_status "?history=$bad is 400" 400
+    expect_json "… invalid_request" code invalid_request
+done
+expect_json "… saying what it takes" error "query parameter 'history' must be an integer from 1 to 1000000, got '1000001'"
+req GET "/v1/records/$id"
+expect_json "… and changed nothing" version 7
 req POST /v1/records '{"ref":"short"}'
 expect_json "a short history has no transitions_total" transitions_total '<missing>'
 big=$(head -c 70000 /dev/zero | tr '\0' x)
