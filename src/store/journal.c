@@ -446,16 +446,6 @@ static off_t journal_size(lf_journal *j, char *err, size_t errlen) {
     return st.st_size;
 }
 
-/* Folds what other processes appended since we last looked: how each
- * process sees the others' commits before it reads or writes. Must be
- * called with the lock held (shared or exclusive: see fold_to). */
-static int journal_catch_up_locked(lf_journal *j, bool exclusive, char *err,
-                                   size_t errlen) {
-    off_t size = journal_size(j, err, errlen);
-    if (size < 0) return -1;
-    return size == j->end ? 0 : fold_to(j, size, exclusive, err, errlen);
-}
-
 /* Where the last whole line at or before `size` ends (j->end if none
  * after it); read under the lock, where what follows it can only be a
  * torn tail. -1 with err set if the file cannot be read. */
@@ -477,50 +467,38 @@ static off_t whole_lines_end(lf_journal *j, off_t size, char *err, size_t errlen
     return j->end;
 }
 
-/* Folds the whole lines the file has now, up to those seen under a brief
- * shared lock, without holding it meanwhile. That is safe because the
- * file only grows by whole lines under the lock, and only what follows
- * them is ever cut or rolled back. Returns 0, or -1 with err set. */
-static int fold_unlocked(lf_journal *j, char *err, size_t errlen) {
-    if (journal_lock(j, LOCK_SH) < 0) {
-        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
-        return -1;
-    }
-    off_t size = journal_size(j, err, errlen);
-    off_t whole = size < 0 ? -1 : whole_lines_end(j, size, err, errlen);
-    journal_unlock(j);
-    if (whole < 0 || (whole > j->end && fold_to(j, whole, false, err, errlen) < 0)) return -1;
-    if (lf_journal_replayed_unlocked) lf_journal_replayed_unlocked(j->path);
-    return 0;
-}
-
 /* Takes the lock (op: LOCK_SH to read, LOCK_EX to write, which may cut a
  * torn tail) with the memdb caught up with the file: how each process
  * sees the others' commits before it reads or writes. When more than
  * `unlocked` bytes are new (an open passes 0; the others PARALLEL_BYTES:
- * a batch another process wrote), they are folded first without the
- * lock (fold_unlocked), again while others appended more than
- * PARALLEL_BYTES meanwhile (a few passes at most), and only the rest
- * under it: seconds of replay at a million records do not stop the other
- * processes' commits, nor a server's event loop waiting on the lock.
+ * a batch another process wrote), the whole lines seen under the lock
+ * are folded after giving it back -- again while others appended more
+ * than PARALLEL_BYTES meanwhile, four passes at most -- and only the
+ * rest under it: seconds of replay at a million records do not stop the
+ * other processes' commits, nor a server's event loop waiting on the
+ * lock. That is safe because the file only grows by whole lines under
+ * the lock, and only what follows them is ever cut or rolled back.
  * Returns 0 holding the lock, or -1 with err set, not holding it. */
 static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, char *err,
                                   size_t errlen) {
-    struct stat st;
-    for (int pass = 0; pass < 4 && fstat(j->fd, &st) == 0 && st.st_size - j->end > unlocked;
-         pass++) {
-        if (fold_unlocked(j, err, errlen) < 0) return -1;
+    for (int pass = 0;; pass++) {
+        if (journal_lock(j, op) < 0) {
+            seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+            return -1;
+        }
+        off_t size = journal_size(j, err, errlen), whole = -1;
+        if (size >= 0 && (size - j->end <= unlocked || pass == 4)) {
+            /* The rest, under the lock (a torn tail cut with LOCK_EX). */
+            if (size == j->end || fold_to(j, size, op == LOCK_EX, err, errlen) == 0) return 0;
+        } else if (size >= 0) {
+            whole = whole_lines_end(j, size, err, errlen);
+        }
+        journal_unlock(j);
+        if (whole < 0 || (whole > j->end && fold_to(j, whole, false, err, errlen) < 0))
+            return -1;
+        if (lf_journal_replayed_unlocked) lf_journal_replayed_unlocked(j->path);
         unlocked = PARALLEL_BYTES;
     }
-    if (journal_lock(j, op) < 0) {
-        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
-        return -1;
-    }
-    if (journal_catch_up_locked(j, op == LOCK_EX, err, errlen) < 0) {
-        journal_unlock(j);
-        return -1;
-    }
-    return 0;
 }
 
 /* An open's replay. */
