@@ -381,8 +381,8 @@ static void found_by_ref(const lf_result *res, void *arg) {
 }
 
 void lf_api_list(lf_req *r) {
-    static const char *const allowed[] = {"state",  "repo",    "limit", "cursor",
-                                          "ref",    "parent",  "history", NULL};
+    static const char *const allowed[] = {"state", "repo",   "limit",   "cursor",
+                                          "ref",   "parent", "history", NULL};
     uint64_t limit = 100;
     if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit) ||
         !lf_query_history(r))

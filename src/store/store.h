@@ -105,9 +105,10 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
 lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
                                  size_t errlen);
 
-/* Tests only: called when an open has folded the whole lines it found
- * without holding the lock, before it takes the lock for what came since
- * (journal.c, journal_replay). NULL: nothing. */
+/* Tests only: called each time a catch-up (an open, or one of more than
+ * 1 MiB) has folded whole lines without holding the lock, before it takes
+ * the lock again for what came since (journal.c, journal_lock_caught_up).
+ * NULL: nothing. */
 extern void (*lf_journal_replayed_unlocked)(const char *path);
 
 /* The redis store: asynchronous, on `base`, which the caller dispatches
