@@ -276,11 +276,6 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* RESP by hand: "*argc", then "$len" and the bytes of each argument.
- * hiredis's formatters write each length with a printf-like call (300 to
- * 700 instructions an argument, and a commit has some thirty): that was
- * a tenth of serve's own instructions on Redis. hiredis still sends it
- * (redisAsyncFormattedCommand) and parses every reply. */
 /* "<c><n>\r\n" at w; returns the end. */
 static char *resp_head(char *w, char c, size_t n) {
     *w++ = c;
@@ -290,10 +285,14 @@ static char *resp_head(char *w, char c, size_t n) {
     return w;
 }
 
+/* RESP by hand: "*argc", then "$len" and the bytes of each argument.
+ * hiredis's formatters write each length with a printf-like call (300 to
+ * 700 instructions an argument, and a commit has some thirty): that was
+ * a tenth of serve's own instructions on Redis. hiredis still sends it
+ * (redisAsyncFormattedCommand) and parses every reply. The lengths are
+ * measured once and the command written in one pass into one allocation:
+ * a call per piece was ~4 % of serve's work a transition on Redis. */
 void lf_redis_format(lf_rop *op, int argc, const char **argv, const size_t *lens) {
-    /* Measured once, written in one pass into one allocation: a commit
-     * has ~25 arguments, and a call per piece was ~4 % of serve's work a
-     * transition on Redis. */
     size_t stack[32], *n = argc <= 32 ? stack : lf_xmalloc((size_t)argc * sizeof *n);
     size_t room = LF_INT_CHARS + 3;
     for (int i = 0; i < argc; i++) {
