@@ -68,9 +68,9 @@ typedef struct scale_result {
     uint64_t records, entries, journal_bytes;
     uint64_t open_ns;
     int64_t rss_bytes;      /* VmRSS growth over the open */
-    uint64_t other_open_ns; /* `loopforge list` run on the journal */
-    uint64_t during_n;      /* creates committed meanwhile, and the */
-    uint64_t during_max_ns; /* slowest of them */
+    uint64_t list_ns; /* `loopforge list` run on the journal */
+    uint64_t beside_n;      /* creates committed meanwhile, and the */
+    uint64_t beside_max_ns; /* slowest of them */
     reads journal;
     bool redis;             /* the Redis leg ran */
     int64_t redis_bytes;    /* used_memory growth over the load */
@@ -349,14 +349,14 @@ static int time_commits_during_open(lf_engine *e, struct event_base *base,
     pid_t done = 0;
     while (rc == 0 && (done = waitpid(pid, &status, WNOHANG)) == 0) {
         uint64_t dt;
-        if (create_one(e, base, r->during_n, &dt) < 0) rc = -1;
-        r->during_n++;
-        if (dt > r->during_max_ns) r->during_max_ns = dt;
+        if (create_one(e, base, r->beside_n, &dt) < 0) rc = -1;
+        r->beside_n++;
+        if (dt > r->beside_max_ns) r->beside_max_ns = dt;
     }
     if (done == 0)
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
-    r->other_open_ns = lf_mono_ns() - t0;
+    r->list_ns = lf_mono_ns() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "bench: scale: loopforge list on the journal failed\n");
         rc = -1;
@@ -522,8 +522,8 @@ static void print_text(const scale_result *r) {
     char slow[32];
     printf("scale: while `loopforge list` opened it (%.2f s), %" PRIu64
            " creates here, the slowest %s\n",
-           (double)r->other_open_ns / 1e9, r->during_n,
-           fmt_ns(slow, sizeof slow, r->during_max_ns));
+           (double)r->list_ns / 1e9, r->beside_n,
+           fmt_ns(slow, sizeof slow, r->beside_max_ns));
     if (r->redis) {
         printf("scale: redis with %" PRIu64 " records (loaded in %.1f s, 64 in flight): "
                "used_memory %+.0f MiB (%.0f bytes/record); ",
@@ -551,9 +551,9 @@ static void print_json(const scale_result *r, bool first) {
     lf_jw_int(&o, "open_ns", (int64_t)r->open_ns);
     lf_jw_int(&o, "rss_delta_bytes", r->rss_bytes);
     json_reads(&o, &r->journal);
-    lf_jw_int(&o, "list_beside_ns", (int64_t)r->other_open_ns);
-    lf_jw_int(&o, "creates_during_list", (int64_t)r->during_n);
-    lf_jw_int(&o, "slowest_create_during_list_ns", (int64_t)r->during_max_ns);
+    lf_jw_int(&o, "list_beside_ns", (int64_t)r->list_ns);
+    lf_jw_int(&o, "creates_during_list", (int64_t)r->beside_n);
+    lf_jw_int(&o, "slowest_create_during_list_ns", (int64_t)r->beside_max_ns);
     if (r->redis) {
         lf_jw_key(&o, "redis");
         lf_jw ro = lf_jw_open(&b, '{');
