@@ -68,7 +68,7 @@ typedef struct scale_result {
     uint64_t records, entries, journal_bytes;
     uint64_t open_ns;
     int64_t rss_bytes;      /* VmRSS growth over the open */
-    uint64_t list_ns; /* `loopforge list` run on the journal */
+    uint64_t list_ns;       /* `loopforge list` run on the journal */
     uint64_t beside_n;      /* creates committed meanwhile, and the */
     uint64_t beside_max_ns; /* slowest of them */
     reads journal;
