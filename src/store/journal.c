@@ -51,7 +51,9 @@
 #include <unistd.h>
 #include <event2/event.h>
 
+#include "flock_wait.h"
 #include "memdb.h"
+#include "../core/clock.h"
 #include "../core/mem.h"
 #include "../core/thread.h"
 #include "store.h"
@@ -98,11 +100,16 @@ typedef struct lf_journal {
     lf_buf pend;        /* group commit: lines folded, written at the turn's end */
     waiter *waiting, **tail;    /* in append order */
     char *broken;       /* why commits fail since a flush failed */
+    lf_flock_wait *lw;  /* group commit: waits for the lock off the loop */
+    bool asking;        /* lw was asked: operations that need the lock park */
+    struct parked *parked, **ptail;     /* in arrival order */
+    struct event *ptimer;               /* fails those parked too long */
 } lf_journal;
 
 static const lf_store_type journal_type;
 
 void (*lf_journal_replayed_unlocked)(const char *path);
+int lf_journal_lock_wait_ms = 5000;
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -468,7 +475,8 @@ static off_t whole_lines_end(lf_journal *j, off_t size, char *err, size_t errlen
 }
 
 /* Takes the lock (op: LOCK_SH to read, LOCK_EX to write, which may cut a
- * torn tail) with the memdb caught up with the file: how each process
+ * torn tail; with LOCK_NB, not waiting for it; have: the first time, it
+ * is held already) with the memdb caught up with the file: how each process
  * sees the others' commits before it reads or writes. When more than
  * `unlocked` bytes are new (an open passes 0; the others PARALLEL_BYTES:
  * a batch another process wrote), the whole lines seen under the lock
@@ -478,18 +486,20 @@ static off_t whole_lines_end(lf_journal *j, off_t size, char *err, size_t errlen
  * other processes' commits, nor a server's event loop waiting on the
  * lock. That is safe because the file only grows by whole lines under
  * the lock, and only what follows them is ever cut or rolled back.
- * Returns 0 holding the lock, or -1 with err set, not holding it. */
-static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, char *err,
-                                  size_t errlen) {
-    for (int pass = 0;; pass++) {
-        if (journal_lock(j, op) < 0) {
+ * Returns 0 holding the lock, 1 if another process holds it (LOCK_NB:
+ * what was folded stays folded), or -1 with err set, not holding it. */
+static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, bool have,
+                                  char *err, size_t errlen) {
+    for (int pass = 0;; pass++, have = false) {
+        if (!have && journal_lock(j, op) < 0) {
+            if (errno == EWOULDBLOCK) return 1;
             seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
             return -1;
         }
         off_t size = journal_size(j, err, errlen), whole = -1;
         if (size >= 0 && (size - j->end <= unlocked || pass == 4)) {
             /* The rest, under the lock (a torn tail cut with LOCK_EX). */
-            if (size == j->end || fold_to(j, size, op == LOCK_EX, err, errlen) == 0) return 0;
+            if (size == j->end || fold_to(j, size, op & LOCK_EX, err, errlen) == 0) return 0;
         } else if (size >= 0) {
             whole = whole_lines_end(j, size, err, errlen);
         }
@@ -503,13 +513,41 @@ static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, char *e
 
 /* An open's replay. */
 static int journal_replay(lf_journal *j, int op, char *err, size_t errlen) {
-    if (journal_lock_caught_up(j, op, 0, err, errlen) < 0) return -1;
+    if (journal_lock_caught_up(j, op, 0, false, err, errlen) < 0) return -1;
     journal_unlock(j);
     return 0;
 }
 
+/* An operation of the store, as it was asked: what parks while another
+ * process holds the lock (group commit), and is asked again once the
+ * lock is ours. */
+typedef enum { OP_COMMIT, OP_GET, OP_REF, OP_KEY, OP_LIST, OP_COUNT, OP_AUDIT } op_kind;
+typedef struct op {
+    op_kind kind;
+    const char *s;              /* get: the id; ref; key; count: the counter;
+                                   audit: the record (NULL: the log) */
+    lf_entry *e;                /* commit */
+    const lf_list_query *q;     /* list */
+    int64_t since;              /* count */
+    uint64_t after;             /* audit */
+    size_t limit;               /* audit */
+    union {
+        lf_store_cb *store;     /* commit, get, ref, key */
+        lf_list_cb *list;
+        lf_count_cb *count;
+        lf_audit_cb *audit;
+    } cb;
+    void *arg;
+} op;
+
+static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen);
+static void op_fail(const op *o, lf_code code, const char *err);
+static void park(lf_journal *j, const op *o);
+
 /* The read path: a cheap size check, and the shared lock only when
- * another process has appended something since we last looked. */
+ * another process has appended something since we last looked. Returns 0
+ * caught up, 1 to park (group commit: another process holds the lock),
+ * -1 with err set. */
 static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
     struct stat st;
     if (j->held) return 0;      /* our lock: nobody else appended */
@@ -518,9 +556,9 @@ static int journal_refresh(lf_journal *j, char *err, size_t errlen) {
         return -1;
     }
     if (st.st_size == j->end) return 0;
-    if (journal_lock_caught_up(j, LOCK_SH, PARALLEL_BYTES, err, errlen) < 0) return -1;
-    journal_unlock(j);
-    return 0;
+    int rc = lock_or_ask(j, LOCK_SH, err, errlen);
+    if (rc == 0) journal_unlock(j);
+    return rc;
 }
 
 /* ---- commit ------------------------------------------------------------ */
@@ -739,6 +777,9 @@ static void flusher_free(flusher *f) {
     free(f);
 }
 
+static void parked_too_long(evutil_socket_t fd, short what, void *arg);
+static lf_flock_got lock_got;
+
 static int flusher_start(lf_journal *j, struct event_base *base, char *err, size_t errlen) {
     flusher *f = lf_xcalloc(1, sizeof *f);
     f->done = f->want = j->end;
@@ -748,6 +789,8 @@ static int flusher_start(lf_journal *j, struct event_base *base, char *err, size
     j->fl = f;
     if (f->efd < 0 || !(f->ev = event_new(base, f->efd, EV_READ | EV_PERSIST, flushed, j)) ||
         !(f->kick = event_new(base, -1, 0, kick, j)) || event_add(f->ev, NULL) < 0 ||
+        !(j->ptimer = evtimer_new(base, parked_too_long, j)) ||
+        !(j->lw = lf_flock_wait_new(j->fd, base, lock_got, j)) ||
         pthread_create(&f->thread, NULL, flush_thread, j) != 0) {
         seterr(err, errlen, "journal %s: cannot set up group commit (event loop, thread)",
                j->path);
@@ -773,19 +816,23 @@ static void flusher_stop(lf_journal *j) {
     j->fl = NULL;
 }
 
-/* Takes the lock for the rest of this loop turn (once: later commits of
- * the turn find it held), caught up with the other processes. */
-static lf_code group_hold(lf_journal *j, char *err, size_t errlen) {
-    if (j->held) return LF_OK;
-    /* On failure a later commit of the turn tries again. */
-    if (journal_lock_caught_up(j, LOCK_EX, PARALLEL_BYTES, err, errlen) < 0)
-        return LF_UNAVAILABLE;
+/* The lock is ours for the rest of this loop turn: kick() gives it back. */
+static void hold_turn(lf_journal *j) {
     j->held = true;
     if (!j->fl->kicked) {
         j->fl->kicked = true;
         event_active(j->fl->kick, EV_TIMEOUT, 0);
     }
-    return LF_OK;
+}
+
+/* Takes the lock for the rest of this loop turn (once: later commits of
+ * the turn find it held), caught up with the other processes. 0, 1 to
+ * park, -1 with err set (a later commit of the turn tries again). */
+static int group_hold(lf_journal *j, char *err, size_t errlen) {
+    if (j->held) return 0;
+    int rc = lock_or_ask(j, LOCK_EX, err, errlen);
+    if (rc == 0) hold_turn(j);
+    return rc;
 }
 
 static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg) {
@@ -809,9 +856,14 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
     } else if (j->fl) {
         /* Group commit: the lock is taken once per loop turn and given
          * back by kick(), after the turn's lines are written. */
-        code = group_hold(j, err, sizeof err);
-        if (code == LF_OK) code = journal_commit_locked(j, &own, &rec, err, sizeof err);
-    } else if (journal_lock_caught_up(j, LOCK_EX, PARALLEL_BYTES, err, sizeof err) < 0) {
+        int held = group_hold(j, err, sizeof err);
+        if (held == 1) {
+            park(j, &(op){.kind = OP_COMMIT, .e = &own, .cb.store = cb, .arg = arg});
+            free(block);
+            return;
+        }
+        code = held < 0 ? LF_UNAVAILABLE : journal_commit_locked(j, &own, &rec, err, sizeof err);
+    } else if (journal_lock_caught_up(j, LOCK_EX, PARALLEL_BYTES, false, err, sizeof err) < 0) {
         code = LF_UNAVAILABLE;
     } else {
         code = journal_commit_locked(j, &own, &rec, err, sizeof err);
@@ -836,54 +888,49 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
 /* ---- reads ------------------------------------------------------------- */
 
 /* Reads see what other processes appended first; a journal that cannot
- * be read answers LF_UNAVAILABLE. */
-static bool refreshed(lf_journal *j, lf_store_cb *cb, void *arg) {
+ * be read answers LF_UNAVAILABLE, and one another process holds the lock
+ * of (group commit) parks the read until it is ours. */
+static bool refreshed(lf_journal *j, const op *o) {
     char err[1024];
-
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, NULL, NULL, arg);
-        return false;
-    }
-    return true;
+    int rc = journal_refresh(j, err, sizeof err);
+    if (rc == 1) park(j, o);
+    else if (rc < 0) op_fail(o, LF_UNAVAILABLE, err);
+    return rc == 0;
 }
 
 static void journal_get(lf_store *s, const char *id, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
-    if (refreshed(j, cb, arg)) lf_memdb_get_op(j->db, id, cb, arg);
+    if (refreshed(j, &(op){.kind = OP_GET, .s = id, .cb.store = cb, .arg = arg}))
+        lf_memdb_get_op(j->db, id, cb, arg);
 }
 
 static void journal_find_by_ref(lf_store *s, const char *ref, lf_store_cb *cb,
                                 void *arg) {
     lf_journal *j = (lf_journal *)s;
-    if (refreshed(j, cb, arg)) lf_memdb_find_ref_op(j->db, ref, cb, arg);
+    if (refreshed(j, &(op){.kind = OP_REF, .s = ref, .cb.store = cb, .arg = arg}))
+        lf_memdb_find_ref_op(j->db, ref, cb, arg);
 }
 
 static void journal_find_key(lf_store *s, const char *key, lf_store_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
-    if (refreshed(j, cb, arg)) lf_memdb_find_key(j->db, key, cb, arg);
+    if (refreshed(j, &(op){.kind = OP_KEY, .s = key, .cb.store = cb, .arg = arg}))
+        lf_memdb_find_key(j->db, key, cb, arg);
 }
 
 static void journal_list(lf_store *s, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
-    char err[1024];
-
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, NULL, 0, NULL, arg);
-        return;
-    }
-    lf_memdb_list(j->db, q, cb, arg);
+    if (refreshed(j, &(op){.kind = OP_LIST, .q = q, .cb.list = cb, .arg = arg}))
+        lf_memdb_list(j->db, q, cb, arg);
 }
 
 static void journal_count(lf_store *s, const char *key, int64_t since, lf_count_cb *cb,
                           void *arg) {
     lf_journal *j = (lf_journal *)s;
-    char err[1024];
     uint64_t n;
     int64_t oldest;
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, 0, 0, arg);
+    if (!refreshed(j, &(op){.kind = OP_COUNT, .s = key, .since = since, .cb.count = cb,
+                            .arg = arg}))
         return;
-    }
     lf_memdb_count(j->db, key, since, &n, &oldest);
     cb(LF_OK, NULL, n, oldest, arg);
 }
@@ -891,13 +938,185 @@ static void journal_count(lf_store *s, const char *key, int64_t since, lf_count_
 static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
                           size_t limit, lf_audit_cb *cb, void *arg) {
     lf_journal *j = (lf_journal *)s;
-    char err[1024];
+    if (refreshed(j, &(op){.kind = OP_AUDIT, .s = record_id, .after = after,
+                           .limit = limit, .cb.audit = cb, .arg = arg}))
+        lf_memdb_audit(j->db, record_id, after, limit, cb, arg);
+}
 
-    if (journal_refresh(j, err, sizeof err) < 0) {
-        cb(LF_UNAVAILABLE, err, NULL, NULL, 0, after, arg);
+/* ---- waiting for the lock (group commit) ----------------------------------
+ *
+ * `serve` never waits in flock on its event loop: an operation that needs
+ * the lock tries for it (LOCK_NB), and when another process holds it --
+ * a CLI command's commit, another server's turn, the tail of a journal
+ * being opened -- it parks, and a thread waits in flock for the loop
+ * (flock_wait.c). Once the lock is ours the loop catches up and asks the
+ * parked operations again, in order, for the rest of that turn; each
+ * operation asked meanwhile parks behind them (taking the lock itself
+ * would race the thread's flock on the same descriptor). One parked for
+ * longer than lf_journal_lock_wait_ms fails with LF_UNAVAILABLE: the
+ * holder may have been stopped holding it, and nothing is changed. */
+typedef struct parked {
+    op o;
+    lf_entry e;                 /* commit: a copy, its strings in block */
+    lf_list_query q;            /* list: a copy, its strings in block */
+    char *block;
+    uint64_t deadline;          /* lf_mono_ns */
+    struct parked *next;
+} parked;
+
+/* A copy of s into b (NULL stays NULL): its offset once b stops growing
+ * (kept), or SIZE_MAX. */
+static size_t keep(lf_buf *b, const char *s) {
+    if (!s) return SIZE_MAX;
+    size_t at = b->len;
+    lf_buf_add(b, s, strlen(s) + 1);
+    return at;
+}
+
+static const char *kept(const char *block, size_t at) {
+    return at == SIZE_MAX ? NULL : block + at;
+}
+
+static void parked_free(parked *p) {
+    free(p->block);
+    free(p);
+}
+
+static void arm_timer(lf_journal *j) {
+    if (!j->parked) return;
+    uint64_t now = lf_mono_ns(), left = j->parked->deadline > now ? j->parked->deadline - now : 0;
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
+                         .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
+    evtimer_add(j->ptimer, &tv);
+}
+
+static void park(lf_journal *j, const op *o) {
+    parked *p = lf_xcalloc(1, sizeof *p);
+    p->o = *o;
+    if (o->kind == OP_COMMIT) {
+        p->e = *o->e;
+        p->block = lf_entry_own(&p->e);
+        p->o.e = &p->e;
+    } else {
+        lf_buf b = LF_BUF_INIT;
+        size_t s = keep(&b, o->s), st = SIZE_MAX, repo = SIZE_MAX, cur = SIZE_MAX,
+               par = SIZE_MAX;
+        if (o->kind == OP_LIST) {
+            p->q = *o->q;
+            st = keep(&b, o->q->state), repo = keep(&b, o->q->repo);
+            cur = keep(&b, o->q->cursor), par = keep(&b, o->q->parent);
+        }
+        p->block = lf_buf_steal(&b);
+        p->o.s = kept(p->block, s);
+        p->q.state = kept(p->block, st);
+        p->q.repo = kept(p->block, repo);
+        p->q.cursor = kept(p->block, cur);
+        p->q.parent = kept(p->block, par);
+        p->o.q = &p->q;
+    }
+    p->deadline = lf_mono_ns() + (uint64_t)lf_journal_lock_wait_ms * 1000000u;
+    bool first = !j->parked;
+    *j->ptail = p;
+    j->ptail = &p->next;
+    if (first) arm_timer(j);
+}
+
+static void op_fail(const op *o, lf_code code, const char *err) {
+    switch (o->kind) {
+    case OP_LIST: o->cb.list(code, err, NULL, 0, NULL, o->arg); break;
+    case OP_COUNT: o->cb.count(code, err, 0, 0, o->arg); break;
+    case OP_AUDIT: o->cb.audit(code, err, NULL, NULL, 0, o->after, o->arg); break;
+    default: o->cb.store(code, err, NULL, NULL, o->arg); break;
+    }
+}
+
+static void op_run(lf_journal *j, const op *o) {
+    lf_store *s = &j->base;
+    switch (o->kind) {
+    case OP_COMMIT: journal_commit(s, o->e, o->cb.store, o->arg); break;
+    case OP_GET: journal_get(s, o->s, o->cb.store, o->arg); break;
+    case OP_REF: journal_find_by_ref(s, o->s, o->cb.store, o->arg); break;
+    case OP_KEY: journal_find_key(s, o->s, o->cb.store, o->arg); break;
+    case OP_LIST: journal_list(s, o->q, o->cb.list, o->arg); break;
+    case OP_COUNT: journal_count(s, o->s, o->since, o->cb.count, o->arg); break;
+    case OP_AUDIT: journal_audit(s, o->s, o->after, o->limit, o->cb.audit, o->arg); break;
+    }
+}
+
+/* The first parked operation, taken off the queue (NULL: none). */
+static parked *unpark(lf_journal *j) {
+    parked *p = j->parked;
+    if (!p) return NULL;
+    j->parked = p->next;
+    if (!j->parked) j->ptail = &j->parked;
+    return p;
+}
+
+/* Fails the parked operations (all, or those past their deadline). */
+static void fail_parked(lf_journal *j, bool all, const char *err) {
+    uint64_t now = lf_mono_ns();
+    while (j->parked && (all || j->parked->deadline <= now)) {
+        parked *p = unpark(j);
+        op_fail(&p->o, LF_UNAVAILABLE, err);
+        parked_free(p);
+    }
+}
+
+static void parked_too_long(evutil_socket_t fd, short what, void *arg) {
+    lf_journal *j = arg;
+    char err[1024];
+    (void)fd, (void)what;
+    seterr(err, sizeof err,
+           "journal %s: another process has held its lock for more than %d ms "
+           "(stopped while holding it?); nothing was done",
+           j->path, lf_journal_lock_wait_ms);
+    fail_parked(j, false, err);
+    arm_timer(j);
+}
+
+/* The lock is ours (the thread got it): catch up, hold it for the turn,
+ * and ask each parked operation again. */
+static void lock_got(int error, void *arg) {
+    lf_journal *j = arg;
+    char err[1024];
+    j->asking = false;
+    if (!error && !j->parked) {         /* they timed out meanwhile */
+        journal_unlock(j);
         return;
     }
-    lf_memdb_audit(j->db, record_id, after, limit, cb, arg);
+    int rc = -1;
+    if (error) seterr(err, sizeof err, "journal %s: lock: %s", j->path, strerror(error));
+    else rc = journal_lock_caught_up(j, LOCK_EX | LOCK_NB, PARALLEL_BYTES, true, err,
+                                     sizeof err);
+    if (rc == 1) {              /* folded a batch unlocked: wait again */
+        j->asking = true;
+        lf_flock_wait_ask(j->lw);
+        return;
+    }
+    if (rc < 0) {
+        fail_parked(j, true, err);
+        return;
+    }
+    evtimer_del(j->ptimer);
+    hold_turn(j);
+    for (parked *p; (p = unpark(j));) {
+        op_run(j, &p->o);
+        parked_free(p);
+    }
+}
+
+/* The lock (how: LOCK_SH or LOCK_EX), caught up: 0 held, 1 to park
+ * (the thread asked for it), -1 with err set. Without a waiter (no event
+ * base: the CLI, the Lua module) it waits in flock. */
+static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen) {
+    if (!j->lw) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
+    if (j->asking) return 1;
+    int rc = journal_lock_caught_up(j, how | LOCK_NB, PARALLEL_BYTES, false, err, errlen);
+    if (rc == 1) {
+        j->asking = true;
+        lf_flock_wait_ask(j->lw);
+    }
+    return rc;
 }
 
 /* ---- open / free ------------------------------------------------------- */
@@ -905,6 +1124,11 @@ static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
 static void journal_free(lf_store *s) {
     lf_journal *j = (lf_journal *)s;
     if (!j) return;
+    char err[1024];
+    seterr(err, sizeof err, "journal %s: closed while waiting for its lock", j->path);
+    fail_parked(j, true, err);
+    lf_flock_wait_free(j->lw);
+    if (j->ptimer) event_free(j->ptimer);
     flusher_stop(j);
     free(j->broken);
     if (j->fd >= 0) close(j->fd);
@@ -933,6 +1157,7 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
     j->path = lf_xstrdup(path);
     j->db = journal_memdb(j);
     j->tail = &j->waiting;
+    j->ptail = &j->parked;
     j->fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
     if (j->fd < 0) {
         seterr(err, errlen, "journal %s: %s", path, strerror(errno));
@@ -974,6 +1199,7 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     j->fd = fd;
     j->reader = true;
     j->tail = &j->waiting;
+    j->ptail = &j->parked;
     j->path = lf_xstrdup(path);
     j->db = journal_memdb(j);
     if (journal_replay(j, LOCK_SH, err, errlen) < 0) {

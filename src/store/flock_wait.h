@@ -1,0 +1,32 @@
+/* flock_wait.h -- waiting for a file's lock off the event loop: a thread
+ * blocks in flock(LOCK_EX) for the loop, which is called back holding the
+ * lock (flock_wait.c says why). */
+#ifndef LF_FLOCK_WAIT_H
+#define LF_FLOCK_WAIT_H
+
+#include <event2/event.h>
+
+typedef struct lf_flock_wait lf_flock_wait;
+
+/* Called on the loop once the lock is the caller's (error 0), or with
+ * the errno flock failed with (the lock is not held). */
+typedef void lf_flock_got(int error, void *arg);
+
+/* A waiter for the lock of fd's open file description, calling got on
+ * base. NULL if a thread or an event cannot be had. */
+lf_flock_wait *lf_flock_wait_new(int fd, struct event_base *base, lf_flock_got *got,
+                                 void *arg);
+
+/* Asks for the lock: got is called once, when the thread holds it. The
+ * caller must not take or give back the lock on that description until
+ * then (its own flock would race the thread's). Asking again before got
+ * is called changes nothing. */
+void lf_flock_wait_ask(lf_flock_wait *w);
+
+/* Frees the waiter; got is not called after this. A thread still blocked
+ * in flock (another process stopped holding the lock) is left to end on
+ * its own: it gives the lock back as soon as it gets it, and frees what
+ * it used. */
+void lf_flock_wait_free(lf_flock_wait *w);
+
+#endif
