@@ -1150,6 +1150,107 @@ static void open_folds_unlocked_then_the_tail(void **state) {
     t_got_reset(&g);
 }
 
+/* With an event base (`serve`), nothing waits in flock on the loop. While
+ * another process holds the lock: a read with nothing new to fold is
+ * answered at once; a read that must catch up and a commit park (each
+ * call returns, nothing answered) until the lock is free, then are
+ * answered, having seen what the holder's process committed. One parked
+ * longer than lf_journal_lock_wait_ms fails, unavailable, and writes
+ * nothing; a store freed while it waits answers it and returns. A loop
+ * that waited in flock would hang here: the alarm fails the test. */
+static lf_entry move_of(const char *id, uint64_t version) {
+    lf_entry e = {.record_id = id, .kind = LF_ENTRY_TRANSITION, .version = version,
+                  .from_state = path_states[version - 2], .to_state = path_states[version - 1],
+                  .trigger = "t", .actor = "t", .metadata = "{}"};
+    t_stamp(e.timestamp);
+    return e;
+}
+
+static off_t size_of(const char *path) {
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void parks_while_another_process_holds_the_lock(void **state) {
+    fixture *f = *state;
+    char err[1024], a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
+    t_got ga = {0}, gb = {0}, gm = {0};
+    t_base = event_base_new();
+    assert_non_null(t_base);
+    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
+    assert_non_null(s);
+    t_id(a, 1);
+    walk(s, a, "acme/app#1", 2);
+    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
+    assert_true(holder >= 0);
+    alarm(30);
+
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    lf_store_get(s, a, t_store_cb, &ga);            /* nothing new: at once */
+    assert_int_equal(ga.calls, 1);
+    assert_int_equal(ga.code, LF_OK);
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+
+    lf_store *other = open_ok(f->url);              /* the CLI's kind of handle */
+    t_id(b, 2);
+    assert_int_equal(t_create(other, b, "acme/app#2", "acme/app", &gb), LF_OK);
+    lf_store_free(other);
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    t_got_reset(&gb);
+    lf_store_get(s, b, t_store_cb, &gb);            /* must catch up: parks */
+    lf_entry m = move_of(a, 3);
+    lf_store_commit(s, &m, t_store_cb, &gm);
+    event_base_loop(t_base, EVLOOP_NONBLOCK);
+    assert_int_equal(gb.calls, 0);
+    assert_int_equal(gm.calls, 0);
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+    t_settle(&gm.calls);
+    assert_int_equal(gb.calls, 1);
+    assert_int_equal(gb.code, LF_OK);               /* the holder's process's record */
+    assert_string_equal(gb.state, "issue_created");
+    assert_int_equal(gm.code, LF_OK);
+    assert_int_equal(gm.version, 3);
+    assert_int_equal(gm.seq, 4);                    /* chained after b's create */
+
+    lf_journal_lock_wait_ms = 50;
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    off_t size = size_of(f->path);
+    m = move_of(a, 4);
+    assert_int_equal(t_commit(s, &m, &gm), LF_UNAVAILABLE);
+    assert_non_null(strstr(gm.err, "held its lock for more than 50 ms"));
+    assert_int_equal(size_of(f->path), size);
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+    m = move_of(a, 4);                              /* the lock free again: it goes */
+    assert_int_equal(t_commit(s, &m, &gm), LF_OK);
+    assert_int_equal(gm.seq, 5);
+    lf_journal_lock_wait_ms = 5000;
+
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    t_got_reset(&gm);
+    m = move_of(a, 5);
+    lf_store_commit(s, &m, t_store_cb, &gm);
+    assert_int_equal(gm.calls, 0);
+    lf_store_free(s);                               /* its thread still in flock */
+    assert_int_equal(gm.calls, 1);
+    assert_int_equal(gm.code, LF_UNAVAILABLE);
+    assert_non_null(strstr(gm.err, "closed while waiting for its lock"));
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+    alarm(0);
+    close(holder);
+    event_base_free(t_base);
+    t_base = NULL;
+
+    s = open_ok(f->url);
+    assert_int_equal(t_verify_chain(s, err, sizeof err), 5);
+    assert_int_equal(t_get(s, a, &ga), LF_OK);
+    assert_int_equal(ga.version, 4);
+    lf_store_free(s);
+    t_got_reset(&ga);
+    t_got_reset(&gb);
+    t_got_reset(&gm);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1165,6 +1266,7 @@ int main(void) {
         T(twenty_processes_race),      T(group_commit_acknowledges_after_flush),
         T(audit_reads_lines_back_from_file_and_pending_turn),
         T(large_journal_replays_in_batches), T(open_folds_unlocked_then_the_tail),
+        T(parks_while_another_process_holds_the_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

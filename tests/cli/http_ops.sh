@@ -161,4 +161,43 @@ stop_server
 run --store "$STORE" audit --verify
 expect_rc "… which verifies" 0
 
+# ---- another process holding the journal's lock ----
+# A CLI command mid-commit on serve's journal -- here `flock`, standing in
+# for one stopped while it held the lock -- must not stop serve: what needs
+# the lock waits for it off the event loop; everything else is answered
+# meanwhile, and the waiting create goes through once the lock is free.
+LJ="$tmp/locked.journal"
+start_server --store "file:$LJ" --policies "$POLICIES" || not_ok "serve starts on a journal"
+req POST /v1/records '{"ref":"acme/app#lock-1"}'
+expect_match "a record to read while the lock is held" status "$status" '^201$'
+lid=$(printf '%s' "$out" | sed -n 's/^{"record_id":"\([^"]*\)".*/\1/p')
+mkfifo "$tmp/hold" "$tmp/held"
+flock -x "$LJ" sh -c "echo held >'$tmp/held'; read x <'$tmp/hold'" &
+holder=$!
+read x <"$tmp/held"
+curl -sS --max-time 60 -o "$tmp/parked.body" -w '%{http_code}' -X POST \
+    -H 'Content-Type: application/json' --data-binary '{"ref":"acme/app#lock-2"}' \
+    "$BASE/v1/records" >"$tmp/parked.code" 2>&1 &
+parked=$!
+seen=no n=0     # until serve holds the create: in flight beside this metrics request
+while [ $n -lt 20000 ]; do
+    n=$((n + 1))
+    req GET /metrics
+    [ "$status" = 200 ] || break
+    printf '%s\n' "$out" | grep -q '^loopforge_http_inflight_requests 2$' && { seen=yes; break; }
+done
+expect_match "serve holds the create while another process holds the lock" seen "$seen" '^yes$'
+req GET "/v1/records/$lid"
+expect_match "… and answers a read meanwhile (nothing new to fold)" status "$status" '^200$'
+req GET /healthz
+expect_match "… and its health" status "$status" '^200$'
+check "… the create still waits" sh -c "[ ! -s '$tmp/parked.code' ]"
+echo go >"$tmp/hold"
+wait "$holder"
+wait "$parked"
+expect_match "… and goes through once the lock is free" code "$(cat "$tmp/parked.code")" '^201$'
+check "… written to the journal" grep -q '"ref":"acme/app#lock-2"' "$LJ"
+stop_server
+expect_match "… serve stops cleanly after" rc "$STOP_RC" '^0$'
+
 done_testing
