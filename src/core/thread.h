@@ -1,6 +1,8 @@
 /* thread.h -- the one way loopforge stops a helper thread of its own (the
- * evidence's tree folder, the journal's flusher and replay parser): each
- * waits on a condition under a mutex and ends when its stop flag is set. */
+ * evidence's tree folder, the journal's flusher, replay parser and lock
+ * waiter): each waits on a condition under a mutex and ends when its stop
+ * flag is set. (The lock waiter, stopped while blocked in flock, is left
+ * to end on its own: flock_wait.c.) */
 #ifndef LF_THREAD_H
 #define LF_THREAD_H
 

@@ -34,7 +34,9 @@
  * A flush that fails leaves lines on disk we cannot vouch for: every
  * waiting commit fails and so does every later one (restart: the replay
  * reads what is there). Without a base each commit syncs before it
- * returns -- the CLI's one request, the Lua module. */
+ * returns -- the Lua module. With one, the loop never waits in flock
+ * either: what needs the lock while another process holds it parks until
+ * a thread has it for the loop ("waiting for the lock", below). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1107,7 +1109,7 @@ static void lock_got(int error, void *arg) {
 
 /* The lock (how: LOCK_SH or LOCK_EX), caught up: 0 held, 1 to park
  * (the thread asked for it), -1 with err set. Without a waiter (no event
- * base: the CLI, the Lua module) it waits in flock. */
+ * base: the Lua module) it waits in flock. */
 static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen) {
     if (!j->lw) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
     if (j->asking) return 1;

@@ -2,7 +2,10 @@
  *
  * A store persists audit entries and keeps the records they fold into
  * (lf_record_apply). Every operation completes through its callback
- * exactly once; memory: and file: call it before returning. Pointers
+ * exactly once; memory: calls it before returning, and so does file:
+ * opened without an event base (with one, a commit is answered once its
+ * flush is done, and an operation that needs the lock while another
+ * process holds it once the lock is ours: journal.c). Pointers
  * passed to a callback are valid only during the callback.
  *
  * commit is the single write path: creates, transitions, refusals and
