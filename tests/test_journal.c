@@ -1251,6 +1251,52 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     t_got_reset(&gm);
 }
 
+/* What has no loop to go on with -- an open, a commit without an event
+ * base (the Lua module) -- waits for the lock another process holds for
+ * lf_journal_lock_wait_ms at most, then fails unavailable, changing
+ * nothing; a shared lock held lets a reader open at once. */
+static void no_wait_for_the_lock_lasts_past_the_limit(void **state) {
+    fixture *f = *state;
+    char err[1024], id[LF_ID_LEN + 1];
+    lf_code code;
+    t_got g = {0};
+    lf_store *s = open_ok(f->url);
+    t_id(id, 1);
+    walk(s, id, "acme/app#1", 2);
+    off_t size = size_of(f->path);
+    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
+    assert_true(holder >= 0);
+    lf_journal_lock_wait_ms = 50;
+    alarm(30);
+
+    assert_int_equal(flock(holder, LOCK_SH), 0);
+    lf_store *r = lf_store_open_reader(f->url, NULL, &code, err, sizeof err);
+    assert_non_null(r);                             /* shared beside shared */
+    lf_store_free(r);
+    assert_null(lf_store_open(f->url, NULL, &code, err, sizeof err));
+    assert_int_equal(code, LF_UNAVAILABLE);
+    assert_non_null(strstr(err, "held its lock for more than 50 ms"));
+
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    assert_null(lf_store_open_reader(f->url, NULL, &code, err, sizeof err));
+    assert_int_equal(code, LF_UNAVAILABLE);
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g),
+                     LF_UNAVAILABLE);
+    assert_non_null(strstr(g.err, "held its lock for more than 50 ms"));
+    assert_int_equal(size_of(f->path), size);
+
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+    assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);
+    alarm(0);
+    lf_journal_lock_wait_ms = 5000;
+    close(holder);
+    lf_store_free(s);
+    s = open_ok(f->url);
+    assert_int_equal(t_verify_chain(s, err, sizeof err), 3);
+    lf_store_free(s);
+    t_got_reset(&g);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1267,6 +1313,7 @@ int main(void) {
         T(audit_reads_lines_back_from_file_and_pending_turn),
         T(large_journal_replays_in_batches), T(open_folds_unlocked_then_the_tail),
         T(parks_while_another_process_holds_the_lock),
+        T(no_wait_for_the_lock_lasts_past_the_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
-/* flock_wait.h -- waiting for a file's lock off the event loop: a thread
- * blocks in flock(LOCK_EX) for the loop, which is called back holding the
- * lock (flock_wait.c says why). */
+/* flock_wait.h -- waiting for a file's lock on a thread: for an event
+ * loop, which is called back holding the lock, or for a while (flock_wait.c
+ * says why). */
 #ifndef LF_FLOCK_WAIT_H
 #define LF_FLOCK_WAIT_H
 
@@ -22,6 +22,12 @@ lf_flock_wait *lf_flock_wait_new(int fd, struct event_base *base, lf_flock_got *
  * then (its own flock would race the thread's). Asking again before got
  * is called changes nothing. */
 void lf_flock_wait_ask(lf_flock_wait *w);
+
+/* flock(fd, how) (LOCK_EX or LOCK_SH) waiting at most ms: 0 held, or -1
+ * with errno (ETIMEDOUT: another process held it all that time). For a
+ * caller with nothing else to do meanwhile (an open, the Lua module's
+ * commit); the thread of an uncontended lock is never started. */
+int lf_flock_timed(int fd, int how, int ms);
 
 /* Frees the waiter; got is not called after this. A thread still blocked
  * in flock (another process stopped holding the lock) is left to end on

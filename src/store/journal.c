@@ -126,13 +126,26 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* flock() that survives signals: a commit must not fail because a timer
- * fired while another process held the lock. */
+/* flock() that survives signals (a commit must not fail because a timer
+ * fired while another process held the lock) and waits for the lock at
+ * most lf_journal_lock_wait_ms (ETIMEDOUT: lock_err). */
 static int journal_lock(lf_journal *j, int op) {
     int rc;
+    if (op == LOCK_SH || op == LOCK_EX) return lf_flock_timed(j->fd, op, lf_journal_lock_wait_ms);
     do rc = flock(j->fd, op);
     while (rc < 0 && errno == EINTR);
     return rc;
+}
+
+/* Why the lock could not be had (errno `why`). */
+static void lock_err(lf_journal *j, int why, char *err, size_t errlen) {
+    if (why == ETIMEDOUT)
+        seterr(err, errlen,
+               "journal %s: another process has held its lock for more than %d ms "
+               "(stopped while holding it?); nothing was done",
+               j->path, lf_journal_lock_wait_ms);
+    else
+        seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(why));
 }
 
 static void journal_unlock(lf_journal *j) {
@@ -495,7 +508,7 @@ static int journal_lock_caught_up(lf_journal *j, int op, off_t unlocked, bool ha
     for (int pass = 0;; pass++, have = false) {
         if (!have && journal_lock(j, op) < 0) {
             if (errno == EWOULDBLOCK) return 1;
-            seterr(err, errlen, "journal %s: lock: %s", j->path, strerror(errno));
+            lock_err(j, errno, err, errlen);
             return -1;
         }
         off_t size = journal_size(j, err, errlen), whole = -1;
@@ -1068,10 +1081,7 @@ static void parked_too_long(evutil_socket_t fd, short what, void *arg) {
     lf_journal *j = arg;
     char err[1024];
     (void)fd, (void)what;
-    seterr(err, sizeof err,
-           "journal %s: another process has held its lock for more than %d ms "
-           "(stopped while holding it?); nothing was done",
-           j->path, lf_journal_lock_wait_ms);
+    lock_err(j, ETIMEDOUT, err, sizeof err);
     fail_parked(j, false, err);
     arm_timer(j);
 }
@@ -1087,7 +1097,7 @@ static void lock_got(int error, void *arg) {
         return;
     }
     int rc = -1;
-    if (error) seterr(err, sizeof err, "journal %s: lock: %s", j->path, strerror(error));
+    if (error) lock_err(j, error, err, sizeof err);
     else rc = journal_lock_caught_up(j, LOCK_EX | LOCK_NB, PARALLEL_BYTES, true, err,
                                      sizeof err);
     if (rc == 1) {              /* folded a batch unlocked: wait again */
@@ -1109,7 +1119,7 @@ static void lock_got(int error, void *arg) {
 
 /* The lock (how: LOCK_SH or LOCK_EX), caught up: 0 held, 1 to park
  * (the thread asked for it), -1 with err set. Without a waiter (no event
- * base: the Lua module) it waits in flock. */
+ * base: the Lua module) it waits for it, a while (journal_lock). */
 static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen) {
     if (!j->lw) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
     if (j->asking) return 1;

@@ -114,10 +114,12 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
  * NULL: nothing. */
 extern void (*lf_journal_replayed_unlocked)(const char *path);
 
-/* How long an operation of a journal opened with an event base (`serve`)
- * waits, parked, for the lock another process holds before it fails with
- * LF_UNAVAILABLE, changing nothing (journal.c: its loop never waits in
- * flock). 5000 ms; tests shorten it. */
+/* How long the journal waits for the lock another process holds before
+ * the operation fails with LF_UNAVAILABLE, changing nothing: one parked
+ * by a journal opened with an event base (`serve`, the CLI: the loop
+ * never waits in flock, journal.c), an open, the Lua module's commit. No
+ * process waits for good on one stopped holding the lock. 5000 ms; tests
+ * shorten it. */
 extern int lf_journal_lock_wait_ms;
 
 /* The redis store: asynchronous, on `base`, which the caller dispatches

@@ -219,4 +219,22 @@ run --policies "$POLICIES" --store "file:$tmp/garbage" list
 expect_rc "a corrupt journal exits 7" 7
 match_err "a corrupt journal names its line" 'garbage:1'
 
+# A process stopped while holding the journal's lock (here `flock`): a
+# command waits 5 s for it, no longer, then exits 7, changing nothing.
+STORE="file:$tmp/held.journal"
+lf create --ref acme/app#before-the-lock
+mkfifo "$tmp/hold" "$tmp/held"
+flock -x "$tmp/held.journal" sh -c "echo held >'$tmp/held'; read x <'$tmp/hold'" &
+holder=$!
+read x <"$tmp/held"
+before=$(cksum <"$tmp/held.journal")
+lf create --ref acme/app#held
+expect_rc "a command beside a process holding the journal's lock exits 7" 7
+match_err "… saying so" 'another process has held its lock for more than 5000 ms'
+check "… having written nothing" sh -c "[ \"\$(cksum <'$tmp/held.journal')\" = '$before' ]"
+echo go >"$tmp/hold"
+wait "$holder"
+lf create --ref acme/app#held
+expect_rc "… and goes through once the lock is free" 0
+
 done_testing
