@@ -102,8 +102,11 @@ typedef struct lf_journal {
     lf_buf pend;        /* group commit: lines folded, written at the turn's end */
     waiter *waiting, **tail;    /* in append order */
     char *broken;       /* why commits fail since a flush failed */
-    lf_flock_wait *lw;  /* group commit: waits for the lock off the loop */
-    bool asking;        /* lw was asked: operations that need the lock park */
+    struct event_base *evbase;  /* group commit's loop, or NULL */
+    lf_flock_wait *lw;  /* waits for the lock another process holds, made
+                           the first time one does */
+    bool asking;        /* lw was asked for the loop: operations that need
+                           the lock park */
     struct parked *parked, **ptail;     /* in arrival order */
     struct event *ptimer;               /* fails those parked too long */
 } lf_journal;
@@ -126,15 +129,29 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
+static void lock_got(int error, void *arg);
+
+/* The waiter, made the first time another process holds the lock; NULL
+ * with errno if it cannot be had. */
+static lf_flock_wait *lock_waiter(lf_journal *j) {
+    if (!j->lw) j->lw = lf_flock_wait_new(j->fd, j->evbase, lock_got, j);
+    return j->lw;
+}
+
 /* flock() that survives signals (a commit must not fail because a timer
  * fired while another process held the lock) and waits for the lock at
- * most lf_journal_lock_wait_ms (ETIMEDOUT: lock_err). */
+ * most lf_journal_lock_wait_ms (ETIMEDOUT: lock_err), on the waiter once
+ * there is one (flock_wait.h: the lock is then taken through it only;
+ * LOCK_NB is for lock_or_ask, which knows the waiter is not asked). */
 static int journal_lock(lf_journal *j, int op) {
     int rc;
-    if (op == LOCK_SH || op == LOCK_EX) return lf_flock_timed(j->fd, op, lf_journal_lock_wait_ms);
-    do rc = flock(j->fd, op);
+    if ((op == LOCK_SH || op == LOCK_EX) && j->lw)
+        return lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
+    do rc = flock(j->fd, op == LOCK_UN ? op : op | LOCK_NB);
     while (rc < 0 && errno == EINTR);
-    return rc;
+    if (rc == 0 || errno != EWOULDBLOCK || (op & LOCK_NB)) return rc;
+    if (!lock_waiter(j)) return -1;
+    return lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
 }
 
 /* Why the lock could not be had (errno `why`). */
@@ -793,7 +810,6 @@ static void flusher_free(flusher *f) {
 }
 
 static void parked_too_long(evutil_socket_t fd, short what, void *arg);
-static lf_flock_got lock_got;
 
 static int flusher_start(lf_journal *j, struct event_base *base, char *err, size_t errlen) {
     flusher *f = lf_xcalloc(1, sizeof *f);
@@ -805,7 +821,6 @@ static int flusher_start(lf_journal *j, struct event_base *base, char *err, size
     if (f->efd < 0 || !(f->ev = event_new(base, f->efd, EV_READ | EV_PERSIST, flushed, j)) ||
         !(f->kick = event_new(base, -1, 0, kick, j)) || event_add(f->ev, NULL) < 0 ||
         !(j->ptimer = evtimer_new(base, parked_too_long, j)) ||
-        !(j->lw = lf_flock_wait_new(j->fd, base, lock_got, j)) ||
         pthread_create(&f->thread, NULL, flush_thread, j) != 0) {
         seterr(err, errlen, "journal %s: cannot set up group commit (event loop, thread)",
                j->path);
@@ -1118,12 +1133,16 @@ static void lock_got(int error, void *arg) {
 }
 
 /* The lock (how: LOCK_SH or LOCK_EX), caught up: 0 held, 1 to park
- * (the thread asked for it), -1 with err set. Without a waiter (no event
- * base: the Lua module) it waits for it, a while (journal_lock). */
+ * (the waiter asked for it), -1 with err set. Without group commit (no
+ * event base: the Lua module) it waits for it, a while (journal_lock). */
 static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen) {
-    if (!j->lw) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
+    if (!j->fl) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
     if (j->asking) return 1;
     int rc = journal_lock_caught_up(j, how | LOCK_NB, PARALLEL_BYTES, false, err, errlen);
+    if (rc == 1 && !lock_waiter(j)) {
+        lock_err(j, errno, err, errlen);
+        return -1;
+    }
     if (rc == 1) {
         j->asking = true;
         lf_flock_wait_ask(j->lw);
@@ -1164,6 +1183,7 @@ lf_store *lf_journal_open(const char *path, struct event_base *base, lf_code *co
     if (mkdir_parents(path, err, errlen) < 0) return NULL;
 
     j = lf_xcalloc(1, sizeof *j);
+    j->evbase = base;
     j->base.type = &journal_type;
     j->fd = -1;
     j->path = lf_xstrdup(path);
