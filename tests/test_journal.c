@@ -1297,6 +1297,32 @@ static void no_wait_for_the_lock_lasts_past_the_limit(void **state) {
     t_got_reset(&g);
 }
 
+/* A commit without an event base (the Lua module) flushes its line after
+ * giving the lock back: processes sharing the journal flush side by side,
+ * not in turn. It still calls back only once the line is flushed. */
+static int flushed_calls;
+
+static void flushing(const char *path) {
+    lock_is_free(path);
+    flushed_calls++;
+}
+
+static void flushes_after_giving_the_lock_back(void **state) {
+    fixture *f = *state;
+    char id[LF_ID_LEN + 1];
+    t_got g = {0};
+    lf_store *s = open_ok(f->url);
+    t_id(id, 1);
+    between_calls = flushed_calls = 0;
+    lf_journal_flushing = flushing;
+    assert_int_equal(t_create(s, id, "acme/app#1", "acme/app", &g), LF_OK);
+    lf_journal_flushing = NULL;
+    assert_int_equal(flushed_calls, 1);
+    assert_int_equal(between_calls, 1);
+    lf_store_free(s);
+    t_got_reset(&g);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void) {
@@ -1314,6 +1340,7 @@ int main(void) {
         T(large_journal_replays_in_batches), T(open_folds_unlocked_then_the_tail),
         T(parks_while_another_process_holds_the_lock),
         T(no_wait_for_the_lock_lasts_past_the_limit),
+        T(flushes_after_giving_the_lock_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

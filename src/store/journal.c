@@ -114,6 +114,7 @@ typedef struct lf_journal {
 static const lf_store_type journal_type;
 
 void (*lf_journal_replayed_unlocked)(const char *path);
+void (*lf_journal_flushing)(const char *path);
 int lf_journal_lock_wait_ms = 5000;
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -609,9 +610,9 @@ static void journal_rollback(lf_journal *j, off_t size, char *err, size_t errlen
                strerror(errno));
 }
 
-/* Appends `line` (which ends in "\n") at the end of the file and, unless
- * a flusher will, makes it durable. On failure the file is cut back and -1
- * returned. */
+/* Appends `line` (which ends in "\n") at the end of the file (group
+ * commit: to the turn's lines). On failure the file is cut back and -1
+ * returned. journal_sync makes it durable, after the lock is given back. */
 static int journal_append(lf_journal *j, const char *line, size_t len, char *err,
                           size_t errlen) {
     size_t done = 0;
@@ -632,12 +633,32 @@ static int journal_append(lf_journal *j, const char *line, size_t len, char *err
         }
         done += (size_t)n;
     }
-    if (!j->fl && fdatasync(j->fd) < 0) {
-        seterr(err, errlen, "journal %s: fdatasync: %s", j->path, strerror(errno));
-        journal_rollback(j, j->end, err, errlen);
-        return -1;
-    }
     return 0;
+}
+
+/* Why the store is broken: a flush (or a turn's write) failed. */
+static void journal_break(lf_journal *j, const char *what, int error) {
+    if (j->broken) return;
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_printf(&b,
+                  "journal %s: %s: %s (what was appended since the last flush may not "
+                  "be durable; restart to replay the journal)",
+                  j->path, what, strerror(error));
+    j->broken = lf_buf_steal(&b);
+}
+
+/* A commit without group commit, durable before its callback: flushed
+ * after the lock is given back, so other processes commit meanwhile and
+ * one fdatasync covers whatever was written before it (processes sharing
+ * the journal through the Lua module flush side by side, not in turn).
+ * A flush that fails cannot take the line back (others may have
+ * appended after it): the store is broken, as group commit's is. */
+static int journal_sync(lf_journal *j, char *err, size_t errlen) {
+    if (lf_journal_flushing) lf_journal_flushing(j->path);
+    if (fdatasync(j->fd) == 0) return 0;
+    journal_break(j, "fdatasync", errno);
+    seterr(err, errlen, "%s", j->broken);
+    return -1;
 }
 
 /* Under LOCK_EX, caught up (journal_lock_caught_up): check, seal, append,
@@ -715,14 +736,7 @@ static void waiter_free(waiter *w) {
  * failed), in append order. A callback may commit again: that one waits
  * for a later flush, behind these. */
 static void acknowledge(lf_journal *j, off_t done, int error) {
-    if (error && !j->broken) {
-        lf_buf b = LF_BUF_INIT;
-        lf_buf_printf(&b,
-                      "journal %s: fdatasync: %s (what was appended since the last "
-                      "flush may not be durable; restart to replay the journal)",
-                      j->path, strerror(error));
-        j->broken = lf_buf_steal(&b);
-    }
+    if (error) journal_break(j, "fdatasync", error);
     while (j->waiting && (j->broken || j->waiting->end <= done)) {
         waiter *w = j->waiting;
         j->waiting = w->next;
@@ -769,10 +783,7 @@ static void group_write(lf_journal *j) {
         ssize_t n = write(j->fd, j->pend.p + done, j->pend.len - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            lf_buf b = LF_BUF_INIT;
-            lf_buf_printf(&b, "journal %s: write: %s (restart to replay the journal)",
-                          j->path, n < 0 ? strerror(errno) : "wrote nothing");
-            j->broken = lf_buf_steal(&b);
+            journal_break(j, "write", n < 0 ? errno : EIO);
             if (ftruncate(j->fd, j->end - (off_t)j->pend.len) < 0) { /* replay cuts it */ }
         }
         done += n > 0 ? (size_t)n : 0;
@@ -900,6 +911,7 @@ static void journal_commit(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg)
         /* Unlock before the callback: it may well call back into the
          * store, and a nested unlock would drop the lock under our feet. */
         journal_unlock(j);
+        if (code == LF_OK && journal_sync(j, err, sizeof err) < 0) code = LF_UNAVAILABLE;
     }
     if (code == LF_OK) {
         e->seq = own.seq;

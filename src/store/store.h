@@ -113,6 +113,10 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
  * the lock again for what came since (journal.c, journal_lock_caught_up).
  * NULL: nothing. */
 extern void (*lf_journal_replayed_unlocked)(const char *path);
+/* Tests only: called as a commit without group commit (no event base:
+ * the Lua module) is about to flush its line, after giving the lock back
+ * (journal.c, journal_sync). NULL: nothing. */
+extern void (*lf_journal_flushing)(const char *path);
 
 /* How long the journal waits for the lock another process holds before
  * the operation fails with LF_UNAVAILABLE, changing nothing: one parked
