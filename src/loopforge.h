@@ -295,6 +295,10 @@ typedef struct lf_stats {
     uint64_t notify_sent, notify_failed;
     uint64_t appended;                      /* entries this engine appended */
     uint64_t timer_records;                 /* records the timers' ticks listed */
+    /* The journal's lock, shared with other processes: store operations
+     * that waited for it, and those that gave up after 5 s, changing
+     * nothing (a process stopped while holding it?). */
+    uint64_t lock_waits, lock_timeouts;
 } lf_stats;
 LF_API void lf_engine_stats(const lf_engine *e, lf_stats *out);
 /* Text answers (a checkpoint document): text on success, else error. */

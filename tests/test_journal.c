@@ -1172,6 +1172,13 @@ static off_t size_of(const char *path) {
     return st.st_size;
 }
 
+/* The store's count of waits for the lock (the metrics' source). */
+static lf_store_waits waits_of(lf_store *s) {
+    lf_store_waits w = {0};
+    s->type->waits(s, &w);
+    return w;
+}
+
 static void parks_while_another_process_holds_the_lock(void **state) {
     fixture *f = *state;
     char err[1024], a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
@@ -1212,6 +1219,8 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     assert_int_equal(gm.code, LF_OK);
     assert_int_equal(gm.version, 3);
     assert_int_equal(gm.seq, 4);                    /* chained after b's create */
+    assert_int_equal(waits_of(s).waited, 2);
+    assert_int_equal(waits_of(s).gave_up, 0);
 
     lf_journal_lock_wait_ms = 50;
     assert_int_equal(flock(holder, LOCK_EX), 0);
@@ -1220,10 +1229,13 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     assert_int_equal(t_commit(s, &m, &gm), LF_UNAVAILABLE);
     assert_non_null(strstr(gm.err, "held its lock for more than 50 ms"));
     assert_int_equal(size_of(f->path), size);
+    assert_int_equal(waits_of(s).gave_up, 1);
     assert_int_equal(flock(holder, LOCK_UN), 0);
     m = move_of(a, 4);                              /* the lock free again: it goes */
     assert_int_equal(t_commit(s, &m, &gm), LF_OK);
     assert_int_equal(gm.seq, 5);
+    assert_int_equal(waits_of(s).waited, 4);        /* behind the thread still asked */
+    assert_int_equal(waits_of(s).gave_up, 1);
     lock_is_free(f->path);                          /* given back after the turn */
     lf_journal_lock_wait_ms = 5000;
 
@@ -1285,6 +1297,8 @@ static void no_wait_for_the_lock_lasts_past_the_limit(void **state) {
                      LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, "held its lock for more than 50 ms"));
     assert_int_equal(size_of(f->path), size);
+    assert_int_equal(waits_of(s).waited, 1);
+    assert_int_equal(waits_of(s).gave_up, 1);
 
     assert_int_equal(flock(holder, LOCK_UN), 0);
     assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);

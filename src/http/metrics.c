@@ -176,6 +176,13 @@ static void render_engine(lf_server *s, lf_buf *b) {
             st.violations);
     counter(b, "loopforge_timer_records_total",
             "Records the timers' ticks listed to find what is due.", st.timer_records);
+    counter(b, "loopforge_store_lock_waits_total",
+            "Store operations that waited for the journal's lock another process held.",
+            st.lock_waits);
+    counter(b, "loopforge_store_lock_timeouts_total",
+            "Store operations that gave up waiting for the journal's lock after 5 s, "
+            "changing nothing (a process stopped while holding it?).",
+            st.lock_timeouts);
     counter(b, "loopforge_duplicates_total",
             "Requests answered from a repeated "
             "idempotency key.",

@@ -821,13 +821,14 @@ static void set_count(lua_State *L, const char *k, uint64_t v) {
 
 /* eng:stats() --> { transitions = { ok=n, denied=n, ... }, guard_evals=,
  *                  guard_ns=, hooks_run=, hook_errors=, followups=,
- *                  reloads_ok=, reloads_failed=, timer_records= } */
+ *                  reloads_ok=, reloads_failed=, timer_records=,
+ *                  lock_waits=, lock_timeouts= } */
 static int l_stats(lua_State *L) {
     lua_engine *le = check_engine(L);
     lf_stats st;
     memset(&st, 0, sizeof st);
     lf_engine_stats(le->e, &st);
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 11);
     lua_createtable(L, 0, LF_CODE__COUNT);
     for (int c = 0; c < LF_CODE__COUNT; c++)
         set_count(L, lf_code_name(c), st.transitions[c]);
@@ -840,6 +841,8 @@ static int l_stats(lua_State *L) {
     set_count(L, "reloads_ok", st.reloads_ok);
     set_count(L, "reloads_failed", st.reloads_failed);
     set_count(L, "timer_records", st.timer_records);
+    set_count(L, "lock_waits", st.lock_waits);
+    set_count(L, "lock_timeouts", st.lock_timeouts);
     return 1;
 }
 

@@ -179,7 +179,7 @@ int lf_flock_wait_timed(lf_flock_wait *w, int how, int ms) {
     int error = held ? take(w) : ETIMEDOUT;
     if (!held) w->wanted = false;       /* the thread stays asked */
     pthread_mutex_unlock(&w->mu);
-    if (!error) return 0;
+    if (!error) return 1;
     errno = error;
     return -1;
 }

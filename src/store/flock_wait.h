@@ -24,9 +24,10 @@ lf_flock_wait *lf_flock_wait_new(int fd, struct event_base *base, lf_flock_got *
  * caller holds it. Asking again before then changes nothing. */
 void lf_flock_wait_ask(lf_flock_wait *w);
 
-/* The lock (how: LOCK_EX or LOCK_SH), waiting at most ms: 0 held, or -1
- * with errno (ETIMEDOUT: another process held it all that time; the next
- * wait goes on waiting for the same thread). */
+/* The lock (how: LOCK_EX or LOCK_SH), waiting at most ms: 0 held at
+ * once, 1 held after waiting for it, or -1 with errno (ETIMEDOUT: another
+ * process held it all that time; the next wait goes on waiting for the
+ * same thread). */
 int lf_flock_wait_timed(lf_flock_wait *w, int how, int ms);
 
 /* Frees the waiter; got is not called after this. A thread still blocked

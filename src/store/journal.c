@@ -109,6 +109,7 @@ typedef struct lf_journal {
                            the lock park */
     struct parked *parked, **ptail;     /* in arrival order */
     struct event *ptimer;               /* fails those parked too long */
+    lf_store_waits waits;
 } lf_journal;
 
 static const lf_store_type journal_type;
@@ -146,13 +147,17 @@ static lf_flock_wait *lock_waiter(lf_journal *j) {
  * LOCK_NB is for lock_or_ask, which knows the waiter is not asked). */
 static int journal_lock(lf_journal *j, int op) {
     int rc;
-    if ((op == LOCK_SH || op == LOCK_EX) && j->lw)
-        return lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
-    do rc = flock(j->fd, op == LOCK_UN ? op : op | LOCK_NB);
-    while (rc < 0 && errno == EINTR);
-    if (rc == 0 || errno != EWOULDBLOCK || (op & LOCK_NB)) return rc;
-    if (!lock_waiter(j)) return -1;
-    return lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
+    bool blocking = op == LOCK_SH || op == LOCK_EX;
+    if (!blocking || !j->lw) {
+        do rc = flock(j->fd, op == LOCK_UN ? op : op | LOCK_NB);
+        while (rc < 0 && errno == EINTR);
+        if (rc == 0 || errno != EWOULDBLOCK || !blocking) return rc;
+        if (!lock_waiter(j)) return -1;
+    }
+    rc = lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
+    if (rc != 0) j->waits.waited++;
+    if (rc < 0 && errno == ETIMEDOUT) j->waits.gave_up++;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Why the lock could not be had (errno `why`). */
@@ -1057,6 +1062,7 @@ static void park(lf_journal *j, const op *o) {
         p->o.q = &p->q;
     }
     p->deadline = lf_mono_ns() + (uint64_t)lf_journal_lock_wait_ms * 1000000u;
+    j->waits.waited++;
     bool first = !j->parked;
     *j->ptail = p;
     j->ptail = &p->next;
@@ -1094,11 +1100,13 @@ static parked *unpark(lf_journal *j) {
     return p;
 }
 
-/* Fails the parked operations (all, or those past their deadline). */
+/* Fails the parked operations (all, or those past their deadline: they
+ * gave up). */
 static void fail_parked(lf_journal *j, bool all, const char *err) {
     uint64_t now = lf_mono_ns();
     while (j->parked && (all || j->parked->deadline <= now)) {
         parked *p = unpark(j);
+        if (!all) j->waits.gave_up++;
         op_fail(&p->o, LF_UNAVAILABLE, err);
         parked_free(p);
     }
@@ -1255,6 +1263,10 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     return &j->base;
 }
 
+static void journal_waits(lf_store *s, lf_store_waits *out) {
+    *out = ((lf_journal *)s)->waits;
+}
+
 static const lf_store_type journal_type = {
     .scheme = "file",
     .get = journal_get,
@@ -1264,5 +1276,6 @@ static const lf_store_type journal_type = {
     .audit = journal_audit,
     .find_key = journal_find_key,
     .count = journal_count,
+    .waits = journal_waits,
     .free = journal_free,
 };

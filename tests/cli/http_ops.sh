@@ -197,6 +197,9 @@ wait "$holder"
 wait "$parked"
 expect_match "… and goes through once the lock is free" code "$(cat "$tmp/parked.code")" '^201$'
 check "… written to the journal" grep -q '"ref":"acme/app#lock-2"' "$LJ"
+req GET /metrics
+match_out "… counted as a wait for the lock" '^loopforge_store_lock_waits_total [1-9]'
+match_out "… and not as one that gave up" '^loopforge_store_lock_timeouts_total 0$'
 stop_server
 expect_match "… serve stops cleanly after" rc "$STOP_RC" '^0$'
 
