@@ -8,8 +8,9 @@
 
 /* The journal with `inflight` requests at once (records x 7 entries
  * under `policies`, in dir), beside one writer's append + fdatasync of a
- * 500-byte line, measured in the same run. Prints its line; returns an
- * exit code. */
+ * 500-byte line, measured in the same run; then `records` creates made by
+ * four processes sharing a journal without an event base, beside one
+ * process making as many alone. Prints its lines; returns an exit code. */
 int lf_bench_journal(lf_cli *c, const char *dir, const char *policies, size_t records,
                      size_t inflight);
 

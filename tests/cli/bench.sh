@@ -12,6 +12,8 @@ match_out "one line for memory: (workflows only)" '^memory: [0-9]+ transitions/s
 match_out "one line for memory: with the policy set" '^memory\+policies: [0-9]+ transitions/s \([0-9]+ ns/transition\); first run [0-9]+/s$'
 match_out "one line for the file: journal" '^file\+policies: [0-9]+ transitions/s \([0-9]+ ns/transition\)$'
 match_out "bench checked that every record closed" '^ok: all 5 records closed on every store$'
+match_out "one line for processes sharing a journal without an event base" \
+    '^journal: 4 processes without an event base \(the Lua module.s way\), [0-9]+ creates each: [0-9]+ creates/s together vs [0-9]+/s for one process alone: [0-9.]+x$'
 match_out "the guards' cost is reported" '^  guards: 5 evaluations, [0-9]+ ns each \([0-9]+ ns per guard call\), p99 <= [0-9.]+ us$'
 check "the temporary directory (journal, policy sets) is removed" test -z "$(ls -A "$tmp/t")"
 check "the user's policy directory is untouched" test ! -e "$SHIPPED/hooks/zz-bench-noop.lua"
