@@ -21,7 +21,10 @@ lf_flock_wait *lf_flock_wait_new(int fd, struct event_base *base, lf_flock_got *
                                  void *arg);
 
 /* Asks for the lock (LOCK_EX) for the loop: got is called once, when the
- * caller holds it. Asking again before then changes nothing. */
+ * caller holds it. Asking again before then changes nothing. (A timed
+ * wait for LOCK_SH that gave up must not be pending: its thread would hand
+ * over a shared lock. The journal waits that way only at an open, and an
+ * open that gives up closes the journal.) */
 void lf_flock_wait_ask(lf_flock_wait *w);
 
 /* The lock (how: LOCK_EX or LOCK_SH), waiting at most ms: 0 held at
