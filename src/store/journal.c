@@ -1005,26 +1005,21 @@ static void journal_audit(lf_store *s, const char *record_id, uint64_t after,
 typedef struct parked {
     op o;
     lf_entry e;                 /* commit: a copy, its strings in block */
-    lf_list_query q;            /* list: a copy, its strings in block */
     char *block;
+    lf_list_query q;            /* list: a copy */
+    char *strs[5];              /* the strings of the others, copied */
+    size_t nstrs;
     uint64_t deadline;          /* lf_mono_ns */
     struct parked *next;
 } parked;
 
-/* A copy of s into b (NULL stays NULL): its offset once b stops growing
- * (kept), or SIZE_MAX. */
-static size_t keep(lf_buf *b, const char *s) {
-    if (!s) return SIZE_MAX;
-    size_t at = b->len;
-    lf_buf_add(b, s, strlen(s) + 1);
-    return at;
-}
-
-static const char *kept(const char *block, size_t at) {
-    return at == SIZE_MAX ? NULL : block + at;
+/* A copy of s that p owns (NULL stays NULL). */
+static const char *keep(parked *p, const char *s) {
+    return s ? (p->strs[p->nstrs++] = lf_xstrdup(s)) : NULL;
 }
 
 static void parked_free(parked *p) {
+    for (size_t i = 0; i < p->nstrs; i++) free(p->strs[i]);
     free(p->block);
     free(p);
 }
@@ -1044,22 +1039,15 @@ static void park(lf_journal *j, const op *o) {
         p->e = *o->e;
         p->block = lf_entry_own(&p->e);
         p->o.e = &p->e;
-    } else {
-        lf_buf b = LF_BUF_INIT;
-        size_t s = keep(&b, o->s), st = SIZE_MAX, repo = SIZE_MAX, cur = SIZE_MAX,
-               par = SIZE_MAX;
-        if (o->kind == OP_LIST) {
-            p->q = *o->q;
-            st = keep(&b, o->q->state), repo = keep(&b, o->q->repo);
-            cur = keep(&b, o->q->cursor), par = keep(&b, o->q->parent);
-        }
-        p->block = lf_buf_steal(&b);
-        p->o.s = kept(p->block, s);
-        p->q.state = kept(p->block, st);
-        p->q.repo = kept(p->block, repo);
-        p->q.cursor = kept(p->block, cur);
-        p->q.parent = kept(p->block, par);
+    } else if (o->kind == OP_LIST) {
+        p->q = *o->q;
+        p->q.state = keep(p, o->q->state);
+        p->q.repo = keep(p, o->q->repo);
+        p->q.cursor = keep(p, o->q->cursor);
+        p->q.parent = keep(p, o->q->parent);
         p->o.q = &p->q;
+    } else {
+        p->o.s = keep(p, o->s);
     }
     p->deadline = lf_mono_ns() + (uint64_t)lf_journal_lock_wait_ms * 1000000u;
     j->waits.waited++;
@@ -1121,6 +1109,12 @@ static void parked_too_long(evutil_socket_t fd, short what, void *arg) {
     arm_timer(j);
 }
 
+/* The waiter takes the lock for the loop; what needs it parks meanwhile. */
+static void ask(lf_journal *j) {
+    j->asking = true;
+    lf_flock_wait_ask(j->lw);
+}
+
 /* The lock is ours (the thread got it): catch up, hold it for the turn,
  * and ask each parked operation again. */
 static void lock_got(int error, void *arg) {
@@ -1136,8 +1130,7 @@ static void lock_got(int error, void *arg) {
     else rc = journal_lock_caught_up(j, LOCK_EX | LOCK_NB, PARALLEL_BYTES, true, err,
                                      sizeof err);
     if (rc == 1) {              /* folded a batch unlocked: wait again */
-        j->asking = true;
-        lf_flock_wait_ask(j->lw);
+        ask(j);
         return;
     }
     if (rc < 0) {
@@ -1159,15 +1152,13 @@ static int lock_or_ask(lf_journal *j, int how, char *err, size_t errlen) {
     if (!j->fl) return journal_lock_caught_up(j, how, PARALLEL_BYTES, false, err, errlen);
     if (j->asking) return 1;
     int rc = journal_lock_caught_up(j, how | LOCK_NB, PARALLEL_BYTES, false, err, errlen);
-    if (rc == 1 && !lock_waiter(j)) {
+    if (rc != 1) return rc;
+    if (!lock_waiter(j)) {
         lock_err(j, errno, err, errlen);
         return -1;
     }
-    if (rc == 1) {
-        j->asking = true;
-        lf_flock_wait_ask(j->lw);
-    }
-    return rc;
+    ask(j);
+    return 1;
 }
 
 /* ---- open / free ------------------------------------------------------- */
