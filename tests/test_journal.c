@@ -1264,6 +1264,47 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     t_got_reset(&gm);
 }
 
+/* A list parked while another process holds the lock keeps its own copy
+ * of the query's strings: the caller's may be gone by the time the lock
+ * is ours, and the list still sees what the other process committed. */
+static void parked_list_keeps_its_query(void **state) {
+    fixture *f = *state;
+    char err[1024], a[LF_ID_LEN + 1], b[LF_ID_LEN + 1], st[32] = "issue_created";
+    t_got g = {0};
+    t_page pg = {0};
+    t_base = event_base_new();
+    assert_non_null(t_base);
+    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
+    assert_non_null(s);
+    t_id(a, 1);
+    walk(s, a, "acme/app#1", 2);
+    lf_store *other = open_ok(f->url);
+    t_id(b, 2);
+    assert_int_equal(t_create(other, b, "acme/app#2", "acme/app", &g), LF_OK);
+    lf_store_free(other);
+    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
+    assert_true(holder >= 0);
+    alarm(30);
+    assert_int_equal(flock(holder, LOCK_EX), 0);
+    lf_list_query q = {.state = st, .repo = "acme/app", .limit = 10};
+    lf_store_list(s, &q, t_list_cb, &pg);
+    memset(st, 'x', sizeof st - 1);
+    event_base_loop(t_base, EVLOOP_NONBLOCK);
+    assert_int_equal(pg.calls, 0);
+    assert_int_equal(flock(holder, LOCK_UN), 0);
+    t_settle(&pg.calls);
+    alarm(0);
+    assert_int_equal(pg.code, LF_OK);
+    assert_true(t_page_has(&pg, b));
+    assert_false(t_page_has(&pg, a));               /* at task_queued */
+    t_page_reset(&pg);
+    t_got_reset(&g);
+    close(holder);
+    lf_store_free(s);
+    event_base_free(t_base);
+    t_base = NULL;
+}
+
 /* What has no loop to go on with -- an open, a commit without an event
  * base (the Lua module) -- waits for the lock another process holds for
  * lf_journal_lock_wait_ms at most, then fails unavailable, changing
@@ -1355,6 +1396,7 @@ int main(void) {
         T(audit_reads_lines_back_from_file_and_pending_turn),
         T(large_journal_replays_in_batches), T(open_folds_unlocked_then_the_tail),
         T(parks_while_another_process_holds_the_lock),
+        T(parked_list_keeps_its_query),
         T(no_wait_for_the_lock_lasts_past_the_limit),
         T(flushes_after_giving_the_lock_back),
     };
