@@ -1179,18 +1179,45 @@ static lf_store_waits waits_of(lf_store *s) {
     return w;
 }
 
+/* The journal as `serve` opens it (on t_base), with record `a` (1) walked
+ * to task_queued. */
+static lf_store *open_served(fixture *f, char a[LF_ID_LEN + 1]) {
+    char err[1024];
+    t_base = event_base_new();
+    assert_non_null(t_base);
+    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
+    if (!s) fail_msg("open %s: %s", f->url, err);
+    t_id(a, 1);
+    walk(s, a, "acme/app#1", 2);
+    return s;
+}
+
+/* Record `id` (n) created through a handle of the CLI's kind: another
+ * process's commit, as far as the served store can tell. */
+static void create_elsewhere(fixture *f, char id[LF_ID_LEN + 1], unsigned n) {
+    char ref[32];
+    t_got g = {0};
+    lf_store *other = open_ok(f->url);
+    t_id(id, n);
+    snprintf(ref, sizeof ref, "acme/app#%u", n);
+    assert_int_equal(t_create(other, id, ref, "acme/app", &g), LF_OK);
+    t_got_reset(&g);
+    lf_store_free(other);
+}
+
+/* A descriptor of the journal of its own, as another process has. */
+static int open_holder(fixture *f) {
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    return fd;
+}
+
 static void parks_while_another_process_holds_the_lock(void **state) {
     fixture *f = *state;
     char err[1024], a[LF_ID_LEN + 1], b[LF_ID_LEN + 1];
     t_got ga = {0}, gb = {0}, gm = {0};
-    t_base = event_base_new();
-    assert_non_null(t_base);
-    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
-    assert_non_null(s);
-    t_id(a, 1);
-    walk(s, a, "acme/app#1", 2);
-    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
-    assert_true(holder >= 0);
+    lf_store *s = open_served(f, a);
+    int holder = open_holder(f);
     alarm(30);
 
     assert_int_equal(flock(holder, LOCK_EX), 0);
@@ -1199,12 +1226,8 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     assert_int_equal(ga.code, LF_OK);
     assert_int_equal(flock(holder, LOCK_UN), 0);
 
-    lf_store *other = open_ok(f->url);              /* the CLI's kind of handle */
-    t_id(b, 2);
-    assert_int_equal(t_create(other, b, "acme/app#2", "acme/app", &gb), LF_OK);
-    lf_store_free(other);
+    create_elsewhere(f, b, 2);
     assert_int_equal(flock(holder, LOCK_EX), 0);
-    t_got_reset(&gb);
     lf_store_get(s, b, t_store_cb, &gb);            /* must catch up: parks */
     lf_entry m = move_of(a, 3);
     lf_store_commit(s, &m, t_store_cb, &gm);
@@ -1269,21 +1292,11 @@ static void parks_while_another_process_holds_the_lock(void **state) {
  * is ours, and the list still sees what the other process committed. */
 static void parked_list_keeps_its_query(void **state) {
     fixture *f = *state;
-    char err[1024], a[LF_ID_LEN + 1], b[LF_ID_LEN + 1], st[32] = "issue_created";
-    t_got g = {0};
+    char a[LF_ID_LEN + 1], b[LF_ID_LEN + 1], st[32] = "issue_created";
     t_page pg = {0};
-    t_base = event_base_new();
-    assert_non_null(t_base);
-    lf_store *s = lf_store_open(f->url, t_base, NULL, err, sizeof err);
-    assert_non_null(s);
-    t_id(a, 1);
-    walk(s, a, "acme/app#1", 2);
-    lf_store *other = open_ok(f->url);
-    t_id(b, 2);
-    assert_int_equal(t_create(other, b, "acme/app#2", "acme/app", &g), LF_OK);
-    lf_store_free(other);
-    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
-    assert_true(holder >= 0);
+    lf_store *s = open_served(f, a);
+    create_elsewhere(f, b, 2);
+    int holder = open_holder(f);
     alarm(30);
     assert_int_equal(flock(holder, LOCK_EX), 0);
     lf_list_query q = {.state = st, .repo = "acme/app", .limit = 10};
@@ -1298,7 +1311,6 @@ static void parked_list_keeps_its_query(void **state) {
     assert_true(t_page_has(&pg, b));
     assert_false(t_page_has(&pg, a));               /* at task_queued */
     t_page_reset(&pg);
-    t_got_reset(&g);
     close(holder);
     lf_store_free(s);
     event_base_free(t_base);
@@ -1318,8 +1330,7 @@ static void no_wait_for_the_lock_lasts_past_the_limit(void **state) {
     t_id(id, 1);
     walk(s, id, "acme/app#1", 2);
     off_t size = size_of(f->path);
-    int holder = open(f->path, O_RDONLY | O_CLOEXEC);
-    assert_true(holder >= 0);
+    int holder = open_holder(f);
     lf_journal_lock_wait_ms = 50;
     alarm(30);
 
