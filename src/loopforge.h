@@ -325,6 +325,18 @@ LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb
  * make, writing nothing. */
 LF_API void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
                              bool dry_run, lf_result_cb *cb, void *arg);
+/* Imports many records (loopforge import, POST /v1/import): `next` gives
+ * each one's JSON in turn, NULL after the last (the text need only last
+ * until the next call), and up to 64 are imported at once -- a journal
+ * flushes their entries together, Redis gets their commits pipelined --
+ * yet `each` gets every record's result in the order `next` gave them,
+ * as lf_engine_import would one after the other; then `done` is called.
+ * Records in one batch that share an id or a ref: the first wins, as one
+ * after the other. */
+typedef const char *lf_import_next_cb(void *arg);
+LF_API void lf_engine_import_all(lf_engine *e, lf_import_next_cb *next, const char *actor,
+                                 bool dry_run, lf_result_cb *each, void (*done)(void *arg),
+                                 void *arg);
 
 /* Durable timers (a workflow's `timers`): every record in a timed state,
  * with when its timer is due, as {"now","timers":[{record_id, state, to,

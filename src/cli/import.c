@@ -16,11 +16,17 @@ typedef struct import_call {
     bool done, dry_run;
     int rc;                         /* the first failure's exit code */
     size_t ok, refused;
+    /* the file's records, for lf_engine_import_all: */
+    char *text;                     /* the file (its lines cut at "\n") */
+    cJSON *all;                     /* the array, or NULL */
+    const cJSON *item;              /* the array's next record */
+    char *line;                     /* the next line, NULL at the end */
+    bool whole;                     /* the file is one record, not yet given */
+    char *printed;                  /* the record `next` last gave from the array */
 } import_call;
 
 static void on_imported(const lf_result *r, void *arg) {
     import_call *a = arg;
-    a->done = true;
     if (r->success) {
         a->ok++;
         printf("%s %s (%s, state %s)\n", a->dry_run ? "would import" : "imported",
@@ -33,46 +39,62 @@ static void on_imported(const lf_result *r, void *arg) {
     if (!a->rc) a->rc = lf_cli_exit_code(r->code);
 }
 
-static int import_one(lf_cli *c, lf_engine *e, import_call *a, const char *json) {
-    a->done = false;
-    lf_engine_import(e, json, lf_cli_actor(c), a->dry_run, on_imported, a);
-    return lf_cli_wait(c, &a->done);
+static void on_all_imported(void *arg) { ((import_call *)arg)->done = true; }
+
+/* The file's next record: the whole file when it is one object, the
+ * array's next item, else its next non-blank line. */
+static const char *next_record(void *arg) {
+    import_call *a = arg;
+    cJSON_free(a->printed);
+    a->printed = NULL;
+    if (a->all) {
+        if (!a->item) return NULL;
+        a->printed = lf_xptr(cJSON_PrintUnformatted(a->item));
+        a->item = a->item->next;
+        return a->printed;
+    }
+    if (a->whole) {
+        a->whole = false;
+        a->line = NULL;
+        return a->text;
+    }
+    while (a->line && *a->line) {
+        char *line = a->line, *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        a->line = nl ? nl + 1 : NULL;
+        if (line[strspn(line, " \t\r")]) return line;
+    }
+    return NULL;
 }
 
 /* Each record of one file: an object, an array of objects, or NDJSON. */
 static int import_file(lf_cli *c, lf_engine *e, import_call *a, const char *path) {
     size_t len;
-    char *text = lf_read_file(path, &len);
-    if (!text) {
+    a->text = lf_read_file(path, &len);
+    if (!a->text) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: cannot read it", path);
         return lf_cli_fail(c, LF_INVALID_REQUEST, msg);
     }
     /* One JSON value filling the file, else one per line. */
     const char *end = NULL;
-    cJSON *all = cJSON_ParseWithLengthOpts(text, len, &end, 0), *one;
+    cJSON *all = cJSON_ParseWithLengthOpts(a->text, len, &end, 0);
     if (all && end && end[strspn(end, " \t\r\n")] != '\0') {
         cJSON_Delete(all);
         all = NULL;
     }
-    int rc = 0;
-    if (cJSON_IsArray(all)) {
-        cJSON_ArrayForEach(one, all) {
-            char *t = lf_xptr(cJSON_PrintUnformatted(one));
-            rc = import_one(c, e, a, t);
-            cJSON_free(t);
-            if (rc) break;
-        }
-    } else if (cJSON_IsObject(all)) {
-        rc = import_one(c, e, a, text);
-    } else {
-        for (char *line = text, *nl; line && *line && !rc; line = nl ? nl + 1 : NULL) {
-            if ((nl = strchr(line, '\n'))) *nl = '\0';
-            if (line[strspn(line, " \t\r")]) rc = import_one(c, e, a, line);
-        }
-    }
+    a->all = cJSON_IsArray(all) ? all : NULL;
+    a->item = a->all ? all->child : NULL;
+    a->line = a->text;
+    a->whole = cJSON_IsObject(all);
+    a->done = false;
+    lf_engine_import_all(e, next_record, lf_cli_actor(c), a->dry_run, on_imported,
+                         on_all_imported, a);
+    int rc = lf_cli_wait(c, &a->done);
     cJSON_Delete(all);
-    free(text);
+    cJSON_free(a->printed);
+    a->printed = NULL;
+    free(a->text);
     return rc;
 }
 

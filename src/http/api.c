@@ -613,19 +613,29 @@ void lf_api_ack(lf_req *r) {
 
 /* ---- import ------------------------------------------------------------- */
 
-/* POST /v1/import: LoopForge's records, one object or an array, each
- * imported in turn (lf_engine_import); ?dry_run=true writes nothing. */
+/* POST /v1/import: LoopForge's records, one object or an array, imported
+ * many at once, their results in order (lf_engine_import_all);
+ * ?dry_run=true writes nothing. */
 typedef struct import_ctx {
     lf_req *r;
     cJSON *body;
     const cJSON *next;          /* the record to import next */
+    char *text;                 /* the one `next` last gave */
     bool single, dry_run;
     lf_buf out;
     lf_jw list;
     size_t ok, refused;
 } import_ctx;
 
-static void import_next(import_ctx *x);
+static const char *import_next(void *arg) {
+    import_ctx *x = arg;
+    cJSON_free(x->text);
+    x->text = NULL;
+    const cJSON *rec = x->next;
+    if (!rec) return NULL;
+    x->next = x->single ? NULL : rec->next;
+    return x->text = lf_xptr(cJSON_PrintUnformatted(rec));
+}
 
 static void imported(const lf_result *res, void *arg) {
     import_ctx *x = arg;
@@ -635,32 +645,25 @@ static void imported(const lf_result *res, void *arg) {
     free(json);
     if (res->success) x->ok++;
     else x->refused++;
-    import_next(x);
 }
 
-static void import_next(import_ctx *x) {
-    if (!x->next) {
-        lf_op_end(x->r, LF_OP_CREATE);
-        lf_jw_close(&x->list, ']');
-        lf_buf b = LF_BUF_INIT;
-        lf_jw o = lf_jw_open(&b, '{');
-        lf_jw_bool(&o, "dry_run", x->dry_run);
-        lf_jw_int(&o, "imported", (int64_t)x->ok);
-        lf_jw_int(&o, "refused", (int64_t)x->refused);
-        lf_jw_raw(&o, "results", x->out.p, "[]");
-        lf_jw_close(&o, '}');
-        lf_reply_json(x->r, 200, b.p);
-        lf_buf_free(&b);
-        lf_buf_free(&x->out);
-        cJSON_Delete(x->body);
-        free(x);
-        return;
-    }
-    const cJSON *rec = x->next;
-    x->next = x->single ? NULL : rec->next;
-    char *text = lf_xptr(cJSON_PrintUnformatted(rec));
-    lf_engine_import(x->r->srv->engine, text, x->r->actor, x->dry_run, imported, x);
-    cJSON_free(text);
+static void import_done(void *arg) {
+    import_ctx *x = arg;
+    lf_op_end(x->r, LF_OP_CREATE);
+    lf_jw_close(&x->list, ']');
+    lf_buf b = LF_BUF_INIT;
+    lf_jw o = lf_jw_open(&b, '{');
+    lf_jw_bool(&o, "dry_run", x->dry_run);
+    lf_jw_int(&o, "imported", (int64_t)x->ok);
+    lf_jw_int(&o, "refused", (int64_t)x->refused);
+    lf_jw_raw(&o, "results", x->out.p, "[]");
+    lf_jw_close(&o, '}');
+    lf_reply_json(x->r, 200, b.p);
+    lf_buf_free(&b);
+    lf_buf_free(&x->out);
+    cJSON_free(x->text);
+    cJSON_Delete(x->body);
+    free(x);
 }
 
 void lf_api_import(lf_req *r) {
@@ -688,7 +691,8 @@ void lf_api_import(lf_req *r) {
     x->dry_run = dry && strcmp(dry, "true") == 0;
     x->list = lf_jw_open(&x->out, '[');
     lf_op_begin(r);
-    import_next(x);
+    lf_engine_import_all(r->srv->engine, import_next, r->actor, x->dry_run, imported,
+                         import_done, x);
 }
 
 /* GET /v1/timers: the durable timers and when they are due (they fire on

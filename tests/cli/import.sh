@@ -60,6 +60,38 @@ lf import bad-time.json
 expect_rc "a timestamp that is not ISO 8601: exit 2" 2
 match_err "… named" "'yesterday' is not an ISO 8601 UTC time"
 
+# ---- many records at once (lf_engine_import_all) ----
+# 151 records, long ones (9 entries) between short ones (1), so later
+# records finish first; and two pairs in one window: line 11 has line
+# 10's ref, line 21 line 20's id -- the first of each wins, as one after
+# the other. Then line 151 has line 3's ref.
+STORE="file:$tmp/many"
+short=$(sed -n 2p "$LF/records.ndjson")
+i=0
+while [ $i -lt 151 ]; do
+    i=$((i + 1))
+    id=$(printf 'loop-%08x' $((0x10000 + i))) ref=$i
+    [ $i = 11 ] && ref=10
+    [ $i = 21 ] && id=$(printf 'loop-%08x' $((0x10000 + 20)))
+    [ $i = 151 ] && ref=3
+    if [ $((i % 2)) = 1 ]; then line=$(cat "$LF/one.json"); else line=$short; fi
+    printf '%s\n' "$line" |
+        sed "s/\"record_id\":\"loop-[0-9a-f]*\"/\"record_id\":\"$id\"/; s/acme\/[a-z]*\/issues\/[0-9]*/many\/x\/issues\/$ref/g"
+done >many.ndjson
+lf import many.ndjson
+expect_rc "151 records in one file, three refused: exit 6" 6
+match_err "… counted" 'import: 148 record\(s\), 3 refused'
+want=$(sed 's/^{"record_id":"\(loop-[0-9a-f]*\)".*/\1/' many.ndjson | sed '11d;21d;151d' | tr '\n' ' ')
+got=$(printf '%s\n' "$out" | sed 's/^imported \(loop-[0-9a-f]*\) .*/\1/' | tr '\n' ' ')
+check "… one line each, in the file's order, though short ones finish first" test "$got" = "$want"
+match_err "… the first of a ref wins" "Duplicate ref: https://github.com/many/x/issues/10 already has record $(printf 'loop-%08x' $((0x10000 + 10)))"
+match_err "… and the first of an id" "Record id already exists: $(printf 'loop-%08x' $((0x10000 + 20)))"
+lf audit
+runs=$(printf '%s\n' "$out" | sed -n 's/.*"record_id":"\(loop-[0-9a-f]*\)".*/\1/p' | uniq | wc -l)
+check "… many in flight at once: the log interleaves their entries ($runs runs for 148 records)" test "$runs" -gt 148
+lf audit --verify
+expect_rc "… and still verifies" 0
+
 # ---- over HTTP (admin) ----
 start_server --store "file:$tmp/h" --policies "$POLICIES" || not_ok "serve starts"
 req POST "/v1/import?dry_run=true" "@$LF/records.json"
