@@ -1034,6 +1034,66 @@ static void budget_counts(void **state) {
     assert_int_equal(t_count_of(s, 'a', "nobody", 0, &oldest), 0);
 }
 
+/* A commit carries the budgets and open-records caps the engine counted
+ * (core/entry.h), and the store checks them again as it writes: one that
+ * is reached fails LF_DENIED and writes nothing, on every store -- the
+ * actor's counter, the person's (on Redis partly under the member both
+ * share), a window that starts later, and a creator's open records. */
+static void limits_checked_as_committed(void **state) {
+    lf_store *s = S(state);
+    char id[LF_ID_LEN + 1], rec[256];
+    t_got g = {0};
+    t_move_as(s, 1, "bot", NULL);
+    int64_t t2 = t_move_as(s, 2, "bot", NULL);
+    t_id(id, 10);
+    assert_int_equal(t_create(s, id, "c10", "acme/app", &g), LF_OK);
+    long before = t_verify_chain(s, NULL, 0);
+    const struct {
+        char kind;
+        int index, max;
+        int64_t since;
+        lf_code want;
+    } cases[] = {
+        {'c', 0, 2, 0, LF_DENIED},          /* bot moved 2 */
+        {'c', 1, 2, 0, LF_DENIED},          /* and so did the person behind */
+        {'c', 0, 1, t2 + 1, LF_OK},         /* none since the second */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lf_entry e;
+        t_entry(&e, LF_ENTRY_TRANSITION, id, 2, "issue_created", "task_queued", "test.moved");
+        e.actor = "bot";
+        e.limits[0] = (lf_entry_limit){.kind = cases[i].kind, .index = cases[i].index,
+                                       .max = cases[i].max, .since = cases[i].since};
+        e.nlimits = 1;
+        assert_int_equal(t_commit(s, &e, &g), cases[i].want);
+        if (cases[i].want == LF_OK) break;
+        assert_int_equal(t_verify_chain(s, NULL, 0), before);     /* nothing written */
+    }
+    assert_int_equal(t_get(s, id, &g), LF_OK);
+    assert_non_null(strstr(g.json, "\"state\":\"task_queued\""));
+
+    /* bot has two records of workflow task open: a third past a cap of 2 */
+    for (unsigned n = 20; n < 23; n++) {
+        t_id(id, n);
+        snprintf(rec, sizeof rec,
+                 "{\"ref\":\"o%u\",\"workflow\":\"task\","
+                 "\"owner\":{\"actor\":\"bot\",\"behind\":\"bot\"}}", n);
+        lf_entry e = {0};
+        e.record_id = id;
+        e.kind = LF_ENTRY_CREATED;
+        e.version = 1;
+        e.to_state = "open";
+        e.trigger = "created";
+        e.actor = "bot";
+        t_stamp(e.timestamp);
+        e.record = rec;
+        e.limits[0] = (lf_entry_limit){.kind = 'o', .index = n == 22 ? 1 : 0, .max = 2};
+        e.nlimits = 1;
+        assert_int_equal(t_commit(s, &e, &g), n == 22 ? LF_DENIED : LF_OK);
+    }
+    assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         EACH(create_then_get),
@@ -1056,6 +1116,7 @@ int main(void) {
         EACH(aliases_find_records),
         EACH(list_under_churn),
         EACH(budget_counts),
+        EACH(limits_checked_as_committed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -55,6 +55,24 @@ static inline bool lf_entry_global(int kind) {
 /* All pointers are borrowed: the entry never owns its strings, so the
  * engine can build one on the stack without copying. lf_entry_parse
  * gives them a home (lf_entry_doc). */
+/* A limit the store checks as it commits the entry, atomically with the
+ * write (never written to the log): a budget or an open_records cap that
+ * the engine counted before the guards. Requests in flight together
+ * each read the counts before any of them commits; without this check
+ * all of them could pass a budget that allowed one. kind 'c': the
+ * entry's counter `index` (lf_entry_counters' order: 0 the actor's, 1
+ * the person's) must hold fewer than `max` times at or after `since`
+ * (us); kind 'o': the open-records set `index` of the record a created
+ * entry makes (lf_record_open_keys' order) fewer than `max` records. A
+ * commit that would pass one fails LF_DENIED, writing nothing (the engine
+ * then counts again and refuses as it would have). */
+#define LF_ENTRY_LIMITS 4
+typedef struct lf_entry_limit {
+    char kind;
+    int index, max;
+    int64_t since;
+} lf_entry_limit;
+
 typedef struct lf_entry {
     uint64_t seq;                   /* set by the store when sealing */
     const char *record_id;          /* NULL for policy_loaded */
@@ -84,6 +102,8 @@ typedef struct lf_entry {
                                        another request is refused */
     char prev[LF_HASH_LEN + 1];
     char hash[LF_HASH_LEN + 1];
+    lf_entry_limit limits[LF_ENTRY_LIMITS];     /* not written */
+    int nlimits;
 } lf_entry;
 
 /* Gives every string of e a home of its own: copies them into one block,

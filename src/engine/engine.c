@@ -687,6 +687,8 @@ typedef struct create_ctx {
     bool parent_seen;
     /* The workflow's open_records: its owner's count, then the create. */
     int open_max;               /* 0 = none */
+    char open_per;              /* 'a' or 'p' */
+    int attempts;               /* commits the store found past open_max */
     bool open_counted;
     const char *workflow;       /* owned by g */
     char open_key[LF_COUNTER_KEY];
@@ -736,6 +738,11 @@ static void created(lf_code code, const char *err, const lf_record *rec,
          * its result. */
         c->looked_up = true;
         lf_store_find_key(c->eng->store, c->key, create_keyed, c);
+        return;
+    }
+    if (code == LF_DENIED && c->open_max && ++c->attempts < MAX_ATTEMPTS) {
+        c->open_counted = false;    /* opened meanwhile: count again */
+        create_commit(c);
         return;
     }
     if (code == LF_OK) appended(c->eng, e);
@@ -813,6 +820,9 @@ static void create_commit(create_ctx *c) {
     en.record = c->record;
     en.idempotency_key = c->key;
     en.request = c->digest;
+    if (c->open_max)            /* checked again as it commits (core/entry.h) */
+        en.limits[en.nlimits++] = (lf_entry_limit){
+            .kind = 'o', .index = c->open_per == 'a' ? 0 : 1, .max = c->open_max};
     engine_commit(c->eng, c->g, &en, created, c);
 }
 
@@ -891,6 +901,7 @@ void lf_engine_create(lf_engine *e, const lf_create_req *req, lf_result_cb *cb,
     if (wf->open_max && !req->observed) {
         const char *who = owner[wf->open_per == 'a' ? 0 : 1];
         c->open_max = wf->open_max;
+        c->open_per = wf->open_per;
         lf_open_key(wf->name, wf->open_per, who, c->open_key);
         lf_buf w = LF_BUF_INIT;
         lf_buf_printf(&w, "%s %s", wf->open_per == 'a' ? "actor" : "principal", who);
@@ -967,6 +978,7 @@ typedef struct txn {
     int nbudget;                /* loaded so far; -1 until it starts */
     uint64_t *budget_n;
     int64_t *budget_oldest;
+    int64_t *budget_since;      /* the window each was counted over */
     bool budgets_loaded;
 } txn;
 
@@ -996,11 +1008,13 @@ static void txn_free(txn *t) {
     free(t->kid_cursor);
     free(t->budget_n);
     free(t->budget_oldest);
+    free(t->budget_since);
     free(t);
 }
 
 static void txn_load(txn *t);
 static void txn_start(txn *t);
+static void budgets_forget(txn *t);
 
 /* The first attempt of a request that commits may take the record as
  * this process last knew it (lf_store_get_for_update): if it moved, the
@@ -1216,6 +1230,11 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
     txn *t = arg;
     if (code == LF_CONFLICT && ++t->attempts < MAX_ATTEMPTS) {
         txn_start(t);           /* somebody else moved it: re-validate */
+        return;
+    }
+    if (code == LF_DENIED && t->budgets_loaded && ++t->attempts < MAX_ATTEMPTS) {
+        budgets_forget(t);      /* spent meanwhile (budget_limits) */
+        txn_start(t);
         return;
     }
     if (code != LF_OK) {
@@ -1527,7 +1546,34 @@ static void load_budget(txn *t) {
     const lf_budget_def *b = &wf->budgets[t->nbudget];
     char key[LF_COUNTER_KEY];
     budget_key(t, b, wf, key);
-    lf_store_count(t->eng->store, key, lf_now_us() - b->within_us, budget_counted, t);
+    t->budget_since[t->nbudget] = lf_now_us() - b->within_us;
+    lf_store_count(t->eng->store, key, t->budget_since[t->nbudget], budget_counted, t);
+}
+
+/* The budgets of the target state, for the store to check again as it
+ * commits (core/entry.h): other requests in flight may have spent them
+ * since they were counted. */
+static void budget_limits(const txn *t, const lf_workflow *wf, int to, lf_entry *en) {
+    for (int i = 0; t->budgets_loaded && i < wf->nbudgets; i++) {
+        const lf_budget_def *b = &wf->budgets[i];
+        if (b->state != to || en->nlimits == LF_ENTRY_LIMITS) continue;
+        en->limits[en->nlimits++] = (lf_entry_limit){
+            .kind = 'c', .index = b->per == 'a' ? 0 : 1, .max = b->max,
+            .since = t->budget_since[i]};
+    }
+}
+
+/* The store found a budget spent as it committed: count again, and the
+ * next attempt refuses as a request counted after the others would. */
+static void budgets_forget(txn *t) {
+    free(t->budget_n);
+    free(t->budget_oldest);
+    free(t->budget_since);
+    t->budget_n = NULL;
+    t->budget_oldest = NULL;
+    t->budget_since = NULL;
+    t->nbudget = 0;
+    t->budgets_loaded = false;
 }
 
 /* A budget of the target state that is spent: the reason, and when the
@@ -1993,6 +2039,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         t->wf = wf;
         t->budget_n = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_n);
         t->budget_oldest = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_oldest);
+        t->budget_since = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_since);
         load_budget(t);
         return;
     }
@@ -2091,6 +2138,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             free(changes);
             en.changes = changes = c2;
         }
+        budget_limits(t, wf, to, &en);
     }
     engine_commit(t->eng, t->g, &en, txn_committed, t);
     free(changes);

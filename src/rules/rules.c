@@ -19,6 +19,7 @@
  * the order of things and the workflow DSL; sandbox.c the lua_State,
  * dsl.c policies, hooks, routes and config. */
 #include "internal.h"
+#include "../core/entry.h"
 #include "../core/hash.h"
 
 #include <dirent.h>
@@ -480,7 +481,10 @@ static void get_roles(wf_ctx *w) {
 /* budgets = { STATE = { { per = "principal"|"actor", max = N, within = "1h" }, ... } } */
 static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
     lua_State *L = w->L;
-    bool ok = lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0;
+    /* each is checked again as a transition commits: an entry carries
+     * LF_ENTRY_LIMITS at most (core/entry.h) */
+    bool ok = lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0 &&
+              lua_rawlen(L, list) <= LF_ENTRY_LIMITS;
     for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, list); i++) {
         ok = lua_rawgeti(L, list, i) == LUA_TTABLE;
         int b = lua_gettop(L);
@@ -505,9 +509,9 @@ static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
     }
     if (!ok)
         wf_problem(w,
-                   "budgets.%s must be a list of { per = \"principal\"|\"actor\", "
+                   "budgets.%s must be a list of at most %d { per = \"principal\"|\"actor\", "
                    "max = N, within = \"1h\" } (at most 31d)",
-                   sn);
+                   sn, LF_ENTRY_LIMITS);
 }
 
 static void get_budgets(wf_ctx *w) { each_state(w, "budgets", "lists", budgets_of); }

@@ -209,6 +209,42 @@ static slot *slot_of(const lf_memdb *db, const lf_entry *e) {
     return e->record_id ? lf_map_get(&db->by_id, e->record_id) : NULL;
 }
 
+/* The keys limit kind `kind` of e counts under (core/entry.h): the
+ * entry's counters, or the open-records sets of the record it creates.
+ * Returns how many. */
+static int limit_keys(const lf_entry *e, char kind, char keys[2][LF_COUNTER_KEY]) {
+    if (kind == 'c') return lf_entry_counters(e, keys);
+    lf_record *r = NULL;
+    char why[128];
+    int n = e->kind == LF_ENTRY_CREATED && lf_record_apply(&r, e, why, sizeof why) == 0
+                ? lf_record_open_keys(r, keys)
+                : 0;
+    lf_record_free(r);
+    return n;
+}
+
+/* LF_DENIED, saying which, when a limit of e is reached; else LF_OK. */
+static lf_code check_limits(const lf_memdb *db, const lf_entry *e, char *err,
+                            size_t errlen) {
+    char keys[2][LF_COUNTER_KEY];
+    int nkeys = 0;
+    for (int i = 0; i < e->nlimits; i++) {
+        const lf_entry_limit *l = &e->limits[i];
+        if (i == 0 || l->kind != e->limits[i - 1].kind) nkeys = limit_keys(e, l->kind, keys);
+        if (l->index < 0 || l->index >= nkeys) continue;
+        uint64_t n;
+        int64_t oldest;
+        lf_memdb_count(db, keys[l->index], l->kind == 'c' ? l->since : INT64_MIN, &n,
+                       &oldest);
+        if (n >= (uint64_t)l->max) {
+            snprintf(err, errlen, "Denied: %s counts %llu, at most %d (as it was committed)",
+                     keys[l->index], (unsigned long long)n, l->max);
+            return LF_DENIED;
+        }
+    }
+    return LF_OK;
+}
+
 static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *err,
                           size_t errlen) {
     if (e->idempotency_key && lf_map_get(&db->by_key, e->idempotency_key)) {
@@ -240,7 +276,7 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *
             snprintf(err, errlen, "Duplicate ref: %s already has record %s", ref,
                      other->id);
         free(ref);
-        return other ? LF_DUPLICATE_REF : LF_OK;
+        return other ? LF_DUPLICATE_REF : check_limits(db, e, err, errlen);
     }
     if (!s || s->rec->deleted) {
         snprintf(err, errlen, "Record not found: %s", e->record_id);
@@ -255,7 +291,7 @@ static lf_code check_slot(const lf_memdb *db, const lf_entry *e, slot *s, char *
                  (unsigned long long)s->rec->version);
         return LF_CONFLICT;
     }
-    return LF_OK;
+    return check_limits(db, e, err, errlen);
 }
 
 lf_code lf_memdb_check(const lf_memdb *db, const lf_entry *e, char *err, size_t errlen) {

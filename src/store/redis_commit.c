@@ -244,6 +244,59 @@ static void commit_fetched(commit_op *c, redisReply *r) {
     if (commit_fold(c, base) == 0) commit_send(&c->op);
 }
 
+/* The entry's limits as the commit script reads them (ARGV 13 on, see
+ * redis_lua.c), with the strings they need. */
+typedef struct limit_args {
+    char n[LF_INT_CHARS], max[LF_ENTRY_LIMITS][LF_INT_CHARS],
+        since[LF_ENTRY_LIMITS][LF_INT_CHARS];
+    lf_buf keys[LF_ENTRY_LIMITS * 6];
+    int nkeys;
+} limit_args;
+
+/* Appends the limits to argv at argc (their number first); open: the
+ * record's open-records sets (lf_record_open_keys), nopen of them.
+ * Returns the new argc; free la->keys[0..la->nkeys) once formatted. */
+static int limits_format(lf_redis *s, const lf_entry *e, char open[][LF_COUNTER_KEY],
+                         int nopen, limit_args *la, const char **argv, int argc) {
+    char counters[2][LF_COUNTER_KEY], both[LF_COUNTER_KEY], *who;
+    int ncount = e->nlimits ? lf_entry_counters(e, counters) : 0, n = 0, at = argc++;
+    la->nkeys = 0;
+    for (int i = 0; i < e->nlimits * 6; i++) la->keys[i] = (lf_buf)LF_BUF_INIT;
+    for (int i = 0; i < e->nlimits; i++) {
+        const lf_entry_limit *l = &e->limits[i];
+        lf_fmt_int(l->max, la->max[i]);
+        if (l->kind == 'o' && l->index < nopen) {
+            argv[argc++] = "o";
+            argv[argc++] = la->max[i];
+            lf_redis_key_count(s, open[l->index], &la->keys[la->nkeys]);
+            argv[argc++] = la->keys[la->nkeys++].p;
+            n++;
+            continue;
+        }
+        if (l->kind != 'c' || l->index >= ncount) continue;
+        snprintf(both, sizeof both, "%s", counters[l->index]);
+        if (!(who = lf_redis_counter_who(both))) continue;
+        *who = 'b';
+        lf_fmt_int(l->since, la->since[i]);
+        argv[argc++] = "c";
+        argv[argc++] = la->max[i];
+        argv[argc++] = la->since[i];
+        for (int j = 0; j < 2; j++) {   /* its own counter, then b's */
+            const char *name = j ? both : counters[l->index];
+            lf_redis_key_times(s, name, false, &la->keys[la->nkeys]);
+            argv[argc++] = la->keys[la->nkeys++].p;
+            lf_redis_key_times(s, name, true, &la->keys[la->nkeys]);
+            argv[argc++] = la->keys[la->nkeys++].p;
+            lf_redis_key_count(s, name, &la->keys[la->nkeys]);
+            argv[argc++] = la->keys[la->nkeys++].p;
+        }
+        n++;
+    }
+    lf_fmt_int(n, la->n);
+    argv[at] = la->n;
+    return argc;
+}
+
 /* Formats the commit script's call for the sealed entry into c->op:
  * EVALSHA sha nkeys KEYS... ARGV..., in the layout redis_lua.c's commit
  * script reads. KEYS: the head, the list of the log that takes its seq
@@ -290,7 +343,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 22 + 12 + extra;    /* EVALSHA sha n, KEYS, ARGV */
+    size_t cap = 3 + 22 + 13 + 9 * LF_ENTRY_LIMITS + extra;   /* EVALSHA sha n, KEYS, ARGV */
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
@@ -382,11 +435,14 @@ static void commit_format(commit_op *c) {
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     argv[argc++] = c->pset;
+    limit_args la;
+    argc = limits_format(s, e, counters + ncount, nopen, &la, argv, argc);
     if (c->mode == MODE_DELETE) argv[argc++] = r->ref;
     if (extra)
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
     for (int i = 0; i < argc; i++) lens[i] = i == line_at ? s->packed.len : strlen(argv[i]);
     lf_redis_format(&c->op, argc, argv, lens);
+    for (int i = 0; i < la.nkeys; i++) lf_buf_free(&la.keys[i]);
     free(argv);
     free(lens);
 }
@@ -578,6 +634,12 @@ static void commit_reply(lf_rop *op, redisReply *r) {
                       r->element[1]->type == REDIS_REPLY_INTEGER ? r->element[1]->integer : -1,
                       c->e.seq - 1);
         code = LF_UNAVAILABLE;
+    } else if (strcmp(st, "limit") == 0 && r->elements == 2 &&
+               lf_redis_is_str(r->element[1])) {
+        /* spent by others since the engine counted (core/entry.h) */
+        snprintf(msg, sizeof msg, "Denied: a limit reached as it was committed (%s counted)",
+                 r->element[1]->str);
+        code = LF_DENIED;
     } else if (strcmp(st, "notfound") == 0) {
         lf_redis_cache_del(s, c->e.record_id);
         snprintf(msg, sizeof msg, "Record not found: %s", c->e.record_id);

@@ -235,7 +235,12 @@
  *       11 idempotency key ('' for none)
  *       12 the policy set the line refers to (redis_pack.c) to register,
  *          '' for none (or one this client's earlier commit registered)
- *       13... move: the aliases the entry adds (the latest claim wins);
+ *       13 how many limits (core/entry.h) follow, each checked before
+ *          anything is written: 'c', max, since (us), then the two
+ *          counters it adds up (the actor's or the person's, and the one
+ *          both share: redis.c's redis_count), three keys each; or 'o',
+ *          max, the open-records set
+ *       then: move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
  * A record's hash holds v (its version), h (the hash of the entry that
@@ -245,7 +250,8 @@
  * Returns 'ok' (a string: a table costs Redis ~8k instructions more to
  * convert; note: {'ok', the record as REC_LUA gives it}), or why
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
- * {'version', found} {'head', seq, hash} (the chain moved: re-seal on
+ * {'version', found} {'limit', n} (a limit reached: n counted)
+ * {'head', seq, hash} (the chain moved: re-seal on
  * that head) {'logpos', length} (the list holds more lines than the head
  * says: written by something other than this script) {'pset', digest}
  * (another policy set has ARGV 12's first bytes: pack the line whole). The
@@ -294,6 +300,24 @@ static const char commit_lua[] =
     "  end\n"
     "  old = not cur[3]\n"   /* an older version wrote it, with a copy in j */
     "  runs = cur[4] or false\n"
+    "end\n"
+    /* the limits (core/entry.h), checked before anything is written */
+    "local a0 = 14\n"
+    "if ARGV[13] ~= '0' then\n"
+    TCOUNT_LUA
+    "  for _ = 1, tonumber(ARGV[13]) do\n"
+    "    local n, max = 0, tonumber(ARGV[a0 + 1])\n"
+    "    if ARGV[a0] == 'o' then\n"
+    "      n, a0 = redis.call('ZCARD', ARGV[a0 + 2]), a0 + 3\n"
+    "    else\n"
+    "      for k = a0 + 3, a0 + 6, 3 do\n"
+    "        n = n + tcount(ARGV[k], ARGV[k + 1], tonumber(ARGV[a0 + 2])) +\n"
+    "            redis.call('ZCOUNT', ARGV[k + 2], ARGV[a0 + 2], '+inf')\n"
+    "      end\n"
+    "      a0 = a0 + 9\n"
+    "    end\n"
+    "    if n >= max then return {'limit', tostring(n)} end\n"
+    "  end\n"
     "end\n"
     "local head = redis.call('HMGET', KEYS[1], 'seq', 'hash')\n"
     "local hseq, hhash = head[1] or '0', head[2] or " GENESIS_LUA "\n"
@@ -363,7 +387,7 @@ static const char commit_lua[] =
     "if mode == 'delete' then\n"
     "  redis.call('HSET', KEYS[4], 'v', ARGV[6], 'd', '1', 'c', rn, rf, rl)\n"
     "  redis.call('HDEL', KEYS[4], 'h')\n"
-    "  for i = 13, #ARGV do\n"
+    "  for i = a0, #ARGV do\n"
     "    if redis.call('HGET', KEYS[6], ARGV[i]) == id then\n"
     "      redis.call('HDEL', KEYS[6], ARGV[i])\n"
     "    end\n"
@@ -388,7 +412,7 @@ static const char commit_lua[] =
     "if (mode == 'create' or KEYS[7] ~= KEYS[8]) and listed ~= 49 then\n"
     "  redis.call('SADD', pre .. 'states', KEYS[8]:sub(#pre + 7))\n"
     "end\n"
-    "for i = 13, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
+    "for i = a0, #ARGV do redis.call('HSET', KEYS[6], ARGV[i], id) end\n"
     "redis.call('ZADD', KEYS[8], ARGV[7], id)\n"
     "if repo then redis.call('ZADD', KEYS[10], ARGV[7], id) end\n"
     "if kids then redis.call('ZADD', kids, ARGV[7], id) end\n"

@@ -88,4 +88,14 @@ LUA
 run --policies "$tmp/bad" lint
 expect_rc "a malformed open_records fails the lint" 2
 match_err "… saying its shape" 't.lua:1: open_records must be \{ per = "principal"\|"actor", max = N \}'
+# A commit carries its state's budgets for the store to check again as it
+# writes (core/entry.h): at most 4 a state.
+cat >"$tmp/bad/workflows/t.lua" <<'LUA'
+local b = { per = "actor", max = 2, within = "1h" }
+return workflow { name = "t", states = { "a", "b" }, initial = "a", terminal = { "b" },
+  edges = { { "a", "b" } }, budgets = { b = { b, b, b, b, b } } }
+LUA
+run --policies "$tmp/bad" lint
+expect_rc "five budgets on one state fail the lint" 2
+match_err "… saying at most 4" 'budgets.b must be a list of at most 4 \{ per'
 done_testing

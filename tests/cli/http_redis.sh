@@ -206,4 +206,45 @@ run --policies "$P4" --store "$R4" delete "$o2"
 run --policies "$P4" --store "$R4" create --ref o3 --workflow task --actor bot
 expect_rc "redis: so does deleting one" 0
 
+# Requests in flight together: 30 at once, each counted before any of them
+# commits, must not all pass a cap of 3 -- the commit script checks the
+# budget and the open records again as it writes (core/entry.h), and the
+# engine counts again and refuses the rest as it would one after another.
+cat >"$P4/workflows/burst.lua" <<'LUA'
+return workflow { name = "burst", states = { "new", "merged" }, initial = "new",
+  terminal = { "merged" }, edges = { { "new", "merged" } },
+  budgets = { merged = { { per = "actor", max = 3, within = "1h" } } } }
+LUA
+cat >"$P4/workflows/burst_open.lua" <<'LUA'
+return workflow { name = "burst_open", states = { "open", "done" }, initial = "open",
+  terminal = { "done" }, edges = { { "open", "done" } },
+  open_records = { per = "actor", max = 3 } }
+LUA
+start_server --store "$R4" --policies "$P4" || not_ok "serve starts"
+: >"$tmp/burst.cfg"
+: >"$tmp/open.cfg"
+i=0
+while [ $i -lt 30 ]; do
+    i=$((i + 1))
+    req POST /v1/records "{\"ref\":\"burst-$i\",\"workflow\":\"burst\"}"
+    b=$(json record_id)
+    [ $i = 1 ] || { echo next >>"$tmp/burst.cfg"; echo next >>"$tmp/open.cfg"; }
+    printf 'url = "%s/v1/records/%s/transitions"\ndata = "{\\"to\\":\\"merged\\",\\"trigger\\":\\"m\\",\\"actor\\":\\"swarm\\"}"\nheader = "Content-Type: application/json"\noutput = "%s/burst.%d"\nwrite-out = "%%{http_code}\\n"\n' \
+        "$BASE" "$b" "$tmp" $i >>"$tmp/burst.cfg"
+    printf 'url = "%s/v1/records"\ndata = "{\\"ref\\":\\"open-%d\\",\\"workflow\\":\\"burst_open\\",\\"actor\\":\\"swarm\\"}"\nheader = "Content-Type: application/json"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+        "$BASE" $i >>"$tmp/open.cfg"
+done
+codes=$(curl -sS --no-progress-meter --parallel --parallel-max 30 -K "$tmp/burst.cfg" | sort | uniq -c | tr -s ' ' | tr '\n' ,)
+check "redis: 30 moves at once by one actor with a budget of 3: 3 pass, 27 refused ($codes)" \
+    test "$codes" = " 3 200, 27 403,"
+check "… each refusal names the budget" \
+    test "$(grep -l '"error":"Denied by policy budget:merged: budget spent: actor swarm made 3 transitions' "$tmp"/burst.* | wc -l)" = 27
+req GET '/v1/audit?limit=1000'
+check "… and is in the log, as one after another would be" \
+    test "$(printf '%s' "$out" | grep -o '"kind":"denied","version":[0-9]*,"from_state":"new","to_state":"merged","trigger":"m","actor":"swarm"' | wc -l)" = 27
+codes=$(curl -sS --no-progress-meter --parallel --parallel-max 30 -K "$tmp/open.cfg" | sort | uniq -c | tr -s ' ' | tr '\n' ,)
+check "redis: 30 creates at once with open_records 3: 3 made, 27 refused ($codes)" \
+    test "$codes" = " 3 201, 27 403,"
+stop_server
+
 done_testing
