@@ -279,7 +279,7 @@ static int run_capture(char *const argv[], char **out) {
 
 /* EVALSHA commit, with a real line from the run, under fresh random keys
  * per call (redis-benchmark's __rand_int__). The arguments follow the
- * commit script's layout (redis_lua.c): mode create, 13 keys, 12 ARGV,
+ * commit script's layout (redis_lua.c): mode create, 13 keys, 13 ARGV,
  * no idempotency key, the line as it is (a value that refers to its policy
  * set is checked against nothing then). */
 static double script_rate(const lf_redis_url *u, const char *prefix, const char *line,
@@ -355,6 +355,7 @@ static double script_rate(const lf_redis_url *u, const char *prefix, const char 
     argv[a++] = "10000011795000000000000";
     argv[a++] = "";
     argv[a++] = "";
+    argv[a++] = "0";            /* no limits (core/entry.h) */
     argv[a] = NULL;
 
     char *out = NULL;
