@@ -122,20 +122,26 @@ static inline lf_code t_commit(lf_store *s, lf_entry *e, t_got *g) {
     return g->code;
 }
 
-/* A created entry with the record fields `rec` and history metadata
- * `meta` (JSON object texts). */
+/* A created entry of record id with the record fields `rec` and history
+ * metadata `meta` (JSON object texts), by tester, stamped by the test
+ * clock: the rest is the caller's to set before committing it. */
+static inline void t_created(lf_entry *e, const char *id, const char *rec, const char *meta) {
+    memset(e, 0, sizeof *e);
+    e->record_id = id;
+    e->kind = LF_ENTRY_CREATED;
+    e->version = 1;
+    e->to_state = "issue_created";
+    e->trigger = "created";
+    e->actor = "tester";
+    t_stamp(e->timestamp);
+    e->metadata = meta;
+    e->record = rec;
+}
+
 static inline lf_code t_create_rec(lf_store *s, const char *id, const char *rec,
                                    const char *meta, t_got *g) {
-    lf_entry e = {0};
-    e.record_id = id;
-    e.kind = LF_ENTRY_CREATED;
-    e.version = 1;
-    e.to_state = "issue_created";
-    e.trigger = "created";
-    e.actor = "tester";
-    t_stamp(e.timestamp);
-    e.metadata = meta;
-    e.record = rec;
+    lf_entry e;
+    t_created(&e, id, rec, meta);
     return t_commit(s, &e, g);
 }
 

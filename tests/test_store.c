@@ -1078,15 +1078,10 @@ static void limits_checked_as_committed(void **state) {
         snprintf(rec, sizeof rec,
                  "{\"ref\":\"o%u\",\"workflow\":\"task\","
                  "\"owner\":{\"actor\":\"bot\",\"behind\":\"bot\"}}", n);
-        lf_entry e = {0};
-        e.record_id = id;
-        e.kind = LF_ENTRY_CREATED;
-        e.version = 1;
+        lf_entry e;
+        t_created(&e, id, rec, NULL);
         e.to_state = "open";
-        e.trigger = "created";
         e.actor = "bot";
-        t_stamp(e.timestamp);
-        e.record = rec;
         e.limits[0] = (lf_entry_limit){.kind = 'o', .index = n == 22 ? 1 : 0, .max = 2};
         e.nlimits = 1;
         assert_int_equal(t_commit(s, &e, &g), n == 22 ? LF_DENIED : LF_OK);
