@@ -52,9 +52,6 @@ static inline bool lf_entry_global(int kind) {
     return kind == LF_ENTRY_POLICY_LOADED || kind == LF_ENTRY_CHECKPOINT;
 }
 
-/* All pointers are borrowed: the entry never owns its strings, so the
- * engine can build one on the stack without copying. lf_entry_parse
- * gives them a home (lf_entry_doc). */
 /* A limit the store checks as it commits the entry, atomically with the
  * write (never written to the log): a budget or an open_records cap that
  * the engine counted before the guards. Requests in flight together
@@ -73,6 +70,9 @@ typedef struct lf_entry_limit {
     int64_t since;
 } lf_entry_limit;
 
+/* All pointers are borrowed: the entry never owns its strings, so the
+ * engine can build one on the stack without copying. lf_entry_parse
+ * gives them a home (lf_entry_doc). */
 typedef struct lf_entry {
     uint64_t seq;                   /* set by the store when sealing */
     const char *record_id;          /* NULL for policy_loaded */

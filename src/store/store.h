@@ -21,7 +21,9 @@
  *   rejected    the record exists (version unchanged, no CAS)
  *   policy_loaded  nothing (no record)
  * and, for any kind, that no entry holds e->idempotency_key yet (else
- * LF_CONFLICT: the caller looks the key up and answers with that entry).
+ * LF_CONFLICT: the caller looks the key up and answers with that entry),
+ * and that none of e->limits is reached (a budget, an open_records cap:
+ * core/entry.h; else LF_DENIED, and the caller counts again).
  * find_by_ref finds a live record by its ref or by one of its aliases (an
  * alias names the record that added it last).
  * An entry the fold refuses (malformed) is LF_INVALID_REQUEST and leaves
