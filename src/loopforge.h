@@ -299,6 +299,10 @@ typedef struct lf_stats {
      * that waited for it, and those that gave up after 5 s, changing
      * nothing (a process stopped while holding it?). */
     uint64_t lock_waits, lock_timeouts;
+    /* The journal's fdatasyncs that made commits durable: with group
+     * commit one covers every commit written before it, so appended /
+     * flushes is how many a flush carries. */
+    uint64_t flushes;
 } lf_stats;
 LF_API void lf_engine_stats(const lf_engine *e, lf_stats *out);
 /* Text answers (a checkpoint document): text on success, else error. */

@@ -921,6 +921,14 @@ static void twenty_processes_race(void **state) {
 
 /* ---- group commit ------------------------------------------------------- */
 
+/* The store's counts: its waits for the lock, its flushes (the metrics'
+ * source). */
+static lf_store_counts counts_of(lf_store *s) {
+    lf_store_counts c = {0};
+    s->type->counts(s, &c);
+    return c;
+}
+
 /* With an event base, 64 commits issued at once are appended at once
  * (each sees the one before: versions and seqs chain) but none is
  * acknowledged before a flush has covered it, on the loop; every one then
@@ -959,6 +967,8 @@ static void group_commit_acknowledges_after_flush(void **state) {
         assert_string_equal(g[i].id, ids[i]);
         t_got_reset(&g[i]);
     }
+    /* ... by a flush or two for the 64, counted (the metrics' flushes) */
+    assert_in_range(counts_of(s).flushes, 1, 2);
     /* A transition issued from the loop and the store freed before its
      * flush: it is settled by the free, durable, not lost. */
     lf_entry m = {.record_id = ids[0], .kind = LF_ENTRY_TRANSITION, .version = 2,
@@ -1172,13 +1182,6 @@ static off_t size_of(const char *path) {
     return st.st_size;
 }
 
-/* The store's count of waits for the lock (the metrics' source). */
-static lf_store_waits waits_of(lf_store *s) {
-    lf_store_waits w = {0};
-    s->type->waits(s, &w);
-    return w;
-}
-
 /* The journal as `serve` opens it (on t_base), with record `a` (1) walked
  * to task_queued. */
 static lf_store *open_served(fixture *f, char a[LF_ID_LEN + 1]) {
@@ -1242,8 +1245,8 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     assert_int_equal(gm.code, LF_OK);
     assert_int_equal(gm.version, 3);
     assert_int_equal(gm.seq, 4);                    /* chained after b's create */
-    assert_int_equal(waits_of(s).waited, 2);
-    assert_int_equal(waits_of(s).gave_up, 0);
+    assert_int_equal(counts_of(s).waited, 2);
+    assert_int_equal(counts_of(s).gave_up, 0);
 
     lf_journal_lock_wait_ms = 50;
     assert_int_equal(flock(holder, LOCK_EX), 0);
@@ -1252,13 +1255,13 @@ static void parks_while_another_process_holds_the_lock(void **state) {
     assert_int_equal(t_commit(s, &m, &gm), LF_UNAVAILABLE);
     assert_non_null(strstr(gm.err, "held its lock for more than 50 ms"));
     assert_int_equal(size_of(f->path), size);
-    assert_int_equal(waits_of(s).gave_up, 1);
+    assert_int_equal(counts_of(s).gave_up, 1);
     assert_int_equal(flock(holder, LOCK_UN), 0);
     m = move_of(a, 4);                              /* the lock free again: it goes */
     assert_int_equal(t_commit(s, &m, &gm), LF_OK);
     assert_int_equal(gm.seq, 5);
-    assert_int_equal(waits_of(s).waited, 4);        /* behind the thread still asked */
-    assert_int_equal(waits_of(s).gave_up, 1);
+    assert_int_equal(counts_of(s).waited, 4);        /* behind the thread still asked */
+    assert_int_equal(counts_of(s).gave_up, 1);
     lock_is_free(f->path);                          /* given back after the turn */
     lf_journal_lock_wait_ms = 5000;
 
@@ -1349,8 +1352,8 @@ static void no_wait_for_the_lock_lasts_past_the_limit(void **state) {
                      LF_UNAVAILABLE);
     assert_non_null(strstr(g.err, "held its lock for more than 50 ms"));
     assert_int_equal(size_of(f->path), size);
-    assert_int_equal(waits_of(s).waited, 1);
-    assert_int_equal(waits_of(s).gave_up, 1);
+    assert_int_equal(counts_of(s).waited, 1);
+    assert_int_equal(counts_of(s).gave_up, 1);
 
     assert_int_equal(flock(holder, LOCK_UN), 0);
     assert_int_equal(t_transition(s, id, "task_queued", "pr_created", 2, &g), LF_OK);
@@ -1387,6 +1390,7 @@ static void flushes_after_giving_the_lock_back(void **state) {
     lf_journal_flushing = NULL;
     assert_int_equal(flushed_calls, 1);
     assert_int_equal(between_calls, 1);
+    assert_int_equal(counts_of(s).flushes, 1);
     lf_store_free(s);
     t_got_reset(&g);
 }

@@ -129,10 +129,11 @@ void lf_engine_set_log(lf_engine *e, lf_log_fn *fn, void *ud) {
 void lf_engine_stats(const lf_engine *e, lf_stats *out) {
     *out = e->stats;
     out->timer_records = e->tick.listed;
-    lf_store_waits w = {0};
-    if (e->store && e->store->type->waits) e->store->type->waits(e->store, &w);
-    out->lock_waits = w.waited;
-    out->lock_timeouts = w.gave_up;
+    lf_store_counts c = {0};
+    if (e->store && e->store->type->counts) e->store->type->counts(e->store, &c);
+    out->lock_waits = c.waited;
+    out->lock_timeouts = c.gave_up;
+    out->flushes = c.flushes;
 }
 
 static const double bounds_us[LF_LATENCY_BUCKETS] = {

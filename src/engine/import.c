@@ -9,6 +9,7 @@
  * usual) stays verifiable. The history must be one the workflow allows
  * (LoopForge's is ours); a record whose id or ref exists is refused. */
 #include "engine_internal.h"
+#include "window.h"
 #include "../core/workflow.h"
 #include "../store/store.h"
 #include "../core/buf.h"
@@ -295,18 +296,15 @@ void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
 
 /* ---- many records ----------------------------------------------------------- */
 
-/* Records in flight at once: a record's entries go one after another
- * (each on the version the one before made), so one record at a time
- * waits for a flush per entry; 64 share each flush (group commit) or go
- * out pipelined (Redis), as 64 concurrent requests do. */
-#define WINDOW 64
-
+/* A record's entries go one after another (each on the version the one
+ * before made), so one record at a time waits for a flush per entry;
+ * records run LF_WINDOW at a time (window.h) share them. */
 typedef struct import_all import_all;
 
 /* A record in flight, and its result until those before it are given. */
 typedef struct import_slot {
     import_all *all;
-    bool done;
+    size_t i;
     lf_code code;
     char *error;
     lf_record *rec;
@@ -314,70 +312,57 @@ typedef struct import_slot {
 
 struct import_all {
     lf_engine *e;
+    lf_window *w;
     lf_import_next_cb *next;
     lf_result_cb *each;
     void (*done)(void *arg);
     void *arg;
     char *actor;
-    bool dry_run, ended, pumping, again;
-    size_t started, given;      /* records started; results given, in order */
-    import_slot slot[WINDOW];   /* record i is slot[i % WINDOW] */
+    bool dry_run;
+    import_slot slot[LF_WINDOW];    /* record i's is slot[i % LF_WINDOW] */
 };
-
-static void import_pump(import_all *a);
 
 static void slot_done(const lf_result *r, void *arg) {
     import_slot *s = arg;
-    s->done = true;
     s->code = r->code;
     s->error = r->error ? lf_xstrdup(r->error) : NULL;
     s->rec = r->record ? lf_record_dup(r->record) : NULL;
-    import_pump(s->all);
+    lf_window_finish(s->all->w, s->i);
 }
 
-/* Gives the results that are next in order, starts records while there
- * is room, and finishes after the last. A record may finish inside
- * lf_engine_import (a memory: store, a record that does not read): the
- * pump then goes round again rather than in deeper. */
-static void import_pump(import_all *a) {
-    if (a->pumping) {
-        a->again = true;
-        return;
-    }
-    a->pumping = true;
-    do {
-        a->again = false;
-        for (import_slot *s; a->given < a->started && (s = &a->slot[a->given % WINDOW])->done;
-             a->given++) {
-            lf_result r = {.success = s->code == LF_OK,
-                           .code = s->code,
-                           .error = s->error,
-                           .new_state = s->rec ? lf_record_state(s->rec) : NULL,
-                           .record = s->rec,
-                           .decisions = "[]",
-                           .dry_run = a->dry_run};
-            a->each(&r, a->arg);
-            free(s->error);
-            lf_record_free(s->rec);
-        }
-        const char *text;
-        while (!a->ended && a->started - a->given < WINDOW) {
-            if (!(text = a->next(a->arg))) {
-                a->ended = true;
-                break;
-            }
-            import_slot *s = &a->slot[a->started++ % WINDOW];
-            *s = (import_slot){.all = a};
-            lf_engine_import(a->e, text, a->actor, a->dry_run, slot_done, s);
-        }
-    } while (a->again);
-    a->pumping = false;
-    if (a->ended && a->given == a->started) {
-        a->done(a->arg);
-        free(a->actor);
-        free(a);
-    }
+static bool import_start(void *arg, size_t i) {
+    import_all *a = arg;
+    const char *text = a->next(a->arg);
+    if (!text) return false;
+    import_slot *s = &a->slot[i % LF_WINDOW];
+    *s = (import_slot){.all = a, .i = i};
+    lf_engine_import(a->e, text, a->actor, a->dry_run, slot_done, s);
+    return true;
 }
+
+static void import_deliver(void *arg, size_t i) {
+    import_all *a = arg;
+    import_slot *s = &a->slot[i % LF_WINDOW];
+    lf_result r = {.success = s->code == LF_OK,
+                   .code = s->code,
+                   .error = s->error,
+                   .new_state = s->rec ? lf_record_state(s->rec) : NULL,
+                   .record = s->rec,
+                   .decisions = "[]",
+                   .dry_run = a->dry_run};
+    a->each(&r, a->arg);
+    free(s->error);
+    lf_record_free(s->rec);
+}
+
+static void import_done(void *arg) {
+    import_all *a = arg;
+    a->done(a->arg);
+    free(a->actor);
+    free(a);
+}
+
+static const lf_window_ops import_ops = {import_start, import_deliver, import_done};
 
 void lf_engine_import_all(lf_engine *e, lf_import_next_cb *next, const char *actor,
                           bool dry_run, lf_result_cb *each, void (*done)(void *arg),
@@ -385,5 +370,6 @@ void lf_engine_import_all(lf_engine *e, lf_import_next_cb *next, const char *act
     import_all *a = lf_xcalloc(1, sizeof *a);
     *a = (import_all){.e = e, .next = next, .each = each, .done = done, .arg = arg,
                       .actor = actor ? lf_xstrdup(actor) : NULL, .dry_run = dry_run};
-    import_pump(a);
+    a->w = lf_window_new(&import_ops, a);
+    lf_window_go(a->w);
 }

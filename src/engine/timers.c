@@ -29,6 +29,7 @@
  * listed every record of the state each second (20,000 records waiting
  * in ci_failed: 22 % of a core in serve and 35 % in Redis, idle). */
 #include "engine_internal.h"
+#include "window.h"
 #include "../core/buf.h"
 #include "../core/clock.h"
 #include "../core/mem.h"
@@ -50,12 +51,19 @@
 #define WINDOW_SLACK_US (10 * 1000000LL)
 #define FULL_EVERY_US (600 * 1000000LL)
 
+typedef struct tick_ctx tick_ctx;
+
 typedef struct pending {
     char id[LF_ID_LEN + 1];
     uint64_t version;
     char *state, *to, *trigger;
     int64_t due;
     bool fired;                 /* moved (not held, not failed) */
+    /* what firing it came to (fire_start), for the reply */
+    tick_ctx *t;
+    lf_code code;
+    char *error;
+    bool held;
 } pending;
 
 /* One listing of a timed state: the records that entered it at or before
@@ -67,7 +75,7 @@ typedef struct scan {
     bool window;
 } scan;
 
-typedef struct tick_ctx {
+struct tick_ctx {
     lf_engine *e;
     int64_t now;
     bool fire;
@@ -79,13 +87,13 @@ typedef struct tick_ctx {
     size_t nscans, si;
     char *cursor;
     pending *p;
-    size_t np, fi;
+    size_t np;
+    lf_window *w;               /* firing the due ones (window.h) */
     lf_buf fired;
     lf_jw list;
     bool timed_pass;            /* listing the records with timers of their own */
     lf_map seen;                /* ids already pending (owned keys) */
-    bool firing, again;         /* fire_next's loop (see there) */
-} tick_ctx;
+};
 
 static void tick_free(tick_ctx *t) {
     for (size_t i = 0; i < t->nscans; i++) free(t->scans[i].state);
@@ -94,6 +102,7 @@ static void tick_free(tick_ctx *t) {
         free(t->p[i].state);
         free(t->p[i].to);
         free(t->p[i].trigger);
+        free(t->p[i].error);
     }
     free(t->p);
     free(t->cursor);
@@ -157,8 +166,6 @@ static void reply(tick_ctx *t) {
     tick_free(t);
 }
 
-static void fire_next(tick_ctx *t);
-
 static lf_transition_req fire_req(const pending *p, char *actor, size_t cap, bool dry) {
     snprintf(actor, cap, "timer:%s", p->state);
     return (lf_transition_req){.id = p->id,
@@ -171,19 +178,12 @@ static lf_transition_req fire_req(const pending *p, char *actor, size_t cap, boo
 
 /* What firing a timer came to; `held` when the rules refused it in the
  * dry run and nothing was written. */
-static void report(tick_ctx *t, const lf_result *r, bool held) {
-    pending *p = &t->p[t->fi - 1];
+static void report(pending *p, const lf_result *r, bool held) {
     p->fired = r->success && !held;
-    lf_jw_next(&t->list);
-    lf_jw x = lf_jw_open(&t->fired, '{');
-    lf_jw_str(&x, "record_id", p->id);
-    lf_jw_str(&x, "from", p->state);
-    lf_jw_str(&x, "to", p->to);
-    lf_jw_str(&x, "code", lf_code_name(r->code));
-    lf_jw_str(&x, "error", r->success ? NULL : r->error);
-    if (held) lf_jw_bool(&x, "held", true);
-    lf_jw_close(&x, '}');
-    fire_next(t);
+    p->code = r->code;
+    p->error = !r->success && r->error ? lf_xstrdup(r->error) : NULL;
+    p->held = held;
+    lf_window_finish(p->t->w, (size_t)(p - p->t->p));
 }
 
 static void fired(const lf_result *r, void *arg) { report(arg, r, false); }
@@ -191,39 +191,46 @@ static void fired(const lf_result *r, void *arg) { report(arg, r, false); }
 /* A timer the rules refuse (a guard, a gate) is not written down again at
  * every tick: it stays due and the tick reports it until it passes. */
 static void checked(const lf_result *r, void *arg) {
-    tick_ctx *t = arg;
+    pending *p = arg;
     if (!r->success) {
-        report(t, r, true);
+        report(p, r, true);
         return;
     }
     char actor[128];
-    lf_transition_req req = fire_req(&t->p[t->fi - 1], actor, sizeof actor, false);
-    lf_engine_transition_internal(t->e, &req, fired, t);
+    lf_transition_req req = fire_req(p, actor, sizeof actor, false);
+    lf_engine_transition_internal(p->t->e, &req, fired, p);
 }
 
-/* Due timers in due order, one request each. The embedded stores answer
- * before the call returns: a request finished inside the loop only asks
- * for another turn, so 100,000 due timers do not nest 100,000 calls deep
- * (which overflowed the stack). */
-static void fire_next(tick_ctx *t) {
-    if (t->firing) {
-        t->again = true;
-        return;
-    }
-    t->firing = true;
-    do {
-        t->again = false;
-        while (t->fi < t->np && t->p[t->fi].due > t->now) t->fi++;
-        if (!t->fire || t->fi == t->np) {
-            reply(t);           /* frees t */
-            return;
-        }
-        char actor[128];
-        lf_transition_req req = fire_req(&t->p[t->fi++], actor, sizeof actor, true);
-        lf_engine_transition_internal(t->e, &req, checked, t);
-    } while (t->again);
-    t->firing = false;
+/* Due timers in due order (p is sorted: the due ones first), many at once
+ * (window.h): each one's record is its own, moved at the version listed. */
+static bool fire_start(void *arg, size_t i) {
+    tick_ctx *t = arg;
+    if (!t->fire || i == t->np || t->p[i].due > t->now) return false;
+    pending *p = &t->p[i];
+    p->t = t;
+    char actor[128];
+    lf_transition_req req = fire_req(p, actor, sizeof actor, true);
+    lf_engine_transition_internal(t->e, &req, checked, p);
+    return true;
 }
+
+static void fire_deliver(void *arg, size_t i) {
+    tick_ctx *t = arg;
+    const pending *p = &t->p[i];
+    lf_jw_next(&t->list);
+    lf_jw x = lf_jw_open(&t->fired, '{');
+    lf_jw_str(&x, "record_id", p->id);
+    lf_jw_str(&x, "from", p->state);
+    lf_jw_str(&x, "to", p->to);
+    lf_jw_str(&x, "code", lf_code_name(p->code));
+    lf_jw_str(&x, "error", p->error);
+    if (p->held) lf_jw_bool(&x, "held", true);
+    lf_jw_close(&x, '}');
+}
+
+static void fire_done(void *arg) { reply(arg); }
+
+static const lf_window_ops fire_ops = {fire_start, fire_deliver, fire_done};
 
 static void list_state(tick_ctx *t);
 
@@ -308,12 +315,11 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         lf_map_put(&t->seen, key, key);
         t->p = lf_xrealloc(t->p, (t->np + 1) * sizeof *t->p);
         pending *p = &t->p[t->np++];
+        *p = (pending){.version = rec->version, .due = due};
         snprintf(p->id, sizeof p->id, "%s", rec->id);
-        p->version = rec->version;
         p->state = lf_xstrdup(rec->state);
         p->to = lf_xstrdup(wf->states[to]);
         p->trigger = lf_xstrdup(trigger);
-        p->due = due;
     }
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
@@ -327,7 +333,8 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
 static void list_state(tick_ctx *t) {
     if (t->si == t->nscans && t->timed_pass) {
         if (t->np) qsort(t->p, t->np, sizeof *t->p, by_due);
-        fire_next(t);
+        t->w = lf_window_new(&fire_ops, t);
+        lf_window_go(t->w);
         return;
     }
     lf_list_query q = {.limit = PAGE, .cursor = t->cursor};

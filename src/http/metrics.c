@@ -183,6 +183,10 @@ static void render_engine(lf_server *s, lf_buf *b) {
             "Store operations that gave up waiting for the journal's lock after 5 s, "
             "changing nothing (a process stopped while holding it?).",
             st.lock_timeouts);
+    counter(b, "loopforge_store_flushes_total",
+            "The journal's fdatasyncs that made commits durable (group commit: one covers "
+            "every commit written before it).",
+            st.flushes);
     counter(b, "loopforge_duplicates_total",
             "Requests answered from a repeated "
             "idempotency key.",

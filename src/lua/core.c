@@ -822,7 +822,7 @@ static void set_count(lua_State *L, const char *k, uint64_t v) {
 /* eng:stats() --> { transitions = { ok=n, denied=n, ... }, guard_evals=,
  *                  guard_ns=, hooks_run=, hook_errors=, followups=,
  *                  reloads_ok=, reloads_failed=, timer_records=,
- *                  lock_waits=, lock_timeouts= } */
+ *                  lock_waits=, lock_timeouts=, flushes= } */
 static int l_stats(lua_State *L) {
     lua_engine *le = check_engine(L);
     lf_stats st;
@@ -843,6 +843,7 @@ static int l_stats(lua_State *L) {
     set_count(L, "timer_records", st.timer_records);
     set_count(L, "lock_waits", st.lock_waits);
     set_count(L, "lock_timeouts", st.lock_timeouts);
+    set_count(L, "flushes", st.flushes);
     return 1;
 }
 

@@ -86,6 +86,7 @@ typedef struct flusher {
     struct event *ev;
     struct event *kick;         /* asks for a flush once per loop turn */
     bool kicked;
+    uint64_t flushes;           /* (mu) fdatasyncs run */
 } flusher;
 
 typedef struct lf_journal {
@@ -109,7 +110,7 @@ typedef struct lf_journal {
                            the lock park */
     struct parked *parked, **ptail;     /* in arrival order */
     struct event *ptimer;               /* fails those parked too long */
-    lf_store_waits waits;
+    lf_store_counts counts;     /* flushes: those without group commit */
 } lf_journal;
 
 static const lf_store_type journal_type;
@@ -155,8 +156,8 @@ static int journal_lock(lf_journal *j, int op) {
         if (!lock_waiter(j)) return -1;
     }
     rc = lf_flock_wait_timed(j->lw, op, lf_journal_lock_wait_ms);
-    if (rc != 0) j->waits.waited++;
-    if (rc < 0 && errno == ETIMEDOUT) j->waits.gave_up++;
+    if (rc != 0) j->counts.waited++;
+    if (rc < 0 && errno == ETIMEDOUT) j->counts.gave_up++;
     return rc < 0 ? -1 : 0;
 }
 
@@ -660,6 +661,7 @@ static void journal_break(lf_journal *j, const char *what, int error) {
  * appended after it): the store is broken, as group commit's is. */
 static int journal_sync(lf_journal *j, char *err, size_t errlen) {
     if (lf_journal_flushing) lf_journal_flushing(j->path);
+    j->counts.flushes++;
     if (fdatasync(j->fd) == 0) return 0;
     journal_break(j, "fdatasync", errno);
     seterr(err, errlen, "%s", j->broken);
@@ -724,6 +726,7 @@ static void *flush_thread(void *arg) {
         pthread_mutex_lock(&f->mu);
         if (rc < 0) f->error = why;
         else f->done = target;
+        f->flushes++;
         uint64_t one = 1;
         if (write(f->efd, &one, sizeof one) < 0) { /* a wakeup is pending already */ }
     }
@@ -1050,7 +1053,7 @@ static void park(lf_journal *j, const op *o) {
         p->o.s = keep(p, o->s);
     }
     p->deadline = lf_mono_ns() + (uint64_t)lf_journal_lock_wait_ms * 1000000u;
-    j->waits.waited++;
+    j->counts.waited++;
     bool first = !j->parked;
     *j->ptail = p;
     j->ptail = &p->next;
@@ -1094,7 +1097,7 @@ static void fail_parked(lf_journal *j, bool all, const char *err) {
     uint64_t now = lf_mono_ns();
     while (j->parked && (all || j->parked->deadline <= now)) {
         parked *p = unpark(j);
-        if (!all) j->waits.gave_up++;
+        if (!all) j->counts.gave_up++;
         op_fail(&p->o, LF_UNAVAILABLE, err);
         parked_free(p);
     }
@@ -1254,8 +1257,13 @@ lf_store *lf_journal_open_reader(const char *path, lf_code *code, char *err,
     return &j->base;
 }
 
-static void journal_waits(lf_store *s, lf_store_waits *out) {
-    *out = ((lf_journal *)s)->waits;
+static void journal_counts(lf_store *s, lf_store_counts *out) {
+    lf_journal *j = (lf_journal *)s;
+    *out = j->counts;
+    if (!j->fl) return;
+    pthread_mutex_lock(&j->fl->mu);
+    out->flushes += j->fl->flushes;
+    pthread_mutex_unlock(&j->fl->mu);
 }
 
 static const lf_store_type journal_type = {
@@ -1267,6 +1275,6 @@ static const lf_store_type journal_type = {
     .audit = journal_audit,
     .find_key = journal_find_key,
     .count = journal_count,
-    .waits = journal_waits,
+    .counts = journal_counts,
     .free = journal_free,
 };

@@ -51,12 +51,14 @@ typedef void lf_store_cb(lf_code code, const char *err, const lf_record *rec,
 typedef void lf_count_cb(lf_code code, const char *err, uint64_t n, int64_t oldest_us,
                          void *arg);
 
-/* What waiting for the lock other processes share cost (the journal):
- * operations that had to wait for it, and those that gave up after
- * lf_journal_lock_wait_ms, changing nothing. */
-typedef struct lf_store_waits {
-    uint64_t waited, gave_up;
-} lf_store_waits;
+/* What a store counts of its own work (the journal): operations that had
+ * to wait for the lock other processes share, those that gave up after
+ * lf_journal_lock_wait_ms, changing nothing, and the fdatasyncs that made
+ * commits durable (group commit: one covers every commit written
+ * before it). */
+typedef struct lf_store_counts {
+    uint64_t waited, gave_up, flushes;
+} lf_store_counts;
 
 typedef struct lf_store_type {
     const char *scheme;         /* "memory", "file", ... */
@@ -80,8 +82,8 @@ typedef struct lf_store_type {
      * fails its version check (LF_CONFLICT) and the caller reads it again
      * with get. NULL: get. */
     void (*get_for_update)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
-    /* Its waits so far (lf_store_waits); NULL: it shares no lock. */
-    void (*waits)(lf_store *s, lf_store_waits *out);
+    /* Its counts so far (lf_store_counts); NULL: none. */
+    void (*counts)(lf_store *s, lf_store_counts *out);
     void (*free)(lf_store *s);
 } lf_store_type;
 

@@ -7,6 +7,7 @@
 # ticks at once moving a record once. The test moves the clock (--now);
 # nothing sleeps.
 . tests/cli/tap.inc
+. "$ROOT/tests/cli/http.inc"
 P="$tmp/pol"
 mkdir -p "$P/workflows"
 cat >"$P/workflows/review.lua" <<'LUA'
@@ -167,4 +168,40 @@ expect_json "… trigger retry.exhausted" transitions/10/trigger retry.exhausted
 expect_json "… by the retry's timer" transitions/10/actor timer:ci_failed
 lf timers
 expect_out "… and no timer is left" ""
+
+# ---- many due at once ----
+# 100 records whose timers passed long ago (imported with their 2020
+# timestamps): serve's tick fires them many at once (window.h), so their
+# commits share the journal's flushes -- one at a time, each waited for
+# its own (at least 100).
+P5="$tmp/many"
+mkdir -p "$P5/workflows"
+cat >"$P5/workflows/loopforge.lua" <<'LUA'
+return workflow { name = "loopforge", states = { "issue_created", "task_queued", "pr_created" },
+  initial = "issue_created", terminal = { "pr_created" },
+  edges = { { "issue_created", "task_queued" }, { "task_queued", "pr_created" } },
+  timers = { task_queued = { { "1h", to = "pr_created", trigger = "pick.expired" } } } }
+LUA
+line=$(sed -n 1p "$ROOT/tests/fixtures/loopforge/records.ndjson")
+i=0
+while [ $i -lt 100 ]; do
+    i=$((i + 1))
+    printf '%s\n' "$line" | sed "s/\"record_id\":\"loop-[0-9a-f]*\"/\"record_id\":\"loop-$(printf '%08x' $i)\"/;
+        s/acme\/lib\/issues\/1\"/acme\/lib\/issues\/$i\"/g; s/2026-12-05T03:25:07/2020-01-01T00:00:00/g"
+done >"$tmp/due.ndjson"
+run --policies "$P5" --store "file:$tmp/due" import "$tmp/due.ndjson"
+expect_rc "100 records waiting past their timer" 0
+start_server --store "file:$tmp/due" --policies "$P5" || not_ok "serve starts"
+n=0 tries=0
+while [ "$n" -lt 100 ] && [ $tries -lt 3000 ]; do   # until its tick has fired them all
+    tries=$((tries + 1))
+    req GET '/v1/records?state=pr_created&limit=1000'
+    n=$(printf '%s' "$out" | grep -o '"record_id"' | wc -l)
+done
+check "serve's tick moves all 100 ($n)" test "$n" -eq 100
+req GET /metrics
+flushes=$(printf '%s\n' "$out" | sed -n 's/^loopforge_store_flushes_total \([0-9]*\)$/\1/p')
+check "… many at once: their commits shared the journal's flushes ($flushes for 100)" \
+    test -n "$flushes" -a "${flushes:-100}" -lt 50
+stop_server
 done_testing
