@@ -1800,6 +1800,62 @@ static void engines_share_a_record(void **state) {
     t_audit_reset(&a2);
 }
 
+/* Break-glass is marked used only when it passed a guard's denial in the
+ * attempt that committed: a retry after a version conflict is judged
+ * afresh. Engine a last knew the record at s0, where the guard denies a
+ * move to s2; b has moved it to s1, where it allows one. a's override
+ * passes the denial on what it knew, its commit conflicts, and the move
+ * is judged again at s1: no guard denies, the override is not used (and
+ * the entry must not say it was). */
+static void override_used_only_in_the_attempt_that_commits(void **state) {
+    fixture *f = F(state);
+    char *dir = t_tmpdir(), path[4200], err[512], id[LF_ID_LEN + 1];
+    snprintf(path, sizeof path, "%s/workflows", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/guards", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    const char *files[][2] = {
+        {"workflows/w.lua",
+         "return workflow { name = \"loopforge\", states = { \"s0\", \"s1\", \"s2\" },\n"
+         "  initial = \"s0\", terminal = { \"s2\" },\n"
+         "  edges = { { \"s0\", \"s1\" }, { \"s1\", \"s2\" }, { \"s0\", \"s2\" } } }\n"},
+        {"guards/g.lua",
+         "return policy { name = \"not-from-s0\", on = { to = \"s2\" },\n"
+         "  check = function(t) if t.from == \"s0\" then return deny { reason = \"s0\" } end\n"
+         "    return allow() end }\n"}};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs(files[i][1], fp);
+        fclose(fp);
+    }
+    lf_engine_config cfg = {.store = server.url, .policies = dir, .base = f->base};
+    lf_engine *a = lf_engine_new(&cfg, err, sizeof err, NULL), *b = lf_engine_new(&cfg, err, sizeof err, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    engine_record(a, "https://github.com/acme/app/issues/9", id);
+    res r = {0};
+    assert_int_equal(engine_move(b, id, "s1", "go", 0, &r), LF_OK);
+    memset(&r, 0, sizeof r);
+    lf_transition_req t = {.id = id, .to = "s2", .trigger = "go", .actor = "t",
+                           .roles = "breakglass", .override_reason = "test"};
+    lf_engine_transition(a, &t, on_res, &r);
+    t_settle(&r.calls);
+    assert_int_equal(r.code, LF_OK);
+    lf_engine_free(a);
+    lf_engine_free(b);
+    t_audit au = {0};
+    t_audit_page(f->s, id, 0, 0, &au);
+    assert_int_equal(au.n, 3);
+    assert_non_null(strstr(au.lines[2], "\"to_state\":\"s2\""));
+    assert_null(strstr(au.lines[2], "\"used\":true"));
+    assert_non_null(strstr(au.lines[2], "\"used\":false"));
+    t_audit_reset(&au);
+    t_rmtree(dir);
+    free(dir);
+}
+
 /* ---- a record is its entries -------------------------------------------- */
 
 /* Redis keeps a record's entries and its version and h, not a copy of
@@ -2187,6 +2243,7 @@ int main(void) {
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),
         T(engines_share_a_record),
+        T(override_used_only_in_the_attempt_that_commits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -2081,6 +2081,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         }
         free(t->violation);
         t->violation = NULL;
+        t->overrode = false;    /* each attempt is judged afresh */
         if (t->observed && (t->fact || to == from || lf_workflow_is_terminal(wf, from))) {
             t->wf = wf;
             observe(t, from, to, rec);
