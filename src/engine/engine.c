@@ -981,6 +981,13 @@ typedef struct txn {
     int64_t *budget_oldest;
     int64_t *budget_since;      /* the window each was counted over */
     bool budgets_loaded;
+    /* Count them before the gates: a dry run (no commit checks them), an
+     * attempt after the store found one spent, or before a guard's
+     * refusal is written (a spent budget refuses first). Else the commit
+     * carries them and the store checks them as it writes (budget_limits):
+     * no count first. */
+    bool count_budgets;
+    bool limited;               /* the commit carries them */
 } txn;
 
 static void txn_free(txn *t) {
@@ -1233,8 +1240,8 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
         txn_start(t);           /* somebody else moved it: re-validate */
         return;
     }
-    if (code == LF_DENIED && t->budgets_loaded && ++t->attempts < MAX_ATTEMPTS) {
-        budgets_forget(t);      /* spent meanwhile (budget_limits) */
+    if (code == LF_DENIED && t->limited && ++t->attempts < MAX_ATTEMPTS) {
+        budgets_forget(t);      /* spent (budget_limits): count, and refuse */
         txn_start(t);
         return;
     }
@@ -1302,7 +1309,7 @@ static char *merge_annotations(const char *meta, const char *ann) {
 /* Guards: returns true when the transition may go ahead. On a denial the
  * request is finished here (dry run) or a `denied` entry is on its way. */
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
-                      char **merged) {
+                      char **merged, bool uncounted) {
     lf_engine *e = t->eng;
     lf_eval ev = {rec, t->from_name, t->to_name, t->trigger,    t->actor,    t->metadata,
                   now, t->roles,     t->kids,    t->actor_kind, t->principal};
@@ -1337,6 +1344,14 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
         if (!t->violation) set_violation(t, d->policy, d->reason ? d->reason : "denied");
         lf_verdict_free(&v);
         return true;
+    }
+    if (uncounted) {
+        /* A spent budget refuses before any guard: count them, and judge
+         * the request again. */
+        lf_verdict_free(&v);
+        budgets_forget(t);
+        txn_start(t);
+        return false;
     }
     lf_buf_printf(&b, "Denied by policy %s: %s", d->policy,
                   d->reason ? d->reason : "denied");
@@ -1551,22 +1566,36 @@ static void load_budget(txn *t) {
     lf_store_count(t->eng->store, key, t->budget_since[t->nbudget], budget_counted, t);
 }
 
-/* The budgets of the target state, for the store to check again as it
- * commits (core/entry.h): other requests in flight may have spent them
- * since they were counted. */
-static void budget_limits(const txn *t, const lf_workflow *wf, int to, lf_entry *en) {
-    for (int i = 0; t->budgets_loaded && i < wf->nbudgets; i++) {
+/* Whether a request into state `to` answers to budgets: a person's
+ * request (not the engine's own move, not an observation) into a state
+ * that has one. */
+static bool budgeted(const txn *t, const lf_workflow *wf, int to) {
+    if (t->internal || t->observed || t->kind != LF_ENTRY_TRANSITION) return false;
+    for (int i = 0; i < wf->nbudgets; i++)
+        if (wf->budgets[i].state == to) return true;
+    return false;
+}
+
+/* The budgets of the target state, for the store to check as it commits
+ * (core/entry.h), atomically with the write: counted before or not, other
+ * requests in flight may have spent them. The window each was counted
+ * over, else the one that ends now. */
+static void budget_limits(txn *t, const lf_workflow *wf, int to, lf_entry *en) {
+    if (!budgeted(t, wf, to)) return;
+    int64_t now = lf_now_us();
+    for (int i = 0; i < wf->nbudgets; i++) {
         const lf_budget_def *b = &wf->budgets[i];
         if (b->state != to || en->nlimits == LF_ENTRY_LIMITS) continue;
         en->limits[en->nlimits++] = (lf_entry_limit){
             .kind = 'c', .index = b->per == 'a' ? 0 : 1, .max = b->max,
-            .since = t->budget_since[i]};
+            .since = t->budgets_loaded ? t->budget_since[i] : now - b->within_us};
     }
+    t->limited = en->nlimits > 0;
 }
 
-/* The store found a budget spent as it committed: count again, and the
- * next attempt refuses as a request counted after the others would. */
+/* A budget may be spent: count them before the next attempt's gates. */
 static void budgets_forget(txn *t) {
+    t->count_budgets = true;
     free(t->budget_n);
     free(t->budget_oldest);
     free(t->budget_since);
@@ -1963,7 +1992,7 @@ static void walk_commit(txn *t, const lf_record *rec) {
             free(seen->forge);
             seen->forge = lf_xstrdup(t->forge);
         }
-        txn_guard(t, seen ? seen : rec, now, &en, &merged); /* observed: never refuses */
+        txn_guard(t, seen ? seen : rec, now, &en, &merged, false); /* observed: never refuses */
         lf_record_free(seen);
         if (t->violation) {
             cJSON *v = cJSON_Parse(t->violation);
@@ -2036,7 +2065,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (wf->nbudgets && !t->budgets_loaded && !t->internal && !t->observed &&
-        t->kind == LF_ENTRY_TRANSITION) {
+        t->kind == LF_ENTRY_TRANSITION && (t->dry_run || t->count_budgets)) {
         t->wf = wf;
         t->budget_n = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_n);
         t->budget_oldest = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_oldest);
@@ -2107,7 +2136,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             free(authority);
             return;
         }
-        if (!txn_guard(t, rec, now, &en, &merged)) {
+        if (!txn_guard(t, rec, now, &en, &merged, budgeted(t, wf, to) && !t->budgets_loaded)) {
             free(authority);
             return;
         }

@@ -24,6 +24,21 @@ expect_match "… saying whose budget, and when it frees up (the 1st merge + 1h)
     "^Denied by policy budget:merged: budget spent: actor bot made 2 transitions to merged within 3600s \\(at most 2\\); it frees up at $(date -u -d "${first%.*}Z + 1 hour" +%Y-%m-%dT%H:%M:%S)\\."
 lf transition "$id" merged m --actor other
 expect_rc "… another actor's budget is their own" 0
+# A commit is not counted first (the store checks its budgets as it
+# writes), but a spent budget still refuses before a guard that denies.
+mkdir -p "$POLICIES/guards"
+cat >"$POLICIES/guards/hold.lua" <<'LUA'
+return policy { name = "hold", on = { to = "merged", workflow = "ship" },
+  check = function(t) if t.metadata.hold then return deny { reason = "on hold" } end
+    return allow() end }
+LUA
+lf create --ref b5 --workflow ship; b5=$out
+lf transition "$b5" merged m --actor bot --meta hold=1
+expect_rc "a spent budget and a guard that denies: exit 5" 5
+match_err "… the budget refuses first" '^Denied by policy budget:merged: budget spent: actor bot made 2'
+lf transition "$b5" merged m --actor other2 --meta hold=1
+match_err "… and the guard where the budget is not spent" '^Denied by policy hold: on hold'
+rm "$POLICIES/guards/hold.lua"
 lf create --ref b4 --workflow ship; b4=$out
 lf explain "$b4" --actor bot
 match_out "explain shows where the budget stands, and when it frees up" \
