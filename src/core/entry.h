@@ -53,10 +53,11 @@ static inline bool lf_entry_global(int kind) {
 }
 
 /* A limit the store checks as it commits the entry, atomically with the
- * write (never written to the log): a budget or an open_records cap that
- * the engine counted before the guards. Requests in flight together
- * each read the counts before any of them commits; without this check
- * all of them could pass a budget that allowed one. kind 'c': the
+ * write (never written to the log): a budget of the state a transition
+ * enters, an open_records cap of a create. Requests in flight together
+ * would each read the counts before any of them commits, and all of them
+ * could pass a budget that allowed one: this check is the one that holds
+ * (the engine counts first only where it must say why). kind 'c': the
  * entry's counter `index` (lf_entry_counters' order: 0 the actor's, 1
  * the person's) must hold fewer than `max` times at or after `since`
  * (us); kind 'o': the open-records set `index` of the record a created

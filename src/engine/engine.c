@@ -975,7 +975,7 @@ typedef struct txn {
     char **kid_states;          /* while loading: the states seen... */
     size_t *kid_counts, nkid_states, nkids;
     char *kid_cursor;
-    /* The budgets of the target state, counted before the gates. */
+    /* The budgets of the target state, when counted (count_budgets). */
     int nbudget;                /* loaded so far; -1 until it starts */
     uint64_t *budget_n;
     int64_t *budget_oldest;

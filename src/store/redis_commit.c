@@ -636,7 +636,7 @@ static void commit_reply(lf_rop *op, redisReply *r) {
         code = LF_UNAVAILABLE;
     } else if (strcmp(st, "limit") == 0 && r->elements == 2 &&
                lf_redis_is_str(r->element[1])) {
-        /* spent by others since the engine counted (core/entry.h) */
+        /* a budget or cap reached (core/entry.h): the engine counts and refuses */
         snprintf(msg, sizeof msg, "Denied: a limit reached as it was committed (%s counted)",
                  r->element[1]->str);
         code = LF_DENIED;
