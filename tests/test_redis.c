@@ -94,16 +94,7 @@ static void build_created(lf_entry *e, created_buf *b, const char *id, const cha
              "\"labels\":{},\"metadata\":{},\"workflow\":\"loopforge\"}",
              ref, repo);
     snprintf(b->meta, sizeof b->meta, "{\"ref\":\"%s\",\"repo\":\"%s\"}", ref, repo);
-    memset(e, 0, sizeof *e);
-    e->record_id = id;
-    e->kind = LF_ENTRY_CREATED;
-    e->version = 1;
-    e->to_state = "issue_created";
-    e->trigger = "created";
-    e->actor = "tester";
-    t_stamp(e->timestamp);
-    e->metadata = b->meta;
-    e->record = b->rec;
+    t_created(e, id, b->rec, b->meta);
 }
 
 /* Sends a create and returns at once: the entry is ours to reuse as soon
