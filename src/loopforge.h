@@ -325,8 +325,11 @@ LF_API void lf_engine_checkpoint(lf_engine *e, const char *actor, lf_text_cb *cb
  * each with the original timestamp, actor "import:<actor>" and the
  * decision {"policy":"import"}. invalid_request for a record the workflow
  * does not allow, conflict for an id and duplicate_ref for a ref that
- * exist. dry_run checks all that and answers with the record it would
- * make, writing nothing. */
+ * exist -- unless the record with that id is this one half imported (an
+ * interrupted import: its entries so far all imported, the same moves at
+ * the same times as the first ones here), which is finished. dry_run
+ * checks all that and answers with the record it would make, writing
+ * nothing. */
 LF_API void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
                              bool dry_run, lf_result_cb *cb, void *arg);
 /* Imports many records (loopforge import, POST /v1/import): `next` gives

@@ -63,6 +63,7 @@ struct lf_engine {
     size_t busy;                /* transitions and nudges not finished yet
                                    (follow-ups and escalations included) */
     lf_tick_memo tick;          /* what serve's tick keeps between ticks */
+    lf_map importing;           /* import.c: the records being imported, by id */
 };
 
 #define CLOSING_MSG "engine is shutting down"
@@ -248,6 +249,7 @@ void lf_engine_free(lf_engine *e) {
     lf_notify_free(e->notify);  /* cancels POSTs in flight, a log line each */
     gen_drop(e->gen);
     free(e->policies);
+    lf_map_free(&e->importing);
     free(e);
 }
 
@@ -630,6 +632,8 @@ const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name) {
 }
 
 lf_tick_memo *lf_engine_tick_memo(lf_engine *e) { return &e->tick; }
+
+lf_map *lf_engine_importing(lf_engine *e) { return &e->importing; }
 
 int lf_engine_nworkflows(lf_engine *e) { return lf_rules_nworkflows(e->gen->rules); }
 

@@ -5,6 +5,7 @@
 
 #include "../loopforge.h"
 #include "../rules/rules.h"
+#include "../core/map.h"
 #include "../core/workflow.h"
 #include "../store/store.h"
 
@@ -52,6 +53,9 @@ char *lf_engine_policies_json(lf_engine *e);
 /* For import.c: commits an entry decided under the current policy set
  * (announced first, as every write), and a workflow of that set. */
 void lf_engine_commit_entry(lf_engine *e, lf_entry *en, lf_store_cb *cb, void *arg);
+/* For import.c: the records this engine is importing, by id (keys and
+ * values the import's own). */
+lf_map *lf_engine_importing(lf_engine *e);
 const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name);
 int lf_engine_nworkflows(lf_engine *e);
 const lf_workflow *lf_engine_workflow_at(lf_engine *e, int i);

@@ -55,6 +55,8 @@ static const char *keep(imp *m, char *s) {
 }
 
 static void finish(imp *m, lf_code code, const char *err, const lf_record *rec) {
+    lf_map *busy = lf_engine_importing(m->e);
+    if (lf_map_get(busy, m->id) == m) lf_map_del(busy, m->id);
     lf_result r = {.success = code == LF_OK,
                    .code = code,
                    .error = code == LF_OK ? NULL : err,
@@ -212,10 +214,56 @@ static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
 
 static void step(imp *m);
 
+/* How many of m's entries the record already has when it is m's record
+ * half imported -- an import interrupted between a record's entries (it
+ * keeps 64 records in flight) -- so that the import goes on from there:
+ * every entry of its history an import's, each the move m's entry makes,
+ * at the same time, and fewer of them than m has. 0: it is not. */
+static size_t imported_prefix(const imp *m, const lf_record *r) {
+    if (r->deleted || r->nhist == 0 || r->nhist >= m->n || r->version != r->nhist) return 0;
+    for (size_t i = 0; i < r->nhist; i++) {
+        const lf_hist *h = &r->hist[i];
+        const lf_entry *en = &m->entries[i];
+        const char *actor = lf_hs(r, h->actor), *to = lf_hs(r, h->to_state),
+                   *trigger = lf_hs(r, h->trigger);
+        if (!actor || strncmp(actor, "import:", 7) != 0 || !to ||
+            strcmp(to, en->to_state) != 0 || !trigger || strcmp(trigger, en->trigger) != 0 ||
+            strcmp(h->timestamp, en->timestamp) != 0)
+            return 0;
+    }
+    return r->nhist;
+}
+
+/* The record whose id the created entry found taken: go on where a
+ * half-done import of it stopped, else refuse as before. */
+static void existing_got(const lf_result *r, void *arg) {
+    imp *m = arg;
+    /* not a record another import of this engine is writing right now (a
+     * file that has it twice): that one comes first */
+    void *other = lf_map_get(lf_engine_importing(m->e), m->id);
+    size_t n = r->success && (!other || other == m) ? imported_prefix(m, r->record) : 0;
+    if (!n) {
+        char why[200];
+        snprintf(why, sizeof why, "Record id already exists: %s", m->id);
+        finish(m, LF_CONFLICT, why, NULL);
+        return;
+    }
+    m->next = n;
+    if (m->dry_run) {
+        finish(m, LF_OK, NULL, m->preview);     /* folded whole already */
+        return;
+    }
+    step(m);
+}
+
 static void committed(lf_code code, const char *err, const lf_record *rec,
                       const lf_entry *en, void *arg) {
     imp *m = arg;
     (void)en;
+    if (code == LF_CONFLICT && m->next == 0 && !m->dry_run) {
+        lf_engine_get(m->e, m->id, existing_got, m);
+        return;
+    }
     if (code != LF_OK) {
         char why[600];
         if (m->next > 0)
@@ -232,6 +280,8 @@ static void committed(lf_code code, const char *err, const lf_record *rec,
 }
 
 static void step(imp *m) {
+    lf_map *busy = lf_engine_importing(m->e);
+    if (!lf_map_get(busy, m->id)) lf_map_put(busy, m->id, m);
     lf_engine_commit_entry(m->e, &m->entries[m->next], committed, m);
 }
 
@@ -258,10 +308,14 @@ static void ref_checked(const lf_result *r, void *arg) {
 
 static void id_checked(const lf_result *r, void *arg) {
     imp *m = arg;
-    if (r->success) {
-        char why[200];
-        snprintf(why, sizeof why, "Record id already exists: %s", m->id);
-        finish(m, LF_CONFLICT, why, NULL);
+    char err[200];
+    if (r->success) {           /* a half-done import of it goes on (existing_got) */
+        for (size_t i = 0; i < m->n; i++)
+            if (lf_record_apply(&m->preview, &m->entries[i], err, sizeof err)) {
+                finish(m, LF_INVALID_REQUEST, err, NULL);
+                return;
+            }
+        existing_got(r, m);
         return;
     }
     lf_engine_find_by_ref(m->e, m->ref, ref_checked, m);

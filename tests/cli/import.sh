@@ -92,6 +92,42 @@ check "… many in flight at once: the log interleaves their entries ($runs runs
 lf audit --verify
 expect_rc "… and still verifies" 0
 
+# ---- an import that stopped half-way goes on ----
+# A record whose first entries are in (an import stopped between them:
+# 64 are in flight at once) is finished by the next import of it; one
+# that has moved here since, or whose history differs, is refused.
+STORE="file:$tmp/resume"
+full=$(sed -n 1p "$LF/records.ndjson")
+rid=$(printf '%s' "$full" | sed 's/^{"record_id":"\(loop-[0-9a-f]*\)".*/\1/')
+printf '%s\n' "$full" | sed 's/,{"from_state":"issue_created","to_state":"task_queued"[^}]*"metadata":{}}//;
+    s/"state":"task_queued"/"state":"issue_created"/' >half.ndjson
+lf import half.ndjson
+expect_rc "the first entry of a record in" 0
+lf import "$LF/records.ndjson" --dry-run
+match_out "… --dry-run says it would finish it" "^would import $rid \\(.*, state task_queued\\)"
+lf import "$LF/records.ndjson"
+expect_rc "importing the whole record finishes it" 0
+lf show "$rid" --json
+expect_json "… its state" state task_queued
+expect_json "… its whole history, once" 'transitions/#' 2
+lf import "$LF/records.ndjson"
+expect_rc "… and again: the record exists, refused" 6
+STORE="file:$tmp/twice"
+printf '%s\n%s\n' "$full" "$full" >twice.ndjson
+lf import twice.ndjson
+expect_rc "a file with one record twice: exit 6" 6
+match_out "… the first imported" "^imported $rid "
+match_err "… the second refused, not taken for a half-done import" "^refused: Record id already exists: $rid"
+lf show "$rid" --json
+expect_json "… the history once" 'transitions/#' 2
+STORE="file:$tmp/moved"
+lf import half.ndjson
+lf transition "$rid" task_queued picked --actor dev
+lf import "$LF/records.ndjson"
+match_err "a half-imported record that moved here since is refused" "Record id already exists: $rid"
+lf audit --verify
+expect_rc "… and the log verifies" 0
+
 # ---- over HTTP (admin) ----
 start_server --store "file:$tmp/h" --policies "$POLICIES" || not_ok "serve starts"
 req POST "/v1/import?dry_run=true" "@$LF/records.json"
