@@ -1089,6 +1089,44 @@ static void limits_checked_as_committed(void **state) {
     assert_int_equal(t_get(s, id, &g), LF_NOT_FOUND);
 }
 
+/* A children gate is checked as the parent commits (core/entry.h): a
+ * child outside the gate's states fails it LF_DENIED and nothing is
+ * written; once every child is there (a deleted one no longer counts),
+ * it passes -- on every store. */
+static void children_gate_checked_as_committed(void **state) {
+    lf_store *s = S(state);
+    char p[LF_ID_LEN + 1], c[3][LF_ID_LEN + 1], rec[256];
+    char *const gate[] = {"task_queued", "closed"};
+    t_got g = {0};
+    t_id(p, 30);
+    assert_int_equal(t_create(s, p, "p30", "acme/app", &g), LF_OK);
+    for (unsigned i = 0; i < 3; i++) {
+        t_id(c[i], 31 + i);
+        snprintf(rec, sizeof rec,
+                 "{\"ref\":\"c%u\",\"workflow\":\"loopforge\",\"parent\":\"%s\"}", 31 + i, p);
+        assert_int_equal(t_create_rec(s, c[i], rec, NULL, &g), LF_OK);
+    }
+    assert_int_equal(t_transition(s, c[0], "issue_created", "task_queued", 1, &g), LF_OK);
+    lf_entry e;
+    long before = t_verify_chain(s, NULL, 0);
+    for (int round = 0; round < 3; round++) {
+        t_entry(&e, LF_ENTRY_TRANSITION, p, 2, "issue_created", "task_queued", "test.moved");
+        e.limits[0] = (lf_entry_limit){.kind = 'k', .states = gate, .nstates = 2};
+        e.nlimits = 1;
+        if (round == 0) {           /* c1 and c2 are not there */
+            assert_int_equal(t_commit(s, &e, &g), LF_DENIED);
+            assert_int_equal(t_transition(s, c[1], "issue_created", "task_queued", 1, &g), LF_OK);
+        } else if (round == 1) {    /* c2 still is not */
+            assert_int_equal(t_commit(s, &e, &g), LF_DENIED);
+            assert_int_equal(t_delete(s, c[2], "issue_created", 1, &g), LF_OK);
+        } else {
+            assert_int_equal(t_commit(s, &e, &g), LF_OK);
+        }
+    }
+    assert_int_equal(t_verify_chain(s, NULL, 0), before + 3);   /* the moves, the tombstone */
+    t_got_reset(&g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         EACH(create_then_get),
@@ -1112,6 +1150,7 @@ int main(void) {
         EACH(list_under_churn),
         EACH(budget_counts),
         EACH(limits_checked_as_committed),
+        EACH(children_gate_checked_as_committed),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -61,14 +61,19 @@ static inline bool lf_entry_global(int kind) {
  * entry's counter `index` (lf_entry_counters' order: 0 the actor's, 1
  * the person's) must hold fewer than `max` times at or after `since`
  * (us); kind 'o': the open-records set `index` of the record a created
- * entry makes (lf_record_open_keys' order) fewer than `max` records. A
- * commit that would pass one fails LF_DENIED, writing nothing (the engine
- * then counts again and refuses as it would have). */
-#define LF_ENTRY_LIMITS 4
+ * entry makes (lf_record_open_keys' order) fewer than `max` records; kind
+ * 'k': every child of the entry's record in one of `states` (nstates of
+ * them, borrowed until the commit's callback: a workflow's children
+ * gate). A commit that would pass one fails LF_DENIED, writing nothing
+ * (the engine then counts again and refuses as it would have). */
+#define LF_ENTRY_LIMITS 5            /* a state's budgets (4 at most), its gate */
+#define LF_ENTRY_BUDGETS (LF_ENTRY_LIMITS - 1)
 typedef struct lf_entry_limit {
     char kind;
     int index, max;
     int64_t since;
+    char *const *states;
+    int nstates;
 } lf_entry_limit;
 
 /* All pointers are borrowed: the entry never owns its strings, so the

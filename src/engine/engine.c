@@ -994,6 +994,9 @@ typedef struct txn {
     bool limited;               /* the commit carries them */
 } txn;
 
+static void budgets_forget(txn *t);
+static void kids_forget(txn *t);
+
 static void txn_free(txn *t) {
     t->eng->busy--;
     gen_drop(t->g);
@@ -1013,20 +1016,13 @@ static void txn_free(txn *t) {
     free(t->principal);
     free(t->override);
     free(t->co_signer);
-    free(t->kids);
-    for (size_t i = 0; i < t->nkid_states; i++) free(t->kid_states[i]);
-    free(t->kid_states);
-    free(t->kid_counts);
-    free(t->kid_cursor);
-    free(t->budget_n);
-    free(t->budget_oldest);
-    free(t->budget_since);
+    kids_forget(t);
+    budgets_forget(t);
     free(t);
 }
 
 static void txn_load(txn *t);
 static void txn_start(txn *t);
-static void budgets_forget(txn *t);
 
 /* The first attempt of a request that commits may take the record as
  * this process last knew it (lf_store_get_for_update): if it moved, the
@@ -1245,7 +1241,8 @@ static void txn_committed(lf_code code, const char *err, const lf_record *rec,
         return;
     }
     if (code == LF_DENIED && t->limited && ++t->attempts < MAX_ATTEMPTS) {
-        budgets_forget(t);      /* spent (budget_limits): count, and refuse */
+        budgets_forget(t);      /* spent, or a child moved (txn_limits): count */
+        kids_forget(t);         /* again, and refuse */
         txn_start(t);
         return;
     }
@@ -1589,11 +1586,22 @@ static void budget_limits(txn *t, const lf_workflow *wf, int to, lf_entry *en) {
     int64_t now = lf_now_us();
     for (int i = 0; i < wf->nbudgets; i++) {
         const lf_budget_def *b = &wf->budgets[i];
-        if (b->state != to || en->nlimits == LF_ENTRY_LIMITS) continue;
+        if (b->state != to || en->nlimits == LF_ENTRY_BUDGETS) continue;
         en->limits[en->nlimits++] = (lf_entry_limit){
             .kind = 'c', .index = b->per == 'a' ? 0 : 1, .max = b->max,
             .since = t->budgets_loaded ? t->budget_since[i] : now - b->within_us};
     }
+}
+
+/* What the store checks as the transition commits (core/entry.h): the
+ * target state's budgets, and its children gate -- the children were
+ * counted before the gates, and one may have moved since. */
+static void txn_limits(txn *t, const lf_workflow *wf, int to, lf_entry *en) {
+    budget_limits(t, wf, to, en);
+    const lf_gate *g = wf->gates ? &wf->gates[to] : NULL;
+    if (!t->observed && g && g->nkids)
+        en->limits[en->nlimits++] =
+            (lf_entry_limit){.kind = 'k', .states = g->kids, .nstates = g->nkids};
     t->limited = en->nlimits > 0;
 }
 
@@ -1720,6 +1728,20 @@ static void kids_listed(lf_code code, const char *error, const lf_record *const 
     lf_jw_close(&o, '}');
     t->kids = lf_buf_steal(&b);
     txn_load(t);
+}
+
+/* A child moved as the record committed: list them again. */
+static void kids_forget(txn *t) {
+    for (size_t i = 0; i < t->nkid_states; i++) free(t->kid_states[i]);
+    free(t->kid_states);
+    free(t->kid_counts);
+    free(t->kid_cursor);
+    free(t->kids);
+    t->kid_states = NULL;
+    t->kid_counts = NULL;
+    t->kid_cursor = NULL;
+    t->kids = NULL;
+    t->nkid_states = t->nkids = 0;
 }
 
 static void load_kids(txn *t) {
@@ -2173,7 +2195,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             free(changes);
             en.changes = changes = c2;
         }
-        budget_limits(t, wf, to, &en);
+        txn_limits(t, wf, to, &en);
     }
     engine_commit(t->eng, t->g, &en, txn_committed, t);
     free(changes);

@@ -481,10 +481,10 @@ static void get_roles(wf_ctx *w) {
 /* budgets = { STATE = { { per = "principal"|"actor", max = N, within = "1h" }, ... } } */
 static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
     lua_State *L = w->L;
-    /* each is checked again as a transition commits: an entry carries
-     * LF_ENTRY_LIMITS at most (core/entry.h) */
+    /* each is checked as a transition commits: an entry carries
+     * LF_ENTRY_BUDGETS at most (core/entry.h) */
     bool ok = lua_type(L, list) == LUA_TTABLE && lua_rawlen(L, list) > 0 &&
-              lua_rawlen(L, list) <= LF_ENTRY_LIMITS;
+              lua_rawlen(L, list) <= LF_ENTRY_BUDGETS;
     for (lua_Integer i = 1; ok && i <= (lua_Integer)lua_rawlen(L, list); i++) {
         ok = lua_rawgeti(L, list, i) == LUA_TTABLE;
         int b = lua_gettop(L);
@@ -511,7 +511,7 @@ static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
         wf_problem(w,
                    "budgets.%s must be a list of at most %d { per = \"principal\"|\"actor\", "
                    "max = N, within = \"1h\" } (at most 31d)",
-                   sn, LF_ENTRY_LIMITS);
+                   sn, LF_ENTRY_BUDGETS);
 }
 
 static void get_budgets(wf_ctx *w) { each_state(w, "budgets", "lists", budgets_of); }

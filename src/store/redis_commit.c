@@ -249,22 +249,45 @@ static void commit_fetched(commit_op *c, redisReply *r) {
 typedef struct limit_args {
     char n[LF_INT_CHARS], max[LF_ENTRY_LIMITS][LF_INT_CHARS],
         since[LF_ENTRY_LIMITS][LF_INT_CHARS];
-    lf_buf keys[LF_ENTRY_LIMITS * 6];
+    lf_buf *keys;
     int nkeys;
 } limit_args;
 
+/* How many arguments the limits take (ARGV 13 on). */
+static size_t limits_argc(const lf_entry *e) {
+    size_t n = 1;
+    for (int i = 0; i < e->nlimits; i++)
+        n += e->limits[i].kind == 'c'   ? 9
+             : e->limits[i].kind == 'o' ? 3
+                                        : 3 + (size_t)e->limits[i].nstates;
+    return n;
+}
+
 /* Appends the limits to argv at argc (their number first); open: the
  * record's open-records sets (lf_record_open_keys), nopen of them.
- * Returns the new argc; free la->keys[0..la->nkeys) once formatted. */
+ * Returns the new argc; limits_free(la) once formatted. */
 static int limits_format(lf_redis *s, const lf_entry *e, char open[][LF_COUNTER_KEY],
                          int nopen, limit_args *la, const char **argv, int argc) {
     char counters[2][LF_COUNTER_KEY], both[LF_COUNTER_KEY], *who;
     int ncount = e->nlimits ? lf_entry_counters(e, counters) : 0, n = 0, at = argc++;
     la->nkeys = 0;
-    for (int i = 0; i < e->nlimits * 6; i++) la->keys[i] = (lf_buf)LF_BUF_INIT;
+    la->keys = lf_xcalloc(limits_argc(e), sizeof *la->keys);
     for (int i = 0; i < e->nlimits; i++) {
         const lf_entry_limit *l = &e->limits[i];
         lf_fmt_int(l->max, la->max[i]);
+        if (l->kind == 'k') {   /* the state indexes, then the children */
+            lf_fmt_int(l->nstates, la->max[i]);
+            argv[argc++] = "k";
+            argv[argc++] = la->max[i];
+            for (int j = 0; j < l->nstates; j++) {
+                lf_redis_key_index(s, l->states[j], NULL, &la->keys[la->nkeys]);
+                argv[argc++] = la->keys[la->nkeys++].p;
+            }
+            lf_redis_key_children(s, e->record_id, &la->keys[la->nkeys]);
+            argv[argc++] = la->keys[la->nkeys++].p;
+            n++;
+            continue;
+        }
         if (l->kind == 'o' && l->index < nopen) {
             argv[argc++] = "o";
             argv[argc++] = la->max[i];
@@ -295,6 +318,11 @@ static int limits_format(lf_redis *s, const lf_entry *e, char open[][LF_COUNTER_
     lf_fmt_int(n, la->n);
     argv[at] = la->n;
     return argc;
+}
+
+static void limits_free(limit_args *la) {
+    for (int i = 0; i < la->nkeys; i++) lf_buf_free(&la->keys[i]);
+    free(la->keys);
 }
 
 /* Formats the commit script's call for the sealed entry into c->op:
@@ -343,7 +371,7 @@ static void commit_format(commit_op *c) {
     } else if (r && c->mode == MODE_DELETE) {
         extra = r->naliases + 1;
     }
-    size_t cap = 3 + 22 + 13 + 9 * LF_ENTRY_LIMITS + extra;   /* EVALSHA sha n, KEYS, ARGV */
+    size_t cap = 3 + 22 + 12 + limits_argc(e) + extra;   /* EVALSHA sha n, KEYS, ARGV */
     const char **argv = lf_xmalloc(cap * sizeof *argv);
     size_t *lens = lf_xmalloc(cap * sizeof *lens);
 
@@ -442,7 +470,7 @@ static void commit_format(commit_op *c) {
         for (size_t i = first_extra; i < r->naliases; i++) argv[argc++] = r->aliases[i];
     for (int i = 0; i < argc; i++) lens[i] = i == line_at ? s->packed.len : strlen(argv[i]);
     lf_redis_format(&c->op, argc, argv, lens);
-    for (int i = 0; i < la.nkeys; i++) lf_buf_free(&la.keys[i]);
+    limits_free(&la);
     free(argv);
     free(lens);
 }

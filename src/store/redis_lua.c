@@ -239,7 +239,8 @@
  *          anything is written: 'c', max, since (us), then the two
  *          counters it adds up (the actor's or the person's, and the one
  *          both share: redis.c's redis_count), three keys each; or 'o',
- *          max, the open-records set
+ *          max, the open-records set; or 'k', n, n state indexes, the
+ *          record's children (each must be in one of those states)
  *       then: move: the aliases the entry adds (the latest claim wins);
  *             delete: the ref and every alias, released where they
  *             still name this record
@@ -250,7 +251,8 @@
  * Returns 'ok' (a string: a table costs Redis ~8k instructions more to
  * convert; note: {'ok', the record as REC_LUA gives it}), or why
  * nothing was written: {'idem'} {'exists'} {'dupref', id} {'notfound'}
- * {'version', found} {'limit', n} (a limit reached: n counted)
+ * {'version', found} {'limit', n} (a limit reached: n counted, or the
+ * child outside the gate's states)
  * {'head', seq, hash} (the chain moved: re-seal on
  * that head) {'logpos', length} (the list holds more lines than the head
  * says: written by something other than this script) {'pset', digest}
@@ -306,8 +308,15 @@ static const char commit_lua[] =
     "if ARGV[13] ~= '0' then\n"
     TCOUNT_LUA
     "  for _ = 1, tonumber(ARGV[13]) do\n"
-    "    local n, max = 0, tonumber(ARGV[a0 + 1])\n"
-    "    if ARGV[a0] == 'o' then\n"
+    "    local kind, n, max = ARGV[a0], 0, tonumber(ARGV[a0 + 1])\n"
+    "    if kind == 'k' then\n"   /* max: how many states; each child in one */
+    "      for _, c in ipairs(redis.call('ZRANGE', ARGV[a0 + 2 + max], 0, -1)) do\n"
+    "        local j = a0 + 2\n"
+    "        while j <= a0 + 1 + max and not redis.call('ZSCORE', ARGV[j], c) do j = j + 1 end\n"
+    "        if j > a0 + 1 + max then return {'limit', c} end\n"
+    "      end\n"
+    "      a0, max = a0 + 3 + max, 1\n"
+    "    elseif kind == 'o' then\n"
     "      n, a0 = redis.call('ZCARD', ARGV[a0 + 2]), a0 + 3\n"
     "    else\n"
     "      for k = a0 + 3, a0 + 6, 3 do\n"
