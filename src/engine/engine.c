@@ -981,9 +981,10 @@ typedef struct txn {
     char *kid_cursor;
     /* The budgets of the target state, when counted (count_budgets). */
     int nbudget;                /* loaded so far; -1 until it starts */
-    uint64_t *budget_n;
-    int64_t *budget_oldest;
-    int64_t *budget_since;      /* the window each was counted over */
+    struct budget_count {
+        uint64_t n;
+        int64_t oldest, since;  /* since: the window it was counted over */
+    } *budget;                  /* one per budget of the workflow */
     bool budgets_loaded;
     /* Count them before the gates: a dry run (no commit checks them), an
      * attempt after the store found one spent, or before a guard's
@@ -1543,8 +1544,8 @@ static void budget_counted(lf_code code, const char *err, uint64_t n, int64_t ol
         txn_done(t, code, err, NULL, NULL);
         return;
     }
-    t->budget_n[t->nbudget] = n;
-    t->budget_oldest[t->nbudget] = oldest;
+    t->budget[t->nbudget].n = n;
+    t->budget[t->nbudget].oldest = oldest;
     t->nbudget++;
     load_budget(t);
 }
@@ -1563,8 +1564,8 @@ static void load_budget(txn *t) {
     const lf_budget_def *b = &wf->budgets[t->nbudget];
     char key[LF_COUNTER_KEY];
     budget_key(t, b, wf, key);
-    t->budget_since[t->nbudget] = lf_now_us() - b->within_us;
-    lf_store_count(t->eng->store, key, t->budget_since[t->nbudget], budget_counted, t);
+    t->budget[t->nbudget].since = lf_now_us() - b->within_us;
+    lf_store_count(t->eng->store, key, t->budget[t->nbudget].since, budget_counted, t);
 }
 
 /* Whether a request into state `to` answers to budgets: a person's
@@ -1589,7 +1590,7 @@ static void budget_limits(txn *t, const lf_workflow *wf, int to, lf_entry *en) {
         if (b->state != to || en->nlimits == LF_ENTRY_BUDGETS) continue;
         en->limits[en->nlimits++] = (lf_entry_limit){
             .kind = 'c', .index = b->per == 'a' ? 0 : 1, .max = b->max,
-            .since = t->budgets_loaded ? t->budget_since[i] : now - b->within_us};
+            .since = t->budgets_loaded ? t->budget[i].since : now - b->within_us};
     }
 }
 
@@ -1608,12 +1609,8 @@ static void txn_limits(txn *t, const lf_workflow *wf, int to, lf_entry *en) {
 /* A budget may be spent: count them before the next attempt's gates. */
 static void budgets_forget(txn *t) {
     t->count_budgets = true;
-    free(t->budget_n);
-    free(t->budget_oldest);
-    free(t->budget_since);
-    t->budget_n = NULL;
-    t->budget_oldest = NULL;
-    t->budget_since = NULL;
+    free(t->budget);
+    t->budget = NULL;
     t->nbudget = 0;
     t->budgets_loaded = false;
 }
@@ -1624,16 +1621,16 @@ static bool budget_spent(const txn *t, const lf_workflow *wf, int to, lf_buf *wh
                          lf_buf *rule) {
     for (int i = 0; t->budgets_loaded && i < wf->nbudgets; i++) {
         const lf_budget_def *b = &wf->budgets[i];
-        if (b->state != to || t->budget_n[i] < (uint64_t)b->max) continue;
+        if (b->state != to || t->budget[i].n < (uint64_t)b->max) continue;
         char frees[LF_TS_LEN + 1];
-        lf_ts_format(t->budget_oldest[i] + b->within_us, frees);
+        lf_ts_format(t->budget[i].oldest + b->within_us, frees);
         const char *who = budget_who(t, b->per);
         lf_buf_printf(rule, "budget:%s", wf->states[to]);
         lf_buf_printf(why,
                       "budget spent: %s %s made %llu transitions to %s within %llds "
                       "(at most %d); it frees up at %s",
                       b->per == 'a' ? "actor" : "principal", who,
-                      (unsigned long long)t->budget_n[i], wf->states[to],
+                      (unsigned long long)t->budget[i].n, wf->states[to],
                       (long long)(b->within_us / 1000000), b->max, frees);
         return true;
     }
@@ -2093,9 +2090,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     if (wf->nbudgets && !t->budgets_loaded && !t->internal && !t->observed &&
         t->kind == LF_ENTRY_TRANSITION && (t->dry_run || t->count_budgets)) {
         t->wf = wf;
-        t->budget_n = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_n);
-        t->budget_oldest = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_oldest);
-        t->budget_since = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget_since);
+        t->budget = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget);
         load_budget(t);
         return;
     }

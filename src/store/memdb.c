@@ -223,13 +223,13 @@ static int limit_keys(const lf_entry *e, char kind, char keys[2][LF_COUNTER_KEY]
     return n;
 }
 
-/* A child of e's record that is in none of l's states, or NULL. */
+/* A live child of e's record that is in none of l's states, or NULL. */
 static const char *child_outside(const lf_memdb *db, const lf_entry *e,
                                  const lf_entry_limit *l) {
     const kids *k = e->record_id ? lf_map_get(&db->by_parent, e->record_id) : NULL;
     for (size_t i = 0; k && i < k->n; i++) {
         const lf_record *c = k->v[i]->rec;
-        if (c->deleted || strcmp(c->parent ? c->parent : "", e->record_id) != 0) continue;
+        if (c->deleted) continue;
         int j = 0;
         while (j < l->nstates && strcmp(c->state, l->states[j]) != 0) j++;
         if (j == l->nstates) return c->id;
@@ -241,7 +241,6 @@ static const char *child_outside(const lf_memdb *db, const lf_entry *e,
 static lf_code check_limits(const lf_memdb *db, const lf_entry *e, char *err,
                             size_t errlen) {
     char keys[2][LF_COUNTER_KEY];
-    int nkeys = 0;
     for (int i = 0; i < e->nlimits; i++) {
         const lf_entry_limit *l = &e->limits[i];
         if (l->kind == 'k') {
@@ -251,8 +250,7 @@ static lf_code check_limits(const lf_memdb *db, const lf_entry *e, char *err,
                      "(as it was committed)", out);
             return LF_DENIED;
         }
-        if (i == 0 || l->kind != e->limits[i - 1].kind) nkeys = limit_keys(e, l->kind, keys);
-        if (l->index < 0 || l->index >= nkeys) continue;
+        if (l->index < 0 || l->index >= limit_keys(e, l->kind, keys)) continue;
         uint64_t n;
         int64_t oldest;
         lf_memdb_count(db, keys[l->index], l->kind == 'c' ? l->since : INT64_MIN, &n,

@@ -271,7 +271,7 @@ static int limits_format(lf_redis *s, const lf_entry *e, char open[][LF_COUNTER_
     char counters[2][LF_COUNTER_KEY], both[LF_COUNTER_KEY], *who;
     int ncount = e->nlimits ? lf_entry_counters(e, counters) : 0, n = 0, at = argc++;
     la->nkeys = 0;
-    la->keys = lf_xcalloc(limits_argc(e), sizeof *la->keys);
+    la->keys = e->nlimits ? lf_xcalloc(limits_argc(e), sizeof *la->keys) : NULL;
     for (int i = 0; i < e->nlimits; i++) {
         const lf_entry_limit *l = &e->limits[i];
         lf_fmt_int(l->max, la->max[i]);
