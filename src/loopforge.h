@@ -222,11 +222,11 @@ typedef struct lf_list_query {
                                    it at or before this time (us since the
                                    epoch; their last history entry), for
                                    the timers' tick. A hint: the embedded
-                                   stores answer just those, oldest first,
-                                   in one page; Redis the whole state the
-                                   first time a process asks about it, then
-                                   just those, newest first, in pages; the
-                                   whole state when repo is given too.
+                                   stores answer just those, oldest first;
+                                   Redis the whole state the first time a
+                                   process asks about it, then just those,
+                                   newest first; the whole state when repo
+                                   is given too. In pages either way.
                                    0 = any */
     int64_t entered_after;      /* with entered_by: and after this time
                                    (the tick's window on a retry state,

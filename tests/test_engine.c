@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 
 #include "engine_sync.h"
 #include "../src/core/entry.h"
@@ -895,6 +896,84 @@ static void aliases_find_records(void **state) {
     res_clear(&f);
 }
 
+/* ---- a tick over many records holds the loop a page at a time -------- */
+
+typedef struct beat {
+    struct event *ev;
+    int beats;                  /* turns of the loop while the tick ran */
+    bool done;
+    lf_code code;
+    char *doc;
+} beat;
+
+static const struct timeval no_wait = {0, 0};
+
+static void on_beat(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    beat *b = arg;
+    if (b->done) return;
+    b->beats++;
+    evtimer_add(b->ev, &no_wait);
+}
+
+static void on_ticked(lf_code code, const char *error, const char *doc, void *arg) {
+    (void)error;
+    beat *b = arg;
+    b->done = true;
+    b->code = code;
+    b->doc = doc ? strdup(doc) : NULL;
+}
+
+/* 2,500 records waiting in ci_failed (a retry without a backoff): serve's
+ * first tick looks at every one of them, a page of 1,000 at a time, the
+ * loop turning between pages -- before, the embedded stores answered the
+ * whole state inside the call and the loop waited for all of it. Every
+ * record is listed once and none is due; the next tick (its window: the
+ * records that entered in the last seconds, all of them here) pages the
+ * same way, and an engine freed while it waits for the loop ends it. */
+static void tick_pages_turn_the_loop(void **state) {
+    (void)state;
+    static const char *const (TO_FAILED[4])[2] = {
+        {"task_queued", "w"}, {"pr_created", "p"}, {"ci_pending", "c"}, {"ci_failed", "f"}};
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    char err[512];
+    lf_engine_config cfg = {.store = "memory:", .policies = bare, .base = base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    assert_non_null(e);
+    for (int i = 0; i < 2500; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "o/r#%d", i);
+        walk(e, new_record(e, ref), TO_FAILED, 4);
+    }
+    for (int round = 0; round < 2; round++) {
+        lf_stats before, after;
+        lf_engine_stats(e, &before);
+        beat b = {0};
+        b.ev = evtimer_new(base, on_beat, &b);
+        evtimer_add(b.ev, &no_wait);
+        lf_engine_fire_due(e, 0, on_ticked, &b);
+        assert_false(b.done);           /* the first page only, then the loop */
+        if (round == 1) {               /* freed while it waits: it ends */
+            lf_engine_free(e);
+            e = NULL;
+            assert_true(b.done);
+            assert_int_equal(b.code, LF_UNAVAILABLE);
+        }
+        while (!b.done) event_base_loop(base, EVLOOP_ONCE);
+        event_free(b.ev);
+        if (round == 0) {
+            assert_int_equal(b.code, LF_OK);
+            assert_true(b.beats >= 3);  /* after each of the three pages */
+            assert_non_null(strstr(b.doc, "\"fired\":[]"));
+            lf_engine_stats(e, &after);
+            assert_int_equal(after.timer_records - before.timer_records, 2500);
+        }
+        free(b.doc);
+    }
+    event_base_free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
@@ -920,6 +999,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(idempotency, setup, teardown),
         cmocka_unit_test_setup_teardown(observation_records_violation, setup, teardown),
         cmocka_unit_test_setup_teardown(aliases_find_records, setup, teardown),
+        cmocka_unit_test(tick_pages_turn_the_loop),
     };
     return cmocka_run_group_tests_name("engine", tests, make_bare, remove_bare);
 }

@@ -244,6 +244,7 @@ lf_engine *lf_engine_new(const lf_engine_config *cfg, char *err, size_t errlen,
 void lf_engine_free(lf_engine *e) {
     if (!e) return;
     e->closing = true;
+    lf_engine_tick_close(e);
     lf_store_free(e->store);
     lf_evidence_free(e->ev);
     lf_notify_free(e->notify);  /* cancels POSTs in flight, a log line each */
@@ -632,6 +633,8 @@ const lf_workflow *lf_engine_workflow(lf_engine *e, const char *name) {
 }
 
 lf_tick_memo *lf_engine_tick_memo(lf_engine *e) { return &e->tick; }
+
+struct event_base *lf_engine_base(lf_engine *e) { return e->base; }
 
 lf_map *lf_engine_importing(lf_engine *e) { return &e->importing; }
 

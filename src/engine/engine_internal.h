@@ -25,8 +25,15 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due, 
 typedef struct lf_tick_memo {
     int64_t since, full_at;
     uint64_t listed;            /* records the ticks listed (lf_stats) */
+    struct tick_ctx *parked;    /* a tick waiting for a turn of the loop
+                                   before its next page (timers.c) */
 } lf_tick_memo;
 lf_tick_memo *lf_engine_tick_memo(lf_engine *e);
+/* Ends a tick waiting for its next page: it fails LF_UNAVAILABLE (the
+ * engine is closing). */
+void lf_engine_tick_close(lf_engine *e);
+/* The event loop the engine was given (lf_engine_config.base), or NULL. */
+struct event_base *lf_engine_base(lf_engine *e);
 /* A hook's schedule{}: a timer of record id's own, bound to `state` (the
  * record must still be there), firing `to` with `trigger` after_us from
  * now; a `noted` entry by `actor`. cb may be NULL (logged by the caller). */

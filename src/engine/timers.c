@@ -36,17 +36,21 @@
 #include "../core/record.h"
 #include "../core/map.h"
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Records per list call: a store pages as it can (Redis by 1,000, in
- * script calls of 100), the embedded ones answer in one pass, which a
- * tick over 100,000 pending timers needs (a page costs them a pass over
- * every record). */
-#define PAGE 100000
+/* Records per list call of a timed state: Redis pages by 1,000 (in
+ * script calls of 100), and the embedded stores, which answer at once,
+ * by as many, so a tick holds the event loop for a page at a time
+ * (list_state). The records with timers of their own come in pages as
+ * large as TIMED_PAGE: the embedded stores pass over every such record
+ * for each page. */
+#define PAGE 1000
+#define TIMED_PAGE 100000
 
 #define WINDOW_SLACK_US (10 * 1000000LL)
 #define FULL_EVERY_US (600 * 1000000LL)
@@ -93,6 +97,13 @@ struct tick_ctx {
     lf_jw list;
     bool timed_pass;            /* listing the records with timers of their own */
     lf_map seen;                /* ids already pending (owned keys) */
+    /* listing (list_state): a page answered inside the list call sets
+     * `more`, and a failed one `code` and `error`; with an event base,
+     * the next page waits for `resume`, a turn of the loop later */
+    bool in_call, more;
+    lf_code code;
+    char *error;
+    struct event *resume;
 };
 
 static void tick_free(tick_ctx *t) {
@@ -106,6 +117,9 @@ static void tick_free(tick_ctx *t) {
     }
     free(t->p);
     free(t->cursor);
+    free(t->error);
+    if (t->resume) event_free(t->resume);
+    if (lf_engine_tick_memo(t->e)->parked == t) lf_engine_tick_memo(t->e)->parked = NULL;
     lf_buf_free(&t->fired);
     for (size_t i = 0; i < t->seen.cap; i++) free((char *)t->seen.slots[i].key);
     lf_map_free(&t->seen);
@@ -297,12 +311,10 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
                    size_t n, const char *next, void *arg) {
     tick_ctx *t = arg;
     if (code != LF_OK) {
-        t->cb(code, error, NULL, t->arg);
-        tick_free(t);
-        return;
+        t->code = code;
+        t->error = lf_xstrdup(error ? error : lf_code_name(code));
     }
-    lf_engine_tick_memo(t->e)->listed += n;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; code == LF_OK && i < n; i++) {
         const lf_record *rec = recs[i];
         const lf_workflow *wf = lf_engine_workflow(t->e, rec->workflow);
         int64_t due;
@@ -321,33 +333,78 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         p->to = lf_xstrdup(wf->states[to]);
         p->trigger = lf_xstrdup(trigger);
     }
+    lf_engine_tick_memo(t->e)->listed += code == LF_OK ? n : 0;
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
-    if (!next && t->si < t->nscans) t->si++;
-    else if (!next) t->timed_pass = true;
+    if (code == LF_OK && !next && t->si < t->nscans) t->si++;
+    else if (code == LF_OK && !next) t->timed_pass = true;
+    if (t->in_call) t->more = true;     /* list_state goes on */
+    else list_state(t);
+}
+
+static void resumed(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    tick_ctx *t = arg;
+    lf_engine_tick_memo(t->e)->parked = NULL;
     list_state(t);
 }
 
+/* Waits for a turn of the event loop before the next page; false when
+ * there is no loop to wait for. */
+static bool park(tick_ctx *t) {
+    struct event_base *base = lf_engine_base(t->e);
+    if (!base) return false;
+    if (!t->resume && !(t->resume = evtimer_new(base, resumed, t))) return false;
+    static const struct timeval now = {0, 0};
+    if (evtimer_add(t->resume, &now)) return false;
+    lf_engine_tick_memo(t->e)->parked = t;
+    return true;
+}
+
 /* The timed states one by one, then the records with timers of their
- * own (an index on every store), then fire. */
+ * own (an index on every store), then fire. A page the store answers
+ * inside the list call (the embedded stores) is followed by the next
+ * one here, not in a nested call, after a turn of the event loop: a
+ * tick over a million records waiting in a state never holds the loop
+ * for more than a page. */
 static void list_state(tick_ctx *t) {
-    if (t->si == t->nscans && t->timed_pass) {
-        if (t->np) qsort(t->p, t->np, sizeof *t->p, by_due);
-        t->w = lf_window_new(&fire_ops, t);
-        lf_window_go(t->w);
-        return;
+    for (;;) {
+        if (t->code != LF_OK) {
+            t->cb(t->code, t->error, NULL, t->arg);
+            tick_free(t);
+            return;
+        }
+        if (t->si == t->nscans && t->timed_pass) {
+            if (t->np) qsort(t->p, t->np, sizeof *t->p, by_due);
+            t->w = lf_window_new(&fire_ops, t);
+            lf_window_go(t->w);         /* may free t */
+            return;
+        }
+        lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
+        if (t->si < t->nscans) {
+            const scan *sc = &t->scans[t->si];
+            q.state = sc->state;
+            /* A record that entered later cannot be due yet (nor ever 0). */
+            if (t->due_only) q.entered_by = t->now - (sc->window ? 0 : sc->before);
+            if (sc->window) q.entered_after = t->since;
+        } else {
+            q.timed = true;
+            q.limit = TIMED_PAGE;
+        }
+        t->in_call = true;
+        t->more = false;
+        lf_engine_list(t->e, &q, listed, t);
+        t->in_call = false;
+        /* Answered later (from the loop: listed goes on), or now. */
+        if (!t->more || (t->code == LF_OK && park(t))) return;
     }
-    lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
-    if (t->si < t->nscans) {
-        const scan *sc = &t->scans[t->si];
-        q.state = sc->state;
-        /* A record that entered later cannot be due yet (nor ever 0). */
-        if (t->due_only) q.entered_by = t->now - (sc->window ? 0 : sc->before);
-        if (sc->window) q.entered_after = t->since;
-    } else {
-        q.timed = true;
-    }
-    lf_engine_list(t->e, &q, listed, t);
+}
+
+void lf_engine_tick_close(lf_engine *e) {
+    tick_ctx *t = lf_engine_tick_memo(e)->parked;
+    if (!t) return;
+    event_del(t->resume);
+    resumed(-1, 0, t);                  /* the engine is closing: it fails */
 }
 
 /* State `name` listed from `before` (see scan), or in a window. */

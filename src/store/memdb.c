@@ -858,22 +858,44 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
 }
 
 /* The records that entered q->state at or before q->entered_by (and
- * after q->entered_after), oldest first, all in one page: O(log n + those
- * + stale entries skipped). The memdb is changed only by the index it
- * keeps from then on. */
+ * after q->entered_after), oldest first, a page of q->limit at a time:
+ * O(log n + the page + stale entries skipped). The cursor is the last
+ * entry of the page before, "AT|ID" (at: us), which stays a place in the
+ * index however the records move meanwhile. The memdb is changed only by
+ * the index it keeps from then on. */
 static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, void *arg) {
     const index_t *x = entered_index(db, q->state);
+    size_t limit = q->limit ? q->limit : 100;
     /* the first entry at a later time: "" is below every id */
     size_t begin = q->entered_after ? ix_lower(x, q->entered_after + 1, "") : 0,
            end = ix_lower(x, q->entered_by + 1, ""), n = 0;
+    if (q->cursor) {
+        char *bar;
+        long long at = strtoll(q->cursor, &bar, 10);
+        /* A cursor we did not make lists nothing rather than anything. */
+        size_t i = end;
+        if (*bar == '|' && bar != q->cursor) {
+            i = ix_lower(x, at, bar + 1);
+            while (i < end && ix_cmp(at, bar + 1, &x->v[i]) == 0) i++;
+        }
+        if (i > begin) begin = i;
+    }
     if (end < begin) end = begin;
-    const lf_record **page = lf_xmalloc((end - begin + 1) * sizeof *page);
-    for (size_t i = begin; i < end; i++) {
+    size_t cap = end - begin < limit ? end - begin : limit;
+    const lf_record **page = lf_xmalloc((cap + 1) * sizeof *page);
+    size_t i = begin;
+    for (; i < end && n < limit; i++) {
         const lf_record *r = x->v[i].s->rec;
         if (ix_live(x, &x->v[i]) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
             page[n++] = r;
     }
-    cb(LF_OK, NULL, page, n, NULL, arg);
+    char cursor[24 + LF_ID_LEN], *next = NULL;
+    if (i < end) {
+        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)x->v[i - 1].at,
+                 x->v[i - 1].s->rec->id);
+        next = cursor;
+    }
+    cb(LF_OK, NULL, page, n, next, arg);
     free(page);
 }
 
