@@ -231,6 +231,14 @@ typedef struct lf_list_query {
     int64_t entered_after;      /* with entered_by: and after this time
                                    (the tick's window on a retry state,
                                    timers.c); 0 = any */
+    int64_t due_by;             /* with timed: only the records with one
+                                   of their own timers due at or before
+                                   this time (us), for serve's tick. A
+                                   hint: the embedded stores answer just
+                                   those, earliest first, in one page;
+                                   Redis those and any an older version
+                                   wrote, latest first, in pages.
+                                   0 = any */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */

@@ -380,6 +380,102 @@ static void list_entered_by(void **state) {
     t_got_reset(&g);
 }
 
+/* A noted entry setting a record's own timers (a JSON array), at version
+ * (the record's next). */
+static lf_code t_set_timers(lf_store *s, const char *id, uint64_t version, const char *timers,
+                            t_got *g) {
+    char changes[512];
+    lf_entry e;
+    t_entry(&e, LF_ENTRY_NOTED, id, version, "issue_created", "issue_created", "test.timers");
+    snprintf(changes, sizeof changes, "{\"timers\":%s}", timers);
+    e.changes = changes;
+    return t_commit(s, &e, g);
+}
+
+/* A timer due at `us`, bound to issue_created, as its JSON. */
+static void t_timer(int64_t us, char *out, size_t cap) {
+    char ts[LF_TS_LEN + 1];
+    lf_ts_format(us, ts);
+    snprintf(out, cap,
+             "{\"due\":\"%s\",\"state\":\"issue_created\",\"to\":\"task_queued\","
+             "\"trigger\":\"test.late\",\"kind\":\"schedule\",\"by\":\"tester\"}",
+             ts);
+}
+
+/* The tick's hint for the records with timers of their own
+ * (lf_list_query.due_by): each store answers just the ones with a timer
+ * due by then -- the embedded stores earliest first, Redis latest first
+ * (it scores them by their earliest due) -- not every record with a
+ * timer; a change of the timers moves a record in or out, a delete takes
+ * it out. */
+static void list_due_timers(void **state) {
+    fixture *f = *state;
+    lf_store *s = f->s;
+    bool redis = strcmp(f->scheme, "redis") == 0;
+    t_got g = {0};
+    t_page p = {0};
+    char id[5][LF_ID_LEN + 1], a[256], b[256], arr[600];
+    int64_t base = t_clock_us + 1000 * 1000000LL, sec = 1000000;
+    for (unsigned i = 1; i <= 4; i++) {
+        t_id(id[i], i);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+    }
+    t_timer(base + sec, a, sizeof a);                   /* 1: due at +1 s */
+    snprintf(arr, sizeof arr, "[%s]", a);
+    assert_int_equal(t_set_timers(s, id[1], 2, arr, &g), LF_OK);
+    t_timer(base + 3 * sec, a, sizeof a);               /* 2: at +3 s */
+    snprintf(arr, sizeof arr, "[%s]", a);
+    assert_int_equal(t_set_timers(s, id[2], 2, arr, &g), LF_OK);
+    t_timer(base + 5 * sec, a, sizeof a);               /* 3: at +5 s and +2 s */
+    t_timer(base + 2 * sec, b, sizeof b);
+    snprintf(arr, sizeof arr, "[%s,%s]", a, b);
+    assert_int_equal(t_set_timers(s, id[3], 2, arr, &g), LF_OK);
+    static const struct {
+        unsigned want[3];           /* earliest due first, 0-ended */
+    } steps[] = {{{1, 3, 0}}, {{3, 0}}, {{2, 3, 0}}, {{2, 0}}};
+    for (size_t k = 0; k < 4; k++) {
+        if (k == 1) assert_int_equal(t_set_timers(s, id[1], 3, "[]", &g), LF_OK);
+        if (k == 2) {                                   /* 2: moved to +0 s */
+            t_timer(base, a, sizeof a);
+            snprintf(arr, sizeof arr, "[%s]", a);
+            assert_int_equal(t_set_timers(s, id[2], 3, arr, &g), LF_OK);
+        }
+        if (k == 3) assert_int_equal(t_delete(s, id[3], "issue_created", 2, &g), LF_OK);
+        lf_list_query q = {.timed = true, .due_by = base + 2 * sec, .limit = 1000};
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.code, LF_OK);
+        size_t n = 0;
+        while (steps[k].want[n]) n++;
+        assert_int_equal(p.n, n);
+        for (size_t i = 0; i < n; i++)
+            assert_string_equal(p.ids[i], id[steps[k].want[redis ? n - 1 - i : i]]);
+        t_page_reset(&p);
+    }
+    /* Without due_by: every record with timers, whenever they are due. */
+    lf_list_query all = {.timed = true, .limit = 1000};
+    lf_store_list(s, &all, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.ids[0], id[2]);
+    t_page_reset(&p);
+    /* A journal builds the same from its lines when it opens again. */
+    if (strcmp(f->scheme, "file:") == 0) {
+        char err[512];
+        lf_code code;
+        lf_store_free(f->s);
+        f->s = s = lf_store_open(f->url, f->base, &code, err, sizeof err);
+        assert_non_null(s);
+        lf_list_query q = {.timed = true, .due_by = base + 3 * sec, .limit = 1000};
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.n, 1);
+        assert_string_equal(p.ids[0], id[2]);
+        t_page_reset(&p);
+    }
+    t_got_reset(&g);
+}
+
 /* ---- transitions ------------------------------------------------------- */
 
 static void transition_cas(void **state) {
@@ -1180,6 +1276,7 @@ int main(void) {
         EACH(duplicate_ref_refused),
         EACH(malformed_create_refused),
         EACH(list_entered_by),
+        EACH(list_due_timers),
         EACH(transition_cas),
         EACH(transition_unknown_id),
         EACH(denied_changes_nothing),

@@ -407,6 +407,17 @@ bad:
     return bad(err, errlen, "malformed changes", text);
 }
 
+/* The earliest due of timers (a JSON array), 0 for none. */
+static int64_t earliest_due(const cJSON *timers) {
+    const cJSON *t;
+    int64_t due = 0, at;
+    cJSON_ArrayForEach(t, timers) {
+        const char *ds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "due"));
+        if (ds && !lf_ts_parse(ds, &at) && (!due || at < due)) due = at;
+    }
+    return due;
+}
+
 static void changes_apply(lf_record *r, const changes *c) {
     const cJSON *a;
     cJSON_ArrayForEach(a, c->aliases) alias_add(r, a->valuestring);
@@ -431,6 +442,7 @@ static void changes_apply(lf_record *r, const changes *c) {
         free(r->timers);
         r->timers =
             cJSON_GetArraySize(c->timers) ? member_text(c->text, "timers", "[]") : NULL;
+        r->timers_due = earliest_due(c->timers);
     }
     if (c->forge) {
         free(r->forge);
@@ -455,6 +467,7 @@ static void timers_after_move(lf_record *r) {
     }
     free(r->timers);
     r->timers = cJSON_GetArraySize(a) ? lf_xptr(cJSON_PrintUnformatted(a)) : NULL;
+    r->timers_due = earliest_due(a);
     cJSON_Delete(a);
 }
 
@@ -788,8 +801,10 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         r->forge = member_text(t, "forge", "{}");
     if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(o, "owner")))
         r->owner = member_text(t, "owner", "{}");
-    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "timers")) > 0)
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "timers")) > 0) {
         r->timers = member_text(t, "timers", "[]");
+        r->timers_due = earliest_due(cJSON_GetObjectItemCaseSensitive(o, "timers"));
+    }
     const cJSON *nv = cJSON_GetObjectItemCaseSensitive(o, "violations"),
                 *no = cJSON_GetObjectItemCaseSensitive(o, "overrides");
     if (cJSON_IsNumber(nv) && nv->valuedouble > 0) r->violations = (uint32_t)nv->valuedouble;

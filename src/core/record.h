@@ -71,6 +71,9 @@ typedef struct lf_record {
                                        an override's review): JSON array of
                                        {due, state, to, trigger, kind, by},
                                        NULL = none */
+    int64_t timers_due;             /* the earliest due of timers (us), 0 =
+                                       none: what the stores index a record
+                                       with timers by */
     char *parent;                   /* the record this one belongs to (a
                                        gate's work unit, an epic's issue),
                                        set at create; NULL = none */

@@ -390,6 +390,7 @@ static void list_state(tick_ctx *t) {
         } else {
             q.timed = true;
             q.limit = TIMED_PAGE;
+            if (t->due_only) q.due_by = t->now;
         }
         t->in_call = true;
         t->more = false;

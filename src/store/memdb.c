@@ -21,6 +21,9 @@ typedef struct slot {
                                from before are stale */
     uint32_t mgen;          /* bumped when it moves (enters a state): its
                                entered-index entries from before are stale */
+    uint32_t tgen;          /* bumped when its timers' earliest due changes:
+                               its entries in `due` from before are stale */
+    int64_t tdue;           /* the due it is in `due` at (us), 0: not in it */
 } slot;
 
 /* A list index (every record, by state, by repo, by both): entries in
@@ -45,6 +48,18 @@ typedef struct index {
                                entered the state, stale only when it moves
                                (the timers' tick asks for the oldest) */
 } index_t;
+
+/* The records with timers of their own (a hook's schedule{}, an
+ * override's review), a binary min-heap by the earliest due of them
+ * (slot.tdue): the tick asks for the due ones, found by a walk down the
+ * heap that stops at the first entry not due, not a pass over every record
+ * with a timer (100,000 of them cost serve's tick ~320 ms every second).
+ * An entry whose gen is not its slot's tgen any more is stale, skipped,
+ * and dropped when the stale ones outnumber the live. */
+typedef struct dueheap {
+    ixent *v;
+    size_t n, cap, live;
+} dueheap;
 
 /* Lines are never freed one by one, so they live in large chunks: one
  * allocation per ~64 KiB of log instead of one per entry. */
@@ -83,7 +98,7 @@ struct lf_memdb {
     lf_map ix;              /* "s:STATE", "r:REPO", "b:STATE\x01REPO" -> index_t */
     lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
-    lf_map timed;           /* id -> slot of records with timers of their own */
+    dueheap due;            /* the records with timers of their own */
     lf_map by_parent;       /* parent id -> kids */
     lf_map by_id;           /* id -> slot, deleted records included: an id
                                is never reused */
@@ -126,7 +141,7 @@ void lf_memdb_free(lf_memdb *db) {
         free(k);
     }
     lf_map_free(&db->by_parent);
-    lf_map_free(&db->timed);
+    free(db->due.v);
     for (size_t i = 0; i < db->counters.cap; i++) {
         counter *c = db->counters.slots[i].key ? db->counters.slots[i].val : NULL;
         if (!c) continue;
@@ -478,6 +493,56 @@ static void reindex(lf_memdb *db, slot *s, int64_t at) {
     }
 }
 
+/* ---- the due heap -------------------------------------------------------- */
+
+static bool due_live(const ixent *e) { return e->gen == e->s->tgen; }
+
+static void due_swap(ixent *v, size_t a, size_t b) {
+    ixent t = v[a];
+    v[a] = v[b];
+    v[b] = t;
+}
+
+static void due_down(dueheap *h, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && h->v[l].at < h->v[m].at) m = l;
+        if (r < h->n && h->v[r].at < h->v[m].at) m = r;
+        if (m == i) return;
+        due_swap(h->v, i, m);
+        i = m;
+    }
+}
+
+/* The record in s has the timers it has now: it joins the heap at their
+ * earliest due, its entry from before (if any) stale. */
+static void due_sync(lf_memdb *db, slot *s) {
+    dueheap *h = &db->due;
+    int64_t due = s->rec->deleted ? 0 : s->rec->timers_due;
+    if (due == s->tdue) return;
+    if (s->tdue) h->live--;
+    s->tgen++;
+    s->tdue = due;
+    if (due) {
+        if (h->n == h->cap) {
+            h->cap = h->cap ? 2 * h->cap : 64;
+            h->v = lf_xrealloc(h->v, h->cap * sizeof *h->v);
+        }
+        size_t i = h->n++;
+        h->v[i] = (ixent){due, s, s->tgen};
+        for (; i && h->v[(i - 1) / 2].at > h->v[i].at; i = (i - 1) / 2)
+            due_swap(h->v, i, (i - 1) / 2);
+        h->live++;
+    }
+    if (h->n > 2 * h->live + 64) {      /* squeeze out the stale, heapify */
+        size_t k = 0;
+        for (size_t i = 0; i < h->n; i++)
+            if (due_live(&h->v[i])) h->v[k++] = h->v[i];
+        h->n = k;
+        for (size_t i = k / 2; i-- > 0;) due_down(h, i);
+    }
+}
+
 /* Adds a transition made at `at` (us) to its budget counters, kept in
  * time order (writers of one journal may interleave a little). */
 static void count_entry(lf_memdb *db, const lf_entry *e, int64_t at) {
@@ -604,9 +669,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
     if (s && !refused) reindex(db, s, at);
     if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s, at);
     if (s) track_open(db, s, was_open);
-    /* Keyed by the record's own id string, which lives as long as it. */
-    if (s && s->rec->timers && !s->rec->deleted) lf_map_put(&db->timed, s->rec->id, s);
-    else if (s) lf_map_del(&db->timed, s->rec->id);
+    if (s) due_sync(db, s);
     if (e->idempotency_key)
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
@@ -824,7 +887,7 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
     free(page);
 }
 
-static int by_entered(const void *a, const void *b) {
+static int by_time(const void *a, const void *b) {
     const ixent *x = a, *y = b;
     return ix_cmp(x->at, x->s->rec->id, y);
 }
@@ -850,7 +913,7 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
             ix_room(x);
             x->v[x->n++] = (ixent){at, e->s, e->s->mgen};
         }
-        if (x->n) qsort(x->v, x->n, sizeof *x->v, by_entered);
+        if (x->n) qsort(x->v, x->n, sizeof *x->v, by_time);
         x->squeeze_at = 2 * x->n + 64;
     }
     lf_buf_free(&k);
@@ -899,10 +962,48 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     free(page);
 }
 
+/* The records whose timers of their own are due at or before q->due_by,
+ * by due (then id), all in one page: a walk down the heap that goes no
+ * deeper than an entry not due, O(those + stale entries among them). */
+static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
+                     void *arg) {
+    const dueheap *h = &db->due;
+    ixent *hit = NULL;
+    size_t n = 0, cap = 0, *stack = NULL, top = 0, room = 0;
+    if (h->n && h->v[0].at <= q->due_by) {
+        room = 64;
+        stack = lf_xmalloc(room * sizeof *stack);
+        stack[top++] = 0;
+    }
+    while (top) {
+        size_t i = stack[--top];
+        if (due_live(&h->v[i])) {
+            if (n == cap) hit = lf_xrealloc(hit, (cap = cap ? 2 * cap : 64) * sizeof *hit);
+            hit[n++] = h->v[i];
+        }
+        for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < h->n; c++) {
+            if (h->v[c].at > q->due_by) continue;
+            if (top == room) stack = lf_xrealloc(stack, (room *= 2) * sizeof *stack);
+            stack[top++] = c;
+        }
+    }
+    free(stack);
+    if (n) qsort(hit, n, sizeof *hit, by_time);
+    const lf_record **page = lf_xmalloc((n + 1) * sizeof *page);
+    for (size_t i = 0; i < n; i++) page[i] = hit[i].s->rec;
+    free(hit);
+    cb(LF_OK, NULL, page, n, NULL, arg);
+    free(page);
+}
+
 void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                    void *arg) {
     if (q->entered_by && q->state && !q->parent && !q->timed) {
         list_entered((lf_memdb *)db, q, cb, arg);
+        return;
+    }
+    if (q->timed && q->due_by) {
+        list_due(db, q, cb, arg);
         return;
     }
     if (!q->parent && !q->timed) {
@@ -913,16 +1014,15 @@ void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     /* A parent's children and the records with timers of their own come
      * from their own (small) sets. */
     const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
-    const lf_map *m = q->timed ? &db->timed : &db->by_id;
-    size_t cap = q->parent ? (k ? k->n : 0) : m->cap;
+    size_t cap = q->parent ? (k ? k->n : 0) : db->due.n;
     /* One more than the page: it tells there is a next one. */
     size_t keep = limit < db->by_id.len ? limit + 1 : db->by_id.len + 1;
     newest h = {lf_xmalloc(keep * sizeof *h.v), 0, keep};
     for (size_t i = 0; i < cap; i++) {
-        slot *s = k                 ? k->v[i]
-                  : q->parent       ? NULL
-                  : m->slots[i].key ? m->slots[i].val
-                                    : NULL;
+        slot *s = k                          ? k->v[i]
+                  : q->parent                ? NULL
+                  : due_live(&db->due.v[i]) ? db->due.v[i].s
+                                             : NULL;
         if (!s || s->rec->deleted) continue;
         const lf_record *r = s->rec;
         if (q->state && strcmp(r->state, q->state) != 0) continue;

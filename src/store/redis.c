@@ -1080,6 +1080,11 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         l->fill = x;            /* a pass over the whole state fills it */
         if (!q->cursor) x->begun = true;
     }
+    if (q->timed && q->due_by && !q->cursor) {
+        /* scored by their earliest due: those due by then, latest first */
+        snprintf(score, sizeof score, "%" PRId64, q->due_by);
+        cid = "~";
+    }
     if (q->timed) lf_buf_puts(&key, s->k_timed);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
     else lf_redis_key_index(s, q->state, q->repo, &key);

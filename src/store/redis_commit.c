@@ -452,7 +452,7 @@ static void commit_format(commit_op *c) {
     argv[argc++] = c->score;
     argv[argc++] = e->record_id ? e->record_id : "";
     argv[argc++] = r ? r->ref : "";
-    char flags[32] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
+    char flags[64] = {r && r->repo ? '1' : '0', r && r->parent ? '1' : '0',
                       r && r->timers && c->mode != MODE_DELETE ? '1'
                       : c->had_timers                           ? '-'
                                                                 : '0',
@@ -460,6 +460,11 @@ static void commit_format(commit_op *c) {
                       r && r->closed_at[0] ? '1' : '0',
                       listed, '\0'};
     if (r) lf_fmt_int(c->entered, flags + 7);
+    if (flags[2] == '1') {      /* its score among the records with timers */
+        size_t at = strlen(flags);
+        flags[at] = ';';
+        lf_fmt_int(r->timers_due, flags + at + 1);
+    }
     argv[argc++] = flags;
     argv[argc++] = e->idempotency_key ? e->idempotency_key : "";
     argv[argc++] = c->pset;

@@ -231,7 +231,11 @@
  *       the SADD), then the time (us) the record entered its state:
  *       every commit puts an open record in that state's entered index
  *       (and takes a closed one out), so an index a full listing filled
- *       once stays whole
+ *       once stays whole; with timers '1', then ';' and the earliest
+ *       due (us) of them, its score in the records with timers (the
+ *       tick asks for those due; an older version scored them by
+ *       updated_at, which is never later than the due: they are asked
+ *       for at every tick until written again)
  *       11 idempotency key ('' for none)
  *       12 the policy set the line refers to (redis_pack.c) to register,
  *          '' for none (or one this client's earlier commit registered)
@@ -380,6 +384,8 @@ static const char commit_lua[] =
     "local rf = 'l' .. rn\n"
     /* ARGV[10]'s marks as bytes: '0' 48, '1' 49, '+' 43, '-' 45 */
     "local repo, kids, timers, ncount, open, closed, listed = ARGV[10]:byte(1, 7)\n"
+    "local entered, due = ARGV[10]:sub(8), nil\n"
+    "if timers == 49 then entered, due = entered:match('^(%d*);(%d+)$') end\n"
     "repo, closed, ncount = repo == 49, closed == 49, ncount - 48\n"
     "kids = kids == 49 and KEYS[#KEYS - 3]\n"
     "local ent_b, ent_a, timed = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]\n"
@@ -428,7 +434,7 @@ static const char commit_lua[] =
     /* a closed record has no timer to be due: in no entered index */
     "if ent_b ~= ent_a or closed then redis.call('ZREM', ent_b, id) end\n"
     "if closed then redis.call('ZREM', ent_a, id)\n"
-    "else redis.call('ZADD', ent_a, ARGV[10]:sub(8), id) end\n"
+    "else redis.call('ZADD', ent_a, entered, id) end\n"
     /* Budget counters keep 31 days, the longest window a budget may have:
      * older times are trimmed at every 16th seq (a count is by time and
      * never sees them; trimming at every commit was more calls), in an
@@ -445,7 +451,7 @@ static const char commit_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "if timers == 49 then redis.call('ZADD', timed, ARGV[7], id)\n"
+    "if timers == 49 then redis.call('ZADD', timed, due, id)\n"
     "elseif timers == 45 then redis.call('ZREM', timed, id) end\n"
     "return 'ok'\n";
 
