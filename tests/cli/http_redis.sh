@@ -134,6 +134,9 @@ run --policies "$P4" --store "$R4" transition "$j" queued go
 run --policies "$P4" --store "$R4" show "$j" --json
 expect_json "redis: a hook's schedule{} is kept with the record" timers/1/trigger job.stale
 check "… and indexed" sh -c "redis-cli -s '$tmp/redis.sock' zrange sched:timed 0 -1 | grep -q '$j'"
+due=$(printf '%s' "$out" | grep -o '"due":"[^"]*"' | head -1 | cut -d'"' -f4)
+score=$(redis-cli -s "$tmp/redis.sock" zscore sched:timed "$j")
+check "… by when it is due ($due: $score)" test "$score" = "$(date -u -d "$due" +%s%6N)"
 run --policies "$P4" --store "$R4" tick --now 2099-01-01T00:00:00Z
 expect_out "redis: the tick fires it" "$j: queued → stale (ok)"
 check "… and the index forgets it" sh -c "! redis-cli -s '$tmp/redis.sock' zrange sched:timed 0 -1 | grep -q '$j'"
