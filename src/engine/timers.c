@@ -91,7 +91,7 @@ struct tick_ctx {
     size_t nscans, si;
     char *cursor;
     pending *p;
-    size_t np;
+    size_t np, capp;
     lf_window *w;               /* firing the due ones (window.h) */
     lf_buf fired;
     lf_jw list;
@@ -325,7 +325,8 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
             continue;
         char *key = lf_xstrdup(rec->id);
         lf_map_put(&t->seen, key, key);
-        t->p = lf_xrealloc(t->p, (t->np + 1) * sizeof *t->p);
+        if (t->np == t->capp)
+            t->p = lf_xrealloc(t->p, (t->capp = t->capp ? 2 * t->capp : 64) * sizeof *t->p);
         pending *p = &t->p[t->np++];
         *p = (pending){.version = rec->version, .due = due};
         snprintf(p->id, sizeof p->id, "%s", rec->id);
