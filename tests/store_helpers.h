@@ -203,6 +203,28 @@ static inline lf_code t_transition(lf_store *s, const char *id, const char *from
     return t_move(s, LF_ENTRY_TRANSITION, id, from, to, version, g);
 }
 
+/* A noted entry setting a record's own timers (a JSON array), at version
+ * (the record's next). */
+static inline lf_code t_set_timers(lf_store *s, const char *id, uint64_t version,
+                                   const char *timers, t_got *g) {
+    char changes[1024];
+    lf_entry e;
+    t_entry(&e, LF_ENTRY_NOTED, id, version, "issue_created", "issue_created", "test.timers");
+    snprintf(changes, sizeof changes, "{\"timers\":%s}", timers);
+    e.changes = changes;
+    return t_commit(s, &e, g);
+}
+
+/* A timer due at `us`, bound to issue_created, as its JSON. */
+static inline void t_timer(int64_t us, char *out, size_t cap) {
+    char ts[LF_TS_LEN + 1];
+    lf_ts_format(us, ts);
+    snprintf(out, cap,
+             "{\"due\":\"%s\",\"state\":\"issue_created\",\"to\":\"task_queued\","
+             "\"trigger\":\"test.late\",\"kind\":\"schedule\",\"by\":\"tester\"}",
+             ts);
+}
+
 static inline lf_code t_delete(lf_store *s, const char *id, const char *state,
                                uint64_t version, t_got *g) {
     lf_entry e = {0};

@@ -380,28 +380,6 @@ static void list_entered_by(void **state) {
     t_got_reset(&g);
 }
 
-/* A noted entry setting a record's own timers (a JSON array), at version
- * (the record's next). */
-static lf_code t_set_timers(lf_store *s, const char *id, uint64_t version, const char *timers,
-                            t_got *g) {
-    char changes[512];
-    lf_entry e;
-    t_entry(&e, LF_ENTRY_NOTED, id, version, "issue_created", "issue_created", "test.timers");
-    snprintf(changes, sizeof changes, "{\"timers\":%s}", timers);
-    e.changes = changes;
-    return t_commit(s, &e, g);
-}
-
-/* A timer due at `us`, bound to issue_created, as its JSON. */
-static void t_timer(int64_t us, char *out, size_t cap) {
-    char ts[LF_TS_LEN + 1];
-    lf_ts_format(us, ts);
-    snprintf(out, cap,
-             "{\"due\":\"%s\",\"state\":\"issue_created\",\"to\":\"task_queued\","
-             "\"trigger\":\"test.late\",\"kind\":\"schedule\",\"by\":\"tester\"}",
-             ts);
-}
-
 /* The tick's hint for the records with timers of their own
  * (lf_list_query.due_by): each store answers just the ones with a timer
  * due by then -- the embedded stores earliest first, Redis latest first

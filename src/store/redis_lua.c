@@ -234,8 +234,8 @@
  *       once stays whole; with timers '1', then ';' and the earliest
  *       due (us) of them, its score in the records with timers (the
  *       tick asks for those due; an older version scored them by
- *       updated_at, which is never later than the due: they are asked
- *       for at every tick until written again)
+ *       updated_at, a time already past: they are asked for at every
+ *       tick until written again)
  *       11 idempotency key ('' for none)
  *       12 the policy set the line refers to (redis_pack.c) to register,
  *          '' for none (or one this client's earlier commit registered)
