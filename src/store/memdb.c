@@ -16,14 +16,13 @@
 typedef struct slot {
     lf_record *rec;
     uint64_t *seqs;
-    size_t nseq, capseq;
+    uint32_t nseq, capseq;  /* 32 bits: one slot a record, a million of them */
     uint32_t gen;           /* bumped at every change: its index entries
                                from before are stale */
     uint32_t mgen;          /* bumped when it moves (enters a state): its
                                entered-index entries from before are stale */
     uint32_t tgen;          /* bumped when its timers' earliest due changes:
-                               its entries in `due` from before are stale */
-    int64_t tdue;           /* the due it is in `due` at (us), 0: not in it */
+                               its entry in `due` from before is stale */
 } slot;
 
 /* A list index (every record, by state, by repo, by both): entries in
@@ -51,7 +50,7 @@ typedef struct index {
 
 /* The records with timers of their own (a hook's schedule{}, an
  * override's review), a binary min-heap by the earliest due of them
- * (slot.tdue): the tick asks for the due ones, found by a walk down the
+ * (lf_record.timers_due): the tick asks for the due ones, found by a walk down the
  * heap that stops at the first entry not due, not a pass over every record
  * with a timer (100,000 of them cost serve's tick ~320 ms every second).
  * An entry whose gen is not its slot's tgen any more is stale, skipped,
@@ -514,15 +513,15 @@ static void due_down(dueheap *h, size_t i) {
     }
 }
 
-/* The record in s has the timers it has now: it joins the heap at their
- * earliest due, its entry from before (if any) stale. */
-static void due_sync(lf_memdb *db, slot *s) {
+/* The record in s has the timers it has now, whose earliest was due at
+ * `was` before the entry (0: none, nor in the heap): if that changed, it
+ * joins the heap at the new one, its entry from before stale. */
+static void due_sync(lf_memdb *db, slot *s, int64_t was) {
     dueheap *h = &db->due;
     int64_t due = s->rec->deleted ? 0 : s->rec->timers_due;
-    if (due == s->tdue) return;
-    if (s->tdue) h->live--;
+    if (due == was) return;
+    if (was) h->live--;
     s->tgen++;
-    s->tdue = due;
     if (due) {
         if (h->n == h->cap) {
             h->cap = h->cap ? 2 * h->cap : 64;
@@ -622,6 +621,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
         return -1;
     }
     bool was_open = s && !s->rec->deleted && !s->rec->closed_at[0];
+    int64_t due_was = s && !s->rec->deleted ? s->rec->timers_due : 0;
     size_t moves = s ? s->rec->nhist : 0;
     if (e->kind == LF_ENTRY_CREATED) {
         lf_record *r = NULL;
@@ -669,7 +669,7 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
     if (s && !refused) reindex(db, s, at);
     if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s, at);
     if (s) track_open(db, s, was_open);
-    if (s) due_sync(db, s);
+    if (s) due_sync(db, s, due_was);
     if (e->idempotency_key)
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
