@@ -94,6 +94,7 @@ static lf_engine *engine_on(lf_cli *c, const char *policies, const char *store) 
     char err[512];
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) fprintf(stderr, "bench: timers: %s\n", err);
+    else lf_engine_set_log(e, lf_bench_log, NULL);
     return e;
 }
 
