@@ -303,6 +303,31 @@ static inline void t_list_cb(lf_code code, const char *error,
     p->cursor = next_cursor ? strdup(next_cursor) : NULL;
 }
 
+/* Every page of q, following the cursors: the ids into seen (each once,
+ * at most cap), no page longer than q's limit; returns how many. */
+static inline size_t t_list_all(lf_store *s, lf_list_query q, char (*seen)[LF_ID_LEN + 1],
+                                size_t cap) {
+    size_t n = 0;
+    char *cur = NULL;
+    do {
+        t_page p = {0};
+        q.cursor = cur;
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        assert_int_equal(p.code, LF_OK);
+        assert_true(p.n <= q.limit);
+        for (size_t i = 0; i < p.n; i++) {
+            for (size_t k = 0; k < n; k++) assert_string_not_equal(seen[k], p.ids[i]);
+            assert_true(n < cap);
+            memcpy(seen[n++], p.ids[i], LF_ID_LEN + 1);
+        }
+        free(cur);
+        cur = p.cursor ? strdup(p.cursor) : NULL;
+        t_page_reset(&p);
+    } while (cur);
+    return n;
+}
+
 static inline void t_list(lf_store *s, const char *state, const char *repo, size_t limit,
                           const char *cursor, t_page *p) {
     lf_list_query q = {.state = state, .repo = repo, .limit = limit, .cursor = cursor};

@@ -801,25 +801,8 @@ static void timed_scored_by_due(void **state) {
             snprintf(arr, sizeof arr, "[%s]", timer);
             assert_int_equal(t_set_timers(s, id[100], 3, arr, &g), LF_OK);
         }
-        size_t n = 0;
-        char *cur = NULL;
-        do {
-            t_page p = {0};
-            lf_list_query q = {.timed = true, .due_by = base + 50 * sec, .limit = 7,
-                               .cursor = cur};
-            lf_store_list(s, &q, t_list_cb, &p);
-            t_settle(&p.calls);
-            assert_int_equal(p.code, LF_OK);
-            assert_true(p.n <= 7);
-            for (size_t i = 0; i < p.n; i++) {
-                for (size_t k = 0; k < n; k++) assert_string_not_equal(seen[k], p.ids[i]);
-                assert_true(n < N);
-                memcpy(seen[n++], p.ids[i], LF_ID_LEN + 1);
-            }
-            free(cur);
-            cur = p.cursor ? strdup(p.cursor) : NULL;
-            t_page_reset(&p);
-        } while (cur);
+        lf_list_query q = {.timed = true, .due_by = base + 50 * sec, .limit = 7};
+        size_t n = t_list_all(s, q, seen, N);
         assert_int_equal(n, round == 1 ? 51 : 50);
         for (unsigned i = 1; i <= 50; i++) {
             bool found = false;
@@ -836,26 +819,8 @@ static void timed_scored_by_due(void **state) {
  * once), returns how many. */
 static size_t list_entered(lf_store *s, int64_t by, size_t limit, char (*seen)[LF_ID_LEN + 1],
                            size_t cap) {
-    size_t n = 0;
-    char *cur = NULL;
-    do {
-        t_page p = {0};
-        lf_list_query q = {.state = "task_queued", .entered_by = by, .limit = limit,
-                           .cursor = cur};
-        lf_store_list(s, &q, t_list_cb, &p);
-        t_settle(&p.calls);
-        assert_int_equal(p.code, LF_OK);
-        assert_true(p.n <= limit);
-        for (size_t i = 0; i < p.n; i++) {
-            for (size_t k = 0; k < n; k++) assert_string_not_equal(seen[k], p.ids[i]);
-            assert_true(n < cap);
-            memcpy(seen[n++], p.ids[i], LF_ID_LEN + 1);
-        }
-        free(cur);
-        cur = p.cursor ? strdup(p.cursor) : NULL;
-        t_page_reset(&p);
-    } while (cur);
-    return n;
+    lf_list_query q = {.state = "task_queued", .entered_by = by, .limit = limit};
+    return t_list_all(s, q, seen, cap);
 }
 
 /* When a record entered its state, as the entered index scores it, or -1. */

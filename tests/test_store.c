@@ -224,6 +224,16 @@ static void malformed_create_refused(void **state) {
     t_got_reset(&g);
 }
 
+/* The fixture's journal opened again: memdb folded anew from its lines. */
+static lf_store *reopen(fixture *f) {
+    char err[512];
+    lf_code code;
+    lf_store_free(f->s);
+    f->s = lf_store_open(f->url, f->base, &code, err, sizeof err);
+    assert_non_null(f->s);
+    return f->s;
+}
+
 /* The timers' hint: the records that entered a state at or before a
  * time (lf_list_query.entered_by). The embedded stores answer exactly
  * those, oldest first: an observation since (a newer updated_at) keeps a
@@ -321,23 +331,9 @@ static void list_entered_by(void **state) {
      * one another in the same order, whatever their size; a record that
      * moves out between two pages is not in the next one. */
     for (size_t limit = 1; limit <= 4; limit++) {
-        char seen[5][LF_ID_LEN + 1], *cursor = NULL;
-        size_t n = 0;
-        do {
-            lf_list_query pg = {.state = "task_queued", .entered_by = t_clock_us,
-                                .limit = limit, .cursor = cursor};
-            lf_store_list(s, &pg, t_list_cb, &p);
-            t_settle(&p.calls);
-            free(cursor);
-            assert_int_equal(p.code, LF_OK);
-            assert_true(p.n <= limit);
-            for (size_t k = 0; k < p.n; k++) {
-                assert_true(n < 4);
-                memcpy(seen[n++], p.ids[k], LF_ID_LEN + 1);
-            }
-            cursor = p.cursor ? strdup(p.cursor) : NULL;
-            t_page_reset(&p);
-        } while (cursor);
+        char seen[5][LF_ID_LEN + 1];
+        lf_list_query pg = {.state = "task_queued", .entered_by = t_clock_us, .limit = limit};
+        size_t n = t_list_all(s, pg, seen, 4);
         assert_int_equal(n, 4);
         for (size_t k = 0; k < 4; k++) assert_string_equal(seen[k], id[order[redis ? 3 - k : k]]);
     }
@@ -365,11 +361,7 @@ static void list_entered_by(void **state) {
     }
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {
-        char err[512];
-        lf_code code;
-        lf_store_free(f->s);
-        f->s = s = lf_store_open(f->url, f->base, &code, err, sizeof err);
-        assert_non_null(s);
+        s = reopen(f);
         lf_store_list(s, &q, t_list_cb, &p);
         t_settle(&p.calls);
         assert_int_equal(p.n, 2);
@@ -439,11 +431,7 @@ static void list_due_timers(void **state) {
     t_page_reset(&p);
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {
-        char err[512];
-        lf_code code;
-        lf_store_free(f->s);
-        f->s = s = lf_store_open(f->url, f->base, &code, err, sizeof err);
-        assert_non_null(s);
+        s = reopen(f);
         lf_list_query q = {.timed = true, .due_by = base + 3 * sec, .limit = 1000};
         lf_store_list(s, &q, t_list_cb, &p);
         t_settle(&p.calls);
