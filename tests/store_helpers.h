@@ -209,7 +209,8 @@ static inline lf_code t_set_timers(lf_store *s, const char *id, uint64_t version
                                    const char *timers, t_got *g) {
     char changes[1024];
     lf_entry e;
-    t_entry(&e, LF_ENTRY_NOTED, id, version, "issue_created", "issue_created", "test.timers");
+    t_entry(&e, LF_ENTRY_NOTED, id, version, "issue_created", "issue_created",
+            "test.timers");
     snprintf(changes, sizeof changes, "{\"timers\":%s}", timers);
     e.changes = changes;
     return t_commit(s, &e, g);

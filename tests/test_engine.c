@@ -934,7 +934,8 @@ static void on_ticked(lf_code code, const char *error, const char *doc, void *ar
 static void tick_pages_turn_the_loop(void **state) {
     (void)state;
     static const char *const (TO_FAILED[4])[2] = {
-        {"task_queued", "w"}, {"pr_created", "p"}, {"ci_pending", "c"}, {"ci_failed", "f"}};
+        {"task_queued", "w"}, {"pr_created", "p"}, {"ci_pending", "c"},
+        {"ci_failed", "f"}};
     struct event_base *base = event_base_new();
     assert_non_null(base);
     char err[512];

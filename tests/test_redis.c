@@ -794,8 +794,8 @@ static void timed_scored_by_due(void **state) {
     }
     for (int round = 0; round < 3; round++) {
         if (round == 1)             /* as an older version scored it */
-            t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(t_clock_us - 5 * sec),
-                       id[100]);
+            t_redis_ok(&server, "ZADD lf:timed %lld %s",
+                       (long long)(t_clock_us - 5 * sec), id[100]);
         if (round == 2) {           /* written again: by its due */
             t_timer(base + 100 * sec, timer, sizeof timer);
             snprintf(arr, sizeof arr, "[%s]", timer);

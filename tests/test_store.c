@@ -332,10 +332,12 @@ static void list_entered_by(void **state) {
      * moves out between two pages is not in the next one. */
     for (size_t limit = 1; limit <= 4; limit++) {
         char seen[5][LF_ID_LEN + 1];
-        lf_list_query pg = {.state = "task_queued", .entered_by = t_clock_us, .limit = limit};
+        lf_list_query pg = {
+            .state = "task_queued", .entered_by = t_clock_us, .limit = limit};
         size_t n = t_list_all(s, pg, seen, 4);
         assert_int_equal(n, 4);
-        for (size_t k = 0; k < 4; k++) assert_string_equal(seen[k], id[order[redis ? 3 - k : k]]);
+        for (size_t k = 0; k < 4; k++)
+            assert_string_equal(seen[k], id[order[redis ? 3 - k : k]]);
     }
     {
         unsigned last = order[redis ? 0 : 3];  /* the last one listed */
@@ -347,7 +349,8 @@ static void list_entered_by(void **state) {
         char *cursor = strdup(p.cursor);
         t_page_reset(&p);
         uint64_t v = last == 4 ? 4 : last == 3 ? 3 : 2;
-        assert_int_equal(t_transition(s, id[last], "task_queued", "pr_created", v, &g), LF_OK);
+        assert_int_equal(t_transition(s, id[last], "task_queued", "pr_created", v, &g),
+                         LF_OK);
         pg.cursor = cursor;
         lf_store_list(s, &pg, t_list_cb, &p);
         t_settle(&p.calls);
@@ -356,8 +359,8 @@ static void list_entered_by(void **state) {
         assert_int_equal(p.n, 1);
         assert_string_equal(p.ids[0], id[order[redis ? 1 : 2]]);
         t_page_reset(&p);
-        assert_int_equal(t_transition(s, id[last], "pr_created", "task_queued", v + 1, &g),
-                         LF_OK);
+        assert_int_equal(
+            t_transition(s, id[last], "pr_created", "task_queued", v + 1, &g), LF_OK);
     }
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {

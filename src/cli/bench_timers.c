@@ -58,7 +58,9 @@ static const char WORKFLOWS[] =
 /* A hook that gives every record of `own` entering s1 a timer of its own. */
 static const char HOOK[] =
     "return hook { name = 'own-timer', on = { to = 's1', workflow = 'own' },\n"
-    "  run = function(e) return schedule{ after = '48h', to = 's2', trigger = 'late' } end }\n";
+    "  run = function(e)\n"
+    "    return schedule{ after = '48h', to = 's2', trigger = 'late' }\n"
+    "  end }\n";
 
 static const char *const STATES[] = {"s1", "s2", "s3", "s4", "s5", "s6"};
 
@@ -237,8 +239,8 @@ static int waiting(lf_cli *c, lf_engine *e, size_t n, const char *label) {
         return LF_EXIT_FAILURE;
     }
     printf("  %s%zu records waiting in a retry state without a backoff: serve's tick %.2f ms "
-           "vs %.1f ms for its look at every one (its first, after a reload, every 10 min), "
-           "which held the event loop %.2f ms at most\n",
+           "vs %.1f ms for its look at every one (its first, after a reload, every 10 "
+           "min), which held the event loop %.2f ms at most\n",
            label, n, (double)(t2 - t1) / 1e6, (double)(t1 - t0) / 1e6,
            (double)h.longest / 1e6);
     return LF_EXIT_OK;
@@ -289,7 +291,8 @@ static int lateness_redis(lf_cli *c, const char *pol, size_t pending) {
     if (rc == LF_EXIT_OK) {     /* in a database of their own (lf_bench_timers) */
         char url[sizeof sv.url + 8];
         snprintf(url, sizeof url, "%s?db=1", sv.url);
-        rc = (e = engine_on(c, pol, url)) ? own(c, e, pending, "redis, ") : LF_EXIT_FAILURE;
+        e = engine_on(c, pol, url);
+        rc = e ? own(c, e, pending, "redis, ") : LF_EXIT_FAILURE;
         lf_engine_free(e);
     }
     lf_bench_redis_server_stop(&sv);

@@ -325,8 +325,10 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
             continue;
         char *key = lf_xstrdup(rec->id);
         lf_map_put(&t->seen, key, key);
-        if (t->np == t->capp)
-            t->p = lf_xrealloc(t->p, (t->capp = t->capp ? 2 * t->capp : 64) * sizeof *t->p);
+        if (t->np == t->capp) {
+            t->capp = t->capp ? 2 * t->capp : 64;
+            t->p = lf_xrealloc(t->p, t->capp * sizeof *t->p);
+        }
         pending *p = &t->p[t->np++];
         *p = (pending){.version = rec->version, .due = due};
         snprintf(p->id, sizeof p->id, "%s", rec->id);

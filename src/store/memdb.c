@@ -50,9 +50,10 @@ typedef struct index {
 
 /* The records with timers of their own (a hook's schedule{}, an
  * override's review), a binary min-heap by the earliest due of them
- * (lf_record.timers_due): the tick asks for the due ones, found by a walk down the
- * heap that stops at the first entry not due, not a pass over every record
- * with a timer (100,000 of them cost serve's tick ~320 ms every second).
+ * (lf_record.timers_due): the tick asks for the due ones, found by a walk
+ * down the heap that stops at the first entry not due, not a pass over
+ * every record with a timer (100,000 of them cost serve's tick ~320 ms
+ * every second).
  * An entry whose gen is not its slot's tgen any more is stale, skipped,
  * and dropped when the stale ones outnumber the live. */
 typedef struct dueheap {
@@ -978,7 +979,10 @@ static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     while (top) {
         size_t i = stack[--top];
         if (due_live(&h->v[i])) {
-            if (n == cap) hit = lf_xrealloc(hit, (cap = cap ? 2 * cap : 64) * sizeof *hit);
+            if (n == cap) {
+                cap = cap ? 2 * cap : 64;
+                hit = lf_xrealloc(hit, cap * sizeof *hit);
+            }
             hit[n++] = h->v[i];
         }
         for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < h->n; c++) {
