@@ -425,13 +425,19 @@ static void list_due_timers(void **state) {
             assert_string_equal(p.ids[i], id[steps[k].want[redis ? n - 1 - i : i]]);
         t_page_reset(&p);
     }
-    /* Without due_by: every record with timers, whenever they are due. */
-    lf_list_query all = {.timed = true, .limit = 1000};
-    lf_store_list(s, &all, t_list_cb, &p);
-    t_settle(&p.calls);
-    assert_int_equal(p.n, 1);
-    assert_string_equal(p.ids[0], id[2]);
-    t_page_reset(&p);
+    /* Without due_by: every record with timers, whenever they are due,
+     * newest first, in pages (a walk over every record's index on memdb,
+     * the tick's full listing a page at a time). */
+    t_timer(base + 9 * sec, a, sizeof a);
+    snprintf(arr, sizeof arr, "[%s]", a);
+    assert_int_equal(t_set_timers(s, id[4], 2, arr, &g), LF_OK);
+    for (size_t limit = 1; limit <= 3; limit += 2) {
+        char seen[3][LF_ID_LEN + 1];
+        lf_list_query all = {.timed = true, .limit = limit};
+        assert_int_equal(t_list_all(s, all, seen, 3), 2);
+        assert_string_equal(seen[0], id[4]);
+        assert_string_equal(seen[1], id[2]);
+    }
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {
         s = reopen(f);

@@ -43,14 +43,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Records per list call of a timed state: Redis pages by 1,000 (in
- * script calls of 100), and the embedded stores, which answer at once,
- * by as many, so a tick holds the event loop for a page at a time
- * (list_state). The records with timers of their own come in pages as
- * large as TIMED_PAGE: the embedded stores pass over every such record
- * for each page. */
+/* Records per list call: Redis pages by 1,000 (in script calls of 100),
+ * and the embedded stores, which answer at once, by as many, so a tick
+ * holds the event loop for a page at a time (list_state). */
 #define PAGE 1000
-#define TIMED_PAGE 100000
 
 #define WINDOW_SLACK_US (10 * 1000000LL)
 #define FULL_EVERY_US (600 * 1000000LL)
@@ -392,7 +388,6 @@ static void list_state(tick_ctx *t) {
             if (sc->window) q.entered_after = t->since;
         } else {
             q.timed = true;
-            q.limit = TIMED_PAGE;
             if (t->due_only) q.due_by = t->now;
         }
         t->in_call = true;

@@ -848,7 +848,10 @@ static void keep_newest(newest *h, const lf_record *r) {
     }
 }
 
-/* A page of an index: back from the end, or from below the cursor. */
+/* A page of an index: back from the end, or from below the cursor. The
+ * records with timers of their own (q->timed, all of them) are those of
+ * every record's index that have timers: a page walks back until it has
+ * them, the whole listing one walk over the index. */
 static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                        void *arg) {
     size_t limit = q->limit ? q->limit : 100;
@@ -875,7 +878,7 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
     size_t n = 0;
     while (i > 0 && n <= limit) {
         const ixent *e = &x->v[--i];
-        if (ix_live(x, e)) page[n++] = e->s->rec;
+        if (ix_live(x, e) && (!q->timed || e->s->rec->timers)) page[n++] = e->s->rec;
     }
     char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
     if (n > limit) {
@@ -1010,24 +1013,20 @@ void lf_memdb_list(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
         list_due(db, q, cb, arg);
         return;
     }
-    if (!q->parent && !q->timed) {
+    if (!q->parent) {
         list_index(db, q, cb, arg);
         return;
     }
     size_t limit = q->limit ? q->limit : 100;
-    /* A parent's children and the records with timers of their own come
-     * from their own (small) sets. */
-    const kids *k = q->parent ? lf_map_get(&db->by_parent, q->parent) : NULL;
-    size_t cap = q->parent ? (k ? k->n : 0) : db->due.n;
+    /* A parent's children come from their own (small) set. */
+    const kids *k = lf_map_get(&db->by_parent, q->parent);
+    size_t cap = k ? k->n : 0;
     /* One more than the page: it tells there is a next one. */
     size_t keep = limit < db->by_id.len ? limit + 1 : db->by_id.len + 1;
     newest h = {lf_xmalloc(keep * sizeof *h.v), 0, keep};
     for (size_t i = 0; i < cap; i++) {
-        slot *s = k                          ? k->v[i]
-                  : q->parent                ? NULL
-                  : due_live(&db->due.v[i]) ? db->due.v[i].s
-                                             : NULL;
-        if (!s || s->rec->deleted) continue;
+        const slot *s = k->v[i];
+        if (s->rec->deleted) continue;
         const lf_record *r = s->rec;
         if (q->state && strcmp(r->state, q->state) != 0) continue;
         if (q->repo && (!r->repo || strcmp(r->repo, q->repo) != 0)) continue;
