@@ -33,7 +33,9 @@ typedef struct slot {
  * a walk back from the end (or from a cursor, found by binary search):
  * O(log n + page), not a pass over every record. */
 typedef struct ixent {
-    int64_t at;             /* updated_at (us) when it was indexed */
+    int64_t at;             /* (us) updated_at when it was indexed; in an
+                               entered index when the record entered the
+                               state, in the due heap its timers' due */
     slot *s;
     uint32_t gen;
 } ixent;
