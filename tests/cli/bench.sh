@@ -18,7 +18,7 @@ match_out "the guards' cost is reported" '^  guards: 5 evaluations, [0-9]+ ns ea
 match_out "the timers' full look says how long it held the loop at most" \
     '^  500 records waiting in a retry state without a backoff: .*, which held the event loop [0-9.]+ ms at most$'
 match_out "one line for records with timers of their own" \
-    '^  500 records with a timer of their own \(a hook.s schedule\{\}, none due\): serve.s tick [0-9.]+ ms vs [0-9.]+ ms listing every one \(loopforge tick\)$'
+    '^  500 records with a timer of their own \(a hook.s schedule\{\}, none due\): serve.s tick [0-9.]+ ms vs [0-9.]+ ms listing every one \(loopforge tick\), which held the event loop [0-9.]+ ms at most$'
 check "… and no line of the engine's info log (a timer set a record)" \
     sh -c "! printf '%s' \"\$1\" | grep -q 'timer set'" _ "$err"
 check "the temporary directory (journal, policy sets) is removed" test -z "$(ls -A "$tmp/t")"
