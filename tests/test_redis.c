@@ -810,6 +810,16 @@ static void timed_scored_by_due(void **state) {
             assert_true(found);
         }
     }
+    /* The due ones this handle read join its cache (the tick moves them
+     * next, reading nothing again); another handle's were not in it. */
+    lf_store *other = open_url(server.url, F(state)->base);
+    lf_list_query q = {.timed = true, .due_by = base + 50 * sec, .limit = 1000};
+    assert_null(lf_redis_cache_get((lf_redis *)other, id[1]));
+    assert_int_equal(t_list_all(other, q, seen, N), 50);
+    for (unsigned i = 1; i <= 50; i++)
+        assert_non_null(lf_redis_cache_get((lf_redis *)other, id[i]));
+    assert_null(lf_redis_cache_get((lf_redis *)other, id[51]));
+    lf_store_free(other);
     t_got_reset(&g);
 }
 

@@ -1030,8 +1030,13 @@ static void txn_start(txn *t);
 
 /* The first attempt of a request that commits may take the record as
  * this process last knew it (lf_store_get_for_update): if it moved, the
- * commit conflicts and the next attempt reads it afresh. */
-static bool txn_maybe_stale(const txn *t) { return !t->attempts && !t->dry_run; }
+ * commit conflicts and the next attempt reads it afresh. So may the
+ * engine's own dry run of a move from a version it names (the tick's
+ * look before firing a timer, whose record its listing just read): what
+ * it judges is that version, and the move after it commits only on it. */
+static bool txn_maybe_stale(const txn *t) {
+    return !t->attempts && (!t->dry_run || (t->internal && t->expect));
+}
 static void set_violation(txn *t, const char *rule, const char *reason);
 
 static void txn_done(txn *t, lf_code code, const char *err, const char *next,

@@ -772,6 +772,9 @@ typedef struct list_op {
     lf_record **recs;           /* gathered so far (NULL: being read) */
     size_t n;
     bool entered;               /* index is an entered index (ent:S) */
+    bool keep;                  /* the records are the tick's due ones, which
+                                   it moves next: read ones join the cache,
+                                   so each move reads nothing again */
     char min[24];               /* the lowest score listed: "-inf", or
                                    "(" and entered_after */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
@@ -847,6 +850,8 @@ static void list_read(list_op *l, const redisReply *r) {
             return;
         }
         if (rec && rec == lf_redis_cache_get(s, l->miss[k])) rec = lf_record_dup(rec);
+        else if (rec && l->keep)
+            lf_redis_cache_put(s, lf_record_dup(rec), lf_redis_reply_h(r->element[k]));
         l->recs[l->miss_at[k]] = rec;
     }
     size_t n = 0;
@@ -1070,6 +1075,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         if (x->whole) {
             /* At or before entered_by: from (entered_by, above any id). */
             l->entered = true;
+            l->keep = !q->entered_after;    /* (a window: what entered lately) */
             if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
             lf_redis_key_entered(s, q->state, &key);
             l->index = lf_buf_steal(&key);
@@ -1080,10 +1086,12 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         l->fill = x;            /* a pass over the whole state fills it */
         if (!q->cursor) x->begun = true;
     }
-    if (q->timed && q->due_by && !q->cursor) {
-        /* scored by their earliest due: those due by then, latest first */
-        snprintf(score, sizeof score, "%" PRId64, q->due_by);
-        cid = "~";
+    if (q->timed && q->due_by) {
+        l->keep = true;
+        if (!q->cursor) {   /* scored by their earliest due: from due_by down */
+            snprintf(score, sizeof score, "%" PRId64, q->due_by);
+            cid = "~";
+        }
     }
     if (q->timed) lf_buf_puts(&key, s->k_timed);
     else if (q->parent) lf_redis_key_children(s, q->parent, &key);
