@@ -968,35 +968,29 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     free(page);
 }
 
+/* The live entries at i and below it in the heap due by `by`, into *hit:
+ * a subtree whose top is not due holds none (depth: log n). */
+static void due_walk(const dueheap *h, size_t i, int64_t by, ixent **hit, size_t *n,
+                     size_t *cap) {
+    if (i >= h->n || h->v[i].at > by) return;
+    if (due_live(&h->v[i])) {
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 64;
+            *hit = lf_xrealloc(*hit, *cap * sizeof **hit);
+        }
+        (*hit)[(*n)++] = h->v[i];
+    }
+    due_walk(h, 2 * i + 1, by, hit, n, cap);
+    due_walk(h, 2 * i + 2, by, hit, n, cap);
+}
+
 /* The records whose timers of their own are due at or before q->due_by,
- * by due (then id), all in one page: a walk down the heap that goes no
- * deeper than an entry not due, O(those + stale entries among them). */
+ * by due (then id), all in one page: O(those + stale entries among them). */
 static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                      void *arg) {
-    const dueheap *h = &db->due;
     ixent *hit = NULL;
-    size_t n = 0, cap = 0, *stack = NULL, top = 0, room = 0;
-    if (h->n && h->v[0].at <= q->due_by) {
-        room = 64;
-        stack = lf_xmalloc(room * sizeof *stack);
-        stack[top++] = 0;
-    }
-    while (top) {
-        size_t i = stack[--top];
-        if (due_live(&h->v[i])) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 64;
-                hit = lf_xrealloc(hit, cap * sizeof *hit);
-            }
-            hit[n++] = h->v[i];
-        }
-        for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < h->n; c++) {
-            if (h->v[c].at > q->due_by) continue;
-            if (top == room) stack = lf_xrealloc(stack, (room *= 2) * sizeof *stack);
-            stack[top++] = c;
-        }
-    }
-    free(stack);
+    size_t n = 0, cap = 0;
+    due_walk(&db->due, 0, q->due_by, &hit, &n, &cap);
     if (n) qsort(hit, n, sizeof *hit, by_time);
     const lf_record **page = lf_xmalloc((n + 1) * sizeof *page);
     for (size_t i = 0; i < n; i++) page[i] = hit[i].s->rec;
