@@ -374,6 +374,11 @@ static void json_canonical(void **state) {
         {"\"caf\\u00e9 \\/ \\u0001 \\t \\\" \\ud83d\\ude00\"",
          "\"caf\xc3\xa9 / \\u0001 \\t \\\" \xf0\x9f\x98\x80\""},
         {"{\"k\":{}}", "{\"k\":{}}"},
+        /* strings read run by run: escaped quotes inside, a backslash
+         * last, escapes back to back, escaped keys */
+        {"\"x\\\"y\\\"z\"", "\"x\\\"y\\\"z\""},
+        {"[\"\\\\\",\"\\\\\\\"\\n\\u0041\"]", "[\"\\\\\",\"\\\\\\\"\\nA\"]"},
+        {"{\"k\\\"\":\"v\\\\\"}", "{\"k\\\"\":\"v\\\\\"}"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         lf_buf b = LF_BUF_INIT;
@@ -382,7 +387,8 @@ static void json_canonical(void **state) {
         lf_buf_free(&b);
     }
     static const char *const bad[] = {"{\"a\":}", "[1,]", "\"\\ud800\"", "{\"a\":1} x",
-                                      "tru"};
+                                      "tru", "\"abc\\\"", "\"abc\\", "\"\\q\"",
+                                      "[\"a\\\"]"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         lf_buf b = LF_BUF_INIT;
         assert_false(lf_json_canon(bad[i], strlen(bad[i]), &b));

@@ -356,21 +356,30 @@ static bool read_member(const char *key, const char *v, size_t n, void *arg) {
     return !r->bad;
 }
 
-int lf_entry_read(const char *line, size_t len, lf_entry_doc *doc, char *err,
-                  size_t errlen) {
+int lf_entry_read_into(const char *line, size_t len, lf_entry_doc *doc, char *block,
+                       char *err, size_t errlen) {
     memset(doc, 0, sizeof *doc);
     /* Every string and sub-document fits in the line's own length, plus
      * one NUL each: the block never grows. */
-    doc->arena = lf_xmalloc(len + 32);
-    reader r = {doc, doc->arena, 0, false, NULL};
+    reader r = {doc, block, 0, false, NULL};
     bool ok = lf_json_members(line, len, read_member, &r) && !r.bad;
     const unsigned all = K_SEQ | K_KIND | K_VERSION | K_TS | K_PREV | K_HASH;
     if (!ok || r.seen != all || (!lf_entry_global(doc->e.kind) && !doc->e.record_id) ||
         (doc->e.kind == LF_ENTRY_CREATED && !doc->e.record)) {
         fail(err, errlen, r.why ? r.why : "malformed entry", NULL);
-        lf_entry_doc_free(doc);
         return -1;
     }
+    return 0;
+}
+
+int lf_entry_read(const char *line, size_t len, lf_entry_doc *doc, char *err,
+                  size_t errlen) {
+    char *block = lf_xmalloc(LF_ENTRY_READ_ROOM(len));
+    if (lf_entry_read_into(line, len, doc, block, err, errlen) < 0) {
+        free(block);
+        return -1;
+    }
+    doc->arena = block;
     return 0;
 }
 

@@ -138,7 +138,8 @@ typedef struct lf_entry_doc {
     void *json;                 /* cJSON root */
     char *metadata, *decisions, *record, *changes, *violation,
         *authority; /* normalized */
-    char *arena;                /* lf_entry_read: every string, in one block */
+    char *arena;                /* lf_entry_read: every string, in one block
+                                   (NULL: lf_entry_read_into's, the caller's) */
 } lf_entry_doc;
 
 /* Parses one line. Returns 0, or -1 with a message in err. The strict
@@ -166,6 +167,14 @@ void lf_counter_key(const char *to, char who, const char *name, char out[LF_COUN
  * message. Free with lf_entry_doc_free. */
 int lf_entry_read(const char *line, size_t len, lf_entry_doc *doc, char *err,
                   size_t errlen);
+
+/* The same into `block`, the caller's (at least LF_ENTRY_READ_ROOM(len)
+ * bytes), which the doc's strings then point into for as long as it
+ * lasts: a replay gives a batch of lines one block, not one each. Such
+ * a doc owns nothing (lf_entry_doc_free has nothing to do). */
+#define LF_ENTRY_READ_ROOM(len) ((len) + 32)
+int lf_entry_read_into(const char *line, size_t len, lf_entry_doc *doc, char *block,
+                       char *err, size_t errlen);
 
 /* Walks the global log in order and checks the chain. Verification works
  * on the stored bytes: hash must equal sha256 of the line with its
