@@ -7,6 +7,8 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
@@ -904,6 +906,8 @@ typedef struct beat {
     bool done;
     lf_code code;
     char *doc;
+    lf_engine **free_at;        /* freed at turn free_beat, if not NULL */
+    int free_beat;
 } beat;
 
 static const struct timeval no_wait = {0, 0};
@@ -912,7 +916,11 @@ static void on_beat(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     beat *b = arg;
     if (b->done) return;
-    b->beats++;
+    if (++b->beats == b->free_beat && b->free_at) {
+        lf_engine_free(*b->free_at);
+        *b->free_at = NULL;
+        return;
+    }
     evtimer_add(b->ev, &no_wait);
 }
 
@@ -975,6 +983,80 @@ static void tick_pages_turn_the_loop(void **state) {
     event_base_free(base);
 }
 
+/* A listing of 2,500 timers (`loopforge tick`, GET /v1/timers) comes
+ * back in due order, written a page at a time: two timed states, listed
+ * one after the other, whose timers fall due the other way round (the
+ * second state's are an hour sooner), so the order is made, not the one
+ * they were listed in; the loop turns while the reply is written as
+ * while the states are listed (5 pages listed, then 3 written: 7 turns
+ * between them; before, the reply was sorted and written at once, and
+ * 100,000 timers held the loop ~35 ms freeing their strings one by one).
+ * An engine freed while the reply is being written still hands it over
+ * whole. */
+static void tick_reply_in_due_order_by_pages(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf-tick-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/workflows", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/workflows/two.lua", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("return workflow {\n"
+          "  name = \"loopforge\",\n"
+          "  states = { \"open\", \"slow\", \"fast\", \"done\" },\n"
+          "  initial = \"open\", terminal = { \"done\" },\n"
+          "  edges = { { \"open\", \"slow\" }, { \"open\", \"fast\" },\n"
+          "            { \"slow\", \"done\" }, { \"fast\", \"done\" } },\n"
+          "  timers = { slow = { { \"2h\", to = \"done\", trigger = \"t.slow\" } },\n"
+          "             fast = { { \"1h\", to = \"done\", trigger = \"t.fast\" } } },\n"
+          "}\n",
+          f);
+    assert_int_equal(fclose(f), 0);
+    struct event_base *base = event_base_new();
+    char err[512];
+    lf_engine_config cfg = {.store = "memory:", .policies = dir, .base = base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    assert_non_null(e);
+    for (int i = 0; i < 2500; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "o/r#%d", i);
+        const char *to = i % 2 ? "fast" : "slow";
+        res r = do_transition(e, new_record(e, ref), to, "go", NULL, "tester");
+        assert_true(r.success);
+        res_clear(&r);
+    }
+    for (int round = 0; round < 2; round++) {
+        beat b = {.free_at = round ? &e : NULL, .free_beat = 6};
+        b.ev = evtimer_new(base, on_beat, &b);
+        evtimer_add(b.ev, &no_wait);
+        lf_engine_tick(e, 0, false, on_ticked, &b);
+        assert_false(b.done);
+        while (!b.done) event_base_loop(base, EVLOOP_ONCE);
+        event_free(b.ev);
+        assert_int_equal(b.code, LF_OK);
+        if (!round) assert_true(b.beats >= 7);
+        cJSON *doc = cJSON_Parse(b.doc), *t;
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "timers");
+        assert_int_equal(cJSON_GetArraySize(list), 2500);
+        int k = 0;
+        const char *last = "";
+        cJSON_ArrayForEach(t, list) {
+            const char *due = cJSON_GetObjectItemCaseSensitive(t, "due")->valuestring,
+                       *st = cJSON_GetObjectItemCaseSensitive(t, "state")->valuestring;
+            assert_true(strcmp(last, due) <= 0);
+            assert_string_equal(st, k++ < 1250 ? "fast" : "slow");
+            last = due;
+        }
+        cJSON_Delete(doc);
+        free(b.doc);
+    }
+    assert_null(e);
+    event_base_free(base);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
@@ -1001,6 +1083,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(observation_records_violation, setup, teardown),
         cmocka_unit_test_setup_teardown(aliases_find_records, setup, teardown),
         cmocka_unit_test(tick_pages_turn_the_loop),
+        cmocka_unit_test(tick_reply_in_due_order_by_pages),
     };
     return cmocka_run_group_tests_name("engine", tests, make_bare, remove_bare);
 }

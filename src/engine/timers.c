@@ -30,6 +30,7 @@
  * in ci_failed: 22 % of a core in serve and 35 % in Redis, idle). */
 #include "engine_internal.h"
 #include "window.h"
+#include "../core/arena.h"
 #include "../core/buf.h"
 #include "../core/clock.h"
 #include "../core/mem.h"
@@ -56,11 +57,12 @@ typedef struct tick_ctx tick_ctx;
 typedef struct pending {
     char id[LF_ID_LEN + 1];
     uint64_t version;
-    char *state, *to, *trigger;
+    const char *state, *to, *trigger;   /* in the tick's arena */
     int64_t due;
     bool fired;                 /* moved (not held, not failed) */
     /* what firing it came to (fire_start), for the reply */
     tick_ctx *t;
+    size_t job;                 /* its place in the firing window */
     lf_code code;
     char *error;
     bool held;
@@ -88,11 +90,22 @@ struct tick_ctx {
     char *cursor;
     pending *p;
     size_t np, capp;
+    /* p's order by due, made as it is needed, not by sorting them all at
+     * once (100,000 timers: ~10 ms of the loop): a min-heap of the
+     * indexes not yet taken, and those taken, in order */
+    uint32_t *heap, *ord;
+    size_t nheap, nord;
     lf_window *w;               /* firing the due ones (window.h) */
     lf_buf fired;
     lf_jw list;
+    /* the reply, written a page of timers at a time (reply_page) */
+    bool writing, closing;
+    size_t written;
+    lf_buf out;
+    lf_jw doc, timers;
     bool timed_pass;            /* listing the records with timers of their own */
-    lf_map seen;                /* ids already pending (owned keys) */
+    lf_map seen;                /* ids already pending (keys in strs) */
+    lf_arena strs;              /* the timers' strings: freed at once */
     /* listing (list_state): a page answered inside the list call sets
      * `more`, and a failed one `code` and `error`; with an event base,
      * the next page waits for `resume`, a turn of the loop later */
@@ -105,26 +118,51 @@ struct tick_ctx {
 static void tick_free(tick_ctx *t) {
     for (size_t i = 0; i < t->nscans; i++) free(t->scans[i].state);
     free(t->scans);
-    for (size_t i = 0; i < t->np; i++) {
-        free(t->p[i].state);
-        free(t->p[i].to);
-        free(t->p[i].trigger);
-        free(t->p[i].error);
-    }
+    for (size_t i = 0; i < t->np; i++) free(t->p[i].error);
     free(t->p);
+    free(t->heap);
+    free(t->ord);
+    lf_buf_free(&t->out);
     free(t->cursor);
     free(t->error);
     if (t->resume) event_free(t->resume);
     if (lf_engine_tick_memo(t->e)->parked == t) lf_engine_tick_memo(t->e)->parked = NULL;
     lf_buf_free(&t->fired);
-    for (size_t i = 0; i < t->seen.cap; i++) free((char *)t->seen.slots[i].key);
     lf_map_free(&t->seen);
+    lf_arena_free(&t->strs);
     free(t);
 }
 
-static int by_due(const void *a, const void *b) {
-    const pending *x = a, *y = b;
-    return x->due < y->due ? -1 : x->due > y->due;
+/* ---- p by due: a heap of indexes ------------------------------------ */
+
+/* Earlier due first, then the order they were listed in (as the stable
+ * sort this replaced gave them). */
+static bool before(const tick_ctx *t, uint32_t a, uint32_t b) {
+    return t->p[a].due < t->p[b].due || (t->p[a].due == t->p[b].due && a < b);
+}
+
+static void heap_push(tick_ctx *t, uint32_t k) {
+    size_t i = t->nheap++;
+    for (; i && before(t, k, t->heap[(i - 1) / 2]); i = (i - 1) / 2)
+        t->heap[i] = t->heap[(i - 1) / 2];
+    t->heap[i] = k;
+}
+
+/* The earliest not taken (t->nheap > 0) onto ord; returns it. */
+static uint32_t take(tick_ctx *t) {
+    uint32_t top = t->heap[0], last = t->heap[--t->nheap];
+    size_t i = 0, n = t->nheap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && before(t, t->heap[c + 1], t->heap[c])) c++;
+        if (!before(t, t->heap[c], last)) break;
+        t->heap[i] = t->heap[c];
+        i = c;
+    }
+    if (n) t->heap[i] = last;
+    t->ord[t->nord++] = top;
+    return top;
 }
 
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
@@ -145,19 +183,32 @@ static void remember(tick_ctx *t) {
     m->since = since > 0 ? since : 1;
 }
 
+static void list_state(tick_ctx *t);
+
+/* The reply: {"now","timers":[...],"fired":[...]}, the timers by due. It
+ * is written a page at a time (reply_page, from list_state), the loop
+ * turning between pages, as the listing did. */
 static void reply(tick_ctx *t) {
     if (t->due_only) remember(t);
-    lf_buf b = LF_BUF_INIT;
     char ts[LF_TS_LEN + 1];
     ts_of(t->now, ts);
-    lf_jw o = lf_jw_open(&b, '{');
-    lf_jw_str(&o, "now", ts);
-    lf_jw_key(&o, "timers");
-    lf_jw list = lf_jw_open(&b, '[');
-    for (size_t i = 0; i < t->np; i++) {
-        const pending *p = &t->p[i];
-        lf_jw_next(&list);
-        lf_jw x = lf_jw_open(&b, '{');
+    t->doc = lf_jw_open(&t->out, '{');
+    lf_jw_str(&t->doc, "now", ts);
+    lf_jw_key(&t->doc, "timers");
+    t->timers = lf_jw_open(&t->out, '[');
+    t->writing = true;
+    list_state(t);
+}
+
+/* The next PAGE timers of the reply, in due order (those fired first,
+ * then the heap's); true when it is whole and handed over (t is freed). */
+static bool reply_page(tick_ctx *t) {
+    char ts[LF_TS_LEN + 1];
+    for (size_t n = 0; n < PAGE && t->written < t->np; n++) {
+        const pending *p = &t->p[t->written < t->nord ? t->ord[t->written] : take(t)];
+        t->written++;
+        lf_jw_next(&t->timers);
+        lf_jw x = lf_jw_open(&t->out, '{');
         lf_jw_str(&x, "record_id", p->id);
         lf_jw_str(&x, "state", p->state);
         lf_jw_str(&x, "to", p->to);
@@ -167,13 +218,14 @@ static void reply(tick_ctx *t) {
         lf_jw_bool(&x, "due_now", p->due <= t->now);
         lf_jw_close(&x, '}');
     }
-    lf_jw_close(&list, ']');
+    if (t->written < t->np) return false;
+    lf_jw_close(&t->timers, ']');
     lf_jw_close(&t->list, ']');
-    lf_jw_raw(&o, "fired", t->fired.p, "[]");
-    lf_jw_close(&o, '}');
-    t->cb(LF_OK, NULL, b.p, t->arg);
-    lf_buf_free(&b);
+    lf_jw_raw(&t->doc, "fired", t->fired.p, "[]");
+    lf_jw_close(&t->doc, '}');
+    t->cb(LF_OK, NULL, t->out.p, t->arg);
     tick_free(t);
+    return true;
 }
 
 static lf_transition_req fire_req(const pending *p, char *actor, size_t cap, bool dry) {
@@ -193,7 +245,7 @@ static void report(pending *p, const lf_result *r, bool held) {
     p->code = r->code;
     p->error = !r->success && r->error ? lf_xstrdup(r->error) : NULL;
     p->held = held;
-    lf_window_finish(p->t->w, (size_t)(p - p->t->p));
+    lf_window_finish(p->t->w, p->job);
 }
 
 static void fired(const lf_result *r, void *arg) { report(arg, r, false); }
@@ -211,13 +263,15 @@ static void checked(const lf_result *r, void *arg) {
     lf_engine_transition_internal(p->t->e, &req, fired, p);
 }
 
-/* Due timers in due order (p is sorted: the due ones first), many at once
- * (window.h): each one's record is its own, moved at the version listed. */
+/* Due timers in due order (taken from the heap: job i is ord[i]), many at
+ * once (window.h): each one's record is its own, moved at the version
+ * listed. */
 static bool fire_start(void *arg, size_t i) {
     tick_ctx *t = arg;
-    if (!t->fire || i == t->np || t->p[i].due > t->now) return false;
-    pending *p = &t->p[i];
+    if (!t->fire || !t->nheap || t->p[t->heap[0]].due > t->now) return false;
+    pending *p = &t->p[take(t)];
     p->t = t;
+    p->job = i;
     char actor[128];
     lf_transition_req req = fire_req(p, actor, sizeof actor, true);
     lf_engine_transition_internal(t->e, &req, checked, p);
@@ -226,7 +280,7 @@ static bool fire_start(void *arg, size_t i) {
 
 static void fire_deliver(void *arg, size_t i) {
     tick_ctx *t = arg;
-    const pending *p = &t->p[i];
+    const pending *p = &t->p[t->ord[i]];
     lf_jw_next(&t->list);
     lf_jw x = lf_jw_open(&t->fired, '{');
     lf_jw_str(&x, "record_id", p->id);
@@ -241,8 +295,6 @@ static void fire_deliver(void *arg, size_t i) {
 static void fire_done(void *arg) { reply(arg); }
 
 static const lf_window_ops fire_ops = {fire_start, fire_deliver, fire_done};
-
-static void list_state(tick_ctx *t);
 
 bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_out,
                      int *to_out, char *trigger_out, size_t cap) {
@@ -319,18 +371,22 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
         if (!wf || lf_map_get(&t->seen, rec->id) ||
             !lf_record_timer(wf, rec, &due, &to, trigger, sizeof trigger))
             continue;
-        char *key = lf_xstrdup(rec->id);
+        char *key = lf_arena_strdup(&t->strs, rec->id);
         lf_map_put(&t->seen, key, key);
         if (t->np == t->capp) {
             t->capp = t->capp ? 2 * t->capp : 64;
+            if (t->capp > UINT32_MAX) lf_oom(SIZE_MAX);
             t->p = lf_xrealloc(t->p, t->capp * sizeof *t->p);
+            t->heap = lf_xrealloc(t->heap, t->capp * sizeof *t->heap);
+            t->ord = lf_xrealloc(t->ord, t->capp * sizeof *t->ord);
         }
         pending *p = &t->p[t->np++];
         *p = (pending){.version = rec->version, .due = due};
         snprintf(p->id, sizeof p->id, "%s", rec->id);
-        p->state = lf_xstrdup(rec->state);
-        p->to = lf_xstrdup(wf->states[to]);
-        p->trigger = lf_xstrdup(trigger);
+        p->state = lf_arena_strdup(&t->strs, rec->state);
+        p->to = lf_arena_strdup(&t->strs, wf->states[to]);
+        p->trigger = lf_arena_strdup(&t->strs, trigger);
+        heap_push(t, (uint32_t)(t->np - 1));
     }
     lf_engine_tick_memo(t->e)->listed += code == LF_OK ? n : 0;
     free(t->cursor);
@@ -361,20 +417,24 @@ static bool park(tick_ctx *t) {
 }
 
 /* The timed states one by one, then the records with timers of their
- * own (an index on every store), then fire. A page the store answers
- * inside the list call (the embedded stores) is followed by the next
- * one here, not in a nested call, after a turn of the event loop: a
- * tick over a million records waiting in a state never holds the loop
- * for more than a page. */
+ * own (an index on every store), then fire, then the reply. A page the
+ * store answers inside the list call (the embedded stores) is followed by
+ * the next one here, not in a nested call, after a turn of the event
+ * loop, and so is each page of the reply: a tick over a million records
+ * waiting in a state never holds the loop for more than a page. */
 static void list_state(tick_ctx *t) {
     for (;;) {
+        if (t->writing) {
+            /* an engine closing lets the reply be written at once */
+            if (reply_page(t) || (!t->closing && park(t))) return;
+            continue;
+        }
         if (t->code != LF_OK) {
             t->cb(t->code, t->error, NULL, t->arg);
             tick_free(t);
             return;
         }
         if (t->si == t->nscans && t->timed_pass) {
-            if (t->np) qsort(t->p, t->np, sizeof *t->p, by_due);
             t->w = lf_window_new(&fire_ops, t);
             lf_window_go(t->w);         /* may free t */
             return;
@@ -403,7 +463,8 @@ void lf_engine_tick_close(lf_engine *e) {
     tick_ctx *t = lf_engine_tick_memo(e)->parked;
     if (!t) return;
     event_del(t->resume);
-    resumed(-1, 0, t);                  /* the engine is closing: it fails */
+    t->closing = true;      /* a listing fails; a reply is written whole */
+    resumed(-1, 0, t);
 }
 
 /* State `name` listed from `before` (see scan), or in a window. */

@@ -2,6 +2,7 @@
  * ref indexes: everything memory: is, and what file: replays into. */
 #include "memdb.h"
 #include "../core/mem.h"
+#include "../core/arena.h"
 #include "../core/map.h"
 #include "../core/verify.h"
 
@@ -63,16 +64,6 @@ typedef struct dueheap {
     size_t n, cap, live;
 } dueheap;
 
-/* Lines are never freed one by one, so they live in large chunks: one
- * allocation per ~64 KiB of log instead of one per entry. */
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    char data[];
-} chunk;
-
-#define CHUNK_SIZE (64 * 1024 - sizeof(chunk))
-
 /* The children of one record, in creation order. */
 typedef struct kids {
     char *parent;           /* the map's key */
@@ -106,7 +97,7 @@ struct lf_memdb {
                                is never reused */
     lf_map by_ref;          /* ref or alias -> slot, live records only */
     lf_map by_key;          /* idempotency key (owned copy) -> seq */
-    chunk *arena;           /* newest first */
+    lf_arena arena;         /* the lines, never freed one by one */
     char **lines;           /* lines[seq - 1] in the arena, lens[seq - 1] */
     size_t *lens;           /* long; or, with the lines in a file, */
     uint64_t *ends;         /* ends[seq - 1]: the offset after its "\n" */
@@ -172,10 +163,7 @@ void lf_memdb_free(lf_memdb *db) {
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
     lf_map_free(&db->by_key);
-    for (chunk *c = db->arena, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
+    lf_arena_free(&db->arena);
     free(db->lines);
     free(db->ends);
     free(db->lens);
@@ -353,20 +341,7 @@ static void push_line(lf_memdb *db, const char *line, size_t len) {
         db->ends[n] = (n ? db->ends[n - 1] : 0) + len + 1;
         return;
     }
-    chunk *c = db->arena;
-    if (!c || c->cap - c->used < len + 1) {
-        size_t cap = len + 1 > CHUNK_SIZE ? len + 1 : CHUNK_SIZE;
-        c = lf_xmalloc(sizeof *c + cap);
-        c->next = db->arena;
-        c->used = 0;
-        c->cap = cap;
-        db->arena = c;
-    }
-    char *copy = c->data + c->used;
-    c->used += len + 1;
-    memcpy(copy, line, len);
-    copy[len] = '\0';
-    db->lines[db->nlines] = copy;
+    db->lines[db->nlines] = lf_arena_copy(&db->arena, line, len);
     db->lens[db->nlines++] = len;
 }
 
