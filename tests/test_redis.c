@@ -921,6 +921,13 @@ static void entered_index_filled_then_read(void **state) {
     lf_store *other = open_url(server.url, F(state)->base);
     assert_int_equal(list_entered(other, at[10], 100, seen, N), N - 1);
     assert_int_equal(entered_score("task_queued", id[3]), -1);
+    /* Of what that pass read, the records that entered by then join its
+     * cache (the tick fires them next: one script call each, not two),
+     * the others do not. */
+    for (unsigned i = 2; i <= 10; i++)
+        if (i != 3) assert_non_null(lf_redis_cache_get((lf_redis *)other, id[i]));
+    assert_null(lf_redis_cache_get((lf_redis *)other, id[0]));      /* re-entered */
+    assert_null(lf_redis_cache_get((lf_redis *)other, id[11]));
     assert_int_equal(list_entered(other, at[10], 100, seen, N), 8);
     lf_store_free(other);
     t_got_reset(&g);

@@ -772,9 +772,11 @@ typedef struct list_op {
     lf_record **recs;           /* gathered so far (NULL: being read) */
     size_t n;
     bool entered;               /* index is an entered index (ent:S) */
-    bool keep;                  /* the records are the tick's due ones, which
-                                   it moves next: read ones join the cache,
-                                   so each move reads nothing again */
+    int64_t keep_by;            /* the tick's listing of what can be due,
+                                   which it moves next: the records read
+                                   that entered their state by then join
+                                   the cache (INT64_MAX: all; 0: none), so
+                                   each move reads nothing again */
     char min[24];               /* the lowest score listed: "-inf", or
                                    "(" and entered_after */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
@@ -849,8 +851,11 @@ static void list_read(list_op *l, const redisReply *r) {
             lf_redis_fail(&l->op, code, msg);
             return;
         }
+        int64_t at;
         if (rec && rec == lf_redis_cache_get(s, l->miss[k])) rec = lf_record_dup(rec);
-        else if (rec && l->keep)
+        else if (rec && l->keep_by &&
+                 (l->keep_by == INT64_MAX ||
+                  (lf_record_entered(rec, &at) && at <= l->keep_by)))
             lf_redis_cache_put(s, lf_record_dup(rec), lf_redis_reply_h(r->element[k]));
         l->recs[l->miss_at[k]] = rec;
     }
@@ -1075,7 +1080,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         if (x->whole) {
             /* At or before entered_by: from (entered_by, above any id). */
             l->entered = true;
-            l->keep = !q->entered_after;    /* (a window: what entered lately) */
+            l->keep_by = q->entered_after ? 0 : INT64_MAX; /* (a window: what
+                                                              entered lately) */
             if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
             lf_redis_key_entered(s, q->state, &key);
             l->index = lf_buf_steal(&key);
@@ -1085,9 +1091,10 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         }
         l->fill = x;            /* a pass over the whole state fills it */
         if (!q->cursor) x->begun = true;
+        if (!q->entered_after) l->keep_by = q->entered_by;
     }
     if (q->timed && q->due_by) {
-        l->keep = true;
+        l->keep_by = INT64_MAX;
         if (!q->cursor) {   /* scored by their earliest due: from due_by down */
             snprintf(score, sizeof score, "%" PRId64, q->due_by);
             cid = "~";
