@@ -717,42 +717,65 @@ static void entered_forget(lf_redis *s, const char *index, const char *id) {
     lf_redis_send(&f->op);
 }
 
-/* A page of a full listing of x's state: its records into the index. */
-static void fill_send(lf_redis *s, lf_redis_entered *x, lf_record *const *recs, size_t n,
+/* A record's score in a zset the fill script writes: false leaves it out. */
+typedef bool fill_score(const lf_record *r, int64_t by, int64_t *score);
+
+/* When it entered its state (a closed one is left out, as the commit
+ * leaves it out). */
+static bool entered_at(const lf_record *r, int64_t by, int64_t *score) {
+    (void)by;
+    *score = 0;
+    if (r->closed_at[0]) return false;
+    (void)lf_record_entered(r, score);
+    return true;
+}
+
+/* Its earliest due, when a listing of what is due by `by` found it though
+ * it is not: an older version scored it by its updated_at. */
+static bool due_later(const lf_record *r, int64_t by, int64_t *score) {
+    *score = r->timers_due;
+    return r->timers_due > by;
+}
+
+/* recs[0..n) that score() picks into the zset `index`, each only if it is
+ * still at the version read (the fill script; a commit since put it where
+ * it belongs): a page of a full listing of x's state into its entered
+ * index, or (x NULL) records an older version scored in `P timed` by
+ * their due. Nothing is sent for none picked, but for x's last page. */
+static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
+                      lf_record *const *recs, size_t n, fill_score *score, int64_t by,
                       bool last) {
-    fill_op *f = lf_xcalloc(1, sizeof *f);
-    f->op.type = &fill_type;
-    f->op.s = s;
-    f->op.script = LF_SCRIPT_ENT_FILL;
-    f->x = x;
     size_t argc = 0;
     const char **argv = lf_xmalloc((5 + 3 * n) * sizeof *argv);
     char (*nums)[24] = lf_xmalloc((2 * n + 1) * sizeof *nums);
-    lf_buf key = LF_BUF_INIT;
-    lf_redis_key_entered(s, x->state, &key);
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_ENT_FILL];
     argv[argc++] = "1";
-    argv[argc++] = key.p;
+    argv[argc++] = index;
     argv[argc++] = s->k_rec;
     for (size_t i = 0; i < n; i++) {
-        int64_t at = 0;
-        if (recs[i]->closed_at[0]) continue;    /* as the commit leaves it out */
-        (void)lf_record_entered(recs[i], &at);
+        int64_t at;
+        if (!score(recs[i], by, &at)) continue;
         snprintf(nums[2 * i], sizeof *nums, "%" PRIu64, recs[i]->version);
         snprintf(nums[2 * i + 1], sizeof *nums, "%" PRId64, at);
         argv[argc++] = recs[i]->id;
         argv[argc++] = nums[2 * i];
         argv[argc++] = nums[2 * i + 1];
     }
-    lf_redis_format(&f->op, (int)argc, argv, NULL);
+    if (argc > 5 || x) {
+        fill_op *f = lf_xcalloc(1, sizeof *f);
+        f->op.type = &fill_type;
+        f->op.s = s;
+        f->op.script = LF_SCRIPT_ENT_FILL;
+        f->x = x;
+        lf_redis_format(&f->op, (int)argc, argv, NULL);
+        lf_redis_send(&f->op);
+    }
     free(argv);
     free(nums);
-    lf_buf_free(&key);
-    lf_redis_send(&f->op);
     /* Redis runs one connection's commands in order: a list of the index
      * sent from now on reads it filled (a fill that fails says so). */
-    if (last && x->begun) x->whole = true;
+    if (x && last && x->begun) x->whole = true;
 }
 
 /* ---- list --------------------------------------------------------------- */
@@ -780,6 +803,8 @@ typedef struct list_op {
     char min[24];               /* the lowest score listed: "-inf", or
                                    "(" and entered_after */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
+    int64_t due_by;             /* a listing of P timed by due: a record in it
+                                   that is not due is scored again (fill_send) */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
     size_t *miss_at;            /* their places in recs */
@@ -827,7 +852,13 @@ static void list_next(list_op *l) {
         list_call(l, score, cid);
         return;
     }
-    if (l->fill) fill_send(s, l->fill, l->recs, l->n, !l->more);
+    if (l->fill) {
+        lf_buf key = LF_BUF_INIT;
+        lf_redis_key_entered(s, l->fill->state, &key);
+        fill_send(s, l->fill, key.p, l->recs, l->n, entered_at, 0, !l->more);
+        lf_buf_free(&key);
+    }
+    if (l->due_by) fill_send(s, NULL, s->k_timed, l->recs, l->n, due_later, l->due_by, false);
     l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->n, l->more ? l->cursor : NULL,
           l->arg);
     list_destroy(&l->op);
@@ -1095,6 +1126,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     }
     if (q->timed && q->due_by) {
         l->keep_by = INT64_MAX;
+        l->due_by = q->due_by;
         if (!q->cursor) {   /* scored by their earliest due: from due_by down */
             snprintf(score, sizeof score, "%" PRId64, q->due_by);
             cid = "~";

@@ -234,8 +234,8 @@
  *       once stays whole; with timers '1', then ';' and the earliest
  *       due (us) of them, its score in the records with timers (the
  *       tick asks for those due; an older version scored them by
- *       updated_at, a time already past: they are asked for at every
- *       tick until written again)
+ *       updated_at, a time already past: the first listing by due that
+ *       finds one not due scores it by its due, ent_fill_lua)
  *       11 idempotency key ('' for none)
  *       12 the policy set the line refers to (redis_pack.c) to register,
  *          '' for none (or one this client's earlier commit registered)
@@ -653,10 +653,12 @@ static const char count_lua[] =
     "end\n"
     "return {n, first and string.format('%.0f', first) or ''}\n";
 
-/* KEYS 1 a state's entered index;  ARGV 1 record key prefix ("lf:rec:{"),
- * then (id, version, entered us) for each record a full listing of the
- * state found: each goes in if it is still at that version (else a
- * commit since put it where it belongs). Returns how many went in. */
+/* KEYS 1 a zset: a state's entered index, or P timed;  ARGV 1 record key
+ * prefix ("lf:rec:{"), then (id, version, score) for each record: what a
+ * full listing of the state found and when each entered it, or records
+ * an older version scored in P timed and their earliest due. Each goes
+ * in if it is still at that version (else a commit since put it where it
+ * belongs). Returns how many went in. */
 static const char ent_fill_lua[] =
     "local n = 0\n"
     "for i = 2, #ARGV, 3 do\n"
