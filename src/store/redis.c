@@ -864,6 +864,13 @@ static void list_next(list_op *l) {
     list_destroy(&l->op);
 }
 
+/* Whether a record the listing read joins the cache (keep_by). */
+static bool keeps(const list_op *l, const lf_record *rec) {
+    int64_t at;
+    return l->keep_by == INT64_MAX ||
+           (l->keep_by && lf_record_entered(rec, &at) && at <= l->keep_by);
+}
+
 /* The read script's records for the misses, in order. One deleted since
  * the index named it is left out of the page. */
 static void list_read(list_op *l, const redisReply *r) {
@@ -882,11 +889,8 @@ static void list_read(list_op *l, const redisReply *r) {
             lf_redis_fail(&l->op, code, msg);
             return;
         }
-        int64_t at;
         if (rec && rec == lf_redis_cache_get(s, l->miss[k])) rec = lf_record_dup(rec);
-        else if (rec && l->keep_by &&
-                 (l->keep_by == INT64_MAX ||
-                  (lf_record_entered(rec, &at) && at <= l->keep_by)))
+        else if (rec && keeps(l, rec))
             lf_redis_cache_put(s, lf_record_dup(rec), lf_redis_reply_h(r->element[k]));
         l->recs[l->miss_at[k]] = rec;
     }
@@ -1111,8 +1115,8 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         if (x->whole) {
             /* At or before entered_by: from (entered_by, above any id). */
             l->entered = true;
-            l->keep_by = q->entered_after ? 0 : INT64_MAX; /* (a window: what
-                                                              entered lately) */
+            /* (not a window's: what entered lately) */
+            l->keep_by = q->entered_after ? 0 : INT64_MAX;
             if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
             lf_redis_key_entered(s, q->state, &key);
             l->index = lf_buf_steal(&key);
