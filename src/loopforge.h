@@ -226,7 +226,10 @@ typedef struct lf_list_query {
                                    Redis the whole state the first time a
                                    process asks about it, then just those,
                                    newest first; the whole state when repo
-                                   is given too. In pages either way.
+                                   is given too. In pages either way, and
+                                   on the embedded stores the first asks
+                                   about a large state answer empty pages
+                                   with a cursor while they index it.
                                    0 = any */
     int64_t entered_after;      /* with entered_by: and after this time
                                    (the tick's window on a retry state,

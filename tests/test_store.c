@@ -234,6 +234,58 @@ static lf_store *reopen(fixture *f) {
     return f->s;
 }
 
+/* A large state's entered index is made a step at a time (memdb's
+ * BUILD_STEP entries of the state's index a call; the embedded stores
+ * share it, so memory: stands for file: here, and Redis fills its index
+ * its own way, test_redis.c): the first ask answers an empty page and a
+ * cursor, while the state goes on changing -- a record moved out, one
+ * deleted, one entering late, and 13,000 observed (updated without
+ * moving, their entries in the state's index appended again: enough that
+ * the index would be compacted under the walk, the unobserved records'
+ * entries moving to places already passed, if it were not held) -- and
+ * following the cursors ends with exactly the records that entered by
+ * then, each once, oldest first. Made at once, the first ask answered a
+ * full page. */
+static void entered_index_made_in_steps(void **state) {
+    lf_store *s = ((fixture *)*state)->s;
+    enum { N = 20000, OBSERVED = 13000 };
+    t_got g = {0};
+    static char id[N + 1][LF_ID_LEN + 1], seen[N][LF_ID_LEN + 1];
+    static int64_t at[N + 1];
+    for (unsigned i = 0; i < N; i++) {
+        t_id(id[i], i + 1);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+        assert_int_equal(t_transition(s, id[i], "issue_created", "task_queued", 1, &g),
+                         LF_OK);
+        at[i] = t_clock_us;
+    }
+    t_got_reset(&g);
+    lf_list_query q = {.state = "task_queued", .entered_by = at[N - 1], .limit = 1000};
+    t_page p = {0};
+    lf_store_list(s, &q, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_OK);
+    assert_int_equal(p.n, 0);
+    assert_non_null(p.cursor);
+    t_page_reset(&p);
+    assert_int_equal(t_transition(s, id[0], "task_queued", "pr_created", 2, &g), LF_OK);
+    assert_int_equal(t_delete(s, id[1], "task_queued", 2, &g), LF_OK);
+    for (unsigned i = 2; i < OBSERVED; i++) {
+        lf_entry e;
+        t_entry(&e, LF_ENTRY_OBSERVED, id[i], 3, "task_queued", "task_queued",
+                "test.observed");
+        assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    }
+    t_got_reset(&g);
+    t_id(id[N], N + 1);
+    assert_int_equal(t_create(s, id[N], id[N], "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, id[N], "issue_created", "task_queued", 1, &g), LF_OK);
+    size_t n = t_list_all(s, q, seen, N);
+    assert_int_equal(n, N - 2);                 /* 2 .. N - 1 */
+    for (unsigned i = 2; i < N; i++) assert_string_equal(seen[i - 2], id[i]);
+    t_got_reset(&g);
+}
+
 /* The timers' hint: the records that entered a state at or before a
  * time (lf_list_query.entered_by). The embedded stores answer exactly
  * those, oldest first: an observation since (a newer updated_at) keeps a
@@ -1251,6 +1303,8 @@ int main(void) {
         EACH(duplicate_ref_refused),
         EACH(malformed_create_refused),
         EACH(list_entered_by),
+        {"memory: entered_index_made_in_steps", entered_index_made_in_steps, setup, teardown,
+         (void *)"memory:"},
         EACH(list_due_timers),
         EACH(transition_cas),
         EACH(transition_unknown_id),
