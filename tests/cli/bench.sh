@@ -15,6 +15,8 @@ match_out "bench checked that every record closed" '^ok: all 5 records closed on
 match_out "one line for processes sharing a journal without an event base" \
     '^journal: 4 processes without an event base \(the Lua module.s way\), [0-9]+ creates each: [0-9]+ creates/s together vs [0-9]+/s for one process alone: [0-9.]+x$'
 match_out "the guards' cost is reported" '^  guards: 5 evaluations, [0-9]+ ns each \([0-9]+ ns per guard call\), p99 <= [0-9.]+ us$'
+match_out "serve's first tick (it indexes the timed states) says how long it held the loop" \
+    '^  500 pending \+ 5 due: .*, its first [0-9.]+ ms \(it indexes the timed states\), which held the event loop [0-9.]+ ms at most; lateness '
 match_out "the timers' full look says how long it held the loop at most" \
     '^  500 records waiting in a retry state without a backoff: .*, which held the event loop [0-9.]+ ms at most$'
 match_out "one line for records with timers of their own" \
