@@ -203,6 +203,20 @@ static inline lf_code t_transition(lf_store *s, const char *id, const char *from
     return t_move(s, LF_ENTRY_TRANSITION, id, from, to, version, g);
 }
 
+/* n records (ids t_id(1..n) into id[]) created and moved into
+ * task_queued, each a second after the last: at[i] when id[i] entered. */
+static inline void t_queued(lf_store *s, unsigned n, char (*id)[LF_ID_LEN + 1], int64_t *at) {
+    t_got g = {0};
+    for (unsigned i = 0; i < n; i++) {
+        t_id(id[i], i + 1);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+        assert_int_equal(t_transition(s, id[i], "issue_created", "task_queued", 1, &g),
+                         LF_OK);
+        at[i] = t_clock_us;
+        t_got_reset(&g);
+    }
+}
+
 /* A noted entry setting a record's own timers (a JSON array), at version
  * (the record's next). */
 static inline lf_code t_set_timers(lf_store *s, const char *id, uint64_t version,

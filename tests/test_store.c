@@ -252,14 +252,7 @@ static void entered_index_made_in_steps(void **state) {
     t_got g = {0};
     static char id[N + 1][LF_ID_LEN + 1], seen[N][LF_ID_LEN + 1];
     static int64_t at[N + 1];
-    for (unsigned i = 0; i < N; i++) {
-        t_id(id[i], i + 1);
-        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
-        assert_int_equal(t_transition(s, id[i], "issue_created", "task_queued", 1, &g),
-                         LF_OK);
-        at[i] = t_clock_us;
-    }
-    t_got_reset(&g);
+    t_queued(s, N, id, at);
     lf_list_query q = {.state = "task_queued", .entered_by = at[N - 1], .limit = 1000};
     t_page p = {0};
     lf_store_list(s, &q, t_list_cb, &p);
