@@ -24,9 +24,6 @@
  * written) if the text is not one JSON value. */
 bool lf_json_canon(const char *s, size_t len, lf_buf *out);
 
-/* The value of member `key` of the JSON object s[0..len): *val and *vlen
- * span its text. Returns false if s is not an object or has no such
- * member (the first counts when a key repeats, as in cJSON). */
 /* Calls fn(key, val, vlen, arg) for each member of the JSON object
  * s[0..len) in order, key decoded (NUL-terminated, valid during the
  * call), the value's text spanned; fn returns false to stop there.
@@ -34,6 +31,9 @@ bool lf_json_canon(const char *s, size_t len, lf_buf *out);
 typedef bool lf_json_member_fn(const char *key, const char *val, size_t vlen, void *arg);
 bool lf_json_members(const char *s, size_t len, lf_json_member_fn *fn, void *arg);
 
+/* The value of member `key` of the JSON object s[0..len): *val and *vlen
+ * span its text. Returns false if s is not an object or has no such
+ * member (the first counts when a key repeats, as in cJSON). */
 bool lf_json_get(const char *s, size_t len, const char *key, const char **val,
                  size_t *vlen);
 
