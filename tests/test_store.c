@@ -235,19 +235,19 @@ static lf_store *reopen(fixture *f) {
 }
 
 /* A large state's entered index is made a step at a time (memdb's
- * BUILD_STEP entries of the state's index a call; the embedded stores
- * share it, so memory: stands for file: here, and Redis fills its index
- * its own way, test_redis.c): the first ask answers an empty page and a
- * cursor, while the state goes on changing -- a record moved out, one
- * deleted, one entering late, and 13,000 observed (updated without
+ * build_step: its state's index gathered BUILD_STEP entries a call,
+ * sorted as many a call, the runs merged MERGE_STEP a call; the embedded
+ * stores share it, so memory: stands for file: here, and Redis fills its
+ * index its own way, test_redis.c): the first `asks` answer an empty page
+ * and a cursor, then the state goes on changing -- a record moved out,
+ * one deleted, one entering late, and 13,000 observed (updated without
  * moving, their entries in the state's index appended again: enough that
  * the index would be compacted under the walk, the unobserved records'
  * entries moving to places already passed, if it were not held) -- and
  * following the cursors ends with exactly the records that entered by
- * then, each once, oldest first. Made at once, the first ask answered a
- * full page. */
-static void entered_index_made_in_steps(void **state) {
-    lf_store *s = ((fixture *)*state)->s;
+ * then, each once, oldest first; asked again later, with the late one
+ * last. Made at once, the first ask answered a full page. */
+static void made_in_steps(lf_store *s, unsigned asks) {
     enum { N = 20000, OBSERVED = 13000 };
     t_got g = {0};
     static char id[N + 1][LF_ID_LEN + 1], seen[N][LF_ID_LEN + 1];
@@ -255,11 +255,17 @@ static void entered_index_made_in_steps(void **state) {
     t_queued(s, N, id, at);
     lf_list_query q = {.state = "task_queued", .entered_by = at[N - 1], .limit = 1000};
     t_page p = {0};
-    lf_store_list(s, &q, t_list_cb, &p);
-    t_settle(&p.calls);
-    assert_int_equal(p.code, LF_OK);
-    assert_int_equal(p.n, 0);
-    assert_non_null(p.cursor);
+    for (unsigned a = 0; a < asks; a++) {
+        q.cursor = p.cursor ? strdup(p.cursor) : NULL;
+        t_page_reset(&p);
+        lf_store_list(s, &q, t_list_cb, &p);
+        t_settle(&p.calls);
+        free((char *)q.cursor);
+        assert_int_equal(p.code, LF_OK);
+        assert_int_equal(p.n, 0);
+        assert_non_null(p.cursor);
+    }
+    q.cursor = NULL;
     t_page_reset(&p);
     assert_int_equal(t_transition(s, id[0], "task_queued", "pr_created", 2, &g), LF_OK);
     assert_int_equal(t_delete(s, id[1], "task_queued", 2, &g), LF_OK);
@@ -276,7 +282,23 @@ static void entered_index_made_in_steps(void **state) {
     size_t n = t_list_all(s, q, seen, N);
     assert_int_equal(n, N - 2);                 /* 2 .. N - 1 */
     for (unsigned i = 2; i < N; i++) assert_string_equal(seen[i - 2], id[i]);
+    q.entered_by = t_clock_us;
+    q.entered_after = at[N - 1];
+    assert_int_equal(t_list_all(s, q, seen, N), 1);
+    assert_string_equal(seen[0], id[N]);
     t_got_reset(&g);
+}
+
+/* The state changing while its entries are gathered. */
+static void entered_index_made_in_steps(void **state) {
+    made_in_steps(((fixture *)*state)->s, 1);
+}
+
+/* ... and while the sorted runs are merged (the 6th ask stops in the
+ * middle of a pair: 20,000 entries, runs of 8,192, 16,384 merged a call):
+ * what changed meanwhile is gathered and merged in at the end. */
+static void entered_index_changed_while_merged(void **state) {
+    made_in_steps(((fixture *)*state)->s, 6);
 }
 
 /* The timers' hint: the records that entered a state at or before a
@@ -1298,6 +1320,8 @@ int main(void) {
         EACH(list_entered_by),
         {"memory: entered_index_made_in_steps", entered_index_made_in_steps, setup, teardown,
          (void *)"memory:"},
+        {"memory: entered_index_changed_while_merged", entered_index_changed_while_merged,
+         setup, teardown, (void *)"memory:"},
         EACH(list_due_timers),
         EACH(transition_cas),
         EACH(transition_unknown_id),
