@@ -253,6 +253,88 @@ static void map_many(void **state) {
     lf_map_free(&m);
 }
 
+/* The members a walk over every position finds: each once, as many as
+ * the map holds. */
+static void map_walk_check(const lf_map *m, const bool *in, char (*keys)[16], size_t nkeys) {
+    size_t n = 0;
+    static bool seen[20000];
+    memset(seen, 0, sizeof seen);
+    for (size_t i = 0; i < lf_map_span(m); i++) {
+        const lf_map_slot *e = lf_map_at(m, i);
+        if (!e) continue;
+        size_t k = (size_t)((char (*)[16])e->val - keys);
+        assert_true(k < nkeys && in[k] && !seen[k]);
+        assert_ptr_equal(lf_map_val(m, i), e->val);
+        seen[k] = true;
+        n++;
+    }
+    assert_int_equal(n, m->len);
+}
+
+/* A map grows a few members at a time (map.h): random puts, replacing
+ * puts and dels against what it should hold, every member found at
+ * every step and by a walk, through growths where its members are in
+ * two tables -- and no put moves a large table's members all at once. */
+static void map_grows_a_few_at_a_time(void **state) {
+    (void)state;
+    enum { K = 20000, OPS = 200000 };
+    static char keys[K][16];
+    static bool in[K];
+    memset(in, 0, sizeof in);
+    lf_map m = LF_MAP_INIT;
+    /* A put that replaces, when the map is as full as it grows at (3/4
+     * of 64): it stays one member, whichever it is (the growth moves
+     * some at once, the others later). */
+    for (int r = 0; r < 48; r++) {
+        for (int i = 0; i < 48; i++) {
+            snprintf(keys[i], sizeof keys[i], "k%d", i);
+            lf_map_put(&m, keys[i], &keys[i]);
+            in[i] = true;
+        }
+        assert_int_equal(m.cap, 64);
+        lf_map_put(&m, keys[r], &keys[r]);
+        assert_int_equal(m.len, 48);
+        map_walk_check(&m, in, keys, K);
+        lf_map_free(&m);
+    }
+    memset(in, 0, sizeof in);
+    uint64_t x = 88172645463325252ULL;
+    size_t len = 0, twotables = 0;
+    for (int i = 0; i < K; i++) snprintf(keys[i], sizeof keys[i], "k%d", i);
+    for (int op = 0; op < OPS; op++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        /* mostly puts early on (growing), then as many dels as puts */
+        size_t k = (size_t)(x % K);
+        bool del = (x >> 32) % 3 == 0 && op > OPS / 4;
+        size_t before = m.oldcap;
+        if (del) {
+            void *v = lf_map_del(&m, keys[k]);
+            assert_ptr_equal(v, in[k] ? (void *)&keys[k] : NULL);
+            if (in[k]) len--;
+            in[k] = false;
+        } else {
+            lf_map_put(&m, keys[k], &keys[k]);
+            if (!in[k]) len++;
+            in[k] = true;
+        }
+        if (!before && m.oldcap >= 1024) assert_true(m.moved < m.oldcap / 4);
+        twotables += m.old != NULL;
+        assert_int_equal(m.len, len);
+        assert_ptr_equal(lf_map_get(&m, keys[k]), in[k] ? (void *)&keys[k] : NULL);
+        if (op % 9973 == 0 || (m.old && op % 101 == 0)) {
+            for (size_t j = 0; j < K; j++)
+                assert_ptr_equal(lf_map_get(&m, keys[j]), in[j] ? (void *)&keys[j] : NULL);
+            map_walk_check(&m, in, keys, K);
+        }
+    }
+    assert_true(twotables > 1000);
+    for (size_t j = 0; j < K; j++)
+        if (in[j]) assert_ptr_equal(lf_map_del(&m, keys[j]), &keys[j]);
+    assert_int_equal(m.len, 0);
+    map_walk_check(&m, in, keys, 0);
+    lf_map_free(&m);
+}
+
 static void json_escaping_round_trip(void **state) {
     (void)state;
     lf_buf b = LF_BUF_INIT;
@@ -560,6 +642,7 @@ int main(void) {
         cmocka_unit_test(timestamps),
         cmocka_unit_test(ids),
         cmocka_unit_test(map_many),
+        cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),

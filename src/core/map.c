@@ -3,6 +3,7 @@
 #include "map.h"
 #include "mem.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,64 +32,129 @@ static size_t hash_str(const char *s) {
     return (size_t)(h ? h : 1);
 }
 
-static lf_map_slot *find(const lf_map *m, const char *key, size_t h) {
-    if (!m->cap) return NULL;
-    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        lf_map_slot *s = &m->slots[i];
+/* The slot of key in a table of cap slots: its own, or the empty one
+ * that ends its probe run (NULL for no table). */
+static lf_map_slot *find_in(lf_map_slot *slots, size_t cap, const char *key, size_t h) {
+    if (!cap) return NULL;
+    for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        lf_map_slot *s = &slots[i];
         if (!s->key) return s;
         if (s->hash == h && strcmp(s->key, key) == 0) return s;
     }
 }
 
+/* Key's member in either table, or NULL. A key whose home cluster in the
+ * old table was moved is not there: clusters move whole, so a probe
+ * never crosses a moved one to reach an unmoved member. */
+static lf_map_slot *member(const lf_map *m, const char *key, size_t h) {
+    lf_map_slot *s = find_in(m->slots, m->cap, key, h);
+    if (s && s->key) return s;
+    s = find_in(m->old, m->oldcap, key, h);
+    return s && s->key ? s : NULL;
+}
+
 void *lf_map_get(const lf_map *m, const char *key) {
-    lf_map_slot *s = find(m, key, hash_str(key));
-    return s && s->key ? s->val : NULL;
+    lf_map_slot *s = member(m, key, hash_str(key));
+    return s ? s->val : NULL;
+}
+
+/* Old slots looked at by a put or a del while the map grows: the new
+ * table fills from 3/8 to 3/4 full in 3/4 as many puts as the old one has
+ * slots, so 2 a call would do; more ends the two-table lookups sooner. */
+#define MOVE_STEP 16
+
+/* Moves the old table's next clusters into the new one: `most` slots
+ * looked at, then on to the end of the cluster it is in (start is an
+ * empty slot, so a cluster is never left half moved). */
+static void move(lf_map *m, size_t most) {
+    size_t mask = m->oldcap - 1;
+    while (m->moved < m->oldcap) {
+        lf_map_slot *s = &m->old[(m->start + m->moved) & mask];
+        if (!s->key && !most) return;
+        if (s->key) {
+            *find_in(m->slots, m->cap, s->key, s->hash) = *s;
+            s->key = NULL;
+        }
+        m->moved++;
+        if (most) most--;
+    }
+    free(m->old);
+    m->old = NULL;
+    m->oldcap = m->start = m->moved = 0;
 }
 
 static void grow(lf_map *m) {
+    if (m->old) move(m, SIZE_MAX);
     size_t cap = m->cap ? m->cap * 2 : 16;
-    lf_map_slot *old = m->slots, *n = lf_xcalloc(cap, sizeof *n);
-    size_t oldcap = m->cap;
-    m->slots = n;
+    m->old = m->slots;
+    m->oldcap = m->cap;
+    m->slots = lf_xcalloc(cap, sizeof *m->slots);
     m->cap = cap;
-    for (size_t i = 0; i < oldcap; i++)
-        if (old[i].key) *find(m, old[i].key, old[i].hash) = old[i];
-    free(old);
+    m->start = m->moved = 0;
+    if (!m->old) return;
+    while (m->old[m->start].key) m->start++;     /* at most 3/4 full */
+    move(m, MOVE_STEP);
 }
 
 void lf_map_put(lf_map *m, const char *key, void *val) {
-    if ((m->len + 1) * 4 > m->cap * 3) grow(m);
+    if (m->old) move(m, MOVE_STEP);
     size_t h = hash_str(key);
-    lf_map_slot *s = find(m, key, h);
-    if (!s->key) m->len++;
+    lf_map_slot *s = member(m, key, h);
+    if (!s) {   /* a new member (before a growth, which moves the others) */
+        if ((m->len + 1) * 4 > m->cap * 3) grow(m);
+        s = find_in(m->slots, m->cap, key, h);
+        m->len++;
+    }
     s->key = key;
     s->val = val;
     s->hash = h;
 }
 
-void *lf_map_del(lf_map *m, const char *key) {
-    lf_map_slot *s = find(m, key, hash_str(key));
-    if (!s || !s->key) return NULL;
-    void *val = s->val;
-    size_t mask = m->cap - 1, i = (size_t)(s - m->slots), j = i;
-    /* Shift later members of the probe run back into the hole whenever
-     * their home slot does not lie between the hole and themselves. */
+/* Removes s from its table (cap slots), shifting later members of its
+ * probe run back into the hole whenever their home slot does not lie
+ * between the hole and themselves (no tombstones). */
+static void unlink_slot(lf_map_slot *slots, size_t cap, lf_map_slot *s) {
+    size_t mask = cap - 1, i = (size_t)(s - slots), j = i;
     for (;;) {
         j = (j + 1) & mask;
-        if (!m->slots[j].key) break;
-        size_t home = m->slots[j].hash & mask;
+        if (!slots[j].key) break;
+        size_t home = slots[j].hash & mask;
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-            m->slots[i] = m->slots[j];
+            slots[i] = slots[j];
             i = j;
         }
     }
-    m->slots[i].key = NULL;
+    slots[i].key = NULL;
+}
+
+void *lf_map_del(lf_map *m, const char *key) {
+    if (m->old) move(m, MOVE_STEP);
+    size_t h = hash_str(key);
+    lf_map_slot *s = find_in(m->slots, m->cap, key, h);
+    bool old = !s || !s->key;
+    if (old) s = find_in(m->old, m->oldcap, key, h);
+    if (!s || !s->key) return NULL;
+    void *val = s->val;
+    if (old) unlink_slot(m->old, m->oldcap, s);
+    else unlink_slot(m->slots, m->cap, s);
     m->len--;
     return val;
 }
 
 void lf_map_free(lf_map *m) {
     free(m->slots);
-    m->slots = NULL;
-    m->cap = m->len = 0;
+    free(m->old);
+    *m = (lf_map)LF_MAP_INIT;
+}
+
+size_t lf_map_span(const lf_map *m) { return m->oldcap + m->cap; }
+
+lf_map_slot *lf_map_at(const lf_map *m, size_t i) {
+    lf_map_slot *s = i < m->oldcap ? &m->old[i] : &m->slots[i - m->oldcap];
+    return s->key ? s : NULL;
+}
+
+void *lf_map_val(const lf_map *m, size_t i) {
+    const lf_map_slot *s = lf_map_at(m, i);
+    return s ? s->val : NULL;
 }

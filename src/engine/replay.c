@@ -45,10 +45,10 @@ lf_replay *lf_replay_new(const lf_rules *rules, const lf_replay_opts *o) {
 
 void lf_replay_free(lf_replay *r) {
     if (!r) return;
-    for (size_t i = 0; i < r->recs.cap; i++)
-        if (r->recs.slots[i].key) lf_record_free(r->recs.slots[i].val);
-    for (size_t i = 0; i < r->by_rule.cap; i++) {
-        rule_count *c = r->by_rule.slots[i].key ? r->by_rule.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&r->recs); i++)
+        lf_record_free(lf_map_val(&r->recs, i));
+    for (size_t i = 0; i < lf_map_span(&r->by_rule); i++) {
+        rule_count *c = lf_map_val(&r->by_rule, i);
         if (!c) continue;
         free(c->rule);
         free(c);
@@ -70,8 +70,8 @@ void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *
                      void *arg) {
     const rule_count **v = lf_xmalloc((r->by_rule.len + 1) * sizeof *v);
     size_t n = 0;
-    for (size_t i = 0; i < r->by_rule.cap; i++)
-        if (r->by_rule.slots[i].key) v[n++] = r->by_rule.slots[i].val;
+    for (size_t i = 0; i < lf_map_span(&r->by_rule); i++)
+        if (lf_map_at(&r->by_rule, i)) v[n++] = lf_map_val(&r->by_rule, i);
     qsort(v, n, sizeof *v, by_name);
     for (size_t i = 0; i < n; i++) fn(v[i]->rule, v[i]->n, arg);
     free(v);

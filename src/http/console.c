@@ -134,10 +134,11 @@ void lf_api_workflows(lf_req *r) {
 }
 
 static void svg_cache_clear(lf_server *s) {
-    for (size_t i = 0; i < s->svg.cap; i++) {
-        if (!s->svg.slots[i].key) continue;
-        free((char *)s->svg.slots[i].key);
-        free(s->svg.slots[i].val);
+    for (size_t i = 0; i < lf_map_span(&s->svg); i++) {
+        lf_map_slot *e = lf_map_at(&s->svg, i);
+        if (!e) continue;
+        free((char *)e->key);
+        free(e->val);
     }
     lf_map_free(&s->svg);
     memset(&s->svg, 0, sizeof s->svg);

@@ -1197,7 +1197,10 @@ lf_rules *lf_rules_load(const char *dir, lf_buf *errors) {
 void lf_rules_free(lf_rules *r) {
     if (!r) return;
     if (r->L) lua_close(r->L);
-    for (size_t i = 0; i < r->idents.cap; i++) free((char *)r->idents.slots[i].key);
+    for (size_t i = 0; i < lf_map_span(&r->idents); i++) {
+        const lf_map_slot *e = lf_map_at(&r->idents, i);
+        if (e) free((char *)e->key);
+    }
     lf_map_free(&r->idents);
     for (int i = 0; i < r->nident; i++) {
         free(r->ident_v[i]->kind);

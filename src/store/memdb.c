@@ -133,16 +133,19 @@ lf_memdb *lf_memdb_new(void) {
 void lf_memdb_free(lf_memdb *db) {
     if (!db) return;
     lf_buf_free(&db->key);
-    for (size_t i = 0; i < db->by_id.cap; i++) {
-        slot *s = db->by_id.slots[i].key ? db->by_id.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&db->by_id); i++) {
+        slot *s = lf_map_val(&db->by_id, i);
         if (!s) continue;
         lf_record_free(s->rec);
         free(s->seqs);
         free(s);
     }
-    for (size_t i = 0; i < db->by_key.cap; i++) free((char *)db->by_key.slots[i].key);
-    for (size_t i = 0; i < db->by_parent.cap; i++) {
-        kids *k = db->by_parent.slots[i].key ? db->by_parent.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&db->by_key); i++) {
+        const lf_map_slot *e = lf_map_at(&db->by_key, i);
+        if (e) free((char *)e->key);
+    }
+    for (size_t i = 0; i < lf_map_span(&db->by_parent); i++) {
+        kids *k = lf_map_val(&db->by_parent, i);
         if (!k) continue;
         free(k->parent);
         free(k->v);
@@ -150,24 +153,24 @@ void lf_memdb_free(lf_memdb *db) {
     }
     lf_map_free(&db->by_parent);
     free(db->due.v);
-    for (size_t i = 0; i < db->counters.cap; i++) {
-        counter *c = db->counters.slots[i].key ? db->counters.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&db->counters); i++) {
+        counter *c = lf_map_val(&db->counters, i);
         if (!c) continue;
         free(c->key);
         free(c->t);
         free(c);
     }
     lf_map_free(&db->counters);
-    for (size_t i = 0; i < db->open.cap; i++) {
-        openset *o = db->open.slots[i].key ? db->open.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&db->open); i++) {
+        openset *o = lf_map_val(&db->open, i);
         if (!o) continue;
         free(o->key);
         lf_map_free(&o->ids);
         free(o);
     }
     lf_map_free(&db->open);
-    for (size_t i = 0; i < db->ix.cap; i++) {
-        index_t *x = db->ix.slots[i].key ? db->ix.slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(&db->ix); i++) {
+        index_t *x = lf_map_val(&db->ix, i);
         if (!x) continue;
         if (x->build) free(x->build->tmp);
         free(x->build);

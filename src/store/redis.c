@@ -125,10 +125,11 @@ static void cached_free(lf_redis_cached *c) {
 
 static void cache_evict_one(lf_redis *s) {
     lf_map *m = &s->cache.map;
-    for (size_t i = 0; i < m->cap; i++) {
-        size_t j = (s->cache.hand + i) & (m->cap - 1);
-        if (!m->slots[j].key) continue;
-        lf_redis_cached *c = m->slots[j].val;
+    size_t span = lf_map_span(m);
+    for (size_t i = 0; i < span; i++) {
+        size_t j = (s->cache.hand + i) % span;
+        lf_redis_cached *c = lf_map_val(m, j);
+        if (!c) continue;
         lf_map_del(m, c->r->id);
         cached_free(c);
         s->cache.hand = j + 1;
@@ -162,8 +163,8 @@ void lf_redis_cache_del(lf_redis *s, const char *id) {
 
 static void cache_free(lf_redis *s) {
     lf_map *m = &s->cache.map;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].key) cached_free(m->slots[i].val);
+    for (size_t i = 0; i < lf_map_span(m); i++)
+        cached_free(lf_map_val(m, i));
     lf_map_free(m);
 }
 
@@ -666,9 +667,9 @@ void lf_redis_state_listed_set(lf_redis *s, const char *state) {
 
 static void entered_free(lf_redis *s) {
     lf_map *m = &s->entered;
-    for (size_t i = 0; i < m->cap; i++) {
-        lf_redis_entered *x = m->slots[i].val;
-        if (!m->slots[i].key) continue;
+    for (size_t i = 0; i < lf_map_span(m); i++) {
+        lf_redis_entered *x = lf_map_val(m, i);
+        if (!x) continue;
         free(x->state);
         free(x);
     }

@@ -139,8 +139,8 @@ static void recq_leave(commit_op *c) {
 
 void lf_redis_recq_fail_all(lf_redis *s, const char *why) {
     lf_map *m = &s->recq;
-    for (size_t i = 0; i < m->cap; i++) {
-        rec_queue *q = m->slots[i].key ? m->slots[i].val : NULL;
+    for (size_t i = 0; i < lf_map_span(m); i++) {
+        rec_queue *q = lf_map_val(m, i);
         lf_rop *op;
         while (q && (op = lf_redis_q_pop(&q->waiting))) {
             lf_redis_fail(op, LF_UNAVAILABLE, why);
@@ -150,8 +150,8 @@ void lf_redis_recq_fail_all(lf_redis *s, const char *why) {
 
 void lf_redis_recq_free(lf_redis *s) {
     lf_map *m = &s->recq;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].key) free(m->slots[i].val);
+    for (size_t i = 0; i < lf_map_span(m); i++)
+        free(lf_map_val(m, i));
     lf_map_free(m);
 }
 
