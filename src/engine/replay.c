@@ -70,8 +70,10 @@ void lf_replay_rules(const lf_replay *r, void (*fn)(const char *, size_t, void *
                      void *arg) {
     const rule_count **v = lf_xmalloc((r->by_rule.len + 1) * sizeof *v);
     size_t n = 0;
-    for (size_t i = 0; i < lf_map_span(&r->by_rule); i++)
-        if (lf_map_at(&r->by_rule, i)) v[n++] = lf_map_val(&r->by_rule, i);
+    for (size_t i = 0; i < lf_map_span(&r->by_rule); i++) {
+        const rule_count *c = lf_map_val(&r->by_rule, i);
+        if (c) v[n++] = c;
+    }
     qsort(v, n, sizeof *v, by_name);
     for (size_t i = 0; i < n; i++) fn(v[i]->rule, v[i]->n, arg);
     free(v);
