@@ -99,11 +99,18 @@ static void grow(lf_map *m) {
 void lf_map_put(lf_map *m, const char *key, void *val) {
     if (m->old) move(m, MOVE_STEP);
     size_t h = hash_str(key);
-    lf_map_slot *s = member(m, key, h);
-    if (!s) {   /* a new member (before a growth, which moves the others) */
-        if ((m->len + 1) * 4 > m->cap * 3) grow(m);
-        s = find_in(m->slots, m->cap, key, h);
-        m->len++;
+    lf_map_slot *s = find_in(m->slots, m->cap, key, h);
+    if (!s || !s->key) {
+        lf_map_slot *o = find_in(m->old, m->oldcap, key, h);
+        if (o && o->key) {
+            s = o;
+        } else {    /* a new member: where the probe ended, unless it grows */
+            if ((m->len + 1) * 4 > m->cap * 3) {
+                grow(m);
+                s = find_in(m->slots, m->cap, key, h);
+            }
+            m->len++;
+        }
     }
     s->key = key;
     s->val = val;
