@@ -932,6 +932,16 @@ static void on_ticked(lf_code code, const char *error, const char *doc, void *ar
     b->doc = doc ? strdup(doc) : NULL;
 }
 
+/* A memory: engine on policies whose ticks page on base's loop. */
+static lf_engine *engine_on_loop(const char *policies, struct event_base *base) {
+    assert_non_null(base);
+    char err[512];
+    lf_engine_config cfg = {.store = "memory:", .policies = policies, .base = base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) fail_msg("%s", err);
+    return e;
+}
+
 /* 2,500 records waiting in ci_failed (a retry without a backoff): serve's
  * first tick looks at every one of them, a page of 1,000 at a time, the
  * loop turning between pages -- before, the embedded stores answered the
@@ -945,11 +955,7 @@ static void tick_pages_turn_the_loop(void **state) {
         {"task_queued", "w"}, {"pr_created", "p"}, {"ci_pending", "c"},
         {"ci_failed", "f"}};
     struct event_base *base = event_base_new();
-    assert_non_null(base);
-    char err[512];
-    lf_engine_config cfg = {.store = "memory:", .policies = bare, .base = base};
-    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
-    assert_non_null(e);
+    lf_engine *e = engine_on_loop(bare, base);
     for (int i = 0; i < 2500; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "o/r#%d", i);
@@ -1014,10 +1020,7 @@ static void tick_reply_in_due_order_by_pages(void **state) {
           f);
     assert_int_equal(fclose(f), 0);
     struct event_base *base = event_base_new();
-    char err[512];
-    lf_engine_config cfg = {.store = "memory:", .policies = dir, .base = base};
-    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
-    assert_non_null(e);
+    lf_engine *e = engine_on_loop(dir, base);
     for (int i = 0; i < 2500; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "o/r#%d", i);
