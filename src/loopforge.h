@@ -364,6 +364,24 @@ LF_API void lf_engine_import_all(lf_engine *e, lf_import_next_cb *next, const ch
  * at (0: the clock's), which tests move instead of sleeping. */
 LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
                            void *arg);
+/* A part of the timers' listing (lf_engine_timers). Zeroed: all of them,
+ * as lf_engine_tick lists them. */
+typedef struct lf_timers_query {
+    int64_t now_us;             /* the time to judge by; 0: the clock's */
+    int64_t due_by_us;          /* only those due at or before it (0: any):
+                                 * only the records that can be due by then
+                                 * are read, as a tick reads them */
+    const char *const *ids;     /* only these records' (nids; at most 1,000) */
+    size_t nids;
+    size_t limit;               /* at most this many (0: all) ... */
+    const char *cursor;         /* ... after a page's next_cursor */
+} lf_timers_query;
+/* The timers a query asks for, in due order (ties by record id), as
+ * lf_engine_tick lists them, with "next_cursor" (null when no more
+ * follow). LF_INVALID_REQUEST for a cursor this did not give or more
+ * than 1,000 ids. */
+LF_API void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb,
+                             void *arg);
 /* The same, firing, but looking only at the records whose timers can be
  * due (those that entered a timed state at least its shortest timer
  * ago, and every record with timers of its own): a tick then costs what

@@ -999,9 +999,11 @@ static void tick_pages_turn_the_loop(void **state) {
  * 100,000 timers held the loop ~35 ms freeing their strings one by one).
  * An engine freed while the reply is being written still hands it over
  * whole. */
-static void tick_reply_in_due_order_by_pages(void **state) {
-    (void)state;
-    char dir[] = "/tmp/lf-tick-XXXXXX", path[128];
+/* An engine on `base` whose workflow has two timed states, slow (2h) and
+ * fast (1h), with 2,500 records: the odd ones in fast, the even in slow;
+ * its policies in dir (removed by the caller). */
+static lf_engine *two_timed(char *dir, struct event_base *base) {
+    char path[128];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/workflows", dir);
     assert_int_equal(mkdir(path, 0700), 0);
@@ -1019,7 +1021,6 @@ static void tick_reply_in_due_order_by_pages(void **state) {
           "}\n",
           f);
     assert_int_equal(fclose(f), 0);
-    struct event_base *base = event_base_new();
     lf_engine *e = engine_on_loop(dir, base);
     for (int i = 0; i < 2500; i++) {
         char ref[32];
@@ -1029,6 +1030,14 @@ static void tick_reply_in_due_order_by_pages(void **state) {
         assert_true(r.success);
         res_clear(&r);
     }
+    return e;
+}
+
+static void tick_reply_in_due_order_by_pages(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf-tick-XXXXXX", path[128];
+    struct event_base *base = event_base_new();
+    lf_engine *e = two_timed(dir, base);
     for (int round = 0; round < 2; round++) {
         beat b = {.free_at = round ? &e : NULL, .free_beat = 6};
         b.ev = evtimer_new(base, on_beat, &b);
@@ -1055,6 +1064,97 @@ static void tick_reply_in_due_order_by_pages(void **state) {
         free(b.doc);
     }
     assert_null(e);
+    event_base_free(base);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+}
+
+/* lf_engine_timers on e, run on base to its answer: the document (NULL
+ * for an error, its code in *code); the caller frees it. */
+static cJSON *timers_of(lf_engine *e, struct event_base *base, const lf_timers_query *q,
+                        lf_code *code) {
+    beat b = {0};
+    lf_engine_timers(e, q, on_ticked, &b);
+    while (!b.done) event_base_loop(base, EVLOOP_ONCE);
+    *code = b.code;
+    cJSON *doc = b.doc ? cJSON_Parse(b.doc) : NULL;
+    free(b.doc);
+    return doc;
+}
+
+static const char *item_str(const cJSON *o, const char *k) {
+    return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+/* A listing of the timers in parts (GET /v1/timers' limit, cursor,
+ * due_by and records): pages that resume where the last stopped, in due
+ * order, ties by id, every timer once; due_by reads only the records that
+ * can be due by then (the fast state's: their records alone are listed);
+ * records names the ones wanted; a cursor not given by a listing, or too
+ * many ids, is refused. */
+static void timers_listed_in_parts(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lf-tick-XXXXXX", path[128];
+    struct event_base *base = event_base_new();
+    lf_engine *e = two_timed(dir, base);
+    int64_t now = lf_now_us();
+    lf_code code;
+    /* pages of 1,000 */
+    char *cursor = NULL, last[64] = "", *ids[3] = {0};
+    int pages = 0, n = 0;
+    do {
+        lf_timers_query q = {.now_us = now, .limit = 1000, .cursor = cursor};
+        cJSON *doc = timers_of(e, base, &q, &code), *t;
+        assert_int_equal(code, LF_OK);
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "timers");
+        assert_int_equal(cJSON_GetArraySize(list), ++pages < 3 ? 1000 : 500);
+        cJSON_ArrayForEach(t, list) {
+            char key[64];   /* due, then id: strictly increasing */
+            snprintf(key, sizeof key, "%s %s", item_str(t, "due"), item_str(t, "record_id"));
+            assert_true(strcmp(last, key) < 0);
+            snprintf(last, sizeof last, "%s", key);
+            assert_string_equal(item_str(t, "state"), n++ < 1250 ? "fast" : "slow");
+            if (n == 7 || n == 2000) ids[n == 7 ? 0 : 1] = strdup(item_str(t, "record_id"));
+        }
+        free(cursor);
+        const char *next = item_str(doc, "next_cursor");
+        cursor = next ? strdup(next) : NULL;
+        cJSON_Delete(doc);
+    } while (cursor);
+    assert_int_equal(pages, 3);
+    assert_int_equal(n, 2500);
+    /* due within 90 minutes: the fast ones, and only they are read */
+    lf_stats before, after;
+    lf_engine_stats(e, &before);
+    lf_timers_query q = {.now_us = now, .due_by_us = now + 90 * 60 * 1000000LL};
+    cJSON *doc = timers_of(e, base, &q, &code);
+    lf_engine_stats(e, &after);
+    assert_int_equal(code, LF_OK);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "timers")),
+                     1250);
+    assert_null(item_str(doc, "next_cursor"));
+    assert_int_equal(after.timer_records - before.timer_records, 1250);
+    cJSON_Delete(doc);
+    /* two records by id, one that is none */
+    ids[2] = "loop-0000000000000000";
+    q = (lf_timers_query){.now_us = now, .ids = (const char *const *)ids, .nids = 3};
+    doc = timers_of(e, base, &q, &code);
+    assert_int_equal(code, LF_OK);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "timers");
+    assert_int_equal(cJSON_GetArraySize(list), 2);
+    assert_string_equal(item_str(cJSON_GetArrayItem(list, 0), "record_id"), ids[0]);
+    assert_string_equal(item_str(cJSON_GetArrayItem(list, 1), "record_id"), ids[1]);
+    cJSON_Delete(doc);
+    free(ids[0]);
+    free(ids[1]);
+    /* refused */
+    q = (lf_timers_query){.cursor = "soon"};
+    assert_null(timers_of(e, base, &q, &code));
+    assert_int_equal(code, LF_INVALID_REQUEST);
+    q = (lf_timers_query){.ids = (const char *const *)ids, .nids = 1001};
+    assert_null(timers_of(e, base, &q, &code));
+    assert_int_equal(code, LF_INVALID_REQUEST);
+    lf_engine_free(e);
     event_base_free(base);
     snprintf(path, sizeof path, "rm -rf %s", dir);
     assert_int_equal(system(path), 0);
@@ -1087,6 +1187,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(aliases_find_records, setup, teardown),
         cmocka_unit_test(tick_pages_turn_the_loop),
         cmocka_unit_test(tick_reply_in_due_order_by_pages),
+        cmocka_unit_test(timers_listed_in_parts),
     };
     return cmocka_run_group_tests_name("engine", tests, make_bare, remove_bare);
 }

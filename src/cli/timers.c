@@ -23,11 +23,24 @@ static int run(lf_cli *c, bool fire) {
     int rc = lf_cli_npos(c, 0, 0, "");
     int64_t now;
     if (rc || (rc = now_opt(c, &now))) return rc;
+    const char *lim = lf_args_get(&c->args, "limit");
+    uint64_t limit = 0;
+    if (lim && lf_cli_parse_u64(lim, 1, 100000, &limit) != 0)
+        return lf_cli_usage(c, "--limit must be an integer from 1 to 100000, got '%s'", lim);
     if (fire) c->writes = true;
     lf_engine *e = lf_cli_engine(c, &rc);
     if (!e) return rc;
     lf_text_call t = {0};
-    lf_engine_tick(e, now, fire, lf_cli_text_cb, &t);
+    if (fire) {
+        lf_engine_tick(e, now, true, lf_cli_text_cb, &t);
+    } else {
+        /* --due: only the records that can be due by now are read */
+        bool due = lf_args_has(&c->args, "due");
+        if (due && !now) now = lf_now_us();
+        lf_timers_query q = {.now_us = now, .due_by_us = due ? now : 0, .limit = limit,
+                             .cursor = lf_args_get(&c->args, "cursor")};
+        lf_engine_timers(e, &q, lf_cli_text_cb, &t);
+    }
     if ((rc = lf_cli_wait(c, &t.done))) return rc;
     if (t.code != LF_OK) {
         rc = lf_cli_fail(c, t.code, t.error);
@@ -35,7 +48,6 @@ static int run(lf_cli *c, bool fire) {
         puts(t.text);
     } else {
         cJSON *j = cJSON_Parse(t.text), *x;
-        bool due_only = lf_args_has(&c->args, "due");
         cJSON_ArrayForEach(
             x, cJSON_GetObjectItemCaseSensitive(j, fire ? "fired" : "timers")) {
 #define S(k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x, k))
@@ -43,8 +55,7 @@ static int run(lf_cli *c, bool fire) {
                 const char *err = S("error");
                 printf("%s: %s \u2192 %s (%s)%s%s\n", S("record_id"), S("from"), S("to"),
                        S("code"), err ? ": " : "", err ? err : "");
-            } else if (!due_only ||
-                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now"))) {
+            } else {
                 printf("%s  %s \u2192 %s (%s)  due %s%s\n", S("record_id"), S("state"),
                        S("to"), S("trigger"), S("due"),
                        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "due_now"))
@@ -53,6 +64,9 @@ static int run(lf_cli *c, bool fire) {
             }
 #undef S
         }
+        const char *next =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "next_cursor"));
+        if (next) fprintf(stderr, "(more: add --cursor %s)\n", next);
         cJSON_Delete(j);
     }
     free(t.text);
@@ -63,19 +77,24 @@ static int run(lf_cli *c, bool fire) {
 static int run_timers(lf_cli *c) { return run(c, false); }
 static int run_tick(lf_cli *c) { return run(c, true); }
 
-static const lf_optspec timers_opts[] = {{"due", false}, {"now", true}, {NULL, false}};
+static const lf_optspec timers_opts[] = {
+    {"due", false}, {"now", true}, {"limit", true}, {"cursor", true}, {NULL, false}};
 static const lf_optspec tick_opts[] = {{"now", true}, {NULL, false}};
 
 const lf_command lf_cmd_timers = {
     "timers",
     "list the durable timers of records in timed states",
-    "Usage: loopforge timers [--due] [--now T]\n\n"
+    "Usage: loopforge timers [--due] [--now T] [--limit N] [--cursor C]\n\n"
     "One line per record in a state its workflow gives a timer\n"
-    "(`timers` in workflows/*.lua): ID  STATE -> TO (TRIGGER)  due TIME, marked\n"
-    "[due] when it is. A timer is due when the record has stayed that long\n"
-    "in the state (since its last transition); leaving the state cancels it.\n\n"
-    "  --due                only the due ones\n"
-    "  --now T              the time to judge by (default: now)\n",
+    "(`timers` in workflows/*.lua) or with a timer of its own, soonest first:\n"
+    "ID  STATE -> TO (TRIGGER)  due TIME, marked [due] when it is. A timer is\n"
+    "due when the record has stayed that long in the state (since its last\n"
+    "transition); leaving the state cancels it. When there are more than\n"
+    "--limit, the cursor of the next page is printed to stderr.\n\n"
+    "  --due                only the due ones (only those records are read)\n"
+    "  --now T              the time to judge by (default: now)\n"
+    "  --limit N            at most N timers (default: all)\n"
+    "  --cursor C           the page after a previous one\n",
     timers_opts,
     run_timers,
     true};

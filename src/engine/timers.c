@@ -39,6 +39,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,14 @@ struct tick_ctx {
     lf_buf out;
     lf_jw doc, timers;
     bool timed_pass;            /* listing the records with timers of their own */
+    /* a listing's part (lf_engine_timers): due by (0: any), at most
+     * `limit` (0: all) after the cursor (after_id NULL: none), or only
+     * the records ids (nids, got one by one: ii) */
+    int64_t due_by, after_due;
+    size_t limit;
+    char *after_id;
+    char **ids;
+    size_t nids, ii;
     lf_map seen;                /* ids already pending (keys in strs) */
     lf_arena strs;              /* the timers' strings: freed at once */
     /* listing (list_state): a page answered inside the list call sets
@@ -139,16 +148,23 @@ static void tick_free(tick_ctx *t) {
     lf_buf_free(&t->fired);
     lf_map_free(&t->seen);
     lf_arena_free(&t->strs);
+    free(t->after_id);
+    for (size_t i = 0; i < t->nids; i++) free(t->ids[i]);
+    free(t->ids);
     free(t);
 }
 
 /* ---- p by due: a heap of indexes ------------------------------------ */
 
-/* Earlier due first, then the order they were listed in (as the stable
- * sort this replaced gave them). */
+/* Earlier due first, then by record id (one timer a record): the order
+ * a listing's cursor resumes in. */
+static bool later(int64_t da, const char *ida, int64_t db, const char *idb) {
+    return da > db || (da == db && strcmp(ida, idb) > 0);
+}
+
 static bool before(const tick_ctx *t, uint32_t a, uint32_t b) {
-    int64_t da = pend(t, a)->due, db = pend(t, b)->due;
-    return da < db || (da == db && a < b);
+    const pending *pa = pend(t, a), *pb = pend(t, b);
+    return later(pb->due, pb->id, pa->due, pa->id);
 }
 
 static void heap_push(tick_ctx *t, uint32_t k) {
@@ -217,7 +233,8 @@ static void reply(tick_ctx *t) {
  * then the heap's); true when it is whole and handed over (t is freed). */
 static bool reply_page(tick_ctx *t) {
     char ts[LF_TS_LEN + 1];
-    for (size_t n = 0; n < PAGE && t->written < t->np; n++) {
+    size_t all = t->limit && t->limit < t->np ? t->limit : t->np;
+    for (size_t n = 0; n < PAGE && t->written < all; n++) {
         const pending *p = pend(t, t->written < t->nord ? t->ord[t->written] : take(t));
         t->written++;
         lf_jw_next(&t->timers);
@@ -231,10 +248,18 @@ static bool reply_page(tick_ctx *t) {
         lf_jw_bool(&x, "due_now", p->due <= t->now);
         lf_jw_close(&x, '}');
     }
-    if (t->written < t->np) return false;
+    if (t->written < all) return false;
     lf_jw_close(&t->timers, ']');
     lf_jw_close(&t->list, ']');
     lf_jw_raw(&t->doc, "fired", t->fired.p, "[]");
+    if (!t->fire) {     /* a listing: where the next page starts */
+        char next[32 + LF_ID_LEN + 1] = "";
+        if (all < t->np) {
+            const pending *p = pend(t, t->ord[all - 1]);
+            snprintf(next, sizeof next, "%lld:%s", (long long)p->due, p->id);
+        }
+        lf_jw_str(&t->doc, "next_cursor", next[0] ? next : NULL);
+    }
     lf_jw_close(&t->doc, '}');
     t->cb(LF_OK, NULL, t->out.p, t->arg);
     tick_free(t);
@@ -366,52 +391,68 @@ bool lf_record_timer(const lf_workflow *wf, const lf_record *rec, int64_t *due_o
     return true;
 }
 
+/* A record's timer (the earliest of its workflow's and its own) among
+ * those found, unless the listing's part leaves it out or it is found. */
+static void add(tick_ctx *t, const lf_record *rec) {
+    const lf_workflow *wf = lf_engine_workflow(t->e, rec->workflow);
+    int64_t due;
+    int to;
+    char trigger[128];
+    if (!wf || lf_map_get(&t->seen, rec->id) ||
+        !lf_record_timer(wf, rec, &due, &to, trigger, sizeof trigger) ||
+        (t->due_by && due > t->due_by) ||
+        (t->after_id && !later(due, rec->id, t->after_due, t->after_id)))
+        return;
+    char *key = lf_arena_strdup(&t->strs, rec->id);
+    lf_map_put(&t->seen, key, key);
+    if (t->np == t->capp) {     /* a block more; the indexes double */
+        size_t k = t->capp / CHUNK;
+        if (t->capp + CHUNK > UINT32_MAX) lf_oom(SIZE_MAX);
+        if (!(k & (k - 1))) {   /* 0, 1, 2, 4...: full */
+            size_t room = k ? 2 * k : 1;
+            t->p = lf_xrealloc(t->p, room * sizeof *t->p);
+            t->heap = lf_xrealloc(t->heap, room * CHUNK * sizeof *t->heap);
+            t->ord = lf_xrealloc(t->ord, room * CHUNK * sizeof *t->ord);
+        }
+        t->p[k] = lf_xmalloc(CHUNK * sizeof **t->p);
+        t->capp += CHUNK;
+    }
+    pending *p = pend(t, t->np++);
+    *p = (pending){.version = rec->version, .due = due};
+    snprintf(p->id, sizeof p->id, "%s", rec->id);
+    p->state = lf_arena_strdup(&t->strs, rec->state);
+    p->to = lf_arena_strdup(&t->strs, wf->states[to]);
+    p->trigger = lf_arena_strdup(&t->strs, trigger);
+    heap_push(t, (uint32_t)(t->np - 1));
+}
+
+static void failed(tick_ctx *t, lf_code code, const char *error) {
+    t->code = code;
+    t->error = lf_xstrdup(error ? error : lf_code_name(code));
+}
+
 /* The records of one timed state, page by page: each gets the earliest
  * of its workflow's timers for that state. */
 static void listed(lf_code code, const char *error, const lf_record *const *recs,
                    size_t n, const char *next, void *arg) {
     tick_ctx *t = arg;
-    if (code != LF_OK) {
-        t->code = code;
-        t->error = lf_xstrdup(error ? error : lf_code_name(code));
-    }
-    for (size_t i = 0; code == LF_OK && i < n; i++) {
-        const lf_record *rec = recs[i];
-        const lf_workflow *wf = lf_engine_workflow(t->e, rec->workflow);
-        int64_t due;
-        int to;
-        char trigger[128];
-        if (!wf || lf_map_get(&t->seen, rec->id) ||
-            !lf_record_timer(wf, rec, &due, &to, trigger, sizeof trigger))
-            continue;
-        char *key = lf_arena_strdup(&t->strs, rec->id);
-        lf_map_put(&t->seen, key, key);
-        if (t->np == t->capp) {     /* a block more; the indexes double */
-            size_t k = t->capp / CHUNK;
-            if (t->capp + CHUNK > UINT32_MAX) lf_oom(SIZE_MAX);
-            if (!(k & (k - 1))) {   /* 0, 1, 2, 4...: full */
-                size_t room = k ? 2 * k : 1;
-                t->p = lf_xrealloc(t->p, room * sizeof *t->p);
-                t->heap = lf_xrealloc(t->heap, room * CHUNK * sizeof *t->heap);
-                t->ord = lf_xrealloc(t->ord, room * CHUNK * sizeof *t->ord);
-            }
-            t->p[k] = lf_xmalloc(CHUNK * sizeof **t->p);
-            t->capp += CHUNK;
-        }
-        pending *p = pend(t, t->np++);
-        *p = (pending){.version = rec->version, .due = due};
-        snprintf(p->id, sizeof p->id, "%s", rec->id);
-        p->state = lf_arena_strdup(&t->strs, rec->state);
-        p->to = lf_arena_strdup(&t->strs, wf->states[to]);
-        p->trigger = lf_arena_strdup(&t->strs, trigger);
-        heap_push(t, (uint32_t)(t->np - 1));
-    }
+    if (code != LF_OK) failed(t, code, error);
+    for (size_t i = 0; code == LF_OK && i < n; i++) add(t, recs[i]);
     lf_engine_tick_memo(t->e)->listed += code == LF_OK ? n : 0;
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
     if (code == LF_OK && !next && t->si < t->nscans) t->si++;
     else if (code == LF_OK && !next) t->timed_pass = true;
     if (t->in_call) t->more = true;     /* list_state goes on */
+    else list_state(t);
+}
+
+/* One of the records asked for by id (a record not found has no timer). */
+static void got(const lf_result *res, void *arg) {
+    tick_ctx *t = arg;
+    if (res->success) add(t, res->record);
+    else if (res->code != LF_NOT_FOUND) failed(t, res->code, res->error);
+    if (t->in_call) t->more = true;
     else list_state(t);
 }
 
@@ -457,19 +498,27 @@ static void list_state(tick_ctx *t) {
             lf_window_go(t->w);         /* may free t */
             return;
         }
+        t->in_call = true;
+        t->more = false;
+        if (t->ids) {       /* the records asked for, one by one */
+            if (t->ii == t->nids) t->si = t->nscans, t->timed_pass = true, t->more = true;
+            else lf_engine_get(t->e, t->ids[t->ii++], got, t);
+            t->in_call = false;
+            if (!t->more) return;
+            continue;
+        }
+        /* A record that entered later than `by` cannot be due by then. */
+        int64_t by = t->due_only ? t->now : t->due_by;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
-            /* A record that entered later cannot be due yet (nor ever 0). */
-            if (t->due_only) q.entered_by = t->now - (sc->window ? 0 : sc->before);
+            if (by) q.entered_by = by - (sc->window ? 0 : sc->before);
             if (sc->window) q.entered_after = t->since;
         } else {
             q.timed = true;
-            if (t->due_only) q.due_by = t->now;
+            q.due_by = by;
         }
-        t->in_call = true;
-        t->more = false;
         lf_engine_list(t->e, &q, listed, t);
         t->in_call = false;
         /* Answered later (from the loop: listed goes on), or now. */
@@ -501,21 +550,26 @@ static void scan_add(tick_ctx *t, const char *name, int64_t before, bool window)
     t->scans[t->nscans++] = (scan){lf_xstrdup(name), window ? INT64_MAX : before, window};
 }
 
-static void tick_start(lf_engine *e, int64_t now_us, bool fire, bool due_only,
-                       lf_text_cb *cb, void *arg) {
+static tick_ctx *tick_new(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
+                          void *arg) {
     tick_ctx *t = lf_xcalloc(1, sizeof *t);
     t->e = e;
     t->now = now_us ? now_us : lf_now_us();
     t->fire = fire;
-    t->due_only = due_only;
     t->cb = cb;
     t->arg = arg;
     t->list = lf_jw_open(&t->fired, '[');
+    return t;
+}
+
+/* Lists t's timed states (or t->ids), then fires or replies. */
+static void tick_start(tick_ctx *t) {
+    lf_engine *e = t->e;
     const lf_tick_memo *m = lf_engine_tick_memo(e);
-    if (due_only && m->since && t->now < m->full_at) t->since = m->since;
+    if (t->due_only && m->since && t->now < m->full_at) t->since = m->since;
     /* The timers' states first, then the windows (scan_add: one that a
      * listing from 0 covers is not made). */
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2 && !t->ids; pass++) {
         for (int w = 0; w < lf_engine_nworkflows(e); w++) {
             const lf_workflow *wf = lf_engine_workflow_at(e, w);
             for (int k = 0; k < wf->ntimers + wf->nretries; k++) {
@@ -532,11 +586,49 @@ static void tick_start(lf_engine *e, int64_t now_us, bool fire, bool due_only,
 }
 
 void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb, void *arg) {
-    tick_start(e, now_us, fire, false, cb, arg);
+    tick_start(tick_new(e, now_us, fire, cb, arg));
 }
 
 void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg) {
-    tick_start(e, now_us, true, true, cb, arg);
+    tick_ctx *t = tick_new(e, now_us, true, cb, arg);
+    t->due_only = true;
+    tick_start(t);
+}
+
+/* A cursor: "<due in us>:<record id>", as reply_page writes it. */
+static bool cursor_parse(const char *c, int64_t *due, const char **id) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(c, &end, 10);
+    if (errno || end == c || *end != ':' || !end[1] || strlen(end + 1) > LF_ID_LEN) return false;
+    *due = v;
+    *id = end + 1;
+    return true;
+}
+
+void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, void *arg) {
+    int64_t after_due = 0;
+    const char *after_id = NULL;
+    if (q->cursor && !cursor_parse(q->cursor, &after_due, &after_id)) {
+        cb(LF_INVALID_REQUEST, "cursor: not one a listing of the timers gave", NULL, arg);
+        return;
+    }
+    if (q->nids > 1000) {
+        cb(LF_INVALID_REQUEST, "at most 1000 records a listing",
+           NULL, arg);
+        return;
+    }
+    tick_ctx *t = tick_new(e, q->now_us, false, cb, arg);
+    t->due_by = q->due_by_us;
+    t->limit = q->limit;
+    t->after_due = after_due;
+    t->after_id = after_id ? lf_xstrdup(after_id) : NULL;
+    if (q->ids) {
+        t->ids = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->ids);
+        for (size_t i = 0; i < q->nids; i++) t->ids[i] = lf_xstrdup(q->ids[i]);
+        t->nids = q->nids;
+    }
+    tick_start(t);
 }
 
 /* ---- the record's own timers: schedule{} and acknowledgements --------- */

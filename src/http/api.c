@@ -695,9 +695,27 @@ void lf_api_import(lf_req *r) {
                          import_done, x);
 }
 
-/* GET /v1/timers: the durable timers and when they are due (they fire on
- * the server's own tick). */
+/* GET /v1/timers[?due_by=T][&records=ID,ID...][&limit=N][&cursor=C]: the
+ * durable timers and when they are due (they fire on the server's own
+ * tick), soonest first, a page at a time. */
 void lf_api_timers(lf_req *r) {
+    static const char *const allowed[] = {"due_by", "records", "limit", "cursor", NULL};
+    uint64_t limit = 1000;
+    if (!lf_query_check(r, allowed) || !lf_query_u64(r, "limit", 1, 1000, &limit)) return;
+    lf_timers_query q = {.limit = (size_t)limit, .cursor = lf_req_query(r, "cursor")};
+    const char *by = lf_req_query(r, "due_by"), *ids = lf_req_query(r, "records");
+    char ts[LF_TS_LEN + 1];
+    if (by && (lf_ts_normalize(by, ts) || lf_ts_parse(ts, &q.due_by_us))) {
+        lf_reply_error(r, 400, "invalid_request",
+                       "due_by takes a time like 2026-12-05T10:00:00Z, got '%s'", by);
+        return;
+    }
+    /* records=ID,ID...: split in a copy (the ids point into it) */
+    char *copy = ids ? lf_xstrdup(ids) : NULL, *list[1001];
+    for (char *p = copy, *save = NULL, *id; ids && (id = strtok_r(p, ",", &save)); p = NULL)
+        if (q.nids < 1001) list[q.nids++] = id;
+    if (ids) q.ids = (const char *const *)list;
     lf_op_begin(r);
-    lf_engine_tick(r->srv->engine, 0, false, attested, r);
+    lf_engine_timers(r->srv->engine, &q, attested, r);
+    free(copy);
 }

@@ -90,6 +90,15 @@ rl create --ref u2 --workflow specfuse-unit --parent "$g"; u2=$out
 rl list --parent "$g" --json
 expect_json "redis: a gate's units are listed by parent" 'records/#' 2
 rl transition "$u1" dispatched d
+# GET /v1/timers?records= reads those records one by one (an answer of
+# the store's at a time, on Redis), and a page by due
+start_server --store "$R" --policies "$ROOT/policies" || not_ok "serve starts"
+req GET "/v1/timers?records=$g,$u2,$u1,loop-0000000000000000"
+expect_json "redis: GET /v1/timers?records= lists the one with a timer" 'timers/#' 1
+expect_json "… the dispatched unit" timers/1/record_id "$u1"
+req GET '/v1/timers?due_by=2099-01-01T00:00:00Z&limit=1'
+expect_json "… and ?due_by=&limit= a page of it" timers/1/trigger unit.timeout
+stop_server
 late=2099-01-01T00:00:00Z
 "$LOOPFORGE_BIN" --policies "$ROOT/policies" --store "$R" tick --now $late >"$tmp/tick1" 2>&1 &
 t1=$!

@@ -54,6 +54,8 @@ n=$(audit_count)
 lf tick --now "$soon"
 expect_out "a tick before it is due fires nothing" ""
 check "… and writes nothing" test "$(audit_count)" -eq "$n"
+lf timers --due --now "$soon"
+expect_out "timers --due before it is due: none" ""
 lf timers --due --now "$late"
 match_out "timers --due at a later time: due" '\[due\]'
 lf tick --now "$late"
@@ -64,6 +66,56 @@ expect_json "… by the timer" transitions/3/actor timer:awaiting_review
 expect_json "… with the declared trigger" transitions/3/trigger review.sla_expired
 lf timers
 expect_out "… and it has no timer any more" ""
+
+# ---- a page at a time, soonest first (a journal of its own) ----
+STORE="file:$tmp/pages"
+for r in p1 p2 p3; do
+    lf create --ref $r; eval "$r=\$out"; lf transition "$out" awaiting_review t
+done
+lf timers --limit 2
+check "timers --limit 2: two lines" test "$(printf '%s\n' "$out" | grep -c .)" -eq 2
+match_out "… soonest first (p1 entered first)" "^$p1 "
+match_err "… and the next page's cursor on stderr" '^\(more: add --cursor [0-9]*:loop-[0-9a-f]*\)$'
+cursor=$(printf '%s' "$err" | sed -n 's/^(more: add --cursor \(.*\))$/\1/p')
+lf timers --limit 2 --cursor "$cursor"
+match_out "… the next page: the third" "^$p3 "
+expect_err "… and the last" ""
+lf timers --cursor nonsense
+expect_rc "a cursor no listing gave: exit 2" 2
+match_err "… says so" 'cursor: not one a listing of the timers gave'
+lf timers --limit 0
+expect_rc "--limit 0: exit 2" 2
+# ... and over HTTP: GET /v1/timers pages (1,000 a page unless ?limit=),
+# and takes due_by= and records=
+start_server --store "$STORE" --policies "$P" || not_ok "serve starts"
+req GET '/v1/timers?limit=2'
+expect_json "GET /v1/timers?limit=2: two" 'timers/#' 2
+expect_json "… soonest first" timers/1/record_id "$p1"
+cursor=$(json next_cursor)
+req GET "/v1/timers?limit=2&cursor=$cursor"
+expect_json "… the cursor gives the rest" timers/1/record_id "$p3"
+expect_json "… and no cursor after the last" next_cursor null
+req GET "/v1/timers?records=$p3,$p1,loop-0000000000000000"
+expect_json "?records= lists those records' timers" 'timers/#' 2
+expect_json "… in due order" timers/2/record_id "$p3"
+req GET "/v1/timers?due_by=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+expect_json "?due_by=now: none due yet" 'timers/#' 0
+req GET '/v1/timers?due_by=2099-01-01T00:00:00Z'
+expect_json "?due_by= later: all three" 'timers/#' 3
+req GET '/v1/timers?limit=1001'
+expect_status "?limit= over 1000 is 400" 400
+req GET '/v1/timers?cursor=soon'
+expect_json "a cursor no listing gave is 400" code invalid_request
+req GET '/v1/timers?due_by=tomorrow'
+expect_json "… so is a due_by that is no time" error \
+    "due_by takes a time like 2026-12-05T10:00:00Z, got 'tomorrow'"
+ids=$(awk 'BEGIN { for (i = 0; i < 1001; i++) printf "%sloop-%016d", i ? "," : "", i }')
+req GET "/v1/timers?records=$ids"
+expect_json "… and more than 1000 records" error "at most 1000 records a listing"
+req GET '/v1/timers?state=x'
+expect_json "… and an unknown query parameter" error "unknown query parameter 'state'"
+stop_server
+STORE="file:$tmp/j"
 
 # ---- leaving the state cancels ----
 lf create --ref b; b=$out
