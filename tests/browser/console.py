@@ -216,6 +216,22 @@ def test_timer_badge(drv):
         ".map(b => b.dataset.badge)", timed) if card else None
     check("a record with a workflow timer pending has the timer badge", badges == ["timer"],
           "badges: %s" % badges, *console_errors(drv))
+    # A unit dispatched while the board is open gets its badge live: the
+    # console asks for the timers of the records that changed, and never
+    # for every timer (at a million records that is a 130 MB answer).
+    st, body = http("POST", BASE + "/v1/records", {"ref": "unit-live", "workflow": "specfuse-unit"})
+    unit = json.loads(body).get("record_id") if st == 201 else None
+    st, body = http("POST", BASE + "/v1/records/%s/transitions" % unit,
+                    {"to": "dispatched", "trigger": "unit.dispatch"})
+    check("the API dispatches a unit while the board is open (200)", st == 200, "%s %s" % (st, body[:300]))
+    live = wait_for(drv, "the live unit's timer badge", lambda d: d.find_elements(
+        By.CSS_SELECTOR, '.card[data-id="%s"] .badge[data-badge="timer"]' % unit))
+    check("... its card gets the timer badge without a reload", live, *console_errors(drv))
+    asked = drv.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.indexOf('/v1/timers') >= 0)")
+    check("the board asks for the timers of its records only",
+          asked and all("?records=" in n for n in asked), "asked: %s" % asked[:5])
     drv.get(BASE + "/ui/#/")
 
 
