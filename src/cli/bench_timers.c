@@ -170,19 +170,20 @@ static void on_turn(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(((held *)arg)->ev, &at_once);
 }
 
-/* One tick at `at` (fire_due, or else lf_engine_tick listing every
- * timer) run to its end: *ms how long it took, *held_ms (if not NULL) the
+/* One tick at `at` run to its end: serve's (fire_due), or with q a
+ * listing (lf_engine_timers; {.now_us = at}: every timer, as `loopforge
+ * tick` lists them). *ms how long it took, *held_ms (if not NULL) the
  * longest the loop waited meanwhile. False if it could not be measured. */
-static bool tick_held(lf_cli *c, lf_engine *e, int64_t at, bool fire_due, tick_call *t,
-                      double *ms, double *held_ms) {
+static bool tick_held(lf_cli *c, lf_engine *e, int64_t at, const lf_timers_query *q,
+                      tick_call *t, double *ms, double *held_ms) {
     held h = {.ev = evtimer_new(c->base, on_turn, &h)};
     if (!h.ev || evtimer_add(h.ev, &at_once)) {
         if (h.ev) event_free(h.ev);
         return false;
     }
     uint64_t t0 = h.last = lf_mono_ns();
-    if (fire_due) lf_engine_fire_due(e, at, on_tick, t);
-    else lf_engine_tick(e, at, false, on_tick, t);
+    if (q) lf_engine_timers(e, q, on_tick, t);
+    else lf_engine_fire_due(e, at, on_tick, t);
     if (!t->done) lf_cli_wait(c, &t->done);
     held_turn(&h);
     event_free(h.ev);
@@ -206,10 +207,10 @@ static int lateness(lf_cli *c, lf_engine *e, size_t pending, const char *label) 
     int64_t later = lf_now_us() + 2 * 1000000;  /* past the 1s, long before 48h */
     tick_call first = {0}, idle = {0}, scan = {0}, fire = {0};
     double first_ms = 0, first_held = 0, idle_ms = 0, scan_ms = 0, tick_ms = 0;
-    ok = ok && tick_held(c, e, before, true, &first, &first_ms, &first_held) &&
-         tick_held(c, e, before, true, &idle, &idle_ms, NULL) &&
-         tick_held(c, e, later, false, &scan, &scan_ms, NULL) &&
-         tick_held(c, e, later, true, &fire, &tick_ms, NULL);
+    ok = ok && tick_held(c, e, before, NULL, &first, &first_ms, &first_held) &&
+         tick_held(c, e, before, NULL, &idle, &idle_ms, NULL) &&
+         tick_held(c, e, later, &(lf_timers_query){.now_us = later}, &scan, &scan_ms, NULL) &&
+         tick_held(c, e, later, NULL, &fire, &tick_ms, NULL);
     if (!ok || first.code != LF_OK || idle.code != LF_OK || scan.code != LF_OK ||
         fire.code != LF_OK || first.fired || idle.fired || fire.fired != due) {
         fprintf(stderr, "bench: timers: %sa tick fired %zu of %zu due timers\n", label,
@@ -237,8 +238,8 @@ static int waiting(lf_cli *c, lf_engine *e, size_t n, const char *label) {
     int64_t at = lf_now_us() + 1000 * 1000000LL;
     tick_call full = {0}, next = {0};
     double full_ms = 0, held_ms = 0, next_ms = 0;
-    ok = ok && tick_held(c, e, at, true, &full, &full_ms, &held_ms) &&
-         tick_held(c, e, at + 20 * 1000000LL, true, &next, &next_ms, NULL);
+    ok = ok && tick_held(c, e, at, NULL, &full, &full_ms, &held_ms) &&
+         tick_held(c, e, at + 20 * 1000000LL, NULL, &next, &next_ms, NULL);
     if (!ok || full.code != LF_OK || next.code != LF_OK || full.fired || next.fired) {
         fprintf(stderr, "bench: timers: %srecords waiting in a retry state\n", label);
         return LF_EXIT_FAILURE;
@@ -250,25 +251,58 @@ static int waiting(lf_cli *c, lf_engine *e, size_t n, const char *label) {
     return LF_EXIT_OK;
 }
 
+/* The ids of a page of up to BY_ID records (the console's ask). */
+#define BY_ID 500
+typedef struct ids_call {
+    bool done;
+    size_t n;
+    char ids[BY_ID][LF_ID_LEN + 1];
+    const char *ptr[BY_ID];
+} ids_call;
+
+static void on_ids(lf_code code, const char *error, const lf_record *const *recs, size_t n,
+                   const char *next, void *arg) {
+    ids_call *l = arg;
+    (void)error, (void)next;
+    for (size_t i = 0; code == LF_OK && i < n && l->n < BY_ID; i++, l->n++) {
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s", recs[i]->id);
+        l->ptr[l->n] = l->ids[l->n];
+    }
+    l->done = true;
+}
+
 /* Own: n records with a timer of their own (a hook's schedule{}, none
  * due), serve's tick after its first against `loopforge tick`, which
- * lists every one of them. */
+ * lists every one of them, and the listings in parts: the timers of
+ * BY_ID records by id (the console's board asks so), and those due
+ * within the hour (none: only what can be due is read). */
 static int own(lf_cli *c, lf_engine *e, size_t n, const char *label) {
     bool ok = true;
     for (size_t i = 0; i < n && ok; i++) ok = record(c, e, "own", i, 1);
-    tick_call first = {0}, idle = {0}, scan = {0};
-    double first_ms = 0, idle_ms = 0, scan_ms = 0, held_ms = 0;
-    ok = ok && tick_held(c, e, lf_now_us(), true, &first, &first_ms, NULL) &&
-         tick_held(c, e, lf_now_us(), true, &idle, &idle_ms, NULL) &&
-         tick_held(c, e, lf_now_us(), false, &scan, &scan_ms, &held_ms);
-    if (!ok || idle.code != LF_OK || scan.code != LF_OK || first.fired || idle.fired) {
+    ids_call l = {0};
+    lf_engine_list(e, &(lf_list_query){.limit = BY_ID}, on_ids, &l);
+    ok = ok && (l.done || !lf_cli_wait(c, &l.done)) && l.n;
+    tick_call first = {0}, idle = {0}, scan = {0}, some = {0}, soon = {0};
+    double first_ms = 0, idle_ms = 0, scan_ms = 0, held_ms = 0, some_ms = 0, soon_ms = 0;
+    int64_t now = lf_now_us();
+    ok = ok && tick_held(c, e, now, NULL, &first, &first_ms, NULL) &&
+         tick_held(c, e, now, NULL, &idle, &idle_ms, NULL) &&
+         tick_held(c, e, now, &(lf_timers_query){.now_us = now}, &scan, &scan_ms, &held_ms) &&
+         tick_held(c, e, now, &(lf_timers_query){.now_us = now, .ids = l.ptr, .nids = l.n},
+                   &some, &some_ms, NULL) &&
+         tick_held(c, e, now,
+                   &(lf_timers_query){.now_us = now, .due_by_us = now + 3600 * 1000000LL},
+                   &soon, &soon_ms, NULL);
+    if (!ok || idle.code != LF_OK || scan.code != LF_OK || some.code != LF_OK ||
+        soon.code != LF_OK || first.fired || idle.fired) {
         fprintf(stderr, "bench: timers: %srecords with a timer of their own\n", label);
         return LF_EXIT_FAILURE;
     }
     printf("  %s%zu records with a timer of their own (a hook's schedule{}, none due): "
            "serve's tick %.2f ms vs %.1f ms listing every one (loopforge tick), "
-           "which held the event loop %.2f ms at most\n",
-           label, n, idle_ms, scan_ms, held_ms);
+           "which held the event loop %.2f ms at most; the timers of %zu of them by id "
+           "(the console's ask) %.2f ms, of those due within the hour %.2f ms\n",
+           label, n, idle_ms, scan_ms, held_ms, l.n, some_ms, soon_ms);
     return LF_EXIT_OK;
 }
 

@@ -59,6 +59,13 @@
 
 typedef struct tick_ctx tick_ctx;
 
+/* A record asked for by id, job i of the gets' window */
+typedef struct get_job {
+    tick_ctx *t;
+    lf_window *w;
+    size_t i;
+} get_job;
+
 typedef struct pending {
     char id[LF_ID_LEN + 1];
     uint64_t version;
@@ -113,12 +120,13 @@ struct tick_ctx {
     bool timed_pass;            /* listing the records with timers of their own */
     /* a listing's part (lf_engine_timers): due by (0: any), at most
      * `limit` (0: all) after the cursor (after_id NULL: none), or only
-     * the records ids (nids, got one by one: ii) */
+     * the records ids (nids, got many at once: gets, a job each) */
     int64_t due_by, after_due;
     size_t limit;
     char *after_id;
     char **ids;
-    size_t nids, ii;
+    size_t nids;
+    struct get_job *jobs;
     lf_map seen;                /* ids already pending (keys in strs) */
     lf_arena strs;              /* the timers' strings: freed at once */
     /* listing (list_state): a page answered inside the list call sets
@@ -151,6 +159,7 @@ static void tick_free(tick_ctx *t) {
     free(t->after_id);
     for (size_t i = 0; i < t->nids; i++) free(t->ids[i]);
     free(t->ids);
+    free(t->jobs);
     free(t);
 }
 
@@ -447,14 +456,32 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     else list_state(t);
 }
 
-/* One of the records asked for by id (a record not found has no timer). */
+/* The records asked for by id, many at once (window.h): a record not
+ * found has no timer; then fire (nothing) and reply. */
 static void got(const lf_result *res, void *arg) {
-    tick_ctx *t = arg;
-    if (res->success) add(t, res->record);
-    else if (res->code != LF_NOT_FOUND) failed(t, res->code, res->error);
-    if (t->in_call) t->more = true;
-    else list_state(t);
+    get_job *j = arg;
+    if (res->success) add(j->t, res->record);
+    else if (res->code != LF_NOT_FOUND && j->t->code == LF_OK)
+        failed(j->t, res->code, res->error);
+    lf_window_finish(j->w, j->i);
 }
+
+static bool get_start(void *arg, size_t i) {
+    tick_ctx *t = arg;
+    if (i == t->nids) return false;
+    lf_engine_get(t->e, t->ids[i], got, &t->jobs[i]);
+    return true;
+}
+
+static void get_deliver(void *arg, size_t i) { (void)arg, (void)i; }
+
+static void get_done(void *arg) {
+    tick_ctx *t = arg;
+    t->timed_pass = true;
+    list_state(t);
+}
+
+static const lf_window_ops get_ops = {get_start, get_deliver, get_done};
 
 static void resumed(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -498,15 +525,15 @@ static void list_state(tick_ctx *t) {
             lf_window_go(t->w);         /* may free t */
             return;
         }
+        if (t->ids) {       /* instead of the states (got) */
+            lf_window *w = lf_window_new(&get_ops, t);
+            t->jobs = lf_xcalloc(t->nids ? t->nids : 1, sizeof *t->jobs);
+            for (size_t i = 0; i < t->nids; i++) t->jobs[i] = (get_job){t, w, i};
+            lf_window_go(w);        /* may free t */
+            return;
+        }
         t->in_call = true;
         t->more = false;
-        if (t->ids) {       /* the records asked for, one by one */
-            if (t->ii == t->nids) t->si = t->nscans, t->timed_pass = true, t->more = true;
-            else lf_engine_get(t->e, t->ids[t->ii++], got, t);
-            t->in_call = false;
-            if (!t->more) return;
-            continue;
-        }
         /* A record that entered later than `by` cannot be due by then. */
         int64_t by = t->due_only ? t->now : t->due_by;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
