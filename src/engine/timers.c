@@ -220,6 +220,11 @@ static void remember(tick_ctx *t) {
 
 static void list_state(tick_ctx *t);
 
+/* How many of the timers found the reply holds: a page of them (limit). */
+static size_t shown(const tick_ctx *t) {
+    return t->limit && t->limit < t->np ? t->limit : t->np;
+}
+
 /* The reply: {"now","timers":[...],"fired":[...]}, the timers by due. It
  * is written a page at a time (reply_page, from list_state), the loop
  * turning between pages, as the listing did. */
@@ -227,7 +232,7 @@ static void reply(tick_ctx *t) {
     if (t->due_only) remember(t);
     /* Room for them all up front: grown by doubling, the buffer was
      * copied whole into fresh pages, 47 ms of the loop at a million. */
-    lf_buf_reserve(&t->out, t->np * TIMER_BYTES);
+    lf_buf_reserve(&t->out, shown(t) * TIMER_BYTES);
     char ts[LF_TS_LEN + 1];
     ts_of(t->now, ts);
     t->doc = lf_jw_open(&t->out, '{');
@@ -242,7 +247,7 @@ static void reply(tick_ctx *t) {
  * then the heap's); true when it is whole and handed over (t is freed). */
 static bool reply_page(tick_ctx *t) {
     char ts[LF_TS_LEN + 1];
-    size_t all = t->limit && t->limit < t->np ? t->limit : t->np;
+    size_t all = shown(t);
     for (size_t n = 0; n < PAGE && t->written < all; n++) {
         const pending *p = pend(t, t->written < t->nord ? t->ord[t->written] : take(t));
         t->written++;
