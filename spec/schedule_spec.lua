@@ -84,6 +84,40 @@ return workflow { name = "w", states = { "open", "waiting", "late", "later" },
     for _, x in ipairs(later) do assert.equal("later", x.to) end
   end)
 
+  it("lists a part of the timers: by due, a page after a cursor, by record", function()
+    local eng = engine()
+    local t0, ids = nil, {}
+    for i = 1, 5 do
+      local r = eng:create{ ref = "r" .. i, workflow = "w" }
+      t0 = t0 or kit.seconds(r.record.created_at)
+      ids[i] = r.record.record_id
+      if i > 3 then assert(eng:transition(ids[i], "waiting", "wait").success) end
+    end
+    -- due within 90 minutes: the three in open (1h), not the two waiting (2h)
+    local soon = eng:timers(t0, { due_by = t0 + 5400 })
+    assert.equal(3, #soon.timers)
+    for _, x in ipairs(soon.timers) do assert.equal("open", x.state) end
+    -- pages of two, soonest first, every timer once
+    local seen, cursor, pages = {}, nil, 0
+    repeat
+      local page = eng:timers(t0, { limit = 2, cursor = cursor })
+      pages = pages + 1
+      for _, x in ipairs(page.timers) do seen[#seen + 1] = x.record_id end
+      cursor = page.next_cursor
+    until cursor == nil
+    assert.equal(3, pages)
+    assert.same({ ids[1], ids[2], ids[3], ids[4], ids[5] }, seen)
+    -- those records' timers, and none for one that is not
+    local two = eng:timers(t0, { records = { ids[5], ids[1], "loop-0000000000000000" } })
+    assert.same({ ids[1], ids[5] }, { two.timers[1].record_id, two.timers[2].record_id })
+    -- refused: a cursor no listing gave, an unknown option
+    local ok, err, code = eng:timers(t0, { cursor = "soon" })
+    assert.is_nil(ok)
+    assert.equal("invalid_request", code)
+    assert.matches("cursor", err)
+    assert.has_error(function() eng:timers(t0, { state = "open" }) end)
+  end)
+
   it("counts a record's time in its state from when it entered it", function()
     local eng = engine()
     local r = eng:create{ ref = "r", workflow = "w" }

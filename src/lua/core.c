@@ -711,25 +711,64 @@ static int push_text_result(lua_State *L, const sync_text *s) {
     return 1;
 }
 
-/* eng:timers([now]) / eng:tick([now]): the pending timers (and, for tick,
- * fire what is due) as judged at `now` -- seconds since the epoch or an ISO
- * 8601 UTC time; default the clock. A spec moves time by passing it.
- * eng:fire_due([now]): serve's tick, which looks only at what can be due. */
+/* The time at stack index i: seconds since the epoch or an ISO 8601 UTC
+ * time, in us; 0 for nil. */
+static int64_t opt_time(lua_State *L, int i, int arg) {
+    int64_t us = 0;
+    char ts[LF_TS_LEN + 1];
+    if (lua_type(L, i) == LUA_TSTRING) {
+        if (lf_ts_normalize(lua_tostring(L, i), ts) || lf_ts_parse(ts, &us))
+            luaL_argerror(L, arg, "a time like 2026-01-01T00:00:00Z");
+    } else if (!lua_isnoneornil(L, i)) {
+        if (!lua_isnumber(L, i)) luaL_argerror(L, arg, "a time like 2026-01-01T00:00:00Z");
+        us = (int64_t)(lua_tonumber(L, i) * 1e6);
+    }
+    return us;
+}
+
+/* eng:timers([now] [, { due_by=, limit=, cursor=, records = {ids} }]) /
+ * eng:tick([now]): the pending timers (a part of them: lf_engine_timers;
+ * and, for tick, fire what is due) as judged at `now` -- seconds since the
+ * epoch or an ISO 8601 UTC time; default the clock. A spec moves time by
+ * passing it. eng:fire_due([now]): serve's tick, which looks only at what
+ * can be due. */
 enum { TIMERS, TICK, FIRE_DUE };
 static int timers_at(lua_State *L, int how) {
+    static const char *const known[] = {"due_by", "limit", "cursor", "records", NULL};
     lua_engine *le = check_engine(L);
-    int64_t now = 0;
-    char ts[LF_TS_LEN + 1];
-    if (lua_type(L, 2) == LUA_TSTRING) {
-        if (lf_ts_normalize(lua_tostring(L, 2), ts) || lf_ts_parse(ts, &now))
-            return luaL_argerror(L, 2, "a time like 2026-01-01T00:00:00Z");
-    } else if (!lua_isnoneornil(L, 2)) {
-        now = (int64_t)(luaL_checknumber(L, 2) * 1e6);
+    int64_t now = opt_time(L, 2, 2);
+    lf_timers_query q = {.now_us = now};
+    const char *ids[1001];
+    if (how == TIMERS && !lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        check_keys(L, 3, known);
+        lua_getfield(L, 3, "due_by");
+        q.due_by_us = opt_time(L, -1, 3);
+        lua_Integer limit = opt_count(L, 3, "limit");
+        q.limit = limit > 0 ? (size_t)limit : 0;
+        q.cursor = opt_string(L, 3, "cursor");
+        if (lua_getfield(L, 3, "records") != LUA_TNIL) {
+            int list = lua_gettop(L);
+            luaL_argcheck(L, lua_type(L, list) == LUA_TTABLE, 3,
+                          "records must be a list of record ids");
+            q.ids = ids;
+            /* each id stays on the stack while the engine copies it; one
+             * more than the engine takes is refused by it */
+            lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+            for (lua_Integer i = 1; i <= n && q.nids < 1001; i++) {
+                luaL_checkstack(L, 1, "records");
+                lua_rawgeti(L, list, i);
+                luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3,
+                              "records must be a list of record ids");
+                ids[q.nids++] = lua_tostring(L, -1);
+            }
+        }
     }
     sync_text *s = lf_xcalloc(1, sizeof *s);
     box_push(L, s, free_text);
     if (how == FIRE_DUE) lf_engine_fire_due(le->e, now, keep_text, s);
-    else lf_engine_tick(le->e, now, how == TICK, keep_text, s);
+    else if (how == TICK) lf_engine_tick(le->e, now, true, keep_text, s);
+    else lf_engine_timers(le->e, &q, keep_text, s);
     return push_text_result(L, s);
 }
 
