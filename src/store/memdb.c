@@ -46,6 +46,11 @@ typedef struct index {
     ixent *v;
     size_t n, cap;
     size_t squeeze_at;      /* compact when n reaches it */
+    /* Compacting, a step a push (ix_squeeze): the live entries before r
+     * moved down to before w; [w, r) is a hole no one reads (ix_at,
+     * ix_len), and a push goes on appending at n. */
+    bool squeezing;
+    size_t w, r;
     unsigned pinned;        /* entered indexes being made from this one,
                                which walk it by position: not compacted */
     bool entered;           /* "e:STATE": ordered by the time each record
@@ -393,23 +398,39 @@ static int ix_cmp(int64_t at, const char *id, const ixent *e) {
     return strcmp(id, e->s->rec->id);
 }
 
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* x's entries, in order, less the hole of a squeeze under way: how
+ * many, and entry i of them. */
+static size_t ix_len(const index_t *x) { return x->n - (x->r - x->w); }
+static ixent *ix_at(const index_t *x, size_t i) {
+    return &x->v[i < x->w ? i : i + (x->r - x->w)];
+}
+
 /* The first entry not below (at, id). */
 static size_t ix_lower(const index_t *x, int64_t at, const char *id) {
-    size_t lo = 0, hi = x->n;
+    size_t lo = 0, hi = ix_len(x);
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ix_cmp(at, id, &x->v[mid]) > 0) lo = mid + 1;
+        if (ix_cmp(at, id, ix_at(x, mid)) > 0) lo = mid + 1;
         else hi = mid;
     }
     return lo;
 }
 
-static void ix_squeeze(index_t *x) {
-    size_t k = 0;
-    for (size_t i = 0; i < x->n; i++)
-        if (ix_live(x, &x->v[i])) x->v[k++] = x->v[i];
-    x->n = k;
-    x->squeeze_at = 2 * k + 64;
+/* Stale entries squeezed out of x, `most` of its entries looked at (each
+ * a record's slot to read: a million at once held the loop ~30 ms, a few
+ * a push do not). Once the last is looked at, x is whole again. */
+#define SQUEEZE_STEP 128
+static void ix_squeeze(index_t *x, size_t most) {
+    x->squeezing = true;
+    for (size_t stop = x->r + min_size(x->n - x->r, most); x->r < stop; x->r++)
+        if (ix_live(x, &x->v[x->r])) x->v[x->w++] = x->v[x->r];
+    if (x->r < x->n) return;
+    x->n = x->w;
+    x->w = x->r = 0;
+    x->squeezing = false;
+    x->squeeze_at = 2 * x->n + 64;
 }
 
 /* Room for one more entry. */
@@ -420,11 +441,13 @@ static void ix_room(index_t *x) {
 }
 
 static void ix_push(index_t *x, slot *s, int64_t at) {
-    if (x->n >= x->squeeze_at && !x->pinned) ix_squeeze(x);
+    if (x->squeezing || (x->n >= x->squeeze_at && !x->pinned)) ix_squeeze(x, SQUEEZE_STEP);
     ix_room(x);
     size_t i = x->n;
-    /* Out of order only when a writer's clock was behind another's. */
+    /* Out of order only when a writer's clock was behind another's (a
+     * squeeze under way is finished first: a position is one again). */
     if (i && ix_cmp(at, s->rec->id, &x->v[i - 1]) < 0) {
+        if (x->squeezing) ix_squeeze(x, SIZE_MAX);
         i = ix_lower(x, at, s->rec->id);
         memmove(x->v + i + 1, x->v + i, (x->n - i) * sizeof *x->v);
     }
@@ -860,7 +883,7 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
         x = lf_map_get(&db->ix, k.p);
         lf_buf_free(&k);
     }
-    size_t i = x ? x->n : 0;
+    size_t i = x ? ix_len(x) : 0;
     if (x && q->cursor) {
         const char *bar = strchr(q->cursor, '|');
         char ts[LF_TS_LEN + 1] = "";
@@ -875,7 +898,7 @@ static void list_index(const lf_memdb *db, const lf_list_query *q, lf_list_cb *c
     const lf_record **page = lf_xmalloc((limit + 1) * sizeof *page);
     size_t n = 0;
     while (i > 0 && n <= limit) {
-        const ixent *e = &x->v[--i];
+        const ixent *e = ix_at(x, --i);
         if (ix_live(x, e) && (!q->timed || e->s->rec->timers)) page[n++] = e->s->rec;
     }
     char cursor[LF_TS_LEN + LF_ID_LEN + 2], *next = NULL;
@@ -902,7 +925,6 @@ static int by_time(const void *a, const void *b) {
 #define BUILD_STEP 8192
 #define MERGE_STEP (2 * BUILD_STEP)
 
-static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Gathers the entries of b->src not looked at yet onto x (unsorted); at
  * most `most`. Returns how many of src's are left. */
@@ -1022,7 +1044,10 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
         x->entered = true;
         x->build = lf_xcalloc(1, sizeof *x->build);
         ix_key(&k, state, NULL);
-        if ((x->build->src = lf_map_get(&db->ix, k.p))) x->build->src->pinned++;
+        /* the state's index walked by position: whole, and kept so */
+        index_t *src = x->build->src = lf_map_get(&db->ix, k.p);
+        if (src && src->squeezing) ix_squeeze(src, SIZE_MAX);
+        if (src) src->pinned++;
     }
     lf_buf_free(&k);
     if (x->build) build_step(x);
@@ -1056,7 +1081,7 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
         size_t i = end;
         if (*bar == '|' && bar != q->cursor) {
             i = ix_lower(x, at, bar + 1);
-            while (i < end && ix_cmp(at, bar + 1, &x->v[i]) == 0) i++;
+            while (i < end && ix_cmp(at, bar + 1, ix_at(x, i)) == 0) i++;
         }
         if (i > begin) begin = i;
     }
@@ -1065,14 +1090,15 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     const lf_record **page = lf_xmalloc((cap + 1) * sizeof *page);
     size_t i = begin;
     for (; i < end && n < limit; i++) {
-        const lf_record *r = x->v[i].s->rec;
-        if (ix_live(x, &x->v[i]) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
+        const ixent *e = ix_at(x, i);
+        const lf_record *r = e->s->rec;
+        if (ix_live(x, e) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
             page[n++] = r;
     }
     char cursor[24 + LF_ID_LEN], *next = NULL;
     if (i < end) {
-        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)x->v[i - 1].at,
-                 x->v[i - 1].s->rec->id);
+        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)ix_at(x, i - 1)->at,
+                 ix_at(x, i - 1)->s->rec->id);
         next = cursor;
     }
     cb(LF_OK, NULL, page, n, next, arg);
