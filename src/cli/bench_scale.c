@@ -3,8 +3,10 @@
  * Redis's memory and reads grow with the number of records it holds.
  *
  * For each size N, a forked child runs N records through the happy path
- * on memory: (the policy directory's workflows only) and writes the log
- * out as a journal file, with the records' ids beside it. A second child
+ * on memory: (the policy directory's workflows only) -- how long, and the
+ * slowest request: what a store's growth holds a caller (or serve's loop)
+ * up for at once -- and writes the log out as a journal file, with the
+ * records' ids beside it. A second child
  * then opens that journal as `serve` would (file:, with an event base)
  * and measures, on it alone:
  *
@@ -66,6 +68,8 @@ typedef struct reads {
 /* What a size costs: filled by the children in turn. */
 typedef struct scale_result {
     uint64_t records, entries, journal_bytes;
+    uint64_t load_ns, load_max_ns;  /* the records made on memory:, the
+                                       slowest request among them */
     uint64_t open_ns;
     int64_t rss_bytes;      /* VmRSS growth over the open */
     uint64_t list_ns;       /* `loopforge list` run on the journal */
@@ -100,25 +104,30 @@ static int generate(const scale_ctx *x, scale_result *r) {
     size_t n = (size_t)r->records;
     rec_id *ids = lf_xcalloc(n, sizeof *ids);
     bool ok = true;
+    uint64_t t0 = lf_mono_ns(), t = t0, was;
+#define SLOWEST(call) (was = t, (call), t = lf_mono_ns(), \
+                       r->load_max_ns = t - was > r->load_max_ns ? t - was : r->load_max_ns)
     for (size_t i = 0; i < n && ok; i++) {
         char ref[64];
         snprintf(ref, sizeof ref, "bench-scale-%zu", i);
         lf_bench_call cr = {0};
         lf_create_req req = {.ref = ref, .auto_merge = true, .actor = "bench"};
-        lf_engine_create(e, &req, lf_bench_on_result, &cr);
+        SLOWEST(lf_engine_create(e, &req, lf_bench_on_result, &cr));
         ok = cr.done && cr.ok;
         memcpy(ids[i], cr.id, sizeof *ids);
         for (size_t s = 0; ok && s < LF_BENCH_NSTEPS; s++) {
             lf_bench_call ct = {0};
-            lf_transition_req t = {.id = ids[i],
+            lf_transition_req tr = {.id = ids[i],
                                    .to = lf_bench_path[s].to,
                                    .trigger = lf_bench_path[s].trigger,
                                    .actor = "bench"};
-            lf_engine_transition(e, &t, lf_bench_on_result, &ct);
+            SLOWEST(lf_engine_transition(e, &tr, lf_bench_on_result, &ct));
             ok = ct.done && ct.ok;
         }
         if (!ok) fprintf(stderr, "bench: scale: record %zu did not walk the path\n", i);
     }
+#undef SLOWEST
+    r->load_ns = lf_mono_ns() - t0;
     lf_stats st;
     lf_engine_stats(e, &st);
     r->entries = st.appended;
@@ -513,6 +522,12 @@ static void print_reads(const reads *r) {
 
 static void print_text(const scale_result *r) {
     double mib = 1024.0 * 1024.0;
+    char slowest[32];
+    printf("scale: %" PRIu64 " records through the happy path on memory: in %.2f s "
+           "(%.0f entries/s), the slowest request %s\n",
+           r->records, (double)r->load_ns / 1e9,
+           (double)r->entries / ((double)r->load_ns / 1e9),
+           fmt_ns(slowest, sizeof slowest, r->load_max_ns));
     printf("scale: journal of %" PRIu64 " records (%" PRIu64 " entries, %.0f MiB, "
            "%.0f bytes/record): open %.2f s, RSS %+.0f MiB (%.0f bytes/record); ",
            r->records, r->entries, (double)r->journal_bytes / mib,
@@ -548,6 +563,8 @@ static void print_json(const scale_result *r, bool first) {
     lf_jw_int(&o, "records", (int64_t)r->records);
     lf_jw_int(&o, "entries", (int64_t)r->entries);
     lf_jw_int(&o, "journal_bytes", (int64_t)r->journal_bytes);
+    lf_jw_int(&o, "load_ns", (int64_t)r->load_ns);
+    lf_jw_int(&o, "slowest_load_request_ns", (int64_t)r->load_max_ns);
     lf_jw_int(&o, "open_ns", (int64_t)r->open_ns);
     lf_jw_int(&o, "rss_delta_bytes", r->rss_bytes);
     json_reads(&o, &r->journal);
