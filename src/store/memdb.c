@@ -925,7 +925,6 @@ static int by_time(const void *a, const void *b) {
 #define BUILD_STEP 8192
 #define MERGE_STEP (2 * BUILD_STEP)
 
-
 /* Gathers the entries of b->src not looked at yet onto x (unsorted); at
  * most `most`. Returns how many of src's are left. */
 static size_t gather(index_t *x, build *b, size_t most) {
