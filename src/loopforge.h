@@ -357,11 +357,12 @@ LF_API void lf_engine_import_all(lf_engine *e, lf_import_next_cb *next, const ch
                                  void *arg);
 
 /* Durable timers (a workflow's `timers`): every record in a timed state,
- * with when its timer is due, as {"now","timers":[{record_id, state, to,
- * trigger, due, due_now}],"fired":[...]}; with fire, the due ones move
- * (in due order, actor "timer:<state>", the record's version expected, so
- * of several hosts ticking at once one moves it). now_us: the time to act
- * at (0: the clock's), which tests move instead of sleeping. */
+ * with when its timer is due, soonest first, as {"now","timers":[{record_id,
+ * state, to, trigger, due, due_now}],"fired":[...]} (without fire, a
+ * listing, also "next_cursor": null, as lf_engine_timers); with fire, the
+ * due ones move (in due order, actor "timer:<state>", the record's version
+ * expected, so of several hosts ticking at once one moves it). now_us: the
+ * time to act at (0: the clock's), which tests move instead of sleeping. */
 LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
                            void *arg);
 /* A part of the timers' listing (lf_engine_timers). Zeroed: all of them,
