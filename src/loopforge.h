@@ -367,12 +367,14 @@ LF_API void lf_engine_tick(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *
                            void *arg);
 /* A part of the timers' listing (lf_engine_timers). Zeroed: all of them,
  * as lf_engine_tick lists them. */
+#define LF_TIMERS_IDS_MAX 1000
 typedef struct lf_timers_query {
     int64_t now_us;             /* the time to judge by; 0: the clock's */
     int64_t due_by_us;          /* only those due at or before it (0: any):
                                  * only the records that can be due by then
                                  * are read, as a tick reads them */
-    const char *const *ids;     /* only these records' (nids; at most 1,000) */
+    const char *const *ids;     /* only these records' (nids; at most
+                                 * LF_TIMERS_IDS_MAX) */
     size_t nids;
     size_t limit;               /* at most this many (0: all) ... */
     const char *cursor;         /* ... after a page's next_cursor */
@@ -380,7 +382,7 @@ typedef struct lf_timers_query {
 /* The timers a query asks for, in due order (ties by record id), as
  * lf_engine_tick lists them, with "next_cursor" (null when no more
  * follow). LF_INVALID_REQUEST for a cursor this did not give or more
- * than 1,000 ids. */
+ * than LF_TIMERS_IDS_MAX ids. */
 LF_API void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb,
                              void *arg);
 /* The same, firing, but looking only at the records whose timers can be

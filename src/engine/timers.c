@@ -645,9 +645,10 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
         cb(LF_INVALID_REQUEST, "cursor: not one a listing of the timers gave", NULL, arg);
         return;
     }
-    if (q->nids > 1000) {
-        cb(LF_INVALID_REQUEST, "at most 1000 records a listing",
-           NULL, arg);
+    if (q->nids > LF_TIMERS_IDS_MAX) {
+        char why[64];
+        snprintf(why, sizeof why, "at most %d records a listing", LF_TIMERS_IDS_MAX);
+        cb(LF_INVALID_REQUEST, why, NULL, arg);
         return;
     }
     tick_ctx *t = tick_new(e, q->now_us, false, cb, arg);

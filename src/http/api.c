@@ -710,10 +710,11 @@ void lf_api_timers(lf_req *r) {
                        "due_by takes a time like 2026-12-05T10:00:00Z, got '%s'", by);
         return;
     }
-    /* records=ID,ID...: split in a copy (the ids point into it) */
-    char *copy = ids ? lf_xstrdup(ids) : NULL, *list[1001];
+    /* records=ID,ID...: split in a copy (the ids point into it); one more
+     * than the engine takes is refused by it */
+    char *copy = ids ? lf_xstrdup(ids) : NULL, *list[LF_TIMERS_IDS_MAX + 1];
     for (char *p = copy, *save = NULL, *id; ids && (id = strtok_r(p, ",", &save)); p = NULL)
-        if (q.nids < 1001) list[q.nids++] = id;
+        if (q.nids <= LF_TIMERS_IDS_MAX) list[q.nids++] = id;
     if (ids) q.ids = (const char *const *)list;
     lf_op_begin(r);
     lf_engine_timers(r->srv->engine, &q, attested, r);

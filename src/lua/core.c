@@ -738,7 +738,7 @@ static int timers_at(lua_State *L, int how) {
     lua_engine *le = check_engine(L);
     int64_t now = opt_time(L, 2, 2);
     lf_timers_query q = {.now_us = now};
-    const char *ids[1001];
+    const char *ids[LF_TIMERS_IDS_MAX + 1];
     if (how == TIMERS && !lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         check_keys(L, 3, known);
@@ -755,7 +755,7 @@ static int timers_at(lua_State *L, int how) {
             /* each id stays on the stack while the engine copies it; one
              * more than the engine takes is refused by it */
             lua_Integer n = (lua_Integer)lua_rawlen(L, list);
-            for (lua_Integer i = 1; i <= n && q.nids < 1001; i++) {
+            for (lua_Integer i = 1; i <= n && q.nids <= LF_TIMERS_IDS_MAX; i++) {
                 luaL_checkstack(L, 1, "records");
                 lua_rawgeti(L, list, i);
                 luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3,
