@@ -91,6 +91,13 @@ typedef struct scale_ctx {
 
 /* ---- the journal --------------------------------------------------------- */
 
+/* The time since *t, kept in r if the slowest request yet; *t is now. */
+static void slowest(scale_result *r, uint64_t *t) {
+    uint64_t now = lf_mono_ns();
+    if (now - *t > r->load_max_ns) r->load_max_ns = now - *t;
+    *t = now;
+}
+
 /* Child: N records through the path on memory:, the log dumped to the
  * journal file and the ids (fixed-size, back to back) to their file. */
 static int generate(const scale_ctx *x, scale_result *r) {
@@ -104,29 +111,28 @@ static int generate(const scale_ctx *x, scale_result *r) {
     size_t n = (size_t)r->records;
     rec_id *ids = lf_xcalloc(n, sizeof *ids);
     bool ok = true;
-    uint64_t t0 = lf_mono_ns(), t = t0, was;
-#define SLOWEST(call) (was = t, (call), t = lf_mono_ns(), \
-                       r->load_max_ns = t - was > r->load_max_ns ? t - was : r->load_max_ns)
+    uint64_t t0 = lf_mono_ns(), t = t0;
     for (size_t i = 0; i < n && ok; i++) {
         char ref[64];
         snprintf(ref, sizeof ref, "bench-scale-%zu", i);
         lf_bench_call cr = {0};
         lf_create_req req = {.ref = ref, .auto_merge = true, .actor = "bench"};
-        SLOWEST(lf_engine_create(e, &req, lf_bench_on_result, &cr));
+        lf_engine_create(e, &req, lf_bench_on_result, &cr);
+        slowest(r, &t);
         ok = cr.done && cr.ok;
         memcpy(ids[i], cr.id, sizeof *ids);
         for (size_t s = 0; ok && s < LF_BENCH_NSTEPS; s++) {
             lf_bench_call ct = {0};
             lf_transition_req tr = {.id = ids[i],
-                                   .to = lf_bench_path[s].to,
-                                   .trigger = lf_bench_path[s].trigger,
-                                   .actor = "bench"};
-            SLOWEST(lf_engine_transition(e, &tr, lf_bench_on_result, &ct));
+                                    .to = lf_bench_path[s].to,
+                                    .trigger = lf_bench_path[s].trigger,
+                                    .actor = "bench"};
+            lf_engine_transition(e, &tr, lf_bench_on_result, &ct);
+            slowest(r, &t);
             ok = ct.done && ct.ok;
         }
         if (!ok) fprintf(stderr, "bench: scale: record %zu did not walk the path\n", i);
     }
-#undef SLOWEST
     r->load_ns = lf_mono_ns() - t0;
     lf_stats st;
     lf_engine_stats(e, &st);
