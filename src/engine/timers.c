@@ -59,11 +59,11 @@
 
 typedef struct tick_ctx tick_ctx;
 
-/* A record asked for by id, job i of the gets' window */
+/* A record asked for by id: a job of the gets' window (its place in
+ * tick_ctx.jobs is its number) */
 typedef struct get_job {
     tick_ctx *t;
-    lf_window *w;
-    size_t i;
+    char *id;
 } get_job;
 
 typedef struct pending {
@@ -109,7 +109,7 @@ struct tick_ctx {
      * indexes not yet taken, and those taken, in order */
     uint32_t *heap, *ord;
     size_t nheap, nord;
-    lf_window *w;               /* firing the due ones (window.h) */
+    lf_window *w;               /* getting jobs, then firing the due ones (window.h) */
     lf_buf fired;
     lf_jw list;
     /* the reply, written a page of timers at a time (reply_page) */
@@ -120,13 +120,12 @@ struct tick_ctx {
     bool timed_pass;            /* listing the records with timers of their own */
     /* a listing's part (lf_engine_timers): due by (0: any), at most
      * `limit` (0: all) after the cursor (after_id NULL: none), or only
-     * the records ids (nids, got many at once: gets, a job each) */
+     * the records of jobs (nids of them, got many at once in window w) */
     int64_t due_by, after_due;
     size_t limit;
     char *after_id;
-    char **ids;
+    get_job *jobs;
     size_t nids;
-    struct get_job *jobs;
     lf_map seen;                /* ids already pending (keys in strs) */
     lf_arena strs;              /* the timers' strings: freed at once */
     /* listing (list_state): a page answered inside the list call sets
@@ -157,8 +156,7 @@ static void tick_free(tick_ctx *t) {
     lf_map_free(&t->seen);
     lf_arena_free(&t->strs);
     free(t->after_id);
-    for (size_t i = 0; i < t->nids; i++) free(t->ids[i]);
-    free(t->ids);
+    for (size_t i = 0; i < t->nids; i++) free(t->jobs[i].id);
     free(t->jobs);
     free(t);
 }
@@ -465,16 +463,16 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
  * found has no timer; then fire (nothing) and reply. */
 static void got(const lf_result *res, void *arg) {
     get_job *j = arg;
-    if (res->success) add(j->t, res->record);
-    else if (res->code != LF_NOT_FOUND && j->t->code == LF_OK)
-        failed(j->t, res->code, res->error);
-    lf_window_finish(j->w, j->i);
+    tick_ctx *t = j->t;
+    if (res->success) add(t, res->record);
+    else if (res->code != LF_NOT_FOUND && t->code == LF_OK) failed(t, res->code, res->error);
+    lf_window_finish(t->w, (size_t)(j - t->jobs));
 }
 
 static bool get_start(void *arg, size_t i) {
     tick_ctx *t = arg;
     if (i == t->nids) return false;
-    lf_engine_get(t->e, t->ids[i], got, &t->jobs[i]);
+    lf_engine_get(t->e, t->jobs[i].id, got, &t->jobs[i]);
     return true;
 }
 
@@ -530,11 +528,9 @@ static void list_state(tick_ctx *t) {
             lf_window_go(t->w);         /* may free t */
             return;
         }
-        if (t->ids) {       /* instead of the states (got) */
-            lf_window *w = lf_window_new(&get_ops, t);
-            t->jobs = lf_xcalloc(t->nids ? t->nids : 1, sizeof *t->jobs);
-            for (size_t i = 0; i < t->nids; i++) t->jobs[i] = (get_job){t, w, i};
-            lf_window_go(w);        /* may free t */
+        if (t->jobs) {      /* instead of the states (got) */
+            t->w = lf_window_new(&get_ops, t);
+            lf_window_go(t->w);     /* may free t */
             return;
         }
         t->in_call = true;
@@ -594,14 +590,14 @@ static tick_ctx *tick_new(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *c
     return t;
 }
 
-/* Lists t's timed states (or t->ids), then fires or replies. */
+/* Lists t's timed states (or gets t->jobs), then fires or replies. */
 static void tick_start(tick_ctx *t) {
     lf_engine *e = t->e;
     const lf_tick_memo *m = lf_engine_tick_memo(e);
     if (t->due_only && m->since && t->now < m->full_at) t->since = m->since;
     /* The timers' states first, then the windows (scan_add: one that a
      * listing from 0 covers is not made). */
-    for (int pass = 0; pass < 2 && !t->ids; pass++) {
+    for (int pass = 0; pass < 2 && !t->jobs; pass++) {
         for (int w = 0; w < lf_engine_nworkflows(e); w++) {
             const lf_workflow *wf = lf_engine_workflow_at(e, w);
             for (int k = 0; k < wf->ntimers + wf->nretries; k++) {
@@ -657,8 +653,8 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
     t->after_due = after_due;
     t->after_id = after_id ? lf_xstrdup(after_id) : NULL;
     if (q->ids) {
-        t->ids = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->ids);
-        for (size_t i = 0; i < q->nids; i++) t->ids[i] = lf_xstrdup(q->ids[i]);
+        t->jobs = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->jobs);
+        for (size_t i = 0; i < q->nids; i++) t->jobs[i] = (get_job){t, lf_xstrdup(q->ids[i])};
         t->nids = q->nids;
     }
     tick_start(t);
