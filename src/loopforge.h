@@ -238,9 +238,10 @@ typedef struct lf_list_query {
                                    of their own timers due at or before
                                    this time (us), for serve's tick. A
                                    hint: the embedded stores answer just
-                                   those, earliest first, in one page;
+                                   those, earliest first (then by id);
                                    Redis those and any an older version
-                                   wrote, latest first, in pages.
+                                   wrote, latest first; in pages either
+                                   way.
                                    0 = any */
 } lf_list_query;
 
@@ -377,7 +378,12 @@ typedef struct lf_timers_query {
                                  * LF_TIMERS_IDS_MAX) */
     size_t nids;
     size_t limit;               /* at most this many (0: all) ... */
-    const char *cursor;         /* ... after a page's next_cursor */
+    const char *cursor;         /* ... after a page's next_cursor: a page
+                                 * reads about a page of records of each
+                                 * timed state on the embedded stores (they
+                                 * list oldest first), and on Redis what
+                                 * can be due a little past the page's
+                                 * last, looking twice as far each time */
 } lf_timers_query;
 /* The timers a query asks for, in due order (ties by record id), as
  * lf_engine_tick lists them, with "next_cursor" (null when no more

@@ -14,6 +14,7 @@
 
 #include "engine_sync.h"
 #include "../src/core/entry.h"
+#include "../src/engine/engine_internal.h"
 
 static const char *HAPPY[6][2] = {
     {"task_queued", "worker.picked_up"}, {"pr_created", "pr.opened"},
@@ -1123,6 +1124,37 @@ static void timers_listed_in_parts(void **state) {
     } while (cursor);
     assert_int_equal(pages, 3);
     assert_int_equal(n, 2500);
+    /* pages of 100: the same order, and a page reads about a page of each
+     * state (listed oldest first), not all 2,500 */
+    char *all[2500];
+    int k = 0;
+    pages = 0;
+    last[0] = '\0';
+    do {
+        lf_stats was, now_stats;
+        lf_engine_stats(e, &was);
+        lf_timers_query q = {.now_us = now, .limit = 100, .cursor = cursor};
+        cJSON *doc = timers_of(e, base, &q, &code), *t;
+        lf_engine_stats(e, &now_stats);
+        assert_int_equal(code, LF_OK);
+        assert_true(now_stats.timer_records - was.timer_records < 500);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "timers")),
+                         100);
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(doc, "timers")) {
+            char key[64];
+            snprintf(key, sizeof key, "%s %s", item_str(t, "due"), item_str(t, "record_id"));
+            assert_true(strcmp(last, key) < 0);
+            snprintf(last, sizeof last, "%s", key);
+            all[k++] = strdup(item_str(t, "record_id"));
+        }
+        pages++;
+        free(cursor);
+        const char *next = item_str(doc, "next_cursor");
+        cursor = next ? strdup(next) : NULL;
+        cJSON_Delete(doc);
+    } while (cursor && k < 2500);
+    assert_null(cursor);
+    assert_int_equal(pages, 25);
     /* due within 90 minutes: the fast ones, and only they are read */
     lf_stats before, after;
     lf_engine_stats(e, &before);
@@ -1154,6 +1186,32 @@ static void timers_listed_in_parts(void **state) {
     q = (lf_timers_query){.ids = (const char *const *)ids, .nids = 1001};
     assert_null(timers_of(e, base, &q, &code));
     assert_int_equal(code, LF_INVALID_REQUEST);
+    /* timers of their own on 300 of the fast ones, due sooner than any
+     * state's: a page of 100 is the earliest of them, and reads about a
+     * page of each listing (the records with timers of their own by due) */
+    for (int i = 0; i < 300; i++) {
+        res r = {0};
+        lf_engine_schedule(e, all[i], "fast", (600 + i) * 1000000LL, "done", "own.late", NULL,
+                           "tester", res_keep, &r);
+        while (!r.fired) event_base_loop(base, EVLOOP_ONCE);
+        assert_true(r.success);
+        res_clear(&r);
+    }
+    lf_engine_stats(e, &before);
+    lf_timers_query own = {.now_us = lf_now_us(), .limit = 100};
+    cJSON *page = timers_of(e, base, &own, &code), *t;
+    lf_engine_stats(e, &after);
+    assert_int_equal(code, LF_OK);
+    assert_true(after.timer_records - before.timer_records < 800);
+    k = 0;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(page, "timers")) {
+        assert_string_equal(item_str(t, "record_id"), all[k++]);
+        assert_string_equal(item_str(t, "trigger"), "own.late");
+    }
+    assert_int_equal(k, 100);
+    assert_non_null(item_str(page, "next_cursor"));
+    cJSON_Delete(page);
+    for (int i = 0; i < 2500; i++) free(all[i]);
     lf_engine_free(e);
     event_base_free(base);
     snprintf(path, sizeof path, "rm -rf %s", dir);

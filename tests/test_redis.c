@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <zstd.h>
+#include <sys/stat.h>
+#include <cjson/cJSON.h>
 
 #include "store_helpers.h"
 #include "redis_helpers.h"
@@ -1771,6 +1773,109 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
+/* ---- a page of the timers: rounds that look ever further ahead ------- */
+
+typedef struct text_res {
+    int calls;
+    lf_code code;
+    cJSON *doc;
+} text_res;
+
+static void on_text(lf_code code, const char *err, const char *text, void *arg) {
+    text_res *x = arg;
+    (void)err;
+    x->calls++;
+    x->code = code;
+    x->doc = text ? cJSON_Parse(text) : NULL;
+}
+
+/* Redis lists the records that entered a state newest first, so a page of
+ * the timers (GET /v1/timers?limit=) is found in rounds, each reading
+ * what can be due a little further ahead than the last: 600 records
+ * imported as having entered a 1h timer's state a second apart, every
+ * page of 50 in due order, each timer once, and a page reads about what
+ * it shows -- not all 600, as every page did before. */
+static void timers_page_in_rounds(void **state) {
+    fixture *f = F(state);
+    char dir[] = "/tmp/lf-rounds-XXXXXX", path[160], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/workflows", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/workflows/loopforge.lua", dir);
+    FILE *w = fopen(path, "w");
+    assert_non_null(w);
+    fputs("return workflow {\n"
+          "  name = \"loopforge\",\n"
+          "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
+          "  initial = \"issue_created\", terminal = { \"closed\" },\n"
+          "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
+          "  timers = { task_queued = { { \"1h\", to = \"closed\", trigger = \"t.late\" } } },\n"
+          "}\n",
+          w);
+    assert_int_equal(fclose(w), 0);
+    lf_engine_config cfg = {.store = server.url, .policies = dir, .base = f->base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) fail_msg("engine: %s", err);
+    int64_t now = lf_now_us();
+    for (int i = 0; i < 600; i++) {
+        char ts[LF_TS_LEN + 1], json[700];
+        lf_ts_format(now - 3599 * 1000000LL + i * 1000000LL, ts);
+        snprintf(json, sizeof json,
+                 "{\"record_id\":\"loop-%08x\",\"ref\":\"acme/app#%d\",\"repo\":\"acme/app\","
+                 "\"state\":\"task_queued\",\"transitions\":["
+                 "{\"from_state\":null,\"to_state\":\"issue_created\",\"trigger\":\"created\","
+                 "\"timestamp\":\"%s\"},{\"from_state\":\"issue_created\","
+                 "\"to_state\":\"task_queued\",\"trigger\":\"go\",\"timestamp\":\"%s\"}]}",
+                 (unsigned)(0x10000000 + i), i, ts, ts);
+        res r = {0};
+        lf_engine_import(e, json, "t", false, on_res, &r);
+        t_settle(&r.calls);
+        assert_int_equal(r.code, LF_OK);
+    }
+    /* a first tick fills the state's entered index (the first ask of a
+     * process lists the whole state) */
+    text_res first = {0};
+    lf_engine_fire_due(e, now, on_text, &first);
+    t_settle(&first.calls);
+    assert_int_equal(first.code, LF_OK);
+    cJSON_Delete(first.doc);
+    char *cursor = NULL, last[64] = "";
+    int n = 0, pages = 0;
+    do {
+        lf_stats was, is;
+        lf_engine_stats(e, &was);
+        text_res t = {0};
+        lf_engine_timers(e, &(lf_timers_query){.now_us = now, .limit = 50, .cursor = cursor},
+                         on_text, &t);
+        t_settle(&t.calls);
+        lf_engine_stats(e, &is);
+        assert_int_equal(t.code, LF_OK);
+        assert_true(is.timer_records - was.timer_records < 200);
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(t.doc, "timers"), *x;
+        assert_int_equal(cJSON_GetArraySize(list), 50);
+        cJSON_ArrayForEach(x, list) {
+            char key[64];
+            snprintf(key, sizeof key, "%s %s",
+                     cJSON_GetObjectItemCaseSensitive(x, "due")->valuestring,
+                     cJSON_GetObjectItemCaseSensitive(x, "record_id")->valuestring);
+            assert_true(strcmp(last, key) < 0);
+            snprintf(last, sizeof last, "%s", key);
+            n++;
+        }
+        free(cursor);
+        const char *next = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t.doc, "next_cursor"));
+        cursor = next ? strdup(next) : NULL;
+        cJSON_Delete(t.doc);
+        pages++;
+    } while (cursor && pages < 20);
+    assert_null(cursor);
+    assert_int_equal(n, 600);
+    assert_int_equal(pages, 12);
+    lf_engine_free(e);
+    snprintf(path, sizeof path, "rm -rf %s", dir);
+    assert_int_equal(system(path), 0);
+}
+
 static lf_code engine_move(lf_engine *e, const char *id, const char *to, const char *trigger,
                            uint64_t expect, res *r) {
     memset(r, 0, sizeof *r);
@@ -2279,6 +2384,7 @@ int main(void) {
         T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),
+        T(timers_page_in_rounds),
         T(engines_share_a_record),
         T(override_used_only_in_the_attempt_that_commits),
     };

@@ -518,6 +518,41 @@ static void list_due_timers(void **state) {
     t_got_reset(&g);
 }
 
+/* The same listing in pages (a page of GET /v1/timers, serve's tick over
+ * many due): 120 records, five due at each of 24 times (ties), and a
+ * record's timers changed between pages; every page at most its limit,
+ * every live one once -- on the embedded stores earliest first, ties by
+ * id, which the cursor resumes in. */
+static void list_due_in_pages(void **state) {
+    fixture *f = *state;
+    lf_store *s = f->s;
+    bool redis = strcmp(f->scheme, "redis") == 0;
+    t_got g = {0};
+    char id[120][LF_ID_LEN + 1], a[256], arr[300], seen[120][LF_ID_LEN + 1];
+    int64_t base = t_clock_us + 1000 * 1000000LL, sec = 1000000;
+    for (unsigned i = 0; i < 120; i++) {
+        t_id(id[i], 1000 + i);
+        assert_int_equal(t_create(s, id[i], id[i], "acme/app", &g), LF_OK);
+        t_timer(base + (int64_t)(i % 24) * sec, a, sizeof a);
+        snprintf(arr, sizeof arr, "[%s]", a);
+        assert_int_equal(t_set_timers(s, id[i], 2, arr, &g), LF_OK);
+    }
+    for (size_t limit = 1; limit <= 64; limit *= 4) {
+        lf_list_query q = {.timed = true, .due_by = base + 30 * sec, .limit = limit};
+        assert_int_equal(t_list_all(s, q, seen, 120), 120);
+        for (size_t k = 1; !redis && k < 120; k++) {
+            unsigned x = (unsigned)strtoul(seen[k - 1] + 5, NULL, 16) - 1000,
+                     y = (unsigned)strtoul(seen[k] + 5, NULL, 16) - 1000;
+            /* t_id's ids grow with their number: by due, then by id */
+            assert_true(x % 24 < y % 24 || (x % 24 == y % 24 && strcmp(seen[k - 1], seen[k]) < 0));
+        }
+    }
+    /* due by +10 s: the 55 due at +0 .. +10 s */
+    lf_list_query q = {.timed = true, .due_by = base + 10 * sec, .limit = 7};
+    assert_int_equal(t_list_all(s, q, seen, 120), 55);
+    t_got_reset(&g);
+}
+
 /* ---- transitions ------------------------------------------------------- */
 
 static void transition_cas(void **state) {
@@ -1378,6 +1413,7 @@ int main(void) {
         {"memory: entered_index_changed_while_merged", entered_index_changed_while_merged,
          setup, teardown, (void *)"memory:"},
         EACH(list_due_timers),
+        EACH(list_due_in_pages),
         EACH(transition_cas),
         EACH(transition_unknown_id),
         EACH(denied_changes_nothing),

@@ -57,6 +57,15 @@
 #define WINDOW_SLACK_US (10 * 1000000LL)
 #define FULL_EVERY_US (600 * 1000000LL)
 
+/* Later than any time a record holds: no bound */
+#define FAR (INT64_MAX / 4)
+/* A page's first look ahead past its start (rounds), doubled each round
+ * (the last before FAR: ~34 years ahead) */
+#define FIRST_STEP_US 1000000LL
+#define MAX_ROUNDS 32
+/* A page larger than this is listed in one look at every timer */
+#define ROUNDS_LIMIT_MAX 100000
+
 typedef struct tick_ctx tick_ctx;
 
 /* A record asked for by id: a job of the gets' window (its place in
@@ -82,10 +91,14 @@ typedef struct pending {
 
 /* One listing of a timed state: the records that entered it at or before
  * now - before; a window (a retry state without a backoff, fire_due):
- * those that entered after the tick's `since` instead. */
+ * those that entered after the tick's `since` instead. A record of the
+ * state is due between `before` and `most` after it entered it (or
+ * earlier, by a timer of its own, which the timed pass finds). */
 typedef struct scan {
     char *state;
     int64_t before;             /* INT64_MAX: none but the window */
+    int64_t most;               /* FAR: no bound */
+    int64_t listed_by;          /* (a page's rounds) entered by this, listed */
     bool window;
 } scan;
 
@@ -126,6 +139,18 @@ struct tick_ctx {
     char *after_id;
     get_job *jobs;
     size_t nids;
+    /* A page (a limit, no ids) is found in rounds that look ever further
+     * ahead: each lists what can be due by `upto` and no further, and the
+     * page is found once more than `limit` timers are due by then (on the
+     * embedded stores, which list the records that entered a state oldest
+     * first, one round: a state's listing stops once what follows cannot
+     * be in the page). best: the dues of the limit + 1 earliest timers
+     * found, a max-heap (nbest), whose top bounds the page. */
+    bool rounds;
+    int64_t upto, start;
+    unsigned round;
+    int64_t *best;
+    size_t nbest;
     lf_map seen;                /* ids already pending (keys in strs) */
     lf_arena strs;              /* the timers' strings: freed at once */
     /* listing (list_state): a page answered inside the list call sets
@@ -156,6 +181,7 @@ static void tick_free(tick_ctx *t) {
     lf_map_free(&t->seen);
     lf_arena_free(&t->strs);
     free(t->after_id);
+    free(t->best);
     for (size_t i = 0; i < t->nids; i++) free(t->jobs[i].id);
     free(t->jobs);
     free(t);
@@ -198,7 +224,39 @@ static uint32_t take(tick_ctx *t) {
     return top;
 }
 
+/* ---- a page's bound: the dues of the limit + 1 earliest found ------ */
+
+static void best_add(tick_ctx *t, int64_t due) {
+    size_t cap = t->limit + 1, i = 0;
+    if (t->nbest < cap) {
+        for (i = t->nbest++; i && t->best[(i - 1) / 2] < due; i = (i - 1) / 2)
+            t->best[i] = t->best[(i - 1) / 2];
+        t->best[i] = due;
+        return;
+    }
+    if (due >= t->best[0]) return;     /* full: an earlier one replaces the top */
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= cap) break;
+        if (c + 1 < cap && t->best[c + 1] > t->best[c]) c++;
+        if (t->best[c] <= due) break;
+        t->best[i] = t->best[c];
+        i = c;
+    }
+    t->best[i] = due;
+}
+
+/* Whether more than a page of the timers found is due before `at`: then
+ * none due at `at` or later is in the page, nor the first after it. */
+static bool page_before(const tick_ctx *t, int64_t at) {
+    return t->nbest == t->limit + 1 && t->best[0] < at;
+}
+
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
+
+static bool oldest_first(const tick_ctx *t) {
+    return lf_engine_store(t->e)->type->oldest_first;
+}
 
 /* After a fire_due tick: the next one's window starts WINDOW_SLACK_US
  * before this one, or before the earliest spent budget this one found
@@ -217,6 +275,46 @@ static void remember(tick_ctx *t) {
 }
 
 static void list_state(tick_ctx *t);
+
+/* Whether a listing in a page's round may stop at `last`: on a store that
+ * lists oldest first (a state's records by when they entered it, those
+ * with timers of their own by the earliest), what follows is due no
+ * earlier than `last` allows, and more than a page is due before that. */
+static bool page_ends(const tick_ctx *t, const lf_record *last) {
+    int64_t at = last->timers_due;
+    if (!t->rounds || !oldest_first(t)) return false;
+    if (t->si < t->nscans) {
+        if (!lf_record_entered(last, &at)) return false;
+        at += t->scans[t->si].before;
+    }
+    return page_before(t, at);
+}
+
+/* Where a state's listing in a page's round starts: past what the round
+ * before listed, and no earlier than a record could be due after the
+ * cursor (0: from the first). */
+static int64_t listed_after(const tick_ctx *t, const scan *sc) {
+    int64_t at = sc->listed_by;
+    if (t->after_id && sc->most < FAR && t->after_due - sc->most - 1 > at)
+        at = t->after_due - sc->most - 1;
+    return at > 0 ? at : 0;
+}
+
+/* After a page's round: false when the page is found (more than a page
+ * of timers is due by `upto`, or there is nothing further to look at);
+ * else the next round, twice as far ahead, each state listed on from
+ * where this one stopped. */
+static bool round_next(tick_ctx *t) {
+    if (t->upto >= FAR || (t->due_by && t->upto >= t->due_by) || page_before(t, t->upto + 1))
+        return false;
+    for (size_t i = 0; i < t->nscans; i++) t->scans[i].listed_by = t->upto - t->scans[i].before;
+    t->round++;
+    t->upto = t->round < MAX_ROUNDS ? t->start + (FIRST_STEP_US << (t->round - 1)) : FAR;
+    if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
+    t->si = 0;
+    t->timed_pass = false;
+    return true;
+}
 
 /* How many of the timers found the reply holds: a page of them (limit). */
 static size_t shown(const tick_ctx *t) {
@@ -429,6 +527,7 @@ static void add(tick_ctx *t, const lf_record *rec) {
         t->p[k] = lf_xmalloc(CHUNK * sizeof **t->p);
         t->capp += CHUNK;
     }
+    if (t->rounds) best_add(t, due);
     pending *p = pend(t, t->np++);
     *p = (pending){.version = rec->version, .due = due};
     snprintf(p->id, sizeof p->id, "%s", rec->id);
@@ -451,6 +550,7 @@ static void listed(lf_code code, const char *error, const lf_record *const *recs
     if (code != LF_OK) failed(t, code, error);
     for (size_t i = 0; code == LF_OK && i < n; i++) add(t, recs[i]);
     lf_engine_tick_memo(t->e)->listed += code == LF_OK ? n : 0;
+    if (code == LF_OK && next && n && page_ends(t, recs[n - 1])) next = NULL;
     free(t->cursor);
     t->cursor = next ? lf_xstrdup(next) : NULL;
     if (code == LF_OK && !next && t->si < t->nscans) t->si++;
@@ -523,6 +623,7 @@ static void list_state(tick_ctx *t) {
             tick_free(t);
             return;
         }
+        if (t->si == t->nscans && t->timed_pass && t->rounds && round_next(t)) continue;
         if (t->si == t->nscans && t->timed_pass) {
             t->w = lf_window_new(&fire_ops, t);
             lf_window_go(t->w);         /* may free t */
@@ -536,16 +637,24 @@ static void list_state(tick_ctx *t) {
         t->in_call = true;
         t->more = false;
         /* A record that entered later than `by` cannot be due by then. */
-        int64_t by = t->due_only ? t->now : t->due_by;
+        int64_t by = t->due_only ? t->now : t->rounds ? t->upto : t->due_by;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
+        /* oldest first, a page's records may stop a listing (listed) */
+        if (t->rounds && oldest_first(t) && t->limit < PAGE) q.limit = t->limit + 1;
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
             if (by) q.entered_by = by - (sc->window ? 0 : sc->before);
             if (sc->window) q.entered_after = t->since;
+            else if (t->rounds) q.entered_after = listed_after(t, sc);
         } else {
             q.timed = true;
             q.due_by = by;
+            /* A page's: by the page's bound; or (none yet, at the last
+             * round) all of them, by due on a store that lists oldest
+             * first (page_ends), else in its own order */
+            if (t->rounds && page_before(t, by)) q.due_by = t->best[0];
+            else if (t->rounds && by == FAR && !oldest_first(t)) q.due_by = 0;
         }
         lf_engine_list(t->e, &q, listed, t);
         t->in_call = false;
@@ -563,7 +672,8 @@ void lf_engine_tick_close(lf_engine *e) {
 }
 
 /* State `name` listed from `before` (see scan), or in a window. */
-static void scan_add(tick_ctx *t, const char *name, int64_t before, bool window) {
+static void scan_add(tick_ctx *t, const char *name, int64_t before, int64_t most,
+                     bool window) {
     size_t i = 0;
     while (i < t->nscans && (t->scans[i].window || strcmp(t->scans[i].state, name) != 0)) i++;
     if (window) {       /* its own listing, unless one from 0 covers it */
@@ -572,10 +682,21 @@ static void scan_add(tick_ctx *t, const char *name, int64_t before, bool window)
                 return;
     } else if (i < t->nscans) {
         if (before < t->scans[i].before) t->scans[i].before = before;
+        if (most > t->scans[i].most) t->scans[i].most = most;
         return;
     }
     t->scans = lf_xrealloc(t->scans, (t->nscans + 1) * sizeof *t->scans);
-    t->scans[t->nscans++] = (scan){lf_xstrdup(name), window ? INT64_MAX : before, window};
+    t->scans[t->nscans++] =
+        (scan){.state = lf_xstrdup(name), .before = window ? INT64_MAX : before,
+               .most = most, .window = window};
+}
+
+/* The longest a retry waits: lf_retry_backoff is at most the larger of
+ * its first backoff and its cap, moved by the jitter. */
+static int64_t retry_most(const lf_retry_def *r) {
+    double us = (double)(r->initial_us > r->max_us ? r->initial_us : r->max_us) *
+                    (1.0 + (r->jitter > 0 ? r->jitter : 0)) + 1;
+    return us < (double)FAR ? (int64_t)us : FAR;
 }
 
 static tick_ctx *tick_new(lf_engine *e, int64_t now_us, bool fire, lf_text_cb *cb,
@@ -606,7 +727,8 @@ static void tick_start(tick_ctx *t) {
                 bool window = r && !r->initial_us && t->since;
                 if (window != (pass == 1)) continue;
                 scan_add(t, wf->states[timer ? wf->timers[k].state : r->state],
-                         timer ? wf->timers[k].after_us : 0, window);
+                         timer ? wf->timers[k].after_us : 0,
+                         timer ? wf->timers[k].after_us : retry_most(r), window);
             }
         }
     }
@@ -652,6 +774,15 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
     t->limit = q->limit;
     t->after_due = after_due;
     t->after_id = after_id ? lf_xstrdup(after_id) : NULL;
+    /* A page: in rounds from the later of now and the cursor (one on a
+     * store that lists oldest first) */
+    t->rounds = q->limit && q->limit <= ROUNDS_LIMIT_MAX && !q->ids;
+    if (t->rounds) {
+        t->best = lf_xmalloc((q->limit + 1) * sizeof *t->best);
+        t->start = after_id && after_due > t->now ? after_due : t->now;
+        t->upto = oldest_first(t) ? FAR : t->start;
+        if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
+    }
     if (q->ids) {
         t->jobs = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->jobs);
         for (size_t i = 0; i < q->nids; i++) t->jobs[i] = (get_job){t, lf_xstrdup(q->ids[i])};

@@ -1053,6 +1053,17 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
     return x->build ? NULL : x;
 }
 
+/* A cursor "AT|ID" (list_entered's and list_due's): false for one we did
+ * not make. */
+static bool cursor_at(const char *c, int64_t *at, const char **id) {
+    char *bar;
+    long long v = strtoll(c, &bar, 10);
+    if (*bar != '|' || bar == c) return false;
+    *at = v;
+    *id = bar + 1;
+    return true;
+}
+
 /* The records that entered q->state at or before q->entered_by (and
  * after q->entered_after), oldest first, a page of q->limit at a time:
  * O(log n + the page + stale entries skipped). The cursor is the last
@@ -1074,13 +1085,13 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     size_t begin = q->entered_after ? ix_lower(x, q->entered_after + 1, "") : 0,
            end = ix_lower(x, q->entered_by + 1, ""), n = 0;
     if (q->cursor) {
-        char *bar;
-        long long at = strtoll(q->cursor, &bar, 10);
+        int64_t at;
+        const char *id;
         /* A cursor we did not make lists nothing rather than anything. */
         size_t i = end;
-        if (*bar == '|' && bar != q->cursor) {
-            i = ix_lower(x, at, bar + 1);
-            while (i < end && ix_cmp(at, bar + 1, ix_at(x, i)) == 0) i++;
+        if (cursor_at(q->cursor, &at, &id)) {
+            i = ix_lower(x, at, id);
+            while (i < end && ix_cmp(at, id, ix_at(x, i)) == 0) i++;
         }
         if (i > begin) begin = i;
     }
@@ -1104,34 +1115,80 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
     free(page);
 }
 
-/* The live entries at i and below it in the heap due by `by`, into *hit:
- * a subtree whose top is not due holds none (depth: log n). */
-static void due_walk(const dueheap *h, size_t i, int64_t by, ixent **hit, size_t *n,
-                     size_t *cap) {
-    if (i >= h->n || h->v[i].at > by) return;
-    if (due_live(&h->v[i])) {
-        if (*n == *cap) {
-            *cap = *cap ? 2 * *cap : 64;
-            *hit = lf_xrealloc(*hit, *cap * sizeof **hit);
-        }
-        (*hit)[(*n)++] = h->v[i];
+/* A walk down the due heap, earliest first: a min-heap of the places in
+ * it to look at next (their parents looked at). */
+typedef struct frontier {
+    size_t *v, n, cap;
+} frontier;
+
+static void front_push(frontier *f, const dueheap *h, size_t i) {
+    if (f->n == f->cap) {
+        f->cap = f->cap ? 2 * f->cap : 64;
+        f->v = lf_xrealloc(f->v, f->cap * sizeof *f->v);
     }
-    due_walk(h, 2 * i + 1, by, hit, n, cap);
-    due_walk(h, 2 * i + 2, by, hit, n, cap);
+    size_t k = f->n++;
+    for (; k && h->v[f->v[(k - 1) / 2]].at > h->v[i].at; k = (k - 1) / 2)
+        f->v[k] = f->v[(k - 1) / 2];
+    f->v[k] = i;
+}
+
+static size_t front_pop(frontier *f, const dueheap *h) {
+    size_t top = f->v[0], last = f->v[--f->n], k = 0;
+    for (;;) {
+        size_t c = 2 * k + 1;
+        if (c >= f->n) break;
+        if (c + 1 < f->n && h->v[f->v[c + 1]].at < h->v[f->v[c]].at) c++;
+        if (h->v[f->v[c]].at >= h->v[last].at) break;
+        f->v[k] = f->v[c];
+        k = c;
+    }
+    if (f->n) f->v[k] = last;
+    return top;
 }
 
 /* The records whose timers of their own are due at or before q->due_by,
- * by due (then id), all in one page: O(those + stale entries among them). */
+ * by due (then id), a page of q->limit at a time after the cursor ("AT|ID"
+ * as list_entered's): the heap walked earliest first, so a page costs
+ * O((the entries before it and in it) log) -- the tick's ask for the few
+ * due, and a page of a listing in due order, are both small however many
+ * records wait. Every entry due at the time of the page's last is taken
+ * too, then sorted, since the heap orders ties by nothing. */
 static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
                      void *arg) {
+    const dueheap *h = &db->due;
+    size_t limit = q->limit ? q->limit : 100, n = 0, cap = 0;
+    int64_t after = 0;
+    const char *after_id = NULL;
+    frontier f = {0};
     ixent *hit = NULL;
-    size_t n = 0, cap = 0;
-    due_walk(&db->due, 0, q->due_by, &hit, &n, &cap);
+    /* A cursor we did not make lists nothing rather than anything. */
+    bool ok = !q->cursor || cursor_at(q->cursor, &after, &after_id);
+    if (ok && h->n && h->v[0].at <= q->due_by) front_push(&f, h, 0);
+    while (f.n && (n < limit || h->v[f.v[0]].at <= hit[n - 1].at)) {
+        size_t i = front_pop(&f, h);
+        for (size_t c = 2 * i + 1; c <= 2 * i + 2; c++)
+            if (c < h->n && h->v[c].at <= q->due_by) front_push(&f, h, c);
+        const ixent *e = &h->v[i];
+        if (!due_live(e) || (after_id && ix_cmp(after, after_id, e) >= 0)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            hit = lf_xrealloc(hit, cap * sizeof *hit);
+        }
+        hit[n++] = *e;
+    }
     if (n) qsort(hit, n, sizeof *hit, by_time);
-    const lf_record **page = lf_xmalloc((n + 1) * sizeof *page);
-    for (size_t i = 0; i < n; i++) page[i] = hit[i].s->rec;
+    size_t shown = n < limit ? n : limit;
+    char cursor[24 + LF_ID_LEN], *next = NULL;
+    if (shown && (n > shown || f.n)) {
+        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)hit[shown - 1].at,
+                 hit[shown - 1].s->rec->id);
+        next = cursor;
+    }
+    const lf_record **page = lf_xmalloc((shown + 1) * sizeof *page);
+    for (size_t i = 0; i < shown; i++) page[i] = hit[i].s->rec;
     free(hit);
-    cb(LF_OK, NULL, page, n, NULL, arg);
+    free(f.v);
+    cb(LF_OK, NULL, page, shown, next, arg);
     free(page);
 }
 
