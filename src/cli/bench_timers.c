@@ -64,6 +64,9 @@ static const char HOOK[] =
 
 static const char *const STATES[] = {"s1", "s2", "s3", "s4", "s5", "s6"};
 
+/* A page of the listing, as GET /v1/timers gives by default */
+#define PAGE_OF 1000
+
 /* A request's answer: at once on memory:, from the loop on Redis. */
 static bool answered(lf_cli *c, const lf_bench_call *call) {
     return (call->done || lf_cli_wait(c, &call->done) == 0) && call->ok;
@@ -205,25 +208,30 @@ static int lateness(lf_cli *c, lf_engine *e, size_t pending, const char *label) 
     int64_t before = lf_now_us();
     for (size_t i = 0; i < due && ok; i++) ok = record(c, e, "timed", pending + i, 2);
     int64_t later = lf_now_us() + 2 * 1000000;  /* past the 1s, long before 48h */
-    tick_call first = {0}, idle = {0}, scan = {0}, fire = {0};
-    double first_ms = 0, first_held = 0, idle_ms = 0, scan_ms = 0, tick_ms = 0;
+    tick_call first = {0}, idle = {0}, scan = {0}, page = {0}, fire = {0};
+    double first_ms = 0, first_held = 0, idle_ms = 0, scan_ms = 0, page_ms = 0, tick_ms = 0;
     ok = ok && tick_held(c, e, before, NULL, &first, &first_ms, &first_held) &&
          tick_held(c, e, before, NULL, &idle, &idle_ms, NULL) &&
          tick_held(c, e, later, &(lf_timers_query){.now_us = later}, &scan, &scan_ms, NULL) &&
+         tick_held(c, e, later, &(lf_timers_query){.now_us = later, .limit = PAGE_OF},
+                   &page, &page_ms, NULL) &&
          tick_held(c, e, later, NULL, &fire, &tick_ms, NULL);
     if (!ok || first.code != LF_OK || idle.code != LF_OK || scan.code != LF_OK ||
-        fire.code != LF_OK || first.fired || idle.fired || fire.fired != due) {
+        page.code != LF_OK || fire.code != LF_OK || first.fired || idle.fired ||
+        fire.fired != due) {
         fprintf(stderr, "bench: timers: %sa tick fired %zu of %zu due timers\n", label,
                 fire.fired, due);
         return LF_EXIT_FAILURE;
     }
     /* serve's tick looks only at what can be due, then fires in due
      * order: the 99th percentile completes within about its whole time. */
-    printf("  %s%zu pending + %zu due: a tick listing every timer %.1f ms; serve's tick "
+    printf("  %s%zu pending + %zu due: a tick listing every timer %.1f ms, the first "
+           "page of %d (GET /v1/timers) %.2f ms; serve's tick "
            "(what can be due, fired) %.1f ms, with nothing due %.1f ms, its first %.1f ms "
            "(it indexes the timed states), which held the event loop %.2f ms at most; "
            "lateness p99 <= 1 s tick interval + %.1f ms\n",
-           label, pending, due, scan_ms, tick_ms, idle_ms, first_ms, first_held, tick_ms);
+           label, pending, due, scan_ms, PAGE_OF, page_ms, tick_ms, idle_ms, first_ms,
+           first_held, tick_ms);
     return LF_EXIT_OK;
 }
 
@@ -282,27 +290,32 @@ static int own(lf_cli *c, lf_engine *e, size_t n, const char *label) {
     ids_call l = {0};
     lf_engine_list(e, &(lf_list_query){.limit = BY_ID}, on_ids, &l);
     ok = ok && (l.done || !lf_cli_wait(c, &l.done)) && l.n;
-    tick_call first = {0}, idle = {0}, scan = {0}, some = {0}, soon = {0};
-    double first_ms = 0, idle_ms = 0, scan_ms = 0, held_ms = 0, some_ms = 0, soon_ms = 0;
+    tick_call first = {0}, idle = {0}, scan = {0}, page = {0}, some = {0}, soon = {0};
+    double first_ms = 0, idle_ms = 0, scan_ms = 0, held_ms = 0, page_ms = 0, some_ms = 0,
+           soon_ms = 0;
     int64_t now = lf_now_us();
     ok = ok && tick_held(c, e, now, NULL, &first, &first_ms, NULL) &&
          tick_held(c, e, now, NULL, &idle, &idle_ms, NULL) &&
          tick_held(c, e, now, &(lf_timers_query){.now_us = now}, &scan, &scan_ms, &held_ms) &&
+         tick_held(c, e, now, &(lf_timers_query){.now_us = now, .limit = PAGE_OF}, &page,
+                   &page_ms, NULL) &&
          tick_held(c, e, now, &(lf_timers_query){.now_us = now, .ids = l.ptr, .nids = l.n},
                    &some, &some_ms, NULL) &&
          tick_held(c, e, now,
                    &(lf_timers_query){.now_us = now, .due_by_us = now + 3600 * 1000000LL},
                    &soon, &soon_ms, NULL);
-    if (!ok || idle.code != LF_OK || scan.code != LF_OK || some.code != LF_OK ||
+    if (!ok || idle.code != LF_OK || scan.code != LF_OK || page.code != LF_OK ||
+        some.code != LF_OK ||
         soon.code != LF_OK || first.fired || idle.fired) {
         fprintf(stderr, "bench: timers: %srecords with a timer of their own\n", label);
         return LF_EXIT_FAILURE;
     }
     printf("  %s%zu records with a timer of their own (a hook's schedule{}, none due): "
            "serve's tick %.2f ms vs %.1f ms listing every one (loopforge tick), "
-           "which held the event loop %.2f ms at most; the timers of %zu of them by id "
+           "which held the event loop %.2f ms at most; the first page of %d "
+           "(GET /v1/timers) %.2f ms; the timers of %zu of them by id "
            "(the console's ask) %.2f ms, of those due within the hour %.2f ms\n",
-           label, n, idle_ms, scan_ms, held_ms, l.n, some_ms, soon_ms);
+           label, n, idle_ms, scan_ms, held_ms, PAGE_OF, page_ms, l.n, some_ms, soon_ms);
     return LF_EXIT_OK;
 }
 
