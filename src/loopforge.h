@@ -243,6 +243,12 @@ typedef struct lf_list_query {
                                    wrote, latest first; in pages either
                                    way.
                                    0 = any */
+    int64_t due_after;          /* with due_by: and due at or after this
+                                   time, for a page of the timers' listing.
+                                   A hint the embedded stores take (Redis
+                                   lists down to the lowest: an older
+                                   version scored its records lower than
+                                   their due). 0 = any */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */

@@ -547,9 +547,13 @@ static void list_due_in_pages(void **state) {
             assert_true(x % 24 < y % 24 || (x % 24 == y % 24 && strcmp(seen[k - 1], seen[k]) < 0));
         }
     }
-    /* due by +10 s: the 55 due at +0 .. +10 s */
+    /* due by +10 s: the 55 due at +0 .. +10 s; and from +10 s (a hint
+     * Redis does not take): the 70 due at +10 .. +23 s */
     lf_list_query q = {.timed = true, .due_by = base + 10 * sec, .limit = 7};
     assert_int_equal(t_list_all(s, q, seen, 120), 55);
+    q = (lf_list_query){.timed = true, .due_by = base + 30 * sec, .due_after = base + 10 * sec,
+                        .limit = 7};
+    assert_int_equal(t_list_all(s, q, seen, 120), redis ? 120 : 70);
     t_got_reset(&g);
 }
 

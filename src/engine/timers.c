@@ -639,8 +639,9 @@ static void list_state(tick_ctx *t) {
         /* A record that entered later than `by` cannot be due by then. */
         int64_t by = t->due_only ? t->now : t->rounds ? t->upto : t->due_by;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
-        /* oldest first, a page's records may stop a listing (listed) */
-        if (t->rounds && oldest_first(t) && t->limit < PAGE) q.limit = t->limit + 1;
+        /* oldest first, a page's records may stop a listing (page_ends:
+         * two more than the page, so that one read, without ties, does) */
+        if (t->rounds && oldest_first(t) && t->limit <= PAGE) q.limit = t->limit + 2;
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
@@ -655,6 +656,11 @@ static void list_state(tick_ctx *t) {
              * first (page_ends), else in its own order */
             if (t->rounds && page_before(t, by)) q.due_by = t->best[0];
             else if (t->rounds && by == FAR && !oldest_first(t)) q.due_by = 0;
+            /* (a record whose earliest timer of its own is one that no
+             * longer applies -- its edge gone in a reload -- may be left
+             * out of a page after the cursor; serve's tick, by due_by,
+             * is not) */
+            if (t->rounds && t->after_id) q.due_after = t->after_due;
         }
         lf_engine_list(t->e, &q, listed, t);
         t->in_call = false;

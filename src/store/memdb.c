@@ -1146,6 +1146,19 @@ static size_t front_pop(frontier *f, const dueheap *h) {
     return top;
 }
 
+/* The walk's start: the entries at i and below it due from `from` to
+ * `by`, whose parents are due before `from` -- those are passed over
+ * without looking at their records or sorting them (a deep page). */
+static void front_from(frontier *f, const dueheap *h, size_t i, int64_t from, int64_t by) {
+    if (i >= h->n || h->v[i].at > by) return;
+    if (h->v[i].at >= from) {
+        front_push(f, h, i);
+        return;
+    }
+    front_from(f, h, 2 * i + 1, from, by);
+    front_from(f, h, 2 * i + 2, from, by);
+}
+
 /* The records whose timers of their own are due at or before q->due_by,
  * by due (then id), a page of q->limit at a time after the cursor ("AT|ID"
  * as list_entered's): the heap walked earliest first, so a page costs
@@ -1163,7 +1176,8 @@ static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     ixent *hit = NULL;
     /* A cursor we did not make lists nothing rather than anything. */
     bool ok = !q->cursor || cursor_at(q->cursor, &after, &after_id);
-    if (ok && h->n && h->v[0].at <= q->due_by) front_push(&f, h, 0);
+    int64_t from = after_id && after > q->due_after ? after : q->due_after;
+    if (ok) front_from(&f, h, 0, from, q->due_by);
     while (f.n && (n < limit || h->v[f.v[0]].at <= hit[n - 1].at)) {
         size_t i = front_pop(&f, h);
         for (size_t c = 2 * i + 1; c <= 2 * i + 2; c++)
