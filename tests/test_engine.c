@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "engine_sync.h"
+#include "policy_dir.h"
 #include "../src/core/entry.h"
 #include "../src/engine/engine_internal.h"
 
@@ -1004,24 +1005,19 @@ static void tick_pages_turn_the_loop(void **state) {
  * fast (1h), with 2,500 records: the odd ones in fast, the even in slow;
  * its policies in dir (removed by the caller). */
 static lf_engine *two_timed(char *dir, struct event_base *base) {
-    char path[128];
+    tdir d;
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/workflows", dir);
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, sizeof path, "%s/workflows/two.lua", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs("return workflow {\n"
-          "  name = \"loopforge\",\n"
-          "  states = { \"open\", \"slow\", \"fast\", \"done\" },\n"
-          "  initial = \"open\", terminal = { \"done\" },\n"
-          "  edges = { { \"open\", \"slow\" }, { \"open\", \"fast\" },\n"
-          "            { \"slow\", \"done\" }, { \"fast\", \"done\" } },\n"
-          "  timers = { slow = { { \"2h\", to = \"done\", trigger = \"t.slow\" } },\n"
-          "             fast = { { \"1h\", to = \"done\", trigger = \"t.fast\" } } },\n"
-          "}\n",
-          f);
-    assert_int_equal(fclose(f), 0);
+    snprintf(d.root, sizeof d.root, "%s", dir);
+    put(&d, "workflows/two.lua",
+        "return workflow {\n"
+        "  name = \"loopforge\",\n"
+        "  states = { \"open\", \"slow\", \"fast\", \"done\" },\n"
+        "  initial = \"open\", terminal = { \"done\" },\n"
+        "  edges = { { \"open\", \"slow\" }, { \"open\", \"fast\" },\n"
+        "            { \"slow\", \"done\" }, { \"fast\", \"done\" } },\n"
+        "  timers = { slow = { { \"2h\", to = \"done\", trigger = \"t.slow\" } },\n"
+        "             fast = { { \"1h\", to = \"done\", trigger = \"t.fast\" } } },\n"
+        "}\n");
     lf_engine *e = engine_on_loop(dir, base);
     for (int i = 0; i < 2500; i++) {
         char ref[32];

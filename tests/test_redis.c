@@ -19,11 +19,11 @@
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <zstd.h>
-#include <sys/stat.h>
 #include <cjson/cJSON.h>
 
 #include "store_helpers.h"
 #include "redis_helpers.h"
+#include "policy_dir.h"
 #include "../src/loopforge.h"
 #include "../src/store/redis.h"
 
@@ -1797,23 +1797,18 @@ static void on_text(lf_code code, const char *err, const char *text, void *arg) 
  * it shows -- not all 600, as every page did before. */
 static void timers_page_in_rounds(void **state) {
     fixture *f = F(state);
-    char dir[] = "/tmp/lf-rounds-XXXXXX", path[160], err[512];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/workflows", dir);
-    assert_int_equal(mkdir(path, 0700), 0);
-    snprintf(path, sizeof path, "%s/workflows/loopforge.lua", dir);
-    FILE *w = fopen(path, "w");
-    assert_non_null(w);
-    fputs("return workflow {\n"
-          "  name = \"loopforge\",\n"
-          "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
-          "  initial = \"issue_created\", terminal = { \"closed\" },\n"
-          "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
-          "  timers = { task_queued = { { \"1h\", to = \"closed\", trigger = \"t.late\" } } },\n"
-          "}\n",
-          w);
-    assert_int_equal(fclose(w), 0);
-    lf_engine_config cfg = {.store = server.url, .policies = dir, .base = f->base};
+    tdir d = {"/tmp/lf-rounds-XXXXXX"};
+    char err[512];
+    assert_non_null(mkdtemp(d.root));
+    put(&d, "workflows/loopforge.lua",
+        "return workflow {\n"
+        "  name = \"loopforge\",\n"
+        "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
+        "  initial = \"issue_created\", terminal = { \"closed\" },\n"
+        "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
+        "  timers = { task_queued = { { \"1h\", to = \"closed\", trigger = \"t.late\" } } },\n"
+        "}\n");
+    lf_engine_config cfg = {.store = server.url, .policies = d.root, .base = f->base};
     lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
     if (!e) fail_msg("engine: %s", err);
     int64_t now = lf_now_us();
@@ -1872,8 +1867,7 @@ static void timers_page_in_rounds(void **state) {
     assert_int_equal(n, 600);
     assert_int_equal(pages, 12);
     lf_engine_free(e);
-    snprintf(path, sizeof path, "rm -rf %s", dir);
-    assert_int_equal(system(path), 0);
+    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static lf_code engine_move(lf_engine *e, const char *id, const char *to, const char *trigger,
