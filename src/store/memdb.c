@@ -1161,9 +1161,10 @@ static void front_from(frontier *f, const dueheap *h, size_t i, int64_t from, in
 
 /* The records whose timers of their own are due at or before q->due_by,
  * by due (then id), a page of q->limit at a time after the cursor ("AT|ID"
- * as list_entered's): the heap walked earliest first, so a page costs
- * O((the entries before it and in it) log) -- the tick's ask for the few
- * due, and a page of a listing in due order, are both small however many
+ * as list_entered's, and from q->due_after): the heap walked earliest
+ * first, so a page costs a pass over the entries due before it (none of
+ * their records read) and O(page log) -- the tick's ask for the few due,
+ * and a page of a listing in due order, are both small however many
  * records wait. Every entry due at the time of the page's last is taken
  * too, then sorted, since the heap orders ties by nothing. */
 static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
