@@ -14,6 +14,7 @@
 
 #include "engine_sync.h"
 #include "policy_dir.h"
+#include "timers_pages.h"
 #include "../src/core/entry.h"
 #include "../src/engine/engine_internal.h"
 
@@ -1237,6 +1238,31 @@ static void timers_listed_in_parts(void **state) {
     assert_int_equal(system(path), 0);
 }
 
+/* The loop the timers' helpers wait on (timers_pages.h). */
+static struct event_base *tp_base;
+
+static void wait_until(const bool *done) {
+    while (!*done) event_base_loop(tp_base, EVLOOP_ONCE);
+}
+
+/* 400 records whose timers tie and interleave across two timed states, a
+ * retry's jittered backoff and timers of their own: the listing read in
+ * pages of 1, 7, 50 and 1,000 is the whole listing cut in pages (each
+ * state's listing stops early on memory: this checks where). */
+static void timers_pages_are_the_listing_cut(void **state) {
+    (void)state;
+    tdir d = {"/tmp/lf-tp-XXXXXX"};
+    assert_non_null(mkdtemp(d.root));
+    put(&d, "workflows/loopforge.lua", TP_WORKFLOW);
+    tp_base = event_base_new();
+    lf_engine *e = engine_on_loop(d.root, tp_base);
+    tp_fill(e, 400);
+    tp_check(e, 400);
+    lf_engine_free(e);
+    event_base_free(tp_base);
+    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(new_record_shape, setup, teardown),
@@ -1265,6 +1291,7 @@ int main(void) {
         cmocka_unit_test(tick_pages_turn_the_loop),
         cmocka_unit_test(tick_reply_in_due_order_by_pages),
         cmocka_unit_test(timers_listed_in_parts),
+        cmocka_unit_test(timers_pages_are_the_listing_cut),
     };
     return cmocka_run_group_tests_name("engine", tests, make_bare, remove_bare);
 }

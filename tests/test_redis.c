@@ -24,6 +24,7 @@
 #include "store_helpers.h"
 #include "redis_helpers.h"
 #include "policy_dir.h"
+#include "timers_pages.h"
 #include "../src/loopforge.h"
 #include "../src/store/redis.h"
 
@@ -1870,6 +1871,27 @@ static void timers_page_in_rounds(void **state) {
     nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static void wait_until(const bool *done) {
+    while (!*done) event_base_loop(t_base, EVLOOP_ONCE);
+}
+
+/* The same records as test_engine's (timers_pages.h) on Redis, where a
+ * page is found in rounds: every page size lists the whole listing. */
+static void timers_pages_are_the_listing_cut(void **state) {
+    fixture *f = F(state);
+    tdir d = {"/tmp/lf-tp-XXXXXX"};
+    char err[512];
+    assert_non_null(mkdtemp(d.root));
+    put(&d, "workflows/loopforge.lua", TP_WORKFLOW);
+    lf_engine_config cfg = {.store = server.url, .policies = d.root, .base = f->base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) fail_msg("engine: %s", err);
+    tp_fill(e, 400);
+    tp_check(e, 400);
+    lf_engine_free(e);
+    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static lf_code engine_move(lf_engine *e, const char *id, const char *to, const char *trigger,
                            uint64_t expect, res *r) {
     memset(r, 0, sizeof *r);
@@ -2379,6 +2401,7 @@ int main(void) {
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),
         T(timers_page_in_rounds),
+        T(timers_pages_are_the_listing_cut),
         T(engines_share_a_record),
         T(override_used_only_in_the_attempt_that_commits),
     };
