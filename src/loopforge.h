@@ -243,6 +243,13 @@ typedef struct lf_list_query {
                                    wrote, latest first; in pages either
                                    way.
                                    0 = any */
+    bool oldest_first;          /* with entered_by: oldest first, ties by
+                                   id, as the embedded stores always
+                                   answer (a page of the timers' listing
+                                   stops on it); Redis, while it fills a
+                                   state's entered index (a process's
+                                   first ask about the state), answers
+                                   empty pages with a cursor */
     int64_t due_after;          /* with due_by: and due at or after this
                                    time, for a page of the timers' listing.
                                    A hint the embedded stores take (Redis

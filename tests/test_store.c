@@ -518,6 +518,27 @@ static void list_due_timers(void **state) {
     t_got_reset(&g);
 }
 
+/* A page of the timers asks for a state's records oldest first
+ * (lf_list_query.oldest_first): every store answers so, in pages of any
+ * size after entered_after and up to entered_by -- Redis, at a store
+ * handle's first ask about the state, after empty pages while it fills
+ * the state's entered index. */
+static void list_entered_oldest_first(void **state) {
+    lf_store *s = ((fixture *)*state)->s;
+    enum { N = 40 };
+    char id[N][LF_ID_LEN + 1], seen[N][LF_ID_LEN + 1];
+    int64_t at[N];
+    t_queued(s, N, id, at);
+    for (size_t limit = 1; limit <= 64; limit *= 4) {
+        lf_list_query q = {.state = "task_queued", .entered_by = at[29],
+                           .entered_after = limit > 1 ? at[4] : 0, .oldest_first = true,
+                           .limit = limit};
+        size_t from = limit > 1 ? 5 : 0;
+        assert_int_equal(t_list_all(s, q, seen, N), 30 - from);
+        for (size_t k = 0; k < 30 - from; k++) assert_string_equal(seen[k], id[from + k]);
+    }
+}
+
 /* The same listing in pages (a page of GET /v1/timers, serve's tick over
  * many due): 120 records, five due at each of 24 times (ties), and a
  * record's timers changed between pages; every page at most its limit,
@@ -1418,6 +1439,7 @@ int main(void) {
          setup, teardown, (void *)"memory:"},
         EACH(list_due_timers),
         EACH(list_due_in_pages),
+        EACH(list_entered_oldest_first),
         EACH(transition_cas),
         EACH(transition_unknown_id),
         EACH(denied_changes_nothing),

@@ -124,20 +124,25 @@ static char *tp_list(lf_engine *e, int64_t now_us, size_t limit, int *pages) {
     return lf_buf_steal(&out);
 }
 
-/* Every page size lists what the whole listing does, in its order. */
+/* Every page size lists what the whole listing does, in its order. The
+ * pages are read first: on Redis the first of them, a process's first
+ * ask about each state, waits for the state's entered index to be filled
+ * (empty pages meanwhile). */
 static void tp_check(lf_engine *e, int n) {
+    static const size_t sizes[] = {1, 7, 50, 1000};
+    enum { NSIZES = sizeof sizes / sizeof *sizes };
     int64_t now = lf_now_us();
-    int pages;
-    char *all = tp_list(e, now, 0, &pages);
+    int pages[NSIZES], whole;
+    char *paged[NSIZES];
+    for (size_t k = 0; k < NSIZES; k++) paged[k] = tp_list(e, now, sizes[k], &pages[k]);
+    char *all = tp_list(e, now, 0, &whole);
     size_t lines = 0;
     for (const char *p = all; (p = strchr(p, '\n')); p++) lines++;
     assert_int_equal(lines, (size_t)n);
-    static const size_t sizes[] = {1, 7, 50, 1000};
-    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
-        char *paged = tp_list(e, now, sizes[k], &pages);
-        assert_string_equal(paged, all);
-        assert_int_equal(pages, (int)((lines + sizes[k] - 1) / sizes[k]));
-        free(paged);
+    for (size_t k = 0; k < NSIZES; k++) {
+        assert_string_equal(paged[k], all);
+        assert_int_equal(pages[k], (int)((lines + sizes[k] - 1) / sizes[k]));
+        free(paged[k]);
     }
     free(all);
 }

@@ -59,12 +59,13 @@
 
 /* Later than any time a record holds: no bound */
 #define FAR (INT64_MAX / 4)
-/* A page's first look ahead past its start (rounds), doubled each round
- * (the last before FAR: ~34 years ahead) */
+/* On Redis, a page's first look ahead at the records with timers of their
+ * own past its start (rounds), doubled each round (the last before FAR:
+ * ~34 years ahead) */
 #define FIRST_STEP_US 1000000LL
 #define MAX_ROUNDS 32
 /* A page larger than this is listed in one look at every timer */
-#define ROUNDS_LIMIT_MAX 100000
+#define PAGED_LIMIT_MAX 100000
 
 typedef struct tick_ctx tick_ctx;
 
@@ -98,7 +99,6 @@ typedef struct scan {
     char *state;
     int64_t before;             /* INT64_MAX: none but the window */
     int64_t most;               /* FAR: no bound */
-    int64_t listed_by;          /* (a page's rounds) entered by this, listed */
     bool window;
 } scan;
 
@@ -139,14 +139,16 @@ struct tick_ctx {
     char *after_id;
     get_job *jobs;
     size_t nids;
-    /* A page (a limit, no ids) is found in rounds that look ever further
-     * ahead: each lists what can be due by `upto` and no further, and the
-     * page is found once more than `limit` timers are due by then (on the
-     * embedded stores, which list the records that entered a state oldest
-     * first, one round: a state's listing stops once what follows cannot
-     * be in the page). best: the dues of the limit + 1 earliest timers
-     * found, a max-heap (nbest), whose top bounds the page. */
-    bool rounds;
+    /* A page (a limit, no ids) reads about a page: every store lists a
+     * state's records oldest first when asked, and a state's listing
+     * stops once what follows cannot be in the page (page_ends); so do
+     * the records with timers of their own on a store that lists them by
+     * due (earliest_first), and on one that does not (Redis) they are
+     * listed in rounds that look ever further ahead, each what is due by
+     * `upto`, until more than `limit` timers are due by then. best: the
+     * dues of the limit + 1 earliest timers found, a max-heap (nbest),
+     * whose top bounds the page. */
+    bool paged;
     int64_t upto, start;
     unsigned round;
     int64_t *best;
@@ -254,8 +256,8 @@ static bool page_before(const tick_ctx *t, int64_t at) {
 
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
 
-static bool oldest_first(const tick_ctx *t) {
-    return lf_engine_store(t->e)->type->oldest_first;
+static bool earliest_first(const tick_ctx *t) {
+    return lf_engine_store(t->e)->type->earliest_first;
 }
 
 /* After a fire_due tick: the next one's window starts WINDOW_SLACK_US
@@ -276,13 +278,14 @@ static void remember(tick_ctx *t) {
 
 static void list_state(tick_ctx *t);
 
-/* Whether a listing in a page's round may stop at `last`: on a store that
- * lists oldest first (a state's records by when they entered it, those
- * with timers of their own by the earliest), what follows is due no
- * earlier than `last` allows, and more than a page is due before that. */
+/* Whether a page's listing may stop at `last`: what follows a state's
+ * records listed oldest first entered no earlier than it, so is due no
+ * earlier than that plus the state's shortest timer; what follows the
+ * records with timers of their own listed by due, no earlier than its
+ * earliest one. True when more than a page is due before that. */
 static bool page_ends(const tick_ctx *t, const lf_record *last) {
     int64_t at = last->timers_due;
-    if (!t->rounds || !oldest_first(t)) return false;
+    if (!t->paged || (t->si == t->nscans && !earliest_first(t))) return false;
     if (t->si < t->nscans) {
         if (!lf_record_entered(last, &at)) return false;
         at += t->scans[t->si].before;
@@ -290,28 +293,26 @@ static bool page_ends(const tick_ctx *t, const lf_record *last) {
     return page_before(t, at);
 }
 
-/* Where a state's listing in a page's round starts: past what the round
- * before listed, and no earlier than a record could be due after the
- * cursor (0: from the first). */
+/* Where a state's listing for a page after a cursor starts: no record
+ * that entered earlier than the cursor's due less the state's longest
+ * timer can follow it (0: from the first). */
 static int64_t listed_after(const tick_ctx *t, const scan *sc) {
-    int64_t at = sc->listed_by;
-    if (t->after_id && sc->most < FAR && t->after_due - sc->most - 1 > at)
-        at = t->after_due - sc->most - 1;
-    return at > 0 ? at : 0;
+    if (!t->after_id || sc->most >= FAR || t->after_due - sc->most - 1 <= 0) return 0;
+    return t->after_due - sc->most - 1;
 }
 
-/* After a page's round: false when the page is found (more than a page
- * of timers is due by `upto`, or there is nothing further to look at);
- * else the next round, twice as far ahead, each state listed on from
- * where this one stopped. */
+/* After a page's round of the records with timers of their own: false
+ * when the page is found (more than a page of timers is due by `upto`,
+ * or there is nothing further to look at); else the next round, twice as
+ * far ahead -- or, once more than a page is found, as far as the page's
+ * last can be due, the last round. */
 static bool round_next(tick_ctx *t) {
     if (t->upto >= FAR || (t->due_by && t->upto >= t->due_by) || page_before(t, t->upto + 1))
         return false;
-    for (size_t i = 0; i < t->nscans; i++) t->scans[i].listed_by = t->upto - t->scans[i].before;
     t->round++;
     t->upto = t->round < MAX_ROUNDS ? t->start + (FIRST_STEP_US << (t->round - 1)) : FAR;
+    if (t->nbest == t->limit + 1) t->upto = t->best[0];
     if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
-    t->si = 0;
     t->timed_pass = false;
     return true;
 }
@@ -527,7 +528,7 @@ static void add(tick_ctx *t, const lf_record *rec) {
         t->p[k] = lf_xmalloc(CHUNK * sizeof **t->p);
         t->capp += CHUNK;
     }
-    if (t->rounds) best_add(t, due);
+    if (t->paged) best_add(t, due);
     pending *p = pend(t, t->np++);
     *p = (pending){.version = rec->version, .due = due};
     snprintf(p->id, sizeof p->id, "%s", rec->id);
@@ -623,7 +624,7 @@ static void list_state(tick_ctx *t) {
             tick_free(t);
             return;
         }
-        if (t->si == t->nscans && t->timed_pass && t->rounds && round_next(t)) continue;
+        if (t->si == t->nscans && t->timed_pass && t->paged && round_next(t)) continue;
         if (t->si == t->nscans && t->timed_pass) {
             t->w = lf_window_new(&fire_ops, t);
             lf_window_go(t->w);         /* may free t */
@@ -637,30 +638,35 @@ static void list_state(tick_ctx *t) {
         t->in_call = true;
         t->more = false;
         /* A record that entered later than `by` cannot be due by then. */
-        int64_t by = t->due_only ? t->now : t->rounds ? t->upto : t->due_by;
+        int64_t by = t->due_only ? t->now : t->due_by;
+        if (t->paged) by = t->si < t->nscans ? (t->due_by ? t->due_by : FAR) : t->upto;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
-        /* oldest first, a page's records may stop a listing (page_ends:
-         * two more than the page, so that one read, without ties, does) */
-        if (t->rounds && oldest_first(t) && t->limit <= PAGE) q.limit = t->limit + 2;
+        /* a listing a page's records may stop (page_ends): two more than
+         * the page, so that one read, without ties, does */
+        if (t->paged && t->limit <= PAGE && (t->si < t->nscans || earliest_first(t)))
+            q.limit = t->limit + 2;
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
             if (by) q.entered_by = by - (sc->window ? 0 : sc->before);
             if (sc->window) q.entered_after = t->since;
-            else if (t->rounds) q.entered_after = listed_after(t, sc);
+            if (t->paged) {
+                q.entered_after = listed_after(t, sc);
+                q.oldest_first = true;
+            }
         } else {
             q.timed = true;
             q.due_by = by;
             /* A page's: by the page's bound; or (none yet, at the last
-             * round) all of them, by due on a store that lists oldest
-             * first (page_ends), else in its own order */
-            if (t->rounds && page_before(t, by)) q.due_by = t->best[0];
-            else if (t->rounds && by == FAR && !oldest_first(t)) q.due_by = 0;
+             * round) all of them, by due on a store that lists them so
+             * (page_ends), else in its own order */
+            if (t->paged && page_before(t, by)) q.due_by = t->best[0];
+            else if (t->paged && by == FAR && !earliest_first(t)) q.due_by = 0;
             /* (a record whose earliest timer of its own is one that no
              * longer applies -- its edge gone in a reload -- may be left
              * out of a page after the cursor; serve's tick, by due_by,
              * is not) */
-            if (t->rounds && t->after_id) q.due_after = t->after_due;
+            if (t->paged && t->after_id) q.due_after = t->after_due;
         }
         lf_engine_list(t->e, &q, listed, t);
         t->in_call = false;
@@ -780,13 +786,13 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
     t->limit = q->limit;
     t->after_due = after_due;
     t->after_id = after_id ? lf_xstrdup(after_id) : NULL;
-    /* A page: in rounds from the later of now and the cursor (one on a
-     * store that lists oldest first) */
-    t->rounds = q->limit && q->limit <= ROUNDS_LIMIT_MAX && !q->ids;
-    if (t->rounds) {
+    /* A page; its records with timers of their own in rounds from the
+     * later of now and the cursor (one on a store that lists them by due) */
+    t->paged = q->limit && q->limit <= PAGED_LIMIT_MAX && !q->ids;
+    if (t->paged) {
         t->best = lf_xmalloc((q->limit + 1) * sizeof *t->best);
         t->start = after_id && after_due > t->now ? after_due : t->now;
-        t->upto = oldest_first(t) ? FAR : t->start;
+        t->upto = earliest_first(t) ? FAR : t->start;
         if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
     }
     if (q->ids) {

@@ -57,7 +57,7 @@ static void mem_free(lf_store *s) {
 
 static const lf_store_type memory_type = {
     .scheme = "memory",
-    .oldest_first = true,
+    .earliest_first = true,
     .get = mem_get,
     .find_by_ref = mem_find_ref,
     .commit = mem_commit,

@@ -804,6 +804,9 @@ typedef struct list_op {
     char min[24];               /* the lowest score listed: "-inf", or
                                    "(" and entered_after */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
+    bool hide;                  /* (fill) oldest first was asked: the records
+                                   read are not handed over, an empty page
+                                   with the fill's cursor is */
     int64_t due_by;             /* a listing of P timed by due: a record in it
                                    that is not due is scored again (fill_send) */
     /* The last call's records the cache did not hold, being read. */
@@ -860,8 +863,10 @@ static void list_next(list_op *l) {
         lf_buf_free(&key);
     }
     if (l->due_by) fill_send(s, NULL, s->k_timed, l->recs, l->n, due_later, l->due_by, false);
-    l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->n, l->more ? l->cursor : NULL,
-          l->arg);
+    char filled[sizeof l->cursor + 1];
+    if (l->hide) snprintf(filled, sizeof filled, "f%s", l->more ? l->cursor : "");
+    l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->hide ? 0 : l->n,
+          l->hide ? filled : l->more ? l->cursor : NULL, l->arg);
     list_destroy(&l->op);
 }
 
@@ -1095,7 +1100,12 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     list_op *l;
     lf_buf key = LF_BUF_INIT;
 
-    if (q->cursor && cursor_parse(q->cursor, score, &cid) < 0) {
+    /* Oldest first while a fill is under way, the cursor is "f" and the
+     * fill's own ("f" alone: the fill is done, the index from its start) */
+    const char *cur = q->cursor;
+    bool filling = q->oldest_first && cur && cur[0] == 'f';
+    if (filling) cur = cur[1] ? cur + 1 : NULL;
+    if (cur && cursor_parse(cur, score, &cid) < 0) {
         cb(LF_INVALID_REQUEST, "invalid list cursor", NULL, 0, NULL, arg);
         return;
     }
@@ -1114,25 +1124,39 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     if (q->entered_by && q->state && !q->parent && !q->timed && !q->repo) {
         lf_redis_entered *x = entered_of(s, q->state);
         if (x->whole) {
-            /* At or before entered_by: from (entered_by, above any id). */
             l->entered = true;
             /* (not a window's: what entered lately) */
             l->keep_by = q->entered_after ? 0 : INT64_MAX;
-            if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
             lf_redis_key_entered(s, q->state, &key);
             l->index = lf_buf_steal(&key);
-            if (!q->cursor) snprintf(score, sizeof score, "%" PRId64, q->entered_by);
-            list_call(l, score, q->cursor ? cid : "~");
+            if (q->oldest_first) {
+                /* From (entered_after, above any id) up to entered_by;
+                 * a fill's cursor: the fill is done, from the start */
+                snprintf(l->min, sizeof l->min, ">%" PRId64, q->entered_by);
+                if (!cur || filling) {
+                    if (q->entered_after)
+                        snprintf(score, sizeof score, "%" PRId64, q->entered_after);
+                    else score[0] = '\0';
+                    cid = "~";
+                }
+                list_call(l, score, cid);
+                return;
+            }
+            /* At or before entered_by: from (entered_by, above any id). */
+            if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
+            if (!cur) snprintf(score, sizeof score, "%" PRId64, q->entered_by);
+            list_call(l, score, cur ? cid : "~");
             return;
         }
         l->fill = x;            /* a pass over the whole state fills it */
-        if (!q->cursor) x->begun = true;
+        l->hide = q->oldest_first;
+        if (!cur) x->begun = true;
         if (!q->entered_after) l->keep_by = q->entered_by;
     }
     if (q->timed && q->due_by) {
         l->keep_by = INT64_MAX;
         l->due_by = q->due_by;
-        if (!q->cursor) {   /* scored by their earliest due: from due_by down */
+        if (!cur) {         /* scored by their earliest due: from due_by down */
             snprintf(score, sizeof score, "%" PRId64, q->due_by);
             cid = "~";
         }

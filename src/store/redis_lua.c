@@ -460,13 +460,15 @@ static const char commit_lua[] =
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")  5 the lowest score listed
  *       ('-inf'; '(' and a time: the timers' tick's window on an entered
- *       index)  6 (every record, or a repo's) the prefix of the state
- *       indexes ("lf:state:", or "lf:sr:")  7 the repo
+ *       index); or '>' and the highest: oldest first (a page of the
+ *       timers on an entered index)  6 (every record, or a repo's) the
+ *       prefix of the state indexes ("lf:state:", or "lf:sr:")  7 the repo
  * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
- * by id descending, each with its score and what a get's probe reads
- * (the store answers from its cache, and reads the others with the read
- * script). After a cursor: records strictly below it in that order.
+ * by id descending (oldest first: ties by id ascending), each with its
+ * score and what a get's probe reads (the store answers from its cache,
+ * and reads the others with the read script). After a cursor: records
+ * strictly past it in that order.
  * Every record is in the index of its state (P state:<state>), a repo's
  * in its index in each state (P sr:<n>:<state>:<repo>): those of every
  * state are merged, each giving up to limit + 1, the page the first of
@@ -477,6 +479,9 @@ static const char commit_lua[] =
  * (docs/redis.md). */
 static const char list_lua[] =
     "local cs, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+    "local asc = ARGV[5]:sub(1, 1) == '>'\n"
+    "local bound = asc and ARGV[5]:sub(2) or ARGV[5]\n"
+    "local range = asc and 'ZRANGEBYSCORE' or 'ZREVRANGEBYSCORE'\n"
     "local function below(a, b)\n"   /* bytewise, whatever the server's locale */
     "  for i = 1, math.min(#a, #b) do\n"
     "    local x, y = a:byte(i), b:byte(i)\n"
@@ -486,19 +491,19 @@ static const char list_lua[] =
     "end\n"
     /* index z's first limit + 1 after the cursor: ids, scores */
     "local function page(z)\n"
-    "  local ids, scores, max = {}, {}, '+inf'\n"
+    "  local ids, scores, from = {}, {}, asc and '-inf' or '+inf'\n"
     "  if cs ~= '' then\n"
-    "    for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', z, cs, cs)) do\n"
-    "      if below(id, cid) then\n"
+    "    for _, id in ipairs(redis.call(range, z, cs, cs)) do\n"
+    "      if (asc and below(cid, id)) or (not asc and below(id, cid)) then\n"
     "        ids[#ids + 1] = id\n"
     "        scores[#ids] = cs\n"
     "        if #ids > limit then break end\n"
     "      end\n"
     "    end\n"
-    "    max = '(' .. cs\n"
+    "    from = '(' .. cs\n"
     "  end\n"
     "  if #ids <= limit then\n"
-    "    local more = redis.call('ZREVRANGEBYSCORE', z, max, ARGV[5], 'WITHSCORES', 'LIMIT', 0,\n"
+    "    local more = redis.call(range, z, from, bound, 'WITHSCORES', 'LIMIT', 0,\n"
     "                            limit + 1 - #ids)\n"
     "    for i = 1, #more, 2 do\n"
     "      ids[#ids + 1] = more[i]\n"
