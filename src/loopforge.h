@@ -393,10 +393,11 @@ typedef struct lf_timers_query {
     size_t limit;               /* at most this many (0: all) ... */
     const char *cursor;         /* ... after a page's next_cursor: a page
                                  * reads about a page of records of each
-                                 * timed state on the embedded stores (they
-                                 * list oldest first), and on Redis what
-                                 * can be due a little past the page's
-                                 * last, looking twice as far each time */
+                                 * timed state (listed oldest first) and of
+                                 * those with timers of their own (by due;
+                                 * on Redis, what can be due a little past
+                                 * the page's last, looking twice as far
+                                 * each time) */
 } lf_timers_query;
 /* The timers a query asks for, in due order (ties by record id), as
  * lf_engine_tick lists them, with "next_cursor" (null when no more
