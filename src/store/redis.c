@@ -802,7 +802,8 @@ typedef struct list_op {
                                    the cache (INT64_MAX: all; 0: none), so
                                    each move reads nothing again */
     char min[24];               /* the lowest score listed: "-inf", or
-                                   "(" and entered_after */
+                                   "(" and entered_after; or ">" and the
+                                   highest, entered_by (oldest first) */
     lf_redis_entered *fill;     /* a listing of S that fills its entered index */
     bool hide;                  /* (fill) oldest first was asked: the records
                                    read are not handed over, an empty page
