@@ -1774,15 +1774,14 @@ static void engine_runs_on_redis(void **state) {
     assert_int_equal(t_verify_chain(f->s, NULL, 0), 6);
 }
 
-/* ---- a page of the timers: rounds that look ever further ahead ------- */
+/* ---- a page of the timers ---------------------------------------------- */
 
-/* Redis lists the records that entered a state newest first, so a page of
- * the timers (GET /v1/timers?limit=) is found in rounds, each reading
- * what can be due a little further ahead than the last: 600 records
+/* A page of the timers (GET /v1/timers?limit=) asks for a state's records
+ * oldest first and stops reading once the page is found: 600 records
  * imported as having entered a 1h timer's state a second apart, every
- * page of 50 in due order, each timer once, and a page reads about what
- * it shows -- not all 600, as every page did before. */
-static void timers_page_in_rounds(void **state) {
+ * page of 50 as the whole listing has them, and the pages reading about
+ * what they show -- not all 600 each, as every page did before. */
+static void timers_page_reads_a_page(void **state) {
     fixture *f = F(state);
     tdir d = {"/tmp/lf-rounds-XXXXXX"};
     char err[512];
@@ -2370,7 +2369,7 @@ int main(void) {
         T(log_lists),
         cmocka_unit_test(pack_round_trips),
         T(engine_runs_on_redis),
-        T(timers_page_in_rounds),
+        T(timers_page_reads_a_page),
         T(timers_pages_are_the_listing_cut),
         T(engines_share_a_record),
         T(override_used_only_in_the_attempt_that_commits),
