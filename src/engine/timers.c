@@ -248,16 +248,28 @@ static void best_add(tick_ctx *t, int64_t due) {
     t->best[i] = due;
 }
 
+/* Whether more than a page of timers is found: best[0] bounds the page. */
+static bool page_full(const tick_ctx *t) { return t->nbest == t->limit + 1; }
+
 /* Whether more than a page of the timers found is due before `at`: then
  * none due at `at` or later is in the page, nor the first after it. */
 static bool page_before(const tick_ctx *t, int64_t at) {
-    return t->nbest == t->limit + 1 && t->best[0] < at;
+    return page_full(t) && t->best[0] < at;
+}
+
+/* `at`, or the listing's due_by if that is sooner. */
+static int64_t by_due_by(const tick_ctx *t, int64_t at) {
+    return t->due_by && at > t->due_by ? t->due_by : at;
 }
 
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
 
-static bool earliest_first(const tick_ctx *t) {
-    return lf_engine_store(t->e)->type->earliest_first;
+/* Whether the listing under way comes in the order page_ends relies on:
+ * a page's states (listed oldest first) and, on a store that lists them
+ * by due, its records with timers of their own. */
+static bool ordered(const tick_ctx *t) {
+    return t->paged &&
+           (t->si < t->nscans || lf_engine_store(t->e)->type->earliest_first);
 }
 
 /* After a fire_due tick: the next one's window starts WINDOW_SLACK_US
@@ -285,7 +297,7 @@ static void list_state(tick_ctx *t);
  * earliest one. True when more than a page is due before that. */
 static bool page_ends(const tick_ctx *t, const lf_record *last) {
     int64_t at = last->timers_due;
-    if (!t->paged || (t->si == t->nscans && !earliest_first(t))) return false;
+    if (!ordered(t)) return false;
     if (t->si < t->nscans) {
         if (!lf_record_entered(last, &at)) return false;
         at += t->scans[t->si].before;
@@ -311,8 +323,7 @@ static bool round_next(tick_ctx *t) {
         return false;
     t->round++;
     t->upto = t->round < MAX_ROUNDS ? t->start + (FIRST_STEP_US << (t->round - 1)) : FAR;
-    if (t->nbest == t->limit + 1) t->upto = t->best[0];
-    if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
+    t->upto = by_due_by(t, page_full(t) ? t->best[0] : t->upto);
     t->timed_pass = false;
     return true;
 }
@@ -639,12 +650,11 @@ static void list_state(tick_ctx *t) {
         t->more = false;
         /* A record that entered later than `by` cannot be due by then. */
         int64_t by = t->due_only ? t->now : t->due_by;
-        if (t->paged) by = t->si < t->nscans ? (t->due_by ? t->due_by : FAR) : t->upto;
+        if (t->paged) by = t->si < t->nscans ? by_due_by(t, FAR) : t->upto;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
         /* a listing a page's records may stop (page_ends): two more than
          * the page, so that one read, without ties, does */
-        if (t->paged && t->limit <= PAGE && (t->si < t->nscans || earliest_first(t)))
-            q.limit = t->limit + 2;
+        if (ordered(t) && t->limit <= PAGE) q.limit = t->limit + 2;
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
@@ -661,7 +671,7 @@ static void list_state(tick_ctx *t) {
              * round) all of them, by due on a store that lists them so
              * (page_ends), else in its own order */
             if (t->paged && page_before(t, by)) q.due_by = t->best[0];
-            else if (t->paged && by == FAR && !earliest_first(t)) q.due_by = 0;
+            else if (t->paged && by == FAR && !ordered(t)) q.due_by = 0;
             /* (a record whose earliest timer of its own is one that no
              * longer applies -- its edge gone in a reload -- may be left
              * out of a page after the cursor; serve's tick, by due_by,
@@ -792,8 +802,7 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
     if (t->paged) {
         t->best = lf_xmalloc((q->limit + 1) * sizeof *t->best);
         t->start = after_id && after_due > t->now ? after_due : t->now;
-        t->upto = earliest_first(t) ? FAR : t->start;
-        if (t->due_by && t->upto > t->due_by) t->upto = t->due_by;
+        t->upto = by_due_by(t, lf_engine_store(e)->type->earliest_first ? FAR : t->start);
     }
     if (q->ids) {
         t->jobs = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->jobs);
