@@ -1053,8 +1053,13 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
     return x->build ? NULL : x;
 }
 
-/* A cursor "AT|ID" (list_entered's and list_due's): false for one we did
- * not make. */
+/* A cursor "AT|ID" (list_entered's and list_due's): the place of entry e,
+ * and it read back (false for one we did not make). */
+#define AT_CURSOR_LEN (24 + LF_ID_LEN)
+static void cursor_of(const ixent *e, char out[AT_CURSOR_LEN]) {
+    snprintf(out, AT_CURSOR_LEN, "%lld|%s", (long long)e->at, e->s->rec->id);
+}
+
 static bool cursor_at(const char *c, int64_t *at, const char **id) {
     char *bar;
     long long v = strtoll(c, &bar, 10);
@@ -1105,10 +1110,9 @@ static void list_entered(lf_memdb *db, const lf_list_query *q, lf_list_cb *cb, v
         if (ix_live(x, e) && (!q->repo || (r->repo && !strcmp(r->repo, q->repo))))
             page[n++] = r;
     }
-    char cursor[24 + LF_ID_LEN], *next = NULL;
+    char cursor[AT_CURSOR_LEN], *next = NULL;
     if (i < end) {
-        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)ix_at(x, i - 1)->at,
-                 ix_at(x, i - 1)->s->rec->id);
+        cursor_of(ix_at(x, i - 1), cursor);
         next = cursor;
     }
     cb(LF_OK, NULL, page, n, next, arg);
@@ -1193,10 +1197,9 @@ static void list_due(const lf_memdb *db, const lf_list_query *q, lf_list_cb *cb,
     }
     if (n) qsort(hit, n, sizeof *hit, by_time);
     size_t shown = n < limit ? n : limit;
-    char cursor[24 + LF_ID_LEN], *next = NULL;
+    char cursor[AT_CURSOR_LEN], *next = NULL;
     if (shown && (n > shown || f.n)) {
-        snprintf(cursor, sizeof cursor, "%lld|%s", (long long)hit[shown - 1].at,
-                 hit[shown - 1].s->rec->id);
+        cursor_of(&hit[shown - 1], cursor);
         next = cursor;
     }
     const lf_record **page = lf_xmalloc((shown + 1) * sizeof *page);
