@@ -1071,12 +1071,12 @@ static void tick_reply_in_due_order_by_pages(void **state) {
  * for an error, its code in *code); the caller frees it. */
 static cJSON *timers_of(lf_engine *e, struct event_base *base, const lf_timers_query *q,
                         lf_code *code) {
-    beat b = {0};
-    lf_engine_timers(e, q, on_ticked, &b);
-    while (!b.done) event_base_loop(base, EVLOOP_ONCE);
-    *code = b.code;
-    cJSON *doc = b.doc ? cJSON_Parse(b.doc) : NULL;
-    free(b.doc);
+    tp_call c = {0};
+    lf_engine_timers(e, q, tp_text, &c);
+    while (!c.done) event_base_loop(base, EVLOOP_ONCE);
+    *code = c.code;
+    cJSON *doc = c.doc ? cJSON_Parse(c.doc) : NULL;
+    free(c.doc);
     return doc;
 }
 
