@@ -240,22 +240,23 @@ typedef struct lf_list_query {
                                    hint: the embedded stores answer just
                                    those, earliest first (then by id);
                                    Redis those and any an older version
-                                   wrote, latest first; in pages either
-                                   way.
+                                   wrote, latest first (earliest first
+                                   when oldest_first is asked); in pages
+                                   either way.
                                    0 = any */
-    bool oldest_first;          /* with entered_by: oldest first, ties by
+    bool oldest_first;          /* with entered_by: oldest first; with
+                                   due_by: earliest due first; ties by
                                    id, as the embedded stores always
                                    answer (a page of the timers' listing
-                                   stops on it); Redis, while it fills a
-                                   state's entered index (a process's
-                                   first ask about the state), answers
-                                   empty pages with a cursor */
+                                   stops on it). Redis, while it fills a
+                                   state's entered index or scores the
+                                   records with timers of their own by
+                                   due (a process's first ask about
+                                   each), answers empty pages with a
+                                   cursor */
     int64_t due_after;          /* with due_by: and due at or after this
-                                   time, for a page of the timers' listing.
-                                   A hint the embedded stores take (Redis
-                                   lists down to the lowest: an older
-                                   version scored its records lower than
-                                   their due). 0 = any */
+                                   time, for a page of the timers' listing
+                                   (Redis: with oldest_first). 0 = any */
 } lf_list_query;
 
 /* Newest updated_at first. next_cursor is NULL on the last page. */

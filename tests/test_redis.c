@@ -831,6 +831,35 @@ static void timed_scored_by_due(void **state) {
         assert_non_null(lf_redis_cache_get((lf_redis *)other, id[i]));
     assert_null(lf_redis_cache_get((lf_redis *)other, id[51]));
     lf_store_free(other);
+
+    /* Earliest first (a page of the timers' listing, which stops on the
+     * order): on a store an older version began (no P timed:due, which a
+     * store begun now has from its first entry) the first such ask
+     * scores all of P timed by due and marks it so, so the one an older
+     * version scored by its updated_at -- before the start, +30 s --
+     * comes at its due; pages of 7, each once, in order. One an older
+     * process scores below its due after that is scored by it when met,
+     * and met again there. */
+    redisReply *had = t_redis_cmd(&server, "EXISTS lf:timed:due");
+    assert_int_equal(had->integer, 1);
+    freeReplyObject(had);
+    t_redis_ok(&server, "DEL lf:timed:due");
+    t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(t_clock_us - 5 * sec), id[100]);
+    other = open_url(server.url, F(state)->base);
+    q = (lf_list_query){.timed = true, .due_by = base + 200 * sec, .limit = 7,
+                        .oldest_first = true, .due_after = base + 30 * sec};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(base + 35 * sec), id[100]);
+        assert_int_equal(t_list_all(other, q, seen, N), N - 29);
+        for (unsigned i = 30; i <= N; i++) assert_string_equal(seen[i - 30], id[i]);
+        redisReply *r = t_redis_cmd(&server, "ZSCORE lf:timed %s", id[100]);
+        assert_int_equal((int64_t)strtod(r->str, NULL), base + 100 * sec);
+        freeReplyObject(r);
+        r = t_redis_cmd(&server, "EXISTS lf:timed:due");
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    lf_store_free(other);
     t_got_reset(&g);
 }
 
@@ -1783,7 +1812,7 @@ static void engine_runs_on_redis(void **state) {
  * what they show -- not all 600 each, as every page did before. */
 static void timers_page_reads_a_page(void **state) {
     fixture *f = F(state);
-    tdir d = {"/tmp/lf-rounds-XXXXXX"};
+    tdir d = {"/tmp/lf-page-XXXXXX"};
     char err[512];
     assert_non_null(mkdtemp(d.root));
     put(&d, "workflows/loopforge.lua",
@@ -1844,8 +1873,59 @@ static void wait_until(const bool *done) {
     while (!*done) event_base_loop(t_base, EVLOOP_ONCE);
 }
 
-/* The same records as test_engine's (timers_pages.h) on Redis, where a
- * page is found in rounds: every page size lists the whole listing. */
+/* So do the records with timers of their own (a hook's schedule{}),
+ * listed earliest due first: 600 due a second apart, an hour from now,
+ * every page of 50 as the whole listing has them, each page reading
+ * about what it shows (623 in all) -- where rounds that looked ever
+ * further ahead from the cursor, each reading all that was due by then,
+ * read 43,203. */
+static void own_timers_page_reads_a_page(void **state) {
+    fixture *f = F(state);
+    tdir d = {"/tmp/lf-own-XXXXXX"};
+    char err[512];
+    assert_non_null(mkdtemp(d.root));
+    put(&d, "workflows/loopforge.lua",
+        "return workflow {\n"
+        "  name = \"loopforge\",\n"
+        "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
+        "  initial = \"issue_created\", terminal = { \"closed\" },\n"
+        "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
+        "}\n");
+    lf_engine_config cfg = {.store = server.url, .policies = d.root, .base = f->base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) fail_msg("engine: %s", err);
+    int64_t now = lf_now_us();
+    for (int i = 0; i < 600; i++) {
+        char id[LF_ID_LEN + 1], ref[64];
+        snprintf(ref, sizeof ref, "acme/app#own%d", i);
+        engine_record(e, ref, id);
+        tp_call c = {0};
+        lf_engine_schedule(e, id, "issue_created", (3600 + i) * 1000000LL, "task_queued",
+                           "own", NULL, "t", tp_result, &c);
+        wait_until(&c.done);
+        assert_int_equal(c.code, LF_OK);
+    }
+    int pages;
+    char *all = tp_list(e, now, 0, &pages);
+    lf_stats was, is;
+    lf_engine_stats(e, &was);
+    char *paged = tp_list(e, now, 50, &pages);
+    lf_engine_stats(e, &is);
+    assert_string_equal(paged, all);
+    assert_int_equal(pages, 12);
+    assert_true(is.timer_records - was.timer_records < 12 * 60);
+    size_t lines = 0;
+    for (const char *p = all; (p = strchr(p, '\n')); p++) lines++;
+    assert_int_equal(lines, 600);
+    free(all);
+    free(paged);
+    lf_engine_free(e);
+    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The same records as test_engine's (timers_pages.h) on Redis, whose
+ * first page fills the entered indexes and scores P timed by due: every
+ * page size lists the whole listing. */
 static void timers_pages_are_the_listing_cut(void **state) {
     fixture *f = F(state);
     tdir d = {"/tmp/lf-tp-XXXXXX"};
@@ -2371,6 +2451,7 @@ int main(void) {
         T(engine_runs_on_redis),
         T(timers_page_reads_a_page),
         T(timers_pages_are_the_listing_cut),
+        T(own_timers_page_reads_a_page),
         T(engines_share_a_record),
         T(override_used_only_in_the_attempt_that_commits),
     };

@@ -542,8 +542,9 @@ static void list_entered_oldest_first(void **state) {
 /* The same listing in pages (a page of GET /v1/timers, serve's tick over
  * many due): 120 records, five due at each of 24 times (ties), and a
  * record's timers changed between pages; every page at most its limit,
- * every live one once -- on the embedded stores earliest first, ties by
- * id, which the cursor resumes in. */
+ * every live one once -- earliest first, ties by id, which the cursor
+ * resumes in, on the embedded stores always and on Redis when asked
+ * (oldest_first: on Redis through the empty pages of its first ask). */
 static void list_due_in_pages(void **state) {
     fixture *f = *state;
     lf_store *s = f->s;
@@ -559,9 +560,10 @@ static void list_due_in_pages(void **state) {
         assert_int_equal(t_set_timers(s, id[i], 2, arr, &g), LF_OK);
     }
     for (size_t limit = 1; limit <= 64; limit *= 4) {
-        lf_list_query q = {.timed = true, .due_by = base + 30 * sec, .limit = limit};
+        lf_list_query q = {.timed = true, .due_by = base + 30 * sec, .limit = limit,
+                           .oldest_first = limit > 1 || !redis};
         assert_int_equal(t_list_all(s, q, seen, 120), 120);
-        for (size_t k = 1; !redis && k < 120; k++) {
+        for (size_t k = 1; q.oldest_first && k < 120; k++) {
             unsigned x = (unsigned)strtoul(seen[k - 1] + 5, NULL, 16) - 1000,
                      y = (unsigned)strtoul(seen[k] + 5, NULL, 16) - 1000;
             /* t_id's ids grow with their number: by due, then by id */
@@ -569,12 +571,14 @@ static void list_due_in_pages(void **state) {
         }
     }
     /* due by +10 s: the 55 due at +0 .. +10 s; and from +10 s (a hint
-     * Redis does not take): the 70 due at +10 .. +23 s */
+     * Redis takes earliest first): the 70 due at +10 .. +23 s */
     lf_list_query q = {.timed = true, .due_by = base + 10 * sec, .limit = 7};
     assert_int_equal(t_list_all(s, q, seen, 120), 55);
     q = (lf_list_query){.timed = true, .due_by = base + 30 * sec, .due_after = base + 10 * sec,
                         .limit = 7};
     assert_int_equal(t_list_all(s, q, seen, 120), redis ? 120 : 70);
+    q.oldest_first = true;
+    assert_int_equal(t_list_all(s, q, seen, 120), 70);
     t_got_reset(&g);
 }
 

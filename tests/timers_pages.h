@@ -4,8 +4,8 @@
  * the timers' listing read a page at a time (lf_engine_timers' limit and
  * cursor) is the whole listing cut in pages: the same timers in the same
  * order, each once, whatever the page's size. Shared by test_engine
- * (memory:, whose listings stop early) and test_redis (rounds). The
- * includer defines wait_until(const bool *done), which runs its loop. */
+ * (memory:) and test_redis, whose listings stop early. The includer
+ * defines wait_until(const bool *done), which runs its loop. */
 #ifndef LF_TEST_TIMERS_PAGES_H
 #define LF_TEST_TIMERS_PAGES_H
 

@@ -59,11 +59,6 @@
 
 /* Later than any time a record holds: no bound */
 #define FAR (INT64_MAX / 4)
-/* On Redis, a page's first look ahead at the records with timers of their
- * own past its start (rounds), doubled each round (the last before FAR:
- * ~34 years ahead) */
-#define FIRST_STEP_US 1000000LL
-#define MAX_ROUNDS 32
 /* A page larger than this is listed in one look at every timer */
 #define PAGED_LIMIT_MAX 100000
 
@@ -140,17 +135,12 @@ struct tick_ctx {
     get_job *jobs;
     size_t nids;
     /* A page (a limit, no ids) reads about a page: every store lists a
-     * state's records oldest first when asked, and a state's listing
-     * stops once what follows cannot be in the page (page_ends); so do
-     * the records with timers of their own on a store that lists them by
-     * due (earliest_first), and on one that does not (Redis) they are
-     * listed in rounds that look ever further ahead, each what is due by
-     * `upto`, until more than `limit` timers are due by then. best: the
-     * dues of the limit + 1 earliest timers found, a max-heap (nbest),
-     * whose top bounds the page. */
+     * state's records oldest first, and the records with timers of their
+     * own earliest due first, when asked, and each listing stops once
+     * what follows cannot be in the page (page_ends). best: the dues of
+     * the limit + 1 earliest timers found, a max-heap (nbest), whose top
+     * bounds the page. */
     bool paged;
-    int64_t upto, start;
-    unsigned round;
     int64_t *best;
     size_t nbest;
     lf_map seen;                /* ids already pending (keys in strs) */
@@ -264,14 +254,6 @@ static int64_t by_due_by(const tick_ctx *t, int64_t at) {
 
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
 
-/* Whether the listing under way comes in the order page_ends relies on:
- * a page's states (listed oldest first) and, on a store that lists them
- * by due, its records with timers of their own. */
-static bool ordered(const tick_ctx *t) {
-    return t->paged &&
-           (t->si < t->nscans || lf_engine_store(t->e)->type->earliest_first);
-}
-
 /* After a fire_due tick: the next one's window starts WINDOW_SLACK_US
  * before this one, or before the earliest spent budget this one found
  * and could not escalate (a guard held it: it is tried at every tick). */
@@ -297,7 +279,7 @@ static void list_state(tick_ctx *t);
  * earliest one. True when more than a page is due before that. */
 static bool page_ends(const tick_ctx *t, const lf_record *last) {
     int64_t at = last->timers_due;
-    if (!ordered(t)) return false;
+    if (!t->paged) return false;
     if (t->si < t->nscans) {
         if (!lf_record_entered(last, &at)) return false;
         at += t->scans[t->si].before;
@@ -311,21 +293,6 @@ static bool page_ends(const tick_ctx *t, const lf_record *last) {
 static int64_t listed_after(const tick_ctx *t, const scan *sc) {
     if (!t->after_id || sc->most >= FAR || t->after_due - sc->most - 1 <= 0) return 0;
     return t->after_due - sc->most - 1;
-}
-
-/* After a page's round of the records with timers of their own: false
- * when the page is found (more than a page of timers is due by `upto`,
- * or there is nothing further to look at); else the next round, twice as
- * far ahead -- or, once more than a page is found, as far as the page's
- * last can be due, the last round. */
-static bool round_next(tick_ctx *t) {
-    if (t->upto >= FAR || (t->due_by && t->upto >= t->due_by) || page_before(t, t->upto + 1))
-        return false;
-    t->round++;
-    t->upto = t->round < MAX_ROUNDS ? t->start + (FIRST_STEP_US << (t->round - 1)) : FAR;
-    t->upto = by_due_by(t, page_full(t) ? t->best[0] : t->upto);
-    t->timed_pass = false;
-    return true;
 }
 
 /* How many of the timers found the reply holds: a page of them (limit). */
@@ -635,7 +602,6 @@ static void list_state(tick_ctx *t) {
             tick_free(t);
             return;
         }
-        if (t->si == t->nscans && t->timed_pass && t->paged && round_next(t)) continue;
         if (t->si == t->nscans && t->timed_pass) {
             t->w = lf_window_new(&fire_ops, t);
             lf_window_go(t->w);         /* may free t */
@@ -650,11 +616,11 @@ static void list_state(tick_ctx *t) {
         t->more = false;
         /* A record that entered later than `by` cannot be due by then. */
         int64_t by = t->due_only ? t->now : t->due_by;
-        if (t->paged) by = t->si < t->nscans ? by_due_by(t, FAR) : t->upto;
+        if (t->paged) by = by_due_by(t, FAR);
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
         /* a listing a page's records may stop (page_ends): two more than
          * the page, so that one read, without ties, does */
-        if (ordered(t) && t->limit <= PAGE) q.limit = t->limit + 2;
+        if (t->paged && t->limit <= PAGE) q.limit = t->limit + 2;
         if (t->si < t->nscans) {
             const scan *sc = &t->scans[t->si];
             q.state = sc->state;
@@ -667,16 +633,17 @@ static void list_state(tick_ctx *t) {
         } else {
             q.timed = true;
             q.due_by = by;
-            /* A page's: by the page's bound; or (none yet, at the last
-             * round) all of them, by due on a store that lists them so
-             * (page_ends), else in its own order */
-            if (t->paged && page_before(t, by)) q.due_by = t->best[0];
-            else if (t->paged && by == FAR && !ordered(t)) q.due_by = 0;
-            /* (a record whose earliest timer of its own is one that no
+            /* A page's: earliest first, by the page's bound once the
+             * states found more than a page, from the cursor's due (a
+             * record whose earliest timer of its own is one that no
              * longer applies -- its edge gone in a reload -- may be left
              * out of a page after the cursor; serve's tick, by due_by,
              * is not) */
-            if (t->paged && t->after_id) q.due_after = t->after_due;
+            if (t->paged) {
+                q.oldest_first = true;
+                if (page_before(t, by)) q.due_by = t->best[0];
+                if (t->after_id) q.due_after = t->after_due;
+            }
         }
         lf_engine_list(t->e, &q, listed, t);
         t->in_call = false;
@@ -796,14 +763,8 @@ void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb *cb, vo
     t->limit = q->limit;
     t->after_due = after_due;
     t->after_id = after_id ? lf_xstrdup(after_id) : NULL;
-    /* A page; its records with timers of their own in rounds from the
-     * later of now and the cursor (one on a store that lists them by due) */
     t->paged = q->limit && q->limit <= PAGED_LIMIT_MAX && !q->ids;
-    if (t->paged) {
-        t->best = lf_xmalloc((q->limit + 1) * sizeof *t->best);
-        t->start = after_id && after_due > t->now ? after_due : t->now;
-        t->upto = by_due_by(t, lf_engine_store(e)->type->earliest_first ? FAR : t->start);
-    }
+    if (t->paged) t->best = lf_xmalloc((q->limit + 1) * sizeof *t->best);
     if (q->ids) {
         t->jobs = lf_xcalloc(q->nids ? q->nids : 1, sizeof *t->jobs);
         for (size_t i = 0; i < q->nids; i++) t->jobs[i] = (get_job){t, lf_xstrdup(q->ids[i])};

@@ -1277,7 +1277,6 @@ static void journal_counts(lf_store *s, lf_store_counts *out) {
 
 static const lf_store_type journal_type = {
     .scheme = "file",
-    .earliest_first = true,
     .get = journal_get,
     .find_by_ref = journal_find_by_ref,
     .commit = journal_commit,

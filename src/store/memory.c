@@ -57,7 +57,6 @@ static void mem_free(lf_store *s) {
 
 static const lf_store_type memory_type = {
     .scheme = "memory",
-    .earliest_first = true,
     .get = mem_get,
     .find_by_ref = mem_find_ref,
     .commit = mem_commit,

@@ -640,7 +640,7 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
  * it). Once such a pass reaches the end of the state the index is whole,
  * and later asks read it: O(those records + log n), not O(state). */
 struct lf_redis_entered {
-    char *state;                /* the map's key */
+    char *state;                /* the map's key; NULL: P timed (timed_of) */
     bool begun;                 /* a pass started at the state's first page */
     bool whole;                 /* a pass reached its last page, filling it */
     uint64_t listed_at;         /* in P states since epoch listed_at - 1 */
@@ -665,8 +665,26 @@ void lf_redis_state_listed_set(lf_redis *s, const char *state) {
     entered_of(s, state)->listed_at = s->epoch + 1;
 }
 
+/* P timed, the records with timers of their own, is the same kind of
+ * index. The commit script scores each by the earliest due of them, but
+ * older versions scored some by their updated_at, below their due: a
+ * listing by due that goes down from due_by meets those too (and scores
+ * them again, due_later), but one that goes up, earliest first, and stops
+ * once a page is found (a page of the timers' listing) would meet them
+ * out of order, or not at all after a cursor. So the first such listing
+ * of a store an older version began (P timed:due not set: the commit
+ * script sets it at a store's first entry) reads P timed whole once,
+ * scoring every record by its due, and its last page sets P timed:due;
+ * a record an older process scores below its due later is scored again
+ * when met (due_up_end). */
+static lf_redis_entered *timed_of(lf_redis *s) {
+    if (!s->timed) s->timed = lf_xcalloc(1, sizeof *s->timed);
+    return s->timed;
+}
+
 static void entered_free(lf_redis *s) {
     lf_map *m = &s->entered;
+    free(s->timed);
     for (size_t i = 0; i < lf_map_span(m); i++) {
         lf_redis_entered *x = lf_map_val(m, i);
         if (!x) continue;
@@ -732,7 +750,8 @@ static bool entered_at(const lf_record *r, int64_t by, int64_t *score) {
 }
 
 /* Its earliest due, when a listing of what is due by `by` found it though
- * it is not: an older version scored it by its updated_at. */
+ * it is not (by 0: any it has): an older version scored it by its
+ * updated_at. */
 static bool due_later(const lf_record *r, int64_t by, int64_t *score) {
     *score = r->timers_due;
     return r->timers_due > by;
@@ -741,18 +760,22 @@ static bool due_later(const lf_record *r, int64_t by, int64_t *score) {
 /* recs[0..n) that score() picks into the zset `index`, each only if it is
  * still at the version read (the fill script; a commit since put it where
  * it belongs): a page of a full listing of x's state into its entered
- * index, or (x NULL) records an older version scored in `P timed` by
- * their due. Nothing is sent for none picked, but for x's last page. */
+ * index, or of P timed into itself by due (x->state NULL: its last page,
+ * of a pass from the first, sets P timed:due), or (x NULL) records an
+ * older version scored in P timed by their due. Nothing is sent for none
+ * picked, but for x's last page. */
 static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
                       lf_record *const *recs, size_t n, fill_score *score, int64_t by,
                       bool last) {
     size_t argc = 0;
-    const char **argv = lf_xmalloc((5 + 3 * n) * sizeof *argv);
+    const char **argv = lf_xmalloc((6 + 3 * n) * sizeof *argv);
     char (*nums)[24] = lf_xmalloc((2 * n + 1) * sizeof *nums);
+    bool mark = x && !x->state && last && x->begun;
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_ENT_FILL];
-    argv[argc++] = "1";
+    argv[argc++] = mark ? "2" : "1";
     argv[argc++] = index;
+    if (mark) argv[argc++] = s->k_timed_due;
     argv[argc++] = s->k_rec;
     for (size_t i = 0; i < n; i++) {
         int64_t at;
@@ -763,7 +786,7 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
         argv[argc++] = nums[2 * i];
         argv[argc++] = nums[2 * i + 1];
     }
-    if (argc > 5 || x) {
+    if (argc > 5u + mark || x) {
         fill_op *f = lf_xcalloc(1, sizeof *f);
         f->op.type = &fill_type;
         f->op.s = s;
@@ -804,12 +827,16 @@ typedef struct list_op {
     char min[24];               /* the lowest score listed: "-inf", or
                                    "(" and entered_after; or ">" and the
                                    highest, entered_by (oldest first) */
-    lf_redis_entered *fill;     /* a listing of S that fills its entered index */
+    lf_redis_entered *fill;     /* a listing of S that fills its entered
+                                   index (or of P timed, scoring it by due) */
     bool hide;                  /* (fill) oldest first was asked: the records
                                    read are not handed over, an empty page
                                    with the fill's cursor is */
     int64_t due_by;             /* a listing of P timed by due: a record in it
                                    that is not due is scored again (fill_send) */
+    int64_t *scores;            /* P timed earliest first (due_up_end): each
+                                   record's score */
+    char from[LF_TS_LEN + LF_ID_LEN + 2];   /* (scores) the page's start */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
     size_t *miss_at;            /* their places in recs */
@@ -822,6 +849,7 @@ typedef struct list_op {
 
 static void list_call(list_op *l, const char *score, const char *cid);
 static void states_fill(list_op *l, const char *cursor);
+static void timed_fill(list_op *l, const char *cursor);
 static int cursor_parse(const char *cursor, char score[24], const char **id);
 
 /* How many records the next call asks for. */
@@ -840,11 +868,46 @@ static void list_destroy(lf_rop *op) {
     lf_redis_cmd_free(op);
     for (size_t i = 0; i < l->n; i++) lf_record_free(l->recs[i]);
     free(l->recs);
+    free(l->scores);
     free(l->miss);
     free(l->miss_at);
     free(l->index);
     free(l->repo);
     free(l);
+}
+
+/* "TS|ID": where a record is in an index, as memdb's cursors (pages
+ * move between stores). */
+static void cursor_at(char out[LF_TS_LEN + LF_ID_LEN + 2], int64_t us, const char *id) {
+    char ts[LF_TS_LEN + 1];
+    lf_ts_format(us, ts);
+    snprintf(out, LF_TS_LEN + LF_ID_LEN + 2, "%s|%s", ts, id);
+}
+
+/* A page of P timed earliest first, read: the page a listing stops on
+ * needs each record scored by its earliest due, which an older process
+ * may not have written (timed_of). Each record scored below its due is
+ * scored by it (fill_send, at the version read), so that the walk meets
+ * it again at its place; those of them after the page's last rightly
+ * scored one are held back, so that nothing after the page is due before
+ * its last: the cursor is that one's place (none: the page's start, with
+ * more to read -- the records moved on). */
+static void due_up_end(list_op *l) {
+    lf_redis *s = l->op.s;
+    lf_record **moved = lf_xmalloc((l->n + 1) * sizeof *moved);
+    size_t nmoved = 0, keep = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->scores[i] < l->recs[i]->timers_due) moved[nmoved++] = l->recs[i];
+        else keep = i + 1;
+    }
+    if (nmoved) fill_send(s, NULL, s->k_timed, moved, nmoved, due_later, 0, false);
+    free(moved);
+    if (keep == l->n) return;
+    for (size_t i = keep; i < l->n; i++) lf_record_free(l->recs[i]);
+    l->n = keep;
+    l->more = true;
+    if (keep) cursor_at(l->cursor, l->scores[keep - 1], l->recs[keep - 1]->id);
+    else memcpy(l->cursor, l->from, sizeof l->cursor);
 }
 
 /* The page so far is whole: the next call from the last record, until
@@ -857,13 +920,16 @@ static void list_next(list_op *l) {
         list_call(l, score, cid);
         return;
     }
-    if (l->fill) {
+    if (l->fill && !l->fill->state) {
+        fill_send(s, l->fill, s->k_timed, l->recs, l->n, due_later, 0, !l->more);
+    } else if (l->fill) {
         lf_buf key = LF_BUF_INIT;
         lf_redis_key_entered(s, l->fill->state, &key);
         fill_send(s, l->fill, key.p, l->recs, l->n, entered_at, 0, !l->more);
         lf_buf_free(&key);
     }
     if (l->due_by) fill_send(s, NULL, s->k_timed, l->recs, l->n, due_later, l->due_by, false);
+    if (l->scores) due_up_end(l);
     char filled[sizeof l->cursor + 1];
     if (l->hide) snprintf(filled, sizeof filled, "f%s", l->more ? l->cursor : "");
     l->cb(LF_OK, NULL, (const lf_record *const *)l->recs, l->hide ? 0 : l->n,
@@ -902,8 +968,10 @@ static void list_read(list_op *l, const redisReply *r) {
         l->recs[l->miss_at[k]] = rec;
     }
     size_t n = 0;
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->scores && l->recs[i]) l->scores[n] = l->scores[i];
         if (l->recs[i]) l->recs[n++] = l->recs[i];
+    }
     l->n = n;
     l->nmiss = 0;
     list_next(l);
@@ -924,6 +992,11 @@ static void list_reply(lf_rop *op, redisReply *r) {
     if (l->merge && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "nostates") == 0) {
         states_fill(l, "0");
+        return;
+    }
+    if (l->scores && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "unscored") == 0) {
+        timed_fill(l, NULL);
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
@@ -961,12 +1034,11 @@ static void list_reply(lf_rop *op, redisReply *r) {
         } else {
             rec = lf_record_dup(rec);   /* the page's own */
         }
-        l->recs[l->n++] = rec;
         /* The cursor: where this record is in the index. */
         int64_t us = (int64_t)strtod(sc->str, NULL);
-        char ts[LF_TS_LEN + 1];
-        lf_ts_format(us, ts);
-        snprintf(l->cursor, sizeof l->cursor, "%s|%s", ts, id->str);
+        if (l->scores) l->scores[l->n] = us;
+        l->recs[l->n++] = rec;
+        cursor_at(l->cursor, us, id->str);
     }
     l->more = got > asked;
     if (l->nmiss) {
@@ -1089,9 +1161,33 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",    l->index, score, cid,
                           limit,     s->k_rec,               l->min, pre.p,    l->repo};
     l->op.script = LF_SCRIPT_LIST;
-    lf_redis_format(&l->op, l->repo ? 11 : l->merge ? 10 : 9, argv, NULL);
+    if (l->scores) {    /* P timed earliest first: only once scored by due */
+        const char *up[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "2",      l->index, s->k_timed_due,
+                            score,     cid,                    limit,    s->k_rec, l->min};
+        lf_redis_format(&l->op, 10, up, NULL);
+    } else {
+        lf_redis_format(&l->op, l->repo ? 11 : l->merge ? 10 : 9, argv, NULL);
+    }
     lf_buf_free(&pre);
     lf_redis_send(&l->op);
+}
+
+/* A listing of P timed earliest first on a store whose P timed is not
+ * known to be scored by due: a pass over the whole of it, down from the
+ * top (cursor NULL) or on from a fill's cursor, scoring each record by
+ * its due and handing over empty pages with the fill's cursor. */
+static void timed_fill(list_op *l, const char *cursor) {
+    lf_redis *s = l->op.s;
+    char score[24] = "";
+    const char *cid = "";
+    free(l->scores);
+    l->scores = NULL;
+    l->fill = timed_of(s);
+    l->hide = true;
+    if (!cursor) l->fill->begun = true;
+    snprintf(l->min, sizeof l->min, "-inf");
+    if (cursor) cursor_parse(cursor, score, &cid);
+    list_call(l, score, cid);
 }
 
 static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, void *arg) {
@@ -1153,6 +1249,23 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         l->hide = q->oldest_first;
         if (!cur) x->begun = true;
         if (!q->entered_after) l->keep_by = q->entered_by;
+    }
+    if (q->timed && q->due_by && q->oldest_first) {
+        l->keep_by = INT64_MAX;
+        l->index = lf_xstrdup(s->k_timed);
+        if (filling && cur) {       /* a pass scoring it by due, on */
+            timed_fill(l, cur);
+            return;
+        }
+        /* From due_after (above any id at the time before it) up to
+         * due_by; the page's start is kept (due_up_end) */
+        l->scores = lf_xmalloc(l->limit * sizeof *l->scores);
+        snprintf(l->min, sizeof l->min, ">%" PRId64, q->due_by);
+        if (cur) snprintf(l->from, sizeof l->from, "%s", cur);
+        else cursor_at(l->from, q->due_after ? q->due_after - 1 : 0, "~");
+        cursor_parse(l->from, score, &cid);
+        list_call(l, score, cid);
+        return;
     }
     if (q->timed && q->due_by) {
         l->keep_by = INT64_MAX;
@@ -1394,6 +1507,7 @@ void lf_redis_destroy(lf_redis *s) {
     free(s->k_idem);
     free(s->k_rec);
     free(s->k_timed);
+    free(s->k_timed_due);
     lf_redis_url_free(&s->url);
     free(s);
 }
@@ -1511,6 +1625,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->k_ref = key_fixed(s, "ref");
     s->k_idem = key_fixed(s, "idem");
     s->k_timed = key_fixed(s, "timed");
+    s->k_timed_due = key_fixed(s, "timed:due");
     s->k_rec = key_fixed(s, "rec:{");
     s->pack = lf_redis_pack_new();
     lf_redis_conn_init(s);

@@ -223,9 +223,12 @@ struct lf_redis {
     lf_map entered;             /* state -> lf_redis_entered*: whether its
                                    entered index is whole, whether it is
                                    known in P states (redis.c) */
+    lf_redis_entered *timed;    /* a pass scoring P timed by due (redis.c,
+                                   timed_of); NULL: none yet */
     char sha[LF_SCRIPT__COUNT][41];
-    /* prefix + fixed names (k_timed: the records with timers of their own) */
-    char *k_head, *k_log, *k_ref, *k_idem, *k_timed;
+    /* prefix + fixed names (k_timed: the records with timers of their own;
+       k_timed_due: set once a pass scored each of them by due) */
+    char *k_head, *k_log, *k_ref, *k_idem, *k_timed, *k_timed_due;
     char *k_rec;                /* "<prefix>rec:{": the scripts derive records' keys */
 
     int busy;                   /* event-loop entries into the store in

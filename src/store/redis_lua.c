@@ -338,9 +338,13 @@ static const char commit_lua[] =
     "  return {'head', hseq, hhash}\n"
     "end\n"
     /* the key prefix (KEYS[1] is P head); a store begun here keeps its
-     * set of states whole from its first entry ('': list_lua) */
+     * set of states whole from its first entry ('': list_lua), and P
+     * timed scored by due (P timed:due: redis.c, timed_of) */
     "local pre = KEYS[1]:sub(1, -5)\n"
-    "if hseq == '0' then redis.call('SADD', pre .. 'states', '') end\n"
+    "if hseq == '0' then\n"
+    "  redis.call('SADD', pre .. 'states', '')\n"
+    "  redis.call('SET', pre .. 'timed:due', '1')\n"
+    "end\n"
     /* A line that refers to its policy set: the digest by its first 4
      * bytes, unless another digest has them ({'pset', it}: pack it whole). */
     "if ARGV[12] ~= '' then\n"
@@ -456,7 +460,9 @@ static const char commit_lua[] =
     "return 'ok'\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
- *         ARGV 6, the set of states (P states)
+ *         ARGV 6, the set of states (P states)  2 (P timed earliest first)
+ *         P timed:due, without which the answer is {'unscored'} (redis.c,
+ *         timed_of)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")  5 the lowest score listed
  *       ('-inf'; '(' and a time: the timers' tick's window on an entered
@@ -478,6 +484,7 @@ static const char commit_lua[] =
  * keys are derived here, which a Redis Cluster would refuse
  * (docs/redis.md). */
 static const char list_lua[] =
+    "if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return {'unscored'} end\n"
     "local cs, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local asc = ARGV[5]:sub(1, 1) == '>'\n"
     "local bound = asc and ARGV[5]:sub(2) or ARGV[5]\n"
@@ -658,12 +665,13 @@ static const char count_lua[] =
     "end\n"
     "return {n, first and string.format('%.0f', first) or ''}\n";
 
-/* KEYS 1 a zset: a state's entered index, or P timed;  ARGV 1 record key
- * prefix ("lf:rec:{"), then (id, version, score) for each record: what a
- * full listing of the state found and when each entered it, or records
- * an older version scored in P timed and their earliest due. Each goes
- * in if it is still at that version (else a commit since put it where it
- * belongs). Returns how many went in. */
+/* KEYS 1 a zset: a state's entered index, or P timed  2 (the last page
+ * of a pass over P timed) P timed:due, set;  ARGV 1 record key prefix
+ * ("lf:rec:{"), then (id, version, score) for each record: what a full
+ * listing of the state found and when each entered it, or records
+ * scored in P timed and their earliest due. Each goes in if it is still
+ * at that version (else a commit since put it where it belongs). Returns
+ * how many went in. */
 static const char ent_fill_lua[] =
     "local n = 0\n"
     "for i = 2, #ARGV, 3 do\n"
@@ -672,6 +680,7 @@ static const char ent_fill_lua[] =
     "    n = n + 1\n"
     "  end\n"
     "end\n"
+    "if KEYS[2] then redis.call('SET', KEYS[2], '1') end\n"
     "return n\n";
 
 static const char *const sources[LF_SCRIPT__COUNT] = {

@@ -62,11 +62,6 @@ typedef struct lf_store_counts {
 
 typedef struct lf_store_type {
     const char *scheme;         /* "memory", "file", ... */
-    /* A listing of the records with timers of their own by due
-     * (lf_list_query.due_by) comes earliest first, so that what follows a
-     * page is due no earlier than its last (the embedded stores; Redis
-     * answers latest first) */
-    bool earliest_first;
     void (*get)(lf_store *s, const char *id, lf_store_cb *cb, void *arg);
     void (*find_by_ref)(lf_store *s, const char *ref, lf_store_cb *cb, void *arg);
     void (*commit)(lf_store *s, lf_entry *e, lf_store_cb *cb, void *arg);
