@@ -836,7 +836,6 @@ typedef struct list_op {
                                    that is not due is scored again (fill_send) */
     int64_t *scores;            /* P timed earliest first (due_up_end): each
                                    record's score */
-    char from[LF_TS_LEN + LF_ID_LEN + 2];   /* (scores) the page's start */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
     size_t *miss_at;            /* their places in recs */
@@ -890,8 +889,9 @@ static void cursor_at(char out[LF_TS_LEN + LF_ID_LEN + 2], int64_t us, const cha
  * scored by it (fill_send, at the version read), so that the walk meets
  * it again at its place; those of them after the page's last rightly
  * scored one are held back, so that nothing after the page is due before
- * its last: the cursor is that one's place (none: the page's start, with
- * more to read -- the records moved on). */
+ * its last: the cursor is that one's place. (A page with none rightly
+ * scored is handed over whole: were the scoring to fail, holding it back
+ * would read the same page for ever.) */
 static void due_up_end(list_op *l) {
     lf_redis *s = l->op.s;
     lf_record **moved = lf_xmalloc((l->n + 1) * sizeof *moved);
@@ -902,12 +902,11 @@ static void due_up_end(list_op *l) {
     }
     if (nmoved) fill_send(s, NULL, s->k_timed, moved, nmoved, due_later, 0, false);
     free(moved);
-    if (keep == l->n) return;
+    if (!keep || keep == l->n) return;
     for (size_t i = keep; i < l->n; i++) lf_record_free(l->recs[i]);
     l->n = keep;
     l->more = true;
-    if (keep) cursor_at(l->cursor, l->scores[keep - 1], l->recs[keep - 1]->id);
-    else memcpy(l->cursor, l->from, sizeof l->cursor);
+    cursor_at(l->cursor, l->scores[keep - 1], l->recs[keep - 1]->id);
 }
 
 /* The page so far is whole: the next call from the last record, until
@@ -1258,12 +1257,13 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
             return;
         }
         /* From due_after (above any id at the time before it) up to
-         * due_by; the page's start is kept (due_up_end) */
+         * due_by */
         l->scores = lf_xmalloc(l->limit * sizeof *l->scores);
         snprintf(l->min, sizeof l->min, ">%" PRId64, q->due_by);
-        if (cur) snprintf(l->from, sizeof l->from, "%s", cur);
-        else cursor_at(l->from, q->due_after ? q->due_after - 1 : 0, "~");
-        cursor_parse(l->from, score, &cid);
+        if (!cur) {
+            if (q->due_after) snprintf(score, sizeof score, "%" PRId64, q->due_after - 1);
+            cid = "~";
+        }
         list_call(l, score, cid);
         return;
     }
