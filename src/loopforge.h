@@ -223,9 +223,10 @@ typedef struct lf_list_query {
                                    epoch; their last history entry), for
                                    the timers' tick. A hint: the embedded
                                    stores answer just those, oldest first;
-                                   Redis the whole state the first time a
-                                   process asks about it, then just those,
-                                   newest first; the whole state when repo
+                                   Redis just those, newest first (but on
+                                   a store an older version began, the
+                                   whole state the first time it is asked
+                                   about), and the whole state when repo
                                    is given too. In pages either way, and
                                    on the embedded stores the first asks
                                    about a large state answer empty pages
@@ -251,9 +252,9 @@ typedef struct lf_list_query {
                                    stops on it). Redis, while it fills a
                                    state's entered index or scores the
                                    records with timers of their own by
-                                   due (a process's first ask about
-                                   each), answers empty pages with a
-                                   cursor */
+                                   due (the first ask about each on a
+                                   store an older version began),
+                                   answers empty pages with a cursor */
     int64_t due_after;          /* with due_by: and due at or after this
                                    time, for a page of the timers' listing
                                    (Redis: with oldest_first). 0 = any */
@@ -409,8 +410,9 @@ LF_API void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb 
 /* The same, firing, but looking only at the records whose timers can be
  * due (those that entered a timed state at least its shortest timer
  * ago, and every record with timers of its own): a tick then costs what
- * is due, not every record in a timed state (on Redis from the second
- * tick of a process on: its first fills the index, docs/redis.md). Its
+ * is due, not every record in a timed state (on a Redis store an older
+ * version began, from the second tick on: the first fills the index,
+ * docs/redis.md). Its
  * "timers" are the ones it looked at. serve ticks with it. */
 LF_API void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg);
 

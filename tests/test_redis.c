@@ -833,17 +833,17 @@ static void timed_scored_by_due(void **state) {
     lf_store_free(other);
 
     /* Earliest first (a page of the timers' listing, which stops on the
-     * order): on a store an older version began (no P timed:due, which a
-     * store begun now has from its first entry) the first such ask
+     * order): on a store an older version began (no "timed" in P indexed,
+     * which a store begun now has from its first entry) the first such ask
      * scores all of P timed by due and marks it so, so the one an older
      * version scored by its updated_at -- before the start, +30 s --
      * comes at its due; pages of 7, each once, in order. One an older
      * process scores below its due after that is scored by it when met,
      * and met again there. */
-    redisReply *had = t_redis_cmd(&server, "EXISTS lf:timed:due");
+    redisReply *had = t_redis_cmd(&server, "SISMEMBER lf:indexed timed");
     assert_int_equal(had->integer, 1);
     freeReplyObject(had);
-    t_redis_ok(&server, "DEL lf:timed:due");
+    t_redis_ok(&server, "SREM lf:indexed timed");
     t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(t_clock_us - 5 * sec), id[100]);
     other = open_url(server.url, F(state)->base);
     q = (lf_list_query){.timed = true, .due_by = base + 200 * sec, .limit = 7,
@@ -855,7 +855,7 @@ static void timed_scored_by_due(void **state) {
         redisReply *r = t_redis_cmd(&server, "ZSCORE lf:timed %s", id[100]);
         assert_int_equal((int64_t)strtod(r->str, NULL), base + 100 * sec);
         freeReplyObject(r);
-        r = t_redis_cmd(&server, "EXISTS lf:timed:due");
+        r = t_redis_cmd(&server, "SISMEMBER lf:indexed timed");
         assert_int_equal(r->integer, 1);
         freeReplyObject(r);
     }
@@ -898,15 +898,27 @@ static void entered_index_filled_then_read(void **state) {
         assert_int_equal(entered_score("task_queued", id[i]), at[i]);
         assert_int_equal(entered_score("issue_created", id[i]), -1);
     }
-    for (unsigned i = 0; i < N; i += 2)     /* "old" records: not indexed */
+    /* As a store an older version began: "old" records not indexed, and
+     * no P indexed (a store begun now has "ent" there from its first
+     * entry). */
+    for (unsigned i = 0; i < N; i += 2)
         t_redis_ok(&server, "ZREM lf:ent:task_queued %s", id[i]);
+    t_redis_ok(&server, "DEL lf:indexed");
     /* The first ask lists the whole state (all N, though only 11 are
-     * due by at[10]) and fills the index. */
+     * due by at[10]), fills the index and says so in P indexed. */
     assert_int_equal(list_entered(s, at[10], 100, seen, N), N);
     redisReply *r = t_redis_cmd(&server, "ZCARD lf:ent:task_queued");
     assert_int_equal(r->integer, N);
     freeReplyObject(r);
+    r = t_redis_cmd(&server, "SMEMBERS lf:indexed");
+    assert_int_equal(r->elements, 1);
+    assert_string_equal(r->element[0]->str, "ent:task_queued");
+    freeReplyObject(r);
     for (unsigned i = 0; i < N; i++) assert_int_equal(entered_score("task_queued", id[i]), at[i]);
+    /* Another process reads the index from its first ask. */
+    lf_store *reader = open_url(server.url, F(state)->base);
+    assert_int_equal(list_entered(reader, at[10], 100, seen, N), 11);
+    lf_store_free(reader);
     /* Then exactly those due, in pages of any size. */
     const size_t limits[] = {1, 7, 100, 1000};
     for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
@@ -952,8 +964,9 @@ static void entered_index_filled_then_read(void **state) {
     assert_int_equal(t_commit(s, &e, &g), LF_OK);
     assert_int_equal(entered_score("task_queued", id[3]), -1);
     assert_int_equal(list_entered(s, at[10], 100, seen, N), 8);
-    /* Another process fills it once too (leaving the closed one out),
-     * then reads it. */
+    /* Another process, once P indexed no longer says so, fills it once
+     * too (leaving the closed one out), then reads it. */
+    t_redis_ok(&server, "DEL lf:indexed");
     lf_store *other = open_url(server.url, F(state)->base);
     assert_int_equal(list_entered(other, at[10], 100, seen, N), N - 1);
     assert_int_equal(entered_score("task_queued", id[3]), -1);

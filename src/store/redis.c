@@ -633,16 +633,21 @@ static void redis_count(lf_store *st, const char *key, int64_t since, lf_count_c
  * at or before a time (lf_list_query.entered_by). The commit script puts
  * every record it writes into its state's entered index (P ent:S, scored
  * by when the record entered S), but a record last written before that
- * script existed (an older loopforge) is not in it. So the first time a
- * process is asked about S it lists the whole state, as it always did,
- * and puts each record of each page into the index at the version it read
- * (the ent_fill script: a record written since is where its commit put
- * it). Once such a pass reaches the end of the state the index is whole,
- * and later asks read it: O(those records + log n), not O(state). */
+ * script existed (an older loopforge) is not in it. A store begun since
+ * says so from its first entry: P indexed holds "ent". On one an older
+ * version began, the first ask about S lists the whole state, as it
+ * always did, and puts each record of each page into the index at the
+ * version it read (the ent_fill script: a record written since is where
+ * its commit put it); the pass that reaches the end of the state adds
+ * "ent:S" to P indexed, and later asks, of any process, read the index:
+ * O(those records + log n), not O(state). A listing of the index asks
+ * the list script to check P indexed (its {'unindexed'} starts the pass
+ * instead) until the process knows it whole. */
 struct lf_redis_entered {
     char *state;                /* the map's key; NULL: P timed (timed_of) */
     bool begun;                 /* a pass started at the state's first page */
-    bool whole;                 /* a pass reached its last page, filling it */
+    bool whole;                 /* known whole: P indexed said so, or a pass
+                                   reached its last page, filling it */
     uint64_t listed_at;         /* in P states since epoch listed_at - 1 */
 };
 
@@ -671,15 +676,21 @@ void lf_redis_state_listed_set(lf_redis *s, const char *state) {
  * listing by due that goes down from due_by meets those too (and scores
  * them again, due_later), but one that goes up, earliest first, and stops
  * once a page is found (a page of the timers' listing) would meet them
- * out of order, or not at all after a cursor. So the first such listing
- * of a store an older version began (P timed:due not set: the commit
- * script sets it at a store's first entry) reads P timed whole once,
- * scoring every record by its due, and its last page sets P timed:due;
- * a record an older process scores below its due later is scored again
- * when met (due_up_end). */
+ * out of order, or not at all after a cursor. So unless P indexed holds
+ * "timed" (a store's first entry adds it), the first such listing reads
+ * P timed whole once, scoring every record by its due, and its last page
+ * adds it; a record an older process scores below its due later is
+ * scored again when met (due_up_end). */
 static lf_redis_entered *timed_of(lf_redis *s) {
     if (!s->timed) s->timed = lf_xcalloc(1, sizeof *s->timed);
     return s->timed;
+}
+
+/* What P indexed holds once x is whole: "ent:<state>", or "timed". */
+static void indexed_member(const lf_redis_entered *x, lf_buf *b) {
+    lf_buf_reset(b);
+    lf_buf_puts(b, x->state ? "ent:" : "timed");
+    if (x->state) lf_buf_puts(b, x->state);
 }
 
 static void entered_free(lf_redis *s) {
@@ -760,23 +771,26 @@ static bool due_later(const lf_record *r, int64_t by, int64_t *score) {
 /* recs[0..n) that score() picks into the zset `index`, each only if it is
  * still at the version read (the fill script; a commit since put it where
  * it belongs): a page of a full listing of x's state into its entered
- * index, or of P timed into itself by due (x->state NULL: its last page,
- * of a pass from the first, sets P timed:due), or (x NULL) records an
- * older version scored in P timed by their due. Nothing is sent for none
- * picked, but for x's last page. */
+ * index, or of P timed into itself by due (x->state NULL), or (x NULL)
+ * records an older version scored in P timed by their due. Nothing is
+ * sent for none picked, but for x's last page, which -- of a pass from
+ * the first -- adds x to P indexed. */
 static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
                       lf_record *const *recs, size_t n, fill_score *score, int64_t by,
                       bool last) {
     size_t argc = 0;
-    const char **argv = lf_xmalloc((6 + 3 * n) * sizeof *argv);
+    const char **argv = lf_xmalloc((7 + 3 * n) * sizeof *argv);
     char (*nums)[24] = lf_xmalloc((2 * n + 1) * sizeof *nums);
-    bool mark = x && !x->state && last && x->begun;
+    bool mark = x && last && x->begun;
+    lf_buf member = LF_BUF_INIT;
+    if (mark) indexed_member(x, &member);
     argv[argc++] = "EVALSHA";
     argv[argc++] = s->sha[LF_SCRIPT_ENT_FILL];
     argv[argc++] = mark ? "2" : "1";
     argv[argc++] = index;
-    if (mark) argv[argc++] = s->k_timed_due;
+    if (mark) argv[argc++] = s->k_indexed;
     argv[argc++] = s->k_rec;
+    argv[argc++] = mark ? member.p : "";
     for (size_t i = 0; i < n; i++) {
         int64_t at;
         if (!score(recs[i], by, &at)) continue;
@@ -786,7 +800,7 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
         argv[argc++] = nums[2 * i];
         argv[argc++] = nums[2 * i + 1];
     }
-    if (argc > 5u + mark || x) {
+    if (argc > 6u + mark || x) {
         fill_op *f = lf_xcalloc(1, sizeof *f);
         f->op.type = &fill_type;
         f->op.s = s;
@@ -797,6 +811,7 @@ static void fill_send(lf_redis *s, lf_redis_entered *x, const char *index,
     }
     free(argv);
     free(nums);
+    lf_buf_free(&member);
     /* Redis runs one connection's commands in order: a list of the index
      * sent from now on reads it filled (a fill that fails says so). */
     if (x && last && x->begun) x->whole = true;
@@ -836,6 +851,11 @@ typedef struct list_op {
                                    that is not due is scored again (fill_send) */
     int64_t *scores;            /* P timed earliest first (due_up_end): each
                                    record's score */
+    lf_redis_entered *known;    /* the index listed, not known whole here:
+                                   the list script checks P indexed (an
+                                   {'unindexed'} starts a pass filling it) */
+    bool oldest;                /* (known) oldest first was asked */
+    int64_t fill_keep;          /* (known) a pass's keep_by */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
     size_t *miss_at;            /* their places in recs */
@@ -849,6 +869,7 @@ typedef struct list_op {
 static void list_call(list_op *l, const char *score, const char *cid);
 static void states_fill(list_op *l, const char *cursor);
 static void timed_fill(list_op *l, const char *cursor);
+static void entered_fill(list_op *l, const char *cursor);
 static int cursor_parse(const char *cursor, char score[24], const char **id);
 
 /* How many records the next call asks for. */
@@ -993,9 +1014,10 @@ static void list_reply(lf_rop *op, redisReply *r) {
         states_fill(l, "0");
         return;
     }
-    if (l->scores && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "unscored") == 0) {
-        timed_fill(l, NULL);
+    if (l->known && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "unindexed") == 0) {
+        if (l->known->state) entered_fill(l, NULL);
+        else timed_fill(l, NULL);
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
@@ -1003,6 +1025,10 @@ static void list_reply(lf_rop *op, redisReply *r) {
                       r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         lf_redis_fail(&l->op, LF_UNAVAILABLE, msg);
         return;
+    }
+    if (l->known) {             /* P indexed says it is whole */
+        l->known->whole = true;
+        l->known = NULL;
     }
     got = r->elements / 3;      /* one more than asked: there is more */
     for (size_t i = 0; i < got && i < asked; i++) {
@@ -1160,10 +1186,17 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     const char *argv[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "1",    l->index, score, cid,
                           limit,     s->k_rec,               l->min, pre.p,    l->repo};
     l->op.script = LF_SCRIPT_LIST;
-    if (l->scores) {    /* P timed earliest first: only once scored by due */
-        const char *up[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST], "2",      l->index, s->k_timed_due,
-                            score,     cid,                    limit,    s->k_rec, l->min};
-        lf_redis_format(&l->op, 10, up, NULL);
+    if (l->known) {     /* whole if P indexed holds "ent" or "ent:S" ("timed") */
+        lf_buf one = LF_BUF_INIT;
+        indexed_member(l->known, &one);
+        const char *checked[] = {"EVALSHA", s->sha[LF_SCRIPT_LIST],
+                                 "2",       l->index,
+                                 s->k_indexed, score,
+                                 cid,       limit,
+                                 s->k_rec,  l->min,
+                                 l->known->state ? "ent" : "timed", one.p};
+        lf_redis_format(&l->op, 12, checked, NULL);
+        lf_buf_free(&one);
     } else {
         lf_redis_format(&l->op, l->repo ? 11 : l->merge ? 10 : 9, argv, NULL);
     }
@@ -1181,9 +1214,35 @@ static void timed_fill(list_op *l, const char *cursor) {
     const char *cid = "";
     free(l->scores);
     l->scores = NULL;
+    l->known = NULL;
     l->fill = timed_of(s);
     l->hide = true;
     if (!cursor) l->fill->begun = true;
+    snprintf(l->min, sizeof l->min, "-inf");
+    if (cursor) cursor_parse(cursor, score, &cid);
+    list_call(l, score, cid);
+}
+
+/* A listing of S's entered index on a store where it is not known whole
+ * (l->known): a pass over the whole state instead, from its first page
+ * (cursor NULL) or on from a pass's cursor, filling the index; its pages
+ * handed over, or empty with the pass's cursor when oldest first was
+ * asked. */
+static void entered_fill(list_op *l, const char *cursor) {
+    lf_redis *s = l->op.s;
+    lf_redis_entered *x = l->known;
+    char score[24] = "";
+    const char *cid = "";
+    lf_buf key = LF_BUF_INIT;
+    lf_redis_key_index(s, x->state, NULL, &key);
+    free(l->index);
+    l->index = lf_buf_steal(&key);
+    l->entered = false;
+    l->known = NULL;
+    l->fill = x;
+    l->hide = l->oldest;
+    l->keep_by = l->fill_keep;
+    if (!cursor) x->begun = true;
     snprintf(l->min, sizeof l->min, "-inf");
     if (cursor) cursor_parse(cursor, score, &cid);
     list_call(l, score, cid);
@@ -1219,35 +1278,38 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
     snprintf(l->min, sizeof l->min, "-inf");
     if (q->entered_by && q->state && !q->parent && !q->timed && !q->repo) {
         lf_redis_entered *x = entered_of(s, q->state);
-        if (x->whole) {
-            l->entered = true;
-            /* (not a window's: what entered lately) */
-            l->keep_by = q->entered_after ? 0 : INT64_MAX;
-            lf_redis_key_entered(s, q->state, &key);
-            l->index = lf_buf_steal(&key);
-            if (q->oldest_first) {
-                /* From (entered_after, above any id) up to entered_by;
-                 * a fill's cursor: the fill is done, from the start */
-                snprintf(l->min, sizeof l->min, ">%" PRId64, q->entered_by);
-                if (!cur || filling) {
-                    if (q->entered_after)
-                        snprintf(score, sizeof score, "%" PRId64, q->entered_after);
-                    else score[0] = '\0';
-                    cid = "~";
-                }
-                list_call(l, score, cid);
-                return;
-            }
-            /* At or before entered_by: from (entered_by, above any id). */
-            if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
-            if (!cur) snprintf(score, sizeof score, "%" PRId64, q->entered_by);
-            list_call(l, score, cur ? cid : "~");
+        l->oldest = q->oldest_first;
+        l->fill_keep = q->entered_after ? 0 : q->entered_by;
+        if (!x->whole) l->known = x;
+        /* A pass filling it goes on from its cursor (newest first: any;
+         * oldest first: "f" and where) */
+        if (!x->whole && cur && (!q->oldest_first || filling)) {
+            entered_fill(l, cur);
             return;
         }
-        l->fill = x;            /* a pass over the whole state fills it */
-        l->hide = q->oldest_first;
-        if (!cur) x->begun = true;
-        if (!q->entered_after) l->keep_by = q->entered_by;
+        l->entered = true;
+        /* (not a window's: what entered lately) */
+        l->keep_by = q->entered_after ? 0 : INT64_MAX;
+        lf_redis_key_entered(s, q->state, &key);
+        l->index = lf_buf_steal(&key);
+        if (q->oldest_first) {
+            /* From (entered_after, above any id) up to entered_by;
+             * a fill's cursor: the fill is done, from the start */
+            snprintf(l->min, sizeof l->min, ">%" PRId64, q->entered_by);
+            if (!cur || filling) {
+                if (q->entered_after)
+                    snprintf(score, sizeof score, "%" PRId64, q->entered_after);
+                else score[0] = '\0';
+                cid = "~";
+            }
+            list_call(l, score, cid);
+            return;
+        }
+        /* At or before entered_by: from (entered_by, above any id). */
+        if (q->entered_after) snprintf(l->min, sizeof l->min, "(%" PRId64, q->entered_after);
+        if (!cur) snprintf(score, sizeof score, "%" PRId64, q->entered_by);
+        list_call(l, score, cur ? cid : "~");
+        return;
     }
     if (q->timed && q->due_by && q->oldest_first) {
         l->keep_by = INT64_MAX;
@@ -1256,6 +1318,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
             timed_fill(l, cur);
             return;
         }
+        if (!timed_of(s)->whole) l->known = timed_of(s);
         /* From due_after (above any id at the time before it) up to
          * due_by */
         l->scores = lf_xmalloc(l->limit * sizeof *l->scores);
@@ -1507,7 +1570,7 @@ void lf_redis_destroy(lf_redis *s) {
     free(s->k_idem);
     free(s->k_rec);
     free(s->k_timed);
-    free(s->k_timed_due);
+    free(s->k_indexed);
     lf_redis_url_free(&s->url);
     free(s);
 }
@@ -1625,7 +1688,7 @@ lf_store *lf_redis_open(const char *url, struct event_base *base, lf_code *code,
     s->k_ref = key_fixed(s, "ref");
     s->k_idem = key_fixed(s, "idem");
     s->k_timed = key_fixed(s, "timed");
-    s->k_timed_due = key_fixed(s, "timed:due");
+    s->k_indexed = key_fixed(s, "indexed");
     s->k_rec = key_fixed(s, "rec:{");
     s->pack = lf_redis_pack_new();
     lf_redis_conn_init(s);

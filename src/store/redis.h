@@ -227,8 +227,8 @@ struct lf_redis {
                                    timed_of); NULL: none yet */
     char sha[LF_SCRIPT__COUNT][41];
     /* prefix + fixed names (k_timed: the records with timers of their own;
-       k_timed_due: set once a pass scored each of them by due) */
-    char *k_head, *k_log, *k_ref, *k_idem, *k_timed, *k_timed_due;
+       k_indexed: the indexes known whole, redis.c) */
+    char *k_head, *k_log, *k_ref, *k_idem, *k_timed, *k_indexed;
     char *k_rec;                /* "<prefix>rec:{": the scripts derive records' keys */
 
     int busy;                   /* event-loop entries into the store in

@@ -338,12 +338,12 @@ static const char commit_lua[] =
     "  return {'head', hseq, hhash}\n"
     "end\n"
     /* the key prefix (KEYS[1] is P head); a store begun here keeps its
-     * set of states whole from its first entry ('': list_lua), and P
-     * timed scored by due (P timed:due: redis.c, timed_of) */
+     * set of states whole from its first entry ('': list_lua), and its
+     * entered indexes and P timed (P indexed: redis.c) */
     "local pre = KEYS[1]:sub(1, -5)\n"
     "if hseq == '0' then\n"
     "  redis.call('SADD', pre .. 'states', '')\n"
-    "  redis.call('SET', pre .. 'timed:due', '1')\n"
+    "  redis.call('SADD', pre .. 'indexed', 'ent', 'timed')\n"
     "end\n"
     /* A line that refers to its policy set: the digest by its first 4
      * bytes, unless another digest has them ({'pset', it}: pack it whole). */
@@ -460,9 +460,9 @@ static const char commit_lua[] =
     "return 'ok'\n";
 
 /* KEYS  1 an index (zset of ids scored by updated_at in us); or, with
- *         ARGV 6, the set of states (P states)  2 (P timed earliest first)
- *         P timed:due, without which the answer is {'unscored'} (redis.c,
- *         timed_of)
+ *         ARGV 6, the set of states (P states)  2 (an entered index, or P
+ *         timed earliest first, not known whole here) P indexed: unless
+ *         it holds ARGV 6 or 7 the answer is {'unindexed'} (redis.c)
  * ARGV  1 cursor score ('' for the first page)  2 cursor id  3 limit
  *       4 record key prefix ("lf:rec:{")  5 the lowest score listed
  *       ('-inf'; '(' and a time: the timers' tick's window on an entered
@@ -484,7 +484,8 @@ static const char commit_lua[] =
  * keys are derived here, which a Redis Cluster would refuse
  * (docs/redis.md). */
 static const char list_lua[] =
-    "if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then return {'unscored'} end\n"
+    "if KEYS[2] and redis.call('SISMEMBER', KEYS[2], ARGV[6]) == 0 and\n"
+    "   redis.call('SISMEMBER', KEYS[2], ARGV[7]) == 0 then return {'unindexed'} end\n"
     "local cs, cid, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
     "local asc = ARGV[5]:sub(1, 1) == '>'\n"
     "local bound = asc and ARGV[5]:sub(2) or ARGV[5]\n"
@@ -520,7 +521,7 @@ static const char list_lua[] =
     "  return ids, scores\n"
     "end\n"
     "local ids, scores = {}, {}\n"
-    "if ARGV[6] then\n"
+    "if ARGV[6] and not KEYS[2] then\n"
     "  if redis.call('SISMEMBER', KEYS[1], '') == 0 then return {'nostates'} end\n"
     "  local all = {}\n"
     "  for _, st in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
@@ -666,21 +667,21 @@ static const char count_lua[] =
     "return {n, first and string.format('%.0f', first) or ''}\n";
 
 /* KEYS 1 a zset: a state's entered index, or P timed  2 (the last page
- * of a pass over P timed) P timed:due, set;  ARGV 1 record key prefix
- * ("lf:rec:{"), then (id, version, score) for each record: what a full
- * listing of the state found and when each entered it, or records
- * scored in P timed and their earliest due. Each goes in if it is still
- * at that version (else a commit since put it where it belongs). Returns
- * how many went in. */
+ * of a pass that filled it) P indexed;  ARGV 1 record key prefix
+ * ("lf:rec:{")  2 (with KEYS 2) what to add to P indexed, then (id,
+ * version, score) for each record: what a full listing of the state
+ * found and when each entered it, or records scored in P timed and their
+ * earliest due. Each goes in if it is still at that version (else a
+ * commit since put it where it belongs). Returns how many went in. */
 static const char ent_fill_lua[] =
     "local n = 0\n"
-    "for i = 2, #ARGV, 3 do\n"
+    "for i = 3, #ARGV, 3 do\n"
     "  if redis.call('HGET', ARGV[1] .. ARGV[i] .. '}', 'v') == ARGV[i + 1] then\n"
     "    redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])\n"
     "    n = n + 1\n"
     "  end\n"
     "end\n"
-    "if KEYS[2] then redis.call('SET', KEYS[2], '1') end\n"
+    "if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[2]) end\n"
     "return n\n";
 
 static const char *const sources[LF_SCRIPT__COUNT] = {
