@@ -125,9 +125,8 @@ static char *tp_list(lf_engine *e, int64_t now_us, size_t limit, int *pages) {
 }
 
 /* Every page size lists what the whole listing does, in its order. The
- * pages are read first: on Redis the first of them, a process's first
- * ask about each state, waits for the state's entered index to be filled
- * (empty pages meanwhile). */
+ * pages are read first, so that the first of them reads the store as a
+ * process's first ask finds it. */
 static void tp_check(lf_engine *e, int n) {
     static const size_t sizes[] = {1, 7, 50, 1000};
     enum { NSIZES = sizeof sizes / sizeof *sizes };
