@@ -849,7 +849,8 @@ static void timed_scored_by_due(void **state) {
     q = (lf_list_query){.timed = true, .due_by = base + 200 * sec, .limit = 7,
                         .oldest_first = true, .due_after = base + 30 * sec};
     for (int pass = 0; pass < 2; pass++) {
-        if (pass) t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(base + 35 * sec), id[100]);
+        if (pass)
+            t_redis_ok(&server, "ZADD lf:timed %lld %s", (long long)(base + 35 * sec), id[100]);
         assert_int_equal(t_list_all(other, q, seen, N), N - 29);
         for (unsigned i = 30; i <= N; i++) assert_string_equal(seen[i - 30], id[i]);
         redisReply *r = t_redis_cmd(&server, "ZSCORE lf:timed %s", id[100]);
@@ -1818,27 +1819,65 @@ static void engine_runs_on_redis(void **state) {
 
 /* ---- a page of the timers ---------------------------------------------- */
 
+static void wait_until(const bool *done) {
+    while (!*done) event_base_loop(t_base, EVLOOP_ONCE);
+}
+
+/* An engine on the fixture's Redis whose workflow has task_queued (with a
+ * 1h timer when `timed`); its policy directory in d. */
+static lf_engine *page_engine(fixture *f, tdir *d, bool timed) {
+    char err[512], wf[600];
+    assert_non_null(mkdtemp(d->root));
+    snprintf(wf, sizeof wf,
+             "return workflow {\n"
+             "  name = \"loopforge\",\n"
+             "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
+             "  initial = \"issue_created\", terminal = { \"closed\" },\n"
+             "  edges = { { \"issue_created\", \"task_queued\" },\n"
+             "            { \"task_queued\", \"closed\" } },\n"
+             "%s}\n",
+             timed ? "  timers = { task_queued = {\n"
+                     "    { \"1h\", to = \"closed\", trigger = \"t.late\" } } },\n"
+                   : "");
+    put(d, "workflows/loopforge.lua", wf);
+    lf_engine_config cfg = {.store = server.url, .policies = d->root, .base = f->base};
+    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
+    if (!e) fail_msg("engine: %s", err);
+    return e;
+}
+
+/* e's 600 timers at now read in pages of 50 are the whole listing, and
+ * the 12 pages read fewer than `most` records in all; e is freed. */
+static void pages_read(lf_engine *e, tdir *d, int64_t now, uint64_t most) {
+    int pages, whole;
+    lf_stats was, is;
+    lf_engine_stats(e, &was);
+    char *paged = tp_list(e, now, 50, &pages);
+    lf_engine_stats(e, &is);
+    char *all = tp_list(e, now, 0, &whole);
+    assert_string_equal(paged, all);
+    assert_int_equal(pages, 12);
+    assert_true(is.timer_records - was.timer_records < most);
+    size_t lines = 0;
+    for (const char *p = all; (p = strchr(p, '\n')); p++) lines++;
+    assert_int_equal(lines, 600);
+    free(all);
+    free(paged);
+    lf_engine_free(e);
+    nftw(d->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* A page of the timers (GET /v1/timers?limit=) asks for a state's records
  * oldest first and stops reading once the page is found: 600 records
  * imported as having entered a 1h timer's state a second apart, every
  * page of 50 as the whole listing has them, and the pages reading about
- * what they show -- not all 600 each, as every page did before. */
+ * what they show (fewer than 200 of the 600 each) -- not all 600 each, as
+ * every page did before -- the first ones too: a store begun by this
+ * version has its entered indexes whole from its first entry (P
+ * indexed), for every process. */
 static void timers_page_reads_a_page(void **state) {
-    fixture *f = F(state);
     tdir d = {"/tmp/lf-page-XXXXXX"};
-    char err[512];
-    assert_non_null(mkdtemp(d.root));
-    put(&d, "workflows/loopforge.lua",
-        "return workflow {\n"
-        "  name = \"loopforge\",\n"
-        "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
-        "  initial = \"issue_created\", terminal = { \"closed\" },\n"
-        "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
-        "  timers = { task_queued = { { \"1h\", to = \"closed\", trigger = \"t.late\" } } },\n"
-        "}\n");
-    lf_engine_config cfg = {.store = server.url, .policies = d.root, .base = f->base};
-    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
-    if (!e) fail_msg("engine: %s", err);
+    lf_engine *e = page_engine(F(state), &d, true);
     int64_t now = lf_now_us();
     for (int i = 0; i < 600; i++) {
         char ts[LF_TS_LEN + 1], json[700];
@@ -1855,53 +1894,17 @@ static void timers_page_reads_a_page(void **state) {
         t_settle(&r.calls);
         assert_int_equal(r.code, LF_OK);
     }
-    /* every page of 50 as the whole listing has them, each page reading
-     * about what it shows (fewer than 200 of the 600), the first ones
-     * too: a store begun by this version has its entered indexes whole
-     * from its first entry (P indexed), for every process */
-    int pages, whole;
-    lf_stats was, is;
-    lf_engine_stats(e, &was);
-    char *paged = tp_list(e, now, 50, &pages);
-    lf_engine_stats(e, &is);
-    char *all = tp_list(e, now, 0, &whole);
-    assert_string_equal(paged, all);
-    assert_int_equal(pages, 12);
-    assert_true(is.timer_records - was.timer_records < 12 * 200);
-    size_t lines = 0;
-    for (const char *p = all; (p = strchr(p, '\n')); p++) lines++;
-    assert_int_equal(lines, 600);
-    free(all);
-    free(paged);
-    lf_engine_free(e);
-    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void wait_until(const bool *done) {
-    while (!*done) event_base_loop(t_base, EVLOOP_ONCE);
+    pages_read(e, &d, now, 12 * 200);
 }
 
 /* So do the records with timers of their own (a hook's schedule{}),
  * listed earliest due first: 600 due a second apart, an hour from now,
- * every page of 50 as the whole listing has them, each page reading
- * about what it shows (623 in all) -- where rounds that looked ever
- * further ahead from the cursor, each reading all that was due by then,
- * read 43,203. */
+ * each page reading about what it shows (623 in all) -- where rounds that
+ * looked ever further ahead from the cursor, each reading all that was
+ * due by then, read 43,203. */
 static void own_timers_page_reads_a_page(void **state) {
-    fixture *f = F(state);
     tdir d = {"/tmp/lf-own-XXXXXX"};
-    char err[512];
-    assert_non_null(mkdtemp(d.root));
-    put(&d, "workflows/loopforge.lua",
-        "return workflow {\n"
-        "  name = \"loopforge\",\n"
-        "  states = { \"issue_created\", \"task_queued\", \"closed\" },\n"
-        "  initial = \"issue_created\", terminal = { \"closed\" },\n"
-        "  edges = { { \"issue_created\", \"task_queued\" }, { \"task_queued\", \"closed\" } },\n"
-        "}\n");
-    lf_engine_config cfg = {.store = server.url, .policies = d.root, .base = f->base};
-    lf_engine *e = lf_engine_new(&cfg, err, sizeof err, NULL);
-    if (!e) fail_msg("engine: %s", err);
+    lf_engine *e = page_engine(F(state), &d, false);
     int64_t now = lf_now_us();
     for (int i = 0; i < 600; i++) {
         char id[LF_ID_LEN + 1], ref[64];
@@ -1913,26 +1916,10 @@ static void own_timers_page_reads_a_page(void **state) {
         wait_until(&c.done);
         assert_int_equal(c.code, LF_OK);
     }
-    int pages;
-    char *all = tp_list(e, now, 0, &pages);
-    lf_stats was, is;
-    lf_engine_stats(e, &was);
-    char *paged = tp_list(e, now, 50, &pages);
-    lf_engine_stats(e, &is);
-    assert_string_equal(paged, all);
-    assert_int_equal(pages, 12);
-    assert_true(is.timer_records - was.timer_records < 12 * 60);
-    size_t lines = 0;
-    for (const char *p = all; (p = strchr(p, '\n')); p++) lines++;
-    assert_int_equal(lines, 600);
-    free(all);
-    free(paged);
-    lf_engine_free(e);
-    nftw(d.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pages_read(e, &d, now, 12 * 60);
 }
 
-/* The same records as test_engine's (timers_pages.h) on Redis, whose
- * first page fills the entered indexes and scores P timed by due: every
+/* The same records as test_engine's (timers_pages.h) on Redis: every
  * page size lists the whole listing. */
 static void timers_pages_are_the_listing_cut(void **state) {
     fixture *f = F(state);
