@@ -315,7 +315,7 @@ static int own(lf_cli *c, lf_engine *e, size_t n, const char *label) {
         return LF_EXIT_FAILURE;
     }
     printf("  %s%zu records with a timer of their own (a hook's schedule{}, none due): "
-           "serve's tick %.2f ms vs %.1f ms listing every one (loopforge tick), "
+           "serve's tick %.2f ms vs %.1f ms listing every one (loopforge timers), "
            "which held the event loop %.2f ms at most; the first page of %d "
            "(GET /v1/timers) %.2f ms; the timers of %zu of them by id "
            "(the console's ask) %.2f ms, of those due within the hour %.2f ms\n",

@@ -1,7 +1,9 @@
 /* timers.c -- `loopforge timers` and `loopforge tick`: the durable timers
- * of a workflow's timed states (lf_engine_tick), listed, or fired when due
- * -- for cron, and for whoever runs loopforge without a server (serve
- * ticks every second by itself). --now says what time it is. */
+ * of a workflow's timed states, listed (lf_engine_timers), or fired when
+ * due (lf_engine_fire_due, as serve's tick: only the records that can be
+ * due are read) -- for cron, and for whoever runs loopforge without a
+ * server (serve ticks every second by itself). --now says what time it
+ * is. */
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
@@ -32,7 +34,7 @@ static int run(lf_cli *c, bool fire) {
     if (!e) return rc;
     lf_text_call t = {0};
     if (fire) {
-        lf_engine_tick(e, now, true, lf_cli_text_cb, &t);
+        lf_engine_fire_due(e, now, lf_cli_text_cb, &t);
     } else {
         /* --due: only the records that can be due by now are read */
         bool due = lf_args_has(&c->args, "due");
@@ -106,8 +108,10 @@ const lf_command lf_cmd_tick = {
     "Moves every record whose timer is due, in due order, as an ordinary\n"
     "transition (guards, audit) with actor \"timer:STATE\" and the record's\n"
     "version expected: of several ticks at once exactly one moves a record.\n"
-    "Prints \"ID: from -> to (code)\" per timer fired. For cron; loopforge\n"
-    "serve ticks every second by itself.\n\n"
+    "Prints \"ID: from -> to (code)\" per timer fired. It reads only the\n"
+    "records whose timers can be due, as serve's tick does (--json: its\n"
+    "\"timers\" are those). For cron; loopforge serve ticks every second by\n"
+    "itself.\n\n"
     "  --now T              the time to act at (default: now)\n",
     tick_opts,
     run_tick,

@@ -20,7 +20,7 @@ match_out "serve's first tick (it indexes the timed states) says how long it hel
 match_out "the timers' full look says how long it held the loop at most" \
     '^  500 records waiting in a retry state without a backoff: .*, which held the event loop [0-9.]+ ms at most$'
 match_out "one line for records with timers of their own" \
-    '^  500 records with a timer of their own \(a hook.s schedule\{\}, none due\): serve.s tick [0-9.]+ ms vs [0-9.]+ ms listing every one \(loopforge tick\), which held the event loop [0-9.]+ ms at most; the first page of 1000 \(GET /v1/timers\) [0-9.]+ ms; the timers of 500 of them by id \(the console.s ask\) [0-9.]+ ms, of those due within the hour [0-9.]+ ms$'
+    '^  500 records with a timer of their own \(a hook.s schedule\{\}, none due\): serve.s tick [0-9.]+ ms vs [0-9.]+ ms listing every one \(loopforge timers\), which held the event loop [0-9.]+ ms at most; the first page of 1000 \(GET /v1/timers\) [0-9.]+ ms; the timers of 500 of them by id \(the console.s ask\) [0-9.]+ ms, of those due within the hour [0-9.]+ ms$'
 check "… and no line of the engine's info log (a timer set a record)" \
     sh -c "! printf '%s' \"\$1\" | grep -q 'timer set'" _ "$err"
 check "the temporary directory (journal, policy sets) is removed" test -z "$(ls -A "$tmp/t")"

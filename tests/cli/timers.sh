@@ -54,6 +54,8 @@ n=$(audit_count)
 lf tick --now "$soon"
 expect_out "a tick before it is due fires nothing" ""
 check "… and writes nothing" test "$(audit_count)" -eq "$n"
+lf tick --now "$soon" --json
+match_out "… and looks only at what can be due: not this record" '"timers":\[\]'
 lf timers --due --now "$soon"
 expect_out "timers --due before it is due: none" ""
 lf timers --due --now "$late"
