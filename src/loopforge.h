@@ -413,7 +413,7 @@ LF_API void lf_engine_timers(lf_engine *e, const lf_timers_query *q, lf_text_cb 
  * is due, not every record in a timed state (on a Redis store an older
  * version began, from the second tick on: the first fills the index,
  * docs/redis.md). Its "timers" are the ones it looked at. serve ticks
- * with it. */
+ * with it, and so does `loopforge tick`. */
 LF_API void lf_engine_fire_due(lf_engine *e, int64_t now_us, lf_text_cb *cb, void *arg);
 
 /* Signed attestations of a record's merges: {"record_id","attestations":
