@@ -238,18 +238,11 @@ static void best_add(tick_ctx *t, int64_t due) {
     t->best[i] = due;
 }
 
-/* Whether more than a page of timers is found: best[0] bounds the page. */
-static bool page_full(const tick_ctx *t) { return t->nbest == t->limit + 1; }
-
-/* Whether more than a page of the timers found is due before `at`: then
- * none due at `at` or later is in the page, nor the first after it. */
+/* Whether more than a page of the timers found (best full: its top
+ * bounds the page) is due before `at`: then none due at `at` or later is
+ * in the page, nor the first after it. */
 static bool page_before(const tick_ctx *t, int64_t at) {
-    return page_full(t) && t->best[0] < at;
-}
-
-/* `at`, or the listing's due_by if that is sooner. */
-static int64_t by_due_by(const tick_ctx *t, int64_t at) {
-    return t->due_by && at > t->due_by ? t->due_by : at;
+    return t->nbest == t->limit + 1 && t->best[0] < at;
 }
 
 static void ts_of(int64_t us, char out[LF_TS_LEN + 1]) { lf_ts_format(us, out); }
@@ -614,9 +607,10 @@ static void list_state(tick_ctx *t) {
         }
         t->in_call = true;
         t->more = false;
-        /* A record that entered later than `by` cannot be due by then. */
+        /* A record that entered later than `by` cannot be due by then
+         * (a page without due_by: no bound) */
         int64_t by = t->due_only ? t->now : t->due_by;
-        if (t->paged) by = by_due_by(t, FAR);
+        if (t->paged && !by) by = FAR;
         lf_list_query q = {.limit = PAGE, .cursor = t->cursor};
         /* a listing a page's records may stop (page_ends): two more than
          * the page, so that one read, without ties, does */
