@@ -854,7 +854,8 @@ typedef struct list_op {
     lf_redis_entered *known;    /* the index listed, not known whole here:
                                    the list script checks P indexed (an
                                    {'unindexed'} starts a pass filling it) */
-    bool oldest;                /* (known) oldest first was asked */
+    bool oldest;                /* (known) oldest first was asked: a pass
+                                   hides what it reads (hide) */
     int64_t fill_keep;          /* (known) a pass's keep_by */
     /* The last call's records the cache did not hold, being read. */
     char (*miss)[LF_ID_LEN + 1];
@@ -868,8 +869,7 @@ typedef struct list_op {
 
 static void list_call(list_op *l, const char *score, const char *cid);
 static void states_fill(list_op *l, const char *cursor);
-static void timed_fill(list_op *l, const char *cursor);
-static void entered_fill(list_op *l, const char *cursor);
+static void fill_pass(list_op *l, const char *cursor);
 static int cursor_parse(const char *cursor, char score[24], const char **id);
 
 /* How many records the next call asks for. */
@@ -898,7 +898,7 @@ static void list_destroy(lf_rop *op) {
 
 /* "TS|ID": where a record is in an index, as memdb's cursors (pages
  * move between stores). */
-static void cursor_at(char out[LF_TS_LEN + LF_ID_LEN + 2], int64_t us, const char *id) {
+static void cursor_of(char out[LF_TS_LEN + LF_ID_LEN + 2], int64_t us, const char *id) {
     char ts[LF_TS_LEN + 1];
     lf_ts_format(us, ts);
     snprintf(out, LF_TS_LEN + LF_ID_LEN + 2, "%s|%s", ts, id);
@@ -927,7 +927,7 @@ static void due_up_end(list_op *l) {
     for (size_t i = keep; i < l->n; i++) lf_record_free(l->recs[i]);
     l->n = keep;
     l->more = true;
-    cursor_at(l->cursor, l->scores[keep - 1], l->recs[keep - 1]->id);
+    cursor_of(l->cursor, l->scores[keep - 1], l->recs[keep - 1]->id);
 }
 
 /* The page so far is whole: the next call from the last record, until
@@ -940,12 +940,12 @@ static void list_next(list_op *l) {
         list_call(l, score, cid);
         return;
     }
-    if (l->fill && !l->fill->state) {
-        fill_send(s, l->fill, s->k_timed, l->recs, l->n, due_later, 0, !l->more);
-    } else if (l->fill) {
+    if (l->fill) {              /* into the state's entered index, or P timed */
         lf_buf key = LF_BUF_INIT;
-        lf_redis_key_entered(s, l->fill->state, &key);
-        fill_send(s, l->fill, key.p, l->recs, l->n, entered_at, 0, !l->more);
+        if (l->fill->state) lf_redis_key_entered(s, l->fill->state, &key);
+        else lf_buf_puts(&key, s->k_timed);
+        fill_send(s, l->fill, key.p, l->recs, l->n, l->fill->state ? entered_at : due_later,
+                  0, !l->more);
         lf_buf_free(&key);
     }
     if (l->due_by) fill_send(s, NULL, s->k_timed, l->recs, l->n, due_later, l->due_by, false);
@@ -1016,8 +1016,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
     }
     if (l->known && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
         lf_redis_is_str(r->element[0]) && strcmp(r->element[0]->str, "unindexed") == 0) {
-        if (l->known->state) entered_fill(l, NULL);
-        else timed_fill(l, NULL);
+        fill_pass(l, NULL);
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements % 3) {
@@ -1063,7 +1062,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
         int64_t us = (int64_t)strtod(sc->str, NULL);
         if (l->scores) l->scores[l->n] = us;
         l->recs[l->n++] = rec;
-        cursor_at(l->cursor, us, id->str);
+        cursor_of(l->cursor, us, id->str);
     }
     l->more = got > asked;
     if (l->nmiss) {
@@ -1204,40 +1203,26 @@ static void list_call(list_op *l, const char *score, const char *cid) {
     lf_redis_send(&l->op);
 }
 
-/* A listing of P timed earliest first on a store whose P timed is not
- * known to be scored by due: a pass over the whole of it, down from the
- * top (cursor NULL) or on from a fill's cursor, scoring each record by
- * its due and handing over empty pages with the fill's cursor. */
-static void timed_fill(list_op *l, const char *cursor) {
-    lf_redis *s = l->op.s;
-    char score[24] = "";
-    const char *cid = "";
-    free(l->scores);
-    l->scores = NULL;
-    l->known = NULL;
-    l->fill = timed_of(s);
-    l->hide = true;
-    if (!cursor) l->fill->begun = true;
-    snprintf(l->min, sizeof l->min, "-inf");
-    if (cursor) cursor_parse(cursor, score, &cid);
-    list_call(l, score, cid);
-}
-
-/* A listing of S's entered index on a store where it is not known whole
- * (l->known): a pass over the whole state instead, from its first page
- * (cursor NULL) or on from a pass's cursor, filling the index; its pages
- * handed over, or empty with the pass's cursor when oldest first was
- * asked. */
-static void entered_fill(list_op *l, const char *cursor) {
+/* A listing of an index not known whole (l->known: a state's entered
+ * index, or P timed earliest first): a pass over the whole of what fills
+ * it instead (the state's index; P timed itself, down), from its first
+ * page (cursor NULL) or on from a pass's cursor, putting each record in
+ * at the version read; its pages handed over, or empty with the pass's
+ * cursor when oldest first was asked. */
+static void fill_pass(list_op *l, const char *cursor) {
     lf_redis *s = l->op.s;
     lf_redis_entered *x = l->known;
     char score[24] = "";
     const char *cid = "";
-    lf_buf key = LF_BUF_INIT;
-    lf_redis_key_index(s, x->state, NULL, &key);
-    free(l->index);
-    l->index = lf_buf_steal(&key);
-    l->entered = false;
+    if (x->state) {
+        lf_buf key = LF_BUF_INIT;
+        lf_redis_key_index(s, x->state, NULL, &key);
+        free(l->index);
+        l->index = lf_buf_steal(&key);
+        l->entered = false;
+    }
+    free(l->scores);
+    l->scores = NULL;
     l->known = NULL;
     l->fill = x;
     l->hide = l->oldest;
@@ -1284,7 +1269,7 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         /* A pass filling it goes on from its cursor (newest first: any;
          * oldest first: "f" and where) */
         if (!x->whole && cur && (!q->oldest_first || filling)) {
-            entered_fill(l, cur);
+            fill_pass(l, cur);
             return;
         }
         l->entered = true;
@@ -1312,13 +1297,15 @@ static void redis_list(lf_store *st, const lf_list_query *q, lf_list_cb *cb, voi
         return;
     }
     if (q->timed && q->due_by && q->oldest_first) {
-        l->keep_by = INT64_MAX;
+        lf_redis_entered *x = timed_of(s);
+        l->keep_by = l->fill_keep = INT64_MAX;
+        l->oldest = true;
         l->index = lf_xstrdup(s->k_timed);
+        if (!x->whole || (filling && cur)) l->known = x;
         if (filling && cur) {       /* a pass scoring it by due, on */
-            timed_fill(l, cur);
+            fill_pass(l, cur);
             return;
         }
-        if (!timed_of(s)->whole) l->known = timed_of(s);
         /* From due_after (above any id at the time before it) up to
          * due_by */
         l->scores = lf_xmalloc(l->limit * sizeof *l->scores);

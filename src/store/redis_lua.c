@@ -467,7 +467,7 @@ static const char commit_lua[] =
  *       4 record key prefix ("lf:rec:{")  5 the lowest score listed
  *       ('-inf'; '(' and a time: the timers' tick's window on an entered
  *       index); or '>' and the highest: oldest first (a page of the
- *       timers on an entered index)  6 (every record, or a repo's) the
+ *       timers on an entered index or P timed)  6 (every record, or a repo's) the
  *       prefix of the state indexes ("lf:state:", or "lf:sr:")  7 the repo
  * Returns {id, score, {d, v, h}, ...}: up to limit + 1 records (one more
  * than asked tells the caller there is a next page), newest first, ties
