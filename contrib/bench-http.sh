@@ -18,8 +18,10 @@
 # speed drifts by several percent within a minute, and a pair run back to
 # back sees the same machine. Prints, per store: the median run's
 # requests/s, p50 and p99 latency, the CPU time serve (and redis-server)
-# spent per request over all its runs, non-2xx replies, and the share of
-# the ceiling: the median of the pairs' shares, each pair's beside it.
+# spent per request over all its runs, non-2xx replies; where the
+# machine's CPU went per request (serve, redis-server, the rest: wrk and
+# the kernel) and how much sat idle; and the share of the ceiling: the
+# median of the pairs' shares, each pair's beside it.
 # PAIRS (3), DURATION (3s a run), CONNS (64), THREADS (2), RECORDS (64 per
 # connection: a record's history, returned whole in every reply, grows by
 # one entry per pass) tune the run; LOG (info) is the server's
@@ -140,12 +142,16 @@ states() {
 
 # CPU ticks (user + system) a process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The machine's CPU ticks so far over every core: "busy idle stolen"
+# (idle counts iowait; stolen: the hypervisor gave the time to others).
+machine() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9 }' /proc/stat; }
 
 # run PID URL OUT: wrk against URL; appends a line to OUT: requests/s,
 # p50, p99, non-2xx, requests, the CPU ticks PID (and the Redis server if
-# there is one) spent.
+# there is one) spent, then PID's alone, the Redis server's, and the
+# machine's busy, idle and stolen ticks (every core) over the run.
 run() {
-    s0=$(ticks "$1") r0=0
+    s0=$(ticks "$1") r0=0 m0=$(machine)
     [ -n "$rpid" ] && [ "$1" = "$spid" ] && r0=$(ticks "$rpid")
     LF_IDS="$dir/ids.state" LF_THREADS=$THREADS wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
         -s "$dir/cycle.lua" "$2" >"$dir/wrk.out" 2>&1
@@ -154,25 +160,34 @@ run() {
         head -3 "$dir/wrk.out" >&2
         exit 1
     fi
-    s1=$(ticks "$1") r1=0
+    s1=$(ticks "$1") r1=0 m1=$(machine)
     [ -n "$rpid" ] && [ "$1" = "$spid" ] && r1=$(ticks "$rpid")
     if grep -q 'Socket errors' "$dir/wrk.out"; then
         echo "bench-http: $(grep 'Socket errors' "$dir/wrk.out")" >&2
     fi
-    awk -v t=$((s1 - s0 + r1 - r0)) '
+    awk -v t=$((s1 - s0 + r1 - r0)) -v s=$((s1 - s0)) -v r=$((r1 - r0)) \
+        -v m0="$m0" -v m1="$m1" '
         /^Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = $2 }
         $1 == "99%" { p99 = $2 }
         /Non-2xx/ { bad = $NF }
         /requests in/ { n = $1 }
-        END { print rps, p50, p99, bad + 0, n, t }' "$dir/wrk.out" >>"$3"
+        END {
+            split(m0, a, " "); split(m1, b, " ")
+            print rps, p50, p99, bad + 0, n, t, s, r, b[1] - a[1], b[2] - a[2], b[3] - a[3]
+        }' "$dir/wrk.out" >>"$3"
 }
 
 # report LABEL FILE: the median run by requests/s, and the CPU time a
-# request over all the runs.
+# request over all the runs; then where the machine's went, a request:
+# the server, redis-server (if any), the rest (wrk, the kernel's share
+# not charged to either), and how much of it sat idle. With every core
+# busy, a request cannot cost less than the three together allow: the
+# share of the ceiling is their sum against the ceiling's.
 report() {
     awk -v label="$1" -v hz="$(getconf CLK_TCK)" -v mid=$(((PAIRS + 1) / 2)) '
-        { rps[NR] = $1; line[NR] = $0; bad += $4; n += $5; t += $6 }
+        { rps[NR] = $1; line[NR] = $0; bad += $4; n += $5; t += $6
+          s += $7; r += $8; busy += $9; idle += $10; stolen += $11 }
         END {
             for (i = 1; i <= NR; i++) {          # rank of run i by rate
                 k = 1
@@ -180,8 +195,15 @@ report() {
                 if (k == mid) m = i
             }
             split(line[m], f, " ")
+            us = n ? 1e6 / hz / n : 0
             printf "  %-34s %10.0f req/s   p50 %-8s p99 %-8s cpu %5.0f us/req   non-2xx %d\n",
-                label, f[1], f[2], f[3], n ? t * 1e6 / hz / n : 0, bad
+                label, f[1], f[2], f[3], t * us, bad
+            all = busy + idle + stolen
+            printf "  %-34s serve %.0f us,%s the rest %.0f (wrk, the kernel); %.0f%% idle%s\n",
+                "  the machine a request", s * us,
+                r ? sprintf(" redis-server %.0f,", r * us) : "", (busy - s - r) * us,
+                all ? 100 * idle / all : 0,
+                stolen ? sprintf(", %.0f%% stolen", 100 * stolen / all) : ""
         }' "$2"
 }
 
@@ -209,7 +231,7 @@ leg() {   # NAME STORE-URL
     report "serve, $1 store" "$dir/runs.serve"
     report "ceiling (serve --ceiling)" "$dir/runs.ceiling"
     paste -d' ' "$dir/runs.serve" "$dir/runs.ceiling" | awk -v mid=$(((PAIRS + 1) / 2)) '
-        { sh[NR] = 100 * $1 / $7; all = all sprintf(" %.0f%%", sh[NR]) }
+        { sh[NR] = 100 * $1 / $(NF / 2 + 1); all = all sprintf(" %.0f%%", sh[NR]) }
         END {
             for (i = 1; i <= NR; i++) {
                 k = 1
