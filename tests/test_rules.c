@@ -288,6 +288,25 @@ static void test_runtime_error(void **state) {
                      "%s/e.lua:2: deep\n");
 }
 
+/* A table argument with a key the call does not know (a typo would drop
+ * a setting without a word) is an error naming the key and the known
+ * ones: deny{}, schedule{}, notify{} alike. */
+static void test_unknown_fields(void **state) {
+    tdir *d = *state;
+    put(d, "a.lua", "\nschedule{ after = \"1h\", to = \"b\", trigger = \"t\", metdata = {} }\n");
+    put(d, "b.lua", "\ndeny{ reason = \"r\", requirse = {} }\n");
+    put(d, "c.lua", "\nnotify{ url = \"http://x/\", [1] = 2 }\n");
+    put(d, "d.lua", "\nreturn deny{ reason = \"r\", requires = {}, annotations = {} }\n");
+    expect_errors(d, "%s/a.lua:2: schedule: unknown field 'metdata' "
+                     "(after, to, trigger, metadata)\n"
+                     "%s/b.lua:2: deny{}: unknown field 'requirse' "
+                     "(reason, annotations, requires)\n"
+                     "%s/c.lua:2: notify: unknown field 'number' "
+                     "(url, body, content_type, timeout_ms)\n"
+                     "%s/d.lua:2: file does not return a workflow "
+                     "(expected `return workflow { ... }` or a list of them)\n");
+}
+
 /* Lua shortens long chunk names to "...tail"; we still print the path. */
 static void test_long_path(void **state) {
     tdir *d = *state;
@@ -545,6 +564,7 @@ int main(void) {
         T(test_empty_dir),
         T(test_syntax_error),
         T(test_runtime_error),
+        T(test_unknown_fields),
         T(test_long_path),
         T(test_workflow_bad_argument),
         T(test_not_a_workflow),

@@ -248,42 +248,64 @@ static void check_opt_table(lua_State *L, int arg, const char *fn, const char *w
                    luaL_typename(L, arg));
 }
 
+/* Refuses the table at slot 1 if it has a key not among the n names (a
+ * typo would otherwise silently drop a setting): fn names the call in
+ * the error, which lists the names. */
+static void known_fields(lua_State *L, const char *fn, const char *const *names, size_t n) {
+    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
+        bool str = lua_type(L, -2) == LUA_TSTRING;
+        size_t i = 0;
+        while (str && i < n && strcmp(lua_tostring(L, -2), names[i]) != 0) i++;
+        if (str && i < n) continue;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (i = 0; i < n; i++) {
+            if (i) luaL_addstring(&b, ", ");
+            luaL_addstring(&b, names[i]);
+        }
+        luaL_pushresult(&b);                /* above the key and its value */
+        luaL_error(L, "%s: unknown field '%s' (%s)", fn,
+                   str ? lua_tostring(L, -3) : luaL_typename(L, -3), lua_tostring(L, -1));
+    }
+}
+
+/* What allow(), deny(), request(), schedule() and notify() return: a new
+ * table of the n values from stack slot `first` on, under names in that
+ * order, with the metatable that tags its kind (upvalue mt). Returns 1
+ * (the table, on top). */
+static int tagged(lua_State *L, const char *const *names, int first, int n, int mt) {
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        lua_pushvalue(L, first + i);
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_pushvalue(L, lua_upvalueindex(mt));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 /* allow() with nothing to add is by far the commonest verdict: it returns
  * one shared table, so the fast path allocates nothing. */
 static int l_allow(lua_State *L) {
+    static const char *const names[] = {"annotations", "allow"};
     if (lua_isnoneornil(L, 1)) {
         lua_pushvalue(L, lua_upvalueindex(1));
         return 1;
     }
     check_opt_table(L, 1, "allow", "annotations");
     lua_settop(L, 1);           /* the slots read below are the arguments */
-    lua_createtable(L, 0, 2);
     lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "allow");
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "annotations");
-    lua_pushvalue(L, lua_upvalueindex(2));
-    lua_setmetatable(L, -2);
-    return 1;
+    return tagged(L, names, 1, 2, 2);
 }
 
 /* deny(reason [, annotations]) or deny{ reason = ..., requires = {...},
  * annotations = {...} }: `requires` says, as data, what would satisfy the
  * guard (explain shows it; the entry keeps it). */
 static int l_deny(lua_State *L) {
+    static const char *const names[] = {"reason", "annotations", "requires", "allow"};
     if (lua_type(L, 1) == LUA_TTABLE) {
-        static const char *const keys[] = {"reason", "requires", "annotations"};
         lua_settop(L, 1);
-        lua_pushnil(L);
-        while (lua_next(L, 1)) {
-            bool ok = false;
-            for (size_t i = 0; i < 3 && lua_type(L, -2) == LUA_TSTRING; i++)
-                ok |= strcmp(lua_tostring(L, -2), keys[i]) == 0;
-            if (!ok)
-                return luaL_error(
-                    L, "deny{}: unknown field (reason, requires, annotations)");
-            lua_pop(L, 1);
-        }
+        known_fields(L, "deny{}", names, 3);
         lua_getfield(L, 1, "reason");
         lua_getfield(L, 1, "annotations");
         lua_getfield(L, 1, "requires");
@@ -294,18 +316,8 @@ static int l_deny(lua_State *L) {
     check_opt_table(L, 2, "deny", "annotations");
     check_opt_table(L, 3, "deny", "requires");
     lua_settop(L, 3);
-    lua_createtable(L, 0, 4);
     lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "allow");
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "reason");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "annotations");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "requires");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_setmetatable(L, -2);
-    return 1;
+    return tagged(L, names, 1, 4, 1);
 }
 
 /* request(to, trigger [, metadata [, record_id]]): a follow-up transition a
@@ -318,6 +330,7 @@ static bool plain_string(lua_State *L, int arg) {
 }
 
 static int l_request(lua_State *L) {
+    static const char *const names[] = {"to", "trigger", "metadata", "record"};
     if (!plain_string(L, 1))
         return luaL_error(L, "request: the target state must be a non-empty string "
                              "with no NUL");
@@ -328,18 +341,7 @@ static int l_request(lua_State *L) {
     if (!lua_isnoneornil(L, 4) && !plain_string(L, 4))
         return luaL_error(L, "request: the record id must be a non-empty string");
     lua_settop(L, 4);
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, 4);
-    lua_setfield(L, -2, "record");
-    lua_pushvalue(L, 1);
-    lua_setfield(L, -2, "to");
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "trigger");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "metadata");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_setmetatable(L, -2);
-    return 1;
+    return tagged(L, names, 1, 4, 1);
 }
 
 /* schedule{ after = "30m", to = STATE, trigger = "...", metadata = {...} }:
@@ -348,17 +350,12 @@ static int l_request(lua_State *L) {
  * every store, fired by the tick like a workflow's timers. It is a
  * request with a delay, so it travels the same way. */
 static int l_schedule(lua_State *L) {
+    static const char *const names[] = {"after", "to", "trigger", "metadata"};
     if (lua_gettop(L) != 1 || lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L, "schedule: expects one table: schedule{ after = \"30m\", "
                              "to = STATE, trigger = \"...\" }");
     lua_settop(L, 1);
-    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        if (strcmp(k, "after") && strcmp(k, "to") && strcmp(k, "trigger") &&
-            strcmp(k, "metadata"))
-            return luaL_error(
-                L, "schedule: unknown field '%s' (after, to, trigger, metadata)", k);
-    }
+    known_fields(L, "schedule", names, 4);
     lua_getfield(L, 1, "after");
     const char *after = lua_tostring(L, -1);
     if (lua_type(L, -1) != LUA_TSTRING || lf_duration_parse(after) <= 0)
@@ -370,18 +367,7 @@ static int l_schedule(lua_State *L) {
     if (!plain_string(L, 3) || !plain_string(L, 4))
         return luaL_error(L, "schedule: to and trigger must be non-empty strings");
     check_opt_table(L, 5, "schedule", "metadata");
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "after");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "to");
-    lua_pushvalue(L, 4);
-    lua_setfield(L, -2, "trigger");
-    lua_pushvalue(L, 5);
-    lua_setfield(L, -2, "metadata");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_setmetatable(L, -2);
-    return 1;
+    return tagged(L, names, 2, 4, 1);
 }
 
 /* notify{ url = "http://...", body = string or table, content_type = ...,
@@ -394,16 +380,7 @@ static int l_notify(lua_State *L) {
         return luaL_error(L,
                           "notify: expects one table: notify{ url = ..., body = ... }");
     lua_settop(L, 1);
-    for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
-        size_t i = 0, n = sizeof fields / sizeof *fields;
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        while (i < n && strcmp(k, fields[i]) != 0) i++;
-        if (i == n)     /* a typo would otherwise silently drop a setting */
-            return luaL_error(L,
-                              "notify: unknown field '%s' (fields: url, body, "
-                              "content_type, timeout_ms)",
-                              lua_type(L, -2) == LUA_TSTRING ? k : luaL_typename(L, -2));
-    }
+    known_fields(L, "notify", fields, 4);
     lua_getfield(L, 1, "url");                                  /* 2 */
     const char *url = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
     if (!url || strncasecmp(url, "http://", 7) != 0 || !url[7] || url[7] == '/')
@@ -423,18 +400,9 @@ static int l_notify(lua_State *L) {
     if (!isint || ms < 1 || ms > LF_NOTIFY_MAX_TIMEOUT_MS)
         return luaL_error(L, "notify: timeout_ms must be a whole number from 1 to %d",
                           LF_NOTIFY_MAX_TIMEOUT_MS);
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "url");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "body");
-    lua_pushvalue(L, 4);
-    lua_setfield(L, -2, "content_type");
     lua_pushinteger(L, ms);
-    lua_setfield(L, -2, "timeout_ms");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_setmetatable(L, -2);
-    return 1;
+    lua_replace(L, 5);
+    return tagged(L, fields, 2, 4, 1);
 }
 
 static int digits(const char *s, int n) {
@@ -675,6 +643,19 @@ static void set_fn(lua_State *L, const char *name, lua_CFunction f, int nup) {
     lua_setglobal(L, name);
 }
 
+/* A metatable that tags a kind of result (its __metatable names the
+ * kind) and refuses writes: left on the stack; returns its registry
+ * reference, which the evaluator compares a result's metatable with. */
+static int kind_mt(lua_State *L, const char *kind) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, -1);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* The verdict and request constructors and their metatables, which the
  * evaluator recognises results by. */
 static void dsl_builtins(lf_rules *r) {
@@ -690,13 +671,7 @@ static void dsl_builtins(lf_rules *r) {
     lua_getglobal(L, "setmetatable");
     set_fn(L, "setmetatable", l_setmetatable, 1);
 
-    lua_createtable(L, 0, 2);                          /* verdict metatable */
-    lua_pushliteral(L, "verdict");
-    lua_setfield(L, -2, "__metatable");
-    lua_pushcfunction(L, ro_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushvalue(L, -1);
-    r->ref_verdict_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->ref_verdict_mt = kind_mt(L, "verdict");
 
     lua_createtable(L, 0, 1);                          /* the shared allow() */
     lua_pushboolean(L, 1);
@@ -709,24 +684,12 @@ static void dsl_builtins(lf_rules *r) {
     set_fn(L, "allow", l_allow, 2);
     set_fn(L, "deny", l_deny, 1);
 
-    lua_createtable(L, 0, 2);                          /* request metatable */
-    lua_pushliteral(L, "request");
-    lua_setfield(L, -2, "__metatable");
-    lua_pushcfunction(L, ro_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushvalue(L, -1);
-    r->ref_request_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->ref_request_mt = kind_mt(L, "request");
     lua_pushvalue(L, -1);
     set_fn(L, "schedule", l_schedule, 1);
     set_fn(L, "request", l_request, 1);
 
-    lua_createtable(L, 0, 2);                          /* notify metatable */
-    lua_pushliteral(L, "notify");
-    lua_setfield(L, -2, "__metatable");
-    lua_pushcfunction(L, ro_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushvalue(L, -1);
-    r->ref_notify_mt = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->ref_notify_mt = kind_mt(L, "notify");
     set_fn(L, "notify", l_notify, 1);
     lf_route_builtins(r);
 }
