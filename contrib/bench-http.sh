@@ -181,9 +181,9 @@ run() {
 # report LABEL FILE: the median run by requests/s, and the CPU time a
 # request over all the runs; then where the machine's went, a request:
 # the server, redis-server (if any), the rest (wrk, the kernel's share
-# not charged to either), and how much of it sat idle. With every core
-# busy, a request cannot cost less than the three together allow: the
-# share of the ceiling is their sum against the ceiling's.
+# not charged to either), and how much of it sat idle or was stolen by
+# the hypervisor. With every core busy, the rate cannot pass the cores'
+# time over the three's sum.
 report() {
     awk -v label="$1" -v hz="$(getconf CLK_TCK)" -v mid=$(((PAIRS + 1) / 2)) '
         { rps[NR] = $1; line[NR] = $0; bad += $4; n += $5; t += $6
@@ -203,7 +203,7 @@ report() {
                 "  the machine a request", s * us,
                 r ? sprintf(" redis-server %.0f,", r * us) : "", (busy - s - r) * us,
                 all ? 100 * idle / all : 0,
-                stolen ? sprintf(", %.0f%% stolen", 100 * stolen / all) : ""
+                (all && 100 * stolen / all >= 0.5) ? sprintf(", %.0f%% stolen", 100 * stolen / all) : ""
         }' "$2"
 }
 
