@@ -597,6 +597,58 @@ static void record_count_by_history(void **state) {
     lf_record_free(r);
 }
 
+/* A record keeps its state in itself when the name fits (state_in) and on
+ * the heap when it does not: every path that sets, copies, reads back or
+ * frees a state gives the name whole, and a copy keeps its own. */
+static lf_entry state_entry(uint64_t version, const char *from, const char *to) {
+    lf_entry e = {0};
+    e.record_id = "loop-0123456789abcdef";
+    e.kind = from ? LF_ENTRY_TRANSITION : LF_ENTRY_CREATED;
+    e.version = version;
+    e.from_state = from;
+    e.to_state = to;
+    e.trigger = "t";
+    e.actor = "tester";
+    lf_ts_format(1700000000000000LL + (int64_t)version, e.timestamp);
+    e.record = from ? NULL : "{\"ref\":\"r\",\"workflow\":\"loopforge\"}";
+    return e;
+}
+
+static void record_state_inline_or_heap(void **state) {
+    (void)state;
+    char n31[32], n32[33], n100[101];
+    memset(n31, 'a', 31), n31[31] = '\0';   /* fits, with its NUL */
+    memset(n32, 'b', 32), n32[32] = '\0';   /* one byte too many */
+    memset(n100, 'c', 100), n100[100] = '\0';
+    const char *names[] = {"s", n31, n32, n100, "ci_pending"};
+    enum { NN = sizeof names / sizeof *names };
+    char err[128];
+    for (int a = 0; a < NN; a++) {
+        int b = (a + 1) % NN, c = (a + 2) % NN;
+        lf_entry e = state_entry(1, NULL, names[a]);
+        lf_record *r = NULL;
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+        assert_string_equal(r->state, names[a]);
+        e = state_entry(2, names[a], names[b]);
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+        assert_string_equal(r->state, names[b]);
+        lf_record *d = lf_record_dup(r);
+        e = state_entry(3, names[b], names[c]);
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+        assert_string_equal(r->state, names[c]);
+        assert_string_equal(d->state, names[b]);     /* the copy's own */
+        lf_buf j = LF_BUF_INIT;
+        lf_record_to_json(d, &j);
+        lf_record *back = lf_record_from_json(j.p, j.len, err, sizeof err);
+        lf_buf_free(&j);
+        if (!back) fail_msg("read back: %s", err);
+        assert_string_equal(back->state, names[b]);
+        lf_record_free(back);
+        lf_record_free(d);
+        lf_record_free(r);
+    }
+}
+
 static void oom_aborts(void **state) {
     (void)state;
     int fd[2];
@@ -647,6 +699,7 @@ int main(void) {
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
         cmocka_unit_test(record_count_by_history),
+        cmocka_unit_test(record_state_inline_or_heap),
         cmocka_unit_test(oom_aborts),
         cmocka_unit_test(json_canonical),
         cmocka_unit_test(json_canonical_matches_cjson),

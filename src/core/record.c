@@ -155,6 +155,16 @@ size_t lf_record_count(const lf_record *r, const char *from, const char *to) {
     return n;
 }
 
+/* r's state: in r->state_in when it fits, else on the heap. */
+static void set_state(lf_record *r, const char *state) {
+    size_t n = strlen(state) + 1;
+    r->state = n <= sizeof r->state_in ? memcpy(r->state_in, state, n) : lf_xstrdup(state);
+}
+
+static void free_state(lf_record *r) {
+    if (r->state != r->state_in) free(r->state);
+}
+
 void lf_record_free(lf_record *r) {
     if (!r) return;
     free(r->hist);
@@ -162,7 +172,7 @@ void lf_record_free(lf_record *r) {
     free(r->ref);
     free(r->repo);
     free(r->pr_url);
-    free(r->state);
+    free_state(r);
     obj_free(r->ci_status);
     obj_free(r->labels);
     free(r->workflow);
@@ -190,7 +200,7 @@ lf_record *lf_record_dup(const lf_record *s) {
     r->ref = xstrdup(s->ref);
     r->repo = xstrdup(s->repo);
     r->pr_url = xstrdup(s->pr_url);
-    r->state = xstrdup(s->state);
+    set_state(r, s->state);
     r->ci_status = obj_dup(s->ci_status);
     r->labels = obj_dup(s->labels);
     r->workflow = xstrdup(s->workflow);
@@ -342,7 +352,7 @@ static int apply_created(lf_record **rp, const lf_entry *e, char *err, size_t er
     r->has_ref_number = v[C_NUM] && !is_null(v[C_NUM], l[C_NUM]);
     r->ref_number = n;
     r->repo = repo;
-    r->state = lf_xstrdup(e->to_state);
+    set_state(r, e->to_state);
     r->auto_merge = v[C_AM] && l[C_AM] == 4;
     r->ci_status = empty_obj;
     r->labels = v[C_LABELS] ? obj(object_of(v[C_LABELS], l[C_LABELS])) : empty_obj;
@@ -496,8 +506,8 @@ int lf_record_apply(lf_record **rp, const lf_entry *e, char *err, size_t errlen)
     if (moves) {
         hist_add(r, e->from_state, e->to_state, e->trigger, e->actor, e->metadata,
                  e->timestamp);
-        free(r->state);
-        r->state = lf_xstrdup(e->to_state);
+        free_state(r);
+        set_state(r, e->to_state);
     }
     r->version = e->version;
     memcpy(r->updated_at, e->timestamp, LF_TS_LEN + 1);
@@ -787,6 +797,9 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         bad(err, errlen, "not a loopforge record", NULL);
         return NULL;
     }
+    char *st = r->state;            /* read onto the heap: in state_in if it fits */
+    set_state(r, st);
+    free(st);
     memcpy(r->id, id, strlen(id) + 1);
     r->auto_merge = cJSON_IsTrue(am);
     r->version = (uint64_t)version;
