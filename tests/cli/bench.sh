@@ -44,7 +44,7 @@ expect_rc "bench --scale --json exits 0" 0
 expect_json "bench --scale: the journal's records" scale/1/records 10000
 expect_json "bench --scale: 7 entries a record" scale/1/entries 70000
 positive() { v=$(json "$1"); [ "${v%%.*}" -gt 0 ] 2>/dev/null; }
-for f in open_ns rss_delta_bytes get_p50_ns list_page_100_ns audit_p50_ns; do
+for f in open_ns rss_delta_bytes get_p50_ns list_page_100_ns audit_p50_ns random_load_ns; do
     check "bench --scale: journal $f is measured" positive "scale/1/$f"
 done
 if command -v redis-server >/dev/null 2>&1; then
