@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #include "../src/core/buf.h"
 #include "../src/core/clock.h"
@@ -649,6 +650,54 @@ static void record_state_inline_or_heap(void **state) {
     }
 }
 
+/* A JSON number as an integer: the range int64 holds, nothing outside it
+ * converted (C leaves that undefined: the test build's float-cast-overflow
+ * check stops at one); and a record's JSON with numbers beyond it is
+ * refused or clamped, never converted. */
+static lf_record *record_with(const char *members) {
+    char json[1024], err[128];
+    snprintf(json, sizeof json,
+             "{\"record_id\":\"loop-0123456789abcdef\",\"ref\":\"r\","
+             "\"repo\":null,\"pr_url\":null,\"auto_merge\":false,"
+             "\"ci_status\":{},\"labels\":{},\"closed_at\":null,\"metadata\":{},"
+             "\"state\":\"s\",\"transitions\":[],\"created_at\":\"2026-05-01T10:00:00.000000Z\","
+             "\"updated_at\":\"2026-05-01T10:00:00.000000Z\",\"workflow\":\"loopforge\"%s}",
+             members);
+    return lf_record_from_json(json, strlen(json), err, sizeof err);
+}
+
+static void json_numbers_in_range(void **state) {
+    (void)state;
+    int64_t n = 7;
+    assert_int_equal(lf_json_double_int(0.0, &n), 0);
+    assert_true(n == 0);
+    assert_int_equal(lf_json_double_int(-9223372036854775808.0, &n), 0);
+    assert_true(n == INT64_MIN);
+    assert_int_equal(lf_json_double_int(4611686018427387904.0, &n), 0);   /* 2^62 */
+    assert_true(n == 4611686018427387904LL);
+    const double out[] = {9223372036854775808.0, -9223372036854777856.0, 1e300, -1e300,
+                          0.5, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof out / sizeof *out; i++) {
+        n = 7;
+        assert_int_equal(lf_json_double_int(out[i], &n), -1);
+        assert_true(n == 7);
+    }
+    lf_record *r = record_with(",\"ref_number\":null,\"pr_number\":null,\"version\":3,"
+                               "\"violations\":1e10,\"overrides\":1e300");
+    assert_non_null(r);
+    assert_true(r->version == 3);
+    assert_true(r->violations == UINT32_MAX);   /* clamped */
+    assert_true(r->overrides == 0);             /* not an int64: not a count */
+    lf_record_free(r);
+    assert_null(record_with(",\"ref_number\":null,\"pr_number\":null,\"version\":1e300"));
+    assert_null(record_with(",\"ref_number\":20000000000000000000,\"pr_number\":null,"
+                            "\"version\":1"));
+    r = record_with(",\"ref_number\":null,\"pr_number\":9007199254740993,\"version\":1");
+    assert_non_null(r);
+    assert_true(r->pr_number == 9007199254740993LL);    /* read from the text, exactly */
+    lf_record_free(r);
+}
+
 static void oom_aborts(void **state) {
     (void)state;
     int fd[2];
@@ -700,6 +749,7 @@ int main(void) {
         cmocka_unit_test(json_text_paths),
         cmocka_unit_test(record_count_by_history),
         cmocka_unit_test(record_state_inline_or_heap),
+        cmocka_unit_test(json_numbers_in_range),
         cmocka_unit_test(oom_aborts),
         cmocka_unit_test(json_canonical),
         cmocka_unit_test(json_canonical_matches_cjson),

@@ -359,15 +359,17 @@ static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp,
     const cJSON *idx = cJSON_GetObjectItemCaseSensitive(proof, "leaf_index");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(proof, "tree_size");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(proof, "path"), *h;
+    int64_t at, of;
     if (!cJSON_IsNumber(idx) || !cJSON_IsNumber(size) || !cJSON_IsArray(path) ||
-        (uint64_t)size->valuedouble != cp->tree_size)
+        lf_json_double_int(idx->valuedouble, &at) || lf_json_double_int(size->valuedouble, &of) ||
+        at < 0 || of < 0 || (uint64_t)of != cp->tree_size)
         return false;
     int k = cJSON_GetArraySize(path), i = 0;
     unsigned char *bytes = lf_xmalloc((size_t)k * 32 + 1);
     bool ok = true;
     cJSON_ArrayForEach(h, path) ok &=
         cJSON_IsString(h) && lf_unhex(h->valuestring, bytes + 32 * i++, 32) == 0;
-    ok = ok && lf_merkle_verify_inclusion(leaf, (uint64_t)idx->valuedouble, cp->tree_size,
+    ok = ok && lf_merkle_verify_inclusion(leaf, (uint64_t)at, cp->tree_size,
                                           bytes, k, root);
     free(bytes);
     return ok;

@@ -393,3 +393,11 @@ int lf_json_int(const char *v, size_t vlen, int64_t *out) {
     *out = (int64_t)d;
     return 0;
 }
+
+int lf_json_double_int(double d, int64_t *out) {
+    /* -2^63 <= d < 2^63, false for NaN too */
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}

@@ -259,10 +259,15 @@ static int member_int(const char *json, const char *key, int64_t *out) {
 }
 
 static int get_int(const cJSON *v, int64_t *out) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
-        return -1;
-    *out = (int64_t)v->valuedouble;
-    return 0;
+    return cJSON_IsNumber(v) ? lf_json_double_int(v->valuedouble, out) : -1;
+}
+
+/* A count a record's JSON carries (violations, overrides): 0 unless a
+ * positive integer; at most UINT32_MAX. */
+static uint32_t count_of(const cJSON *v) {
+    int64_t n;
+    if (get_int(v, &n) || n <= 0) return 0;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* The members of a created entry's `record` the fold reads, found in one
@@ -773,7 +778,7 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
     cJSON *o = cJSON_ParseWithLength(json, len);
     lf_record *r = lf_xcalloc(1, sizeof *r);
     char *id = NULL;
-    double version = 0;
+    int64_t version = 0;
     const cJSON *am = cJSON_GetObjectItemCaseSensitive(o, "auto_merge");
     const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
     if (!cJSON_IsObject(o) || json_str(o, "record_id", 0, &id) ||
@@ -787,10 +792,10 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         json_obj(o, "labels") || json_ts(o, "created_at", 0, r->created_at) ||
         json_ts(o, "updated_at", 0, r->updated_at) ||
         json_ts(o, "closed_at", 1, r->closed_at) ||
-        json_str(o, "workflow", 0, &r->workflow) || !cJSON_IsNumber(ver) ||
+        json_str(o, "workflow", 0, &r->workflow) ||
         (cJSON_GetObjectItemCaseSensitive(o, "parent") &&
          json_str(o, "parent", 0, &r->parent)) ||
-        (version = ver->valuedouble) < 1 || json_obj(o, "metadata")) {
+        get_int(ver, &version) || version < 1 || json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);
         lf_record_free(r);
@@ -818,10 +823,8 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         r->timers = member_text(t, "timers", "[]");
         r->timers_due = earliest_due(cJSON_GetObjectItemCaseSensitive(o, "timers"));
     }
-    const cJSON *nv = cJSON_GetObjectItemCaseSensitive(o, "violations"),
-                *no = cJSON_GetObjectItemCaseSensitive(o, "overrides");
-    if (cJSON_IsNumber(nv) && nv->valuedouble > 0) r->violations = (uint32_t)nv->valuedouble;
-    if (cJSON_IsNumber(no) && no->valuedouble > 0) r->overrides = (uint32_t)no->valuedouble;
+    r->violations = count_of(cJSON_GetObjectItemCaseSensitive(o, "violations"));
+    r->overrides = count_of(cJSON_GetObjectItemCaseSensitive(o, "overrides"));
     free(t);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     if (al && !string_array(al)) {

@@ -47,7 +47,8 @@ int lf_checkpoint_parse(const char *json, size_t len, lf_checkpoint *cp, char *e
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "tree_size");
     memset(cp, 0, sizeof *cp);
     int rc = -1;
-    if (!cJSON_IsNumber(n) || n->valuedouble < 0 ||
+    int64_t size = -1;
+    if (!cJSON_IsNumber(n) || lf_json_double_int(n->valuedouble, &size) || size < 0 ||
         member(o, "root", cp->root, sizeof cp->root, 64) ||
         member(o, "head", cp->head, sizeof cp->head, 64) ||
         member(o, "time", cp->time, sizeof cp->time, 0) ||
@@ -56,7 +57,7 @@ int lf_checkpoint_parse(const char *json, size_t len, lf_checkpoint *cp, char *e
         snprintf(err, errlen,
                  "not a checkpoint (tree_size, root, head, time, key_id, signature)");
     else {
-        cp->tree_size = (uint64_t)n->valuedouble;
+        cp->tree_size = (uint64_t)size;
         rc = 0;
     }
     cJSON_Delete(o);

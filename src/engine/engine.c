@@ -2270,9 +2270,10 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(meta, "aliases"), *a;
     *out = NULL;
     if (!u && !n && !al) return 0;
+    int64_t pr = 0;
     if ((u && !cJSON_IsString(u) && !cJSON_IsNull(u)) ||
         (n && !cJSON_IsNull(n) &&
-         (!cJSON_IsNumber(n) || n->valuedouble != (double)(int64_t)n->valuedouble))) {
+         (!cJSON_IsNumber(n) || lf_json_double_int(n->valuedouble, &pr)))) {
         snprintf(err, errlen,
                  "metadata: pr_url must be a string and pr_number an integer");
         return -1;
@@ -2284,7 +2285,7 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     lf_jw o = {&b, false}; /* members only: entry_changes adds the braces */
     if (u) lf_jw_str(&o, "pr_url", cJSON_IsString(u) ? u->valuestring : NULL);
     if (n && cJSON_IsNull(n)) lf_jw_raw(&o, "pr_number", NULL, "null");
-    else if (n) lf_jw_int(&o, "pr_number", (int64_t)n->valuedouble);
+    else if (n) lf_jw_int(&o, "pr_number", pr);
     if (al) {
         lf_jw_key(&o, "aliases");
         lf_jw list = lf_jw_open(&b, '[');

@@ -80,10 +80,8 @@ static int int_member(const cJSON *o, const char *k, bool *has, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     *has = false;
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
-        return -1;
+    if (!cJSON_IsNumber(v) || lf_json_double_int(v->valuedouble, out)) return -1;
     *has = true;
-    *out = (int64_t)v->valuedouble;
     return 0;
 }
 

@@ -11,12 +11,14 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "internal.h"
+#include "../core/json.h"
 #include "../engine/engine_internal.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static bool is_integer(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble;
+/* v as an integer (lf_json_double_int's range): false if it is not one. */
+static bool integer_of(const cJSON *v, int64_t *out) {
+    return cJSON_IsNumber(v) && lf_json_double_int(v->valuedouble, out) == 0;
 }
 
 /* A body field of the wrong type: reply 400 and say which. */
@@ -295,9 +297,9 @@ static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req, char **
             ok = string_field(r, f, &req->idempotency_key, false);
         else if (strcmp(k, "ref_number") == 0) {
             if (cJSON_IsNull(f)) continue;
-            if (!is_integer(f)) return bad_field(r, f, "an integer or null");
+            if (!integer_of(f, &req->ref_number))
+                return bad_field(r, f, "an integer or null");
             req->has_ref_number = true;
-            req->ref_number = (int64_t)f->valuedouble;
         } else if (strcmp(k, "auto_merge") == 0) {
             if (!cJSON_IsBool(f)) return bad_field(r, f, "true or false");
             req->auto_merge = cJSON_IsTrue(f);
@@ -437,10 +439,10 @@ void lf_api_transition(lf_req *r) {
             ok = string_field(r, f, &req.idempotency_key, false);
         else if (strcmp(k, "metadata") == 0) ok = object_text(r, f, &meta);
         else if (strcmp(k, "expected_version") == 0) {
-            if (!cJSON_IsNumber(f) || f->valuedouble < 1 ||
-                f->valuedouble != (double)(uint64_t)f->valuedouble)
+            int64_t v;
+            if (!integer_of(f, &v) || v < 1)
                 ok = bad_field(r, f, "a record version (an integer from 1)");
-            else req.expected_version = (uint64_t)f->valuedouble;
+            else req.expected_version = (uint64_t)v;
         } else if (strcmp(k, "dry_run") == 0) {
             if (!cJSON_IsBool(f)) ok = bad_field(r, f, "true or false");
             else req.dry_run = cJSON_IsTrue(f);

@@ -71,6 +71,9 @@ match_out "… naming the version it is at" 'expected version 7, found 1'
 req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t","expected_version":2}'
 expect_status "… the same with the body field" 409
 expect_match "… and nothing written" audit "$(audit_count)" "^$n\$"
+req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t","expected_version":1e300}'
+expect_status "an expected_version beyond int64: 400" 400
+expect_match "… and nothing written" audit "$(audit_count)" "^$n\$"
 req POST "/v1/records/$vid/transitions" '{"to":"task_queued","trigger":"t"}' -H 'If-Match: "1"'
 expect_status "If-Match with the version it is at: 200" 200
 expect_match "… and the reply's ETag is the new version" etag "$(header ETag)" '^"2"$'

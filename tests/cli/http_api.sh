@@ -60,6 +60,9 @@ expect_json "… invalid_request" code invalid_request
 expect_json "… saying so" error "field 'ref' is required"
 req POST /v1/records '{"ref":"x1","ref_number":"7"}'
 expect_json "a string ref_number is refused" error "field 'ref_number' must be an integer or null"
+req POST /v1/records '{"ref":"x1","ref_number":1e300}'
+expect_status "a ref_number beyond int64 is 400" 400
+expect_json "… as not an integer" error "field 'ref_number' must be an integer or null"
 req POST /v1/records '{"ref":"x1","refs":"typo"}'
 expect_status "an unknown field is 400" 400
 expect_json "… naming it" error "unknown field 'refs'"
