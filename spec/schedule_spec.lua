@@ -116,6 +116,9 @@ return workflow { name = "w", states = { "open", "waiting", "late", "later" },
     assert.equal("invalid_request", code)
     assert.matches("cursor", err)
     assert.has_error(function() eng:timers(t0, { state = "open" }) end)
+    -- a time no clock reaches (its microseconds beyond int64) is no time
+    assert.has_error(function() eng:timers(1e300) end)
+    assert.has_error(function() eng:tick(0 / 0) end)
   end)
 
   it("counts a record's time in its state from when it entered it", function()

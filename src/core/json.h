@@ -64,10 +64,10 @@ int lf_json_utf8(char u[4], unsigned long c);
  * Returns 0, or -1 for anything else (null included). */
 int lf_json_int(const char *v, size_t vlen, int64_t *out);
 
-/* A parsed JSON number (cJSON's double) as an int64_t: 0 with *out set
- * when d is integral and within int64's range, else -1 -- fractions, NaN,
- * infinities and the magnitudes whose conversion C leaves undefined (a
- * record's version of 1e300, say). Above 2^53 a double is not exact:
+/* A number held as a double (cJSON's, Lua's) as an int64_t: 0 with *out
+ * set when d is integral and within int64's range, else -1 -- fractions,
+ * NaN, infinities and the magnitudes whose conversion C leaves undefined
+ * (a record's version of 1e300, say). Above 2^53 a double is not exact:
  * where the value itself counts, it is read from the text (lf_json_int). */
 int lf_json_double_int(double d, int64_t *out);
 

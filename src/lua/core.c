@@ -25,6 +25,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "../rules/luajson.h"
 #include "../core/entry.h"
 #include "../core/clock.h"
+#include "../core/json.h"
 #include "../engine/engine_internal.h"
 
 #define ENGINE_MT "loopforge.engine"
@@ -720,8 +722,8 @@ static int64_t opt_time(lua_State *L, int i, int arg) {
         if (lf_ts_normalize(lua_tostring(L, i), ts) || lf_ts_parse(ts, &us))
             luaL_argerror(L, arg, "a time like 2026-01-01T00:00:00Z");
     } else if (!lua_isnoneornil(L, i)) {
-        if (!lua_isnumber(L, i)) luaL_argerror(L, arg, "a time like 2026-01-01T00:00:00Z");
-        us = (int64_t)(lua_tonumber(L, i) * 1e6);
+        if (!lua_isnumber(L, i) || lf_json_double_int(trunc(lua_tonumber(L, i) * 1e6), &us))
+            luaL_argerror(L, arg, "a time like 2026-01-01T00:00:00Z");
     }
     return us;
 }

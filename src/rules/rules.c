@@ -24,6 +24,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -333,6 +335,14 @@ static double tnum(lua_State *L, int t, const char *k, double dflt) {
     return v;
 }
 
+/* t[k] as an int: dflt when it is not a number, -1 when it is one no int
+ * holds (2.5; 1e300, whose conversion C leaves undefined) -- every caller
+ * refuses a negative count. */
+static int tint(lua_State *L, int t, const char *k, int dflt) {
+    double v = tnum(L, t, k, dflt);
+    return v >= INT_MIN && v <= INT_MAX && v == floor(v) ? (int)v : -1;
+}
+
 /* The workflow fields that map states to settings (timers, retries, roles,
  * children, budgets) share their walk: fn(w, name, state, idx) for each
  * STATE = value, the value at stack index idx (the stack is restored after
@@ -409,7 +419,7 @@ static void retries_of(wf_ctx *w, const char *sn, int state, int t) {
         to = tstr(L, t, "to");
         esc = tstr(L, t, "escalate_to");
         r.trigger = (char *)tstr(L, t, "trigger");
-        r.max = (int)tnum(L, t, "max", -1);
+        r.max = tint(L, t, "max", -1);
         lua_pushstring(L, "backoff");
         if (lua_rawget(L, t) == LUA_TTABLE) {
             int b = lua_gettop(L);
@@ -490,10 +500,10 @@ static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
         int b = lua_gettop(L);
         const char *per = ok ? tstr(L, b, "per") : NULL,
                    *within = ok ? tstr(L, b, "within") : NULL;
-        double max = ok ? tnum(L, b, "max", -1) : -1;
+        int max = ok ? tint(L, b, "max", -1) : -1;
         int64_t us = within ? lf_duration_parse(within) : -1;
         ok = ok && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
-             max >= 1 && max == (double)(int)max && us > 0 &&
+             max >= 1 && us > 0 &&
              us <= (int64_t)31 * 86400 * 1000000;
         if (ok) {
             lf_workflow *wf = w->wf;
@@ -501,7 +511,7 @@ static void budgets_of(wf_ctx *w, const char *sn, int state, int list) {
                                       (size_t)(wf->nbudgets + 1) * sizeof *wf->budgets);
             wf->budgets[wf->nbudgets++] =
                 (lf_budget_def){.state = state,
-                                .max = (int)max,
+                                .max = max,
                                 .per = per[0] == 'a' ? 'a' : 'p',
                                 .within_us = us};
         }
@@ -524,7 +534,7 @@ static void get_open_records(wf_ctx *w) {
     bool ok = ty == LUA_TNIL;
     if (ty == LUA_TTABLE) {
         const char *per = tstr(L, t, "per");
-        double max = tnum(L, t, "max", -1);
+        int max = tint(L, t, "max", -1);
         int n = 0;
         lua_pushnil(L);
         while (lua_next(L, t)) {
@@ -532,9 +542,9 @@ static void get_open_records(wf_ctx *w) {
             lua_pop(L, 1);
         }
         ok = n == 2 && per && (!strcmp(per, "principal") || !strcmp(per, "actor")) &&
-             max >= 1 && max <= 1000000000 && max == (double)(int)max;
+             max >= 1 && max <= 1000000000;
         if (ok) {
-            w->wf->open_max = (int)max;
+            w->wf->open_max = max;
             w->wf->open_per = per[0] == 'a' ? 'a' : 'p';
         }
     }
@@ -662,11 +672,11 @@ static void get_stages(wf_ctx *w) {
         lua_rawgeti(L, st, i);
         int t = lua_gettop(L);
         const char *name = NULL;
-        double retries = 0;
+        int retries = 0;
         if (lua_type(L, t) == LUA_TTABLE) {
             if (lua_rawgeti(L, t, 1) == LUA_TSTRING) name = lua_tostring(L, -1);
             lua_pop(L, 1);
-            retries = tnum(L, t, "retries", 0);
+            retries = tint(L, t, "retries", 0);
         }
         if (!name || retries < 0 || lf_workflow_add_state(w->wf, name) < 0) {
             wf_problem(
@@ -686,7 +696,7 @@ static void get_stages(wf_ctx *w) {
             lf_retry_def r = {.state = lf_workflow_state(w->wf, failed.p),
                               .to = lf_workflow_state(w->wf, name),
                               .escalate = lf_workflow_state(w->wf, fail),
-                              .max = (int)retries,
+                              .max = retries,
                               .initial_us = lf_duration_parse(ini),
                               .max_us = lf_duration_parse(mx),
                               .factor = factor,

@@ -113,4 +113,28 @@ LUA
 run --policies "$tmp/bad" lint
 expect_rc "five budgets on one state fail the lint" 2
 match_err "… saying at most 4" 'budgets.b must be a list of at most 4 \{ per'
+# A count no int holds (1e300: converting it is undefined in C, and the
+# test build stops at one) is refused with the field's shape, as 2.5 is.
+lint_bad() {   # WHAT WORKFLOW-FIELDS MESSAGE
+    cat >"$tmp/bad/workflows/t.lua" <<LUA
+return workflow { name = "t", states = { "a", "b", "c" }, initial = "a", terminal = { "c" },
+  edges = { { "a", "b" }, { "b", "a" }, { "b", "c" } }, $2 }
+LUA
+    run --policies "$tmp/bad" lint
+    expect_rc "$1 fails the lint" 2
+    match_err "… saying the field's shape" "$3"
+}
+for n in 1e300 2.5; do
+    lint_bad "open_records max = $n" "open_records = { per = \"actor\", max = $n }" \
+        'open_records must be \{ per'
+    lint_bad "a budget's max = $n" \
+        "budgets = { b = { { per = \"actor\", max = $n, within = \"1h\" } } }" \
+        'budgets.b must be a list of at most 4 \{ per'
+    lint_bad "retries max = $n" \
+        "retries = { b = { to = \"a\", trigger = \"r\", max = $n, escalate_to = \"c\" } }" \
+        'retries.b must be \{ to = STATE'
+    lint_bad "a stage's retries = $n" \
+        "stages = { from = \"a\", pass = \"b\", fail = \"c\", { \"s1\", retries = $n } }" \
+        'stage 1 must be \{ "NAME", retries = N \}'
+done
 done_testing
