@@ -435,8 +435,8 @@ static void retries_of(wf_ctx *w, const char *sn, int state, int t) {
     r.initial_us = ini ? lf_duration_parse(ini) : 0;
     r.max_us = mx ? lf_duration_parse(mx) : 0;
     if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 || r.initial_us < 0 ||
-        (ini && !r.initial_us) || r.max_us < 0 || r.factor < 1 || r.jitter < 0 ||
-        r.jitter > 1)
+        (ini && !r.initial_us) || r.max_us < 0 || !(r.factor >= 1) ||
+        !(r.jitter >= 0 && r.jitter <= 1))     /* NaN (0/0) refused too */
         wf_problem(
             w,
             "retries.%s must be { to = STATE, trigger = \"...\", max = N, "

@@ -114,27 +114,42 @@ run --policies "$tmp/bad" lint
 expect_rc "five budgets on one state fail the lint" 2
 match_err "… saying at most 4" 'budgets.b must be a list of at most 4 \{ per'
 # A count no int holds (1e300: converting it is undefined in C, and the
-# test build stops at one) is refused with the field's shape, as 2.5 is.
-lint_bad() {   # WHAT WORKFLOW-FIELDS MESSAGE
+# test build stops at one) is refused with the field's shape, as 2.5 is;
+# so is a backoff's factor or jitter of NaN (0/0 in Lua), which passed
+# every `< 1` and was then converted by a retry's wait. Each field lints
+# clean with a right value first: the refusals are the number's.
+lint_wf() {    # WORKFLOW-FIELD
     cat >"$tmp/bad/workflows/t.lua" <<LUA
-return workflow { name = "t", states = { "a", "b", "c" }, initial = "a", terminal = { "c" },
-  edges = { { "a", "b" }, { "b", "a" }, { "b", "c" } }, $2 }
+return workflow { name = "t", states = { "a", "b", "c", "d" }, initial = "a",
+  terminal = { "d" }, edges = { { "a", "b" }, { "b", "c" }, { "c", "b" }, { "c", "d" } }, $1 }
 LUA
     run --policies "$tmp/bad" lint
+}
+lint_bad() {   # WHAT WORKFLOW-FIELD MESSAGE
+    lint_wf "$2"
     expect_rc "$1 fails the lint" 2
     match_err "… saying the field's shape" "$3"
 }
+open='open_records = { per = "actor", max = N }'
+budget='budgets = { b = { { per = "actor", max = N, within = "1h" } } }'
+retry='retries = { c = { to = "b", trigger = "r", max = N, escalate_to = "d",
+  backoff = { initial = "1s", max = "1h", factor = F, jitter = J } } }'
+stage='stages = { from = "b", pass = "c", fail = "d", backoff = { factor = F }, { "s1", retries = N } }'
+fill() { echo "$1" | sed "s|N|$2|; s|F|${3:-2}|; s|J|${4:-0.1}|"; }
+for f in "$open" "$budget" "$retry" "$stage"; do
+    lint_wf "$(fill "$f" 3)"
+    expect_rc "${f%% =*} with 3 lints clean" 0
+done
 for n in 1e300 2.5; do
-    lint_bad "open_records max = $n" "open_records = { per = \"actor\", max = $n }" \
-        'open_records must be \{ per'
-    lint_bad "a budget's max = $n" \
-        "budgets = { b = { { per = \"actor\", max = $n, within = \"1h\" } } }" \
+    lint_bad "open_records max = $n" "$(fill "$open" $n)" 'open_records must be \{ per'
+    lint_bad "a budget's max = $n" "$(fill "$budget" $n)" \
         'budgets.b must be a list of at most 4 \{ per'
-    lint_bad "retries max = $n" \
-        "retries = { b = { to = \"a\", trigger = \"r\", max = $n, escalate_to = \"c\" } }" \
-        'retries.b must be \{ to = STATE'
-    lint_bad "a stage's retries = $n" \
-        "stages = { from = \"a\", pass = \"b\", fail = \"c\", { \"s1\", retries = $n } }" \
+    lint_bad "retries max = $n" "$(fill "$retry" $n)" 'retries.c must be \{ to = STATE'
+    lint_bad "a stage's retries = $n" "$(fill "$stage" $n)" \
         'stage 1 must be \{ "NAME", retries = N \}'
 done
+lint_bad "a retries backoff factor = 0/0" "$(fill "$retry" 3 0/0)" 'retries.c must be \{ to = STATE'
+lint_bad "a retries backoff jitter = 0/0" "$(fill "$retry" 3 2 0/0)" 'retries.c must be \{ to = STATE'
+lint_bad "a stages backoff factor = 0/0" "$(fill "$stage" 2 0/0)" \
+    'stages: backoff needs durations like "30s" and a factor >= 1'
 done_testing
