@@ -1129,6 +1129,15 @@ static void corrupted_record_value(void **state) {
     t_audit_page(s, id, 0, 0, &a);
     assert_int_equal(a.n, 1);
     t_audit_reset(&a);
+    /* A score no int64 holds (an index written by something else): the
+     * record is listed, its cursor's time 0 -- nothing converted. */
+    t_redis_ok(&server, "ZADD lf:state:issue_created 1e300 %s", id);
+    lf_list_query qs = {.state = "issue_created"};
+    lf_store_list(s, &qs, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_OK);
+    assert_int_equal(p.n, 1);
+    t_page_reset(&p);
 
     /* A value of the wrong type altogether. */
     t_redis_ok(&server, "DEL %s", key);

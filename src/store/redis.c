@@ -14,8 +14,10 @@
  * very record; what it does not, one more call of the read script brings.
  * Key layout, Cluster notes and outage behavior: docs/redis.md. */
 #include "redis.h"
+#include "../core/json.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdarg.h>
@@ -569,6 +571,15 @@ static void count_destroy(lf_rop *op) {
     free(op);
 }
 
+/* A sorted set's score (a time in us, as the commit script writes it) as
+ * an integer; 0 for one no int64 holds (a Redis written by something
+ * else may hold anything: converting that is undefined in C). */
+static int64_t score_us(const char *s) {
+    int64_t us = 0;
+    (void)lf_json_double_int(trunc(strtod(s, NULL)), &us);
+    return us;
+}
+
 /* {n, earliest score or ''} */
 static void count_reply(lf_rop *op, redisReply *r) {
     count_op *k = (count_op *)op;
@@ -580,7 +591,7 @@ static void count_reply(lf_rop *op, redisReply *r) {
         lf_redis_fail(op, LF_UNAVAILABLE, msg);
         return;
     }
-    int64_t oldest = r->element[1]->len ? (int64_t)strtod(r->element[1]->str, NULL) : 0;
+    int64_t oldest = r->element[1]->len ? score_us(r->element[1]->str) : 0;
     k->cb(LF_OK, NULL, (uint64_t)r->element[0]->integer, oldest, k->arg);
     count_destroy(op);
 }
@@ -1059,7 +1070,7 @@ static void list_reply(lf_rop *op, redisReply *r) {
             rec = lf_record_dup(rec);   /* the page's own */
         }
         /* The cursor: where this record is in the index. */
-        int64_t us = (int64_t)strtod(sc->str, NULL);
+        int64_t us = score_us(sc->str);
         if (l->scores) l->scores[l->n] = us;
         l->recs[l->n++] = rec;
         cursor_of(l->cursor, us, id->str);
