@@ -360,8 +360,7 @@ static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp,
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(proof, "tree_size");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(proof, "path"), *h;
     int64_t at, of;
-    if (!cJSON_IsNumber(idx) || !cJSON_IsNumber(size) || !cJSON_IsArray(path) ||
-        lf_json_double_int(idx->valuedouble, &at) || lf_json_double_int(size->valuedouble, &of) ||
+    if (!cJSON_IsArray(path) || lf_json_number_int(idx, &at) || lf_json_number_int(size, &of) ||
         at < 0 || of < 0 || (uint64_t)of != cp->tree_size)
         return false;
     int k = cJSON_GetArraySize(path), i = 0;

@@ -128,10 +128,10 @@ static int get_str(cJSON *o, const char *key, int nullable, const char **out, ch
 static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err, size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) return fail(err, errlen, "missing key", key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
-        v->valuedouble != (double)(uint64_t)v->valuedouble)
+    int64_t n;      /* within 2^53: a seq or version a double holds exactly */
+    if (lf_json_number_int(v, &n) || n < 0 || n > 9007199254740992LL)
         return fail(err, errlen, "wrong type for", key);
-    *out = (uint64_t)v->valuedouble;
+    *out = (uint64_t)n;
     return 0;
 }
 

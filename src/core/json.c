@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 
 #define MAX_DEPTH 512
 
@@ -392,6 +393,10 @@ int lf_json_int(const char *v, size_t vlen, int64_t *out) {
     if (*end || end == tok || d != floor(d) || fabs(d) > 9007199254740992.0) return -1;
     *out = (int64_t)d;
     return 0;
+}
+
+int lf_json_number_int(const cJSON *v, int64_t *out) {
+    return cJSON_IsNumber(v) ? lf_json_double_int(v->valuedouble, out) : -1;
 }
 
 int lf_json_double_int(double d, int64_t *out) {

@@ -70,5 +70,8 @@ int lf_json_int(const char *v, size_t vlen, int64_t *out);
  * (a record's version of 1e300, say). Above 2^53 a double is not exact:
  * where the value itself counts, it is read from the text (lf_json_int). */
 int lf_json_double_int(double d, int64_t *out);
+/* The same of a cJSON value: -1 for one that is not a number (NULL too). */
+struct cJSON;
+int lf_json_number_int(const struct cJSON *v, int64_t *out);
 
 #endif

@@ -258,15 +258,11 @@ static int member_int(const char *json, const char *key, int64_t *out) {
                                                                 : -1;
 }
 
-static int get_int(const cJSON *v, int64_t *out) {
-    return cJSON_IsNumber(v) ? lf_json_double_int(v->valuedouble, out) : -1;
-}
-
 /* A count a record's JSON carries (violations, overrides): 0 unless a
  * positive integer; at most UINT32_MAX. */
 static uint32_t count_of(const cJSON *v) {
     int64_t n;
-    if (get_int(v, &n) || n <= 0) return 0;
+    if (lf_json_number_int(v, &n) || n <= 0) return 0;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -409,7 +405,7 @@ static int changes_parse(const char *text, changes *c, char *err, size_t errlen)
     if ((c->closed_at && (!cJSON_IsString(c->closed_at) ||
                           lf_ts_parse(c->closed_at->valuestring, &us))) ||
         (c->pr_url && !cJSON_IsString(c->pr_url) && !cJSON_IsNull(c->pr_url)) ||
-        (c->pr_number && !cJSON_IsNull(c->pr_number) && get_int(c->pr_number, &n)) ||
+        (c->pr_number && !cJSON_IsNull(c->pr_number) && lf_json_number_int(c->pr_number, &n)) ||
         (c->ci_status && !cJSON_IsObject(c->ci_status)) ||
         (c->labels && !cJSON_IsObject(c->labels)) ||
         (c->forge && !cJSON_IsObject(c->forge)) ||
@@ -729,7 +725,7 @@ static int json_num(const cJSON *o, const char *key, bool *has, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     *has = false;
     if (cJSON_IsNull(v)) return 0;
-    if (get_int(v, out)) return -1;
+    if (lf_json_number_int(v, out)) return -1;
     *has = true;
     return 0;
 }
@@ -795,7 +791,7 @@ lf_record *lf_record_from_json(const char *json, size_t len, char *err, size_t e
         json_str(o, "workflow", 0, &r->workflow) ||
         (cJSON_GetObjectItemCaseSensitive(o, "parent") &&
          json_str(o, "parent", 0, &r->parent)) ||
-        get_int(ver, &version) || version < 1 || json_obj(o, "metadata")) {
+        lf_json_number_int(ver, &version) || version < 1 || json_obj(o, "metadata")) {
         free(id);
         cJSON_Delete(o);
         lf_record_free(r);

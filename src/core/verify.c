@@ -48,7 +48,7 @@ int lf_checkpoint_parse(const char *json, size_t len, lf_checkpoint *cp, char *e
     memset(cp, 0, sizeof *cp);
     int rc = -1;
     int64_t size = -1;
-    if (!cJSON_IsNumber(n) || lf_json_double_int(n->valuedouble, &size) || size < 0 ||
+    if (lf_json_number_int(n, &size) || size < 0 ||
         member(o, "root", cp->root, sizeof cp->root, 64) ||
         member(o, "head", cp->head, sizeof cp->head, 64) ||
         member(o, "time", cp->time, sizeof cp->time, 0) ||

@@ -2273,7 +2273,7 @@ static int record_fields(cJSON *meta, char **out, char *err, size_t errlen) {
     int64_t pr = 0;
     if ((u && !cJSON_IsString(u) && !cJSON_IsNull(u)) ||
         (n && !cJSON_IsNull(n) &&
-         (!cJSON_IsNumber(n) || lf_json_double_int(n->valuedouble, &pr)))) {
+         lf_json_number_int(n, &pr))) {
         snprintf(err, errlen,
                  "metadata: pr_url must be a string and pr_number an integer");
         return -1;

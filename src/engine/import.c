@@ -80,7 +80,7 @@ static int int_member(const cJSON *o, const char *k, bool *has, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     *has = false;
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsNumber(v) || lf_json_double_int(v->valuedouble, out)) return -1;
+    if (lf_json_number_int(v, out)) return -1;
     *has = true;
     return 0;
 }

@@ -16,11 +16,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* v as an integer (lf_json_double_int's range): false if it is not one. */
-static bool integer_of(const cJSON *v, int64_t *out) {
-    return cJSON_IsNumber(v) && lf_json_double_int(v->valuedouble, out) == 0;
-}
-
 /* A body field of the wrong type: reply 400 and say which. */
 static bool bad_field(lf_req *r, const cJSON *f, const char *want) {
     lf_reply_error(r, 400, "invalid_request", "field '%s' must be %s", f->string, want);
@@ -297,7 +292,7 @@ static bool create_fields(lf_req *r, const cJSON *j, lf_create_req *req, char **
             ok = string_field(r, f, &req->idempotency_key, false);
         else if (strcmp(k, "ref_number") == 0) {
             if (cJSON_IsNull(f)) continue;
-            if (!integer_of(f, &req->ref_number))
+            if (lf_json_number_int(f, &req->ref_number))
                 return bad_field(r, f, "an integer or null");
             req->has_ref_number = true;
         } else if (strcmp(k, "auto_merge") == 0) {
@@ -440,7 +435,7 @@ void lf_api_transition(lf_req *r) {
         else if (strcmp(k, "metadata") == 0) ok = object_text(r, f, &meta);
         else if (strcmp(k, "expected_version") == 0) {
             int64_t v;
-            if (!integer_of(f, &v) || v < 1)
+            if (lf_json_number_int(f, &v) || v < 1)
                 ok = bad_field(r, f, "a record version (an integer from 1)");
             else req.expected_version = (uint64_t)v;
         } else if (strcmp(k, "dry_run") == 0) {
