@@ -61,11 +61,13 @@ int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
 }
 
 int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r) {
+    if (r->max < 0 || r->initial_us < 0 || r->max_us < 0 || !(r->factor >= 1) ||
+        !(r->jitter >= 0 && r->jitter <= 1) || !r->trigger ||
+        !*r->trigger)   /* the negations refuse NaN too (0/0 in Lua) */
+        return LF_RETRY_BAD_VALUE;
     if (!lf_workflow_has_edge(wf, r->state, r->to) || !valid_state(wf, r->escalate) ||
-        r->escalate == r->state || lf_workflow_retry(wf, r->state) || r->max < 0 ||
-        r->initial_us < 0 || !(r->factor >= 1) || !(r->jitter >= 0 && r->jitter <= 1) ||
-        !r->trigger || !*r->trigger)   /* the negations refuse NaN too (0/0 in Lua) */
-        return -1;
+        r->escalate == r->state || lf_workflow_retry(wf, r->state))
+        return LF_RETRY_BAD_EDGE;
     if (!lf_workflow_has_edge(wf, r->state, r->escalate)) {
         lf_workflow_add_edge(wf, r->state, r->escalate);
         wf->edges[wf->nedges - 1].engine = true;

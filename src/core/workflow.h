@@ -108,9 +108,13 @@ bool lf_workflow_is_terminal(const lf_workflow *wf, int state);
  * workflow has no edge state -> to. */
 int lf_workflow_add_timer(lf_workflow *wf, int state, int to, int64_t after_us,
                           const char *trigger);
-/* Adds a retry (r's trigger is copied). Returns 0, or -1 unless the
- * workflow has the edge state -> to; the edge state -> escalate is added
- * as an engine edge when the workflow does not declare it. */
+/* Adds a retry (r's trigger is copied). Returns 0; LF_RETRY_BAD_VALUE
+ * for a negative max or duration, a factor under 1, a jitter outside
+ * 0..1 (NaN is neither), or no trigger; LF_RETRY_BAD_EDGE unless the
+ * workflow has the edge state -> to and escalate is another state of it
+ * (and state has no retry yet). The edge state -> escalate is added as an
+ * engine edge when the workflow does not declare it. */
+enum { LF_RETRY_BAD_VALUE = -1, LF_RETRY_BAD_EDGE = -2 };
 int lf_workflow_add_retry(lf_workflow *wf, const lf_retry_def *r);
 /* The retry declared for `state`, or NULL. */
 const lf_retry_def *lf_workflow_retry(const lf_workflow *wf, int state);

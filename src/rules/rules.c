@@ -434,16 +434,19 @@ static void retries_of(wf_ctx *w, const char *sn, int state, int t) {
     r.escalate = esc ? lf_workflow_state(w->wf, esc) : -1;
     r.initial_us = ini ? lf_duration_parse(ini) : 0;
     r.max_us = mx ? lf_duration_parse(mx) : 0;
-    if (r.to < 0 || r.escalate < 0 || !r.trigger || r.max < 0 || r.initial_us < 0 ||
-        (ini && !r.initial_us) || r.max_us < 0 || !(r.factor >= 1) ||
-        !(r.jitter >= 0 && r.jitter <= 1))     /* NaN (0/0) refused too */
+    /* the names and a zero initial wait here; every value's range in
+     * lf_workflow_add_retry, which stages' retries go through too */
+    int rc = r.to < 0 || r.escalate < 0 || (ini && !r.initial_us)
+                 ? LF_RETRY_BAD_VALUE
+                 : lf_workflow_add_retry(w->wf, &r);
+    if (rc == LF_RETRY_BAD_VALUE)
         wf_problem(
             w,
             "retries.%s must be { to = STATE, trigger = \"...\", max = N, "
             "backoff = { initial = \"1s\", factor = 2, max = \"1h\", jitter = 0.1 } "
             "(optional), escalate_to = STATE }",
             sn);
-    else if (lf_workflow_add_retry(w->wf, &r) < 0)
+    else if (rc == LF_RETRY_BAD_EDGE)
         wf_problem(w,
                    "retries.%s: the workflow needs the edge %s -> %s, and "
                    "escalate_to another state",

@@ -150,6 +150,10 @@ for n in 1e300 2.5; do
 done
 lint_bad "a retries backoff factor = 0/0" "$(fill "$retry" 3 0/0)" 'retries.c must be \{ to = STATE'
 lint_bad "a retries backoff jitter = 0/0" "$(fill "$retry" 3 2 0/0)" 'retries.c must be \{ to = STATE'
+lint_bad "a retries backoff factor = 0.5" "$(fill "$retry" 3 0.5)" 'retries.c must be \{ to = STATE'
+lint_bad "a retries backoff jitter = 1.5" "$(fill "$retry" 3 2 1.5)" 'retries.c must be \{ to = STATE'
+lint_bad "a retry along no edge" "$(fill "$retry" 3 | sed 's/to = "b"/to = "a"/')" \
+    'retries.c: the workflow needs the edge c -> a'
 lint_bad "a stages backoff factor = 0/0" "$(fill "$stage" 2 0/0)" \
     'stages: backoff needs durations like "30s" and a factor >= 1'
 done_testing
