@@ -3,13 +3,13 @@
 # repository's own material (nothing of it is committed):
 #   route, text   every payload in tests/fixtures/github (route: the event
 #                 name, a newline, the payload)
-#   entry         each line of a journal that LOOPFORGE writes here through
+#   entry, pack   each line of a journal that LOOPFORGE writes here through
 #                 a record's whole lifecycle, a denial and a deletion
 #   record        that journal whole, and each record's JSON
 # Run from the repository root.
 set -e
 out=$1 lf=$2
-mkdir -p "$out/route" "$out/text" "$out/entry" "$out/record"
+mkdir -p "$out/route" "$out/text" "$out/entry" "$out/pack" "$out/record"
 for f in tests/fixtures/github/*.json; do
     name=$(basename "$f" .json)
     { printf '%s\n' "${name%%.*}"; cat "$f"; } >"$out/route/$name"
@@ -35,6 +35,7 @@ n=0
 while IFS= read -r line; do
     n=$((n + 1))
     printf '%s' "$line" >"$out/entry/line-$n"
+    printf '%s' "$line" >"$out/pack/line-$n"
 done <"$tmp/j"
 cp "$tmp/j" "$out/record/journal"
 "$lf" --policies policies --store "$j" show "$id" --json >"$out/record/record.json" 2>/dev/null || true
