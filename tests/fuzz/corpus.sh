@@ -6,15 +6,23 @@
 #   entry, pack   each line of a journal that LOOPFORGE writes here through
 #                 a record's whole lifecycle, a denial and a deletion
 #   record        that journal whole, and each record's JSON
+#   import        the Python LoopForge's records (tests/fixtures/loopforge),
+#                 each alone
 # Run from the repository root.
 set -e
 out=$1 lf=$2
-mkdir -p "$out/route" "$out/text" "$out/entry" "$out/pack" "$out/record"
+mkdir -p "$out/route" "$out/text" "$out/entry" "$out/pack" "$out/record" "$out/import"
 for f in tests/fixtures/github/*.json; do
     name=$(basename "$f" .json)
     { printf '%s\n' "${name%%.*}"; cat "$f"; } >"$out/route/$name"
     cp "$f" "$out/text/$name"
 done
+cp tests/fixtures/loopforge/one.json "$out/import/one"
+n=0
+while IFS= read -r line; do
+    n=$((n + 1))
+    printf '%s' "$line" >"$out/import/ndjson-$n"
+done <tests/fixtures/loopforge/records.ndjson
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 j="file:$tmp/j"
