@@ -6,12 +6,14 @@
 #   entry, pack   each line of a journal that LOOPFORGE writes here through
 #                 a record's whole lifecycle, a denial and a deletion
 #   record        that journal whole, and each record's JSON
+#   journal       that journal whole, cut mid-line (a torn tail) and with a
+#                 line changed in the middle (corruption)
 #   import        the Python LoopForge's records (tests/fixtures/loopforge),
 #                 each alone
 # Run from the repository root.
 set -e
 out=$1 lf=$2
-mkdir -p "$out/route" "$out/text" "$out/entry" "$out/pack" "$out/record" "$out/import"
+mkdir -p "$out/route" "$out/text" "$out/entry" "$out/pack" "$out/record" "$out/import" "$out/journal"
 for f in tests/fixtures/github/*.json; do
     name=$(basename "$f" .json)
     { printf '%s\n' "${name%%.*}"; cat "$f"; } >"$out/route/$name"
@@ -46,4 +48,7 @@ while IFS= read -r line; do
     printf '%s' "$line" >"$out/pack/line-$n"
 done <"$tmp/j"
 cp "$tmp/j" "$out/record/journal"
+cp "$tmp/j" "$out/journal/whole"
+head -c $(($(wc -c <"$tmp/j") - 100)) "$tmp/j" >"$out/journal/torn"
+sed '3s/"version":2/"version":9/' "$tmp/j" >"$out/journal/changed"
 "$lf" --policies policies --store "$j" show "$id" --json >"$out/record/record.json" 2>/dev/null || true
