@@ -26,17 +26,13 @@ char *lf_base64(const void *p, size_t n);
  * *outlen; NULL if s is not base64. */
 unsigned char *lf_unbase64(const char *s, size_t *outlen);
 
-/* SHA-256 of p[0..n). The digest and its context are fetched once per
- * thread: EVP's implicit fetch on every call costs more than hashing a
- * short line. Aborts if OpenSSL cannot hash at all. */
+/* SHA-256 of p[0..n), from any thread. Aborts if OpenSSL cannot hash at
+ * all. */
 void lf_sha256(const void *p, size_t n, unsigned char out[LF_SHA256_LEN]);
 /* SHA-256 of the concatenation of parts[i][0..lens[i]). */
 void lf_sha256_parts(int nparts, const void *const *parts, const size_t *lens,
                      unsigned char out[LF_SHA256_LEN]);
 /* The same as 64 lowercase hex digits and a NUL. */
 void lf_sha256_hex(const void *p, size_t n, char out[2 * LF_SHA256_LEN + 1]);
-/* Frees the calling thread's digest context: a thread that hashed calls
- * it before it ends. */
-void lf_sha256_thread_end(void);
 
 #endif

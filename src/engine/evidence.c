@@ -196,7 +196,6 @@ static void *fold_thread(void *arg) {
     }
     pthread_mutex_unlock(&f->mu);
     lf_buf_free(&mine);
-    lf_sha256_thread_end();
     return NULL;
 }
 
