@@ -492,6 +492,45 @@ static void modified_valid_line(void **state) {
     lf_store_free(s);
 }
 
+/* A key spent twice in a log (no commit writes that: the second is
+ * refused) replays, the first entry holding the key as it did live; the
+ * second's copy of the key was leaked (found by fuzz_journal). */
+static void key_spent_twice_first_holds(void **state) {
+    fixture *f = *state;
+    size_t len;
+    t_got g = {0};
+    lf_entry e;
+    char id[LF_ID_LEN + 1];
+
+    lf_store *s = open_ok(f->url);
+    t_id(id, 1);
+    assert_int_equal(t_create(s, id, "r1", "acme/app", &g), LF_OK);
+    t_entry(&e, LF_ENTRY_TRANSITION, id, 2, "issue_created", "task_queued", "manual");
+    e.idempotency_key = "delivery-A";
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    t_entry(&e, LF_ENTRY_TRANSITION, id, 3, "task_queued", "pr_created", "manual");
+    e.idempotency_key = "delivery-B";
+    assert_int_equal(t_commit(s, &e, &g), LF_OK);
+    lf_store_free(s);
+
+    char *p = slurp(f->path, &len);
+    char *b = strstr(p, "\"delivery-B\"");
+    assert_non_null(b);
+    b[10] = 'A';
+    spit(f->path, p, len);
+    free(p);
+
+    s = open_ok(f->url);
+    t_got_reset(&g);
+    lf_store_find_key(s, "delivery-A", t_store_cb, &g);
+    t_settle(&g.calls);
+    assert_int_equal(g.code, LF_OK);
+    assert_int_equal(g.seq, 2);
+    assert_string_equal(g.state, "pr_created");
+    lf_store_free(s);
+    t_got_reset(&g);
+}
+
 /* Something truncated the journal behind our back: reads say so rather
  * than serve a past that no longer exists. */
 static void shrunk_file_is_unavailable(void **state) {
@@ -1404,6 +1443,7 @@ int main(void) {
         T(torn_tail_while_shared),     T(corrupt_middle_line),
         T(corrupt_complete_last_line), T(out_of_order_line),
         T(blank_middle_line),          T(modified_valid_line),
+        T(key_spent_twice_first_holds),
         T(shrunk_file_is_unavailable), T(failed_write_rolls_back),
         T(raw_newline_refused),        T(handles_see_each_other),
         T(entry_borrowed_from_record), T(concurrent_appenders),

@@ -692,7 +692,10 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
     if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s, at);
     if (s) track_open(db, s, was_open);
     if (s) due_sync(db, s, due_was);
-    if (e->idempotency_key)
+    /* The first entry with a key holds it: a commit refuses the key once
+     * it is spent, so a log that has it twice was not written by one,
+     * and its replay answers as the first did. */
+    if (e->idempotency_key && !lf_map_get(&db->by_key, e->idempotency_key))
         lf_map_put(&db->by_key, lf_xstrdup(e->idempotency_key),
                    (void *)(uintptr_t)e->seq);
     if (s) push_seq(s, e->seq);
