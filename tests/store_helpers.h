@@ -394,8 +394,11 @@ static inline void t_audit_cb(lf_code code, const char *error, const char *const
     a->last_seq = last_seq;
     a->lines = calloc(n + 1, sizeof *a->lines);
     a->lens = calloc(n + 1, sizeof *a->lens);
-    for (size_t i = 0; i < n; i++) {
-        a->lines[i] = strndup(lines[i], lens[i]);
+    for (size_t i = 0; i < n; i++) {    /* whole: a damaged line may hold a NUL */
+        char *line = malloc(lens[i] + 1);
+        memcpy(line, lines[i], lens[i]);
+        line[lens[i]] = '\0';
+        a->lines[i] = line;
         a->lens[i] = lens[i];
     }
 }

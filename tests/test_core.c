@@ -178,6 +178,53 @@ static void entry_parse_rejects(void **state) {
     free_lines(lines, N);
 }
 
+/* A line edited as `from` -> `to` (the first place it appears) is
+ * refused by both readers, the replay's and the verifier's. */
+static void both_refuse(const char *line, const char *from, const char *to) {
+    const char *at = strstr(line, from);
+    if (!at) fail_msg("no '%s' in the line", from);
+    lf_buf b = LF_BUF_INIT;
+    lf_buf_add(&b, line, (size_t)(at - line));
+    lf_buf_puts(&b, to);
+    lf_buf_puts(&b, at + strlen(from));
+    lf_entry_doc doc;
+    char err[256];
+    if (lf_entry_parse(b.p, b.len, &doc, err, sizeof err) != -1)
+        fail_msg("the strict parse took %s", b.p);
+    if (lf_entry_read(b.p, b.len, &doc, err, sizeof err) != -1)
+        fail_msg("the replay's reader took %s", b.p);
+    lf_buf_free(&b);
+}
+
+/* The replay (lf_entry_read) and the verifier (lf_entry_parse) read a
+ * line alike: what one refuses the other refuses too (fuzz_entry checks
+ * it over any input; these are the differences it found). */
+static void entry_readers_agree(void **state) {
+    (void)state;
+    char *lines[N], err[256];
+    build_chain(lines);
+    const char *l = lines[2];
+    lf_entry_doc a, b;
+    assert_int_equal(lf_entry_parse(l, strlen(l), &a, err, sizeof err), 0);
+    assert_int_equal(lf_entry_read(l, strlen(l), &b, err, sizeof err), 0);
+    assert_string_equal(a.e.actor, b.e.actor);
+    lf_entry_doc_free(&a);
+    lf_entry_doc_free(&b);
+    both_refuse(l, "\"actor\":\"tester\"", "\"actor\":\"tester\",\"actor\":\"mallet\"");
+    both_refuse(l, "\"actor\":\"tester\",", "");                   /* a key missing */
+    both_refuse(l, "\"actor\":\"tester\"", "\"ac\x14tor\":\"tester\"");
+    both_refuse(l, "\"actor\"", "\"actor\"\x14");                /* cJSON's whitespace */
+    both_refuse(l, "\"trigger\":\"t\"", "\"trigger\":\"t\x01\"");
+    both_refuse(l, "\"k\":\"v", "\"n\":-,\"k\":\"v");          /* a number "-" */
+    both_refuse(l, "\"metadata\":{", "\"metadata\":null,\"x\":{");
+    both_refuse(l, "2023", "20x3");                                 /* a timestamp */
+    both_refuse(l, "{\"seq\"", " {\"seq\"");
+    both_refuse(l, "\"}", "\"}x");                                   /* after the object */
+    both_refuse(l, "\"seq\":3", "\"seq\":9007199254740993");
+    both_refuse(l, "\"version\":3", "\"version\":+3");           /* cJSON's numbers */
+    free_lines(lines, N);
+}
+
 static void timestamps(void **state) {
     (void)state;
     char ts[LF_TS_LEN + 1];
@@ -740,6 +787,7 @@ int main(void) {
         cmocka_unit_test(chain_deleted_swapped_inserted),
         cmocka_unit_test(chain_resealed_forgery),
         cmocka_unit_test(entry_parse_rejects),
+        cmocka_unit_test(entry_readers_agree),
         cmocka_unit_test(timestamps),
         cmocka_unit_test(ids),
         cmocka_unit_test(map_many),

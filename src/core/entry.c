@@ -112,6 +112,81 @@ static int is_hex64(const char *s) {
 }
 
 /* A string field, or NULL when the value is null and nullable. */
+/* Every key a line may hold, a bit each. Both readers refuse a line that
+ * repeats one (cJSON would read the first, a walk over the members the
+ * last: the replay and the verifier would each see another entry) or
+ * lacks one of those every line has; other keys are ignored by both. */
+enum {
+    K_SEQ = 1 << 0, K_RECORD_ID = 1 << 1, K_KIND = 1 << 2, K_VERSION = 1 << 3,
+    K_FROM = 1 << 4, K_TO = 1 << 5, K_TRIGGER = 1 << 6, K_ACTOR = 1 << 7,
+    K_TS = 1 << 8, K_POLICY_SET = 1 << 9, K_PREV = 1 << 10, K_HASH = 1 << 11,
+    K_METADATA = 1 << 12, K_DECISIONS = 1 << 13,        /* every line has these */
+    K_RECORD = 1 << 14, K_CHANGES = 1 << 15, K_VIOLATION = 1 << 16,
+    K_AUTHORITY = 1 << 17, K_IDEMPOTENCY_KEY = 1 << 18, K_REQUEST = 1 << 19,
+};
+#define K_EVERY_LINE (2 * K_DECISIONS - 1)
+#define NEVER_NULL                                                                       \
+    (K_METADATA | K_DECISIONS | K_RECORD | K_CHANGES | K_VIOLATION | K_AUTHORITY |         \
+     K_IDEMPOTENCY_KEY | K_REQUEST)
+
+/* key's bit, 0 for a key no line holds (a switch: the replay asks for
+ * every member of every line). */
+static unsigned key_bit(const char *k) {
+    switch (k[0]) {
+    case 's': return strcmp(k, "seq") == 0 ? K_SEQ : 0;
+    case 'r':
+        return strcmp(k, "record_id") == 0 ? K_RECORD_ID
+               : strcmp(k, "record") == 0  ? K_RECORD
+               : strcmp(k, "request") == 0 ? K_REQUEST
+                                           : 0;
+    case 'k': return strcmp(k, "kind") == 0 ? K_KIND : 0;
+    case 'v':
+        return strcmp(k, "version") == 0     ? K_VERSION
+               : strcmp(k, "violation") == 0 ? K_VIOLATION
+                                             : 0;
+    case 'f': return strcmp(k, "from_state") == 0 ? K_FROM : 0;
+    case 't':
+        return strcmp(k, "to_state") == 0    ? K_TO
+               : strcmp(k, "trigger") == 0   ? K_TRIGGER
+               : strcmp(k, "timestamp") == 0 ? K_TS
+                                             : 0;
+    case 'a':
+        return strcmp(k, "actor") == 0       ? K_ACTOR
+               : strcmp(k, "authority") == 0 ? K_AUTHORITY
+                                             : 0;
+    case 'm': return strcmp(k, "metadata") == 0 ? K_METADATA : 0;
+    case 'd': return strcmp(k, "decisions") == 0 ? K_DECISIONS : 0;
+    case 'p':
+        return strcmp(k, "policy_set") == 0 ? K_POLICY_SET
+               : strcmp(k, "prev") == 0     ? K_PREV
+                                            : 0;
+    case 'c': return strcmp(k, "changes") == 0 ? K_CHANGES : 0;
+    case 'h': return strcmp(k, "hash") == 0 ? K_HASH : 0;
+    case 'i': return strcmp(k, "idempotency_key") == 0 ? K_IDEMPOTENCY_KEY : 0;
+    }
+    return 0;
+}
+
+/* A seq or version: an integer a double holds exactly, below 2^53 (a
+ * larger one in a line would read as another number through cJSON). */
+#define MAX_COUNT 9007199254740992LL
+
+/* Whether line holds a byte below 0x20. A line we wrote never does: its
+ * strings escape them and it has no whitespace. Both readers refuse one:
+ * cJSON skips any of them as whitespace where JSON allows none, and a NUL
+ * would end the strings an entry points to early. (The least byte of
+ * the line, 16 at a time without an early exit: vector instructions at
+ * -O2, a few ns a line.) */
+static bool control_byte(const char *line, size_t len) {
+    const unsigned char *p = (const unsigned char *)line;
+    unsigned char least = 0xff;
+    size_t i = 0;
+    for (; i + 16 <= len; i += 16)
+        for (int k = 0; k < 16; k++) least = p[i + k] < least ? p[i + k] : least;
+    for (; i < len; i++) least = p[i] < least ? p[i] : least;
+    return least < 0x20;
+}
+
 static int get_str(cJSON *o, const char *key, int nullable, const char **out, char *err,
                    size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -129,7 +204,7 @@ static int get_u64(cJSON *o, const char *key, uint64_t *out, char *err, size_t e
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) return fail(err, errlen, "missing key", key);
     int64_t n;      /* within 2^53: a seq or version a double holds exactly */
-    if (lf_json_number_int(v, &n) || n < 0 || n > 9007199254740992LL)
+    if (lf_json_number_int(v, &n) || n < 0 || n >= MAX_COUNT)
         return fail(err, errlen, "wrong type for", key);
     *out = (uint64_t)n;
     return 0;
@@ -167,12 +242,30 @@ static int get_doc(cJSON *o, const char *line, size_t len, const char *key, int 
 int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
                    size_t errlen) {
     memset(doc, 0, sizeof *doc);
-    cJSON *root = cJSON_ParseWithLength(line, len);
+    if (control_byte(line, len)) return fail(err, errlen, "a control character", NULL);
+    /* one object, all of the line (cJSON would take a byte-order mark or
+     * spaces before it, and anything after it) */
+    const char *end = NULL;
+    cJSON *root =
+        len && line[0] == '{' ? cJSON_ParseWithLengthOpts(line, len, &end, false) : NULL;
+    if (root && end != line + len) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
     if (!root) return fail(err, errlen, "not valid JSON", NULL);
     doc->json = root;
     lf_entry *e = &doc->e;
     const char *kind, *ts, *prev, *hash;
     if (!cJSON_IsObject(root)) goto bad_type;
+    unsigned seen = 0;
+    for (const cJSON *c = root->child; c; c = c->next) {
+        unsigned bit = key_bit(c->string);
+        if (bit & seen) {
+            fail(err, errlen, "repeated key", c->string);
+            goto bad;
+        }
+        seen |= bit;
+    }
     if (get_u64(root, "seq", &e->seq, err, errlen) ||
         get_str(root, "record_id", 1, &e->record_id, err, errlen) ||
         get_str(root, "kind", 0, &kind, err, errlen) ||
@@ -250,9 +343,8 @@ typedef struct reader {
     unsigned seen;              /* the keys met, one bit each */
     bool bad;
     const char *why;
+    const char *end;            /* where the last member's value ends */
 } reader;
-
-enum { K_SEQ = 1, K_KIND = 2, K_VERSION = 4, K_TS = 8, K_PREV = 16, K_HASH = 32 };
 
 /* A JSON string value (or null) into the arena; NULL for null. */
 static const char *read_str(reader *r, const char *v, size_t n) {
@@ -290,69 +382,71 @@ static const char *read_doc(reader *r, const char *v, size_t n, char open) {
     return out;
 }
 
+/* Marks the line bad: why, for the caller's message. */
+static void refuse(reader *r, const char *why) {
+    if (!r->bad) r->why = why;
+    r->bad = true;
+}
+
+/* Whether [p, end) is JSON whitespace and the object's closing brace: the
+ * object is all of the line. */
+static bool ends_object(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p + 1 == end && *p == '}';
+}
+
+/* Takes what lf_entry_parse takes, and refuses what it refuses (the two
+ * must read every line alike): each key once, with its type. */
 static bool read_member(const char *key, const char *v, size_t n, void *arg) {
     reader *r = arg;
     lf_entry *e = &r->doc->e;
+    unsigned bit = key_bit(key);
     int64_t i;
-    const char *s;
-    switch (key[0]) {
-    case 's':
-        if (strcmp(key, "seq") == 0 && !lf_json_int(v, n, &i) && i > 0)
-            e->seq = (uint64_t)i, r->seen |= K_SEQ;
+    const char *s = NULL;
+    if (bit & r->seen) refuse(r, "repeated key");
+    r->seen |= bit;
+    r->end = v + n;
+    switch (bit) {
+    case K_SEQ:
+    case K_VERSION:
+        if (lf_json_int(v, n, &i) || i < 0 || i >= MAX_COUNT) refuse(r, "wrong type");
+        else if (bit == K_SEQ) e->seq = (uint64_t)i;
+        else e->version = (uint64_t)i;
         break;
-    case 'r':
-        if (strcmp(key, "record_id") == 0) e->record_id = read_str(r, v, n);
-        else if (strcmp(key, "record") == 0) e->record = read_doc(r, v, n, '{');
-        else if (strcmp(key, "request") == 0) e->request = read_str(r, v, n);
-        break;
-    case 'k':
-        if (strcmp(key, "kind") == 0 && (s = read_str(r, v, n))) {
-            int k = lf_entry_kind_parse(s);
-            if (k < 0) r->bad = true, r->why = "unknown kind";
-            else e->kind = (lf_entry_kind)k, r->seen |= K_KIND;
-        }
-        break;
-    case 'v':
-        if (strcmp(key, "version") == 0 && !lf_json_int(v, n, &i) && i >= 0)
-            e->version = (uint64_t)i, r->seen |= K_VERSION;
-        else if (strcmp(key, "violation") == 0) e->violation = read_doc(r, v, n, '{');
-        break;
-    case 'f':
-        if (strcmp(key, "from_state") == 0) e->from_state = read_str(r, v, n);
-        break;
-    case 't':
-        if (strcmp(key, "to_state") == 0) e->to_state = read_str(r, v, n);
-        else if (strcmp(key, "trigger") == 0) e->trigger = read_str(r, v, n);
-        else if (strcmp(key, "timestamp") == 0 && (s = read_str(r, v, n)) &&
-                 strlen(s) == LF_TS_LEN)
-            memcpy(e->timestamp, s, LF_TS_LEN + 1), r->seen |= K_TS;
-        break;
-    case 'a':
-        if (strcmp(key, "actor") == 0) e->actor = read_str(r, v, n);
-        else if (strcmp(key, "authority") == 0) e->authority = read_doc(r, v, n, '{');
-        break;
-    case 'm':
-        if (strcmp(key, "metadata") == 0) e->metadata = read_doc(r, v, n, '{');
-        break;
-    case 'd':
-        if (strcmp(key, "decisions") == 0) e->decisions = read_doc(r, v, n, '[');
-        break;
-    case 'p':
-        if (strcmp(key, "policy_set") == 0) e->policy_set = read_str(r, v, n);
-        else if (strcmp(key, "prev") == 0 && (s = read_str(r, v, n)) && is_hex64(s))
-            memcpy(e->prev, s, LF_HASH_LEN + 1), r->seen |= K_PREV;
-        break;
-    case 'c':
-        if (strcmp(key, "changes") == 0) e->changes = read_doc(r, v, n, '{');
-        break;
-    case 'h':
-        if (strcmp(key, "hash") == 0 && (s = read_str(r, v, n)) && is_hex64(s))
-            memcpy(e->hash, s, LF_HASH_LEN + 1), r->seen |= K_HASH;
-        break;
-    case 'i':
-        if (strcmp(key, "idempotency_key") == 0) e->idempotency_key = read_str(r, v, n);
+    case K_RECORD_ID: e->record_id = read_str(r, v, n); break;
+    case K_FROM: e->from_state = read_str(r, v, n); break;
+    case K_TO: e->to_state = read_str(r, v, n); break;
+    case K_TRIGGER: e->trigger = read_str(r, v, n); break;
+    case K_ACTOR: e->actor = read_str(r, v, n); break;
+    case K_POLICY_SET: e->policy_set = read_str(r, v, n); break;
+    case K_KIND: {
+        int k = (s = read_str(r, v, n)) ? lf_entry_kind_parse(s) : -1;
+        if (k < 0) refuse(r, "unknown kind");
+        else e->kind = (lf_entry_kind)k;
         break;
     }
+    case K_TS: {
+        int64_t us;
+        if (!(s = read_str(r, v, n)) || lf_ts_parse(s, &us)) refuse(r, "bad timestamp");
+        else memcpy(e->timestamp, s, LF_TS_LEN + 1);
+        break;
+    }
+    case K_PREV:
+    case K_HASH:
+        if (!(s = read_str(r, v, n)) || !is_hex64(s)) refuse(r, "bad hash");
+        else memcpy(bit == K_PREV ? e->prev : e->hash, s, LF_HASH_LEN + 1);
+        break;
+    case K_METADATA: s = e->metadata = read_doc(r, v, n, '{'); break;
+    case K_DECISIONS: s = e->decisions = read_doc(r, v, n, '['); break;
+    case K_RECORD: s = e->record = read_doc(r, v, n, '{'); break;
+    case K_CHANGES: s = e->changes = read_doc(r, v, n, '{'); break;
+    case K_VIOLATION: s = e->violation = read_doc(r, v, n, '{'); break;
+    case K_AUTHORITY: s = e->authority = read_doc(r, v, n, '{'); break;
+    case K_IDEMPOTENCY_KEY: s = e->idempotency_key = read_str(r, v, n); break;
+    case K_REQUEST: s = e->request = read_str(r, v, n); break;
+    }
+    /* the documents and the optional strings: there, never null */
+    if ((bit & NEVER_NULL) && !s) refuse(r, "wrong type");
     return !r->bad;
 }
 
@@ -361,10 +455,13 @@ int lf_entry_read_into(const char *line, size_t len, lf_entry_doc *doc, char *bl
     memset(doc, 0, sizeof *doc);
     /* Every string and sub-document fits in the line's own length, plus
      * one NUL each: the block never grows. */
-    reader r = {doc, block, 0, false, NULL};
-    bool ok = lf_json_members(line, len, read_member, &r) && !r.bad;
-    const unsigned all = K_SEQ | K_KIND | K_VERSION | K_TS | K_PREV | K_HASH;
-    if (!ok || r.seen != all || (!lf_entry_global(doc->e.kind) && !doc->e.record_id) ||
+    reader r = {doc, block, 0, false, NULL, NULL};
+    if (control_byte(line, len)) refuse(&r, "a control character");
+    if (!len || line[0] != '{') refuse(&r, "malformed entry");
+    bool ok = !r.bad && lf_json_members(line, len, read_member, &r) && !r.bad &&
+              r.end && ends_object(r.end, line + len);
+    if (!ok || (r.seen & K_EVERY_LINE) != K_EVERY_LINE ||
+        (!lf_entry_global(doc->e.kind) && !doc->e.record_id) ||
         (doc->e.kind == LF_ENTRY_CREATED && !doc->e.record)) {
         fail(err, errlen, r.why ? r.why : "malformed entry", NULL);
         return -1;

@@ -154,6 +154,29 @@ static bool is_integer_token(const char *t, size_t n) {
     return true;
 }
 
+static size_t digits(const char *t, size_t i, size_t n) {
+    while (i < n && t[i] >= '0' && t[i] <= '9') i++;
+    return i;
+}
+
+/* Whether t[0..n) is a number as cJSON reads one: a minus or a digit
+ * first, then all of it taken by strtod -- digits with a point somewhere
+ * (one digit at least), an exponent with digits. (Laxer than JSON: "01",
+ * "1." and "-.5" pass, as they do through cJSON: the entry readers must
+ * agree.) */
+static bool number_token(const char *t, size_t n) {
+    if (t[0] != '-' && (t[0] < '0' || t[0] > '9')) return false;
+    size_t i = t[0] == '-', d = digits(t, i, n), m = d;
+    if (m < n && t[m] == '.') m = digits(t, m + 1, n);
+    if (m - i - (d < m) == 0) return false;     /* no digit */
+    if (m < n && (t[m] == 'e' || t[m] == 'E')) {
+        size_t e = m + 1 + (m + 1 < n && (t[m + 1] == '+' || t[m + 1] == '-'));
+        m = digits(t, e, n);
+        if (m == e) return false;
+    }
+    return m == n;
+}
+
 /* A number token: an integer as written (leading zeros and a minus zero
  * aside), any other as cJSON prints the double it reads as. */
 static bool number(jc *c, lf_buf *out) {
@@ -161,7 +184,7 @@ static bool number(jc *c, lf_buf *out) {
     while (c->p < c->end && (strchr("+-.eE", *c->p) || (*c->p >= '0' && *c->p <= '9')))
         c->p++;
     size_t n = (size_t)(c->p - t);
-    if (n == 0 || n > 400) return false;
+    if (n == 0 || n > 400 || !number_token(t, n)) return false;
     if (!out) return true;
     if (is_integer_token(t, n)) {
         bool neg = t[0] == '-';
