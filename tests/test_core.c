@@ -222,6 +222,7 @@ static void entry_readers_agree(void **state) {
     both_refuse(l, "\"}", "\"}x");                                   /* after the object */
     both_refuse(l, "\"seq\":3", "\"seq\":9007199254740993");
     both_refuse(l, "\"version\":3", "\"version\":+3");           /* cJSON's numbers */
+    both_refuse(l, "\"trigger\":\"t\"", "\"trigger\":\"\\u02dt\"");  /* cJSON's U+0000 */
     free_lines(lines, N);
 }
 

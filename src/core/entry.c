@@ -187,6 +187,20 @@ static bool control_byte(const char *line, size_t len) {
     return least < 0x20;
 }
 
+/* Whether a \\u escape in line lacks its 4 hex digits: cJSON reads one
+ * as U+0000 where JSON (and the replay's reader) refuse it. Lines seldom
+ * hold a backslash: memchr finds each. */
+static bool bad_u_escape(const char *line, size_t len) {
+    const char *p = line, *end = line + len;
+    while ((p = memchr(p, '\\', (size_t)(end - p)))) {
+        if (p + 1 < end && p[1] == 'u' && (end - p < 6 || lf_json_hex4(p + 2) < 0))
+            return true;
+        p += 2;                 /* the escaped byte is never the next escape's */
+        if (p >= end) break;
+    }
+    return false;
+}
+
 static int get_str(cJSON *o, const char *key, int nullable, const char **out, char *err,
                    size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -243,6 +257,7 @@ int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
                    size_t errlen) {
     memset(doc, 0, sizeof *doc);
     if (control_byte(line, len)) return fail(err, errlen, "a control character", NULL);
+    if (bad_u_escape(line, len)) return fail(err, errlen, "a bad \\u escape", NULL);
     /* one object, all of the line (cJSON would take a byte-order mark or
      * spaces before it, and anything after it) */
     const char *end = NULL;
