@@ -56,7 +56,8 @@ static void on_commit(lf_code code, const char *err, const lf_record *rec, const
     }
 }
 
-/* A policy_loaded entry committed on s: Returns its seq (0 if refused). */
+/* A policy_loaded entry committed on s: returns its seq (0 if refused),
+ * and the hash it was chained to in prev. */
 static uint64_t commit_one(lf_store *s, char prev[LF_HASH_LEN + 1]) {
     lf_entry e = {0};
     e.kind = LF_ENTRY_POLICY_LOADED;
