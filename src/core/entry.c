@@ -111,7 +111,6 @@ static int is_hex64(const char *s) {
     return (int)ok;
 }
 
-/* A string field, or NULL when the value is null and nullable. */
 /* Every key a line may hold, a bit each. Both readers refuse a line that
  * repeats one (cJSON would read the first, a walk over the members the
  * last: the replay and the verifier would each see another entry) or
@@ -201,6 +200,16 @@ static bool bad_u_escape(const char *line, size_t len) {
     return false;
 }
 
+/* What both readers refuse before reading a member, or NULL: a byte
+ * below 0x20, anything but an object first, a short \\u escape. */
+static const char *line_problem(const char *line, size_t len) {
+    if (control_byte(line, len)) return "a control character";
+    if (!len || line[0] != '{') return "not one JSON object";
+    if (bad_u_escape(line, len)) return "a bad \\u escape";
+    return NULL;
+}
+
+/* A string field, or NULL when the value is null and nullable. */
 static int get_str(cJSON *o, const char *key, int nullable, const char **out, char *err,
                    size_t errlen) {
     cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -256,13 +265,11 @@ static int get_doc(cJSON *o, const char *line, size_t len, const char *key, int 
 int lf_entry_parse(const char *line, size_t len, lf_entry_doc *doc, char *err,
                    size_t errlen) {
     memset(doc, 0, sizeof *doc);
-    if (control_byte(line, len)) return fail(err, errlen, "a control character", NULL);
-    if (bad_u_escape(line, len)) return fail(err, errlen, "a bad \\u escape", NULL);
-    /* one object, all of the line (cJSON would take a byte-order mark or
-     * spaces before it, and anything after it) */
+    const char *problem = line_problem(line, len);
+    if (problem) return fail(err, errlen, problem, NULL);
+    /* all of the line (cJSON would take anything after the object) */
     const char *end = NULL;
-    cJSON *root =
-        len && line[0] == '{' ? cJSON_ParseWithLengthOpts(line, len, &end, false) : NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(line, len, &end, false);
     if (root && end != line + len) {
         cJSON_Delete(root);
         root = NULL;
@@ -403,10 +410,10 @@ static void refuse(reader *r, const char *why) {
     r->bad = true;
 }
 
-/* Whether [p, end) is JSON whitespace and the object's closing brace: the
- * object is all of the line. */
+/* Whether [p, end) is spaces and the object's closing brace: the object
+ * is all of the line (other whitespace is a control byte, refused). */
 static bool ends_object(const char *p, const char *end) {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    while (p < end && *p == ' ') p++;
     return p + 1 == end && *p == '}';
 }
 
@@ -471,8 +478,8 @@ int lf_entry_read_into(const char *line, size_t len, lf_entry_doc *doc, char *bl
     /* Every string and sub-document fits in the line's own length, plus
      * one NUL each: the block never grows. */
     reader r = {doc, block, 0, false, NULL, NULL};
-    if (control_byte(line, len)) refuse(&r, "a control character");
-    if (!len || line[0] != '{') refuse(&r, "malformed entry");
+    const char *problem = line_problem(line, len);
+    if (problem) refuse(&r, problem);
     bool ok = !r.bad && lf_json_members(line, len, read_member, &r) && !r.bad &&
               r.end && ends_object(r.end, line + len);
     if (!ok || (r.seen & K_EVERY_LINE) != K_EVERY_LINE ||

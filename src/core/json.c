@@ -167,8 +167,9 @@ static size_t digits(const char *t, size_t i, size_t n) {
 static bool number_token(const char *t, size_t n) {
     if (t[0] != '-' && (t[0] < '0' || t[0] > '9')) return false;
     size_t i = t[0] == '-', d = digits(t, i, n), m = d;
-    if (m < n && t[m] == '.') m = digits(t, m + 1, n);
-    if (m - i - (d < m) == 0) return false;     /* no digit */
+    bool point = m < n && t[m] == '.';
+    if (point) m = digits(t, m + 1, n);
+    if (d == i && m == d + point) return false;     /* no digit either side */
     if (m < n && (t[m] == 'e' || t[m] == 'E')) {
         size_t e = m + 1 + (m + 1 < n && (t[m + 1] == '+' || t[m + 1] == '-'));
         m = digits(t, e, n);
