@@ -223,6 +223,19 @@ static void entry_readers_agree(void **state) {
     both_refuse(l, "\"seq\":3", "\"seq\":9007199254740993");
     both_refuse(l, "\"version\":3", "\"version\":+3");           /* cJSON's numbers */
     both_refuse(l, "\"trigger\":\"t\"", "\"trigger\":\"\\u02dt\"");  /* cJSON's U+0000 */
+    /* A control byte wherever it is: each of the scan's 16 lanes, and the
+     * bytes after the last whole 16 (each place in turn: the scan takes
+     * the least byte of each lane and looks at them once, at the end). */
+    size_t len = strlen(l);
+    char *c = lf_xstrdup(l);
+    for (size_t i = 0; i < len; i++) {
+        char was = c[i];
+        c[i] = (char)(i % 2 ? 0x1f : 0x00);
+        assert_int_not_equal(lf_entry_read(c, len, &b, err, sizeof err), 0);
+        assert_int_not_equal(lf_entry_parse(c, len, &a, err, sizeof err), 0);
+        c[i] = was;
+    }
+    free(c);
     free_lines(lines, N);
 }
 
