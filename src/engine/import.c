@@ -18,6 +18,7 @@
 #include "../core/json.h"
 #include "../core/mem.h"
 #include "../core/record.h"
+#include "../core/text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,12 +191,15 @@ static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
     char *ci = canon_object(cJSON_GetObjectItemCaseSensitive(o, "ci_status"));
     if (!ci) return "ci_status must be an object";
     keep(m, ci);
-    lf_buf ch = LF_BUF_INIT;
-    lf_jw c = lf_jw_open(&ch, '{');
     char closed[LF_TS_LEN + 1];
     const char *ca = str_of(o, "closed_at");
-    if (lf_workflow_is_terminal(wf, lf_workflow_state(wf, state)) && ca &&
-        lf_ts_normalize(ca, closed) == 0) {
+    if (ca && lf_ts_normalize(ca, closed)) {
+        snprintf(why, cap, "closed_at: '%s' is not an ISO 8601 UTC time", ca);
+        return why;
+    }
+    lf_buf ch = LF_BUF_INIT;
+    lf_jw c = lf_jw_open(&ch, '{');
+    if (lf_workflow_is_terminal(wf, lf_workflow_state(wf, state)) && ca) {
         lf_jw_key(&c, "closed_at");
         lf_buf_printf(&ch, "\"%s\"", closed);
     }
@@ -215,21 +219,27 @@ static void step(imp *m);
 /* How many of m's entries the record already has when it is m's record
  * half imported -- an import interrupted between a record's entries (it
  * keeps 64 records in flight) -- so that the import goes on from there:
- * every entry of its history an import's, each the move m's entry makes,
- * at the same time, and fewer of them than m has. 0: it is not. */
+ * nothing but fewer of m's entries, the record they fold to whole (its
+ * ref, labels, each move's time, actor and metadata), so that what the
+ * import then makes is m's record, as a dry run says it would be. 0: it
+ * is not (another record with m's id). */
 static size_t imported_prefix(const imp *m, const lf_record *r) {
     if (r->deleted || r->nhist == 0 || r->nhist >= m->n || r->version != r->nhist) return 0;
-    for (size_t i = 0; i < r->nhist; i++) {
-        const lf_hist *h = &r->hist[i];
-        const lf_entry *en = &m->entries[i];
-        const char *actor = lf_hs(r, h->actor), *to = lf_hs(r, h->to_state),
-                   *trigger = lf_hs(r, h->trigger);
-        if (!actor || strncmp(actor, "import:", 7) != 0 || !to ||
-            strcmp(to, en->to_state) != 0 || !trigger || strcmp(trigger, en->trigger) != 0 ||
-            strcmp(h->timestamp, en->timestamp) != 0)
-            return 0;
+    lf_record *p = NULL;
+    char err[200];
+    bool same = true;
+    for (size_t i = 0; i < r->nhist && same; i++)
+        same = lf_record_apply(&p, &m->entries[i], err, sizeof err) == 0;
+    if (same) {
+        lf_buf a = LF_BUF_INIT, b = LF_BUF_INIT;
+        lf_record_to_json(p, &a);
+        lf_record_to_json(r, &b);
+        same = a.len == b.len && memcmp(a.p, b.p, a.len) == 0;
+        lf_buf_free(&a);
+        lf_buf_free(&b);
     }
-    return r->nhist;
+    lf_record_free(p);
+    return same ? r->nhist : 0;
 }
 
 /* The record whose id the created entry found taken: go on where a
@@ -335,6 +345,10 @@ void lf_engine_import(lf_engine *e, const char *record_json, const char *actor,
     const lf_workflow *wf = lf_engine_workflow(e, "loopforge");
     if (!wf) bad = "the policy set has no loopforge workflow to import into";
     else bad = read_record(m, o, wf, lf_engine_generation(e), why, sizeof why);
+    /* Its strings as the front doors take them (valid UTF-8, no NUL):
+     * cJSON takes any bytes, and would cut a string at a \u0000. */
+    if (!bad && lf_json_text_check(record_json, strlen(record_json), NULL, why, sizeof why))
+        bad = why;
     cJSON_Delete(o);
     if (bad) {
         char msg[600];

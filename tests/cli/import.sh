@@ -59,6 +59,22 @@ sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-12121212"/; s/acme\/app\/i
 lf import bad-time.json
 expect_rc "a timestamp that is not ISO 8601: exit 2" 2
 match_err "… named" "'yesterday' is not an ISO 8601 UTC time"
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-13131313"/; s/acme\/app\/issues\/101/acme\/app\/issues\/906/g; s/"closed_at":"[^"]*"/"closed_at":"soon"/' "$LF/one.json" >bad-closed.json
+lf import bad-closed.json
+expect_rc "a closed_at that is not ISO 8601: exit 2, not a record closed at no time" 2
+match_err "… named" "closed_at: 'soon' is not an ISO 8601 UTC time"
+# Strings as the front doors take them: a byte that is not UTF-8 would
+# make a line an outside JSON reader refuses, and a \u0000 would be cut.
+n=$(audit_count)
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-34343434"/; s/acme\/app\/issues\/101/acme\/app\/issues\/904/g; s/"trigger":"review.approved"/"trigger":"review.appr\x98ved"/' "$LF/one.json" >bad-utf8.json
+lf import bad-utf8.json
+expect_rc "a string that is not UTF-8: exit 2" 2
+match_err "… says where" 'import loop-34343434: transitions\[[0-9]*\]\.trigger: not valid UTF-8'
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-35353535"/; s/acme\/app\/issues\/101/acme\/app\/issues\/905/g; s/"labels":{/"labels":{"nul":"a\\u0000b",/' "$LF/one.json" >nul.json
+lf import nul.json
+expect_rc "a \\u0000 in a string: exit 2" 2
+match_err "… says where" 'import loop-35353535: labels\.nul: contains a NUL character'
+check "… and neither wrote anything" test "$(audit_count)" -eq "$n"
 
 # ---- many records at once (lf_engine_import_all) ----
 # 151 records, long ones (9 entries) between short ones (1), so later
@@ -125,6 +141,24 @@ lf import half.ndjson
 lf transition "$rid" task_queued picked --actor dev
 lf import "$LF/records.ndjson"
 match_err "a half-imported record that moved here since is refused" "Record id already exists: $rid"
+# Another record with the id of one half imported: its first entry is not
+# the one in (here its labels, then its first move's metadata), so the
+# import would make a record that is neither -- refused, as a dry run says.
+for what in labels metadata; do
+    STORE="file:$tmp/other-$what"
+    lf import half.ndjson
+    n=$(audit_count)
+    case $what in
+    labels) printf '%s\n' "$full" | sed 's/"labels":{}/"labels":{"team":"other"}/' >other.ndjson ;;
+    metadata) printf '%s\n' "$full" | sed 's/"metadata":{"ref":/"metadata":{"note":"other","ref":/' >other.ndjson ;;
+    esac
+    lf import other.ndjson --dry-run
+    expect_rc "the id of a half-imported record, another $what: --dry-run exit 6" 6
+    match_err "… says the id is taken" "Record id already exists: $rid"
+    lf import other.ndjson
+    expect_rc "… and the import exit 6" 6
+    check "… writing nothing" test "$(audit_count)" -eq "$n"
+done
 lf audit --verify
 expect_rc "… and the log verifies" 0
 
