@@ -118,6 +118,16 @@ static const char *read_record(imp *m, const cJSON *o, const lf_workflow *wf,
         return "ref_number must be an integer";
     if (int_member(o, "pr_number", &has_pr, &prn)) return "pr_number must be an integer";
     if (am && !cJSON_IsBool(am)) return "auto_merge must be true or false";
+    /* what is read where it is a string, and left out where it is null:
+     * anything else would be dropped without a word */
+    static const char *const opt[] = {"repo", "pr_url", "created_at", "closed_at"};
+    for (size_t i = 0; i < sizeof opt / sizeof *opt; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, opt[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsString(v)) {
+            snprintf(why, cap, "%s must be a string or null", opt[i]);
+            return why;
+        }
+    }
     int nt = cJSON_GetArraySize(hist);
     if (!cJSON_IsArray(hist) || nt < 1)
         return "transitions must list the record's history";

@@ -63,6 +63,10 @@ sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-13131313"/; s/acme\/app\/i
 lf import bad-closed.json
 expect_rc "a closed_at that is not ISO 8601: exit 2, not a record closed at no time" 2
 match_err "… named" "closed_at: 'soon' is not an ISO 8601 UTC time"
+sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-14141414"/; s/acme\/app\/issues\/101/acme\/app\/issues\/907/g; s/"repo":"[^"]*"/"repo":7/' "$LF/one.json" >repo-number.json
+lf import repo-number.json
+expect_rc "a repo that is a number: exit 2, not a record without one" 2
+match_err "… named" "repo must be a string or null"
 # Strings as the front doors take them: a byte that is not UTF-8 would
 # make a line an outside JSON reader refuses, and a \u0000 would be cut.
 n=$(audit_count)
