@@ -197,8 +197,39 @@ static void gather_free(gather *g) {
     free(g->cp);
 }
 
+/* A line's inclusion proof against the latest checkpoint
+ * ({leaf_index, tree_size, path}), or null for a line after it. */
+static void proof_of(const gather *g, const char *line, lf_buf *b) {
+    int64_t seq = 0;
+    const char *v;
+    size_t vl;
+    if (lf_json_get(line, strlen(line), "seq", &v, &vl)) lf_json_int(v, vl, &seq);
+    if (!g->cp || seq < 1 || (uint64_t)seq > g->cp_size) {
+        lf_buf_puts(b, "null");
+        return;
+    }
+    lf_buf path = LF_BUF_INIT;
+    int k = lf_merkle_inclusion((const unsigned char(*)[32])g->leaves, g->cp_size,
+                                (uint64_t)seq - 1, &path);
+    lf_jw p = lf_jw_open(b, '{');
+    lf_jw_int(&p, "leaf_index", seq - 1);
+    lf_jw_int(&p, "tree_size", (int64_t)g->cp_size);
+    lf_jw_key(&p, "path");
+    lf_jw hs = lf_jw_open(b, '[');
+    for (int h = 0; h < k; h++) {
+        char hex[65];
+        lf_hex(path.p + 32 * h, 32, hex);
+        lf_jw_next(&hs);
+        lf_buf_json_str(b, hex);
+    }
+    lf_jw_close(&hs, ']');
+    lf_jw_close(&p, '}');
+    lf_buf_free(&path);
+}
+
 /* The files of policy set gen as its announcement lists them, each with
- * its content when the file on disk still has the announced digest. */
+ * its content when the file on disk still has the announced digest; the
+ * announcement with its proof, which is what makes the digests the log's. */
 static void policy_files(const gather *g, const char *gen, lf_buf *b) {
     lf_jw o = lf_jw_open(b, '{');
     lf_jw_str(&o, "generation", gen);
@@ -211,6 +242,9 @@ static void policy_files(const gather *g, const char *gen, lf_buf *b) {
         lf_entry_doc_free(&d);
     }
     lf_jw_str(&o, "announcement", ann);
+    lf_jw_key(&o, "announcement_proof");
+    if (ann) proof_of(g, ann, b);
+    else lf_buf_puts(b, "null");
     lf_jw_key(&o, "files");
     lf_jw list = lf_jw_open(b, '[');
     cJSON *a = ann ? cJSON_Parse(ann) : NULL, *f;
@@ -256,36 +290,11 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
     lf_jw_key(&o, "entries");
     lf_jw list = lf_jw_open(b, '[');
     for (size_t i = 0; i < g->nsel; i++) {
-        int64_t seq = 0;
-        const char *v;
-        size_t vl;
-        if (lf_json_get(g->sel[i], strlen(g->sel[i]), "seq", &v, &vl))
-            lf_json_int(v, vl, &seq);
         lf_jw_next(&list);
         lf_jw one = lf_jw_open(b, '{');
         lf_jw_str(&one, "line", g->sel[i]);
         lf_jw_key(&one, "proof");
-        if (g->cp && seq >= 1 && (uint64_t)seq <= g->cp_size) {
-            lf_buf path = LF_BUF_INIT;
-            int k = lf_merkle_inclusion((const unsigned char(*)[32])g->leaves, g->cp_size,
-                                        (uint64_t)seq - 1, &path);
-            lf_jw p = lf_jw_open(b, '{');
-            lf_jw_int(&p, "leaf_index", seq - 1);
-            lf_jw_int(&p, "tree_size", (int64_t)g->cp_size);
-            lf_jw_key(&p, "path");
-            lf_jw hs = lf_jw_open(b, '[');
-            for (int h = 0; h < k; h++) {
-                char hex[65];
-                lf_hex(path.p + 32 * h, 32, hex);
-                lf_jw_next(&hs);
-                lf_buf_json_str(b, hex);
-            }
-            lf_jw_close(&hs, ']');
-            lf_jw_close(&p, '}');
-            lf_buf_free(&path);
-        } else {
-            lf_buf_puts(b, "null");     /* after the latest checkpoint */
-        }
+        proof_of(g, g->sel[i], b);
         lf_jw_close(&one, '}');
     }
     lf_jw_close(&list, ']');
@@ -345,11 +354,11 @@ static const char *str_of(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* An entry and its inclusion proof against the checkpoint's root. */
-static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp,
-                         const unsigned char *root, bool *covered) {
-    const char *line = str_of(ent, "line");
-    const cJSON *proof = cJSON_GetObjectItemCaseSensitive(ent, "proof");
+/* A line of the log and its inclusion proof against the checkpoint's
+ * root: its own hash, then the proof; *covered false for a line given
+ * without one (after the checkpoint: only its own hash is checked). */
+static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoint *cp,
+                        const unsigned char *root, bool *covered) {
     char hash[LF_HASH_LEN + 1];
     unsigned char leaf[32];
     *covered = cJSON_IsObject(proof);
@@ -372,6 +381,29 @@ static bool entry_proven(const cJSON *ent, const lf_checkpoint *cp,
                                           bytes, k, root);
     free(bytes);
     return ok;
+}
+
+/* The files policy set gen's announcement (a proven line) lists, or NULL
+ * when ann is not gen's announcement; *doc holds them (the caller
+ * deletes it). */
+static const cJSON *announced_files(const char *ann, const char *gen, cJSON **doc) {
+    *doc = ann ? cJSON_Parse(ann) : NULL;
+    const char *kind = str_of(*doc, "kind"), *set = str_of(*doc, "policy_set");
+    if (!kind || strcmp(kind, "policy_loaded") != 0 || !set || !gen || strcmp(set, gen) != 0)
+        return NULL;
+    const cJSON *files = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(*doc, "metadata"), "files");
+    return cJSON_IsArray(files) ? files : NULL;
+}
+
+/* Whether files (an announcement's) lists path with digest sum. */
+static bool listed(const cJSON *files, const char *path, const char *sum) {
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files) {
+        const char *p = str_of(f, "path"), *d = str_of(f, "sha256");
+        if (p && d && path && sum && strcmp(p, path) == 0 && strcmp(d, sum) == 0) return true;
+    }
+    return false;
 }
 
 /* A DSSE envelope signed by key. */
@@ -408,7 +440,7 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
     lf_checkpoint cp;
     unsigned char root[32];
     char *cptext = NULL;
-    size_t proven = 0, later = 0, atts = 0, files = 0;
+    size_t proven = 0, later = 0, atts = 0, files_ok = 0, later_sets = 0;
     if (!cJSON_IsObject(b) || !str_of(b, "format") ||
         strcmp(str_of(b, "format"), "loopforge-evidence-v1") != 0) {
         rc = bad(c, "%s is not a loopforge evidence bundle", path);
@@ -440,7 +472,8 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
     const cJSON *ent;
     cJSON_ArrayForEach(ent, cJSON_GetObjectItemCaseSensitive(b, "entries")) {
         bool covered;
-        if (!entry_proven(ent, &cp, root, &covered)) {
+        if (!line_proven(str_of(ent, "line"), cJSON_GetObjectItemCaseSensitive(ent, "proof"),
+                         &cp, root, &covered)) {
             rc = bad(c,
                      "entry %s is not the one the checkpoint covers (modified, or its "
                      "proof is wrong)",
@@ -458,32 +491,49 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
         }
         atts++;
     }
+    /* A file's digest is the log's when the announcement that lists it is
+     * a line the checkpoint covers: the bundle's word alone proves nothing. */
     const cJSON *pol, *f;
     cJSON_ArrayForEach(pol, cJSON_GetObjectItemCaseSensitive(b, "policies")) {
+        const char *gen = str_of(pol, "generation"), *ann = str_of(pol, "announcement");
+        cJSON *doc;
+        bool covered;
+        const cJSON *files = announced_files(ann, gen, &doc);
+        if (!files || !line_proven(ann, cJSON_GetObjectItemCaseSensitive(pol, "announcement_proof"),
+                                   &cp, root, &covered)) {
+            cJSON_Delete(doc);
+            rc = bad(c, "the announcement of policy set %s is not one the checkpoint covers",
+                     gen ? gen : "?");
+            goto out;
+        }
+        if (!covered) later_sets++;
         cJSON_ArrayForEach(f, cJSON_GetObjectItemCaseSensitive(pol, "files")) {
             const char *content = str_of(f, "content"), *sum = str_of(f, "sha256");
+            const char *name = str_of(f, "path");
             char hex[65];
-            if (!content) continue;
-            lf_sha256_hex(content, strlen(content), hex);
-            if (!sum || strcmp(hex, sum) != 0) {
+            if (content) lf_sha256_hex(content, strlen(content), hex);
+            if (!listed(files, name, sum) || (content && strcmp(hex, sum) != 0)) {
+                cJSON_Delete(doc);
                 rc = bad(c, "policy file %s is not the one its set announced",
-                         str_of(f, "path") ? str_of(f, "path") : "?");
+                         name ? name : "?");
                 goto out;
             }
-            files++;
+            if (content) files_ok++;
         }
+        cJSON_Delete(doc);
     }
     if (c->json)
         printf(
             "{\"ok\":true,\"proven\":%zu,\"after_checkpoint\":%zu,\"attestations\":%zu,"
-            "\"policy_files\":%zu,\"tree_size\":%llu}\n",
-            proven, later, atts, files, (unsigned long long)cp.tree_size);
+            "\"policy_files\":%zu,\"announcements_after_checkpoint\":%zu,\"tree_size\":%llu}\n",
+            proven, later, atts, files_ok, later_sets, (unsigned long long)cp.tree_size);
     else
         printf(
             "ok: %zu entries proven against the checkpoint of %llu entries signed by key "
             "%s, %zu after it (not yet covered); %zu attestations verified; %zu policy "
-            "files match their announced digests\n",
-            proven, (unsigned long long)cp.tree_size, cp.key_id, later, atts, files);
+            "files match their announced digests%s\n",
+            proven, (unsigned long long)cp.tree_size, cp.key_id, later, atts, files_ok,
+            later_sets ? " (announced after the checkpoint: not yet covered)" : "");
 out:
     cJSON_free(cptext);
     cJSON_Delete(b);

@@ -348,6 +348,28 @@ sed 's/return workflow/return  workflow/' bundle.json >bundle-policy.json
 run --store "$STORE" evidence verify bundle-policy.json --key k.pub
 expect_rc "a bundle with a policy file changed: exit 8" 8
 match_err "… names it" 'policy file .* is not the one its set announced'
+# A file's digest is the log's only through its announcement, a line the
+# checkpoint covers: a file changed with its digest in the bundle, then
+# with the announcement's digest too, is refused each time.
+cat >forge.py <<'PY'
+import hashlib, json, sys
+b = json.load(open(sys.argv[1]))
+pol = b["policies"][0]
+f = next(f for f in pol["files"] if f.get("content"))
+old, f["content"] = f["sha256"], f["content"] + "-- changed\n"
+f["sha256"] = hashlib.sha256(f["content"].encode()).hexdigest()
+if sys.argv[2] == "announcement":
+    pol["announcement"] = pol["announcement"].replace(old, f["sha256"])
+json.dump(b, open(sys.argv[3], "w"))
+PY
+python3 forge.py bundle.json file bundle-digest.json
+run --store "$STORE" evidence verify bundle-digest.json --key k.pub
+expect_rc "a bundle with a policy file and its digest changed: exit 8" 8
+match_err "… names the file" 'policy file .* is not the one its set announced'
+python3 forge.py bundle.json announcement bundle-ann.json
+run --store "$STORE" evidence verify bundle-ann.json --key k.pub
+expect_rc "… and with its announcement's digest changed too: exit 8" 8
+match_err "… the announcement is not the log's" 'the announcement of policy set [0-9a-f]{64} is not one the checkpoint covers'
 run --store "$STORE" evidence verify bundle.json --key other.pub
 expect_rc "… or checked with another key: exit 8" 8
 lf evidence --ref https://github.com/o/r/issues/9
