@@ -9,6 +9,11 @@
 . "$ROOT/tests/cli/http.inc"
 STORE="file:$tmp/j"
 LF="$ROOT/tests/fixtures/loopforge"
+# variant ID N EDIT: one.json as record loop-ID of issue N (neither taken),
+# with EDIT (a sed script) applied.
+variant() {
+    sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-'"$1"'"/; s/acme\/app\/issues\/101/acme\/app\/issues\/'"$2"'/g;'" $3" "$LF/one.json"
+}
 ids=$(sed -n 's/^    "record_id": "\(loop-[0-9a-f]*\)",$/\1/p' "$LF/records.json")
 first=$(printf '%s\n' "$ids" | head -1)
 
@@ -48,33 +53,33 @@ check "… and nothing written" test "$(audit_count)" -eq "$n"
 lf import "$LF/records.ndjson"
 expect_rc "NDJSON (model_dump_json per line)" 0
 match_err "… two records" 'import: 2 record\(s\), 0 refused'
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-ccccdddd"/; s/acme\/app\/issues\/101/acme\/app\/issues\/901/g; s/"from_state":"task_queued","to_state":"pr_created"/"from_state":"task_queued","to_state":"merged"/' "$LF/one.json" >bad-edge.json
+variant ccccdddd 901 's/"from_state":"task_queued","to_state":"pr_created"/"from_state":"task_queued","to_state":"merged"/' >bad-edge.json
 lf import bad-edge.json
 expect_rc "a history the workflow does not allow: exit 2" 2
 match_err "… says which step" 'transitions\[2\] \(task_queued -> merged\) is not a step of workflow loopforge'
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-eeeeffff"/; s/acme\/app\/issues\/101/acme\/app\/issues\/902/g; s/"timestamp":"\([0-9T:-]*\)\.[0-9]*Z"/"timestamp":"\1Z"/g' "$LF/one.json" >whole-seconds.json
+variant eeeeffff 902 's/"timestamp":"\([0-9T:-]*\)\.[0-9]*Z"/"timestamp":"\1Z"/g' >whole-seconds.json
 lf import whole-seconds.json
 expect_rc "timestamps without fractional seconds (isoformat at .000000)" 0
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-12121212"/; s/acme\/app\/issues\/101/acme\/app\/issues\/903/g; s/"timestamp":"[^"]*"/"timestamp":"yesterday"/g' "$LF/one.json" >bad-time.json
+variant 12121212 903 's/"timestamp":"[^"]*"/"timestamp":"yesterday"/g' >bad-time.json
 lf import bad-time.json
 expect_rc "a timestamp that is not ISO 8601: exit 2" 2
 match_err "… named" "'yesterday' is not an ISO 8601 UTC time"
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-13131313"/; s/acme\/app\/issues\/101/acme\/app\/issues\/906/g; s/"closed_at":"[^"]*"/"closed_at":"soon"/' "$LF/one.json" >bad-closed.json
+variant 13131313 906 's/"closed_at":"[^"]*"/"closed_at":"soon"/' >bad-closed.json
 lf import bad-closed.json
 expect_rc "a closed_at that is not ISO 8601: exit 2, not a record closed at no time" 2
 match_err "… named" "closed_at: 'soon' is not an ISO 8601 UTC time"
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-14141414"/; s/acme\/app\/issues\/101/acme\/app\/issues\/907/g; s/"repo":"[^"]*"/"repo":7/' "$LF/one.json" >repo-number.json
+variant 14141414 907 's/"repo":"[^"]*"/"repo":7/' >repo-number.json
 lf import repo-number.json
 expect_rc "a repo that is a number: exit 2, not a record without one" 2
 match_err "… named" "repo must be a string or null"
 # Strings as the front doors take them: a byte that is not UTF-8 would
 # make a line an outside JSON reader refuses, and a \u0000 would be cut.
 n=$(audit_count)
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-34343434"/; s/acme\/app\/issues\/101/acme\/app\/issues\/904/g; s/"trigger":"review.approved"/"trigger":"review.appr\x98ved"/' "$LF/one.json" >bad-utf8.json
+variant 34343434 904 's/"trigger":"review.approved"/"trigger":"review.appr\x98ved"/' >bad-utf8.json
 lf import bad-utf8.json
 expect_rc "a string that is not UTF-8: exit 2" 2
 match_err "… says where" 'import loop-34343434: transitions\[[0-9]*\]\.trigger: not valid UTF-8'
-sed 's/"record_id":"loop-[0-9a-f]*"/"record_id":"loop-35353535"/; s/acme\/app\/issues\/101/acme\/app\/issues\/905/g; s/"labels":{/"labels":{"nul":"a\\u0000b",/' "$LF/one.json" >nul.json
+variant 35353535 905 's/"labels":{/"labels":{"nul":"a\\u0000b",/' >nul.json
 lf import nul.json
 expect_rc "a \\u0000 in a string: exit 2" 2
 match_err "… says where" 'import loop-35353535: labels\.nul: contains a NUL character'
