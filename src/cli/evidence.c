@@ -197,6 +197,34 @@ static void gather_free(gather *g) {
     free(g->cp);
 }
 
+/* The merge entry's hash an attestation (a DSSE envelope) states in its
+ * statement, or NULL; the caller frees it. Its signature is another
+ * matter (envelope_wrong). */
+static char *attested_merge(const cJSON *env) {
+    const cJSON *p64 = cJSON_GetObjectItemCaseSensitive(env, "payload");
+    size_t plen;
+    unsigned char *payload = cJSON_IsString(p64) ? lf_unbase64(p64->valuestring, &plen) : NULL;
+    cJSON *st = payload ? cJSON_ParseWithLength((const char *)payload, plen) : NULL;
+    const cJSON *merge = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(st, "predicate"), "merge");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(merge, "hash");
+    char *out = cJSON_IsString(h) ? lf_xstrdup(h->valuestring) : NULL;
+    cJSON_Delete(st);
+    free(payload);
+    return out;
+}
+
+/* Whether an attestation is of a merge entry among the n whose hashes
+ * are given: a genuine attestation of another record says nothing of
+ * these. */
+static bool attests_one_of(const cJSON *env, char (*hashes)[LF_HASH_LEN + 1], size_t n) {
+    char *merged = attested_merge(env);
+    bool found = false;
+    for (size_t i = 0; merged && i < n && !found; i++) found = strcmp(hashes[i], merged) == 0;
+    free(merged);
+    return found;
+}
+
 /* A line's inclusion proof against the latest checkpoint
  * ({leaf_index, tree_size, path}), or null for a line after it. */
 static void proof_of(const gather *g, const char *line, lf_buf *b) {
@@ -298,6 +326,10 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
         lf_jw_close(&one, '}');
     }
     lf_jw_close(&list, ']');
+    /* the attestations of the merges among the entries (a record's merge
+     * may be outside a time range) */
+    char(*mine)[LF_HASH_LEN + 1] = lf_xcalloc(g->nsel + 1, sizeof *mine);
+    for (size_t i = 0; i < g->nsel; i++) lf_entry_self_hash(g->sel[i], strlen(g->sel[i]), mine[i]);
     lf_jw_key(&o, "attestations");
     lf_jw atts = lf_jw_open(b, '[');
     for (size_t i = 0; e && lf_engine_can_sign(e) && i < g->nids; i++) {
@@ -312,6 +344,10 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
                 const char *el;
                 size_t el_len;
                 while (lf_json_next(&it, &el, &el_len)) {
+                    cJSON *env = cJSON_ParseWithLength(el, el_len);
+                    bool ours = attests_one_of(env, mine, g->nsel);
+                    cJSON_Delete(env);
+                    if (!ours) continue;
                     lf_jw_next(&atts);
                     lf_buf_add(b, el, el_len);
                 }
@@ -321,6 +357,7 @@ static void bundle(lf_cli *c, lf_engine *e, const gather *g, lf_buf *b) {
         free(a.error);
     }
     lf_jw_close(&atts, ']');
+    free(mine);
     lf_jw_key(&o, "policies");
     lf_jw pols = lf_jw_open(b, '[');
     for (size_t i = 0; i < g->ngens; i++) {
@@ -355,11 +392,12 @@ static const char *str_of(const cJSON *o, const char *key) {
 }
 
 /* A line of the log and its inclusion proof against the checkpoint's
- * root: its own hash, then the proof; *covered false for a line given
- * without one (after the checkpoint: only its own hash is checked). */
+ * root: its own hash (into hash), then the proof; *covered false for a
+ * line given without one (after the checkpoint: only its own hash is
+ * checked). */
 static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoint *cp,
-                        const unsigned char *root, bool *covered) {
-    char hash[LF_HASH_LEN + 1];
+                        const unsigned char *root, bool *covered,
+                        char hash[LF_HASH_LEN + 1]) {
     unsigned char leaf[32];
     *covered = cJSON_IsObject(proof);
     if (!line || lf_entry_self_hash(line, strlen(line), hash) || lf_unhex(hash, leaf, 32))
@@ -406,8 +444,11 @@ static bool listed(const cJSON *files, const char *path, const char *sum) {
     return false;
 }
 
-/* A DSSE envelope signed by key. */
-static bool envelope_ok(const cJSON *env, const lf_key *key) {
+/* Why a DSSE envelope is not an attestation of the bundle, or NULL: it
+ * must be signed by key, and of a merge entry the bundle holds (one of
+ * the n hashes). */
+static const char *envelope_wrong(const cJSON *env, const lf_key *key,
+                                  char (*hashes)[LF_HASH_LEN + 1], size_t n) {
     const char *type = str_of(env, "payloadType"), *p64 = str_of(env, "payload");
     const cJSON *sig =
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(env, "signatures"), 0);
@@ -425,7 +466,9 @@ static bool envelope_ok(const cJSON *env, const lf_key *key) {
     }
     free(payload);
     free(s);
-    return ok;
+    if (!ok) return "an attestation's signature does not verify";
+    return attests_one_of(env, hashes, n) ? NULL
+                                          : "an attestation is not of a merge entry of the bundle";
 }
 
 static int run_evidence_verify(lf_cli *c, const char *path) {
@@ -440,7 +483,8 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
     lf_checkpoint cp;
     unsigned char root[32];
     char *cptext = NULL;
-    size_t proven = 0, later = 0, atts = 0, files_ok = 0, later_sets = 0;
+    size_t proven = 0, later = 0, atts = 0, files_ok = 0, later_sets = 0, nhashes = 0;
+    char(*hashes)[LF_HASH_LEN + 1] = NULL;     /* the entries' own, for the attestations */
     if (!cJSON_IsObject(b) || !str_of(b, "format") ||
         strcmp(str_of(b, "format"), "loopforge-evidence-v1") != 0) {
         rc = bad(c, "%s is not a loopforge evidence bundle", path);
@@ -469,11 +513,12 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
         rc = bad(c, "the checkpoint's signature does not verify under key %s", cp.key_id);
         goto out;
     }
-    const cJSON *ent;
-    cJSON_ArrayForEach(ent, cJSON_GetObjectItemCaseSensitive(b, "entries")) {
+    const cJSON *ent, *entries = cJSON_GetObjectItemCaseSensitive(b, "entries");
+    hashes = lf_xcalloc((size_t)cJSON_GetArraySize(entries) + 1, sizeof *hashes);
+    cJSON_ArrayForEach(ent, entries) {
         bool covered;
         if (!line_proven(str_of(ent, "line"), cJSON_GetObjectItemCaseSensitive(ent, "proof"),
-                         &cp, root, &covered)) {
+                         &cp, root, &covered, hashes[nhashes++])) {
             rc = bad(c,
                      "entry %s is not the one the checkpoint covers (modified, or its "
                      "proof is wrong)",
@@ -485,8 +530,9 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
     }
     const cJSON *env;
     cJSON_ArrayForEach(env, cJSON_GetObjectItemCaseSensitive(b, "attestations")) {
-        if (!envelope_ok(env, key)) {
-            rc = bad(c, "%s", "an attestation's signature does not verify");
+        const char *wrong = envelope_wrong(env, key, hashes, nhashes);
+        if (wrong) {
+            rc = bad(c, "%s", wrong);
             goto out;
         }
         atts++;
@@ -499,8 +545,9 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
         cJSON *doc;
         bool covered;
         const cJSON *files = announced_files(ann, gen, &doc);
+        char hash[LF_HASH_LEN + 1];
         if (!files || !line_proven(ann, cJSON_GetObjectItemCaseSensitive(pol, "announcement_proof"),
-                                   &cp, root, &covered)) {
+                                   &cp, root, &covered, hash)) {
             cJSON_Delete(doc);
             rc = bad(c, "the announcement of policy set %s is not one the checkpoint covers",
                      gen ? gen : "?");
@@ -535,6 +582,7 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
             proven, (unsigned long long)cp.tree_size, cp.key_id, later, atts, files_ok,
             later_sets ? " (announced after the checkpoint: not yet covered)" : "");
 out:
+    free(hashes);
     cJSON_free(cptext);
     cJSON_Delete(b);
     lf_key_free(key);

@@ -370,6 +370,16 @@ python3 forge.py bundle.json announcement bundle-ann.json
 run --store "$STORE" evidence verify bundle-ann.json --key k.pub
 expect_rc "… and with its announcement's digest changed too: exit 8" 8
 match_err "… the announcement is not the log's" 'the announcement of policy set [0-9a-f]{64} is not one the checkpoint covers'
+# An attestation is of a merge entry the bundle holds: one whose entry is
+# left out (a genuine attestation, of something else) is refused.
+python3 -c '
+import json, sys
+b = json.load(open("bundle.json"))
+b["entries"] = [e for e in b["entries"] if "\"to_state\":\"merged\"" not in e["line"]]
+json.dump(b, open("bundle-att.json", "w"))'
+run --store "$STORE" evidence verify bundle-att.json --key k.pub
+expect_rc "a bundle with an attestation of a merge it does not hold: exit 8" 8
+match_err "… says so" 'an attestation is not of a merge entry of the bundle'
 run --store "$STORE" evidence verify bundle.json --key other.pub
 expect_rc "… or checked with another key: exit 8" 8
 lf evidence --ref https://github.com/o/r/issues/9
@@ -378,6 +388,17 @@ expect_json "… the same record" record_id "$m"
 lf evidence --since 2000-01-01T00:00:00.000000Z --until 2100-01-01T00:00:00.000000Z
 expect_rc "evidence --since --until" 0
 match_err "… every record's entries in the range" '^evidence: [0-9]+ entries of [3-9] record\(s\)'
+# A range that ends before the first merge: the records in it are
+# attested, but not within it -- no attestation goes in, and it verifies.
+until=$(printf '%s\n' "$out" | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+print(min(json.loads(e["line"])["timestamp"] for e in b["entries"]
+          if json.loads(e["line"])["to_state"] == "merged"))')
+lf --signing-key "$tmp/k.key" evidence --since 2000-01-01T00:00:00.000000Z --until "$until" --out range.json
+run --policies /nonexistent --store "$STORE" evidence verify range.json --key k.pub
+expect_rc "a range before a merge: its attestation left out, and the bundle verifies" 0
+match_out "… no attestation" '; 0 attestations verified;'
 lf evidence
 expect_rc "evidence without a selection: exit 2" 2
 
