@@ -393,8 +393,9 @@ static const char *str_of(const cJSON *o, const char *key) {
 
 /* A line of the log and its inclusion proof against the checkpoint's
  * root: its own hash (into hash), then the proof; *covered false for a
- * line given without one (after the checkpoint: only its own hash is
- * checked). */
+ * line given without one, which its seq must then put after the
+ * checkpoint (only its own hash is checked): a line the checkpoint covers
+ * without its proof would be one the bundle's word alone vouches for. */
 static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoint *cp,
                         const unsigned char *root, bool *covered,
                         char hash[LF_HASH_LEN + 1]) {
@@ -402,7 +403,13 @@ static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoin
     *covered = cJSON_IsObject(proof);
     if (!line || lf_entry_self_hash(line, strlen(line), hash) || lf_unhex(hash, leaf, 32))
         return false;
-    if (!*covered) return true;
+    if (!*covered) {    /* after the checkpoint, as its seq says, or unproven */
+        const char *v;
+        size_t vl;
+        int64_t seq;
+        return lf_json_get(line, strlen(line), "seq", &v, &vl) && lf_json_int(v, vl, &seq) == 0 &&
+               seq > 0 && (uint64_t)seq > cp->tree_size;
+    }
     const cJSON *idx = cJSON_GetObjectItemCaseSensitive(proof, "leaf_index");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(proof, "tree_size");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(proof, "path"), *h;

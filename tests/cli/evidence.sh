@@ -380,6 +380,18 @@ json.dump(b, open("bundle-att.json", "w"))'
 run --store "$STORE" evidence verify bundle-att.json --key k.pub
 expect_rc "a bundle with an attestation of a merge it does not hold: exit 8" 8
 match_err "… says so" 'an attestation is not of a merge entry of the bundle'
+# A line the checkpoint covers comes with its proof: one without is not
+# taken for a line after the checkpoint.
+for what in entry announcement; do
+    python3 -c '
+import json, sys
+b = json.load(open("bundle.json"))
+if sys.argv[1] == "entry": b["entries"][0]["proof"] = None
+else: b["policies"][0]["announcement_proof"] = None
+json.dump(b, open("bundle-noproof.json", "w"))' "$what"
+    run --store "$STORE" evidence verify bundle-noproof.json --key k.pub
+    expect_rc "a bundle with an $what's proof left out: exit 8" 8
+done
 run --store "$STORE" evidence verify bundle.json --key other.pub
 expect_rc "… or checked with another key: exit 8" 8
 lf evidence --ref https://github.com/o/r/issues/9
