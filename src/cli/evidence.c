@@ -225,13 +225,19 @@ static bool attests_one_of(const cJSON *env, char (*hashes)[LF_HASH_LEN + 1], si
     return found;
 }
 
+/* The seq a log line states, or 0. */
+static int64_t line_seq(const char *line) {
+    const char *v;
+    size_t vl;
+    int64_t seq = 0;
+    if (lf_json_get(line, strlen(line), "seq", &v, &vl) && lf_json_int(v, vl, &seq)) seq = 0;
+    return seq;
+}
+
 /* A line's inclusion proof against the latest checkpoint
  * ({leaf_index, tree_size, path}), or null for a line after it. */
 static void proof_of(const gather *g, const char *line, lf_buf *b) {
-    int64_t seq = 0;
-    const char *v;
-    size_t vl;
-    if (lf_json_get(line, strlen(line), "seq", &v, &vl)) lf_json_int(v, vl, &seq);
+    int64_t seq = line_seq(line);
     if (!g->cp || seq < 1 || (uint64_t)seq > g->cp_size) {
         lf_buf_puts(b, "null");
         return;
@@ -403,13 +409,8 @@ static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoin
     *covered = cJSON_IsObject(proof);
     if (!line || lf_entry_self_hash(line, strlen(line), hash) || lf_unhex(hash, leaf, 32))
         return false;
-    if (!*covered) {    /* after the checkpoint, as its seq says, or unproven */
-        const char *v;
-        size_t vl;
-        int64_t seq;
-        return lf_json_get(line, strlen(line), "seq", &v, &vl) && lf_json_int(v, vl, &seq) == 0 &&
-               seq > 0 && (uint64_t)seq > cp->tree_size;
-    }
+    int64_t seq = line_seq(line);
+    if (!*covered) return seq > 0 && (uint64_t)seq > cp->tree_size;
     const cJSON *idx = cJSON_GetObjectItemCaseSensitive(proof, "leaf_index");
     const cJSON *size = cJSON_GetObjectItemCaseSensitive(proof, "tree_size");
     const cJSON *path = cJSON_GetObjectItemCaseSensitive(proof, "path"), *h;
