@@ -429,9 +429,9 @@ static bool line_proven(const char *line, const cJSON *proof, const lf_checkpoin
     return ok;
 }
 
-/* The files policy set gen's announcement (a proven line) lists, or NULL
- * when ann is not gen's announcement; *doc holds them (the caller
- * deletes it). */
+/* The files policy set gen's announcement lists (the caller proves the
+ * line), or NULL when ann is not gen's announcement; *doc holds them
+ * (the caller deletes it). */
 static const cJSON *announced_files(const char *ann, const char *gen, cJSON **doc) {
     *doc = ann ? cJSON_Parse(ann) : NULL;
     const char *kind = str_of(*doc, "kind"), *set = str_of(*doc, "policy_set");
