@@ -254,6 +254,18 @@ static void timestamps(void **state) {
     assert_string_equal(ts, "2025-11-23T01:48:57.999999Z");
     lf_ts_format(1763862538000000LL, ts);
     assert_string_equal(ts, "2025-11-23T01:48:58.000000Z");
+    /* A parse remembers its second: the next in the same second reads
+     * only the fraction, which is still checked, as is the length. */
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.000007Z", &us), 0);
+    assert_true(us == 1763862538000007LL);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.999999Z", &us), 0);
+    assert_true(us == 1763862538999999LL);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.99999xZ", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.999999", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.999999Zz", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:58.999999z", &us), -1);
+    assert_int_equal(lf_ts_parse("2025-11-23T01:48:59.000000Z", &us), 0);
+    assert_true(us == 1763862539000000LL);
     assert_int_equal(lf_ts_parse("2025-11-23T01:48:58Z", &us), -1);
     assert_int_equal(lf_ts_parse("2025-13-23T01:48:58.000000Z", &us), -1);
     assert_int_equal(lf_ts_parse("2025-11-23 01:48:58.000000Z", &us), -1);
@@ -431,6 +443,18 @@ static void utf8_validity(void **state) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         assert_int_equal(lf_utf8_invalid(cases[i].s, cases[i].len), cases[i].bad);
+    /* ASCII is taken eight bytes a step: a bad byte, and a good sequence
+     * across a step's end, at every place of a longer text. */
+    for (size_t at = 0; at < 24; at++) {
+        char t[26];
+        memset(t, 'a', sizeof t);
+        t[at] = '\xff';
+        assert_int_equal(lf_utf8_invalid(t, sizeof t), at);
+        memset(t, 'a', sizeof t);
+        memcpy(t + at, "\xe2\x82\xac", 3);                   /* € */
+        assert_int_equal(lf_utf8_invalid(t, sizeof t), sizeof t);
+        assert_int_equal(lf_utf8_invalid(t, at + 2), at);      /* cut short */
+    }
     char err[128];
     assert_int_equal(lf_text_check("fine \xc3\xbc", "ref", err, sizeof err), 0);
     assert_int_equal(lf_text_check(NULL, "ref", err, sizeof err), 0);

@@ -115,17 +115,30 @@ static int64_t days_from_civil(int y, int m, int d) {
 }
 
 int lf_ts_parse(const char *s, int64_t *us) {
+    /* The second last parsed, as lf_ts_format keeps the last formatted:
+     * a commit parses the time it just stamped, a replay lines in time
+     * order, so most times repeat the second before and only their
+     * fraction is new. */
+    static __thread char last[20];          /* YYYY-MM-DDTHH:MM:SS., valid */
+    static __thread int64_t last_us;
     int Y, M, D, h, m, sec, frac;
-    if (strlen(s) != LF_TS_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-        s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z')
+    if (strlen(s) != LF_TS_LEN || s[26] != 'Z' || get_digits(s + 20, 6, &frac)) return -1;
+    if (memcmp(s, last, sizeof last) == 0) {
+        *us = last_us + frac;
+        return 0;
+    }
+    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[19] != '.')
         return -1;
     if (get_digits(s, 4, &Y) || get_digits(s + 5, 2, &M) || get_digits(s + 8, 2, &D) ||
         get_digits(s + 11, 2, &h) || get_digits(s + 14, 2, &m) ||
-        get_digits(s + 17, 2, &sec) || get_digits(s + 20, 6, &frac))
+        get_digits(s + 17, 2, &sec))
         return -1;
     if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) return -1;
-    *us = ((days_from_civil(Y, M, D) * 24 + h) * 60 + m) * INT64_C(60) * 1000000 +
-          (int64_t)sec * 1000000 + frac;
+    last_us = ((days_from_civil(Y, M, D) * 24 + h) * 60 + m) * INT64_C(60) * 1000000 +
+              (int64_t)sec * 1000000;
+    memcpy(last, s, sizeof last);
+    *us = last_us + frac;
     return 0;
 }
 

@@ -1324,14 +1324,12 @@ static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
     lf_eval ev = {rec, t->from_name, t->to_name, t->trigger,    t->actor,    t->metadata,
                   now, t->roles,     t->kids,    t->actor_kind, t->principal};
     lf_verdict v;
-    uint64_t t0 = lf_mono_ns();
     lf_rules_evaluate(t->g->rules, &ev, &v);
-    uint64_t took = lf_mono_ns() - t0;
     lf_buf b = LF_BUF_INIT;
     free(t->decisions);
     t->decisions = NULL;            /* NULL reads as [] */
     if (v.ndecisions) {
-        observe_evaluation(&e->stats, took);
+        observe_evaluation(&e->stats, v.ns);
         e->stats.guard_evals += v.ndecisions;
         lf_verdict_json(&v, &b);
         t->decisions = lf_buf_steal(&b);

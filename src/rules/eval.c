@@ -14,6 +14,7 @@
  * they ask for -- request() follow-ups and notify{} POSTs -- is handed
  * back to the engine in the report; nothing here does any I/O. */
 #include "internal.h"
+#include "../core/clock.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -225,12 +226,14 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     const char *wf = in->record ? in->record->workflow : NULL;
     int n = count_matching(r, r->guards, r->nguards, in->from, in->to, in->trigger, wf);
     if (n == 0) return;                     /* no Lua at all */
+    uint64_t t0 = lf_mono_ns();
     /* One slot spare for a failure of the runner itself. */
     out->decisions = lf_xrealloc(NULL, (size_t)(n + 1) * sizeof *out->decisions);
     eval_job j = {r, in, out, NULL};
     static const lf_rule runner = {.name = "rules"};
     if (!in->record) {                      /* nothing to show the guards: closed */
         decide(&j, &runner, false, lf_xprintf("policy engine: no record to evaluate"));
+        out->ns = lf_mono_ns() - t0;
         return;
     }
     lua_State *L = r->L;
@@ -261,6 +264,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
         out->annotations = lf_xptr(cJSON_PrintUnformatted(j.ann));
         cJSON_Delete(j.ann);
     }
+    out->ns = lf_mono_ns() - t0;
 }
 
 void lf_verdict_free(lf_verdict *v) {

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "../core/buf.h"
 #include "../core/record.h"
 #include "../core/workflow.h"
@@ -97,6 +98,7 @@ typedef struct lf_verdict {
     size_t ndecisions;
     int denied_by;              /* index of the first deny, or -1 */
     char *annotations;          /* merged JSON object text, or NULL */
+    uint64_t ns;                /* what running the guards took */
 } lf_verdict;
 
 /* Runs every guard whose `on` filter matches, in order, all of them (so
