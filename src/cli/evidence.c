@@ -498,15 +498,27 @@ static int run_evidence_verify(lf_cli *c, const char *path) {
         rc = bad(c, "%s is not a loopforge evidence bundle", path);
         goto out;
     }
-    if (kpath) {
-        char *k = lf_read_file(kpath, &len);
-        key = k ? lf_key_parse(k, len, why, sizeof why) : NULL;
-        free(k);
-    } else if (pem) {
-        key = lf_key_parse(pem, strlen(pem), why, sizeof why);
+    if (!kpath) {
+        /* The key a bundle carries proves only that whoever made it had
+         * the private half: a forger brings a key of their own. The
+         * trust is in the key the auditor has from us. */
+        lf_key *own = pem ? lf_key_parse(pem, strlen(pem), why, sizeof why) : NULL;
+        char id[LF_KEY_ID_LEN + 1] = "";
+        if (own) lf_key_id(own, id);
+        lf_key_free(own);
+        cJSON_Delete(b);
+        return lf_cli_usage(c,
+                            "evidence verify needs --key PUBLIC_KEY, the key you have from "
+                            "the log's owner (the bundle's own key%s%s proves nothing: "
+                            "anyone can sign with a key of their own)",
+                            *id ? " " : "", id);
     }
+    char *k = lf_read_file(kpath, &len);
+    if (!k) snprintf(why, sizeof why, "cannot read %s", kpath);
+    key = k ? lf_key_parse(k, len, why, sizeof why) : NULL;
+    free(k);
     if (!key) {
-        rc = bad(c, "%s", "no public key: pass --key PUBLIC_KEY");
+        rc = bad(c, "no usable public key in --key: %s", why);
         goto out;
     }
     const cJSON *cpo = cJSON_GetObjectItemCaseSensitive(
@@ -686,7 +698,7 @@ const lf_command lf_cmd_evidence = {
     "export, or verify offline, the evidence for some records",
     "Usage: loopforge evidence (--record ID | --ref REF | --since T --until T)\n"
     "                          [--out FILE]\n"
-    "       loopforge evidence verify FILE [--key PUBLIC_KEY]\n\n"
+    "       loopforge evidence verify FILE --key PUBLIC_KEY\n\n"
     "Writes a self-contained JSON bundle (stdout, or FILE): the entries of\n"
     "one record (--record, --ref) or of every record in a time range\n"
     "([since, until), timestamps as in the log), each with its inclusion\n"
@@ -695,10 +707,11 @@ const lf_command lf_cmd_evidence = {
     "--signing-key), and the policy files of every policy set involved, with\n"
     "their digests as announced (a file's content when the file on disk\n"
     "still matches). What an auditor sampling records asks for.\n\n"
-    "evidence verify checks a bundle offline, with the public key (--key, else\n"
-    "the one the bundle carries): the checkpoint's signature, every entry\n"
-    "against it, every attestation's signature, every policy file against its\n"
-    "digest. Exit 8 names the first that fails (docs/audit.md).\n",
+    "evidence verify checks a bundle offline, with the public key you have from\n"
+    "the log's owner (--key, required: the key a bundle carries proves\n"
+    "nothing): the checkpoint's signature, every entry against it, every\n"
+    "attestation's signature, every policy file against its digest. Exit 8\n"
+    "names the first that fails (docs/audit.md).\n",
     evidence_opts,
     run_evidence,
     true};

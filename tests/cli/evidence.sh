@@ -340,6 +340,15 @@ run --policies /nonexistent --store "$STORE" evidence verify bundle.json --key k
 expect_rc "evidence verify checks it offline (no store, no policies)" 0
 match_out "… every entry proven, the attestation and the policy files" \
     '^ok: 6 entries proven against the checkpoint of [0-9]+ entries signed by key '"$kid"', 0 after it \(not yet covered\); 1 attestations verified; [1-9][0-9]* policy files match'
+# The key a bundle carries is the forger's as easily as ours: only the
+# key the auditor has counts.
+run --policies /nonexistent --store "$STORE" evidence verify bundle.json
+expect_rc "evidence verify without --key: a usage error, exit 2" 2
+match_err "… asking for the key, naming the bundle's own" \
+    "needs --key PUBLIC_KEY.*the bundle's own key $kid proves nothing"
+run --store "$STORE" evidence verify bundle.json --key /nonexistent/k.pub
+expect_rc "… with a --key it cannot read: exit 8" 8
+match_err "… saying so" 'no usable public key in --key: cannot read /nonexistent/k.pub'
 sed 's/\\"trigger\\":\\"t\\"/\\"trigger\\":\\"x\\"/' bundle.json >bundle-entry.json
 run --store "$STORE" evidence verify bundle-entry.json --key k.pub
 expect_rc "a bundle with an entry changed: exit 8" 8
