@@ -430,6 +430,19 @@ static void list_entered_by(void **state) {
         assert_int_equal(
             t_transition(s, id[last], "pr_created", "task_queued", v + 1, &g), LF_OK);
     }
+    /* A record entering a state whose entered index was made before
+     * anyone had been in it (the ask for "nowhere" above) is in it. */
+    char late[LF_ID_LEN + 1];
+    t_id(late, 9);
+    assert_int_equal(t_create(s, late, late, "acme/app", &g), LF_OK);
+    assert_int_equal(t_transition(s, late, "issue_created", "nowhere", 1, &g), LF_OK);
+    none.entered_by = t_clock_us;
+    lf_store_list(s, &none, t_list_cb, &p);
+    t_settle(&p.calls);
+    assert_int_equal(p.code, LF_OK);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.ids[0], late);
+    t_page_reset(&p);
     /* A journal builds the same from its lines when it opens again. */
     if (strcmp(f->scheme, "file:") == 0) {
         s = reopen(f);

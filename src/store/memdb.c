@@ -100,6 +100,22 @@ typedef struct counter {
 
 #define COUNTER_KEEP_US ((int64_t)31 * 86400 * 1000000)
 
+/* A state's list indexes, found by one lookup of its name where a commit
+ * built and looked up four keys ("s:", "e:", "b:", "r:"): every commit
+ * indexes its record under its new state. The pointers are into db->ix,
+ * whose indexes are never removed. */
+typedef struct stix {
+    index_t *s;             /* "s:STATE" */
+    index_t *e;             /* "e:STATE" once entered_index made it, else NULL */
+    lf_map repos;           /* repo (inside b's key) -> repo_ix */
+    char name[];
+} stix;
+
+/* A repo's two indexes beside a state: "b:STATE\x01REPO" and "r:REPO". */
+typedef struct repo_ix {
+    index_t *b, *r;
+} repo_ix;
+
 /* The open records of one owner (lf_record_open_keys): a set of ids. */
 typedef struct openset {
     char *key;
@@ -109,6 +125,7 @@ typedef struct openset {
 struct lf_memdb {
     index_t all;            /* every live record */
     lf_map ix;              /* "s:STATE", "r:REPO", "b:STATE\x01REPO" -> index_t */
+    lf_map states;          /* state -> stix, the write path's way to them */
     lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
     dueheap due;            /* the records with timers of their own */
@@ -125,8 +142,8 @@ struct lf_memdb {
     void *read_arg;
     size_t nlines, caplines;
     char last_hash[LF_HASH_LEN + 1];
-    lf_buf key;             /* the write path's index keys, built here
-                               rather than allocated on every commit */
+    lf_buf key;             /* the write path's index keys (a state or a
+                               repo first seen), built here, not allocated */
 };
 
 lf_memdb *lf_memdb_new(void) {
@@ -184,6 +201,14 @@ void lf_memdb_free(lf_memdb *db) {
         free(x);
     }
     lf_map_free(&db->ix);
+    for (size_t i = 0; i < lf_map_span(&db->states); i++) {
+        stix *st = lf_map_val(&db->states, i);
+        if (!st) continue;
+        for (size_t k = 0; k < lf_map_span(&st->repos); k++) free(lf_map_val(&st->repos, k));
+        lf_map_free(&st->repos);
+        free(st);
+    }
+    lf_map_free(&db->states);
     free(db->all.v);
     lf_map_free(&db->by_id);
     lf_map_free(&db->by_ref);
@@ -488,11 +513,36 @@ static void entered_key(lf_buf *k, const char *state) {
  * state's, if that one is kept (list_entered makes it the first time it
  * is asked; while it is being made, the walk of the state's index finds
  * the record's new entry there). */
+static stix *stix_of(lf_memdb *db, const char *state) {
+    stix *st = lf_map_get(&db->states, state);
+    if (st) return st;
+    size_t n = strlen(state) + 1;
+    st = lf_xcalloc(1, sizeof *st + n);
+    memcpy(st->name, state, n);
+    ix_key(&db->key, state, NULL);
+    st->s = ix_of(db, &db->key, true);
+    entered_key(&db->key, state);
+    st->e = lf_map_get(&db->ix, db->key.p);
+    lf_map_put(&db->states, st->name, st);
+    return st;
+}
+
+static repo_ix *repo_ix_of(lf_memdb *db, stix *st, const char *repo) {
+    repo_ix *p = lf_map_get(&st->repos, repo);
+    if (p) return p;
+    p = lf_xmalloc(sizeof *p);
+    ix_key(&db->key, st->name, repo);
+    p->b = ix_of(db, &db->key, true);
+    ix_key(&db->key, NULL, repo);
+    p->r = ix_of(db, &db->key, true);
+    lf_map_put(&st->repos, p->b->key + 3 + strlen(st->name), p);
+    return p;
+}
+
 static void reindex_entered(lf_memdb *db, slot *s, int64_t at) {
     s->mgen++;
     if (s->rec->deleted) return;
-    entered_key(&db->key, s->rec->state);
-    index_t *x = lf_map_get(&db->ix, db->key.p);
+    index_t *x = stix_of(db, s->rec->state)->e;
     if (x && !x->build) ix_push(x, s, at);
 }
 
@@ -503,14 +553,12 @@ static void reindex(lf_memdb *db, slot *s, int64_t at) {
     s->gen++;
     if (r->deleted) return;
     ix_push(&db->all, s, at);
-    lf_buf *k = &db->key;
-    ix_key(k, r->state, NULL);
-    ix_push(ix_of(db, k, true), s, at);
+    stix *st = stix_of(db, r->state);
+    ix_push(st->s, s, at);
     if (r->repo) {
-        ix_key(k, NULL, r->repo);
-        ix_push(ix_of(db, k, true), s, at);
-        ix_key(k, r->state, r->repo);
-        ix_push(ix_of(db, k, true), s, at);
+        repo_ix *p = repo_ix_of(db, st, r->repo);
+        ix_push(p->r, s, at);
+        ix_push(p->b, s, at);
     }
 }
 
@@ -1043,6 +1091,8 @@ static index_t *entered_index(lf_memdb *db, const char *state) {
     index_t *x = lf_map_get(&db->ix, k.p);
     if (!x) {
         x = ix_of(db, &k, true);
+        stix *st = lf_map_get(&db->states, state);
+        if (st) st->e = x;
         x->entered = true;
         x->build = lf_xcalloc(1, sizeof *x->build);
         ix_key(&k, state, NULL);
