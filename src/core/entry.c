@@ -526,9 +526,12 @@ void lf_counter_key(const char *to, char who, const char *name,
     out[i] = '\0';
 }
 
+bool lf_entry_counts(const lf_entry *e) {
+    return e->kind == LF_ENTRY_TRANSITION && e->to_state && e->actor && !e->violation;
+}
+
 int lf_entry_counters(const lf_entry *e, char keys[2][LF_COUNTER_KEY]) {
-    if (e->kind != LF_ENTRY_TRANSITION || !e->to_state || !e->actor || e->violation)
-        return 0;
+    if (!lf_entry_counts(e)) return 0;
     const char *id, *v;
     size_t n, vn;
     lf_buf b = LF_BUF_INIT;

@@ -155,6 +155,9 @@ void lf_entry_doc_free(lf_entry_doc *doc);
  * (0 for other kinds and for observations that broke a rule). */
 #define LF_COUNTER_KEY 320
 int lf_entry_counters(const lf_entry *e, char keys[2][LF_COUNTER_KEY]);
+/* Whether e counts at all (a transition without a violation); when it
+ * has no authority, its person is its actor. */
+bool lf_entry_counts(const lf_entry *e);
 /* "<len>:<to>:<a|p>:<name>": the counter of transitions into `to` by an
  * actor ('a') or by the people behind them ('p'). */
 void lf_counter_key(const char *to, char who, const char *name, char out[LF_COUNTER_KEY]);

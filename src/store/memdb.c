@@ -108,8 +108,17 @@ typedef struct stix {
     index_t *s;             /* "s:STATE" */
     index_t *e;             /* "e:STATE" once entered_index made it, else NULL */
     lf_map repos;           /* repo (inside b's key) -> repo_ix */
+    lf_map actors;          /* actor -> actor_ctr, for the budget counters */
     char name[];
 } stix;
+
+/* The two budget counters (in db->counters) a move into a state by an
+ * actor counts in when the entry names no other person (lf_entry_counters'
+ * keys then): found by one lookup of the actor, not two keys made. */
+typedef struct actor_ctr {
+    counter *a, *p;
+    char name[];
+} actor_ctr;
 
 /* A repo's two indexes beside a state: "b:STATE\x01REPO" and "r:REPO". */
 typedef struct repo_ix {
@@ -206,6 +215,8 @@ void lf_memdb_free(lf_memdb *db) {
         if (!st) continue;
         for (size_t k = 0; k < lf_map_span(&st->repos); k++) free(lf_map_val(&st->repos, k));
         lf_map_free(&st->repos);
+        for (size_t k = 0; k < lf_map_span(&st->actors); k++) free(lf_map_val(&st->actors, k));
+        lf_map_free(&st->actors);
         free(st);
     }
     lf_map_free(&db->states);
@@ -612,34 +623,63 @@ static void due_sync(lf_memdb *db, slot *s, int64_t was) {
     }
 }
 
-/* Adds a transition made at `at` (us) to its budget counters, kept in
- * time order (writers of one journal may interleave a little). */
+static counter *counter_of(lf_memdb *db, const char *key) {
+    counter *c = lf_map_get(&db->counters, key);
+    if (!c) {
+        c = lf_xcalloc(1, sizeof *c);
+        c->key = lf_xstrdup(key);
+        lf_map_put(&db->counters, c->key, c);
+    }
+    return c;
+}
+
+static actor_ctr *actor_ctr_of(lf_memdb *db, stix *st, const char *actor) {
+    actor_ctr *ac = lf_map_get(&st->actors, actor);
+    if (ac) return ac;
+    size_t n = strlen(actor) + 1;
+    char key[LF_COUNTER_KEY];
+    ac = lf_xmalloc(sizeof *ac + n);
+    memcpy(ac->name, actor, n);
+    lf_counter_key(st->name, 'a', actor, key);
+    ac->a = counter_of(db, key);
+    lf_counter_key(st->name, 'p', actor, key);
+    ac->p = counter_of(db, key);
+    lf_map_put(&st->actors, ac->name, ac);
+    return ac;
+}
+
+/* Adds `at` to c, kept in time order (writers of one journal may
+ * interleave a little). */
+static void count_in(counter *c, int64_t at) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 8;
+        c->t = lf_xrealloc(c->t, c->cap * sizeof *c->t);
+    }
+    size_t i = c->n++;
+    while (i && c->t[i - 1] > at) c->t[i] = c->t[i - 1], i--;
+    c->t[i] = at;
+    /* Windows are at most 31 days: older times are dropped (as the
+     * Redis commit script does), so a counter does not grow forever. */
+    size_t old = 0;
+    while (old < c->n && c->t[old] < c->t[c->n - 1] - COUNTER_KEEP_US) old++;
+    if (old) {
+        memmove(c->t, c->t + old, (c->n - old) * sizeof *c->t);
+        c->n -= old;
+    }
+}
+
+/* Adds a transition made at `at` (us) to its budget counters. */
 static void count_entry(lf_memdb *db, const lf_entry *e, int64_t at) {
+    if (!lf_entry_counts(e)) return;
+    if (!e->authority) {
+        actor_ctr *ac = actor_ctr_of(db, stix_of(db, e->to_state), e->actor);
+        count_in(ac->a, at);
+        count_in(ac->p, at);
+        return;
+    }
     char keys[2][LF_COUNTER_KEY];
     int n = lf_entry_counters(e, keys);
-    for (int k = 0; k < n; k++) {
-        counter *c = lf_map_get(&db->counters, keys[k]);
-        if (!c) {
-            c = lf_xcalloc(1, sizeof *c);
-            c->key = lf_xstrdup(keys[k]);
-            lf_map_put(&db->counters, c->key, c);
-        }
-        if (c->n == c->cap) {
-            c->cap = c->cap ? 2 * c->cap : 8;
-            c->t = lf_xrealloc(c->t, c->cap * sizeof *c->t);
-        }
-        size_t i = c->n++;
-        while (i && c->t[i - 1] > at) c->t[i] = c->t[i - 1], i--;
-        c->t[i] = at;
-        /* Windows are at most 31 days: older times are dropped (as the
-         * Redis commit script does), so a counter does not grow forever. */
-        size_t old = 0;
-        while (old < c->n && c->t[old] < c->t[c->n - 1] - COUNTER_KEEP_US) old++;
-        if (old) {
-            memmove(c->t, c->t + old, (c->n - old) * sizeof *c->t);
-            c->n -= old;
-        }
-    }
+    for (int k = 0; k < n; k++) count_in(counter_of(db, keys[k]), at);
 }
 
 /* A record is open for its owner from its creation until it is closed or
