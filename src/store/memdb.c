@@ -106,7 +106,7 @@ typedef struct counter {
  * whose indexes are never removed. */
 typedef struct stix {
     index_t *s;             /* "s:STATE" */
-    index_t *e;             /* "e:STATE" once entered_index made it, else NULL */
+    index_t *e;             /* "e:STATE", once entered_index made it */
     lf_map repos;           /* repo (inside b's key) -> repo_ix */
     lf_map actors;          /* actor -> actor_ctr, for the budget counters */
     char name[];
@@ -134,7 +134,7 @@ typedef struct openset {
 struct lf_memdb {
     index_t all;            /* every live record */
     lf_map ix;              /* "s:STATE", "r:REPO", "b:STATE\x01REPO" -> index_t */
-    lf_map states;          /* state -> stix, the write path's way to them */
+    lf_map states;          /* state -> stix: the way to its indexes */
     lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
     dueheap due;            /* the records with timers of their own */
@@ -519,11 +519,8 @@ static void entered_key(lf_buf *k, const char *state) {
     lf_buf_puts(k, state);
 }
 
-/* The record in s entered its state at `at` (us; it was created or
- * moved): its entries in the entered indexes are stale, and it joins its
- * state's, if that one is kept (list_entered makes it the first time it
- * is asked; while it is being made, the walk of the state's index finds
- * the record's new entry there). */
+/* A state's stix, made the first time the state is seen (with its list
+ * index; its entered index only when entered_index makes it). */
 static stix *stix_of(lf_memdb *db, const char *state) {
     stix *st = lf_map_get(&db->states, state);
     if (st) return st;
@@ -532,8 +529,6 @@ static stix *stix_of(lf_memdb *db, const char *state) {
     memcpy(st->name, state, n);
     ix_key(&db->key, state, NULL);
     st->s = ix_of(db, &db->key, true);
-    entered_key(&db->key, state);
-    st->e = lf_map_get(&db->ix, db->key.p);
     lf_map_put(&db->states, st->name, st);
     return st;
 }
@@ -550,6 +545,11 @@ static repo_ix *repo_ix_of(lf_memdb *db, stix *st, const char *repo) {
     return p;
 }
 
+/* The record in s entered its state at `at` (us; it was created or
+ * moved): its entries in the entered indexes are stale, and it joins its
+ * state's, if that one is kept (list_entered makes it the first time it
+ * is asked; while it is being made, the walk of the state's index finds
+ * the record's new entry there). */
 static void reindex_entered(lf_memdb *db, slot *s, int64_t at) {
     s->mgen++;
     if (s->rec->deleted) return;
@@ -1020,7 +1020,7 @@ static int by_time(const void *a, const void *b) {
  * most `most`. Returns how many of src's are left. */
 static size_t gather(index_t *x, build *b, size_t most) {
     const index_t *src = b->src;
-    size_t end = src ? src->n : 0, stop = b->built + min_size(end - b->built, most);
+    size_t end = src->n, stop = b->built + min_size(end - b->built, most);
     for (; b->built < stop; b->built++) {
         const ixent *e = &src->v[b->built];
         int64_t at;
@@ -1115,7 +1115,7 @@ static void build_step(index_t *x) {
             x->v[k++] = x->v[i];
     x->n = k;
     x->squeeze_at = 2 * x->n + 64;
-    if (b->src) b->src->pinned--;
+    b->src->pinned--;
     free(b->tmp);
     free(b);
     x->build = NULL;
@@ -1126,22 +1126,18 @@ static void build_step(index_t *x) {
  * states never pay for one), a step a call (build_step), then kept up by
  * reindex_entered. NULL while it is still being made. */
 static index_t *entered_index(lf_memdb *db, const char *state) {
-    lf_buf k = LF_BUF_INIT;
-    entered_key(&k, state);
-    index_t *x = lf_map_get(&db->ix, k.p);
+    stix *st = stix_of(db, state);
+    index_t *x = st->e;
     if (!x) {
-        x = ix_of(db, &k, true);
-        stix *st = lf_map_get(&db->states, state);
-        if (st) st->e = x;
+        entered_key(&db->key, state);
+        x = st->e = ix_of(db, &db->key, true);
         x->entered = true;
         x->build = lf_xcalloc(1, sizeof *x->build);
-        ix_key(&k, state, NULL);
         /* the state's index walked by position: whole, and kept so */
-        index_t *src = x->build->src = lf_map_get(&db->ix, k.p);
-        if (src && src->squeezing) ix_squeeze(src, SIZE_MAX);
-        if (src) src->pinned++;
+        index_t *src = x->build->src = st->s;
+        if (src->squeezing) ix_squeeze(src, SIZE_MAX);
+        src->pinned++;
     }
-    lf_buf_free(&k);
     if (x->build) build_step(x);
     return x->build ? NULL : x;
 }
