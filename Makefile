@@ -26,6 +26,12 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototyp
 # The version lives in one place: src/loopforge.h.
 VERSION := $(shell sed -n 's/^\#define LF_VERSION_STRING "\(.*\)"/\1/p' src/loopforge.h)
 CFLAGS  ?= -O2 -g
+# The optimized build is optimized across modules at link time too: a
+# transition runs through core, store, rules and engine, small functions
+# each (+3 % in process, `make bench`). Its objects are fat (machine code
+# beside the compiler's own form), so libloopforge.a still links into a
+# program built without LTO. `make LTO=` builds without.
+LTO     ?= -flto=auto -ffat-lto-objects
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP \
               -DLF_DATADIR='"$(PREFIX)/share/loopforge"'
 # float-cast-overflow: gcc's `undefined` leaves it out (clang's, the fuzz
@@ -71,7 +77,7 @@ $(LIB_OBJ) $(ALIB_OBJ): VIS := -fvisibility=hidden
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(VIS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(VIS) $(LTO) -c -o $@ $<
 
 $(A)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -94,10 +100,10 @@ $(B)/libloopforge.a: $(LIB_OBJ)
 	@mkdir -p $(B); rm -f $@; ar rcs $@ $^
 
 $(B)/libloopforge.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libloopforge.so.0 -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) $(LTO) -shared -Wl,-soname,libloopforge.so.0 -o $@ $^ $(LIBS)
 
 $(B)/loopforge: $(CLI_OBJ) $(B)/libloopforge.a
-	$(CC) -o $@ $(CLI_OBJ) $(B)/libloopforge.a $(LIBS)
+	$(CC) $(CFLAGS) $(LTO) -o $@ $(CLI_OBJ) $(B)/libloopforge.a $(LIBS)
 
 # The embedding example (contrib/embed/), against the in-tree library and
 # the public header only; tests/cli/embed.sh builds it again against an
