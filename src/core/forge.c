@@ -239,6 +239,7 @@ static cJSON *new_pr(cJSON *k, const cJSON *f, lf_forge_outcome *o) {
 
 static void pr_fact(cJSON *k, const cJSON *f, lf_forge_outcome *o) {
     const char *action = str(f, "action"), *head = str(f, "head"), *at = str(f, "at");
+    const char *known;
     double number = num(f, "number", 0);
     char sha[8];
     if (cJSON_IsTrue(get(f, "own"))) set(k, "own", cJSON_CreateTrue());
@@ -256,10 +257,10 @@ static void pr_fact(cJSON *k, const cJSON *f, lf_forge_outcome *o) {
     if (!cJSON_IsObject(pr)) {
         pr = new_pr(k, f, o);
         if (streq(action, "opened")) return;
-    } else if (older(at, str(pr, "at"))) {
+    } else if (older(at, known = str(pr, "at"))) {
         snprintf(o->stale, sizeof o->stale,
                  "pull request #%.0f: this report (%s) is older than what is known (%s)",
-                 number, at, str(pr, "at"));
+                 number, at, known);
         return;
     }
     if (at) set_str(pr, "at", at);
