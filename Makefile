@@ -34,14 +34,15 @@ CFLAGS  ?= -O2 -g
 # program built without LTO. `make LTO=` builds without.
 LTO     ?= -flto=auto -ffat-lto-objects
 # And guided by a profile: the program is first built instrumented
-# (build/pgo) and run on `loopforge bench`'s workload -- memory: with the
-# shipped policies, a journal, a replay of it (a few seconds) -- then its
-# objects are compiled again with what the run counted: which way each
-# branch goes, what is worth inlining (+9 % in process on top of LTO,
-# `make bench`). Code the run never reached is compiled as without a
-# profile. Any change of the sources runs the profile again; `make PGO=`
-# builds without (quicker while editing).
+# (build/pgo/loopforge) and run on `loopforge bench`'s workload --
+# memory: with the shipped policies, a journal, a replay of it (a few
+# seconds) -- then its objects are compiled again with what the run
+# counted: which way each branch goes, what is worth inlining (+9 % in
+# process on top of LTO, `make bench`). Code the run never reached is
+# compiled as without a profile. Any change of the sources runs the
+# profile again; `make PGO=` builds without (quicker while editing).
 PGO     ?= yes
+PGO_USE := $(if $(PGO),-fprofile-use -fprofile-partial-training -Wno-missing-profile)
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP \
               -DLF_DATADIR='"$(PREFIX)/share/loopforge"'
 # float-cast-overflow: gcc's `undefined` leaves it out (clang's, the fuzz
@@ -72,7 +73,6 @@ FZ      := build/fuzz
 FZ_SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 FZ_OBJ  := $(LIB_SRC:%.c=$(FZ)/obj/%.o)
 FZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
-PGO_USE := $(if $(PGO),-fprofile-use -fprofile-partial-training -Wno-missing-profile)
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps test run walk bench install clean fuzz format FORCE
