@@ -100,10 +100,11 @@ typedef struct counter {
 
 #define COUNTER_KEEP_US ((int64_t)31 * 86400 * 1000000)
 
-/* A state's list indexes, found by one lookup of its name where a commit
- * built and looked up four keys ("s:", "e:", "b:", "r:"): every commit
- * indexes its record under its new state. The pointers are into db->ix,
- * whose indexes are never removed. */
+/* A state's list indexes and the budget counters of moves into it, found
+ * by one lookup of its name where a commit built and looked up four index
+ * keys ("s:", "e:", "b:", "r:") and two counter keys: every commit indexes
+ * its record under its new state. The pointers are into db->ix and
+ * db->counters, whose members are never removed. */
 typedef struct stix {
     index_t *s;             /* "s:STATE" */
     index_t *e;             /* "e:STATE", once entered_index made it */
@@ -133,7 +134,8 @@ typedef struct openset {
 
 struct lf_memdb {
     index_t all;            /* every live record */
-    lf_map ix;              /* "s:STATE", "r:REPO", "b:STATE\x01REPO" -> index_t */
+    lf_map ix;              /* "s:STATE", "e:STATE", "r:REPO", "b:STATE\x01REPO"
+                               -> index_t */
     lf_map states;          /* state -> stix: the way to its indexes */
     lf_map open;            /* lf_open_key -> openset */
     lf_map counters;        /* lf_counter_key -> counter */
