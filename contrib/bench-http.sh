@@ -22,6 +22,7 @@
 # machine's CPU went per request (serve, redis-server, the rest: wrk and
 # the kernel) and how much sat idle; and the share of the ceiling: the
 # median of the pairs' shares, each pair's beside it.
+# STORES ("memory journal redis") names the legs to run, in that order;
 # PAIRS (3), DURATION (3s a run), CONNS (64), THREADS (2), RECORDS (64 per
 # connection: a record's history, returned whole in every reply, grows by
 # one entry per pass) tune the run; LOG (info) is the server's
@@ -35,6 +36,13 @@ command -v wrk >/dev/null 2>&1 ||
     { echo "bench-http: wrk not found (apt-get install wrk)" >&2; exit 1; }
 command -v curl >/dev/null 2>&1 ||
     { echo "bench-http: curl not found (apt-get install curl)" >&2; exit 1; }
+STORES=${STORES:-memory journal redis}
+for s in $STORES; do
+    case $s in memory | journal | redis) ;;
+    *) echo "bench-http: STORES: unknown store '$s' (memory, journal, redis)" >&2; exit 2 ;;
+    esac
+done
+has() { case " $STORES " in *" $1 "*) return 0 ;; esac; return 1; }
 PAIRS=${PAIRS:-3} DURATION=${DURATION:-3s} CONNS=${CONNS:-64} THREADS=${THREADS:-2}
 LOG=${LOG:-info}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -246,9 +254,11 @@ echo "loopforge serve: wrk -t$THREADS -c$CONNS, $PAIRS pairs of $DURATION runs (
      "the ceiling), posting transitions to ${RECORDS:-$((CONNS * 64))} records (log level $LOG)"
 # memory: is not durable; it shows what the server and the engine cost
 # without a store's I/O.
-leg memory memory:
-leg journal "file:$dir/bench.journal"
-if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+! has memory || leg memory memory:
+! has journal || leg journal "file:$dir/bench.journal"
+if ! has redis; then
+    :
+elif command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
     redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 --save '' \
         --appendonly no --daemonize no --dir "$dir" --logfile "$dir/redis.log" &
     rpid=$!
