@@ -1152,7 +1152,8 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
  * at once, as the engine (the tick would a second later; this way a
  * CLI-only user needs none). */
 static void escalate_if_spent(txn *t, const lf_record *rec) {
-    const lf_workflow *wf = lf_rules_workflow(t->g->rules, rec->workflow);
+    const lf_workflow *wf = t->wf;     /* txn_loaded's: the record's */
+    if (!wf || !wf->nretries) return;
     int s = wf ? lf_workflow_state(wf, rec->state) : -1;
     const lf_retry_def *r = s >= 0 ? lf_workflow_retry(wf, s) : NULL;
     if (!r || t->eng->closing ||
@@ -2079,6 +2080,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
         return;
     }
+    t->wf = wf;
     int from = lf_workflow_state(wf, rec->state);
     if (from < 0) {
         snprintf(msg, sizeof msg,
@@ -2095,7 +2097,6 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
     }
     if (wf->nbudgets && !t->budgets_loaded && !t->internal && !t->observed &&
         t->kind == LF_ENTRY_TRANSITION && (t->dry_run || t->count_budgets)) {
-        t->wf = wf;
         t->budget = lf_xcalloc((size_t)wf->nbudgets, sizeof *t->budget);
         load_budget(t);
         return;
@@ -2139,7 +2140,6 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         t->violation = NULL;
         t->overrode = false;    /* each attempt is judged afresh */
         if (t->observed && (t->fact || to == from || lf_workflow_is_terminal(wf, from))) {
-            t->wf = wf;
             observe(t, from, to, rec);
             return;
         }
