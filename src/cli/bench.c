@@ -77,6 +77,13 @@ static void on_result(const lf_result *res, void *arg) {
     }
 }
 
+/* Ready for the next call: what on_result sets, not the whole struct
+ * (clearing its 600 bytes was ~2 % of the in-process figure). */
+static void call_reset(bench_call *b) {
+    b->done = b->ok = false;
+    b->err[0] = b->id[0] = b->state[0] = '\0';
+}
+
 /* Waits for the request; on failure says which one. Returns 0 / -1. */
 static int settle(lf_cli *c, bench_call *b, const char *what, const char *id,
                   const char *to) {
@@ -130,7 +137,7 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run, bench_id *i
                              .ref_number = (int64_t)i + 1,
                              .auto_merge = true,
                              .actor = "bench"};
-        memset(&b, 0, sizeof(b));
+        call_reset(&b);
         lf_engine_create(e, &req, on_result, &b);
         if (settle(c, &b, "create", ref, NULL) != 0) return -1;
         memcpy(ids[i], b.id, sizeof(bench_id));
@@ -139,7 +146,7 @@ static int workload(lf_cli *c, lf_engine *e, size_t n, unsigned run, bench_id *i
                                    .to = lf_bench_path[s].to,
                                    .trigger = lf_bench_path[s].trigger,
                                    .actor = "bench"};
-            memset(&b, 0, sizeof(b));
+            call_reset(&b);
             lf_engine_transition(e, &t, on_result, &b);
             if (settle(c, &b, "transition", ids[i], t.to) != 0) return -1;
         }

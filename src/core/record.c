@@ -3,6 +3,7 @@
 #include "record.h"
 #include "mem.h"
 #include "json.h"
+#include "text.h"
 #include "../loopforge.h"
 
 #include <stddef.h>
@@ -24,11 +25,11 @@ static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
  * block grows by half: its slack is kept by every record in memory. */
 static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first) {
     if (!s) return LF_HS_NONE;
-    if (first != LF_HS_NONE && strcmp(r->hs + first, s) == 0) return first;
+    if (first != LF_HS_NONE && lf_streq(r->hs + first, s)) return first;
     for (size_t k = 1; k <= HS_WINDOW && k <= r->nhist; k++) {
         uint32_t off;
         memcpy(&off, (const char *)&r->hist[r->nhist - k] + field, sizeof off);
-        if (off != LF_HS_NONE && strcmp(r->hs + off, s) == 0) return off;
+        if (off != LF_HS_NONE && lf_streq(r->hs + off, s)) return off;
     }
     size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
     if (need >= LF_HS_NONE) lf_oom(need);

@@ -9,7 +9,9 @@
 #ifndef LF_TEXT_H
 #define LF_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 /* The offset of the first byte of s[0..len) that is not part of a valid
  * UTF-8 sequence (overlong forms, surrogates and code points above
@@ -27,5 +29,12 @@ int lf_text_check(const char *s, const char *field, char *err, size_t errlen);
  * by the keys and indexes down to the string, e.g. "metadata.notes[2]". */
 int lf_json_text_check(const char *s, size_t len, const char *what, char *err,
                        size_t errlen);
+
+/* a and b (neither NULL) are the same string. The first bytes first: a
+ * transition compares a state, trigger or workflow name with several
+ * that mostly differ there, and each call saved was ~1 % of it. */
+static inline bool lf_streq(const char *a, const char *b) {
+    return a[0] == b[0] && (!a[0] || strcmp(a + 1, b + 1) == 0);
+}
 
 #endif

@@ -8,6 +8,7 @@
 #include "workflow.h"
 #include "mem.h"
 #include "json.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -228,15 +229,10 @@ int lf_workflow_add_state(lf_workflow *wf, const char *name) {
     return id;
 }
 
-/* Every transition looks its states up by name: the first byte rules
- * out most of them without a call (a state's name is never empty, so a
- * match on it means name has a second byte to read). */
 int lf_workflow_state(const lf_workflow *wf, const char *name) {
     if (!name) return -1;
-    for (int i = 0; i < wf->nstates; i++) {
-        const char *s = wf->states[i];
-        if (s[0] == name[0] && strcmp(s + 1, name + 1) == 0) return i;
-    }
+    for (int i = 0; i < wf->nstates; i++)
+        if (lf_streq(wf->states[i], name)) return i;
     return -1;
 }
 

@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "../core/entry.h"
 #include "../core/hash.h"
+#include "../core/text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1262,10 +1263,8 @@ void lf_rules_identity(const lf_rules *r, const char *name, lf_identity *out) {
 
 const lf_workflow *lf_rules_workflow(const lf_rules *r, const char *name) {
     if (!name) name = "loopforge";
-    for (int i = 0; i < r->nwfs; i++) {   /* the first byte first, as lf_workflow_state */
-        const char *s = r->wfs[i]->name;
-        if (s[0] == name[0] && (!s[0] || strcmp(s + 1, name + 1) == 0)) return r->wfs[i];
-    }
+    for (int i = 0; i < r->nwfs; i++)
+        if (lf_streq(r->wfs[i]->name, name)) return r->wfs[i];
     return NULL;
 }
 
