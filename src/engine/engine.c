@@ -839,6 +839,8 @@ static void create_commit(create_ctx *c) {
 static void initial_fields(const lf_create_req *req, const char *labels, const char *meta,
                            const char *workflow, const char *const owner[2], lf_buf *rec,
                            lf_buf *hist) {
+    lf_buf_reserve(rec, 256);   /* a typical record's: one allocation, not three */
+    lf_buf_reserve(hist, 128);
     lf_jw o = lf_jw_open(rec, '{');
     lf_jw_str(&o, "ref", req->ref);
     if (req->has_ref_number) lf_jw_int(&o, "ref_number", req->ref_number);
