@@ -1156,7 +1156,7 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
 static void escalate_if_spent(txn *t, const lf_record *rec) {
     const lf_workflow *wf = t->wf;     /* txn_loaded's: the record's */
     if (!wf || !wf->nretries) return;
-    int s = wf ? lf_workflow_state(wf, rec->state) : -1;
+    int s = lf_workflow_state(wf, rec->state);
     const lf_retry_def *r = s >= 0 ? lf_workflow_retry(wf, s) : NULL;
     if (!r || t->eng->closing ||
         (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]) < r->max)
