@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "../src/rules/rules.h"
+#include "../src/rules/luajson.h"
 
 /* ---- temp policy directories ---------------------------------------------- */
 
@@ -552,6 +553,36 @@ static void test_hostile_metatable(void **state) {
     expect_errors(d, "%s/a.lua:3: workflow has no edges\n");
 }
 
+/* A string that turns out malformed after more text than a luaL_Buffer
+ * holds in place: Lua 5.4 then keeps the text in a box on the stack,
+ * marked to-be-closed, and a decoder that popped that box with
+ * lua_settop on its way out had Lua 5.4.4 close it there -- a call that
+ * may move the stack -- and then set the top from a pointer into the
+ * old one (fuzz_route found it: a freed error message, read). The
+ * decoder finishes the buffer before it fails; every distance from the
+ * stack's end is tried, so that one of them has the close move it. */
+static void test_json_decode_fails_clean(void **state) {
+    (void)state;
+    lf_buf s = LF_BUF_INIT;
+    lf_buf_puts(&s, "{\"k\":\"\\n");
+    for (int i = 0; i < 3000; i++) lf_buf_putc(&s, 'x');
+    lf_buf_puts(&s, "\\q\"}");
+    for (int fill = 0; fill < 40; fill++) {
+        lua_State *L = luaL_newstate();
+        assert_true(lua_checkstack(L, fill));
+        for (int i = 0; i < fill; i++) lua_pushinteger(L, i);
+        size_t pos = 0;
+        assert_false(lf_json_decode(L, s.p, s.len, NULL, &pos));
+        assert_int_equal(pos, s.len - 2);          /* just past the bad escape */
+        assert_int_equal(lua_gettop(L), fill);
+        lua_pushliteral(L, "after");
+        assert_string_equal(lua_tostring(L, -1), "after");
+        if (fill) assert_int_equal(lua_tointeger(L, fill), fill - 1);
+        lua_close(L);
+    }
+    lf_buf_free(&s);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
 
 int main(void) {
@@ -581,6 +612,7 @@ int main(void) {
         T(test_binary_chunk),
         T(test_budgets),
         T(test_hostile_metatable),
+        cmocka_unit_test(test_json_decode_fails_clean),
     };
     return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }

@@ -76,25 +76,35 @@ static int unescape(jd *d, char u[4]) {
     return lf_json_utf8(u, (unsigned long)cp);
 }
 
-/* A string with escapes, from d->p (just after the quote). */
+/* A string with escapes, from d->p (just after the quote). The buffer
+ * is finished however the string ends: past its first KB, Lua keeps the
+ * text in a box on the stack marked to-be-closed, and a failed decode
+ * that left it there had lf_json_decode's lua_settop close it -- which
+ * in Lua 5.4.4 can leave the stack's top pointing into the old stack,
+ * when the close moves it (lua_settop's bug, fixed in 5.4.5). */
 static bool slow_string(jd *d) {
     luaL_Buffer b;
     luaL_buffinit(d->L, &b);
+    bool ok = false;
     while (d->p < d->end && *d->p != '"') {
         char c = *d->p++, u[4];
-        if ((unsigned char)c < 0x20) return false;
+        if ((unsigned char)c < 0x20) goto done;
         if (c != '\\') {
             luaL_addchar(&b, c);
             continue;
         }
         int n = unescape(d, u);
-        if (n < 0) return false;
+        if (n < 0) goto done;
         luaL_addlstring(&b, u, (size_t)n);
     }
-    if (d->p >= d->end) return false;
-    d->p++;
-    luaL_pushresult(&b);
-    return true;
+    if (d->p < d->end) {
+        d->p++;
+        ok = true;
+    }
+done:
+    luaL_pushresult(&b);            /* closes the box where Lua expects it */
+    if (!ok) lua_pop(d->L, 1);
+    return ok;
 }
 
 /* Pushes the string starting at d->p (at the opening quote). */
