@@ -81,7 +81,7 @@ static int unescape(jd *d, char u[4]) {
  * text in a box on the stack marked to-be-closed, and a failed decode
  * that left it there had lf_json_decode's lua_settop close it -- which
  * in Lua 5.4.4 can leave the stack's top pointing into the old stack,
- * when the close moves it (lua_settop's bug, fixed in 5.4.5). */
+ * when the close moves it (lua_settop's bug, fixed in a later 5.4). */
 static bool slow_string(jd *d) {
     luaL_Buffer b;
     luaL_buffinit(d->L, &b);
