@@ -37,4 +37,9 @@ static inline bool lf_streq(const char *a, const char *b) {
     return a[0] == b[0] && (!a[0] || strcmp(a + 1, b + 1) == 0);
 }
 
+/* The same, where either may be NULL: two NULLs are the same string. */
+static inline bool lf_streq_null(const char *a, const char *b) {
+    return a == b || (a && b && lf_streq(a, b));
+}
+
 #endif

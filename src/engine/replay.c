@@ -16,6 +16,7 @@
 #include "../core/map.h"
 #include "../core/mem.h"
 #include "../core/record.h"
+#include "../core/text.h"
 #include "../core/workflow.h"
 
 #include <stdio.h>
@@ -193,10 +194,6 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e,
     lf_buf_free(&why);
 }
 
-static bool same(const char *a, const char *b) {
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 static void count_rule(lf_replay *r, const char *rule) {
     rule_count *c = lf_map_get(&r->by_rule, rule);
     if (!c) {
@@ -221,7 +218,7 @@ static void consider(lf_replay *r, const lf_record *rec, const lf_entry *e) {
     r->st.replayed++;
     bool changed = strcmp(was.what, now.what) != 0 ||
                    (strcmp(now.what, "allowed") != 0 &&
-                    (!same(was.rule, now.rule) || !same(was.reason, now.reason)));
+                    (!lf_streq_null(was.rule, now.rule) || !lf_streq_null(was.reason, now.reason)));
     if (changed) {
         r->st.changed++;
         if (strcmp(now.what, "allowed") == 0) r->st.now_allowed++;

@@ -16,6 +16,7 @@
  * access and kept for the evaluation (or, for tables, the call), so a
  * guard pays only for what it reads. */
 #include "internal.h"
+#include "../core/text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -256,10 +257,6 @@ static const lf_record *scope_rec(lua_State *L) {
     return r->scope.rec;
 }
 
-static bool same(const char *a, const char *b) {
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
 /* t:count_entered(state): history entries whose to_state is state. */
 static int l_count_entered(lua_State *L) {
     lua_pushinteger(
@@ -279,7 +276,7 @@ static int l_last_entry(lua_State *L) {
     const lf_record *rec = scope_rec(L);
     const char *st = luaL_optstring(L, 2, NULL);
     for (size_t i = rec->nhist; i-- > 0;) {
-        if (!st || same(lf_hs(rec, rec->hist[i].to_state), st)) {
+        if (!st || lf_streq_null(lf_hs(rec, rec->hist[i].to_state), st)) {
             push_entry(L, rec, &rec->hist[i]);
             return 1;
         }
