@@ -19,6 +19,7 @@
  * wrong type. The `on` filter becomes C data (lf_filter), matched without
  * calling Lua at all. */
 #include "internal.h"
+#include "../core/text.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,7 +79,7 @@ static bool strset_match(const lf_strset *s, const char *v) {
     if (!v) return false;
     for (int i = 0; i < s->n; i++) {
         if (s->prefix[i] ? strncmp(v, s->v[i], strlen(s->v[i])) == 0
-                         : strcmp(v, s->v[i]) == 0)
+                         : lf_streq(v, s->v[i]))
             return true;
     }
     return false;

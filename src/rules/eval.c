@@ -87,7 +87,7 @@ typedef struct eval_job {
 static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
     lf_verdict *v = j->out;
     lf_decision *d = &v->decisions[v->ndecisions];
-    d->policy = lf_xstrdup(g->name);
+    d->policy = g->name;
     d->allow = allow;
     d->reason = reason;
     d->
@@ -269,7 +269,6 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
 
 void lf_verdict_free(lf_verdict *v) {
     for (size_t i = 0; i < v->ndecisions; i++) {
-        free(v->decisions[i].policy);
         free(v->decisions[i].reason);
         free(v->decisions[i].requires);
     }

@@ -84,7 +84,8 @@ typedef struct lf_eval {
 } lf_eval;
 
 typedef struct lf_decision {
-    char *policy;
+    const char *policy;         /* the guard's name: the rule set's own,
+                                   valid while the rule set is */
     bool allow;
     char *reason;               /* NULL when allowed without a reason */
     char *
