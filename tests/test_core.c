@@ -735,6 +735,49 @@ static void record_state_inline_or_heap(void **state) {
     }
 }
 
+/* A close's changes: the engine's own {"closed_at":"T"} (read as it is)
+ * and the same with more in it or spaced otherwise (cJSON's) close the
+ * record alike; a time that is not one, in either form, is refused and
+ * changes nothing. */
+static void record_close_changes(void **state) {
+    (void)state;
+    static const char *ok[] = {
+        "{\"closed_at\":\"2026-12-07T10:20:06.509355Z\"}",
+        "{ \"closed_at\": \"2026-12-07T10:20:06.509355Z\" }",
+        "{\"closed_at\":\"2026-12-07T10:20:06.509355Z\",\"pr_url\":null}",
+    };
+    static const char *bad[] = {
+        "{\"closed_at\":\"2026-13-07T10:20:06.509355Z\"}",
+        "{\"closed_at\":\"2026-12-07T10:20:06.509355X\"}",
+        "{\"closed_at\":\"2026-12-07 10:20:06.509355Z\"}",
+        "{\"closed_at\":\"2026-12-07T10:20:06.509355Z\"",
+        "{\"closed_at\":\"2026-12-07T10:20:06.5093Z\"}",
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof ok / sizeof *ok + sizeof bad / sizeof *bad; i++) {
+        bool good = i < sizeof ok / sizeof *ok;
+        const char *changes = good ? ok[i] : bad[i - sizeof ok / sizeof *ok];
+        lf_entry e = state_entry(1, NULL, "merged");
+        lf_record *r = NULL;
+        assert_int_equal(lf_record_apply(&r, &e, err, sizeof err), 0);
+        e = state_entry(2, "merged", "closed");
+        e.changes = changes;
+        int rc = lf_record_apply(&r, &e, err, sizeof err);
+        if (good) {
+            if (rc) fail_msg("%s: %s", changes, err);
+            assert_string_equal(r->closed_at, "2026-12-07T10:20:06.509355Z");
+            assert_string_equal(r->state, "closed");
+        } else {
+            if (rc != -1) fail_msg("%s: taken", changes);
+            assert_non_null(strstr(err, "malformed changes"));
+            assert_string_equal(r->closed_at, "");
+            assert_string_equal(r->state, "merged");
+            assert_int_equal(r->version, 1);
+        }
+        lf_record_free(r);
+    }
+}
+
 /* A JSON number as an integer: the range int64 holds, nothing outside it
  * converted (C leaves that undefined: the test build's float-cast-overflow
  * check stops at one); and a record's JSON with numbers beyond it is
@@ -835,6 +878,7 @@ int main(void) {
         cmocka_unit_test(json_text_paths),
         cmocka_unit_test(record_count_by_history),
         cmocka_unit_test(record_state_inline_or_heap),
+        cmocka_unit_test(record_close_changes),
         cmocka_unit_test(json_numbers_in_range),
         cmocka_unit_test(oom_aborts),
         cmocka_unit_test(json_canonical),
