@@ -1489,9 +1489,9 @@ static char *authority_json(const txn *t) {
     if (t->principal) id.principal = t->principal;
     /* Said only when it says more than the name: another person behind
      * it, an agent or app, a principal. */
-    bool who = strcmp(id.kind, "human") != 0 || id.principal ||
-               (id.person && strcmp(id.person, t->actor) != 0);
-    if (!strcmp(id.kind, "engine") || !strcmp(id.kind, "unknown")) who = false;
+    bool who = !lf_streq(id.kind, "human") || id.principal ||
+               (id.person && id.person != t->actor && strcmp(id.person, t->actor) != 0);
+    if (who && (lf_streq(id.kind, "engine") || lf_streq(id.kind, "unknown"))) who = false;
     if (!(t->roles && *t->roles) && !t->override && !who) return NULL;
     lf_buf b = LF_BUF_INIT;
     lf_jw o = lf_jw_open(&b, '{');

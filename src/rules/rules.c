@@ -1240,6 +1240,17 @@ void lf_rules_free(lf_rules *r) {
     free(r);
 }
 
+/* timer:, hook:, engine:, route: -- the engine's own actors. */
+static bool engine_actor(const char *name) {
+    switch (name[0]) {
+    case 't': return strncmp(name, "timer:", 6) == 0;
+    case 'h': return strncmp(name, "hook:", 5) == 0;
+    case 'e': return strncmp(name, "engine:", 7) == 0;
+    case 'r': return strncmp(name, "route:", 6) == 0;
+    default: return false;
+    }
+}
+
 void lf_rules_identity(const lf_rules *r, const char *name, lf_identity *out) {
     *out = (lf_identity){.name = name, .kind = "human", .person = name};
     const lf_ident *id = name ? lf_map_get(&r->idents, name) : NULL;
@@ -1249,14 +1260,15 @@ void lf_rules_identity(const lf_rules *r, const char *name, lf_identity *out) {
         out->principal = id->principal;
         return;
     }
+    /* Every transition asks (its entry's authority): the first byte
+     * before each comparison. */
     size_t n = name ? strlen(name) : 0;
-    if (!n || strcmp(name, "anonymous") == 0) {
+    if (!n || (name[0] == 'a' && strcmp(name, "anonymous") == 0)) {
         out->kind = "unknown";
         out->person = NULL;
-    } else if (n > 5 && strcmp(name + n - 5, "[bot]") == 0) {
+    } else if (n > 5 && name[n - 1] == ']' && memcmp(name + n - 5, "[bot]", 5) == 0) {
         out->kind = "app";
-    } else if (!strncmp(name, "timer:", 6) || !strncmp(name, "hook:", 5) ||
-               !strncmp(name, "engine:", 7) || !strncmp(name, "route:", 6)) {
+    } else if (engine_actor(name)) {
         out->kind = "engine";
     }
 }
