@@ -409,6 +409,46 @@ static void map_grows_a_few_at_a_time(void **state) {
     lf_map_free(&m);
 }
 
+/* lf_json_clean_len against a byte at a time: every start in a 16-byte
+ * block, lengths across several blocks, each byte that ends a clean run
+ * (NUL aside: the end) at every place, and the bytes either side of the
+ * ranges (0x1f/0x20, 0x7f, 0x80, 0xff) that do not. In a heap block of
+ * exactly the string's size, so a read past the NUL that mattered would
+ * be a wrong answer (the loads past it are the aligned block's). */
+static size_t clean_len_ref(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] < 0x20 || s[n] == '"' || s[n] == '\\') return SIZE_MAX;
+    return n;
+}
+
+static void json_clean_len_every_place(void **state) {
+    (void)state;
+    static const unsigned char special[] = {0x01, 0x1f, '"', '\\', '\n'};
+    static const unsigned char plain[] = {' ', 0x7f, 0x80, 0xff, 'a', '!', '#', '[', ']'};
+    char *block = lf_xmalloc(128);
+    for (size_t start = 0; start < 16; start++) {
+        for (size_t len = 0; len < 70; len++) {
+            char *s = block + start;
+            for (size_t i = 0; i < len; i++) s[i] = (char)plain[(i + start) % sizeof plain];
+            s[len] = '\0';
+            if (start) s[-1] = '"';         /* before the string: not its own */
+            assert_int_equal(lf_json_clean_len(s), len);
+            char *own = lf_xstrdup(s);      /* a block of exactly its size */
+            assert_int_equal(lf_json_clean_len(own), len);
+            free(own);
+            for (size_t at = 0; at < len; at++) {
+                char keep = s[at];
+                s[at] = (char)special[(at + len) % sizeof special];
+                assert_int_equal(lf_json_clean_len(s), SIZE_MAX);
+                assert_int_equal(lf_json_clean_len(s), clean_len_ref(s));
+                s[at] = keep;
+            }
+        }
+    }
+    free(block);
+}
+
 static void json_escaping_round_trip(void **state) {
     (void)state;
     lf_buf b = LF_BUF_INIT;
@@ -874,6 +914,7 @@ int main(void) {
         cmocka_unit_test(map_many),
         cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
+        cmocka_unit_test(json_clean_len_every_place),
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
         cmocka_unit_test(record_count_by_history),
