@@ -13,6 +13,7 @@
 #include "../src/core/buf.h"
 #include "../src/core/clock.h"
 #include "../src/core/entry.h"
+#include "../src/core/hash.h"
 #include "../src/core/map.h"
 #include "../src/core/record.h"
 #include "../src/core/text.h"
@@ -447,6 +448,22 @@ static void json_clean_len_every_place(void **state) {
         }
     }
     free(block);
+}
+
+/* lf_hex against printf's %02x: every byte value, at every length up to
+ * 40 (the 16-byte steps and the rest after them). */
+static void hex_every_byte(void **state) {
+    (void)state;
+    unsigned char in[256];
+    for (int i = 0; i < 256; i++) in[i] = (unsigned char)(i * 7 + 3);
+    char got[2 * 256 + 1], want[2 * 256 + 1];
+    for (size_t n = 0; n <= 256; n = n < 40 ? n + 1 : n + 36) {
+        for (size_t i = 0; i < n; i++) snprintf(want + 2 * i, 3, "%02x", in[i]);
+        want[2 * n] = '\0';
+        memset(got, 'X', sizeof got);
+        lf_hex(in, n, got);
+        assert_string_equal(got, want);
+    }
 }
 
 static void json_escaping_round_trip(void **state) {
@@ -914,6 +931,7 @@ int main(void) {
         cmocka_unit_test(map_many),
         cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
+        cmocka_unit_test(hex_every_byte),
         cmocka_unit_test(json_clean_len_every_place),
         cmocka_unit_test(utf8_validity),
         cmocka_unit_test(json_text_paths),
