@@ -4,6 +4,7 @@
 #include "../core/mem.h"
 #include "../core/arena.h"
 #include "../core/map.h"
+#include "../core/text.h"
 #include "../core/verify.h"
 
 #include <errno.h>
@@ -552,21 +553,20 @@ static repo_ix *repo_ix_of(lf_memdb *db, stix *st, const char *repo) {
  * state's, if that one is kept (list_entered makes it the first time it
  * is asked; while it is being made, the walk of the state's index finds
  * the record's new entry there). */
-static void reindex_entered(lf_memdb *db, slot *s, int64_t at) {
+static void reindex_entered(slot *s, stix *st, int64_t at) {
     s->mgen++;
     if (s->rec->deleted) return;
-    index_t *x = stix_of(db, s->rec->state)->e;
+    index_t *x = st->e;
     if (x && !x->build) ix_push(x, s, at);
 }
 
 /* The record in s changed at `at` (us: its updated_at): whatever indexed
- * it before is stale now. */
-static void reindex(lf_memdb *db, slot *s, int64_t at) {
+ * it before is stale now. st: its state's (NULL when deleted). */
+static void reindex(lf_memdb *db, slot *s, stix *st, int64_t at) {
     const lf_record *r = s->rec;
     s->gen++;
     if (r->deleted) return;
     ix_push(&db->all, s, at);
-    stix *st = stix_of(db, r->state);
     ix_push(st->s, s, at);
     if (r->repo) {
         repo_ix *p = repo_ix_of(db, st, r->repo);
@@ -670,11 +670,13 @@ static void count_in(counter *c, int64_t at) {
     }
 }
 
-/* Adds a transition made at `at` (us) to its budget counters. */
-static void count_entry(lf_memdb *db, const lf_entry *e, int64_t at) {
+/* Adds a transition made at `at` (us) to its budget counters. st: the
+ * record's state's, which a move's to_state is (NULL: none). */
+static void count_entry(lf_memdb *db, const lf_entry *e, stix *st, int64_t at) {
     if (!lf_entry_counts(e)) return;
     if (!e->authority) {
-        actor_ctr *ac = actor_ctr_of(db, stix_of(db, e->to_state), e->actor);
+        if (!st || !lf_streq(st->name, e->to_state)) st = stix_of(db, e->to_state);
+        actor_ctr *ac = actor_ctr_of(db, st, e->actor);
         count_in(ac->a, at);
         count_in(ac->p, at);
         return;
@@ -776,10 +778,12 @@ static int apply_slot(lf_memdb *db, const lf_entry *e, slot *s, const char *line
      * then, a move entered its state then, a transition counts then. */
     int64_t at = 0;
     lf_ts_parse(e->timestamp, &at);
-    count_entry(db, e, at);
+    /* The record's state's indexes, looked up once for all three. */
+    stix *st = s && !s->rec->deleted ? stix_of(db, s->rec->state) : NULL;
+    count_entry(db, e, st, at);
     bool refused = e->kind == LF_ENTRY_DENIED || e->kind == LF_ENTRY_REJECTED;
-    if (s && !refused) reindex(db, s, at);
-    if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(db, s, at);
+    if (s && !refused) reindex(db, s, st, at);
+    if (s && (s->rec->nhist != moves || s->rec->deleted)) reindex_entered(s, st, at);
     if (s) track_open(db, s, was_open);
     if (s) due_sync(db, s, due_was);
     /* The first entry with a key holds it: a commit refuses the key once
