@@ -466,6 +466,25 @@ static void hex_every_byte(void **state) {
     }
 }
 
+/* lf_ts_before is time order, which is byte order: against strcmp on
+ * pairs that differ in each place, the fraction's last digit included. */
+static void ts_before_is_byte_order(void **state) {
+    (void)state;
+    const char *base = "2026-12-07T10:20:06.509355Z";
+    char a[LF_TS_LEN + 1], b[LF_TS_LEN + 1];
+    for (int i = 0; i < LF_TS_LEN; i++) {
+        if (!strchr("0123456789", base[i])) continue;
+        for (char d = '0'; d <= '9'; d++) {
+            memcpy(a, base, sizeof a);
+            memcpy(b, base, sizeof b);
+            b[i] = d;
+            assert_int_equal(lf_ts_before(a, b), strcmp(a, b) < 0);
+            assert_int_equal(lf_ts_before(b, a), strcmp(b, a) < 0);
+        }
+    }
+    assert_false(lf_ts_before(base, base));
+}
+
 static void json_escaping_round_trip(void **state) {
     (void)state;
     lf_buf b = LF_BUF_INIT;
@@ -931,6 +950,7 @@ int main(void) {
         cmocka_unit_test(map_many),
         cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
+        cmocka_unit_test(ts_before_is_byte_order),
         cmocka_unit_test(hex_every_byte),
         cmocka_unit_test(json_clean_len_every_place),
         cmocka_unit_test(utf8_validity),

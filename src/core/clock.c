@@ -142,6 +142,22 @@ int lf_ts_parse(const char *s, int64_t *us) {
     return 0;
 }
 
+bool lf_ts_before(const char *a, const char *b) {
+    static const int at[] = {0, 8, 16, LF_TS_LEN - 8};  /* the last overlaps */
+    for (int i = 0; i < 4; i++) {
+        uint64_t x, y;
+        memcpy(&x, a + at[i], 8);
+        memcpy(&y, b + at[i], 8);
+        if (x == y) continue;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        x = __builtin_bswap64(x);
+        y = __builtin_bswap64(y);
+#endif
+        return x < y;
+    }
+    return false;
+}
+
 int lf_ts_normalize(const char *s, char out[LF_TS_LEN + 1]) {
     /* YYYY-MM-DDTHH:MM:SS, then .digits (up to 6), then Z or +00:00 */
     size_t n = strlen(s), i = 19;

@@ -8,6 +8,7 @@
 #ifndef LF_CLOCK_H
 #define LF_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define LF_ID_LEN 21            /* "loop-" + 16 hex */
@@ -25,6 +26,9 @@ uint64_t lf_mono_ns(void);      /* nanoseconds on the monotonic clock */
 void lf_ts_format(int64_t us, char out[LF_TS_LEN + 1]);
 /* Parses our own format back; returns 0 or -1. */
 int lf_ts_parse(const char *s, int64_t *us);
+/* a is before b: two timestamps of our form (time order is byte order),
+ * compared a word at a time. */
+bool lf_ts_before(const char *a, const char *b);
 /* An ISO 8601 UTC time as LoopForge writes it (fractional seconds or not,
  * "Z" or "+00:00") in our form. Returns 0, or -1 if it is not one. */
 int lf_ts_normalize(const char *s, char out[LF_TS_LEN + 1]);

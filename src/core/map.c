@@ -54,6 +54,7 @@ static lf_map_slot *member(const lf_map *m, const char *key, size_t h) {
 }
 
 void *lf_map_get(const lf_map *m, const char *key) {
+    if (!m->len) return NULL;   /* an empty map (no identities...): no hash */
     lf_map_slot *s = member(m, key, hash_str(key));
     return s ? s->val : NULL;
 }

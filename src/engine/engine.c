@@ -379,7 +379,7 @@ static const lf_workflow *workflow_of(const gen *g, const char *name, char *err,
 static int64_t stamp(char ts[LF_TS_LEN + 1], const char *floor) {
     int64_t now = lf_now_us();
     lf_ts_format(now, ts);
-    if (floor && floor[0] && strcmp(ts, floor) < 0) memcpy(ts, floor, LF_TS_LEN + 1);
+    if (floor && floor[0] && lf_ts_before(ts, floor)) memcpy(ts, floor, LF_TS_LEN + 1);
     return now;
 }
 
