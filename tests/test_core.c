@@ -485,6 +485,35 @@ static void ts_before_is_byte_order(void **state) {
     assert_false(lf_ts_before(base, base));
 }
 
+/* lf_text_check at every start in a 16-byte block and lengths across
+ * blocks: ASCII passes, a byte that is not UTF-8 is found at each place
+ * (and named), a valid two-byte sequence passes; bytes that are not the
+ * string's, before it and after its NUL, change nothing. */
+static void text_check_every_place(void **state) {
+    (void)state;
+    char block[128], err[128], want[64];
+    for (size_t start = 0; start < 16; start++) {
+        for (size_t len = 0; len < 60; len++) {
+            memset(block, '\xff', sizeof block);
+            char *s = block + start;
+            for (size_t i = 0; i < len; i++) s[i] = (char)('a' + i % 26);
+            s[len] = '\0';
+            assert_int_equal(lf_text_check(s, "f", err, sizeof err), 0);
+            for (size_t at = 0; at < len; at++) {
+                s[at] = '\xff';
+                assert_int_equal(lf_text_check(s, "f", err, sizeof err), -1);
+                snprintf(want, sizeof want, "f: not valid UTF-8 (byte %zu)", at);
+                assert_string_equal(err, want);
+                s[at] = (char)('a' + at % 26);
+            }
+            if (len >= 2) {
+                s[len - 2] = '\xc3', s[len - 1] = '\xbc';     /* u-umlaut */
+                assert_int_equal(lf_text_check(s, "f", err, sizeof err), 0);
+            }
+        }
+    }
+}
+
 static void json_escaping_round_trip(void **state) {
     (void)state;
     lf_buf b = LF_BUF_INIT;
@@ -950,6 +979,7 @@ int main(void) {
         cmocka_unit_test(map_many),
         cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
+        cmocka_unit_test(text_check_every_place),
         cmocka_unit_test(ts_before_is_byte_order),
         cmocka_unit_test(hex_every_byte),
         cmocka_unit_test(json_clean_len_every_place),

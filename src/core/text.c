@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. The
  * ranges are RFC 3629's table: no overlongs, no surrogates, <= U+10FFFF. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
@@ -53,8 +57,32 @@ size_t lf_utf8_invalid(const char *s, size_t len) {
     return len;
 }
 
+#ifdef __SSE2__
+/* True if every byte of s before its NUL is ASCII, sixteen bytes a step
+ * from the aligned block s begins in (as lf_json_clean_len, buf.c: an
+ * aligned load cannot fault past the NUL, and ASan is not told): every
+ * request's ids, states, triggers and actors come through here, and
+ * they are almost always ASCII, where a strlen and a pass of the UTF-8
+ * check were ~2.5 % of a transition's time in process. */
+__attribute__((no_sanitize_address)) static bool ascii_only(const char *s) {
+    size_t off = (uintptr_t)s & 15;
+    const __m128i *p = (const __m128i *)(const void *)(s - off);
+    unsigned keep = 0xffffu << off;
+    for (;; p++, keep = 0xffffu) {
+        __m128i v = _mm_load_si128(p);
+        unsigned nul = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) & keep;
+        unsigned high = (unsigned)_mm_movemask_epi8(v) & keep;
+        if (nul) return !(high & ((nul & -nul) - 1));   /* the bytes before it */
+        if (high) return false;
+    }
+}
+#endif
+
 int lf_text_check(const char *s, const char *field, char *err, size_t errlen) {
     if (!s) return 0;
+#ifdef __SSE2__
+    if (ascii_only(s)) return 0;
+#endif
     size_t len = strlen(s), bad = lf_utf8_invalid(s, len);
     if (bad == len) return 0;
     snprintf(err, errlen, "%s: not valid UTF-8 (byte %zu)", field, bad);
