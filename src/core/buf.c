@@ -7,6 +7,7 @@
  * integers are formatted by hand rather than through printf. */
 #include "buf.h"
 #include "mem.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -14,10 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef __SSE2__
-#include <emmintrin.h>
-#include <stdint.h>
-#endif
 
 #define LF_BUF_MIN_CAP 64
 
@@ -121,40 +118,10 @@ static const char json_esc[256] = {
 
 static const char hexdig[] = "0123456789abcdef";
 
-#ifdef __SSE2__
-/* Sixteen bytes a step (every string of a line goes through here: ~4 %
- * of a transition's instructions a byte at a time), from the aligned
- * block the string begins in: an aligned load never crosses into the
- * next page, so reading on past the NUL cannot fault, and what lies
- * there is masked off or never looked at -- which ASan cannot know, so
- * it does not check these loads. Marks the bytes that end a clean run:
- * the NUL, a control byte, '"' and '\\' (as json_esc does). */
-__attribute__((no_sanitize_address)) size_t lf_json_clean_len(const char *s) {
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                  ctl = _mm_set1_epi8(0x1f);
-    size_t off = (uintptr_t)s & 15;
-    const __m128i *p = (const __m128i *)(const void *)(s - off);
-    unsigned m = 0;
-    for (;; p++) {
-        __m128i v = _mm_load_si128(p);
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
-                                                _mm_cmpeq_epi8(v, bslash)),
-                                   _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
-        m = (unsigned)_mm_movemask_epi8(hit);
-        if ((const char *)p < s) m &= 0xffffu << off;   /* the block before s */
-        if (m) break;
-    }
-    const char *q = (const char *)p + __builtin_ctz(m);
-    return *q ? SIZE_MAX : (size_t)(q - s);
-}
-#else
 size_t lf_json_clean_len(const char *s) {
-    /* json_esc marks NUL too: the loop stops at the end or an escape. */
-    const unsigned char *q = (const unsigned char *)s;
-    while (!json_esc[*q]) q++;
-    return *q ? SIZE_MAX : (size_t)(q - (const unsigned char *)s);
+    size_t n = lf_str_run(s, true);
+    return s[n] ? SIZE_MAX : n;
 }
-#endif
 
 void lf_buf_json_str(lf_buf *b, const char *s) {
     if (!s) {

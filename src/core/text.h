@@ -18,6 +18,12 @@
  * U+10FFFF are invalid), or len if all of it is valid. */
 size_t lf_utf8_invalid(const char *s, size_t len);
 
+/* The offset in s of its NUL, or of the first byte before it that ends a
+ * run: with json, one JSON must escape ('"', '\\', a control byte);
+ * without, one that is not ASCII. Sixteen bytes a step where SSE2 is:
+ * every string of a line and of a request is scanned so. */
+size_t lf_str_run(const char *s, bool json);
+
 /* Checks a C string field: 0 if s is NULL or valid UTF-8, else -1 with
  * "FIELD: not valid UTF-8 (byte N)" in err. */
 int lf_text_check(const char *s, const char *field, char *err, size_t errlen);

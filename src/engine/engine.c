@@ -1482,7 +1482,7 @@ static char *authority_json(const txn *t) {
     /* Said only when it says more than the name: another person behind
      * it, an agent or app, a principal. */
     bool who = !lf_streq(id.kind, "human") || id.principal ||
-               (id.person && id.person != t->actor && strcmp(id.person, t->actor) != 0);
+               (id.person && !lf_streq_null(id.person, t->actor));
     if (who && (lf_streq(id.kind, "engine") || lf_streq(id.kind, "unknown"))) who = false;
     if (!(t->roles && *t->roles) && !t->override && !who) return NULL;
     lf_buf b = LF_BUF_INIT;
