@@ -82,6 +82,7 @@ typedef struct eval_job {
     const lf_eval *in;
     lf_verdict *out;
     cJSON *ann;                 /* annotations so far */
+    int first;                  /* the first guard that matched */
 } eval_job;
 
 static void decide(eval_job *j, const lf_rule *g, bool allow, char *reason) {
@@ -195,7 +196,7 @@ static int evaluate_p(lua_State *L) {
     const lf_eval *in = j->in;
     push_common(r, false);
     const char *wf = in->record ? in->record->workflow : NULL;
-    for (int i = 0; i < r->nguards; i++) {
+    for (int i = j->first; i < r->nguards; i++) {
         const lf_rule *g = &r->rules[r->guards[i]];
         if (!g->enabled ||
             !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
@@ -209,14 +210,16 @@ static int evaluate_p(lua_State *L) {
     return 0;
 }
 
-static int count_matching(lf_rules *r, const int *list, int n, const char *from,
-                          const char *to, const char *trigger, const char *wf) {
-    int k = 0;
-    for (int i = 0; i < n; i++) {
+/* The place in list of the first enabled rule whose filter matches, or n:
+ * the runners start there, so the rules before it are matched once. */
+static int first_match(lf_rules *r, const int *list, int n, const char *from,
+                       const char *to, const char *trigger, const char *wf) {
+    int i = 0;
+    for (; i < n; i++) {
         const lf_rule *x = &r->rules[list[i]];
-        k += x->enabled && lf_filter_match(&x->filter, from, to, trigger, wf);
+        if (x->enabled && lf_filter_match(&x->filter, from, to, trigger, wf)) break;
     }
-    return k;
+    return i;
 }
 
 void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
@@ -224,12 +227,14 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     out->allow = true;
     out->denied_by = -1;
     const char *wf = in->record ? in->record->workflow : NULL;
-    int n = count_matching(r, r->guards, r->nguards, in->from, in->to, in->trigger, wf);
-    if (n == 0) return;                     /* no Lua at all */
+    int first = first_match(r, r->guards, r->nguards, in->from, in->to, in->trigger, wf);
+    if (first == r->nguards) return;        /* no Lua at all */
     uint64_t t0 = lf_mono_ns();
-    /* One slot spare for a failure of the runner itself. */
-    out->decisions = lf_xrealloc(NULL, (size_t)(n + 1) * sizeof *out->decisions);
-    eval_job j = {r, in, out, NULL};
+    /* Room for every guard from the first match on, and one spare for a
+     * failure of the runner itself. */
+    out->decisions =
+        lf_xrealloc(NULL, (size_t)(r->nguards - first + 1) * sizeof *out->decisions);
+    eval_job j = {r, in, out, NULL, first};
     static const lf_rule runner = {.name = "rules"};
     if (!in->record) {                      /* nothing to show the guards: closed */
         decide(&j, &runner, false, lf_xprintf("policy engine: no record to evaluate"));
@@ -279,10 +284,21 @@ void lf_verdict_free(lf_verdict *v) {
 }
 
 void lf_verdict_json(const lf_verdict *v, lf_buf *out) {
+    /* Room for a plain allow each (~80 bytes), so the list is not grown a
+     * few bytes at a time; an allow without a reason, the common case, is
+     * one literal after the name. */
+    lf_buf_reserve(out, 2 + v->ndecisions * 96);
     lf_jw list = lf_jw_open(out, '[');
     for (size_t i = 0; i < v->ndecisions; i++) {
         const lf_decision *d = &v->decisions[i];
         lf_jw_next(&list);
+        if (d->allow && !d->reason && !d->requires) {
+            lf_buf_add(out, "{\"policy\":", 10);
+            lf_buf_json_str(out, d->policy);
+            static const char rest[] = ",\"verdict\":\"allow\",\"reason\":null}";
+            lf_buf_add(out, rest, sizeof rest - 1);
+            continue;
+        }
         lf_jw o = lf_jw_open(out, '{');
         lf_jw_str(&o, "policy", d->policy);
         lf_jw_str(&o, "verdict", d->allow ? "allow" : "deny");
@@ -300,6 +316,7 @@ typedef struct hook_job {
     const lf_hook_event *ev;
     lf_hook_report *out;
     lf_buf messages;
+    int first;                  /* the first hook that matched */
 } hook_job;
 
 static void hook_error(hook_job *j, char *msg) {
@@ -492,7 +509,7 @@ static int hooks_p(lua_State *L) {
     const lf_hook_event *ev = j->ev;
     push_common(r, true);
     const char *wf = ev->record->workflow;
-    for (int i = 0; i < r->nhooks; i++) {
+    for (int i = j->first; i < r->nhooks; i++) {
         const lf_rule *h = &r->rules[r->hooks[i]];
         if (!h->enabled ||
             !lf_filter_match(&h->filter, ev->previous, ev->state, ev->trigger, wf))
@@ -510,10 +527,11 @@ static int hooks_p(lua_State *L) {
 void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out) {
     memset(out, 0, sizeof *out);
     const char *wf = ev->record ? ev->record->workflow : NULL;
-    if (!ev->record ||
-        !count_matching(r, r->hooks, r->nhooks, ev->previous, ev->state, ev->trigger, wf))
-        return;
-    hook_job j = {r, ev, out, LF_BUF_INIT};
+    int first = ev->record ? first_match(r, r->hooks, r->nhooks, ev->previous, ev->state,
+                                         ev->trigger, wf)
+                           : r->nhooks;
+    if (first == r->nhooks) return;
+    hook_job j = {r, ev, out, LF_BUF_INIT, first};
     lua_State *L = r->L;
     lf_scope sc = {.hooks = true,
                    .rec = ev->record,
