@@ -698,6 +698,7 @@ static int finish_p(lua_State *L) {
     check_config(f);
     for (int i = 0; i < f->r->nrules; i++) build_settings(f, &f->r->rules[i]);
     for (int i = 0; i < f->r->nrules; i++) run_validate(f, &f->r->rules[i]);
+    lf_eval_prepare(f->r);
     return 0;
 }
 

@@ -23,8 +23,14 @@
 
 #include <lauxlib.h>
 
-/* Stack slots of the protected runner (1 is its light userdata). */
-enum { S_ALLOW = 2, S_VERDICT_MT, S_REQUEST_MT, S_FIELDS, S_PROXY };
+/* The runners' upvalues: what every call shares, made once per rule set
+ * (lf_eval_prepare), so that a runner reaches each at an index rather than
+ * by a lookup in the registry (a hash lookup there: ~15 % of a hook's
+ * cost). U_CALLS lists each rule's function and settings at 2k+1 and 2k+2
+ * (k its index in r->rules). Between calls the runner's stack holds only
+ * its light userdata. */
+enum { U_ALLOW = 1, U_VERDICT_MT, U_REQUEST_MT, U_PROXY, U_CALLS, NUPS = U_CALLS };
+#define UP(u) lua_upvalueindex(u)
 
 /* "<kind> NAME: <what went wrong>", from a failed lua_pcall. */
 static char *call_error(lua_State *L, int st, const char *kind, const char *name) {
@@ -44,25 +50,14 @@ static bool has_mt(lua_State *L, int idx, int mt_slot) {
     return yes;
 }
 
-/* Pushes everything every call shares, once per evaluation / hooks run.
- * The fields of t / e themselves are made on demand (view.c). */
-static void push_common(lf_rules *r, bool hooks) {
+/* Calls rule k's function (the proxy, its settings) with a fresh budget;
+ * leaves one result (or the error) on the stack and returns the pcall
+ * status. The fields of t / e are made on demand (view.c). */
+static int call_rule(lf_rules *r, int k) {
     lua_State *L = r->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_allow);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_verdict_mt);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_request_mt);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_ef : r->ref_tf);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_e : r->ref_t);
-    lf_ctx_reset(r);
-}
-
-/* Calls rule->fn(proxy, cfg) with a fresh budget; leaves one result (or
- * the error) on the stack and returns the pcall status. */
-static int call_rule(lf_rules *r, const lf_rule *rule) {
-    lua_State *L = r->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rule->fn);
-    lua_pushvalue(L, S_PROXY);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rule->cfg);
+    lua_rawgeti(L, UP(U_CALLS), 2 * (lua_Integer)k + 1);
+    lua_pushvalue(L, UP(U_PROXY));
+    lua_rawgeti(L, UP(U_CALLS), 2 * (lua_Integer)k + 2);
     lf_budget_reset(r, r->call_budget);
     return lua_pcall(L, 2, 1, 0);
 }
@@ -70,7 +65,7 @@ static int call_rule(lf_rules *r, const lf_rule *rule) {
 /* After a call, successful or not: per-call caches go, and after a
  * memory error the garbage it left goes too, so the next call has room. */
 static void after_call(lf_rules *r, int st) {
-    lua_settop(r->L, S_PROXY);
+    lua_settop(r->L, 1);
     lf_call_done(r);
     if (st == LUA_ERRMEM) lua_gc(r->L, LUA_GCCOLLECT);
 }
@@ -139,11 +134,11 @@ static void merge(eval_job *j, cJSON *a) {
 static void take_verdict(eval_job *j, const lf_rule *g) {
     lua_State *L = j->r->L;
     int v = lua_gettop(L);
-    if (lua_rawequal(L, v, S_ALLOW)) {
+    if (lua_rawequal(L, v, UP(U_ALLOW))) {
         decide(j, g, true, NULL);
         return;
     }
-    if (!has_mt(L, v, S_VERDICT_MT)) {
+    if (!has_mt(L, v, UP(U_VERDICT_MT))) {
         decide(j, g, false,
                lf_xprintf("guard %s: returned %s%s, not a verdict "
                           "(return allow() or deny(reason))",
@@ -194,14 +189,14 @@ static int evaluate_p(lua_State *L) {
     eval_job *j = lua_touserdata(L, 1);
     lf_rules *r = j->r;
     const lf_eval *in = j->in;
-    push_common(r, false);
+    lf_ctx_reset(r);
     const char *wf = in->record ? in->record->workflow : NULL;
     for (int i = j->first; i < r->nguards; i++) {
         const lf_rule *g = &r->rules[r->guards[i]];
         if (!g->enabled ||
             !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
             continue;
-        int st = call_rule(r, g);
+        int st = call_rule(r, r->guards[i]);
         if (st == LUA_OK) take_verdict(j, g);
         else decide(j, g, false, call_error(L, st, "guard", g->name));
         after_call(r, st);
@@ -254,7 +249,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
                    .now_us = in->now_us,
                    .meta = in->metadata};
     lf_scope_enter(r, &sc);
-    lua_pushcfunction(L, evaluate_p);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_run[0]);
     lua_pushlightuserdata(L, &j);
     int st = lua_pcall(L, 1, 0, 0);
     if (st != LUA_OK) {
@@ -439,7 +434,7 @@ static void free_asks(hook_asks *a) {
 static bool take_item(hook_job *j, const lf_rule *h, int idx, lua_Integer item,
                       hook_asks *a, char **err) {
     lua_State *L = j->r->L;
-    if (has_mt(L, idx, S_REQUEST_MT)) {
+    if (has_mt(L, idx, UP(U_REQUEST_MT))) {
         if (!take_request(L, idx, h, &a->f[a->nf], err)) return false;
         a->nf++;
         return true;
@@ -507,7 +502,7 @@ static int hooks_p(lua_State *L) {
     hook_job *j = lua_touserdata(L, 1);
     lf_rules *r = j->r;
     const lf_hook_event *ev = j->ev;
-    push_common(r, true);
+    lf_ctx_reset(r);
     const char *wf = ev->record->workflow;
     for (int i = j->first; i < r->nhooks; i++) {
         const lf_rule *h = &r->rules[r->hooks[i]];
@@ -515,7 +510,7 @@ static int hooks_p(lua_State *L) {
             !lf_filter_match(&h->filter, ev->previous, ev->state, ev->trigger, wf))
             continue;
         j->out->ran++;
-        int st = call_rule(r, h);
+        int st = call_rule(r, r->hooks[i]);
         if (st == LUA_OK) take_requests(j, h);
         else hook_error(j, call_error(L, st, "hook", h->name));
         after_call(r, st);
@@ -545,7 +540,7 @@ void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *ou
                    .meta = ev->metadata,
                    .decisions = ev->decisions};
     lf_scope_enter(r, &sc);
-    lua_pushcfunction(L, hooks_p);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_run[1]);
     lua_pushlightuserdata(L, &j);
     int st = lua_pcall(L, 1, 0, 0);
     if (st != LUA_OK) {
@@ -569,6 +564,34 @@ void lf_hook_report_free(lf_hook_report *rep) {
 }
 
 /* ---- listing ------------------------------------------------------------------------ */
+
+/* ---- the runners ---------------------------------------------------------------- */
+
+/* Makes the guard and hook runners of a loaded rule set (the upvalues
+ * above). In protected mode, at the end of a load (dsl.c), when every
+ * rule has its function and settings. */
+void lf_eval_prepare(lf_rules *r) {
+    lua_State *L = r->L;
+    lua_createtable(L, 2 * r->nrules, 0);
+    int calls = lua_gettop(L);
+    for (int k = 0; k < r->nrules; k++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->rules[k].fn);
+        lua_rawseti(L, calls, 2 * (lua_Integer)k + 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->rules[k].cfg);
+        lua_rawseti(L, calls, 2 * (lua_Integer)k + 2);
+    }
+    for (int hooks = 0; hooks < 2; hooks++) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_allow);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_verdict_mt);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->ref_request_mt);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, hooks ? r->ref_e : r->ref_t);
+        lua_pushvalue(L, calls);
+        lua_pushcclosure(L, hooks ? hooks_p : evaluate_p, NUPS);
+        if (r->ref_run[hooks] > 0) luaL_unref(L, LUA_REGISTRYINDEX, r->ref_run[hooks]);
+        r->ref_run[hooks] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_pop(L, 1);
+}
 
 int lf_rules_count(const lf_rules *r, lf_rule_kind kind) {
     return kind == LF_RULE_GUARD  ? r->nguards

@@ -111,7 +111,9 @@ struct lf_rules {
     long ticks_left;              /* budget of the running call, in ticks */
     long call_budget;             /* instructions per guard or hook call */
     long call_ms;                 /* wall-clock ms per call (x10 per file) */
-    int64_t deadline_ns;          /* the running call's, CLOCK_MONOTONIC */
+    int64_t time_ns;              /* the running call's time budget */
+    int64_t deadline_ns;          /* its end, CLOCK_MONOTONIC; 0 until its
+                                   * first tick (sandbox.c) */
     char spent[200];              /* "" or why the running call's budget is
                                    * gone: raised again at every instruction */
     char *lua_dir;                /* for require; NULL = none usable */
@@ -146,6 +148,7 @@ struct lf_rules {
     int ref_verdict_mt, ref_request_mt, ref_view_mt, ref_hist_mt;
     int ref_route_req_mt, ref_ignore_mt;    /* create{}/transition{}, ignore() */
     int ref_notify_mt;            /* what notify{} returns */
+    int ref_run[2];               /* the guard and hook runners (eval.c), or 0 */
 };
 
 /* Per-file loading state. */
@@ -201,6 +204,8 @@ int lf_l_identity(lua_State *L);
 void lf_push_record_view(lf_rules *r);
 void lf_call_done(lf_rules *r);
 void lf_ctx_reset(lf_rules *r);
+/* eval.c: the guard and hook runners, made at the end of a load. */
+void lf_eval_prepare(lf_rules *r);
 
 /* luajson.c (besides luajson.h) */
 /* Pushes the value of JSON text (NULL: {}); malformed text pushes an
