@@ -199,8 +199,6 @@ void lf_route_builtins(lf_rules *r);   /* create{}, transition{}, ignore() */
 void lf_views_init(lf_rules *r);
 void lf_scope_enter(lf_rules *r, const lf_scope *s);
 void lf_scope_leave(lf_rules *r);
-/* identity(name), the sandbox's builtin (view.c). */
-int lf_l_identity(lua_State *L);
 void lf_push_record_view(lf_rules *r);
 void lf_call_done(lf_rules *r);
 void lf_ctx_reset(lf_rules *r);

@@ -681,7 +681,6 @@ static void dsl_builtins(lf_rules *r) {
     set_fn(L, "route", l_route, 0);
     set_fn(L, "require", l_require, 0);
     set_fn(L, "parse_time", l_parse_time, 0);
-    set_fn(L, "identity", lf_l_identity, 0);
     set_fn(L, "print", l_print, 0);
     lua_getglobal(L, "setmetatable");
     set_fn(L, "setmetatable", l_setmetatable, 1);

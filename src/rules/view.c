@@ -67,26 +67,63 @@ static const lf_record *live(lua_State *L, lf_rules *r, const lf_view *v) {
     return v->rec;
 }
 
+/* A string of the record (never one a cache of Lua's knows by its
+ * address: lua_pushstring would look there first, in vain). */
 static void push_str(lua_State *L, const char *s) {
-    if (s) lua_pushstring(L, s);
+    if (s) lua_pushlstring(L, s, strlen(s));
     else lua_pushnil(L);
+}
+
+/* The field names of the tables made here (entries, identities), made
+ * once (lf_views_init) and handed to the functions that fill such tables
+ * as their first upvalue, a list: a field set by a name Lua already holds
+ * skips lua_setfield's lookup of a C string. */
+enum {
+    K_FROM_STATE = 1,
+    K_TO_STATE,
+    K_TRIGGER,
+    K_ACTOR,
+    K_TIMESTAMP,
+    K_METADATA,
+    K_NAME,
+    K_KIND,
+    K_PERSON,
+    K_PRINCIPAL,
+    K_ROLES,
+    NKEYS = K_ROLES
+};
+static const char *const key_names[NKEYS + 1] = {
+    NULL,   "from_state", "to_state", "trigger", "actor",     "timestamp",
+    "metadata", "name",   "kind",     "person",  "principal", "roles"};
+#define KEYS lua_upvalueindex(1)
+
+/* t[key k] = the value at the top of the stack (popped); t is a fresh
+ * table at index t, without a metatable, so a raw set is a set. */
+static void set_key(lua_State *L, int t, int k) {
+    lua_rawgeti(L, KEYS, k);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+}
+
+/* t[key k] = s, unless s is NULL (nil: a fresh table has no such field). */
+static void set_str(lua_State *L, int t, int k, const char *s) {
+    if (!s) return;
+    lua_rawgeti(L, KEYS, k);
+    lua_pushlstring(L, s, strlen(s));
+    lua_rawset(L, t);
 }
 
 /* One history entry as a fresh table (the caller's to keep or change). */
 static void push_entry(lua_State *L, const lf_record *rec, const lf_hist *h) {
     lua_createtable(L, 0, 6);
-    push_str(L, lf_hs(rec, h->from_state));
-    lua_setfield(L, -2, "from_state");
-    push_str(L, lf_hs(rec, h->to_state));
-    lua_setfield(L, -2, "to_state");
-    push_str(L, lf_hs(rec, h->trigger));
-    lua_setfield(L, -2, "trigger");
-    push_str(L, lf_hs(rec, h->actor));
-    lua_setfield(L, -2, "actor");
-    lua_pushstring(L, h->timestamp);
-    lua_setfield(L, -2, "timestamp");
+    int t = lua_gettop(L);
+    set_str(L, t, K_FROM_STATE, lf_hs(rec, h->from_state));
+    set_str(L, t, K_TO_STATE, lf_hs(rec, h->to_state));
+    set_str(L, t, K_TRIGGER, lf_hs(rec, h->trigger));
+    set_str(L, t, K_ACTOR, lf_hs(rec, h->actor));
+    set_str(L, t, K_TIMESTAMP, h->timestamp);
     push_object(L, lf_hs(rec, h->metadata));
-    lua_setfield(L, -2, "metadata");
+    set_key(L, t, K_METADATA);
 }
 
 /* A JSON field of the record, as a table cached in the view for this call. */
@@ -355,22 +392,19 @@ static void push_identity(lua_State *L, lf_rules *r, const char *name, const cha
     if (kind) id.kind = kind;
     if (principal) id.principal = principal;
     lua_createtable(L, 0, 5);
-    push_str(L, id.name);
-    lua_setfield(L, -2, "name");
-    push_str(L, id.kind);
-    lua_setfield(L, -2, "kind");
-    push_str(L, id.person);
-    lua_setfield(L, -2, "person");
-    push_str(L, id.principal);
-    lua_setfield(L, -2, "principal");
+    int t = lua_gettop(L);
+    set_str(L, t, K_NAME, id.name);
+    set_str(L, t, K_KIND, id.kind);
+    set_str(L, t, K_PERSON, id.person);
+    set_str(L, t, K_PRINCIPAL, id.principal);
     if (roles) {
         push_roles(L, roles);
-        lua_setfield(L, -2, "roles");
+        set_key(L, t, K_ROLES);
     }
 }
 
 /* identity(name): who a name is (config.lua's identities). */
-int lf_l_identity(lua_State *L) {
+static int l_identity(lua_State *L) {
     const char *name = luaL_optstring(L, 1, NULL);
     push_identity(L, rules_of(L), name, NULL, NULL, NULL);
     return 1;
@@ -405,11 +439,11 @@ static void push_field(lua_State *L, lf_rules *r, int f, bool hooks) {
     }
 }
 
-/* __index of the field table (upvalue: true for e). A name that is not a
+/* __index of the field table (upvalues: the keys, true for e). A name that is not a
  * field at all is an error: `t.metdata` must not quietly read as nil. */
 static int ctx_index(lua_State *L) {
     lf_rules *r = rules_of(L);
-    bool hooks = lua_toboolean(L, lua_upvalueindex(1));
+    bool hooks = lua_toboolean(L, lua_upvalueindex(2));
     size_t n = 0;
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : "";
     int f = field_id(hooks ? e_names : t_names, k, n);
@@ -448,18 +482,21 @@ static int ctx_newindex(lua_State *L) {
                       lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?");
 }
 
-/* Makes the proxy (registry ref *proxy) and its field table (*fields). */
-static void make_ctx(lua_State *L, bool hooks, int *proxy, int *fields) {
+/* Makes the proxy (registry ref *proxy) and its field table (*fields);
+ * keys: the stack index of the field names. */
+static void make_ctx(lua_State *L, int keys, bool hooks, int *proxy, int *fields) {
     static const luaL_Reg methods[] = {{"count_entered", l_count_entered},
                                        {"count_transitions", l_count_transitions},
                                        {"last_entry", l_last_entry},
                                        {"has_label", l_has_label},
                                        {NULL, NULL}};
     lua_createtable(L, 0, 16);                         /* fields */
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, keys);
+    luaL_setfuncs(L, methods, 1);
     lua_createtable(L, 0, 1);
+    lua_pushvalue(L, keys);
     lua_pushboolean(L, hooks);
-    lua_pushcclosure(L, ctx_index, 1);
+    lua_pushcclosure(L, ctx_index, 2);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2);
 
@@ -476,8 +513,19 @@ static void make_ctx(lua_State *L, bool hooks, int *proxy, int *fields) {
     *fields = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* In the sandbox's setup, before any file runs. */
 void lf_views_init(lf_rules *r) {
     lua_State *L = r->L;
+    lua_createtable(L, NKEYS, 0);
+    int keys = lua_gettop(L);
+    for (int k = 1; k <= NKEYS; k++) {
+        lua_pushstring(L, key_names[k]);
+        lua_rawseti(L, keys, k);
+    }
+    lua_pushvalue(L, keys);
+    lua_pushcclosure(L, l_identity, 1);
+    lua_setglobal(L, "identity");
+
     lua_createtable(L, 0, 4);
     lua_pushcfunction(L, view_index);
     lua_setfield(L, -2, "__index");
@@ -490,7 +538,8 @@ void lf_views_init(lf_rules *r) {
     r->ref_view_mt = luaL_ref(L, LUA_REGISTRYINDEX);
 
     lua_createtable(L, 0, 4);
-    lua_pushcfunction(L, hist_index);
+    lua_pushvalue(L, keys);
+    lua_pushcclosure(L, hist_index, 1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, hist_len);
     lua_setfield(L, -2, "__len");
@@ -500,8 +549,9 @@ void lf_views_init(lf_rules *r) {
     lua_setfield(L, -2, "__metatable");
     r->ref_hist_mt = luaL_ref(L, LUA_REGISTRYINDEX);
 
-    make_ctx(L, false, &r->ref_t, &r->ref_tf);
-    make_ctx(L, true, &r->ref_e, &r->ref_ef);
+    make_ctx(L, keys, false, &r->ref_t, &r->ref_tf);
+    make_ctx(L, keys, true, &r->ref_e, &r->ref_ef);
+    lua_pop(L, 1);
     r->call = 1;
 }
 
