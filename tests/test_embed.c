@@ -882,7 +882,7 @@ static void test_notify_rules(void **state) {
     lf_buf_free(&log);
 
     lf_hook_event ev = {rec,  "issue_created", "task_queued", "t", "me", NULL,
-                        "[]", false,           NULL,          NULL};
+                        "[]", false,           NULL,          NULL, NULL, 0, 0};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 9);

@@ -133,7 +133,7 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
                       const char *trigger, const char *actor, const char *meta,
                       lf_verdict *keep) {
-    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL, NULL, NULL};
+    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL, NULL, NULL, NULL, 0, 0};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     lf_buf b = LF_BUF_INIT;
@@ -759,7 +759,7 @@ static void test_no_record(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL, NULL, NULL};
+    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL, NULL, NULL, NULL, 0, 0};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
@@ -830,7 +830,7 @@ static void test_guard_sees(void **state) {
                   NULL,
                   NULL,
                   NULL,
-                  NULL};
+                  NULL, NULL, 0, 0};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -866,7 +866,7 @@ static void test_json_values(void **state) {
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
     lf_eval in = {rec, rec->state, "ci_passed", "t",  "a", meta,
-                  NOW, NULL,       NULL,        NULL, NULL};
+                  NOW, NULL,       NULL,        NULL, NULL, NULL, 0, 0};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -1001,7 +1001,7 @@ static void test_stashed_view(void **state) {
     free(json);
 
     lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci",
-                        NULL,  "[]",         false,       NULL, NULL};
+                        NULL,  "[]",         false,       NULL, NULL, NULL, 0, 0};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 0);
@@ -1101,7 +1101,7 @@ static void test_config(void **state) {
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_false(in.enabled);
     lf_hook_event ev = {rec,  "pr_created", "ci_pending", "ci", "ci",
-                        NULL, "[]",         false,        NULL, NULL};
+                        NULL, "[]",         false,        NULL, NULL, NULL, 0, 0};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
@@ -1151,7 +1151,7 @@ static void test_hooks(void **state) {
                         "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
                         false,
                         NULL,
-                        NULL};
+                        NULL, NULL, 0, 0};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
@@ -1231,7 +1231,7 @@ static void test_high_risk(void **state) {
     lf_verdict v;
     lf_eval in = {
         plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}",
-        NOW,   NULL,       NULL,     NULL,        NULL};
+        NOW,   NULL,       NULL,     NULL,        NULL, NULL, 0, 0};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1397,7 +1397,7 @@ static void test_route_to_review(void **state) {
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
     lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed", "ci",
-                        "{}",   "[]",         false,       NULL,           NULL};
+                        "{}",   "[]",         false,       NULL,           NULL, NULL, 0, 0};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);
@@ -1424,6 +1424,90 @@ static void test_route_to_review(void **state) {
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+
+/* Filters matched by state id (the engine passes its workflow and the
+ * states' ids: lf_eval.wf) decide as filters matched by name, for every
+ * (from, to) of every workflow, for each kind of filter: from and to
+ * lists, workflow, trigger patterns, none; guards and hooks alike. */
+static void test_filters_by_id(void **state) {
+    tdir *d = *state;
+    copy_in(d, "workflows/factory.lua");
+    copy_in(d, "workflows/specfuse.lua");
+    static const char *const rules[][2] = {
+        {"guards/a.lua", "return policy { name = 'a', on = { to = 'merged', workflow = "
+                         "'loopforge' }, check = function() return allow() end }\n"},
+        {"guards/b.lua", "return policy { name = 'b', on = { from = { 'ci_passed', "
+                         "'approved' }, to = { 'merged', 'closed' } }, "
+                         "check = function() return allow() end }\n"},
+        {"guards/c.lua", "return policy { name = 'c', on = { trigger = 'ci.*' }, "
+                         "check = function() return allow() end }\n"},
+        {"guards/d.lua", "return policy { name = 'd', check = function() return allow() "
+                         "end }\n"},
+        {"guards/e.lua", "return policy { name = 'e', on = { workflow = { 'factory', "
+                         "'specfuse-gate' }, from = { 'created', 'armed' } }, "
+                         "check = function() return allow() end }\n"},
+        {"hooks/h.lua", "return hook { name = 'h', on = { to = 'ci_passed' }, "
+                        "run = function() end }\n"},
+        {"hooks/i.lua", "return hook { name = 'i', on = { from = 'pr_created', "
+                        "workflow = 'loopforge', trigger = 'pr.*' }, "
+                        "run = function() end }\n"},
+        {"hooks/j.lua", "return hook { name = 'j', run = function() end }\n"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof *rules; i++)
+        put(d, rules[i][0], rules[i][1]);
+    lf_rules *r = load_ok(d);
+    lf_record *rec = mkrec(HAPPY, false, NULL, NULL);
+    char *own = rec->workflow;
+    static const char *const triggers[] = {"ci.completed", "pr.opened", "manual"};
+    int compared = 0, matched = 0;
+    for (int w = 0; w < lf_rules_nworkflows(r); w++) {
+        const lf_workflow *wf = lf_rules_workflow_at(r, w);
+        rec->workflow = wf->name;
+        for (int from = -1; from < wf->nstates; from++) {
+            for (int to = 0; to < wf->nstates; to++) {
+                for (size_t t = 0; t < 3; t++) {
+                    const char *fn = from < 0 ? NULL : wf->states[from];
+                    const char *tn = wf->states[to];
+                    lf_verdict by_name, by_id;
+                    lf_eval in = {rec,  fn,   tn,   triggers[t], "a", NULL, NOW,
+                                  NULL, NULL, NULL, NULL,        NULL, 0,    0};
+                    lf_rules_evaluate(r, &in, &by_name);
+                    in.wf = wf;
+                    in.from_id = from;
+                    in.to_id = to;
+                    lf_rules_evaluate(r, &in, &by_id);
+                    assert_int_equal(by_id.ndecisions, by_name.ndecisions);
+                    for (size_t k = 0; k < by_id.ndecisions; k++)
+                        assert_string_equal(by_id.decisions[k].policy,
+                                            by_name.decisions[k].policy);
+                    matched += (int)by_id.ndecisions;
+                    lf_verdict_free(&by_name);
+                    lf_verdict_free(&by_id);
+
+                    lf_hook_report hn, hi;
+                    lf_hook_event ev = {rec,  fn,   tn,   triggers[t], "a", NULL, "[]",
+                                        false, NULL, NULL, NULL,       0,   0};
+                    lf_rules_run_hooks(r, &ev, &hn);
+                    ev.wf = wf;
+                    ev.previous_id = from;
+                    ev.state_id = to;
+                    lf_rules_run_hooks(r, &ev, &hi);
+                    assert_int_equal(hi.ran, hn.ran);
+                    matched += hi.ran;
+                    lf_hook_report_free(&hn);
+                    lf_hook_report_free(&hi);
+                    compared++;
+                }
+            }
+        }
+    }
+    rec->workflow = own;
+    assert_true(compared > 300);
+    assert_true(matched > compared);     /* the filters took some, not all */
+    assert_true(matched < compared * 8);
+    lf_record_free(rec);
+    lf_rules_free(r);
+}
 
 int main(void) {
     NOW = at_us("2026-06-01T00:00:00Z");
@@ -1455,6 +1539,7 @@ int main(void) {
         T(test_require),
         T(test_config),
         T(test_hooks),
+        T(test_filters_by_id),
         cmocka_unit_test(test_high_risk),
         cmocka_unit_test(test_no_self_approval),
         cmocka_unit_test(test_review_unless_auto_merge),

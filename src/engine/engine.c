@@ -957,6 +957,7 @@ typedef struct txn {
     bool observed;              /* a fact: commit it, mark what objects */
     char *violation;            /* {"rule":…,"reason":…} of an observation */
     const char *from_name, *to_name;    /* owned by g */
+    int from_id, to_id;         /* their ids in wf (the guards' filters) */
     /* An observation carrying a forge fact (metadata.fact) walks from the
      * record's state to what its knowledge implies, one entry per edge. */
     char *fact;                 /* metadata.fact, or NULL */
@@ -1076,7 +1077,8 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
     lf_engine *e = t->eng;
     lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
                         t->actor, en->metadata, t->decisions, en->violation != NULL,
-                        t->roles, t->kids};
+                        t->roles, t->kids,      t->wf,        t->from_id,
+                        t->to_id};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -1316,8 +1318,9 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged, bool uncounted) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec, t->from_name, t->to_name, t->trigger,    t->actor,    t->metadata,
-                  now, t->roles,     t->kids,    t->actor_kind, t->principal};
+    lf_eval ev = {rec,        t->from_name,  t->to_name,   t->trigger, t->actor,
+                  t->metadata, now,         t->roles,     t->kids,    t->actor_kind,
+                  t->principal, t->wf,      t->from_id,   t->to_id};
     lf_verdict v;
     lf_rules_evaluate(t->g->rules, &ev, &v);
     lf_buf b = LF_BUF_INIT;
@@ -1971,8 +1974,8 @@ static void walk_commit(txn *t, const lf_record *rec) {
     en.record_id = t->id;
     en.kind = walking ? LF_ENTRY_TRANSITION : LF_ENTRY_OBSERVED;
     en.version = rec->version + 1;
-    en.from_state = t->from_name = wf->states[a];
-    en.to_state = t->to_name = wf->states[b];
+    en.from_state = t->from_name = wf->states[t->from_id = a];
+    en.to_state = t->to_name = wf->states[t->to_id = b];
     en.trigger = t->trigger;
     en.actor = t->actor;
     en.policy_set = lf_rules_generation(t->g->rules);
@@ -2084,7 +2087,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
         txn_done(t, LF_INVALID_REQUEST, msg, NULL, NULL);
         return;
     }
-    t->from_name = wf->states[from];
+    t->from_name = wf->states[t->from_id = from];
     if (wf->children && !t->kids && t->kind == LF_ENTRY_TRANSITION) {
         load_kids(t);
         return;
@@ -2151,7 +2154,7 @@ static void txn_loaded(lf_code code, const char *err, const lf_record *rec,
             lf_buf_free(&b);
             lf_buf_free(&rule);
         }
-        t->to_name = en.to_state = wf->states[to];
+        t->to_name = en.to_state = wf->states[t->to_id = to];
         en.authority = authority = authority_json(t);
         if (!txn_gates(t, wf, from, to, rec, &en)) {
             free(authority);

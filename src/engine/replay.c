@@ -177,7 +177,8 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e,
         int64_t now = 0;
         lf_ts_parse(e->timestamp, &now);
         lf_eval ev = {rec, rec->state, e->to_state, e->trigger, e->actor, e->metadata,
-                      now, roles,      NULL,        NULL,       NULL};
+                      now, roles,      NULL,        NULL,       NULL,       NULL,
+                      0,   0};       /* matched by name */
         lf_verdict out;
         lf_rules_evaluate((lf_rules *)r->rules, &ev, &out);
         if (out.allow || (override && lf_roles_have(roles, "breakglass")))

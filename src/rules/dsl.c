@@ -91,6 +91,57 @@ bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
            strset_match(&f->trigger, trigger) && strset_match(&f->workflow, workflow);
 }
 
+/* Bit s set for each state s of wf that set matches (all of them for an
+ * empty set). */
+static uint64_t state_bits(const lf_strset *set, const lf_workflow *wf) {
+    uint64_t bits = 0;
+    for (int s = 0; s < wf->nstates; s++)
+        if (strset_match(set, wf->states[s])) bits |= (uint64_t)1 << s;
+    return bits;
+}
+
+void lf_filters_prepare(lf_rules *r) {
+    for (int k = 0; k < r->nrules; k++) {
+        lf_rule *x = &r->rules[k];
+        if (x->kind == LF_RULE_ROUTE) continue;
+        free(x->sm);
+        x->sm = r->nwfs ? lf_xcalloc((size_t)r->nwfs, sizeof *x->sm) : NULL;
+        for (int w = 0; w < r->nwfs; w++) {
+            const lf_workflow *wf = r->wfs[w];
+            lf_state_match *m = &x->sm[w];
+            m->wf = strset_match(&x->filter.workflow, wf->name);
+            m->from_any = x->filter.from.n == 0;
+            m->bits = wf->nstates <= 64;
+            if (!m->bits) continue;
+            m->from = state_bits(&x->filter.from, wf);
+            m->to = state_bits(&x->filter.to, wf);
+        }
+    }
+}
+
+void lf_on_init(const lf_rules *r, lf_on *on, const lf_workflow *wf, int from_id,
+                int to_id, const char *from, const char *to, const char *trigger,
+                const char *workflow) {
+    *on = (lf_on){from, to, trigger, workflow, -1, from_id, to_id};
+    if (!wf || to_id < 0 || to_id >= wf->nstates || from_id >= wf->nstates ||
+        (from_id < 0) != !from)
+        return;
+    for (int w = 0; w < r->nwfs; w++)
+        if (r->wfs[w] == wf) on->w = w;
+}
+
+static bool has_bit(uint64_t bits, int id) { return bits >> id & 1; }
+
+bool lf_rule_applies(const lf_rule *x, const lf_on *on) {
+    if (!x->enabled) return false;
+    const lf_state_match *m = on->w >= 0 && x->sm ? &x->sm[on->w] : NULL;
+    if (!m || !m->bits)
+        return lf_filter_match(&x->filter, on->from, on->to, on->trigger, on->workflow);
+    return m->wf && has_bit(m->to, on->to_id) &&
+           (on->from_id < 0 ? m->from_any : has_bit(m->from, on->from_id)) &&
+           strset_match(&x->filter.trigger, on->trigger);
+}
+
 /* An event without an action (push, ping) matches only routes that do
  * not filter on the action. */
 bool lf_event_match(const lf_filter *f, const char *source, const char *event,
@@ -280,6 +331,7 @@ static char *get_description(rule_ctx *x) {
 }
 
 void lf_rule_free(lf_rule *rule) {
+    free(rule->sm);
     free(rule->name);
     free(rule->description);
     free(rule->on);
@@ -698,6 +750,7 @@ static int finish_p(lua_State *L) {
     check_config(f);
     for (int i = 0; i < f->r->nrules; i++) build_settings(f, &f->r->rules[i]);
     for (int i = 0; i < f->r->nrules; i++) run_validate(f, &f->r->rules[i]);
+    lf_filters_prepare(f->r);
     lf_eval_prepare(f->r);
     return 0;
 }

@@ -77,6 +77,7 @@ typedef struct eval_job {
     const lf_eval *in;
     lf_verdict *out;
     cJSON *ann;                 /* annotations so far */
+    lf_on on;                   /* what the filters match */
     int first;                  /* the first guard that matched */
 } eval_job;
 
@@ -188,14 +189,10 @@ static void take_verdict(eval_job *j, const lf_rule *g) {
 static int evaluate_p(lua_State *L) {
     eval_job *j = lua_touserdata(L, 1);
     lf_rules *r = j->r;
-    const lf_eval *in = j->in;
     lf_ctx_reset(r);
-    const char *wf = in->record ? in->record->workflow : NULL;
     for (int i = j->first; i < r->nguards; i++) {
         const lf_rule *g = &r->rules[r->guards[i]];
-        if (!g->enabled ||
-            !lf_filter_match(&g->filter, in->from, in->to, in->trigger, wf))
-            continue;
+        if (!lf_rule_applies(g, &j->on)) continue;
         int st = call_rule(r, r->guards[i]);
         if (st == LUA_OK) take_verdict(j, g);
         else decide(j, g, false, call_error(L, st, "guard", g->name));
@@ -207,13 +204,9 @@ static int evaluate_p(lua_State *L) {
 
 /* The place in list of the first enabled rule whose filter matches, or n:
  * the runners start there, so the rules before it are matched once. */
-static int first_match(lf_rules *r, const int *list, int n, const char *from,
-                       const char *to, const char *trigger, const char *wf) {
+static int first_match(lf_rules *r, const int *list, int n, const lf_on *on) {
     int i = 0;
-    for (; i < n; i++) {
-        const lf_rule *x = &r->rules[list[i]];
-        if (x->enabled && lf_filter_match(&x->filter, from, to, trigger, wf)) break;
-    }
+    while (i < n && !lf_rule_applies(&r->rules[list[i]], on)) i++;
     return i;
 }
 
@@ -221,15 +214,17 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     memset(out, 0, sizeof *out);
     out->allow = true;
     out->denied_by = -1;
-    const char *wf = in->record ? in->record->workflow : NULL;
-    int first = first_match(r, r->guards, r->nguards, in->from, in->to, in->trigger, wf);
+    lf_on on;
+    lf_on_init(r, &on, in->wf, in->from_id, in->to_id, in->from, in->to, in->trigger,
+               in->record ? in->record->workflow : NULL);
+    int first = first_match(r, r->guards, r->nguards, &on);
     if (first == r->nguards) return;        /* no Lua at all */
     uint64_t t0 = lf_mono_ns();
     /* Room for every guard from the first match on, and one spare for a
      * failure of the runner itself. */
     out->decisions =
         lf_xrealloc(NULL, (size_t)(r->nguards - first + 1) * sizeof *out->decisions);
-    eval_job j = {r, in, out, NULL, first};
+    eval_job j = {r, in, out, NULL, on, first};
     static const lf_rule runner = {.name = "rules"};
     if (!in->record) {                      /* nothing to show the guards: closed */
         decide(&j, &runner, false, lf_xprintf("policy engine: no record to evaluate"));
@@ -311,6 +306,7 @@ typedef struct hook_job {
     const lf_hook_event *ev;
     lf_hook_report *out;
     lf_buf messages;
+    lf_on on;                   /* what the filters match */
     int first;                  /* the first hook that matched */
 } hook_job;
 
@@ -501,14 +497,10 @@ static void take_requests(hook_job *j, const lf_rule *h) {
 static int hooks_p(lua_State *L) {
     hook_job *j = lua_touserdata(L, 1);
     lf_rules *r = j->r;
-    const lf_hook_event *ev = j->ev;
     lf_ctx_reset(r);
-    const char *wf = ev->record->workflow;
     for (int i = j->first; i < r->nhooks; i++) {
         const lf_rule *h = &r->rules[r->hooks[i]];
-        if (!h->enabled ||
-            !lf_filter_match(&h->filter, ev->previous, ev->state, ev->trigger, wf))
-            continue;
+        if (!lf_rule_applies(h, &j->on)) continue;
         j->out->ran++;
         int st = call_rule(r, r->hooks[i]);
         if (st == LUA_OK) take_requests(j, h);
@@ -521,12 +513,13 @@ static int hooks_p(lua_State *L) {
 
 void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out) {
     memset(out, 0, sizeof *out);
-    const char *wf = ev->record ? ev->record->workflow : NULL;
-    int first = ev->record ? first_match(r, r->hooks, r->nhooks, ev->previous, ev->state,
-                                         ev->trigger, wf)
-                           : r->nhooks;
+    if (!ev->record) return;
+    lf_on on;
+    lf_on_init(r, &on, ev->wf, ev->previous_id, ev->state_id, ev->previous, ev->state,
+               ev->trigger, ev->record->workflow);
+    int first = first_match(r, r->hooks, r->nhooks, &on);
     if (first == r->nhooks) return;
-    hook_job j = {r, ev, out, LF_BUF_INIT, first};
+    hook_job j = {r, ev, out, LF_BUF_INIT, on, first};
     lua_State *L = r->L;
     lf_scope sc = {.hooks = true,
                    .rec = ev->record,

@@ -69,6 +69,24 @@ typedef struct lf_filter {
     lf_strset event, action, source;
 } lf_filter;
 
+/* A guard's or hook's filter against one workflow of the set, by state
+ * id (lf_filters_prepare): bit s of from / to says whether state s
+ * matches. For workflows of at most 64 states; others match by name. */
+typedef struct lf_state_match {
+    uint64_t from, to;
+    bool from_any;              /* no from filter: a created record matches */
+    bool wf;                    /* the workflow filter takes this workflow */
+    bool bits;                  /* from / to are set (at most 64 states) */
+} lf_state_match;
+
+/* What a transition (or a committed one, for hooks) is, for the filters:
+ * the names, and where the caller knows them the workflow's index in the
+ * set and the states' ids in it (w -1: by name only). */
+typedef struct lf_on {
+    const char *from, *to, *trigger, *workflow;
+    int w, from_id, to_id;
+} lf_on;
+
 /* A compiled policy (guard), hook or route. Lua values live in the
  * registry. */
 typedef struct lf_rule {
@@ -81,6 +99,7 @@ typedef struct lf_rule {
     int defaults;               /* raw defaults table, or LUA_NOREF */
     int cfg;                    /* frozen settings passed to fn */
     bool enabled;
+    lf_state_match *sm;         /* per workflow of the set (guards, hooks) */
 } lf_rule;
 
 /* What Lua may look at right now: one evaluation or one hooks run. */
@@ -191,6 +210,16 @@ bool lf_filter_match(const lf_filter *f, const char *from, const char *to,
                      const char *trigger, const char *workflow);
 bool lf_event_match(const lf_filter *f, const char *source, const char *event,
                     const char *action);
+/* At the end of a load: each guard's and hook's filter against each
+ * workflow's states, so a transition is matched by bits. */
+void lf_filters_prepare(lf_rules *r);
+/* The lf_on of a transition (w, from_id, to_id found from wf and the
+ * names when wf is one of the set's). */
+void lf_on_init(const lf_rules *r, lf_on *on, const lf_workflow *wf, int from_id,
+                int to_id, const char *from, const char *to, const char *trigger,
+                const char *workflow);
+/* Whether an enabled guard or hook applies to a transition. */
+bool lf_rule_applies(const lf_rule *x, const lf_on *on);
 
 /* route.c */
 void lf_route_builtins(lf_rules *r);   /* create{}, transition{}, ignore() */

@@ -81,6 +81,11 @@ typedef struct lf_eval {
                                    {"total":N,"STATE":n,...}, or NULL */
     const char *actor_kind;     /* what a credential says the actor is */
     const char *principal;      /* (a token's kind= and principal=), or NULL */
+    /* Optional: the record's workflow, one of this rule set's, and from
+     * and to as its state ids (from_id -1 for none): the filters then
+     * match by bits, not by name. NULL: by name. */
+    const lf_workflow *wf;
+    int from_id, to_id;
 } lf_eval;
 
 typedef struct lf_decision {
@@ -121,6 +126,8 @@ typedef struct lf_hook_event {
     bool violation;             /* an observation the rules would refuse */
     const char *roles;          /* the actor's roles, comma separated, or NULL */
     const char *children;       /* as lf_eval's */
+    const lf_workflow *wf;      /* as lf_eval's wf, from_id, to_id */
+    int previous_id, state_id;
 } lf_hook_event;
 
 /* A transition a hook asks for; the engine runs it after the hooks, with
