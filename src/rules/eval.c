@@ -74,7 +74,6 @@ static void after_call(lf_rules *r, int st) {
 
 typedef struct eval_job {
     lf_rules *r;
-    const lf_eval *in;
     lf_verdict *out;
     cJSON *ann;                 /* annotations so far */
     lf_on on;                   /* what the filters match */
@@ -224,7 +223,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
      * failure of the runner itself. */
     out->decisions =
         lf_xrealloc(NULL, (size_t)(r->nguards - first + 1) * sizeof *out->decisions);
-    eval_job j = {r, in, out, NULL, on, first};
+    eval_job j = {r, out, NULL, on, first};
     static const lf_rule runner = {.name = "rules"};
     if (!in->record) {                      /* nothing to show the guards: closed */
         decide(&j, &runner, false, lf_xprintf("policy engine: no record to evaluate"));
