@@ -213,6 +213,7 @@ void lf_rules_evaluate(lf_rules *r, const lf_eval *in, lf_verdict *out) {
     memset(out, 0, sizeof *out);
     out->allow = true;
     out->denied_by = -1;
+    if (!r->nguards) return;                /* the workflows alone */
     lf_on on;
     lf_on_init(r, &on, in->wf, in->from_id, in->to_id, in->from, in->to, in->trigger,
                in->record ? in->record->workflow : NULL);
@@ -512,7 +513,7 @@ static int hooks_p(lua_State *L) {
 
 void lf_rules_run_hooks(lf_rules *r, const lf_hook_event *ev, lf_hook_report *out) {
     memset(out, 0, sizeof *out);
-    if (!ev->record) return;
+    if (!ev->record || !r->nhooks) return;
     lf_on on;
     lf_on_init(r, &on, ev->wf, ev->previous_id, ev->state_id, ev->previous, ev->state,
                ev->trigger, ev->record->workflow);
