@@ -101,8 +101,7 @@ void lf_budget_reset(lf_rules *r, long instructions) {
      * clock starts at the call's first tick (budget_hook), not here: most
      * calls end within a tick, and then never read it (a clock read was
      * ~13 % of a hook's cost). Nothing is checked before the first tick
-     * either way; a call cannot run for more than its first tick's
-     * instructions plus the time budget. */
+     * either way; from it on, the budget runs and each tick checks it. */
     int64_t ms = instructions > r->call_budget ? 10 * r->call_ms : r->call_ms;
     r->time_ns = ms * 1000000;
     r->deadline_ns = 0;
