@@ -50,6 +50,10 @@ static lf_rules *rules_of(lua_State *L) {
 /* A JSON object field as a table; anything else (there should be
  * nothing else) as an empty one. */
 static void push_object(lua_State *L, const char *text) {
+    if (!text || (text[0] == '{' && text[1] == '}' && !text[2])) {
+        lua_createtable(L, 0, 0);           /* most metadata: no decoder */
+        return;
+    }
     lf_json_push(L, text);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
