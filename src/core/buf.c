@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #define LF_BUF_MIN_CAP 64
 
 /* Make room for `extra` more bytes plus the terminator. Out of memory

