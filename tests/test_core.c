@@ -431,7 +431,8 @@ static void json_clean_len_every_place(void **state) {
     for (size_t start = 0; start < 16; start++) {
         for (size_t len = 0; len < 70; len++) {
             char *s = block + start;
-            for (size_t i = 0; i < len; i++) s[i] = (char)plain[(i + start) % sizeof plain];
+            for (size_t i = 0; i < len; i++)
+                s[i] = (char)plain[(i + start) % sizeof plain];
             s[len] = '\0';
             if (start) s[-1] = '"';         /* before the string: not its own */
             assert_int_equal(lf_json_clean_len(s), len);

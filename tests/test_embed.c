@@ -881,8 +881,9 @@ static void test_notify_rules(void **state) {
     lf_engine_free(e);
     lf_buf_free(&log);
 
-    lf_hook_event ev = {rec,  "issue_created", "task_queued", "t", "me", NULL,
-                        "[]", false,           NULL,          NULL, NULL, 0, 0};
+    lf_hook_event ev = {
+        .record = rec, .previous = "issue_created", .state = "task_queued",
+        .trigger = "t", .actor = "me", .decisions = "[]"};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 9);

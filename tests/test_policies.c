@@ -133,7 +133,9 @@ static int64_t NOW;     /* 2026-06-01T00:00:00Z */
 static char *evaluate(lf_rules *r, const lf_record *rec, const char *to,
                       const char *trigger, const char *actor, const char *meta,
                       lf_verdict *keep) {
-    lf_eval in = {rec, rec->state, to, trigger, actor, meta, NOW, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    lf_eval in = {
+        .record = rec, .from = rec->state, .to = to, .trigger = trigger, .actor = actor,
+        .metadata = meta, .now_us = NOW};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     lf_buf b = LF_BUF_INIT;
@@ -759,7 +761,7 @@ static void test_no_record(void **state) {
     tdir *d = *state;
     put(d, "guards/a.lua", "return policy { name = 'a', " OK_CHECK " }\n");
     lf_rules *r = load_ok(d);
-    lf_eval in = {NULL, "a", "b", "t", "x", NULL, NOW, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    lf_eval in = {.from = "a", .to = "b", .trigger = "t", .actor = "x", .now_us = NOW};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
@@ -820,17 +822,11 @@ static void test_guard_sees(void **state) {
     lf_record *rec = mkrec(
         HAPPY ";ci_failed@ci;ci_pending@alice;ci_passed@ci;approved@bob{\"ok\":true}",
         true, "{\"team\":\"core\"}", "{\"owner\":\"carol\"}");
-    lf_eval in = {rec,
-                  "approved",
-                  "merged",
-                  "pr.merged",
-                  "bob",
-                  "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
-                  at_us("2026-06-01T00:00:00Z") + 250000,
-                  NULL,
-                  NULL,
-                  NULL,
-                  NULL, NULL, 0, 0};
+    lf_eval in = {
+        .record = rec, .from = "approved", .to = "merged", .trigger = "pr.merged",
+        .actor = "bob",
+        .metadata = "{\"risk_tier\":\"high\",\"n\":3,\"f\":1.5,\"labels\":[\"urgent\"]}",
+        .now_us = at_us("2026-06-01T00:00:00Z") + 250000};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -865,8 +861,9 @@ static void test_json_values(void **state) {
         " \"t\": true, \"n\": null, \"no\": false,"
         " \"list\": [1, [\"x\"], {\"k\": \"v\"}], \"empty\": {}, \"arr0\": [],"
         " \"labels\": [\"w\\u0065\\\"ird\", \"plain\"] }";
-    lf_eval in = {rec, rec->state, "ci_passed", "t",  "a", meta,
-                  NOW, NULL,       NULL,        NULL, NULL, NULL, 0, 0};
+    lf_eval in = {
+        .record = rec, .from = rec->state, .to = "ci_passed", .trigger = "t",
+        .actor = "a", .metadata = meta, .now_us = NOW};
     lf_verdict v;
     lf_rules_evaluate(r, &in, &v);
     if (!v.allow) fail_msg("%s", v.decisions[0].reason);
@@ -1000,8 +997,9 @@ static void test_stashed_view(void **state) {
     assert_string_equal(json, want);
     free(json);
 
-    lf_hook_event ev = {other, "ci_pending", "ci_passed", "ci", "ci",
-                        NULL,  "[]",         false,       NULL, NULL, NULL, 0, 0};
+    lf_hook_event ev = {
+        .record = other, .previous = "ci_pending", .state = "ci_passed", .trigger = "ci",
+        .actor = "ci", .decisions = "[]"};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.errors, 0);
@@ -1100,8 +1098,9 @@ static void test_config(void **state) {
     assert_false(in.enabled);
     lf_rules_info(r, LF_RULE_HOOK, 0, &in);
     assert_false(in.enabled);
-    lf_hook_event ev = {rec,  "pr_created", "ci_pending", "ci", "ci",
-                        NULL, "[]",         false,        NULL, NULL, NULL, 0, 0};
+    lf_hook_event ev = {
+        .record = rec, .previous = "pr_created", .state = "ci_pending", .trigger = "ci",
+        .actor = "ci", .decisions = "[]"};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 0);
@@ -1142,16 +1141,10 @@ static void test_hooks(void **state) {
         "return hook { name = 'h9', run = function() return {} end }\n");
     lf_rules *r = load_ok(d);
     lf_record *rec = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
-    lf_hook_event ev = {rec,
-                        "ci_pending",
-                        "ci_passed",
-                        "ci.completed",
-                        "ci",
-                        "{\"k\":\"v\"}",
-                        "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]",
-                        false,
-                        NULL,
-                        NULL, NULL, 0, 0};
+    lf_hook_event ev = {
+        .record = rec, .previous = "ci_pending", .state = "ci_passed",
+        .trigger = "ci.completed", .actor = "ci", .metadata = "{\"k\":\"v\"}",
+        .decisions = "[{\"policy\":\"p\",\"verdict\":\"allow\",\"reason\":null}]"};
     for (int round = 0; round < 2; round++) {
         lf_hook_report rep;
         lf_rules_run_hooks(r, &ev, &rep);
@@ -1230,8 +1223,8 @@ static void test_high_risk(void **state) {
     /* the issue's example, through the engine's message format */
     lf_verdict v;
     lf_eval in = {
-        plain, "approved", "merged", "pr.merged", "bot", "{\"risk_tier\":\"high\"}",
-        NOW,   NULL,       NULL,     NULL,        NULL, NULL, 0, 0};
+        .record = plain, .from = "approved", .to = "merged", .trigger = "pr.merged",
+        .actor = "bot", .metadata = "{\"risk_tier\":\"high\"}", .now_us = NOW};
     lf_rules_evaluate(r, &in, &v);
     assert_false(v.allow);
     assert_string_equal(v.decisions[v.denied_by].policy,
@@ -1396,8 +1389,9 @@ static void test_route_to_review(void **state) {
     lf_rules *r = load_opts("policies", NULL, NULL);
     lf_record *manual = mkrec(HAPPY ";ci_passed@ci", false, NULL, NULL);
     lf_record *autom = mkrec(HAPPY ";ci_passed@ci", true, NULL, NULL);
-    lf_hook_event ev = {manual, "ci_pending", "ci_passed", "ci.completed", "ci",
-                        "{}",   "[]",         false,       NULL,           NULL, NULL, 0, 0};
+    lf_hook_event ev = {
+        .record = manual, .previous = "ci_pending", .state = "ci_passed",
+        .trigger = "ci.completed", .actor = "ci", .metadata = "{}", .decisions = "[]"};
     lf_hook_report rep;
     lf_rules_run_hooks(r, &ev, &rep);
     assert_int_equal(rep.ran, 1);
@@ -1469,8 +1463,9 @@ static void test_filters_by_id(void **state) {
                     const char *fn = from < 0 ? NULL : wf->states[from];
                     const char *tn = wf->states[to];
                     lf_verdict by_name, by_id;
-                    lf_eval in = {rec,  fn,   tn,   triggers[t], "a", NULL, NOW,
-                                  NULL, NULL, NULL, NULL,        NULL, 0,    0};
+                    lf_eval in = {
+                        .record = rec, .from = fn, .to = tn, .trigger = triggers[t],
+                        .actor = "a", .now_us = NOW};
                     lf_rules_evaluate(r, &in, &by_name);
                     in.wf = wf;
                     in.from_id = from;
@@ -1485,8 +1480,9 @@ static void test_filters_by_id(void **state) {
                     lf_verdict_free(&by_id);
 
                     lf_hook_report hn, hi;
-                    lf_hook_event ev = {rec,  fn,   tn,   triggers[t], "a", NULL, "[]",
-                                        false, NULL, NULL, NULL,       0,   0};
+                    lf_hook_event ev = {
+                        .record = rec, .previous = fn, .state = tn,
+                        .trigger = triggers[t], .actor = "a", .decisions = "[]"};
                     lf_rules_run_hooks(r, &ev, &hn);
                     ev.wf = wf;
                     ev.previous_id = from;

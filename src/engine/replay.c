@@ -176,9 +176,10 @@ static void judge(const lf_replay *r, const lf_record *rec, const lf_entry *e,
     } else {
         int64_t now = 0;
         lf_ts_parse(e->timestamp, &now);
-        lf_eval ev = {rec, rec->state, e->to_state, e->trigger, e->actor, e->metadata,
-                      now, roles,      NULL,        NULL,       NULL,       NULL,
-                      0,   0};       /* matched by name */
+        /* no workflow or state ids: matched by name */
+        lf_eval ev = {.record = rec, .from = rec->state, .to = e->to_state,
+                      .trigger = e->trigger, .actor = e->actor, .metadata = e->metadata,
+                      .now_us = now, .roles = roles};
         lf_verdict out;
         lf_rules_evaluate((lf_rules *)r->rules, &ev, &out);
         if (out.allow || (override && lf_roles_have(roles, "breakglass")))
