@@ -328,6 +328,43 @@ static void map_many(void **state) {
     lf_map_free(&m);
 }
 
+/* Keys of every length from 0 to past the longest a hash tags (255), each
+ * in a block of its own exact size (ASan catches a compare that reads
+ * past one), found again; a key one byte longer or shorter, or with its
+ * last byte changed, is not. */
+static void map_key_lengths(void **state) {
+    (void)state;
+    enum { KEYS = 300 };
+    lf_map m = LF_MAP_INIT;
+    char *keys[KEYS];
+    for (int n = 0; n < KEYS; n++) {
+        keys[n] = malloc((size_t)n + 1);
+        assert_non_null(keys[n]);
+        for (int i = 0; i < n; i++) keys[n][i] = (char)('a' + (i * 7 + n) % 26);
+        keys[n][n] = '\0';
+        lf_map_put(&m, keys[n], &keys[n]);
+    }
+    assert_int_equal(m.len, KEYS);
+    char probe[KEYS + 2];
+    for (int n = 0; n < KEYS; n++) {
+        memcpy(probe, keys[n], (size_t)n + 1);
+        assert_ptr_equal(lf_map_get(&m, probe), &keys[n]);
+        probe[n] = 'x';                              /* one byte longer */
+        probe[n + 1] = '\0';
+        assert_null(lf_map_get(&m, probe));
+        if (n == 0) continue;
+        probe[n] = '\0';
+        probe[n - 1] = (char)(probe[n - 1] == 'z' ? 'y' : 'z');   /* last byte */
+        assert_null(lf_map_get(&m, probe));
+        probe[n - 1] = '\0';        /* one byte shorter (for n 1: keys[0], "") */
+        if (n > 1) assert_null(lf_map_get(&m, probe));
+    }
+    for (int n = 0; n < KEYS; n++) assert_ptr_equal(lf_map_del(&m, keys[n]), &keys[n]);
+    assert_int_equal(m.len, 0);
+    lf_map_free(&m);
+    for (int n = 0; n < KEYS; n++) free(keys[n]);
+}
+
 /* The members a walk over every position finds: each once, as many as
  * the map holds. */
 static void map_walk_check(const lf_map *m, const bool *in, char (*keys)[16], size_t nkeys) {
@@ -978,6 +1015,7 @@ int main(void) {
         cmocka_unit_test(timestamps),
         cmocka_unit_test(ids),
         cmocka_unit_test(map_many),
+        cmocka_unit_test(map_key_lengths),
         cmocka_unit_test(map_grows_a_few_at_a_time),
         cmocka_unit_test(json_escaping_round_trip),
         cmocka_unit_test(text_check_every_place),

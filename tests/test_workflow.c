@@ -227,6 +227,28 @@ static void test_add_state_and_edge(void **state) {
     lf_workflow_free(NULL);
 }
 
+/* States found by name among names that share their first bytes: one
+ * that ends at 8, each a prefix of the next, bytes past 0x7f. */
+static void test_state_lookup_by_name(void **state) {
+    (void)state;
+    static const char *const names[] = {"ci_pending", "ci_passed", "ci_pend", "ci_pendi",
+                                        "ci_pendin", "ci_pending_long", "\xc3\xa9tat",
+                                        "x"};
+    const int n = (int)(sizeof names / sizeof *names);
+    lf_workflow *wf = lf_workflow_new("t");
+    for (int i = 0; i < n; i++) assert_int_equal(lf_workflow_add_state(wf, names[i]), i);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(lf_workflow_state(wf, names[i]), i);
+        assert_int_equal(lf_workflow_add_state(wf, names[i]), -1);   /* duplicate */
+    }
+    static const char *const absent[] = {"ci_pendingx", "ci_pending_lon", "ci_pen",
+                                         "ci_pass", "ci_passedd", "\xc3\xa9ta", "y", ""};
+    for (size_t i = 0; i < sizeof absent / sizeof *absent; i++)
+        assert_int_equal(lf_workflow_state(wf, absent[i]), -1);
+    assert_int_equal(lf_workflow_state(wf, NULL), -1);
+    lf_workflow_free(wf);
+}
+
 /* ---- lf_workflow_check ---------------------------------------------------- */
 
 /* a -> b -> c, a initial, c terminal: clean. Tests break it one way each. */
@@ -465,6 +487,7 @@ int main(void) {
     };
     const struct CMUnitTest standalone[] = {
         cmocka_unit_test(test_add_state_and_edge),
+        cmocka_unit_test(test_state_lookup_by_name),
         cmocka_unit_test(test_check_clean),
         cmocka_unit_test(test_check_no_initial),
         cmocka_unit_test(test_check_no_states),

@@ -10,7 +10,7 @@
 typedef struct lf_map_slot {
     const char *key;
     void *val;
-    size_t hash;
+    size_t hash;    /* map.c's hash_str: the key's length in its top byte */
 } lf_map_slot;
 
 /* It grows a few members at a time (as Redis's dict does): a put that

@@ -17,21 +17,28 @@ static char *xstrdup(const char *s) { return s ? lf_xstrdup(s) : NULL; }
 /* How many entries back a history string is looked for. */
 #define HS_WINDOW 4
 
+/* Whether the string at off of r's history strings is s, n bytes with
+ * its NUL: n bytes from off inside them, or the string there is shorter
+ * (its NUL comes first), and those bytes the same. */
+static bool hs_equal(const lf_record *r, uint32_t off, const char *s, size_t n) {
+    return (size_t)off + n <= r->hs_len && lf_same_bytes(r->hs + off, s, n);
+}
+
 /* The offset of s in r's history strings (NULL: LF_HS_NONE): `first`
  * when that string is equal, else the same field (`field`, an offsetof in
  * lf_hist) of one of the last HS_WINDOW entries when equal, else a copy
  * appended. A history is mostly a few states, triggers and actors over
- * and over: the entry before usually matches at the first strcmp. The
+ * and over: the entry before usually matches at the first compare. The
  * block grows by half: its slack is kept by every record in memory. */
 static uint32_t hs_put(lf_record *r, const char *s, size_t field, uint32_t first) {
     if (!s) return LF_HS_NONE;
-    if (first != LF_HS_NONE && lf_streq(r->hs + first, s)) return first;
+    size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
+    if (first != LF_HS_NONE && hs_equal(r, first, s, n)) return first;
     for (size_t k = 1; k <= HS_WINDOW && k <= r->nhist; k++) {
         uint32_t off;
         memcpy(&off, (const char *)&r->hist[r->nhist - k] + field, sizeof off);
-        if (off != LF_HS_NONE && lf_streq(r->hs + off, s)) return off;
+        if (off != LF_HS_NONE && hs_equal(r, off, s, n)) return off;
     }
-    size_t n = strlen(s) + 1, need = (size_t)r->hs_len + n;
     if (need >= LF_HS_NONE) lf_oom(need);
     if (need > r->hs_cap) {
         size_t cap = r->hs_cap < 64 ? 64 : (size_t)r->hs_cap + r->hs_cap / 2;
