@@ -1149,9 +1149,12 @@ static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool fol
  * CLI-only user needs none). */
 static void escalate_if_spent(txn *t, const lf_record *rec) {
     const lf_workflow *wf = t->wf;     /* txn_loaded's: the record's */
-    if (!wf || !wf->nretries) return;
-    int s = lf_workflow_state(wf, rec->state);
-    const lf_retry_def *r = s >= 0 ? lf_workflow_retry(wf, s) : NULL;
+    if (!wf) return;
+    /* The few retry states by name, not the record's state among all
+     * (every commit asks). */
+    const lf_retry_def *r = NULL;
+    for (int i = 0; i < wf->nretries && !r; i++)
+        if (lf_streq(wf->states[wf->retries[i].state], rec->state)) r = &wf->retries[i];
     if (!r || t->eng->closing ||
         (int)lf_record_count(rec, wf->states[r->state], wf->states[r->to]) < r->max)
         return;
