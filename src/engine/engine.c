@@ -1075,10 +1075,19 @@ static txn *txn_new(lf_engine *e, lf_entry_kind kind, const char *id, const char
  * own request with the hook as actor, one link further down the chain. */
 static void run_hooks(txn *t, const lf_record *rec, const lf_entry *en, bool followups) {
     lf_engine *e = t->eng;
-    lf_hook_event ev = {rec,      t->from_name, t->to_name,   t->trigger,
-                        t->actor, en->metadata, t->decisions, en->violation != NULL,
-                        t->roles, t->kids,      t->wf,        t->from_id,
-                        t->to_id};
+    lf_hook_event ev = {.record = rec,
+                        .previous = t->from_name,
+                        .state = t->to_name,
+                        .trigger = t->trigger,
+                        .actor = t->actor,
+                        .metadata = en->metadata,
+                        .decisions = t->decisions,
+                        .violation = en->violation != NULL,
+                        .roles = t->roles,
+                        .children = t->kids,
+                        .wf = t->wf,
+                        .previous_id = t->from_id,
+                        .state_id = t->to_id};
     lf_hook_report rep;
     lf_rules_run_hooks(t->g->rules, &ev, &rep);
     e->stats.hooks_run += rep.ran;
@@ -1321,9 +1330,20 @@ static char *merge_annotations(const char *meta, const char *ann) {
 static bool txn_guard(txn *t, const lf_record *rec, int64_t now, lf_entry *en,
                       char **merged, bool uncounted) {
     lf_engine *e = t->eng;
-    lf_eval ev = {rec,        t->from_name,  t->to_name,   t->trigger, t->actor,
-                  t->metadata, now,         t->roles,     t->kids,    t->actor_kind,
-                  t->principal, t->wf,      t->from_id,   t->to_id};
+    lf_eval ev = {.record = rec,
+                  .from = t->from_name,
+                  .to = t->to_name,
+                  .trigger = t->trigger,
+                  .actor = t->actor,
+                  .metadata = t->metadata,
+                  .now_us = now,
+                  .roles = t->roles,
+                  .children = t->kids,
+                  .actor_kind = t->actor_kind,
+                  .principal = t->principal,
+                  .wf = t->wf,
+                  .from_id = t->from_id,
+                  .to_id = t->to_id};
     lf_verdict v;
     lf_rules_evaluate(t->g->rules, &ev, &v);
     lf_buf b = LF_BUF_INIT;

@@ -556,8 +556,6 @@ void lf_hook_report_free(lf_hook_report *rep) {
     memset(rep, 0, sizeof *rep);
 }
 
-/* ---- listing ------------------------------------------------------------------------ */
-
 /* ---- the runners ---------------------------------------------------------------- */
 
 /* Makes the guard and hook runners of a loaded rule set (the upvalues
@@ -585,6 +583,8 @@ void lf_eval_prepare(lf_rules *r) {
     }
     lua_pop(L, 1);
 }
+
+/* ---- listing ------------------------------------------------------------------------ */
 
 int lf_rules_count(const lf_rules *r, lf_rule_kind kind) {
     return kind == LF_RULE_GUARD  ? r->nguards
